@@ -1,0 +1,1 @@
+"""quaterion: fine-tuning framework for similarity learning (training side)."""
