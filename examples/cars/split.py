@@ -1,0 +1,91 @@
+"""Class-disjoint train/test split of Stanford Cars, cached on disk keyed by source and seed.
+
+The cached file is checked before it is trusted: it records the seed, the data source and a
+digest of every item's label, and it is recomputed (with a message) when any of them differ.
+It is written with ``torch.save`` and read with ``torch.load(weights_only=True)``.
+"""
+
+import hashlib
+import os
+import sys
+from typing import Optional, Tuple
+
+import numpy as np
+import torch
+
+from ._io import atomic_write
+
+_FORMAT = 1
+
+
+def keyed_split_path(split_cache_path: str, source: str, seed: int) -> str:
+    """``split_cache.pkl`` stays as is for real data with seed 42; otherwise the source and
+    seed are added to the name (``split_cache_synthetic_seed42.pkl``)."""
+    if source == "real" and seed == 42:
+        return split_cache_path
+    root, ext = os.path.splitext(split_cache_path)
+    return f"{root}_{source}_seed{seed}{ext}"
+
+
+def split_by_class(
+    labels: np.ndarray, num_classes: int, seed: int
+) -> Tuple[np.ndarray, np.ndarray]:
+    """Pick ``num_classes // 2`` train classes with ``np.random.default_rng(seed)``.
+
+    Returns:
+        ``(train_indices, test_indices)``, int64 arrays of item positions whose label is /
+        is not a train class; the two sides share no class.
+    """
+    train_classes = np.random.default_rng(seed).choice(num_classes, num_classes // 2, replace=False)
+    in_train = np.isin(labels, train_classes)
+    return np.flatnonzero(in_train).astype(np.int64), np.flatnonzero(~in_train).astype(np.int64)
+
+
+def _labels_digest(labels: np.ndarray) -> str:
+    return hashlib.sha256(np.ascontiguousarray(labels, dtype=np.int64).tobytes()).hexdigest()
+
+
+def _read_valid(path: str, expected: dict) -> Optional[Tuple[np.ndarray, np.ndarray]]:
+    try:
+        record = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any unreadable file is recomputed
+        print(f"Split cache {path} is unreadable ({exc}); recomputing it.", file=sys.stderr)
+        return None
+    mismatched = [key for key, value in expected.items() if record.get(key) != value]
+    if mismatched:
+        print(
+            f"Split cache {path} was made for other data ({', '.join(mismatched)} differ); "
+            "recomputing it.",
+            file=sys.stderr,
+        )
+        return None
+    return record["train_indices"].numpy(), record["test_indices"].numpy()
+
+
+def load_or_create_split(
+    path: Optional[str], labels: np.ndarray, num_classes: int, seed: int, source: str
+) -> Tuple[np.ndarray, np.ndarray]:
+    """Return the split from ``path`` when it matches ``labels``/``seed``/``source``, else
+    compute it with :func:`split_by_class` and (if ``path``) write it atomically."""
+    labels = np.asarray(labels, dtype=np.int64)
+    expected = {
+        "format": _FORMAT,
+        "seed": int(seed),
+        "source": source,
+        "num_classes": int(num_classes),
+        "num_items": int(len(labels)),
+        "labels_sha256": _labels_digest(labels),
+    }
+    if path and os.path.isfile(path):
+        cached = _read_valid(path, expected)
+        if cached is not None:
+            return cached
+    train_idx, test_idx = split_by_class(labels, num_classes, seed)
+    if path:
+        record = {
+            **expected,
+            "train_indices": torch.from_numpy(train_idx),
+            "test_indices": torch.from_numpy(test_idx),
+        }
+        atomic_write(path, lambda tmp: torch.save(record, tmp))
+    return train_idx, test_idx

@@ -1,0 +1,85 @@
+"""An offline stand-in for ``torchvision.datasets.StanfordCars`` with learnable class structure."""
+
+from typing import Any, Callable, List, Optional, Tuple
+
+import numpy as np
+from PIL import Image
+from torch.utils.data import Dataset
+
+from .config import SYNTHETIC_IMAGES_PER_CLASS
+
+_SPLITS = ("train", "test")
+
+
+def render_car_image(label: int, split: str, index: int, image_size: int, seed: int) -> np.ndarray:
+    """Draw one ``uint8 (H, W, 3)`` image of class ``label``.
+
+    A class owns a background colour, a body colour and a body rectangle; each image adds a
+    few pixels of jitter to the rectangle and Gaussian pixel noise, so images of a class are
+    similar but not identical, and different classes are distinguishable.
+    """
+    cls = np.random.default_rng([seed, label])
+    img_rng = np.random.default_rng([seed, _SPLITS.index(split), index])
+    background = cls.uniform(20, 235, size=3)
+    body = cls.uniform(20, 235, size=3)
+    h0, w0 = cls.uniform(0.15, 0.45, size=2)
+    h1, w1 = cls.uniform(0.55, 0.9, size=2)
+    jitter = img_rng.uniform(-0.04, 0.04, size=4)
+    top, left, bottom, right = (
+        np.clip(np.array([h0, w0, h1, w1]) + jitter, 0.0, 1.0) * image_size
+    ).astype(int)
+    image = np.empty((image_size, image_size, 3), dtype=np.float64)
+    image[:] = background
+    image[top:bottom, left:right] = body
+    image += img_rng.normal(0.0, 12.0, size=image.shape)
+    return np.clip(image, 0, 255).astype(np.uint8)
+
+
+class SyntheticStanfordCars(Dataset):
+    """Same interface as ``torchvision.datasets.StanfordCars``: item ``(PIL.Image RGB, int label)``.
+
+    Each split holds ``images_per_class`` images of each of the 196 classes (ordered by
+    class), so every class has ``2 * images_per_class`` images across train+test. Labels are
+    available without decoding images via ``targets``. Nothing is read or downloaded.
+    """
+
+    NUM_CLASSES = 196
+
+    def __init__(
+        self,
+        root: Any = None,
+        split: str = "train",
+        transform: Optional[Callable] = None,
+        target_transform: Optional[Callable] = None,
+        download: bool = False,
+        images_per_class: int = SYNTHETIC_IMAGES_PER_CLASS,
+        image_size: int = 48,
+        seed: int = 0,
+    ) -> None:
+        if split not in _SPLITS:
+            raise ValueError(f"split must be one of {_SPLITS}, got {split!r}")
+        if images_per_class < 1:
+            raise ValueError(f"images_per_class must be >= 1, got {images_per_class}")
+        self.root = root
+        self.split = split
+        self.transform = transform
+        self.target_transform = target_transform
+        self.image_size = image_size
+        self.seed = seed
+        self.targets: List[int] = [
+            i // images_per_class for i in range(self.NUM_CLASSES * images_per_class)
+        ]
+
+    def __len__(self) -> int:
+        return len(self.targets)
+
+    def __getitem__(self, index: int) -> Tuple[Any, Any]:
+        label = self.targets[index]
+        pixels = render_car_image(label, self.split, index, self.image_size, self.seed)
+        image: Any = Image.fromarray(pixels)
+        target: Any = label
+        if self.transform is not None:
+            image = self.transform(image)
+        if self.target_transform is not None:
+            target = self.target_transform(target)
+        return image, target

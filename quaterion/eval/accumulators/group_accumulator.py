@@ -1,0 +1,42 @@
+"""Accumulator for group-labelled batches."""
+
+from typing import Dict, List, Optional, Union
+
+import torch
+from torch import Tensor
+
+from quaterion.eval.accumulators.accumulator import Accumulator
+
+
+class GroupAccumulator(Accumulator):
+    """Stores ``embeddings: (B, d)`` and ``groups: int (B,)`` per batch."""
+
+    def __init__(self):
+        super().__init__()
+        self._groups: List[Tensor] = []
+
+    def update(
+        self,
+        embeddings: Tensor,
+        groups: Tensor,
+        device: Optional[Union[torch.device, str]] = None,
+    ) -> None:
+        """Detach both and move them to ``device`` (default: the embeddings' device)."""
+        device = embeddings.device if device is None else device
+        self._embeddings.append(embeddings.detach().to(device))
+        self._groups.append(groups.detach().to(device))
+
+    @property
+    def groups(self) -> Tensor:
+        """int ``(N,)``: all group ids, or an empty ``torch.Tensor()``."""
+        return torch.cat(self._groups) if self._groups else torch.Tensor()
+
+    @property
+    def state(self) -> Dict[str, Tensor]:
+        """``{"embeddings", "groups"}``."""
+        return {"embeddings": self.embeddings, "groups": self.groups}
+
+    def reset(self) -> None:
+        """Drop every stored batch and clear ``filled``."""
+        super().reset()
+        self._groups = []

@@ -1,0 +1,97 @@
+"""Evaluate a model on a dataset with one or more metrics."""
+
+from collections.abc import Sized
+from typing import Any, Dict, List, Union
+
+import torch
+from torch import Tensor
+
+from quaterion.eval.base_metric import BaseMetric
+from quaterion.eval.samplers.base_sampler import BaseSampler
+
+
+class Evaluator:
+    """Runs metrics over a dataset through a sampler.
+
+    ``evaluate`` encodes the dataset once (in the sampler), then for each metric, in order,
+    draws query rows independently and computes the metric: in row blocks for the built-in
+    samplers and metrics (memory O(block x N), exact), else through ``sampler.sample`` and
+    ``metric.raw_compute``. The sampler is reset afterwards.
+
+    Args:
+        metrics: one metric (keyed by its class name) or ``{name: metric}``.
+        sampler: a ``GroupSampler`` for group metrics or a ``PairSampler`` for pair metrics.
+        repeats: number of sampled evaluations. With ``repeats > 1`` the result holds, per
+            metric, the mean over repeats under ``name`` and the standard deviation
+            (``torch.std``, unbiased) under ``f"{name}_std"``. ``1`` keeps the plain result.
+
+    Example:
+        >>> evaluator = Evaluator(RetrievalRPrecision(), GroupSampler(sample_size=1000), repeats=5)
+        >>> evaluator.evaluate(dataset, model)  # doctest: +SKIP
+        {'RetrievalRPrecision': tensor(0.81), 'RetrievalRPrecision_std': tensor(0.01)}
+    """
+
+    def __init__(
+        self,
+        metrics: Union[BaseMetric, Dict[str, BaseMetric]],
+        sampler: BaseSampler,
+        repeats: int = 1,
+    ):
+        self.metrics = metrics if isinstance(metrics, dict) else {type(metrics).__name__: metrics}
+        for name, metric in self.metrics.items():
+            if not isinstance(metric, BaseMetric):
+                raise TypeError(
+                    f"metrics[{name!r}] must be a BaseMetric (e.g. RetrievalRPrecision()), got "
+                    f"{type(metric).__name__}."
+                )
+        if not isinstance(sampler, BaseSampler):
+            raise TypeError(
+                f"sampler must be a BaseSampler (GroupSampler or PairSampler), got {type(sampler).__name__}."
+            )
+        for metric in self.metrics.values():
+            sampler.check_metric(metric)
+        if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
+            raise ValueError(f"repeats must be an int >= 1, got {repeats!r}.")
+        self.sampler = sampler
+        self.repeats = repeats
+
+    def evaluate(self, dataset: Sized, model: Any) -> Dict[str, Tensor]:
+        """``{name: value}`` (plus ``{name}_std`` when ``repeats > 1``).
+
+        Args:
+            dataset: sized/iterable dataset of similarity samples.
+            model: a ``SimilarityModel`` (anything with ``encode(objs, batch_size, to_numpy)``).
+        """
+        if isinstance(dataset, Sized) and len(dataset) == 0:
+            raise ValueError("dataset is empty (len 0); pass a dataset with at least one sample.")
+        try:
+            runs = [self._evaluate_once(dataset, model) for _ in range(self.repeats)]
+        finally:
+            self.sampler.reset()
+        return runs[0] if self.repeats == 1 else _mean_and_std(runs)
+
+    def _evaluate_once(self, dataset: Sized, model: Any) -> Dict[str, Tensor]:
+        result = {}
+        for name, metric in self.metrics.items():
+            blocks = self.sampler._blocks(dataset, metric, model) if metric._blocked else None
+            if blocks is not None:
+                result[name] = metric._reduce(blocks)
+            else:
+                labels, distance_matrix = self.sampler.sample(dataset, metric, model)
+                result[name] = metric.raw_compute(distance_matrix, labels)
+        return result
+
+
+def _mean_and_std(runs: List[Dict[str, Tensor]]) -> Dict[str, Tensor]:
+    result = {}
+    for name in runs[0]:
+        values = [run[name] for run in runs]
+        if any(value.shape != values[0].shape for value in values):
+            raise ValueError(
+                f"repeats > 1 needs results of one shape per metric; {name!r} gave shapes "
+                f"{sorted({tuple(v.shape) for v in values})} (use a reduce_func such as torch.mean)."
+            )
+        stacked = torch.stack(values).to(torch.float32)
+        result[name] = stacked.mean(0)
+        result[f"{name}_std"] = stacked.std(0)
+    return result

@@ -1,0 +1,99 @@
+"""Base class of metrics over pair labels."""
+
+from typing import Optional, Union
+
+import torch
+from torch import Tensor
+
+from quaterion.distances import Distance
+from quaterion.eval._blocks import check_embeddings, embedding_blocks
+from quaterion.eval._relevance import CsrRelevance, pair_entries
+from quaterion.eval.accumulators import PairAccumulator
+from quaterion.eval.base_metric import BaseMetric
+
+
+class PairMetric(BaseMetric):
+    """Metric over pairs: an object is relevant only to its partner, with the pair's score.
+
+    Needs ``SimilarityPairSample`` data (``PairsSimilarityDataLoader``, ``PairSampler``).
+    Targets: ``labels: float (P,)`` scores, ``pairs: int64 (P, 2)`` indices into the
+    embeddings, ``subgroups: (2P,)`` (accepted, unused).
+
+    Args:
+        distance_metric_name: a :class:`~quaterion.distances.Distance` member or its value.
+    """
+
+    def __init__(self, distance_metric_name: Union[Distance, str] = Distance.COSINE):
+        super().__init__(distance_metric_name=distance_metric_name)
+        self.accumulator = PairAccumulator()
+
+    def update(
+        self,
+        embeddings: Tensor,
+        labels: Tensor,
+        pairs: Tensor,
+        subgroups: Tensor,
+        device: Optional[torch.device] = None,
+    ) -> None:
+        """Store a batch (``pairs`` batch-local) for :meth:`evaluate`."""
+        self.accumulator.update(embeddings, labels, pairs, subgroups, device)
+
+    def reset(self) -> None:
+        """Forget everything accumulated."""
+        self.accumulator.reset()
+
+    @staticmethod
+    def prepare_labels(labels: Tensor, pairs: Tensor, subgroups: Tensor) -> Tensor:
+        """float ``(2P, 2P)``: ``L[a, b] = L[b, a] = score`` per pair, 0 elsewhere."""
+        num_items = 2 * pairs.shape[0]
+        matrix = torch.zeros(num_items, num_items, device=labels.device)
+        matrix[pairs[:, 0], pairs[:, 1]] = labels.to(matrix.dtype)
+        matrix[pairs[:, 1], pairs[:, 0]] = labels.to(matrix.dtype)
+        return matrix
+
+    def compute(self, embeddings: Tensor, labels: Tensor, pairs: Tensor, subgroups: Tensor) -> Tensor:
+        """The metric of one batch: every object queries all the others.
+
+        Args:
+            embeddings: float ``(2P, d)``; labels: ``(P,)``; pairs: int64 ``(P, 2)``;
+            subgroups: ``(2P,)`` (unused).
+        """
+        if not self._blocked:
+            return self.raw_compute(
+                *reversed(self.precompute(embeddings, labels=labels, pairs=pairs, subgroups=subgroups))
+            )
+        check_embeddings(embeddings)
+        num_items = embeddings.shape[0]
+        pairs = check_pairs(pairs, labels, num_items).to(embeddings.device)
+        rows, cols, vals = pair_entries(labels.to(embeddings.device), pairs, num_items)
+        self_index = torch.arange(num_items, device=embeddings.device)
+        relevance = CsrRelevance(rows, cols, vals, num_items, self_index)
+        return self._reduce(
+            embedding_blocks(embeddings, embeddings, self.distance, relevance, self_index)
+        )
+
+    def evaluate(self) -> Tensor:
+        """The metric over everything accumulated."""
+        if self.accumulator.embeddings.numel() == 0:
+            raise ValueError(
+                "Nothing accumulated: call update(embeddings, labels, pairs, subgroups) before evaluate()."
+            )
+        return self.compute(**self.accumulator.state)
+
+
+def check_pairs(pairs: Tensor, labels: Tensor, num_items: int) -> Tensor:
+    """``pairs`` as int64 ``(P, 2)`` indexing ``num_items`` rows, one score per pair."""
+    if not isinstance(pairs, Tensor) or not isinstance(labels, Tensor):
+        raise TypeError(
+            f"pairs and labels must be torch.Tensors, got {type(pairs).__name__} and "
+            f"{type(labels).__name__}."
+        )
+    pairs = pairs.reshape(-1, 2).to(torch.int64)
+    if labels.numel() != pairs.shape[0]:
+        raise ValueError(f"labels must hold one score per pair ({pairs.shape[0]}), got {labels.numel()}.")
+    if pairs.numel() and (int(pairs.min()) < 0 or int(pairs.max()) >= num_items):
+        raise ValueError(
+            f"pairs must index the {num_items} embeddings (0..{num_items - 1}), got values in "
+            f"[{int(pairs.min())}, {int(pairs.max())}]."
+        )
+    return pairs

@@ -1,0 +1,90 @@
+"""Precision@k: the mean label of the k nearest candidates."""
+
+from collections.abc import Iterable
+from typing import Callable, Optional, Union
+
+import torch
+from torch import Tensor
+
+from quaterion.distances import Distance
+from quaterion.eval._blocks import Block, matrix_blocks
+from quaterion.eval._ranking import first_k_label_sum
+from quaterion.eval.pair.pair_metric import PairMetric
+
+
+def retrieval_precision(
+    distance_matrix: Tensor, labels: Tensor, k: int, *, block_size: Optional[int] = None
+) -> Tensor:
+    """Per-query precision@k: ``P_i = (1/k) * sum_{j in TopK_i} L[i, j]``.
+
+    ``TopK_i`` are the ``k`` smallest distances of row ``i``; ties at the cut are taken in
+    column order (as a stable sort would), so the result does not depend on ``block_size``.
+
+    Args:
+        distance_matrix: float ``(n, M)``, self-pairs already ranked last.
+        labels: ``(n, M)`` relevance values (pair scores).
+        k: ``1 <= k <= M``.
+        block_size: query rows per block (memory O(block x M)); default from a byte budget.
+
+    Returns:
+        float32 ``(n,)``.
+
+    Example:
+        >>> d = torch.tensor([[9., 1., 2.], [1., 9., 3.]])
+        >>> retrieval_precision(d, torch.tensor([[0., 1., 0.], [0., 0., 1.]]), k=2)
+        tensor([0.5000, 0.5000])
+    """
+    return precision_from_blocks(matrix_blocks(distance_matrix, labels, block_size), k)
+
+
+def precision_from_blocks(blocks: Iterable[Block], k: int) -> Tensor:
+    """Concatenated per-row precision@k of a stream of row blocks (float32 ``(n,)``)."""
+    _check_k(k)
+    parts = []
+    for block in blocks:
+        b, m = block.dist.shape
+        if k > m:
+            raise ValueError(
+                f"k={k} is larger than the number of candidates per query ({m}); use k <= {m} "
+                f"or evaluate more items."
+            )
+        top = torch.full((b,), k, dtype=torch.int64, device=block.dist.device)
+        parts.append((first_k_label_sum(block.dist, block.rows, block.cols, block.vals, top) / k).float())
+    return torch.cat(parts) if parts else torch.zeros(0)
+
+
+def _check_k(k: int) -> None:
+    if isinstance(k, bool) or not isinstance(k, int):
+        raise TypeError(f"k must be an int, got {type(k).__name__} ({k!r}).")
+    if k < 1:
+        raise ValueError(f"k must be greater than 0, got k={k}; pass k >= 1.")
+
+
+class RetrievalPrecision(PairMetric):
+    """Precision@k over pairs (see :func:`retrieval_precision`).
+
+    Args:
+        k: number of nearest candidates read per query, ``>= 1``.
+        distance_metric_name: a :class:`~quaterion.distances.Distance` member or its value.
+        reduce_func: applied to the per-query vector (``torch.mean`` -> 0-dim); ``None``
+            returns the vector.
+    """
+
+    def __init__(
+        self,
+        k: int = 1,
+        distance_metric_name: Union[Distance, str] = Distance.COSINE,
+        reduce_func: Optional[Callable[[Tensor], Tensor]] = torch.mean,
+    ):
+        super().__init__(distance_metric_name=distance_metric_name)
+        _check_k(k)
+        self.k = k
+        self.reduce_func = reduce_func
+
+    def raw_compute(self, distance_matrix: Tensor, labels: Tensor) -> Tensor:
+        """Precision@k of ``(n, M)`` matrices, reduced by ``reduce_func``."""
+        return self._reduce(matrix_blocks(distance_matrix, labels))
+
+    def _reduce(self, blocks: Iterable[Block]) -> Tensor:
+        values = precision_from_blocks(blocks, self.k)
+        return values if self.reduce_func is None else self.reduce_func(values)

@@ -1,0 +1,84 @@
+"""Input checks shared by the losses (metadata only: no device sync)."""
+
+from typing import Optional
+
+import torch
+from torch import Tensor
+
+
+def check_embeddings(embeddings: Tensor) -> None:
+    """Raise unless ``embeddings`` is a floating ``(B, d)`` tensor."""
+    if not isinstance(embeddings, Tensor) or not embeddings.is_floating_point():
+        raise TypeError(
+            f"`embeddings` must be a floating-point torch.Tensor of shape (B, d), got "
+            f"{_describe(embeddings)}; convert it with `.float()`."
+        )
+    if embeddings.dim() != 2:
+        raise ValueError(
+            f"`embeddings` must have shape (B, d), got shape {tuple(embeddings.shape)}."
+        )
+
+
+def check_groups(embeddings: Tensor, groups: Tensor) -> None:
+    """Raise unless ``groups`` is an integer ``(B,)`` tensor matching ``embeddings``."""
+    check_embeddings(embeddings)
+    if (
+        not isinstance(groups, Tensor)
+        or groups.is_floating_point()
+        or groups.is_complex()
+        or groups.dtype == torch.bool
+    ):
+        raise TypeError(
+            f"`groups` must be an integer torch.Tensor (int64 group ids) of shape (B,), got "
+            f"{_describe(groups)}; pass `groups.long()` with integral ids."
+        )
+    if groups.shape != embeddings.shape[:1]:
+        raise ValueError(
+            f"`groups` must have shape ({embeddings.shape[0]},) to match `embeddings` "
+            f"{tuple(embeddings.shape)}, got {tuple(groups.shape)}."
+        )
+
+
+def check_pairs(embeddings: Tensor, pairs: Tensor, labels: Optional[Tensor] = None) -> None:
+    """Raise unless ``pairs`` is an integer ``(n, 2)`` tensor and ``labels`` a real ``(n,)`` one.
+
+    ``labels=None`` skips the label check.
+    """
+    check_embeddings(embeddings)
+    if not isinstance(pairs, Tensor) or pairs.is_floating_point() or pairs.is_complex():
+        raise TypeError(
+            f"`pairs` must be an integer torch.Tensor of row indices with shape (n, 2), got "
+            f"{_describe(pairs)}."
+        )
+    if pairs.dim() != 2 or pairs.shape[1] != 2:
+        raise ValueError(f"`pairs` must have shape (n, 2), got {tuple(pairs.shape)}.")
+    if labels is None:
+        return
+    if not isinstance(labels, Tensor) or labels.is_complex():
+        raise TypeError(
+            f"`labels` must be a real-valued torch.Tensor of pair scores with shape (n,), got "
+            f"{_describe(labels)}."
+        )
+    if labels.shape != pairs.shape[:1]:
+        raise ValueError(
+            f"`labels` must have shape ({pairs.shape[0]},), one score per pair, got "
+            f"{tuple(labels.shape)}."
+        )
+
+
+def check_choice(name: str, value: object, choices: dict) -> None:
+    """Raise ``ValueError`` unless ``value`` is a key of ``choices`` (message lists them)."""
+    if not isinstance(value, str) or value not in choices:
+        valid = ", ".join(repr(k) for k in choices)
+        raise ValueError(f"Unrecognized `{name}` {value!r}; expected one of {valid}.")
+
+
+def attached_zero(embeddings: Tensor) -> Tensor:
+    """0-dim zero of ``embeddings``' dtype/device that stays attached to the graph."""
+    return embeddings.sum() * 0
+
+
+def _describe(value: object) -> str:
+    if isinstance(value, Tensor):
+        return f"a tensor of dtype {value.dtype} and shape {tuple(value.shape)}"
+    return f"{type(value).__name__} {value!r:.80}"

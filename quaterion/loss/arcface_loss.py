@@ -1,0 +1,98 @@
+"""ArcFace: additive angular margin on a learned cosine classifier."""
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import LongTensor, Tensor, nn
+
+from quaterion.loss._arg_checks import check_number, check_positive_int
+from quaterion.loss._class_logits import check_group_ids, cosine_logits, replace_target_column
+from quaterion.loss.group_loss import GroupLoss
+
+_COS_EPS = 1e-7
+
+
+def arcface_loss(
+    embeddings: Tensor,
+    kernel: Tensor,
+    groups: Tensor,
+    scale: float = 64.0,
+    margin: float = 0.5,
+) -> Tensor:
+    """Additive angular margin loss.
+
+    ``c = clamp(Ê Ŵ, -1 + 1e-7, 1 - 1e-7)``, ``θ = arccos(c)``,
+    ``z_ij = s · cos(θ_ij + m·1[j = y_i])``, ``loss = CE(z, y)`` (mean). No easy-margin or
+    threshold correction: unlike pytorch-metric-learning, ``cos(θ + m)`` is used even when
+    ``θ + m > π``. Only the target column goes through ``arccos``.
+
+    Args:
+        embeddings: float ``(B, d)``.
+        kernel: float ``(d, C)``; column ``j`` is the weight of class ``j``.
+        groups: int64 ``(B,)`` class ids in ``[0, C)`` (not checked here).
+        scale: ``s``.
+        margin: ``m``, in radians.
+
+    Returns:
+        0-dim float.
+    """
+    cos = cosine_logits(embeddings, kernel).clamp(-1.0 + _COS_EPS, 1.0 - _COS_EPS)
+    target_cos = cos.gather(1, groups.unsqueeze(1)).squeeze(1)
+    target_logit = torch.cos(torch.arccos(target_cos) + margin)
+    return F.cross_entropy(scale * replace_target_column(cos, groups, target_logit), groups)
+
+
+class ArcFaceLoss(GroupLoss):
+    """ArcFace loss with a learned ``kernel (embedding_size, num_groups)``.
+
+    Inputs: ``SimilarityGroupSample`` batches from a ``GroupSimilarityDataLoader`` whose group
+    ids are class ids in ``[0, num_groups)``. Give the loss's parameters to the optimiser
+    (they are part of the model when returned from ``configure_loss``).
+
+    Args:
+        embedding_size: ``d``, output size of the encoder/head.
+        num_groups: number of classes ``C``.
+        scale: logit scale ``s`` (> 0).
+        margin: additive angular margin ``m`` in radians (>= 0).
+
+    References:
+        Deng et al., "ArcFace: Additive Angular Margin Loss for Deep Face Recognition",
+        CVPR 2019. https://arxiv.org/abs/1801.07698
+
+    Relations: :class:`~quaterion.loss.CosFaceLoss` puts the margin on the cosine instead of
+    the angle; :class:`~quaterion.loss.SoftmaxLoss` has no margin and no normalisation.
+    """
+
+    def __init__(
+        self, embedding_size: int, num_groups: int, scale: float = 64.0, margin: float = 0.5
+    ):
+        super().__init__()
+        name = type(self).__name__
+        self.embedding_size = check_positive_int(name, "embedding_size", embedding_size)
+        self.num_groups = check_positive_int(name, "num_groups", num_groups)
+        self.scale = check_number(name, "scale", scale, minimum=0.0, strict=True)
+        self.margin = check_number(name, "margin", margin, minimum=0.0)
+        self.kernel = nn.Parameter(torch.empty(embedding_size, num_groups))
+        nn.init.normal_(self.kernel, mean=0.0, std=0.01)
+
+    def get_config_dict(self) -> dict[str, Any]:
+        """Base config plus ``embedding_size``, ``num_groups``, ``scale``, ``margin``."""
+        return {
+            **super().get_config_dict(),
+            "embedding_size": self.embedding_size,
+            "num_groups": self.num_groups,
+            "scale": self.scale,
+            "margin": self.margin,
+        }
+
+    def forward(self, embeddings: Tensor, groups: LongTensor) -> Tensor:
+        """Loss of ``embeddings: float (B, d)`` with class ids ``groups: int64 (B,)``; 0-dim.
+
+        Raises:
+            TypeError: ``groups`` is not an integer tensor.
+            ValueError: shapes are not ``(B, d)`` and ``(B,)``.
+            AssertionError: a group id is outside ``[0, num_groups)``.
+        """
+        check_group_ids(type(self).__name__, embeddings, groups, self.num_groups)
+        return arcface_loss(embeddings, self.kernel, groups, self.scale, self.margin)

@@ -1,0 +1,96 @@
+"""CosFace (Large Margin Cosine Loss) on a learned cosine classifier."""
+
+from typing import Any, Optional
+
+import torch
+import torch.nn.functional as F
+from torch import LongTensor, Tensor, nn
+
+from quaterion.loss._arg_checks import check_number, check_positive_int
+from quaterion.loss._class_logits import check_group_ids, cosine_logits, replace_target_column
+from quaterion.loss.group_loss import GroupLoss
+
+
+def cos_face_loss(
+    embeddings: Tensor,
+    kernel: Tensor,
+    groups: Tensor,
+    margin: float = 0.35,
+    scale: float = 64.0,
+) -> Tensor:
+    """Large Margin Cosine Loss.
+
+    ``c = Ê Ŵ`` (clamped to ``[-1, 1]``), ``z_ij = s · (c_ij − m·1[j = y_i])``,
+    ``loss = CE(z, y)`` (mean). Upstream applied an extra ``cos`` to ``c − m``; this is the
+    paper's formula (same as pytorch-metric-learning's ``CosFaceLoss``).
+
+    Args:
+        embeddings: float ``(B, d)``.
+        kernel: float ``(d, C)``.
+        groups: int64 ``(B,)`` class ids in ``[0, C)`` (not checked here).
+        margin: ``m``, subtracted from the target cosine.
+        scale: ``s``.
+
+    Returns:
+        0-dim float.
+    """
+    cos = cosine_logits(embeddings, kernel)
+    target = cos.gather(1, groups.unsqueeze(1)).squeeze(1) - margin
+    return F.cross_entropy(scale * replace_target_column(cos, groups, target), groups)
+
+
+class CosFaceLoss(GroupLoss):
+    """CosFace loss with a learned ``kernel (embedding_size, num_groups)``.
+
+    Inputs: ``SimilarityGroupSample`` batches from a ``GroupSimilarityDataLoader`` whose group
+    ids are class ids in ``[0, num_groups)``. Note the argument order: margin before scale.
+
+    Args:
+        embedding_size: ``d``.
+        num_groups: number of classes ``C``.
+        margin: cosine margin ``m`` (>= 0).
+        scale: logit scale ``s`` (> 0).
+
+    References:
+        Wang et al., "CosFace: Large Margin Cosine Loss for Deep Face Recognition",
+        CVPR 2018. https://arxiv.org/abs/1801.09414
+
+    Relations: :class:`~quaterion.loss.ArcFaceLoss` uses an angular margin.
+    """
+
+    def __init__(
+        self,
+        embedding_size: int,
+        num_groups: int,
+        margin: Optional[float] = 0.35,
+        scale: Optional[float] = 64.0,
+    ):
+        super().__init__()
+        name = type(self).__name__
+        self.embedding_size = check_positive_int(name, "embedding_size", embedding_size)
+        self.num_groups = check_positive_int(name, "num_groups", num_groups)
+        self.margin = check_number(name, "margin", margin, minimum=0.0)
+        self.scale = check_number(name, "scale", scale, minimum=0.0, strict=True)
+        self.kernel = nn.Parameter(torch.empty(embedding_size, num_groups))
+        nn.init.normal_(self.kernel, mean=0.0, std=0.01)
+
+    def get_config_dict(self) -> dict[str, Any]:
+        """Base config plus ``embedding_size``, ``num_groups``, ``margin``, ``scale``."""
+        return {
+            **super().get_config_dict(),
+            "embedding_size": self.embedding_size,
+            "num_groups": self.num_groups,
+            "margin": self.margin,
+            "scale": self.scale,
+        }
+
+    def forward(self, embeddings: Tensor, groups: LongTensor) -> Tensor:
+        """Loss of ``embeddings: float (B, d)`` with class ids ``groups: int64 (B,)``; 0-dim.
+
+        Raises:
+            TypeError: ``groups`` is not an integer tensor.
+            ValueError: shapes are not ``(B, d)`` and ``(B,)``.
+            AssertionError: a group id is outside ``[0, num_groups)``.
+        """
+        check_group_ids(type(self).__name__, embeddings, groups, self.num_groups)
+        return cos_face_loss(embeddings, self.kernel, groups, self.margin, self.scale)

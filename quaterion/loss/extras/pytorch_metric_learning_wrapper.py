@@ -1,0 +1,62 @@
+"""Adapter that runs a pytorch-metric-learning loss (and miner) as a :class:`GroupLoss`."""
+
+from typing import Optional
+
+from torch import LongTensor, Tensor
+
+from quaterion.loss.group_loss import GroupLoss
+
+try:
+    from pytorch_metric_learning.losses import BaseMetricLossFunction
+    from pytorch_metric_learning.miners import BaseMiner
+except ImportError as exc:  # pragma: no cover - exercised with the package hidden
+    raise ImportError(
+        "quaterion.loss.extras needs the optional dependency 'pytorch-metric-learning'. "
+        "Install it with `pip install 'quaterion[pytorch-metric-learning]'` "
+        "(also part of `quaterion[full]`) or `pip install 'pytorch-metric-learning>=2,<3'`."
+    ) from exc
+
+
+class PytorchMetricLearningWrapper(GroupLoss):
+    """Use any pytorch-metric-learning loss, optionally with a miner, as a group loss.
+
+    Experimental. ``forward`` computes ``indices = miner(embeddings, groups)`` (``None``
+    without a miner) and returns ``loss(embeddings, groups, indices)``. Cross-batch memory:
+    use PML's own ``CrossBatchMemory`` loss; ``xbm_loss`` is not implemented.
+
+    Inputs: ``SimilarityGroupSample`` batches from a ``GroupSimilarityDataLoader``.
+
+    Args:
+        loss: a ``pytorch_metric_learning.losses.BaseMetricLossFunction`` instance.
+        miner: a ``pytorch_metric_learning.miners.BaseMiner`` instance, or ``None``.
+
+    Raises:
+        TypeError: ``loss`` or ``miner`` has the wrong type.
+
+    Example::
+
+        from pytorch_metric_learning import losses, miners
+        loss = PytorchMetricLearningWrapper(losses.TripletMarginLoss(), miners.MultiSimilarityMiner())
+    """
+
+    def __init__(self, loss: BaseMetricLossFunction, miner: Optional[BaseMiner] = None):
+        if not isinstance(loss, BaseMetricLossFunction):
+            raise TypeError(
+                "PytorchMetricLearningWrapper: loss must be an instance of "
+                "pytorch_metric_learning.losses.BaseMetricLossFunction, got "
+                f"{type(loss).__name__}. Pass e.g. losses.TripletMarginLoss()."
+            )
+        if miner is not None and not isinstance(miner, BaseMiner):
+            raise TypeError(
+                "PytorchMetricLearningWrapper: miner must be None or an instance of "
+                f"pytorch_metric_learning.miners.BaseMiner, got {type(miner).__name__}. "
+                "Pass e.g. miners.MultiSimilarityMiner()."
+            )
+        super().__init__()
+        self._loss = loss
+        self._miner = miner
+
+    def forward(self, embeddings: Tensor, groups: LongTensor) -> Tensor:
+        """PML loss of ``embeddings: float (B, d)`` with ``groups: int64 (B,)``; 0-dim float."""
+        indices_tuple = None if self._miner is None else self._miner(embeddings, groups)
+        return self._loss(embeddings, groups, indices_tuple)

@@ -1,0 +1,109 @@
+"""Multiple negatives ranking loss: in-batch negatives for positive pairs."""
+
+from typing import Any, Optional
+
+import torch
+import torch.nn.functional as F
+from torch import LongTensor, Tensor
+
+from quaterion.distances import BaseDistance, Distance
+from quaterion.loss._arg_checks import check_number
+from quaterion.loss._checks import check_pairs
+from quaterion.loss.pairwise_loss import PairwiseLoss
+
+
+class NonPositivePairsError(AssertionError, ValueError):
+    """Pair scores other than 1 were given to a loss that needs positive pairs only."""
+
+
+def multiple_negatives_ranking_loss(
+    anchors: Tensor,
+    positives: Tensor,
+    distance: type[BaseDistance],
+    scale: float = 20.0,
+    symmetric: bool = False,
+) -> Tensor:
+    """Cross-entropy of each anchor against every positive of the batch.
+
+    ``Z = scale * distance.similarity_matrix(A, P)`` (``n x n``; for cosine this is
+    ``scale * (cos + 1) / 2``), ``loss = CE(Z, arange(n))``; symmetric:
+    ``(CE(Z, t) + CE(Z^T, t)) / 2``.
+
+    Args:
+        anchors: float ``(n, d)``.
+        positives: float ``(n, d)``; row ``i`` is the positive of anchor ``i``.
+        distance: distance class.
+        scale: logit scale.
+        symmetric: also rank anchors for each positive.
+
+    Returns:
+        0-dim float tensor.
+    """
+    logits = scale * distance.similarity_matrix(anchors, positives)
+    targets = torch.arange(logits.shape[0], device=logits.device)
+    loss = F.cross_entropy(logits, targets)
+    if symmetric:
+        loss = (loss + F.cross_entropy(logits.T, targets)) / 2
+    return loss
+
+
+class MultipleNegativesRankingLoss(PairwiseLoss):
+    """Ranks each pair's second object above the other pairs' second objects.
+
+    Inputs: ``SimilarityPairSample`` batches from ``PairsSimilarityDataLoader`` holding
+    positive pairs only (score 1); scores and subgroups are otherwise ignored. Cost: an
+    ``n x n`` similarity matrix. Use ``scale=1`` with ``Distance.DOT_PRODUCT``.
+
+    Args:
+        scale: logit scale (for cosine the effective temperature is ``scale / 2``).
+        distance_metric_name: distance whose ``similarity_matrix`` gives the logits.
+        symmetric: average with the loss of ranking anchors for each positive.
+
+    References:
+        Henderson et al. "Efficient Natural Language Response Suggestion for Smart
+        Reply", 2017.
+    """
+
+    def __init__(
+        self,
+        scale: float = 20.0,
+        distance_metric_name: Distance = Distance.COSINE,
+        symmetric: bool = False,
+    ):
+        check_number("MultipleNegativesRankingLoss", "scale", scale, minimum=0, strict=True)
+        super().__init__(distance_metric_name=distance_metric_name)
+        self._scale = scale
+        self._symmetric = symmetric
+
+    def get_config_dict(self) -> dict[str, Any]:
+        """Base config plus ``scale`` and ``symmetric``."""
+        return {**super().get_config_dict(), "scale": self._scale, "symmetric": self._symmetric}
+
+    def forward(
+        self,
+        embeddings: Tensor,
+        pairs: LongTensor,
+        labels: Optional[Tensor] = None,
+        subgroups: Optional[Tensor] = None,
+        **kwargs: Any,
+    ) -> Tensor:
+        """Loss of a batch of positive pairs; returns a 0-dim tensor.
+
+        Raises:
+            NonPositivePairsError: (an ``AssertionError`` and ``ValueError``) if any
+                score in ``labels`` is not 1; ``None`` or an empty tensor passes.
+        """
+        check_pairs(embeddings, pairs)
+        if labels is not None and labels.numel() > 0 and not bool(torch.all(labels == 1)):
+            raise NonPositivePairsError(
+                "MultipleNegativesRankingLoss takes positive pairs only: every score in "
+                "`labels` must be 1 (other pairs of the batch act as negatives). Drop the "
+                "non-positive pairs or use ContrastiveLoss for scored pairs."
+            )
+        return multiple_negatives_ranking_loss(
+            embeddings[pairs[:, 0]],
+            embeddings[pairs[:, 1]],
+            self.distance_metric,
+            self._scale,
+            self._symmetric,
+        )

@@ -1,0 +1,115 @@
+"""Online contrastive loss: contrastive loss over pairs mined from groups."""
+
+from typing import Any, Callable, Optional
+
+import torch
+import torch.nn.functional as F
+from torch import LongTensor, Tensor
+
+from quaterion.distances import Distance
+from quaterion.loss._arg_checks import check_number
+from quaterion.loss._checks import check_choice, check_groups
+from quaterion.loss.group_loss import GroupLoss
+from quaterion.utils.utils import (
+    get_anchor_negative_mask,
+    get_anchor_positive_mask,
+    max_value_of_dtype,
+)
+
+
+def online_contrastive_loss_all(
+    dist: Tensor, q_groups: Tensor, r_groups: Tensor, margin: float
+) -> Tensor:
+    """``1/2 (mean_{P} D + mean_{N} [m - D]_+)`` over all positive / negative pairs.
+
+    ``P``: same group (``i != j`` for one batch), ``N``: different groups. Empty sets
+    contribute 0.
+
+    Args:
+        dist: float ``(A, M)`` distance matrix.
+        q_groups: ``(A,)``; r_groups: ``(M,)``.
+        margin: margin ``m``.
+
+    Returns:
+        0-dim float tensor.
+    """
+    positive = get_anchor_positive_mask(q_groups, r_groups)
+    negative = get_anchor_negative_mask(q_groups, r_groups)
+    pos = (positive * dist).sum() / positive.sum().clamp_min(1e-16)
+    neg = torch.where(negative, F.relu(margin - dist), 0).sum() / negative.sum().clamp_min(1e-16)
+    return (pos + neg) / 2
+
+
+def online_contrastive_loss_hard(
+    dist: Tensor, q_groups: Tensor, r_groups: Tensor, margin: float
+) -> Tensor:
+    """``1/2 (mean_i p_i + mean_i [m - n_i]_+)`` with the hardest pair per anchor.
+
+    ``p_i = max_j P_ij D_ij`` averaged over anchors with ``p_i != 0``; ``n_i`` the smallest
+    negative distance, averaged over anchors that have a negative.
+
+    Args:
+        dist: float ``(A, M)`` distance matrix.
+        q_groups: ``(A,)``; r_groups: ``(M,)``.
+        margin: margin ``m``.
+
+    Returns:
+        0-dim float tensor.
+    """
+    positive = get_anchor_positive_mask(q_groups, r_groups)
+    negative = get_anchor_negative_mask(q_groups, r_groups)
+    hardest_positive = (positive * dist).max(dim=1).values
+    pos = hardest_positive.sum() / (hardest_positive != 0).sum().clamp_min(1e-16)
+    no_negative = max_value_of_dtype(dist.dtype)
+    hardest_negative = dist.masked_fill(~negative, no_negative).min(dim=1).values
+    has_negative = hardest_negative < no_negative
+    neg = F.relu(margin - hardest_negative).sum() / has_negative.sum().clamp_min(1e-16)
+    return (pos + neg) / 2
+
+
+_MINING: dict[str, Callable[..., Tensor]] = {
+    "all": online_contrastive_loss_all,
+    "hard": online_contrastive_loss_hard,
+}
+
+
+class OnlineContrastiveLoss(GroupLoss):
+    """Contrastive loss on positive / negative pairs mined inside a batch of groups.
+
+    Inputs: ``SimilarityGroupSample`` batches from ``GroupSimilarityDataLoader``. Cost: one
+    ``B x B`` distance matrix. Negatives are pairs of *different* groups (upstream counted
+    every object as its own negative; fixed). Relations: ``ContrastiveLoss`` for scored
+    pairs, ``TripletLoss`` for a relative margin.
+
+    Args:
+        margin: negatives closer than this are penalised.
+        distance_metric_name: distance whose ``distance_matrix`` is used.
+        mining: ``"all"`` (every pair) or ``"hard"`` (hardest pair per anchor, default).
+
+    References:
+        Hadsell, Chopra, LeCun. "Dimensionality Reduction by Learning an Invariant
+        Mapping", CVPR 2006.
+    """
+
+    def __init__(
+        self,
+        margin: Optional[float] = 0.5,
+        distance_metric_name: Distance = Distance.COSINE,
+        mining: Optional[str] = "hard",
+    ):
+        check_choice("mining", mining, _MINING)
+        check_number("OnlineContrastiveLoss", "margin", margin, minimum=0)
+        super().__init__(distance_metric_name=distance_metric_name)
+        self._margin = margin
+        self._mining = mining
+        self._strategy = _MINING[mining]
+
+    def get_config_dict(self) -> dict[str, Any]:
+        """Base config plus ``margin`` and ``mining``."""
+        return {**super().get_config_dict(), "margin": self._margin, "mining": self._mining}
+
+    def forward(self, embeddings: Tensor, groups: LongTensor) -> Tensor:
+        """Loss of ``embeddings: float (B, d)`` with ``groups: int64 (B,)``; 0-dim tensor."""
+        check_groups(embeddings, groups)
+        dist = self.distance_metric.distance_matrix(embeddings)
+        return self._strategy(dist, groups, groups, self._margin)

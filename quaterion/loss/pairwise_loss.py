@@ -1,0 +1,36 @@
+"""Base class of losses trained on scored pairs (``PairsSimilarityDataLoader``)."""
+
+from torch import LongTensor, Tensor
+
+from quaterion.distances import Distance
+from quaterion.loss.similarity_loss import SimilarityLoss
+
+
+class PairwiseLoss(SimilarityLoss):
+    """Loss over pairs of embeddings with a score per pair.
+
+    Inputs: batches of ``SimilarityPairSample`` from a ``PairsSimilarityDataLoader``; the
+    trainer calls ``loss(embeddings=..., pairs=..., labels=..., subgroups=...)``.
+
+    Args:
+        distance_metric_name: distance used by the loss.
+    """
+
+    def __init__(self, distance_metric_name: Distance = Distance.COSINE):
+        super().__init__(distance_metric_name=distance_metric_name)
+
+    def forward(
+        self, embeddings: Tensor, pairs: LongTensor, labels: Tensor, subgroups: Tensor
+    ) -> Tensor:
+        """Compute the loss.
+
+        Args:
+            embeddings: float ``(2n, d)``, both objects of every pair.
+            pairs: int64 ``(n, 2)`` row indices of the two objects of each pair.
+            labels: float ``(n,)`` score of each pair.
+            subgroups: float ``(2n,)`` subgroup of every embedding row.
+
+        Returns:
+            0-dim float tensor.
+        """
+        raise NotImplementedError

@@ -1,0 +1,201 @@
+"""Triplet loss with online mining: all, batch-hard and (batch-wide) semi-hard."""
+
+from functools import partial
+from typing import Any, Callable, Optional
+
+import torch
+import torch.nn.functional as F
+from torch import LongTensor, Tensor
+
+from quaterion.distances import Distance
+from quaterion.loss._arg_checks import check_number
+from quaterion.loss._checks import attached_zero, check_choice, check_groups
+from quaterion.loss._sorted_sums import count_and_sum_below, sorted_with_prefix
+from quaterion.loss.group_loss import GroupLoss
+from quaterion.utils.utils import get_anchor_negative_mask, get_anchor_positive_mask
+
+
+def triplet_loss_all(dist: Tensor, q_groups: Tensor, r_groups: Tensor, margin: float) -> Tensor:
+    """Mean of ``[D_ap - D_an + m]_+`` over the valid triplets with a positive loss.
+
+    Valid: ``p`` shares the anchor's group (``p != a`` when query and reference are the same
+    batch), ``n`` does not. ``loss = sum L / (#{L > 0} + 1e-16)``, 0 without such triplets.
+    Computed in ``O(A M log M)`` time and ``O(A M)`` memory (sorted negatives + prefix sums
+    per anchor) instead of the ``A x M x M`` triplet tensor; same value and gradient.
+
+    Args:
+        dist: float ``(A, M)`` distance matrix, anchors (query) x candidates (reference).
+        q_groups: ``(A,)`` group ids of the anchors.
+        r_groups: ``(M,)`` group ids of the candidates.
+        margin: margin ``m``.
+
+    Returns:
+        0-dim float tensor.
+    """
+    positive = get_anchor_positive_mask(q_groups, r_groups)
+    negative = get_anchor_negative_mask(q_groups, r_groups)
+    ordered, prefix = sorted_with_prefix(dist.masked_fill(~negative, float("inf")))
+    bounds = dist + margin  # L > 0  <=>  D_an < D_ap + m
+    counts, below = count_and_sum_below(ordered, prefix, bounds)
+    per_pair = counts * bounds.to(prefix.dtype) - below  # sum_n [D_ap + m - D_an]_+
+    total = torch.where(positive, per_pair, 0).sum()
+    num_positive_triplets = torch.where(positive, counts, 0).sum()
+    return (total / (num_positive_triplets + 1e-16)).to(dist.dtype)
+
+
+def triplet_loss_batch_hard(
+    dist: Tensor, q_groups: Tensor, r_groups: Tensor, margin: float, soft: bool = False
+) -> Tensor:
+    """Batch-hard triplet loss: hardest positive and hardest negative per anchor.
+
+    ``p_i = max_j P_ij D_ij`` (0 without positives), ``n_i = min_j (D_ij + max_j D_ij
+    (1 - N_ij))``; ``l_i = [(p_i - n_i) / mean(n) + m]_+`` (the division is upstream's
+    anti-collapse trick; a mean with ``|mean| < 1e-12`` is replaced by ``1e-12``), or
+    ``softplus(p_i - n_i)`` when ``soft``. ``loss = mean_i l_i``.
+
+    Args:
+        dist: float ``(A, M)``, anchors x candidates.
+        q_groups: ``(A,)``; r_groups: ``(M,)``.
+        margin: margin ``m`` (unused when ``soft``).
+        soft: use the soft-margin (softplus) variant.
+
+    Returns:
+        0-dim float tensor.
+    """
+    positive = get_anchor_positive_mask(q_groups, r_groups)
+    negative = get_anchor_negative_mask(q_groups, r_groups)
+    hardest_positive = (positive * dist).max(dim=1).values
+    row_max = dist.max(dim=1, keepdim=True).values
+    hardest_negative = (dist + row_max * (~negative)).min(dim=1).values
+    gap = hardest_positive - hardest_negative
+    if soft:
+        return F.softplus(gap).mean()
+    scale = hardest_negative.mean()
+    scale = torch.where(scale.abs() < 1e-12, torch.full_like(scale, 1e-12), scale)
+    return F.relu(gap / scale + margin).mean()
+
+
+def triplet_loss_semi_hard(
+    dist: Tensor, q_groups: Tensor, r_groups: Tensor, margin: float
+) -> Tensor:
+    """Batch-wide semi-hard loss: mean of ``clamp(u - v + m, 0, m)`` over all pairs.
+
+    ``u`` runs over every same-group distance ``D_ij`` (diagonal included), ``v`` over
+    every different-group distance of the whole matrix (upstream's cheap approximation,
+    not per anchor). Computed with sorted negatives and prefix sums: ``O((P + N) log N)``
+    instead of a ``P x N`` matrix; 0 (attached to the graph) without positives/negatives.
+
+    Args:
+        dist: float ``(A, M)``, anchors x candidates.
+        q_groups: ``(A,)``; r_groups: ``(M,)``.
+        margin: margin ``m``.
+
+    Returns:
+        0-dim float tensor.
+    """
+    same = q_groups[:, None] == r_groups[None, :]
+    positives, negatives = dist[same], dist[~same]
+    if positives.numel() == 0 or negatives.numel() == 0:
+        return attached_zero(dist)
+    ordered, prefix = sorted_with_prefix(negatives)
+    n_clamped, sum_clamped = count_and_sum_below(ordered, prefix, positives, right=True)
+    n_below, sum_below = count_and_sum_below(ordered, prefix, positives + margin)
+    upper = (positives + margin).to(prefix.dtype)
+    # v <= u contributes m; u < v < u + m contributes u + m - v; the rest contributes 0.
+    total = margin * n_clamped + (n_below - n_clamped) * upper - (sum_below - sum_clamped)
+    return (total.sum() / (positives.numel() * negatives.numel())).to(dist.dtype)
+
+
+_MINING: dict[str, Callable[..., Tensor]] = {
+    "all": triplet_loss_all,
+    "hard": triplet_loss_batch_hard,
+    "semi_hard": triplet_loss_semi_hard,
+}
+_XBM_MINING = ("hard", "semi_hard")
+
+
+class TripletLoss(GroupLoss):
+    """Triplet loss ``[D(a, p) - D(a, n) + m]_+`` with online mining over the batch.
+
+    Inputs: ``SimilarityGroupSample`` batches from ``GroupSimilarityDataLoader``; every
+    group should appear at least twice per batch. Cost: one ``B x B`` distance matrix
+    (``B x M`` against an XBM memory of ``M`` rows); no ``B^3`` tensor for any mining.
+    Relations: try ``OnlineContrastiveLoss`` for a margin on pairs, ``CircleLoss`` for
+    weighted pairs.
+
+    Args:
+        margin: margin ``m``.
+        distance_metric_name: distance whose ``distance_matrix`` is used.
+        mining: ``"all"`` (every valid triplet), ``"hard"`` (batch-hard, default) or
+            ``"semi_hard"`` (batch-wide semi-hard approximation).
+        soft: softplus instead of the margin hinge (``"hard"`` mining only).
+
+    References:
+        Hermans, Beyer, Leibe. "In Defense of the Triplet Loss for Person
+        Re-Identification", 2017.
+    """
+
+    def __init__(
+        self,
+        margin: Optional[float] = 0.5,
+        distance_metric_name: Optional[Distance] = Distance.COSINE,
+        mining: Optional[str] = "hard",
+        soft: Optional[bool] = False,
+    ):
+        check_choice("mining", mining, _MINING)
+        check_number("TripletLoss", "margin", margin, minimum=0)
+        super().__init__(distance_metric_name=distance_metric_name)
+        self._margin = margin
+        self._mining = mining
+        self._soft = soft
+        strategy = _MINING[mining]
+        self._strategy = partial(strategy, soft=soft) if mining == "hard" else strategy
+
+    def get_config_dict(self) -> dict[str, Any]:
+        """Base config plus ``margin``, ``mining`` and ``soft``."""
+        return {
+            **super().get_config_dict(),
+            "margin": self._margin,
+            "mining": self._mining,
+            "soft": self._soft,
+        }
+
+    def forward(self, embeddings: Tensor, groups: LongTensor) -> Tensor:
+        """Loss of ``embeddings: float (B, d)`` with ``groups: int64 (B,)``; 0-dim tensor."""
+        check_groups(embeddings, groups)
+        return self._loss(embeddings, groups, embeddings, groups)
+
+    def xbm_loss(
+        self,
+        embeddings: Tensor,
+        groups: LongTensor,
+        memory_embeddings: Tensor,
+        memory_groups: LongTensor,
+    ) -> Tensor:
+        """Same loss with the batch as anchors and the memory ``(M, d)`` as candidates.
+
+        Zero (attached to the graph) for an empty memory or ``mining="all"``.
+        """
+        check_groups(embeddings, groups)
+        if len(memory_groups) == 0 or self._mining not in _XBM_MINING:
+            return attached_zero(embeddings)
+        check_groups(memory_embeddings, memory_groups)
+        return self._loss(embeddings, groups, memory_embeddings, memory_groups)
+
+    def _loss(self, embeddings_a, groups_a, embeddings_b, groups_b) -> Tensor:
+        dist = self.distance_metric.distance_matrix(embeddings_a, embeddings_b)
+        return self._strategy(dist, groups_a, groups_b, self._margin)
+
+    def _hard_triplet_loss(
+        self, embeddings_a: Tensor, groups_a: Tensor, embeddings_b: Tensor, groups_b: Tensor
+    ) -> Tensor:
+        """Batch-hard loss of anchors ``(A, d)`` against candidates ``(M, d)``."""
+        dist = self.distance_metric.distance_matrix(embeddings_a, embeddings_b)
+        return triplet_loss_batch_hard(dist, groups_a, groups_b, self._margin, self._soft)
+
+    def _semi_hard_triplet_loss(
+        self, embeddings_a: Tensor, groups_a: Tensor, embeddings_b: Tensor, groups_b: Tensor
+    ) -> Tensor:
+        """Semi-hard loss of anchors ``(A, d)`` against candidates ``(M, d)``."""
+        dist = self.distance_metric.distance_matrix(embeddings_a, embeddings_b)
+        return triplet_loss_semi_hard(dist, groups_a, groups_b, self._margin)

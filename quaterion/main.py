@@ -1,0 +1,177 @@
+"""``Quaterion``: entry points to fit and evaluate similarity models."""
+
+import contextlib
+import warnings
+from typing import Dict, Optional
+
+import pytorch_lightning as pl
+import torch
+from pytorch_lightning.callbacks import EarlyStopping, RichModelSummary
+from pytorch_lightning.utilities.warnings import PossibleUserWarning
+
+from quaterion.dataset.similarity_data_loader import (
+    GroupSimilarityDataLoader,
+    PairsSimilarityDataLoader,
+    SimilarityDataLoader,
+)
+from quaterion.loss import GroupLoss, PairwiseLoss
+from quaterion.train.cache import CacheType
+from quaterion.train.cache._fast_loader import full_cache_loader
+from quaterion.train.cache._fill import FEW_WORKERS_WARNING
+from quaterion.train.cache.cache_encoder import CacheEncoder
+from quaterion.train.callbacks import CleanupCallback, MetricsCallback
+from quaterion.train.callbacks.cleanup_callback import restore_dataloader
+from quaterion.train.trainable_model import TrainableModel
+from quaterion.utils.progress_bar import QuaterionProgressBar
+
+
+def _check_loss_and_loader(model: TrainableModel, loader: SimilarityDataLoader) -> None:
+    if isinstance(loader, PairsSimilarityDataLoader) and not isinstance(model.loss, PairwiseLoss):
+        raise NotImplementedError("Can't use PairsSimilarityDataLoader with non-PairwiseLoss")
+    if isinstance(loader, GroupSimilarityDataLoader) and not isinstance(model.loss, GroupLoss):
+        raise NotImplementedError(
+            "Pair samplers are not implemented yet. Try other loss/data loader"
+        )
+
+
+def _check_inputs(model, train_dataloader, val_dataloader) -> None:
+    if not isinstance(model, TrainableModel):
+        raise TypeError(
+            f"trainable_model must be a TrainableModel, got {type(model).__name__}"
+        )
+    if model.model is None:
+        raise TypeError(
+            "trainable_model has no SimilarityModel: configure_encoders() and configure_head() "
+            "must return an Encoder (or dict of them) and an EncoderHead, not None"
+        )
+    if model.loss is None:
+        raise TypeError("trainable_model.configure_loss() returned None; return a SimilarityLoss")
+    for name, loader in (("train_dataloader", train_dataloader), ("val_dataloader", val_dataloader)):
+        if loader is not None and not isinstance(loader, SimilarityDataLoader):
+            raise TypeError(
+                f"{name} must be a SimilarityDataLoader (PairsSimilarityDataLoader or "
+                f"GroupSimilarityDataLoader), got {type(loader).__name__}"
+            )
+
+
+def _add_callbacks(trainer: pl.Trainer) -> None:
+    for callback_type in (CleanupCallback, MetricsCallback):
+        if not any(isinstance(cb, callback_type) for cb in trainer.callbacks):
+            trainer.callbacks.append(callback_type())
+
+
+class Quaterion:
+    """Namespace of the training entry points (class and static methods only)."""
+
+    @classmethod
+    def fit(
+        cls,
+        trainable_model: TrainableModel,
+        trainer: Optional[pl.Trainer],
+        train_dataloader: SimilarityDataLoader,
+        val_dataloader: Optional[SimilarityDataLoader] = None,
+        ckpt_path: Optional[str] = None,
+    ) -> None:
+        """Fill the encoder cache if configured, then ``trainer.fit`` the model.
+
+        Args:
+            trainable_model: model to train.
+            trainer: Lightning trainer; ``None`` builds one from :meth:`trainer_defaults`
+                (which then needs ``val_dataloader`` for early stopping).
+            train_dataloader: training data.
+            val_dataloader: validation data.
+            ckpt_path: checkpoint to resume from (handed to ``trainer.fit``).
+
+        After ``fit`` returns the model holds its original encoders again and both loaders
+        can be reused (another ``fit``, or plain iteration).
+        """
+        _check_inputs(trainable_model, train_dataloader, val_dataloader)
+        _check_loss_and_loader(trainable_model, train_dataloader)
+        if trainer is None:
+            if val_dataloader is None:
+                raise ValueError(
+                    "trainer=None builds the default trainer, which stops early on "
+                    "`validation_loss` and so needs a val_dataloader; pass val_dataloader, or "
+                    "pass your own pl.Trainer(...)"
+                )
+            trainer = pl.Trainer(
+                **cls.trainer_defaults(
+                    trainable_model=trainable_model, train_dataloader=train_dataloader
+                )
+            )
+        _add_callbacks(trainer)
+        loaders = [dl for dl in (train_dataloader, val_dataloader) if dl is not None]
+        for loader in loaders:
+            trainable_model.setup_dataloader(loader)
+        try:
+            trainable_model.setup_cache(
+                trainer=trainer, train_dataloader=train_dataloader, val_dataloader=val_dataloader
+            )
+            fit_train, fit_val = train_dataloader, val_dataloader
+            full_cache = train_dataloader.full_cache_used
+            if full_cache:
+                cache_encoders = {
+                    name: enc
+                    for name, enc in trainable_model.model.encoders.items()
+                    if isinstance(enc, CacheEncoder)
+                }
+                fit_train = full_cache_loader(train_dataloader, cache_encoders) or fit_train
+                fit_val = full_cache_loader(val_dataloader, cache_encoders) or fit_val
+            with warnings.catch_warnings() if full_cache else contextlib.nullcontext():
+                if full_cache:
+                    warnings.filterwarnings("ignore", FEW_WORKERS_WARNING, PossibleUserWarning)
+                trainer.fit(
+                    model=trainable_model,
+                    train_dataloaders=fit_train,
+                    val_dataloaders=fit_val,
+                    ckpt_path=ckpt_path,
+                )
+        finally:
+            trainable_model.unwrap_cache()
+            for loader in loaders:
+                restore_dataloader(trainable_model, loader)
+
+    @classmethod
+    def evaluate(cls, evaluator, dataset, model) -> Dict[str, torch.Tensor]:
+        """``evaluator.evaluate(dataset, model)``; see ``quaterion.eval.evaluator``."""
+        return evaluator.evaluate(dataset, model)
+
+    @staticmethod
+    def trainer_defaults(
+        trainable_model: Optional[TrainableModel] = None,
+        train_dataloader: Optional[SimilarityDataLoader] = None,
+    ) -> dict:
+        """Keyword arguments for ``pl.Trainer``, with fresh callback instances on each call.
+
+        Early stopping on ``validation_loss``, Quaterion's progress bar, a rich model
+        summary, one device, no epoch limit; checkpointing is off for a model whose encoders
+        are all frozen and cached.
+        """
+        defaults = {
+            "callbacks": [
+                QuaterionProgressBar(console_kwargs={"tab_size": 4}),
+                EarlyStopping("validation_loss"),
+                RichModelSummary(max_depth=3),
+            ],
+            "accelerator": "auto",
+            "devices": 1,
+            "max_epochs": -1,
+            "enable_model_summary": False,
+        }
+        if train_dataloader is not None:
+            try:
+                n_batches = len(train_dataloader)
+            except Exception:
+                n_batches = 0
+            if n_batches > 0:
+                defaults["log_every_n_steps"] = min(50, n_batches)
+        if trainable_model is not None:
+            encoders = trainable_model.model.encoders.values()
+            cache_config = trainable_model.configure_caches()
+            if (
+                all(not encoder.trainable for encoder in encoders)
+                and cache_config is not None
+                and cache_config.cache_type != CacheType.NONE
+            ):
+                defaults["enable_checkpointing"] = False
+        return defaults

@@ -1,0 +1,1 @@
+"""Training machinery: trainable model, encoder cache, cross-batch memory, callbacks."""

@@ -1,0 +1,122 @@
+"""Safe files for the persisted cache: atomic writes, weights-only reads, fingerprints."""
+
+import hashlib
+import json
+import os
+import tempfile
+from dataclasses import fields, is_dataclass
+from typing import Any, Dict, Optional
+
+import torch
+
+from quaterion.dataset.similarity_samples import SimilarityGroupSample, SimilarityPairSample
+
+MANIFEST_NAME = "manifest.json"
+MANIFEST_VERSION = 1
+_SAMPLE_CLASSES = {cls.__name__: cls for cls in (SimilarityGroupSample, SimilarityPairSample)}
+
+
+def _atomic_write(path: str, write) -> None:
+    """Write through ``write(file)`` into a temp file next to ``path``, then ``os.replace``."""
+    directory = os.path.dirname(path) or "."
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp_" + os.path.basename(path))
+    try:
+        with os.fdopen(fd, "wb") as file:
+            write(file)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def save_tensor_file(obj: Any, path: str) -> None:
+    """``torch.save`` of tensors and plain containers, written atomically."""
+    _atomic_write(path, lambda file: torch.save(obj, file))
+
+
+def load_tensor_file(path: str) -> Any:
+    """``torch.load(path, map_location="cpu", weights_only=True)``: never unpickles code."""
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def save_json(obj: Any, path: str) -> None:
+    """JSON file written atomically."""
+    _atomic_write(path, lambda file: file.write(json.dumps(obj, indent=2).encode("utf-8")))
+
+
+def load_json(path: str) -> Any:
+    """Read a JSON file."""
+    with open(path, "r", encoding="utf-8") as file:
+        return json.load(file)
+
+
+def file_sha256(path: str) -> str:
+    """Hex SHA-256 of a file's bytes (detects truncated or corrupt cache files)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        for block in iter(lambda: file.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def encoder_fingerprint(encoder: torch.nn.Module) -> Dict[str, str]:
+    """Class path, structure (``repr``) and a SHA-256 of the state dict of ``encoder``."""
+    digest = hashlib.sha256()
+    for name, tensor in encoder.state_dict().items():
+        tensor = tensor.detach().cpu().contiguous()
+        digest.update(f"{name}:{tensor.dtype}:{tuple(tensor.shape)}".encode("utf-8"))
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+    config = getattr(encoder, "get_config_dict", None)
+    cls = type(encoder)
+    return {
+        "class": f"{cls.__module__}.{cls.__qualname__}",
+        "config": json.dumps(config(), sort_keys=True, default=str) if callable(config) else "",
+        "structure": repr(encoder),
+        "state_sha256": digest.hexdigest(),
+    }
+
+
+def ids_fingerprint(ids) -> str:
+    """SHA-256 of a sequence of item ids (in order)."""
+    digest = hashlib.sha256()
+    for item_id in ids:
+        digest.update(repr(item_id).encode("utf-8"))
+        digest.update(b",")
+    return digest.hexdigest()
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, torch.Tensor) and value.dim() == 0:
+        return value.item()
+    if hasattr(value, "item") and not isinstance(value, (int, float, str, bool)):
+        return value.item()
+    return value
+
+
+def labels_to_plain(cache: Dict[int, Any]) -> Optional[Dict[str, Any]]:
+    """``{id: label-only sample}`` as field dicts; ``None`` if a sample type is unknown."""
+    ids, kinds, values = [], [], []
+    for item_id, sample in cache.items():
+        if sample is None:
+            kind, record = "", {}
+        elif is_dataclass(sample) and type(sample).__name__ in _SAMPLE_CLASSES:
+            kind = type(sample).__name__
+            record = {f.name: _plain(getattr(sample, f.name)) for f in fields(sample)}
+        else:
+            return None
+        ids.append(item_id)
+        kinds.append(kind)
+        values.append(record)
+    return {"ids": ids, "kinds": kinds, "values": values}
+
+
+def labels_from_plain(state: Dict[str, Any]) -> Dict[int, Any]:
+    """Inverse of :func:`labels_to_plain`."""
+    result = {}
+    for item_id, kind, record in zip(state["ids"], state["kinds"], state["values"]):
+        result[item_id] = _SAMPLE_CLASSES[kind](**record) if kind else None
+    return result

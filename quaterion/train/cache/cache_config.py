@@ -1,0 +1,95 @@
+"""Configuration of the frozen-encoder embedding cache."""
+
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any, Callable, Dict, Hashable, Optional, Union
+
+KeyExtractorType = Callable[[Any], Hashable]
+
+
+class CacheType(str, Enum):
+    """Where cached vectors are kept; formats, prints and compares as its value.
+
+    * ``NONE``: cache disabled.
+    * ``AUTO``: on the trainer's device (CUDA if the trainer uses it, else CPU).
+    * ``CPU``: in host memory; rows move to the model's device per batch.
+    * ``GPU``: on CUDA (requires CUDA when the encoder is wrapped).
+    """
+
+    NONE = "none"
+    AUTO = "auto"
+    CPU = "cpu"
+    GPU = "gpu"
+
+    def __str__(self) -> str:
+        return self.value
+
+    def __format__(self, format_spec: str) -> str:
+        return format(self.value, format_spec)
+
+
+@dataclass
+class CacheConfig:
+    """Which frozen encoders to cache and how to fill the cache.
+
+    Args:
+        cache_type: type for every frozen encoder not named in ``mapping``; ``None`` caches
+            only the encoders in ``mapping``; ``CacheType.NONE`` disables the cache.
+        mapping: per-encoder type, keyed by encoder name (``"default"`` for one encoder).
+        key_extractors: custom cache key per raw object; one callable applies to every cached
+            encoder. Keys must be hashable and deterministic across processes.
+        batch_size: batch size of the fill pass.
+        num_workers: workers of the fill pass; ``None`` takes the loader's ``num_workers``.
+        save_dir: persist the cache here and reuse it on later runs (see the cache guide).
+    """
+
+    cache_type: Optional[CacheType] = CacheType.AUTO
+    mapping: Dict[str, CacheType] = field(default_factory=dict)
+    key_extractors: Union[KeyExtractorType, Dict[str, KeyExtractorType]] = field(
+        default_factory=dict
+    )
+    batch_size: Optional[int] = 32
+    num_workers: Optional[int] = None
+    save_dir: Optional[str] = None
+
+    def __post_init__(self):
+        if self.cache_type is not None:
+            self.cache_type = _to_cache_type(self.cache_type, "cache_type")
+        if not isinstance(self.mapping, dict):
+            raise TypeError(
+                f"CacheConfig.mapping must be a dict of encoder name -> CacheType, "
+                f"got {type(self.mapping).__name__}"
+            )
+        self.mapping = {
+            name: _to_cache_type(value, f"mapping[{name!r}]")
+            for name, value in self.mapping.items()
+        }
+        if not self.cache_type and not self.mapping:
+            raise ValueError("If cache is configured, cache_type or mapping have to be set")
+        if not (callable(self.key_extractors) or isinstance(self.key_extractors, dict)):
+            raise TypeError(
+                "CacheConfig.key_extractors must be a callable or a dict of encoder name -> "
+                f"callable, got {type(self.key_extractors).__name__}"
+            )
+        if self.batch_size is not None and (
+            not isinstance(self.batch_size, int) or self.batch_size <= 0
+        ):
+            raise ValueError(
+                f"CacheConfig.batch_size must be a positive int, got {self.batch_size!r}"
+            )
+        if self.num_workers is not None and (
+            not isinstance(self.num_workers, int) or self.num_workers < 0
+        ):
+            raise ValueError(
+                f"CacheConfig.num_workers must be None or an int >= 0, got {self.num_workers!r}"
+            )
+
+
+def _to_cache_type(value: Any, name: str) -> CacheType:
+    try:
+        return CacheType(value)
+    except ValueError:
+        allowed = ", ".join(repr(t.value) for t in CacheType)
+        raise ValueError(
+            f"CacheConfig.{name} must be a CacheType ({allowed}), got {value!r}"
+        ) from None

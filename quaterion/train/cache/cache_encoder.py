@@ -1,0 +1,117 @@
+"""Base class of encoders that serve cached vectors instead of running a frozen encoder."""
+
+from enum import Enum
+from typing import Any, Callable, Hashable, List, Tuple, Union
+
+from torch import Tensor
+
+from quaterion_models.encoders import Encoder
+from quaterion_models.types import CollateFnType, MetaExtractorFnType, TensorInterchange
+
+KeyExtractorType = Callable[[Any], Hashable]
+
+CacheCollateReturnType = Union[
+    List[Hashable], Tuple[List[Hashable], TensorInterchange], Tensor
+]
+
+
+class CacheMode(str, Enum):
+    """Collator mode: ``FILL`` hands unseen objects to the encoder, ``TRAIN`` hands keys."""
+
+    FILL = "fill"
+    TRAIN = "train"
+
+    def __str__(self) -> str:
+        return self.value
+
+    def __format__(self, format_spec: str) -> str:
+        return format(self.value, format_spec)
+
+
+class CacheEncoder(Encoder):
+    """Wraps a frozen encoder and answers ``forward`` from a cache of its outputs.
+
+    In FILL mode a batch is ``(keys, objects)``: the wrapped encoder's collate prepares the
+    objects and :meth:`fill_cache` stores their vectors. In TRAIN mode a batch is a list of
+    keys (or an ``int64`` tensor of cache rows) and :meth:`forward` looks them up.
+
+    Args:
+        encoder: a frozen encoder (``encoder.trainable`` is ``False``).
+    """
+
+    def __init__(self, encoder: Encoder):
+        if encoder.trainable:
+            raise ValueError("Trainable encoder can't be cached")
+        super().__init__()
+        self._encoder = encoder
+
+    @property
+    def wrapped_encoder(self) -> Encoder:
+        """The wrapped frozen encoder."""
+        return self._encoder
+
+    @property
+    def trainable(self) -> bool:
+        """Always ``False``: cached vectors never change."""
+        return False
+
+    @property
+    def embedding_size(self) -> int:
+        """Width of the wrapped encoder's embeddings."""
+        return self._encoder.embedding_size
+
+    def cache_collate(self, batch: CacheCollateReturnType) -> CacheCollateReturnType:
+        """``(keys, objects)`` -> ``(keys, collated objects)``; keys or rows pass unchanged."""
+        if isinstance(batch, tuple):
+            keys, objects = batch
+            return keys, self._encoder.get_collate_fn()(objects)
+        return batch
+
+    def get_collate_fn(self) -> CollateFnType:
+        """Returns :meth:`cache_collate`."""
+        return self.cache_collate
+
+    def cache_extract_meta(self, batch: CacheCollateReturnType) -> List[dict]:
+        """Meta records for a FILL tuple (from the objects) or a TRAIN key list (cached)."""
+        raise NotImplementedError()
+
+    def get_meta_extractor(self) -> MetaExtractorFnType:
+        """Returns :meth:`cache_extract_meta`."""
+        return self.cache_extract_meta
+
+    def forward(self, batch: CacheCollateReturnType) -> Tensor:
+        """Cached vectors ``(B, embedding_size)`` for a list of keys or a tensor of rows."""
+        raise NotImplementedError()
+
+    def save(self, output_path: str) -> None:
+        """Saves the wrapped encoder (the cache itself is saved by :meth:`save_cache`)."""
+        self._encoder.save(output_path)
+
+    @classmethod
+    def load(cls, input_path: str) -> Encoder:
+        """Not supported: load the wrapped encoder class instead."""
+        raise ValueError("Cached encoder does not support loading")
+
+    def is_filled(self) -> bool:
+        """Whether the cache holds vectors."""
+        raise NotImplementedError()
+
+    def fill_cache(self, keys: List[Hashable], data: TensorInterchange, meta: List[dict]) -> None:
+        """Encode ``data`` with the wrapped encoder and store one row per new key."""
+        raise NotImplementedError()
+
+    def finish_fill(self) -> None:
+        """Called once after all fill batches."""
+        raise NotImplementedError()
+
+    def reset_cache(self) -> None:
+        """Drop all cached state."""
+        raise NotImplementedError()
+
+    def save_cache(self, path: str) -> None:
+        """Persist the cache to the file ``path``."""
+        raise NotImplementedError()
+
+    def load_cache(self, path: str) -> None:
+        """Restore the cache from the file ``path``."""
+        raise NotImplementedError()

@@ -1,0 +1,102 @@
+"""Collator that swaps a cached encoder's objects for cache keys."""
+
+from collections import defaultdict
+from typing import Any, Callable, Dict, Hashable, List, Optional, Sequence, Tuple
+
+from quaterion.dataset.train_collator import TrainCollator
+from quaterion.train.cache.cache_config import KeyExtractorType
+from quaterion.train.cache.cache_encoder import CacheMode
+from quaterion_models.types import CollateFnType, MetaExtractorFnType
+
+
+class CacheTrainCollator(TrainCollator):
+    """:class:`TrainCollator` for cached encoders.
+
+    FILL mode gives each cached encoder ``(unseen_keys, unseen_objects)`` (every key once per
+    process) and leaves meta per encoder; TRAIN mode gives the list of keys and merges meta.
+    Non-cached encoders get the objects unchanged (and are skipped while filling).
+
+    Args:
+        pre_collate_fn: the loader's pre-collate function.
+        encoder_collates: encoder name -> collate function (cache encoders included).
+        meta_extractors: encoder name -> meta extractor.
+        key_extractors: encoder name -> custom key function; default keys are the sample ids.
+        cachable_encoders: names of the cached encoders.
+        mode: initial :class:`CacheMode`.
+    """
+
+    def __init__(
+        self,
+        pre_collate_fn: Callable,
+        encoder_collates: Dict[str, CollateFnType],
+        meta_extractors: Dict[str, MetaExtractorFnType],
+        key_extractors: Dict[str, KeyExtractorType],
+        cachable_encoders: List[str],
+        mode: CacheMode,
+    ):
+        super().__init__(pre_collate_fn, encoder_collates, meta_extractors)
+        self.cachable_encoders = cachable_encoders
+        self.mode = mode
+        self.key_extractors = key_extractors
+        self.seen_keys = defaultdict(set)
+
+    def extract_keys(
+        self, ids: Sequence[Hashable], features: List[Any], encoder_name: str
+    ) -> List[Hashable]:
+        """Custom keys from ``key_extractors[encoder_name]``, else the sample ids."""
+        extractor = self.key_extractors.get(encoder_name)
+        if extractor is None:
+            return list(ids)
+        keys = [extractor(obj) for obj in features]
+        for key in keys:
+            try:
+                hash(key)
+            except TypeError:
+                raise TypeError(
+                    f"Key extractor for encoder {encoder_name!r} returned an unhashable key of "
+                    f"type {type(key).__name__} ({key!r:.80}); cache keys must be hashable and "
+                    "deterministic across processes, e.g. a str or int (for a list, return a tuple)"
+                ) from None
+        return keys
+
+    def pre_encoder_collate(
+        self,
+        features: List[Any],
+        ids: Optional[Sequence[Hashable]] = None,
+        encoder_name: Optional[str] = None,
+    ) -> Any:
+        """Objects (non-cached), ``(unseen_keys, unseen_objects)`` (FILL) or keys (TRAIN)."""
+        if encoder_name not in self.cachable_encoders:
+            return features
+        keys = self.extract_keys(ids, features, encoder_name)
+        if self.mode == CacheMode.TRAIN:
+            return keys
+        if self.mode == CacheMode.FILL:
+            seen = self.seen_keys[encoder_name]
+            unseen_keys, unseen_features = [], []
+            for key, obj in zip(keys, features):
+                if key not in seen:
+                    seen.add(key)
+                    unseen_keys.append(key)
+                    unseen_features.append(obj)
+            return unseen_keys, unseen_features
+        raise NotImplementedError(f"Cache mode {self.mode} is not implemented")
+
+    def process_meta(self, meta: Dict[str, List[dict]]) -> Any:
+        """Per-encoder meta (FILL) or one merged dict per object (TRAIN)."""
+        if self.mode == CacheMode.FILL:
+            return meta
+        if self.mode == CacheMode.TRAIN:
+            return super().process_meta(meta)
+        raise NotImplementedError(f"Cache mode {self.mode} is not implemented")
+
+    def __call__(self, batch: List[Tuple[int, Any]]) -> Tuple[Dict[str, Any], Any]:
+        if self.mode != CacheMode.FILL:
+            return super().__call__(batch)
+        ids, features, labels = self.pre_collate_fn(batch)
+        data, meta = {}, {}
+        for name in self.cachable_encoders:
+            encoder_features = self.pre_encoder_collate(features, ids, name)
+            data[name] = self.encoder_collates[name](encoder_features)
+            meta[name] = self.meta_extractors[name](encoder_features)
+        return {"data": data, "meta": self.process_meta(meta)}, labels

@@ -1,0 +1,180 @@
+"""Cache encoder that keeps every vector in one tensor in RAM or GPU memory."""
+
+from typing import Dict, Hashable, List, Optional
+
+import torch
+from torch import Tensor
+
+from quaterion.train.cache._persistence import load_tensor_file, save_tensor_file
+from quaterion.train.cache.cache_config import CacheType
+from quaterion.train.cache.cache_encoder import CacheCollateReturnType, CacheEncoder
+from quaterion_models.encoders import Encoder
+from quaterion_models.types import TensorInterchange
+
+
+class InMemoryCacheEncoder(CacheEncoder):
+    """Keeps the wrapped encoder's outputs as rows of one ``(N, d)`` tensor.
+
+    ``offset_map`` maps each key to its row and ``meta_cache`` to its meta record. Rows are
+    numbered by the actual row count, so a repeated key never shifts later rows.
+
+    Args:
+        encoder: frozen encoder to wrap.
+        cache_type: ``CPU`` keeps rows in host memory; ``AUTO`` on the trainer's device;
+            ``GPU`` on CUDA.
+    """
+
+    def __init__(self, encoder: Encoder, cache_type: CacheType = CacheType.AUTO):
+        super().__init__(encoder)
+        self._cache_type = CacheType(cache_type)
+        self._cache: Optional[Tensor] = None
+        self._offset_map: Dict[Hashable, int] = {}
+        self._meta_cache: Dict[Hashable, dict] = {}
+        self._chunks: List[Tensor] = []
+        self._n_rows = 0
+        self._output_device: Optional[torch.device] = None
+
+    @property
+    def cache_type(self) -> CacheType:
+        """Where the rows are kept."""
+        return self._cache_type
+
+    @property
+    def offset_map(self) -> Dict[Hashable, int]:
+        """Key -> row of the cache tensor."""
+        return self._offset_map
+
+    @property
+    def meta_cache(self) -> Dict[Hashable, dict]:
+        """Key -> meta record."""
+        return self._meta_cache
+
+    @property
+    def cache(self) -> Optional[Tensor]:
+        """The ``(N, d)`` cache tensor, or ``None`` before the fill ends."""
+        return self._cache
+
+    def place(self, device: torch.device) -> None:
+        """Pin outputs to ``device`` and move AUTO/GPU rows there once (not per batch)."""
+        device = torch.device(device)
+        self._output_device = device
+        if self._cache is None:
+            return
+        if self._cache_type == CacheType.GPU and device.type != "cuda":
+            target = torch.device("cuda")
+        elif self._cache_type == CacheType.CPU:
+            target = torch.device("cpu")
+        else:
+            target = device
+        if self._cache.device != target:
+            self._cache = self._cache.to(target)
+
+    def _default_device(self) -> torch.device:
+        if self._output_device is not None:
+            return self._output_device
+        param = next(self._encoder.parameters(), None)
+        return param.device if param is not None else torch.device("cpu")
+
+    def fill_cache(self, keys: List[Hashable], data: TensorInterchange, meta: List[dict]) -> None:
+        """Encode ``data`` and append one row per key not cached yet."""
+        embeddings = self._encoder(data)
+        if self._cache_type == CacheType.CPU:
+            embeddings = embeddings.cpu()
+        keep = []
+        for i, key in enumerate(keys):
+            if key in self._offset_map:
+                continue
+            self._offset_map[key] = self._n_rows + len(keep)
+            self._meta_cache[key] = meta[i]
+            keep.append(i)
+        if len(keep) < len(keys):
+            embeddings = embeddings[torch.tensor(keep, dtype=torch.long, device=embeddings.device)]
+        self._n_rows += len(keep)
+        self._chunks.append(embeddings.detach())
+
+    def finish_fill(self) -> None:
+        """Concatenate the fill chunks into ordinary (non-inference) tensor rows."""
+        with torch.inference_mode(False), torch.no_grad():
+            if self._chunks:
+                cache = torch.cat([chunk.clone() for chunk in self._chunks])
+            else:
+                cache = torch.empty(0, self.embedding_size)
+            if self._cache is not None and self._cache.shape[0] > 0:
+                cache = torch.cat([self._cache.to(cache.device).clone(), cache])
+            self._cache = cache
+        self._chunks = []
+        if self._output_device is not None:
+            self.place(self._output_device)
+
+    def is_filled(self) -> bool:
+        """Whether the cache tensor exists."""
+        return self._cache is not None
+
+    def reset_cache(self) -> None:
+        """Drop rows, offsets, meta and fill state."""
+        self._cache = None
+        self._offset_map = {}
+        self._meta_cache = {}
+        self._chunks = []
+        self._n_rows = 0
+
+    def rows_for_keys(self, keys: List[Hashable]) -> Tensor:
+        """``int64 (len(keys),)`` rows of ``keys`` (CPU); unknown keys raise ``KeyError``."""
+        offsets = self._offset_map
+        try:
+            return torch.tensor([offsets[key] for key in keys], dtype=torch.long)
+        except KeyError as err:
+            raise KeyError(
+                f"Key {err.args[0]!r} is not in the cache of {type(self._encoder).__name__}: "
+                "the data changed after the cache was filled, or the loader is not the one "
+                "the cache was built for"
+            ) from None
+
+    def forward(self, batch: CacheCollateReturnType) -> Tensor:
+        """Rows for a list of keys or an ``int64`` tensor of rows, on the model's device."""
+        if self._cache is None:
+            raise RuntimeError(
+                f"The cache of encoder {type(self._encoder).__name__} is empty: fill it "
+                "(Quaterion.fit does) before using it"
+            )
+        rows = batch if isinstance(batch, Tensor) else self.rows_for_keys(batch)
+        cache = self._cache
+        if rows.device != cache.device:
+            rows = rows.to(cache.device)
+        out = cache.index_select(0, rows)
+        device = batch.device if isinstance(batch, Tensor) else self._default_device()
+        return out if out.device == device else out.to(device, non_blocking=True)
+
+    def cache_extract_meta(self, batch: CacheCollateReturnType) -> List[dict]:
+        """Wrapped meta for a FILL tuple; cached meta for a TRAIN key list."""
+        if isinstance(batch, tuple):
+            return self._encoder.get_meta_extractor()(batch[1])
+        meta = self._meta_cache
+        return [meta[key] for key in batch]
+
+    def save_cache(self, path: str) -> None:
+        """Write rows, offsets and meta atomically to ``path`` (tensors and plain dicts)."""
+        if self._cache is None:
+            raise RuntimeError("Nothing to save: the cache is not filled")
+        save_tensor_file(
+            {"embeddings": self._cache.cpu(), "offsets": self._offset_map, "meta": self._meta_cache},
+            path,
+        )
+
+    def load_cache(self, path: str) -> None:
+        """Read a file written by :meth:`save_cache` (``weights_only=True``)."""
+        state = load_tensor_file(path)
+        embeddings, offsets, meta = state["embeddings"], state["offsets"], state["meta"]
+        if not isinstance(embeddings, Tensor) or embeddings.dim() != 2:
+            raise ValueError(f"{path}: 'embeddings' is not a 2-D tensor")
+        if len(offsets) != embeddings.shape[0] or sorted(offsets.values()) != list(
+            range(embeddings.shape[0])
+        ):
+            raise ValueError(f"{path}: offsets do not index the embedding rows one to one")
+        self.reset_cache()
+        self._cache = embeddings
+        self._offset_map = dict(offsets)
+        self._meta_cache = dict(meta)
+        self._n_rows = embeddings.shape[0]
+        if self._cache_type != CacheType.CPU:
+            self.place(self._default_device())

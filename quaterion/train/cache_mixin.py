@@ -1,0 +1,165 @@
+"""``CacheMixin``: the spec'd class-method facade over the small ``train/cache`` modules."""
+
+import os
+from typing import Dict, Optional, Union
+
+import pytorch_lightning as pl
+from torch.utils.data import DataLoader
+
+from quaterion.dataset.label_cache_dataset import LabelCacheMode
+from quaterion.dataset.similarity_data_loader import SimilarityDataLoader
+from quaterion.train.cache import _store
+from quaterion.train.cache._fill import fill_cache, fill_loader
+from quaterion.train.cache._setup import setup_encoder_cache
+from quaterion.train.cache._wrapping import (
+    apply_cache_config,
+    check_cuda,
+    unwrap_cache_encoders,
+    wrap_encoder,
+)
+from quaterion.train.cache.cache_config import CacheConfig, CacheType
+from quaterion.train.cache.cache_encoder import CacheEncoder
+from quaterion_models.encoders import Encoder
+
+
+class CacheMixin:
+    """Cache plumbing mixed into ``TrainableModel``; every member is a class method.
+
+    Each method delegates to a function of ``quaterion.train.cache`` (wrapping, fill,
+    persistence) so the pieces can be tested alone.
+    """
+
+    @classmethod
+    def _apply_cache_config(
+        cls, encoders: Union[Encoder, Dict[str, Encoder]], cache_config: CacheConfig
+    ) -> Union[Encoder, Dict[str, Encoder]]:
+        return apply_cache_config(encoders, cache_config)
+
+    @classmethod
+    def _check_cuda(cls, cache_type: CacheType, encoder_name: str) -> None:
+        check_cuda(cache_type, encoder_name)
+
+    @classmethod
+    def _wrap_encoder(
+        cls, encoder: Encoder, cache_config: CacheConfig, encoder_name: str = ""
+    ) -> Encoder:
+        return wrap_encoder(encoder, cache_config, encoder_name)
+
+    @classmethod
+    def _cache(
+        cls,
+        trainer: pl.Trainer,
+        encoders: Dict[str, Encoder],
+        train_dataloader: SimilarityDataLoader,
+        val_dataloader: Optional[SimilarityDataLoader],
+        cache_config: CacheConfig,
+    ) -> bool:
+        return setup_encoder_cache(
+            trainer, encoders, train_dataloader, val_dataloader, cache_config
+        )
+
+    @classmethod
+    def _fill_cache(
+        cls,
+        trainer: pl.Trainer,
+        cache_encoders: Dict[str, CacheEncoder],
+        train_dataloader: SimilarityDataLoader,
+        val_dataloader: Optional[SimilarityDataLoader],
+        cache_config: CacheConfig,
+    ) -> None:
+        fill_cache(trainer, cache_encoders, train_dataloader, val_dataloader, cache_config)
+
+    @classmethod
+    def _unwrap_cache_encoders(cls, encoders: Dict[str, Encoder]) -> Dict[str, Encoder]:
+        return unwrap_cache_encoders(encoders)
+
+    @classmethod
+    def _wrap_cache_dataloader(
+        cls, dataloader: SimilarityDataLoader, cache_config: CacheConfig
+    ) -> DataLoader:
+        return fill_loader(dataloader, cache_config)
+
+    @classmethod
+    def _label_cache_train_mode(
+        cls,
+        train_dataloader: SimilarityDataLoader,
+        val_dataloader: Optional[SimilarityDataLoader],
+    ) -> None:
+        for loader in (train_dataloader, val_dataloader):
+            if loader is not None:
+                loader.set_skip_read(True)
+                loader.set_label_cache_mode(LabelCacheMode.read)
+
+    @classmethod
+    def _enable_label_cache(
+        cls,
+        train_dataloader: SimilarityDataLoader,
+        val_dataloader: Optional[SimilarityDataLoader],
+    ) -> None:
+        for loader in (train_dataloader, val_dataloader):
+            if loader is not None:
+                loader.set_label_cache_mode(LabelCacheMode.learn)
+
+    @classmethod
+    def _encoders_cache_path(cls, dir_path: Optional[str]) -> Optional[str]:
+        return _store.encoders_cache_path(dir_path)
+
+    @classmethod
+    def check_encoders_persisted(cls, dir_path: Optional[str], encoders: Dict[str, Encoder]) -> bool:
+        """``True`` iff ``<dir>/encoders/<name>`` exists for every cached encoder."""
+        if not dir_path:
+            return False
+        root = _store.encoders_cache_path(dir_path)
+        return all(
+            os.path.isfile(os.path.join(root, name))
+            for name, enc in encoders.items()
+            if isinstance(enc, CacheEncoder)
+        )
+
+    @classmethod
+    def save_cache(
+        cls,
+        dir_path: Optional[str],
+        encoders: Dict[str, Encoder],
+        train_dataloader: SimilarityDataLoader,
+        val_dataloader: Optional[SimilarityDataLoader],
+    ) -> None:
+        """Persist cached encoders, label caches and a manifest under ``dir_path``."""
+        if not dir_path:
+            return
+        cache_encoders = {n: e for n, e in encoders.items() if isinstance(e, CacheEncoder)}
+        expected = _store.expected_manifest(
+            cache_encoders,
+            train_dataloader,
+            val_dataloader,
+            {},
+            train_dataloader.full_cache_used,
+        )
+        _store.save(dir_path, cache_encoders, train_dataloader, val_dataloader, expected)
+
+    @classmethod
+    def load_cache(
+        cls,
+        dir_path: str,
+        encoders: Dict[str, Encoder],
+        train_dataloader: SimilarityDataLoader,
+        val_dataloader: Optional[SimilarityDataLoader],
+    ) -> None:
+        """Load the files of :meth:`save_cache` without re-checking the manifest."""
+        root = _store.encoders_cache_path(dir_path)
+        for name, enc in encoders.items():
+            if not isinstance(enc, CacheEncoder):
+                continue
+            path = os.path.join(root, name)
+            if not os.path.isfile(path):
+                raise RuntimeError(
+                    "Encoder cache was configured, but not found. Expected to find cache at "
+                    f"{path}, but file does not exists!"
+                )
+            enc.load_cache(path)
+        for split, loader in zip(_store.SPLITS, (train_dataloader, val_dataloader)):
+            if loader is not None:
+                path = _store.labels_path(dir_path, split)
+                loader.dataset._cache = _store.labels_from_plain(
+                    _store.load_tensor_file(path)
+                )

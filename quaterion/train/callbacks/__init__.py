@@ -1,0 +1,6 @@
+"""Callbacks ``Quaterion.fit`` adds to the trainer."""
+
+from quaterion.train.callbacks.cleanup_callback import CleanupCallback
+from quaterion.train.callbacks.metrics_callback import MetricsCallback
+
+__all__ = ["CleanupCallback", "MetricsCallback"]

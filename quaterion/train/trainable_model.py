@@ -1,0 +1,218 @@
+"""``TrainableModel``: the LightningModule users subclass to describe a similarity model."""
+
+from typing import Any, Dict, List, Optional, Union
+
+import pytorch_lightning as pl
+import torch
+from torch import Tensor
+from typing_extensions import override
+
+from quaterion.dataset.similarity_data_loader import SimilarityDataLoader
+from quaterion.dataset.train_collator import TrainCollator
+from quaterion.eval.attached_metric import AttachedMetric
+from quaterion.loss import GroupLoss, SimilarityLoss
+from quaterion.train._hook_checks import check_encoders, check_hook_result, check_metrics
+from quaterion.train.cache import CacheConfig, CacheType
+from quaterion.train.cache.in_memory_cache_encoder import InMemoryCacheEncoder
+from quaterion.train.cache_mixin import CacheMixin
+from quaterion.train.xbm import XbmConfig
+from quaterion.train.xbm.xbm_buffer import XbmBuffer
+from quaterion.utils.enums import TrainStage
+from quaterion_models import SimilarityModel
+from quaterion_models.encoders import Encoder
+from quaterion_models.heads import EncoderHead
+
+
+class TrainableModel(pl.LightningModule, CacheMixin):
+    """Similarity model plus loss, metrics, cache and XBM settings, trained by Lightning.
+
+    Override the ``configure_*`` hooks; they run in ``__init__`` in this order:
+    ``configure_encoders`` -> ``configure_caches`` -> ``configure_head(sum of embedding
+    sizes)`` -> ``configure_metrics`` -> (``SimilarityModel`` built) -> ``configure_loss`` ->
+    ``configure_xbm``. Set attributes the hooks read *before* calling ``super().__init__()``.
+
+    Each step: ``embeddings = model(features)``, ``loss = loss(embeddings=..., **targets)``
+    (+ ``weight * xbm_loss`` in training past ``start_iteration``), logged as
+    ``train_loss`` / ``validation_loss`` / ``test_loss`` and ``<metric>_<stage>``.
+
+    Example:
+        >>> class Model(TrainableModel):
+        ...     def configure_encoders(self): return MyFrozenEncoder()
+        ...     def configure_head(self, input_embedding_size): return EmptyHead(input_embedding_size)
+        ...     def configure_loss(self): return TripletLoss()
+        ...     def configure_optimizers(self): return torch.optim.Adam(self.model.parameters())
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        encoders = check_encoders(self.configure_encoders(), Encoder)
+        self.cache_config = check_hook_result(
+            "configure_caches",
+            self.configure_caches(),
+            CacheConfig,
+            "return a CacheConfig or None (no cache)",
+        ) or CacheConfig(cache_type=CacheType.NONE)
+        input_size = SimilarityModel.get_encoders_output_size(encoders) if encoders else 0
+        head = check_hook_result(
+            "configure_head",
+            self.configure_head(input_size),
+            EncoderHead,
+            "return a head from quaterion_models.heads",
+        )
+        self.attached_metrics: List[AttachedMetric] = check_metrics(
+            self.configure_metrics(), AttachedMetric
+        )
+        model = None
+        if encoders is not None and head is not None:
+            model = SimilarityModel(encoders=encoders, head=head)
+        self._model = model
+        self._loss = check_hook_result(
+            "configure_loss", self.configure_loss(), SimilarityLoss, "return a loss from quaterion.loss"
+        )
+        self._xbm_config = check_hook_result(
+            "configure_xbm", self.configure_xbm(), XbmConfig, "return an XbmConfig or None"
+        )
+        self._xbm_buffer = None
+        if self._xbm_config is not None:
+            self._xbm_buffer = XbmBuffer(self._xbm_config, embedding_size=head.output_size)
+
+    @property
+    def model(self) -> SimilarityModel:
+        """The ``SimilarityModel`` being trained."""
+        return self._model
+
+    @property
+    def loss(self) -> SimilarityLoss:
+        """The loss from ``configure_loss``."""
+        return self._loss
+
+    def configure_encoders(self) -> Union[Encoder, Dict[str, Encoder]]:
+        """One ``Encoder`` or ``{name: Encoder}``. Must be overridden."""
+        raise NotImplementedError()
+
+    def configure_head(self, input_embedding_size: int) -> EncoderHead:
+        """Head over the concatenated encoder outputs (width ``input_embedding_size``)."""
+        raise NotImplementedError()
+
+    def configure_loss(self) -> SimilarityLoss:
+        """The loss; may use ``self.model`` (e.g. ``self.model.head.output_size``)."""
+        raise NotImplementedError()
+
+    def configure_caches(self) -> Optional[CacheConfig]:
+        """Cache settings for frozen encoders; ``None`` (default) disables the cache."""
+        return None
+
+    def configure_metrics(self) -> Union[AttachedMetric, List[AttachedMetric]]:
+        """Metrics computed and logged per batch as ``<name>_<stage>``; default none."""
+        return []
+
+    def configure_xbm(self) -> Optional[XbmConfig]:
+        """Cross-batch memory settings; ``None`` (default) disables XBM."""
+        return None
+
+    def process_results(
+        self,
+        embeddings: Tensor,
+        targets: Dict[str, Any],
+        batch_idx: int,
+        stage: TrainStage,
+        **kwargs: Any,
+    ) -> None:
+        """Called at the end of every train/validation/test step; no-op by default."""
+
+    @override
+    def training_step(self, batch, batch_idx: int, **kwargs: Any) -> Tensor:
+        return self._common_step(batch, batch_idx, TrainStage.TRAIN, **kwargs)
+
+    @override
+    def validation_step(self, batch, batch_idx: int, **kwargs: Any) -> None:
+        self._common_step(batch, batch_idx, TrainStage.VALIDATION, **kwargs)
+
+    @override
+    def test_step(self, batch, batch_idx: int, **kwargs: Any) -> None:
+        self._common_step(batch, batch_idx, TrainStage.TEST, **kwargs)
+
+    def _xbm_term(self, embeddings: Tensor, targets: Dict[str, Any]) -> Optional[Tensor]:
+        config = self._xbm_config
+        if config is None or self.trainer.global_step <= config.start_iteration:
+            return None
+        if not isinstance(self._loss, GroupLoss):
+            raise NotImplementedError("XBM is currently supported only with GroupLoss instances")
+        buffer = self._xbm_buffer.to(embeddings.device)
+        memory_embeddings, memory_groups = buffer.get()
+        term = self._loss.xbm_loss(embeddings, targets["groups"], memory_embeddings, memory_groups)
+        buffer.queue(embeddings.detach(), targets["groups"].detach())
+        return config.weight * term
+
+    def _common_step(self, batch, batch_idx: int, stage: TrainStage, **kwargs: Any) -> Tensor:
+        features, targets = batch
+        embeddings = self.model(features)
+        loss = self.loss(embeddings=embeddings, **targets)
+        if stage == TrainStage.TRAIN:
+            xbm = self._xbm_term(embeddings, targets)
+            if xbm is not None:
+                loss = loss + xbm
+        batch_size = embeddings.shape[0]
+        self.log(f"{stage}_loss", loss, batch_size=batch_size)
+        for metric in self.attached_metrics:
+            if stage in metric.stages:
+                self.log(
+                    f"{metric.name}_{stage}",
+                    metric.compute(embeddings, **targets),
+                    **metric.log_options,
+                    batch_size=batch_size,
+                )
+        self.process_results(
+            embeddings=embeddings, targets=targets, batch_idx=batch_idx, stage=stage, **kwargs
+        )
+        return loss
+
+    @override
+    def on_fit_start(self) -> None:
+        self._place_caches()
+
+    @override
+    def on_validation_start(self) -> None:
+        self._place_caches()
+
+    def _place_caches(self) -> None:
+        if self._model is None:
+            return
+        for encoder in self._model.encoders.values():
+            if isinstance(encoder, InMemoryCacheEncoder):
+                encoder.place(self.device)
+
+    def setup_dataloader(self, dataloader: SimilarityDataLoader) -> None:
+        """Install a plain ``TrainCollator`` over the loader's original pre-collate (idempotent)."""
+        encoders = self.model.encoders
+        dataloader.collate_fn = TrainCollator(
+            pre_collate_fn=dataloader.original_params["collate_fn"],
+            encoder_collates={name: enc.get_collate_fn() for name, enc in encoders.items()},
+            meta_extractors={name: enc.get_meta_extractor() for name, enc in encoders.items()},
+        )
+
+    def setup_cache(
+        self,
+        trainer: pl.Trainer,
+        train_dataloader: SimilarityDataLoader,
+        val_dataloader: Optional[SimilarityDataLoader],
+    ) -> bool:
+        """Wrap frozen encoders and fill (or load) their cache; ``True`` if any is cached."""
+        self.model.encoders = self._apply_cache_config(self.model.encoders, self.cache_config)
+        return self._cache(
+            trainer=trainer,
+            encoders=self.model.encoders,
+            train_dataloader=train_dataloader,
+            val_dataloader=val_dataloader,
+            cache_config=self.cache_config,
+        )
+
+    def unwrap_cache(self) -> None:
+        """Replace every cache encoder by the encoder it wraps (drops the cached vectors)."""
+        if self._model is not None:
+            self._model.encoders = self._unwrap_cache_encoders(self._model.encoders)
+
+    def save_servable(self, path: str) -> None:
+        """``unwrap_cache()`` then ``self.model.save(path)`` (a ``SimilarityModel`` directory)."""
+        self.unwrap_cache()
+        self.model.save(path)

@@ -1,0 +1,62 @@
+"""Base class of every head: dropout, then the subclass's ``transform``."""
+
+import os
+from typing import Any, List, Optional
+
+from torch import Tensor, nn
+
+from quaterion_models.utils._files import load_state_dict, read_json, save_torch, write_json
+
+
+class EncoderHead(nn.Module):
+    """Template head: ``forward(x) = transform(dropout(x))``.
+
+    Args:
+        input_embedding_size: ``D_in``, width of the concatenated encoder outputs.
+        dropout: probability of the input dropout; ``0.0`` uses ``nn.Identity``.
+        **kwargs: accepted and ignored (lets configs of subclasses round-trip).
+    """
+
+    def __init__(self, input_embedding_size: int, dropout: float = 0.0, **kwargs):
+        super().__init__()
+        self.input_embedding_size = input_embedding_size
+        self._dropout_prob = dropout
+        self.dropout = nn.Dropout(p=dropout) if dropout > 0.0 else nn.Identity()
+
+    @property
+    def output_size(self) -> int:
+        """``D_out``, width of the head's output."""
+        raise NotImplementedError(
+            f"{type(self).__name__}.output_size is not implemented: define the property"
+        )
+
+    def transform(self, input_vectors: Tensor) -> Tensor:
+        """float ``(B, D_in)`` -> float ``(B, D_out)`` (implement in a subclass)."""
+        raise NotImplementedError(
+            f"{type(self).__name__}.transform is not implemented: implement transform(x)"
+        )
+
+    def forward(self, input_vectors: Tensor, meta: Optional[List[Any]] = None) -> Tensor:
+        """``transform(dropout(input_vectors))``; ``meta`` is ignored here."""
+        return self.transform(self.dropout(input_vectors))
+
+    def get_config_dict(self) -> dict:
+        """JSON-serialisable constructor kwargs that re-create this head."""
+        return {"input_embedding_size": self.input_embedding_size, "dropout": self._dropout_prob}
+
+    def save(self, output_path: str) -> None:
+        """Write ``weights.bin`` (``torch.save(state_dict)``) and ``config.json`` atomically."""
+        save_torch(self.state_dict(), os.path.join(output_path, "weights.bin"))
+        write_json(os.path.join(output_path, "config.json"), self.get_config_dict())
+
+    @classmethod
+    def load(cls, input_path: str) -> "EncoderHead":
+        """``cls(**config.json)`` then the weights, read with ``weights_only=True`` on CPU.
+
+        Raises:
+            FileNotFoundError: ``config.json`` or ``weights.bin`` is missing.
+            pickle.UnpicklingError: ``weights.bin`` is not a plain state dict (refused).
+        """
+        head = cls(**read_json(os.path.join(input_path, "config.json")))
+        head.load_state_dict(load_state_dict(os.path.join(input_path, "weights.bin")))
+        return head

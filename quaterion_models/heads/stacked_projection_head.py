@@ -1,0 +1,62 @@
+"""Stack of linear layers with activations in between."""
+
+from typing import List
+
+from torch import Tensor, nn
+
+from quaterion_models.heads.encoder_head import EncoderHead
+from quaterion_models.modules.simple import ActivationFromFnName
+
+
+class StackedProjectionHead(EncoderHead):
+    """``Linear(D_in, s0), act, Linear(s0, s1), act, ..., Linear(s_{n-2}, s_{n-1})``.
+
+    No activation after the last layer. ``(B, D_in) -> (B, output_sizes[-1])``.
+    State dict: linear layers at even indices, ``_stack.0.*``, ``_stack.2.*``, ...
+
+    Args:
+        input_embedding_size: ``D_in``.
+        output_sizes: widths of the successive linear layers (at least one).
+        activation_fn: name of a ``torch.nn.functional`` activation.
+        dropout: input dropout.
+    """
+
+    def __init__(
+        self,
+        input_embedding_size: int,
+        output_sizes: List[int],
+        activation_fn: str = "relu",
+        dropout: float = 0.0,
+    ):
+        super().__init__(input_embedding_size, dropout=dropout)
+        if not output_sizes:
+            raise ValueError(
+                f"{type(self).__name__}: `output_sizes` must list at least one layer width, "
+                f"got {output_sizes!r}"
+            )
+        self._output_sizes = list(output_sizes)
+        self._activation_fn = activation_fn
+        widths = [input_embedding_size, *self._output_sizes]
+        layers: List[nn.Module] = []
+        for index, (width_in, width_out) in enumerate(zip(widths[:-1], widths[1:])):
+            if index > 0:
+                layers.append(ActivationFromFnName(activation_fn))
+            layers.append(nn.Linear(width_in, width_out))
+        self._stack = nn.Sequential(*layers)
+
+    @property
+    def output_size(self) -> int:
+        """``output_sizes[-1]``."""
+        return self._output_sizes[-1]
+
+    def transform(self, input_vectors: Tensor) -> Tensor:
+        """Apply the stack."""
+        return self._stack(input_vectors)
+
+    def get_config_dict(self) -> dict:
+        """Base config + ``output_sizes`` and ``activation_fn``."""
+        return {
+            **super().get_config_dict(),
+            "output_sizes": self._output_sizes,
+            "activation_fn": self._activation_fn,
+        }

@@ -1,0 +1,242 @@
+"""``SimilarityModel``: encoders + head, with batched ``encode`` and ``save``/``load``."""
+
+import os
+from functools import partial
+from typing import Any, Callable, Dict, List, Union
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from quaterion_models.encoders.encoder import Encoder
+from quaterion_models.heads.encoder_head import EncoderHead
+from quaterion_models.types import CollateFnType, MetaExtractorFnType
+from quaterion_models.utils._files import atomic_directory, read_json, write_json
+from quaterion_models.utils.classes import restore_class, save_class_import
+from quaterion_models.utils.meta import merge_meta
+from quaterion_models.utils.tensors import move_to_device
+
+DEFAULT_ENCODER_KEY = "default"
+
+_RESERVED_KEYS = frozenset({"head", "encoders"})
+
+
+class SimilarityModel(nn.Module):
+    """Encoders whose outputs are concatenated (sorted by key) and passed through a head.
+
+    ``self.encoders`` is a plain ``dict``; each encoder is also registered as a child module
+    under its key, so the state dict holds ``"<key>.<...>"`` and ``"head.<...>"``.
+    Non-trainable encoders are frozen at construction.
+
+    Args:
+        encoders: one encoder (stored under ``DEFAULT_ENCODER_KEY``) or ``{key: encoder}``.
+            Keys must be valid module / directory names other than ``"head"`` and ``"encoders"``.
+        head: head taking ``sum(embedding_size)`` inputs.
+
+    Example:
+        >>> model = SimilarityModel(encoders=my_encoder, head=EmptyHead(my_encoder.embedding_size))
+        >>> model.encode(records).shape   # (len(records), head.output_size)
+    """
+
+    def __init__(self, encoders: Union[Encoder, Dict[str, Encoder]], head: EncoderHead):
+        super().__init__()
+        if not isinstance(encoders, dict):
+            encoders = {DEFAULT_ENCODER_KEY: encoders}
+        for key, encoder in encoders.items():
+            self._check_encoder_key(key)
+            if not isinstance(encoder, Encoder):
+                raise TypeError(
+                    f"SimilarityModel: encoder {key!r} must be an Encoder, got "
+                    f"{type(encoder).__name__}; subclass quaterion_models.encoders.Encoder"
+                )
+        if not isinstance(head, EncoderHead):
+            raise TypeError(
+                f"SimilarityModel: `head` must be an EncoderHead, got {type(head).__name__}; "
+                "use one of quaterion_models.heads or subclass EncoderHead"
+            )
+        for key, encoder in encoders.items():
+            encoder.disable_gradients_if_required()
+            self.add_module(key, encoder)
+        self.encoders = encoders
+        self.head = head
+
+    def _check_encoder_key(self, key: Any) -> None:
+        valid = (
+            isinstance(key, str)
+            and key != ""
+            and not key.startswith(".")
+            and not any(char in key for char in "./\\\0")
+        )
+        if not valid or key in _RESERVED_KEYS or hasattr(self, key):
+            raise ValueError(
+                f"SimilarityModel: invalid encoder key {key!r}: keys must be non-empty strings "
+                "without '.', '/' or '\\', must not be 'head' or 'encoders' and must not shadow "
+                "a model attribute; rename the encoder (e.g. 'text', 'image')"
+            )
+
+    @classmethod
+    def collate_fn(
+        cls,
+        batch: List[Any],
+        encoders_collate_fns: Dict[str, CollateFnType],
+        meta_extractors: Dict[str, MetaExtractorFnType],
+    ) -> Dict[str, Any]:
+        """Raw records -> ``{"data": {key: collated}, "meta": List[dict]}``."""
+        return {
+            "data": {key: collate(batch) for key, collate in encoders_collate_fns.items()},
+            "meta": merge_meta({key: extract(batch) for key, extract in meta_extractors.items()}),
+        }
+
+    @classmethod
+    def get_encoders_output_size(cls, encoders: Union[Encoder, Dict[str, Encoder]]) -> int:
+        """Sum of ``embedding_size`` over one encoder or a dict of encoders."""
+        if isinstance(encoders, dict):
+            return sum(encoder.embedding_size for encoder in encoders.values())
+        return encoders.embedding_size
+
+    def get_collate_fn(self) -> Callable[[List[Any]], Dict[str, Any]]:
+        """Picklable collate fn (does not reference ``self``) producing :meth:`forward` input."""
+        return partial(
+            SimilarityModel.collate_fn,
+            encoders_collate_fns={key: enc.get_collate_fn() for key, enc in self.encoders.items()},
+            meta_extractors={key: enc.get_meta_extractor() for key, enc in self.encoders.items()},
+        )
+
+    def train(self, mode: bool = True) -> "SimilarityModel":
+        """Set training mode; returns ``self``."""
+        super().train(mode)
+        return self
+
+    def forward(self, batch: Dict[str, Any]) -> Tensor:
+        """``{"data": {key: input}, "meta": [...]}`` -> float ``(B, head.output_size)``.
+
+        Encoder outputs are concatenated along dim 1 in sorted key order.
+        """
+        embeddings = sorted(
+            ((key, encoder.forward(batch["data"][key])) for key, encoder in self.encoders.items()),
+            key=lambda pair: pair[0],
+        )
+        joined = torch.cat([embedding for _, embedding in embeddings], dim=1)
+        return self.head(joined, meta=batch["meta"])
+
+    def encode(
+        self, inputs: Union[List[Any], Any], batch_size: int = 32, to_numpy: bool = True
+    ) -> Union[Tensor, np.ndarray]:
+        """Embed raw records in batches, in eval mode and without gradients.
+
+        Args:
+            inputs: list of raw records; anything else is one record.
+            batch_size: records per forward pass.
+            to_numpy: return ``np.ndarray`` (bfloat16 cast to float32) instead of a tensor.
+
+        Returns:
+            ``(N, head.output_size)`` (``(1, D_out)`` for a single record, ``(0, D_out)``
+            for an empty list). The model is left in eval mode.
+        """
+        if not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(
+                f"encode: `batch_size` must be a positive int, got {batch_size!r}; e.g. 32"
+            )
+        self.eval()
+        device = next(self.parameters(), torch.empty(0)).device
+        single = not isinstance(inputs, list)
+        records = [inputs] if single else inputs
+        collate = self.get_collate_fn()
+        chunks = []
+        with torch.no_grad():
+            for start in range(0, len(records), batch_size):
+                batch = move_to_device(collate(records[start : start + batch_size]), device)
+                chunks.append(self.forward(batch).detach())
+        if chunks:
+            result = torch.cat(chunks, dim=0)
+        else:
+            result = torch.empty((0, self.head.output_size), device=device)
+        if single:
+            result = result.squeeze()
+        result = torch.atleast_2d(result)
+        if not to_numpy:
+            return result
+        if result.dtype == torch.bfloat16:
+            result = result.float()
+        return result.cpu().numpy()
+
+    def save(self, output_path: str) -> None:
+        """Save into ``output_path`` atomically (see the saving-and-loading guide for the layout).
+
+        Everything is written to a temp sibling directory which then replaces
+        ``output_path``; if any part fails, ``output_path`` keeps the previous save intact.
+        """
+        with atomic_directory(output_path) as tmp:
+            head_path = os.path.join(tmp, "head")
+            os.makedirs(head_path, exist_ok=True)
+            self.head.save(head_path)
+            os.makedirs(os.path.join(tmp, "encoders"), exist_ok=True)
+            for key, encoder in self.encoders.items():
+                encoder_path = os.path.join(tmp, "encoders", key)
+                os.makedirs(encoder_path, exist_ok=True)
+                try:
+                    encoder.save(encoder_path)
+                except Exception as err:
+                    err.add_note(f"while saving encoder {key!r} of SimilarityModel to {output_path}")
+                    raise
+            config = {
+                "encoders": [
+                    {"key": key, **save_class_import(encoder)}
+                    for key, encoder in self.encoders.items()
+                ],
+                "head": save_class_import(self.head),
+            }
+            write_json(os.path.join(tmp, "config.json"), config)
+
+    @classmethod
+    def load(cls, input_path: str) -> "SimilarityModel":
+        """Load a model saved by :meth:`save` (imports the modules named in its config).
+
+        Only load directories you trust: classes named in ``config.json`` are imported.
+
+        Raises:
+            FileNotFoundError: ``input_path`` is not a saved model directory.
+            ImportError: a recorded class cannot be imported.
+        """
+        config_path = os.path.join(input_path, "config.json")
+        if not os.path.isfile(config_path):
+            raise FileNotFoundError(
+                f"{input_path} is not a saved SimilarityModel: {config_path} does not exist. "
+                "Pass the directory given to SimilarityModel.save()"
+            )
+        config = read_json(config_path)
+        if not isinstance(config, dict) or not {"encoders", "head"} <= config.keys():
+            raise ValueError(
+                f"{config_path} is not a SimilarityModel config: expected keys 'encoders' and "
+                f"'head', got {sorted(config) if isinstance(config, dict) else type(config).__name__}"
+            )
+        head_class = _restore_subclass(config["head"], EncoderHead, config_path)
+        head = head_class.load(_existing_dir(input_path, "head"))
+        encoders = {}
+        for record in config["encoders"]:
+            encoder_class = _restore_subclass(record, Encoder, config_path)
+            key = record["key"]
+            encoders[key] = encoder_class.load(_existing_dir(input_path, "encoders", key))
+        return cls(head=head, encoders=encoders)
+
+
+def _existing_dir(root: str, *parts: str) -> str:
+    path = os.path.join(root, *parts)
+    if not os.path.isdir(path):
+        raise FileNotFoundError(
+            f"{root} is not a complete saved SimilarityModel: {path} does not exist; save the model again"
+        )
+    return path
+
+
+def _restore_subclass(record: dict, base: type, config_path: str) -> type:
+    restored = restore_class(record)
+    if not (isinstance(restored, type) and issubclass(restored, base)):
+        raise TypeError(
+            f"{config_path} names {record.get('module')}.{record.get('class')}, which is not "
+            f"a {base.__name__} subclass; the config is corrupted or not a SimilarityModel"
+        )
+    return restored
+
+
+MetricModel = SimilarityModel

@@ -1,0 +1,5 @@
+"""Small reusable torch modules."""
+
+from quaterion_models.modules.simple import ActivationFromFnName as ActivationFromFnName
+
+__all__ = ["ActivationFromFnName"]

@@ -1,0 +1,43 @@
+"""Move tensors nested in containers to a device."""
+
+from typing import Any, Union
+
+import torch
+from torch import Tensor
+
+
+def move_to_device(obj: Any, device: Union[str, torch.device]) -> Any:
+    """Recursively move every tensor inside ``obj`` to ``device``.
+
+    Tensors are moved with ``tensor.to(device)`` (any device type, CPU included).
+    ``dict``, ``list``, namedtuples and plain tuples are rebuilt with the same type;
+    anything else is returned unchanged.
+
+    Args:
+        obj: a tensor or a nested container of tensors (e.g. a collated batch).
+        device: target device, as ``torch.device`` or string (``"cpu"``, ``"cuda:0"``).
+
+    Returns:
+        An object of the same structure with tensors on ``device``.
+    """
+    if not isinstance(device, (str, torch.device)):
+        raise TypeError(
+            f"move_to_device: `device` must be a str or torch.device, got "
+            f"{type(device).__name__} ({device!r}); pass e.g. 'cpu' or torch.device('cuda:0')"
+        )
+    return _move(obj, torch.device(device))
+
+
+def _move(obj: Any, device: torch.device) -> Any:
+    if isinstance(obj, Tensor):
+        return obj.to(device)
+    if isinstance(obj, dict):
+        return {key: _move(value, device) for key, value in obj.items()}
+    if isinstance(obj, list):
+        return [_move(value, device) for value in obj]
+    if isinstance(obj, tuple):
+        moved = [_move(value, device) for value in obj]
+        if hasattr(obj, "_fields"):  # namedtuple: rebuild the same type field by field
+            return type(obj)(*moved)
+        return tuple(moved)
+    return obj

@@ -1,0 +1,29 @@
+import torch
+
+from quaterion.eval.accumulators import PairAccumulator
+from quaterion.eval.pair import RetrievalReciprocalRank
+
+
+def test_pairs_are_shifted_and_evaluate_matches_compute():
+    emb = torch.randn(8, 3)
+    batch_pairs = torch.tensor([[0, 2], [1, 3]])
+    metric = RetrievalReciprocalRank(reduce_func=None)
+    for part in (emb[:4], emb[4:]):
+        metric.update(part, torch.tensor([1.0, 0.5]), batch_pairs, torch.zeros(4))
+    state = metric.accumulator.state
+    assert state["pairs"].tolist() == [[0, 2], [1, 3], [4, 6], [5, 7]]
+    assert state["subgroups"].shape == (8,) and state["labels"].tolist() == [1.0, 0.5, 1.0, 0.5]
+    expected = metric.compute(emb, state["labels"], state["pairs"], torch.zeros(8))
+    torch.testing.assert_close(metric.evaluate(), expected)
+
+
+def test_empty_properties_and_reset():
+    acc = PairAccumulator()
+    assert acc.embeddings.numel() == 0 and acc.pairs.dtype == torch.int64 and acc.labels.numel() == 0
+    acc.update(torch.randn(2, 3, requires_grad=True), torch.ones(1), torch.tensor([[0, 1]]), torch.zeros(2))
+    acc.set_filled()
+    assert acc.filled and not acc.embeddings.requires_grad
+    acc.reset()
+    assert not acc.filled and acc.pairs.numel() == 0 and acc._accumulated_size == 0
+    acc.update(torch.randn(2, 3), torch.ones(1), torch.tensor([[0, 1]]), torch.zeros(2))
+    assert acc.pairs.tolist() == [[0, 1]]

@@ -1,0 +1,33 @@
+import torch
+
+from quaterion.eval.group import GroupMetric
+from quaterion.eval.group.group_metric import GroupMetric as GroupMetricByPath
+
+
+class _Top1(GroupMetric):
+    """A user metric with only raw_compute: compute goes through precompute (dense path)."""
+
+    def raw_compute(self, distance_matrix, labels):
+        return labels.gather(1, distance_matrix.argmin(1, keepdim=True)).mean()
+
+
+def test_prepare_labels_matches_loop():
+    groups = torch.tensor([3, 1, 3, 3, 2])
+    labels = GroupMetric.prepare_labels(groups)
+    expected = [[i != j and groups[i] == groups[j] for j in range(5)] for i in range(5)]
+    assert labels.dtype == torch.bool and labels.tolist() == expected
+
+
+def test_precompute_order_and_self_mask():
+    embeddings = torch.tensor([[0.0, 1], [0, 3], [4, 0]])
+    labels, dist = GroupMetric("euclidean").precompute(embeddings, groups=torch.tensor([0, 0, 1]))
+    assert labels.dtype == torch.float32 and labels.tolist() == [[0, 1, 0], [1, 0, 0], [0, 0, 0]]
+    off = torch.cdist(embeddings, embeddings)
+    assert torch.equal(dist.diagonal(), torch.full((3,), off.max().item() + 1))
+
+
+def test_user_metric_with_raw_compute_only_uses_dense_path():
+    embeddings = torch.tensor([[0.0, 1], [0, 1.1], [5, 5], [5, 5.2]])
+    value = _Top1("euclidean").compute(embeddings, torch.tensor([0, 0, 1, 1]))
+    assert value.item() == 1.0
+    assert GroupMetric is GroupMetricByPath

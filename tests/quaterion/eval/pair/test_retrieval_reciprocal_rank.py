@@ -1,0 +1,77 @@
+import pytest
+import torch
+
+from quaterion.distances import Distance
+from quaterion.eval.pair import RetrievalReciprocalRank, retrieval_reciprocal_rank
+from tests.quaterion.eval import _naive
+from tests.quaterion.eval.conftest import tied_embeddings
+
+PAIRS = torch.tensor([[0, 2], [1, 3]])
+SCORES = torch.tensor([1.0, 1.0])
+SUBGROUPS = torch.zeros(4)
+
+
+def test_worked_values():
+    embeddings = torch.tensor([[1.0, 1], [8, 8], [4, 4], [6, 7]])
+    per_row = RetrievalReciprocalRank(Distance.MANHATTAN, reduce_func=None)
+    assert per_row.compute(embeddings, SCORES, PAIRS, SUBGROUPS).tolist() == [1, 1, 0.5, 1]
+    mean = RetrievalReciprocalRank("manhattan").compute(embeddings, SCORES, PAIRS, SUBGROUPS)
+    assert mean.item() == pytest.approx(0.875)
+
+
+def test_partner_third_in_every_row():
+    embeddings = torch.tensor([[3.0, -1], [2, -3], [0, -3], [0, -1]])
+    value = RetrievalReciprocalRank("manhattan", reduce_func=None).compute(
+        embeddings, SCORES, PAIRS, SUBGROUPS
+    )
+    torch.testing.assert_close(value, torch.full((4,), 1 / 3))
+
+
+def test_one_value_per_incidence_in_rank_order():
+    dist = torch.tensor([[9.0, 3, 1, 2], [1, 9, 2, 3], [1, 2, 9, 3]])
+    labels = torch.tensor([[0.0, 1, 0, 1], [0, 0, 0, 0], [1, 0, 0, 1]])
+    # row 0: col 2 (rank 1), col 3 (rank 2, relevant), col 1 (rank 3, relevant); row 1: none
+    assert retrieval_reciprocal_rank(dist, labels).tolist() == pytest.approx([1 / 2, 1 / 3, 1, 1 / 3])
+
+
+def test_function_equals_naive_with_ties_for_any_block(seeded):
+    dist = torch.randint(0, 4, (12, 12)).float()
+    labels = (torch.rand(12, 12) > 0.6).float() * torch.randint(1, 3, (12, 12))
+    labels[5] = 0
+    labels[7] = 1  # a row where every item is relevant (sorted ranking path)
+    expected = torch.tensor(_naive.reciprocal_rank(dist, labels), dtype=torch.float32)
+    for block_size in (1, 3, 12, None):
+        torch.testing.assert_close(retrieval_reciprocal_rank(dist, labels, block_size=block_size), expected)
+
+
+@pytest.mark.parametrize("distance", list(Distance))
+def test_compute_equals_naive_square_problem(seeded, set_block_rows, distance):
+    embeddings = tied_embeddings(12)
+    pairs = torch.tensor([[0, 6], [1, 7], [2, 8], [3, 9], [4, 10], [5, 11]])
+    scores = torch.tensor([1.0, 0.5, 0.0, 1.0, 1.0, 1.0])
+    metric = RetrievalReciprocalRank(distance, reduce_func=None)
+    dist, labels = _naive.square_problem(
+        embeddings, metric.distance, lambda n: _naive.pair_labels(scores, pairs, n)
+    )
+    expected = torch.tensor(_naive.reciprocal_rank(dist, labels), dtype=torch.float32)
+    for rows in (1, 3, 12):
+        set_block_rows(rows, 12)
+        torch.testing.assert_close(metric.compute(embeddings, scores, pairs, torch.zeros(12)), expected)
+
+
+def test_rows_without_relevant_items_contribute_nothing():
+    embeddings = torch.tensor([[0.0, 1], [0, 2], [5, 5], [5, 6]])
+    value = RetrievalReciprocalRank("euclidean", reduce_func=None).compute(
+        embeddings, torch.tensor([1.0, 0.0]), torch.tensor([[0, 1], [2, 3]]), SUBGROUPS
+    )
+    assert value.tolist() == [1.0, 1.0]
+
+
+def test_well_separated_pairs_score_higher(seeded):
+    centers = torch.randn(20, 8) * 10
+    separated = torch.cat([centers, centers + 0.01 * torch.randn(20, 8)])
+    pairs = torch.stack([torch.arange(20), torch.arange(20) + 20], dim=1)
+    metric = RetrievalReciprocalRank()
+    good = metric.compute(separated, torch.ones(20), pairs, torch.zeros(40))
+    bad = metric.compute(torch.randn(40, 8), torch.ones(20), pairs, torch.zeros(40))
+    assert good.item() == 1.0 and bad.item() < 1.0

@@ -1,0 +1,88 @@
+import random
+
+import pytest
+import torch
+
+from quaterion.dataset.similarity_samples import SimilarityGroupSample
+from quaterion.eval.evaluator import Evaluator
+from quaterion.eval.group import RetrievalRPrecision
+from quaterion.eval.pair import RetrievalPrecision, RetrievalReciprocalRank
+from quaterion.eval.samplers import GroupSampler, PairSampler
+from quaterion.eval.samplers.base_sampler import BaseSampler
+
+
+class _DenseOnly(PairSampler):
+    """Hides the blocked path so the evaluator must use sample() + raw_compute()."""
+
+    def _blocks(self, dataset, metric, model):
+        return None
+
+
+def test_pair_evaluation_and_reset(pair_dataset, model3):
+    sampler = PairSampler(log_progress=False)
+    result = Evaluator(metrics={"rrk": RetrievalReciprocalRank("euclidean")}, sampler=sampler).evaluate(pair_dataset, model3)
+    assert result == {"rrk": 1.0}
+    assert not sampler.accumulator.filled
+
+
+def test_single_metric_keyed_by_class_name(group_dataset, model3):
+    result = Evaluator(RetrievalRPrecision(), GroupSampler(log_progress=False)).evaluate(group_dataset, model3)
+    assert list(result) == ["RetrievalRPrecision"] and result["RetrievalRPrecision"].item() == 1.0
+
+
+def test_blocked_path_equals_sample_path_draw_for_draw(seeded, set_block_rows, model3):
+    from quaterion.dataset.similarity_samples import SimilarityPairSample
+
+    data = [SimilarityPairSample(torch.randint(0, 3, (3,)).tolist(), torch.randint(0, 3, (3,)).tolist(),
+                                 float(torch.randint(0, 3, ()).item()) / 2, 0) for _ in range(9)]
+    metrics = {"p": RetrievalPrecision(2, "manhattan", reduce_func=None),
+               "rr": RetrievalReciprocalRank("manhattan", reduce_func=None)}
+    for distinguish in (False, True):
+        for rows in (1, 3, 18):
+            set_block_rows(rows, 18)
+            random.seed(1)
+            blocked = Evaluator(metrics, PairSampler(7, distinguish, log_progress=False)).evaluate(data, model3)
+            random.seed(1)
+            dense = Evaluator(metrics, _DenseOnly(7, distinguish, log_progress=False)).evaluate(data, model3)
+            for name in metrics:
+                torch.testing.assert_close(blocked[name], dense[name])
+
+
+def test_repeats_give_mean_and_std(seeded, model3):
+    data = [SimilarityGroupSample(torch.randn(3).tolist(), int(g)) for g in torch.randint(0, 3, (20,))]
+    metric = RetrievalRPrecision()
+    random.seed(2)
+    result = Evaluator({"rp": metric}, GroupSampler(sample_size=5, log_progress=False), repeats=4).evaluate(data, model3)
+    random.seed(2)
+    sampler = GroupSampler(sample_size=5, log_progress=False)
+    singles = torch.stack([metric.raw_compute(*reversed(sampler.sample(data, metric, model3))) for _ in range(4)])
+    assert set(result) == {"rp", "rp_std"}
+    torch.testing.assert_close(result["rp"], singles.mean())
+    torch.testing.assert_close(result["rp_std"], singles.std())
+
+
+def test_repeats_need_equal_shapes(pair_dataset, model3):
+    evaluator = Evaluator(RetrievalPrecision(reduce_func=None), PairSampler(3, log_progress=False), repeats=2)
+    assert evaluator.evaluate(pair_dataset, model3)["RetrievalPrecision"].shape == (4,)
+
+
+@pytest.mark.parametrize("repeats", [0, -2, 1.5])
+def test_bad_repeats(repeats):
+    with pytest.raises(ValueError, match="repeats must be an int >= 1"):
+        Evaluator(RetrievalRPrecision(), GroupSampler(), repeats=repeats)
+
+
+def test_mismatched_metric_fails_at_construction():
+    with pytest.raises(TypeError, match="GroupSampler cannot evaluate RetrievalReciprocalRank"):
+        Evaluator({"rr": RetrievalReciprocalRank()}, GroupSampler())
+
+
+def test_empty_dataset(model3):
+    with pytest.raises(ValueError, match="dataset is empty"):
+        Evaluator(RetrievalRPrecision(), GroupSampler(log_progress=False)).evaluate([], model3)
+
+
+def test_base_sampler_contract():
+    sampler = BaseSampler()
+    assert (sampler.sample_size, sampler.device, sampler.log_progress) == (-1, None, True)
+    assert sampler.sample([], RetrievalRPrecision(), None) is None and sampler.reset() is None

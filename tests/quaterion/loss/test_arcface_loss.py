@@ -1,0 +1,191 @@
+"""ArcFaceLoss: spec value, a naive loop, pytorch-metric-learning's ArcFace, properties."""
+
+import json
+import math
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from pytorch_metric_learning.losses import ArcFaceLoss as PMLArcFaceLoss
+
+from quaterion.loss.arcface_loss import ArcFaceLoss, arcface_loss
+
+E = torch.tensor(
+    [[0, -1, 0.5], [0.1, 2, 0.5], [0, 0.3, 0.2], [1, 0, 0.9], [1.2, -1.2, 0.01], [-0.7, 0, 1.5]]
+)
+G = torch.tensor([1, 2, 3, 3, 2, 1])
+K = torch.tensor([[0.1, -0.2, 0.3, 0], [0.5, 0.1, -0.4, 0.2], [-0.3, 0.6, 0.2, 0.1]])
+
+
+def _cosines(emb, kernel):
+    rows, cols = emb.double().tolist(), kernel.double().T.tolist()
+    out = []
+    for e in rows:
+        norm_e = max(math.sqrt(sum(v * v for v in e)), 1e-12)
+        line = []
+        for w in cols:
+            norm_w = max(math.sqrt(sum(v * v for v in w)), 1e-12)
+            line.append(sum(a * b for a, b in zip(e, w)) / (norm_e * norm_w))
+        out.append(line)
+    return out
+
+
+def naive_arcface(emb, kernel, groups, scale, margin):
+    losses = []
+    for cos_row, y in zip(_cosines(emb, kernel), groups.tolist()):
+        logits = [
+            scale * (math.cos(math.acos(c) + margin) if j == y else c)
+            for j, c in enumerate(cos_row)
+        ]
+        top = max(logits)
+        log_norm = top + math.log(sum(math.exp(z - top) for z in logits))
+        losses.append(log_norm - logits[y])
+    return sum(losses) / len(losses)
+
+
+def _with_kernel(kernel, **kwargs):
+    loss = ArcFaceLoss(kernel.shape[0], kernel.shape[1], **kwargs).to(kernel.dtype)
+    with torch.no_grad():
+        loss.kernel.copy_(kernel)
+    return loss
+
+
+def test_spec_value():
+    loss = _with_kernel(K)(E, G)
+    assert loss.shape == ()
+    torch.testing.assert_close(loss, torch.tensor(40.42285), rtol=1e-4, atol=0)
+
+
+@pytest.mark.parametrize("scale, margin", [(64.0, 0.5), (30.0, 0.2), (1.0, 0.0)])
+@pytest.mark.parametrize("seed", [0, 1])
+def test_matches_naive_loop(scale, margin, seed):
+    gen = torch.Generator().manual_seed(seed)
+    emb = torch.randn(8, 4, generator=gen, dtype=torch.float64)
+    kernel = torch.randn(4, 5, generator=gen, dtype=torch.float64)
+    groups = torch.randint(0, 5, (8,), generator=gen)
+    actual = _with_kernel(kernel, scale=scale, margin=margin)(emb, groups)
+    expected = naive_arcface(emb, kernel, groups, scale, margin)
+    torch.testing.assert_close(actual, torch.tensor(expected, dtype=torch.float64))
+
+
+def _near_class_batch(seed):
+    """Rows close to their class column: every target angle stays below π − margin."""
+    gen = torch.Generator().manual_seed(seed)
+    kernel = torch.randn(6, 5, generator=gen, dtype=torch.float64)
+    groups = torch.randint(0, 5, (10,), generator=gen)
+    emb = kernel.T[groups] + 0.5 * torch.randn(10, 6, generator=gen, dtype=torch.float64)
+    return emb, kernel, groups
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_matches_pml_below_threshold(seed):
+    emb, kernel, groups = _near_class_batch(seed)
+    margin, scale = 0.5, 64.0
+    target_cos = torch.tensor(_cosines(emb, kernel)).gather(1, groups[:, None])
+    assert (torch.arccos(target_cos) <= math.pi - margin).all()  # precondition of the test
+    pml = PMLArcFaceLoss(num_classes=5, embedding_size=6, margin=math.degrees(margin), scale=scale)
+    with torch.no_grad():
+        pml.W.copy_(kernel)
+    torch.testing.assert_close(arcface_loss(emb, kernel, groups, scale, margin), pml(emb, groups))
+
+
+def test_no_threshold_correction_unlike_pml():
+    """Past θ + m > π PML switches to cos θ − m·sin m; we keep cos(θ + m) (upstream)."""
+    kernel = torch.eye(3, dtype=torch.float64)
+    emb = torch.tensor([[-1.0, 0.05, 0.0], [0.0, 1.0, 0.0]], dtype=torch.float64)
+    groups = torch.tensor([0, 1])
+    ours = arcface_loss(emb, kernel, groups, 64.0, 0.5)
+    pml = PMLArcFaceLoss(num_classes=3, embedding_size=3, margin=math.degrees(0.5), scale=64.0)
+    with torch.no_grad():
+        pml.W.copy_(kernel)
+    torch.testing.assert_close(
+        ours, torch.tensor(naive_arcface(emb, kernel, groups, 64.0, 0.5), dtype=torch.float64)
+    )
+    assert not torch.isclose(ours, pml(emb, groups), rtol=1e-3)
+
+
+def test_gradients_reach_embeddings_and_kernel_also_for_identical_rows():
+    for emb in (E.clone(), E[:1].repeat(6, 1), K.T[G].clone()):  # last: cos == 1 exactly
+        loss_fn = _with_kernel(K)
+        emb.requires_grad_()
+        loss = loss_fn(emb, G)
+        loss.backward()
+        assert torch.isfinite(loss)
+        assert torch.isfinite(emb.grad).all() and torch.isfinite(loss_fn.kernel.grad).all()
+        assert loss_fn.kernel.grad.abs().sum() > 0
+
+
+def test_parameters_and_init():
+    loss = ArcFaceLoss(64, 100)
+    params = dict(loss.named_parameters())
+    assert list(params) == ["kernel"] and params["kernel"].shape == (64, 100)
+    assert abs(loss.kernel.std().item() - 0.01) < 0.001
+    assert (loss.scale, loss.margin) == (64.0, 0.5)
+
+
+def test_config_dict_json():
+    config = ArcFaceLoss(3, 4, scale=30, margin=0.3).get_config_dict()
+    assert json.loads(json.dumps(config)) == {
+        "distance_metric_name": "cosine",
+        "embedding_size": 3,
+        "num_groups": 4,
+        "scale": 30.0,
+        "margin": 0.3,
+    }
+
+
+@pytest.mark.parametrize(
+    "args, kwargs, exc, needle",
+    [
+        ((0, 4), {}, ValueError, "embedding_size"),
+        ((3, -1), {}, ValueError, "num_groups"),
+        ((3.0, 4), {}, TypeError, "embedding_size"),
+        ((3, 4), {"scale": 0}, ValueError, "scale"),
+        ((3, 4), {"margin": -0.5}, ValueError, "margin"),
+        ((3, 4), {"margin": "0.5"}, TypeError, "margin"),
+    ],
+)
+def test_bad_constructor_values(args, kwargs, exc, needle):
+    with pytest.raises(exc, match=needle):
+        ArcFaceLoss(*args, **kwargs)
+
+
+def test_bad_groups():
+    loss = ArcFaceLoss(3, 4)
+    with pytest.raises(AssertionError, match="Invalid group ids"):
+        loss(E, torch.tensor([1, 2, 3, 4, 0, 0]))
+    with pytest.raises(AssertionError, match="Invalid group ids"):
+        loss(E, torch.tensor([-1, 2, 3, 3, 0, 0]))
+    with pytest.raises(TypeError, match="groups"):
+        loss(E, G.float())
+    with pytest.raises(ValueError, match="groups"):
+        loss(E, G[:3])
+
+
+_batches = st.integers(1, 8).flatmap(
+    lambda b: st.tuples(
+        st.lists(
+            st.lists(st.floats(-5, 5, allow_nan=False), min_size=3, max_size=3),
+            min_size=b,
+            max_size=b,
+        ),
+        st.lists(st.integers(0, 3), min_size=b, max_size=b),
+        st.permutations(list(range(b))),
+    )
+)
+
+
+@settings(max_examples=30, deadline=None)
+@given(_batches)
+def test_properties_finite_nonnegative_permutation_invariant(batch):
+    rows, labels, perm = batch
+    loss_fn = _with_kernel(K.double())
+    emb = torch.tensor(rows, dtype=torch.float64, requires_grad=True)
+    groups = torch.tensor(labels)
+    loss = loss_fn(emb, groups)
+    loss.backward()
+    assert torch.isfinite(loss) and loss >= 0
+    assert torch.isfinite(emb.grad).all() and torch.isfinite(loss_fn.kernel.grad).all()
+    order = torch.tensor(perm)
+    torch.testing.assert_close(loss_fn(emb.detach()[order], groups[order]), loss.detach())

@@ -1,0 +1,127 @@
+"""CenterLoss: spec value, a naive loop, properties, errors."""
+
+import json
+import math
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from quaterion.loss.center_loss import CenterLoss, center_loss
+
+E = torch.tensor(
+    [[0, -1, 0.5], [0.1, 2, 0.5], [0, 0.3, 0.2], [1, 0, 0.9], [1.2, -1.2, 0.01], [-0.7, 0, 1.5]]
+)
+G = torch.tensor([1, 2, 3, 3, 2, 1])
+K = torch.tensor([[0.1, -0.2, 0.3, 0], [0.5, 0.1, -0.4, 0.2], [-0.3, 0.6, 0.2, 0.1]])
+
+
+def naive_center(emb, centers, groups, lambda_c):
+    total, count = 0.0, 0
+    for e, y in zip(emb.double().tolist(), groups.tolist()):
+        norm = max(math.sqrt(sum(v * v for v in e)), 1e-12)
+        for k, v in enumerate(e):
+            total += (v / norm - centers[y][k].item()) ** 2
+            count += 1
+    return lambda_c * total / count
+
+
+def _with_centers(centers, **kwargs):
+    loss = CenterLoss(centers.shape[1], centers.shape[0], **kwargs).to(centers.dtype)
+    with torch.no_grad():
+        loss.centers.copy_(centers)
+    return loss
+
+
+def test_spec_value():
+    loss = _with_centers(K.T)(E, G)
+    assert loss.shape == ()
+    torch.testing.assert_close(loss, torch.tensor(0.13792), rtol=1e-4, atol=0)
+
+
+@pytest.mark.parametrize("lambda_c", [0.5, 2.0, 0.0])
+@pytest.mark.parametrize("seed", [0, 1])
+def test_matches_naive_loop(lambda_c, seed):
+    gen = torch.Generator().manual_seed(seed)
+    emb = torch.randn(8, 4, generator=gen, dtype=torch.float64)
+    centers = torch.randn(5, 4, generator=gen, dtype=torch.float64)
+    groups = torch.randint(0, 5, (8,), generator=gen)
+    expected = torch.tensor(naive_center(emb, centers, groups, lambda_c), dtype=torch.float64)
+    torch.testing.assert_close(_with_centers(centers, lambda_c=lambda_c)(emb, groups), expected)
+    torch.testing.assert_close(center_loss(emb, centers, groups, lambda_c), expected)
+
+
+def test_gradients_reach_embeddings_and_centers_also_for_identical_rows():
+    for emb in (E.clone(), E[:1].repeat(6, 1)):
+        loss_fn = _with_centers(K.T)
+        emb.requires_grad_()
+        loss_fn(emb, G).backward()
+        assert torch.isfinite(emb.grad).all() and emb.grad.abs().sum() > 0
+        grad = loss_fn.centers.grad
+        assert torch.isfinite(grad).all()
+        assert grad[0].abs().sum() == 0 and grad[1:].abs().sum() > 0  # only used centres move
+
+
+def test_parameters_and_config():
+    loss = CenterLoss(64, 100)
+    assert [n for n, _ in loss.named_parameters()] == ["centers"]
+    assert loss.centers.shape == (100, 64) and loss.num_groups == 100
+    bound = math.sqrt(6 / (64 + 100))  # xavier-uniform, gain 1
+    assert loss.centers.abs().max() <= bound and loss.centers.abs().max() > 0.9 * bound
+    assert json.loads(json.dumps(CenterLoss(3, 4).get_config_dict())) == {
+        "distance_metric_name": "cosine",
+        "embedding_size": 3,
+        "num_groups": 4,
+        "lambda_c": 0.5,
+    }
+
+
+@pytest.mark.parametrize(
+    "args, kwargs, exc, needle",
+    [
+        ((0, 4), {}, ValueError, "embedding_size"),
+        ((3, 0), {}, ValueError, "num_groups"),
+        ((3, 4), {"lambda_c": -1.0}, ValueError, "lambda_c"),
+        ((3, True), {}, TypeError, "num_groups"),
+    ],
+)
+def test_bad_constructor_values(args, kwargs, exc, needle):
+    with pytest.raises(exc, match=needle):
+        CenterLoss(*args, **kwargs)
+
+
+def test_bad_groups():
+    loss = CenterLoss(3, 4)
+    with pytest.raises(AssertionError, match="Invalid group ids"):
+        loss(E, torch.tensor([1, 2, 3, 4, 0, 0]))
+    with pytest.raises(TypeError, match="groups"):
+        loss(E, G.float())
+
+
+_batches = st.integers(1, 8).flatmap(
+    lambda b: st.tuples(
+        st.lists(
+            st.lists(st.floats(-5, 5, allow_nan=False), min_size=3, max_size=3),
+            min_size=b,
+            max_size=b,
+        ),
+        st.lists(st.integers(0, 3), min_size=b, max_size=b),
+        st.permutations(list(range(b))),
+    )
+)
+
+
+@settings(max_examples=30, deadline=None)
+@given(_batches)
+def test_properties_finite_nonnegative_permutation_invariant(batch):
+    rows, labels, perm = batch
+    loss_fn = _with_centers(K.T.double())
+    emb = torch.tensor(rows, dtype=torch.float64, requires_grad=True)
+    groups = torch.tensor(labels)
+    loss = loss_fn(emb, groups)
+    loss.backward()
+    assert torch.isfinite(loss) and loss >= 0
+    assert torch.isfinite(emb.grad).all()
+    order = torch.tensor(perm)
+    torch.testing.assert_close(loss_fn(emb.detach()[order], groups[order]), loss.detach())

@@ -1,0 +1,124 @@
+"""SoftmaxLoss: spec value, a naive loop, properties, errors."""
+
+import json
+import math
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from quaterion.loss.softmax_loss import SoftmaxLoss, softmax_loss
+
+E = torch.tensor(
+    [[0, -1, 0.5], [0.1, 2, 0.5], [0, 0.3, 0.2], [1, 0, 0.9], [1.2, -1.2, 0.01], [-0.7, 0, 1.5]]
+)
+G = torch.tensor([1, 2, 3, 3, 2, 1])
+K = torch.tensor([[0.1, -0.2, 0.3, 0], [0.5, 0.1, -0.4, 0.2], [-0.3, 0.6, 0.2, 0.1]])
+
+
+def naive_softmax(emb, kernel, groups, temperature):
+    rows, cols = emb.double().tolist(), kernel.double().T.tolist()
+    losses = []
+    for e, y in zip(rows, groups.tolist()):
+        logits = [sum(a * b for a, b in zip(e, w)) / temperature for w in cols]
+        top = max(logits)
+        losses.append(top + math.log(sum(math.exp(z - top) for z in logits)) - logits[y])
+    return sum(losses) / len(losses)
+
+
+def _with_kernel(kernel, **kwargs):
+    loss = SoftmaxLoss(kernel.shape[0], kernel.shape[1], **kwargs).to(kernel.dtype)
+    with torch.no_grad():
+        loss.kernel.copy_(kernel)
+    return loss
+
+
+def test_spec_value():
+    loss = _with_kernel(K)(E, G)
+    assert loss.shape == ()
+    torch.testing.assert_close(loss, torch.tensor(7.71766), rtol=1e-4, atol=0)
+
+
+@pytest.mark.parametrize("temperature", [0.05, 1.0, 3.0])
+@pytest.mark.parametrize("seed", [0, 1])
+def test_matches_naive_loop(temperature, seed):
+    gen = torch.Generator().manual_seed(seed)
+    emb = torch.randn(8, 4, generator=gen, dtype=torch.float64)
+    kernel = torch.randn(4, 5, generator=gen, dtype=torch.float64)
+    groups = torch.randint(0, 5, (8,), generator=gen)
+    expected = torch.tensor(naive_softmax(emb, kernel, groups, temperature), dtype=torch.float64)
+    torch.testing.assert_close(_with_kernel(kernel, temperature=temperature)(emb, groups), expected)
+    torch.testing.assert_close(softmax_loss(emb, kernel, groups, temperature), expected)
+
+
+def test_gradients_reach_embeddings_and_kernel_also_for_identical_rows():
+    for emb in (E.clone(), E[:1].repeat(6, 1)):
+        loss_fn = _with_kernel(K)
+        emb.requires_grad_()
+        loss = loss_fn(emb, G)
+        loss.backward()
+        assert torch.isfinite(emb.grad).all() and emb.grad.abs().sum() > 0
+        assert torch.isfinite(loss_fn.kernel.grad).all() and loss_fn.kernel.grad.abs().sum() > 0
+
+
+def test_parameters_and_config():
+    loss = SoftmaxLoss(64, 100)
+    assert [n for n, _ in loss.named_parameters()] == ["kernel"]
+    assert loss.kernel.shape == (64, 100) and abs(loss.kernel.std().item() - 0.01) < 0.001
+    assert json.loads(json.dumps(SoftmaxLoss(3, 4).get_config_dict())) == {
+        "distance_metric_name": "cosine",
+        "embedding_size": 3,
+        "num_groups": 4,
+        "temperature": 0.05,
+    }
+
+
+@pytest.mark.parametrize(
+    "args, kwargs, exc, needle",
+    [
+        ((0, 4), {}, ValueError, "embedding_size"),
+        ((3, 0), {}, ValueError, "num_groups"),
+        ((3, 4), {"temperature": 0.0}, ValueError, "temperature"),
+        ((3, 4), {"temperature": float("inf")}, ValueError, "temperature"),
+    ],
+)
+def test_bad_constructor_values(args, kwargs, exc, needle):
+    with pytest.raises(exc, match=needle):
+        SoftmaxLoss(*args, **kwargs)
+
+
+def test_bad_groups():
+    loss = SoftmaxLoss(3, 4)
+    with pytest.raises(AssertionError, match="Invalid group ids"):
+        loss(E, torch.tensor([1, 2, 3, 7, 0, 0]))
+    with pytest.raises(TypeError, match="groups"):
+        loss(E, G.float())
+
+
+_batches = st.integers(1, 8).flatmap(
+    lambda b: st.tuples(
+        st.lists(
+            st.lists(st.floats(-5, 5, allow_nan=False), min_size=3, max_size=3),
+            min_size=b,
+            max_size=b,
+        ),
+        st.lists(st.integers(0, 3), min_size=b, max_size=b),
+        st.permutations(list(range(b))),
+    )
+)
+
+
+@settings(max_examples=30, deadline=None)
+@given(_batches)
+def test_properties_finite_nonnegative_permutation_invariant(batch):
+    rows, labels, perm = batch
+    loss_fn = _with_kernel(K.double())
+    emb = torch.tensor(rows, dtype=torch.float64, requires_grad=True)
+    groups = torch.tensor(labels)
+    loss = loss_fn(emb, groups)
+    loss.backward()
+    assert torch.isfinite(loss) and loss >= 0
+    assert torch.isfinite(emb.grad).all()
+    order = torch.tensor(perm)
+    torch.testing.assert_close(loss_fn(emb.detach()[order], groups[order]), loss.detach())

@@ -1,0 +1,74 @@
+import json
+
+import pytest
+import torch
+from torch import nn
+
+from quaterion_models.heads import SequentialHead
+
+
+def make_head():
+    return SequentialHead(nn.Linear(5, 7), nn.ReLU(), nn.Linear(7, 10), output_size=10)
+
+
+def test_forward_is_the_sequential_without_dropout():
+    head = make_head().train()
+    x = torch.rand(3, 5)
+    expected = head[2](torch.relu(head[0](x)))
+    torch.testing.assert_close(head(x), expected)
+    assert head.output_size == 10
+    assert isinstance(head.dropout, nn.Identity)
+    assert torch.equal(head.transform(x), x)
+    assert set(head.state_dict()) == {
+        "_sequential.0.weight", "_sequential.0.bias", "_sequential.2.weight", "_sequential.2.bias"
+    }
+    assert head.get_config_dict() == {"output_size": 10}
+
+
+def test_output_size_is_keyword_only():
+    with pytest.raises(TypeError):
+        SequentialHead(nn.Linear(5, 7))
+
+
+def test_list_api_matches_nn_sequential():
+    head = make_head()
+    reference = nn.Sequential(*head)
+    extra = nn.Tanh()
+    assert head.append(extra) is head
+    reference.append(extra)
+    assert len(head) == len(reference) == 4
+    assert [type(m) for m in head] == [type(m) for m in reference]
+    assert head[3] is extra and head[-1] is extra
+    assert isinstance(head[1:3], nn.Sequential) and len(head[1:3]) == 2
+    sigmoid = nn.Sigmoid()
+    head[1] = sigmoid
+    assert head[1] is sigmoid
+    first_linear = head[1 - 1]
+    del head[0]
+    del reference[0]
+    assert len(head) == len(reference) == 3
+    assert all(m is not first_linear for m in head)
+    assert "append" in dir(head) and "output_size" in dir(head)
+
+
+def test_round_trip_keeps_upstream_format(tmp_path):
+    head = make_head()
+    head.save(str(tmp_path))
+    assert json.loads((tmp_path / "config.json").read_text()) == {"output_size": 10}
+    pickled = torch.load(tmp_path / "weights.bin", weights_only=False)
+    assert isinstance(pickled, nn.Sequential) and len(pickled) == 3
+    loaded = SequentialHead.load(str(tmp_path))
+    x = torch.rand(4, 5)
+    torch.testing.assert_close(loaded(x), head(x))
+
+
+def test_load_of_upstream_written_file(tmp_path):
+    sequential = nn.Sequential(nn.Linear(2, 3))
+    torch.save(sequential, tmp_path / "weights.bin")
+    (tmp_path / "config.json").write_text(json.dumps({"output_size": 3}))
+    loaded = SequentialHead.load(str(tmp_path))
+    x = torch.rand(2, 2)
+    torch.testing.assert_close(loaded(x), sequential(x))
+    with pytest.raises(FileNotFoundError, match="weights.bin"):
+        (tmp_path / "weights.bin").unlink()
+        SequentialHead.load(str(tmp_path))

@@ -1,0 +1,87 @@
+"""quaterion_models imports with torch and numpy only: no Lightning, quaterion, PML or gensim.
+
+One subprocess (importing torch is the slow part) checks every module, then checks that the
+fastText extra fails with an ImportError naming the pip extra when gensim is missing."""
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+SCRIPT = textwrap.dedent(
+    """
+    import importlib, pkgutil, sys
+
+    BLOCKED = {"pytorch_lightning", "lightning", "quaterion", "pytorch_metric_learning", "gensim"}
+
+    class Blocker:
+        def find_spec(self, name, path=None, target=None):
+            if name.split(".")[0] in BLOCKED:
+                raise ImportError(f"blocked import of {name}")
+            return None
+
+    sys.meta_path.insert(0, Blocker())
+    for name in BLOCKED:  # the blocker itself must work
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            pass
+        else:
+            raise SystemExit(f"blocker failed for {name}")
+
+    import quaterion_models
+    SKIP = {"quaterion_models.encoders.extras.fasttext_encoder"}
+    imported = []
+    for info in pkgutil.walk_packages(quaterion_models.__path__, "quaterion_models."):
+        if info.name in SKIP:
+            continue
+        importlib.import_module(info.name)
+        imported.append(info.name)
+    leaked = sorted(m for m in sys.modules if m.split(".")[0] in BLOCKED)
+    assert not leaked, leaked
+    print("\\n".join(imported))
+    try:  # the optional extra fails with an error naming the pip extra
+        importlib.import_module("quaterion_models.encoders.extras.fasttext_encoder")
+    except ImportError as err:
+        print("EXTRA-ERROR:", err)
+    """
+)
+
+
+def test_every_module_imports_without_training_stack():
+    result = subprocess.run(
+        [sys.executable, "-c", SCRIPT],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    imported = {line for line in lines if not line.startswith("EXTRA-ERROR:")}
+    expected = {
+        "quaterion_models.model",
+        "quaterion_models.types",
+        "quaterion_models.encoders.encoder",
+        "quaterion_models.encoders.switch_encoder",
+        "quaterion_models.encoders.extras",
+        "quaterion_models.heads.encoder_head",
+        "quaterion_models.heads.empty_head",
+        "quaterion_models.heads.gated_head",
+        "quaterion_models.heads.sequential_head",
+        "quaterion_models.heads.skip_connection_head",
+        "quaterion_models.heads.softmax_head",
+        "quaterion_models.heads.stacked_projection_head",
+        "quaterion_models.heads.switch_head",
+        "quaterion_models.heads.widening_head",
+        "quaterion_models.modules.simple",
+        "quaterion_models.utils.tensors",
+        "quaterion_models.utils.classes",
+        "quaterion_models.utils.meta",
+    }
+    assert expected <= imported, expected - imported
+    extra_error = [line for line in lines if line.startswith("EXTRA-ERROR:")]
+    assert len(extra_error) == 1, "fasttext_encoder imported although gensim was blocked"
+    assert "fasttext" in extra_error[0] and "pip install" in extra_error[0]

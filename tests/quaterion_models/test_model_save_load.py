@@ -1,0 +1,208 @@
+"""SimilarityModel.save / load: round trips, the on-disk format, safety, errors, atomicity."""
+
+import json
+import os
+import pickle
+
+import pytest
+import torch
+from torch import nn
+
+from quaterion_models import SimilarityModel
+from quaterion_models.heads import (
+    EmptyHead,
+    GatedHead,
+    SequentialHead,
+    SkipConnectionHead,
+    SoftmaxEmbeddingsHead,
+    WideningHead,
+)
+from tests.quaterion_models.file_tools import retag_storages, write_malicious_state_dict
+from tests.quaterion_models.toy_encoders import (
+    FailingSaveEncoder,
+    LinearEncoder,
+    NotPersistableEncoder,
+    StackEncoder,
+)
+
+HEADS = {
+    "sequential": lambda: SequentialHead(nn.Linear(5, 7), nn.ReLU(), nn.Linear(7, 10), output_size=10),
+    "gated": lambda: GatedHead(5),
+    "widening": lambda: WideningHead(5),
+    "skip": lambda: SkipConnectionHead(5),
+    "empty": lambda: EmptyHead(5),
+    "softmax": lambda: SoftmaxEmbeddingsHead(output_groups=2, output_size_per_group=10, input_embedding_size=5),
+}
+
+
+@pytest.mark.parametrize("name", sorted(HEADS))
+def test_head_shapes_and_round_trip(name, tmp_path):
+    head = HEADS[name]()
+    assert head.forward(torch.rand(3, 5)).shape == (3, head.output_size)
+    model = SimilarityModel(encoders=StackEncoder(5), head=head)
+    x = torch.rand(3, 5)
+    before = model.encode(x, to_numpy=False)
+    model.save(str(tmp_path / "model"))
+    assert (tmp_path / "model" / "config.json").is_file()
+    loaded = SimilarityModel.load(str(tmp_path / "model"))
+    assert list(loaded.encoders) == ["default"]
+    assert type(loaded.encoders["default"]) is StackEncoder and type(loaded.head) is type(head)
+    torch.testing.assert_close(loaded.encode(x, to_numpy=False), before)
+
+
+def test_config_layout_and_dict_of_encoders(tmp_path):
+    encoders = {"text": LinearEncoder(5, 3, is_trainable=False), "img": LinearEncoder(5, 2)}
+    model = SimilarityModel(encoders=encoders, head=GatedHead(5))
+    model.save(str(tmp_path))
+    config = json.loads((tmp_path / "config.json").read_text())
+    assert config == {
+        "encoders": [
+            {"key": "text", "module": "tests.quaterion_models.toy_encoders", "class": "LinearEncoder"},
+            {"key": "img", "module": "tests.quaterion_models.toy_encoders", "class": "LinearEncoder"},
+        ],
+        "head": {"module": "quaterion_models.heads.gated_head", "class": "GatedHead"},
+    }
+    assert sorted(os.listdir(tmp_path)) == ["config.json", "encoders", "head"]
+    assert sorted(os.listdir(tmp_path / "encoders")) == ["img", "text"]
+    assert json.loads((tmp_path / "head" / "config.json").read_text()) == {
+        "input_embedding_size": 5,
+        "dropout": 0.0,
+    }
+    loaded = SimilarityModel.load(str(tmp_path))
+    assert list(loaded.encoders) == ["text", "img"]
+    assert not any(p.requires_grad for p in loaded.encoders["text"].parameters())
+    batch = {"data": {"text": torch.rand(2, 5), "img": torch.rand(2, 5)}, "meta": None}
+    torch.testing.assert_close(loaded(batch), model(batch))
+
+
+def test_load_hand_built_directory(tmp_path):
+    """The documented layout, written without SimilarityModel.save, loads."""
+    (tmp_path / "head").mkdir()
+    (tmp_path / "encoders" / "left").mkdir(parents=True)
+    (tmp_path / "encoders" / "right").mkdir(parents=True)
+    (tmp_path / "config.json").write_text(json.dumps({
+        "encoders": [
+            {"key": "right", "module": "tests.quaterion_models.toy_encoders", "class": "StackEncoder"},
+            {"key": "left", "module": "tests.quaterion_models.toy_encoders", "class": "StackEncoder"},
+        ],
+        "head": {"module": "quaterion_models.heads.gated_head", "class": "GatedHead"},
+    }))
+    (tmp_path / "head" / "config.json").write_text(json.dumps({"input_embedding_size": 5}))
+    gates = torch.tensor([0.0, 0.5, 1.0, 1.5, 2.0])
+    torch.save({"gates": gates}, tmp_path / "head" / "weights.bin")
+    StackEncoder(2).save(str(tmp_path / "encoders" / "left"))
+    StackEncoder(3, is_trainable=True).save(str(tmp_path / "encoders" / "right"))
+
+    model = SimilarityModel.load(str(tmp_path))
+    assert list(model.encoders) == ["right", "left"]
+    assert model.encoders["right"].embedding_size == 3 and model.encoders["right"].trainable
+    left, right = torch.rand(4, 2), torch.rand(4, 3)
+    out = model({"data": {"left": left, "right": right}, "meta": None})
+    expected = torch.cat([left, right], dim=1) * torch.tanh(gates)  # "left" < "right"
+    torch.testing.assert_close(out, expected)
+
+
+def test_head_saved_on_gpu_loads_on_cpu(tmp_path):
+    model = SimilarityModel(encoders=StackEncoder(5), head=WideningHead(5))
+    x = torch.rand(3, 5)
+    before = model.encode(x, to_numpy=False)
+    model.save(str(tmp_path))
+    retag_storages(tmp_path / "head" / "weights.bin", "cuda:0")
+    loaded = SimilarityModel.load(str(tmp_path))
+    assert all(p.device.type == "cpu" for p in loaded.parameters())
+    torch.testing.assert_close(loaded.encode(x, to_numpy=False), before)
+
+
+def test_malicious_head_weights_refused(tmp_path):
+    SimilarityModel(encoders=StackEncoder(5), head=GatedHead(5)).save(str(tmp_path / "m"))
+    weights = tmp_path / "m" / "head" / "weights.bin"
+    marker = tmp_path / "marker"
+    write_malicious_state_dict(weights, marker, {"gates": torch.ones(5)})
+    with pytest.raises(pickle.UnpicklingError) as info:
+        SimilarityModel.load(str(tmp_path / "m"))
+    assert str(weights) in str(info.value) and "not a plain state dict" in str(info.value)
+    assert not marker.exists()
+
+
+def test_not_a_saved_model(tmp_path):
+    with pytest.raises(FileNotFoundError, match=str(tmp_path / "missing")):
+        SimilarityModel.load(str(tmp_path / "missing"))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match="config.json"):
+        SimilarityModel.load(str(tmp_path / "empty"))
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "config.json").write_text(json.dumps({"hidden_size": 3}))
+    with pytest.raises(ValueError, match="'encoders' and 'head'"):
+        SimilarityModel.load(str(tmp_path / "other"))
+    SimilarityModel(encoders=StackEncoder(5), head=EmptyHead(5)).save(str(tmp_path / "m"))
+    for entry in (tmp_path / "m" / "encoders" / "default").iterdir():
+        entry.unlink()
+    (tmp_path / "m" / "encoders" / "default").rmdir()
+    with pytest.raises(FileNotFoundError, match="encoders"):
+        SimilarityModel.load(str(tmp_path / "m"))
+
+
+def test_config_naming_a_non_head_class_is_refused(tmp_path):
+    SimilarityModel(encoders=StackEncoder(5), head=EmptyHead(5)).save(str(tmp_path))
+    config = json.loads((tmp_path / "config.json").read_text())
+    config["head"] = {"module": "torch.nn", "class": "Linear"}
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    with pytest.raises(TypeError, match="not a EncoderHead subclass"):
+        SimilarityModel.load(str(tmp_path))
+
+
+def test_encoder_without_save_names_class_and_method(tmp_path):
+    model = SimilarityModel(encoders={"txt": NotPersistableEncoder()}, head=EmptyHead(5))
+    with pytest.raises(NotImplementedError) as info:
+        model.save(str(tmp_path / "m"))
+    assert "NotPersistableEncoder.save is not implemented: implement save()/load()" in str(info.value)
+    assert "'txt'" in "".join(getattr(info.value, "__notes__", []))
+    assert not (tmp_path / "m").exists()
+    assert os.listdir(tmp_path) == []  # no temp directory left behind
+
+
+def test_main_class_cannot_be_restored_clear_error(tmp_path, caplog):
+    script_cls = type("ScriptEncoder", (StackEncoder,), {"__module__": "__main__"})
+    SimilarityModel(encoders=script_cls(5), head=EmptyHead(5)).save(str(tmp_path))
+    assert "__main__" in caplog.text
+    with pytest.raises(ImportError, match="importable module"):
+        SimilarityModel.load(str(tmp_path))
+
+
+def test_save_twice_into_same_directory(tmp_path):
+    target = tmp_path / "m"
+    model = SimilarityModel(encoders=LinearEncoder(5, 4), head=GatedHead(4))
+    model.save(str(target))
+    (target / "README.txt").write_text("notes")  # the user's own file survives re-saves
+    with torch.no_grad():
+        model.head.gates.fill_(0.25)
+    model.save(str(target))
+    loaded = SimilarityModel.load(str(target))
+    assert torch.equal(loaded.head.gates.detach(), torch.full((4,), 0.25))
+    assert (target / "README.txt").read_text() == "notes"
+    assert sorted(os.listdir(tmp_path)) == ["m"]
+
+
+def test_failed_save_keeps_previous_model(tmp_path):
+    target = tmp_path / "m"
+    v1 = SimilarityModel(encoders={"a": StackEncoder(2), "b": LinearEncoder(5, 3)}, head=GatedHead(5))
+    v1.save(str(target))
+    snapshot = {p.relative_to(target): p.read_bytes() for p in target.rglob("*") if p.is_file()}
+
+    v2 = SimilarityModel(encoders={"a": FailingSaveEncoder(2), "b": LinearEncoder(5, 3)}, head=WideningHead(5))
+    with pytest.raises(OSError, match="simulated"):
+        v2.save(str(target))
+
+    after = {p.relative_to(target): p.read_bytes() for p in target.rglob("*") if p.is_file()}
+    assert after == snapshot  # byte for byte the v1 save
+    assert sorted(os.listdir(tmp_path)) == ["m"]  # temp directory cleaned up
+    loaded = SimilarityModel.load(str(target))
+    assert type(loaded.head) is GatedHead and type(loaded.encoders["a"]) is StackEncoder
+    batch = {"data": {"a": torch.rand(2, 2), "b": torch.rand(2, 5)}, "meta": None}
+    torch.testing.assert_close(loaded(batch), v1(batch))
+
+
+def test_save_into_a_file_path_is_an_error(tmp_path):
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(NotADirectoryError, match="not a directory"):
+        SimilarityModel(encoders=StackEncoder(5), head=EmptyHead(5)).save(str(tmp_path / "file"))

@@ -1,0 +1,157 @@
+"""Small importable encoders used by the quaterion_models tests (saved models record this module)."""
+
+import json
+import os
+from typing import Any, List
+
+import torch
+from torch import Tensor, nn
+from torch.utils.data import default_collate
+
+from quaterion_models.encoders import Encoder, SwitchEncoder
+
+
+def identity_collate(batch: List[Any]) -> List[Any]:
+    """Keep raw records as a list (picklable module function)."""
+    return batch
+
+
+class StackEncoder(Encoder):
+    """Identity encoder of width ``size``; the default collate stacks tensors."""
+
+    def __init__(self, size: int = 5, is_trainable: bool = False):
+        super().__init__()
+        self.size = size
+        self.is_trainable = is_trainable
+
+    @property
+    def trainable(self) -> bool:
+        return self.is_trainable
+
+    @property
+    def embedding_size(self) -> int:
+        return self.size
+
+    def forward(self, batch: Tensor) -> Tensor:
+        return batch
+
+    def save(self, output_path: str) -> None:
+        with open(os.path.join(output_path, "config.json"), "w") as file:
+            json.dump({"size": self.size, "is_trainable": self.is_trainable}, file)
+
+    @classmethod
+    def load(cls, input_path: str) -> "StackEncoder":
+        with open(os.path.join(input_path, "config.json")) as file:
+            return cls(**json.load(file))
+
+
+class LinearEncoder(Encoder):
+    """``Linear(size_in, size_out)`` encoder with real parameters, saved as a state dict."""
+
+    def __init__(self, size_in: int = 5, size_out: int = 4, is_trainable: bool = True):
+        super().__init__()
+        self.config = {"size_in": size_in, "size_out": size_out, "is_trainable": is_trainable}
+        self.linear = nn.Linear(size_in, size_out)
+
+    @property
+    def trainable(self) -> bool:
+        return self.config["is_trainable"]
+
+    @property
+    def embedding_size(self) -> int:
+        return self.config["size_out"]
+
+    def forward(self, batch: Tensor) -> Tensor:
+        return self.linear(batch)
+
+    def save(self, output_path: str) -> None:
+        with open(os.path.join(output_path, "config.json"), "w") as file:
+            json.dump(self.config, file)
+        torch.save(self.state_dict(), os.path.join(output_path, "weights.pt"))
+
+    @classmethod
+    def load(cls, input_path: str) -> "LinearEncoder":
+        with open(os.path.join(input_path, "config.json")) as file:
+            encoder = cls(**json.load(file))
+        state = torch.load(os.path.join(input_path, "weights.pt"), weights_only=True)
+        encoder.load_state_dict(state)
+        return encoder
+
+
+class LambdaEncoder(StackEncoder):
+    """Holds an unpicklable lambda: the model's collate fn must still pickle."""
+
+    def __init__(self, size: int = 5):
+        super().__init__(size)
+        self.fn = lambda x: x
+
+
+class ConstantEncoder(Encoder):
+    """Maps every raw record to a row filled with ``value`` (width ``size``)."""
+
+    def __init__(self, value: float, size: int = 3):
+        super().__init__()
+        self.value = value
+        self.size = size
+
+    @property
+    def trainable(self) -> bool:
+        return False
+
+    @property
+    def embedding_size(self) -> int:
+        return self.size
+
+    def get_collate_fn(self):
+        return identity_collate
+
+    def forward(self, batch: List[Any]) -> Tensor:
+        return torch.full((len(batch), self.size), float(self.value))
+
+    def save(self, output_path: str) -> None:
+        with open(os.path.join(output_path, "config.json"), "w") as file:
+            json.dump({"value": self.value, "size": self.size}, file)
+
+    @classmethod
+    def load(cls, input_path: str) -> "ConstantEncoder":
+        with open(os.path.join(input_path, "config.json")) as file:
+            return cls(**json.load(file))
+
+
+class ZerosOnesSwitch(SwitchEncoder):
+    """Records ``"zeros"`` go to option ``a``, anything else to option ``b``."""
+
+    @classmethod
+    def encoder_selection(cls, record: Any) -> str:
+        return "a" if record == "zeros" else "b"
+
+
+class NotPersistableEncoder(Encoder):
+    """Implements everything but save/load."""
+
+    @property
+    def trainable(self) -> bool:
+        return False
+
+    @property
+    def embedding_size(self) -> int:
+        return 5
+
+    def forward(self, batch: Tensor) -> Tensor:
+        return batch
+
+
+class FailingSaveEncoder(StackEncoder):
+    """Writes part of its files, then raises: simulates a crash in the middle of a save."""
+
+    def save(self, output_path: str) -> None:
+        with open(os.path.join(output_path, "config.json"), "w") as file:
+            json.dump({"size": self.size, "is_trainable": self.is_trainable}, file)
+        raise OSError("disk full (simulated) while saving FailingSaveEncoder")
+
+
+class Outer:
+    """Holds a nested encoder class to test dotted qualnames."""
+
+    class InnerEncoder(StackEncoder):
+        pass
