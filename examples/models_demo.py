@@ -49,7 +49,9 @@ class BagOfCharsEncoder(Encoder):
     def load(cls, input_path: str) -> "BagOfCharsEncoder":
         with open(os.path.join(input_path, "config.json")) as file:
             encoder = cls(**json.load(file))
-        state = torch.load(os.path.join(input_path, "weights.pt"), map_location="cpu", weights_only=True)
+        state = torch.load(
+            os.path.join(input_path, "weights.pt"), map_location="cpu", weights_only=True
+        )
         encoder.load_state_dict(state)
         return encoder
 

@@ -25,6 +25,7 @@ import json
 import os
 import shutil
 import time
+import warnings
 from typing import Any, Dict, List, Optional, Sequence
 
 import torch
@@ -38,8 +39,6 @@ PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 DATA_DIR = os.path.join(PACKAGE_DIR, "quick_start_data")
 DEFAULT_SAVE_DIR = os.path.join(PACKAGE_DIR, "quick_start_encoders")
 
-# Queries in a style that appears nowhere in the data ("podcast"), about held-out topics.
-QUERY_TEMPLATE = "Looking for a good podcast episode that explains {x}"
 
 
 def default_encoder_path() -> str:
@@ -82,7 +81,10 @@ class MiniLMEncoder(Encoder):
 
     @property
     def embedding_size(self) -> int:
-        return self.transformer.get_sentence_embedding_dimension()
+        # sentence-transformers >= 5 renamed the method; support both.
+        transformer = self.transformer
+        size = getattr(transformer, "get_embedding_dimension", None)
+        return int((size or transformer.get_sentence_embedding_dimension)())
 
     def get_collate_fn(self):
         return collate_texts
@@ -178,12 +180,34 @@ def held_out_r_precision(model: SimilarityModel, samples: list) -> float:
 
 
 def nearest_neighbours(
-    model: SimilarityModel, queries: List[str], corpus: List[str], k: int = 3
+    model: SimilarityModel,
+    queries: List[str],
+    corpus: List[str],
+    k: int = 3,
+    exclude: Optional[List[int]] = None,
 ) -> List[List[int]]:
-    """Indices of the ``k`` corpus texts closest (cosine) to each query."""
+    """Indices of the ``k`` corpus texts closest (cosine) to each query.
+
+    ``exclude[i]`` is a corpus index never returned for query ``i`` (the query itself).
+    """
     q = torch.nn.functional.normalize(model.encode(queries, to_numpy=False), dim=-1)
     c = torch.nn.functional.normalize(model.encode(corpus, batch_size=64, to_numpy=False), dim=-1)
-    return (q @ c.T).topk(k, dim=1).indices.tolist()
+    scores = q @ c.T
+    if exclude is not None:
+        scores[torch.arange(len(queries)), torch.tensor(exclude)] = -float("inf")
+    return scores.topk(k, dim=1).indices.tolist()
+
+
+def pick_queries(records: Sequence[dict], n: int) -> List[int]:
+    """Rows of ``n`` example queries: one text per topic (first topics in name order), each in
+    a different style where possible."""
+    styles = ["legal", "tweet", "job ad", "review", "story", "question", "headline", "lecture"]
+    rows = []
+    for i, topic in enumerate(sorted({r["topic"] for r in records})[:n]):
+        candidates = [row for row, r in enumerate(records) if r["topic"] == topic]
+        preferred = [row for row in candidates if records[row]["style"] == styles[i % len(styles)]]
+        rows.append((preferred or candidates)[0])
+    return rows
 
 
 def make_trainer(model, train_loader, epochs: int):
@@ -197,14 +221,47 @@ def make_trainer(model, train_loader, epochs: int):
     return pl.Trainer(**params)
 
 
+# Messages from the stack that say nothing about this demo: the frozen encoder is in eval mode
+# on purpose, and the demo logs to the progress bar only (no logger, no files).
+QUIET_WARNINGS = (
+    r".*module\(s\) in eval mode.*",
+    r".*but have no logger configured.*",
+    r".*LeafSpec.*",
+)
+
+
+def quiet_transformers_progress() -> None:
+    """Hide the weight loading/saving progress bars of transformers (they repeat per load)."""
+    try:
+        from transformers.utils import logging as transformers_logging
+    except ImportError:
+        return
+    transformers_logging.disable_progress_bar()
+
+
 def run(args: argparse.Namespace) -> Dict[str, Any]:
     """Run the demo; returns the measured numbers (also printed)."""
+    with warnings.catch_warnings():
+        for pattern in QUIET_WARNINGS:
+            warnings.filterwarnings("ignore", message=pattern)
+        quiet_transformers_progress()
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> Dict[str, Any]:
     import pytorch_lightning as pl
 
     from quaterion import Quaterion
     from quaterion.dataset import GroupSimilarityDataLoader
 
     started = time.perf_counter()
+    timings: Dict[str, float] = {}
+
+    def lap(name: str, since: float) -> float:
+        now = time.perf_counter()
+        timings[name] = now - since
+        return now
+
     pl.seed_everything(args.seed, verbose=False)
     splits = {
         name: read_split(os.path.join(args.data_dir, f"{name}.jsonl"), args.limit)
@@ -215,10 +272,13 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
         print(f"{name:>5}: {len(records)} texts in {len(groups)} groups (topics)")
     train, val, test = (to_samples(splits[name]) for name in ("train", "val", "test"))
 
+    clock = time.perf_counter()
     model = build_model_class()(args.encoder or default_encoder_path(), args.lr, args.cache_dir)
     encoder = model.model.encoders["default"]
     base = SimilarityModel(encoders=encoder, head=EmptyHead(encoder.embedding_size))
+    clock = lap("load encoder", clock)
     before = held_out_r_precision(base, test)
+    clock = lap("evaluate raw", clock)
     print(f"\nHeld-out topics, RetrievalRPrecision of the raw encoder: {before:.4f}\n")
 
     train_loader = GroupSimilarityDataLoader(train, batch_size=args.batch_size, shuffle=True)
@@ -230,7 +290,9 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
         train_dataloader=train_loader,
         val_dataloader=val_loader,
     )
+    clock = lap("fit (cache fill + epochs)", clock)
     after = held_out_r_precision(model.model, test)
+    clock = lap("evaluate tuned", clock)
     print(f"\nHeld-out topics, RetrievalRPrecision after {trainer.current_epoch} epochs: "
           f"{after:.4f} (before: {before:.4f}, change {after - before:+.4f})")
 
@@ -238,33 +300,36 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
     model.save_servable(args.save_dir)
     served = SimilarityModel.load(args.save_dir)
     reloaded = held_out_r_precision(served, test)
+    clock = lap("save, load, evaluate servable", clock)
     print(f"Saved the servable to {args.save_dir}; reloaded with SimilarityModel.load: "
           f"RetrievalRPrecision {reloaded:.4f}")
 
     corpus = [r["text"] for r in splits["test"]]
     topics = [r["topic"] for r in splits["test"]]
-    query_topics = sorted(set(topics))[: args.num_queries]
-    queries = [QUERY_TEMPLATE.format(x=topic) for topic in query_topics]
+    query_rows = pick_queries(splits["test"], args.num_queries)
+    queries = [corpus[row] for row in query_rows]
     hits = {"raw": 0, "tuned": 0}
-    print(f"\nExample queries over the {len(corpus)} held-out texts (top {args.top_k}):")
-    raw_neighbours = nearest_neighbours(base, queries, corpus, args.top_k)
-    tuned_neighbours = nearest_neighbours(served, queries, corpus, args.top_k)
-    for query, topic, raw_idx, tuned_idx in zip(queries, query_topics, raw_neighbours,
-                                                tuned_neighbours):
-        print(f"\nQuery: {query!r}  (topic: {topic})")
+    print(f"\nExample queries: held-out texts, top {args.top_k} other held-out texts "
+          "(+ same topic, - other topic):")
+    raw_neighbours = nearest_neighbours(base, queries, corpus, args.top_k, exclude=query_rows)
+    tuned_neighbours = nearest_neighbours(served, queries, corpus, args.top_k, exclude=query_rows)
+    for row, raw_idx, tuned_idx in zip(query_rows, raw_neighbours, tuned_neighbours):
+        print(f"\nQuery: {corpus[row]!r}  (topic: {topics[row]})")
         for label, indices in (("raw", raw_idx), ("tuned", tuned_idx)):
             print(f"  {label} encoder:")
             for rank, index in enumerate(indices, start=1):
-                same = topics[index] == topic
+                same = topics[index] == topics[row]
                 hits[label] += same
-                mark = "+" if same else "-"
-                print(f"    {rank}. [{mark} {topics[index]}] {corpus[index]}")
+                print(f"    {rank}. [{'+' if same else '-'} {topics[index]}] {corpus[index]}")
     total = len(queries) * args.top_k
-    print(f"\nNeighbours on the query's topic: raw {hits['raw']}/{total}, "
+    print(f"\nNeighbours on the query's topic: raw encoder {hits['raw']}/{total}, "
           f"tuned {hits['tuned']}/{total}")
 
+    clock = lap("example queries", clock)
+
     wall = time.perf_counter() - started
-    print(f"\nSummary: held-out RetrievalRPrecision {before:.4f} -> {after:.4f}; "
+    print("\nTime per phase: " + ", ".join(f"{k} {v:.1f} s" for k, v in timings.items()))
+    print(f"Summary: held-out RetrievalRPrecision {before:.4f} -> {after:.4f}; "
           f"total wall time {wall:.1f} s")
     return {
         "before": before,
@@ -273,6 +338,7 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
         "epochs": trainer.current_epoch,
         "neighbour_hits": hits,
         "wall_time_s": wall,
+        "timings": timings,
         "save_dir": args.save_dir,
     }
 

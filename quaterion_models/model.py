@@ -1,8 +1,9 @@
 """``SimilarityModel``: encoders + head, with batched ``encode`` and ``save``/``load``."""
 
 import os
+from collections.abc import Callable
 from functools import partial
-from typing import Any, Callable, Dict, List, Union
+from typing import Any, Union
 
 import numpy as np
 import torch
@@ -11,11 +12,18 @@ from torch import Tensor, nn
 from quaterion_models.encoders.encoder import Encoder
 from quaterion_models.heads.encoder_head import EncoderHead
 from quaterion_models.types import CollateFnType, MetaExtractorFnType
-from quaterion_models.utils._files import atomic_directory, read_json, write_json
-from quaterion_models.utils.classes import restore_class, save_class_import
+from quaterion_models.utils._files import (
+    atomic_directory,
+    existing_dir,
+    read_json,
+    restore_subclass,
+    write_json,
+)
+from quaterion_models.utils.classes import save_class_import
 from quaterion_models.utils.meta import merge_meta
 from quaterion_models.utils.tensors import move_to_device
 
+#: Key under which a single (non-dict) encoder is stored in ``SimilarityModel.encoders``.
 DEFAULT_ENCODER_KEY = "default"
 
 _RESERVED_KEYS = frozenset({"head", "encoders"})
@@ -31,14 +39,17 @@ class SimilarityModel(nn.Module):
     Args:
         encoders: one encoder (stored under ``DEFAULT_ENCODER_KEY``) or ``{key: encoder}``.
             Keys must be valid module / directory names other than ``"head"`` and ``"encoders"``.
-        head: head taking ``sum(embedding_size)`` inputs.
+        head: head taking ``sum(embedding_size)`` inputs. ``None`` is tolerated (training
+            builds stub models whose ``configure_head`` returns ``None``), but such a model
+            cannot ``encode`` or ``save``.
 
-    Example:
-        >>> model = SimilarityModel(encoders=my_encoder, head=EmptyHead(my_encoder.embedding_size))
-        >>> model.encode(records).shape   # (len(records), head.output_size)
+    Example::
+
+        model = SimilarityModel(encoders=my_encoder, head=EmptyHead(my_encoder.embedding_size))
+        model.encode(records).shape  # (len(records), head.output_size)
     """
 
-    def __init__(self, encoders: Union[Encoder, Dict[str, Encoder]], head: EncoderHead):
+    def __init__(self, encoders: Union[Encoder, dict[str, Encoder]], head: EncoderHead):
         super().__init__()
         if not isinstance(encoders, dict):
             encoders = {DEFAULT_ENCODER_KEY: encoders}
@@ -49,7 +60,7 @@ class SimilarityModel(nn.Module):
                     f"SimilarityModel: encoder {key!r} must be an Encoder, got "
                     f"{type(encoder).__name__}; subclass quaterion_models.encoders.Encoder"
                 )
-        if not isinstance(head, EncoderHead):
+        if head is not None and not isinstance(head, EncoderHead):
             raise TypeError(
                 f"SimilarityModel: `head` must be an EncoderHead, got {type(head).__name__}; "
                 "use one of quaterion_models.heads or subclass EncoderHead"
@@ -61,26 +72,27 @@ class SimilarityModel(nn.Module):
         self.head = head
 
     def _check_encoder_key(self, key: Any) -> None:
-        valid = (
-            isinstance(key, str)
-            and key != ""
-            and not key.startswith(".")
-            and not any(char in key for char in "./\\\0")
-        )
-        if not valid or key in _RESERVED_KEYS or hasattr(self, key):
+        if not _is_safe_key(key) or hasattr(self, key):
             raise ValueError(
                 f"SimilarityModel: invalid encoder key {key!r}: keys must be non-empty strings "
                 "without '.', '/' or '\\', must not be 'head' or 'encoders' and must not shadow "
                 "a model attribute; rename the encoder (e.g. 'text', 'image')"
             )
 
+    def _require_head(self, action: str) -> None:
+        if self.head is None:
+            raise ValueError(
+                f"SimilarityModel.{action}: the model has no head (head=None); build it with "
+                "a head, e.g. SimilarityModel(encoders, head=EmptyHead(embedding_size))"
+            )
+
     @classmethod
     def collate_fn(
         cls,
-        batch: List[Any],
-        encoders_collate_fns: Dict[str, CollateFnType],
-        meta_extractors: Dict[str, MetaExtractorFnType],
-    ) -> Dict[str, Any]:
+        batch: list[Any],
+        encoders_collate_fns: dict[str, CollateFnType],
+        meta_extractors: dict[str, MetaExtractorFnType],
+    ) -> dict[str, Any]:
         """Raw records -> ``{"data": {key: collated}, "meta": List[dict]}``."""
         return {
             "data": {key: collate(batch) for key, collate in encoders_collate_fns.items()},
@@ -88,13 +100,13 @@ class SimilarityModel(nn.Module):
         }
 
     @classmethod
-    def get_encoders_output_size(cls, encoders: Union[Encoder, Dict[str, Encoder]]) -> int:
+    def get_encoders_output_size(cls, encoders: Union[Encoder, dict[str, Encoder]]) -> int:
         """Sum of ``embedding_size`` over one encoder or a dict of encoders."""
         if isinstance(encoders, dict):
             return sum(encoder.embedding_size for encoder in encoders.values())
         return encoders.embedding_size
 
-    def get_collate_fn(self) -> Callable[[List[Any]], Dict[str, Any]]:
+    def get_collate_fn(self) -> Callable[[list[Any]], dict[str, Any]]:
         """Picklable collate fn (does not reference ``self``) producing :meth:`forward` input."""
         return partial(
             SimilarityModel.collate_fn,
@@ -107,7 +119,7 @@ class SimilarityModel(nn.Module):
         super().train(mode)
         return self
 
-    def forward(self, batch: Dict[str, Any]) -> Tensor:
+    def forward(self, batch: dict[str, Any]) -> Tensor:
         """``{"data": {key: input}, "meta": [...]}`` -> float ``(B, head.output_size)``.
 
         Encoder outputs are concatenated along dim 1 in sorted key order.
@@ -120,7 +132,7 @@ class SimilarityModel(nn.Module):
         return self.head(joined, meta=batch["meta"])
 
     def encode(
-        self, inputs: Union[List[Any], Any], batch_size: int = 32, to_numpy: bool = True
+        self, inputs: Union[list[Any], Any], batch_size: int = 32, to_numpy: bool = True
     ) -> Union[Tensor, np.ndarray]:
         """Embed raw records in batches, in eval mode and without gradients.
 
@@ -137,6 +149,7 @@ class SimilarityModel(nn.Module):
             raise ValueError(
                 f"encode: `batch_size` must be a positive int, got {batch_size!r}; e.g. 32"
             )
+        self._require_head("encode")
         self.eval()
         device = next(self.parameters(), torch.empty(0)).device
         single = not isinstance(inputs, list)
@@ -146,19 +159,16 @@ class SimilarityModel(nn.Module):
         with torch.no_grad():
             for start in range(0, len(records), batch_size):
                 batch = move_to_device(collate(records[start : start + batch_size]), device)
-                chunks.append(self.forward(batch).detach())
+                chunks.append(_finish_chunk(self.forward(batch).detach(), to_numpy))
         if chunks:
             result = torch.cat(chunks, dim=0)
         else:
-            result = torch.empty((0, self.head.output_size), device=device)
+            empty = torch.empty((0, self.head.output_size), device=device)
+            result = _finish_chunk(empty, to_numpy)
         if single:
             result = result.squeeze()
         result = torch.atleast_2d(result)
-        if not to_numpy:
-            return result
-        if result.dtype == torch.bfloat16:
-            result = result.float()
-        return result.cpu().numpy()
+        return result.numpy() if to_numpy else result
 
     def save(self, output_path: str) -> None:
         """Save into ``output_path`` atomically (see the saving-and-loading guide for the layout).
@@ -166,6 +176,7 @@ class SimilarityModel(nn.Module):
         Everything is written to a temp sibling directory which then replaces
         ``output_path``; if any part fails, ``output_path`` keeps the previous save intact.
         """
+        self._require_head("save")
         with atomic_directory(output_path) as tmp:
             head_path = os.path.join(tmp, "head")
             os.makedirs(head_path, exist_ok=True)
@@ -177,7 +188,9 @@ class SimilarityModel(nn.Module):
                 try:
                     encoder.save(encoder_path)
                 except Exception as err:
-                    err.add_note(f"while saving encoder {key!r} of SimilarityModel to {output_path}")
+                    err.add_note(
+                        f"while saving encoder {key!r} of SimilarityModel to {output_path}"
+                    )
                     raise
             config = {
                 "encoders": [
@@ -210,33 +223,38 @@ class SimilarityModel(nn.Module):
                 f"{config_path} is not a SimilarityModel config: expected keys 'encoders' and "
                 f"'head', got {sorted(config) if isinstance(config, dict) else type(config).__name__}"
             )
-        head_class = _restore_subclass(config["head"], EncoderHead, config_path)
-        head = head_class.load(_existing_dir(input_path, "head"))
+        head_class = restore_subclass(config["head"], EncoderHead, config_path)
+        head = head_class.load(existing_dir(input_path, "head"))
         encoders = {}
         for record in config["encoders"]:
-            encoder_class = _restore_subclass(record, Encoder, config_path)
-            key = record["key"]
-            encoders[key] = encoder_class.load(_existing_dir(input_path, "encoders", key))
+            encoder_class = restore_subclass(record, Encoder, config_path)
+            key = record.get("key")
+            if not _is_safe_key(key):
+                raise ValueError(
+                    f"{config_path} lists an invalid encoder key {key!r}; the config is corrupted"
+                )
+            encoders[key] = encoder_class.load(existing_dir(input_path, "encoders", key))
         return cls(head=head, encoders=encoders)
 
 
-def _existing_dir(root: str, *parts: str) -> str:
-    path = os.path.join(root, *parts)
-    if not os.path.isdir(path):
-        raise FileNotFoundError(
-            f"{root} is not a complete saved SimilarityModel: {path} does not exist; save the model again"
-        )
-    return path
+def _is_safe_key(key: Any) -> bool:
+    """A key usable as child-module and directory name: no '.', path separators or reserved names."""
+    return (
+        isinstance(key, str)
+        and key != ""
+        and not any(char in key for char in "./\\\0")
+        and key not in _RESERVED_KEYS
+    )
 
 
-def _restore_subclass(record: dict, base: type, config_path: str) -> type:
-    restored = restore_class(record)
-    if not (isinstance(restored, type) and issubclass(restored, base)):
-        raise TypeError(
-            f"{config_path} names {record.get('module')}.{record.get('class')}, which is not "
-            f"a {base.__name__} subclass; the config is corrupted or not a SimilarityModel"
-        )
-    return restored
+def _finish_chunk(chunk: Tensor, to_numpy: bool) -> Tensor:
+    """Leave ``chunk`` on its device, or bring it to CPU (bfloat16 -> float32) for numpy."""
+    if not to_numpy:
+        return chunk
+    if chunk.dtype == torch.bfloat16:  # numpy has no bfloat16
+        chunk = chunk.float()
+    return chunk.cpu()
 
 
+#: Alias of :class:`SimilarityModel`, kept for compatibility.
 MetricModel = SimilarityModel

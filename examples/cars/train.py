@@ -124,13 +124,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Optional[List[str]] = None) -> Model:
-    """Parse ``argv``, seed everything and run :func:`train`; missing data exits with status 1."""
+def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
+    """Parse ``argv`` and fill the defaults that depend on ``--synthetic``."""
     args = resolve_common_defaults(build_parser().parse_args(argv))
     if args.batch_size is None:
         args.batch_size = SYNTHETIC_BATCH_SIZE if args.synthetic else TRAIN_BATCH_SIZE
     if args.epochs is None:
         args.epochs = SYNTHETIC_EPOCHS if args.synthetic else 1000
+    return args
+
+
+def main(argv: Optional[List[str]] = None) -> Model:
+    """Parse ``argv``, seed everything and run :func:`train`; missing data exits with status 1."""
+    args = parse_args(argv)
     pl.seed_everything(args.seed)
     try:
         return train(

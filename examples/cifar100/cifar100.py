@@ -22,7 +22,7 @@ from torch.utils.data import Dataset
 from quaterion.dataset import GroupSimilarityDataLoader, SimilarityGroupDataset
 from quaterion_models.encoders import Encoder
 
-from .synthetic import SyntheticCIFAR100
+from .synthetic import NUM_CLASSES, SyntheticCIFAR100
 from .weights import resolve_weights
 
 DATASET_PATH = os.path.join(os.path.expanduser("~"), "torchvision", "datasets")
@@ -57,7 +57,8 @@ def get_datasets(
 ) -> Tuple[SimilarityGroupDataset, SimilarityGroupDataset]:
     """Train (random crop + flip) and validation ``SimilarityGroupDataset`` of normalised
     ``(3, 32, 32)`` tensors. ``synthetic`` uses :class:`SyntheticCIFAR100` with
-    ``synthetic_size`` train and ``synthetic_size // 4`` validation items."""
+    ``synthetic_size`` train items and ``max(synthetic_size // 4, 200)`` validation items (at
+    least two per class, so every validation query has a relevant item)."""
     normalize = transforms.Normalize(mean=IMAGENET_MEAN, std=IMAGENET_STD)
     train_transform = transforms.Compose(
         [
@@ -69,7 +70,7 @@ def get_datasets(
     )
     val_transform = transforms.Compose([transforms.ToTensor(), normalize])
     if synthetic:
-        val_size = max(synthetic_size // 4, 1)
+        val_size = max(synthetic_size // 4, 2 * NUM_CLASSES)
         train = SyntheticCIFAR100(train=True, transform=train_transform, num_samples=synthetic_size)
         val = SyntheticCIFAR100(train=False, transform=val_transform, num_samples=val_size)
     else:

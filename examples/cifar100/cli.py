@@ -46,7 +46,7 @@ def build_parser(prog: str, description: str, epochs_default: int) -> argparse.A
         "--synthetic-size",
         type=int,
         default=SYNTHETIC_TRAIN_SIZE,
-        help=f"train items with --synthetic (validation: a quarter; default {SYNTHETIC_TRAIN_SIZE})",
+        help=f"train items with --synthetic (validation: a quarter, at least 200; default {SYNTHETIC_TRAIN_SIZE})",
     )
     parser.add_argument(
         "--weights",

@@ -12,6 +12,7 @@ import torch
 from torch import Tensor
 
 from quaterion.distances import BaseDistance
+from quaterion.eval._prepared import prepare
 from quaterion.eval._relevance import DenseRelevance
 
 # Bytes of one float32 distance block; the row count follows from the number of candidates.
@@ -65,12 +66,18 @@ def embedding_blocks(
         self_index: optional int64 ``(n,)``: column of each query's own item. That entry is set
             to ``+inf`` so the item ranks after every other candidate (the spec's ``max + 1``).
         block_size: rows per block (default from ``BLOCK_BYTES``).
+
+    The distance buffer is reused: consume each block before asking for the next.
     """
     queries, candidates = queries.detach(), candidates.detach()
     step = block_rows(candidates.shape[0], block_size)
+    block_fn = prepare(distance, queries, candidates)
+    buffer = None
     for start in range(0, queries.shape[0], step):
         end = min(start + step, queries.shape[0])
-        dist = distance.distance_matrix(queries[start:end], candidates)
+        out = buffer if buffer is not None and buffer.shape[0] == end - start else None
+        dist = block_fn(start, end, out)
+        buffer = dist if buffer is None else buffer
         if self_index is not None:
             local = torch.arange(end - start, device=dist.device)
             dist[local, self_index[start:end].to(dist.device)] = float("inf")

@@ -9,8 +9,12 @@ exactly the order of ``torch.sort(dist, dim=1, stable=True)``, so blocked result
 plain formulas for any block size, ties included.
 """
 
+from typing import Optional
+
 import torch
 from torch import Tensor
+
+from quaterion.eval._counting import Workspace, count_where
 
 # Rows with more relevant items than this are ranked by one stable sort of the row
 # instead of one counting pass per relevant item.
@@ -84,7 +88,9 @@ def _resolve_cut_ties(
     return take
 
 
-def incidence_ranks(dist: Tensor, rows: Tensor, cols: Tensor) -> Tensor:
+def incidence_ranks(
+    dist: Tensor, rows: Tensor, cols: Tensor, workspace: Optional[Workspace] = None
+) -> Tensor:
     """0-based stable rank of column ``cols[t]`` within row ``rows[t]``.
 
     ``rank = #{j' : d[j'] < d[j]} + #{j' < j : d[j'] == d[j]}``: the position of ``j`` in
@@ -93,19 +99,21 @@ def incidence_ranks(dist: Tensor, rows: Tensor, cols: Tensor) -> Tensor:
     Args:
         dist: float ``(b, M)``.
         rows: int64 ``(nnz,)`` sorted ascending; cols: int64 ``(nnz,)``.
+        workspace: reusable mask buffer (pass one across blocks to avoid reallocations).
 
     Returns:
         int64 ``(nnz,)``.
     """
     if rows.numel() == 0:
         return torch.zeros(0, dtype=torch.int64, device=dist.device)
+    workspace = Workspace() if workspace is None else workspace
     layer = _occurrence(rows, dist.shape[0])
     if int(layer.max()) >= _MAX_COUNT_LAYERS:
         return _ranks_by_sort(dist, rows, cols)
     ranks = torch.empty_like(rows)
     for t in range(int(layer.max()) + 1):
         chosen = (layer == t).nonzero().squeeze(1)
-        ranks[chosen] = _ranks_by_count(dist, rows[chosen], cols[chosen])
+        ranks[chosen] = _ranks_by_count(dist, rows[chosen], cols[chosen], workspace)
     return ranks
 
 
@@ -116,14 +124,12 @@ def _occurrence(rows: Tensor, b: int) -> Tensor:
     return torch.arange(rows.numel(), device=rows.device) - starts[rows]
 
 
-def _ranks_by_count(dist: Tensor, rows: Tensor, cols: Tensor) -> Tensor:
+def _ranks_by_count(dist: Tensor, rows: Tensor, cols: Tensor, workspace: Workspace) -> Tensor:
     """Stable ranks when every row appears at most once in ``rows``: two counting passes."""
     target = torch.full((dist.shape[0], 1), float("nan"), dtype=dist.dtype, device=dist.device)
     target[rows, 0] = dist[rows, cols]
-    below = (dist < target).sum(1)
-    at_most = (dist <= target).sum(1)
-    ranks = below[rows]
-    tied = ((at_most - below)[rows] > 1).nonzero().squeeze(1)
+    ranks = count_where(torch.lt, dist, target, workspace)[rows]
+    tied = (count_where(torch.eq, dist, target, workspace)[rows] > 1).nonzero().squeeze(1)
     if tied.numel():
         sub = dist[rows[tied]]
         before = torch.arange(dist.shape[1], device=dist.device)[None, :] < cols[tied][:, None]

@@ -1,6 +1,6 @@
 """Base class of every encoder."""
 
-from typing import Any, List
+from typing import Any
 
 from torch import Tensor, nn
 from torch.utils.data import default_collate
@@ -32,7 +32,9 @@ class Encoder(nn.Module):
     @property
     def embedding_size(self) -> int:
         """Width ``d`` of the embeddings returned by :meth:`forward`."""
-        raise _missing(type(self).__name__, "embedding_size", "define the `embedding_size` property")
+        raise _missing(
+            type(self).__name__, "embedding_size", "define the `embedding_size` property"
+        )
 
     def get_collate_fn(self) -> CollateFnType:
         """Picklable function turning a list of raw records into this encoder's input.
@@ -42,7 +44,7 @@ class Encoder(nn.Module):
         return default_collate
 
     @classmethod
-    def extract_meta(cls, batch: List[Any]) -> List[dict]:
+    def extract_meta(cls, batch: list[Any]) -> list[dict]:
         """One meta dict per raw record (default: empty dicts)."""
         return [{} for _ in batch]
 

@@ -2,7 +2,7 @@
 
 import os
 from functools import partial
-from typing import Any, Dict, List
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -38,7 +38,7 @@ class SwitchEncoder(Encoder):
         RuntimeError: the options have different embedding sizes.
     """
 
-    def __init__(self, options: Dict[str, Encoder]):
+    def __init__(self, options: dict[str, Encoder]):
         super().__init__()
         self.options = options
         for key, encoder in options.items():
@@ -73,16 +73,16 @@ class SwitchEncoder(Encoder):
 
     @classmethod
     def switch_collate_fn(
-        cls, batch: List[Any], encoder_collates: Dict[str, CollateFnType]
-    ) -> Dict[str, Any]:
+        cls, batch: list[Any], encoder_collates: dict[str, CollateFnType]
+    ) -> dict[str, Any]:
         """Split records by option and collate each part with that option's collate fn.
 
         Returns:
             ``{"ordering": {key: [original positions]}, "batches": {key: collated}}``;
             ``ordering`` lists every option key, ``batches`` only keys with records.
         """
-        ordering: Dict[str, List[int]] = {key: [] for key in encoder_collates}
-        records: Dict[str, List[Any]] = {key: [] for key in encoder_collates}
+        ordering: dict[str, list[int]] = {key: [] for key in encoder_collates}
+        records: dict[str, list[Any]] = {key: [] for key in encoder_collates}
         for position, record in enumerate(batch):
             key = cls.encoder_selection(record)
             if key not in ordering:
@@ -92,9 +92,7 @@ class SwitchEncoder(Encoder):
                 )
             ordering[key].append(position)
             records[key].append(record)
-        batches = {
-            key: encoder_collates[key](part) for key, part in records.items() if part
-        }
+        batches = {key: encoder_collates[key](part) for key, part in records.items() if part}
         return {"ordering": ordering, "batches": batches}
 
     def get_collate_fn(self) -> CollateFnType:
@@ -105,11 +103,11 @@ class SwitchEncoder(Encoder):
         )
 
     @classmethod
-    def extract_meta(cls, batch: List[Any]) -> List[dict]:
+    def extract_meta(cls, batch: list[Any]) -> list[dict]:
         """``[{"encoder": key}]`` per record; pairs with :class:`~quaterion_models.heads.SwitchHead`."""
         return [{"encoder": cls.encoder_selection(record)} for record in batch]
 
-    def forward(self, batch: Dict[str, Any]) -> Tensor:
+    def forward(self, batch: dict[str, Any]) -> Tensor:
         """Encode each part with its option and restore the record order: ``(B, d)``."""
         outputs, positions = [], []
         for key, part in batch["batches"].items():

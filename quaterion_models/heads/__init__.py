@@ -13,8 +13,8 @@ from quaterion_models.heads.switch_head import SwitchHead as SwitchHead
 from quaterion_models.heads.widening_head import WideningHead as WideningHead
 
 __all__ = [
-    "EncoderHead",
     "EmptyHead",
+    "EncoderHead",
     "GatedHead",
     "SequentialHead",
     "SkipConnectionHead",

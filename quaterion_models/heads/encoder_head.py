@@ -1,7 +1,7 @@
 """Base class of every head: dropout, then the subclass's ``transform``."""
 
 import os
-from typing import Any, List, Optional
+from typing import Any, Optional
 
 from torch import Tensor, nn
 
@@ -36,7 +36,7 @@ class EncoderHead(nn.Module):
             f"{type(self).__name__}.transform is not implemented: implement transform(x)"
         )
 
-    def forward(self, input_vectors: Tensor, meta: Optional[List[Any]] = None) -> Tensor:
+    def forward(self, input_vectors: Tensor, meta: Optional[list[Any]] = None) -> Tensor:
         """``transform(dropout(input_vectors))``; ``meta`` is ignored here."""
         return self.transform(self.dropout(input_vectors))
 

@@ -1,7 +1,8 @@
 """Head wrapping an arbitrary ``nn.Sequential`` (trusted directories only when loading)."""
 
 import os
-from typing import Any, Iterator, List, Optional, Union
+from collections.abc import Iterator
+from typing import Any, Optional, Union
 
 import torch
 from torch import Tensor, nn
@@ -36,7 +37,7 @@ class SequentialHead(EncoderHead):
         """The ``output_size`` given at construction."""
         return self._output_size
 
-    def forward(self, input_vectors: Tensor, meta: Optional[List[Any]] = None) -> Tensor:
+    def forward(self, input_vectors: Tensor, meta: Optional[list[Any]] = None) -> Tensor:
         """The wrapped sequential applied to ``input_vectors`` (no dropout)."""
         return self._sequential(input_vectors)
 
@@ -64,7 +65,7 @@ class SequentialHead(EncoderHead):
     def __iter__(self) -> Iterator[nn.Module]:
         return iter(self._sequential)
 
-    def __dir__(self) -> List[str]:
+    def __dir__(self) -> list[str]:
         return sorted(set(super().__dir__()) | set(dir(self._sequential)))
 
     def get_config_dict(self) -> dict:

@@ -31,7 +31,9 @@ class SkipConnectionHead(EncoderHead):
         self._n_layers = n_layers
         self.skip_dropout = nn.Dropout(p=skip_dropout) if skip_dropout > 0.0 else nn.Identity()
         for index in range(n_layers):
-            self.register_parameter(f"gates_{index}", nn.Parameter(torch.empty(input_embedding_size)))
+            self.register_parameter(
+                f"gates_{index}", nn.Parameter(torch.empty(input_embedding_size))
+            )
             self.add_module(f"fc_{index}", nn.Linear(input_embedding_size, input_embedding_size))
         self.reset_parameters()
 

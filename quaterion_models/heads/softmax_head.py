@@ -29,7 +29,9 @@ class SoftmaxEmbeddingsHead(EncoderHead):
         super().__init__(input_embedding_size, dropout=dropout)
         self.output_groups = output_groups
         self.output_size_per_group = output_size_per_group
-        self.projection_layer = nn.Linear(input_embedding_size, output_groups * output_size_per_group)
+        self.projection_layer = nn.Linear(
+            input_embedding_size, output_groups * output_size_per_group
+        )
 
     @property
     def output_size(self) -> int:
@@ -39,7 +41,9 @@ class SoftmaxEmbeddingsHead(EncoderHead):
     def transform(self, input_vectors: Tensor) -> Tensor:
         """Project, softmax over each group's values, keep the projection's shape."""
         projected = self.projection_layer(input_vectors)
-        grouped = projected.view(*projected.shape[:-1], self.output_groups, self.output_size_per_group)
+        grouped = projected.view(
+            *projected.shape[:-1], self.output_groups, self.output_size_per_group
+        )
         return grouped.softmax(dim=-1).view(projected.shape)
 
     def get_config_dict(self) -> dict:

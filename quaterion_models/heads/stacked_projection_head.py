@@ -1,6 +1,6 @@
 """Stack of linear layers with activations in between."""
 
-from typing import List
+from itertools import pairwise
 
 from torch import Tensor, nn
 
@@ -24,7 +24,7 @@ class StackedProjectionHead(EncoderHead):
     def __init__(
         self,
         input_embedding_size: int,
-        output_sizes: List[int],
+        output_sizes: list[int],
         activation_fn: str = "relu",
         dropout: float = 0.0,
     ):
@@ -37,8 +37,8 @@ class StackedProjectionHead(EncoderHead):
         self._output_sizes = list(output_sizes)
         self._activation_fn = activation_fn
         widths = [input_embedding_size, *self._output_sizes]
-        layers: List[nn.Module] = []
-        for index, (width_in, width_out) in enumerate(zip(widths[:-1], widths[1:])):
+        layers: list[nn.Module] = []
+        for index, (width_in, width_out) in enumerate(pairwise(widths)):
             if index > 0:
                 layers.append(ActivationFromFnName(activation_fn))
             layers.append(nn.Linear(width_in, width_out))

@@ -1,7 +1,7 @@
 """Per-record choice of head, paired with :class:`~quaterion_models.encoders.SwitchEncoder`."""
 
 import os
-from typing import Any, Dict, List, Optional
+from typing import Any, Optional
 
 import torch
 from torch import Tensor
@@ -24,7 +24,7 @@ class SwitchHead(EncoderHead):
         **kwargs: forwarded to the base (``dropout`` is fixed to ``0.0`` and may not be passed).
     """
 
-    def __init__(self, options: Dict[str, EncoderHead], input_embedding_size: int, **kwargs):
+    def __init__(self, options: dict[str, EncoderHead], input_embedding_size: int, **kwargs):
         super().__init__(input_embedding_size, dropout=0.0, **kwargs)
         self.options = options
         for key, head in options.items():
@@ -42,7 +42,7 @@ class SwitchHead(EncoderHead):
             "each row can be routed by meta[i]['encoder']"
         )
 
-    def forward(self, input_vectors: Tensor, meta: Optional[List[Any]] = None) -> Tensor:
+    def forward(self, input_vectors: Tensor, meta: Optional[list[Any]] = None) -> Tensor:
         """Route row ``i`` to ``options[meta[i]["encoder"]].transform``; keep row order."""
         if meta is None:
             raise ValueError(

@@ -14,7 +14,13 @@ class ActivationFromFnName(nn.Module):
 
     def __init__(self, activation_fn: str):
         super().__init__()
-        if not isinstance(activation_fn, str) or not callable(getattr(F, activation_fn, None)):
+        if not isinstance(activation_fn, str):
+            raise TypeError(
+                f"ActivationFromFnName: `activation_fn` must be a str, got "
+                f"{type(activation_fn).__name__}; use e.g. 'relu'"
+            )
+        function = getattr(F, activation_fn, None)
+        if function is None or not callable(function):
             raise ValueError(
                 f"ActivationFromFnName: `activation_fn` must name a function of "
                 f"torch.nn.functional, got {activation_fn!r}; use e.g. 'relu', 'gelu', 'tanh'"

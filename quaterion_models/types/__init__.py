@@ -1,23 +1,24 @@
 """Typing aliases shared by encoders, heads and :class:`~quaterion_models.SimilarityModel`."""
 
-from typing import Any, Callable, Dict, List, Tuple, Union
+from collections.abc import Callable
+from typing import Any, Union
 
 from torch import Tensor
 
 #: Whatever a collate function produces and an encoder consumes.
 TensorInterchange = Union[
     Tensor,
-    Tuple[Tensor],
-    List[Tensor],
-    Dict[str, Tensor],
-    Dict[str, dict],
+    tuple[Tensor],
+    list[Tensor],
+    dict[str, Tensor],
+    dict[str, dict],
     Any,
 ]
 
 #: Raw records -> encoder input (``List[Any] -> TensorInterchange``).
-CollateFnType = Callable[[List[Any]], TensorInterchange]
+CollateFnType = Callable[[list[Any]], TensorInterchange]
 
 #: Raw records -> one dict of meta information per record.
-MetaExtractorFnType = Callable[[List[Any]], List[dict]]
+MetaExtractorFnType = Callable[[list[Any]], list[dict]]
 
-__all__ = ["TensorInterchange", "CollateFnType", "MetaExtractorFnType"]
+__all__ = ["CollateFnType", "MetaExtractorFnType", "TensorInterchange"]

@@ -12,6 +12,8 @@ from typing import Any, Union
 
 import torch
 
+from quaterion_models.utils.classes import restore_class
+
 PathLike = Union[str, "os.PathLike[str]"]
 
 
@@ -45,7 +47,9 @@ def read_json(path: PathLike) -> Any:
     """Read a JSON file; ``FileNotFoundError`` / ``ValueError`` name the path."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"{path} does not exist: expected a JSON config file written by save()")
+        raise FileNotFoundError(
+            f"{path} does not exist: expected a JSON config file written by save()"
+        )
     with open(path, encoding="utf-8") as file:
         try:
             return json.load(file)
@@ -140,3 +144,24 @@ def _swap_in(new: Path, target: Path) -> None:
             os.rename(new / entry, target / entry)
         raise
     shutil.rmtree(old, ignore_errors=True)
+
+
+def existing_dir(root: str, *parts: str) -> str:
+    """``root/parts...`` if it is a directory, else ``FileNotFoundError`` naming both."""
+    path = os.path.join(root, *parts)
+    if not os.path.isdir(path):
+        raise FileNotFoundError(
+            f"{root} is not a complete saved SimilarityModel: {path} does not exist; save the model again"
+        )
+    return path
+
+
+def restore_subclass(record: dict, base: type, config_path: str) -> type:
+    """``restore_class(record)``, checked to be a subclass of ``base`` (``TypeError`` if not)."""
+    restored = restore_class(record)
+    if not (isinstance(restored, type) and issubclass(restored, base)):
+        raise TypeError(
+            f"{config_path} names {record.get('module')}.{record.get('class')}, which is not "
+            f"a {base.__name__} subclass; the config is corrupted or not a SimilarityModel"
+        )
+    return restored

@@ -1,9 +1,7 @@
 """Merge per-encoder meta information into one dict per record."""
 
-from typing import Dict, List
 
-
-def merge_meta(meta: Dict[str, List[dict]]) -> List[dict]:
+def merge_meta(meta: dict[str, list[dict]]) -> list[dict]:
     """Combine per-encoder meta lists into one list of per-record dicts.
 
     Record ``i`` of the result is a fresh dict holding the union of record ``i`` of every

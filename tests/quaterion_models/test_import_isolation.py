@@ -56,6 +56,7 @@ def test_every_module_imports_without_training_stack():
         cwd=REPO_ROOT,
         capture_output=True,
         text=True,
+        check=False,
         timeout=120,
     )
     assert result.returncode == 0, result.stderr

@@ -29,7 +29,11 @@ def test_state_dict_layout_and_freezing():
     frozen, free = LinearEncoder(is_trainable=False), LinearEncoder(is_trainable=True)
     model = SimilarityModel(encoders={"f": frozen, "t": free}, head=GatedHead(8))
     assert set(model.state_dict()) == {
-        "f.linear.weight", "f.linear.bias", "t.linear.weight", "t.linear.bias", "head.gates"
+        "f.linear.weight",
+        "f.linear.bias",
+        "t.linear.weight",
+        "t.linear.bias",
+        "head.gates",
     }
     assert not any(p.requires_grad for p in frozen.parameters())
     assert all(p.requires_grad for p in free.parameters())
@@ -66,12 +70,24 @@ def test_bad_types():
         SimilarityModel(encoders={"x": torch.nn.Linear(5, 5)}, head=EmptyHead(5))
 
 
+def test_head_none_is_tolerated_until_used(tmp_path):
+    model = SimilarityModel(encoders=LinearEncoder(), head=None)
+    assert model.head is None and "default.linear.weight" in model.state_dict()
+    with pytest.raises(ValueError, match="no head"):
+        model.encode([torch.rand(5)])
+    with pytest.raises(ValueError, match="no head"):
+        model.save(str(tmp_path / "m"))
+    assert not (tmp_path / "m").exists()
+
+
 def test_train_returns_self_and_output_size():
     model = SimilarityModel(encoders=StackEncoder(), head=EmptyHead(5))
     assert model.train() is model and model.training
     assert model.train(False) is model and not model.training
     assert SimilarityModel.get_encoders_output_size(StackEncoder(5)) == 5
-    assert SimilarityModel.get_encoders_output_size({"a": StackEncoder(5), "b": StackEncoder(3)}) == 8
+    assert (
+        SimilarityModel.get_encoders_output_size({"a": StackEncoder(5), "b": StackEncoder(3)}) == 8
+    )
 
 
 def _collate_in_worker(args):
@@ -80,9 +96,11 @@ def _collate_in_worker(args):
 
 
 def test_collate_fn_pickles_and_runs_in_pool_with_lambdas():
-    model = SimilarityModel(encoders={"x": LambdaEncoder(5), "y": StackEncoder(5)}, head=LambdaHead(10))
+    model = SimilarityModel(
+        encoders={"x": LambdaEncoder(5), "y": StackEncoder(5)}, head=LambdaHead(10)
+    )
     collate = model.get_collate_fn()
-    with pytest.raises(Exception):
+    with pytest.raises(AttributeError, match="pickle"):
         pickle.dumps(model)  # the model itself is not picklable ...
     pickle.loads(pickle.dumps(collate))  # ... but its collate fn is
     records = [torch.rand(5) for _ in range(3)]
@@ -116,7 +134,9 @@ def test_encode_single_record_shapes_and_eval_mode():
 
 
 def test_encode_empty_and_bfloat16():
-    model = SimilarityModel(encoders=StackEncoder(), head=SequentialHead(torch.nn.Linear(5, 3), output_size=3))
+    model = SimilarityModel(
+        encoders=StackEncoder(), head=SequentialHead(torch.nn.Linear(5, 3), output_size=3)
+    )
     assert model.encode([]).shape == (0, 3)
     assert model.encode([], to_numpy=False).shape == (0, 3)
     model = model.to(torch.bfloat16)

@@ -26,12 +26,16 @@ from tests.quaterion_models.toy_encoders import (
 )
 
 HEADS = {
-    "sequential": lambda: SequentialHead(nn.Linear(5, 7), nn.ReLU(), nn.Linear(7, 10), output_size=10),
+    "sequential": lambda: SequentialHead(
+        nn.Linear(5, 7), nn.ReLU(), nn.Linear(7, 10), output_size=10
+    ),
     "gated": lambda: GatedHead(5),
     "widening": lambda: WideningHead(5),
     "skip": lambda: SkipConnectionHead(5),
     "empty": lambda: EmptyHead(5),
-    "softmax": lambda: SoftmaxEmbeddingsHead(output_groups=2, output_size_per_group=10, input_embedding_size=5),
+    "softmax": lambda: SoftmaxEmbeddingsHead(
+        output_groups=2, output_size_per_group=10, input_embedding_size=5
+    ),
 }
 
 
@@ -57,8 +61,16 @@ def test_config_layout_and_dict_of_encoders(tmp_path):
     config = json.loads((tmp_path / "config.json").read_text())
     assert config == {
         "encoders": [
-            {"key": "text", "module": "tests.quaterion_models.toy_encoders", "class": "LinearEncoder"},
-            {"key": "img", "module": "tests.quaterion_models.toy_encoders", "class": "LinearEncoder"},
+            {
+                "key": "text",
+                "module": "tests.quaterion_models.toy_encoders",
+                "class": "LinearEncoder",
+            },
+            {
+                "key": "img",
+                "module": "tests.quaterion_models.toy_encoders",
+                "class": "LinearEncoder",
+            },
         ],
         "head": {"module": "quaterion_models.heads.gated_head", "class": "GatedHead"},
     }
@@ -80,13 +92,25 @@ def test_load_hand_built_directory(tmp_path):
     (tmp_path / "head").mkdir()
     (tmp_path / "encoders" / "left").mkdir(parents=True)
     (tmp_path / "encoders" / "right").mkdir(parents=True)
-    (tmp_path / "config.json").write_text(json.dumps({
-        "encoders": [
-            {"key": "right", "module": "tests.quaterion_models.toy_encoders", "class": "StackEncoder"},
-            {"key": "left", "module": "tests.quaterion_models.toy_encoders", "class": "StackEncoder"},
-        ],
-        "head": {"module": "quaterion_models.heads.gated_head", "class": "GatedHead"},
-    }))
+    (tmp_path / "config.json").write_text(
+        json.dumps(
+            {
+                "encoders": [
+                    {
+                        "key": "right",
+                        "module": "tests.quaterion_models.toy_encoders",
+                        "class": "StackEncoder",
+                    },
+                    {
+                        "key": "left",
+                        "module": "tests.quaterion_models.toy_encoders",
+                        "class": "StackEncoder",
+                    },
+                ],
+                "head": {"module": "quaterion_models.heads.gated_head", "class": "GatedHead"},
+            }
+        )
+    )
     (tmp_path / "head" / "config.json").write_text(json.dumps({"input_embedding_size": 5}))
     gates = torch.tensor([0.0, 0.5, 1.0, 1.5, 2.0])
     torch.save({"gates": gates}, tmp_path / "head" / "weights.bin")
@@ -155,7 +179,9 @@ def test_encoder_without_save_names_class_and_method(tmp_path):
     model = SimilarityModel(encoders={"txt": NotPersistableEncoder()}, head=EmptyHead(5))
     with pytest.raises(NotImplementedError) as info:
         model.save(str(tmp_path / "m"))
-    assert "NotPersistableEncoder.save is not implemented: implement save()/load()" in str(info.value)
+    assert "NotPersistableEncoder.save is not implemented: implement save()/load()" in str(
+        info.value
+    )
     assert "'txt'" in "".join(getattr(info.value, "__notes__", []))
     assert not (tmp_path / "m").exists()
     assert os.listdir(tmp_path) == []  # no temp directory left behind
@@ -185,11 +211,15 @@ def test_save_twice_into_same_directory(tmp_path):
 
 def test_failed_save_keeps_previous_model(tmp_path):
     target = tmp_path / "m"
-    v1 = SimilarityModel(encoders={"a": StackEncoder(2), "b": LinearEncoder(5, 3)}, head=GatedHead(5))
+    v1 = SimilarityModel(
+        encoders={"a": StackEncoder(2), "b": LinearEncoder(5, 3)}, head=GatedHead(5)
+    )
     v1.save(str(target))
     snapshot = {p.relative_to(target): p.read_bytes() for p in target.rglob("*") if p.is_file()}
 
-    v2 = SimilarityModel(encoders={"a": FailingSaveEncoder(2), "b": LinearEncoder(5, 3)}, head=WideningHead(5))
+    v2 = SimilarityModel(
+        encoders={"a": FailingSaveEncoder(2), "b": LinearEncoder(5, 3)}, head=WideningHead(5)
+    )
     with pytest.raises(OSError, match="simulated"):
         v2.save(str(target))
 
@@ -206,3 +236,12 @@ def test_save_into_a_file_path_is_an_error(tmp_path):
     (tmp_path / "file").write_text("x")
     with pytest.raises(NotADirectoryError, match="not a directory"):
         SimilarityModel(encoders=StackEncoder(5), head=EmptyHead(5)).save(str(tmp_path / "file"))
+
+
+def test_config_with_path_traversal_key_is_refused(tmp_path):
+    SimilarityModel(encoders=StackEncoder(5), head=EmptyHead(5)).save(str(tmp_path / "m"))
+    config = json.loads((tmp_path / "m" / "config.json").read_text())
+    config["encoders"][0]["key"] = "../../elsewhere"
+    (tmp_path / "m" / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ValueError, match="invalid encoder key"):
+        SimilarityModel.load(str(tmp_path / "m"))

@@ -2,16 +2,15 @@
 
 import json
 import os
-from typing import Any, List
+from typing import Any
 
 import torch
 from torch import Tensor, nn
-from torch.utils.data import default_collate
 
 from quaterion_models.encoders import Encoder, SwitchEncoder
 
 
-def identity_collate(batch: List[Any]) -> List[Any]:
+def identity_collate(batch: list[Any]) -> list[Any]:
     """Keep raw records as a list (picklable module function)."""
     return batch
 
@@ -105,7 +104,7 @@ class ConstantEncoder(Encoder):
     def get_collate_fn(self):
         return identity_collate
 
-    def forward(self, batch: List[Any]) -> Tensor:
+    def forward(self, batch: list[Any]) -> Tensor:
         return torch.full((len(batch), self.size), float(self.value))
 
     def save(self, output_path: str) -> None:

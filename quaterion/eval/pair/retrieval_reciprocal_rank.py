@@ -8,6 +8,7 @@ from torch import Tensor
 
 from quaterion.distances import Distance
 from quaterion.eval._blocks import Block, matrix_blocks
+from quaterion.eval._counting import Workspace
 from quaterion.eval._ranking import incidence_ranks
 from quaterion.eval.pair.pair_metric import PairMetric
 
@@ -39,9 +40,9 @@ def retrieval_reciprocal_rank(
 
 def reciprocal_rank_from_blocks(blocks: Iterable[Block]) -> Tensor:
     """Concatenated reciprocal ranks of a stream of row blocks (float32)."""
-    parts = []
+    parts, workspace = [], Workspace()
     for block in blocks:
-        ranks = incidence_ranks(block.dist, block.rows, block.cols)
+        ranks = incidence_ranks(block.dist, block.rows, block.cols, workspace)
         order = torch.argsort(block.rows * block.dist.shape[1] + ranks)
         parts.append(1.0 / (ranks[order] + 1).to(torch.float32))
     return torch.cat(parts) if parts else torch.zeros(0)

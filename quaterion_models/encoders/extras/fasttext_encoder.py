@@ -1,7 +1,8 @@
 """fastText / gensim ``KeyedVectors`` encoder (optional extra: ``pip install quaterion[fasttext]``)."""
 
 import os
-from typing import Any, Callable, Dict, List
+from collections.abc import Callable
+from typing import Any, ClassVar, Optional
 
 import numpy as np
 import torch
@@ -39,7 +40,7 @@ def load_fasttext_model(path: str) -> KeyedVectors:
     for name, loader in loaders:
         try:
             return loader()
-        except Exception as err:  # try the next format
+        except Exception as err:  # noqa: BLE001 - any failure means: try the next format
             errors.append(f"{name}: {type(err).__name__}: {err}")
     raise ValueError(
         f"load_fasttext_model: cannot read {path} as a gensim FastText model, a Facebook "
@@ -59,7 +60,7 @@ def _min(embeddings: Tensor) -> Tensor:
     return embeddings.min(dim=0).values
 
 
-_AGGREGATIONS: Dict[str, Callable[[Tensor], Tensor]] = {"avg": _avg, "max": _max, "min": _min}
+_AGGREGATIONS: dict[str, Callable[[Tensor], Tensor]] = {"avg": _avg, "max": _max, "min": _min}
 
 
 class FasttextEncoder(Encoder):
@@ -75,9 +76,9 @@ class FasttextEncoder(Encoder):
         aggregations: subset of ``["min", "max", "avg"]``; default ``["avg"]``.
     """
 
-    aggregation_options = ["min", "max", "avg"]
+    aggregation_options: ClassVar[list[str]] = ["min", "max", "avg"]
 
-    def __init__(self, model_path: str, on_disk: bool, aggregations: List[str] = None):
+    def __init__(self, model_path: str, on_disk: bool, aggregations: Optional[list[str]] = None):
         super().__init__()
         aggregations = ["avg"] if aggregations is None else list(aggregations)
         unknown = [name for name in aggregations if name not in self.aggregation_options]
@@ -102,7 +103,7 @@ class FasttextEncoder(Encoder):
         return self.model.vector_size * len(self.aggregations)
 
     @classmethod
-    def get_tokens(cls, batch: List[Any]) -> List[List[str]]:
+    def get_tokens(cls, batch: list[Any]) -> list[list[str]]:
         """Tokenise raw records (implement in a subclass)."""
         raise _missing(cls.__name__, "get_tokens", "return one list of tokens per record")
 
@@ -124,12 +125,12 @@ class FasttextEncoder(Encoder):
             )
         return _AGGREGATIONS[operation](embeddings)
 
-    def _token_vectors(self, tokens: List[str]) -> np.ndarray:
+    def _token_vectors(self, tokens: list[str]) -> np.ndarray:
         if not tokens:
             return np.zeros((1, self.model.vector_size), dtype=self.model.vectors.dtype)
         return np.stack([self.model.get_vector(token) for token in tokens])
 
-    def forward(self, batch: List[List[str]]) -> Tensor:
+    def forward(self, batch: list[list[str]]) -> Tensor:
         """Token lists -> float32 ``(B, embedding_size)``."""
         device = self._device_tensor.device
         rows = []

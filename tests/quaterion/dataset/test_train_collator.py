@@ -1,7 +1,6 @@
 import pickle
 
 import pytest
-
 import torch
 
 from quaterion.dataset import GroupSimilarityDataLoader, PairsSimilarityDataLoader

@@ -61,9 +61,13 @@ def test_repeats_give_mean_and_std(seeded, model3):
     torch.testing.assert_close(result["rp_std"], singles.std())
 
 
-def test_repeats_need_equal_shapes(pair_dataset, model3):
+def test_repeats_of_vectors(seeded, pair_dataset, model3):
     evaluator = Evaluator(RetrievalPrecision(reduce_func=None), PairSampler(3, log_progress=False), repeats=2)
-    assert evaluator.evaluate(pair_dataset, model3)["RetrievalPrecision"].shape == (4,)
+    assert evaluator.evaluate(pair_dataset, model3)["RetrievalPrecision"].shape == (3,)
+    pair_dataset[0].score = 0.0  # rows of that pair have no incidence: lengths vary per draw
+    evaluator = Evaluator(RetrievalReciprocalRank(reduce_func=None), PairSampler(3, log_progress=False), repeats=20)
+    with pytest.raises(ValueError, match="one shape per metric"):
+        evaluator.evaluate(pair_dataset, model3)
 
 
 @pytest.mark.parametrize("repeats", [0, -2, 1.5])

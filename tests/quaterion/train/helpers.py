@@ -40,6 +40,7 @@ class CountingEncoder(Encoder):
         self._trainable = trainable
         self._size = size
         self.calls = 0
+        self.batch_sizes = []
 
     @property
     def trainable(self) -> bool:
@@ -54,6 +55,7 @@ class CountingEncoder(Encoder):
 
     def forward(self, batch: torch.Tensor) -> torch.Tensor:
         self.calls += batch.shape[0]
+        self.batch_sizes.append(batch.shape[0])
         return self.linear(batch)
 
     def save(self, output_path: str) -> None:
@@ -169,3 +171,13 @@ def group_loader(samples=None, **kwargs) -> GroupSimilarityDataLoader:
 def pair_loader(samples=None, **kwargs) -> PairsSimilarityDataLoader:
     kwargs.setdefault("batch_size", 4)
     return PairsSimilarityDataLoader(samples if samples is not None else pair_samples(), **kwargs)
+
+
+class LossRecorder(pl.Callback):
+    """Keeps the loss of every training step."""
+
+    def __init__(self):
+        self.losses = []
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        self.losses.append(outputs["loss"].detach().clone())

@@ -29,7 +29,9 @@ def test_save_load_not_implemented_name_class_and_fix(tmp_path):
         "NotPersistableEncoder.save is not implemented: "
         "implement save()/load() to persist this encoder"
     )
-    with pytest.raises(NotImplementedError, match=r"NotPersistableEncoder\.load is not implemented"):
+    with pytest.raises(
+        NotImplementedError, match=r"NotPersistableEncoder\.load is not implemented"
+    ):
         NotPersistableEncoder.load(str(tmp_path))
 
 

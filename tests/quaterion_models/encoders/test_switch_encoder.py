@@ -58,7 +58,9 @@ def test_collate_single_kind_and_pickle():
 
 def test_inconsistent_sizes_raise():
     with pytest.raises(RuntimeError, match="inconsistent"):
-        ZerosOnesSwitch(options={"a": ConstantEncoder(0.0, size=3), "b": ConstantEncoder(1.0, size=4)})
+        ZerosOnesSwitch(
+            options={"a": ConstantEncoder(0.0, size=3), "b": ConstantEncoder(1.0, size=4)}
+        )
 
 
 def test_trainable_children_and_freezing():

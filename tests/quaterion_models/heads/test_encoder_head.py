@@ -49,7 +49,7 @@ def test_abstract_members_name_the_class():
     with pytest.raises(NotImplementedError, match="EncoderHead.transform"):
         head(torch.ones(1, 3))
     with pytest.raises(NotImplementedError, match="EncoderHead.output_size"):
-        head.output_size
+        _ = head.output_size
 
 
 def test_save_writes_state_dict_and_config(tmp_path):

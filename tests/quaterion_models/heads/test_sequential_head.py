@@ -20,7 +20,10 @@ def test_forward_is_the_sequential_without_dropout():
     assert isinstance(head.dropout, nn.Identity)
     assert torch.equal(head.transform(x), x)
     assert set(head.state_dict()) == {
-        "_sequential.0.weight", "_sequential.0.bias", "_sequential.2.weight", "_sequential.2.bias"
+        "_sequential.0.weight",
+        "_sequential.0.bias",
+        "_sequential.2.weight",
+        "_sequential.2.bias",
     }
     assert head.get_config_dict() == {"output_size": 10}
 

@@ -6,7 +6,14 @@ from quaterion_models.heads import SkipConnectionHead
 def test_keys_and_initial_values():
     head = SkipConnectionHead(4, n_layers=2)
     state = head.state_dict()
-    assert set(state) == {"gates_0", "gates_1", "fc_0.weight", "fc_0.bias", "fc_1.weight", "fc_1.bias"}
+    assert set(state) == {
+        "gates_0",
+        "gates_1",
+        "fc_0.weight",
+        "fc_0.bias",
+        "fc_1.weight",
+        "fc_1.bias",
+    }
     assert torch.equal(state["gates_0"], torch.full((4,), -4.0))
     assert torch.equal(state["gates_1"], torch.full((4,), -4.0))
     assert state["fc_0.weight"].shape == (4, 4) and state["fc_1.bias"].shape == (4,)

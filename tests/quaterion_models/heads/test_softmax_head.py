@@ -13,6 +13,9 @@ def test_shape_keys_and_config():
     assert head(torch.rand(3, 5)).shape == (3, 20)
     assert set(head.state_dict()) == {"projection_layer.weight", "projection_layer.bias"}
     assert head.projection_layer.weight.shape == (20, 5)
+    bound = 1 / 5**0.5  # torch's default Linear init: U(-1/sqrt(fan_in), 1/sqrt(fan_in))
+    assert head.projection_layer.weight.abs().max() <= bound
+    assert head.projection_layer.weight.std() > bound / 4
     assert head.get_config_dict() == {
         "input_embedding_size": 5,
         "dropout": 0.0,

@@ -12,7 +12,11 @@ def test_layers_keys_and_config():
         f"_stack.{i}.{p}" for i in (0, 2, 4) for p in ("weight", "bias")
     }
     assert [type(m) for m in head._stack] == [
-        torch.nn.Linear, ActivationFromFnName, torch.nn.Linear, ActivationFromFnName, torch.nn.Linear
+        torch.nn.Linear,
+        ActivationFromFnName,
+        torch.nn.Linear,
+        ActivationFromFnName,
+        torch.nn.Linear,
     ]
     assert head.get_config_dict() == {
         "input_embedding_size": 4,

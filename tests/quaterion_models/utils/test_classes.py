@@ -15,7 +15,10 @@ def test_examples_from_spec():
 
 def test_dotted_qualname_round_trip():
     record = save_class_import(Outer.InnerEncoder())
-    assert record == {"module": "tests.quaterion_models.toy_encoders", "class": "Outer.InnerEncoder"}
+    assert record == {
+        "module": "tests.quaterion_models.toy_encoders",
+        "class": "Outer.InnerEncoder",
+    }
     assert restore_class(record) is Outer.InnerEncoder
 
 

@@ -32,8 +32,9 @@ def test_plain_rows_follow_drawn_items(pair_dataset, model3):
     emb = sampler.accumulator.embeddings
     full_labels = _naive.pair_labels(sampler.accumulator.labels, sampler.accumulator.pairs, 8)
     expected = RetrievalPrecision().distance.distance_matrix(emb[rows], emb)
+    top = expected.max() + 1
     for i, item in enumerate(rows):
-        expected[i, item] = expected.max() + 1
+        expected[i, item] = top
     torch.testing.assert_close(dist, expected)
     assert torch.equal(labels, full_labels[rows])
 

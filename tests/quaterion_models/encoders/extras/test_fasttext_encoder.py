@@ -4,17 +4,19 @@ import numpy as np
 import pytest
 import torch
 
-pytest.importorskip("gensim", reason="the fastText extra needs gensim (pip install 'quaterion[fasttext]')")
+pytest.importorskip(
+    "gensim", reason="the fastText extra needs gensim (pip install 'quaterion[fasttext]')"
+)
 
-from gensim.models import FastText  # noqa: E402
-from gensim.models.fasttext import save_facebook_model  # noqa: E402
+from gensim.models import FastText
+from gensim.models.fasttext import save_facebook_model
 
-from quaterion_models import SimilarityModel  # noqa: E402
-from quaterion_models.encoders.extras.fasttext_encoder import (  # noqa: E402
+from quaterion_models import SimilarityModel
+from quaterion_models.encoders.extras.fasttext_encoder import (
     FasttextEncoder,
     load_fasttext_model,
 )
-from quaterion_models.heads import EmptyHead  # noqa: E402
+from quaterion_models.heads import EmptyHead
 
 SENTENCES = [["aaa", "bbb", "ccc"], ["123", "aaa", "ddd"], ["ccc", "123"]]
 

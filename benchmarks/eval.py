@@ -1,0 +1,102 @@
+"""Exact evaluation at scale vs a bare PyTorch baseline (not a test).
+
+Times exact ``RetrievalRPrecision`` (groups) and ``RetrievalReciprocalRank`` (pairs) over
+``--n`` random embeddings (every item queries all items) against a bare PyTorch blocked
+cosine matmul + ``torch.topk`` over the same data, in the same process, and prints the time
+ratios and the peak resident memory (VmHWM, reset between phases) of each phase.
+
+Run: ``.venv/bin/python -m benchmarks.eval`` (``--n 20000`` for a quick run).
+"""
+
+import argparse
+import resource
+import time
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+
+from quaterion.eval import _blocks
+from quaterion.eval.group import RetrievalRPrecision
+from quaterion.eval.pair import RetrievalReciprocalRank
+
+
+def _reset_peak() -> bool:
+    try:
+        with open("/proc/self/clear_refs", "w") as handle:
+            handle.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def _peak_mib() -> float:
+    try:
+        with open("/proc/self/status") as handle:
+            for line in handle:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _timed(fn: Callable[[], object]) -> tuple[object, float, float]:
+    _reset_peak()
+    start = time.perf_counter()
+    value = fn()
+    return value, time.perf_counter() - start, _peak_mib()
+
+
+def baseline(embeddings: torch.Tensor, k: int, rows: int) -> torch.Tensor:
+    """Bare PyTorch: normalise, then per row block one matmul and one top-k."""
+    normed = F.normalize(embeddings, dim=1)
+    last = torch.empty(0)
+    for start in range(0, normed.shape[0], rows):
+        scores = normed[start : start + rows] @ normed.T
+        last = torch.topk(scores, k, dim=1).indices
+    return last
+
+
+def make_data(n: int, dim: int, group_size: int, seed: int):
+    generator = torch.Generator().manual_seed(seed)
+    groups = torch.arange(n) // group_size
+    centers = torch.randn(int(groups.max()) + 1, dim, generator=generator)
+    embeddings = centers[groups] + 0.8 * torch.randn(n, dim, generator=generator)
+    half = n // 2
+    pairs = torch.stack([torch.arange(half), torch.arange(half) + half], dim=1)
+    partners = embeddings.clone()
+    partners[half : 2 * half] = embeddings[:half] + 0.8 * torch.randn(half, dim, generator=generator)
+    return embeddings, groups, partners[: 2 * half], pairs
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=200_000, help="number of embeddings")
+    parser.add_argument("--dim", type=int, default=128)
+    parser.add_argument("--group-size", type=int, default=10)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+
+    embeddings, groups, pair_embeddings, pairs = make_data(args.n, args.dim, args.group_size, args.seed)
+    rows = _blocks.block_rows(args.n)
+    print(f"n={args.n} dim={args.dim} group_size={args.group_size} threads={torch.get_num_threads()} "
+          f"block_rows={rows}")
+    print(f"{'phase':<28}{'seconds':>10}{'ratio':>8}{'peak RSS MiB':>14}  value")
+
+    _, base_s, base_mem = _timed(lambda: baseline(embeddings, args.group_size, rows))
+    print(f"{'baseline matmul+topk':<28}{base_s:>10.1f}{1.0:>8.2f}{base_mem:>14.0f}")
+
+    metric = RetrievalRPrecision()
+    value, secs, mem = _timed(lambda: metric.compute(embeddings, groups))
+    print(f"{'RetrievalRPrecision exact':<28}{secs:>10.1f}{secs / base_s:>8.2f}{mem:>14.0f}  {float(value):.4f}")
+
+    metric = RetrievalReciprocalRank()
+    scores, subgroups = torch.ones(pairs.shape[0]), torch.zeros(pair_embeddings.shape[0])
+    value, secs, mem = _timed(lambda: metric.compute(pair_embeddings, scores, pairs, subgroups))
+    print(f"{'RetrievalReciprocalRank exact':<28}{secs:>10.1f}{secs / base_s:>8.2f}{mem:>14.0f}  {float(value):.4f}")
+    print(f"process peak RSS: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,43 @@
+import pytest
+
+from quaterion.train.cache import CacheConfig, CacheType
+
+
+def test_defaults_and_positional_use():
+    config = CacheConfig()
+    assert config.cache_type is CacheType.AUTO
+    assert config.mapping == {} and config.key_extractors == {}
+    assert (config.batch_size, config.num_workers, config.save_dir) == (32, None, None)
+    assert CacheConfig(CacheType.CPU, batch_size=256).cache_type is CacheType.CPU
+
+
+def test_cache_type_formats_as_value():
+    assert CacheType("gpu") is CacheType.GPU
+    assert f"{CacheType.CPU}" == "cpu" and str(CacheType.NONE) == "none"
+    assert CacheType.AUTO == "auto"
+    assert CacheConfig(cache_type="cpu").cache_type is CacheType.CPU
+
+
+def test_cache_type_none_without_mapping_is_rejected():
+    with pytest.raises(ValueError, match="cache_type or mapping have to be set"):
+        CacheConfig(cache_type=None)
+    assert CacheConfig(cache_type=None, mapping={"a": CacheType.CPU}).mapping == {
+        "a": CacheType.CPU
+    }
+
+
+@pytest.mark.parametrize(
+    "kwargs, error",
+    [
+        ({"cache_type": "disk"}, ValueError),
+        ({"mapping": {"a": "ram"}}, ValueError),
+        ({"mapping": ["a"]}, TypeError),
+        ({"key_extractors": 3}, TypeError),
+        ({"batch_size": 0}, ValueError),
+        ({"num_workers": -1}, ValueError),
+    ],
+)
+def test_bad_values_name_the_field(kwargs, error):
+    field = next(iter(kwargs))
+    with pytest.raises(error, match=field):
+        CacheConfig(**kwargs)

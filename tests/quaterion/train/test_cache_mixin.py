@@ -1,0 +1,161 @@
+"""Cache behaviour through TrainableModel.setup_cache and Quaterion.fit."""
+
+import pytest
+import torch
+
+from quaterion import Quaterion
+from quaterion.train.cache import CacheConfig, CacheEncoder, CacheType, InMemoryCacheEncoder
+from tests.quaterion.train.helpers import (
+    CountingDataset,
+    CountingEncoder,
+    LossRecorder,
+    Model,
+    group_loader,
+    group_samples,
+    pair_loader,
+    pair_samples,
+    trainer,
+)
+
+
+def test_pair_loader_cache_batches_and_forward():
+    encoder = CountingEncoder()
+    model = Model(encoders={"default": encoder}, cache_config=CacheConfig(), pairs=True)
+    loader = pair_loader(batch_size=3)
+    reference = Model(encoders={"default": CountingEncoder()}, pairs=True)
+    reference.setup_dataloader(loader)
+    plain_batch = next(iter(loader))
+    expected = reference.model(plain_batch[0])
+
+    model.setup_dataloader(loader)
+    assert model.setup_cache(trainer(), loader, None) is True
+    cached = model.model.encoders["default"]
+    assert isinstance(cached, InMemoryCacheEncoder) and cached.cache.shape[0] == 16
+    features, labels = next(iter(loader))
+    keys = features["data"]["default"]
+    assert isinstance(keys, list) and len(keys) == 6 and all(isinstance(k, int) for k in keys)
+    assert len(features["meta"]) == 6
+    calls = encoder.calls
+    torch.testing.assert_close(model.model(features), expected, atol=1e-4, rtol=1e-4)
+    assert encoder.calls == calls
+    assert torch.equal(labels["pairs"], plain_batch[1]["pairs"])
+
+
+def _fit(cache, pairs=False, epochs=2, **trainer_kwargs):
+    torch.manual_seed(0)
+    encoder = CountingEncoder()
+    model = Model(encoders={"default": encoder}, cache_config=cache, pairs=pairs)
+    if pairs:
+        train = CountingDataset(pair_samples(n=12))
+        val = CountingDataset(pair_samples(n=4, seed=5))
+        loaders = pair_loader(train, shuffle=True), pair_loader(val)
+    else:
+        train = CountingDataset(group_samples(n=24))
+        val = CountingDataset(group_samples(n=8, seed=3))
+        loaders = group_loader(train, shuffle=True), group_loader(val)
+    recorder = LossRecorder()
+    fit_trainer = trainer(max_epochs=epochs, num_sanity_val_steps=2, callbacks=[recorder], **trainer_kwargs)
+    Quaterion.fit(model, fit_trainer, *loaders)
+    return torch.stack(recorder.losses), encoder, (train, val), model
+
+
+@pytest.mark.parametrize("pairs", [False, True])
+def test_full_cache_is_exact_and_runs_encoder_once_per_object(pairs):
+    plain_losses, plain_encoder, _, plain_model = _fit(None, pairs)
+    losses, encoder, (train, val), model = _fit(CacheConfig(batch_size=5), pairs)
+    objects = 2 if pairs else 1
+    assert encoder.calls == objects * (len(train) + len(val))
+    assert max(encoder.batch_sizes) == 5 * objects  # fill batches follow CacheConfig.batch_size
+    assert (train.reads, val.reads) == (len(train), len(val))  # only the fill read the data
+    assert plain_encoder.calls > encoder.calls
+    torch.testing.assert_close(losses, plain_losses)
+    for name, value in plain_model.model.head.state_dict().items():
+        torch.testing.assert_close(model.model.head.state_dict()[name], value)
+
+
+def test_partial_cache_wraps_only_frozen_encoder_and_is_exact():
+    def build(cache):
+        torch.manual_seed(0)
+        frozen, trainable = CountingEncoder(seed=1), CountingEncoder(trainable=True, seed=2)
+        model = Model(encoders={"frozen": frozen, "trainable": trainable}, cache_config=cache)
+        return model, frozen
+
+    model, frozen = build(CacheConfig())
+    loader = group_loader(shuffle=True)
+    model.setup_dataloader(loader)
+    model.setup_cache(trainer(), loader, None)
+    assert isinstance(model.model.encoders["frozen"], CacheEncoder)
+    assert not isinstance(model.model.encoders["trainable"], CacheEncoder)
+    assert not loader.full_cache_used
+    model.unwrap_cache()
+
+    results = []
+    for cache in (None, CacheConfig()):
+        model, frozen = build(cache)
+        recorder = LossRecorder()
+        Quaterion.fit(model, trainer(max_epochs=2, callbacks=[recorder]), group_loader(shuffle=True))
+        results.append((torch.stack(recorder.losses), frozen.calls))
+    torch.testing.assert_close(results[1][0], results[0][0])
+    assert results[1][1] == 24 < results[0][1]
+
+
+def test_wrapping_rules():
+    frozen, trainable = CountingEncoder(), CountingEncoder(trainable=True)
+    encoders = {"frozen": frozen, "trainable": trainable}
+    with pytest.raises(ValueError, match="encoder trainable. Encoder must be frozen"):
+        Model._apply_cache_config(
+            encoders, CacheConfig(mapping={"trainable": CacheType.CPU})
+        )
+    none_mapped = Model._apply_cache_config(
+        encoders, CacheConfig(mapping={"frozen": CacheType.NONE})
+    )
+    assert none_mapped["frozen"] is frozen
+    disabled = Model._apply_cache_config(
+        encoders, CacheConfig(cache_type=CacheType.NONE, mapping={"frozen": CacheType.CPU})
+    )
+    assert disabled["frozen"] is frozen
+    only_mapped = Model._apply_cache_config(
+        {"a": CountingEncoder(), "b": frozen}, CacheConfig(cache_type=None, mapping={"b": "cpu"})
+    )
+    assert not isinstance(only_mapped["a"], CacheEncoder)
+    assert only_mapped["b"].cache_type is CacheType.CPU
+    with pytest.warns(UserWarning, match="missing"):
+        Model._apply_cache_config(encoders, CacheConfig(mapping={"missing": CacheType.CPU}))
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="`CacheType.GPU` has been chosen for `frozen`"):
+            Model._apply_cache_config(encoders, CacheConfig(cache_type=CacheType.GPU))
+
+
+def test_custom_key_extractor_runs_encoder_once_per_key():
+    base = group_samples(n=6)
+    samples = base + [type(s)(obj=s.obj.clone(), group=s.group) for s in base]  # duplicates
+    encoder = CountingEncoder()
+    config = CacheConfig(key_extractors=lambda obj: tuple(round(v, 5) for v in obj.tolist()))
+    model = Model(encoders={"default": encoder}, cache_config=config)
+    loader = group_loader(samples, shuffle=True)
+    recorder = LossRecorder()
+    Quaterion.fit(model, trainer(max_epochs=2, callbacks=[recorder]), loader)
+    assert encoder.calls == 6
+    assert len(recorder.losses) == 4
+
+
+def test_fill_workers_keep_labels():
+    """CacheConfig(num_workers>0) on a 0-worker loader: no full cache, training still works."""
+    encoder = CountingEncoder()
+    model = Model(encoders={"default": encoder}, cache_config=CacheConfig(num_workers=2))
+    loader = group_loader(shuffle=True)
+    recorder = LossRecorder()
+    Quaterion.fit(model, trainer(max_epochs=1, callbacks=[recorder]), loader)
+    assert len(recorder.losses) == 3 and encoder.calls == 24
+
+
+def test_state_dict_keys_do_not_change_with_cache():
+    model = Model(encoders={"default": CountingEncoder()}, cache_config=CacheConfig())
+    keys = list(model.state_dict())
+    loader = group_loader()
+    model.setup_dataloader(loader)
+    model.setup_cache(trainer(), loader, None)
+    assert isinstance(model.model.encoders["default"], CacheEncoder)
+    assert list(model.state_dict()) == keys
+    assert any(k.startswith("_model.default.") for k in keys)
+    assert any(k.startswith("_model.head.") for k in keys)
