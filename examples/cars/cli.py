@@ -24,7 +24,9 @@ CPU_WARNING = (
 )
 
 
-def add_data_args(parser: argparse.ArgumentParser, input_size_default: Optional[int] = None) -> None:
+def add_data_args(
+    parser: argparse.ArgumentParser, input_size_default: Optional[int] = None
+) -> None:
     """``--data-dir``, ``--synthetic``, ``--input-size``, ``--seed``."""
     parser.add_argument(
         "--data-dir",
@@ -77,11 +79,18 @@ def resolve_common_defaults(args: argparse.Namespace) -> argparse.Namespace:
     return args
 
 
-def default_cache_dir(synthetic: bool, input_size: int, arch: str, weights_tag: str, seed: int) -> str:
+def default_cache_dir(
+    synthetic: bool, input_size: int, arch: str, weights_tag: str, seed: int
+) -> str:
     """``./cache_dir`` for the upstream setup (real data, 336 px, pretrained ResNet152);
     ``./cache_dir/<source>_<size>_<arch>_<weights>[_seed<seed>]`` otherwise, so that
     vectors of another dataset, size or backbone are never reused."""
-    if not synthetic and input_size == IMAGE_SIZE and arch == DEFAULT_ARCH and weights_tag == "pretrained":
+    if (
+        not synthetic
+        and input_size == IMAGE_SIZE
+        and arch == DEFAULT_ARCH
+        and weights_tag == "pretrained"
+    ):
         return CACHE_DIR
     source = "synthetic" if synthetic else "real"
     name = f"{source}_{input_size}_{arch}_{weights_tag}"

@@ -85,7 +85,9 @@ def eval_base_encoder(
     return result
 
 
-def eval_tuned_encoder(dataset: Dataset, device: str, tuned_model_dir: str) -> Dict[str, torch.Tensor]:
+def eval_tuned_encoder(
+    dataset: Dataset, device: str, tuned_model_dir: str
+) -> Dict[str, torch.Tensor]:
     """R-precision of the servable in ``tuned_model_dir``; prints and returns the dict."""
     result = _evaluate(load_tuned_model(tuned_model_dir), dataset, device)
     print("tuned model:", {name: float(value) for name, value in result.items()}, flush=True)

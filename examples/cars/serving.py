@@ -116,4 +116,3 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, np.ndarray]:
 
 if __name__ == "__main__":
     main()
-

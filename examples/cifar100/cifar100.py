@@ -125,4 +125,3 @@ class MobilenetV3Encoder(Encoder):
 
     def forward(self, images: Tensor) -> Tensor:
         return self.encoder(images)
-

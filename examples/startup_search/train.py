@@ -140,6 +140,8 @@ def train(
     )
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", ".*does not have many workers.*")
+        # sentence-transformers keeps its own modules in eval mode; they are frozen anyway.
+        warnings.filterwarnings("ignore", ".*module\\(s\\) in eval mode.*")
         Quaterion.fit(model, trainer, train_dataloader)
     model.save_servable(save_dir)
     return model
@@ -147,7 +149,9 @@ def train(
 
 def build_parser() -> argparse.ArgumentParser:
     """Options of ``python -m examples.startup_search.train``."""
-    parser = argparse.ArgumentParser(prog="python -m examples.startup_search.train", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m examples.startup_search.train", description=__doc__
+    )
     parser.add_argument(
         "--dataset",
         "-d",

@@ -1,6 +1,6 @@
 """Fast per-row counts of a comparison, in a reused mask buffer.
 
-PyTorch reduces ``bool`` tensors slowly on CPU and allocating a fresh ``(b, M)`` mask per
+PyTorch reduces ``bool`` tensors (and shifts integers) slowly on CPU and allocating a fresh ``(b, M)`` mask per
 block costs page faults. ``Workspace`` keeps one zero-padded mask; ``count_where`` writes the
 comparison into it and counts by summing the mask's bytes as ``int64`` words.
 """
@@ -36,8 +36,6 @@ def count_where(
     b, m = dist.shape
     mask = workspace.mask(b, m, dist.device)
     compare(dist, target, out=mask[:, :m])
-    words = mask.view(torch.uint8).view(torch.int64).view(b, -1, _WORDS).sum(2)
-    total = torch.zeros_like(words)
-    for lane in range(8):
-        total += (words >> (8 * lane)) & 255
-    return total.sum(1)
+    # Each byte lane of a chunk sum holds the count of its columns (<= 127): no carries.
+    lanes = mask.view(torch.uint8).view(torch.int64).view(b, -1, _WORDS).sum(2)
+    return lanes.view(torch.uint8).view(b, -1).sum(1, dtype=torch.int64)

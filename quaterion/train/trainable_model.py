@@ -11,8 +11,10 @@ from quaterion.dataset.similarity_data_loader import SimilarityDataLoader
 from quaterion.dataset.train_collator import TrainCollator
 from quaterion.eval.attached_metric import AttachedMetric
 from quaterion.loss import GroupLoss, SimilarityLoss
+from quaterion.train._rng import capture_rng, restore_rng
 from quaterion.train._hook_checks import check_encoders, check_hook_result, check_metrics
 from quaterion.train.cache import CacheConfig, CacheType
+from quaterion.train.cache._fast_loader import TensorFreeMeta
 from quaterion.train.cache.in_memory_cache_encoder import InMemoryCacheEncoder
 from quaterion.train.cache_mixin import CacheMixin
 from quaterion.train.xbm import XbmConfig
@@ -21,6 +23,8 @@ from quaterion.utils.enums import TrainStage
 from quaterion_models import SimilarityModel
 from quaterion_models.encoders import Encoder
 from quaterion_models.heads import EncoderHead
+
+_RNG_KEY = "quaterion_rng_state"
 
 
 class TrainableModel(pl.LightningModule, CacheMixin):
@@ -166,6 +170,27 @@ class TrainableModel(pl.LightningModule, CacheMixin):
             embeddings=embeddings, targets=targets, batch_idx=batch_idx, stage=stage, **kwargs
         )
         return loss
+
+    @override
+    def transfer_batch_to_device(self, batch: Any, device: torch.device, dataloader_idx: int) -> Any:
+        # Full-cache batches mark meta that holds no tensors: skip walking one dict per row.
+        features = batch[0] if isinstance(batch, (tuple, list)) and len(batch) == 2 else None
+        if isinstance(features, dict) and isinstance(features.get("meta"), TensorFreeMeta):
+            moved = super().transfer_batch_to_device(
+                ({**features, "meta": None}, batch[1]), device, dataloader_idx
+            )
+            moved[0]["meta"] = features["meta"]
+            return moved
+        return super().transfer_batch_to_device(batch, device, dataloader_idx)
+
+    @override
+    def on_save_checkpoint(self, checkpoint: Dict[str, Any]) -> None:
+        checkpoint[_RNG_KEY] = capture_rng()
+
+    @override
+    def on_load_checkpoint(self, checkpoint: Dict[str, Any]) -> None:
+        if _RNG_KEY in checkpoint:
+            restore_rng(checkpoint[_RNG_KEY])
 
     @override
     def on_fit_start(self) -> None:

@@ -25,6 +25,20 @@ def _identity(batch: Any) -> Any:
     return batch
 
 
+class TensorFreeMeta(list):
+    """A batch's meta records, known to hold no tensors: device transfer skips walking them."""
+
+
+def _holds_tensor(value: Any) -> bool:
+    if isinstance(value, Tensor):
+        return True
+    if isinstance(value, dict):
+        return any(_holds_tensor(v) for v in value.values())
+    if isinstance(value, (list, tuple)):
+        return any(_holds_tensor(v) for v in value)
+    return False
+
+
 class _RowsDataset(torch.utils.data.Dataset):
     """Serves whole batches through ``__getitems__`` (one call per batch)."""
 
@@ -33,6 +47,7 @@ class _RowsDataset(torch.utils.data.Dataset):
         self.labels = labels
         self.meta = meta
         self.empty_meta = all(not record for record in meta)
+        self.meta_type = list if _holds_tensor(meta) else TensorFreeMeta
         self.length = next(iter(labels.values())).shape[0]
 
     def __len__(self) -> int:
@@ -41,9 +56,9 @@ class _RowsDataset(torch.utils.data.Dataset):
     def _meta(self, index: List[int], offsets: List[int]) -> List[dict]:
         total = len(index) * len(offsets)
         if self.empty_meta:
-            return [{} for _ in range(total)]
+            return self.meta_type({} for _ in range(total))
         n = self.length
-        return [dict(self.meta[i + off * n]) for off in offsets for i in index]
+        return self.meta_type(dict(self.meta[i + off * n]) for off in offsets for i in index)
 
 
 class _GroupRows(_RowsDataset):

@@ -72,11 +72,12 @@ def trained_cars(tmp_path_factory):
         patcher.chdir(workdir)
         attempts = []
 
-        def refuse(self, address, *args, **kwargs):
-            attempts.append(address)
+        def refuse(*args, **kwargs):
+            attempts.append(args)
             raise OSError("network access attempted")
 
         patcher.setattr(socket.socket, "connect", refuse)
+        patcher.setattr(socket, "getaddrinfo", refuse)
         torch.set_num_threads(1)
         TinyResNet.images_seen = 0
         model = cars_train.main(train_argv(save_dir))

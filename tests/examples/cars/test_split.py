@@ -42,7 +42,9 @@ def test_stale_split_file_is_recomputed(tmp_path, capsys, change):
     path = str(tmp_path / "split.pkl")
     load_or_create_split(path, LABELS, 196, 42, "synthetic")
     args = {"labels": LABELS, "seed": 42, "source": "synthetic", **change}
-    train_idx, test_idx = load_or_create_split(path, args["labels"], 196, args["seed"], args["source"])
+    train_idx, test_idx = load_or_create_split(
+        path, args["labels"], 196, args["seed"], args["source"]
+    )
     assert "recomputing" in capsys.readouterr().err
     expected = split_by_class(args["labels"], 196, args["seed"])
     np.testing.assert_array_equal(train_idx, expected[0])
@@ -66,5 +68,7 @@ def test_falsy_path_computes_without_writing(tmp_path, monkeypatch):
 
 def test_split_file_name_is_keyed_by_source_and_seed():
     assert keyed_split_path("split_cache.pkl", "real", 42) == "split_cache.pkl"
-    assert keyed_split_path("split_cache.pkl", "synthetic", 42) == "split_cache_synthetic_seed42.pkl"
+    assert (
+        keyed_split_path("split_cache.pkl", "synthetic", 42) == "split_cache_synthetic_seed42.pkl"
+    )
     assert keyed_split_path("d/split_cache.pkl", "real", 1) == "d/split_cache_real_seed1.pkl"

@@ -8,7 +8,12 @@ import pytest
 import torch
 
 from examples.cars import train as cars_train
-from examples.cars.config import IMAGE_SIZE, SYNTHETIC_BATCH_SIZE, SYNTHETIC_EPOCHS, SYNTHETIC_IMAGE_SIZE
+from examples.cars.config import (
+    IMAGE_SIZE,
+    SYNTHETIC_BATCH_SIZE,
+    SYNTHETIC_EPOCHS,
+    SYNTHETIC_IMAGE_SIZE,
+)
 from quaterion_models import SimilarityModel
 
 from .conftest import INPUT_SIZE, TinyResNet, train_argv
@@ -67,12 +72,18 @@ def test_frozen_encoder_runs_once_per_image_then_never(trained_cars, monkeypatch
 def test_parser_defaults_follow_synthetic():
     real = cars_train.parse_args([])
     assert (real.batch_size, real.epochs, real.input_size, real.weights) == (
-        2048, 1000, IMAGE_SIZE, "pretrained"
+        2048,
+        1000,
+        IMAGE_SIZE,
+        "pretrained",
     )
     assert real.shuffle is False
     synthetic = cars_train.parse_args(["--synthetic"])
     assert (synthetic.batch_size, synthetic.epochs, synthetic.input_size, synthetic.weights) == (
-        SYNTHETIC_BATCH_SIZE, SYNTHETIC_EPOCHS, SYNTHETIC_IMAGE_SIZE, "random"
+        SYNTHETIC_BATCH_SIZE,
+        SYNTHETIC_EPOCHS,
+        SYNTHETIC_IMAGE_SIZE,
+        "random",
     )
     explicit = cars_train.parse_args(["--synthetic", "--weights", "pretrained", "--shuffle"])
     assert explicit.weights == "pretrained" and explicit.shuffle is True

@@ -20,7 +20,10 @@ def test_spec_values(spec_x):
         atol=1e-6,
     )
     assert_close(
-        Euclidean.distance(spec_x, spec_x.flip(0)), torch.tensor([8.0623, 8.0623]), rtol=1e-4, atol=0
+        Euclidean.distance(spec_x, spec_x.flip(0)),
+        torch.tensor([8.0623, 8.0623]),
+        rtol=1e-4,
+        atol=0,
     )
 
 

@@ -28,9 +28,7 @@ def spec_groups() -> torch.Tensor:
 @pytest.fixture
 def spec_kernel() -> torch.Tensor:
     """``K``: float32 (3, 4)."""
-    return torch.tensor(
-        [[0.1, -0.2, 0.3, 0.0], [0.5, 0.1, -0.4, 0.2], [-0.3, 0.6, 0.2, 0.1]]
-    )
+    return torch.tensor([[0.1, -0.2, 0.3, 0.0], [0.5, 0.1, -0.4, 0.2], [-0.3, 0.6, 0.2, 0.1]])
 
 
 @pytest.fixture

@@ -10,6 +10,7 @@ from torch.testing import assert_close
 
 from quaterion.distances import Distance
 from quaterion.loss import ContrastiveLoss
+from quaterion.loss.contrastive_loss import contrastive_loss
 
 
 def _l2(a, b, eps=0.0):
@@ -130,3 +131,12 @@ def test_properties(n, seed, distance):
     assert torch.isfinite(value) and value >= 0
     perm = torch.randperm(n, generator=gen)
     assert_close(loss(emb, pairs[perm], labels[perm], subgroups), value)
+
+
+def test_module_calls_function(spec_embeddings, spec_pairs):
+    labels, subgroups = torch.tensor([1.0, 0.0, 0.5]), torch.tensor([0.0, 1, 0, 1, 2, 2])
+    loss = ContrastiveLoss(Distance.MANHATTAN, margin=4.0, size_average=False)
+    expected = contrastive_loss(
+        spec_embeddings, spec_pairs, labels, subgroups, loss.distance_metric, 4.0, False
+    )
+    assert_close(loss(spec_embeddings, spec_pairs, labels, subgroups), expected)

@@ -10,6 +10,7 @@ from torch.testing import assert_close
 
 from quaterion.distances import Distance
 from quaterion.loss import MultipleNegativesRankingLoss
+from quaterion.loss.multiple_negatives_ranking_loss import multiple_negatives_ranking_loss
 
 
 def naive(emb, pairs, scale, symmetric):
@@ -25,9 +26,9 @@ def naive(emb, pairs, scale, symmetric):
     z = [[sim(rows[pairs[i][0]], rows[pairs[j][1]]) for j in range(n)] for i in range(n)]
 
     def ce(matrix):
-        return sum(
-            -matrix[i][i] + math.log(sum(math.exp(v) for v in matrix[i])) for i in range(n)
-        ) / n
+        return (
+            sum(-matrix[i][i] + math.log(sum(math.exp(v) for v in matrix[i])) for i in range(n)) / n
+        )
 
     forward = ce(z)
     if not symmetric:
@@ -97,7 +98,9 @@ def test_non_positive_scores_raise(spec_embeddings, spec_pairs):
 def test_config_and_errors():
     config = MultipleNegativesRankingLoss(scale=1.0, symmetric=True).get_config_dict()
     assert config == {"distance_metric_name": "cosine", "scale": 1.0, "symmetric": True}
-    assert MultipleNegativesRankingLoss(**json.loads(json.dumps(config))).get_config_dict() == config
+    assert (
+        MultipleNegativesRankingLoss(**json.loads(json.dumps(config))).get_config_dict() == config
+    )
     with pytest.raises(ValueError, match="scale"):
         MultipleNegativesRankingLoss(scale=0)
 
@@ -113,3 +116,15 @@ def test_properties(n, seed, symmetric):
     assert torch.isfinite(value) and value >= 0
     perm = torch.randperm(n, generator=gen)
     assert_close(loss(emb, pairs[perm], None, None), value)
+
+
+def test_module_calls_function(spec_embeddings, spec_pairs):
+    loss = MultipleNegativesRankingLoss(3.0, Distance.EUCLIDEAN, symmetric=True)
+    expected = multiple_negatives_ranking_loss(
+        spec_embeddings[spec_pairs[:, 0]],
+        spec_embeddings[spec_pairs[:, 1]],
+        loss.distance_metric,
+        3.0,
+        True,
+    )
+    assert_close(loss(spec_embeddings, spec_pairs, None, None), expected)

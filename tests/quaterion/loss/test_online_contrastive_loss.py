@@ -9,6 +9,10 @@ from torch.testing import assert_close
 
 from quaterion.distances import Distance
 from quaterion.loss import OnlineContrastiveLoss
+from quaterion.loss.online_contrastive_loss import (
+    online_contrastive_loss_all,
+    online_contrastive_loss_hard,
+)
 
 
 def naive(dist, groups, margin, mining):
@@ -88,10 +92,14 @@ def test_hard_negative_term_pushes_negatives():
 
 @pytest.mark.parametrize("mining", ["all", "hard"])
 @pytest.mark.parametrize("distance", list(Distance))
-def test_backward_every_distance_and_identical_embeddings(spec_embeddings, spec_groups, mining, distance):
+def test_backward_every_distance_and_identical_embeddings(
+    spec_embeddings, spec_groups, mining, distance
+):
     for emb in (spec_embeddings.clone(), torch.ones(6, 3)):
         emb.requires_grad_(True)
-        value = OnlineContrastiveLoss(distance_metric_name=distance, mining=mining)(emb, spec_groups)
+        value = OnlineContrastiveLoss(distance_metric_name=distance, mining=mining)(
+            emb, spec_groups
+        )
         value.backward()
         assert torch.isfinite(value) and torch.isfinite(emb.grad).all()
 
@@ -135,3 +143,14 @@ def test_properties(groups, seed, mining, distance):
     assert torch.isfinite(value) and value >= 0
     perm = torch.randperm(len(groups), generator=gen)
     assert_close(loss(emb[perm], groups[perm]), value)
+
+
+def test_module_calls_function(spec_embeddings, spec_groups):
+    for mining, function in [
+        ("all", online_contrastive_loss_all),
+        ("hard", online_contrastive_loss_hard),
+    ]:
+        loss = OnlineContrastiveLoss(0.7, Distance.MANHATTAN, mining)
+        dist = loss.distance_metric.distance_matrix(spec_embeddings)
+        expected = function(dist, spec_groups, spec_groups, 0.7)
+        assert_close(loss(spec_embeddings, spec_groups), expected)

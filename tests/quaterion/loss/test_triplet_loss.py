@@ -4,7 +4,7 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from pytorch_metric_learning import distances, losses, miners
+from pytorch_metric_learning import distances, losses, miners, reducers
 from torch.testing import assert_close
 
 from quaterion.distances import Distance
@@ -37,7 +37,10 @@ def naive_all(dist, q_groups, r_groups, margin, same_batch=True):
 
 
 def naive_hard(dist, q_groups, r_groups, margin, soft, same_batch=True):
-    """Literal losses.md §6.1 "hard": p_i = max_j P_ij D_ij, n_i = min_j (D_ij + max D (1 - N_ij))."""
+    """Literal losses.md §6.1 "hard".
+
+    p_i = max_j P_ij D_ij, n_i = min_j (D_ij + max_j D_ij (1 - N_ij)).
+    """
     pos, neg = [], []
     for a in range(dist.shape[0]):
         row_max = max(dist[a, j] for j in range(dist.shape[1]))
@@ -179,10 +182,14 @@ def test_private_helpers_accept_sets_of_different_sizes(spec_embeddings, spec_gr
 def test_all_equals_pml_triplet_margin_loss_euclidean():
     emb, groups = _random_batch(5, n=12, d=5, num_groups=4)
     ours = TripletLoss(margin=0.7, distance_metric_name=Distance.EUCLIDEAN, mining="all")
-    pml = losses.TripletMarginLoss(margin=0.7, distance=distances.LpDistance(normalize_embeddings=False))
+    pml = losses.TripletMarginLoss(
+        margin=0.7, distance=distances.LpDistance(normalize_embeddings=False)
+    )
     assert_close(ours(emb, groups), pml(emb, groups))
     mined = miners.TripletMarginMiner(
-        margin=0.7, type_of_triplets="all", distance=distances.LpDistance(normalize_embeddings=False)
+        margin=0.7,
+        type_of_triplets="all",
+        distance=distances.LpDistance(normalize_embeddings=False),
     )(emb, groups)
     assert_close(ours(emb, groups), pml(emb, groups, mined))
 
@@ -209,7 +216,9 @@ def test_hard_soft_equals_pml_batch_hard_smooth_loss():
     dist = torch.cdist(emb, emb)
     scale = dist[indices[0], indices[2]].mean()
     pml_scaled = losses.TripletMarginLoss(
-        margin=0.5, distance=lp, reducer=__import__("pytorch_metric_learning").reducers.MeanReducer()
+        margin=0.5,
+        distance=lp,
+        reducer=reducers.MeanReducer(),
     )(emb / scale, groups, indices)
     assert_close(hard(emb, groups), pml_scaled)
 
@@ -273,11 +282,12 @@ def test_sorted_formulation_equals_plain_cubic_formula_float32():
 # ---------- edge cases ----------
 
 
+@pytest.mark.parametrize("batch", [6, 64])  # cdist switches to a matmul path above 25 rows
 @pytest.mark.parametrize("mining, soft", list(MINING_NAIVE))
 @pytest.mark.parametrize("distance", list(Distance))
-def test_identical_embeddings_finite_gradients(mining, soft, distance):
-    emb = torch.ones(6, 3, requires_grad=True)
-    groups = torch.tensor([0, 0, 1, 1, 2, 2])
+def test_identical_embeddings_finite_gradients(mining, soft, distance, batch):
+    emb = torch.ones(batch, 3, requires_grad=True)
+    groups = torch.arange(batch) % 3
     value = TripletLoss(distance_metric_name=distance, mining=mining, soft=soft)(emb, groups)
     value.backward()
     assert torch.isfinite(value)
@@ -314,7 +324,9 @@ def test_config_dict(spec_embeddings):
         "mining": "hard",
         "soft": False,
     }
-    assert json.loads(json.dumps(TripletLoss().get_config_dict()))["distance_metric_name"] == "cosine"
+    assert (
+        json.loads(json.dumps(TripletLoss().get_config_dict()))["distance_metric_name"] == "cosine"
+    )
     config = TripletLoss(0.2, Distance.MANHATTAN, "semi_hard").get_config_dict()
     assert TripletLoss(**config).get_config_dict() == config
 
@@ -365,3 +377,18 @@ def test_properties_finite_nonnegative_permutation_invariant(groups, seed, minin
     assert torch.isfinite(value) and value >= 0
     perm = torch.randperm(len(groups), generator=gen)
     assert_close(loss(emb[perm], groups[perm]), value)
+
+
+@pytest.mark.parametrize(
+    "mining, function",
+    [
+        ("all", triplet_loss_all),
+        ("hard", triplet_loss_batch_hard),
+        ("semi_hard", triplet_loss_semi_hard),
+    ],
+)
+def test_module_calls_function(spec_embeddings, spec_groups, mining, function):
+    loss = TripletLoss(margin=0.3, distance_metric_name=Distance.MANHATTAN, mining=mining)
+    dist = loss.distance_metric.distance_matrix(spec_embeddings)
+    expected = function(dist, spec_groups, spec_groups, 0.3)
+    assert_close(loss(spec_embeddings, spec_groups), expected)

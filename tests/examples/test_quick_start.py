@@ -1,0 +1,120 @@
+"""The quick-start demo: shipped data, a fast offline smoke run, and the full run (slow)."""
+
+import collections
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from examples.quick_start_data import generate
+
+REPO_ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+SPLITS = ("train", "val", "test")
+
+
+def _read(path):
+    with open(path, encoding="utf-8") as file:
+        return [json.loads(line) for line in file]
+
+
+def test_shipped_files_are_the_generator_output(tmp_path):
+    generate.main(["--out-dir", str(tmp_path)])
+    for split in SPLITS:
+        shipped = os.path.join(generate.__file__.rsplit(os.sep, 1)[0], f"{split}.jsonl")
+        with open(shipped, "rb") as a, open(tmp_path / f"{split}.jsonl", "rb") as b:
+            assert a.read() == b.read(), f"{split}.jsonl differs from the generator's output"
+
+
+def test_splits_hold_disjoint_topics_in_shared_styles():
+    records = generate.generate_records()
+    groups = {split: {r["group"] for r in rows} for split, rows in records.items()}
+    topics = {split: {r["topic"] for r in rows} for split, rows in records.items()}
+    for a, b in (("train", "val"), ("train", "test"), ("val", "test")):
+        assert not groups[a] & groups[b]
+        assert not topics[a] & topics[b]
+    assert {split: len(g) for split, g in groups.items()} == generate.SPLITS
+    for split, rows in records.items():
+        # one topic <-> one group id, and every group has every style twice
+        assert len({(r["group"], r["topic"]) for r in rows}) == len(groups[split])
+        per_group_style = collections.Counter((r["group"], r["style"]) for r in rows)
+        assert set(per_group_style.values()) == {generate.TEXTS_PER_STYLE}
+        assert {r["style"] for r in rows} == set(generate.STYLES)
+        for r in rows:
+            assert any(phrase in r["text"] for phrase in generate.TOPICS[r["topic"]])
+
+
+def test_read_split_names_the_flags_when_data_is_missing(tmp_path):
+    from examples.quick_start import read_split
+
+    with pytest.raises(FileNotFoundError, match="--data-dir"):
+        read_split(str(tmp_path / "train.jsonl"))
+
+
+def test_pick_queries_one_per_topic_in_distinct_styles():
+    from examples.quick_start import pick_queries
+
+    rows = _read(os.path.join(REPO_ROOT, "examples", "quick_start_data", "test.jsonl"))
+    picked = pick_queries(rows, 3)
+    assert len({rows[i]["topic"] for i in picked}) == 3
+    assert len({rows[i]["style"] for i in picked}) == 3
+
+
+def test_smoke_run_trains_saves_and_reloads(tmp_path, workdir, no_network, capsys):
+    from quaterion_models import SimilarityModel
+
+    from examples.quick_start import main
+
+    save_dir = str(tmp_path / "servable")
+    result = main(
+        ["--epochs", "1", "--limit", "64", "--save-dir", save_dir, "--num-queries", "2",
+         "--top-k", "2"]
+    )
+    out = capsys.readouterr().out
+    assert no_network == []
+    for key in ("before", "after", "reloaded"):
+        assert 0.0 <= result[key] <= 1.0
+    # the reloaded servable scores exactly what the trained model scored
+    assert result["reloaded"] == pytest.approx(result["after"], abs=1e-6)
+    assert result["epochs"] == 1
+    assert out.count("Query: ") == 2
+    assert out.count("  raw encoder:\n") == 2  # raw and tuned neighbours of each query
+    assert out.count("  tuned encoder:\n") == 2
+    assert out.count("    1. [") == 4 and out.count("    2. [") == 4 and "    3. [" not in out
+    assert "RetrievalRPrecision of the raw encoder" in out
+
+    with open(os.path.join(save_dir, "config.json"), encoding="utf-8") as file:
+        config = json.load(file)
+    assert config["encoders"][0]["module"] == "examples.quick_start"
+    assert config["head"]["class"] == "SkipConnectionHead"
+    served = SimilarityModel.load(save_dir)
+    vectors = served.encode(["a tweet about bread", "a legal notice about bees"])
+    assert vectors.shape == (2, 384)
+
+
+def test_invalid_epochs_is_rejected(capsys):
+    from examples.quick_start import parse_args
+
+    with pytest.raises(SystemExit):
+        parse_args(["--epochs", "0"])
+    assert "--epochs must be >= 1" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_readme_command_improves_held_out_retrieval(tmp_path):
+    """The README's command, as a subprocess, with its defaults: a clear held-out gain."""
+    save_dir = tmp_path / "servable"
+    env = {**os.environ, "PYTHONPATH": REPO_ROOT, "HF_HUB_OFFLINE": "1"}
+    completed = subprocess.run(
+        [sys.executable, "-m", "examples.quick_start", "--save-dir", str(save_dir)],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600, check=True,
+    )
+    summary = [line for line in completed.stdout.splitlines() if line.startswith("Summary:")]
+    assert len(summary) == 1
+    numbers = summary[0].split("RetrievalRPrecision ")[1].split(";")[0].split(" -> ")
+    before, after = float(numbers[0]), float(numbers[1])
+    assert after - before > 0.2, summary[0]
+    with open(save_dir / "config.json", encoding="utf-8") as file:
+        # run as __main__, the encoder must still be recorded under its importable module
+        assert json.load(file)["encoders"][0]["module"] == "examples.quick_start"

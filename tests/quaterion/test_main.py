@@ -1,0 +1,244 @@
+"""Quaterion.fit / evaluate / trainer_defaults."""
+
+import importlib
+import os
+import warnings
+
+import pytest
+import pytorch_lightning as pl
+import torch
+from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint, RichModelSummary
+from pytorch_lightning.loggers import CSVLogger
+
+from quaterion import Quaterion, TrainableModel
+from quaterion.eval.attached_metric import AttachedMetric
+from quaterion.eval.group import RetrievalRPrecision
+from quaterion.loss import ContrastiveLoss, TripletLoss
+from quaterion.train.cache import CacheConfig, CacheEncoder
+from quaterion.train.callbacks import CleanupCallback, MetricsCallback
+from quaterion.utils.enums import TrainStage
+from quaterion.utils.progress_bar import QuaterionProgressBar
+from quaterion_models import SimilarityModel
+from quaterion_models.encoders import SwitchEncoder
+from quaterion_models.heads import GatedHead, SwitchHead
+from tests.quaterion.train.helpers import (
+    CountingEncoder,
+    LossRecorder,
+    Model,
+    group_loader,
+    group_samples,
+    pair_loader,
+    trainer,
+)
+
+IMPORT_PATHS = {
+    "quaterion": ["Quaterion", "TrainableModel"],
+    "quaterion.main": ["Quaterion"],
+    "quaterion.train.trainable_model": ["TrainableModel"],
+    "quaterion.train.cache": ["CacheConfig", "CacheType", "CacheEncoder", "InMemoryCacheEncoder"],
+    "quaterion.train.cache.cache_config": ["CacheConfig", "CacheType", "KeyExtractorType"],
+    "quaterion.train.cache.cache_encoder": [
+        "CacheEncoder", "CacheMode", "CacheCollateReturnType", "KeyExtractorType"
+    ],
+    "quaterion.train.cache.in_memory_cache_encoder": ["InMemoryCacheEncoder"],
+    "quaterion.train.cache.cache_model": ["CacheModel"],
+    "quaterion.train.cache.cache_train_collator": ["CacheTrainCollator"],
+    "quaterion.train.cache_mixin": ["CacheMixin"],
+    "quaterion.train.xbm": ["XbmConfig", "XbmDevice"],
+    "quaterion.train.xbm.xbm_config": ["XbmConfig", "XbmDevice"],
+    "quaterion.train.xbm.xbm_buffer": ["XbmBuffer"],
+    "quaterion.train.callbacks": ["CleanupCallback", "MetricsCallback"],
+    "quaterion.train.callbacks.cleanup_callback": ["CleanupCallback"],
+    "quaterion.train.callbacks.metrics_callback": ["MetricsCallback"],
+    "quaterion.utils.enums": ["TrainStage"],
+    "quaterion.utils.progress_bar": ["QuaterionProgressBar", "FixedLengthProcessionSpeed"],
+}
+
+
+@pytest.mark.parametrize("module", sorted(IMPORT_PATHS))
+def test_import_paths(module):
+    imported = importlib.import_module(module)
+    for name in IMPORT_PATHS[module]:
+        assert hasattr(imported, name), f"{module}.{name}"
+
+
+def test_train_stage_formats_as_value():
+    assert f"{TrainStage.TRAIN}_loss" == "train_loss"
+    assert f"{TrainStage.VALIDATION}" == "validation"
+    assert str(TrainStage.TEST) == "test" and TrainStage.TRAIN == "train"
+
+
+def test_trainer_defaults_without_arguments():
+    first, second = Quaterion.trainer_defaults(), Quaterion.trainer_defaults()
+    assert set(first) == {"callbacks", "accelerator", "devices", "max_epochs", "enable_model_summary"}
+    assert (first["accelerator"], first["devices"], first["max_epochs"]) == ("auto", 1, -1)
+    assert first["enable_model_summary"] is False
+    bar, stopping, summary = first["callbacks"]
+    assert isinstance(bar, QuaterionProgressBar) and isinstance(summary, RichModelSummary)
+    assert isinstance(stopping, EarlyStopping) and stopping.monitor == "validation_loss"
+    assert stopping.mode == "min" and stopping.patience == 3 and stopping.strict
+    assert first["callbacks"] is not second["callbacks"]
+    assert all(a is not b for a, b in zip(first["callbacks"], second["callbacks"]))
+
+
+def test_trainer_defaults_with_loader_and_model():
+    defaults = Quaterion.trainer_defaults(train_dataloader=group_loader(batch_size=8))
+    assert defaults["log_every_n_steps"] == 3
+    frozen_cached = Model(cache_config=CacheConfig())
+    assert Quaterion.trainer_defaults(trainable_model=frozen_cached)["enable_checkpointing"] is False
+    assert "enable_checkpointing" not in Quaterion.trainer_defaults(trainable_model=Model())
+    mixed = Model(
+        encoders={"a": CountingEncoder(), "b": CountingEncoder(trainable=True)},
+        cache_config=CacheConfig(),
+    )
+    assert "enable_checkpointing" not in Quaterion.trainer_defaults(trainable_model=mixed)
+
+
+def test_fit_rejects_mismatched_loss_and_loader():
+    with pytest.raises(NotImplementedError, match="Can't use PairsSimilarityDataLoader"):
+        Quaterion.fit(Model(loss=TripletLoss()), trainer(), pair_loader())
+    with pytest.raises(NotImplementedError, match="Pair samplers are not implemented yet"):
+        Quaterion.fit(Model(loss=ContrastiveLoss()), trainer(), group_loader())
+
+
+def test_default_trainer_needs_validation_loader():
+    with pytest.raises(ValueError, match="val_dataloader"):
+        Quaterion.fit(Model(), None, group_loader())
+
+
+class _SizeMetric(RetrievalRPrecision):
+    resets = 0
+
+    def reset(self):
+        type(self).resets += 1
+        super().reset()
+
+
+def test_logged_names_and_no_batch_size_warning(tmp_path):
+    metric = AttachedMetric("rprec", RetrievalRPrecision(), prog_bar=True)
+    model = Model(metrics=[metric])
+    stopping = EarlyStopping(monitor="validation_loss", patience=10)
+    fit_trainer = trainer(
+        max_epochs=2,
+        callbacks=[stopping],
+        logger=CSVLogger(str(tmp_path)),
+        log_every_n_steps=1,
+        num_sanity_val_steps=1,
+    )
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        Quaterion.fit(model, fit_trainer, group_loader(), group_loader(group_samples(8, seed=3)))
+    messages = [str(w.message) for w in caught]
+    assert not [m for m in messages if "infer the `batch_size`" in m]
+    keys = set(fit_trainer.callback_metrics)
+    assert {"train_loss", "validation_loss", "rprec_train", "rprec_validation"} <= keys
+    assert stopping.best_score is not None
+    assert sum(isinstance(cb, CleanupCallback) for cb in fit_trainer.callbacks) == 1
+    assert sum(isinstance(cb, MetricsCallback) for cb in fit_trainer.callbacks) == 1
+
+
+def test_after_fit_model_is_plain_servable_and_loaders_reusable(tmp_path):
+    train, val = group_loader(shuffle=True), group_loader(group_samples(8, seed=3))
+    model = Model(cache_config=CacheConfig())
+    fit_trainer = trainer()
+    Quaterion.fit(model, fit_trainer, train, val)
+    assert not any(isinstance(e, CacheEncoder) for e in model.model.encoders.values())
+    records = [s.obj for s in group_samples(5, seed=9)]
+    encoded = model.model.encode(records, to_numpy=False)
+    assert encoded.shape == (5, 6)
+    path = str(tmp_path / "servable")
+    model.save_servable(path)
+    loaded = SimilarityModel.load(path)
+    torch.testing.assert_close(loaded.encode(records, to_numpy=False), encoded)
+
+    ids, features, labels = train.collate_fn.pre_collate_fn([train.dataset[0], train.dataset[1]])
+    assert len(ids) == 2 and features[0] is not None
+    batch = next(iter(train))
+    assert batch[0]["data"]["default"].shape == (8, 4)  # plain collator, raw data read again
+    # same loaders, new model: default trainer (minus early stopping) and the same trainer
+    defaults = Quaterion.trainer_defaults()
+    defaults["callbacks"].pop(1)
+    defaults.update(max_epochs=1, logger=False)
+    Quaterion.fit(Model(cache_config=CacheConfig()), pl.Trainer(**defaults), train, val)
+    second = Model()
+    Quaterion.fit(second, trainer(), train, val)
+    assert second.model.encode(records).shape == (5, 6)
+
+
+class _Switch(SwitchEncoder):
+    @classmethod
+    def encoder_selection(cls, record):
+        return "pos" if float(record[0]) >= 0 else "neg"
+
+
+class _SwitchModel(TrainableModel):
+    def __init__(self, cache):
+        self._use_cache = cache
+        super().__init__()
+
+    def configure_encoders(self):
+        return _Switch({"pos": CountingEncoder(seed=1), "neg": CountingEncoder(seed=2)})
+
+    def configure_head(self, input_embedding_size):
+        return SwitchHead(
+            {"pos": GatedHead(input_embedding_size), "neg": GatedHead(input_embedding_size)},
+            input_embedding_size,
+        )
+
+    def configure_loss(self):
+        return TripletLoss(mining="all")
+
+    def configure_caches(self):
+        return CacheConfig() if self._use_cache else None
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.1)
+
+
+@pytest.mark.parametrize("cache", [False, True])
+def test_switch_encoder_and_head_train_one_epoch(cache):
+    defaults = Quaterion.trainer_defaults()
+    defaults["callbacks"].pop(1)
+    recorder = LossRecorder()
+    defaults["callbacks"].append(recorder)
+    defaults.update(max_epochs=1, logger=False, accelerator="cpu")
+    Quaterion.fit(_SwitchModel(cache), pl.Trainer(**defaults), group_loader())
+    assert len(recorder.losses) == 3 and all(torch.isfinite(x) for x in recorder.losses)
+
+
+def _resumable_fit(max_epochs, ckpt_dir, ckpt_path=None):
+    torch.manual_seed(0)
+    model = Model(cache_config=CacheConfig())
+    checkpoint = ModelCheckpoint(dirpath=ckpt_dir, save_top_k=-1, every_n_epochs=1)
+    recorder = LossRecorder()
+    fit_trainer = trainer(
+        max_epochs=max_epochs,
+        enable_checkpointing=True,
+        callbacks=[checkpoint, recorder],
+        deterministic=True,
+    )
+    Quaterion.fit(model, fit_trainer, group_loader(shuffle=True), ckpt_path=ckpt_path)
+    return model.model.head.state_dict(), len(recorder.losses)
+
+
+def test_resume_from_checkpoint_matches_uninterrupted_run(tmp_path):
+    uninterrupted, steps = _resumable_fit(4, str(tmp_path / "a"))
+    interrupted, _ = _resumable_fit(2, str(tmp_path / "b"))
+    checkpoints = sorted(os.listdir(tmp_path / "b"))
+    assert checkpoints[-1].startswith("epoch=1")
+    resumed, resumed_steps = _resumable_fit(
+        4, str(tmp_path / "c"), ckpt_path=str(tmp_path / "b" / checkpoints[-1])
+    )
+    assert (steps, resumed_steps) == (12, 6)  # the resumed run trains the last 2 epochs only
+    assert not torch.allclose(interrupted["gates"], uninterrupted["gates"])
+    for name, value in uninterrupted.items():
+        torch.testing.assert_close(resumed[name], value)
+
+
+def test_evaluate_delegates():
+    class _Evaluator:
+        def evaluate(self, dataset, model):
+            return {"n": torch.tensor(len(dataset)), "model": model}
+
+    result = Quaterion.evaluate(_Evaluator(), [1, 2, 3], "m")
+    assert result["n"] == 3 and result["model"] == "m"
