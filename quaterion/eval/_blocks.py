@@ -16,7 +16,7 @@ from quaterion.eval._prepared import prepare
 from quaterion.eval._relevance import DenseRelevance
 
 # Bytes of one float32 distance block; the row count follows from the number of candidates.
-BLOCK_BYTES = 256 * 2**20
+BLOCK_BYTES = 512 * 2**20
 
 
 class Block(NamedTuple):

@@ -107,21 +107,18 @@ def incidence_ranks(
     if rows.numel() == 0:
         return torch.zeros(0, dtype=torch.int64, device=dist.device)
     workspace = Workspace() if workspace is None else workspace
-    layer = _occurrence(rows, dist.shape[0])
-    if int(layer.max()) >= _MAX_COUNT_LAYERS:
+    counts = torch.bincount(rows, minlength=dist.shape[0])
+    most = int(counts.max())
+    if most == 1:  # the pair case: one relevant item per row
+        return _ranks_by_count(dist, rows, cols, workspace)
+    if most > _MAX_COUNT_LAYERS:
         return _ranks_by_sort(dist, rows, cols)
+    layer = torch.arange(rows.numel(), device=rows.device) - (torch.cumsum(counts, 0) - counts)[rows]
     ranks = torch.empty_like(rows)
-    for t in range(int(layer.max()) + 1):
+    for t in range(most):
         chosen = (layer == t).nonzero().squeeze(1)
         ranks[chosen] = _ranks_by_count(dist, rows[chosen], cols[chosen], workspace)
     return ranks
-
-
-def _occurrence(rows: Tensor, b: int) -> Tensor:
-    """For sorted ``rows``: how many earlier entries share the row (0, 1, 2, ...)."""
-    counts = torch.bincount(rows, minlength=b)
-    starts = torch.cumsum(counts, 0) - counts
-    return torch.arange(rows.numel(), device=rows.device) - starts[rows]
 
 
 def _ranks_by_count(dist: Tensor, rows: Tensor, cols: Tensor, workspace: Workspace) -> Tensor:

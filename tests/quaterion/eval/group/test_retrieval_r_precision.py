@@ -63,11 +63,14 @@ def test_compute_equals_naive_square_problem(seeded, set_block_rows, distance):
         torch.testing.assert_close(metric.compute(embeddings, groups), expected)
 
 
-def test_raw_compute_equals_compute_through_precompute(seeded):
-    embeddings, groups = torch.randn(10, 4), torch.randint(0, 3, (10,))
-    metric = RetrievalRPrecision()
+@pytest.mark.parametrize("distance", list(Distance))
+def test_blocked_compute_equals_dense_precompute_path_exactly(seeded, set_block_rows, distance):
+    embeddings, groups = torch.randn(30, 4), torch.randint(0, 6, (30,))
+    metric = RetrievalRPrecision(distance)
     labels, dist = metric.precompute(embeddings, groups=groups)
-    torch.testing.assert_close(metric.raw_compute(dist, labels), metric.compute(embeddings, groups))
+    expected = metric.raw_compute(dist, labels)
+    set_block_rows(4, 30)
+    assert torch.equal(metric.compute(embeddings, groups), expected)
 
 
 def test_well_separated_groups_score_higher(seeded):

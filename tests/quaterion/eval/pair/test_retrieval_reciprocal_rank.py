@@ -75,3 +75,16 @@ def test_well_separated_pairs_score_higher(seeded):
     good = metric.compute(separated, torch.ones(20), pairs, torch.zeros(40))
     bad = metric.compute(torch.randn(40, 8), torch.ones(20), pairs, torch.zeros(40))
     assert good.item() == 1.0 and bad.item() < 1.0
+
+
+@pytest.mark.parametrize("distance", list(Distance))
+def test_blocked_compute_equals_dense_precompute_path_exactly(seeded, set_block_rows, distance):
+    # float data: the block distances must be bit-identical to distance_matrix
+    embeddings = torch.randn(30, 5)
+    pairs = torch.stack([torch.arange(15), torch.arange(15) + 15], dim=1)
+    scores = torch.ones(15)
+    metric = RetrievalReciprocalRank(distance, reduce_func=None)
+    labels, dist = metric.precompute(embeddings, labels=scores, pairs=pairs, subgroups=torch.zeros(30))
+    expected = metric.raw_compute(dist, labels)
+    set_block_rows(4, 30)
+    assert torch.equal(metric.compute(embeddings, scores, pairs, torch.zeros(30)), expected)
