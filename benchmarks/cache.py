@@ -95,7 +95,9 @@ def floor(encoder, raw, groups, d, batch, epochs, fill_batch) -> float:
     """Bare no-grad encoder pass + bare training loop over the precomputed tensors."""
     start = time.perf_counter()
     with torch.no_grad():
-        vectors = torch.cat([encoder(raw[i : i + fill_batch]) for i in range(0, len(raw), fill_batch)])
+        vectors = torch.cat(
+            [encoder(raw[i : i + fill_batch]) for i in range(0, len(raw), fill_batch)]
+        )
     torch.manual_seed(0)
     head, loss_fn = GatedHead(d), TripletLoss(mining="hard")
     optimizer = torch.optim.Adam(head.parameters(), lr=1e-3)
@@ -125,10 +127,11 @@ def run(name, n, d, batch, epochs, fill_batch, repeats, uncached: bool):
     encoder = FrozenMLP(d)
     encoder.disable_gradients_if_required()
     floor(encoder, raw, groups, d, batch, 1, fill_batch)  # warm-up
-    best_floor = min(floor(encoder, raw, groups, d, batch, epochs, fill_batch) for _ in range(repeats))
-    best_cached = min(
-        quaterion_fit(encoder, samples, batch, epochs, fill_batch, True) for _ in range(repeats)
-    )
+    floors, cached = [], []
+    for _ in range(repeats):  # interleaved, so load changes hit both alike
+        floors.append(floor(encoder, raw, groups, d, batch, epochs, fill_batch))
+        cached.append(quaterion_fit(encoder, samples, batch, epochs, fill_batch, True))
+    best_floor, best_cached = min(floors), min(cached)
     line = (
         f"{name}: n={n} d={d} batch={batch} epochs={epochs} | floor {best_floor:.3f}s | "
         f"cached fit {best_cached:.3f}s | ratio {best_cached / best_floor:.3f}x"
@@ -141,15 +144,23 @@ def run(name, n, d, batch, epochs, fill_batch, repeats, uncached: bool):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--quick", action="store_true", help="one repeat, smaller data")
+    parser.add_argument("--quick", action="store_true", help="half the data")
+    parser.add_argument("--repeats", type=int, default=2, help="best of N runs (default 2)")
+    parser.add_argument("--only", choices=["small", "large"], help="run one configuration")
     parser.add_argument("--no-uncached", action="store_true", help="skip the uncached runs")
+    parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
-    torch.set_num_threads(max(1, torch.get_num_threads()))
-    repeats = 1 if args.quick else 3
+    if args.threads:
+        torch.set_num_threads(args.threads)
     scale = 2 if args.quick else 1
-    run("small head", 4096 // scale, 128, 256, 10, 512, repeats, not args.no_uncached)
-    run("large head", 8192 // scale, 1024, 1024, 10, 1024, repeats, not args.no_uncached)
+    configs = {
+        "small": ("small head", 4096 // scale, 128, 256, 10, 512),
+        "large": ("large head", 8192 // scale, 1024, 1024, 10, 1024),
+    }
+    for key, config in configs.items():
+        if args.only in (None, key):
+            run(*config, repeats=args.repeats, uncached=not args.no_uncached)
 
 
 if __name__ == "__main__":

@@ -41,6 +41,17 @@ def _peak_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def _current_mib() -> float:
+    try:
+        with open("/proc/self/status") as handle:
+            for line in handle:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return float("nan")
+
+
 def _timed(fn: Callable[[], object]) -> tuple[object, float, float, float]:
     """``(value, wall seconds, process CPU seconds, peak RSS MiB)``."""
     _reset_peak()
@@ -67,7 +78,9 @@ def make_data(n: int, dim: int, group_size: int, seed: int):
     half = n // 2
     pairs = torch.stack([torch.arange(half), torch.arange(half) + half], dim=1)
     partners = embeddings.clone()
-    partners[half : 2 * half] = embeddings[:half] + 1.5 * torch.randn(half, dim, generator=generator)
+    partners[half : 2 * half] = embeddings[:half] + 2.5 * torch.randn(
+        half, dim, generator=generator
+    )
     return embeddings, groups, partners[: 2 * half], pairs
 
 
@@ -79,11 +92,17 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
 
-    embeddings, groups, pair_embeddings, pairs = make_data(args.n, args.dim, args.group_size, args.seed)
+    embeddings, groups, pair_embeddings, pairs = make_data(
+        args.n, args.dim, args.group_size, args.seed
+    )
     rows = _blocks.block_rows(args.n)
-    print(f"n={args.n} dim={args.dim} group_size={args.group_size} threads={torch.get_num_threads()} "
-          f"block_rows={rows}")
-    print(f"{'phase':<31}{'wall s':>8}{'ratio':>7}{'cpu s':>8}{'ratio':>7}{'peak RSS MiB':>14}  value")
+    print(
+        f"n={args.n} dim={args.dim} group_size={args.group_size} threads={torch.get_num_threads()} "
+        f"block_rows={rows} RSS before phases={_current_mib():.0f} MiB"
+    )
+    print(
+        f"{'phase':<31}{'wall s':>8}{'ratio':>7}{'cpu s':>8}{'ratio':>7}{'peak RSS MiB':>14}  value"
+    )
     scores, subgroups = torch.ones(pairs.shape[0]), torch.zeros(pair_embeddings.shape[0])
     phases = {
         "baseline matmul+topk": lambda: baseline(embeddings, args.group_size, rows),
@@ -99,7 +118,9 @@ def main() -> None:
             base_wall, base_cpu, shown = wall, cpu, ""
         else:
             shown = f"{float(value):.4f}"
-        print(f"{name:<31}{wall:>8.1f}{wall / base_wall:>7.2f}{cpu:>8.1f}{cpu / base_cpu:>7.2f}{mem:>14.0f}  {shown}")
+        print(
+            f"{name:<31}{wall:>8.1f}{wall / base_wall:>7.2f}{cpu:>8.1f}{cpu / base_cpu:>7.2f}{mem:>14.0f}  {shown}"
+        )
     print(f"process peak RSS: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
 
 

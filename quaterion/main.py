@@ -36,9 +36,7 @@ def _check_loss_and_loader(model: TrainableModel, loader: SimilarityDataLoader) 
 
 def _check_inputs(model, train_dataloader, val_dataloader) -> None:
     if not isinstance(model, TrainableModel):
-        raise TypeError(
-            f"trainable_model must be a TrainableModel, got {type(model).__name__}"
-        )
+        raise TypeError(f"trainable_model must be a TrainableModel, got {type(model).__name__}")
     if model.model is None:
         raise TypeError(
             "trainable_model has no SimilarityModel: configure_encoders() and configure_head() "
@@ -46,7 +44,10 @@ def _check_inputs(model, train_dataloader, val_dataloader) -> None:
         )
     if model.loss is None:
         raise TypeError("trainable_model.configure_loss() returned None; return a SimilarityLoss")
-    for name, loader in (("train_dataloader", train_dataloader), ("val_dataloader", val_dataloader)):
+    for name, loader in (
+        ("train_dataloader", train_dataloader),
+        ("val_dataloader", val_dataloader),
+    ):
         if loader is not None and not isinstance(loader, SimilarityDataLoader):
             raise TypeError(
                 f"{name} must be a SimilarityDataLoader (PairsSimilarityDataLoader or "

@@ -13,7 +13,7 @@ from .config import (
     IMAGE_SIZE,
     SYNTHETIC_IMAGE_SIZE,
 )
-from .weights import WEIGHTS_CHOICES
+from examples.weights import WEIGHTS_CHOICES
 
 PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 

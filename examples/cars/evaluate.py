@@ -26,7 +26,7 @@ from .cli import CPU_WARNING, PACKAGE_DIR, add_data_args, add_model_args, resolv
 from .config import DEFAULT_ARCH, SPLIT_CACHE_PATH
 from .data import DataNotFoundError, get_datasets
 from .encoders import CarsEncoder
-from .weights import resolve_weights
+from examples.weights import resolve_weights
 
 BATCH_SIZE = 32
 METRIC_BATCH = 1024
@@ -104,9 +104,11 @@ def plot_results(results: Dict[str, Dict[str, torch.Tensor]], path: str) -> None
     figure = Figure(figsize=(4, 3.5))
     FigureCanvasAgg(figure)
     axes = figure.add_subplot()
-    bars = axes.bar(names, values, color=["#9aa5b1", "#4881AD"][: len(names)])
+    colours = {"base": "#9aa5b1", "tuned": "#4881AD"}
+    bars = axes.bar(names, values, color=[colours.get(name, "#67C87A") for name in names])
     axes.bar_label(bars, fmt="%.3f")
-    axes.set_ylim(0, 1)
+    axes.set_ylim(0, 1.1)
+    axes.set_yticks([0.0, 0.2, 0.4, 0.6, 0.8, 1.0])
     axes.set_ylabel("R-precision (test classes)")
     axes.set_title("Cars: base vs tuned")
     figure.tight_layout()

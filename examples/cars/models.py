@@ -26,7 +26,7 @@ from quaterion_models.heads import EmptyHead, EncoderHead, SkipConnectionHead
 from .backbone import build_backbone
 from .config import CACHE_DIR, DEFAULT_ARCH
 from .encoders import CarsEncoder
-from .weights import resolve_weights
+from examples.weights import resolve_weights
 
 
 class Model(TrainableModel):
@@ -37,7 +37,7 @@ class Model(TrainableModel):
         mining: ``TripletLoss`` mining, ``"all"``, ``"hard"`` or ``"semi_hard"``.
         arch: torchvision ResNet builder name.
         weights: ``"pretrained"`` / ``"random"`` (resolved with
-            :func:`~examples.cars.weights.resolve_weights`), or an already resolved weights
+            :func:`~examples.weights.resolve_weights`), or an already resolved weights
             enum member, or ``None`` for random weights.
         cache_dir: where the embedding cache is persisted (``None``: in memory only).
     """

@@ -33,7 +33,7 @@ from .config import (
 )
 from .data import DATASET_PATH, DataNotFoundError, get_dataloaders
 from .models import Model
-from .weights import resolve_weights
+from examples.weights import resolve_weights
 
 
 def train(

@@ -23,7 +23,7 @@ from quaterion.dataset import GroupSimilarityDataLoader, SimilarityGroupDataset
 from quaterion_models.encoders import Encoder
 
 from .synthetic import NUM_CLASSES, SyntheticCIFAR100
-from .weights import resolve_weights
+from examples.weights import resolve_weights
 
 DATASET_PATH = os.path.join(os.path.expanduser("~"), "torchvision", "datasets")
 IMAGENET_MEAN = [0.485, 0.456, 0.406]

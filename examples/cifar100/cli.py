@@ -10,7 +10,7 @@ import pytorch_lightning as pl
 from quaterion import Quaterion, TrainableModel
 
 from .cifar100 import DATASET_PATH, SYNTHETIC_TRAIN_SIZE, DataNotFoundError, get_dataloaders
-from .weights import WEIGHTS_CHOICES
+from examples.weights import WEIGHTS_CHOICES
 
 SYNTHETIC_EPOCHS = 3
 

@@ -3,7 +3,7 @@
 ``python -m examples.cifar100.train_simple [--loss-fn contrastive|triplet] [--synthetic]``
 """
 
-from typing import List, Optional
+from typing import TYPE_CHECKING, List, Optional, Union
 
 import pytorch_lightning as pl
 import torch
@@ -14,6 +14,9 @@ from quaterion_models.encoders import Encoder
 from quaterion_models.heads import EmptyHead, EncoderHead
 
 from .cifar100 import MobilenetV3Encoder
+
+if TYPE_CHECKING:
+    import torchvision
 from .cli import build_parser, fit, load_dataloaders, parse_args
 
 BATCH_SIZE = 128
@@ -23,7 +26,12 @@ class Model(TrainableModel):
     """MobileNetV3 encoder, ``EmptyHead``, contrastive (``loss_fn="contrastive"``) or triplet loss."""
 
     def __init__(
-        self, embedding_size: int, lr: float, loss_fn: str, mining: str, weights="pretrained"
+        self,
+        embedding_size: int,
+        lr: float,
+        loss_fn: str,
+        mining: str,
+        weights: Union[str, "torchvision.models.WeightsEnum", None] = "pretrained",
     ) -> None:
         self._embedding_size = embedding_size
         self._lr = lr

@@ -14,7 +14,7 @@ except ImportError:
     )
     sys.exit(1)
 
-from typing import List, Optional
+from typing import TYPE_CHECKING, List, Optional, Union
 
 import pytorch_lightning as pl
 import torch
@@ -26,6 +26,9 @@ from quaterion_models.encoders import Encoder
 from quaterion_models.heads import EmptyHead, EncoderHead
 
 from .cifar100 import MobilenetV3Encoder
+
+if TYPE_CHECKING:
+    import torchvision
 from .cli import build_parser, fit, load_dataloaders, parse_args
 
 BATCH_SIZE = 128
@@ -35,7 +38,12 @@ NUM_CLASSES = 100
 class Model(TrainableModel):
     """MobileNetV3 encoder, ``EmptyHead``, PML ``ArcFaceLoss`` with ``MultiSimilarityMiner``."""
 
-    def __init__(self, embedding_size: int, lr: float, weights="pretrained") -> None:
+    def __init__(
+        self,
+        embedding_size: int,
+        lr: float,
+        weights: Union[str, "torchvision.models.WeightsEnum", None] = "pretrained",
+    ) -> None:
         self._embedding_size = embedding_size
         self._lr = lr
         self._weights = weights

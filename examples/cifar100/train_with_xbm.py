@@ -5,7 +5,7 @@
 Batch size and buffer size are chosen so that training fits on a 4 GB GPU.
 """
 
-from typing import List, Optional
+from typing import TYPE_CHECKING, List, Optional, Union
 
 import pytorch_lightning as pl
 import torch
@@ -19,6 +19,9 @@ from quaterion_models.encoders import Encoder
 from quaterion_models.heads import EmptyHead, EncoderHead
 
 from .cifar100 import MobilenetV3Encoder
+
+if TYPE_CHECKING:
+    import torchvision
 from .cli import build_parser, fit, load_dataloaders, parse_args
 
 BATCH_SIZE = 64
@@ -31,7 +34,7 @@ class Model(TrainableModel):
         self,
         embedding_size: int,
         lr: float,
-        weights="pretrained",
+        weights: Union[str, "torchvision.models.WeightsEnum", None] = "pretrained",
         xbm_buffer_size: int = 2048,
         xbm_start_iteration: int = 1000,
     ) -> None:

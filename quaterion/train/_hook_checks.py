@@ -7,7 +7,9 @@ def check_hook_result(hook: str, value: Any, allowed: Union[type, Tuple[type, ..
     """Return ``value`` if it is ``None`` or an instance of ``allowed``, else ``TypeError``."""
     if value is None or isinstance(value, allowed):
         return value
-    names = allowed.__name__ if isinstance(allowed, type) else " or ".join(a.__name__ for a in allowed)
+    names = (
+        allowed.__name__ if isinstance(allowed, type) else " or ".join(a.__name__ for a in allowed)
+    )
     raise TypeError(
         f"TrainableModel.{hook}() must return {names}, got {type(value).__name__}: {hint}"
     )

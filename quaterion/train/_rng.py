@@ -30,5 +30,11 @@ def restore_rng(state: Dict[str, Any]) -> None:
     random.setstate((version, tuple(internal), state["python_gauss"]))
     numpy = state["numpy"]
     np.random.set_state(
-        ("MT19937", numpy["keys"].numpy().astype(np.uint32), numpy["pos"], numpy["has_gauss"], numpy["gauss"])
+        (
+            "MT19937",
+            numpy["keys"].numpy().astype(np.uint32),
+            numpy["pos"],
+            numpy["has_gauss"],
+            numpy["gauss"],
+        )
     )

@@ -105,7 +105,9 @@ class CacheMixin:
         return _store.encoders_cache_path(dir_path)
 
     @classmethod
-    def check_encoders_persisted(cls, dir_path: Optional[str], encoders: Dict[str, Encoder]) -> bool:
+    def check_encoders_persisted(
+        cls, dir_path: Optional[str], encoders: Dict[str, Encoder]
+    ) -> bool:
         """``True`` iff ``<dir>/encoders/<name>`` exists for every cached encoder."""
         if not dir_path:
             return False
@@ -160,6 +162,4 @@ class CacheMixin:
         for split, loader in zip(_store.SPLITS, (train_dataloader, val_dataloader)):
             if loader is not None:
                 path = _store.labels_path(dir_path, split)
-                loader.dataset._cache = _store.labels_from_plain(
-                    _store.load_tensor_file(path)
-                )
+                loader.dataset._cache = _store.labels_from_plain(_store.load_tensor_file(path))

@@ -71,7 +71,10 @@ class TrainableModel(pl.LightningModule, CacheMixin):
             model = SimilarityModel(encoders=encoders, head=head)
         self._model = model
         self._loss = check_hook_result(
-            "configure_loss", self.configure_loss(), SimilarityLoss, "return a loss from quaterion.loss"
+            "configure_loss",
+            self.configure_loss(),
+            SimilarityLoss,
+            "return a loss from quaterion.loss",
         )
         self._xbm_config = check_hook_result(
             "configure_xbm", self.configure_xbm(), XbmConfig, "return an XbmConfig or None"
@@ -172,7 +175,9 @@ class TrainableModel(pl.LightningModule, CacheMixin):
         return loss
 
     @override
-    def transfer_batch_to_device(self, batch: Any, device: torch.device, dataloader_idx: int) -> Any:
+    def transfer_batch_to_device(
+        self, batch: Any, device: torch.device, dataloader_idx: int
+    ) -> Any:
         # Full-cache batches mark meta that holds no tensors: skip walking one dict per row.
         features = batch[0] if isinstance(batch, (tuple, list)) and len(batch) == 2 else None
         if isinstance(features, dict) and isinstance(features.get("meta"), TensorFreeMeta):

@@ -38,7 +38,10 @@ IMPORT_PATHS = {
     "quaterion.train.cache": ["CacheConfig", "CacheType", "CacheEncoder", "InMemoryCacheEncoder"],
     "quaterion.train.cache.cache_config": ["CacheConfig", "CacheType", "KeyExtractorType"],
     "quaterion.train.cache.cache_encoder": [
-        "CacheEncoder", "CacheMode", "CacheCollateReturnType", "KeyExtractorType"
+        "CacheEncoder",
+        "CacheMode",
+        "CacheCollateReturnType",
+        "KeyExtractorType",
     ],
     "quaterion.train.cache.in_memory_cache_encoder": ["InMemoryCacheEncoder"],
     "quaterion.train.cache.cache_model": ["CacheModel"],
@@ -70,7 +73,13 @@ def test_train_stage_formats_as_value():
 
 def test_trainer_defaults_without_arguments():
     first, second = Quaterion.trainer_defaults(), Quaterion.trainer_defaults()
-    assert set(first) == {"callbacks", "accelerator", "devices", "max_epochs", "enable_model_summary"}
+    assert set(first) == {
+        "callbacks",
+        "accelerator",
+        "devices",
+        "max_epochs",
+        "enable_model_summary",
+    }
     assert (first["accelerator"], first["devices"], first["max_epochs"]) == ("auto", 1, -1)
     assert first["enable_model_summary"] is False
     bar, stopping, summary = first["callbacks"]
@@ -85,7 +94,9 @@ def test_trainer_defaults_with_loader_and_model():
     defaults = Quaterion.trainer_defaults(train_dataloader=group_loader(batch_size=8))
     assert defaults["log_every_n_steps"] == 3
     frozen_cached = Model(cache_config=CacheConfig())
-    assert Quaterion.trainer_defaults(trainable_model=frozen_cached)["enable_checkpointing"] is False
+    assert (
+        Quaterion.trainer_defaults(trainable_model=frozen_cached)["enable_checkpointing"] is False
+    )
     assert "enable_checkpointing" not in Quaterion.trainer_defaults(trainable_model=Model())
     mixed = Model(
         encoders={"a": CountingEncoder(), "b": CountingEncoder(trainable=True)},

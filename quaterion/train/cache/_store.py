@@ -102,7 +102,9 @@ def _mismatch(saved: Dict[str, Any], expected: Dict[str, Any]) -> Optional[str]:
             return f"the saved cache has no {split} data"
         for field in ("loader", "length", "salt", "ids_sha256"):
             if old.get(field) != new[field]:
-                return f"{split} data changed ({field}: saved {old.get(field)!r}, now {new[field]!r})"
+                return (
+                    f"{split} data changed ({field}: saved {old.get(field)!r}, now {new[field]!r})"
+                )
     if expected["full_cache"] and not saved.get("full_cache"):
         return "the saved cache holds no labels (it was built without full-cache mode)"
     return None

@@ -1,6 +1,7 @@
 """Base class of encoders that serve cached vectors instead of running a frozen encoder."""
 
 from enum import Enum
+from functools import partial
 from typing import Any, Callable, Hashable, List, Tuple, Union
 
 from torch import Tensor
@@ -10,9 +11,16 @@ from quaterion_models.types import CollateFnType, MetaExtractorFnType, TensorInt
 
 KeyExtractorType = Callable[[Any], Hashable]
 
-CacheCollateReturnType = Union[
-    List[Hashable], Tuple[List[Hashable], TensorInterchange], Tensor
-]
+CacheCollateReturnType = Union[List[Hashable], Tuple[List[Hashable], TensorInterchange], Tensor]
+
+
+def _cache_collate(
+    batch: CacheCollateReturnType, wrapped_collate: CollateFnType
+) -> CacheCollateReturnType:
+    if isinstance(batch, tuple):
+        keys, objects = batch
+        return keys, wrapped_collate(objects)
+    return batch
 
 
 class CacheMode(str, Enum):
@@ -62,14 +70,11 @@ class CacheEncoder(Encoder):
 
     def cache_collate(self, batch: CacheCollateReturnType) -> CacheCollateReturnType:
         """``(keys, objects)`` -> ``(keys, collated objects)``; keys or rows pass unchanged."""
-        if isinstance(batch, tuple):
-            keys, objects = batch
-            return keys, self._encoder.get_collate_fn()(objects)
-        return batch
+        return _cache_collate(batch, self._encoder.get_collate_fn())
 
     def get_collate_fn(self) -> CollateFnType:
-        """Returns :meth:`cache_collate`."""
-        return self.cache_collate
+        """:meth:`cache_collate` as a picklable function that does not capture the cache."""
+        return partial(_cache_collate, wrapped_collate=self._encoder.get_collate_fn())
 
     def cache_extract_meta(self, batch: CacheCollateReturnType) -> List[dict]:
         """Meta records for a FILL tuple (from the objects) or a TRAIN key list (cached)."""

@@ -138,6 +138,12 @@ class InMemoryCacheEncoder(CacheEncoder):
                 "(Quaterion.fit does) before using it"
             )
         rows = batch if isinstance(batch, Tensor) else self.rows_for_keys(batch)
+        if (
+            isinstance(batch, Tensor)
+            and self._cache_type == CacheType.AUTO
+            and self._cache.device != batch.device
+        ):
+            self.place(batch.device)  # e.g. a cache loaded from disk: moved once, not per batch
         cache = self._cache
         if rows.device != cache.device:
             rows = rows.to(cache.device)
@@ -157,7 +163,11 @@ class InMemoryCacheEncoder(CacheEncoder):
         if self._cache is None:
             raise RuntimeError("Nothing to save: the cache is not filled")
         save_tensor_file(
-            {"embeddings": self._cache.cpu(), "offsets": self._offset_map, "meta": self._meta_cache},
+            {
+                "embeddings": self._cache.cpu(),
+                "offsets": self._offset_map,
+                "meta": self._meta_cache,
+            },
             path,
         )
 

@@ -27,9 +27,7 @@ class MetricsCallback(pl.Callback):
         self.reset_metrics(pl_module)
 
     @override
-    def on_validation_epoch_start(
-        self, trainer: pl.Trainer, pl_module: pl.LightningModule
-    ) -> None:
+    def on_validation_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self.reset_metrics(pl_module)
 
     @override

@@ -16,7 +16,7 @@ from quaterion.dataset import (
 from quaterion.loss import ContrastiveLoss, TripletLoss
 from quaterion.train.cache import CacheConfig
 from quaterion_models.encoders import Encoder
-from quaterion_models.heads import EmptyHead, GatedHead
+from quaterion_models.heads import GatedHead
 
 IN_DIM = 4
 EMB_DIM = 6

@@ -54,7 +54,9 @@ def _fit(cache, pairs=False, epochs=2, **trainer_kwargs):
         val = CountingDataset(group_samples(n=8, seed=3))
         loaders = group_loader(train, shuffle=True), group_loader(val)
     recorder = LossRecorder()
-    fit_trainer = trainer(max_epochs=epochs, num_sanity_val_steps=2, callbacks=[recorder], **trainer_kwargs)
+    fit_trainer = trainer(
+        max_epochs=epochs, num_sanity_val_steps=2, callbacks=[recorder], **trainer_kwargs
+    )
     Quaterion.fit(model, fit_trainer, *loaders)
     return torch.stack(recorder.losses), encoder, (train, val), model
 
@@ -93,7 +95,9 @@ def test_partial_cache_wraps_only_frozen_encoder_and_is_exact():
     for cache in (None, CacheConfig()):
         model, frozen = build(cache)
         recorder = LossRecorder()
-        Quaterion.fit(model, trainer(max_epochs=2, callbacks=[recorder]), group_loader(shuffle=True))
+        Quaterion.fit(
+            model, trainer(max_epochs=2, callbacks=[recorder]), group_loader(shuffle=True)
+        )
         results.append((torch.stack(recorder.losses), frozen.calls))
     torch.testing.assert_close(results[1][0], results[0][0])
     assert results[1][1] == 24 < results[0][1]
@@ -103,9 +107,7 @@ def test_wrapping_rules():
     frozen, trainable = CountingEncoder(), CountingEncoder(trainable=True)
     encoders = {"frozen": frozen, "trainable": trainable}
     with pytest.raises(ValueError, match="encoder trainable. Encoder must be frozen"):
-        Model._apply_cache_config(
-            encoders, CacheConfig(mapping={"trainable": CacheType.CPU})
-        )
+        Model._apply_cache_config(encoders, CacheConfig(mapping={"trainable": CacheType.CPU}))
     none_mapped = Model._apply_cache_config(
         encoders, CacheConfig(mapping={"frozen": CacheType.NONE})
     )
@@ -159,3 +161,13 @@ def test_state_dict_keys_do_not_change_with_cache():
     assert list(model.state_dict()) == keys
     assert any(k.startswith("_model.default.") for k in keys)
     assert any(k.startswith("_model.head.") for k in keys)
+
+
+def test_fill_loader_follows_cache_config():
+    loader = group_loader(shuffle=True, drop_last=True, num_workers=0)
+    fill = Model._wrap_cache_dataloader(loader, CacheConfig(batch_size=7, num_workers=2))
+    assert (fill.batch_size, fill.num_workers, fill.drop_last) == (7, 2, False)
+    assert isinstance(fill.sampler, torch.utils.data.SequentialSampler)
+    assert fill.dataset is loader.dataset and fill.collate_fn is loader.collate_fn
+    inherit = Model._wrap_cache_dataloader(loader, CacheConfig(batch_size=5))
+    assert (inherit.batch_size, inherit.num_workers) == (5, 0)

@@ -112,3 +112,43 @@ def test_check_and_load_cache_class_methods(tmp_path):
     assert wrapped["default"].cache.shape == (32, 6)
     with pytest.raises(RuntimeError, match="Encoder cache was configured, but not found"):
         Model.load_cache(str(tmp_path / "nothing"), wrapped, train, None)
+
+
+def test_resume_with_persisted_cache(tmp_path):
+    from pytorch_lightning.callbacks import ModelCheckpoint
+
+    save_dir, ckpt_dir = str(tmp_path / "cache"), str(tmp_path / "ckpt")
+
+    def fit(epochs, ckpt_path=None):
+        encoder = CountingEncoder()
+        model = Model(encoders={"default": encoder}, cache_config=CacheConfig(save_dir=save_dir))
+        recorder = LossRecorder()
+        checkpoint = ModelCheckpoint(dirpath=ckpt_dir, save_top_k=-1)
+        fit_trainer = trainer(
+            max_epochs=epochs, enable_checkpointing=True, callbacks=[checkpoint, recorder]
+        )
+        Quaterion.fit(model, fit_trainer, group_loader(shuffle=True), ckpt_path=ckpt_path)
+        return encoder.calls, len(recorder.losses)
+
+    assert fit(1) == (24, 3)
+    checkpoint = os.path.join(ckpt_dir, sorted(os.listdir(ckpt_dir))[-1])
+    assert fit(3, ckpt_path=checkpoint) == (0, 6)
+
+
+@pytest.mark.slow
+def test_second_process_does_not_run_encoder(tmp_path):
+    import subprocess
+    import sys
+
+    script = (
+        "import sys; from tests.quaterion.train.test_cache_persistence import _fit;"
+        f"encoder, _ = _fit({str(tmp_path)!r}); print('CALLS', encoder.calls)"
+    )
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(__file__))))
+    outputs = [
+        subprocess.run(
+            [sys.executable, "-c", script], cwd=root, capture_output=True, text=True, check=True
+        ).stdout
+        for _ in range(2)
+    ]
+    assert "CALLS 32" in outputs[0] and "CALLS 0" in outputs[1]

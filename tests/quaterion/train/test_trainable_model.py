@@ -8,7 +8,7 @@ from quaterion.dataset.train_collator import TrainCollator
 from quaterion.eval.attached_metric import AttachedMetric
 from quaterion.eval.group import RetrievalRPrecision
 from quaterion.loss import ContrastiveLoss, TripletLoss
-from quaterion.train.cache import CacheConfig, CacheType
+from quaterion.train.cache import CacheType
 from quaterion.train.xbm import XbmConfig, XbmDevice
 from quaterion.utils.enums import TrainStage
 from tests.quaterion.train.helpers import (
@@ -58,7 +58,11 @@ def test_attached_metrics_with_stub_hooks(count):
         ("configure_head", lambda self, size: torch.nn.Linear(size, 2), "configure_head.*Linear"),
         ("configure_loss", lambda self: torch.nn.MSELoss(), "configure_loss.*MSELoss"),
         ("configure_caches", lambda self: {"cache_type": "auto"}, "configure_caches.*dict"),
-        ("configure_metrics", lambda self: [RetrievalRPrecision()], "configure_metrics.*RetrievalRPrecision"),
+        (
+            "configure_metrics",
+            lambda self: [RetrievalRPrecision()],
+            "configure_metrics.*RetrievalRPrecision",
+        ),
         ("configure_xbm", lambda self: 5, "configure_xbm.*int"),
     ],
 )

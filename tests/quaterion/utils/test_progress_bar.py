@@ -35,7 +35,9 @@ class _Recorder(QuaterionProgressBar):
 
 def test_fill_shows_caching_then_default_description():
     bar = _Recorder()
-    trainer = pl.Trainer(accelerator="cpu", logger=False, callbacks=[bar], enable_model_summary=False)
+    trainer = pl.Trainer(
+        accelerator="cpu", logger=False, callbacks=[bar], enable_model_summary=False
+    )
     model = Model(cache_config=CacheConfig(batch_size=10))
     loader = group_loader()
     model.setup_dataloader(loader)
@@ -51,6 +53,8 @@ class _Predictor(pl.LightningModule):
 
 def test_plain_predict_keeps_lightning_description():
     bar = _Recorder()
-    trainer = pl.Trainer(accelerator="cpu", logger=False, callbacks=[bar], enable_model_summary=False)
+    trainer = pl.Trainer(
+        accelerator="cpu", logger=False, callbacks=[bar], enable_model_summary=False
+    )
     trainer.predict(_Predictor(), torch.utils.data.DataLoader(torch.arange(4), batch_size=2))
     assert bar.descriptions == ["Predicting"] * 2

@@ -12,8 +12,10 @@ def _collator(mode, key_extractors=None):
     return CacheTrainCollator(
         pre_collate_fn=GroupSimilarityDataLoader.pre_collate_fn,
         encoder_collates={"cached": lambda x: x, "plain": lambda x: ("plain", x)},
-        meta_extractors={"cached": lambda x: [{"c": 1}] * len(x if isinstance(x, list) else x[0]),
-                         "plain": lambda x: [{"p": 2}] * len(x)},
+        meta_extractors={
+            "cached": lambda x: [{"c": 1}] * len(x if isinstance(x, list) else x[0]),
+            "plain": lambda x: [{"p": 2}] * len(x),
+        },
         key_extractors=key_extractors or {},
         cachable_encoders=["cached"],
         mode=mode,
@@ -60,7 +62,11 @@ def test_unknown_mode():
 
 def test_picklable_with_module_level_callables():
     collator = CacheTrainCollator(
-        GroupSimilarityDataLoader.pre_collate_fn, {"c": torch.stack}, {"c": list}, {}, ["c"],
+        GroupSimilarityDataLoader.pre_collate_fn,
+        {"c": torch.stack},
+        {"c": list},
+        {},
+        ["c"],
         CacheMode.TRAIN,
     )
     clone = pickle.loads(pickle.dumps(collator))

@@ -40,7 +40,9 @@ def test_repeated_keys_do_not_shift_rows():
     cache = InMemoryCacheEncoder(encoder)
     data = torch.randn(4, 4)
     cache.fill_cache(["a", "b"], data[:2], [{}, {}])
-    cache.fill_cache(["b", "c", "a", "d"], torch.cat([data[1:2], data[2:3], data[0:1], data[3:]]), [{}] * 4)
+    cache.fill_cache(
+        ["b", "c", "a", "d"], torch.cat([data[1:2], data[2:3], data[0:1], data[3:]]), [{}] * 4
+    )
     cache.finish_fill()
     expected = encoder.linear(data).detach()
     assert cache.cache.shape[0] == 4
@@ -104,3 +106,13 @@ def test_save_delegates_to_wrapped_encoder(tmp_path):
     cache.save(str(tmp_path))
     loaded = CountingEncoder.load(str(tmp_path))
     torch.testing.assert_close(loaded.linear.weight, encoder.linear.weight)
+
+
+def test_collate_fn_pickles_without_the_cache():
+    import pickle
+
+    cache, _, data, _ = _filled(n=50)
+    payload = pickle.dumps(cache.get_collate_fn())
+    assert len(payload) < 1000
+    keys, collated = pickle.loads(payload)((["a"], [data[0]]))
+    assert keys == ["a"] and collated.shape == (1, 4)

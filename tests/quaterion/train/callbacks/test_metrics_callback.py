@@ -43,7 +43,15 @@ def test_reset_after_each_listed_hook():
     fit_trainer = trainer(max_epochs=1, num_sanity_val_steps=1, callbacks=[_HookLog(log)])
     Quaterion.fit(model, fit_trainer, group_loader(), group_loader())
     hooks = [entry for entry in log if entry != "reset"]
-    assert hooks == ["val_start", "val_end", "sanity_end", "train_start", "val_start", "val_end", "train_end"]
+    assert hooks == [
+        "val_start",
+        "val_end",
+        "sanity_end",
+        "train_start",
+        "val_start",
+        "val_end",
+        "train_end",
+    ]
     # MetricsCallback runs after the user's callback at every hook: one reset follows each
     for i, entry in enumerate(log):
         if entry != "reset":

@@ -1,9 +1,9 @@
-"""Offline-first resolution of torchvision ImageNet weights (same rules as the cars example).
+"""Offline-first resolution of torchvision ImageNet weights, shared by the image examples.
 
 ``--weights pretrained`` uses the checkpoint already in the torch hub cache
 (``<torch.hub.get_dir()>/checkpoints/<basename of weights.url>``); if it is not there the
-download is tried once, and if that fails the network stays randomly initialised. Every
-random outcome prints :data:`RANDOM_NOTICE`.
+download is tried once, and if that fails the backbone stays randomly initialised. Every
+random outcome prints :data:`RANDOM_NOTICE` so nobody mistakes its metrics for real ones.
 """
 
 import os
@@ -16,7 +16,7 @@ import torchvision
 WEIGHTS_CHOICES = ("pretrained", "random")
 
 RANDOM_NOTICE = (
-    "NOTICE: the {arch} network is randomly initialised ({reason}). "
+    "NOTICE: the {arch} backbone is randomly initialised ({reason}). "
     "Its embeddings and metrics say nothing about the quality of the real pretrained model."
 )
 

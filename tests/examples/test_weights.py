@@ -6,8 +6,8 @@ import pytest
 import torch
 import torchvision
 
-from examples.cars import weights as cars_weights
-from examples.cars.weights import cached_weights_path, resolve_weights
+from examples import weights as shared_weights
+from examples.weights import cached_weights_path, resolve_weights
 
 
 @pytest.fixture
@@ -46,5 +46,5 @@ def test_bad_choice_is_rejected():
 
 
 def test_notice_mentions_the_architecture(capsys):
-    cars_weights.print_random_notice("resnet50", "testing")
+    shared_weights.print_random_notice("resnet50", "testing")
     assert "resnet50" in capsys.readouterr().err
