@@ -1,14 +1,13 @@
 """ArcFace: additive angular margin on a learned cosine classifier."""
 
-from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torch import LongTensor, Tensor, nn
+from torch import Tensor, nn
 
-from quaterion.loss._arg_checks import check_number, check_positive_int
-from quaterion.loss._class_logits import check_group_ids, cosine_logits, replace_target_column
-from quaterion.loss.group_loss import GroupLoss
+from quaterion.loss._arg_checks import check_number
+from quaterion.loss._class_logits import cosine_logits, replace_target_column
+from quaterion.loss._classifier_loss import ClassifierGroupLoss
 
 _COS_EPS = 1e-7
 
@@ -43,7 +42,7 @@ def arcface_loss(
     return F.cross_entropy(scale * replace_target_column(cos, groups, target_logit), groups)
 
 
-class ArcFaceLoss(GroupLoss):
+class ArcFaceLoss(ClassifierGroupLoss):
     """ArcFace loss with a learned ``kernel (embedding_size, num_groups)``.
 
     Inputs: ``SimilarityGroupSample`` batches from a ``GroupSimilarityDataLoader`` whose group
@@ -64,35 +63,17 @@ class ArcFaceLoss(GroupLoss):
     the angle; :class:`~quaterion.loss.SoftmaxLoss` has no margin and no normalisation.
     """
 
+    hyperparameters = ("scale", "margin")
+
     def __init__(
         self, embedding_size: int, num_groups: int, scale: float = 64.0, margin: float = 0.5
     ):
-        super().__init__()
+        super().__init__(embedding_size, num_groups)
         name = type(self).__name__
-        self.embedding_size = check_positive_int(name, "embedding_size", embedding_size)
-        self.num_groups = check_positive_int(name, "num_groups", num_groups)
         self.scale = check_number(name, "scale", scale, minimum=0.0, strict=True)
         self.margin = check_number(name, "margin", margin, minimum=0.0)
         self.kernel = nn.Parameter(torch.empty(embedding_size, num_groups))
         nn.init.normal_(self.kernel, mean=0.0, std=0.01)
 
-    def get_config_dict(self) -> dict[str, Any]:
-        """Base config plus ``embedding_size``, ``num_groups``, ``scale``, ``margin``."""
-        return {
-            **super().get_config_dict(),
-            "embedding_size": self.embedding_size,
-            "num_groups": self.num_groups,
-            "scale": self.scale,
-            "margin": self.margin,
-        }
-
-    def forward(self, embeddings: Tensor, groups: LongTensor) -> Tensor:
-        """Loss of ``embeddings: float (B, d)`` with class ids ``groups: int64 (B,)``; 0-dim.
-
-        Raises:
-            TypeError: ``groups`` is not an integer tensor.
-            ValueError: shapes are not ``(B, d)`` and ``(B,)``.
-            AssertionError: a group id is outside ``[0, num_groups)``.
-        """
-        check_group_ids(type(self).__name__, embeddings, groups, self.num_groups)
+    def _loss(self, embeddings: Tensor, groups: Tensor) -> Tensor:
         return arcface_loss(embeddings, self.kernel, groups, self.scale, self.margin)

@@ -1,14 +1,14 @@
 """CosFace (Large Margin Cosine Loss) on a learned cosine classifier."""
 
-from typing import Any, Optional
+from typing import Optional
 
 import torch
 import torch.nn.functional as F
-from torch import LongTensor, Tensor, nn
+from torch import Tensor, nn
 
-from quaterion.loss._arg_checks import check_number, check_positive_int
-from quaterion.loss._class_logits import check_group_ids, cosine_logits, replace_target_column
-from quaterion.loss.group_loss import GroupLoss
+from quaterion.loss._arg_checks import check_number
+from quaterion.loss._class_logits import cosine_logits, replace_target_column
+from quaterion.loss._classifier_loss import ClassifierGroupLoss
 
 
 def cos_face_loss(
@@ -39,7 +39,7 @@ def cos_face_loss(
     return F.cross_entropy(scale * replace_target_column(cos, groups, target), groups)
 
 
-class CosFaceLoss(GroupLoss):
+class CosFaceLoss(ClassifierGroupLoss):
     """CosFace loss with a learned ``kernel (embedding_size, num_groups)``.
 
     Inputs: ``SimilarityGroupSample`` batches from a ``GroupSimilarityDataLoader`` whose group
@@ -58,6 +58,8 @@ class CosFaceLoss(GroupLoss):
     Relations: :class:`~quaterion.loss.ArcFaceLoss` uses an angular margin.
     """
 
+    hyperparameters = ("margin", "scale")
+
     def __init__(
         self,
         embedding_size: int,
@@ -65,32 +67,12 @@ class CosFaceLoss(GroupLoss):
         margin: Optional[float] = 0.35,
         scale: Optional[float] = 64.0,
     ):
-        super().__init__()
+        super().__init__(embedding_size, num_groups)
         name = type(self).__name__
-        self.embedding_size = check_positive_int(name, "embedding_size", embedding_size)
-        self.num_groups = check_positive_int(name, "num_groups", num_groups)
         self.margin = check_number(name, "margin", margin, minimum=0.0)
         self.scale = check_number(name, "scale", scale, minimum=0.0, strict=True)
         self.kernel = nn.Parameter(torch.empty(embedding_size, num_groups))
         nn.init.normal_(self.kernel, mean=0.0, std=0.01)
 
-    def get_config_dict(self) -> dict[str, Any]:
-        """Base config plus ``embedding_size``, ``num_groups``, ``margin``, ``scale``."""
-        return {
-            **super().get_config_dict(),
-            "embedding_size": self.embedding_size,
-            "num_groups": self.num_groups,
-            "margin": self.margin,
-            "scale": self.scale,
-        }
-
-    def forward(self, embeddings: Tensor, groups: LongTensor) -> Tensor:
-        """Loss of ``embeddings: float (B, d)`` with class ids ``groups: int64 (B,)``; 0-dim.
-
-        Raises:
-            TypeError: ``groups`` is not an integer tensor.
-            ValueError: shapes are not ``(B, d)`` and ``(B,)``.
-            AssertionError: a group id is outside ``[0, num_groups)``.
-        """
-        check_group_ids(type(self).__name__, embeddings, groups, self.num_groups)
+    def _loss(self, embeddings: Tensor, groups: Tensor) -> Tensor:
         return cos_face_loss(embeddings, self.kernel, groups, self.margin, self.scale)

@@ -1,14 +1,12 @@
 """Softmax cross-entropy over a learned linear classifier."""
 
-from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torch import LongTensor, Tensor, nn
+from torch import Tensor, nn
 
-from quaterion.loss._arg_checks import check_number, check_positive_int
-from quaterion.loss._class_logits import check_group_ids
-from quaterion.loss.group_loss import GroupLoss
+from quaterion.loss._arg_checks import check_number
+from quaterion.loss._classifier_loss import ClassifierGroupLoss
 
 
 def softmax_loss(
@@ -28,7 +26,7 @@ def softmax_loss(
     return F.cross_entropy(embeddings @ kernel / temperature, groups)
 
 
-class SoftmaxLoss(GroupLoss):
+class SoftmaxLoss(ClassifierGroupLoss):
     """Plain classification loss with a learned ``kernel (embedding_size, num_groups)``.
 
     Inputs: ``SimilarityGroupSample`` batches from a ``GroupSimilarityDataLoader`` whose group
@@ -47,31 +45,14 @@ class SoftmaxLoss(GroupLoss):
     normalise and add a margin, which usually gives better-separated embeddings.
     """
 
+    hyperparameters = ("temperature",)
+
     def __init__(self, embedding_size: int, num_groups: int, temperature: float = 0.05):
-        super().__init__()
+        super().__init__(embedding_size, num_groups)
         name = type(self).__name__
-        self.embedding_size = check_positive_int(name, "embedding_size", embedding_size)
-        self.num_groups = check_positive_int(name, "num_groups", num_groups)
         self.temperature = check_number(name, "temperature", temperature, minimum=0.0, strict=True)
         self.kernel = nn.Parameter(torch.empty(embedding_size, num_groups))
         nn.init.normal_(self.kernel, mean=0.0, std=0.01)
 
-    def get_config_dict(self) -> dict[str, Any]:
-        """Base config plus ``embedding_size``, ``num_groups``, ``temperature``."""
-        return {
-            **super().get_config_dict(),
-            "embedding_size": self.embedding_size,
-            "num_groups": self.num_groups,
-            "temperature": self.temperature,
-        }
-
-    def forward(self, embeddings: Tensor, groups: LongTensor) -> Tensor:
-        """Loss of ``embeddings: float (B, d)`` with class ids ``groups: int64 (B,)``; 0-dim.
-
-        Raises:
-            TypeError: ``groups`` is not an integer tensor.
-            ValueError: shapes are not ``(B, d)`` and ``(B,)``.
-            AssertionError: a group id is outside ``[0, num_groups)``.
-        """
-        check_group_ids(type(self).__name__, embeddings, groups, self.num_groups)
+    def _loss(self, embeddings: Tensor, groups: Tensor) -> Tensor:
         return softmax_loss(embeddings, self.kernel, groups, self.temperature)
