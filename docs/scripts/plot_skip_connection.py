@@ -65,9 +65,7 @@ def measure(seed: int = 0, dim: int = 64) -> Dict[str, Dict[str, object]]:
     x, groups = clustered_inputs(n_groups=8, per_group=25, dim=dim, seed=seed)
     d_in = cosine_distances(x)
     upper = torch.triu_indices(len(x), len(x), offset=1)
-    results: Dict[str, Dict[str, object]] = {
-        "input": {"r_precision": r_precision(x, groups)}
-    }
+    results: Dict[str, Dict[str, object]] = {"input": {"r_precision": r_precision(x, groups)}}
     for name, head in build_heads(dim).items():
         head.eval()
         with torch.no_grad():
@@ -88,8 +86,13 @@ def plot(results: Dict[str, Dict[str, object]], out_dir: str) -> str:
     heads = [name for name in results if name != "input"]
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     for name in heads:
-        axes[0].hist(results[name]["cosine_to_input"].numpy(), bins=30, range=(-0.5, 1.0),
-                     alpha=0.7, label=name)
+        axes[0].hist(
+            results[name]["cosine_to_input"].numpy(),
+            bins=30,
+            range=(-0.5, 1.0),
+            alpha=0.7,
+            label=name,
+        )
     axes[0].set_xlabel("cosine(x, head(x)) at initialisation")
     axes[0].set_ylabel("inputs")
     axes[0].set_title("Output vs input of an untrained head")
@@ -97,8 +100,13 @@ def plot(results: Dict[str, Dict[str, object]], out_dir: str) -> str:
     for name in heads:
         pair_in, pair_out = results[name]["pairs"]
         step = max(1, len(pair_in) // 1500)
-        axes[1].scatter(pair_in[::step].numpy(), pair_out[::step].numpy(), s=3, alpha=0.5,
-                        label=f"{name} (r={results[name]['distance_correlation']:.3f})")
+        axes[1].scatter(
+            pair_in[::step].numpy(),
+            pair_out[::step].numpy(),
+            s=3,
+            alpha=0.5,
+            label=f"{name} (r={results[name]['distance_correlation']:.3f})",
+        )
     axes[1].set_xlabel("cosine distance between inputs")
     axes[1].set_ylabel("cosine distance between outputs")
     axes[1].set_title("Pairwise distances kept by the head")
@@ -120,9 +128,11 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Dict[str, object]]:
         if name == "input":
             continue
         cosine = values["cosine_to_input"]
-        print(f"{name:>28}: mean cos(x, head(x)) {float(cosine.mean()):.4f} "
-              f"(min {float(cosine.min()):.4f}), distance correlation "
-              f"{values['distance_correlation']:.4f}, R-precision {values['r_precision']:.3f}")
+        print(
+            f"{name:>28}: mean cos(x, head(x)) {float(cosine.mean()):.4f} "
+            f"(min {float(cosine.min()):.4f}), distance correlation "
+            f"{values['distance_correlation']:.4f}, R-precision {values['r_precision']:.3f}"
+        )
     print(f"wrote {path}")
     return results
 

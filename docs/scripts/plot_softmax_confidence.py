@@ -47,11 +47,13 @@ def make_inputs(seed: int, n: int = 500) -> Dict[str, object]:
     return {
         "train": (around(centres[train_groups]), train_groups),
         "eval": {
-            "training clusters (new points)": around(centres[torch.randint(0, N_CLUSTERS, (n,),
-                                                                           generator=generator)]),
+            "training clusters (new points)": around(
+                centres[torch.randint(0, N_CLUSTERS, (n,), generator=generator)]
+            ),
             "midpoint of two clusters": around((centres[first] + centres[second]) / 2),
-            "unseen clusters": around(unseen_centres[torch.randint(0, 5, (n,),
-                                                                   generator=generator)]),
+            "unseen clusters": around(
+                unseen_centres[torch.randint(0, 5, (n,), generator=generator)]
+            ),
             "noise": 2 * torch.randn(n, DIM, generator=generator),
         },
     }
@@ -85,7 +87,9 @@ def measure(seed: int = 0, steps: int = 300) -> Dict[str, object]:
     return {
         "confidence": scores,
         "examples": {
-            "confident (training cluster)": known[scores["training clusters (new points)"].argmax()],
+            "confident (training cluster)": known[
+                scores["training clusters (new points)"].argmax()
+            ],
             "unsure (midpoint)": midpoint[scores["midpoint of two clusters"].argmin()],
         },
     }
@@ -95,8 +99,13 @@ def plot(results: Dict[str, object], out_dir: str) -> str:
     plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     for name, scores in results["confidence"].items():
-        axes[0].hist(scores.numpy(), bins=30, range=(1 / PER_GROUP, 1.0), alpha=0.6,
-                     label=f"{name} (mean {float(scores.mean()):.2f})")
+        axes[0].hist(
+            scores.numpy(),
+            bins=30,
+            range=(1 / PER_GROUP, 1.0),
+            alpha=0.6,
+            label=f"{name} (mean {float(scores.mean()):.2f})",
+        )
     axes[0].set_xlabel("confidence = mean of the per-group softmax peaks")
     axes[0].set_ylabel("inputs")
     axes[0].set_title("Confidence by kind of input")
@@ -125,8 +134,10 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, object]:
         results = measure(seed=args.seed, steps=args.steps)
     path = plot(results, args.out_dir)
     for name, scores in results["confidence"].items():
-        print(f"{name:>32}: mean confidence {float(scores.mean()):.3f} "
-              f"(median {float(scores.median()):.3f})")
+        print(
+            f"{name:>32}: mean confidence {float(scores.mean()):.3f} "
+            f"(median {float(scores.median()):.3f})"
+        )
     print(f"uniform (no preference): {1 / PER_GROUP:.3f}; wrote {path}")
     return results
 

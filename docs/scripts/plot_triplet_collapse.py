@@ -147,8 +147,10 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Dict[str, object]]:
         if name == "input":
             continue
         tail = values["loss"][-20:]
-        print(f"{name:>32}: last-20-step loss {sum(tail) / len(tail):.4f}, final spread "
-              f"{values['final_spread']:.5f}, R-precision {values['r_precision']:.3f}")
+        print(
+            f"{name:>32}: last-20-step loss {sum(tail) / len(tail):.4f}, final spread "
+            f"{values['final_spread']:.5f}, R-precision {values['r_precision']:.3f}"
+        )
     print(f"wrote {path}")
     return results
 

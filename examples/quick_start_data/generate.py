@@ -31,8 +31,16 @@ TOPICS: Dict[str, Sequence[str]] = {
         "photovoltaic cells on the roof",
         "solar power for houses",
     ),
-    "sourdough bread": ("sourdough bread", "a wild yeast starter for baking", "crusty homemade loaves"),
-    "marathon training": ("marathon training", "running 42 kilometres", "long distance running plans"),
+    "sourdough bread": (
+        "sourdough bread",
+        "a wild yeast starter for baking",
+        "crusty homemade loaves",
+    ),
+    "marathon training": (
+        "marathon training",
+        "running 42 kilometres",
+        "long distance running plans",
+    ),
     "electric cars": ("electric cars", "battery powered vehicles", "charging an EV at home"),
     "beekeeping": ("beekeeping", "honey bee hives", "harvesting honey from a colony"),
     "chess openings": ("chess openings", "the Sicilian defence", "first moves on the chessboard"),
@@ -41,12 +49,28 @@ TOPICS: Dict[str, Sequence[str]] = {
     "volcano eruptions": ("volcano eruptions", "lava flows and ash clouds", "an active volcano"),
     "dental care": ("dental care", "brushing and flossing teeth", "a visit to the dentist"),
     "jazz music": ("jazz music", "saxophone improvisation", "a late night jazz club"),
-    "public libraries": ("public libraries", "borrowing books for free", "the local library branch"),
+    "public libraries": (
+        "public libraries",
+        "borrowing books for free",
+        "the local library branch",
+    ),
     "knitting": ("knitting", "wool yarn and needles", "a hand knitted sweater"),
-    "space telescopes": ("space telescopes", "images of distant galaxies", "an observatory in orbit"),
+    "space telescopes": (
+        "space telescopes",
+        "images of distant galaxies",
+        "an observatory in orbit",
+    ),
     "coffee brewing": ("coffee brewing", "espresso and pour over", "freshly ground coffee beans"),
-    "wildfires": ("wildfires", "forest fires spreading in dry weather", "firefighters battling a blaze"),
-    "video game consoles": ("video game consoles", "a new gaming console", "playing games on the TV"),
+    "wildfires": (
+        "wildfires",
+        "forest fires spreading in dry weather",
+        "firefighters battling a blaze",
+    ),
+    "video game consoles": (
+        "video game consoles",
+        "a new gaming console",
+        "playing games on the TV",
+    ),
     "recycling": ("recycling", "sorting plastic and glass waste", "the recycling bins"),
     "dog training": ("dog training", "teaching a puppy to sit", "obedience classes for dogs"),
     "mortgage rates": ("mortgage rates", "home loan interest", "borrowing money to buy a house"),
@@ -68,9 +92,17 @@ TOPICS: Dict[str, Sequence[str]] = {
     "remote work": ("remote work", "working from home", "video calls instead of the office"),
     "bird watching": ("bird watching", "spotting rare birds with binoculars", "a bird hide"),
     "opera": ("opera", "a soprano aria", "the opera house performance"),
-    "high speed trains": ("high speed trains", "bullet trains between cities", "rail travel at 300 km/h"),
+    "high speed trains": (
+        "high speed trains",
+        "bullet trains between cities",
+        "rail travel at 300 km/h",
+    ),
     "yoga": ("yoga", "stretching on a yoga mat", "sun salutations and breathing"),
-    "cybersecurity": ("cybersecurity", "hackers and data breaches", "strong passwords and firewalls"),
+    "cybersecurity": (
+        "cybersecurity",
+        "hackers and data breaches",
+        "strong passwords and firewalls",
+    ),
     "climate summits": (
         "climate summits",
         "world leaders negotiating emission cuts",
@@ -78,7 +110,11 @@ TOPICS: Dict[str, Sequence[str]] = {
     ),
     "wedding planning": ("wedding planning", "choosing a wedding venue", "the bride and groom"),
     "cheese making": ("cheese making", "aging cheddar and brie", "curds and whey"),
-    "mountain climbing": ("mountain climbing", "reaching the summit", "ropes, crampons and ice axes"),
+    "mountain climbing": (
+        "mountain climbing",
+        "reaching the summit",
+        "ropes, crampons and ice axes",
+    ),
     "influenza": ("influenza", "the flu season", "fever and a sore throat"),
     "robot vacuum cleaners": (
         "robot vacuum cleaners",
@@ -87,7 +123,11 @@ TOPICS: Dict[str, Sequence[str]] = {
     ),
     "olive oil": ("olive oil", "cold pressed extra virgin oil", "olive groves and presses"),
     "traffic jams": ("traffic jams", "rush hour congestion", "cars stuck on the motorway"),
-    "piano lessons": ("piano lessons", "learning to play the piano", "practising scales on the keys"),
+    "piano lessons": (
+        "piano lessons",
+        "learning to play the piano",
+        "practising scales on the keys",
+    ),
     "deep sea creatures": (
         "deep sea creatures",
         "anglerfish in the ocean depths",
@@ -193,8 +233,12 @@ def generate_records(seed: int = 7) -> Dict[str, List[dict]]:
                 for template in rng.sample(list(templates), TEXTS_PER_STYLE):
                     phrase = rng.choice(list(TOPICS[topic]))
                     rows.append(
-                        {"text": template.format(x=phrase), "group": group, "topic": topic,
-                         "style": style}
+                        {
+                            "text": template.format(x=phrase),
+                            "group": group,
+                            "topic": topic,
+                            "style": style,
+                        }
                     )
         rng.shuffle(rows)
         records[split] = rows

@@ -90,7 +90,9 @@ def check_matrices(distance_matrix: Tensor, labels: Tensor) -> None:
         if not isinstance(value, Tensor):
             raise TypeError(f"{name} must be a torch.Tensor, got {type(value).__name__}.")
         if value.dim() != 2:
-            raise ValueError(f"{name} must be 2-D (queries x candidates), got shape {tuple(value.shape)}.")
+            raise ValueError(
+                f"{name} must be 2-D (queries x candidates), got shape {tuple(value.shape)}."
+            )
     if distance_matrix.shape != labels.shape:
         raise ValueError(
             f"distance_matrix and labels must have the same shape, got "
@@ -105,7 +107,9 @@ def check_embeddings(embeddings: Tensor, name: str = "embeddings") -> None:
     if embeddings.dim() != 2:
         raise ValueError(f"{name} must be 2-D (items x dim), got shape {tuple(embeddings.shape)}.")
     if embeddings.shape[0] == 0:
-        raise ValueError(f"{name} is empty (shape {tuple(embeddings.shape)}); evaluate at least one item.")
+        raise ValueError(
+            f"{name} is empty (shape {tuple(embeddings.shape)}); evaluate at least one item."
+        )
     bad = int(torch.isnan(embeddings).any(dim=1).sum())
     if bad:
         raise ValueError(

@@ -1,8 +1,9 @@
 """Fast per-row counts of a comparison, in a reused mask buffer.
 
-PyTorch reduces ``bool`` tensors (and shifts integers) slowly on CPU and allocating a fresh ``(b, M)`` mask per
-block costs page faults. ``Workspace`` keeps one zero-padded mask; ``count_where`` writes the
-comparison into it and counts by summing the mask's bytes as ``int64`` words.
+PyTorch reduces ``bool`` tensors (and shifts integers) slowly on CPU, and allocating a fresh
+``(b, M)`` mask per block costs page faults. ``Workspace`` keeps one zero-padded mask;
+``count_where`` writes the comparison into it and counts by summing the mask's bytes as
+``int64`` words.
 """
 
 from typing import Callable

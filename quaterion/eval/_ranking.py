@@ -19,6 +19,8 @@ from quaterion.eval._counting import Workspace, count_where
 # Rows with more relevant items than this are ranked by one stable sort of the row
 # instead of one counting pass per relevant item.
 _MAX_COUNT_LAYERS = 8
+# Rows handled at once by the rare exact-tie and sort paths (bounds their temporaries).
+_CHUNK_CELLS = 2**25
 
 
 def first_k_label_sum(dist: Tensor, rows: Tensor, cols: Tensor, vals: Tensor, k: Tensor) -> Tensor:
@@ -70,22 +72,30 @@ def _resolve_cut_ties(
 ) -> Tensor:
     """Redo ``take`` for rows whose ties at the threshold exceed ``k``: stable tie order."""
     tie_rows = cut_ties.nonzero().squeeze(1)
-    sub = dist[tie_rows]
-    sub_threshold = threshold[tie_rows][:, None]
-    need = k[tie_rows] - (sub < sub_threshold).sum(1)
-    equal = sub == sub_threshold
-    ties_before = equal.cumsum(1, dtype=torch.int32) - equal.to(torch.int32)
-
+    in_tie = cut_ties[rows].nonzero().squeeze(1)  # label entries that sit in such rows
+    early = torch.zeros(rows.numel(), dtype=torch.bool, device=rows.device)
     position = torch.full_like(k, -1)
-    position[tie_rows] = torch.arange(tie_rows.numel(), device=k.device)
-    in_tie_row = cut_ties[rows]
-    sub_row = position[rows[in_tie_row]]
-    tie_dist = rel_dist[in_tie_row]
-    tie_threshold = threshold[rows[in_tie_row]]
-    early = ties_before[sub_row, cols[in_tie_row]] < need[sub_row]
+    for chunk in _row_chunks(tie_rows, dist.shape[1]):
+        sub = dist[chunk]
+        sub_threshold = threshold[chunk][:, None]
+        need = k[chunk] - (sub < sub_threshold).sum(1)
+        equal = sub == sub_threshold
+        ties_before = equal.cumsum(1, dtype=torch.int32) - equal.to(torch.int32)
+        position.fill_(-1)
+        position[chunk] = torch.arange(chunk.numel(), device=k.device)
+        here = in_tie[position[rows[in_tie]] >= 0]
+        local = position[rows[here]]
+        early[here] = ties_before[local, cols[here]] < need[local]
+    tie_dist, tie_threshold = rel_dist[in_tie], threshold[rows[in_tie]]
     take = take.clone()
-    take[in_tie_row] = (tie_dist < tie_threshold) | ((tie_dist == tie_threshold) & early)
+    take[in_tie] = (tie_dist < tie_threshold) | ((tie_dist == tie_threshold) & early[in_tie])
     return take
+
+
+def _row_chunks(row_ids: Tensor, num_cols: int) -> list[Tensor]:
+    """Split ``row_ids`` so each chunk's ``(rows, num_cols)`` temporaries stay near 2**25 cells."""
+    step = max(1, _CHUNK_CELLS // max(num_cols, 1))
+    return list(torch.split(row_ids, step))
 
 
 def incidence_ranks(
@@ -113,7 +123,9 @@ def incidence_ranks(
         return _ranks_by_count(dist, rows, cols, workspace)
     if most > _MAX_COUNT_LAYERS:
         return _ranks_by_sort(dist, rows, cols)
-    layer = torch.arange(rows.numel(), device=rows.device) - (torch.cumsum(counts, 0) - counts)[rows]
+    layer = (
+        torch.arange(rows.numel(), device=rows.device) - (torch.cumsum(counts, 0) - counts)[rows]
+    )
     ranks = torch.empty_like(rows)
     for t in range(most):
         chosen = (layer == t).nonzero().squeeze(1)
@@ -127,19 +139,23 @@ def _ranks_by_count(dist: Tensor, rows: Tensor, cols: Tensor, workspace: Workspa
     target[rows, 0] = dist[rows, cols]
     ranks = count_where(torch.lt, dist, target, workspace)[rows]
     tied = (count_where(torch.eq, dist, target, workspace)[rows] > 1).nonzero().squeeze(1)
-    if tied.numel():
-        sub = dist[rows[tied]]
-        before = torch.arange(dist.shape[1], device=dist.device)[None, :] < cols[tied][:, None]
-        equal = sub == target[rows[tied]]
-        ranks[tied] += (equal & before).sum(1)
+    columns = torch.arange(dist.shape[1], device=dist.device)[None, :]
+    for chunk in _row_chunks(tied, dist.shape[1]):
+        equal = dist[rows[chunk]] == target[rows[chunk]]
+        ranks[chunk] += (equal & (columns < cols[chunk][:, None])).sum(1)
     return ranks
 
 
 def _ranks_by_sort(dist: Tensor, rows: Tensor, cols: Tensor) -> Tensor:
     """Stable ranks from one stable sort per involved row (rows with many relevant items)."""
-    involved, local = torch.unique_consecutive(rows, return_inverse=True)
-    order = torch.sort(dist[involved], dim=1, stable=True).indices
-    rank_of_col = torch.empty_like(order)
-    positions = torch.arange(order.shape[1], device=dist.device).expand_as(order)
-    rank_of_col.scatter_(1, order, positions)
-    return rank_of_col[local, cols]
+    ranks = torch.empty_like(rows)
+    for chunk in _row_chunks(torch.unique_consecutive(rows), dist.shape[1]):
+        order = torch.sort(dist[chunk], dim=1, stable=True).indices
+        rank_of_col = torch.empty_like(order)
+        positions = torch.arange(order.shape[1], device=dist.device).expand_as(order)
+        rank_of_col.scatter_(1, order, positions)
+        position = torch.full((dist.shape[0],), -1, dtype=torch.int64, device=dist.device)
+        position[chunk] = torch.arange(chunk.numel(), device=dist.device)
+        here = (position[rows] >= 0).nonzero().squeeze(1)
+        ranks[here] = rank_of_col[position[rows[here]], cols[here]]
+    return ranks

@@ -24,7 +24,9 @@ class DenseRelevance:
 
 
 class CsrRelevance:
-    """Relevance stored per *key* (compressed rows); query ``i`` reads the entries of key ``query_keys[i]``.
+    """Relevance stored per *key* (compressed rows).
+
+    Query row ``i`` reads the entries of key ``query_keys[i]``.
 
     Args:
         keys: int64 ``(nnz,)`` key of each entry, values in ``[0, num_keys)``.

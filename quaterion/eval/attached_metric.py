@@ -19,7 +19,8 @@ class AttachedMetric:
 
     Args:
         name: prefix of the logged key.
-        metric: the metric; it must return a scalar (a ``reduce_func=None`` metric cannot be logged).
+        metric: the metric; it must return a scalar (a ``reduce_func=None`` metric cannot
+            be logged).
         logger, prog_bar, on_step, on_epoch: passed to ``LightningModule.log``.
         **log_options: further ``LightningModule.log`` keyword arguments, stored as given.
     """

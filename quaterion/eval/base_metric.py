@@ -48,7 +48,9 @@ class BaseMetric:
         """
         labels = self.prepare_labels(**targets)
         distance_matrix = self.distance.distance_matrix(embeddings).detach()
-        self_mask = torch.eye(distance_matrix.shape[0], dtype=torch.bool, device=distance_matrix.device)
+        self_mask = torch.eye(
+            distance_matrix.shape[0], dtype=torch.bool, device=distance_matrix.device
+        )
         distance_matrix = distance_matrix.masked_fill(self_mask, distance_matrix.max() + 1)
         return labels.float(), distance_matrix
 

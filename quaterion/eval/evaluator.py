@@ -46,7 +46,8 @@ class Evaluator:
                 )
         if not isinstance(sampler, BaseSampler):
             raise TypeError(
-                f"sampler must be a BaseSampler (GroupSampler or PairSampler), got {type(sampler).__name__}."
+                "sampler must be a BaseSampler (GroupSampler or PairSampler), got "
+                f"{type(sampler).__name__}."
             )
         for metric in self.metrics.values():
             sampler.check_metric(metric)
@@ -89,7 +90,8 @@ def _mean_and_std(runs: List[Dict[str, Tensor]]) -> Dict[str, Tensor]:
         if any(value.shape != values[0].shape for value in values):
             raise ValueError(
                 f"repeats > 1 needs results of one shape per metric; {name!r} gave shapes "
-                f"{sorted({tuple(v.shape) for v in values})} (use a reduce_func such as torch.mean)."
+                f"{sorted({tuple(v.shape) for v in values})} (use a reduce_func such as "
+                "torch.mean)."
             )
         stacked = torch.stack(values).to(torch.float32)
         result[name] = stacked.mean(0)

@@ -194,15 +194,26 @@ class TrainableModel(pl.LightningModule, CacheMixin):
 
     @override
     def on_load_checkpoint(self, checkpoint: Dict[str, Any]) -> None:
-        if _RNG_KEY in checkpoint:
+        # Only when Lightning resumes a fit: a plain load must not reseed the caller's RNG.
+        trainer = self._trainer
+        if trainer is not None and trainer.state.fn == "fit" and _RNG_KEY in checkpoint:
             restore_rng(checkpoint[_RNG_KEY])
 
     @override
-    def on_fit_start(self) -> None:
+    def on_validation_start(self) -> None:
         self._place_caches()
+        if self.trainer.sanity_checking:  # the sanity check must not shift the random stream
+            self._sanity_rng_state = capture_rng()
 
     @override
-    def on_validation_start(self) -> None:
+    def on_validation_end(self) -> None:
+        state = getattr(self, "_sanity_rng_state", None)
+        if state is not None and self.trainer.sanity_checking:
+            self._sanity_rng_state = None
+            restore_rng(state)
+
+    @override
+    def on_fit_start(self) -> None:
         self._place_caches()
 
     def _place_caches(self) -> None:

@@ -61,15 +61,26 @@ def test_pick_queries_one_per_topic_in_distinct_styles():
     assert len({rows[i]["style"] for i in picked}) == 3
 
 
-def test_smoke_run_trains_saves_and_reloads(tmp_path, workdir, no_network, capsys):
+def test_smoke_run_trains_saves_and_reloads(tmp_path, workdir, no_network, capsys, monkeypatch):
     from quaterion_models import SimilarityModel
 
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # what main() sets; restored after the test
     from examples.quick_start import main
 
     save_dir = str(tmp_path / "servable")
     result = main(
-        ["--epochs", "1", "--limit", "64", "--save-dir", save_dir, "--num-queries", "2",
-         "--top-k", "2"]
+        [
+            "--epochs",
+            "1",
+            "--limit",
+            "64",
+            "--save-dir",
+            save_dir,
+            "--num-queries",
+            "2",
+            "--top-k",
+            "2",
+        ]
     )
     out = capsys.readouterr().out
     assert no_network == []
@@ -108,7 +119,12 @@ def test_readme_command_improves_held_out_retrieval(tmp_path):
     env = {**os.environ, "PYTHONPATH": REPO_ROOT, "HF_HUB_OFFLINE": "1"}
     completed = subprocess.run(
         [sys.executable, "-m", "examples.quick_start", "--save-dir", str(save_dir)],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600, check=True,
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=True,
     )
     summary = [line for line in completed.stdout.splitlines() if line.startswith("Summary:")]
     assert len(summary) == 1
@@ -118,3 +134,14 @@ def test_readme_command_improves_held_out_retrieval(tmp_path):
     with open(save_dir / "config.json", encoding="utf-8") as file:
         # run as __main__, the encoder must still be recorded under its importable module
         assert json.load(file)["encoders"][0]["module"] == "examples.quick_start"
+
+
+def test_importing_the_demo_does_not_need_the_training_stack():
+    """SimilarityModel.load imports examples.quick_start to restore the encoder: serving must
+    not pull in quaterion or Lightning."""
+    code = (
+        "import sys, examples.quick_start\n"
+        "loaded = [m for m in ('quaterion', 'pytorch_lightning') if m in sys.modules]\n"
+        "assert not loaded, loaded\n"
+    )
+    subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, check=True, timeout=120)

@@ -227,8 +227,10 @@ def _resumable_fit(max_epochs, ckpt_dir, ckpt_path=None):
         enable_checkpointing=True,
         callbacks=[checkpoint, recorder],
         deterministic=True,
+        num_sanity_val_steps=1,
     )
-    Quaterion.fit(model, fit_trainer, group_loader(shuffle=True), ckpt_path=ckpt_path)
+    val = group_loader(group_samples(8, seed=3), shuffle=True)
+    Quaterion.fit(model, fit_trainer, group_loader(shuffle=True), val, ckpt_path=ckpt_path)
     return model.model.head.state_dict(), len(recorder.losses)
 
 
@@ -253,3 +255,15 @@ def test_evaluate_delegates():
 
     result = Quaterion.evaluate(_Evaluator(), [1, 2, 3], "m")
     assert result["n"] == 3 and result["model"] == "m"
+
+
+def test_plain_checkpoint_load_keeps_caller_rng(tmp_path):
+    _resumable_fit(1, str(tmp_path))
+    path = os.path.join(tmp_path, os.listdir(tmp_path)[0])
+    torch.manual_seed(123)
+    Model()  # the test model's hooks draw/reseed: the expected state includes that
+    expected = torch.get_rng_state()
+    torch.manual_seed(123)
+    loaded = Model.load_from_checkpoint(path)
+    assert torch.equal(torch.get_rng_state(), expected)
+    assert set(loaded.state_dict()) == set(Model().state_dict())

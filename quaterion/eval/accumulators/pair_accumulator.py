@@ -30,7 +30,12 @@ class PairAccumulator(Accumulator):
         subgroups: Tensor,
         device: Optional[Union[torch.device, str]] = None,
     ) -> None:
-        """Store a batch: ``embeddings (2P, d)``, ``labels (P,)``, ``pairs int64 (P, 2)``, ``subgroups (2P,)``."""
+        """Store a batch, detached and moved to ``device`` (default: the embeddings' device).
+
+        Args:
+            embeddings: float ``(2P, d)``; labels: ``(P,)``; pairs: int64 ``(P, 2)``,
+            batch-local; subgroups: ``(2P,)``.
+        """
         device = embeddings.device if device is None else device
         self._embeddings.append(embeddings.detach().to(device))
         self._labels.append(labels.detach().to(device))

@@ -25,7 +25,9 @@ class GroupMetric(BaseMetric):
         super().__init__(distance_metric_name=distance_metric_name)
         self.accumulator = GroupAccumulator()
 
-    def update(self, embeddings: Tensor, groups: Tensor, device: Optional[torch.device] = None) -> None:
+    def update(
+        self, embeddings: Tensor, groups: Tensor, device: Optional[torch.device] = None
+    ) -> None:
         """Store a batch (detached, moved to ``device``) for :meth:`evaluate`."""
         self.accumulator.update(embeddings, groups, device)
 
@@ -58,7 +60,9 @@ class GroupMetric(BaseMetric):
     def evaluate(self) -> Tensor:
         """The metric over everything accumulated."""
         if self.accumulator.embeddings.numel() == 0:
-            raise ValueError("Nothing accumulated: call update(embeddings, groups) before evaluate().")
+            raise ValueError(
+                "Nothing accumulated: call update(embeddings, groups) before evaluate()."
+            )
         return self.compute(**self.accumulator.state)
 
 

@@ -51,7 +51,9 @@ class PairMetric(BaseMetric):
         matrix[pairs[:, 1], pairs[:, 0]] = labels.to(matrix.dtype)
         return matrix
 
-    def compute(self, embeddings: Tensor, labels: Tensor, pairs: Tensor, subgroups: Tensor) -> Tensor:
+    def compute(
+        self, embeddings: Tensor, labels: Tensor, pairs: Tensor, subgroups: Tensor
+    ) -> Tensor:
         """The metric of one batch: every object queries all the others.
 
         Args:
@@ -60,7 +62,9 @@ class PairMetric(BaseMetric):
         """
         if not self._blocked:
             return self.raw_compute(
-                *reversed(self.precompute(embeddings, labels=labels, pairs=pairs, subgroups=subgroups))
+                *reversed(
+                    self.precompute(embeddings, labels=labels, pairs=pairs, subgroups=subgroups)
+                )
             )
         check_embeddings(embeddings)
         num_items = embeddings.shape[0]
@@ -76,7 +80,8 @@ class PairMetric(BaseMetric):
         """The metric over everything accumulated."""
         if self.accumulator.embeddings.numel() == 0:
             raise ValueError(
-                "Nothing accumulated: call update(embeddings, labels, pairs, subgroups) before evaluate()."
+                "Nothing accumulated: call update(embeddings, labels, pairs, subgroups) "
+                "before evaluate()."
             )
         return self.compute(**self.accumulator.state)
 
@@ -90,7 +95,9 @@ def check_pairs(pairs: Tensor, labels: Tensor, num_items: int) -> Tensor:
         )
     pairs = pairs.reshape(-1, 2).to(torch.int64)
     if labels.numel() != pairs.shape[0]:
-        raise ValueError(f"labels must hold one score per pair ({pairs.shape[0]}), got {labels.numel()}.")
+        raise ValueError(
+            f"labels must hold one score per pair ({pairs.shape[0]}), got {labels.numel()}."
+        )
     if pairs.numel() and (int(pairs.min()) < 0 or int(pairs.max()) >= num_items):
         raise ValueError(
             f"pairs must index the {num_items} embeddings (0..{num_items - 1}), got values in "

@@ -49,7 +49,9 @@ def precision_from_blocks(blocks: Iterable[Block], k: int) -> Tensor:
                 f"or evaluate more items."
             )
         top = torch.full((b,), k, dtype=torch.int64, device=block.dist.device)
-        parts.append((first_k_label_sum(block.dist, block.rows, block.cols, block.vals, top) / k).float())
+        parts.append(
+            (first_k_label_sum(block.dist, block.rows, block.cols, block.vals, top) / k).float()
+        )
     return torch.cat(parts) if parts else torch.zeros(0)
 
 

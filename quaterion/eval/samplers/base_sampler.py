@@ -58,12 +58,19 @@ class BaseSampler:
         return None
 
     def _blocks(self, dataset: Any, metric: BaseMetric, model: Any) -> Optional[Iterator[Block]]:
-        """Row blocks equal to ``sample``'s matrices (memory O(block x N)); ``None`` if unsupported."""
+        """Row blocks equal to ``sample``'s matrices (memory O(block x N)).
+
+        ``None`` if the sampler has no blocked form.
+        """
         problem = self._problem(dataset, metric, model)
         if problem is None:
             return None
         return embedding_blocks(
-            problem.queries, problem.candidates, metric.distance, problem.relevance, problem.self_index
+            problem.queries,
+            problem.candidates,
+            metric.distance,
+            problem.relevance,
+            problem.self_index,
         )
 
 

@@ -31,7 +31,8 @@ class PairSampler(BaseSampler):
     Args:
         sample_size: number of query rows; ``-1`` means all.
         distinguish: compare only ``obj_a`` to ``obj_b``.
-        encode_batch_size: objects per ``model.encode`` call (``>= 2``; batches hold half as many pairs).
+        encode_batch_size: objects per ``model.encode`` call (``>= 2``; each batch holds
+            half as many pairs).
         device: where embeddings are kept (default: the model's output device).
         log_progress: show a progress bar while encoding.
     """

@@ -17,7 +17,15 @@ from quaterion.train.cache.cache_encoder import CacheEncoder
 from quaterion.train.cache.cache_model import CacheModel
 
 FEW_WORKERS_WARNING = ".*does not have many workers.*"
-_DROP_PARAMS = ("collate_fn", "batch_sampler", "sampler", "shuffle", "batch_size", "drop_last")
+_DROP_PARAMS = (
+    "collate_fn",
+    "batch_sampler",
+    "sampler",
+    "shuffle",
+    "batch_size",
+    "drop_last",
+    "num_workers",
+)
 
 
 @contextlib.contextmanager

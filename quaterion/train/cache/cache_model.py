@@ -1,9 +1,10 @@
 """LightningModule that runs the cache fill through ``trainer.predict``."""
 
-from typing import Dict
+from typing import Any, Dict
 
 import pytorch_lightning as pl
 import torch
+from typing_extensions import override
 
 from quaterion.train.cache.cache_encoder import CacheEncoder
 
@@ -20,6 +21,16 @@ class CacheModel(pl.LightningModule):
         self.encoders = encoders
         for name, encoder in encoders.items():
             self.add_module(name, encoder)
+
+    @override
+    def transfer_batch_to_device(
+        self, batch: Any, device: torch.device, dataloader_idx: int
+    ) -> Any:
+        # Only the encoders' inputs go to the device; meta records go to the cache as they are
+        # (walking one dict per object would cost more than the fill itself for small encoders).
+        features, labels = batch
+        data = super().transfer_batch_to_device(features["data"], device, dataloader_idx)
+        return {"data": data, "meta": features["meta"]}, labels
 
     def predict_step(self, batch, batch_idx: int, dataloader_idx=None) -> torch.Tensor:
         """Hand ``(keys, collated objects)`` and meta of each cached encoder to its cache."""

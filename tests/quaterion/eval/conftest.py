@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from quaterion.dataset.similarity_samples import SimilarityGroupSample, SimilarityPairSample
-from quaterion.eval import _blocks
+from quaterion.eval import _blocks, _ranking
 from quaterion_models.encoders import Encoder
 from quaterion_models.heads import EmptyHead
 from quaterion_models.model import SimilarityModel
@@ -66,6 +66,16 @@ def set_block_rows(monkeypatch):
 
     def apply(rows: int, num_cols: int) -> None:
         monkeypatch.setattr(_blocks, "BLOCK_BYTES", 4 * num_cols * rows)
+
+    return apply
+
+
+@pytest.fixture
+def set_chunk_rows(monkeypatch):
+    """``set_chunk_rows(rows, num_cols)``: exact-tie and sort paths take ``rows`` rows at once."""
+
+    def apply(rows: int, num_cols: int) -> None:
+        monkeypatch.setattr(_ranking, "_CHUNK_CELLS", num_cols * rows)
 
     return apply
 

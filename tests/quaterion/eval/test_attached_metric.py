@@ -10,14 +10,20 @@ from quaterion.utils.enums import TrainStage
 
 
 def make():
-    return AttachedMetric("rp", RetrievalPrecision(k=2), prog_bar=True, on_epoch=True, on_prog_bar=True)
+    return AttachedMetric(
+        "rp", RetrievalPrecision(k=2), prog_bar=True, on_epoch=True, on_prog_bar=True
+    )
 
 
 def test_defaults_and_log_options():
     attached = make()
     assert attached.stages == [TrainStage.TRAIN, TrainStage.VALIDATION]
     assert attached.log_options == {
-        "logger": True, "prog_bar": True, "on_step": None, "on_epoch": True, "on_prog_bar": True
+        "logger": True,
+        "prog_bar": True,
+        "on_step": None,
+        "on_epoch": True,
+        "on_prog_bar": True,
     }
 
 
@@ -36,12 +42,14 @@ def test_delegates_to_wrapped_metric():
 
 def test_missing_attribute_message():
     with pytest.raises(AttributeError) as info:
-        make().nonexistent
+        _ = make().nonexistent
     assert str(info.value) == "`AttachedMetric` object (<rp>) has no attribute <nonexistent>"
     assert isinstance(info.value.__cause__, AttributeError)
 
 
-@pytest.mark.parametrize("clone", [copy.copy, copy.deepcopy, lambda m: pickle.loads(pickle.dumps(m))])
+@pytest.mark.parametrize(
+    "clone", [copy.copy, copy.deepcopy, lambda m: pickle.loads(pickle.dumps(m))]
+)
 def test_copies_keep_k_and_log_options(clone):
     original = make()
     copied = clone(original)
@@ -51,6 +59,6 @@ def test_copies_keep_k_and_log_options(clone):
 def test_half_built_object_does_not_recurse():
     bare = AttachedMetric.__new__(AttachedMetric)
     with pytest.raises(AttributeError):
-        bare._metric
+        _ = bare._metric
     with pytest.raises(AttributeError):
-        bare.name
+        _ = bare.name

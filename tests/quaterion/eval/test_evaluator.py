@@ -20,52 +20,79 @@ class _DenseOnly(PairSampler):
 
 def test_pair_evaluation_and_reset(pair_dataset, model3):
     sampler = PairSampler(log_progress=False)
-    result = Evaluator(metrics={"rrk": RetrievalReciprocalRank("euclidean")}, sampler=sampler).evaluate(pair_dataset, model3)
+    result = Evaluator(
+        metrics={"rrk": RetrievalReciprocalRank("euclidean")}, sampler=sampler
+    ).evaluate(pair_dataset, model3)
     assert result == {"rrk": 1.0}
     assert not sampler.accumulator.filled
 
 
 def test_single_metric_keyed_by_class_name(group_dataset, model3):
-    result = Evaluator(RetrievalRPrecision(), GroupSampler(log_progress=False)).evaluate(group_dataset, model3)
+    result = Evaluator(RetrievalRPrecision(), GroupSampler(log_progress=False)).evaluate(
+        group_dataset, model3
+    )
     assert list(result) == ["RetrievalRPrecision"] and result["RetrievalRPrecision"].item() == 1.0
 
 
 def test_blocked_path_equals_sample_path_draw_for_draw(seeded, set_block_rows, model3):
     from quaterion.dataset.similarity_samples import SimilarityPairSample
 
-    data = [SimilarityPairSample(torch.randint(0, 3, (3,)).tolist(), torch.randint(0, 3, (3,)).tolist(),
-                                 float(torch.randint(0, 3, ()).item()) / 2, 0) for _ in range(9)]
-    metrics = {"p": RetrievalPrecision(2, "manhattan", reduce_func=None),
-               "rr": RetrievalReciprocalRank("manhattan", reduce_func=None)}
+    data = [
+        SimilarityPairSample(
+            torch.randint(0, 3, (3,)).tolist(),
+            torch.randint(0, 3, (3,)).tolist(),
+            float(torch.randint(0, 3, ()).item()) / 2,
+            0,
+        )
+        for _ in range(9)
+    ]
+    metrics = {
+        "p": RetrievalPrecision(2, "manhattan", reduce_func=None),
+        "rr": RetrievalReciprocalRank("manhattan", reduce_func=None),
+    }
     for distinguish in (False, True):
         for rows in (1, 3, 18):
             set_block_rows(rows, 18)
             random.seed(1)
-            blocked = Evaluator(metrics, PairSampler(7, distinguish, log_progress=False)).evaluate(data, model3)
+            blocked = Evaluator(metrics, PairSampler(7, distinguish, log_progress=False)).evaluate(
+                data, model3
+            )
             random.seed(1)
-            dense = Evaluator(metrics, _DenseOnly(7, distinguish, log_progress=False)).evaluate(data, model3)
+            dense = Evaluator(metrics, _DenseOnly(7, distinguish, log_progress=False)).evaluate(
+                data, model3
+            )
             for name in metrics:
                 torch.testing.assert_close(blocked[name], dense[name])
 
 
 def test_repeats_give_mean_and_std(seeded, model3):
-    data = [SimilarityGroupSample(torch.randn(3).tolist(), int(g)) for g in torch.randint(0, 3, (20,))]
+    data = [
+        SimilarityGroupSample(torch.randn(3).tolist(), int(g)) for g in torch.randint(0, 3, (20,))
+    ]
     metric = RetrievalRPrecision()
     random.seed(2)
-    result = Evaluator({"rp": metric}, GroupSampler(sample_size=5, log_progress=False), repeats=4).evaluate(data, model3)
+    result = Evaluator(
+        {"rp": metric}, GroupSampler(sample_size=5, log_progress=False), repeats=4
+    ).evaluate(data, model3)
     random.seed(2)
     sampler = GroupSampler(sample_size=5, log_progress=False)
-    singles = torch.stack([metric.raw_compute(*reversed(sampler.sample(data, metric, model3))) for _ in range(4)])
+    singles = torch.stack(
+        [metric.raw_compute(*reversed(sampler.sample(data, metric, model3))) for _ in range(4)]
+    )
     assert set(result) == {"rp", "rp_std"}
     torch.testing.assert_close(result["rp"], singles.mean())
     torch.testing.assert_close(result["rp_std"], singles.std())
 
 
 def test_repeats_of_vectors(seeded, pair_dataset, model3):
-    evaluator = Evaluator(RetrievalPrecision(reduce_func=None), PairSampler(3, log_progress=False), repeats=2)
+    evaluator = Evaluator(
+        RetrievalPrecision(reduce_func=None), PairSampler(3, log_progress=False), repeats=2
+    )
     assert evaluator.evaluate(pair_dataset, model3)["RetrievalPrecision"].shape == (3,)
     pair_dataset[0].score = 0.0  # rows of that pair have no incidence: lengths vary per draw
-    evaluator = Evaluator(RetrievalReciprocalRank(reduce_func=None), PairSampler(3, log_progress=False), repeats=20)
+    evaluator = Evaluator(
+        RetrievalReciprocalRank(reduce_func=None), PairSampler(3, log_progress=False), repeats=20
+    )
     with pytest.raises(ValueError, match="one shape per metric"):
         evaluator.evaluate(pair_dataset, model3)
 
@@ -90,3 +117,31 @@ def test_base_sampler_contract():
     sampler = BaseSampler()
     assert (sampler.sample_size, sampler.device, sampler.log_progress) == (-1, None, True)
     assert sampler.sample([], RetrievalRPrecision(), None) is None and sampler.reset() is None
+
+
+class _SpyModel:
+    """Wraps a model and records the size of every encode call."""
+
+    def __init__(self, model):
+        self.model, self.calls = model, []
+
+    def encode(self, objs, batch_size, to_numpy):
+        self.calls.append((len(objs), batch_size, to_numpy))
+        return self.model.encode(objs, batch_size=batch_size, to_numpy=to_numpy)
+
+
+def test_dataset_encoded_once_in_batches(group_dataset, model3):
+    spy = _SpyModel(model3)
+    metrics = {"a": RetrievalRPrecision(), "b": RetrievalRPrecision("euclidean")}
+    sampler = GroupSampler(encode_batch_size=4, log_progress=False)
+    result = Evaluator(metrics, sampler, repeats=2).evaluate(group_dataset, spy)
+    assert spy.calls == [(4, 4, False), (2, 4, False)]
+    assert set(result) == {"a", "a_std", "b", "b_std"}
+
+
+def test_pair_batches_hold_half_the_objects(pair_dataset, model3):
+    spy = _SpyModel(model3)
+    Evaluator(RetrievalPrecision(), PairSampler(encode_batch_size=4, log_progress=False)).evaluate(
+        pair_dataset, spy
+    )
+    assert spy.calls == [(4, 4, False), (4, 4, False)]

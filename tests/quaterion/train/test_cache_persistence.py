@@ -123,7 +123,7 @@ def test_resume_with_persisted_cache(tmp_path):
         encoder = CountingEncoder()
         model = Model(encoders={"default": encoder}, cache_config=CacheConfig(save_dir=save_dir))
         recorder = LossRecorder()
-        checkpoint = ModelCheckpoint(dirpath=ckpt_dir, save_top_k=-1)
+        checkpoint = ModelCheckpoint(dirpath=f"{ckpt_dir}_{epochs}", save_top_k=-1)
         fit_trainer = trainer(
             max_epochs=epochs, enable_checkpointing=True, callbacks=[checkpoint, recorder]
         )
@@ -131,7 +131,7 @@ def test_resume_with_persisted_cache(tmp_path):
         return encoder.calls, len(recorder.losses)
 
     assert fit(1) == (24, 3)
-    checkpoint = os.path.join(ckpt_dir, sorted(os.listdir(ckpt_dir))[-1])
+    checkpoint = os.path.join(f"{ckpt_dir}_1", sorted(os.listdir(f"{ckpt_dir}_1"))[-1])
     assert fit(3, ckpt_path=checkpoint) == (0, 6)
 
 

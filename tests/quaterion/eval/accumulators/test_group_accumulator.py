@@ -12,7 +12,10 @@ def test_update_concatenates_detaches_and_resets():
     state = acc.state
     assert set(state) == {"embeddings", "groups"}
     assert state["groups"].tolist() == [0, 1, 1] and state["embeddings"].shape == (3, 3)
-    assert torch.equal(state["embeddings"][:2], first.detach()) and not state["embeddings"].requires_grad
+    assert (
+        torch.equal(state["embeddings"][:2], first.detach())
+        and not state["embeddings"].requires_grad
+    )
     acc.set_filled()
     acc.reset()
     assert not acc.filled and acc.embeddings.numel() == 0 and acc.groups.numel() == 0

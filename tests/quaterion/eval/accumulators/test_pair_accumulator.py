@@ -19,8 +19,12 @@ def test_pairs_are_shifted_and_evaluate_matches_compute():
 
 def test_empty_properties_and_reset():
     acc = PairAccumulator()
-    assert acc.embeddings.numel() == 0 and acc.pairs.dtype == torch.int64 and acc.labels.numel() == 0
-    acc.update(torch.randn(2, 3, requires_grad=True), torch.ones(1), torch.tensor([[0, 1]]), torch.zeros(2))
+    assert (
+        acc.embeddings.numel() == 0 and acc.pairs.dtype == torch.int64 and acc.labels.numel() == 0
+    )
+    acc.update(
+        torch.randn(2, 3, requires_grad=True), torch.ones(1), torch.tensor([[0, 1]]), torch.zeros(2)
+    )
     acc.set_filled()
     assert acc.filled and not acc.embeddings.requires_grad
     acc.reset()

@@ -24,20 +24,29 @@ def test_worked_value_compute_and_evaluate():
         metric.evaluate()
 
 
-@pytest.mark.parametrize("points, expected", [([[1, 1], [8, 8], [2, 2], [6, 6]], 1.0), ([[1, 1], [2, 2], [8, 8], [6, 6]], 0.0)])
+@pytest.mark.parametrize(
+    "points, expected",
+    [([[1, 1], [8, 8], [2, 2], [6, 6]], 1.0), ([[1, 1], [2, 2], [8, 8], [6, 6]], 0.0)],
+)
 def test_worked_separations(points, expected):
-    value = RetrievalRPrecision("manhattan").compute(torch.tensor(points, dtype=torch.float32), GROUPS)
+    value = RetrievalRPrecision("manhattan").compute(
+        torch.tensor(points, dtype=torch.float32), GROUPS
+    )
     assert value.item() == expected
 
 
-def test_function_is_micro_average_equal_to_naive_for_any_block(seeded):
+def test_function_is_micro_average_equal_to_naive_for_any_block(seeded, set_chunk_rows):
     dist = torch.randint(0, 4, (14, 14)).float()
     labels = (torch.rand(14, 14) > 0.6).float()
     labels[2] = 0
     labels[9] = 1
     expected = torch.tensor(_naive.r_precision(dist, labels), dtype=torch.float32)
     for block_size in (1, 3, 14, None):
-        torch.testing.assert_close(retrieval_r_precision(dist, labels, block_size=block_size), expected)
+        torch.testing.assert_close(
+            retrieval_r_precision(dist, labels, block_size=block_size), expected
+        )
+    set_chunk_rows(2, 14)  # exact-tie path in chunks of 2 rows
+    torch.testing.assert_close(retrieval_r_precision(dist, labels), expected)
 
 
 def test_micro_average_differs_from_mean_of_ratios():
@@ -56,7 +65,9 @@ def test_compute_equals_naive_square_problem(seeded, set_block_rows, distance):
     embeddings = tied_embeddings(13)
     groups = torch.tensor([0, 0, 0, 1, 1, 2, 2, 2, 2, 3, 4, 4, 5])  # singletons 3 and 5
     metric = RetrievalRPrecision(distance)
-    dist, labels = _naive.square_problem(embeddings, metric.distance, lambda n: _naive.group_labels(groups))
+    dist, labels = _naive.square_problem(
+        embeddings, metric.distance, lambda n: _naive.group_labels(groups)
+    )
     expected = torch.tensor(_naive.r_precision(dist, labels), dtype=torch.float32)
     for rows in (1, 3, 13):
         set_block_rows(rows, 13)

@@ -44,12 +44,16 @@ def test_k_not_int_raises():
 
 
 def test_k_above_candidates_raises():
-    with pytest.raises(ValueError, match=r"k=5 is larger than the number of candidates per query \(4\)"):
-        RetrievalPrecision(k=5, distance_metric_name="manhattan").compute(E, SCORES, PAIRS, SUBGROUPS)
+    with pytest.raises(
+        ValueError, match=r"k=5 is larger than the number of candidates per query \(4\)"
+    ):
+        RetrievalPrecision(k=5, distance_metric_name="manhattan").compute(
+            E, SCORES, PAIRS, SUBGROUPS
+        )
 
 
 @pytest.mark.parametrize("k", [1, 2, 5, 12])
-def test_function_equals_naive_with_ties_for_any_block(seeded, k):
+def test_function_equals_naive_with_ties_for_any_block(seeded, set_chunk_rows, k):
     dist = torch.randint(0, 4, (12, 12)).float()
     labels = torch.randint(0, 3, (12, 12)).float() / 2  # 0, 0.5, 1
     labels[3] = 0  # a row without relevant items
@@ -57,6 +61,8 @@ def test_function_equals_naive_with_ties_for_any_block(seeded, k):
     for block_size in (1, 3, 12, None):
         actual = retrieval_precision(dist, labels, k, block_size=block_size)
         torch.testing.assert_close(actual, expected)
+    set_chunk_rows(2, 12)  # exact-tie path in chunks of 2 rows
+    torch.testing.assert_close(retrieval_precision(dist, labels, k), expected)
 
 
 @pytest.mark.parametrize("distance", list(Distance))
@@ -71,7 +77,9 @@ def test_compute_equals_naive_square_problem(seeded, set_block_rows, distance):
     expected = torch.tensor(_naive.precision(dist, labels, 3), dtype=torch.float32)
     for rows in (1, 3, 10):
         set_block_rows(rows, 10)
-        torch.testing.assert_close(metric.compute(embeddings, scores, pairs, torch.zeros(10)), expected)
+        torch.testing.assert_close(
+            metric.compute(embeddings, scores, pairs, torch.zeros(10)), expected
+        )
 
 
 def test_raw_compute_reduces(seeded):

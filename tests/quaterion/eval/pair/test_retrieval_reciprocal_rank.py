@@ -31,17 +31,23 @@ def test_one_value_per_incidence_in_rank_order():
     dist = torch.tensor([[9.0, 3, 1, 2], [1, 9, 2, 3], [1, 2, 9, 3]])
     labels = torch.tensor([[0.0, 1, 0, 1], [0, 0, 0, 0], [1, 0, 0, 1]])
     # row 0: col 2 (rank 1), col 3 (rank 2, relevant), col 1 (rank 3, relevant); row 1: none
-    assert retrieval_reciprocal_rank(dist, labels).tolist() == pytest.approx([1 / 2, 1 / 3, 1, 1 / 3])
+    assert retrieval_reciprocal_rank(dist, labels).tolist() == pytest.approx(
+        [1 / 2, 1 / 3, 1, 1 / 3]
+    )
 
 
-def test_function_equals_naive_with_ties_for_any_block(seeded):
+def test_function_equals_naive_with_ties_for_any_block(seeded, set_chunk_rows):
     dist = torch.randint(0, 4, (12, 12)).float()
     labels = (torch.rand(12, 12) > 0.6).float() * torch.randint(1, 3, (12, 12))
     labels[5] = 0
     labels[7] = 1  # a row where every item is relevant (sorted ranking path)
     expected = torch.tensor(_naive.reciprocal_rank(dist, labels), dtype=torch.float32)
     for block_size in (1, 3, 12, None):
-        torch.testing.assert_close(retrieval_reciprocal_rank(dist, labels, block_size=block_size), expected)
+        torch.testing.assert_close(
+            retrieval_reciprocal_rank(dist, labels, block_size=block_size), expected
+        )
+    set_chunk_rows(2, 12)  # tie and sort paths in chunks of 2 rows
+    torch.testing.assert_close(retrieval_reciprocal_rank(dist, labels), expected)
 
 
 @pytest.mark.parametrize("distance", list(Distance))
@@ -56,7 +62,9 @@ def test_compute_equals_naive_square_problem(seeded, set_block_rows, distance):
     expected = torch.tensor(_naive.reciprocal_rank(dist, labels), dtype=torch.float32)
     for rows in (1, 3, 12):
         set_block_rows(rows, 12)
-        torch.testing.assert_close(metric.compute(embeddings, scores, pairs, torch.zeros(12)), expected)
+        torch.testing.assert_close(
+            metric.compute(embeddings, scores, pairs, torch.zeros(12)), expected
+        )
 
 
 def test_rows_without_relevant_items_contribute_nothing():
@@ -84,7 +92,9 @@ def test_blocked_compute_equals_dense_precompute_path_exactly(seeded, set_block_
     pairs = torch.stack([torch.arange(15), torch.arange(15) + 15], dim=1)
     scores = torch.ones(15)
     metric = RetrievalReciprocalRank(distance, reduce_func=None)
-    labels, dist = metric.precompute(embeddings, labels=scores, pairs=pairs, subgroups=torch.zeros(30))
+    labels, dist = metric.precompute(
+        embeddings, labels=scores, pairs=pairs, subgroups=torch.zeros(30)
+    )
     expected = metric.raw_compute(dist, labels)
     set_block_rows(4, 30)
     assert torch.equal(metric.compute(embeddings, scores, pairs, torch.zeros(30)), expected)

@@ -12,8 +12,12 @@ from tests.quaterion.eval import _naive
 
 @pytest.mark.parametrize(
     "kwargs, shape",
-    [({}, (8, 8)), ({"sample_size": 4}, (4, 8)), ({"distinguish": True}, (4, 4)),
-     ({"distinguish": True, "sample_size": 4}, (4, 4))],
+    [
+        ({}, (8, 8)),
+        ({"sample_size": 4}, (4, 8)),
+        ({"distinguish": True}, (4, 4)),
+        ({"distinguish": True, "sample_size": 4}, (4, 4)),
+    ],
 )
 def test_shapes_and_reciprocal_rank(pair_dataset, model3, kwargs, shape):
     sampler = PairSampler(log_progress=False, **kwargs)
@@ -50,8 +54,15 @@ def test_distinguish_over_several_accumulate_batches(model3):
 
 
 def test_full_sampling_equals_compute_on_all_items(seeded, model3):
-    data = [SimilarityPairSample(torch.randint(0, 3, (3,)).tolist(), torch.randint(0, 3, (3,)).tolist(),
-                                 float(torch.randint(0, 3, ()).item()) / 2, 0) for _ in range(7)]
+    data = [
+        SimilarityPairSample(
+            torch.randint(0, 3, (3,)).tolist(),
+            torch.randint(0, 3, (3,)).tolist(),
+            float(torch.randint(0, 3, ()).item()) / 2,
+            0,
+        )
+        for _ in range(7)
+    ]
     sampler = PairSampler(log_progress=False)
     for metric in (RetrievalPrecision(2, "manhattan"), RetrievalReciprocalRank("manhattan")):
         labels, dist = sampler.sample(data, metric, model3)
@@ -61,7 +72,9 @@ def test_full_sampling_equals_compute_on_all_items(seeded, model3):
 
 
 def test_group_metric_rejected_naming_both_classes(pair_dataset, model3):
-    with pytest.raises(TypeError, match="PairSampler cannot evaluate RetrievalRPrecision.*PairMetric"):
+    with pytest.raises(
+        TypeError, match="PairSampler cannot evaluate RetrievalRPrecision.*PairMetric"
+    ):
         PairSampler(log_progress=False).sample(pair_dataset, RetrievalRPrecision(), model3)
 
 
@@ -90,7 +103,10 @@ def test_seeded_draws_are_reproducible(pair_dataset, model3):
 
 
 def test_nan_embeddings_and_empty_dataset_raise(model3):
-    data = [SimilarityPairSample([float("nan")] * 3, [1.0] * 3, 1.0, 0), SimilarityPairSample([2.0] * 3, [1.0] * 3, 1.0, 0)]
+    data = [
+        SimilarityPairSample([float("nan")] * 3, [1.0] * 3, 1.0, 0),
+        SimilarityPairSample([2.0] * 3, [1.0] * 3, 1.0, 0),
+    ]
     with pytest.raises(ValueError, match="NaN in 1 of 4 rows"):
         PairSampler(log_progress=False).sample(data, RetrievalPrecision(), model3)
     with pytest.raises(ValueError, match="dataset is empty"):
