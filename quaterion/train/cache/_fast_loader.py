@@ -42,12 +42,14 @@ def _holds_tensor(value: Any) -> bool:
 class _RowsDataset(torch.utils.data.Dataset):
     """Serves whole batches through ``__getitems__`` (one call per batch)."""
 
-    def __init__(self, rows: Dict[str, Tensor], labels: Dict[str, Tensor], meta: List[dict]):
+    def __init__(
+        self, rows: Dict[str, Tensor], labels: Dict[str, Tensor], meta: Optional[List[dict]]
+    ):
         self.rows = rows
         self.labels = labels
         self.meta = meta
-        self.empty_meta = all(not record for record in meta)
-        self.meta_type = list if _holds_tensor(meta) else TensorFreeMeta
+        self.empty_meta = meta is None  # every record is {}: build fresh empty dicts per batch
+        self.meta_type = TensorFreeMeta if meta is None or not _holds_tensor(meta) else list
         self.length = next(iter(labels.values())).shape[0]
 
     def __len__(self) -> int:
@@ -131,9 +133,11 @@ def full_cache_loader(
     labels = type(loader).collate_labels(samples)
     _, feature_ids = type(loader).flatten_objects(batch=samples, hash_ids=ids)
     rows = {name: enc.rows_for_keys(feature_ids) for name, enc in encoders.items()}
-    meta = merge_meta(
-        {name: [enc.meta_cache[key] for key in feature_ids] for name, enc in encoders.items()}
-    )
+    per_encoder = {
+        name: [enc.meta_cache[key] for key in feature_ids] for name, enc in encoders.items()
+    }
+    empty = all(not record for records in per_encoder.values() for record in records)
+    meta = None if empty else merge_meta(per_encoder)
     return DataLoader(
         kind(rows, labels, meta),
         batch_sampler=loader.batch_sampler,
