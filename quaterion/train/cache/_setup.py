@@ -28,15 +28,22 @@ def is_full_cache(
     val_dataloader: Optional[SimilarityDataLoader],
     cache_config: CacheConfig,
 ) -> bool:
-    """All encoders cached, default keys, and no worker processes (training or fill)."""
+    """All encoders cached, default keys, no worker processes (training or fill), and each
+    loader's own pre-collate function: a custom ``collate_fn`` may read the objects, which a
+    full cache replaces with ``None``."""
     return (
         len(cache_encoders) == len(encoders)
         and not cache_config.key_extractors
         and all(
-            dl.num_workers == 0 and fill_workers(dl, cache_config) == 0
+            dl.num_workers == 0 and fill_workers(dl, cache_config) == 0 and _default_pre_collate(dl)
             for dl in _loaders(train_dataloader, val_dataloader)
         )
     )
+
+
+def _default_pre_collate(loader: SimilarityDataLoader) -> bool:
+    pre_collate = loader.original_params["collate_fn"]
+    return getattr(pre_collate, "__func__", None) is type(loader).pre_collate_fn.__func__
 
 
 def normalise_key_extractors(cache_config: CacheConfig, names) -> Dict[str, object]:

@@ -26,10 +26,16 @@ class CacheModel(pl.LightningModule):
     def transfer_batch_to_device(
         self, batch: Any, device: torch.device, dataloader_idx: int
     ) -> Any:
-        # Only the encoders' inputs go to the device; meta records go to the cache as they are
-        # (walking one dict per object would cost more than the fill itself for small encoders).
+        # Only the collated encoder inputs go to the device; keys and meta records stay on the
+        # host (walking one entry per object would cost more than a small encoder's fill).
         features, labels = batch
-        data = super().transfer_batch_to_device(features["data"], device, dataloader_idx)
+        data = {
+            name: (
+                keys,
+                super(CacheModel, self).transfer_batch_to_device(x, device, dataloader_idx),
+            )
+            for name, (keys, x) in features["data"].items()
+        }
         return {"data": data, "meta": features["meta"]}, labels
 
     def predict_step(self, batch, batch_idx: int, dataloader_idx=None) -> torch.Tensor:

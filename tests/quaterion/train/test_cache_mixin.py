@@ -171,3 +171,29 @@ def test_fill_loader_follows_cache_config():
     assert fill.dataset is loader.dataset and fill.collate_fn is loader.collate_fn
     inherit = Model._wrap_cache_dataloader(loader, CacheConfig(batch_size=5))
     assert (inherit.batch_size, inherit.num_workers) == (5, 0)
+
+
+def _doubling_pre_collate(batch):
+    """Custom loader collate_fn: the class pre-collate with every object doubled."""
+    from quaterion.dataset import GroupSimilarityDataLoader
+
+    ids, features, labels = GroupSimilarityDataLoader.pre_collate_fn(batch)
+    return ids, [2 * obj for obj in features], labels
+
+
+def test_cache_uses_the_loaders_own_pre_collate():
+    encoder = CountingEncoder()
+    model = Model(encoders={"default": encoder}, cache_config=CacheConfig(num_workers=0))
+    # a custom collate_fn may read objects: no full cache (the data stays readable), and it
+    # is what the fill and the training batches go through
+    loader = group_loader(collate_fn=_doubling_pre_collate)
+    model.setup_dataloader(loader)
+    model.setup_cache(trainer(), loader, None)
+    assert not loader.full_cache_used
+    features, labels = next(iter(loader))
+    samples = group_samples()
+    expected = encoder.linear(2 * torch.stack([s.obj for s in samples[:8]])).detach()
+    torch.testing.assert_close(
+        model.model.encoders["default"](features["data"]["default"]), expected
+    )
+    assert labels["groups"].tolist() == [s.group for s in samples[:8]]
