@@ -169,7 +169,7 @@ def test_after_fit_model_is_plain_servable_and_loaders_reusable(tmp_path):
     # same loaders, new model: default trainer (minus early stopping) and the same trainer
     defaults = Quaterion.trainer_defaults()
     defaults["callbacks"].pop(1)
-    defaults.update(max_epochs=1, logger=False)
+    defaults.update(max_epochs=1, logger=False, default_root_dir=str(tmp_path))
     Quaterion.fit(Model(cache_config=CacheConfig()), pl.Trainer(**defaults), train, val)
     second = Model()
     Quaterion.fit(second, trainer(), train, val)
@@ -207,12 +207,12 @@ class _SwitchModel(TrainableModel):
 
 
 @pytest.mark.parametrize("cache", [False, True])
-def test_switch_encoder_and_head_train_one_epoch(cache):
+def test_switch_encoder_and_head_train_one_epoch(cache, tmp_path):
     defaults = Quaterion.trainer_defaults()
     defaults["callbacks"].pop(1)
     recorder = LossRecorder()
     defaults["callbacks"].append(recorder)
-    defaults.update(max_epochs=1, logger=False, accelerator="cpu")
+    defaults.update(max_epochs=1, logger=False, accelerator="cpu", default_root_dir=str(tmp_path))
     Quaterion.fit(_SwitchModel(cache), pl.Trainer(**defaults), group_loader())
     assert len(recorder.losses) == 3 and all(torch.isfinite(x) for x in recorder.losses)
 
