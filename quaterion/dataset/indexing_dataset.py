@@ -30,14 +30,8 @@ def _worker_descriptor() -> tuple[int, int] | None:
     return None if info is None else (info.id, info.num_workers)
 
 
-class IndexingDataset(Dataset):
-    """Map-style layer returning ``(hashit(index, salt), item)`` for every index.
-
-    Args:
-        dataset: wrapped map-style dataset (a plain list works).
-        salt: mixed into every id; ``None`` picks a random one once, at construction, so
-            worker processes (which get a copy) agree on the ids.
-    """
+class _IndexingLayer:
+    """Members shared by both indexing layers: salt, skip-read, length and indexed reads."""
 
     def __init__(self, dataset: Dataset, salt: Any = None):
         self.dataset = dataset
@@ -60,7 +54,20 @@ class IndexingDataset(Dataset):
         return hashit(index, self.salt), item
 
 
-class IndexingIterableDataset(IterableDataset):
+class IndexingDataset(_IndexingLayer, Dataset):
+    """Map-style layer returning ``(hashit(index, salt), item)`` for every index.
+
+    Args:
+        dataset: wrapped map-style dataset (a plain list works).
+        salt: mixed into every id; ``None`` picks a random one once, at construction, so
+            worker processes (which get a copy) agree on the ids.
+
+    ``set_salt(salt)`` changes the salt; ``set_skip_read(True)`` makes items ``None`` without
+    reading the wrapped dataset.
+    """
+
+
+class IndexingIterableDataset(_IndexingLayer, IterableDataset):
     """Iterable layer yielding ``(hashit((worker, position), salt), item)``.
 
     ``worker`` is ``None`` in the main process and ``(worker id, num_workers)`` in a
@@ -70,27 +77,10 @@ class IndexingIterableDataset(IterableDataset):
     Args:
         dataset: wrapped iterable dataset.
         salt: as for :class:`IndexingDataset`.
+
+    ``set_salt`` / ``set_skip_read`` work as for :class:`IndexingDataset`; while skip-read is
+    on and the wrapped dataset is sized, iteration yields ``None`` items without reading it.
     """
-
-    def __init__(self, dataset: Dataset, salt: Any = None):
-        self.dataset = dataset
-        self.salt = _random_salt() if salt is None else salt
-        self._skip_read = False
-
-    def set_salt(self, salt: Any) -> None:
-        """Use ``salt`` for the ids from now on."""
-        self.salt = salt
-
-    def set_skip_read(self, skip: bool) -> None:
-        """While ``True`` (and the dataset is sized), yield ``None`` items without reading it."""
-        self._skip_read = bool(skip)
-
-    def __len__(self) -> int:
-        return sized_len(self.dataset)
-
-    def __getitem__(self, index: int) -> Tuple[int, Any]:
-        item = None if self._skip_read else self.dataset[index]
-        return hashit(index, self.salt), item
 
     def __iter__(self) -> Iterator[Tuple[int, Any]]:
         worker = _worker_descriptor()
