@@ -6,11 +6,11 @@ import math
 import pytest
 import torch
 from hypothesis import given, settings
-from hypothesis import strategies as st
 from pytorch_metric_learning.losses import CircleLoss as PMLCircleLoss
 
 from quaterion.distances import Cosine, Distance
 from quaterion.loss.circle_loss import CircleLoss, circle_loss
+from tests.quaterion.loss._strategies import group_batches
 
 E = torch.tensor(
     [[0, -1, 0.5], [0.1, 2, 0.5], [0, 0.3, 0.2], [1, 0, 0.9], [1.2, -1.2, 0.01], [-0.7, 0, 1.5]]
@@ -187,17 +187,7 @@ def test_non_integer_groups_rejected():
         CircleLoss()(E, G[:4])
 
 
-_batches = st.integers(2, 8).flatmap(
-    lambda b: st.tuples(
-        st.lists(
-            st.lists(st.floats(-5, 5, allow_nan=False), min_size=3, max_size=3),
-            min_size=b,
-            max_size=b,
-        ),
-        st.lists(st.integers(0, 3), min_size=b, max_size=b),
-        st.permutations(list(range(b))),
-    )
-)
+_batches = group_batches(min_batch=2)
 
 
 @settings(max_examples=30, deadline=None)

@@ -6,10 +6,10 @@ import math
 import pytest
 import torch
 from hypothesis import given, settings
-from hypothesis import strategies as st
 from pytorch_metric_learning.losses import CosFaceLoss as PMLCosFaceLoss
 
 from quaterion.loss.cos_face_loss import CosFaceLoss, cos_face_loss
+from tests.quaterion.loss._strategies import group_batches
 
 E = torch.tensor(
     [[0, -1, 0.5], [0.1, 2, 0.5], [0, 0.3, 0.2], [1, 0, 0.9], [1.2, -1.2, 0.01], [-0.7, 0, 1.5]]
@@ -113,17 +113,7 @@ def test_bad_groups():
         loss(E, G.double())
 
 
-_batches = st.integers(1, 8).flatmap(
-    lambda b: st.tuples(
-        st.lists(
-            st.lists(st.floats(-5, 5, allow_nan=False), min_size=3, max_size=3),
-            min_size=b,
-            max_size=b,
-        ),
-        st.lists(st.integers(0, 3), min_size=b, max_size=b),
-        st.permutations(list(range(b))),
-    )
-)
+_batches = group_batches(min_batch=1)
 
 
 @settings(max_examples=30, deadline=None)
