@@ -14,7 +14,7 @@ from quaterion.loss import GroupLoss, SimilarityLoss
 from quaterion.train._rng import capture_rng, restore_rng
 from quaterion.train._hook_checks import check_encoders, check_hook_result, check_metrics
 from quaterion.train.cache import CacheConfig, CacheType
-from quaterion.train.cache._fast_loader import TensorFreeMeta
+from quaterion.train.cache._fast_loader import TensorFreeMeta, move_full_cache_batch
 from quaterion.train.cache.in_memory_cache_encoder import InMemoryCacheEncoder
 from quaterion.train.cache_mixin import CacheMixin
 from quaterion.train.xbm import XbmConfig
@@ -181,6 +181,9 @@ class TrainableModel(pl.LightningModule, CacheMixin):
         # Full-cache batches mark meta that holds no tensors: skip walking one dict per row.
         features = batch[0] if isinstance(batch, (tuple, list)) and len(batch) == 2 else None
         if isinstance(features, dict) and isinstance(features.get("meta"), TensorFreeMeta):
+            moved = move_full_cache_batch(features, batch[1], torch.device(device))
+            if moved is not None:
+                return moved
             moved = super().transfer_batch_to_device(
                 ({**features, "meta": None}, batch[1]), device, dataloader_idx
             )

@@ -5,8 +5,9 @@ tensor indexing from arrays built once per fit, so per-batch work is a few tenso
 per-item hashing, sample objects or dict lookups). The batches equal the loader's own.
 """
 
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Sequence
 
+import numpy as np
 import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, IterableDataset
@@ -29,6 +30,13 @@ class TensorFreeMeta(list):
     """A batch's meta records, known to hold no tensors: device transfer skips walking them."""
 
 
+def _index_tensor(index: Sequence[int]) -> Tensor:
+    """``int64`` tensor of a batch's indices (via numpy: ~6x faster than from a list)."""
+    if isinstance(index, Tensor):
+        return index.to(torch.long)
+    return torch.from_numpy(np.asarray(index, dtype=np.int64))
+
+
 def _holds_tensor(value: Any) -> bool:
     if isinstance(value, Tensor):
         return True
@@ -37,6 +45,33 @@ def _holds_tensor(value: Any) -> bool:
     if isinstance(value, (list, tuple)):
         return any(_holds_tensor(v) for v in value)
     return False
+
+
+_BLOCKING_DEVICE_TYPES = ("cpu", "mps")  # as Lightning: no ``non_blocking`` copies to these
+
+
+def _move_flat(tensors: Any, device: torch.device) -> Optional[Dict[str, Tensor]]:
+    """``{key: tensor.to(device)}`` for a flat dict of tensors, else ``None``."""
+    if type(tensors) is not dict:
+        return None
+    non_blocking = device.type not in _BLOCKING_DEVICE_TYPES
+    moved = {}
+    for key, value in tensors.items():
+        if not isinstance(value, Tensor):
+            return None
+        moved[key] = value.to(device, non_blocking=non_blocking)
+    return moved
+
+
+def move_full_cache_batch(features: dict, targets: Any, device: torch.device) -> Optional[tuple]:
+    """A full-cache batch (flat tensor dicts) moved like Lightning would, without its walk."""
+    if len(features) != 2 or "data" not in features:
+        return None
+    data = _move_flat(features["data"], device)
+    moved_targets = _move_flat(targets, device) if data is not None else None
+    if moved_targets is None:
+        return None
+    return {"data": data, "meta": features["meta"]}, moved_targets
 
 
 class _RowsDataset(torch.utils.data.Dataset):
@@ -58,14 +93,14 @@ class _RowsDataset(torch.utils.data.Dataset):
     def _meta(self, index: List[int], offsets: List[int]) -> List[dict]:
         total = len(index) * len(offsets)
         if self.empty_meta:
-            return self.meta_type({} for _ in range(total))
+            return self.meta_type([{} for _ in range(total)])
         n = self.length
         return self.meta_type(dict(self.meta[i + off * n]) for off in offsets for i in index)
 
 
 class _GroupRows(_RowsDataset):
     def __getitems__(self, index: List[int]):
-        idx = torch.as_tensor(index, dtype=torch.long)
+        idx = _index_tensor(index)
         data = {name: rows.index_select(0, idx) for name, rows in self.rows.items()}
         targets = {"groups": self.labels["groups"].index_select(0, idx)}
         return {"data": data, "meta": self._meta(index, [0])}, targets
@@ -74,7 +109,7 @@ class _GroupRows(_RowsDataset):
 class _PairRows(_RowsDataset):
     def __getitems__(self, index: List[int]):
         n = self.length
-        idx = torch.as_tensor(index, dtype=torch.long)
+        idx = _index_tensor(index)
         both = torch.cat([idx, idx + n])
         data = {name: rows.index_select(0, both) for name, rows in self.rows.items()}
         first = torch.arange(idx.shape[0], dtype=torch.long)
