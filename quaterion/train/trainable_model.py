@@ -147,6 +147,8 @@ class TrainableModel(pl.LightningModule, CacheMixin):
             raise NotImplementedError("XBM is currently supported only with GroupLoss instances")
         buffer = self._xbm_buffer.to(embeddings.device)
         memory_embeddings, memory_groups = buffer.get()
+        # the buffer keeps float32; a half/double-precision head gets memory in its own dtype
+        memory_embeddings = memory_embeddings.to(embeddings.dtype)
         term = self._loss.xbm_loss(embeddings, targets["groups"], memory_embeddings, memory_groups)
         buffer.queue(embeddings.detach(), targets["groups"].detach())
         return config.weight * term

@@ -10,6 +10,7 @@ from quaterion.eval.group import RetrievalRPrecision
 from quaterion.loss import ContrastiveLoss, TripletLoss
 from quaterion.train.cache import CacheType
 from quaterion.train.xbm import XbmConfig, XbmDevice
+from quaterion_models.heads import GatedHead
 from quaterion.utils.enums import TrainStage
 from tests.quaterion.train.helpers import (
     CountingEncoder,
@@ -193,3 +194,34 @@ def test_xbm_with_pairwise_loss_fails_clearly():
     model = Model(xbm=config, pairs=True, loss=ContrastiveLoss())
     with pytest.raises(NotImplementedError, match="XBM is currently supported only with GroupLoss"):
         Quaterion.fit(model, trainer(max_epochs=1), pair_loader())
+
+
+class _Float64Head(GatedHead):
+    """A head whose output is float64, while the XBM buffer stores float32."""
+
+    def transform(self, input_vectors):
+        return super().transform(input_vectors).double()
+
+
+def test_xbm_memory_follows_embeddings_dtype():
+    loss = _SpyTriplet()
+    config = XbmConfig(weight=0.5, buffer_size=100, start_iteration=0, device=XbmDevice.CPU)
+    batches = []
+
+    class Xbm(Model):
+        def configure_head(self, input_embedding_size):
+            return _Float64Head(input_embedding_size)
+
+        def process_results(self, embeddings, targets, batch_idx, stage, **kwargs):
+            if stage == TrainStage.TRAIN:
+                batches.append((embeddings.detach(), targets["groups"]))
+
+    recorder = LossRecorder()
+    Quaterion.fit(Xbm(xbm=config, loss=loss, lr=0.0), trainer(callbacks=[recorder]), group_loader())
+    assert all(emb.dtype == torch.float64 for emb, _ in batches)
+    assert [c.numel() for c in loss.xbm_calls] == [0, 8]
+    (emb1, g1), (emb2, g2) = batches[1], batches[2]
+    reference = TripletLoss(mining="hard")
+    memory = emb1.float().double()  # what a float32 buffer hands back, cast to the batch dtype
+    expected = reference(embeddings=emb2, groups=g2) + 0.5 * reference.xbm_loss(emb2, g2, memory, g1)
+    torch.testing.assert_close(recorder.losses[2], expected)
