@@ -8,12 +8,10 @@ import argparse
 import os
 import shutil
 import sys
-import warnings
 from typing import List, Optional
 
 import pytorch_lightning as pl
 
-from quaterion import Quaterion
 
 from .cli import (
     CPU_WARNING,
@@ -33,6 +31,7 @@ from .config import (
 )
 from .data import DATASET_PATH, DataNotFoundError, get_dataloaders
 from .models import Model
+from examples.training import fit
 from examples.weights import resolve_weights
 
 
@@ -73,17 +72,7 @@ def train(
         cache_dir = default_cache_dir(synthetic, input_size, arch, weights_tag, seed)
     model = Model(lr=lr, mining=mining, arch=arch, weights=resolved, cache_dir=cache_dir)
 
-    trainer_kwargs = Quaterion.trainer_defaults(model, train_dataloader)
-    trainer_kwargs["max_epochs"] = epochs
-    trainer = pl.Trainer(**trainer_kwargs)
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", ".*does not have many workers.*")
-        Quaterion.fit(
-            trainable_model=model,
-            trainer=trainer,
-            train_dataloader=train_dataloader,
-            val_dataloader=val_dataloader,
-        )
+    fit(model, train_dataloader, val_dataloader, epochs)
     shutil.rmtree(save_dir, ignore_errors=True)
     model.save_servable(save_dir)
     return model

@@ -2,14 +2,12 @@
 
 import argparse
 import sys
-import warnings
 from typing import List, Optional
 
-import pytorch_lightning as pl
 
-from quaterion import Quaterion, TrainableModel
 
 from .cifar100 import DATASET_PATH, SYNTHETIC_TRAIN_SIZE, DataNotFoundError, get_dataloaders
+from examples.training import fit  # noqa: F401  (re-exported for the scripts)
 from examples.weights import WEIGHTS_CHOICES
 
 SYNTHETIC_EPOCHS = 3
@@ -81,19 +79,3 @@ def load_dataloaders(args: argparse.Namespace, batch_size: int):
         )
     except DataNotFoundError as exc:
         sys.exit(f"error: {exc}")
-
-
-def fit(model: TrainableModel, train_dataloader, val_dataloader, max_epochs: int) -> pl.Trainer:
-    """``Quaterion.fit`` with ``Quaterion.trainer_defaults`` and ``max_epochs`` overridden."""
-    trainer_kwargs = Quaterion.trainer_defaults(model, train_dataloader)
-    trainer_kwargs["max_epochs"] = max_epochs
-    trainer = pl.Trainer(**trainer_kwargs)
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", ".*does not have many workers.*")
-        Quaterion.fit(
-            trainable_model=model,
-            trainer=trainer,
-            train_dataloader=train_dataloader,
-            val_dataloader=val_dataloader,
-        )
-    return trainer
