@@ -18,3 +18,35 @@ def group_batches(min_batch: int = 1, max_batch: int = 8, dim: int = 3, num_grou
             st.permutations(list(range(b))),
         )
     )
+
+
+def check_finite_nonnegative_permutation_invariant(loss_fn, batch, learned=None) -> None:
+    """Assert the properties every group loss shares on a drawn ``(rows, labels, perm)``.
+
+    The loss (float64) is finite and >= 0, gradients to the embeddings (and to the
+    ``learned`` parameter, if given) are finite, and permuting the batch together with its
+    labels leaves the value unchanged.
+    """
+    import torch
+
+    rows, labels, perm = batch
+    emb = torch.tensor(rows, dtype=torch.float64, requires_grad=True)
+    groups = torch.tensor(labels)
+    loss = loss_fn(emb, groups)
+    loss.backward()
+    assert torch.isfinite(loss) and loss >= 0
+    assert torch.isfinite(emb.grad).all()
+    if learned is not None:
+        assert learned.grad is not None and torch.isfinite(learned.grad).all()
+    order = torch.tensor(perm)
+    torch.testing.assert_close(loss_fn(emb.detach()[order], groups[order]), loss.detach())
+
+
+def with_kernel(loss_cls, kernel, **kwargs):
+    """``loss_cls(d, C, **kwargs)`` in ``kernel``'s dtype with its ``kernel (d, C)`` set to ``kernel``."""
+    import torch
+
+    loss = loss_cls(kernel.shape[0], kernel.shape[1], **kwargs).to(kernel.dtype)
+    with torch.no_grad():
+        loss.kernel.copy_(kernel)
+    return loss

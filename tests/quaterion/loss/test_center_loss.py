@@ -8,7 +8,10 @@ import torch
 from hypothesis import given, settings
 
 from quaterion.loss.center_loss import CenterLoss, center_loss
-from tests.quaterion.loss._strategies import group_batches
+from tests.quaterion.loss._strategies import (
+    check_finite_nonnegative_permutation_invariant,
+    group_batches,
+)
 
 E = torch.tensor(
     [[0, -1, 0.5], [0.1, 2, 0.5], [0, 0.3, 0.2], [1, 0, 0.9], [1.2, -1.2, 0.01], [-0.7, 0, 1.5]]
@@ -105,13 +108,5 @@ _batches = group_batches(min_batch=1)
 @settings(max_examples=30, deadline=None)
 @given(_batches)
 def test_properties_finite_nonnegative_permutation_invariant(batch):
-    rows, labels, perm = batch
     loss_fn = _with_centers(K.T.double())
-    emb = torch.tensor(rows, dtype=torch.float64, requires_grad=True)
-    groups = torch.tensor(labels)
-    loss = loss_fn(emb, groups)
-    loss.backward()
-    assert torch.isfinite(loss) and loss >= 0
-    assert torch.isfinite(emb.grad).all()
-    order = torch.tensor(perm)
-    torch.testing.assert_close(loss_fn(emb.detach()[order], groups[order]), loss.detach())
+    check_finite_nonnegative_permutation_invariant(loss_fn, batch, learned=loss_fn.centers)

@@ -9,7 +9,11 @@ from hypothesis import given, settings
 from pytorch_metric_learning.losses import CosFaceLoss as PMLCosFaceLoss
 
 from quaterion.loss.cos_face_loss import CosFaceLoss, cos_face_loss
-from tests.quaterion.loss._strategies import group_batches
+from tests.quaterion.loss._strategies import (
+    check_finite_nonnegative_permutation_invariant,
+    group_batches,
+    with_kernel,
+)
 
 E = torch.tensor(
     [[0, -1, 0.5], [0.1, 2, 0.5], [0, 0.3, 0.2], [1, 0, 0.9], [1.2, -1.2, 0.01], [-0.7, 0, 1.5]]
@@ -33,10 +37,7 @@ def naive_cos_face(emb, kernel, groups, margin, scale):
 
 
 def _with_kernel(kernel, **kwargs):
-    loss = CosFaceLoss(kernel.shape[0], kernel.shape[1], **kwargs).to(kernel.dtype)
-    with torch.no_grad():
-        loss.kernel.copy_(kernel)
-    return loss
+    return with_kernel(CosFaceLoss, kernel, **kwargs)
 
 
 def test_spec_value_fixed_formula():
@@ -119,13 +120,5 @@ _batches = group_batches(min_batch=1)
 @settings(max_examples=30, deadline=None)
 @given(_batches)
 def test_properties_finite_nonnegative_permutation_invariant(batch):
-    rows, labels, perm = batch
     loss_fn = _with_kernel(K.double())
-    emb = torch.tensor(rows, dtype=torch.float64, requires_grad=True)
-    groups = torch.tensor(labels)
-    loss = loss_fn(emb, groups)
-    loss.backward()
-    assert torch.isfinite(loss) and loss >= 0
-    assert torch.isfinite(emb.grad).all() and torch.isfinite(loss_fn.kernel.grad).all()
-    order = torch.tensor(perm)
-    torch.testing.assert_close(loss_fn(emb.detach()[order], groups[order]), loss.detach())
+    check_finite_nonnegative_permutation_invariant(loss_fn, batch, learned=loss_fn.kernel)

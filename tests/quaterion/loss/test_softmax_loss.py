@@ -8,7 +8,11 @@ import torch
 from hypothesis import given, settings
 
 from quaterion.loss.softmax_loss import SoftmaxLoss, softmax_loss
-from tests.quaterion.loss._strategies import group_batches
+from tests.quaterion.loss._strategies import (
+    check_finite_nonnegative_permutation_invariant,
+    group_batches,
+    with_kernel,
+)
 
 E = torch.tensor(
     [[0, -1, 0.5], [0.1, 2, 0.5], [0, 0.3, 0.2], [1, 0, 0.9], [1.2, -1.2, 0.01], [-0.7, 0, 1.5]]
@@ -28,10 +32,7 @@ def naive_softmax(emb, kernel, groups, temperature):
 
 
 def _with_kernel(kernel, **kwargs):
-    loss = SoftmaxLoss(kernel.shape[0], kernel.shape[1], **kwargs).to(kernel.dtype)
-    with torch.no_grad():
-        loss.kernel.copy_(kernel)
-    return loss
+    return with_kernel(SoftmaxLoss, kernel, **kwargs)
 
 
 def test_spec_value():
@@ -102,13 +103,5 @@ _batches = group_batches(min_batch=1)
 @settings(max_examples=30, deadline=None)
 @given(_batches)
 def test_properties_finite_nonnegative_permutation_invariant(batch):
-    rows, labels, perm = batch
     loss_fn = _with_kernel(K.double())
-    emb = torch.tensor(rows, dtype=torch.float64, requires_grad=True)
-    groups = torch.tensor(labels)
-    loss = loss_fn(emb, groups)
-    loss.backward()
-    assert torch.isfinite(loss) and loss >= 0
-    assert torch.isfinite(emb.grad).all()
-    order = torch.tensor(perm)
-    torch.testing.assert_close(loss_fn(emb.detach()[order], groups[order]), loss.detach())
+    check_finite_nonnegative_permutation_invariant(loss_fn, batch, learned=loss_fn.kernel)
