@@ -12,6 +12,7 @@ from quaterion.dataset.train_collator import TrainCollator
 from quaterion.eval.attached_metric import AttachedMetric
 from quaterion.loss import GroupLoss, SimilarityLoss
 from quaterion.train._rng import capture_rng, restore_rng
+from quaterion.train._step_log import StepLogger
 from quaterion.train._hook_checks import check_encoders, check_hook_result, check_metrics
 from quaterion.train.cache import CacheConfig, CacheType
 from quaterion.train.cache._fast_loader import TensorFreeMeta, move_full_cache_batch
@@ -79,6 +80,7 @@ class TrainableModel(pl.LightningModule, CacheMixin):
         self._xbm_config = check_hook_result(
             "configure_xbm", self.configure_xbm(), XbmConfig, "return an XbmConfig or None"
         )
+        self._step_logger = StepLogger()
         self._xbm_buffer = None
         if self._xbm_config is not None:
             self._xbm_buffer = XbmBuffer(self._xbm_config, embedding_size=head.output_size)
@@ -162,10 +164,12 @@ class TrainableModel(pl.LightningModule, CacheMixin):
             if xbm is not None:
                 loss = loss + xbm
         batch_size = embeddings.shape[0]
-        self.log(f"{stage}_loss", loss, batch_size=batch_size)
+        log = self._step_logger.log
+        log(self, f"{stage}_loss", loss, batch_size=batch_size)
         for metric in self.attached_metrics:
             if stage in metric.stages:
-                self.log(
+                log(
+                    self,
                     f"{metric.name}_{stage}",
                     metric.compute(embeddings, **targets),
                     **metric.log_options,
