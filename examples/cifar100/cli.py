@@ -5,7 +5,6 @@ import sys
 from typing import List, Optional
 
 
-
 from .cifar100 import DATASET_PATH, SYNTHETIC_TRAIN_SIZE, DataNotFoundError, get_dataloaders
 from examples.training import fit  # noqa: F401  (re-exported for the scripts)
 from examples.weights import WEIGHTS_CHOICES

@@ -1,6 +1,5 @@
 """ArcFace: additive angular margin on a learned cosine classifier."""
 
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn

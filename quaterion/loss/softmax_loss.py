@@ -1,6 +1,5 @@
 """Softmax cross-entropy over a learned linear classifier."""
 
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn

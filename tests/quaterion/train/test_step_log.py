@@ -47,9 +47,7 @@ def _fit(tmp_path, name):
     model = Model(metrics=[_metric()])
     snapshots = MetricsSnapshots()
     logger = CSVLogger(str(tmp_path), name=name, version=0)
-    fit_trainer = trainer(
-        max_epochs=3, callbacks=[snapshots], logger=logger, log_every_n_steps=1
-    )
+    fit_trainer = trainer(max_epochs=3, callbacks=[snapshots], logger=logger, log_every_n_steps=1)
     train = group_loader(group_samples(n=24), shuffle=True)
     val = group_loader(group_samples(n=16, seed=3), batch_size=8)
     Quaterion.fit(model, fit_trainer, train, val)

@@ -223,5 +223,7 @@ def test_xbm_memory_follows_embeddings_dtype():
     (emb1, g1), (emb2, g2) = batches[1], batches[2]
     reference = TripletLoss(mining="hard")
     memory = emb1.float().double()  # what a float32 buffer hands back, cast to the batch dtype
-    expected = reference(embeddings=emb2, groups=g2) + 0.5 * reference.xbm_loss(emb2, g2, memory, g1)
+    expected = reference(embeddings=emb2, groups=g2) + 0.5 * reference.xbm_loss(
+        emb2, g2, memory, g1
+    )
     torch.testing.assert_close(recorder.losses[2], expected)
