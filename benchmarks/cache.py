@@ -172,7 +172,7 @@ def run(name, n, d, batch, epochs, fill_batch, repeats, uncached: bool):
 def main():
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="half the data")
-    parser.add_argument("--repeats", type=int, default=3, help="best of N runs (default 3)")
+    parser.add_argument("--repeats", type=int, default=5, help="best of N runs (default 5)")
     parser.add_argument("--only", choices=["small", "large"], help="run one configuration")
     parser.add_argument("--no-uncached", action="store_true", help="skip the uncached runs")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")

@@ -74,5 +74,11 @@ class StepLogger:
         stored_key = f"{fx}.{name}"
         if options.get("add_dataloader_idx", True) and dataloader_idx is not None:
             stored_key += f".{dataloader_idx}"
-        if hasattr(results, "update_metrics") and stored_key in results:
+        connector = getattr(module._trainer, "_logger_connector", None)
+        internals = (
+            hasattr(results, "update_metrics")
+            and hasattr(results, "reset")
+            and hasattr(connector, "should_reset_tensors")
+        )
+        if internals and stored_key in results:
             self._keys[key] = (weakref.ref(results), stored_key)
