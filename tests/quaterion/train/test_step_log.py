@@ -47,13 +47,23 @@ def _fit(tmp_path, name):
     model = Model(metrics=[_metric()])
     snapshots = MetricsSnapshots()
     logger = CSVLogger(str(tmp_path), name=name, version=0)
-    fit_trainer = trainer(max_epochs=3, callbacks=[snapshots], logger=logger, log_every_n_steps=1)
+    fit_trainer = trainer(
+        max_epochs=3,
+        callbacks=[snapshots],
+        logger=logger,
+        log_every_n_steps=1,
+        num_sanity_val_steps=1,
+    )
     train = group_loader(group_samples(n=24), shuffle=True)
-    val = group_loader(group_samples(n=16, seed=3), batch_size=8)
+    val = group_loader(group_samples(n=24, seed=3), batch_size=16)
     Quaterion.fit(model, fit_trainer, train, val)
+    test = group_loader(group_samples(n=16, seed=4), batch_size=8)
+    model.setup_dataloader(test)
+    tested = fit_trainer.test(model, test, verbose=False)
     with open(f"{logger.log_dir}/metrics.csv") as handle:
         rows = list(csv.DictReader(handle))
-    return snapshots.snapshots, rows, model
+    tested = {"callback_metrics": {k: torch.as_tensor(v) for k, v in tested[0].items()}}
+    return snapshots.snapshots + [{"where": "test", **tested}], rows, model
 
 
 def test_shortcut_logs_exactly_what_self_log_logs(tmp_path, monkeypatch):
@@ -72,26 +82,32 @@ def test_shortcut_logs_exactly_what_self_log_logs(tmp_path, monkeypatch):
     monkeypatch.setattr(StepLogger, "_remember", lambda *args: None)  # every value via self.log
     slow_snapshots, slow_rows, _ = _fit(tmp_path, "slow")
 
-    # 3 epochs x 3 train batches and 3 x 2 validation batches, two names each
-    assert len(calls) == 2 * (9 + 6)
+    # loss and metric for 3 epochs x 3 train and 1 sanity + 3 x 2 validation batches, and the
+    # loss alone for 2 test batches (metrics attach to training and validation by default)
+    assert len(calls) == 2 * (9 + 1 + 6) + 2
     # the shortcut sends only the first value of each (hook, name) through self.log
-    assert sorted(fast_calls) == ["rrp_train", "rrp_validation", "train_loss", "validation_loss"]
+    assert sorted(fast_calls) == sorted(
+        ["train_loss", "rrp_train", "validation_loss", "rrp_validation", "test_loss"]
+    )
     assert fast_rows == slow_rows
     assert len(fast_snapshots) == len(slow_snapshots) > 9
+    assert set(fast_snapshots[-1]["callback_metrics"]) == {"test_loss"}
     for fast, slow in zip(fast_snapshots, slow_snapshots):
         assert fast["where"] == slow["where"]
         for kind in ("callback_metrics", "progress_bar_metrics", "logged_metrics"):
+            if kind not in fast:
+                continue
             assert fast[kind].keys() == slow[kind].keys(), (fast["where"], kind)
             for key in fast[kind]:
                 assert not fast[kind][key].isnan(), (fast["where"], kind, key)
                 assert torch.equal(fast[kind][key], slow[kind][key]), (fast["where"], kind, key)
     epoch_keys = {"rrp_train_epoch", "validation_loss", "rrp_validation"}
-    assert epoch_keys <= set(fast_snapshots[-1]["callback_metrics"])
+    assert epoch_keys <= set(fast_snapshots[-2]["callback_metrics"])
 
 
 def test_validation_loss_is_the_batch_size_weighted_mean(tmp_path):
     snapshots, _, model = _fit(tmp_path, "mean")
-    val = group_loader(group_samples(n=16, seed=3), batch_size=8)
+    val = group_loader(group_samples(n=24, seed=3), batch_size=16)
     model.setup_dataloader(val)
     model.eval()
     total, count = 0.0, 0
@@ -100,7 +116,7 @@ def test_validation_loss_is_the_batch_size_weighted_mean(tmp_path):
             loss = model.loss(embeddings=model.model(features), **targets)
             size = targets["groups"].shape[0]
             total, count = total + float(loss) * size, count + size
-    logged = snapshots[-1]["callback_metrics"]["validation_loss"]
+    logged = snapshots[-2]["callback_metrics"]["validation_loss"]
     assert float(logged) == pytest.approx(total / count, rel=1e-5)
 
 
