@@ -24,7 +24,7 @@ from quaterion.train.cache import CacheConfig, CacheType
 from quaterion_models.heads import EmptyHead, EncoderHead, SkipConnectionHead
 
 from .backbone import build_backbone
-from .config import CACHE_DIR, DEFAULT_ARCH
+from .config import CACHE_DIR, DEFAULT_ARCH, HEAD_DROPOUT
 from .encoders import CarsEncoder
 from examples.weights import resolve_weights
 
@@ -40,6 +40,8 @@ class Model(TrainableModel):
             :func:`~examples.weights.resolve_weights`), or an already resolved weights
             enum member, or ``None`` for random weights.
         cache_dir: where the embedding cache is persisted (``None``: in memory only).
+        dropout: the head's dropout; ``None`` picks ``HEAD_DROPOUT`` over pretrained weights
+            and none over random ones (see ``examples/cars/config.py``).
     """
 
     def __init__(
@@ -49,12 +51,16 @@ class Model(TrainableModel):
         arch: str = DEFAULT_ARCH,
         weights: Union[str, "torchvision.models.WeightsEnum", None] = "pretrained",
         cache_dir: Optional[str] = CACHE_DIR,
+        dropout: Optional[float] = None,
     ) -> None:
         self._lr = lr
         self.mining = mining
         self._arch = arch
         self._weights = resolve_weights(arch, weights) if isinstance(weights, str) else weights
         self._cache_dir = cache_dir
+        if dropout is None:
+            dropout = HEAD_DROPOUT if self._weights is not None else 0.0
+        self._dropout = dropout
         super().__init__()
 
     def configure_encoders(self) -> CarsEncoder:
@@ -62,7 +68,7 @@ class Model(TrainableModel):
         return CarsEncoder(backbone, arch=self._arch, embedding_size=embedding_size)
 
     def configure_head(self, input_embedding_size: int) -> EncoderHead:
-        return SkipConnectionHead(input_embedding_size, dropout=0.1)
+        return SkipConnectionHead(input_embedding_size, dropout=self._dropout)
 
     def configure_loss(self) -> TripletLoss:
         return TripletLoss(mining=self.mining, margin=0.5)

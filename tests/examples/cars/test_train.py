@@ -1,19 +1,23 @@
 """End-to-end tests of ``python -m examples.cars.train`` on synthetic data (tiny backbone)."""
 
+import functools
 import os
 import subprocess
 import sys
 
 import pytest
 import torch
+import torchvision
 
 from examples.cars import train as cars_train
 from examples.cars.config import (
+    HEAD_DROPOUT,
     IMAGE_SIZE,
     SYNTHETIC_BATCH_SIZE,
     SYNTHETIC_EPOCHS,
     SYNTHETIC_IMAGE_SIZE,
 )
+from examples.cars.models import Model
 from quaterion_models import SimilarityModel
 
 from .conftest import INPUT_SIZE, TinyResNet, train_argv
@@ -118,3 +122,13 @@ def test_module_entry_point_reports_missing_data(tmp_path):
     assert result.returncode == 1
     assert "--data-dir" in result.stderr and "--synthetic" in result.stderr
     assert "network access attempted" not in result.stderr
+
+
+def test_head_dropout_follows_the_backbone_weights(trained_cars):
+    pretrained = torchvision.models.ResNet152_Weights.DEFAULT
+    build = functools.partial(Model, lr=1e-3, mining="hard", cache_dir=None)
+    assert build(weights=pretrained).model.head.get_config_dict()["dropout"] == HEAD_DROPOUT > 0
+    assert build(weights=None).model.head.get_config_dict()["dropout"] == 0.0
+    assert build(weights=None, dropout=0.3).model.head.get_config_dict()["dropout"] == 0.3
+    # the --synthetic run uses random weights, so its head has no dropout
+    assert isinstance(trained_cars["model"].model.head.dropout, torch.nn.Identity)
