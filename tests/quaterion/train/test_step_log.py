@@ -38,6 +38,20 @@ class MetricsSnapshots(pl.Callback):
         self._take(trainer, f"train end {trainer.current_epoch}")
 
 
+@pytest.fixture
+def log_calls(monkeypatch):
+    """Names passed to ``LightningModule.log``, in call order (the shortcut stays active)."""
+    calls = []
+    real_log = pl.LightningModule.log
+
+    def counting_log(self, name, *args, **kwargs):
+        calls.append(name)
+        return real_log(self, name, *args, **kwargs)
+
+    monkeypatch.setattr(pl.LightningModule, "log", counting_log)
+    return calls
+
+
 def _metric():
     return AttachedMetric("rrp", RetrievalRPrecision(), prog_bar=True, on_epoch=True)
 
@@ -66,15 +80,8 @@ def _fit(tmp_path, name):
     return snapshots.snapshots + [{"where": "test", **tested}], rows, model
 
 
-def test_shortcut_logs_exactly_what_self_log_logs(tmp_path, monkeypatch):
-    calls = []
-    real_log = pl.LightningModule.log
-
-    def counting_log(self, name, *args, **kwargs):
-        calls.append(name)
-        return real_log(self, name, *args, **kwargs)
-
-    monkeypatch.setattr(pl.LightningModule, "log", counting_log)
+def test_shortcut_logs_exactly_what_self_log_logs(tmp_path, monkeypatch, log_calls):
+    calls = log_calls
     fast_snapshots, fast_rows, _ = _fit(tmp_path, "fast")
     fast_calls = list(calls)
 
@@ -153,16 +160,9 @@ def test_logger_pickles_and_copies_empty_after_a_fit():
     assert copy.deepcopy(model._step_logger)._keys == {}
 
 
-def test_new_result_collection_is_not_trusted(monkeypatch):
+def test_new_result_collection_is_not_trusted(log_calls):
     """A second fit (new trainer, new result collections) registers its keys again."""
-    calls = []
-    real_log = pl.LightningModule.log
-
-    def counting_log(self, name, *args, **kwargs):
-        calls.append(name)
-        return real_log(self, name, *args, **kwargs)
-
-    monkeypatch.setattr(pl.LightningModule, "log", counting_log)
+    calls = log_calls
     model = Model()
     for _ in range(2):
         Quaterion.fit(model, trainer(max_epochs=2), group_loader())
