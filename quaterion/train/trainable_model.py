@@ -11,9 +11,9 @@ from quaterion.dataset.similarity_data_loader import SimilarityDataLoader
 from quaterion.dataset.train_collator import TrainCollator
 from quaterion.eval.attached_metric import AttachedMetric
 from quaterion.loss import GroupLoss, SimilarityLoss
+from quaterion.train._hook_checks import check_encoders, check_hook_result, check_metrics
 from quaterion.train._rng import capture_rng, restore_rng
 from quaterion.train._step_log import StepLogger
-from quaterion.train._hook_checks import check_encoders, check_hook_result, check_metrics
 from quaterion.train.cache import CacheConfig, CacheType
 from quaterion.train.cache._fast_loader import TensorFreeMeta, move_full_cache_batch
 from quaterion.train.cache.in_memory_cache_encoder import InMemoryCacheEncoder
