@@ -1,10 +1,13 @@
 """Validation and conversion of batch labels (private; used by the data loaders)."""
 
+import math
 import operator
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Optional
 
 import torch
+
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 
 
 def check_sample_types(samples: Sequence[Any], expected: type, loader: str, hint: str) -> None:
@@ -19,12 +22,22 @@ def check_sample_types(samples: Sequence[Any], expected: type, loader: str, hint
             )
 
 
-def as_int_list(values: Sequence[Any], field: str) -> list[int]:
-    """Python ints from ints, numpy integers or 0-d integer tensors; ``TypeError`` otherwise."""
+def as_int_list(
+    values: Sequence[Any], field: str, exact_in: Optional[torch.dtype] = None
+) -> list[int]:
+    """Python ints from ints, numpy integers or 0-d integer tensors; ``TypeError`` otherwise.
+
+    Every value must fit in int64; with ``exact_in`` (a float dtype the ids are stored in) it
+    must also be exactly representable there, else two ids could silently become equal.
+    ``ValueError`` names the sample and the value otherwise.
+    """
     try:
-        return [operator.index(value) for value in values]
+        ints = [operator.index(value) for value in values]
     except TypeError:
-        pass
+        ints = None
+    if ints is not None:
+        _check_int_range(ints, field, exact_in)
+        return ints
     for position, value in enumerate(values):
         try:
             operator.index(value)
@@ -36,6 +49,27 @@ def as_int_list(values: Sequence[Any], field: str) -> list[int]:
                 "{label: i for i, label in enumerate(sorted(set(labels)))}."
             ) from None
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _check_int_range(ints: list[int], field: str, exact_in: Optional[torch.dtype]) -> None:
+    low, high = _INT64_MIN, _INT64_MAX
+    where = "int64"
+    if exact_in is not None:
+        limit = 2 ** _mantissa_bits(exact_in)
+        low, high = max(low, -limit), min(high, limit)
+        where = f"{exact_in} (the dtype `{field}` is stored in), i.e. within +-{limit}"
+    for position, value in enumerate(ints):
+        if not low <= value <= high:
+            raise ValueError(
+                f"`{field}` must be an integer that fits {where}, but sample {position} of the "
+                f"batch has {field}={value}. Map ids to small integers first, e.g. with "
+                "{label: i for i, label in enumerate(sorted(set(labels)))}."
+            )
+
+
+def _mantissa_bits(dtype: torch.dtype) -> int:
+    """Integers up to ``2 ** bits`` are exact in ``dtype`` (24 for float32, 53 for float64)."""
+    return 1 - int(math.log2(torch.finfo(dtype).eps))
 
 
 def as_float_tensor(values: Sequence[Any], field: str) -> torch.Tensor:
@@ -52,6 +86,14 @@ def as_float_tensor(values: Sequence[Any], field: str) -> torch.Tensor:
         raise TypeError(
             f"`{field}` must be a real number per sample, got {offender!r} "
             f"({type(offender).__name__}). Use a float such as 1.0 (similar) or 0.0 (unrelated)."
+        )
+    finite = torch.isfinite(tensor)
+    if not bool(finite.all()):
+        position = int((~finite).nonzero()[0, 0])
+        raise ValueError(
+            f"`{field}` must be a finite number, but sample {position} of the batch has "
+            f"{field}={values[position]!r}. Fix or drop that sample; scores are usually 1.0 "
+            "(similar) and 0.0 (unrelated)."
         )
     return tensor
 

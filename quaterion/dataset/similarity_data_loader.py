@@ -150,7 +150,9 @@ class PairsSimilarityDataLoader(SimilarityDataLoader[SimilarityPairSample]):
         check_sample_types(batch, SimilarityPairSample, cls.__name__, _PAIR_HINT)
         n = len(batch)
         scores = as_float_tensor([s.score for s in batch], "score")
-        subgroups = as_int_list([s.subgroup for s in batch], "subgroup")
+        subgroups = as_int_list(
+            [s.subgroup for s in batch], "subgroup", exact_in=torch.get_default_dtype()
+        )
         first = torch.arange(n, dtype=torch.long)
         return {
             "pairs": torch.stack([first, first + n], dim=1),

@@ -101,7 +101,7 @@ def check_matrices(distance_matrix: Tensor, labels: Tensor) -> None:
 
 
 def check_embeddings(embeddings: Tensor, name: str = "embeddings") -> None:
-    """2-D, non-empty, no NaN; the error says how many rows hold NaN."""
+    """2-D, non-empty, all finite; the error says how many rows hold NaN/inf and the first."""
     if not isinstance(embeddings, Tensor):
         raise TypeError(f"{name} must be a torch.Tensor, got {type(embeddings).__name__}.")
     if embeddings.dim() != 2:
@@ -110,9 +110,12 @@ def check_embeddings(embeddings: Tensor, name: str = "embeddings") -> None:
         raise ValueError(
             f"{name} is empty (shape {tuple(embeddings.shape)}); evaluate at least one item."
         )
-    bad = int(torch.isnan(embeddings).any(dim=1).sum())
+    bad_rows = ~torch.isfinite(embeddings).all(dim=1)
+    bad = int(bad_rows.sum())
     if bad:
+        first = int(bad_rows.nonzero()[0, 0])
         raise ValueError(
-            f"{name} contain NaN in {bad} of {embeddings.shape[0]} rows; check the encoder "
-            f"output (e.g. a zero-norm input or a diverged model) before evaluating."
+            f"{name} contain NaN or inf in {bad} of {embeddings.shape[0]} rows (first: row "
+            f"{first}); a metric over them would be meaningless. Check the encoder output "
+            "(e.g. a zero-norm input or a diverged model) before evaluating."
         )

@@ -7,7 +7,7 @@ import torch
 from torch import Tensor
 
 from quaterion.distances import Distance
-from quaterion.eval._blocks import Block
+from quaterion.eval._blocks import Block, check_embeddings
 
 
 class BaseMetric:
@@ -45,7 +45,9 @@ class BaseMetric:
 
         The distance matrix is detached and its diagonal set to ``max + 1`` so an item
         ranks after every other item in its own row. Labels are cast to float.
+        ``ValueError`` if ``embeddings`` hold NaN or inf.
         """
+        check_embeddings(embeddings)
         labels = self.prepare_labels(**targets)
         distance_matrix = self.distance.distance_matrix(embeddings).detach()
         self_mask = torch.eye(

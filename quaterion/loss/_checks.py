@@ -66,6 +66,25 @@ def check_pairs(embeddings: Tensor, pairs: Tensor, labels: Optional[Tensor] = No
         )
 
 
+def check_scores(owner: str, labels: Tensor, low: float, high: float) -> None:
+    """Raise ``ValueError`` naming the first pair whose score is NaN or outside ``[low, high]``.
+
+    Only CPU tensors are read (the training loop checks batches on the CPU before moving
+    them, see ``quaterion.train._batch_checks``): a device tensor would cost a host sync.
+    """
+    if not isinstance(labels, Tensor) or labels.device.type != "cpu" or labels.numel() == 0:
+        return
+    bad = ~((labels >= low) & (labels <= high))  # NaN compares False: caught here too
+    if bool(bad.any()):
+        position = int(bad.nonzero()[0, 0])
+        allowed = f"exactly {low:g}" if low == high else f"in [{low:g}, {high:g}]"
+        raise ValueError(
+            f"{owner} takes pair scores {allowed}, but pair {position} of the batch has score "
+            f"{labels.flatten()[position].item()!r}. Rescale the scores of the dataset to that "
+            "range (1 = similar, 0 = unrelated) or pick a loss for your kind of scores."
+        )
+
+
 def check_choice(name: str, value: object, choices: dict) -> None:
     """Raise ``ValueError`` unless ``value`` is a key of ``choices`` (message lists them)."""
     if not isinstance(value, str) or value not in choices:

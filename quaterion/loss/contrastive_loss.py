@@ -7,7 +7,7 @@ from torch import LongTensor, Tensor
 
 from quaterion.distances import BaseDistance, Distance
 from quaterion.loss._arg_checks import check_number
-from quaterion.loss._checks import check_pairs
+from quaterion.loss._checks import check_pairs, check_scores
 from quaterion.loss.pairwise_loss import PairwiseLoss
 from quaterion.utils.utils import max_value_of_dtype
 
@@ -78,6 +78,8 @@ class ContrastiveLoss(PairwiseLoss):
         Mapping", CVPR 2006.
     """
 
+    score_range = (0.0, 1.0)
+
     def __init__(
         self,
         distance_metric_name: Distance = Distance.COSINE,
@@ -105,8 +107,13 @@ class ContrastiveLoss(PairwiseLoss):
         subgroups: Tensor,
         **kwargs: Any,
     ) -> Tensor:
-        """Loss of a batch; see :func:`contrastive_loss` for shapes. Returns a 0-dim tensor."""
+        """Loss of a batch; see :func:`contrastive_loss` for shapes. Returns a 0-dim tensor.
+
+        Raises:
+            ValueError: a score is NaN or outside ``[0, 1]`` (checked for CPU ``labels``).
+        """
         check_pairs(embeddings, pairs, labels)
+        check_scores(type(self).__name__, labels, *self.score_range)
         return contrastive_loss(
             embeddings,
             pairs,

@@ -64,6 +64,8 @@ class MultipleNegativesRankingLoss(PairwiseLoss):
         Reply", 2017.
     """
 
+    score_range = (1.0, 1.0)
+
     def __init__(
         self,
         scale: float = 20.0,

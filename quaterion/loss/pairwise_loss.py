@@ -1,5 +1,8 @@
 """Base class of losses trained on scored pairs (``PairsSimilarityDataLoader``)."""
 
+import math
+from typing import ClassVar, Tuple
+
 from torch import LongTensor, Tensor
 
 from quaterion.distances import Distance
@@ -14,7 +17,13 @@ class PairwiseLoss(SimilarityLoss):
 
     Args:
         distance_metric_name: distance used by the loss.
+
+    Attributes:
+        score_range: ``(low, high)`` pair scores the loss accepts; ``Quaterion.fit`` checks
+            every batch against it (subclasses narrow it, e.g. ``(0, 1)``).
     """
+
+    score_range: ClassVar[Tuple[float, float]] = (-math.inf, math.inf)
 
     def __init__(self, distance_metric_name: Distance = Distance.COSINE):
         super().__init__(distance_metric_name=distance_metric_name)

@@ -96,5 +96,5 @@ def test_well_separated_groups_score_higher(seeded):
 def test_nan_embeddings_raise_with_row_count():
     embeddings = torch.randn(5, 3)
     embeddings[1, 0] = embeddings[3, 2] = float("nan")
-    with pytest.raises(ValueError, match="NaN in 2 of 5 rows"):
+    with pytest.raises(ValueError, match="NaN or inf in 2 of 5 rows"):
         RetrievalRPrecision().compute(embeddings, torch.tensor([0, 0, 1, 1, 2]))

@@ -107,7 +107,7 @@ def test_nan_embeddings_and_empty_dataset_raise(model3):
         SimilarityPairSample([float("nan")] * 3, [1.0] * 3, 1.0, 0),
         SimilarityPairSample([2.0] * 3, [1.0] * 3, 1.0, 0),
     ]
-    with pytest.raises(ValueError, match="NaN in 1 of 4 rows"):
+    with pytest.raises(ValueError, match="NaN or inf in 1 of 4 rows"):
         PairSampler(log_progress=False).sample(data, RetrievalPrecision(), model3)
     with pytest.raises(ValueError, match="dataset is empty"):
         PairSampler(log_progress=False).sample([], RetrievalPrecision(), model3)
