@@ -9,29 +9,36 @@ import torch
 from pytorch_lightning.callbacks import EarlyStopping, RichModelSummary
 from pytorch_lightning.utilities.warnings import PossibleUserWarning
 
-from quaterion.dataset.similarity_data_loader import (
-    GroupSimilarityDataLoader,
-    PairsSimilarityDataLoader,
-    SimilarityDataLoader,
-)
-from quaterion.loss import GroupLoss, PairwiseLoss
+from quaterion.dataset.similarity_data_loader import SimilarityDataLoader
 from quaterion.train.cache import CacheType
 from quaterion.train.cache._fast_loader import full_cache_loader
 from quaterion.train.cache._fill import FEW_WORKERS_WARNING
 from quaterion.train.cache.cache_encoder import CacheEncoder
-from quaterion.train.callbacks import CleanupCallback, MetricsCallback
+from quaterion.train._fit_checks import (
+    check_loader_against_loss,
+    check_not_empty,
+    install_encoder_width_checks,
+    loader_length,
+    warn_ineffective_options,
+)
+from quaterion.train.callbacks import CleanupCallback, GuardCallback, MetricsCallback
 from quaterion.train.callbacks.cleanup_callback import restore_dataloader
 from quaterion.train.trainable_model import TrainableModel
 from quaterion.utils.progress_bar import QuaterionProgressBar
 
 
-def _check_loss_and_loader(model: TrainableModel, loader: SimilarityDataLoader) -> None:
-    if isinstance(loader, PairsSimilarityDataLoader) and not isinstance(model.loss, PairwiseLoss):
-        raise NotImplementedError("Can't use PairsSimilarityDataLoader with non-PairwiseLoss")
-    if isinstance(loader, GroupSimilarityDataLoader) and not isinstance(model.loss, GroupLoss):
-        raise NotImplementedError(
-            "Pair samplers are not implemented yet. Try other loss/data loader"
-        )
+def _check_loaders(
+    model: TrainableModel,
+    train_dataloader: SimilarityDataLoader,
+    val_dataloader: Optional[SimilarityDataLoader],
+) -> None:
+    for name, loader in (
+        ("train_dataloader", train_dataloader),
+        ("val_dataloader", val_dataloader),
+    ):
+        if loader is not None:
+            check_loader_against_loss(model.loss, loader, name)
+            check_not_empty(loader, name)
 
 
 def _check_inputs(model, train_dataloader, val_dataloader) -> None:
@@ -56,7 +63,7 @@ def _check_inputs(model, train_dataloader, val_dataloader) -> None:
 
 
 def _add_callbacks(trainer: pl.Trainer) -> None:
-    for callback_type in (CleanupCallback, MetricsCallback):
+    for callback_type in (CleanupCallback, MetricsCallback, GuardCallback):
         if not any(isinstance(cb, callback_type) for cb in trainer.callbacks):
             trainer.callbacks.append(callback_type())
 
@@ -87,7 +94,7 @@ class Quaterion:
         can be reused (another ``fit``, or plain iteration).
         """
         _check_inputs(trainable_model, train_dataloader, val_dataloader)
-        _check_loss_and_loader(trainable_model, train_dataloader)
+        _check_loaders(trainable_model, train_dataloader, val_dataloader)
         if trainer is None:
             if val_dataloader is None:
                 raise ValueError(
@@ -101,9 +108,11 @@ class Quaterion:
                 )
             )
         _add_callbacks(trainer)
+        warn_ineffective_options(trainable_model, trainer, loader_length(train_dataloader))
         loaders = [dl for dl in (train_dataloader, val_dataloader) if dl is not None]
         for loader in loaders:
             trainable_model.setup_dataloader(loader)
+        width_hooks = install_encoder_width_checks(trainable_model.model.encoders)
         try:
             trainable_model.setup_cache(
                 trainer=trainer, train_dataloader=train_dataloader, val_dataloader=val_dataloader
@@ -128,6 +137,8 @@ class Quaterion:
                     ckpt_path=ckpt_path,
                 )
         finally:
+            for hook in width_hooks:
+                hook.remove()
             trainable_model.unwrap_cache()
             for loader in loaders:
                 restore_dataloader(trainable_model, loader)

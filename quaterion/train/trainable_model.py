@@ -11,6 +11,7 @@ from quaterion.dataset.similarity_data_loader import SimilarityDataLoader
 from quaterion.dataset.train_collator import TrainCollator
 from quaterion.eval.attached_metric import AttachedMetric
 from quaterion.loss import GroupLoss, SimilarityLoss
+from quaterion.train._fit_checks import check_batch_labels
 from quaterion.train._hook_checks import check_encoders, check_hook_result, check_metrics
 from quaterion.train._rng import capture_rng, restore_rng
 from quaterion.train._step_log import StepLogger
@@ -40,6 +41,9 @@ class TrainableModel(pl.LightningModule, CacheMixin):
     (+ ``weight * xbm_loss`` in training past ``start_iteration``), logged as
     ``train_loss`` / ``validation_loss`` / ``test_loss`` and ``<metric>_<stage>``.
 
+    Set the class attribute ``check_finite_loss = False`` to train on through NaN/inf losses
+    (by default ``Quaterion.fit`` stops with ``NonFiniteLossError`` before applying one).
+
     Example:
         >>> class Model(TrainableModel):
         ...     def configure_encoders(self): return MyFrozenEncoder()
@@ -47,6 +51,9 @@ class TrainableModel(pl.LightningModule, CacheMixin):
         ...     def configure_loss(self): return TripletLoss()
         ...     def configure_optimizers(self): return torch.optim.Adam(self.model.parameters())
     """
+
+    check_finite_loss: bool = True
+    """Stop the fit on a NaN/inf training loss (see ``GuardCallback``); ``False`` disables it."""
 
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
@@ -179,6 +186,12 @@ class TrainableModel(pl.LightningModule, CacheMixin):
             embeddings=embeddings, targets=targets, batch_idx=batch_idx, stage=stage, **kwargs
         )
         return loss
+
+    @override
+    def on_before_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        # pair scores are checked here, on the CPU, so that the device never syncs for it
+        check_batch_labels(self._loss, batch)
+        return batch
 
     @override
     def transfer_batch_to_device(

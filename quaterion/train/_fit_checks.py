@@ -1,0 +1,219 @@
+"""Checks ``Quaterion.fit`` runs before and around training (private).
+
+Each function raises (or warns) with a message naming the argument, the offending value and
+the fix, so that a wrong setup fails at the start instead of training on silently.
+"""
+
+import math
+from typing import Any, Dict, List, Optional
+
+import pytorch_lightning as pl
+from pytorch_lightning.utilities import rank_zero_warn
+from torch import Tensor, nn
+
+from quaterion.dataset.similarity_data_loader import (
+    GroupSimilarityDataLoader,
+    PairsSimilarityDataLoader,
+    SimilarityDataLoader,
+)
+from quaterion.loss import GroupLoss, PairwiseLoss, SimilarityLoss, TripletLoss
+from quaterion.loss._checks import check_scores
+
+
+class LoaderLossMismatchError(NotImplementedError, TypeError):
+    """A loader's sample type does not fit the loss (pairs for a group loss or vice versa).
+
+    Also a ``NotImplementedError``, the type upstream raised for this mistake.
+    """
+
+
+_KINDS = {
+    PairsSimilarityDataLoader: ("PairsSimilarityDataLoader", "SimilarityPairSample"),
+    GroupSimilarityDataLoader: ("GroupSimilarityDataLoader", "SimilarityGroupSample"),
+}
+
+
+def check_loader_against_loss(loss: SimilarityLoss, loader: SimilarityDataLoader, name: str):
+    """Raise :class:`LoaderLossMismatchError` unless ``loader`` yields what ``loss`` takes."""
+    loss_name = type(loss).__name__
+    if isinstance(loader, PairsSimilarityDataLoader) and not isinstance(loss, PairwiseLoss):
+        raise LoaderLossMismatchError(
+            f"{name} is a PairsSimilarityDataLoader (SimilarityPairSample items), but the loss "
+            f"{loss_name} is not a PairwiseLoss and takes group ids. Use a PairwiseLoss such "
+            "as ContrastiveLoss or MultipleNegativesRankingLoss, or give the loader "
+            "SimilarityGroupSample items through a GroupSimilarityDataLoader."
+        )
+    if isinstance(loader, GroupSimilarityDataLoader) and not isinstance(loss, GroupLoss):
+        raise LoaderLossMismatchError(
+            f"{name} is a GroupSimilarityDataLoader (SimilarityGroupSample items), but the "
+            f"loss {loss_name} is not a GroupLoss and takes scored pairs. Use a GroupLoss such "
+            "as TripletLoss or OnlineContrastiveLoss, or give the loader SimilarityPairSample "
+            "items through a PairsSimilarityDataLoader."
+        )
+
+
+def check_not_empty(loader: SimilarityDataLoader, name: str) -> None:
+    """Raise ``ValueError`` if ``loader`` has a length and yields no batch.
+
+    Loaders without a length (iterable datasets) are checked while training instead
+    (:class:`~quaterion.train.callbacks.GuardCallback`).
+    """
+    try:
+        samples = len(loader.dataset)
+    except TypeError:
+        return
+    if samples == 0:
+        raise ValueError(
+            f"{name} has no samples: its dataset is empty. Check the data path and any "
+            "filtering that built the dataset."
+        )
+    try:
+        batches = len(loader)
+    except TypeError:
+        return
+    if batches == 0:
+        raise ValueError(
+            f"{name} yields no batch: {samples} samples with batch_size={loader.batch_size} "
+            f"and drop_last={loader.drop_last}. Lower batch_size or set drop_last=False."
+        )
+
+
+def check_batch_labels(loss: SimilarityLoss, batch: Any) -> None:
+    """Check a CPU batch's pair scores against ``loss.score_range`` (before device transfer)."""
+    if not isinstance(loss, PairwiseLoss) or not isinstance(batch, (tuple, list)):
+        return
+    if len(batch) != 2 or not isinstance(batch[1], dict):
+        return
+    labels = batch[1].get("labels")
+    if isinstance(labels, Tensor):
+        check_scores(type(loss).__name__, labels, *loss.score_range)
+
+
+def warn_ineffective_options(model: Any, trainer: pl.Trainer, train_batches: Optional[int]):
+    """Warn once per fit about settings that will not change training (see the guide)."""
+    for message in _ineffective_options(model, trainer, train_batches):
+        rank_zero_warn(message, category=UserWarning)
+
+
+def _ineffective_options(model: Any, trainer: pl.Trainer, train_batches: Optional[int]):
+    loss = model.loss
+    loss_name = type(loss).__name__
+    config = loss.get_config_dict()
+    messages: List[str] = []
+    if isinstance(loss, TripletLoss) and config.get("soft") and config.get("mining") != "hard":
+        messages.append(
+            f"TripletLoss(soft=True) has no effect with mining={config.get('mining')!r}: only "
+            "mining='hard' has a soft-margin variant. Drop soft=True or use mining='hard'."
+        )
+    xbm = model.configure_xbm()
+    if xbm is None:
+        return messages
+    if not isinstance(loss, GroupLoss):
+        messages.append(
+            f"configure_xbm() is set, but cross-batch memory works only with a GroupLoss; "
+            f"{loss_name} will raise NotImplementedError at step {xbm.start_iteration + 1}. "
+            "Return None from configure_xbm() or use a GroupLoss."
+        )
+    elif type(loss).xbm_loss is GroupLoss.xbm_loss:
+        messages.append(
+            f"configure_xbm() is set, but {loss_name} has no xbm_loss and will raise "
+            f"NotImplementedError at step {xbm.start_iteration + 1}. Return None from "
+            "configure_xbm() or use TripletLoss(mining='hard' or 'semi_hard')."
+        )
+    elif isinstance(loss, TripletLoss) and config.get("mining") not in ("hard", "semi_hard"):
+        messages.append(
+            f"configure_xbm() has no effect: TripletLoss(mining={config.get('mining')!r}) "
+            "ignores the memory (its xbm_loss is 0). Use mining='hard' or 'semi_hard', or "
+            "return None from configure_xbm()."
+        )
+    if xbm.weight == 0:
+        messages.append(
+            "configure_xbm() has no effect: XbmConfig(weight=0) multiplies the memory loss by "
+            "0. Give a positive weight or return None from configure_xbm()."
+        )
+    total_steps = _planned_steps(trainer, train_batches)
+    if total_steps is not None and xbm.start_iteration + 1 >= total_steps:
+        messages.append(
+            f"configure_xbm() has no effect: the memory starts after step "
+            f"{xbm.start_iteration} (XbmConfig.start_iteration) but this fit runs at most "
+            f"{total_steps} steps. Lower start_iteration or train longer."
+        )
+    return messages
+
+
+def _planned_steps(trainer: pl.Trainer, train_batches: Optional[int]) -> Optional[int]:
+    limits = []
+    if trainer.max_steps is not None and trainer.max_steps >= 0:
+        limits.append(trainer.max_steps)
+    max_epochs = trainer.max_epochs
+    if train_batches and max_epochs is not None and max_epochs >= 0:
+        per_epoch = train_batches
+        limit = trainer.limit_train_batches
+        if isinstance(limit, int) and not isinstance(limit, bool):
+            per_epoch = min(per_epoch, limit)
+        elif isinstance(limit, float) and limit <= 1.0:
+            per_epoch = int(per_epoch * limit)
+        accumulate = max(1, trainer.accumulate_grad_batches)
+        limits.append(math.ceil(per_epoch / accumulate) * max_epochs)
+    return min(limits) if limits else None
+
+
+def loader_length(loader: Optional[SimilarityDataLoader]) -> Optional[int]:
+    """``len(loader)`` or ``None`` for a loader without a length."""
+    if loader is None:
+        return None
+    try:
+        return len(loader)
+    except TypeError:
+        return None
+
+
+class EncoderWidthError(ValueError):
+    """An encoder's output width differs from its ``embedding_size``."""
+
+
+def install_encoder_width_checks(encoders: Dict[str, Any]) -> List["WidthCheckedForward"]:
+    """Check each encoder's first output width against its ``embedding_size``.
+
+    ``SimilarityModel`` calls ``encoder.forward`` directly (so module hooks never run): each
+    encoder gets a :class:`WidthCheckedForward` as its instance ``forward`` until its first
+    good output; ``remove()`` each returned item to restore the rest.
+    """
+    return [
+        WidthCheckedForward(name, encoder)
+        for name, encoder in encoders.items()
+        if isinstance(encoder, nn.Module)
+    ]
+
+
+class WidthCheckedForward:
+    """Instance-level ``forward`` of one encoder that checks the width of its first output.
+
+    Raises :class:`EncoderWidthError` naming the encoder key and class before the head sees a
+    wrong width. Picklable (no closure), so spawned DDP ranks can copy the model.
+    """
+
+    def __init__(self, name: str, encoder: nn.Module):
+        self.name = name
+        self.encoder = encoder
+        encoder.forward = self
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        encoder = self.encoder
+        output = type(encoder).forward(encoder, *args, **kwargs)
+        if isinstance(output, Tensor) and output.dim() > 0:
+            expected = encoder.embedding_size
+            if output.shape[-1] != expected:
+                raise EncoderWidthError(
+                    f"Encoder {self.name!r} ({type(encoder).__name__}) returned vectors of "
+                    f"width {output.shape[-1]} (output shape {tuple(output.shape)}), but its "
+                    f"embedding_size is {expected} and the head was built for that. Make "
+                    "embedding_size return the width forward() produces."
+                )
+            self.remove()
+        return output
+
+    def remove(self) -> None:
+        """Restore the encoder's own ``forward`` (no-op once done)."""
+        if vars(self.encoder).get("forward") is self:
+            del self.encoder.forward
