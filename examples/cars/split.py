@@ -2,7 +2,9 @@
 
 The cached file is checked before it is trusted: it records the seed, the data source and a
 digest of every item's label, and it is recomputed (with a message) when any of them differ.
-It is written with ``torch.save`` and read with ``torch.load(weights_only=True)``.
+It is written with ``torch.save`` and read with ``torch.load(weights_only=True)`` (tensors and
+plain containers only: a file carrying code is refused, never run), and its two index tensors
+must together be a permutation of the items, so a damaged or tampered file is recomputed.
 """
 
 import hashlib
@@ -51,6 +53,9 @@ def _read_valid(path: str, expected: dict) -> Optional[Tuple[np.ndarray, np.ndar
     except Exception as exc:  # noqa: BLE001 - any unreadable file is recomputed
         print(f"Split cache {path} is unreadable ({exc}); recomputing it.", file=sys.stderr)
         return None
+    if not isinstance(record, dict):
+        print(f"Split cache {path} is not a split record; recomputing it.", file=sys.stderr)
+        return None
     mismatched = [key for key, value in expected.items() if record.get(key) != value]
     if mismatched:
         print(
@@ -59,7 +64,23 @@ def _read_valid(path: str, expected: dict) -> Optional[Tuple[np.ndarray, np.ndar
             file=sys.stderr,
         )
         return None
-    return record["train_indices"].numpy(), record["test_indices"].numpy()
+    indices = _checked_indices(record, expected["num_items"])
+    if indices is None:
+        print(f"Split cache {path} holds invalid indices; recomputing it.", file=sys.stderr)
+    return indices
+
+
+def _checked_indices(record: dict, num_items: int) -> Optional[Tuple[np.ndarray, np.ndarray]]:
+    """The two index arrays if together they are a permutation of ``range(num_items)``."""
+    parts = [record.get("train_indices"), record.get("test_indices")]
+    if not all(
+        isinstance(part, torch.Tensor) and part.dtype == torch.int64 and part.dim() == 1
+        for part in parts
+    ):
+        return None
+    if not torch.equal(torch.cat(parts).sort().values, torch.arange(num_items)):
+        return None
+    return parts[0].numpy(), parts[1].numpy()
 
 
 def load_or_create_split(

@@ -1,7 +1,11 @@
 """Tests of the class split and its checked on-disk cache."""
 
+import os
+import pickle
+
 import numpy as np
 import pytest
+import torch
 
 from examples.cars.split import keyed_split_path, load_or_create_split, split_by_class
 
@@ -72,3 +76,62 @@ def test_split_file_name_is_keyed_by_source_and_seed():
         keyed_split_path("split_cache.pkl", "synthetic", 42) == "split_cache_synthetic_seed42.pkl"
     )
     assert keyed_split_path("d/split_cache.pkl", "real", 1) == "d/split_cache_real_seed1.pkl"
+
+
+class _RunsCode:
+    """Unpickling this calls ``open(marker, "w")``: a stand-in for arbitrary code."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+@pytest.mark.parametrize("how", ["pickle", "torch.save"])
+def test_malicious_split_file_runs_no_code_and_is_recomputed(tmp_path, capsys, how):
+    path, marker = tmp_path / "split.pkl", str(tmp_path / "code_ran")
+    payload = {"format": 1, "train_indices": _RunsCode(marker)}
+    if how == "pickle":
+        path.write_bytes(pickle.dumps(payload))
+    else:
+        torch.save(payload, path)
+    train_idx, _ = load_or_create_split(str(path), LABELS, 196, 42, "synthetic")
+    assert not os.path.exists(marker)
+    assert "unreadable" in capsys.readouterr().err
+    np.testing.assert_array_equal(train_idx, split_by_class(LABELS, 196, 42)[0])
+    # the file was replaced by a clean record that is reused
+    again, _ = load_or_create_split(str(path), LABELS, 196, 42, "synthetic")
+    assert capsys.readouterr().err == ""
+    np.testing.assert_array_equal(again, train_idx)
+
+
+@pytest.mark.parametrize(
+    "tamper",
+    [
+        lambda r: r.update(train_indices=r["train_indices"][:-1]),  # an item lost
+        lambda r: r.update(test_indices=r["test_indices"] + 10**6),  # out of range
+        lambda r: r.update(train_indices=r["train_indices"].float()),  # wrong dtype
+        lambda r: r.clear() or r.update(x=[1, 2]),  # not a split record
+    ],
+    ids=["lost-item", "out-of-range", "float", "other-dict"],
+)
+def test_split_file_with_invalid_indices_is_recomputed(tmp_path, capsys, tamper):
+    path = str(tmp_path / "split.pt")
+    load_or_create_split(path, LABELS, 196, 42, "synthetic")
+    record = torch.load(path, weights_only=True)
+    tamper(record)
+    torch.save(record, path)
+    train_idx, test_idx = load_or_create_split(path, LABELS, 196, 42, "synthetic")
+    assert "recomputing" in capsys.readouterr().err
+    expected = split_by_class(LABELS, 196, 42)
+    np.testing.assert_array_equal(train_idx, expected[0])
+    np.testing.assert_array_equal(test_idx, expected[1])
+
+
+def test_split_file_that_is_a_list_is_recomputed(tmp_path, capsys):
+    path = tmp_path / "split.pt"
+    torch.save([1, 2, 3], path)
+    train_idx, _ = load_or_create_split(str(path), LABELS, 196, 42, "synthetic")
+    assert "not a split record" in capsys.readouterr().err
+    np.testing.assert_array_equal(train_idx, split_by_class(LABELS, 196, 42)[0])
