@@ -19,8 +19,11 @@ from quaterion.dataset import (
     SimilarityGroupSample,
     SimilarityPairSample,
 )
+from quaterion.eval.evaluator import Evaluator
 from quaterion.eval.group import RetrievalRPrecision
 from quaterion.eval.pair import RetrievalPrecision
+from quaterion.eval.samplers.group_sampler import GroupSampler
+from quaterion.eval.samplers.pair_sampler import PairSampler
 from quaterion.loss import (
     ContrastiveLoss,
     MultipleNegativesRankingLoss,
@@ -266,6 +269,22 @@ FIT_CASES = [
 ]
 
 
+FIT_CASES += [
+    Case(
+        "nan-loss-with-the-default-callbacks",
+        lambda: _fit(train=group_loader(_poisoned_samples(24, 9)))(),
+        FloatingPointError,
+        ("Training loss is nan", "epoch 0, step 1"),
+    ),
+    Case(
+        "mnrl-with-soft-scores",
+        _fit(Model(loss=MultipleNegativesRankingLoss()), pair_loader(_scored_pairs(1.0, 0.5))),
+        ValueError,
+        ("MultipleNegativesRankingLoss", "exactly 1", "pair 1", "0.5"),
+    ),
+]
+
+
 @pytest.mark.parametrize("case", FIT_CASES, ids=[c.id for c in FIT_CASES])
 def test_fit_rejects(case):
     _run(case)
@@ -413,6 +432,32 @@ METRIC_CASES = [
         ),
         ValueError,
         ("NaN or inf", "row 2"),
+    ),
+]
+
+
+def _evaluate(metric, sampler, dataset) -> Callable[[], Any]:
+    return lambda: Quaterion.evaluate(Evaluator(metric, sampler), dataset, Model().model)
+
+
+METRIC_CASES += [
+    Case(
+        "evaluate-pairs-with-group-sampler",
+        _evaluate(RetrievalRPrecision(), GroupSampler(sample_size=4), _scored_pairs(1.0, 0.0)),
+        TypeError,
+        ("SimilarityGroupSample", "item 0", "SimilarityPairSample"),
+    ),
+    Case(
+        "evaluate-tuples",
+        _evaluate(RetrievalPrecision(k=1), PairSampler(sample_size=4), [("a", "b", 1.0)]),
+        TypeError,
+        ("SimilarityPairSample", "tuple"),
+    ),
+    Case(
+        "evaluate-empty",
+        _evaluate(RetrievalRPrecision(), GroupSampler(sample_size=4), []),
+        ValueError,
+        ("dataset is empty",),
     ),
 ]
 
