@@ -27,29 +27,35 @@ class LoaderLossMismatchError(NotImplementedError, TypeError):
     """
 
 
-_KINDS = {
-    PairsSimilarityDataLoader: ("PairsSimilarityDataLoader", "SimilarityPairSample"),
-    GroupSimilarityDataLoader: ("GroupSimilarityDataLoader", "SimilarityGroupSample"),
+# loader type -> (its sample type, the loss base it needs, examples, the other loader, its samples)
+_PAIRINGS = {
+    PairsSimilarityDataLoader: (
+        "SimilarityPairSample",
+        PairwiseLoss,
+        "ContrastiveLoss or MultipleNegativesRankingLoss",
+        "GroupSimilarityDataLoader",
+        "SimilarityGroupSample",
+    ),
+    GroupSimilarityDataLoader: (
+        "SimilarityGroupSample",
+        GroupLoss,
+        "TripletLoss or OnlineContrastiveLoss",
+        "PairsSimilarityDataLoader",
+        "SimilarityPairSample",
+    ),
 }
 
 
 def check_loader_against_loss(loss: SimilarityLoss, loader: SimilarityDataLoader, name: str):
     """Raise :class:`LoaderLossMismatchError` unless ``loader`` yields what ``loss`` takes."""
-    loss_name = type(loss).__name__
-    if isinstance(loader, PairsSimilarityDataLoader) and not isinstance(loss, PairwiseLoss):
-        raise LoaderLossMismatchError(
-            f"{name} is a PairsSimilarityDataLoader (SimilarityPairSample items), but the loss "
-            f"{loss_name} is not a PairwiseLoss and takes group ids. Use a PairwiseLoss such "
-            "as ContrastiveLoss or MultipleNegativesRankingLoss, or give the loader "
-            "SimilarityGroupSample items through a GroupSimilarityDataLoader."
-        )
-    if isinstance(loader, GroupSimilarityDataLoader) and not isinstance(loss, GroupLoss):
-        raise LoaderLossMismatchError(
-            f"{name} is a GroupSimilarityDataLoader (SimilarityGroupSample items), but the "
-            f"loss {loss_name} is not a GroupLoss and takes scored pairs. Use a GroupLoss such "
-            "as TripletLoss or OnlineContrastiveLoss, or give the loader SimilarityPairSample "
-            "items through a PairsSimilarityDataLoader."
-        )
+    for loader_type, (samples, loss_base, examples, other, other_samples) in _PAIRINGS.items():
+        if isinstance(loader, loader_type) and not isinstance(loss, loss_base):
+            raise LoaderLossMismatchError(
+                f"{name} is a {loader_type.__name__} ({samples} items), but the loss "
+                f"{type(loss).__name__} is not a {loss_base.__name__}. Use a "
+                f"{loss_base.__name__} such as {examples}, or give the loader {other_samples} "
+                f"items through a {other}."
+            )
 
 
 def check_not_empty(loader: SimilarityDataLoader, name: str) -> None:
