@@ -526,3 +526,17 @@ def test_save_servable_to_unicode_path_with_spaces(tmp_path):
     torch.testing.assert_close(
         SimilarityModel.load(str(path)).encode(inputs, to_numpy=False), expected
     )
+
+
+def test_resume_from_a_checkpoint_at_the_end_of_an_epoch(tmp_path):
+    """The resumed epoch has no batch left to read: that is not an empty loader."""
+    from pytorch_lightning.callbacks import ModelCheckpoint
+
+    checkpoint = ModelCheckpoint(
+        dirpath=tmp_path, every_n_train_steps=3, save_top_k=-1, save_on_train_epoch_end=False
+    )
+    first = trainer(callbacks=[checkpoint], enable_checkpointing=True)
+    Quaterion.fit(Model(), first, group_loader())  # 24 samples, batch 8: 3 steps an epoch
+    resumed = trainer(max_epochs=2)
+    Quaterion.fit(Model(), resumed, group_loader(), ckpt_path=str(tmp_path / "epoch=0-step=3.ckpt"))
+    assert resumed.global_step == 6

@@ -53,7 +53,9 @@ class GuardCallback(pl.Callback):
 
     @override
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if self._epoch_batches == 0 and trainer.num_training_batches != 0:
+        # a resumed fit may restart at the end of an epoch: nothing left to read is fine then
+        resumed = trainer.ckpt_path is not None
+        if self._epoch_batches == 0 and trainer.num_training_batches != 0 and not resumed:
             raise ValueError(
                 f"train_dataloader yielded no batch in epoch {trainer.current_epoch}: the "
                 "dataset is empty (or every batch was dropped). Check the data, batch_size "
