@@ -34,6 +34,7 @@ from tests.quaterion.train.helpers import (
     group_samples,
     pair_loader,
 )
+from tests.quaterion.train.helpers import trainer as quiet_trainer
 
 WORLD = 2
 BATCH = 4  # per rank; the one-process reference uses WORLD * BATCH
@@ -86,19 +87,8 @@ def probe_inputs() -> list:
 
 
 def ddp_trainer(**kwargs) -> pl.Trainer:
-    options = dict(
-        accelerator="cpu",
-        devices=WORLD,
-        strategy="ddp",
-        max_epochs=1,
-        logger=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        enable_checkpointing=False,
-        num_sanity_val_steps=0,
-    )
-    options.update(kwargs)
-    return pl.Trainer(**options)
+    """The tests' quiet CPU trainer on ``WORLD`` processes with ``strategy="ddp"``."""
+    return quiet_trainer(**{"devices": WORLD, "strategy": "ddp", **kwargs})
 
 
 def metrics_of(trainer: pl.Trainer) -> dict:

@@ -8,27 +8,16 @@ writes ``OUT/rank<global rank>.pt``.
 import os
 import sys
 
-import pytorch_lightning as pl
 import torch
 
 from quaterion import Quaterion
 from tests.quaterion.distributed.ddp_fit_script import BATCH, group_loaders, group_model
+from tests.quaterion.train.helpers import trainer as quiet_trainer
 
 
 def main(out: str) -> None:
     model = group_model()
-    trainer = pl.Trainer(
-        num_nodes=2,
-        devices=1,
-        accelerator="cpu",
-        strategy="ddp",
-        max_epochs=1,
-        logger=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        enable_checkpointing=False,
-        num_sanity_val_steps=0,
-    )
+    trainer = quiet_trainer(num_nodes=2, devices=1, strategy="ddp")
     train, val = group_loaders(BATCH)
     Quaterion.fit(model, trainer, train, val)
     model.save_servable(os.path.join(out, "servable"))
