@@ -1,21 +1,67 @@
 """Shared training entry for the examples: ``Quaterion.fit`` with the default trainer."""
 
+import argparse
 import warnings
+from typing import Any, Dict
 
 import pytorch_lightning as pl
 
 from quaterion import Quaterion, TrainableModel
 
 
-def fit(model: TrainableModel, train_dataloader, val_dataloader, max_epochs: int) -> pl.Trainer:
-    """``Quaterion.fit`` with ``Quaterion.trainer_defaults`` and ``max_epochs`` overridden.
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
 
-    Early stopping on ``validation_loss`` stays on. Lightning's "few workers" hint is
-    silenced: the examples keep ``num_workers=0`` so that they run the same everywhere.
+
+def add_scale_args(parser: argparse.ArgumentParser) -> None:
+    """``--devices N`` and ``--num-nodes N`` (both default 1), handed to the trainer."""
+    parser.add_argument(
+        "--devices",
+        type=_positive_int,
+        default=1,
+        help="devices (GPUs, or CPU processes) per machine; more than one trains with DDP "
+        "(default: 1)",
+    )
+    parser.add_argument(
+        "--num-nodes",
+        type=_positive_int,
+        default=1,
+        help="machines taking part (launch the script on each with torchrun or srun; "
+        "see the Scaling out guide; default: 1)",
+    )
+
+
+def trainer_options(
+    model: TrainableModel, train_dataloader, max_epochs: int, devices: int = 1, num_nodes: int = 1
+) -> Dict[str, Any]:
+    """``Quaterion.trainer_defaults`` with ``max_epochs``, ``devices`` and ``num_nodes`` set.
+
+    More than one process in all selects ``strategy="ddp"``.
     """
-    trainer_kwargs = Quaterion.trainer_defaults(model, train_dataloader)
-    trainer_kwargs["max_epochs"] = max_epochs
-    trainer = pl.Trainer(**trainer_kwargs)
+    options = Quaterion.trainer_defaults(model, train_dataloader)
+    options.update(max_epochs=max_epochs, devices=devices, num_nodes=num_nodes)
+    if devices * num_nodes > 1:
+        options["strategy"] = "ddp"
+    return options
+
+
+def fit(
+    model: TrainableModel,
+    train_dataloader,
+    val_dataloader,
+    max_epochs: int,
+    devices: int = 1,
+    num_nodes: int = 1,
+) -> pl.Trainer:
+    """``Quaterion.fit`` with :func:`trainer_options` (the defaults, early stopping on).
+
+    Lightning's "few workers" hint is silenced: the examples keep ``num_workers=0`` so that
+    they run the same everywhere.
+    """
+    trainer = pl.Trainer(**trainer_options(model, train_dataloader, max_epochs, devices, num_nodes))
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", ".*does not have many workers.*")
         Quaterion.fit(

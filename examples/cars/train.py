@@ -31,7 +31,8 @@ from .config import (
 )
 from .data import DATASET_PATH, DataNotFoundError, get_dataloaders
 from .models import Model
-from examples.training import fit
+from examples.training import add_scale_args, fit
+from quaterion.distributed import on_rank_zero_then_wait
 from examples.weights import resolve_weights
 
 
@@ -50,11 +51,14 @@ def train(
     arch: str = DEFAULT_ARCH,
     seed: int = DEFAULT_SEED,
     cache_dir: Optional[str] = None,
+    devices: int = 1,
+    num_nodes: int = 1,
 ) -> Model:
     """Fit the head on the train classes, validate on the unseen test classes, save the servable.
 
     The trainer is ``Quaterion.trainer_defaults`` (early stopping on ``validation_loss``,
-    patience 3) with ``max_epochs=epochs``. ``cache_dir=None`` picks
+    patience 3) with ``max_epochs=epochs``, on ``devices`` per machine and ``num_nodes``
+    machines (DDP when more than one process). ``cache_dir=None`` picks
     :func:`~examples.cars.cli.default_cache_dir`. Returns the trained model.
     """
     train_dataloader, val_dataloader = get_dataloaders(
@@ -72,9 +76,9 @@ def train(
         cache_dir = default_cache_dir(synthetic, input_size, arch, weights_tag, seed)
     model = Model(lr=lr, mining=mining, arch=arch, weights=resolved, cache_dir=cache_dir)
 
-    fit(model, train_dataloader, val_dataloader, epochs)
-    shutil.rmtree(save_dir, ignore_errors=True)
-    model.save_servable(save_dir)
+    fit(model, train_dataloader, val_dataloader, epochs, devices, num_nodes)
+    on_rank_zero_then_wait(lambda: shutil.rmtree(save_dir, ignore_errors=True))
+    model.save_servable(save_dir)  # under DDP: written by global rank 0 only
     return model
 
 
@@ -110,6 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_data_args(parser)
     add_model_args(parser)
+    add_scale_args(parser)
     return parser
 
 
@@ -142,6 +147,8 @@ def main(argv: Optional[List[str]] = None) -> Model:
             arch=args.arch,
             seed=args.seed,
             cache_dir=args.cache_dir,
+            devices=args.devices,
+            num_nodes=args.num_nodes,
         )
     except DataNotFoundError as exc:
         sys.exit(f"error: {exc}")

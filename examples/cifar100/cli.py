@@ -6,6 +6,7 @@ from typing import List, Optional
 
 
 from .cifar100 import DATASET_PATH, SYNTHETIC_TRAIN_SIZE, DataNotFoundError, get_dataloaders
+from examples.training import add_scale_args
 from examples.training import fit  # noqa: F401  (re-exported for the scripts)
 from examples.weights import WEIGHTS_CHOICES
 
@@ -13,7 +14,8 @@ SYNTHETIC_EPOCHS = 3
 
 
 def build_parser(prog: str, description: str, epochs_default: int) -> argparse.ArgumentParser:
-    """``--embedding-size``, ``--lr``, ``--epochs`` and the offline switches."""
+    """``--embedding-size``, ``--lr``, ``--epochs``, the offline switches, ``--devices`` and
+    ``--num-nodes``."""
     parser = argparse.ArgumentParser(prog=prog, description=description)
     parser.add_argument("--embedding-size", type=int, default=128)
     parser.add_argument("--lr", type=float, default=1e-4)
@@ -53,6 +55,7 @@ def build_parser(prog: str, description: str, epochs_default: int) -> argparse.A
         "(default: pretrained, or random with --synthetic)",
     )
     parser.add_argument("--seed", type=int, default=42)
+    add_scale_args(parser)
     return parser
 
 

@@ -1,6 +1,10 @@
 """Train MobileNetV3 on CIFAR-100 with an online contrastive or triplet loss.
 
 ``python -m examples.cifar100.train_simple [--loss-fn contrastive|triplet] [--synthetic]``
+
+Two devices (two CPU processes without a GPU), DDP:
+``python -m examples.cifar100.train_simple --synthetic --devices 2``; add ``--num-nodes N`` on
+several machines (see the Scaling out guide).
 """
 
 from typing import TYPE_CHECKING, List, Optional, Union
@@ -64,7 +68,7 @@ def main(argv: Optional[List[str]] = None) -> pl.Trainer:
     pl.seed_everything(args.seed)
     train_dataloader, val_dataloader = load_dataloaders(args, BATCH_SIZE)
     model = Model(args.embedding_size, args.lr, args.loss_fn, args.mining, weights=args.weights)
-    return fit(model, train_dataloader, val_dataloader, args.epochs)
+    return fit(model, train_dataloader, val_dataloader, args.epochs, args.devices, args.num_nodes)
 
 
 if __name__ == "__main__":

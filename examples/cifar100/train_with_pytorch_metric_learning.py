@@ -1,6 +1,10 @@
 """Train MobileNetV3 on CIFAR-100 with pytorch-metric-learning's ArcFace loss and miner.
 
 ``python -m examples.cifar100.train_with_pytorch_metric_learning [--epochs 10] [--synthetic]``
+
+Two devices (two CPU processes without a GPU), DDP:
+``python -m examples.cifar100.train_with_pytorch_metric_learning --synthetic --devices 2``; add ``--num-nodes N`` on
+several machines (see the Scaling out guide).
 """
 
 import sys
@@ -80,7 +84,7 @@ def main(argv: Optional[List[str]] = None) -> pl.Trainer:
     pl.seed_everything(args.seed)
     train_dataloader, val_dataloader = load_dataloaders(args, BATCH_SIZE)
     model = Model(args.embedding_size, args.lr, weights=args.weights)
-    return fit(model, train_dataloader, val_dataloader, args.epochs)
+    return fit(model, train_dataloader, val_dataloader, args.epochs, args.devices, args.num_nodes)
 
 
 if __name__ == "__main__":

@@ -3,6 +3,10 @@
 ``python -m examples.cifar100.train_with_xbm [--xbm-start-iteration 1000] [--synthetic]``
 
 Batch size and buffer size are chosen so that training fits on a 4 GB GPU.
+
+Two devices (two CPU processes without a GPU), DDP:
+``python -m examples.cifar100.train_with_xbm --synthetic --devices 2``; add ``--num-nodes N`` on
+several machines (see the Scaling out guide).
 """
 
 from typing import TYPE_CHECKING, List, Optional, Union
@@ -90,7 +94,7 @@ def main(argv: Optional[List[str]] = None) -> pl.Trainer:
         xbm_buffer_size=args.xbm_buffer_size,
         xbm_start_iteration=args.xbm_start_iteration,
     )
-    return fit(model, train_dataloader, val_dataloader, args.epochs)
+    return fit(model, train_dataloader, val_dataloader, args.epochs, args.devices, args.num_nodes)
 
 
 if __name__ == "__main__":

@@ -19,8 +19,8 @@ class ClassifierGroupLoss(GroupLoss):
 
     hyperparameters: ClassVar[tuple[str, ...]] = ()
 
-    def __init__(self, embedding_size: int, num_groups: int):
-        super().__init__()
+    def __init__(self, embedding_size: int, num_groups: int, gather_across_ranks: bool = False):
+        super().__init__(gather_across_ranks=gather_across_ranks)
         name = type(self).__name__
         self.embedding_size = check_positive_int(name, "embedding_size", embedding_size)
         self.num_groups = check_positive_int(name, "num_groups", num_groups)
@@ -44,7 +44,7 @@ class ClassifierGroupLoss(GroupLoss):
             AssertionError: a group id is outside ``[0, num_groups)``.
         """
         check_group_ids(type(self).__name__, embeddings, groups, self.num_groups)
-        return self._loss(embeddings, groups)
+        return self._loss(*self.gather(embeddings, groups))
 
     def _loss(self, embeddings: Tensor, groups: Tensor) -> Tensor:
         raise NotImplementedError

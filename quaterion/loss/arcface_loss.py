@@ -53,6 +53,8 @@ class ArcFaceLoss(ClassifierGroupLoss):
         num_groups: number of classes ``C``.
         scale: logit scale ``s`` (> 0).
         margin: additive angular margin ``m`` in radians (>= 0).
+        gather_across_ranks: under DDP, compute the loss over every rank's batch (see
+            :class:`~quaterion.loss.GroupLoss`).
 
     References:
         Deng et al., "ArcFace: Additive Angular Margin Loss for Deep Face Recognition",
@@ -65,9 +67,14 @@ class ArcFaceLoss(ClassifierGroupLoss):
     hyperparameters = ("scale", "margin")
 
     def __init__(
-        self, embedding_size: int, num_groups: int, scale: float = 64.0, margin: float = 0.5
+        self,
+        embedding_size: int,
+        num_groups: int,
+        scale: float = 64.0,
+        margin: float = 0.5,
+        gather_across_ranks: bool = False,
     ):
-        super().__init__(embedding_size, num_groups)
+        super().__init__(embedding_size, num_groups, gather_across_ranks)
         name = type(self).__name__
         self.scale = check_number(name, "scale", scale, minimum=0.0, strict=True)
         self.margin = check_number(name, "margin", margin, minimum=0.0)

@@ -41,6 +41,8 @@ class CenterLoss(ClassifierGroupLoss):
         embedding_size: ``d``.
         num_groups: number of classes ``C``.
         lambda_c: weight of the term (>= 0).
+        gather_across_ranks: under DDP, compute the loss over every rank's batch (see
+            :class:`~quaterion.loss.GroupLoss`).
 
     References:
         Wen et al., "A Discriminative Feature Learning Approach for Deep Face Recognition",
@@ -49,8 +51,14 @@ class CenterLoss(ClassifierGroupLoss):
 
     hyperparameters = ("lambda_c",)
 
-    def __init__(self, embedding_size: int, num_groups: int, lambda_c: Optional[float] = 0.5):
-        super().__init__(embedding_size, num_groups)
+    def __init__(
+        self,
+        embedding_size: int,
+        num_groups: int,
+        lambda_c: Optional[float] = 0.5,
+        gather_across_ranks: bool = False,
+    ):
+        super().__init__(embedding_size, num_groups, gather_across_ranks)
         name = type(self).__name__
         self.lambda_c = check_number(name, "lambda_c", lambda_c, minimum=0.0)
         self.centers = nn.Parameter(torch.empty(num_groups, embedding_size))

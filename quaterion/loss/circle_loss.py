@@ -80,6 +80,8 @@ class CircleLoss(GroupLoss):
         margin: relaxation factor ``m`` (>= 0).
         scale_factor: scale ``γ`` (> 0).
         distance_metric_name: distance whose ``similarity_matrix`` is used.
+        gather_across_ranks: under DDP, compute the loss over every rank's batch (see
+            :class:`~quaterion.loss.GroupLoss`).
 
     References:
         Sun et al., "Circle Loss: A Unified Perspective of Pair Similarity Optimization",
@@ -91,8 +93,11 @@ class CircleLoss(GroupLoss):
         margin: Optional[float] = 0.25,
         scale_factor: Optional[float] = 256,
         distance_metric_name: Optional[Distance] = Distance.COSINE,
+        gather_across_ranks: bool = False,
     ):
-        super().__init__(distance_metric_name=distance_metric_name)
+        super().__init__(
+            distance_metric_name=distance_metric_name, gather_across_ranks=gather_across_ranks
+        )
         name = type(self).__name__
         self.margin = check_number(name, "margin", margin, minimum=0.0)
         self.scale_factor = check_number(
@@ -119,5 +124,6 @@ class CircleLoss(GroupLoss):
             ValueError: shapes are not ``(B, d)`` and ``(B,)``.
         """
         check_groups(embeddings, groups)
+        embeddings, groups = self.gather(embeddings, groups)
         similarity = self.distance_metric.similarity_matrix(embeddings)
         return circle_loss(similarity, groups, margin=self.margin, scale_factor=self.scale_factor)

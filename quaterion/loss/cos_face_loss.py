@@ -50,6 +50,8 @@ class CosFaceLoss(ClassifierGroupLoss):
         num_groups: number of classes ``C``.
         margin: cosine margin ``m`` (>= 0).
         scale: logit scale ``s`` (> 0).
+        gather_across_ranks: under DDP, compute the loss over every rank's batch (see
+            :class:`~quaterion.loss.GroupLoss`).
 
     References:
         Wang et al., "CosFace: Large Margin Cosine Loss for Deep Face Recognition",
@@ -66,8 +68,9 @@ class CosFaceLoss(ClassifierGroupLoss):
         num_groups: int,
         margin: Optional[float] = 0.35,
         scale: Optional[float] = 64.0,
+        gather_across_ranks: bool = False,
     ):
-        super().__init__(embedding_size, num_groups)
+        super().__init__(embedding_size, num_groups, gather_across_ranks)
         name = type(self).__name__
         self.margin = check_number(name, "margin", margin, minimum=0.0)
         self.scale = check_number(name, "scale", scale, minimum=0.0, strict=True)

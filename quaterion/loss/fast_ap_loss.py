@@ -83,6 +83,8 @@ class FastAPLoss(GroupLoss):
         num_bins: number of histogram bins (int >= 1).
         distance_metric_name: accepted so ``FastAPLoss(**loss.get_config_dict())`` works;
             only ``Distance.EUCLIDEAN`` is allowed.
+        gather_across_ranks: under DDP, compute the loss over every rank's batch (see
+            :class:`~quaterion.loss.GroupLoss`).
 
     References:
         Cakir et al., "Deep Metric Learning to Rank", CVPR 2019.
@@ -93,6 +95,7 @@ class FastAPLoss(GroupLoss):
         self,
         num_bins: Optional[int] = 10,
         distance_metric_name: Distance = Distance.EUCLIDEAN,
+        gather_across_ranks: bool = False,
     ):
         if distance_metric_name not in (Distance.EUCLIDEAN, "euclidean"):
             raise ValueError(
@@ -100,7 +103,9 @@ class FastAPLoss(GroupLoss):
                 f"defined on Euclidean distances), got {distance_metric_name!r}. "
                 "Drop the argument."
             )
-        super().__init__(distance_metric_name=Distance.EUCLIDEAN)
+        super().__init__(
+            distance_metric_name=Distance.EUCLIDEAN, gather_across_ranks=gather_across_ranks
+        )
         self.num_bins = check_positive_int(type(self).__name__, "num_bins", num_bins)
 
     def get_config_dict(self) -> dict[str, Any]:
@@ -120,6 +125,7 @@ class FastAPLoss(GroupLoss):
                 f"FastAPLoss: groups must have shape ({embeddings.shape[0]},), one id per "
                 f"embedding row, got {tuple(groups.shape)}."
             )
+        embeddings, groups = self.gather(embeddings, groups)
         normalized = F.normalize(embeddings, p=2, dim=1)
         squared = self.distance_metric.distance_matrix(normalized) ** 2
         return fast_ap_loss(squared, groups, num_bins=self.num_bins)

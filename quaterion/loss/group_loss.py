@@ -1,8 +1,11 @@
 """Base class of losses trained on groups (``GroupSimilarityDataLoader``)."""
 
+from typing import Any
+
 from torch import LongTensor, Tensor
 
 from quaterion.distances import Distance
+from quaterion.distributed import gather_rows
 from quaterion.loss.similarity_loss import SimilarityLoss
 
 
@@ -14,10 +17,32 @@ class GroupLoss(SimilarityLoss):
 
     Args:
         distance_metric_name: distance used by the loss.
+        gather_across_ranks: under DDP, compute the loss over the embeddings and groups of
+            every rank (each rank's rows see all ranks' rows as positives / negatives);
+            gradients flow back to each rank's own rows. No effect in a single process.
     """
 
-    def __init__(self, distance_metric_name: Distance = Distance.COSINE):
+    def __init__(
+        self, distance_metric_name: Distance = Distance.COSINE, gather_across_ranks: bool = False
+    ):
         super().__init__(distance_metric_name=distance_metric_name)
+        self.gather_across_ranks = bool(gather_across_ranks)
+
+    def get_config_dict(self) -> dict[str, Any]:
+        """Base config, plus ``gather_across_ranks`` when it is on."""
+        config = super().get_config_dict()
+        if self.gather_across_ranks:
+            config["gather_across_ranks"] = True
+        return config
+
+    def gather(self, embeddings: Tensor, groups: Tensor) -> tuple[Tensor, Tensor]:
+        """Every rank's ``embeddings`` and ``groups`` if ``gather_across_ranks``, else the inputs.
+
+        See :func:`quaterion.distributed.gather_rows` for the gradient scaling under DDP.
+        """
+        if not self.gather_across_ranks:
+            return embeddings, groups
+        return gather_rows(embeddings, groups)
 
     def forward(self, embeddings: Tensor, groups: LongTensor) -> Tensor:
         """Compute the loss.

@@ -7,6 +7,7 @@ import torch.nn.functional as F
 from torch import LongTensor, Tensor
 
 from quaterion.distances import BaseDistance, Distance
+from quaterion.distributed import gather_rows
 from quaterion.loss._arg_checks import check_number
 from quaterion.loss._checks import check_pairs
 from quaterion.loss.pairwise_loss import PairwiseLoss
@@ -58,6 +59,9 @@ class MultipleNegativesRankingLoss(PairwiseLoss):
         scale: logit scale (for cosine the effective temperature is ``scale / 2``).
         distance_metric_name: distance whose ``similarity_matrix`` gives the logits.
         symmetric: average with the loss of ranking anchors for each positive.
+        gather_across_ranks: under DDP, rank each anchor against the positives of every
+            rank (more negatives per step); gradients flow back to each rank's own rows.
+            No effect in a single process.
 
     References:
         Henderson et al. "Efficient Natural Language Response Suggestion for Smart
@@ -71,15 +75,20 @@ class MultipleNegativesRankingLoss(PairwiseLoss):
         scale: float = 20.0,
         distance_metric_name: Distance = Distance.COSINE,
         symmetric: bool = False,
+        gather_across_ranks: bool = False,
     ):
         check_number("MultipleNegativesRankingLoss", "scale", scale, minimum=0, strict=True)
         super().__init__(distance_metric_name=distance_metric_name)
         self._scale = scale
         self._symmetric = symmetric
+        self.gather_across_ranks = bool(gather_across_ranks)
 
     def get_config_dict(self) -> dict[str, Any]:
-        """Base config plus ``scale`` and ``symmetric``."""
-        return {**super().get_config_dict(), "scale": self._scale, "symmetric": self._symmetric}
+        """Base config plus ``scale``, ``symmetric`` (and ``gather_across_ranks`` when on)."""
+        config = {**super().get_config_dict(), "scale": self._scale, "symmetric": self._symmetric}
+        if self.gather_across_ranks:
+            config["gather_across_ranks"] = True
+        return config
 
     def forward(
         self,
@@ -102,9 +111,12 @@ class MultipleNegativesRankingLoss(PairwiseLoss):
                 "`labels` must be 1 (other pairs of the batch act as negatives). Drop the "
                 "non-positive pairs or use ContrastiveLoss for scored pairs."
             )
+        anchors, positives = embeddings[pairs[:, 0]], embeddings[pairs[:, 1]]
+        if self.gather_across_ranks:
+            anchors, positives = gather_rows(anchors, positives)
         return multiple_negatives_ranking_loss(
-            embeddings[pairs[:, 0]],
-            embeddings[pairs[:, 1]],
+            anchors,
+            positives,
             self.distance_metric,
             self._scale,
             self._symmetric,

@@ -85,6 +85,8 @@ class OnlineContrastiveLoss(GroupLoss):
         margin: negatives closer than this are penalised.
         distance_metric_name: distance whose ``distance_matrix`` is used.
         mining: ``"all"`` (every pair) or ``"hard"`` (hardest pair per anchor, default).
+        gather_across_ranks: under DDP, compute the loss over every rank's batch (see
+            :class:`~quaterion.loss.GroupLoss`).
 
     References:
         Hadsell, Chopra, LeCun. "Dimensionality Reduction by Learning an Invariant
@@ -96,10 +98,13 @@ class OnlineContrastiveLoss(GroupLoss):
         margin: Optional[float] = 0.5,
         distance_metric_name: Distance = Distance.COSINE,
         mining: Optional[str] = "hard",
+        gather_across_ranks: bool = False,
     ):
         check_choice("mining", mining, _MINING)
         check_number("OnlineContrastiveLoss", "margin", margin, minimum=0)
-        super().__init__(distance_metric_name=distance_metric_name)
+        super().__init__(
+            distance_metric_name=distance_metric_name, gather_across_ranks=gather_across_ranks
+        )
         self._margin = margin
         self._mining = mining
         self._strategy = _MINING[mining]
@@ -111,5 +116,6 @@ class OnlineContrastiveLoss(GroupLoss):
     def forward(self, embeddings: Tensor, groups: LongTensor) -> Tensor:
         """Loss of ``embeddings: float (B, d)`` with ``groups: int64 (B,)``; 0-dim tensor."""
         check_groups(embeddings, groups)
+        embeddings, groups = self.gather(embeddings, groups)
         dist = self.distance_metric.distance_matrix(embeddings)
         return self._strategy(dist, groups, groups, self._margin)

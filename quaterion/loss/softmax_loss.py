@@ -35,6 +35,8 @@ class SoftmaxLoss(ClassifierGroupLoss):
         embedding_size: ``d``.
         num_groups: number of classes ``C``.
         temperature: logits are divided by it (> 0).
+        gather_across_ranks: under DDP, compute the loss over every rank's batch (see
+            :class:`~quaterion.loss.GroupLoss`).
 
     References:
         Softmax cross-entropy baseline as discussed in Wang et al., "NormFace: L2 Hypersphere
@@ -46,8 +48,14 @@ class SoftmaxLoss(ClassifierGroupLoss):
 
     hyperparameters = ("temperature",)
 
-    def __init__(self, embedding_size: int, num_groups: int, temperature: float = 0.05):
-        super().__init__(embedding_size, num_groups)
+    def __init__(
+        self,
+        embedding_size: int,
+        num_groups: int,
+        temperature: float = 0.05,
+        gather_across_ranks: bool = False,
+    ):
+        super().__init__(embedding_size, num_groups, gather_across_ranks)
         name = type(self).__name__
         self.temperature = check_number(name, "temperature", temperature, minimum=0.0, strict=True)
         self.kernel = nn.Parameter(torch.empty(embedding_size, num_groups))

@@ -129,6 +129,8 @@ class TripletLoss(GroupLoss):
         mining: ``"all"`` (every valid triplet), ``"hard"`` (batch-hard, default) or
             ``"semi_hard"`` (batch-wide semi-hard approximation).
         soft: softplus instead of the margin hinge (``"hard"`` mining only).
+        gather_across_ranks: under DDP, compute the loss over every rank's batch (see
+            :class:`~quaterion.loss.GroupLoss`).
 
     References:
         Hermans, Beyer, Leibe. "In Defense of the Triplet Loss for Person
@@ -141,10 +143,13 @@ class TripletLoss(GroupLoss):
         distance_metric_name: Optional[Distance] = Distance.COSINE,
         mining: Optional[str] = "hard",
         soft: Optional[bool] = False,
+        gather_across_ranks: bool = False,
     ):
         check_choice("mining", mining, _MINING)
         check_number("TripletLoss", "margin", margin, minimum=0)
-        super().__init__(distance_metric_name=distance_metric_name)
+        super().__init__(
+            distance_metric_name=distance_metric_name, gather_across_ranks=gather_across_ranks
+        )
         self._margin = margin
         self._mining = mining
         self._soft = soft
@@ -163,6 +168,7 @@ class TripletLoss(GroupLoss):
     def forward(self, embeddings: Tensor, groups: LongTensor) -> Tensor:
         """Loss of ``embeddings: float (B, d)`` with ``groups: int64 (B,)``; 0-dim tensor."""
         check_groups(embeddings, groups)
+        embeddings, groups = self.gather(embeddings, groups)
         return self._loss(embeddings, groups, embeddings, groups)
 
     def xbm_loss(

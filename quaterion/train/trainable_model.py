@@ -9,6 +9,7 @@ from typing_extensions import override
 
 from quaterion.dataset.similarity_data_loader import SimilarityDataLoader
 from quaterion.dataset.train_collator import TrainCollator
+from quaterion.distributed import gather_rows, on_rank_zero_then_wait
 from quaterion.eval.attached_metric import AttachedMetric
 from quaterion.loss import GroupLoss, SimilarityLoss
 from quaterion.train._fit_checks import check_batch_labels
@@ -158,8 +159,16 @@ class TrainableModel(pl.LightningModule, CacheMixin):
         memory_embeddings, memory_groups = buffer.get()
         # the buffer keeps float32; a half/double-precision head gets memory in its own dtype
         memory_embeddings = memory_embeddings.to(embeddings.dtype)
-        term = self._loss.xbm_loss(embeddings, targets["groups"], memory_embeddings, memory_groups)
-        buffer.queue(embeddings.detach(), targets["groups"].detach())
+        groups = targets["groups"]
+        # under DDP with gather_across_ranks, every rank's rows are anchors (as in the loss)
+        anchors, anchor_groups = self._loss.gather(embeddings, groups)
+        term = self._loss.xbm_loss(anchors, anchor_groups, memory_embeddings, memory_groups)
+        # every rank queues the batch of all ranks, so all ranks hold the same memory
+        if self._loss.gather_across_ranks:
+            queued = (anchors.detach(), anchor_groups.detach())
+        else:
+            queued = gather_rows(embeddings.detach(), groups.detach())
+        buffer.queue(*queued)
         return config.weight * term
 
     def _common_step(self, batch, batch_idx: int, stage: TrainStage, **kwargs: Any) -> Tensor:
@@ -172,14 +181,15 @@ class TrainableModel(pl.LightningModule, CacheMixin):
                 loss = loss + xbm
         batch_size = embeddings.shape[0]
         log = self._step_logger.log
-        log(self, f"{stage}_loss", loss, batch_size=batch_size)
+        # sync_dist: epoch values are reduced over DDP ranks (a no-op in one process)
+        log(self, f"{stage}_loss", loss, batch_size=batch_size, sync_dist=True)
         for metric in self.attached_metrics:
             if stage in metric.stages:
                 log(
                     self,
                     f"{metric.name}_{stage}",
                     metric.compute(embeddings, **targets),
-                    **metric.log_options,
+                    **{"sync_dist": True, **metric.log_options},
                     batch_size=batch_size,
                 )
         self.process_results(
@@ -276,6 +286,9 @@ class TrainableModel(pl.LightningModule, CacheMixin):
             self._model.encoders = self._unwrap_cache_encoders(self._model.encoders)
 
     def save_servable(self, path: str) -> None:
-        """``unwrap_cache()`` then ``self.model.save(path)`` (a ``SimilarityModel`` directory)."""
+        """``unwrap_cache()`` then ``self.model.save(path)`` (a ``SimilarityModel`` directory).
+
+        Under DDP only global rank 0 writes; every rank waits until the files are complete.
+        """
         self.unwrap_cache()
-        self.model.save(path)
+        on_rank_zero_then_wait(lambda: self.model.save(path))

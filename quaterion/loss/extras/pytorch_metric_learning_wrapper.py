@@ -29,6 +29,8 @@ class PytorchMetricLearningWrapper(GroupLoss):
     Args:
         loss: a ``pytorch_metric_learning.losses.BaseMetricLossFunction`` instance.
         miner: a ``pytorch_metric_learning.miners.BaseMiner`` instance, or ``None``.
+        gather_across_ranks: under DDP, mine and compute the loss over every rank's batch
+            (this replaces PML's ``DistributedLossWrapper``; do not combine them).
 
     Raises:
         TypeError: ``loss`` or ``miner`` has the wrong type.
@@ -39,7 +41,12 @@ class PytorchMetricLearningWrapper(GroupLoss):
         loss = PytorchMetricLearningWrapper(losses.TripletMarginLoss(), miners.MultiSimilarityMiner())
     """
 
-    def __init__(self, loss: BaseMetricLossFunction, miner: Optional[BaseMiner] = None):
+    def __init__(
+        self,
+        loss: BaseMetricLossFunction,
+        miner: Optional[BaseMiner] = None,
+        gather_across_ranks: bool = False,
+    ):
         if not isinstance(loss, BaseMetricLossFunction):
             raise TypeError(
                 "PytorchMetricLearningWrapper: loss must be an instance of "
@@ -52,11 +59,12 @@ class PytorchMetricLearningWrapper(GroupLoss):
                 f"pytorch_metric_learning.miners.BaseMiner, got {type(miner).__name__}. "
                 "Pass e.g. miners.MultiSimilarityMiner()."
             )
-        super().__init__()
+        super().__init__(gather_across_ranks=gather_across_ranks)
         self._loss = loss
         self._miner = miner
 
     def forward(self, embeddings: Tensor, groups: LongTensor) -> Tensor:
         """PML loss of ``embeddings: float (B, d)`` with ``groups: int64 (B,)``; 0-dim float."""
+        embeddings, groups = self.gather(embeddings, groups)
         indices_tuple = None if self._miner is None else self._miner(embeddings, groups)
         return self._loss(embeddings, groups, indices_tuple)

@@ -14,38 +14,61 @@ def _batch(start, b, d=2):
     return values[:, None].expand(b, d).clone(), torch.arange(start, start + b)
 
 
-def _reference_queue(rows, p, full, batch, size):
-    """Plain-list model of the spec's ring placement."""
-    b = len(batch)
-    if p + b < size:
-        rows[p : p + b] = batch
-        return rows, p + b, full
-    if p + b == size:
-        rows[size - b :] = batch
-        return rows, 0, True
-    e = p + b - size
-    rows[p:] = batch[e:]
-    rows[:e] = batch[:e]
-    return rows, e, True
+class _NaiveRing:
+    """Independent reference: a Python list written one item at a time at a wrapping pointer.
+
+    The spec keeps upstream's placement of a batch that wraps past the end (``e = p + b - N``
+    items over): the same as a plain ring fed with the batch rotated left by ``e``. (So the
+    buffer does not always hold the newest ``N`` items: see the hand-worked case below.)
+    """
+
+    def __init__(self, size):
+        self.slots = [None] * size
+        self.pointer = 0
+        self.wrapped = False
+
+    def queue(self, items):
+        over = max(0, self.pointer + len(items) - len(self.slots))
+        for item in items[over:] + items[:over]:
+            self.slots[self.pointer] = item
+            self.pointer += 1
+            if self.pointer == len(self.slots):
+                self.pointer = 0
+                self.wrapped = True
+
+    def held(self):
+        return self.slots if self.wrapped else self.slots[: self.pointer]
 
 
 @pytest.mark.parametrize("batches", [[2, 2], [2, 3, 1], [3, 3, 4], [5], [4, 4, 4, 2], [1] * 7])
-def test_queue_matches_reference_placement(batches):
+def test_queue_matches_a_naive_ring(batches):
     size = 5
     buffer = _buffer(size)
-    rows, p, full, start = [0] * size, 0, False, 1
+    ring, start = _NaiveRing(size), 1
     for b in batches:
-        emb, targets = _batch(start, b)
-        buffer.queue(emb, targets)
-        rows, p, full = _reference_queue(rows, p, full, list(range(start, start + b)), size)
+        buffer.queue(*_batch(start, b))
+        ring.queue(list(range(start, start + b)))
         start += b
-        assert buffer.p == p
-        assert buffer.is_full == full
-        expected = rows if full else rows[:p]
+        assert buffer.p == ring.pointer
+        assert buffer.is_full == ring.wrapped
         got_emb, got_targets = buffer.get()
-        assert got_targets.tolist() == expected
-        assert got_emb[:, 0].tolist() == [float(v) for v in expected]
+        assert got_targets.tolist() == ring.held()
+        assert got_emb[:, 0].tolist() == [float(v) for v in ring.held()]
         assert got_emb.dtype == torch.float32 and got_targets.dtype == torch.long
+
+
+def test_wrapping_batch_uses_upstreams_placement():
+    """Hand-worked: N=5, p=3, batch [4..7] (b=4): e=2, rows 3..4 <- items 6, 7 and
+    rows 0..1 <- items 4, 5; row 2 keeps item 3. The next batch [8..10] (p=2, b=3, p+b=N)
+    fills rows 2..4, so items 4 and 5 outlive the newer 6 and 7."""
+    buffer = _buffer(5)
+    buffer.queue(*_batch(1, 3))
+    buffer.queue(*_batch(4, 4))
+    assert buffer.get()[1].tolist() == [4, 5, 3, 6, 7]
+    assert buffer.p == 2 and buffer.is_full
+    buffer.queue(*_batch(8, 3))
+    assert buffer.get()[1].tolist() == [4, 5, 8, 9, 10]
+    assert buffer.p == 0
 
 
 def test_get_returns_clones():

@@ -1,0 +1,116 @@
+"""Per-step cost of ``gather_across_ranks`` on 2 CPU (gloo) processes, as ratios.
+
+Each rank runs DDP training steps of a small MLP encoder (``in -> 512 -> d``) with
+``TripletLoss(mining="hard")`` and ``MultipleNegativesRankingLoss``, alternating, in the
+same processes, steps without and with gathering, so both see the same machine load. A
+step is forward, loss, backward (with DDP's gradient all-reduce) and an SGD update. The
+median step time of rank 0 is reported with the ratio gathered / local, plus what the
+gather moves and holds: ``world x B x d`` floats per gathered tensor instead of ``B x d``,
+and a ``world*B x world*B`` distance matrix instead of ``B x B``.
+
+Run: ``PYTHONPATH=. python -m benchmarks.gather [--steps N] [--quick]``.
+"""
+
+import argparse
+import os
+import statistics
+import tempfile
+import time
+
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+
+from quaterion.loss import MultipleNegativesRankingLoss, TripletLoss
+
+WORLD = 2
+IN_DIM = 256
+
+
+def _loss(name: str, gather: bool) -> nn.Module:
+    if name == "triplet_hard":
+        return TripletLoss(mining="hard", gather_across_ranks=gather)
+    return MultipleNegativesRankingLoss(gather_across_ranks=gather)
+
+
+def _step(ddp, optimizer, loss_fn, features, targets) -> float:
+    start = time.perf_counter()
+    optimizer.zero_grad(set_to_none=True)
+    loss = loss_fn(embeddings=ddp(features), **targets)
+    loss.backward()
+    optimizer.step()
+    dist.barrier()  # the step ends when both ranks are done
+    return time.perf_counter() - start
+
+
+def _targets(name: str, batch: int) -> dict:
+    if name == "triplet_hard":
+        return {"groups": torch.arange(batch) % max(2, batch // 4)}
+    n = batch // 2
+    return {"pairs": torch.stack([torch.arange(n), torch.arange(n) + n], dim=1)}
+
+
+def _worker(rank: int, store: str, configs, steps: int, out: str) -> None:
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=WORLD)
+    torch.manual_seed(0)
+    rows = []
+    for name, batch, dim in configs:
+        encoder = nn.Sequential(nn.Linear(IN_DIM, 512), nn.ReLU(), nn.Linear(512, dim))
+        ddp = DistributedDataParallel(encoder)
+        optimizer = torch.optim.SGD(ddp.parameters(), lr=1e-3)
+        features = torch.randn(batch, IN_DIM)
+        targets = _targets(name, batch)
+        losses = {False: _loss(name, False), True: _loss(name, True)}
+        times = {False: [], True: []}
+        for i in range(steps + 3):  # 3 warm-up steps each
+            for gather in (False, True) if i % 2 == 0 else (True, False):
+                elapsed = _step(ddp, optimizer, losses[gather], features, targets)
+                if i >= 3:
+                    times[gather].append(elapsed)
+        rows.append(
+            (name, batch, dim, statistics.median(times[False]), statistics.median(times[True]))
+        )
+    if rank == 0:
+        torch.save(rows, out)
+    dist.destroy_process_group()
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=40, help="measured steps per setting")
+    parser.add_argument("--quick", action="store_true", help="fewer steps and settings")
+    args = parser.parse_args(argv)
+    configs = [
+        (name, batch, dim)
+        for name in ("triplet_hard", "mnrl")
+        for batch in ((64,) if args.quick else (32, 128, 512))
+        for dim in (128,)
+    ]
+    steps = 10 if args.quick else args.steps
+    with tempfile.TemporaryDirectory() as tmp:
+        out = os.path.join(tmp, "rows.pt")
+        mp.start_processes(
+            _worker,
+            args=(os.path.join(tmp, "store"), configs, steps, out),
+            nprocs=WORLD,
+            start_method="spawn",
+        )
+        rows = torch.load(out, weights_only=True)
+    print(f"{WORLD} CPU processes (gloo), 1 thread each; median step time of rank 0")
+    print(
+        f"{'loss':<14}{'B/rank':>7}{'d':>5}{'local ms':>10}{'gather ms':>11}{'ratio':>7}"
+        f"{'gathered KiB':>14}"
+    )
+    for name, batch, dim, local, gathered in rows:
+        moved_kib = WORLD * batch * dim * 4 / 1024
+        print(
+            f"{name:<14}{batch:>7}{dim:>5}{local * 1e3:>10.2f}{gathered * 1e3:>11.2f}"
+            f"{gathered / local:>7.2f}{moved_kib:>14.0f}"
+        )
+
+
+if __name__ == "__main__":
+    main()

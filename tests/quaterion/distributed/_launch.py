@@ -1,0 +1,47 @@
+"""Run a function on several local gloo ranks (spawned processes), bounded in time."""
+
+import os
+import socket
+import time
+from typing import Any, Callable, Sequence
+
+import torch.multiprocessing as mp
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def spawn_ranks(
+    function: Callable[..., Any], args: Sequence[Any], world: int = 2, timeout: float = 120.0
+) -> None:
+    """``function(rank, world, *args)`` in ``world`` spawned processes; raises on failure.
+
+    Processes still running after ``timeout`` seconds are terminated and the call fails.
+    """
+    context = mp.start_processes(
+        function, args=(world, *args), nprocs=world, join=False, start_method="spawn"
+    )
+    deadline = time.monotonic() + timeout
+    try:
+        while not context.join(timeout=max(0.1, deadline - time.monotonic())):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"ranks still running after {timeout} s")
+    finally:
+        for process in context.processes:
+            if process.is_alive():
+                process.terminate()
+                process.join(5)
+
+
+def gloo_init(rank: int, world: int, store_file: str) -> None:
+    """Join a gloo process group through a file store (no port needed)."""
+    import torch
+    import torch.distributed as dist
+
+    torch.set_num_threads(1)
+    os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")
+    dist.init_process_group("gloo", init_method=f"file://{store_file}", rank=rank, world_size=world)

@@ -1,0 +1,173 @@
+"""End-to-end DDP fits, run as ``python -m tests.quaterion.distributed.ddp_fit_script OUT``.
+
+Lightning's ``strategy="ddp"`` re-launches this module once per extra rank; every rank runs
+all scenarios in order and saves what it saw to ``OUT/rank<r>.pt``:
+
+1. ``group``: group loader + validation + an attached metric + XBM + gathered negatives,
+   2 epochs with checkpoints, then ``save_servable`` (written by rank 0 only);
+2. ``resume``: a fresh model resumed from the last checkpoint for a third epoch;
+3. ``pairs``: pair loader, no validation;
+4. ``defaults``: ``Quaterion.trainer_defaults`` overridden to 2 CPU devices.
+
+Also importable: :func:`group_model`, :func:`group_loaders` build the one-process reference.
+"""
+
+import os
+import sys
+
+import pytorch_lightning as pl
+import torch
+from pytorch_lightning.callbacks import ModelCheckpoint
+from torch.utils.data import DistributedSampler
+
+from quaterion import Quaterion
+from quaterion.dataset import SimilarityPairSample
+from quaterion.eval.attached_metric import AttachedMetric
+from quaterion.eval.group import RetrievalRPrecision
+from quaterion.loss import ContrastiveLoss, TripletLoss
+from quaterion.train.xbm import XbmConfig, XbmDevice
+from tests.quaterion.train.helpers import (
+    IN_DIM,
+    CountingEncoder,
+    Model,
+    group_loader,
+    group_samples,
+    pair_loader,
+)
+from tests.quaterion.train.helpers import trainer as quiet_trainer
+
+WORLD = 2
+BATCH = 4  # per rank; the one-process reference uses WORLD * BATCH
+TRAIN_SIZE, VAL_SIZE = 32, 16  # divisible by WORLD * BATCH: no sampler padding
+XBM = XbmConfig(weight=0.5, buffer_size=64, start_iteration=0, device=XbmDevice.CPU)
+
+
+class RecordingTriplet(TripletLoss):
+    """Triplet loss that keeps every cross-batch memory it is handed."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.memories = []
+
+    def xbm_loss(self, embeddings, groups, memory_embeddings, memory_groups):
+        self.memories.append((memory_embeddings.detach().clone(), memory_groups.clone()))
+        return super().xbm_loss(embeddings, groups, memory_embeddings, memory_groups)
+
+
+def group_model() -> Model:
+    return Model(
+        encoders={"default": CountingEncoder(trainable=True)},
+        loss=RecordingTriplet(mining="hard", gather_across_ranks=True),
+        metrics=[AttachedMetric("rrp", RetrievalRPrecision(), on_epoch=True)],
+        xbm=XBM,
+        lr=0.1,
+    )
+
+
+def group_loaders(batch_size: int, one_process_reference: bool = False):
+    """Train and validation loaders.
+
+    Under DDP Lightning always shuffles the training set (a ``DistributedSampler`` with seed
+    0, ``set_epoch`` every epoch), so a step's global batch is a slice of
+    ``randperm(n, seed + epoch)``. The one-process reference draws the same permutation
+    (a one-replica ``DistributedSampler``), so its batch of ``WORLD * BATCH`` rows holds
+    exactly the rows of the DDP step.
+    """
+    train_samples = group_samples(TRAIN_SIZE, groups=4, seed=0)
+    options = {"batch_size": batch_size}
+    if one_process_reference:
+        options["sampler"] = DistributedSampler(train_samples, num_replicas=1, rank=0, seed=0)
+    train = group_loader(train_samples, **options)
+    val = group_loader(group_samples(VAL_SIZE, groups=4, seed=1), batch_size=batch_size)
+    return train, val
+
+
+def probe_inputs() -> list:
+    return list(torch.randn(6, IN_DIM, generator=torch.Generator().manual_seed(5)))
+
+
+def ddp_trainer(**kwargs) -> pl.Trainer:
+    """The tests' quiet CPU trainer on ``WORLD`` processes with ``strategy="ddp"``."""
+    return quiet_trainer(**{"devices": WORLD, "strategy": "ddp", **kwargs})
+
+
+def metrics_of(trainer: pl.Trainer) -> dict:
+    return {key: value.detach().clone() for key, value in trainer.callback_metrics.items()}
+
+
+class StartRecorder(pl.Callback):
+    """What the resumed run starts from."""
+
+    def on_train_start(self, trainer, pl_module):
+        self.global_step = trainer.global_step
+        self.epoch = trainer.current_epoch
+        self.weights = {k: v.detach().clone() for k, v in pl_module.model.state_dict().items()}
+
+
+def main(out: str) -> None:
+    results = {}
+    # 1. group loader, validation, metric, XBM, gathered negatives, checkpoints, servable
+    model = group_model()
+    train, val = group_loaders(BATCH)
+    checkpoints = ModelCheckpoint(dirpath=os.path.join(out, "ckpt"), save_last=True)
+    trainer = ddp_trainer(max_epochs=2, enable_checkpointing=True, callbacks=[checkpoints])
+    Quaterion.fit(model, trainer, train, val)
+    rank = trainer.global_rank
+    model.save_servable(os.path.join(out, "servable"))
+    # every rank continues only once rank 0 has written the whole servable
+    results["servable_seen_by_every_rank"] = os.path.isfile(
+        os.path.join(out, "servable", "config.json")
+    )
+    results["group"] = {
+        "metrics": metrics_of(trainer),
+        "global_step": trainer.global_step,
+        "memories": model.loss.memories,
+        "weights": {k: v.detach().clone() for k, v in model.model.state_dict().items()},
+    }
+    # 2. resume from the last checkpoint for one more epoch
+    resumed = group_model()
+    start = StartRecorder()
+    trainer = ddp_trainer(max_epochs=3, callbacks=[start])
+    train, val = group_loaders(BATCH)
+    Quaterion.fit(resumed, trainer, train, val, ckpt_path=checkpoints.last_model_path)
+    results["resume"] = {
+        "start_step": start.global_step,
+        "start_epoch": start.epoch,
+        "start_weights": start.weights,
+        "global_step": trainer.global_step,
+        "epoch": trainer.current_epoch,
+    }
+    # 3. pair loader, no validation
+    samples = [
+        SimilarityPairSample(obj_a=a, obj_b=b, score=float(i % 2), subgroup=0)
+        for i, (a, b) in enumerate(zip(torch.randn(16, IN_DIM), torch.randn(16, IN_DIM)))
+    ]
+    pairs_model = Model(
+        encoders={"default": CountingEncoder(trainable=True)},
+        pairs=True,
+        loss=ContrastiveLoss(),
+        lr=0.1,
+    )
+    trainer = ddp_trainer(max_epochs=1)
+    Quaterion.fit(pairs_model, trainer, pair_loader(samples, batch_size=2))
+    results["pairs"] = {"global_step": trainer.global_step}
+    # 4. the trainer defaults, overridden to several devices
+    defaults_model = group_model()
+    train, val = group_loaders(BATCH)
+    options = Quaterion.trainer_defaults(defaults_model, train)
+    options.update(
+        accelerator="cpu",
+        devices=WORLD,
+        strategy="ddp",
+        max_epochs=2,
+        logger=False,
+        default_root_dir=os.path.join(out, "defaults"),
+    )
+    trainer = pl.Trainer(**options)
+    Quaterion.fit(defaults_model, trainer, train, val)
+    results["defaults"] = {"global_step": trainer.global_step, "metrics": metrics_of(trainer)}
+    torch.save(results, os.path.join(out, f"rank{rank}.pt"))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])
