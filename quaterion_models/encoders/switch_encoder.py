@@ -40,6 +40,17 @@ class SwitchEncoder(Encoder):
 
     def __init__(self, options: dict[str, Encoder]):
         super().__init__()
+        if not isinstance(options, dict) or not options:
+            raise ValueError(
+                f"{type(self).__name__}: `options` must be a non-empty dict {{key: Encoder}}, "
+                f"got {options!r}; pass at least one encoder"
+            )
+        for key, encoder in options.items():
+            if not isinstance(encoder, Encoder):
+                raise TypeError(
+                    f"{type(self).__name__}: option {key!r} must be an Encoder, got "
+                    f"{type(encoder).__name__}; subclass quaterion_models.encoders.Encoder"
+                )
         self.options = options
         for key, encoder in options.items():
             self.add_module(key, encoder)

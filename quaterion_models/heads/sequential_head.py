@@ -8,6 +8,7 @@ import torch
 from torch import Tensor, nn
 
 from quaterion_models.heads.encoder_head import EncoderHead
+from quaterion_models.utils.checks import check_positive_int
 from quaterion_models.utils._files import read_json, save_torch, write_json
 
 
@@ -30,7 +31,9 @@ class SequentialHead(EncoderHead):
     def __init__(self, *args: nn.Module, output_size: int):
         super().__init__(input_embedding_size=None)
         self._sequential = nn.Sequential(*args)
-        self._output_size = output_size
+        self._output_size = check_positive_int(
+            "SequentialHead", "output_size", output_size, "pass the last module's output width"
+        )
 
     @property
     def output_size(self) -> int:

@@ -26,6 +26,17 @@ class SwitchHead(EncoderHead):
 
     def __init__(self, options: dict[str, EncoderHead], input_embedding_size: int, **kwargs):
         super().__init__(input_embedding_size, dropout=0.0, **kwargs)
+        if not isinstance(options, dict) or not options:
+            raise ValueError(
+                f"SwitchHead: `options` must be a non-empty dict {{key: EncoderHead}}, got "
+                f"{options!r}; pass one head per SwitchEncoder option"
+            )
+        for key, head in options.items():
+            if not isinstance(head, EncoderHead):
+                raise TypeError(
+                    f"SwitchHead: option {key!r} must be an EncoderHead, got "
+                    f"{type(head).__name__}; use one of quaterion_models.heads"
+                )
         self.options = options
         for key, head in options.items():
             self.add_module(key, head)
