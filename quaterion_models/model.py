@@ -15,13 +15,16 @@ from quaterion_models.types import CollateFnType, MetaExtractorFnType
 from quaterion_models.utils._files import (
     atomic_directory,
     existing_dir,
-    read_json,
+    read_json_dict,
+    recover_directory,
     restore_subclass,
     write_json,
 )
 from quaterion_models.utils.classes import save_class_import
+from quaterion_models.utils.errors import DamagedFileError
 from quaterion_models.utils.meta import merge_meta
 from quaterion_models.utils.tensors import move_to_device
+from quaterion_models.utils.trust import trusted_loading
 
 #: Key under which a single (non-dict) encoder is stored in ``SimilarityModel.encoders``.
 DEFAULT_ENCODER_KEY = "default"
@@ -202,38 +205,58 @@ class SimilarityModel(nn.Module):
             write_json(os.path.join(tmp, "config.json"), config)
 
     @classmethod
-    def load(cls, input_path: str) -> "SimilarityModel":
-        """Load a model saved by :meth:`save` (imports the modules named in its config).
+    def load(cls, input_path: str, trusted: bool = False) -> "SimilarityModel":
+        """Load a model saved by :meth:`save`.
 
-        Only load directories you trust: classes named in ``config.json`` are imported.
+        Imports the modules named in ``config.json`` (your installed encoder/head code) but
+        never unpickles code stored in the files unless ``trusted=True``: head weights are
+        read with ``torch.load(weights_only=True)`` (``SequentialHead``: plus the
+        ``torch.nn`` building blocks). If a crash interrupted a :meth:`save` into
+        ``input_path``, the last complete save is restored first.
+
+        Args:
+            input_path: the directory given to :meth:`save`.
+            trusted: allow files that need arbitrary classes (custom layers pickled in a
+                ``SequentialHead``, gensim models) to be unpickled, which **runs code
+                from the files**. Only for directories you created or otherwise trust.
 
         Raises:
             FileNotFoundError: ``input_path`` is not a saved model directory.
+            DamagedFileError: a file is truncated, not JSON / torch, or inconsistent.
+            UnsafeFileError: a file needs classes outside the allowlist and not ``trusted``.
             ImportError: a recorded class cannot be imported.
         """
-        config_path = os.path.join(input_path, "config.json")
+        with trusted_loading(trusted):
+            return cls._load(input_path)
+
+    @classmethod
+    def _load(cls, input_path: str) -> "SimilarityModel":
+        model_dir = recover_directory(input_path)
+        config_path = os.path.join(model_dir, "config.json")
         if not os.path.isfile(config_path):
             raise FileNotFoundError(
                 f"{input_path} is not a saved SimilarityModel: {config_path} does not exist. "
                 "Pass the directory given to SimilarityModel.save()"
             )
-        config = read_json(config_path)
-        if not isinstance(config, dict) or not {"encoders", "head"} <= config.keys():
-            raise ValueError(
-                f"{config_path} is not a SimilarityModel config: expected keys 'encoders' and "
-                f"'head', got {sorted(config) if isinstance(config, dict) else type(config).__name__}"
+        config = read_json_dict(config_path, "the SimilarityModel config written by save()")
+        if not {"encoders", "head"} <= config.keys() or not isinstance(config["encoders"], list):
+            raise DamagedFileError(
+                f"{config_path} is damaged or not a SimilarityModel config: expected keys "
+                f"'encoders' and 'head' ('encoders' a list), got {sorted(config)}; pass the directory "
+                "given to SimilarityModel.save(), or save the model again"
             )
         head_class = restore_subclass(config["head"], EncoderHead, config_path)
-        head = head_class.load(existing_dir(input_path, "head"))
+        head = head_class.load(existing_dir(model_dir, "head"))
         encoders = {}
         for record in config["encoders"]:
             encoder_class = restore_subclass(record, Encoder, config_path)
             key = record.get("key")
             if not _is_safe_key(key):
-                raise ValueError(
-                    f"{config_path} lists an invalid encoder key {key!r}; the config is corrupted"
+                raise DamagedFileError(
+                    f"{config_path} lists an invalid encoder key {key!r}; the config is "
+                    "damaged or was edited: save the model again"
                 )
-            encoders[key] = encoder_class.load(existing_dir(input_path, "encoders", key))
+            encoders[key] = encoder_class.load(existing_dir(model_dir, "encoders", key))
         return cls(head=head, encoders=encoders)
 
 

@@ -5,7 +5,8 @@ from typing import Any, Optional
 
 from torch import Tensor, nn
 
-from quaterion_models.utils._files import load_state_dict, read_json, save_torch, write_json
+from quaterion_models.utils._files import load_state_dict, read_json_dict, save_torch, write_json
+from quaterion_models.utils.errors import DamagedFileError
 from quaterion_models.utils.checks import check_positive_int, check_probability
 
 
@@ -71,8 +72,27 @@ class EncoderHead(nn.Module):
 
         Raises:
             FileNotFoundError: ``config.json`` or ``weights.bin`` is missing.
-            pickle.UnpicklingError: ``weights.bin`` is not a plain state dict (refused).
+            UnsafeFileError: ``weights.bin`` is not a plain state dict (refused, nothing run).
+            DamagedFileError: a file is truncated, not JSON / a state dict, or does not fit
+                the head its config describes.
         """
-        head = cls(**read_json(os.path.join(input_path, "config.json")))
-        head.load_state_dict(load_state_dict(os.path.join(input_path, "weights.bin")))
+        config_path = os.path.join(input_path, "config.json")
+        config = read_json_dict(config_path, f"the {cls.__name__} config written by save()")
+        try:
+            head = cls(**config)
+        except (TypeError, ValueError) as err:
+            raise DamagedFileError(
+                f"{config_path} is damaged or does not fit {cls.__name__}: {err}; save the "
+                "model again"
+            ) from err
+        weights_path = os.path.join(input_path, "weights.bin")
+        state = load_state_dict(weights_path)
+        try:
+            head.load_state_dict(state)
+        except RuntimeError as err:
+            raise DamagedFileError(
+                f"{weights_path} does not fit the {cls.__name__} described by {config_path} "
+                f"(damaged or mixed from two saves): {str(err).splitlines()[0]}; save the "
+                "model again"
+            ) from err
         return head

@@ -8,7 +8,7 @@ from torch import Tensor
 
 from quaterion_models.encoders.switch_encoder import inverse_permutation
 from quaterion_models.heads.encoder_head import EncoderHead
-from quaterion_models.utils._files import load_state_dict, read_json
+from quaterion_models.utils._files import load_state_dict, read_json_dict
 from quaterion_models.utils.classes import restore_class, save_class_import
 
 
@@ -92,7 +92,9 @@ class SwitchHead(EncoderHead):
     @classmethod
     def load(cls, input_path: str) -> "SwitchHead":
         """Rebuild options from their configs (constructors), then load the weights safely."""
-        config = read_json(os.path.join(input_path, "config.json"))
+        config = read_json_dict(
+            os.path.join(input_path, "config.json"), "the SwitchHead config written by save()"
+        )
         heads = {
             key: restore_class(record["class"])(**record["config"])
             for key, record in config.pop("heads").items()

@@ -1,12 +1,16 @@
 """One table of bad inputs for quaterion_models: each row asserts the exception type and the
 key words of its message. Valid edge inputs close to each boundary are checked to work."""
 
+import json
 import math
+import shutil
+from pathlib import Path
 
 import pytest
 import torch
 from torch import nn
 
+from quaterion_models import SimilarityModel
 from quaterion_models.encoders import SwitchEncoder
 from quaterion_models.heads import (
     EmptyHead,
@@ -18,6 +22,9 @@ from quaterion_models.heads import (
     SwitchHead,
     WideningHead,
 )
+from quaterion_models.utils import DamagedFileError, UnsafeFileError
+from tests.quaterion_models.file_tools import MarkerPayload, write_malicious_state_dict
+from tests.quaterion_models.toy_encoders import StackEncoder
 
 # (id, callable, exception type, words that must all appear in the message)
 CONSTRUCTION = [
@@ -161,3 +168,235 @@ def test_boundary_head_arguments_are_valid():
     skip = SkipConnectionHead(4, n_layers=1, skip_dropout=0.0)
     expected = skip.fc_0(x) * torch.sigmoid(torch.tensor(-4.0)) + x
     torch.testing.assert_close(skip(x), expected)
+
+
+# ----------------------------------------------------------------------------------------------
+# Loading damaged, edited or unsafe directories. Each row damages a freshly saved model
+# (StackEncoder(4) + GatedHead(4)) and names the file that the message must mention.
+
+
+def _truncate(path: Path) -> None:
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+
+
+def _malicious_gated_weights(root: Path) -> None:
+    write_malicious_state_dict(
+        root / "head" / "weights.bin", root / "marker", {"gates": torch.ones(4)}
+    )
+
+
+def _edit_config_to_sequential_head(root: Path) -> None:
+    """The attack from the issue: name SequentialHead so that weights.bin gets unpickled."""
+    config = json.loads((root / "config.json").read_text())
+    config["head"] = {"module": "quaterion_models.heads.sequential_head", "class": "SequentialHead"}
+    (root / "config.json").write_text(json.dumps(config))
+    (root / "head" / "config.json").write_text(json.dumps({"output_size": 4}))
+    sequential = nn.Sequential(nn.Linear(4, 4))
+    sequential.payload = MarkerPayload(str(root / "marker"))  # pickled with the module
+    torch.save(sequential, root / "head" / "weights.bin")
+
+
+def _edit_config(**changes):
+    def damage(root: Path) -> None:
+        config = json.loads((root / "config.json").read_text())
+        config.update(changes)
+        (root / "config.json").write_text(json.dumps(config))
+
+    return damage
+
+
+def _write(relative: str, data: bytes):
+    return lambda root: (root / relative).write_bytes(data)
+
+
+def _remove(relative: str):
+    def damage(root: Path) -> None:
+        target = root / relative
+        shutil.rmtree(target) if target.is_dir() else target.unlink()
+
+    return damage
+
+
+# (id, damage(root), exception, file named in the message (relative), key words)
+DAMAGED = [
+    (
+        "truncated-weights",
+        lambda r: _truncate(r / "head" / "weights.bin"),
+        DamagedFileError,
+        "head/weights.bin",
+        ["damaged", "model again"],
+    ),
+    (
+        "empty-weights",
+        _write("head/weights.bin", b""),
+        DamagedFileError,
+        "head/weights.bin",
+        ["damaged"],
+    ),
+    (
+        "garbage-weights",
+        _write("head/weights.bin", b"not a torch file at all"),
+        DamagedFileError,
+        "head/weights.bin",
+        ["damaged"],
+    ),
+    (
+        "weights-of-another-head",
+        lambda r: torch.save({"other": torch.ones(2)}, r / "head" / "weights.bin"),
+        DamagedFileError,
+        "head/weights.bin",
+        ["does not fit", "GatedHead"],
+    ),
+    (
+        "weights-not-a-dict",
+        lambda r: torch.save([torch.ones(2)], r / "head" / "weights.bin"),
+        DamagedFileError,
+        "head/weights.bin",
+        ["not a plain state dict"],
+    ),
+    (
+        "garbage-config",
+        _write("config.json", b"{not json"),
+        DamagedFileError,
+        "config.json",
+        ["damaged", "not valid JSON"],
+    ),
+    (
+        "binary-config",
+        _write("config.json", b"\xff\xfe\x00garbage"),
+        DamagedFileError,
+        "config.json",
+        ["damaged"],
+    ),
+    (
+        "config-is-a-list",
+        _write("config.json", b"[1, 2]"),
+        DamagedFileError,
+        "config.json",
+        ["JSON object", "list"],
+    ),
+    (
+        "config-other-keys",
+        _write("config.json", b'{"hidden_size": 3}'),
+        DamagedFileError,
+        "config.json",
+        ["'encoders' and 'head'", "hidden_size"],
+    ),
+    (
+        "config-head-record",
+        _edit_config(head="GatedHead"),
+        DamagedFileError,
+        "config.json",
+        ["damaged", "GatedHead"],
+    ),
+    (
+        "config-not-a-head",
+        _edit_config(head={"module": "torch.nn", "class": "Linear"}),
+        TypeError,
+        "config.json",
+        ["not a EncoderHead subclass"],
+    ),
+    (
+        "config-traversal-key",
+        _edit_config(
+            encoders=[
+                {
+                    "key": "../x",
+                    "module": "tests.quaterion_models.toy_encoders",
+                    "class": "StackEncoder",
+                }
+            ]
+        ),
+        DamagedFileError,
+        "config.json",
+        ["invalid encoder key", "../x"],
+    ),
+    (
+        "head-config-garbage",
+        _write("head/config.json", b"\x00\x01"),
+        DamagedFileError,
+        "head/config.json",
+        ["damaged"],
+    ),
+    (
+        "head-config-wrong-kwargs",
+        _write("head/config.json", b'{"size": 4}'),
+        DamagedFileError,
+        "head/config.json",
+        ["does not fit", "GatedHead", "size"],
+    ),
+    (
+        "head-config-bad-value",
+        _write("head/config.json", b'{"input_embedding_size": 4, "dropout": 7}'),
+        DamagedFileError,
+        "head/config.json",
+        ["does not fit", "dropout", "7", "[0, 1)"],
+    ),
+    (
+        "missing-config",
+        _remove("config.json"),
+        FileNotFoundError,
+        "config.json",
+        ["not a saved SimilarityModel"],
+    ),
+    (
+        "missing-weights",
+        _remove("head/weights.bin"),
+        FileNotFoundError,
+        "head/weights.bin",
+        ["does not exist"],
+    ),
+    (
+        "missing-head-dir",
+        _remove("head"),
+        FileNotFoundError,
+        "head",
+        ["not a complete saved SimilarityModel"],
+    ),
+    (
+        "missing-encoder-dir",
+        _remove("encoders/default"),
+        FileNotFoundError,
+        "encoders/default",
+        ["save the model again"],
+    ),
+    (
+        "malicious-state-dict",
+        _malicious_gated_weights,
+        UnsafeFileError,
+        "head/weights.bin",
+        ["plant_marker", "not a plain state dict", "trusted=True"],
+    ),
+    (
+        "config-edited-to-sequential",
+        _edit_config_to_sequential_head,
+        UnsafeFileError,
+        "head/weights.bin",
+        ["plant_marker", "trusted=True"],
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    "damage, error, named, words", [pytest.param(*row[1:], id=row[0]) for row in DAMAGED]
+)
+def test_damaged_or_unsafe_directory(tmp_path, damage, error, named, words):
+    root = tmp_path / "model"
+    SimilarityModel(encoders=StackEncoder(4), head=GatedHead(4)).save(str(root))
+    damage(root)
+    with pytest.raises(error) as info:
+        SimilarityModel.load(str(root))
+    message = str(info.value)
+    assert str(root / named) in message, message
+    for word in words:
+        assert word in message, (word, message)
+    assert not (root / "marker").exists()  # nothing from a file was run
+
+
+def test_not_a_model_directory(tmp_path):
+    with pytest.raises(FileNotFoundError, match="missing"):
+        SimilarityModel.load(str(tmp_path / "missing"))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match=r"empty.*config\.json does not exist"):
+        SimilarityModel.load(str(tmp_path / "empty"))

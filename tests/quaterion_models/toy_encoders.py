@@ -154,3 +154,14 @@ class Outer:
 
     class InnerEncoder(StackEncoder):
         pass
+
+
+class ScaleLayer(nn.Module):
+    """A custom layer (outside torch.nn): a SequentialHead holding it needs trusted=True."""
+
+    def __init__(self, factor: float = 2.0):
+        super().__init__()
+        self.factor = factor
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x * self.factor
