@@ -3,7 +3,7 @@
 import os
 from collections.abc import Callable
 from functools import partial
-from typing import Any, Union
+from typing import Any, Optional, Union
 
 import numpy as np
 import torch
@@ -12,6 +12,14 @@ from torch import Tensor, nn
 from quaterion_models.encoders.encoder import Encoder
 from quaterion_models.heads.encoder_head import EncoderHead
 from quaterion_models.types import CollateFnType, MetaExtractorFnType
+from quaterion_models.utils._batch_checks import (
+    check_encoder_output,
+    check_head_output,
+    check_rows,
+    dtype_mismatch,
+    head_shape_failure,
+    width_mismatch,
+)
 from quaterion_models.utils._files import (
     atomic_directory,
     existing_dir,
@@ -73,6 +81,25 @@ class SimilarityModel(nn.Module):
             self.add_module(key, encoder)
         self.encoders = encoders
         self.head = head
+        self._check_head_width()
+        #: the ``encoders`` dict whose outputs the first batch checked (see ``forward``)
+        self._checked_encoders: Optional[dict] = None
+
+    def _check_head_width(self) -> None:
+        expected = getattr(self.head, "input_embedding_size", None)
+        if not isinstance(expected, int):
+            return
+        try:
+            sizes = {key: encoder.embedding_size for key, encoder in self.encoders.items()}
+        except NotImplementedError:
+            return  # reported by forward when the encoder is used
+        if sum(sizes.values()) != expected:
+            raise ValueError(
+                f"SimilarityModel: the head {type(self.head).__name__} expects "
+                f"input_embedding_size={expected} but the encoders' embedding_size add up to "
+                f"{sum(sizes.values())} ({sizes}); build the head with "
+                "SimilarityModel.get_encoders_output_size(encoders)"
+            )
 
     def _check_encoder_key(self, key: Any) -> None:
         if not _is_safe_key(key) or hasattr(self, key):
@@ -125,14 +152,58 @@ class SimilarityModel(nn.Module):
     def forward(self, batch: dict[str, Any]) -> Tensor:
         """``{"data": {key: input}, "meta": [...]}`` -> float ``(B, head.output_size)``.
 
-        Encoder outputs are concatenated along dim 1 in sorted key order.
+        Encoder outputs are concatenated along dim 1 in sorted key order. The first batch
+        after construction (or after ``encoders`` is replaced) checks every encoder's output
+        against its ``embedding_size`` and the head's output against ``output_size``
+        (``ValueError`` naming the encoder). A layer failing on inputs of another dtype than
+        the model's is reported as ``TypeError`` naming both dtypes.
         """
+        check = self._checked_encoders is not self.encoders
         embeddings = sorted(
-            ((key, encoder.forward(batch["data"][key])) for key, encoder in self.encoders.items()),
+            (
+                (key, self._encode_part(key, encoder, batch))
+                for key, encoder in self.encoders.items()
+            ),
             key=lambda pair: pair[0],
         )
+        if check:
+            for key, embedding in embeddings:
+                check_encoder_output(key, self.encoders[key], embedding)
+            check_rows({key: embedding.shape[0] for key, embedding in embeddings})
         joined = torch.cat([embedding for _, embedding in embeddings], dim=1)
-        return self.head(joined, meta=batch["meta"])
+        try:
+            output = self.head(joined, meta=batch["meta"])
+        except RuntimeError as err:
+            sizes = {key: embedding.shape[-1] for key, embedding in embeddings}
+            explained = (
+                width_mismatch(self.head, joined, sizes)
+                or dtype_mismatch(err, f"head {type(self.head).__name__}", joined, self.head)
+                or head_shape_failure(err, self.head, joined, sizes)
+            )
+            if explained is None:
+                raise
+            raise explained from err
+        if check:
+            check_head_output(self.head, output)
+            self._checked_encoders = self.encoders
+        return output
+
+    def _encode_part(self, key: str, encoder: Encoder, batch: dict[str, Any]) -> Tensor:
+        try:
+            inputs = batch["data"][key]
+        except KeyError:
+            raise KeyError(
+                f"SimilarityModel.forward: the batch has no input for encoder {key!r} (it has "
+                f"{sorted(batch.get('data', {}))}); build batches with model.get_collate_fn()"
+            ) from None
+        try:
+            return encoder.forward(inputs)
+        except RuntimeError as err:
+            name = f"encoder {key!r} ({type(encoder).__name__})"
+            explained = dtype_mismatch(err, name, inputs, encoder)
+            if explained is None:
+                raise
+            raise explained from err
 
     def encode(
         self, inputs: Union[list[Any], Any], batch_size: int = 32, to_numpy: bool = True

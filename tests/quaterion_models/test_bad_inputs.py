@@ -6,6 +6,7 @@ import math
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -24,7 +25,12 @@ from quaterion_models.heads import (
 )
 from quaterion_models.utils import DamagedFileError, UnsafeFileError
 from tests.quaterion_models.file_tools import MarkerPayload, write_malicious_state_dict
-from tests.quaterion_models.toy_encoders import StackEncoder
+from tests.quaterion_models.toy_encoders import (
+    FirstRowsEncoder,
+    LinearEncoder,
+    MisreportingEncoder,
+    StackEncoder,
+)
 
 # (id, callable, exception type, words that must all appear in the message)
 CONSTRUCTION = [
@@ -400,3 +406,155 @@ def test_not_a_model_directory(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(FileNotFoundError, match=r"empty.*config\.json does not exist"):
         SimilarityModel.load(str(tmp_path / "empty"))
+
+
+# ----------------------------------------------------------------------------------------------
+# SimilarityModel: construction, forward and encode.
+
+
+def _rows(n: int = 2, width: int = 5, dtype=torch.float32) -> list:
+    return list(torch.rand(n, width, dtype=dtype))
+
+
+MODEL_CASES = [
+    (
+        "head-narrower-than-encoders",
+        lambda: SimilarityModel(encoders=StackEncoder(5), head=GatedHead(4)),
+        ValueError,
+        ["GatedHead", "input_embedding_size=4", "add up to 5", "get_encoders_output_size"],
+    ),
+    (
+        "encoder-misreports-width",
+        lambda: SimilarityModel(encoders=MisreportingEncoder(5, 4), head=EmptyHead(4)).encode(
+            _rows()
+        ),
+        ValueError,
+        ["'default'", "MisreportingEncoder", "(2, 5)", "embedding_size is 4"],
+    ),
+    (
+        "sequential-head-wrong-width",
+        lambda: SimilarityModel(
+            encoders=StackEncoder(5), head=SequentialHead(nn.Linear(4, 2), output_size=2)
+        ).encode(_rows()),
+        ValueError,
+        ["SequentialHead", "5 wide", "{'default': 5}", "get_encoders_output_size"],
+    ),
+    (
+        "head-misreports-output-size",
+        lambda: SimilarityModel(
+            encoders=StackEncoder(5), head=SequentialHead(nn.Linear(5, 3), output_size=4)
+        ).encode(_rows()),
+        ValueError,
+        ["SequentialHead", "(2, 3)", "output_size is 4"],
+    ),
+    (
+        "float64-input-float32-model",
+        lambda: SimilarityModel(encoders=LinearEncoder(5, 4), head=GatedHead(4)).encode(
+            _rows(dtype=torch.float64)
+        ),
+        TypeError,
+        ["'default'", "LinearEncoder", "torch.float64", "torch.float32", "model.to(torch.float64)"],
+    ),
+    (
+        "float32-input-bf16-model",
+        lambda: (
+            SimilarityModel(encoders=LinearEncoder(5, 4), head=GatedHead(4))
+            .to(torch.bfloat16)
+            .encode(_rows())
+        ),
+        TypeError,
+        ["torch.float32", "torch.bfloat16", "model.to(torch.float32)"],
+    ),
+    (
+        "float64-embeddings-float32-head",
+        lambda: SimilarityModel(
+            encoders=StackEncoder(5), head=SequentialHead(nn.Linear(5, 2), output_size=2)
+        ).encode(_rows(dtype=torch.float64)),
+        TypeError,
+        ["head SequentialHead", "torch.float64", "torch.float32", "model.to(torch.float64)"],
+    ),
+    (
+        "encoders-disagree-on-rows",
+        lambda: SimilarityModel(
+            encoders={"a": StackEncoder(5), "b": FirstRowsEncoder(5)}, head=EmptyHead(10)
+        ).encode(_rows(3)),
+        ValueError,
+        ["different numbers of rows", "'a': 3", "'b': 2"],
+    ),
+    (
+        "batch-without-an-encoder-input",
+        lambda: SimilarityModel(encoders={"text": StackEncoder(5)}, head=EmptyHead(5))(
+            {"data": {"txt": torch.rand(2, 5)}, "meta": [{}, {}]}
+        ),
+        KeyError,
+        ["'text'", "['txt']", "get_collate_fn"],
+    ),
+    (
+        "batch-size-zero",
+        lambda: SimilarityModel(encoders=StackEncoder(5), head=EmptyHead(5)).encode(
+            _rows(), batch_size=0
+        ),
+        ValueError,
+        ["batch_size", "0", "positive"],
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    "run, error, words", [pytest.param(*row[1:], id=row[0]) for row in MODEL_CASES]
+)
+def test_bad_model_inputs(run, error, words):
+    with pytest.raises(error) as info:
+        run()
+    message = str(info.value)
+    for word in words:
+        assert word in message, (word, message)
+
+
+def test_output_width_is_checked_on_the_first_batch_only():
+    encoder = MisreportingEncoder(4, 4)  # honest: 4 wide, says 4
+    model = SimilarityModel(encoders=encoder, head=EmptyHead(4))
+    reads = encoder.size_reads  # construction reads it once to size-check the head
+    model.encode(_rows(10, 4), batch_size=2)  # five batches
+    assert encoder.size_reads == reads + 1
+    model.encoders = {"default": MisreportingEncoder(4, 3)}  # replaced (as the cache does)
+    with pytest.raises(ValueError, match="embedding_size is 3"):
+        model.encode(_rows(2, 4))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
+def test_models_of_every_float_dtype_encode_correctly(dtype):
+    model = SimilarityModel(encoders=LinearEncoder(5, 4), head=GatedHead(4)).to(dtype)
+    rows = _rows(3, dtype=dtype)
+    encoder = model.encoders["default"]
+    with torch.no_grad():
+        expected = encoder.linear(torch.stack(rows)) * torch.tanh(model.head.gates)
+    result = model.encode(rows, batch_size=2, to_numpy=False)
+    assert result.dtype == dtype
+    torch.testing.assert_close(result, expected)
+    as_numpy = model.encode(rows)  # bfloat16 comes back as float32 (numpy has no bf16)
+    np_dtype = {torch.float64: np.float64}.get(dtype, np.float32)
+    assert as_numpy.dtype == np_dtype
+    np.testing.assert_allclose(as_numpy, expected.float().numpy(), rtol=1e-6)
+
+
+def test_batches_of_one_match_one_big_batch():
+    model = SimilarityModel(encoders=LinearEncoder(5, 4), head=GatedHead(4))
+    rows = _rows(3)
+    one_by_one = model.encode(rows, batch_size=1, to_numpy=False)
+    torch.testing.assert_close(one_by_one, model.encode(rows, batch_size=32, to_numpy=False))
+    single = model.encode(rows[0], to_numpy=False)  # one record, not a list
+    assert single.shape == (1, 4)
+    torch.testing.assert_close(single[0], one_by_one[0])
+
+
+def test_unicode_and_space_paths_round_trip(tmp_path):
+    target = tmp_path / "mödel dir" / "sérvable 1"
+    model = SimilarityModel(encoders=LinearEncoder(5, 4), head=GatedHead(4))
+    rows = _rows(2)
+    model.save(str(target))
+    model.save(str(target))  # the swap path of a second save
+    loaded = SimilarityModel.load(str(target))
+    torch.testing.assert_close(
+        loaded.encode(rows, to_numpy=False), model.encode(rows, to_numpy=False)
+    )

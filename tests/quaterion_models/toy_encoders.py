@@ -165,3 +165,24 @@ class ScaleLayer(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return x * self.factor
+
+
+class MisreportingEncoder(StackEncoder):
+    """Identity of width ``size`` whose ``embedding_size`` claims ``claimed``; counts reads."""
+
+    def __init__(self, size: int = 5, claimed: int = 4):
+        super().__init__(size)
+        self.claimed = claimed
+        self.size_reads = 0
+
+    @property
+    def embedding_size(self) -> int:
+        self.size_reads += 1
+        return self.claimed
+
+
+class FirstRowsEncoder(StackEncoder):
+    """Identity that drops the last record of every batch (wrong number of rows)."""
+
+    def forward(self, batch: Tensor) -> Tensor:
+        return batch[:-1]
