@@ -558,3 +558,40 @@ def test_unicode_and_space_paths_round_trip(tmp_path):
     torch.testing.assert_close(
         loaded.encode(rows, to_numpy=False), model.encode(rows, to_numpy=False)
     )
+
+
+@pytest.mark.parametrize(
+    "record",
+    [
+        {"module": "os", "class": "system"},  # would run a shell command if called
+        {"module": "torch.nn", "class": "Linear"},
+    ],
+)
+def test_switch_configs_naming_other_callables_are_refused(tmp_path, record):
+    marker = tmp_path / "marker"
+    head_dir = tmp_path / "head"
+    head_dir.mkdir()
+    SwitchHead({"a": GatedHead(3), "b": EmptyHead(3)}, input_embedding_size=3).save(str(head_dir))
+    config = json.loads((head_dir / "config.json").read_text())
+    config["heads"]["a"] = {"class": record, "config": {"command": f"touch '{marker}'"}}
+    (head_dir / "config.json").write_text(json.dumps(config))
+    with pytest.raises(TypeError, match=r"config\.json names .* not a EncoderHead subclass"):
+        SwitchHead.load(str(head_dir))
+    assert not marker.exists()
+
+    encoder_dir = tmp_path / "encoder"
+    encoder_dir.mkdir()
+    (encoder_dir / "config.json").write_text(json.dumps({"encoders": {"a": record}}))
+    (encoder_dir / "a").mkdir()
+    with pytest.raises(TypeError, match="not a Encoder subclass"):
+        SwitchEncoder.load(str(encoder_dir))
+
+
+def test_switch_head_round_trip_still_loads(tmp_path):
+    head = SwitchHead({"a": GatedHead(3), "b": EmptyHead(3)}, input_embedding_size=3)
+    with torch.no_grad():
+        head.a.gates.fill_(0.5)
+    head.save(str(tmp_path))
+    loaded = SwitchHead.load(str(tmp_path))
+    x, meta = torch.rand(3, 3), [{"encoder": "a"}, {"encoder": "b"}, {"encoder": "a"}]
+    torch.testing.assert_close(loaded(x, meta=meta), head(x, meta=meta))
