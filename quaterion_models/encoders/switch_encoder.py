@@ -10,6 +10,7 @@ from torch import Tensor
 from quaterion_models.encoders.encoder import Encoder, _missing
 from quaterion_models.types import CollateFnType
 from quaterion_models.utils._files import read_json_dict, restore_subclass, write_json
+from quaterion_models.utils.checks import check_options
 from quaterion_models.utils.classes import save_class_import
 from quaterion_models.utils.errors import DamagedFileError
 
@@ -46,17 +47,9 @@ class SwitchEncoder(Encoder):
 
     def __init__(self, options: dict[str, Encoder]):
         super().__init__()
-        if not isinstance(options, dict) or not options:
-            raise ValueError(
-                f"{type(self).__name__}: `options` must be a non-empty dict {{key: Encoder}}, "
-                f"got {options!r}; pass at least one encoder"
-            )
-        for key, encoder in options.items():
-            if not isinstance(encoder, Encoder):
-                raise TypeError(
-                    f"{type(self).__name__}: option {key!r} must be an Encoder, got "
-                    f"{type(encoder).__name__}; subclass quaterion_models.encoders.Encoder"
-                )
+        check_options(
+            type(self).__name__, options, Encoder, "pass encoders (quaterion_models.encoders)"
+        )
         self.options = options
         for key, encoder in options.items():
             self.add_module(key, encoder)

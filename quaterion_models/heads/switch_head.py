@@ -10,6 +10,7 @@ from quaterion_models.encoders.switch_encoder import inverse_permutation
 from quaterion_models.heads.encoder_head import EncoderHead
 from quaterion_models.utils._files import load_state_dict, read_json_dict, restore_subclass
 from quaterion_models.utils.errors import DamagedFileError
+from quaterion_models.utils.checks import check_options
 from quaterion_models.utils.classes import save_class_import
 
 
@@ -27,17 +28,7 @@ class SwitchHead(EncoderHead):
 
     def __init__(self, options: dict[str, EncoderHead], input_embedding_size: int, **kwargs):
         super().__init__(input_embedding_size, dropout=0.0, **kwargs)
-        if not isinstance(options, dict) or not options:
-            raise ValueError(
-                f"SwitchHead: `options` must be a non-empty dict {{key: EncoderHead}}, got "
-                f"{options!r}; pass one head per SwitchEncoder option"
-            )
-        for key, head in options.items():
-            if not isinstance(head, EncoderHead):
-                raise TypeError(
-                    f"SwitchHead: option {key!r} must be an EncoderHead, got "
-                    f"{type(head).__name__}; use one of quaterion_models.heads"
-                )
+        check_options("SwitchHead", options, EncoderHead, "pass one head per SwitchEncoder option")
         self.options = options
         for key, head in options.items():
             self.add_module(key, head)

@@ -53,3 +53,24 @@ def check_positive_float(owner: str, name: str, value: Any) -> float:
     if not math.isfinite(value) or value <= 0:
         raise ValueError(f"{owner}: `{name}` must be a finite number > 0, got {value!r}")
     return float(value)
+
+
+def check_options(owner: str, options: Any, base: type, fix: str) -> dict:
+    """Return ``options`` if it is a non-empty ``{key: base instance}`` dict, else raise.
+
+    Raises:
+        ValueError: ``options`` is not a dict or is empty.
+        TypeError: an option is not an instance of ``base`` (the key is named).
+    """
+    if not isinstance(options, dict) or not options:
+        raise ValueError(
+            f"{owner}: `options` must be a non-empty dict {{key: {base.__name__}}}, got "
+            f"{options!r}; {fix}"
+        )
+    for key, option in options.items():
+        if not isinstance(option, base):
+            raise TypeError(
+                f"{owner}: option {key!r} must be an {base.__name__}, got "
+                f"{type(option).__name__}; {fix}"
+            )
+    return options
