@@ -158,7 +158,8 @@ class SimilarityModel(nn.Module):
         (``ValueError`` naming the encoder). A layer failing on inputs of another dtype than
         the model's is reported as ``TypeError`` naming both dtypes.
         """
-        check = self._checked_encoders is not self.encoders
+        # getattr: models unpickled from before this attribute existed check once too
+        check = getattr(self, "_checked_encoders", None) is not self.encoders
         embeddings = sorted(
             (
                 (key, self._encode_part(key, encoder, batch))
