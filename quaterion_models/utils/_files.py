@@ -197,7 +197,14 @@ def _siblings(target: Path, tag: str) -> list[Path]:
         for entry in os.listdir(target.parent)
         if entry.startswith(prefix) and (target.parent / entry).is_dir()
     ]
-    return sorted(found, key=lambda path: path.stat().st_mtime, reverse=True)
+    return sorted(found, key=_mtime, reverse=True)
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except OSError:  # removed meanwhile (a concurrent save cleaning up)
+        return 0.0
 
 
 def _is_complete(path: Path) -> bool:
@@ -272,7 +279,10 @@ def _fsync_tree(root: Path) -> None:
     for directory, _, files in os.walk(root):
         for name in files:
             with open(os.path.join(directory, name), "rb") as file:
-                os.fsync(file.fileno())
+                try:
+                    os.fsync(file.fileno())
+                except OSError:  # platforms that cannot fsync a read-only handle
+                    pass
         fsync_directory(directory)
 
 

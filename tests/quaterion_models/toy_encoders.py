@@ -2,12 +2,13 @@
 
 import json
 import os
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
 
 from quaterion_models.encoders import Encoder, SwitchEncoder
+from quaterion_models.utils import is_loading_trusted
 
 
 def identity_collate(batch: list[Any]) -> list[Any]:
@@ -186,3 +187,14 @@ class FirstRowsEncoder(StackEncoder):
 
     def forward(self, batch: Tensor) -> Tensor:
         return batch[:-1]
+
+
+class TrustRecordingEncoder(StackEncoder):
+    """Records ``is_loading_trusted()`` as seen by its ``load`` (the hook for custom encoders)."""
+
+    seen: ClassVar[list[bool]] = []
+
+    @classmethod
+    def load(cls, input_path: str) -> "TrustRecordingEncoder":
+        cls.seen.append(is_loading_trusted())
+        return super().load(input_path)
