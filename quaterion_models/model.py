@@ -3,7 +3,7 @@
 import os
 from collections.abc import Callable
 from functools import partial
-from typing import Any, Union
+from typing import Any, Optional, Union
 
 import numpy as np
 import torch
@@ -12,16 +12,27 @@ from torch import Tensor, nn
 from quaterion_models.encoders.encoder import Encoder
 from quaterion_models.heads.encoder_head import EncoderHead
 from quaterion_models.types import CollateFnType, MetaExtractorFnType
+from quaterion_models.utils._batch_checks import (
+    check_encoder_output,
+    check_head_output,
+    check_rows,
+    dtype_mismatch,
+    head_shape_failure,
+    width_mismatch,
+)
 from quaterion_models.utils._files import (
     atomic_directory,
     existing_dir,
-    read_json,
+    read_json_dict,
+    recover_directory,
     restore_subclass,
     write_json,
 )
 from quaterion_models.utils.classes import save_class_import
+from quaterion_models.utils.errors import DamagedFileError
 from quaterion_models.utils.meta import merge_meta
 from quaterion_models.utils.tensors import move_to_device
+from quaterion_models.utils.trust import trusted_loading
 
 #: Key under which a single (non-dict) encoder is stored in ``SimilarityModel.encoders``.
 DEFAULT_ENCODER_KEY = "default"
@@ -70,6 +81,25 @@ class SimilarityModel(nn.Module):
             self.add_module(key, encoder)
         self.encoders = encoders
         self.head = head
+        self._check_head_width()
+        #: the ``encoders`` dict whose outputs the first batch checked (see ``forward``)
+        self._checked_encoders: Optional[dict] = None
+
+    def _check_head_width(self) -> None:
+        expected = getattr(self.head, "input_embedding_size", None)
+        if not isinstance(expected, int):
+            return
+        try:
+            sizes = {key: encoder.embedding_size for key, encoder in self.encoders.items()}
+        except NotImplementedError:
+            return  # reported by forward when the encoder is used
+        if sum(sizes.values()) != expected:
+            raise ValueError(
+                f"SimilarityModel: the head {type(self.head).__name__} expects "
+                f"input_embedding_size={expected} but the encoders' embedding_size add up to "
+                f"{sum(sizes.values())} ({sizes}); build the head with "
+                "SimilarityModel.get_encoders_output_size(encoders)"
+            )
 
     def _check_encoder_key(self, key: Any) -> None:
         if not _is_safe_key(key) or hasattr(self, key):
@@ -122,14 +152,59 @@ class SimilarityModel(nn.Module):
     def forward(self, batch: dict[str, Any]) -> Tensor:
         """``{"data": {key: input}, "meta": [...]}`` -> float ``(B, head.output_size)``.
 
-        Encoder outputs are concatenated along dim 1 in sorted key order.
+        Encoder outputs are concatenated along dim 1 in sorted key order. The first batch
+        after construction (or after ``encoders`` is replaced) checks every encoder's output
+        against its ``embedding_size`` and the head's output against ``output_size``
+        (``ValueError`` naming the encoder). A layer failing on inputs of another dtype than
+        the model's is reported as ``TypeError`` naming both dtypes.
         """
+        # getattr: models unpickled from before this attribute existed check once too
+        check = getattr(self, "_checked_encoders", None) is not self.encoders
         embeddings = sorted(
-            ((key, encoder.forward(batch["data"][key])) for key, encoder in self.encoders.items()),
+            (
+                (key, self._encode_part(key, encoder, batch))
+                for key, encoder in self.encoders.items()
+            ),
             key=lambda pair: pair[0],
         )
+        if check:
+            for key, embedding in embeddings:
+                check_encoder_output(key, self.encoders[key], embedding)
+            check_rows({key: embedding.shape[0] for key, embedding in embeddings})
         joined = torch.cat([embedding for _, embedding in embeddings], dim=1)
-        return self.head(joined, meta=batch["meta"])
+        try:
+            output = self.head(joined, meta=batch["meta"])
+        except RuntimeError as err:
+            sizes = {key: embedding.shape[-1] for key, embedding in embeddings}
+            explained = (
+                width_mismatch(self.head, joined, sizes)
+                or dtype_mismatch(err, f"head {type(self.head).__name__}", joined, self.head)
+                or head_shape_failure(err, self.head, joined, sizes)
+            )
+            if explained is None:
+                raise
+            raise explained from err
+        if check:
+            check_head_output(self.head, output)
+            self._checked_encoders = self.encoders
+        return output
+
+    def _encode_part(self, key: str, encoder: Encoder, batch: dict[str, Any]) -> Tensor:
+        try:
+            inputs = batch["data"][key]
+        except KeyError:
+            raise KeyError(
+                f"SimilarityModel.forward: the batch has no input for encoder {key!r} (it has "
+                f"{sorted(batch.get('data', {}))}); build batches with model.get_collate_fn()"
+            ) from None
+        try:
+            return encoder.forward(inputs)
+        except RuntimeError as err:
+            name = f"encoder {key!r} ({type(encoder).__name__})"
+            explained = dtype_mismatch(err, name, inputs, encoder)
+            if explained is None:
+                raise
+            raise explained from err
 
     def encode(
         self, inputs: Union[list[Any], Any], batch_size: int = 32, to_numpy: bool = True
@@ -202,38 +277,58 @@ class SimilarityModel(nn.Module):
             write_json(os.path.join(tmp, "config.json"), config)
 
     @classmethod
-    def load(cls, input_path: str) -> "SimilarityModel":
-        """Load a model saved by :meth:`save` (imports the modules named in its config).
+    def load(cls, input_path: str, trusted: bool = False) -> "SimilarityModel":
+        """Load a model saved by :meth:`save`.
 
-        Only load directories you trust: classes named in ``config.json`` are imported.
+        Imports the modules named in ``config.json`` (your installed encoder/head code) but
+        never unpickles code stored in the files unless ``trusted=True``: head weights are
+        read with ``torch.load(weights_only=True)`` (``SequentialHead``: plus the
+        ``torch.nn`` building blocks). If a crash interrupted a :meth:`save` into
+        ``input_path``, the last complete save is restored first.
+
+        Args:
+            input_path: the directory given to :meth:`save`.
+            trusted: allow files that need arbitrary classes (custom layers pickled in a
+                ``SequentialHead``, gensim models) to be unpickled, which **runs code
+                from the files**. Only for directories you created or otherwise trust.
 
         Raises:
             FileNotFoundError: ``input_path`` is not a saved model directory.
+            DamagedFileError: a file is truncated, not JSON / torch, or inconsistent.
+            UnsafeFileError: a file needs classes outside the allowlist and not ``trusted``.
             ImportError: a recorded class cannot be imported.
         """
-        config_path = os.path.join(input_path, "config.json")
+        with trusted_loading(trusted):
+            return cls._load(input_path)
+
+    @classmethod
+    def _load(cls, input_path: str) -> "SimilarityModel":
+        model_dir = recover_directory(input_path)
+        config_path = os.path.join(model_dir, "config.json")
         if not os.path.isfile(config_path):
             raise FileNotFoundError(
                 f"{input_path} is not a saved SimilarityModel: {config_path} does not exist. "
                 "Pass the directory given to SimilarityModel.save()"
             )
-        config = read_json(config_path)
-        if not isinstance(config, dict) or not {"encoders", "head"} <= config.keys():
-            raise ValueError(
-                f"{config_path} is not a SimilarityModel config: expected keys 'encoders' and "
-                f"'head', got {sorted(config) if isinstance(config, dict) else type(config).__name__}"
+        config = read_json_dict(config_path, "the SimilarityModel config written by save()")
+        if not {"encoders", "head"} <= config.keys() or not isinstance(config["encoders"], list):
+            raise DamagedFileError(
+                f"{config_path} is damaged or not a SimilarityModel config: expected keys "
+                f"'encoders' and 'head' ('encoders' a list), got {sorted(config)}; pass the directory "
+                "given to SimilarityModel.save(), or save the model again"
             )
         head_class = restore_subclass(config["head"], EncoderHead, config_path)
-        head = head_class.load(existing_dir(input_path, "head"))
+        head = head_class.load(existing_dir(model_dir, "head"))
         encoders = {}
         for record in config["encoders"]:
             encoder_class = restore_subclass(record, Encoder, config_path)
             key = record.get("key")
             if not _is_safe_key(key):
-                raise ValueError(
-                    f"{config_path} lists an invalid encoder key {key!r}; the config is corrupted"
+                raise DamagedFileError(
+                    f"{config_path} lists an invalid encoder key {key!r}; the config is "
+                    "damaged or was edited: save the model again"
                 )
-            encoders[key] = encoder_class.load(existing_dir(input_path, "encoders", key))
+            encoders[key] = encoder_class.load(existing_dir(model_dir, "encoders", key))
         return cls(head=head, encoders=encoders)
 
 

@@ -9,8 +9,10 @@ from torch import Tensor
 
 from quaterion_models.encoders.encoder import Encoder, _missing
 from quaterion_models.types import CollateFnType
-from quaterion_models.utils._files import read_json, write_json
-from quaterion_models.utils.classes import restore_class, save_class_import
+from quaterion_models.utils._files import read_json_dict, restore_subclass, write_json
+from quaterion_models.utils.checks import check_options
+from quaterion_models.utils.classes import save_class_import
+from quaterion_models.utils.errors import DamagedFileError
 
 
 def inverse_permutation(perm: Tensor) -> Tensor:
@@ -27,6 +29,11 @@ def inverse_permutation(perm: Tensor) -> Tensor:
     return inv
 
 
+def _is_option_key(key: str) -> bool:
+    """An option key that names a subdirectory (no path traversal)."""
+    return key not in ("", ".", "..") and not any(char in key for char in "/\\\0")
+
+
 class SwitchEncoder(Encoder):
     """Send each record to the option chosen by :meth:`encoder_selection`.
 
@@ -40,6 +47,9 @@ class SwitchEncoder(Encoder):
 
     def __init__(self, options: dict[str, Encoder]):
         super().__init__()
+        check_options(
+            type(self).__name__, options, Encoder, "pass encoders (quaterion_models.encoders)"
+        )
         self.options = options
         for key, encoder in options.items():
             self.add_module(key, encoder)
@@ -129,9 +139,16 @@ class SwitchEncoder(Encoder):
     @classmethod
     def load(cls, input_path: str) -> Encoder:
         """Rebuild every option from its directory and return ``cls(options=...)``."""
-        config = read_json(os.path.join(input_path, "config.json"))
+        config_path = os.path.join(input_path, "config.json")
+        config = read_json_dict(config_path, f"the {cls.__name__} config written by save()")
+        records = config.get("encoders")
+        if not isinstance(records, dict) or not all(_is_option_key(key) for key in records):
+            raise DamagedFileError(
+                f"{config_path} is damaged or not a {cls.__name__} config: expected "
+                '{"encoders": {key: {"module", "class"}}}; save the model again'
+            )
         options = {
-            key: restore_class(record).load(os.path.join(input_path, key))
-            for key, record in config["encoders"].items()
+            key: restore_subclass(record, Encoder, config_path).load(os.path.join(input_path, key))
+            for key, record in records.items()
         }
         return cls(options=options)

@@ -5,20 +5,37 @@ from typing import Any, Optional
 
 from torch import Tensor, nn
 
-from quaterion_models.utils._files import load_state_dict, read_json, save_torch, write_json
+from quaterion_models.utils._files import load_state_dict, read_json_dict, save_torch, write_json
+from quaterion_models.utils.errors import DamagedFileError
+from quaterion_models.utils.checks import check_positive_int, check_probability
 
 
 class EncoderHead(nn.Module):
     """Template head: ``forward(x) = transform(dropout(x))``.
 
     Args:
-        input_embedding_size: ``D_in``, width of the concatenated encoder outputs.
-        dropout: probability of the input dropout; ``0.0`` uses ``nn.Identity``.
+        input_embedding_size: ``D_in``, width of the concatenated encoder outputs (a positive
+            int; ``None`` only for heads that infer it, like ``SequentialHead``).
+        dropout: probability of the input dropout, in ``[0, 1)``; ``0.0`` uses ``nn.Identity``.
         **kwargs: accepted and ignored (lets configs of subclasses round-trip).
+
+    Raises:
+        TypeError / ValueError: an argument has the wrong type or is out of range; the
+            message names the argument, the value and the fix.
     """
 
     def __init__(self, input_embedding_size: int, dropout: float = 0.0, **kwargs):
         super().__init__()
+        owner = type(self).__name__
+        if input_embedding_size is not None:
+            input_embedding_size = check_positive_int(
+                owner,
+                "input_embedding_size",
+                input_embedding_size,
+                "pass the summed embedding_size of the encoders, e.g. "
+                "SimilarityModel.get_encoders_output_size(encoders)",
+            )
+        dropout = check_probability(owner, "dropout", dropout)
         self.input_embedding_size = input_embedding_size
         self._dropout_prob = dropout
         self.dropout = nn.Dropout(p=dropout) if dropout > 0.0 else nn.Identity()
@@ -55,8 +72,27 @@ class EncoderHead(nn.Module):
 
         Raises:
             FileNotFoundError: ``config.json`` or ``weights.bin`` is missing.
-            pickle.UnpicklingError: ``weights.bin`` is not a plain state dict (refused).
+            UnsafeFileError: ``weights.bin`` is not a plain state dict (refused, nothing run).
+            DamagedFileError: a file is truncated, not JSON / a state dict, or does not fit
+                the head its config describes.
         """
-        head = cls(**read_json(os.path.join(input_path, "config.json")))
-        head.load_state_dict(load_state_dict(os.path.join(input_path, "weights.bin")))
+        config_path = os.path.join(input_path, "config.json")
+        config = read_json_dict(config_path, f"the {cls.__name__} config written by save()")
+        try:
+            head = cls(**config)
+        except (TypeError, ValueError) as err:
+            raise DamagedFileError(
+                f"{config_path} is damaged or does not fit {cls.__name__}: {err}; save the "
+                "model again"
+            ) from err
+        weights_path = os.path.join(input_path, "weights.bin")
+        state = load_state_dict(weights_path)
+        try:
+            head.load_state_dict(state)
+        except RuntimeError as err:
+            raise DamagedFileError(
+                f"{weights_path} does not fit the {cls.__name__} described by {config_path} "
+                f"(damaged or mixed from two saves): {str(err).splitlines()[0]}; save the "
+                "model again"
+            ) from err
         return head

@@ -1,14 +1,22 @@
-"""Head wrapping an arbitrary ``nn.Sequential`` (trusted directories only when loading)."""
+"""Head wrapping an arbitrary ``nn.Sequential``; loads standard ``torch.nn`` layers safely."""
 
 import os
 from collections.abc import Iterator
 from typing import Any, Optional, Union
 
-import torch
 from torch import Tensor, nn
 
 from quaterion_models.heads.encoder_head import EncoderHead
-from quaterion_models.utils._files import read_json, save_torch, write_json
+from quaterion_models.utils.checks import check_positive_int
+from quaterion_models.utils._files import (
+    nn_building_blocks,
+    read_json_dict,
+    save_torch,
+    torch_load,
+    write_json,
+)
+from quaterion_models.utils.errors import DamagedFileError
+from quaterion_models.utils.trust import is_loading_trusted
 
 
 class SequentialHead(EncoderHead):
@@ -16,11 +24,13 @@ class SequentialHead(EncoderHead):
 
     ``(B, D_in) -> (B, output_size)``. State dict: ``_sequential.<i>.*``.
 
-    Warning:
-        ``save`` pickles the whole ``nn.Sequential`` (upstream's file format) and ``load``
-        reads it with ``torch.load(weights_only=False)``, which **executes code stored in
-        the file**. This is the one head that is not loaded with ``weights_only=True``:
-        only load ``SequentialHead`` directories you created or otherwise trust.
+    ``save`` pickles the whole ``nn.Sequential`` (upstream's file format). ``load`` reads it
+    with ``torch.load(weights_only=True)`` allowing only the ``torch.nn`` building blocks
+    (every module class of ``torch.nn.modules``), so files of standard layers, the original's
+    included, load without running code. A file that needs any other class (a custom layer)
+    is refused with :class:`~quaterion_models.utils.UnsafeFileError` naming it, unless the
+    caller trusts it: ``SimilarityModel.load(path, trusted=True)`` or
+    ``SequentialHead.load(path, trusted=True)``.
 
     Args:
         *args: modules applied in order.
@@ -30,7 +40,9 @@ class SequentialHead(EncoderHead):
     def __init__(self, *args: nn.Module, output_size: int):
         super().__init__(input_embedding_size=None)
         self._sequential = nn.Sequential(*args)
-        self._output_size = output_size
+        self._output_size = check_positive_int(
+            "SequentialHead", "output_size", output_size, "pass the last module's output width"
+        )
 
     @property
     def output_size(self) -> int:
@@ -78,15 +90,34 @@ class SequentialHead(EncoderHead):
         write_json(os.path.join(output_path, "config.json"), self.get_config_dict())
 
     @classmethod
-    def load(cls, input_path: str) -> "SequentialHead":
-        """Unpickle ``weights.bin`` with ``weights_only=False`` (**trusted directories only**)."""
-        config = read_json(os.path.join(input_path, "config.json"))
+    def load(cls, input_path: str, trusted: Optional[bool] = None) -> "SequentialHead":
+        """Read ``weights.bin`` allowing only ``torch.nn`` building blocks.
+
+        Args:
+            input_path: directory written by :meth:`save`.
+            trusted: ``True`` unpickles any class (**runs code from the file**); ``None``
+                (default) inherits ``SimilarityModel.load(..., trusted=...)``, else ``False``.
+
+        Raises:
+            UnsafeFileError: the file needs a class outside the allowlist (named).
+            DamagedFileError: a file is truncated or does not hold an ``nn.Sequential``.
+        """
+        config_path = os.path.join(input_path, "config.json")
+        config = read_json_dict(config_path, "the SequentialHead config written by save()")
         weights_path = os.path.join(input_path, "weights.bin")
-        if not os.path.isfile(weights_path):
-            raise FileNotFoundError(
-                f"{weights_path} does not exist: expected the pickled nn.Sequential written "
-                "by SequentialHead.save()"
+        what = "the pickled nn.Sequential written by SequentialHead.save()"
+        sequential = torch_load(
+            weights_path, what, trusted=is_loading_trusted(trusted), allowed=nn_building_blocks()
+        )
+        if not isinstance(sequential, nn.Sequential):
+            raise DamagedFileError(
+                f"{weights_path} is damaged or not a saved model file: expected {what}, got "
+                f"{type(sequential).__name__}; save the model again"
             )
-        # Trusted-only by design: this file format is a pickled module (see class docstring).
-        sequential = torch.load(weights_path, map_location="cpu", weights_only=False)
-        return cls(*sequential, **config)
+        try:
+            return cls(*sequential, **config)
+        except TypeError as err:
+            raise DamagedFileError(
+                f"{config_path} is damaged or not a SequentialHead config ({err}); expected "
+                '{"output_size": n}; save the model again'
+            ) from err

@@ -4,6 +4,7 @@ import torch
 from torch import Tensor, nn
 
 from quaterion_models.heads.encoder_head import EncoderHead
+from quaterion_models.utils.checks import check_positive_int, check_probability
 
 
 class SkipConnectionHead(EncoderHead):
@@ -27,6 +28,10 @@ class SkipConnectionHead(EncoderHead):
         n_layers: int = 1,
     ):
         super().__init__(input_embedding_size, dropout=dropout)
+        skip_dropout = check_probability(type(self).__name__, "skip_dropout", skip_dropout)
+        n_layers = check_positive_int(
+            type(self).__name__, "n_layers", n_layers, "use n_layers=1 or more (EmptyHead for none)"
+        )
         self._skip_dropout_prob = skip_dropout
         self._n_layers = n_layers
         self.skip_dropout = nn.Dropout(p=skip_dropout) if skip_dropout > 0.0 else nn.Identity()

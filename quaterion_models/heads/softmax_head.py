@@ -3,6 +3,7 @@
 from torch import Tensor, nn
 
 from quaterion_models.heads.encoder_head import EncoderHead
+from quaterion_models.utils.checks import check_positive_int
 
 
 class SoftmaxEmbeddingsHead(EncoderHead):
@@ -27,8 +28,13 @@ class SoftmaxEmbeddingsHead(EncoderHead):
         **kwargs,
     ):
         super().__init__(input_embedding_size, dropout=dropout)
-        self.output_groups = output_groups
-        self.output_size_per_group = output_size_per_group
+        owner = type(self).__name__
+        self.output_groups = check_positive_int(
+            owner, "output_groups", output_groups, "use at least one softmax group"
+        )
+        self.output_size_per_group = check_positive_int(
+            owner, "output_size_per_group", output_size_per_group, "use e.g. 10"
+        )
         self.projection_layer = nn.Linear(
             input_embedding_size, output_groups * output_size_per_group
         )

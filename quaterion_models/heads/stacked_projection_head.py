@@ -6,6 +6,7 @@ from torch import Tensor, nn
 
 from quaterion_models.heads.encoder_head import EncoderHead
 from quaterion_models.modules.simple import ActivationFromFnName
+from quaterion_models.utils.checks import check_positive_int
 
 
 class StackedProjectionHead(EncoderHead):
@@ -29,12 +30,21 @@ class StackedProjectionHead(EncoderHead):
         dropout: float = 0.0,
     ):
         super().__init__(input_embedding_size, dropout=dropout)
+        owner = type(self).__name__
+        if isinstance(output_sizes, (str, bytes)) or not hasattr(output_sizes, "__iter__"):
+            raise TypeError(
+                f"{owner}: `output_sizes` must be a list of layer widths, got "
+                f"{type(output_sizes).__name__} {output_sizes!r}; e.g. output_sizes=[256, 128]"
+            )
         if not output_sizes:
             raise ValueError(
-                f"{type(self).__name__}: `output_sizes` must list at least one layer width, "
-                f"got {output_sizes!r}"
+                f"{owner}: `output_sizes` must list at least one layer width, "
+                f"got {output_sizes!r}; e.g. output_sizes=[256, 128]"
             )
-        self._output_sizes = list(output_sizes)
+        self._output_sizes = [
+            check_positive_int(owner, f"output_sizes[{index}]", size, "layer widths are >= 1")
+            for index, size in enumerate(output_sizes)
+        ]
         self._activation_fn = activation_fn
         widths = [input_embedding_size, *self._output_sizes]
         layers: list[nn.Module] = []

@@ -8,8 +8,10 @@ from torch import Tensor
 
 from quaterion_models.encoders.switch_encoder import inverse_permutation
 from quaterion_models.heads.encoder_head import EncoderHead
-from quaterion_models.utils._files import load_state_dict, read_json
-from quaterion_models.utils.classes import restore_class, save_class_import
+from quaterion_models.utils._files import load_state_dict, read_json_dict, restore_subclass
+from quaterion_models.utils.errors import DamagedFileError
+from quaterion_models.utils.checks import check_options
+from quaterion_models.utils.classes import save_class_import
 
 
 class SwitchHead(EncoderHead):
@@ -26,6 +28,7 @@ class SwitchHead(EncoderHead):
 
     def __init__(self, options: dict[str, EncoderHead], input_embedding_size: int, **kwargs):
         super().__init__(input_embedding_size, dropout=0.0, **kwargs)
+        check_options("SwitchHead", options, EncoderHead, "pass one head per SwitchEncoder option")
         self.options = options
         for key, head in options.items():
             self.add_module(key, head)
@@ -81,11 +84,34 @@ class SwitchHead(EncoderHead):
     @classmethod
     def load(cls, input_path: str) -> "SwitchHead":
         """Rebuild options from their configs (constructors), then load the weights safely."""
-        config = read_json(os.path.join(input_path, "config.json"))
-        heads = {
-            key: restore_class(record["class"])(**record["config"])
-            for key, record in config.pop("heads").items()
+        config_path = os.path.join(input_path, "config.json")
+        config = read_json_dict(config_path, "the SwitchHead config written by save()")
+        records = config.pop("heads", None)
+        if not isinstance(records, dict) or not all(
+            isinstance(record, dict) and isinstance(record.get("config"), dict)
+            for record in records.values()
+        ):
+            raise DamagedFileError(
+                f"{config_path} is damaged or not a SwitchHead config: expected "
+                '{"heads": {key: {"config": {...}, "class": {...}}}, ...}; save the model again'
+            )
+        classes = {  # checked to be heads before anything is called
+            key: restore_subclass(record.get("class"), EncoderHead, config_path)
+            for key, record in records.items()
         }
-        head = cls(options=heads, **config)
-        head.load_state_dict(load_state_dict(os.path.join(input_path, "weights.bin")))
+        try:
+            heads = {key: classes[key](**record["config"]) for key, record in records.items()}
+            head = cls(options=heads, **config)
+        except (TypeError, ValueError) as err:
+            raise DamagedFileError(
+                f"{config_path} is damaged or does not fit SwitchHead: {err}; save the model again"
+            ) from err
+        weights_path = os.path.join(input_path, "weights.bin")
+        try:
+            head.load_state_dict(load_state_dict(weights_path))
+        except RuntimeError as err:
+            raise DamagedFileError(
+                f"{weights_path} does not fit the SwitchHead described by {config_path}: "
+                f"{str(err).splitlines()[0]}; save the model again"
+            ) from err
         return head

@@ -1,6 +1,7 @@
 """Two-layer bottleneck-inverse projection back to the input width."""
 
 from quaterion_models.heads.stacked_projection_head import StackedProjectionHead
+from quaterion_models.utils.checks import check_positive_float, check_positive_int
 
 
 class WideningHead(StackedProjectionHead):
@@ -24,9 +25,21 @@ class WideningHead(StackedProjectionHead):
         dropout: float = 0.0,
         **kwargs,
     ):
+        owner = type(self).__name__
+        input_embedding_size = check_positive_int(
+            owner, "input_embedding_size", input_embedding_size, "pass the encoders' width"
+        )
+        expansion_factor = check_positive_float(owner, "expansion_factor", expansion_factor)
+        hidden = int(input_embedding_size * expansion_factor)
+        if hidden < 1:
+            raise ValueError(
+                f"{owner}: hidden width int(input_embedding_size * expansion_factor) = "
+                f"int({input_embedding_size} * {expansion_factor}) = {hidden}; raise "
+                "`expansion_factor` so that the hidden layer has at least one unit"
+            )
         super().__init__(
             input_embedding_size=input_embedding_size,
-            output_sizes=[int(input_embedding_size * expansion_factor), input_embedding_size],
+            output_sizes=[hidden, input_embedding_size],
             activation_fn=activation_fn,
             dropout=dropout,
         )

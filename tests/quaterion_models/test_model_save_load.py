@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from quaterion_models import SimilarityModel
+from quaterion_models.utils import is_loading_trusted, trusted_loading
 from quaterion_models.heads import (
     EmptyHead,
     GatedHead,
@@ -23,6 +24,7 @@ from tests.quaterion_models.toy_encoders import (
     LinearEncoder,
     NotPersistableEncoder,
     StackEncoder,
+    TrustRecordingEncoder,
 )
 
 HEADS = {
@@ -245,3 +247,18 @@ def test_config_with_path_traversal_key_is_refused(tmp_path):
     (tmp_path / "m" / "config.json").write_text(json.dumps(config))
     with pytest.raises(ValueError, match="invalid encoder key"):
         SimilarityModel.load(str(tmp_path / "m"))
+
+
+def test_trusted_flag_reaches_custom_encoders_and_ends_with_the_call(tmp_path):
+    model = SimilarityModel(encoders=TrustRecordingEncoder(5), head=EmptyHead(5))
+    model.save(str(tmp_path))
+    TrustRecordingEncoder.seen.clear()
+    SimilarityModel.load(str(tmp_path))
+    SimilarityModel.load(str(tmp_path), trusted=True)
+    SimilarityModel.load(str(tmp_path))
+    assert TrustRecordingEncoder.seen == [False, True, False]
+    assert not is_loading_trusted()
+    with trusted_loading():
+        assert is_loading_trusted() and not is_loading_trusted(False)
+        SimilarityModel.load(str(tmp_path))  # an explicit trusted=False wins inside a block
+    assert TrustRecordingEncoder.seen[-1] is False

@@ -2,12 +2,13 @@
 
 import json
 import os
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
 
 from quaterion_models.encoders import Encoder, SwitchEncoder
+from quaterion_models.utils import is_loading_trusted
 
 
 def identity_collate(batch: list[Any]) -> list[Any]:
@@ -154,3 +155,46 @@ class Outer:
 
     class InnerEncoder(StackEncoder):
         pass
+
+
+class ScaleLayer(nn.Module):
+    """A custom layer (outside torch.nn): a SequentialHead holding it needs trusted=True."""
+
+    def __init__(self, factor: float = 2.0):
+        super().__init__()
+        self.factor = factor
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x * self.factor
+
+
+class MisreportingEncoder(StackEncoder):
+    """Identity of width ``size`` whose ``embedding_size`` claims ``claimed``; counts reads."""
+
+    def __init__(self, size: int = 5, claimed: int = 4):
+        super().__init__(size)
+        self.claimed = claimed
+        self.size_reads = 0
+
+    @property
+    def embedding_size(self) -> int:
+        self.size_reads += 1
+        return self.claimed
+
+
+class FirstRowsEncoder(StackEncoder):
+    """Identity that drops the last record of every batch (wrong number of rows)."""
+
+    def forward(self, batch: Tensor) -> Tensor:
+        return batch[:-1]
+
+
+class TrustRecordingEncoder(StackEncoder):
+    """Records ``is_loading_trusted()`` as seen by its ``load`` (the hook for custom encoders)."""
+
+    seen: ClassVar[list[bool]] = []
+
+    @classmethod
+    def load(cls, input_path: str) -> "TrustRecordingEncoder":
+        cls.seen.append(is_loading_trusted())
+        return super().load(input_path)

@@ -10,7 +10,9 @@ from torch import Tensor, nn
 
 from quaterion_models.encoders.encoder import Encoder, _missing
 from quaterion_models.types import CollateFnType
-from quaterion_models.utils._files import read_json, write_json
+from quaterion_models.utils._files import TRUSTED_FIX, read_json_dict, write_json
+from quaterion_models.utils.errors import UnsafeFileError
+from quaterion_models.utils.trust import is_loading_trusted
 
 try:
     from gensim.models import FastText, KeyedVectors
@@ -151,7 +153,23 @@ class FasttextEncoder(Encoder):
         )
 
     @classmethod
-    def load(cls, input_path: str) -> Encoder:
-        """``cls(model_path=input_path/fasttext.model, **config.json)``."""
-        config = read_json(os.path.join(input_path, "config.json"))
-        return cls(model_path=os.path.join(input_path, "fasttext.model"), **config)
+    def load(cls, input_path: str, trusted: Optional[bool] = None) -> Encoder:
+        """``cls(model_path=input_path/fasttext.model, **config.json)``.
+
+        gensim model files are pickles, so this needs trust: ``trusted=True`` here or
+        ``SimilarityModel.load(path, trusted=True)`` (``None`` inherits the latter).
+
+        Raises:
+            UnsafeFileError: loading is not trusted.
+        """
+        model_path = os.path.join(input_path, "fasttext.model")
+        if not is_loading_trusted(trusted):
+            raise UnsafeFileError(
+                f"refusing to load {model_path}: {cls.__name__} stores a gensim model, which "
+                f"is a pickle (unpickling it can run code). If you created this file or "
+                f"otherwise trust it, load it with {TRUSTED_FIX}."
+            )
+        config = read_json_dict(
+            os.path.join(input_path, "config.json"), f"the {cls.__name__} config"
+        )
+        return cls(model_path=model_path, **config)

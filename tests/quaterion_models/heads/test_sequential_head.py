@@ -4,7 +4,10 @@ import pytest
 import torch
 from torch import nn
 
+from quaterion_models import SimilarityModel
 from quaterion_models.heads import SequentialHead
+from quaterion_models.utils import UnsafeFileError
+from tests.quaterion_models.toy_encoders import ScaleLayer, StackEncoder
 
 
 def make_head():
@@ -75,3 +78,72 @@ def test_load_of_upstream_written_file(tmp_path):
     with pytest.raises(FileNotFoundError, match="weights.bin"):
         (tmp_path / "weights.bin").unlink()
         SequentialHead.load(str(tmp_path))
+
+
+def _upstream_servable(root, sequential: nn.Sequential, output_size: int) -> None:
+    """A servable as the original quaterion-models wrote it: torch.save of the whole module."""
+    (root / "head").mkdir(parents=True)
+    (root / "encoders" / "default").mkdir(parents=True)
+    torch.save(sequential, root / "head" / "weights.bin")
+    (root / "head" / "config.json").write_text(json.dumps({"output_size": output_size}))
+    StackEncoder(4).save(str(root / "encoders" / "default"))
+    (root / "config.json").write_text(
+        json.dumps(
+            {
+                "encoders": [
+                    {
+                        "key": "default",
+                        "module": "tests.quaterion_models.toy_encoders",
+                        "class": "StackEncoder",
+                    }
+                ],
+                "head": {
+                    "module": "quaterion_models.heads.sequential_head",
+                    "class": "SequentialHead",
+                },
+            }
+        )
+    )
+
+
+def test_upstream_servable_of_standard_layers_loads_without_trust(tmp_path):
+    sequential = nn.Sequential(
+        nn.Linear(4, 8),
+        nn.BatchNorm1d(8),
+        nn.GELU(),
+        nn.Dropout(0.1),
+        nn.Linear(8, 6),
+        nn.LayerNorm(6),
+        nn.Tanh(),
+        nn.Unflatten(1, (1, 6)),
+        nn.TransformerEncoderLayer(6, 2, dim_feedforward=8, batch_first=True),
+        nn.Flatten(),
+    ).eval()
+    _upstream_servable(tmp_path, sequential, 6)
+    loaded = SimilarityModel.load(str(tmp_path))  # trusted=False by default
+    assert isinstance(loaded.head, SequentialHead) and len(loaded.head) == len(sequential)
+    x = torch.rand(3, 4)
+    with torch.no_grad():
+        expected = sequential(x)
+    assert expected.shape == (3, 6)
+    torch.testing.assert_close(loaded.encode(list(x), to_numpy=False), expected)
+
+
+def test_custom_layer_needs_trusted(tmp_path):
+    sequential = nn.Sequential(nn.Linear(4, 4), ScaleLayer(3.0))
+    _upstream_servable(tmp_path, sequential, 4)
+    with pytest.raises(UnsafeFileError) as info:
+        SimilarityModel.load(str(tmp_path))
+    message = str(info.value)
+    assert "tests.quaterion_models.toy_encoders.ScaleLayer" in message
+    assert "trusted=True" in message and str(tmp_path / "head" / "weights.bin") in message
+    with pytest.raises(UnsafeFileError, match="ScaleLayer"):
+        SequentialHead.load(str(tmp_path / "head"))
+    x = torch.rand(2, 4)
+    for loaded_head in (
+        SimilarityModel.load(str(tmp_path), trusted=True).head,
+        SequentialHead.load(str(tmp_path / "head"), trusted=True),
+    ):
+        torch.testing.assert_close(loaded_head(x), sequential(x))
+    with pytest.raises(UnsafeFileError):  # trust does not leak out of the trusted call
+        SimilarityModel.load(str(tmp_path))

@@ -11,6 +11,7 @@ pytest.importorskip(
 from gensim.models import FastText
 from gensim.models.fasttext import save_facebook_model
 
+from quaterion_models.utils import UnsafeFileError
 from quaterion_models import SimilarityModel
 from quaterion_models.encoders.extras.fasttext_encoder import (
     FasttextEncoder,
@@ -81,7 +82,9 @@ def test_model_round_trip(kv_path, tmp_path):
     model.save(str(tmp_path / "m"))
     config = json.loads((tmp_path / "m" / "encoders" / "default" / "config.json").read_text())
     assert config == {"on_disk": False, "aggregations": ["avg", "max"]}
-    loaded = SimilarityModel.load(str(tmp_path / "m"))
+    with pytest.raises(UnsafeFileError, match=r"fasttext.model.*gensim.*trusted=True"):
+        SimilarityModel.load(str(tmp_path / "m"))  # gensim files are pickles: opt-in needed
+    loaded = SimilarityModel.load(str(tmp_path / "m"), trusted=True)
     assert type(loaded.encoders["default"]) is SplitFasttext
     np.testing.assert_allclose(loaded.encode(records), before)
 
