@@ -91,6 +91,13 @@ class Backend:
     def delete(self, ids: Optional[Sequence[PointId]], filter: Any) -> None:
         raise NotImplementedError
 
+    def scroll(
+        self, offset: Optional[PointId], limit: int
+    ) -> tuple[list[tuple[PointId, list, Optional[dict]]], Optional[PointId]]:
+        """Up to ``limit`` points ``(id, vector, payload)`` from ``offset`` on, and the next
+        offset (``None`` at the end)."""
+        raise NotImplementedError
+
     def optimize(self) -> None:
         """Build search structures now (no-op where the engine does it in the background)."""
 

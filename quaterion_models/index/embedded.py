@@ -143,6 +143,14 @@ class EmbeddedBackend(Backend):
             self.shard.update(edge.UpdateOperation.delete_points_by_filter(_filter(filter)))
         self.shard.flush()
 
+    def scroll(self, offset: Optional[PointId], limit: int):
+        request = edge.ScrollRequest(
+            offset=offset, limit=limit, with_payload=True, with_vector=True
+        )
+        records, next_offset = self.shard.scroll(request)
+        points = [(normalise_id(r.id), r.vector, r.payload or None) for r in records]
+        return points, None if next_offset is None else normalise_id(next_offset)
+
     def optimize(self) -> None:
         self.shard.optimize()
 

@@ -136,6 +136,13 @@ class ServerBackend(Backend):
             selector = models.FilterSelector(filter=_filter(filter))
             self.client.delete(self.collection, points_selector=selector, wait=True)
 
+    def scroll(self, offset: Optional[PointId], limit: int):
+        records, next_offset = self.client.scroll(
+            self.collection, offset=offset, limit=limit, with_payload=True, with_vectors=True
+        )
+        points = [(normalise_id(r.id), r.vector, r.payload or None) for r in records]
+        return points, None if next_offset is None else normalise_id(next_offset)
+
     def close(self) -> None:
         if self.owns_client:
             self.client.close()

@@ -192,6 +192,35 @@ class SimilarityIndex:
         """Build the HNSW graph now (embedded index; a server does it in the background)."""
         self.backend.optimize()
 
+    def copy_to(self, target: "SimilarityIndex", batch_size: int = 1024) -> int:
+        """Copy every point (id, vector, payload) into ``target``, e.g. an embedded index to
+        a server, without encoding again; returns the number copied.
+
+        ``target`` must be bound to the same servable and distance.
+        """
+        if (target.info.fingerprint, target.info.distance) != (
+            self.info.fingerprint,
+            self.distance,
+        ):
+            raise ModelMismatchError(
+                f"cannot copy {self.backend.location} (model {self.info.fingerprint}, "
+                f"{self.distance}) into {target.backend.location} (model "
+                f"{target.info.fingerprint}, {target.distance}): bind both to the same servable "
+                "and distance, or re-index with add()"
+            )
+        copied, offset = 0, None
+        bar = tqdm(total=self.count(), desc="Copying", disable=not self.show_progress)
+        with bar:
+            while True:
+                points, offset = self.backend.scroll(offset, batch_size)
+                if points:
+                    ids, vectors, payloads = zip(*points)
+                    target.backend.upsert(list(ids), _as_float32(vectors), list(payloads))
+                    copied += len(points)
+                    bar.update(len(points))
+                if offset is None:
+                    return copied
+
     # -- reading -------------------------------------------------------------------------
 
     def search(

@@ -329,3 +329,31 @@ def test_exactly_one_location():
         SimilarityIndex(make_model(), distance="cosine")
     with pytest.raises(ValueError, match="exactly one location"):
         SimilarityIndex(make_model(), path="x", url="http://localhost:6333", distance="cosine")
+
+
+def test_copy_to_the_other_backend(location, tmp_path):
+    """Moving an index (embedded -> server, or back) keeps ids, vectors and payloads."""
+    import qdrant_client
+
+    model, objects = make_model(), make_objects(45)
+    other = (
+        {"client": qdrant_client.QdrantClient(":memory:")}
+        if location.backend == "embedded"
+        else {"path": tmp_path / "copy"}
+    )
+    with SimilarityIndex(model, distance="dot_product", **location.kwargs()) as source:
+        source.add(objects, payloads=[{"i": i} for i in range(45)], ids=list(range(45)))
+        with SimilarityIndex(model, distance="dot_product", show_progress=False, **other) as target:
+            assert source.copy_to(target, batch_size=10) == 45
+            assert target.count() == 45
+            expected = source.search(objects[:5], limit=5, exact=True)
+            copied = target.search(objects[:5], limit=5, exact=True)
+            for got, want in zip(copied, expected):  # scores: float32 vs float64 arithmetic
+                assert [(h.id, h.payload) for h in got] == [(h.id, h.payload) for h in want]
+                np.testing.assert_allclose(
+                    [h.score for h in got], [h.score for h in want], rtol=1e-5
+                )
+        with SimilarityIndex(make_model(seed=3), distance="dot_product", show_progress=False,
+                             path=tmp_path / "wrong") as wrong:  # fmt: skip
+            with pytest.raises(ModelMismatchError, match="cannot copy"):
+                source.copy_to(wrong)
