@@ -9,8 +9,11 @@ At ``--n`` vectors of dimension ``--dim`` (default 100,000 x 128), in one proces
   and ``argpartition``) at the same N;
 * recall@k of the index against exact top-k on ``--queries`` queries.
 
-The vectors are clustered (``--clusters`` Gaussian centres, like trained embeddings) or,
-with ``--clusters 0``, uniform on the sphere (the hardest case for HNSW).
+``--data`` picks the vectors: ``latent`` (default; a ``--latent``-dimensional Gaussian mapped
+linearly to ``--dim`` plus a little noise: low intrinsic dimension, like trained embeddings),
+``clusters`` (``--clusters`` well separated Gaussian blobs, an easy case) or ``gaussian``
+(isotropic in all ``--dim`` dimensions: the worst case for HNSW, no structure to exploit).
+Recall is also printed for larger HNSW beams (``hnsw_ef``).
 
 Run: ``.venv/bin/python -m benchmarks.search`` (``--n 20000`` for a quick run).
 """
@@ -51,14 +54,19 @@ class VectorEncoder(Encoder):
         return batch
 
 
-def make_data(n: int, dim: int, queries: int, clusters: int, seed: int):
+def make_data(kind: str, n: int, dim: int, queries: int, clusters: int, latent: int, seed: int):
     rng = np.random.default_rng(seed)
-    if clusters:
+    total = n + queries
+    if kind == "clusters":
         centres = rng.standard_normal((clusters, dim)).astype(np.float32)
-        points = centres[rng.integers(0, clusters, n + queries)]
+        points = centres[rng.integers(0, clusters, total)]
         points += 0.35 * rng.standard_normal(points.shape).astype(np.float32)
+    elif kind == "latent":
+        mixing = rng.standard_normal((latent, dim)).astype(np.float32)
+        points = rng.standard_normal((total, latent)).astype(np.float32) @ mixing
+        points += 0.1 * np.sqrt(latent) * rng.standard_normal(points.shape).astype(np.float32)
     else:
-        points = rng.standard_normal((n + queries, dim)).astype(np.float32)
+        points = rng.standard_normal((total, dim)).astype(np.float32)
     return points[:n], points[n:]
 
 
@@ -93,13 +101,17 @@ def main() -> None:
     parser.add_argument("--single", type=int, default=300, help="single-query latency samples")
     parser.add_argument("--batch", type=int, default=64, help="queries per batch call")
     parser.add_argument("--k", type=int, default=10)
+    parser.add_argument("--data", choices=["latent", "clusters", "gaussian"], default="latent")
     parser.add_argument("--clusters", type=int, default=1000)
+    parser.add_argument("--latent", type=int, default=16)
     parser.add_argument("--upsert-batch", type=int, default=1024)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
-    points, queries = make_data(args.n, args.dim, args.queries, args.clusters, args.seed)
+    points, queries = make_data(
+        args.data, args.n, args.dim, args.queries, args.clusters, args.latent, args.seed
+    )
     model = SimilarityModel(encoders=VectorEncoder(args.dim), head=EmptyHead(args.dim))
-    print(f"N={args.n} dim={args.dim} k={args.k} clusters={args.clusters} "
+    print(f"N={args.n} dim={args.dim} k={args.k} data={args.data} "
           f"torch threads={torch.get_num_threads()} cpus={os.cpu_count()}")  # fmt: skip
 
     start = time.perf_counter()
@@ -156,6 +168,14 @@ def main() -> None:
         print(f"\nrecall@{args.k} of the index (default HNSW) against exact search over "
               f"{len(queries)} queries: {recall:.4f} (target >= 0.98); with exact=True: "
               f"{exact_hits / (args.k * 100):.4f}")  # fmt: skip
+        for ef in (128, 256, 512):
+            times = timed_calls(
+                lambda q, ef=ef: index.search(vectors=q, limit=args.k, hnsw_ef=ef), singles
+            )
+            found = index.search(vectors=queries, limit=args.k, hnsw_ef=ef)
+            hits = sum(len({h.id for h in f} & set(e.tolist())) for f, e in zip(found, exact))
+            print(f"  hnsw_ef={ef:4d}: recall@{args.k} {hits / (args.k * len(queries)):.4f}, "
+                  f"single query {percentiles(times)}")  # fmt: skip
         index.close()
 
 
