@@ -127,7 +127,11 @@ class EmbeddedBackend(Backend):
         results = self.shard.query_batch(edge.QueryBatchRequest(requests))
         return [
             [
-                Hit(normalise_id(p.id), float(p.score), p.payload if with_payload else None)
+                Hit(
+                    normalise_id(p.id),
+                    float(p.score),
+                    (p.payload or None) if with_payload else None,
+                )
                 for p in r
             ]
             for r in results

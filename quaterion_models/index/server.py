@@ -119,7 +119,11 @@ class ServerBackend(Backend):
         responses = self.client.query_batch_points(self.collection, requests=requests)
         return [
             [
-                Hit(normalise_id(p.id), float(p.score), p.payload if with_payload else None)
+                Hit(
+                    normalise_id(p.id),
+                    float(p.score),
+                    (p.payload or None) if with_payload else None,
+                )
                 for p in response.points
             ]
             for response in responses

@@ -74,7 +74,9 @@ def test_default_ids_are_unique_uuids(location):
     with SimilarityIndex(make_model(), distance="cosine", **location.kwargs()) as index:
         ids = index.add(make_objects(10))
         assert len(set(ids)) == 10 and index.count() == 10
-        assert {hit.id for hit in index.search(vectors=np.ones((1, 8)), limit=10)[0]} == set(ids)
+        hits = index.search(vectors=np.ones((1, 8)), limit=10)[0]
+        assert {hit.id for hit in hits} == set(ids)
+        assert all(hit.payload is None for hit in hits)  # no payload: None on both backends
 
 
 @pytest.mark.parametrize("distance", ["cosine", "dot_product", "euclidean", "manhattan"])
