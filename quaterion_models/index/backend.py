@@ -23,6 +23,16 @@ class Hit(NamedTuple):
     payload: Optional[dict[str, Any]]
 
 
+class QueryOptions(NamedTuple):
+    """How to search: hits per query, filter, exhaustive or HNSW beam width, payloads."""
+
+    limit: int
+    filter: Any = None
+    exact: bool = False
+    hnsw_ef: Optional[int] = None
+    with_payload: bool = True
+
+
 def normalise_id(point_id: Any) -> PointId:
     """Ids come back as int, str or ``uuid.UUID``: return int or str."""
     return point_id if isinstance(point_id, int) else str(point_id)
@@ -74,15 +84,7 @@ class Backend:
         """Write one batch and return only once it is durable."""
         raise NotImplementedError
 
-    def query(
-        self,
-        vectors: np.ndarray,
-        limit: int,
-        filter: Any,
-        exact: bool,
-        hnsw_ef: Optional[int],
-        with_payload: bool,
-    ) -> list[list[Hit]]:
+    def query(self, vectors: np.ndarray, options: QueryOptions) -> list[list[Hit]]:
         raise NotImplementedError
 
     def count(self, filter: Any) -> int:

@@ -16,7 +16,14 @@ except ImportError as err:  # pragma: no cover - exercised only without the extr
         "(or pip install qdrant-edge-py)"
     ) from err
 
-from quaterion_models.index.backend import Backend, Hit, PointId, filter_items, normalise_id
+from quaterion_models.index.backend import (
+    Backend,
+    Hit,
+    PointId,
+    QueryOptions,
+    filter_items,
+    normalise_id,
+)
 from quaterion_models.index.errors import IndexLockedError, IndexNotFoundError
 from quaterion_models.index.metadata import (
     METADATA_FILE,
@@ -103,17 +110,10 @@ class EmbeddedBackend(Backend):
         self.shard.update(edge.UpdateOperation.upsert_points(points))
         self.shard.flush()
 
-    def query(
-        self,
-        vectors: np.ndarray,
-        limit: int,
-        filter: Any,
-        exact: bool,
-        hnsw_ef: Optional[int],
-        with_payload: bool,
-    ) -> list[list[Hit]]:
-        params = edge.SearchParams(hnsw_ef=hnsw_ef, exact=exact)
-        native = _filter(filter)
+    def query(self, vectors: np.ndarray, options: QueryOptions) -> list[list[Hit]]:
+        params = edge.SearchParams(hnsw_ef=options.hnsw_ef, exact=options.exact)
+        native = _filter(options.filter)
+        limit, with_payload = options.limit, options.with_payload
         requests = [
             edge.QueryRequest(
                 limit=limit,

@@ -14,7 +14,14 @@ except ImportError as err:  # pragma: no cover - exercised only without the extr
         "(or pip install qdrant-client)"
     ) from err
 
-from quaterion_models.index.backend import Backend, Hit, PointId, filter_items, normalise_id
+from quaterion_models.index.backend import (
+    Backend,
+    Hit,
+    PointId,
+    QueryOptions,
+    filter_items,
+    normalise_id,
+)
 from quaterion_models.index.errors import IndexConfigError, ServerUnreachableError
 from quaterion_models.index.metadata import QDRANT_DISTANCES, IndexInfo
 
@@ -99,17 +106,11 @@ class ServerBackend(Backend):
         ]
         self.client.upsert(self.collection, points=points, wait=True)
 
-    def query(
-        self,
-        vectors: np.ndarray,
-        limit: int,
-        filter: Any,
-        exact: bool,
-        hnsw_ef: Optional[int],
-        with_payload: bool,
-    ) -> list[list[Hit]]:
+    def query(self, vectors: np.ndarray, options: QueryOptions) -> list[list[Hit]]:
+        exact, hnsw_ef = options.exact, options.hnsw_ef
         params = models.SearchParams(exact=exact, hnsw_ef=hnsw_ef) if exact or hnsw_ef else None
-        native = _filter(filter)
+        native = _filter(options.filter)
+        limit, with_payload = options.limit, options.with_payload
         requests = [
             models.QueryRequest(
                 query=vector, limit=limit, filter=native, params=params, with_payload=with_payload

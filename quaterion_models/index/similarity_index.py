@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from quaterion_models.index.backend import Backend, Hit, PointId
+from quaterion_models.index.backend import Backend, Hit, PointId, QueryOptions
 from quaterion_models.index.errors import IndexConfigError, IndexNotFoundError, ModelMismatchError
 from quaterion_models.index.fingerprint import describe, servable_fingerprint
 from quaterion_models.index.metadata import IndexInfo, check_distance
@@ -258,10 +258,10 @@ class SimilarityIndex:
                 objects = list(objects)
             vectors = self.model.encode(objects, batch_size=self.batch_size) if objects else []
         vectors = self._check_vectors(vectors)
+        options = QueryOptions(limit, filter, exact, hnsw_ef, with_payload)
         results: list[list[Hit]] = []
         for start in range(0, len(vectors), self.batch_size):
-            chunk = vectors[start : start + self.batch_size]
-            results.extend(self.backend.query(chunk, limit, filter, exact, hnsw_ef, with_payload))
+            results.extend(self.backend.query(vectors[start : start + self.batch_size], options))
         return results
 
     def count(self, filter: Optional[Any] = None) -> int:
