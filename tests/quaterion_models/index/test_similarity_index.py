@@ -24,8 +24,12 @@ from tests.quaterion_models.index.conftest import make_model, make_objects
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 
-# qdrant-client's local mode is always exact and says so when search params are passed.
-pytestmark = pytest.mark.filterwarnings("ignore:Local mode performs exact")
+pytestmark = [
+    # qdrant-client's local mode is always exact and says so when search params are passed.
+    pytest.mark.filterwarnings("ignore:Local mode performs exact"),
+    # its version check of the unreachable server runs in a thread and warns a little later
+    pytest.mark.filterwarnings("ignore:Failed to obtain server version"),
+]
 
 
 def brute_force(queries: np.ndarray, points: np.ndarray, distance: str, k: int):
@@ -317,7 +321,6 @@ def test_embedded_metadata_is_written_before_the_shard(tmp_path):
         assert index.count() == 3
 
 
-@pytest.mark.filterwarnings("ignore:Failed to obtain server version")
 def test_unreachable_server_is_reported_quickly():
     with socket.socket() as sock:  # a port nobody listens on
         sock.bind(("127.0.0.1", 0))
