@@ -41,3 +41,44 @@ def test_qdrant_is_imported_only_with_the_index_module():
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().endswith("OK")
+
+
+MISSING_EXTRA = textwrap.dedent(
+    """
+    import sys
+
+    class Blocker:
+        def find_spec(self, name, path=None, target=None):
+            if name.split(".")[0] in {"qdrant_edge", "qdrant_client"}:
+                raise ImportError(f"No module named {name!r}")
+            return None
+
+    sys.meta_path.insert(0, Blocker())
+    from quaterion_models.index import SimilarityIndex  # imports without the extra
+    from quaterion_models import SimilarityModel
+    from quaterion_models.heads import EmptyHead
+    from tests.quaterion_models.toy_encoders import StackEncoder
+
+    model = SimilarityModel(encoders=StackEncoder(4), head=EmptyHead(4))
+    for where in ({"path": "unused"}, {"url": "http://127.0.0.1:1"}):
+        try:
+            SimilarityIndex(model, distance="cosine", **where)
+        except ImportError as err:
+            print("ERROR:", err)
+    """
+)
+
+
+def test_a_missing_extra_names_the_pip_extra():
+    result = subprocess.run(
+        [sys.executable, "-c", MISSING_EXTRA],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    errors = [line for line in result.stdout.splitlines() if line.startswith("ERROR:")]
+    assert len(errors) == 2
+    assert "Qdrant Edge" in errors[0] and "qdrant-client" in errors[1]
+    assert all("pip install 'quaterion[qdrant]'" in line for line in errors)
