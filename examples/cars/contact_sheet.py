@@ -22,18 +22,22 @@ def contact_sheet(
     if not (len(queries) == len(hits) == len(same)):
         raise ValueError("queries, hits and same need one entry per query")
     columns = max((len(row) for row in hits), default=0)
-    cell = tile + 2 * border
-    width = cell * (columns + 1) + gap + border
-    height = cell * len(queries) + border * (len(queries) + 1)
-    sheet = Image.new("RGB", (width, max(height, 1)), "white")
+    step = tile + 3 * border  # a frame on each side and a white strip between cells
+    sheet = Image.new(
+        "RGB", (border + step * (columns + 1) + gap, border + step * len(queries)), "white"
+    )
     draw = ImageDraw.Draw(sheet)
     for row, (query, row_hits, row_same) in enumerate(zip(queries, hits, same)):
-        top = border + row * (cell + border)
-        _paste(sheet, draw, query, (0, top), tile, border, GREY)
+        top = border + row * step
+        _paste(sheet, draw, query, (border, top), tile, border, GREY)
         for col, (image, match) in enumerate(zip(row_hits, row_same)):
-            left = cell * (col + 1) + gap
+            left = _hit_left(col, tile, border, gap)
             _paste(sheet, draw, image, (left, top), tile, border, GREEN if match else RED)
     return sheet
+
+
+def _hit_left(col: int, tile: int, border: int, gap: int) -> int:
+    return border + (tile + 3 * border) * (col + 1) + gap
 
 
 def _paste(sheet, draw, image, corner, tile: int, border: int, colour) -> None:
@@ -47,10 +51,11 @@ def _paste(sheet, draw, image, corner, tile: int, border: int, colour) -> None:
 def border_colours(sheet: Image.Image, rows: int, columns: int, tile: int = 96, border: int = 5,
                    gap: int = 12) -> List[List[tuple]]:  # fmt: skip
     """The frame colour of each hit cell (read back from the pixels; used by the tests)."""
-    cell = tile + 2 * border
     return [
         [
-            sheet.getpixel((cell * (col + 1) + gap + 1, border + row * (cell + border) + 1))
+            sheet.getpixel(
+                (_hit_left(col, tile, border, gap) + 1, border + row * (tile + 3 * border) + 1)
+            )
             for col in range(columns)
         ]
         for row in range(rows)
