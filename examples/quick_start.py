@@ -15,7 +15,9 @@ What it does:
 4. trains a ``SkipConnectionHead`` with ``TripletLoss`` via ``Quaterion.fit``. The encoder is
    frozen, so its vectors are computed once and cached; epochs only run the head;
 5. measures the metric again on the held-out topics, saves the servable, reloads it with
-   ``SimilarityModel.load`` and answers a few example queries with their nearest neighbours.
+   ``SimilarityModel.load``, indexes the held-out texts into an embedded Qdrant index
+   (:class:`~quaterion_models.index.SimilarityIndex`) and answers a few example queries from
+   it (the raw encoder's neighbours, for comparison, come from an exact pass).
 """
 
 from __future__ import annotations
@@ -202,6 +204,14 @@ def nearest_neighbours(
     return scores.topk(k, dim=1).indices.tolist()
 
 
+def index_neighbours(
+    index, queries: List[str], query_rows: List[int], k: int = 3
+) -> List[List[int]]:
+    """Ids of the ``k`` indexed texts closest to each query, the query's own row left out."""
+    results = index.search(queries, limit=k + 1)
+    return [[hit.id for hit in hits if hit.id != row][:k] for row, hits in zip(query_rows, results)]
+
+
 def pick_queries(records: Sequence[dict], n: int) -> List[int]:
     """Rows of ``n`` example queries: one text per topic (first topics in name order), each in
     a different style where possible."""
@@ -324,7 +334,19 @@ def _run(args: argparse.Namespace) -> Dict[str, Any]:
         "(+ same topic, - other topic):"
     )
     raw_neighbours = nearest_neighbours(base, queries, corpus, args.top_k, exclude=query_rows)
-    tuned_neighbours = nearest_neighbours(served, queries, corpus, args.top_k, exclude=query_rows)
+    from quaterion_models.index import SimilarityIndex
+
+    index_dir = args.index_dir or f"{args.save_dir.rstrip(os.sep)}-index"
+    with SimilarityIndex(
+        served,
+        path=index_dir,
+        distance=model.loss.distance_metric_name,
+        recreate=True,
+        show_progress=False,
+    ) as index:
+        index.add(corpus, payloads=[{"topic": t} for t in topics], ids=list(range(len(corpus))))
+        tuned_neighbours = index_neighbours(index, queries, query_rows, args.top_k)
+    print(f"(tuned neighbours: from the embedded Qdrant index in {index_dir})")
     for row, raw_idx, tuned_idx in zip(query_rows, raw_neighbours, tuned_neighbours):
         print(f"\nQuery: {corpus[row]!r}  (topic: {topics[row]})")
         for label, indices in (("raw", raw_idx), ("tuned", tuned_idx)):
@@ -356,6 +378,7 @@ def _run(args: argparse.Namespace) -> Dict[str, Any]:
         "wall_time_s": wall,
         "timings": timings,
         "save_dir": args.save_dir,
+        "index_dir": index_dir,
     }
 
 
@@ -372,6 +395,11 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument("--data-dir", default=DATA_DIR, help="folder with train/val/test.jsonl")
     parser.add_argument(
         "--encoder", default=None, help="sentence-transformers model dir (default: offline MiniLM)"
+    )
+    parser.add_argument(
+        "--index-dir",
+        default=None,
+        help="embedded search index of the held-out texts (default: <save-dir>-index)",
     )
     parser.add_argument(
         "--cache-dir", default=None, help="persist the encoder cache here and reuse it next run"

@@ -1,8 +1,12 @@
-"""Prepare vectors for a similar-car search demo: ``python -m examples.cars.serving``.
+"""Search held-out cars with the tuned model: ``python -m examples.cars.serving``.
 
 Writes to ``--save-dir``: ``labels.jsonl`` (one ``{"label": int}`` per test image),
 ``imgs/<i>.jpg``, ``original.npy`` (backbone embeddings) and ``tuned.npy`` (tuned model);
-row ``i`` of both arrays is line ``i`` of ``labels.jsonl`` and ``imgs/<i>.jpg``.
+row ``i`` of both arrays is line ``i`` of ``labels.jsonl`` and ``imgs/<i>.jpg``. Then it
+indexes the tuned vectors into an embedded Qdrant index (``--index-dir``, point id ``i``
+with payload ``{"label", "image"}``), answers ``--num-queries`` query images from it and
+draws ``contact_sheet.png``: each query, then its top ``--top-k`` hits framed green (same
+car model) or red (another model).
 """
 
 import argparse
@@ -19,12 +23,16 @@ from quaterion_models import SimilarityModel
 from quaterion_models.heads import EmptyHead
 
 from ._io import atomic_write
+from .contact_sheet import contact_sheet
 from .cli import CPU_WARNING, PACKAGE_DIR, add_data_args, resolve_common_defaults
 from .config import SPLIT_CACHE_PATH
-from .data import DataNotFoundError, get_dataloaders, get_raw_dataset
+from .data import DataNotFoundError, get_dataloaders, get_datasets, get_raw_dataset
 from .evaluate import load_tuned_model
 
 ENCODE_BATCH_SIZE = 32
+#: The distance of the ``TripletLoss`` in ``examples/cars/models.py`` (its default, cosine):
+#: the index ranks with the distance the head was trained for.
+DISTANCE = "cosine"
 
 
 def save_images(dataset: Dataset, save_dir: str) -> int:
@@ -76,17 +84,80 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--tuned-model", default=os.path.join(PACKAGE_DIR, "cars_encoders"))
     parser.add_argument("--save-dir", default=os.path.join(PACKAGE_DIR, "cars_embeddings"))
+    parser.add_argument(
+        "--index-dir", default=None, help="embedded search index (default: <save-dir>/index)"
+    )
+    parser.add_argument("--num-queries", type=int, default=6, help="query images to answer")
+    parser.add_argument("--top-k", type=int, default=5, help="hits shown per query")
     add_data_args(parser)
     return parser
 
 
-def main(argv: Optional[List[str]] = None) -> Dict[str, np.ndarray]:
-    """Write images, labels and both embedding arrays; returns ``{"original", "tuned"}`` arrays.
+def search_and_draw(
+    tuned: SimilarityModel,
+    tuned_vectors: np.ndarray,
+    raw_test: Dataset,
+    test: Dataset,
+    args: argparse.Namespace,
+) -> Dict[str, object]:
+    """Index ``tuned_vectors`` (row ``i`` = test image ``i``), answer evenly spaced query images
+    from the index and save the contact sheet; returns the hit ids and the sheet's path."""
+    from quaterion_models.index import SimilarityIndex
+
+    n = len(tuned_vectors)
+    labels = [int(raw_test[i][1]) for i in range(n)]
+    index_dir = args.index_dir or os.path.join(args.save_dir, "index")
+    query_rows = np.linspace(0, n - 1, num=min(args.num_queries, n), dtype=int).tolist()
+    with SimilarityIndex(tuned, path=index_dir, distance=DISTANCE, recreate=True) as index:
+        index.add_vectors(
+            tuned_vectors,
+            payloads=[{"label": label, "image": f"imgs/{i}.jpg"} for i, label in enumerate(labels)],
+            ids=list(range(n)),
+        )
+        # queries are images: the index encodes them with the servable it is bound to
+        results = index.search([test[row].obj for row in query_rows], limit=args.top_k + 1)
+    hits = [
+        [hit for hit in found if hit.id != row][: args.top_k]
+        for row, found in zip(query_rows, results)
+    ]
+    same = [
+        [hit.payload["label"] == labels[row] for hit in row_hits]
+        for row, row_hits in zip(query_rows, hits)
+    ]
+    sheet = contact_sheet(
+        [raw_test[row][0] for row in query_rows],
+        [[raw_test[hit.id][0] for hit in row_hits] for row_hits in hits],
+        same,
+    )
+    sheet_path = os.path.join(args.save_dir, "contact_sheet.png")
+    atomic_write(sheet_path, lambda tmp: sheet.save(tmp, format="PNG"))
+    found = sum(map(sum, same))
+    total = sum(map(len, same))
+    print(
+        f"Indexed {n} test images into {index_dir}; {len(query_rows)} queries, "
+        f"{found}/{total} hits of the query's car model; contact sheet: {sheet_path}"
+    )
+    return {
+        "query_rows": query_rows,
+        "hit_ids": [[hit.id for hit in row_hits] for row_hits in hits],
+        "same": same,
+        "contact_sheet": sheet_path,
+        "index_dir": index_dir,
+    }
+
+
+def main(argv: Optional[List[str]] = None) -> Dict[str, object]:
+    """Write images, labels and both embedding arrays, then search; returns the arrays
+    (``"original"``, ``"tuned"``) and what :func:`search_and_draw` returns.
 
     The original vectors come from the tuned model's own frozen backbone with an
     ``EmptyHead``: it is the same network as the base model, pretrained or not.
     """
-    args = resolve_common_defaults(build_parser().parse_args(argv))
+    parser = build_parser()
+    args = resolve_common_defaults(parser.parse_args(argv))
+    for name in ("num_queries", "top_k"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name.replace('_', '-')} must be >= 1")
     device = "cuda" if torch.cuda.is_available() else "cpu"
     data_kwargs = dict(data_dir=args.data_dir, synthetic=args.synthetic, seed=args.seed)
     try:
@@ -99,6 +170,7 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, np.ndarray]:
             split_cache_path=SPLIT_CACHE_PATH,
             **data_kwargs,
         )
+        _, test = get_datasets(args.input_size, split_cache_path=SPLIT_CACHE_PATH, **data_kwargs)
     except (DataNotFoundError, FileNotFoundError) as exc:
         sys.exit(f"error: {exc}")
     os.makedirs(args.save_dir, exist_ok=True)
@@ -111,7 +183,8 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, np.ndarray]:
     tuned_vectors = encode_loader(tuned, test_loader, device)
     save_embeddings(tuned_vectors, os.path.join(args.save_dir, "tuned.npy"))
     print(f"Wrote {count} images, labels.jsonl, original.npy and tuned.npy to {args.save_dir}")
-    return {"original": original, "tuned": tuned_vectors}
+    searched = search_and_draw(tuned, tuned_vectors, raw_test, test, args)
+    return {"original": original, "tuned": tuned_vectors, **searched}
 
 
 if __name__ == "__main__":

@@ -94,6 +94,22 @@ def test_smoke_run_trains_saves_and_reloads(tmp_path, workdir, no_network, capsy
     assert out.count("  tuned encoder:\n") == 2
     assert out.count("    1. [") == 4 and out.count("    2. [") == 4 and "    3. [" not in out
     assert "RetrievalRPrecision of the raw encoder" in out
+    # the tuned neighbours were read back from the embedded index, which reopens in this process
+    assert result["index_dir"] == save_dir + "-index"
+    assert "from the embedded Qdrant index" in out
+    from quaterion_models.index import SimilarityIndex
+
+    from examples.quick_start import index_neighbours, nearest_neighbours, pick_queries
+
+    served = SimilarityModel.load(save_dir)
+    test_rows = _read(os.path.join(REPO_ROOT, "examples", "quick_start_data", "test.jsonl"))[:64]
+    corpus = [r["text"] for r in test_rows]
+    rows = pick_queries(test_rows, 2)
+    queries = [corpus[row] for row in rows]
+    with SimilarityIndex.open(served, path=result["index_dir"]) as index:
+        assert index.count() == 64 and index.distance == "cosine"
+        from_index = index_neighbours(index, queries, rows, k=2)
+    assert from_index == nearest_neighbours(served, queries, corpus, k=2, exclude=rows)
 
     with open(os.path.join(save_dir, "config.json"), encoding="utf-8") as file:
         config = json.load(file)

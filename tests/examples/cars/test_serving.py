@@ -1,21 +1,25 @@
 """Tests of ``python -m examples.cars.serving``."""
 
 import json
+from types import SimpleNamespace
 
 import numpy as np
 from PIL import Image
 
 from examples.cars import serving as cars_serving
+from examples.cars.contact_sheet import GREEN, RED, border_colours
 from examples.cars.data import get_datasets, get_raw_dataset
 from quaterion_models import SimilarityModel
+from quaterion_models.index import SimilarityIndex
 
 from .conftest import INPUT_SIZE
 
 
 def test_serving_writes_images_labels_and_vectors(trained_cars, workdir):
     out = workdir / "embeddings"
-    cars_serving.main(["--synthetic", "--input-size", str(INPUT_SIZE),
-                       "--tuned-model", str(trained_cars["save_dir"]), "--save-dir", str(out)])  # fmt: skip
+    result = cars_serving.main(["--synthetic", "--input-size", str(INPUT_SIZE),
+                                "--tuned-model", str(trained_cars["save_dir"]),
+                                "--save-dir", str(out), "--num-queries", "4", "--top-k", "3"])  # fmt: skip
 
     _, raw_test = get_raw_dataset(INPUT_SIZE, split_cache_path=None, synthetic=True)
     n = len(raw_test)
@@ -40,3 +44,28 @@ def test_serving_writes_images_labels_and_vectors(trained_cars, workdir):
     expected = model.encode([test[i].obj for i in range(n)], to_numpy=True)
     np.testing.assert_allclose(tuned, expected, rtol=1e-4, atol=1e-5)
     assert not np.allclose(original, tuned)
+
+    # The search: the index answered each query image with the exact cosine neighbours of
+    # the tuned vectors (its own row left out), and the sheet frames them by car model.
+    unit = tuned / np.linalg.norm(tuned, axis=1, keepdims=True)
+    rows = result["query_rows"]
+    assert len(rows) == 4 == len(set(rows))
+    for row, hit_ids, same in zip(rows, result["hit_ids"], result["same"]):
+        scores = unit @ unit[row]
+        scores[row] = -np.inf
+        assert hit_ids == np.argsort(-scores, kind="stable")[:3].tolist()
+        assert same == [labels[i] == labels[row] for i in hit_ids]
+    with Image.open(result["contact_sheet"]) as sheet:
+        assert sheet.format == "PNG"
+        colours = border_colours(sheet.convert("RGB"), rows=4, columns=3)
+    expected = [[GREEN if match else RED for match in same] for same in result["same"]]
+    assert colours == expected
+    with SimilarityIndex.open(model, path=result["index_dir"]) as index:
+        assert index.count() == n and index.distance == "cosine"
+
+
+def test_serving_distance_is_the_training_loss_distance():
+    from examples.cars.models import Model
+
+    loss = Model.configure_loss(SimpleNamespace(mining="hard"))
+    assert cars_serving.DISTANCE == loss.distance_metric_name

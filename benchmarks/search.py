@@ -1,0 +1,186 @@
+"""The embedded index against a NumPy brute-force floor (not a test).
+
+At ``--n`` vectors of dimension ``--dim`` (default 100,000 x 128), in one process:
+
+* indexing: ``SimilarityIndex.add_vectors`` (batched upserts, each flushed) plus
+  ``optimize()`` (the HNSW build), against the floor of keeping a normalised NumPy matrix;
+* query latency, p50 and p95, for single queries and for batches of ``--batch`` queries:
+  ``SimilarityIndex.search`` (default HNSW settings) against NumPy brute force (one matmul
+  and ``argpartition``) at the same N;
+* recall@k of the index against exact top-k on ``--queries`` queries.
+
+``--data`` picks the vectors: ``latent`` (default; a ``--latent``-dimensional Gaussian mapped
+linearly to ``--dim`` plus a little noise: low intrinsic dimension, like trained embeddings),
+``clusters`` (``--clusters`` well separated Gaussian blobs, an easy case) or ``gaussian``
+(isotropic in all ``--dim`` dimensions: the worst case for HNSW, no structure to exploit).
+Recall is also printed for larger HNSW beams (``hnsw_ef``).
+
+Run: ``.venv/bin/python -m benchmarks.search`` (``--n 20000`` for a quick run).
+"""
+
+import argparse
+import os
+import tempfile
+import time
+
+import numpy as np
+import torch
+
+from quaterion_models import SimilarityModel
+from quaterion_models.encoders import Encoder
+from quaterion_models.heads import EmptyHead
+from quaterion_models.index import SimilarityIndex
+
+
+class VectorEncoder(Encoder):
+    """Its inputs are already vectors: the identity servable the index is bound to."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.dim = dim
+
+    @property
+    def trainable(self) -> bool:
+        return False
+
+    @property
+    def embedding_size(self) -> int:
+        return self.dim
+
+    def get_collate_fn(self):
+        return lambda batch: torch.as_tensor(np.stack(batch), dtype=torch.float32)
+
+    def forward(self, batch):
+        return batch
+
+
+def make_data(kind: str, n: int, dim: int, queries: int, clusters: int, latent: int, seed: int):
+    rng = np.random.default_rng(seed)
+    total = n + queries
+    if kind == "clusters":
+        centres = rng.standard_normal((clusters, dim)).astype(np.float32)
+        points = centres[rng.integers(0, clusters, total)]
+        points += 0.35 * rng.standard_normal(points.shape).astype(np.float32)
+    elif kind == "latent":
+        mixing = rng.standard_normal((latent, dim)).astype(np.float32)
+        points = rng.standard_normal((total, latent)).astype(np.float32) @ mixing
+        points += 0.1 * np.sqrt(latent) * rng.standard_normal(points.shape).astype(np.float32)
+    else:
+        points = rng.standard_normal((total, dim)).astype(np.float32)
+    return points[:n], points[n:]
+
+
+def brute_force(matrix: np.ndarray, queries: np.ndarray, k: int) -> np.ndarray:
+    """Top-k cosine neighbours: ``matrix`` rows are unit vectors."""
+    q = queries / np.linalg.norm(queries, axis=1, keepdims=True)
+    scores = q @ matrix.T
+    top = np.argpartition(-scores, k, axis=1)[:, :k]
+    order = np.argsort(-np.take_along_axis(scores, top, axis=1), axis=1)
+    return np.take_along_axis(top, order, axis=1)
+
+
+def percentiles(samples: list) -> str:
+    p50, p95 = np.percentile(np.array(samples) * 1e3, [50, 95])
+    return f"p50 {p50:8.3f} ms  p95 {p95:8.3f} ms"
+
+
+def timed_calls(fn, inputs) -> list:
+    times = []
+    for item in inputs:
+        start = time.perf_counter()
+        fn(item)
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=100_000)
+    parser.add_argument("--dim", type=int, default=128)
+    parser.add_argument("--queries", type=int, default=1000, help="queries for recall")
+    parser.add_argument("--single", type=int, default=300, help="single-query latency samples")
+    parser.add_argument("--batch", type=int, default=64, help="queries per batch call")
+    parser.add_argument("--k", type=int, default=10)
+    parser.add_argument("--data", choices=["latent", "clusters", "gaussian"], default="latent")
+    parser.add_argument("--clusters", type=int, default=1000)
+    parser.add_argument("--latent", type=int, default=16)
+    parser.add_argument("--upsert-batch", type=int, default=1024)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    points, queries = make_data(
+        args.data, args.n, args.dim, args.queries, args.clusters, args.latent, args.seed
+    )
+    model = SimilarityModel(encoders=VectorEncoder(args.dim), head=EmptyHead(args.dim))
+    print(f"N={args.n} dim={args.dim} k={args.k} data={args.data} "
+          f"torch threads={torch.get_num_threads()} cpus={os.cpu_count()}")  # fmt: skip
+
+    start = time.perf_counter()
+    matrix = points / np.linalg.norm(points, axis=1, keepdims=True)
+    floor_index_s = time.perf_counter() - start
+
+    with tempfile.TemporaryDirectory() as tmp:
+        index = SimilarityIndex(model, path=os.path.join(tmp, "index"), distance="cosine",
+                                batch_size=args.upsert_batch, show_progress=False)  # fmt: skip
+        start = time.perf_counter()
+        index.add_vectors(points, ids=list(range(args.n)))
+        upsert_s = time.perf_counter() - start
+        start = time.perf_counter()
+        index.optimize()
+        optimize_s = time.perf_counter() - start
+        total = upsert_s + optimize_s
+        print("\nIndexing")
+        print(f"  index: upserts {upsert_s:7.2f} s + HNSW build {optimize_s:7.2f} s = "
+              f"{total:7.2f} s  ({args.n / total:9.0f} vectors/s; upserts alone "
+              f"{args.n / upsert_s:9.0f}/s)")  # fmt: skip
+        print(f"  NumPy floor (normalise in memory): {floor_index_s:7.3f} s "
+              f"({args.n / max(floor_index_s, 1e-9):9.0f} vectors/s)")  # fmt: skip
+
+        index.batch_size = args.batch
+        singles = [queries[i : i + 1] for i in range(min(args.single, len(queries)))]
+        batches = [queries[i : i + args.batch] for i in range(0, len(queries), args.batch)]
+        for warm in singles[:10]:  # warm caches on both sides
+            index.search(vectors=warm, limit=args.k)
+            brute_force(matrix, warm, args.k)
+
+        def search(q):
+            return index.search(vectors=q, limit=args.k, with_payload=False)
+
+        rows = [
+            ("single", timed_calls(search, singles), timed_calls(
+                lambda q: brute_force(matrix, q, args.k), singles)),
+            (f"batch of {args.batch}", timed_calls(search, batches), timed_calls(
+                lambda q: brute_force(matrix, q, args.k), batches)),
+        ]  # fmt: skip
+        print("\nQuery latency (per call)")
+        for name, index_times, floor_times in rows:
+            ratio = np.median(index_times) / np.median(floor_times)
+            print(f"  {name:>12}  index: {percentiles(index_times)}   NumPy brute force: "
+                  f"{percentiles(floor_times)}   index/NumPy p50 {ratio:5.2f}x")  # fmt: skip
+
+        found = search(queries)
+        exact = brute_force(matrix, queries, args.k)
+        hits = sum(len({h.id for h in f} & set(e.tolist())) for f, e in zip(found, exact))
+        recall = hits / (args.k * len(queries))
+        exact_found = index.search(vectors=queries[:100], limit=args.k, exact=True)
+        exact_hits = sum(
+            len({h.id for h in f} & set(e.tolist())) for f, e in zip(exact_found, exact[:100])
+        )
+        print(f"\nrecall@{args.k} of the index (default HNSW) against exact search over "
+              f"{len(queries)} queries: {recall:.4f} (target >= 0.98); with exact=True: "
+              f"{exact_hits / (args.k * 100):.4f}")  # fmt: skip
+        for ef in (128, 256, 512):
+            times = timed_calls(
+                lambda q, ef=ef: index.search(vectors=q, limit=args.k, hnsw_ef=ef), singles
+            )
+            found = index.search(vectors=queries, limit=args.k, hnsw_ef=ef)
+            hits = sum(len({h.id for h in f} & set(e.tolist())) for f, e in zip(found, exact))
+            print(f"  hnsw_ef={ef:4d}: recall@{args.k} {hits / (args.k * len(queries)):.4f}, "
+                  f"single query {percentiles(times)}")  # fmt: skip
+        index.close()
+
+
+if __name__ == "__main__":
+    # Re-import under the package name, so the fingerprint records benchmarks.search.VectorEncoder.
+    from benchmarks.search import main as _main
+
+    _main()

@@ -1,0 +1,185 @@
+"""Embedded backend: a Qdrant Edge shard in a local directory (no server)."""
+
+import os
+import shutil
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+
+try:
+    import qdrant_edge as edge
+except ImportError as err:  # pragma: no cover - exercised only without the extra
+    raise ImportError(
+        "The embedded index needs Qdrant Edge: pip install 'quaterion[qdrant]' "
+        "(or pip install qdrant-edge-py)"
+    ) from err
+
+from quaterion_models.index.backend import (
+    Backend,
+    Hit,
+    PointId,
+    QueryOptions,
+    filter_items,
+    normalise_id,
+)
+from quaterion_models.index.errors import IndexLockedError, IndexNotFoundError
+from quaterion_models.index.metadata import (
+    METADATA_FILE,
+    QDRANT_DISTANCES,
+    IndexInfo,
+    read_metadata,
+    write_metadata,
+)
+
+#: Sub-directory of the index directory holding the Edge shard.
+SHARD_DIR = "shard"
+
+
+class EmbeddedBackend(Backend):
+    """Index directory ``path`` = ``index.json`` (the binding) + ``shard/`` (Qdrant Edge).
+
+    An Edge shard allows one open handle: a second open, in this or another process,
+    raises :class:`IndexLockedError`. Every upsert goes through the shard's write-ahead
+    log and is flushed before it returns.
+    """
+
+    def __init__(self, path: "str | os.PathLike[str]"):
+        self.path = Path(path)
+        self.location = f"embedded index {self.path}"
+        self.shard: Optional[edge.EdgeShard] = None
+
+    @property
+    def shard_path(self) -> Path:
+        return self.path / SHARD_DIR
+
+    def load_info(self) -> Optional[IndexInfo]:
+        if self.path.exists() and not self.path.is_dir():
+            raise IndexNotFoundError(f"{self.path} is a file, not an index directory")
+        if not (self.path / METADATA_FILE).is_file():
+            if self.shard_path.exists():
+                raise IndexNotFoundError(
+                    f"{self.path} holds a shard but no {METADATA_FILE}: it was not created by "
+                    "SimilarityIndex; pass recreate=True to replace it"
+                )
+            return None
+        info = read_metadata(self.path)
+        if (self.shard_path / "edge_config.json").is_file():
+            self.shard = self._call(edge.EdgeShard.load, str(self.shard_path))
+        else:  # a crash between writing the metadata and creating the shard
+            self.shard = self._call(edge.EdgeShard.create, str(self.shard_path), _config(info))
+        return info
+
+    def create(self, info: IndexInfo) -> None:
+        self.path.mkdir(parents=True, exist_ok=True)
+        write_metadata(self.path, info)
+        self.shard = self._call(edge.EdgeShard.create, str(self.shard_path), _config(info))
+
+    def drop(self) -> None:
+        if self.shard is None and self.shard_path.exists():
+            # take the lock first, so that an index open elsewhere is never deleted
+            self._call(edge.EdgeShard.load, str(self.shard_path)).close()
+        self.close()
+        if self.shard_path.exists():
+            shutil.rmtree(self.shard_path)
+        metadata = self.path / METADATA_FILE
+        if metadata.exists():
+            metadata.unlink()
+
+    def _call(self, fn, *args):
+        try:
+            return fn(*args)
+        except Exception as err:
+            message = str(err)
+            if "WouldBlock" in message or "already" in message.lower():
+                raise IndexLockedError(
+                    f"{self.location} is already open (an embedded index allows one open "
+                    "handle, in this or another process): close the other SimilarityIndex "
+                    "first, or serve the index from a Qdrant server for concurrent access"
+                ) from err
+            raise
+
+    def upsert(
+        self, ids: Sequence[PointId], vectors: np.ndarray, payloads: Sequence[Optional[dict]]
+    ) -> None:
+        points = [
+            edge.Point(point_id, vector, payload)
+            for point_id, vector, payload in zip(ids, vectors.tolist(), payloads)
+        ]
+        self.shard.update(edge.UpdateOperation.upsert_points(points))
+        self.shard.flush()
+
+    def query(self, vectors: np.ndarray, options: QueryOptions) -> list[list[Hit]]:
+        params = edge.SearchParams(hnsw_ef=options.hnsw_ef, exact=options.exact)
+        native = _filter(options.filter)
+        limit, with_payload = options.limit, options.with_payload
+        requests = [
+            edge.QueryRequest(
+                limit=limit,
+                query=edge.Query.Nearest(vector),
+                filter=native,
+                params=params,
+                with_payload=with_payload,
+            )
+            for vector in vectors.tolist()
+        ]
+        results = self.shard.query_batch(edge.QueryBatchRequest(requests))
+        return [
+            [
+                Hit(
+                    normalise_id(p.id),
+                    float(p.score),
+                    (p.payload or None) if with_payload else None,
+                )
+                for p in r
+            ]
+            for r in results
+        ]
+
+    def count(self, filter: Any) -> int:
+        return self.shard.count(edge.CountRequest(exact=True, filter=_filter(filter)))
+
+    def delete(self, ids: Optional[Sequence[PointId]], filter: Any) -> None:
+        if ids is not None:
+            self.shard.update(edge.UpdateOperation.delete_points(list(ids)))
+        if filter is not None:
+            self.shard.update(edge.UpdateOperation.delete_points_by_filter(_filter(filter)))
+        self.shard.flush()
+
+    def scroll(self, offset: Optional[PointId], limit: int):
+        request = edge.ScrollRequest(
+            offset=offset, limit=limit, with_payload=True, with_vector=True
+        )
+        records, next_offset = self.shard.scroll(request)
+        points = [(normalise_id(r.id), r.vector, r.payload or None) for r in records]
+        return points, None if next_offset is None else normalise_id(next_offset)
+
+    def optimize(self) -> None:
+        self.shard.optimize()
+
+    def close(self) -> None:
+        if self.shard is not None:
+            shard, self.shard = self.shard, None
+            shard.close()
+
+
+def _config(info: IndexInfo) -> "edge.EdgeConfig":
+    distance = getattr(edge.Distance, QDRANT_DISTANCES[info.distance])
+    return edge.EdgeConfig(vectors=edge.EdgeVectorParams(size=info.dim, distance=distance))
+
+
+def _filter(filter: Any) -> Optional["edge.Filter"]:
+    """``None``, a native ``qdrant_edge.Filter`` or ``{key: value | [values]}``."""
+    if filter is None or isinstance(filter, edge.Filter):
+        return filter
+    if not isinstance(filter, Mapping):
+        raise TypeError(
+            f"filter must be a dict {{field: value or [values]}} or a qdrant_edge.Filter, got "
+            f"{type(filter).__name__}"
+        )
+    conditions = [
+        edge.FieldCondition(key, match=edge.MatchAny(value) if is_any else edge.MatchValue(value))
+        for key, is_any, value in filter_items(filter)
+    ]
+    return edge.Filter(must=conditions)

@@ -1,0 +1,107 @@
+"""What an index records about the servable that built it, and its durable JSON file."""
+
+import json
+import os
+import uuid
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Union
+
+#: Name of the metadata file inside an embedded index directory.
+METADATA_FILE = "index.json"
+#: Value of the ``format`` field, so a stray JSON file is not mistaken for an index.
+FORMAT = "quaterion-similarity-index"
+FORMAT_VERSION = 1
+
+#: quaterion distance name -> the Qdrant distance name used by both backends.
+QDRANT_DISTANCES = {
+    "cosine": "Cosine",
+    "dot_product": "Dot",
+    "euclidean": "Euclid",
+    "manhattan": "Manhattan",
+}
+
+
+@dataclass(frozen=True)
+class IndexInfo:
+    """The binding between an index and a servable.
+
+    Args:
+        fingerprint: :func:`~quaterion_models.index.fingerprint.servable_fingerprint`.
+        model: one-line description of the servable (for error messages).
+        distance: quaterion distance name (``"cosine"``, ``"dot_product"``,
+            ``"euclidean"``, ``"manhattan"``).
+        dim: vector size.
+    """
+
+    fingerprint: str
+    model: str
+    distance: str
+    dim: int
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict with the format tag, as stored."""
+        return {"format": FORMAT, "version": FORMAT_VERSION, **asdict(self)}
+
+    @classmethod
+    def from_dict(cls, data: Any, source: str) -> "IndexInfo":
+        """Parse :meth:`to_dict` output; ``ValueError`` naming ``source`` if it is not one."""
+        if not isinstance(data, dict) or data.get("format") != FORMAT:
+            raise ValueError(
+                f"{source} is not quaterion index metadata (no format={FORMAT!r}); open an index "
+                "created by quaterion_models.index.SimilarityIndex or pass another location"
+            )
+        if data.get("version") != FORMAT_VERSION:
+            raise ValueError(
+                f"{source} has index format version {data.get('version')!r}; this quaterion "
+                f"reads version {FORMAT_VERSION}: re-create the index with recreate=True"
+            )
+        return cls(
+            fingerprint=str(data["fingerprint"]),
+            model=str(data["model"]),
+            distance=str(data["distance"]),
+            dim=int(data["dim"]),
+        )
+
+
+def check_distance(name: Any) -> str:
+    """Normalise a distance (a ``Distance`` member or its value) to its string value."""
+    value = getattr(name, "value", name)
+    if value not in QDRANT_DISTANCES:
+        raise ValueError(
+            f"unknown distance {name!r}: use one of {sorted(QDRANT_DISTANCES)} (the distance "
+            "the model was trained with, e.g. loss.distance_metric_name)"
+        )
+    return value
+
+
+def write_metadata(directory: Union[str, os.PathLike], info: IndexInfo) -> None:
+    """Write ``index.json`` durably: temp file, fsync, rename, fsync of the directory."""
+    directory = Path(directory)
+    target = directory / METADATA_FILE
+    tmp = directory / f".{METADATA_FILE}.{uuid.uuid4().hex}.tmp"
+    try:
+        with open(tmp, "w", encoding="utf-8") as file:
+            json.dump(info.to_dict(), file, indent=2)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(tmp, target)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def read_metadata(directory: Union[str, os.PathLike]) -> IndexInfo:
+    """Read ``index.json`` of an embedded index directory."""
+    path = Path(directory) / METADATA_FILE
+    with open(path, encoding="utf-8") as file:
+        try:
+            data = json.load(file)
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{path} is not valid JSON ({err}); re-create the index") from err
+    return IndexInfo.from_dict(data, str(path))

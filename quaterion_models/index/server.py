@@ -1,0 +1,177 @@
+"""Server backend: a collection on a Qdrant server or cluster, through qdrant-client."""
+
+from collections.abc import Mapping, Sequence
+from typing import Any, Optional
+
+import numpy as np
+
+try:
+    from qdrant_client import QdrantClient, models
+    from qdrant_client.http.exceptions import ResponseHandlingException
+except ImportError as err:  # pragma: no cover - exercised only without the extra
+    raise ImportError(
+        "The server index needs qdrant-client: pip install 'quaterion[qdrant]' "
+        "(or pip install qdrant-client)"
+    ) from err
+
+from quaterion_models.index.backend import (
+    Backend,
+    Hit,
+    PointId,
+    QueryOptions,
+    filter_items,
+    normalise_id,
+)
+from quaterion_models.index.errors import IndexConfigError, ServerUnreachableError
+from quaterion_models.index.metadata import QDRANT_DISTANCES, IndexInfo
+
+_DISTANCES = {
+    "Cosine": models.Distance.COSINE,
+    "Dot": models.Distance.DOT,
+    "Euclid": models.Distance.EUCLID,
+    "Manhattan": models.Distance.MANHATTAN,
+}
+
+
+class ServerBackend(Backend):
+    """A collection on the server ``client`` talks to; the binding is the collection's metadata.
+
+    Args:
+        client: a ``QdrantClient`` (a server URL, or local mode in tests).
+        collection: collection name.
+        owns_client: close ``client`` on :meth:`close`.
+        address: how to name the server in messages.
+    """
+
+    def __init__(self, client: QdrantClient, collection: str, owns_client: bool, address: str):
+        self.client = client
+        self.collection = collection
+        self.owns_client = owns_client
+        self.location = f"collection {collection!r} on {address}"
+
+    def _unreachable(self, err: Exception) -> ServerUnreachableError:
+        return ServerUnreachableError(
+            f"Qdrant at {self.location} did not answer ({type(err).__name__}: {err}); check the "
+            "URL and that the server runs, or use the embedded index (pass path=...)"
+        )
+
+    def load_info(self) -> Optional[IndexInfo]:
+        try:
+            if not self.client.collection_exists(self.collection):
+                return None
+            config = self.client.get_collection(self.collection).config
+        except (ResponseHandlingException, OSError) as err:
+            raise self._unreachable(err) from err
+        try:
+            info = IndexInfo.from_dict(config.metadata or {}, self.location)
+        except ValueError as err:
+            raise IndexConfigError(
+                f"{err}: the collection exists but was not created by SimilarityIndex; pass "
+                "another collection name or recreate=True"
+            ) from None
+        params = config.params.vectors
+        if isinstance(params, models.VectorParams):
+            stored = (params.size, params.distance)
+            expected = (info.dim, _DISTANCES[QDRANT_DISTANCES[info.distance]])
+            if stored != expected:
+                raise IndexConfigError(
+                    f"{self.location} stores vectors of size {params.size} with "
+                    f"{params.distance}, but its metadata says {info.dim} / {info.distance}: "
+                    "the collection was changed outside quaterion; pass recreate=True"
+                )
+        return info
+
+    def create(self, info: IndexInfo) -> None:
+        try:
+            self.client.create_collection(
+                self.collection,
+                vectors_config=models.VectorParams(
+                    size=info.dim, distance=_DISTANCES[QDRANT_DISTANCES[info.distance]]
+                ),
+                metadata=info.to_dict(),
+            )
+        except (ResponseHandlingException, OSError) as err:
+            raise self._unreachable(err) from err
+
+    def drop(self) -> None:
+        if self.client.collection_exists(self.collection):
+            self.client.delete_collection(self.collection)
+
+    def upsert(
+        self, ids: Sequence[PointId], vectors: np.ndarray, payloads: Sequence[Optional[dict]]
+    ) -> None:
+        points = [
+            models.PointStruct(id=point_id, vector=vector, payload=payload)
+            for point_id, vector, payload in zip(ids, vectors.tolist(), payloads)
+        ]
+        self.client.upsert(self.collection, points=points, wait=True)
+
+    def query(self, vectors: np.ndarray, options: QueryOptions) -> list[list[Hit]]:
+        exact, hnsw_ef = options.exact, options.hnsw_ef
+        params = models.SearchParams(exact=exact, hnsw_ef=hnsw_ef) if exact or hnsw_ef else None
+        native = _filter(options.filter)
+        limit, with_payload = options.limit, options.with_payload
+        requests = [
+            models.QueryRequest(
+                query=vector, limit=limit, filter=native, params=params, with_payload=with_payload
+            )
+            for vector in vectors.tolist()
+        ]
+        responses = self.client.query_batch_points(self.collection, requests=requests)
+        return [
+            [
+                Hit(
+                    normalise_id(p.id),
+                    float(p.score),
+                    (p.payload or None) if with_payload else None,
+                )
+                for p in response.points
+            ]
+            for response in responses
+        ]
+
+    def count(self, filter: Any) -> int:
+        return self.client.count(self.collection, count_filter=_filter(filter), exact=True).count
+
+    def delete(self, ids: Optional[Sequence[PointId]], filter: Any) -> None:
+        if ids is not None:
+            selector = models.PointIdsList(points=list(ids))
+            self.client.delete(self.collection, points_selector=selector, wait=True)
+        if filter is not None:
+            selector = models.FilterSelector(filter=_filter(filter))
+            self.client.delete(self.collection, points_selector=selector, wait=True)
+
+    def scroll(self, offset: Optional[PointId], limit: int):
+        records, next_offset = self.client.scroll(
+            self.collection, offset=offset, limit=limit, with_payload=True, with_vectors=True
+        )
+        points = [(normalise_id(r.id), r.vector, r.payload or None) for r in records]
+        return points, None if next_offset is None else normalise_id(next_offset)
+
+    def close(self) -> None:
+        if self.owns_client:
+            self.client.close()
+
+
+def connect(url: str, api_key: Optional[str], timeout: float) -> QdrantClient:
+    """A client for ``url``; nothing is sent until the first request."""
+    return QdrantClient(url=url, api_key=api_key, timeout=max(1, int(round(timeout))))
+
+
+def _filter(filter: Any) -> Optional["models.Filter"]:
+    """``None``, a native ``qdrant_client.models.Filter`` or ``{key: value | [values]}``."""
+    if filter is None or isinstance(filter, models.Filter):
+        return filter
+    if not isinstance(filter, Mapping):
+        raise TypeError(
+            f"filter must be a dict {{field: value or [values]}} or a qdrant_client Filter, got "
+            f"{type(filter).__name__}"
+        )
+    conditions = [
+        models.FieldCondition(
+            key=key,
+            match=models.MatchAny(any=value) if is_any else models.MatchValue(value=value),
+        )
+        for key, is_any, value in filter_items(filter)
+    ]
+    return models.Filter(must=conditions)

@@ -1,0 +1,374 @@
+"""``SimilarityIndex``: a Qdrant collection bound to the servable that fills and queries it."""
+
+import os
+import uuid
+from collections.abc import Sequence
+from typing import Any, Optional, Union
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from quaterion_models.index.backend import Backend, Hit, PointId, QueryOptions
+from quaterion_models.index.errors import IndexConfigError, IndexNotFoundError, ModelMismatchError
+from quaterion_models.index.fingerprint import describe, servable_fingerprint
+from quaterion_models.index.metadata import IndexInfo, check_distance
+from quaterion_models.model import SimilarityModel
+
+_MODES = ("open_or_create", "open", "create")
+
+
+class SimilarityIndex:
+    """Vectors of a servable in Qdrant: embedded (a local directory) or on a server.
+
+    The index records the servable's fingerprint, its distance and vector size when it
+    is created, and refuses a different model later (:class:`ModelMismatchError`) unless
+    ``recreate=True`` drops the stored points and binds the index to the new model.
+
+    Args:
+        model: the servable (a ``SimilarityModel`` or the directory it was saved to). A
+            ``TrainableModel`` also works: its ``.model`` is used and, unless ``distance``
+            is given, its loss's ``distance_metric_name``.
+        path: directory of an embedded (Qdrant Edge) index.
+        url: address of a Qdrant server, e.g. ``"http://localhost:6333"`` (instead of path).
+        api_key: API key of the server.
+        client: a ready ``qdrant_client.QdrantClient`` (instead of ``url``), e.g. local mode.
+        collection: collection name on the server.
+        distance: the distance the model was trained with (``"cosine"``, ``"dot_product"``,
+            ``"euclidean"``, ``"manhattan"``). Needed to create an index from a plain
+            servable; when opening, it must match the recorded one.
+        mode: ``"open_or_create"``, ``"open"`` (missing index is an error) or ``"create"``
+            (an existing index is an error unless ``recreate``).
+        recreate: drop whatever is stored and start an empty index for ``model``.
+        batch_size: objects encoded and upserted per batch by :meth:`add`.
+        show_progress: show a progress bar while adding.
+        timeout: seconds to wait for a server.
+
+    Example::
+
+        with SimilarityIndex(model, path="cars-index", distance="cosine") as index:
+            index.add(images, payloads=[{"label": y} for y in labels])
+            hits = index.search([query_image], limit=5)[0]
+    """
+
+    def __init__(
+        self,
+        model: Any,
+        path: Union[str, "os.PathLike[str]", None] = None,
+        *,
+        url: Optional[str] = None,
+        api_key: Optional[str] = None,
+        client: Any = None,
+        collection: str = "quaterion",
+        distance: Optional[str] = None,
+        mode: str = "open_or_create",
+        recreate: bool = False,
+        batch_size: int = 64,
+        show_progress: bool = True,
+        timeout: float = 5.0,
+    ):
+        if mode not in _MODES:
+            raise ValueError(f"mode must be one of {_MODES}, got {mode!r}")
+        if not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+        self.model, trained_distance = _resolve_model(model)
+        distance = check_distance(distance) if distance is not None else trained_distance
+        self.batch_size = batch_size
+        self.show_progress = show_progress
+        self.backend = _backend(path, url, api_key, client, collection, timeout)
+        try:
+            self.info = self._bind(distance, mode, recreate)
+        except BaseException:
+            self.backend.close()
+            raise
+
+    @classmethod
+    def open(cls, model: Any, path: Any = None, **kwargs: Any) -> "SimilarityIndex":
+        """Open an existing index; :class:`IndexNotFoundError` if there is none."""
+        return cls(model, path, mode="open", **kwargs)
+
+    @classmethod
+    def create(cls, model: Any, path: Any = None, **kwargs: Any) -> "SimilarityIndex":
+        """Create a new index; an error if one exists (unless ``recreate=True``)."""
+        return cls(model, path, mode="create", **kwargs)
+
+    def _bind(self, distance: Optional[str], mode: str, recreate: bool) -> IndexInfo:
+        fingerprint = servable_fingerprint(self.model)
+        dim = self.model.head.output_size
+        stored = self.backend.load_info()
+        if stored is not None and recreate:
+            distance = distance or stored.distance
+            self.backend.drop()
+            stored = None
+        if stored is None:
+            if mode == "open":
+                raise IndexNotFoundError(
+                    f"no index at {self.backend.location}: create it first "
+                    "(SimilarityIndex.create or mode='open_or_create')"
+                )
+            if distance is None:
+                raise ValueError(
+                    "creating an index needs the distance the model was trained with: pass "
+                    "distance='cosine' (or 'dot_product', 'euclidean', 'manhattan'), e.g. "
+                    "distance=trainable_model.loss.distance_metric_name"
+                )
+            info = IndexInfo(fingerprint, describe(self.model), distance, dim)
+            self.backend.create(info)
+            return info
+        if mode == "create":
+            raise IndexConfigError(
+                f"{self.backend.location} already exists: open it (mode='open_or_create') or "
+                "pass recreate=True to replace it"
+            )
+        if stored.dim != dim:
+            raise IndexConfigError(
+                f"{self.backend.location} holds vectors of size {stored.dim} but the model "
+                f"outputs {dim}: open it with the model that built it, or recreate=True"
+            )
+        if distance is not None and distance != stored.distance:
+            raise IndexConfigError(
+                f"{self.backend.location} was created with distance {stored.distance!r}, not "
+                f"{distance!r}: pass distance={stored.distance!r} (or omit it), or "
+                "recreate=True to index again with the new distance"
+            )
+        if stored.fingerprint != fingerprint:
+            raise ModelMismatchError(
+                f"{self.backend.location} was built by model {stored.fingerprint} "
+                f"({stored.model}), but it is opened with model {fingerprint} "
+                f"({describe(self.model)}). Vectors of two models are not comparable: open it "
+                "with the original servable, or pass recreate=True to re-index with this one"
+            )
+        return stored
+
+    # -- writing -------------------------------------------------------------------------
+
+    def add(
+        self,
+        objects: Sequence[Any],
+        payloads: Optional[Sequence[Optional[dict]]] = None,
+        ids: Optional[Sequence[PointId]] = None,
+    ) -> list[PointId]:
+        """Encode ``objects`` with the model in batches and upsert them; returns their ids.
+
+        Each batch is durable once written: if the process dies, the batches written
+        before stay in the index. Default ids are random UUID strings; ids that already
+        exist are overwritten.
+        """
+        objects = list(objects)
+        payloads, ids = self._check_rows(len(objects), payloads, ids)
+        bar = tqdm(total=len(objects), desc="Indexing", disable=not self.show_progress)
+        with bar:
+            for start in range(0, len(objects), self.batch_size):
+                stop = start + self.batch_size
+                vectors = self.model.encode(objects[start:stop], batch_size=self.batch_size)
+                self.backend.upsert(ids[start:stop], _as_float32(vectors), payloads[start:stop])
+                bar.update(len(vectors))
+        return ids
+
+    def add_vectors(
+        self,
+        vectors: Any,
+        payloads: Optional[Sequence[Optional[dict]]] = None,
+        ids: Optional[Sequence[PointId]] = None,
+    ) -> list[PointId]:
+        """Upsert vectors the bound model already produced (``(N, dim)``); returns their ids."""
+        vectors = self._check_vectors(vectors)
+        payloads, ids = self._check_rows(len(vectors), payloads, ids)
+        bar = tqdm(total=len(vectors), desc="Indexing", disable=not self.show_progress)
+        with bar:
+            for start in range(0, len(vectors), self.batch_size):
+                stop = start + self.batch_size
+                self.backend.upsert(ids[start:stop], vectors[start:stop], payloads[start:stop])
+                bar.update(min(stop, len(vectors)) - start)
+        return ids
+
+    def delete(self, ids: Optional[Sequence[PointId]] = None, filter: Optional[Any] = None) -> None:
+        """Delete points by id and/or every point matching ``filter``."""
+        if ids is None and filter is None:
+            raise ValueError("delete needs ids=[...] or filter={...}; nothing was deleted")
+        self.backend.delete(list(ids) if ids is not None else None, filter)
+
+    def optimize(self) -> None:
+        """Build the HNSW graph now (embedded index; a server does it in the background)."""
+        self.backend.optimize()
+
+    def copy_to(self, target: "SimilarityIndex", batch_size: int = 1024) -> int:
+        """Copy every point (id, vector, payload) into ``target``, e.g. an embedded index to
+        a server, without encoding again; returns the number copied.
+
+        ``target`` must be bound to the same servable and distance.
+        """
+        if (target.info.fingerprint, target.info.distance) != (
+            self.info.fingerprint,
+            self.distance,
+        ):
+            raise ModelMismatchError(
+                f"cannot copy {self.backend.location} (model {self.info.fingerprint}, "
+                f"{self.distance}) into {target.backend.location} (model "
+                f"{target.info.fingerprint}, {target.distance}): bind both to the same servable "
+                "and distance, or re-index with add()"
+            )
+        copied, offset = 0, None
+        bar = tqdm(total=self.count(), desc="Copying", disable=not self.show_progress)
+        with bar:
+            while True:
+                points, offset = self.backend.scroll(offset, batch_size)
+                if points:
+                    ids, vectors, payloads = zip(*points)
+                    target.backend.upsert(list(ids), _as_float32(vectors), list(payloads))
+                    copied += len(points)
+                    bar.update(len(points))
+                if offset is None:
+                    return copied
+
+    # -- reading -------------------------------------------------------------------------
+
+    def search(
+        self,
+        objects: Optional[Sequence[Any]] = None,
+        limit: int = 10,
+        filter: Optional[Any] = None,
+        *,
+        vectors: Any = None,
+        exact: bool = False,
+        hnsw_ef: Optional[int] = None,
+        with_payload: bool = True,
+    ) -> list[list[Hit]]:
+        """Nearest points for each query, closest first.
+
+        Args:
+            objects: raw queries, encoded with the bound model.
+            limit: hits per query.
+            filter: ``{field: value}`` (equal) or ``{field: [values]}`` (any of), all
+                fields must match; or a native Qdrant filter of the backend.
+            vectors: ``(n, dim)`` query vectors instead of ``objects``.
+            exact: brute-force search instead of HNSW.
+            hnsw_ef: HNSW beam width (higher: better recall, slower).
+            with_payload: return payloads (``None`` otherwise).
+
+        Returns:
+            one list of :class:`Hit` per query.
+        """
+        if (objects is None) == (vectors is None):
+            raise ValueError("search needs exactly one of objects=[...] or vectors=array")
+        if not isinstance(limit, int) or limit < 1:
+            raise ValueError(f"limit must be a positive int, got {limit!r}")
+        if objects is not None:
+            if not isinstance(objects, list):
+                objects = list(objects)
+            vectors = self.model.encode(objects, batch_size=self.batch_size) if objects else []
+        vectors = self._check_vectors(vectors)
+        options = QueryOptions(limit, filter, exact, hnsw_ef, with_payload)
+        results: list[list[Hit]] = []
+        for start in range(0, len(vectors), self.batch_size):
+            results.extend(self.backend.query(vectors[start : start + self.batch_size], options))
+        return results
+
+    def count(self, filter: Optional[Any] = None) -> int:
+        """Number of stored points (matching ``filter`` if given)."""
+        return self.backend.count(filter)
+
+    def __len__(self) -> int:
+        return self.count()
+
+    @property
+    def distance(self) -> str:
+        """The quaterion distance name recorded at creation."""
+        return self.info.distance
+
+    # -- lifetime ------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Release the index (the embedded directory's lock, the server connection)."""
+        self.backend.close()
+
+    def __enter__(self) -> "SimilarityIndex":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def _check_vectors(self, vectors: Any) -> np.ndarray:
+        if isinstance(vectors, torch.Tensor):
+            vectors = vectors.detach().float().cpu().numpy()
+        vectors = _as_float32(np.asarray(vectors, dtype=np.float32))
+        if vectors.size == 0:
+            return vectors.reshape(0, self.info.dim)
+        if vectors.ndim != 2 or vectors.shape[1] != self.info.dim:
+            raise IndexConfigError(
+                f"vectors must have shape (n, {self.info.dim}) for {self.backend.location}, got "
+                f"{vectors.shape}"
+            )
+        if not np.isfinite(vectors).all():
+            raise ValueError("vectors contain NaN or inf; check the model's output")
+        return vectors
+
+    def _check_rows(
+        self, n: int, payloads: Optional[Sequence], ids: Optional[Sequence]
+    ) -> tuple[list, list]:
+        payloads = [None] * n if payloads is None else list(payloads)
+        ids = [str(uuid.uuid4()) for _ in range(n)] if ids is None else list(ids)
+        for name, values in (("payloads", payloads), ("ids", ids)):
+            if len(values) != n:
+                raise ValueError(f"{name} has {len(values)} entries for {n} objects")
+        for point_id in ids:
+            if isinstance(point_id, bool) or not isinstance(point_id, (int, str)):
+                raise TypeError(f"ids must be ints >= 0 or UUID strings, got {point_id!r}")
+            if isinstance(point_id, int) and point_id < 0:
+                raise ValueError(f"ids must be ints >= 0 or UUID strings, got {point_id}")
+            if isinstance(point_id, str):
+                try:
+                    uuid.UUID(point_id)
+                except ValueError:
+                    raise ValueError(
+                        f"string ids must be UUIDs (Qdrant's rule), got {point_id!r}; keep "
+                        "your own key in the payload"
+                    ) from None
+        for payload in payloads:
+            if payload is not None and not isinstance(payload, dict):
+                raise TypeError(f"payloads must be dicts or None, got {type(payload).__name__}")
+        return payloads, ids
+
+
+def _as_float32(vectors: Any) -> np.ndarray:
+    return np.ascontiguousarray(np.asarray(vectors, dtype=np.float32))
+
+
+def _resolve_model(model: Any) -> tuple[SimilarityModel, Optional[str]]:
+    """A servable, its saved directory, or a TrainableModel (its model and loss distance)."""
+    if isinstance(model, (str, os.PathLike)):
+        return SimilarityModel.load(os.fspath(model)), None
+    if isinstance(model, SimilarityModel):
+        return model, None
+    inner = getattr(model, "model", None)
+    if isinstance(inner, SimilarityModel):
+        name = getattr(getattr(model, "loss", None), "distance_metric_name", None)
+        return inner, check_distance(name) if name is not None else None
+    raise TypeError(
+        f"model must be a SimilarityModel, a saved servable directory or a TrainableModel, got "
+        f"{type(model).__name__}"
+    )
+
+
+def _backend(
+    path: Any, url: Optional[str], api_key: Optional[str], client: Any, collection: str, timeout
+) -> Backend:
+    given = [
+        name
+        for name, value in (("path", path), ("url", url), ("client", client))
+        if value is not None
+    ]
+    if len(given) != 1:
+        raise ValueError(
+            "pass exactly one location: path='dir' (embedded), url='http://host:6333' (server) "
+            f"or client=QdrantClient(...); got {given or 'none'}"
+        )
+    if path is not None:
+        from quaterion_models.index.embedded import EmbeddedBackend
+
+        return EmbeddedBackend(path)
+    from quaterion_models.index.server import ServerBackend, connect
+
+    if url is not None:
+        return ServerBackend(connect(url, api_key, timeout), collection, True, url)
+    return ServerBackend(client, collection, False, "the given QdrantClient")

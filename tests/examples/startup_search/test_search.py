@@ -1,0 +1,82 @@
+"""``python -m examples.startup_search.search``: offline search over an embedded index."""
+
+import json
+
+import numpy as np
+import pytest
+
+from examples.startup_search import search as startup_search
+from examples.startup_search.encoder import StartupEncoder
+from quaterion_models import SimilarityModel
+from quaterion_models.heads import GatedHead
+
+RECORDS = [
+    {"name": "PayFast", "description": "Instant payments for credit unions.", "industry": "Fintech"},
+    {"name": "LoanLy", "description": "Fair loans for freelancers.", "industry": "Fintech"},
+    {"name": "CoinBox", "description": "A savings app for teenagers.", "industry": "Fintech"},
+    {"name": "ClassHub", "description": "Online courses for teachers.", "industry": "Education"},
+    {"name": "TutorGo", "description": "Homework help for pupils.", "industry": "Education"},
+    {"name": "PulseMe", "description": "Remote monitoring of heart patients.", "industry": "Healthcare"},
+    {"name": "MediBot", "description": "A chatbot that books doctor visits.", "industry": "Healthcare"},
+    {"name": "FarmEye", "description": "Drones that watch crops for disease.", "industry": "Agritech"},
+]  # fmt: skip
+
+
+@pytest.fixture
+def dataset(workdir):
+    path = workdir / "startups.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in RECORDS))
+    return str(path)
+
+
+@pytest.fixture
+def encoded(monkeypatch):
+    """Texts the encoder has seen in this test."""
+    seen = []
+    forward = StartupEncoder.forward
+
+    def counting(self, batch):
+        seen.extend(batch)
+        return forward(self, batch)
+
+    monkeypatch.setattr(StartupEncoder, "forward", counting)
+    return seen
+
+
+def test_search_ranks_like_brute_force_and_filters(dataset, encoded, no_network, capsys):
+    queries = ["money transfers for banks", "learning at school"]
+    answers = startup_search.main([*queries, "-k", "3", "--dataset", dataset, "--model", "none"])
+    assert len(encoded) == len(RECORDS) + len(queries)  # indexed once, queries once
+    model = startup_search.load_model(None)
+    docs = model.encode([r["description"] for r in RECORDS])
+    q = model.encode(queries)
+    docs /= np.linalg.norm(docs, axis=1, keepdims=True)
+    q /= np.linalg.norm(q, axis=1, keepdims=True)
+    for answer, scores in zip(answers, q @ docs.T):
+        assert [row["id"] for row in answer] == np.argsort(-scores)[:3].tolist()
+        np.testing.assert_allclose([row["score"] for row in answer], np.sort(scores)[::-1][:3],
+                                   atol=1e-4)  # fmt: skip
+        assert answer[0]["name"] == RECORDS[answer[0]["id"]]["name"]
+    assert answers[0][0]["industry"] == "Fintech" and answers[1][0]["industry"] == "Education"
+    out = capsys.readouterr().out
+    assert "'money transfers for banks':" in out and "1. " in out
+
+    encoded.clear()  # the second run reuses the index: only the query is encoded
+    health = startup_search.main(["money", "--industry", "Healthcare", "--industry", "Agritech",
+                                  "--dataset", dataset, "--model", "none", "--json"])  # fmt: skip
+    assert encoded == ["money"]
+    assert {row["industry"] for row in health[0]} == {"Healthcare", "Agritech"}
+    assert len(health[0]) == 3
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.strip()]
+    assert [line["id"] for line in lines] == [row["id"] for row in health[0]]
+
+
+def test_a_new_model_reindexes(dataset, encoded, no_network, capsys, workdir):
+    startup_search.main(["payments", "--dataset", dataset, "--model", "none"])
+    raw = startup_search.load_model(None)
+    encoder = raw.encoders["default"]
+    SimilarityModel(encoders=encoder, head=GatedHead(encoder.embedding_size)).save("tuned")
+    encoded.clear()
+    startup_search.main(["payments", "--dataset", dataset, "--model", "tuned"])
+    assert "indexing again with the current model" in capsys.readouterr().err
+    assert len(encoded) == len(RECORDS) + 1

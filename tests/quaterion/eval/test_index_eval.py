@@ -1,0 +1,150 @@
+"""Metrics through a Qdrant index equal the exact Evaluator's under exact search."""
+
+import random
+
+import pytest
+import torch
+
+from quaterion.dataset.similarity_samples import SimilarityGroupSample, SimilarityPairSample
+from quaterion.eval.evaluator import Evaluator
+from quaterion.eval.group import RetrievalRPrecision
+from quaterion.eval.index_eval import IndexEvaluator
+from quaterion.eval.pair import RetrievalPrecision, RetrievalReciprocalRank
+from quaterion.eval.samplers import GroupSampler, PairSampler
+from tests.quaterion.eval.conftest import identity_model
+
+pytest.importorskip("qdrant_edge")
+qdrant_client = pytest.importorskip("qdrant_client")
+from quaterion_models.index import SimilarityIndex  # noqa: E402
+
+pytestmark = pytest.mark.filterwarnings("ignore:Local mode performs exact")
+
+DIM = 6
+
+
+@pytest.fixture(params=["embedded", "server"])
+def make_index(request, tmp_path):
+    """``make_index(distance)``: an empty index over the identity model on either backend."""
+    opened = []
+
+    def make(distance: str) -> SimilarityIndex:
+        if request.param == "embedded":
+            where = {"path": tmp_path / f"index-{len(opened)}"}
+        else:
+            where = {"client": qdrant_client.QdrantClient(":memory:")}
+        index = SimilarityIndex(
+            identity_model(DIM), distance=distance, show_progress=False, batch_size=32, **where
+        )
+        opened.append(index)
+        return index
+
+    yield make
+    for index in opened:
+        index.close()
+
+
+def group_data(n: int = 150, groups: int = 9, seed: int = 0) -> list:
+    generator = torch.Generator().manual_seed(seed)
+    vectors = torch.randn(n, DIM, generator=generator)
+    labels = torch.randint(0, groups, (n,), generator=generator)
+    return [SimilarityGroupSample(obj=v.tolist(), group=int(g)) for v, g in zip(vectors, labels)]
+
+
+def pair_data(n: int = 60, seed: int = 0) -> list:
+    generator = torch.Generator().manual_seed(seed)
+    a = torch.randn(n, DIM, generator=generator)
+    b = a + 0.8 * torch.randn(n, DIM, generator=generator)
+    scores = [1.0, 1.0, 0.5, 0.0]
+    return [
+        SimilarityPairSample(obj_a=x.tolist(), obj_b=y.tolist(), score=scores[i % 4], subgroup=0)
+        for i, (x, y) in enumerate(zip(a, b))
+    ]
+
+
+@pytest.mark.parametrize("distance", ["cosine", "euclidean", "manhattan", "dot_product"])
+def test_group_metric_equals_exact_evaluator(make_index, distance):
+    data = group_data()
+    metric = RetrievalRPrecision(distance)
+    exact = Evaluator(metric, GroupSampler(log_progress=False)).evaluate(data, identity_model(DIM))
+    report = IndexEvaluator(metric, exact=True, log_progress=False).evaluate(
+        data, make_index(distance)
+    )
+    value = report.metrics["RetrievalRPrecision"]
+    assert value.item() == pytest.approx(exact["RetrievalRPrecision"].item(), abs=1e-6)
+    assert 0.0 < value.item() < 1.0  # neither trivial end
+    assert report.recall == 1.0 and report.recall_queries == 100 and report.unranked == 0
+
+
+@pytest.mark.parametrize("distance", ["cosine", "euclidean"])
+def test_pair_metrics_equal_exact_evaluator(make_index, distance):
+    data = pair_data()
+    metrics = {
+        "p@3": RetrievalPrecision(k=3, distance_metric_name=distance),
+        "rr": RetrievalReciprocalRank(distance),
+    }
+    model = identity_model(DIM)
+    exact = Evaluator(metrics, PairSampler(log_progress=False)).evaluate(data, model)
+    report = IndexEvaluator(metrics, exact=True, depth=2 * len(data), log_progress=False).evaluate(
+        data, make_index(distance)
+    )
+    for name in metrics:
+        assert report.metrics[name].item() == pytest.approx(exact[name].item(), abs=1e-6), name
+    assert report.unranked == 0
+
+
+def test_sampled_queries_are_the_evaluators_rows(make_index):
+    data = group_data(seed=3)
+    metric = RetrievalRPrecision("euclidean")
+    random.seed(7)
+    exact = Evaluator(metric, GroupSampler(sample_size=40, log_progress=False)).evaluate(
+        data, identity_model(DIM)
+    )
+    random.seed(7)
+    report = IndexEvaluator(metric, sample_size=40, exact=True, log_progress=False).evaluate(
+        data, make_index("euclidean")
+    )
+    assert report.metrics["RetrievalRPrecision"].item() == pytest.approx(
+        exact["RetrievalRPrecision"].item(), abs=1e-6
+    )
+
+
+def test_shallow_depth_gives_stated_lower_bounds(make_index):
+    data = pair_data(seed=1)
+    metrics = {"rr": RetrievalReciprocalRank("euclidean", reduce_func=None)}
+    exact = Evaluator(metrics, PairSampler(log_progress=False)).evaluate(data, identity_model(DIM))[
+        "rr"
+    ]
+    report = IndexEvaluator(metrics, exact=True, depth=3, log_progress=False).evaluate(
+        data, make_index("euclidean")
+    )
+    values = report.metrics["rr"]
+    # the incidences ranked within depth 3 keep their value, the others count as 0
+    expected = torch.where(exact >= 1 / 3 - 1e-6, exact, torch.zeros_like(exact))
+    torch.testing.assert_close(values.sort().values, expected.sort().values)
+    assert report.unranked == int((exact < 1 / 3 - 1e-6).sum()) > 0
+    assert "lower bounds" in report.summary() and "depth 3" in report.summary()
+
+
+def test_r_precision_with_shallow_depth_counts_hidden_items(make_index):
+    data = group_data(n=60, groups=3)  # about 19 relevant items per query
+    metric = RetrievalRPrecision("cosine")
+    exact = Evaluator(metric, GroupSampler(log_progress=False)).evaluate(data, identity_model(DIM))
+    report = IndexEvaluator(metric, exact=True, depth=5, log_progress=False).evaluate(
+        data, make_index("cosine")
+    )
+    assert report.metrics["RetrievalRPrecision"] < exact["RetrievalRPrecision"]
+    assert report.unranked > 0 and report.depth == 5
+
+
+def test_errors(make_index):
+    data = group_data(n=20)
+    with pytest.raises(ValueError, match="distance_metric_name='cosine'"):
+        IndexEvaluator(RetrievalRPrecision("euclidean")).evaluate(data, make_index("cosine"))
+    full = make_index("cosine")
+    full.add_vectors(torch.randn(3, DIM), ids=[0, 1, 2])
+    with pytest.raises(ValueError, match="empty index"):
+        IndexEvaluator(RetrievalRPrecision("cosine")).evaluate(data, full)
+    with pytest.raises(TypeError, match="two IndexEvaluators"):
+        IndexEvaluator({"a": RetrievalRPrecision(), "b": RetrievalReciprocalRank()})
+    with pytest.raises(ValueError, match="depth"):
+        IndexEvaluator(RetrievalRPrecision(), depth=0)
