@@ -5,6 +5,10 @@ Times exact ``RetrievalRPrecision`` (groups) and ``RetrievalReciprocalRank`` (pa
 cosine matmul + ``torch.topk`` over the same data, in the same process, and prints the time
 ratios and the peak resident memory (VmHWM, reset between phases) of each phase.
 
+Phases ``evaluator-3`` and ``separate-3`` compare one ``Evaluator`` holding three pair metrics
+(precision@1, precision@10, reciprocal rank: one draw, one blocked distance pass) with three
+single-metric ``Evaluator`` runs over the same pairs (each encodes and scans on its own).
+
 Run: ``.venv/bin/python -m benchmarks.eval`` (``--n 20000`` for a quick run).
 """
 
@@ -16,9 +20,12 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
-from quaterion.eval import _blocks
+from quaterion.eval import blocks
+from quaterion.dataset.similarity_samples import SimilarityPairSample
+from quaterion.eval.evaluator import Evaluator
 from quaterion.eval.group import RetrievalRPrecision
-from quaterion.eval.pair import RetrievalReciprocalRank
+from quaterion.eval.pair import RetrievalPrecision, RetrievalReciprocalRank
+from quaterion.eval.samplers import PairSampler
 
 
 def _reset_peak() -> bool:
@@ -76,6 +83,34 @@ def baseline(embeddings: torch.Tensor, k: int, rows: int, reuse: bool = False) -
     return last
 
 
+class RowModel:
+    """Stands in for a ``SimilarityModel``: objects are embedding rows, encode stacks them."""
+
+    def encode(self, objs, batch_size: int, to_numpy: bool) -> torch.Tensor:
+        return torch.stack(objs)
+
+
+def three_metrics() -> dict:
+    return {
+        "precision@1": RetrievalPrecision(k=1),
+        "precision@10": RetrievalPrecision(k=10),
+        "reciprocal_rank": RetrievalReciprocalRank(),
+    }
+
+
+def evaluate_together(dataset: list) -> dict:
+    sampler = PairSampler(encode_batch_size=8192, log_progress=False)
+    return Evaluator(three_metrics(), sampler).evaluate(dataset, RowModel())
+
+
+def evaluate_separately(dataset: list) -> dict:
+    result = {}
+    for name, metric in three_metrics().items():
+        sampler = PairSampler(encode_batch_size=8192, log_progress=False)
+        result.update(Evaluator({name: metric}, sampler).evaluate(dataset, RowModel()))
+    return result
+
+
 def make_data(n: int, dim: int, group_size: int, seed: int):
     generator = torch.Generator().manual_seed(seed)
     groups = torch.arange(n) // group_size
@@ -98,7 +133,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
         "--phases",
-        default="baseline,baseline-reused,rprecision,reciprocal-rank",
+        default="baseline,baseline-reused,rprecision,reciprocal-rank,evaluator-3,separate-3",
         help="comma-separated subset of the phases to run (ratios are to the first one run)",
     )
     args = parser.parse_args()
@@ -106,7 +141,7 @@ def main() -> None:
     embeddings, groups, pair_embeddings, pairs = make_data(
         args.n, args.dim, args.group_size, args.seed
     )
-    rows = _blocks.block_rows(args.n)
+    rows = blocks.block_rows(args.n)
     print(
         f"n={args.n} dim={args.dim} group_size={args.group_size} threads={torch.get_num_threads()} "
         f"block_rows={rows} RSS before phases={_current_mib():.0f} MiB"
@@ -130,6 +165,12 @@ def main() -> None:
             lambda: RetrievalReciprocalRank().compute(pair_embeddings, scores, pairs, subgroups),
         ),
     }
+    dataset = [
+        SimilarityPairSample(pair_embeddings[a], pair_embeddings[b], 1.0, 0)
+        for a, b in pairs.tolist()
+    ]
+    phases["evaluator-3"] = ("Evaluator, 3 metrics at once", lambda: evaluate_together(dataset))
+    phases["separate-3"] = ("3 single-metric Evaluators", lambda: evaluate_separately(dataset))
     chosen = [key.strip() for key in args.phases.split(",") if key.strip()]
     unknown = sorted(set(chosen) - set(phases))
     if unknown:
@@ -142,7 +183,12 @@ def main() -> None:
         peak = max(peak, mem)
         if not base_wall:
             base_wall, base_cpu = wall, cpu
-        shown = "" if key.startswith("baseline") else f"{float(value):.4f}"
+        if key.startswith("baseline"):
+            shown = ""
+        elif isinstance(value, dict):
+            shown = " ".join(f"{float(v):.4f}" for v in value.values())
+        else:
+            shown = f"{float(value):.4f}"
         print(
             f"{name:<31}{wall:>8.1f}{wall / base_wall:>7.2f}{cpu:>8.1f}"
             f"{cpu / base_cpu:>7.2f}{mem:>14.0f}  {shown}"

@@ -1,5 +1,6 @@
-"""Base class of every distance: four static methods, row-wise and matrix forms."""
+"""Base class of every distance: row-wise, matrix and row-block forms."""
 
+from collections.abc import Iterator
 from typing import Optional
 
 from torch import Tensor
@@ -33,3 +34,13 @@ class BaseDistance:
     def similarity_matrix(x: Tensor, y: Optional[Tensor] = None) -> Tensor:
         """All-pairs similarities: ``(B1, d), (B2, d) -> (B1, B2)``; ``y=None`` means ``x``."""
         raise NotImplementedError
+
+    @classmethod
+    def distance_matrix_blocks(cls, x: Tensor, y: Tensor, block_rows: int) -> Iterator[Tensor]:
+        """Rows of ``distance_matrix(x, y)``, ``block_rows`` at a time, bit-identical to it.
+
+        Memory is O(``block_rows`` x ``len(y)``). Distances may prepare ``y`` once and write
+        every block into one reused buffer: consume a block before asking for the next.
+        """
+        for start in range(0, x.shape[0], block_rows):
+            yield cls.distance_matrix(x[start : start + block_rows], y)

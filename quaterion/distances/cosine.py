@@ -1,5 +1,6 @@
 """Cosine distance."""
 
+from collections.abc import Iterator
 from typing import Optional
 
 import torch
@@ -38,4 +39,28 @@ class Cosine(BaseDistance):
     @staticmethod
     def distance_matrix(x: Tensor, y: Optional[Tensor] = None) -> Tensor:
         """``1 - similarity_matrix = (1 - cos) / 2``: ``(B1, B2)`` in ``[0, 1]``."""
-        return 1 - Cosine.similarity_matrix(x, y)
+        x_norm = F.normalize(x, p=2, dim=1)
+        y_norm = x_norm if y is None else F.normalize(y, p=2, dim=1)
+        return _normalized_distance(x_norm, y_norm)
+
+    @classmethod
+    def distance_matrix_blocks(cls, x: Tensor, y: Tensor, block_rows: int) -> Iterator[Tensor]:
+        """Row blocks of :meth:`distance_matrix` (no autograd): ``y`` normalised once, one
+        reused buffer."""
+        x_norm = F.normalize(x.detach(), p=2, dim=1)
+        y_norm = F.normalize(y.detach(), p=2, dim=1)
+        buffer = None
+        for start in range(0, x.shape[0], block_rows):
+            part = x_norm[start : start + block_rows]
+            out = buffer if buffer is not None and buffer.shape[0] == part.shape[0] else None
+            block = _normalized_distance(part, y_norm, out)
+            buffer = block if buffer is None else buffer
+            yield block
+
+
+def _normalized_distance(x_norm: Tensor, y_norm: Tensor, out: Optional[Tensor] = None) -> Tensor:
+    """``1 - (x̂ ŷᵀ + 1) / 2`` in place on the product (written into ``out`` if given).
+
+    ``-0.5 * v + 1`` equals ``1 - v / 2`` bit for bit (halving is exact).
+    """
+    return torch.matmul(x_norm, y_norm.T, out=out).add_(1).mul_(-0.5).add_(1)

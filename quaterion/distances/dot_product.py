@@ -1,5 +1,6 @@
 """Dot-product similarity; its "distance" is the negated similarity."""
 
+from collections.abc import Iterator
 from typing import Optional
 
 import torch
@@ -28,5 +29,16 @@ class DotProduct(BaseDistance):
 
     @staticmethod
     def distance_matrix(x: Tensor, y: Optional[Tensor] = None) -> Tensor:
-        """``-x yᵀ``: ``(B1, d), (B2, d) -> (B1, B2)``."""
-        return -DotProduct.similarity_matrix(x, y)
+        """``-x yᵀ``, computed as ``(-x) yᵀ`` (the same values exactly)."""
+        return -x @ (x if y is None else y).T
+
+    @classmethod
+    def distance_matrix_blocks(cls, x: Tensor, y: Tensor, block_rows: int) -> Iterator[Tensor]:
+        """Row blocks of :meth:`distance_matrix` (no autograd), in one reused buffer."""
+        negated, buffer, y = -x.detach(), None, y.detach()
+        for start in range(0, x.shape[0], block_rows):
+            part = negated[start : start + block_rows]
+            out = buffer if buffer is not None and buffer.shape[0] == part.shape[0] else None
+            block = torch.matmul(part, y.T, out=out)
+            buffer = block if buffer is None else buffer
+            yield block

@@ -9,18 +9,53 @@ exactly the order of ``torch.sort(dist, dim=1, stable=True)``, so blocked result
 plain formulas for any block size, ties included.
 """
 
-from typing import Optional
+from typing import Callable, Optional
 
 import torch
 from torch import Tensor
-
-from quaterion.eval._counting import Workspace, count_where
 
 # Rows with more relevant items than this are ranked by one stable sort of the row
 # instead of one counting pass per relevant item.
 _MAX_COUNT_LAYERS = 8
 # Rows handled at once by the rare exact-tie and sort paths (bounds their temporaries).
 _CHUNK_CELLS = 2**25
+# Cells compared at once by ``count_where`` (its float32 buffer: 64 MiB).
+_COUNT_CELLS = 2**24
+
+
+class Workspace:
+    """The reusable buffer of ``count_where`` (pass one across blocks: no page faults).
+
+    PyTorch reduces ``bool`` tensors slowly on CPU while float32 sums are vectorised, so the
+    comparison writes 0/1 floats straight into this buffer, chunk of rows by chunk, and the
+    rows are summed there (exact: counts stay below 2**24).
+    """
+
+    def __init__(self):
+        self.buffer = torch.zeros(0)
+
+    def rows(self, rows: int, cols: int, device: torch.device) -> Tensor:
+        """float32 ``(chunk, cols)`` buffer, ``chunk <= rows``."""
+        chunk = min(rows, max(1, _COUNT_CELLS // max(cols, 1)))
+        if self.buffer.shape != (chunk, cols) or self.buffer.device != device:
+            self.buffer = torch.empty(chunk, cols, device=device)
+        return self.buffer
+
+
+def count_where(
+    compare: Callable[..., Tensor], dist: Tensor, target: Tensor, workspace: Workspace
+) -> Tensor:
+    """``compare(dist, target).sum(1)`` as int64 ``(b,)``, e.g. ``compare=torch.lt``."""
+    b, m = dist.shape
+    if m >= 2**24:  # float32 counts would round
+        return compare(dist, target).sum(1)
+    buffer = workspace.rows(b, m, dist.device)
+    out = torch.empty(b, dtype=torch.int64, device=dist.device)
+    for start in range(0, b, buffer.shape[0]):
+        end = min(start + buffer.shape[0], b)
+        part = compare(dist[start:end], target[start:end], out=buffer[: end - start])
+        out[start:end] = part.sum(1)
+    return out
 
 
 def first_k_label_sum(dist: Tensor, rows: Tensor, cols: Tensor, vals: Tensor, k: Tensor) -> Tensor:

@@ -1,21 +1,21 @@
 """Base class of every evaluation metric."""
 
-from collections.abc import Iterable
-from typing import Tuple, Union
+from typing import Optional, Tuple, Union
 
 import torch
 from torch import Tensor
 
 from quaterion.distances import Distance
-from quaterion.eval._blocks import Block, check_embeddings
+from quaterion.eval.blocks import BlockReducer, check_embeddings, rank_own_items_last
 
 
 class BaseMetric:
     """A retrieval metric over a distance matrix and a relevance (label) matrix.
 
     Subclasses fill ``prepare_labels``, ``raw_compute``, ``compute`` and ``evaluate``.
-    Built-in metrics also implement ``_reduce(blocks)``, which computes the same value from a
-    stream of row blocks (memory O(block x N)); ``raw_compute`` and ``compute`` call it.
+    Built-in metrics also return a :meth:`block_reducer`, which computes the same value from
+    a stream of row blocks (memory O(block x N)); ``raw_compute``, ``compute`` and
+    ``Evaluator`` use it. A metric without one is computed from dense matrices.
 
     Args:
         distance_metric_name: a :class:`~quaterion.distances.Distance` member or its value.
@@ -43,29 +43,23 @@ class BaseMetric:
     def precompute(self, embeddings: Tensor, **targets) -> Tuple[Tensor, Tensor]:
         """Square ``(labels, distance_matrix)``, both ``(N, N)``: note labels come first.
 
-        The distance matrix is detached and its diagonal set to ``max + 1`` so an item
-        ranks after every other item in its own row. Labels are cast to float.
+        The distance matrix is detached and its diagonal set to ``+inf`` so an item ranks
+        after every other item in its own row (the own-item rule of ``quaterion.eval``).
+        Labels are cast to float.
         ``ValueError`` if ``embeddings`` hold NaN or inf.
         """
         check_embeddings(embeddings)
         labels = self.prepare_labels(**targets)
         distance_matrix = self.distance.distance_matrix(embeddings).detach()
-        self_mask = torch.eye(
-            distance_matrix.shape[0], dtype=torch.bool, device=distance_matrix.device
-        )
-        distance_matrix = distance_matrix.masked_fill(self_mask, distance_matrix.max() + 1)
-        return labels.float(), distance_matrix
+        own = torch.arange(distance_matrix.shape[0], device=distance_matrix.device)
+        return labels.float(), rank_own_items_last(distance_matrix, own)
 
     @staticmethod
     def prepare_labels(**targets) -> Tensor:
         """Square relevance matrix from the loader's targets."""
         raise NotImplementedError()
 
-    def _reduce(self, blocks: Iterable[Block]) -> Tensor:
-        """The metric value from row blocks; built-in metrics override it."""
-        raise NotImplementedError()
-
-    @property
-    def _blocked(self) -> bool:
-        """Whether this metric computes from row blocks (``_reduce`` is implemented)."""
-        return type(self)._reduce is not BaseMetric._reduce
+    def block_reducer(self) -> Optional[BlockReducer]:
+        """A fresh reducer of row blocks into this metric's value; ``None`` (the default)
+        means the metric is computed from dense matrices by ``raw_compute``."""
+        return None

@@ -7,16 +7,19 @@ import torch
 from torch import Tensor
 
 from quaterion.eval.base_metric import BaseMetric
+from quaterion.eval.blocks import BlockReducer
 from quaterion.eval.samplers.base_sampler import BaseSampler
 
 
 class Evaluator:
     """Runs metrics over a dataset through a sampler.
 
-    ``evaluate`` encodes the dataset once (in the sampler), then for each metric, in order,
-    draws query rows independently and computes the metric: in row blocks for the built-in
-    samplers and metrics (memory O(block x N), exact), else through ``sampler.sample`` and
-    ``metric.raw_compute``. The sampler is reset afterwards.
+    ``evaluate`` encodes the dataset once (in the sampler). Each repeat draws query rows once
+    (``sampler.draw``) for all metrics, then makes one blocked distance pass per distance in
+    use (memory O(block x N), exact) and feeds every block to each metric's
+    ``block_reducer()``. A metric without a reducer gets the dense matrices of the same draw
+    and its ``raw_compute``; a sampler without ``draw`` falls back to ``sample`` per metric.
+    The sampler is reset afterwards.
 
     Args:
         metrics: one metric (keyed by its class name) or ``{name: metric}``.
@@ -72,14 +75,27 @@ class Evaluator:
         return runs[0] if self.repeats == 1 else _mean_and_std(runs)
 
     def _evaluate_once(self, dataset: Sized, model: Any) -> Dict[str, Tensor]:
+        problem = self.sampler.draw(dataset, model)
+        if problem is None:
+            return {
+                name: metric.raw_compute(*reversed(self.sampler.sample(dataset, metric, model)))
+                for name, metric in self.metrics.items()
+            }
+        reducers = {name: metric.block_reducer() for name, metric in self.metrics.items()}
+        by_distance: Dict[type, Dict[str, BlockReducer]] = {}
+        for name, reducer in reducers.items():
+            if reducer is not None:
+                by_distance.setdefault(self.metrics[name].distance, {})[name] = reducer
+        for distance, group in by_distance.items():
+            for block in problem.blocks(distance):
+                for reducer in group.values():
+                    reducer.update(block)
         result = {}
         for name, metric in self.metrics.items():
-            blocks = self.sampler._blocks(dataset, metric, model) if metric._blocked else None
-            if blocks is not None:
-                result[name] = metric._reduce(blocks)
+            if reducers[name] is not None:
+                result[name] = reducers[name].compute()
             else:
-                labels, distance_matrix = self.sampler.sample(dataset, metric, model)
-                result[name] = metric.raw_compute(distance_matrix, labels)
+                result[name] = metric.raw_compute(*reversed(problem.dense(metric.distance)))
         return result
 
 

@@ -6,7 +6,7 @@ import torch
 from torch import Tensor
 
 from quaterion.distances import Distance
-from quaterion.eval._blocks import check_embeddings, embedding_blocks
+from quaterion.eval.blocks import Problem, check_embeddings, reduce_blocks
 from quaterion.eval._relevance import group_relevance
 from quaterion.eval.accumulators import GroupAccumulator
 from quaterion.eval.base_metric import BaseMetric
@@ -47,15 +47,14 @@ class GroupMetric(BaseMetric):
         Args:
             embeddings: float ``(N, d)``; groups: int ``(N,)``.
         """
-        if not self._blocked:
+        reducer = self.block_reducer()
+        if reducer is None:
             return self.raw_compute(*reversed(self.precompute(embeddings, groups=groups)))
         check_embeddings(embeddings)
         groups = _check_groups(groups, embeddings.shape[0]).to(embeddings.device)
-        self_index = torch.arange(embeddings.shape[0], device=embeddings.device)
-        relevance = group_relevance(groups, groups, exclude=self_index)
-        return self._reduce(
-            embedding_blocks(embeddings, embeddings, self.distance, relevance, self_index)
-        )
+        own = torch.arange(embeddings.shape[0], device=embeddings.device)
+        problem = Problem(embeddings, embeddings, group_relevance(groups, groups, own), own)
+        return reduce_blocks(reducer, problem.blocks(self.distance))
 
     def evaluate(self) -> Tensor:
         """The metric over everything accumulated."""

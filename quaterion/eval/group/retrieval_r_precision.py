@@ -1,12 +1,11 @@
 """R-precision: of the R items relevant to a query, how many rank in its first R."""
 
-from collections.abc import Iterable
 from typing import Optional
 
 import torch
 from torch import Tensor
 
-from quaterion.eval._blocks import Block, matrix_blocks
+from quaterion.eval.blocks import Block, BlockReducer, matrix_blocks, reduce_blocks
 from quaterion.eval._ranking import first_k_label_sum
 from quaterion.eval.group.group_metric import GroupMetric
 
@@ -34,22 +33,27 @@ def retrieval_r_precision(
         >>> retrieval_r_precision(d, torch.tensor([[0., 1., 0.], [0., 0., 1.]]))
         tensor(0.5000)
     """
-    return r_precision_from_blocks(matrix_blocks(distance_matrix, labels, block_size))
+    return reduce_blocks(RPrecisionReducer(), matrix_blocks(distance_matrix, labels, block_size))
 
 
-def r_precision_from_blocks(blocks: Iterable[Block]) -> Tensor:
+class RPrecisionReducer(BlockReducer):
     """``sum r_i / sum K_i`` accumulated over row blocks (float64 sums, float32 result)."""
-    hits = torch.zeros((), dtype=torch.float64)
-    positions = torch.zeros((), dtype=torch.float64)
-    for block in blocks:
+
+    def __init__(self):
+        self.hits = torch.zeros((), dtype=torch.float64)
+        self.positions = torch.zeros((), dtype=torch.float64)
+
+    def update(self, block: Block) -> None:
         b, m = block.dist.shape
         relevant = torch.zeros(b, dtype=torch.float64, device=block.dist.device)
         relevant.index_add_(0, block.rows, block.vals.to(torch.float64))
         k = torch.ceil(relevant).clamp(0, m).to(torch.int64)
         found = first_k_label_sum(block.dist, block.rows, block.cols, block.vals, k)
-        hits = hits.to(found.device) + found.sum()
-        positions = positions.to(found.device) + k.sum()
-    return (hits / positions).to(torch.float32)
+        self.hits = self.hits.to(found.device) + found.sum()
+        self.positions = self.positions.to(found.device) + k.sum()
+
+    def compute(self) -> Tensor:
+        return (self.hits / self.positions).to(torch.float32)
 
 
 class RetrievalRPrecision(GroupMetric):
@@ -63,5 +67,6 @@ class RetrievalRPrecision(GroupMetric):
         """0-dim float32 R-precision of ``(n, M)`` matrices."""
         return retrieval_r_precision(distance_matrix, labels)
 
-    def _reduce(self, blocks: Iterable[Block]) -> Tensor:
-        return r_precision_from_blocks(blocks)
+    def block_reducer(self) -> RPrecisionReducer:
+        """A fresh reducer of row blocks into this metric's value."""
+        return RPrecisionReducer()

@@ -6,7 +6,7 @@ import torch
 from torch import Tensor
 
 from quaterion.distances import Distance
-from quaterion.eval._blocks import check_embeddings, embedding_blocks
+from quaterion.eval.blocks import Problem, check_embeddings, reduce_blocks
 from quaterion.eval._relevance import CsrRelevance, pair_entries
 from quaterion.eval.accumulators import PairAccumulator
 from quaterion.eval.base_metric import BaseMetric
@@ -60,7 +60,8 @@ class PairMetric(BaseMetric):
             embeddings: float ``(2P, d)``; labels: ``(P,)``; pairs: int64 ``(P, 2)``;
             subgroups: ``(2P,)`` (unused).
         """
-        if not self._blocked:
+        reducer = self.block_reducer()
+        if reducer is None:
             return self.raw_compute(
                 *reversed(
                     self.precompute(embeddings, labels=labels, pairs=pairs, subgroups=subgroups)
@@ -70,11 +71,11 @@ class PairMetric(BaseMetric):
         num_items = embeddings.shape[0]
         pairs = check_pairs(pairs, labels, num_items).to(embeddings.device)
         rows, cols, vals = pair_entries(labels.to(embeddings.device), pairs, num_items)
-        self_index = torch.arange(num_items, device=embeddings.device)
-        relevance = CsrRelevance(rows, cols, vals, num_items, self_index)
-        return self._reduce(
-            embedding_blocks(embeddings, embeddings, self.distance, relevance, self_index)
+        own = torch.arange(num_items, device=embeddings.device)
+        problem = Problem(
+            embeddings, embeddings, CsrRelevance(rows, cols, vals, num_items, own), own
         )
+        return reduce_blocks(reducer, problem.blocks(self.distance))
 
     def evaluate(self) -> Tensor:
         """The metric over everything accumulated."""

@@ -1,13 +1,12 @@
 """Precision@k: the mean label of the k nearest candidates."""
 
-from collections.abc import Iterable
 from typing import Callable, Optional, Union
 
 import torch
 from torch import Tensor
 
 from quaterion.distances import Distance
-from quaterion.eval._blocks import Block, matrix_blocks
+from quaterion.eval.blocks import Block, BlockReducer, matrix_blocks, reduce_blocks
 from quaterion.eval._ranking import first_k_label_sum
 from quaterion.eval.pair.pair_metric import PairMetric
 
@@ -34,25 +33,31 @@ def retrieval_precision(
         >>> retrieval_precision(d, torch.tensor([[0., 1., 0.], [0., 0., 1.]]), k=2)
         tensor([0.5000, 0.5000])
     """
-    return precision_from_blocks(matrix_blocks(distance_matrix, labels, block_size), k)
+    return reduce_blocks(PrecisionReducer(k), matrix_blocks(distance_matrix, labels, block_size))
 
 
-def precision_from_blocks(blocks: Iterable[Block], k: int) -> Tensor:
-    """Concatenated per-row precision@k of a stream of row blocks (float32 ``(n,)``)."""
-    _check_k(k)
-    parts = []
-    for block in blocks:
+class PrecisionReducer(BlockReducer):
+    """Per-row precision@k of row blocks, concatenated (float32 ``(n,)``), then
+    ``reduce_func`` (if given)."""
+
+    def __init__(self, k: int, reduce_func: Optional[Callable[[Tensor], Tensor]] = None):
+        _check_k(k)
+        self.k, self.reduce_func, self.parts = k, reduce_func, []
+
+    def update(self, block: Block) -> None:
         b, m = block.dist.shape
-        if k > m:
+        if self.k > m:
             raise ValueError(
-                f"k={k} is larger than the number of candidates per query ({m}); use k <= {m} "
-                f"or evaluate more items."
+                f"k={self.k} is larger than the number of candidates per query ({m}); use "
+                f"k <= {m} or evaluate more items."
             )
-        top = torch.full((b,), k, dtype=torch.int64, device=block.dist.device)
-        parts.append(
-            (first_k_label_sum(block.dist, block.rows, block.cols, block.vals, top) / k).float()
-        )
-    return torch.cat(parts) if parts else torch.zeros(0)
+        top = torch.full((b,), self.k, dtype=torch.int64, device=block.dist.device)
+        found = first_k_label_sum(block.dist, block.rows, block.cols, block.vals, top)
+        self.parts.append((found / self.k).float())
+
+    def compute(self) -> Tensor:
+        values = torch.cat(self.parts) if self.parts else torch.zeros(0)
+        return values if self.reduce_func is None else self.reduce_func(values)
 
 
 def _check_k(k: int) -> None:
@@ -85,8 +90,10 @@ class RetrievalPrecision(PairMetric):
 
     def raw_compute(self, distance_matrix: Tensor, labels: Tensor) -> Tensor:
         """Precision@k of ``(n, M)`` matrices, reduced by ``reduce_func``."""
-        return self._reduce(matrix_blocks(distance_matrix, labels))
+        return reduce_blocks(
+            PrecisionReducer(self.k, self.reduce_func), matrix_blocks(distance_matrix, labels)
+        )
 
-    def _reduce(self, blocks: Iterable[Block]) -> Tensor:
-        values = precision_from_blocks(blocks, self.k)
-        return values if self.reduce_func is None else self.reduce_func(values)
+    def block_reducer(self) -> PrecisionReducer:
+        """A fresh reducer of row blocks into this metric's value."""
+        return PrecisionReducer(self.k, self.reduce_func)

@@ -1,14 +1,13 @@
 """Reciprocal rank of every relevant (query, item) incidence."""
 
-from collections.abc import Iterable
 from typing import Callable, Optional, Union
 
 import torch
 from torch import Tensor
 
 from quaterion.distances import Distance
-from quaterion.eval._blocks import Block, matrix_blocks
-from quaterion.eval._counting import Workspace
+from quaterion.eval.blocks import Block, BlockReducer, matrix_blocks, reduce_blocks
+from quaterion.eval._ranking import Workspace
 from quaterion.eval._ranking import incidence_ranks
 from quaterion.eval.pair.pair_metric import PairMetric
 
@@ -35,17 +34,25 @@ def retrieval_reciprocal_rank(
         >>> retrieval_reciprocal_rank(d, torch.tensor([[0., 1., 0.], [0., 0., 1.]]))
         tensor([1.0000, 0.5000])
     """
-    return reciprocal_rank_from_blocks(matrix_blocks(distance_matrix, labels, block_size))
+    return reduce_blocks(
+        ReciprocalRankReducer(), matrix_blocks(distance_matrix, labels, block_size)
+    )
 
 
-def reciprocal_rank_from_blocks(blocks: Iterable[Block]) -> Tensor:
-    """Concatenated reciprocal ranks of a stream of row blocks (float32)."""
-    parts, workspace = [], Workspace()
-    for block in blocks:
-        ranks = incidence_ranks(block.dist, block.rows, block.cols, workspace)
+class ReciprocalRankReducer(BlockReducer):
+    """Reciprocal ranks of row blocks, concatenated (float32), then ``reduce_func``."""
+
+    def __init__(self, reduce_func: Optional[Callable[[Tensor], Tensor]] = None):
+        self.reduce_func, self.parts, self.workspace = reduce_func, [], Workspace()
+
+    def update(self, block: Block) -> None:
+        ranks = incidence_ranks(block.dist, block.rows, block.cols, self.workspace)
         order = torch.argsort(block.rows * block.dist.shape[1] + ranks)
-        parts.append(1.0 / (ranks[order] + 1).to(torch.float32))
-    return torch.cat(parts) if parts else torch.zeros(0)
+        self.parts.append(1.0 / (ranks[order] + 1).to(torch.float32))
+
+    def compute(self) -> Tensor:
+        values = torch.cat(self.parts) if self.parts else torch.zeros(0)
+        return values if self.reduce_func is None else self.reduce_func(values)
 
 
 class RetrievalReciprocalRank(PairMetric):
@@ -69,8 +76,10 @@ class RetrievalReciprocalRank(PairMetric):
 
     def raw_compute(self, distance_matrix: Tensor, labels: Tensor) -> Tensor:
         """Reciprocal ranks of ``(n, M)`` matrices, reduced by ``reduce_func``."""
-        return self._reduce(matrix_blocks(distance_matrix, labels))
+        return reduce_blocks(
+            ReciprocalRankReducer(self.reduce_func), matrix_blocks(distance_matrix, labels)
+        )
 
-    def _reduce(self, blocks: Iterable[Block]) -> Tensor:
-        values = reciprocal_rank_from_blocks(blocks)
-        return values if self.reduce_func is None else self.reduce_func(values)
+    def block_reducer(self) -> ReciprocalRankReducer:
+        """A fresh reducer of row blocks into this metric's value."""
+        return ReciprocalRankReducer(self.reduce_func)

@@ -1,13 +1,13 @@
 """Base sampler."""
 
 import random
-from collections.abc import Iterator, Sized
-from typing import Any, ClassVar, NamedTuple, Optional, Tuple, Union
+from collections.abc import Sized
+from typing import Any, ClassVar, Optional, Tuple, Union
 
 import torch
 from torch import Tensor
 
-from quaterion.eval._blocks import Block, check_embeddings, embedding_blocks
+from quaterion.eval.blocks import Problem, check_embeddings
 from quaterion.eval.base_metric import BaseMetric
 
 
@@ -53,51 +53,14 @@ class BaseSampler:
                 f"RetrievalReciprocalRank)."
             )
 
-    def _problem(self, dataset: Any, metric: BaseMetric, model: Any) -> Optional["Problem"]:
-        """Queries, candidates and relevance of one draw; ``None`` if unsupported."""
-        return None
+    def draw(self, dataset: Any, model: Any) -> Optional[Problem]:
+        """One random draw of query rows as a :class:`~quaterion.eval.blocks.Problem`
+        (encoding ``dataset`` first if needed); ``None`` in the base class.
 
-    def _blocks(self, dataset: Any, metric: BaseMetric, model: Any) -> Optional[Iterator[Block]]:
-        """Row blocks equal to ``sample``'s matrices (memory O(block x N)).
-
-        ``None`` if the sampler has no blocked form.
+        ``sample`` returns ``draw(...).dense(metric.distance)``; ``Evaluator`` streams
+        ``draw(...).blocks(distance)`` once for all its metrics.
         """
-        problem = self._problem(dataset, metric, model)
-        if problem is None:
-            return None
-        return embedding_blocks(
-            problem.queries,
-            problem.candidates,
-            metric.distance,
-            problem.relevance,
-            problem.self_index,
-        )
-
-
-class Problem(NamedTuple):
-    """One sampled retrieval problem: ``queries (n, d)`` against ``candidates (M, d)``.
-
-    ``relevance.block(0, n)`` gives the nonzero labels; ``self_index (n,)`` (optional) is each
-    query's own column, ranked last.
-    """
-
-    queries: Tensor
-    candidates: Tensor
-    relevance: Any
-    self_index: Optional[Tensor]
-
-
-def dense_sample(problem: Problem, distance: Any) -> Tuple[Tensor, Tensor]:
-    """``(labels, distance_matrix)`` of a problem as ``(n, M)`` matrices (the public contract)."""
-    n, m = problem.queries.shape[0], problem.candidates.shape[0]
-    rows, cols, vals = problem.relevance.block(0, n)
-    labels = torch.zeros(n, m, device=problem.queries.device)
-    labels[rows, cols] = vals.to(labels.dtype)
-    distance_matrix = distance.distance_matrix(problem.queries, problem.candidates)
-    if problem.self_index is not None:
-        local = torch.arange(n, device=distance_matrix.device)
-        distance_matrix[local, problem.self_index] = distance_matrix.max() + 1
-    return labels, distance_matrix
+        return None
 
 
 def draw_rows(total: int, sample_size: int) -> Tensor:

@@ -6,14 +6,13 @@ import torch
 from torch import Tensor
 
 from quaterion.dataset.similarity_data_loader import GroupSimilarityDataLoader
+from quaterion.eval.blocks import Problem
 from quaterion.eval._relevance import group_relevance
 from quaterion.eval.accumulators import GroupAccumulator
 from quaterion.eval.group import GroupMetric
 from quaterion.eval.samplers.base_sampler import (
     BaseSampler,
-    Problem,
     check_encoded,
-    dense_sample,
     draw_rows,
 )
 from quaterion.utils.utils import iter_by_batch
@@ -22,7 +21,7 @@ from quaterion.utils.utils import iter_by_batch
 class GroupSampler(BaseSampler):
     """Encodes ``SimilarityGroupSample`` data; query rows are items, candidates are all items.
 
-    Each query's own item is ranked last (distance ``max + 1``) and is not relevant to
+    Each query's own item is ranked last (distance ``+inf``) and is not relevant to
     itself, so ``sample_size=-1`` gives exactly ``RetrievalRPrecision().compute(E, groups)``.
 
     Args:
@@ -65,10 +64,11 @@ class GroupSampler(BaseSampler):
 
         Builds only the ``n`` sampled label rows, never the ``N x N`` matrix.
         """
-        return dense_sample(self._problem(dataset, metric, model), metric.distance)
-
-    def _problem(self, dataset: Sized, metric: GroupMetric, model: Any) -> Problem:
         self.check_metric(metric)
+        return self.draw(dataset, model).dense(metric.distance)
+
+    def draw(self, dataset: Sized, model: Any) -> Problem:
+        """Random query rows against every candidate (see :meth:`BaseSampler.draw`)."""
         if not self.accumulator.filled:
             self.accumulate(model, dataset)
         embeddings, groups = self.accumulator.embeddings, self.accumulator.groups

@@ -6,14 +6,13 @@ import torch
 from torch import Tensor
 
 from quaterion.dataset.similarity_data_loader import PairsSimilarityDataLoader
+from quaterion.eval.blocks import Problem
 from quaterion.eval._relevance import CsrRelevance, pair_entries, remap
 from quaterion.eval.accumulators import PairAccumulator
 from quaterion.eval.pair import PairMetric
 from quaterion.eval.samplers.base_sampler import (
     BaseSampler,
-    Problem,
     check_encoded,
-    dense_sample,
     draw_rows,
 )
 from quaterion.eval.samplers.group_sampler import _check_batch_size
@@ -69,10 +68,11 @@ class PairSampler(BaseSampler):
 
     def sample(self, dataset: Sized, metric: PairMetric, model: Any) -> Tuple[Tensor, Tensor]:
         """``(labels, distance_matrix)``: ``(n, N)``, or ``(n, P)`` with ``distinguish``."""
-        return dense_sample(self._problem(dataset, metric, model), metric.distance)
-
-    def _problem(self, dataset: Sized, metric: PairMetric, model: Any) -> Problem:
         self.check_metric(metric)
+        return self.draw(dataset, model).dense(metric.distance)
+
+    def draw(self, dataset: Sized, model: Any) -> Problem:
+        """Random query rows against every candidate (see :meth:`BaseSampler.draw`)."""
         if not self.accumulator.filled:
             self.accumulate(model, dataset)
         embeddings = self.accumulator.embeddings

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from quaterion.dataset.similarity_samples import SimilarityGroupSample, SimilarityPairSample
-from quaterion.eval import _blocks, _ranking
+from quaterion.eval import _ranking, blocks
 from quaterion_models.encoders import Encoder
 from quaterion_models.heads import EmptyHead
 from quaterion_models.model import SimilarityModel
@@ -65,7 +65,7 @@ def set_block_rows(monkeypatch):
     """``set_block_rows(rows, num_cols)``: make the default block hold ``rows`` query rows."""
 
     def apply(rows: int, num_cols: int) -> None:
-        monkeypatch.setattr(_blocks, "BLOCK_BYTES", 4 * num_cols * rows)
+        monkeypatch.setattr(blocks, "BLOCK_BYTES", 4 * num_cols * rows)
 
     return apply
 

@@ -3,7 +3,8 @@ import random
 import pytest
 import torch
 
-from quaterion.dataset.similarity_samples import SimilarityGroupSample
+from quaterion.dataset.similarity_samples import SimilarityGroupSample, SimilarityPairSample
+from quaterion.distances import Manhattan
 from quaterion.eval.evaluator import Evaluator
 from quaterion.eval.group import RetrievalRPrecision
 from quaterion.eval.pair import RetrievalPrecision, RetrievalReciprocalRank
@@ -11,10 +12,10 @@ from quaterion.eval.samplers import GroupSampler, PairSampler
 from quaterion.eval.samplers.base_sampler import BaseSampler
 
 
-class _DenseOnly(PairSampler):
-    """Hides the blocked path so the evaluator must use sample() + raw_compute()."""
+class _DenseMetric(RetrievalPrecision):
+    """Has no block reducer: the evaluator gives it the dense matrices of the shared draw."""
 
-    def _blocks(self, dataset, metric, model):
+    def block_reducer(self):
         return None
 
 
@@ -34,10 +35,8 @@ def test_single_metric_keyed_by_class_name(group_dataset, model3):
     assert list(result) == ["RetrievalRPrecision"] and result["RetrievalRPrecision"].item() == 1.0
 
 
-def test_blocked_path_equals_sample_path_draw_for_draw(seeded, set_block_rows, model3):
-    from quaterion.dataset.similarity_samples import SimilarityPairSample
-
-    data = [
+def _pair_data():
+    return [
         SimilarityPairSample(
             torch.randint(0, 3, (3,)).tolist(),
             torch.randint(0, 3, (3,)).tolist(),
@@ -46,6 +45,10 @@ def test_blocked_path_equals_sample_path_draw_for_draw(seeded, set_block_rows, m
         )
         for _ in range(9)
     ]
+
+
+def test_blocked_path_equals_sample_path_draw_for_draw(seeded, set_block_rows, model3):
+    data = _pair_data()
     metrics = {
         "p": RetrievalPrecision(2, "manhattan", reduce_func=None),
         "rr": RetrievalReciprocalRank("manhattan", reduce_func=None),
@@ -54,15 +57,51 @@ def test_blocked_path_equals_sample_path_draw_for_draw(seeded, set_block_rows, m
         for rows in (1, 3, 18):
             set_block_rows(rows, 18)
             random.seed(1)
-            blocked = Evaluator(metrics, PairSampler(7, distinguish, log_progress=False)).evaluate(
-                data, model3
-            )
-            random.seed(1)
-            dense = Evaluator(metrics, _DenseOnly(7, distinguish, log_progress=False)).evaluate(
-                data, model3
-            )
-            for name in metrics:
-                torch.testing.assert_close(blocked[name], dense[name])
+            sampler = PairSampler(7, distinguish, log_progress=False)
+            together = Evaluator(metrics, sampler).evaluate(data, model3)
+            for name, metric in metrics.items():
+                random.seed(1)
+                alone = Evaluator({name: metric}, sampler).evaluate(data, model3)
+                random.seed(1)
+                dense = metric.raw_compute(*reversed(sampler.sample(data, metric, model3)))
+                sampler.reset()
+                torch.testing.assert_close(together[name], dense)
+                torch.testing.assert_close(alone[name], dense)
+
+
+def test_metrics_share_one_draw_and_one_distance_pass(seeded, model3, monkeypatch):
+    data = _pair_data()
+    passes = []
+    original = Manhattan.distance_matrix_blocks
+
+    def counted(x, y, block_rows):
+        passes.append(x.shape[0])
+        return original(x, y, block_rows)
+
+    monkeypatch.setattr(Manhattan, "distance_matrix_blocks", counted)
+    metrics = {
+        "p1": RetrievalPrecision(1, "manhattan", reduce_func=None),
+        "p2": RetrievalPrecision(2, "manhattan", reduce_func=None),
+        "rr": RetrievalReciprocalRank("manhattan", reduce_func=None),
+        "dense": _DenseMetric(2, "manhattan", reduce_func=None),
+    }
+    result = Evaluator(metrics, PairSampler(7, log_progress=False)).evaluate(data, model3)
+    assert passes == [7]  # one blocked pass for the three metrics with a reducer
+    torch.testing.assert_close(result["dense"], result["p2"])
+
+
+def test_custom_sampler_without_draw_uses_sample(group_dataset, model3):
+    class SampleOnly(GroupSampler):
+        def draw(self, dataset, model):
+            return None
+
+        def sample(self, dataset, metric, model):
+            return super().draw(dataset, model).dense(metric.distance)
+
+    result = Evaluator(RetrievalRPrecision(), SampleOnly(log_progress=False)).evaluate(
+        group_dataset, model3
+    )
+    assert result["RetrievalRPrecision"].item() == 1.0
 
 
 def test_repeats_give_mean_and_std(seeded, model3):

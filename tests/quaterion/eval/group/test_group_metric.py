@@ -23,7 +23,18 @@ def test_precompute_order_and_self_mask():
     labels, dist = GroupMetric("euclidean").precompute(embeddings, groups=torch.tensor([0, 0, 1]))
     assert labels.dtype == torch.float32 and labels.tolist() == [[0, 1, 0], [1, 0, 0], [0, 0, 0]]
     off = torch.cdist(embeddings, embeddings)
-    assert torch.equal(dist.diagonal(), torch.full((3,), off.max().item() + 1))
+    assert torch.equal(dist.diagonal(), torch.full((3,), float("inf")))
+    assert torch.equal(dist.masked_fill(torch.eye(3, dtype=torch.bool), 0), off)
+
+
+def test_own_item_ranks_last_even_where_max_plus_one_rounds_to_max():
+    # dot-product distances of +-1e8: ``max + 1 == max`` in float32, so a ``max + 1`` own
+    # item would tie with column 1 and (ties by column) rank before it in row 0
+    embeddings = torch.tensor([[1e4, 0.0], [-1e4, 0.0], [1e4, 0.0]])
+    labels, dist = GroupMetric("dot_product").precompute(embeddings, groups=torch.tensor([0, 0, 0]))
+    off_max = dist[0, 1]
+    assert off_max + 1 == off_max == dist[~torch.eye(3, dtype=torch.bool)].max()
+    assert torch.argsort(dist[0], stable=True).tolist() == [2, 1, 0]
 
 
 def test_user_metric_with_raw_compute_only_uses_dense_path():

@@ -1,0 +1,156 @@
+"""The functional core of evaluation: a retrieval problem streamed as row blocks.
+
+A :class:`Problem` is ``queries (n, d)`` against ``candidates (M, d)`` plus a sparse relevance
+(see ``_relevance``). :meth:`Problem.blocks` yields ``Block(dist, rows, cols, vals)``:
+``dist: float (b, M)`` for ``b`` query rows and the block's nonzero labels in coordinate form
+(see ``_ranking``). Memory is O(block x M), never N x N.
+
+A metric turns blocks into its value through a :class:`BlockReducer` (``update(block)`` per
+block, then ``compute()``); several reducers can share one pass over the blocks, which is how
+``Evaluator`` computes every requested metric from one distance pass.
+
+Own items: when a query is itself one of the candidates (``self_index``), that candidate is
+never relevant to it and its distance is set to ``+inf`` (:func:`rank_own_items_last`), so it
+ranks after every other candidate. This one rule is used by the blocked path, the dense
+matrices of ``sample``/``precompute`` and therefore by every metric.
+"""
+
+from collections.abc import Iterable, Iterator
+from typing import Any, NamedTuple, Optional
+
+import torch
+from torch import Tensor
+
+from quaterion.distances import BaseDistance
+from quaterion.eval._relevance import DenseRelevance
+
+# Bytes of one float32 distance block; the row count follows from the number of candidates.
+BLOCK_BYTES = 512 * 2**20
+
+
+class Block(NamedTuple):
+    """One row block: distances and the nonzero labels of those rows."""
+
+    dist: Tensor
+    rows: Tensor
+    cols: Tensor
+    vals: Tensor
+
+
+class BlockReducer:
+    """Folds a stream of row blocks into a metric value: ``update`` each block, ``compute``."""
+
+    def update(self, block: Block) -> None:
+        """Consume one block (its tensors may be reused for the next block)."""
+        raise NotImplementedError
+
+    def compute(self) -> Tensor:
+        """The value over every block seen."""
+        raise NotImplementedError
+
+
+def reduce_blocks(reducer: BlockReducer, blocks: Iterable[Block]) -> Tensor:
+    """Feed every block to ``reducer`` and return its value."""
+    for block in blocks:
+        reducer.update(block)
+    return reducer.compute()
+
+
+def rank_own_items_last(dist: Tensor, self_index: Optional[Tensor], start: int = 0) -> Tensor:
+    """Set ``dist[i, self_index[start + i]]`` to ``+inf`` in place (the own-item rule)."""
+    if self_index is not None:
+        local = torch.arange(dist.shape[0], device=dist.device)
+        dist[local, self_index[start : start + dist.shape[0]].to(dist.device)] = float("inf")
+    return dist
+
+
+class Problem(NamedTuple):
+    """One retrieval problem: ``queries (n, d)`` against ``candidates (M, d)``.
+
+    ``relevance.block(start, end)`` gives the nonzero labels of query rows ``start..end-1``;
+    ``self_index (n,)`` (optional) is each query's own column, ranked last.
+    """
+
+    queries: Tensor
+    candidates: Tensor
+    relevance: Any
+    self_index: Optional[Tensor] = None
+
+    def blocks(
+        self, distance: type[BaseDistance], block_size: Optional[int] = None
+    ) -> Iterator[Block]:
+        """Row blocks of the problem under ``distance`` (one reused distance buffer)."""
+        step = block_rows(self.candidates.shape[0], block_size)
+        dists = distance.distance_matrix_blocks(
+            self.queries.detach(), self.candidates.detach(), step
+        )
+        for start, dist in zip(range(0, self.queries.shape[0], step), dists):
+            rank_own_items_last(dist, self.self_index, start)
+            yield Block(dist, *self.relevance.block(start, start + dist.shape[0]))
+
+    def dense(self, distance: type[BaseDistance]) -> tuple[Tensor, Tensor]:
+        """``(labels, distance_matrix)`` as ``(n, M)`` matrices (``sample``'s contract)."""
+        n, m = self.queries.shape[0], self.candidates.shape[0]
+        rows, cols, vals = self.relevance.block(0, n)
+        labels = torch.zeros(n, m, device=self.queries.device)
+        labels[rows, cols] = vals.to(labels.dtype)
+        distance_matrix = distance.distance_matrix(self.queries, self.candidates).detach()
+        return labels, rank_own_items_last(distance_matrix, self.self_index)
+
+
+def block_rows(num_cols: int, block_size: Optional[int] = None) -> int:
+    """Rows per block: ``block_size`` if given, else as many as fit in ``BLOCK_BYTES``."""
+    if block_size is not None:
+        if block_size < 1:
+            raise ValueError(f"block_size must be >= 1, got {block_size}.")
+        return block_size
+    return max(1, BLOCK_BYTES // (4 * max(num_cols, 1)))
+
+
+def matrix_blocks(
+    distance_matrix: Tensor, labels: Tensor, block_size: Optional[int] = None
+) -> Iterator[Block]:
+    """Blocks of ready-made matrices (views of ``distance_matrix``; never modified)."""
+    check_matrices(distance_matrix, labels)
+    relevance = DenseRelevance(labels)
+    step = block_rows(distance_matrix.shape[1], block_size)
+    for start in range(0, distance_matrix.shape[0], step):
+        end = min(start + step, distance_matrix.shape[0])
+        yield Block(distance_matrix[start:end], *relevance.block(start, end))
+
+
+def check_matrices(distance_matrix: Tensor, labels: Tensor) -> None:
+    """Both 2-D tensors of one shape, else ``ValueError``/``TypeError``."""
+    for name, value in (("distance_matrix", distance_matrix), ("labels", labels)):
+        if not isinstance(value, Tensor):
+            raise TypeError(f"{name} must be a torch.Tensor, got {type(value).__name__}.")
+        if value.dim() != 2:
+            raise ValueError(
+                f"{name} must be 2-D (queries x candidates), got shape {tuple(value.shape)}."
+            )
+    if distance_matrix.shape != labels.shape:
+        raise ValueError(
+            f"distance_matrix and labels must have the same shape, got "
+            f"{tuple(distance_matrix.shape)} and {tuple(labels.shape)}."
+        )
+
+
+def check_embeddings(embeddings: Tensor, name: str = "embeddings") -> None:
+    """2-D, non-empty, all finite; the error says how many rows hold NaN/inf and the first."""
+    if not isinstance(embeddings, Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(embeddings).__name__}.")
+    if embeddings.dim() != 2:
+        raise ValueError(f"{name} must be 2-D (items x dim), got shape {tuple(embeddings.shape)}.")
+    if embeddings.shape[0] == 0:
+        raise ValueError(
+            f"{name} is empty (shape {tuple(embeddings.shape)}); evaluate at least one item."
+        )
+    bad_rows = ~torch.isfinite(embeddings).all(dim=1)
+    bad = int(bad_rows.sum())
+    if bad:
+        first = int(bad_rows.nonzero()[0, 0])
+        raise ValueError(
+            f"{name} contain NaN or inf in {bad} of {embeddings.shape[0]} rows (first: row "
+            f"{first}); a metric over them would be meaningless. Check the encoder output "
+            "(e.g. a zero-norm input or a diverged model) before evaluating."
+        )
