@@ -37,7 +37,8 @@ class BaseDistance:
 
     @classmethod
     def distance_matrix_blocks(cls, x: Tensor, y: Tensor, block_rows: int) -> Iterator[Tensor]:
-        """Rows of ``distance_matrix(x, y)``, ``block_rows`` at a time, bit-identical to it.
+        """Rows of ``distance_matrix(x, y)``, ``block_rows`` at a time; each block is
+        bit-identical to ``distance_matrix(x[block], y)``.
 
         Memory is O(``block_rows`` x ``len(y)``). Distances may prepare ``y`` once and write
         every block into one reused buffer: consume a block before asking for the next.
