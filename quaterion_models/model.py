@@ -144,11 +144,6 @@ class SimilarityModel(nn.Module):
             meta_extractors={key: enc.get_meta_extractor() for key, enc in self.encoders.items()},
         )
 
-    def train(self, mode: bool = True) -> "SimilarityModel":
-        """Set training mode; returns ``self``."""
-        super().train(mode)
-        return self
-
     def forward(self, batch: dict[str, Any]) -> Tensor:
         """``{"data": {key: input}, "meta": [...]}`` -> float ``(B, head.output_size)``.
 

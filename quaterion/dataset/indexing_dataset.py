@@ -7,7 +7,7 @@ from typing import Any, Iterator, Tuple
 import mmh3
 from torch.utils.data import Dataset, IterableDataset, get_worker_info
 
-from quaterion.dataset._length import sized_len
+from quaterion.dataset.similarity_dataset import sized_len
 
 
 def hashit(obj: Any, salt: Any) -> int:

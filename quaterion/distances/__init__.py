@@ -1,6 +1,6 @@
 """Distances between embeddings, selected by the :class:`Distance` enum."""
 
-from enum import Enum
+from enum import StrEnum
 from typing import Union
 
 from quaterion.distances.base_distance import BaseDistance
@@ -12,19 +12,13 @@ from quaterion.distances.manhattan import Manhattan
 __all__ = ["Distance", "BaseDistance", "Cosine", "DotProduct", "Euclidean", "Manhattan"]
 
 
-class Distance(str, Enum):
+class Distance(StrEnum):
     """Name of a distance; formats, prints and compares as its value (``"cosine"``)."""
 
     EUCLIDEAN = "euclidean"
     COSINE = "cosine"
     DOT_PRODUCT = "dot_product"
     MANHATTAN = "manhattan"
-
-    def __str__(self) -> str:
-        return self.value
-
-    def __format__(self, format_spec: str) -> str:
-        return format(self.value, format_spec)
 
     @staticmethod
     def get_by_name(name: Union["Distance", str]) -> type[BaseDistance]:

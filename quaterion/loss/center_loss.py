@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from quaterion.loss._arg_checks import check_number
+from quaterion.loss._checks import check_number
 from quaterion.loss._classifier_loss import ClassifierGroupLoss
 
 

@@ -7,8 +7,7 @@ import torch.nn.functional as F
 from torch import LongTensor, Tensor
 
 from quaterion.distances import Distance
-from quaterion.loss._arg_checks import check_number
-from quaterion.loss._checks import check_groups
+from quaterion.loss._checks import check_groups, check_number
 from quaterion.loss.group_loss import GroupLoss
 from quaterion.utils import get_anchor_negative_mask, get_anchor_positive_mask
 
@@ -103,10 +102,13 @@ class CircleLoss(GroupLoss):
         self.scale_factor = check_number(
             name, "scale_factor", scale_factor, minimum=0.0, strict=True
         )
-        self.op = 1 + self.margin
-        self.on = -self.margin
-        self.delta_positive = 1 - self.margin
-        self.delta_negative = self.margin
+
+    # Upstream's attributes (the spec names them); ``circle_loss`` derives them from
+    # ``margin`` itself, so they are read-only views that cannot drift from it.
+    op = property(lambda self: 1 + self.margin, doc="Positive optimum ``1 + margin``.")
+    on = property(lambda self: -self.margin, doc="Negative optimum ``-margin``.")
+    delta_positive = property(lambda self: 1 - self.margin, doc="Positive margin ``1 - m``.")
+    delta_negative = property(lambda self: self.margin, doc="Negative margin ``m``.")
 
     def get_config_dict(self) -> dict[str, Any]:
         """Base config plus ``margin`` and ``scale_factor``."""

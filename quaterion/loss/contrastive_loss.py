@@ -6,8 +6,7 @@ import torch.nn.functional as F
 from torch import LongTensor, Tensor
 
 from quaterion.distances import BaseDistance, Distance
-from quaterion.loss._arg_checks import check_number
-from quaterion.loss._checks import check_pairs, check_scores
+from quaterion.loss._checks import check_number, check_pairs, check_scores
 from quaterion.loss.pairwise_loss import PairwiseLoss
 from quaterion.utils.utils import max_value_of_dtype
 

@@ -6,9 +6,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from quaterion.loss._arg_checks import check_number
-from quaterion.loss._class_logits import cosine_logits, replace_target_column
-from quaterion.loss._classifier_loss import ClassifierGroupLoss
+from quaterion.loss._checks import check_number
+from quaterion.loss._classifier_loss import (
+    ClassifierGroupLoss,
+    cosine_logits,
+    replace_target_column,
+)
 
 
 def cos_face_loss(

@@ -7,8 +7,7 @@ import torch.nn.functional as F
 from torch import LongTensor, Tensor
 
 from quaterion.distances import Distance
-from quaterion.loss._arg_checks import check_positive_int
-from quaterion.loss._checks import check_embeddings
+from quaterion.loss._checks import check_embeddings, check_positive_int
 from quaterion.loss.group_loss import GroupLoss
 from quaterion.utils import get_anchor_negative_mask, get_anchor_positive_mask
 

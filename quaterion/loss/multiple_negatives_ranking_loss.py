@@ -8,8 +8,7 @@ from torch import LongTensor, Tensor
 
 from quaterion.distances import BaseDistance, Distance
 from quaterion.distributed import gather_rows
-from quaterion.loss._arg_checks import check_number
-from quaterion.loss._checks import check_pairs
+from quaterion.loss._checks import check_number, check_pairs
 from quaterion.loss.pairwise_loss import PairwiseLoss
 
 

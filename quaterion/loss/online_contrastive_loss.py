@@ -7,8 +7,7 @@ import torch.nn.functional as F
 from torch import LongTensor, Tensor
 
 from quaterion.distances import Distance
-from quaterion.loss._arg_checks import check_number
-from quaterion.loss._checks import check_choice, check_groups
+from quaterion.loss._checks import check_choice, check_groups, check_number
 from quaterion.loss.group_loss import GroupLoss
 from quaterion.utils.utils import (
     get_anchor_negative_mask,

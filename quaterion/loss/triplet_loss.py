@@ -8,11 +8,43 @@ import torch.nn.functional as F
 from torch import LongTensor, Tensor
 
 from quaterion.distances import Distance
-from quaterion.loss._arg_checks import check_number
-from quaterion.loss._checks import attached_zero, check_choice, check_groups
-from quaterion.loss._sorted_sums import count_and_sum_below, sorted_with_prefix
+from quaterion.loss._checks import attached_zero, check_choice, check_groups, check_number
 from quaterion.loss.group_loss import GroupLoss
 from quaterion.utils.utils import get_anchor_negative_mask, get_anchor_positive_mask
+
+
+def _accumulation_dtype(t: Tensor) -> torch.dtype:
+    # Prefix sums over many terms lose precision in float32; MPS has no float64.
+    return t.dtype if t.device.type == "mps" else torch.float64
+
+
+def sorted_with_prefix(values: Tensor) -> tuple[Tensor, Tensor]:
+    """Sort the last dim and return ``(sorted, prefix)``; ``prefix[..., k] = sum(sorted[..., :k])``.
+
+    ``+inf`` entries (padding) sort last and count as 0 in ``prefix``. ``prefix`` has one more
+    column than ``sorted`` and is in float64 (except on MPS) for exact differences.
+    """
+    ordered = torch.sort(values, dim=-1).values
+    finite = torch.where(torch.isinf(ordered), torch.zeros_like(ordered), ordered)
+    cumsum = torch.cumsum(finite.to(_accumulation_dtype(values)), dim=-1)
+    prefix = torch.cat([torch.zeros_like(cumsum[..., :1]), cumsum], dim=-1)
+    return ordered, prefix
+
+
+def count_and_sum_below(
+    ordered: Tensor, prefix: Tensor, bounds: Tensor, right: bool = False
+) -> tuple[Tensor, Tensor]:
+    """For each bound ``u``: ``(#{v < u}, sum{v < u})`` over the sorted last dim.
+
+    With ``right=True`` the comparison is ``v <= u``. ``ordered``/``prefix`` come from
+    :func:`sorted_with_prefix`; ``bounds`` shares their leading dims (or is 1-D when they are).
+    Gradients flow to both ``bounds`` (through the caller) and ``ordered`` (through ``prefix``).
+    """
+    counts = torch.searchsorted(
+        ordered.detach().contiguous(), bounds.detach().contiguous(), right=right
+    )
+    sums = torch.gather(prefix, -1, counts)
+    return counts, sums
 
 
 def triplet_loss_all(dist: Tensor, q_groups: Tensor, r_groups: Tensor, margin: float) -> Tensor:
@@ -191,13 +223,6 @@ class TripletLoss(GroupLoss):
     def _loss(self, embeddings_a, groups_a, embeddings_b, groups_b) -> Tensor:
         dist = self.distance_metric.distance_matrix(embeddings_a, embeddings_b)
         return self._strategy(dist, groups_a, groups_b, self._margin)
-
-    def _hard_triplet_loss(
-        self, embeddings_a: Tensor, groups_a: Tensor, embeddings_b: Tensor, groups_b: Tensor
-    ) -> Tensor:
-        """Batch-hard loss of anchors ``(A, d)`` against candidates ``(M, d)``."""
-        dist = self.distance_metric.distance_matrix(embeddings_a, embeddings_b)
-        return triplet_loss_batch_hard(dist, groups_a, groups_b, self._margin, self._soft)
 
     def _semi_hard_triplet_loss(
         self, embeddings_a: Tensor, groups_a: Tensor, embeddings_b: Tensor, groups_b: Tensor

@@ -6,8 +6,8 @@ from typing import Any, Optional
 from torch import Tensor, nn
 
 from quaterion_models.utils._files import load_state_dict, read_json_dict, save_torch, write_json
-from quaterion_models.utils.errors import DamagedFileError
 from quaterion_models.utils.checks import check_positive_int, check_probability
+from quaterion_models.utils.errors import DamagedFileError
 
 
 class EncoderHead(nn.Module):

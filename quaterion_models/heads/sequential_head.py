@@ -7,7 +7,6 @@ from typing import Any, Optional, Union
 from torch import Tensor, nn
 
 from quaterion_models.heads.encoder_head import EncoderHead
-from quaterion_models.utils.checks import check_positive_int
 from quaterion_models.utils._files import (
     nn_building_blocks,
     read_json_dict,
@@ -15,6 +14,7 @@ from quaterion_models.utils._files import (
     torch_load,
     write_json,
 )
+from quaterion_models.utils.checks import check_positive_int
 from quaterion_models.utils.errors import DamagedFileError
 from quaterion_models.utils.trust import is_loading_trusted
 

@@ -9,9 +9,9 @@ from torch import Tensor
 from quaterion_models.encoders.switch_encoder import inverse_permutation
 from quaterion_models.heads.encoder_head import EncoderHead
 from quaterion_models.utils._files import load_state_dict, read_json_dict, restore_subclass
-from quaterion_models.utils.errors import DamagedFileError
 from quaterion_models.utils.checks import check_options
 from quaterion_models.utils.classes import save_class_import
+from quaterion_models.utils.errors import DamagedFileError
 
 
 class SwitchHead(EncoderHead):

@@ -2,10 +2,11 @@
 
 import json
 import os
-import uuid
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Union
+
+from quaterion_models.utils.atomic import atomic_write
 
 #: Name of the metadata file inside an embedded index directory.
 METADATA_FILE = "index.json"
@@ -76,24 +77,9 @@ def check_distance(name: Any) -> str:
 
 
 def write_metadata(directory: Union[str, os.PathLike], info: IndexInfo) -> None:
-    """Write ``index.json`` durably: temp file, fsync, rename, fsync of the directory."""
-    directory = Path(directory)
-    target = directory / METADATA_FILE
-    tmp = directory / f".{METADATA_FILE}.{uuid.uuid4().hex}.tmp"
-    try:
-        with open(tmp, "w", encoding="utf-8") as file:
-            json.dump(info.to_dict(), file, indent=2)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(tmp, target)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    """Write ``index.json`` with :func:`~quaterion_models.utils.atomic.atomic_write`."""
+    with atomic_write(Path(directory) / METADATA_FILE, "w") as file:
+        json.dump(info.to_dict(), file, indent=2)
 
 
 def read_metadata(directory: Union[str, os.PathLike]) -> IndexInfo:

@@ -9,16 +9,14 @@ import sys
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import Any, Optional
 
 import torch
 from torch import nn
 
-from quaterion_models.utils.atomic import atomic_write, fsync_directory, sibling_path
+from quaterion_models.utils.atomic import PathLike, atomic_write, fsync_directory, sibling_path
 from quaterion_models.utils.classes import restore_class
 from quaterion_models.utils.errors import DamagedFileError, UnsafeFileError
-
-PathLike = Union[str, "os.PathLike[str]"]
 
 TRUSTED_FIX = "SimilarityModel.load(path, trusted=True)"
 

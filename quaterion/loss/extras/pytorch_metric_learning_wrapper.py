@@ -2,19 +2,11 @@
 
 from typing import Optional
 
+from pytorch_metric_learning.losses import BaseMetricLossFunction
+from pytorch_metric_learning.miners import BaseMiner
 from torch import LongTensor, Tensor
 
 from quaterion.loss.group_loss import GroupLoss
-
-try:
-    from pytorch_metric_learning.losses import BaseMetricLossFunction
-    from pytorch_metric_learning.miners import BaseMiner
-except ImportError as exc:  # pragma: no cover - exercised with the package hidden
-    raise ImportError(
-        "quaterion.loss.extras needs the optional dependency 'pytorch-metric-learning'. "
-        "Install it with `pip install 'quaterion[pytorch-metric-learning]'` "
-        "(also part of `quaterion[full]`) or `pip install 'pytorch-metric-learning>=2,<3'`."
-    ) from exc
 
 
 class PytorchMetricLearningWrapper(GroupLoss):

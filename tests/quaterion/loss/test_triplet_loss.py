@@ -169,9 +169,7 @@ def test_private_helpers_accept_sets_of_different_sizes(spec_embeddings, spec_gr
     )
     dist = loss.distance_metric.distance_matrix(spec_embeddings, emb_b)
     assert_close(got, naive_semi_hard(dist, spec_groups.tolist(), groups_b.tolist(), 0.5))
-    got_hard = loss._hard_triplet_loss(
-        embeddings_a=spec_embeddings, groups_a=spec_groups, embeddings_b=emb_b, groups_b=groups_b
-    )
+    got_hard = triplet_loss_batch_hard(dist, spec_groups, groups_b, 0.5, False)
     expected = naive_hard(dist, spec_groups.tolist(), groups_b.tolist(), 0.5, False, False)
     assert_close(got_hard, expected)
 
