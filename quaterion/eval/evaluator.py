@@ -29,7 +29,11 @@ class Evaluator:
             (``torch.std``, unbiased) under ``f"{name}_std"``. ``1`` keeps the plain result.
 
     Example:
+        >>> from quaterion.eval.group import RetrievalRPrecision
+        >>> from quaterion.eval.samplers import GroupSampler
         >>> evaluator = Evaluator(RetrievalRPrecision(), GroupSampler(sample_size=1000), repeats=5)
+        >>> sorted(evaluator.metrics), evaluator.repeats
+        (['RetrievalRPrecision'], 5)
         >>> evaluator.evaluate(dataset, model)  # doctest: +SKIP
         {'RetrievalRPrecision': tensor(0.81), 'RetrievalRPrecision_std': tensor(0.01)}
     """
