@@ -20,12 +20,15 @@ def group_batches(min_batch: int = 1, max_batch: int = 8, dim: int = 3, num_grou
     )
 
 
-def check_finite_nonnegative_permutation_invariant(loss_fn, batch, learned=None) -> None:
+def check_finite_nonnegative_permutation_invariant(
+    loss_fn, batch, learned=None, lower=0.0, upper=None, tol=None
+) -> None:
     """Assert the properties every group loss shares on a drawn ``(rows, labels, perm)``.
 
     The loss (float64) is finite and >= 0, gradients to the embeddings (and to the
     ``learned`` parameter, if given) are finite, and permuting the batch together with its
-    labels leaves the value unchanged.
+    labels leaves the value unchanged. ``lower``/``upper`` bound the value; ``tol`` sets
+    both tolerances of the permutation check (default: ``assert_close``'s).
     """
     import torch
 
@@ -34,12 +37,14 @@ def check_finite_nonnegative_permutation_invariant(loss_fn, batch, learned=None)
     groups = torch.tensor(labels)
     loss = loss_fn(emb, groups)
     loss.backward()
-    assert torch.isfinite(loss) and loss >= 0
+    assert torch.isfinite(loss) and loss.item() >= lower
+    assert upper is None or loss.item() <= upper
     assert torch.isfinite(emb.grad).all()
     if learned is not None:
         assert learned.grad is not None and torch.isfinite(learned.grad).all()
     order = torch.tensor(perm)
-    torch.testing.assert_close(loss_fn(emb.detach()[order], groups[order]), loss.detach())
+    permuted = loss_fn(emb.detach()[order], groups[order])
+    torch.testing.assert_close(permuted, loss.detach(), rtol=tol, atol=tol)
 
 
 def with_kernel(loss_cls, kernel, **kwargs):

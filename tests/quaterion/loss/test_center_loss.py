@@ -3,10 +3,9 @@
 import json
 import math
 
-import pytest
 import torch
 
-from quaterion.loss.center_loss import CenterLoss, center_loss
+from quaterion.loss.center_loss import CenterLoss
 
 E = torch.tensor(
     [[0, -1, 0.5], [0.1, 2, 0.5], [0, 0.3, 0.2], [1, 0, 0.9], [1.2, -1.2, 0.01], [-0.7, 0, 1.5]]
@@ -30,18 +29,6 @@ def _with_centers(centers, **kwargs):
     with torch.no_grad():
         loss.centers.copy_(centers)
     return loss
-
-
-@pytest.mark.parametrize("lambda_c", [0.5, 2.0, 0.0])
-@pytest.mark.parametrize("seed", [0, 1])
-def test_matches_naive_loop(lambda_c, seed):
-    gen = torch.Generator().manual_seed(seed)
-    emb = torch.randn(8, 4, generator=gen, dtype=torch.float64)
-    centers = torch.randn(5, 4, generator=gen, dtype=torch.float64)
-    groups = torch.randint(0, 5, (8,), generator=gen)
-    expected = torch.tensor(naive_center(emb, centers, groups, lambda_c), dtype=torch.float64)
-    torch.testing.assert_close(_with_centers(centers, lambda_c=lambda_c)(emb, groups), expected)
-    torch.testing.assert_close(center_loss(emb, centers, groups, lambda_c), expected)
 
 
 def test_parameters_and_config():

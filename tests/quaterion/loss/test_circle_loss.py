@@ -10,7 +10,10 @@ from pytorch_metric_learning.losses import CircleLoss as PMLCircleLoss
 
 from quaterion.distances import Cosine, Distance
 from quaterion.loss.circle_loss import CircleLoss, circle_loss
-from tests.quaterion.loss._strategies import group_batches
+from tests.quaterion.loss._strategies import (
+    check_finite_nonnegative_permutation_invariant,
+    group_batches,
+)
 
 E = torch.tensor(
     [[0, -1, 0.5], [0.1, 2, 0.5], [0, 0.3, 0.2], [1, 0, 0.9], [1.2, -1.2, 0.01], [-0.7, 0, 1.5]]
@@ -193,13 +196,4 @@ _batches = group_batches(min_batch=2)
 @settings(max_examples=30, deadline=None)
 @given(_batches)
 def test_properties_finite_nonnegative_permutation_invariant(batch):
-    rows, labels, perm = batch
-    emb = torch.tensor(rows, dtype=torch.float64, requires_grad=True)
-    groups = torch.tensor(labels)
-    loss = CircleLoss()(emb, groups)
-    loss.backward()
-    assert torch.isfinite(loss) and loss >= 0
-    assert torch.isfinite(emb.grad).all()
-    order = torch.tensor(perm)
-    permuted = CircleLoss()(emb.detach()[order], groups[order])
-    torch.testing.assert_close(permuted, loss.detach(), rtol=1e-9, atol=1e-9)
+    check_finite_nonnegative_permutation_invariant(CircleLoss(), batch, tol=1e-9)

@@ -139,3 +139,45 @@ def test_properties_finite_nonnegative_permutation_invariant(cls):
         check_finite_nonnegative_permutation_invariant(loss_fn, batch, learned=learned)
 
     check()
+
+
+def _naive_cases():
+    from quaterion.loss.arcface_loss import arcface_loss
+    from quaterion.loss.center_loss import center_loss
+    from quaterion.loss.cos_face_loss import cos_face_loss
+    from quaterion.loss.softmax_loss import softmax_loss
+    from tests.quaterion.loss.test_arcface_loss import naive_arcface
+    from tests.quaterion.loss.test_center_loss import naive_center
+    from tests.quaterion.loss.test_cos_face_loss import naive_cos_face
+    from tests.quaterion.loss.test_softmax_loss import naive_softmax
+
+    cases = []
+    for scale, margin in [(64.0, 0.5), (30.0, 0.2), (1.0, 0.0)]:
+        kwargs = {"scale": scale, "margin": margin}
+        cases.append((ArcFaceLoss, kwargs, naive_arcface, arcface_loss))
+    for margin, scale in [(0.35, 64.0), (0.1, 8.0), (0.0, 1.0)]:
+        kwargs = {"margin": margin, "scale": scale}
+        cases.append((CosFaceLoss, kwargs, naive_cos_face, cos_face_loss))
+    for temperature in [0.05, 1.0, 3.0]:
+        cases.append((SoftmaxLoss, {"temperature": temperature}, naive_softmax, softmax_loss))
+    for lambda_c in [0.5, 2.0, 0.0]:
+        cases.append((CenterLoss, {"lambda_c": lambda_c}, naive_center, center_loss))
+    return [pytest.param(*case, id=f"{case[0].__name__}-{case[1]}") for case in cases]
+
+
+@pytest.mark.parametrize("cls, kwargs, naive, functional", _naive_cases())
+@pytest.mark.parametrize("seed", [0, 1])
+def test_matches_naive_loop(cls, kwargs, naive, functional, seed):
+    """Module and functional form against a loop over rows (float64)."""
+    gen = torch.Generator().manual_seed(seed)
+    emb = torch.randn(8, 4, generator=gen, dtype=torch.float64)
+    weights = torch.randn(4, 5, generator=gen, dtype=torch.float64)
+    groups = torch.randint(0, 5, (8,), generator=gen)
+    if cls is CenterLoss:
+        weights = weights.T.contiguous()
+        module = with_centers(weights, **kwargs)
+    else:
+        module = with_kernel(cls, weights, **kwargs)
+    expected = torch.tensor(naive(emb, weights, groups, *kwargs.values()), dtype=torch.float64)
+    torch.testing.assert_close(module(emb, groups), expected)
+    torch.testing.assert_close(functional(emb, weights, groups, *kwargs.values()), expected)

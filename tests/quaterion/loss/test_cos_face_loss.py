@@ -44,14 +44,11 @@ def test_positional_order_is_margin_then_scale():
 
 @pytest.mark.parametrize("margin, scale", [(0.35, 64.0), (0.1, 8.0), (0.0, 1.0)])
 @pytest.mark.parametrize("seed", [0, 1])
-def test_matches_naive_loop_and_pml(margin, scale, seed):
+def test_matches_pml(margin, scale, seed):
     gen = torch.Generator().manual_seed(seed)
     emb = torch.randn(8, 4, generator=gen, dtype=torch.float64)
     kernel = torch.randn(4, 5, generator=gen, dtype=torch.float64)
     groups = torch.randint(0, 5, (8,), generator=gen)
-    actual = _with_kernel(kernel, margin=margin, scale=scale)(emb, groups)
-    expected = naive_cos_face(emb, kernel, groups, margin, scale)
-    torch.testing.assert_close(actual, torch.tensor(expected, dtype=torch.float64))
     pml = PMLCosFaceLoss(num_classes=5, embedding_size=4, margin=margin, scale=scale)
     with torch.no_grad():
         pml.W.copy_(kernel)

@@ -11,7 +11,10 @@ from pytorch_metric_learning.losses import FastAPLoss as PMLFastAPLoss
 
 from quaterion.distances import Distance
 from quaterion.loss.fast_ap_loss import FastAPLoss, fast_ap_loss
-from tests.quaterion.loss._strategies import group_batches
+from tests.quaterion.loss._strategies import (
+    check_finite_nonnegative_permutation_invariant,
+    group_batches,
+)
 
 E = torch.tensor(
     [[0, -1, 0.5], [0.1, 2, 0.5], [0, 0.3, 0.2], [1, 0, 0.9], [1.2, -1.2, 0.01], [-0.7, 0, 1.5]]
@@ -181,13 +184,6 @@ _batches = group_batches(min_batch=2)
 @settings(max_examples=30, deadline=None)
 @given(_batches)
 def test_properties_bounded_finite_permutation_invariant(batch):
-    rows, labels, perm = batch
-    emb = torch.tensor(rows, dtype=torch.float64, requires_grad=True)
-    groups = torch.tensor(labels)
-    loss = FastAPLoss()(emb, groups)
-    loss.backward()
-    assert torch.isfinite(loss) and -1e-9 <= loss.item() <= 1 + 1e-9
-    assert torch.isfinite(emb.grad).all()
-    order = torch.tensor(perm)
-    permuted = FastAPLoss()(emb.detach()[order], groups[order])
-    torch.testing.assert_close(permuted, loss.detach(), rtol=1e-9, atol=1e-9)
+    check_finite_nonnegative_permutation_invariant(
+        FastAPLoss(), batch, lower=-1e-9, upper=1 + 1e-9, tol=1e-9
+    )

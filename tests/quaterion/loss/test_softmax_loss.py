@@ -3,10 +3,9 @@
 import json
 import math
 
-import pytest
 import torch
 
-from quaterion.loss.softmax_loss import SoftmaxLoss, softmax_loss
+from quaterion.loss.softmax_loss import SoftmaxLoss
 from tests.quaterion.loss._strategies import (
     with_kernel,
 )
@@ -30,18 +29,6 @@ def naive_softmax(emb, kernel, groups, temperature):
 
 def _with_kernel(kernel, **kwargs):
     return with_kernel(SoftmaxLoss, kernel, **kwargs)
-
-
-@pytest.mark.parametrize("temperature", [0.05, 1.0, 3.0])
-@pytest.mark.parametrize("seed", [0, 1])
-def test_matches_naive_loop(temperature, seed):
-    gen = torch.Generator().manual_seed(seed)
-    emb = torch.randn(8, 4, generator=gen, dtype=torch.float64)
-    kernel = torch.randn(4, 5, generator=gen, dtype=torch.float64)
-    groups = torch.randint(0, 5, (8,), generator=gen)
-    expected = torch.tensor(naive_softmax(emb, kernel, groups, temperature), dtype=torch.float64)
-    torch.testing.assert_close(_with_kernel(kernel, temperature=temperature)(emb, groups), expected)
-    torch.testing.assert_close(softmax_loss(emb, kernel, groups, temperature), expected)
 
 
 def test_parameters_and_config():

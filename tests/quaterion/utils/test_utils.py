@@ -14,17 +14,13 @@ _STUB_PARENT = (
 )
 
 
-NAMES = [
-    "get_triplet_mask",
-    "get_anchor_positive_mask",
-    "get_anchor_negative_mask",
-    "get_masked_maximum",
-    "get_masked_minimum",
-    "l2_norm",
-    "info_value_of_dtype",
-    "min_value_of_dtype",
-    "max_value_of_dtype",
-]
+NAMES = list(
+    """
+    get_triplet_mask get_anchor_positive_mask get_anchor_negative_mask get_masked_maximum
+    get_masked_minimum l2_norm info_value_of_dtype min_value_of_dtype
+    max_value_of_dtype
+    """.split()
+)
 
 
 def test_import_paths():
