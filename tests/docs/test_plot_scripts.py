@@ -171,3 +171,18 @@ def test_every_static_figure_has_a_generating_script():
     pngs = sorted(f for f in os.listdir(static) if f.endswith(".png"))
     assert len(produced) == len(set(produced))
     assert pngs == sorted(produced)
+
+
+def test_loss_benchmark_table_and_plot(doc_script, tmp_path):
+    from benchmarks import losses
+
+    table = tmp_path / "loss_benchmark.csv"
+    rows = losses.main(["--batches", "64", "--repeats", "1", "--csv", str(table)])
+    assert [row["loss"] for row in rows][-1] == "MNRL (vs plain torch)" and len(rows) == 12
+    for row in rows:  # 64**3 triplets is under the cap: PML runs everywhere
+        assert row["ours_s"] > 0 and row["pml_s"] > 0
+        assert row["time_ratio"] == pytest.approx(row["ours_s"] / row["pml_s"])
+    script = doc_script("plot_loss_benchmark")
+    read = script.main(["--csv", str(table), "--out-dir", str(tmp_path)])
+    assert [r["loss"] for r in read] == [r["loss"] for r in rows]
+    assert_png(tmp_path / script.FILE_NAME)
