@@ -45,15 +45,8 @@ def online_contrastive_loss_hard(
     """``1/2 (mean_i p_i + mean_i [m - n_i]_+)`` with the hardest pair per anchor.
 
     ``p_i = max_j P_ij D_ij`` averaged over anchors with ``p_i != 0``; ``n_i`` the smallest
-    negative distance, averaged over anchors that have a negative.
-
-    Args:
-        dist: float ``(A, M)`` distance matrix.
-        q_groups: ``(A,)``; r_groups: ``(M,)``.
-        margin: margin ``m``.
-
-    Returns:
-        0-dim float tensor.
+    negative distance, averaged over anchors that have a negative. Arguments and result as in
+    :func:`online_contrastive_loss_all`.
     """
     positive = get_anchor_positive_mask(q_groups, r_groups)
     negative = get_anchor_negative_mask(q_groups, r_groups)

@@ -38,8 +38,16 @@ def normalise_id(point_id: Any) -> PointId:
     return point_id if isinstance(point_id, int) else str(point_id)
 
 
-def filter_items(filter: Mapping[str, Any]) -> list[tuple[str, bool, Any]]:
-    """``{key: value | [values]}`` -> ``[(key, is_any, value)]``, checking value types."""
+def filter_items(filter: Mapping[str, Any], native: str) -> list[tuple[str, bool, Any]]:
+    """``{key: value | [values]}`` -> ``[(key, is_any, value)]``, checking value types.
+
+    ``native`` names the backend's own filter class in the error for a non-mapping.
+    """
+    if not isinstance(filter, Mapping):
+        raise TypeError(
+            f"filter must be a dict {{field: value or [values]}} or a {native}, got "
+            f"{type(filter).__name__}"
+        )
     items = []
     for key, value in filter.items():
         if isinstance(value, (list, tuple, set)):

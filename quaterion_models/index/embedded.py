@@ -2,28 +2,21 @@
 
 import os
 import shutil
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Optional
 
 import numpy as np
 
+from quaterion_models.index.errors import missing_extra
+
 try:
     import qdrant_edge as edge
 except ImportError as err:  # pragma: no cover - exercised only without the extra
-    raise ImportError(
-        "The embedded index needs Qdrant Edge: pip install 'quaterion[qdrant]' "
-        "(or pip install qdrant-edge-py)"
-    ) from err
+    raise missing_extra("The embedded index (Qdrant Edge)", "qdrant-edge-py") from err
 
-from quaterion_models.index.backend import (
-    Backend,
-    Hit,
-    PointId,
-    QueryOptions,
-    filter_items,
-    normalise_id,
-)
+from quaterion_models.index.backend import Backend, Hit, PointId, QueryOptions
+from quaterion_models.index.backend import filter_items, normalise_id
 from quaterion_models.index.errors import IndexLockedError, IndexNotFoundError
 from quaterion_models.index.metadata import (
     METADATA_FILE,
@@ -173,13 +166,8 @@ def _filter(filter: Any) -> Optional["edge.Filter"]:
     """``None``, a native ``qdrant_edge.Filter`` or ``{key: value | [values]}``."""
     if filter is None or isinstance(filter, edge.Filter):
         return filter
-    if not isinstance(filter, Mapping):
-        raise TypeError(
-            f"filter must be a dict {{field: value or [values]}} or a qdrant_edge.Filter, got "
-            f"{type(filter).__name__}"
-        )
     conditions = [
         edge.FieldCondition(key, match=edge.MatchAny(value) if is_any else edge.MatchValue(value))
-        for key, is_any, value in filter_items(filter)
+        for key, is_any, value in filter_items(filter, "qdrant_edge.Filter")
     ]
     return edge.Filter(must=conditions)

@@ -23,3 +23,10 @@ class ModelMismatchError(SimilarityIndexError, ValueError):
 
 class ServerUnreachableError(SimilarityIndexError, ConnectionError):
     """The Qdrant server did not answer."""
+
+
+def missing_extra(what: str, package: str) -> ImportError:
+    """The error for a backend whose optional package is not installed."""
+    return ImportError(
+        f"{what} needs {package}: pip install 'quaterion[qdrant]' (or pip install {package})"
+    )

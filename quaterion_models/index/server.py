@@ -1,27 +1,20 @@
 """Server backend: a collection on a Qdrant server or cluster, through qdrant-client."""
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any, Optional
 
 import numpy as np
+
+from quaterion_models.index.errors import missing_extra
 
 try:
     from qdrant_client import QdrantClient, models
     from qdrant_client.http.exceptions import ResponseHandlingException
 except ImportError as err:  # pragma: no cover - exercised only without the extra
-    raise ImportError(
-        "The server index needs qdrant-client: pip install 'quaterion[qdrant]' "
-        "(or pip install qdrant-client)"
-    ) from err
+    raise missing_extra("The server index", "qdrant-client") from err
 
-from quaterion_models.index.backend import (
-    Backend,
-    Hit,
-    PointId,
-    QueryOptions,
-    filter_items,
-    normalise_id,
-)
+from quaterion_models.index.backend import Backend, Hit, PointId, QueryOptions
+from quaterion_models.index.backend import filter_items, normalise_id
 from quaterion_models.index.errors import IndexConfigError, ServerUnreachableError
 from quaterion_models.index.metadata import QDRANT_DISTANCES, IndexInfo
 
@@ -162,16 +155,11 @@ def _filter(filter: Any) -> Optional["models.Filter"]:
     """``None``, a native ``qdrant_client.models.Filter`` or ``{key: value | [values]}``."""
     if filter is None or isinstance(filter, models.Filter):
         return filter
-    if not isinstance(filter, Mapping):
-        raise TypeError(
-            f"filter must be a dict {{field: value or [values]}} or a qdrant_client Filter, got "
-            f"{type(filter).__name__}"
-        )
     conditions = [
         models.FieldCondition(
             key=key,
             match=models.MatchAny(any=value) if is_any else models.MatchValue(value=value),
         )
-        for key, is_any, value in filter_items(filter)
+        for key, is_any, value in filter_items(filter, "qdrant_client Filter")
     ]
     return models.Filter(must=conditions)

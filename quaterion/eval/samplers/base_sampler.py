@@ -9,6 +9,7 @@ from torch import Tensor
 
 from quaterion.eval.blocks import Problem, check_embeddings
 from quaterion.eval.base_metric import BaseMetric
+from quaterion.utils.utils import iter_by_batch
 
 
 class BaseSampler:
@@ -61,6 +62,49 @@ class BaseSampler:
         ``draw(...).blocks(distance)`` once for all its metrics.
         """
         return None
+
+
+class EncodingSampler(BaseSampler):
+    """Base of the built-in samplers: encodes a dataset batch by batch into ``accumulator``.
+
+    Subclasses set ``objects_per_sample`` and implement :meth:`batch_inputs`.
+
+    Args:
+        sample_size, device, log_progress: as in :class:`BaseSampler`.
+        encode_batch_size: objects per ``model.encode`` call (``>= objects_per_sample``).
+        accumulator: where the embeddings and labels are kept.
+    """
+
+    #: Objects encoded per sample (2 for a pair).
+    objects_per_sample: ClassVar[int] = 1
+
+    def __init__(self, sample_size, encode_batch_size, device, log_progress, accumulator):
+        super().__init__(sample_size, device, log_progress)
+        minimum = self.objects_per_sample
+        value = encode_batch_size
+        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+            raise ValueError(f"encode_batch_size must be an int >= {minimum}, got {value!r}.")
+        self.encode_batch_size = encode_batch_size
+        self.accumulator = accumulator
+
+    def batch_inputs(self, batch: list) -> Tuple[list, dict]:
+        """``(objects to encode, labels for accumulator.update)`` of a list of samples."""
+        raise NotImplementedError
+
+    def accumulate(self, model: Any, dataset: Sized) -> None:
+        """Encode ``dataset`` (eval mode, no grad; ``encode_batch_size // objects_per_sample``
+        samples per batch) into the accumulator."""
+        samples_per_batch = self.encode_batch_size // self.objects_per_sample
+        for batch in iter_by_batch(dataset, samples_per_batch, self.log_progress):
+            objs, labels = self.batch_inputs(batch)
+            embeddings = model.encode(objs, batch_size=self.encode_batch_size, to_numpy=False)
+            self.accumulator.update(embeddings, **labels, device=self.device)
+        check_encoded(self.accumulator.embeddings, dataset)
+        self.accumulator.set_filled()
+
+    def reset(self) -> None:
+        """Forget the encoded dataset."""
+        self.accumulator.reset()
 
 
 def draw_rows(total: int, sample_size: int) -> Tensor:

@@ -11,14 +11,12 @@ from quaterion.eval._relevance import group_relevance
 from quaterion.eval.accumulators import GroupAccumulator
 from quaterion.eval.group import GroupMetric
 from quaterion.eval.samplers.base_sampler import (
-    BaseSampler,
-    check_encoded,
+    EncodingSampler,
     draw_rows,
 )
-from quaterion.utils.utils import iter_by_batch
 
 
-class GroupSampler(BaseSampler):
+class GroupSampler(EncodingSampler):
     """Encodes ``SimilarityGroupSample`` data; query rows are items, candidates are all items.
 
     Each query's own item is ranked last (distance ``+inf``) and is not relevant to
@@ -40,24 +38,11 @@ class GroupSampler(BaseSampler):
         device: Union[torch.device, str, None] = None,
         log_progress: bool = True,
     ):
-        super().__init__(sample_size, device, log_progress)
-        _check_batch_size(encode_batch_size, minimum=1)
-        self.encode_batch_size = encode_batch_size
-        self.accumulator = GroupAccumulator()
+        super().__init__(sample_size, encode_batch_size, device, log_progress, GroupAccumulator())
 
-    def accumulate(self, model: Any, dataset: Sized) -> None:
-        """Encode ``dataset`` in batches (eval mode, no grad) into the accumulator."""
-        for batch in iter_by_batch(dataset, self.encode_batch_size, self.log_progress):
-            labels = GroupSimilarityDataLoader.collate_labels(batch)
-            objs = [sample.obj for sample in batch]
-            embeddings = model.encode(objs, batch_size=self.encode_batch_size, to_numpy=False)
-            self.accumulator.update(embeddings, **labels, device=self.device)
-        check_encoded(self.accumulator.embeddings, dataset)
-        self.accumulator.set_filled()
-
-    def reset(self) -> None:
-        """Forget the encoded dataset."""
-        self.accumulator.reset()
+    def batch_inputs(self, batch: list) -> Tuple[list, dict]:
+        """Each sample's ``obj`` and the collated ``groups``."""
+        return [sample.obj for sample in batch], GroupSimilarityDataLoader.collate_labels(batch)
 
     def sample(self, dataset: Sized, metric: GroupMetric, model: Any) -> Tuple[Tensor, Tensor]:
         """``(labels, distance_matrix)``, both ``(n, N)``; row ``i`` is item ``rows[i]``.
@@ -75,8 +60,3 @@ class GroupSampler(BaseSampler):
         rows = draw_rows(embeddings.shape[0], self.sample_size).to(embeddings.device)
         relevance = group_relevance(groups[rows], groups, exclude=rows)
         return Problem(embeddings[rows], embeddings, relevance, rows)
-
-
-def _check_batch_size(value: int, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"encode_batch_size must be an int >= {minimum}, got {value!r}.")

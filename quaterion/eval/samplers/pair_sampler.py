@@ -11,15 +11,12 @@ from quaterion.eval._relevance import CsrRelevance, pair_entries, remap
 from quaterion.eval.accumulators import PairAccumulator
 from quaterion.eval.pair import PairMetric
 from quaterion.eval.samplers.base_sampler import (
-    BaseSampler,
-    check_encoded,
+    EncodingSampler,
     draw_rows,
 )
-from quaterion.eval.samplers.group_sampler import _check_batch_size
-from quaterion.utils.utils import iter_by_batch
 
 
-class PairSampler(BaseSampler):
+class PairSampler(EncodingSampler):
     """Encodes ``SimilarityPairSample`` data (``N = 2P`` objects).
 
     * ``distinguish=False``: query rows are objects, candidates all ``N`` objects; a query's
@@ -37,6 +34,7 @@ class PairSampler(BaseSampler):
     """
 
     metric_type = PairMetric
+    objects_per_sample = 2
 
     def __init__(
         self,
@@ -46,25 +44,13 @@ class PairSampler(BaseSampler):
         device: Union[torch.device, str, None] = None,
         log_progress: bool = True,
     ):
-        super().__init__(sample_size, device, log_progress)
-        _check_batch_size(encode_batch_size, minimum=2)
-        self.encode_batch_size = encode_batch_size
+        super().__init__(sample_size, encode_batch_size, device, log_progress, PairAccumulator())
         self.distinguish = distinguish
-        self.accumulator = PairAccumulator()
 
-    def accumulate(self, model: Any, dataset: Sized) -> None:
-        """Encode ``dataset`` (``encode_batch_size // 2`` pairs per batch) into the accumulator."""
-        for batch in iter_by_batch(dataset, self.encode_batch_size // 2, self.log_progress):
-            labels = PairsSimilarityDataLoader.collate_labels(batch)
-            features = [sample.obj_a for sample in batch] + [sample.obj_b for sample in batch]
-            embeddings = model.encode(features, batch_size=self.encode_batch_size, to_numpy=False)
-            self.accumulator.update(embeddings, **labels, device=self.device)
-        check_encoded(self.accumulator.embeddings, dataset)
-        self.accumulator.set_filled()
-
-    def reset(self) -> None:
-        """Forget the encoded dataset."""
-        self.accumulator.reset()
+    def batch_inputs(self, batch: list) -> Tuple[list, dict]:
+        """Every ``obj_a`` then every ``obj_b``, and the collated pair labels."""
+        objs = [sample.obj_a for sample in batch] + [sample.obj_b for sample in batch]
+        return objs, PairsSimilarityDataLoader.collate_labels(batch)
 
     def sample(self, dataset: Sized, metric: PairMetric, model: Any) -> Tuple[Tensor, Tensor]:
         """``(labels, distance_matrix)``: ``(n, N)``, or ``(n, P)`` with ``distinguish``."""
