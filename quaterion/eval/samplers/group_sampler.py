@@ -42,7 +42,8 @@ class GroupSampler(EncodingSampler):
 
     def batch_inputs(self, batch: list) -> Tuple[list, dict]:
         """Each sample's ``obj`` and the collated ``groups``."""
-        return [sample.obj for sample in batch], GroupSimilarityDataLoader.collate_labels(batch)
+        labels = GroupSimilarityDataLoader.collate_labels(batch)  # checks the sample types
+        return [sample.obj for sample in batch], labels
 
     def sample(self, dataset: Sized, metric: GroupMetric, model: Any) -> Tuple[Tensor, Tensor]:
         """``(labels, distance_matrix)``, both ``(n, N)``; row ``i`` is item ``rows[i]``.

@@ -49,8 +49,8 @@ class PairSampler(EncodingSampler):
 
     def batch_inputs(self, batch: list) -> Tuple[list, dict]:
         """Every ``obj_a`` then every ``obj_b``, and the collated pair labels."""
-        objs = [sample.obj_a for sample in batch] + [sample.obj_b for sample in batch]
-        return objs, PairsSimilarityDataLoader.collate_labels(batch)
+        labels = PairsSimilarityDataLoader.collate_labels(batch)  # checks the sample types
+        return [sample.obj_a for sample in batch] + [sample.obj_b for sample in batch], labels
 
     def sample(self, dataset: Sized, metric: PairMetric, model: Any) -> Tuple[Tensor, Tensor]:
         """``(labels, distance_matrix)``: ``(n, N)``, or ``(n, P)`` with ``distinguish``."""

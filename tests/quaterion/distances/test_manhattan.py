@@ -16,17 +16,6 @@ def test_spec_values(spec_x):
     assert_close(Manhattan.distance(spec_x, spec_x.flip(0)), torch.tensor([15.0, 15.0]))
 
 
-def test_against_naive(rand_xy):
-    x, y = rand_xy
-    dist = _naive.pairwise(_naive.l1, x, y)
-    assert_close(Manhattan.distance_matrix(x, y), dist)
-    assert_close(Manhattan.similarity_matrix(x, y), 1 / (1 + dist))
-    row = _naive.rowwise(_naive.l1, x[:4] + 1e-6, y)
-    assert_close(Manhattan.distance(x[:4], y), row)
-    assert_close(Manhattan.similarity(x[:4], y), 1 / (1 + row))
-    assert_close(Manhattan.distance_matrix(x), Manhattan.distance_matrix(x, x))
-
-
 def test_matrix_never_broadcasts_to_b1_b2_d(rand_xy):
     """No intermediate of the matrix form has three dims (B1 x B2 x d)."""
     x, y = rand_xy

@@ -7,31 +7,16 @@ import torch
 
 from quaterion.dataset.similarity_samples import SimilarityGroupSample, SimilarityPairSample
 from quaterion.eval import _ranking, blocks
-from quaterion_models.encoders import Encoder
 from quaterion_models.heads import EmptyHead
 from quaterion_models.model import SimilarityModel
+from tests.quaterion_models.toy_encoders import StackEncoder
 
 
-class IdentityEncoder(Encoder):
+class IdentityEncoder(StackEncoder):
     """Returns its inputs (lists of vectors) stacked as float32."""
-
-    def __init__(self, dim: int):
-        super().__init__()
-        self._dim = dim
-
-    @property
-    def trainable(self) -> bool:
-        return False
-
-    @property
-    def embedding_size(self) -> int:
-        return self._dim
 
     def get_collate_fn(self):
         return lambda batch: torch.stack([torch.as_tensor(x, dtype=torch.float32) for x in batch])
-
-    def forward(self, batch):
-        return batch
 
 
 def identity_model(dim: int) -> SimilarityModel:

@@ -1,0 +1,34 @@
+"""Checks shared by every distance: blocked forms, and the Lp distances against loops."""
+
+import pytest
+import torch
+from torch.testing import assert_close
+
+from quaterion.distances import Distance, Euclidean, Manhattan
+
+from . import _naive
+
+
+@pytest.mark.parametrize("name", ["cosine", "dot_product", "euclidean", "manhattan"])
+@pytest.mark.parametrize("rows", [1, 7, 50])
+def test_distance_matrix_blocks_equal_per_block_matrices_bit_for_bit(name, rows):
+    distance = Distance.get_by_name(name)
+    x, y = torch.randn(50, 9), torch.randn(31, 9)
+    blocks = [block.clone() for block in distance.distance_matrix_blocks(x, y, rows)]
+    assert [b.shape[0] for b in blocks] == [min(rows, 50 - s) for s in range(0, 50, rows)]
+    for start, block in zip(range(0, 50, rows), blocks):
+        assert torch.equal(block, distance.distance_matrix(x[start : start + rows], y))
+    torch.testing.assert_close(torch.cat(blocks), distance.distance_matrix(x, y))
+
+
+@pytest.mark.parametrize("distance, norm", [(Euclidean, _naive.l2), (Manhattan, _naive.l1)])
+def test_lp_distances_against_naive(rand_xy, distance, norm):
+    x, y = rand_xy
+    dist = _naive.pairwise(norm, x, y)
+    assert_close(distance.distance_matrix(x, y), dist)
+    assert_close(distance.similarity_matrix(x, y), 1 / (1 + dist))
+    # torch.pairwise_distance adds eps=1e-6 to the difference
+    row = _naive.rowwise(norm, x[:4] + 1e-6, y)
+    assert_close(distance.distance(x[:4], y), row)
+    assert_close(distance.similarity(x[:4], y), 1 / (1 + row))
+    assert_close(distance.distance_matrix(x), distance.distance_matrix(x, x))
