@@ -36,17 +36,7 @@ import torch.nn.functional as F
 from pytorch_metric_learning import losses, miners
 
 from benchmarks.eval import _current_mib, _peak_mib, _reset_peak
-from quaterion.loss import (
-    ArcFaceLoss,
-    CenterLoss,
-    CircleLoss,
-    CosFaceLoss,
-    FastAPLoss,
-    MultipleNegativesRankingLoss,
-    OnlineContrastiveLoss,
-    SoftmaxLoss,
-    TripletLoss,
-)
+import quaterion.loss as q
 
 DIM = 256
 GROUP_SIZE = 4
@@ -75,13 +65,13 @@ def _classifier(cls, pml_cls, batch: int, **pml_kwargs):
 
 
 def _plain_softmax(batch: int):
-    ours = SoftmaxLoss(DIM, batch // GROUP_SIZE)
+    ours = q.SoftmaxLoss(DIM, batch // GROUP_SIZE)
     kernel = ours.kernel.detach().clone().requires_grad_()
     return ours, lambda emb, groups: F.cross_entropy(emb @ kernel / 0.05, groups)
 
 
 def _plain_center(batch: int):
-    ours = CenterLoss(DIM, batch // GROUP_SIZE)
+    ours = q.CenterLoss(DIM, batch // GROUP_SIZE)
     centers = ours.centers.detach().clone().requires_grad_()
     return ours, lambda emb, groups: 0.5 * ((emb - centers[groups]) ** 2).sum(1).mean()
 
@@ -92,10 +82,10 @@ def _with_miner(loss, miner):
 
 def jobs(batch: int) -> list[Job]:
     arcface, pml_arcface = _classifier(
-        ArcFaceLoss, losses.ArcFaceLoss, batch, margin=math.degrees(0.5), scale=64
+        q.ArcFaceLoss, losses.ArcFaceLoss, batch, margin=math.degrees(0.5), scale=64
     )
     cosface, pml_cosface = _classifier(
-        CosFaceLoss, losses.CosFaceLoss, batch, margin=0.35, scale=64
+        q.CosFaceLoss, losses.CosFaceLoss, batch, margin=0.35, scale=64
     )
     softmax, plain_softmax = _plain_softmax(batch)
     center, plain_center = _plain_center(batch)
@@ -106,32 +96,32 @@ def jobs(batch: int) -> list[Job]:
         Job("CosFaceLoss", cosface, pml_cosface),
         Job("SoftmaxLoss (vs plain torch)", softmax, plain_softmax),
         Job("CenterLoss (vs plain torch)", center, plain_center),
-        Job("CircleLoss", CircleLoss(), losses.CircleLoss(m=0.25, gamma=256)),
-        Job("FastAPLoss", FastAPLoss(), losses.FastAPLoss(num_bins=10)),
+        Job("CircleLoss", q.CircleLoss(), losses.CircleLoss(m=0.25, gamma=256)),
+        Job("FastAPLoss", q.FastAPLoss(), losses.FastAPLoss(num_bins=10)),
         Job(
             "TripletLoss hard",
-            TripletLoss(mining="hard"),
+            q.TripletLoss(mining="hard"),
             _with_miner(triplet, miners.BatchHardMiner()),
         ),
         Job(
             "TripletLoss semi_hard",
-            TripletLoss(mining="semi_hard"),
+            q.TripletLoss(mining="semi_hard"),
             _with_miner(triplet, miners.TripletMarginMiner(0.5, type_of_triplets="semihard")),
             triplets=True,
         ),
-        Job("TripletLoss all", TripletLoss(mining="all"), triplet, triplets=True),
+        Job("TripletLoss all", q.TripletLoss(mining="all"), triplet, triplets=True),
         Job(
             "OnlineContrastiveLoss hard",
-            OnlineContrastiveLoss(mining="hard"),
+            q.OnlineContrastiveLoss(mining="hard"),
             _with_miner(contrastive, miners.BatchHardMiner()),
         ),
-        Job("OnlineContrastiveLoss all", OnlineContrastiveLoss(mining="all"), contrastive),
+        Job("OnlineContrastiveLoss all", q.OnlineContrastiveLoss(mining="all"), contrastive),
     ]
 
 
 def mnrl_job() -> Job:
     """MNRL on ``B/2`` pairs against the plain formula (sentence-transformers' definition)."""
-    ours = MultipleNegativesRankingLoss(scale=20.0)
+    ours = q.MultipleNegativesRankingLoss(scale=20.0)
 
     def run_ours(emb: torch.Tensor, groups: torch.Tensor) -> torch.Tensor:
         half = emb.shape[0] // 2
