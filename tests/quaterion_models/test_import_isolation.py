@@ -3,10 +3,9 @@
 One subprocess (importing torch is the slow part) checks every module, then checks that the
 fastText extra fails with an ImportError naming the pip extra when gensim is missing."""
 
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
+from tests._run import run_python
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -51,14 +50,7 @@ SCRIPT = textwrap.dedent(
 
 
 def test_every_module_imports_without_training_stack():
-    result = subprocess.run(
-        [sys.executable, "-c", SCRIPT],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=120,
-    )
+    result = run_python("-c", SCRIPT)
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     imported = {line for line in lines if not line.startswith("EXTRA-ERROR:")}

@@ -4,6 +4,7 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from tests._run import run_python
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 
@@ -70,13 +71,7 @@ MISSING_EXTRA = textwrap.dedent(
 
 
 def test_a_missing_extra_names_the_pip_extra():
-    result = subprocess.run(
-        [sys.executable, "-c", MISSING_EXTRA],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    result = run_python("-c", MISSING_EXTRA)
     assert result.returncode == 0, result.stderr
     errors = [line for line in result.stdout.splitlines() if line.startswith("ERROR:")]
     assert len(errors) == 2

@@ -1,9 +1,6 @@
 """PytorchMetricLearningWrapper: delegation to PML, miner use, errors, optional-dependency import."""
 
 import itertools
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -13,6 +10,7 @@ from pytorch_metric_learning import losses, miners
 from pytorch_metric_learning.miners import BaseMiner
 
 from quaterion.loss.extras import PytorchMetricLearningWrapper
+from tests._run import run_python
 
 REPO_ROOT = Path(__file__).resolve().parents[4]
 
@@ -121,14 +119,5 @@ def test_quaterion_loss_imports_without_pytorch_metric_learning():
         "else:\n"
         "    raise SystemExit('extras imported without pytorch-metric-learning')\n"
     )
-    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
-    result = subprocess.run(
-        [sys.executable, "-c", code],
-        check=False,
-        cwd=REPO_ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    result = run_python("-c", code)
     assert result.returncode == 0, result.stderr
