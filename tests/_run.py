@@ -12,12 +12,19 @@ def run_python(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
     """``python *args`` in the repository root with it on ``PYTHONPATH``; text output captured,
     never raises on a non-zero exit (assert on ``returncode``)."""
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
-    return subprocess.run(
-        [sys.executable, *args],
-        cwd=REPO_ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=timeout,
+    options = {"cwd": REPO_ROOT, "env": env, "capture_output": True, "text": True}
+    return subprocess.run([sys.executable, *args], check=False, timeout=timeout, **options)
+
+
+def blocking_prelude(*packages: str) -> str:
+    """Source that makes importing any of ``packages`` (top-level names) raise ImportError;
+    a script starting with it proves that what it imports needs none of them."""
+    return (
+        "import importlib, pkgutil, sys\n"
+        f"BLOCKED = {set(packages)!r}\n"
+        "class Blocker:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.split('.')[0] in BLOCKED:\n"
+        "            raise ImportError(f'blocked import of {name}')\n"
+        "sys.meta_path.insert(0, Blocker())\n"
     )

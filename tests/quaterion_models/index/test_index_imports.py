@@ -4,23 +4,17 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
-from tests._run import run_python
+
+from tests._run import blocking_prelude, run_python
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 
-SCRIPT = textwrap.dedent(
+SCRIPT = blocking_prelude(
+    "pytorch_lightning", "lightning", "quaterion", "pytorch_metric_learning"
+) + textwrap.dedent(
     """
-    import importlib, sys
 
-    BLOCKED = {"pytorch_lightning", "lightning", "quaterion", "pytorch_metric_learning"}
 
-    class Blocker:
-        def find_spec(self, name, path=None, target=None):
-            if name.split(".")[0] in BLOCKED:
-                raise ImportError(f"blocked import of {name}")
-            return None
-
-    sys.meta_path.insert(0, Blocker())
     import quaterion_models
     from quaterion_models import SimilarityModel
     qdrant = sorted(m for m in sys.modules if m.split(".")[0] in {"qdrant_edge", "qdrant_client"})
