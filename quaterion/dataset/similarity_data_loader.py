@@ -140,9 +140,6 @@ class PairsSimilarityDataLoader(SimilarityDataLoader[SimilarityPairSample]):
     "labels": float (n,) scores, "subgroups": float (2n,) subgroup per feature}``.
     """
 
-    def __init__(self, dataset: Dataset, **kwargs: Any):
-        super().__init__(dataset, **kwargs)
-
     @classmethod
     @override
     def collate_labels(cls, batch: List[SimilarityPairSample]) -> Dict[str, Tensor]:
@@ -178,9 +175,6 @@ class GroupSimilarityDataLoader(SimilarityDataLoader[SimilarityGroupSample]):
     For ``n`` samples: features ``[obj...]``, ids unchanged, labels
     ``{"groups": int64 (n,)}``.
     """
-
-    def __init__(self, dataset: Dataset, **kwargs: Any):
-        super().__init__(dataset, **kwargs)
 
     @classmethod
     @override
