@@ -6,10 +6,16 @@ from typing import Dict, Optional, Union
 import pytorch_lightning as pl
 from torch.utils.data import DataLoader
 
-from quaterion.dataset.label_cache_dataset import LabelCacheMode
 from quaterion.dataset.similarity_data_loader import SimilarityDataLoader
 from quaterion.train.cache import _store
+from quaterion.train.cache._batches import (
+    CachedRows,
+    batches_from_store,
+    cached_split,
+    register,
+)
 from quaterion.train.cache._fill import fill_cache, fill_loader
+from quaterion.train.cache._fingerprint import fingerprint, read_fingerprints
 from quaterion.train.cache._setup import setup_encoder_cache
 from quaterion.train.cache._wrapping import (
     apply_cache_config,
@@ -67,7 +73,8 @@ class CacheMixin:
         val_dataloader: Optional[SimilarityDataLoader],
         cache_config: CacheConfig,
     ) -> None:
-        fill_cache(trainer, cache_encoders, train_dataloader, val_dataloader, cache_config)
+        loaders = [dl for dl in (train_dataloader, val_dataloader) if dl is not None]
+        fill_cache(trainer, cache_encoders, loaders, cache_config)
 
     @classmethod
     def _unwrap_cache_encoders(cls, encoders: Dict[str, Encoder]) -> Dict[str, Encoder]:
@@ -78,27 +85,6 @@ class CacheMixin:
         cls, dataloader: SimilarityDataLoader, cache_config: CacheConfig
     ) -> DataLoader:
         return fill_loader(dataloader, cache_config)
-
-    @classmethod
-    def _label_cache_train_mode(
-        cls,
-        train_dataloader: SimilarityDataLoader,
-        val_dataloader: Optional[SimilarityDataLoader],
-    ) -> None:
-        for loader in (train_dataloader, val_dataloader):
-            if loader is not None:
-                loader.set_skip_read(True)
-                loader.set_label_cache_mode(LabelCacheMode.read)
-
-    @classmethod
-    def _enable_label_cache(
-        cls,
-        train_dataloader: SimilarityDataLoader,
-        val_dataloader: Optional[SimilarityDataLoader],
-    ) -> None:
-        for loader in (train_dataloader, val_dataloader):
-            if loader is not None:
-                loader.set_label_cache_mode(LabelCacheMode.learn)
 
     @classmethod
     def _encoders_cache_path(cls, dir_path: Optional[str]) -> Optional[str]:
@@ -126,18 +112,22 @@ class CacheMixin:
         train_dataloader: SimilarityDataLoader,
         val_dataloader: Optional[SimilarityDataLoader],
     ) -> None:
-        """Persist cached encoders, label caches and a manifest under ``dir_path``."""
+        """Persist cached encoders, the labels of each loader's cached split and a manifest."""
         if not dir_path:
             return
         cache_encoders = {n: e for n, e in encoders.items() if isinstance(e, CacheEncoder)}
-        expected = _store.expected_manifest(
-            cache_encoders,
-            train_dataloader,
-            val_dataloader,
-            {},
-            train_dataloader.full_cache_used,
-        )
-        _store.save(dir_path, cache_encoders, train_dataloader, val_dataloader, expected)
+        expected = _store.expected_manifest(cache_encoders, train_dataloader, val_dataloader, {})
+        loaders = {"train": train_dataloader, "val": val_dataloader}
+        splits = {split: cached_split(dl) for split, dl in loaders.items() if dl is not None}
+        config = CacheConfig()
+
+        def fingerprints(split: str) -> dict:
+            cached = splits[split]
+            if cached is None:
+                return read_fingerprints(loaders[split], config)
+            return fingerprint(cached.ids, cached.samples)
+
+        _store.save(dir_path, cache_encoders, splits, expected, fingerprints)
 
     @classmethod
     def load_cache(
@@ -149,9 +139,8 @@ class CacheMixin:
     ) -> None:
         """Load the files of :meth:`save_cache` without re-checking the manifest."""
         root = _store.encoders_cache_path(dir_path)
-        for name, enc in encoders.items():
-            if not isinstance(enc, CacheEncoder):
-                continue
+        cache_encoders = {n: e for n, e in encoders.items() if isinstance(e, CacheEncoder)}
+        for name, enc in cache_encoders.items():
             path = os.path.join(root, name)
             if not os.path.isfile(path):
                 raise RuntimeError(
@@ -159,7 +148,10 @@ class CacheMixin:
                     f"{path}, but file does not exists!"
                 )
             enc.load_cache(path)
-        for split, loader in zip(_store.SPLITS, (train_dataloader, val_dataloader)):
-            if loader is not None:
-                path = _store.labels_path(dir_path, split)
-                loader.dataset._cache = _store.labels_from_plain(_store.load_tensor_file(path))
+        loaders = {"train": train_dataloader, "val": val_dataloader}
+        loaders = {split: dl for split, dl in loaders.items() if dl is not None}
+        splits = _store.read_splits(dir_path, list(loaders))
+        full = len(cache_encoders) == len(encoders)
+        for split, loader in loaders.items():
+            usable = full and len(splits[split]) > 0 and batches_from_store(loader)
+            register(loader, CachedRows(loader, splits[split], cache_encoders) if usable else None)

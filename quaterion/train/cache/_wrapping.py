@@ -64,6 +64,13 @@ def apply_cache_config(
         raise ValueError("If cache is configured, cache_type or mapping have to be set")
     if not isinstance(encoders, dict):
         return wrap_encoder(encoders, cache_config)
+    extractors = cache_config.key_extractors
+    unknown = sorted(set(extractors) - set(encoders)) if isinstance(extractors, dict) else []
+    if unknown:
+        raise ValueError(
+            f"CacheConfig.key_extractors names encoders {unknown} that the model does not "
+            f"have (encoders: {sorted(encoders)}); key the dict by one of those names"
+        )
     unknown = sorted(set(cache_config.mapping) - set(encoders))
     if unknown:
         warnings.warn(

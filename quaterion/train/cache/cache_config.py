@@ -41,6 +41,10 @@ class CacheConfig:
         batch_size: batch size of the fill pass.
         num_workers: workers of the fill pass; ``None`` takes the loader's ``num_workers``.
         save_dir: persist the cache here and reuse it on later runs (see the cache guide).
+        verify_content: before reusing a persisted cache, read and collate every object
+            and compare a hash of the encoder inputs with the one saved (costs one pass of
+            reading and collating the data, no encoding); off: only ids and labels are
+            compared.
     """
 
     cache_type: Optional[CacheType] = CacheType.AUTO
@@ -51,6 +55,7 @@ class CacheConfig:
     batch_size: Optional[int] = 32
     num_workers: Optional[int] = None
     save_dir: Optional[str] = None
+    verify_content: bool = False
 
     def __post_init__(self):
         if self.cache_type is not None:

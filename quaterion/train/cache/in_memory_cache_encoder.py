@@ -5,6 +5,7 @@ from typing import Dict, Hashable, List, Optional
 import torch
 from torch import Tensor
 
+from quaterion.train.cache import _distributed
 from quaterion.train.cache._persistence import load_tensor_file, save_tensor_file
 from quaterion.train.cache.cache_config import CacheType
 from quaterion.train.cache.cache_encoder import CacheCollateReturnType, CacheEncoder
@@ -158,29 +159,47 @@ class InMemoryCacheEncoder(CacheEncoder):
         meta = self._meta_cache
         return [meta[key] for key in batch]
 
-    def save_cache(self, path: str) -> None:
-        """Write rows, offsets and meta atomically to ``path`` (tensors and plain dicts)."""
+    def gather_ranks(self) -> None:
+        """Under DDP: replace this rank's rows by the rows of every rank (rank order; a key
+        already seen on an earlier rank keeps that rank's row)."""
+        if self._cache is None:
+            raise RuntimeError("Nothing to gather: the cache is not filled")
+        keys = sorted(self._offset_map, key=self._offset_map.__getitem__)
+        parts = _distributed.gather_objects((keys, [self._meta_cache[k] for k in keys]))
+        rows = _distributed.gather_rows(self._cache)
+        offsets: Dict[Hashable, int] = {}
+        meta: Dict[Hashable, dict] = {}
+        take: List[Tensor] = []
+        for (rank_keys, rank_meta), rank_rows in zip(parts, rows):
+            keep = []
+            for i, key in enumerate(rank_keys):
+                if key not in offsets:
+                    offsets[key] = len(offsets)
+                    meta[key] = rank_meta[i]
+                    keep.append(i)
+            take.append(rank_rows[keep] if len(keep) < len(rank_keys) else rank_rows)
+        self._cache = torch.cat(take) if take else self._cache
+        self._offset_map, self._meta_cache, self._n_rows = offsets, meta, len(offsets)
+
+    def state(self) -> Dict[str, object]:
+        """``{"embeddings": (N, d) CPU tensor, "offsets": {key: row}, "meta": {key: dict}}``."""
         if self._cache is None:
             raise RuntimeError("Nothing to save: the cache is not filled")
-        save_tensor_file(
-            {
-                "embeddings": self._cache.cpu(),
-                "offsets": self._offset_map,
-                "meta": self._meta_cache,
-            },
-            path,
-        )
+        return {
+            "embeddings": self._cache.cpu(),
+            "offsets": self._offset_map,
+            "meta": self._meta_cache,
+        }
 
-    def load_cache(self, path: str) -> None:
-        """Read a file written by :meth:`save_cache` (``weights_only=True``)."""
-        state = load_tensor_file(path)
+    def load_state(self, state: Dict[str, object], source: str = "state") -> None:
+        """Restore what :meth:`state` returned (checked: rows and offsets one to one)."""
         embeddings, offsets, meta = state["embeddings"], state["offsets"], state["meta"]
         if not isinstance(embeddings, Tensor) or embeddings.dim() != 2:
-            raise ValueError(f"{path}: 'embeddings' is not a 2-D tensor")
+            raise ValueError(f"{source}: 'embeddings' is not a 2-D tensor")
         if len(offsets) != embeddings.shape[0] or sorted(offsets.values()) != list(
             range(embeddings.shape[0])
         ):
-            raise ValueError(f"{path}: offsets do not index the embedding rows one to one")
+            raise ValueError(f"{source}: offsets do not index the embedding rows one to one")
         self.reset_cache()
         self._cache = embeddings
         self._offset_map = dict(offsets)
@@ -188,3 +207,11 @@ class InMemoryCacheEncoder(CacheEncoder):
         self._n_rows = embeddings.shape[0]
         if self._cache_type != CacheType.CPU:
             self.place(self._default_device())
+
+    def save_cache(self, path: str) -> None:
+        """Write rows, offsets and meta atomically to ``path`` (tensors and plain dicts)."""
+        save_tensor_file(self.state(), path)
+
+    def load_cache(self, path: str) -> None:
+        """Read a file written by :meth:`save_cache` (``weights_only=True``)."""
+        self.load_state(load_tensor_file(path), path)

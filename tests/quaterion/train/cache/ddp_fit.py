@@ -1,0 +1,71 @@
+"""One cached fit under Lightning's DDP on CPU; every rank writes what it saw as JSON.
+
+Run as ``python -m tests.quaterion.train.cache.ddp_fit OUT_DIR SAVE_DIR DEVICES``: Lightning
+starts the other ranks by running this module again.
+"""
+
+import json
+import os
+import sys
+
+import pytorch_lightning as pl
+import torch
+
+from quaterion import Quaterion
+from quaterion.train.cache import CacheConfig
+from tests.quaterion.train.helpers import (
+    CountingDataset,
+    CountingEncoder,
+    LossRecorder,
+    Model,
+    group_loader,
+    group_samples,
+)
+
+TRAIN, VAL = 24, 8
+
+
+def main(out_dir: str, save_dir: str, devices: int) -> None:
+    encoder = CountingEncoder()
+    config = CacheConfig(batch_size=4, save_dir=save_dir or None)
+    model = Model(encoders={"default": encoder}, cache_config=config)
+    train = CountingDataset(group_samples(n=TRAIN))
+    val = CountingDataset(group_samples(n=VAL, seed=3))
+    recorder = LossRecorder()
+    stores = {}
+
+    class KeepStore(pl.Callback):
+        def on_train_start(self, trainer, pl_module):
+            cached = pl_module.model.encoders["default"]
+            rows = cached.cache.cpu()
+            stores["rows"] = {str(k): rows[r].tolist() for k, r in cached.offset_map.items()}
+
+    trainer = pl.Trainer(
+        accelerator="cpu",
+        strategy="ddp" if devices > 1 else "auto",
+        devices=devices,
+        max_epochs=1,
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        enable_checkpointing=False,
+        num_sanity_val_steps=0,
+        callbacks=[recorder, KeepStore()],
+    )
+    Quaterion.fit(model, trainer, group_loader(train), group_loader(val))
+    rank = trainer.global_rank
+    result = {
+        "rank": rank,
+        "world_size": trainer.world_size,
+        "calls": encoder.calls,
+        "reads": [train.reads, val.reads],
+        "losses": [float(loss) for loss in recorder.losses],
+        "rows": stores["rows"],
+    }
+    with open(os.path.join(out_dir, f"rank{rank}.json"), "w") as file:
+        json.dump(result, file)
+
+
+if __name__ == "__main__":
+    torch.set_num_threads(1)
+    main(sys.argv[1], sys.argv[2], int(sys.argv[3]))
