@@ -69,6 +69,13 @@ def expected_manifest(
         "encoders": {
             name: encoder_fingerprint(enc.wrapped_encoder) for name, enc in encoders.items()
         },
+        "storage": {
+            name: {
+                "file": "disk" if getattr(enc, "cache_type", None) == "disk" else "memory",
+                "dtype": str(getattr(enc, "dtype", None)),
+            }
+            for name, enc in encoders.items()
+        },
         "key_extractors": {
             name: f"{getattr(fn, '__module__', '')}.{getattr(fn, '__qualname__', repr(fn))}"
             for name, fn in key_extractors.items()
@@ -88,6 +95,9 @@ def _mismatch(saved: Dict[str, Any], expected: Dict[str, Any]) -> Optional[str]:
         for field in ("class", "config", "structure", "state_sha256"):
             if old.get("fingerprint", {}).get(field) != fingerprint[field]:
                 return f"encoder {name!r} changed ({field} differs)"
+    for name, storage in expected["storage"].items():
+        if saved.get("storage", {}).get(name) != storage:
+            return f"encoder {name!r} is stored differently (CacheType.DISK or dtype changed)"
     if saved.get("key_extractors") != expected["key_extractors"]:
         return "key extractors changed"
     for split in SPLITS:

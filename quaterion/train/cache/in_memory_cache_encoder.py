@@ -13,6 +13,9 @@ from quaterion_models.encoders import Encoder
 from quaterion_models.types import TensorInterchange
 
 
+_NO_META: dict = {}  # one shared record for the usual empty meta (millions of keys)
+
+
 class InMemoryCacheEncoder(CacheEncoder):
     """Keeps the wrapped encoder's outputs as rows of one ``(N, d)`` tensor.
 
@@ -23,11 +26,20 @@ class InMemoryCacheEncoder(CacheEncoder):
         encoder: frozen encoder to wrap.
         cache_type: ``CPU`` keeps rows in host memory; ``AUTO`` on the trainer's device;
             ``GPU`` on CUDA.
+        dtype: dtype the rows are stored in (e.g. ``torch.float16``); ``None`` keeps the
+            encoder's. ``forward`` returns the encoder's own dtype either way.
     """
 
-    def __init__(self, encoder: Encoder, cache_type: CacheType = CacheType.AUTO):
+    def __init__(
+        self,
+        encoder: Encoder,
+        cache_type: CacheType = CacheType.AUTO,
+        dtype: Optional[torch.dtype] = None,
+    ):
         super().__init__(encoder)
         self._cache_type = CacheType(cache_type)
+        self._dtype = dtype
+        self._out_dtype: Optional[torch.dtype] = None
         self._cache: Optional[Tensor] = None
         self._offset_map: Dict[Hashable, int] = {}
         self._meta_cache: Dict[Hashable, dict] = {}
@@ -39,6 +51,11 @@ class InMemoryCacheEncoder(CacheEncoder):
     def cache_type(self) -> CacheType:
         """Where the rows are kept."""
         return self._cache_type
+
+    @property
+    def dtype(self) -> Optional[torch.dtype]:
+        """dtype the rows are stored in (``None``: the encoder's)."""
+        return self._dtype
 
     @property
     def offset_map(self) -> Dict[Hashable, int]:
@@ -63,7 +80,7 @@ class InMemoryCacheEncoder(CacheEncoder):
             return
         if self._cache_type == CacheType.GPU and device.type != "cuda":
             target = torch.device("cuda")
-        elif self._cache_type == CacheType.CPU:
+        elif self._cache_type in (CacheType.CPU, CacheType.DISK):
             target = torch.device("cpu")
         else:
             target = device
@@ -78,20 +95,27 @@ class InMemoryCacheEncoder(CacheEncoder):
 
     def fill_cache(self, keys: List[Hashable], data: TensorInterchange, meta: List[dict]) -> None:
         """Encode ``data`` and append one row per key not cached yet."""
-        embeddings = self._encoder(data)
-        if self._cache_type == CacheType.CPU:
+        embeddings = self._encoder(data).detach()
+        self._out_dtype = embeddings.dtype
+        if self._dtype is not None:
+            embeddings = embeddings.to(self._dtype)
+        if self._cache_type in (CacheType.CPU, CacheType.DISK):
             embeddings = embeddings.cpu()
         keep = []
         for i, key in enumerate(keys):
             if key in self._offset_map:
                 continue
             self._offset_map[key] = self._n_rows + len(keep)
-            self._meta_cache[key] = meta[i]
+            self._meta_cache[key] = meta[i] or _NO_META
             keep.append(i)
         if len(keep) < len(keys):
             embeddings = embeddings[torch.tensor(keep, dtype=torch.long, device=embeddings.device)]
         self._n_rows += len(keep)
-        self._chunks.append(embeddings.detach())
+        self.append_rows(embeddings)
+
+    def append_rows(self, rows: Tensor) -> None:
+        """Keep the rows of one fill batch (joined by :meth:`finish_fill`)."""
+        self._chunks.append(rows)
 
     def finish_fill(self) -> None:
         """Concatenate the fill chunks into ordinary (non-inference) tensor rows."""
@@ -99,7 +123,7 @@ class InMemoryCacheEncoder(CacheEncoder):
             if self._chunks:
                 cache = torch.cat([chunk.clone() for chunk in self._chunks])
             else:
-                cache = torch.empty(0, self.embedding_size)
+                cache = torch.empty(0, self.embedding_size, dtype=self._dtype)
             if self._cache is not None and self._cache.shape[0] > 0:
                 cache = torch.cat([self._cache.to(cache.device).clone(), cache])
             self._cache = cache
@@ -149,6 +173,8 @@ class InMemoryCacheEncoder(CacheEncoder):
         if rows.device != cache.device:
             rows = rows.to(cache.device)
         out = cache.index_select(0, rows)
+        if self._out_dtype is not None and out.dtype != self._out_dtype:
+            out = out.to(self._out_dtype)
         device = batch.device if isinstance(batch, Tensor) else self._default_device()
         return out if out.device == device else out.to(device, non_blocking=True)
 
@@ -205,7 +231,8 @@ class InMemoryCacheEncoder(CacheEncoder):
         self._offset_map = dict(offsets)
         self._meta_cache = dict(meta)
         self._n_rows = embeddings.shape[0]
-        if self._cache_type != CacheType.CPU:
+        self._out_dtype = getattr(torch, state.get("output_dtype", ""), embeddings.dtype)
+        if self._cache_type not in (CacheType.CPU, CacheType.DISK):
             self.place(self._default_device())
 
     def save_cache(self, path: str) -> None:

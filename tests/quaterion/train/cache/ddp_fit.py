@@ -1,7 +1,8 @@
 """One cached fit under Lightning's DDP on CPU; every rank writes what it saw as JSON.
 
 Run as ``python -m tests.quaterion.train.cache.ddp_fit OUT_DIR SAVE_DIR DEVICES``: Lightning
-starts the other ranks by running this module again.
+starts the other ranks by running this module again. Two frozen encoders: ``memory``
+(``CacheType.CPU``) and ``disk`` (``CacheType.DISK``).
 """
 
 import json
@@ -12,7 +13,7 @@ import pytorch_lightning as pl
 import torch
 
 from quaterion import Quaterion
-from quaterion.train.cache import CacheConfig
+from quaterion.train.cache import CacheConfig, CacheType
 from tests.quaterion.train.helpers import (
     CountingDataset,
     CountingEncoder,
@@ -26,9 +27,11 @@ TRAIN, VAL = 24, 8
 
 
 def main(out_dir: str, save_dir: str, devices: int) -> None:
-    encoder = CountingEncoder()
-    config = CacheConfig(batch_size=4, save_dir=save_dir or None)
-    model = Model(encoders={"default": encoder}, cache_config=config)
+    encoders = {"memory": CountingEncoder(seed=0), "disk": CountingEncoder(seed=1)}
+    config = CacheConfig(
+        cache_type=CacheType.CPU, mapping={"disk": CacheType.DISK}, batch_size=4, save_dir=save_dir
+    )
+    model = Model(encoders=encoders, cache_config=config)
     train = CountingDataset(group_samples(n=TRAIN))
     val = CountingDataset(group_samples(n=VAL, seed=3))
     recorder = LossRecorder()
@@ -36,9 +39,9 @@ def main(out_dir: str, save_dir: str, devices: int) -> None:
 
     class KeepStore(pl.Callback):
         def on_train_start(self, trainer, pl_module):
-            cached = pl_module.model.encoders["default"]
-            rows = cached.cache.cpu()
-            stores["rows"] = {str(k): rows[r].tolist() for k, r in cached.offset_map.items()}
+            for name, cached in pl_module.model.encoders.items():
+                rows = cached.cache
+                stores[name] = {str(k): rows[r].tolist() for k, r in cached.offset_map.items()}
 
     trainer = pl.Trainer(
         accelerator="cpu",
@@ -57,10 +60,10 @@ def main(out_dir: str, save_dir: str, devices: int) -> None:
     result = {
         "rank": rank,
         "world_size": trainer.world_size,
-        "calls": encoder.calls,
+        "calls": {name: encoder.calls for name, encoder in encoders.items()},
         "reads": [train.reads, val.reads],
         "losses": [float(loss) for loss in recorder.losses],
-        "rows": stores["rows"],
+        "rows": stores,
     }
     with open(os.path.join(out_dir, f"rank{rank}.json"), "w") as file:
         json.dump(result, file)
