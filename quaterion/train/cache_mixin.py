@@ -15,7 +15,7 @@ from quaterion.train.cache._batches import (
     register,
 )
 from quaterion.train.cache._fill import fill_cache, fill_loader
-from quaterion.train.cache._fingerprint import fingerprint, read_fingerprints
+from quaterion.train.cache._fingerprint import fingerprint, read_fingerprints, split_sha256
 from quaterion.train.cache._setup import setup_encoder_cache
 from quaterion.train.cache._wrapping import (
     apply_cache_config,
@@ -125,7 +125,7 @@ class CacheMixin:
             cached = splits[split]
             if cached is None:
                 return read_fingerprints(loaders[split], config)
-            return fingerprint(cached.ids, cached.samples)
+            return fingerprint(split_sha256(cached))
 
         _store.save(dir_path, cache_encoders, splits, expected, fingerprints)
 
@@ -153,5 +153,6 @@ class CacheMixin:
         splits = _store.read_splits(dir_path, list(loaders))
         full = len(cache_encoders) == len(encoders)
         for split, loader in loaders.items():
-            usable = full and len(splits[split]) > 0 and batches_from_store(loader)
-            register(loader, CachedRows(loader, splits[split], cache_encoders) if usable else None)
+            cached = splits[split]
+            usable = full and batches_from_store(loader) and len(cached) == len(loader.dataset)
+            register(loader, CachedRows(loader, cached, cache_encoders) if usable else None)

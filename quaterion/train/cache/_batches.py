@@ -9,7 +9,9 @@ layout the loader's own collate gives (§4.8 of the training spec, rows instead 
 import weakref
 from typing import Any, Dict, List, Optional
 
+import numpy as np
 import torch
+from torch import Tensor
 from torch.utils.data import BatchSampler, DataLoader, Dataset
 
 from quaterion.dataset.similarity_data_loader import (
@@ -22,16 +24,32 @@ from quaterion_models.utils.meta import merge_meta
 
 
 class CachedSplit:
-    """Per dataset position of one loader: its sample id and its label-only sample."""
+    """Per dataset position of one loader: its sample id and its label columns.
 
-    def __init__(self, ids: List[int], samples: List[Any]):
-        if len(ids) != len(samples):
-            raise ValueError(f"{len(ids)} ids for {len(samples)} samples")
+    Args:
+        ids: ``uint64 (n,)`` sample ids (the default cache keys).
+        columns: label tensors with one entry per position: ``{"groups"}`` for a group
+            loader, ``{"labels", "subgroups"}`` for a pairs loader.
+    """
+
+    def __init__(self, ids: np.ndarray, columns: Dict[str, Tensor]):
+        if any(len(column) != len(ids) for column in columns.values()):
+            raise ValueError(f"label columns of another length than the {len(ids)} ids")
         self.ids = ids
-        self.samples = samples
+        self.columns = columns
 
     def __len__(self) -> int:
         return len(self.ids)
+
+
+def label_columns(loader: SimilarityDataLoader, labels: Dict[str, Tensor]) -> Dict[str, Tensor]:
+    """The per-position label columns of a batch's collated ``labels``."""
+    if isinstance(loader, PairsSimilarityDataLoader):
+        return {
+            "labels": labels["labels"],
+            "subgroups": labels["subgroups"][: len(labels["labels"])],
+        }
+    return {"groups": labels["groups"]}
 
 
 class RowMeta:
@@ -104,23 +122,19 @@ class CachedRows(Dataset):
     ):
         n = len(split)
         self.split = split
-        cls = type(loader)
         self.pairs = isinstance(loader, PairsSimilarityDataLoader)
-        _, keys = cls.flatten_objects(split.samples, list(split.ids))
-        per_position = len(keys) // max(n, 1)
+        ids = split.ids.tolist()
+        keys = ids + [i + 1 for i in ids] if self.pairs else ids
+        per_position = 2 if self.pairs else 1
         # rows[name][j, i]: store row of object j of the sample at position i
         self.rows = {
             name: enc.rows_for_keys(keys).view(per_position, n) for name, enc in encoders.items()
         }
-        labels = cls.collate_labels(split.samples) if n else {}
-        if self.pairs:
-            self.scores = labels["labels"] if n else torch.empty(0)
-            self.subgroups = labels["subgroups"][:n] if n else torch.empty(0)
-        else:
-            self.groups = labels["groups"] if n else torch.empty(0, dtype=torch.long)
-        records = {name: [enc.meta_cache[k] for k in keys] for name, enc in encoders.items()}
-        empty = all(not record for values in records.values() for record in values)
-        self.meta = None if empty else merge_meta(records)
+        self.columns = split.columns
+        self.meta = None
+        if any(len(enc.meta_cache) for enc in encoders.values()):
+            records = {name: [enc.meta_cache[k] for k in keys] for name, enc in encoders.items()}
+            self.meta = merge_meta(records)
         self.length = n
 
     def __len__(self) -> int:
@@ -132,13 +146,13 @@ class CachedRows(Dataset):
         objects = [j * self.length + p for j in range(2 if self.pairs else 1) for p in positions]
         features = {"data": data, "meta": RowMeta(self.meta, objects)}
         if not self.pairs:
-            return features, {"groups": self.groups[idx]}
+            return features, {"groups": self.columns["groups"][idx]}
         b = idx.shape[0]
         first = torch.arange(b, dtype=torch.long)
-        sub = self.subgroups[idx]
+        sub = self.columns["subgroups"][idx]
         return features, {
             "pairs": torch.stack([first, first + b], dim=1),
-            "labels": self.scores[idx],
+            "labels": self.columns["labels"][idx],
             "subgroups": torch.cat([sub, sub]),
         }
 

@@ -2,22 +2,23 @@
 
 The fill loaders read ``loader.dataset`` in order, batch by ``CacheConfig.batch_size`` and
 hand every batch to :class:`~quaterion.train.cache.cache_model.CacheModel`: the collated
-objects not seen before for each cached encoder, plus the position, id and label-only
-sample of every item (what training needs once the raw data is no longer read). Under
+objects not seen before for each cached encoder, plus the position, id and labels of every
+item (what training needs once the raw data is no longer read). Under
 DDP Lightning gives each rank its share of the positions.
 """
 
 import warnings
 from typing import Any, Dict, List, Optional, Tuple
 
+import numpy as np
 import pytorch_lightning as pl
+import torch
 from pytorch_lightning.utilities.seed import isolate_rng
 from pytorch_lightning.utilities.warnings import PossibleUserWarning
 from torch.utils.data import DataLoader, Dataset, IterableDataset
 
-from quaterion.dataset.label_cache_dataset import labels_only
 from quaterion.dataset.similarity_data_loader import SimilarityDataLoader
-from quaterion.train.cache._batches import CachedSplit
+from quaterion.train.cache._batches import CachedSplit, batches_from_store, label_columns
 from quaterion.train.cache.cache_config import CacheConfig
 from quaterion.train.cache.cache_encoder import CacheEncoder, CacheMode
 from quaterion.train.cache.cache_model import CacheModel
@@ -60,22 +61,25 @@ class _IterablePositions(IterableDataset):
 
 
 class FillCollate:
-    """Fill batch: ``{"positions", "ids", "samples", "features"}``.
+    """Fill batch: ``{"positions", "ids", "columns", "features"}``.
 
     ``features`` comes from a FILL-mode :class:`CacheTrainCollator` (only keys not seen
-    before in this process); ``samples`` are the items' label-only samples.
+    before in this process); ``ids`` (``uint64``) and the label ``columns`` of every
+    position are kept when ``loader`` serves batches from the store (else ``None``).
     """
 
-    def __init__(self, collator: CacheTrainCollator):
+    def __init__(self, collator: CacheTrainCollator, loader: Optional[SimilarityDataLoader]):
         self.collator = collator
+        self.loader = loader
 
     def __call__(self, batch: List[Tuple[int, Tuple[int, Any]]]) -> Dict[str, Any]:
-        items = [item for _, item in batch]
-        features, _ = self.collator(items)
+        features, labels = self.collator([item for _, item in batch])
+        if self.loader is None:
+            return {"positions": None, "ids": None, "columns": None, "features": features}
         return {
-            "positions": [position for position, _ in batch],
-            "ids": [item[0] for item in items],
-            "samples": [labels_only(item[1]) for item in items],
+            "positions": torch.tensor([position for position, _ in batch], dtype=torch.long),
+            "ids": np.array([item[0] for _, item in batch], dtype=np.uint64),
+            "columns": label_columns(self.loader, labels),
             "features": features,
         }
 
@@ -106,7 +110,7 @@ def fill_loader(
     if collator is not None:
         iterable = isinstance(dataset, IterableDataset)
         dataset = _IterablePositions(dataset) if iterable else _Positions(dataset)
-        collate = FillCollate(collator)
+        collate = FillCollate(collator, loader if batches_from_store(loader) else None)
     return DataLoader(
         dataset,
         collate_fn=collate,
@@ -137,7 +141,7 @@ def fill_cache(
 ) -> List[Optional[CachedSplit]]:
     """Encode every distinct object of ``loaders`` once; one :class:`CachedSplit` per loader.
 
-    A split is ``None`` for an iterable dataset (positions unknown). The random state is
+    A split is ``None`` for a loader whose batches cannot come from the store. The random state is
     the same afterwards as before, so a cached run draws the same shuffles as an uncached.
     """
     fill_loaders = [fill_loader(dl, cache_config, fill_collator(dl.collate_fn)) for dl in loaders]
@@ -145,7 +149,4 @@ def fill_cache(
     with isolate_rng(), warnings.catch_warnings():
         warnings.filterwarnings("ignore", FEW_WORKERS_WARNING, PossibleUserWarning)
         trainer.predict(model, fill_loaders, return_predictions=False)
-    return [
-        None if isinstance(dl.dataset, IterableDataset) else model.split(i)
-        for i, dl in enumerate(loaders)
-    ]
+    return [model.splits.get(i) for i in range(len(loaders))]

@@ -8,7 +8,7 @@ from quaterion.dataset.similarity_data_loader import SimilarityDataLoader
 from quaterion.train.cache import _distributed, _store
 from quaterion.train.cache._batches import CachedRows, batches_from_store, register
 from quaterion.train.cache._fill import fill_cache
-from quaterion.train.cache._fingerprint import fingerprint, read_fingerprints
+from quaterion.train.cache._fingerprint import fingerprint, read_fingerprints, split_sha256
 from quaterion.train.cache.cache_config import CacheConfig
 from quaterion.train.cache.cache_encoder import CacheEncoder, CacheMode
 from quaterion.train.cache.cache_train_collator import CacheTrainCollator
@@ -88,7 +88,7 @@ def setup_encoder_cache(
             cached = splits[split]
             if cached is None or content is not None:
                 return current(split)
-            return fingerprint(cached.ids, cached.samples)
+            return fingerprint(split_sha256(cached))
 
         if save_dir and _distributed.rank() == 0:
             _store.save(save_dir, cache_encoders, splits, expected, written)
@@ -96,6 +96,11 @@ def setup_encoder_cache(
     from_store = len(cache_encoders) == len(encoders) and not key_extractors
     for split, loader in loaders.items():
         cached = splits.get(split)
-        usable = from_store and cached is not None and batches_from_store(loader)
+        usable = (
+            from_store
+            and cached is not None
+            and batches_from_store(loader)
+            and len(cached) == len(loader.dataset)
+        )
         register(loader, CachedRows(loader, cached, cache_encoders) if usable else None)
     return True

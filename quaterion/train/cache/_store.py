@@ -7,8 +7,10 @@ import tempfile
 import warnings
 from typing import Any, Callable, Dict, Optional
 
+import numpy as np
+import torch
+
 from quaterion.dataset.indexing_dataset import hashit
-from quaterion.dataset.label_cache_dataset import labels_from_plain, labels_to_plain
 from quaterion.dataset.similarity_data_loader import SimilarityDataLoader
 from quaterion.train.cache._persistence import (
     MANIFEST_NAME,
@@ -135,10 +137,12 @@ def _check_file(dir_path: str, relative: str, sha256: Optional[str]) -> Optional
 
 def read_splits(dir_path: str, splits) -> Dict[str, CachedSplit]:
     """The label files of ``splits`` under ``dir_path`` (``weights_only`` reads)."""
-    return {
-        split: CachedSplit(*labels_from_plain(load_tensor_file(labels_path(dir_path, split))))
-        for split in splits
-    }
+    result = {}
+    for split in splits:
+        state = load_tensor_file(labels_path(dir_path, split))
+        ids = state["ids"].numpy().view(np.uint64)
+        result[split] = CachedSplit(ids, dict(state["columns"]))
+    return result
 
 
 def try_load(
@@ -242,8 +246,9 @@ def save(
     for split, cached in splits.items():
         path = os.path.join(generation, f"{split}_labels")
         manifest["data"][split] = fingerprints(split)
-        cached = cached if cached is not None else CachedSplit([], [])
-        save_tensor_file(labels_to_plain(cached.ids, cached.samples), path)
+        ids = cached.ids if cached is not None else np.zeros(0, dtype=np.uint64)
+        columns = cached.columns if cached is not None else {}
+        save_tensor_file({"ids": torch.from_numpy(ids.view(np.int64)), "columns": columns}, path)
         manifest["labels"][split] = file_sha256(path)
     save_json(manifest, os.path.join(generation, MANIFEST_NAME))
     _fsync_dir(generation)

@@ -1,6 +1,8 @@
 """LightningModule that runs the cache fill through ``trainer.predict``."""
 
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Optional
+
+import numpy as np
 
 import pytorch_lightning as pl
 import torch
@@ -14,8 +16,8 @@ from quaterion.train.cache.cache_encoder import CacheEncoder
 class CacheModel(pl.LightningModule):
     """Fills cache encoders: each predict batch encodes the objects not seen before.
 
-    It also keeps, per fill loader, the id and label-only sample of every position, and
-    under DDP gathers stores and labels of all ranks when the fill ends.
+    It also keeps, per fill loader, the id and labels of every position, and under DDP
+    gathers stores and labels of all ranks when the fill ends.
 
     Args:
         encoders: name -> cache encoder (registered as sub-modules under their names).
@@ -28,8 +30,8 @@ class CacheModel(pl.LightningModule):
         self.encoders = encoders
         for name, encoder in encoders.items():
             self.add_module(name, encoder)
-        self.records: Dict[int, Dict[int, tuple]] = {}
-        self.splits: Dict[int, CachedSplit] = {}
+        self.records: Dict[int, List[tuple]] = {}
+        self.splits: Dict[int, Optional[CachedSplit]] = {}
 
     @override
     def transfer_batch_to_device(
@@ -37,8 +39,6 @@ class CacheModel(pl.LightningModule):
     ) -> Any:
         # Only the collated encoder inputs go to the device; keys, labels and meta records
         # stay on the host.
-        if not isinstance(batch, dict) or "features" not in batch:
-            return super().transfer_batch_to_device(batch, device, dataloader_idx)
         features = batch["features"]
         move = super().transfer_batch_to_device
         data = {
@@ -49,7 +49,7 @@ class CacheModel(pl.LightningModule):
 
     def predict_step(self, batch, batch_idx: int, dataloader_idx: int = 0) -> torch.Tensor:
         """Hand ``(keys, collated objects)`` and meta of each cached encoder to its cache."""
-        features = batch["features"] if isinstance(batch, dict) else batch[0]
+        features = batch["features"]
         for name, encoder in self.encoders.items():
             if name not in features["data"]:
                 continue
@@ -57,12 +57,9 @@ class CacheModel(pl.LightningModule):
             if len(keys) == 0:
                 continue
             encoder.fill_cache(keys, encoder_features, features["meta"][name])
-        if isinstance(batch, dict):
-            records = self.records.setdefault(dataloader_idx, {})
-            for position, item_id, sample in zip(
-                batch["positions"], batch["ids"], batch["samples"]
-            ):
-                records.setdefault(position, (item_id, sample))
+        if batch["positions"] is not None:
+            record = (batch["positions"], batch["ids"], batch["columns"])
+            self.records.setdefault(dataloader_idx, []).append(record)
         return torch.Tensor([1])
 
     def on_predict_end(self) -> None:
@@ -72,21 +69,26 @@ class CacheModel(pl.LightningModule):
         if _distributed.world_size() > 1:
             for encoder in self.encoders.values():
                 encoder.gather_ranks()
-        gathered: List[Dict[int, Dict[int, tuple]]] = _distributed.gather_objects(self.records)
-        merged: Dict[int, Dict[int, tuple]] = {}
-        for records in gathered:  # rank order: the first rank to see a position wins
-            for loader_idx, positions in records.items():
-                target = merged.setdefault(loader_idx, {})
-                for position, record in positions.items():
-                    target.setdefault(position, record)
+        gathered = _distributed.gather_objects(self.records)
         self.records = {}
-        for loader_idx, positions in merged.items():
-            ordered = [positions[p] for p in sorted(positions)]
-            if sorted(positions) == list(range(len(ordered))):
-                self.splits[loader_idx] = CachedSplit(
-                    [r[0] for r in ordered], [r[1] for r in ordered]
-                )
+        for loader_idx in sorted({i for records in gathered for i in records}):
+            batches = [b for records in gathered for b in records.get(loader_idx, [])]
+            self.splits[loader_idx] = _join(batches)
 
-    def split(self, loader_idx: int) -> CachedSplit:
-        """Ids and label-only samples of every position of fill loader ``loader_idx``."""
-        return self.splits.get(loader_idx, CachedSplit([], []))
+
+def _join(batches: List[tuple]) -> Optional[CachedSplit]:
+    """One split from ``(positions, ids, columns)`` fill batches in any order (the first
+    batch to hold a position wins); ``None`` unless they cover ``0..n-1``."""
+    if not batches:
+        return CachedSplit(np.zeros(0, dtype=np.uint64), {})
+    positions = torch.cat([b[0] for b in batches])
+    ids = np.concatenate([b[1] for b in batches])
+    columns = {k: torch.cat([b[2][k] for b in batches]) for k in batches[0][2]}
+    order = torch.argsort(positions, stable=True)
+    positions = positions[order]
+    first = torch.ones_like(positions, dtype=torch.bool)
+    first[1:] = positions[1:] != positions[:-1]
+    order = order[first]
+    if not torch.equal(positions[first], torch.arange(len(order))):
+        return None
+    return CachedSplit(ids[order.numpy()], {k: v[order] for k, v in columns.items()})

@@ -9,7 +9,7 @@ from torch import Tensor
 from quaterion.train.cache import _distributed
 from quaterion.train.cache._persistence import load_tensor_file, save_tensor_file
 from quaterion.train.cache.cache_config import CacheType
-from quaterion.train.cache.in_memory_cache_encoder import InMemoryCacheEncoder
+from quaterion.train.cache.in_memory_cache_encoder import InMemoryCacheEncoder, MetaStore
 from quaterion_models.encoders import Encoder
 
 ROWS_SUFFIX = ".rows"
@@ -79,19 +79,20 @@ class DiskCacheEncoder(InMemoryCacheEncoder):
         """Under DDP: rank 0 joins every rank's rows file (rank order, first key wins),
         the others wait and map the joined file."""
         keys = sorted(self._offset_map, key=self._offset_map.__getitem__)
-        parts = _distributed.gather_objects((keys, [self._meta_cache[k] for k in keys]))
+        parts = _distributed.gather_objects((keys, dict(self._meta_cache)))
         dtypes = _distributed.gather_objects(self._out_dtype)
         self._out_dtype = next((d for d in dtypes if d is not None), None)
         joined = self._fill_path("all")
         offsets: Dict[Hashable, int] = {}
-        meta: Dict[Hashable, dict] = {}
+        meta = MetaStore()
         keeps: List[List[int]] = []
         for rank_keys, rank_meta in parts:
             keep = []
             for i, key in enumerate(rank_keys):
                 if key not in offsets:
                     offsets[key] = len(offsets)
-                    meta[key] = rank_meta[i]
+                    if key in rank_meta:
+                        meta[key] = rank_meta[key]
                     keep.append(i)
             keeps.append(keep)
         dtype = self._cache.dtype
@@ -121,7 +122,7 @@ class DiskCacheEncoder(InMemoryCacheEncoder):
                 "dtype": str(self._cache.dtype).replace("torch.", ""),
             },
             "offsets": self._offset_map,
-            "meta": self._meta_cache,
+            "meta": dict(self._meta_cache),
             "output_dtype": str(self._out_dtype or self._cache.dtype).replace("torch.", ""),
         }
 
@@ -143,7 +144,7 @@ class DiskCacheEncoder(InMemoryCacheEncoder):
         rows = map_rows(path + ROWS_SUFFIX, shape[0], shape[1], dtype)
         self.reset_cache()
         self._cache, self._rows_path = rows, path + ROWS_SUFFIX
-        self._offset_map, self._meta_cache = dict(offsets), dict(state["meta"])
+        self._offset_map, self._meta_cache = dict(offsets), MetaStore(state["meta"])
         self._n_rows = shape[0]
         self._out_dtype = getattr(torch, state.get("output_dtype", ""), dtype)
 

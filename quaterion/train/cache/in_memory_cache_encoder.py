@@ -13,7 +13,12 @@ from quaterion_models.encoders import Encoder
 from quaterion_models.types import TensorInterchange
 
 
-_NO_META: dict = {}  # one shared record for the usual empty meta (millions of keys)
+class MetaStore(dict):
+    """Key -> meta record, holding only non-empty records (an absent key reads as ``{}``),
+    so the usual empty meta costs nothing per key."""
+
+    def __missing__(self, key: Hashable) -> dict:
+        return {}
 
 
 class InMemoryCacheEncoder(CacheEncoder):
@@ -42,7 +47,7 @@ class InMemoryCacheEncoder(CacheEncoder):
         self._out_dtype: Optional[torch.dtype] = None
         self._cache: Optional[Tensor] = None
         self._offset_map: Dict[Hashable, int] = {}
-        self._meta_cache: Dict[Hashable, dict] = {}
+        self._meta_cache: Dict[Hashable, dict] = MetaStore()
         self._chunks: List[Tensor] = []
         self._n_rows = 0
         self._output_device: Optional[torch.device] = None
@@ -106,7 +111,8 @@ class InMemoryCacheEncoder(CacheEncoder):
             if key in self._offset_map:
                 continue
             self._offset_map[key] = self._n_rows + len(keep)
-            self._meta_cache[key] = meta[i] or _NO_META
+            if meta[i]:
+                self._meta_cache[key] = meta[i]
             keep.append(i)
         if len(keep) < len(keys):
             embeddings = embeddings[torch.tensor(keep, dtype=torch.long, device=embeddings.device)]
@@ -139,7 +145,7 @@ class InMemoryCacheEncoder(CacheEncoder):
         """Drop rows, offsets, meta and fill state."""
         self._cache = None
         self._offset_map = {}
-        self._meta_cache = {}
+        self._meta_cache = MetaStore()
         self._chunks = []
         self._n_rows = 0
 
@@ -191,30 +197,33 @@ class InMemoryCacheEncoder(CacheEncoder):
         if self._cache is None:
             raise RuntimeError("Nothing to gather: the cache is not filled")
         keys = sorted(self._offset_map, key=self._offset_map.__getitem__)
-        parts = _distributed.gather_objects((keys, [self._meta_cache[k] for k in keys]))
+        parts = _distributed.gather_objects((keys, dict(self._meta_cache)))
         rows = _distributed.gather_rows(self._cache)
         offsets: Dict[Hashable, int] = {}
-        meta: Dict[Hashable, dict] = {}
+        meta = MetaStore()
         take: List[Tensor] = []
         for (rank_keys, rank_meta), rank_rows in zip(parts, rows):
             keep = []
             for i, key in enumerate(rank_keys):
                 if key not in offsets:
                     offsets[key] = len(offsets)
-                    meta[key] = rank_meta[i]
+                    if key in rank_meta:
+                        meta[key] = rank_meta[key]
                     keep.append(i)
             take.append(rank_rows[keep] if len(keep) < len(rank_keys) else rank_rows)
         self._cache = torch.cat(take) if take else self._cache
         self._offset_map, self._meta_cache, self._n_rows = offsets, meta, len(offsets)
 
     def state(self) -> Dict[str, object]:
-        """``{"embeddings": (N, d) CPU tensor, "offsets": {key: row}, "meta": {key: dict}}``."""
+        """``{"embeddings": (N, d) CPU tensor, "offsets": {key: row}, "meta": {key: dict},
+        "output_dtype": name}`` (meta: non-empty records only)."""
         if self._cache is None:
             raise RuntimeError("Nothing to save: the cache is not filled")
         return {
             "embeddings": self._cache.cpu(),
             "offsets": self._offset_map,
-            "meta": self._meta_cache,
+            "meta": dict(self._meta_cache),
+            "output_dtype": str(self._out_dtype or self._cache.dtype).replace("torch.", ""),
         }
 
     def load_state(self, state: Dict[str, object], source: str = "state") -> None:
@@ -229,7 +238,7 @@ class InMemoryCacheEncoder(CacheEncoder):
         self.reset_cache()
         self._cache = embeddings
         self._offset_map = dict(offsets)
-        self._meta_cache = dict(meta)
+        self._meta_cache = MetaStore(meta)
         self._n_rows = embeddings.shape[0]
         self._out_dtype = getattr(torch, state.get("output_dtype", ""), embeddings.dtype)
         if self._cache_type not in (CacheType.CPU, CacheType.DISK):

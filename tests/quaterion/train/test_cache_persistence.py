@@ -41,7 +41,14 @@ def test_second_fit_reuses_cache_without_running_encoder(tmp_path):
     assert not [f for f in os.listdir(save_dir) if f.startswith(".tmp")]
     state = torch.load(os.path.join(save_dir, "encoders/default"), weights_only=True)
     assert state["embeddings"].shape == (32, 6)
-    assert torch.load(os.path.join(save_dir, "train_labels"), weights_only=True)["ids"]
+    labels = torch.load(os.path.join(save_dir, "train_labels"), weights_only=True)
+    assert labels["ids"].shape == (24,) and labels["columns"]["groups"].tolist()[:5] == [
+        0,
+        1,
+        2,
+        3,
+        0,
+    ]
     manifest = json.load(open(os.path.join(save_dir, "manifest.json")))
     assert manifest["loaders"]["train"]["length"] == 24
     assert manifest["encoders"]["default"]["fingerprint"]["class"].endswith("CountingEncoder")
