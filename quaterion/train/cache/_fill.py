@@ -145,7 +145,8 @@ def fill_cache(
     the same afterwards as before, so a cached run draws the same shuffles as an uncached.
     """
     fill_loaders = [fill_loader(dl, cache_config, fill_collator(dl.collate_fn)) for dl in loaders]
-    model = CacheModel(cache_encoders)
+    sizes = {i: len(dl.dataset) for i, dl in enumerate(loaders) if batches_from_store(dl)}
+    model = CacheModel(cache_encoders, sizes)
     with isolate_rng(), warnings.catch_warnings():
         warnings.filterwarnings("ignore", FEW_WORKERS_WARNING, PossibleUserWarning)
         trainer.predict(model, fill_loaders, return_predictions=False)

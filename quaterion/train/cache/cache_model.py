@@ -21,16 +21,19 @@ class CacheModel(pl.LightningModule):
 
     Args:
         encoders: name -> cache encoder (registered as sub-modules under their names).
+        sizes: fill loader index -> dataset length, for the loaders whose ids and labels
+            are kept.
     """
 
     progress_description = "Caching"  # read by QuaterionProgressBar
 
-    def __init__(self, encoders: Dict[str, CacheEncoder]):
+    def __init__(self, encoders: Dict[str, CacheEncoder], sizes: Optional[Dict[int, int]] = None):
         super().__init__()
+        self.sizes = dict(sizes or {})
         self.encoders = encoders
         for name, encoder in encoders.items():
             self.add_module(name, encoder)
-        self.records: Dict[int, List[tuple]] = {}
+        self.records: Dict[int, dict] = {}
         self.splits: Dict[int, Optional[CachedSplit]] = {}
 
     @override
@@ -58,8 +61,7 @@ class CacheModel(pl.LightningModule):
                 continue
             encoder.fill_cache(keys, encoder_features, features["meta"][name])
         if batch["positions"] is not None:
-            record = (batch["positions"], batch["ids"], batch["columns"])
-            self.records.setdefault(dataloader_idx, []).append(record)
+            self._record(dataloader_idx, batch["positions"], batch["ids"], batch["columns"])
         return torch.Tensor([1])
 
     def on_predict_end(self) -> None:
@@ -71,24 +73,41 @@ class CacheModel(pl.LightningModule):
                 encoder.gather_ranks()
         gathered = _distributed.gather_objects(self.records)
         self.records = {}
-        for loader_idx in sorted({i for records in gathered for i in records}):
-            batches = [b for records in gathered for b in records.get(loader_idx, [])]
-            self.splits[loader_idx] = _join(batches)
+        for loader_idx, size in self.sizes.items():
+            parts = [records[loader_idx] for records in gathered if loader_idx in records]
+            self.splits[loader_idx] = _join(parts, size)
+
+    def _record(self, loader_idx: int, positions: torch.Tensor, ids, columns) -> None:
+        # Arrays of the loader's length, allocated once: a fill over millions of samples
+        # keeps no per-batch objects alive (they would fragment the heap of a DISK fill).
+        size = self.sizes[loader_idx]
+        if loader_idx not in self.records:
+            self.records[loader_idx] = {
+                "filled": torch.zeros(size, dtype=torch.bool),
+                "ids": np.zeros(size, dtype=np.uint64),
+                "columns": {k: torch.empty(size, dtype=v.dtype) for k, v in columns.items()},
+            }
+        record = self.records[loader_idx]
+        record["filled"][positions] = True
+        record["ids"][positions.numpy()] = ids
+        for key, value in columns.items():
+            record["columns"][key][positions] = value
 
 
-def _join(batches: List[tuple]) -> Optional[CachedSplit]:
-    """One split from ``(positions, ids, columns)`` fill batches in any order (the first
-    batch to hold a position wins); ``None`` unless they cover ``0..n-1``."""
-    if not batches:
+def _join(parts: List[dict], size: int) -> Optional[CachedSplit]:
+    """One split from every rank's arrays (the first rank to hold a position wins);
+    ``None`` unless together they cover every position."""
+    if size == 0:
         return CachedSplit(np.zeros(0, dtype=np.uint64), {})
-    positions = torch.cat([b[0] for b in batches])
-    ids = np.concatenate([b[1] for b in batches])
-    columns = {k: torch.cat([b[2][k] for b in batches]) for k in batches[0][2]}
-    order = torch.argsort(positions, stable=True)
-    positions = positions[order]
-    first = torch.ones_like(positions, dtype=torch.bool)
-    first[1:] = positions[1:] != positions[:-1]
-    order = order[first]
-    if not torch.equal(positions[first], torch.arange(len(order))):
+    if not parts:
         return None
-    return CachedSplit(ids[order.numpy()], {k: v[order] for k, v in columns.items()})
+    filled = torch.zeros(size, dtype=torch.bool)
+    ids = np.zeros(size, dtype=np.uint64)
+    columns = {k: torch.empty(size, dtype=v.dtype) for k, v in parts[0]["columns"].items()}
+    for part in parts:
+        take = part["filled"] & ~filled
+        ids[take.numpy()] = part["ids"][take.numpy()]
+        for key, column in columns.items():
+            column[take] = part["columns"][key][take]
+        filled |= take
+    return CachedSplit(ids, columns) if bool(filled.all()) else None

@@ -3,6 +3,7 @@
 import os
 from typing import Dict, Hashable, List, Optional
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -23,7 +24,9 @@ def map_rows(path: str, rows: int, width: int, dtype: torch.dtype) -> Tensor:
         raise ValueError(f"{path} holds {size} bytes, expected {expected}: truncated or corrupt")
     if rows == 0:
         return torch.empty(0, width, dtype=dtype)
-    return torch.from_file(path, shared=False, size=rows * width, dtype=dtype).view(rows, width)
+    # copy-on-write mapping: pages are read from the file on access and stay file-backed
+    mapped = np.memmap(path, dtype=np.uint8, mode="c", shape=(rows, expected // rows))
+    return torch.from_numpy(mapped).view(dtype)
 
 
 class DiskCacheEncoder(InMemoryCacheEncoder):
@@ -62,7 +65,7 @@ class DiskCacheEncoder(InMemoryCacheEncoder):
             self._file = open(path, "wb")
             self._rows_path = path
         self._stored_dtype = rows.dtype
-        self._file.write(rows.contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+        self._file.write(rows.contiguous().reshape(-1).view(torch.uint8).numpy().data)
 
     def finish_fill(self) -> None:
         """Close the fill file and map it."""
@@ -103,7 +106,7 @@ class DiskCacheEncoder(InMemoryCacheEncoder):
                     rows = map_rows(path, len(parts[rank][0]), self.embedding_size, dtype)
                     for start in range(0, len(keep), 65536):
                         chunk = rows[torch.tensor(keep[start : start + 65536], dtype=torch.long)]
-                        out.write(chunk.reshape(-1).view(torch.uint8).numpy().tobytes())
+                        out.write(chunk.reshape(-1).view(torch.uint8).numpy().data)
                 out.flush()
                 os.fsync(out.fileno())
         _distributed.barrier()
