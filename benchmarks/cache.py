@@ -44,12 +44,11 @@ def _stack(batch):
     return torch.stack(batch)
 
 
-class FrozenMLP(Encoder):
-    """Frozen 2-layer MLP ``RAW_DIM -> HIDDEN -> d`` (stands in for a pretrained encoder)."""
+class _Frozen(Encoder):
+    """Frozen encoder of width ``size`` whose records are stacked."""
 
     def __init__(self, size: int):
         super().__init__()
-        self.net = nn.Sequential(nn.Linear(RAW_DIM, HIDDEN), nn.ReLU(), nn.Linear(HIDDEN, size))
         self._size = size
 
     @property
@@ -62,6 +61,14 @@ class FrozenMLP(Encoder):
 
     def get_collate_fn(self):
         return _stack
+
+
+class FrozenMLP(_Frozen):
+    """Frozen 2-layer MLP ``RAW_DIM -> HIDDEN -> d`` (stands in for a pretrained encoder)."""
+
+    def __init__(self, size: int):
+        super().__init__(size)
+        self.net = nn.Sequential(nn.Linear(RAW_DIM, HIDDEN), nn.ReLU(), nn.Linear(HIDDEN, size))
 
     def forward(self, batch):
         return self.net(batch)
@@ -218,23 +225,12 @@ def run(name, n, d, batch, epochs, fill_batch, repeats, uncached: bool):
     print(line, flush=True)
 
 
-class SleepEncoder(Encoder):
+class SleepEncoder(_Frozen):
     """Frozen encoder whose cost is wall time: ``sleep`` seconds per batch (device time)."""
 
     def __init__(self, sleep: float, size: int = 64):
-        super().__init__()
-        self.sleep, self._size, self.calls = sleep, size, 0
-
-    @property
-    def trainable(self) -> bool:
-        return False
-
-    @property
-    def embedding_size(self) -> int:
-        return self._size
-
-    def get_collate_fn(self):
-        return _stack
+        super().__init__(size)
+        self.sleep, self.calls = sleep, 0
 
     def forward(self, batch):
         time.sleep(self.sleep)
@@ -336,21 +332,12 @@ def _index_collate(batch):
     return torch.tensor(batch, dtype=torch.float32)
 
 
-class IndexEncoder(Encoder):
+class IndexEncoder(_Frozen):
     """Frozen, cheap and deterministic: ``sin(index * f_j)`` for ``j < size``."""
 
     def __init__(self, size: int):
-        super().__init__()
-        self._size = size
+        super().__init__(size)
         self.register_buffer("freqs", torch.linspace(1e-4, 1.0, size))
-
-    @property
-    def trainable(self) -> bool:
-        return False
-
-    @property
-    def embedding_size(self) -> int:
-        return self._size
 
     def get_collate_fn(self):
         return _index_collate
