@@ -37,7 +37,8 @@ def _launch(out_dir, save_dir, devices=2):
         "MASTER_PORT": str(_free_port()),
         "PYTHONPATH": ROOT,
     }
-    env.pop("LOCAL_RANK", None)
+    for name in [n for n in env if n.startswith("PL_") or n in ("LOCAL_RANK", "NODE_RANK")]:
+        env.pop(name)  # e.g. PL_GLOBAL_SEED, left by seed_everything, seeds DistributedSampler
     command = [sys.executable, "-m", "tests.quaterion.train.cache.ddp_fit"]
     subprocess.run(
         command + [str(out_dir), str(save_dir), str(devices)],
