@@ -14,16 +14,14 @@ from quaterion.train.cache._batches import (
     cached_split,
     register,
 )
-from quaterion.train.cache._fill import fill_cache, fill_loader
+from quaterion.train.cache._fill import fill_loader
 from quaterion.train.cache._fingerprint import fingerprint, read_fingerprints, split_sha256
 from quaterion.train.cache._setup import setup_encoder_cache
 from quaterion.train.cache._wrapping import (
     apply_cache_config,
-    check_cuda,
     unwrap_cache_encoders,
-    wrap_encoder,
 )
-from quaterion.train.cache.cache_config import CacheConfig, CacheType
+from quaterion.train.cache.cache_config import CacheConfig
 from quaterion.train.cache.cache_encoder import CacheEncoder
 from quaterion_models.encoders import Encoder
 
@@ -42,16 +40,6 @@ class CacheMixin:
         return apply_cache_config(encoders, cache_config)
 
     @classmethod
-    def _check_cuda(cls, cache_type: CacheType, encoder_name: str) -> None:
-        check_cuda(cache_type, encoder_name)
-
-    @classmethod
-    def _wrap_encoder(
-        cls, encoder: Encoder, cache_config: CacheConfig, encoder_name: str = ""
-    ) -> Encoder:
-        return wrap_encoder(encoder, cache_config, encoder_name)
-
-    @classmethod
     def _cache(
         cls,
         trainer: pl.Trainer,
@@ -63,18 +51,6 @@ class CacheMixin:
         return setup_encoder_cache(
             trainer, encoders, train_dataloader, val_dataloader, cache_config
         )
-
-    @classmethod
-    def _fill_cache(
-        cls,
-        trainer: pl.Trainer,
-        cache_encoders: Dict[str, CacheEncoder],
-        train_dataloader: SimilarityDataLoader,
-        val_dataloader: Optional[SimilarityDataLoader],
-        cache_config: CacheConfig,
-    ) -> None:
-        loaders = [dl for dl in (train_dataloader, val_dataloader) if dl is not None]
-        fill_cache(trainer, cache_encoders, loaders, cache_config)
 
     @classmethod
     def _unwrap_cache_encoders(cls, encoders: Dict[str, Encoder]) -> Dict[str, Encoder]:
