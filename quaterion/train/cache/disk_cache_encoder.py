@@ -1,7 +1,7 @@
 """Cache encoder whose rows live in a memory-mapped file (``CacheType.DISK``)."""
 
 import os
-from typing import Dict, Hashable, List, Optional
+from typing import Dict, Optional
 
 import numpy as np
 import torch
@@ -81,29 +81,15 @@ class DiskCacheEncoder(InMemoryCacheEncoder):
     def gather_ranks(self) -> None:
         """Under DDP: rank 0 joins every rank's rows file (rank order, first key wins),
         the others wait and map the joined file."""
-        keys = sorted(self._offset_map, key=self._offset_map.__getitem__)
-        parts = _distributed.gather_objects((keys, dict(self._meta_cache)))
-        dtypes = _distributed.gather_objects(self._out_dtype)
-        self._out_dtype = next((d for d in dtypes if d is not None), None)
+        counts = _distributed.gather_objects(self._n_rows)
+        keeps = self.merge_rank_keys()
         joined = self._fill_path("all")
-        offsets: Dict[Hashable, int] = {}
-        meta = MetaStore()
-        keeps: List[List[int]] = []
-        for rank_keys, rank_meta in parts:
-            keep = []
-            for i, key in enumerate(rank_keys):
-                if key not in offsets:
-                    offsets[key] = len(offsets)
-                    if key in rank_meta:
-                        meta[key] = rank_meta[key]
-                    keep.append(i)
-            keeps.append(keep)
         dtype = self._cache.dtype
         if _distributed.rank() == 0:
             with open(joined, "wb") as out:
                 for rank, keep in enumerate(keeps):
                     path = self._fill_path(f"rank{rank}")
-                    rows = map_rows(path, len(parts[rank][0]), self.embedding_size, dtype)
+                    rows = map_rows(path, counts[rank], self.embedding_size, dtype)
                     for start in range(0, len(keep), 65536):
                         chunk = rows[torch.tensor(keep[start : start + 65536], dtype=torch.long)]
                         out.write(chunk.reshape(-1).view(torch.uint8).numpy().data)
@@ -112,8 +98,7 @@ class DiskCacheEncoder(InMemoryCacheEncoder):
         _distributed.barrier()
         os.remove(self._rows_path)
         self._rows_path = joined
-        self._offset_map, self._meta_cache, self._n_rows = offsets, meta, len(offsets)
-        self._cache = map_rows(joined, len(offsets), self.embedding_size, dtype)
+        self._cache = map_rows(joined, self._n_rows, self.embedding_size, dtype)
 
     def state(self) -> Dict[str, object]:
         """Offsets, meta and the rows' shape and dtype (the rows stay in their file)."""

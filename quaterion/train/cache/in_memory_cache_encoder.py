@@ -196,13 +196,21 @@ class InMemoryCacheEncoder(CacheEncoder):
         already seen on an earlier rank keeps that rank's row)."""
         if self._cache is None:
             raise RuntimeError("Nothing to gather: the cache is not filled")
-        keys = sorted(self._offset_map, key=self._offset_map.__getitem__)
-        parts = _distributed.gather_objects((keys, dict(self._meta_cache)))
         rows = _distributed.gather_rows(self._cache)
+        keeps = self.merge_rank_keys()
+        take = [part[keep] for part, keep in zip(rows, keeps)]
+        self._cache = torch.cat(take) if take else self._cache
+
+    def merge_rank_keys(self) -> List[List[int]]:
+        """Under DDP: take in every rank's keys and meta (rank order, the first rank to hold
+        a key wins); returns, per rank, which of its rows to keep, in the new row order."""
+        keys = sorted(self._offset_map, key=self._offset_map.__getitem__)
+        parts = _distributed.gather_objects((keys, dict(self._meta_cache), self._out_dtype))
+        self._out_dtype = next((dtype for *_, dtype in parts if dtype is not None), None)
         offsets: Dict[Hashable, int] = {}
         meta = MetaStore()
-        take: List[Tensor] = []
-        for (rank_keys, rank_meta), rank_rows in zip(parts, rows):
+        keeps = []
+        for rank_keys, rank_meta, _ in parts:
             keep = []
             for i, key in enumerate(rank_keys):
                 if key not in offsets:
@@ -210,9 +218,9 @@ class InMemoryCacheEncoder(CacheEncoder):
                     if key in rank_meta:
                         meta[key] = rank_meta[key]
                     keep.append(i)
-            take.append(rank_rows[keep] if len(keep) < len(rank_keys) else rank_rows)
-        self._cache = torch.cat(take) if take else self._cache
+            keeps.append(keep)
         self._offset_map, self._meta_cache, self._n_rows = offsets, meta, len(offsets)
+        return keeps
 
     def state(self) -> Dict[str, object]:
         """``{"embeddings": (N, d) CPU tensor, "offsets": {key: row}, "meta": {key: dict},

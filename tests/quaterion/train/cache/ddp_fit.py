@@ -22,6 +22,7 @@ from tests.quaterion.train.helpers import (
     group_loader,
     group_samples,
 )
+from tests.quaterion.train.helpers import trainer as fit_trainer
 
 TRAIN, VAL = 24, 8
 
@@ -43,16 +44,9 @@ def main(out_dir: str, save_dir: str, devices: int) -> None:
                 rows = cached.cache
                 stores[name] = {str(k): rows[r].tolist() for k, r in cached.offset_map.items()}
 
-    trainer = pl.Trainer(
-        accelerator="cpu",
+    trainer = fit_trainer(
         strategy="ddp" if devices > 1 else "auto",
         devices=devices,
-        max_epochs=1,
-        logger=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        enable_checkpointing=False,
-        num_sanity_val_steps=0,
         callbacks=[recorder, KeepStore()],
     )
     Quaterion.fit(model, trainer, group_loader(train), group_loader(val))
