@@ -82,6 +82,12 @@ def setup_encoder_cache(
         for enc in cache_encoders.values():
             enc.reset_cache()
         filled = fill_cache(trainer, cache_encoders, list(loaders.values()), cache_config)
+        if not all(enc.is_filled() for enc in cache_encoders.values()):
+            raise RuntimeError(
+                "The cache fill ran in processes whose results this one cannot see (e.g. "
+                "strategy='ddp_spawn' or a notebook launcher): use strategy='ddp' (Lightning "
+                "starts the ranks as scripts) or torchrun, or configure_caches() -> None"
+            )
         splits = dict(zip(loaders, filled))
 
         def written(split: str) -> dict:

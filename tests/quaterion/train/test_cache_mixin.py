@@ -200,3 +200,19 @@ def test_cache_uses_the_loaders_own_pre_collate():
         model.model.encoders["default"](features["data"]["default"]), expected
     )
     assert labels["groups"].tolist() == [s.group for s in samples[:8]]
+
+
+def test_fill_that_happened_elsewhere_is_a_clear_error():
+    """A strategy that fills in spawned processes leaves this process's cache empty."""
+
+    class SpawningTrainer:
+        world_size = 2
+
+        def predict(self, *args, **kwargs):  # the work happens in other processes
+            return None
+
+    model = Model(cache_config=CacheConfig())
+    loader = group_loader()
+    model.setup_dataloader(loader)
+    with pytest.raises(RuntimeError, match="strategy='ddp'"):
+        model.setup_cache(SpawningTrainer(), loader, None)
