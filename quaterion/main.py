@@ -13,7 +13,6 @@ from quaterion.dataset.similarity_data_loader import SimilarityDataLoader
 from quaterion.train.cache import CacheType
 from quaterion.train.cache._batches import cached_loader
 from quaterion.train.cache._fill import FEW_WORKERS_WARNING
-from quaterion.train.cache.cache_encoder import CacheEncoder
 from quaterion.train._fit_checks import (
     check_loader_against_loss,
     check_not_empty,
