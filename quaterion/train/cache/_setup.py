@@ -1,6 +1,6 @@
 """Cache orchestration: collators and salts, load or fill, save, batches from the store."""
 
-from typing import Dict, Optional
+from typing import Callable, Dict, Optional
 
 import pytorch_lightning as pl
 
@@ -33,6 +33,21 @@ def build_collator(loader, encoders, key_extractors, cache_encoders) -> CacheTra
         cachable_encoders=list(cache_encoders),
         mode=CacheMode.TRAIN,
     )
+
+
+def save_per_filesystem(trainer: pl.Trainer, save_dir: str, write: Callable[[], str]) -> None:
+    """Write the cache once per filesystem that holds ``save_dir``.
+
+    Global rank 0 writes first. On a filesystem shared by every node the others then see that
+    generation and write nothing; on node-local disks the first process of every other node
+    does not, and writes its own copy (every rank holds the complete store after the fill).
+    """
+    generation = write() if trainer.global_rank == 0 else None
+    generation = _distributed.gather_objects(generation)[0]
+    own_copy = trainer.local_rank == 0 and trainer.global_rank != 0
+    if own_copy and _store.current_generation(save_dir) != generation:
+        write()
+    _distributed.barrier()
 
 
 def setup_encoder_cache(
@@ -78,6 +93,10 @@ def setup_encoder_cache(
         return read[split]
 
     splits = _store.try_load(save_dir, cache_encoders, expected, current) if save_dir else None
+    # The fill runs collectives, so every rank must take the same branch: one rank that could
+    # not load (a node-local disk without a copy, a stale copy) makes every rank fill.
+    if not all(_distributed.gather_objects(splits is not None)):
+        splits = None
     if splits is None:
         for enc in cache_encoders.values():
             enc.reset_cache()
@@ -96,9 +115,12 @@ def setup_encoder_cache(
                 return current(split)
             return fingerprint(split_sha256(cached))
 
-        if save_dir and _distributed.rank() == 0:
-            _store.save(save_dir, cache_encoders, splits, expected, written)
-        _distributed.barrier()
+        if save_dir:
+            save_per_filesystem(
+                trainer,
+                save_dir,
+                lambda: _store.save(save_dir, cache_encoders, splits, expected, written),
+            )
     from_store = len(cache_encoders) == len(encoders) and not key_extractors
     for split, loader in loaders.items():
         cached = splits.get(split)

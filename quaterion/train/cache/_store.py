@@ -220,13 +220,13 @@ def save(
     splits: Dict[str, Optional[CachedSplit]],
     expected: Dict[str, Any],
     fingerprints: Callable[[str], Dict[str, Any]],
-) -> None:
+) -> str:
     """Write a new generation of the cache and switch to it in one atomic step.
 
     Every file goes into a fresh ``<dir>/.gen-*`` directory; the names of the layout
     (``encoders``, ``<split>_labels``, ``manifest.json``) are symlinks through
     ``<dir>/current``, which is replaced last. A crash at any point leaves the previous
-    cache whole and loadable.
+    cache whole and loadable. Returns the generation's name (what ``current`` points to).
     """
     os.makedirs(dir_path, exist_ok=True)
     generation = tempfile.mkdtemp(prefix=".gen-", dir=dir_path)
@@ -260,3 +260,10 @@ def save(
         old = os.path.join(dir_path, entry)
         if entry.startswith(".gen-") and old != generation:
             shutil.rmtree(old, ignore_errors=True)
+    return os.path.basename(generation)
+
+
+def current_generation(dir_path: str) -> Optional[str]:
+    """Name of the generation ``<dir>/current`` points to (``None`` if there is none)."""
+    link = os.path.join(dir_path, CURRENT)
+    return os.readlink(link) if os.path.islink(link) else None

@@ -96,6 +96,13 @@ class DiskCacheEncoder(InMemoryCacheEncoder):
                 out.flush()
                 os.fsync(out.fileno())
         _distributed.barrier()
+        if not os.path.isfile(joined):
+            raise RuntimeError(
+                f"CacheType.DISK: rank {_distributed.rank()} cannot see the rows file {joined} "
+                "that rank 0 wrote: across several nodes a disk cache needs save_dir on a "
+                "filesystem every node shares; use it, or CacheType.CPU (each node-local "
+                "save_dir then gets its own copy)"
+            )
         os.remove(self._rows_path)
         self._rows_path = joined
         self._cache = map_rows(joined, self._n_rows, self.embedding_size, dtype)
