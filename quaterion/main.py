@@ -11,9 +11,8 @@ from pytorch_lightning.utilities.warnings import PossibleUserWarning
 
 from quaterion.dataset.similarity_data_loader import SimilarityDataLoader
 from quaterion.train.cache import CacheType
-from quaterion.train.cache._fast_loader import full_cache_loader
+from quaterion.train.cache._batches import cached_loader
 from quaterion.train.cache._fill import FEW_WORKERS_WARNING
-from quaterion.train.cache.cache_encoder import CacheEncoder
 from quaterion.train._fit_checks import (
     check_loader_against_loss,
     check_not_empty,
@@ -117,16 +116,9 @@ class Quaterion:
             trainable_model.setup_cache(
                 trainer=trainer, train_dataloader=train_dataloader, val_dataloader=val_dataloader
             )
-            fit_train, fit_val = train_dataloader, val_dataloader
-            full_cache = train_dataloader.full_cache_used
-            if full_cache:
-                cache_encoders = {
-                    name: enc
-                    for name, enc in trainable_model.model.encoders.items()
-                    if isinstance(enc, CacheEncoder)
-                }
-                fit_train = full_cache_loader(train_dataloader, cache_encoders) or fit_train
-                fit_val = full_cache_loader(val_dataloader, cache_encoders) or fit_val
+            fit_train = cached_loader(train_dataloader) or train_dataloader
+            fit_val = cached_loader(val_dataloader) or val_dataloader
+            full_cache = fit_train is not train_dataloader
             with warnings.catch_warnings() if full_cache else contextlib.nullcontext():
                 if full_cache:
                     warnings.filterwarnings("ignore", FEW_WORKERS_WARNING, PossibleUserWarning)

@@ -1,17 +1,17 @@
 """Label-cache layer: remembers the label part of each sample, keyed by its id.
 
 When every encoder is cached, training needs only labels; this layer lets later epochs
-skip reading the dataset (see ``LabelCacheMode``). Label caches are pickles: load only
-trusted files.
+skip reading the dataset (see ``LabelCacheMode``). Label files hold tensors and plain
+containers only: they are read with ``torch.load(weights_only=True)`` and never run code.
 """
 
 import os
-import pickle
 import tempfile
-from dataclasses import replace
+from dataclasses import fields, replace
 from enum import Enum
-from typing import Any, Dict, Iterator, Tuple
+from typing import Any, Dict, Iterator, List, Tuple
 
+import torch
 from torch.utils.data import Dataset, IterableDataset
 
 from quaterion.dataset.indexing_dataset import IndexingDataset, IndexingIterableDataset
@@ -27,7 +27,11 @@ class LabelCacheMode(Enum):
     read = 2
 
 
-def _labels_only(sample: Any) -> Any:
+_SAMPLE_CLASSES = {cls.__name__: cls for cls in (SimilarityGroupSample, SimilarityPairSample)}
+
+
+def labels_only(sample: Any) -> Any:
+    """Copy of a similarity sample with its objects set to ``None``; ``None`` otherwise."""
     if isinstance(sample, SimilarityGroupSample):
         return replace(sample, obj=None)
     if isinstance(sample, SimilarityPairSample):
@@ -35,14 +39,45 @@ def _labels_only(sample: Any) -> Any:
     return None
 
 
-def _write_pickle_atomic(obj: Any, path: str) -> None:
+def _plain(value: Any) -> Any:
+    if hasattr(value, "item") and not isinstance(value, (int, float, str, bool)):
+        return value.item()
+    return value
+
+
+def labels_to_plain(ids: List[Any], samples: List[Any]) -> Dict[str, Any]:
+    """Ids and label-only samples as plain lists (``torch.load(weights_only=True)``-safe)."""
+    kinds, values = [], []
+    for sample in samples:
+        if sample is None:
+            kind, record = "", {}
+        elif type(sample).__name__ in _SAMPLE_CLASSES:
+            kind = type(sample).__name__
+            record = {f.name: _plain(getattr(sample, f.name)) for f in fields(sample)}
+        else:
+            raise TypeError(f"cannot store the labels of a {type(sample).__name__}")
+        kinds.append(kind)
+        values.append(record)
+    return {"ids": list(ids), "kinds": kinds, "values": values}
+
+
+def labels_from_plain(state: Dict[str, Any]) -> Tuple[List[Any], List[Any]]:
+    """Inverse of :func:`labels_to_plain`: ``(ids, samples)``."""
+    samples = [
+        _SAMPLE_CLASSES[kind](**record) if kind else None
+        for kind, record in zip(state["kinds"], state["values"])
+    ]
+    return list(state["ids"]), samples
+
+
+def _save_atomic(obj: Any, path: str) -> None:
     directory = os.path.dirname(path)
     if directory:
         os.makedirs(directory, exist_ok=True)
     fd, tmp_path = tempfile.mkstemp(dir=directory or ".", prefix=".tmp_label_cache_")
     try:
         with os.fdopen(fd, "wb") as file:
-            pickle.dump(obj, file)
+            torch.save(obj, file)
         os.replace(tmp_path, path)
     except BaseException:
         if os.path.exists(tmp_path):
@@ -73,7 +108,7 @@ class LabelCacheDatasetMixin:
     @classmethod
     def _process_sample(cls, sample: Any) -> Any:
         """Copy of ``sample`` with its objects set to ``None``; ``None`` for other types."""
-        return _labels_only(sample)
+        return labels_only(sample)
 
     def process_item(self, index: int, item: Any) -> Tuple[int, Any]:
         """Apply the mode to one ``(id, item)`` pair from the indexing layer."""
@@ -91,19 +126,18 @@ class LabelCacheDatasetMixin:
         return index, item
 
     def save(self, path: str) -> None:
-        """Pickle the cache to ``path`` atomically, creating the parent directory."""
-        _write_pickle_atomic(self._cache, path)
+        """Write the cache to ``path`` atomically (plain lists, see :func:`labels_to_plain`)."""
+        _save_atomic(labels_to_plain(list(self._cache), list(self._cache.values())), path)
 
     def load(self, path: str) -> None:
-        """Replace the cache with the one pickled at ``path`` (trusted files only)."""
-        with open(path, "rb") as file:
-            cache = pickle.load(file)
-        if not isinstance(cache, dict):
+        """Replace the cache with the one at ``path`` (read with ``weights_only=True``)."""
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        if not isinstance(state, dict) or not {"ids", "kinds", "values"} <= set(state):
             raise ValueError(
-                f"Label cache file {path!r} holds a {type(cache).__name__}, expected a dict "
+                f"Label cache file {path!r} holds a {type(state).__name__}, expected the dict "
                 "written by save(); delete it to rebuild the cache."
             )
-        self._cache = cache
+        self._cache = dict(zip(*labels_from_plain(state)))
 
 
 class LabelCacheDataset(Dataset, LabelCacheDatasetMixin):

@@ -1,4 +1,8 @@
-"""Random-number state: captured into checkpoints so a resumed run draws the same shuffles."""
+"""Random-number state kept in checkpoints, so a resumed run draws the same shuffles.
+
+A checkpoint needs the state as data, which ``pytorch_lightning.utilities.seed.isolate_rng``
+(used wherever state is only to be kept around a block) does not expose publicly.
+"""
 
 import random
 from typing import Any, Dict

@@ -6,18 +6,22 @@ from typing import Dict, Optional, Union
 import pytorch_lightning as pl
 from torch.utils.data import DataLoader
 
-from quaterion.dataset.label_cache_dataset import LabelCacheMode
 from quaterion.dataset.similarity_data_loader import SimilarityDataLoader
 from quaterion.train.cache import _store
-from quaterion.train.cache._fill import fill_cache, fill_loader
+from quaterion.train.cache._batches import (
+    CachedRows,
+    batches_from_store,
+    cached_split,
+    register,
+)
+from quaterion.train.cache._fill import fill_loader
+from quaterion.train.cache._fingerprint import fingerprint, read_fingerprints, split_sha256
 from quaterion.train.cache._setup import setup_encoder_cache
 from quaterion.train.cache._wrapping import (
     apply_cache_config,
-    check_cuda,
     unwrap_cache_encoders,
-    wrap_encoder,
 )
-from quaterion.train.cache.cache_config import CacheConfig, CacheType
+from quaterion.train.cache.cache_config import CacheConfig
 from quaterion.train.cache.cache_encoder import CacheEncoder
 from quaterion_models.encoders import Encoder
 
@@ -36,16 +40,6 @@ class CacheMixin:
         return apply_cache_config(encoders, cache_config)
 
     @classmethod
-    def _check_cuda(cls, cache_type: CacheType, encoder_name: str) -> None:
-        check_cuda(cache_type, encoder_name)
-
-    @classmethod
-    def _wrap_encoder(
-        cls, encoder: Encoder, cache_config: CacheConfig, encoder_name: str = ""
-    ) -> Encoder:
-        return wrap_encoder(encoder, cache_config, encoder_name)
-
-    @classmethod
     def _cache(
         cls,
         trainer: pl.Trainer,
@@ -59,17 +53,6 @@ class CacheMixin:
         )
 
     @classmethod
-    def _fill_cache(
-        cls,
-        trainer: pl.Trainer,
-        cache_encoders: Dict[str, CacheEncoder],
-        train_dataloader: SimilarityDataLoader,
-        val_dataloader: Optional[SimilarityDataLoader],
-        cache_config: CacheConfig,
-    ) -> None:
-        fill_cache(trainer, cache_encoders, train_dataloader, val_dataloader, cache_config)
-
-    @classmethod
     def _unwrap_cache_encoders(cls, encoders: Dict[str, Encoder]) -> Dict[str, Encoder]:
         return unwrap_cache_encoders(encoders)
 
@@ -78,27 +61,6 @@ class CacheMixin:
         cls, dataloader: SimilarityDataLoader, cache_config: CacheConfig
     ) -> DataLoader:
         return fill_loader(dataloader, cache_config)
-
-    @classmethod
-    def _label_cache_train_mode(
-        cls,
-        train_dataloader: SimilarityDataLoader,
-        val_dataloader: Optional[SimilarityDataLoader],
-    ) -> None:
-        for loader in (train_dataloader, val_dataloader):
-            if loader is not None:
-                loader.set_skip_read(True)
-                loader.set_label_cache_mode(LabelCacheMode.read)
-
-    @classmethod
-    def _enable_label_cache(
-        cls,
-        train_dataloader: SimilarityDataLoader,
-        val_dataloader: Optional[SimilarityDataLoader],
-    ) -> None:
-        for loader in (train_dataloader, val_dataloader):
-            if loader is not None:
-                loader.set_label_cache_mode(LabelCacheMode.learn)
 
     @classmethod
     def _encoders_cache_path(cls, dir_path: Optional[str]) -> Optional[str]:
@@ -126,18 +88,22 @@ class CacheMixin:
         train_dataloader: SimilarityDataLoader,
         val_dataloader: Optional[SimilarityDataLoader],
     ) -> None:
-        """Persist cached encoders, label caches and a manifest under ``dir_path``."""
+        """Persist cached encoders, the labels of each loader's cached split and a manifest."""
         if not dir_path:
             return
         cache_encoders = {n: e for n, e in encoders.items() if isinstance(e, CacheEncoder)}
-        expected = _store.expected_manifest(
-            cache_encoders,
-            train_dataloader,
-            val_dataloader,
-            {},
-            train_dataloader.full_cache_used,
-        )
-        _store.save(dir_path, cache_encoders, train_dataloader, val_dataloader, expected)
+        expected = _store.expected_manifest(cache_encoders, train_dataloader, val_dataloader, {})
+        loaders = {"train": train_dataloader, "val": val_dataloader}
+        splits = {split: cached_split(dl) for split, dl in loaders.items() if dl is not None}
+        config = CacheConfig()
+
+        def fingerprints(split: str) -> dict:
+            cached = splits[split]
+            if cached is None:
+                return read_fingerprints(loaders[split], config)
+            return fingerprint(split_sha256(cached))
+
+        _store.save(dir_path, cache_encoders, splits, expected, fingerprints)
 
     @classmethod
     def load_cache(
@@ -149,9 +115,8 @@ class CacheMixin:
     ) -> None:
         """Load the files of :meth:`save_cache` without re-checking the manifest."""
         root = _store.encoders_cache_path(dir_path)
-        for name, enc in encoders.items():
-            if not isinstance(enc, CacheEncoder):
-                continue
+        cache_encoders = {n: e for n, e in encoders.items() if isinstance(e, CacheEncoder)}
+        for name, enc in cache_encoders.items():
             path = os.path.join(root, name)
             if not os.path.isfile(path):
                 raise RuntimeError(
@@ -159,7 +124,11 @@ class CacheMixin:
                     f"{path}, but file does not exists!"
                 )
             enc.load_cache(path)
-        for split, loader in zip(_store.SPLITS, (train_dataloader, val_dataloader)):
-            if loader is not None:
-                path = _store.labels_path(dir_path, split)
-                loader.dataset._cache = _store.labels_from_plain(_store.load_tensor_file(path))
+        loaders = {"train": train_dataloader, "val": val_dataloader}
+        loaders = {split: dl for split, dl in loaders.items() if dl is not None}
+        splits = _store.read_splits(dir_path, list(loaders))
+        full = len(cache_encoders) == len(encoders)
+        for split, loader in loaders.items():
+            cached = splits[split]
+            usable = full and batches_from_store(loader) and len(cached) == len(loader.dataset)
+            register(loader, CachedRows(loader, cached, cache_encoders) if usable else None)

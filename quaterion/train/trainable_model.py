@@ -3,7 +3,7 @@
 from typing import Any, Dict, List, Optional, Union
 
 import pytorch_lightning as pl
-import torch
+from pytorch_lightning.utilities.seed import isolate_rng
 from torch import Tensor
 from typing_extensions import override
 
@@ -15,9 +15,7 @@ from quaterion.loss import GroupLoss, SimilarityLoss
 from quaterion.train._fit_checks import check_batch_labels
 from quaterion.train._hook_checks import check_encoders, check_hook_result, check_metrics
 from quaterion.train._rng import capture_rng, restore_rng
-from quaterion.train._step_log import StepLogger
 from quaterion.train.cache import CacheConfig, CacheType
-from quaterion.train.cache._fast_loader import TensorFreeMeta, move_full_cache_batch
 from quaterion.train.cache.in_memory_cache_encoder import InMemoryCacheEncoder
 from quaterion.train.cache_mixin import CacheMixin
 from quaterion.train.xbm import XbmConfig
@@ -88,7 +86,6 @@ class TrainableModel(pl.LightningModule, CacheMixin):
         self._xbm_config = check_hook_result(
             "configure_xbm", self.configure_xbm(), XbmConfig, "return an XbmConfig or None"
         )
-        self._step_logger = StepLogger()
         self._xbm_buffer = None
         if self._xbm_config is not None:
             self._xbm_buffer = XbmBuffer(self._xbm_config, embedding_size=head.output_size)
@@ -180,13 +177,11 @@ class TrainableModel(pl.LightningModule, CacheMixin):
             if xbm is not None:
                 loss = loss + xbm
         batch_size = embeddings.shape[0]
-        log = self._step_logger.log
         # sync_dist: epoch values are reduced over DDP ranks (a no-op in one process)
-        log(self, f"{stage}_loss", loss, batch_size=batch_size, sync_dist=True)
+        self.log(f"{stage}_loss", loss, batch_size=batch_size, sync_dist=True)
         for metric in self.attached_metrics:
             if stage in metric.stages:
-                log(
-                    self,
+                self.log(
                     f"{metric.name}_{stage}",
                     metric.compute(embeddings, **targets),
                     **{"sync_dist": True, **metric.log_options},
@@ -204,30 +199,16 @@ class TrainableModel(pl.LightningModule, CacheMixin):
         return batch
 
     @override
-    def transfer_batch_to_device(
-        self, batch: Any, device: torch.device, dataloader_idx: int
-    ) -> Any:
-        # Full-cache batches mark meta that holds no tensors: skip walking one dict per row.
-        features = batch[0] if isinstance(batch, (tuple, list)) and len(batch) == 2 else None
-        if isinstance(features, dict) and isinstance(features.get("meta"), TensorFreeMeta):
-            moved = move_full_cache_batch(features, batch[1], torch.device(device))
-            if moved is not None:
-                return moved
-            moved = super().transfer_batch_to_device(
-                ({**features, "meta": None}, batch[1]), device, dataloader_idx
-            )
-            moved[0]["meta"] = features["meta"]
-            return moved
-        return super().transfer_batch_to_device(batch, device, dataloader_idx)
-
-    @override
     def on_save_checkpoint(self, checkpoint: Dict[str, Any]) -> None:
         checkpoint[_RNG_KEY] = capture_rng()
 
     @override
     def on_load_checkpoint(self, checkpoint: Dict[str, Any]) -> None:
         # Only when Lightning resumes a fit: a plain load must not reseed the caller's RNG.
-        trainer = self._trainer
+        try:
+            trainer = self.trainer
+        except RuntimeError:  # not attached to a Trainer
+            trainer = None
         if trainer is not None and trainer.state.fn == "fit" and _RNG_KEY in checkpoint:
             restore_rng(checkpoint[_RNG_KEY])
 
@@ -235,14 +216,15 @@ class TrainableModel(pl.LightningModule, CacheMixin):
     def on_validation_start(self) -> None:
         self._place_caches()
         if self.trainer.sanity_checking:  # the sanity check must not shift the random stream
-            self._sanity_rng_state = capture_rng()
+            self._sanity_rng = isolate_rng()
+            self._sanity_rng.__enter__()
 
     @override
     def on_validation_end(self) -> None:
-        state = getattr(self, "_sanity_rng_state", None)
-        if state is not None and self.trainer.sanity_checking:
-            self._sanity_rng_state = None
-            restore_rng(state)
+        isolated = getattr(self, "_sanity_rng", None)
+        if isolated is not None and self.trainer.sanity_checking:
+            self._sanity_rng = None
+            isolated.__exit__(None, None, None)
 
     @override
     def on_fit_start(self) -> None:

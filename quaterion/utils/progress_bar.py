@@ -15,8 +15,6 @@ from rich.table import Column
 from rich.text import Text
 from typing_extensions import override
 
-from quaterion.train.cache.cache_model import CacheModel
-
 
 class FixedLengthProcessionSpeed(ProgressColumn):
     """Speed column ``f"{speed:.2f}it/s"`` left-padded to the widest value seen so far.
@@ -54,6 +52,9 @@ def _default_theme() -> RichProgressBarTheme:
 class QuaterionProgressBar(RichProgressBar):
     """``RichProgressBar`` with Quaterion's theme; the cache fill shows as "Caching".
 
+    A predicted module with a ``progress_description`` attribute (the cache fill's
+    ``CacheModel`` has ``"Caching"``) names its predict bar with it.
+
     Args:
         refresh_rate: refresh every ``refresh_rate`` batches (``0`` disables the bar).
         leave: keep finished bars on screen.
@@ -74,12 +75,12 @@ class QuaterionProgressBar(RichProgressBar):
             theme=theme if theme is not None else _default_theme(),
             console_kwargs=console_kwargs,
         )
-        self._caching = False
+        self._description: Optional[str] = None
 
     @property
     @override
     def predict_description(self) -> str:
-        return "Caching" if self._caching else super().predict_description
+        return self._description or super().predict_description
 
     @override
     def configure_columns(self, trainer: "pl.Trainer") -> list:
@@ -107,10 +108,10 @@ class QuaterionProgressBar(RichProgressBar):
         batch_idx: int,
         dataloader_idx: int = 0,
     ) -> None:
-        self._caching = isinstance(pl_module, CacheModel)
+        self._description = getattr(pl_module, "progress_description", None)
         super().on_predict_batch_start(trainer, pl_module, batch, batch_idx, dataloader_idx)
 
     @override
     def on_predict_end(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule") -> None:
         super().on_predict_end(trainer, pl_module)
-        self._caching = False
+        self._description = None

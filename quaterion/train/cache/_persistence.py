@@ -4,16 +4,12 @@ import hashlib
 import json
 import os
 import tempfile
-from dataclasses import fields, is_dataclass
-from typing import Any, Dict, Optional
+from typing import Any, Dict
 
 import torch
 
-from quaterion.dataset.similarity_samples import SimilarityGroupSample, SimilarityPairSample
-
 MANIFEST_NAME = "manifest.json"
-MANIFEST_VERSION = 1
-_SAMPLE_CLASSES = {cls.__name__: cls for cls in (SimilarityGroupSample, SimilarityPairSample)}
+MANIFEST_VERSION = 2
 
 
 def _atomic_write(path: str, write) -> None:
@@ -87,36 +83,3 @@ def ids_fingerprint(ids) -> str:
         digest.update(repr(item_id).encode("utf-8"))
         digest.update(b",")
     return digest.hexdigest()
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, torch.Tensor) and value.dim() == 0:
-        return value.item()
-    if hasattr(value, "item") and not isinstance(value, (int, float, str, bool)):
-        return value.item()
-    return value
-
-
-def labels_to_plain(cache: Dict[int, Any]) -> Optional[Dict[str, Any]]:
-    """``{id: label-only sample}`` as field dicts; ``None`` if a sample type is unknown."""
-    ids, kinds, values = [], [], []
-    for item_id, sample in cache.items():
-        if sample is None:
-            kind, record = "", {}
-        elif is_dataclass(sample) and type(sample).__name__ in _SAMPLE_CLASSES:
-            kind = type(sample).__name__
-            record = {f.name: _plain(getattr(sample, f.name)) for f in fields(sample)}
-        else:
-            return None
-        ids.append(item_id)
-        kinds.append(kind)
-        values.append(record)
-    return {"ids": ids, "kinds": kinds, "values": values}
-
-
-def labels_from_plain(state: Dict[str, Any]) -> Dict[int, Any]:
-    """Inverse of :func:`labels_to_plain`."""
-    result = {}
-    for item_id, kind, record in zip(state["ids"], state["kinds"], state["values"]):
-        result[item_id] = _SAMPLE_CLASSES[kind](**record) if kind else None
-    return result

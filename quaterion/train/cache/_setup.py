@@ -1,49 +1,18 @@
-"""Cache orchestration: collators, salts, load-or-fill, save, full-cache switch."""
+"""Cache orchestration: collators and salts, load or fill, save, batches from the store."""
 
-import logging
-from typing import Dict, Optional
+from typing import Callable, Dict, Optional
 
 import pytorch_lightning as pl
 
-from quaterion.dataset.label_cache_dataset import LabelCacheMode
 from quaterion.dataset.similarity_data_loader import SimilarityDataLoader
-from quaterion.train.cache import _store
-from quaterion.train.cache._fill import fill_cache, fill_workers
+from quaterion.train.cache import _distributed, _store
+from quaterion.train.cache._batches import CachedRows, batches_from_store, register
+from quaterion.train.cache._fill import fill_cache
+from quaterion.train.cache._fingerprint import fingerprint, read_fingerprints, split_sha256
 from quaterion.train.cache.cache_config import CacheConfig
 from quaterion.train.cache.cache_encoder import CacheEncoder, CacheMode
 from quaterion.train.cache.cache_train_collator import CacheTrainCollator
 from quaterion_models.encoders import Encoder
-
-logger = logging.getLogger(__name__)
-
-
-def _loaders(train_dataloader, val_dataloader):
-    return [dl for dl in (train_dataloader, val_dataloader) if dl is not None]
-
-
-def is_full_cache(
-    encoders: Dict[str, Encoder],
-    cache_encoders: Dict[str, CacheEncoder],
-    train_dataloader: SimilarityDataLoader,
-    val_dataloader: Optional[SimilarityDataLoader],
-    cache_config: CacheConfig,
-) -> bool:
-    """All encoders cached, default keys, no worker processes (training or fill), and each
-    loader's own pre-collate function: a custom ``collate_fn`` may read the objects, which a
-    full cache replaces with ``None``."""
-    return (
-        len(cache_encoders) == len(encoders)
-        and not cache_config.key_extractors
-        and all(
-            dl.num_workers == 0 and fill_workers(dl, cache_config) == 0 and _default_pre_collate(dl)
-            for dl in _loaders(train_dataloader, val_dataloader)
-        )
-    )
-
-
-def _default_pre_collate(loader: SimilarityDataLoader) -> bool:
-    pre_collate = loader.original_params["collate_fn"]
-    return getattr(pre_collate, "__func__", None) is type(loader).pre_collate_fn.__func__
 
 
 def normalise_key_extractors(cache_config: CacheConfig, names) -> Dict[str, object]:
@@ -66,6 +35,21 @@ def build_collator(loader, encoders, key_extractors, cache_encoders) -> CacheTra
     )
 
 
+def save_per_filesystem(trainer: pl.Trainer, save_dir: str, write: Callable[[], str]) -> None:
+    """Write the cache once per filesystem that holds ``save_dir``.
+
+    Global rank 0 writes first. On a filesystem shared by every node the others then see that
+    generation and write nothing; on node-local disks the first process of every other node
+    does not, and writes its own copy (every rank holds the complete store after the fill).
+    """
+    generation = write() if trainer.global_rank == 0 else None
+    generation = _distributed.gather_objects(generation)[0]
+    own_copy = trainer.local_rank == 0 and trainer.global_rank != 0
+    if own_copy and _store.current_generation(save_dir) != generation:
+        write()
+    _distributed.barrier()
+
+
 def setup_encoder_cache(
     trainer: pl.Trainer,
     encoders: Dict[str, Encoder],
@@ -73,57 +57,78 @@ def setup_encoder_cache(
     val_dataloader: Optional[SimilarityDataLoader],
     cache_config: CacheConfig,
 ) -> bool:
-    """Fill (or load) every cache encoder in ``encoders``; ``False`` if none is cached."""
+    """Fill (or load) every cache encoder in ``encoders``; ``False`` if none is cached.
+
+    Both loaders get the cache collator (keys for cached encoders) and the salts
+    ``"train"`` / ``"val"``. When every encoder is cached with default keys and a loader has
+    the default Group/Pairs layout, its training batches come from the store alone (see
+    :func:`~quaterion.train.cache._batches.cached_loader`).
+    """
     cache_encoders = {n: e for n, e in encoders.items() if isinstance(e, CacheEncoder)}
     if not cache_encoders:
         return False
-    if getattr(trainer, "world_size", 1) > 1:
-        raise ValueError(
-            f"The encoder cache is filled by one process, but the trainer runs on "
-            f"world_size={trainer.world_size}; use one device, or configure_caches() -> None"
-        )
-    full_cache = is_full_cache(
-        encoders, cache_encoders, train_dataloader, val_dataloader, cache_config
-    )
     key_extractors = normalise_key_extractors(cache_config, cache_encoders)
-    collators = []
-    for loader, salt in ((train_dataloader, "train"), (val_dataloader, "val")):
-        if loader is None:
-            continue
-        collator = build_collator(loader, encoders, key_extractors, cache_encoders)
-        loader.collate_fn = collator
-        loader.set_salt(salt)
-        collators.append(collator)
-
+    loaders = {
+        split: loader
+        for split, loader in (("train", train_dataloader), ("val", val_dataloader))
+        if loader is not None
+    }
+    for split, loader in loaders.items():
+        loader.collate_fn = build_collator(loader, encoders, key_extractors, cache_encoders)
+        loader.set_salt(split)
     save_dir = cache_config.save_dir
     expected = (
-        _store.expected_manifest(
-            cache_encoders, train_dataloader, val_dataloader, key_extractors, full_cache
-        )
+        _store.expected_manifest(cache_encoders, train_dataloader, val_dataloader, key_extractors)
         if save_dir
         else None
     )
-    loaded = bool(save_dir) and _store.try_load(
-        save_dir, cache_encoders, train_dataloader, val_dataloader, expected
-    )
-    if not loaded:
+    content = None
+    if cache_config.verify_content:
+        content = {n: e.wrapped_encoder.get_collate_fn() for n, e in cache_encoders.items()}
+    read: Dict[str, dict] = {}
+
+    def current(split: str) -> dict:
+        if split not in read:
+            read[split] = read_fingerprints(loaders[split], cache_config, content)
+        return read[split]
+
+    splits = _store.try_load(save_dir, cache_encoders, expected, current) if save_dir else None
+    # The fill runs collectives, so every rank must take the same branch: one rank that could
+    # not load (a node-local disk without a copy, a stale copy) makes every rank fill.
+    if not all(_distributed.gather_objects(splits is not None)):
+        splits = None
+    if splits is None:
         for enc in cache_encoders.values():
             enc.reset_cache()
-        mode = LabelCacheMode.learn if full_cache else LabelCacheMode.transparent
-        for loader in _loaders(train_dataloader, val_dataloader):
-            loader.set_label_cache_mode(mode)
-        for collator in collators:
-            collator.mode = CacheMode.FILL
-        try:
-            fill_cache(trainer, cache_encoders, train_dataloader, val_dataloader, cache_config)
-        finally:
-            for collator in collators:
-                collator.mode = CacheMode.TRAIN
-                collator.seen_keys.clear()
+        filled = fill_cache(trainer, cache_encoders, list(loaders.values()), cache_config)
+        if not all(enc.is_filled() for enc in cache_encoders.values()):
+            raise RuntimeError(
+                "The cache fill ran in processes whose results this one cannot see (e.g. "
+                "strategy='ddp_spawn' or a notebook launcher): use strategy='ddp' (Lightning "
+                "starts the ranks as scripts) or torchrun, or configure_caches() -> None"
+            )
+        splits = dict(zip(loaders, filled))
+
+        def written(split: str) -> dict:
+            cached = splits[split]
+            if cached is None or content is not None:
+                return current(split)
+            return fingerprint(split_sha256(cached))
+
         if save_dir:
-            _store.save(save_dir, cache_encoders, train_dataloader, val_dataloader, expected)
-    if full_cache:
-        for loader in _loaders(train_dataloader, val_dataloader):
-            loader.set_skip_read(True)
-            loader.set_label_cache_mode(LabelCacheMode.read)
+            save_per_filesystem(
+                trainer,
+                save_dir,
+                lambda: _store.save(save_dir, cache_encoders, splits, expected, written),
+            )
+    from_store = len(cache_encoders) == len(encoders) and not key_extractors
+    for split, loader in loaders.items():
+        cached = splits.get(split)
+        usable = (
+            from_store
+            and cached is not None
+            and batches_from_store(loader)
+            and len(cached) == len(loader.dataset)
+        )
+        register(loader, CachedRows(loader, cached, cache_encoders) if usable else None)
     return True

@@ -2,8 +2,13 @@
 
 import logging
 import os
+import shutil
+import tempfile
 import warnings
-from typing import Any, Dict, Optional
+from typing import Any, Callable, Dict, Optional
+
+import numpy as np
+import torch
 
 from quaterion.dataset.indexing_dataset import hashit
 from quaterion.dataset.similarity_data_loader import SimilarityDataLoader
@@ -13,13 +18,12 @@ from quaterion.train.cache._persistence import (
     encoder_fingerprint,
     file_sha256,
     ids_fingerprint,
-    labels_from_plain,
-    labels_to_plain,
     load_json,
     load_tensor_file,
     save_json,
     save_tensor_file,
 )
+from quaterion.train.cache._batches import CachedSplit
 from quaterion.train.cache.cache_encoder import CacheEncoder
 
 logger = logging.getLogger(__name__)
@@ -34,10 +38,6 @@ def encoders_cache_path(dir_path: Optional[str]) -> Optional[str]:
 def labels_path(dir_path: str, split: str) -> str:
     """``<dir>/train_labels`` or ``<dir>/val_labels``."""
     return os.path.join(dir_path, f"{split}_labels")
-
-
-def _label_layer(loader: SimilarityDataLoader):
-    return loader.dataset
 
 
 def loader_record(loader: Optional[SimilarityDataLoader]) -> Optional[Dict[str, Any]]:
@@ -64,7 +64,6 @@ def expected_manifest(
     train_dataloader: SimilarityDataLoader,
     val_dataloader: Optional[SimilarityDataLoader],
     key_extractors: Dict[str, Any],
-    full_cache: bool,
 ) -> Dict[str, Any]:
     """What a cache built now would record (compared with a saved manifest)."""
     return {
@@ -72,12 +71,18 @@ def expected_manifest(
         "encoders": {
             name: encoder_fingerprint(enc.wrapped_encoder) for name, enc in encoders.items()
         },
+        "storage": {
+            name: {
+                "file": "disk" if getattr(enc, "cache_type", None) == "disk" else "memory",
+                "dtype": str(getattr(enc, "dtype", None)),
+            }
+            for name, enc in encoders.items()
+        },
         "key_extractors": {
             name: f"{getattr(fn, '__module__', '')}.{getattr(fn, '__qualname__', repr(fn))}"
             for name, fn in key_extractors.items()
         },
         "loaders": {"train": loader_record(train_dataloader), "val": loader_record(val_dataloader)},
-        "full_cache": full_cache,
     }
 
 
@@ -92,6 +97,9 @@ def _mismatch(saved: Dict[str, Any], expected: Dict[str, Any]) -> Optional[str]:
         for field in ("class", "config", "structure", "state_sha256"):
             if old.get("fingerprint", {}).get(field) != fingerprint[field]:
                 return f"encoder {name!r} changed ({field} differs)"
+    for name, storage in expected["storage"].items():
+        if saved.get("storage", {}).get(name) != storage:
+            return f"encoder {name!r} is stored differently (CacheType.DISK or dtype changed)"
     if saved.get("key_extractors") != expected["key_extractors"]:
         return "key extractors changed"
     for split in SPLITS:
@@ -105,8 +113,16 @@ def _mismatch(saved: Dict[str, Any], expected: Dict[str, Any]) -> Optional[str]:
                 return (
                     f"{split} data changed ({field}: saved {old.get(field)!r}, now {new[field]!r})"
                 )
-    if expected["full_cache"] and not saved.get("full_cache"):
-        return "the saved cache holds no labels (it was built without full-cache mode)"
+    return None
+
+
+def _data_changed(split: str, saved: Dict[str, Any], now: Dict[str, Any]) -> Optional[str]:
+    old = saved.get("data", {}).get(split) or {}
+    if old.get("labels_sha256") != now["labels_sha256"]:
+        return f"{split} labels changed (relabelled data)"
+    content = ("content_sha256", "content_batch_size")
+    if now["content_sha256"] is not None and any(old.get(k) != now[k] for k in content):
+        return f"{split} content changed (verify_content: collated encoder inputs differ)"
     return None
 
 
@@ -119,44 +135,52 @@ def _check_file(dir_path: str, relative: str, sha256: Optional[str]) -> Optional
     return None
 
 
+def read_splits(dir_path: str, splits) -> Dict[str, CachedSplit]:
+    """The label files of ``splits`` under ``dir_path`` (``weights_only`` reads)."""
+    result = {}
+    for split in splits:
+        state = load_tensor_file(labels_path(dir_path, split))
+        ids = state["ids"].numpy().view(np.uint64)
+        result[split] = CachedSplit(ids, dict(state["columns"]))
+    return result
+
+
 def try_load(
     dir_path: str,
     encoders: Dict[str, CacheEncoder],
-    train_dataloader: SimilarityDataLoader,
-    val_dataloader: Optional[SimilarityDataLoader],
     expected: Dict[str, Any],
-) -> bool:
-    """Load a persisted cache if it matches ``expected``; warn with the reason otherwise."""
+    fingerprints: Callable[[str], Dict[str, Any]],
+) -> Optional[Dict[str, CachedSplit]]:
+    """Load a persisted cache if it matches ``expected`` and the data's current
+    ``fingerprints(split)`` (its splits; ``None`` otherwise, after a warning with the reason)."""
     manifest_path = os.path.join(dir_path, MANIFEST_NAME)
     if not os.path.isfile(manifest_path):
         if os.path.isdir(encoders_cache_path(dir_path)):
             _warn_rebuild(dir_path, f"{MANIFEST_NAME} is missing")
-        return False
+        return None
+    splits = [s for s in SPLITS if expected["loaders"][s]]
     try:
         saved = load_json(manifest_path)
         reason = _mismatch(saved, expected)
+        for split in splits:
+            reason = reason or _data_changed(split, saved, fingerprints(split))
         if reason is None:
             files = {f"encoders/{n}": saved["encoders"][n]["file_sha256"] for n in encoders}
-            files.update(
-                {f"{s}_labels": saved["labels"].get(s) for s in SPLITS if expected["loaders"][s]}
-            )
+            files.update({f"{s}_labels": saved["labels"].get(s) for s in splits})
             for relative, sha in files.items():
                 reason = reason or _check_file(dir_path, relative, sha)
         if reason is None:
             for name, enc in encoders.items():
                 enc.load_cache(os.path.join(encoders_cache_path(dir_path), name))
-            for split, loader in zip(SPLITS, (train_dataloader, val_dataloader)):
-                if loader is not None:
-                    state = load_tensor_file(labels_path(dir_path, split))
-                    _label_layer(loader)._cache = labels_from_plain(state)
+            loaded = read_splits(dir_path, splits)
             logger.info("Loaded the encoder cache from %s", dir_path)
-            return True
+            return loaded
     except Exception as err:  # a corrupt file must lead to a rebuild, whatever the error
         reason = f"the saved cache could not be read ({type(err).__name__}: {err})"
     for enc in encoders.values():
         enc.reset_cache()
     _warn_rebuild(dir_path, reason)
-    return False
+    return None
 
 
 def _warn_rebuild(dir_path: str, reason: str) -> None:
@@ -166,37 +190,80 @@ def _warn_rebuild(dir_path: str, reason: str) -> None:
     )
 
 
-def save(
-    dir_path: Optional[str],
-    encoders: Dict[str, CacheEncoder],
-    train_dataloader: SimilarityDataLoader,
-    val_dataloader: Optional[SimilarityDataLoader],
-    expected: Dict[str, Any],
-) -> None:
-    """Write encoder caches, label caches and (last) the manifest, each atomically."""
-    if not dir_path:
+CURRENT = "current"
+
+
+def _link(target: str, link: str) -> None:
+    """Make ``link`` a symlink to ``target`` (atomically replacing what is there)."""
+    if os.path.islink(link) and os.readlink(link) == target:
         return
+    if os.path.isdir(link) and not os.path.islink(link):
+        shutil.rmtree(link)  # a layout written before generations: replaced once
+    tmp = f"{link}.tmp-{os.getpid()}"
+    if os.path.lexists(tmp):
+        os.remove(tmp)
+    os.symlink(target, tmp)
+    os.replace(tmp, link)
+
+
+def _fsync_dir(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def save(
+    dir_path: str,
+    encoders: Dict[str, CacheEncoder],
+    splits: Dict[str, Optional[CachedSplit]],
+    expected: Dict[str, Any],
+    fingerprints: Callable[[str], Dict[str, Any]],
+) -> str:
+    """Write a new generation of the cache and switch to it in one atomic step.
+
+    Every file goes into a fresh ``<dir>/.gen-*`` directory; the names of the layout
+    (``encoders``, ``<split>_labels``, ``manifest.json``) are symlinks through
+    ``<dir>/current``, which is replaced last. A crash at any point leaves the previous
+    cache whole and loadable. Returns the generation's name (what ``current`` points to).
+    """
+    os.makedirs(dir_path, exist_ok=True)
+    generation = tempfile.mkdtemp(prefix=".gen-", dir=dir_path)
     manifest = dict(expected)
     manifest["encoders"] = {}
     for name, enc in encoders.items():
-        path = os.path.join(encoders_cache_path(dir_path), name)
+        path = os.path.join(generation, "encoders", name)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
         enc.save_cache(path)
         manifest["encoders"][name] = {
             "fingerprint": expected["encoders"][name],
             "file_sha256": file_sha256(path),
-            "rows": int(enc.cache.shape[0]) if getattr(enc, "cache", None) is not None else None,
+            "rows": len(enc.offset_map) if hasattr(enc, "offset_map") else None,
             "embedding_size": enc.embedding_size,
         }
-    manifest["labels"] = {}
-    for split, loader in zip(SPLITS, (train_dataloader, val_dataloader)):
-        if loader is None:
-            continue
-        path = labels_path(dir_path, split)
-        plain = labels_to_plain(_label_layer(loader)._cache)
-        if plain is None:
-            logger.info("Label cache of custom sample types is not persisted")
-            manifest["full_cache"] = False
-            plain = labels_to_plain({})
-        save_tensor_file(plain, path)
+    manifest["labels"], manifest["data"] = {}, {}
+    for split, cached in splits.items():
+        path = os.path.join(generation, f"{split}_labels")
+        manifest["data"][split] = fingerprints(split)
+        ids = cached.ids if cached is not None else np.zeros(0, dtype=np.uint64)
+        columns = cached.columns if cached is not None else {}
+        save_tensor_file({"ids": torch.from_numpy(ids.view(np.int64)), "columns": columns}, path)
         manifest["labels"][split] = file_sha256(path)
-    save_json(manifest, os.path.join(dir_path, MANIFEST_NAME))
+    save_json(manifest, os.path.join(generation, MANIFEST_NAME))
+    _fsync_dir(generation)
+    for name in ["encoders", MANIFEST_NAME] + [f"{split}_labels" for split in SPLITS]:
+        _link(os.path.join(CURRENT, name), os.path.join(dir_path, name))
+    _link(os.path.basename(generation), os.path.join(dir_path, CURRENT))
+    _fsync_dir(dir_path)
+    for entry in os.listdir(dir_path):
+        old = os.path.join(dir_path, entry)
+        if entry.startswith(".gen-") and old != generation:
+            shutil.rmtree(old, ignore_errors=True)
+    return os.path.basename(generation)
+
+
+def current_generation(dir_path: str) -> Optional[str]:
+    """Name of the generation ``<dir>/current`` points to (``None`` if there is none)."""
+    link = os.path.join(dir_path, CURRENT)
+    return os.readlink(link) if os.path.islink(link) else None

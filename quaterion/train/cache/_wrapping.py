@@ -8,6 +8,7 @@ import torch
 
 from quaterion.train.cache.cache_config import CacheConfig, CacheType
 from quaterion.train.cache.cache_encoder import CacheEncoder
+from quaterion.train.cache.disk_cache_encoder import DiskCacheEncoder
 from quaterion.train.cache.in_memory_cache_encoder import InMemoryCacheEncoder
 from quaterion_models.encoders import Encoder
 
@@ -51,7 +52,9 @@ def wrap_encoder(
     if cache_type == CacheType.NONE:
         return encoder
     check_cuda(cache_type, encoder_name)
-    return InMemoryCacheEncoder(encoder, cache_type)
+    if cache_type == CacheType.DISK:
+        return DiskCacheEncoder(encoder, cache_config.save_dir, encoder_name, cache_config.dtype)
+    return InMemoryCacheEncoder(encoder, cache_type, cache_config.dtype)
 
 
 def apply_cache_config(
@@ -64,6 +67,13 @@ def apply_cache_config(
         raise ValueError("If cache is configured, cache_type or mapping have to be set")
     if not isinstance(encoders, dict):
         return wrap_encoder(encoders, cache_config)
+    extractors = cache_config.key_extractors
+    unknown = sorted(set(extractors) - set(encoders)) if isinstance(extractors, dict) else []
+    if unknown:
+        raise ValueError(
+            f"CacheConfig.key_extractors names encoders {unknown} that the model does not "
+            f"have (encoders: {sorted(encoders)}); key the dict by one of those names"
+        )
     unknown = sorted(set(cache_config.mapping) - set(encoders))
     if unknown:
         warnings.warn(

@@ -4,6 +4,8 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, Callable, Dict, Hashable, Optional, Union
 
+import torch
+
 KeyExtractorType = Callable[[Any], Hashable]
 
 
@@ -14,12 +16,15 @@ class CacheType(str, Enum):
     * ``AUTO``: on the trainer's device (CUDA if the trainer uses it, else CPU).
     * ``CPU``: in host memory; rows move to the model's device per batch.
     * ``GPU``: on CUDA (requires CUDA when the encoder is wrapped).
+    * ``DISK``: in a memory-mapped file under ``CacheConfig.save_dir`` (required), for
+      caches larger than memory; rows move to the model's device per batch.
     """
 
     NONE = "none"
     AUTO = "auto"
     CPU = "cpu"
     GPU = "gpu"
+    DISK = "disk"
 
     def __str__(self) -> str:
         return self.value
@@ -40,7 +45,14 @@ class CacheConfig:
             encoder. Keys must be hashable and deterministic across processes.
         batch_size: batch size of the fill pass.
         num_workers: workers of the fill pass; ``None`` takes the loader's ``num_workers``.
-        save_dir: persist the cache here and reuse it on later runs (see the cache guide).
+        save_dir: persist the cache here and reuse it on later runs (see the cache guide);
+            required by ``CacheType.DISK``.
+        verify_content: before reusing a persisted cache, read and collate every object
+            and compare a hash of the encoder inputs with the one saved (costs one pass of
+            reading and collating the data, no encoding); off: only ids and labels are
+            compared.
+        dtype: store rows in this floating dtype (``torch.float16`` or ``torch.bfloat16``
+            halve the memory); ``None`` keeps the encoder's dtype.
     """
 
     cache_type: Optional[CacheType] = CacheType.AUTO
@@ -51,6 +63,8 @@ class CacheConfig:
     batch_size: Optional[int] = 32
     num_workers: Optional[int] = None
     save_dir: Optional[str] = None
+    verify_content: bool = False
+    dtype: Optional[torch.dtype] = None
 
     def __post_init__(self):
         if self.cache_type is not None:
@@ -66,6 +80,19 @@ class CacheConfig:
         }
         if not self.cache_type and not self.mapping:
             raise ValueError("If cache is configured, cache_type or mapping have to be set")
+        disk = self.cache_type == CacheType.DISK or CacheType.DISK in self.mapping.values()
+        if disk and not self.save_dir:
+            raise ValueError(
+                "CacheType.DISK keeps the rows in a memory-mapped file under save_dir: pass "
+                "CacheConfig(save_dir=...), a directory with room for the cache"
+            )
+        if self.dtype is not None and not (
+            isinstance(self.dtype, torch.dtype) and self.dtype.is_floating_point
+        ):
+            raise ValueError(
+                f"CacheConfig.dtype must be None or a floating torch.dtype such as "
+                f"torch.float16, got {self.dtype!r}"
+            )
         if not (callable(self.key_extractors) or isinstance(self.key_extractors, dict)):
             raise TypeError(
                 "CacheConfig.key_extractors must be a callable or a dict of encoder name -> "

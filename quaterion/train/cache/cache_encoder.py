@@ -109,6 +109,10 @@ class CacheEncoder(Encoder):
         """Called once after all fill batches."""
         raise NotImplementedError()
 
+    def gather_ranks(self) -> None:
+        """Under DDP, after :meth:`finish_fill`: take in the entries of every rank."""
+        raise NotImplementedError()
+
     def reset_cache(self) -> None:
         """Drop all cached state."""
         raise NotImplementedError()

@@ -5,11 +5,20 @@ from typing import Dict, Hashable, List, Optional
 import torch
 from torch import Tensor
 
+from quaterion.train.cache import _distributed
 from quaterion.train.cache._persistence import load_tensor_file, save_tensor_file
 from quaterion.train.cache.cache_config import CacheType
 from quaterion.train.cache.cache_encoder import CacheCollateReturnType, CacheEncoder
 from quaterion_models.encoders import Encoder
 from quaterion_models.types import TensorInterchange
+
+
+class MetaStore(dict):
+    """Key -> meta record, holding only non-empty records (an absent key reads as ``{}``),
+    so the usual empty meta costs nothing per key."""
+
+    def __missing__(self, key: Hashable) -> dict:
+        return {}
 
 
 class InMemoryCacheEncoder(CacheEncoder):
@@ -22,14 +31,23 @@ class InMemoryCacheEncoder(CacheEncoder):
         encoder: frozen encoder to wrap.
         cache_type: ``CPU`` keeps rows in host memory; ``AUTO`` on the trainer's device;
             ``GPU`` on CUDA.
+        dtype: dtype the rows are stored in (e.g. ``torch.float16``); ``None`` keeps the
+            encoder's. ``forward`` returns the encoder's own dtype either way.
     """
 
-    def __init__(self, encoder: Encoder, cache_type: CacheType = CacheType.AUTO):
+    def __init__(
+        self,
+        encoder: Encoder,
+        cache_type: CacheType = CacheType.AUTO,
+        dtype: Optional[torch.dtype] = None,
+    ):
         super().__init__(encoder)
         self._cache_type = CacheType(cache_type)
+        self._dtype = dtype
+        self._out_dtype: Optional[torch.dtype] = None
         self._cache: Optional[Tensor] = None
         self._offset_map: Dict[Hashable, int] = {}
-        self._meta_cache: Dict[Hashable, dict] = {}
+        self._meta_cache: Dict[Hashable, dict] = MetaStore()
         self._chunks: List[Tensor] = []
         self._n_rows = 0
         self._output_device: Optional[torch.device] = None
@@ -38,6 +56,11 @@ class InMemoryCacheEncoder(CacheEncoder):
     def cache_type(self) -> CacheType:
         """Where the rows are kept."""
         return self._cache_type
+
+    @property
+    def dtype(self) -> Optional[torch.dtype]:
+        """dtype the rows are stored in (``None``: the encoder's)."""
+        return self._dtype
 
     @property
     def offset_map(self) -> Dict[Hashable, int]:
@@ -62,7 +85,7 @@ class InMemoryCacheEncoder(CacheEncoder):
             return
         if self._cache_type == CacheType.GPU and device.type != "cuda":
             target = torch.device("cuda")
-        elif self._cache_type == CacheType.CPU:
+        elif self._cache_type in (CacheType.CPU, CacheType.DISK):
             target = torch.device("cpu")
         else:
             target = device
@@ -77,20 +100,28 @@ class InMemoryCacheEncoder(CacheEncoder):
 
     def fill_cache(self, keys: List[Hashable], data: TensorInterchange, meta: List[dict]) -> None:
         """Encode ``data`` and append one row per key not cached yet."""
-        embeddings = self._encoder(data)
-        if self._cache_type == CacheType.CPU:
+        embeddings = self._encoder(data).detach()
+        self._out_dtype = embeddings.dtype
+        if self._dtype is not None:
+            embeddings = embeddings.to(self._dtype)
+        if self._cache_type in (CacheType.CPU, CacheType.DISK):
             embeddings = embeddings.cpu()
         keep = []
         for i, key in enumerate(keys):
             if key in self._offset_map:
                 continue
             self._offset_map[key] = self._n_rows + len(keep)
-            self._meta_cache[key] = meta[i]
+            if meta[i]:
+                self._meta_cache[key] = meta[i]
             keep.append(i)
         if len(keep) < len(keys):
             embeddings = embeddings[torch.tensor(keep, dtype=torch.long, device=embeddings.device)]
         self._n_rows += len(keep)
-        self._chunks.append(embeddings.detach())
+        self.append_rows(embeddings)
+
+    def append_rows(self, rows: Tensor) -> None:
+        """Keep the rows of one fill batch (joined by :meth:`finish_fill`)."""
+        self._chunks.append(rows)
 
     def finish_fill(self) -> None:
         """Concatenate the fill chunks into ordinary (non-inference) tensor rows."""
@@ -98,7 +129,7 @@ class InMemoryCacheEncoder(CacheEncoder):
             if self._chunks:
                 cache = torch.cat([chunk.clone() for chunk in self._chunks])
             else:
-                cache = torch.empty(0, self.embedding_size)
+                cache = torch.empty(0, self.embedding_size, dtype=self._dtype)
             if self._cache is not None and self._cache.shape[0] > 0:
                 cache = torch.cat([self._cache.to(cache.device).clone(), cache])
             self._cache = cache
@@ -114,7 +145,7 @@ class InMemoryCacheEncoder(CacheEncoder):
         """Drop rows, offsets, meta and fill state."""
         self._cache = None
         self._offset_map = {}
-        self._meta_cache = {}
+        self._meta_cache = MetaStore()
         self._chunks = []
         self._n_rows = 0
 
@@ -148,6 +179,8 @@ class InMemoryCacheEncoder(CacheEncoder):
         if rows.device != cache.device:
             rows = rows.to(cache.device)
         out = cache.index_select(0, rows)
+        if self._out_dtype is not None and out.dtype != self._out_dtype:
+            out = out.to(self._out_dtype)
         device = batch.device if isinstance(batch, Tensor) else self._default_device()
         return out if out.device == device else out.to(device, non_blocking=True)
 
@@ -158,33 +191,71 @@ class InMemoryCacheEncoder(CacheEncoder):
         meta = self._meta_cache
         return [meta[key] for key in batch]
 
-    def save_cache(self, path: str) -> None:
-        """Write rows, offsets and meta atomically to ``path`` (tensors and plain dicts)."""
+    def gather_ranks(self) -> None:
+        """Under DDP: replace this rank's rows by the rows of every rank (rank order; a key
+        already seen on an earlier rank keeps that rank's row)."""
+        if self._cache is None:
+            raise RuntimeError("Nothing to gather: the cache is not filled")
+        rows = _distributed.gather_rows(self._cache)
+        keeps = self.merge_rank_keys()
+        take = [part[keep] for part, keep in zip(rows, keeps)]
+        self._cache = torch.cat(take) if take else self._cache
+
+    def merge_rank_keys(self) -> List[List[int]]:
+        """Under DDP: take in every rank's keys and meta (rank order, the first rank to hold
+        a key wins); returns, per rank, which of its rows to keep, in the new row order."""
+        keys = sorted(self._offset_map, key=self._offset_map.__getitem__)
+        parts = _distributed.gather_objects((keys, dict(self._meta_cache), self._out_dtype))
+        self._out_dtype = next((dtype for *_, dtype in parts if dtype is not None), None)
+        offsets: Dict[Hashable, int] = {}
+        meta = MetaStore()
+        keeps = []
+        for rank_keys, rank_meta, _ in parts:
+            keep = []
+            for i, key in enumerate(rank_keys):
+                if key not in offsets:
+                    offsets[key] = len(offsets)
+                    if key in rank_meta:
+                        meta[key] = rank_meta[key]
+                    keep.append(i)
+            keeps.append(keep)
+        self._offset_map, self._meta_cache, self._n_rows = offsets, meta, len(offsets)
+        return keeps
+
+    def state(self) -> Dict[str, object]:
+        """``{"embeddings": (N, d) CPU tensor, "offsets": {key: row}, "meta": {key: dict},
+        "output_dtype": name}`` (meta: non-empty records only)."""
         if self._cache is None:
             raise RuntimeError("Nothing to save: the cache is not filled")
-        save_tensor_file(
-            {
-                "embeddings": self._cache.cpu(),
-                "offsets": self._offset_map,
-                "meta": self._meta_cache,
-            },
-            path,
-        )
+        return {
+            "embeddings": self._cache.cpu(),
+            "offsets": self._offset_map,
+            "meta": dict(self._meta_cache),
+            "output_dtype": str(self._out_dtype or self._cache.dtype).replace("torch.", ""),
+        }
 
-    def load_cache(self, path: str) -> None:
-        """Read a file written by :meth:`save_cache` (``weights_only=True``)."""
-        state = load_tensor_file(path)
+    def load_state(self, state: Dict[str, object], source: str = "state") -> None:
+        """Restore what :meth:`state` returned (checked: rows and offsets one to one)."""
         embeddings, offsets, meta = state["embeddings"], state["offsets"], state["meta"]
         if not isinstance(embeddings, Tensor) or embeddings.dim() != 2:
-            raise ValueError(f"{path}: 'embeddings' is not a 2-D tensor")
+            raise ValueError(f"{source}: 'embeddings' is not a 2-D tensor")
         if len(offsets) != embeddings.shape[0] or sorted(offsets.values()) != list(
             range(embeddings.shape[0])
         ):
-            raise ValueError(f"{path}: offsets do not index the embedding rows one to one")
+            raise ValueError(f"{source}: offsets do not index the embedding rows one to one")
         self.reset_cache()
         self._cache = embeddings
         self._offset_map = dict(offsets)
-        self._meta_cache = dict(meta)
+        self._meta_cache = MetaStore(meta)
         self._n_rows = embeddings.shape[0]
-        if self._cache_type != CacheType.CPU:
+        self._out_dtype = getattr(torch, state.get("output_dtype", ""), embeddings.dtype)
+        if self._cache_type not in (CacheType.CPU, CacheType.DISK):
             self.place(self._default_device())
+
+    def save_cache(self, path: str) -> None:
+        """Write rows, offsets and meta atomically to ``path`` (tensors and plain dicts)."""
+        save_tensor_file(self.state(), path)
+
+    def load_cache(self, path: str) -> None:
+        """Read a file written by :meth:`save_cache` (``weights_only=True``)."""
+        self.load_state(load_tensor_file(path), path)

@@ -5,8 +5,8 @@ from typing import TYPE_CHECKING, Any, Iterator
 import pytorch_lightning as pl
 from typing_extensions import override
 
-from quaterion.dataset.label_cache_dataset import LabelCacheMode
 from quaterion.dataset.similarity_data_loader import SimilarityDataLoader
+from quaterion.train.cache._batches import register
 
 if TYPE_CHECKING:
     from quaterion.train.trainable_model import TrainableModel
@@ -24,15 +24,14 @@ def _iter_loaders(loaders: Any) -> Iterator[Any]:
 
 
 def restore_dataloader(model: "TrainableModel", loader: Any) -> None:
-    """Plain ``TrainCollator``, transparent label cache and reading on, for a similarity loader.
+    """Plain ``TrainCollator`` again and no cached batches, for a similarity loader.
 
     Idempotent; anything that is not a ``SimilarityDataLoader`` is left alone.
     """
     if not isinstance(loader, SimilarityDataLoader):
         return
     model.setup_dataloader(loader)
-    loader.set_label_cache_mode(LabelCacheMode.transparent)
-    loader.set_skip_read(False)
+    register(loader, None)
 
 
 class CleanupCallback(pl.Callback):

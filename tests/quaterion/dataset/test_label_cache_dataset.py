@@ -2,6 +2,7 @@ import os
 import pickle
 
 import pytest
+import torch
 
 from quaterion.dataset import SimilarityGroupSample, SimilarityPairSample
 from quaterion.dataset.indexing_dataset import IndexingDataset, IndexingIterableDataset
@@ -90,8 +91,12 @@ def test_save_load_round_trip_and_atomicity(tmp_path):
     path = tmp_path / "nested" / "dir" / "train_labels"
     layer.save(str(path))
     assert os.listdir(path.parent) == ["train_labels"]
-    with open(path, "rb") as file:
-        assert pickle.load(file) == {11: SimilarityPairSample(None, None, 0.0, 1)}
+    state = torch.load(path, weights_only=True)  # plain lists: nothing is unpickled
+    assert state == {
+        "ids": [11],
+        "kinds": ["SimilarityPairSample"],
+        "values": [{"obj_a": None, "obj_b": None, "score": 0.0, "subgroup": 1}],
+    }
     fresh = LabelCacheDatasetMixin()
     fresh.load(str(path))
     fresh.set_mode(LabelCacheMode.read)
@@ -104,9 +109,8 @@ def test_save_bare_file_name_and_load_errors(tmp_path, monkeypatch):
     assert (tmp_path / "labels").is_file()
     with pytest.raises(FileNotFoundError):
         LabelCacheDatasetMixin().load(str(tmp_path / "missing"))
-    with open(tmp_path / "bad", "wb") as file:
-        pickle.dump([1, 2], file)
-    with pytest.raises(ValueError, match="expected a dict"):
+    torch.save([1, 2], tmp_path / "bad")
+    with pytest.raises(ValueError, match="expected the dict"):
         LabelCacheDatasetMixin().load(str(tmp_path / "bad"))
 
 

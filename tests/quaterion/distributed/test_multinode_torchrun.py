@@ -17,7 +17,7 @@ pytestmark = pytest.mark.slow
 TIMEOUT_S = 240
 
 
-def launch_nodes(out, port: int) -> list:
+def launch_nodes(out, port: int, module: str = "multinode_script") -> list:
     env = {
         **os.environ,
         "PYTHONPATH": os.pathsep.join([REPO, os.environ.get("PYTHONPATH", "")]),
@@ -37,7 +37,7 @@ def launch_nodes(out, port: int) -> list:
             "--master-addr=127.0.0.1",
             f"--master-port={port}",
             "-m",
-            "tests.quaterion.distributed.multinode_script",
+            f"tests.quaterion.distributed.{module}",
             str(out),
         ]
         processes.append(

@@ -5,6 +5,7 @@ import torch
 
 from quaterion import Quaterion
 from quaterion.train.cache import CacheConfig, CacheEncoder, CacheType, InMemoryCacheEncoder
+from quaterion.train.cache._batches import cached_loader
 from tests.quaterion.train.helpers import (
     CountingDataset,
     CountingEncoder,
@@ -88,7 +89,7 @@ def test_partial_cache_wraps_only_frozen_encoder_and_is_exact():
     model.setup_cache(trainer(), loader, None)
     assert isinstance(model.model.encoders["frozen"], CacheEncoder)
     assert not isinstance(model.model.encoders["trainable"], CacheEncoder)
-    assert not loader.full_cache_used
+    assert cached_loader(loader) is None  # the trainable encoder needs the raw objects
     model.unwrap_cache()
 
     results = []
@@ -121,8 +122,10 @@ def test_wrapping_rules():
     )
     assert not isinstance(only_mapped["a"], CacheEncoder)
     assert only_mapped["b"].cache_type is CacheType.CPU
-    with pytest.warns(UserWarning, match="missing"):
+    with pytest.warns(UserWarning, match=r"\['missing'\].*\['frozen', 'trainable'\]"):
         Model._apply_cache_config(encoders, CacheConfig(mapping={"missing": CacheType.CPU}))
+    with pytest.raises(ValueError, match=r"key_extractors.*\['typo'\].*\['frozen', 'trainable'\]"):
+        Model._apply_cache_config(encoders, CacheConfig(key_extractors={"typo": str}))
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="`CacheType.GPU` has been chosen for `frozen`"):
             Model._apply_cache_config(encoders, CacheConfig(cache_type=CacheType.GPU))
@@ -189,7 +192,7 @@ def test_cache_uses_the_loaders_own_pre_collate():
     loader = group_loader(collate_fn=_doubling_pre_collate)
     model.setup_dataloader(loader)
     model.setup_cache(trainer(), loader, None)
-    assert not loader.full_cache_used
+    assert cached_loader(loader) is None
     features, labels = next(iter(loader))
     samples = group_samples()
     expected = encoder.linear(2 * torch.stack([s.obj for s in samples[:8]])).detach()
@@ -197,3 +200,19 @@ def test_cache_uses_the_loaders_own_pre_collate():
         model.model.encoders["default"](features["data"]["default"]), expected
     )
     assert labels["groups"].tolist() == [s.group for s in samples[:8]]
+
+
+def test_fill_that_happened_elsewhere_is_a_clear_error():
+    """A strategy that fills in spawned processes leaves this process's cache empty."""
+
+    class SpawningTrainer:
+        world_size = 2
+
+        def predict(self, *args, **kwargs):  # the work happens in other processes
+            return None
+
+    model = Model(cache_config=CacheConfig())
+    loader = group_loader()
+    model.setup_dataloader(loader)
+    with pytest.raises(RuntimeError, match="strategy='ddp'"):
+        model.setup_cache(SpawningTrainer(), loader, None)

@@ -41,9 +41,16 @@ def test_second_fit_reuses_cache_without_running_encoder(tmp_path):
     assert not [f for f in os.listdir(save_dir) if f.startswith(".tmp")]
     state = torch.load(os.path.join(save_dir, "encoders/default"), weights_only=True)
     assert state["embeddings"].shape == (32, 6)
-    assert torch.load(os.path.join(save_dir, "train_labels"), weights_only=True)["ids"]
+    labels = torch.load(os.path.join(save_dir, "train_labels"), weights_only=True)
+    assert labels["ids"].shape == (24,) and labels["columns"]["groups"].tolist()[:5] == [
+        0,
+        1,
+        2,
+        3,
+        0,
+    ]
     manifest = json.load(open(os.path.join(save_dir, "manifest.json")))
-    assert manifest["loaders"]["train"]["length"] == 24 and manifest["full_cache"] is True
+    assert manifest["loaders"]["train"]["length"] == 24
     assert manifest["encoders"]["default"]["fingerprint"]["class"].endswith("CountingEncoder")
 
     second, second_losses = _fit(save_dir)
@@ -135,20 +142,89 @@ def test_resume_with_persisted_cache(tmp_path):
     assert fit(3, ckpt_path=checkpoint) == (0, 6)
 
 
-@pytest.mark.slow
 def test_second_process_does_not_run_encoder(tmp_path):
+    """A fresh interpreter (another hash seed) reuses the cache this process wrote."""
     import subprocess
     import sys
 
+    first, _ = _fit(str(tmp_path))
+    assert first.calls == 32
     script = (
-        "import sys; from tests.quaterion.train.test_cache_persistence import _fit;"
+        "from tests.quaterion.train.test_cache_persistence import _fit;"
         f"encoder, _ = _fit({str(tmp_path)!r}); print('CALLS', encoder.calls)"
     )
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(__file__))))
-    outputs = [
-        subprocess.run(
-            [sys.executable, "-c", script], cwd=root, capture_output=True, text=True, check=True
-        ).stdout
-        for _ in range(2)
+    env = {**os.environ, "PYTHONHASHSEED": "12345"}
+    output = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=300,
+    ).stdout
+    assert "CALLS 0" in output
+
+
+def test_crash_between_writes_keeps_the_previous_cache(tmp_path, monkeypatch):
+    from quaterion.train.cache import _store
+
+    save_dir = str(tmp_path)
+    _, losses = _fit(save_dir)
+
+    def crash(*args, **kwargs):
+        raise KeyboardInterrupt("killed while writing the cache")
+
+    monkeypatch.setattr(_store, "save_json", crash)  # after encoder and label files
+    with pytest.warns(UserWarning, match="encoder 'default' changed"):
+        with pytest.raises(KeyboardInterrupt):
+            _fit(save_dir, seed=1)
+    monkeypatch.undo()
+    encoder, again = _fit(save_dir)
+    assert encoder.calls == 0  # the first cache, whole
+    torch.testing.assert_close(again, losses)
+    rebuilt, _ = _fit(save_dir, seed=1)
+    assert rebuilt.calls == 32
+    assert len([f for f in os.listdir(save_dir) if f.startswith(".gen-")]) == 1
+
+
+def _fit_on(save_dir, samples, **config):
+    encoder = CountingEncoder()
+    cache = CacheConfig(save_dir=save_dir, **config)
+    model = Model(encoders={"default": encoder}, cache_config=cache)
+    recorder = LossRecorder()
+    torch.manual_seed(0)
+    Quaterion.fit(model, trainer(callbacks=[recorder]), group_loader(samples, shuffle=True))
+    return encoder, torch.stack(recorder.losses)
+
+
+def test_relabelled_data_rebuilds_with_a_warning(tmp_path):
+    samples = group_samples(n=24)
+    _fit_on(str(tmp_path), samples)
+    relabelled = [
+        type(s)(obj=s.obj, group=(s.group + 1) % 4 if i < 5 else s.group)
+        for i, s in enumerate(samples)
     ]
-    assert "CALLS 32" in outputs[0] and "CALLS 0" in outputs[1]
+    with pytest.warns(UserWarning, match="train labels changed"):
+        encoder, losses = _fit_on(str(tmp_path), relabelled)
+    assert encoder.calls == 24
+    uncached_model = Model(encoders={"default": CountingEncoder()})
+    recorder = LossRecorder()
+    torch.manual_seed(0)
+    Quaterion.fit(
+        uncached_model, trainer(callbacks=[recorder]), group_loader(relabelled, shuffle=True)
+    )
+    torch.testing.assert_close(losses, torch.stack(recorder.losses))  # the new labels
+
+
+def test_content_check_is_opt_in(tmp_path):
+    samples = group_samples(n=24)
+    changed = [type(s)(obj=s.obj + 1, group=s.group) for s in samples]  # same length, labels
+    _fit_on(str(tmp_path / "a"), samples)
+    assert _fit_on(str(tmp_path / "a"), changed)[0].calls == 0  # not checked: reused
+    _fit_on(str(tmp_path / "b"), samples, verify_content=True)
+    assert _fit_on(str(tmp_path / "b"), samples, verify_content=True)[0].calls == 0
+    with pytest.warns(UserWarning, match="train content changed"):
+        encoder, _ = _fit_on(str(tmp_path / "b"), changed, verify_content=True)
+    assert encoder.calls == 24

@@ -1,4 +1,5 @@
 import pytest
+import torch
 
 from quaterion.train.cache import CacheConfig, CacheType
 
@@ -29,7 +30,8 @@ def test_cache_type_none_without_mapping_is_rejected():
 @pytest.mark.parametrize(
     "kwargs, error",
     [
-        ({"cache_type": "disk"}, ValueError),
+        ({"cache_type": "ram"}, ValueError),
+        ({"dtype": torch.int8}, ValueError),
         ({"mapping": {"a": "ram"}}, ValueError),
         ({"mapping": ["a"]}, TypeError),
         ({"key_extractors": 3}, TypeError),
@@ -41,3 +43,11 @@ def test_bad_values_name_the_field(kwargs, error):
     field = next(iter(kwargs))
     with pytest.raises(error, match=field):
         CacheConfig(**kwargs)
+
+
+def test_disk_needs_save_dir():
+    with pytest.raises(ValueError, match="CacheType.DISK.*save_dir"):
+        CacheConfig(cache_type=CacheType.DISK)
+    with pytest.raises(ValueError, match="CacheType.DISK.*save_dir"):
+        CacheConfig(mapping={"a": "disk"})
+    assert CacheConfig(cache_type="disk", save_dir="x").cache_type is CacheType.DISK

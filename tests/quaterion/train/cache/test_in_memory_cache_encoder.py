@@ -82,7 +82,7 @@ def test_save_load_round_trip_weights_only(tmp_path):
     path = os.path.join(tmp_path, "enc")
     cache.save_cache(path)
     state = torch.load(path, weights_only=True)
-    assert set(state) == {"embeddings", "offsets", "meta"}
+    assert set(state) == {"embeddings", "offsets", "meta", "output_dtype"}
     fresh = InMemoryCacheEncoder(CountingEncoder(), CacheType.CPU)
     fresh.load_cache(path)
     torch.testing.assert_close(fresh(keys), cache(keys))

@@ -1,6 +1,6 @@
-from quaterion.dataset.label_cache_dataset import LabelCacheMode
 from quaterion.dataset.train_collator import TrainCollator
 from quaterion.train.cache import CacheConfig, CacheEncoder
+from quaterion.train.cache._batches import cached_loader
 from quaterion.train.cache.cache_train_collator import CacheTrainCollator
 from quaterion.train.callbacks import CleanupCallback
 from tests.quaterion.train.helpers import Model, group_loader, trainer
@@ -19,7 +19,8 @@ def _cached_setup():
         model.setup_dataloader(loader)
     model.setup_cache(trainer(), train, val)
     assert isinstance(model.model.encoders["default"], CacheEncoder)
-    assert isinstance(train.collate_fn, CacheTrainCollator) and train.full_cache_used
+    assert isinstance(train.collate_fn, CacheTrainCollator)
+    assert cached_loader(train) is not None and cached_loader(val) is not None
     return model, train, val
 
 
@@ -29,7 +30,7 @@ def test_teardown_fit_unwraps_and_restores_loaders():
     assert not isinstance(model.model.encoders["default"], CacheEncoder)
     for loader in (train, val):
         assert type(loader.collate_fn) is TrainCollator
-        assert loader.dataset.mode is LabelCacheMode.transparent and not loader.full_cache_used
+        assert cached_loader(loader) is None
         features, _ = next(iter(loader))
         assert features["data"]["default"].shape == (8, 4)
 

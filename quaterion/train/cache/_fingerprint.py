@@ -1,0 +1,117 @@
+"""Fingerprints of a loader's data: labels always, encoder inputs on request.
+
+A persisted cache is reused only while the data it was built from is unchanged. Length
+and ids are cheap to compare; labels (group ids, pair scores and subgroups) need one read
+of every item; the content of the objects needs that read plus the encoders' collate of
+every batch (``CacheConfig(verify_content=True)``).
+"""
+
+import hashlib
+from typing import Any, Dict, Optional
+
+import numpy as np
+import torch
+from pytorch_lightning.utilities.seed import isolate_rng
+from torch.utils.data import DataLoader
+
+from quaterion.dataset.label_cache_dataset import labels_only
+from quaterion.dataset.similarity_data_loader import SimilarityDataLoader
+from quaterion.train.cache._batches import CachedSplit, batches_from_store, label_columns
+from quaterion.train.cache._fill import fill_workers
+from quaterion.train.cache.cache_config import CacheConfig
+
+
+def _feed(digest, value: Any) -> None:
+    if isinstance(value, torch.Tensor):
+        value = value.detach().cpu().contiguous()
+        digest.update(f"T{value.dtype}{tuple(value.shape)}".encode("utf-8"))
+        digest.update(value.reshape(-1).view(torch.uint8).numpy().tobytes())
+    elif isinstance(value, np.ndarray):
+        _feed(digest, torch.from_numpy(value.astype(np.int64, copy=False)))
+    elif isinstance(value, dict):
+        digest.update(b"{")
+        for key in sorted(value, key=repr):
+            digest.update(repr(key).encode("utf-8"))
+            _feed(digest, value[key])
+        digest.update(b"}")
+    elif isinstance(value, (list, tuple)):
+        digest.update(b"[")
+        for item in value:
+            _feed(digest, item)
+        digest.update(b"]")
+    else:
+        digest.update(repr(value).encode("utf-8"))
+
+
+def split_sha256(split: CachedSplit) -> str:
+    """SHA-256 of a split's ids and label columns."""
+    digest = hashlib.sha256()
+    _feed(digest, [split.ids, split.columns])
+    return digest.hexdigest()
+
+
+class _Pass:
+    """Collate of the fingerprint pass: ids, labels, collated encoder inputs."""
+
+    def __init__(self, loader: SimilarityDataLoader, collates: Dict[str, Any]):
+        self.pre_collate_fn = loader.original_params["collate_fn"]
+        self.loader = loader if batches_from_store(loader) else None
+        self.collates = collates
+
+    def __call__(self, batch):
+        ids = np.array([item[0] for item in batch], dtype=np.uint64)
+        if self.loader is not None:
+            _, features, labels = self.pre_collate_fn(batch)
+            labels = label_columns(self.loader, labels)
+        else:  # other layouts: the label-only samples themselves
+            labels = [repr(labels_only(item[1])) for item in batch]
+            features = self.pre_collate_fn(batch)[1] if self.collates else None
+        inputs = {name: collate(features) for name, collate in self.collates.items()}
+        return ids, labels, inputs
+
+
+def read_fingerprints(
+    loader: SimilarityDataLoader,
+    cache_config: CacheConfig,
+    content_collates: Optional[Dict[str, Any]] = None,
+) -> Dict[str, Any]:
+    """One ordered pass over ``loader.dataset``; see :func:`fingerprint` for the result.
+
+    ``content_collates`` (encoder name -> the wrapped encoder's collate) adds a hash of
+    every collated batch of encoder inputs, batched by ``cache_config.batch_size``.
+    """
+    collates = content_collates or {}
+    batches = DataLoader(
+        loader.dataset,
+        batch_size=cache_config.batch_size or 32,
+        shuffle=False,
+        num_workers=fill_workers(loader, cache_config),
+        collate_fn=_Pass(loader, collates),
+    )
+    ids, labels = [], []
+    digests = {name: hashlib.sha256() for name in collates}
+    with isolate_rng():  # iterating a DataLoader draws a seed from the global generator
+        for batch_ids, batch_labels, inputs in batches:
+            ids.append(batch_ids)
+            labels.append(batch_labels)
+            for name, value in inputs.items():
+                _feed(digests[name], value)
+    content = {name: digest.hexdigest() for name, digest in digests.items()}
+    if labels and isinstance(labels[0], dict):
+        columns = {key: torch.cat([batch[key] for batch in labels]) for key in labels[0]}
+        split = CachedSplit(np.concatenate(ids), columns)
+        return fingerprint(split_sha256(split), content, batches.batch_size)
+    digest = hashlib.sha256()
+    _feed(digest, [np.concatenate(ids) if ids else [], [r for batch in labels for r in batch]])
+    return fingerprint(digest.hexdigest(), content, batches.batch_size)
+
+
+def fingerprint(
+    labels: str, content: Optional[Dict[str, str]] = None, batch_size: Optional[int] = None
+) -> Dict[str, Any]:
+    """The manifest record of one split's data."""
+    return {
+        "labels_sha256": labels,
+        "content_sha256": content or None,
+        "content_batch_size": batch_size if content else None,
+    }

@@ -1,0 +1,151 @@
+"""Cache encoder whose rows live in a memory-mapped file (``CacheType.DISK``)."""
+
+import os
+from typing import Dict, Optional
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from quaterion.train.cache import _distributed
+from quaterion.train.cache._persistence import load_tensor_file, save_tensor_file
+from quaterion.train.cache.cache_config import CacheType
+from quaterion.train.cache.in_memory_cache_encoder import InMemoryCacheEncoder, MetaStore
+from quaterion_models.encoders import Encoder
+
+ROWS_SUFFIX = ".rows"
+
+
+def map_rows(path: str, rows: int, width: int, dtype: torch.dtype) -> Tensor:
+    """``(rows, width)`` tensor over the raw file ``path`` (private mapping, read lazily)."""
+    expected = rows * width * torch.empty(0, dtype=dtype).element_size()
+    size = os.path.getsize(path)
+    if size != expected:
+        raise ValueError(f"{path} holds {size} bytes, expected {expected}: truncated or corrupt")
+    if rows == 0:
+        return torch.empty(0, width, dtype=dtype)
+    # copy-on-write mapping: pages are read from the file on access and stay file-backed
+    mapped = np.memmap(path, dtype=np.uint8, mode="c", shape=(rows, expected // rows))
+    return torch.from_numpy(mapped).view(dtype)
+
+
+class DiskCacheEncoder(InMemoryCacheEncoder):
+    """Keeps the rows in a file under ``directory``, mapped into memory, never loaded whole.
+
+    The fill appends each batch's rows to ``<directory>/.fill/<name>/rank<r>.rows``; under
+    DDP rank 0 then joins the ranks' files. :meth:`save_cache` moves the file next to the
+    cache file (``<path>.rows``). Rows are served from the page cache, so a cache larger
+    than RAM trains at the speed of the disk.
+
+    Args:
+        encoder: frozen encoder to wrap.
+        directory: the cache's ``save_dir``.
+        name: the encoder's name (names the fill files).
+        dtype: dtype the rows are stored in; ``None`` keeps the encoder's.
+    """
+
+    def __init__(
+        self, encoder: Encoder, directory: str, name: str, dtype: Optional[torch.dtype] = None
+    ):
+        super().__init__(encoder, CacheType.DISK, dtype)
+        self.directory = directory
+        self.name = name or "default"
+        self._file = None
+        self._rows_path: Optional[str] = None
+        self._stored_dtype = dtype
+
+    def _fill_path(self, part: str) -> str:
+        return os.path.join(self.directory, ".fill", self.name, f"{part}{ROWS_SUFFIX}")
+
+    def append_rows(self, rows: Tensor) -> None:
+        """Write one fill batch's rows to this rank's fill file."""
+        if self._file is None:
+            path = self._fill_path(f"rank{_distributed.rank()}")
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            self._file = open(path, "wb")
+            self._rows_path = path
+        self._stored_dtype = rows.dtype
+        self._file.write(rows.contiguous().reshape(-1).view(torch.uint8).numpy().data)
+
+    def finish_fill(self) -> None:
+        """Close the fill file and map it."""
+        if self._file is None:  # nothing encoded here (an empty share of the data)
+            self.append_rows(torch.empty(0, self.embedding_size, dtype=self._stored_dtype))
+        self._file.flush()
+        os.fsync(self._file.fileno())
+        self._file.close()
+        self._file = None
+        dtype = self._stored_dtype or torch.get_default_dtype()
+        self._cache = map_rows(self._rows_path, self._n_rows, self.embedding_size, dtype)
+
+    def gather_ranks(self) -> None:
+        """Under DDP: rank 0 joins every rank's rows file (rank order, first key wins),
+        the others wait and map the joined file."""
+        counts = _distributed.gather_objects(self._n_rows)
+        keeps = self.merge_rank_keys()
+        joined = self._fill_path("all")
+        dtype = self._cache.dtype
+        if _distributed.rank() == 0:
+            with open(joined, "wb") as out:
+                for rank, keep in enumerate(keeps):
+                    path = self._fill_path(f"rank{rank}")
+                    rows = map_rows(path, counts[rank], self.embedding_size, dtype)
+                    for start in range(0, len(keep), 65536):
+                        chunk = rows[torch.tensor(keep[start : start + 65536], dtype=torch.long)]
+                        out.write(chunk.reshape(-1).view(torch.uint8).numpy().data)
+                out.flush()
+                os.fsync(out.fileno())
+        _distributed.barrier()
+        if not os.path.isfile(joined):
+            raise RuntimeError(
+                f"CacheType.DISK: rank {_distributed.rank()} cannot see the rows file {joined} "
+                "that rank 0 wrote: across several nodes a disk cache needs save_dir on a "
+                "filesystem every node shares; use it, or CacheType.CPU (each node-local "
+                "save_dir then gets its own copy)"
+            )
+        os.remove(self._rows_path)
+        self._rows_path = joined
+        self._cache = map_rows(joined, self._n_rows, self.embedding_size, dtype)
+
+    def state(self) -> Dict[str, object]:
+        """Offsets, meta and the rows' shape and dtype (the rows stay in their file)."""
+        if self._cache is None:
+            raise RuntimeError("Nothing to save: the cache is not filled")
+        return {
+            "rows": {
+                "shape": list(self._cache.shape),
+                "dtype": str(self._cache.dtype).replace("torch.", ""),
+            },
+            "offsets": self._offset_map,
+            "meta": dict(self._meta_cache),
+            "output_dtype": str(self._out_dtype or self._cache.dtype).replace("torch.", ""),
+        }
+
+    def save_cache(self, path: str) -> None:
+        """Move the rows file to ``<path>.rows`` and write ``path`` (offsets, meta, shape)."""
+        target = path + ROWS_SUFFIX
+        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+        os.replace(self._rows_path, target)  # the mapping stays valid across the rename
+        self._rows_path = target
+        save_tensor_file(self.state(), path)
+
+    def load_cache(self, path: str) -> None:
+        """Map ``<path>.rows`` as described by the file ``path`` (``weights_only`` read)."""
+        state = load_tensor_file(path)
+        shape, dtype = state["rows"]["shape"], getattr(torch, state["rows"]["dtype"])
+        offsets = state["offsets"]
+        if len(offsets) != shape[0] or sorted(offsets.values()) != list(range(shape[0])):
+            raise ValueError(f"{path}: offsets do not index the rows one to one")
+        rows = map_rows(path + ROWS_SUFFIX, shape[0], shape[1], dtype)
+        self.reset_cache()
+        self._cache, self._rows_path = rows, path + ROWS_SUFFIX
+        self._offset_map, self._meta_cache = dict(offsets), MetaStore(state["meta"])
+        self._n_rows = shape[0]
+        self._out_dtype = getattr(torch, state.get("output_dtype", ""), dtype)
+
+    def reset_cache(self) -> None:
+        """Drop the mapping and fill state (files are left to the cache directory)."""
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+        super().reset_cache()

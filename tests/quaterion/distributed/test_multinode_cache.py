@@ -1,0 +1,50 @@
+"""The encoder cache on two "machines" (two torchrun launches) with node-local ``save_dir``."""
+
+import json
+import os
+import shutil
+
+import pytest
+
+from tests.quaterion.distributed import multinode_cache_script as script
+from tests.quaterion.distributed._launch import free_port
+from tests.quaterion.distributed.test_multinode_torchrun import launch_nodes, wait_all
+
+pytestmark = pytest.mark.slow
+
+
+def run_nodes(out) -> list:
+    for name in os.listdir(out):
+        if name.endswith(".json"):
+            os.remove(out / name)
+    for returncode, output in wait_all(launch_nodes(out, free_port(), "multinode_cache_script")):
+        assert returncode == 0, output[-6000:]
+    return [json.load(open(out / f"rank{rank}.json")) for rank in range(2)]
+
+
+def current_generation(save_dir) -> str:
+    return os.readlink(os.path.join(save_dir, "current"))
+
+
+def test_node_local_save_dirs_each_get_a_copy_and_are_reused(tmp_path):
+    distinct = script.TRAIN + script.VAL  # every sample is a different object
+
+    first = run_nodes(tmp_path)
+    # the fill is split across the nodes: each object is encoded once in total
+    assert sum(r["calls"] for r in first) == distinct
+    assert all(r["calls"] > 0 for r in first)
+    # each node's disk holds a complete copy (node 1 cannot see what node 0 wrote)
+    for node in (0, 1):
+        assert os.path.isfile(tmp_path / f"node{node}" / "manifest.json")
+        current_generation(tmp_path / f"node{node}")
+
+    second = run_nodes(tmp_path)
+    assert [r["calls"] for r in second] == [0, 0]  # both nodes load their own copy
+
+    # one node loses its copy: every rank fills again (no rank waits alone in a collective)
+    kept = current_generation(tmp_path / "node0")
+    shutil.rmtree(tmp_path / "node1")
+    third = run_nodes(tmp_path)
+    assert sum(r["calls"] for r in third) == distinct
+    assert os.path.isfile(tmp_path / "node1" / "manifest.json")
+    assert current_generation(tmp_path / "node0") != kept  # rewritten by the new fill

@@ -1,0 +1,44 @@
+"""Batches served from the store equal the loader's own cached batches."""
+
+import pytest
+import torch
+
+from quaterion.train.cache import CacheConfig
+from quaterion.train.cache._batches import RowMeta, cached_loader
+from tests.quaterion.train.helpers import CountingEncoder, Model, group_loader, pair_loader, trainer
+
+
+class MetaEncoder(CountingEncoder):
+    """Meta record per object: its first coordinate, rounded."""
+
+    def get_meta_extractor(self):
+        return lambda batch: [{"x": round(float(obj[0]), 3)} for obj in batch]
+
+
+@pytest.mark.parametrize("pairs", [False, True])
+@pytest.mark.parametrize("meta", [False, True])
+def test_store_batches_equal_the_loaders_own(pairs, meta):
+    encoder = MetaEncoder() if meta else CountingEncoder()
+    model = Model(
+        encoders={"default": encoder}, cache_config=CacheConfig(batch_size=5), pairs=pairs
+    )
+    loader = pair_loader(shuffle=True, batch_size=3) if pairs else group_loader(shuffle=True)
+    model.setup_dataloader(loader)
+    assert model.setup_cache(trainer(), loader, None) is True
+    served = cached_loader(loader)
+    assert served is not None
+    torch.manual_seed(7)
+    expected = list(loader)  # keys from the collator, labels from the data
+    torch.manual_seed(7)
+    reads_before = encoder.calls
+    got = list(served)
+    assert len(got) == len(expected) > 1 and encoder.calls == reads_before
+    for (features, targets), (ref_features, ref_targets) in zip(got, expected):
+        assert isinstance(features["meta"], RowMeta)
+        assert list(features["meta"]) == list(ref_features["meta"])
+        assert any(features["meta"]) == meta
+        assert targets.keys() == ref_targets.keys()
+        for name, value in ref_targets.items():
+            assert torch.equal(targets[name], value), name
+        with torch.no_grad():
+            assert torch.equal(model.model(features), model.model(ref_features))

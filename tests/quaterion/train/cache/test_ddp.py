@@ -1,0 +1,130 @@
+"""The cache under real 2-process DDP on CPU (gloo), started by Lightning."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+
+import torch
+from torch.utils.data import DistributedSampler
+
+from quaterion import Quaterion
+from quaterion.train.cache import CacheConfig, CacheType
+from tests.quaterion.train.cache.ddp_fit import TRAIN, VAL
+from tests.quaterion.train.helpers import (
+    CountingEncoder,
+    LossRecorder,
+    Model,
+    group_loader,
+    group_samples,
+    trainer,
+)
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(__file__)))))
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _launch(out_dir, save_dir, devices=2):
+    env = {
+        **os.environ,
+        "MASTER_ADDR": "127.0.0.1",
+        "MASTER_PORT": str(_free_port()),
+        "PYTHONPATH": ROOT,
+    }
+    for name in [n for n in env if n.startswith("PL_") or n in ("LOCAL_RANK", "NODE_RANK")]:
+        env.pop(name)  # e.g. PL_GLOBAL_SEED, left by seed_everything, seeds DistributedSampler
+    command = [sys.executable, "-m", "tests.quaterion.train.cache.ddp_fit"]
+    subprocess.run(
+        command + [str(out_dir), str(save_dir), str(devices)],
+        cwd=ROOT,
+        env=env,
+        check=True,
+        timeout=400,
+        capture_output=True,
+    )
+    return [json.load(open(os.path.join(out_dir, f"rank{r}.json"))) for r in range(devices)]
+
+
+def _encoders():
+    return {"memory": CountingEncoder(seed=0), "disk": CountingEncoder(seed=1)}
+
+
+def _expected_losses(world_size=2, batch_size=8):
+    """Per step and rank: the losses of one process that steps on the mean of the ranks'
+    losses over the batches DistributedSampler gives them (what DDP's gradient average is).
+
+    Lightning always shuffles training data under DDP, with ``DistributedSampler``'s own
+    seeded generator (seed 0, epoch 0), so the global batches are known in advance.
+    """
+    model = Model(encoders=_encoders())
+    samples = group_samples(n=TRAIN)
+    data = torch.stack([s.obj for s in samples])
+    groups = torch.tensor([s.group for s in samples])
+    embeddings = torch.cat([e(data) for _, e in sorted(_encoders().items())], dim=1).detach()
+    head, loss_fn = model.model.head, model.loss
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.05)
+    shards = [
+        list(DistributedSampler(samples, world_size, rank, shuffle=True, seed=0))
+        for rank in range(world_size)
+    ]
+    losses = [[] for _ in range(world_size)]
+    for start in range(0, len(shards[0]), batch_size):
+        step = []
+        for rank, shard in enumerate(shards):
+            idx = torch.tensor(shard[start : start + batch_size])
+            step.append(loss_fn(embeddings=head(embeddings[idx]), groups=groups[idx]))
+            losses[rank].append(step[-1].item())
+        optimizer.zero_grad()
+        (sum(step) / world_size).backward()
+        optimizer.step()
+    return losses
+
+
+def test_two_ranks_split_the_fill_share_the_store_and_match_one_process(tmp_path):
+    save_dir = tmp_path / "cache"
+    ranks = _launch(tmp_path, save_dir)
+    assert [r["world_size"] for r in ranks] == [2, 2]
+    # each distinct key encoded once in total, each rank its half (fill batches of 4)
+    for name in ("memory", "disk"):
+        assert sum(r["calls"][name] for r in ranks) == TRAIN + VAL
+        assert all(abs(r["calls"][name] - (TRAIN + VAL) / 2) <= 4 for r in ranks)
+    # the raw data was read by the fill only, each position by one rank
+    assert sum(r["reads"][0] for r in ranks) == TRAIN
+    assert sum(r["reads"][1] for r in ranks) == VAL
+    # every rank ends with the whole store, equal to the encoder's own outputs
+    assert ranks[0]["rows"] == ranks[1]["rows"]
+    reference = Model(encoders=_encoders(), cache_config=CacheConfig(CacheType.CPU))
+    loader = group_loader(group_samples(n=TRAIN))
+    reference.setup_dataloader(loader)
+    reference.setup_cache(trainer(), loader, None)
+    for name, cached in reference.model.encoders.items():
+        assert len(ranks[0]["rows"][name]) == TRAIN + VAL
+        for key, row in cached.offset_map.items():
+            got = torch.tensor(ranks[0]["rows"][name][str(key)])
+            torch.testing.assert_close(got, cached.cache[row])  # other batch sizes, threads
+    # losses per step are those of one process stepping on the same global batches
+    expected = _expected_losses()
+    for rank in ranks:
+        torch.testing.assert_close(
+            torch.tensor(rank["losses"]), torch.tensor(expected[rank["rank"]])
+        )
+    # save_dir written once, by one rank, and reused by a launch with another world size
+    assert os.path.isfile(save_dir / "manifest.json")
+    assert len([f for f in os.listdir(save_dir) if f.startswith(".gen-")]) == 1
+    encoders = _encoders()
+    config = CacheConfig(CacheType.CPU, mapping={"disk": CacheType.DISK}, save_dir=str(save_dir))
+    model = Model(encoders=encoders, cache_config=config)
+    recorder = LossRecorder()
+    Quaterion.fit(
+        model,
+        trainer(callbacks=[recorder]),
+        group_loader(group_samples(n=TRAIN)),
+        group_loader(group_samples(n=VAL, seed=3)),
+    )
+    assert [e.calls for e in encoders.values()] == [0, 0] and len(recorder.losses) == 3

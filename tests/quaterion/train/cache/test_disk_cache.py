@@ -1,0 +1,85 @@
+"""CacheType.DISK (memory-mapped rows under save_dir) and half-precision rows."""
+
+import os
+
+import pytest
+import torch
+
+from quaterion import Quaterion
+from quaterion.train.cache import CacheConfig, CacheType, DiskCacheEncoder
+from tests.quaterion.train.helpers import (
+    CountingEncoder,
+    LossRecorder,
+    Model,
+    group_loader,
+    group_samples,
+    pair_loader,
+    pair_samples,
+    trainer,
+)
+
+
+def _fit(config, pairs=False, keep=None):
+    encoder = CountingEncoder()
+    model = Model(encoders={"default": encoder}, cache_config=config, pairs=pairs)
+    recorder = LossRecorder()
+
+    class Keep(__import__("pytorch_lightning").Callback):
+        def on_train_start(self, trainer, pl_module):
+            cached = pl_module.model.encoders["default"]
+            if keep is not None:
+                keep.append((type(cached), dict(cached.offset_map), cached.cache.clone()))
+
+    if pairs:
+        loaders = pair_loader(pair_samples(n=12), shuffle=True), pair_loader(pair_samples(4, 5))
+    else:
+        loaders = group_loader(group_samples(24), shuffle=True), group_loader(group_samples(8, 3))
+    torch.manual_seed(0)
+    Quaterion.fit(model, trainer(max_epochs=2, callbacks=[recorder, Keep()]), *loaders)
+    return encoder, torch.stack(recorder.losses)
+
+
+@pytest.mark.parametrize("pairs", [False, True])
+def test_disk_store_is_bit_identical_to_memory(tmp_path, pairs):
+    memory, disk = [], []
+    _, memory_losses = _fit(CacheConfig(cache_type=CacheType.CPU), pairs, memory)
+    encoder, disk_losses = _fit(
+        CacheConfig(cache_type=CacheType.DISK, save_dir=str(tmp_path)), pairs, disk
+    )
+    (_, memory_keys, memory_rows), (kind, disk_keys, disk_rows) = memory[0], disk[0]
+    assert kind is DiskCacheEncoder and disk_keys == memory_keys
+    assert torch.equal(disk_rows, memory_rows)
+    assert torch.equal(disk_losses, memory_losses)
+    rows_file = os.path.join(tmp_path, "encoders", "default.rows")
+    assert os.path.getsize(rows_file) == memory_rows.numel() * 4
+    config = CacheConfig(cache_type=CacheType.DISK, save_dir=str(tmp_path))
+    again, again_losses = _fit(config, pairs)
+    assert torch.equal(again_losses, memory_losses)
+    assert again.calls == 0 and encoder.calls > 0
+
+
+def test_truncated_rows_file_is_rebuilt(tmp_path):
+    config = CacheConfig(cache_type=CacheType.DISK, save_dir=str(tmp_path))
+    _, losses = _fit(config)
+    path = os.path.join(tmp_path, "encoders", "default.rows")
+    with open(path, "r+b") as file:
+        file.truncate(os.path.getsize(path) - 8)
+    with pytest.warns(UserWarning, match="truncated or corrupt"):
+        encoder, rebuilt = _fit(config)
+    assert encoder.calls == 32
+    torch.testing.assert_close(rebuilt, losses)
+
+
+@pytest.mark.parametrize("cache_type", [CacheType.CPU, CacheType.DISK])
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_precision_rows(tmp_path, cache_type, dtype):
+    full, half = [], []
+    _fit(CacheConfig(cache_type=CacheType.CPU), keep=full)
+    config = CacheConfig(cache_type=cache_type, dtype=dtype, save_dir=str(tmp_path))
+    _, losses = _fit(config, keep=half)
+    assert half[0][2].dtype == dtype
+    assert torch.equal(half[0][2], full[0][2].to(dtype))  # the encoder's rows, rounded
+    assert losses.dtype == torch.float32 and torch.isfinite(losses).all()
+    with pytest.warns(UserWarning, match="stored differently"):
+        encoder, _ = _fit(CacheConfig(cache_type=cache_type, save_dir=str(tmp_path)))
+    assert encoder.calls == 32
