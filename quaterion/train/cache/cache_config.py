@@ -1,7 +1,7 @@
 """Configuration of the frozen-encoder embedding cache."""
 
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 from typing import Any, Callable, Dict, Hashable, Optional, Union
 
 import torch
@@ -9,7 +9,7 @@ import torch
 KeyExtractorType = Callable[[Any], Hashable]
 
 
-class CacheType(str, Enum):
+class CacheType(StrEnum):
     """Where cached vectors are kept; formats, prints and compares as its value.
 
     * ``NONE``: cache disabled.
@@ -25,12 +25,6 @@ class CacheType(str, Enum):
     CPU = "cpu"
     GPU = "gpu"
     DISK = "disk"
-
-    def __str__(self) -> str:
-        return self.value
-
-    def __format__(self, format_spec: str) -> str:
-        return format(self.value, format_spec)
 
 
 @dataclass

@@ -1,15 +1,15 @@
 """Base class of encoders that serve cached vectors instead of running a frozen encoder."""
 
-from enum import Enum
+from enum import StrEnum
 from functools import partial
-from typing import Any, Callable, Hashable, List, Tuple, Union
+from typing import Hashable, List, Tuple, Union
 
 from torch import Tensor
 
+from quaterion.train.cache.cache_config import KeyExtractorType  # noqa: F401 (public path)
 from quaterion_models.encoders import Encoder
 from quaterion_models.types import CollateFnType, MetaExtractorFnType, TensorInterchange
 
-KeyExtractorType = Callable[[Any], Hashable]
 
 CacheCollateReturnType = Union[List[Hashable], Tuple[List[Hashable], TensorInterchange], Tensor]
 
@@ -23,17 +23,11 @@ def _cache_collate(
     return batch
 
 
-class CacheMode(str, Enum):
+class CacheMode(StrEnum):
     """Collator mode: ``FILL`` hands unseen objects to the encoder, ``TRAIN`` hands keys."""
 
     FILL = "fill"
     TRAIN = "train"
-
-    def __str__(self) -> str:
-        return self.value
-
-    def __format__(self, format_spec: str) -> str:
-        return format(self.value, format_spec)
 
 
 class CacheEncoder(Encoder):

@@ -1,11 +1,11 @@
 """Configuration of cross-batch memory."""
 
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 from typing import Optional
 
 
-class XbmDevice(str, Enum):
+class XbmDevice(StrEnum):
     """Where the XBM buffer lives; formats, prints and compares as its value.
 
     ``AUTO`` means CUDA if available, else CPU. The buffer follows the embeddings' device on
@@ -15,12 +15,6 @@ class XbmDevice(str, Enum):
     CPU = "cpu"
     CUDA = "cuda"
     AUTO = "auto"
-
-    def __str__(self) -> str:
-        return self.value
-
-    def __format__(self, format_spec: str) -> str:
-        return format(self.value, format_spec)
 
 
 @dataclass
