@@ -11,19 +11,10 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 
+from quaterion.distributed import global_rank as rank
+from quaterion.distributed import world_size
 
-def world_size() -> int:
-    """Number of processes of the default group, ``1`` outside of one."""
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_world_size()
-    return 1
-
-
-def rank() -> int:
-    """Rank in the default group, ``0`` outside of one."""
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank()
-    return 0
+__all__ = ["rank", "world_size", "barrier", "gather_objects", "gather_rows"]
 
 
 def barrier() -> None:

@@ -1,8 +1,11 @@
 """Cache orchestration: collators and salts, load or fill, save, batches from the store."""
 
+import warnings
 from typing import Callable, Dict, Optional
 
 import pytorch_lightning as pl
+from pytorch_lightning.plugins.environments import LightningEnvironment
+from pytorch_lightning.strategies import ParallelStrategy
 
 from quaterion.dataset.similarity_data_loader import SimilarityDataLoader
 from quaterion.train.cache import _distributed, _store
@@ -33,6 +36,24 @@ def build_collator(loader, encoders, key_extractors, cache_encoders) -> CacheTra
         cachable_encoders=list(cache_encoders),
         mode=CacheMode.TRAIN,
     )
+
+
+def start_process_group(trainer: pl.Trainer) -> None:
+    """Start the process group now when every rank already runs this code (torchrun, SLURM).
+
+    Lightning starts it in its first ``fit``/``predict`` call; the ranks must agree on loading
+    or filling the cache before that. Lightning's own launcher starts its ranks inside that
+    first call, one shared filesystem per node, so nothing is started for it here.
+    """
+    strategy = trainer.strategy
+    if trainer.world_size == 1 or _distributed.world_size() > 1:
+        return
+    if not isinstance(strategy, ParallelStrategy):
+        return
+    env = strategy.cluster_environment
+    if env is None or isinstance(env, LightningEnvironment) or not env.creates_processes_externally:
+        return
+    strategy.setup_environment()  # Lightning skips a group that is already started
 
 
 def save_per_filesystem(trainer: pl.Trainer, save_dir: str, write: Callable[[], str]) -> None:
@@ -92,10 +113,19 @@ def setup_encoder_cache(
             read[split] = read_fingerprints(loaders[split], cache_config, content)
         return read[split]
 
+    start_process_group(trainer)
     splits = _store.try_load(save_dir, cache_encoders, expected, current) if save_dir else None
     # The fill runs collectives, so every rank must take the same branch: one rank that could
     # not load (a node-local disk without a copy, a stale copy) makes every rank fill.
-    if not all(_distributed.gather_objects(splits is not None)):
+    loaded = _distributed.gather_objects(splits is not None)
+    if not all(loaded):
+        if splits is not None:
+            missing = [rank for rank, ok in enumerate(loaded) if not ok]
+            warnings.warn(
+                f"The encoder cache in {save_dir} loaded here, but not on rank(s) {missing} "
+                "(no valid copy on their disk): every rank fills it again",
+                stacklevel=2,
+            )
         splits = None
     if splits is None:
         for enc in cache_encoders.values():

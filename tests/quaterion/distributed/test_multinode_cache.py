@@ -17,9 +17,11 @@ def run_nodes(out) -> list:
     for name in os.listdir(out):
         if name.endswith(".json"):
             os.remove(out / name)
+    outputs = []
     for returncode, output in wait_all(launch_nodes(out, free_port(), "multinode_cache_script")):
         assert returncode == 0, output[-6000:]
-    return [json.load(open(out / f"rank{rank}.json")) for rank in range(2)]
+        outputs.append(output)
+    return [json.load(open(out / f"rank{rank}.json")) for rank in range(2)], outputs
 
 
 def current_generation(save_dir) -> str:
@@ -29,7 +31,7 @@ def current_generation(save_dir) -> str:
 def test_node_local_save_dirs_each_get_a_copy_and_are_reused(tmp_path):
     distinct = script.TRAIN + script.VAL  # every sample is a different object
 
-    first = run_nodes(tmp_path)
+    first, _ = run_nodes(tmp_path)
     # the fill is split across the nodes: each object is encoded once in total
     assert sum(r["calls"] for r in first) == distinct
     assert all(r["calls"] > 0 for r in first)
@@ -38,13 +40,14 @@ def test_node_local_save_dirs_each_get_a_copy_and_are_reused(tmp_path):
         assert os.path.isfile(tmp_path / f"node{node}" / "manifest.json")
         current_generation(tmp_path / f"node{node}")
 
-    second = run_nodes(tmp_path)
+    second, _ = run_nodes(tmp_path)
     assert [r["calls"] for r in second] == [0, 0]  # both nodes load their own copy
 
     # one node loses its copy: every rank fills again (no rank waits alone in a collective)
     kept = current_generation(tmp_path / "node0")
     shutil.rmtree(tmp_path / "node1")
-    third = run_nodes(tmp_path)
+    third, outputs = run_nodes(tmp_path)
     assert sum(r["calls"] for r in third) == distinct
     assert os.path.isfile(tmp_path / "node1" / "manifest.json")
+    assert "loaded here, but not on rank(s) [1]" in outputs[0]
     assert current_generation(tmp_path / "node0") != kept  # rewritten by the new fill
