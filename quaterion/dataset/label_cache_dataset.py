@@ -6,7 +6,6 @@ containers only: they are read with ``torch.load(weights_only=True)`` and never 
 """
 
 import os
-import tempfile
 from dataclasses import fields, replace
 from enum import Enum
 from typing import Any, Dict, Iterator, List, Tuple
@@ -16,6 +15,7 @@ from torch.utils.data import Dataset, IterableDataset
 
 from quaterion.dataset.indexing_dataset import IndexingDataset, IndexingIterableDataset
 from quaterion.dataset.similarity_samples import SimilarityGroupSample, SimilarityPairSample
+from quaterion_models.utils import atomic_write
 
 
 class LabelCacheMode(Enum):
@@ -74,15 +74,8 @@ def _save_atomic(obj: Any, path: str) -> None:
     directory = os.path.dirname(path)
     if directory:
         os.makedirs(directory, exist_ok=True)
-    fd, tmp_path = tempfile.mkstemp(dir=directory or ".", prefix=".tmp_label_cache_")
-    try:
-        with os.fdopen(fd, "wb") as file:
-            torch.save(obj, file)
-        os.replace(tmp_path, path)
-    except BaseException:
-        if os.path.exists(tmp_path):
-            os.remove(tmp_path)
-        raise
+    with atomic_write(path) as file:
+        torch.save(obj, file)
 
 
 class LabelCacheDatasetMixin:

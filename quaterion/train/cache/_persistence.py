@@ -3,30 +3,22 @@
 import hashlib
 import json
 import os
-import tempfile
 from typing import Any, Dict
 
 import torch
+
+from quaterion_models.utils import atomic_write
 
 MANIFEST_NAME = "manifest.json"
 MANIFEST_VERSION = 2
 
 
 def _atomic_write(path: str, write) -> None:
-    """Write through ``write(file)`` into a temp file next to ``path``, then ``os.replace``."""
-    directory = os.path.dirname(path) or "."
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp_" + os.path.basename(path))
-    try:
-        with os.fdopen(fd, "wb") as file:
-            write(file)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    """Write through ``write(file)`` with :func:`~quaterion_models.utils.atomic_write`
+    (temporary sibling, fsync, rename, fsync of the directory), creating the directory."""
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    with atomic_write(path) as file:
+        write(file)
 
 
 def save_tensor_file(obj: Any, path: str) -> None:

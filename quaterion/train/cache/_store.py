@@ -25,6 +25,7 @@ from quaterion.train.cache._persistence import (
 )
 from quaterion.train.cache._batches import CachedSplit
 from quaterion.train.cache.cache_encoder import CacheEncoder
+from quaterion_models.utils.atomic import fsync_directory
 
 logger = logging.getLogger(__name__)
 SPLITS = ("train", "val")
@@ -206,14 +207,6 @@ def _link(target: str, link: str) -> None:
     os.replace(tmp, link)
 
 
-def _fsync_dir(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def save(
     dir_path: str,
     encoders: Dict[str, CacheEncoder],
@@ -251,11 +244,11 @@ def save(
         save_tensor_file({"ids": torch.from_numpy(ids.view(np.int64)), "columns": columns}, path)
         manifest["labels"][split] = file_sha256(path)
     save_json(manifest, os.path.join(generation, MANIFEST_NAME))
-    _fsync_dir(generation)
+    fsync_directory(generation)
     for name in ["encoders", MANIFEST_NAME] + [f"{split}_labels" for split in SPLITS]:
         _link(os.path.join(CURRENT, name), os.path.join(dir_path, name))
     _link(os.path.basename(generation), os.path.join(dir_path, CURRENT))
-    _fsync_dir(dir_path)
+    fsync_directory(dir_path)
     for entry in os.listdir(dir_path):
         old = os.path.join(dir_path, entry)
         if entry.startswith(".gen-") and old != generation:

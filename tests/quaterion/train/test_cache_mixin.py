@@ -207,6 +207,7 @@ def test_fill_that_happened_elsewhere_is_a_clear_error():
 
     class SpawningTrainer:
         world_size = 2
+        strategy = None  # like ddp_spawn: no process group in this process before the fill
 
         def predict(self, *args, **kwargs):  # the work happens in other processes
             return None
