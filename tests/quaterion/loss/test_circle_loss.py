@@ -10,15 +10,11 @@ from pytorch_metric_learning.losses import CircleLoss as PMLCircleLoss
 
 from quaterion.distances import Cosine, Distance
 from quaterion.loss.circle_loss import CircleLoss, circle_loss
+from tests.quaterion.loss.conftest import E, G
 from tests.quaterion.loss._strategies import (
     check_finite_nonnegative_permutation_invariant,
     group_batches,
 )
-
-E = torch.tensor(
-    [[0, -1, 0.5], [0.1, 2, 0.5], [0, 0.3, 0.2], [1, 0, 0.9], [1.2, -1.2, 0.01], [-0.7, 0, 1.5]]
-)
-G = torch.tensor([1, 2, 3, 3, 2, 1])
 
 
 def _logsumexp(values: list[float]) -> float:

@@ -1,24 +1,28 @@
 """Checks shared by the classifier-style group losses (ArcFace, CosFace, Softmax, Center).
 
-One table per check; each loss's own file keeps what only it has (naive loops, PML, config).
+One table per check; the naive loops live in ``_naive``; ArcFace's and CosFace's own files keep
+what only they have (the comparison with pytorch-metric-learning).
 """
+
+import json
+import math
 
 import pytest
 import torch
 from hypothesis import given, settings
 
 from quaterion.loss import ArcFaceLoss, CenterLoss, CosFaceLoss, SoftmaxLoss
+from quaterion.loss.arcface_loss import arcface_loss
+from quaterion.loss.center_loss import center_loss
+from quaterion.loss.cos_face_loss import cos_face_loss
+from quaterion.loss.softmax_loss import softmax_loss
+from tests.quaterion.loss._naive import naive_arcface, naive_center, naive_cos_face, naive_softmax
+from tests.quaterion.loss.conftest import E, G, K
 from tests.quaterion.loss._strategies import (
     check_finite_nonnegative_permutation_invariant,
     group_batches,
     with_kernel,
 )
-
-E = torch.tensor(
-    [[0, -1, 0.5], [0.1, 2, 0.5], [0, 0.3, 0.2], [1, 0, 0.9], [1.2, -1.2, 0.01], [-0.7, 0, 1.5]]
-)
-G = torch.tensor([1, 2, 3, 3, 2, 1])
-K = torch.tensor([[0.1, -0.2, 0.3, 0], [0.5, 0.1, -0.4, 0.2], [-0.3, 0.6, 0.2, 0.1]])
 
 
 def with_centers(centers, **kwargs):
@@ -50,6 +54,56 @@ def test_spec_value(cls, expected):
     loss = build(cls)[0](E, G)
     assert loss.shape == ()
     torch.testing.assert_close(loss, torch.tensor(expected), rtol=1e-4, atol=0)
+
+
+@pytest.mark.parametrize(
+    "cls, name, shape",
+    [
+        (ArcFaceLoss, "kernel", (64, 100)),
+        (CosFaceLoss, "kernel", (64, 100)),
+        (SoftmaxLoss, "kernel", (64, 100)),
+        (CenterLoss, "centers", (100, 64)),
+    ],
+)
+def test_learned_parameter_and_its_init(cls, name, shape):
+    loss = cls(64, 100)
+    params = dict(loss.named_parameters())
+    assert list(params) == [name] and params[name].shape == shape
+    assert loss.num_groups == 100
+    if cls is CenterLoss:
+        bound = math.sqrt(6 / (64 + 100))  # xavier-uniform, gain 1
+        assert loss.centers.abs().max() <= bound and loss.centers.abs().max() > 0.9 * bound
+    else:
+        assert abs(loss.kernel.std().item() - 0.01) < 0.001
+
+
+@pytest.mark.parametrize(
+    "cls, args, kwargs, own",
+    [
+        pytest.param(ArcFaceLoss, (), {}, {"scale": 64.0, "margin": 0.5}, id="arcface-defaults"),
+        pytest.param(
+            ArcFaceLoss,
+            (),
+            {"scale": 30, "margin": 0.3},
+            {"scale": 30.0, "margin": 0.3},
+            id="arcface",
+        ),
+        pytest.param(CosFaceLoss, (), {}, {"margin": 0.35, "scale": 64.0}, id="cosface-defaults"),
+        # positional order: margin, then scale
+        pytest.param(CosFaceLoss, (0.2, 10.0), {}, {"margin": 0.2, "scale": 10.0}, id="cosface"),
+        pytest.param(SoftmaxLoss, (), {}, {"temperature": 0.05}, id="softmax-defaults"),
+        pytest.param(CenterLoss, (), {}, {"lambda_c": 0.5}, id="center-defaults"),
+    ],
+)
+def test_attributes_and_json_config(cls, args, kwargs, own):
+    loss = cls(3, 4, *args, **kwargs)
+    assert {key: getattr(loss, key) for key in own} == own
+    assert json.loads(json.dumps(loss.get_config_dict())) == {
+        "distance_metric_name": "cosine",
+        "embedding_size": 3,
+        "num_groups": 4,
+        **own,
+    }
 
 
 @pytest.mark.parametrize(
@@ -142,15 +196,6 @@ def test_properties_finite_nonnegative_permutation_invariant(cls):
 
 
 def _naive_cases():
-    from quaterion.loss.arcface_loss import arcface_loss
-    from quaterion.loss.center_loss import center_loss
-    from quaterion.loss.cos_face_loss import cos_face_loss
-    from quaterion.loss.softmax_loss import softmax_loss
-    from tests.quaterion.loss.test_arcface_loss import naive_arcface
-    from tests.quaterion.loss.test_center_loss import naive_center
-    from tests.quaterion.loss.test_cos_face_loss import naive_cos_face
-    from tests.quaterion.loss.test_softmax_loss import naive_softmax
-
     cases = []
     for scale, margin in [(64.0, 0.5), (30.0, 0.2), (1.0, 0.0)]:
         kwargs = {"scale": scale, "margin": margin}

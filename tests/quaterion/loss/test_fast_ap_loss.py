@@ -11,15 +11,11 @@ from pytorch_metric_learning.losses import FastAPLoss as PMLFastAPLoss
 
 from quaterion.distances import Distance
 from quaterion.loss.fast_ap_loss import FastAPLoss, fast_ap_loss
+from tests.quaterion.loss.conftest import E, G
 from tests.quaterion.loss._strategies import (
     check_finite_nonnegative_permutation_invariant,
     group_batches,
 )
-
-E = torch.tensor(
-    [[0, -1, 0.5], [0.1, 2, 0.5], [0, 0.3, 0.2], [1, 0, 0.9], [1.2, -1.2, 0.01], [-0.7, 0, 1.5]]
-)
-G = torch.tensor([1, 2, 3, 3, 2, 1])
 
 
 def naive_fast_ap(query, q_groups, ref, r_groups, num_bins):
