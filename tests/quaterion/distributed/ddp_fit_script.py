@@ -24,12 +24,13 @@ from quaterion import Quaterion
 from quaterion.dataset import SimilarityPairSample
 from quaterion.eval.attached_metric import AttachedMetric
 from quaterion.eval.group import RetrievalRPrecision
-from quaterion.loss import ContrastiveLoss, TripletLoss
+from quaterion.loss import ContrastiveLoss
 from quaterion.train.xbm import XbmConfig, XbmDevice
 from tests.quaterion.train.helpers import (
     IN_DIM,
     CountingEncoder,
     Model,
+    RecordingTriplet,
     group_loader,
     group_samples,
     pair_loader,
@@ -40,18 +41,6 @@ WORLD = 2
 BATCH = 4  # per rank; the one-process reference uses WORLD * BATCH
 TRAIN_SIZE, VAL_SIZE = 32, 16  # divisible by WORLD * BATCH: no sampler padding
 XBM = XbmConfig(weight=0.5, buffer_size=64, start_iteration=0, device=XbmDevice.CPU)
-
-
-class RecordingTriplet(TripletLoss):
-    """Triplet loss that keeps every cross-batch memory it is handed."""
-
-    def __init__(self, **kwargs):
-        super().__init__(**kwargs)
-        self.memories = []
-
-    def xbm_loss(self, embeddings, groups, memory_embeddings, memory_groups):
-        self.memories.append((memory_embeddings.detach().clone(), memory_groups.clone()))
-        return super().xbm_loss(embeddings, groups, memory_embeddings, memory_groups)
 
 
 def group_model() -> Model:

@@ -21,25 +21,17 @@ K = torch.tensor(  # float32 (3, 4)
 PAIRS = torch.tensor([[0, 3], [1, 4], [2, 5]])  # int64 (3, 2)
 
 
-@pytest.fixture
-def spec_embeddings() -> torch.Tensor:
-    """``E``: float32 (6, 3)."""
-    return E.clone()
+def _fresh_copy_fixture(value: torch.Tensor):
+    """A fixture handing each test its own copy of ``value``."""
+
+    @pytest.fixture
+    def fixture() -> torch.Tensor:
+        return value.clone()
+
+    return fixture
 
 
-@pytest.fixture
-def spec_groups() -> torch.Tensor:
-    """``G``: int64 (6,)."""
-    return G.clone()
-
-
-@pytest.fixture
-def spec_kernel() -> torch.Tensor:
-    """``K``: float32 (3, 4)."""
-    return K.clone()
-
-
-@pytest.fixture
-def spec_pairs() -> torch.Tensor:
-    """Pairs ``[[0, 3], [1, 4], [2, 5]]``: int64 (3, 2)."""
-    return PAIRS.clone()
+spec_embeddings = _fresh_copy_fixture(E)
+spec_groups = _fresh_copy_fixture(G)
+spec_kernel = _fresh_copy_fixture(K)
+spec_pairs = _fresh_copy_fixture(PAIRS)

@@ -173,6 +173,18 @@ def pair_loader(samples=None, **kwargs) -> PairsSimilarityDataLoader:
     return PairsSimilarityDataLoader(samples if samples is not None else pair_samples(), **kwargs)
 
 
+class RecordingTriplet(TripletLoss):
+    """Triplet loss that keeps every cross-batch memory it is handed (``memories``)."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.memories = []
+
+    def xbm_loss(self, embeddings, groups, memory_embeddings, memory_groups):
+        self.memories.append((memory_embeddings.detach().clone(), memory_groups.clone()))
+        return super().xbm_loss(embeddings, groups, memory_embeddings, memory_groups)
+
+
 class LossRecorder(pl.Callback):
     """Keeps the loss of every training step."""
 

@@ -16,6 +16,7 @@ from tests.quaterion.train.helpers import (
     CountingEncoder,
     LossRecorder,
     Model,
+    RecordingTriplet,
     group_loader,
     pair_loader,
     trainer,
@@ -133,69 +134,6 @@ def test_process_results_receives_step_values():
     assert train[0][2] == (8, 6) and train[0][3] == ["groups"]
 
 
-class _SpyTriplet(TripletLoss):
-    def __init__(self):
-        super().__init__(mining="hard")
-        self.xbm_calls = []
-
-    def xbm_loss(self, embeddings, groups, memory_embeddings, memory_groups):
-        self.xbm_calls.append(memory_groups.clone())
-        return super().xbm_loss(embeddings, groups, memory_embeddings, memory_groups)
-
-
-def test_xbm_starts_after_start_iteration_and_adds_weighted_term():
-    loss = _SpyTriplet()
-    config = XbmConfig(weight=0.5, buffer_size=100, start_iteration=1, device=XbmDevice.CPU)
-    seen = []
-
-    class Xbm(Model):
-        def process_results(self, embeddings, targets, batch_idx, stage, **kwargs):
-            if stage == TrainStage.TRAIN:
-                seen.append((self.trainer.global_step, embeddings.detach(), targets["groups"]))
-
-    model = Xbm(xbm=config, loss=loss, lr=0.0)
-    recorder = LossRecorder()
-    Quaterion.fit(model, trainer(callbacks=[recorder]), group_loader())
-    # steps 0 and 1 (global_step <= start_iteration): no XBM; step 2: empty memory
-    assert len(loss.xbm_calls) == 1 and loss.xbm_calls[0].numel() == 0
-    step, embeddings, groups = seen[2]
-    assert step == 2
-    memory, memory_groups = model._xbm_buffer.get()
-    torch.testing.assert_close(memory, embeddings)
-    assert torch.equal(memory_groups, groups)
-    # lr=0: the recorded loss equals plain loss + 0.5 * xbm_loss(empty) = plain loss
-    plain = TripletLoss(mining="hard")(embeddings=embeddings, groups=groups)
-    torch.testing.assert_close(recorder.losses[2], plain)
-
-
-def test_xbm_term_uses_memory_after_first_xbm_step():
-    loss = _SpyTriplet()
-    config = XbmConfig(weight=0.5, buffer_size=100, start_iteration=0, device=XbmDevice.CPU)
-    batches = []
-
-    class Xbm(Model):
-        def process_results(self, embeddings, targets, batch_idx, stage, **kwargs):
-            if stage == TrainStage.TRAIN:
-                batches.append((embeddings.detach(), targets["groups"]))
-
-    model = Xbm(xbm=config, loss=loss, lr=0.0)
-    recorder = LossRecorder()
-    Quaterion.fit(model, trainer(callbacks=[recorder]), group_loader())
-    # step 0: no XBM (global_step == start_iteration); step 1: empty memory; step 2: batch 1
-    assert [c.numel() for c in loss.xbm_calls] == [0, 8]
-    (emb1, g1), (emb2, g2) = batches[1], batches[2]
-    reference = TripletLoss(mining="hard")
-    expected = reference(embeddings=emb2, groups=g2) + 0.5 * reference.xbm_loss(emb2, g2, emb1, g1)
-    torch.testing.assert_close(recorder.losses[2], expected)
-
-
-def test_xbm_with_pairwise_loss_fails_clearly():
-    config = XbmConfig(start_iteration=0, buffer_size=10, device=XbmDevice.CPU)
-    model = Model(xbm=config, pairs=True, loss=ContrastiveLoss())
-    with pytest.raises(NotImplementedError, match="XBM is currently supported only with GroupLoss"):
-        Quaterion.fit(model, trainer(max_epochs=1), pair_loader())
-
-
 class _Float64Head(GatedHead):
     """A head whose output is float64, while the XBM buffer stores float32."""
 
@@ -203,27 +141,71 @@ class _Float64Head(GatedHead):
         return super().transform(input_vectors).double()
 
 
-def test_xbm_memory_follows_embeddings_dtype():
-    loss = _SpyTriplet()
-    config = XbmConfig(weight=0.5, buffer_size=100, start_iteration=0, device=XbmDevice.CPU)
-    batches = []
+def _fit_with_xbm(start_iteration: int, head=GatedHead):
+    """One epoch (3 steps, lr=0) with XBM of weight 0.5 and a recording hard-mining triplet loss.
+
+    Returns the model, the loss, every training step's ``(global_step, embeddings, groups)``
+    and the loss recorded at every step.
+    """
+    loss = RecordingTriplet(mining="hard")
+    config = XbmConfig(
+        weight=0.5, buffer_size=100, start_iteration=start_iteration, device=XbmDevice.CPU
+    )
+    steps = []
 
     class Xbm(Model):
         def configure_head(self, input_embedding_size):
-            return _Float64Head(input_embedding_size)
+            torch.manual_seed(0)
+            return head(input_embedding_size)
 
         def process_results(self, embeddings, targets, batch_idx, stage, **kwargs):
             if stage == TrainStage.TRAIN:
-                batches.append((embeddings.detach(), targets["groups"]))
+                steps.append((self.trainer.global_step, embeddings.detach(), targets["groups"]))
 
+    model = Xbm(xbm=config, loss=loss, lr=0.0)
     recorder = LossRecorder()
-    Quaterion.fit(Xbm(xbm=config, loss=loss, lr=0.0), trainer(callbacks=[recorder]), group_loader())
-    assert all(emb.dtype == torch.float64 for emb, _ in batches)
-    assert [c.numel() for c in loss.xbm_calls] == [0, 8]
-    (emb1, g1), (emb2, g2) = batches[1], batches[2]
+    Quaterion.fit(model, trainer(callbacks=[recorder]), group_loader())
+    assert [step for step, _, _ in steps] == [0, 1, 2]
+    return model, loss, steps, recorder.losses
+
+
+def test_xbm_starts_after_start_iteration_and_adds_weighted_term():
+    model, loss, steps, losses = _fit_with_xbm(start_iteration=1)
+    # steps 0 and 1 (global_step <= start_iteration): no XBM; step 2: empty memory
+    assert [groups.numel() for _, groups in loss.memories] == [0]
+    _, embeddings, groups = steps[2]
+    memory, memory_groups = model._xbm_buffer.get()
+    torch.testing.assert_close(memory, embeddings)
+    assert torch.equal(memory_groups, groups)
+    # lr=0: the recorded loss equals plain loss + 0.5 * xbm_loss(empty) = plain loss
+    plain = TripletLoss(mining="hard")(embeddings=embeddings, groups=groups)
+    torch.testing.assert_close(losses[2], plain)
+
+
+@pytest.mark.parametrize(
+    "head, dtype",
+    [
+        pytest.param(GatedHead, torch.float32, id="float32-head"),
+        # the float32 buffer hands float64 batches their memory cast to float64
+        pytest.param(_Float64Head, torch.float64, id="float64-head"),
+    ],
+)
+def test_xbm_term_uses_memory_after_first_xbm_step(head, dtype):
+    _, loss, steps, losses = _fit_with_xbm(start_iteration=0, head=head)
+    assert all(emb.dtype == dtype for _, emb, _ in steps)
+    # step 0: no XBM (global_step == start_iteration); step 1: empty memory; step 2: batch 1
+    assert [groups.numel() for _, groups in loss.memories] == [0, 8]
+    (_, emb1, g1), (_, emb2, g2) = steps[1], steps[2]
     reference = TripletLoss(mining="hard")
-    memory = emb1.float().double()  # what a float32 buffer hands back, cast to the batch dtype
+    memory = emb1.float().to(dtype)  # what the float32 buffer hands back, in the batch dtype
     expected = reference(embeddings=emb2, groups=g2) + 0.5 * reference.xbm_loss(
         emb2, g2, memory, g1
     )
-    torch.testing.assert_close(recorder.losses[2], expected)
+    torch.testing.assert_close(losses[2], expected)
+
+
+def test_xbm_with_pairwise_loss_fails_clearly():
+    config = XbmConfig(start_iteration=0, buffer_size=10, device=XbmDevice.CPU)
+    model = Model(xbm=config, pairs=True, loss=ContrastiveLoss())
+    with pytest.raises(NotImplementedError, match="XBM is currently supported only with GroupLoss"):
+        Quaterion.fit(model, trainer(max_epochs=1), pair_loader())
