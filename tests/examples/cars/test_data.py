@@ -17,6 +17,7 @@ from examples.cars.data import (
     read_labels,
 )
 from quaterion.dataset import SimilarityGroupSample
+from tests._datasets import ListDataset
 
 
 def _groups(dataset):
@@ -89,38 +90,24 @@ def test_real_dataset_class_is_looked_up_at_call_time(monkeypatch, tmp_path):
     assert len(train) == len(test) == 196
 
 
-class _NoDecode(Dataset):
-    """Labels via ``targets``; decoding an item is an error."""
+class _NoDecode(ListDataset):
+    """Labels only through the attribute named ``attribute``; decoding an item is an error."""
 
-    def __init__(self, targets):
-        self.targets = targets
-
-    def __len__(self):
-        return len(self.targets)
+    def __init__(self, attribute, values):
+        super().__init__(values)
+        setattr(self, attribute, values)
 
     def __getitem__(self, index):
         raise AssertionError("read_labels decoded an image")
 
 
-class _OnlyItems(Dataset):
-    def __init__(self, labels):
-        self.labels = labels
-
-    def __len__(self):
-        return len(self.labels)
-
-    def __getitem__(self, index):
-        return None, self.labels[index]
-
-
 def test_read_labels_avoids_decoding_when_possible():
-    class Samples(_NoDecode):
-        def __init__(self):
-            self._samples = [("a.jpg", 5), ("b.jpg", 2)]
-
-        def __len__(self):
-            return 2
-
-    full = ConcatDataset([_NoDecode([1, 0, 3]), Samples(), _OnlyItems([9, 8])])
+    full = ConcatDataset(
+        [
+            _NoDecode("targets", [1, 0, 3]),
+            _NoDecode("_samples", [("a.jpg", 5), ("b.jpg", 2)]),  # torchvision's StanfordCars
+            ListDataset([(None, 9), (None, 8)]),  # labels only by reading items
+        ]
+    )
     np.testing.assert_array_equal(read_labels(full), [1, 0, 3, 5, 2, 9, 8])
     np.testing.assert_array_equal(read_labels(Subset(full, [6, 0, 3])), [8, 1, 5])

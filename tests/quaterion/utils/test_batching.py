@@ -1,18 +1,8 @@
 import pytest
-from torch.utils.data import Dataset, IterableDataset
+from torch.utils.data import IterableDataset
 
 from quaterion.utils.utils import iter_by_batch
-
-
-class _MapDataset(Dataset):
-    def __init__(self, items):
-        self.items = items
-
-    def __len__(self):
-        return len(self.items)
-
-    def __getitem__(self, index):
-        return self.items[index]
+from tests._datasets import ListDataset
 
 
 class _IterDataset(IterableDataset):
@@ -33,7 +23,7 @@ CASES = [
 WRAPPERS = {
     "list": list,
     "iterator": iter,
-    "map_dataset": _MapDataset,
+    "map_dataset": ListDataset,
     "iterable_dataset": _IterDataset,
     "generator": lambda items: (x for x in items),
 }
