@@ -5,6 +5,7 @@ import json
 import math
 import shutil
 from pathlib import Path
+from typing import Any, Callable
 
 import numpy as np
 import pytest
@@ -406,100 +407,119 @@ def _rows(n: int = 2, width: int = 5, dtype=torch.float32) -> list:
     return list(torch.rand(n, width, dtype=dtype))
 
 
+def _encode(records: list, **kwargs) -> Callable[[SimilarityModel], Any]:
+    return lambda model: model.encode(records, **kwargs)
+
+
+def _construct_only(model: SimilarityModel) -> None:
+    """The row's error comes from ``SimilarityModel(...)`` itself."""
+
+
+# (id, encoders, head, what is done with SimilarityModel(encoders, head), error, words)
 MODEL_CASES = [
     (
         "head-narrower-than-encoders",
-        lambda: SimilarityModel(encoders=StackEncoder(5), head=GatedHead(4)),
+        StackEncoder(5),
+        GatedHead(4),
+        _construct_only,
         ValueError,
         ["GatedHead", "input_embedding_size=4", "add up to 5", "get_encoders_output_size"],
     ),
     (
         "encoder-misreports-width",
-        lambda: SimilarityModel(encoders=MisreportingEncoder(5, 4), head=EmptyHead(4)).encode(
-            _rows()
-        ),
+        MisreportingEncoder(5, 4),
+        EmptyHead(4),
+        _encode(_rows()),
         ValueError,
         ["'default'", "MisreportingEncoder", "(2, 5)", "embedding_size is 4"],
     ),
     (
         "sequential-head-wrong-width",
-        lambda: SimilarityModel(
-            encoders=StackEncoder(5), head=SequentialHead(nn.Linear(4, 2), output_size=2)
-        ).encode(_rows()),
+        StackEncoder(5),
+        SequentialHead(nn.Linear(4, 2), output_size=2),
+        _encode(_rows()),
         ValueError,
         ["SequentialHead", "5 wide", "{'default': 5}", "get_encoders_output_size"],
     ),
     (
         "head-misreports-output-size",
-        lambda: SimilarityModel(
-            encoders=StackEncoder(5), head=SequentialHead(nn.Linear(5, 3), output_size=4)
-        ).encode(_rows()),
+        StackEncoder(5),
+        SequentialHead(nn.Linear(5, 3), output_size=4),
+        _encode(_rows()),
         ValueError,
         ["SequentialHead", "(2, 3)", "output_size is 4"],
     ),
     (
         "float64-input-float32-model",
-        lambda: SimilarityModel(encoders=LinearEncoder(5, 4), head=GatedHead(4)).encode(
-            _rows(dtype=torch.float64)
-        ),
+        LinearEncoder(5, 4),
+        GatedHead(4),
+        _encode(_rows(dtype=torch.float64)),
         TypeError,
         ["'default'", "LinearEncoder", "torch.float64", "torch.float32", "model.to(torch.float64)"],
     ),
     (
         "float32-input-bf16-model",
-        lambda: (
-            SimilarityModel(encoders=LinearEncoder(5, 4), head=GatedHead(4))
-            .to(torch.bfloat16)
-            .encode(_rows())
-        ),
+        LinearEncoder(5, 4),
+        GatedHead(4),
+        lambda model: model.to(torch.bfloat16).encode(_rows()),
         TypeError,
         ["torch.float32", "torch.bfloat16", "model.to(torch.float32)"],
     ),
     (
         "float64-embeddings-float32-head",
-        lambda: SimilarityModel(
-            encoders=StackEncoder(5), head=SequentialHead(nn.Linear(5, 2), output_size=2)
-        ).encode(_rows(dtype=torch.float64)),
+        StackEncoder(5),
+        SequentialHead(nn.Linear(5, 2), output_size=2),
+        _encode(_rows(dtype=torch.float64)),
         TypeError,
         ["head SequentialHead", "torch.float64", "torch.float32", "model.to(torch.float64)"],
     ),
     (
         "encoders-disagree-on-rows",
-        lambda: SimilarityModel(
-            encoders={"a": StackEncoder(5), "b": FirstRowsEncoder(5)}, head=EmptyHead(10)
-        ).encode(_rows(3)),
+        {"a": StackEncoder(5), "b": FirstRowsEncoder(5)},
+        EmptyHead(10),
+        _encode(_rows(3)),
         ValueError,
         ["different numbers of rows", "'a': 3", "'b': 2"],
     ),
     (
         "batch-without-an-encoder-input",
-        lambda: SimilarityModel(encoders={"text": StackEncoder(5)}, head=EmptyHead(5))(
-            {"data": {"txt": torch.rand(2, 5)}, "meta": [{}, {}]}
-        ),
+        {"text": StackEncoder(5)},
+        EmptyHead(5),
+        lambda model: model({"data": {"txt": torch.rand(2, 5)}, "meta": [{}, {}]}),
         KeyError,
         ["'text'", "['txt']", "get_collate_fn"],
     ),
     (
         "batch-size-zero",
-        lambda: SimilarityModel(encoders=StackEncoder(5), head=EmptyHead(5)).encode(
-            _rows(), batch_size=0
-        ),
+        StackEncoder(5),
+        EmptyHead(5),
+        _encode(_rows(), batch_size=0),
         ValueError,
         ["batch_size", "0", "positive"],
     ),
 ]
 
 
-@pytest.mark.parametrize(
-    "run, error, words",
-    [pytest.param(*row[1:], id=row[0]) for row in CONSTRUCTION + MODEL_CASES],
-)
-def test_bad_calls(run, error, words):
+def _assert_raises_with_words(run: Callable[[], Any], error: type, words: list) -> None:
     with pytest.raises(error) as info:
         run()
     message = str(info.value)
     for word in words:
         assert word in message, (word, message)
+
+
+@pytest.mark.parametrize("run, error, words", [pytest.param(*r[1:], id=r[0]) for r in CONSTRUCTION])
+def test_bad_construction(run, error, words):
+    _assert_raises_with_words(run, error, words)
+
+
+@pytest.mark.parametrize(
+    "encoders, head, use, error, words", [pytest.param(*r[1:], id=r[0]) for r in MODEL_CASES]
+)
+def test_bad_models_and_calls(encoders, head, use, error, words):
+    _assert_raises_with_words(
+        lambda: use(SimilarityModel(encoders=encoders, head=head)), error, words
+    )
 
 
 def test_output_width_is_checked_on_the_first_batch_only():
