@@ -2,7 +2,7 @@
 
 import json
 import os
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Dict, List
 
 import torch
 from torch import Tensor, nn
@@ -11,18 +11,23 @@ from quaterion_models.encoders import Encoder, SwitchEncoder
 from quaterion_models.utils import is_loading_trusted
 
 
-def identity_collate(batch: list[Any]) -> list[Any]:
+def identity_collate(batch: List[Any]) -> List[Any]:
     """Keep raw records as a list (picklable module function)."""
     return batch
 
 
-class StackEncoder(Encoder):
-    """Identity encoder of width ``size``; the default collate stacks tensors."""
+class ToyEncoder(Encoder):
+    """Base of the toy encoders: ``size`` wide, trainable if ``is_trainable``.
 
-    def __init__(self, size: int = 5, is_trainable: bool = False):
+    ``config`` holds the constructor's arguments: ``save`` writes it to ``config.json`` (and the
+    parameters, if any, to ``weights.pt``); ``load`` calls the constructor with it again.
+    """
+
+    def __init__(self, size: int, is_trainable: bool, config: Dict[str, Any]):
         super().__init__()
         self.size = size
         self.is_trainable = is_trainable
+        self.config = config
 
     @property
     def trainable(self) -> bool:
@@ -32,50 +37,42 @@ class StackEncoder(Encoder):
     def embedding_size(self) -> int:
         return self.size
 
-    def forward(self, batch: Tensor) -> Tensor:
-        return batch
-
-    def save(self, output_path: str) -> None:
-        with open(os.path.join(output_path, "config.json"), "w") as file:
-            json.dump({"size": self.size, "is_trainable": self.is_trainable}, file)
-
-    @classmethod
-    def load(cls, input_path: str) -> "StackEncoder":
-        with open(os.path.join(input_path, "config.json")) as file:
-            return cls(**json.load(file))
-
-
-class LinearEncoder(Encoder):
-    """``Linear(size_in, size_out)`` encoder with real parameters, saved as a state dict."""
-
-    def __init__(self, size_in: int = 5, size_out: int = 4, is_trainable: bool = True):
-        super().__init__()
-        self.config = {"size_in": size_in, "size_out": size_out, "is_trainable": is_trainable}
-        self.linear = nn.Linear(size_in, size_out)
-
-    @property
-    def trainable(self) -> bool:
-        return self.config["is_trainable"]
-
-    @property
-    def embedding_size(self) -> int:
-        return self.config["size_out"]
-
-    def forward(self, batch: Tensor) -> Tensor:
-        return self.linear(batch)
-
     def save(self, output_path: str) -> None:
         with open(os.path.join(output_path, "config.json"), "w") as file:
             json.dump(self.config, file)
-        torch.save(self.state_dict(), os.path.join(output_path, "weights.pt"))
+        if self.state_dict():
+            torch.save(self.state_dict(), os.path.join(output_path, "weights.pt"))
 
     @classmethod
-    def load(cls, input_path: str) -> "LinearEncoder":
+    def load(cls, input_path: str) -> "ToyEncoder":
         with open(os.path.join(input_path, "config.json")) as file:
             encoder = cls(**json.load(file))
-        state = torch.load(os.path.join(input_path, "weights.pt"), weights_only=True)
-        encoder.load_state_dict(state)
+        weights = os.path.join(input_path, "weights.pt")
+        if os.path.exists(weights):
+            encoder.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
         return encoder
+
+
+class StackEncoder(ToyEncoder):
+    """Identity encoder of width ``size``; the default collate stacks tensors."""
+
+    def __init__(self, size: int = 5, is_trainable: bool = False):
+        super().__init__(size, is_trainable, {"size": size, "is_trainable": is_trainable})
+
+    def forward(self, batch: Tensor) -> Tensor:
+        return batch
+
+
+class LinearEncoder(ToyEncoder):
+    """``Linear(size_in, size_out)`` encoder with real parameters (saved as a state dict)."""
+
+    def __init__(self, size_in: int = 5, size_out: int = 4, is_trainable: bool = True):
+        config = {"size_in": size_in, "size_out": size_out, "is_trainable": is_trainable}
+        super().__init__(size_out, is_trainable, config)
+        self.linear = nn.Linear(size_in, size_out)
+
+    def forward(self, batch: Tensor) -> Tensor:
+        return self.linear(batch)
 
 
 class LambdaEncoder(StackEncoder):
@@ -86,36 +83,18 @@ class LambdaEncoder(StackEncoder):
         self.fn = lambda x: x
 
 
-class ConstantEncoder(Encoder):
+class ConstantEncoder(ToyEncoder):
     """Maps every raw record to a row filled with ``value`` (width ``size``)."""
 
     def __init__(self, value: float, size: int = 3):
-        super().__init__()
+        super().__init__(size, False, {"value": value, "size": size})
         self.value = value
-        self.size = size
-
-    @property
-    def trainable(self) -> bool:
-        return False
-
-    @property
-    def embedding_size(self) -> int:
-        return self.size
 
     def get_collate_fn(self):
         return identity_collate
 
-    def forward(self, batch: list[Any]) -> Tensor:
+    def forward(self, batch: List[Any]) -> Tensor:
         return torch.full((len(batch), self.size), float(self.value))
-
-    def save(self, output_path: str) -> None:
-        with open(os.path.join(output_path, "config.json"), "w") as file:
-            json.dump({"value": self.value, "size": self.size}, file)
-
-    @classmethod
-    def load(cls, input_path: str) -> "ConstantEncoder":
-        with open(os.path.join(input_path, "config.json")) as file:
-            return cls(**json.load(file))
 
 
 class ZerosOnesSwitch(SwitchEncoder):
@@ -145,8 +124,7 @@ class FailingSaveEncoder(StackEncoder):
     """Writes part of its files, then raises: simulates a crash in the middle of a save."""
 
     def save(self, output_path: str) -> None:
-        with open(os.path.join(output_path, "config.json"), "w") as file:
-            json.dump({"size": self.size, "is_trainable": self.is_trainable}, file)
+        super().save(output_path)
         raise OSError("disk full (simulated) while saving FailingSaveEncoder")
 
 

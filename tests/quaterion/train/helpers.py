@@ -17,6 +17,7 @@ from quaterion.loss import ContrastiveLoss, TripletLoss
 from quaterion.train.cache import CacheConfig
 from quaterion_models.encoders import Encoder
 from quaterion_models.heads import GatedHead
+from tests.quaterion_models.toy_encoders import ToyEncoder
 
 IN_DIM = 4
 EMB_DIM = 6
@@ -27,28 +28,18 @@ def stack_collate(batch: List[Any]) -> torch.Tensor:
     return torch.stack([torch.as_tensor(x, dtype=torch.float32) for x in batch])
 
 
-class CountingEncoder(Encoder):
+class CountingEncoder(ToyEncoder):
     """Linear encoder that counts the objects it encodes (``calls``)."""
 
     def __init__(self, trainable: bool = False, seed: int = 0, size: int = EMB_DIM):
-        super().__init__()
+        super().__init__(size, trainable, {"trainable": trainable, "seed": seed, "size": size})
         generator = torch.Generator().manual_seed(seed)
         self.linear = nn.Linear(IN_DIM, size)
         with torch.no_grad():
             self.linear.weight.copy_(torch.randn(size, IN_DIM, generator=generator))
             self.linear.bias.copy_(torch.randn(size, generator=generator))
-        self._trainable = trainable
-        self._size = size
         self.calls = 0
         self.batch_sizes = []
-
-    @property
-    def trainable(self) -> bool:
-        return self._trainable
-
-    @property
-    def embedding_size(self) -> int:
-        return self._size
 
     def get_collate_fn(self):
         return stack_collate
@@ -57,17 +48,6 @@ class CountingEncoder(Encoder):
         self.calls += batch.shape[0]
         self.batch_sizes.append(batch.shape[0])
         return self.linear(batch)
-
-    def save(self, output_path: str) -> None:
-        torch.save(self.state_dict(), f"{output_path}/weights.pt")
-
-    @classmethod
-    def load(cls, input_path: str) -> "CountingEncoder":
-        encoder = cls()
-        encoder.load_state_dict(
-            torch.load(f"{input_path}/weights.pt", map_location="cpu", weights_only=True)
-        )
-        return encoder
 
 
 def group_samples(n: int = 24, groups: int = 4, seed: int = 0) -> List[SimilarityGroupSample]:
