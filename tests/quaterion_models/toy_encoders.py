@@ -29,13 +29,8 @@ class ToyEncoder(Encoder):
         self.is_trainable = is_trainable
         self.config = config
 
-    @property
-    def trainable(self) -> bool:
-        return self.is_trainable
-
-    @property
-    def embedding_size(self) -> int:
-        return self.size
+    trainable = property(lambda self: self.is_trainable)
+    embedding_size = property(lambda self: self.size)
 
     def save(self, output_path: str) -> None:
         with open(os.path.join(output_path, "config.json"), "w") as file:

@@ -10,6 +10,7 @@ from quaterion.dataset import GroupSimilarityDataLoader, PairsSimilarityDataLoad
 from quaterion.dataset.label_cache_dataset import LabelCacheMode
 from quaterion.dataset.train_collator import TrainCollator
 from tests.quaterion.dataset.conftest import ShardedGroups, reference_id
+from tests.quaterion.train.helpers import trainer
 
 
 def collate_upper(features):
@@ -119,15 +120,7 @@ class _GroupsEcho(pl.LightningModule):
 def test_trainer_predict_recreates_loader_without_double_wrapping(group_samples):
     loader = GroupSimilarityDataLoader(group_samples, batch_size=3)
     loader.set_salt("train")
-    trainer = pl.Trainer(
-        accelerator="cpu",
-        devices=1,
-        logger=False,
-        enable_progress_bar=False,
-        enable_checkpointing=False,
-        enable_model_summary=False,
-    )
-    outputs = trainer.predict(_GroupsEcho(), loader)
+    outputs = trainer().predict(_GroupsEcho(), loader)
     ids = [i for batch_ids, _, _ in outputs for i in batch_ids]
     assert ids == [reference_id(i, "train") for i in range(len(group_samples))]
     assert [f for _, features, _ in outputs for f in features] == [s.obj for s in group_samples]
