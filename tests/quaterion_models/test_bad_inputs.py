@@ -172,127 +172,96 @@ def test_boundary_head_arguments_are_valid():
 # (StackEncoder(4) + GatedHead(4)) and names the file that the message must mention.
 
 
-def _truncate(path: Path) -> None:
+def _at(relative: str, action: Callable[[Path], Any]) -> Callable[[Path], str]:
+    """A damage: ``action`` on ``root / relative``; the error message must name that path."""
+
+    def damage(root: Path) -> str:
+        action(root / relative)
+        return relative
+
+    return damage
+
+
+def _halve(path: Path) -> None:
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 2])
 
 
-def _malicious_gated_weights(root: Path) -> None:
+def _truncate(relative: str):
+    return _at(relative, _halve)
+
+
+def _write(relative: str, data: bytes):
+    return _at(relative, lambda path: path.write_bytes(data))
+
+
+def _torch_save(relative: str, obj: Any):
+    return _at(relative, lambda path: torch.save(obj, path))
+
+
+def _remove(relative: str):
+    return _at(relative, lambda path: shutil.rmtree(path) if path.is_dir() else path.unlink())
+
+
+def _edit_config(**changes):
+    def damage(root: Path) -> str:
+        config = json.loads((root / "config.json").read_text())
+        config.update(changes)
+        (root / "config.json").write_text(json.dumps(config))
+        return "config.json"
+
+    return damage
+
+
+def _malicious_gated_weights(root: Path) -> str:
     write_malicious_state_dict(
         root / "head" / "weights.bin", root / "marker", {"gates": torch.ones(4)}
     )
+    return "head/weights.bin"
 
 
-def _edit_config_to_sequential_head(root: Path) -> None:
+def _edit_config_to_sequential_head(root: Path) -> str:
     """The attack from the issue: name SequentialHead so that weights.bin gets unpickled."""
-    config = json.loads((root / "config.json").read_text())
-    config["head"] = {"module": "quaterion_models.heads.sequential_head", "class": "SequentialHead"}
-    (root / "config.json").write_text(json.dumps(config))
+    _edit_config(
+        head={"module": "quaterion_models.heads.sequential_head", "class": "SequentialHead"}
+    )(root)
     (root / "head" / "config.json").write_text(json.dumps({"output_size": 4}))
     sequential = nn.Sequential(nn.Linear(4, 4))
     sequential.payload = MarkerPayload(str(root / "marker"))  # pickled with the module
     torch.save(sequential, root / "head" / "weights.bin")
+    return "head/weights.bin"
 
 
-def _edit_config(**changes):
-    def damage(root: Path) -> None:
-        config = json.loads((root / "config.json").read_text())
-        config.update(changes)
-        (root / "config.json").write_text(json.dumps(config))
-
-    return damage
-
-
-def _write(relative: str, data: bytes):
-    return lambda root: (root / relative).write_bytes(data)
-
-
-def _remove(relative: str):
-    def damage(root: Path) -> None:
-        target = root / relative
-        shutil.rmtree(target) if target.is_dir() else target.unlink()
-
-    return damage
-
-
-# (id, damage(root), exception, file named in the message (relative), key words)
+# (id, damage(root) returning the file the message must name (relative), key words[, the
+# exception when it is not DamagedFileError])
 DAMAGED = [
-    (
-        "truncated-weights",
-        lambda r: _truncate(r / "head" / "weights.bin"),
-        DamagedFileError,
-        "head/weights.bin",
-        ["damaged", "model again"],
-    ),
-    (
-        "empty-weights",
-        _write("head/weights.bin", b""),
-        DamagedFileError,
-        "head/weights.bin",
-        ["damaged"],
-    ),
-    (
-        "garbage-weights",
-        _write("head/weights.bin", b"not a torch file at all"),
-        DamagedFileError,
-        "head/weights.bin",
-        ["damaged"],
-    ),
+    ("truncated-weights", _truncate("head/weights.bin"), ["damaged", "model again"]),
+    ("empty-weights", _write("head/weights.bin", b""), ["damaged"]),
+    ("garbage-weights", _write("head/weights.bin", b"not a torch file at all"), ["damaged"]),
     (
         "weights-of-another-head",
-        lambda r: torch.save({"other": torch.ones(2)}, r / "head" / "weights.bin"),
-        DamagedFileError,
-        "head/weights.bin",
+        _torch_save("head/weights.bin", {"other": torch.ones(2)}),
         ["does not fit", "GatedHead"],
     ),
     (
         "weights-not-a-dict",
-        lambda r: torch.save([torch.ones(2)], r / "head" / "weights.bin"),
-        DamagedFileError,
-        "head/weights.bin",
+        _torch_save("head/weights.bin", [torch.ones(2)]),
         ["not a plain state dict"],
     ),
-    (
-        "garbage-config",
-        _write("config.json", b"{not json"),
-        DamagedFileError,
-        "config.json",
-        ["damaged", "not valid JSON"],
-    ),
-    (
-        "binary-config",
-        _write("config.json", b"\xff\xfe\x00garbage"),
-        DamagedFileError,
-        "config.json",
-        ["damaged"],
-    ),
-    (
-        "config-is-a-list",
-        _write("config.json", b"[1, 2]"),
-        DamagedFileError,
-        "config.json",
-        ["JSON object", "list"],
-    ),
+    ("garbage-config", _write("config.json", b"{not json"), ["damaged", "not valid JSON"]),
+    ("binary-config", _write("config.json", b"\xff\xfe\x00garbage"), ["damaged"]),
+    ("config-is-a-list", _write("config.json", b"[1, 2]"), ["JSON object", "list"]),
     (
         "config-other-keys",
         _write("config.json", b'{"hidden_size": 3}'),
-        DamagedFileError,
-        "config.json",
         ["'encoders' and 'head'", "hidden_size"],
     ),
-    (
-        "config-head-record",
-        _edit_config(head="GatedHead"),
-        DamagedFileError,
-        "config.json",
-        ["damaged", "GatedHead"],
-    ),
+    ("config-head-record", _edit_config(head="GatedHead"), ["damaged", "GatedHead"]),
     (
         "config-not-a-head",
         _edit_config(head={"module": "torch.nn", "class": "Linear"}),
-        TypeError,
-        "config.json",
         ["not a EncoderHead subclass"],
+        TypeError,
     ),
     (
         "config-traversal-key",
@@ -305,83 +274,59 @@ DAMAGED = [
                 }
             ]
         ),
-        DamagedFileError,
-        "config.json",
         ["invalid encoder key", "../x"],
     ),
-    (
-        "head-config-garbage",
-        _write("head/config.json", b"\x00\x01"),
-        DamagedFileError,
-        "head/config.json",
-        ["damaged"],
-    ),
+    ("head-config-garbage", _write("head/config.json", b"\x00\x01"), ["damaged"]),
     (
         "head-config-wrong-kwargs",
         _write("head/config.json", b'{"size": 4}'),
-        DamagedFileError,
-        "head/config.json",
         ["does not fit", "GatedHead", "size"],
     ),
     (
         "head-config-bad-value",
         _write("head/config.json", b'{"input_embedding_size": 4, "dropout": 7}'),
-        DamagedFileError,
-        "head/config.json",
         ["does not fit", "dropout", "7", "[0, 1)"],
     ),
-    (
-        "missing-config",
-        _remove("config.json"),
-        FileNotFoundError,
-        "config.json",
-        ["not a saved SimilarityModel"],
-    ),
-    (
-        "missing-weights",
-        _remove("head/weights.bin"),
-        FileNotFoundError,
-        "head/weights.bin",
-        ["does not exist"],
-    ),
+    ("missing-config", _remove("config.json"), ["not a saved SimilarityModel"], FileNotFoundError),
+    ("missing-weights", _remove("head/weights.bin"), ["does not exist"], FileNotFoundError),
     (
         "missing-head-dir",
         _remove("head"),
-        FileNotFoundError,
-        "head",
         ["not a complete saved SimilarityModel"],
+        FileNotFoundError,
     ),
     (
         "missing-encoder-dir",
         _remove("encoders/default"),
-        FileNotFoundError,
-        "encoders/default",
         ["save the model again"],
+        FileNotFoundError,
     ),
     (
         "malicious-state-dict",
         _malicious_gated_weights,
-        UnsafeFileError,
-        "head/weights.bin",
         ["plant_marker", "not a plain state dict", "trusted=True"],
+        UnsafeFileError,
     ),
     (
         "config-edited-to-sequential",
         _edit_config_to_sequential_head,
-        UnsafeFileError,
-        "head/weights.bin",
         ["plant_marker", "trusted=True"],
+        UnsafeFileError,
     ),
 ]
 
 
 @pytest.mark.parametrize(
-    "damage, error, named, words", [pytest.param(*row[1:], id=row[0]) for row in DAMAGED]
+    "damage, error, words",
+    [
+        pytest.param(damage, error[0] if error else DamagedFileError, words, id=case_id)
+        for case_id, damage, words, *error in DAMAGED
+    ],
 )
-def test_damaged_or_unsafe_directory(tmp_path, damage, error, named, words):
+def test_damaged_or_unsafe_directory(tmp_path, damage, error, words):
     root = tmp_path / "model"
     SimilarityModel(encoders=StackEncoder(4), head=GatedHead(4)).save(str(root))
-    damage(root)
+    named = damage(root)
     with pytest.raises(error) as info:
         SimilarityModel.load(str(root))
     message = str(info.value)
@@ -407,119 +352,99 @@ def _rows(n: int = 2, width: int = 5, dtype=torch.float32) -> list:
     return list(torch.rand(n, width, dtype=dtype))
 
 
-def _encode(records: list, **kwargs) -> Callable[[SimilarityModel], Any]:
-    return lambda model: model.encode(records, **kwargs)
+def _encode(encoders, head, records=None, model_dtype=None, **kwargs) -> Callable[[], Any]:
+    """``SimilarityModel(encoders, head)``, cast to ``model_dtype`` if given, encoding
+    ``records`` (default: two float32 rows, 5 wide) with ``kwargs``."""
+
+    def run():
+        model = SimilarityModel(encoders=encoders, head=head)
+        if model_dtype is not None:
+            model = model.to(model_dtype)
+        return model.encode(_rows() if records is None else records, **kwargs)
+
+    return run
 
 
-def _construct_only(model: SimilarityModel) -> None:
-    """The row's error comes from ``SimilarityModel(...)`` itself."""
-
-
-# (id, encoders, head, what is done with SimilarityModel(encoders, head), error, words)
 MODEL_CASES = [
     (
         "head-narrower-than-encoders",
-        StackEncoder(5),
-        GatedHead(4),
-        _construct_only,
+        lambda: SimilarityModel(encoders=StackEncoder(5), head=GatedHead(4)),
         ValueError,
         ["GatedHead", "input_embedding_size=4", "add up to 5", "get_encoders_output_size"],
     ),
     (
         "encoder-misreports-width",
-        MisreportingEncoder(5, 4),
-        EmptyHead(4),
-        _encode(_rows()),
+        _encode(MisreportingEncoder(5, 4), EmptyHead(4)),
         ValueError,
         ["'default'", "MisreportingEncoder", "(2, 5)", "embedding_size is 4"],
     ),
     (
         "sequential-head-wrong-width",
-        StackEncoder(5),
-        SequentialHead(nn.Linear(4, 2), output_size=2),
-        _encode(_rows()),
+        _encode(StackEncoder(5), SequentialHead(nn.Linear(4, 2), output_size=2)),
         ValueError,
         ["SequentialHead", "5 wide", "{'default': 5}", "get_encoders_output_size"],
     ),
     (
         "head-misreports-output-size",
-        StackEncoder(5),
-        SequentialHead(nn.Linear(5, 3), output_size=4),
-        _encode(_rows()),
+        _encode(StackEncoder(5), SequentialHead(nn.Linear(5, 3), output_size=4)),
         ValueError,
         ["SequentialHead", "(2, 3)", "output_size is 4"],
     ),
     (
         "float64-input-float32-model",
-        LinearEncoder(5, 4),
-        GatedHead(4),
-        _encode(_rows(dtype=torch.float64)),
+        _encode(LinearEncoder(5, 4), GatedHead(4), _rows(dtype=torch.float64)),
         TypeError,
         ["'default'", "LinearEncoder", "torch.float64", "torch.float32", "model.to(torch.float64)"],
     ),
     (
         "float32-input-bf16-model",
-        LinearEncoder(5, 4),
-        GatedHead(4),
-        lambda model: model.to(torch.bfloat16).encode(_rows()),
+        _encode(LinearEncoder(5, 4), GatedHead(4), model_dtype=torch.bfloat16),
         TypeError,
         ["torch.float32", "torch.bfloat16", "model.to(torch.float32)"],
     ),
     (
         "float64-embeddings-float32-head",
-        StackEncoder(5),
-        SequentialHead(nn.Linear(5, 2), output_size=2),
-        _encode(_rows(dtype=torch.float64)),
+        _encode(
+            StackEncoder(5),
+            SequentialHead(nn.Linear(5, 2), output_size=2),
+            _rows(dtype=torch.float64),
+        ),
         TypeError,
         ["head SequentialHead", "torch.float64", "torch.float32", "model.to(torch.float64)"],
     ),
     (
         "encoders-disagree-on-rows",
-        {"a": StackEncoder(5), "b": FirstRowsEncoder(5)},
-        EmptyHead(10),
-        _encode(_rows(3)),
+        _encode({"a": StackEncoder(5), "b": FirstRowsEncoder(5)}, EmptyHead(10), _rows(3)),
         ValueError,
         ["different numbers of rows", "'a': 3", "'b': 2"],
     ),
     (
         "batch-without-an-encoder-input",
-        {"text": StackEncoder(5)},
-        EmptyHead(5),
-        lambda model: model({"data": {"txt": torch.rand(2, 5)}, "meta": [{}, {}]}),
+        lambda: SimilarityModel(encoders={"text": StackEncoder(5)}, head=EmptyHead(5))(
+            {"data": {"txt": torch.rand(2, 5)}, "meta": [{}, {}]}
+        ),
         KeyError,
         ["'text'", "['txt']", "get_collate_fn"],
     ),
     (
         "batch-size-zero",
-        StackEncoder(5),
-        EmptyHead(5),
-        _encode(_rows(), batch_size=0),
+        _encode(StackEncoder(5), EmptyHead(5), batch_size=0),
         ValueError,
         ["batch_size", "0", "positive"],
     ),
 ]
 
 
-def _assert_raises_with_words(run: Callable[[], Any], error: type, words: list) -> None:
+@pytest.mark.parametrize(
+    "run, error, words",
+    [pytest.param(*row[1:], id=row[0]) for row in CONSTRUCTION + MODEL_CASES],
+)
+def test_bad_calls(run, error, words):
     with pytest.raises(error) as info:
         run()
     message = str(info.value)
     for word in words:
         assert word in message, (word, message)
-
-
-@pytest.mark.parametrize("run, error, words", [pytest.param(*r[1:], id=r[0]) for r in CONSTRUCTION])
-def test_bad_construction(run, error, words):
-    _assert_raises_with_words(run, error, words)
-
-
-@pytest.mark.parametrize(
-    "encoders, head, use, error, words", [pytest.param(*r[1:], id=r[0]) for r in MODEL_CASES]
-)
-def test_bad_models_and_calls(encoders, head, use, error, words):
-    _assert_raises_with_words(
-        lambda: use(SimilarityModel(encoders=encoders, head=head)), error, words
-    )
 
 
 def test_output_width_is_checked_on_the_first_batch_only():
