@@ -2,7 +2,7 @@
 
 import json
 import os
-from typing import Any, ClassVar, Dict, List
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
@@ -11,7 +11,7 @@ from quaterion_models.encoders import Encoder, SwitchEncoder
 from quaterion_models.utils import is_loading_trusted
 
 
-def identity_collate(batch: List[Any]) -> List[Any]:
+def identity_collate(batch: list[Any]) -> list[Any]:
     """Keep raw records as a list (picklable module function)."""
     return batch
 
@@ -23,7 +23,7 @@ class ToyEncoder(Encoder):
     parameters, if any, to ``weights.pt``); ``load`` calls the constructor with it again.
     """
 
-    def __init__(self, size: int, is_trainable: bool, config: Dict[str, Any]):
+    def __init__(self, size: int, is_trainable: bool, config: dict[str, Any]):
         super().__init__()
         self.size = size
         self.is_trainable = is_trainable
@@ -88,7 +88,7 @@ class ConstantEncoder(ToyEncoder):
     def get_collate_fn(self):
         return identity_collate
 
-    def forward(self, batch: List[Any]) -> Tensor:
+    def forward(self, batch: list[Any]) -> Tensor:
         return torch.full((len(batch), self.size), float(self.value))
 
 
