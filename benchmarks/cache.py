@@ -7,7 +7,9 @@
   bare ``LightningModule`` fed by a plain ``DataLoader`` (what Lightning itself costs).
   Wall-clock and CPU (process) time are both reported; on a shared machine the CPU-time
   ratio is the reliable one. Targets: within 1.10x the bare LightningModule and within
-  1.5x the bare loop at d=128, batch 256.
+  1.5x the bare loop at d=128, batch 256. The same cached fit is also timed under
+  ``Trainer(barebones=True)`` (Lightning's raw-speed mode, in which nothing is logged):
+  with the small head most of the gap to the bare loop is Lightning's ``self.log``.
 * ``ddp-fill``: the fill of one process against two DDP processes on CPU (gloo) with an
   encoder whose cost is a per-batch sleep (device time, not CPU: the 2 processes share the
   same cores). Reports each rank's share of encoded objects and the fill-time ratio
@@ -98,7 +100,9 @@ class BenchModel(TrainableModel):
         return torch.optim.Adam(self.model.head.parameters(), lr=1e-3)
 
 
-def _trainer(epochs: int) -> pl.Trainer:
+def _trainer(epochs: int, barebones: bool = False) -> pl.Trainer:
+    if barebones:  # Lightning's raw-speed mode: no logging, bar, summary or checkpoints
+        return pl.Trainer(accelerator="cpu", devices=1, max_epochs=epochs, barebones=True)
     return pl.Trainer(
         accelerator="cpu",
         devices=1,
@@ -181,11 +185,13 @@ def bare_lightning(encoder, raw, groups, d, batch, epochs, fill_batch) -> _Clock
     return clock
 
 
-def quaterion_fit(encoder, samples, batch, epochs, fill_batch, cache: bool) -> _Clock:
+def quaterion_fit(
+    encoder, samples, batch, epochs, fill_batch, cache: bool, barebones: bool = False
+) -> _Clock:
     model = BenchModel(encoder, cache, fill_batch)
     loader = GroupSimilarityDataLoader(samples, batch_size=batch, shuffle=True)
     with _Clock() as clock:
-        Quaterion.fit(model, _trainer(epochs), loader)
+        Quaterion.fit(model, _trainer(epochs, barebones), loader)
     return clock
 
 
@@ -199,7 +205,8 @@ def run(name, n, d, batch, epochs, fill_batch, repeats, uncached: bool):
     _floor(encoder, raw, groups, d, batch, 1, fill_batch)  # warm-up, both sides alike
     quaterion_fit(encoder, samples, batch, 1, fill_batch, True)
     bare_lightning(encoder, raw, groups, d, batch, 1, fill_batch)
-    clocks = {"bare loop": [], "bare LightningModule": [], "cached fit": []}
+    quaterion_fit(encoder, samples, batch, 1, fill_batch, True, barebones=True)
+    clocks = {"bare loop": [], "bare LightningModule": [], "cached fit": [], "barebones": []}
     for _ in range(repeats):  # interleaved, so load changes hit all alike
         clocks["bare loop"].append(floor(encoder, raw, groups, d, batch, epochs, fill_batch))
         clocks["bare LightningModule"].append(
@@ -207,6 +214,10 @@ def run(name, n, d, batch, epochs, fill_batch, repeats, uncached: bool):
         )
         clocks["cached fit"].append(
             quaterion_fit(encoder, samples, batch, epochs, fill_batch, True)
+        )
+        # the same cached fit under Trainer(barebones=True): no self.log, no logger overhead
+        clocks["barebones"].append(
+            quaterion_fit(encoder, samples, batch, epochs, fill_batch, True, barebones=True)
         )
     line = f"{name}: n={n} d={d} batch={batch} epochs={epochs}"
     cached = clocks["cached fit"]
@@ -217,6 +228,7 @@ def run(name, n, d, batch, epochs, fill_batch, repeats, uncached: bool):
             f" | cached/bare loop {best['cached fit'] / best['bare loop']:.3f}x"
             f", cached/bare LightningModule "
             f"{best['cached fit'] / best['bare LightningModule']:.3f}x"
+            f", barebones cached/bare loop {best['barebones'] / best['bare loop']:.3f}x"
         )
     if uncached:
         plain = quaterion_fit(encoder, samples, batch, epochs, fill_batch, False)

@@ -106,6 +106,13 @@ def _ineffective_options(model: Any, trainer: pl.Trainer, train_batches: Optiona
     loss_name = type(loss).__name__
     config = loss.get_config_dict()
     messages: List[str] = []
+    if trainer.barebones:
+        messages.append(
+            "Trainer(barebones=True) forbids self.log, so this fit logs nothing: no "
+            f"train/validation loss and no attached metrics ({len(model.attached_metrics)}). "
+            "Use a default Trainer (logger=False, enable_progress_bar=False are cheap) to "
+            "see them."
+        )
     if isinstance(loss, TripletLoss) and config.get("soft") and config.get("mining") != "hard":
         messages.append(
             f"TripletLoss(soft=True) has no effect with mining={config.get('mining')!r}: only "

@@ -168,6 +168,13 @@ class TrainableModel(pl.LightningModule, CacheMixin):
         buffer.queue(*queued)
         return config.weight * term
 
+    def _barebones(self) -> bool:
+        """Trainer(barebones=True) forbids ``self.log``: nothing is logged (warned at fit start)."""
+        try:
+            return self.trainer.barebones
+        except RuntimeError:  # no Trainer attached: self.log itself would warn and skip
+            return False
+
     def _common_step(self, batch, batch_idx: int, stage: TrainStage, **kwargs: Any) -> Tensor:
         features, targets = batch
         embeddings = self.model(features)
@@ -177,9 +184,11 @@ class TrainableModel(pl.LightningModule, CacheMixin):
             if xbm is not None:
                 loss = loss + xbm
         batch_size = embeddings.shape[0]
+        logging = not self._barebones()
         # sync_dist: epoch values are reduced over DDP ranks (a no-op in one process)
-        self.log(f"{stage}_loss", loss, batch_size=batch_size, sync_dist=True)
-        for metric in self.attached_metrics:
+        if logging:
+            self.log(f"{stage}_loss", loss, batch_size=batch_size, sync_dist=True)
+        for metric in self.attached_metrics if logging else ():
             if stage in metric.stages:
                 self.log(
                     f"{metric.name}_{stage}",

@@ -268,3 +268,37 @@ def test_plain_checkpoint_load_keeps_caller_rng(tmp_path):
     loaded = Model.load_from_checkpoint(path)
     assert torch.equal(torch.get_rng_state(), expected)
     assert set(loaded.state_dict()) == set(Model().state_dict())
+
+
+@pytest.mark.parametrize("cache", [False, True], ids=["uncached", "cached"])
+def test_barebones_trainer_trains_like_default_and_warns_it_logs_nothing(cache):
+    def fit(**options):
+        torch.manual_seed(0)
+        config = CacheConfig(batch_size=8) if cache else None
+        model = Model(cache_config=config, metrics=[AttachedMetric("rprec", RetrievalRPrecision())])
+        recorder = LossRecorder()
+        fit_trainer = trainer(max_epochs=2, callbacks=[recorder], **options)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            Quaterion.fit(model, fit_trainer, group_loader(shuffle=True), group_loader())
+        messages = [str(w.message) for w in caught if "barebones" in str(w.message)]
+        return model, recorder.losses, fit_trainer, messages
+
+    default, default_losses, default_trainer, default_warned = fit()
+    bare, bare_losses, bare_trainer, bare_warned = fit(
+        barebones=True,
+        logger=None,
+        enable_progress_bar=None,
+        enable_model_summary=None,
+        enable_checkpointing=None,
+        num_sanity_val_steps=None,
+    )
+    assert bare_trainer.barebones and not default_trainer.barebones
+    assert len(bare_losses) == len(default_losses) == 6
+    assert torch.equal(torch.stack(bare_losses), torch.stack(default_losses))
+    for a, b in zip(bare.model.head.parameters(), default.model.head.parameters()):
+        assert torch.equal(a, b)
+    assert "train_loss" in default_trainer.callback_metrics
+    assert not bare_trainer.callback_metrics
+    assert not default_warned
+    assert len(bare_warned) == 1 and "logs nothing" in bare_warned[0]
