@@ -14,7 +14,7 @@ from torch.utils.data import DataLoader
 from quaterion.dataset.similarity_data_loader import SimilarityDataLoader
 from quaterion.train.cache import _distributed, _store
 from quaterion.train.cache._batches import CachedRows, batches_from_store, cached_split, register
-from quaterion.train.cache._fill import fill_cache, fill_loader
+from quaterion.train.cache.cache_model import fill_cache, fill_loader
 from quaterion.train.cache._fingerprint import fingerprint, read_fingerprints, split_sha256
 from quaterion.train.cache.cache_config import CacheConfig, CacheType
 from quaterion.train.cache.cache_encoder import CacheEncoder, CacheMode
@@ -70,7 +70,7 @@ class CacheMixin:
             return DiskCacheEncoder(
                 encoder, cache_config.save_dir, encoder_name, cache_config.dtype
             )
-        return InMemoryCacheEncoder(encoder, cache_type, cache_config.dtype)
+        return InMemoryCacheEncoder(encoder, cache_type, cache_config.dtype, encoder_name)
 
     @classmethod
     def _apply_cache_config(

@@ -42,6 +42,17 @@ class CacheTrainCollator(TrainCollator):
         self.key_extractors = key_extractors
         self.seen_keys = defaultdict(set)
 
+    def with_mode(self, mode: CacheMode) -> "CacheTrainCollator":
+        """A fresh collator (no keys seen) with the same functions, in ``mode``."""
+        return CacheTrainCollator(
+            self.pre_collate_fn,
+            self.encoder_collates,
+            self.meta_extractors,
+            self.key_extractors,
+            self.cachable_encoders,
+            mode,
+        )
+
     def extract_keys(
         self, ids: Sequence[Hashable], features: List[Any], encoder_name: str
     ) -> List[Hashable]:

@@ -46,9 +46,8 @@ class DiskCacheEncoder(InMemoryCacheEncoder):
     def __init__(
         self, encoder: Encoder, directory: str, name: str, dtype: Optional[torch.dtype] = None
     ):
-        super().__init__(encoder, CacheType.DISK, dtype)
+        super().__init__(encoder, CacheType.DISK, dtype, name)
         self.directory = directory
-        self.name = name or "default"
         self._file = None
         self._rows_path: Optional[str] = None
         self._stored_dtype = dtype

@@ -12,6 +12,7 @@ from quaterion.train.cache.cache_config import CacheType
 from quaterion.train.cache.cache_encoder import CacheCollateReturnType, CacheEncoder
 from quaterion_models.encoders import Encoder
 from quaterion_models.types import TensorInterchange
+from quaterion_models.utils._batch_checks import check_encoder_output
 
 
 class MetaStore(dict):
@@ -34,6 +35,7 @@ class InMemoryCacheEncoder(CacheEncoder):
             ``GPU`` on CUDA.
         dtype: dtype the rows are stored in (e.g. ``torch.float16``); ``None`` keeps the
             encoder's. ``forward`` returns the encoder's own dtype either way.
+        name: the encoder's key in the model (named in errors).
     """
 
     def __init__(
@@ -41,8 +43,10 @@ class InMemoryCacheEncoder(CacheEncoder):
         encoder: Encoder,
         cache_type: CacheType = CacheType.AUTO,
         dtype: Optional[torch.dtype] = None,
+        name: str = "default",
     ):
         super().__init__(encoder)
+        self.name = name or "default"
         self._cache_type = CacheType(cache_type)
         self._dtype = dtype
         self._out_dtype: Optional[torch.dtype] = None
@@ -100,8 +104,13 @@ class InMemoryCacheEncoder(CacheEncoder):
         return param.device if param is not None else torch.device("cpu")
 
     def fill_cache(self, keys: List[Hashable], data: TensorInterchange, meta: List[dict]) -> None:
-        """Encode ``data`` and append one row per key not cached yet."""
-        embeddings = self._encoder(data).detach()
+        """Encode ``data`` and append one row per key not cached yet.
+
+        Checks the width of the outputs against ``embedding_size`` (what the head was built
+        for) before anything is stored."""
+        embeddings = self._encoder(data)
+        check_encoder_output(self.name, self._encoder, embeddings)
+        embeddings = embeddings.detach()
         self._out_dtype = embeddings.dtype
         if self._dtype is not None:
             embeddings = embeddings.to(self._dtype)
