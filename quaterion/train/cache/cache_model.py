@@ -162,13 +162,9 @@ class CacheModel(pl.LightningModule):
     def predict_step(self, batch, batch_idx: int, dataloader_idx: int = 0) -> torch.Tensor:
         """Hand ``(keys, collated objects)`` and meta of each cached encoder to its cache."""
         features = batch["features"]
-        for name, encoder in self.encoders.items():
-            if name not in features["data"]:
-                continue
-            keys, encoder_features = features["data"][name]
-            if len(keys) == 0:
-                continue
-            encoder.fill_cache(keys, encoder_features, features["meta"][name])
+        for name, (keys, encoder_features) in features["data"].items():
+            if len(keys):
+                self.encoders[name].fill_cache(keys, encoder_features, features["meta"][name])
         if batch["positions"] is not None:
             self._record(dataloader_idx, batch["positions"], batch["ids"], batch["columns"])
         return torch.Tensor([1])
@@ -189,18 +185,25 @@ class CacheModel(pl.LightningModule):
     def _record(self, loader_idx: int, positions: torch.Tensor, ids, columns) -> None:
         # Arrays of the loader's length, allocated once: a fill over millions of samples
         # keeps no per-batch objects alive (they would fragment the heap of a DISK fill).
-        size = self.sizes[loader_idx]
         if loader_idx not in self.records:
-            self.records[loader_idx] = {
-                "filled": torch.zeros(size, dtype=torch.bool),
-                "ids": np.zeros(size, dtype=np.uint64),
-                "columns": {k: torch.empty(size, dtype=v.dtype) for k, v in columns.items()},
-            }
-        record = self.records[loader_idx]
-        record["filled"][positions] = True
-        record["ids"][positions.numpy()] = ids
-        for key, value in columns.items():
-            record["columns"][key][positions] = value
+            self.records[loader_idx] = _new_record(self.sizes[loader_idx], columns)
+        _put(self.records[loader_idx], positions, ids, columns)
+
+
+def _new_record(size: int, columns: Dict[str, torch.Tensor]) -> dict:
+    """Which positions are filled, and the id and label columns of each."""
+    return {
+        "filled": torch.zeros(size, dtype=torch.bool),
+        "ids": np.zeros(size, dtype=np.uint64),
+        "columns": {k: torch.empty(size, dtype=v.dtype) for k, v in columns.items()},
+    }
+
+
+def _put(record: dict, where: torch.Tensor, ids: np.ndarray, columns: Dict[str, torch.Tensor]):
+    record["filled"][where] = True
+    record["ids"][where.numpy()] = ids
+    for key, value in columns.items():
+        record["columns"][key][where] = value
 
 
 def _join(parts: List[dict], size: int) -> Optional[CachedSplit]:
@@ -210,16 +213,12 @@ def _join(parts: List[dict], size: int) -> Optional[CachedSplit]:
         return CachedSplit(np.zeros(0, dtype=np.uint64), {})
     if not parts:
         return None
-    filled = torch.zeros(size, dtype=torch.bool)
-    ids = np.zeros(size, dtype=np.uint64)
-    columns = {k: torch.empty(size, dtype=v.dtype) for k, v in parts[0]["columns"].items()}
+    joined = _new_record(size, parts[0]["columns"])
     for part in parts:
-        take = part["filled"] & ~filled
-        ids[take.numpy()] = part["ids"][take.numpy()]
-        for key, column in columns.items():
-            column[take] = part["columns"][key][take]
-        filled |= take
-    return CachedSplit(ids, columns) if bool(filled.all()) else None
+        take = part["filled"] & ~joined["filled"]
+        columns = {key: column[take] for key, column in part["columns"].items()}
+        _put(joined, take, part["ids"][take.numpy()], columns)
+    return CachedSplit(joined["ids"], joined["columns"]) if bool(joined["filled"].all()) else None
 
 
 def fill_cache(
