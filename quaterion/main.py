@@ -12,11 +12,10 @@ from pytorch_lightning.utilities.warnings import PossibleUserWarning
 from quaterion.dataset.similarity_data_loader import SimilarityDataLoader
 from quaterion.train.cache import CacheType
 from quaterion.train.cache._batches import cached_loader
-from quaterion.train.cache._fill import FEW_WORKERS_WARNING
+from quaterion.train.cache.cache_model import FEW_WORKERS_WARNING
 from quaterion.train._fit_checks import (
     check_loader_against_loss,
     check_not_empty,
-    install_encoder_width_checks,
     loader_length,
     warn_ineffective_options,
 )
@@ -111,7 +110,6 @@ class Quaterion:
         loaders = [dl for dl in (train_dataloader, val_dataloader) if dl is not None]
         for loader in loaders:
             trainable_model.setup_dataloader(loader)
-        width_hooks = install_encoder_width_checks(trainable_model.model.encoders)
         try:
             trainable_model.setup_cache(
                 trainer=trainer, train_dataloader=train_dataloader, val_dataloader=val_dataloader
@@ -129,8 +127,6 @@ class Quaterion:
                     ckpt_path=ckpt_path,
                 )
         finally:
-            for hook in width_hooks:
-                hook.remove()
             trainable_model.unwrap_cache()
             for loader in loaders:
                 restore_dataloader(trainable_model, loader)

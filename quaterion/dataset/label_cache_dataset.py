@@ -70,20 +70,20 @@ def labels_from_plain(state: Dict[str, Any]) -> Tuple[List[Any], List[Any]]:
     return list(state["ids"]), samples
 
 
-def _save_atomic(obj: Any, path: str) -> None:
-    directory = os.path.dirname(path)
-    if directory:
-        os.makedirs(directory, exist_ok=True)
-    with atomic_write(path) as file:
-        torch.save(obj, file)
-
-
 class LabelCacheDatasetMixin:
-    """State and logic shared by both label-cache layers: ``{sample id: label-only sample}``."""
+    """State and logic shared by both label-cache layers: ``{sample id: label-only sample}``
+    over the indexing layer ``dataset``; ``self[i]`` is ``process_item(*dataset[i])``."""
 
-    def __init__(self) -> None:
+    def __init__(self, dataset: Any = None) -> None:
+        self.dataset = dataset
         self._cache: Dict[int, Any] = {}
         self._mode = LabelCacheMode.transparent
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> Tuple[int, Any]:
+        return self.process_item(*self.dataset[index])
 
     @property
     def mode(self) -> LabelCacheMode:
@@ -120,7 +120,9 @@ class LabelCacheDatasetMixin:
 
     def save(self, path: str) -> None:
         """Write the cache to ``path`` atomically (plain lists, see :func:`labels_to_plain`)."""
-        _save_atomic(labels_to_plain(list(self._cache), list(self._cache.values())), path)
+        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+        with atomic_write(path) as file:
+            torch.save(labels_to_plain(list(self._cache), list(self._cache.values())), file)
 
     def load(self, path: str) -> None:
         """Replace the cache with the one at ``path`` (read with ``weights_only=True``)."""
@@ -133,37 +135,21 @@ class LabelCacheDatasetMixin:
         self._cache = dict(zip(*labels_from_plain(state)))
 
 
-class LabelCacheDataset(Dataset, LabelCacheDatasetMixin):
+class LabelCacheDataset(LabelCacheDatasetMixin, Dataset):
     """Map-style label-cache layer over an :class:`IndexingDataset`.
 
     ``__getitem__(i)`` returns ``process_item(*dataset[i])``: ``(id, sample)``.
     """
 
     def __init__(self, dataset: IndexingDataset):
-        LabelCacheDatasetMixin.__init__(self)
-        self.dataset = dataset
-
-    def __len__(self) -> int:
-        return len(self.dataset)
-
-    def __getitem__(self, index: int) -> Tuple[int, Any]:
-        hash_id, item = self.dataset[index]
-        return self.process_item(hash_id, item)
+        LabelCacheDatasetMixin.__init__(self, dataset)
 
 
-class LabelCacheIterableDataset(IterableDataset, LabelCacheDatasetMixin):
+class LabelCacheIterableDataset(LabelCacheDatasetMixin, IterableDataset):
     """Iterable label-cache layer over an :class:`IndexingIterableDataset`."""
 
     def __init__(self, dataset: IndexingIterableDataset):
-        LabelCacheDatasetMixin.__init__(self)
-        self.dataset = dataset
-
-    def __len__(self) -> int:
-        return len(self.dataset)
-
-    def __getitem__(self, index: int) -> Tuple[int, Any]:
-        hash_id, item = self.dataset[index]
-        return self.process_item(hash_id, item)
+        LabelCacheDatasetMixin.__init__(self, dataset)
 
     def __iter__(self) -> Iterator[Tuple[int, Any]]:
         for hash_id, item in self.dataset:

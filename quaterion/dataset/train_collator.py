@@ -55,12 +55,16 @@ class TrainCollator:
         """Hook combining per-encoder meta lists; default: one merged dict per object."""
         return merge_meta(meta)
 
+    def collated_encoders(self) -> List[str]:
+        """Hook naming the encoders a batch carries inputs for; default: every encoder."""
+        return list(self.encoder_collates)
+
     def __call__(self, batch: List[Tuple[int, Any]]) -> Tuple[Dict[str, Any], Any]:
         ids, features, labels = self.pre_collate_fn(batch)
         data: Dict[str, Any] = {}
         meta: Dict[str, List[dict]] = {}
-        for name, collate in self.encoder_collates.items():
+        for name in self.collated_encoders():
             encoder_features = self.pre_encoder_collate(features, ids, name)
-            data[name] = collate(encoder_features)
+            data[name] = self.encoder_collates[name](encoder_features)
             meta[name] = self.meta_extractors[name](encoder_features)
         return {"data": data, "meta": self.process_meta(meta)}, labels

@@ -5,11 +5,11 @@ the fix, so that a wrong setup fails at the start instead of training on silentl
 """
 
 import math
-from typing import Any, Dict, List, Optional
+from typing import Any, List, Optional
 
 import pytorch_lightning as pl
 from pytorch_lightning.utilities import rank_zero_warn
-from torch import Tensor, nn
+from torch import Tensor
 
 from quaterion.dataset.similarity_data_loader import (
     GroupSimilarityDataLoader,
@@ -179,54 +179,3 @@ def loader_length(loader: Optional[SimilarityDataLoader]) -> Optional[int]:
         return len(loader)
     except TypeError:
         return None
-
-
-class EncoderWidthError(ValueError):
-    """An encoder's output width differs from its ``embedding_size``."""
-
-
-def install_encoder_width_checks(encoders: Dict[str, Any]) -> List["WidthCheckedForward"]:
-    """Check each encoder's first output width against its ``embedding_size``.
-
-    ``SimilarityModel`` calls ``encoder.forward`` directly (so module hooks never run): each
-    encoder gets a :class:`WidthCheckedForward` as its instance ``forward`` until its first
-    good output; ``remove()`` each returned item to restore the rest.
-    """
-    return [
-        WidthCheckedForward(name, encoder)
-        for name, encoder in encoders.items()
-        if isinstance(encoder, nn.Module)
-    ]
-
-
-class WidthCheckedForward:
-    """Instance-level ``forward`` of one encoder that checks the width of its first output.
-
-    Raises :class:`EncoderWidthError` naming the encoder key and class before the head sees a
-    wrong width. Picklable (no closure), so spawned DDP ranks can copy the model.
-    """
-
-    def __init__(self, name: str, encoder: nn.Module):
-        self.name = name
-        self.encoder = encoder
-        encoder.forward = self
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        encoder = self.encoder
-        output = type(encoder).forward(encoder, *args, **kwargs)
-        if isinstance(output, Tensor) and output.dim() > 0:
-            expected = encoder.embedding_size
-            if output.shape[-1] != expected:
-                raise EncoderWidthError(
-                    f"Encoder {self.name!r} ({type(encoder).__name__}) returned vectors of "
-                    f"width {output.shape[-1]} (output shape {tuple(output.shape)}), but its "
-                    f"embedding_size is {expected} and the head was built for that. Make "
-                    "embedding_size return the width forward() produces."
-                )
-            self.remove()
-        return output
-
-    def remove(self) -> None:
-        """Restore the encoder's own ``forward`` (no-op once done)."""
-        if vars(self.encoder).get("forward") is self:
-            del self.encoder.forward

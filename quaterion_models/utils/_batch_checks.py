@@ -54,9 +54,10 @@ def check_encoder_output(key: str, encoder: nn.Module, embeddings: Any) -> None:
         )
     size = encoder.embedding_size
     if embeddings.dim() < 2 or embeddings.shape[-1] != size:
+        width = embeddings.shape[-1] if embeddings.dim() else None
         raise ValueError(
-            f"{name} returned embeddings of shape {tuple(embeddings.shape)} but its "
-            f"embedding_size is {size}: forward() must return (batch, {size}); fix forward() "
+            f"{name} returned embeddings of width {width} (shape {tuple(embeddings.shape)}) but "
+            f"its embedding_size is {size}: forward() must return (batch, {size}); fix forward() "
             "or make embedding_size report the real width"
         )
 

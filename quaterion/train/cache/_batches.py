@@ -81,31 +81,24 @@ class RowMeta:
         return f"RowMeta({len(self)} records)"
 
 
-def _has_default_layout(loader: SimilarityDataLoader) -> bool:
-    """A Group or Pairs loader with the class's own collate, label and flatten functions."""
+def batches_from_store(loader: SimilarityDataLoader) -> bool:
+    """Whether a fully cached fit can serve ``loader``'s batches from the store alone: a
+    sized, map-style Group or Pairs loader with the class's own collate, label and flatten
+    functions."""
+    try:
+        if isinstance(loader.dataset, torch.utils.data.IterableDataset) or len(loader.dataset) < 0:
+            return False
+    except TypeError:
+        return False
+    cls, pre_collate = type(loader), loader.original_params["collate_fn"]
     for base in (GroupSimilarityDataLoader, PairsSimilarityDataLoader):
         if isinstance(loader, base):
-            cls = type(loader)
-            pre_collate = loader.original_params["collate_fn"]
             return (
                 cls.collate_labels.__func__ is base.collate_labels.__func__
                 and cls.flatten_objects.__func__ is base.flatten_objects.__func__
                 and getattr(pre_collate, "__func__", None) is cls.pre_collate_fn.__func__
             )
     return False
-
-
-def batches_from_store(loader: SimilarityDataLoader) -> bool:
-    """Whether a fully cached fit can serve ``loader``'s batches from the store alone."""
-    try:
-        sized = len(loader.dataset) >= 0
-    except TypeError:
-        sized = False
-    return (
-        sized
-        and not isinstance(loader.dataset, torch.utils.data.IterableDataset)
-        and (_has_default_layout(loader))
-    )
 
 
 class CachedRows(Dataset):

@@ -17,7 +17,7 @@ from torch.utils.data import DataLoader
 from quaterion.dataset.label_cache_dataset import labels_only
 from quaterion.dataset.similarity_data_loader import SimilarityDataLoader
 from quaterion.train.cache._batches import CachedSplit, batches_from_store, label_columns
-from quaterion.train.cache._fill import fill_workers
+from quaterion.train.cache.cache_model import fill_workers
 from quaterion.train.cache.cache_config import CacheConfig
 
 

@@ -1,7 +1,9 @@
 """Collator that swaps a cached encoder's objects for cache keys."""
 
 from collections import defaultdict
-from typing import Any, Callable, Dict, Hashable, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Hashable, List, Sequence
+
+from typing_extensions import override
 
 from quaterion.dataset.train_collator import TrainCollator
 from quaterion.train.cache.cache_config import KeyExtractorType
@@ -40,6 +42,17 @@ class CacheTrainCollator(TrainCollator):
         self.key_extractors = key_extractors
         self.seen_keys = defaultdict(set)
 
+    def with_mode(self, mode: CacheMode) -> "CacheTrainCollator":
+        """A fresh collator (no keys seen) with the same functions, in ``mode``."""
+        return CacheTrainCollator(
+            self.pre_collate_fn,
+            self.encoder_collates,
+            self.meta_extractors,
+            self.key_extractors,
+            self.cachable_encoders,
+            mode,
+        )
+
     def extract_keys(
         self, ids: Sequence[Hashable], features: List[Any], encoder_name: str
     ) -> List[Hashable]:
@@ -59,12 +72,8 @@ class CacheTrainCollator(TrainCollator):
                 ) from None
         return keys
 
-    def pre_encoder_collate(
-        self,
-        features: List[Any],
-        ids: Optional[Sequence[Hashable]] = None,
-        encoder_name: Optional[str] = None,
-    ) -> Any:
+    @override
+    def pre_encoder_collate(self, features, ids=None, encoder_name=None):
         """Objects (non-cached), ``(unseen_keys, unseen_objects)`` (FILL) or keys (TRAIN)."""
         if encoder_name not in self.cachable_encoders:
             return features
@@ -90,13 +99,9 @@ class CacheTrainCollator(TrainCollator):
             return super().process_meta(meta)
         raise NotImplementedError(f"Cache mode {self.mode} is not implemented")
 
-    def __call__(self, batch: List[Tuple[int, Any]]) -> Tuple[Dict[str, Any], Any]:
-        if self.mode != CacheMode.FILL:
-            return super().__call__(batch)
-        ids, features, labels = self.pre_collate_fn(batch)
-        data, meta = {}, {}
-        for name in self.cachable_encoders:
-            encoder_features = self.pre_encoder_collate(features, ids, name)
-            data[name] = self.encoder_collates[name](encoder_features)
-            meta[name] = self.meta_extractors[name](encoder_features)
-        return {"data": data, "meta": self.process_meta(meta)}, labels
+    @override
+    def collated_encoders(self) -> List[str]:
+        """Every encoder (TRAIN) or only the cached ones (FILL: nothing else runs then)."""
+        if self.mode == CacheMode.FILL:
+            return list(self.cachable_encoders)
+        return super().collated_encoders()

@@ -8,9 +8,8 @@ import torch
 from torch import Tensor
 
 from quaterion.train.cache import _distributed
-from quaterion.train.cache._persistence import load_tensor_file, save_tensor_file
 from quaterion.train.cache.cache_config import CacheType
-from quaterion.train.cache.in_memory_cache_encoder import InMemoryCacheEncoder, MetaStore
+from quaterion.train.cache.in_memory_cache_encoder import InMemoryCacheEncoder
 from quaterion_models.encoders import Encoder
 
 ROWS_SUFFIX = ".rows"
@@ -47,9 +46,8 @@ class DiskCacheEncoder(InMemoryCacheEncoder):
     def __init__(
         self, encoder: Encoder, directory: str, name: str, dtype: Optional[torch.dtype] = None
     ):
-        super().__init__(encoder, CacheType.DISK, dtype)
+        super().__init__(encoder, CacheType.DISK, dtype, name)
         self.directory = directory
-        self.name = name or "default"
         self._file = None
         self._rows_path: Optional[str] = None
         self._stored_dtype = dtype
@@ -81,8 +79,7 @@ class DiskCacheEncoder(InMemoryCacheEncoder):
     def gather_ranks(self) -> None:
         """Under DDP: rank 0 joins every rank's rows file (rank order, first key wins),
         the others wait and map the joined file."""
-        counts = _distributed.gather_objects(self._n_rows)
-        keeps = self.merge_rank_keys()
+        keeps, counts = self.merge_rank_keys()
         joined = self._fill_path("all")
         dtype = self._cache.dtype
         if _distributed.rank() == 0:
@@ -107,19 +104,17 @@ class DiskCacheEncoder(InMemoryCacheEncoder):
         self._rows_path = joined
         self._cache = map_rows(joined, self._n_rows, self.embedding_size, dtype)
 
-    def state(self) -> Dict[str, object]:
-        """Offsets, meta and the rows' shape and dtype (the rows stay in their file)."""
-        if self._cache is None:
-            raise RuntimeError("Nothing to save: the cache is not filled")
-        return {
-            "rows": {
-                "shape": list(self._cache.shape),
-                "dtype": str(self._cache.dtype).replace("torch.", ""),
-            },
-            "offsets": self._offset_map,
-            "meta": dict(self._meta_cache),
-            "output_dtype": str(self._out_dtype or self._cache.dtype).replace("torch.", ""),
-        }
+    def rows_state(self) -> Dict[str, object]:
+        """The rows' shape and dtype (the rows stay in their file)."""
+        dtype = str(self._cache.dtype).replace("torch.", "")
+        return {"rows": {"shape": list(self._cache.shape), "dtype": dtype}}
+
+    def rows_from_state(self, state: Dict[str, object], source: str) -> Tensor:
+        """Map ``<source>.rows`` as :meth:`rows_state` describes it."""
+        shape, dtype = state["rows"]["shape"], getattr(torch, state["rows"]["dtype"])
+        rows = map_rows(source + ROWS_SUFFIX, shape[0], shape[1], dtype)
+        self._rows_path = source + ROWS_SUFFIX
+        return rows
 
     def save_cache(self, path: str) -> None:
         """Move the rows file to ``<path>.rows`` and write ``path`` (offsets, meta, shape)."""
@@ -127,21 +122,7 @@ class DiskCacheEncoder(InMemoryCacheEncoder):
         os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
         os.replace(self._rows_path, target)  # the mapping stays valid across the rename
         self._rows_path = target
-        save_tensor_file(self.state(), path)
-
-    def load_cache(self, path: str) -> None:
-        """Map ``<path>.rows`` as described by the file ``path`` (``weights_only`` read)."""
-        state = load_tensor_file(path)
-        shape, dtype = state["rows"]["shape"], getattr(torch, state["rows"]["dtype"])
-        offsets = state["offsets"]
-        if len(offsets) != shape[0] or sorted(offsets.values()) != list(range(shape[0])):
-            raise ValueError(f"{path}: offsets do not index the rows one to one")
-        rows = map_rows(path + ROWS_SUFFIX, shape[0], shape[1], dtype)
-        self.reset_cache()
-        self._cache, self._rows_path = rows, path + ROWS_SUFFIX
-        self._offset_map, self._meta_cache = dict(offsets), MetaStore(state["meta"])
-        self._n_rows = shape[0]
-        self._out_dtype = getattr(torch, state.get("output_dtype", ""), dtype)
+        super().save_cache(path)
 
     def reset_cache(self) -> None:
         """Drop the mapping and fill state (files are left to the cache directory)."""

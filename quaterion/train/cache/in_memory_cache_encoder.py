@@ -1,16 +1,18 @@
 """Cache encoder that keeps every vector in one tensor in RAM or GPU memory."""
 
-from typing import Dict, Hashable, List, Optional
+from typing import Dict, Hashable, List, Optional, Tuple
 
 import torch
 from torch import Tensor
 
+from quaterion.distributed import gather_rows
 from quaterion.train.cache import _distributed
-from quaterion.train.cache._persistence import load_tensor_file, save_tensor_file
+from quaterion.train.cache._store import load_tensor_file, save_tensor_file
 from quaterion.train.cache.cache_config import CacheType
 from quaterion.train.cache.cache_encoder import CacheCollateReturnType, CacheEncoder
 from quaterion_models.encoders import Encoder
 from quaterion_models.types import TensorInterchange
+from quaterion_models.utils._batch_checks import check_encoder_output
 
 
 class MetaStore(dict):
@@ -33,6 +35,7 @@ class InMemoryCacheEncoder(CacheEncoder):
             ``GPU`` on CUDA.
         dtype: dtype the rows are stored in (e.g. ``torch.float16``); ``None`` keeps the
             encoder's. ``forward`` returns the encoder's own dtype either way.
+        name: the encoder's key in the model (named in errors).
     """
 
     def __init__(
@@ -40,8 +43,10 @@ class InMemoryCacheEncoder(CacheEncoder):
         encoder: Encoder,
         cache_type: CacheType = CacheType.AUTO,
         dtype: Optional[torch.dtype] = None,
+        name: str = "default",
     ):
         super().__init__(encoder)
+        self.name = name or "default"
         self._cache_type = CacheType(cache_type)
         self._dtype = dtype
         self._out_dtype: Optional[torch.dtype] = None
@@ -99,8 +104,13 @@ class InMemoryCacheEncoder(CacheEncoder):
         return param.device if param is not None else torch.device("cpu")
 
     def fill_cache(self, keys: List[Hashable], data: TensorInterchange, meta: List[dict]) -> None:
-        """Encode ``data`` and append one row per key not cached yet."""
-        embeddings = self._encoder(data).detach()
+        """Encode ``data`` and append one row per key not cached yet.
+
+        Checks the width of the outputs against ``embedding_size`` (what the head was built
+        for) before anything is stored."""
+        embeddings = self._encoder(data)
+        check_encoder_output(self.name, self._encoder, embeddings)
+        embeddings = embeddings.detach()
         self._out_dtype = embeddings.dtype
         if self._dtype is not None:
             embeddings = embeddings.to(self._dtype)
@@ -196,14 +206,17 @@ class InMemoryCacheEncoder(CacheEncoder):
         already seen on an earlier rank keeps that rank's row)."""
         if self._cache is None:
             raise RuntimeError("Nothing to gather: the cache is not filled")
-        rows = _distributed.gather_rows(self._cache)
-        keeps = self.merge_rank_keys()
-        take = [part[keep] for part, keep in zip(rows, keeps)]
-        self._cache = torch.cat(take) if take else self._cache
+        keeps, counts = self.merge_rank_keys()
+        device = self._cache.device
+        rows = gather_rows(self._cache.to(_distributed.collective_device()))[0].to(device)
+        starts = [sum(counts[:rank]) for rank in range(len(counts))]
+        take = [start + i for start, keep in zip(starts, keeps) for i in keep]
+        self._cache = rows[torch.tensor(take, dtype=torch.long, device=device)]
 
-    def merge_rank_keys(self) -> List[List[int]]:
+    def merge_rank_keys(self) -> Tuple[List[List[int]], List[int]]:
         """Under DDP: take in every rank's keys and meta (rank order, the first rank to hold
-        a key wins); returns, per rank, which of its rows to keep, in the new row order."""
+        a key wins); returns, per rank, which of its rows to keep (in the new row order) and
+        how many rows it held."""
         keys = sorted(self._offset_map, key=self._offset_map.__getitem__)
         parts = _distributed.gather_objects((keys, dict(self._meta_cache), self._out_dtype))
         self._out_dtype = next((dtype for *_, dtype in parts if dtype is not None), None)
@@ -220,7 +233,7 @@ class InMemoryCacheEncoder(CacheEncoder):
                     keep.append(i)
             keeps.append(keep)
         self._offset_map, self._meta_cache, self._n_rows = offsets, meta, len(offsets)
-        return keeps
+        return keeps, [len(rank_keys) for rank_keys, _, _ in parts]
 
     def state(self) -> Dict[str, object]:
         """``{"embeddings": (N, d) CPU tensor, "offsets": {key: row}, "meta": {key: dict},
@@ -228,27 +241,34 @@ class InMemoryCacheEncoder(CacheEncoder):
         if self._cache is None:
             raise RuntimeError("Nothing to save: the cache is not filled")
         return {
-            "embeddings": self._cache.cpu(),
+            **self.rows_state(),
             "offsets": self._offset_map,
             "meta": dict(self._meta_cache),
             "output_dtype": str(self._out_dtype or self._cache.dtype).replace("torch.", ""),
         }
 
-    def load_state(self, state: Dict[str, object], source: str = "state") -> None:
-        """Restore what :meth:`state` returned (checked: rows and offsets one to one)."""
-        embeddings, offsets, meta = state["embeddings"], state["offsets"], state["meta"]
+    def rows_state(self) -> Dict[str, object]:
+        """The rows part of :meth:`state`: ``{"embeddings": (N, d) CPU tensor}``."""
+        return {"embeddings": self._cache.cpu()}
+
+    def rows_from_state(self, state: Dict[str, object], source: str) -> Tensor:
+        """The rows :meth:`rows_state` describes (``source`` names the file in errors)."""
+        embeddings = state["embeddings"]
         if not isinstance(embeddings, Tensor) or embeddings.dim() != 2:
             raise ValueError(f"{source}: 'embeddings' is not a 2-D tensor")
-        if len(offsets) != embeddings.shape[0] or sorted(offsets.values()) != list(
-            range(embeddings.shape[0])
-        ):
+        return embeddings
+
+    def load_state(self, state: Dict[str, object], source: str = "state") -> None:
+        """Restore what :meth:`state` returned (checked: rows and offsets one to one)."""
+        rows, offsets = self.rows_from_state(state, source), state["offsets"]
+        if len(offsets) != rows.shape[0] or sorted(offsets.values()) != list(range(rows.shape[0])):
             raise ValueError(f"{source}: offsets do not index the embedding rows one to one")
         self.reset_cache()
-        self._cache = embeddings
+        self._cache = rows
         self._offset_map = dict(offsets)
-        self._meta_cache = MetaStore(meta)
-        self._n_rows = embeddings.shape[0]
-        self._out_dtype = getattr(torch, state.get("output_dtype", ""), embeddings.dtype)
+        self._meta_cache = MetaStore(state["meta"])
+        self._n_rows = rows.shape[0]
+        self._out_dtype = getattr(torch, state.get("output_dtype", ""), rows.dtype)
         if self._cache_type not in (CacheType.CPU, CacheType.DISK):
             self.place(self._default_device())
 

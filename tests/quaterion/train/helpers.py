@@ -6,7 +6,7 @@ import pytorch_lightning as pl
 import torch
 from torch import nn
 
-from quaterion import TrainableModel
+from quaterion import Quaterion, TrainableModel
 from quaterion.dataset import (
     GroupSimilarityDataLoader,
     PairsSimilarityDataLoader,
@@ -173,3 +173,35 @@ class LossRecorder(pl.Callback):
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
         self.losses.append(outputs["loss"].detach().clone())
+
+
+class StoreRecorder(pl.Callback):
+    """At train start, per cached encoder: ``(class, offset_map, copy of the rows)``."""
+
+    def __init__(self):
+        self.stores = {}
+
+    def on_train_start(self, trainer, pl_module):
+        for name, cached in pl_module.model.encoders.items():
+            self.stores[name] = (type(cached), dict(cached.offset_map), cached.cache.clone())
+
+
+def fit_losses(model, train, val=None, callbacks=(), ckpt_path=None, **trainer_kwargs):
+    """``Quaterion.fit`` on :func:`trainer` from ``torch.manual_seed(0)``: every step's loss."""
+    recorder = LossRecorder()
+    torch.manual_seed(0)
+    fit_trainer = trainer(callbacks=[recorder, *callbacks], **trainer_kwargs)
+    Quaterion.fit(model, fit_trainer, train, val, ckpt_path=ckpt_path)
+    return torch.stack(recorder.losses) if recorder.losses else torch.empty(0)
+
+
+def fit_data(pairs: bool = False, n: Optional[int] = None, val: bool = True, shuffle=True):
+    """The counted datasets the cache tests fit on and their loaders: 24 group samples (or
+    12 pairs) to train on, 8 (or 4) to validate on; ``((train, val), (loader, loader))``."""
+    if pairs:
+        data = CountingDataset(pair_samples(n or 12)), CountingDataset(pair_samples(4, seed=5))
+        make = pair_loader
+    else:
+        data = CountingDataset(group_samples(n or 24)), CountingDataset(group_samples(8, seed=3))
+        make = group_loader
+    return data, (make(data[0], shuffle=shuffle), make(data[1]) if val else None)

@@ -3,26 +3,16 @@
 import pytest
 import torch
 
-from quaterion import Quaterion
 from quaterion.train.cache import CacheConfig, CacheEncoder, CacheType, InMemoryCacheEncoder
 from quaterion.train.cache._batches import cached_loader
-from tests.quaterion.train.helpers import (
-    CountingDataset,
-    CountingEncoder,
-    LossRecorder,
-    Model,
-    group_loader,
-    group_samples,
-    pair_loader,
-    pair_samples,
-    trainer,
-)
+from tests.quaterion.train import helpers
+from tests.quaterion.train.helpers import CountingEncoder, Model, fit_data, fit_losses, trainer
 
 
 def test_pair_loader_cache_batches_and_forward():
     encoder = CountingEncoder()
     model = Model(encoders={"default": encoder}, cache_config=CacheConfig(), pairs=True)
-    loader = pair_loader(batch_size=3)
+    loader = helpers.pair_loader(batch_size=3)
     reference = Model(encoders={"default": CountingEncoder()}, pairs=True)
     reference.setup_dataloader(loader)
     plain_batch = next(iter(loader))
@@ -43,23 +33,11 @@ def test_pair_loader_cache_batches_and_forward():
 
 
 def _fit(cache, pairs=False, epochs=2, **trainer_kwargs):
-    torch.manual_seed(0)
     encoder = CountingEncoder()
     model = Model(encoders={"default": encoder}, cache_config=cache, pairs=pairs)
-    if pairs:
-        train = CountingDataset(pair_samples(n=12))
-        val = CountingDataset(pair_samples(n=4, seed=5))
-        loaders = pair_loader(train, shuffle=True), pair_loader(val)
-    else:
-        train = CountingDataset(group_samples(n=24))
-        val = CountingDataset(group_samples(n=8, seed=3))
-        loaders = group_loader(train, shuffle=True), group_loader(val)
-    recorder = LossRecorder()
-    fit_trainer = trainer(
-        max_epochs=epochs, num_sanity_val_steps=2, callbacks=[recorder], **trainer_kwargs
-    )
-    Quaterion.fit(model, fit_trainer, *loaders)
-    return torch.stack(recorder.losses), encoder, (train, val), model
+    data, loaders = fit_data(pairs)
+    kwargs = dict(max_epochs=epochs, num_sanity_val_steps=2, **trainer_kwargs)
+    return fit_losses(model, *loaders, **kwargs), encoder, data, model
 
 
 @pytest.mark.parametrize("pairs", [False, True])
@@ -84,7 +62,7 @@ def test_partial_cache_wraps_only_frozen_encoder_and_is_exact():
         return model, frozen
 
     model, frozen = build(CacheConfig())
-    loader = group_loader(shuffle=True)
+    loader = helpers.group_loader(shuffle=True)
     model.setup_dataloader(loader)
     model.setup_cache(trainer(), loader, None)
     assert isinstance(model.model.encoders["frozen"], CacheEncoder)
@@ -95,11 +73,9 @@ def test_partial_cache_wraps_only_frozen_encoder_and_is_exact():
     results = []
     for cache in (None, CacheConfig()):
         model, frozen = build(cache)
-        recorder = LossRecorder()
-        Quaterion.fit(
-            model, trainer(max_epochs=2, callbacks=[recorder]), group_loader(shuffle=True)
+        results.append(
+            (fit_losses(model, helpers.group_loader(shuffle=True), max_epochs=2), frozen.calls)
         )
-        results.append((torch.stack(recorder.losses), frozen.calls))
     torch.testing.assert_close(results[1][0], results[0][0])
     assert results[1][1] == 24 < results[0][1]
 
@@ -132,32 +108,29 @@ def test_wrapping_rules():
 
 
 def test_custom_key_extractor_runs_encoder_once_per_key():
-    base = group_samples(n=6)
+    base = helpers.group_samples(n=6)
     samples = base + [type(s)(obj=s.obj.clone(), group=s.group) for s in base]  # duplicates
     encoder = CountingEncoder()
     config = CacheConfig(key_extractors=lambda obj: tuple(round(v, 5) for v in obj.tolist()))
     model = Model(encoders={"default": encoder}, cache_config=config)
-    loader = group_loader(samples, shuffle=True)
-    recorder = LossRecorder()
-    Quaterion.fit(model, trainer(max_epochs=2, callbacks=[recorder]), loader)
+    loader = helpers.group_loader(samples, shuffle=True)
+    losses = fit_losses(model, loader, max_epochs=2)
     assert encoder.calls == 6
-    assert len(recorder.losses) == 4
+    assert len(losses) == 4
 
 
 def test_fill_workers_keep_labels():
     """CacheConfig(num_workers>0) on a 0-worker loader: no full cache, training still works."""
     encoder = CountingEncoder()
     model = Model(encoders={"default": encoder}, cache_config=CacheConfig(num_workers=2))
-    loader = group_loader(shuffle=True)
-    recorder = LossRecorder()
-    Quaterion.fit(model, trainer(max_epochs=1, callbacks=[recorder]), loader)
-    assert len(recorder.losses) == 3 and encoder.calls == 24
+    loader = helpers.group_loader(shuffle=True)
+    assert len(fit_losses(model, loader)) == 3 and encoder.calls == 24
 
 
 def test_state_dict_keys_do_not_change_with_cache():
     model = Model(encoders={"default": CountingEncoder()}, cache_config=CacheConfig())
     keys = list(model.state_dict())
-    loader = group_loader()
+    loader = helpers.group_loader()
     model.setup_dataloader(loader)
     model.setup_cache(trainer(), loader, None)
     assert isinstance(model.model.encoders["default"], CacheEncoder)
@@ -167,7 +140,7 @@ def test_state_dict_keys_do_not_change_with_cache():
 
 
 def test_fill_loader_follows_cache_config():
-    loader = group_loader(shuffle=True, drop_last=True, num_workers=0)
+    loader = helpers.group_loader(shuffle=True, drop_last=True, num_workers=0)
     fill = Model._wrap_cache_dataloader(loader, CacheConfig(batch_size=7, num_workers=2))
     assert (fill.batch_size, fill.num_workers, fill.drop_last) == (7, 2, False)
     assert isinstance(fill.sampler, torch.utils.data.SequentialSampler)
@@ -189,12 +162,12 @@ def test_cache_uses_the_loaders_own_pre_collate():
     model = Model(encoders={"default": encoder}, cache_config=CacheConfig(num_workers=0))
     # a custom collate_fn may read objects: no full cache (the data stays readable), and it
     # is what the fill and the training batches go through
-    loader = group_loader(collate_fn=_doubling_pre_collate)
+    loader = helpers.group_loader(collate_fn=_doubling_pre_collate)
     model.setup_dataloader(loader)
     model.setup_cache(trainer(), loader, None)
     assert cached_loader(loader) is None
     features, labels = next(iter(loader))
-    samples = group_samples()
+    samples = helpers.group_samples()
     expected = encoder.linear(2 * torch.stack([s.obj for s in samples[:8]])).detach()
     torch.testing.assert_close(
         model.model.encoders["default"](features["data"]["default"]), expected
@@ -213,7 +186,7 @@ def test_fill_that_happened_elsewhere_is_a_clear_error():
             return None
 
     model = Model(cache_config=CacheConfig())
-    loader = group_loader()
+    loader = helpers.group_loader()
     model.setup_dataloader(loader)
     with pytest.raises(RuntimeError, match="strategy='ddp'"):
         model.setup_cache(SpawningTrainer(), loader, None)

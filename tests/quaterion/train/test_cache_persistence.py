@@ -6,30 +6,15 @@ import os
 import pytest
 import torch
 
-from quaterion import Quaterion
 from quaterion.train.cache import CacheConfig
-from tests.quaterion.train.helpers import (
-    CountingEncoder,
-    LossRecorder,
-    Model,
-    group_loader,
-    group_samples,
-    trainer,
-)
+from tests.quaterion.train import helpers
+from tests.quaterion.train.helpers import CountingEncoder, Model, fit_data, fit_losses
 
 
 def _fit(save_dir, seed=0, n=24, val=True):
     encoder = CountingEncoder(seed=seed)
     model = Model(encoders={"default": encoder}, cache_config=CacheConfig(save_dir=save_dir))
-    recorder = LossRecorder()
-    torch.manual_seed(0)
-    Quaterion.fit(
-        model,
-        trainer(max_epochs=1, callbacks=[recorder]),
-        group_loader(group_samples(n=n), shuffle=True),
-        group_loader(group_samples(n=8, seed=3)) if val else None,
-    )
-    return encoder, torch.stack(recorder.losses)
+    return encoder, fit_losses(model, *fit_data(n=n, val=val)[1])
 
 
 def test_second_fit_reuses_cache_without_running_encoder(tmp_path):
@@ -113,7 +98,7 @@ def test_check_and_load_cache_class_methods(tmp_path):
     assert not Model.check_encoders_persisted(str(tmp_path / "nothing"), wrapped)
     assert Model._encoders_cache_path(save_dir) == os.path.join(save_dir, "encoders")
     assert Model._encoders_cache_path("") is None
-    train = group_loader(group_samples(n=24))
+    train = helpers.group_loader(helpers.group_samples(n=24))
     train.set_salt("train")
     Model.load_cache(save_dir, wrapped, train, None)
     assert wrapped["default"].cache.shape == (32, 6)
@@ -129,13 +114,16 @@ def test_resume_with_persisted_cache(tmp_path):
     def fit(epochs, ckpt_path=None):
         encoder = CountingEncoder()
         model = Model(encoders={"default": encoder}, cache_config=CacheConfig(save_dir=save_dir))
-        recorder = LossRecorder()
         checkpoint = ModelCheckpoint(dirpath=f"{ckpt_dir}_{epochs}", save_top_k=-1)
-        fit_trainer = trainer(
-            max_epochs=epochs, enable_checkpointing=True, callbacks=[checkpoint, recorder]
+        losses = fit_losses(
+            model,
+            helpers.group_loader(shuffle=True),
+            callbacks=[checkpoint],
+            ckpt_path=ckpt_path,
+            max_epochs=epochs,
+            enable_checkpointing=True,
         )
-        Quaterion.fit(model, fit_trainer, group_loader(shuffle=True), ckpt_path=ckpt_path)
-        return encoder.calls, len(recorder.losses)
+        return encoder.calls, len(losses)
 
     assert fit(1) == (24, 3)
     checkpoint = os.path.join(f"{ckpt_dir}_1", sorted(os.listdir(f"{ckpt_dir}_1"))[-1])
@@ -193,14 +181,11 @@ def _fit_on(save_dir, samples, **config):
     encoder = CountingEncoder()
     cache = CacheConfig(save_dir=save_dir, **config)
     model = Model(encoders={"default": encoder}, cache_config=cache)
-    recorder = LossRecorder()
-    torch.manual_seed(0)
-    Quaterion.fit(model, trainer(callbacks=[recorder]), group_loader(samples, shuffle=True))
-    return encoder, torch.stack(recorder.losses)
+    return encoder, fit_losses(model, helpers.group_loader(samples, shuffle=True))
 
 
 def test_relabelled_data_rebuilds_with_a_warning(tmp_path):
-    samples = group_samples(n=24)
+    samples = helpers.group_samples(n=24)
     _fit_on(str(tmp_path), samples)
     relabelled = [
         type(s)(obj=s.obj, group=(s.group + 1) % 4 if i < 5 else s.group)
@@ -210,16 +195,12 @@ def test_relabelled_data_rebuilds_with_a_warning(tmp_path):
         encoder, losses = _fit_on(str(tmp_path), relabelled)
     assert encoder.calls == 24
     uncached_model = Model(encoders={"default": CountingEncoder()})
-    recorder = LossRecorder()
-    torch.manual_seed(0)
-    Quaterion.fit(
-        uncached_model, trainer(callbacks=[recorder]), group_loader(relabelled, shuffle=True)
-    )
-    torch.testing.assert_close(losses, torch.stack(recorder.losses))  # the new labels
+    expected = fit_losses(uncached_model, helpers.group_loader(relabelled, shuffle=True))
+    torch.testing.assert_close(losses, expected)  # the new labels
 
 
 def test_content_check_is_opt_in(tmp_path):
-    samples = group_samples(n=24)
+    samples = helpers.group_samples(n=24)
     changed = [type(s)(obj=s.obj + 1, group=s.group) for s in samples]  # same length, labels
     _fit_on(str(tmp_path / "a"), samples)
     assert _fit_on(str(tmp_path / "a"), changed)[0].calls == 0  # not checked: reused

@@ -9,19 +9,12 @@ import json
 import os
 import sys
 
-import pytorch_lightning as pl
 import torch
 
 from quaterion import Quaterion
 from quaterion.train.cache import CacheConfig, CacheType
-from tests.quaterion.train.helpers import (
-    CountingDataset,
-    CountingEncoder,
-    LossRecorder,
-    Model,
-    group_loader,
-    group_samples,
-)
+from tests.quaterion.train.helpers import CountingEncoder, LossRecorder, Model, StoreRecorder
+from tests.quaterion.train.helpers import fit_data
 from tests.quaterion.train.helpers import trainer as fit_trainer
 
 TRAIN, VAL = 24, 8
@@ -33,23 +26,16 @@ def main(out_dir: str, save_dir: str, devices: int) -> None:
         cache_type=CacheType.CPU, mapping={"disk": CacheType.DISK}, batch_size=4, save_dir=save_dir
     )
     model = Model(encoders=encoders, cache_config=config)
-    train = CountingDataset(group_samples(n=TRAIN))
-    val = CountingDataset(group_samples(n=VAL, seed=3))
-    recorder = LossRecorder()
-    stores = {}
-
-    class KeepStore(pl.Callback):
-        def on_train_start(self, trainer, pl_module):
-            for name, cached in pl_module.model.encoders.items():
-                rows = cached.cache
-                stores[name] = {str(k): rows[r].tolist() for k, r in cached.offset_map.items()}
-
+    (train, val), loaders = fit_data(shuffle=False)  # TRAIN and VAL samples
+    recorder, store = LossRecorder(), StoreRecorder()
     trainer = fit_trainer(
-        strategy="ddp" if devices > 1 else "auto",
-        devices=devices,
-        callbacks=[recorder, KeepStore()],
+        strategy="ddp" if devices > 1 else "auto", devices=devices, callbacks=[recorder, store]
     )
-    Quaterion.fit(model, trainer, group_loader(train), group_loader(val))
+    Quaterion.fit(model, trainer, *loaders)
+    stores = {
+        name: {str(k): rows[r].tolist() for k, r in offsets.items()}
+        for name, (_, offsets, rows) in store.stores.items()
+    }
     rank = trainer.global_rank
     result = {
         "rank": rank,

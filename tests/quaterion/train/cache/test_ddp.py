@@ -9,17 +9,10 @@ import sys
 import torch
 from torch.utils.data import DistributedSampler
 
-from quaterion import Quaterion
 from quaterion.train.cache import CacheConfig, CacheType
+from tests.quaterion.train import helpers
 from tests.quaterion.train.cache.ddp_fit import TRAIN, VAL
-from tests.quaterion.train.helpers import (
-    CountingEncoder,
-    LossRecorder,
-    Model,
-    group_loader,
-    group_samples,
-    trainer,
-)
+from tests.quaterion.train.helpers import CountingEncoder, Model, fit_data, fit_losses
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(__file__)))))
 
@@ -63,7 +56,7 @@ def _expected_losses(world_size=2, batch_size=8):
     seeded generator (seed 0, epoch 0), so the global batches are known in advance.
     """
     model = Model(encoders=_encoders())
-    samples = group_samples(n=TRAIN)
+    samples = helpers.group_samples(n=TRAIN)
     data = torch.stack([s.obj for s in samples])
     groups = torch.tensor([s.group for s in samples])
     embeddings = torch.cat([e(data) for _, e in sorted(_encoders().items())], dim=1).detach()
@@ -100,9 +93,9 @@ def test_two_ranks_split_the_fill_share_the_store_and_match_one_process(tmp_path
     # every rank ends with the whole store, equal to the encoder's own outputs
     assert ranks[0]["rows"] == ranks[1]["rows"]
     reference = Model(encoders=_encoders(), cache_config=CacheConfig(CacheType.CPU))
-    loader = group_loader(group_samples(n=TRAIN))
+    loader = helpers.group_loader(helpers.group_samples(n=TRAIN))
     reference.setup_dataloader(loader)
-    reference.setup_cache(trainer(), loader, None)
+    reference.setup_cache(helpers.trainer(), loader, None)
     for name, cached in reference.model.encoders.items():
         assert len(ranks[0]["rows"][name]) == TRAIN + VAL
         for key, row in cached.offset_map.items():
@@ -119,12 +112,5 @@ def test_two_ranks_split_the_fill_share_the_store_and_match_one_process(tmp_path
     assert len([f for f in os.listdir(save_dir) if f.startswith(".gen-")]) == 1
     encoders = _encoders()
     config = CacheConfig(CacheType.CPU, mapping={"disk": CacheType.DISK}, save_dir=str(save_dir))
-    model = Model(encoders=encoders, cache_config=config)
-    recorder = LossRecorder()
-    Quaterion.fit(
-        model,
-        trainer(callbacks=[recorder]),
-        group_loader(group_samples(n=TRAIN)),
-        group_loader(group_samples(n=VAL, seed=3)),
-    )
-    assert [e.calls for e in encoders.values()] == [0, 0] and len(recorder.losses) == 3
+    losses = fit_losses(Model(encoders=encoders, cache_config=config), *fit_data(shuffle=False)[1])
+    assert [e.calls for e in encoders.values()] == [0, 0] and len(losses) == 3

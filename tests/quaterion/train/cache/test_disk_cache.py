@@ -5,38 +5,24 @@ import os
 import pytest
 import torch
 
-from quaterion import Quaterion
 from quaterion.train.cache import CacheConfig, CacheType, DiskCacheEncoder
 from tests.quaterion.train.helpers import (
     CountingEncoder,
-    LossRecorder,
     Model,
-    group_loader,
-    group_samples,
-    pair_loader,
-    pair_samples,
-    trainer,
+    StoreRecorder,
+    fit_data,
+    fit_losses,
 )
 
 
 def _fit(config, pairs=False, keep=None):
     encoder = CountingEncoder()
     model = Model(encoders={"default": encoder}, cache_config=config, pairs=pairs)
-    recorder = LossRecorder()
-
-    class Keep(__import__("pytorch_lightning").Callback):
-        def on_train_start(self, trainer, pl_module):
-            cached = pl_module.model.encoders["default"]
-            if keep is not None:
-                keep.append((type(cached), dict(cached.offset_map), cached.cache.clone()))
-
-    if pairs:
-        loaders = pair_loader(pair_samples(n=12), shuffle=True), pair_loader(pair_samples(4, 5))
-    else:
-        loaders = group_loader(group_samples(24), shuffle=True), group_loader(group_samples(8, 3))
-    torch.manual_seed(0)
-    Quaterion.fit(model, trainer(max_epochs=2, callbacks=[recorder, Keep()]), *loaders)
-    return encoder, torch.stack(recorder.losses)
+    store = StoreRecorder()
+    losses = fit_losses(model, *fit_data(pairs)[1], callbacks=[store], max_epochs=2)
+    if keep is not None:
+        keep.append(store.stores["default"])
+    return encoder, losses
 
 
 @pytest.mark.parametrize("pairs", [False, True])
