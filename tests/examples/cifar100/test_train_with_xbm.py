@@ -2,7 +2,6 @@
 
 import math
 
-import pytest
 import torch
 
 from examples.cifar100 import train_with_xbm
@@ -41,9 +40,3 @@ def test_xbm_options(workdir):
     optimizer = model.configure_optimizers()
     assert optimizer.defaults["weight_decay"] == 0.0005
     assert isinstance(optimizer, torch.optim.Adam)
-
-
-def test_missing_data_exits_with_hint(workdir, no_network):
-    with pytest.raises(SystemExit) as exit_info:
-        train_with_xbm.main(["--data-dir", str(workdir / "absent")])
-    assert "--data-dir" in str(exit_info.value.code)
