@@ -22,7 +22,6 @@ class BagOfCharsEncoder(Encoder):
 
     def __init__(self, dim: int = 8):
         super().__init__()
-        self.dim = dim
         self.chars = nn.EmbeddingBag(256, dim, mode="mean")
 
     @property
@@ -31,7 +30,7 @@ class BagOfCharsEncoder(Encoder):
 
     @property
     def embedding_size(self) -> int:
-        return self.dim
+        return self.chars.embedding_dim
 
     def get_collate_fn(self):
         return collate_strings
@@ -42,7 +41,7 @@ class BagOfCharsEncoder(Encoder):
 
     def save(self, output_path: str) -> None:
         with open(os.path.join(output_path, "config.json"), "w") as file:
-            json.dump({"dim": self.dim}, file)
+            json.dump({"dim": self.embedding_size}, file)
         torch.save(self.state_dict(), os.path.join(output_path, "weights.pt"))
 
     @classmethod

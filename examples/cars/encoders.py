@@ -35,6 +35,7 @@ class CarsEncoder(Encoder):
 
     @property
     def trainable(self) -> bool:
+        """Frozen: training caches the backbone's outputs, so each image is encoded once."""
         return False
 
     @property
