@@ -25,12 +25,12 @@ class BagOfCharsEncoder(Encoder):
         self.chars = nn.EmbeddingBag(256, dim, mode="mean")
 
     @property
-    def trainable(self) -> bool:
-        return True
-
-    @property
     def embedding_size(self) -> int:
         return self.chars.embedding_dim
+
+    @property
+    def trainable(self) -> bool:
+        return True
 
     def get_collate_fn(self):
         return collate_strings

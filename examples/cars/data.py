@@ -28,21 +28,6 @@ class DataNotFoundError(FileNotFoundError):
     """Raised when real Stanford Cars data is not where ``--data-dir`` points."""
 
 
-class CarsDataset(Dataset):
-    """Item ``i``: ``SimilarityGroupSample(obj=transform(image), group=label)`` of ``dataset[i]``."""
-
-    def __init__(self, dataset: Dataset, transform: Callable) -> None:
-        self._dataset = dataset
-        self._transform = transform
-
-    def __len__(self) -> int:
-        return len(self._dataset)
-
-    def __getitem__(self, index: int) -> SimilarityGroupSample:
-        image, label = self._dataset[index]
-        return SimilarityGroupSample(obj=self._transform(image), group=int(label))
-
-
 class _TransformedDataset(Dataset):
     """Item ``i``: ``(transform(image), int(label))``."""
 
@@ -56,6 +41,14 @@ class _TransformedDataset(Dataset):
     def __getitem__(self, index: int) -> Tuple[Any, int]:
         image, label = self._dataset[index]
         return self._transform(image), int(label)
+
+
+class CarsDataset(_TransformedDataset):
+    """Item ``i``: ``SimilarityGroupSample(obj=transform(image), group=label)`` of ``dataset[i]``."""
+
+    def __getitem__(self, index: int) -> SimilarityGroupSample:
+        image, label = super().__getitem__(index)
+        return SimilarityGroupSample(obj=image, group=label)
 
 
 def data_source(synthetic: bool) -> str:

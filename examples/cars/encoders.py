@@ -30,8 +30,7 @@ class CarsEncoder(Encoder):
     ) -> None:
         super().__init__()
         self._encoder = encoder_model
-        self._arch = arch
-        self._embedding_size = embedding_size
+        self._config = {"arch": arch, "embedding_size": embedding_size}  # what save() writes
 
     @property
     def trainable(self) -> bool:
@@ -40,7 +39,7 @@ class CarsEncoder(Encoder):
 
     @property
     def embedding_size(self) -> int:
-        return self._embedding_size
+        return self._config["embedding_size"]
 
     def forward(self, images: Tensor) -> Tensor:
         return self._encoder(images)
@@ -50,7 +49,7 @@ class CarsEncoder(Encoder):
         (``arch``, ``embedding_size``) atomically into ``output_path``."""
         os.makedirs(output_path, exist_ok=True)
         state = {key: value.detach().cpu() for key, value in self._encoder.state_dict().items()}
-        config = {"arch": self._arch, "embedding_size": self._embedding_size}
+        config = self._config
         atomic_write(os.path.join(output_path, WEIGHTS_FILE), lambda tmp: torch.save(state, tmp))
 
         def write_config(tmp: str) -> None:

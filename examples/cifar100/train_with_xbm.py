@@ -23,19 +23,12 @@ BATCH_SIZE = 64
 
 
 class Model(MobilenetV3Model):
-    """MobileNetV3 encoder, ``EmptyHead``, ``TripletLoss(mining="semi_hard")`` plus an XBM term
-    over the last ``xbm_buffer_size`` embeddings once the step passes ``xbm_start_iteration``."""
+    """MobileNetV3 encoder, ``EmptyHead``, ``TripletLoss(mining="semi_hard")`` plus the memory
+    term that ``xbm`` configures (buffer size, start iteration, weight); the other arguments
+    are :class:`MobilenetV3Model`'s."""
 
-    def __init__(
-        self,
-        embedding_size: int,
-        lr: float,
-        *,
-        xbm_buffer_size: int = 2048,
-        xbm_start_iteration: int = 1000,
-        **kwargs,
-    ) -> None:
-        self._xbm = XbmConfig(buffer_size=xbm_buffer_size, start_iteration=xbm_start_iteration)
+    def __init__(self, embedding_size: int, lr: float, xbm: XbmConfig, **kwargs) -> None:
+        self._xbm = xbm
         super().__init__(embedding_size, lr, **kwargs)
 
     def configure_loss(self) -> SimilarityLoss:
@@ -67,13 +60,8 @@ def main(argv: Optional[List[str]] = None) -> pl.Trainer:
     )
 
     def make_model(args) -> Model:
-        return Model(
-            args.embedding_size,
-            args.lr,
-            weights=args.weights,
-            xbm_buffer_size=args.xbm_buffer_size,
-            xbm_start_iteration=args.xbm_start_iteration,
-        )
+        xbm = XbmConfig(buffer_size=args.xbm_buffer_size, start_iteration=args.xbm_start_iteration)
+        return Model(args.embedding_size, args.lr, xbm, weights=args.weights)
 
     return run(parser, argv, BATCH_SIZE, make_model)
 

@@ -6,6 +6,7 @@ import torch
 
 from examples.cifar100 import train_with_xbm
 from quaterion.loss import TripletLoss
+from quaterion.train.xbm import XbmConfig
 
 from .conftest import SMALL_RUN
 
@@ -34,7 +35,9 @@ def test_memory_loss_is_added(workdir, no_network, monkeypatch):
 
 
 def test_xbm_options(workdir):
-    model = train_with_xbm.Model(8, 1e-4, weights=None, xbm_buffer_size=32, xbm_start_iteration=5)
+    model = train_with_xbm.Model(
+        8, 1e-4, XbmConfig(buffer_size=32, start_iteration=5), weights=None
+    )
     config = model.configure_xbm()
     assert (config.buffer_size, config.start_iteration, config.weight) == (32, 5, 1.0)
     optimizer = model.configure_optimizers()
