@@ -91,8 +91,7 @@ def train_heads(splits: Dict[str, tuple], epochs: int, seed: int) -> Dict[str, L
 
 
 def plot(curves: Dict[str, List[float]], out_dir: str) -> str:
-    plt = pyplot()
-    fig, ax = plt.subplots(figsize=(6, 3.5))
+    fig, ax = pyplot().subplots(figsize=(6, 3.5))
     for name, curve in curves.items():
         ax.plot(range(len(curve)), curve, marker="o", markersize=3, label=name)
     ax.set(

@@ -108,8 +108,7 @@ def train_once(cached: bool, epochs: int, limit: Optional[int], seed: int) -> Di
 
 
 def plot(results: Dict[str, Dict[str, object]], out_dir: str) -> str:
-    plt = pyplot()
-    fig, ax = plt.subplots(figsize=(6, 3.2))
+    fig, ax = pyplot().subplots(figsize=(6, 3.2))
     n_epochs = max(len(values["epoch_times"]) for values in results.values())
     for offset, (name, values) in zip((-0.2, 0.2), results.items()):
         bars = [values["setup_time"], *values["epoch_times"]]

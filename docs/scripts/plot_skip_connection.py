@@ -81,9 +81,8 @@ def measure(seed: int = 0, dim: int = 64) -> Dict[str, Dict[str, object]]:
 
 
 def plot(results: Dict[str, Dict[str, object]], out_dir: str) -> str:
-    plt = pyplot()
     heads = [name for name in results if name != "input"]
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    fig, axes = pyplot().subplots(1, 2, figsize=(10, 4))
     for name in heads:
         axes[0].hist(
             results[name]["cosine_to_input"].numpy(),

@@ -95,15 +95,14 @@ def measure(seed: int = 0, steps: int = 300) -> Dict[str, object]:
 
 
 def plot(results: Dict[str, object], out_dir: str) -> str:
-    plt = pyplot()
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    fig, axes = pyplot().subplots(1, 2, figsize=(10, 4))
     for name, scores in results["confidence"].items():
         axes[0].hist(
             scores.numpy(),
             bins=30,
             range=(1 / PER_GROUP, 1.0),
-            alpha=0.6,
             label=f"{name} (mean {float(scores.mean()):.2f})",
+            alpha=0.6,
         )
     axes[0].set(
         xlabel="confidence = mean of the per-group softmax peaks",

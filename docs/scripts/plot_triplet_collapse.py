@@ -112,9 +112,8 @@ def measure(seed: int = 0, steps: int = 300) -> Dict[str, Dict[str, object]]:
 
 
 def plot(results: Dict[str, Dict[str, object]], out_dir: str) -> str:
-    plt = pyplot()
     runs = [name for name in results if name != "input"]
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    fig, axes = pyplot().subplots(1, 2, figsize=(10, 4))
     for name in runs:
         axes[0].plot(results[name]["loss"], label=name, linewidth=1)
         axes[1].plot(results[name]["spread"], label=name, linewidth=1)

@@ -83,6 +83,9 @@ def train(
     return model
 
 
+TRAIN_OPTIONS = tuple(inspect.signature(train).parameters)  # each one a command-line option
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Options of ``python -m examples.cars.train``."""
     parser = argparse.ArgumentParser(
@@ -137,7 +140,7 @@ def main(argv: Optional[List[str]] = None) -> Model:
     """
     args = parse_args(argv)
     pl.seed_everything(args.seed)
-    options = {name: getattr(args, name) for name in inspect.signature(train).parameters}
+    options = {name: getattr(args, name) for name in TRAIN_OPTIONS}
     try:
         return train(**options)
     except DataNotFoundError as exc:
