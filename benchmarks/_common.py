@@ -31,21 +31,20 @@ class FrozenEncoder(Encoder):
     """A frozen encoder of width ``size`` whose records are collated by ``collate`` (default
     ``torch.stack``); subclasses define ``forward``."""
 
+    def __init__(self, size: int, collate: Callable = torch.stack):
+        super().__init__()
+        self.size, self.collate = size, collate
+
     @property
     def embedding_size(self) -> int:
         return self.size
 
+    def get_collate_fn(self) -> Callable:
+        return self.collate
+
     @property
     def trainable(self) -> bool:
         return False
-
-    def __init__(self, size: int, collate: Callable = torch.stack):
-        super().__init__()
-        self.size = size
-        self.collate = collate
-
-    def get_collate_fn(self) -> Callable:
-        return self.collate
 
 
 class Clock:

@@ -33,13 +33,13 @@ class CarsEncoder(Encoder):
         self._config = {"arch": arch, "embedding_size": embedding_size}  # what save() writes
 
     @property
+    def embedding_size(self) -> int:
+        return self._config["embedding_size"]
+
+    @property
     def trainable(self) -> bool:
         """Frozen: training caches the backbone's outputs, so each image is encoded once."""
         return False
-
-    @property
-    def embedding_size(self) -> int:
-        return self._config["embedding_size"]
 
     def forward(self, images: Tensor) -> Tensor:
         return self._encoder(images)

@@ -32,6 +32,8 @@ DATASET_PATH = os.path.join(os.path.expanduser("~"), "torchvision", "datasets")
 IMAGENET_MEAN = [0.485, 0.456, 0.406]
 IMAGENET_STD = [0.229, 0.224, 0.225]
 SYNTHETIC_TRAIN_SIZE = 2000
+# "pretrained" / "random" (resolved offline-first), or a resolved weights member / None.
+Weights = Union[str, "torchvision.models.WeightsEnum", None]
 
 
 class DataNotFoundError(FileNotFoundError):
@@ -106,11 +108,7 @@ class MobilenetV3Encoder(Encoder):
     No ``save``/``load``: these scripts never save a servable.
     """
 
-    def __init__(
-        self,
-        embedding_size: int,
-        weights: Union[str, "torchvision.models.WeightsEnum", None] = "pretrained",
-    ) -> None:
+    def __init__(self, embedding_size: int, weights: Weights = "pretrained") -> None:
         super().__init__()
         if isinstance(weights, str):
             weights = resolve_weights("mobilenet_v3_small", weights)
@@ -141,12 +139,7 @@ class MobilenetV3Model(TrainableModel):
         weights: ``"pretrained"`` / ``"random"`` or a resolved weights member / ``None``.
     """
 
-    def __init__(
-        self,
-        embedding_size: int,
-        lr: float,
-        weights: Union[str, "torchvision.models.WeightsEnum", None] = "pretrained",
-    ) -> None:
+    def __init__(self, embedding_size: int, lr: float, weights: Weights = "pretrained") -> None:
         self._embedding_size = embedding_size
         self._lr = lr
         self._weights = weights
