@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import tempfile
 from typing import Optional
 
 STATIC_DIR = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "source", "_static"))
@@ -47,18 +46,14 @@ def pyplot():
 def save_figure(fig, out_dir: str, name: str) -> str:
     """Lay ``fig`` out tightly, save it as ``<out_dir>/<name>`` atomically and close it;
     returns the path."""
+    from quaterion_models.utils import atomic_write
+
     fig.tight_layout()
     os.makedirs(out_dir, exist_ok=True)
     path = os.path.join(out_dir, name)
-    fd, tmp = tempfile.mkstemp(dir=out_dir, suffix=".png")
-    os.close(fd)
     try:
-        fig.savefig(tmp, dpi=80, format="png", metadata={"Software": None})
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+        with atomic_write(path) as file:
+            fig.savefig(file, dpi=80, format="png", metadata={"Software": None})
     finally:
         fig.clear()
         import matplotlib.pyplot as plt

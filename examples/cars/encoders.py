@@ -7,8 +7,8 @@ import torch
 from torch import Tensor, nn
 
 from quaterion_models.encoders import Encoder
+from quaterion_models.utils import atomic_write
 
-from ._io import atomic_write
 from .backbone import build_backbone
 from .config import DEFAULT_ARCH
 
@@ -50,13 +50,10 @@ class CarsEncoder(Encoder):
         os.makedirs(output_path, exist_ok=True)
         state = {key: value.detach().cpu() for key, value in self._encoder.state_dict().items()}
         config = self._config
-        atomic_write(os.path.join(output_path, WEIGHTS_FILE), lambda tmp: torch.save(state, tmp))
-
-        def write_config(tmp: str) -> None:
-            with open(tmp, "w", encoding="utf-8") as file:
-                json.dump(config, file, indent=2)
-
-        atomic_write(os.path.join(output_path, CONFIG_FILE), write_config)
+        with atomic_write(os.path.join(output_path, WEIGHTS_FILE)) as file:
+            torch.save(state, file)
+        with atomic_write(os.path.join(output_path, CONFIG_FILE), "w") as file:
+            json.dump(config, file, indent=2)
 
     @classmethod
     def load(cls, input_path: str) -> "CarsEncoder":
