@@ -22,7 +22,6 @@ Run: ``PYTHONPATH=. python benchmarks/cache.py [fit|ddp-fill|disk] [--quick]``.
 """
 
 import argparse
-import gc
 import time
 import warnings
 
@@ -35,37 +34,15 @@ from quaterion import Quaterion, TrainableModel
 from quaterion.dataset import GroupSimilarityDataLoader, SimilarityGroupSample
 from quaterion.loss import TripletLoss
 from quaterion.train.cache import CacheConfig, CacheType
-from quaterion_models.encoders import Encoder
 from quaterion_models.heads import GatedHead
+
+from benchmarks._common import Clock, FrozenEncoder, quiet_trainer, status_kib
 
 RAW_DIM = 512
 HIDDEN = 1024
 
 
-def _stack(batch):
-    return torch.stack(batch)
-
-
-class _Frozen(Encoder):
-    """Frozen encoder of width ``size`` whose records are stacked."""
-
-    def __init__(self, size: int):
-        super().__init__()
-        self._size = size
-
-    @property
-    def trainable(self) -> bool:
-        return False
-
-    @property
-    def embedding_size(self) -> int:
-        return self._size
-
-    def get_collate_fn(self):
-        return _stack
-
-
-class FrozenMLP(_Frozen):
+class FrozenMLP(FrozenEncoder):
     """Frozen 2-layer MLP ``RAW_DIM -> HIDDEN -> d`` (stands in for a pretrained encoder)."""
 
     def __init__(self, size: int):
@@ -103,38 +80,12 @@ class BenchModel(TrainableModel):
 def _trainer(epochs: int, barebones: bool = False) -> pl.Trainer:
     if barebones:  # Lightning's raw-speed mode: no logging, bar, summary or checkpoints
         return pl.Trainer(accelerator="cpu", devices=1, max_epochs=epochs, barebones=True)
-    return pl.Trainer(
-        accelerator="cpu",
-        devices=1,
-        max_epochs=epochs,
-        logger=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        enable_checkpointing=False,
-        num_sanity_val_steps=0,
-    )
+    return quiet_trainer(max_epochs=epochs, num_sanity_val_steps=0)
 
 
-class _Clock:
-    """Wall and CPU (process) time; CPU time is robust to other processes on a shared host.
-
-    Entering runs a full garbage collection first, so neither side pays for collecting
-    what an earlier run left behind (a full collection of this ~0.5M-object heap costs
-    about 0.25 s, more than half the small floor, and otherwise lands on a random run).
-    """
-
-    def __enter__(self):
-        gc.collect()
-        self.wall, self.cpu = time.perf_counter(), time.process_time()
-        return self
-
-    def __exit__(self, *exc):
-        self.wall, self.cpu = time.perf_counter() - self.wall, time.process_time() - self.cpu
-
-
-def floor(encoder, raw, groups, d, batch, epochs, fill_batch) -> _Clock:
+def floor(encoder, raw, groups, d, batch, epochs, fill_batch) -> Clock:
     """Bare no-grad encoder pass + bare training loop over the precomputed tensors."""
-    with _Clock() as clock:
+    with Clock() as clock:
         _floor(encoder, raw, groups, d, batch, epochs, fill_batch)
     return clock
 
@@ -173,24 +124,26 @@ class BareModule(pl.LightningModule):
         return torch.optim.Adam(self.head.parameters(), lr=1e-3)
 
 
-def bare_lightning(encoder, raw, groups, d, batch, epochs, fill_batch) -> _Clock:
+def bare_lightning(encoder, raw, groups, d, batch, epochs, fill_batch) -> Clock:
     """No-grad encoder pass + a bare LightningModule over a plain DataLoader of tensors."""
-    with _Clock() as clock:
+    with Clock() as clock:
         with torch.no_grad():
             vectors = torch.cat(
                 [encoder(raw[i : i + fill_batch]) for i in range(0, len(raw), fill_batch)]
             )
         data = TensorDataset(vectors, groups)
-        _trainer(epochs).fit(BareModule(d), DataLoader(data, batch_size=batch, shuffle=True))
+        quiet_trainer(max_epochs=epochs, num_sanity_val_steps=0).fit(
+            BareModule(d), DataLoader(data, batch_size=batch, shuffle=True)
+        )
     return clock
 
 
 def quaterion_fit(
     encoder, samples, batch, epochs, fill_batch, cache: bool, barebones: bool = False
-) -> _Clock:
+) -> Clock:
     model = BenchModel(encoder, cache, fill_batch)
     loader = GroupSimilarityDataLoader(samples, batch_size=batch, shuffle=True)
-    with _Clock() as clock:
+    with Clock() as clock:
         Quaterion.fit(model, _trainer(epochs, barebones), loader)
     return clock
 
@@ -237,7 +190,7 @@ def run(name, n, d, batch, epochs, fill_batch, repeats, uncached: bool):
     print(line, flush=True)
 
 
-class SleepEncoder(_Frozen):
+class SleepEncoder(FrozenEncoder):
     """Frozen encoder whose cost is wall time: ``sleep`` seconds per batch (device time)."""
 
     def __init__(self, sleep: float, size: int = 64):
@@ -247,7 +200,7 @@ class SleepEncoder(_Frozen):
     def forward(self, batch):
         time.sleep(self.sleep)
         self.calls += batch.shape[0]
-        return batch.repeat(1, self._size // batch.shape[1])
+        return batch.repeat(1, self.size // batch.shape[1])
 
 
 class _FillClock(pl.Callback):
@@ -271,16 +224,8 @@ def ddp_fill_worker(devices: int, out: str, n: int, sleep: float) -> None:
     model = BenchModel(encoder, cache=True, fill_batch=32)
     loader = GroupSimilarityDataLoader(samples, batch_size=64)
     clock = _FillClock()
-    trainer = pl.Trainer(
-        accelerator="cpu",
-        devices=devices,
-        strategy="ddp" if devices > 1 else "auto",
-        logger=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        enable_checkpointing=False,
-        callbacks=[clock],
-    )
+    strategy = "ddp" if devices > 1 else "auto"
+    trainer = quiet_trainer(devices=devices, strategy=strategy, callbacks=[clock])
     model.setup_dataloader(loader)
     model.setup_cache(trainer, loader, None)
     elapsed = time.perf_counter() - clock.start
@@ -344,26 +289,20 @@ def _index_collate(batch):
     return torch.tensor(batch, dtype=torch.float32)
 
 
-class IndexEncoder(_Frozen):
+class IndexEncoder(FrozenEncoder):
     """Frozen, cheap and deterministic: ``sin(index * f_j)`` for ``j < size``."""
 
     def __init__(self, size: int):
-        super().__init__(size)
+        super().__init__(size, collate=_index_collate)
         self.register_buffer("freqs", torch.linspace(1e-4, 1.0, size))
-
-    def get_collate_fn(self):
-        return _index_collate
 
     def forward(self, batch):
         return torch.sin(batch[:, None] * self.freqs[None, :])
 
 
-def _rss_anon() -> int:
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith("RssAnon:"):
-                return int(line.split()[1]) * 1024
-    return 0
+def rss_anon() -> float:
+    """Anonymous resident memory in bytes (the heap and tensors, not mapped files)."""
+    return status_kib("RssAnon") * 1024
 
 
 class DiskModel(BenchModel):
@@ -380,21 +319,21 @@ def disk(n: int, d: int, directory: str) -> None:
 
     torch.set_num_threads(1)
     save_dir = tempfile.mkdtemp(prefix="quaterion-disk-bench-", dir=directory)
-    peak, done = [_rss_anon()], threading.Event()
+    peak, done = [rss_anon()], threading.Event()
 
     def watch():
         while not done.wait(0.1):
-            peak[0] = max(peak[0], _rss_anon())
+            peak[0] = max(peak[0], rss_anon())
 
     watcher = threading.Thread(target=watch, daemon=True)
     try:
         DiskModel.save_dir = save_dir
         model = DiskModel(IndexEncoder(d), cache=True, fill_batch=8192)
         loader = GroupSimilarityDataLoader(_IndexRows(n), batch_size=4096, shuffle=True)
-        start_rss = _rss_anon()
+        start_rss = rss_anon()
         watcher.start()
         started = time.perf_counter()
-        Quaterion.fit(model, _trainer(1), loader)
+        Quaterion.fit(model, quiet_trainer(max_epochs=1, num_sanity_val_steps=0), loader)
         seconds = time.perf_counter() - started
         done.set()
         watcher.join()

@@ -13,7 +13,6 @@ Run: ``.venv/bin/python -m benchmarks.eval`` (``--n 20000`` for a quick run).
 """
 
 import argparse
-import resource
 import time
 from collections.abc import Callable
 
@@ -27,44 +26,15 @@ from quaterion.eval.group import RetrievalRPrecision
 from quaterion.eval.pair import RetrievalPrecision, RetrievalReciprocalRank
 from quaterion.eval.samplers import PairSampler
 
-
-def _reset_peak() -> bool:
-    try:
-        with open("/proc/self/clear_refs", "w") as handle:
-            handle.write("5")
-        return True
-    except OSError:
-        return False
-
-
-def _peak_mib() -> float:
-    try:
-        with open("/proc/self/status") as handle:
-            for line in handle:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def _current_mib() -> float:
-    try:
-        with open("/proc/self/status") as handle:
-            for line in handle:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return float("nan")
+from benchmarks._common import current_mib, peak_mib, reset_peak
 
 
 def _timed(fn: Callable[[], object]) -> tuple[object, float, float, float]:
     """``(value, wall seconds, process CPU seconds, peak RSS MiB)``."""
-    _reset_peak()
+    reset_peak()
     start, cpu = time.perf_counter(), time.process_time()
     value = fn()
-    return value, time.perf_counter() - start, time.process_time() - cpu, _peak_mib()
+    return value, time.perf_counter() - start, time.process_time() - cpu, peak_mib()
 
 
 def baseline(embeddings: torch.Tensor, k: int, rows: int, reuse: bool = False) -> torch.Tensor:
@@ -144,7 +114,7 @@ def main() -> None:
     rows = blocks.block_rows(args.n)
     print(
         f"n={args.n} dim={args.dim} group_size={args.group_size} threads={torch.get_num_threads()} "
-        f"block_rows={rows} RSS before phases={_current_mib():.0f} MiB"
+        f"block_rows={rows} RSS before phases={current_mib():.0f} MiB"
     )
     print(
         f"{'phase':<31}{'wall s':>8}{'ratio':>7}{'cpu s':>8}{'ratio':>7}{'peak RSS MiB':>14}  value"

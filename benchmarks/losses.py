@@ -35,7 +35,7 @@ import torch
 import torch.nn.functional as F
 from pytorch_metric_learning import losses, miners
 
-from benchmarks.eval import _current_mib, _peak_mib, _reset_peak
+from benchmarks._common import current_mib, peak_mib, reset_peak
 import quaterion.loss as q
 
 DIM = 256
@@ -142,12 +142,12 @@ def measure(fn: Callable, emb: torch.Tensor, groups: torch.Tensor, repeats: int)
     for _ in range(repeats):
         x = emb.detach().clone().requires_grad_()
         gc.collect()
-        _reset_peak()
-        before = _current_mib()
+        reset_peak()
+        before = current_mib()
         start = time.perf_counter()
         fn(x, groups).backward()
         best = min(best, time.perf_counter() - start)
-        added = max(added, _peak_mib() - before)
+        added = max(added, peak_mib() - before)
         del x
     return best, added
 

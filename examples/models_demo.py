@@ -22,16 +22,15 @@ class BagOfCharsEncoder(Encoder):
 
     def __init__(self, dim: int = 8):
         super().__init__()
-        self.dim = dim
         self.chars = nn.EmbeddingBag(256, dim, mode="mean")
+
+    @property
+    def embedding_size(self) -> int:
+        return self.chars.embedding_dim
 
     @property
     def trainable(self) -> bool:
         return True
-
-    @property
-    def embedding_size(self) -> int:
-        return self.dim
 
     def get_collate_fn(self):
         return collate_strings
@@ -42,7 +41,7 @@ class BagOfCharsEncoder(Encoder):
 
     def save(self, output_path: str) -> None:
         with open(os.path.join(output_path, "config.json"), "w") as file:
-            json.dump({"dim": self.dim}, file)
+            json.dump({"dim": self.embedding_size}, file)
         torch.save(self.state_dict(), os.path.join(output_path, "weights.pt"))
 
     @classmethod

@@ -1,11 +1,36 @@
-"""Shared helpers of the documentation plot scripts (Agg backend, output paths, atomic save)."""
+"""Shared helpers of the documentation plot scripts: command line, Agg backend, atomic save."""
 
 from __future__ import annotations
 
+import argparse
 import os
-import tempfile
+import sys
+from typing import Optional
 
 STATIC_DIR = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "source", "_static"))
+REPO_ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+OPTION_HELP = {
+    "epochs": "training epochs",
+    "limit": "texts per split (default: all)",
+    "seed": "random seed",
+    "steps": "training steps",
+}
+
+
+def script_parser(description: str, **int_options: Optional[int]) -> argparse.ArgumentParser:
+    """``--out-dir`` (default ``docs/source/_static``) plus one integer option per keyword,
+    e.g. ``seed=0`` adds ``--seed`` with default 0."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--out-dir", default=STATIC_DIR, help="where the PNG is written")
+    for name, default in int_options.items():
+        parser.add_argument(f"--{name}", type=int, default=default, help=OPTION_HELP.get(name))
+    return parser
+
+
+def import_repo() -> None:
+    """Make the repository importable (``examples``, ``benchmarks``) from a script run by path."""
+    if REPO_ROOT not in sys.path:
+        sys.path.insert(0, REPO_ROOT)
 
 
 def pyplot():
@@ -19,18 +44,16 @@ def pyplot():
 
 
 def save_figure(fig, out_dir: str, name: str) -> str:
-    """Save ``fig`` as ``<out_dir>/<name>`` atomically and close it; returns the path."""
+    """Lay ``fig`` out tightly, save it as ``<out_dir>/<name>`` atomically and close it;
+    returns the path."""
+    from quaterion_models.utils import atomic_write
+
+    fig.tight_layout()
     os.makedirs(out_dir, exist_ok=True)
     path = os.path.join(out_dir, name)
-    fd, tmp = tempfile.mkstemp(dir=out_dir, suffix=".png")
-    os.close(fd)
     try:
-        fig.savefig(tmp, dpi=80, format="png", metadata={"Software": None})
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+        with atomic_write(path) as file:
+            fig.savefig(file, dpi=80, format="png", metadata={"Software": None})
     finally:
         fig.clear()
         import matplotlib.pyplot as plt

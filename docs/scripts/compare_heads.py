@@ -12,17 +12,14 @@ Writes ``head_comparison.png`` into ``--out-dir`` (default ``docs/source/_static
 
 from __future__ import annotations
 
-import argparse
 import os
-import sys
 from typing import Dict, List, Optional
 
 import torch
 
-from _plotting import STATIC_DIR, pyplot, save_figure, single_thread
+from _plotting import import_repo, pyplot, save_figure, script_parser, single_thread
 
 FILE_NAME = "head_comparison.png"
-REPO_ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 
 
 def encode_splits(limit: Optional[int]) -> Dict[str, tuple]:
@@ -94,27 +91,22 @@ def train_heads(splits: Dict[str, tuple], epochs: int, seed: int) -> Dict[str, L
 
 
 def plot(curves: Dict[str, List[float]], out_dir: str) -> str:
-    plt = pyplot()
-    fig, ax = plt.subplots(figsize=(6, 3.5))
+    fig, ax = pyplot().subplots(figsize=(6, 3.5))
     for name, curve in curves.items():
         ax.plot(range(len(curve)), curve, marker="o", markersize=3, label=name)
-    ax.set_xlabel("epoch (0 = untrained head)")
-    ax.set_ylabel("held-out R-precision")
-    ax.set_title("Heads over frozen MiniLM, quick-start data")
+    ax.set(
+        xlabel="epoch (0 = untrained head)",
+        ylabel="held-out R-precision",
+        title="Heads over frozen MiniLM, quick-start data",
+    )
     ax.legend(fontsize=8)
-    fig.tight_layout()
     return save_figure(fig, out_dir, FILE_NAME)
 
 
 def main(argv: Optional[List[str]] = None) -> Dict[str, List[float]]:
-    parser = argparse.ArgumentParser(description="Compare heads on the quick-start data.")
-    parser.add_argument("--out-dir", default=STATIC_DIR)
-    parser.add_argument("--epochs", type=int, default=10)
-    parser.add_argument("--limit", type=int, default=None, help="texts per split")
-    parser.add_argument("--seed", type=int, default=0)
+    parser = script_parser("Compare heads on the quick-start data.", epochs=10, limit=None, seed=0)
     args = parser.parse_args(argv)
-    if REPO_ROOT not in sys.path:  # the script reuses examples/quick_start.py
-        sys.path.insert(0, REPO_ROOT)
+    import_repo()  # the script reuses examples/quick_start.py
     splits = encode_splits(args.limit)
     with single_thread():
         curves = train_heads(splits, args.epochs, args.seed)

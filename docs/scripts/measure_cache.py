@@ -12,17 +12,14 @@ Writes ``cache_epoch_time.png`` into ``--out-dir`` (default ``docs/source/_stati
 
 from __future__ import annotations
 
-import argparse
 import os
-import sys
 import time
 import warnings
 from typing import Dict, List, Optional
 
-from _plotting import STATIC_DIR, pyplot, save_figure
+from _plotting import import_repo, pyplot, save_figure, script_parser
 
 FILE_NAME = "cache_epoch_time.png"
-REPO_ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 
 
 def epoch_timer():
@@ -60,6 +57,7 @@ def train_once(cached: bool, epochs: int, limit: Optional[int], seed: int) -> Di
     """Fit the quick-start model once; epoch times and the number of texts encoded."""
     import pytorch_lightning as pl
 
+    from benchmarks._common import quiet_trainer
     from examples.quick_start import (
         DATA_DIR,
         QUIET_WARNINGS,
@@ -86,16 +84,8 @@ def train_once(cached: bool, epochs: int, limit: Optional[int], seed: int) -> Di
     model = Model(default_encoder_path())
     encoder = counting(model.model.encoders["default"])
     timer = epoch_timer()
-    trainer = pl.Trainer(
-        max_epochs=epochs,
-        accelerator="auto",
-        devices=1,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        callbacks=[timer],
-        num_sanity_val_steps=0,
+    trainer = quiet_trainer(
+        accelerator="auto", max_epochs=epochs, callbacks=[timer], num_sanity_val_steps=0
     )
     started = time.perf_counter()
     with warnings.catch_warnings():
@@ -118,8 +108,7 @@ def train_once(cached: bool, epochs: int, limit: Optional[int], seed: int) -> Di
 
 
 def plot(results: Dict[str, Dict[str, object]], out_dir: str) -> str:
-    plt = pyplot()
-    fig, ax = plt.subplots(figsize=(6, 3.2))
+    fig, ax = pyplot().subplots(figsize=(6, 3.2))
     n_epochs = max(len(values["epoch_times"]) for values in results.values())
     for offset, (name, values) in zip((-0.2, 0.2), results.items()):
         bars = [values["setup_time"], *values["epoch_times"]]
@@ -128,22 +117,15 @@ def plot(results: Dict[str, Dict[str, object]], out_dir: str) -> str:
     ax.set_xticklabels(
         ["before epoch 1\n(cache fill)"] + [f"epoch {i + 1}" for i in range(n_epochs)]
     )
-    ax.set_ylabel("seconds")
-    ax.set_title("Time per epoch (train + validation), frozen MiniLM")
+    ax.set(ylabel="seconds", title="Time per epoch (train + validation), frozen MiniLM")
     ax.legend(fontsize=8)
-    fig.tight_layout()
     return save_figure(fig, out_dir, FILE_NAME)
 
 
 def main(argv: Optional[List[str]] = None) -> Dict[str, Dict[str, object]]:
-    parser = argparse.ArgumentParser(description="Time epochs with and without the cache.")
-    parser.add_argument("--out-dir", default=STATIC_DIR)
-    parser.add_argument("--epochs", type=int, default=3)
-    parser.add_argument("--limit", type=int, default=None, help="texts per split")
-    parser.add_argument("--seed", type=int, default=42)
+    parser = script_parser("Time epochs with and without the cache.", epochs=3, limit=None, seed=42)
     args = parser.parse_args(argv)
-    if REPO_ROOT not in sys.path:  # the script reuses examples/quick_start.py
-        sys.path.insert(0, REPO_ROOT)
+    import_repo()  # the script reuses examples/quick_start.py and benchmarks/_common.py
     results = {
         name: train_once(cached, args.epochs, args.limit, args.seed)
         for name, cached in (("no cache", False), ("CacheConfig(CacheType.AUTO)", True))

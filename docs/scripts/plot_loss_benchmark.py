@@ -6,13 +6,12 @@ and writes ``loss_benchmark.png`` into ``--out-dir`` (default ``docs/source/_sta
     PYTHONPATH=. python docs/scripts/plot_loss_benchmark.py
 """
 
-import argparse
 import csv
 import math
 import os
 from typing import Dict, List, Optional
 
-from _plotting import STATIC_DIR, pyplot, save_figure
+from _plotting import STATIC_DIR, pyplot, save_figure, script_parser
 
 FILE_NAME = "loss_benchmark.png"
 TICKS = [0.125, 0.25, 0.5, 1, 2, 4, 8]
@@ -56,14 +55,12 @@ def plot(rows: List[Dict[str, object]], out_dir: str) -> str:
     axes[0].set_yticklabels(names)
     axes[0].invert_yaxis()
     axes[1].legend(loc="lower right")
-    fig.tight_layout()
     return save_figure(fig, out_dir, FILE_NAME)
 
 
 def main(argv: Optional[List[str]] = None) -> List[Dict[str, object]]:
-    parser = argparse.ArgumentParser(description="Plot the loss benchmark ratios.")
+    parser = script_parser("Plot the loss benchmark ratios.")
     parser.add_argument("--csv", default=DEFAULT_CSV)
-    parser.add_argument("--out-dir", default=STATIC_DIR)
     args = parser.parse_args(argv)
     rows = read_rows(args.csv)
     print(plot(rows, args.out_dir))

@@ -12,13 +12,12 @@ Writes ``skip_connection_identity.png`` into ``--out-dir`` (default ``docs/sourc
 
 from __future__ import annotations
 
-import argparse
 from typing import Dict, List, Optional
 
 import torch
 from torch import Tensor
 
-from _plotting import STATIC_DIR, pyplot, save_figure, single_thread
+from _plotting import pyplot, save_figure, script_parser, single_thread
 
 FILE_NAME = "skip_connection_identity.png"
 
@@ -82,9 +81,8 @@ def measure(seed: int = 0, dim: int = 64) -> Dict[str, Dict[str, object]]:
 
 
 def plot(results: Dict[str, Dict[str, object]], out_dir: str) -> str:
-    plt = pyplot()
     heads = [name for name in results if name != "input"]
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    fig, axes = pyplot().subplots(1, 2, figsize=(10, 4))
     for name in heads:
         axes[0].hist(
             results[name]["cosine_to_input"].numpy(),
@@ -93,9 +91,11 @@ def plot(results: Dict[str, Dict[str, object]], out_dir: str) -> str:
             alpha=0.7,
             label=name,
         )
-    axes[0].set_xlabel("cosine(x, head(x)) at initialisation")
-    axes[0].set_ylabel("inputs")
-    axes[0].set_title("Output vs input of an untrained head")
+    axes[0].set(
+        xlabel="cosine(x, head(x)) at initialisation",
+        ylabel="inputs",
+        title="Output vs input of an untrained head",
+    )
     axes[0].legend(fontsize=8)
     for name in heads:
         pair_in, pair_out = results[name]["pairs"]
@@ -107,19 +107,17 @@ def plot(results: Dict[str, Dict[str, object]], out_dir: str) -> str:
             alpha=0.5,
             label=f"{name} (r={results[name]['distance_correlation']:.3f})",
         )
-    axes[1].set_xlabel("cosine distance between inputs")
-    axes[1].set_ylabel("cosine distance between outputs")
-    axes[1].set_title("Pairwise distances kept by the head")
+    axes[1].set(
+        xlabel="cosine distance between inputs",
+        ylabel="cosine distance between outputs",
+        title="Pairwise distances kept by the head",
+    )
     axes[1].legend(fontsize=8, markerscale=4)
-    fig.tight_layout()
     return save_figure(fig, out_dir, FILE_NAME)
 
 
 def main(argv: Optional[List[str]] = None) -> Dict[str, Dict[str, object]]:
-    parser = argparse.ArgumentParser(description="Plot the near-identity SkipConnectionHead.")
-    parser.add_argument("--out-dir", default=STATIC_DIR)
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args(argv)
+    args = script_parser("Plot the near-identity SkipConnectionHead.", seed=0).parse_args(argv)
     with single_thread():
         results = measure(seed=args.seed)
     path = plot(results, args.out_dir)

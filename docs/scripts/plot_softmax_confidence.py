@@ -13,13 +13,12 @@ Writes ``softmax_confidence.png`` into ``--out-dir`` (default ``docs/source/_sta
 
 from __future__ import annotations
 
-import argparse
 from typing import Dict, List, Optional
 
 import torch
 from torch import Tensor
 
-from _plotting import STATIC_DIR, pyplot, save_figure, single_thread
+from _plotting import pyplot, save_figure, script_parser, single_thread
 
 FILE_NAME = "softmax_confidence.png"
 DIM, N_CLUSTERS, GROUPS, PER_GROUP = 32, 10, 8, 8
@@ -96,19 +95,20 @@ def measure(seed: int = 0, steps: int = 300) -> Dict[str, object]:
 
 
 def plot(results: Dict[str, object], out_dir: str) -> str:
-    plt = pyplot()
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    fig, axes = pyplot().subplots(1, 2, figsize=(10, 4))
     for name, scores in results["confidence"].items():
         axes[0].hist(
             scores.numpy(),
             bins=30,
             range=(1 / PER_GROUP, 1.0),
-            alpha=0.6,
             label=f"{name} (mean {float(scores.mean()):.2f})",
+            alpha=0.6,
         )
-    axes[0].set_xlabel("confidence = mean of the per-group softmax peaks")
-    axes[0].set_ylabel("inputs")
-    axes[0].set_title("Confidence by kind of input")
+    axes[0].set(
+        xlabel="confidence = mean of the per-group softmax peaks",
+        ylabel="inputs",
+        title="Confidence by kind of input",
+    )
     axes[0].legend(fontsize=7, loc="upper left")
     width = 0.4
     positions = torch.arange(GROUPS * PER_GROUP).float()
@@ -116,19 +116,17 @@ def plot(results: Dict[str, object], out_dir: str) -> str:
         axes[1].bar((positions + offset).numpy(), vector.numpy(), width=width, label=name)
     for boundary in range(1, GROUPS):
         axes[1].axvline(boundary * PER_GROUP - 0.5, color="grey", linewidth=0.5)
-    axes[1].set_xlabel(f"output dimension ({GROUPS} groups of {PER_GROUP}, each sums to 1)")
-    axes[1].set_ylabel("value")
-    axes[1].set_title("Two embeddings: peaked vs flat groups")
+    axes[1].set(
+        xlabel=f"output dimension ({GROUPS} groups of {PER_GROUP}, each sums to 1)",
+        ylabel="value",
+        title="Two embeddings: peaked vs flat groups",
+    )
     axes[1].legend(fontsize=7)
-    fig.tight_layout()
     return save_figure(fig, out_dir, FILE_NAME)
 
 
 def main(argv: Optional[List[str]] = None) -> Dict[str, object]:
-    parser = argparse.ArgumentParser(description="Plot SoftmaxEmbeddingsHead confidence.")
-    parser.add_argument("--out-dir", default=STATIC_DIR)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--steps", type=int, default=300)
+    parser = script_parser("Plot SoftmaxEmbeddingsHead confidence.", seed=0, steps=300)
     args = parser.parse_args(argv)
     with single_thread():
         results = measure(seed=args.seed, steps=args.steps)

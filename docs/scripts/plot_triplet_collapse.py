@@ -19,13 +19,12 @@ Writes ``triplet_collapse.png`` into ``--out-dir`` (default ``docs/source/_stati
 
 from __future__ import annotations
 
-import argparse
 from typing import Callable, Dict, List, Optional
 
 import torch
 from torch import Tensor
 
-from _plotting import STATIC_DIR, pyplot, save_figure, single_thread
+from _plotting import pyplot, save_figure, script_parser, single_thread
 
 FILE_NAME = "triplet_collapse.png"
 MARGIN = 0.5
@@ -113,31 +112,28 @@ def measure(seed: int = 0, steps: int = 300) -> Dict[str, Dict[str, object]]:
 
 
 def plot(results: Dict[str, Dict[str, object]], out_dir: str) -> str:
-    plt = pyplot()
     runs = [name for name in results if name != "input"]
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    fig, axes = pyplot().subplots(1, 2, figsize=(10, 4))
     for name in runs:
         axes[0].plot(results[name]["loss"], label=name, linewidth=1)
         axes[1].plot(results[name]["spread"], label=name, linewidth=1)
     axes[0].axhline(MARGIN, color="grey", linestyle="--", linewidth=1, label="margin")
-    axes[0].set_xlabel("step")
-    axes[0].set_ylabel("training loss")
-    axes[0].set_title("Loss: the collapsed run sticks at the margin")
+    axes[0].set(
+        xlabel="step", ylabel="training loss", title="Loss: the collapsed run sticks at the margin"
+    )
     axes[0].legend(fontsize=8)
     axes[1].set_yscale("log")
-    axes[1].set_xlabel("step")
-    axes[1].set_ylabel("mean distance to the batch centroid")
-    axes[1].set_title("Spread of the embeddings")
+    axes[1].set(
+        xlabel="step",
+        ylabel="mean distance to the batch centroid",
+        title="Spread of the embeddings",
+    )
     axes[1].legend(fontsize=8)
-    fig.tight_layout()
     return save_figure(fig, out_dir, FILE_NAME)
 
 
 def main(argv: Optional[List[str]] = None) -> Dict[str, Dict[str, object]]:
-    parser = argparse.ArgumentParser(description="Plot triplet-loss collapse and its fixes.")
-    parser.add_argument("--out-dir", default=STATIC_DIR)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--steps", type=int, default=300)
+    parser = script_parser("Plot triplet-loss collapse and its fixes.", seed=0, steps=300)
     args = parser.parse_args(argv)
     with single_thread():
         results = measure(seed=args.seed, steps=args.steps)

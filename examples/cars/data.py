@@ -43,19 +43,12 @@ class CarsDataset(Dataset):
         return SimilarityGroupSample(obj=self._transform(image), group=int(label))
 
 
-class _TransformedDataset(Dataset):
+class _TransformedDataset(CarsDataset):
     """Item ``i``: ``(transform(image), int(label))``."""
 
-    def __init__(self, dataset: Dataset, transform: Callable) -> None:
-        self._dataset = dataset
-        self._transform = transform
-
-    def __len__(self) -> int:
-        return len(self._dataset)
-
     def __getitem__(self, index: int) -> Tuple[Any, int]:
-        image, label = self._dataset[index]
-        return self._transform(image), int(label)
+        sample = super().__getitem__(index)
+        return sample.obj, sample.group
 
 
 def data_source(synthetic: bool) -> str:
@@ -116,6 +109,13 @@ def get_split(
     return load_or_create_split(path, read_labels(full), NUM_CLASSES, seed, source)
 
 
+def _load_split(split_cache_path, data_dir=DATASET_PATH, synthetic=False, seed=DEFAULT_SEED):
+    """The full dataset and its class-disjoint train and test index lists."""
+    full = load_full_dataset(data_dir, synthetic)
+    train_idx, test_idx = get_split(full, split_cache_path, synthetic, seed)
+    return full, train_idx.tolist(), test_idx.tolist()
+
+
 def _tensor_transform(input_size: int) -> Callable:
     return transforms.Compose(
         [
@@ -136,12 +136,11 @@ def get_datasets(
 ) -> Tuple[CarsDataset, CarsDataset]:
     """Train and test :class:`CarsDataset` over disjoint halves of the 196 classes; images are
     resized to ``(input_size, input_size)`` float tensors normalised with ImageNet statistics."""
-    full = load_full_dataset(data_dir, synthetic)
-    train_idx, test_idx = get_split(full, split_cache_path, synthetic, seed)
+    full, train_idx, test_idx = _load_split(split_cache_path, data_dir, synthetic, seed)
     transform = _tensor_transform(input_size)
     return (
-        CarsDataset(Subset(full, train_idx.tolist()), transform),
-        CarsDataset(Subset(full, test_idx.tolist()), transform),
+        CarsDataset(Subset(full, train_idx), transform),
+        CarsDataset(Subset(full, test_idx), transform),
     )
 
 
@@ -166,16 +165,11 @@ def get_dataloaders(
 
 
 def get_raw_dataset(
-    input_size: int,
-    split_cache_path: Optional[str] = SPLIT_CACHE_PATH,
-    *,
-    data_dir: str = DATASET_PATH,
-    synthetic: bool = False,
-    seed: int = DEFAULT_SEED,
+    input_size: int, split_cache_path: Optional[str] = SPLIT_CACHE_PATH, **source: Any
 ) -> Tuple[Subset, Subset]:
-    """The same split as :func:`get_datasets`, with PIL images resized keeping their aspect
-    ratio (``Resize(input_size, max_size=input_size + 1)``); items are ``(image, int label)``."""
-    full = load_full_dataset(data_dir, synthetic)
-    train_idx, test_idx = get_split(full, split_cache_path, synthetic, seed)
+    """The same split as :func:`get_datasets` (``source``: its ``data_dir``, ``synthetic`` and
+    ``seed``), with PIL images resized keeping their aspect ratio
+    (``Resize(input_size, max_size=input_size + 1)``); items are ``(image, int label)``."""
+    full, train_idx, test_idx = _load_split(split_cache_path, **source)
     raw = _TransformedDataset(full, transforms.Resize(input_size, max_size=input_size + 1))
-    return Subset(raw, train_idx.tolist()), Subset(raw, test_idx.tolist())
+    return Subset(raw, train_idx), Subset(raw, test_idx)

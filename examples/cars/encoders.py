@@ -7,8 +7,8 @@ import torch
 from torch import Tensor, nn
 
 from quaterion_models.encoders import Encoder
+from quaterion_models.utils import atomic_write
 
-from ._io import atomic_write
 from .backbone import build_backbone
 from .config import DEFAULT_ARCH
 
@@ -30,16 +30,16 @@ class CarsEncoder(Encoder):
     ) -> None:
         super().__init__()
         self._encoder = encoder_model
-        self._arch = arch
-        self._embedding_size = embedding_size
-
-    @property
-    def trainable(self) -> bool:
-        return False
+        self._config = {"arch": arch, "embedding_size": embedding_size}  # what save() writes
 
     @property
     def embedding_size(self) -> int:
-        return self._embedding_size
+        return self._config["embedding_size"]
+
+    @property
+    def trainable(self) -> bool:
+        """Frozen: training caches the backbone's outputs, so each image is encoded once."""
+        return False
 
     def forward(self, images: Tensor) -> Tensor:
         return self._encoder(images)
@@ -49,14 +49,11 @@ class CarsEncoder(Encoder):
         (``arch``, ``embedding_size``) atomically into ``output_path``."""
         os.makedirs(output_path, exist_ok=True)
         state = {key: value.detach().cpu() for key, value in self._encoder.state_dict().items()}
-        config = {"arch": self._arch, "embedding_size": self._embedding_size}
-        atomic_write(os.path.join(output_path, WEIGHTS_FILE), lambda tmp: torch.save(state, tmp))
-
-        def write_config(tmp: str) -> None:
-            with open(tmp, "w", encoding="utf-8") as file:
-                json.dump(config, file, indent=2)
-
-        atomic_write(os.path.join(output_path, CONFIG_FILE), write_config)
+        config = self._config
+        with atomic_write(os.path.join(output_path, WEIGHTS_FILE)) as file:
+            torch.save(state, file)
+        with atomic_write(os.path.join(output_path, CONFIG_FILE), "w") as file:
+            json.dump(config, file, indent=2)
 
     @classmethod
     def load(cls, input_path: str) -> "CarsEncoder":

@@ -19,8 +19,8 @@ from quaterion.eval.group import RetrievalRPrecision
 from quaterion.eval.samplers.group_sampler import GroupSampler
 from quaterion_models import SimilarityModel
 from quaterion_models.heads import EmptyHead
+from quaterion_models.utils import atomic_write
 
-from ._io import atomic_write
 from .backbone import build_backbone
 from .cli import CPU_WARNING, PACKAGE_DIR, add_data_args, add_model_args, resolve_common_defaults
 from .config import DEFAULT_ARCH, SPLIT_CACHE_PATH
@@ -112,7 +112,9 @@ def plot_results(results: Dict[str, Dict[str, torch.Tensor]], path: str) -> None
     axes.set_ylabel("R-precision (test classes)")
     axes.set_title("Cars: base vs tuned")
     figure.tight_layout()
-    atomic_write(path, lambda tmp: figure.savefig(tmp, format="png"))
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with atomic_write(path) as file:
+        figure.savefig(file, format="png")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -21,8 +21,8 @@ from torch.utils.data import Dataset
 
 from quaterion_models import SimilarityModel
 from quaterion_models.heads import EmptyHead
+from quaterion_models.utils import atomic_write
 
-from ._io import atomic_write
 from .contact_sheet import contact_sheet
 from .cli import CPU_WARNING, PACKAGE_DIR, add_data_args, resolve_common_defaults
 from .config import SPLIT_CACHE_PATH
@@ -43,16 +43,10 @@ def save_images(dataset: Dataset, save_dir: str) -> int:
     for index in range(len(dataset)):
         image, label = dataset[index]
         lines.append(json.dumps({"label": int(label)}))
-        atomic_write(
-            os.path.join(images_dir, f"{index}.jpg"),
-            lambda tmp, image=image: image.convert("RGB").save(tmp, format="JPEG"),
-        )
-
-    def write_labels(tmp: str) -> None:
-        with open(tmp, "w", encoding="utf-8") as file:
-            file.write("".join(line + "\n" for line in lines))
-
-    atomic_write(os.path.join(save_dir, "labels.jsonl"), write_labels)
+        with atomic_write(os.path.join(images_dir, f"{index}.jpg")) as file:
+            image.convert("RGB").save(file, format="JPEG")
+    with atomic_write(os.path.join(save_dir, "labels.jsonl"), "w") as file:
+        file.write("".join(line + "\n" for line in lines))
     return len(lines)
 
 
@@ -69,12 +63,8 @@ def encode_loader(model: SimilarityModel, dataloader, device: str) -> np.ndarray
 
 def save_embeddings(array: np.ndarray, path: str) -> None:
     """``np.save`` (no pickle) through an atomic write."""
-
-    def write(tmp: str) -> None:
-        with open(tmp, "wb") as file:
-            np.save(file, array, allow_pickle=False)
-
-    atomic_write(path, write)
+    with atomic_write(path) as file:
+        np.save(file, array, allow_pickle=False)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -130,7 +120,8 @@ def search_and_draw(
         same,
     )
     sheet_path = os.path.join(args.save_dir, "contact_sheet.png")
-    atomic_write(sheet_path, lambda tmp: sheet.save(tmp, format="PNG"))
+    with atomic_write(sheet_path) as file:
+        sheet.save(file, format="PNG")
     found = sum(map(sum, same))
     total = sum(map(len, same))
     print(

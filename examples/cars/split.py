@@ -15,7 +15,7 @@ from typing import Optional, Tuple
 import numpy as np
 import torch
 
-from ._io import atomic_write
+from quaterion_models.utils import atomic_write
 
 _FORMAT = 1
 
@@ -108,5 +108,7 @@ def load_or_create_split(
             "train_indices": torch.from_numpy(train_idx),
             "test_indices": torch.from_numpy(test_idx),
         }
-        atomic_write(path, lambda tmp: torch.save(record, tmp))
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        with atomic_write(path) as file:
+            torch.save(record, file)
     return train_idx, test_idx

@@ -1,12 +1,11 @@
 """An offline stand-in for ``torchvision.datasets.StanfordCars`` with learnable class structure."""
 
-from typing import Any, Callable, List, Optional, Tuple
+from typing import Any, Callable, Optional
 
 import numpy as np
-from PIL import Image
-from torch.utils.data import Dataset
 
 from .config import SYNTHETIC_IMAGES_PER_CLASS
+from examples.rendered_images import RenderedImages
 
 _SPLITS = ("train", "test")
 
@@ -35,7 +34,7 @@ def render_car_image(label: int, split: str, index: int, image_size: int, seed: 
     return np.clip(image, 0, 255).astype(np.uint8)
 
 
-class SyntheticStanfordCars(Dataset):
+class SyntheticStanfordCars(RenderedImages):
     """Same interface as ``torchvision.datasets.StanfordCars``: item ``(PIL.Image RGB, int label)``.
 
     Each split holds ``images_per_class`` images of each of the 196 classes (ordered by
@@ -60,26 +59,10 @@ class SyntheticStanfordCars(Dataset):
             raise ValueError(f"split must be one of {_SPLITS}, got {split!r}")
         if images_per_class < 1:
             raise ValueError(f"images_per_class must be >= 1, got {images_per_class}")
-        self.root = root
+        targets = [i // images_per_class for i in range(self.NUM_CLASSES * images_per_class)]
+        super().__init__(targets, root, transform, target_transform, seed)
         self.split = split
-        self.transform = transform
-        self.target_transform = target_transform
         self.image_size = image_size
-        self.seed = seed
-        self.targets: List[int] = [
-            i // images_per_class for i in range(self.NUM_CLASSES * images_per_class)
-        ]
 
-    def __len__(self) -> int:
-        return len(self.targets)
-
-    def __getitem__(self, index: int) -> Tuple[Any, Any]:
-        label = self.targets[index]
-        pixels = render_car_image(label, self.split, index, self.image_size, self.seed)
-        image: Any = Image.fromarray(pixels)
-        target: Any = label
-        if self.transform is not None:
-            image = self.transform(image)
-        if self.target_transform is not None:
-            target = self.target_transform(target)
-        return image, target
+    def render(self, label: int, index: int) -> np.ndarray:
+        return render_car_image(label, self.split, index, self.image_size, self.seed)

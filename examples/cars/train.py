@@ -5,6 +5,7 @@ runs offline in about a minute on a CPU.
 """
 
 import argparse
+import inspect
 import os
 import shutil
 import sys
@@ -82,6 +83,9 @@ def train(
     return model
 
 
+TRAIN_OPTIONS = tuple(inspect.signature(train).parameters)  # each one a command-line option
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Options of ``python -m examples.cars.train``."""
     parser = argparse.ArgumentParser(
@@ -129,27 +133,16 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
 
 
 def main(argv: Optional[List[str]] = None) -> Model:
-    """Parse ``argv``, seed everything and run :func:`train`; missing data exits with status 1."""
+    """Parse ``argv``, seed everything and run :func:`train`; missing data exits with status 1.
+
+    Every parameter of :func:`train` is the option of the same name (``--batch-size`` is
+    ``batch_size``).
+    """
     args = parse_args(argv)
     pl.seed_everything(args.seed)
+    options = {name: getattr(args, name) for name in TRAIN_OPTIONS}
     try:
-        return train(
-            lr=args.lr,
-            mining=args.mining,
-            batch_size=args.batch_size,
-            epochs=args.epochs,
-            input_size=args.input_size,
-            shuffle=args.shuffle,
-            save_dir=args.save_dir,
-            data_dir=args.data_dir,
-            synthetic=args.synthetic,
-            weights=args.weights,
-            arch=args.arch,
-            seed=args.seed,
-            cache_dir=args.cache_dir,
-            devices=args.devices,
-            num_nodes=args.num_nodes,
-        )
+        return train(**options)
     except DataNotFoundError as exc:
         sys.exit(f"error: {exc}")
 

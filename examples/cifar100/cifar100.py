@@ -16,11 +16,14 @@ except ImportError:
 
 from typing import Callable, Tuple, Union
 
+import torch
 from torch import Tensor, nn
 from torch.utils.data import Dataset
 
+from quaterion import TrainableModel
 from quaterion.dataset import GroupSimilarityDataLoader, SimilarityGroupDataset
 from quaterion_models.encoders import Encoder
+from quaterion_models.heads import EmptyHead, EncoderHead
 
 from .synthetic import NUM_CLASSES, SyntheticCIFAR100
 from examples.weights import resolve_weights
@@ -29,6 +32,8 @@ DATASET_PATH = os.path.join(os.path.expanduser("~"), "torchvision", "datasets")
 IMAGENET_MEAN = [0.485, 0.456, 0.406]
 IMAGENET_STD = [0.229, 0.224, 0.225]
 SYNTHETIC_TRAIN_SIZE = 2000
+# "pretrained" / "random" (resolved offline-first), or a resolved weights member / None.
+Weights = Union[str, "torchvision.models.WeightsEnum", None]
 
 
 class DataNotFoundError(FileNotFoundError):
@@ -103,25 +108,48 @@ class MobilenetV3Encoder(Encoder):
     No ``save``/``load``: these scripts never save a servable.
     """
 
-    def __init__(
-        self,
-        embedding_size: int,
-        weights: Union[str, "torchvision.models.WeightsEnum", None] = "pretrained",
-    ) -> None:
+    def __init__(self, embedding_size: int, weights: Weights = "pretrained") -> None:
         super().__init__()
         if isinstance(weights, str):
             weights = resolve_weights("mobilenet_v3_small", weights)
         self.encoder = torchvision.models.mobilenet_v3_small(weights=weights)
         self.encoder.classifier = nn.Sequential(nn.Linear(576, embedding_size))
-        self._embedding_size = embedding_size
 
     @property
     def trainable(self) -> bool:
+        """Fine-tuned end to end: no cache, every epoch runs the whole network."""
         return True
 
     @property
     def embedding_size(self) -> int:
-        return self._embedding_size
+        return self.encoder.classifier[0].out_features
 
     def forward(self, images: Tensor) -> Tensor:
         return self.encoder(images)
+
+
+class MobilenetV3Model(TrainableModel):
+    """What the three scripts share: :class:`MobilenetV3Encoder`, ``EmptyHead`` and Adam.
+
+    A script subclasses it and adds ``configure_loss`` (and XBM, metrics or its own optimiser).
+
+    Args:
+        embedding_size: width of the encoder's output layer.
+        lr: Adam learning rate.
+        weights: ``"pretrained"`` / ``"random"`` or a resolved weights member / ``None``.
+    """
+
+    def __init__(self, embedding_size: int, lr: float, weights: Weights = "pretrained") -> None:
+        self._embedding_size = embedding_size
+        self._lr = lr
+        self._weights = weights
+        super().__init__()
+
+    def configure_encoders(self) -> Encoder:
+        return MobilenetV3Encoder(self._embedding_size, weights=self._weights)
+
+    def configure_head(self, input_embedding_size: int) -> EncoderHead:
+        return EmptyHead(input_embedding_size)
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return torch.optim.Adam(self.model.parameters(), lr=self._lr)

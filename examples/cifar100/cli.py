@@ -2,12 +2,14 @@
 
 import argparse
 import sys
-from typing import List, Optional
+from typing import Callable, List, Optional
 
+import pytorch_lightning as pl
+
+from quaterion import TrainableModel
 
 from .cifar100 import DATASET_PATH, SYNTHETIC_TRAIN_SIZE, DataNotFoundError, get_dataloaders
-from examples.training import add_scale_args
-from examples.training import fit  # noqa: F401  (re-exported for the scripts)
+from examples.training import add_scale_args, fit
 from examples.weights import WEIGHTS_CHOICES
 
 SYNTHETIC_EPOCHS = 3
@@ -81,3 +83,18 @@ def load_dataloaders(args: argparse.Namespace, batch_size: int):
         )
     except DataNotFoundError as exc:
         sys.exit(f"error: {exc}")
+
+
+def run(
+    parser: argparse.ArgumentParser,
+    argv: Optional[List[str]],
+    batch_size: int,
+    make_model: Callable[[argparse.Namespace], TrainableModel],
+) -> pl.Trainer:
+    """Parse ``argv``, seed everything, build the loaders and ``make_model(args)``, train for
+    ``--epochs`` on ``--devices`` x ``--num-nodes`` and return the trainer."""
+    args = parse_args(parser, argv)
+    pl.seed_everything(args.seed)
+    train_dataloader, val_dataloader = load_dataloaders(args, batch_size)
+    model = make_model(args)
+    return fit(model, train_dataloader, val_dataloader, args.epochs, args.devices, args.num_nodes)

@@ -1,10 +1,10 @@
 """An offline stand-in for ``torchvision.datasets.CIFAR100``: 100 classes of 32x32 RGB images."""
 
-from typing import Any, Callable, List, Optional, Tuple
+from typing import Any, Callable, Optional
 
 import numpy as np
-from PIL import Image
-from torch.utils.data import Dataset
+
+from examples.rendered_images import RenderedImages
 
 NUM_CLASSES = 100
 
@@ -26,7 +26,7 @@ def render_cifar_image(label: int, train: bool, index: int, seed: int) -> np.nda
     return np.clip(image, 0, 255).astype(np.uint8)
 
 
-class SyntheticCIFAR100(Dataset):
+class SyntheticCIFAR100(RenderedImages):
     """Same interface as ``torchvision.datasets.CIFAR100``: item ``(PIL.Image, int label)``.
 
     ``num_samples`` items cycle through the 100 classes (item ``i`` has label ``i % 100``);
@@ -45,22 +45,9 @@ class SyntheticCIFAR100(Dataset):
     ) -> None:
         if num_samples < 1:
             raise ValueError(f"num_samples must be >= 1, got {num_samples}")
-        self.root = root
+        targets = [i % NUM_CLASSES for i in range(num_samples)]
+        super().__init__(targets, root, transform, target_transform, seed)
         self.train = train
-        self.transform = transform
-        self.target_transform = target_transform
-        self.seed = seed
-        self.targets: List[int] = [i % NUM_CLASSES for i in range(num_samples)]
 
-    def __len__(self) -> int:
-        return len(self.targets)
-
-    def __getitem__(self, index: int) -> Tuple[Any, Any]:
-        label = self.targets[index]
-        image: Any = Image.fromarray(render_cifar_image(label, self.train, index, self.seed))
-        target: Any = label
-        if self.transform is not None:
-            image = self.transform(image)
-        if self.target_transform is not None:
-            target = self.target_transform(target)
-        return image, target
+    def render(self, label: int, index: int) -> np.ndarray:
+        return render_cifar_image(label, self.train, index, self.seed)

@@ -2,9 +2,8 @@
 
 ``python -m examples.cifar100.train_with_pytorch_metric_learning [--epochs 10] [--synthetic]``
 
-Two devices (two CPU processes without a GPU), DDP:
-``python -m examples.cifar100.train_with_pytorch_metric_learning --synthetic --devices 2``; add ``--num-nodes N`` on
-several machines (see the Scaling out guide).
+Any pytorch-metric-learning loss (and miner) plugs in through ``PytorchMetricLearningWrapper``.
+``--devices 2`` trains with DDP over two processes, ``--num-nodes N`` over N machines.
 """
 
 import sys
@@ -18,46 +17,23 @@ except ImportError:
     )
     sys.exit(1)
 
-from typing import TYPE_CHECKING, List, Optional, Union
+from typing import List, Optional
 
 import pytorch_lightning as pl
 import torch
 
-from quaterion import TrainableModel
 from quaterion.loss import SimilarityLoss
 from quaterion.loss.extras import PytorchMetricLearningWrapper
-from quaterion_models.encoders import Encoder
-from quaterion_models.heads import EmptyHead, EncoderHead
 
-from .cifar100 import MobilenetV3Encoder
-
-if TYPE_CHECKING:
-    import torchvision
-from .cli import build_parser, fit, load_dataloaders, parse_args
+from .cifar100 import MobilenetV3Model
+from .cli import build_parser, run
 
 BATCH_SIZE = 128
 NUM_CLASSES = 100
 
 
-class Model(TrainableModel):
+class Model(MobilenetV3Model):
     """MobileNetV3 encoder, ``EmptyHead``, PML ``ArcFaceLoss`` with ``MultiSimilarityMiner``."""
-
-    def __init__(
-        self,
-        embedding_size: int,
-        lr: float,
-        weights: Union[str, "torchvision.models.WeightsEnum", None] = "pretrained",
-    ) -> None:
-        self._embedding_size = embedding_size
-        self._lr = lr
-        self._weights = weights
-        super().__init__()
-
-    def configure_encoders(self) -> Encoder:
-        return MobilenetV3Encoder(self._embedding_size, weights=self._weights)
-
-    def configure_head(self, input_embedding_size: int) -> EncoderHead:
-        return EmptyHead(input_embedding_size)
 
     def configure_loss(self) -> SimilarityLoss:
         return PytorchMetricLearningWrapper(
@@ -80,11 +56,9 @@ def main(argv: Optional[List[str]] = None) -> pl.Trainer:
     parser = build_parser(
         "python -m examples.cifar100.train_with_pytorch_metric_learning", __doc__, epochs_default=10
     )
-    args = parse_args(parser, argv)
-    pl.seed_everything(args.seed)
-    train_dataloader, val_dataloader = load_dataloaders(args, BATCH_SIZE)
-    model = Model(args.embedding_size, args.lr, weights=args.weights)
-    return fit(model, train_dataloader, val_dataloader, args.epochs, args.devices, args.num_nodes)
+    return run(
+        parser, argv, BATCH_SIZE, lambda args: Model(args.embedding_size, args.lr, args.weights)
+    )
 
 
 if __name__ == "__main__":

@@ -39,10 +39,6 @@ class StartupEncoder(Encoder):
     def __init__(self, encoder_path: str) -> None:
         super().__init__()
         self.encoder = SentenceTransformer(encoder_path)
-        dimension = getattr(self.encoder, "get_embedding_dimension", None)
-        if dimension is None:
-            dimension = self.encoder.get_sentence_embedding_dimension
-        self._embedding_size = int(dimension())
 
     @property
     def trainable(self) -> bool:
@@ -50,7 +46,11 @@ class StartupEncoder(Encoder):
 
     @property
     def embedding_size(self) -> int:
-        return self._embedding_size
+        # Newer sentence-transformers renamed get_sentence_embedding_dimension (now deprecated).
+        dimension = getattr(self.encoder, "get_embedding_dimension", None)
+        if dimension is None:
+            dimension = self.encoder.get_sentence_embedding_dimension
+        return int(dimension())
 
     def get_collate_fn(self) -> CollateFnType:
         return extract_texts

@@ -84,6 +84,10 @@ class Model(TrainableModel):
         self._lr = lr
         super().__init__()
 
+    def configure_caches(self) -> CacheConfig:
+        # The encoder is frozen: each description is encoded once, before the first epoch.
+        return CacheConfig(cache_type=CacheType.AUTO, batch_size=BATCH_SIZE)
+
     def configure_encoders(self) -> Encoder:
         from .encoder import StartupEncoder
 
@@ -94,10 +98,6 @@ class Model(TrainableModel):
 
     def configure_loss(self) -> SimilarityLoss:
         return SoftmaxLoss(self.model.head.output_size, self._num_groups)
-
-    def configure_caches(self) -> CacheConfig:
-        # The encoder is frozen: each description is encoded once, before the first epoch.
-        return CacheConfig(cache_type=CacheType.AUTO, batch_size=BATCH_SIZE)
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return torch.optim.Adam(

@@ -6,6 +6,7 @@ import pytest
 
 from examples import training
 from examples.cars import train as cars_train
+from examples.cifar100 import cli as cifar100_cli
 from examples.cifar100 import train_simple, train_with_pytorch_metric_learning, train_with_xbm
 from tests.examples.cifar100.conftest import SMALL_RUN
 from tests.quaterion.train.helpers import Model, group_loader
@@ -55,6 +56,6 @@ def test_cifar100_scripts_pass_devices_and_nodes(script, workdir, no_network, mo
     def fake_fit(model, train, val, epochs, devices=1, num_nodes=1):
         seen.update(devices=devices, num_nodes=num_nodes)
 
-    monkeypatch.setattr(script, "fit", fake_fit)
+    monkeypatch.setattr(cifar100_cli, "fit", fake_fit)
     script.main(SMALL_RUN + ["--devices", "2", "--num-nodes", "2"])
     assert seen == {"devices": 2, "num_nodes": 2}

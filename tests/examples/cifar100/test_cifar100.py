@@ -5,7 +5,12 @@ import pytest
 import torch
 from PIL import Image
 
-from examples.cifar100 import cifar100
+from examples.cifar100 import (
+    cifar100,
+    train_simple,
+    train_with_pytorch_metric_learning,
+    train_with_xbm,
+)
 from examples.cifar100.cifar100 import DataNotFoundError, MobilenetV3Encoder, get_dataloaders
 from examples.cifar100.synthetic import SyntheticCIFAR100
 
@@ -84,3 +89,14 @@ def test_mobilenet_encoder(capsys):
     assert encoder.encoder.classifier[0].in_features == 576
     out = encoder(torch.randn(2, 3, 32, 32))
     assert out.shape == (2, 16) and out.requires_grad
+
+
+@pytest.mark.parametrize(
+    "script", [train_simple, train_with_pytorch_metric_learning, train_with_xbm]
+)
+def test_scripts_exit_with_a_hint_on_missing_data(script, workdir, no_network):
+    with pytest.raises(SystemExit) as exit_info:
+        script.main(["--data-dir", str(workdir / "absent")])
+    message = str(exit_info.value.code)
+    assert "--data-dir" in message and "--synthetic" in message
+    assert no_network == []

@@ -22,11 +22,3 @@ def test_one_synthetic_epoch(workdir, no_network, loss_fn, loss_type):
     assert math.isfinite(float(metrics["validation_loss"]))
     assert no_network == []
     assert list((workdir / "lightning_logs").glob("version_*/checkpoints/*.ckpt"))
-
-
-def test_missing_data_exits_with_hint(workdir, no_network):
-    with pytest.raises(SystemExit) as exit_info:
-        train_simple.main(["--data-dir", str(workdir / "absent")])
-    message = str(exit_info.value.code)
-    assert "--data-dir" in message and "--synthetic" in message
-    assert no_network == []

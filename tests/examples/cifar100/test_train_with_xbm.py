@@ -2,11 +2,11 @@
 
 import math
 
-import pytest
 import torch
 
 from examples.cifar100 import train_with_xbm
 from quaterion.loss import TripletLoss
+from quaterion.train.xbm import XbmConfig
 
 from .conftest import SMALL_RUN
 
@@ -35,15 +35,11 @@ def test_memory_loss_is_added(workdir, no_network, monkeypatch):
 
 
 def test_xbm_options(workdir):
-    model = train_with_xbm.Model(8, 1e-4, weights=None, xbm_buffer_size=32, xbm_start_iteration=5)
+    model = train_with_xbm.Model(
+        8, 1e-4, XbmConfig(buffer_size=32, start_iteration=5), weights=None
+    )
     config = model.configure_xbm()
     assert (config.buffer_size, config.start_iteration, config.weight) == (32, 5, 1.0)
     optimizer = model.configure_optimizers()
     assert optimizer.defaults["weight_decay"] == 0.0005
     assert isinstance(optimizer, torch.optim.Adam)
-
-
-def test_missing_data_exits_with_hint(workdir, no_network):
-    with pytest.raises(SystemExit) as exit_info:
-        train_with_xbm.main(["--data-dir", str(workdir / "absent")])
-    assert "--data-dir" in str(exit_info.value.code)

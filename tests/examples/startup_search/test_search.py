@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 
 from examples.startup_search import search as startup_search
-from examples.startup_search.encoder import StartupEncoder
 from quaterion_models import SimilarityModel
 from quaterion_models.heads import GatedHead
 
@@ -27,20 +26,6 @@ def dataset(workdir):
     path = workdir / "startups.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in RECORDS))
     return str(path)
-
-
-@pytest.fixture
-def encoded(monkeypatch):
-    """Texts the encoder has seen in this test."""
-    seen = []
-    forward = StartupEncoder.forward
-
-    def counting(self, batch):
-        seen.extend(batch)
-        return forward(self, batch)
-
-    monkeypatch.setattr(StartupEncoder, "forward", counting)
-    return seen
 
 
 def test_search_ranks_like_brute_force_and_filters(dataset, encoded, no_network, capsys):

@@ -6,7 +6,6 @@ import os
 import pytest
 
 from examples.startup_search import train as startup_train
-from examples.startup_search.encoder import StartupEncoder
 from examples.startup_search.make_sample_dataset import SAMPLE_PATH
 from quaterion_models import SimilarityModel
 
@@ -33,15 +32,9 @@ def test_dataset_labels_are_sorted_and_deterministic(tmp_path):
     assert [s["description"] for s in again.data] == [s["description"] for s in dataset.data]
 
 
-def test_synthetic_training_saves_a_servable(workdir, local_minilm, no_network, monkeypatch):
-    encoded = []
-    original_forward = StartupEncoder.forward
-
-    def counting_forward(self, batch):
-        encoded.extend(batch)
-        return original_forward(self, batch)
-
-    monkeypatch.setattr(StartupEncoder, "forward", counting_forward)
+def test_synthetic_training_saves_a_servable(
+    workdir, local_minilm, no_network, monkeypatch, encoded
+):
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     save_dir = workdir / "startups"
     startup_train.main(["--synthetic", "--encoder", local_minilm, "--epochs", "2",

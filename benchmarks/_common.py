@@ -1,0 +1,101 @@
+"""What several benchmarks share: a frozen stand-in encoder, a quiet CPU trainer, clocks and
+the process's memory figures from ``/proc/self/status``."""
+
+import gc
+import resource
+import time
+from collections.abc import Callable
+
+import pytorch_lightning as pl
+import torch
+
+from quaterion_models.encoders import Encoder
+
+QUIET_TRAINER = {
+    "accelerator": "cpu",
+    "devices": 1,
+    "logger": False,
+    "enable_progress_bar": False,
+    "enable_model_summary": False,
+    "enable_checkpointing": False,
+}
+
+
+def quiet_trainer(**options) -> pl.Trainer:
+    """A ``pl.Trainer`` of :data:`QUIET_TRAINER` (one CPU, no logger, bar, summary or
+    checkpoints) updated with ``options``."""
+    return pl.Trainer(**{**QUIET_TRAINER, **options})
+
+
+class FrozenEncoder(Encoder):
+    """A frozen encoder of width ``size`` whose records are collated by ``collate`` (default
+    ``torch.stack``); subclasses define ``forward``."""
+
+    def __init__(self, size: int, collate: Callable = torch.stack):
+        super().__init__()
+        self.size, self.collate = size, collate
+
+    @property
+    def embedding_size(self) -> int:
+        return self.size
+
+    def get_collate_fn(self) -> Callable:
+        return self.collate
+
+    @property
+    def trainable(self) -> bool:
+        return False
+
+
+class Clock:
+    """Wall and CPU (process) time of a ``with`` block; CPU time is robust to other processes
+    on a shared host.
+
+    Entering runs a full garbage collection first, so a measured run does not pay for
+    collecting what an earlier run left behind.
+    """
+
+    def __enter__(self) -> "Clock":
+        gc.collect()
+        self.wall, self.cpu = time.perf_counter(), time.process_time()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.wall, self.cpu = time.perf_counter() - self.wall, time.process_time() - self.cpu
+
+
+def status_kib(field: str) -> float:
+    """A ``kB`` field of ``/proc/self/status`` (``VmHWM``, ``VmRSS``, ``RssAnon``); NaN where
+    the file or the field is missing."""
+    try:
+        with open("/proc/self/status") as handle:
+            for line in handle:
+                if line.startswith(f"{field}:"):
+                    return float(line.split()[1])
+    except OSError:
+        pass
+    return float("nan")
+
+
+def reset_peak() -> bool:
+    """Reset the peak resident memory (``VmHWM``) to the current one; False where unsupported."""
+    try:
+        with open("/proc/self/clear_refs", "w") as handle:
+            handle.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def peak_mib() -> float:
+    """Peak resident memory in MiB since the last :func:`reset_peak` (``ru_maxrss`` without
+    ``/proc``)."""
+    peak = status_kib("VmHWM")
+    if peak != peak:
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 1024
+
+
+def current_mib() -> float:
+    """Resident memory in MiB now (NaN without ``/proc``)."""
+    return status_kib("VmRSS") / 1024
