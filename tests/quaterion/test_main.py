@@ -285,14 +285,7 @@ def test_barebones_trainer_trains_like_default_and_warns_it_logs_nothing(cache):
         return model, recorder.losses, fit_trainer, messages
 
     default, default_losses, default_trainer, default_warned = fit()
-    bare, bare_losses, bare_trainer, bare_warned = fit(
-        barebones=True,
-        logger=None,
-        enable_progress_bar=None,
-        enable_model_summary=None,
-        enable_checkpointing=None,
-        num_sanity_val_steps=None,
-    )
+    bare, bare_losses, bare_trainer, bare_warned = fit(barebones=True)
     assert bare_trainer.barebones and not default_trainer.barebones
     assert len(bare_losses) == len(default_losses) == 6
     assert torch.equal(torch.stack(bare_losses), torch.stack(default_losses))
