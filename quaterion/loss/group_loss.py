@@ -1,11 +1,12 @@
 """Base class of losses trained on groups (``GroupSimilarityDataLoader``)."""
 
-from typing import Any
+from typing import Any, Callable, ClassVar, Optional
 
 from torch import LongTensor, Tensor
 
 from quaterion.distances import Distance
 from quaterion.distributed import gather_rows
+from quaterion.loss._checks import check_choice, check_groups, check_number
 from quaterion.loss.similarity_loss import SimilarityLoss
 
 
@@ -75,3 +76,53 @@ class GroupLoss(SimilarityLoss):
             NotImplementedError: the loss has no cross-batch-memory support.
         """
         raise NotImplementedError(f"XBM is not implemented for {self.__class__.__name__}")
+
+
+class MinedMarginLoss(GroupLoss):
+    """Shell of the group losses that mine one distance matrix with a margin.
+
+    ``loss = strategy(distance_matrix(anchors, candidates), anchor_groups, candidate_groups,
+    margin)``, the strategy picked by ``mining`` from the subclass's ``strategies`` table.
+    Used by :class:`~quaterion.loss.TripletLoss` and
+    :class:`~quaterion.loss.OnlineContrastiveLoss`.
+
+    Args:
+        margin: margin ``m`` (>= 0).
+        distance_metric_name: distance whose ``distance_matrix`` is used.
+        mining: a key of ``strategies``.
+        gather_across_ranks: see :class:`GroupLoss`.
+    """
+
+    strategies: ClassVar[dict[str, Callable[..., Tensor]]] = {}
+
+    def __init__(
+        self,
+        margin: Optional[float],
+        distance_metric_name: Distance,
+        mining: Optional[str],
+        gather_across_ranks: bool,
+    ):
+        check_choice("mining", mining, self.strategies)
+        check_number(type(self).__name__, "margin", margin, minimum=0)
+        super().__init__(
+            distance_metric_name=distance_metric_name, gather_across_ranks=gather_across_ranks
+        )
+        self._margin = margin
+        self._mining = mining
+        self._strategy = self.strategies[mining]
+
+    def get_config_dict(self) -> dict[str, Any]:
+        """Base config plus ``margin`` and ``mining``."""
+        return {**super().get_config_dict(), "margin": self._margin, "mining": self._mining}
+
+    def forward(self, embeddings: Tensor, groups: LongTensor) -> Tensor:
+        """Loss of ``embeddings: float (B, d)`` with ``groups: int64 (B,)``; 0-dim tensor."""
+        check_groups(embeddings, groups)
+        return self._loss(*self.gather(embeddings, groups))
+
+    def _loss(self, embeddings_a, groups_a, embeddings_b=None, groups_b=None) -> Tensor:
+        """Anchors ``(A, d)`` against candidates ``(M, d)``; ``None``: the anchors themselves."""
+        dist = self.distance_metric.distance_matrix(embeddings_a, embeddings_b)
+        return self._strategy(
+            dist, groups_a, groups_a if groups_b is None else groups_b, self._margin
+        )
