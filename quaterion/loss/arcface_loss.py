@@ -1,15 +1,10 @@
 """ArcFace: additive angular margin on a learned cosine classifier."""
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from quaterion.loss._checks import check_number
-from quaterion.loss._classifier_loss import (
-    ClassifierGroupLoss,
-    cosine_logits,
-    replace_target_column,
-)
+from quaterion.loss._classifier_loss import ClassifierGroupLoss, cosine_margin_loss
 
 _COS_EPS = 1e-7
 
@@ -38,10 +33,14 @@ def arcface_loss(
     Returns:
         0-dim float.
     """
-    cos = cosine_logits(embeddings, kernel).clamp(-1.0 + _COS_EPS, 1.0 - _COS_EPS)
-    target_cos = cos.gather(1, groups.unsqueeze(1)).squeeze(1)
-    target_logit = torch.cos(torch.arccos(target_cos) + margin)
-    return F.cross_entropy(scale * replace_target_column(cos, groups, target_logit), groups)
+    return cosine_margin_loss(
+        embeddings,
+        kernel,
+        groups,
+        scale,
+        lambda cos: torch.cos(torch.arccos(cos) + margin),
+        eps=_COS_EPS,
+    )
 
 
 class ArcFaceLoss(ClassifierGroupLoss):

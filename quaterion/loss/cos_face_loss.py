@@ -3,15 +3,10 @@
 from typing import Optional
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from quaterion.loss._checks import check_number
-from quaterion.loss._classifier_loss import (
-    ClassifierGroupLoss,
-    cosine_logits,
-    replace_target_column,
-)
+from quaterion.loss._classifier_loss import ClassifierGroupLoss, cosine_margin_loss
 
 
 def cos_face_loss(
@@ -37,9 +32,7 @@ def cos_face_loss(
     Returns:
         0-dim float.
     """
-    cos = cosine_logits(embeddings, kernel)
-    target = cos.gather(1, groups.unsqueeze(1)).squeeze(1) - margin
-    return F.cross_entropy(scale * replace_target_column(cos, groups, target), groups)
+    return cosine_margin_loss(embeddings, kernel, groups, scale, lambda cos: cos - margin)
 
 
 class CosFaceLoss(ClassifierGroupLoss):
