@@ -6,7 +6,7 @@ from torch import LongTensor, Tensor
 
 from quaterion.distances import Distance
 from quaterion.distributed import gather_rows
-from quaterion.loss._checks import check_choice, check_groups, check_number
+from quaterion.loss._checks import attached_zero, check_choice, check_groups, check_number
 from quaterion.loss.similarity_loss import SimilarityLoss
 
 
@@ -22,6 +22,9 @@ class GroupLoss(SimilarityLoss):
             every rank (each rank's rows see all ranks' rows as positives / negatives);
             gradients flow back to each rank's own rows. No effect in a single process.
     """
+
+    #: Whether :meth:`xbm_loss` has a cross-batch-memory term (``False``: it raises).
+    supports_xbm: ClassVar[bool] = False
 
     def __init__(
         self, distance_metric_name: Distance = Distance.COSINE, gather_across_ranks: bool = False
@@ -66,6 +69,10 @@ class GroupLoss(SimilarityLoss):
     ) -> Tensor:
         """Cross-batch-memory term: the batch as anchors, the memory as candidates.
 
+        A loss with such a term sets ``supports_xbm = True`` and implements
+        ``_memory_loss(embeddings, groups, memory_embeddings, memory_groups)``; this method
+        checks the inputs and returns a zero attached to the graph for an empty memory.
+
         Args:
             embeddings: float ``(B, d)``.
             groups: int64 ``(B,)``.
@@ -75,7 +82,16 @@ class GroupLoss(SimilarityLoss):
         Raises:
             NotImplementedError: the loss has no cross-batch-memory support.
         """
-        raise NotImplementedError(f"XBM is not implemented for {self.__class__.__name__}")
+        if not self.supports_xbm:
+            raise NotImplementedError(f"XBM is not implemented for {self.__class__.__name__}")
+        check_groups(embeddings, groups)
+        if len(memory_groups) == 0:
+            return attached_zero(embeddings)
+        check_groups(memory_embeddings, memory_groups)
+        return self._memory_loss(embeddings, groups, memory_embeddings, memory_groups)
+
+    def _memory_loss(self, embeddings, groups, memory_embeddings, memory_groups) -> Tensor:
+        raise NotImplementedError
 
 
 class MinedMarginLoss(GroupLoss):

@@ -5,10 +5,10 @@ from typing import Any, Optional
 
 import torch
 import torch.nn.functional as F
-from torch import LongTensor, Tensor
+from torch import Tensor
 
 from quaterion.distances import Distance
-from quaterion.loss._checks import attached_zero, check_groups
+from quaterion.loss._checks import attached_zero
 from quaterion.loss.group_loss import MinedMarginLoss
 from quaterion.utils.utils import get_anchor_negative_mask, get_anchor_positive_mask
 
@@ -147,6 +147,8 @@ class TripletLoss(MinedMarginLoss):
     Inputs: ``SimilarityGroupSample`` batches from ``GroupSimilarityDataLoader``; every
     group should appear at least twice per batch. Cost: one ``B x B`` distance matrix
     (``B x M`` against an XBM memory of ``M`` rows); no ``B^3`` tensor for any mining.
+    ``xbm_loss`` is the same loss with the batch as anchors and the memory as candidates
+    (``"hard"`` and ``"semi_hard"``); zero for ``mining="all"`` or an empty memory.
     Relations: try ``OnlineContrastiveLoss`` for a margin on pairs, ``CircleLoss`` for
     weighted pairs.
 
@@ -164,6 +166,7 @@ class TripletLoss(MinedMarginLoss):
         Re-Identification", 2017.
     """
 
+    supports_xbm = True
     strategies = {
         "all": triplet_loss_all,
         "hard": triplet_loss_batch_hard,
@@ -187,21 +190,10 @@ class TripletLoss(MinedMarginLoss):
         """Base config plus ``margin``, ``mining`` and ``soft``."""
         return {**super().get_config_dict(), "soft": self._soft}
 
-    def xbm_loss(
-        self,
-        embeddings: Tensor,
-        groups: LongTensor,
-        memory_embeddings: Tensor,
-        memory_groups: LongTensor,
-    ) -> Tensor:
-        """Same loss with the batch as anchors and the memory ``(M, d)`` as candidates.
-
-        Zero (attached to the graph) for an empty memory or ``mining="all"``.
-        """
-        check_groups(embeddings, groups)
-        if len(memory_groups) == 0 or self._mining not in _XBM_MINING:
+    def _memory_loss(self, embeddings, groups, memory_embeddings, memory_groups) -> Tensor:
+        # the batch as anchors, the memory as candidates; mining="all" has no memory term
+        if self._mining not in _XBM_MINING:
             return attached_zero(embeddings)
-        check_groups(memory_embeddings, memory_groups)
         return self._loss(embeddings, groups, memory_embeddings, memory_groups)
 
     def _semi_hard_triplet_loss(
