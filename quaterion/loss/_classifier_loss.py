@@ -2,8 +2,9 @@
 
 from typing import Any, Callable, ClassVar
 
+import torch
 import torch.nn.functional as F
-from torch import LongTensor, Tensor
+from torch import LongTensor, Tensor, nn
 
 from quaterion.loss._checks import check_groups, check_positive_int
 from quaterion.loss.group_loss import GroupLoss
@@ -25,6 +26,14 @@ def check_group_ids(owner: str, embeddings: Tensor, groups: Tensor, num_groups: 
             f"got min {int(groups.min())}, max {int(groups.max())}. Remap the group ids or "
             "raise num_groups."
         )
+
+
+def class_kernel(embedding_size: int, num_groups: int) -> nn.Parameter:
+    """Learned classifier weights ``(embedding_size, num_groups)``, one column per class,
+    drawn from ``normal(0, 0.01)``."""
+    kernel = nn.Parameter(torch.empty(embedding_size, num_groups))
+    nn.init.normal_(kernel, mean=0.0, std=0.01)
+    return kernel
 
 
 def cosine_margin_loss(

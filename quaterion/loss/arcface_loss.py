@@ -1,10 +1,14 @@
 """ArcFace: additive angular margin on a learned cosine classifier."""
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from quaterion.loss._checks import check_number
-from quaterion.loss._classifier_loss import ClassifierGroupLoss, cosine_margin_loss
+from quaterion.loss._classifier_loss import (
+    ClassifierGroupLoss,
+    class_kernel,
+    cosine_margin_loss,
+)
 
 _COS_EPS = 1e-7
 
@@ -80,8 +84,7 @@ class ArcFaceLoss(ClassifierGroupLoss):
         name = type(self).__name__
         self.scale = check_number(name, "scale", scale, minimum=0.0, strict=True)
         self.margin = check_number(name, "margin", margin, minimum=0.0)
-        self.kernel = nn.Parameter(torch.empty(embedding_size, num_groups))
-        nn.init.normal_(self.kernel, mean=0.0, std=0.01)
+        self.kernel = class_kernel(embedding_size, num_groups)
 
     def _loss(self, embeddings: Tensor, groups: Tensor) -> Tensor:
         return arcface_loss(embeddings, self.kernel, groups, self.scale, self.margin)

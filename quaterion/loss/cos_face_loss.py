@@ -2,11 +2,14 @@
 
 from typing import Optional
 
-import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from quaterion.loss._checks import check_number
-from quaterion.loss._classifier_loss import ClassifierGroupLoss, cosine_margin_loss
+from quaterion.loss._classifier_loss import (
+    ClassifierGroupLoss,
+    class_kernel,
+    cosine_margin_loss,
+)
 
 
 def cos_face_loss(
@@ -70,8 +73,7 @@ class CosFaceLoss(ClassifierGroupLoss):
         name = type(self).__name__
         self.margin = check_number(name, "margin", margin, minimum=0.0)
         self.scale = check_number(name, "scale", scale, minimum=0.0, strict=True)
-        self.kernel = nn.Parameter(torch.empty(embedding_size, num_groups))
-        nn.init.normal_(self.kernel, mean=0.0, std=0.01)
+        self.kernel = class_kernel(embedding_size, num_groups)
 
     def _loss(self, embeddings: Tensor, groups: Tensor) -> Tensor:
         return cos_face_loss(embeddings, self.kernel, groups, self.margin, self.scale)
