@@ -1,13 +1,14 @@
 """Base class of every distance: row-wise, matrix and row-block forms."""
 
 from collections.abc import Iterator
-from typing import Optional
+from typing import ClassVar, Optional
 
+import torch
 from torch import Tensor
 
 
 class BaseDistance:
-    """Interface of a distance; every method is a ``staticmethod``.
+    """Interface of a distance; every method is called on the class (never an instance).
 
     Row-wise forms take two row-aligned ``float (B, d)`` tensors and return ``float (B,)``.
     Matrix forms take ``x: float (B1, d)`` and ``y: float (B2, d)`` (``y=None`` means
@@ -45,3 +46,29 @@ class BaseDistance:
         """
         for start in range(0, x.shape[0], block_rows):
             yield cls.distance_matrix(x[start : start + block_rows], y)
+
+
+class LpDistance(BaseDistance):
+    """Shell of the ``L_p`` distances (``Euclidean``, ``Manhattan``).
+
+    Row-wise distance ``torch.pairwise_distance(x, y, p)`` (torch adds ``1e-6`` to the
+    difference); similarities are ``1 / (1 + distance)`` in ``(0, 1]``. Subclasses set ``p``
+    and implement ``distance_matrix``.
+    """
+
+    p: ClassVar[float]
+
+    @classmethod
+    def distance(cls, x: Tensor, y: Tensor) -> Tensor:
+        """``||x_i - y_i + 1e-6||_p``: ``(B, d), (B, d) -> (B,)``."""
+        return torch.pairwise_distance(x, y, p=cls.p)
+
+    @classmethod
+    def similarity(cls, x: Tensor, y: Tensor) -> Tensor:
+        """``1 / (1 + distance)``: ``(B, d), (B, d) -> (B,)``."""
+        return 1 / (1 + cls.distance(x, y))
+
+    @classmethod
+    def similarity_matrix(cls, x: Tensor, y: Optional[Tensor] = None) -> Tensor:
+        """``1 / (1 + distance_matrix)``: ``(B1, B2)``."""
+        return 1 / (1 + cls.distance_matrix(x, y))

@@ -5,7 +5,7 @@ from typing import Optional
 import torch
 from torch import Tensor
 
-from quaterion.distances.base_distance import BaseDistance
+from quaterion.distances.base_distance import LpDistance
 
 # Rows of ``x`` per cdist call are chosen so that rows x B2 x d stays below this: torch's
 # CUDA backward of cdist (p != 2) allocates a (B2, rows, d) buffer.
@@ -34,29 +34,16 @@ def manhattan_distance_matrix(
     return torch.cat([torch.cdist(chunk, y, p=1) for chunk in x.split(chunk_size)])
 
 
-class Manhattan(BaseDistance):
+class Manhattan(LpDistance):
     """L1 distance; similarity is ``1 / (1 + distance)`` in ``(0, 1]``.
 
     The matrix form calls ``torch.cdist(p=1)`` on row chunks: memory ``B1 x B2`` plus a
     bounded chunk, never ``B1 x B2 x d`` (forward or backward).
     """
 
-    @staticmethod
-    def distance(x: Tensor, y: Tensor) -> Tensor:
-        """``sum_k |x_ik - y_ik + 1e-6|`` (torch's pairwise eps): ``(B, d), (B, d) -> (B,)``."""
-        return torch.pairwise_distance(x, y, p=1)
-
-    @staticmethod
-    def similarity(x: Tensor, y: Tensor) -> Tensor:
-        """``1 / (1 + distance)``: ``(B, d), (B, d) -> (B,)``."""
-        return 1 / (1 + Manhattan.distance(x, y))
+    p = 1
 
     @staticmethod
     def distance_matrix(x: Tensor, y: Optional[Tensor] = None) -> Tensor:
         """``D_ij = sum_k |x_ik - y_jk|``: ``(B1, d), (B2, d) -> (B1, B2)``."""
         return manhattan_distance_matrix(x, y)
-
-    @staticmethod
-    def similarity_matrix(x: Tensor, y: Optional[Tensor] = None) -> Tensor:
-        """``1 / (1 + distance_matrix)``: ``(B1, B2)``."""
-        return 1 / (1 + Manhattan.distance_matrix(x, y))

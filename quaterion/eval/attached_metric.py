@@ -1,11 +1,19 @@
 """A metric attached to training: logged per batch under ``f"{name}_{stage}"``."""
 
-from typing import Any, Optional
+import math
+from typing import Any, Dict, Optional, Tuple
+
+import torch
+from torch import Tensor
 
 from quaterion.eval.base_metric import BaseMetric
 from quaterion.utils.enums import TrainStage
 
 _GUARDED = ("_metric", "name")
+
+# What an undefined batch is logged as: the neutral element of Lightning's reduction, so it
+# changes no epoch value (with weight 0 for the batch-size-weighted mean).
+_NEUTRAL = {"mean": 0.0, "avg": 0.0, "sum": 0.0, "max": -math.inf, "min": math.inf}
 
 
 class AttachedMetric:
@@ -14,6 +22,8 @@ class AttachedMetric:
     In each step of a listed stage the training loop logs
     ``metric.compute(embeddings, **targets)`` of the current batch as ``f"{name}_{stage}"``
     with ``log_options`` (Lightning averages batch values over the epoch when ``on_epoch``).
+    A batch where the metric is undefined (NaN: no query of the batch has a relevant item,
+    e.g. every group a singleton) is left out of the epoch value, see :meth:`batch_value`.
     Attributes missing here (``compute``, ``update``, ``reset``, ``k``, ...) are read from
     the wrapped metric.
 
@@ -57,3 +67,23 @@ class AttachedMetric:
             raise AttributeError(
                 f"`AttachedMetric` object (<{self.name}>) has no attribute <{item}>"
             ) from exc
+
+    def batch_value(self, embeddings: Tensor, targets: Dict[str, Any]) -> Tuple[Tensor, int]:
+        """``(value, weight)`` that the training loop logs for one batch.
+
+        ``value = compute(embeddings, **targets)`` with ``weight = len(embeddings)`` (the
+        ``batch_size`` of Lightning's weighted epoch mean). A NaN value means the metric is
+        undefined on this batch (no query has a relevant item): it is replaced by the
+        reduction's neutral element (0 for ``reduce_fx="mean"``/``"sum"``, ``-inf`` for
+        ``"max"``, ``inf`` for ``"min"``) with weight 0, so the epoch value, on one device or
+        summed over DDP ranks, covers the defined batches only. An epoch with no defined
+        batch on any rank logs NaN (``0 / 0``). The step value of an undefined batch is that
+        neutral element.
+        """
+        value = self._metric.compute(embeddings, **targets)
+        if not bool(torch.isnan(value).any()):
+            return value, embeddings.shape[0]
+        reduce_fx = self.log_options.get("reduce_fx", "mean")
+        name = reduce_fx if isinstance(reduce_fx, str) else getattr(reduce_fx, "__name__", "")
+        neutral = _NEUTRAL.get(name.lower(), 0.0)
+        return torch.full_like(value, neutral), 0

@@ -1,11 +1,14 @@
 """Base class of every evaluation metric."""
 
-from typing import Optional, Tuple, Union
+import functools
+import inspect
+from typing import Callable, ClassVar, Optional, Tuple, Union
 
 import torch
 from torch import Tensor
 
 from quaterion.distances import Distance
+from quaterion.eval.accumulators.accumulator import Accumulator
 from quaterion.eval.blocks import BlockReducer, check_embeddings, rank_own_items_last
 
 
@@ -63,3 +66,54 @@ class BaseMetric:
         """A fresh reducer of row blocks into this metric's value; ``None`` (the default)
         means the metric is computed from dense matrices by ``raw_compute``."""
         return None
+
+
+class AccumulatingMetric(BaseMetric):
+    """A metric that stores batches in ``self.accumulator`` and evaluates them together.
+
+    Subclasses set ``accumulator_class`` and bind ``update`` with :func:`stores_batches`;
+    ``reset`` empties the accumulator and ``evaluate`` is ``compute(**accumulator.state)``.
+
+    Args:
+        distance_metric_name: a :class:`~quaterion.distances.Distance` member or its value.
+    """
+
+    accumulator_class: ClassVar[type[Accumulator]] = Accumulator
+
+    def __init__(self, distance_metric_name: Union[Distance, str] = Distance.COSINE):
+        super().__init__(distance_metric_name=distance_metric_name)
+        self.accumulator = self.accumulator_class()
+
+    def reset(self) -> None:
+        """Forget everything accumulated."""
+        self.accumulator.reset()
+
+    def evaluate(self) -> Tensor:
+        """The metric over everything accumulated.
+
+        Raises:
+            ValueError: nothing was accumulated.
+        """
+        if self.accumulator.embeddings.numel() == 0:
+            names = [
+                name
+                for name in inspect.signature(self.accumulator.update).parameters
+                if name != "device"
+            ]
+            raise ValueError(
+                f"Nothing accumulated: call update({', '.join(names)}) before evaluate()."
+            )
+        return self.compute(**self.accumulator.state)
+
+
+def stores_batches(accumulator_update: Callable[..., None]) -> Callable[..., None]:
+    """A metric's ``update`` that forwards to ``self.accumulator.update``.
+
+    The method keeps ``accumulator_update``'s name, signature and docstring.
+    """
+
+    @functools.wraps(accumulator_update)
+    def update(self: AccumulatingMetric, *args, **kwargs) -> None:
+        self.accumulator.update(*args, **kwargs)
+
+    return update

@@ -76,16 +76,13 @@ def check_embeddings(embeddings: Tensor) -> None:
 def check_groups(embeddings: Tensor, groups: Tensor) -> None:
     """Raise unless ``groups`` is an integer ``(B,)`` tensor matching ``embeddings``."""
     check_embeddings(embeddings)
-    if (
-        not isinstance(groups, Tensor)
-        or groups.is_floating_point()
-        or groups.is_complex()
-        or groups.dtype == torch.bool
-    ):
-        raise TypeError(
-            f"`groups` must be an integer torch.Tensor (int64 group ids) of shape (B,), got "
-            f"{_describe(groups)}; pass `groups.long()` with integral ids."
-        )
+    _check_integer_tensor(
+        "groups",
+        groups,
+        "(int64 group ids) of shape (B,)",
+        "; pass `groups.long()` with integral ids",
+        allow_bool=False,
+    )
     if groups.shape != embeddings.shape[:1]:
         raise ValueError(
             f"`groups` must have shape ({embeddings.shape[0]},) to match `embeddings` "
@@ -99,11 +96,7 @@ def check_pairs(embeddings: Tensor, pairs: Tensor, labels: Optional[Tensor] = No
     ``labels=None`` skips the label check.
     """
     check_embeddings(embeddings)
-    if not isinstance(pairs, Tensor) or pairs.is_floating_point() or pairs.is_complex():
-        raise TypeError(
-            f"`pairs` must be an integer torch.Tensor of row indices with shape (n, 2), got "
-            f"{_describe(pairs)}."
-        )
+    _check_integer_tensor("pairs", pairs, "of row indices with shape (n, 2)", "", allow_bool=True)
     if pairs.dim() != 2 or pairs.shape[1] != 2:
         raise ValueError(f"`pairs` must have shape (n, 2), got {tuple(pairs.shape)}.")
     if labels is None:
@@ -149,6 +142,22 @@ def check_choice(name: str, value: object, choices: dict) -> None:
 def attached_zero(embeddings: Tensor) -> Tensor:
     """0-dim zero of ``embeddings``' dtype/device that stays attached to the graph."""
     return embeddings.sum() * 0
+
+
+def _check_integer_tensor(
+    name: str, value: object, expected: str, hint: str, *, allow_bool: bool
+) -> None:
+    """Raise ``TypeError`` unless ``value`` is a tensor of an integer dtype."""
+    is_integer = (
+        isinstance(value, Tensor)
+        and not value.is_floating_point()
+        and not value.is_complex()
+        and (allow_bool or value.dtype != torch.bool)
+    )
+    if not is_integer:
+        raise TypeError(
+            f"`{name}` must be an integer torch.Tensor {expected}, got {_describe(value)}{hint}."
+        )
 
 
 def _describe(value: object) -> str:

@@ -1,9 +1,10 @@
 """Shared shell of the group losses that learn one parameter row/column per class."""
 
-from typing import Any, ClassVar
+from typing import Any, Callable, ClassVar
 
+import torch
 import torch.nn.functional as F
-from torch import LongTensor, Tensor
+from torch import LongTensor, Tensor, nn
 
 from quaterion.loss._checks import check_groups, check_positive_int
 from quaterion.loss.group_loss import GroupLoss
@@ -27,26 +28,44 @@ def check_group_ids(owner: str, embeddings: Tensor, groups: Tensor, num_groups: 
         )
 
 
-def cosine_logits(embeddings: Tensor, kernel: Tensor) -> Tensor:
-    """Cosines between rows of ``embeddings`` and columns of ``kernel``.
+def class_kernel(embedding_size: int, num_groups: int) -> nn.Parameter:
+    """Learned classifier weights ``(embedding_size, num_groups)``, one column per class,
+    drawn from ``normal(0, 0.01)``."""
+    kernel = nn.Parameter(torch.empty(embedding_size, num_groups))
+    nn.init.normal_(kernel, mean=0.0, std=0.01)
+    return kernel
 
-    ``c_ij = <Ê_i, Ŵ_j>`` with ``Ê = normalize(E, dim=1)``, ``Ŵ = normalize(W, dim=0)``,
-    clamped to ``[-1, 1]``.
+
+def cosine_margin_loss(
+    embeddings: Tensor,
+    kernel: Tensor,
+    groups: Tensor,
+    scale: float,
+    target_logit: Callable[[Tensor], Tensor],
+    eps: float = 0.0,
+) -> Tensor:
+    """Cross-entropy of scaled cosine logits whose target column carries a margin.
+
+    ``c_ij = <Ê_i, Ŵ_j>`` (``Ê = normalize(E, dim=1)``, ``Ŵ = normalize(W, dim=0)``) clamped
+    to ``[-1 + eps, 1 - eps]``; ``z = c`` except ``z_{i, y_i} = target_logit(c_{i, y_i})``
+    (written out of place); ``loss = CE(scale · z, y)`` (mean).
 
     Args:
         embeddings: float ``(B, d)``.
-        kernel: float ``(d, C)``.
+        kernel: float ``(d, C)``; column ``j`` is the weight of class ``j``.
+        groups: int64 ``(B,)`` class ids ``y`` in ``[0, C)`` (not checked here).
+        scale: ``s``.
+        target_logit: maps the target cosines ``(B, 1)`` to their logits.
+        eps: keeps the cosines off ``±1`` (for an ``arccos`` in ``target_logit``).
 
     Returns:
-        float ``(B, C)``.
+        0-dim float.
     """
     cos = F.normalize(embeddings, p=2, dim=1) @ F.normalize(kernel, p=2, dim=0)
-    return cos.clamp(-1.0, 1.0)
-
-
-def replace_target_column(logits: Tensor, groups: Tensor, target: Tensor) -> Tensor:
-    """Out-of-place copy of ``logits (B, C)`` with ``logits[i, groups[i]] = target[i]``."""
-    return logits.scatter(1, groups.unsqueeze(1), target.unsqueeze(1))
+    cos = cos.clamp(-1.0 + eps, 1.0 - eps)
+    target = groups.unsqueeze(1)
+    logits = cos.scatter(1, target, target_logit(cos.gather(1, target)))
+    return F.cross_entropy(scale * logits, groups)
 
 
 class ClassifierGroupLoss(GroupLoss):

@@ -1,14 +1,13 @@
 """ArcFace: additive angular margin on a learned cosine classifier."""
 
 import torch
-import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
 from quaterion.loss._checks import check_number
 from quaterion.loss._classifier_loss import (
     ClassifierGroupLoss,
-    cosine_logits,
-    replace_target_column,
+    class_kernel,
+    cosine_margin_loss,
 )
 
 _COS_EPS = 1e-7
@@ -38,10 +37,14 @@ def arcface_loss(
     Returns:
         0-dim float.
     """
-    cos = cosine_logits(embeddings, kernel).clamp(-1.0 + _COS_EPS, 1.0 - _COS_EPS)
-    target_cos = cos.gather(1, groups.unsqueeze(1)).squeeze(1)
-    target_logit = torch.cos(torch.arccos(target_cos) + margin)
-    return F.cross_entropy(scale * replace_target_column(cos, groups, target_logit), groups)
+    return cosine_margin_loss(
+        embeddings,
+        kernel,
+        groups,
+        scale,
+        lambda cos: torch.cos(torch.arccos(cos) + margin),
+        eps=_COS_EPS,
+    )
 
 
 class ArcFaceLoss(ClassifierGroupLoss):
@@ -81,8 +84,7 @@ class ArcFaceLoss(ClassifierGroupLoss):
         name = type(self).__name__
         self.scale = check_number(name, "scale", scale, minimum=0.0, strict=True)
         self.margin = check_number(name, "margin", margin, minimum=0.0)
-        self.kernel = nn.Parameter(torch.empty(embedding_size, num_groups))
-        nn.init.normal_(self.kernel, mean=0.0, std=0.01)
+        self.kernel = class_kernel(embedding_size, num_groups)
 
     def _loss(self, embeddings: Tensor, groups: Tensor) -> Tensor:
         return arcface_loss(embeddings, self.kernel, groups, self.scale, self.margin)

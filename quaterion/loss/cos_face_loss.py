@@ -2,15 +2,13 @@
 
 from typing import Optional
 
-import torch
-import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
 from quaterion.loss._checks import check_number
 from quaterion.loss._classifier_loss import (
     ClassifierGroupLoss,
-    cosine_logits,
-    replace_target_column,
+    class_kernel,
+    cosine_margin_loss,
 )
 
 
@@ -37,9 +35,7 @@ def cos_face_loss(
     Returns:
         0-dim float.
     """
-    cos = cosine_logits(embeddings, kernel)
-    target = cos.gather(1, groups.unsqueeze(1)).squeeze(1) - margin
-    return F.cross_entropy(scale * replace_target_column(cos, groups, target), groups)
+    return cosine_margin_loss(embeddings, kernel, groups, scale, lambda cos: cos - margin)
 
 
 class CosFaceLoss(ClassifierGroupLoss):
@@ -77,8 +73,7 @@ class CosFaceLoss(ClassifierGroupLoss):
         name = type(self).__name__
         self.margin = check_number(name, "margin", margin, minimum=0.0)
         self.scale = check_number(name, "scale", scale, minimum=0.0, strict=True)
-        self.kernel = nn.Parameter(torch.empty(embedding_size, num_groups))
-        nn.init.normal_(self.kernel, mean=0.0, std=0.01)
+        self.kernel = class_kernel(embedding_size, num_groups)
 
     def _loss(self, embeddings: Tensor, groups: Tensor) -> Tensor:
         return cos_face_loss(embeddings, self.kernel, groups, self.margin, self.scale)

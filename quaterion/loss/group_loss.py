@@ -1,11 +1,12 @@
 """Base class of losses trained on groups (``GroupSimilarityDataLoader``)."""
 
-from typing import Any
+from typing import Any, Callable, ClassVar, Optional
 
 from torch import LongTensor, Tensor
 
 from quaterion.distances import Distance
 from quaterion.distributed import gather_rows
+from quaterion.loss._checks import attached_zero, check_choice, check_groups, check_number
 from quaterion.loss.similarity_loss import SimilarityLoss
 
 
@@ -21,6 +22,9 @@ class GroupLoss(SimilarityLoss):
             every rank (each rank's rows see all ranks' rows as positives / negatives);
             gradients flow back to each rank's own rows. No effect in a single process.
     """
+
+    #: Whether :meth:`xbm_loss` has a cross-batch-memory term (``False``: it raises).
+    supports_xbm: ClassVar[bool] = False
 
     def __init__(
         self, distance_metric_name: Distance = Distance.COSINE, gather_across_ranks: bool = False
@@ -65,6 +69,10 @@ class GroupLoss(SimilarityLoss):
     ) -> Tensor:
         """Cross-batch-memory term: the batch as anchors, the memory as candidates.
 
+        A loss with such a term sets ``supports_xbm = True`` and implements
+        ``_memory_loss(embeddings, groups, memory_embeddings, memory_groups)``; this method
+        checks the inputs and returns a zero attached to the graph for an empty memory.
+
         Args:
             embeddings: float ``(B, d)``.
             groups: int64 ``(B,)``.
@@ -74,4 +82,63 @@ class GroupLoss(SimilarityLoss):
         Raises:
             NotImplementedError: the loss has no cross-batch-memory support.
         """
-        raise NotImplementedError(f"XBM is not implemented for {self.__class__.__name__}")
+        if not self.supports_xbm:
+            raise NotImplementedError(f"XBM is not implemented for {self.__class__.__name__}")
+        check_groups(embeddings, groups)
+        if len(memory_groups) == 0:
+            return attached_zero(embeddings)
+        check_groups(memory_embeddings, memory_groups)
+        return self._memory_loss(embeddings, groups, memory_embeddings, memory_groups)
+
+    def _memory_loss(self, embeddings, groups, memory_embeddings, memory_groups) -> Tensor:
+        raise NotImplementedError
+
+
+class MinedMarginLoss(GroupLoss):
+    """Shell of the group losses that mine one distance matrix with a margin.
+
+    ``loss = strategy(distance_matrix(anchors, candidates), anchor_groups, candidate_groups,
+    margin)``, the strategy picked by ``mining`` from the subclass's ``strategies`` table.
+    Used by :class:`~quaterion.loss.TripletLoss` and
+    :class:`~quaterion.loss.OnlineContrastiveLoss`.
+
+    Args:
+        margin: margin ``m`` (>= 0).
+        distance_metric_name: distance whose ``distance_matrix`` is used.
+        mining: a key of ``strategies``.
+        gather_across_ranks: see :class:`GroupLoss`.
+    """
+
+    strategies: ClassVar[dict[str, Callable[..., Tensor]]] = {}
+
+    def __init__(
+        self,
+        margin: Optional[float],
+        distance_metric_name: Distance,
+        mining: Optional[str],
+        gather_across_ranks: bool,
+    ):
+        check_choice("mining", mining, self.strategies)
+        check_number(type(self).__name__, "margin", margin, minimum=0)
+        super().__init__(
+            distance_metric_name=distance_metric_name, gather_across_ranks=gather_across_ranks
+        )
+        self._margin = margin
+        self._mining = mining
+        self._strategy = self.strategies[mining]
+
+    def get_config_dict(self) -> dict[str, Any]:
+        """Base config plus ``margin`` and ``mining``."""
+        return {**super().get_config_dict(), "margin": self._margin, "mining": self._mining}
+
+    def forward(self, embeddings: Tensor, groups: LongTensor) -> Tensor:
+        """Loss of ``embeddings: float (B, d)`` with ``groups: int64 (B,)``; 0-dim tensor."""
+        check_groups(embeddings, groups)
+        return self._loss(*self.gather(embeddings, groups))
+
+    def _loss(self, embeddings_a, groups_a, embeddings_b=None, groups_b=None) -> Tensor:
+        """Anchors ``(A, d)`` against candidates ``(M, d)``; ``None``: the anchors themselves."""
+        dist = self.distance_metric.distance_matrix(embeddings_a, embeddings_b)
+        return self._strategy(
+            dist, groups_a, groups_a if groups_b is None else groups_b, self._margin
+        )

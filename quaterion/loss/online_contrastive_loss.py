@@ -1,14 +1,13 @@
 """Online contrastive loss: contrastive loss over pairs mined from groups."""
 
-from typing import Any, Callable, Optional
+from typing import Optional
 
 import torch
 import torch.nn.functional as F
-from torch import LongTensor, Tensor
+from torch import Tensor
 
 from quaterion.distances import Distance
-from quaterion.loss._checks import check_choice, check_groups, check_number
-from quaterion.loss.group_loss import GroupLoss
+from quaterion.loss.group_loss import MinedMarginLoss
 from quaterion.utils.utils import (
     get_anchor_negative_mask,
     get_anchor_positive_mask,
@@ -59,13 +58,7 @@ def online_contrastive_loss_hard(
     return (pos + neg) / 2
 
 
-_MINING: dict[str, Callable[..., Tensor]] = {
-    "all": online_contrastive_loss_all,
-    "hard": online_contrastive_loss_hard,
-}
-
-
-class OnlineContrastiveLoss(GroupLoss):
+class OnlineContrastiveLoss(MinedMarginLoss):
     """Contrastive loss on positive / negative pairs mined inside a batch of groups.
 
     Inputs: ``SimilarityGroupSample`` batches from ``GroupSimilarityDataLoader``. Cost: one
@@ -85,6 +78,8 @@ class OnlineContrastiveLoss(GroupLoss):
         Mapping", CVPR 2006.
     """
 
+    strategies = {"all": online_contrastive_loss_all, "hard": online_contrastive_loss_hard}
+
     def __init__(
         self,
         margin: Optional[float] = 0.5,
@@ -92,22 +87,4 @@ class OnlineContrastiveLoss(GroupLoss):
         mining: Optional[str] = "hard",
         gather_across_ranks: bool = False,
     ):
-        check_choice("mining", mining, _MINING)
-        check_number("OnlineContrastiveLoss", "margin", margin, minimum=0)
-        super().__init__(
-            distance_metric_name=distance_metric_name, gather_across_ranks=gather_across_ranks
-        )
-        self._margin = margin
-        self._mining = mining
-        self._strategy = _MINING[mining]
-
-    def get_config_dict(self) -> dict[str, Any]:
-        """Base config plus ``margin`` and ``mining``."""
-        return {**super().get_config_dict(), "margin": self._margin, "mining": self._mining}
-
-    def forward(self, embeddings: Tensor, groups: LongTensor) -> Tensor:
-        """Loss of ``embeddings: float (B, d)`` with ``groups: int64 (B,)``; 0-dim tensor."""
-        check_groups(embeddings, groups)
-        embeddings, groups = self.gather(embeddings, groups)
-        dist = self.distance_metric.distance_matrix(embeddings)
-        return self._strategy(dist, groups, groups, self._margin)
+        super().__init__(margin, distance_metric_name, mining, gather_across_ranks)

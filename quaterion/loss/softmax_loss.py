@@ -1,11 +1,10 @@
 """Softmax cross-entropy over a learned linear classifier."""
 
-import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
 from quaterion.loss._checks import check_number
-from quaterion.loss._classifier_loss import ClassifierGroupLoss
+from quaterion.loss._classifier_loss import ClassifierGroupLoss, class_kernel
 
 
 def softmax_loss(
@@ -58,8 +57,7 @@ class SoftmaxLoss(ClassifierGroupLoss):
         super().__init__(embedding_size, num_groups, gather_across_ranks)
         name = type(self).__name__
         self.temperature = check_number(name, "temperature", temperature, minimum=0.0, strict=True)
-        self.kernel = nn.Parameter(torch.empty(embedding_size, num_groups))
-        nn.init.normal_(self.kernel, mean=0.0, std=0.01)
+        self.kernel = class_kernel(embedding_size, num_groups)
 
     def _loss(self, embeddings: Tensor, groups: Tensor) -> Tensor:
         return softmax_loss(embeddings, self.kernel, groups, self.temperature)

@@ -1,15 +1,15 @@
 """Triplet loss with online mining: all, batch-hard and (batch-wide) semi-hard."""
 
 from functools import partial
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
 import torch
 import torch.nn.functional as F
-from torch import LongTensor, Tensor
+from torch import Tensor
 
 from quaterion.distances import Distance
-from quaterion.loss._checks import attached_zero, check_choice, check_groups, check_number
-from quaterion.loss.group_loss import GroupLoss
+from quaterion.loss._checks import attached_zero
+from quaterion.loss.group_loss import MinedMarginLoss
 from quaterion.utils.utils import get_anchor_negative_mask, get_anchor_positive_mask
 
 
@@ -138,20 +138,17 @@ def triplet_loss_semi_hard(
     return (total.sum() / (positives.numel() * negatives.numel())).to(dist.dtype)
 
 
-_MINING: dict[str, Callable[..., Tensor]] = {
-    "all": triplet_loss_all,
-    "hard": triplet_loss_batch_hard,
-    "semi_hard": triplet_loss_semi_hard,
-}
 _XBM_MINING = ("hard", "semi_hard")
 
 
-class TripletLoss(GroupLoss):
+class TripletLoss(MinedMarginLoss):
     """Triplet loss ``[D(a, p) - D(a, n) + m]_+`` with online mining over the batch.
 
     Inputs: ``SimilarityGroupSample`` batches from ``GroupSimilarityDataLoader``; every
     group should appear at least twice per batch. Cost: one ``B x B`` distance matrix
     (``B x M`` against an XBM memory of ``M`` rows); no ``B^3`` tensor for any mining.
+    ``xbm_loss`` is the same loss with the batch as anchors and the memory as candidates
+    (``"hard"`` and ``"semi_hard"``); zero for ``mining="all"`` or an empty memory.
     Relations: try ``OnlineContrastiveLoss`` for a margin on pairs, ``CircleLoss`` for
     weighted pairs.
 
@@ -169,6 +166,13 @@ class TripletLoss(GroupLoss):
         Re-Identification", 2017.
     """
 
+    supports_xbm = True
+    strategies = {
+        "all": triplet_loss_all,
+        "hard": triplet_loss_batch_hard,
+        "semi_hard": triplet_loss_semi_hard,
+    }
+
     def __init__(
         self,
         margin: Optional[float] = 0.5,
@@ -177,52 +181,20 @@ class TripletLoss(GroupLoss):
         soft: Optional[bool] = False,
         gather_across_ranks: bool = False,
     ):
-        check_choice("mining", mining, _MINING)
-        check_number("TripletLoss", "margin", margin, minimum=0)
-        super().__init__(
-            distance_metric_name=distance_metric_name, gather_across_ranks=gather_across_ranks
-        )
-        self._margin = margin
-        self._mining = mining
+        super().__init__(margin, distance_metric_name, mining, gather_across_ranks)
         self._soft = soft
-        strategy = _MINING[mining]
-        self._strategy = partial(strategy, soft=soft) if mining == "hard" else strategy
+        if mining == "hard":
+            self._strategy = partial(triplet_loss_batch_hard, soft=soft)
 
     def get_config_dict(self) -> dict[str, Any]:
         """Base config plus ``margin``, ``mining`` and ``soft``."""
-        return {
-            **super().get_config_dict(),
-            "margin": self._margin,
-            "mining": self._mining,
-            "soft": self._soft,
-        }
+        return {**super().get_config_dict(), "soft": self._soft}
 
-    def forward(self, embeddings: Tensor, groups: LongTensor) -> Tensor:
-        """Loss of ``embeddings: float (B, d)`` with ``groups: int64 (B,)``; 0-dim tensor."""
-        check_groups(embeddings, groups)
-        embeddings, groups = self.gather(embeddings, groups)
-        return self._loss(embeddings, groups, embeddings, groups)
-
-    def xbm_loss(
-        self,
-        embeddings: Tensor,
-        groups: LongTensor,
-        memory_embeddings: Tensor,
-        memory_groups: LongTensor,
-    ) -> Tensor:
-        """Same loss with the batch as anchors and the memory ``(M, d)`` as candidates.
-
-        Zero (attached to the graph) for an empty memory or ``mining="all"``.
-        """
-        check_groups(embeddings, groups)
-        if len(memory_groups) == 0 or self._mining not in _XBM_MINING:
+    def _memory_loss(self, embeddings, groups, memory_embeddings, memory_groups) -> Tensor:
+        # the batch as anchors, the memory as candidates; mining="all" has no memory term
+        if self._mining not in _XBM_MINING:
             return attached_zero(embeddings)
-        check_groups(memory_embeddings, memory_groups)
         return self._loss(embeddings, groups, memory_embeddings, memory_groups)
-
-    def _loss(self, embeddings_a, groups_a, embeddings_b, groups_b) -> Tensor:
-        dist = self.distance_metric.distance_matrix(embeddings_a, embeddings_b)
-        return self._strategy(dist, groups_a, groups_b, self._margin)
 
     def _semi_hard_triplet_loss(
         self, embeddings_a: Tensor, groups_a: Tensor, embeddings_b: Tensor, groups_b: Tensor

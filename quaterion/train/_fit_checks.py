@@ -127,7 +127,7 @@ def _ineffective_options(model: Any, trainer: pl.Trainer, train_batches: Optiona
             f"{loss_name} will raise NotImplementedError at step {xbm.start_iteration + 1}. "
             "Return None from configure_xbm() or use a GroupLoss."
         )
-    elif type(loss).xbm_loss is GroupLoss.xbm_loss:
+    elif not loss.supports_xbm and type(loss).xbm_loss is GroupLoss.xbm_loss:
         messages.append(
             f"configure_xbm() is set, but {loss_name} has no xbm_loss and will raise "
             f"NotImplementedError at step {xbm.start_iteration + 1}. Return None from "

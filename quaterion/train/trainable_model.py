@@ -190,11 +190,13 @@ class TrainableModel(pl.LightningModule, CacheMixin):
             self.log(f"{stage}_loss", loss, batch_size=batch_size, sync_dist=True)
         for metric in self.attached_metrics if logging else ():
             if stage in metric.stages:
+                # an undefined (NaN) batch value is logged with weight 0: see batch_value
+                value, weight = metric.batch_value(embeddings, targets)
                 self.log(
                     f"{metric.name}_{stage}",
-                    metric.compute(embeddings, **targets),
+                    value,
                     **{"sync_dist": True, **metric.log_options},
-                    batch_size=batch_size,
+                    batch_size=weight,
                 )
         self.process_results(
             embeddings=embeddings, targets=targets, batch_idx=batch_idx, stage=stage, **kwargs

@@ -1,18 +1,15 @@
 """Base class of metrics over group labels."""
 
-from typing import Optional, Union
-
 import torch
 from torch import Tensor
 
-from quaterion.distances import Distance
 from quaterion.eval.blocks import Problem, check_embeddings, reduce_blocks
 from quaterion.eval._relevance import group_relevance
 from quaterion.eval.accumulators import GroupAccumulator
-from quaterion.eval.base_metric import BaseMetric
+from quaterion.eval.base_metric import AccumulatingMetric, stores_batches
 
 
-class GroupMetric(BaseMetric):
+class GroupMetric(AccumulatingMetric):
     """Metric over ``groups: int64 (N,)``: items of one group are relevant to each other.
 
     Needs ``SimilarityGroupSample`` data (``GroupSimilarityDataLoader``, ``GroupSampler``).
@@ -21,19 +18,8 @@ class GroupMetric(BaseMetric):
         distance_metric_name: a :class:`~quaterion.distances.Distance` member or its value.
     """
 
-    def __init__(self, distance_metric_name: Union[Distance, str] = Distance.COSINE):
-        super().__init__(distance_metric_name=distance_metric_name)
-        self.accumulator = GroupAccumulator()
-
-    def update(
-        self, embeddings: Tensor, groups: Tensor, device: Optional[torch.device] = None
-    ) -> None:
-        """Store a batch (detached, moved to ``device``) for :meth:`evaluate`."""
-        self.accumulator.update(embeddings, groups, device)
-
-    def reset(self) -> None:
-        """Forget everything accumulated."""
-        self.accumulator.reset()
+    accumulator_class = GroupAccumulator
+    update = stores_batches(GroupAccumulator.update)
 
     @staticmethod
     def prepare_labels(groups: Tensor) -> Tensor:
@@ -55,14 +41,6 @@ class GroupMetric(BaseMetric):
         own = torch.arange(embeddings.shape[0], device=embeddings.device)
         problem = Problem(embeddings, embeddings, group_relevance(groups, groups, own), own)
         return reduce_blocks(reducer, problem.blocks(self.distance))
-
-    def evaluate(self) -> Tensor:
-        """The metric over everything accumulated."""
-        if self.accumulator.embeddings.numel() == 0:
-            raise ValueError(
-                "Nothing accumulated: call update(embeddings, groups) before evaluate()."
-            )
-        return self.compute(**self.accumulator.state)
 
 
 def _check_groups(groups: Tensor, size: int) -> Tensor:

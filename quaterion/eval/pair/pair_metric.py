@@ -1,18 +1,15 @@
 """Base class of metrics over pair labels."""
 
-from typing import Optional, Union
-
 import torch
 from torch import Tensor
 
-from quaterion.distances import Distance
 from quaterion.eval.blocks import Problem, check_embeddings, reduce_blocks
 from quaterion.eval._relevance import CsrRelevance, pair_entries
 from quaterion.eval.accumulators import PairAccumulator
-from quaterion.eval.base_metric import BaseMetric
+from quaterion.eval.base_metric import AccumulatingMetric, stores_batches
 
 
-class PairMetric(BaseMetric):
+class PairMetric(AccumulatingMetric):
     """Metric over pairs: an object is relevant only to its partner, with the pair's score.
 
     Needs ``SimilarityPairSample`` data (``PairsSimilarityDataLoader``, ``PairSampler``).
@@ -23,24 +20,8 @@ class PairMetric(BaseMetric):
         distance_metric_name: a :class:`~quaterion.distances.Distance` member or its value.
     """
 
-    def __init__(self, distance_metric_name: Union[Distance, str] = Distance.COSINE):
-        super().__init__(distance_metric_name=distance_metric_name)
-        self.accumulator = PairAccumulator()
-
-    def update(
-        self,
-        embeddings: Tensor,
-        labels: Tensor,
-        pairs: Tensor,
-        subgroups: Tensor,
-        device: Optional[torch.device] = None,
-    ) -> None:
-        """Store a batch (``pairs`` batch-local) for :meth:`evaluate`."""
-        self.accumulator.update(embeddings, labels, pairs, subgroups, device)
-
-    def reset(self) -> None:
-        """Forget everything accumulated."""
-        self.accumulator.reset()
+    accumulator_class = PairAccumulator
+    update = stores_batches(PairAccumulator.update)
 
     @staticmethod
     def prepare_labels(labels: Tensor, pairs: Tensor, subgroups: Tensor) -> Tensor:
@@ -76,15 +57,6 @@ class PairMetric(BaseMetric):
             embeddings, embeddings, CsrRelevance(rows, cols, vals, num_items, own), own
         )
         return reduce_blocks(reducer, problem.blocks(self.distance))
-
-    def evaluate(self) -> Tensor:
-        """The metric over everything accumulated."""
-        if self.accumulator.embeddings.numel() == 0:
-            raise ValueError(
-                "Nothing accumulated: call update(embeddings, labels, pairs, subgroups) "
-                "before evaluate()."
-            )
-        return self.compute(**self.accumulator.state)
 
 
 def check_pairs(pairs: Tensor, labels: Tensor, num_items: int) -> Tensor:

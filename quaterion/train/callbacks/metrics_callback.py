@@ -1,7 +1,6 @@
 """Resets attached metrics at epoch and sanity-check boundaries."""
 
 import pytorch_lightning as pl
-from typing_extensions import override
 
 
 class MetricsCallback(pl.Callback):
@@ -14,22 +13,12 @@ class MetricsCallback(pl.Callback):
         for metric in getattr(trainable_model, "attached_metrics", []):
             metric.reset()
 
-    @override
-    def on_sanity_check_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+    def _reset_hook(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self.reset_metrics(pl_module)
 
-    @override
-    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self.reset_metrics(pl_module)
-
-    @override
-    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self.reset_metrics(pl_module)
-
-    @override
-    def on_validation_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self.reset_metrics(pl_module)
-
-    @override
-    def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self.reset_metrics(pl_module)
+    # Every boundary runs the same reset: one implementation, bound to each Lightning hook.
+    on_sanity_check_end = _reset_hook
+    on_train_epoch_start = _reset_hook
+    on_train_epoch_end = _reset_hook
+    on_validation_epoch_start = _reset_hook
+    on_validation_epoch_end = _reset_hook

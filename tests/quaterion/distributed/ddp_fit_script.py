@@ -7,7 +7,9 @@ all scenarios in order and saves what it saw to ``OUT/rank<r>.pt``:
    2 epochs with checkpoints, then ``save_servable`` (written by rank 0 only);
 2. ``resume``: a fresh model resumed from the last checkpoint for a third epoch;
 3. ``pairs``: pair loader, no validation;
-4. ``defaults``: ``Quaterion.trainer_defaults`` overridden to 2 CPU devices.
+4. ``defaults``: ``Quaterion.trainer_defaults`` overridden to 2 CPU devices;
+5. ``undefined``: an attached R-precision that is undefined (singleton groups only) on one
+   validation batch of rank 1.
 
 Also importable: :func:`group_model`, :func:`group_loaders` build the one-process reference.
 """
@@ -21,7 +23,7 @@ from pytorch_lightning.callbacks import ModelCheckpoint
 from torch.utils.data import DistributedSampler
 
 from quaterion import Quaterion
-from quaterion.dataset import SimilarityPairSample
+from quaterion.dataset import SimilarityGroupSample, SimilarityPairSample
 from quaterion.eval.attached_metric import AttachedMetric
 from quaterion.eval.group import RetrievalRPrecision
 from quaterion.loss import ContrastiveLoss
@@ -31,6 +33,7 @@ from tests.quaterion.train.helpers import (
     CountingEncoder,
     Model,
     RecordingTriplet,
+    ValidationRecordingModel,
     group_loader,
     group_samples,
     pair_loader,
@@ -41,6 +44,12 @@ WORLD = 2
 BATCH = 4  # per rank; the one-process reference uses WORLD * BATCH
 TRAIN_SIZE, VAL_SIZE = 32, 16  # divisible by WORLD * BATCH: no sampler padding
 XBM = XbmConfig(weight=0.5, buffer_size=64, start_iteration=0, device=XbmDevice.CPU)
+
+
+# Validation under DDP is not shuffled: rank r reads items r, r + WORLD, ... in batches of
+# BATCH. Rank 0: [0, 2, 4, 6], [8, ..., 14]; rank 1: [1, 3, 5, 7] (four singleton groups: no
+# query has a relevant item), [9, ..., 15].
+UNDEFINED_VAL_GROUPS = [0, 10, 0, 11, 1, 12, 1, 13, 2, 4, 2, 4, 2, 5, 3, 6]
 
 
 def group_model() -> Model:
@@ -155,6 +164,20 @@ def main(out: str) -> None:
     trainer = pl.Trainer(**options)
     Quaterion.fit(defaults_model, trainer, train, val)
     results["defaults"] = {"global_step": trainer.global_step, "metrics": metrics_of(trainer)}
+    # 5. a metric undefined on some validation batches
+    generator = torch.Generator().manual_seed(7)
+    val_samples = [
+        SimilarityGroupSample(obj=torch.randn(IN_DIM, generator=generator), group=group)
+        for group in UNDEFINED_VAL_GROUPS
+    ]
+    recording = ValidationRecordingModel(
+        encoders={"default": CountingEncoder(trainable=True)},
+        metrics=[AttachedMetric("rrp", RetrievalRPrecision(), on_epoch=True)],
+    )
+    trainer = ddp_trainer(max_epochs=1)
+    train, _ = group_loaders(BATCH)
+    Quaterion.fit(recording, trainer, train, group_loader(val_samples, batch_size=BATCH))
+    results["undefined"] = {"metrics": metrics_of(trainer), "batches": recording.batches}
     torch.save(results, os.path.join(out, f"rank{rank}.pt"))
 
 

@@ -10,7 +10,11 @@ import torch
 from quaterion import Quaterion
 from quaterion_models import SimilarityModel
 from tests.quaterion.distributed import ddp_fit_script as script
-from tests.quaterion.train.helpers import trainer
+from tests.quaterion.train.helpers import (
+    epoch_mean_of_defined_batches,
+    naive_r_precision_counts,
+    trainer,
+)
 
 # Two Lightning-launched processes doing four fits: about 25 s on an idle 2-core machine,
 # over a minute on a shared one. .ci/run runs the slow distributed tests too.
@@ -114,3 +118,14 @@ def test_pair_loader_and_trainer_defaults_under_ddp(ranks):
             result["defaults"]["metrics"]["validation_loss"],
             result["group"]["metrics"]["validation_loss"],
         )
+
+
+def test_batches_where_a_metric_is_undefined_are_left_out_on_every_rank(ranks):
+    _, results = ranks
+    batches = [batch for r in results for batch in r["undefined"]["batches"]]
+    defined = [naive_r_precision_counts(e, g)[1] > 0 for e, g in batches]
+    assert defined == [True, True, False, True]  # rank 0's two batches, then rank 1's
+    expected = epoch_mean_of_defined_batches(batches)
+    for result in results:
+        logged = result["undefined"]["metrics"]["rrp_validation"]
+        assert logged.item() == pytest.approx(expected, abs=1e-6)

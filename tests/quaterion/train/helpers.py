@@ -1,5 +1,6 @@
 """Tiny encoders, datasets and models shared by the training tests."""
 
+import math
 from typing import Any, Dict, List, Optional
 
 import pytorch_lightning as pl
@@ -15,6 +16,7 @@ from quaterion.dataset import (
 )
 from quaterion.loss import ContrastiveLoss, TripletLoss
 from quaterion.train.cache import CacheConfig
+from quaterion.utils.enums import TrainStage
 from quaterion_models.encoders import Encoder
 from quaterion_models.heads import GatedHead
 from tests.quaterion_models.toy_encoders import ToyEncoder
@@ -205,3 +207,45 @@ def fit_data(pairs: bool = False, n: Optional[int] = None, val: bool = True, shu
         data = CountingDataset(group_samples(n or 24)), CountingDataset(group_samples(8, seed=3))
         make = group_loader
     return data, (make(data[0], shuffle=shuffle), make(data[1]) if val else None)
+
+
+class ValidationRecordingModel(Model):
+    """:class:`Model` keeping the embeddings and groups of each validation batch of the
+    latest validation epoch in ``batches``."""
+
+    def on_validation_epoch_start(self):
+        self.batches = []
+
+    def process_results(self, embeddings, targets, batch_idx, stage, **kwargs):
+        if stage == TrainStage.VALIDATION:
+            self.batches.append((embeddings.detach().clone(), targets["groups"].clone()))
+
+
+def naive_r_precision_counts(embeddings: torch.Tensor, groups: torch.Tensor) -> tuple:
+    """``(sum of hits, sum of R)`` of one batch's R-precision, cosine, by plain loops."""
+
+    def distance(a, b):
+        dot = sum(x * y for x, y in zip(a, b))
+        return (1 - dot / (math.sqrt(sum(x * x for x in a)) * math.sqrt(sum(y * y for y in b)))) / 2
+
+    rows, groups = embeddings.tolist(), groups.tolist()
+    hits = positions = 0
+    for i, query in enumerate(rows):
+        others = sorted(
+            (j for j in range(len(rows)) if j != i), key=lambda j: distance(query, rows[j])
+        )
+        relevant = sum(groups[j] == groups[i] for j in others)
+        hits += sum(groups[j] == groups[i] for j in others[:relevant])
+        positions += relevant
+    return hits, positions
+
+
+def epoch_mean_of_defined_batches(batches) -> float:
+    """Batch-size-weighted mean R-precision over the batches where it is defined."""
+    total = weight = 0.0
+    for embeddings, groups in batches:
+        hits, positions = naive_r_precision_counts(embeddings, groups)
+        if positions:
+            total += hits / positions * len(groups)
+            weight += len(groups)
+    return total / weight
