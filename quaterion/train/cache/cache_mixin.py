@@ -1,5 +1,6 @@
 """``CacheMixin``: which encoders get a cache, load or fill it, persist it, serve batches."""
 
+import functools
 import logging
 import os
 import warnings
@@ -9,13 +10,12 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.plugins.environments import LightningEnvironment
 from pytorch_lightning.strategies import ParallelStrategy
-from torch.utils.data import DataLoader
 
 from quaterion.dataset.similarity_data_loader import SimilarityDataLoader
 from quaterion.train.cache import _distributed, _store
 from quaterion.train.cache._batches import CachedRows, batches_from_store, cached_split, register
-from quaterion.train.cache.cache_model import fill_cache, fill_loader
-from quaterion.train.cache._fingerprint import fingerprint, read_fingerprints, split_sha256
+from quaterion.train.cache.cache_model import fill_cache
+from quaterion.train.cache._fingerprint import fingerprint, read_fingerprints, sha256
 from quaterion.train.cache.cache_config import CacheConfig, CacheType
 from quaterion.train.cache.cache_encoder import CacheEncoder, CacheMode
 from quaterion.train.cache.cache_train_collator import CacheTrainCollator
@@ -29,14 +29,6 @@ Loaders = Dict[str, SimilarityDataLoader]
 
 class CacheMixin:
     """Cache plumbing mixed into ``TrainableModel``; every member is a class method."""
-
-    @classmethod
-    def _check_cuda(cls, cache_type: CacheType, encoder_name: str) -> None:
-        if cache_type == CacheType.GPU and not torch.cuda.is_available():
-            raise ValueError(
-                f"`CacheType.GPU` has been chosen for `{encoder_name}` encoder, "
-                "but cuda is not available"
-            )
 
     @classmethod
     def _wrap_encoder(
@@ -65,7 +57,11 @@ class CacheMixin:
             )
         if cache_type in (None, CacheType.NONE):
             return encoder
-        cls._check_cuda(cache_type, encoder_name)
+        if cache_type == CacheType.GPU and not torch.cuda.is_available():
+            raise ValueError(
+                f"`CacheType.GPU` has been chosen for `{encoder_name}` encoder, "
+                "but cuda is not available"
+            )
         if cache_type == CacheType.DISK:
             return DiskCacheEncoder(
                 encoder, cache_config.save_dir, encoder_name, cache_config.dtype
@@ -106,16 +102,6 @@ class CacheMixin:
             name: enc.wrapped_encoder if isinstance(enc, CacheEncoder) else enc
             for name, enc in encoders.items()
         }
-
-    @classmethod
-    def _wrap_cache_dataloader(
-        cls, dataloader: SimilarityDataLoader, cache_config: CacheConfig
-    ) -> DataLoader:
-        return fill_loader(dataloader, cache_config)
-
-    @classmethod
-    def _encoders_cache_path(cls, dir_path: Optional[str]) -> Optional[str]:
-        return _store.encoders_cache_path(dir_path)
 
     @classmethod
     def _cache(
@@ -258,15 +244,16 @@ def _loaders(train: SimilarityDataLoader, val: Optional[SimilarityDataLoader]) -
 def _fingerprints(loaders: Loaders, config: CacheConfig, content, splits: dict) -> Callable:
     """``split -> manifest record`` of its data: from its entry in ``splits`` when there is
     one and no ``content`` hash is asked for, else from one read of the loader (remembered)."""
-    read: Dict[str, dict] = {}
+
+    @functools.cache
+    def read(split: str) -> dict:
+        return read_fingerprints(loaders[split], config, content)
 
     def of(split: str) -> dict:
         cached = None if content else splits.get(split)
-        if cached is not None:
-            return fingerprint(split_sha256(cached))
-        if split not in read:
-            read[split] = read_fingerprints(loaders[split], config, content)
-        return read[split]
+        if cached is None:
+            return read(split)
+        return fingerprint(sha256([cached.ids, cached.columns]))
 
     return of
 

@@ -7,12 +7,12 @@ from torch import Tensor
 
 from quaterion.distributed import gather_rows
 from quaterion.train.cache import _distributed
-from quaterion.train.cache._store import load_tensor_file, save_tensor_file
 from quaterion.train.cache.cache_config import CacheType
 from quaterion.train.cache.cache_encoder import CacheCollateReturnType, CacheEncoder
 from quaterion_models.encoders import Encoder
 from quaterion_models.types import TensorInterchange
 from quaterion_models.utils._batch_checks import check_encoder_output
+from quaterion_models.utils._files import save_torch
 
 
 class MetaStore(dict):
@@ -135,14 +135,9 @@ class InMemoryCacheEncoder(CacheEncoder):
 
     def finish_fill(self) -> None:
         """Concatenate the fill chunks into ordinary (non-inference) tensor rows."""
+        empty = torch.empty(0, self.embedding_size, dtype=self._dtype)
         with torch.inference_mode(False), torch.no_grad():
-            if self._chunks:
-                cache = torch.cat([chunk.clone() for chunk in self._chunks])
-            else:
-                cache = torch.empty(0, self.embedding_size, dtype=self._dtype)
-            if self._cache is not None and self._cache.shape[0] > 0:
-                cache = torch.cat([self._cache.to(cache.device).clone(), cache])
-            self._cache = cache
+            self._cache = torch.cat(self._chunks or [empty])
         self._chunks = []
         if self._output_device is not None:
             self.place(self._output_device)
@@ -185,14 +180,9 @@ class InMemoryCacheEncoder(CacheEncoder):
             and self._cache.device != batch.device
         ):
             self.place(batch.device)  # e.g. a cache loaded from disk: moved once, not per batch
-        cache = self._cache
-        if rows.device != cache.device:
-            rows = rows.to(cache.device)
-        out = cache.index_select(0, rows)
-        if self._out_dtype is not None and out.dtype != self._out_dtype:
-            out = out.to(self._out_dtype)
+        out = self._cache.index_select(0, rows.to(self._cache.device))
         device = batch.device if isinstance(batch, Tensor) else self._default_device()
-        return out if out.device == device else out.to(device, non_blocking=True)
+        return out.to(device=device, dtype=self._out_dtype, non_blocking=True)
 
     def cache_extract_meta(self, batch: CacheCollateReturnType) -> List[dict]:
         """Wrapped meta for a FILL tuple; cached meta for a TRAIN key list."""
@@ -274,8 +264,8 @@ class InMemoryCacheEncoder(CacheEncoder):
 
     def save_cache(self, path: str) -> None:
         """Write rows, offsets and meta atomically to ``path`` (tensors and plain dicts)."""
-        save_tensor_file(self.state(), path)
+        save_torch(self.state(), path)
 
     def load_cache(self, path: str) -> None:
         """Read a file written by :meth:`save_cache` (``weights_only=True``)."""
-        self.load_state(load_tensor_file(path), path)
+        self.load_state(torch.load(path, map_location="cpu", weights_only=True), path)
