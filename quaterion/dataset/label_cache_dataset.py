@@ -47,17 +47,16 @@ def _plain(value: Any) -> Any:
 
 def labels_to_plain(ids: List[Any], samples: List[Any]) -> Dict[str, Any]:
     """Ids and label-only samples as plain lists (``torch.load(weights_only=True)``-safe)."""
-    kinds, values = [], []
-    for sample in samples:
-        if sample is None:
-            kind, record = "", {}
-        elif type(sample).__name__ in _SAMPLE_CLASSES:
-            kind = type(sample).__name__
-            record = {f.name: _plain(getattr(sample, f.name)) for f in fields(sample)}
-        else:
-            raise TypeError(f"cannot store the labels of a {type(sample).__name__}")
-        kinds.append(kind)
-        values.append(record)
+    kinds = ["" if sample is None else type(sample).__name__ for sample in samples]
+    unknown = sorted(set(kinds) - set(_SAMPLE_CLASSES) - {""})
+    if unknown:
+        raise TypeError(f"cannot store the labels of a {unknown[0]}")
+    values = [
+        {f.name: _plain(getattr(sample, f.name)) for f in fields(sample)}
+        if sample is not None
+        else {}
+        for sample in samples
+    ]
     return {"ids": list(ids), "kinds": kinds, "values": values}
 
 

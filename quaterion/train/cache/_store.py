@@ -31,8 +31,10 @@ def file_sha256(path: str) -> str:
         return hashlib.file_digest(file, "sha256").hexdigest()
 
 
-def encoder_fingerprint(encoder: torch.nn.Module) -> Dict[str, str]:
-    """Class path, config, structure (``repr``) and a SHA-256 of the state dict of ``encoder``."""
+def encoder_fingerprint(cached: CacheEncoder) -> Dict[str, str]:
+    """Class path, config, structure (``repr``) and a SHA-256 of the state dict of the
+    wrapped encoder, and how the rows are stored (file kind, dtype)."""
+    encoder = cached.wrapped_encoder
     config = getattr(encoder, "get_config_dict", None)
     cls = type(encoder)
     return {
@@ -40,6 +42,8 @@ def encoder_fingerprint(encoder: torch.nn.Module) -> Dict[str, str]:
         "config": json.dumps(config(), sort_keys=True, default=str) if callable(config) else "",
         "structure": repr(encoder),
         "state_sha256": sha256(encoder.state_dict()),
+        "file": "disk" if getattr(cached, "cache_type", None) == "disk" else "memory",
+        "dtype": str(getattr(cached, "dtype", None)),
     }
 
 
@@ -67,28 +71,18 @@ def loader_record(loader: Optional[SimilarityDataLoader]) -> Optional[Dict[str, 
 
 def expected_manifest(
     encoders: Dict[str, CacheEncoder],
-    train_dataloader: SimilarityDataLoader,
-    val_dataloader: Optional[SimilarityDataLoader],
+    loaders: Dict[str, SimilarityDataLoader],
     key_extractors: Dict[str, Any],
 ) -> Dict[str, Any]:
     """What a cache built now would record (compared with a saved manifest)."""
     return {
         "version": MANIFEST_VERSION,
-        "encoders": {
-            name: encoder_fingerprint(enc.wrapped_encoder) for name, enc in encoders.items()
-        },
-        "storage": {
-            name: {
-                "file": "disk" if getattr(enc, "cache_type", None) == "disk" else "memory",
-                "dtype": str(getattr(enc, "dtype", None)),
-            }
-            for name, enc in encoders.items()
-        },
+        "encoders": {name: encoder_fingerprint(enc) for name, enc in encoders.items()},
         "key_extractors": {
             name: f"{getattr(fn, '__module__', '')}.{getattr(fn, '__qualname__', repr(fn))}"
             for name, fn in key_extractors.items()
         },
-        "loaders": {"train": loader_record(train_dataloader), "val": loader_record(val_dataloader)},
+        "loaders": {split: loader_record(loaders.get(split)) for split in SPLITS},
     }
 
 
@@ -104,10 +98,7 @@ def _mismatch(saved: Dict[str, Any], expected: Dict[str, Any]) -> Optional[str]:
             field for field in fingerprint if old["fingerprint"].get(field) != fingerprint[field]
         ]
         if changed:
-            return f"encoder {name!r} changed ({', '.join(changed)} differ)"
-    for name, storage in expected["storage"].items():
-        if saved.get("storage", {}).get(name) != storage:
-            return f"encoder {name!r} is stored differently (CacheType.DISK or dtype changed)"
+            return f"encoder {name!r} changed or is stored differently ({', '.join(changed)})"
     if saved.get("key_extractors") != expected["key_extractors"]:
         return "key extractors changed"
     for split in SPLITS:

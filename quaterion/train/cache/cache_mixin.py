@@ -137,14 +137,11 @@ class CacheMixin:
             )
             loader.set_salt(split)
         save_dir = cache_config.save_dir
-        expected = None
-        if save_dir:
-            expected = _store.expected_manifest(
-                cache_encoders, train_dataloader, val_dataloader, extractors
-            )
-        content = None
-        if cache_config.verify_content:
-            content = {n: e.wrapped_encoder.get_collate_fn() for n, e in cache_encoders.items()}
+        expected = (
+            _store.expected_manifest(cache_encoders, loaders, extractors) if save_dir else None
+        )
+        content = {n: e.wrapped_encoder.get_collate_fn() for n, e in cache_encoders.items()}
+        content = content if cache_config.verify_content else None
         filled_splits: Dict[str, object] = {}
         current = _fingerprints(loaders, cache_config, content, filled_splits)
         _start_process_group(trainer)
@@ -207,8 +204,8 @@ class CacheMixin:
         if not dir_path:
             return
         cache_encoders = {n: e for n, e in encoders.items() if isinstance(e, CacheEncoder)}
-        expected = _store.expected_manifest(cache_encoders, train_dataloader, val_dataloader, {})
         loaders = _loaders(train_dataloader, val_dataloader)
+        expected = _store.expected_manifest(cache_encoders, loaders, {})
         splits = {split: cached_split(dl) for split, dl in loaders.items()}
         written = _fingerprints(loaders, CacheConfig(), None, splits)
         _store.save(dir_path, cache_encoders, splits, expected, written)

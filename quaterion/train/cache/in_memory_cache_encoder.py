@@ -94,8 +94,7 @@ class InMemoryCacheEncoder(CacheEncoder):
             target = torch.device("cpu")
         else:
             target = device
-        if self._cache.device != target:
-            self._cache = self._cache.to(target)
+        self._cache = self._cache.to(target)
 
     def _default_device(self) -> torch.device:
         if self._output_device is not None:
