@@ -72,7 +72,7 @@ class DiskCacheEncoder(InMemoryCacheEncoder):
         os.fsync(self._file.fileno())
         self._file.close()
         self._file = None
-        self._cache = map_rows(self._rows_path, self._n_rows, self.embedding_size, dtype)
+        self._cache = map_rows(self._rows_path, len(self._offset_map), self.embedding_size, dtype)
 
     def gather_ranks(self) -> None:
         """Under DDP: rank 0 joins every rank's rows file (rank order, first key wins),
@@ -100,7 +100,7 @@ class DiskCacheEncoder(InMemoryCacheEncoder):
             )
         os.remove(self._rows_path)
         self._rows_path = joined
-        self._cache = map_rows(joined, self._n_rows, self.embedding_size, dtype)
+        self._cache = map_rows(joined, len(self._offset_map), self.embedding_size, dtype)
 
     def rows_state(self) -> Dict[str, object]:
         """The rows' shape and dtype (the rows stay in their file)."""

@@ -54,7 +54,6 @@ class InMemoryCacheEncoder(CacheEncoder):
         self._offset_map: Dict[Hashable, int] = {}
         self._meta_cache: Dict[Hashable, dict] = MetaStore()
         self._chunks: List[Tensor] = []
-        self._n_rows = 0
         self._output_device: Optional[torch.device] = None
 
     @property
@@ -109,23 +108,18 @@ class InMemoryCacheEncoder(CacheEncoder):
         for) before anything is stored."""
         embeddings = self._encoder(data)
         check_encoder_output(self.name, self._encoder, embeddings)
-        embeddings = embeddings.detach()
         self._out_dtype = embeddings.dtype
-        if self._dtype is not None:
-            embeddings = embeddings.to(self._dtype)
-        if self._cache_type in (CacheType.CPU, CacheType.DISK):
-            embeddings = embeddings.cpu()
+        host = self._cache_type in (CacheType.CPU, CacheType.DISK)
+        embeddings = embeddings.detach().to(device="cpu" if host else None, dtype=self._dtype)
         keep = []
         for i, key in enumerate(keys):
-            if key in self._offset_map:
-                continue
-            self._offset_map[key] = self._n_rows + len(keep)
-            if meta[i]:
-                self._meta_cache[key] = meta[i]
-            keep.append(i)
+            if key not in self._offset_map:
+                self._offset_map[key] = len(self._offset_map)  # one row per distinct key
+                if meta[i]:
+                    self._meta_cache[key] = meta[i]
+                keep.append(i)
         if len(keep) < len(keys):
             embeddings = embeddings[torch.tensor(keep, dtype=torch.long, device=embeddings.device)]
-        self._n_rows += len(keep)
         self.append_rows(embeddings)
 
     def append_rows(self, rows: Tensor) -> None:
@@ -151,7 +145,6 @@ class InMemoryCacheEncoder(CacheEncoder):
         self._offset_map = {}
         self._meta_cache = MetaStore()
         self._chunks = []
-        self._n_rows = 0
 
     def rows_for_keys(self, keys: List[Hashable]) -> Tensor:
         """``int64 (len(keys),)`` rows of ``keys`` (CPU); unknown keys raise ``KeyError``."""
@@ -193,8 +186,6 @@ class InMemoryCacheEncoder(CacheEncoder):
     def gather_ranks(self) -> None:
         """Under DDP: replace this rank's rows by the rows of every rank (rank order; a key
         already seen on an earlier rank keeps that rank's row)."""
-        if self._cache is None:
-            raise RuntimeError("Nothing to gather: the cache is not filled")
         keeps, counts = self.merge_rank_keys()
         device = self._cache.device
         rows = gather_rows(self._cache.to(_distributed.collective_device()))[0].to(device)
@@ -221,7 +212,7 @@ class InMemoryCacheEncoder(CacheEncoder):
                         meta[key] = rank_meta[key]
                     keep.append(i)
             keeps.append(keep)
-        self._offset_map, self._meta_cache, self._n_rows = offsets, meta, len(offsets)
+        self._offset_map, self._meta_cache = offsets, meta
         return keeps, [len(rank_keys) for rank_keys, _, _ in parts]
 
     def state(self) -> Dict[str, object]:
@@ -256,7 +247,6 @@ class InMemoryCacheEncoder(CacheEncoder):
         self._cache = rows
         self._offset_map = dict(offsets)
         self._meta_cache = MetaStore(state["meta"])
-        self._n_rows = rows.shape[0]
         self._out_dtype = getattr(torch, state.get("output_dtype", ""), rows.dtype)
         if self._cache_type not in (CacheType.CPU, CacheType.DISK):
             self.place(self._default_device())
