@@ -9,7 +9,6 @@ from typing import Callable, Dict, Optional, Union
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.plugins.environments import LightningEnvironment
-from pytorch_lightning.strategies import ParallelStrategy
 
 from quaterion.dataset.similarity_data_loader import SimilarityDataLoader
 from quaterion.train.cache import _distributed, _store
@@ -276,15 +275,12 @@ def _start_process_group(trainer: pl.Trainer) -> None:
     or filling the cache before that. Lightning's own launcher starts its ranks inside that
     first call, one shared filesystem per node, so nothing is started for it here.
     """
-    strategy = trainer.strategy
     if trainer.world_size == 1 or _distributed.world_size() > 1:
         return
-    if not isinstance(strategy, ParallelStrategy):
-        return
-    env = strategy.cluster_environment
+    env = trainer.strategy.cluster_environment  # world_size > 1: a ParallelStrategy
     if env is None or isinstance(env, LightningEnvironment) or not env.creates_processes_externally:
         return
-    strategy.setup_environment()  # Lightning skips a group that is already started
+    trainer.strategy.setup_environment()  # Lightning skips a group that is already started
 
 
 def _save_per_filesystem(trainer: pl.Trainer, save_dir: str, write: Callable[[], str]) -> None:

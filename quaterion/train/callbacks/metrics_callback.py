@@ -1,7 +1,6 @@
 """Resets attached metrics at epoch and sanity-check boundaries."""
 
 import pytorch_lightning as pl
-from typing_extensions import override
 
 
 class MetricsCallback(pl.Callback):
@@ -14,22 +13,9 @@ class MetricsCallback(pl.Callback):
         for metric in getattr(trainable_model, "attached_metrics", []):
             metric.reset()
 
-    @override
-    def on_sanity_check_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+    def _reset(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self.reset_metrics(pl_module)
 
-    @override
-    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self.reset_metrics(pl_module)
-
-    @override
-    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self.reset_metrics(pl_module)
-
-    @override
-    def on_validation_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self.reset_metrics(pl_module)
-
-    @override
-    def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self.reset_metrics(pl_module)
+    # the same reset at every boundary
+    on_sanity_check_end = on_train_epoch_start = on_train_epoch_end = _reset
+    on_validation_epoch_start = on_validation_epoch_end = _reset
