@@ -15,7 +15,7 @@ from torch.utils.data import Dataset, IterableDataset
 
 from quaterion.dataset.indexing_dataset import IndexingDataset, IndexingIterableDataset
 from quaterion.dataset.similarity_samples import SimilarityGroupSample, SimilarityPairSample
-from quaterion_models.utils import atomic_write
+from quaterion_models.utils._files import save_torch
 
 
 class LabelCacheMode(Enum):
@@ -120,8 +120,7 @@ class LabelCacheDatasetMixin:
     def save(self, path: str) -> None:
         """Write the cache to ``path`` atomically (plain lists, see :func:`labels_to_plain`)."""
         os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-        with atomic_write(path) as file:
-            torch.save(labels_to_plain(list(self._cache), list(self._cache.values())), file)
+        save_torch(labels_to_plain(list(self._cache), list(self._cache.values())), path)
 
     def load(self, path: str) -> None:
         """Replace the cache with the one at ``path`` (read with ``weights_only=True``)."""

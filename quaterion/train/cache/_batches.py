@@ -77,9 +77,6 @@ class RowMeta:
     def __eq__(self, other: Any) -> bool:
         return list(self) == list(other)
 
-    def __repr__(self) -> str:
-        return f"RowMeta({len(self)} records)"
-
 
 def batches_from_store(loader: SimilarityDataLoader) -> bool:
     """Whether a fully cached fit can serve ``loader``'s batches from the store alone: a

@@ -90,14 +90,12 @@ def read_fingerprints(
             for name, value in inputs.items():
                 _feed(digests[name], value)
     content = {name: digest.hexdigest() for name, digest in digests.items()}
-    if labels and isinstance(labels[0], dict):
-        columns = {key: torch.cat([batch[key] for batch in labels]) for key in labels[0]}
-        labels_sha256 = sha256([np.concatenate(ids), columns])
+    if labels and isinstance(labels[0], dict):  # the label columns a CachedSplit holds
+        labels = {key: torch.cat([batch[key] for batch in labels]) for key in labels[0]}
     else:
-        labels_sha256 = sha256(
-            [np.concatenate(ids) if ids else [], [r for batch in labels for r in batch]]
-        )
-    return fingerprint(labels_sha256, content, batches.batch_size)
+        labels = [record for batch in labels for record in batch]
+    ids = np.concatenate(ids) if ids else np.zeros(0, dtype=np.uint64)
+    return fingerprint(sha256([ids, labels]), content, batches.batch_size)
 
 
 def fingerprint(

@@ -47,9 +47,9 @@ def encoder_fingerprint(cached: CacheEncoder) -> Dict[str, str]:
     }
 
 
-def encoders_cache_path(dir_path: Optional[str]) -> Optional[str]:
-    """``<dir>/encoders``, or ``None`` when ``dir_path`` is falsy."""
-    return os.path.join(dir_path, "encoders") if dir_path else None
+def encoders_cache_path(dir_path: str) -> str:
+    """``<dir>/encoders``."""
+    return os.path.join(dir_path, "encoders")
 
 
 def labels_path(dir_path: str, split: str) -> str:
@@ -215,8 +215,7 @@ def save(
     """
     os.makedirs(dir_path, exist_ok=True)
     generation = tempfile.mkdtemp(prefix=".gen-", dir=dir_path)
-    manifest = dict(expected)
-    manifest["encoders"] = {}
+    manifest = {**expected, "encoders": {}, "labels": {}, "data": {}}
     for name, enc in encoders.items():
         path = os.path.join(generation, "encoders", name)
         os.makedirs(os.path.dirname(path), exist_ok=True)
@@ -227,7 +226,6 @@ def save(
             "rows": len(enc.offset_map) if hasattr(enc, "offset_map") else None,
             "embedding_size": enc.embedding_size,
         }
-    manifest["labels"], manifest["data"] = {}, {}
     for split, cached in splits.items():
         path = os.path.join(generation, f"{split}_labels")
         manifest["data"][split] = fingerprints(split)

@@ -42,11 +42,6 @@ class CacheMixin:
                     f"Can't configure cache for encoder {encoder_name}. "
                     "Encoder must be frozen to cache it"
                 )
-            if cache_config.cache_type:
-                logger.info(
-                    "Encoder %r is trainable and will not be cached (only frozen encoders are)",
-                    encoder_name,
-                )
             return encoder
         cache_type = cache_config.mapping.get(encoder_name) or cache_config.cache_type
         if cache_type is None:
@@ -74,8 +69,6 @@ class CacheMixin:
         """New dict of encoders with the frozen ones wrapped as ``cache_config`` asks."""
         if cache_config.cache_type == CacheType.NONE:
             return encoders
-        if not cache_config.cache_type and not cache_config.mapping:
-            raise ValueError("If cache is configured, cache_type or mapping have to be set")
         if not isinstance(encoders, dict):
             return cls._wrap_encoder(encoders, cache_config)
         extractors = cache_config.key_extractors
@@ -148,14 +141,14 @@ class CacheMixin:
         # The fill runs collectives, so every rank must take the same branch: one rank that
         # could not load (a node-local disk without a copy, a stale copy) makes every rank fill.
         loaded = _distributed.gather_objects(splits is not None)
-        if not all(loaded) and splits is not None:
-            missing = [rank for rank, ok in enumerate(loaded) if not ok]
-            warnings.warn(
-                f"The encoder cache in {save_dir} loaded here, but not on rank(s) {missing} "
-                "(no valid copy on their disk): every rank fills it again",
-                stacklevel=2,
-            )
         if not all(loaded):
+            if splits is not None:
+                warnings.warn(
+                    f"The encoder cache in {save_dir} loaded here, but not on rank(s) "
+                    f"{[rank for rank, ok in enumerate(loaded) if not ok]} (no valid copy on "
+                    "their disk): every rank fills it again",
+                    stacklevel=2,
+                )
             for enc in cache_encoders.values():
                 enc.reset_cache()
             filled = fill_cache(trainer, cache_encoders, list(loaders.values()), cache_config)
@@ -277,7 +270,7 @@ def _start_process_group(trainer: pl.Trainer) -> None:
     """
     if trainer.world_size == 1 or _distributed.world_size() > 1:
         return
-    env = trainer.strategy.cluster_environment  # world_size > 1: a ParallelStrategy
+    env = getattr(trainer.strategy, "cluster_environment", None)  # a ParallelStrategy's
     if env is None or isinstance(env, LightningEnvironment) or not env.creates_processes_externally:
         return
     trainer.strategy.setup_environment()  # Lightning skips a group that is already started

@@ -176,8 +176,7 @@ class InMemoryCacheEncoder(CacheEncoder):
         """Wrapped meta for a FILL tuple; cached meta for a TRAIN key list."""
         if isinstance(batch, tuple):
             return self._encoder.get_meta_extractor()(batch[1])
-        meta = self._meta_cache
-        return [meta[key] for key in batch]
+        return [self._meta_cache[key] for key in batch]
 
     def gather_ranks(self) -> None:
         """Under DDP: replace this rank's rows by the rows of every rank (rank order; a key
