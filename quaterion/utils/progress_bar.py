@@ -30,6 +30,18 @@ class FixedLengthProcessionSpeed(ProgressColumn):
         return Text(text.rjust(self.max_length), style=self.style)
 
 
+_THEME = RichProgressBarTheme(  # Quaterion's colours
+    description="white",
+    progress_bar="#4881AD",
+    progress_bar_finished="#67C87A",
+    progress_bar_pulse="#67C87A",
+    batch_progress="white",
+    time="grey54",
+    processing_speed="grey70",
+    metrics="white",
+)
+
+
 class QuaterionProgressBar(RichProgressBar):
     """``RichProgressBar`` with Quaterion's theme; the cache fill shows as "Caching".
 
@@ -50,18 +62,7 @@ class QuaterionProgressBar(RichProgressBar):
         theme: Optional[RichProgressBarTheme] = None,
         console_kwargs: Optional[Dict[str, Any]] = None,
     ):
-        if theme is None:
-            theme = RichProgressBarTheme(
-                description="white",
-                progress_bar="#4881AD",
-                progress_bar_finished="#67C87A",
-                progress_bar_pulse="#67C87A",
-                batch_progress="white",
-                time="grey54",
-                processing_speed="grey70",
-                metrics="white",
-            )
-        super().__init__(refresh_rate, leave, theme, console_kwargs)
+        super().__init__(refresh_rate, leave, theme or _THEME, console_kwargs)
 
     @property
     @override

@@ -1,6 +1,7 @@
 """``CacheMixin``: which encoders get a cache, load or fill it, persist it, serve batches."""
 
 import functools
+from functools import partial
 import logging
 import os
 import warnings
@@ -161,11 +162,8 @@ class CacheMixin:
             splits = dict(zip(loaders, filled))
             filled_splits.update(splits)
             if save_dir:
-                _save_per_filesystem(
-                    trainer,
-                    save_dir,
-                    lambda: _store.save(save_dir, cache_encoders, splits, expected, current),
-                )
+                write = partial(_store.save, save_dir, cache_encoders, splits, expected, current)
+                _save_per_filesystem(trainer, save_dir, write)
         full = len(cache_encoders) == len(encoders) and not extractors
         _serve_from_store(loaders, splits, cache_encoders, full)
         return True
@@ -252,12 +250,8 @@ def _serve_from_store(loaders: Loaders, splits, encoders: Dict[str, CacheEncoder
     encoder is cached with default keys), unregister the others."""
     for split, loader in loaders.items():
         cached = splits.get(split)
-        usable = (
-            full
-            and cached is not None
-            and batches_from_store(loader)
-            and len(cached) == len(loader.dataset)
-        )
+        usable = full and cached is not None and batches_from_store(loader)
+        usable = usable and len(cached) == len(loader.dataset)  # batches_from_store: sized
         register(loader, CachedRows(loader, cached, encoders) if usable else None)
 
 
