@@ -147,8 +147,7 @@ class CacheModel(pl.LightningModule):
         """Finish every encoder's fill once, gather all ranks' results under DDP."""
         for encoder in self.encoders.values():
             encoder.finish_fill()
-        if _distributed.world_size() > 1:
-            for encoder in self.encoders.values():
+            if _distributed.world_size() > 1:
                 encoder.gather_ranks()
         gathered = _distributed.gather_objects(self.records)
         self.records = {}

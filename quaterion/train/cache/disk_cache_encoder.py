@@ -110,9 +110,8 @@ class DiskCacheEncoder(InMemoryCacheEncoder):
     def rows_from_state(self, state: Dict[str, object], source: str) -> Tensor:
         """Map ``<source>.rows`` as :meth:`rows_state` describes it."""
         shape, dtype = state["rows"]["shape"], getattr(torch, state["rows"]["dtype"])
-        rows = map_rows(source + ROWS_SUFFIX, shape[0], shape[1], dtype)
         self._rows_path = source + ROWS_SUFFIX
-        return rows
+        return map_rows(self._rows_path, shape[0], shape[1], dtype)
 
     def save_cache(self, path: str) -> None:
         """Move the rows file to ``<path>.rows`` and write ``path`` (offsets, meta, shape)."""
