@@ -1,10 +1,9 @@
 """``CacheMixin``: which encoders get a cache, load or fill it, persist it, serve batches."""
 
-import functools
-from functools import partial
 import logging
 import os
 import warnings
+from functools import cache, partial
 from typing import Callable, Dict, Optional, Union
 
 import pytorch_lightning as pl
@@ -232,7 +231,7 @@ def _fingerprints(loaders: Loaders, config: CacheConfig, content, splits: dict) 
     """``split -> manifest record`` of its data: from its entry in ``splits`` when there is
     one and no ``content`` hash is asked for, else from one read of the loader (remembered)."""
 
-    @functools.cache
+    @cache
     def read(split: str) -> dict:
         return read_fingerprints(loaders[split], config, content)
 
