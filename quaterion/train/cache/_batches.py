@@ -129,7 +129,8 @@ class CachedRows(Dataset):
     def __getitems__(self, positions: List[int]):
         idx = torch.as_tensor(positions, dtype=torch.long)
         data = {name: rows[:, idx].reshape(-1) for name, rows in self.rows.items()}
-        objects = [j * len(self) + p for j in range(2 if self.pairs else 1) for p in positions]
+        n = len(self.split)
+        objects = [j * n + p for j in range(2 if self.pairs else 1) for p in positions]
         features = {"data": data, "meta": RowMeta(self.meta, objects)}
         columns = {name: column[idx] for name, column in self.split.columns.items()}
         if not self.pairs:
