@@ -116,7 +116,7 @@ class Quaterion:
             )
             fit_train = cached_loader(train_dataloader) or train_dataloader
             fit_val = cached_loader(val_dataloader) or val_dataloader
-            full_cache = fit_train is not train_dataloader
+            full_cache = train_dataloader.full_cache_used
             with warnings.catch_warnings() if full_cache else contextlib.nullcontext():
                 if full_cache:
                     warnings.filterwarnings("ignore", FEW_WORKERS_WARNING, PossibleUserWarning)

@@ -15,7 +15,7 @@ from torch.utils.data import Dataset, IterableDataset
 
 from quaterion.dataset.indexing_dataset import IndexingDataset, IndexingIterableDataset
 from quaterion.dataset.similarity_samples import SimilarityGroupSample, SimilarityPairSample
-from quaterion_models.utils import atomic_write
+from quaterion_models.utils._files import save_torch
 
 
 class LabelCacheMode(Enum):
@@ -47,17 +47,16 @@ def _plain(value: Any) -> Any:
 
 def labels_to_plain(ids: List[Any], samples: List[Any]) -> Dict[str, Any]:
     """Ids and label-only samples as plain lists (``torch.load(weights_only=True)``-safe)."""
-    kinds, values = [], []
-    for sample in samples:
-        if sample is None:
-            kind, record = "", {}
-        elif type(sample).__name__ in _SAMPLE_CLASSES:
-            kind = type(sample).__name__
-            record = {f.name: _plain(getattr(sample, f.name)) for f in fields(sample)}
-        else:
-            raise TypeError(f"cannot store the labels of a {type(sample).__name__}")
-        kinds.append(kind)
-        values.append(record)
+    kinds = ["" if sample is None else type(sample).__name__ for sample in samples]
+    unknown = sorted(set(kinds) - set(_SAMPLE_CLASSES) - {""})
+    if unknown:
+        raise TypeError(f"cannot store the labels of a {unknown[0]}")
+    values = [
+        {f.name: _plain(getattr(sample, f.name)) for f in fields(sample)}
+        if sample is not None
+        else {}
+        for sample in samples
+    ]
     return {"ids": list(ids), "kinds": kinds, "values": values}
 
 
@@ -121,8 +120,7 @@ class LabelCacheDatasetMixin:
     def save(self, path: str) -> None:
         """Write the cache to ``path`` atomically (plain lists, see :func:`labels_to_plain`)."""
         os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-        with atomic_write(path) as file:
-            torch.save(labels_to_plain(list(self._cache), list(self._cache.values())), file)
+        save_torch(labels_to_plain(list(self._cache), list(self._cache.values())), path)
 
     def load(self, path: str) -> None:
         """Replace the cache with the one at ``path`` (read with ``weights_only=True``)."""

@@ -69,12 +69,20 @@ class SimilarityDataLoader(DataLoader[T_co], Generic[T_co]):
             self._original_params = kwargs
         self._indexing_dataset_layer, self._label_cache_layer = _build_layers(dataset)
         self._original_dataset = self._indexing_dataset_layer.dataset
+        self._served_from_cache = False
         super().__init__(self._label_cache_layer, **kwargs)
 
     @property
     def full_cache_used(self) -> bool:
-        """``True`` once the label-cache mode is not ``transparent``."""
-        return self._label_cache_layer.mode is not LabelCacheMode.transparent
+        """``True`` while a fully cached fit serves this loader's batches from the cache
+        store (the raw dataset is not read), or once the label-cache mode is not
+        ``transparent``; settable (the cache sets it)."""
+        served = self._served_from_cache
+        return served or self._label_cache_layer.mode is not LabelCacheMode.transparent
+
+    @full_cache_used.setter
+    def full_cache_used(self, used: bool) -> None:
+        self._served_from_cache = bool(used)
 
     @property
     def original_params(self) -> Dict[str, Any]:

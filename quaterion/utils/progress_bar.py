@@ -4,14 +4,8 @@ from typing import Any, Dict, Optional
 
 import pytorch_lightning as pl
 from pytorch_lightning.callbacks import RichProgressBar
-from pytorch_lightning.callbacks.progress.rich_progress import (
-    BatchesProcessedColumn,
-    CustomBarColumn,
-    CustomTimeColumn,
-    RichProgressBarTheme,
-)
-from rich.progress import ProgressColumn, TextColumn
-from rich.table import Column
+from pytorch_lightning.callbacks.progress.rich_progress import RichProgressBarTheme
+from rich.progress import ProgressColumn
 from rich.text import Text
 from typing_extensions import override
 
@@ -36,24 +30,23 @@ class FixedLengthProcessionSpeed(ProgressColumn):
         return Text(text.rjust(self.max_length), style=self.style)
 
 
-def _default_theme() -> RichProgressBarTheme:
-    return RichProgressBarTheme(
-        description="white",
-        progress_bar="#4881AD",
-        progress_bar_finished="#67C87A",
-        progress_bar_pulse="#67C87A",
-        batch_progress="white",
-        time="grey54",
-        processing_speed="grey70",
-        metrics="white",
-    )
+_THEME = RichProgressBarTheme(  # Quaterion's colours
+    description="white",
+    progress_bar="#4881AD",
+    progress_bar_finished="#67C87A",
+    progress_bar_pulse="#67C87A",
+    batch_progress="white",
+    time="grey54",
+    processing_speed="grey70",
+    metrics="white",
+)
 
 
 class QuaterionProgressBar(RichProgressBar):
     """``RichProgressBar`` with Quaterion's theme; the cache fill shows as "Caching".
 
-    A predicted module with a ``progress_description`` attribute (the cache fill's
-    ``CacheModel`` has ``"Caching"``) names its predict bar with it.
+    While predicting, a module with a ``progress_description`` attribute (the cache fill's
+    ``CacheModel`` has ``"Caching"``) names the predict bar with it.
 
     Args:
         refresh_rate: refresh every ``refresh_rate`` batches (``0`` disables the bar).
@@ -69,49 +62,16 @@ class QuaterionProgressBar(RichProgressBar):
         theme: Optional[RichProgressBarTheme] = None,
         console_kwargs: Optional[Dict[str, Any]] = None,
     ):
-        super().__init__(
-            refresh_rate=refresh_rate,
-            leave=leave,
-            theme=theme if theme is not None else _default_theme(),
-            console_kwargs=console_kwargs,
-        )
-        self._description: Optional[str] = None
+        super().__init__(refresh_rate, leave, theme or _THEME, console_kwargs)
 
     @property
     @override
     def predict_description(self) -> str:
-        return self._description or super().predict_description
+        module = self.trainer.lightning_module if self.trainer.predicting else None
+        return getattr(module, "progress_description", None) or super().predict_description
 
     @override
     def configure_columns(self, trainer: "pl.Trainer") -> list:
-        return [
-            TextColumn(
-                "[progress.description]{task.description}",
-                table_column=Column(no_wrap=True, min_width=9),
-            ),
-            CustomBarColumn(
-                complete_style=self.theme.progress_bar,
-                finished_style=self.theme.progress_bar_finished,
-                pulse_style=self.theme.progress_bar_pulse,
-            ),
-            BatchesProcessedColumn(style=self.theme.batch_progress),
-            CustomTimeColumn(style=self.theme.time),
-            FixedLengthProcessionSpeed(style=self.theme.processing_speed),
-        ]
-
-    @override
-    def on_predict_batch_start(
-        self,
-        trainer: "pl.Trainer",
-        pl_module: "pl.LightningModule",
-        batch: Any,
-        batch_idx: int,
-        dataloader_idx: int = 0,
-    ) -> None:
-        self._description = getattr(pl_module, "progress_description", None)
-        super().on_predict_batch_start(trainer, pl_module, batch, batch_idx, dataloader_idx)
-
-    @override
-    def on_predict_end(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule") -> None:
-        super().on_predict_end(trainer, pl_module)
-        self._description = None
+        columns = super().configure_columns(trainer)
+        columns[-1] = FixedLengthProcessionSpeed(style=self.theme.processing_speed)
+        return columns

@@ -77,9 +77,6 @@ class RowMeta:
     def __eq__(self, other: Any) -> bool:
         return list(self) == list(other)
 
-    def __repr__(self) -> str:
-        return f"RowMeta({len(self)} records)"
-
 
 def batches_from_store(loader: SimilarityDataLoader) -> bool:
     """Whether a fully cached fit can serve ``loader``'s batches from the store alone: a
@@ -113,44 +110,37 @@ class CachedRows(Dataset):
     def __init__(
         self, loader: SimilarityDataLoader, split: CachedSplit, encoders: Dict[str, CacheEncoder]
     ):
-        n = len(split)
         self.split = split
         self.pairs = isinstance(loader, PairsSimilarityDataLoader)
         ids = split.ids.tolist()
         keys = ids + [i + 1 for i in ids] if self.pairs else ids
-        per_position = 2 if self.pairs else 1
         # rows[name][j, i]: store row of object j of the sample at position i
         self.rows = {
-            name: enc.rows_for_keys(keys).view(per_position, n) for name, enc in encoders.items()
+            name: enc.rows_for_keys(keys).view(-1, len(split)) for name, enc in encoders.items()
         }
-        self.columns = split.columns
         self.meta = None
         if any(len(enc.meta_cache) for enc in encoders.values()):
             records = {name: [enc.meta_cache[k] for k in keys] for name, enc in encoders.items()}
             self.meta = merge_meta(records)
-        self.length = n
 
     def __len__(self) -> int:
-        return self.length
+        return len(self.split)
 
     def __getitems__(self, positions: List[int]):
         idx = torch.as_tensor(positions, dtype=torch.long)
         data = {name: rows[:, idx].reshape(-1) for name, rows in self.rows.items()}
-        objects = [j * self.length + p for j in range(2 if self.pairs else 1) for p in positions]
+        n = len(self.split)
+        objects = [j * n + p for j in range(2 if self.pairs else 1) for p in positions]
         features = {"data": data, "meta": RowMeta(self.meta, objects)}
+        columns = {name: column[idx] for name, column in self.split.columns.items()}
         if not self.pairs:
-            return features, {"groups": self.columns["groups"][idx]}
-        b = idx.shape[0]
-        first = torch.arange(b, dtype=torch.long)
-        sub = self.columns["subgroups"][idx]
+            return features, columns
+        first = torch.arange(len(positions), dtype=torch.long)
         return features, {
-            "pairs": torch.stack([first, first + b], dim=1),
-            "labels": self.columns["labels"][idx],
-            "subgroups": torch.cat([sub, sub]),
+            "pairs": torch.stack([first, first + len(positions)], dim=1),
+            "labels": columns["labels"],
+            "subgroups": columns["subgroups"].repeat(2),
         }
-
-    def __getitem__(self, position: int):
-        return self.__getitems__([position])
 
 
 def _whole_batch(batch: Any) -> Any:
@@ -163,7 +153,9 @@ _REGISTRY: "weakref.WeakKeyDictionary[SimilarityDataLoader, CachedRows]" = (
 
 
 def register(loader: SimilarityDataLoader, rows: Optional[CachedRows]) -> None:
-    """Remember (or, with ``None``, forget) the cached rows of ``loader``."""
+    """Remember (or, with ``None``, forget) the cached rows of ``loader``, and set its
+    ``full_cache_used`` accordingly."""
+    loader.full_cache_used = rows is not None
     if rows is None:
         _REGISTRY.pop(loader, None)
     else:
@@ -179,8 +171,8 @@ def cached_split(loader: SimilarityDataLoader) -> Optional[CachedSplit]:
 def cached_loader(loader: Optional[SimilarityDataLoader]) -> Optional[DataLoader]:
     """Loader of ``loader``'s batches served from the store, or ``None`` if not cached so.
 
-    It shares ``loader``'s sampler (or batch sampler), so shuffling draws the same random
-    numbers as iterating ``loader``; it never reads the raw dataset.
+    It shares ``loader``'s sampler (or batch sampler) and generator, so shuffling draws the
+    same random numbers as iterating ``loader``; it never reads the raw dataset.
     """
     rows = _REGISTRY.get(loader) if loader is not None else None
     if rows is None:
@@ -194,5 +186,9 @@ def cached_loader(loader: Optional[SimilarityDataLoader]) -> Optional[DataLoader
     else:
         batching = {"batch_sampler": loader.batch_sampler}
     return DataLoader(
-        rows, collate_fn=_whole_batch, num_workers=0, pin_memory=loader.pin_memory, **batching
+        rows,
+        collate_fn=_whole_batch,
+        pin_memory=loader.pin_memory,
+        generator=loader.generator,  # each epoch draws its seed from it, as ``loader`` does
+        **batching,
     )

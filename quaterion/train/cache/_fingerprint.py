@@ -12,12 +12,11 @@ from typing import Any, Dict, Optional
 import numpy as np
 import torch
 from pytorch_lightning.utilities.seed import isolate_rng
-from torch.utils.data import DataLoader
 
 from quaterion.dataset.label_cache_dataset import labels_only
 from quaterion.dataset.similarity_data_loader import SimilarityDataLoader
-from quaterion.train.cache._batches import CachedSplit, batches_from_store, label_columns
-from quaterion.train.cache.cache_model import fill_workers
+from quaterion.train.cache._batches import batches_from_store, label_columns
+from quaterion.train.cache.cache_model import fill_loader
 from quaterion.train.cache.cache_config import CacheConfig
 
 
@@ -43,10 +42,10 @@ def _feed(digest, value: Any) -> None:
         digest.update(repr(value).encode("utf-8"))
 
 
-def split_sha256(split: CachedSplit) -> str:
-    """SHA-256 of a split's ids and label columns."""
+def sha256(value: Any) -> str:
+    """SHA-256 of tensors, arrays and plain containers of them (dtype and shape included)."""
     digest = hashlib.sha256()
-    _feed(digest, [split.ids, split.columns])
+    _feed(digest, value)
     return digest.hexdigest()
 
 
@@ -81,13 +80,7 @@ def read_fingerprints(
     every collated batch of encoder inputs, batched by ``cache_config.batch_size``.
     """
     collates = content_collates or {}
-    batches = DataLoader(
-        loader.dataset,
-        batch_size=cache_config.batch_size or 32,
-        shuffle=False,
-        num_workers=fill_workers(loader, cache_config),
-        collate_fn=_Pass(loader, collates),
-    )
+    batches = fill_loader(loader, cache_config, _Pass(loader, collates))
     ids, labels = [], []
     digests = {name: hashlib.sha256() for name in collates}
     with isolate_rng():  # iterating a DataLoader draws a seed from the global generator
@@ -97,13 +90,12 @@ def read_fingerprints(
             for name, value in inputs.items():
                 _feed(digests[name], value)
     content = {name: digest.hexdigest() for name, digest in digests.items()}
-    if labels and isinstance(labels[0], dict):
-        columns = {key: torch.cat([batch[key] for batch in labels]) for key in labels[0]}
-        split = CachedSplit(np.concatenate(ids), columns)
-        return fingerprint(split_sha256(split), content, batches.batch_size)
-    digest = hashlib.sha256()
-    _feed(digest, [np.concatenate(ids) if ids else [], [r for batch in labels for r in batch]])
-    return fingerprint(digest.hexdigest(), content, batches.batch_size)
+    if labels and isinstance(labels[0], dict):  # the label columns a CachedSplit holds
+        labels = {key: torch.cat([batch[key] for batch in labels]) for key in labels[0]}
+    else:
+        labels = [record for batch in labels for record in batch]
+    ids = np.concatenate(ids) if ids else np.zeros(0, dtype=np.uint64)
+    return fingerprint(sha256([ids, labels]), content, batches.batch_size)
 
 
 def fingerprint(

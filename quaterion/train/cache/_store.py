@@ -12,86 +12,44 @@ from typing import Any, Callable, Dict, Optional
 import numpy as np
 import torch
 
-from quaterion.dataset.indexing_dataset import hashit
 from quaterion.dataset.similarity_data_loader import SimilarityDataLoader
 from quaterion.train.cache._batches import CachedSplit
 from quaterion.train.cache.cache_encoder import CacheEncoder
-from quaterion_models.utils import atomic_write
+from quaterion.train.cache._fingerprint import sha256
+from quaterion_models.utils._files import read_json, save_torch, write_json
 from quaterion_models.utils.atomic import fsync_directory
 
 logger = logging.getLogger(__name__)
 SPLITS = ("train", "val")
 MANIFEST_NAME = "manifest.json"
-MANIFEST_VERSION = 2
-
-
-def _atomic_write(path: str, write) -> None:
-    """Write through ``write(file)`` with :func:`~quaterion_models.utils.atomic_write`
-    (temporary sibling, fsync, rename, fsync of the directory), creating the directory."""
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    with atomic_write(path) as file:
-        write(file)
-
-
-def save_tensor_file(obj: Any, path: str) -> None:
-    """``torch.save`` of tensors and plain containers, written atomically."""
-    _atomic_write(path, lambda file: torch.save(obj, file))
-
-
-def load_tensor_file(path: str) -> Any:
-    """``torch.load(path, map_location="cpu", weights_only=True)``: never unpickles code."""
-    return torch.load(path, map_location="cpu", weights_only=True)
-
-
-def save_json(obj: Any, path: str) -> None:
-    """JSON file written atomically."""
-    _atomic_write(path, lambda file: file.write(json.dumps(obj, indent=2).encode("utf-8")))
-
-
-def load_json(path: str) -> Any:
-    """Read a JSON file."""
-    with open(path, "r", encoding="utf-8") as file:
-        return json.load(file)
+MANIFEST_VERSION = 3
 
 
 def file_sha256(path: str) -> str:
     """Hex SHA-256 of a file's bytes (detects truncated or corrupt cache files)."""
-    digest = hashlib.sha256()
     with open(path, "rb") as file:
-        for block in iter(lambda: file.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+        return hashlib.file_digest(file, "sha256").hexdigest()
 
 
-def encoder_fingerprint(encoder: torch.nn.Module) -> Dict[str, str]:
-    """Class path, structure (``repr``) and a SHA-256 of the state dict of ``encoder``."""
-    digest = hashlib.sha256()
-    for name, tensor in encoder.state_dict().items():
-        tensor = tensor.detach().cpu().contiguous()
-        digest.update(f"{name}:{tensor.dtype}:{tuple(tensor.shape)}".encode("utf-8"))
-        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+def encoder_fingerprint(cached: CacheEncoder) -> Dict[str, str]:
+    """Class path, config, structure (``repr``) and a SHA-256 of the state dict of the
+    wrapped encoder, and how the rows are stored (file kind, dtype)."""
+    encoder = cached.wrapped_encoder
     config = getattr(encoder, "get_config_dict", None)
     cls = type(encoder)
     return {
         "class": f"{cls.__module__}.{cls.__qualname__}",
         "config": json.dumps(config(), sort_keys=True, default=str) if callable(config) else "",
         "structure": repr(encoder),
-        "state_sha256": digest.hexdigest(),
+        "state_sha256": sha256(encoder.state_dict()),
+        "file": "disk" if getattr(cached, "cache_type", None) == "disk" else "memory",
+        "dtype": str(getattr(cached, "dtype", None)),
     }
 
 
-def ids_fingerprint(ids) -> str:
-    """SHA-256 of a sequence of item ids (in order)."""
-    digest = hashlib.sha256()
-    for item_id in ids:
-        digest.update(repr(item_id).encode("utf-8"))
-        digest.update(b",")
-    return digest.hexdigest()
-
-
-def encoders_cache_path(dir_path: Optional[str]) -> Optional[str]:
-    """``<dir>/encoders``, or ``None`` when ``dir_path`` is falsy."""
-    return os.path.join(dir_path, "encoders") if dir_path else None
+def encoders_cache_path(dir_path: str) -> str:
+    """``<dir>/encoders``."""
+    return os.path.join(dir_path, "encoders")
 
 
 def labels_path(dir_path: str, split: str) -> str:
@@ -100,48 +58,31 @@ def labels_path(dir_path: str, split: str) -> str:
 
 
 def loader_record(loader: Optional[SimilarityDataLoader]) -> Optional[Dict[str, Any]]:
-    """Length, salt and a hash of the item ids of ``loader`` (``None`` without a loader)."""
+    """Class and length of ``loader`` (``None`` without a loader); its ids and labels are
+    compared through the split's data fingerprint."""
     if loader is None:
         return None
-    indexing = loader.dataset.dataset
-    salt = getattr(indexing, "salt", None)
     try:
         length = len(loader.dataset)
     except (TypeError, NotImplementedError):
         length = None
-    ids = [hashit(i, salt) for i in range(length)] if length is not None else []
-    return {
-        "loader": type(loader).__name__,
-        "length": length,
-        "salt": str(salt),
-        "ids_sha256": ids_fingerprint(ids),
-    }
+    return {"loader": type(loader).__name__, "length": length}
 
 
 def expected_manifest(
     encoders: Dict[str, CacheEncoder],
-    train_dataloader: SimilarityDataLoader,
-    val_dataloader: Optional[SimilarityDataLoader],
+    loaders: Dict[str, SimilarityDataLoader],
     key_extractors: Dict[str, Any],
 ) -> Dict[str, Any]:
     """What a cache built now would record (compared with a saved manifest)."""
     return {
         "version": MANIFEST_VERSION,
-        "encoders": {
-            name: encoder_fingerprint(enc.wrapped_encoder) for name, enc in encoders.items()
-        },
-        "storage": {
-            name: {
-                "file": "disk" if getattr(enc, "cache_type", None) == "disk" else "memory",
-                "dtype": str(getattr(enc, "dtype", None)),
-            }
-            for name, enc in encoders.items()
-        },
+        "encoders": {name: encoder_fingerprint(enc) for name, enc in encoders.items()},
         "key_extractors": {
             name: f"{getattr(fn, '__module__', '')}.{getattr(fn, '__qualname__', repr(fn))}"
             for name, fn in key_extractors.items()
         },
-        "loaders": {"train": loader_record(train_dataloader), "val": loader_record(val_dataloader)},
+        "loaders": {split: loader_record(loaders.get(split)) for split in SPLITS},
     }
 
 
@@ -153,12 +94,11 @@ def _mismatch(saved: Dict[str, Any], expected: Dict[str, Any]) -> Optional[str]:
         old = saved.get("encoders", {}).get(name)
         if old is None:
             return f"encoder {name!r} is not in the saved cache"
-        for field in ("class", "config", "structure", "state_sha256"):
-            if old.get("fingerprint", {}).get(field) != fingerprint[field]:
-                return f"encoder {name!r} changed ({field} differs)"
-    for name, storage in expected["storage"].items():
-        if saved.get("storage", {}).get(name) != storage:
-            return f"encoder {name!r} is stored differently (CacheType.DISK or dtype changed)"
+        changed = [
+            field for field in fingerprint if old["fingerprint"].get(field) != fingerprint[field]
+        ]
+        if changed:
+            return f"encoder {name!r} changed or is stored differently ({', '.join(changed)})"
     if saved.get("key_extractors") != expected["key_extractors"]:
         return "key extractors changed"
     for split in SPLITS:
@@ -167,11 +107,8 @@ def _mismatch(saved: Dict[str, Any], expected: Dict[str, Any]) -> Optional[str]:
             continue
         if old is None:
             return f"the saved cache has no {split} data"
-        for field in ("loader", "length", "salt", "ids_sha256"):
-            if old.get(field) != new[field]:
-                return (
-                    f"{split} data changed ({field}: saved {old.get(field)!r}, now {new[field]!r})"
-                )
+        if old != new:
+            return f"{split} data changed (saved {old}, now {new})"
     return None
 
 
@@ -198,9 +135,8 @@ def read_splits(dir_path: str, splits) -> Dict[str, CachedSplit]:
     """The label files of ``splits`` under ``dir_path`` (``weights_only`` reads)."""
     result = {}
     for split in splits:
-        state = load_tensor_file(labels_path(dir_path, split))
-        ids = state["ids"].numpy().view(np.uint64)
-        result[split] = CachedSplit(ids, dict(state["columns"]))
+        state = torch.load(labels_path(dir_path, split), map_location="cpu", weights_only=True)
+        result[split] = CachedSplit(state["ids"].numpy().view(np.uint64), state["columns"])
     return result
 
 
@@ -219,7 +155,7 @@ def try_load(
         return None
     splits = [s for s in SPLITS if expected["loaders"][s]]
     try:
-        saved = load_json(manifest_path)
+        saved = read_json(manifest_path)
         reason = _mismatch(saved, expected)
         for split in splits:
             reason = reason or _data_changed(split, saved, fingerprints(split))
@@ -254,8 +190,6 @@ CURRENT = "current"
 
 def _link(target: str, link: str) -> None:
     """Make ``link`` a symlink to ``target`` (atomically replacing what is there)."""
-    if os.path.islink(link) and os.readlink(link) == target:
-        return
     if os.path.isdir(link) and not os.path.islink(link):
         shutil.rmtree(link)  # a layout written before generations: replaced once
     tmp = f"{link}.tmp-{os.getpid()}"
@@ -281,8 +215,7 @@ def save(
     """
     os.makedirs(dir_path, exist_ok=True)
     generation = tempfile.mkdtemp(prefix=".gen-", dir=dir_path)
-    manifest = dict(expected)
-    manifest["encoders"] = {}
+    manifest = {**expected, "encoders": {}, "labels": {}, "data": {}}
     for name, enc in encoders.items():
         path = os.path.join(generation, "encoders", name)
         os.makedirs(os.path.dirname(path), exist_ok=True)
@@ -293,15 +226,14 @@ def save(
             "rows": len(enc.offset_map) if hasattr(enc, "offset_map") else None,
             "embedding_size": enc.embedding_size,
         }
-    manifest["labels"], manifest["data"] = {}, {}
     for split, cached in splits.items():
         path = os.path.join(generation, f"{split}_labels")
         manifest["data"][split] = fingerprints(split)
         ids = cached.ids if cached is not None else np.zeros(0, dtype=np.uint64)
         columns = cached.columns if cached is not None else {}
-        save_tensor_file({"ids": torch.from_numpy(ids.view(np.int64)), "columns": columns}, path)
+        save_torch({"ids": torch.from_numpy(ids.view(np.int64)), "columns": columns}, path)
         manifest["labels"][split] = file_sha256(path)
-    save_json(manifest, os.path.join(generation, MANIFEST_NAME))
+    write_json(os.path.join(generation, MANIFEST_NAME), manifest)
     fsync_directory(generation)
     for name in ["encoders", MANIFEST_NAME] + [f"{split}_labels" for split in SPLITS]:
         _link(os.path.join(CURRENT, name), os.path.join(dir_path, name))

@@ -6,6 +6,8 @@ from typing import Any, Callable, Dict, Hashable, Optional, Union
 
 import torch
 
+from quaterion_models.utils.checks import check_positive_int
+
 KeyExtractorType = Callable[[Any], Hashable]
 
 
@@ -92,12 +94,8 @@ class CacheConfig:
                 "CacheConfig.key_extractors must be a callable or a dict of encoder name -> "
                 f"callable, got {type(self.key_extractors).__name__}"
             )
-        if self.batch_size is not None and (
-            not isinstance(self.batch_size, int) or self.batch_size <= 0
-        ):
-            raise ValueError(
-                f"CacheConfig.batch_size must be a positive int, got {self.batch_size!r}"
-            )
+        if self.batch_size is not None:
+            check_positive_int("CacheConfig", "batch_size", self.batch_size)
         if self.num_workers is not None and (
             not isinstance(self.num_workers, int) or self.num_workers < 0
         ):

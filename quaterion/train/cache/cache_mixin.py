@@ -3,19 +3,18 @@
 import logging
 import os
 import warnings
+from functools import cache, partial
 from typing import Callable, Dict, Optional, Union
 
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.plugins.environments import LightningEnvironment
-from pytorch_lightning.strategies import ParallelStrategy
-from torch.utils.data import DataLoader
 
 from quaterion.dataset.similarity_data_loader import SimilarityDataLoader
 from quaterion.train.cache import _distributed, _store
 from quaterion.train.cache._batches import CachedRows, batches_from_store, cached_split, register
-from quaterion.train.cache.cache_model import fill_cache, fill_loader
-from quaterion.train.cache._fingerprint import fingerprint, read_fingerprints, split_sha256
+from quaterion.train.cache.cache_model import fill_cache
+from quaterion.train.cache._fingerprint import fingerprint, read_fingerprints, sha256
 from quaterion.train.cache.cache_config import CacheConfig, CacheType
 from quaterion.train.cache.cache_encoder import CacheEncoder, CacheMode
 from quaterion.train.cache.cache_train_collator import CacheTrainCollator
@@ -31,14 +30,6 @@ class CacheMixin:
     """Cache plumbing mixed into ``TrainableModel``; every member is a class method."""
 
     @classmethod
-    def _check_cuda(cls, cache_type: CacheType, encoder_name: str) -> None:
-        if cache_type == CacheType.GPU and not torch.cuda.is_available():
-            raise ValueError(
-                f"`CacheType.GPU` has been chosen for `{encoder_name}` encoder, "
-                "but cuda is not available"
-            )
-
-    @classmethod
     def _wrap_encoder(
         cls, encoder: Encoder, cache_config: CacheConfig, encoder_name: str = ""
     ) -> Union[Encoder, CacheEncoder]:
@@ -51,11 +42,6 @@ class CacheMixin:
                     f"Can't configure cache for encoder {encoder_name}. "
                     "Encoder must be frozen to cache it"
                 )
-            if cache_config.cache_type:
-                logger.info(
-                    "Encoder %r is trainable and will not be cached (only frozen encoders are)",
-                    encoder_name,
-                )
             return encoder
         cache_type = cache_config.mapping.get(encoder_name) or cache_config.cache_type
         if cache_type is None:
@@ -65,7 +51,11 @@ class CacheMixin:
             )
         if cache_type in (None, CacheType.NONE):
             return encoder
-        cls._check_cuda(cache_type, encoder_name)
+        if cache_type == CacheType.GPU and not torch.cuda.is_available():
+            raise ValueError(
+                f"`CacheType.GPU` has been chosen for `{encoder_name}` encoder, "
+                "but cuda is not available"
+            )
         if cache_type == CacheType.DISK:
             return DiskCacheEncoder(
                 encoder, cache_config.save_dir, encoder_name, cache_config.dtype
@@ -79,8 +69,6 @@ class CacheMixin:
         """New dict of encoders with the frozen ones wrapped as ``cache_config`` asks."""
         if cache_config.cache_type == CacheType.NONE:
             return encoders
-        if not cache_config.cache_type and not cache_config.mapping:
-            raise ValueError("If cache is configured, cache_type or mapping have to be set")
         if not isinstance(encoders, dict):
             return cls._wrap_encoder(encoders, cache_config)
         extractors = cache_config.key_extractors
@@ -106,16 +94,6 @@ class CacheMixin:
             name: enc.wrapped_encoder if isinstance(enc, CacheEncoder) else enc
             for name, enc in encoders.items()
         }
-
-    @classmethod
-    def _wrap_cache_dataloader(
-        cls, dataloader: SimilarityDataLoader, cache_config: CacheConfig
-    ) -> DataLoader:
-        return fill_loader(dataloader, cache_config)
-
-    @classmethod
-    def _encoders_cache_path(cls, dir_path: Optional[str]) -> Optional[str]:
-        return _store.encoders_cache_path(dir_path)
 
     @classmethod
     def _cache(
@@ -151,14 +129,11 @@ class CacheMixin:
             )
             loader.set_salt(split)
         save_dir = cache_config.save_dir
-        expected = None
-        if save_dir:
-            expected = _store.expected_manifest(
-                cache_encoders, train_dataloader, val_dataloader, extractors
-            )
-        content = None
-        if cache_config.verify_content:
-            content = {n: e.wrapped_encoder.get_collate_fn() for n, e in cache_encoders.items()}
+        expected = (
+            _store.expected_manifest(cache_encoders, loaders, extractors) if save_dir else None
+        )
+        content = {n: e.wrapped_encoder.get_collate_fn() for n, e in cache_encoders.items()}
+        content = content if cache_config.verify_content else None
         filled_splits: Dict[str, object] = {}
         current = _fingerprints(loaders, cache_config, content, filled_splits)
         _start_process_group(trainer)
@@ -166,14 +141,14 @@ class CacheMixin:
         # The fill runs collectives, so every rank must take the same branch: one rank that
         # could not load (a node-local disk without a copy, a stale copy) makes every rank fill.
         loaded = _distributed.gather_objects(splits is not None)
-        if not all(loaded) and splits is not None:
-            missing = [rank for rank, ok in enumerate(loaded) if not ok]
-            warnings.warn(
-                f"The encoder cache in {save_dir} loaded here, but not on rank(s) {missing} "
-                "(no valid copy on their disk): every rank fills it again",
-                stacklevel=2,
-            )
         if not all(loaded):
+            if splits is not None:
+                warnings.warn(
+                    f"The encoder cache in {save_dir} loaded here, but not on rank(s) "
+                    f"{[rank for rank, ok in enumerate(loaded) if not ok]} (no valid copy on "
+                    "their disk): every rank fills it again",
+                    stacklevel=2,
+                )
             for enc in cache_encoders.values():
                 enc.reset_cache()
             filled = fill_cache(trainer, cache_encoders, list(loaders.values()), cache_config)
@@ -186,11 +161,8 @@ class CacheMixin:
             splits = dict(zip(loaders, filled))
             filled_splits.update(splits)
             if save_dir:
-                _save_per_filesystem(
-                    trainer,
-                    save_dir,
-                    lambda: _store.save(save_dir, cache_encoders, splits, expected, current),
-                )
+                write = partial(_store.save, save_dir, cache_encoders, splits, expected, current)
+                _save_per_filesystem(trainer, save_dir, write)
         full = len(cache_encoders) == len(encoders) and not extractors
         _serve_from_store(loaders, splits, cache_encoders, full)
         return True
@@ -221,8 +193,8 @@ class CacheMixin:
         if not dir_path:
             return
         cache_encoders = {n: e for n, e in encoders.items() if isinstance(e, CacheEncoder)}
-        expected = _store.expected_manifest(cache_encoders, train_dataloader, val_dataloader, {})
         loaders = _loaders(train_dataloader, val_dataloader)
+        expected = _store.expected_manifest(cache_encoders, loaders, {})
         splits = {split: cached_split(dl) for split, dl in loaders.items()}
         written = _fingerprints(loaders, CacheConfig(), None, splits)
         _store.save(dir_path, cache_encoders, splits, expected, written)
@@ -258,15 +230,16 @@ def _loaders(train: SimilarityDataLoader, val: Optional[SimilarityDataLoader]) -
 def _fingerprints(loaders: Loaders, config: CacheConfig, content, splits: dict) -> Callable:
     """``split -> manifest record`` of its data: from its entry in ``splits`` when there is
     one and no ``content`` hash is asked for, else from one read of the loader (remembered)."""
-    read: Dict[str, dict] = {}
+
+    @cache
+    def read(split: str) -> dict:
+        return read_fingerprints(loaders[split], config, content)
 
     def of(split: str) -> dict:
         cached = None if content else splits.get(split)
-        if cached is not None:
-            return fingerprint(split_sha256(cached))
-        if split not in read:
-            read[split] = read_fingerprints(loaders[split], config, content)
-        return read[split]
+        if cached is None:
+            return read(split)
+        return fingerprint(sha256([cached.ids, cached.columns]))
 
     return of
 
@@ -276,12 +249,8 @@ def _serve_from_store(loaders: Loaders, splits, encoders: Dict[str, CacheEncoder
     encoder is cached with default keys), unregister the others."""
     for split, loader in loaders.items():
         cached = splits.get(split)
-        usable = (
-            full
-            and cached is not None
-            and batches_from_store(loader)
-            and len(cached) == len(loader.dataset)
-        )
+        usable = full and cached is not None and batches_from_store(loader)
+        usable = usable and len(cached) == len(loader.dataset)  # batches_from_store: sized
         register(loader, CachedRows(loader, cached, encoders) if usable else None)
 
 
@@ -292,15 +261,12 @@ def _start_process_group(trainer: pl.Trainer) -> None:
     or filling the cache before that. Lightning's own launcher starts its ranks inside that
     first call, one shared filesystem per node, so nothing is started for it here.
     """
-    strategy = trainer.strategy
     if trainer.world_size == 1 or _distributed.world_size() > 1:
         return
-    if not isinstance(strategy, ParallelStrategy):
-        return
-    env = strategy.cluster_environment
+    env = getattr(trainer.strategy, "cluster_environment", None)  # a ParallelStrategy's
     if env is None or isinstance(env, LightningEnvironment) or not env.creates_processes_externally:
         return
-    strategy.setup_environment()  # Lightning skips a group that is already started
+    trainer.strategy.setup_environment()  # Lightning skips a group that is already started
 
 
 def _save_per_filesystem(trainer: pl.Trainer, save_dir: str, write: Callable[[], str]) -> None:

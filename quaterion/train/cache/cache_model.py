@@ -8,14 +8,14 @@ positions, and :class:`CacheModel` gathers the stores and labels of all ranks at
 """
 
 import warnings
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional
 
 import numpy as np
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.utilities.seed import isolate_rng
 from pytorch_lightning.utilities.warnings import PossibleUserWarning
-from torch.utils.data import DataLoader, Dataset, IterableDataset
+from torch.utils.data import DataLoader, Dataset, StackDataset
 from typing_extensions import override
 
 from quaterion.dataset.similarity_data_loader import SimilarityDataLoader
@@ -34,49 +34,28 @@ _DROP_PARAMS = (
     "batch_size",
     "drop_last",
     "num_workers",
+    "generator",  # the fill is unshuffled: drawing a seed from it would change the shuffles
 )
-
-
-class _Positions(Dataset):
-    """``(position, item)`` for every position of a map-style dataset."""
-
-    def __init__(self, dataset: Dataset):
-        self.dataset = dataset
-
-    def __len__(self) -> int:
-        return len(self.dataset)
-
-    def __getitem__(self, position: int) -> Tuple[int, Any]:
-        return position, self.dataset[position]
-
-
-class _IterablePositions(IterableDataset):
-    """``(-1, item)`` for every item of an iterable dataset (positions are not kept)."""
-
-    def __init__(self, dataset: IterableDataset):
-        self.dataset = dataset
-
-    def __iter__(self):
-        for item in self.dataset:
-            yield -1, item
 
 
 class FillCollate:
     """Fill batch: ``{"positions", "ids", "columns", "features"}``.
 
     ``features`` comes from a FILL-mode :class:`CacheTrainCollator` (only keys not seen
-    before in this process); ``ids`` (``uint64``) and the label ``columns`` of every
-    position are kept when ``loader`` serves batches from the store (else ``None``).
+    before in this process). With ``loader`` (one served from the store), items are
+    ``(position, (id, sample))`` and the position, id (``uint64``) and label ``columns`` of
+    each are kept too; without, items are ``(id, sample)`` and those entries are ``None``.
     """
 
     def __init__(self, collator: CacheTrainCollator, loader: Optional[SimilarityDataLoader]):
         self.collator = collator
         self.loader = loader
 
-    def __call__(self, batch: List[Tuple[int, Tuple[int, Any]]]) -> Dict[str, Any]:
-        features, labels = self.collator([item for _, item in batch])
+    def __call__(self, batch: List[Any]) -> Dict[str, Any]:
         if self.loader is None:
+            features = self.collator(batch)[0]
             return {"positions": None, "ids": None, "columns": None, "features": features}
+        features, labels = self.collator([item for _, item in batch])
         return {
             "positions": torch.tensor([position for position, _ in batch], dtype=torch.long),
             "ids": np.array([item[0] for _, item in batch], dtype=np.uint64),
@@ -85,36 +64,26 @@ class FillCollate:
         }
 
 
-def fill_workers(loader: SimilarityDataLoader, cache_config: CacheConfig) -> int:
-    """Worker count of the fill pass: ``cache_config.num_workers`` or the loader's."""
-    if cache_config.num_workers is not None:
-        return cache_config.num_workers
-    return loader.num_workers
-
-
 def fill_loader(
     loader: SimilarityDataLoader,
     cache_config: CacheConfig,
-    collator: Optional[CacheTrainCollator] = None,
+    collate_fn: Optional[Callable] = None,
+    dataset: Optional[Dataset] = None,
 ) -> DataLoader:
-    """Plain, unshuffled ``DataLoader`` over ``loader.dataset`` with the fill settings.
+    """Plain, unshuffled ``DataLoader`` with the fill settings: ``CacheConfig.batch_size``,
+    ``CacheConfig.num_workers`` (``None``: the loader's) and the loader's other arguments.
 
-    With ``collator`` (a FILL-mode copy of the training collator) batches are
-    :class:`FillCollate` dicts; without, the loader's own ``collate_fn`` is used.
+    It reads ``dataset`` (default ``loader.dataset``) through ``collate_fn`` (default the
+    loader's own ``collate_fn``).
     """
     params = {k: v for k, v in loader.original_params.items() if k not in _DROP_PARAMS}
-    workers = fill_workers(loader, cache_config)
+    workers = loader.num_workers if cache_config.num_workers is None else cache_config.num_workers
     if workers == 0:
         params.pop("persistent_workers", None)
         params.pop("prefetch_factor", None)
-    dataset, collate = loader.dataset, loader.collate_fn
-    if collator is not None:
-        iterable = isinstance(dataset, IterableDataset)
-        dataset = _IterablePositions(dataset) if iterable else _Positions(dataset)
-        collate = FillCollate(collator, loader if batches_from_store(loader) else None)
     return DataLoader(
-        dataset,
-        collate_fn=collate,
+        loader.dataset if dataset is None else dataset,
+        collate_fn=collate_fn or loader.collate_fn,
         batch_size=cache_config.batch_size or 32,
         shuffle=False,
         num_workers=workers,
@@ -165,29 +134,26 @@ class CacheModel(pl.LightningModule):
         for name, (keys, encoder_features) in features["data"].items():
             if len(keys):
                 self.encoders[name].fill_cache(keys, encoder_features, features["meta"][name])
-        if batch["positions"] is not None:
-            self._record(dataloader_idx, batch["positions"], batch["ids"], batch["columns"])
+        positions, columns = batch["positions"], batch["columns"]
+        if positions is not None:
+            # arrays of the loader's length, allocated once: a fill over millions of samples
+            # keeps no per-batch objects alive (they would fragment the heap of a DISK fill)
+            if dataloader_idx not in self.records:
+                self.records[dataloader_idx] = _new_record(self.sizes[dataloader_idx], columns)
+            _put(self.records[dataloader_idx], positions, batch["ids"], columns)
         return torch.Tensor([1])
 
     def on_predict_end(self) -> None:
         """Finish every encoder's fill once, gather all ranks' results under DDP."""
         for encoder in self.encoders.values():
             encoder.finish_fill()
-        if _distributed.world_size() > 1:
-            for encoder in self.encoders.values():
+            if _distributed.world_size() > 1:
                 encoder.gather_ranks()
         gathered = _distributed.gather_objects(self.records)
         self.records = {}
         for loader_idx, size in self.sizes.items():
             parts = [records[loader_idx] for records in gathered if loader_idx in records]
             self.splits[loader_idx] = _join(parts, size)
-
-    def _record(self, loader_idx: int, positions: torch.Tensor, ids, columns) -> None:
-        # Arrays of the loader's length, allocated once: a fill over millions of samples
-        # keeps no per-batch objects alive (they would fragment the heap of a DISK fill).
-        if loader_idx not in self.records:
-            self.records[loader_idx] = _new_record(self.sizes[loader_idx], columns)
-        _put(self.records[loader_idx], positions, ids, columns)
 
 
 def _new_record(size: int, columns: Dict[str, torch.Tensor]) -> dict:
@@ -207,17 +173,15 @@ def _put(record: dict, where: torch.Tensor, ids: np.ndarray, columns: Dict[str, 
 
 
 def _join(parts: List[dict], size: int) -> Optional[CachedSplit]:
-    """One split from every rank's arrays (the first rank to hold a position wins);
-    ``None`` unless together they cover every position."""
-    if size == 0:
-        return CachedSplit(np.zeros(0, dtype=np.uint64), {})
+    """One split from every rank's arrays (a position held by several ranks has the same
+    id and labels on each); ``None`` unless together they cover every position."""
     if not parts:
-        return None
-    joined = _new_record(size, parts[0]["columns"])
-    for part in parts:
-        take = part["filled"] & ~joined["filled"]
-        columns = {key: column[take] for key, column in part["columns"].items()}
-        _put(joined, take, part["ids"][take.numpy()], columns)
+        return CachedSplit(np.zeros(0, dtype=np.uint64), {}) if size == 0 else None
+    joined = parts[0]
+    for part in parts[1:]:
+        where = part["filled"]
+        columns = {key: column[where] for key, column in part["columns"].items()}
+        _put(joined, where, part["ids"][where.numpy()], columns)
     return CachedSplit(joined["ids"], joined["columns"]) if bool(joined["filled"].all()) else None
 
 
@@ -232,10 +196,12 @@ def fill_cache(
     A split is ``None`` for a loader whose batches cannot come from the store. The random state is
     the same afterwards as before, so a cached run draws the same shuffles as an uncached.
     """
-    fill_loaders = [
-        fill_loader(dl, cache_config, dl.collate_fn.with_mode(CacheMode.FILL)) for dl in loaders
-    ]
     sizes = {i: len(dl.dataset) for i, dl in enumerate(loaders) if batches_from_store(dl)}
+    fill_loaders = []
+    for i, dl in enumerate(loaders):
+        collate = FillCollate(dl.collate_fn.with_mode(CacheMode.FILL), dl if i in sizes else None)
+        positions = StackDataset(range(sizes[i]), dl.dataset) if i in sizes else None
+        fill_loaders.append(fill_loader(dl, cache_config, collate, positions))
     model = CacheModel(cache_encoders, sizes)
     with isolate_rng(), warnings.catch_warnings():
         warnings.filterwarnings("ignore", FEW_WORKERS_WARNING, PossibleUserWarning)

@@ -1,5 +1,6 @@
 """Collator that swaps a cached encoder's objects for cache keys."""
 
+import copy
 from collections import defaultdict
 from typing import Any, Callable, Dict, Hashable, List, Sequence
 
@@ -44,14 +45,10 @@ class CacheTrainCollator(TrainCollator):
 
     def with_mode(self, mode: CacheMode) -> "CacheTrainCollator":
         """A fresh collator (no keys seen) with the same functions, in ``mode``."""
-        return CacheTrainCollator(
-            self.pre_collate_fn,
-            self.encoder_collates,
-            self.meta_extractors,
-            self.key_extractors,
-            self.cachable_encoders,
-            mode,
-        )
+        clone = copy.copy(self)
+        clone.mode = mode
+        clone.seen_keys = defaultdict(set)
+        return clone
 
     def extract_keys(
         self, ids: Sequence[Hashable], features: List[Any], encoder_name: str

@@ -50,7 +50,6 @@ class DiskCacheEncoder(InMemoryCacheEncoder):
         self.directory = directory
         self._file = None
         self._rows_path: Optional[str] = None
-        self._stored_dtype = dtype
 
     def _fill_path(self, part: str) -> str:
         return os.path.join(self.directory, ".fill", self.name, f"{part}{ROWS_SUFFIX}")
@@ -62,19 +61,18 @@ class DiskCacheEncoder(InMemoryCacheEncoder):
             os.makedirs(os.path.dirname(path), exist_ok=True)
             self._file = open(path, "wb")
             self._rows_path = path
-        self._stored_dtype = rows.dtype
         self._file.write(rows.contiguous().reshape(-1).view(torch.uint8).numpy().data)
 
     def finish_fill(self) -> None:
         """Close the fill file and map it."""
+        dtype = self._dtype or self._out_dtype or torch.get_default_dtype()
         if self._file is None:  # nothing encoded here (an empty share of the data)
-            self.append_rows(torch.empty(0, self.embedding_size, dtype=self._stored_dtype))
+            self.append_rows(torch.empty(0, self.embedding_size, dtype=dtype))
         self._file.flush()
         os.fsync(self._file.fileno())
         self._file.close()
         self._file = None
-        dtype = self._stored_dtype or torch.get_default_dtype()
-        self._cache = map_rows(self._rows_path, self._n_rows, self.embedding_size, dtype)
+        self._cache = map_rows(self._rows_path, len(self._offset_map), self.embedding_size, dtype)
 
     def gather_ranks(self) -> None:
         """Under DDP: rank 0 joins every rank's rows file (rank order, first key wins),
@@ -102,7 +100,7 @@ class DiskCacheEncoder(InMemoryCacheEncoder):
             )
         os.remove(self._rows_path)
         self._rows_path = joined
-        self._cache = map_rows(joined, self._n_rows, self.embedding_size, dtype)
+        self._cache = map_rows(joined, len(self._offset_map), self.embedding_size, dtype)
 
     def rows_state(self) -> Dict[str, object]:
         """The rows' shape and dtype (the rows stay in their file)."""
@@ -112,9 +110,8 @@ class DiskCacheEncoder(InMemoryCacheEncoder):
     def rows_from_state(self, state: Dict[str, object], source: str) -> Tensor:
         """Map ``<source>.rows`` as :meth:`rows_state` describes it."""
         shape, dtype = state["rows"]["shape"], getattr(torch, state["rows"]["dtype"])
-        rows = map_rows(source + ROWS_SUFFIX, shape[0], shape[1], dtype)
         self._rows_path = source + ROWS_SUFFIX
-        return rows
+        return map_rows(self._rows_path, shape[0], shape[1], dtype)
 
     def save_cache(self, path: str) -> None:
         """Move the rows file to ``<path>.rows`` and write ``path`` (offsets, meta, shape)."""

@@ -7,12 +7,12 @@ from torch import Tensor
 
 from quaterion.distributed import gather_rows
 from quaterion.train.cache import _distributed
-from quaterion.train.cache._store import load_tensor_file, save_tensor_file
 from quaterion.train.cache.cache_config import CacheType
 from quaterion.train.cache.cache_encoder import CacheCollateReturnType, CacheEncoder
 from quaterion_models.encoders import Encoder
 from quaterion_models.types import TensorInterchange
 from quaterion_models.utils._batch_checks import check_encoder_output
+from quaterion_models.utils._files import save_torch
 
 
 class MetaStore(dict):
@@ -54,7 +54,6 @@ class InMemoryCacheEncoder(CacheEncoder):
         self._offset_map: Dict[Hashable, int] = {}
         self._meta_cache: Dict[Hashable, dict] = MetaStore()
         self._chunks: List[Tensor] = []
-        self._n_rows = 0
         self._output_device: Optional[torch.device] = None
 
     @property
@@ -94,8 +93,7 @@ class InMemoryCacheEncoder(CacheEncoder):
             target = torch.device("cpu")
         else:
             target = device
-        if self._cache.device != target:
-            self._cache = self._cache.to(target)
+        self._cache = self._cache.to(target)
 
     def _default_device(self) -> torch.device:
         if self._output_device is not None:
@@ -110,23 +108,18 @@ class InMemoryCacheEncoder(CacheEncoder):
         for) before anything is stored."""
         embeddings = self._encoder(data)
         check_encoder_output(self.name, self._encoder, embeddings)
-        embeddings = embeddings.detach()
         self._out_dtype = embeddings.dtype
-        if self._dtype is not None:
-            embeddings = embeddings.to(self._dtype)
-        if self._cache_type in (CacheType.CPU, CacheType.DISK):
-            embeddings = embeddings.cpu()
+        host = self._cache_type in (CacheType.CPU, CacheType.DISK)
+        embeddings = embeddings.detach().to(device="cpu" if host else None, dtype=self._dtype)
         keep = []
         for i, key in enumerate(keys):
-            if key in self._offset_map:
-                continue
-            self._offset_map[key] = self._n_rows + len(keep)
-            if meta[i]:
-                self._meta_cache[key] = meta[i]
-            keep.append(i)
+            if key not in self._offset_map:
+                self._offset_map[key] = len(self._offset_map)  # one row per distinct key
+                if meta[i]:
+                    self._meta_cache[key] = meta[i]
+                keep.append(i)
         if len(keep) < len(keys):
             embeddings = embeddings[torch.tensor(keep, dtype=torch.long, device=embeddings.device)]
-        self._n_rows += len(keep)
         self.append_rows(embeddings)
 
     def append_rows(self, rows: Tensor) -> None:
@@ -135,14 +128,9 @@ class InMemoryCacheEncoder(CacheEncoder):
 
     def finish_fill(self) -> None:
         """Concatenate the fill chunks into ordinary (non-inference) tensor rows."""
+        empty = torch.empty(0, self.embedding_size, dtype=self._dtype)
         with torch.inference_mode(False), torch.no_grad():
-            if self._chunks:
-                cache = torch.cat([chunk.clone() for chunk in self._chunks])
-            else:
-                cache = torch.empty(0, self.embedding_size, dtype=self._dtype)
-            if self._cache is not None and self._cache.shape[0] > 0:
-                cache = torch.cat([self._cache.to(cache.device).clone(), cache])
-            self._cache = cache
+            self._cache = torch.cat(self._chunks or [empty])
         self._chunks = []
         if self._output_device is not None:
             self.place(self._output_device)
@@ -157,7 +145,6 @@ class InMemoryCacheEncoder(CacheEncoder):
         self._offset_map = {}
         self._meta_cache = MetaStore()
         self._chunks = []
-        self._n_rows = 0
 
     def rows_for_keys(self, keys: List[Hashable]) -> Tensor:
         """``int64 (len(keys),)`` rows of ``keys`` (CPU); unknown keys raise ``KeyError``."""
@@ -179,33 +166,21 @@ class InMemoryCacheEncoder(CacheEncoder):
                 "(Quaterion.fit does) before using it"
             )
         rows = batch if isinstance(batch, Tensor) else self.rows_for_keys(batch)
-        if (
-            isinstance(batch, Tensor)
-            and self._cache_type == CacheType.AUTO
-            and self._cache.device != batch.device
-        ):
+        if isinstance(batch, Tensor) and self._cache_type == CacheType.AUTO:
             self.place(batch.device)  # e.g. a cache loaded from disk: moved once, not per batch
-        cache = self._cache
-        if rows.device != cache.device:
-            rows = rows.to(cache.device)
-        out = cache.index_select(0, rows)
-        if self._out_dtype is not None and out.dtype != self._out_dtype:
-            out = out.to(self._out_dtype)
+        out = self._cache.index_select(0, rows.to(self._cache.device))
         device = batch.device if isinstance(batch, Tensor) else self._default_device()
-        return out if out.device == device else out.to(device, non_blocking=True)
+        return out.to(device=device, dtype=self._out_dtype, non_blocking=True)
 
     def cache_extract_meta(self, batch: CacheCollateReturnType) -> List[dict]:
         """Wrapped meta for a FILL tuple; cached meta for a TRAIN key list."""
         if isinstance(batch, tuple):
             return self._encoder.get_meta_extractor()(batch[1])
-        meta = self._meta_cache
-        return [meta[key] for key in batch]
+        return [self._meta_cache[key] for key in batch]
 
     def gather_ranks(self) -> None:
         """Under DDP: replace this rank's rows by the rows of every rank (rank order; a key
         already seen on an earlier rank keeps that rank's row)."""
-        if self._cache is None:
-            raise RuntimeError("Nothing to gather: the cache is not filled")
         keeps, counts = self.merge_rank_keys()
         device = self._cache.device
         rows = gather_rows(self._cache.to(_distributed.collective_device()))[0].to(device)
@@ -232,7 +207,7 @@ class InMemoryCacheEncoder(CacheEncoder):
                         meta[key] = rank_meta[key]
                     keep.append(i)
             keeps.append(keep)
-        self._offset_map, self._meta_cache, self._n_rows = offsets, meta, len(offsets)
+        self._offset_map, self._meta_cache = offsets, meta
         return keeps, [len(rank_keys) for rank_keys, _, _ in parts]
 
     def state(self) -> Dict[str, object]:
@@ -267,15 +242,14 @@ class InMemoryCacheEncoder(CacheEncoder):
         self._cache = rows
         self._offset_map = dict(offsets)
         self._meta_cache = MetaStore(state["meta"])
-        self._n_rows = rows.shape[0]
         self._out_dtype = getattr(torch, state.get("output_dtype", ""), rows.dtype)
         if self._cache_type not in (CacheType.CPU, CacheType.DISK):
             self.place(self._default_device())
 
     def save_cache(self, path: str) -> None:
         """Write rows, offsets and meta atomically to ``path`` (tensors and plain dicts)."""
-        save_tensor_file(self.state(), path)
+        save_torch(self.state(), path)
 
     def load_cache(self, path: str) -> None:
         """Read a file written by :meth:`save_cache` (``weights_only=True``)."""
-        self.load_state(load_tensor_file(path), path)
+        self.load_state(torch.load(path, map_location="cpu", weights_only=True), path)

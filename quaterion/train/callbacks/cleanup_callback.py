@@ -1,8 +1,10 @@
 """Puts models and loaders back into their non-cached state when fitting ends."""
 
-from typing import TYPE_CHECKING, Any, Iterator
+from functools import partial
+from typing import TYPE_CHECKING
 
 import pytorch_lightning as pl
+from lightning_utilities.core.apply_func import apply_to_collection
 from typing_extensions import override
 
 from quaterion.dataset.similarity_data_loader import SimilarityDataLoader
@@ -12,24 +14,8 @@ if TYPE_CHECKING:
     from quaterion.train.trainable_model import TrainableModel
 
 
-def _iter_loaders(loaders: Any) -> Iterator[Any]:
-    if loaders is None:
-        return
-    if isinstance(loaders, dict):
-        yield from loaders.values()
-    elif isinstance(loaders, (list, tuple)):
-        yield from loaders
-    else:
-        yield loaders
-
-
-def restore_dataloader(model: "TrainableModel", loader: Any) -> None:
-    """Plain ``TrainCollator`` again and no cached batches, for a similarity loader.
-
-    Idempotent; anything that is not a ``SimilarityDataLoader`` is left alone.
-    """
-    if not isinstance(loader, SimilarityDataLoader):
-        return
+def restore_dataloader(model: "TrainableModel", loader: SimilarityDataLoader) -> None:
+    """Plain ``TrainCollator`` again and no cached batches (idempotent)."""
     model.setup_dataloader(loader)
     register(loader, None)
 
@@ -42,7 +28,5 @@ class CleanupCallback(pl.Callback):
         if stage != "fit":
             return
         pl_module.unwrap_cache()
-        for loader in _iter_loaders(getattr(trainer, "train_dataloader", None)):
-            restore_dataloader(pl_module, loader)
-        for loader in _iter_loaders(getattr(trainer, "val_dataloaders", None)):
-            restore_dataloader(pl_module, loader)
+        loaders = [trainer.train_dataloader, trainer.val_dataloaders]
+        apply_to_collection(loaders, SimilarityDataLoader, partial(restore_dataloader, pl_module))

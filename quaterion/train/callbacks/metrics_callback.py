@@ -13,12 +13,9 @@ class MetricsCallback(pl.Callback):
         for metric in getattr(trainable_model, "attached_metrics", []):
             metric.reset()
 
-    def _reset_hook(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+    def _reset(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self.reset_metrics(pl_module)
 
-    # Every boundary runs the same reset: one implementation, bound to each Lightning hook.
-    on_sanity_check_end = _reset_hook
-    on_train_epoch_start = _reset_hook
-    on_train_epoch_end = _reset_hook
-    on_validation_epoch_start = _reset_hook
-    on_validation_epoch_end = _reset_hook
+    # the same reset at every boundary
+    on_sanity_check_end = on_train_epoch_start = on_train_epoch_end = _reset
+    on_validation_epoch_start = on_validation_epoch_end = _reset

@@ -1,10 +1,12 @@
 """Cache behaviour through TrainableModel.setup_cache and Quaterion.fit."""
 
 import pytest
+import pytorch_lightning as pl
 import torch
 
 from quaterion.train.cache import CacheConfig, CacheEncoder, CacheType, InMemoryCacheEncoder
 from quaterion.train.cache._batches import cached_loader
+from quaterion.train.cache.cache_model import fill_loader
 from tests.quaterion.train import helpers
 from tests.quaterion.train.helpers import CountingEncoder, Model, fit_data, fit_losses, trainer
 
@@ -141,11 +143,11 @@ def test_state_dict_keys_do_not_change_with_cache():
 
 def test_fill_loader_follows_cache_config():
     loader = helpers.group_loader(shuffle=True, drop_last=True, num_workers=0)
-    fill = Model._wrap_cache_dataloader(loader, CacheConfig(batch_size=7, num_workers=2))
+    fill = fill_loader(loader, CacheConfig(batch_size=7, num_workers=2))
     assert (fill.batch_size, fill.num_workers, fill.drop_last) == (7, 2, False)
     assert isinstance(fill.sampler, torch.utils.data.SequentialSampler)
     assert fill.dataset is loader.dataset and fill.collate_fn is loader.collate_fn
-    inherit = Model._wrap_cache_dataloader(loader, CacheConfig(batch_size=5))
+    inherit = fill_loader(loader, CacheConfig(batch_size=5))
     assert (inherit.batch_size, inherit.num_workers) == (5, 0)
 
 
@@ -190,3 +192,35 @@ def test_fill_that_happened_elsewhere_is_a_clear_error():
     model.setup_dataloader(loader)
     with pytest.raises(RuntimeError, match="strategy='ddp'"):
         model.setup_cache(SpawningTrainer(), loader, None)
+
+
+class _FullCacheFlag(pl.Callback):
+    """``train_dataloader.full_cache_used`` at every training step."""
+
+    def __init__(self, loader):
+        self.loader = loader
+        self.flags = []
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        self.flags.append(self.loader.full_cache_used)
+
+
+@pytest.mark.parametrize("cache, expected", [(CacheConfig(), True), (None, False)])
+def test_full_cache_used_while_a_fully_cached_fit_serves_the_loader(cache, expected):
+    loader = helpers.group_loader(shuffle=True)
+    flag = _FullCacheFlag(loader)
+    model = Model(encoders={"default": CountingEncoder()}, cache_config=cache)
+    assert loader.full_cache_used is False
+    assert len(fit_losses(model, loader, callbacks=[flag], max_epochs=2)) == 6
+    assert flag.flags == [expected] * 6
+    assert loader.full_cache_used is False  # the loader is plain again after the fit
+
+
+def test_cached_fit_draws_the_same_shuffles_from_a_loader_generator():
+    def losses(cache):
+        generator = torch.Generator().manual_seed(3)
+        loader = helpers.group_loader(shuffle=True, generator=generator)
+        model = Model(encoders={"default": CountingEncoder()}, cache_config=cache)
+        return fit_losses(model, loader, max_epochs=3)
+
+    torch.testing.assert_close(losses(CacheConfig()), losses(None))

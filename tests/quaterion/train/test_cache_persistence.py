@@ -96,8 +96,6 @@ def test_check_and_load_cache_class_methods(tmp_path):
     assert Model.check_encoders_persisted(save_dir, wrapped)
     assert not Model.check_encoders_persisted(None, wrapped)
     assert not Model.check_encoders_persisted(str(tmp_path / "nothing"), wrapped)
-    assert Model._encoders_cache_path(save_dir) == os.path.join(save_dir, "encoders")
-    assert Model._encoders_cache_path("") is None
     train = helpers.group_loader(helpers.group_samples(n=24))
     train.set_salt("train")
     Model.load_cache(save_dir, wrapped, train, None)
@@ -164,7 +162,7 @@ def test_crash_between_writes_keeps_the_previous_cache(tmp_path, monkeypatch):
     def crash(*args, **kwargs):
         raise KeyboardInterrupt("killed while writing the cache")
 
-    monkeypatch.setattr(_store, "save_json", crash)  # after encoder and label files
+    monkeypatch.setattr(_store, "write_json", crash)  # after encoder and label files
     with pytest.warns(UserWarning, match="encoder 'default' changed"):
         with pytest.raises(KeyboardInterrupt):
             _fit(save_dir, seed=1)
