@@ -1,5 +1,6 @@
 """Move tensors nested in containers to a device."""
 
+from collections.abc import Mapping
 from typing import Any, Union
 
 import torch
@@ -10,8 +11,9 @@ def move_to_device(obj: Any, device: Union[str, torch.device]) -> Any:
     """Recursively move every tensor inside ``obj`` to ``device``.
 
     Tensors are moved with ``tensor.to(device)`` (any device type, CPU included).
-    ``dict``, ``list``, namedtuples and plain tuples are rebuilt with the same type;
-    anything else is returned unchanged.
+    ``dict``, ``list``, namedtuples and plain tuples are rebuilt with the same type; other
+    mappings with a ``to`` method (e.g. a Hugging Face ``BatchEncoding``) are moved by
+    ``obj.to(device)``; anything else is returned unchanged.
 
     Args:
         obj: a tensor or a nested container of tensors (e.g. a collated batch).
@@ -33,6 +35,8 @@ def _move(obj: Any, device: torch.device) -> Any:
         return obj.to(device)
     if isinstance(obj, dict):
         return {key: _move(value, device) for key, value in obj.items()}
+    if isinstance(obj, Mapping) and callable(getattr(obj, "to", None)):
+        return obj.to(device)  # e.g. a tokenizer's BatchEncoding: it knows how to move itself
     if isinstance(obj, list):
         return [_move(value, device) for value in obj]
     if isinstance(obj, tuple):

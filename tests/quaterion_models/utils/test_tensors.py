@@ -1,4 +1,4 @@
-from collections import namedtuple
+from collections import UserDict, namedtuple
 
 import pytest
 import torch
@@ -28,3 +28,18 @@ def test_nested_containers_keep_types_and_move():
 def test_bad_device_type():
     with pytest.raises(TypeError, match="device"):
         move_to_device(torch.ones(1), 0.5)
+
+
+class Encoding(UserDict):
+    """A mapping that moves itself, like a tokenizer's ``BatchEncoding``."""
+
+    def to(self, device):
+        return Encoding({key: value.to(device) for key, value in self.items()})
+
+
+def test_mapping_with_to_moves_itself_and_plain_mapping_stays():
+    moved = move_to_device({"tokens": Encoding(ids=torch.ones(2, dtype=torch.long))}, "meta")
+    assert type(moved["tokens"]) is Encoding
+    assert moved["tokens"]["ids"].device.type == "meta"
+    plain = UserDict(ids=torch.ones(2))  # no `to`: returned unchanged, as the spec says
+    assert move_to_device(plain, "meta") is plain
