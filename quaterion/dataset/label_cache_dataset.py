@@ -13,7 +13,6 @@ from typing import Any, Dict, Iterator, List, Tuple
 import torch
 from torch.utils.data import Dataset, IterableDataset
 
-from quaterion.dataset.indexing_dataset import IndexingDataset, IndexingIterableDataset
 from quaterion.dataset.similarity_samples import SimilarityGroupSample, SimilarityPairSample
 from quaterion_models.utils._files import save_torch
 
@@ -139,15 +138,9 @@ class LabelCacheDataset(LabelCacheDatasetMixin, Dataset):
     ``__getitem__(i)`` returns ``process_item(*dataset[i])``: ``(id, sample)``.
     """
 
-    def __init__(self, dataset: IndexingDataset):
-        LabelCacheDatasetMixin.__init__(self, dataset)
-
 
 class LabelCacheIterableDataset(LabelCacheDatasetMixin, IterableDataset):
     """Iterable label-cache layer over an :class:`IndexingIterableDataset`."""
-
-    def __init__(self, dataset: IndexingIterableDataset):
-        LabelCacheDatasetMixin.__init__(self, dataset)
 
     def __iter__(self) -> Iterator[Tuple[int, Any]]:
         for hash_id, item in self.dataset:
