@@ -4,7 +4,7 @@ Everything here is a no-op without an initialised ``torch.distributed`` process 
 more than one rank, so single-process code paths are exactly what they were.
 """
 
-from typing import Callable, Tuple, TypeVar
+from typing import Any, Callable, List, Tuple, TypeVar
 
 import torch
 import torch.distributed as dist
@@ -25,6 +25,28 @@ def global_rank() -> int:
     if dist.is_available() and dist.is_initialized():
         return dist.get_rank()
     return 0
+
+
+def barrier() -> None:
+    """Wait for every rank (no-op without a process group of more than one rank)."""
+    if world_size() > 1:
+        dist.barrier()
+
+
+def gather_objects(obj: Any) -> List[Any]:
+    """``[obj of rank 0, obj of rank 1, ...]`` on every rank (``all_gather_object``)."""
+    if world_size() == 1:
+        return [obj]
+    out: List[Any] = [None] * world_size()
+    dist.all_gather_object(out, obj)
+    return out
+
+
+def collective_device() -> torch.device:
+    """Where tensors of a collective live: the current CUDA device for NCCL, else CPU."""
+    if world_size() > 1 and dist.get_backend() == "nccl":
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
 
 
 def _pad_rows(tensor: Tensor, rows: int) -> Tensor:
@@ -111,5 +133,5 @@ def on_rank_zero_then_wait(function: Callable[[], T]) -> T | None:
         if global_rank() == 0:
             result = function()
     finally:
-        dist.barrier()
+        barrier()
     return result

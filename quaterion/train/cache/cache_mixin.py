@@ -11,7 +11,8 @@ import torch
 from pytorch_lightning.plugins.environments import LightningEnvironment
 
 from quaterion.dataset.similarity_data_loader import SimilarityDataLoader
-from quaterion.train.cache import _distributed, _store
+from quaterion import distributed
+from quaterion.train.cache import _store
 from quaterion.train.cache._batches import CachedRows, batches_from_store, cached_split, register
 from quaterion.train.cache.cache_model import fill_cache
 from quaterion.train.cache._fingerprint import fingerprint, read_fingerprints, sha256
@@ -140,7 +141,7 @@ class CacheMixin:
         splits = _store.try_load(save_dir, cache_encoders, expected, current) if save_dir else None
         # The fill runs collectives, so every rank must take the same branch: one rank that
         # could not load (a node-local disk without a copy, a stale copy) makes every rank fill.
-        loaded = _distributed.gather_objects(splits is not None)
+        loaded = distributed.gather_objects(splits is not None)
         if not all(loaded):
             if splits is not None:
                 warnings.warn(
@@ -261,7 +262,7 @@ def _start_process_group(trainer: pl.Trainer) -> None:
     or filling the cache before that. Lightning's own launcher starts its ranks inside that
     first call, one shared filesystem per node, so nothing is started for it here.
     """
-    if trainer.world_size == 1 or _distributed.world_size() > 1:
+    if trainer.world_size == 1 or distributed.world_size() > 1:
         return
     env = getattr(trainer.strategy, "cluster_environment", None)  # a ParallelStrategy's
     if env is None or isinstance(env, LightningEnvironment) or not env.creates_processes_externally:
@@ -277,8 +278,8 @@ def _save_per_filesystem(trainer: pl.Trainer, save_dir: str, write: Callable[[],
     does not, and writes its own copy (every rank holds the complete store after the fill).
     """
     generation = write() if trainer.global_rank == 0 else None
-    generation = _distributed.gather_objects(generation)[0]
+    generation = distributed.gather_objects(generation)[0]
     own_copy = trainer.local_rank == 0 and trainer.global_rank != 0
     if own_copy and _store.current_generation(save_dir) != generation:
         write()
-    _distributed.barrier()
+    distributed.barrier()

@@ -19,7 +19,7 @@ from torch.utils.data import DataLoader, Dataset, StackDataset
 from typing_extensions import override
 
 from quaterion.dataset.similarity_data_loader import SimilarityDataLoader
-from quaterion.train.cache import _distributed
+from quaterion import distributed
 from quaterion.train.cache._batches import CachedSplit, batches_from_store, label_columns
 from quaterion.train.cache.cache_config import CacheConfig
 from quaterion.train.cache.cache_encoder import CacheEncoder, CacheMode
@@ -147,9 +147,9 @@ class CacheModel(pl.LightningModule):
         """Finish every encoder's fill once, gather all ranks' results under DDP."""
         for encoder in self.encoders.values():
             encoder.finish_fill()
-            if _distributed.world_size() > 1:
+            if distributed.world_size() > 1:
                 encoder.gather_ranks()
-        gathered = _distributed.gather_objects(self.records)
+        gathered = distributed.gather_objects(self.records)
         self.records = {}
         for loader_idx, size in self.sizes.items():
             parts = [records[loader_idx] for records in gathered if loader_idx in records]

@@ -7,7 +7,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from quaterion.train.cache import _distributed
+from quaterion import distributed
 from quaterion.train.cache.cache_config import CacheType
 from quaterion.train.cache.in_memory_cache_encoder import InMemoryCacheEncoder
 from quaterion_models.encoders import Encoder
@@ -57,7 +57,7 @@ class DiskCacheEncoder(InMemoryCacheEncoder):
     def append_rows(self, rows: Tensor) -> None:
         """Write one fill batch's rows to this rank's fill file."""
         if self._file is None:
-            path = self._fill_path(f"rank{_distributed.rank()}")
+            path = self._fill_path(f"rank{distributed.global_rank()}")
             os.makedirs(os.path.dirname(path), exist_ok=True)
             self._file = open(path, "wb")
             self._rows_path = path
@@ -80,7 +80,7 @@ class DiskCacheEncoder(InMemoryCacheEncoder):
         keeps, counts = self.merge_rank_keys()
         joined = self._fill_path("all")
         dtype = self._cache.dtype
-        if _distributed.rank() == 0:
+        if distributed.global_rank() == 0:
             with open(joined, "wb") as out:
                 for rank, keep in enumerate(keeps):
                     path = self._fill_path(f"rank{rank}")
@@ -90,10 +90,10 @@ class DiskCacheEncoder(InMemoryCacheEncoder):
                         out.write(chunk.reshape(-1).view(torch.uint8).numpy().data)
                 out.flush()
                 os.fsync(out.fileno())
-        _distributed.barrier()
+        distributed.barrier()
         if not os.path.isfile(joined):
             raise RuntimeError(
-                f"CacheType.DISK: rank {_distributed.rank()} cannot see the rows file {joined} "
+                f"CacheType.DISK: rank {distributed.global_rank()} cannot see the rows file {joined} "
                 "that rank 0 wrote: across several nodes a disk cache needs save_dir on a "
                 "filesystem every node shares; use it, or CacheType.CPU (each node-local "
                 "save_dir then gets its own copy)"

@@ -6,7 +6,7 @@ import torch
 from torch import Tensor
 
 from quaterion.distributed import gather_rows
-from quaterion.train.cache import _distributed
+from quaterion import distributed
 from quaterion.train.cache.cache_config import CacheType
 from quaterion.train.cache.cache_encoder import CacheCollateReturnType, CacheEncoder
 from quaterion_models.encoders import Encoder
@@ -183,7 +183,7 @@ class InMemoryCacheEncoder(CacheEncoder):
         already seen on an earlier rank keeps that rank's row)."""
         keeps, counts = self.merge_rank_keys()
         device = self._cache.device
-        rows = gather_rows(self._cache.to(_distributed.collective_device()))[0].to(device)
+        rows = gather_rows(self._cache.to(distributed.collective_device()))[0].to(device)
         starts = [sum(counts[:rank]) for rank in range(len(counts))]
         take = [start + i for start, keep in zip(starts, keeps) for i in keep]
         self._cache = rows[torch.tensor(take, dtype=torch.long, device=device)]
@@ -193,7 +193,7 @@ class InMemoryCacheEncoder(CacheEncoder):
         a key wins); returns, per rank, which of its rows to keep (in the new row order) and
         how many rows it held."""
         keys = sorted(self._offset_map, key=self._offset_map.__getitem__)
-        parts = _distributed.gather_objects((keys, dict(self._meta_cache), self._out_dtype))
+        parts = distributed.gather_objects((keys, dict(self._meta_cache), self._out_dtype))
         self._out_dtype = next((dtype for *_, dtype in parts if dtype is not None), None)
         offsets: Dict[Hashable, int] = {}
         meta = MetaStore()
