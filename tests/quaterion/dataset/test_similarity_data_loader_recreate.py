@@ -1,10 +1,9 @@
 """Re-creating a loader from its attributes, as Lightning 2.x does (q#191)."""
 
+import pytest
 import pytorch_lightning as pl
 import torch
-from pytorch_lightning.trainer.states import RunningStage
-from pytorch_lightning.utilities.data import _update_dataloader
-from torch.utils.data import DistributedSampler, SequentialSampler
+from torch.utils.data import DistributedSampler
 
 from quaterion.dataset import GroupSimilarityDataLoader, PairsSimilarityDataLoader
 from quaterion.dataset.label_cache_dataset import LabelCacheMode
@@ -68,43 +67,45 @@ def test_recreate_keeps_train_collator_and_label_cache(group_samples):
     assert expected[0][0] == {"e": ["X0", "X1"]} and served[0][0] == {"e": [None, None]}
 
 
-def test_lightning_update_dataloader_sequential_and_distributed(group_samples):
+def test_recreate_with_distributed_sampler_shards_the_shared_layers(group_samples):
+    # what Lightning does under DDP: the same class, the same dataset, a DistributedSampler
     loader = GroupSimilarityDataLoader(group_samples, batch_size=2)
     loader.set_salt("train")
-    expected = flatten(loader)
-    rebuilt = _update_dataloader(loader, SequentialSampler(loader.dataset))
-    assert type(rebuilt) is GroupSimilarityDataLoader and rebuilt.dataset is loader.dataset
-    assert flatten(rebuilt) == expected
-    again = _update_dataloader(rebuilt, SequentialSampler(rebuilt.dataset))
-    assert again.dataset is loader.dataset and flatten(again) == expected
-
-    shard = _update_dataloader(
-        loader, DistributedSampler(loader.dataset, num_replicas=2, rank=0, shuffle=False)
-    )
+    sampler = DistributedSampler(loader.dataset, num_replicas=2, rank=0, shuffle=False)
+    shard = type(loader)(dataset=loader.dataset, batch_size=2, sampler=sampler)
     assert shard.dataset is loader.dataset
     ids = [i for batch in shard for i in batch[0]]
     assert ids == [reference_id(i, "train") for i in range(0, 7, 2)]  # rank 0 of 2
 
 
-def test_lightning_update_dataloader_predict_mode_with_collator(pair_samples):
-    loader = PairsSimilarityDataLoader(pair_samples, batch_size=3)
-    loader.set_salt("train")
-    loader.collate_fn = TrainCollator(
-        loader.original_params["collate_fn"], {"e": collate_upper}, {"e": empty_meta}
-    )
-    expected = flatten(loader)
-    rebuilt = _update_dataloader(loader, SequentialSampler(loader.dataset), RunningStage.PREDICTING)
-    assert rebuilt.collate_fn is loader.collate_fn and rebuilt.dataset is loader.dataset
-    assert flatten(rebuilt) == expected
+class _Echo(pl.LightningModule):
+    """Predicts each batch unchanged, so ``trainer.predict`` shows what the loader served."""
+
+    def __init__(self):
+        super().__init__()
+        self.layer = torch.nn.Linear(1, 1)
+
+    def predict_step(self, batch, batch_idx, dataloader_idx=0):
+        return batch
 
 
-def test_lightning_update_dataloader_iterable():
-    loader = GroupSimilarityDataLoader(ShardedGroups(5), batch_size=2)
+@pytest.mark.parametrize("kind", ["map", "iterable", "train collator"])
+def test_trainer_predict_serves_what_the_loader_serves(kind, group_samples, pair_samples):
+    # trainer.predict re-creates the loader through its constructor (sequential sampler)
+    if kind == "iterable":
+        loader = GroupSimilarityDataLoader(ShardedGroups(5), batch_size=2)
+    elif kind == "map":
+        loader = GroupSimilarityDataLoader(group_samples, batch_size=2)
+    else:
+        loader = PairsSimilarityDataLoader(pair_samples, batch_size=3)
     loader.set_salt("train")
+    if kind == "train collator":
+        loader.collate_fn = TrainCollator(
+            loader.original_params["collate_fn"], {"e": collate_upper}, {"e": empty_meta}
+        )
     expected = flatten(loader)
-    rebuilt = _update_dataloader(loader, None)
-    assert rebuilt.dataset is loader.dataset
-    assert flatten(rebuilt) == expected
+    assert flatten(trainer().predict(_Echo(), loader)) == expected
+    assert flatten(trainer().predict(_Echo(), loader)) == expected  # and again, same loader
 
 
 class _GroupsEcho(pl.LightningModule):
