@@ -7,7 +7,7 @@ layout the loader's own collate gives (§4.8 of the training spec, rows instead 
 """
 
 import weakref
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 import torch
@@ -59,7 +59,7 @@ class RowMeta:
     row; it indexes, iterates and compares like the list of merged meta dicts it stands for.
     """
 
-    def __init__(self, records: Optional[List[dict]], positions: List[int]):
+    def __init__(self, records: Optional[List[dict]], positions: Sequence[int]):
         self.records = records
         self.positions = positions
 
@@ -129,8 +129,11 @@ class CachedRows(Dataset):
     def __getitems__(self, positions: List[int]):
         idx = torch.as_tensor(positions, dtype=torch.long)
         data = {name: rows[:, idx].reshape(-1) for name, rows in self.rows.items()}
-        n = len(self.split)
-        objects = [j * n + p for j in range(2 if self.pairs else 1) for p in positions]
+        n, copies = len(self.split), 2 if self.pairs else 1
+        if self.meta is None:  # no meta to look up: no per-object positions to build
+            objects = range(copies * len(positions))
+        else:
+            objects = [j * n + p for j in range(copies) for p in positions]
         features = {"data": data, "meta": RowMeta(self.meta, objects)}
         columns = {name: column[idx] for name, column in self.split.columns.items()}
         if not self.pairs:

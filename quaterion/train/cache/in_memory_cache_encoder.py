@@ -166,7 +166,8 @@ class InMemoryCacheEncoder(CacheEncoder):
                 "(Quaterion.fit does) before using it"
             )
         rows = batch if isinstance(batch, Tensor) else self.rows_for_keys(batch)
-        if isinstance(batch, Tensor) and self._cache_type == CacheType.AUTO:
+        auto = isinstance(batch, Tensor) and self._cache_type == CacheType.AUTO
+        if auto and self._cache.device != batch.device:
             self.place(batch.device)  # e.g. a cache loaded from disk: moved once, not per batch
         out = self._cache.index_select(0, rows.to(self._cache.device))
         device = batch.device if isinstance(batch, Tensor) else self._default_device()
