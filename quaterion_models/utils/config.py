@@ -1,0 +1,173 @@
+"""Type-checked reading of saved-model config files (``config.json`` of models, heads, encoders).
+
+Every value read from a config file goes through :class:`ConfigFile`, whose getters check the
+type (and range) of one field and raise :class:`~quaterion_models.utils.DamagedFileError`
+naming the file and the field, so a hand-edited or corrupted file never surfaces as a raw
+``AttributeError``, ``TypeError``, ``RecursionError`` or a huge allocation.
+
+Example (an encoder's ``load``)::
+
+    config = ConfigFile.read(os.path.join(input_path, "config.json"), "MyEncoder config")
+    size = config.integer("size")
+    on_disk = config.boolean("on_disk", default=False)
+    names = config.sequence("aggregations", item=str)
+"""
+
+import re
+from collections.abc import Mapping
+from typing import Any, Optional
+
+from quaterion_models.utils.classes import restore_class
+from quaterion_models.utils.errors import DamagedFileError, WrongClassError
+
+#: Largest integer accepted by :meth:`ConfigFile.integer` unless a caller allows more.
+MAX_CONFIG_INT = 2**31 - 1
+
+_DOTTED_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
+_REQUIRED: Any = object()
+
+
+def _kind(value: Any) -> str:
+    """JSON-ish name of ``value``'s type for messages (``123`` -> ``int 123``)."""
+    text = repr(value)
+    if len(text) > 60:
+        text = text[:57] + "..."
+    return f"{type(value).__name__} {text}"
+
+
+class ConfigFile:
+    """A JSON object read from ``path``; each getter checks one field.
+
+    Args:
+        path: the file (named in every error).
+        data: the parsed JSON object.
+        what: what the file should be, e.g. ``"the GatedHead config written by save()"``.
+    """
+
+    def __init__(self, path: Any, data: Mapping, what: str):
+        self.path = str(path)
+        self.what = what
+        if not isinstance(data, Mapping):
+            raise DamagedFileError(
+                f"{self.path} is damaged or not a saved model file: expected {what} holding a "
+                f"JSON object, got {type(data).__name__}; save the model again"
+            )
+        self.data = dict(data)
+
+    @classmethod
+    def read(cls, path: Any, what: str) -> "ConfigFile":
+        """Parse ``path`` (see :func:`quaterion_models.utils.files.read_json`) as a JSON object."""
+        from quaterion_models.utils.files import read_json  # files imports this module
+
+        return cls(path, read_json(path, what), what)
+
+    def damaged(self, field: str, problem: str) -> DamagedFileError:
+        """A :class:`DamagedFileError` naming this file and ``field``."""
+        return DamagedFileError(
+            f"{self.path} is damaged or was edited: field {field!r} {problem}; the file should "
+            f"be {self.what}. Save the model again or copy the directory again"
+        )
+
+    def get(self, name: str, types: tuple, default: Any = _REQUIRED, label: str = "") -> Any:
+        """``data[name]`` checked to be an instance of ``types`` (bools only if ``bool`` is)."""
+        field = label or name
+        if name not in self.data:
+            if default is _REQUIRED:
+                raise self.damaged(field, f"is missing (keys present: {sorted(self.data)})")
+            return default
+        return self.check(self.data[name], types, field)
+
+    def check(self, value: Any, types: tuple, field: str) -> Any:
+        """``value`` if it is an instance of ``types``, else :meth:`damaged` for ``field``."""
+        if isinstance(value, bool) and bool not in types:
+            ok = False
+        else:
+            ok = isinstance(value, types)
+        if not ok:
+            names = " or ".join(t.__name__ for t in types)
+            raise self.damaged(field, f"must be {names}, got {_kind(value)}")
+        return value
+
+    def integer(
+        self,
+        name: str,
+        default: Any = _REQUIRED,
+        minimum: int = 1,
+        maximum: int = MAX_CONFIG_INT,
+        label: str = "",
+    ) -> int:
+        """An int (not a bool) in ``[minimum, maximum]``."""
+        value = self.get(name, (int,), default, label)
+        if value is not default and not minimum <= value <= maximum:
+            raise self.damaged(
+                label or name, f"must be an integer in [{minimum}, {maximum}], got {value}"
+            )
+        return value
+
+    def boolean(self, name: str, default: Any = _REQUIRED) -> bool:
+        """A JSON ``true`` / ``false``."""
+        return self.get(name, (bool,), default)
+
+    def string(self, name: str, default: Any = _REQUIRED, label: str = "") -> str:
+        """A non-empty string."""
+        value = self.get(name, (str,), default, label)
+        if value is not default and value == "":
+            raise self.damaged(label or name, "must be a non-empty string, got ''")
+        return value
+
+    def mapping(self, name: str, non_empty: bool = True, label: str = "") -> dict:
+        """A JSON object (non-empty unless ``non_empty=False``)."""
+        value = self.get(name, (dict,), label=label)
+        if non_empty and not value:
+            raise self.damaged(label or name, "must be a non-empty object, got {}")
+        return value
+
+    def sequence(
+        self, name: str, item: Optional[type] = None, non_empty: bool = True, label: str = ""
+    ) -> list:
+        """A JSON array (non-empty unless ``non_empty=False``), items of type ``item`` if given."""
+        field = label or name
+        value = self.get(name, (list,), label=label)
+        if non_empty and not value:
+            raise self.damaged(field, "must be a non-empty list, got []")
+        if item is not None:
+            for index, element in enumerate(value):
+                self.check(element, (item,), f"{field}[{index}]")
+        return value
+
+    def class_record(self, record: Any, base: type, field: str) -> type:
+        """Import the class of a ``{"module": ..., "class": ...}`` record, checked to subclass ``base``.
+
+        The names are checked to be dotted Python identifiers before anything is imported
+        (no relative imports, no empty names).
+
+        Raises:
+            DamagedFileError: the record is malformed (names the field).
+            WrongClassError: it names something that is not a ``base`` subclass (also a
+                ``TypeError``).
+            ImportError: the module or class does not exist here.
+        """
+        record = self.check(record, (dict,), field)
+        names = {}
+        for part in ("module", "class"):
+            value = record.get(part, _REQUIRED)
+            if value is _REQUIRED:
+                raise self.damaged(
+                    f"{field}.{part}",
+                    f'is missing: expected {{"module": ..., "class": ...}}, got {record!r}',
+                )
+            self.check(value, (str,), f"{field}.{part}")
+            if not _DOTTED_NAME.fullmatch(value):
+                raise self.damaged(
+                    f"{field}.{part}",
+                    f"must be a dotted Python name such as 'package.module', got {value!r}",
+                )
+            names[part] = value
+        restored = restore_class(names)
+        if not (isinstance(restored, type) and issubclass(restored, base)):
+            raise WrongClassError(
+                f"{self.path} names {names['module']}.{names['class']} in field {field!r}, "
+                f"which is not a {base.__name__} subclass; the config is corrupted or not a "
+                "saved model: save the model again"
+            )
+        return restored
