@@ -4,6 +4,7 @@ import os
 import warnings
 from collections.abc import Callable
 from functools import partial
+from pathlib import Path
 from typing import Any, Optional, Union
 
 import numpy as np
@@ -23,12 +24,8 @@ from quaterion_models.utils.batch_checks import (
     width_mismatch,
 )
 from quaterion_models.utils.config import ConfigFile
-from quaterion_models.utils.files import (
-    atomic_directory,
-    existing_dir,
-    recover_directory,
-    write_json,
-)
+from quaterion_models.utils.directory_swap import atomic_directory, reading_directory
+from quaterion_models.utils.files import existing_dir, write_json
 from quaterion_models.utils.checks import check_bool, check_positive_int
 from quaterion_models.utils.classes import save_class_import
 from quaterion_models.utils.errors import DamagedFileError
@@ -282,6 +279,16 @@ class SimilarityModel(nn.Module):
 
         Everything is written to a temp sibling directory which then replaces
         ``output_path``; if any part fails, ``output_path`` keeps the previous save intact.
+        A symbolic link is followed (the model is written where it points; the link stays).
+        Files of your own in ``output_path`` (anything but ``config.json``, ``head/`` and
+        ``encoders/``) are kept.
+
+        Raises:
+            NotADirectoryError: ``output_path`` is a file.
+            FileExistsError: ``output_path`` is not a saved model but holds ``config.json``,
+                ``head`` or ``encoders``; nothing is changed.
+            PermissionError: ``output_path`` (or a directory in it) is read-only; checked
+                before anything is moved, so nothing is changed.
         """
         self._require_head("save")
         with atomic_directory(output_path) as tmp:
@@ -331,11 +338,11 @@ class SimilarityModel(nn.Module):
             ImportError: a recorded class cannot be imported.
         """
         with trusted_loading(check_bool("SimilarityModel.load", "trusted", trusted)):
-            return cls._load(input_path)
+            with reading_directory(input_path) as model_dir:
+                return cls._load(input_path, model_dir)
 
     @classmethod
-    def _load(cls, input_path: str) -> "SimilarityModel":
-        model_dir = recover_directory(input_path)
+    def _load(cls, input_path: str, model_dir: Path) -> "SimilarityModel":
         config_path = os.path.join(model_dir, "config.json")
         if not os.path.isfile(config_path):
             raise FileNotFoundError(

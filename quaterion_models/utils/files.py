@@ -5,18 +5,18 @@ import functools
 import json
 import os
 import pickle
-import shutil
 import sys
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Optional
 
 import torch
 from torch import nn
 
-from quaterion_models.utils.atomic import PathLike, atomic_write, fsync_directory, sibling_path
+from quaterion_models.utils.atomic import PathLike, atomic_write
 from quaterion_models.utils.config import ConfigFile
+from quaterion_models.utils.directory_swap import atomic_directory as atomic_directory
+from quaterion_models.utils.directory_swap import recover_directory as recover_directory
 from quaterion_models.utils.errors import DamagedFileError, UnsafeFileError
 
 TRUSTED_FIX = "SimilarityModel.load(path, trusted=True)"
@@ -175,135 +175,6 @@ def load_state_dict(path: PathLike) -> "dict[str, torch.Tensor]":
             "head with head.save()"
         )
     return dict(state)
-
-
-# ---------------------------------------------------------------------------------------------
-# Directory swap: ``save`` writes a complete model into ``.<name>.tmp-<uuid>``, then
-#   1. renames the previous ``<name>`` to ``.<name>.old-<uuid>``,
-#   2. renames the temp directory to ``<name>``,
-#   3. moves the user's own files from the old directory into ``<name>``, deletes the old one.
-# A crash between 1 and 2 leaves no ``<name>``; :func:`recover_directory` (run by ``load`` and
-# by the next ``save``) finds the complete temp directory (it holds ``config.json``, written
-# last) or else the old one and renames it back. A crash after 2 leaves ``<name>`` complete and
-# an old sibling whose user files ``recover_directory`` moves over.
-
-_MODEL_ENTRIES = frozenset({"config.json", "head", "encoders"})
-_COMPLETE_MARKER = "config.json"
-
-
-def _siblings(target: Path, tag: str) -> list[Path]:
-    prefix = f".{target.name}.{tag}-"
-    if not target.parent.is_dir():
-        return []
-    found = [
-        target.parent / entry
-        for entry in os.listdir(target.parent)
-        if entry.startswith(prefix) and (target.parent / entry).is_dir()
-    ]
-    return sorted(found, key=_mtime, reverse=True)
-
-
-def _mtime(path: Path) -> float:
-    try:
-        return path.stat().st_mtime
-    except OSError:  # removed meanwhile (a concurrent save cleaning up)
-        return 0.0
-
-
-def _is_complete(path: Path) -> bool:
-    return (path / _COMPLETE_MARKER).is_file()
-
-
-def _move_user_files(source: Path, target: Path) -> None:
-    for entry in os.listdir(source):
-        if entry not in _MODEL_ENTRIES and not os.path.lexists(target / entry):
-            os.rename(source / entry, target / entry)
-
-
-def recover_directory(target: PathLike) -> Path:
-    """Finish a swap that a crash interrupted; return the directory holding the model.
-
-    If ``target`` is missing but a complete sibling from an interrupted save exists, that
-    sibling (the new save if complete, else the previous one) is renamed to ``target``. If
-    it cannot be renamed (read-only parent), its path is returned so it can still be read.
-    """
-    target = Path(os.path.abspath(target))
-    if not target.exists():
-        candidates = [p for p in _siblings(target, "tmp") if _is_complete(p)]
-        candidates += [p for p in _siblings(target, "old") if _is_complete(p)]
-        if not candidates:
-            return target
-        try:
-            os.rename(candidates[0], target)
-            fsync_directory(target.parent)
-        except FileExistsError:
-            pass  # a concurrent save finished first: its result stands
-        except OSError:
-            return candidates[0]
-    if _is_complete(target):
-        for old in _siblings(target, "old"):
-            try:
-                _move_user_files(old, target)
-                shutil.rmtree(old)
-            except OSError:
-                pass  # read-only or concurrently removed: nothing is lost by leaving it
-    return target
-
-
-@contextmanager
-def atomic_directory(target: PathLike) -> Iterator[Path]:
-    """Yield a temp sibling directory; on success swap it in place of ``target``.
-
-    If the body raises, the temp directory is removed and ``target`` is left exactly as it
-    was. Every file written is fsynced before the swap, so ``target`` (or, after a crash in
-    the swap, the sibling :func:`recover_directory` restores) always holds one complete save.
-    Entries of an existing ``target`` that are not part of a saved model are kept.
-    """
-    target = Path(os.path.abspath(target))
-    if target.exists() and not target.is_dir():
-        raise NotADirectoryError(
-            f"cannot save into {target}: it exists and is not a directory; pass a directory path"
-        )
-    target.parent.mkdir(parents=True, exist_ok=True)
-    recover_directory(target)
-    tmp = sibling_path(target, "tmp")
-    tmp.mkdir()
-    try:
-        yield tmp
-        _fsync_tree(tmp)
-        _swap_in(tmp, target)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-
-
-def _fsync_tree(root: Path) -> None:
-    """fsync every file and directory under ``root`` (encoders write files their own way)."""
-    for directory, _, files in os.walk(root):
-        for name in files:
-            with open(os.path.join(directory, name), "rb") as file:
-                try:
-                    os.fsync(file.fileno())
-                except OSError:  # platforms that cannot fsync a read-only handle
-                    pass
-        fsync_directory(directory)
-
-
-def _swap_in(new: Path, target: Path) -> None:
-    if not target.exists():
-        os.rename(new, target)
-        fsync_directory(target.parent)
-        return
-    old = sibling_path(target, "old")
-    os.rename(target, old)
-    try:
-        os.rename(new, target)
-    except BaseException:
-        os.rename(old, target)
-        raise
-    fsync_directory(target.parent)
-    _move_user_files(old, target)
-    shutil.rmtree(old, ignore_errors=True)
 
 
 def existing_dir(root: PathLike, *parts: str) -> str:
