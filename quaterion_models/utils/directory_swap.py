@@ -272,7 +272,8 @@ def atomic_directory(target: PathLike) -> Iterator[Path]:
         )
     target.parent.mkdir(parents=True, exist_ok=True)
     recover_directory(target)
-    check_replaceable(target)
+    with directory_lock(target.parent, shared=True):  # no swap under way while it looks
+        check_replaceable(target)
     tmp = sibling_path(target, "tmp")
     tmp.mkdir()
     tmp_lock = _flock(tmp, fcntl.LOCK_EX) if fcntl else None  # marks it as in use

@@ -1,0 +1,206 @@
+"""Saving never strands, moves or loses the user's files: real symbolic links, folders that are
+not servables, read-only folders (in a child process that cannot bypass permissions, as root
+would) and two processes saving into one path at once."""
+
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+
+from quaterion_models import SimilarityModel
+from quaterion_models.heads import GatedHead
+from tests.quaterion_models.toy_encoders import LinearEncoder
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def _child_env() -> dict:
+    path = os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")])
+    return {**os.environ, "PYTHONPATH": path}
+
+
+def _model(gate: float) -> SimilarityModel:
+    model = SimilarityModel(encoders=LinearEncoder(5, 4), head=GatedHead(4))
+    with torch.no_grad():
+        model.head.gates.fill_(gate)
+    return model
+
+
+def _gates(path: Path) -> torch.Tensor:
+    return SimilarityModel.load(str(path)).head.gates.detach()
+
+
+def _snapshot(root: Path) -> dict:
+    return {
+        str(p.relative_to(root)): (p.read_bytes() if p.is_file() else None)
+        for p in sorted(root.rglob("*"))
+    }
+
+
+def test_save_through_a_symlink_writes_where_it_points_and_keeps_the_link(tmp_path):
+    _model(0.1).save(str(tmp_path / "v3"))
+    (tmp_path / "v3" / "NOTES.txt").write_text("why v3 exists")
+    (tmp_path / "latest").symlink_to("v3")
+
+    _model(0.7).save(str(tmp_path / "latest"))
+
+    assert (tmp_path / "latest").is_symlink() and os.readlink(tmp_path / "latest") == "v3"
+    assert (tmp_path / "v3" / "NOTES.txt").read_text() == "why v3 exists"
+    torch.testing.assert_close(_gates(tmp_path / "v3"), torch.full((4,), 0.7))
+    torch.testing.assert_close(_gates(tmp_path / "latest"), torch.full((4,), 0.7))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["latest", "v3"]  # no .latest.old-*
+
+
+def test_dangling_link_is_followed_and_a_link_loop_is_refused(tmp_path):
+    (tmp_path / "next").symlink_to("v4")  # v4 does not exist yet
+    _model(0.3).save(str(tmp_path / "next"))
+    assert (tmp_path / "next").is_symlink() and (tmp_path / "v4" / "config.json").is_file()
+    torch.testing.assert_close(_gates(tmp_path / "next"), torch.full((4,), 0.3))
+
+    (tmp_path / "a").symlink_to("b")
+    (tmp_path / "b").symlink_to("a")
+    with pytest.raises(OSError, match="loop"):
+        _model(0.3).save(str(tmp_path / "a"))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a", "b", "next", "v4"]
+
+
+def test_folder_that_is_not_a_servable_is_refused_when_a_save_would_replace_its_files(tmp_path):
+    project = tmp_path / "project"
+    (project / "encoders").mkdir(parents=True)
+    (project / "encoders" / "my_encoder.py").write_text("class MyEncoder: ...")
+    (project / "config.json").write_text('{"learning_rate": 0.1}')
+    before = _snapshot(project)
+    with pytest.raises(FileExistsError) as info:
+        _model(0.5).save(str(project))
+    message = str(info.value)
+    assert str(project) in message and "['config.json', 'encoders']" in message
+    assert "new or empty directory" in message
+    assert _snapshot(project) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["project"]
+
+    # a folder holding only files of other names is a fine target: they are kept
+    notes = tmp_path / "notes_only"
+    notes.mkdir()
+    (notes / "README.md").write_text("model card")
+    (notes / "eval").mkdir()
+    (notes / "eval" / "scores.csv").write_text("r_precision,0.9")
+    _model(0.5).save(str(notes))
+    _model(0.6).save(str(notes))  # the swap path keeps them too
+    assert (notes / "README.md").read_text() == "model card"
+    assert (notes / "eval" / "scores.csv").read_text() == "r_precision,0.9"
+    torch.testing.assert_close(_gates(notes), torch.full((4,), 0.6))
+
+
+# The child process saves under permissions it cannot bypass: as root, it runs through
+# ``setpriv`` with the capabilities that override file permissions dropped. It saves into each
+# target given and prints one line per target: the PermissionError, or "saved".
+CHILD_SAVE = textwrap.dedent(
+    """
+    import sys
+    from quaterion_models import SimilarityModel
+    from quaterion_models.heads import GatedHead
+    from tests.quaterion_models.toy_encoders import LinearEncoder
+
+    model = SimilarityModel(encoders=LinearEncoder(5, 4), head=GatedHead(4))
+    for target in sys.argv[1:]:
+        try:
+            model.save(target)
+            print("saved")
+        except PermissionError as err:
+            print("PermissionError:", err)
+    """
+)
+
+
+def _save_without_permission_override(targets: list) -> list:
+    command = [sys.executable, "-c", CHILD_SAVE, *map(str, targets)]
+    if os.geteuid() == 0:
+        setpriv = shutil.which("setpriv")
+        assert setpriv, "running as root: setpriv (util-linux) is needed to drop DAC overrides"
+        command = [setpriv, "--bounding-set=-dac_override,-dac_read_search", *command]
+    result = subprocess.run(
+        command, cwd=REPO_ROOT, env=_child_env(), capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result.stdout.splitlines()
+
+
+def test_read_only_target_fails_before_anything_is_swapped(tmp_path):
+    # (folder made read-only, relative to the target): the target itself, a folder of the
+    # user's (moved into the new save), a folder of the previous save (emptied by the swap)
+    cases = ["", "eval", "head"]
+    targets = [tmp_path / f"servable{index}" for index in range(len(cases))]
+    before = {}
+    for target, locked in zip(targets, cases):
+        _model(0.2).save(str(target))
+        (target / "NOTES.txt").write_text("mine")
+        (target / "eval").mkdir()
+        (target / "eval" / "scores.csv").write_text("0.9")
+        before[target] = _snapshot(target)
+        (target / locked).chmod(0o555)
+    try:
+        lines = _save_without_permission_override(targets)
+    finally:
+        for target, locked in zip(targets, cases):
+            (target / locked).chmod(0o755)
+    assert len(lines) == len(cases), lines
+    for line, target, locked in zip(lines, targets, cases):
+        assert line.startswith(f"PermissionError: [Errno 13] cannot save into {target}"), line
+        assert f"{target / locked}".rstrip("/") in line and "Nothing was changed" in line, line
+        assert _snapshot(target) == before[target]  # user files where they were, model intact
+        torch.testing.assert_close(_gates(target), torch.full((4,), 0.2))
+    assert sorted(p.name for p in tmp_path.iterdir()) == [t.name for t in targets]  # no leftovers
+
+
+CHILD_SAVES_IN_A_LOOP = textwrap.dedent(
+    """
+    import sys
+    import torch
+    from quaterion_models import SimilarityModel
+    from quaterion_models.heads import GatedHead
+    from tests.quaterion_models.toy_encoders import LinearEncoder
+
+    target, gate = sys.argv[1], float(sys.argv[2])
+    model = SimilarityModel(encoders=LinearEncoder(5, 4), head=GatedHead(4))
+    with torch.no_grad():
+        model.head.gates.fill_(gate)
+        model.default.linear.bias.fill_(gate)
+    for _ in range(40):
+        model.save(target)
+        loaded = SimilarityModel.load(target)  # always one whole save, never a mix
+        assert torch.equal(loaded.head.gates, loaded.default.linear.bias), loaded.state_dict()
+    """
+)
+
+
+def test_two_processes_saving_and_loading_one_path_at_once(tmp_path):
+    target = tmp_path / "servable"
+    _model(0.0).save(str(target))
+    (target / "NOTES.txt").write_text("mine")
+    children = [
+        subprocess.Popen(
+            [sys.executable, "-c", CHILD_SAVES_IN_A_LOOP, str(target), str(gate)],
+            cwd=REPO_ROOT,
+            env=_child_env(),
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for gate in (0.25, 0.75)
+    ]
+    try:
+        errors = [child.communicate(timeout=240)[1] for child in children]
+    finally:
+        for child in children:
+            if child.poll() is None:
+                child.kill()
+                child.wait(timeout=30)
+    assert [child.returncode for child in children] == [0, 0], errors
+    gates = _gates(target)
+    assert gates.unique().numel() == 1 and gates[0].item() in (0.25, 0.75)
+    assert (target / "NOTES.txt").read_text() == "mine"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["servable"]
