@@ -24,6 +24,8 @@ import errno
 import json
 import os
 import shutil
+import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -39,6 +41,12 @@ except ImportError:  # Windows: no advisory locks; renames there are not concurr
 #: Entries of a saved model; anything else in its directory belongs to the user and is kept.
 MODEL_ENTRIES = frozenset({"config.json", "head", "encoders"})
 _COMPLETE_MARKER = "config.json"
+
+
+#: Longest wait for another process's save or load of the same parent directory.
+LOCK_TIMEOUT_S = 600.0
+
+_held = threading.local()  # realpath -> modes this thread holds ("sh"/"ex"), outermost first
 
 
 def _flock(directory: PathLike, mode: int) -> Optional[int]:
@@ -64,17 +72,59 @@ def _flock(directory: PathLike, mode: int) -> Optional[int]:
     return fd
 
 
+def _acquire(directory: str, shared: bool, timeout: float) -> Optional[int]:
+    """Poll for the lock (so a stuck holder gives an error, not a hang)."""
+    mode = (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB
+    deadline = time.monotonic() + timeout
+    pause = 0.005
+    while True:
+        try:
+            return _flock(directory, mode)
+        except BlockingIOError:
+            if time.monotonic() > deadline:
+                raise TimeoutError(
+                    errno.ETIMEDOUT,
+                    f"another process has been saving or loading a model in {directory} for "
+                    f"{timeout:g} s; wait for it to finish (or stop it) and try again",
+                    directory,
+                ) from None
+            time.sleep(pause)
+            pause = min(pause * 2, 0.1)
+
+
 @contextmanager
-def directory_lock(directory: PathLike, shared: bool = False) -> Iterator[None]:
+def directory_lock(
+    directory: PathLike, shared: bool = False, timeout: Optional[float] = None
+) -> Iterator[None]:
     """Hold an advisory ``flock`` on ``directory`` itself (no lock file is created).
 
-    Exclusive for swaps, shared for reads. Best effort: where locking is unsupported (no
-    ``fcntl``, a file system refusing it, an unreadable directory) the block runs unlocked.
+    Exclusive for swaps, shared for reads. A lock this thread already holds on the directory
+    is reused (a load inside a load). Best effort: where locking is unsupported (no ``fcntl``,
+    a file system refusing it, an unreadable directory) the block runs unlocked.
+
+    Raises:
+        TimeoutError: another process held the lock for ``timeout`` seconds (default
+            :data:`LOCK_TIMEOUT_S`).
+        RuntimeError: an exclusive lock is asked for while this thread holds a shared one
+            (a save called from inside a load of the same directory), which would never end.
     """
-    fd = _flock(directory, fcntl.LOCK_SH if shared else fcntl.LOCK_EX) if fcntl else None
+    key = os.path.realpath(directory)
+    held = _held.__dict__.setdefault("modes", {})
+    modes = held.setdefault(key, [])
+    if modes and not shared and "ex" not in modes:
+        raise RuntimeError(
+            f"cannot save into {directory} while this thread is loading a model from it; "
+            "save after the load has returned"
+        )
+    wait = LOCK_TIMEOUT_S if timeout is None else timeout
+    fd = None if modes else (_acquire(key, shared, wait) if fcntl else None)
+    modes.append("sh" if shared else "ex")
     try:
         yield
     finally:
+        modes.pop()
+        if not modes:
+            del held[key]
         if fd is not None:
             os.close(fd)  # releases the lock
 

@@ -63,8 +63,12 @@ def _owner(key: str, names: Optional[Mapping[str, str]]) -> str:
 def _call(function: Callable, batch: list, owner: str, start: int) -> Any:
     try:
         return function(batch)
-    except Exception as err:  # noqa: BLE001 - re-raised below with the record named
-        raise bad_record_error(function, batch, owner, start, err) from err
+    except Exception as err:
+        located = bad_record_error(function, batch, owner, start, err)
+        if located is None:  # not one record's fault: keep the original error, say where
+            err.add_note(f"in {owner} on records {start}..{start + len(batch) - 1}")
+            raise
+        raise located from err
 
 
 def _describe(record: Any) -> str:
@@ -75,12 +79,12 @@ def _describe(record: Any) -> str:
 
 def bad_record_error(
     function: Callable, batch: list, owner: str, start: int, err: BaseException
-) -> Exception:
+) -> Optional[Exception]:
     """Find the record that makes ``function(batch)`` fail and build an error naming it.
 
     Records are tried in order: the first that fails on its own, or that differs in type or
     shape from the first record, is named. ``TypeError`` for type problems, else
-    ``ValueError``.
+    ``ValueError``; ``None`` if every record works on its own and all look alike.
     """
     said = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
     first = batch[0] if batch else None
@@ -102,8 +106,4 @@ def bad_record_error(
                 f"{start} ({_describe(first)}): records of one call must have the same type and "
                 f"shape ({said})"
             )
-    cls = TypeError if isinstance(err, TypeError) else ValueError
-    return cls(
-        f"{owner} failed on records {start}..{start + len(batch) - 1} although each works on "
-        f"its own: {said}"
-    )
+    return None

@@ -327,28 +327,6 @@ DAMAGED = [
         _edit_config(encoders=[_encoder_record("default"), _encoder_record("default")]),
         ["'encoders[1].key'", "repeats an earlier key", "'default'"],
     ),
-    (
-        "head-width-2**40",
-        _write("head/config.json", b'{"input_embedding_size": 1099511627776, "dropout": 0.0}'),
-        ["'input_embedding_size'", "1099511627776", "[1, 2147483647]"],
-    ),
-    (
-        "head-width-bool",
-        _write("head/config.json", b'{"input_embedding_size": true}'),
-        ["'input_embedding_size'", "must be int", "bool True"],
-    ),
-    (
-        # 2**30 gates would be 4 GiB: the head is first built on the meta device and compared
-        # with weights.bin, so nothing is allocated
-        "head-width-huge-but-valid",
-        _write("head/config.json", b'{"input_embedding_size": 1073741824}'),
-        ["head/weights.bin", "does not fit", "gates: (4,) in the file, (1073741824,) from"],
-    ),
-    (
-        "head-dropout-string",
-        _write("head/config.json", b'{"input_embedding_size": 4, "dropout": "0.1"}'),
-        ["does not fit GatedHead", "dropout", "str"],
-    ),
     ("head-config-garbage", _write("head/config.json", b"\x00\x01"), ["damaged"]),
     (
         "head-config-wrong-kwargs",
@@ -386,6 +364,28 @@ DAMAGED = [
         ["plant_marker", "trusted=True"],
         UnsafeFileError,
     ),
+]
+
+# (id, head/config.json content, key words): each field is type- and range-checked. 2**30
+# gates would take 4 GiB: the head is first built on the meta device and compared with
+# weights.bin, so nothing is allocated.
+HEAD_CONFIGS = [
+    (
+        "width-2**40",
+        '{"input_embedding_size": 1099511627776}',
+        ["1099511627776", "[1, 2147483647]"],
+    ),
+    ("width-bool", '{"input_embedding_size": true}', ["'input_embedding_size'", "bool True"]),
+    (
+        "width-2**30",
+        '{"input_embedding_size": 1073741824}',
+        ["gates: (4,) in the file, (1073741824,)"],
+    ),
+    ("dropout-str", '{"input_embedding_size": 4, "dropout": "0.1"}', ["fit GatedHead", "dropout"]),
+]
+DAMAGED += [
+    (f"head-{case}", _write("head/config.json", text.encode()), words)
+    for case, text, words in HEAD_CONFIGS
 ]
 
 

@@ -191,3 +191,24 @@ def test_helpers_used_by_quaterion_are_public_and_old_names_alias_them():
 
     assert old_files is files and old_checks is batch_checks
     assert callable(files.save_torch) and callable(batch_checks.check_encoder_output)
+
+
+def _batch_limited_collate(batch: list) -> torch.Tensor:
+    if len(batch) > 2:
+        raise RuntimeError("batches of at most 2 records")
+    return torch.stack(batch)
+
+
+class BatchLimitedEncoder(StackEncoder):
+    """Every record is fine on its own; only batches over 2 fail."""
+
+    def get_collate_fn(self):
+        return _batch_limited_collate
+
+
+def test_a_failure_that_is_no_single_records_fault_keeps_its_error_and_says_where():
+    model = SimilarityModel(encoders={"txt": BatchLimitedEncoder(5)}, head=EmptyHead(5))
+    with pytest.raises(RuntimeError, match="at most 2 records") as info:
+        model.encode(list(ROWS), batch_size=4)
+    assert "in encoder 'txt' (BatchLimitedEncoder) on records 0..3" in info.value.__notes__
+    torch.testing.assert_close(model.encode(list(ROWS), batch_size=2, to_numpy=False), ROWS)
