@@ -101,12 +101,13 @@ def check_head_output(head: nn.Module, output: Any, input_width: Optional[int] =
     size = head.output_size
     if isinstance(output, Tensor) and output.dim() >= 2 and output.shape[-1] == size:
         return
-    passes_through = (
+    declared = getattr(head, "input_embedding_size", None)
+    passes_through = (  # the case SimilarityModel warned about at construction
         isinstance(output, Tensor)
         and output.dim() >= 2
-        and input_width is not None
+        and isinstance(declared, int)
+        and declared != input_width
         and output.shape[-1] == input_width
-        and getattr(head, "input_embedding_size", None) != input_width
         and not has_weights(head)
     )
     if passes_through:

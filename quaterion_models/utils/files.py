@@ -50,7 +50,7 @@ def read_json(path: PathLike, what: str = "a JSON config file written by save()"
     try:
         with open(path, encoding="utf-8") as file:
             return json.load(file)
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as err:
+    except (ValueError, RecursionError) as err:  # bad UTF-8 or JSON, a 5000-digit number
         detail = "nested too deeply" if isinstance(err, RecursionError) else str(err)
         raise DamagedFileError(
             f"{path} is damaged or not a saved model file: expected {what}, but it is not "

@@ -375,6 +375,7 @@ HEAD_CONFIGS = [
         '{"input_embedding_size": 1099511627776}',
         ["1099511627776", "[1, 2147483647]"],
     ),
+    ("width-5000-digits", '{"input_embedding_size": %s}' % ("9" * 5000), ["not valid JSON"]),
     ("width-bool", '{"input_embedding_size": true}', ["'input_embedding_size'", "bool True"]),
     (
         "width-2**30",

@@ -178,6 +178,14 @@ def test_original_api_empty_head_of_another_width_warns_and_passes_rows_through(
     torch.testing.assert_close(loaded.encode(list(ROWS), to_numpy=False), ROWS)
 
 
+def test_a_head_without_parameters_still_may_not_misreport_its_output():
+    model = SimilarityModel(encoders=StackEncoder(5), head=SequentialHead(nn.ReLU(), output_size=4))
+    with pytest.raises(
+        ValueError, match=r"SequentialHead returned \(5, 5\) but its output_size is 4"
+    ):
+        model.encode(list(ROWS))
+
+
 @pytest.mark.parametrize("head", [GatedHead(100), WideningHead(100)], ids=["gated", "widening"])
 def test_heads_whose_parameters_depend_on_the_width_are_refused(head):
     with pytest.raises(ValueError, match="input_embedding_size=100 but .* add up to 5"):
