@@ -23,6 +23,9 @@ from quaterion_models.utils.errors import DamagedFileError, WrongClassError
 #: Largest integer accepted by :meth:`ConfigFile.integer` unless a caller allows more.
 MAX_CONFIG_INT = 2**31 - 1
 
+#: Largest config file :meth:`ConfigFile.read` parses (a saved config is a few KiB).
+MAX_CONFIG_BYTES = 16 * 2**20
+
 _DOTTED_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
 _REQUIRED: Any = object()
 
@@ -56,10 +59,15 @@ class ConfigFile:
 
     @classmethod
     def read(cls, path: Any, what: str) -> "ConfigFile":
-        """Parse ``path`` (see :func:`quaterion_models.utils.files.read_json`) as a JSON object."""
+        """Parse ``path`` (at most :data:`MAX_CONFIG_BYTES`) as a JSON object.
+
+        Raises:
+            FileNotFoundError: ``path`` does not exist.
+            DamagedFileError: not UTF-8 JSON, nested too deeply, too large, or not an object.
+        """
         from quaterion_models.utils.files import read_json  # files imports this module
 
-        return cls(path, read_json(path, what), what)
+        return cls(path, read_json(path, what, MAX_CONFIG_BYTES), what)
 
     def damaged(self, field: str, problem: str) -> DamagedFileError:
         """A :class:`DamagedFileError` naming this file and ``field``."""

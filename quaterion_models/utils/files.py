@@ -21,9 +21,6 @@ from quaterion_models.utils.errors import DamagedFileError, UnsafeFileError
 
 TRUSTED_FIX = "SimilarityModel.load(path, trusted=True)"
 
-#: Largest JSON config file :func:`read_json` parses (a saved config is a few KiB).
-MAX_JSON_BYTES = 16 * 2**20
-
 
 def write_json(path: PathLike, data: Any) -> None:
     """Atomically write ``data`` as JSON (indent 2, UTF-8)."""
@@ -31,8 +28,12 @@ def write_json(path: PathLike, data: Any) -> None:
         json.dump(data, file, indent=2)
 
 
-def read_json(path: PathLike, what: str = "a JSON config file written by save()") -> Any:
-    """Read a JSON file.
+def read_json(
+    path: PathLike,
+    what: str = "a JSON config file written by save()",
+    max_bytes: Optional[int] = None,
+) -> Any:
+    """Read a JSON file (refused as damaged if larger than ``max_bytes``, when given).
 
     Raises:
         FileNotFoundError: ``path`` does not exist (named in the message).
@@ -42,10 +43,10 @@ def read_json(path: PathLike, what: str = "a JSON config file written by save()"
     if not path.is_file():
         raise FileNotFoundError(f"{path} does not exist: expected {what}")
     size = path.stat().st_size
-    if size > MAX_JSON_BYTES:
+    if max_bytes is not None and size > max_bytes:
         raise DamagedFileError(
             f"{path} is damaged or not a saved model file: expected {what}, but it is {size} "
-            f"bytes (config files are at most {MAX_JSON_BYTES}); save the model again"
+            f"bytes (at most {max_bytes} expected); save the model again"
         )
     try:
         with open(path, encoding="utf-8") as file:

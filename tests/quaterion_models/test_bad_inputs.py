@@ -306,6 +306,11 @@ DAMAGED = [
         _write("config.json", b"[" * 100_000 + b"]" * 100_000),
         ["not valid JSON", "nested too deeply"],
     ),
+    (
+        "config-over-16-mib",
+        _write("config.json", b'{"encoders": [], "head": {}}' + b" " * 2**24),
+        ["16777244 bytes", "at most 16777216"],
+    ),
     ("empty-encoder-list", _edit_config(encoders=[]), ["'encoders'", "non-empty list"]),
     (
         "encoders-not-a-list",
