@@ -289,6 +289,8 @@ class SimilarityModel(nn.Module):
                 ``head`` or ``encoders``; nothing is changed.
             PermissionError: ``output_path`` (or a directory in it) is read-only; checked
                 before anything is moved, so nothing is changed.
+            TimeoutError: another process kept saving or loading in the same parent
+                directory for ``directory_swap.LOCK_TIMEOUT_S`` seconds.
         """
         self._require_head("save")
         with atomic_directory(output_path) as tmp:

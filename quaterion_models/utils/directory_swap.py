@@ -159,11 +159,13 @@ def resolve_target(path: PathLike) -> Path:
 
 def _siblings(target: Path, tag: str) -> list[Path]:
     prefix = f".{target.name}.{tag}-"
-    if not target.parent.is_dir():
+    try:
+        entries = os.listdir(target.parent)
+    except OSError:  # missing or unlistable parent (execute-only): nothing to recover
         return []
     found = [
         target.parent / entry
-        for entry in os.listdir(target.parent)
+        for entry in entries
         if entry.startswith(prefix) and (target.parent / entry).is_dir()
     ]
     return sorted(found, key=_mtime, reverse=True)
