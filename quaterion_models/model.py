@@ -23,12 +23,12 @@ from quaterion_models.utils.batch_checks import (
     head_shape_failure,
     width_mismatch,
 )
-from quaterion_models.utils.config import ConfigFile
-from quaterion_models.utils.directory_swap import atomic_directory, reading_directory
-from quaterion_models.utils.files import existing_dir, write_json
 from quaterion_models.utils.checks import check_bool, check_positive_int
 from quaterion_models.utils.classes import save_class_import
+from quaterion_models.utils.config import ConfigFile
+from quaterion_models.utils.directory_swap import atomic_directory, reading_directory
 from quaterion_models.utils.errors import DamagedFileError
+from quaterion_models.utils.files import existing_dir, write_json
 from quaterion_models.utils.records import chunks as record_chunks
 from quaterion_models.utils.records import collate_batch, holds_records
 from quaterion_models.utils.tensors import move_to_device

@@ -9,8 +9,8 @@ from torch import Tensor, nn
 from quaterion_models.heads.encoder_head import EncoderHead
 from quaterion_models.utils.checks import check_bool, check_positive_int
 from quaterion_models.utils.config import ConfigFile
-from quaterion_models.utils.files import nn_building_blocks, save_torch, torch_load, write_json
 from quaterion_models.utils.errors import DamagedFileError
+from quaterion_models.utils.files import nn_building_blocks, save_torch, torch_load, write_json
 from quaterion_models.utils.trust import is_loading_trusted
 
 

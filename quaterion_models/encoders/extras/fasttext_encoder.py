@@ -12,8 +12,8 @@ from quaterion_models.encoders.encoder import Encoder, _missing
 from quaterion_models.types import CollateFnType
 from quaterion_models.utils.checks import check_bool
 from quaterion_models.utils.config import ConfigFile
-from quaterion_models.utils.files import TRUSTED_FIX, write_json
 from quaterion_models.utils.errors import UnsafeFileError
+from quaterion_models.utils.files import TRUSTED_FIX, write_json
 from quaterion_models.utils.trust import is_loading_trusted
 
 try:

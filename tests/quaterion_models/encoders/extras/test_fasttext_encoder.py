@@ -3,17 +3,16 @@ import json
 import numpy as np
 import pytest
 import torch
-
 from gensim.models import FastText
 from gensim.models.fasttext import save_facebook_model
 
-from quaterion_models.utils import DamagedFileError, UnsafeFileError
 from quaterion_models import SimilarityModel
 from quaterion_models.encoders.extras.fasttext_encoder import (
     FasttextEncoder,
     load_fasttext_model,
 )
 from quaterion_models.heads import EmptyHead
+from quaterion_models.utils import DamagedFileError, UnsafeFileError
 
 SENTENCES = [["aaa", "bbb", "ccc"], ["123", "aaa", "ddd"], ["ccc", "123"]]
 
