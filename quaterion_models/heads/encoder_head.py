@@ -105,12 +105,8 @@ def build_checked(
     try:
         with torch.device("meta"):
             probe = factory()
-    except (TypeError, ValueError) as err:
-        raise DamagedFileError(
-            f"{config.path} is damaged or does not fit {cls.__name__}: {err}; save the model again"
-        ) from err
-    except (RuntimeError, NotImplementedError):  # a constructor that cannot run on meta
-        probe = None
+    except Exception:  # noqa: BLE001 - bad config or a constructor that cannot run on meta:
+        probe = None  # the real construction below tells which
     if probe is not None:
         expected = {name: tuple(value.shape) for name, value in probe.state_dict().items()}
         found = {name: tuple(value.shape) for name, value in state.items()}
@@ -126,7 +122,12 @@ def build_checked(
                 f"(damaged, edited or mixed from two saves): {'; '.join(differ[:3])}; save the "
                 "model again"
             )
-    module = factory()
+    try:
+        module = factory()
+    except (TypeError, ValueError) as err:
+        raise DamagedFileError(
+            f"{config.path} is damaged or does not fit {cls.__name__}: {err}; save the model again"
+        ) from err
     try:
         module.load_state_dict(state)
     except RuntimeError as err:
