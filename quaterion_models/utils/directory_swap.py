@@ -287,9 +287,11 @@ def check_replaceable(target: Path) -> None:
 
 
 def _directories_to_write(target: Path, entries: set) -> Iterator[Path]:
-    """``target``, every directory of its model entries (emptied), and each of the user's
-    directories (renamed into another parent, which updates their ``..``)."""
-    yield target
+    """``target`` unless empty (its entries are moved or deleted), every directory of its
+    model entries (emptied), and each of the user's directories (renamed into another
+    parent, which updates their ``..``)."""
+    if entries:
+        yield target
     for entry in sorted(entries):
         path = target / entry
         if path.is_symlink() or not path.is_dir():

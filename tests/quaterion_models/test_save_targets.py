@@ -145,8 +145,10 @@ def test_read_only_target_fails_before_anything_is_swapped(tmp_path):
         (target / "eval" / "scores.csv").write_text("0.9")
         before[target] = _snapshot(target)
         (target / locked).chmod(0o555)
+    empty = tmp_path / "empty"
+    empty.mkdir(mode=0o555)
     try:
-        lines = _save_without_permission_override(targets)
+        *lines, last = _save_without_permission_override([*targets, empty])
     finally:
         for target, locked in zip(targets, cases):
             (target / locked).chmod(0o755)
@@ -156,7 +158,12 @@ def test_read_only_target_fails_before_anything_is_swapped(tmp_path):
         assert f"{target / locked}".rstrip("/") in line and "Nothing was changed" in line, line
         assert _snapshot(target) == before[target]  # user files where they were, model intact
         torch.testing.assert_close(_gates(target), torch.full((4,), 0.2))
-    assert sorted(p.name for p in tmp_path.iterdir()) == [t.name for t in targets]  # no leftovers
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert names == ["empty"] + [t.name for t in targets]  # no leftovers
+
+    # an empty read-only folder holds nothing to strand: it is replaced
+    assert last == "saved"
+    torch.testing.assert_close(_gates(empty), torch.full((4,), 2.0))
 
 
 CHILD_SAVES_IN_A_LOOP = textwrap.dedent(
