@@ -220,3 +220,12 @@ def test_a_failure_that_is_no_single_records_fault_keeps_its_error_and_says_wher
         model.encode(list(ROWS), batch_size=4)
     assert "in encoder 'txt' (BatchLimitedEncoder) on records 0..3" in info.value.__notes__
     torch.testing.assert_close(model.encode(list(ROWS), batch_size=2, to_numpy=False), ROWS)
+
+
+def test_the_models_collate_fn_names_the_record_too():
+    collate = _gated_model().get_collate_fn()
+    with pytest.raises(TypeError, match="encoder 'default' cannot take record 1 \\(NoneType\\)"):
+        collate([T, None])
+    batch = collate([T, T])
+    torch.testing.assert_close(batch["data"]["default"], torch.stack([T, T]))
+    assert batch["meta"] == [{}, {}]
