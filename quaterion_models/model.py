@@ -19,7 +19,7 @@ from quaterion_models.utils.batch_checks import (
     check_head_output,
     check_rows,
     dtype_mismatch,
-    has_weights,
+    depends_on_width,
     head_shape_failure,
     width_mismatch,
 )
@@ -86,8 +86,8 @@ class SimilarityModel(nn.Module):
         self._checked_encoders: Optional[dict] = None
 
     def _check_head_width(self) -> None:
-        """Refuse a head built for another width if its parameters depend on the width;
-        warn for heads without parameters (``EmptyHead`` passes any width through)."""
+        """Refuse a head built for another width if its parameters have that width; warn
+        for other heads (``EmptyHead`` passes any width through, as in the original)."""
         expected = getattr(self.head, "input_embedding_size", None)
         if not isinstance(expected, int):
             return
@@ -103,10 +103,11 @@ class SimilarityModel(nn.Module):
             f"{sum(sizes.values())} ({sizes}); build the head with "
             "SimilarityModel.get_encoders_output_size(encoders)"
         )
-        if has_weights(self.head):
+        if depends_on_width(self.head, expected):
             raise ValueError(message)
         warnings.warn(
-            f"{message}. The head has no parameters, so it still works on the real width, "
+            f"{message}. The head has no parameters of that width, so it still works on the "
+            "real width, "
             f"but its output_size reports {self.head.output_size}",
             UserWarning,
             stacklevel=3,

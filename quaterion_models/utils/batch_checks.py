@@ -86,15 +86,16 @@ def width_mismatch(head: nn.Module, joined: Tensor, sizes: dict[str, int]) -> Op
     )
 
 
-def has_weights(module: nn.Module) -> bool:
-    """Whether ``module`` has any parameter or buffer (so its input width matters)."""
-    return any(True for _ in (*module.parameters(), *module.buffers()))
+def depends_on_width(module: nn.Module, width: int) -> bool:
+    """Whether a parameter or buffer of ``module`` has a dimension of size ``width`` (so the
+    module was built for that input width: gates, linear layers), unlike a scalar temperature."""
+    return any(width in tensor.shape for tensor in (*module.parameters(), *module.buffers()))
 
 
 def check_head_output(head: nn.Module, output: Any, input_width: Optional[int] = None) -> None:
     """The head's output is ``(B, ..., head.output_size)``.
 
-    Tolerated: a head without parameters built for another width that passes its input
+    Tolerated: a head without parameters of its declared width that passes its input
     through (``EmptyHead(100)`` on 5-wide embeddings returns 5 wide rows, as in the original);
     ``SimilarityModel`` warned about it at construction.
     """
@@ -108,7 +109,7 @@ def check_head_output(head: nn.Module, output: Any, input_width: Optional[int] =
         and isinstance(declared, int)
         and declared != input_width
         and output.shape[-1] == input_width
-        and not has_weights(head)
+        and not depends_on_width(head, declared)
     )
     if passes_through:
         return

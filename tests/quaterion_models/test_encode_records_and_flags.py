@@ -178,6 +178,23 @@ def test_original_api_empty_head_of_another_width_warns_and_passes_rows_through(
     torch.testing.assert_close(loaded.encode(list(ROWS), to_numpy=False), ROWS)
 
 
+class ScaledEmptyHead(EmptyHead):
+    """A head with a scalar parameter: its width does not matter."""
+
+    def __init__(self, input_embedding_size: int):
+        super().__init__(input_embedding_size)
+        self.scale = nn.Parameter(torch.full((1,), 3.0))
+
+    def transform(self, input_vectors):
+        return input_vectors * self.scale
+
+
+def test_a_head_whose_parameters_have_another_shape_warns_too():
+    with pytest.warns(UserWarning, match="no parameters of that width"):
+        model = SimilarityModel(encoders=StackEncoder(5), head=ScaledEmptyHead(100))
+    torch.testing.assert_close(model.encode(list(ROWS), to_numpy=False), ROWS * 3.0)
+
+
 def test_a_head_without_parameters_still_may_not_misreport_its_output():
     model = SimilarityModel(encoders=StackEncoder(5), head=SequentialHead(nn.ReLU(), output_size=4))
     with pytest.raises(
