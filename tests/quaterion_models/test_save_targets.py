@@ -8,6 +8,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -166,52 +167,61 @@ def test_read_only_target_fails_before_anything_is_swapped(tmp_path):
     torch.testing.assert_close(_gates(empty), torch.full((4,), 2.0))
 
 
+# The child and this process each save their own model into one path in a loop and load it
+# after every save: a load must always see one whole save (the head's gates equal the
+# encoder's bias in every model written here), never parts of two.
 CHILD_SAVES_IN_A_LOOP = textwrap.dedent(
     """
     import sys
-    import torch
-    from quaterion_models import SimilarityModel
-    from quaterion_models.heads import GatedHead
-    from tests.quaterion_models.toy_encoders import LinearEncoder
+    from pathlib import Path
+    from tests.quaterion_models.test_save_targets import save_and_load_in_a_loop
 
-    target, gate = sys.argv[1], float(sys.argv[2])
-    model = SimilarityModel(encoders=LinearEncoder(5, 4), head=GatedHead(4))
-    with torch.no_grad():
-        model.head.gates.fill_(gate)
-        model.default.linear.bias.fill_(gate)
-    for _ in range(40):
-        model.save(target)
-        loaded = SimilarityModel.load(target)  # always one whole save, never a mix
-        assert torch.equal(loaded.head.gates, loaded.default.linear.bias), loaded.state_dict()
+    Path(sys.argv[2]).touch()  # imported: ready
+    save_and_load_in_a_loop(sys.argv[1], gate=0.75)
     """
 )
 
 
+def save_and_load_in_a_loop(target: str, gate: float, rounds: int = 30) -> None:
+    # several encoder directories make each load long enough for a swap to land inside it
+    encoders = {key: LinearEncoder(5, 1) for key in "abcdef"}
+    model = SimilarityModel(encoders=encoders, head=GatedHead(6))
+    for parameter in model.parameters():
+        torch.nn.init.constant_(parameter, gate)
+    for _ in range(rounds):
+        model.save(target)
+        values = SimilarityModel.load(target).state_dict().values()
+        assert len({value.flatten()[0].item() for value in values}) == 1, values
+
+
 def test_two_processes_saving_and_loading_one_path_at_once(tmp_path):
-    target = tmp_path / "servable"
-    _model(0.0).save(str(target))
+    target, ready = tmp_path / "servable", tmp_path / "ready"
+    save_and_load_in_a_loop(str(target), gate=0.0, rounds=1)
     (target / "NOTES.txt").write_text("mine")
-    children = [
-        subprocess.Popen(
-            [sys.executable, "-c", CHILD_SAVES_IN_A_LOOP, str(target), str(gate)],
-            cwd=REPO_ROOT,
-            env=_child_env(),
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for gate in (0.25, 0.75)
-    ]
+    child = subprocess.Popen(
+        [sys.executable, "-c", CHILD_SAVES_IN_A_LOOP, str(target), str(ready)],
+        cwd=REPO_ROOT,
+        env=_child_env(),
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
-        errors = [child.communicate(timeout=240)[1] for child in children]
+        deadline = time.monotonic() + 120
+        while not ready.exists() and child.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        save_and_load_in_a_loop(str(target), gate=0.25)
+        _, errors = child.communicate(timeout=240)
     finally:
-        for child in children:
-            if child.poll() is None:
-                child.kill()
-                child.wait(timeout=30)
-    assert [child.returncode for child in children] == [0, 0], errors
-    gates = _gates(target)
-    assert gates.unique().numel() == 1 and gates[0].item() in (0.25, 0.75)
+        if child.poll() is None:
+            child.kill()
+            child.wait(timeout=30)
+    assert child.returncode == 0, errors
+    values = torch.cat(
+        [value.flatten() for value in SimilarityModel.load(str(target)).state_dict().values()]
+    )
+    assert values.unique().numel() == 1 and values[0].item() in (0.25, 0.75)
     assert (target / "NOTES.txt").read_text() == "mine"
+    ready.unlink()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["servable"]
 
 
