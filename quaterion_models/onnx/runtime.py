@@ -55,6 +55,13 @@ class TextInputs:
                     f"{config_path} is damaged: field 'encoders[{key}].preprocessing.{name}' "
                     f"must be {kind.__name__}, got {config.get(name)!r}; export the model again"
                 )
+        text_field = config.get("text_field")
+        if text_field is not None and not isinstance(text_field, str):
+            raise DamagedFileError(
+                f"{config_path} is damaged: field 'encoders[{key}].preprocessing.text_field' "
+                f"must be a str or null, got {text_field!r}; export the model again"
+            )
+        self.text_field = text_field
         self.key = key
         self.names = tuple(config["inputs"])
         path = os.path.join(folder, os.path.basename(config["tokenizer"]))
@@ -65,7 +72,9 @@ class TextInputs:
         )
 
     def __call__(self, records: list) -> dict:
-        return tokenize(self.tokenizer, check_texts(records, "OnnxSimilarityModel"), self.names)
+        return tokenize(
+            self.tokenizer, check_texts(records, "OnnxSimilarityModel", self.text_field), self.names
+        )
 
 
 class TensorInputs:

@@ -4,7 +4,7 @@ Shared by :class:`~quaterion_models.encoders.extras.transformer_encoder.Transfor
 (which turns the arrays into tensors) and the ONNX runtime, so both tokenise identically.
 """
 
-from typing import Any
+from typing import Any, Optional
 
 import numpy as np
 
@@ -36,19 +36,27 @@ def load_tokenizer_file(path: str) -> Any:
     return Tokenizer.from_file(path)
 
 
-def check_texts(batch: Any, owner: str) -> list:
-    """``batch`` as a list of ``str``; a ``TypeError`` naming ``owner`` otherwise."""
-    if not isinstance(batch, (list, tuple)) or not all(isinstance(t, str) for t in batch):
-        kinds = (
-            sorted({type(t).__name__ for t in batch})
-            if isinstance(batch, (list, tuple))
-            else [type(batch).__name__]
-        )
-        raise TypeError(
-            f"{owner} encodes text: expected a list of str, got {kinds}; pass strings, e.g. "
-            "model.encode(['a query', 'another text'])"
-        )
-    return list(batch)
+def check_texts(batch: Any, owner: str, text_field: Optional[str] = None) -> list:
+    """``batch`` as a list of ``str``; dict records give their ``text_field`` value.
+
+    Raises:
+        TypeError: a record is neither a ``str`` nor (with ``text_field``) a dict holding one.
+    """
+    if not isinstance(batch, (list, tuple)):
+        batch = [batch]
+    texts = []
+    for record in batch:
+        if text_field is not None and isinstance(record, dict):
+            record = record.get(text_field)
+        if not isinstance(record, str):
+            accepted = "str" if text_field is None else f"str or dicts with a str {text_field!r}"
+            raise TypeError(
+                f"{owner} encodes text: records must be {accepted}, got "
+                f"{type(record).__name__} {record!r:.60}; pass strings, e.g. "
+                "model.encode(['a query', 'another text'])"
+            )
+        texts.append(record)
+    return texts
 
 
 def tokenize(tokenizer: Any, texts: list, names: tuple) -> dict:

@@ -39,6 +39,7 @@ _CONFIG_FIELDS = {
     "token_type_ids": bool,
     "trainable": bool,
 }
+_OPTIONAL_FIELDS = {"text_field": ((str, type(None)), None)}
 
 
 def _missing_transformers(error: ImportError) -> ImportError:
@@ -78,10 +79,11 @@ class PooledTransformer(nn.Module):
 
 
 def collate_texts(
-    batch: list, tokenizer: Any, names: tuple, owner: str = "TransformerEncoder"
+    batch: list, tokenizer: Any, names: tuple, text_field: Optional[str] = None
 ) -> dict:
-    """Collate of :class:`TransformerEncoder`: ``List[str]`` -> ``{name: int64 (B, L) Tensor}``."""
-    arrays = tokenize(tokenizer, check_texts(batch, owner), names)
+    """Collate of :class:`TransformerEncoder`: ``List[str]`` (or dicts holding ``text_field``)
+    -> ``{name: int64 (B, L) Tensor}``."""
+    arrays = tokenize(tokenizer, check_texts(batch, "TransformerEncoder", text_field), names)
     return {name: torch.from_numpy(array) for name, array in arrays.items()}
 
 
@@ -164,6 +166,7 @@ class TransformerEncoder(Encoder, OnnxExportable):
         max_length: longest token sequence (longer texts are truncated). ``None``: the
             sentence-transformers ``max_seq_length``, else the model's position limit.
         trainable: fine-tune the transformer (``False``: frozen, and cacheable in training).
+        text_field: records may also be dicts; their text is ``record[text_field]``.
         local_files_only: never contact the hub (always the case in :meth:`load`).
 
     Example::
@@ -180,6 +183,7 @@ class TransformerEncoder(Encoder, OnnxExportable):
         normalize: Optional[bool] = None,
         max_length: Optional[int] = None,
         trainable: bool = False,
+        text_field: Optional[str] = None,
         local_files_only: bool = False,
     ):
         super().__init__()
@@ -193,6 +197,8 @@ class TransformerEncoder(Encoder, OnnxExportable):
         normalize = settings.get("normalize", False) if normalize is None else normalize
         if not isinstance(normalize, bool) or not isinstance(trainable, bool):
             raise TypeError("TransformerEncoder: `normalize` and `trainable` must be bool")
+        if text_field is not None and not isinstance(text_field, str):
+            raise TypeError(f"TransformerEncoder: `text_field` must be a str, got {text_field!r}")
         model_dir = os.path.join(source, settings.get("subfolder", ""))
         transformer = self._load_model(model_dir, local_files_only)
         limit = getattr(transformer.config, "max_position_embeddings", None)
@@ -217,6 +223,7 @@ class TransformerEncoder(Encoder, OnnxExportable):
             "pad_id": pad_id,
             "token_type_ids": getattr(transformer.config, "type_vocab_size", 0) > 0,
             "trainable": trainable,
+            "text_field": text_field,
         }
 
     @staticmethod
@@ -267,7 +274,12 @@ class TransformerEncoder(Encoder, OnnxExportable):
         return names + ("token_type_ids",) if self._settings["token_type_ids"] else names
 
     def get_collate_fn(self):
-        return partial(collate_texts, tokenizer=self.tokenizer, names=self.input_names)
+        return partial(
+            collate_texts,
+            tokenizer=self.tokenizer,
+            names=self.input_names,
+            text_field=self._settings["text_field"],
+        )
 
     def forward(self, batch: dict) -> Tensor:
         return self.embedder(**batch)
@@ -295,7 +307,9 @@ class TransformerEncoder(Encoder, OnnxExportable):
             DamagedFileError: ``encoder_config.json`` is damaged (file and field named).
         """
         config_path = os.path.join(input_path, CONFIG_FILE)
-        config = read_config_fields(config_path, _CONFIG_FIELDS, "the TransformerEncoder config")
+        config = read_config_fields(
+            config_path, _CONFIG_FIELDS, "the TransformerEncoder config", _OPTIONAL_FIELDS
+        )
         if config["pooling"] not in POOLINGS:
             raise DamagedFileError(
                 f"{config_path} is damaged: field 'pooling' must be one of {POOLINGS}, got "
@@ -314,6 +328,7 @@ class TransformerEncoder(Encoder, OnnxExportable):
             normalize=config["normalize"],
             max_length=config["max_length"],
             trainable=config["trainable"],
+            text_field=config["text_field"],
             local_files_only=True,
         )
 
@@ -334,5 +349,5 @@ class TransformerEncoder(Encoder, OnnxExportable):
             "type": "text",
             "inputs": list(self.input_names),
             "tokenizer": TOKENIZER_FILE,
-            **{k: self._settings[k] for k in ("max_length", "pad_token", "pad_id")},
+            **{k: self._settings[k] for k in ("max_length", "pad_token", "pad_id", "text_field")},
         }
