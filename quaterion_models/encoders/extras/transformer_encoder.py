@@ -268,6 +268,12 @@ class TransformerEncoder(Encoder, OnnxExportable):
         return int(self.embedder.model.config.hidden_size)
 
     @property
+    def settings(self) -> dict:
+        """What ``save`` records besides the model files: pooling, normalize, max_length,
+        pad_token, pad_id, token_type_ids, trainable, text_field."""
+        return dict(self._settings)
+
+    @property
     def input_names(self) -> tuple:
         """Names of the token arrays the model takes, in order."""
         names = ("input_ids", "attention_mask")
