@@ -55,11 +55,17 @@ class EndToEndGraph(nn.Module):
 
 
 def _trace(module: nn.Module, inputs: tuple, path: str, names: list, axes: dict, opset: int):
+    # eval before export: the exporter restores the wrapper's mode afterwards, recursively
+    module.eval()
     with warnings.catch_warnings():
         # torch 2.9+ flags the TorchScript exporter as legacy; it needs no extra packages
         # (the dynamo exporter needs onnxscript) and traces these graphs exactly.
         warnings.filterwarnings("ignore", message=".*legacy TorchScript-based ONNX export.*")
+        warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"torch\.onnx")
         warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
+        # Gather over index tensors: wrong only for negative indices; verify() below compares
+        # the graph's outputs with torch's, so a wrong graph is never written.
+        warnings.filterwarnings("ignore", message=r".*aten::index operator of advanced indexing.*")
         torch.onnx.export(
             module,
             inputs,
@@ -69,6 +75,30 @@ def _trace(module: nn.Module, inputs: tuple, path: str, names: list, axes: dict,
             output_names=[layout.OUTPUT],
             dynamic_axes={**axes, layout.OUTPUT: {0: "batch"}},
             opset_version=opset,
+        )
+    _verify(module, inputs, path, names)
+
+
+def _verify(module: nn.Module, inputs: tuple, path: str, names: list) -> None:
+    """Run the written graph with ONNX Runtime (when installed) on the example inputs and
+    compare with torch; ``RuntimeError`` if they differ by more than float noise."""
+    try:
+        import onnxruntime
+    except ImportError:
+        return
+    options = onnxruntime.SessionOptions()
+    options.log_severity_level = 3
+    session = onnxruntime.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+    feeds = {name: tensor.detach().cpu().numpy() for name, tensor in zip(names, inputs)}
+    got = session.run([layout.OUTPUT], feeds)[0]
+    with torch.no_grad():
+        expected = module(*inputs).detach().float().cpu().numpy()
+    scale = max(1.0, float(abs(expected).max(initial=0.0)))
+    if got.shape != expected.shape or float(abs(got - expected).max(initial=0.0)) > 1e-4 * scale:
+        raise RuntimeError(
+            f"export_onnx: the exported graph {os.path.basename(path)} does not reproduce the "
+            "torch model on the example inputs (an operator was traced wrongly); nothing was "
+            "written. Report the model's layers, or use the torch servable"
         )
 
 

@@ -3,6 +3,7 @@
 Torch-free: needs ``onnxruntime`` and ``numpy`` (plus ``tokenizers`` for text encoders).
 """
 
+import json
 import os
 from collections.abc import Sequence
 from typing import Any, Optional, Union
@@ -43,6 +44,21 @@ def _missing_onnxruntime(error: ImportError) -> ImportError:
         "OnnxSimilarityModel needs onnxruntime: pip install 'quaterion[onnx]' "
         "(or pip install onnxruntime)"
     )
+
+
+def check_is_export(config_path: str) -> None:
+    """``DamagedFileError`` with the fix when ``config_path`` is a torch servable's config."""
+    try:
+        with open(config_path, encoding="utf-8") as file:
+            data = json.load(file)
+    except (OSError, ValueError):
+        return  # read_config_fields reports it
+    if isinstance(data, dict) and "format" not in data and {"encoders", "head"} <= data.keys():
+        raise DamagedFileError(
+            f"{config_path} has no field 'format': its directory is a torch servable "
+            "(SimilarityModel.save), not an ONNX export. Export it with "
+            "SimilarityModel.load(path).export_onnx(export_dir) and load export_dir"
+        )
 
 
 class TextInputs:
@@ -150,6 +166,7 @@ class OnnxSimilarityModel:
                 f"{self.path} is not an ONNX export: {config_path} does not exist; export a "
                 "servable with SimilarityModel.export_onnx(dir)"
             )
+        check_is_export(config_path)
         config = read_config_fields(config_path, _CONFIG_FIELDS, "the ONNX export config")
         if config["format"] != layout.FORMAT:
             raise DamagedFileError(
