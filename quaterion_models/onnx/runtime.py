@@ -142,6 +142,7 @@ class OnnxSimilarityModel:
         path: directory written by ``SimilarityModel.export_onnx`` / ``export_onnx``.
         providers: ONNX Runtime execution providers (default: CPU).
         head_only: run ``head.onnx`` on embeddings even when ``model.onnx`` exists.
+        session_options: ``onnxruntime.SessionOptions`` (threads, graph optimisation).
 
     Example::
 
@@ -154,6 +155,7 @@ class OnnxSimilarityModel:
         path: Union[str, "os.PathLike[str]"],
         providers: Optional[Sequence[str]] = None,
         head_only: bool = False,
+        session_options: Any = None,
     ):
         try:
             import onnxruntime
@@ -181,8 +183,9 @@ class OnnxSimilarityModel:
         if not os.path.isfile(graph_path):
             raise FileNotFoundError(f"{graph_path} does not exist: export the model again")
         self.head_only = graph == config["head"]
-        options = onnxruntime.SessionOptions()
-        options.log_severity_level = 3
+        options = session_options or onnxruntime.SessionOptions()
+        if session_options is None:
+            options.log_severity_level = 3
         self.session = onnxruntime.InferenceSession(
             graph_path, options, providers=list(providers or ["CPUExecutionProvider"])
         )
@@ -194,9 +197,10 @@ class OnnxSimilarityModel:
         path: Union[str, "os.PathLike[str]"],
         providers: Optional[Sequence[str]] = None,
         head_only: bool = False,
+        session_options: Any = None,
     ) -> "OnnxSimilarityModel":
         """Load an export directory (see the class for the arguments)."""
-        return cls(path, providers=providers, head_only=head_only)
+        return cls(path, providers, head_only, session_options)
 
     def _inputs(self, config: dict, config_path: str) -> list:
         inputs = []

@@ -1,6 +1,6 @@
 """``TorchvisionEncoder``: a torchvision classification backbone inside a servable.
 
-Needs ``torchvision`` (extra ``examples``), imported when an encoder is built, not when this
+Needs ``torchvision`` (extra ``torchvision``), imported when an encoder is built, not when this
 module is imported.
 """
 
@@ -30,8 +30,8 @@ def _torchvision_models() -> Any:
         import torchvision
     except ImportError as error:
         raise ImportError(
-            "TorchvisionEncoder needs torchvision: pip install torchvision "
-            "(or pip install 'quaterion[examples]')"
+            "TorchvisionEncoder needs torchvision: pip install 'quaterion[torchvision]' "
+            "(or pip install torchvision)"
         ) from error
     return torchvision.models
 

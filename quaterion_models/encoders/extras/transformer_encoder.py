@@ -1,6 +1,6 @@
 """``TransformerEncoder``: a Hugging Face / sentence-transformers text model inside a servable.
 
-Needs ``transformers`` and ``tokenizers`` (extra ``examples``, or ``pip install transformers``),
+Needs ``transformers`` and ``tokenizers`` (extra ``transformers``),
 imported when an encoder is built, not when this module is imported.
 """
 
@@ -44,8 +44,8 @@ _OPTIONAL_FIELDS = {"text_field": ((str, type(None)), None)}
 
 def _missing_transformers(error: ImportError) -> ImportError:
     return ImportError(
-        "TransformerEncoder needs the `transformers` package: pip install transformers "
-        "(or pip install 'quaterion[examples]')"
+        "TransformerEncoder needs the `transformers` package: pip install 'quaterion[transformers]' "
+        "(or pip install transformers)"
     )
 
 
