@@ -130,6 +130,34 @@ def sentence_transformers_settings(path: str) -> dict:
     return settings
 
 
+#: Files a model directory needs: configs, safetensors weights, tokenizer (no pickles, no code).
+MODEL_FILE_PATTERNS = ["*.json", "*.safetensors", "*.txt", "*.model"]
+
+
+def download_model_files(name: str, local_files_only: bool) -> str:
+    """Local snapshot directory of the hub model ``name`` (configs, safetensors weights and
+    tokenizer files only: no pickled weights, no code)."""
+    try:
+        from huggingface_hub import snapshot_download
+    except ImportError as error:
+        raise _missing_transformers(error) from error
+    try:
+        return snapshot_download(
+            name, local_files_only=local_files_only, allow_patterns=MODEL_FILE_PATTERNS
+        )
+    except Exception as err:  # noqa: BLE001 - hub errors have many types; all mean "not here"
+        raise OSError(
+            f"TransformerEncoder: {name!r} is neither a local directory nor a model the hub "
+            f"could provide ({type(err).__name__}: {err}); pass a local model directory"
+        ) from err
+
+
+def _tokenizer_limit(path: str) -> Optional[int]:
+    """``model_max_length`` of ``tokenizer_config.json`` when it is a real limit."""
+    limit = _read_json(os.path.join(path, "tokenizer_config.json")).get("model_max_length")
+    return limit if isinstance(limit, int) and 0 < limit < 1_000_000 else None
+
+
 def _pad_token(tokenizer: Any, source: str) -> tuple:
     padding = tokenizer.padding
     if padding:
@@ -188,7 +216,9 @@ class TransformerEncoder(Encoder, OnnxExportable):
     ):
         super().__init__()
         source = os.fspath(model_name_or_path)
-        settings = sentence_transformers_settings(source) if os.path.isdir(source) else {}
+        if not os.path.isdir(source):
+            source = download_model_files(source, local_files_only)
+        settings = sentence_transformers_settings(source)
         pooling = settings.get("pooling", "mean") if pooling is None else pooling
         if pooling not in POOLINGS:
             raise ValueError(
@@ -202,7 +232,9 @@ class TransformerEncoder(Encoder, OnnxExportable):
         model_dir = os.path.join(source, settings.get("subfolder", ""))
         transformer = self._load_model(model_dir, local_files_only)
         limit = getattr(transformer.config, "max_position_embeddings", None)
-        max_length = settings.get("max_length", limit) if max_length is None else max_length
+        if max_length is None:  # the declared limit, within the model's positions
+            declared = settings.get("max_length") or _tokenizer_limit(model_dir) or limit
+            max_length = min(declared, limit) if isinstance(limit, int) else declared
         max_length = check_positive_int(
             "TransformerEncoder", "max_length", max_length, "e.g. max_length=256"
         )

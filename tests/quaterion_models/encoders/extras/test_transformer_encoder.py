@@ -170,3 +170,17 @@ def test_remote_code_in_config_is_never_run(bert_dir, tmp_path):
     except Exception:  # noqa: BLE001 - refusing is fine; running the code is not
         pass
     assert not marker.exists()
+
+
+def test_unknown_name_offline_is_a_clear_error(monkeypatch, tmp_path):
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))  # an empty hub cache
+    with pytest.raises(OSError, match="neither a local directory"):
+        TransformerEncoder("nobody/no-such-model", local_files_only=True)
+
+
+def test_default_length_is_the_tokenizer_limit_within_the_positions(tmp_path):
+    path = write_tiny_bert(str(tmp_path / "bert"))
+    (tmp_path / "bert" / "tokenizer_config.json").write_text(json.dumps({"model_max_length": 40}))
+    assert TransformerEncoder(path).settings["max_length"] == 40
+    (tmp_path / "bert" / "tokenizer_config.json").write_text(json.dumps({"model_max_length": 512}))
+    assert TransformerEncoder(path).settings["max_length"] == 64  # max_position_embeddings
