@@ -167,3 +167,26 @@ def test_export_leaves_every_module_in_eval_mode(tmp_path):
     model = SimilarityModel(StackEncoder(4), GatedHead(4, dropout=0.5)).train()
     model.export_onnx(str(tmp_path / "export"))
     assert not any(module.training for module in model.modules())
+
+
+def test_a_graph_that_does_not_reproduce_torch_is_not_written(tmp_path, monkeypatch):
+    """Simulate an operator traced wrongly: the exporter writes a graph of a different
+    computation; the check against torch refuses it and leaves no export behind."""
+    real_export = torch.onnx.export
+
+    class Wrong(torch.nn.Module):
+        def __init__(self, module):
+            super().__init__()
+            self.module = module
+
+        def forward(self, *inputs):
+            return self.module(*inputs) * 1.5
+
+    def mistraced(module, args, f, **kwargs):
+        return real_export(Wrong(module).eval(), args, f, **kwargs)
+
+    monkeypatch.setattr(torch.onnx, "export", mistraced)
+    model = SimilarityModel(StackEncoder(4), GatedHead(4))
+    with pytest.raises(RuntimeError, match="does not reproduce the torch model"):
+        model.export_onnx(str(tmp_path / "export"))
+    assert not (tmp_path / "export").exists()
