@@ -83,8 +83,16 @@ class TextInputs:
         path = os.path.join(folder, os.path.basename(config["tokenizer"]))
         if not os.path.isfile(path):
             raise FileNotFoundError(f"{path} does not exist: export the model again")
+        try:
+            tokenizer = load_tokenizer_file(path)
+        except ImportError:
+            raise
+        except Exception as err:  # noqa: BLE001 - the tokenizers library's parse errors
+            raise DamagedFileError(
+                f"{path} is damaged or not a tokenizer.json ({err}); export the model again"
+            ) from err
         self.tokenizer = configure_tokenizer(
-            load_tokenizer_file(path), config["max_length"], config["pad_id"], config["pad_token"]
+            tokenizer, config["max_length"], config["pad_id"], config["pad_token"]
         )
 
     def __call__(self, records: list) -> dict:
@@ -186,9 +194,15 @@ class OnnxSimilarityModel:
         options = session_options or onnxruntime.SessionOptions()
         if session_options is None:
             options.log_severity_level = 3
-        self.session = onnxruntime.InferenceSession(
-            graph_path, options, providers=list(providers or ["CPUExecutionProvider"])
-        )
+        try:
+            self.session = onnxruntime.InferenceSession(
+                graph_path, options, providers=list(providers or ["CPUExecutionProvider"])
+            )
+        except Exception as err:  # noqa: BLE001 - onnxruntime's own error types
+            raise DamagedFileError(
+                f"{graph_path} is damaged or not an ONNX graph ({type(err).__name__}: "
+                f"{str(err).strip()[:200]}); export the model again"
+            ) from err
         self.inputs = [] if self.head_only else self._inputs(config, config_path)
 
     @classmethod

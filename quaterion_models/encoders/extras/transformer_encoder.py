@@ -342,7 +342,8 @@ class TransformerEncoder(Encoder, OnnxExportable):
 
         Raises:
             FileNotFoundError: a required file is missing (named).
-            DamagedFileError: ``encoder_config.json`` is damaged (file and field named).
+            DamagedFileError: ``encoder_config.json`` is damaged (file and field named), or
+                the model, weights or tokenizer files cannot be read.
         """
         config_path = os.path.join(input_path, CONFIG_FILE)
         config = read_config_fields(
@@ -360,15 +361,25 @@ class TransformerEncoder(Encoder, OnnxExportable):
                     "directory holds config.json, model.safetensors and tokenizer.json; "
                     "save the model again or copy the whole directory"
                 )
-        return cls(
-            input_path,
-            pooling=config["pooling"],
-            normalize=config["normalize"],
-            max_length=config["max_length"],
-            trainable=config["trainable"],
-            text_field=config["text_field"],
-            local_files_only=True,
-        )
+        try:
+            return cls(
+                input_path,
+                pooling=config["pooling"],
+                normalize=config["normalize"],
+                max_length=config["max_length"],
+                trainable=config["trainable"],
+                text_field=config["text_field"],
+                local_files_only=True,
+            )
+        except ImportError:
+            raise
+        except Exception as err:  # noqa: BLE001 - transformers/safetensors/tokenizers errors
+            detail = str(err).strip().splitlines()[0] if str(err).strip() else ""
+            raise DamagedFileError(
+                f"{input_path} holds damaged TransformerEncoder files (config.json, "
+                f"model.safetensors or tokenizer.json): {type(err).__name__}: {detail}. "
+                "Save the model again or copy the whole directory again"
+            ) from err
 
     # -- ONNX export ---------------------------------------------------------------------
 

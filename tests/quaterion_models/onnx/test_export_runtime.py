@@ -190,3 +190,16 @@ def test_a_graph_that_does_not_reproduce_torch_is_not_written(tmp_path, monkeypa
     with pytest.raises(RuntimeError, match="does not reproduce the torch model"):
         model.export_onnx(str(tmp_path / "export"))
     assert not (tmp_path / "export").exists()
+
+
+@pytest.mark.parametrize("name", ["model.onnx", "encoders/default/tokenizer.json"])
+def test_truncated_export_files_are_damaged_files(exported, tmp_path, name):
+    import shutil
+
+    _, path = exported
+    copy = tmp_path / "copy"
+    shutil.copytree(path, copy)
+    data = (copy / name).read_bytes()
+    (copy / name).write_bytes(data[: len(data) // 3])
+    with pytest.raises(DamagedFileError, match=name.rsplit("/", 1)[-1]):
+        OnnxSimilarityModel.load(copy)

@@ -184,3 +184,12 @@ def test_default_length_is_the_tokenizer_limit_within_the_positions(tmp_path):
     assert TransformerEncoder(path).settings["max_length"] == 40
     (tmp_path / "bert" / "tokenizer_config.json").write_text(json.dumps({"model_max_length": 512}))
     assert TransformerEncoder(path).settings["max_length"] == 64  # max_position_embeddings
+
+
+@pytest.mark.parametrize("name", ["model.safetensors", "tokenizer.json", "config.json"])
+def test_truncated_model_files_are_damaged_files(bert_dir, tmp_path, name):
+    path = _saved(bert_dir, tmp_path)
+    data = (path / name).read_bytes()
+    (path / name).write_bytes(data[: len(data) // 2])
+    with pytest.raises(DamagedFileError, match="damaged TransformerEncoder files"):
+        TransformerEncoder.load(str(path))
