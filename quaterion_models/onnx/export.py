@@ -200,7 +200,10 @@ def _export_end_to_end(
             inputs.append(tensor)
             names.append(layout.input_name(key, name))
         for name, dims in encoder.onnx_dynamic_axes().items():
-            axes[layout.input_name(key, name)] = dims
+            # only the batch axis is shared: two encoders' token counts differ
+            axes[layout.input_name(key, name)] = {
+                axis: dim if dim == "batch" else f"{key}.{dim}" for axis, dim in dims.items()
+            }
         plan.append((key, len(example)))
         records.append({"key": key, "preprocessing": preprocessing})
     _trace(

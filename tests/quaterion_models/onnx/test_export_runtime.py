@@ -203,3 +203,25 @@ def test_truncated_export_files_are_damaged_files(exported, tmp_path, name):
     (copy / name).write_bytes(data[: len(data) // 3])
     with pytest.raises(DamagedFileError, match=name.rsplit("/", 1)[-1]):
         OnnxSimilarityModel.load(copy)
+
+
+def test_two_encoders_concatenate_in_key_order(exported, tmp_path):
+    from quaterion_models.encoders.extras.transformer_encoder import TransformerEncoder
+
+    model, _ = exported
+    source = model.encoders["default"]
+    bert_dir = tmp_path / "bert"
+    source.save(str(bert_dir))
+    encoders = {
+        "b": TransformerEncoder(str(bert_dir), pooling="cls", max_length=16),
+        "a": TransformerEncoder(str(bert_dir), pooling="mean", max_length=32),
+    }
+    two = SimilarityModel(encoders, EmptyHead(64)).eval()
+    config = two.export_onnx(str(tmp_path / "export"))
+    assert [entry["key"] for entry in config["encoders"]] == ["a", "b"]
+    onnx_model = OnnxSimilarityModel.load(tmp_path / "export")
+    expected = two.encode(TEXTS)
+    assert_parity(onnx_model.encode(TEXTS, batch_size=3), expected)
+    with torch.no_grad():  # columns: "a" (mean pooling) first, then "b" (CLS)
+        first = encoders["a"](encoders["a"].get_collate_fn()(TEXTS)).numpy()
+    np.testing.assert_allclose(expected[:, :32], first, atol=1e-6, rtol=0)
