@@ -12,6 +12,7 @@ import numpy as np
 
 from quaterion_models.onnx import layout
 from quaterion_models.onnx.text import (
+    TOKEN_ARRAYS,
     check_texts,
     configure_tokenizer,
     load_tokenizer_file,
@@ -76,6 +77,12 @@ class TextInputs:
             raise DamagedFileError(
                 f"{config_path} is damaged: field 'encoders[{key}].preprocessing.text_field' "
                 f"must be a str or null, got {text_field!r}; export the model again"
+            )
+        unknown = set(config["inputs"]) - set(TOKEN_ARRAYS)
+        if unknown or not config["inputs"]:
+            raise DamagedFileError(
+                f"{config_path} is damaged: field 'encoders[{key}].preprocessing.inputs' must "
+                f"name some of {list(TOKEN_ARRAYS)}, got {config['inputs']!r}; export again"
             )
         self.text_field = text_field
         self.key = key

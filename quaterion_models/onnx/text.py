@@ -9,6 +9,14 @@ from typing import Any, Optional
 import numpy as np
 
 
+#: Model input name -> attribute of a ``tokenizers.Encoding`` holding it.
+TOKEN_ARRAYS = {
+    "input_ids": "ids",
+    "attention_mask": "attention_mask",
+    "token_type_ids": "type_ids",
+}
+
+
 def missing_tokenizers(error: ImportError) -> ImportError:
     """The error to raise when the ``tokenizers`` package is not installed."""
     return ImportError(
@@ -63,10 +71,9 @@ def tokenize(tokenizer: Any, texts: list, names: tuple) -> dict:
     """Token arrays ``{name: int64 (B, L)}`` for ``names`` among ``input_ids``,
     ``attention_mask`` and ``token_type_ids``."""
     encodings = tokenizer.encode_batch(texts)
-    fields = {"input_ids": "ids", "attention_mask": "attention_mask", "token_type_ids": "type_ids"}
     return {
-        name: np.asarray([getattr(e, fields[name]) for e in encodings], dtype=np.int64).reshape(
-            len(texts), -1
-        )
+        name: np.asarray(
+            [getattr(e, TOKEN_ARRAYS[name]) for e in encodings], dtype=np.int64
+        ).reshape(len(texts), -1)
         for name in names
     }

@@ -142,6 +142,7 @@ def test_torch_servable_is_not_an_export(tmp_path):
         (lambda c: c.update(format="other/9"), "'format'"),
         (lambda c: c["encoders"][0]["preprocessing"].update(max_length=None), "max_length"),
         (lambda c: c["encoders"][0]["preprocessing"].update(type="audio"), "type"),
+        (lambda c: c["encoders"][0]["preprocessing"].update(inputs=["pixels"]), "inputs"),
     ],
 )
 def test_damaged_export_config_names_the_field(exported, tmp_path, edit, match):
