@@ -232,7 +232,16 @@ class InMemoryCacheEncoder(CacheEncoder):
         embeddings = state["embeddings"]
         if not isinstance(embeddings, Tensor) or embeddings.dim() != 2:
             raise ValueError(f"{source}: 'embeddings' is not a 2-D tensor")
+        if not embeddings.is_floating_point() or embeddings.shape[1] != self.embedding_size:
+            raise ValueError(
+                f"{source}: 'embeddings' are {embeddings.dtype} of width {embeddings.shape[1]}, "
+                f"expected floating rows of width {self.embedding_size}"
+            )
         return embeddings
+
+    def rows_checksum(self, recompute: bool = False) -> Optional[str]:
+        """``None``: the rows are inside the cache file, whose own checksum covers them."""
+        return None
 
     def load_state(self, state: Dict[str, object], source: str = "state") -> None:
         """Restore what :meth:`state` returned (checked: rows and offsets one to one)."""
