@@ -10,6 +10,8 @@ so files a user keeps there are never deleted or replaced.
 
 import errno
 import fcntl
+import itertools
+import logging
 import os
 import socket
 import time
@@ -21,6 +23,8 @@ CURRENT = "current"
 LAYOUT = ("encoders", "manifest.json", "train_labels", "val_labels")
 OWN_NAMES = (MARK, LOCK, CURRENT, ".fill") + LAYOUT
 GENERATION_PREFIX = ".gen-"
+logger = logging.getLogger(__name__)
+LOCK_WAIT_S = 10.0  # how long a run waits for another process's lock before it gives up
 
 
 class CacheDirInUseError(RuntimeError):
@@ -71,12 +75,10 @@ def prepare(save_dir: str) -> str:
     real = os.path.realpath(path)
     try:
         os.makedirs(real, exist_ok=True)
-        probe = os.open(os.path.join(real, LOCK), os.O_RDWR | os.O_CREAT, 0o644)
-        os.close(probe)
     except OSError as err:
         raise PermissionError(
-            f"CacheConfig.save_dir {save_dir!r} cannot be written ({err.strerror}): the cache "
-            "writes its files and a lock there; make it writable or pass another save_dir"
+            f"CacheConfig.save_dir {save_dir!r} cannot be created ({err.strerror}): pass a "
+            "directory the cache may create and write"
         ) from None
     foreign = foreign_entries(real)
     if foreign:
@@ -88,6 +90,14 @@ def prepare(save_dir: str) -> str:
             "one it created: pass another one, e.g. "
             f"save_dir={os.path.join(os.fspath(save_dir), 'quaterion_cache')!r}"
         )
+    try:
+        probe = os.open(os.path.join(real, LOCK), os.O_RDWR | os.O_CREAT, 0o644)
+        os.close(probe)
+    except OSError as err:
+        raise PermissionError(
+            f"CacheConfig.save_dir {save_dir!r} cannot be written ({err.strerror}): the cache "
+            "writes its files and a lock there; make it writable or pass another save_dir"
+        ) from None
     if not os.path.exists(os.path.join(real, MARK)):
         with open(os.path.join(real, f"{MARK}.tmp-{os.getpid()}"), "w") as mark:
             mark.write("Encoder cache of quaterion: its files are managed by the cache.\n")
@@ -104,20 +114,28 @@ class SaveDirLock:
     :class:`CacheDirInUseError` naming it, after ``wait_s`` seconds of retries.
     """
 
-    def __init__(self, save_dir: str, wait_s: float = 10.0):
+    def __init__(self, save_dir: str, wait_s: Optional[float] = None):
         self.path = os.path.join(save_dir, LOCK)
-        self.wait_s = wait_s
+        self.wait_s = LOCK_WAIT_S if wait_s is None else wait_s
         self._fd: Optional[int] = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
 
     def _take(self, operation: int, wait_s: float) -> None:
         deadline = time.monotonic() + wait_s
-        while True:
+        for attempt in itertools.count():
             try:
                 fcntl.flock(self._fd, operation | fcntl.LOCK_NB)
                 return
             except OSError as err:
                 if err.errno not in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
                     raise
+            if attempt == 0:
+                logger.warning(
+                    "The encoder cache in %s is in use by another process (%s): waiting for "
+                    "it, at most %.0f s",
+                    os.path.dirname(self.path),
+                    self._holder(),
+                    wait_s,
+                )
             if time.monotonic() >= deadline:
                 raise CacheDirInUseError(
                     f"The encoder cache in {os.path.dirname(self.path)!r} is being written by "
