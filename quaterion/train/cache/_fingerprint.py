@@ -26,6 +26,25 @@ from quaterion.train.cache.cache_model import fill_loader
 from quaterion.train.cache.cache_config import CacheConfig
 
 
+def _feed_items(digest, value: Any, feed) -> bool:
+    """Hash a dict (by sorted key) or a list or tuple item by item with ``feed``; ``False``
+    for any other value."""
+    if isinstance(value, dict):
+        digest.update(b"{")
+        for key in sorted(value, key=repr):
+            digest.update(repr(key).encode("utf-8"))
+            feed(digest, value[key])
+        digest.update(b"}")
+    elif isinstance(value, (list, tuple)):
+        digest.update(b"[")
+        for item in value:
+            feed(digest, item)
+        digest.update(b"]")
+    else:
+        return False
+    return True
+
+
 def _feed(digest, value: Any) -> None:
     if isinstance(value, torch.Tensor):
         value = value.detach().cpu().contiguous()
@@ -33,18 +52,7 @@ def _feed(digest, value: Any) -> None:
         digest.update(value.reshape(-1).view(torch.uint8).numpy().tobytes())
     elif isinstance(value, np.ndarray):
         _feed(digest, torch.from_numpy(value.astype(np.int64, copy=False)))
-    elif isinstance(value, dict):
-        digest.update(b"{")
-        for key in sorted(value, key=repr):
-            digest.update(repr(key).encode("utf-8"))
-            _feed(digest, value[key])
-        digest.update(b"}")
-    elif isinstance(value, (list, tuple)):
-        digest.update(b"[")
-        for item in value:
-            _feed(digest, item)
-        digest.update(b"]")
-    else:
+    elif not _feed_items(digest, value, _feed):
         digest.update(repr(value).encode("utf-8"))
 
 
@@ -77,17 +85,8 @@ def _feed_content(digest, value: Any) -> None:  # noqa: C901 (one branch per kin
         digest.update(data.tobytes())
     elif isinstance(value, (str, bytes, int, float, bool, type(None), np.generic)):
         digest.update(f"{type(value).__name__}:{value!r}".encode("utf-8"))
-    elif isinstance(value, dict):
-        digest.update(b"{")
-        for key in sorted(value, key=repr):
-            digest.update(repr(key).encode("utf-8"))
-            _feed_content(digest, value[key])
-        digest.update(b"}")
-    elif isinstance(value, (list, tuple, np.ndarray)):
-        digest.update(b"[")
-        for item in value:
-            _feed_content(digest, item)
-        digest.update(b"]")
+    elif isinstance(value, (dict, list, tuple, np.ndarray)):  # an object array: item by item
+        _feed_items(digest, list(value) if isinstance(value, np.ndarray) else value, _feed_content)
     elif dataclasses.is_dataclass(value) and not isinstance(value, type):
         digest.update(type(value).__qualname__.encode("utf-8"))
         for item in dataclasses.fields(value):

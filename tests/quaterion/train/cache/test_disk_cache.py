@@ -1,6 +1,5 @@
 """CacheType.DISK (memory-mapped rows under save_dir) and half-precision rows."""
 
-import json
 import os
 
 import pytest
@@ -8,6 +7,7 @@ import torch
 
 from quaterion.train.cache import CacheConfig, CacheType, DiskCacheEncoder
 from quaterion.train.cache._checksum import file_sha256, rows_sha256
+from tests.quaterion.train.cache.saved import rewrite_manifest
 from tests.quaterion.train.helpers import (
     EMB_DIM,
     CountingEncoder,
@@ -119,11 +119,8 @@ def test_forged_dtype_with_a_matching_file_checksum_is_not_read(tmp_path):
     state = torch.load(path, weights_only=True)
     state["rows"]["dtype"] = "int32"
     torch.save(state, path)  # through the link, into the generation
-    manifest_path = os.path.join(tmp_path, "manifest.json")
-    manifest = json.load(open(manifest_path))
-    manifest["encoders"]["default"]["file_sha256"] = file_sha256(path)
-    with open(manifest_path, "w") as file:
-        json.dump(manifest, file)
+    checksum = file_sha256(path)
+    rewrite_manifest(tmp_path, lambda m: m["encoders"]["default"].update(file_sha256=checksum))
     with pytest.warns(UserWarning, match="rows dtype 'int32' is not a floating dtype"):
         encoder, rebuilt = _fit(config)
     assert encoder.calls == 32

@@ -16,6 +16,7 @@ import pytest
 import torch
 
 from quaterion.train.cache import CacheConfig, CacheType, _save_dir
+from tests.quaterion.train.cache.saved import rewrite_manifest
 from tests.quaterion.train.helpers import CountingEncoder, Model, fit_data, fit_losses
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(__file__)))))
@@ -71,13 +72,12 @@ def test_cache_written_before_the_mark_is_recognised_and_reused(tmp_path):
     _, losses = _fit(tmp_path)
     for name in (_save_dir.MARK, _save_dir.LOCK):
         os.remove(os.path.join(tmp_path, name))
-    manifest_path = os.path.join(tmp_path, "manifest.json")  # a link into the generation
-    manifest = json.load(open(manifest_path))
-    assert manifest["version"] == 3
-    for record in manifest["data"].values():
-        del record["sample_sha256"]
-    with open(manifest_path, "w") as file:
-        json.dump(manifest, file)
+
+    def without_samples(manifest):
+        for record in manifest["data"].values():
+            del record["sample_sha256"]
+
+    assert rewrite_manifest(tmp_path, without_samples)["version"] == 3
     with pytest.warns(UserWarning, match="without a content sample"):
         encoder, again = _fit(tmp_path)
     assert encoder.calls == 0
