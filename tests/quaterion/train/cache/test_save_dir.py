@@ -15,7 +15,7 @@ import traceback
 import pytest
 import torch
 
-from quaterion.train.cache import CacheConfig, CacheType, _save_dir
+from quaterion.train.cache import CacheConfig, CacheDirInUseError, CacheType, _save_dir
 from tests.quaterion.train.cache.saved import rewrite_manifest
 from tests.quaterion.train.helpers import CountingEncoder, Model, fit_data, fit_losses
 
@@ -239,7 +239,7 @@ def test_a_live_writer_is_a_clear_error_and_a_killed_one_blocks_nothing(tmp_path
     monkeypatch.setattr(_save_dir, "LOCK_WAIT_S", 0.5)
     holder = _holder(tmp_path)
     try:
-        with pytest.raises(_save_dir.CacheDirInUseError, match=f"pid {holder.pid} on"):
+        with pytest.raises(CacheDirInUseError, match=f"pid {holder.pid} on"):
             _fit(tmp_path)
         os.kill(holder.pid, signal.SIGKILL)  # dies holding the lock
         holder.wait(30)
