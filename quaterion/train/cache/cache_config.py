@@ -1,5 +1,6 @@
 """Configuration of the frozen-encoder embedding cache."""
 
+import os
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Callable, Dict, Hashable, Optional, Union
@@ -98,6 +99,11 @@ class CacheConfig:
             raise TypeError(
                 "CacheConfig.key_extractors must be a callable or a dict of encoder name -> "
                 f"callable, got {type(self.key_extractors).__name__}"
+            )
+        if self.save_dir is not None and not isinstance(self.save_dir, (str, os.PathLike)):
+            raise TypeError(
+                f"CacheConfig.save_dir must be None or a directory path (str or os.PathLike), "
+                f"got {type(self.save_dir).__name__}"
             )
         for name in ("verify_content", "verify_checksums"):
             if not isinstance(getattr(self, name), bool):
