@@ -176,7 +176,7 @@ class InMemoryCacheEncoder(CacheEncoder):
             rows, device = batch, batch.device
         else:
             rows, device = self.rows_for_keys(batch), self._default_device()
-        if self._cache.device.type == "cpu":  # host store: the indices are (or go) there
+        if self._cache_type in (CacheType.CPU, CacheType.DISK):  # indices are (or go) there
             return gather_to(self._cache, rows.cpu(), device).to(dtype=self._out_dtype)
         if self._cache_type == CacheType.AUTO and self._cache.device != device:
             self.place(device)  # e.g. a cache loaded from disk: moved once, not per batch

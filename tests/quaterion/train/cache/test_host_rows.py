@@ -81,6 +81,10 @@ def test_device_store_keeps_plain_index_tensors(tmp_path):
     rows = torch.tensor([4, 1])
     assert cache.host_rows(rows) is rows  # moves with the batch, gathered on the device
     torch.testing.assert_close(cache(rows), expected[[4, 1]])
+    with HostTraffic() as traffic:
+        out = cache(rows.to("meta"))  # rows on another device: the store follows them once
+    assert out.device.type == "meta" and cache.cache.device.type == "meta"
+    assert traffic.syncs == [] and traffic.to_host == []
 
 
 def test_gather_to_matches_indexing():
