@@ -4,8 +4,9 @@ the lock that keeps two jobs from writing one cache at once.
 The cache only ever creates, replaces or deletes the names of its layout (:data:`OWN_NAMES`,
 ``.gen-*`` generations and their temporary links). It uses a directory that is new, empty,
 marked as a cache (:data:`MARK`) or laid out as a cache this project wrote before the mark
-existed (manifest v3 generations); any other non-empty directory is refused before the fill,
-so files a user keeps there are never deleted or replaced.
+existed (manifest v3 generations), other caches nested in it allowed; any other non-empty
+directory is refused before the fill, so files a user keeps there are never deleted or
+replaced.
 """
 
 import errno
@@ -40,6 +41,8 @@ def _ours(root: str, entry: str) -> bool:
         return os.path.islink(path) and os.readlink(path).startswith(GENERATION_PREFIX)
     if entry.startswith(GENERATION_PREFIX):
         return os.path.isdir(path) and not os.path.islink(path)
+    if os.path.isfile(os.path.join(path, MARK)):  # another cache, nested (never touched)
+        return True
     return entry in OWN_NAMES or any(entry.startswith(f"{name}.tmp-") for name in OWN_NAMES)
 
 

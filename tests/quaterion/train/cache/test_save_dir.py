@@ -55,6 +55,15 @@ def test_foreign_folder_is_refused_before_the_fill_and_left_untouched(tmp_path, 
     assert sorted(os.listdir(tmp_path)) == ["encoders", "manifest.json"]  # nothing added
 
 
+def test_caches_nest_in_either_order(tmp_path):
+    """e.g. the cars example: ``cache_dir`` and ``cache_dir/<variant>``."""
+    inner, inner_losses = _fit(tmp_path / "variant")
+    outer, outer_losses = _fit(tmp_path)  # holds only another cache: allowed
+    assert inner.calls == outer.calls == 32
+    assert _fit(tmp_path / "variant")[0].calls == 0 and _fit(tmp_path)[0].calls == 0
+    torch.testing.assert_close(outer_losses, inner_losses)
+
+
 def test_user_file_in_a_cache_folder_is_never_replaced(tmp_path):
     _, losses = _fit(tmp_path)
     os.remove(os.path.join(tmp_path, "train_labels"))  # the user puts their own file there
