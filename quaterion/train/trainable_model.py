@@ -18,6 +18,7 @@ from quaterion.train._rng import capture_rng, restore_rng
 from quaterion.train.cache import CacheConfig, CacheType
 from quaterion.train.cache.in_memory_cache_encoder import InMemoryCacheEncoder
 from quaterion.train.cache_mixin import CacheMixin
+from quaterion.train.gradient_cache import GradientCacheConfig, cached_gradient_step
 from quaterion.train.xbm import XbmConfig
 from quaterion.train.xbm.xbm_buffer import XbmBuffer
 from quaterion.utils.enums import TrainStage
@@ -89,6 +90,12 @@ class TrainableModel(pl.LightningModule, CacheMixin):
         self._xbm_buffer = None
         if self._xbm_config is not None:
             self._xbm_buffer = XbmBuffer(self._xbm_config, embedding_size=head.output_size)
+        self._gradient_cache_config = check_hook_result(
+            "configure_gradient_cache",
+            self.configure_gradient_cache(),
+            GradientCacheConfig,
+            "return a GradientCacheConfig or None (off)",
+        )
 
     @property
     def model(self) -> SimilarityModel:
@@ -122,6 +129,11 @@ class TrainableModel(pl.LightningModule, CacheMixin):
 
     def configure_xbm(self) -> Optional[XbmConfig]:
         """Cross-batch memory settings; ``None`` (default) disables XBM."""
+        return None
+
+    def configure_gradient_cache(self) -> Optional[GradientCacheConfig]:
+        """Encode training batches in mini-batches with full-batch gradients; ``None`` (default)
+        encodes each batch at once. See the guide "Large batches with trainable encoders"."""
         return None
 
     def process_results(
@@ -177,12 +189,23 @@ class TrainableModel(pl.LightningModule, CacheMixin):
 
     def _common_step(self, batch, batch_idx: int, stage: TrainStage, **kwargs: Any) -> Tensor:
         features, targets = batch
-        embeddings = self.model(features)
-        loss = self.loss(embeddings=embeddings, **targets)
-        if stage == TrainStage.TRAIN:
-            xbm = self._xbm_term(embeddings, targets)
-            if xbm is not None:
-                loss = loss + xbm
+
+        def compute_loss(embeddings: Tensor) -> Tensor:
+            loss = self.loss(embeddings=embeddings, **targets)
+            if stage == TrainStage.TRAIN:
+                xbm = self._xbm_term(embeddings, targets)
+                if xbm is not None:
+                    loss = loss + xbm
+            return loss
+
+        config = self._gradient_cache_config
+        if stage == TrainStage.TRAIN and config is not None:
+            embeddings, loss = cached_gradient_step(
+                self.model, features, compute_loss, list(self.parameters()), config, self.device
+            )
+        else:
+            embeddings = self.model(features)
+            loss = compute_loss(embeddings)
         batch_size = embeddings.shape[0]
         logging = not self._barebones()
         # sync_dist: epoch values are reduced over DDP ranks (a no-op in one process)

@@ -1,0 +1,201 @@
+"""Gradient cache: full-batch gradients of any loss with the memory of one mini-batch.
+
+Gao et al. 2021, "Scaling Deep Contrastive Learning Batch Size under Memory Limited Setup".
+A training step with :class:`GradientCacheConfig` runs in two passes:
+
+1. *Forward* (in ``training_step``): the model encodes the batch mini-batch by mini-batch
+   without keeping activations (``no_grad``), recording the random-number state before each
+   mini-batch. The loss (with XBM and cross-rank gathering as configured) is computed once
+   over the joined embeddings, keeping only the small graph from the embeddings to the loss.
+2. *Backward* (when Lightning back-propagates the returned loss): a custom autograd
+   function back-propagates the loss into the embeddings and the loss's own parameters, then
+   re-encodes each mini-batch with gradients on, from the same random state and autocast
+   settings, and back-propagates that mini-batch's slice of the embedding gradient. The
+   summed parameter gradients are handed to autograd as the gradients of the step's
+   parameters, so every parameter receives exactly one gradient per step: optimisers,
+   clipping, accumulation, AMP loss scaling and DDP's gradient reduction work unchanged.
+"""
+
+from dataclasses import dataclass
+from typing import Any, Callable, List, Mapping, Optional, Sequence, Tuple
+
+import torch
+from torch import Tensor, nn
+
+from quaterion.train.mini_batches import iter_mini_batches
+
+_AUTOCAST_DEVICES = ("cpu", "cuda")
+
+
+@dataclass(frozen=True)
+class GradientCacheConfig:
+    """Settings returned by ``TrainableModel.configure_gradient_cache``.
+
+    Args:
+        mini_batch_size: records encoded at once; memory grows with this, not with the
+            loader's batch size. A positive ``int``.
+
+    Raises:
+        TypeError: ``mini_batch_size`` is not an ``int`` (``bool`` included).
+        ValueError: ``mini_batch_size`` is not positive.
+    """
+
+    mini_batch_size: int
+
+    def __post_init__(self) -> None:
+        size = self.mini_batch_size
+        if isinstance(size, bool) or not isinstance(size, int):
+            raise TypeError(
+                f"GradientCacheConfig.mini_batch_size must be a positive int, got "
+                f"{type(size).__name__} {size!r}; pass e.g. GradientCacheConfig(mini_batch_size=32)"
+            )
+        if size <= 0:
+            raise ValueError(
+                f"GradientCacheConfig.mini_batch_size must be a positive int, got {size}; "
+                "pass the number of records to encode at once, e.g. 32"
+            )
+
+
+class _Replay:
+    """Random state and autocast settings of one mini-batch, to run it again identically."""
+
+    def __init__(self, device: torch.device):
+        self.cpu_state = torch.get_rng_state()
+        self.cuda_device = device if device.type == "cuda" else None
+        self.cuda_state = (
+            torch.cuda.get_rng_state(device) if self.cuda_device is not None else None
+        )
+
+    def run(self, fn: Callable[[], Tensor]) -> Tensor:
+        devices = [self.cuda_device] if self.cuda_device is not None else []
+        with torch.random.fork_rng(devices=devices):
+            torch.set_rng_state(self.cpu_state)
+            if self.cuda_device is not None:
+                torch.cuda.set_rng_state(self.cuda_state, self.cuda_device)
+            return fn()
+
+
+def _autocast_settings() -> List[Tuple[str, bool, torch.dtype]]:
+    devices = [d for d in _AUTOCAST_DEVICES if d == "cpu" or torch.cuda.is_available()]
+    return [(d, torch.is_autocast_enabled(d), torch.get_autocast_dtype(d)) for d in devices]
+
+
+class _StepState:
+    """What the backward pass needs: the loss graph, the inputs and their replays."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        mini_batches: List[Tuple[int, int, dict, _Replay]],
+        loss: Tensor,
+        embeddings: Tensor,
+        params: Sequence[Tensor],
+        autocast: List[Tuple[str, bool, torch.dtype]],
+    ):
+        self.model = model
+        self.mini_batches = mini_batches
+        self.loss = loss
+        self.embeddings = embeddings
+        self.params = list(params)
+        self.autocast = autocast
+
+    def backward(self, grad_output: Tensor) -> List[Optional[Tensor]]:
+        if self.loss is None:
+            raise RuntimeError(
+                "gradient cache: the step's loss was back-propagated twice; the cached "
+                "activations are freed after the first backward (do not use retain_graph)"
+            )
+        loss, embeddings, self.loss = self.loss, self.embeddings, None
+        with torch.enable_grad():
+            found = torch.autograd.grad(
+                loss, [embeddings, *self.params], grad_output, allow_unused=True
+            )
+        embedding_grad, grads = found[0], list(found[1:])
+        if embedding_grad is not None:
+            buffers = [buffer.detach().clone() for buffer in self.model.buffers()]
+            for start, stop, features, replay in self.mini_batches:
+                part = self._reencode(features, replay)
+                self._accumulate(grads, part, embedding_grad[start:stop])
+            # buffers (e.g. batch-norm statistics) keep the values of the first pass
+            with torch.no_grad():
+                for buffer, saved in zip(self.model.buffers(), buffers):
+                    buffer.copy_(saved)
+        self.mini_batches, self.embeddings = [], None
+        return grads
+
+    def _reencode(self, features: dict, replay: _Replay) -> Tensor:
+        def encode() -> Tensor:
+            with torch.enable_grad():
+                return self.model(features)
+
+        for device, enabled, dtype in self.autocast:
+            encode = _under_autocast(encode, device, enabled, dtype)
+        return replay.run(encode)
+
+    def _accumulate(self, grads: List[Optional[Tensor]], part: Tensor, part_grad: Tensor) -> None:
+        if not part.requires_grad:
+            return
+        found = torch.autograd.grad(part, self.params, part_grad.to(part.dtype), allow_unused=True)
+        for index, grad in enumerate(found):
+            if grad is not None:
+                grads[index] = grad if grads[index] is None else grads[index] + grad
+
+
+def _under_autocast(
+    fn: Callable[[], Tensor], device: str, enabled: bool, dtype: torch.dtype
+) -> Callable[[], Tensor]:
+    def wrapped() -> Tensor:
+        with torch.autocast(device, dtype=dtype, enabled=enabled):
+            return fn()
+
+    return wrapped
+
+
+class _CachedGradient(torch.autograd.Function):
+    """Forward: the loss value. Backward: the step's parameter gradients (see module doc)."""
+
+    @staticmethod
+    def forward(ctx: Any, state: _StepState, value: Tensor, *params: Tensor) -> Tensor:
+        ctx.state = state
+        return value.clone()
+
+    @staticmethod
+    def backward(ctx: Any, grad_output: Tensor) -> Tuple[Optional[Tensor], ...]:
+        return (None, None, *ctx.state.backward(grad_output))
+
+
+def cached_gradient_step(
+    model: nn.Module,
+    features: Mapping[str, Any],
+    compute_loss: Callable[[Tensor], Tensor],
+    params: Sequence[Tensor],
+    config: GradientCacheConfig,
+    device: torch.device,
+) -> Tuple[Tensor, Tensor]:
+    """Encode ``features`` in mini-batches, compute the loss once, defer the encoder gradients.
+
+    Args:
+        model: the ``SimilarityModel`` (encoders and head).
+        features: the model input ``{"data": ..., "meta": ...}``.
+        compute_loss: full-batch embeddings -> scalar loss (XBM term included).
+        params: every trainable parameter of the step (model and loss).
+        config: the gradient-cache settings.
+        device: the module's device (its CUDA random state is replayed).
+
+    Returns:
+        ``(embeddings, loss)``: the joined embeddings (a leaf; its graph reaches only the loss)
+        and a loss whose backward fills the gradients of ``params`` as plain training would.
+    """
+    mini_batches, parts = [], []
+    for start, stop, mini_features in iter_mini_batches(features, config.mini_batch_size):
+        replay = _Replay(device)
+        with torch.no_grad():
+            parts.append(model(mini_features))
+        mini_batches.append((start, stop, mini_features, replay))
+    embeddings = torch.cat(parts, dim=0).requires_grad_(True)
+    loss = compute_loss(embeddings)
+    params = [param for param in params if param.requires_grad]
+    if not params:
+        return embeddings, loss
+    state = _StepState(model, mini_batches, loss, embeddings, params, _autocast_settings())
+    return embeddings, _CachedGradient.apply(state, loss.detach(), *params)

@@ -1,0 +1,189 @@
+"""Models, batches and the plain reference step shared by the gradient-cache tests."""
+
+from typing import Callable, Dict, Optional, Tuple
+
+import pytorch_lightning as pl
+import torch
+from pytorch_metric_learning import losses as pml_losses
+from pytorch_metric_learning import miners as pml_miners
+from torch import nn
+
+from quaterion import TrainableModel
+from quaterion.dataset import (
+    GroupSimilarityDataLoader,
+    PairsSimilarityDataLoader,
+    SimilarityGroupSample,
+    SimilarityPairSample,
+)
+from quaterion.distances import Distance
+from quaterion.loss import (
+    ArcFaceLoss,
+    CenterLoss,
+    CircleLoss,
+    ContrastiveLoss,
+    CosFaceLoss,
+    FastAPLoss,
+    MultipleNegativesRankingLoss,
+    OnlineContrastiveLoss,
+    SoftmaxLoss,
+    TripletLoss,
+)
+from quaterion.loss.extras import PytorchMetricLearningWrapper
+from quaterion.train import GradientCacheConfig
+from quaterion_models.heads import GatedHead
+from tests.quaterion_models.toy_encoders import ToyEncoder
+
+IN_DIM, EMB_DIM, GROUPS = 5, 4, 3
+
+GROUP_LOSSES: Dict[str, Callable[[bool], nn.Module]] = {
+    "triplet_all": lambda g: TripletLoss(mining="all", gather_across_ranks=g),
+    "triplet_hard": lambda g: TripletLoss(mining="hard", gather_across_ranks=g),
+    "triplet_semi_hard": lambda g: TripletLoss(mining="semi_hard", gather_across_ranks=g),
+    "triplet_soft_euclid": lambda g: TripletLoss(
+        soft=True, distance_metric_name=Distance.EUCLIDEAN, gather_across_ranks=g
+    ),
+    "online_contrastive_hard": lambda g: OnlineContrastiveLoss(gather_across_ranks=g),
+    "online_contrastive_all": lambda g: OnlineContrastiveLoss(mining="all", gather_across_ranks=g),
+    "circle": lambda g: CircleLoss(scale_factor=8.0, gather_across_ranks=g),
+    "fast_ap": lambda g: FastAPLoss(gather_across_ranks=g),
+    "softmax": lambda g: SoftmaxLoss(EMB_DIM, GROUPS, gather_across_ranks=g),
+    "arcface": lambda g: ArcFaceLoss(EMB_DIM, GROUPS, scale=8.0, gather_across_ranks=g),
+    "cosface": lambda g: CosFaceLoss(EMB_DIM, GROUPS, scale=8.0, gather_across_ranks=g),
+    "center": lambda g: CenterLoss(EMB_DIM, GROUPS, gather_across_ranks=g),
+    "pml_contrastive_ms_miner": lambda g: PytorchMetricLearningWrapper(
+        pml_losses.ContrastiveLoss(), pml_miners.MultiSimilarityMiner(), gather_across_ranks=g
+    ),
+}
+PAIR_LOSSES: Dict[str, Callable[[bool], nn.Module]] = {
+    "contrastive": lambda g: ContrastiveLoss(),
+    "mnrl": lambda g: MultipleNegativesRankingLoss(scale=5.0, gather_across_ranks=g),
+    "mnrl_symmetric": lambda g: MultipleNegativesRankingLoss(
+        scale=5.0, symmetric=True, gather_across_ranks=g
+    ),
+}
+CASES = [*GROUP_LOSSES, *PAIR_LOSSES]
+
+
+class DropoutEncoder(ToyEncoder):
+    """Trainable ``Linear -> Dropout -> tanh -> Linear`` in ``dtype`` (dropout off by default)."""
+
+    def __init__(
+        self, dtype: str = "float32", dropout: float = 0.0, seed: int = 3, trainable: bool = True
+    ):
+        config = {"dtype": dtype, "dropout": dropout, "seed": seed, "trainable": trainable}
+        super().__init__(EMB_DIM, trainable, config)
+        torch.manual_seed(seed)
+        self.dtype = getattr(torch, dtype)
+        self.first = nn.Linear(IN_DIM, 8, dtype=self.dtype)
+        self.dropout = nn.Dropout(dropout)
+        self.second = nn.Linear(8, EMB_DIM, dtype=self.dtype)
+
+    def get_collate_fn(self):
+        return self.collate
+
+    def collate(self, batch):
+        return torch.stack([torch.as_tensor(x) for x in batch]).to(self.dtype)
+
+    def forward(self, batch: torch.Tensor) -> torch.Tensor:
+        return self.second(torch.tanh(self.dropout(self.first(batch))))
+
+
+class CachedModel(TrainableModel):
+    """``encoders`` -> gated head -> ``loss``, with an optional gradient cache and XBM."""
+
+    def __init__(self, encoders, loss, mini_batch_size=None, xbm=None, cache=None, lr=0.0):
+        self._encoders, self._loss_holder, self._xbm = encoders, [loss], xbm
+        self._mini, self._cache_cfg, self._lr = mini_batch_size, cache, lr
+        super().__init__()
+
+    def configure_encoders(self):
+        return self._encoders
+
+    def configure_head(self, input_embedding_size: int):
+        torch.manual_seed(11)
+        dtype = next(iter(self._encoders.values())).parameters().__next__().dtype
+        return GatedHead(input_embedding_size).to(dtype)
+
+    def configure_loss(self):
+        return self._loss_holder[0]
+
+    def configure_caches(self):
+        return self._cache_cfg
+
+    def configure_xbm(self):
+        return self._xbm
+
+    def configure_gradient_cache(self) -> Optional[GradientCacheConfig]:
+        return None if self._mini is None else GradientCacheConfig(mini_batch_size=self._mini)
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=self._lr)
+
+
+def group_samples(n: int = 22, seed: int = 0, dtype=torch.float32):
+    generator = torch.Generator().manual_seed(seed)
+    data = torch.randn(n, IN_DIM, generator=generator, dtype=dtype)
+    return [SimilarityGroupSample(obj=data[i], group=(i * 7) % GROUPS) for i in range(n)]
+
+
+def pair_samples(n: int = 9, seed: int = 1, dtype=torch.float32):
+    generator = torch.Generator().manual_seed(seed)
+    data = torch.randn(2 * n, IN_DIM, generator=generator, dtype=dtype)
+    return [
+        SimilarityPairSample(obj_a=data[i], obj_b=data[n + i], score=1.0, subgroup=i % 3)
+        for i in range(n)
+    ]
+
+
+def loader_for(case: str, dtype=torch.float32, **kwargs):
+    if case in PAIR_LOSSES:
+        return PairsSimilarityDataLoader(pair_samples(dtype=dtype), batch_size=9, **kwargs)
+    return GroupSimilarityDataLoader(group_samples(dtype=dtype), batch_size=22, **kwargs)
+
+
+def loss_for(case: str, dtype: torch.dtype, gather: bool = False) -> nn.Module:
+    factory = GROUP_LOSSES.get(case) or PAIR_LOSSES[case]
+    return factory(gather).to(dtype)
+
+
+def first_batch(model: TrainableModel, loader) -> Tuple[dict, dict]:
+    model.setup_dataloader(loader)
+    return next(iter(loader))
+
+
+def attach_trainer(model: TrainableModel) -> None:
+    """A trainer that logs nothing, so that steps can be called directly."""
+    model.trainer = pl.Trainer(barebones=True, accelerator="cpu", devices=1, max_steps=1)
+
+
+def cached_step(model: TrainableModel, batch) -> Tuple[torch.Tensor, Dict[str, torch.Tensor]]:
+    """``training_step`` + backward: the loss and every parameter's gradient."""
+    model.zero_grad(set_to_none=True)
+    loss = model.training_step(batch, 0)
+    loss.backward()
+    return loss.detach(), grads_of(model)
+
+
+def grads_of(model: nn.Module) -> Dict[str, torch.Tensor]:
+    return {name: p.grad.clone() for name, p in model.named_parameters() if p.grad is not None}
+
+
+def sequential_step(model: TrainableModel, batch, mini: int):
+    """Reference: mini-batches encoded in sequence *keeping* the graph, loss, backward."""
+    features, targets = batch
+    model.zero_grad(set_to_none=True)
+    data = features["data"]["default"]
+    parts = [
+        model.model({"data": {"default": data[s : s + mini]}, "meta": features["meta"][s : s + mini]})
+        for s in range(0, data.shape[0], mini)
+    ]
+    loss = model.loss(embeddings=torch.cat(parts), **targets)
+    loss.backward()
+    return loss.detach(), grads_of(model)
+
+
+def assert_same_grads(got: Dict[str, torch.Tensor], expected: Dict[str, torch.Tensor], rtol: float):
+    assert got.keys() == expected.keys()
+    for name, grad in expected.items():
+        assert grad.abs().sum() > 0, f"zero reference gradient for {name}"
+        torch.testing.assert_close(got[name], grad, rtol=rtol, atol=rtol * 1e-2, msg=name)

@@ -1,0 +1,187 @@
+"""Gradient cache: the cached step's gradients equal plain full-batch training."""
+
+import pytest
+import torch
+
+from quaterion import Quaterion
+from quaterion.train import GradientCacheConfig
+from quaterion.train.cache import CacheConfig, CacheType
+from quaterion.train.xbm import XbmConfig
+from tests.quaterion.train import gradient_cache_helpers as h
+from tests.quaterion.train.helpers import trainer
+
+MINI = 5  # 22 records -> 5, 5, 5, 5, 2; 9 pairs (18 embeddings) -> 5, 5, 5, 3
+
+
+def _pair(case, dtype, mini=MINI, encoders=None, **kwargs):
+    """The same model twice (same init): plain and with the gradient cache."""
+    dtype_name = str(dtype).split(".")[-1]
+
+    def build(size):
+        made = encoders() if encoders else {"default": h.DropoutEncoder(dtype_name)}
+        return h.CachedModel(made, h.loss_for(case, dtype), size, **kwargs)
+
+    return build(None), build(mini)
+
+
+@pytest.mark.parametrize("dtype,rtol", [(torch.float32, 1e-5), (torch.float64, 1e-10)])
+@pytest.mark.parametrize("case", h.CASES)
+def test_every_loss_family_gets_the_full_batch_gradient(case, dtype, rtol):
+    plain, cached = _pair(case, dtype)
+    for model in (plain, cached):
+        h.attach_trainer(model)
+    batch = h.first_batch(plain, h.loader_for(case, dtype))
+    expected_loss = plain.training_step(batch, 0)
+    expected_loss.backward()
+    expected = h.grads_of(plain)
+    loss, got = h.cached_step(cached, batch)
+    torch.testing.assert_close(loss, expected_loss.detach(), rtol=rtol, atol=0.0)
+    # the model's parameters and, for classifier losses, the loss's own parameters
+    assert any(name.startswith("_model.default") for name in expected)
+    if case in ("softmax", "arcface", "cosface", "center"):
+        assert any(name.startswith("_loss.") for name in expected)
+    h.assert_same_grads(got, expected, rtol)
+
+
+def test_dropout_replays_the_random_state_of_each_mini_batch():
+    def encoders():
+        return {"default": h.DropoutEncoder("float64", dropout=0.5)}
+
+    plain, cached = _pair("triplet_all", torch.float64, encoders=encoders)
+    h.attach_trainer(cached)
+    batch = h.first_batch(plain, h.loader_for("triplet_all", torch.float64))
+    torch.manual_seed(123)
+    expected_loss, expected = h.sequential_step(plain, batch, MINI)
+    after_reference = torch.rand(3)
+    torch.manual_seed(123)
+    loss, got = h.cached_step(cached, batch)
+    # the replay leaves the random stream where the first pass left it
+    torch.testing.assert_close(torch.rand(3), after_reference, rtol=0, atol=0)
+    torch.testing.assert_close(loss, expected_loss, rtol=1e-10, atol=0.0)
+    h.assert_same_grads(got, expected, 1e-10)
+    # dropout really acts: another random state gives another gradient
+    torch.manual_seed(124)
+    _, other = h.sequential_step(plain, batch, MINI)
+    assert not torch.allclose(other["_model.default.first.weight"], got["_model.default.first.weight"])
+
+
+def test_batch_norm_statistics_are_updated_once_per_mini_batch():
+    class NormEncoder(h.DropoutEncoder):
+        def __init__(self):
+            super().__init__("float64")
+            self.norm = torch.nn.BatchNorm1d(8, dtype=torch.float64)
+
+        def forward(self, batch):
+            return self.second(torch.tanh(self.norm(self.first(batch))))
+
+    plain, cached = _pair("triplet_hard", torch.float64, encoders=lambda: {"default": NormEncoder()})
+    h.attach_trainer(cached)
+    batch = h.first_batch(plain, h.loader_for("triplet_hard", torch.float64))
+    _, expected = h.sequential_step(plain, batch, MINI)
+    _, got = h.cached_step(cached, batch)
+    h.assert_same_grads(got, expected, 1e-10)
+    for name in ("running_mean", "running_var", "num_batches_tracked"):
+        reference = getattr(plain.model.encoders["default"].norm, name)
+        torch.testing.assert_close(getattr(cached.model.encoders["default"].norm, name), reference)
+    assert int(cached.model.encoders["default"].norm.num_batches_tracked) == 5
+
+
+def test_several_encoders_with_a_frozen_one():
+    def encoders():
+        return {
+            "text": h.DropoutEncoder("float64", seed=1),
+            "frozen": h.DropoutEncoder("float64", seed=4, trainable=False),
+            "image": h.DropoutEncoder("float64", seed=2),
+        }
+
+    plain, cached = _pair("circle", torch.float64, encoders=encoders)
+    for model in (plain, cached):
+        h.attach_trainer(model)
+    batch = h.first_batch(plain, h.loader_for("circle", torch.float64))
+    expected_loss = plain.training_step(batch, 0)
+    expected_loss.backward()
+    loss, got = h.cached_step(cached, batch)
+    torch.testing.assert_close(loss, expected_loss.detach(), rtol=1e-10, atol=0.0)
+    h.assert_same_grads(got, h.grads_of(plain), 1e-10)
+    assert {name.split(".")[1] for name in got} == {"text", "image", "head"}
+
+
+def test_xbm_term_is_part_of_the_cached_loss():
+    xbm = XbmConfig(buffer_size=64, start_iteration=-1)
+    plain, cached = _pair("triplet_all", torch.float64, xbm=xbm)
+    batch = h.first_batch(plain, h.loader_for("triplet_all", torch.float64))
+    earlier = h.first_batch(plain, h.GroupSimilarityDataLoader(h.group_samples(9, seed=4)))
+    for model in (plain, cached):
+        h.attach_trainer(model)
+        model.training_step(earlier, 0)  # fills the memory the same way in both
+    expected_loss = plain.training_step(batch, 0)
+    expected_loss.backward()
+    loss, got = h.cached_step(cached, batch)
+    torch.testing.assert_close(loss, expected_loss.detach(), rtol=1e-10, atol=0.0)
+    h.assert_same_grads(got, h.grads_of(plain), 1e-10)
+
+
+class _CountingFrozen(h.DropoutEncoder):
+    """Frozen encoder counting the records it encodes."""
+
+    def __init__(self):
+        super().__init__("float32", seed=4, trainable=False)
+        self.calls = 0
+
+    def forward(self, batch):
+        self.calls += batch.shape[0]
+        return super().forward(batch)
+
+
+def test_lightning_fit_with_cached_frozen_encoder_clipping_and_accumulation():
+    """Two steps of a real fit (SGD, clipping, accumulation over 2 batches): same weights."""
+
+    def encoders():
+        return {
+            "default": h.DropoutEncoder("float32", seed=1),
+            "frozen": _CountingFrozen(),
+        }
+
+    cache = CacheConfig(CacheType.AUTO)
+    plain, cached = _pair("triplet_hard", torch.float32, encoders=encoders, cache=cache, lr=0.1)
+    options = dict(max_steps=2, accumulate_grad_batches=2, gradient_clip_val=0.05)
+    for model in (plain, cached):
+        loader = h.GroupSimilarityDataLoader(h.group_samples(44), batch_size=11)
+        Quaterion.fit(model, trainer(**options), loader)
+    assert cached.model.encoders["frozen"].calls == 44  # filled once, served from the cache
+    for (name, expected), got in zip(plain.named_parameters(), cached.parameters()):
+        torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-7, msg=name)
+    assert not torch.allclose(
+        plain.model.encoders["default"].first.weight, h.DropoutEncoder("float32", seed=1).first.weight
+    ), "training should have moved the weights"
+
+
+@pytest.mark.parametrize("size", [0, -3])
+def test_mini_batch_size_must_be_positive(size):
+    with pytest.raises(ValueError, match="positive int"):
+        GradientCacheConfig(mini_batch_size=size)
+
+
+@pytest.mark.parametrize("size", [True, 2.0, "4", None])
+def test_mini_batch_size_must_be_an_int(size):
+    with pytest.raises(TypeError, match="mini_batch_size must be a positive int"):
+        GradientCacheConfig(mini_batch_size=size)
+
+
+def test_hook_must_return_a_config():
+    class Wrong(h.CachedModel):
+        def configure_gradient_cache(self):
+            return 32
+
+    with pytest.raises(TypeError, match="configure_gradient_cache"):
+        Wrong({"default": h.DropoutEncoder()}, h.loss_for("triplet_all", torch.float32))
+
+
+def test_backward_twice_is_refused():
+    _, cached = _pair("triplet_all", torch.float32)
+    h.attach_trainer(cached)
+    batch = h.first_batch(cached, h.loader_for("triplet_all", torch.float32))
+    loss = cached.training_step(batch, 0)
+    loss.backward(retain_graph=True)
+    with pytest.raises(RuntimeError, match="back-propagated twice"):
+        loss.backward()
