@@ -7,6 +7,7 @@ import torch
 from pytorch_metric_learning import losses as pml_losses
 from pytorch_metric_learning import miners as pml_miners
 from torch import nn
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from quaterion import TrainableModel
 from quaterion.dataset import (
@@ -30,6 +31,7 @@ from quaterion.loss import (
 )
 from quaterion.loss.extras import PytorchMetricLearningWrapper
 from quaterion.train import GradientCacheConfig
+from quaterion_models.encoders import SwitchEncoder
 from quaterion_models.heads import GatedHead
 from tests.quaterion_models.toy_encoders import ToyEncoder
 
@@ -187,3 +189,41 @@ def assert_same_grads(got: Dict[str, torch.Tensor], expected: Dict[str, torch.Te
     for name, grad in expected.items():
         assert grad.abs().sum() > 0, f"zero reference gradient for {name}"
         torch.testing.assert_close(got[name], grad, rtol=rtol, atol=rtol * 1e-2, msg=name)
+
+
+class Switch(SwitchEncoder):
+    """Records whose first feature is positive go to option ``pos``, the others to ``neg``."""
+
+    @classmethod
+    def encoder_selection(cls, record) -> str:
+        return "pos" if float(record[0]) > 0 else "neg"
+
+
+_SYNC_OPS = {
+    "aten::_local_scalar_dense",
+    "aten::nonzero",
+    "aten::masked_select",
+    "aten::_unique2",
+    "aten::unique_consecutive",
+    "aten::unique_dim",
+    "aten::repeat_interleave",
+}
+
+
+class HostSyncCounter(TorchDispatchMode):
+    """Counts the aten calls that make the host wait for the device (see issue 19)."""
+
+    def __init__(self):
+        super().__init__()
+        self.count = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        name = func.name().split(".")[0]
+        if name in _SYNC_OPS:
+            self.count += 1
+        elif name in ("aten::index", "aten::index_put_", "aten::index_put"):
+            indices = args[1] if len(args) > 1 else kwargs.get("indices", ())
+            if any(isinstance(i, torch.Tensor) and i.dtype == torch.bool for i in indices):
+                self.count += 1
+        return func(*args, **kwargs)

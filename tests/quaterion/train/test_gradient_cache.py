@@ -185,3 +185,41 @@ def test_backward_twice_is_refused():
     loss.backward(retain_graph=True)
     with pytest.raises(RuntimeError, match="back-propagated twice"):
         loss.backward()
+
+
+def test_switch_encoder_options_split_across_mini_batches():
+    def encoders():
+        options = {
+            "pos": h.DropoutEncoder("float64", seed=5),
+            "neg": h.DropoutEncoder("float64", seed=6),
+        }
+        return {"default": h.Switch(options)}
+
+    plain, cached = _pair("triplet_semi_hard", torch.float64, encoders=encoders, mini=4)
+    for model in (plain, cached):
+        h.attach_trainer(model)
+    batch = h.first_batch(plain, h.loader_for("triplet_semi_hard", torch.float64))
+    ordering = batch[0]["data"]["default"]["ordering"]
+    assert len(ordering["pos"]) > 4 and len(ordering["neg"]) > 4  # both options in several
+    expected_loss = plain.training_step(batch, 0)
+    expected_loss.backward()
+    loss, got = h.cached_step(cached, batch)
+    torch.testing.assert_close(loss, expected_loss.detach(), rtol=1e-10, atol=0.0)
+    h.assert_same_grads(got, h.grads_of(plain), 1e-10)
+    assert any(".pos." in name for name in got) and any(".neg." in name for name in got)
+
+
+@pytest.mark.parametrize("case", ["triplet_hard", "mnrl", "arcface"])
+def test_gradient_cache_adds_no_host_sync(case):
+    plain, cached = _pair(case, torch.float32)
+    batch = h.first_batch(plain, h.loader_for(case, torch.float32))
+    counts = []
+    for model in (plain, cached):
+        h.attach_trainer(model)
+        with h.HostSyncCounter() as counter:
+            model.training_step(batch, 0).backward()
+        counts.append(counter.count)
+    assert counts[1] == counts[0], f"plain {counts[0]} syncs, cached {counts[1]}"
+    with h.HostSyncCounter() as counter:  # the counter sees what it must count
+        torch.arange(4)[torch.arange(4) > 1].sum().item()
+    assert counter.count == 2

@@ -1,0 +1,54 @@
+"""Cutting collated batches into mini-batches of records."""
+
+import pytest
+import torch
+
+from quaterion.train.cache._host_rows import HostRows
+from quaterion.train.mini_batches import batch_size_of, iter_mini_batches, slice_records
+
+
+def test_nested_inputs_are_cut_by_record():
+    features = {
+        "data": {
+            "text": {"input_ids": torch.arange(10).view(5, 2), "lengths": [3, 1, 4, 1, 5]},
+            "rows": HostRows(torch.tensor([9, 8, 7, 6, 5])),
+            "pair": (torch.arange(5), torch.arange(5) * 2),
+            "scale": torch.tensor(2.0),
+        },
+        "meta": [{"i": i} for i in range(5)],
+    }
+    parts = list(iter_mini_batches(features, 2))
+    assert [(start, stop) for start, stop, _ in parts] == [(0, 2), (2, 4), (4, 5)]
+    _, _, middle = parts[1]
+    assert middle["data"]["text"]["input_ids"].tolist() == [[4, 5], [6, 7]]
+    assert middle["data"]["text"]["lengths"] == [4, 1]
+    assert middle["data"]["rows"].rows.tolist() == [7, 6]
+    assert [t.tolist() for t in middle["data"]["pair"]] == [[2, 3], [4, 6]]
+    assert middle["data"]["scale"].item() == 2.0
+    assert middle["meta"] == [{"i": 2}, {"i": 3}]
+
+
+def test_switch_batches_keep_each_option_run_and_renumber():
+    value = {
+        "ordering": {"a": [0, 2, 3], "b": [1, 4]},
+        "batches": {"a": torch.tensor([10, 12, 13]), "b": torch.tensor([11, 14])},
+    }
+    part = slice_records(value, 2, 4, 5, "encoder 'x'")
+    assert part["ordering"] == {"a": [0, 1], "b": []}
+    assert part["batches"]["a"].tolist() == [12, 13] and "b" not in part["batches"]
+
+
+def test_a_tensor_without_the_batch_first_is_named():
+    with pytest.raises(ValueError, match=r"encoder 'text'.*shape \(3, 5\).*batch size 5"):
+        list(iter_mini_batches({"data": {"text": torch.zeros(3, 5)}, "meta": [{}] * 5}, 2))
+
+
+def test_an_object_that_cannot_be_cut_is_named():
+    with pytest.raises(ValueError, match="encoder 'x'.*object"):
+        slice_records(object(), 0, 1, 2, "encoder 'x'")
+
+
+def test_batch_size_without_meta_list_comes_from_a_tensor():
+    assert batch_size_of({"data": {"a": torch.zeros(7, 2)}, "meta": None}) == 7
+    with pytest.raises(ValueError, match="number of records"):
+        batch_size_of({"data": {"a": [1, 2]}, "meta": None})
