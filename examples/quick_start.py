@@ -315,6 +315,13 @@ def _run(args: argparse.Namespace) -> Dict[str, Any]:
     )
 
     clock = lap("example queries", clock)
+    finetuned = None
+    if args.finetune_encoder:
+        from examples.finetune_encoder import finetune_encoder, report
+
+        finetuned = finetune_encoder(args, args.encoder or default_encoder_path(), train, test)
+        report(after, finetuned, args)
+        clock = lap("fine-tune the whole encoder", clock)
 
     wall = time.perf_counter() - started
     print("\nTime per phase: " + ", ".join(f"{k} {v:.1f} s" for k, v in timings.items()))
@@ -332,10 +339,13 @@ def _run(args: argparse.Namespace) -> Dict[str, Any]:
         "timings": timings,
         "save_dir": args.save_dir,
         "index_dir": index_dir,
+        "finetuned": finetuned,
     }
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
+    from examples.finetune_encoder import add_arguments
+
     parser = argparse.ArgumentParser(
         description="Fine-tune a head over frozen all-MiniLM-L6-v2 and compare held-out "
         "retrieval before and after training (offline, CPU friendly)."
@@ -362,8 +372,9 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     )
     parser.add_argument("--num-queries", type=int, default=3)
     parser.add_argument("--top-k", type=int, default=3)
+    add_arguments(parser)
     args = parser.parse_args(argv)
-    for name in ("epochs", "batch_size", "top_k"):
+    for name in ("epochs", "batch_size", "top_k", "finetune_batch_size", "finetune_mini_batch"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
     return args

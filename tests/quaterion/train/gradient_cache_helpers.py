@@ -174,10 +174,16 @@ def sequential_step(model: TrainableModel, batch, mini: int):
     """Reference: mini-batches encoded in sequence *keeping* the graph, loss, backward."""
     features, targets = batch
     model.zero_grad(set_to_none=True)
-    data = features["data"]["default"]
+    data, size = features["data"]["default"], len(features["meta"])
+
+    def rows(start):  # a tensor, or a tokenizer's dict of tensors
+        if isinstance(data, torch.Tensor):
+            return data[start : start + mini]
+        return {key: value[start : start + mini] for key, value in data.items()}
+
     parts = [
-        model.model({"data": {"default": data[s : s + mini]}, "meta": features["meta"][s : s + mini]})
-        for s in range(0, data.shape[0], mini)
+        model.model({"data": {"default": rows(s)}, "meta": features["meta"][s : s + mini]})
+        for s in range(0, size, mini)
     ]
     loss = model.loss(embeddings=torch.cat(parts), **targets)
     loss.backward()

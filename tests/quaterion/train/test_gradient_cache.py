@@ -223,3 +223,30 @@ def test_gradient_cache_adds_no_host_sync(case):
     with h.HostSyncCounter() as counter:  # the counter sees what it must count
         torch.arange(4)[torch.arange(4) > 1].sum().item()
     assert counter.count == 2
+
+
+def test_transformer_with_dropout_tokenizer_batches_are_cut(tmp_path):
+    """A real (tiny) BERT in train mode: tokenizer dicts are cut, dropout is replayed."""
+    from quaterion_models.encoders.extras.transformer_encoder import TransformerEncoder
+    from tests.quaterion_models.tiny_models import write_tiny_bert
+
+    path = write_tiny_bert(str(tmp_path / "bert"), pooling="mean")
+    words = ["bread", "bees", "law", "rain", "chess", "tea", "jazz"]
+    texts = [f"{words[i % 7]} {words[(i * 3) % 7]} number {i}" for i in range(14)]
+    samples = [h.SimilarityGroupSample(obj=t, group=i % 3) for i, t in enumerate(texts)]
+
+    def build(mini):
+        torch.manual_seed(0)
+        encoder = TransformerEncoder(path, trainable=True)
+        encoder.train()
+        return h.CachedModel({"default": encoder}, h.loss_for("triplet_all", torch.float32), mini)
+
+    plain, cached = build(None), build(4)
+    h.attach_trainer(cached)
+    batch = h.first_batch(plain, h.GroupSimilarityDataLoader(samples, batch_size=14))
+    torch.manual_seed(9)
+    expected_loss, expected = h.sequential_step(plain, batch, 4)
+    torch.manual_seed(9)
+    loss, got = h.cached_step(cached, batch)
+    torch.testing.assert_close(loss, expected_loss, rtol=1e-5, atol=0.0)
+    h.assert_same_grads(got, expected, 1e-5)

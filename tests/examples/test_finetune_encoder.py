@@ -1,0 +1,24 @@
+"""The quick start's ``--finetune-encoder`` options."""
+
+import pytest
+
+
+def test_finetune_options_are_parsed_and_checked(capsys):
+    from examples.quick_start import parse_args
+
+    args = parse_args(["--finetune-encoder", "--finetune-batch-size", "256"])
+    assert args.finetune_encoder and args.finetune_batch_size == 256
+    assert args.finetune_mini_batch == 32 and not parse_args([]).finetune_encoder
+    with pytest.raises(SystemExit):
+        parse_args(["--finetune-mini-batch", "0"])
+    assert "--finetune-mini-batch must be >= 1" in capsys.readouterr().err
+
+
+def test_finetune_model_trains_the_encoder_through_a_gradient_cache(tmp_path):
+    from examples.finetune_encoder import build_finetune_class
+    from quaterion.train import GradientCacheConfig
+    from tests.quaterion_models.tiny_models import write_tiny_bert
+
+    model = build_finetune_class()(write_tiny_bert(str(tmp_path / "bert"), pooling="mean"), 1e-4, 8)
+    assert model.model.encoders["default"].trainable
+    assert model.configure_gradient_cache() == GradientCacheConfig(mini_batch_size=8)
