@@ -4,8 +4,6 @@ from typing import Callable, Dict, Optional, Tuple
 
 import pytorch_lightning as pl
 import torch
-from pytorch_metric_learning import losses as pml_losses
-from pytorch_metric_learning import miners as pml_miners
 from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 
@@ -16,52 +14,20 @@ from quaterion.dataset import (
     SimilarityGroupSample,
     SimilarityPairSample,
 )
-from quaterion.distances import Distance
-from quaterion.loss import (
-    ArcFaceLoss,
-    CenterLoss,
-    CircleLoss,
-    ContrastiveLoss,
-    CosFaceLoss,
-    FastAPLoss,
-    MultipleNegativesRankingLoss,
-    OnlineContrastiveLoss,
-    SoftmaxLoss,
-    TripletLoss,
-)
-from quaterion.loss.extras import PytorchMetricLearningWrapper
+from quaterion.loss import ContrastiveLoss
 from quaterion.train import GradientCacheConfig
 from quaterion_models.encoders import SwitchEncoder
 from quaterion_models.heads import GatedHead
+from tests.quaterion.distributed._gather_cases import EMB_DIM, GROUP_LOSSES, IN_DIM
+from tests.quaterion.distributed._gather_cases import NUM_GROUPS as GROUPS
+from tests.quaterion.distributed._gather_cases import PAIR_LOSSES as _GATHERED_PAIR_LOSSES
 from tests.quaterion_models.toy_encoders import ToyEncoder
 
-IN_DIM, EMB_DIM, GROUPS = 5, 4, 3
-
-GROUP_LOSSES: Dict[str, Callable[[bool], nn.Module]] = {
-    "triplet_all": lambda g: TripletLoss(mining="all", gather_across_ranks=g),
-    "triplet_hard": lambda g: TripletLoss(mining="hard", gather_across_ranks=g),
-    "triplet_semi_hard": lambda g: TripletLoss(mining="semi_hard", gather_across_ranks=g),
-    "triplet_soft_euclid": lambda g: TripletLoss(
-        soft=True, distance_metric_name=Distance.EUCLIDEAN, gather_across_ranks=g
-    ),
-    "online_contrastive_hard": lambda g: OnlineContrastiveLoss(gather_across_ranks=g),
-    "online_contrastive_all": lambda g: OnlineContrastiveLoss(mining="all", gather_across_ranks=g),
-    "circle": lambda g: CircleLoss(scale_factor=8.0, gather_across_ranks=g),
-    "fast_ap": lambda g: FastAPLoss(gather_across_ranks=g),
-    "softmax": lambda g: SoftmaxLoss(EMB_DIM, GROUPS, gather_across_ranks=g),
-    "arcface": lambda g: ArcFaceLoss(EMB_DIM, GROUPS, scale=8.0, gather_across_ranks=g),
-    "cosface": lambda g: CosFaceLoss(EMB_DIM, GROUPS, scale=8.0, gather_across_ranks=g),
-    "center": lambda g: CenterLoss(EMB_DIM, GROUPS, gather_across_ranks=g),
-    "pml_contrastive_ms_miner": lambda g: PytorchMetricLearningWrapper(
-        pml_losses.ContrastiveLoss(), pml_miners.MultiSimilarityMiner(), gather_across_ranks=g
-    ),
-}
-PAIR_LOSSES: Dict[str, Callable[[bool], nn.Module]] = {
-    "contrastive": lambda g: ContrastiveLoss(),
-    "mnrl": lambda g: MultipleNegativesRankingLoss(scale=5.0, gather_across_ranks=g),
-    "mnrl_symmetric": lambda g: MultipleNegativesRankingLoss(
-        scale=5.0, symmetric=True, gather_across_ranks=g
-    ),
+# The gathered-negatives table (every loss built with gather_across_ranks=True, which changes
+# nothing without a process group) plus the pair loss that cannot gather.
+PAIR_LOSSES: Dict[str, Callable[[], nn.Module]] = {
+    "contrastive": ContrastiveLoss,
+    **_GATHERED_PAIR_LOSSES,
 }
 CASES = [*GROUP_LOSSES, *PAIR_LOSSES]
 
@@ -143,9 +109,9 @@ def loader_for(case: str, dtype=torch.float32, **kwargs):
     return GroupSimilarityDataLoader(group_samples(dtype=dtype), batch_size=22, **kwargs)
 
 
-def loss_for(case: str, dtype: torch.dtype, gather: bool = False) -> nn.Module:
+def loss_for(case: str, dtype: torch.dtype) -> nn.Module:
     factory = GROUP_LOSSES.get(case) or PAIR_LOSSES[case]
-    return factory(gather).to(dtype)
+    return factory().to(dtype)
 
 
 def first_batch(model: TrainableModel, loader) -> Tuple[dict, dict]:
