@@ -16,6 +16,7 @@ from typing import Any, Callable, Iterator, List, Optional, Sequence, Tuple, Typ
 
 import torch
 import torch.distributed as dist
+from pytorch_lightning.utilities import rank_zero_only
 from torch import Tensor
 
 T = TypeVar("T")
@@ -41,6 +42,19 @@ def global_rank() -> int:
     if dist.is_available() and dist.is_initialized():
         return dist.get_rank()
     return 0
+
+
+def is_global_rank_zero() -> bool:
+    """Whether this process is global rank 0 (the one that writes shared files).
+
+    The default process group's rank when one is initialised; otherwise the rank the
+    launcher put in the environment (``RANK``, ``LOCAL_RANK``, ``SLURM_PROCID``), as
+    Lightning reads it, so a process started by ``torchrun`` before its group exists still
+    knows it is not rank 0. ``True`` in a plain single process.
+    """
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank() == 0
+    return rank_zero_only.rank == 0
 
 
 def barrier() -> None:

@@ -9,7 +9,7 @@ from typing_extensions import override
 
 from quaterion.dataset.similarity_data_loader import SimilarityDataLoader
 from quaterion.dataset.train_collator import TrainCollator
-from quaterion.distributed import gather_rows, on_rank_zero_then_wait
+from quaterion.distributed import gather_rows, is_global_rank_zero
 from quaterion.eval.attached_metric import AttachedMetric
 from quaterion.loss import GroupLoss, SimilarityLoss
 from quaterion.train._fit_checks import check_batch_labels
@@ -281,7 +281,12 @@ class TrainableModel(pl.LightningModule, CacheMixin):
     def save_servable(self, path: str) -> None:
         """``unwrap_cache()`` then ``self.model.save(path)`` (a ``SimilarityModel`` directory).
 
-        Under DDP only global rank 0 writes; every rank waits until the files are complete.
+        Under DDP only global rank 0 writes; the other ranks return at once. It takes no
+        collective, so it may be called on every rank or on rank 0 only
+        (``if trainer.global_rank == 0: model.save_servable(path)``), and never waits for
+        other ranks. A rank that reads the files afterwards must wait for rank 0 itself,
+        e.g. with ``trainer.strategy.barrier()`` called on every rank.
         """
         self.unwrap_cache()
-        on_rank_zero_then_wait(lambda: self.model.save(path))
+        if is_global_rank_zero():
+            self.model.save(path)
