@@ -251,7 +251,7 @@ def _pack(tensors: Sequence[Tensor], rows: int) -> Tensor:
         .view(torch.uint8)
         for tensor in tensors
     ]
-    packed = torch.cat(columns, dim=1)
+    packed = columns[0] if len(columns) == 1 else torch.cat(columns, dim=1)
     missing = rows - packed.shape[0]
     if missing:
         packed = torch.cat([packed, packed.new_zeros((missing, packed.shape[1]))])

@@ -29,6 +29,11 @@ class GuardCallback(pl.Callback):
     gradients of every step from the bad one on are zeroed on the device before the
     optimizer runs, so the weights stay finite.
 
+    Under DDP the verdicts of all ranks are combined in one small ``all_reduce`` per step
+    (queued on the device under NCCL), so every rank raises the same error at the same step
+    and zeroes the shared gradients alike; deferred verdicts are then read once two newer
+    steps are queued behind them, the same step on every rank.
+
     Args:
         asynchronous: force (``True``) or forbid (``False``) the deferred check; ``None``
             (default) defers on CUDA only.
