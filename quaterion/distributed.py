@@ -147,14 +147,16 @@ def stack_across_ranks(tensor: Tensor) -> Tensor:
     """Every rank's ``tensor`` stacked in rank order: ``(world_size, *tensor.shape)``.
 
     For small tensors of the same shape and dtype on every rank (flags, a loss value). One
-    ``all_reduce`` on the tensor's own device under NCCL, so on a GPU it is queued like any
-    kernel and the host never waits; on CPU under gloo. Without a process group, returns
+    ``all_reduce``: for a CUDA tensor under NCCL on its own device, so it is queued like any
+    kernel and the host never waits; otherwise on the CPU over gloo (a CUDA tensor under a
+    gloo-only group is copied to the host for it). Without a process group, returns
     ``tensor[None]``.
     """
     ranks = world_size()
     if ranks == 1:
         return tensor[None]
-    device = tensor.device if dist.get_backend() == "nccl" else torch.device("cpu")
+    on_device = tensor.device.type == "cuda" and "nccl" in dist.get_backend()
+    device = tensor.device if on_device else torch.device("cpu")
     stacked = torch.zeros((ranks, *tensor.shape), dtype=tensor.dtype, device=device)
     stacked[global_rank()] = tensor.to(device)
     dist.all_reduce(stacked)
@@ -185,6 +187,8 @@ def _host_group() -> Optional[dist.ProcessGroup]:
 
 def _signature(tensors: Sequence[Tensor]) -> Tuple[int, str]:
     """This rank's rows and a description of everything else that must match across ranks."""
+    if not tensors:
+        return 0, "0 tensors"
     if not all(isinstance(t, Tensor) for t in tensors):
         kinds = [type(t).__name__ for t in tensors]
         return -1, f"gather_rows takes tensors, got {kinds}"
@@ -337,9 +341,10 @@ def gather_rows(*tensors: Tensor) -> Tuple[Tensor, ...]:
     Returns:
         The tensors, unchanged without a process group of more than one rank.
     """
-    ranks = world_size()
-    if ranks == 1 or not tensors:
+    if world_size() == 1:
         return tensors
-    sizes, host_group = _agree_on_rows(tensors)
+    sizes, host_group = _agree_on_rows(tensors)  # every rank takes part, even with no tensors
+    if not tensors:
+        return tensors
     group = host_group if tensors[0].device.type == "cpu" else None
     return _GatherRows.apply(sizes, group, *tensors)

@@ -69,6 +69,10 @@ def _rows_on_one_rank(rank):
     return distributed.gather_rows(torch.zeros(3, 4), torch.zeros(3 + rank))
 
 
+def _no_tensors_on_one_rank(rank):
+    return distributed.gather_rows(*[torch.zeros(3, 4)][: 1 - rank])
+
+
 def _requires_grad(rank):
     return distributed.gather_rows(torch.zeros(3, 4, requires_grad=bool(rank)))
 
@@ -113,6 +117,7 @@ CASES: Dict[str, Callable] = {
     "gradient": _gradient,
     "rows_on_one_rank": _rows_on_one_rank,
     "requires_grad": _requires_grad,
+    "no_tensors_on_one_rank": _no_tensors_on_one_rank,
     "rank_zero_fails": _rank_zero_fails,
     "rank_zero_writes": _rank_zero_writes,
     "fails_on_rank_one": _fails_on_rank_one,

@@ -72,6 +72,7 @@ def test_gradient_of_own_rows_is_summed_over_ranks(results):
                 "rank 1: (invalid) every tensor needs the same number of rows, got shapes [(3, 4), (4,)]",
             ],
         ),
+        ("no_tensors_on_one_rank", ["rank 0: 3 rows, 1 tensors", "rank 1: 0 rows, 0 tensors"]),
         (
             "requires_grad",
             [
