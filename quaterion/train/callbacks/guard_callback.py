@@ -95,17 +95,13 @@ class GuardCallback(pl.Callback):
             deferred = loss.device.type == "cuda"
         finite = torch.isfinite(loss.detach()).all()
         # a sum keeps a NaN/inf of any element (and is the value of a scalar loss)
-        value = loss.detach().float().sum()
-        record = torch.stack([finite.to(torch.float32), value])
-        # under DDP every rank takes every rank's verdict: all raise at the same step, and
-        # all zero the (all-reduced, so shared) gradients alike. One small all_reduce, queued
-        # on the device under NCCL (no host sync).
-        record = distributed.stack_across_ranks(record)
+        record = torch.stack([finite.to(torch.float32), loss.detach().float().sum()])
+        record = _across_ranks(record)  # [finite on every rank, value, rank of the value]
         if not deferred:
-            if not bool(record[:, 0].all()):
+            if record[0].item() == 0:
                 raise _error(record, *where)
             return
-        finite = record[:, 0].all()
+        finite = record[0] > 0
         self._all_finite = finite if self._all_finite is None else self._all_finite & finite
         event = None
         if record.device.type == "cuda":
@@ -139,19 +135,32 @@ class GuardCallback(pl.Callback):
                 elif by_age or not event.query():
                     return
             self._pending.pop(0)
-            if not bool(record[:, 0].all()):
+            if record[0].item() == 0:
                 self._pending = []
                 raise _error(record, epoch, step, batch_idx, deferred=True)
+
+
+def _across_ranks(record: Tensor) -> Tensor:
+    """``[finite, loss]`` of this rank -> ``[finite on every rank, loss, rank]``, where the
+    loss is that of the first rank whose loss is not finite (this rank's in one process).
+
+    Under DDP every rank thus takes the same verdict: all raise at the same step and all
+    zero the (all-reduced, so shared) gradients alike. One small ``all_reduce``, queued on
+    the device under NCCL (no host sync).
+    """
+    stacked = distributed.stack_across_ranks(record)  # (world, 2)
+    rank = stacked[:, 0].argmin()  # the first rank whose loss is not finite, if any
+    value = stacked[:, 1].gather(0, rank.reshape(1))[0]
+    return torch.stack([stacked[:, 0].min(), value, rank.to(record.dtype)])
 
 
 def _error(
     record: Tensor, epoch: int, step: int, batch_idx: int, deferred: bool = False
 ) -> NonFiniteLossError:
-    """The error for a ``(world_size, 2)`` record of ``(finite, loss value)`` per rank."""
-    rows = record.tolist()
-    rank = next((r for r, (finite, _) in enumerate(rows) if not finite), 0)
-    value = rows[rank][1]
-    where = f" on rank {rank} of {len(rows)}" if len(rows) > 1 else ""
+    """The error for a record of :func:`_across_ranks`."""
+    _, value, rank = record.tolist()
+    ranks = distributed.world_size()
+    where = f" on rank {int(rank)} of {ranks}" if ranks > 1 else ""
     applied = (
         "Its gradients and those of the steps after it were zeroed before the optimizer ran"
         if deferred
