@@ -185,27 +185,44 @@ def _host_group() -> Optional[dist.ProcessGroup]:
     return _META_GROUPS["group"]
 
 
-def _signature(tensors: Sequence[Tensor]) -> Tuple[int, str]:
-    """This rank's rows and a description of everything else that must match across ranks."""
+_Layout = Tuple[str, List[Tuple[torch.dtype, Tuple[int, ...], bool]]]
+
+
+def _signature(tensors: Sequence[Tensor]) -> Tuple[int, str, Optional[_Layout]]:
+    """This rank's rows, a description of everything else that must match across ranks, and
+    that layout (``None`` for invalid input)."""
     if not tensors:
-        return 0, "0 tensors"
+        return 0, "0 tensors", ("", [])
     if not all(isinstance(t, Tensor) for t in tensors):
         kinds = [type(t).__name__ for t in tensors]
-        return -1, f"gather_rows takes tensors, got {kinds}"
+        return -1, f"gather_rows takes tensors, got {kinds}", None
     if any(t.dim() == 0 for t in tensors):
-        return -1, f"gather_rows needs tensors with a row dimension, got shapes {_shapes(tensors)}"
+        shapes = _shapes(tensors)
+        return -1, f"gather_rows needs tensors with a row dimension, got shapes {shapes}", None
     rows = tensors[0].shape[0]
     if any(t.shape[0] != rows for t in tensors):
-        return -1, f"every tensor needs the same number of rows, got shapes {_shapes(tensors)}"
+        shapes = _shapes(tensors)
+        return -1, f"every tensor needs the same number of rows, got shapes {shapes}", None
     devices = {t.device for t in tensors}
     if len(devices) > 1:
-        return -1, f"every tensor must be on one device, got {sorted(map(str, devices))}"
+        return -1, f"every tensor must be on one device, got {sorted(map(str, devices))}", None
+    layout = (
+        tensors[0].device.type,
+        [(t.dtype, tuple(t.shape[1:]), t.requires_grad) for t in tensors],
+    )
     parts = [
-        f"shape (rows, {', '.join(map(str, t.shape[1:]))}) {t.dtype}"
-        f"{' requires_grad' if t.requires_grad else ''}"
-        for t in tensors
+        f"shape (rows, {', '.join(map(str, shape))}) {dtype}{' requires_grad' if grad else ''}"
+        for dtype, shape, grad in layout[1]
     ]
-    return rows, f"{len(tensors)} tensors on {tensors[0].device.type}: " + "; ".join(parts)
+    return rows, f"{len(tensors)} tensors on {layout[0]}: " + "; ".join(parts), layout
+
+
+def _fits_empty(empty: Optional[_Layout], agreed: _Layout) -> bool:
+    """Whether a rank without rows can take the ``agreed`` layout: only dtypes and trailing
+    shapes may differ (the backward collectives follow ``requires_grad``)."""
+    if empty is None or empty[0] != agreed[0] or len(empty[1]) != len(agreed[1]):
+        return False
+    return all(mine[2] == theirs[2] for mine, theirs in zip(empty[1], agreed[1]))
 
 
 def _shapes(tensors: Sequence[Tensor]) -> List[tuple]:
@@ -216,13 +233,16 @@ def _digest(text: str) -> int:
     return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=7).digest(), "little")
 
 
-def _agree_on_rows(tensors: Sequence[Tensor]) -> Tuple[List[int], Optional[dist.ProcessGroup]]:
+def _agree_on_rows(
+    tensors: Sequence[Tensor],
+) -> Tuple[List[int], Optional[dist.ProcessGroup], Optional[_Layout]]:
     """Exchange rows and layout over the host; every rank raises the same error on a mismatch.
 
     One ``all_gather`` of two CPU integers per rank; shapes and dtypes are host metadata, so
-    nothing waits for the device.
+    nothing waits for the device. Returns the row counts, the host group, and the layout of
+    the ranks holding rows when this rank holds none and differs from it (else ``None``).
     """
-    rows, description = _signature(tensors)
+    rows, description, layout = _signature(tensors)
     group = _host_group()
     mine = torch.tensor([rows, _digest(description)], dtype=torch.long)
     parts = [torch.empty_like(mine) for _ in range(world_size())]
@@ -230,12 +250,17 @@ def _agree_on_rows(tensors: Sequence[Tensor]) -> Tuple[List[int], Optional[dist.
     table = torch.stack(parts).tolist()  # CPU tensors: no device sync
     sizes = [rows for rows, _ in table]
     if min(sizes) >= 0 and len({digest for _, digest in table}) == 1:
-        return sizes, group
+        return sizes, group, None
     descriptions: List[Any] = [None] * world_size()
-    dist.all_gather_object(descriptions, (rows, description), group=group)
+    dist.all_gather_object(descriptions, (rows, description, layout), group=group)
+    filled = [theirs for n, _, theirs in descriptions if n > 0]
+    if min(sizes) >= 0 and filled and all(theirs == filled[0] for theirs in filled):
+        # ranks without rows contribute nothing: they may differ in dtype and trailing shape
+        if all(_fits_empty(theirs, filled[0]) for n, _, theirs in descriptions if n == 0):
+            return sizes, group, (filled[0] if rows == 0 else None)
     lines = "\n".join(
         f"  rank {rank}: {'(invalid) ' if n < 0 else f'{n} rows, '}{text}"
-        for rank, (n, text) in enumerate(descriptions)
+        for rank, (n, text, _) in enumerate(descriptions)
     )
     raise ValueError(
         "gather_rows: every rank must pass the same number of tensors with the same trailing "
@@ -324,7 +349,8 @@ def gather_rows(*tensors: Tensor) -> Tuple[Tensor, ...]:
     ``(B,)``); ranks may hold different ``B``. Everything else (the number of tensors, their
     trailing shapes, dtypes, ``requires_grad``, the device type) must match across ranks:
     otherwise every rank raises the same ``ValueError`` listing what each rank passed,
-    before any data moves.
+    before any data moves. Only a rank holding no rows may differ in dtypes and trailing
+    shapes: it contributes nothing and gets the other ranks' layout.
 
     For a tensor that requires grad, backward sums, on each rank, the gradients every rank
     computed for that rank's own rows. When every rank computes the same loss of the gathered
@@ -343,8 +369,13 @@ def gather_rows(*tensors: Tensor) -> Tuple[Tensor, ...]:
     """
     if world_size() == 1:
         return tensors
-    sizes, host_group = _agree_on_rows(tensors)  # every rank takes part, even with no tensors
+    sizes, host_group, layout = _agree_on_rows(tensors)  # every rank takes part
     if not tensors:
         return tensors
+    if layout is not None:  # this rank holds no rows: take the layout of the others
+        tensors = tuple(
+            tensor.to(dtype).reshape(0, *shape)
+            for tensor, (dtype, shape, _) in zip(tensors, layout[1])
+        )
     group = host_group if tensors[0].device.type == "cpu" else None
     return _GatherRows.apply(sizes, group, *tensors)

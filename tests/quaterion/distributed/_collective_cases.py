@@ -52,6 +52,20 @@ def _gradient(rank):
     return gathered.detach(), rows.grad
 
 
+def _empty_rank_other_layout(rank):
+    """Rank 0 holds no rows, in float64 of another width (and int32 labels): it takes rank
+    1's layout, and backward still reaches both ranks."""
+    if rank == 0:
+        rows = torch.zeros(0, 7, dtype=torch.float64, requires_grad=True)
+        labels = torch.zeros(0, dtype=torch.int32)
+    else:
+        rows = torch.arange(8.0).reshape(2, 4).requires_grad_()
+        labels = torch.tensor([3, 4])
+    gathered, gathered_labels = distributed.gather_rows(rows, labels)
+    (gathered * 2).sum().backward()
+    return gathered.detach(), gathered_labels, rows.grad
+
+
 def _width(rank):
     return distributed.gather_rows(torch.zeros(3, (4, 5)[rank]))
 
@@ -110,6 +124,7 @@ def _stack(rank):
 CASES: Dict[str, Callable] = {
     "uneven": _uneven,
     "width": _width,
+    "empty_rank_other_layout": _empty_rank_other_layout,
     "equal": _equal,
     "dtype": _dtype,
     "empty_rank": _empty_rank,

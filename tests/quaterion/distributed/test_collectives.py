@@ -41,6 +41,18 @@ def test_gathered_rows_equal_the_concatenation_on_every_rank(results, case, size
             torch.testing.assert_close(tensor, reference, rtol=0, atol=0)
 
 
+def test_rank_without_rows_takes_the_layout_of_the_others(results):
+    expected = torch.arange(8.0).reshape(2, 4)
+    for rank in range(WORLD):
+        gathered, labels, grad = results[rank]["empty_rank_other_layout"]["value"]
+        assert gathered.dtype == torch.float32 and labels.dtype == torch.int64
+        torch.testing.assert_close(gathered, expected, rtol=0, atol=0)
+        torch.testing.assert_close(labels, torch.tensor([3, 4]), rtol=0, atol=0)
+        # d(sum of 2 x rows)/d(rows), summed over both ranks' identical losses
+        own = expected if rank == 1 else torch.zeros(0, 7, dtype=torch.float64)
+        torch.testing.assert_close(grad, torch.full_like(own, 2.0 * WORLD), rtol=0, atol=0)
+
+
 def test_gradient_of_own_rows_is_summed_over_ranks(results):
     (expected,) = concatenated(cases.SIZES)[:1]
     weights = torch.arange(expected.numel(), dtype=torch.float32).reshape(expected.shape)
