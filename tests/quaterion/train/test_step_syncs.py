@@ -1,0 +1,164 @@
+"""Zero host synchronisations per training and validation step, for every loss and metric.
+
+Each setup is a short CPU fit (batch 64) of a tiny model; ``count_step_syncs`` counts the
+operations that would make a GPU host wait (see ``quaterion.utils.testing``) inside
+``TrainableModel.training_step`` and ``validation_step``. The count of a CPU run is the
+count of a GPU run: the counted aten operators are the same on every device.
+"""
+
+from typing import Dict
+
+import pytest
+import torch
+
+from quaterion import Quaterion
+from quaterion.dataset import SimilarityGroupSample, SimilarityPairSample
+from quaterion.eval.attached_metric import AttachedMetric
+from quaterion.eval.group import RetrievalRPrecision
+from quaterion.eval.pair import RetrievalPrecision, RetrievalReciprocalRank
+from quaterion.loss import (
+    ArcFaceLoss,
+    CenterLoss,
+    CircleLoss,
+    ContrastiveLoss,
+    CosFaceLoss,
+    FastAPLoss,
+    MultipleNegativesRankingLoss,
+    OnlineContrastiveLoss,
+    SoftmaxLoss,
+    TripletLoss,
+)
+from quaterion.train.cache import CacheConfig, CacheType
+from quaterion.train.xbm import XbmConfig
+from quaterion.utils.testing import count_step_syncs
+from tests.quaterion.train.helpers import IN_DIM, CountingEncoder, Model, group_loader, trainer
+from tests.quaterion.train.helpers import pair_loader
+
+BATCH = 64
+GROUPS = 8
+WIDTH = 6  # CountingEncoder's output; GatedHead keeps it
+
+
+def group_data(n: int, seed: int):
+    generator = torch.Generator().manual_seed(seed)
+    data = torch.randn(n, IN_DIM, generator=generator)
+    return [SimilarityGroupSample(obj=data[i], group=i % GROUPS) for i in range(n)]
+
+
+def pair_data(n: int, seed: int, positive_only: bool = False):
+    generator = torch.Generator().manual_seed(seed)
+    data = torch.randn(2 * n, IN_DIM, generator=generator)
+    return [
+        SimilarityPairSample(
+            obj_a=data[i],
+            obj_b=data[n + i],
+            score=1.0 if positive_only else float(i % 2),
+            subgroup=i % 3,
+        )
+        for i in range(n)
+    ]
+
+
+def rrp() -> AttachedMetric:
+    return AttachedMetric("rrp", RetrievalRPrecision(), on_epoch=True)
+
+
+def pair_metrics() -> list:
+    return [
+        AttachedMetric("p1", RetrievalPrecision(k=1), on_epoch=True),
+        AttachedMetric("p3", RetrievalPrecision(k=3), on_epoch=True),
+        AttachedMetric("rr", RetrievalReciprocalRank(), on_epoch=True),
+    ]
+
+
+# name -> (loss factory, pairs?, metrics factory, xbm)
+SETUPS: Dict[str, tuple] = {
+    "triplet all": (lambda: TripletLoss(mining="all"), False, list, None),
+    "triplet hard": (lambda: TripletLoss(mining="hard"), False, list, None),
+    "triplet semi_hard": (lambda: TripletLoss(mining="semi_hard"), False, list, None),
+    "triplet soft hard": (lambda: TripletLoss(mining="hard", soft=True), False, list, None),
+    "online contrastive all": (lambda: OnlineContrastiveLoss(mining="all"), False, list, None),
+    "online contrastive hard": (lambda: OnlineContrastiveLoss(mining="hard"), False, list, None),
+    "circle": (CircleLoss, False, list, None),
+    "fast ap": (FastAPLoss, False, list, None),
+    "softmax": (lambda: SoftmaxLoss(WIDTH, GROUPS), False, list, None),
+    "arcface": (lambda: ArcFaceLoss(WIDTH, GROUPS), False, list, None),
+    "cosface": (lambda: CosFaceLoss(WIDTH, GROUPS), False, list, None),
+    "center": (lambda: CenterLoss(WIDTH, GROUPS), False, list, None),
+    "contrastive": (ContrastiveLoss, True, list, None),
+    "mnrl": (MultipleNegativesRankingLoss, True, list, None),
+    "triplet + xbm": (
+        lambda: TripletLoss(mining="hard"),
+        False,
+        list,
+        XbmConfig(buffer_size=96, start_iteration=0),
+    ),
+    "triplet semi_hard + xbm": (
+        lambda: TripletLoss(mining="semi_hard"),
+        False,
+        list,
+        XbmConfig(buffer_size=96, start_iteration=0),
+    ),
+    "triplet + r-precision": (lambda: TripletLoss(mining="hard"), False, lambda: [rrp()], None),
+    "contrastive + pair metrics": (ContrastiveLoss, True, pair_metrics, None),
+    "triplet gather_across_ranks": (
+        lambda: TripletLoss(mining="hard", gather_across_ranks=True),
+        False,
+        list,
+        None,
+    ),
+    "mnrl gather_across_ranks": (
+        lambda: MultipleNegativesRankingLoss(gather_across_ranks=True),
+        True,
+        list,
+        None,
+    ),
+}
+
+
+def fit_counting(loss, pairs: bool, metrics, xbm, cached: bool, epochs: int = 2):
+    """Fit 2 epochs (2 train batches, 1 validation batch each); the step counts."""
+    encoder = CountingEncoder(trainable=not cached)
+    cache = CacheConfig(cache_type=CacheType.AUTO) if cached else None
+    model = Model(
+        encoders={"default": encoder},
+        cache_config=cache,
+        pairs=pairs,
+        metrics=metrics,
+        xbm=xbm,
+        loss=loss,
+    )
+    if pairs:
+        positive = isinstance(loss, MultipleNegativesRankingLoss)
+        train = pair_loader(pair_data(BATCH, 0, positive), batch_size=BATCH // 2)
+        val = pair_loader(pair_data(BATCH // 2, 1, positive), batch_size=BATCH // 2)
+    else:
+        train = group_loader(group_data(2 * BATCH, 0), batch_size=BATCH)
+        val = group_loader(group_data(BATCH, 1), batch_size=BATCH)
+    torch.manual_seed(0)
+    fit_trainer = trainer(max_epochs=epochs)
+    with count_step_syncs(model) as steps:
+        Quaterion.fit(model, fit_trainer, train, val)
+    return steps, fit_trainer
+
+
+def syncs_per_step(steps) -> Dict[str, Dict[str, int]]:
+    """Per hook, the summed per-op counts (empty when no step synced)."""
+    result = {}
+    for hook, counts in steps.items():
+        merged: Dict[str, int] = {}
+        for count in counts:
+            for name, value in count.by_op.items():
+                merged[name] = merged.get(name, 0) + value
+        result[hook] = merged
+    return result
+
+
+@pytest.mark.parametrize("cached", [False, True], ids=["trainable", "cached"])
+@pytest.mark.parametrize("setup", list(SETUPS))
+def test_no_host_sync_in_any_step(setup: str, cached: bool):
+    make_loss, pairs, make_metrics, xbm = SETUPS[setup]
+    steps, _ = fit_counting(make_loss(), pairs, make_metrics(), xbm, cached)
+    assert len(steps["training_step"]) == 4  # 2 epochs x 2 batches
+    assert len(steps["validation_step"]) == 2  # 2 epochs x 1 batch
+    assert syncs_per_step(steps) == {"training_step": {}, "validation_step": {}}
