@@ -25,7 +25,9 @@ from quaterion.distances import BaseDistance
 from quaterion.eval._relevance import DenseRelevance
 
 # Bytes of one float32 distance block; the row count follows from the number of candidates.
-BLOCK_BYTES = 512 * 2**20
+# Large enough for full-speed matmul and top-k per block, small enough that an exact
+# evaluation adds a few hundred MiB to the embeddings it ranks.
+BLOCK_BYTES = 256 * 2**20
 
 
 class Block(NamedTuple):
