@@ -18,18 +18,7 @@ from quaterion.dataset import SimilarityGroupSample, SimilarityPairSample
 from quaterion.eval.attached_metric import AttachedMetric
 from quaterion.eval.group import RetrievalRPrecision
 from quaterion.eval.pair import RetrievalPrecision, RetrievalReciprocalRank
-from quaterion.loss import (
-    ArcFaceLoss,
-    CenterLoss,
-    CircleLoss,
-    ContrastiveLoss,
-    CosFaceLoss,
-    FastAPLoss,
-    MultipleNegativesRankingLoss,
-    OnlineContrastiveLoss,
-    SoftmaxLoss,
-    TripletLoss,
-)
+import quaterion.loss as q
 from quaterion.loss.extras import PytorchMetricLearningWrapper
 from quaterion.train.cache import CacheConfig, CacheType
 from quaterion.train.xbm import XbmConfig
@@ -76,42 +65,42 @@ def pair_metrics() -> list:
 
 # name -> (loss factory, pairs?, metrics factory, xbm)
 SETUPS: Dict[str, tuple] = {
-    "triplet all": (lambda: TripletLoss(mining="all"), False, list, None),
-    "triplet hard": (lambda: TripletLoss(mining="hard"), False, list, None),
-    "triplet semi_hard": (lambda: TripletLoss(mining="semi_hard"), False, list, None),
-    "triplet soft hard": (lambda: TripletLoss(mining="hard", soft=True), False, list, None),
-    "online contrastive all": (lambda: OnlineContrastiveLoss(mining="all"), False, list, None),
-    "online contrastive hard": (lambda: OnlineContrastiveLoss(mining="hard"), False, list, None),
-    "circle": (CircleLoss, False, list, None),
-    "fast ap": (FastAPLoss, False, list, None),
-    "softmax": (lambda: SoftmaxLoss(WIDTH, GROUPS), False, list, None),
-    "arcface": (lambda: ArcFaceLoss(WIDTH, GROUPS), False, list, None),
-    "cosface": (lambda: CosFaceLoss(WIDTH, GROUPS), False, list, None),
-    "center": (lambda: CenterLoss(WIDTH, GROUPS), False, list, None),
-    "contrastive": (ContrastiveLoss, True, list, None),
-    "mnrl": (MultipleNegativesRankingLoss, True, list, None),
+    "triplet all": (lambda: q.TripletLoss(mining="all"), False, list, None),
+    "triplet hard": (lambda: q.TripletLoss(mining="hard"), False, list, None),
+    "triplet semi_hard": (lambda: q.TripletLoss(mining="semi_hard"), False, list, None),
+    "triplet soft hard": (lambda: q.TripletLoss(mining="hard", soft=True), False, list, None),
+    "online contrastive all": (lambda: q.OnlineContrastiveLoss(mining="all"), False, list, None),
+    "online contrastive hard": (lambda: q.OnlineContrastiveLoss(mining="hard"), False, list, None),
+    "circle": (q.CircleLoss, False, list, None),
+    "fast ap": (q.FastAPLoss, False, list, None),
+    "softmax": (lambda: q.SoftmaxLoss(WIDTH, GROUPS), False, list, None),
+    "arcface": (lambda: q.ArcFaceLoss(WIDTH, GROUPS), False, list, None),
+    "cosface": (lambda: q.CosFaceLoss(WIDTH, GROUPS), False, list, None),
+    "center": (lambda: q.CenterLoss(WIDTH, GROUPS), False, list, None),
+    "contrastive": (q.ContrastiveLoss, True, list, None),
+    "mnrl": (q.MultipleNegativesRankingLoss, True, list, None),
     "triplet + xbm": (
-        lambda: TripletLoss(mining="hard"),
+        lambda: q.TripletLoss(mining="hard"),
         False,
         list,
         XbmConfig(buffer_size=96, start_iteration=0),
     ),
     "triplet semi_hard + xbm": (
-        lambda: TripletLoss(mining="semi_hard"),
+        lambda: q.TripletLoss(mining="semi_hard"),
         False,
         list,
         XbmConfig(buffer_size=96, start_iteration=0),
     ),
-    "triplet + r-precision": (lambda: TripletLoss(mining="hard"), False, lambda: [rrp()], None),
-    "contrastive + pair metrics": (ContrastiveLoss, True, pair_metrics, None),
+    "triplet + r-precision": (lambda: q.TripletLoss(mining="hard"), False, lambda: [rrp()], None),
+    "contrastive + pair metrics": (q.ContrastiveLoss, True, pair_metrics, None),
     "triplet gather_across_ranks": (
-        lambda: TripletLoss(mining="hard", gather_across_ranks=True),
+        lambda: q.TripletLoss(mining="hard", gather_across_ranks=True),
         False,
         list,
         None,
     ),
     "mnrl gather_across_ranks": (
-        lambda: MultipleNegativesRankingLoss(gather_across_ranks=True),
+        lambda: q.MultipleNegativesRankingLoss(gather_across_ranks=True),
         True,
         list,
         None,
@@ -132,7 +121,7 @@ def fit_counting(loss, pairs: bool, metrics, xbm, cached: bool, epochs: int = 2)
         loss=loss,
     )
     if pairs:
-        positive = isinstance(loss, MultipleNegativesRankingLoss)
+        positive = isinstance(loss, q.MultipleNegativesRankingLoss)
         train = pair_loader(pair_data(BATCH, 0, positive), batch_size=BATCH // 2)
         val = pair_loader(pair_data(BATCH // 2, 1, positive), batch_size=BATCH // 2)
     else:
@@ -177,21 +166,21 @@ def test_pml_wrapper_syncs_only_inside_pml():
     """PML's own code syncs (mining by index lists); the wrapper and the step add nothing."""
     inside = []
 
-    class Counted(pml_losses.TripletMarginLoss):
-        def forward(self, *args, **kwargs):
-            with count_host_syncs() as count:
-                result = super().forward(*args, **kwargs)
-            inside.append(count.total)
-            return result
+    def counted(cls):
+        """``cls`` whose calls record the syncs made inside them in ``inside``."""
 
-    class CountedMiner(pml_miners.MultiSimilarityMiner):
-        def forward(self, *args, **kwargs):
-            with count_host_syncs() as count:
-                result = super().forward(*args, **kwargs)
-            inside.append(count.total)
-            return result
+        class Counted(cls):
+            def forward(self, *args, **kwargs):
+                with count_host_syncs() as count:
+                    result = super().forward(*args, **kwargs)
+                inside.append(count.total)
+                return result
 
-    loss = PytorchMetricLearningWrapper(Counted(), CountedMiner())
+        return Counted
+
+    loss = PytorchMetricLearningWrapper(
+        counted(pml_losses.TripletMarginLoss)(), counted(pml_miners.MultiSimilarityMiner)()
+    )
     steps, _ = fit_counting(loss, False, [], None, cached=False)
     step_totals = sum(c.total for counts in steps.values() for c in counts)
     assert sum(inside) > 0  # PML itself syncs: documented in the Benchmarks page
@@ -208,7 +197,7 @@ def fit_total_syncs(batches: int, epochs: int, tmp_path) -> int:
     model = NoGuardModel(
         encoders={"default": CountingEncoder(trainable=True)},
         metrics=[rrp()],
-        loss=TripletLoss(mining="hard"),
+        loss=q.TripletLoss(mining="hard"),
     )
     train = group_loader(group_data(batches * BATCH, 0), batch_size=BATCH)
     val = group_loader(group_data(batches * BATCH, 1), batch_size=BATCH)
