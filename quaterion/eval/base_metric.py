@@ -93,8 +93,8 @@ class BaseMetric:
         :meth:`dense_compute` form ranks the batch's dense matrices (equal values, fixed
         shapes, so the host never waits for the device); embeddings holding NaN/inf (or
         labels holding NaN) give NaN instead of ``compute``'s ``ValueError`` (raising would
-        need the host). Other
-        metrics, and batches over ``STEP_CELLS`` distance cells, use ``compute``.
+        need the host). Other metrics, and batches over ``STEP_CELLS`` distance cells, use
+        ``compute``.
         """
         check_embedding_shape(embeddings)
         num_items = embeddings.shape[0]
