@@ -168,7 +168,9 @@ def count_step_syncs(
         print([count.total for count in steps["training_step"]])
 
     Only the step methods are counted, not what the trainer does between steps (optimizer,
-    logging to the progress bar, checkpoints).
+    logging to the progress bar, checkpoints). The counts are kept in this process: use it
+    in a one-process fit (or in each process of a ``torchrun``/``ddp`` launch); a strategy
+    that pickles the model into new processes (``ddp_spawn``) cannot carry the wrappers.
 
     Args:
         model: any object with the ``hooks`` methods (e.g. a ``TrainableModel``).
@@ -197,8 +199,15 @@ def count_step_syncs(
 
         return step
 
-    for hook in hooks:
-        setattr(model, hook, counted(hook))
+    missing = [hook for hook in hooks if not callable(getattr(model, hook, None))]
+    if missing:
+        raise AttributeError(
+            f"{type(model).__name__} has no method {', '.join(missing)} to count; pass the "
+            "names of its step methods as hooks."
+        )
+    wrappers = {hook: counted(hook) for hook in hooks}
+    for hook, wrapper in wrappers.items():
+        setattr(model, hook, wrapper)
     try:
         yield steps
     finally:

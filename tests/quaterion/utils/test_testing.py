@@ -94,3 +94,11 @@ def test_count_step_syncs_refuses_an_already_wrapped_object():
             with count_step_syncs(stepper):
                 pass
     assert "training_step" not in vars(stepper)
+
+
+def test_count_step_syncs_names_a_missing_hook_and_wraps_nothing():
+    stepper = Stepper()
+    with pytest.raises(AttributeError, match="test_step"):
+        with count_step_syncs(stepper, hooks=("training_step", "test_step")):
+            pass
+    assert "training_step" not in vars(stepper)
