@@ -20,6 +20,7 @@ from quaterion_models.index.backend import filter_items, normalise_id
 from quaterion_models.index.errors import IndexLockedError, IndexNotFoundError
 from quaterion_models.index.metadata import (
     METADATA_FILE,
+    HnswParams,
     QDRANT_DISTANCES,
     IndexInfo,
     read_metadata,
@@ -59,7 +60,7 @@ class EmbeddedBackend(Backend):
             return None
         info = read_metadata(self.path)
         if (self.shard_path / "edge_config.json").is_file():
-            self.shard = self._call(edge.EdgeShard.load, str(self.shard_path))
+            self.shard = self._call(edge.EdgeShard.load, str(self.shard_path), _config(info))
         else:  # a crash between writing the metadata and creating the shard
             self.shard = self._call(edge.EdgeShard.create, str(self.shard_path), _config(info))
         return info
@@ -157,9 +158,22 @@ class EmbeddedBackend(Backend):
             shard.close()
 
 
+#: An Edge shard indexes only when ``optimize`` runs; 1 KB makes it build the graph of any
+#: segment (0 would mean "never"). Also given when a shard is loaded, so shards created with
+#: Qdrant's 20 MB default build their graph too.
+_INDEXING_THRESHOLD_KB = 1
+
+
 def _config(info: IndexInfo) -> "edge.EdgeConfig":
     distance = getattr(edge.Distance, QDRANT_DISTANCES[info.distance])
-    return edge.EdgeConfig(vectors=edge.EdgeVectorParams(size=info.dim, distance=distance))
+    hnsw = info.hnsw or HnswParams()
+    return edge.EdgeConfig(
+        vectors=edge.EdgeVectorParams(size=info.dim, distance=distance),
+        hnsw_config=edge.HnswIndexConfig(
+            m=hnsw.m, ef_construct=hnsw.ef_construct, full_scan_threshold=hnsw.full_scan_threshold
+        ),
+        optimizers=edge.EdgeOptimizersConfig(indexing_threshold=_INDEXING_THRESHOLD_KB),
+    )
 
 
 def _filter(filter: Any) -> Optional["edge.Filter"]:
