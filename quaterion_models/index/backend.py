@@ -122,6 +122,7 @@ class Backend(ABC):
     def optimize(self) -> None:
         """Build search structures now, whatever the number of points (default: nothing
         to build)."""
+        return None
 
     @abstractmethod
     def close(self) -> None:

@@ -22,6 +22,8 @@ def check_ids(ids: Optional[Sequence[Any]], n: int) -> list[PointId]:
         return [str(uuid.uuid4()) for _ in range(n)]
     ids = list(ids)
     _check_length("ids", ids, n)
+    if _distinct_small_ints(ids):
+        return ids
     seen: dict[Any, int] = {}
     for row, point_id in enumerate(ids):
         key = _id_key(point_id, row)
@@ -32,6 +34,18 @@ def check_ids(ids: Optional[Sequence[Any]], n: int) -> list[PointId]:
             )
         seen[key] = row
     return ids
+
+
+def _distinct_small_ints(ids: list) -> bool:
+    """Fast path for a large call: every id a distinct int in ``[0, 2**63)``."""
+    if not all(type(point_id) is int for point_id in ids):
+        return False
+    try:
+        values = np.fromiter(ids, dtype=np.int64, count=len(ids))
+    except OverflowError:
+        return False
+    values.sort()
+    return bool(values.size == 0 or (values[0] >= 0 and (values[1:] != values[:-1]).all()))
 
 
 def _id_key(point_id: Any, row: int) -> tuple[str, Any]:
@@ -62,9 +76,7 @@ def check_payloads(payloads: Optional[Sequence[Any]], n: int) -> list[Optional[d
     _check_length("payloads", payloads, n)
     for row, payload in enumerate(payloads):
         if payload is not None and not isinstance(payload, dict):
-            raise TypeError(
-                f"payloads[{row}] must be a dict or None, got {type(payload).__name__}"
-            )
+            raise TypeError(f"payloads[{row}] must be a dict or None, got {type(payload).__name__}")
         if payload is not None:
             _check_json(payload, f"payloads[{row}]")
     return payloads

@@ -194,7 +194,7 @@ class SimilarityIndex:
                 bar.update(len(batch))
         vectors = np.concatenate(parts) if parts else np.zeros((0, self.info.dim), np.float32)
         check_finite(vectors, "the model's vectors")
-        self._write(ids, vectors, payloads)
+        self._write(ids, vectors, payloads, self.batch_size)
         return ids
 
     def add_vectors(
@@ -202,21 +202,26 @@ class SimilarityIndex:
         vectors: Any,
         payloads: Optional[Sequence[Optional[dict]]] = None,
         ids: Optional[Sequence[PointId]] = None,
+        *,
+        batch_size: Optional[int] = None,
     ) -> list[PointId]:
         """Upsert vectors the bound model already produced (``(N, dim)``); returns their ids.
 
-        Checked like :meth:`add` before anything is written.
+        Checked like :meth:`add` before anything is written. ``batch_size`` points are
+        written per durable batch (default: the index's ``batch_size``).
         """
+        if batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1):
+            raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
         vectors = self._check_vectors(vectors)
         payloads, ids = check_payloads(payloads, len(vectors)), check_ids(ids, len(vectors))
-        self._write(ids, vectors, payloads)
+        self._write(ids, vectors, payloads, batch_size or self.batch_size)
         return ids
 
-    def _write(self, ids: list, vectors: np.ndarray, payloads: list) -> None:
+    def _write(self, ids: list, vectors: np.ndarray, payloads: list, step: int) -> None:
         bar = tqdm(total=len(vectors), desc="Indexing", disable=not self.show_progress)
         with bar:
-            for start in range(0, len(vectors), self.batch_size):
-                stop = start + self.batch_size
+            for start in range(0, len(vectors), step):
+                stop = start + step
                 self.backend.upsert(ids[start:stop], vectors[start:stop], payloads[start:stop])
                 bar.update(min(stop, len(vectors)) - start)
 

@@ -2,7 +2,6 @@
 
 import numpy as np
 import pytest
-import torch
 
 from quaterion_models import SimilarityModel
 from quaterion_models.heads import EmptyHead
@@ -65,7 +64,9 @@ def test_bad_parameters_are_refused_before_opening(tmp_path, bad):
 def test_optimize_builds_a_graph_of_a_small_index_and_search_uses_it(tmp_path):
     points = clustered(3000)
     options = {"distance": "cosine", "full_scan_threshold": 1, "show_progress": False}
-    with SimilarityIndex(identity_model(), path=tmp_path / "i", m=16, ef_construct=64, **options) as index:  # noqa: E501
+    with SimilarityIndex(
+        identity_model(), path=tmp_path / "i", m=16, ef_construct=64, **options
+    ) as index:
         index.add_vectors(points, ids=list(range(len(points))))
         assert index.backend.shard.info().indexed_vectors_count == 0
         assert recall_at(index, points, 10, hnsw_ef=10) == 1.0  # unindexed: a full scan
@@ -74,7 +75,9 @@ def test_optimize_builds_a_graph_of_a_small_index_and_search_uses_it(tmp_path):
         assert recall_at(index, points, 10, hnsw_ef=128) >= 0.97  # the stated floor
         assert recall_at(index, points, 10, exact=True) == 1.0
     # a sparse graph and a narrow beam miss neighbours: the graph, not a scan, answered
-    with SimilarityIndex(identity_model(), path=tmp_path / "j", m=4, ef_construct=4, **options) as index:  # noqa: E501
+    with SimilarityIndex(
+        identity_model(), path=tmp_path / "j", m=4, ef_construct=4, **options
+    ) as index:
         index.add_vectors(points, ids=list(range(len(points))))
         index.optimize()
         assert recall_at(index, points, 10, hnsw_ef=10) < 0.99
@@ -110,5 +113,6 @@ def test_server_gets_the_parameters_and_optimize_lowers_the_threshold(tmp_path):
     hnsw = created["hnsw_config"]
     assert (hnsw.m, hnsw.ef_construct, hnsw.full_scan_threshold) == (8, 32, 10000)
     assert created["metadata"]["hnsw"] == {"m": 8, "ef_construct": 32, "full_scan_threshold": 10000}
-    assert [c["optimizers_config"].indexing_threshold for c in spy.calls["update_collection"]] == [1]
+    updates = spy.calls["update_collection"]
+    assert [call["optimizers_config"].indexing_threshold for call in updates] == [1]
     client.close()
