@@ -4,10 +4,11 @@ An index returns, per query, its ``depth`` nearest items closest first. For a bl
 queries, :func:`neighbour_block` lays them out as a ``Block`` whose columns are *slots*, not
 items, so the exact reducers compute the metrics from ranks alone:
 
-* columns ``0..depth-1``: the ranked neighbours, distance = rank (strictly increasing);
-* ``fill`` columns, distance ``depth``, never relevant: they stand for the unknown items just
-  below ``depth``, so a query that needs more than ``depth`` positions (R-precision with
-  ``R > depth``) reads misses there;
+* columns ``0..depth-1``: the ranked neighbours, distance = rank (strictly increasing; a slot
+  the index left empty is never relevant);
+* ``fill`` columns, distances ``depth, depth + 1, ...``, never relevant: they stand for the
+  unknown items just below ``depth``, so a query that needs more than ``depth`` positions
+  (R-precision with ``R > depth``) reads misses there;
 * one column per relevant item the index did not return ("hidden"), distance ``+inf``:
   the relevance total of the row stays exact and such an item never counts as found.
 """
@@ -62,9 +63,7 @@ def neighbour_block(
     slots[hidden] = depth + fill + within
     width = depth + fill + (int(per_row.max()) if b else 0)
     dist = torch.full((b, width), float("inf"))
-    dist[:, :depth] = torch.arange(depth, dtype=dist.dtype)
-    dist[:, depth : depth + fill] = float(depth)
-    dist[:, :depth].masked_fill_(neighbours < 0, float(depth))  # padding: like a filler
+    dist[:, : depth + fill] = torch.arange(depth + fill, dtype=dist.dtype)  # no ties to resolve
     sequence = torch.argsort(rows * width + slots)
     block = Block(dist, rows[sequence], slots[sequence], vals[sequence])
     return NeighbourBlock(block, hidden[sequence])
