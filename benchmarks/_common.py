@@ -5,11 +5,14 @@ import gc
 import resource
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-import pytorch_lightning as pl
 import torch
 
 from quaterion_models.encoders import Encoder
+
+if TYPE_CHECKING:
+    import pytorch_lightning as pl
 
 QUIET_TRAINER = {
     "accelerator": "cpu",
@@ -21,9 +24,11 @@ QUIET_TRAINER = {
 }
 
 
-def quiet_trainer(**options) -> pl.Trainer:
+def quiet_trainer(**options) -> "pl.Trainer":
     """A ``pl.Trainer`` of :data:`QUIET_TRAINER` (one CPU, no logger, bar, summary or
     checkpoints) updated with ``options``."""
+    import pytorch_lightning as pl  # here: benchmarks measuring memory import this module
+
     return pl.Trainer(**{**QUIET_TRAINER, **options})
 
 
