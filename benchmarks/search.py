@@ -6,11 +6,11 @@ At ``--n`` vectors of dimension ``--dim`` (default 100,000 x 128), in one proces
   ``optimize()`` (the HNSW build), against the floor of keeping a normalised matrix;
 * query latency, p50 and p95, for single queries and for batches of ``--batch`` queries:
   ``SimilarityIndex.search`` (HNSW ``--m``/``--ef-construct``, Qdrant's defaults 16/100)
-  against brute force (one torch matmul and ``topk``) at the same N;
+  against NumPy brute force (one matmul and ``argpartition``) at the same N;
 * recall@k of the index against exact top-k on ``--queries`` queries.
 
-Like for like: both sides run on ``--threads`` threads (default 1): torch through
-``torch.set_num_threads``, the index through its search pool
+Like for like: both sides run on ``--threads`` threads (default 1): NumPy's BLAS through
+``threadpoolctl`` (and torch through ``torch.set_num_threads``), the index through its search pool
 (``EmbeddedBackend(search_threads=...)``, passed as ``backend=``). The script prints how many
 vectors the HNSW graph holds, so a figure from a full scan is never mistaken for HNSW.
 
@@ -32,6 +32,8 @@ import time
 
 import numpy as np
 import torch
+
+from threadpoolctl import threadpool_info, threadpool_limits
 
 from quaterion_models import SimilarityModel
 from quaterion_models.heads import EmptyHead
@@ -71,11 +73,13 @@ def make_data(kind: str, n: int, dim: int, queries: int, clusters: int, latent: 
     return points[:n], points[n:]
 
 
-def brute_force(matrix: torch.Tensor, queries: np.ndarray, k: int) -> np.ndarray:
+def brute_force(matrix: np.ndarray, queries: np.ndarray, k: int) -> np.ndarray:
     """Top-k cosine neighbours: ``matrix`` rows are unit vectors."""
-    q = torch.from_numpy(queries)
-    q = q / q.norm(dim=1, keepdim=True)
-    return torch.topk(q @ matrix.T, k, dim=1).indices.numpy()
+    q = queries / np.linalg.norm(queries, axis=1, keepdims=True)
+    scores = q @ matrix.T
+    top = np.argpartition(-scores, k, axis=1)[:, :k]
+    order = np.argsort(-np.take_along_axis(scores, top, axis=1), axis=1)
+    return np.take_along_axis(top, order, axis=1)
 
 
 def percentiles(samples: list) -> str:
@@ -111,17 +115,22 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    with threadpool_limits(limits=args.threads):  # NumPy's BLAS
+        run(args)
+
+
+def run(args: argparse.Namespace) -> None:
+    pools = ", ".join(f"{pool['internal_api']} {pool['num_threads']}" for pool in threadpool_info())
     points, queries = make_data(
         args.data, args.n, args.dim, args.queries, args.clusters, args.latent, args.seed
     )
     model = SimilarityModel(encoders=VectorEncoder(args.dim), head=EmptyHead(args.dim))
     print(f"N={args.n} dim={args.dim} k={args.k} data={args.data} threads={args.threads} "
-          f"(torch {torch.get_num_threads()}, index search pool {args.threads}) "
+          f"({pools}, index search pool {args.threads}) "
           f"cpus={os.cpu_count()} m={args.m} ef_construct={args.ef_construct}")  # fmt: skip
 
     start = time.perf_counter()
-    matrix = torch.from_numpy(points)
-    matrix = matrix / matrix.norm(dim=1, keepdim=True)
+    matrix = points / np.linalg.norm(points, axis=1, keepdims=True)
     floor_index_s = time.perf_counter() - start
 
     with tempfile.TemporaryDirectory() as tmp:
