@@ -119,7 +119,7 @@ class IndexEvaluator:
                 "group metrics (RetrievalRPrecision) and pair metrics (RetrievalPrecision, "
                 "RetrievalReciprocalRank) need different datasets: use two IndexEvaluators"
             )
-        for name, value in (("depth", depth), ("recall_k", recall_k)):
+        for name, value in (("depth", depth), ("recall_k", recall_k), ("hnsw_ef", hnsw_ef)):
             if value is not None and (not isinstance(value, int) or value < 1):
                 raise ValueError(f"{name} must be a positive int, got {value!r}")
         if not isinstance(recall_queries, int) or recall_queries < 0:

@@ -297,6 +297,10 @@ class SimilarityIndex:
             raise ValueError("search needs exactly one of objects=[...] or vectors=array")
         if not isinstance(limit, int) or limit < 1:
             raise ValueError(f"limit must be a positive int, got {limit!r}")
+        if hnsw_ef is not None and (
+            isinstance(hnsw_ef, bool) or not isinstance(hnsw_ef, int) or hnsw_ef < 1
+        ):
+            raise ValueError(f"hnsw_ef must be a positive int or None, got {hnsw_ef!r}")
         if objects is not None:
             if not isinstance(objects, list):
                 objects = list(objects)

@@ -146,6 +146,8 @@ def test_errors(make_index):
         IndexEvaluator({"a": RetrievalRPrecision(), "b": RetrievalReciprocalRank()})
     with pytest.raises(ValueError, match="depth"):
         IndexEvaluator(RetrievalRPrecision(), depth=0)
+    with pytest.raises(ValueError, match="hnsw_ef"):
+        IndexEvaluator(RetrievalRPrecision(), hnsw_ef=0)
 
 
 def clustered_groups(n: int = 2000, dim: int = 32, groups: int = 40) -> list:

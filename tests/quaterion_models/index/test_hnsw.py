@@ -61,6 +61,13 @@ def test_bad_parameters_are_refused_before_opening(tmp_path, bad):
     assert not (tmp_path / "i").exists()
 
 
+@pytest.mark.parametrize("ef", [0, -3, 2.5, True])
+def test_bad_search_beam_is_refused(tmp_path, ef):
+    with SimilarityIndex(make_model(), path=tmp_path / "i", distance="cosine") as index:
+        with pytest.raises(ValueError, match="hnsw_ef must be a positive int"):
+            index.search(vectors=np.ones((1, 8)), hnsw_ef=ef)
+
+
 def test_optimize_builds_a_graph_of_a_small_index_and_search_uses_it(tmp_path):
     points = clustered(3000)
     options = {"distance": "cosine", "full_scan_threshold": 1, "show_progress": False}
