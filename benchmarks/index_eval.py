@@ -8,7 +8,7 @@ and R-precision is computed for ``--sample-size`` sampled queries through the in
 recall of the index against exact top-10 on ``--recall-queries`` of them.
 
 Printed: the process's peak resident memory (``VmHWM``: everything, Python, torch, Qdrant Edge
-and its memory-mapped files included) and the time of each stage. Run:
+and its memory-mapped files included), its anonymous and file-backed parts, and the time. Run:
 ``.venv/bin/python -m benchmarks.index_eval --n 200000``.
 """
 
@@ -16,12 +16,13 @@ import argparse
 import os
 import random
 import tempfile
+import threading
 import time
 
 import numpy as np
 import torch
 
-from benchmarks._common import FrozenEncoder, current_mib, peak_mib
+from benchmarks._common import FrozenEncoder, current_mib, peak_mib, status_kib
 from quaterion.dataset.similarity_samples import SimilarityGroupSample
 from quaterion.eval.group import RetrievalRPrecision
 from quaterion.eval.index_eval import IndexEvaluator
@@ -57,6 +58,28 @@ class GroupRows:
         if i >= len(self.groups):
             raise IndexError(i)
         return SimilarityGroupSample(obj=i, group=int(self.groups[i]))
+
+
+class PeakSampler:
+    """Largest ``RssAnon`` and ``RssFile`` (MiB) seen every 50 ms inside a ``with`` block."""
+
+    def __init__(self):
+        self.anon = self.file = 0.0
+        self.stop = threading.Event()
+
+    def sample(self) -> None:
+        while not self.stop.wait(0.05):
+            self.anon = max(self.anon, status_kib("RssAnon") / 1024)
+            self.file = max(self.file, status_kib("RssFile") / 1024)
+
+    def __enter__(self) -> "PeakSampler":
+        self.thread = threading.Thread(target=self.sample, daemon=True)
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop.set()
+        self.thread.join()
 
 
 def main() -> None:
@@ -102,14 +125,17 @@ def main() -> None:
             show_progress=False,
             batch_size=256,
         )
-        with index:
+        with index, PeakSampler() as peaks:
             start = time.perf_counter()
             report = evaluator.evaluate(GroupRows(groups), index)
             took = time.perf_counter() - start
             indexed = index.backend.shard.info().indexed_vectors_count
     print(report.summary())
     print(f"graph: {indexed} of {args.n} vectors indexed; evaluate() {took:.1f} s")
-    print(f"peak RSS (VmHWM) {peak_mib():.0f} MiB (target 1536 MiB)")
+    print(f"peak RSS (VmHWM) {peak_mib():.0f} MiB (target 1536 MiB); largest anonymous part "
+          f"(RssAnon: heap, tensors, Qdrant's structures) {peaks.anon:.0f} MiB, largest "
+          f"file-backed part (RssFile: libraries, the shard's memory-mapped files) "
+          f"{peaks.file:.0f} MiB")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -154,14 +154,15 @@ class IndexEvaluator:
             sampler.accumulate(index.model, dataset)
             embeddings = sampler.accumulator.embeddings.detach().float().cpu()
             problem = sampler.draw(dataset, index.model)  # query rows and their relevance
+            relevance, rows = problem.relevance, problem.self_index.cpu()
+            del problem  # its copy of the query rows' embeddings is not needed
             num_items = embeddings.shape[0]
             index.add_vectors(embeddings, ids=range(num_items), batch_size=_WRITE_BATCH)
             index.optimize()
-            rows = problem.self_index.cpu()
-            relevant = _relevant_per_row(problem.relevance, rows.numel())
+            relevant = _relevant_per_row(relevance, rows.numel())
             depth = min(self._depth(relevant), num_items - 1)
             picked = random.sample(range(rows.numel()), k=min(self.recall_queries, rows.numel()))
-            return self._reduce(index, embeddings, problem.relevance, rows, depth, picked)
+            return self._reduce(index, embeddings, relevance, rows, depth, picked)
         finally:
             sampler.reset()
 

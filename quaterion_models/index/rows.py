@@ -117,7 +117,9 @@ def _check_json(value: Any, where: str) -> None:
 
 def check_finite(vectors: np.ndarray, what: str) -> None:
     """``ValueError`` naming the first row with NaN or inf."""
-    finite = np.isfinite(vectors).all(axis=1)
+    step = max(1, 2**22 // max(vectors.shape[1], 1))  # rows per chunk: a 4 MB mask at most
+    chunks = [np.isfinite(vectors[i : i + step]).all(axis=1) for i in range(0, len(vectors), step)]
+    finite = np.concatenate(chunks) if chunks else np.ones(0, dtype=bool)
     if not finite.all():
         bad = np.flatnonzero(~finite)
         raise ValueError(
