@@ -151,11 +151,12 @@ class IndexEvaluator:
             )
         sampler = self._sampler()
         try:
-            sampler.accumulate(index.model, dataset)
-            embeddings = sampler.accumulator.embeddings.detach().float().cpu()
-            problem = sampler.draw(dataset, index.model)  # query rows and their relevance
+            # encodes the dataset, draws the query rows and their relevance
+            problem = sampler.draw(dataset, index.model)
+            embeddings = problem.candidates.detach().float().cpu()  # every item, in order
             relevance, rows = problem.relevance, problem.self_index.cpu()
             del problem  # its copy of the query rows' embeddings is not needed
+            sampler.reset()  # nor the encoded batches: the embeddings are now held once
             num_items = embeddings.shape[0]
             index.add_vectors(embeddings, ids=range(num_items), batch_size=_WRITE_BATCH)
             index.optimize()
