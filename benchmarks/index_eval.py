@@ -22,7 +22,7 @@ import time
 import numpy as np
 import torch
 
-from benchmarks._common import FrozenEncoder, current_mib, peak_mib, status_kib
+from benchmarks._common import FrozenEncoder, current_mib, peak_mib, reset_peak, status_kib
 from quaterion.dataset.similarity_samples import SimilarityGroupSample
 from quaterion.eval.group import RetrievalRPrecision
 from quaterion.eval.index_eval import IndexEvaluator
@@ -61,16 +61,18 @@ class GroupRows:
 
 
 class PeakSampler:
-    """Largest ``RssAnon`` and ``RssFile`` (MiB) seen every 50 ms inside a ``with`` block."""
+    """Largest ``RssAnon``, ``RssFile`` and their sum (MiB) seen every 50 ms inside a ``with``
+    block."""
 
     def __init__(self):
-        self.anon = self.file = 0.0
+        self.anon = self.file = self.total = 0.0
         self.stop = threading.Event()
 
     def sample(self) -> None:
         while not self.stop.wait(0.05):
-            self.anon = max(self.anon, status_kib("RssAnon") / 1024)
-            self.file = max(self.file, status_kib("RssFile") / 1024)
+            anon, file = status_kib("RssAnon") / 1024, status_kib("RssFile") / 1024
+            self.anon, self.file = max(self.anon, anon), max(self.file, file)
+            self.total = max(self.total, anon + file)
 
     def __enter__(self) -> "PeakSampler":
         self.thread = threading.Thread(target=self.sample, daemon=True)
@@ -100,7 +102,9 @@ def main() -> None:
     centres = rng.standard_normal((num_groups, args.dim), dtype=np.float32)
     table = centres[groups]
     del centres
-    table += 0.5 * rng.standard_normal(table.shape, dtype=np.float32)
+    for start in range(0, args.n, 65536):  # in chunks: no second copy of the table
+        part = table[start : start + 65536]
+        part += 0.5 * rng.standard_normal(part.shape, dtype=np.float32)
     model = SimilarityModel(encoders=RowEncoder(torch.from_numpy(table)), head=EmptyHead(args.dim))
     print(f"N={args.n} dim={args.dim} groups={num_groups} sample={args.sample_size} "
           f"m={args.m} ef_construct={args.ef_construct} torch threads={torch.get_num_threads()} "
@@ -125,6 +129,7 @@ def main() -> None:
             show_progress=False,
             batch_size=256,
         )
+        reset_peak()  # count evaluate() and what is held during it, not the data's making
         with index, PeakSampler() as peaks:
             start = time.perf_counter()
             report = evaluator.evaluate(GroupRows(groups), index)
@@ -132,7 +137,8 @@ def main() -> None:
             indexed = index.backend.shard.info().indexed_vectors_count
     print(report.summary())
     print(f"graph: {indexed} of {args.n} vectors indexed; evaluate() {took:.1f} s")
-    print(f"peak RSS (VmHWM) {peak_mib():.0f} MiB (target 1536 MiB); largest anonymous part "
+    print(f"peak RSS (VmHWM) {peak_mib():.0f} MiB (target 1536 MiB; sampled {peaks.total:.0f} "
+          f"MiB); largest anonymous part "
           f"(RssAnon: heap, tensors, Qdrant's structures) {peaks.anon:.0f} MiB, largest "
           f"file-backed part (RssFile: libraries, the shard's memory-mapped files) "
           f"{peaks.file:.0f} MiB")  # fmt: skip
