@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 
 from quaterion.distances import Distance
 from quaterion.eval.base_metric import BaseMetric
-from quaterion.eval.blocks import BlockReducer, block_rows, rank_own_items_last
+from quaterion.eval.blocks import BlockReducer, rank_own_items_last
 from quaterion.eval.group import RetrievalRPrecision
 from quaterion.eval.neighbour_blocks import neighbour_block
 from quaterion.eval.pair import RetrievalPrecision, RetrievalReciprocalRank
@@ -29,6 +29,8 @@ from quaterion.eval.samplers import GroupSampler, PairSampler
 _SUPPORTED = (RetrievalRPrecision, RetrievalPrecision, RetrievalReciprocalRank)
 #: Points per upsert when the dataset is written into the index.
 _WRITE_BATCH = 4096
+#: Distances per block of the exact top-k behind the recall (64 MB of float32).
+_RECALL_CELLS = 2**24
 
 
 @dataclass
@@ -294,7 +296,7 @@ class IndexEvaluator:
             return float("nan"), 0
         distance = Distance.get_by_name(distance_name)
         queries = rows[torch.tensor(picked)]
-        hits, step = 0, block_rows(embeddings.shape[0])
+        hits, step = 0, max(1, _RECALL_CELLS // embeddings.shape[0])
         blocks = distance.distance_matrix_blocks(embeddings[queries], embeddings, step)
         for start, dist in zip(range(0, len(picked), step), blocks):
             rank_own_items_last(dist, queries, start)
