@@ -18,7 +18,7 @@ from quaterion_models.onnx.text import (
     load_tokenizer_file,
     tokenize,
 )
-from quaterion_models.utils.config_fields import read_config_fields
+from quaterion_models.utils.config import read_config_fields
 from quaterion_models.utils.errors import DamagedFileError
 
 _CONFIG_FIELDS = {

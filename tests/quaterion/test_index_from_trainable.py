@@ -3,14 +3,8 @@
 import pytest
 
 from quaterion.loss import TripletLoss
+from quaterion_models.index import IndexConfigError, SimilarityIndex, servable_fingerprint
 from tests.quaterion.train.helpers import Model
-
-pytest.importorskip("qdrant_edge")
-from quaterion_models.index import (  # noqa: E402
-    IndexConfigError,
-    SimilarityIndex,
-    servable_fingerprint,
-)
 
 
 def test_trainable_model_gives_servable_and_distance(tmp_path):

@@ -16,7 +16,7 @@ from quaterion_models.onnx.exportable import OnnxExportable
 from quaterion_models.utils._files import torch_load
 from quaterion_models.utils.atomic import atomic_write
 from quaterion_models.utils.checks import check_positive_int
-from quaterion_models.utils.config_fields import read_config_fields
+from quaterion_models.utils.config import read_config_fields
 from quaterion_models.utils.errors import DamagedFileError
 
 WEIGHTS_FILE = "encoder.pth"

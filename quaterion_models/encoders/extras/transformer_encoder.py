@@ -22,7 +22,7 @@ from quaterion_models.onnx.text import (
 )
 from quaterion_models.utils.atomic import atomic_write
 from quaterion_models.utils.checks import check_positive_int
-from quaterion_models.utils.config_fields import read_config_fields
+from quaterion_models.utils.config import read_config_fields
 from quaterion_models.utils.errors import DamagedFileError
 
 POOLINGS = ("mean", "cls")

@@ -5,7 +5,6 @@ from typing import Callable, Dict, Optional, Tuple
 import pytorch_lightning as pl
 import torch
 from torch import nn
-from torch.utils._python_dispatch import TorchDispatchMode
 
 from quaterion import TrainableModel
 from quaterion.dataset import (
@@ -169,33 +168,3 @@ class Switch(SwitchEncoder):
     @classmethod
     def encoder_selection(cls, record) -> str:
         return "pos" if float(record[0]) > 0 else "neg"
-
-
-_SYNC_OPS = {
-    "aten::_local_scalar_dense",
-    "aten::nonzero",
-    "aten::masked_select",
-    "aten::_unique2",
-    "aten::unique_consecutive",
-    "aten::unique_dim",
-    "aten::repeat_interleave",
-}
-
-
-class HostSyncCounter(TorchDispatchMode):
-    """Counts the aten calls that make the host wait for the device (see issue 19)."""
-
-    def __init__(self):
-        super().__init__()
-        self.count = 0
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        kwargs = kwargs or {}
-        name = func.name().split(".")[0]
-        if name in _SYNC_OPS:
-            self.count += 1
-        elif name in ("aten::index", "aten::index_put_", "aten::index_put"):
-            indices = args[1] if len(args) > 1 else kwargs.get("indices", ())
-            if any(isinstance(i, torch.Tensor) and i.dtype == torch.bool for i in indices):
-                self.count += 1
-        return func(*args, **kwargs)

@@ -201,20 +201,20 @@ def test_crash_mid_add_keeps_every_acknowledged_batch(location, tmp_path):
     model.save(str(servable))
     SimilarityIndex(model, distance="cosine", **location.kwargs()).close()
     location.release()
-    # The child adds 10 batches of 5 and dies (os._exit, no cleanup) while encoding the 4th.
+    # The child adds 10 batches of 5 and dies (os._exit, no cleanup) writing the 4th.
     completed = run_python(
         f"""
         import os, torch
         from qdrant_client import QdrantClient
         from quaterion_models.index import SimilarityIndex
         index = SimilarityIndex.open({str(servable)!r}, batch_size=5, {location.python_kwargs()})
-        encode, calls = index.model.encode, []
-        def dying_encode(objects, **kwargs):
+        upsert, calls = index.backend.upsert, []
+        def dying_upsert(*args):
             calls.append(1)
             if len(calls) == 4:
                 os._exit(3)
-            return encode(objects, **kwargs)
-        index.model.encode = dying_encode
+            return upsert(*args)
+        index.backend.upsert = dying_upsert
         index.add(list(torch.randn(50, 8)), ids=list(range(50)))
         """
     )
