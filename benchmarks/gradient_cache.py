@@ -127,7 +127,10 @@ def child(loss: str, batch: int, mini: int, steps: int) -> dict:
 
 
 def run_child(loss: str, batch: int, mini: int, steps: int) -> dict:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([os.getcwd(), os.environ.get("PYTHONPATH", "")])}
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([os.getcwd(), os.environ.get("PYTHONPATH", "")]),
+    }
     args = [sys.executable, __file__, "--child", loss, str(batch), str(mini), str(steps)]
     done = subprocess.run(args, env=env, capture_output=True, text=True, timeout=3600)
     if done.returncode != 0:

@@ -62,9 +62,7 @@ class _Replay:
     def __init__(self, device: torch.device):
         self.cpu_state = torch.get_rng_state()
         self.cuda_device = device if device.type == "cuda" else None
-        self.cuda_state = (
-            torch.cuda.get_rng_state(device) if self.cuda_device is not None else None
-        )
+        self.cuda_state = torch.cuda.get_rng_state(device) if self.cuda_device is not None else None
 
     def run(self, fn: Callable[[], Tensor]) -> Tensor:
         devices = [self.cuda_device] if self.cuda_device is not None else []

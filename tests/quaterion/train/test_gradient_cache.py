@@ -63,7 +63,9 @@ def test_dropout_replays_the_random_state_of_each_mini_batch():
     # dropout really acts: another random state gives another gradient
     torch.manual_seed(124)
     _, other = h.sequential_step(plain, batch, MINI)
-    assert not torch.allclose(other["_model.default.first.weight"], got["_model.default.first.weight"])
+    assert not torch.allclose(
+        other["_model.default.first.weight"], got["_model.default.first.weight"]
+    )
 
 
 def test_batch_norm_statistics_are_updated_once_per_mini_batch():
@@ -75,7 +77,9 @@ def test_batch_norm_statistics_are_updated_once_per_mini_batch():
         def forward(self, batch):
             return self.second(torch.tanh(self.norm(self.first(batch))))
 
-    plain, cached = _pair("triplet_hard", torch.float64, encoders=lambda: {"default": NormEncoder()})
+    plain, cached = _pair(
+        "triplet_hard", torch.float64, encoders=lambda: {"default": NormEncoder()}
+    )
     h.attach_trainer(cached)
     batch = h.first_batch(plain, h.loader_for("triplet_hard", torch.float64))
     _, expected = h.sequential_step(plain, batch, MINI)
@@ -153,7 +157,8 @@ def test_lightning_fit_with_cached_frozen_encoder_clipping_and_accumulation():
     for (name, expected), got in zip(plain.named_parameters(), cached.parameters()):
         torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-7, msg=name)
     assert not torch.allclose(
-        plain.model.encoders["default"].first.weight, h.DropoutEncoder("float32", seed=1).first.weight
+        plain.model.encoders["default"].first.weight,
+        h.DropoutEncoder("float32", seed=1).first.weight,
     ), "training should have moved the weights"
 
 
