@@ -1,5 +1,6 @@
 """Models, batches and the plain reference step shared by the gradient-cache tests."""
 
+import contextlib
 from typing import Callable, Dict, Optional, Tuple
 
 import pytorch_lightning as pl
@@ -135,8 +136,11 @@ def grads_of(model: nn.Module) -> Dict[str, torch.Tensor]:
     return {name: p.grad.clone() for name, p in model.named_parameters() if p.grad is not None}
 
 
-def sequential_step(model: TrainableModel, batch, mini: int):
-    """Reference: mini-batches encoded in sequence *keeping* the graph, loss, backward."""
+def sequential_step(model: TrainableModel, batch, mini: int, forward_context=None):
+    """Reference: mini-batches encoded in sequence *keeping* the graph, loss, backward.
+
+    ``forward_context()`` (e.g. an autocast block) wraps each mini-batch's forward and the
+    loss, not the backward."""
     features, targets = batch
     model.zero_grad(set_to_none=True)
     data, size = features["data"]["default"], len(features["meta"])
@@ -146,11 +150,15 @@ def sequential_step(model: TrainableModel, batch, mini: int):
             return data[start : start + mini]
         return {key: value[start : start + mini] for key, value in data.items()}
 
-    parts = [
-        model.model({"data": {"default": rows(s)}, "meta": features["meta"][s : s + mini]})
-        for s in range(0, size, mini)
-    ]
-    loss = model.loss(embeddings=torch.cat(parts), **targets)
+    context = forward_context or contextlib.nullcontext
+    parts = []
+    for s in range(0, size, mini):
+        with context():
+            parts.append(
+                model.model({"data": {"default": rows(s)}, "meta": features["meta"][s : s + mini]})
+            )
+    with context():
+        loss = model.loss(embeddings=torch.cat(parts), **targets)
     loss.backward()
     return loss.detach(), grads_of(model)
 

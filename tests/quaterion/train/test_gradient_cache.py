@@ -253,3 +253,25 @@ def test_transformer_with_dropout_tokenizer_batches_are_cut(tmp_path):
     loss, got = h.cached_step(cached, batch)
     torch.testing.assert_close(loss, expected_loss, rtol=1e-5, atol=0.0)
     h.assert_same_grads(got, expected, 1e-5)
+
+
+def test_autocast_of_the_step_is_honoured_in_the_reencoding():
+    """Under bfloat16 autocast the re-encoding runs in bfloat16 too (backward runs outside
+    the autocast block, as in Lightning's precision plugin). Each re-encoded mini-batch casts
+    the weights afresh, so the reference opens one autocast block per mini-batch."""
+    plain, cached = _pair("triplet_all", torch.float32)
+    h.attach_trainer(cached)
+    batch = h.first_batch(plain, h.loader_for("triplet_all", torch.float32))
+    def bf16():
+        return torch.autocast("cpu", dtype=torch.bfloat16)
+
+    _, expected = h.sequential_step(plain, batch, MINI, forward_context=bf16)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss = cached.training_step(batch, 0)
+    cached.zero_grad(set_to_none=True)
+    loss.backward()
+    h.assert_same_grads(h.grads_of(cached), expected, 1e-5)
+    # float32 re-encoding would give another gradient
+    _, full_precision = h.sequential_step(plain, batch, MINI)
+    name = "_model.default.first.weight"
+    assert not torch.allclose(full_precision[name], expected[name], rtol=1e-5, atol=0)
