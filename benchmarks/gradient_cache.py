@@ -15,7 +15,8 @@ wall and CPU (process) time per text of the steps after the first; on a shared m
 the CPU time is the steadier one. Targets: the cached run's training peak at
 most 1.3x that of ``plain-small``, its time per text at most 1.5x that of ``plain-large``.
 
-Run: ``PYTHONPATH=. python benchmarks/gradient_cache.py [--quick] [--steps N]``.
+Run: ``PYTHONPATH=. python benchmarks/gradient_cache.py [--quick] [--steps N] [--threads N]``
+(``--threads 1`` avoids idle threads spinning on a shared machine).
 """
 
 import argparse
@@ -105,7 +106,8 @@ def child(loss: str, batch: int, mini: int, steps: int) -> dict:
         def on_train_batch_end(self, *args):
             self.ends.append((time.perf_counter(), time.process_time()))
 
-    torch.set_num_threads(max(1, os.cpu_count() or 1))
+    threads = int(os.environ.get("GRADIENT_CACHE_BENCH_THREADS", "0"))
+    torch.set_num_threads(threads or max(1, os.cpu_count() or 1))
     pl.seed_everything(0, verbose=False)
     model = FineTuned()
     data = loader(loss, batch)
@@ -142,8 +144,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="batch 128 / mini-batch 16")
     parser.add_argument("--steps", type=int, default=None, help="timed steps per setting")
+    parser.add_argument(
+        "--threads", type=int, default=0, help="torch threads per child (steadier when shared)"
+    )
     parser.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    os.environ["GRADIENT_CACHE_BENCH_THREADS"] = str(args.threads)
     if args.child:
         warnings.filterwarnings("ignore")
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
