@@ -17,9 +17,11 @@ This module imports nothing heavy at import time, so ``--help`` stays fast.
 
 import contextlib
 import logging
+import re
+import sys
 import time
 import warnings
-from typing import Any, Dict, Iterator
+from typing import Any, Dict, Iterator, Optional, TextIO
 
 #: ``(message regex, why it is harmless in the examples)``.
 HARMLESS_WARNINGS = (
@@ -39,6 +41,9 @@ QUIET_LOGGERS = ("pytorch_lightning", "lightning", "lightning_fabric", "lightnin
 
 def quiet_libraries() -> None:
     """Silence the banners, tips and harmless warnings of the stack for this process."""
+    # Importing Lightning sets its loggers to INFO: import it first, then lower them.
+    import pytorch_lightning  # noqa: F401
+
     for name in QUIET_LOGGERS:
         logging.getLogger(name).setLevel(logging.WARNING)
     for pattern, _reason in HARMLESS_WARNINGS:
@@ -52,18 +57,24 @@ def quiet_libraries() -> None:
     transformers_logging.set_verbosity_error()
 
 
-def say(message: str) -> None:
-    """Print one progress line to stdout immediately."""
-    print(message, flush=True)
+def plain_text(text: str) -> str:
+    """Docstring text for ``--help``: RST roles and double backquotes become plain words."""
+    text = re.sub(r":[a-z]+:`~?([^`]+)`", r"\1", text)
+    return text.replace("``", "")
+
+
+def say(message: str, file: Optional[TextIO] = None) -> None:
+    """Print one progress line to ``file`` (default: stdout) immediately."""
+    print(message, file=file or sys.stdout, flush=True)
 
 
 @contextlib.contextmanager
-def phase(description: str) -> Iterator[None]:
+def phase(description: str, file: Optional[TextIO] = None) -> Iterator[None]:
     """Print ``description ...`` now and ``description: done in X s`` when the block ends."""
-    say(f"{description} ...")
+    say(f"{description} ...", file)
     started = time.perf_counter()
     yield
-    say(f"{description}: done in {time.perf_counter() - started:.1f} s")
+    say(f"{description}: done in {time.perf_counter() - started:.1f} s", file)
 
 
 def progress_bar() -> Any:

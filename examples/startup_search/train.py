@@ -20,7 +20,7 @@ import sys
 import tempfile
 from typing import Any, Dict, List, Optional
 
-from examples.console import phase, quiet_libraries, quiet_trainer_options, say
+from examples.console import phase, plain_text, quiet_libraries, quiet_trainer_options, say
 
 from .make_sample_dataset import SAMPLE_PATH, write_jsonl
 from .synthetic import generate_startups
@@ -135,7 +135,7 @@ def train(
 def build_parser() -> argparse.ArgumentParser:
     """Options of ``python -m examples.startup_search.train``."""
     parser = argparse.ArgumentParser(
-        prog="python -m examples.startup_search.train", description=__doc__
+        prog="python -m examples.startup_search.train", description=plain_text(__doc__)
     )
     parser.add_argument(
         "--dataset",
