@@ -10,6 +10,8 @@ import pytest
 
 from examples.quick_start_data import generate
 
+from .output_checks import banned_lines, metric_lines
+
 REPO_ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 SPLITS = ("train", "val", "test")
 
@@ -144,6 +146,12 @@ def test_readme_command_improves_held_out_retrieval(tmp_path):
         timeout=600,
         check=True,
     )
+    output = completed.stdout + completed.stderr
+    assert banned_lines(output) == []
+    # our own progress comes first, before the slow imports, and for the raw-encoder pass
+    assert completed.stdout.startswith("Loading torch, Lightning and sentence-transformers ...")
+    assert "Evaluating the raw encoder on 256 held-out texts ..." in completed.stdout
+    assert metric_lines(output, "Epoch", "rrp_validation:", "rrp_train:"), output
     summary = [line for line in completed.stdout.splitlines() if line.startswith("Summary:")]
     assert len(summary) == 1
     numbers = summary[0].split("RetrievalRPrecision ")[1].split(";")[0].split(" -> ")
@@ -151,14 +159,15 @@ def test_readme_command_improves_held_out_retrieval(tmp_path):
     assert after - before > 0.2, summary[0]
     with open(save_dir / "config.json", encoding="utf-8") as file:
         # run as __main__, the encoder must still be recorded under its importable module
-        assert json.load(file)["encoders"][0]["module"] == "examples.quick_start"
+        assert json.load(file)["encoders"][0]["module"] == "examples.quick_start_encoder"
 
 
 def test_importing_the_demo_does_not_need_the_training_stack():
     """SimilarityModel.load imports examples.quick_start to restore the encoder: serving must
     not pull in quaterion or Lightning."""
     code = (
-        "import sys, examples.quick_start\n"
+        "import sys, examples.quick_start, examples.quick_start_encoder\n"
+        "assert examples.quick_start.MiniLMEncoder is examples.quick_start_encoder.MiniLMEncoder\n"
         "loaded = [m for m in ('quaterion', 'pytorch_lightning') if m in sys.modules]\n"
         "assert not loaded, loaded\n"
     )

@@ -1,0 +1,31 @@
+"""What the examples must not print: library banners, tips, summaries and known-harmless
+deprecation warnings that the examples silence (see ``examples/console.py``)."""
+
+import re
+from typing import List
+
+BANNED = (
+    "💡 Tip",
+    "litlogger",
+    "GPU available",
+    "TPU available",
+    "Total FLOPs",
+    "Trainable params",
+    "tensorboardX",
+    "LeafSpec",
+    "Loading weights",
+    "Writing model shards",
+    "v_num",
+    "Seed set to",
+)
+
+
+def banned_lines(output: str) -> List[str]:
+    """Lines of ``output`` (progress-bar carriage returns split too) holding a banned string."""
+    lines = re.split(r"[\r\n]+", output)
+    return [line for line in lines if any(text in line for text in BANNED)]
+
+
+def metric_lines(output: str, *names: str) -> List[str]:
+    """Lines that hold every one of ``names``: the epoch bar keeps its metrics on one line."""
+    return [line for line in re.split(r"[\r\n]+", output) if all(name in line for name in names)]
