@@ -16,15 +16,6 @@ if TYPE_CHECKING:
 BATCH_SIZE = 64
 
 
-def __getattr__(name: str):
-    # ``Model`` lives in examples.cifar100.models, imported on first use so that --help is fast.
-    if name == "Model":
-        from .models import XbmModel
-
-        return XbmModel
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
 def main(argv: Optional[List[str]] = None) -> "pl.Trainer":
     """Parse ``argv``, train for ``--epochs`` and return the trainer."""
     parser = build_parser("python -m examples.cifar100.train_with_xbm", __doc__, epochs_default=30)

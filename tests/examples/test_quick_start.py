@@ -115,7 +115,7 @@ def test_smoke_run_trains_saves_and_reloads(tmp_path, workdir, no_network, capsy
 
     with open(os.path.join(save_dir, "config.json"), encoding="utf-8") as file:
         config = json.load(file)
-    assert config["encoders"][0]["module"] == "examples.quick_start"
+    assert config["encoders"][0]["module"] == "examples.quick_start_encoder"
     assert config["head"]["class"] == "SkipConnectionHead"
     served = SimilarityModel.load(save_dir)
     vectors = served.encode(["a tweet about bread", "a legal notice about bees"])
