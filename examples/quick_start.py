@@ -121,7 +121,9 @@ def build_model_class():
     return QuickStartModel
 
 
-def held_out_r_precision(model: SimilarityModel, samples: list, progress: bool = False) -> float:
+def held_out_r_precision(
+    model: SimilarityModel, samples: list, progress: Optional[bool] = False
+) -> float:
     """``RetrievalRPrecision`` of ``model`` over ``samples``, every text a query."""
     return r_precision(model, samples, batch_size=64, progress=progress)
 
@@ -225,7 +227,7 @@ def _run(args: argparse.Namespace) -> Dict[str, Any]:
     base = SimilarityModel(encoders=encoder, head=EmptyHead(encoder.embedding_size))
     clock = lap("load encoder", clock)
     say(f"Evaluating the raw encoder on {len(test)} held-out texts ...")
-    before = held_out_r_precision(base, test, progress=True)
+    before = held_out_r_precision(base, test, progress=None)
     clock = lap("evaluate raw", clock)
     print(f"\nHeld-out topics, RetrievalRPrecision of the raw encoder: {before:.4f}\n")
 
@@ -241,7 +243,7 @@ def _run(args: argparse.Namespace) -> Dict[str, Any]:
     )
     clock = lap("fit (cache fill + epochs)", clock)
     say("Evaluating the trained model ...")
-    after = held_out_r_precision(model.model, test, progress=True)
+    after = held_out_r_precision(model.model, test, progress=None)
     clock = lap("evaluate tuned", clock)
     print(
         f"\nHeld-out topics, RetrievalRPrecision after {trainer.current_epoch} epochs: "

@@ -87,6 +87,7 @@ def eval_base_encoder(
     tuned_model_dir: Optional[str] = None,
 ) -> Dict[str, torch.Tensor]:
     """R-precision of :func:`build_base_model` on ``dataset``; prints and returns the dict."""
+    say(f"Evaluating the base model on {len(dataset)} test images ...")
     result = _evaluate(build_base_model(arch, weights, tuned_model_dir), dataset, device)
     print("base model:", {name: float(value) for name, value in result.items()}, flush=True)
     return result
@@ -96,6 +97,7 @@ def eval_tuned_encoder(
     dataset: Dataset, device: str, tuned_model_dir: str
 ) -> Dict[str, torch.Tensor]:
     """R-precision of the servable in ``tuned_model_dir``; prints and returns the dict."""
+    say(f"Evaluating the tuned model {tuned_model_dir} on {len(dataset)} test images ...")
     result = _evaluate(load_tuned_model(tuned_model_dir), dataset, device)
     print("tuned model:", {name: float(value) for name, value in result.items()}, flush=True)
     return result

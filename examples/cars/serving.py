@@ -110,7 +110,11 @@ def search_and_draw(
     labels = [int(raw_test[i][1]) for i in range(n)]
     index_dir = args.index_dir or os.path.join(args.save_dir, "index")
     query_rows = np.linspace(0, n - 1, num=min(args.num_queries, n), dtype=int).tolist()
-    with SimilarityIndex(tuned, path=index_dir, distance=DISTANCE, recreate=True) as index:
+    # the bar only on a terminal: in a log file its final state would print twice
+    progress = sys.stderr.isatty()
+    with SimilarityIndex(
+        tuned, path=index_dir, distance=DISTANCE, recreate=True, show_progress=progress
+    ) as index:
         index.add_vectors(
             tuned_vectors,
             payloads=[{"label": label, "image": f"imgs/{i}.jpg"} for i, label in enumerate(labels)],

@@ -13,7 +13,7 @@ import argparse
 import json
 import os
 import sys
-from typing import TYPE_CHECKING, List, Optional, Tuple
+from typing import TYPE_CHECKING, List, Optional, TextIO, Tuple
 
 from examples.console import phase, plain_text, quiet_libraries
 
@@ -60,22 +60,38 @@ def read_startups(path: str) -> List[dict]:
         return [json.loads(line) for line in file if line.strip()]
 
 
-def open_index(model: "SimilarityModel", index_dir: str, dataset: str, reindex: bool):
-    """Open the index at ``index_dir``, (re-)indexing ``dataset`` when it is new or stale."""
+def open_index(
+    model: "SimilarityModel",
+    index_dir: str,
+    dataset: str,
+    reindex: bool,
+    log: Optional[TextIO] = None,
+):
+    """Open the index at ``index_dir``, (re-)indexing ``dataset`` when it is new or stale.
+
+    Progress lines go to ``log`` (default: stdout); the indexing bar shows only on a
+    terminal (in a log file its final state would print twice).
+    """
     from quaterion_models.index import ModelMismatchError, SimilarityIndex
 
+    progress = sys.stderr.isatty()
     try:
-        index = SimilarityIndex(model, path=index_dir, distance=DISTANCE, recreate=reindex)
+        index = SimilarityIndex(
+            model, path=index_dir, distance=DISTANCE, recreate=reindex, show_progress=progress
+        )
     except ModelMismatchError as err:
         print(f"{err}\n-> indexing again with the current model", file=sys.stderr)
-        index = SimilarityIndex(model, path=index_dir, distance=DISTANCE, recreate=True)
+        index = SimilarityIndex(
+            model, path=index_dir, distance=DISTANCE, recreate=True, show_progress=progress
+        )
     if index.count() == 0:
         records = read_startups(dataset)
-        index.add(
-            [r["description"] for r in records],
-            payloads=[{k: r[k] for k in ("name", "description", "industry")} for r in records],
-            ids=list(range(len(records))),
-        )
+        with phase(f"Indexing {len(records)} startups into {index_dir}", file=log):
+            index.add(
+                [r["description"] for r in records],
+                payloads=[{k: r[k] for k in ("name", "description", "industry")} for r in records],
+                ids=list(range(len(records))),
+            )
     return index
 
 
@@ -109,7 +125,7 @@ def main(argv: Optional[List[str]] = None) -> List[List[dict]]:
         model, description = load_model_described(args.model)
     print(description, file=log, flush=True)
     filter = {"industry": args.industry} if args.industry else None
-    with open_index(model, args.index_dir, args.dataset, args.reindex) as index:
+    with open_index(model, args.index_dir, args.dataset, args.reindex, log) as index:
         results = index.search(args.query, limit=args.limit, filter=filter)
     answers = []
     for query, hits in zip(args.query, results):

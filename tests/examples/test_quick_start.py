@@ -10,7 +10,7 @@ import pytest
 
 from examples.quick_start_data import generate
 
-from .output_checks import banned_lines, metric_lines
+from .output_checks import banned_lines, doubled_final_bars, metric_lines
 
 REPO_ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 SPLITS = ("train", "val", "test")
@@ -148,6 +148,7 @@ def test_readme_command_improves_held_out_retrieval(tmp_path):
     )
     output = completed.stdout + completed.stderr
     assert banned_lines(output) == []
+    assert doubled_final_bars(output) == []
     # our own progress comes first, before the slow imports, and for the raw-encoder pass
     assert completed.stdout.startswith("Loading torch, Lightning and sentence-transformers ...")
     assert "Evaluating the raw encoder on 256 held-out texts ..." in completed.stdout

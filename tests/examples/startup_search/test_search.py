@@ -43,9 +43,11 @@ def test_search_ranks_like_brute_force_and_filters(dataset, encoded, no_network,
                                    atol=1e-4)  # fmt: skip
         assert answer[0]["name"] == RECORDS[answer[0]["id"]]["name"]
     assert answers[0][0]["industry"] == "Fintech" and answers[1][0]["industry"] == "Education"
-    out = capsys.readouterr().out
+    out, captured_err = capsys.readouterr()
     assert "'money transfers for banks':" in out and "1. " in out
     assert "Model: the raw encoder" in out and "no servable at 'none'" in out
+    assert f"Indexing {len(RECORDS)} startups into startups-index: done in" in out
+    assert "Indexing:" not in captured_err  # no tqdm bar off a terminal (it printed 100% twice)
 
     encoded.clear()  # the second run reuses the index: only the query is encoded
     health = startup_search.main(["money", "--industry", "Healthcare", "--industry", "Agritech",

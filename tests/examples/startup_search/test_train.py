@@ -17,7 +17,7 @@ from examples.startup_search.model import StartupsDataset, read_records, split_r
 from examples.startup_search.synthetic import generate_startups
 from quaterion_models import SimilarityModel
 
-from ..output_checks import banned_lines, metric_lines
+from ..output_checks import banned_lines, doubled_final_bars, metric_lines
 
 REPO_ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", ".."))
 
@@ -116,6 +116,7 @@ def test_training_improves_held_out_retrieval(workdir, local_minilm):
     )  # fmt: skip
     out = completed.stdout
     assert banned_lines(out + completed.stderr) == []
+    assert doubled_final_bars(out + completed.stderr) == []
     assert metric_lines(out + completed.stderr, "Epoch", "rrp_validation:", "rrp_train:")
     assert f"Saved the servable to {save_dir}" in out
     numbers = re.search(r"raw encoder (\d\.\d+) -> trained (\d\.\d+)", out)
