@@ -8,7 +8,7 @@ Quaterion's progress bars, while the stack's banners stay off:
   loading/saving bars of ``transformers`` and ignores the warnings listed in
   :data:`HARMLESS_WARNINGS`, each checked to say nothing about an example run;
 * :func:`quiet_trainer_options` turns off the model summary, logs to CSV files (or not at
-  all) instead of asking for TensorBoard, and swaps the progress bar for :func:`progress_bar`,
+  all) instead of Lightning's default logger (which asks for TensorBoard), and swaps the progress bar for :func:`progress_bar`,
   which shows no ``v_num`` and whose epoch line fits 80 columns.
 
 Only the examples call these; the library itself changes no global logging or warning state.
@@ -32,7 +32,6 @@ HARMLESS_WARNINGS = (
         r".*isinstance\(treespec, LeafSpec\).*",
         "a torch deprecation inside Lightning's own pytree helper, not in our code",
     ),
-    (r".*`tensorboardX` has been removed.*", "the examples use no TensorBoard logger"),
 )
 
 #: Loggers of the training stack whose info messages are banners, not results.
@@ -52,9 +51,8 @@ def quiet_libraries() -> None:
         from transformers.utils import logging as transformers_logging
     except ImportError:
         return
-    # "Loading weights: 103/103" and "Writing model shards" on every load and save.
+    # "Loading weights: 103/103" and "Writing model shards" bars on every load and save.
     transformers_logging.disable_progress_bar()
-    transformers_logging.set_verbosity_error()
 
 
 def plain_text(text: str) -> str:
