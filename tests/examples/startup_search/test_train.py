@@ -75,6 +75,14 @@ def test_missing_dataset_exits_with_hint(workdir, no_network):
     assert no_network == []
 
 
+def test_moved_classes_still_import_from_train():
+    from examples.startup_search import model as startup_model
+
+    assert startup_train.Model is startup_model.Model
+    assert startup_train.StartupsDataset is startup_model.StartupsDataset
+    assert not hasattr(startup_train, "Nope")
+
+
 def test_split_is_stratified_three_one_one():
     records = [{"industry": ind, "description": f"{ind}{i}"} for i in range(10) for ind in "AB"]
     splits = split_records(records)
