@@ -3,6 +3,8 @@
 import random
 
 import pytest
+import qdrant_client
+import qdrant_edge  # noqa: F401  (the qdrant extra: a missing one fails, never skips)
 import torch
 
 from quaterion.dataset.similarity_samples import SimilarityGroupSample, SimilarityPairSample
@@ -11,11 +13,8 @@ from quaterion.eval.group import RetrievalRPrecision
 from quaterion.eval.index_eval import IndexEvaluator
 from quaterion.eval.pair import RetrievalPrecision, RetrievalReciprocalRank
 from quaterion.eval.samplers import GroupSampler, PairSampler
+from quaterion_models.index import SimilarityIndex
 from tests.quaterion.eval.conftest import identity_model
-
-pytest.importorskip("qdrant_edge")
-qdrant_client = pytest.importorskip("qdrant_client")
-from quaterion_models.index import SimilarityIndex  # noqa: E402
 
 pytestmark = pytest.mark.filterwarnings("ignore:Local mode performs exact")
 

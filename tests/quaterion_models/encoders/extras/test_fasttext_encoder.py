@@ -4,10 +4,6 @@ import numpy as np
 import pytest
 import torch
 
-pytest.importorskip(
-    "gensim", reason="the fastText extra needs gensim (pip install 'quaterion[fasttext]')"
-)
-
 from gensim.models import FastText
 from gensim.models.fasttext import save_facebook_model
 
