@@ -147,7 +147,7 @@ class GuardCallback(pl.Callback):
         params = [p for g in optimizer.param_groups for p in g["params"] if p.grad is not None]
         if checked and not scaled and params:
             device = params[0].grad.device
-            flags = torch.stack([torch.isfinite(p.grad).all().to(device) for p in params])
+            flags = torch.stack([torch.isfinite(_gradient(p)).all().to(device) for p in params])
             if not self._deferred(device):
                 if not bool(flags.all()):
                     names = self._param_names(params)
@@ -162,7 +162,7 @@ class GuardCallback(pl.Callback):
             return
         for param in params:
             # masked_fill, not a product: 0 * NaN is NaN
-            param.grad.masked_fill_(~keep.to(param.grad.device), 0)
+            _gradient(param).masked_fill_(~keep.to(param.grad.device), 0)
 
     def _param_names(self, params: List[Tensor]) -> List[str]:
         return [
@@ -275,6 +275,14 @@ class GuardCallback(pl.Callback):
                 UserWarning,
                 stacklevel=2,
             )
+
+
+def _gradient(param: Tensor) -> Tensor:
+    """``param.grad`` as a strided tensor aliasing its values (a sparse COO gradient is
+    coalesced first, as sparse optimizers do anyway)."""
+    if param.grad.layout == torch.sparse_coo:
+        param.grad = param.grad.coalesce()
+    return param.grad if param.grad.layout == torch.strided else param.grad.values()
 
 
 def watch_evaluation_loss(trainer: Optional[pl.Trainer], loss: Tensor, batch_idx: int) -> None:

@@ -204,3 +204,42 @@ def test_one_element_loss_of_shape_1_is_accepted():
             return super().forward(embeddings, groups).reshape(1)
 
     Quaterion.fit(Model(loss=Shaped()), trainer(), group_loader(group_samples(16)))
+
+
+class SparseLookup(CountingEncoder):
+    """The linear output plus a row of an embedding table with sparse gradients. With
+    ``bad``, the row goes through ``sqrt(0 * x)``, whose derivative at 0 makes the table's
+    (sparse) gradient NaN on every step while the output stays finite."""
+
+    def __init__(self, bad: bool):
+        super().__init__(trainable=True)
+        self.table = torch.nn.Embedding(2, 6, sparse=True)
+        with torch.no_grad():
+            self.table.weight.copy_(torch.randn(2, 6, generator=torch.Generator().manual_seed(1)))
+        self.bad = bad
+
+    def forward(self, batch: torch.Tensor) -> torch.Tensor:
+        looked_up = self.table(torch.zeros(batch.shape[0], dtype=torch.long))
+        if self.bad:
+            looked_up = torch.sqrt(looked_up * 0)
+        return self.linear(batch) + looked_up
+
+
+@pytest.mark.parametrize("asynchronous", [False, True], ids=["immediate", "deferred"])
+def test_sparse_gradients_are_checked(asynchronous):
+    """Finite sparse gradients train exactly as without the check; a NaN one is caught."""
+    guarded, unchecked = (Model(encoders={"default": SparseLookup(False)}) for _ in range(2))
+    unchecked.check_finite_loss = False
+    for model in (guarded, unchecked):
+        fit_trainer = trainer(callbacks=[GuardCallback(asynchronous)])
+        Quaterion.fit(model, fit_trainer, group_loader(group_samples(16)))
+    for got, expected in zip(guarded.parameters(), unchecked.parameters()):
+        torch.testing.assert_close(got, expected)
+    table = guarded.model.encoders["default"].table.weight
+    assert not torch.allclose(table, SparseLookup(False).table.weight)  # it did train
+    bad = Model(encoders={"default": SparseLookup(bad=True)})
+    with pytest.raises(NonFiniteGradientError, match=r"'_model.default.table.weight' is NaN"):
+        Quaterion.fit(
+            bad, trainer(callbacks=[GuardCallback(asynchronous)]), group_loader(group_samples(16))
+        )
+    assert _all_finite(bad)
