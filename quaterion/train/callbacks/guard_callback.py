@@ -250,12 +250,19 @@ class GuardCallback(pl.Callback):
                 )
         logged = trainer.callback_metrics.get(f"{stage}_loss")
         if logged is not None and not math.isfinite(float(logged)):
+            if trainer.world_size > 1:
+                cause = (
+                    f"reduced over {trainer.world_size} processes, while every batch of this "
+                    "rank was finite: another rank's batch was not (that rank names it)"
+                )
+            else:
+                cause = (
+                    "while no batch loss seen by TrainableModel's step was non-finite: an "
+                    "overridden step logged it, or the epoch mean overflowed"
+                )
             raise NonFiniteValidationError(
-                f"{stage.capitalize()} loss is {float(logged)} in {when}, reduced over "
-                f"{trainer.world_size} process(es), while every local batch was finite: "
-                "another rank's batch (or the sum of the batch losses) was not. Check that "
-                "rank's data. Set check_finite_loss = False on the TrainableModel to go on "
-                "regardless."
+                f"{stage.capitalize()} loss is {float(logged)} in {when}, {cause}. Set "
+                "check_finite_loss = False on the TrainableModel to go on regardless."
             )
         self._warn_metrics(trainer, pl_module, stage, when)
 

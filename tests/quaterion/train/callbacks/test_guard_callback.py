@@ -129,6 +129,20 @@ def test_nan_validation_loss_raises_naming_the_batch(sanity_steps):
     assert _all_finite(model)
 
 
+def test_nan_epoch_value_logged_by_an_overridden_step_raises():
+    class SelfLogging(Model):
+        def validation_step(self, batch, batch_idx):
+            self.log("validation_loss", torch.tensor(math.nan), batch_size=1)
+
+    with pytest.raises(NonFiniteValidationError, match="an overridden step logged it"):
+        Quaterion.fit(
+            SelfLogging(),
+            trainer(),
+            group_loader(group_samples(16)),
+            group_loader(group_samples(8)),
+        )
+
+
 def test_finite_validation_passes_and_unchecked_model_trains_on():
     Quaterion.fit(
         Model(), trainer(), group_loader(group_samples(16)), group_loader(group_samples(8))
