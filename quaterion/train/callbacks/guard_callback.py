@@ -72,6 +72,7 @@ class GuardCallback(pl.Callback):
         self._epoch_batches = 0
         self._batch_idx = 0
         self._names: Dict[int, str] = {}
+        self._module: Optional[pl.LightningModule] = None
         self._eval: Optional[Tuple[Tensor, Tensor, Tensor]] = None  # first bad batch, loss, count
         self._warned: set = set()
 
@@ -79,6 +80,7 @@ class GuardCallback(pl.Callback):
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._all_finite, self._pending = None, []
         self._names = {id(param): name for name, param in pl_module.named_parameters()}
+        self._module = pl_module
         self._warned = set()
 
     @override
@@ -129,7 +131,7 @@ class GuardCallback(pl.Callback):
         loss = loss.detach()
         if not self._deferred(loss.device):
             if not bool(torch.isfinite(loss).all()):
-                raise _loss_error(_first_value(loss), *self._where(trainer))
+                raise _loss_error(_first_value(loss), *self._where(trainer), pl_module)
             return
         finite = torch.isfinite(loss).all()
         self._all_finite = finite if self._all_finite is None else self._all_finite & finite
@@ -151,7 +153,8 @@ class GuardCallback(pl.Callback):
             if not self._deferred(device):
                 if not bool(flags.all()):
                     names = self._param_names(params)
-                    raise _gradient_error(flags.tolist(), names, *self._where(trainer))
+                    where = self._where(trainer)
+                    raise _gradient_error(flags.tolist(), names, *where, pl_module)
             else:
                 finite = flags.all()
                 keep = finite if keep is None else keep & finite
@@ -189,11 +192,11 @@ class GuardCallback(pl.Callback):
             where = verdict.epoch, verdict.step, verdict.batch_idx
             if verdict.kind == "loss" and verdict.record[0].item() == 0:
                 self._pending = []
-                raise _loss_error(verdict.record[1].item(), *where, deferred=True)
+                raise _loss_error(verdict.record[1].item(), *where, self._module, deferred=True)
             if verdict.kind == "gradient" and not bool(verdict.record.all()):
                 self._pending = []
                 flags = verdict.record.tolist()
-                raise _gradient_error(flags, verdict.names, *where, deferred=True)
+                raise _gradient_error(flags, verdict.names, *where, self._module, deferred=True)
 
     # --- validation and test ------------------------------------------------------------------
 
@@ -242,10 +245,9 @@ class GuardCallback(pl.Callback):
             if count:
                 raise NonFiniteValidationError(
                     f"{stage.capitalize()} loss is {value} in batch {first} of the "
-                    f"{stage} data ({count} non-finite batch(es) in {when}). The "
-                    "training loss and gradients were checked separately, so the weights are "
-                    "finite: look for NaN/inf in those records, or for an encoder that "
-                    "produces them (a zero vector divided by its norm). Set "
+                    f"{stage} data ({count} non-finite batch(es) in {when}), "
+                    f"{_weights_state(pl_module)}. Look for NaN/inf in those records, or for "
+                    "an encoder that produces them (a zero vector divided by its norm). Set "
                     "check_finite_loss = False on the TrainableModel to go on regardless."
                 )
         logged = trainer.callback_metrics.get(f"{stage}_loss")
@@ -303,18 +305,40 @@ def _first_value(loss: Tensor) -> float:
     return loss.float().reshape(-1)[0].item() if loss.numel() else float("nan")
 
 
-def _applied(deferred: bool) -> str:
+def _weights_state(module: Optional[pl.LightningModule]) -> str:
+    """Whether the weights are finite, read now (a sync, paid only on the way to an error)."""
+    if module is None:
+        return "and the weights were not checked"
+    bad = [name for name, param in module.named_parameters() if not torch.isfinite(param).all()]
+    if not bad:
+        return "so the weights are still finite"
+    more = f" and {len(bad) - 1} more" if len(bad) > 1 else ""
+    return (
+        f"but {bad[0]!r}{more} already holds NaN or inf: an earlier optimizer step made it "
+        "so from finite gradients (an overflow: lower the learning rate), or it was loaded "
+        "so; restore a good checkpoint"
+    )
+
+
+def _applied(deferred: bool, module: Optional[pl.LightningModule]) -> str:
     if deferred:
-        return "Its gradients and those of the steps after it were zeroed before the optimizer ran"
-    return "The optimizer did not apply it"
+        done = "Its gradients and those of the steps after it were zeroed before the optimizer ran"
+    else:
+        done = "The optimizer did not apply it"
+    return f"{done}, {_weights_state(module)}."
 
 
 def _loss_error(
-    value: float, epoch: int, step: int, batch_idx: int, deferred: bool = False
+    value: float,
+    epoch: int,
+    step: int,
+    batch_idx: int,
+    module: Optional[pl.LightningModule],
+    deferred: bool = False,
 ) -> NonFiniteLossError:
     return NonFiniteLossError(
         f"Training loss is {value} at epoch {epoch}, step {step} (batch {batch_idx}). "
-        f"{_applied(deferred)}, so the weights are still finite. {_FIX}"
+        f"{_applied(deferred, module)} {_FIX}"
     )
 
 
@@ -324,14 +348,15 @@ def _gradient_error(
     epoch: int,
     step: int,
     batch_idx: int,
+    module: Optional[pl.LightningModule],
     deferred: bool = False,
 ) -> NonFiniteGradientError:
     bad = [name for name, flag in zip(names, flags) if not flag]
     more = f" and {len(bad) - 1} more parameter(s)" if len(bad) > 1 else ""
     return NonFiniteGradientError(
         f"Gradient of {bad[0]!r}{more} is NaN or infinite at epoch {epoch}, step {step} "
-        f"(batch {batch_idx}) while the training loss was finite. {_applied(deferred)}, so "
-        "the weights are still finite. Usual causes: an operation whose derivative is "
+        f"(batch {batch_idx}) while the training loss was finite. {_applied(deferred, module)} "
+        "Usual causes: an operation whose derivative is "
         "undefined at the value it got (x / x.norm() or sqrt at an all-zero record, log(0)); "
         "Trainer(detect_anomaly=True) names it. Guard that operation (add an epsilon, "
         "torch.nn.functional.normalize) or drop such records. Set check_finite_loss = False "

@@ -15,6 +15,7 @@ from quaterion.loss import TripletLoss
 from quaterion.train.callbacks import (
     GuardCallback,
     NonFiniteGradientError,
+    NonFiniteLossError,
     NonFiniteValidationError,
 )
 from tests.quaterion.train.helpers import (
@@ -100,6 +101,20 @@ def test_nan_gradient_reaches_the_weights_without_the_check():
     """The scenario is real: with ``check_finite_loss = False`` the NaN is applied."""
     model = _norm_model(check=False)
     Quaterion.fit(model, trainer(), group_loader(_zero_record_at(32, 17)))
+    assert not _all_finite(model)
+
+
+@pytest.mark.parametrize("asynchronous", [False, True], ids=["immediate", "deferred"])
+def test_error_says_when_the_weights_are_already_not_finite(asynchronous):
+    """lr=inf: the first step turns finite gradients into infinite weights, the next loss is
+    NaN, and the message must not claim the weights are still finite."""
+    model = Model(lr=math.inf)
+    with pytest.raises(NonFiniteLossError) as info:
+        Quaterion.fit(
+            model, trainer(callbacks=[GuardCallback(asynchronous)]), group_loader(group_samples(32))
+        )
+    message = str(info.value)
+    assert "still finite" not in message and "already holds NaN or inf" in message, message
     assert not _all_finite(model)
 
 
