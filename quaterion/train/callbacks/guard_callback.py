@@ -36,9 +36,7 @@ class _Verdict(NamedTuple):
     kind: str  # "loss" or "gradient"
     record: Tensor  # loss: [finite, value]; gradient: one finite flag per parameter
     event: Any
-    epoch: int
-    step: int
-    batch_idx: int
+    where: str  # "epoch 0, step 2 (batch 2)"
     names: List[str]
 
 
@@ -119,8 +117,10 @@ class GuardCallback(pl.Callback):
     def _deferred(self, device: torch.device) -> bool:
         return device.type == "cuda" if self.asynchronous is None else self.asynchronous
 
-    def _where(self, trainer: pl.Trainer) -> tuple:
-        return trainer.current_epoch, trainer.global_step, self._batch_idx
+    def _where(self, trainer: pl.Trainer) -> str:
+        return (
+            f"epoch {trainer.current_epoch}, step {trainer.global_step} (batch {self._batch_idx})"
+        )
 
     @override
     def on_before_backward(
@@ -131,7 +131,7 @@ class GuardCallback(pl.Callback):
         loss = loss.detach()
         if not self._deferred(loss.device):
             if not bool(torch.isfinite(loss).all()):
-                raise _loss_error(_first_value(loss), *self._where(trainer), pl_module)
+                raise _loss_error(_first_value(loss), self._where(trainer), pl_module)
             return
         finite = torch.isfinite(loss).all()
         self._all_finite = finite if self._all_finite is None else self._all_finite & finite
@@ -154,7 +154,7 @@ class GuardCallback(pl.Callback):
                 if not bool(flags.all()):
                     names = self._param_names(params)
                     where = self._where(trainer)
-                    raise _gradient_error(flags.tolist(), names, *where, pl_module)
+                    raise _gradient_error(flags.tolist(), names, where, pl_module)
             else:
                 finite = flags.all()
                 keep = finite if keep is None else keep & finite
@@ -178,7 +178,7 @@ class GuardCallback(pl.Callback):
             record = record.to("cpu", non_blocking=True)
             event = torch.cuda.Event()
             event.record()
-        self._pending.append(_Verdict(kind, record, event, *self._where(trainer), names))
+        self._pending.append(_Verdict(kind, record, event, self._where(trainer), names))
 
     def _raise_resolved(self, wait: bool) -> None:
         while self._pending:
@@ -189,14 +189,14 @@ class GuardCallback(pl.Callback):
                 elif not verdict.event.query():
                     return
             self._pending.pop(0)
-            where = verdict.epoch, verdict.step, verdict.batch_idx
+            where = verdict.where
             if verdict.kind == "loss" and verdict.record[0].item() == 0:
                 self._pending = []
-                raise _loss_error(verdict.record[1].item(), *where, self._module, deferred=True)
+                raise _loss_error(verdict.record[1].item(), where, self._module, deferred=True)
             if verdict.kind == "gradient" and not bool(verdict.record.all()):
                 self._pending = []
                 flags = verdict.record.tolist()
-                raise _gradient_error(flags, verdict.names, *where, self._module, deferred=True)
+                raise _gradient_error(flags, verdict.names, where, self._module, deferred=True)
 
     # --- validation and test ------------------------------------------------------------------
 
@@ -329,33 +329,25 @@ def _applied(deferred: bool, module: Optional[pl.LightningModule]) -> str:
 
 
 def _loss_error(
-    value: float,
-    epoch: int,
-    step: int,
-    batch_idx: int,
-    module: Optional[pl.LightningModule],
-    deferred: bool = False,
+    value: float, where: str, module: Optional[pl.LightningModule], deferred: bool = False
 ) -> NonFiniteLossError:
     return NonFiniteLossError(
-        f"Training loss is {value} at epoch {epoch}, step {step} (batch {batch_idx}). "
-        f"{_applied(deferred, module)} {_FIX}"
+        f"Training loss is {value} at {where}. {_applied(deferred, module)} {_FIX}"
     )
 
 
 def _gradient_error(
     flags: List[float],
     names: List[str],
-    epoch: int,
-    step: int,
-    batch_idx: int,
+    where: str,
     module: Optional[pl.LightningModule],
     deferred: bool = False,
 ) -> NonFiniteGradientError:
     bad = [name for name, flag in zip(names, flags) if not flag]
     more = f" and {len(bad) - 1} more parameter(s)" if len(bad) > 1 else ""
     return NonFiniteGradientError(
-        f"Gradient of {bad[0]!r}{more} is NaN or infinite at epoch {epoch}, step {step} "
-        f"(batch {batch_idx}) while the training loss was finite. {_applied(deferred, module)} "
+        f"Gradient of {bad[0]!r}{more} is NaN or infinite at {where} while the training loss "
+        f"was finite. {_applied(deferred, module)} "
         "Usual causes: an operation whose derivative is "
         "undefined at the value it got (x / x.norm() or sqrt at an all-zero record, log(0)); "
         "Trainer(detect_anomaly=True) names it. Guard that operation (add an epsilon, "

@@ -18,17 +18,10 @@ from quaterion.train.callbacks import (
     NonFiniteLossError,
     NonFiniteValidationError,
 )
-from tests.quaterion.train.helpers import (
-    IN_DIM,
-    CountingEncoder,
-    Model,
-    group_loader,
-    group_samples,
-    trainer,
-)
+from tests.quaterion.train import helpers
 
 
-class ScaledByNorm(CountingEncoder):
+class ScaledByNorm(helpers.CountingEncoder):
     """``h * |h|`` with ``h = W x`` (no bias): finite at ``x = 0``, but the derivative of
     ``|h| = sqrt(sum h^2)`` at 0 is ``inf * 0 = NaN``, which reaches ``W``'s gradient."""
 
@@ -38,13 +31,15 @@ class ScaledByNorm(CountingEncoder):
 
 
 def _zero_record_at(n: int, index: int) -> List[SimilarityGroupSample]:
-    samples = group_samples(n)
-    samples[index] = SimilarityGroupSample(obj=torch.zeros(IN_DIM), group=samples[index].group)
+    samples = helpers.group_samples(n)
+    samples[index] = SimilarityGroupSample(
+        obj=torch.zeros(helpers.IN_DIM), group=samples[index].group
+    )
     return samples
 
 
-def _norm_model(check: bool = True) -> Model:
-    model = Model(encoders={"default": ScaledByNorm(trainable=True)})
+def _norm_model(check: bool = True) -> helpers.Model:
+    model = helpers.Model(encoders={"default": ScaledByNorm(trainable=True)})
     model.check_finite_loss = check
     return model
 
@@ -64,7 +59,7 @@ def test_the_zero_record_gives_a_finite_loss_and_a_nan_gradient():
 
 
 def _loader_of(samples):
-    loader = group_loader(samples)
+    loader = helpers.group_loader(samples)
     _norm_model().setup_dataloader(loader)
     return loader
 
@@ -78,8 +73,8 @@ def test_nan_gradient_stops_fit_before_the_optimizer_step(asynchronous):
     with pytest.raises(NonFiniteGradientError) as info:
         Quaterion.fit(
             bad,
-            trainer(callbacks=[GuardCallback(asynchronous=asynchronous)]),
-            group_loader(_zero_record_at(32, 17)),
+            helpers.trainer(callbacks=[GuardCallback(asynchronous=asynchronous)]),
+            helpers.group_loader(_zero_record_at(32, 17)),
         )
     message = str(info.value)
     for words in (
@@ -90,17 +85,13 @@ def test_nan_gradient_stops_fit_before_the_optimizer_step(asynchronous):
         "check_finite_loss",
     ):
         assert words in message, message
-    reference = _norm_model()
-    Quaterion.fit(reference, trainer(), group_loader(group_samples(32)[:16]))
-    assert _all_finite(bad)
-    for got, expected in zip(bad.parameters(), reference.parameters()):
-        torch.testing.assert_close(got, expected)
+    helpers.assert_weights_of_a_shorter_fit(bad, _norm_model, helpers.group_samples(32)[:16])
 
 
 def test_nan_gradient_reaches_the_weights_without_the_check():
     """The scenario is real: with ``check_finite_loss = False`` the NaN is applied."""
     model = _norm_model(check=False)
-    Quaterion.fit(model, trainer(), group_loader(_zero_record_at(32, 17)))
+    Quaterion.fit(model, helpers.trainer(), helpers.group_loader(_zero_record_at(32, 17)))
     assert not _all_finite(model)
 
 
@@ -108,10 +99,12 @@ def test_nan_gradient_reaches_the_weights_without_the_check():
 def test_error_says_when_the_weights_are_already_not_finite(asynchronous):
     """lr=inf: the first step turns finite gradients into infinite weights, the next loss is
     NaN, and the message must not claim the weights are still finite."""
-    model = Model(lr=math.inf)
+    model = helpers.Model(lr=math.inf)
     with pytest.raises(NonFiniteLossError) as info:
         Quaterion.fit(
-            model, trainer(callbacks=[GuardCallback(asynchronous)]), group_loader(group_samples(32))
+            model,
+            helpers.trainer(callbacks=[GuardCallback(asynchronous)]),
+            helpers.group_loader(helpers.group_samples(32)),
         )
     message = str(info.value)
     assert "still finite" not in message and "already holds NaN or inf" in message, message
@@ -119,9 +112,9 @@ def test_error_says_when_the_weights_are_already_not_finite(asynchronous):
 
 
 def _val_samples(n: int, nan_index: int) -> List[SimilarityGroupSample]:
-    samples = group_samples(n, seed=3)
+    samples = helpers.group_samples(n, seed=3)
     samples[nan_index] = SimilarityGroupSample(
-        obj=torch.full((IN_DIM,), math.nan), group=samples[nan_index].group
+        obj=torch.full((helpers.IN_DIM,), math.nan), group=samples[nan_index].group
     )
     return samples
 
@@ -129,13 +122,13 @@ def _val_samples(n: int, nan_index: int) -> List[SimilarityGroupSample]:
 @pytest.mark.parametrize("sanity_steps", [0, 2], ids=["epoch", "sanity-check"])
 def test_nan_validation_loss_raises_naming_the_batch(sanity_steps):
     """One NaN record in the second of three validation batches."""
-    model = Model()
+    model = helpers.Model()
     with pytest.raises(NonFiniteValidationError) as info:
         Quaterion.fit(
             model,
-            trainer(num_sanity_val_steps=sanity_steps),
-            group_loader(group_samples(16)),
-            group_loader(_val_samples(24, nan_index=11)),
+            helpers.trainer(num_sanity_val_steps=sanity_steps),
+            helpers.group_loader(helpers.group_samples(16)),
+            helpers.group_loader(_val_samples(24, nan_index=11)),
         )
     when = "the sanity check" if sanity_steps else "epoch 0"
     message = str(info.value)
@@ -145,46 +138,49 @@ def test_nan_validation_loss_raises_naming_the_batch(sanity_steps):
 
 
 def test_nan_epoch_value_logged_by_an_overridden_step_raises():
-    class SelfLogging(Model):
+    class SelfLogging(helpers.Model):
         def validation_step(self, batch, batch_idx):
             self.log("validation_loss", torch.tensor(math.nan), batch_size=1)
 
     with pytest.raises(NonFiniteValidationError, match="an overridden step logged it"):
         Quaterion.fit(
             SelfLogging(),
-            trainer(),
-            group_loader(group_samples(16)),
-            group_loader(group_samples(8)),
+            helpers.trainer(),
+            helpers.group_loader(helpers.group_samples(16)),
+            helpers.group_loader(helpers.group_samples(8)),
         )
 
 
 def test_finite_validation_passes_and_unchecked_model_trains_on():
     Quaterion.fit(
-        Model(), trainer(), group_loader(group_samples(16)), group_loader(group_samples(8))
+        helpers.Model(),
+        helpers.trainer(),
+        helpers.group_loader(helpers.group_samples(16)),
+        helpers.group_loader(helpers.group_samples(8)),
     )
-    unchecked = Model()
+    unchecked = helpers.Model()
     unchecked.check_finite_loss = False
-    fit_trainer = trainer()
+    fit_trainer = helpers.trainer()
     Quaterion.fit(
         unchecked,
         fit_trainer,
-        group_loader(group_samples(16)),
-        group_loader(_val_samples(24, nan_index=11)),
+        helpers.group_loader(helpers.group_samples(16)),
+        helpers.group_loader(_val_samples(24, nan_index=11)),
     )
     assert math.isnan(float(fit_trainer.callback_metrics["validation_loss"]))
 
 
 def test_undefined_validation_metric_warns_once_naming_it():
     """Every validation group a singleton: R-precision is undefined, its epoch value NaN."""
-    samples = [SimilarityGroupSample(obj=torch.randn(IN_DIM), group=i) for i in range(8)]
+    samples = [SimilarityGroupSample(obj=torch.randn(helpers.IN_DIM), group=i) for i in range(8)]
     metric = AttachedMetric("rrp", RetrievalRPrecision(), on_epoch=True)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         Quaterion.fit(
-            Model(metrics=[metric]),
-            trainer(max_epochs=2),
-            group_loader(group_samples(16)),
-            group_loader(samples, batch_size=4),
+            helpers.Model(metrics=[metric]),
+            helpers.trainer(max_epochs=2),
+            helpers.group_loader(helpers.group_samples(16)),
+            helpers.group_loader(samples, batch_size=4),
         )
     hits = [str(w.message) for w in caught if "Metric 'rrp_validation'" in str(w.message)]
     assert len(hits) == 1, hits
@@ -213,12 +209,15 @@ class FloatLoss(TripletLoss):
 )
 @pytest.mark.parametrize("validation", [False, True], ids=["train", "validation"])
 def test_loss_output_that_is_not_a_scalar_tensor_is_named(loss, error, words, validation):
-    model = Model(loss=loss)
-    train, val = group_loader(group_samples(16)), group_loader(group_samples(8))
+    model = helpers.Model(loss=loss)
+    train, val = (
+        helpers.group_loader(helpers.group_samples(16)),
+        helpers.group_loader(helpers.group_samples(8)),
+    )
     if validation:  # the training step is not reached: the sanity check runs first
-        fit = lambda: Quaterion.fit(model, trainer(num_sanity_val_steps=1), train, val)  # noqa
+        fit = lambda: Quaterion.fit(model, helpers.trainer(num_sanity_val_steps=1), train, val)  # noqa
     else:
-        fit = lambda: Quaterion.fit(model, trainer(), train)  # noqa
+        fit = lambda: Quaterion.fit(model, helpers.trainer(), train)  # noqa
     with pytest.raises(error) as info:
         fit()
     missing = [word for word in words if word not in str(info.value)]
@@ -232,10 +231,14 @@ def test_one_element_loss_of_shape_1_is_accepted():
         def forward(self, embeddings, groups):
             return super().forward(embeddings, groups).reshape(1)
 
-    Quaterion.fit(Model(loss=Shaped()), trainer(), group_loader(group_samples(16)))
+    Quaterion.fit(
+        helpers.Model(loss=Shaped()),
+        helpers.trainer(),
+        helpers.group_loader(helpers.group_samples(16)),
+    )
 
 
-class SparseLookup(CountingEncoder):
+class SparseLookup(helpers.CountingEncoder):
     """The linear output plus a row of an embedding table with sparse gradients. With
     ``bad``, the row goes through ``sqrt(0 * x)``, whose derivative at 0 makes the table's
     (sparse) gradient NaN on every step while the output stays finite."""
@@ -257,18 +260,22 @@ class SparseLookup(CountingEncoder):
 @pytest.mark.parametrize("asynchronous", [False, True], ids=["immediate", "deferred"])
 def test_sparse_gradients_are_checked(asynchronous):
     """Finite sparse gradients train exactly as without the check; a NaN one is caught."""
-    guarded, unchecked = (Model(encoders={"default": SparseLookup(False)}) for _ in range(2))
+    guarded, unchecked = (
+        helpers.Model(encoders={"default": SparseLookup(False)}) for _ in range(2)
+    )
     unchecked.check_finite_loss = False
     for model in (guarded, unchecked):
-        fit_trainer = trainer(callbacks=[GuardCallback(asynchronous)])
-        Quaterion.fit(model, fit_trainer, group_loader(group_samples(16)))
+        fit_trainer = helpers.trainer(callbacks=[GuardCallback(asynchronous)])
+        Quaterion.fit(model, fit_trainer, helpers.group_loader(helpers.group_samples(16)))
     for got, expected in zip(guarded.parameters(), unchecked.parameters()):
         torch.testing.assert_close(got, expected)
     table = guarded.model.encoders["default"].table.weight
     assert not torch.allclose(table, SparseLookup(False).table.weight)  # it did train
-    bad = Model(encoders={"default": SparseLookup(bad=True)})
+    bad = helpers.Model(encoders={"default": SparseLookup(bad=True)})
     with pytest.raises(NonFiniteGradientError, match=r"'_model.default.table.weight' is NaN"):
         Quaterion.fit(
-            bad, trainer(callbacks=[GuardCallback(asynchronous)]), group_loader(group_samples(16))
+            bad,
+            helpers.trainer(callbacks=[GuardCallback(asynchronous)]),
+            helpers.group_loader(helpers.group_samples(16)),
         )
     assert _all_finite(bad)
