@@ -6,6 +6,7 @@ from typing import List
 
 import pytest
 import torch
+from pytorch_lightning.plugins.precision import MixedPrecision
 
 from quaterion import Quaterion
 from quaterion.dataset import SimilarityGroupSample
@@ -93,6 +94,19 @@ def test_nan_gradient_reaches_the_weights_without_the_check():
     model = _norm_model(check=False)
     Quaterion.fit(model, helpers.trainer(), helpers.group_loader(_zero_record_at(32, 17)))
     assert not _all_finite(model)
+
+
+def test_gradient_scaler_skips_the_nan_step_itself():
+    """Under 16-bit mixed precision the GradScaler skips steps with non-finite gradients
+    (and lowers its scale): the guard leaves that to it instead of stopping the fit."""
+    model = _norm_model()
+    scaler = torch.amp.GradScaler("cpu")
+    plugin = MixedPrecision("16-mixed", "cpu", scaler=scaler)
+    Quaterion.fit(
+        model, helpers.trainer(plugins=[plugin]), helpers.group_loader(_zero_record_at(32, 17))
+    )
+    assert _all_finite(model)
+    assert scaler.get_scale() < torch.amp.GradScaler("cpu").get_scale()
 
 
 @pytest.mark.parametrize("asynchronous", [False, True], ids=["immediate", "deferred"])
