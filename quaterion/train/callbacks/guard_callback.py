@@ -278,9 +278,9 @@ class GuardCallback(pl.Callback):
             warnings.warn(
                 f"Metric {key!r} is {float(logged)} in {when}: it was undefined on every "
                 f"{stage} batch (no query had a relevant item in its batch, e.g. every group a "
-                "singleton, or no positive pair). A monitor on it (EarlyStopping, "
-                "ModelCheckpoint) learns nothing; use a larger batch_size or data with several "
-                "items per group. Warned once per fit.",
+                "singleton, or no positive pair), or the metric itself returned NaN/inf. A "
+                "monitor on it (EarlyStopping, ModelCheckpoint) learns nothing; use a larger "
+                "batch_size or data with several items per group. Warned once per fit.",
                 UserWarning,
                 stacklevel=2,
             )
