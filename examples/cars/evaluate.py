@@ -18,14 +18,13 @@ from quaterion.eval.evaluator import Evaluator
 from quaterion.eval.group import RetrievalRPrecision
 from quaterion.eval.samplers.group_sampler import GroupSampler
 from quaterion_models import SimilarityModel
+from quaterion_models.encoders.extras.torchvision_encoder import TorchvisionEncoder
 from quaterion_models.heads import EmptyHead
 from quaterion_models.utils import atomic_write
 
-from .backbone import build_backbone
 from .cli import CPU_WARNING, PACKAGE_DIR, add_data_args, add_model_args, resolve_common_defaults
 from .config import DEFAULT_ARCH, SPLIT_CACHE_PATH
 from .data import DataNotFoundError, get_datasets
-from .encoders import CarsEncoder
 from examples.weights import resolve_weights
 
 BATCH_SIZE = 32
@@ -66,8 +65,7 @@ def build_base_model(
         encoders = load_tuned_model(tuned_model_dir).encoders
         print("Base model: the tuned model's frozen backbone without its head.", file=sys.stderr)
     else:
-        backbone, embedding_size = build_backbone(arch, weights=resolved)
-        encoders = {"default": CarsEncoder(backbone, arch=arch, embedding_size=embedding_size)}
+        encoders = {"default": TorchvisionEncoder(arch, weights=resolved)}
     size = SimilarityModel.get_encoders_output_size(encoders)
     return SimilarityModel(encoders=encoders, head=EmptyHead(size))
 

@@ -30,14 +30,15 @@ def load_model(path: Optional[str]) -> SimilarityModel:
     """The servable at ``path`` (if it exists), else the raw offline MiniLM encoder."""
     if path and os.path.isfile(os.path.join(path, "config.json")):
         return SimilarityModel.load(path)
-    from .encoder import StartupEncoder
+    from quaterion_models.encoders.extras.transformer_encoder import TransformerEncoder
+
     from .train import default_encoder, use_offline_hub
 
     encoder_path = default_encoder()
     use_offline_hub(encoder_path)
     print(f"(no servable at {path!r}: searching with the raw encoder; train one with "
           "python -m examples.startup_search.train)", file=sys.stderr)  # fmt: skip
-    encoder = StartupEncoder(encoder_path)
+    encoder = TransformerEncoder(encoder_path, text_field="description")
     return SimilarityModel(encoders=encoder, head=EmptyHead(encoder.embedding_size))
 
 

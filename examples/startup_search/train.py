@@ -74,7 +74,7 @@ class StartupsDataset(Dataset):
 
 
 class Model(TrainableModel):
-    """Frozen ``StartupEncoder`` (cached), ``GatedHead``, ``SoftmaxLoss`` over industries."""
+    """Frozen ``TransformerEncoder`` (cached), ``GatedHead``, ``SoftmaxLoss`` over industries."""
 
     def __init__(
         self, pretrained_name: str = UPSTREAM_ENCODER, num_groups: int = 27, lr: float = 3e-5
@@ -89,9 +89,11 @@ class Model(TrainableModel):
         return CacheConfig(cache_type=CacheType.AUTO, batch_size=BATCH_SIZE)
 
     def configure_encoders(self) -> Encoder:
-        from .encoder import StartupEncoder
+        from quaterion_models.encoders.extras.transformer_encoder import TransformerEncoder
 
-        return StartupEncoder(self._pretrained_name)
+        # records are dicts: the encoder reads their "description"; the servable holds the
+        # weights and tokenizer, so it loads from any directory
+        return TransformerEncoder(self._pretrained_name, text_field="description")
 
     def configure_head(self, input_embedding_size: int) -> EncoderHead:
         return GatedHead(input_embedding_size)

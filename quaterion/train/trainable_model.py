@@ -1,5 +1,6 @@
 """``TrainableModel``: the LightningModule users subclass to describe a similarity model."""
 
+import warnings
 from typing import Any, Dict, List, Optional, Union
 
 import pytorch_lightning as pl
@@ -9,7 +10,7 @@ from typing_extensions import override
 
 from quaterion.dataset.similarity_data_loader import SimilarityDataLoader
 from quaterion.dataset.train_collator import TrainCollator
-from quaterion.distributed import gather_rows, on_rank_zero_then_wait
+from quaterion.distributed import gather_rows, is_global_rank_zero, world_size
 from quaterion.eval.attached_metric import AttachedMetric
 from quaterion.loss import GroupLoss, SimilarityLoss
 from quaterion.train._fit_checks import check_batch_labels
@@ -292,7 +293,20 @@ class TrainableModel(pl.LightningModule, CacheMixin):
     def save_servable(self, path: str) -> None:
         """``unwrap_cache()`` then ``self.model.save(path)`` (a ``SimilarityModel`` directory).
 
-        Under DDP only global rank 0 writes; every rank waits until the files are complete.
+        Under DDP only global rank 0 writes; the other ranks return at once. It takes no
+        collective, so it may be called on every rank or on rank 0 only
+        (``if trainer.global_rank == 0: model.save_servable(path)``), and never waits for
+        other ranks. A rank that reads the files afterwards must wait for rank 0 itself,
+        e.g. with ``trainer.strategy.barrier()`` called on every rank.
         """
         self.unwrap_cache()
-        on_rank_zero_then_wait(lambda: self.model.save(path))
+        if is_global_rank_zero():
+            self.model.save(path)
+        elif world_size() == 1:  # no process group: the launcher's environment said rank > 0
+            warnings.warn(
+                f"save_servable({path!r}) wrote nothing: no process group is initialised and "
+                "the environment (RANK, LOCAL_RANK or SLURM_PROCID) makes this process a rank "
+                "other than 0, and only global rank 0 writes. Unset those variables in a "
+                "single-process run.",
+                stacklevel=2,
+            )

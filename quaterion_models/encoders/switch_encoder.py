@@ -9,10 +9,10 @@ from torch import Tensor
 
 from quaterion_models.encoders.encoder import Encoder, _missing
 from quaterion_models.types import CollateFnType
-from quaterion_models.utils._files import read_json_dict, restore_subclass, write_json
 from quaterion_models.utils.checks import check_options
 from quaterion_models.utils.classes import save_class_import
-from quaterion_models.utils.errors import DamagedFileError
+from quaterion_models.utils.config import ConfigFile
+from quaterion_models.utils.files import write_json
 
 
 def inverse_permutation(perm: Tensor) -> Tensor:
@@ -139,16 +139,18 @@ class SwitchEncoder(Encoder):
     @classmethod
     def load(cls, input_path: str) -> Encoder:
         """Rebuild every option from its directory and return ``cls(options=...)``."""
-        config_path = os.path.join(input_path, "config.json")
-        config = read_json_dict(config_path, f"the {cls.__name__} config written by save()")
-        records = config.get("encoders")
-        if not isinstance(records, dict) or not all(_is_option_key(key) for key in records):
-            raise DamagedFileError(
-                f"{config_path} is damaged or not a {cls.__name__} config: expected "
-                '{"encoders": {key: {"module", "class"}}}; save the model again'
-            )
+        config = ConfigFile.read(
+            os.path.join(input_path, "config.json"), f"the {cls.__name__} config written by save()"
+        )
+        records = config.mapping("encoders")
+        classes = {}  # every record checked before any option is loaded
+        for key, record in records.items():
+            if not _is_option_key(key):
+                raise config.damaged(
+                    f"encoders.{key}", "is not a valid option key (a directory name)"
+                )
+            classes[key] = config.class_record(record, Encoder, f"encoders.{key}")
         options = {
-            key: restore_subclass(record, Encoder, config_path).load(os.path.join(input_path, key))
-            for key, record in records.items()
+            key: option.load(os.path.join(input_path, key)) for key, option in classes.items()
         }
         return cls(options=options)

@@ -1,13 +1,16 @@
 """Base class of every head: dropout, then the subclass's ``transform``."""
 
 import os
+from collections.abc import Callable
 from typing import Any, Optional
 
+import torch
 from torch import Tensor, nn
 
-from quaterion_models.utils._files import load_state_dict, read_json_dict, save_torch, write_json
 from quaterion_models.utils.checks import check_positive_int, check_probability
+from quaterion_models.utils.config import ConfigFile
 from quaterion_models.utils.errors import DamagedFileError
+from quaterion_models.utils.files import load_state_dict, save_torch, write_json
 
 
 class EncoderHead(nn.Module):
@@ -70,29 +73,66 @@ class EncoderHead(nn.Module):
     def load(cls, input_path: str) -> "EncoderHead":
         """``cls(**config.json)`` then the weights, read with ``weights_only=True`` on CPU.
 
+        The head is first built on the ``meta`` device and its parameter shapes compared with
+        ``weights.bin``, so a config describing a huge head never allocates memory.
+
         Raises:
             FileNotFoundError: ``config.json`` or ``weights.bin`` is missing.
             UnsafeFileError: ``weights.bin`` is not a plain state dict (refused, nothing run).
-            DamagedFileError: a file is truncated, not JSON / a state dict, or does not fit
-                the head its config describes.
+            DamagedFileError: a file is truncated, not JSON / a state dict, a field has the
+                wrong type or range, or the weights do not fit the head the config describes.
         """
-        config_path = os.path.join(input_path, "config.json")
-        config = read_json_dict(config_path, f"the {cls.__name__} config written by save()")
-        try:
-            head = cls(**config)
-        except (TypeError, ValueError) as err:
-            raise DamagedFileError(
-                f"{config_path} is damaged or does not fit {cls.__name__}: {err}; save the "
-                "model again"
-            ) from err
+        config = ConfigFile.read(
+            os.path.join(input_path, "config.json"), f"the {cls.__name__} config written by save()"
+        )
+        if config.data.get("input_embedding_size") is not None:
+            config.integer("input_embedding_size")
         weights_path = os.path.join(input_path, "weights.bin")
         state = load_state_dict(weights_path)
-        try:
-            head.load_state_dict(state)
-        except RuntimeError as err:
+        return build_checked(cls, lambda: cls(**config.data), config, state, weights_path)
+
+
+def build_checked(
+    cls: type, factory: Callable[[], nn.Module], config: ConfigFile, state: dict, weights_path: str
+) -> Any:
+    """``factory()`` loaded with ``state``, after checking on the ``meta`` device that the
+    module it builds has exactly the keys and shapes of ``state``.
+
+    Raises:
+        DamagedFileError: the config does not build a ``cls`` (bad field) or the weights do
+            not fit it; nothing large was allocated.
+    """
+    try:
+        with torch.device("meta"):
+            probe = factory()
+    except Exception:  # noqa: BLE001 - bad config or a constructor that cannot run on meta:
+        probe = None  # the real construction below tells which
+    if probe is not None:
+        expected = {name: tuple(value.shape) for name, value in probe.state_dict().items()}
+        found = {name: tuple(value.shape) for name, value in state.items()}
+        if expected != found:
+            differ = sorted(
+                f"{name}: {found.get(name, 'missing')} in the file, "
+                f"{expected.get(name, 'unexpected')} from the config"
+                for name in expected.keys() | found.keys()
+                if expected.get(name) != found.get(name)
+            )
             raise DamagedFileError(
-                f"{weights_path} does not fit the {cls.__name__} described by {config_path} "
-                f"(damaged or mixed from two saves): {str(err).splitlines()[0]}; save the "
+                f"{weights_path} does not fit the {cls.__name__} described by {config.path} "
+                f"(damaged, edited or mixed from two saves): {'; '.join(differ[:3])}; save the "
                 "model again"
-            ) from err
-        return head
+            )
+    try:
+        module = factory()
+    except (TypeError, ValueError) as err:
+        raise DamagedFileError(
+            f"{config.path} is damaged or does not fit {cls.__name__}: {err}; save the model again"
+        ) from err
+    try:
+        module.load_state_dict(state)
+    except RuntimeError as err:
+        raise DamagedFileError(
+            f"{weights_path} does not fit the {cls.__name__} described by {config.path} "
+            f"(damaged or mixed from two saves): {str(err).splitlines()[0]}; save the model again"
+        ) from err
+    return module

@@ -7,15 +7,10 @@ from typing import Any, Optional, Union
 from torch import Tensor, nn
 
 from quaterion_models.heads.encoder_head import EncoderHead
-from quaterion_models.utils._files import (
-    nn_building_blocks,
-    read_json_dict,
-    save_torch,
-    torch_load,
-    write_json,
-)
-from quaterion_models.utils.checks import check_positive_int
+from quaterion_models.utils.checks import check_bool, check_positive_int
+from quaterion_models.utils.config import ConfigFile
 from quaterion_models.utils.errors import DamagedFileError
+from quaterion_models.utils.files import nn_building_blocks, save_torch, torch_load, write_json
 from quaterion_models.utils.trust import is_loading_trusted
 
 
@@ -103,9 +98,12 @@ class SequentialHead(EncoderHead):
             DamagedFileError: a file is truncated or does not hold an ``nn.Sequential``.
         """
         config_path = os.path.join(input_path, "config.json")
-        config = read_json_dict(config_path, "the SequentialHead config written by save()")
+        config = ConfigFile.read(config_path, "the SequentialHead config written by save()")
+        config.integer("output_size")
         weights_path = os.path.join(input_path, "weights.bin")
         what = "the pickled nn.Sequential written by SequentialHead.save()"
+        if trusted is not None:
+            check_bool("SequentialHead.load", "trusted", trusted)
         sequential = torch_load(
             weights_path, what, trusted=is_loading_trusted(trusted), allowed=nn_building_blocks()
         )
@@ -115,7 +113,7 @@ class SequentialHead(EncoderHead):
                 f"{type(sequential).__name__}; save the model again"
             )
         try:
-            return cls(*sequential, **config)
+            return cls(*sequential, **config.data)
         except TypeError as err:
             raise DamagedFileError(
                 f"{config_path} is damaged or not a SequentialHead config ({err}); expected "

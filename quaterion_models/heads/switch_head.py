@@ -7,11 +7,11 @@ import torch
 from torch import Tensor
 
 from quaterion_models.encoders.switch_encoder import inverse_permutation
-from quaterion_models.heads.encoder_head import EncoderHead
-from quaterion_models.utils._files import load_state_dict, read_json_dict, restore_subclass
+from quaterion_models.heads.encoder_head import EncoderHead, build_checked
 from quaterion_models.utils.checks import check_options
 from quaterion_models.utils.classes import save_class_import
-from quaterion_models.utils.errors import DamagedFileError
+from quaterion_models.utils.config import ConfigFile
+from quaterion_models.utils.files import load_state_dict
 
 
 class SwitchHead(EncoderHead):
@@ -84,34 +84,31 @@ class SwitchHead(EncoderHead):
     @classmethod
     def load(cls, input_path: str) -> "SwitchHead":
         """Rebuild options from their configs (constructors), then load the weights safely."""
-        config_path = os.path.join(input_path, "config.json")
-        config = read_json_dict(config_path, "the SwitchHead config written by save()")
-        records = config.pop("heads", None)
-        if not isinstance(records, dict) or not all(
-            isinstance(record, dict) and isinstance(record.get("config"), dict)
-            for record in records.values()
-        ):
-            raise DamagedFileError(
-                f"{config_path} is damaged or not a SwitchHead config: expected "
-                '{"heads": {key: {"config": {...}, "class": {...}}}, ...}; save the model again'
+        config = ConfigFile.read(
+            os.path.join(input_path, "config.json"), "the SwitchHead config written by save()"
+        )
+        records = config.mapping("heads")
+        options = {}  # checked to be heads before anything is called
+        for key, record in records.items():
+            entry = ConfigFile(
+                config.path, config.check(record, (dict,), f"heads.{key}"), config.what
             )
-        classes = {  # checked to be heads before anything is called
-            key: restore_subclass(record.get("class"), EncoderHead, config_path)
-            for key, record in records.items()
-        }
-        try:
-            heads = {key: classes[key](**record["config"]) for key, record in records.items()}
-            head = cls(options=heads, **config)
-        except (TypeError, ValueError) as err:
-            raise DamagedFileError(
-                f"{config_path} is damaged or does not fit SwitchHead: {err}; save the model again"
-            ) from err
+            kwargs = entry.mapping("config", non_empty=False, label=f"heads.{key}.config")
+            if kwargs.get("input_embedding_size") is not None:
+                ConfigFile(config.path, kwargs, config.what).integer(
+                    "input_embedding_size", label=f"heads.{key}.config.input_embedding_size"
+                )
+            head_cls = config.class_record(
+                entry.get("class", (dict,)), EncoderHead, f"heads.{key}.class"
+            )
+            options[key] = (head_cls, kwargs)
+        config.integer("input_embedding_size")
+        rest = {name: value for name, value in config.data.items() if name != "heads"}
         weights_path = os.path.join(input_path, "weights.bin")
-        try:
-            head.load_state_dict(load_state_dict(weights_path))
-        except RuntimeError as err:
-            raise DamagedFileError(
-                f"{weights_path} does not fit the SwitchHead described by {config_path}: "
-                f"{str(err).splitlines()[0]}; save the model again"
-            ) from err
-        return head
+        state = load_state_dict(weights_path)
+
+        def build() -> SwitchHead:
+            heads = {key: head_cls(**kwargs) for key, (head_cls, kwargs) in options.items()}
+            return cls(options=heads, **rest)
+
+        return build_checked(cls, build, config, state, weights_path)

@@ -1,19 +1,24 @@
 """``SimilarityIndex``: a Qdrant collection bound to the servable that fills and queries it."""
 
+import json
 import os
 import uuid
 from collections.abc import Sequence
 from typing import Any, Optional, Union
 
 import numpy as np
-import torch
 from tqdm.auto import tqdm
 
 from quaterion_models.index.backend import Backend, Hit, PointId, QueryOptions
 from quaterion_models.index.errors import IndexConfigError, IndexNotFoundError, ModelMismatchError
-from quaterion_models.index.fingerprint import describe, servable_fingerprint
+from quaterion_models.index.fingerprint import (
+    Servable,
+    describe,
+    is_exported,
+    output_size,
+    servable_fingerprint,
+)
 from quaterion_models.index.metadata import IndexInfo, check_distance
-from quaterion_models.model import SimilarityModel
 
 _MODES = ("open_or_create", "open", "create")
 
@@ -94,7 +99,7 @@ class SimilarityIndex:
 
     def _bind(self, distance: Optional[str], mode: str, recreate: bool) -> IndexInfo:
         fingerprint = servable_fingerprint(self.model)
-        dim = self.model.head.output_size
+        dim = output_size(self.model)
         stored = self.backend.load_info()
         if stored is not None and recreate:
             distance = distance or stored.distance
@@ -289,7 +294,7 @@ class SimilarityIndex:
         self.close()
 
     def _check_vectors(self, vectors: Any) -> np.ndarray:
-        if isinstance(vectors, torch.Tensor):
+        if type(vectors).__module__.startswith("torch"):  # a torch.Tensor (torch is optional)
             vectors = vectors.detach().float().cpu().numpy()
         vectors = _as_float32(np.asarray(vectors, dtype=np.float32))
         if vectors.size == 0:
@@ -334,10 +339,23 @@ def _as_float32(vectors: Any) -> np.ndarray:
     return np.ascontiguousarray(np.asarray(vectors, dtype=np.float32))
 
 
-def _resolve_model(model: Any) -> tuple[SimilarityModel, Optional[str]]:
-    """A servable, its saved directory, or a TrainableModel (its model and loss distance)."""
+def _resolve_model(model: Any) -> tuple[Servable, Optional[str]]:
+    """A servable (torch or its ONNX export), its saved directory, or a TrainableModel (its
+    model and loss distance)."""
+    from quaterion_models.onnx.layout import CONFIG_FILE, FORMAT
+
     if isinstance(model, (str, os.PathLike)):
+        if _is_onnx_export(os.path.join(os.fspath(model), CONFIG_FILE), FORMAT):
+            from quaterion_models.onnx.runtime import OnnxSimilarityModel
+
+            return OnnxSimilarityModel.load(os.fspath(model)), None
+        from quaterion_models.model import SimilarityModel
+
         return SimilarityModel.load(os.fspath(model)), None
+    if is_exported(model):
+        return model, None
+    from quaterion_models.model import SimilarityModel
+
     if isinstance(model, SimilarityModel):
         return model, None
     inner = getattr(model, "model", None)
@@ -345,9 +363,18 @@ def _resolve_model(model: Any) -> tuple[SimilarityModel, Optional[str]]:
         name = getattr(getattr(model, "loss", None), "distance_metric_name", None)
         return inner, check_distance(name) if name is not None else None
     raise TypeError(
-        f"model must be a SimilarityModel, a saved servable directory or a TrainableModel, got "
-        f"{type(model).__name__}"
+        f"model must be a SimilarityModel, an OnnxSimilarityModel, a saved servable directory "
+        f"or a TrainableModel, got {type(model).__name__}"
     )
+
+
+def _is_onnx_export(config_path: str, expected_format: str) -> bool:
+    """Whether ``config_path`` is the config of an ONNX export (not of a torch servable)."""
+    try:
+        with open(config_path, encoding="utf-8") as file:
+            return json.load(file).get("format") == expected_format
+    except (OSError, ValueError, AttributeError):
+        return False
 
 
 def _backend(

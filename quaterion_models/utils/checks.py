@@ -4,6 +4,8 @@ import math
 from numbers import Integral, Real
 from typing import Any
 
+import numpy as np
+
 
 def check_positive_int(owner: str, name: str, value: Any, hint: str = "") -> int:
     """Return ``value`` if it is an ``int >= 1`` (bools excluded), else raise.
@@ -74,3 +76,18 @@ def check_options(owner: str, options: Any, base: type, fix: str) -> dict:
                 f"{type(option).__name__}; {fix}"
             )
     return options
+
+
+def check_bool(owner: str, name: str, value: Any) -> bool:
+    """Return ``value`` if it is a real ``bool`` (``numpy.bool_`` included), else ``TypeError``.
+
+    Strings such as ``"false"`` are truthy, so accepting them would silently flip a flag.
+    """
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, np.bool_):
+        return bool(value)
+    raise TypeError(
+        f"{owner}: `{name}` must be True or False, got {type(value).__name__} {value!r}; "
+        f"pass a bool, e.g. {name}=True"
+    )

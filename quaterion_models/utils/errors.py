@@ -18,3 +18,10 @@ class UnsafeFileError(pickle.UnpicklingError):
     The message names the objects and the opt-in, ``SimilarityModel.load(path, trusted=True)``,
     to use only for files you created or otherwise trust.
     """
+
+
+class WrongClassError(DamagedFileError, TypeError):
+    """A config file names a class of the wrong kind (e.g. ``torch.nn.Linear`` as a head).
+
+    Both a :class:`DamagedFileError` and a ``TypeError`` (what earlier versions raised).
+    """

@@ -10,13 +10,15 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Optional
 
+from quaterion_models.utils.checks import check_bool
+
 _TRUSTED: ContextVar[bool] = ContextVar("quaterion_models_trusted_loading", default=False)
 
 
 @contextmanager
 def trusted_loading(trusted: bool = True) -> Iterator[None]:
     """Within the block, loaders may (``True``) or may not (``False``) unpickle code."""
-    token = _TRUSTED.set(bool(trusted))
+    token = _TRUSTED.set(check_bool("trusted_loading", "trusted", trusted))
     try:
         yield
     finally:
@@ -28,4 +30,6 @@ def is_loading_trusted(trusted: Optional[bool] = None) -> bool:
 
     Outside any ``trusted_loading`` block loading is untrusted.
     """
-    return _TRUSTED.get() if trusted is None else bool(trusted)
+    if trusted is None:
+        return _TRUSTED.get()
+    return check_bool("is_loading_trusted", "trusted", trusted)

@@ -213,6 +213,14 @@ def _edit_config(**changes):
     return damage
 
 
+def _record(module: Any, name: str = "GatedHead") -> dict:
+    return {"module": module, "class": name}
+
+
+def _encoder_record(key: Any) -> dict:
+    return {"key": key, "module": "tests.quaterion_models.toy_encoders", "class": "StackEncoder"}
+
+
 def _malicious_gated_weights(root: Path) -> str:
     write_malicious_state_dict(
         root / "head" / "weights.bin", root / "marker", {"gates": torch.ones(4)}
@@ -276,6 +284,54 @@ DAMAGED = [
         ),
         ["invalid encoder key", "../x"],
     ),
+    ("module-int", _edit_config(head=_record(123)), ["'head.module'", "must be str", "int 123"]),
+    (
+        "module-relative",
+        _edit_config(head=_record("..quaterion_models")),
+        ["'head.module'", "dotted Python name", "'..quaterion_models'"],
+    ),
+    ("module-empty", _edit_config(head=_record("")), ["'head.module'", "got ''"]),
+    (
+        "class-missing",
+        _edit_config(head={"module": "quaterion_models.heads"}),
+        ["'head.class'", "is missing"],
+    ),
+    (
+        "class-list",
+        _edit_config(head={"module": "quaterion_models.heads", "class": ["GatedHead"]}),
+        ["'head.class'", "must be str", "list"],
+    ),
+    (
+        "deeply-nested-config",
+        _write("config.json", b"[" * 100_000 + b"]" * 100_000),
+        ["not valid JSON", "nested too deeply"],
+    ),
+    (
+        "config-over-16-mib",
+        _write("config.json", b'{"encoders": [], "head": {}}' + b" " * 2**24),
+        ["16777244 bytes", "at most 16777216"],
+    ),
+    ("empty-encoder-list", _edit_config(encoders=[]), ["'encoders'", "non-empty list"]),
+    (
+        "encoders-not-a-list",
+        _edit_config(encoders={"default": _record("tests.quaterion_models.toy_encoders")}),
+        ["'encoders'", "must be list", "dict"],
+    ),
+    (
+        "encoder-record-not-a-dict",
+        _edit_config(encoders=["StackEncoder"]),
+        ["'encoders[0]'", "must be dict", "str 'StackEncoder'"],
+    ),
+    (
+        "encoder-key-int",
+        _edit_config(encoders=[_encoder_record(5)]),
+        ["'encoders[0].key'", "int 5"],
+    ),
+    (
+        "duplicate-encoder-key",
+        _edit_config(encoders=[_encoder_record("default"), _encoder_record("default")]),
+        ["'encoders[1].key'", "repeats an earlier key", "'default'"],
+    ),
     ("head-config-garbage", _write("head/config.json", b"\x00\x01"), ["damaged"]),
     (
         "head-config-wrong-kwargs",
@@ -313,6 +369,29 @@ DAMAGED = [
         ["plant_marker", "trusted=True"],
         UnsafeFileError,
     ),
+]
+
+# (id, head/config.json content, key words): each field is type- and range-checked. 2**30
+# gates would take 4 GiB: the head is first built on the meta device and compared with
+# weights.bin, so nothing is allocated.
+HEAD_CONFIGS = [
+    (
+        "width-2**40",
+        '{"input_embedding_size": 1099511627776}',
+        ["1099511627776", "[1, 2147483647]"],
+    ),
+    ("width-5000-digits", '{"input_embedding_size": %s}' % ("9" * 5000), ["not valid JSON"]),
+    ("width-bool", '{"input_embedding_size": true}', ["'input_embedding_size'", "bool True"]),
+    (
+        "width-2**30",
+        '{"input_embedding_size": 1073741824}',
+        ["gates: (4,) in the file, (1073741824,)"],
+    ),
+    ("dropout-str", '{"input_embedding_size": 4, "dropout": "0.1"}', ["fit GatedHead", "dropout"]),
+]
+DAMAGED += [
+    (f"head-{case}", _write("head/config.json", text.encode()), words)
+    for case, text, words in HEAD_CONFIGS
 ]
 
 

@@ -9,6 +9,11 @@ import torch
 from torch import Tensor
 from typing_extensions import override
 
+from quaterion import distributed
+
+# Under DDP a deferred verdict is read once this many newer steps are queued behind it.
+_DDP_VERDICT_LAG = 2
+
 
 class NonFiniteLossError(FloatingPointError):
     """The training loss was NaN or infinite; the optimizer did not apply it."""
@@ -34,10 +39,11 @@ class _Verdict(NamedTuple):
     """A deferred check: ``flags`` (1 finite, 0 not) and the loss, read once ``event`` is done."""
 
     kind: str  # "loss" or "gradient"
-    record: Tensor  # loss: [finite, value]; gradient: one finite flag per parameter
+    record: Tensor  # loss: [finite on every rank, value, its rank]; gradient: a flag per param
     event: Any
     where: str  # "epoch 0, step 2 (batch 2)"
     names: List[str]
+    seq: int  # the backward pass it belongs to (counted by the callback)
 
 
 class GuardCallback(pl.Callback):
@@ -53,6 +59,12 @@ class GuardCallback(pl.Callback):
     the device before the optimizer runs (and before gradient clipping), so the weights stay
     finite. Under mixed precision with a gradient scaler the scaler already skips steps with
     non-finite gradients, so only the loss is checked.
+
+    Under DDP the loss verdicts of all ranks are combined in one small ``all_reduce`` per step
+    (queued on the device under NCCL), so every rank raises the same error at the same step
+    and zeroes the shared gradients alike; the gradients are all-reduced by DDP already, so
+    every rank takes the same gradient verdict. Deferred verdicts are then read by age (once
+    two newer ones are queued behind them), the same step on every rank.
 
     Validation and test losses are checked on the device per batch and read once, when the
     loop ends: a non-finite one raises :class:`NonFiniteValidationError` naming the batch. An
@@ -71,6 +83,7 @@ class GuardCallback(pl.Callback):
         self._batch_idx = 0
         self._names: Dict[int, str] = {}
         self._module: Optional[pl.LightningModule] = None
+        self._seq = 0  # backward passes checked so far
         self._eval: Optional[Tuple[Tensor, Tensor, Tensor]] = None  # first bad batch, loss, count
         self._warned: set = set()
 
@@ -129,13 +142,17 @@ class GuardCallback(pl.Callback):
         if not getattr(pl_module, "check_finite_loss", True) or not isinstance(loss, Tensor):
             return
         loss = loss.detach()
-        if not self._deferred(loss.device):
-            if not bool(torch.isfinite(loss).all()):
-                raise _loss_error(_first_value(loss), self._where(trainer), pl_module)
-            return
+        self._seq += 1
         finite = torch.isfinite(loss).all()
+        # a sum keeps a NaN/inf of any element (and is the value of a scalar loss)
+        record = torch.stack([finite.to(torch.float32), loss.float().sum()])
+        record = _across_ranks(record)  # [finite on every rank, value, rank of the value]
+        if not self._deferred(loss.device):
+            if record[0].item() == 0:
+                raise _loss_error(record, self._where(trainer), pl_module)
+            return
+        finite = record[0] > 0
         self._all_finite = finite if self._all_finite is None else self._all_finite & finite
-        record = torch.stack([finite.to(torch.float32), loss.float().reshape(-1)[0]])
         self._defer("loss", record, trainer, [])
 
     @override
@@ -178,21 +195,25 @@ class GuardCallback(pl.Callback):
             record = record.to("cpu", non_blocking=True)
             event = torch.cuda.Event()
             event.record()
-        self._pending.append(_Verdict(kind, record, event, self._where(trainer), names))
+        verdict = _Verdict(kind, record, event, self._where(trainer), names, self._seq)
+        self._pending.append(verdict)
 
     def _raise_resolved(self, wait: bool) -> None:
+        # Under DDP every rank must raise at the same step (a rank left behind would wait in
+        # the next collective), so verdicts are read by age, not as soon as they are ready.
+        by_age = distributed.world_size() > 1
         while self._pending:
             verdict = self._pending[0]
             if verdict.event is not None:
-                if wait:
+                if wait or (by_age and self._seq - verdict.seq >= _DDP_VERDICT_LAG):
                     verdict.event.synchronize()
-                elif not verdict.event.query():
+                elif by_age or not verdict.event.query():
                     return
             self._pending.pop(0)
             where = verdict.where
             if verdict.kind == "loss" and verdict.record[0].item() == 0:
                 self._pending = []
-                raise _loss_error(verdict.record[1].item(), where, self._module, deferred=True)
+                raise _loss_error(verdict.record, where, self._module, deferred=True)
             if verdict.kind == "gradient" and not bool(verdict.record.all()):
                 self._pending = []
                 flags = verdict.record.tolist()
@@ -301,8 +322,18 @@ def watch_evaluation_loss(trainer: Optional[pl.Trainer], loss: Tensor, batch_idx
             callback.watch_loss(loss, batch_idx)
 
 
-def _first_value(loss: Tensor) -> float:
-    return loss.float().reshape(-1)[0].item() if loss.numel() else float("nan")
+def _across_ranks(record: Tensor) -> Tensor:
+    """``[finite, loss]`` of this rank -> ``[finite on every rank, loss, rank]``, where the
+    loss is that of the first rank whose loss is not finite (this rank's in one process).
+
+    Under DDP every rank thus takes the same verdict: all raise at the same step and all
+    zero the (all-reduced, so shared) gradients alike. One small ``all_reduce``, queued on
+    the device under NCCL (no host sync).
+    """
+    stacked = distributed.stack_across_ranks(record)  # (world, 2)
+    rank = stacked[:, 0].argmin()  # the first rank whose loss is not finite, if any
+    value = stacked[:, 1].gather(0, rank.reshape(1))[0]
+    return torch.stack([stacked[:, 0].min(), value, rank.to(record.dtype)])
 
 
 def _weights_state(module: Optional[pl.LightningModule]) -> str:
@@ -329,10 +360,14 @@ def _applied(deferred: bool, module: Optional[pl.LightningModule]) -> str:
 
 
 def _loss_error(
-    value: float, where: str, module: Optional[pl.LightningModule], deferred: bool = False
+    record: Tensor, where: str, module: Optional[pl.LightningModule], deferred: bool = False
 ) -> NonFiniteLossError:
+    """The error for a record of :func:`_across_ranks`."""
+    _, value, rank = record.tolist()
+    ranks = distributed.world_size()
+    on_rank = f" on rank {int(rank)} of {ranks}" if ranks > 1 else ""
     return NonFiniteLossError(
-        f"Training loss is {value} at {where}. {_applied(deferred, module)} {_FIX}"
+        f"Training loss is {value}{on_rank} at {where}. {_applied(deferred, module)} {_FIX}"
     )
 
 

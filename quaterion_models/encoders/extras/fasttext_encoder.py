@@ -10,8 +10,10 @@ from torch import Tensor, nn
 
 from quaterion_models.encoders.encoder import Encoder, _missing
 from quaterion_models.types import CollateFnType
-from quaterion_models.utils._files import TRUSTED_FIX, read_json_dict, write_json
+from quaterion_models.utils.checks import check_bool
+from quaterion_models.utils.config import ConfigFile
 from quaterion_models.utils.errors import UnsafeFileError
+from quaterion_models.utils.files import TRUSTED_FIX, write_json
 from quaterion_models.utils.trust import is_loading_trusted
 
 try:
@@ -90,7 +92,7 @@ class FasttextEncoder(Encoder):
                 f"{self.aggregation_options}, got {aggregations!r}"
             )
         self.aggregations = aggregations
-        self.on_disk = on_disk
+        self.on_disk = check_bool("FasttextEncoder", "on_disk", on_disk)
         self.model = KeyedVectors.load(str(model_path), mmap="r" if on_disk else None)
         self._device_tensor = nn.Parameter(torch.zeros(1))
 
@@ -169,7 +171,9 @@ class FasttextEncoder(Encoder):
                 f"is a pickle (unpickling it can run code). If you created this file or "
                 f"otherwise trust it, load it with {TRUSTED_FIX}."
             )
-        config = read_json_dict(
+        config = ConfigFile.read(
             os.path.join(input_path, "config.json"), f"the {cls.__name__} config"
         )
-        return cls(model_path=model_path, **config)
+        on_disk = config.boolean("on_disk")
+        aggregations = config.sequence("aggregations", item=str)
+        return cls(model_path=model_path, on_disk=on_disk, aggregations=aggregations)

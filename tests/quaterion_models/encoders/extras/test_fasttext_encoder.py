@@ -3,17 +3,16 @@ import json
 import numpy as np
 import pytest
 import torch
-
 from gensim.models import FastText
 from gensim.models.fasttext import save_facebook_model
 
-from quaterion_models.utils import UnsafeFileError
 from quaterion_models import SimilarityModel
 from quaterion_models.encoders.extras.fasttext_encoder import (
     FasttextEncoder,
     load_fasttext_model,
 )
 from quaterion_models.heads import EmptyHead
+from quaterion_models.utils import DamagedFileError, UnsafeFileError
 
 SENTENCES = [["aaa", "bbb", "ccc"], ["123", "aaa", "ddd"], ["ccc", "123"]]
 
@@ -66,6 +65,8 @@ def test_aggregate_and_bad_options(kv_path):
         FasttextEncoder.aggregate(x, "median")
     with pytest.raises(ValueError, match="aggregations"):
         SplitFasttext(kv_path, on_disk=False, aggregations=["median"])
+    with pytest.raises(TypeError, match="`on_disk` must be True or False, got str 'false'"):
+        SplitFasttext(kv_path, on_disk="false")
     with pytest.raises(NotImplementedError, match="get_tokens"):
         FasttextEncoder(kv_path, on_disk=False).get_collate_fn()(["a b"])
 
@@ -95,3 +96,23 @@ def test_load_fasttext_model_formats(ft_model, kv_path, tmp_path):
     (tmp_path / "junk").write_text("not a model")
     with pytest.raises(ValueError, match="junk"):
         load_fasttext_model(str(tmp_path / "junk"))
+
+
+@pytest.mark.parametrize(
+    "config, words",
+    [
+        ({"on_disk": "false", "aggregations": ["avg"]}, ["'on_disk'", "must be bool", "str"]),
+        ({"aggregations": ["avg"]}, ["'on_disk'", "is missing"]),
+        ({"on_disk": False, "aggregations": "avg"}, ["'aggregations'", "must be list"]),
+        ({"on_disk": False, "aggregations": [1]}, ["'aggregations[0]'", "must be str"]),
+    ],
+)
+def test_damaged_encoder_config_names_the_field(kv_path, tmp_path, config, words):
+    SplitFasttext(kv_path, on_disk=False).save(str(tmp_path))
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    with pytest.raises(DamagedFileError) as info:
+        SplitFasttext.load(str(tmp_path), trusted=True)
+    message = str(info.value)
+    assert str(tmp_path / "config.json") in message
+    for word in words:
+        assert word in message, (word, message)

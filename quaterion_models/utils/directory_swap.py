@@ -1,0 +1,375 @@
+"""Crash-safe replacement of a saved-model directory, safe for the user's own files.
+
+``save`` writes a complete model into ``.<name>.tmp-<uuid>`` next to the target, then, holding
+an exclusive lock on the parent directory:
+
+1. checks that the swap can finish (the target is a saved model or holds none of the model's
+   entries; every directory that must be renamed or emptied is writable) -- before anything
+   is moved, so a refusal leaves everything where it was;
+2. renames the previous ``<name>`` to ``.<name>.old-<uuid>``;
+3. renames the temp directory to ``<name>``;
+4. moves the user's own files from the old directory into ``<name>``, deletes the old one.
+
+A crash between 2 and 3 leaves no ``<name>``; :func:`recover_directory` (run by ``load`` and
+by the next ``save``) finds the complete temp directory (it holds ``config.json``, written
+last) or else the old one and renames it back. A crash after 3 leaves ``<name>`` complete and
+an old sibling whose user files ``recover_directory`` moves over.
+
+A target that is a symbolic link is followed: the model is written where the link points and
+the link stays a link. Loads hold a shared lock on the same parent, so they never read half of
+one save and half of another.
+"""
+
+import errno
+import json
+import os
+import shutil
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Optional
+
+from quaterion_models.utils.atomic import PathLike, fsync_directory, sibling_path
+
+try:
+    import fcntl
+except ImportError:  # Windows: no advisory locks; renames there are not concurrent-safe either
+    fcntl = None
+
+#: Entries of a saved model; anything else in its directory belongs to the user and is kept.
+MODEL_ENTRIES = frozenset({"config.json", "head", "encoders"})
+_COMPLETE_MARKER = "config.json"
+
+
+#: Longest wait for another process's save or load of the same parent directory.
+LOCK_TIMEOUT_S = 600.0
+
+_held = threading.local()  # realpath -> modes this thread holds ("sh"/"ex"), outermost first
+
+
+def _flock(directory: PathLike, mode: int) -> Optional[int]:
+    """An fd of ``directory`` holding ``flock(mode)``; ``None`` where locking is unsupported.
+
+    Raises:
+        BlockingIOError: ``mode`` includes ``LOCK_NB`` and another holder has the lock.
+    """
+    if fcntl is None:
+        return None
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, mode)
+    except BlockingIOError:
+        os.close(fd)
+        raise
+    except OSError:  # a file system refusing locks
+        os.close(fd)
+        return None
+    return fd
+
+
+def _acquire(directory: str, shared: bool, timeout: float) -> Optional[int]:
+    """Poll for the lock (so a stuck holder gives an error, not a hang)."""
+    mode = (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB
+    deadline = time.monotonic() + timeout
+    pause = 0.005
+    while True:
+        try:
+            return _flock(directory, mode)
+        except BlockingIOError:
+            if time.monotonic() > deadline:
+                raise TimeoutError(
+                    errno.ETIMEDOUT,
+                    f"another process has been saving or loading a model in {directory} for "
+                    f"{timeout:g} s; wait for it to finish (or stop it) and try again",
+                    directory,
+                ) from None
+            time.sleep(pause)
+            pause = min(pause * 2, 0.1)
+
+
+@contextmanager
+def directory_lock(
+    directory: PathLike, shared: bool = False, timeout: Optional[float] = None
+) -> Iterator[None]:
+    """Hold an advisory ``flock`` on ``directory`` itself (no lock file is created).
+
+    Exclusive for swaps, shared for reads. A lock this thread already holds on the directory
+    is reused (a load inside a load). Best effort: where locking is unsupported (no ``fcntl``,
+    a file system refusing it, an unreadable directory) the block runs unlocked.
+
+    Raises:
+        TimeoutError: another process held the lock for ``timeout`` seconds (default
+            :data:`LOCK_TIMEOUT_S`).
+        RuntimeError: an exclusive lock is asked for while this thread holds a shared one
+            (a save called from inside a load of the same directory), which would never end.
+    """
+    key = os.path.realpath(directory)
+    held = _held.__dict__.setdefault("modes", {})
+    modes = held.setdefault(key, [])
+    if modes and not shared and "ex" not in modes:
+        raise RuntimeError(
+            f"cannot save into {directory} while this thread is loading a model from it; "
+            "save after the load has returned"
+        )
+    wait = LOCK_TIMEOUT_S if timeout is None else timeout
+    fd = None if modes else (_acquire(key, shared, wait) if fcntl else None)
+    modes.append("sh" if shared else "ex")
+    try:
+        yield
+    finally:
+        modes.pop()
+        if not modes:
+            del held[key]
+        if fd is not None:
+            os.close(fd)  # releases the lock
+
+
+def _is_abandoned(tmp: Path) -> bool:
+    """Whether no running save holds ``tmp`` (each save locks its temp directory)."""
+    try:
+        fd = _flock(tmp, fcntl.LOCK_EX | fcntl.LOCK_NB) if fcntl else None
+    except BlockingIOError:
+        return False
+    if fd is not None:
+        os.close(fd)
+    return True
+
+
+def resolve_target(path: PathLike) -> Path:
+    """Absolute ``path`` with symbolic links followed (a link to ``v3`` gives ``v3``).
+
+    Raises:
+        OSError: the path is a symbolic link loop.
+    """
+    resolved = Path(os.path.realpath(path))
+    if resolved.is_symlink():
+        raise OSError(
+            errno.ELOOP,
+            f"cannot use {path}: it is a symbolic link that never reaches a real path (a loop); "
+            "fix the link",
+            str(path),
+        )
+    return resolved
+
+
+def _siblings(target: Path, tag: str) -> list[Path]:
+    prefix = f".{target.name}.{tag}-"
+    try:
+        entries = os.listdir(target.parent)
+    except OSError:  # missing or unlistable parent (execute-only): nothing to recover
+        return []
+    found = [
+        target.parent / entry
+        for entry in entries
+        if entry.startswith(prefix) and (target.parent / entry).is_dir()
+    ]
+    return sorted(found, key=_mtime, reverse=True)
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except OSError:  # removed meanwhile (a concurrent save cleaning up)
+        return 0.0
+
+
+def _is_complete(path: Path) -> bool:
+    return (path / _COMPLETE_MARKER).is_file()
+
+
+def is_saved_model(path: Path) -> bool:
+    """Whether ``path/config.json`` is a JSON object with ``encoders`` and ``head`` keys."""
+    try:
+        with open(path / _COMPLETE_MARKER, encoding="utf-8") as file:
+            config = json.load(file)
+    except (OSError, ValueError, RecursionError):
+        return False
+    return isinstance(config, dict) and {"encoders", "head"} <= config.keys()
+
+
+def _move_user_files(source: Path, target: Path) -> None:
+    for entry in os.listdir(source):
+        if entry not in MODEL_ENTRIES and not os.path.lexists(target / entry):
+            os.rename(source / entry, target / entry)
+
+
+def _needs_recovery(target: Path) -> bool:
+    return not target.exists() or bool(_siblings(target, "old"))
+
+
+def recover_directory(target: PathLike) -> Path:
+    """Finish a swap that a crash interrupted; return the directory holding the model.
+
+    If ``target`` is missing but a complete sibling from an interrupted save exists, that
+    sibling (the new save if complete, else the previous one) is renamed to ``target``. If
+    it cannot be renamed (read-only parent), its path is returned so it can still be read.
+    Symbolic links are followed.
+    """
+    target = resolve_target(target)
+    if not _needs_recovery(target):
+        return target
+    with directory_lock(target.parent):
+        return _recover(target)
+
+
+def _recover(target: Path) -> Path:
+    if not target.exists():
+        candidates = [p for p in _siblings(target, "tmp") if _is_complete(p) and _is_abandoned(p)]
+        candidates += [p for p in _siblings(target, "old") if _is_complete(p)]
+        if not candidates:
+            return target
+        try:
+            os.rename(candidates[0], target)
+            fsync_directory(target.parent)
+        except OSError:
+            return candidates[0]
+    if _is_complete(target):
+        for old in _siblings(target, "old"):
+            try:
+                _move_user_files(old, target)
+                shutil.rmtree(old)
+            except OSError:
+                pass  # read-only: nothing is lost by leaving it, the next save retries
+    return target
+
+
+@contextmanager
+def reading_directory(path: PathLike) -> Iterator[Path]:
+    """Yield the directory to read a saved model from, recovered after a crash if needed,
+    holding a shared lock so that no save swaps it while it is read."""
+    target = recover_directory(path)
+    with directory_lock(target.parent, shared=True):
+        yield target
+
+
+def check_replaceable(target: Path) -> None:
+    """Refuse, before anything is moved, a swap that could not finish or would lose files.
+
+    Raises:
+        FileExistsError: ``target`` is not a saved model but holds ``config.json``, ``head``
+            or ``encoders`` (which a save would replace).
+        PermissionError: ``target``, one of its model directories or one of the user's
+            directories (moved into the new save) is not writable, or the parent is not.
+    """
+    if not os.access(target.parent, os.W_OK | os.X_OK):
+        raise PermissionError(
+            errno.EACCES,
+            f"cannot save into {target}: its parent directory is not writable (the new save is "
+            f"written next to it, then renamed); make {target.parent} writable",
+            str(target.parent),
+        )
+    if not target.exists():
+        return
+    entries = set(os.listdir(target))
+    clashes = sorted(entries & MODEL_ENTRIES)
+    if clashes and not is_saved_model(target):
+        raise FileExistsError(
+            errno.EEXIST,
+            f"refusing to save into {target}: it is not a saved SimilarityModel but holds "
+            f"{clashes}, which a save would replace. Save into a new or empty directory, or "
+            "move those entries away",
+            str(target),
+        )
+    for directory in _directories_to_write(target, entries):
+        if not os.access(directory, os.W_OK | os.X_OK):
+            raise PermissionError(
+                errno.EACCES,
+                f"cannot save into {target}: {directory} is read-only, so the previous save "
+                "could not be replaced without stranding its files. Nothing was changed; "
+                f"make it writable (chmod -R u+w {target}) or save elsewhere",
+                str(directory),
+            )
+
+
+def _directories_to_write(target: Path, entries: set) -> Iterator[Path]:
+    """``target`` unless empty (its entries are moved or deleted), every directory of its
+    model entries (emptied), and each of the user's directories (renamed into another
+    parent, which updates their ``..``)."""
+    if entries:
+        yield target
+    for entry in sorted(entries):
+        path = target / entry
+        if path.is_symlink() or not path.is_dir():
+            continue
+        if entry not in MODEL_ENTRIES:
+            yield path
+            continue
+        for directory, subdirs, _ in os.walk(path):
+            yield Path(directory)
+            subdirs[:] = [d for d in subdirs if not os.path.islink(os.path.join(directory, d))]
+
+
+@contextmanager
+def atomic_directory(target: PathLike) -> Iterator[Path]:
+    """Yield a temp sibling directory; on success swap it in place of ``target``.
+
+    If the body raises, the temp directory is removed and ``target`` is left exactly as it
+    was. Every file written is fsynced before the swap, so ``target`` (or, after a crash in
+    the swap, the sibling :func:`recover_directory` restores) always holds one complete save.
+    Entries of an existing ``target`` that are not part of a saved model are kept. A symbolic
+    link is followed (the link stays a link).
+
+    Raises:
+        NotADirectoryError: ``target`` is a file.
+        FileExistsError / PermissionError: see :func:`check_replaceable` (checked before the
+            body runs and again, under the lock, before the swap).
+    """
+    target = resolve_target(target)
+    if target.exists() and not target.is_dir():
+        raise NotADirectoryError(
+            f"cannot save into {target}: it exists and is not a directory; pass a directory path"
+        )
+    target.parent.mkdir(parents=True, exist_ok=True)
+    recover_directory(target)
+    with directory_lock(target.parent, shared=True):  # no swap under way while it looks
+        check_replaceable(target)
+    tmp = sibling_path(target, "tmp")
+    tmp.mkdir()
+    tmp_lock = _flock(tmp, fcntl.LOCK_EX) if fcntl else None  # marks it as in use
+    try:
+        yield tmp
+        _fsync_tree(tmp)
+        with directory_lock(target.parent):
+            _recover(target)
+            check_replaceable(target)
+            _swap_in(tmp, target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    finally:
+        if tmp_lock is not None:
+            os.close(tmp_lock)
+
+
+def _fsync_tree(root: Path) -> None:
+    """fsync every file and directory under ``root`` (encoders write files their own way)."""
+    for directory, _, files in os.walk(root):
+        for name in files:
+            with open(os.path.join(directory, name), "rb") as file:
+                try:
+                    os.fsync(file.fileno())
+                except OSError:  # platforms that cannot fsync a read-only handle
+                    pass
+        fsync_directory(directory)
+
+
+def _swap_in(new: Path, target: Path) -> None:
+    if not target.exists():
+        os.rename(new, target)
+        fsync_directory(target.parent)
+        return
+    old = sibling_path(target, "old")
+    os.rename(target, old)
+    try:
+        os.rename(new, target)
+    except BaseException:
+        os.rename(old, target)
+        raise
+    fsync_directory(target.parent)
+    _move_user_files(old, target)
+    shutil.rmtree(old, ignore_errors=True)  # checked writable; a leftover is retried later
