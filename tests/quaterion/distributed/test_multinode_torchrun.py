@@ -25,6 +25,7 @@ def launch_nodes(out, port: int, module: str = "multinode_script") -> list:
         "OMP_NUM_THREADS": "1",
     }
     env.pop("LOCAL_RANK", None)
+    env.pop("PL_GLOBAL_SEED", None)  # it would seed the DistributedSampler
     processes = []
     for node_rank in (0, 1):
         command = [
