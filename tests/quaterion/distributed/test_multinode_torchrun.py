@@ -14,7 +14,7 @@ from tests.quaterion.distributed._launch import free_port
 from tests.quaterion.distributed.test_ddp_fit import REPO
 
 pytestmark = pytest.mark.slow
-TIMEOUT_S = 240
+TIMEOUT_S = 480  # generous: a loaded 2-core CI machine runs two torchrun nodes of 2 ranks each
 
 
 def launch_nodes(out, port: int, module: str = "multinode_script") -> list:
