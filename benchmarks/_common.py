@@ -4,8 +4,8 @@ the process's memory figures from ``/proc/self/status``."""
 import gc
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-import pytorch_lightning as pl
 import torch
 
 from quaterion_models.encoders import Encoder
@@ -23,6 +23,9 @@ __all__ = [
     "status_kib",
 ]
 
+if TYPE_CHECKING:
+    import pytorch_lightning as pl
+
 QUIET_TRAINER = {
     "accelerator": "cpu",
     "devices": 1,
@@ -33,9 +36,11 @@ QUIET_TRAINER = {
 }
 
 
-def quiet_trainer(**options) -> pl.Trainer:
+def quiet_trainer(**options) -> "pl.Trainer":
     """A ``pl.Trainer`` of :data:`QUIET_TRAINER` (one CPU, no logger, bar, summary or
     checkpoints) updated with ``options``."""
+    import pytorch_lightning as pl  # here: benchmarks measuring memory import this module
+
     return pl.Trainer(**{**QUIET_TRAINER, **options})
 
 

@@ -45,7 +45,8 @@ def counting(encoder):
     encoder.texts_seen = 0
 
     def counted(batch):
-        encoder.texts_seen += len(batch)
+        # a tokenised batch is a dict of (texts, tokens) arrays; anything else has one item per text
+        encoder.texts_seen += len(batch["input_ids"]) if isinstance(batch, dict) else len(batch)
         return forward(batch)
 
     encoder.forward = counted

@@ -19,6 +19,7 @@ from quaterion.train._rng import capture_rng, restore_rng
 from quaterion.train.cache import CacheConfig, CacheType
 from quaterion.train.cache.in_memory_cache_encoder import InMemoryCacheEncoder
 from quaterion.train.cache_mixin import CacheMixin
+from quaterion.train.callbacks.guard_callback import check_loss_output, watch_evaluation_loss
 from quaterion.train.xbm import XbmConfig
 from quaterion.train.xbm.xbm_buffer import XbmBuffer
 from quaterion.utils.enums import TrainStage
@@ -42,7 +43,9 @@ class TrainableModel(pl.LightningModule, CacheMixin):
     ``train_loss`` / ``validation_loss`` / ``test_loss`` and ``<metric>_<stage>``.
 
     Set the class attribute ``check_finite_loss = False`` to train on through NaN/inf losses
-    (by default ``Quaterion.fit`` stops with ``NonFiniteLossError`` before applying one).
+    and gradients (by default ``Quaterion.fit`` stops with ``NonFiniteLossError`` or
+    ``NonFiniteGradientError`` before applying one, and with ``NonFiniteValidationError`` on
+    a NaN/inf validation loss).
 
     Example:
         >>> class Model(TrainableModel):
@@ -53,7 +56,8 @@ class TrainableModel(pl.LightningModule, CacheMixin):
     """
 
     check_finite_loss: bool = True
-    """Stop the fit on a NaN/inf training loss (see ``GuardCallback``); ``False`` disables it."""
+    """Stop the fit on a NaN/inf training loss or gradient, or validation loss (see
+    ``GuardCallback``); ``False`` disables these checks."""
 
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
@@ -169,18 +173,25 @@ class TrainableModel(pl.LightningModule, CacheMixin):
         buffer.queue(*queued)
         return config.weight * term
 
+    def _trainer_or_none(self) -> Optional[pl.Trainer]:
+        try:
+            return self.trainer
+        except RuntimeError:  # no Trainer attached (a step called by hand)
+            return None
+
     def _barebones(self) -> bool:
         """Trainer(barebones=True) forbids ``self.log``: nothing is logged (warned at fit start)."""
-        try:
-            return self.trainer.barebones
-        except RuntimeError:  # no Trainer attached: self.log itself would warn and skip
-            return False
+        # no Trainer attached: self.log itself would warn and skip
+        trainer = self._trainer_or_none()
+        return trainer is not None and trainer.barebones
 
     def _common_step(self, batch, batch_idx: int, stage: TrainStage, **kwargs: Any) -> Tensor:
         features, targets = batch
         embeddings = self.model(features)
-        loss = self.loss(embeddings=embeddings, **targets)
-        if stage == TrainStage.TRAIN:
+        loss = check_loss_output(self.loss, self.loss(embeddings=embeddings, **targets))
+        if stage != TrainStage.TRAIN:
+            watch_evaluation_loss(self._trainer_or_none(), loss, batch_idx)
+        else:
             xbm = self._xbm_term(embeddings, targets)
             if xbm is not None:
                 loss = loss + xbm
