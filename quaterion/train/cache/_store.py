@@ -18,7 +18,7 @@ from quaterion.train.cache._callable_fingerprint import callable_fingerprint
 from quaterion.train.cache._checksum import file_sha256
 from quaterion.train.cache._fingerprint import sha256
 from quaterion.train.cache._save_dir import CURRENT, GENERATION_PREFIX
-from quaterion_models.utils._files import read_json, save_torch, write_json
+from quaterion_models.utils.files import read_json, save_torch, write_json
 from quaterion_models.utils.atomic import fsync_directory
 
 logger = logging.getLogger(__name__)

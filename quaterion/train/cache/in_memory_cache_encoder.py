@@ -12,8 +12,8 @@ from quaterion.train.cache.cache_config import CacheType
 from quaterion.train.cache.cache_encoder import CacheCollateReturnType, CacheEncoder
 from quaterion_models.encoders import Encoder
 from quaterion_models.types import TensorInterchange
-from quaterion_models.utils._batch_checks import check_encoder_output
-from quaterion_models.utils._files import save_torch
+from quaterion_models.utils.batch_checks import check_encoder_output
+from quaterion_models.utils.files import save_torch
 
 
 class MetaStore(dict):
