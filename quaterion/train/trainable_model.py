@@ -16,6 +16,7 @@ from quaterion.train._fit_checks import check_batch_labels
 from quaterion.train._hook_checks import check_encoders, check_hook_result, check_metrics
 from quaterion.train._rng import capture_rng, restore_rng
 from quaterion.train.cache import CacheConfig, CacheType
+from quaterion.train.cache.cache_mixin import CachedLoaders, cache_loaders
 from quaterion.train.cache.in_memory_cache_encoder import InMemoryCacheEncoder
 from quaterion.train.cache_mixin import CacheMixin
 from quaterion.train.xbm import XbmConfig
@@ -264,13 +265,19 @@ class TrainableModel(pl.LightningModule, CacheMixin):
         val_dataloader: Optional[SimilarityDataLoader],
     ) -> bool:
         """Wrap frozen encoders and fill (or load) their cache; ``True`` if any is cached."""
+        return self.cache_loaders(trainer, train_dataloader, val_dataloader).cached
+
+    def cache_loaders(
+        self,
+        trainer: pl.Trainer,
+        train_dataloader: SimilarityDataLoader,
+        val_dataloader: Optional[SimilarityDataLoader],
+    ) -> CachedLoaders:
+        """:meth:`setup_cache`, returning the loaders to fit on (store-served where the
+        data is fully cached) and whether anything is cached."""
         self.model.encoders = self._apply_cache_config(self.model.encoders, self.cache_config)
-        return self._cache(
-            trainer=trainer,
-            encoders=self.model.encoders,
-            train_dataloader=train_dataloader,
-            val_dataloader=val_dataloader,
-            cache_config=self.cache_config,
+        return cache_loaders(
+            trainer, self.model.encoders, train_dataloader, val_dataloader, self.cache_config
         )
 
     def unwrap_cache(self) -> None:

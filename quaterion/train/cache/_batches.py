@@ -6,7 +6,6 @@ objects (``int64``, what a cache encoder's ``forward`` indexes) and its labels, 
 layout the loader's own collate gives (§4.8 of the training spec, rows instead of keys).
 """
 
-import weakref
 from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
@@ -153,36 +152,12 @@ def _whole_batch(batch: Any) -> Any:
     return batch
 
 
-_REGISTRY: "weakref.WeakKeyDictionary[SimilarityDataLoader, CachedRows]" = (
-    weakref.WeakKeyDictionary()
-)
-
-
-def register(loader: SimilarityDataLoader, rows: Optional[CachedRows]) -> None:
-    """Remember (or, with ``None``, forget) the cached rows of ``loader``, and set its
-    ``full_cache_used`` accordingly."""
-    loader.full_cache_used = rows is not None
-    if rows is None:
-        _REGISTRY.pop(loader, None)
-    else:
-        _REGISTRY[loader] = rows
-
-
-def cached_split(loader: SimilarityDataLoader) -> Optional[CachedSplit]:
-    """The cached split registered for ``loader``, if any."""
-    rows = _REGISTRY.get(loader)
-    return rows.split if rows is not None else None
-
-
-def cached_loader(loader: Optional[SimilarityDataLoader]) -> Optional[DataLoader]:
-    """Loader of ``loader``'s batches served from the store, or ``None`` if not cached so.
+def served_loader(loader: SimilarityDataLoader, rows: CachedRows) -> DataLoader:
+    """Loader of ``loader``'s batches served from ``rows`` (the store), never the raw data.
 
     It shares ``loader``'s sampler (or batch sampler) and generator, so shuffling draws the
-    same random numbers as iterating ``loader``; it never reads the raw dataset.
+    same random numbers as iterating ``loader``.
     """
-    rows = _REGISTRY.get(loader) if loader is not None else None
-    if rows is None:
-        return None
     if type(loader.batch_sampler) is BatchSampler:  # plain batching: Lightning can shard it
         batching = {
             "sampler": loader.sampler,

@@ -21,7 +21,7 @@ from pytorch_lightning.utilities.seed import isolate_rng
 
 from quaterion.dataset.label_cache_dataset import labels_only
 from quaterion.dataset.similarity_data_loader import SimilarityDataLoader
-from quaterion.train.cache._batches import batches_from_store, label_columns
+from quaterion.train.cache._batches import CachedSplit, batches_from_store, label_columns
 from quaterion.train.cache.cache_model import fill_loader
 from quaterion.train.cache.cache_config import CacheConfig
 
@@ -150,17 +150,12 @@ class _Pass:
         return ids, labels, inputs
 
 
-def read_fingerprints(
-    loader: SimilarityDataLoader,
-    cache_config: CacheConfig,
-    content_collates: Optional[Dict[str, Any]] = None,
-) -> Dict[str, Any]:
-    """One ordered pass over ``loader.dataset``; see :func:`fingerprint` for the result.
-
-    ``content_collates`` (encoder name -> the wrapped encoder's collate) adds a hash of
-    every collated batch of encoder inputs, batched by ``cache_config.batch_size``.
-    """
-    collates = content_collates or {}
+def _read(
+    loader: SimilarityDataLoader, cache_config: CacheConfig, collates: Dict[str, Any]
+) -> tuple:
+    """One ordered pass over ``loader.dataset``: ids, labels (label columns for a loader
+    served from the store, else the label-only samples), the hash of each encoder's collated
+    inputs, and the pass's batch size."""
     batches = fill_loader(loader, cache_config, _Pass(loader, collates))
     ids, labels = [], []
     digests = {name: hashlib.sha256() for name in collates}
@@ -176,9 +171,29 @@ def read_fingerprints(
     else:
         labels = [record for batch in labels for record in batch]
     ids = np.concatenate(ids) if ids else np.zeros(0, dtype=np.uint64)
-    return fingerprint(
-        sha256([ids, labels]), content, batches.batch_size, content_sample(loader.dataset)
-    )
+    return ids, labels, content, batches.batch_size
+
+
+def read_fingerprints(
+    loader: SimilarityDataLoader,
+    cache_config: CacheConfig,
+    content_collates: Optional[Dict[str, Any]] = None,
+) -> Dict[str, Any]:
+    """One ordered pass over ``loader.dataset``; see :func:`fingerprint` for the result.
+    ``content_collates`` (encoder name -> the wrapped encoder's collate) adds a hash of
+    every collated batch of encoder inputs, batched by ``cache_config.batch_size``.
+    """
+    ids, labels, content, batch_size = _read(loader, cache_config, content_collates or {})
+    return fingerprint(sha256([ids, labels]), content, batch_size, content_sample(loader.dataset))
+
+
+def read_split(loader: SimilarityDataLoader) -> Optional[CachedSplit]:
+    """The ids and label columns of every position of ``loader`` (one read of its data);
+    ``None`` for a loader whose batches cannot come from the store."""
+    if not batches_from_store(loader):
+        return None
+    ids, columns, _, _ = _read(loader, CacheConfig(), {})
+    return CachedSplit(ids, columns if isinstance(columns, dict) else {})
 
 
 def fingerprint(

@@ -1,5 +1,6 @@
 """``CacheMixin``: which encoders get a cache, load or fill it, persist it, serve batches."""
 
+import dataclasses
 import logging
 import os
 import warnings
@@ -8,14 +9,17 @@ from typing import Callable, Dict, Optional, TypeVar, Union
 
 import pytorch_lightning as pl
 import torch
+from torch.utils.data import DataLoader
 from pytorch_lightning.plugins.environments import LightningEnvironment
 
 from quaterion.dataset.similarity_data_loader import SimilarityDataLoader
 from quaterion import distributed
 from quaterion.train.cache import _save_dir, _store
-from quaterion.train.cache._batches import CachedRows, batches_from_store, cached_split, register
+from quaterion.train.cache._batches import CachedRows, CachedSplit, batches_from_store
+from quaterion.train.cache._batches import served_loader
 from quaterion.train.cache.cache_model import fill_cache
 from quaterion.train.cache._fingerprint import content_sample, fingerprint, read_fingerprints
+from quaterion.train.cache._fingerprint import read_split
 from quaterion.train.cache._fingerprint import sha256
 from quaterion.train.cache.cache_config import CacheConfig, CacheType
 from quaterion.train.cache.cache_encoder import CacheEncoder, CacheMode
@@ -107,47 +111,11 @@ class CacheMixin:
         val_dataloader: Optional[SimilarityDataLoader],
         cache_config: CacheConfig,
     ) -> bool:
-        """Fill (or load) every cache encoder in ``encoders``; ``False`` if none is cached.
-
-        Both loaders get the cache collator (keys for cached encoders) and the salts
-        ``"train"`` / ``"val"``. When every encoder is cached with default keys and a loader
-        has the default Group/Pairs layout, its training batches come from the store alone
-        (see :func:`~quaterion.train.cache._batches.cached_loader`).
-        """
-        cache_encoders = {n: e for n, e in encoders.items() if isinstance(e, CacheEncoder)}
-        if not cache_encoders:
-            return False
-        extractors = cache_config.key_extractors
-        if callable(extractors):
-            extractors = {name: extractors for name in cache_encoders}
-        loaders = _loaders(train_dataloader, val_dataloader)
-        for split, loader in loaders.items():
-            loader.collate_fn = CacheTrainCollator(
-                pre_collate_fn=loader.original_params["collate_fn"],
-                encoder_collates={name: enc.get_collate_fn() for name, enc in encoders.items()},
-                meta_extractors={n: enc.get_meta_extractor() for n, enc in encoders.items()},
-                key_extractors=dict(extractors),
-                cachable_encoders=list(cache_encoders),
-                mode=CacheMode.TRAIN,
-            )
-            loader.set_salt(split)
-        save_dir = cache_config.save_dir
-        _start_process_group(trainer)
-        lock = None
-        if save_dir:  # checked on every rank before anything is encoded
-            save_dir = _on_every_rank(partial(_save_dir.prepare, save_dir))
-            lock = _save_dir.SaveDirLock(save_dir) if trainer.global_rank == 0 else None
-        try:
-            _on_every_rank(lock.shared if lock is not None else _nothing)
-            splits = _load_or_fill(
-                trainer, cache_encoders, loaders, extractors, cache_config, save_dir, lock
-            )
-        finally:
-            if lock is not None:
-                lock.release()
-        full = len(cache_encoders) == len(encoders) and not extractors
-        _serve_from_store(loaders, splits, cache_encoders, full)
-        return True
+        """Fill (or load) every cache encoder in ``encoders``; ``False`` if none is cached
+        (see :func:`cache_loaders`, which also returns the loaders to fit on)."""
+        return cache_loaders(
+            trainer, encoders, train_dataloader, val_dataloader, cache_config
+        ).cached
 
     @classmethod
     def check_encoders_persisted(
@@ -177,7 +145,8 @@ class CacheMixin:
         cache_encoders = {n: e for n, e in encoders.items() if isinstance(e, CacheEncoder)}
         loaders = _loaders(train_dataloader, val_dataloader)
         expected = _store.expected_manifest(cache_encoders, loaders, {})
-        splits = {split: cached_split(dl) for split, dl in loaders.items()}
+        full = len(cache_encoders) == len(encoders)
+        splits = {split: read_split(dl) if full else None for split, dl in loaders.items()}
         written = _fingerprints(loaders, CacheConfig(), None, splits)
         dir_path = _save_dir.prepare(dir_path)
         lock = _save_dir.SaveDirLock(dir_path)
@@ -207,8 +176,79 @@ class CacheMixin:
                 )
             enc.load_cache(path)
         loaders = _loaders(train_dataloader, val_dataloader)
-        splits = _store.read_splits(dir_path, list(loaders))
-        _serve_from_store(loaders, splits, cache_encoders, len(cache_encoders) == len(encoders))
+        _store.read_splits(dir_path, list(loaders))  # checked readable
+
+
+@dataclasses.dataclass
+class CachedLoaders:
+    """What the cache set-up hands to ``trainer.fit``.
+
+    Attributes:
+        train: the training loader to fit on: one served from the store when the split is
+            fully cached, else the given loader.
+        val: the same for the validation loader (``None`` without one).
+        cached: whether any encoder is cached.
+        served: whether the training batches come from the store alone.
+    """
+
+    train: Optional[DataLoader]
+    val: Optional[DataLoader]
+    cached: bool = False
+    served: bool = False
+
+
+def cache_loaders(
+    trainer: pl.Trainer,
+    encoders: Dict[str, Encoder],
+    train_dataloader: SimilarityDataLoader,
+    val_dataloader: Optional[SimilarityDataLoader],
+    cache_config: CacheConfig,
+) -> CachedLoaders:
+    """Fill (or load) every cache encoder in ``encoders``; the loaders to fit on.
+
+    Both loaders get the cache collator (keys for cached encoders) and the salts
+    ``"train"`` / ``"val"``. When every encoder is cached with default keys and a loader
+    has the default Group/Pairs layout, its training batches come from the store alone.
+    """
+    cache_encoders = {n: e for n, e in encoders.items() if isinstance(e, CacheEncoder)}
+    if not cache_encoders:
+        return CachedLoaders(train_dataloader, val_dataloader)
+    extractors = cache_config.key_extractors
+    if callable(extractors):
+        extractors = {name: extractors for name in cache_encoders}
+    loaders = _loaders(train_dataloader, val_dataloader)
+    for split, loader in loaders.items():
+        loader.collate_fn = CacheTrainCollator(
+            pre_collate_fn=loader.original_params["collate_fn"],
+            encoder_collates={name: enc.get_collate_fn() for name, enc in encoders.items()},
+            meta_extractors={n: enc.get_meta_extractor() for n, enc in encoders.items()},
+            key_extractors=dict(extractors),
+            cachable_encoders=list(cache_encoders),
+            mode=CacheMode.TRAIN,
+        )
+        loader.set_salt(split)
+    save_dir = cache_config.save_dir
+    _start_process_group(trainer)
+    lock = None
+    if save_dir:  # checked on every rank before anything is encoded
+        save_dir = _on_every_rank(partial(_save_dir.prepare, save_dir))
+        lock = _save_dir.SaveDirLock(save_dir) if trainer.global_rank == 0 else None
+    try:
+        _on_every_rank(lock.shared if lock is not None else _nothing)
+        splits = _load_or_fill(
+            trainer, cache_encoders, loaders, extractors, cache_config, save_dir, lock
+        )
+    finally:
+        if lock is not None:
+            lock.release()
+    full = len(cache_encoders) == len(encoders) and not extractors
+    served = _serve_from_store(loaders, splits, cache_encoders, full)
+    return CachedLoaders(
+        served.get("train", train_dataloader),
+        served.get("val", val_dataloader),
+        cached=True,
+        served="train" in served,
+    )
 
 
 def _load_or_fill(
@@ -308,14 +348,19 @@ def _fingerprints(loaders: Loaders, config: CacheConfig, content, splits: dict) 
     return of
 
 
-def _serve_from_store(loaders: Loaders, splits, encoders: Dict[str, CacheEncoder], full: bool):
-    """Register the store-served batches of every loader that can have them (``full``: every
-    encoder is cached with default keys), unregister the others."""
+def _serve_from_store(
+    loaders: Loaders, splits, encoders: Dict[str, CacheEncoder], full: bool
+) -> Dict[str, DataLoader]:
+    """Split -> loader of store-served batches, for every loader that can have them
+    (``full``: every encoder is cached with default keys); marks each ``full_cache_used``."""
+    served = {}
     for split, loader in loaders.items():
         cached = splits.get(split)
         usable = full and cached is not None and batches_from_store(loader)
-        usable = usable and len(cached) == len(loader.dataset)  # batches_from_store: sized
-        register(loader, CachedRows(loader, cached, encoders) if usable else None)
+        if usable and len(cached) == len(loader.dataset):  # batches_from_store: sized
+            served[split] = served_loader(loader, CachedRows(loader, cached, encoders))
+        loader.full_cache_used = split in served
+    return served
 
 
 def _start_process_group(trainer: pl.Trainer) -> None:

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from quaterion.train.cache import CacheConfig
-from quaterion.train.cache._batches import RowMeta, cached_loader
+from quaterion.train.cache._batches import RowMeta
 from tests.quaterion.train.helpers import CountingEncoder, Model, group_loader, pair_loader, trainer
 
 
@@ -24,9 +24,10 @@ def test_store_batches_equal_the_loaders_own(pairs, meta):
     )
     loader = pair_loader(shuffle=True, batch_size=3) if pairs else group_loader(shuffle=True)
     model.setup_dataloader(loader)
-    assert model.setup_cache(trainer(), loader, None) is True
-    served = cached_loader(loader)
-    assert served is not None
+    fit = model.cache_loaders(trainer(), loader, None)
+    assert fit.cached is True and fit.served is True and loader.full_cache_used
+    served = fit.train
+    assert served is not loader
     torch.manual_seed(7)
     expected = list(loader)  # keys from the collator, labels from the data
     torch.manual_seed(7)
