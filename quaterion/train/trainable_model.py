@@ -17,7 +17,7 @@ from quaterion.train._hook_checks import check_encoders, check_hook_result, chec
 from quaterion.train._rng import capture_rng, restore_rng
 from quaterion.train.cache import CacheConfig, CacheType
 from quaterion.train.cache.cache_mixin import CachedLoaders, cache_loaders
-from quaterion.train.cache.in_memory_cache_encoder import InMemoryCacheEncoder
+from quaterion.train.cache.store import CacheStore
 from quaterion.train.cache_mixin import CacheMixin
 from quaterion.train.xbm import XbmConfig
 from quaterion.train.xbm.xbm_buffer import XbmBuffer
@@ -246,7 +246,7 @@ class TrainableModel(pl.LightningModule, CacheMixin):
         if self._model is None:
             return
         for encoder in self._model.encoders.values():
-            if isinstance(encoder, InMemoryCacheEncoder):
+            if isinstance(encoder, CacheStore):
                 encoder.place(self.device)
 
     def setup_dataloader(self, dataloader: SimilarityDataLoader) -> None:

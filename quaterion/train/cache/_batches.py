@@ -18,7 +18,7 @@ from quaterion.dataset.similarity_data_loader import (
     PairsSimilarityDataLoader,
     SimilarityDataLoader,
 )
-from quaterion.train.cache.cache_encoder import CacheEncoder
+from quaterion.train.cache.store import CacheStore
 from quaterion_models.utils.meta import merge_meta
 
 
@@ -107,7 +107,7 @@ class CachedRows(Dataset):
     """
 
     def __init__(
-        self, loader: SimilarityDataLoader, split: CachedSplit, encoders: Dict[str, CacheEncoder]
+        self, loader: SimilarityDataLoader, split: CachedSplit, encoders: Dict[str, CacheStore]
     ):
         self.split = split
         self.pairs = isinstance(loader, PairsSimilarityDataLoader)

@@ -120,11 +120,17 @@ class CacheConfig:
             )
 
 
-def _to_cache_type(value: Any, name: str) -> CacheType:
+def _to_cache_type(value: Any, name: str) -> str:
+    """``value`` as a ``CacheType``, or as the name of a storage kind added to ``STORES``."""
+    from quaterion.train.cache.stores import STORES  # the stores import this module
+
     try:
         return CacheType(value)
     except ValueError:
-        allowed = ", ".join(repr(t.value) for t in CacheType)
+        if isinstance(value, str) and value in STORES:
+            return value
+        allowed = ", ".join(repr(str(kind)) for kind in dict.fromkeys([*CacheType, *STORES]))
         raise ValueError(
-            f"CacheConfig.{name} must be a CacheType ({allowed}), got {value!r}"
+            f"CacheConfig.{name} must be a CacheType or a storage kind named in "
+            f"quaterion.train.cache.STORES ({allowed}), got {value!r}"
         ) from None

@@ -24,8 +24,7 @@ from quaterion.train.cache._fingerprint import sha256
 from quaterion.train.cache.cache_config import CacheConfig, CacheType
 from quaterion.train.cache.cache_encoder import CacheEncoder, CacheMode
 from quaterion.train.cache.cache_train_collator import CacheTrainCollator
-from quaterion.train.cache.disk_cache_encoder import DiskCacheEncoder
-from quaterion.train.cache.in_memory_cache_encoder import InMemoryCacheEncoder
+from quaterion.train.cache.stores import STORES
 from quaterion_models.encoders import Encoder
 
 logger = logging.getLogger(__name__)
@@ -63,11 +62,7 @@ class CacheMixin:
                 f"`CacheType.GPU` has been chosen for `{encoder_name}` encoder, "
                 "but cuda is not available"
             )
-        if cache_type == CacheType.DISK:
-            return DiskCacheEncoder(
-                encoder, cache_config.save_dir, encoder_name, cache_config.dtype
-            )
-        return InMemoryCacheEncoder(encoder, cache_type, cache_config.dtype, encoder_name)
+        return STORES[cache_type].from_config(encoder, encoder_name, cache_type, cache_config)
 
     @classmethod
     def _apply_cache_config(
