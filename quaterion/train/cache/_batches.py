@@ -13,11 +13,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import BatchSampler, DataLoader, Dataset
 
-from quaterion.dataset.similarity_data_loader import (
-    GroupSimilarityDataLoader,
-    PairsSimilarityDataLoader,
-    SimilarityDataLoader,
-)
+from quaterion.dataset.similarity_data_loader import SimilarityDataLoader
 from quaterion.train.cache.store import CacheStore
 from quaterion_models.utils.meta import merge_meta
 
@@ -39,16 +35,6 @@ class CachedSplit:
 
     def __len__(self) -> int:
         return len(self.ids)
-
-
-def label_columns(loader: SimilarityDataLoader, labels: Dict[str, Tensor]) -> Dict[str, Tensor]:
-    """The per-position label columns of a batch's collated ``labels``."""
-    if isinstance(loader, PairsSimilarityDataLoader):
-        return {
-            "labels": labels["labels"],
-            "subgroups": labels["subgroups"][: len(labels["labels"])],
-        }
-    return {"groups": labels["groups"]}
 
 
 class RowMeta:
@@ -79,22 +65,16 @@ class RowMeta:
 
 def batches_from_store(loader: SimilarityDataLoader) -> bool:
     """Whether a fully cached fit can serve ``loader``'s batches from the store alone: a
-    sized, map-style Group or Pairs loader with the class's own collate, label and flatten
-    functions."""
+    sized, map-style loader whose class keeps its layout, with the class's own collate."""
     try:
         if isinstance(loader.dataset, torch.utils.data.IterableDataset) or len(loader.dataset) < 0:
             return False
     except TypeError:
         return False
-    cls, pre_collate = type(loader), loader.original_params["collate_fn"]
-    for base in (GroupSimilarityDataLoader, PairsSimilarityDataLoader):
-        if isinstance(loader, base):
-            return (
-                cls.collate_labels.__func__ is base.collate_labels.__func__
-                and cls.flatten_objects.__func__ is base.flatten_objects.__func__
-                and getattr(pre_collate, "__func__", None) is cls.pre_collate_fn.__func__
-            )
-    return False
+    layout = type(loader)
+    return layout.keeps_batch_layout() and loader.original_params["collate_fn"] == (
+        layout.pre_collate_fn
+    )
 
 
 class CachedRows(Dataset):
@@ -110,10 +90,10 @@ class CachedRows(Dataset):
         self, loader: SimilarityDataLoader, split: CachedSplit, encoders: Dict[str, CacheStore]
     ):
         self.split = split
-        self.pairs = isinstance(loader, PairsSimilarityDataLoader)
+        self.layout = type(loader)
         self.carry = {name: enc.host_rows for name, enc in encoders.items()}
-        ids = split.ids.tolist()
-        keys = ids + [i + 1 for i in ids] if self.pairs else ids
+        keys = self.layout.object_ids(split.ids.tolist())
+        self.copies = len(keys) // max(len(split), 1)  # objects per sample
         # rows[name][j, i]: store row of object j of the sample at position i
         self.rows = {
             name: enc.rows_for_keys(keys).view(-1, len(split)) for name, enc in encoders.items()
@@ -131,21 +111,14 @@ class CachedRows(Dataset):
         data = {
             name: self.carry[name](rows[:, idx].reshape(-1)) for name, rows in self.rows.items()
         }
-        n, copies = len(self.split), 2 if self.pairs else 1
+        n = len(self.split)
         if self.meta is None:  # no meta to look up: no per-object positions to build
-            objects = range(copies * len(positions))
+            objects = range(self.copies * len(positions))
         else:
-            objects = [j * n + p for j in range(copies) for p in positions]
+            objects = [j * n + p for j in range(self.copies) for p in positions]
         features = {"data": data, "meta": RowMeta(self.meta, objects)}
         columns = {name: column[idx] for name, column in self.split.columns.items()}
-        if not self.pairs:
-            return features, columns
-        first = torch.arange(len(positions), dtype=torch.long)
-        return features, {
-            "pairs": torch.stack([first, first + len(positions)], dim=1),
-            "labels": columns["labels"],
-            "subgroups": columns["subgroups"].repeat(2),
-        }
+        return features, self.layout.labels_from_columns(columns)
 
 
 def _whole_batch(batch: Any) -> Any:

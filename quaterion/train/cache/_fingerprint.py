@@ -21,7 +21,7 @@ from pytorch_lightning.utilities.seed import isolate_rng
 
 from quaterion.dataset.label_cache_dataset import labels_only
 from quaterion.dataset.similarity_data_loader import SimilarityDataLoader
-from quaterion.train.cache._batches import CachedSplit, batches_from_store, label_columns
+from quaterion.train.cache._batches import CachedSplit, batches_from_store
 from quaterion.train.cache.cache_model import fill_loader
 from quaterion.train.cache.cache_config import CacheConfig
 
@@ -142,7 +142,7 @@ class _Pass:
         ids = np.array([item[0] for item in batch], dtype=np.uint64)
         if self.loader is not None:
             _, features, labels = self.pre_collate_fn(batch)
-            labels = label_columns(self.loader, labels)
+            labels = type(self.loader).label_columns(labels)
         else:  # other layouts: the label-only samples themselves
             labels = [repr(labels_only(item[1])) for item in batch]
             features = self.pre_collate_fn(batch)[1] if self.collates else None

@@ -20,7 +20,7 @@ from typing_extensions import override
 
 from quaterion.dataset.similarity_data_loader import SimilarityDataLoader
 from quaterion import distributed
-from quaterion.train.cache._batches import CachedSplit, batches_from_store, label_columns
+from quaterion.train.cache._batches import CachedSplit, batches_from_store
 from quaterion.train.cache.cache_config import CacheConfig
 from quaterion.train.cache.cache_encoder import CacheEncoder, CacheMode
 from quaterion.train.cache.cache_train_collator import CacheTrainCollator
@@ -59,7 +59,7 @@ class FillCollate:
         return {
             "positions": torch.tensor([position for position, _ in batch], dtype=torch.long),
             "ids": np.array([item[0] for _, item in batch], dtype=np.uint64),
-            "columns": label_columns(self.loader, labels),
+            "columns": type(self.loader).label_columns(labels),
             "features": features,
         }
 
