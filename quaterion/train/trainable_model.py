@@ -16,7 +16,8 @@ from quaterion.train._fit_checks import check_batch_labels
 from quaterion.train._hook_checks import check_encoders, check_hook_result, check_metrics
 from quaterion.train._rng import capture_rng, restore_rng
 from quaterion.train.cache import CacheConfig, CacheType
-from quaterion.train.cache.cache_mixin import CachedLoaders, cache_loaders
+from quaterion.train.cache.setup import CachedLoaders, apply_cache_config, cache_loaders
+from quaterion.train.cache.setup import unwrap_encoders
 from quaterion.train.cache.store import CacheStore
 from quaterion.train.cache_mixin import CacheMixin
 from quaterion.train.xbm import XbmConfig
@@ -275,7 +276,7 @@ class TrainableModel(pl.LightningModule, CacheMixin):
     ) -> CachedLoaders:
         """:meth:`setup_cache`, returning the loaders to fit on (store-served where the
         data is fully cached) and whether anything is cached."""
-        self.model.encoders = self._apply_cache_config(self.model.encoders, self.cache_config)
+        self.model.encoders = apply_cache_config(self.model.encoders, self.cache_config)
         return cache_loaders(
             trainer, self.model.encoders, train_dataloader, val_dataloader, self.cache_config
         )
@@ -283,7 +284,7 @@ class TrainableModel(pl.LightningModule, CacheMixin):
     def unwrap_cache(self) -> None:
         """Replace every cache encoder by the encoder it wraps (drops the cached vectors)."""
         if self._model is not None:
-            self._model.encoders = self._unwrap_cache_encoders(self._model.encoders)
+            self._model.encoders = unwrap_encoders(self._model.encoders)
 
     def save_servable(self, path: str) -> None:
         """``unwrap_cache()`` then ``self.model.save(path)`` (a ``SimilarityModel`` directory).
