@@ -14,6 +14,7 @@ from torch import Tensor
 from torch.utils.data import BatchSampler, DataLoader, Dataset
 
 from quaterion.dataset.similarity_data_loader import SimilarityDataLoader
+from quaterion.train.cache._views import EpochLoader, epoch_views, view_keys
 from quaterion.train.cache.store import CacheStore
 from quaterion_models.utils.meta import merge_meta
 
@@ -84,20 +85,30 @@ class CachedRows(Dataset):
         loader: the loader the split belongs to (its class fixes the batch layout).
         split: ids and label-only samples per position.
         encoders: the cached encoders (all of the model's encoders).
+        views: stored views per object; each epoch (``start_epoch``) serves one of them per
+            position, see :func:`~quaterion.train.cache._views.epoch_views`.
     """
 
     def __init__(
-        self, loader: SimilarityDataLoader, split: CachedSplit, encoders: Dict[str, CacheStore]
+        self,
+        loader: SimilarityDataLoader,
+        split: CachedSplit,
+        encoders: Dict[str, CacheStore],
+        views: int = 1,
     ):
         self.split = split
         self.layout = type(loader)
         self.carry = {name: enc.host_rows for name, enc in encoders.items()}
         keys = self.layout.object_ids(split.ids.tolist())
         self.copies = len(keys) // max(len(split), 1)  # objects per sample
-        # rows[name][j, i]: store row of object j of the sample at position i
+        # rows[name][v, j, i]: store row of view v of object j of the sample at position i
         self.rows = {
-            name: enc.rows_for_keys(keys).view(-1, len(split)) for name, enc in encoders.items()
+            name: torch.stack(
+                [enc.rows_for_keys(view_keys(keys, v)).view(-1, len(split)) for v in range(views)]
+            )
+            for name, enc in encoders.items()
         }
+        self.views, self.epoch, self.chosen = views, -1, None
         self.meta = None
         if any(len(enc.meta_cache) for enc in encoders.values()):
             records = {name: [enc.meta_cache[k] for k in keys] for name, enc in encoders.items()}
@@ -106,11 +117,19 @@ class CachedRows(Dataset):
     def __len__(self) -> int:
         return len(self.split)
 
+    def start_epoch(self) -> None:
+        """Serve the next epoch's choice of views."""
+        self.epoch += 1
+        self.chosen = epoch_views(self.epoch, len(self.split), self.views)
+
     def __getitems__(self, positions: List[int]):
         idx = torch.as_tensor(positions, dtype=torch.long)
-        data = {
-            name: self.carry[name](rows[:, idx].reshape(-1)) for name, rows in self.rows.items()
-        }
+        if self.chosen is None:  # one view
+            picked = {name: rows[0][:, idx] for name, rows in self.rows.items()}
+        else:
+            view = self.chosen[idx]
+            picked = {name: rows[view, :, idx].T for name, rows in self.rows.items()}
+        data = {name: self.carry[name](rows.reshape(-1)) for name, rows in picked.items()}
         n = len(self.split)
         if self.meta is None:  # no meta to look up: no per-object positions to build
             objects = range(self.copies * len(positions))
@@ -139,7 +158,7 @@ def served_loader(loader: SimilarityDataLoader, rows: CachedRows) -> DataLoader:
         }
     else:
         batching = {"batch_sampler": loader.batch_sampler}
-    return DataLoader(
+    return (EpochLoader if rows.views > 1 else DataLoader)(
         rows,
         collate_fn=_whole_batch,
         pin_memory=loader.pin_memory,

@@ -54,6 +54,11 @@ class CacheConfig:
             file with the one saved (one streaming read of the files, chunk by chunk, never
             on the training path); off: only sizes, dtypes and structure are checked, and a
             damaged file can go unnoticed.
+        views: cached augmented views: the fill reads the training data ``views`` times,
+            each item under a random state seeded by its view and position, and stores one
+            row per view; each epoch serves one view per object, chosen by a seeded rule
+            (the same on every rank and in every run). Needs a fit served from the store
+            (every encoder cached, default keys). Validation data is read once (view 0).
     """
 
     cache_type: Optional[CacheType] = CacheType.AUTO
@@ -67,6 +72,7 @@ class CacheConfig:
     verify_content: bool = False
     dtype: Optional[torch.dtype] = None
     verify_checksums: bool = True
+    views: int = 1
 
     def __post_init__(self):
         if self.cache_type is not None:
@@ -110,6 +116,7 @@ class CacheConfig:
                 raise TypeError(
                     f"CacheConfig.{name} must be True or False, got {getattr(self, name)!r}"
                 )
+        check_positive_int("CacheConfig", "views", self.views)
         if self.batch_size is not None:
             check_positive_int("CacheConfig", "batch_size", self.batch_size)
         if self.num_workers is not None and (

@@ -201,6 +201,13 @@ def cache_loaders(
             mode=CacheMode.TRAIN,
         )
         loader.set_salt(split)
+    full = len(cache_encoders) == len(encoders) and not extractors
+    if cache_config.views > 1 and not (full and batches_from_store(train_dataloader)):
+        raise ValueError(
+            f"CacheConfig(views={cache_config.views}) serves stored views from the store alone: "
+            "it needs every encoder frozen and cached, no key_extractors, and a sized Group or "
+            "Pairs loader with its class's own collate; meet those, or use views=1"
+        )
     save_dir = cache_config.save_dir
     _start_process_group(trainer)
     lock = None
@@ -215,8 +222,7 @@ def cache_loaders(
     finally:
         if lock is not None:
             lock.release()
-    full = len(cache_encoders) == len(encoders) and not extractors
-    served = _serve_from_store(loaders, splits, cache_encoders, full)
+    served = _serve_from_store(loaders, splits, cache_encoders, full, cache_config.views)
     return CachedLoaders(
         served.get("train", train_dataloader),
         served.get("val", val_dataloader),
@@ -236,7 +242,11 @@ def _load_or_fill(
 ) -> dict:
     """The splits of a persisted cache that matches this run, or of a new fill (saved when
     ``save_dir`` is set, under the exclusive ``lock`` rank 0 holds)."""
-    expected = _persist.expected_manifest(cache_encoders, loaders, extractors) if save_dir else None
+    expected = None
+    if save_dir:
+        expected = _persist.expected_manifest(
+            cache_encoders, loaders, extractors, cache_config.views
+        )
     content = {n: e.wrapped_encoder.get_collate_fn() for n, e in cache_encoders.items()}
     content = content if cache_config.verify_content else None
     filled_splits: Dict[str, object] = {}
@@ -261,7 +271,8 @@ def _load_or_fill(
     _on_every_rank(lock.exclusive if lock is not None else _nothing)
     for enc in cache_encoders.values():
         enc.reset_cache()
-    filled = fill_cache(trainer, cache_encoders, list(loaders.values()), cache_config)
+    views = [cache_config.views if split == "train" else 1 for split in loaders]
+    filled = fill_cache(trainer, cache_encoders, list(loaders.values()), cache_config, views)
     if not all(enc.is_filled() for enc in cache_encoders.values()):
         raise RuntimeError(
             "The cache fill ran in processes whose results this one cannot see (e.g. "
@@ -323,16 +334,18 @@ def _fingerprints(loaders: Loaders, config: CacheConfig, content, splits: dict) 
 
 
 def _serve_from_store(
-    loaders: Loaders, splits, encoders: Dict[str, CacheEncoder], full: bool
+    loaders: Loaders, splits, encoders: Dict[str, CacheEncoder], full: bool, views: int = 1
 ) -> Dict[str, DataLoader]:
     """Split -> loader of store-served batches, for every loader that can have them
-    (``full``: every encoder is cached with default keys); marks each ``full_cache_used``."""
+    (``full``: every encoder is cached with default keys; ``views`` of the training split);
+    marks each ``full_cache_used``."""
     served = {}
     for split, loader in loaders.items():
         cached = splits.get(split)
         usable = full and cached is not None and batches_from_store(loader)
         if usable and len(cached) == len(loader.dataset):  # batches_from_store: sized
-            served[split] = served_loader(loader, CachedRows(loader, cached, encoders))
+            rows = CachedRows(loader, cached, encoders, views if split == "train" else 1)
+            served[split] = served_loader(loader, rows)
         loader.full_cache_used = split in served
     return served
 
