@@ -165,22 +165,12 @@ def get_dataloaders(
     input_size: int,
     shuffle: bool = False,
     split_cache_path: Optional[str] = SPLIT_CACHE_PATH,
-    *,
-    data_dir: str = DATASET_PATH,
-    synthetic: bool = False,
-    seed: int = DEFAULT_SEED,
-    augment: bool = False,
+    **source: Any,
 ) -> Tuple[GroupSimilarityDataLoader, GroupSimilarityDataLoader]:
-    """Train and test ``GroupSimilarityDataLoader`` (``num_workers=0`` keeps the full cache
-    possible; ``augment``: random crops and flips of the training images)."""
-    train, test = get_datasets(
-        input_size,
-        split_cache_path,
-        data_dir=data_dir,
-        synthetic=synthetic,
-        seed=seed,
-        augment=augment,
-    )
+    """Train and test ``GroupSimilarityDataLoader`` over :func:`get_datasets` (``source``:
+    its ``data_dir``, ``synthetic``, ``seed`` and ``augment``); ``num_workers=0`` keeps the
+    full cache possible."""
+    train, test = get_datasets(input_size, split_cache_path, **source)
     return (
         GroupSimilarityDataLoader(train, batch_size=batch_size, shuffle=shuffle),
         GroupSimilarityDataLoader(test, batch_size=batch_size, shuffle=False),

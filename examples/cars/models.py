@@ -54,8 +54,7 @@ class Model(TrainableModel):
         dropout: Optional[float] = None,
         views: int = 1,
     ) -> None:
-        self._lr = lr
-        self.mining = mining
+        self._lr, self.mining = lr, mining
         self._arch = arch
         self._weights = resolve_weights(arch, weights) if isinstance(weights, str) else weights
         self._cache_dir = cache_dir
