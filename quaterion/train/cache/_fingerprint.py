@@ -22,6 +22,7 @@ from pytorch_lightning.utilities.seed import isolate_rng
 from quaterion.dataset.label_cache_dataset import labels_only
 from quaterion.dataset.similarity_data_loader import SimilarityDataLoader
 from quaterion.train.cache._batches import CachedSplit, batches_from_store
+from quaterion.train.cache._views import ViewDataset
 from quaterion.train.cache.cache_model import fill_loader
 from quaterion.train.cache.cache_config import CacheConfig
 
@@ -111,12 +112,14 @@ def _feed_content(digest, value: Any) -> None:  # noqa: C901 (one branch per kin
 def content_sample(dataset: Any) -> str:
     """Hex SHA-256 of the items of ``dataset`` at :func:`sample_positions` (the first
     :data:`SAMPLE_SIZE` items of an iterable dataset): what each of them holds, not only its
-    length and labels. Costs :data:`SAMPLE_SIZE` reads."""
+    length and labels. Costs :data:`SAMPLE_SIZE` reads, each under the seeded random state of
+    view 0 (a random transform samples the same content in every run)."""
     digest = hashlib.sha256()
     if isinstance(dataset, torch.utils.data.IterableDataset):
         items = itertools.islice(iter(dataset), SAMPLE_SIZE)
     else:
-        items = (dataset[position] for position in sample_positions(len(dataset)))
+        seeded = ViewDataset(dataset, 0)
+        items = (seeded[position] for position in sample_positions(len(dataset)))
     with isolate_rng():  # a random transform must not shift the run's random numbers
         for item in items:
             _feed_content(digest, item)

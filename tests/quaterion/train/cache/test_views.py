@@ -136,3 +136,17 @@ def test_persisted_views_reload_and_a_views_change_rebuilds(tmp_path):
     with pytest.warns(UserWarning, match=r"views changed \(saved 3, now 2\)"):
         changed, _ = _fit(save_dir, 2)
     assert changed.calls == 2 * N + 8
+
+
+def test_a_persisted_cache_of_augmented_data_is_reused_whatever_the_random_state(tmp_path):
+    save_dir = str(tmp_path / "cache")
+    for seed, expected_calls in ((1, K * N), (2, 0)):
+        torch.manual_seed(seed)  # the content sample must not depend on it
+        encoder = CountingEncoder()
+        config = CacheConfig(views=K, save_dir=save_dir)
+        model = Model(encoders={"default": encoder}, cache_config=config)
+        loader = GroupSimilarityDataLoader(Jittered(), batch_size=5)
+        model.setup_dataloader(loader)
+        model.cache_loaders(trainer(), loader, None)
+        assert encoder.calls == expected_calls
+        model.unwrap_cache()
