@@ -215,7 +215,9 @@ def fill_cache(
         count = views[i] if views else 1
         for view in range(count):
             kept = i in sizes and view == 0  # positions, ids and labels: from view 0
-            collate = FillCollate(dl.collate_fn.with_mode(CacheMode.FILL), dl if kept else None, view)
+            collate = FillCollate(
+                dl.collate_fn.with_mode(CacheMode.FILL), dl if kept else None, view
+            )
             dataset = ViewDataset(dl.dataset, view) if count > 1 else dl.dataset
             dataset = StackDataset(range(sizes[i]), dataset) if kept else dataset
             fill_loaders.append(fill_loader(dl, cache_config, collate, dataset))

@@ -15,7 +15,7 @@ from pytorch_lightning.plugins.environments import LightningEnvironment
 from quaterion.dataset.similarity_data_loader import SimilarityDataLoader
 from quaterion import distributed
 from quaterion.train.cache import _persist, _save_dir
-from quaterion.train.cache._batches import CachedRows, CachedSplit, batches_from_store
+from quaterion.train.cache._batches import CachedRows, batches_from_store
 from quaterion.train.cache._batches import served_loader
 from quaterion.train.cache.cache_model import fill_cache
 from quaterion.train.cache._fingerprint import content_sample, fingerprint, read_fingerprints
@@ -94,9 +94,7 @@ def unwrap_encoders(encoders: Dict[str, Encoder]) -> Dict[str, Encoder]:
     }
 
 
-def encoders_persisted(
-    dir_path: Optional[str], encoders: Dict[str, Encoder]
-) -> bool:
+def encoders_persisted(dir_path: Optional[str], encoders: Dict[str, Encoder]) -> bool:
     """``True`` iff ``<dir>/encoders/<name>`` exists for every cached encoder."""
     if not dir_path:
         return False

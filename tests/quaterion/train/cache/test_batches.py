@@ -77,7 +77,10 @@ class _OwnLabels(GroupSimilarityDataLoader):
         (lambda: _PlainSubclass(group_samples()), True),
         (lambda: _OwnLabels(group_samples()), False),
         (lambda: group_loader(collate_fn=GroupSimilarityDataLoader.pre_collate_fn), True),
-        (lambda: group_loader(collate_fn=lambda b: GroupSimilarityDataLoader.pre_collate_fn(b)), False),
+        (
+            lambda: group_loader(collate_fn=lambda b: GroupSimilarityDataLoader.pre_collate_fn(b)),
+            False,
+        ),
     ],
 )
 def test_only_loaders_keeping_their_class_layout_are_served_from_the_store(make, served):

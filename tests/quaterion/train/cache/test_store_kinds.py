@@ -39,5 +39,7 @@ def test_a_new_storage_kind_is_one_mapping_entry_and_trains(monkeypatch):
 
 
 def test_an_unknown_storage_kind_names_the_known_ones():
-    with pytest.raises(ValueError, match=r"STORES \('none', 'auto', 'cpu', 'gpu', 'disk'\), got 'float64'"):
+    with pytest.raises(
+        ValueError, match=r"STORES \('none', 'auto', 'cpu', 'gpu', 'disk'\), got 'float64'"
+    ):
         CacheConfig(cache_type="float64")
