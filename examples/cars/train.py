@@ -55,13 +55,17 @@ def train(
     cache_dir: Optional[str] = None,
     devices: int = 1,
     num_nodes: int = 1,
+    views: int = 1,
 ) -> Model:
     """Fit the head on the train classes, validate on the unseen test classes, save the servable.
 
     The trainer is ``Quaterion.trainer_defaults`` (early stopping on ``validation_loss``,
     patience 3) with ``max_epochs=epochs``, on ``devices`` per machine and ``num_nodes``
     machines (DDP when more than one process). ``cache_dir=None`` picks
-    :func:`~examples.cars.cli.default_cache_dir`. Returns the trained model.
+    :func:`~examples.cars.cli.default_cache_dir`. ``views > 1`` trains on augmented
+    images (random crops and flips), cached as ``views`` views of each image
+    (``CacheConfig(views=...)``): the backbone still runs only during the fill. Returns the
+    trained model.
     """
     from quaterion.distributed import on_rank_zero_then_wait
 
@@ -76,12 +80,15 @@ def train(
         data_dir=data_dir,
         synthetic=synthetic,
         seed=seed,
+        augment=views > 1,
     )
     resolved = resolve_weights(arch, weights)
     if cache_dir is None:
         weights_tag = "pretrained" if resolved is not None else "random"
         cache_dir = default_cache_dir(synthetic, input_size, arch, weights_tag, seed)
-    model = Model(lr=lr, mining=mining, arch=arch, weights=resolved, cache_dir=cache_dir)
+    model = Model(
+        lr=lr, mining=mining, arch=arch, weights=resolved, cache_dir=cache_dir, views=views
+    )
 
     trainer = fit(model, train_dataloader, val_dataloader, epochs, devices, num_nodes)
     on_rank_zero_then_wait(lambda: shutil.rmtree(save_dir, ignore_errors=True))
@@ -123,6 +130,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--cache-dir",
         default=None,
         help="embedding cache directory (default: ./cache_dir, or ./cache_dir/<source>_<size>_<arch>_<weights>...)",
+    )
+    parser.add_argument(
+        "--views",
+        type=int,
+        default=1,
+        help="train on random crops and flips, cached as this many views of each image "
+        "(default 1: no augmentation)",
     )
     add_data_args(parser)
     add_model_args(parser)

@@ -17,7 +17,9 @@ from quaterion.train._fit_checks import check_batch_labels
 from quaterion.train._hook_checks import check_encoders, check_hook_result, check_metrics
 from quaterion.train._rng import capture_rng, restore_rng
 from quaterion.train.cache import CacheConfig, CacheType
-from quaterion.train.cache.in_memory_cache_encoder import InMemoryCacheEncoder
+from quaterion.train.cache.setup import CachedLoaders, apply_cache_config, cache_loaders
+from quaterion.train.cache.setup import unwrap_encoders
+from quaterion.train.cache.store import CacheStore
 from quaterion.train.cache_mixin import CacheMixin
 from quaterion.train.callbacks.guard_callback import check_loss_output, watch_evaluation_loss
 from quaterion.train.xbm import XbmConfig
@@ -257,7 +259,7 @@ class TrainableModel(pl.LightningModule, CacheMixin):
         if self._model is None:
             return
         for encoder in self._model.encoders.values():
-            if isinstance(encoder, InMemoryCacheEncoder):
+            if isinstance(encoder, CacheStore):
                 encoder.place(self.device)
 
     def setup_dataloader(self, dataloader: SimilarityDataLoader) -> None:
@@ -276,19 +278,25 @@ class TrainableModel(pl.LightningModule, CacheMixin):
         val_dataloader: Optional[SimilarityDataLoader],
     ) -> bool:
         """Wrap frozen encoders and fill (or load) their cache; ``True`` if any is cached."""
-        self.model.encoders = self._apply_cache_config(self.model.encoders, self.cache_config)
-        return self._cache(
-            trainer=trainer,
-            encoders=self.model.encoders,
-            train_dataloader=train_dataloader,
-            val_dataloader=val_dataloader,
-            cache_config=self.cache_config,
+        return self.cache_loaders(trainer, train_dataloader, val_dataloader).cached
+
+    def cache_loaders(
+        self,
+        trainer: pl.Trainer,
+        train_dataloader: SimilarityDataLoader,
+        val_dataloader: Optional[SimilarityDataLoader],
+    ) -> CachedLoaders:
+        """:meth:`setup_cache`, returning the loaders to fit on (store-served where the
+        data is fully cached) and whether anything is cached."""
+        self.model.encoders = apply_cache_config(self.model.encoders, self.cache_config)
+        return cache_loaders(
+            trainer, self.model.encoders, train_dataloader, val_dataloader, self.cache_config
         )
 
     def unwrap_cache(self) -> None:
         """Replace every cache encoder by the encoder it wraps (drops the cached vectors)."""
         if self._model is not None:
-            self._model.encoders = self._unwrap_cache_encoders(self._model.encoders)
+            self._model.encoders = unwrap_encoders(self._model.encoders)
 
     def save_servable(self, path: str) -> None:
         """``unwrap_cache()`` then ``self.model.save(path)`` (a ``SimilarityModel`` directory).
