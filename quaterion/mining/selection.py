@@ -15,6 +15,31 @@ from torch import Tensor
 from quaterion.mining.options import MiningOptions
 
 NEG_INF = float("-inf")
+# Columns per chunk of ``top_k``'s first pass (one maximum per chunk).
+CHUNK = 32
+
+
+def top_k(scores: Tensor, k: int) -> tuple[Tensor, Tensor]:
+    """``torch.topk(scores, k, dim=1)`` (values sorted, highest first) in two cheap passes.
+
+    The ``k`` highest entries of a row lie in the ``k`` chunks of ``CHUNK`` columns with the
+    highest maxima (any entry outside them has ``k`` chunk maxima at least as high), so
+    only those chunks (and the columns past the last whole chunk) are ranked; the result
+    equals ``torch.topk`` up to the order of equal scores.
+    """
+    b, length = scores.shape
+    whole = (length // CHUNK) * CHUNK
+    if whole // CHUNK <= 4 * k:
+        return torch.topk(scores, k, dim=1)
+    maxima = scores[:, :whole].view(b, whole // CHUNK, CHUNK).amax(dim=2)
+    chunks = torch.topk(maxima, k, dim=1).indices
+    offsets = torch.arange(CHUNK, device=scores.device)
+    columns = (chunks[:, :, None] * CHUNK + offsets).reshape(b, -1)
+    if whole < length:
+        tail = torch.arange(whole, length, device=scores.device).expand(b, -1)
+        columns = torch.cat([columns, tail], dim=1)
+    values, local = torch.topk(scores.gather(1, columns), k, dim=1)
+    return values, columns.gather(1, local)
 
 
 def drop_filtered(scores: Tensor, positive_score: Tensor, options: MiningOptions) -> Tensor:
@@ -60,7 +85,7 @@ def select_negatives(
     """
     b, length = scores.shape
     count = options.num_negatives
-    top_scores, top_columns = torch.topk(scores, min(options.window_end, length), dim=1)
+    top_scores, top_columns = top_k(scores, min(options.window_end, length))
     if columns is not None:
         top_columns = columns.gather(1, top_columns)
     window_scores = top_scores[:, options.range_min :]

@@ -217,3 +217,21 @@ def test_bad_embeddings_are_named():
     with pytest.raises(ValueError, match="dim"):
         mine_hard_negatives(corpus[:5, :3], corpus, positives=[0] * 5, show_progress=False)
     assert isinstance(MinedNegatives(torch.zeros(1, 1, dtype=torch.long), torch.zeros(1, 1)).missing, int)
+
+
+@pytest.mark.parametrize("length", [32 * 40, 32 * 40 + 7, 50])
+@pytest.mark.parametrize("k", [1, 5])
+def test_two_pass_top_k_equals_torch_topk(length, k):
+    from quaterion.mining.selection import top_k
+
+    g = torch.Generator().manual_seed(length + k)
+    scores = torch.randn(9, length, generator=g)
+    scores[0, :] = float("-inf")
+    scores[1, ::3] = float("-inf")
+    scores[2, -3:] = torch.tensor([10.0, 12.0, 11.0])  # best items in the last columns (the tail)
+    values, columns = top_k(scores, k)
+    expected = torch.topk(scores, k, dim=1)
+    torch.testing.assert_close(values, expected.values)
+    finite = torch.isfinite(expected.values)
+    assert torch.equal(columns[finite], expected.indices[finite])
+    torch.testing.assert_close(scores.gather(1, columns), values)
