@@ -91,6 +91,17 @@ def run_sentence_transformers(queries, positives, negatives, chunk):
     return np.asarray(rows), clock
 
 
+def tie_gap(queries, corpus, ours, theirs) -> float:
+    """Largest float64 cosine difference between the negatives the two picked, over the rows
+    where they differ (what float32 rounding can reorder)."""
+    rows = np.nonzero((ours != theirs).any(1))[0]
+    q = torch.nn.functional.normalize(queries[rows].double(), dim=1)
+    c = torch.nn.functional.normalize(corpus.double(), dim=1)
+    ours_scores = (q[:, None, :] * c[torch.as_tensor(ours[rows])]).sum(-1)
+    theirs_scores = (q[:, None, :] * c[torch.as_tensor(theirs[rows])]).sum(-1)
+    return float((ours_scores - theirs_scores).abs().max())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=100_000)
@@ -120,6 +131,9 @@ def main() -> None:
     identical = theirs.shape == ours[complete].shape and bool((theirs == ours[complete]).all())
     differing = int((theirs != ours[complete]).any(1).sum()) if theirs.shape == ours[complete].shape else -1
     print(f"identical negatives: {identical} (rows differing: {differing} of {len(theirs)})")
+    if differing > 0:
+        print(f"  largest float64 score gap between the two choices in those rows: "
+              f"{tie_gap(queries, positives, ours[complete], theirs):.2e} (a near-tie)")
     print(f"{'':24}{'wall s':>10}{'cpu s':>10}{'peak +MiB':>12}")
     print(f"{'quaterion':24}{ours_clock.wall:10.2f}{ours_clock.cpu:10.2f}{ours_peak:12.0f}")
     print(f"{'sentence-transformers':24}{st_clock.wall:10.2f}{st_clock.cpu:10.2f}{st_peak:12.0f}")

@@ -83,7 +83,7 @@ def mine_hard_negatives(
             distance is used with ``index``).
         num_negatives, range_min, range_max, absolute_margin, relative_margin, max_score,
             min_score, sampling, seed: see above (:class:`MiningOptions`).
-        block_size: query rows scored at once (exact mode; default: a 64 MiB block).
+        block_size: query rows scored at once (exact mode; default: a 192 MiB block).
         exact, hnsw_ef: index search mode (brute force, or HNSW with beam width ``hnsw_ef``).
         batch_size: objects per forward pass when encoding.
         show_progress: show a tqdm progress bar.
