@@ -81,8 +81,15 @@ def mine_hard_negatives(
             ids); its stored vectors are searched, nothing is encoded again.
         distance: the distance the model was trained with (exact mode; the index's own
             distance is used with ``index``).
-        num_negatives, range_min, range_max, absolute_margin, relative_margin, max_score,
-            min_score, sampling, seed: see above (:class:`MiningOptions`).
+        num_negatives: negatives per query.
+        range_min: first survivor rank of the window (see above).
+        range_max: end of the window (see above).
+        absolute_margin: minimum gap below the positive score.
+        relative_margin: minimum gap below the positive score, as a fraction of its magnitude.
+        max_score: drop candidates scored above it.
+        min_score: drop candidates scored below it.
+        sampling: ``"top"`` or ``"random"``.
+        seed: seed of ``"random"``.
         block_size: query rows scored at once (exact mode; default: a 192 MiB block).
         exact, hnsw_ef: index search mode (brute force, or HNSW with beam width ``hnsw_ef``).
         batch_size: objects per forward pass when encoding.
