@@ -66,8 +66,8 @@ def mine_hard_negatives(
     neighbours, so margins can leave it short where this finds negatives).
 
     Args:
-        queries: ``(n, d)`` embeddings (tensor or array), or objects to encode with ``model``.
-            With ``index``: query vectors, or objects encoded by the index's model.
+        queries: ``(n, d)`` embeddings (tensor or array); with ``model``, the objects to
+            encode (always encoded, even tensors). With ``index``: query vectors.
         corpus: ``(M, d)`` embeddings or objects; ``None``: the queries themselves (group
             data), each query's own item excluded. Not used with ``index``.
         positives: pair data: for every query its positive's corpus index (or a list of
@@ -121,7 +121,7 @@ def mine_hard_negatives(
                 "With index=..., the index is the corpus: pass positives=[point ids] and no "
                 "corpus or groups."
             )
-        query_vectors = _as_embeddings(queries, index.model, batch_size, "queries", "index")
+        query_vectors = _as_embeddings(queries, model, batch_size, "queries", "model")
         return mine_from_index(index, query_vectors, positives, options, exact, hnsw_ef, show_progress)
     query_vectors = _as_embeddings(queries, model, batch_size, "queries", "model")
     own = None
@@ -249,15 +249,15 @@ def _identity(obj: Any) -> Any:
 
 def _as_embeddings(items: Items, model: Any, batch_size: int, name: str, via: str) -> Tensor:
     """Checked float ``(N, d)`` embeddings: given directly, or ``model.encode(items)``."""
+    if model is not None:  # objects (tensors too: e.g. raw inputs of a vector encoder)
+        items = model.encode(list(items), batch_size=batch_size, to_numpy=False)
     if isinstance(items, np.ndarray):
         items = torch.from_numpy(items)
     if not isinstance(items, Tensor):
-        if model is None:
-            raise TypeError(
-                f"{name} is a {type(items).__name__}, not embeddings: pass a (N, d) tensor or "
-                f"array, or {via}=... to encode the objects."
-            )
-        items = model.encode(list(items), batch_size=batch_size, to_numpy=False)
+        raise TypeError(
+            f"{name} is a {type(items).__name__}, not embeddings: pass a (N, d) tensor or "
+            f"array, or {via}=... to encode the objects."
+        )
     if not items.is_floating_point():
         raise TypeError(f"{name} must be float embeddings, got dtype {items.dtype}.")
     check_embeddings(items, name)

@@ -235,3 +235,20 @@ def test_two_pass_top_k_equals_torch_topk(length, k):
     finite = torch.isfinite(expected.values)
     assert torch.equal(columns[finite], expected.indices[finite])
     torch.testing.assert_close(scores.gather(1, columns), values)
+
+
+class _Cube:
+    """A model whose inputs are tensors: encodes ``x`` to ``x ** 3``."""
+
+    def encode(self, objects, batch_size=32, to_numpy=True):
+        return torch.stack(objects) ** 3
+
+
+def test_tensor_objects_are_encoded_when_a_model_is_given():
+    queries, corpus = _data(n=20, m=40)
+    common = dict(positives=list(range(20)), num_negatives=3, show_progress=False)
+    encoded = mine_hard_negatives(queries, corpus, model=_Cube(), **common)
+    expected = mine_hard_negatives(queries**3, corpus**3, **common)
+    raw = mine_hard_negatives(queries, corpus, **common)
+    assert torch.equal(encoded.indices, expected.indices)
+    assert not torch.equal(encoded.indices, raw.indices)
