@@ -59,15 +59,21 @@ def embeddings(n: int, dim: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]
     """Queries and their positives (a noisy copy) in a low-dimensional latent structure."""
     generator = torch.Generator().manual_seed(seed)
     mix = torch.randn(16, dim, generator=generator)
-    queries = torch.randn(n, 16, generator=generator) @ mix + 0.5 * torch.randn(n, dim, generator=generator)
+    queries = torch.randn(n, 16, generator=generator) @ mix + 0.5 * torch.randn(
+        n, dim, generator=generator
+    )
     positives = queries + 0.7 * torch.randn(n, dim, generator=generator)
     return queries, positives
 
 
 def run_quaterion(queries, positives, negatives, block_size):
     mined = mine_hard_negatives(
-        queries, positives, positives=list(range(len(queries))), num_negatives=negatives,
-        block_size=block_size, show_progress=False,
+        queries,
+        positives,
+        positives=list(range(len(queries))),
+        num_negatives=negatives,
+        block_size=block_size,
+        show_progress=False,
     )
     return mined.indices
 
@@ -83,8 +89,12 @@ def run_sentence_transformers(queries, positives, negatives, chunk):
     dataset = Dataset.from_dict({"query": query_texts, "answer": answer_texts})
     with Clock() as clock:
         mined = st_mine(
-            dataset, model, num_negatives=negatives, output_format="n-tuple",
-            faiss_batch_size=chunk, verbose=False,
+            dataset,
+            model,
+            num_negatives=negatives,
+            output_format="n-tuple",
+            faiss_batch_size=chunk,
+            verbose=False,
         )
     columns = [mined[f"negative_{c}"] for c in range(1, negatives + 1)]
     rows = [[int(column[r][1:]) for column in columns] for r in range(len(mined))]
@@ -129,11 +139,15 @@ def main() -> None:
 
     complete = (ours >= 0).all(1)
     identical = theirs.shape == ours[complete].shape and bool((theirs == ours[complete]).all())
-    differing = int((theirs != ours[complete]).any(1).sum()) if theirs.shape == ours[complete].shape else -1
+    differing = (
+        int((theirs != ours[complete]).any(1).sum()) if theirs.shape == ours[complete].shape else -1
+    )
     print(f"identical negatives: {identical} (rows differing: {differing} of {len(theirs)})")
     if differing > 0:
-        print(f"  largest float64 score gap between the two choices in those rows: "
-              f"{tie_gap(queries, positives, ours[complete], theirs):.2e} (a near-tie)")
+        print(
+            f"  largest float64 score gap between the two choices in those rows: "
+            f"{tie_gap(queries, positives, ours[complete], theirs):.2e} (a near-tie)"
+        )
     print(f"{'':24}{'wall s':>10}{'cpu s':>10}{'peak +MiB':>12}")
     print(f"{'quaterion':24}{ours_clock.wall:10.2f}{ours_clock.cpu:10.2f}{ours_peak:12.0f}")
     print(f"{'sentence-transformers':24}{st_clock.wall:10.2f}{st_clock.cpu:10.2f}{st_peak:12.0f}")

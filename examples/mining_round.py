@@ -93,8 +93,13 @@ def fit(model, loader, epochs: int) -> None:
     from quaterion import Quaterion
 
     trainer = pl.Trainer(
-        accelerator="cpu", devices=1, max_epochs=epochs, logger=False,
-        enable_checkpointing=False, enable_model_summary=False, enable_progress_bar=False,
+        accelerator="cpu",
+        devices=1,
+        max_epochs=epochs,
+        logger=False,
+        enable_checkpointing=False,
+        enable_model_summary=False,
+        enable_progress_bar=False,
     )
     Quaterion.fit(trainable_model=model, trainer=trainer, train_dataloader=loader)
 
@@ -109,7 +114,9 @@ def r_precision(model: SimilarityModel, vectors: Tensor, groups: List[int]) -> f
 
     samples = [SimilarityGroupSample(obj=v, group=g) for v, g in zip(vectors, groups)]
     evaluator = Evaluator(RetrievalRPrecision(), GroupSampler(sample_size=-1, log_progress=False))
-    return float(Quaterion.evaluate(evaluator=evaluator, dataset=samples, model=model)["RetrievalRPrecision"])
+    return float(
+        Quaterion.evaluate(evaluator=evaluator, dataset=samples, model=model)["RetrievalRPrecision"]
+    )
 
 
 def run(args: argparse.Namespace) -> Dict[str, Any]:
@@ -153,8 +160,12 @@ def _run(args: argparse.Namespace) -> Dict[str, Any]:
     print(f"round 1 (in-batch negatives, {args.epochs} epochs): R-precision {round_1:.4f}")
 
     mined = mine_hard_negatives(
-        train_vectors, groups=train_groups, model=first.model, num_negatives=args.negatives,
-        range_min=args.range_min, show_progress=False,
+        train_vectors,
+        groups=train_groups,
+        model=first.model,
+        num_negatives=args.negatives,
+        range_min=args.range_min,
+        show_progress=False,
     )
     sampler = HardNegativeBatchSampler(
         mined, anchors_per_batch=args.batch_size // (2 + args.negatives), seed=args.seed

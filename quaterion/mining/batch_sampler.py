@@ -60,7 +60,9 @@ class HardNegativeBatchSampler(Sampler[list[int]]):
                 "with_positive=True needs the groups: mine with groups=... or pass groups=..."
             )
         if groups is not None and tuple(groups.shape) != (n,):
-            raise ValueError(f"groups must hold {n} ids (one per anchor), got {tuple(groups.shape)}.")
+            raise ValueError(
+                f"groups must hold {n} ids (one per anchor), got {tuple(groups.shape)}."
+            )
         if mined.indices.numel() and int(mined.indices.max()) >= n:
             raise ValueError(
                 "mined negatives point past the dataset: mine over the dataset itself "

@@ -106,8 +106,15 @@ def mine_hard_negatives(
     """
     options = check_options(
         MiningOptions(
-            num_negatives, range_min, range_max, absolute_margin, relative_margin,
-            max_score, min_score, sampling, seed,
+            num_negatives,
+            range_min,
+            range_max,
+            absolute_margin,
+            relative_margin,
+            max_score,
+            min_score,
+            sampling,
+            seed,
         )
     )
     if (positives is None) == (groups is None):
@@ -122,7 +129,9 @@ def mine_hard_negatives(
                 "corpus or groups."
             )
         query_vectors = _as_embeddings(queries, model, batch_size, "queries", "model")
-        return mine_from_index(index, query_vectors, positives, options, exact, hnsw_ef, show_progress)
+        return mine_from_index(
+            index, query_vectors, positives, options, exact, hnsw_ef, show_progress
+        )
     query_vectors = _as_embeddings(queries, model, batch_size, "queries", "model")
     own = None
     if corpus is None:
@@ -146,7 +155,17 @@ def mine_hard_negatives(
                 raise ValueError("With a corpus, group data also needs corpus_groups=[...].")
             corpus_groups = query_groups
         rule = GroupPositives(query_groups, _as_groups(corpus_groups, size, "corpus_groups"))
-    return _mine_exact(query_vectors, corpus_vectors, rule, own, query_groups, options, Distance(distance), block_size, show_progress)
+    return _mine_exact(
+        query_vectors,
+        corpus_vectors,
+        rule,
+        own,
+        query_groups,
+        options,
+        Distance(distance),
+        block_size,
+        show_progress,
+    )
 
 
 def _mine_exact(
@@ -179,7 +198,9 @@ def _mine_exact(
             block_keys = None if keys is None else keys[start:end]
             indices[start:end], scores[start:end] = select_negatives(block, options, block_keys)
             bar.update(block.shape[0])
-    return MinedNegatives(indices, scores, positive if options.uses_positive_score else None, groups)
+    return MinedNegatives(
+        indices, scores, positive if options.uses_positive_score else None, groups
+    )
 
 
 def random_keys(n: int, options: MiningOptions, device: torch.device) -> Optional[Tensor]:
@@ -214,9 +235,7 @@ def mine_pair_negatives(
     if any(not isinstance(pair, SimilarityPairSample) for pair in pairs):
         raise TypeError("mine_pair_negatives takes SimilarityPairSample items.")
     if (model is None) == (anchor_embeddings is None or positive_embeddings is None):
-        raise ValueError(
-            "Give either model=... or both anchor_embeddings and positive_embeddings."
-        )
+        raise ValueError("Give either model=... or both anchor_embeddings and positive_embeddings.")
     anchors = [i for i, pair in enumerate(pairs) if pair.score > 0]
     if anchor_embeddings is None:
         anchor_embeddings = model.encode([pairs[i].obj_a for i in anchors], to_numpy=False)
@@ -224,13 +243,17 @@ def mine_pair_negatives(
     else:
         anchor_embeddings = _as_embeddings(anchor_embeddings, None, 0, "anchor_embeddings", "")
         if anchor_embeddings.shape[0] != len(pairs):
-            raise ValueError(f"{anchor_embeddings.shape[0]} anchor_embeddings for {len(pairs)} pairs.")
+            raise ValueError(
+                f"{anchor_embeddings.shape[0]} anchor_embeddings for {len(pairs)} pairs."
+            )
         anchor_embeddings = anchor_embeddings[anchors]
     positives_of: dict[Any, list[int]] = {}
     for i, pair in enumerate(pairs):
         positives_of.setdefault(_identity(pair.obj_a), []).append(i)
     positives = [positives_of[_identity(pairs[i].obj_a)] for i in anchors]
-    mined = mine_hard_negatives(anchor_embeddings, positive_embeddings, positives=positives, **options)
+    mined = mine_hard_negatives(
+        anchor_embeddings, positive_embeddings, positives=positives, **options
+    )
     return mined.pair_samples(
         [pairs[i].obj_a for i in anchors],
         [pair.obj_b for pair in pairs],
@@ -268,7 +291,9 @@ def _as_groups(groups: Any, size: int, name: str) -> Tensor:
     """Integer ``(size,)`` group ids."""
     groups = torch.as_tensor(np.asarray(groups) if not isinstance(groups, Tensor) else groups)
     if groups.dim() != 1 or groups.shape[0] != size:
-        raise ValueError(f"{name} must hold one group id per item ({size}), got shape {tuple(groups.shape)}.")
+        raise ValueError(
+            f"{name} must hold one group id per item ({size}), got shape {tuple(groups.shape)}."
+        )
     if groups.is_floating_point() or groups.dtype == torch.bool:
         raise TypeError(f"{name} must be integer group ids, got dtype {groups.dtype}.")
     return groups.to(torch.int64)

@@ -53,8 +53,14 @@ def mine_from_index(
         for start in range(0, n, QUERY_BATCH):
             end = min(start + QUERY_BATCH, n)
             block, ids = _search_until_enough(
-                index, vectors[start:end], positive_ids[start:end], positive[start:end],
-                options, exact, hnsw_ef, total,
+                index,
+                vectors[start:end],
+                positive_ids[start:end],
+                positive[start:end],
+                options,
+                exact,
+                hnsw_ef,
+                total,
             )
             block_keys = None if keys is None else keys[start:end]
             indices[start:end], scores[start:end] = select_negatives(
@@ -85,7 +91,9 @@ def _search_until_enough(
         )
         short = []
         for row, row_hits in zip(rows, hits):
-            row_scores, row_ids = _filtered(row_hits, positive_ids[row], positive[row], index.distance, options)
+            row_scores, row_ids = _filtered(
+                row_hits, positive_ids[row], positive[row], index.distance, options
+            )
             found[row] = (row_scores, row_ids)
             alive = sum(score != NEG_INF for score in row_scores)
             if alive < options.window_end and len(row_hits) == limit and limit < total:

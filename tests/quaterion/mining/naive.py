@@ -5,13 +5,13 @@ import math
 import torch
 
 
-def naive_mine(
-    scores, positives, own=None, num_negatives=3, range_min=0, range_max=None,
-    absolute_margin=None, relative_margin=None, max_score=None, min_score=None,
-    sampling="top", keys=None,
-):
+def naive_mine(scores, positives, own=None, num_negatives=3, sampling="top", keys=None, **c):
     """``scores``: full ``(n, M)`` similarity matrix (list of lists); ``positives``: a set of
-    corpus indices per query; ``own``: each query's own corpus index or None."""
+    corpus indices per query; ``own``: each query's own corpus index or None; ``c``: the
+    controls (range_min, range_max, absolute_margin, relative_margin, max_score, min_score)."""
+    range_min, range_max = c.get("range_min", 0), c.get("range_max")
+    absolute_margin, relative_margin = c.get("absolute_margin"), c.get("relative_margin")
+    max_score, min_score = c.get("max_score"), c.get("min_score")
     out_idx, out_scores = [], []
     for i, row in enumerate(scores):
         pos = [row[j] for j in positives[i] if own is None or j != own[i]]
@@ -34,8 +34,19 @@ def naive_mine(
             end = range_min + num_negatives
             window = survivors[range_min:end]
         else:
-            end = range_max if range_max is not None else range_min + num_negatives * (
-                10 if any(v is not None for v in (absolute_margin, relative_margin, max_score, min_score)) else 1
+            end = (
+                range_max
+                if range_max is not None
+                else range_min
+                + num_negatives
+                * (
+                    10
+                    if any(
+                        v is not None
+                        for v in (absolute_margin, relative_margin, max_score, min_score)
+                    )
+                    else 1
+                )
             )
             window = survivors[range_min:end]
             slots = sorted(range(len(window)), key=lambda k: float(keys[i][k]))[:num_negatives]

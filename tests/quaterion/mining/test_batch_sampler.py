@@ -57,7 +57,9 @@ def test_bad_arguments():
     mined.groups = None
     with pytest.raises(ValueError, match="groups"):
         HardNegativeBatchSampler(mined, anchors_per_batch=4)
-    pairs = mine_hard_negatives(torch.randn(3, 4), torch.randn(9, 4), positives=[0, 1, 2], show_progress=False)
+    pairs = mine_hard_negatives(
+        torch.randn(3, 4), torch.randn(9, 4), positives=[0, 1, 2], show_progress=False
+    )
     pairs.indices[0, 0] = 8
     with pytest.raises(ValueError, match="dataset positions"):
         HardNegativeBatchSampler(pairs, anchors_per_batch=2, with_positive=False)

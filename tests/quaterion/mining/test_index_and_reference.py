@@ -21,11 +21,18 @@ def test_index_path_equals_exact_mode(tmp_path, controls):
     corpus = torch.randn(60, 8, generator=generator)
     queries = torch.randn(12, 8, generator=generator)
     positives = [[i, i + 12] if i % 2 else [i] for i in range(12)]
-    with SimilarityIndex(model, path=tmp_path / "idx", distance="cosine", show_progress=False) as index:
+    with SimilarityIndex(
+        model, path=tmp_path / "idx", distance="cosine", show_progress=False
+    ) as index:
         index.add_vectors(corpus.numpy(), ids=list(range(60)))
         via_index = mine_hard_negatives(
-            queries, index=index, positives=positives, num_negatives=4, exact=True,
-            show_progress=False, **controls,
+            queries,
+            index=index,
+            positives=positives,
+            num_negatives=4,
+            exact=True,
+            show_progress=False,
+            **controls,
         )
     exact = mine_hard_negatives(
         queries, corpus, positives=positives, num_negatives=4, show_progress=False, **controls
@@ -40,7 +47,9 @@ def test_index_refetches_when_margins_empty_the_first_hits(tmp_path):
     generator = torch.Generator().manual_seed(6)
     corpus = torch.randn(80, 8, generator=generator)
     queries = corpus[:5] + 0.01 * torch.randn(5, 8, generator=generator)
-    with SimilarityIndex(model, path=tmp_path / "idx", distance="cosine", show_progress=False) as index:
+    with SimilarityIndex(
+        model, path=tmp_path / "idx", distance="cosine", show_progress=False
+    ) as index:
         index.add_vectors(corpus.numpy(), ids=list(range(80)))
         # a tight max_score drops the nearest tens of items: the first search is too short
         kwargs = dict(positives=list(range(5)), num_negatives=3, max_score=0.0, show_progress=False)
@@ -63,7 +72,9 @@ class _Precomputed:
         base_model = "precomputed"
 
     def _encode(self, texts, **kwargs):
-        return torch.nn.functional.normalize(torch.stack([self.table[t] for t in texts]), dim=1).numpy()
+        return torch.nn.functional.normalize(
+            torch.stack([self.table[t] for t in texts]), dim=1
+        ).numpy()
 
     encode_query = encode_document = _encode
 
@@ -90,10 +101,10 @@ def test_exact_mode_equals_sentence_transformers(controls):
     queries = torch.randn(n, 6, generator=generator)
     answers = queries + 0.8 * torch.randn(n, 6, generator=generator)
     table = {f"q{i}": queries[i] for i in range(n)} | {f"a{i}": answers[i] for i in range(n)}
-    dataset = Dataset.from_dict({"query": [f"q{i}" for i in range(n)], "answer": [f"a{i}" for i in range(n)]})
-    st = st_mine(
-        dataset, _Precomputed(table), output_format="n-tuple", verbose=False, **controls
+    dataset = Dataset.from_dict(
+        {"query": [f"q{i}" for i in range(n)], "answer": [f"a{i}" for i in range(n)]}
     )
+    st = st_mine(dataset, _Precomputed(table), output_format="n-tuple", verbose=False, **controls)
     ours = mine_hard_negatives(
         queries, answers, positives=list(range(n)), show_progress=False, **controls
     )

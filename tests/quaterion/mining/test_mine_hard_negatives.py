@@ -47,8 +47,13 @@ def test_pair_data_matches_naive_loop(controls, block_size):
     queries, corpus = _data()
     positives = _pair_positives(len(queries), len(corpus))
     mined = mine_hard_negatives(
-        queries, corpus, positives=positives, num_negatives=4, block_size=block_size,
-        show_progress=False, **controls,
+        queries,
+        corpus,
+        positives=positives,
+        num_negatives=4,
+        block_size=block_size,
+        show_progress=False,
+        **controls,
     )
     full = cosine_matrix(queries, corpus).tolist()
     expected = naive_mine(full, [set(p) for p in positives], num_negatives=4, **controls)
@@ -80,8 +85,13 @@ def test_other_distances_use_their_similarity_scale(distance):
     queries, corpus = _data(n=20, m=30)
     positives = [[i] for i in range(20)]
     mined = mine_hard_negatives(
-        queries, corpus, positives=positives, distance=distance, num_negatives=3,
-        relative_margin=0.02, show_progress=False,
+        queries,
+        corpus,
+        positives=positives,
+        distance=distance,
+        num_negatives=3,
+        relative_margin=0.02,
+        show_progress=False,
     )
     if distance == "dot_product":
         full = queries @ corpus.T
@@ -89,7 +99,9 @@ def test_other_distances_use_their_similarity_scale(distance):
         p = 2 if distance == "euclidean" else 1
         diff = queries[:, None, :] - corpus[None, :, :]
         full = 1 / (1 + diff.abs().pow(p).sum(-1).pow(1 / p))
-    expected = naive_mine(full.tolist(), [set(p) for p in positives], num_negatives=3, relative_margin=0.02)
+    expected = naive_mine(
+        full.tolist(), [set(p) for p in positives], num_negatives=3, relative_margin=0.02
+    )
     _check(mined, *expected)
 
 
@@ -97,7 +109,9 @@ def test_other_distances_use_their_similarity_scale(distance):
 def test_random_sampling_matches_naive_draw_and_is_seeded(extra):
     queries, corpus = _data()
     positives = [[i] for i in range(len(queries))]
-    kwargs = dict(positives=positives, num_negatives=3, sampling="random", show_progress=False, **extra)
+    kwargs = dict(
+        positives=positives, num_negatives=3, sampling="random", show_progress=False, **extra
+    )
     kwargs.setdefault("range_max", 10)
     first = mine_hard_negatives(queries, corpus, seed=7, block_size=4, **kwargs)
     again = mine_hard_negatives(queries, corpus, seed=7, **kwargs)
@@ -108,19 +122,34 @@ def test_random_sampling_matches_naive_draw_and_is_seeded(extra):
     keys = torch.rand(len(queries), width, generator=torch.Generator().manual_seed(7))
     full = cosine_matrix(queries, corpus).tolist()
     ctrl = {k: v for k, v in kwargs.items() if k in ("range_min", "range_max", "max_score")}
-    expected = naive_mine(full, [set(p) for p in positives], num_negatives=3, sampling="random", keys=keys.tolist(), **ctrl)
+    expected = naive_mine(
+        full,
+        [set(p) for p in positives],
+        num_negatives=3,
+        sampling="random",
+        keys=keys.tolist(),
+        **ctrl,
+    )
     _check(first, *expected)
 
 
 def test_random_sampling_covers_the_window_uniformly():
     queries, corpus = _data(n=1, m=30)
-    top = mine_hard_negatives(queries, corpus, positives=[[0]], num_negatives=6, show_progress=False)
+    top = mine_hard_negatives(
+        queries, corpus, positives=[[0]], num_negatives=6, show_progress=False
+    )
     window = set(top.indices[0].tolist())
     counts = dict.fromkeys(window, 0)
     for seed in range(300):
         drawn = mine_hard_negatives(
-            queries, corpus, positives=[[0]], num_negatives=2, range_max=6, sampling="random",
-            seed=seed, show_progress=False,
+            queries,
+            corpus,
+            positives=[[0]],
+            num_negatives=2,
+            range_max=6,
+            sampling="random",
+            seed=seed,
+            show_progress=False,
         )
         assert set(drawn.indices[0].tolist()) <= window
         assert drawn.scores[0, 0] >= drawn.scores[0, 1]
@@ -146,17 +175,24 @@ def test_pair_samples_and_mine_pair_negatives():
     corpus_ext = torch.cat([corpus, torch.randn(1, 6)])
     anchors = torch.cat([queries, queries[:1]])
     negatives = mine_pair_negatives(
-        pairs, anchor_embeddings=anchors, positive_embeddings=corpus_ext, num_negatives=2,
+        pairs,
+        anchor_embeddings=anchors,
+        positive_embeddings=corpus_ext,
+        num_negatives=2,
         show_progress=False,
     )
     mined = mine_hard_negatives(
-        anchors, corpus_ext, positives=[[i, 10] if i in (0, 10) else [i] for i in range(11)],
-        num_negatives=2, show_progress=False,
+        anchors,
+        corpus_ext,
+        positives=[[i, 10] if i in (0, 10) else [i] for i in range(11)],
+        num_negatives=2,
+        show_progress=False,
     )
     objects_b = [p.obj_b for p in pairs]
     expected = [
         (pairs[i].obj_a, objects_b[j], pairs[i].subgroup)
-        for i in range(11) for j in mined.indices[i].tolist()
+        for i in range(11)
+        for j in mined.indices[i].tolist()
     ]
     assert [(s.obj_a, s.obj_b, s.subgroup) for s in negatives] == expected
     assert all(s.score == 0.0 for s in negatives)
@@ -180,8 +216,11 @@ def test_objects_are_encoded_with_the_model():
     table = {f"q{i}": v for i, v in enumerate(queries)} | {f"c{i}": v for i, v in enumerate(corpus)}
     model = _Encoder(table)
     by_objects = mine_hard_negatives(
-        [f"q{i}" for i in range(8)], [f"c{i}" for i in range(9)], positives=list(range(8)),
-        model=model, show_progress=False,
+        [f"q{i}" for i in range(8)],
+        [f"c{i}" for i in range(9)],
+        positives=list(range(8)),
+        model=model,
+        show_progress=False,
     )
     by_vectors = mine_hard_negatives(queries, corpus, positives=list(range(8)), show_progress=False)
     assert torch.equal(by_objects.indices, by_vectors.indices) and model.calls == 2
@@ -216,7 +255,9 @@ def test_bad_embeddings_are_named():
         mine_hard_negatives(["a"] * 5, corpus, positives=[0] * 5, show_progress=False)
     with pytest.raises(ValueError, match="dim"):
         mine_hard_negatives(corpus[:5, :3], corpus, positives=[0] * 5, show_progress=False)
-    assert isinstance(MinedNegatives(torch.zeros(1, 1, dtype=torch.long), torch.zeros(1, 1)).missing, int)
+    assert isinstance(
+        MinedNegatives(torch.zeros(1, 1, dtype=torch.long), torch.zeros(1, 1)).missing, int
+    )
 
 
 @pytest.mark.parametrize("length", [32 * 40, 32 * 40 + 7, 50])
