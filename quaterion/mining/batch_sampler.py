@@ -63,7 +63,7 @@ class HardNegativeBatchSampler(Sampler[list[int]]):
             raise ValueError(
                 f"groups must hold {n} ids (one per anchor), got {tuple(groups.shape)}."
             )
-        if mined.indices.numel() and int(mined.indices.max()) >= n:
+        if not mined.over_queries or (mined.indices.numel() and int(mined.indices.max()) >= n):
             raise ValueError(
                 "mined negatives point past the dataset: mine over the dataset itself "
                 "(corpus=None) so that indices are dataset positions."

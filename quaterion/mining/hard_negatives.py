@@ -198,9 +198,8 @@ def _mine_exact(
             block_keys = None if keys is None else keys[start:end]
             indices[start:end], scores[start:end] = select_negatives(block, options, block_keys)
             bar.update(block.shape[0])
-    return MinedNegatives(
-        indices, scores, positive if options.uses_positive_score else None, groups
-    )
+    kept = positive if options.uses_positive_score else None
+    return MinedNegatives(indices, scores, kept, groups, over_queries=own is not None)
 
 
 def random_keys(n: int, options: MiningOptions, device: torch.device) -> Optional[Tensor]:

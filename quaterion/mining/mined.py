@@ -21,12 +21,15 @@ class MinedNegatives:
         positive_scores: float ``(n,)``: each query's lowest positive score (``+inf`` if it
             has none); ``None`` unless a margin was set.
         groups: int64 ``(n,)``: the queries' groups (group data), else ``None``.
+        over_queries: whether the corpus was the queries themselves (``corpus=None``), so
+            indices are positions of the queries.
     """
 
     indices: Tensor
     scores: Tensor
     positive_scores: Optional[Tensor] = None
     groups: Optional[Tensor] = None
+    over_queries: bool = False
 
     @property
     def missing(self) -> int:
