@@ -24,20 +24,18 @@ def score_blocks(
 ) -> Iterator[Tensor]:
     """``(b, M)`` score blocks of ``queries`` rows against every corpus row, in order.
 
-    One buffer is reused: consume (or copy) a block before asking for the next.
+    One buffer is reused (the last, shorter block is a view of it): consume (or copy) a
+    block before asking for the next.
     """
     distance = Distance(distance)
     if distance in (Distance.COSINE, Distance.DOT_PRODUCT):
         if distance == Distance.COSINE:
             queries, corpus = F.normalize(queries, p=2, dim=1), F.normalize(corpus, p=2, dim=1)
         corpus_t = corpus.T
-        buffer = None
+        buffer = queries.new_empty(min(block_rows, queries.shape[0]), corpus.shape[0])
         for start in range(0, queries.shape[0], block_rows):
             part = queries[start : start + block_rows]
-            out = buffer if buffer is not None and buffer.shape[0] == part.shape[0] else None
-            block = torch.matmul(part, corpus_t, out=out)
-            buffer = block if buffer is None else buffer
-            yield block
+            yield torch.matmul(part, corpus_t, out=buffer[: part.shape[0]])
         return
     blocks = Distance.get_by_name(distance).distance_matrix_blocks(queries, corpus, block_rows)
     for block in blocks:
