@@ -2,14 +2,29 @@
 the process's memory figures from ``/proc/self/status``."""
 
 import gc
-import resource
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-import pytorch_lightning as pl
 import torch
 
 from quaterion_models.encoders import Encoder
+
+from benchmarks._memory import current_mib, peak_mib, reset_peak, status_kib
+
+__all__ = [
+    "Clock",
+    "FrozenEncoder",
+    "QUIET_TRAINER",
+    "current_mib",
+    "peak_mib",
+    "quiet_trainer",
+    "reset_peak",
+    "status_kib",
+]
+
+if TYPE_CHECKING:
+    import pytorch_lightning as pl
 
 QUIET_TRAINER = {
     "accelerator": "cpu",
@@ -21,9 +36,11 @@ QUIET_TRAINER = {
 }
 
 
-def quiet_trainer(**options) -> pl.Trainer:
+def quiet_trainer(**options) -> "pl.Trainer":
     """A ``pl.Trainer`` of :data:`QUIET_TRAINER` (one CPU, no logger, bar, summary or
     checkpoints) updated with ``options``."""
+    import pytorch_lightning as pl  # here: benchmarks measuring memory import this module
+
     return pl.Trainer(**{**QUIET_TRAINER, **options})
 
 
@@ -62,40 +79,3 @@ class Clock:
 
     def __exit__(self, *exc) -> None:
         self.wall, self.cpu = time.perf_counter() - self.wall, time.process_time() - self.cpu
-
-
-def status_kib(field: str) -> float:
-    """A ``kB`` field of ``/proc/self/status`` (``VmHWM``, ``VmRSS``, ``RssAnon``); NaN where
-    the file or the field is missing."""
-    try:
-        with open("/proc/self/status") as handle:
-            for line in handle:
-                if line.startswith(f"{field}:"):
-                    return float(line.split()[1])
-    except OSError:
-        pass
-    return float("nan")
-
-
-def reset_peak() -> bool:
-    """Reset the peak resident memory (``VmHWM``) to the current one; False where unsupported."""
-    try:
-        with open("/proc/self/clear_refs", "w") as handle:
-            handle.write("5")
-        return True
-    except OSError:
-        return False
-
-
-def peak_mib() -> float:
-    """Peak resident memory in MiB since the last :func:`reset_peak` (``ru_maxrss`` without
-    ``/proc``)."""
-    peak = status_kib("VmHWM")
-    if peak != peak:
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak / 1024
-
-
-def current_mib() -> float:
-    """Resident memory in MiB now (NaN without ``/proc``)."""
-    return status_kib("VmRSS") / 1024

@@ -4,7 +4,9 @@ For every group loss (each mining mode of ``TripletLoss`` and ``OnlineContrastiv
 ``MultipleNegativesRankingLoss`` this times one forward + backward pass on random ``d=256``
 embeddings at batch 256, 1024 and 4096 (groups of 4), next to pytorch-metric-learning doing
 the same job (its loss plus the equivalent miner), and records the peak resident memory each
-pass adds. It prints the ratios quaterion / PML (below 1: quaterion is faster or smaller).
+pass adds. It prints the ratios quaterion / PML (below 1: quaterion is faster or smaller),
+and the host synchronisations of one pass on each side (``quaterion.utils.testing``: the
+operations that would make a GPU host wait; counted on CPU, untimed).
 
 Where PML has no such loss the baseline is the plain PyTorch formula: ``SoftmaxLoss``,
 ``CenterLoss`` and ``MultipleNegativesRankingLoss`` (sentence-transformers' formula,
@@ -37,6 +39,8 @@ from pytorch_metric_learning import losses, miners
 
 from benchmarks._common import current_mib, peak_mib, reset_peak
 import quaterion.loss as q
+from quaterion.train._fit_checks import check_batch_labels
+from quaterion.utils.testing import count_host_syncs
 
 DIM = 256
 GROUP_SIZE = 4
@@ -126,7 +130,8 @@ def mnrl_job() -> Job:
     def run_ours(emb: torch.Tensor, groups: torch.Tensor) -> torch.Tensor:
         half = emb.shape[0] // 2
         pairs = torch.stack([torch.arange(half), torch.arange(half) + half], dim=1)
-        return ours(emb, pairs, torch.ones(half), torch.zeros(emb.shape[0]))
+        # positive pairs: Quaterion.fit checks the scores on the CPU batch before the step
+        return ours(emb, pairs, None, torch.zeros(emb.shape[0]))
 
     def run_plain(emb: torch.Tensor, groups: torch.Tensor) -> torch.Tensor:
         half = emb.shape[0] // 2
@@ -152,6 +157,14 @@ def measure(fn: Callable, emb: torch.Tensor, groups: torch.Tensor, repeats: int)
     return best, added
 
 
+def syncs(fn: Callable, emb: torch.Tensor, groups: torch.Tensor) -> int:
+    """Host synchronisations of one forward + backward pass (an untimed extra run)."""
+    x = emb.detach().clone().requires_grad_()
+    with count_host_syncs() as count:
+        fn(x, groups).backward()
+    return count.total
+
+
 def run(batches: list[int], repeats: int) -> list[dict]:
     rows = []
     for batch in batches:
@@ -160,6 +173,8 @@ def run(batches: list[int], repeats: int) -> list[dict]:
         centers = torch.randn(batch // GROUP_SIZE, DIM, generator=generator)
         emb = centers[groups] + torch.randn(batch, DIM, generator=generator)
         for job in jobs(batch) + [mnrl_job()]:
+            # what Quaterion.fit does before the transfer: class ids checked on the CPU batch
+            check_batch_labels(job.ours, (None, {"groups": groups}))
             ours_s, ours_mib = measure(job.ours, emb, groups, repeats)
             skip = job.triplets and batch**3 > MAX_PML_TRIPLETS
             theirs_s, theirs_mib = (
@@ -174,6 +189,8 @@ def run(batches: list[int], repeats: int) -> list[dict]:
                 "ours_mib": ours_mib,
                 "pml_mib": theirs_mib,
                 "memory_ratio": ours_mib / max(theirs_mib, 1.0),
+                "ours_syncs": syncs(job.ours, emb, groups),
+                "pml_syncs": float("nan") if skip else syncs(job.theirs, emb, groups),
             }
             rows.append(row)
             print(_format(row), flush=True)
@@ -186,7 +203,7 @@ def _number(value: float, spec: str) -> str:
 
 HEADER = (
     f"{'loss':<31}{'batch':>6}{'ours s':>9}{'PML s':>9}{'ratio':>7}"
-    f"{'ours MiB':>10}{'PML MiB':>9}{'ratio':>7}"
+    f"{'ours MiB':>10}{'PML MiB':>9}{'ratio':>7}{'syncs':>7}{'PML':>5}"
 )
 
 
@@ -196,6 +213,7 @@ def _format(row: dict) -> str:
         f"{_number(row['pml_s'], '>9.3f'):>9}{_number(row['time_ratio'], '>7.2f'):>7}"
         f"{row['ours_mib']:>10.0f}{_number(row['pml_mib'], '>9.0f'):>9}"
         f"{_number(row['memory_ratio'], '>7.2f'):>7}"
+        f"{row['ours_syncs']:>7}{_number(row['pml_syncs'], '>5.0f'):>5}"
     )
 
 
@@ -219,6 +237,7 @@ def main(argv: Optional[list[str]] = None) -> list[dict]:
     print(f"d={DIM} group size={GROUP_SIZE} threads={torch.get_num_threads()}")
     print("ratio = quaterion / pytorch-metric-learning (time: best of repeats; memory: peak")
     print("resident memory the pass adds). '-': PML would enumerate all B^3 triplets.")
+    print("syncs: host synchronisations of one forward + backward pass (quaterion, PML).")
     print(HEADER)
     rows = run(batches, args.repeats)
     if args.csv:

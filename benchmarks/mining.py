@@ -19,7 +19,8 @@ import argparse
 import numpy as np
 import torch
 
-from benchmarks._common import Clock, current_mib, peak_mib, reset_peak
+from benchmarks._common import Clock
+from benchmarks._memory import current_mib, peak_mib, reset_peak
 from quaterion.mining import mine_hard_negatives
 
 

@@ -1,16 +1,33 @@
-"""Multi-process helpers: world size, gathering rows from every rank, rank-0-only writes.
+"""Multi-process helpers: world size, gathering rows from every rank, rank-0-only sections.
 
 Everything here is a no-op without an initialised ``torch.distributed`` process group of
 more than one rank, so single-process code paths are exactly what they were.
+
+Failure contract: a helper that takes a collective never leaves a rank waiting for a
+collective another rank will not reach. Errors found on one rank (a failing rank-0-only
+section, ranks passing different shapes to :func:`gather_rows`) are agreed on at the
+helper's own exchange, and every rank raises: the failing rank its own exception, the
+others :class:`RankFailedError` or the same ``ValueError``.
 """
 
-from typing import Any, Callable, List, Tuple, TypeVar
+import hashlib
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator, List, Optional, Sequence, Tuple, TypeVar
 
 import torch
 import torch.distributed as dist
+from pytorch_lightning.utilities import rank_zero_only
 from torch import Tensor
 
 T = TypeVar("T")
+
+
+class RankFailedError(RuntimeError):
+    """Another rank failed inside a section every rank runs together; this rank stops too.
+
+    The message names the failing rank(s) and their exception; the full traceback is in the
+    failing rank's own output.
+    """
 
 
 def world_size() -> int:
@@ -25,6 +42,19 @@ def global_rank() -> int:
     if dist.is_available() and dist.is_initialized():
         return dist.get_rank()
     return 0
+
+
+def is_global_rank_zero() -> bool:
+    """Whether this process is global rank 0 (the one that writes shared files).
+
+    The default process group's rank when one is initialised; otherwise the rank the
+    launcher put in the environment (``RANK``, ``LOCAL_RANK``, ``SLURM_PROCID``), as
+    Lightning reads it, so a process started by ``torchrun`` before its group exists still
+    knows it is not rank 0. ``True`` in a plain single process.
+    """
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank() == 0
+    return rank_zero_only.rank == 0
 
 
 def barrier() -> None:
@@ -49,89 +79,303 @@ def collective_device() -> torch.device:
     return torch.device("cpu")
 
 
-def _pad_rows(tensor: Tensor, rows: int) -> Tensor:
-    missing = rows - tensor.shape[0]
-    if missing == 0:
-        return tensor.contiguous()
-    padding = tensor.new_zeros((missing, *tensor.shape[1:]))
-    return torch.cat([tensor, padding]).contiguous()
+# ---------------------------------------------------------------------------------------
+# Failing together
 
 
-class _AllGatherRows(torch.autograd.Function):
-    """``all_gather`` of equally sized tensors into ``(world, rows, ...)``, differentiable.
+def _describe(error: BaseException) -> str:
+    return f"{type(error).__name__}: {error}"
 
-    Backward sums every rank's gradient of the stacked result (``all_reduce``) and hands each
-    rank the slice of its own rows.
+
+@contextmanager
+def fail_together(what: str) -> Iterator[None]:
+    """Run a block on every rank; if it raises on any rank, every rank raises.
+
+    On leaving the block the ranks exchange one small status flag (an ``all_reduce``, which
+    also holds every rank until all have finished the block, like a barrier). A rank whose
+    block raised re-raises its own exception; the others raise :class:`RankFailedError`
+    naming the failing ranks and their errors. Every rank must enter the block (it is a
+    collective); without a process group of more than one rank it does nothing.
+
+    Args:
+        what: what the block does, for the error message (e.g. ``"saving the cache"``).
+    """
+    if world_size() == 1:
+        yield
+        return
+    failure: Optional[BaseException] = None
+    try:
+        yield
+    except BaseException as error:  # noqa: B036 - re-raised below, after the exchange
+        failure = error
+    flag = torch.tensor([0 if failure is None else 1], dtype=torch.int32)
+    flag = flag.to(collective_device())
+    dist.all_reduce(flag)
+    if int(flag.item()) == 0:  # a host read on purpose: this is the barrier
+        return
+    reports = gather_objects(None if failure is None else _describe(failure))
+    if failure is not None:
+        raise failure
+    failed = "; ".join(
+        f"rank {rank}: {report}" for rank, report in enumerate(reports) if report is not None
+    )
+    raise RankFailedError(
+        f"{what} failed on another rank ({failed}), so rank {global_rank()} stops as well. "
+        "See the failing rank's traceback for the cause."
+    )
+
+
+def on_rank_zero_then_wait(function: Callable[[], T]) -> T | None:
+    """Run ``function`` on global rank 0 only, then hold every rank until it is done.
+
+    Returns ``function()``'s result on rank 0 and ``None`` on the other ranks. If
+    ``function`` raises, rank 0 re-raises it and every other rank raises
+    :class:`RankFailedError` at once (no rank waits for the collective timeout). Every rank
+    must call it. Without a process group, simply returns ``function()``.
+    """
+    if world_size() == 1:
+        return function()
+    result = None
+    name = getattr(function, "__qualname__", type(function).__name__)
+    with fail_together(f"on_rank_zero_then_wait({name})"):
+        if global_rank() == 0:
+            result = function()
+    return result
+
+
+def stack_across_ranks(tensor: Tensor) -> Tensor:
+    """Every rank's ``tensor`` stacked in rank order: ``(world_size, *tensor.shape)``.
+
+    For small tensors of the same shape and dtype on every rank (flags, a loss value). One
+    ``all_reduce``: for a CUDA tensor under NCCL on its own device, so it is queued like any
+    kernel and the host never waits; otherwise on the CPU over gloo (a CUDA tensor under a
+    gloo-only group is copied to the host for it). Without a process group, returns
+    ``tensor[None]``.
+    """
+    ranks = world_size()
+    if ranks == 1:
+        return tensor[None]
+    on_device = tensor.device.type == "cuda" and "nccl" in dist.get_backend()
+    device = tensor.device if on_device else torch.device("cpu")
+    stacked = torch.zeros((ranks, *tensor.shape), dtype=tensor.dtype, device=device)
+    stacked[global_rank()] = tensor.to(device)
+    dist.all_reduce(stacked)
+    return stacked.to(tensor.device)
+
+
+# ---------------------------------------------------------------------------------------
+# Gathering rows
+
+
+_META_GROUPS: dict = {}
+
+
+def _host_group() -> Optional[dist.ProcessGroup]:
+    """A gloo group over every rank for host-side (CPU) collectives.
+
+    The default group when its backend handles CPU tensors; otherwise (NCCL) a gloo group
+    created once, on the first call, which every rank makes at the same point.
+    """
+    if "gloo" in dist.get_backend():
+        return None  # the default group
+    world = dist.group.WORLD
+    if _META_GROUPS.get("world") is not world:
+        _META_GROUPS["world"] = world
+        _META_GROUPS["group"] = dist.new_group(backend="gloo")
+    return _META_GROUPS["group"]
+
+
+_Layout = Tuple[str, List[Tuple[torch.dtype, Tuple[int, ...], bool]]]
+
+
+def _signature(tensors: Sequence[Tensor]) -> Tuple[int, str, Optional[_Layout]]:
+    """This rank's rows, a description of everything else that must match across ranks, and
+    that layout (``None`` for invalid input)."""
+    if not tensors:
+        return 0, "0 tensors", ("", [])
+    if not all(isinstance(t, Tensor) for t in tensors):
+        kinds = [type(t).__name__ for t in tensors]
+        return -1, f"gather_rows takes tensors, got {kinds}", None
+    if any(t.dim() == 0 for t in tensors):
+        shapes = _shapes(tensors)
+        return -1, f"gather_rows needs tensors with a row dimension, got shapes {shapes}", None
+    rows = tensors[0].shape[0]
+    if any(t.shape[0] != rows for t in tensors):
+        shapes = _shapes(tensors)
+        return -1, f"every tensor needs the same number of rows, got shapes {shapes}", None
+    devices = {t.device for t in tensors}
+    if len(devices) > 1:
+        return -1, f"every tensor must be on one device, got {sorted(map(str, devices))}", None
+    layout = (
+        tensors[0].device.type,
+        [(t.dtype, tuple(t.shape[1:]), t.requires_grad) for t in tensors],
+    )
+    parts = [
+        f"shape (rows, {', '.join(map(str, shape))}) {dtype}{' requires_grad' if grad else ''}"
+        for dtype, shape, grad in layout[1]
+    ]
+    return rows, f"{len(tensors)} tensors on {layout[0]}: " + "; ".join(parts), layout
+
+
+def _fits_empty(empty: Optional[_Layout], agreed: _Layout) -> bool:
+    """Whether a rank without rows can take the ``agreed`` layout: only dtypes and trailing
+    shapes may differ (the backward collectives follow ``requires_grad``)."""
+    if empty is None or empty[0] != agreed[0] or len(empty[1]) != len(agreed[1]):
+        return False
+    return all(mine[2] == theirs[2] for mine, theirs in zip(empty[1], agreed[1]))
+
+
+def _shapes(tensors: Sequence[Tensor]) -> List[tuple]:
+    return [tuple(t.shape) for t in tensors]
+
+
+def _digest(text: str) -> int:
+    return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=7).digest(), "little")
+
+
+def _agree_on_rows(
+    tensors: Sequence[Tensor],
+) -> Tuple[List[int], Optional[dist.ProcessGroup], Optional[_Layout]]:
+    """Exchange rows and layout over the host; every rank raises the same error on a mismatch.
+
+    One ``all_gather`` of two CPU integers per rank; shapes and dtypes are host metadata, so
+    nothing waits for the device. Returns the row counts, the host group, and the layout of
+    the ranks holding rows when this rank holds none and differs from it (else ``None``).
+    """
+    rows, description, layout = _signature(tensors)
+    group = _host_group()
+    mine = torch.tensor([rows, _digest(description)], dtype=torch.long)
+    parts = [torch.empty_like(mine) for _ in range(world_size())]
+    dist.all_gather(parts, mine, group=group)
+    table = torch.stack(parts).tolist()  # CPU tensors: no device sync
+    sizes = [rows for rows, _ in table]
+    if min(sizes) >= 0 and len({digest for _, digest in table}) == 1:
+        return sizes, group, None
+    descriptions: List[Any] = [None] * world_size()
+    dist.all_gather_object(descriptions, (rows, description, layout), group=group)
+    filled = [theirs for n, _, theirs in descriptions if n > 0]
+    if min(sizes) >= 0 and filled and all(theirs == filled[0] for theirs in filled):
+        # ranks without rows contribute nothing: they may differ in dtype and trailing shape
+        if all(_fits_empty(theirs, filled[0]) for n, _, theirs in descriptions if n == 0):
+            return sizes, group, (filled[0] if rows == 0 else None)
+    lines = "\n".join(
+        f"  rank {rank}: {'(invalid) ' if n < 0 else f'{n} rows, '}{text}"
+        for rank, (n, text, _) in enumerate(descriptions)
+    )
+    raise ValueError(
+        "gather_rows: every rank must pass the same number of tensors with the same trailing "
+        "shapes, dtypes and requires_grad (only the number of rows may differ), on the same "
+        f"kind of device. Got:\n{lines}\nMake every rank build its batch the same way (the "
+        "same model, precision and encoders)."
+    )
+
+
+def _pack(tensors: Sequence[Tensor], rows: int) -> Tensor:
+    """The tensors' bytes side by side, one row per row: ``(rows, bytes per row)``, padded
+    with zero rows up to ``rows``."""
+    columns = [
+        tensor.detach()
+        .contiguous()
+        .reshape(tensor.shape[0], _row_elements(tensor))
+        .view(torch.uint8)
+        for tensor in tensors
+    ]
+    packed = columns[0] if len(columns) == 1 else torch.cat(columns, dim=1)
+    missing = rows - packed.shape[0]
+    if missing:
+        packed = torch.cat([packed, packed.new_zeros((missing, packed.shape[1]))])
+    return packed
+
+
+def _row_elements(tensor: Tensor) -> int:
+    count = 1
+    for size in tensor.shape[1:]:
+        count *= size
+    return count
+
+
+def _unpack(gathered: Tensor, like: Sequence[Tensor]) -> List[Tensor]:
+    """Inverse of :func:`_pack` over the gathered rows."""
+    out, start = [], 0
+    for tensor in like:
+        width = _row_elements(tensor) * tensor.element_size()
+        column = gathered[:, start : start + width].contiguous()
+        start += width
+        out.append(column.view(tensor.dtype).reshape(gathered.shape[0], *tensor.shape[1:]))
+    return out
+
+
+class _GatherRows(torch.autograd.Function):
+    """One ``all_gather`` of every tensor's rows (packed as bytes), differentiable.
+
+    Backward sums every rank's gradient of the gathered rows (one ``all_reduce`` per tensor
+    that requires grad) and hands each rank the slice of its own rows.
     """
 
     @staticmethod
-    def forward(ctx, tensor: Tensor) -> Tensor:
-        parts = [torch.empty_like(tensor) for _ in range(dist.get_world_size())]
-        dist.all_gather(parts, tensor)
-        return torch.stack(parts)
+    def forward(ctx, sizes: List[int], group, *tensors: Tensor) -> Tuple[Tensor, ...]:
+        ctx.sizes, ctx.group = sizes, group
+        longest = max(sizes)
+        packed = _pack(tensors, longest)
+        parts = [torch.empty_like(packed) for _ in sizes]
+        dist.all_gather(parts, packed, group=group)
+        if min(sizes) != longest:
+            parts = [part[:n] for part, n in zip(parts, sizes)]
+        outputs = _unpack(torch.cat(parts), tensors)
+        ctx.mark_non_differentiable(
+            *[out for out, needed in zip(outputs, ctx.needs_input_grad[2:]) if not needed]
+        )
+        return tuple(outputs)
 
     @staticmethod
-    def backward(ctx, grad: Tensor) -> Tensor:
-        grad = grad.contiguous()
-        dist.all_reduce(grad)
-        return grad[dist.get_rank()]
+    def backward(ctx, *grads: Optional[Tensor]):
+        start = sum(ctx.sizes[: global_rank()])
+        stop = start + ctx.sizes[global_rank()]
+        inputs = []
+        for grad, needed in zip(grads, ctx.needs_input_grad[2:]):
+            if not needed:
+                inputs.append(None)
+                continue
+            grad = grad.contiguous()
+            dist.all_reduce(grad, group=ctx.group)
+            inputs.append(grad[start:stop])
+        return (None, None, *inputs)
 
 
 def gather_rows(*tensors: Tensor) -> Tuple[Tensor, ...]:
     """Concatenate every rank's rows (dim 0) in rank order, on every rank.
 
     All ``tensors`` share their first dimension (e.g. embeddings ``(B, d)`` and groups
-    ``(B,)``); ranks may hold different ``B`` (sizes are exchanged first and rows padded).
-    For a tensor that requires grad, backward sums, on each rank, the gradients every rank
-    computed for that rank's own rows. When every rank computes the same loss of the gathered batch, a rank's rows thus
-    get ``world_size x`` their gradient, and DDP's mean over ranks turns the parameter
-    gradient into exactly the single-process gradient of the concatenated batch.
+    ``(B,)``); ranks may hold different ``B``. Everything else (the number of tensors, their
+    trailing shapes, dtypes, ``requires_grad``, the device type) must match across ranks:
+    otherwise every rank raises the same ``ValueError`` listing what each rank passed,
+    before any data moves. Only a rank holding no rows may differ in dtypes and trailing
+    shapes: it contributes nothing and gets the other ranks' layout.
 
-    Costs one ``all_gather`` of the sizes plus one per tensor, and in backward one
-    ``all_reduce`` of the gathered gradient; memory ``world_size x`` the inputs.
+    For a tensor that requires grad, backward sums, on each rank, the gradients every rank
+    computed for that rank's own rows. When every rank computes the same loss of the gathered
+    batch, a rank's rows thus get ``world_size x`` their gradient, and DDP's mean over ranks
+    turns the parameter gradient into exactly the single-process gradient of the
+    concatenated batch.
+
+    Cost per call: one ``all_gather`` of two integers per rank over the host (a gloo group;
+    shapes are host metadata, so the device is never waited for), and one ``all_gather`` of
+    every tensor's rows packed together (padded to the longest rank only when sizes
+    differ); in backward one ``all_reduce`` per tensor that requires grad. No
+    device-to-host synchronisation. Memory ``world_size x`` the inputs.
 
     Returns:
         The tensors, unchanged without a process group of more than one rank.
     """
-    ranks = world_size()
-    if ranks == 1 or not tensors:
-        return tensors
-    rows = tensors[0].shape[0]
-    for tensor in tensors[1:]:
-        if tensor.shape[0] != rows:
-            raise ValueError(
-                f"gather_rows: every tensor needs the same number of rows, got "
-                f"{[tuple(t.shape) for t in tensors]}"
-            )
-    size = torch.tensor([rows], dtype=torch.long, device=tensors[0].device)
-    sizes = [torch.zeros_like(size) for _ in range(ranks)]
-    dist.all_gather(sizes, size)
-    sizes = [int(s.item()) for s in sizes]
-    longest = max(sizes)
-    gathered = []
-    for tensor in tensors:
-        padded = _pad_rows(tensor, longest)
-        if tensor.requires_grad:
-            parts = _AllGatherRows.apply(padded)
-        else:
-            parts = [torch.empty_like(padded) for _ in range(ranks)]
-            dist.all_gather(parts, padded)
-        gathered.append(torch.cat([part[:n] for part, n in zip(parts, sizes)]))
-    return tuple(gathered)
-
-
-def on_rank_zero_then_wait(function: Callable[[], T]) -> T | None:
-    """Run ``function`` on global rank 0 only, then hold every rank until it is done.
-
-    Returns ``function()``'s result on rank 0 and ``None`` on the other ranks. Without a
-    process group, simply returns ``function()``.
-    """
     if world_size() == 1:
-        return function()
-    result = None
-    try:
-        if global_rank() == 0:
-            result = function()
-    finally:
-        barrier()
-    return result
+        return tensors
+    sizes, host_group, layout = _agree_on_rows(tensors)  # every rank takes part
+    if not tensors:
+        return tensors
+    if layout is not None:  # this rank holds no rows: take the layout of the others
+        tensors = tuple(
+            tensor.to(dtype).reshape(0, *shape)
+            for tensor, (dtype, shape, _) in zip(tensors, layout[1])
+        )
+    group = host_group if tensors[0].device.type == "cpu" else None
+    return _GatherRows.apply(sizes, group, *tensors)

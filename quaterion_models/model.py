@@ -318,6 +318,14 @@ class SimilarityModel(nn.Module):
             }
             write_json(os.path.join(tmp, "config.json"), config)
 
+    def export_onnx(self, output_path: str, opset_version: int = 17) -> dict:
+        """Export to ONNX for :class:`~quaterion_models.onnx.runtime.OnnxSimilarityModel`
+        (extra ``onnx``): the head always, the whole model when every encoder can be traced.
+        See :func:`quaterion_models.onnx.export.export_onnx`; returns the export's config."""
+        from quaterion_models.onnx.export import export_onnx
+
+        return export_onnx(self, output_path, opset_version=opset_version)
+
     @classmethod
     def load(cls, input_path: str, trusted: bool = False) -> "SimilarityModel":
         """Load a model saved by :meth:`save`.

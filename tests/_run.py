@@ -18,7 +18,8 @@ def run_python(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
 
 def blocking_prelude(*packages: str) -> str:
     """Source that makes importing any of ``packages`` (top-level names) raise ImportError;
-    a script starting with it proves that what it imports needs none of them."""
+    a script starting with it proves that what it imports needs none of them. It first checks
+    that each of them is indeed blocked (exit status non-zero otherwise)."""
     return (
         "import importlib, pkgutil, sys\n"
         f"BLOCKED = {set(packages)!r}\n"
@@ -27,4 +28,11 @@ def blocking_prelude(*packages: str) -> str:
         "        if name.split('.')[0] in BLOCKED:\n"
         "            raise ImportError(f'blocked import of {name}')\n"
         "sys.meta_path.insert(0, Blocker())\n"
+        "for _name in BLOCKED:  # the blocker itself must work\n"
+        "    try:\n"
+        "        importlib.import_module(_name)\n"
+        "    except ImportError:\n"
+        "        pass\n"
+        "    else:\n"
+        "        raise SystemExit(f'blocker failed for {_name}')\n"
     )

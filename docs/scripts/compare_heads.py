@@ -24,22 +24,25 @@ FILE_NAME = "head_comparison.png"
 
 def encode_splits(limit: Optional[int]) -> Dict[str, tuple]:
     """``{"train"|"test": (float (N, 384) vectors, int64 (N,) groups)}`` of the quick start."""
-    from examples.quick_start import (
-        DATA_DIR,
-        MiniLMEncoder,
-        default_encoder_path,
-        quiet_transformers_progress,
-        read_split,
-    )
+    from examples.console import quiet_libraries
+    from examples.quick_start import DATA_DIR, default_encoder_path, read_split
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    quiet_transformers_progress()
-    encoder = MiniLMEncoder(default_encoder_path())
+    quiet_libraries()
+    from quaterion_models.encoders.extras.transformer_encoder import TransformerEncoder
+
+    encoder = TransformerEncoder(default_encoder_path())
     splits = {}
     for name in ("train", "test"):
         records = read_split(os.path.join(DATA_DIR, f"{name}.jsonl"), limit)
         with torch.no_grad():
-            vectors = encoder([r["text"] for r in records])
+            texts = [r["text"] for r in records]
+            vectors = torch.cat(
+                [
+                    encoder(encoder.get_collate_fn()(texts[start : start + 64]))
+                    for start in range(0, len(texts), 64)
+                ]
+            )
         splits[name] = (vectors, torch.tensor([r["group"] for r in records]))
     return splits
 

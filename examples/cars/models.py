@@ -21,11 +21,10 @@ from quaterion.eval.attached_metric import AttachedMetric
 from quaterion.eval.group import RetrievalRPrecision
 from quaterion.loss import TripletLoss
 from quaterion.train.cache import CacheConfig, CacheType
+from quaterion_models.encoders.extras.torchvision_encoder import TorchvisionEncoder
 from quaterion_models.heads import EmptyHead, EncoderHead, SkipConnectionHead
 
-from .backbone import build_backbone
 from .config import CACHE_DIR, DEFAULT_ARCH, HEAD_DROPOUT
-from .encoders import CarsEncoder
 from examples.weights import resolve_weights
 
 
@@ -63,9 +62,9 @@ class Model(TrainableModel):
         self._dropout = dropout
         super().__init__()
 
-    def configure_encoders(self) -> CarsEncoder:
-        backbone, embedding_size = build_backbone(self._arch, weights=self._weights)
-        return CarsEncoder(backbone, arch=self._arch, embedding_size=embedding_size)
+    def configure_encoders(self) -> TorchvisionEncoder:
+        # a library encoder: the servable loads anywhere with only quaterion_models installed
+        return TorchvisionEncoder(self._arch, weights=self._weights)
 
     def configure_head(self, input_embedding_size: int) -> EncoderHead:
         return SkipConnectionHead(input_embedding_size, dropout=self._dropout)

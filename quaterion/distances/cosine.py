@@ -52,7 +52,8 @@ class Cosine(BaseDistance):
         buffer = None
         for start in range(0, x.shape[0], block_rows):
             part = x_norm[start : start + block_rows]
-            out = buffer if buffer is not None and buffer.shape[0] == part.shape[0] else None
+            # the last, shorter block is written into the buffer's first rows: one allocation
+            out = None if buffer is None else buffer[: part.shape[0]]
             block = _normalized_distance(part, y_norm, out)
             buffer = block if buffer is None else buffer
             yield block

@@ -38,7 +38,8 @@ class DotProduct(BaseDistance):
         negated, buffer, y = -x.detach(), None, y.detach()
         for start in range(0, x.shape[0], block_rows):
             part = negated[start : start + block_rows]
-            out = buffer if buffer is not None and buffer.shape[0] == part.shape[0] else None
+            # the last, shorter block is written into the buffer's first rows: one allocation
+            out = None if buffer is None else buffer[: part.shape[0]]
             block = torch.matmul(part, y.T, out=out)
             buffer = block if buffer is None else buffer
             yield block

@@ -17,8 +17,9 @@ from torch import Tensor
 # Rows with more relevant items than this are ranked by one stable sort of the row
 # instead of one counting pass per relevant item.
 _MAX_COUNT_LAYERS = 8
-# Rows handled at once by the rare exact-tie and sort paths (bounds their temporaries).
-_CHUNK_CELLS = 2**25
+# Cells handled at once by the rare exact-tie and sort paths (bounds their temporaries:
+# about 24 bytes per cell for a sort).
+_CHUNK_CELLS = 2**23
 # Cells compared at once by ``count_where`` (its float32 buffer: 64 MiB).
 _COUNT_CELLS = 2**24
 
@@ -128,7 +129,7 @@ def _resolve_cut_ties(
 
 
 def _row_chunks(row_ids: Tensor, num_cols: int) -> list[Tensor]:
-    """Split ``row_ids`` so each chunk's ``(rows, num_cols)`` temporaries stay near 2**25 cells."""
+    """Split ``row_ids`` so each chunk's ``(rows, num_cols)`` temporaries stay near ``_CHUNK_CELLS``."""
     step = max(1, _CHUNK_CELLS // max(num_cols, 1))
     return list(torch.split(row_ids, step))
 

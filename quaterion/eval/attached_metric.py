@@ -68,22 +68,27 @@ class AttachedMetric:
                 f"`AttachedMetric` object (<{self.name}>) has no attribute <{item}>"
             ) from exc
 
-    def batch_value(self, embeddings: Tensor, targets: Dict[str, Any]) -> Tuple[Tensor, int]:
-        """``(value, weight)`` that the training loop logs for one batch.
+    def batch_value(self, embeddings: Tensor, targets: Dict[str, Any]) -> Tuple[Tensor, Tensor]:
+        """``(value, weight)`` that the training loop logs for one batch, without host syncs.
 
-        ``value = compute(embeddings, **targets)`` with ``weight = len(embeddings)`` (the
-        ``batch_size`` of Lightning's weighted epoch mean). A NaN value means the metric is
-        undefined on this batch (no query has a relevant item): it is replaced by the
-        reduction's neutral element (0 for ``reduce_fx="mean"``/``"sum"``, ``-inf`` for
-        ``"max"``, ``inf`` for ``"min"``) with weight 0, so the epoch value, on one device or
-        summed over DDP ranks, covers the defined batches only. An epoch with no defined
-        batch on any rank logs NaN (``0 / 0``). The step value of an undefined batch is that
-        neutral element.
+        ``value = step_compute(embeddings, **targets)`` (``compute``'s value, see
+        :meth:`~quaterion.eval.base_metric.BaseMetric.step_compute`) with
+        ``weight = len(embeddings)`` (the ``batch_size`` of Lightning's weighted epoch mean),
+        both 0-dim tensors on the embeddings' device: the epoch value is accumulated there
+        and read once, at the epoch end. A NaN value means the metric is undefined on this
+        batch (no query has a relevant item): it is replaced by the reduction's neutral
+        element (0 for ``reduce_fx="mean"``/``"sum"``, ``-inf`` for ``"max"``, ``inf`` for
+        ``"min"``) with weight 0, so the epoch value, on one device or summed over DDP ranks,
+        covers the defined batches only. An epoch with no defined batch on any rank logs NaN
+        (``0 / 0``). The step value of an undefined batch is that neutral element.
+        Embeddings holding NaN/inf keep their NaN value and full weight: the epoch value
+        becomes NaN instead of silently leaving the batch out.
         """
-        value = self._metric.compute(embeddings, **targets)
-        if not bool(torch.isnan(value).any()):
-            return value, embeddings.shape[0]
+        value = self._metric.step_compute(embeddings, **targets)
         reduce_fx = self.log_options.get("reduce_fx", "mean")
         name = reduce_fx if isinstance(reduce_fx, str) else getattr(reduce_fx, "__name__", "")
         neutral = _NEUTRAL.get(name.lower(), 0.0)
-        return torch.full_like(value, neutral), 0
+        finite = torch.isfinite(embeddings.detach()).all()
+        undefined = torch.isnan(value).any() & finite
+        weight = torch.where(undefined, 0, embeddings.shape[0])
+        return torch.where(undefined, torch.full_like(value, neutral), value), weight

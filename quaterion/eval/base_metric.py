@@ -9,7 +9,16 @@ from torch import Tensor
 
 from quaterion.distances import Distance
 from quaterion.eval.accumulators.accumulator import Accumulator
-from quaterion.eval.blocks import BlockReducer, check_embeddings, rank_own_items_last
+from quaterion.eval.blocks import (
+    BlockReducer,
+    check_embedding_shape,
+    check_embeddings,
+    rank_own_items_last,
+)
+
+# A batch of up to this many (query, candidate) cells is computed by ``step_compute`` from
+# dense matrices of fixed shapes (no host sync); a larger one goes through ``compute``.
+STEP_CELLS = 2**24
 
 
 class BaseMetric:
@@ -66,6 +75,41 @@ class BaseMetric:
         """A fresh reducer of row blocks into this metric's value; ``None`` (the default)
         means the metric is computed from dense matrices by ``raw_compute``."""
         return None
+
+    def dense_compute(self, distance_matrix: Tensor, labels: Tensor) -> Optional[Tensor]:
+        """``raw_compute`` with fixed-shape operations only (no host sync), or ``None`` (the
+        default) when the metric has no such form; used by :meth:`step_compute`."""
+        return None
+
+    def step_labels(self, num_items: int, **targets) -> Tensor:
+        """Square ``(num_items, num_items)`` relevance for :meth:`step_compute`, built without
+        reading values on the host; default :meth:`prepare_labels`."""
+        return self.prepare_labels(**targets)
+
+    def step_compute(self, embeddings: Tensor, **targets) -> Tensor:
+        """``compute(embeddings, **targets)`` of one training batch, without host syncs.
+
+        The training loop logs attached metrics through it. A metric with a
+        :meth:`dense_compute` form ranks the batch's dense matrices (equal values, fixed
+        shapes, so the host never waits for the device); embeddings holding NaN/inf (or
+        labels holding NaN) give NaN instead of ``compute``'s ``ValueError`` (raising would
+        need the host). Other metrics, and batches over ``STEP_CELLS`` distance cells, use
+        ``compute``.
+        """
+        check_embedding_shape(embeddings)
+        num_items = embeddings.shape[0]
+        if num_items * num_items > STEP_CELLS or type(self).dense_compute is (
+            BaseMetric.dense_compute
+        ):
+            return self.compute(embeddings, **targets)
+        labels = self.step_labels(num_items, **targets).to(embeddings.device)
+        distance_matrix = self.distance.distance_matrix(embeddings.detach())
+        own = torch.arange(num_items, device=embeddings.device)
+        value = self.dense_compute(rank_own_items_last(distance_matrix, own), labels)
+        if value is None:
+            return self.compute(embeddings, **targets)
+        valid = torch.isfinite(embeddings.detach()).all() & ~torch.isnan(labels).any()
+        return torch.where(valid, value, torch.full_like(value, float("nan")))
 
 
 class AccumulatingMetric(BaseMetric):

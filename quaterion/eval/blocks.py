@@ -25,7 +25,9 @@ from quaterion.distances import BaseDistance
 from quaterion.eval._relevance import DenseRelevance
 
 # Bytes of one float32 distance block; the row count follows from the number of candidates.
-BLOCK_BYTES = 512 * 2**20
+# Large enough for full-speed matmul and top-k per block, small enough that an exact
+# evaluation adds a few hundred MiB to the embeddings it ranks.
+BLOCK_BYTES = 256 * 2**20
 
 
 class Block(NamedTuple):
@@ -136,7 +138,25 @@ def check_matrices(distance_matrix: Tensor, labels: Tensor) -> None:
 
 
 def check_embeddings(embeddings: Tensor, name: str = "embeddings") -> None:
-    """2-D, non-empty, all finite; the error says how many rows hold NaN/inf and the first."""
+    """2-D, non-empty, all finite; the error says how many rows hold NaN/inf and the first.
+
+    Reading the values waits for the device once: evaluation calls it, the training step
+    does not (see ``BaseMetric.step_compute``).
+    """
+    check_embedding_shape(embeddings, name)
+    bad_rows = ~torch.isfinite(embeddings).all(dim=1)
+    if bool(bad_rows.any()):
+        bad = int(bad_rows.sum())
+        first = int(bad_rows.nonzero()[0, 0])
+        raise ValueError(
+            f"{name} contain NaN or inf in {bad} of {embeddings.shape[0]} rows (first: row "
+            f"{first}); a metric over them would be meaningless. Check the encoder output "
+            "(e.g. a zero-norm input or a diverged model) before evaluating."
+        )
+
+
+def check_embedding_shape(embeddings: Tensor, name: str = "embeddings") -> None:
+    """A 2-D, non-empty tensor, else ``TypeError``/``ValueError`` (metadata only: no sync)."""
     if not isinstance(embeddings, Tensor):
         raise TypeError(f"{name} must be a torch.Tensor, got {type(embeddings).__name__}.")
     if embeddings.dim() != 2:
@@ -144,13 +164,4 @@ def check_embeddings(embeddings: Tensor, name: str = "embeddings") -> None:
     if embeddings.shape[0] == 0:
         raise ValueError(
             f"{name} is empty (shape {tuple(embeddings.shape)}); evaluate at least one item."
-        )
-    bad_rows = ~torch.isfinite(embeddings).all(dim=1)
-    bad = int(bad_rows.sum())
-    if bad:
-        first = int(bad_rows.nonzero()[0, 0])
-        raise ValueError(
-            f"{name} contain NaN or inf in {bad} of {embeddings.shape[0]} rows (first: row "
-            f"{first}); a metric over them would be meaningless. Check the encoder output "
-            "(e.g. a zero-norm input or a diverged model) before evaluating."
         )

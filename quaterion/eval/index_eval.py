@@ -8,7 +8,6 @@ relevant items fell below ``depth``. With ``exact=True`` and a ``depth`` that co
 relevant item, the values equal the exact ``Evaluator``'s.
 """
 
-import math
 import random
 from collections.abc import Sized
 from dataclasses import dataclass, field
@@ -20,11 +19,18 @@ from tqdm.auto import tqdm
 
 from quaterion.distances import Distance
 from quaterion.eval.base_metric import BaseMetric
+from quaterion.eval.blocks import BlockReducer, rank_own_items_last
 from quaterion.eval.group import RetrievalRPrecision
+from quaterion.eval.neighbour_blocks import neighbour_block
 from quaterion.eval.pair import RetrievalPrecision, RetrievalReciprocalRank
+from quaterion.eval.pair.retrieval_reciprocal_rank import ReciprocalRankReducer
 from quaterion.eval.samplers import GroupSampler, PairSampler
 
 _SUPPORTED = (RetrievalRPrecision, RetrievalPrecision, RetrievalReciprocalRank)
+#: Points per upsert when the dataset is written into the index.
+_WRITE_BATCH = 4096
+#: Distances per block of the exact top-k behind the recall (64 MB of float32).
+_RECALL_CELLS = 2**24
 
 
 @dataclass
@@ -115,7 +121,7 @@ class IndexEvaluator:
                 "group metrics (RetrievalRPrecision) and pair metrics (RetrievalPrecision, "
                 "RetrievalReciprocalRank) need different datasets: use two IndexEvaluators"
             )
-        for name, value in (("depth", depth), ("recall_k", recall_k)):
+        for name, value in (("depth", depth), ("recall_k", recall_k), ("hnsw_ef", hnsw_ef)):
             if value is not None and (not isinstance(value, int) or value < 1):
                 raise ValueError(f"{name} must be a positive int, got {value!r}")
         if not isinstance(recall_queries, int) or recall_queries < 0:
@@ -145,166 +151,183 @@ class IndexEvaluator:
                 f"the index already holds {index.count()} points; evaluation adds the dataset "
                 "under ids 0..N-1: pass an empty index (e.g. SimilarityIndex(..., recreate=True))"
             )
-        embeddings, relevance = self._encode(dataset, index.model)
-        num_items = embeddings.shape[0]
-        index.add_vectors(embeddings, ids=list(range(num_items)))
-        index.optimize()
-        n = min(self.sample_size, num_items) if self.sample_size > 0 else num_items
-        rows = random.sample(range(num_items), k=n)
-        depth = min(self._depth(relevance, rows), num_items - 1)
-        neighbours = self._search(index, embeddings, rows, depth, distance)
+        sampler = self._sampler()
+        try:
+            # encodes the dataset, draws the query rows and their relevance
+            problem = sampler.draw(dataset, index.model)
+            embeddings = problem.candidates.detach().float().cpu()  # every item, in order
+            relevance, rows = problem.relevance, problem.self_index.cpu()
+            del problem  # its copy of the query rows' embeddings is not needed
+            sampler.reset()  # nor the encoded batches: the embeddings are now held once
+            num_items = embeddings.shape[0]
+            index.add_vectors(embeddings, ids=range(num_items), batch_size=_WRITE_BATCH)
+            index.optimize()
+            relevant = _relevant_per_row(relevance, rows.numel())
+            depth = min(self._depth(relevant), num_items - 1)
+            picked = random.sample(range(rows.numel()), k=min(self.recall_queries, rows.numel()))
+            return self._reduce(index, embeddings, relevance, rows, depth, picked)
+        finally:
+            sampler.reset()
 
-        metrics, unranked = {}, 0
-        for name, metric in self.metrics.items():
-            value, missed = _compute(metric, rows, neighbours, relevance, num_items, depth)
-            metrics[name] = value
-            unranked = max(unranked, missed)
-        recall, used = self._recall(embeddings, rows, neighbours, distance)
-        notes = []
-        if unranked:
-            notes.append(
-                f"{unranked} relevant incidences ranked below depth {depth} counted as misses: "
-                "the values are lower bounds; raise depth for exact ones"
-            )
-        return IndexEvaluation(
-            metrics, recall, self.recall_k, used, depth, unranked, self.exact, notes
+    def _sampler(self) -> Union[GroupSampler, PairSampler]:
+        """The exact path's sampler: same encoding, same drawn rows, same relevance."""
+        if self.group:
+            return GroupSampler(self.sample_size, self.encode_batch_size, "cpu", self.log_progress)
+        return PairSampler(
+            self.sample_size, False, max(2, self.encode_batch_size), "cpu", self.log_progress
         )
 
-    def _encode(self, dataset: Sized, model: Any) -> tuple[Tensor, List[Dict[int, float]]]:
-        """Embeddings ``(N, d)`` through the exact samplers' own encoding, and per item its
-        relevant items ``{item: label}``."""
-        if self.group:
-            sampler = GroupSampler(
-                encode_batch_size=self.encode_batch_size, log_progress=self.log_progress
-            )
-            sampler.accumulate(model, dataset)
-            embeddings, groups = sampler.accumulator.embeddings, sampler.accumulator.groups
-            members: Dict[int, List[int]] = {}
-            for item, group in enumerate(groups.tolist()):
-                members.setdefault(group, []).append(item)
-            relevance = [
-                {j: 1.0 for j in members[group] if j != item}
-                for item, group in enumerate(groups.tolist())
-            ]
-        else:
-            sampler = PairSampler(
-                encode_batch_size=max(2, self.encode_batch_size), log_progress=self.log_progress
-            )
-            sampler.accumulate(model, dataset)
-            embeddings = sampler.accumulator.embeddings
-            pairs = sampler.accumulator.pairs.reshape(-1, 2).tolist()
-            scores = sampler.accumulator.labels.reshape(-1).tolist()
-            relevance = [{} for _ in range(embeddings.shape[0])]
-            # L[a, b] = L[b, a] = score: all (a, b) first, then all (b, a); the last write wins
-            for (a, b), score in zip(pairs, scores):
-                relevance[a][b] = score
-            for (a, b), score in zip(pairs, scores):
-                relevance[b][a] = score
-            relevance = [{j: v for j, v in rel.items() if v != 0} for rel in relevance]
-        sampler.reset()
-        return embeddings.detach().float().cpu(), relevance
-
-    def _depth(self, relevance: List[Dict[int, float]], rows: List[int]) -> int:
+    def _depth(self, relevant: Tensor) -> int:
         if self.depth is not None:
             return self.depth
         needed = [self.recall_k]
         for metric in self.metrics.values():
             if isinstance(metric, RetrievalRPrecision):
-                needed.append(max(math.ceil(sum(relevance[q].values())) for q in rows))
+                needed.append(int(torch.ceil(relevant.max())) if relevant.numel() else 1)
             elif isinstance(metric, RetrievalPrecision):
                 needed.append(metric.k)
             else:
                 needed.append(100)
         return max(1, max(needed))
 
-    def _search(
-        self, index: Any, embeddings: Tensor, rows: List[int], depth: int, distance: Any
-    ) -> List[List[int]]:
-        """Each query's ``depth`` nearest other items, closest first, ties by item id."""
-        sign = 1.0 if distance.__name__ in ("Euclidean", "Manhattan") else -1.0
-        neighbours = []
-        batch = max(1, index.batch_size)
-        bar = tqdm(total=len(rows), desc="Searching", disable=not self.log_progress)
-        with bar:
-            for start in range(0, len(rows), batch):
-                chunk = rows[start : start + batch]
-                results = index.search(
-                    vectors=embeddings[chunk],
-                    limit=depth + 1,
-                    exact=self.exact,
-                    hnsw_ef=self.hnsw_ef,
-                    with_payload=False,
+    def _reduce(
+        self,
+        index: Any,
+        embeddings: Tensor,
+        relevance: Any,
+        rows: Tensor,
+        depth: int,
+        picked: List[int],
+    ) -> IndexEvaluation:
+        """Search the queries block by block and feed each block to every metric."""
+        for name, metric in self.metrics.items():
+            if isinstance(metric, RetrievalPrecision) and metric.k > depth:
+                raise ValueError(
+                    f"metrics[{name!r}]: RetrievalPrecision(k={metric.k}) needs depth >= k, got "
+                    f"depth={depth}"
                 )
-                for query, hits in zip(chunk, results):
-                    ranked = sorted((sign * hit.score, hit.id) for hit in hits if hit.id != query)
-                    neighbours.append([item for _, item in ranked[:depth]])
-                bar.update(len(chunk))
-        return neighbours
+        reducers = {name: _reducer(metric) for name, metric in self.metrics.items()}
+        hidden_parts: Dict[str, List[Tensor]] = {name: [] for name in self.metrics}
+        unranked = {name: 0 for name in self.metrics}
+        recall_lists: Dict[int, List[int]] = {}
+        wanted = {rows[p].item(): p for p in picked}
+        step = max(1, index.batch_size)
+        bar = tqdm(total=rows.numel(), desc="Searching", disable=not self.log_progress)
+        with bar:
+            for start in range(0, rows.numel(), step):
+                chunk = rows[start : start + step]
+                neighbours = self._search(index, embeddings, chunk, depth)
+                for position, query in enumerate(chunk.tolist()):
+                    if query in wanted:
+                        recall_lists[wanted[query]] = neighbours[position].tolist()
+                block_rows, cols, vals = relevance.block(start, start + chunk.numel())
+                k_needed = _needed_positions(block_rows, vals, chunk.numel())
+                fill = max(0, int(k_needed.max()) - depth) if chunk.numel() else 0
+                part = neighbour_block(
+                    neighbours, block_rows, cols, vals, embeddings.shape[0], fill
+                )
+                beyond = (k_needed > depth)[part.block.rows]
+                for name, metric in self.metrics.items():
+                    reducers[name].update(part.block)
+                    if isinstance(metric, RetrievalReciprocalRank):
+                        hidden_parts[name].append(part.hidden)
+                        unranked[name] += int(part.hidden.sum())
+                    elif isinstance(metric, RetrievalRPrecision):
+                        unranked[name] += int((part.hidden & beyond).sum())
+                bar.update(chunk.numel())
+        metrics = {}
+        for name, metric in self.metrics.items():
+            value = reducers[name].compute()
+            if isinstance(metric, RetrievalReciprocalRank):
+                hidden = torch.cat(hidden_parts[name]) if hidden_parts[name] else torch.zeros(0)
+                value = value.masked_fill(hidden.bool(), 0.0)  # beyond depth: a miss
+                value = value if metric.reduce_func is None else metric.reduce_func(value)
+            metrics[name] = value
+        recall, used = self._recall(embeddings, rows, picked, recall_lists, index.distance)
+        missed = max(unranked.values())
+        notes = []
+        if missed:
+            notes.append(
+                f"{missed} relevant incidences ranked below depth {depth} counted as misses: "
+                "the values are lower bounds; raise depth for exact ones"
+            )
+        return IndexEvaluation(
+            metrics, recall, self.recall_k, used, depth, missed, self.exact, notes
+        )
+
+    def _search(self, index: Any, embeddings: Tensor, chunk: Tensor, depth: int) -> Tensor:
+        """int64 ``(b, depth)``: each query's nearest other items, closest first, ties by id
+        (``-1`` where the index returned fewer)."""
+        results = index.search(
+            vectors=embeddings[chunk],
+            limit=depth + 1,
+            exact=self.exact,
+            hnsw_ef=self.hnsw_ef,
+            with_payload=False,
+        )
+        width = depth + 1
+        ids = torch.full((len(results), width), -1, dtype=torch.int64)
+        scores = torch.full((len(results), width), float("inf"), dtype=torch.float64)
+        sign = 1.0 if index.distance in ("euclidean", "manhattan") else -1.0
+        for row, hits in enumerate(results):
+            ids[row, : len(hits)] = torch.tensor([hit.id for hit in hits], dtype=torch.int64)
+            scores[row, : len(hits)] = torch.tensor([sign * hit.score for hit in hits])
+        scores[ids == chunk[:, None]] = float("inf")  # the query itself: not a neighbour
+        scores[ids < 0] = float("inf")
+        by_id = torch.argsort(torch.where(ids < 0, ids.max() + 1, ids), dim=1, stable=True)
+        by_score = torch.argsort(scores.gather(1, by_id), dim=1, stable=True)
+        order = by_id.gather(1, by_score)
+        ranked = ids.gather(1, order)
+        ranked[scores.gather(1, order) == float("inf")] = -1
+        return ranked[:, :depth]
 
     def _recall(
-        self, embeddings: Tensor, rows: List[int], neighbours: List[List[int]], distance: Any
+        self,
+        embeddings: Tensor,
+        rows: Tensor,
+        picked: List[int],
+        found: Dict[int, List[int]],
+        distance_name: str,
     ) -> tuple[float, int]:
-        """Mean ``|index top-k ∩ exact top-k| / k`` over up to ``recall_queries`` queries."""
+        """Mean ``|index top-k ∩ exact top-k| / k`` over the ``picked`` queries (exact top-k
+        by blocked distance rows, never a ``(queries, N)`` matrix)."""
         k = min(self.recall_k, embeddings.shape[0] - 1)
-        picked = random.sample(range(len(rows)), k=min(self.recall_queries, len(rows)))
         if not picked or k < 1:
             return float("nan"), 0
-        queries = torch.tensor([rows[p] for p in picked])
-        matrix = distance.distance_matrix(embeddings[queries], embeddings)
-        matrix[torch.arange(len(picked)), queries] = float("inf")
-        exact = torch.topk(matrix, k, dim=1, largest=False).indices.tolist()
-        found = sum(len(set(neighbours[p][:k]) & set(top)) for p, top in zip(picked, exact))
-        return found / (k * len(picked)), len(picked)
+        distance = Distance.get_by_name(distance_name)
+        queries = rows[torch.tensor(picked)]
+        hits, step = 0, max(1, _RECALL_CELLS // embeddings.shape[0])
+        blocks = distance.distance_matrix_blocks(embeddings[queries], embeddings, step)
+        for start, dist in zip(range(0, len(picked), step), blocks):
+            rank_own_items_last(dist, queries, start)
+            exact = torch.topk(dist, k, dim=1, largest=False).indices.tolist()
+            for p, top in zip(picked[start : start + step], exact):
+                hits += len(set(found[p][:k]) & set(top))
+        return hits / (k * len(picked)), len(picked)
 
 
-def _compute(
-    metric: BaseMetric,
-    rows: List[int],
-    neighbours: List[List[int]],
-    relevance: List[Dict[int, float]],
-    num_items: int,
-    depth: int,
-) -> tuple[Tensor, int]:
-    """One metric from ranked neighbour lists (the formulas of the exact metrics).
+def _reducer(metric: BaseMetric) -> BlockReducer:
+    """The metric's own reducer; reciprocal rank unreduced (hidden items are zeroed first)."""
+    if isinstance(metric, RetrievalReciprocalRank):
+        return ReciprocalRankReducer()
+    return metric.block_reducer()
 
-    Returns the value and the number of relevant incidences the depth hid from it.
-    """
-    complete = depth >= num_items - 1  # every other item was ranked
-    if isinstance(metric, RetrievalRPrecision):
-        hits = positions = 0.0
-        missed = 0
-        for query, ranked in zip(rows, neighbours):
-            rel = relevance[query]
-            k = min(math.ceil(sum(rel.values())), num_items)
-            top = ranked[:k]
-            hits += sum(rel.get(item, 0.0) for item in top)
-            positions += k
-            if k > len(top) and not complete:
-                missed += len(rel.keys() - set(top))
-        return torch.tensor(hits / positions if positions else float("nan")), missed
-    if isinstance(metric, RetrievalPrecision):
-        if metric.k > depth and not complete:
-            raise ValueError(
-                f"RetrievalPrecision(k={metric.k}) needs depth >= k, got depth={depth}"
-            )
-        values = torch.tensor(
-            [
-                sum(relevance[q].get(item, 0.0) for item in ranked[: metric.k]) / metric.k
-                for q, ranked in zip(rows, neighbours)
-            ],
-            dtype=torch.float32,
-        )
-        return (values if metric.reduce_func is None else metric.reduce_func(values)), 0
-    values, missed = [], 0
-    for query, ranked in zip(rows, neighbours):
-        position = {item: rank for rank, item in enumerate(ranked)}
-        ranks = sorted(position[item] for item in relevance[query] if item in position)
-        values.extend(1.0 / (rank + 1) for rank in ranks)
-        hidden = len(relevance[query]) - len(ranks)
-        values.extend([0.0] * hidden)  # ranked below depth: counted as a miss
-        missed += hidden
-    values = torch.tensor(values, dtype=torch.float32)
-    return (values if metric.reduce_func is None else metric.reduce_func(values)), missed
+
+def _relevant_per_row(relevance: Any, n: int) -> Tensor:
+    """``R_i = sum_j L[i, j]`` of every query row, read block by block."""
+    total = torch.zeros(n, dtype=torch.float64)
+    step = max(1, 2**22 // 64)
+    for start in range(0, n, step):
+        end = min(start + step, n)
+        rows, _, vals = relevance.block(start, end)
+        total[start:end].index_add_(0, rows, vals.to(torch.float64))
+    return total
+
+
+def _needed_positions(rows: Tensor, vals: Tensor, b: int) -> Tensor:
+    """``ceil(R_i)`` of a block's rows: the positions R-precision reads."""
+    relevant = torch.zeros(b, dtype=torch.float64).index_add_(0, rows, vals.to(torch.float64))
+    return torch.ceil(relevant).to(torch.int64)
 
 
 def _fmt(value: Tensor) -> str:

@@ -1,8 +1,15 @@
-"""Input checks shared by the losses (metadata only: no device sync)."""
+"""Input checks shared by the losses.
+
+Shape and dtype checks read metadata only. Checks of values (pair scores, class ids) read
+CPU tensors only, and each CPU tensor once: the training loop checks a batch on the CPU
+before moving it (``quaterion.train._fit_checks.check_batch_labels``), so the step itself
+never waits for the device (see :func:`host_check_needed`).
+"""
 
 import math
+import weakref
 from numbers import Real
-from typing import Optional
+from typing import Dict, Optional, Tuple
 
 import torch
 from torch import Tensor
@@ -113,13 +120,43 @@ def check_pairs(embeddings: Tensor, pairs: Tensor, labels: Optional[Tensor] = No
         )
 
 
-def check_scores(owner: str, labels: Tensor, low: float, high: float) -> None:
+# (id of a checked CPU tensor, name of the check) -> weak reference to that tensor
+_CHECKED: Dict[Tuple[int, str], "weakref.ref[Tensor]"] = {}
+
+
+def host_check_needed(value: object, check: str) -> bool:
+    """Whether the value check named ``check`` should read ``value`` now.
+
+    True only for a non-empty CPU tensor that has not passed this check yet: a device tensor
+    would make the host wait for the device (batches are checked on the CPU before the
+    transfer), and a tensor the training loop's batch check has passed is not read again
+    (that check calls :func:`mark_checked`; a direct loss call always reads CPU values).
+    """
+    if not isinstance(value, Tensor) or value.device.type != "cpu" or value.numel() == 0:
+        return False
+    known = _CHECKED.get((id(value), check))
+    return known is None or known() is not value
+
+
+def mark_checked(value: Tensor, check: str) -> None:
+    """Record that ``value`` passed the check named ``check`` (kept while ``value`` lives)."""
+    key = (id(value), check)
+    _CHECKED[key] = weakref.ref(value, lambda _, key=key: _CHECKED.pop(key, None))
+
+
+def score_check(low: float, high: float) -> str:
+    """Name of the check "every score in ``[low, high]``" for :func:`host_check_needed`."""
+    return f"scores in [{low!r}, {high!r}]"
+
+
+def check_scores(owner: str, labels: Tensor, low: float, high: float, mark: bool = False) -> None:
     """Raise ``ValueError`` naming the first pair whose score is NaN or outside ``[low, high]``.
 
-    Only CPU tensors are read (the training loop checks batches on the CPU before moving
-    them, see ``quaterion.train._batch_checks``): a device tensor would cost a host sync.
+    Only CPU tensors are read (see :func:`host_check_needed`): the training loop checks
+    batches on the CPU before moving them (``mark=True``), and the loss does not re-read them.
     """
-    if not isinstance(labels, Tensor) or labels.device.type != "cpu" or labels.numel() == 0:
+    check = score_check(low, high)
+    if not host_check_needed(labels, check):
         return
     bad = ~((labels >= low) & (labels <= high))  # NaN compares False: caught here too
     if bool(bad.any()):
@@ -130,6 +167,8 @@ def check_scores(owner: str, labels: Tensor, low: float, high: float) -> None:
             f"{labels.flatten()[position].item()!r}. Rescale the scores of the dataset to that "
             "range (1 = similar, 0 = unrelated) or pick a loss for your kind of scores."
         )
+    if mark:
+        mark_checked(labels, check)
 
 
 def check_choice(name: str, value: object, choices: dict) -> None:

@@ -6,26 +6,29 @@ import torch
 import torch.nn.functional as F
 from torch import LongTensor, Tensor, nn
 
-from quaterion.loss._checks import check_groups, check_positive_int
+from quaterion.loss._checks import check_groups, check_positive_int, host_check_needed, mark_checked
 from quaterion.loss.group_loss import GroupLoss
 
 
-def check_group_ids(owner: str, embeddings: Tensor, groups: Tensor, num_groups: int) -> None:
-    """Check that ``groups`` are integer class ids in ``[0, num_groups)``, one per row.
+def check_group_ids(owner: str, groups: Tensor, num_groups: int, mark: bool = False) -> None:
+    """Raise ``AssertionError`` (upstream's error type) if a class id of a CPU ``groups``
+    tensor is outside ``[0, num_groups)``.
 
-    Raises:
-        TypeError: ``embeddings`` is not floating or ``groups`` is not an integer tensor.
-        ValueError: shapes do not match ``(B, d)`` / ``(B,)``.
-        AssertionError: an id is outside ``[0, num_groups)`` (upstream's error type; needs
-            one host sync to read the result).
+    Read on CPU tensors only (see ``host_check_needed``): ``Quaterion.fit`` checks each batch
+    before moving it to the device (``mark=True``: the loss does not read that tensor
+    again); ids on a device are not read, which would make the host wait.
     """
-    check_groups(embeddings, groups)
+    check = f"group ids below {num_groups}"
+    if not host_check_needed(groups, check):
+        return
     if not bool(((groups >= 0) & (groups < num_groups)).all()):
         raise AssertionError(
             f"Invalid group ids for {owner}: every id must be in [0, num_groups={num_groups}), "
             f"got min {int(groups.min())}, max {int(groups.max())}. Remap the group ids or "
             "raise num_groups."
         )
+    if mark:
+        mark_checked(groups, check)
 
 
 def class_kernel(embedding_size: int, num_groups: int) -> nn.Parameter:
@@ -102,7 +105,8 @@ class ClassifierGroupLoss(GroupLoss):
             ValueError: shapes are not ``(B, d)`` and ``(B,)``.
             AssertionError: a group id is outside ``[0, num_groups)``.
         """
-        check_group_ids(type(self).__name__, embeddings, groups, self.num_groups)
+        check_groups(embeddings, groups)
+        check_group_ids(type(self).__name__, groups, self.num_groups)
         return self._loss(*self.gather(embeddings, groups))
 
     def _loss(self, embeddings: Tensor, groups: Tensor) -> Tensor:

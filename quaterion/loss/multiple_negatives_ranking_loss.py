@@ -8,7 +8,7 @@ from torch import LongTensor, Tensor
 
 from quaterion.distances import BaseDistance, Distance
 from quaterion.distributed import gather_rows
-from quaterion.loss._checks import check_number, check_pairs
+from quaterion.loss._checks import check_number, check_pairs, host_check_needed, score_check
 from quaterion.loss.pairwise_loss import PairwiseLoss
 
 
@@ -101,15 +101,19 @@ class MultipleNegativesRankingLoss(PairwiseLoss):
 
         Raises:
             NonPositivePairsError: (an ``AssertionError`` and ``ValueError``) if any
-                score in ``labels`` is not 1; ``None`` or an empty tensor passes.
+                score in ``labels`` is not 1; ``None`` or an empty tensor passes. Read
+                for CPU ``labels`` only (device labels are checked before the transfer).
         """
         check_pairs(embeddings, pairs)
-        if labels is not None and labels.numel() > 0 and not bool(torch.all(labels == 1)):
-            raise NonPositivePairsError(
-                "MultipleNegativesRankingLoss takes positive pairs only: every score in "
-                "`labels` must be 1 (other pairs of the batch act as negatives). Drop the "
-                "non-positive pairs or use ContrastiveLoss for scored pairs."
-            )
+        # read on the CPU only, once: Quaterion.fit checks each batch before the transfer
+        check = score_check(*self.score_range)
+        if host_check_needed(labels, check):
+            if not bool(torch.all(labels == 1)):
+                raise NonPositivePairsError(
+                    "MultipleNegativesRankingLoss takes positive pairs only: every score in "
+                    "`labels` must be 1 (other pairs of the batch act as negatives). Drop the "
+                    "non-positive pairs or use ContrastiveLoss for scored pairs."
+                )
         anchors, positives = embeddings[pairs[:, 0]], embeddings[pairs[:, 1]]
         if self.gather_across_ranks:
             anchors, positives = gather_rows(anchors, positives)

@@ -126,16 +126,21 @@ def triplet_loss_semi_hard(
         0-dim float tensor.
     """
     same = q_groups[:, None] == r_groups[None, :]
-    positives, negatives = dist[same], dist[~same]
-    if positives.numel() == 0 or negatives.numel() == 0:
-        return attached_zero(dist)
-    ordered, prefix = sorted_with_prefix(negatives)
-    n_clamped, sum_clamped = count_and_sum_below(ordered, prefix, positives, right=True)
-    n_below, sum_below = count_and_sum_below(ordered, prefix, positives + margin)
-    upper = (positives + margin).to(prefix.dtype)
+    # Fixed shapes only (no boolean indexing): negatives are the matrix with every
+    # same-group cell set to +inf (sorted last, 0 in the prefix sums), and every cell acts
+    # as a bound u, weighted by whether it is a positive.
+    ordered, prefix = sorted_with_prefix(dist.masked_fill(same, float("inf")).flatten())
+    bounds = dist.flatten()
+    n_clamped, sum_clamped = count_and_sum_below(ordered, prefix, bounds, right=True)
+    n_below, sum_below = count_and_sum_below(ordered, prefix, bounds + margin)
+    upper = (bounds + margin).to(prefix.dtype)
     # v <= u contributes m; u < v < u + m contributes u + m - v; the rest contributes 0.
-    total = margin * n_clamped + (n_below - n_clamped) * upper - (sum_below - sum_clamped)
-    return (total.sum() / (positives.numel() * negatives.numel())).to(dist.dtype)
+    per_cell = margin * n_clamped + (n_below - n_clamped) * upper - (sum_below - sum_clamped)
+    total = torch.where(same.flatten(), per_cell, 0).sum()
+    num_positive = same.sum()
+    pairs = num_positive * (same.numel() - num_positive)
+    # no positive or no negative: total is an exact 0 still attached to the graph
+    return (total / pairs.clamp(min=1)).to(dist.dtype)
 
 
 _XBM_MINING = ("hard", "semi_hard")

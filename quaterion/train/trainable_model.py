@@ -1,5 +1,6 @@
 """``TrainableModel``: the LightningModule users subclass to describe a similarity model."""
 
+import warnings
 from typing import Any, Dict, List, Optional, Union
 
 import pytorch_lightning as pl
@@ -9,7 +10,7 @@ from typing_extensions import override
 
 from quaterion.dataset.similarity_data_loader import SimilarityDataLoader
 from quaterion.dataset.train_collator import TrainCollator
-from quaterion.distributed import gather_rows, on_rank_zero_then_wait
+from quaterion.distributed import gather_rows, is_global_rank_zero, world_size
 from quaterion.eval.attached_metric import AttachedMetric
 from quaterion.loss import GroupLoss, SimilarityLoss
 from quaterion.train._fit_checks import check_batch_labels
@@ -18,6 +19,7 @@ from quaterion.train._rng import capture_rng, restore_rng
 from quaterion.train.cache import CacheConfig, CacheType
 from quaterion.train.cache.in_memory_cache_encoder import InMemoryCacheEncoder
 from quaterion.train.cache_mixin import CacheMixin
+from quaterion.train.callbacks.guard_callback import check_loss_output, watch_evaluation_loss
 from quaterion.train.xbm import XbmConfig
 from quaterion.train.xbm.xbm_buffer import XbmBuffer
 from quaterion.utils.enums import TrainStage
@@ -41,7 +43,9 @@ class TrainableModel(pl.LightningModule, CacheMixin):
     ``train_loss`` / ``validation_loss`` / ``test_loss`` and ``<metric>_<stage>``.
 
     Set the class attribute ``check_finite_loss = False`` to train on through NaN/inf losses
-    (by default ``Quaterion.fit`` stops with ``NonFiniteLossError`` before applying one).
+    and gradients (by default ``Quaterion.fit`` stops with ``NonFiniteLossError`` or
+    ``NonFiniteGradientError`` before applying one, and with ``NonFiniteValidationError`` on
+    a NaN/inf validation loss).
 
     Example:
         >>> class Model(TrainableModel):
@@ -52,7 +56,8 @@ class TrainableModel(pl.LightningModule, CacheMixin):
     """
 
     check_finite_loss: bool = True
-    """Stop the fit on a NaN/inf training loss (see ``GuardCallback``); ``False`` disables it."""
+    """Stop the fit on a NaN/inf training loss or gradient, or validation loss (see
+    ``GuardCallback``); ``False`` disables these checks."""
 
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
@@ -168,18 +173,25 @@ class TrainableModel(pl.LightningModule, CacheMixin):
         buffer.queue(*queued)
         return config.weight * term
 
+    def _trainer_or_none(self) -> Optional[pl.Trainer]:
+        try:
+            return self.trainer
+        except RuntimeError:  # no Trainer attached (a step called by hand)
+            return None
+
     def _barebones(self) -> bool:
         """Trainer(barebones=True) forbids ``self.log``: nothing is logged (warned at fit start)."""
-        try:
-            return self.trainer.barebones
-        except RuntimeError:  # no Trainer attached: self.log itself would warn and skip
-            return False
+        # no Trainer attached: self.log itself would warn and skip
+        trainer = self._trainer_or_none()
+        return trainer is not None and trainer.barebones
 
     def _common_step(self, batch, batch_idx: int, stage: TrainStage, **kwargs: Any) -> Tensor:
         features, targets = batch
         embeddings = self.model(features)
-        loss = self.loss(embeddings=embeddings, **targets)
-        if stage == TrainStage.TRAIN:
+        loss = check_loss_output(self.loss, self.loss(embeddings=embeddings, **targets))
+        if stage != TrainStage.TRAIN:
+            watch_evaluation_loss(self._trainer_or_none(), loss, batch_idx)
+        else:
             xbm = self._xbm_term(embeddings, targets)
             if xbm is not None:
                 loss = loss + xbm
@@ -281,7 +293,20 @@ class TrainableModel(pl.LightningModule, CacheMixin):
     def save_servable(self, path: str) -> None:
         """``unwrap_cache()`` then ``self.model.save(path)`` (a ``SimilarityModel`` directory).
 
-        Under DDP only global rank 0 writes; every rank waits until the files are complete.
+        Under DDP only global rank 0 writes; the other ranks return at once. It takes no
+        collective, so it may be called on every rank or on rank 0 only
+        (``if trainer.global_rank == 0: model.save_servable(path)``), and never waits for
+        other ranks. A rank that reads the files afterwards must wait for rank 0 itself,
+        e.g. with ``trainer.strategy.barrier()`` called on every rank.
         """
         self.unwrap_cache()
-        on_rank_zero_then_wait(lambda: self.model.save(path))
+        if is_global_rank_zero():
+            self.model.save(path)
+        elif world_size() == 1:  # no process group: the launcher's environment said rank > 0
+            warnings.warn(
+                f"save_servable({path!r}) wrote nothing: no process group is initialised and "
+                "the environment (RANK, LOCAL_RANK or SLURM_PROCID) makes this process a rank "
+                "other than 0, and only global rank 0 writes. Unset those variables in a "
+                "single-process run.",
+                stacklevel=2,
+            )

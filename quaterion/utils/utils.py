@@ -94,9 +94,14 @@ def get_anchor_positive_mask(labels_a: Tensor, labels_b: Optional[Tensor] = None
     """
     labels_b = labels_a if labels_b is None else labels_b
     mask = labels_a[:, None] == labels_b[None, :]
-    if torch.equal(labels_a, labels_b):
-        mask.fill_diagonal_(False)
-    return mask
+    if labels_b is labels_a:
+        return mask.fill_diagonal_(False)
+    if labels_a.shape != labels_b.shape:
+        return mask
+    # decided on the device: reading torch.equal's answer would make the host wait
+    same = (labels_a == labels_b).all()
+    diagonal = torch.eye(mask.shape[0], dtype=torch.bool, device=mask.device)
+    return mask & ~(diagonal & same)
 
 
 def get_anchor_negative_mask(labels_a: Tensor, labels_b: Optional[Tensor] = None) -> Tensor:

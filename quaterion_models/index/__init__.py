@@ -5,7 +5,7 @@ An optional extra (``pip install 'quaterion[qdrant]'``): the embedded backend ne
 Nothing here imports Lightning or ``quaterion``.
 """
 
-from quaterion_models.index.backend import Hit
+from quaterion_models.index.backend import Backend, Hit, QueryOptions
 from quaterion_models.index.errors import (
     IndexConfigError,
     IndexLockedError,
@@ -15,12 +15,15 @@ from quaterion_models.index.errors import (
     SimilarityIndexError,
 )
 from quaterion_models.index.fingerprint import servable_fingerprint
-from quaterion_models.index.metadata import IndexInfo
+from quaterion_models.index.metadata import HnswParams, IndexInfo
 from quaterion_models.index.similarity_index import SimilarityIndex
 
 __all__ = [
     "SimilarityIndex",
     "Hit",
+    "Backend",
+    "QueryOptions",
+    "HnswParams",
     "IndexInfo",
     "servable_fingerprint",
     "SimilarityIndexError",

@@ -1,5 +1,6 @@
 """What both backends implement, and the search hit they return."""
 
+from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple, Optional, Union
 
@@ -68,48 +69,61 @@ def filter_items(filter: Mapping[str, Any], native: str) -> list[tuple[str, bool
     return items
 
 
-class Backend:
+class Backend(ABC):
     """Storage behind a :class:`~quaterion_models.index.SimilarityIndex`.
 
-    ``location`` names it in messages. ``load_info`` returns ``None`` when nothing is stored
-    there yet; ``create`` makes an empty index recording ``info``; ``drop`` removes it.
+    The embedded and server backends implement it; subclass it to keep an index anywhere
+    else and pass an instance as ``SimilarityIndex(model, backend=...)``. ``location``
+    names it in messages. ``load_info`` returns ``None`` when nothing is stored there yet;
+    ``create`` makes an empty index recording ``info`` (its ``hnsw`` field holds the graph
+    parameters); ``drop`` removes it. Every call gets checked input: ids are valid and
+    distinct, vectors are finite float32 ``(n, dim)``, payloads are JSON objects or ``None``.
     """
 
     location: str
 
+    @abstractmethod
     def load_info(self) -> Optional[IndexInfo]:
-        raise NotImplementedError
+        """The stored binding, or ``None`` when nothing is stored at this location yet."""
 
+    @abstractmethod
     def create(self, info: IndexInfo) -> None:
-        raise NotImplementedError
+        """Create an empty index recording ``info``."""
 
+    @abstractmethod
     def drop(self) -> None:
-        raise NotImplementedError
+        """Remove the index and everything in it."""
 
+    @abstractmethod
     def upsert(
         self, ids: Sequence[PointId], vectors: np.ndarray, payloads: Sequence[Optional[dict]]
     ) -> None:
         """Write one batch and return only once it is durable."""
-        raise NotImplementedError
 
+    @abstractmethod
     def query(self, vectors: np.ndarray, options: QueryOptions) -> list[list[Hit]]:
-        raise NotImplementedError
+        """``options.limit`` nearest points of each query vector, closest first."""
 
+    @abstractmethod
     def count(self, filter: Any) -> int:
-        raise NotImplementedError
+        """Number of points (matching ``filter`` if not ``None``)."""
 
+    @abstractmethod
     def delete(self, ids: Optional[Sequence[PointId]], filter: Any) -> None:
-        raise NotImplementedError
+        """Delete the points with ``ids`` and those matching ``filter`` (either may be None)."""
 
+    @abstractmethod
     def scroll(
         self, offset: Optional[PointId], limit: int
     ) -> tuple[list[tuple[PointId, list, Optional[dict]]], Optional[PointId]]:
         """Up to ``limit`` points ``(id, vector, payload)`` from ``offset`` on, and the next
         offset (``None`` at the end)."""
-        raise NotImplementedError
 
     def optimize(self) -> None:
-        """Build search structures now (no-op where the engine does it in the background)."""
+        """Build search structures now, whatever the number of points (default: nothing
+        to build)."""
+        return None
 
+    @abstractmethod
     def close(self) -> None:
-        raise NotImplementedError
+        """Release the storage (idempotent)."""

@@ -20,6 +20,7 @@ from quaterion_models.index.backend import filter_items, normalise_id
 from quaterion_models.index.errors import IndexLockedError, IndexNotFoundError
 from quaterion_models.index.metadata import (
     METADATA_FILE,
+    HnswParams,
     QDRANT_DISTANCES,
     IndexInfo,
     read_metadata,
@@ -36,9 +37,21 @@ class EmbeddedBackend(Backend):
     An Edge shard allows one open handle: a second open, in this or another process,
     raises :class:`IndexLockedError`. Every upsert goes through the shard's write-ahead
     log and is flushed before it returns.
+
+    Args:
+        path: the index directory.
+        search_threads: threads of the shard's search pool (default: one per CPU); e.g. 1 to
+            compare against a single-threaded brute force like for like.
     """
 
-    def __init__(self, path: "str | os.PathLike[str]"):
+    def __init__(self, path: "str | os.PathLike[str]", search_threads: Optional[int] = None):
+        if search_threads is not None and (
+            isinstance(search_threads, bool) or not isinstance(search_threads, int)
+        ):
+            raise TypeError(f"search_threads must be an int or None, got {search_threads!r}")
+        if search_threads is not None and search_threads < 1:
+            raise ValueError(f"search_threads must be >= 1, got {search_threads}")
+        self.search_threads = search_threads
         self.path = Path(path)
         self.location = f"embedded index {self.path}"
         self.shard: Optional[edge.EdgeShard] = None
@@ -59,15 +72,15 @@ class EmbeddedBackend(Backend):
             return None
         info = read_metadata(self.path)
         if (self.shard_path / "edge_config.json").is_file():
-            self.shard = self._call(edge.EdgeShard.load, str(self.shard_path))
+            self.shard = self._call(edge.EdgeShard.load, str(self.shard_path), self._config(info))
         else:  # a crash between writing the metadata and creating the shard
-            self.shard = self._call(edge.EdgeShard.create, str(self.shard_path), _config(info))
+            self.shard = self._call(edge.EdgeShard.create, str(self.shard_path), self._config(info))
         return info
 
     def create(self, info: IndexInfo) -> None:
         self.path.mkdir(parents=True, exist_ok=True)
         write_metadata(self.path, info)
-        self.shard = self._call(edge.EdgeShard.create, str(self.shard_path), _config(info))
+        self.shard = self._call(edge.EdgeShard.create, str(self.shard_path), self._config(info))
 
     def drop(self) -> None:
         if self.shard is None and self.shard_path.exists():
@@ -79,6 +92,9 @@ class EmbeddedBackend(Backend):
         metadata = self.path / METADATA_FILE
         if metadata.exists():
             metadata.unlink()
+
+    def _config(self, info: IndexInfo) -> "edge.EdgeConfig":
+        return _config(info, self.search_threads)
 
     def _call(self, fn, *args):
         try:
@@ -157,9 +173,23 @@ class EmbeddedBackend(Backend):
             shard.close()
 
 
-def _config(info: IndexInfo) -> "edge.EdgeConfig":
+#: An Edge shard indexes only when ``optimize`` runs; 1 KB makes it build the graph of any
+#: segment (0 would mean "never"). Also given when a shard is loaded, so shards created with
+#: Qdrant's 20 MB default build their graph too.
+_INDEXING_THRESHOLD_KB = 1
+
+
+def _config(info: IndexInfo, search_threads: Optional[int] = None) -> "edge.EdgeConfig":
     distance = getattr(edge.Distance, QDRANT_DISTANCES[info.distance])
-    return edge.EdgeConfig(vectors=edge.EdgeVectorParams(size=info.dim, distance=distance))
+    hnsw = info.hnsw or HnswParams()
+    return edge.EdgeConfig(
+        vectors=edge.EdgeVectorParams(size=info.dim, distance=distance),
+        hnsw_config=edge.HnswIndexConfig(
+            m=hnsw.m, ef_construct=hnsw.ef_construct, full_scan_threshold=hnsw.full_scan_threshold
+        ),
+        optimizers=edge.EdgeOptimizersConfig(indexing_threshold=_INDEXING_THRESHOLD_KB),
+        max_search_threads=search_threads,
+    )
 
 
 def _filter(filter: Any) -> Optional["edge.Filter"]:

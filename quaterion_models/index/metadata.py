@@ -4,7 +4,7 @@ import json
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Union
+from typing import Any, Optional, Union
 
 from quaterion_models.utils.atomic import atomic_write
 
@@ -24,6 +24,38 @@ QDRANT_DISTANCES = {
 
 
 @dataclass(frozen=True)
+class HnswParams:
+    """HNSW graph parameters of an index, fixed at creation (Qdrant's meaning and defaults).
+
+    Args:
+        m: edges per node (more: better recall, more memory).
+        ef_construct: candidates considered while building (more: better graph, slower build).
+        full_scan_threshold: in KB of vectors: a segment (or a filter's matches) smaller than
+            this is searched exhaustively even when a graph exists. Lower it to search small
+            collections through the graph; filtered searches then go through the graph too,
+            which may miss points of rare payload values.
+    """
+
+    m: int = 16
+    ef_construct: int = 100
+    full_scan_threshold: int = 10000
+
+    def __post_init__(self):
+        for name, low in (("m", 2), ("ef_construct", 4), ("full_scan_threshold", 1)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
+
+    @classmethod
+    def from_dict(cls, data: Any, source: str) -> "HnswParams":
+        """Parse the stored ``hnsw`` field; ``ValueError`` naming ``source`` if damaged."""
+        try:
+            return cls(**data)
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"{source}: damaged 'hnsw' field {data!r} ({err})") from None
+
+
+@dataclass(frozen=True)
 class IndexInfo:
     """The binding between an index and a servable.
 
@@ -33,12 +65,15 @@ class IndexInfo:
         distance: quaterion distance name (``"cosine"``, ``"dot_product"``,
             ``"euclidean"``, ``"manhattan"``).
         dim: vector size.
+        hnsw: HNSW parameters it was created with (``None``: an index created before they
+            were recorded, built with Qdrant's defaults).
     """
 
     fingerprint: str
     model: str
     distance: str
     dim: int
+    hnsw: Optional[HnswParams] = None
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict with the format tag, as stored."""
@@ -62,6 +97,7 @@ class IndexInfo:
             model=str(data["model"]),
             distance=str(data["distance"]),
             dim=int(data["dim"]),
+            hnsw=None if data.get("hnsw") is None else HnswParams.from_dict(data["hnsw"], source),
         )
 
 

@@ -1,6 +1,8 @@
 """Server backend: a collection on a Qdrant server or cluster, through qdrant-client."""
 
+import time
 from collections.abc import Sequence
+from dataclasses import asdict
 from typing import Any, Optional
 
 import numpy as np
@@ -16,7 +18,7 @@ except ImportError as err:  # pragma: no cover - exercised only without the extr
 from quaterion_models.index.backend import Backend, Hit, PointId, QueryOptions
 from quaterion_models.index.backend import filter_items, normalise_id
 from quaterion_models.index.errors import IndexConfigError, ServerUnreachableError
-from quaterion_models.index.metadata import QDRANT_DISTANCES, IndexInfo
+from quaterion_models.index.metadata import QDRANT_DISTANCES, HnswParams, IndexInfo
 
 _DISTANCES = {
     "Cosine": models.Distance.COSINE,
@@ -81,6 +83,7 @@ class ServerBackend(Backend):
                 vectors_config=models.VectorParams(
                     size=info.dim, distance=_DISTANCES[QDRANT_DISTANCES[info.distance]]
                 ),
+                hnsw_config=models.HnswConfigDiff(**asdict(info.hnsw or HnswParams())),
                 metadata=info.to_dict(),
             )
         except (ResponseHandlingException, OSError) as err:
@@ -140,6 +143,23 @@ class ServerBackend(Backend):
         )
         points = [(normalise_id(r.id), r.vector, r.payload or None) for r in records]
         return points, None if next_offset is None else normalise_id(next_offset)
+
+    def optimize(self) -> None:
+        """Lower the collection's indexing threshold to 1 KB (Qdrant indexes only segments
+        above it, 20 MB by default) and wait until the server reports the collection green."""
+        optimizers = models.OptimizersConfigDiff(indexing_threshold=1)
+        self.client.update_collection(self.collection, optimizers_config=optimizers)
+        while True:
+            info = self.client.get_collection(self.collection)
+            if info.status == models.CollectionStatus.GREEN:
+                return
+            if info.status == models.CollectionStatus.RED:
+                raise RuntimeError(
+                    f"Qdrant reports {self.location} failed to optimize: {info.optimizer_status}"
+                )
+            if info.status == models.CollectionStatus.GREY:  # optimizations wait for a trigger
+                self.client.update_collection(self.collection, optimizers_config=optimizers)
+            time.sleep(0.2)
 
     def close(self) -> None:
         if self.owns_client:

@@ -1,19 +1,25 @@
 """``SimilarityIndex``: a Qdrant collection bound to the servable that fills and queries it."""
 
+import json
 import os
-import uuid
 from collections.abc import Sequence
+from dataclasses import asdict
 from typing import Any, Optional, Union
 
 import numpy as np
-import torch
 from tqdm.auto import tqdm
 
 from quaterion_models.index.backend import Backend, Hit, PointId, QueryOptions
 from quaterion_models.index.errors import IndexConfigError, IndexNotFoundError, ModelMismatchError
-from quaterion_models.index.fingerprint import describe, servable_fingerprint
-from quaterion_models.index.metadata import IndexInfo, check_distance
-from quaterion_models.model import SimilarityModel
+from quaterion_models.index.fingerprint import (
+    Servable,
+    describe,
+    is_exported,
+    output_size,
+    servable_fingerprint,
+)
+from quaterion_models.index.metadata import HnswParams, IndexInfo, check_distance
+from quaterion_models.index.rows import check_finite, check_ids, check_payloads
 
 _MODES = ("open_or_create", "open", "create")
 
@@ -33,6 +39,8 @@ class SimilarityIndex:
         url: address of a Qdrant server, e.g. ``"http://localhost:6333"`` (instead of path).
         api_key: API key of the server.
         client: a ready ``qdrant_client.QdrantClient`` (instead of ``url``), e.g. local mode.
+        backend: any :class:`~quaterion_models.index.Backend` (instead of ``path``, ``url``
+            or ``client``, which are shortcuts building the embedded or server backend).
         collection: collection name on the server.
         distance: the distance the model was trained with (``"cosine"``, ``"dot_product"``,
             ``"euclidean"``, ``"manhattan"``). Needed to create an index from a plain
@@ -43,6 +51,12 @@ class SimilarityIndex:
         batch_size: objects encoded and upserted per batch by :meth:`add`.
         show_progress: show a progress bar while adding.
         timeout: seconds to wait for a server.
+        m: HNSW edges per node, set when the index is created (default 16).
+        ef_construct: HNSW build beam width, set when the index is created (default 100).
+        full_scan_threshold: KB of vectors under which a segment is searched exhaustively
+            even with a graph (default 10000, Qdrant's); see :class:`HnswParams`. Opening an
+            index with HNSW parameters it was not created with raises
+            :class:`IndexConfigError`.
 
     Example::
 
@@ -59,6 +73,7 @@ class SimilarityIndex:
         url: Optional[str] = None,
         api_key: Optional[str] = None,
         client: Any = None,
+        backend: Optional[Backend] = None,
         collection: str = "quaterion",
         distance: Optional[str] = None,
         mode: str = "open_or_create",
@@ -66,6 +81,9 @@ class SimilarityIndex:
         batch_size: int = 64,
         show_progress: bool = True,
         timeout: float = 5.0,
+        m: Optional[int] = None,
+        ef_construct: Optional[int] = None,
+        full_scan_threshold: Optional[int] = None,
     ):
         if mode not in _MODES:
             raise ValueError(f"mode must be one of {_MODES}, got {mode!r}")
@@ -75,9 +93,12 @@ class SimilarityIndex:
         distance = check_distance(distance) if distance is not None else trained_distance
         self.batch_size = batch_size
         self.show_progress = show_progress
-        self.backend = _backend(path, url, api_key, client, collection, timeout)
+        hnsw = {"m": m, "ef_construct": ef_construct, "full_scan_threshold": full_scan_threshold}
+        hnsw = {name: value for name, value in hnsw.items() if value is not None}
+        HnswParams(**hnsw)  # checks the values before anything is opened
+        self.backend = _backend(path, url, api_key, client, backend, collection, timeout)
         try:
-            self.info = self._bind(distance, mode, recreate)
+            self.info = self._bind(distance, mode, recreate, hnsw)
         except BaseException:
             self.backend.close()
             raise
@@ -92,9 +113,11 @@ class SimilarityIndex:
         """Create a new index; an error if one exists (unless ``recreate=True``)."""
         return cls(model, path, mode="create", **kwargs)
 
-    def _bind(self, distance: Optional[str], mode: str, recreate: bool) -> IndexInfo:
+    def _bind(
+        self, distance: Optional[str], mode: str, recreate: bool, hnsw: dict[str, int]
+    ) -> IndexInfo:
         fingerprint = servable_fingerprint(self.model)
-        dim = self.model.head.output_size
+        dim = output_size(self.model)
         stored = self.backend.load_info()
         if stored is not None and recreate:
             distance = distance or stored.distance
@@ -112,7 +135,7 @@ class SimilarityIndex:
                     "distance='cosine' (or 'dot_product', 'euclidean', 'manhattan'), e.g. "
                     "distance=trainable_model.loss.distance_metric_name"
                 )
-            info = IndexInfo(fingerprint, describe(self.model), distance, dim)
+            info = IndexInfo(fingerprint, describe(self.model), distance, dim, HnswParams(**hnsw))
             self.backend.create(info)
             return info
         if mode == "create":
@@ -131,6 +154,14 @@ class SimilarityIndex:
                 f"{distance!r}: pass distance={stored.distance!r} (or omit it), or "
                 "recreate=True to index again with the new distance"
             )
+        recorded = asdict(stored.hnsw) if stored.hnsw is not None else {}
+        differing = {name: v for name, v in hnsw.items() if recorded.get(name) != v}
+        if differing:
+            raise IndexConfigError(
+                f"{self.backend.location} was created with HNSW parameters "
+                f"{recorded or 'not recorded (Qdrant defaults)'}, not {differing}: they are "
+                "fixed at creation; omit them to open it, or pass recreate=True to rebuild"
+            )
         if stored.fingerprint != fingerprint:
             raise ModelMismatchError(
                 f"{self.backend.location} was built by model {stored.fingerprint} "
@@ -148,21 +179,27 @@ class SimilarityIndex:
         payloads: Optional[Sequence[Optional[dict]]] = None,
         ids: Optional[Sequence[PointId]] = None,
     ) -> list[PointId]:
-        """Encode ``objects`` with the model in batches and upsert them; returns their ids.
+        """Encode ``objects`` with the model and upsert them; returns their ids.
 
-        Each batch is durable once written: if the process dies, the batches written
-        before stay in the index. Default ids are random UUID strings; ids that already
-        exist are overwritten.
+        The whole call is checked before the first point is written: ids distinct and
+        valid, payloads JSON, and every vector the model produced finite (so the call
+        encodes all its objects first; split a huge collection into several calls). Then
+        the points are written in batches, each durable once written: if the process dies
+        while writing, the batches written before stay in the index. Default ids are random
+        UUID strings; ids that already exist in the index are overwritten.
         """
-        objects = list(objects)
-        payloads, ids = self._check_rows(len(objects), payloads, ids)
-        bar = tqdm(total=len(objects), desc="Indexing", disable=not self.show_progress)
+        objects = objects if isinstance(objects, list) else list(objects)
+        payloads, ids = check_payloads(payloads, len(objects)), check_ids(ids, len(objects))
+        parts = []
+        bar = tqdm(total=len(objects), desc="Encoding", disable=not self.show_progress)
         with bar:
             for start in range(0, len(objects), self.batch_size):
-                stop = start + self.batch_size
-                vectors = self.model.encode(objects[start:stop], batch_size=self.batch_size)
-                self.backend.upsert(ids[start:stop], _as_float32(vectors), payloads[start:stop])
-                bar.update(len(vectors))
+                batch = objects[start : start + self.batch_size]
+                parts.append(_as_float32(self.model.encode(batch, batch_size=self.batch_size)))
+                bar.update(len(batch))
+        vectors = np.concatenate(parts) if parts else np.zeros((0, self.info.dim), np.float32)
+        check_finite(vectors, "the model's vectors")
+        self._write(ids, vectors, payloads, self.batch_size)
         return ids
 
     def add_vectors(
@@ -170,17 +207,28 @@ class SimilarityIndex:
         vectors: Any,
         payloads: Optional[Sequence[Optional[dict]]] = None,
         ids: Optional[Sequence[PointId]] = None,
+        *,
+        batch_size: Optional[int] = None,
     ) -> list[PointId]:
-        """Upsert vectors the bound model already produced (``(N, dim)``); returns their ids."""
+        """Upsert vectors the bound model already produced (``(N, dim)``); returns their ids.
+
+        Checked like :meth:`add` before anything is written. ``batch_size`` points are
+        written per durable batch (default: the index's ``batch_size``).
+        """
+        if batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1):
+            raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
         vectors = self._check_vectors(vectors)
-        payloads, ids = self._check_rows(len(vectors), payloads, ids)
+        payloads, ids = check_payloads(payloads, len(vectors)), check_ids(ids, len(vectors))
+        self._write(ids, vectors, payloads, batch_size or self.batch_size)
+        return ids
+
+    def _write(self, ids: list, vectors: np.ndarray, payloads: list, step: int) -> None:
         bar = tqdm(total=len(vectors), desc="Indexing", disable=not self.show_progress)
         with bar:
-            for start in range(0, len(vectors), self.batch_size):
-                stop = start + self.batch_size
+            for start in range(0, len(vectors), step):
+                stop = start + step
                 self.backend.upsert(ids[start:stop], vectors[start:stop], payloads[start:stop])
                 bar.update(min(stop, len(vectors)) - start)
-        return ids
 
     def delete(self, ids: Optional[Sequence[PointId]] = None, filter: Optional[Any] = None) -> None:
         """Delete points by id and/or every point matching ``filter``."""
@@ -189,7 +237,8 @@ class SimilarityIndex:
         self.backend.delete(list(ids) if ids is not None else None, filter)
 
     def optimize(self) -> None:
-        """Build the HNSW graph now (embedded index; a server does it in the background)."""
+        """Build the HNSW graph now, whatever the number of points, and return once it is
+        built (Qdrant indexes only segments above its indexing threshold by itself)."""
         self.backend.optimize()
 
     def copy_to(self, target: "SimilarityIndex", batch_size: int = 1024) -> int:
@@ -253,6 +302,10 @@ class SimilarityIndex:
             raise ValueError("search needs exactly one of objects=[...] or vectors=array")
         if not isinstance(limit, int) or limit < 1:
             raise ValueError(f"limit must be a positive int, got {limit!r}")
+        if hnsw_ef is not None and (
+            isinstance(hnsw_ef, bool) or not isinstance(hnsw_ef, int) or hnsw_ef < 1
+        ):
+            raise ValueError(f"hnsw_ef must be a positive int or None, got {hnsw_ef!r}")
         if objects is not None:
             if not isinstance(objects, list):
                 objects = list(objects)
@@ -289,7 +342,7 @@ class SimilarityIndex:
         self.close()
 
     def _check_vectors(self, vectors: Any) -> np.ndarray:
-        if isinstance(vectors, torch.Tensor):
+        if type(vectors).__module__.startswith("torch"):  # a torch.Tensor (torch is optional)
             vectors = vectors.detach().float().cpu().numpy()
         vectors = _as_float32(np.asarray(vectors, dtype=np.float32))
         if vectors.size == 0:
@@ -299,45 +352,31 @@ class SimilarityIndex:
                 f"vectors must have shape (n, {self.info.dim}) for {self.backend.location}, got "
                 f"{vectors.shape}"
             )
-        if not np.isfinite(vectors).all():
-            raise ValueError("vectors contain NaN or inf; check the model's output")
+        check_finite(vectors, "vectors")
         return vectors
-
-    def _check_rows(
-        self, n: int, payloads: Optional[Sequence], ids: Optional[Sequence]
-    ) -> tuple[list, list]:
-        payloads = [None] * n if payloads is None else list(payloads)
-        ids = [str(uuid.uuid4()) for _ in range(n)] if ids is None else list(ids)
-        for name, values in (("payloads", payloads), ("ids", ids)):
-            if len(values) != n:
-                raise ValueError(f"{name} has {len(values)} entries for {n} objects")
-        for point_id in ids:
-            if isinstance(point_id, bool) or not isinstance(point_id, (int, str)):
-                raise TypeError(f"ids must be ints >= 0 or UUID strings, got {point_id!r}")
-            if isinstance(point_id, int) and point_id < 0:
-                raise ValueError(f"ids must be ints >= 0 or UUID strings, got {point_id}")
-            if isinstance(point_id, str):
-                try:
-                    uuid.UUID(point_id)
-                except ValueError:
-                    raise ValueError(
-                        f"string ids must be UUIDs (Qdrant's rule), got {point_id!r}; keep "
-                        "your own key in the payload"
-                    ) from None
-        for payload in payloads:
-            if payload is not None and not isinstance(payload, dict):
-                raise TypeError(f"payloads must be dicts or None, got {type(payload).__name__}")
-        return payloads, ids
 
 
 def _as_float32(vectors: Any) -> np.ndarray:
     return np.ascontiguousarray(np.asarray(vectors, dtype=np.float32))
 
 
-def _resolve_model(model: Any) -> tuple[SimilarityModel, Optional[str]]:
-    """A servable, its saved directory, or a TrainableModel (its model and loss distance)."""
+def _resolve_model(model: Any) -> tuple[Servable, Optional[str]]:
+    """A servable (torch or its ONNX export), its saved directory, or a TrainableModel (its
+    model and loss distance)."""
+    from quaterion_models.onnx.layout import CONFIG_FILE, FORMAT
+
     if isinstance(model, (str, os.PathLike)):
+        if _is_onnx_export(os.path.join(os.fspath(model), CONFIG_FILE), FORMAT):
+            from quaterion_models.onnx.runtime import OnnxSimilarityModel
+
+            return OnnxSimilarityModel.load(os.fspath(model)), None
+        from quaterion_models.model import SimilarityModel
+
         return SimilarityModel.load(os.fspath(model)), None
+    if is_exported(model):
+        return model, None
+    from quaterion_models.model import SimilarityModel
+
     if isinstance(model, SimilarityModel):
         return model, None
     inner = getattr(model, "model", None)
@@ -345,30 +384,65 @@ def _resolve_model(model: Any) -> tuple[SimilarityModel, Optional[str]]:
         name = getattr(getattr(model, "loss", None), "distance_metric_name", None)
         return inner, check_distance(name) if name is not None else None
     raise TypeError(
-        f"model must be a SimilarityModel, a saved servable directory or a TrainableModel, got "
-        f"{type(model).__name__}"
+        f"model must be a SimilarityModel, an OnnxSimilarityModel, a saved servable directory "
+        f"or a TrainableModel, got {type(model).__name__}"
     )
 
 
+def _is_onnx_export(config_path: str, expected_format: str) -> bool:
+    """Whether ``config_path`` is the config of an ONNX export (not of a torch servable)."""
+    try:
+        with open(config_path, encoding="utf-8") as file:
+            return json.load(file).get("format") == expected_format
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
 def _backend(
-    path: Any, url: Optional[str], api_key: Optional[str], client: Any, collection: str, timeout
+    path: Any,
+    url: Optional[str],
+    api_key: Optional[str],
+    client: Any,
+    backend: Optional[Backend],
+    collection: str,
+    timeout: float,
 ) -> Backend:
-    given = [
-        name
-        for name, value in (("path", path), ("url", url), ("client", client))
+    """The given ``backend``, or the one its shortcut (``path``, ``url``, ``client``) builds."""
+    given = {
+        name: value
+        for name, value in (("path", path), ("url", url), ("client", client), ("backend", backend))
         if value is not None
-    ]
+    }
     if len(given) != 1:
         raise ValueError(
-            "pass exactly one location: path='dir' (embedded), url='http://host:6333' (server) "
-            f"or client=QdrantClient(...); got {given or 'none'}"
+            "pass exactly one location: path='dir' (embedded), url='http://host:6333' (server), "
+            f"client=QdrantClient(...) or backend=Backend(...); got {list(given) or 'none'}"
         )
-    if path is not None:
-        from quaterion_models.index.embedded import EmbeddedBackend
+    [(name, value)] = given.items()
+    if name == "backend" and not isinstance(value, Backend):
+        raise TypeError(
+            f"backend must be a quaterion_models.index.Backend, got {type(value).__name__}"
+        )
+    return value if name == "backend" else _SHORTCUTS[name](value, api_key, collection, timeout)
 
-        return EmbeddedBackend(path)
+
+def _embedded(path: Any, api_key: Any, collection: str, timeout: float) -> Backend:
+    from quaterion_models.index.embedded import EmbeddedBackend
+
+    return EmbeddedBackend(path)
+
+
+def _server_url(url: str, api_key: Optional[str], collection: str, timeout: float) -> Backend:
     from quaterion_models.index.server import ServerBackend, connect
 
-    if url is not None:
-        return ServerBackend(connect(url, api_key, timeout), collection, True, url)
+    return ServerBackend(connect(url, api_key, timeout), collection, True, url)
+
+
+def _server_client(client: Any, api_key: Any, collection: str, timeout: float) -> Backend:
+    from quaterion_models.index.server import ServerBackend
+
     return ServerBackend(client, collection, False, "the given QdrantClient")
+
+
+#: Location keyword -> the function building its backend.
+_SHORTCUTS = {"path": _embedded, "url": _server_url, "client": _server_client}

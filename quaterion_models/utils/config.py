@@ -13,9 +13,12 @@ Example (an encoder's ``load``)::
     names = config.sequence("aggregations", item=str)
 """
 
+import json
+import os
 import re
 from collections.abc import Mapping
-from typing import Any, Optional
+from pathlib import Path
+from typing import Any, Optional, Union
 
 from quaterion_models.utils.classes import restore_class
 from quaterion_models.utils.errors import DamagedFileError, WrongClassError
@@ -36,6 +39,37 @@ def _kind(value: Any) -> str:
     if len(text) > 60:
         text = text[:57] + "..."
     return f"{type(value).__name__} {text}"
+
+
+def read_json(
+    path: Union[str, "os.PathLike[str]"],
+    what: str = "a JSON config file written by save()",
+    max_bytes: Optional[int] = None,
+) -> Any:
+    """Read a JSON file (refused as damaged if larger than ``max_bytes``, when given).
+
+    Raises:
+        FileNotFoundError: ``path`` does not exist (named in the message).
+        DamagedFileError: ``path`` is not valid UTF-8 JSON.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} does not exist: expected {what}")
+    size = path.stat().st_size
+    if max_bytes is not None and size > max_bytes:
+        raise DamagedFileError(
+            f"{path} is damaged or not a saved model file: expected {what}, but it is {size} "
+            f"bytes (at most {max_bytes} expected); save the model again"
+        )
+    try:
+        with open(path, encoding="utf-8") as file:
+            return json.load(file)
+    except (ValueError, RecursionError) as err:  # bad UTF-8 or JSON, a 5000-digit number
+        detail = "nested too deeply" if isinstance(err, RecursionError) else str(err)
+        raise DamagedFileError(
+            f"{path} is damaged or not a saved model file: expected {what}, but it is not "
+            f"valid JSON ({detail}); save the model again or copy the directory again"
+        ) from None if isinstance(err, RecursionError) else err
 
 
 class ConfigFile:
@@ -65,8 +99,6 @@ class ConfigFile:
             FileNotFoundError: ``path`` does not exist.
             DamagedFileError: not UTF-8 JSON, nested too deeply, too large, or not an object.
         """
-        from quaterion_models.utils.files import read_json  # files imports this module
-
         return cls(path, read_json(path, what, MAX_CONFIG_BYTES), what)
 
     def damaged(self, field: str, problem: str) -> DamagedFileError:
@@ -179,3 +211,41 @@ class ConfigFile:
                 "saved model: save the model again"
             )
         return restored
+
+
+#: A field's declared type: a type or a tuple of types (``float`` also takes ints, ``bool`` never
+#: passes as ``int``).
+FieldType = Union[type, tuple]
+
+
+def read_config_fields(
+    path: Union[str, "os.PathLike[str]"],
+    fields: dict,
+    what: str,
+    optional: Optional[dict] = None,
+) -> dict:
+    """Read the JSON object at ``path`` and check every declared field with :class:`ConfigFile`.
+
+    Args:
+        path: the JSON file.
+        fields: required ``{name: type or tuple of types}``.
+        what: what the file is, for messages (e.g. "the TransformerEncoder config").
+        optional: ``{name: (type, default)}`` for fields that may be missing.
+
+    Returns:
+        the JSON object, with the defaults of missing optional fields filled in.
+
+    Raises:
+        FileNotFoundError: ``path`` does not exist.
+        DamagedFileError: not a JSON object, or a field is missing or mistyped (names the field).
+    """
+    config = ConfigFile.read(path, what)
+    values = dict(config.data)
+    declared = {name: (kind, _REQUIRED) for name, kind in fields.items()}
+    declared.update(optional or {})
+    for name, (kind, default) in declared.items():
+        kinds = kind if isinstance(kind, tuple) else (kind,)
+        if float in kinds and int not in kinds:
+            kinds = kinds + (int,)
+        values[name] = config.get(name, kinds, default)
+    return values

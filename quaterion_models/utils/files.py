@@ -15,6 +15,7 @@ from torch import nn
 
 from quaterion_models.utils.atomic import PathLike, atomic_write
 from quaterion_models.utils.config import ConfigFile
+from quaterion_models.utils.config import read_json as read_json
 from quaterion_models.utils.directory_swap import atomic_directory as atomic_directory
 from quaterion_models.utils.directory_swap import recover_directory as recover_directory
 from quaterion_models.utils.errors import DamagedFileError, UnsafeFileError
@@ -26,37 +27,6 @@ def write_json(path: PathLike, data: Any) -> None:
     """Atomically write ``data`` as JSON (indent 2, UTF-8)."""
     with atomic_write(path, "w") as file:
         json.dump(data, file, indent=2)
-
-
-def read_json(
-    path: PathLike,
-    what: str = "a JSON config file written by save()",
-    max_bytes: Optional[int] = None,
-) -> Any:
-    """Read a JSON file (refused as damaged if larger than ``max_bytes``, when given).
-
-    Raises:
-        FileNotFoundError: ``path`` does not exist (named in the message).
-        DamagedFileError: ``path`` is not valid UTF-8 JSON.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} does not exist: expected {what}")
-    size = path.stat().st_size
-    if max_bytes is not None and size > max_bytes:
-        raise DamagedFileError(
-            f"{path} is damaged or not a saved model file: expected {what}, but it is {size} "
-            f"bytes (at most {max_bytes} expected); save the model again"
-        )
-    try:
-        with open(path, encoding="utf-8") as file:
-            return json.load(file)
-    except (ValueError, RecursionError) as err:  # bad UTF-8 or JSON, a 5000-digit number
-        detail = "nested too deeply" if isinstance(err, RecursionError) else str(err)
-        raise DamagedFileError(
-            f"{path} is damaged or not a saved model file: expected {what}, but it is not "
-            f"valid JSON ({detail}); save the model again or copy the directory again"
-        ) from None if isinstance(err, RecursionError) else err
 
 
 def read_json_dict(path: PathLike, what: str) -> dict:

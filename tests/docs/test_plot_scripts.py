@@ -182,6 +182,7 @@ def test_loss_benchmark_table_and_plot(doc_script, tmp_path):
     for row in rows:  # 64**3 triplets is under the cap: PML runs everywhere
         assert row["ours_s"] > 0 and row["pml_s"] > 0
         assert row["time_ratio"] == pytest.approx(row["ours_s"] / row["pml_s"])
+        assert row["ours_syncs"] == 0  # no loss makes a GPU host wait
     script = doc_script("plot_loss_benchmark")
     read = script.main(["--csv", str(table), "--out-dir", str(tmp_path)])
     assert [r["loss"] for r in read] == [r["loss"] for r in rows]

@@ -1,16 +1,15 @@
 """A SimilarityIndex built from a TrainableModel takes its servable and its loss's distance."""
 
 import pytest
+import qdrant_edge  # noqa: F401  (the qdrant extra: a missing one fails, never skips)
 
 from quaterion.loss import TripletLoss
-from tests.quaterion.train.helpers import Model
-
-pytest.importorskip("qdrant_edge")
-from quaterion_models.index import (  # noqa: E402
+from quaterion_models.index import (
     IndexConfigError,
     SimilarityIndex,
     servable_fingerprint,
 )
+from tests.quaterion.train.helpers import Model
 
 
 def test_trainable_model_gives_servable_and_distance(tmp_path):

@@ -27,6 +27,10 @@ class GroupMetric(AccumulatingMetric):
         labels = groups[:, None] == groups[None, :]
         return labels.fill_diagonal_(False)
 
+    def step_labels(self, num_items: int, groups: Tensor) -> Tensor:
+        """:meth:`prepare_labels` after a shape check of ``groups`` (no value read)."""
+        return self.prepare_labels(_check_groups(groups, num_items))
+
     def compute(self, embeddings: Tensor, groups: Tensor) -> Tensor:
         """The metric of one batch: every item queries all the others.
 

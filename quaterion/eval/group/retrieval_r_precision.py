@@ -6,6 +6,7 @@ import torch
 from torch import Tensor
 
 from quaterion.eval.blocks import Block, BlockReducer, matrix_blocks, reduce_blocks
+from quaterion.eval import _dense
 from quaterion.eval._ranking import first_k_label_sum
 from quaterion.eval.group.group_metric import GroupMetric
 
@@ -70,3 +71,11 @@ class RetrievalRPrecision(GroupMetric):
     def block_reducer(self) -> RPrecisionReducer:
         """A fresh reducer of row blocks into this metric's value."""
         return RPrecisionReducer()
+
+    def dense_compute(self, distance_matrix: Tensor, labels: Tensor) -> Tensor:
+        """:meth:`raw_compute` with fixed shapes (no host sync), for one batch."""
+        relevant = labels.to(torch.float64).sum(1)
+        k = torch.ceil(relevant).clamp(0, distance_matrix.shape[1]).to(torch.int64)
+        order = _dense.stable_order(distance_matrix)
+        found = _dense.first_k_label_sum(order, labels, k)
+        return (found.sum() / k.sum()).to(torch.float32)

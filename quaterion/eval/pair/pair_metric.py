@@ -32,6 +32,19 @@ class PairMetric(AccumulatingMetric):
         matrix[pairs[:, 1], pairs[:, 0]] = labels.to(matrix.dtype)
         return matrix
 
+    def step_labels(
+        self, num_items: int, labels: Tensor, pairs: Tensor, subgroups: Tensor
+    ) -> Tensor:
+        """float ``(num_items, num_items)`` pair scores after shape checks, without reading
+        values on the host: an index past the batch fails in the indexing itself, and a
+        negative one turns the whole matrix (so the metric) into NaN."""
+        pairs = check_pair_shapes(pairs, labels).to(labels.device)
+        matrix = torch.zeros(num_items, num_items, device=labels.device)
+        matrix[pairs[:, 0], pairs[:, 1]] = labels.to(matrix.dtype)
+        matrix[pairs[:, 1], pairs[:, 0]] = labels.to(matrix.dtype)
+        valid = (pairs >= 0).all()
+        return torch.where(valid, matrix, torch.full_like(matrix, float("nan")))
+
     def compute(
         self, embeddings: Tensor, labels: Tensor, pairs: Tensor, subgroups: Tensor
     ) -> Tensor:
@@ -61,6 +74,17 @@ class PairMetric(AccumulatingMetric):
 
 def check_pairs(pairs: Tensor, labels: Tensor, num_items: int) -> Tensor:
     """``pairs`` as int64 ``(P, 2)`` indexing ``num_items`` rows, one score per pair."""
+    pairs = check_pair_shapes(pairs, labels)
+    if pairs.numel() and (int(pairs.min()) < 0 or int(pairs.max()) >= num_items):
+        raise ValueError(
+            f"pairs must index the {num_items} embeddings (0..{num_items - 1}), got values in "
+            f"[{int(pairs.min())}, {int(pairs.max())}]."
+        )
+    return pairs
+
+
+def check_pair_shapes(pairs: Tensor, labels: Tensor) -> Tensor:
+    """``pairs`` as int64 ``(P, 2)`` with one score per pair (metadata only: no sync)."""
     if not isinstance(pairs, Tensor) or not isinstance(labels, Tensor):
         raise TypeError(
             f"pairs and labels must be torch.Tensors, got {type(pairs).__name__} and "
@@ -70,10 +94,5 @@ def check_pairs(pairs: Tensor, labels: Tensor, num_items: int) -> Tensor:
     if labels.numel() != pairs.shape[0]:
         raise ValueError(
             f"labels must hold one score per pair ({pairs.shape[0]}), got {labels.numel()}."
-        )
-    if pairs.numel() and (int(pairs.min()) < 0 or int(pairs.max()) >= num_items):
-        raise ValueError(
-            f"pairs must index the {num_items} embeddings (0..{num_items - 1}), got values in "
-            f"[{int(pairs.min())}, {int(pairs.max())}]."
         )
     return pairs

@@ -7,6 +7,7 @@ from torch import Tensor
 
 from quaterion.distances import Distance
 from quaterion.eval.blocks import Block, BlockReducer, matrix_blocks, reduce_blocks
+from quaterion.eval import _dense
 from quaterion.eval._ranking import first_k_label_sum
 from quaterion.eval.pair.pair_metric import PairMetric
 
@@ -46,11 +47,7 @@ class PrecisionReducer(BlockReducer):
 
     def update(self, block: Block) -> None:
         b, m = block.dist.shape
-        if self.k > m:
-            raise ValueError(
-                f"k={self.k} is larger than the number of candidates per query ({m}); use "
-                f"k <= {m} or evaluate more items."
-            )
+        _check_k_fits(self.k, m)
         top = torch.full((b,), self.k, dtype=torch.int64, device=block.dist.device)
         found = first_k_label_sum(block.dist, block.rows, block.cols, block.vals, top)
         self.parts.append((found / self.k).float())
@@ -58,6 +55,14 @@ class PrecisionReducer(BlockReducer):
     def compute(self) -> Tensor:
         values = torch.cat(self.parts) if self.parts else torch.zeros(0)
         return values if self.reduce_func is None else self.reduce_func(values)
+
+
+def _check_k_fits(k: int, num_candidates: int) -> None:
+    if k > num_candidates:
+        raise ValueError(
+            f"k={k} is larger than the number of candidates per query ({num_candidates}); use "
+            f"k <= {num_candidates} or evaluate more items."
+        )
 
 
 def _check_k(k: int) -> None:
@@ -97,3 +102,12 @@ class RetrievalPrecision(PairMetric):
     def block_reducer(self) -> PrecisionReducer:
         """A fresh reducer of row blocks into this metric's value."""
         return PrecisionReducer(self.k, self.reduce_func)
+
+    def dense_compute(self, distance_matrix: Tensor, labels: Tensor) -> Tensor:
+        """:meth:`raw_compute` with fixed shapes (no host sync), for one batch."""
+        n, m = distance_matrix.shape
+        _check_k_fits(self.k, m)
+        k = torch.full((n,), self.k, dtype=torch.int64, device=distance_matrix.device)
+        found = _dense.first_k_label_sum(_dense.stable_order(distance_matrix), labels, k)
+        values = (found / self.k).float()
+        return values if self.reduce_func is None else self.reduce_func(values)

@@ -7,6 +7,7 @@ from torch import Tensor
 
 from quaterion.distances import Distance
 from quaterion.eval.blocks import Block, BlockReducer, matrix_blocks, reduce_blocks
+from quaterion.eval import _dense
 from quaterion.eval._ranking import Workspace
 from quaterion.eval._ranking import incidence_ranks
 from quaterion.eval.pair.pair_metric import PairMetric
@@ -83,3 +84,16 @@ class RetrievalReciprocalRank(PairMetric):
     def block_reducer(self) -> ReciprocalRankReducer:
         """A fresh reducer of row blocks into this metric's value."""
         return ReciprocalRankReducer(self.reduce_func)
+
+    def dense_compute(self, distance_matrix: Tensor, labels: Tensor) -> Optional[Tensor]:
+        """The mean reciprocal rank with fixed shapes (no host sync), for one batch.
+
+        ``None`` unless ``reduce_func`` is ``torch.mean``: any other reduction needs the
+        vector of incidences, whose length depends on the labels.
+        """
+        if self.reduce_func is not torch.mean:
+            return None
+        ranks = _dense.column_ranks(_dense.stable_order(distance_matrix))
+        relevant = labels != 0
+        reciprocal = torch.where(relevant, 1.0 / (ranks + 1).to(torch.float32), 0.0)
+        return (reciprocal.to(torch.float64).sum() / relevant.sum()).to(torch.float32)

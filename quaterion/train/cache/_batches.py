@@ -112,6 +112,7 @@ class CachedRows(Dataset):
     ):
         self.split = split
         self.pairs = isinstance(loader, PairsSimilarityDataLoader)
+        self.carry = {name: enc.host_rows for name, enc in encoders.items()}
         ids = split.ids.tolist()
         keys = ids + [i + 1 for i in ids] if self.pairs else ids
         # rows[name][j, i]: store row of object j of the sample at position i
@@ -128,7 +129,9 @@ class CachedRows(Dataset):
 
     def __getitems__(self, positions: List[int]):
         idx = torch.as_tensor(positions, dtype=torch.long)
-        data = {name: rows[:, idx].reshape(-1) for name, rows in self.rows.items()}
+        data = {
+            name: self.carry[name](rows[:, idx].reshape(-1)) for name, rows in self.rows.items()
+        }
         n, copies = len(self.split), 2 if self.pairs else 1
         if self.meta is None:  # no meta to look up: no per-object positions to build
             objects = range(copies * len(positions))

@@ -1,13 +1,19 @@
-"""Fingerprints of a loader's data: labels always, encoder inputs on request.
+"""Fingerprints of a loader's data: labels and a content sample always, encoder inputs on
+request.
 
 A persisted cache is reused only while the data it was built from is unchanged. Length
 and ids are cheap to compare; labels (group ids, pair scores and subgroups) need one read
-of every item; the content of the objects needs that read plus the encoders' collate of
-every batch (``CacheConfig(verify_content=True)``).
+of every item; a sample of :data:`SAMPLE_SIZE` objects, chosen by a seeded rule, catches
+data replaced wholesale; the content of every object needs that read plus the encoders'
+collate of every batch (``CacheConfig(verify_content=True)``).
 """
 
+import dataclasses
 import hashlib
-from typing import Any, Dict, Optional
+import itertools
+import re
+import warnings
+from typing import Any, Dict, List, Optional
 
 import numpy as np
 import torch
@@ -20,6 +26,25 @@ from quaterion.train.cache.cache_model import fill_loader
 from quaterion.train.cache.cache_config import CacheConfig
 
 
+def _feed_items(digest, value: Any, feed) -> bool:
+    """Hash a dict (by sorted key) or a list or tuple item by item with ``feed``; ``False``
+    for any other value."""
+    if isinstance(value, dict):
+        digest.update(b"{")
+        for key in sorted(value, key=repr):
+            digest.update(repr(key).encode("utf-8"))
+            feed(digest, value[key])
+        digest.update(b"}")
+    elif isinstance(value, (list, tuple)):
+        digest.update(b"[")
+        for item in value:
+            feed(digest, item)
+        digest.update(b"]")
+    else:
+        return False
+    return True
+
+
 def _feed(digest, value: Any) -> None:
     if isinstance(value, torch.Tensor):
         value = value.detach().cpu().contiguous()
@@ -27,19 +52,75 @@ def _feed(digest, value: Any) -> None:
         digest.update(value.reshape(-1).view(torch.uint8).numpy().tobytes())
     elif isinstance(value, np.ndarray):
         _feed(digest, torch.from_numpy(value.astype(np.int64, copy=False)))
-    elif isinstance(value, dict):
-        digest.update(b"{")
-        for key in sorted(value, key=repr):
-            digest.update(repr(key).encode("utf-8"))
-            _feed(digest, value[key])
-        digest.update(b"}")
-    elif isinstance(value, (list, tuple)):
-        digest.update(b"[")
-        for item in value:
-            _feed(digest, item)
-        digest.update(b"]")
-    else:
+    elif not _feed_items(digest, value, _feed):
         digest.update(repr(value).encode("utf-8"))
+
+
+SAMPLE_SIZE = 32
+SAMPLE_SEED = "quaterion-content-sample"
+_ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
+
+
+def sample_positions(length: int, size: int = SAMPLE_SIZE) -> List[int]:
+    """``size`` positions out of ``length`` (all if fewer): one in each of ``size`` equal
+    strides, at an offset drawn from a seeded hash of the stride's number (the same on every
+    machine and run)."""
+    if length <= size:
+        return list(range(length))
+    positions = []
+    for k in range(size):
+        start, stop = k * length // size, (k + 1) * length // size
+        seeded = hashlib.sha256(f"{SAMPLE_SEED}:{k}".encode()).digest()
+        positions.append(start + int.from_bytes(seeded[:8], "little") % (stop - start))
+    return positions
+
+
+def _feed_content(digest, value: Any) -> None:  # noqa: C901 (one branch per kind of object)
+    """Hash one object by its content (tensors and arrays by dtype, shape and bytes)."""
+    if isinstance(value, torch.Tensor):
+        _feed(digest, value)
+    elif isinstance(value, np.ndarray) and value.dtype != object:
+        data = np.ascontiguousarray(value)
+        digest.update(f"A{data.dtype.str}{data.shape}".encode("utf-8"))
+        digest.update(data.tobytes())
+    elif isinstance(value, (str, bytes, int, float, bool, type(None), np.generic)):
+        digest.update(f"{type(value).__name__}:{value!r}".encode("utf-8"))
+    elif isinstance(value, (dict, list, tuple, np.ndarray)):  # an object array: item by item
+        _feed_items(digest, list(value) if isinstance(value, np.ndarray) else value, _feed_content)
+    elif dataclasses.is_dataclass(value) and not isinstance(value, type):
+        digest.update(type(value).__qualname__.encode("utf-8"))
+        for item in dataclasses.fields(value):
+            _feed_content(digest, getattr(value, item.name))
+    elif all(hasattr(value, name) for name in ("tobytes", "mode", "size")):  # a PIL image
+        digest.update(f"I{value.mode}{tuple(value.size)}".encode("utf-8"))
+        digest.update(value.tobytes())
+    elif not _ADDRESS.search(repr(value)):
+        digest.update(f"{type(value).__qualname__}:{value!r}".encode("utf-8"))
+    else:
+        digest.update(type(value).__qualname__.encode("utf-8"))
+        warnings.warn(
+            f"The cache's content sample cannot hash objects of type "
+            f"{type(value).__qualname__} (no stable repr, not a tensor, array, string, dict, "
+            "dataclass or PIL image): only their type is compared, so replaced objects of "
+            "this type are not detected. Use CacheConfig(verify_content=True), or "
+            "key_extractors derived from the content",
+            stacklevel=2,
+        )
+
+
+def content_sample(dataset: Any) -> str:
+    """Hex SHA-256 of the items of ``dataset`` at :func:`sample_positions` (the first
+    :data:`SAMPLE_SIZE` items of an iterable dataset): what each of them holds, not only its
+    length and labels. Costs :data:`SAMPLE_SIZE` reads."""
+    digest = hashlib.sha256()
+    if isinstance(dataset, torch.utils.data.IterableDataset):
+        items = itertools.islice(iter(dataset), SAMPLE_SIZE)
+    else:
+        items = (dataset[position] for position in sample_positions(len(dataset)))
+    with isolate_rng():  # a random transform must not shift the run's random numbers
+        for item in items:
+            _feed_content(digest, item)
+    return digest.hexdigest()
 
 
 def sha256(value: Any) -> str:
@@ -95,15 +176,21 @@ def read_fingerprints(
     else:
         labels = [record for batch in labels for record in batch]
     ids = np.concatenate(ids) if ids else np.zeros(0, dtype=np.uint64)
-    return fingerprint(sha256([ids, labels]), content, batches.batch_size)
+    return fingerprint(
+        sha256([ids, labels]), content, batches.batch_size, content_sample(loader.dataset)
+    )
 
 
 def fingerprint(
-    labels: str, content: Optional[Dict[str, str]] = None, batch_size: Optional[int] = None
+    labels: str,
+    content: Optional[Dict[str, str]] = None,
+    batch_size: Optional[int] = None,
+    sample: Optional[str] = None,
 ) -> Dict[str, Any]:
     """The manifest record of one split's data."""
     return {
         "labels_sha256": labels,
+        "sample_sha256": sample,
         "content_sha256": content or None,
         "content_batch_size": batch_size if content else None,
     }

@@ -1,6 +1,5 @@
 """Persisted cache: safe files, layout, manifest of what it was built from, verified load."""
 
-import hashlib
 import json
 import logging
 import os
@@ -15,7 +14,10 @@ import torch
 from quaterion.dataset.similarity_data_loader import SimilarityDataLoader
 from quaterion.train.cache._batches import CachedSplit
 from quaterion.train.cache.cache_encoder import CacheEncoder
+from quaterion.train.cache._callable_fingerprint import callable_fingerprint
+from quaterion.train.cache._checksum import file_sha256
 from quaterion.train.cache._fingerprint import sha256
+from quaterion.train.cache._save_dir import CURRENT, GENERATION_PREFIX
 from quaterion_models.utils._files import read_json, save_torch, write_json
 from quaterion_models.utils.atomic import fsync_directory
 
@@ -23,12 +25,6 @@ logger = logging.getLogger(__name__)
 SPLITS = ("train", "val")
 MANIFEST_NAME = "manifest.json"
 MANIFEST_VERSION = 3
-
-
-def file_sha256(path: str) -> str:
-    """Hex SHA-256 of a file's bytes (detects truncated or corrupt cache files)."""
-    with open(path, "rb") as file:
-        return hashlib.file_digest(file, "sha256").hexdigest()
 
 
 def encoder_fingerprint(cached: CacheEncoder) -> Dict[str, str]:
@@ -78,10 +74,7 @@ def expected_manifest(
     return {
         "version": MANIFEST_VERSION,
         "encoders": {name: encoder_fingerprint(enc) for name, enc in encoders.items()},
-        "key_extractors": {
-            name: f"{getattr(fn, '__module__', '')}.{getattr(fn, '__qualname__', repr(fn))}"
-            for name, fn in key_extractors.items()
-        },
+        "key_extractors": {name: callable_fingerprint(fn) for name, fn in key_extractors.items()},
         "loaders": {split: loader_record(loaders.get(split)) for split in SPLITS},
     }
 
@@ -116,17 +109,38 @@ def _data_changed(split: str, saved: Dict[str, Any], now: Dict[str, Any]) -> Opt
     old = saved.get("data", {}).get(split) or {}
     if old.get("labels_sha256") != now["labels_sha256"]:
         return f"{split} labels changed (relabelled data)"
+    if "sample_sha256" not in old:  # a v3 cache written before content samples
+        warnings.warn(
+            f"The {split} data of the cache was saved without a content sample (an older "
+            "version): replaced objects cannot be detected. Use a new save_dir to rebuild it "
+            "with one, or CacheConfig(verify_content=True)",
+            stacklevel=5,
+        )
+    elif old["sample_sha256"] != now["sample_sha256"]:
+        return f"{split} content changed (the content sample of its objects differs)"
     content = ("content_sha256", "content_batch_size")
     if now["content_sha256"] is not None and any(old.get(k) != now[k] for k in content):
         return f"{split} content changed (verify_content: collated encoder inputs differ)"
     return None
 
 
-def _check_file(dir_path: str, relative: str, sha256: Optional[str]) -> Optional[str]:
+def _check_file(dir_path: str, relative: str, sha256: Optional[str], verify: bool) -> Optional[str]:
     path = os.path.join(dir_path, relative)
     if not os.path.isfile(path):
         return f"{relative} is missing"
-    if sha256 is None or file_sha256(path) != sha256:
+    if verify and (sha256 is None or file_sha256(path) != sha256):
+        return f"{relative} is truncated or corrupt (checksum mismatch)"
+    return None
+
+
+def _check_rows(name: str, enc: CacheEncoder, saved: Dict[str, Any], verify: bool) -> Optional[str]:
+    """Why the rows file of a loaded DISK store cannot be used (``None`` if it can)."""
+    if saved["fingerprint"].get("file") != "disk":
+        return None
+    relative = f"encoders/{name}.rows"
+    if not saved.get("rows_sha256"):
+        return f"{relative} has no checksum (written by an older version)"
+    if verify and enc.rows_checksum(recompute=True) != saved["rows_sha256"]:
         return f"{relative} is truncated or corrupt (checksum mismatch)"
     return None
 
@@ -145,9 +159,13 @@ def try_load(
     encoders: Dict[str, CacheEncoder],
     expected: Dict[str, Any],
     fingerprints: Callable[[str], Dict[str, Any]],
+    verify: bool = True,
 ) -> Optional[Dict[str, CachedSplit]]:
     """Load a persisted cache if it matches ``expected`` and the data's current
-    ``fingerprints(split)`` (its splits; ``None`` otherwise, after a warning with the reason)."""
+    ``fingerprints(split)`` (its splits; ``None`` otherwise, after a warning with the reason).
+
+    ``verify`` compares the checksum of every file (streamed, chunk by chunk) with the
+    manifest's; sizes, dtypes and structure are checked either way."""
     manifest_path = os.path.join(dir_path, MANIFEST_NAME)
     if not os.path.isfile(manifest_path):
         if os.path.isdir(encoders_cache_path(dir_path)):
@@ -163,10 +181,12 @@ def try_load(
             files = {f"encoders/{n}": saved["encoders"][n]["file_sha256"] for n in encoders}
             files.update({f"{s}_labels": saved["labels"].get(s) for s in splits})
             for relative, sha in files.items():
-                reason = reason or _check_file(dir_path, relative, sha)
+                reason = reason or _check_file(dir_path, relative, sha, verify)
         if reason is None:
             for name, enc in encoders.items():
                 enc.load_cache(os.path.join(encoders_cache_path(dir_path), name))
+                reason = reason or _check_rows(name, enc, saved["encoders"][name], verify)
+        if reason is None:
             loaded = read_splits(dir_path, splits)
             logger.info("Loaded the encoder cache from %s", dir_path)
             return loaded
@@ -185,13 +205,15 @@ def _warn_rebuild(dir_path: str, reason: str) -> None:
     )
 
 
-CURRENT = "current"
-
-
 def _link(target: str, link: str) -> None:
-    """Make ``link`` a symlink to ``target`` (atomically replacing what is there)."""
-    if os.path.isdir(link) and not os.path.islink(link):
-        shutil.rmtree(link)  # a layout written before generations: replaced once
+    """Make ``link`` a symlink to ``target`` (atomically replacing the link that is there).
+
+    Anything else at ``link`` was not created by the cache and is never replaced."""
+    if os.path.lexists(link) and not os.path.islink(link):
+        raise FileExistsError(
+            f"{link} is not a link the encoder cache created: move it out of save_dir (the "
+            "cache manages that name) or use another save_dir"
+        )
     tmp = f"{link}.tmp-{os.getpid()}"
     if os.path.lexists(tmp):
         os.remove(tmp)
@@ -214,7 +236,7 @@ def save(
     cache whole and loadable. Returns the generation's name (what ``current`` points to).
     """
     os.makedirs(dir_path, exist_ok=True)
-    generation = tempfile.mkdtemp(prefix=".gen-", dir=dir_path)
+    generation = tempfile.mkdtemp(prefix=GENERATION_PREFIX, dir=dir_path)
     manifest = {**expected, "encoders": {}, "labels": {}, "data": {}}
     for name, enc in encoders.items():
         path = os.path.join(generation, "encoders", name)
@@ -223,6 +245,7 @@ def save(
         manifest["encoders"][name] = {
             "fingerprint": expected["encoders"][name],
             "file_sha256": file_sha256(path),
+            "rows_sha256": enc.rows_checksum(),
             "rows": len(enc.offset_map) if hasattr(enc, "offset_map") else None,
             "embedding_size": enc.embedding_size,
         }
@@ -241,7 +264,7 @@ def save(
     fsync_directory(dir_path)
     for entry in os.listdir(dir_path):
         old = os.path.join(dir_path, entry)
-        if entry.startswith(".gen-") and old != generation:
+        if entry.startswith(GENERATION_PREFIX) and old != generation:
             shutil.rmtree(old, ignore_errors=True)
     return os.path.basename(generation)
 

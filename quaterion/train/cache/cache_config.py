@@ -1,5 +1,6 @@
 """Configuration of the frozen-encoder embedding cache."""
 
+import os
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Callable, Dict, Hashable, Optional, Union
@@ -49,6 +50,10 @@ class CacheConfig:
             compared.
         dtype: store rows in this floating dtype (``torch.float16`` or ``torch.bfloat16``
             halve the memory); ``None`` keeps the encoder's dtype.
+        verify_checksums: before reusing a persisted cache, compare the SHA-256 of every
+            file with the one saved (one streaming read of the files, chunk by chunk, never
+            on the training path); off: only sizes, dtypes and structure are checked, and a
+            damaged file can go unnoticed.
     """
 
     cache_type: Optional[CacheType] = CacheType.AUTO
@@ -61,6 +66,7 @@ class CacheConfig:
     save_dir: Optional[str] = None
     verify_content: bool = False
     dtype: Optional[torch.dtype] = None
+    verify_checksums: bool = True
 
     def __post_init__(self):
         if self.cache_type is not None:
@@ -94,6 +100,16 @@ class CacheConfig:
                 "CacheConfig.key_extractors must be a callable or a dict of encoder name -> "
                 f"callable, got {type(self.key_extractors).__name__}"
             )
+        if self.save_dir is not None and not isinstance(self.save_dir, (str, os.PathLike)):
+            raise TypeError(
+                f"CacheConfig.save_dir must be None or a directory path (str or os.PathLike), "
+                f"got {type(self.save_dir).__name__}"
+            )
+        for name in ("verify_content", "verify_checksums"):
+            if not isinstance(getattr(self, name), bool):
+                raise TypeError(
+                    f"CacheConfig.{name} must be True or False, got {getattr(self, name)!r}"
+                )
         if self.batch_size is not None:
             check_positive_int("CacheConfig", "batch_size", self.batch_size)
         if self.num_workers is not None and (

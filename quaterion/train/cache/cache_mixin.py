@@ -4,7 +4,7 @@ import logging
 import os
 import warnings
 from functools import cache, partial
-from typing import Callable, Dict, Optional, Union
+from typing import Callable, Dict, Optional, TypeVar, Union
 
 import pytorch_lightning as pl
 import torch
@@ -12,10 +12,11 @@ from pytorch_lightning.plugins.environments import LightningEnvironment
 
 from quaterion.dataset.similarity_data_loader import SimilarityDataLoader
 from quaterion import distributed
-from quaterion.train.cache import _store
+from quaterion.train.cache import _save_dir, _store
 from quaterion.train.cache._batches import CachedRows, batches_from_store, cached_split, register
 from quaterion.train.cache.cache_model import fill_cache
-from quaterion.train.cache._fingerprint import fingerprint, read_fingerprints, sha256
+from quaterion.train.cache._fingerprint import content_sample, fingerprint, read_fingerprints
+from quaterion.train.cache._fingerprint import sha256
 from quaterion.train.cache.cache_config import CacheConfig, CacheType
 from quaterion.train.cache.cache_encoder import CacheEncoder, CacheMode
 from quaterion.train.cache.cache_train_collator import CacheTrainCollator
@@ -25,6 +26,7 @@ from quaterion_models.encoders import Encoder
 
 logger = logging.getLogger(__name__)
 Loaders = Dict[str, SimilarityDataLoader]
+T = TypeVar("T")
 
 
 class CacheMixin:
@@ -130,40 +132,19 @@ class CacheMixin:
             )
             loader.set_salt(split)
         save_dir = cache_config.save_dir
-        expected = (
-            _store.expected_manifest(cache_encoders, loaders, extractors) if save_dir else None
-        )
-        content = {n: e.wrapped_encoder.get_collate_fn() for n, e in cache_encoders.items()}
-        content = content if cache_config.verify_content else None
-        filled_splits: Dict[str, object] = {}
-        current = _fingerprints(loaders, cache_config, content, filled_splits)
         _start_process_group(trainer)
-        splits = _store.try_load(save_dir, cache_encoders, expected, current) if save_dir else None
-        # The fill runs collectives, so every rank must take the same branch: one rank that
-        # could not load (a node-local disk without a copy, a stale copy) makes every rank fill.
-        loaded = distributed.gather_objects(splits is not None)
-        if not all(loaded):
-            if splits is not None:
-                warnings.warn(
-                    f"The encoder cache in {save_dir} loaded here, but not on rank(s) "
-                    f"{[rank for rank, ok in enumerate(loaded) if not ok]} (no valid copy on "
-                    "their disk): every rank fills it again",
-                    stacklevel=2,
-                )
-            for enc in cache_encoders.values():
-                enc.reset_cache()
-            filled = fill_cache(trainer, cache_encoders, list(loaders.values()), cache_config)
-            if not all(enc.is_filled() for enc in cache_encoders.values()):
-                raise RuntimeError(
-                    "The cache fill ran in processes whose results this one cannot see (e.g. "
-                    "strategy='ddp_spawn' or a notebook launcher): use strategy='ddp' (Lightning "
-                    "starts the ranks as scripts) or torchrun, or configure_caches() -> None"
-                )
-            splits = dict(zip(loaders, filled))
-            filled_splits.update(splits)
-            if save_dir:
-                write = partial(_store.save, save_dir, cache_encoders, splits, expected, current)
-                _save_per_filesystem(trainer, save_dir, write)
+        lock = None
+        if save_dir:  # checked on every rank before anything is encoded
+            save_dir = _on_every_rank(partial(_save_dir.prepare, save_dir))
+            lock = _save_dir.SaveDirLock(save_dir) if trainer.global_rank == 0 else None
+        try:
+            _on_every_rank(lock.shared if lock is not None else _nothing)
+            splits = _load_or_fill(
+                trainer, cache_encoders, loaders, extractors, cache_config, save_dir, lock
+            )
+        finally:
+            if lock is not None:
+                lock.release()
         full = len(cache_encoders) == len(encoders) and not extractors
         _serve_from_store(loaders, splits, cache_encoders, full)
         return True
@@ -198,7 +179,13 @@ class CacheMixin:
         expected = _store.expected_manifest(cache_encoders, loaders, {})
         splits = {split: cached_split(dl) for split, dl in loaders.items()}
         written = _fingerprints(loaders, CacheConfig(), None, splits)
-        _store.save(dir_path, cache_encoders, splits, expected, written)
+        dir_path = _save_dir.prepare(dir_path)
+        lock = _save_dir.SaveDirLock(dir_path)
+        try:
+            lock.exclusive()
+            _store.save(dir_path, cache_encoders, splits, expected, written)
+        finally:
+            lock.release()
 
     @classmethod
     def load_cache(
@@ -224,6 +211,81 @@ class CacheMixin:
         _serve_from_store(loaders, splits, cache_encoders, len(cache_encoders) == len(encoders))
 
 
+def _load_or_fill(
+    trainer: pl.Trainer,
+    cache_encoders: Dict[str, CacheEncoder],
+    loaders: Loaders,
+    extractors: dict,
+    cache_config: CacheConfig,
+    save_dir: Optional[str],
+    lock: Optional[_save_dir.SaveDirLock],
+) -> dict:
+    """The splits of a persisted cache that matches this run, or of a new fill (saved when
+    ``save_dir`` is set, under the exclusive ``lock`` rank 0 holds)."""
+    expected = _store.expected_manifest(cache_encoders, loaders, extractors) if save_dir else None
+    content = {n: e.wrapped_encoder.get_collate_fn() for n, e in cache_encoders.items()}
+    content = content if cache_config.verify_content else None
+    filled_splits: Dict[str, object] = {}
+    current = _fingerprints(loaders, cache_config, content, filled_splits)
+    verify = cache_config.verify_checksums
+    splits = (
+        _store.try_load(save_dir, cache_encoders, expected, current, verify) if save_dir else None
+    )
+    # The fill runs collectives, so every rank must take the same branch: one rank that
+    # could not load (a node-local disk without a copy, a stale copy) makes every rank fill.
+    loaded = distributed.gather_objects(splits is not None)
+    if all(loaded):
+        return splits
+    if splits is not None:
+        warnings.warn(
+            f"The encoder cache in {save_dir} loaded here, but not on rank(s) "
+            f"{[rank for rank, ok in enumerate(loaded) if not ok]} (no valid copy on "
+            "their disk): every rank fills it again",
+            stacklevel=3,
+        )
+    # before anything is encoded: another job may be writing this save_dir
+    _on_every_rank(lock.exclusive if lock is not None else _nothing)
+    for enc in cache_encoders.values():
+        enc.reset_cache()
+    filled = fill_cache(trainer, cache_encoders, list(loaders.values()), cache_config)
+    if not all(enc.is_filled() for enc in cache_encoders.values()):
+        raise RuntimeError(
+            "The cache fill ran in processes whose results this one cannot see (e.g. "
+            "strategy='ddp_spawn' or a notebook launcher): use strategy='ddp' (Lightning "
+            "starts the ranks as scripts) or torchrun, or configure_caches() -> None"
+        )
+    splits = dict(zip(loaders, filled))
+    filled_splits.update(splits)
+    if save_dir:
+        write = partial(_store.save, save_dir, cache_encoders, splits, expected, current)
+        _save_per_filesystem(trainer, save_dir, write)
+    return splits
+
+
+def _nothing() -> None:
+    return None
+
+
+def _on_every_rank(function: Callable[[], T]) -> T:
+    """``function()``; an error it raises on any rank is raised on every rank (ranks that
+    did not fail raise a ``RuntimeError`` naming the rank and its error), so no rank goes on
+    to wait in a collective for one that stopped."""
+    try:
+        result, error = function(), None
+    except (OSError, ValueError, RuntimeError) as err:
+        result, error = None, err
+    errors = distributed.gather_objects(
+        None if error is None else f"{type(error).__name__}: {error}"
+    )
+    if error is not None:
+        raise error
+    failed = [(rank, text) for rank, text in enumerate(errors) if text is not None]
+    if failed:
+        rank, text = failed[0]
+        raise RuntimeError(f"The encoder cache failed on rank {rank}: {text}")
+    return result
+
+
 def _loaders(train: SimilarityDataLoader, val: Optional[SimilarityDataLoader]) -> Loaders:
     return {split: dl for split, dl in (("train", train), ("val", val)) if dl is not None}
 
@@ -240,7 +302,8 @@ def _fingerprints(loaders: Loaders, config: CacheConfig, content, splits: dict) 
         cached = None if content else splits.get(split)
         if cached is None:
             return read(split)
-        return fingerprint(sha256([cached.ids, cached.columns]))
+        sample = content_sample(loaders[split].dataset)
+        return fingerprint(sha256([cached.ids, cached.columns]), sample=sample)
 
     return of
 

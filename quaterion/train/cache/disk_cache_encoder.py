@@ -1,13 +1,15 @@
 """Cache encoder whose rows live in a memory-mapped file (``CacheType.DISK``)."""
 
+import hashlib
 import os
-from typing import Dict, Optional
+from typing import Dict, List, Optional
 
 import numpy as np
 import torch
 from torch import Tensor
 
 from quaterion import distributed
+from quaterion.train.cache._checksum import file_sha256, floating_dtype, rows_sha256
 from quaterion.train.cache.cache_config import CacheType
 from quaterion.train.cache.in_memory_cache_encoder import InMemoryCacheEncoder
 from quaterion_models.encoders import Encoder
@@ -50,6 +52,8 @@ class DiskCacheEncoder(InMemoryCacheEncoder):
         self.directory = directory
         self._file = None
         self._rows_path: Optional[str] = None
+        self._digest = None  # SHA-256 of the rows file's bytes, updated while writing
+        self._bytes_sha256: Optional[str] = None
 
     def _fill_path(self, part: str) -> str:
         return os.path.join(self.directory, ".fill", self.name, f"{part}{ROWS_SUFFIX}")
@@ -61,7 +65,10 @@ class DiskCacheEncoder(InMemoryCacheEncoder):
             os.makedirs(os.path.dirname(path), exist_ok=True)
             self._file = open(path, "wb")
             self._rows_path = path
-        self._file.write(rows.contiguous().reshape(-1).view(torch.uint8).numpy().data)
+            self._digest = hashlib.sha256()
+        data = rows.contiguous().reshape(-1).view(torch.uint8).numpy().data
+        self._file.write(data)
+        self._digest.update(data)
 
     def finish_fill(self) -> None:
         """Close the fill file and map it."""
@@ -72,35 +79,71 @@ class DiskCacheEncoder(InMemoryCacheEncoder):
         os.fsync(self._file.fileno())
         self._file.close()
         self._file = None
+        self._bytes_sha256 = self._digest.hexdigest()
         self._cache = map_rows(self._rows_path, len(self._offset_map), self.embedding_size, dtype)
 
     def gather_ranks(self) -> None:
         """Under DDP: rank 0 joins every rank's rows file (rank order, first key wins),
-        the others wait and map the joined file."""
+        the others wait and map the joined file.
+
+        Every rank has closed its file when :meth:`merge_rank_keys` (a collective) returns, so
+        rank 0 reads them only after that. A rank file rank 0 cannot read (another node's
+        disk, a truncated file), or a joined file some rank cannot see, is the same
+        ``RuntimeError`` on every rank."""
         keeps, counts = self.merge_rank_keys()
         joined = self._fill_path("all")
         dtype = self._cache.dtype
+        error = None
         if distributed.global_rank() == 0:
-            with open(joined, "wb") as out:
-                for rank, keep in enumerate(keeps):
-                    path = self._fill_path(f"rank{rank}")
-                    rows = map_rows(path, counts[rank], self.embedding_size, dtype)
-                    for start in range(0, len(keep), 65536):
-                        chunk = rows[torch.tensor(keep[start : start + 65536], dtype=torch.long)]
-                        out.write(chunk.reshape(-1).view(torch.uint8).numpy().data)
-                out.flush()
-                os.fsync(out.fileno())
-        distributed.barrier()
-        if not os.path.isfile(joined):
+            try:
+                self._bytes_sha256 = self._join(joined, keeps, counts, dtype)
+            except (OSError, ValueError) as err:
+                error = (
+                    f"CacheType.DISK: rank 0 cannot read the rows the other ranks wrote "
+                    f"({err}). Across several nodes a disk cache needs save_dir on a filesystem "
+                    "every node shares; use it, or CacheType.CPU"
+                )
+        else:
+            self._bytes_sha256 = None  # the joined file's: computed when it is asked for
+        errors = distributed.gather_objects(error)
+        if errors[0] is not None:
+            raise RuntimeError(errors[0])
+        expected = len(self._offset_map) * self.embedding_size * self._cache.element_size()
+        visible = os.path.isfile(joined) and os.path.getsize(joined) == expected
+        blind = [rank for rank, ok in enumerate(distributed.gather_objects(visible)) if not ok]
+        if blind:
             raise RuntimeError(
-                f"CacheType.DISK: rank {distributed.global_rank()} cannot see the rows file {joined} "
-                "that rank 0 wrote: across several nodes a disk cache needs save_dir on a "
-                "filesystem every node shares; use it, or CacheType.CPU (each node-local "
-                "save_dir then gets its own copy)"
+                f"CacheType.DISK: rank(s) {blind} cannot see the rows file {joined} that rank 0 "
+                "wrote: across several nodes a disk cache needs save_dir on a filesystem every "
+                "node shares; use it, or CacheType.CPU (each node-local save_dir then gets its "
+                "own copy)"
             )
         os.remove(self._rows_path)
         self._rows_path = joined
         self._cache = map_rows(joined, len(self._offset_map), self.embedding_size, dtype)
+
+    def _join(self, joined: str, keeps: List[List[int]], counts: List[int], dtype) -> str:
+        """Write the kept rows of every rank's file to ``joined``; its bytes' SHA-256."""
+        digest = hashlib.sha256()
+        with open(joined, "wb") as out:
+            for rank, keep in enumerate(keeps):
+                path = self._fill_path(f"rank{rank}")
+                rows = map_rows(path, counts[rank], self.embedding_size, dtype)
+                for start in range(0, len(keep), 65536):
+                    chunk = rows[torch.tensor(keep[start : start + 65536], dtype=torch.long)]
+                    data = chunk.reshape(-1).view(torch.uint8).numpy().data
+                    out.write(data)
+                    digest.update(data)
+            out.flush()
+            os.fsync(out.fileno())
+        return digest.hexdigest()
+
+    def rows_checksum(self, recompute: bool = False) -> str:
+        """SHA-256 of the rows as they are read: dtype and shape bound to the file's bytes
+        (hashed while writing; ``recompute`` streams the file again, e.g. to verify it)."""
+        if recompute or self._bytes_sha256 is None:
+            self._bytes_sha256 = file_sha256(self._rows_path)
+        return rows_sha256(self._cache.dtype, self._cache.shape, self._bytes_sha256)
 
     def rows_state(self) -> Dict[str, object]:
         """The rows' shape and dtype (the rows stay in their file)."""
@@ -109,8 +152,16 @@ class DiskCacheEncoder(InMemoryCacheEncoder):
 
     def rows_from_state(self, state: Dict[str, object], source: str) -> Tensor:
         """Map ``<source>.rows`` as :meth:`rows_state` describes it."""
-        shape, dtype = state["rows"]["shape"], getattr(torch, state["rows"]["dtype"])
+        shape = state["rows"]["shape"]
+        dtype = floating_dtype(state["rows"]["dtype"], source)
+        if self._dtype is not None and dtype != self._dtype:
+            raise ValueError(f"{source}: rows stored as {dtype}, configured {self._dtype}")
+        if len(shape) != 2 or shape[1] != self.embedding_size:
+            raise ValueError(
+                f"{source}: rows of shape {shape}, expected width {self.embedding_size}"
+            )
         self._rows_path = source + ROWS_SUFFIX
+        self._bytes_sha256 = None
         return map_rows(self._rows_path, shape[0], shape[1], dtype)
 
     def save_cache(self, path: str) -> None:
@@ -126,4 +177,5 @@ class DiskCacheEncoder(InMemoryCacheEncoder):
         if self._file is not None:
             self._file.close()
             self._file = None
+        self._digest = self._bytes_sha256 = None
         super().reset_cache()

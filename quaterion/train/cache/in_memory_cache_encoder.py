@@ -7,6 +7,7 @@ from torch import Tensor
 
 from quaterion.distributed import gather_rows
 from quaterion import distributed
+from quaterion.train.cache._host_rows import HostRows, gather_to
 from quaterion.train.cache.cache_config import CacheType
 from quaterion.train.cache.cache_encoder import CacheCollateReturnType, CacheEncoder
 from quaterion_models.encoders import Encoder
@@ -159,19 +160,33 @@ class InMemoryCacheEncoder(CacheEncoder):
             ) from None
 
     def forward(self, batch: CacheCollateReturnType) -> Tensor:
-        """Rows for a list of keys or an ``int64`` tensor of rows, on the model's device."""
+        """Rows for a list of keys, an ``int64`` tensor of rows or :class:`HostRows`, on the
+        model's device.
+
+        A host store (``CPU``, ``DISK``) gathers on the host and copies only the rows to the
+        device (pinned, ``non_blocking``); a device store gathers where it is."""
         if self._cache is None:
             raise RuntimeError(
                 f"The cache of encoder {type(self._encoder).__name__} is empty: fill it "
                 "(Quaterion.fit does) before using it"
             )
-        rows = batch if isinstance(batch, Tensor) else self.rows_for_keys(batch)
-        auto = isinstance(batch, Tensor) and self._cache_type == CacheType.AUTO
-        if auto and self._cache.device != batch.device:
-            self.place(batch.device)  # e.g. a cache loaded from disk: moved once, not per batch
-        out = self._cache.index_select(0, rows.to(self._cache.device))
-        device = batch.device if isinstance(batch, Tensor) else self._default_device()
+        if isinstance(batch, HostRows):
+            rows, device = batch.rows, batch.device
+        elif isinstance(batch, Tensor):
+            rows, device = batch, batch.device
+        else:
+            rows, device = self.rows_for_keys(batch), self._default_device()
+        if self._cache_type in (CacheType.CPU, CacheType.DISK):  # indices are (or go) there
+            return gather_to(self._cache, rows.cpu(), device).to(dtype=self._out_dtype)
+        if self._cache_type == CacheType.AUTO and self._cache.device != device:
+            self.place(device)  # e.g. a cache loaded from disk: moved once, not per batch
+        out = self._cache.index_select(0, rows.to(self._cache.device, non_blocking=True))
         return out.to(device=device, dtype=self._out_dtype, non_blocking=True)
+
+    def host_rows(self, rows: Tensor) -> "Tensor | HostRows":
+        """How a batch carries ``rows`` of this store: :class:`HostRows` (indices kept on
+        the host) for a host store, the tensor itself (moved with the batch) otherwise."""
+        return HostRows(rows) if self._cache_type in (CacheType.CPU, CacheType.DISK) else rows
 
     def cache_extract_meta(self, batch: CacheCollateReturnType) -> List[dict]:
         """Wrapped meta for a FILL tuple; cached meta for a TRAIN key list."""
@@ -232,7 +247,16 @@ class InMemoryCacheEncoder(CacheEncoder):
         embeddings = state["embeddings"]
         if not isinstance(embeddings, Tensor) or embeddings.dim() != 2:
             raise ValueError(f"{source}: 'embeddings' is not a 2-D tensor")
+        if not embeddings.is_floating_point() or embeddings.shape[1] != self.embedding_size:
+            raise ValueError(
+                f"{source}: 'embeddings' are {embeddings.dtype} of width {embeddings.shape[1]}, "
+                f"expected floating rows of width {self.embedding_size}"
+            )
         return embeddings
+
+    def rows_checksum(self, recompute: bool = False) -> Optional[str]:
+        """``None``: the rows are inside the cache file, whose own checksum covers them."""
+        return None
 
     def load_state(self, state: Dict[str, object], source: str = "state") -> None:
         """Restore what :meth:`state` returned (checked: rows and offsets one to one)."""

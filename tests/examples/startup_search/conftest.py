@@ -4,8 +4,8 @@ import os
 
 import pytest
 
-from examples.startup_search.encoder import StartupEncoder
 from examples.startup_search.train import default_encoder
+from quaterion_models.encoders.extras.transformer_encoder import TransformerEncoder
 
 
 @pytest.fixture(scope="session")
@@ -18,13 +18,14 @@ def local_minilm():
 
 @pytest.fixture
 def encoded(monkeypatch):
-    """Texts ``StartupEncoder`` has encoded in this test, in order."""
+    """Texts the ``TransformerEncoder`` has encoded in this test, in order (decoded from the
+    token ids: lower-cased, as the MiniLM tokenizer normalises them)."""
     seen = []
-    forward = StartupEncoder.forward
+    forward = TransformerEncoder.forward
 
     def counting(self, batch):
-        seen.extend(batch)
+        seen.extend(self.tokenizer.decode_batch(batch["input_ids"].tolist()))
         return forward(self, batch)
 
-    monkeypatch.setattr(StartupEncoder, "forward", counting)
+    monkeypatch.setattr(TransformerEncoder, "forward", counting)
     return seen

@@ -4,7 +4,8 @@ Lightning's ``strategy="ddp"`` re-launches this module once per extra rank; ever
 all scenarios in order and saves what it saw to ``OUT/rank<r>.pt``:
 
 1. ``group``: group loader + validation + an attached metric + XBM + gathered negatives,
-   2 epochs with checkpoints, then ``save_servable`` (written by rank 0 only);
+   2 epochs with checkpoints, then ``save_servable`` (written by rank 0 only, seen by
+   every rank after a barrier);
 2. ``resume``: a fresh model resumed from the last checkpoint for a third epoch;
 3. ``pairs``: pair loader, no validation;
 4. ``defaults``: ``Quaterion.trainer_defaults`` overridden to 2 CPU devices;
@@ -111,8 +112,9 @@ def main(out: str) -> None:
     trainer = ddp_trainer(max_epochs=2, enable_checkpointing=True, callbacks=[checkpoints])
     Quaterion.fit(model, trainer, train, val)
     rank = trainer.global_rank
-    model.save_servable(os.path.join(out, "servable"))
-    # every rank continues only once rank 0 has written the whole servable
+    model.save_servable(os.path.join(out, "servable"))  # rank 0 writes, the others return
+    # save_servable takes no collective: a rank that reads the files waits for rank 0 itself
+    trainer.strategy.barrier()
     results["servable_seen_by_every_rank"] = os.path.isfile(
         os.path.join(out, "servable", "config.json")
     )

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from quaterion.train.cache import CacheConfig
+from quaterion.train.cache._fingerprint import sample_positions
 from tests.quaterion.train import helpers
 from tests.quaterion.train.helpers import CountingEncoder, Model, fit_data, fit_losses
 
@@ -197,13 +198,26 @@ def test_relabelled_data_rebuilds_with_a_warning(tmp_path):
     torch.testing.assert_close(losses, expected)  # the new labels
 
 
-def test_content_check_is_opt_in(tmp_path):
+def test_content_sample_catches_replaced_data_by_default(tmp_path):
     samples = helpers.group_samples(n=24)
-    changed = [type(s)(obj=s.obj + 1, group=s.group) for s in samples]  # same length, labels
+    replaced = [type(s)(obj=s.obj + 1, group=s.group) for s in samples]  # same length, labels
+    _fit_on(str(tmp_path), samples)
+    with pytest.warns(UserWarning, match=r"train content changed \(the content sample"):
+        encoder, losses = _fit_on(str(tmp_path), replaced)
+    assert encoder.calls == 24
+    uncached = fit_losses(Model(), helpers.group_loader(replaced, shuffle=True))
+    torch.testing.assert_close(losses, uncached)  # the new objects' vectors
+
+
+def test_full_content_check_is_opt_in(tmp_path):
+    samples = helpers.group_samples(n=80)
+    outside = next(i for i in range(80) if i not in sample_positions(80))
+    changed = list(samples)
+    changed[outside] = type(samples[0])(obj=samples[outside].obj + 1, group=samples[outside].group)
     _fit_on(str(tmp_path / "a"), samples)
-    assert _fit_on(str(tmp_path / "a"), changed)[0].calls == 0  # not checked: reused
+    assert _fit_on(str(tmp_path / "a"), changed)[0].calls == 0  # outside the sample: reused
     _fit_on(str(tmp_path / "b"), samples, verify_content=True)
     assert _fit_on(str(tmp_path / "b"), samples, verify_content=True)[0].calls == 0
     with pytest.warns(UserWarning, match="train content changed"):
         encoder, _ = _fit_on(str(tmp_path / "b"), changed, verify_content=True)
-    assert encoder.calls == 24
+    assert encoder.calls == 80

@@ -1,14 +1,13 @@
 """Both index backends behind one fixture: Qdrant Edge in a directory, qdrant-client local mode."""
 
 import pytest
+import qdrant_client
+import qdrant_edge  # noqa: F401  (the qdrant extra: a missing one fails, never skips)
 import torch
 
 from quaterion_models import SimilarityModel
 from quaterion_models.heads import GatedHead
 from tests.quaterion_models.toy_encoders import StackEncoder
-
-qdrant_client = pytest.importorskip("qdrant_client")
-pytest.importorskip("qdrant_edge")
 
 
 def make_model(dim: int = 8, seed: int = 0) -> SimilarityModel:

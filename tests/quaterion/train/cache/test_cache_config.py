@@ -37,6 +37,9 @@ def test_cache_type_none_without_mapping_is_rejected():
         ({"key_extractors": 3}, TypeError),
         ({"batch_size": 0}, ValueError),
         ({"num_workers": -1}, ValueError),
+        ({"save_dir": 123}, TypeError),
+        ({"verify_content": "yes"}, TypeError),
+        ({"verify_checksums": 1}, TypeError),
     ],
 )
 def test_bad_values_name_the_field(kwargs, error):

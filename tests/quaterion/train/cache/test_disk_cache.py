@@ -6,7 +6,10 @@ import pytest
 import torch
 
 from quaterion.train.cache import CacheConfig, CacheType, DiskCacheEncoder
+from quaterion.train.cache._checksum import file_sha256, rows_sha256
+from tests.quaterion.train.cache.saved import rewrite_manifest
 from tests.quaterion.train.helpers import (
+    EMB_DIM,
     CountingEncoder,
     Model,
     StoreRecorder,
@@ -69,3 +72,64 @@ def test_half_precision_rows(tmp_path, cache_type, dtype):
     with pytest.warns(UserWarning, match="stored differently"):
         encoder, _ = _fit(CacheConfig(cache_type=cache_type, save_dir=str(tmp_path)))
     assert encoder.calls == 32
+
+
+def _swap_first_rows(path, row_bytes):
+    with open(path, "r+b") as file:
+        first, second = file.read(row_bytes), file.read(row_bytes)
+        assert first != second
+        file.seek(0)
+        file.write(second + first)
+
+
+def test_swapped_rows_fail_the_checksum_and_are_rebuilt(tmp_path):
+    config = CacheConfig(cache_type=CacheType.DISK, save_dir=str(tmp_path))
+    _, losses = _fit(config)
+    rows = os.path.join(tmp_path, "encoders", "default.rows")
+    size = os.path.getsize(rows)
+    _swap_first_rows(rows, EMB_DIM * 4)
+    assert os.path.getsize(rows) == size  # the size check alone cannot see it
+    with pytest.warns(UserWarning, match=r"encoders/default.rows is truncated or corrupt"):
+        encoder, rebuilt = _fit(config)
+    assert encoder.calls == 32
+    torch.testing.assert_close(rebuilt, losses)
+
+
+def test_checksums_can_be_turned_off(tmp_path):
+    config = CacheConfig(cache_type=CacheType.DISK, save_dir=str(tmp_path))
+    stores = []
+    _fit(config, keep=stores)
+    _swap_first_rows(os.path.join(tmp_path, "encoders", "default.rows"), EMB_DIM * 4)
+    unchecked = CacheConfig(
+        cache_type=CacheType.DISK, save_dir=str(tmp_path), verify_checksums=False
+    )
+    encoder, _ = _fit(unchecked, keep=stores)
+    assert encoder.calls == 0  # the documented opt-out: what is on disk is used
+    torch.testing.assert_close(stores[1][2][[1, 0]], stores[0][2][:2])
+    with pytest.raises(TypeError, match="verify_checksums must be True or False"):
+        CacheConfig(save_dir=str(tmp_path), verify_checksums="false")
+
+
+def test_forged_dtype_with_a_matching_file_checksum_is_not_read(tmp_path):
+    """The rows' dtype rewritten in the store file and its checksum in the manifest: the
+    rows are not read as int32 bits, the cache is rebuilt."""
+    config = CacheConfig(cache_type=CacheType.DISK, save_dir=str(tmp_path))
+    _, losses = _fit(config)
+    path = os.path.join(tmp_path, "encoders", "default")
+    state = torch.load(path, weights_only=True)
+    state["rows"]["dtype"] = "int32"
+    torch.save(state, path)  # through the link, into the generation
+    checksum = file_sha256(path)
+    rewrite_manifest(tmp_path, lambda m: m["encoders"]["default"].update(file_sha256=checksum))
+    with pytest.warns(UserWarning, match="rows dtype 'int32' is not a floating dtype"):
+        encoder, rebuilt = _fit(config)
+    assert encoder.calls == 32
+    torch.testing.assert_close(rebuilt, losses)
+
+
+def test_checksum_binds_dtype_and_shape_to_the_bytes():
+    digest = "ab" * 32
+    same = rows_sha256(torch.float32, (4, 6), digest)
+    assert same == rows_sha256(torch.float32, [4, 6], digest)
+    assert same != rows_sha256(torch.bfloat16, (8, 6), digest)
+    assert same != rows_sha256(torch.float32, (6, 4), digest)

@@ -1,0 +1,151 @@
+"""Peak memory and time of ``IndexEvaluator`` at large N (not a test).
+
+``--n`` items (default 1,000,000) of dimension ``--dim`` in groups of about ``--group-size``
+(clustered: each group around its own centre) are encoded by an identity servable (a record
+is a row number into one array, so the dataset itself costs nothing), written to an embedded
+index, the HNSW graph is built (``--m``, ``--ef-construct``; the build dominates the time),
+and R-precision is computed for ``--sample-size`` sampled queries through the index, with the
+recall of the index against exact top-10 on ``--recall-queries`` of them.
+
+Printed: the process's peak resident memory (``VmHWM``: everything, Python, torch, Qdrant Edge
+and its memory-mapped files included), its anonymous and file-backed parts, and the time. Run:
+``.venv/bin/python -m benchmarks.index_eval --n 200000``.
+"""
+
+import argparse
+import os
+import random
+import tempfile
+import threading
+import time
+
+import numpy as np
+import torch
+
+from benchmarks._common import FrozenEncoder, current_mib, peak_mib, reset_peak, status_kib
+from quaterion.dataset.similarity_samples import SimilarityGroupSample
+from quaterion.eval.group import RetrievalRPrecision
+from quaterion.eval.index_eval import IndexEvaluator
+from quaterion_models import SimilarityModel
+from quaterion_models.heads import EmptyHead
+from quaterion_models.index import SimilarityIndex
+
+
+class RowEncoder(FrozenEncoder):
+    """A record is a row number of ``table``; the encoding is that row."""
+
+    def __init__(self, table: torch.Tensor):
+        super().__init__(table.shape[1], collate=self.rows)
+        self.table = table
+
+    def rows(self, batch: list) -> torch.Tensor:
+        return self.table[torch.as_tensor(batch)]
+
+    def forward(self, batch: torch.Tensor) -> torch.Tensor:
+        return batch
+
+
+class GroupRows:
+    """``SimilarityGroupSample(obj=i, group=groups[i])`` made on demand."""
+
+    def __init__(self, groups: np.ndarray):
+        self.groups = groups
+
+    def __len__(self) -> int:
+        return len(self.groups)
+
+    def __getitem__(self, i: int) -> SimilarityGroupSample:
+        if i >= len(self.groups):
+            raise IndexError(i)
+        return SimilarityGroupSample(obj=i, group=int(self.groups[i]))
+
+
+class PeakSampler:
+    """Largest ``RssAnon``, ``RssFile`` and their sum (MiB) seen every 50 ms inside a ``with``
+    block."""
+
+    def __init__(self):
+        self.anon = self.file = self.total = 0.0
+        self.stop = threading.Event()
+
+    def sample(self) -> None:
+        while not self.stop.wait(0.05):
+            anon, file = status_kib("RssAnon") / 1024, status_kib("RssFile") / 1024
+            self.anon, self.file = max(self.anon, anon), max(self.file, file)
+            self.total = max(self.total, anon + file)
+
+    def __enter__(self) -> "PeakSampler":
+        self.thread = threading.Thread(target=self.sample, daemon=True)
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop.set()
+        self.thread.join()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=1_000_000)
+    parser.add_argument("--dim", type=int, default=32)
+    parser.add_argument("--group-size", type=int, default=10)
+    parser.add_argument("--sample-size", type=int, default=2000)
+    parser.add_argument("--recall-queries", type=int, default=200)
+    parser.add_argument("--m", type=int, default=16)
+    parser.add_argument("--ef-construct", type=int, default=64)
+    parser.add_argument("--hnsw-ef", type=int, default=None)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    rng = np.random.default_rng(args.seed)
+    num_groups = max(1, args.n // args.group_size)
+    groups = rng.integers(0, num_groups, args.n)
+    centres = rng.standard_normal((num_groups, args.dim), dtype=np.float32)
+    table = centres[groups]
+    del centres
+    for start in range(0, args.n, 65536):  # in chunks: no second copy of the table
+        part = table[start : start + 65536]
+        part += 0.5 * rng.standard_normal(part.shape, dtype=np.float32)
+    model = SimilarityModel(encoders=RowEncoder(torch.from_numpy(table)), head=EmptyHead(args.dim))
+    print(f"N={args.n} dim={args.dim} groups={num_groups} sample={args.sample_size} "
+          f"m={args.m} ef_construct={args.ef_construct} torch threads={torch.get_num_threads()} "
+          f"cpus={os.cpu_count()}; data {table.nbytes / 2**20:.0f} MiB; "
+          f"RSS before {current_mib():.0f} MiB")  # fmt: skip
+    random.seed(args.seed)
+    evaluator = IndexEvaluator(
+        RetrievalRPrecision("cosine"),
+        sample_size=args.sample_size,
+        hnsw_ef=args.hnsw_ef,
+        recall_queries=args.recall_queries,
+        encode_batch_size=4096,
+        log_progress=False,
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        index = SimilarityIndex(
+            model,
+            path=os.path.join(tmp, "index"),
+            distance="cosine",
+            m=args.m,
+            ef_construct=args.ef_construct,
+            show_progress=False,
+            batch_size=256,
+        )
+        reset_peak()  # count evaluate() and what is held during it, not the data's making
+        with index, PeakSampler() as peaks:
+            start = time.perf_counter()
+            report = evaluator.evaluate(GroupRows(groups), index)
+            took = time.perf_counter() - start
+            indexed = index.backend.shard.info().indexed_vectors_count
+    print(report.summary())
+    print(f"graph: {indexed} of {args.n} vectors indexed; evaluate() {took:.1f} s")
+    print(f"peak RSS (VmHWM) {peak_mib():.0f} MiB (target 1536 MiB; sampled {peaks.total:.0f} "
+          f"MiB); largest anonymous part "
+          f"(RssAnon: heap, tensors, Qdrant's structures) {peaks.anon:.0f} MiB, largest "
+          f"file-backed part (RssFile: libraries, the shard's memory-mapped files) "
+          f"{peaks.file:.0f} MiB")  # fmt: skip
+
+
+if __name__ == "__main__":
+    # Re-import under the package name, so the servable records benchmarks.index_eval.RowEncoder.
+    from benchmarks.index_eval import main as _main
+
+    _main()

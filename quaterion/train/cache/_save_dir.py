@@ -1,0 +1,175 @@
+"""What the cache owns inside ``save_dir``: checks made before the fill, the owner mark and
+the lock that keeps two jobs from writing one cache at once.
+
+The cache only ever creates, replaces or deletes the names of its layout (:data:`OWN_NAMES`,
+``.gen-*`` generations and their temporary links). It uses a directory that is new, empty,
+marked as a cache (:data:`MARK`) or laid out as a cache this project wrote before the mark
+existed (manifest v3 generations), other caches nested in it allowed; any other non-empty
+directory is refused before the fill, so files a user keeps there are never deleted or
+replaced.
+"""
+
+import errno
+import fcntl
+import itertools
+import logging
+import os
+import socket
+import time
+from typing import List, Optional
+
+MARK = ".quaterion-cache"
+LOCK = ".quaterion-cache.lock"
+CURRENT = "current"
+LAYOUT = ("encoders", "manifest.json", "train_labels", "val_labels")
+OWN_NAMES = (MARK, LOCK, CURRENT, ".fill") + LAYOUT
+GENERATION_PREFIX = ".gen-"
+logger = logging.getLogger(__name__)
+LOCK_WAIT_S = 10.0  # how long a run waits for another process's lock before it gives up
+
+
+class CacheDirInUseError(RuntimeError):
+    """Another process holds the lock of a cache's ``save_dir``."""
+
+
+def _ours(root: str, entry: str) -> bool:
+    """Whether ``entry`` of ``root`` is a name the cache creates, in the form it creates it."""
+    path = os.path.join(root, entry)
+    if entry in LAYOUT:  # always a link through ``current``
+        return os.path.islink(path) and os.readlink(path) == os.path.join(CURRENT, entry)
+    if entry == CURRENT:
+        return os.path.islink(path) and os.readlink(path).startswith(GENERATION_PREFIX)
+    if entry.startswith(GENERATION_PREFIX):
+        return os.path.isdir(path) and not os.path.islink(path)
+    if os.path.isfile(os.path.join(path, MARK)):  # another cache, nested (never touched)
+        return True
+    return entry in OWN_NAMES or any(entry.startswith(f"{name}.tmp-") for name in OWN_NAMES)
+
+
+def foreign_entries(root: str) -> List[str]:
+    """Entries of ``root`` the cache did not create (all of them count in a directory without
+    the mark, only misshapen layout names in a marked one)."""
+    entries = sorted(os.listdir(root))
+    if MARK in entries:
+        return [
+            entry for entry in entries if entry in LAYOUT + (CURRENT,) and not _ours(root, entry)
+        ]
+    return [entry for entry in entries if not _ours(root, entry)]
+
+
+def prepare(save_dir: str) -> str:
+    """Check ``save_dir`` before anything is encoded; returns its resolved path.
+
+    It is created if missing; a symlink is followed. Raises ``NotADirectoryError`` for a file
+    (or a link to one), ``FileNotFoundError`` for a dangling link, ``PermissionError`` when it
+    cannot be written, and ``FileExistsError`` when it holds files the cache did not create.
+    """
+    path = os.path.abspath(os.fspath(save_dir))
+    if os.path.islink(path) and not os.path.exists(path):
+        raise FileNotFoundError(
+            f"CacheConfig.save_dir {save_dir!r} is a symlink to {os.readlink(path)!r}, which "
+            "does not exist: create that directory or point save_dir elsewhere"
+        )
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise NotADirectoryError(
+            f"CacheConfig.save_dir {save_dir!r} is a file, not a directory: the cache keeps "
+            "several files there; pass a directory path (a new one is created)"
+        )
+    real = os.path.realpath(path)
+    try:
+        os.makedirs(real, exist_ok=True)
+    except OSError as err:
+        raise PermissionError(
+            f"CacheConfig.save_dir {save_dir!r} cannot be created ({err.strerror}): pass a "
+            "directory the cache may create and write"
+        ) from None
+    foreign = foreign_entries(real)
+    if foreign:
+        shown = ", ".join(foreign[:5]) + (", ..." if len(foreign) > 5 else "")
+        raise FileExistsError(
+            f"CacheConfig.save_dir {save_dir!r} holds files the cache did not create ({shown}). "
+            "The cache manages what it writes in save_dir (it replaces encoders/, "
+            "manifest.json and the label files), so it uses only a new or empty directory or "
+            "one it created: pass another one, e.g. "
+            f"save_dir={os.path.join(os.fspath(save_dir), 'quaterion_cache')!r}"
+        )
+    try:
+        probe = os.open(os.path.join(real, LOCK), os.O_RDWR | os.O_CREAT, 0o644)
+        os.close(probe)
+    except OSError as err:
+        raise PermissionError(
+            f"CacheConfig.save_dir {save_dir!r} cannot be written ({err.strerror}): the cache "
+            "writes its files and a lock there; make it writable or pass another save_dir"
+        ) from None
+    if not os.path.exists(os.path.join(real, MARK)):
+        with open(os.path.join(real, f"{MARK}.tmp-{os.getpid()}"), "w") as mark:
+            mark.write("Encoder cache of quaterion: its files are managed by the cache.\n")
+        os.replace(mark.name, os.path.join(real, MARK))
+    return real
+
+
+class SaveDirLock:
+    """``flock`` on ``<save_dir>/.quaterion-cache.lock``: shared while a cache is loaded,
+    exclusive while one is filled and written.
+
+    The kernel drops the lock when its process exits, however it ends (a killed job never
+    leaves a stale lock). Every attempt is non-blocking: a lock another process holds is a
+    :class:`CacheDirInUseError` naming it, after ``wait_s`` seconds of retries.
+    """
+
+    def __init__(self, save_dir: str, wait_s: Optional[float] = None):
+        self.path = os.path.join(save_dir, LOCK)
+        self.wait_s = LOCK_WAIT_S if wait_s is None else wait_s
+        self._fd: Optional[int] = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+
+    def _take(self, operation: int, wait_s: float) -> None:
+        deadline = time.monotonic() + wait_s
+        for attempt in itertools.count():
+            try:
+                fcntl.flock(self._fd, operation | fcntl.LOCK_NB)
+                return
+            except OSError as err:
+                if err.errno not in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
+                    raise
+            if attempt == 0:
+                logger.warning(
+                    "The encoder cache in %s is in use by another process (%s): waiting for "
+                    "it, at most %.0f s",
+                    os.path.dirname(self.path),
+                    self._holder(),
+                    wait_s,
+                )
+            if time.monotonic() >= deadline:
+                raise CacheDirInUseError(
+                    f"The encoder cache in {os.path.dirname(self.path)!r} is being written by "
+                    f"another process ({self._holder()}): wait for it to finish and run again "
+                    "(its cache is then reused), or give this run another save_dir"
+                )
+            time.sleep(0.2)
+
+    def _holder(self) -> str:
+        with open(self.path) as file:
+            return file.read().strip() or "a reader of the cache"
+
+    def shared(self) -> None:
+        """Hold the lock with other readers (waits ``wait_s`` for a writer, then raises)."""
+        self._take(fcntl.LOCK_SH, self.wait_s)
+
+    def exclusive(self) -> None:
+        """Hold the lock alone and record this process in the lock file."""
+        fcntl.flock(self._fd, fcntl.LOCK_UN)  # conversion is not atomic: release first
+        self._take(fcntl.LOCK_EX, self.wait_s)
+        os.ftruncate(self._fd, 0)
+        os.pwrite(self._fd, f"pid {os.getpid()} on {socket.gethostname()}".encode(), 0)
+
+    def release(self) -> None:
+        """Drop the lock (and the record of a writer)."""
+        if self._fd is None:
+            return
+        try:
+            if fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB) is None:
+                os.ftruncate(self._fd, 0)  # we held it alone: nobody else reads a stale name
+        except OSError:
+            pass
+        os.close(self._fd)
+        self._fd = None

@@ -1,0 +1,112 @@
+"""A write call is checked whole before its first point is written; errors name the row."""
+
+import uuid
+
+import numpy as np
+import pytest
+import torch
+
+from quaterion_models.index import SimilarityIndex
+from tests.quaterion_models.index.conftest import make_model, make_objects
+
+pytestmark = pytest.mark.filterwarnings("ignore:Local mode performs exact")
+
+N, BAD = 24, 17  # 24 rows in batches of 5: row 17 sits in the 4th batch
+
+
+def nan_objects() -> list:
+    objects = make_objects(N)
+    objects[BAD] = torch.full((8,), float("nan"))
+    return objects
+
+
+def with_row(value, row: int = BAD) -> list:
+    payloads = [{"i": i} for i in range(N)]
+    payloads[row] = value
+    return payloads
+
+
+def duplicate_ids() -> list:
+    ids = list(range(N))
+    ids[20] = 3
+    return ids
+
+
+def uuid_case_ids() -> list:
+    ids = [str(uuid.UUID(int=i + 1)) for i in range(N)]
+    ids[20] = ids[3].upper()  # the same UUID in capitals
+    return ids
+
+
+BAD_CALLS = {
+    "nan vector after encoding": (
+        lambda: {"objects": nan_objects()},
+        ValueError,
+        r"NaN or inf in 1 of 24 rows \(first: row 17\); nothing was written",
+    ),
+    "repeated int id": (
+        lambda: {"ids": duplicate_ids()},
+        ValueError,
+        r"ids\[20\] = 3 repeats ids\[3\]",
+    ),
+    "repeated uuid in another case": (
+        lambda: {"ids": uuid_case_ids()},
+        ValueError,
+        r"ids\[20\] .* repeats ids\[3\]",
+    ),
+    "set payload value": (
+        lambda: {"payloads": with_row({"tags": {"a", "b"}})},
+        TypeError,
+        r"payloads\[17\]\['tags'\] is a set",
+    ),
+    "tensor payload value": (
+        lambda: {"payloads": with_row({"v": torch.ones(2)})},
+        TypeError,
+        r"payloads\[17\]\['v'\] is a Tensor.*tolist",
+    ),
+    "numpy scalar": (
+        lambda: {"payloads": with_row({"n": np.int64(3)})},
+        TypeError,
+        r"payloads\[17\]\['n'\] is a int64.*item",
+    ),
+    "tuple in a list": (
+        lambda: {"payloads": with_row({"pairs": [[1, 2], (3, 4)]})},
+        TypeError,
+        r"payloads\[17\]\['pairs'\]\[1\] is a tuple",
+    ),
+    "int key": (lambda: {"payloads": with_row({1: "a"})}, TypeError, r"payloads\[17\] has key 1"),
+    "nan payload": (
+        lambda: {"payloads": with_row({"x": float("nan")})},
+        ValueError,
+        r"payloads\[17\]\['x'\] = nan",
+    ),
+    "huge int": (lambda: {"payloads": with_row({"x": 2**70})}, ValueError, r"64-bit"),
+    "payload not a dict": (lambda: {"payloads": with_row([1])}, TypeError, r"payloads\[17\]"),
+    "negative id": (lambda: {"ids": [-1] + list(range(1, N))}, ValueError, r"ids\[0\]"),
+    "float id": (lambda: {"ids": [0.5] + list(range(1, N))}, TypeError, r"ids\[0\] .* float"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_CALLS))
+@pytest.mark.parametrize("method", ["add", "add_vectors"])
+def test_a_bad_row_writes_nothing(location, case, method):
+    make_call, error, message = BAD_CALLS[case]
+    model = make_model()
+    call = {"objects": make_objects(N), **make_call()}
+    with SimilarityIndex(model, distance="cosine", batch_size=5, **location.kwargs()) as index:
+        index.add(make_objects(2, seed=9), ids=[100, 101])  # already stored: must stay as is
+        rows = call["objects"] if method == "add" else model.encode(call["objects"])
+        with pytest.raises(error, match=message):
+            getattr(index, method)(rows, payloads=call.get("payloads"), ids=call.get("ids"))
+        assert index.count() == 2
+
+
+def test_valid_payloads_read_back_unchanged(location):
+    payloads = [
+        {"nested": {"a": [1, 2.5, None, True, "x"]}, "empty": {}, "list": []},
+        {"big": 2**63 - 1, "neg": -(2**63)},
+    ]
+    with SimilarityIndex(make_model(), distance="cosine", **location.kwargs()) as index:
+        index.add(make_objects(2), payloads=payloads, ids=[0, 1])
+        hits = index.search(make_objects(2), limit=1, exact=True)
+    assert [h[0].payload for h in hits] == payloads

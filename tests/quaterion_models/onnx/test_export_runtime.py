@@ -1,0 +1,228 @@
+"""ONNX export and OnnxSimilarityModel: parity with torch, head-only exports, bad inputs."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from quaterion_models import SimilarityModel
+from quaterion_models.encoders.extras.torchvision_encoder import TorchvisionEncoder
+from quaterion_models.heads import EmptyHead, GatedHead, SwitchHead
+from quaterion_models.onnx import OnnxSimilarityModel
+from quaterion_models.utils import DamagedFileError
+from tests.quaterion_models.tiny_models import TEXTS
+from tests.quaterion_models.toy_encoders import StackEncoder
+
+
+def assert_parity(onnx_vectors: np.ndarray, torch_vectors: np.ndarray) -> None:
+    """The issue's bar: cosine >= 0.99999 per row and max abs difference <= 1e-5."""
+    assert onnx_vectors.shape == torch_vectors.shape and onnx_vectors.dtype == np.float32
+    cosine = (onnx_vectors * torch_vectors).sum(1) / (
+        np.linalg.norm(onnx_vectors, axis=1) * np.linalg.norm(torch_vectors, axis=1)
+    )
+    assert cosine.min() >= 0.99999, cosine
+    assert np.abs(onnx_vectors - torch_vectors).max() <= 1e-5
+
+
+def test_text_export_matches_torch_end_to_end(exported):
+    model, path = exported
+    onnx_model = OnnxSimilarityModel.load(path)
+    assert onnx_model.head_only is False and onnx_model.output_size == 32
+    texts = TEXTS * 3
+    expected = model.encode(texts)
+    for batch_size in (1, 5, 64):
+        assert_parity(onnx_model.encode(texts, batch_size=batch_size), expected)
+    assert_parity(onnx_model.encode("a single text"), model.encode("a single text"))
+    assert onnx_model.encode("one").shape == (1, 32)
+    assert onnx_model.encode([]).shape == (0, 32)
+    tensor = onnx_model.encode(TEXTS, to_numpy=False)
+    assert isinstance(tensor, torch.Tensor) and tensor.shape == (4, 32)
+
+
+def test_export_layout_and_config(exported):
+    model, path = exported
+    assert sorted(p.name for p in path.iterdir()) == [
+        "config.json",
+        "encoders",
+        "head.onnx",
+        "model.onnx",
+    ]
+    assert (path / "encoders" / "default" / "tokenizer.json").is_file()
+    config = json.loads((path / "config.json").read_text())
+    assert config["end_to_end"] == "model.onnx" and config["head_input_size"] == 32
+    from quaterion_models.index import servable_fingerprint
+
+    assert config["fingerprint"] == servable_fingerprint(model)
+    assert OnnxSimilarityModel.load(path).fingerprint == servable_fingerprint(model)
+
+
+def test_head_graph_on_embeddings(exported):
+    model, path = exported
+    encoder = model.encoders["default"]
+    with torch.no_grad():
+        embeddings = encoder(encoder.get_collate_fn()(TEXTS))
+        expected = model.head(embeddings).numpy()
+    head_only = OnnxSimilarityModel.load(path, head_only=True)
+    assert head_only.head_only is True
+    assert_parity(head_only.encode(list(embeddings.numpy())), expected)
+    with pytest.raises(ValueError, match="embeddings of size 32"):
+        head_only.encode([np.zeros(31)])
+
+
+def test_image_export_with_dynamic_image_size(tmp_path):
+    torch.manual_seed(0)
+    encoder = TorchvisionEncoder("resnet18", image_size=32)
+    head = GatedHead(encoder.embedding_size)
+    with torch.no_grad():
+        head.gates.normal_()
+    model = SimilarityModel(encoder, head).eval()
+    model.export_onnx(str(tmp_path / "export"))
+    onnx_model = OnnxSimilarityModel.load(tmp_path / "export")
+    for side in (32, 48):
+        images = list(torch.rand(5, 3, side, side))
+        expected = model.encode(images)
+        assert_parity(
+            onnx_model.encode([image.numpy() for image in images], batch_size=2), expected
+        )
+    with pytest.raises(ValueError, match="shape"):
+        onnx_model.encode([np.zeros((1, 32, 32), dtype=np.float32)])
+
+
+def test_untraceable_encoder_exports_the_head_only(tmp_path):
+    head = GatedHead(6)
+    with torch.no_grad():
+        head.gates.normal_()
+    model = SimilarityModel(StackEncoder(6), head)
+    config = model.export_onnx(str(tmp_path / "export"))
+    assert config["end_to_end"] is None
+    assert sorted(p.name for p in (tmp_path / "export").iterdir()) == ["config.json", "head.onnx"]
+    onnx_model = OnnxSimilarityModel.load(tmp_path / "export")
+    assert onnx_model.head_only is True
+    records = list(torch.randn(7, 6))
+    assert_parity(onnx_model.encode([r.numpy() for r in records]), model.encode(records))
+
+
+def test_reexport_replaces_the_previous_export(tmp_path):
+    first = SimilarityModel(StackEncoder(4), EmptyHead(4))
+    second = SimilarityModel(StackEncoder(6), EmptyHead(6))
+    first.export_onnx(str(tmp_path / "export"))
+    second.export_onnx(str(tmp_path / "export"))
+    assert OnnxSimilarityModel.load(tmp_path / "export").output_size == 6
+
+
+def test_meta_routed_head_cannot_be_exported(tmp_path):
+    head = SwitchHead({"a": EmptyHead(4), "b": EmptyHead(4)}, input_embedding_size=4)
+    with pytest.raises(ValueError, match="SwitchHead"):
+        SimilarityModel(StackEncoder(4), head).export_onnx(str(tmp_path / "export"))
+    assert not (tmp_path / "export").exists()
+
+
+def test_bad_model_and_opset(tmp_path):
+    from quaterion_models.onnx.export import export_onnx
+
+    with pytest.raises(TypeError, match="SimilarityModel"):
+        export_onnx(torch.nn.Linear(2, 2), str(tmp_path))
+    with pytest.raises(ValueError, match="opset_version"):
+        SimilarityModel(StackEncoder(4), EmptyHead(4)).export_onnx(str(tmp_path), opset_version=7)
+
+
+def test_torch_servable_is_not_an_export(tmp_path):
+    SimilarityModel(StackEncoder(4), EmptyHead(4)).save(str(tmp_path / "servable"))
+    with pytest.raises(DamagedFileError, match="'format'.*export_onnx"):
+        OnnxSimilarityModel.load(tmp_path / "servable")
+    with pytest.raises(FileNotFoundError, match="export_onnx"):
+        OnnxSimilarityModel.load(tmp_path / "nothing")
+
+
+@pytest.mark.parametrize(
+    "edit,match",
+    [
+        (lambda c: c.update(output_size="32"), "'output_size'"),
+        (lambda c: c.update(format="other/9"), "'format'"),
+        (lambda c: c["encoders"][0]["preprocessing"].update(max_length=None), "max_length"),
+        (lambda c: c["encoders"][0]["preprocessing"].update(type="audio"), "type"),
+        (lambda c: c["encoders"][0]["preprocessing"].update(inputs=["pixels"]), "inputs"),
+    ],
+)
+def test_damaged_export_config_names_the_field(exported, tmp_path, edit, match):
+    import shutil
+
+    _, path = exported
+    copy = tmp_path / "copy"
+    shutil.copytree(path, copy)
+    config = json.loads((copy / "config.json").read_text())
+    edit(config)
+    (copy / "config.json").write_text(json.dumps(config))
+    with pytest.raises(DamagedFileError, match=match):
+        OnnxSimilarityModel.load(copy)
+
+
+def test_non_text_records_are_rejected(exported):
+    _, path = exported
+    with pytest.raises(TypeError, match="records must be str"):
+        OnnxSimilarityModel.load(path).encode([1, 2])
+
+
+def test_export_leaves_every_module_in_eval_mode(tmp_path):
+    model = SimilarityModel(StackEncoder(4), GatedHead(4, dropout=0.5)).train()
+    model.export_onnx(str(tmp_path / "export"))
+    assert not any(module.training for module in model.modules())
+
+
+def test_a_graph_that_does_not_reproduce_torch_is_not_written(tmp_path, monkeypatch):
+    """Simulate an operator traced wrongly: the exporter writes a graph of a different
+    computation; the check against torch refuses it and leaves no export behind."""
+    real_export = torch.onnx.export
+
+    class Wrong(torch.nn.Module):
+        def __init__(self, module):
+            super().__init__()
+            self.module = module
+
+        def forward(self, *inputs):
+            return self.module(*inputs) * 1.5
+
+    def mistraced(module, args, f, **kwargs):
+        return real_export(Wrong(module).eval(), args, f, **kwargs)
+
+    monkeypatch.setattr(torch.onnx, "export", mistraced)
+    model = SimilarityModel(StackEncoder(4), GatedHead(4))
+    with pytest.raises(RuntimeError, match="does not reproduce the torch model"):
+        model.export_onnx(str(tmp_path / "export"))
+    assert not (tmp_path / "export").exists()
+
+
+@pytest.mark.parametrize("name", ["model.onnx", "encoders/default/tokenizer.json"])
+def test_truncated_export_files_are_damaged_files(exported, tmp_path, name):
+    import shutil
+
+    _, path = exported
+    copy = tmp_path / "copy"
+    shutil.copytree(path, copy)
+    data = (copy / name).read_bytes()
+    (copy / name).write_bytes(data[: len(data) // 3])
+    with pytest.raises(DamagedFileError, match=name.rsplit("/", 1)[-1]):
+        OnnxSimilarityModel.load(copy)
+
+
+def test_two_encoders_concatenate_in_key_order(exported, tmp_path):
+    from quaterion_models.encoders.extras.transformer_encoder import TransformerEncoder
+
+    model, _ = exported
+    source = model.encoders["default"]
+    bert_dir = tmp_path / "bert"
+    source.save(str(bert_dir))
+    encoders = {
+        "b": TransformerEncoder(str(bert_dir), pooling="cls", max_length=16),
+        "a": TransformerEncoder(str(bert_dir), pooling="mean", max_length=32),
+    }
+    two = SimilarityModel(encoders, EmptyHead(64)).eval()
+    config = two.export_onnx(str(tmp_path / "export"))
+    assert [entry["key"] for entry in config["encoders"]] == ["a", "b"]
+    onnx_model = OnnxSimilarityModel.load(tmp_path / "export")
+    expected = two.encode(TEXTS)
+    assert_parity(onnx_model.encode(TEXTS, batch_size=3), expected)
+    with torch.no_grad():  # columns: "a" (mean pooling) first, then "b" (CLS)
+        first = encoders["a"](encoders["a"].get_collate_fn()(TEXTS)).numpy()
+    np.testing.assert_allclose(expected[:, :32], first, atol=1e-6, rtol=0)
