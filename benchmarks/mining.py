@@ -115,13 +115,10 @@ def tie_gap(queries, corpus, ours, theirs) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--n", type=int, default=100_000)
-    parser.add_argument("--dim", type=int, default=128)
-    parser.add_argument("--negatives", type=int, default=5)
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--st-chunk", type=int, default=2048)
-    parser.add_argument("--block-size", type=int, default=None)
-    parser.add_argument("--seed", type=int, default=0)
+    options = {"n": 100_000, "dim": 128, "negatives": 5, "threads": 1, "st-chunk": 2048}
+    for name, default in {**options, "seed": 0}.items():
+        parser.add_argument(f"--{name}", type=int, default=default)
+    parser.add_argument("--block-size", type=int, default=None, help="query rows per block")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     queries, positives = embeddings(args.n, args.dim, args.seed)
