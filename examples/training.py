@@ -1,12 +1,14 @@
 """Shared training entry for the examples: ``Quaterion.fit`` with the default trainer."""
 
 import argparse
-import warnings
-from typing import Any, Dict
+from typing import TYPE_CHECKING, Any, Dict
 
-import pytorch_lightning as pl
+from examples.console import quiet_libraries, quiet_trainer_options
 
-from quaterion import Quaterion, TrainableModel
+if TYPE_CHECKING:  # imported in the functions, so that --help stays fast
+    import pytorch_lightning as pl
+
+    from quaterion import TrainableModel
 
 
 def _positive_int(text: str) -> int:
@@ -35,13 +37,17 @@ def add_scale_args(parser: argparse.ArgumentParser) -> None:
 
 
 def trainer_options(
-    model: TrainableModel, train_dataloader, max_epochs: int, devices: int = 1, num_nodes: int = 1
+    model: "TrainableModel", train_dataloader, max_epochs: int, devices: int = 1, num_nodes: int = 1
 ) -> Dict[str, Any]:
-    """``Quaterion.trainer_defaults`` with ``max_epochs``, ``devices`` and ``num_nodes`` set.
+    """``Quaterion.trainer_defaults`` with ``max_epochs``, ``devices`` and ``num_nodes`` set,
+    made quiet by :func:`~examples.console.quiet_trainer_options` (no model summary, CSV logs
+    in ``./lightning_logs``, no ``v_num``).
 
     More than one process in all selects ``strategy="ddp"``.
     """
-    options = Quaterion.trainer_defaults(model, train_dataloader)
+    from quaterion import Quaterion
+
+    options = quiet_trainer_options(Quaterion.trainer_defaults(model, train_dataloader))
     options.update(max_epochs=max_epochs, devices=devices, num_nodes=num_nodes)
     if devices * num_nodes > 1:
         options["strategy"] = "ddp"
@@ -49,25 +55,29 @@ def trainer_options(
 
 
 def fit(
-    model: TrainableModel,
+    model: "TrainableModel",
     train_dataloader,
     val_dataloader,
     max_epochs: int,
     devices: int = 1,
     num_nodes: int = 1,
-) -> pl.Trainer:
+) -> "pl.Trainer":
     """``Quaterion.fit`` with :func:`trainer_options` (the defaults, early stopping on).
 
-    Lightning's "few workers" hint is silenced: the examples keep ``num_workers=0`` so that
-    they run the same everywhere.
+    Lightning's banners and the harmless warnings of
+    :data:`~examples.console.HARMLESS_WARNINGS` (e.g. the "few workers" hint: the examples
+    keep ``num_workers=0`` so that they run the same everywhere) are silenced.
     """
+    import pytorch_lightning as pl
+
+    from quaterion import Quaterion
+
+    quiet_libraries()
     trainer = pl.Trainer(**trainer_options(model, train_dataloader, max_epochs, devices, num_nodes))
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", ".*does not have many workers.*")
-        Quaterion.fit(
-            trainable_model=model,
-            trainer=trainer,
-            train_dataloader=train_dataloader,
-            val_dataloader=val_dataloader,
-        )
+    Quaterion.fit(
+        trainable_model=model,
+        trainer=trainer,
+        train_dataloader=train_dataloader,
+        val_dataloader=val_dataloader,
+    )
     return trainer

@@ -8,10 +8,10 @@ random outcome prints :data:`RANDOM_NOTICE` so nobody mistakes its metrics for r
 
 import os
 import sys
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
-import torch
-import torchvision
+if TYPE_CHECKING:  # imported in the functions, so that --help stays fast
+    import torchvision
 
 WEIGHTS_CHOICES = ("pretrained", "random")
 
@@ -23,6 +23,8 @@ RANDOM_NOTICE = (
 
 def cached_weights_path(weights: "torchvision.models.WeightsEnum") -> str:
     """Path where ``torch.hub`` keeps (or would keep) the checkpoint of ``weights``."""
+    import torch
+
     return os.path.join(torch.hub.get_dir(), "checkpoints", os.path.basename(weights.url))
 
 
@@ -50,6 +52,9 @@ def resolve_weights(arch: str, choice: str) -> Optional["torchvision.models.Weig
     if choice == "random":
         print_random_notice(arch, "--weights random")
         return None
+    import torch
+    import torchvision
+
     weights = torchvision.models.get_model_weights(arch).IMAGENET1K_V1
     if os.path.isfile(cached_weights_path(weights)):
         return weights

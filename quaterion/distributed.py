@@ -16,7 +16,6 @@ from typing import Any, Callable, Iterator, List, Optional, Sequence, Tuple, Typ
 
 import torch
 import torch.distributed as dist
-from pytorch_lightning.utilities import rank_zero_only
 from torch import Tensor
 
 T = TypeVar("T")
@@ -54,6 +53,9 @@ def is_global_rank_zero() -> bool:
     """
     if dist.is_available() and dist.is_initialized():
         return dist.get_rank() == 0
+    # imported here: the losses import this module and must not pull in Lightning
+    from pytorch_lightning.utilities import rank_zero_only
+
     return rank_zero_only.rank == 0
 
 

@@ -11,7 +11,6 @@ from pytorch_lightning.utilities.warnings import PossibleUserWarning
 
 from quaterion.dataset.similarity_data_loader import SimilarityDataLoader
 from quaterion.train.cache import CacheType
-from quaterion.train.cache._batches import cached_loader
 from quaterion.train.cache.cache_model import FEW_WORKERS_WARNING
 from quaterion.train._fit_checks import (
     check_loader_against_loss,
@@ -111,19 +110,14 @@ class Quaterion:
         for loader in loaders:
             trainable_model.setup_dataloader(loader)
         try:
-            trainable_model.setup_cache(
-                trainer=trainer, train_dataloader=train_dataloader, val_dataloader=val_dataloader
-            )
-            fit_train = cached_loader(train_dataloader) or train_dataloader
-            fit_val = cached_loader(val_dataloader) or val_dataloader
-            full_cache = train_dataloader.full_cache_used
-            with warnings.catch_warnings() if full_cache else contextlib.nullcontext():
-                if full_cache:
+            fit = trainable_model.cache_loaders(trainer, train_dataloader, val_dataloader)
+            with warnings.catch_warnings() if fit.served else contextlib.nullcontext():
+                if fit.served:
                     warnings.filterwarnings("ignore", FEW_WORKERS_WARNING, PossibleUserWarning)
                 trainer.fit(
                     model=trainable_model,
-                    train_dataloaders=fit_train,
-                    val_dataloaders=fit_val,
+                    train_dataloaders=fit.train,
+                    val_dataloaders=fit.val,
                     ckpt_path=ckpt_path,
                 )
         finally:

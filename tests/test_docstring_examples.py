@@ -9,9 +9,6 @@ import pytest
 import quaterion
 import quaterion_models
 
-# Optional extras: modules that need a package the default install may lack.
-_OPTIONAL = ("quaterion_models.encoders.extras", "quaterion_models.index")
-
 
 def _modules():
     for package in (quaterion, quaterion_models):
@@ -22,12 +19,8 @@ def _modules():
 def _examples():
     finder = doctest.DocTestFinder(exclude_empty=True)
     for name in _modules():
-        try:
-            module = importlib.import_module(name)
-        except ImportError:
-            if name.startswith(_OPTIONAL):
-                continue
-            raise
+        # every extra is installed for the tests: a module that fails to import fails here
+        module = importlib.import_module(name)
         for test in finder.find(module, name):
             if test.examples:
                 yield pytest.param(test, id=test.name)

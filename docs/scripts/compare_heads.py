@@ -24,15 +24,11 @@ FILE_NAME = "head_comparison.png"
 
 def encode_splits(limit: Optional[int]) -> Dict[str, tuple]:
     """``{"train"|"test": (float (N, 384) vectors, int64 (N,) groups)}`` of the quick start."""
-    from examples.quick_start import (
-        DATA_DIR,
-        default_encoder_path,
-        quiet_transformers_progress,
-        read_split,
-    )
+    from examples.console import quiet_libraries
+    from examples.quick_start import DATA_DIR, default_encoder_path, read_split
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    quiet_transformers_progress()
+    quiet_libraries()
     from quaterion_models.encoders.extras.transformer_encoder import TransformerEncoder
 
     encoder = TransformerEncoder(default_encoder_path())

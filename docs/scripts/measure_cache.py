@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 import time
-import warnings
 from typing import Dict, List, Optional
 
 from _plotting import import_repo, pyplot, save_figure, script_parser
@@ -46,7 +45,8 @@ def counting(encoder):
     encoder.texts_seen = 0
 
     def counted(batch):
-        encoder.texts_seen += len(batch)
+        # a tokenised batch is a dict of (texts, tokens) arrays; anything else has one item per text
+        encoder.texts_seen += len(batch["input_ids"]) if isinstance(batch, dict) else len(batch)
         return forward(batch)
 
     encoder.forward = counted
@@ -58,12 +58,11 @@ def train_once(cached: bool, epochs: int, limit: Optional[int], seed: int) -> Di
     import pytorch_lightning as pl
 
     from benchmarks._common import quiet_trainer
+    from examples.console import quiet_libraries
     from examples.quick_start import (
         DATA_DIR,
-        QUIET_WARNINGS,
         build_model_class,
         default_encoder_path,
-        quiet_transformers_progress,
         read_split,
         to_samples,
     )
@@ -71,7 +70,7 @@ def train_once(cached: bool, epochs: int, limit: Optional[int], seed: int) -> Di
     from quaterion.dataset import GroupSimilarityDataLoader
     from quaterion.train.cache import CacheConfig, CacheType
 
-    quiet_transformers_progress()
+    quiet_libraries()  # Lightning's banners, transformers' bars, harmless warnings
     pl.seed_everything(seed, verbose=False)
     base_class = build_model_class()
 
@@ -88,15 +87,12 @@ def train_once(cached: bool, epochs: int, limit: Optional[int], seed: int) -> Di
         accelerator="auto", max_epochs=epochs, callbacks=[timer], num_sanity_val_steps=0
     )
     started = time.perf_counter()
-    with warnings.catch_warnings():
-        for pattern in (*QUIET_WARNINGS, r".*does not have many workers.*"):
-            warnings.filterwarnings("ignore", message=pattern)
-        Quaterion.fit(
-            trainable_model=model,
-            trainer=trainer,
-            train_dataloader=GroupSimilarityDataLoader(train, batch_size=64, shuffle=True),
-            val_dataloader=GroupSimilarityDataLoader(val, batch_size=64),
-        )
+    Quaterion.fit(
+        trainable_model=model,
+        trainer=trainer,
+        train_dataloader=GroupSimilarityDataLoader(train, batch_size=64, shuffle=True),
+        val_dataloader=GroupSimilarityDataLoader(val, batch_size=64),
+    )
     fit_time = time.perf_counter() - started
     return {
         "epoch_times": timer.times,

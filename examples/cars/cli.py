@@ -22,6 +22,12 @@ CPU_WARNING = (
     "CPU-only machine the cache fill pass alone takes hours. Use a smaller --input-size, a "
     "smaller --arch, or --synthetic for a quick offline run."
 )
+#: The serving script takes its backbone from the tuned model, so it has no ``--arch``.
+CPU_WARNING_SERVING = (
+    "Real-data defaults (336 px images, 16,185 images) are meant for a GPU: on a CPU-only "
+    "machine encoding the test images with ResNet152 takes a long time. Use a smaller "
+    "--input-size (the one the model was trained with), or --synthetic for a quick offline run."
+)
 
 
 def add_data_args(

@@ -126,6 +126,19 @@ def _tensor_transform(input_size: int) -> Callable:
     )
 
 
+def _augmenting_transform(input_size: int) -> Callable:
+    """The training augmentations: a random crop of 70-100% of the image and a random
+    horizontal flip, then :func:`_tensor_transform`'s resize and normalisation."""
+    return transforms.Compose(
+        [
+            transforms.RandomResizedCrop((input_size, input_size), scale=(0.7, 1.0)),
+            transforms.RandomHorizontalFlip(),
+            transforms.ToTensor(),
+            transforms.Normalize(mean=IMAGENET_MEAN, std=IMAGENET_STD),
+        ]
+    )
+
+
 def get_datasets(
     input_size: int,
     split_cache_path: Optional[str] = SPLIT_CACHE_PATH,
@@ -133,13 +146,16 @@ def get_datasets(
     data_dir: str = DATASET_PATH,
     synthetic: bool = False,
     seed: int = DEFAULT_SEED,
+    augment: bool = False,
 ) -> Tuple[CarsDataset, CarsDataset]:
     """Train and test :class:`CarsDataset` over disjoint halves of the 196 classes; images are
-    resized to ``(input_size, input_size)`` float tensors normalised with ImageNet statistics."""
+    resized to ``(input_size, input_size)`` float tensors normalised with ImageNet statistics
+    (``augment``: random crops and flips of the training images first)."""
     full, train_idx, test_idx = _load_split(split_cache_path, data_dir, synthetic, seed)
     transform = _tensor_transform(input_size)
+    train_transform = _augmenting_transform(input_size) if augment else transform
     return (
-        CarsDataset(Subset(full, train_idx), transform),
+        CarsDataset(Subset(full, train_idx), train_transform),
         CarsDataset(Subset(full, test_idx), transform),
     )
 
@@ -149,15 +165,12 @@ def get_dataloaders(
     input_size: int,
     shuffle: bool = False,
     split_cache_path: Optional[str] = SPLIT_CACHE_PATH,
-    *,
-    data_dir: str = DATASET_PATH,
-    synthetic: bool = False,
-    seed: int = DEFAULT_SEED,
+    **source: Any,
 ) -> Tuple[GroupSimilarityDataLoader, GroupSimilarityDataLoader]:
-    """Train and test ``GroupSimilarityDataLoader`` (``num_workers=0`` keeps the full cache possible)."""
-    train, test = get_datasets(
-        input_size, split_cache_path, data_dir=data_dir, synthetic=synthetic, seed=seed
-    )
+    """Train and test ``GroupSimilarityDataLoader`` over :func:`get_datasets` (``source``:
+    its ``data_dir``, ``synthetic``, ``seed`` and ``augment``); ``num_workers=0`` keeps the
+    full cache possible."""
+    train, test = get_datasets(input_size, split_cache_path, **source)
     return (
         GroupSimilarityDataLoader(train, batch_size=batch_size, shuffle=shuffle),
         GroupSimilarityDataLoader(test, batch_size=batch_size, shuffle=False),

@@ -4,28 +4,23 @@
 prints one dict per model and writes a bar chart of the values to ``--plot``.
 """
 
+from __future__ import annotations
+
 import argparse
 import os
 import sys
-from typing import Dict, List, Optional
-
-import pytorch_lightning as pl
-import torch
-from torch.utils.data import Dataset
-
-from quaterion import Quaterion
-from quaterion.eval.evaluator import Evaluator
-from quaterion.eval.group import RetrievalRPrecision
-from quaterion.eval.samplers.group_sampler import GroupSampler
-from quaterion_models import SimilarityModel
-from quaterion_models.encoders.extras.torchvision_encoder import TorchvisionEncoder
-from quaterion_models.heads import EmptyHead
-from quaterion_models.utils import atomic_write
+from typing import TYPE_CHECKING, Dict, List, Optional
 
 from .cli import CPU_WARNING, PACKAGE_DIR, add_data_args, add_model_args, resolve_common_defaults
 from .config import DEFAULT_ARCH, SPLIT_CACHE_PATH
-from .data import DataNotFoundError, get_datasets
+from examples.console import plain_text, quiet_libraries, say
 from examples.weights import resolve_weights
+
+if TYPE_CHECKING:  # imported in the functions, so that --help stays fast
+    import torch
+    from torch.utils.data import Dataset
+
+    from quaterion_models import SimilarityModel
 
 BATCH_SIZE = 32
 METRIC_BATCH = 1024
@@ -33,6 +28,11 @@ SAMPLE_SIZE = 1000
 
 
 def _evaluate(model: SimilarityModel, dataset: Dataset, device: str) -> Dict[str, torch.Tensor]:
+    from quaterion import Quaterion
+    from quaterion.eval.evaluator import Evaluator
+    from quaterion.eval.group import RetrievalRPrecision
+    from quaterion.eval.samplers.group_sampler import GroupSampler
+
     evaluator = Evaluator(
         metrics=RetrievalRPrecision(),
         sampler=GroupSampler(sample_size=SAMPLE_SIZE, device=device, log_progress=True),
@@ -42,6 +42,8 @@ def _evaluate(model: SimilarityModel, dataset: Dataset, device: str) -> Dict[str
 
 def load_tuned_model(tuned_model_dir: str) -> SimilarityModel:
     """``SimilarityModel.load`` with an error that says how to produce the directory."""
+    from quaterion_models import SimilarityModel
+
     if not os.path.isfile(os.path.join(tuned_model_dir, "config.json")):
         raise FileNotFoundError(
             f"no tuned model at {tuned_model_dir!r}: run `python -m examples.cars.train "
@@ -60,6 +62,11 @@ def build_base_model(
     be a different network from the tuned model's, so the tuned model's own frozen backbone
     is used when ``tuned_model_dir`` holds one.
     """
+    from quaterion_models import SimilarityModel
+    from quaterion_models.heads import EmptyHead
+
+    from quaterion_models.encoders.extras.torchvision_encoder import TorchvisionEncoder
+
     resolved = resolve_weights(arch, weights)
     if resolved is None and tuned_model_dir and os.path.isdir(tuned_model_dir):
         encoders = load_tuned_model(tuned_model_dir).encoders
@@ -78,6 +85,7 @@ def eval_base_encoder(
     tuned_model_dir: Optional[str] = None,
 ) -> Dict[str, torch.Tensor]:
     """R-precision of :func:`build_base_model` on ``dataset``; prints and returns the dict."""
+    say(f"Evaluating the base model on {len(dataset)} test images ...")
     result = _evaluate(build_base_model(arch, weights, tuned_model_dir), dataset, device)
     print("base model:", {name: float(value) for name, value in result.items()}, flush=True)
     return result
@@ -87,6 +95,7 @@ def eval_tuned_encoder(
     dataset: Dataset, device: str, tuned_model_dir: str
 ) -> Dict[str, torch.Tensor]:
     """R-precision of the servable in ``tuned_model_dir``; prints and returns the dict."""
+    say(f"Evaluating the tuned model {tuned_model_dir} on {len(dataset)} test images ...")
     result = _evaluate(load_tuned_model(tuned_model_dir), dataset, device)
     print("tuned model:", {name: float(value) for name, value in result.items()}, flush=True)
     return result
@@ -94,6 +103,7 @@ def eval_tuned_encoder(
 
 def plot_results(results: Dict[str, Dict[str, torch.Tensor]], path: str) -> None:
     """Bar chart (PNG) of ``RetrievalRPrecision`` per evaluated model, written atomically."""
+    from quaterion_models.utils import atomic_write
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -118,7 +128,7 @@ def plot_results(results: Dict[str, Dict[str, torch.Tensor]], path: str) -> None
 def build_parser() -> argparse.ArgumentParser:
     """Options of ``python -m examples.cars.evaluate``."""
     parser = argparse.ArgumentParser(
-        prog="python -m examples.cars.evaluate", description=__doc__, epilog=CPU_WARNING
+        prog="python -m examples.cars.evaluate", description=plain_text(__doc__), epilog=CPU_WARNING
     )
     parser.add_argument("--model", choices=("both", "base", "tuned"), default="both")
     parser.add_argument(
@@ -139,7 +149,14 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Optional[List[str]] = None) -> Dict[str, Dict[str, torch.Tensor]]:
     """Evaluate the chosen models; returns ``{"base": {...}, "tuned": {...}}`` (those run)."""
     args = resolve_common_defaults(build_parser().parse_args(argv))
-    pl.seed_everything(args.seed)
+    say("Loading torch, Lightning and torchvision ...")
+    import pytorch_lightning as pl
+    import torch
+
+    from .data import DataNotFoundError, get_datasets
+
+    quiet_libraries()
+    pl.seed_everything(args.seed, verbose=False)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     try:
         _, test_dataset = get_datasets(

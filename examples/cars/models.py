@@ -41,6 +41,7 @@ class Model(TrainableModel):
         cache_dir: where the embedding cache is persisted (``None``: in memory only).
         dropout: the head's dropout; ``None`` picks ``HEAD_DROPOUT`` over pretrained weights
             and none over random ones (see ``examples/cars/config.py``).
+        views: augmented views of each training image kept in the cache (``CacheConfig.views``).
     """
 
     def __init__(
@@ -51,12 +52,13 @@ class Model(TrainableModel):
         weights: Union[str, "torchvision.models.WeightsEnum", None] = "pretrained",
         cache_dir: Optional[str] = CACHE_DIR,
         dropout: Optional[float] = None,
+        views: int = 1,
     ) -> None:
-        self._lr = lr
-        self.mining = mining
+        self._lr, self.mining = lr, mining
         self._arch = arch
         self._weights = resolve_weights(arch, weights) if isinstance(weights, str) else weights
         self._cache_dir = cache_dir
+        self._views = views
         if dropout is None:
             dropout = HEAD_DROPOUT if self._weights is not None else 0.0
         self._dropout = dropout
@@ -76,7 +78,9 @@ class Model(TrainableModel):
         return torch.optim.Adam(self.model.parameters(), self._lr)
 
     def configure_caches(self) -> CacheConfig:
-        return CacheConfig(cache_type=CacheType.AUTO, save_dir=self._cache_dir, batch_size=32)
+        return CacheConfig(
+            cache_type=CacheType.AUTO, save_dir=self._cache_dir, batch_size=32, views=self._views
+        )
 
     def configure_metrics(self) -> AttachedMetric:
         return AttachedMetric(

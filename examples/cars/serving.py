@@ -9,25 +9,24 @@ draws ``contact_sheet.png``: each query, then its top ``--top-k`` hits framed gr
 car model) or red (another model).
 """
 
+from __future__ import annotations
+
 import argparse
 import json
 import os
 import sys
-from typing import Dict, List, Optional
+from typing import TYPE_CHECKING, Dict, List, Optional
 
-import numpy as np
-import torch
-from torch.utils.data import Dataset
-
-from quaterion_models import SimilarityModel
-from quaterion_models.heads import EmptyHead
-from quaterion_models.utils import atomic_write
-
-from .contact_sheet import contact_sheet
-from .cli import CPU_WARNING, PACKAGE_DIR, add_data_args, resolve_common_defaults
+from .cli import CPU_WARNING_SERVING, PACKAGE_DIR, add_data_args, resolve_common_defaults
 from .config import SPLIT_CACHE_PATH
-from .data import DataNotFoundError, get_dataloaders, get_datasets, get_raw_dataset
 from .evaluate import load_tuned_model
+from examples.console import plain_text, quiet_libraries, say
+
+if TYPE_CHECKING:  # imported in the functions, so that --help stays fast
+    import numpy as np
+    from torch.utils.data import Dataset
+
+    from quaterion_models import SimilarityModel
 
 ENCODE_BATCH_SIZE = 32
 #: The distance of the ``TripletLoss`` in ``examples/cars/models.py`` (its default, cosine):
@@ -37,6 +36,8 @@ DISTANCE = "cosine"
 
 def save_images(dataset: Dataset, save_dir: str) -> int:
     """Write ``labels.jsonl`` and ``imgs/<index>.jpg`` for every ``(PIL image, label)`` item."""
+    from quaterion_models.utils import atomic_write
+
     images_dir = os.path.join(save_dir, "imgs")
     os.makedirs(images_dir, exist_ok=True)
     lines = []
@@ -53,6 +54,8 @@ def save_images(dataset: Dataset, save_dir: str) -> int:
 def encode_loader(model: SimilarityModel, dataloader, device: str) -> np.ndarray:
     """Encode a raw (not set-up) similarity loader batch by batch: each batch is the
     pre-collate triple ``(ids, images, labels)``. Returns float32 ``(N, D)``."""
+    import numpy as np
+
     model = model.to(device).eval()
     chunks = [
         model.encode(images, batch_size=ENCODE_BATCH_SIZE, to_numpy=True)
@@ -63,6 +66,10 @@ def encode_loader(model: SimilarityModel, dataloader, device: str) -> np.ndarray
 
 def save_embeddings(array: np.ndarray, path: str) -> None:
     """``np.save`` (no pickle) through an atomic write."""
+    import numpy as np
+
+    from quaterion_models.utils import atomic_write
+
     with atomic_write(path) as file:
         np.save(file, array, allow_pickle=False)
 
@@ -70,7 +77,9 @@ def save_embeddings(array: np.ndarray, path: str) -> None:
 def build_parser() -> argparse.ArgumentParser:
     """Options of ``python -m examples.cars.serving``."""
     parser = argparse.ArgumentParser(
-        prog="python -m examples.cars.serving", description=__doc__, epilog=CPU_WARNING
+        prog="python -m examples.cars.serving",
+        description=plain_text(__doc__),
+        epilog=CPU_WARNING_SERVING,
     )
     parser.add_argument("--tuned-model", default=os.path.join(PACKAGE_DIR, "cars_encoders"))
     parser.add_argument("--save-dir", default=os.path.join(PACKAGE_DIR, "cars_embeddings"))
@@ -92,13 +101,22 @@ def search_and_draw(
 ) -> Dict[str, object]:
     """Index ``tuned_vectors`` (row ``i`` = test image ``i``), answer evenly spaced query images
     from the index and save the contact sheet; returns the hit ids and the sheet's path."""
+    import numpy as np
+
     from quaterion_models.index import SimilarityIndex
+    from quaterion_models.utils import atomic_write
+
+    from .contact_sheet import contact_sheet
 
     n = len(tuned_vectors)
     labels = [int(raw_test[i][1]) for i in range(n)]
     index_dir = args.index_dir or os.path.join(args.save_dir, "index")
     query_rows = np.linspace(0, n - 1, num=min(args.num_queries, n), dtype=int).tolist()
-    with SimilarityIndex(tuned, path=index_dir, distance=DISTANCE, recreate=True) as index:
+    # the bar only on a terminal: in a log file its final state would print twice
+    progress = sys.stderr.isatty()
+    with SimilarityIndex(
+        tuned, path=index_dir, distance=DISTANCE, recreate=True, show_progress=progress
+    ) as index:
         index.add_vectors(
             tuned_vectors,
             payloads=[{"label": label, "image": f"imgs/{i}.jpg"} for i, label in enumerate(labels)],
@@ -149,8 +167,18 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, object]:
     for name in ("num_queries", "top_k"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be >= 1")
+    say("Loading torch and torchvision ...")
+    import torch
+
+    from quaterion_models import SimilarityModel
+    from quaterion_models.heads import EmptyHead
+
+    from .data import DataNotFoundError, get_dataloaders, get_datasets, get_raw_dataset
+
+    quiet_libraries()
     device = "cuda" if torch.cuda.is_available() else "cpu"
     data_kwargs = dict(data_dir=args.data_dir, synthetic=args.synthetic, seed=args.seed)
+    say(f"Loading the tuned model {args.tuned_model} and the test split ...")
     try:
         tuned = load_tuned_model(args.tuned_model)
         _, raw_test = get_raw_dataset(args.input_size, SPLIT_CACHE_PATH, **data_kwargs)
@@ -165,15 +193,19 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, object]:
     except (DataNotFoundError, FileNotFoundError) as exc:
         sys.exit(f"error: {exc}")
     os.makedirs(args.save_dir, exist_ok=True)
+    say(f"Writing {len(raw_test)} test images to {args.save_dir}/imgs ...")
     count = save_images(raw_test, args.save_dir)
 
     size = SimilarityModel.get_encoders_output_size(tuned.encoders)
     original_model = SimilarityModel(encoders=tuned.encoders, head=EmptyHead(size))
+    say("Encoding the test images with the backbone alone ...")
     original = encode_loader(original_model, test_loader, device)
     save_embeddings(original, os.path.join(args.save_dir, "original.npy"))
+    say("Encoding the test images with the tuned model ...")
     tuned_vectors = encode_loader(tuned, test_loader, device)
     save_embeddings(tuned_vectors, os.path.join(args.save_dir, "tuned.npy"))
     print(f"Wrote {count} images, labels.jsonl, original.npy and tuned.npy to {args.save_dir}")
+    say("Indexing the tuned vectors and answering the query images ...")
     searched = search_and_draw(tuned, tuned_vectors, raw_test, test, args)
     return {"original": original, "tuned": tuned_vectors, **searched}
 

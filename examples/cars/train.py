@@ -4,15 +4,14 @@ Real data needs Stanford Cars under ``--data-dir`` and, ideally, a GPU; ``--synt
 runs offline in about a minute on a CPU.
 """
 
+from __future__ import annotations
+
 import argparse
 import inspect
 import os
 import shutil
 import sys
-from typing import List, Optional
-
-import pytorch_lightning as pl
-
+from typing import TYPE_CHECKING, List, Optional
 
 from .cli import (
     CPU_WARNING,
@@ -23,6 +22,7 @@ from .cli import (
     resolve_common_defaults,
 )
 from .config import (
+    DATASET_PATH,
     DEFAULT_ARCH,
     DEFAULT_SEED,
     SPLIT_CACHE_PATH,
@@ -30,11 +30,12 @@ from .config import (
     SYNTHETIC_EPOCHS,
     TRAIN_BATCH_SIZE,
 )
-from .data import DATASET_PATH, DataNotFoundError, get_dataloaders
-from .models import Model
+from examples.console import plain_text, say
 from examples.training import add_scale_args, fit
-from quaterion.distributed import on_rank_zero_then_wait
 from examples.weights import resolve_weights
+
+if TYPE_CHECKING:  # imported in the functions, so that --help stays fast
+    from .models import Model
 
 
 def train(
@@ -54,14 +55,23 @@ def train(
     cache_dir: Optional[str] = None,
     devices: int = 1,
     num_nodes: int = 1,
+    views: int = 1,
 ) -> Model:
     """Fit the head on the train classes, validate on the unseen test classes, save the servable.
 
     The trainer is ``Quaterion.trainer_defaults`` (early stopping on ``validation_loss``,
     patience 3) with ``max_epochs=epochs``, on ``devices`` per machine and ``num_nodes``
     machines (DDP when more than one process). ``cache_dir=None`` picks
-    :func:`~examples.cars.cli.default_cache_dir`. Returns the trained model.
+    :func:`~examples.cars.cli.default_cache_dir`. ``views > 1`` trains on augmented
+    images (random crops and flips), cached as ``views`` views of each image
+    (``CacheConfig(views=...)``): the backbone still runs only during the fill. Returns the
+    trained model.
     """
+    from quaterion.distributed import on_rank_zero_then_wait
+
+    from .data import get_dataloaders
+    from .models import Model
+
     train_dataloader, val_dataloader = get_dataloaders(
         batch_size=batch_size,
         input_size=input_size,
@@ -70,16 +80,21 @@ def train(
         data_dir=data_dir,
         synthetic=synthetic,
         seed=seed,
+        augment=views > 1,
     )
     resolved = resolve_weights(arch, weights)
     if cache_dir is None:
         weights_tag = "pretrained" if resolved is not None else "random"
         cache_dir = default_cache_dir(synthetic, input_size, arch, weights_tag, seed)
-    model = Model(lr=lr, mining=mining, arch=arch, weights=resolved, cache_dir=cache_dir)
+    model = Model(
+        lr=lr, mining=mining, arch=arch, weights=resolved, cache_dir=cache_dir, views=views
+    )
 
-    fit(model, train_dataloader, val_dataloader, epochs, devices, num_nodes)
+    trainer = fit(model, train_dataloader, val_dataloader, epochs, devices, num_nodes)
     on_rank_zero_then_wait(lambda: shutil.rmtree(save_dir, ignore_errors=True))
     model.save_servable(save_dir)  # under DDP: written by global rank 0 only
+    if trainer.is_global_zero:
+        say(f"Saved the servable to {os.path.abspath(save_dir)}")
     return model
 
 
@@ -89,7 +104,7 @@ TRAIN_OPTIONS = tuple(inspect.signature(train).parameters)  # each one a command
 def build_parser() -> argparse.ArgumentParser:
     """Options of ``python -m examples.cars.train``."""
     parser = argparse.ArgumentParser(
-        prog="python -m examples.cars.train", description=__doc__, epilog=CPU_WARNING
+        prog="python -m examples.cars.train", description=plain_text(__doc__), epilog=CPU_WARNING
     )
     parser.add_argument(
         "--batch-size",
@@ -116,6 +131,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="embedding cache directory (default: ./cache_dir, or ./cache_dir/<source>_<size>_<arch>_<weights>...)",
     )
+    parser.add_argument(
+        "--views",
+        type=int,
+        default=1,
+        help="train on random crops and flips, cached as this many views of each image "
+        "(default 1: no augmentation)",
+    )
     add_data_args(parser)
     add_model_args(parser)
     add_scale_args(parser)
@@ -139,7 +161,12 @@ def main(argv: Optional[List[str]] = None) -> Model:
     ``batch_size``).
     """
     args = parse_args(argv)
-    pl.seed_everything(args.seed)
+    say("Loading torch, Lightning and torchvision ...")
+    import pytorch_lightning as pl
+
+    from .data import DataNotFoundError
+
+    pl.seed_everything(args.seed, verbose=False)
     options = {name: getattr(args, name) for name in TRAIN_OPTIONS}
     try:
         return train(**options)

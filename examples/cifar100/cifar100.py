@@ -25,13 +25,12 @@ from quaterion.dataset import GroupSimilarityDataLoader, SimilarityGroupDataset
 from quaterion_models.encoders import Encoder
 from quaterion_models.heads import EmptyHead, EncoderHead
 
+from .config import DATASET_PATH, SYNTHETIC_TRAIN_SIZE
 from .synthetic import NUM_CLASSES, SyntheticCIFAR100
 from examples.weights import resolve_weights
 
-DATASET_PATH = os.path.join(os.path.expanduser("~"), "torchvision", "datasets")
 IMAGENET_MEAN = [0.485, 0.456, 0.406]
 IMAGENET_STD = [0.229, 0.224, 0.225]
-SYNTHETIC_TRAIN_SIZE = 2000
 # "pretrained" / "random" (resolved offline-first), or a resolved weights member / None.
 Weights = Union[str, "torchvision.models.WeightsEnum", None]
 

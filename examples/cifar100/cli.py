@@ -1,24 +1,26 @@
 """Options and the training run shared by the three cifar100 scripts."""
 
+from __future__ import annotations
+
 import argparse
 import sys
-from typing import Callable, List, Optional
+from typing import TYPE_CHECKING, Callable, List, Optional
 
-import pytorch_lightning as pl
-
-from quaterion import TrainableModel
-
-from .cifar100 import DATASET_PATH, SYNTHETIC_TRAIN_SIZE, DataNotFoundError, get_dataloaders
+from .config import DATASET_PATH, SYNTHETIC_EPOCHS, SYNTHETIC_TRAIN_SIZE
+from examples.console import plain_text, say
 from examples.training import add_scale_args, fit
 from examples.weights import WEIGHTS_CHOICES
 
-SYNTHETIC_EPOCHS = 3
+if TYPE_CHECKING:  # imported in the functions, so that --help stays fast
+    import pytorch_lightning as pl
+
+    from quaterion import TrainableModel
 
 
 def build_parser(prog: str, description: str, epochs_default: int) -> argparse.ArgumentParser:
     """``--embedding-size``, ``--lr``, ``--epochs``, the offline switches, ``--devices`` and
     ``--num-nodes``."""
-    parser = argparse.ArgumentParser(prog=prog, description=description)
+    parser = argparse.ArgumentParser(prog=prog, description=plain_text(description))
     parser.add_argument("--embedding-size", type=int, default=128)
     parser.add_argument("--lr", type=float, default=1e-4)
     parser.add_argument(
@@ -73,6 +75,8 @@ def parse_args(parser: argparse.ArgumentParser, argv: Optional[List[str]]) -> ar
 
 def load_dataloaders(args: argparse.Namespace, batch_size: int):
     """Train/val loaders for ``args``; missing data exits with status 1 and a hint."""
+    from .cifar100 import DataNotFoundError, get_dataloaders
+
     try:
         return get_dataloaders(
             batch_size,
@@ -94,7 +98,10 @@ def run(
     """Parse ``argv``, seed everything, build the loaders and ``make_model(args)``, train for
     ``--epochs`` on ``--devices`` x ``--num-nodes`` and return the trainer."""
     args = parse_args(parser, argv)
-    pl.seed_everything(args.seed)
+    say("Loading torch, Lightning and torchvision ...")
+    import pytorch_lightning as pl
+
+    pl.seed_everything(args.seed, verbose=False)
     train_dataloader, val_dataloader = load_dataloaders(args, batch_size)
     model = make_model(args)
     return fit(model, train_dataloader, val_dataloader, args.epochs, args.devices, args.num_nodes)

@@ -7,58 +7,38 @@ Any pytorch-metric-learning loss (and miner) plugs in through ``PytorchMetricLea
 """
 
 import sys
+from typing import TYPE_CHECKING, List, Optional
 
-try:
-    from pytorch_metric_learning import losses, miners
-except ImportError:
-    print(
-        "This example needs pytorch-metric-learning: pip install pytorch-metric-learning",
-        file=sys.stderr,
-    )
-    sys.exit(1)
-
-from typing import List, Optional
-
-import pytorch_lightning as pl
-import torch
-
-from quaterion.loss import SimilarityLoss
-from quaterion.loss.extras import PytorchMetricLearningWrapper
-
-from .cifar100 import MobilenetV3Model
 from .cli import build_parser, run
 
+if TYPE_CHECKING:
+    import pytorch_lightning as pl
+
 BATCH_SIZE = 128
-NUM_CLASSES = 100
 
 
-class Model(MobilenetV3Model):
-    """MobileNetV3 encoder, ``EmptyHead``, PML ``ArcFaceLoss`` with ``MultiSimilarityMiner``."""
-
-    def configure_loss(self) -> SimilarityLoss:
-        return PytorchMetricLearningWrapper(
-            losses.ArcFaceLoss(embedding_size=self._embedding_size, num_classes=NUM_CLASSES),
-            miners.MultiSimilarityMiner(),
-        )
-
-    def configure_optimizers(self) -> torch.optim.Optimizer:
-        # ArcFace owns trainable class weights: they need their own parameter group.
-        return torch.optim.Adam(
-            [
-                {"params": self.model.parameters(), "lr": self._lr},
-                {"params": self.loss.parameters(), "lr": self._lr},
-            ]
-        )
-
-
-def main(argv: Optional[List[str]] = None) -> pl.Trainer:
+def main(argv: Optional[List[str]] = None) -> "pl.Trainer":
     """Parse ``argv``, train for ``--epochs`` (default 10) and return the trainer."""
     parser = build_parser(
         "python -m examples.cifar100.train_with_pytorch_metric_learning", __doc__, epochs_default=10
     )
-    return run(
-        parser, argv, BATCH_SIZE, lambda args: Model(args.embedding_size, args.lr, args.weights)
-    )
+    args_checked = parser.parse_args(argv)  # --help and bad options exit here, before imports
+    del args_checked
+    try:
+        import pytorch_metric_learning  # noqa: F401
+    except ImportError:
+        print(
+            "This example needs pytorch-metric-learning: pip install pytorch-metric-learning",
+            file=sys.stderr,
+        )
+        sys.exit(1)
+
+    def make_model(args):
+        from .models import PmlModel as Model
+
+        return Model(args.embedding_size, args.lr, args.weights)
+
+    return run(parser, argv, BATCH_SIZE, make_model)
 
 
 if __name__ == "__main__":

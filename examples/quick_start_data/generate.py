@@ -24,7 +24,7 @@ import os
 import random
 from typing import Dict, List, Tuple
 
-from quaterion_models.utils import atomic_write
+from examples.console import plain_text
 
 VOCABULARY_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "vocabulary.json")
 
@@ -86,13 +86,15 @@ def generate_records(seed: int = 7) -> Dict[str, List[dict]]:
 
 def write_jsonl(path: str, rows: List[dict]) -> None:
     """Write ``rows`` as JSON lines to ``path`` atomically."""
+    from quaterion_models.utils import atomic_write
+
     with atomic_write(path, "w") as file:
         for row in rows:
             file.write(json.dumps(row, ensure_ascii=False) + "\n")
 
 
 def main(argv: List[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=plain_text(__doc__.splitlines()[0]))
     parser.add_argument("--out-dir", default=os.path.dirname(os.path.abspath(__file__)))
     parser.add_argument("--seed", type=int, default=7)
     args = parser.parse_args(argv)

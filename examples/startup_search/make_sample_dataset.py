@@ -8,6 +8,8 @@ import json
 import os
 from typing import List, Optional
 
+from examples.console import plain_text
+
 from .synthetic import generate_startups
 
 PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
@@ -28,7 +30,7 @@ def write_jsonl(records: List[dict], path: str) -> None:
 
 def main(argv: Optional[List[str]] = None) -> str:
     """Generate ``--size`` records with ``--seed`` into ``--output``; returns the path."""
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser(description=plain_text(__doc__))
     parser.add_argument("--output", default=SAMPLE_PATH)
     parser.add_argument("--size", type=int, default=SAMPLE_SIZE)
     parser.add_argument("--seed", type=int, default=SAMPLE_SEED)

@@ -13,33 +13,44 @@ import argparse
 import json
 import os
 import sys
-from typing import List, Optional
+from typing import TYPE_CHECKING, List, Optional, TextIO, Tuple
 
-from quaterion_models import SimilarityModel
-from quaterion_models.heads import EmptyHead
-from quaterion_models.index import ModelMismatchError, SimilarityIndex
+from examples.console import phase, plain_text, quiet_libraries
 
 from .make_sample_dataset import SAMPLE_PATH
+
+if TYPE_CHECKING:  # imported in the functions, so that --help stays fast
+    from quaterion_models import SimilarityModel
 
 #: Distance the index ranks with: the head is trained with SoftmaxLoss over dot products of
 #: its outputs, and the raw encoder is a cosine model; cosine serves both.
 DISTANCE = "cosine"
 
 
-def load_model(path: Optional[str]) -> SimilarityModel:
+def load_model(path: Optional[str]) -> "SimilarityModel":
     """The servable at ``path`` (if it exists), else the raw offline MiniLM encoder."""
+    return load_model_described(path)[0]
+
+
+def load_model_described(path: Optional[str]) -> Tuple["SimilarityModel", str]:
+    """:func:`load_model` and a line saying which model it is and where it came from."""
+    from quaterion_models import SimilarityModel
+    from quaterion_models.heads import EmptyHead
+
     if path and os.path.isfile(os.path.join(path, "config.json")):
-        return SimilarityModel.load(path)
+        return SimilarityModel.load(path), f"Model: the trained servable {os.path.abspath(path)}"
     from quaterion_models.encoders.extras.transformer_encoder import TransformerEncoder
 
     from .train import default_encoder, use_offline_hub
 
     encoder_path = default_encoder()
     use_offline_hub(encoder_path)
-    print(f"(no servable at {path!r}: searching with the raw encoder; train one with "
-          "python -m examples.startup_search.train)", file=sys.stderr)  # fmt: skip
     encoder = TransformerEncoder(encoder_path, text_field="description")
-    return SimilarityModel(encoders=encoder, head=EmptyHead(encoder.embedding_size))
+    model = SimilarityModel(encoders=encoder, head=EmptyHead(encoder.embedding_size))
+    return model, (
+        f"Model: the raw encoder {encoder_path}, not trained (no servable at {path!r}; "
+        "train one with python -m examples.startup_search.train)"
+    )
 
 
 def read_startups(path: str) -> List[dict]:
@@ -50,27 +61,45 @@ def read_startups(path: str) -> List[dict]:
         return [json.loads(line) for line in file if line.strip()]
 
 
-def open_index(model: SimilarityModel, index_dir: str, dataset: str, reindex: bool):
-    """Open the index at ``index_dir``, (re-)indexing ``dataset`` when it is new or stale."""
+def open_index(
+    model: "SimilarityModel",
+    index_dir: str,
+    dataset: str,
+    reindex: bool,
+    log: Optional[TextIO] = None,
+):
+    """Open the index at ``index_dir``, (re-)indexing ``dataset`` when it is new or stale.
+
+    Progress lines go to ``log`` (default: stdout); the indexing bar shows only on a
+    terminal (in a log file its final state would print twice).
+    """
+    from quaterion_models.index import ModelMismatchError, SimilarityIndex
+
+    progress = sys.stderr.isatty()
     try:
-        index = SimilarityIndex(model, path=index_dir, distance=DISTANCE, recreate=reindex)
+        index = SimilarityIndex(
+            model, path=index_dir, distance=DISTANCE, recreate=reindex, show_progress=progress
+        )
     except ModelMismatchError as err:
         print(f"{err}\n-> indexing again with the current model", file=sys.stderr)
-        index = SimilarityIndex(model, path=index_dir, distance=DISTANCE, recreate=True)
+        index = SimilarityIndex(
+            model, path=index_dir, distance=DISTANCE, recreate=True, show_progress=progress
+        )
     if index.count() == 0:
         records = read_startups(dataset)
-        index.add(
-            [r["description"] for r in records],
-            payloads=[{k: r[k] for k in ("name", "description", "industry")} for r in records],
-            ids=list(range(len(records))),
-        )
+        with phase(f"Indexing {len(records)} startups into {index_dir}", file=log):
+            index.add(
+                [r["description"] for r in records],
+                payloads=[{k: r[k] for k in ("name", "description", "industry")} for r in records],
+                ids=list(range(len(records))),
+            )
     return index
 
 
 def build_parser() -> argparse.ArgumentParser:
     """Options of ``python -m examples.startup_search.search``."""
     parser = argparse.ArgumentParser(
-        prog="python -m examples.startup_search.search", description=__doc__,
+        prog="python -m examples.startup_search.search", description=plain_text(__doc__),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )  # fmt: skip
     parser.add_argument("query", nargs="+", help="what to look for, in plain words")
@@ -90,9 +119,14 @@ def main(argv: Optional[List[str]] = None) -> List[List[dict]]:
     args = parser.parse_args(argv)
     if args.limit < 1:
         parser.error("--limit must be >= 1")
-    model = load_model(args.model)
+    # progress and the model line go to stderr with --json, so stdout stays JSON lines
+    log = sys.stderr if args.json else sys.stdout
+    with phase("Loading the model", file=log):
+        quiet_libraries()
+        model, description = load_model_described(args.model)
+    print(description, file=log, flush=True)
     filter = {"industry": args.industry} if args.industry else None
-    with open_index(model, args.index_dir, args.dataset, args.reindex) as index:
+    with open_index(model, args.index_dir, args.dataset, args.reindex, log) as index:
         results = index.search(args.query, limit=args.limit, filter=filter)
     answers = []
     for query, hits in zip(args.query, results):

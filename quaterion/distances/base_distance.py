@@ -38,8 +38,9 @@ class BaseDistance:
 
     @classmethod
     def distance_matrix_blocks(cls, x: Tensor, y: Tensor, block_rows: int) -> Iterator[Tensor]:
-        """Rows of ``distance_matrix(x, y)``, ``block_rows`` at a time; each block is
-        bit-identical to ``distance_matrix(x[block], y)``.
+        """Rows of ``distance_matrix(x, y)``, ``block_rows`` at a time; each block equals
+        ``distance_matrix(x[block], y)`` up to rounding (BLAS may round a matmul over a row
+        view of a larger tensor differently from one over a copy, in the last bits).
 
         Memory is O(``block_rows`` x ``len(y)``). Distances may prepare ``y`` once and write
         every block into one reused buffer: consume a block before asking for the next.

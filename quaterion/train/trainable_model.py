@@ -17,8 +17,11 @@ from quaterion.train._fit_checks import check_batch_labels
 from quaterion.train._hook_checks import check_encoders, check_hook_result, check_metrics
 from quaterion.train._rng import capture_rng, restore_rng
 from quaterion.train.cache import CacheConfig, CacheType
-from quaterion.train.cache.in_memory_cache_encoder import InMemoryCacheEncoder
+from quaterion.train.cache.setup import CachedLoaders, apply_cache_config, cache_loaders
+from quaterion.train.cache.setup import unwrap_encoders
+from quaterion.train.cache.store import CacheStore
 from quaterion.train.cache_mixin import CacheMixin
+from quaterion.train.callbacks.guard_callback import check_loss_output, watch_evaluation_loss
 from quaterion.train.gradient_cache import GradientCacheConfig, cached_gradient_step
 from quaterion.train.xbm import XbmConfig
 from quaterion.train.xbm.xbm_buffer import XbmBuffer
@@ -43,7 +46,9 @@ class TrainableModel(pl.LightningModule, CacheMixin):
     ``train_loss`` / ``validation_loss`` / ``test_loss`` and ``<metric>_<stage>``.
 
     Set the class attribute ``check_finite_loss = False`` to train on through NaN/inf losses
-    (by default ``Quaterion.fit`` stops with ``NonFiniteLossError`` before applying one).
+    and gradients (by default ``Quaterion.fit`` stops with ``NonFiniteLossError`` or
+    ``NonFiniteGradientError`` before applying one, and with ``NonFiniteValidationError`` on
+    a NaN/inf validation loss).
 
     Example:
         >>> class Model(TrainableModel):
@@ -54,7 +59,8 @@ class TrainableModel(pl.LightningModule, CacheMixin):
     """
 
     check_finite_loss: bool = True
-    """Stop the fit on a NaN/inf training loss (see ``GuardCallback``); ``False`` disables it."""
+    """Stop the fit on a NaN/inf training loss or gradient, or validation loss (see
+    ``GuardCallback``); ``False`` disables these checks."""
 
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
@@ -181,19 +187,26 @@ class TrainableModel(pl.LightningModule, CacheMixin):
         buffer.queue(*queued)
         return config.weight * term
 
+    def _trainer_or_none(self) -> Optional[pl.Trainer]:
+        try:
+            return self.trainer
+        except RuntimeError:  # no Trainer attached (a step called by hand)
+            return None
+
     def _barebones(self) -> bool:
         """Trainer(barebones=True) forbids ``self.log``: nothing is logged (warned at fit start)."""
-        try:
-            return self.trainer.barebones
-        except RuntimeError:  # no Trainer attached: self.log itself would warn and skip
-            return False
+        # no Trainer attached: self.log itself would warn and skip
+        trainer = self._trainer_or_none()
+        return trainer is not None and trainer.barebones
 
     def _common_step(self, batch, batch_idx: int, stage: TrainStage, **kwargs: Any) -> Tensor:
         features, targets = batch
 
         def compute_loss(embeddings: Tensor) -> Tensor:
-            loss = self.loss(embeddings=embeddings, **targets)
-            if stage == TrainStage.TRAIN:
+            loss = check_loss_output(self.loss, self.loss(embeddings=embeddings, **targets))
+            if stage != TrainStage.TRAIN:
+                watch_evaluation_loss(self._trainer_or_none(), loss, batch_idx)
+            else:
                 xbm = self._xbm_term(embeddings, targets)
                 if xbm is not None:
                     loss = loss + xbm
@@ -269,7 +282,7 @@ class TrainableModel(pl.LightningModule, CacheMixin):
         if self._model is None:
             return
         for encoder in self._model.encoders.values():
-            if isinstance(encoder, InMemoryCacheEncoder):
+            if isinstance(encoder, CacheStore):
                 encoder.place(self.device)
 
     def setup_dataloader(self, dataloader: SimilarityDataLoader) -> None:
@@ -288,19 +301,25 @@ class TrainableModel(pl.LightningModule, CacheMixin):
         val_dataloader: Optional[SimilarityDataLoader],
     ) -> bool:
         """Wrap frozen encoders and fill (or load) their cache; ``True`` if any is cached."""
-        self.model.encoders = self._apply_cache_config(self.model.encoders, self.cache_config)
-        return self._cache(
-            trainer=trainer,
-            encoders=self.model.encoders,
-            train_dataloader=train_dataloader,
-            val_dataloader=val_dataloader,
-            cache_config=self.cache_config,
+        return self.cache_loaders(trainer, train_dataloader, val_dataloader).cached
+
+    def cache_loaders(
+        self,
+        trainer: pl.Trainer,
+        train_dataloader: SimilarityDataLoader,
+        val_dataloader: Optional[SimilarityDataLoader],
+    ) -> CachedLoaders:
+        """:meth:`setup_cache`, returning the loaders to fit on (store-served where the
+        data is fully cached) and whether anything is cached."""
+        self.model.encoders = apply_cache_config(self.model.encoders, self.cache_config)
+        return cache_loaders(
+            trainer, self.model.encoders, train_dataloader, val_dataloader, self.cache_config
         )
 
     def unwrap_cache(self) -> None:
         """Replace every cache encoder by the encoder it wraps (drops the cached vectors)."""
         if self._model is not None:
-            self._model.encoders = self._unwrap_cache_encoders(self._model.encoders)
+            self._model.encoders = unwrap_encoders(self._model.encoders)
 
     def save_servable(self, path: str) -> None:
         """``unwrap_cache()`` then ``self.model.save(path)`` (a ``SimilarityModel`` directory).

@@ -19,6 +19,7 @@ from quaterion_models.onnx.text import (
     tokenize,
 )
 from quaterion_models.utils.config import read_config_fields
+from quaterion_models.utils.directory_swap import recover_directory
 from quaterion_models.utils.errors import DamagedFileError
 
 _CONFIG_FIELDS = {
@@ -176,7 +177,8 @@ class OnnxSimilarityModel:
             import onnxruntime
         except ImportError as error:
             raise _missing_onnxruntime(error) from error
-        self.path = os.fspath(path)
+        # an export interrupted between its two renames is finished first, as for servables
+        self.path = os.fspath(recover_directory(path))
         config_path = os.path.join(self.path, layout.CONFIG_FILE)
         if not os.path.isfile(config_path):
             raise FileNotFoundError(

@@ -10,6 +10,8 @@ import pytest
 
 from examples.quick_start_data import generate
 
+from .output_checks import banned_lines, doubled_final_bars, metric_lines
+
 REPO_ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 SPLITS = ("train", "val", "test")
 #: the quick start's servable records the library encoder, so it loads without the repo
@@ -146,6 +148,13 @@ def test_readme_command_improves_held_out_retrieval(tmp_path):
         timeout=600,
         check=True,
     )
+    output = completed.stdout + completed.stderr
+    assert banned_lines(output) == []
+    assert doubled_final_bars(output) == []
+    # our own progress comes first, before the slow imports, and for the raw-encoder pass
+    assert completed.stdout.startswith("Loading torch, Lightning and sentence-transformers ...")
+    assert "Evaluating the raw encoder on 256 held-out texts ..." in completed.stdout
+    assert metric_lines(output, "Epoch", "rrp_validation:", "rrp_train:"), output
     summary = [line for line in completed.stdout.splitlines() if line.startswith("Summary:")]
     assert len(summary) == 1
     numbers = summary[0].split("RetrievalRPrecision ")[1].split(";")[0].split(" -> ")
@@ -157,11 +166,51 @@ def test_readme_command_improves_held_out_retrieval(tmp_path):
 
 
 def test_importing_the_demo_does_not_need_the_training_stack():
-    """SimilarityModel.load imports examples.quick_start to restore the encoder: serving must
-    not pull in quaterion or Lightning."""
+    """SimilarityModel.load imports examples.quick_start to restore the encoder of an old
+    servable: serving must not pull in quaterion or Lightning."""
     code = (
-        "import sys, examples.quick_start\n"
+        "import sys, examples.quick_start, examples.quick_start_encoder\n"
+        "assert examples.quick_start.MiniLMEncoder is examples.quick_start_encoder.MiniLMEncoder\n"
         "loaded = [m for m in ('quaterion', 'pytorch_lightning') if m in sys.modules]\n"
         "assert not loaded, loaded\n"
     )
     subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, check=True, timeout=120)
+
+
+def test_old_servable_naming_quick_start_minilm_encoder_loads(tmp_path):
+    """Servables saved before the demo used TransformerEncoder record
+    ``examples.quick_start.MiniLMEncoder`` over a sentence-transformers directory."""
+    import shutil
+
+    import torch
+    from quaterion_models import SimilarityModel
+    from quaterion_models.encoders.extras.transformer_encoder import TransformerEncoder
+    from quaterion_models.heads import SkipConnectionHead
+
+    from examples.quick_start import default_encoder_path
+
+    torch.manual_seed(0)
+    encoder = TransformerEncoder(default_encoder_path())
+    head = SkipConnectionHead(encoder.embedding_size)
+    with torch.no_grad():
+        for parameter in head.parameters():
+            parameter.normal_(std=0.5)
+    model = SimilarityModel(encoders=encoder, head=head).eval()
+    old = tmp_path / "old"
+    model.save(str(old))
+    # rewrite it as the old demo saved it: its encoder class, the sentence-transformers files
+    config_path = old / "config.json"
+    config = json.loads(config_path.read_text(encoding="utf-8"))
+    (record,) = config["encoders"]
+    encoder_dir = old / "encoders" / record["key"]
+    shutil.rmtree(encoder_dir)
+    shutil.copytree(default_encoder_path(), encoder_dir)
+    record.update(module="examples.quick_start", **{"class": "MiniLMEncoder"})
+    config_path.write_text(json.dumps(config), encoding="utf-8")
+
+    loaded = SimilarityModel.load(str(old))
+    assert type(loaded.encoders[record["key"]]) is TransformerEncoder
+    texts = ["a tweet about bread", "a legal notice about bees", "court ruling on honey"]
+    torch.testing.assert_close(
+        loaded.encode(texts, to_numpy=False), model.encode(texts, to_numpy=False)
+    )

@@ -56,7 +56,7 @@ def servables(tmp_path_factory):
     """The servables the three examples save (their own TrainableModels, untrained heads)."""
     from examples.cars.models import Model as CarsModel
     from examples.quick_start import build_model_class, default_encoder_path
-    from examples.startup_search.train import Model as StartupModel
+    from examples.startup_search.model import Model as StartupModel
 
     root = tmp_path_factory.mktemp("servables")
     torch.manual_seed(0)

@@ -1,9 +1,14 @@
 """A SimilarityIndex built from a TrainableModel takes its servable and its loss's distance."""
 
 import pytest
+import qdrant_edge  # noqa: F401  (the qdrant extra: a missing one fails, never skips)
 
 from quaterion.loss import TripletLoss
-from quaterion_models.index import IndexConfigError, SimilarityIndex, servable_fingerprint
+from quaterion_models.index import (
+    IndexConfigError,
+    SimilarityIndex,
+    servable_fingerprint,
+)
 from tests.quaterion.train.helpers import Model
 
 

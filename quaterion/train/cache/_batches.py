@@ -6,7 +6,6 @@ objects (``int64``, what a cache encoder's ``forward`` indexes) and its labels, 
 layout the loader's own collate gives (§4.8 of the training spec, rows instead of keys).
 """
 
-import weakref
 from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
@@ -14,12 +13,9 @@ import torch
 from torch import Tensor
 from torch.utils.data import BatchSampler, DataLoader, Dataset
 
-from quaterion.dataset.similarity_data_loader import (
-    GroupSimilarityDataLoader,
-    PairsSimilarityDataLoader,
-    SimilarityDataLoader,
-)
-from quaterion.train.cache.cache_encoder import CacheEncoder
+from quaterion.dataset.similarity_data_loader import SimilarityDataLoader
+from quaterion.train.cache._views import EpochLoader, epoch_views, view_keys
+from quaterion.train.cache.store import CacheStore
 from quaterion_models.utils.meta import merge_meta
 
 
@@ -40,16 +36,6 @@ class CachedSplit:
 
     def __len__(self) -> int:
         return len(self.ids)
-
-
-def label_columns(loader: SimilarityDataLoader, labels: Dict[str, Tensor]) -> Dict[str, Tensor]:
-    """The per-position label columns of a batch's collated ``labels``."""
-    if isinstance(loader, PairsSimilarityDataLoader):
-        return {
-            "labels": labels["labels"],
-            "subgroups": labels["subgroups"][: len(labels["labels"])],
-        }
-    return {"groups": labels["groups"]}
 
 
 class RowMeta:
@@ -80,22 +66,16 @@ class RowMeta:
 
 def batches_from_store(loader: SimilarityDataLoader) -> bool:
     """Whether a fully cached fit can serve ``loader``'s batches from the store alone: a
-    sized, map-style Group or Pairs loader with the class's own collate, label and flatten
-    functions."""
+    sized, map-style loader whose class keeps its layout, with the class's own collate."""
     try:
         if isinstance(loader.dataset, torch.utils.data.IterableDataset) or len(loader.dataset) < 0:
             return False
     except TypeError:
         return False
-    cls, pre_collate = type(loader), loader.original_params["collate_fn"]
-    for base in (GroupSimilarityDataLoader, PairsSimilarityDataLoader):
-        if isinstance(loader, base):
-            return (
-                cls.collate_labels.__func__ is base.collate_labels.__func__
-                and cls.flatten_objects.__func__ is base.flatten_objects.__func__
-                and getattr(pre_collate, "__func__", None) is cls.pre_collate_fn.__func__
-            )
-    return False
+    layout = type(loader)
+    return layout.keeps_batch_layout() and loader.original_params["collate_fn"] == (
+        layout.pre_collate_fn
+    )
 
 
 class CachedRows(Dataset):
@@ -105,20 +85,30 @@ class CachedRows(Dataset):
         loader: the loader the split belongs to (its class fixes the batch layout).
         split: ids and label-only samples per position.
         encoders: the cached encoders (all of the model's encoders).
+        views: stored views per object; each epoch (``start_epoch``) serves one of them per
+            position, see :func:`~quaterion.train.cache._views.epoch_views`.
     """
 
     def __init__(
-        self, loader: SimilarityDataLoader, split: CachedSplit, encoders: Dict[str, CacheEncoder]
+        self,
+        loader: SimilarityDataLoader,
+        split: CachedSplit,
+        encoders: Dict[str, CacheStore],
+        views: int = 1,
     ):
         self.split = split
-        self.pairs = isinstance(loader, PairsSimilarityDataLoader)
+        self.layout = type(loader)
         self.carry = {name: enc.host_rows for name, enc in encoders.items()}
-        ids = split.ids.tolist()
-        keys = ids + [i + 1 for i in ids] if self.pairs else ids
-        # rows[name][j, i]: store row of object j of the sample at position i
+        keys = self.layout.object_ids(split.ids.tolist())
+        self.copies = len(keys) // max(len(split), 1)  # objects per sample
+        # rows[name][v, j, i]: store row of view v of object j of the sample at position i
         self.rows = {
-            name: enc.rows_for_keys(keys).view(-1, len(split)) for name, enc in encoders.items()
+            name: torch.stack(
+                [enc.rows_for_keys(view_keys(keys, v)).view(-1, len(split)) for v in range(views)]
+            )
+            for name, enc in encoders.items()
         }
+        self.views, self.epoch, self.chosen = views, -1, None
         self.meta = None
         if any(len(enc.meta_cache) for enc in encoders.values()):
             records = {name: [enc.meta_cache[k] for k in keys] for name, enc in encoders.items()}
@@ -127,62 +117,39 @@ class CachedRows(Dataset):
     def __len__(self) -> int:
         return len(self.split)
 
+    def start_epoch(self) -> None:
+        """Serve the next epoch's choice of views."""
+        self.epoch += 1
+        self.chosen = epoch_views(self.epoch, len(self.split), self.views)
+
     def __getitems__(self, positions: List[int]):
         idx = torch.as_tensor(positions, dtype=torch.long)
-        data = {
-            name: self.carry[name](rows[:, idx].reshape(-1)) for name, rows in self.rows.items()
-        }
-        n, copies = len(self.split), 2 if self.pairs else 1
-        if self.meta is None:  # no meta to look up: no per-object positions to build
-            objects = range(copies * len(positions))
+        if self.chosen is None:  # one view
+            picked = {name: rows[0][:, idx] for name, rows in self.rows.items()}
         else:
-            objects = [j * n + p for j in range(copies) for p in positions]
+            view = self.chosen[idx]
+            picked = {name: rows[view, :, idx].T for name, rows in self.rows.items()}
+        data = {name: self.carry[name](rows.reshape(-1)) for name, rows in picked.items()}
+        n = len(self.split)
+        if self.meta is None:  # no meta to look up: no per-object positions to build
+            objects = range(self.copies * len(positions))
+        else:
+            objects = [j * n + p for j in range(self.copies) for p in positions]
         features = {"data": data, "meta": RowMeta(self.meta, objects)}
         columns = {name: column[idx] for name, column in self.split.columns.items()}
-        if not self.pairs:
-            return features, columns
-        first = torch.arange(len(positions), dtype=torch.long)
-        return features, {
-            "pairs": torch.stack([first, first + len(positions)], dim=1),
-            "labels": columns["labels"],
-            "subgroups": columns["subgroups"].repeat(2),
-        }
+        return features, self.layout.labels_from_columns(columns)
 
 
 def _whole_batch(batch: Any) -> Any:
     return batch
 
 
-_REGISTRY: "weakref.WeakKeyDictionary[SimilarityDataLoader, CachedRows]" = (
-    weakref.WeakKeyDictionary()
-)
-
-
-def register(loader: SimilarityDataLoader, rows: Optional[CachedRows]) -> None:
-    """Remember (or, with ``None``, forget) the cached rows of ``loader``, and set its
-    ``full_cache_used`` accordingly."""
-    loader.full_cache_used = rows is not None
-    if rows is None:
-        _REGISTRY.pop(loader, None)
-    else:
-        _REGISTRY[loader] = rows
-
-
-def cached_split(loader: SimilarityDataLoader) -> Optional[CachedSplit]:
-    """The cached split registered for ``loader``, if any."""
-    rows = _REGISTRY.get(loader)
-    return rows.split if rows is not None else None
-
-
-def cached_loader(loader: Optional[SimilarityDataLoader]) -> Optional[DataLoader]:
-    """Loader of ``loader``'s batches served from the store, or ``None`` if not cached so.
+def served_loader(loader: SimilarityDataLoader, rows: CachedRows) -> DataLoader:
+    """Loader of ``loader``'s batches served from ``rows`` (the store), never the raw data.
 
     It shares ``loader``'s sampler (or batch sampler) and generator, so shuffling draws the
-    same random numbers as iterating ``loader``; it never reads the raw dataset.
+    same random numbers as iterating ``loader``.
     """
-    rows = _REGISTRY.get(loader) if loader is not None else None
-    if rows is None:
-        return None
     if type(loader.batch_sampler) is BatchSampler:  # plain batching: Lightning can shard it
         batching = {
             "sampler": loader.sampler,
@@ -191,7 +158,7 @@ def cached_loader(loader: Optional[SimilarityDataLoader]) -> Optional[DataLoader
         }
     else:
         batching = {"batch_sampler": loader.batch_sampler}
-    return DataLoader(
+    return (EpochLoader if rows.views > 1 else DataLoader)(
         rows,
         collate_fn=_whole_batch,
         pin_memory=loader.pin_memory,

@@ -21,7 +21,8 @@ from pytorch_lightning.utilities.seed import isolate_rng
 
 from quaterion.dataset.label_cache_dataset import labels_only
 from quaterion.dataset.similarity_data_loader import SimilarityDataLoader
-from quaterion.train.cache._batches import batches_from_store, label_columns
+from quaterion.train.cache._batches import CachedSplit, batches_from_store
+from quaterion.train.cache._views import ViewDataset
 from quaterion.train.cache.cache_model import fill_loader
 from quaterion.train.cache.cache_config import CacheConfig
 
@@ -111,12 +112,14 @@ def _feed_content(digest, value: Any) -> None:  # noqa: C901 (one branch per kin
 def content_sample(dataset: Any) -> str:
     """Hex SHA-256 of the items of ``dataset`` at :func:`sample_positions` (the first
     :data:`SAMPLE_SIZE` items of an iterable dataset): what each of them holds, not only its
-    length and labels. Costs :data:`SAMPLE_SIZE` reads."""
+    length and labels. Costs :data:`SAMPLE_SIZE` reads, each under the seeded random state of
+    view 0 (a random transform samples the same content in every run)."""
     digest = hashlib.sha256()
     if isinstance(dataset, torch.utils.data.IterableDataset):
         items = itertools.islice(iter(dataset), SAMPLE_SIZE)
     else:
-        items = (dataset[position] for position in sample_positions(len(dataset)))
+        seeded = ViewDataset(dataset, 0)
+        items = (seeded[position] for position in sample_positions(len(dataset)))
     with isolate_rng():  # a random transform must not shift the run's random numbers
         for item in items:
             _feed_content(digest, item)
@@ -142,7 +145,7 @@ class _Pass:
         ids = np.array([item[0] for item in batch], dtype=np.uint64)
         if self.loader is not None:
             _, features, labels = self.pre_collate_fn(batch)
-            labels = label_columns(self.loader, labels)
+            labels = type(self.loader).label_columns(labels)
         else:  # other layouts: the label-only samples themselves
             labels = [repr(labels_only(item[1])) for item in batch]
             features = self.pre_collate_fn(batch)[1] if self.collates else None
@@ -150,17 +153,12 @@ class _Pass:
         return ids, labels, inputs
 
 
-def read_fingerprints(
-    loader: SimilarityDataLoader,
-    cache_config: CacheConfig,
-    content_collates: Optional[Dict[str, Any]] = None,
-) -> Dict[str, Any]:
-    """One ordered pass over ``loader.dataset``; see :func:`fingerprint` for the result.
-
-    ``content_collates`` (encoder name -> the wrapped encoder's collate) adds a hash of
-    every collated batch of encoder inputs, batched by ``cache_config.batch_size``.
-    """
-    collates = content_collates or {}
+def _read(
+    loader: SimilarityDataLoader, cache_config: CacheConfig, collates: Dict[str, Any]
+) -> tuple:
+    """One ordered pass over ``loader.dataset``: ids, labels (label columns for a loader
+    served from the store, else the label-only samples), the hash of each encoder's collated
+    inputs, and the pass's batch size."""
     batches = fill_loader(loader, cache_config, _Pass(loader, collates))
     ids, labels = [], []
     digests = {name: hashlib.sha256() for name in collates}
@@ -176,9 +174,29 @@ def read_fingerprints(
     else:
         labels = [record for batch in labels for record in batch]
     ids = np.concatenate(ids) if ids else np.zeros(0, dtype=np.uint64)
-    return fingerprint(
-        sha256([ids, labels]), content, batches.batch_size, content_sample(loader.dataset)
-    )
+    return ids, labels, content, batches.batch_size
+
+
+def read_fingerprints(
+    loader: SimilarityDataLoader,
+    cache_config: CacheConfig,
+    content_collates: Optional[Dict[str, Any]] = None,
+) -> Dict[str, Any]:
+    """One ordered pass over ``loader.dataset``; see :func:`fingerprint` for the result.
+    ``content_collates`` (encoder name -> the wrapped encoder's collate) adds a hash of
+    every collated batch of encoder inputs, batched by ``cache_config.batch_size``.
+    """
+    ids, labels, content, batch_size = _read(loader, cache_config, content_collates or {})
+    return fingerprint(sha256([ids, labels]), content, batch_size, content_sample(loader.dataset))
+
+
+def read_split(loader: SimilarityDataLoader) -> Optional[CachedSplit]:
+    """The ids and label columns of every position of ``loader`` (one read of its data);
+    ``None`` for a loader whose batches cannot come from the store."""
+    if not batches_from_store(loader):
+        return None
+    ids, columns, _, _ = _read(loader, CacheConfig(), {})
+    return CachedSplit(ids, columns if isinstance(columns, dict) else {})
 
 
 def fingerprint(

@@ -54,6 +54,11 @@ class CacheConfig:
             file with the one saved (one streaming read of the files, chunk by chunk, never
             on the training path); off: only sizes, dtypes and structure are checked, and a
             damaged file can go unnoticed.
+        views: cached augmented views: the fill reads the training data ``views`` times,
+            each item under a random state seeded by its view and position, and stores one
+            row per view; each epoch serves one view per object, chosen by a seeded rule
+            (the same on every rank and in every run). Needs a fit served from the store
+            (every encoder cached, default keys). Validation data is read once (view 0).
     """
 
     cache_type: Optional[CacheType] = CacheType.AUTO
@@ -67,6 +72,7 @@ class CacheConfig:
     verify_content: bool = False
     dtype: Optional[torch.dtype] = None
     verify_checksums: bool = True
+    views: int = 1
 
     def __post_init__(self):
         if self.cache_type is not None:
@@ -110,6 +116,7 @@ class CacheConfig:
                 raise TypeError(
                     f"CacheConfig.{name} must be True or False, got {getattr(self, name)!r}"
                 )
+        check_positive_int("CacheConfig", "views", self.views)
         if self.batch_size is not None:
             check_positive_int("CacheConfig", "batch_size", self.batch_size)
         if self.num_workers is not None and (
@@ -120,11 +127,17 @@ class CacheConfig:
             )
 
 
-def _to_cache_type(value: Any, name: str) -> CacheType:
+def _to_cache_type(value: Any, name: str) -> str:
+    """``value`` as a ``CacheType``, or as the name of a storage kind added to ``STORES``."""
+    from quaterion.train.cache.stores import STORES  # the stores import this module
+
     try:
         return CacheType(value)
     except ValueError:
-        allowed = ", ".join(repr(t.value) for t in CacheType)
+        if isinstance(value, str) and value in STORES:
+            return value
+        allowed = ", ".join(repr(str(kind)) for kind in dict.fromkeys([*CacheType, *STORES]))
         raise ValueError(
-            f"CacheConfig.{name} must be a CacheType ({allowed}), got {value!r}"
+            f"CacheConfig.{name} must be a CacheType or a storage kind named in "
+            f"quaterion.train.cache.STORES ({allowed}), got {value!r}"
         ) from None

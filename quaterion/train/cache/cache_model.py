@@ -20,7 +20,8 @@ from typing_extensions import override
 
 from quaterion.dataset.similarity_data_loader import SimilarityDataLoader
 from quaterion import distributed
-from quaterion.train.cache._batches import CachedSplit, batches_from_store, label_columns
+from quaterion.train.cache._batches import CachedSplit, batches_from_store
+from quaterion.train.cache._views import ViewDataset, view_keys
 from quaterion.train.cache.cache_config import CacheConfig
 from quaterion.train.cache.cache_encoder import CacheEncoder, CacheMode
 from quaterion.train.cache.cache_train_collator import CacheTrainCollator
@@ -47,21 +48,31 @@ class FillCollate:
     each are kept too; without, items are ``(id, sample)`` and those entries are ``None``.
     """
 
-    def __init__(self, collator: CacheTrainCollator, loader: Optional[SimilarityDataLoader]):
+    def __init__(
+        self, collator: CacheTrainCollator, loader: Optional[SimilarityDataLoader], view: int = 0
+    ):
         self.collator = collator
         self.loader = loader
+        self.view = view  # the store keys of view v > 0 are (v, key)
 
     def __call__(self, batch: List[Any]) -> Dict[str, Any]:
         if self.loader is None:
-            features = self.collator(batch)[0]
+            features = self._view(self.collator(batch)[0])
             return {"positions": None, "ids": None, "columns": None, "features": features}
         features, labels = self.collator([item for _, item in batch])
+        features = self._view(features)
         return {
             "positions": torch.tensor([position for position, _ in batch], dtype=torch.long),
             "ids": np.array([item[0] for _, item in batch], dtype=np.uint64),
-            "columns": label_columns(self.loader, labels),
+            "columns": type(self.loader).label_columns(labels),
             "features": features,
         }
+
+    def _view(self, features: Dict[str, Any]) -> Dict[str, Any]:
+        if self.view == 0:
+            return features
+        data = {n: (view_keys(keys, self.view), x) for n, (keys, x) in features["data"].items()}
+        return {**features, "data": data}
 
 
 def fill_loader(
@@ -190,8 +201,10 @@ def fill_cache(
     cache_encoders: Dict[str, CacheEncoder],
     loaders: List[SimilarityDataLoader],
     cache_config: CacheConfig,
+    views: Optional[List[int]] = None,
 ) -> List[Optional[CachedSplit]]:
-    """Encode every distinct object of ``loaders`` once; one :class:`CachedSplit` per loader.
+    """Encode every distinct object of ``loaders`` once per view (``views[i]`` of loader
+    ``i``, default 1); one :class:`CachedSplit` per loader.
 
     A split is ``None`` for a loader whose batches cannot come from the store. The random state is
     the same afterwards as before, so a cached run draws the same shuffles as an uncached.
@@ -199,11 +212,18 @@ def fill_cache(
     sizes = {i: len(dl.dataset) for i, dl in enumerate(loaders) if batches_from_store(dl)}
     fill_loaders = []
     for i, dl in enumerate(loaders):
-        collate = FillCollate(dl.collate_fn.with_mode(CacheMode.FILL), dl if i in sizes else None)
-        positions = StackDataset(range(sizes[i]), dl.dataset) if i in sizes else None
-        fill_loaders.append(fill_loader(dl, cache_config, collate, positions))
-    model = CacheModel(cache_encoders, sizes)
+        count = views[i] if views else 1
+        for view in range(count):
+            kept = i in sizes and view == 0  # positions, ids and labels: from view 0
+            collate = FillCollate(
+                dl.collate_fn.with_mode(CacheMode.FILL), dl if kept else None, view
+            )
+            dataset = ViewDataset(dl.dataset, view) if count > 1 else dl.dataset
+            dataset = StackDataset(range(sizes[i]), dataset) if kept else dataset
+            fill_loaders.append(fill_loader(dl, cache_config, collate, dataset))
+    first = [sum(views[:i]) if views else i for i in range(len(loaders))]  # view 0's loader
+    model = CacheModel(cache_encoders, {first[i]: size for i, size in sizes.items()})
     with isolate_rng(), warnings.catch_warnings():
         warnings.filterwarnings("ignore", FEW_WORKERS_WARNING, PossibleUserWarning)
         trainer.predict(model, fill_loaders, return_predictions=False)
-    return [model.splits.get(i) for i in range(len(loaders))]
+    return [model.splits.get(first[i]) for i in range(len(loaders))]

@@ -11,7 +11,8 @@ from torch import Tensor
 from quaterion import distributed
 from quaterion.train.cache._checksum import file_sha256, floating_dtype, rows_sha256
 from quaterion.train.cache.cache_config import CacheType
-from quaterion.train.cache.in_memory_cache_encoder import InMemoryCacheEncoder
+from quaterion.train.cache.cache_config import CacheConfig
+from quaterion.train.cache.in_memory_cache_encoder import InMemoryStore
 from quaterion_models.encoders import Encoder
 
 ROWS_SUFFIX = ".rows"
@@ -30,7 +31,7 @@ def map_rows(path: str, rows: int, width: int, dtype: torch.dtype) -> Tensor:
     return torch.from_numpy(mapped).view(dtype)
 
 
-class DiskCacheEncoder(InMemoryCacheEncoder):
+class DiskStore(InMemoryStore):
     """Keeps the rows in a file under ``directory``, mapped into memory, never loaded whole.
 
     The fill appends each batch's rows to ``<directory>/.fill/<name>/rank<r>.rows``; under
@@ -54,6 +55,13 @@ class DiskCacheEncoder(InMemoryCacheEncoder):
         self._rows_path: Optional[str] = None
         self._digest = None  # SHA-256 of the rows file's bytes, updated while writing
         self._bytes_sha256: Optional[str] = None
+
+    @classmethod
+    def from_config(
+        cls, encoder: Encoder, name: str, cache_type: str, cache_config: CacheConfig
+    ) -> "DiskStore":
+        """A disk store under ``cache_config.save_dir``."""
+        return cls(encoder, cache_config.save_dir, name, cache_config.dtype)
 
     def _fill_path(self, part: str) -> str:
         return os.path.join(self.directory, ".fill", self.name, f"{part}{ROWS_SUFFIX}")
@@ -179,3 +187,6 @@ class DiskCacheEncoder(InMemoryCacheEncoder):
             self._file = None
         self._digest = self._bytes_sha256 = None
         super().reset_cache()
+
+
+DiskCacheEncoder = DiskStore  # the name before stores had their own

@@ -9,11 +9,12 @@ from quaterion.distributed import gather_rows
 from quaterion import distributed
 from quaterion.train.cache._host_rows import HostRows, gather_to
 from quaterion.train.cache.cache_config import CacheType
-from quaterion.train.cache.cache_encoder import CacheCollateReturnType, CacheEncoder
+from quaterion.train.cache.cache_encoder import CacheCollateReturnType
+from quaterion.train.cache.store import CacheStore
 from quaterion_models.encoders import Encoder
 from quaterion_models.types import TensorInterchange
-from quaterion_models.utils._batch_checks import check_encoder_output
-from quaterion_models.utils._files import save_torch
+from quaterion_models.utils.batch_checks import check_encoder_output
+from quaterion_models.utils.files import save_torch
 
 
 class MetaStore(dict):
@@ -24,7 +25,7 @@ class MetaStore(dict):
         return {}
 
 
-class InMemoryCacheEncoder(CacheEncoder):
+class InMemoryStore(CacheStore):
     """Keeps the wrapped encoder's outputs as rows of one ``(N, d)`` tensor.
 
     ``offset_map`` maps each key to its row and ``meta_cache`` to its meta record. Rows are
@@ -42,13 +43,13 @@ class InMemoryCacheEncoder(CacheEncoder):
     def __init__(
         self,
         encoder: Encoder,
-        cache_type: CacheType = CacheType.AUTO,
+        cache_type: str = CacheType.AUTO,
         dtype: Optional[torch.dtype] = None,
         name: str = "default",
     ):
         super().__init__(encoder)
         self.name = name or "default"
-        self._cache_type = CacheType(cache_type)
+        self._cache_type = cache_type
         self._dtype = dtype
         self._out_dtype: Optional[torch.dtype] = None
         self._cache: Optional[Tensor] = None
@@ -58,7 +59,7 @@ class InMemoryCacheEncoder(CacheEncoder):
         self._output_device: Optional[torch.device] = None
 
     @property
-    def cache_type(self) -> CacheType:
+    def cache_type(self) -> str:
         """Where the rows are kept."""
         return self._cache_type
 
@@ -254,10 +255,6 @@ class InMemoryCacheEncoder(CacheEncoder):
             )
         return embeddings
 
-    def rows_checksum(self, recompute: bool = False) -> Optional[str]:
-        """``None``: the rows are inside the cache file, whose own checksum covers them."""
-        return None
-
     def load_state(self, state: Dict[str, object], source: str = "state") -> None:
         """Restore what :meth:`state` returned (checked: rows and offsets one to one)."""
         rows, offsets = self.rows_from_state(state, source), state["offsets"]
@@ -278,3 +275,6 @@ class InMemoryCacheEncoder(CacheEncoder):
     def load_cache(self, path: str) -> None:
         """Read a file written by :meth:`save_cache` (``weights_only=True``)."""
         self.load_state(torch.load(path, map_location="cpu", weights_only=True), path)
+
+
+InMemoryCacheEncoder = InMemoryStore  # the name before stores had their own

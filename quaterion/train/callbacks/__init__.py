@@ -1,7 +1,19 @@
 """Callbacks ``Quaterion.fit`` adds to the trainer."""
 
 from quaterion.train.callbacks.cleanup_callback import CleanupCallback
-from quaterion.train.callbacks.guard_callback import GuardCallback, NonFiniteLossError
+from quaterion.train.callbacks.guard_callback import (
+    GuardCallback,
+    NonFiniteGradientError,
+    NonFiniteLossError,
+    NonFiniteValidationError,
+)
 from quaterion.train.callbacks.metrics_callback import MetricsCallback
 
-__all__ = ["CleanupCallback", "GuardCallback", "MetricsCallback", "NonFiniteLossError"]
+__all__ = [
+    "CleanupCallback",
+    "GuardCallback",
+    "MetricsCallback",
+    "NonFiniteGradientError",
+    "NonFiniteLossError",
+    "NonFiniteValidationError",
+]

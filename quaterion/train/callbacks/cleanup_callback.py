@@ -8,7 +8,6 @@ from lightning_utilities.core.apply_func import apply_to_collection
 from typing_extensions import override
 
 from quaterion.dataset.similarity_data_loader import SimilarityDataLoader
-from quaterion.train.cache._batches import register
 
 if TYPE_CHECKING:
     from quaterion.train.trainable_model import TrainableModel
@@ -17,7 +16,7 @@ if TYPE_CHECKING:
 def restore_dataloader(model: "TrainableModel", loader: SimilarityDataLoader) -> None:
     """Plain ``TrainCollator`` again and no cached batches (idempotent)."""
     model.setup_dataloader(loader)
-    register(loader, None)
+    loader.full_cache_used = False
 
 
 class CleanupCallback(pl.Callback):

@@ -111,3 +111,15 @@ def test_read_labels_avoids_decoding_when_possible():
     )
     np.testing.assert_array_equal(read_labels(full), [1, 0, 3, 5, 2, 9, 8])
     np.testing.assert_array_equal(read_labels(Subset(full, [6, 0, 3])), [8, 1, 5])
+
+
+def test_augment_draws_new_crops_of_training_images_only(workdir):
+    plain_train, plain_test = get_datasets(32, synthetic=True)
+    train, test = get_datasets(32, synthetic=True, augment=True)
+    torch.manual_seed(0)
+    first, second = train[0].obj, train[0].obj
+    assert first.shape == plain_train[0].obj.shape == (3, 32, 32)
+    assert (first - second).abs().max() > 1e-3  # a new random crop or flip at each read
+    torch.manual_seed(0)
+    torch.testing.assert_close(train[0].obj, first)  # drawn from torch's random state
+    torch.testing.assert_close(test[0].obj, plain_test[0].obj)  # test images are not augmented

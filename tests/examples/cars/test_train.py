@@ -73,6 +73,18 @@ def test_frozen_encoder_runs_once_per_image_then_never(trained_cars, monkeypatch
     assert (trained_cars["workdir"] / "second_servable" / "config.json").is_file()
 
 
+def test_views_flag_trains_on_cached_augmented_views(trained_cars, monkeypatch):
+    monkeypatch.chdir(trained_cars["workdir"])
+    TinyResNet.images_seen = 0
+    argv = train_argv(trained_cars["workdir"] / "views_servable") + ["--views", "2"]
+    with pytest.warns(UserWarning, match=r"views changed \(saved 1, now 2\)"):
+        model = cars_train.main(argv)
+    assert TinyResNet.images_seen == 2 * 196 + 196  # two views of each training image
+    assert model.configure_caches().views == 2
+    assert (trained_cars["workdir"] / "views_servable" / "config.json").is_file()
+    assert cars_train.parse_args([]).views == 1
+
+
 def test_parser_defaults_follow_synthetic():
     real = cars_train.parse_args([])
     assert (real.batch_size, real.epochs, real.input_size, real.weights) == (

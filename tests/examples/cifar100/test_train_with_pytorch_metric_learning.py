@@ -6,20 +6,21 @@ import torch
 
 from examples.cifar100 import cli
 from examples.cifar100 import train_with_pytorch_metric_learning as script
+from examples.cifar100.models import PmlModel
 
 from .conftest import SMALL_RUN
 
 
 def test_arcface_weights_are_optimised(workdir, no_network, monkeypatch):
     captured = {}
-    original_init = script.Model.__init__
+    original_init = PmlModel.__init__
 
     def spy_init(self, *args, **kwargs):
         original_init(self, *args, **kwargs)
         captured["W"] = self.loss._loss.W.detach().clone()
         captured["model"] = self
 
-    monkeypatch.setattr(script.Model, "__init__", spy_init)
+    monkeypatch.setattr(PmlModel, "__init__", spy_init)
     trainer = script.main(SMALL_RUN)
     model = captured["model"]
     groups = trainer.optimizers[0].param_groups

@@ -5,6 +5,7 @@ import math
 import torch
 
 from examples.cifar100 import train_with_xbm
+from examples.cifar100.models import XbmModel
 from quaterion.loss import TripletLoss
 from quaterion.train.xbm import XbmConfig
 
@@ -35,9 +36,7 @@ def test_memory_loss_is_added(workdir, no_network, monkeypatch):
 
 
 def test_xbm_options(workdir):
-    model = train_with_xbm.Model(
-        8, 1e-4, XbmConfig(buffer_size=32, start_iteration=5), weights=None
-    )
+    model = XbmModel(8, 1e-4, XbmConfig(buffer_size=32, start_iteration=5), weights=None)
     config = model.configure_xbm()
     assert (config.buffer_size, config.start_iteration, config.weight) == (32, 5, 1.0)
     optimizer = model.configure_optimizers()

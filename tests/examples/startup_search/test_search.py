@@ -8,6 +8,7 @@ import pytest
 from examples.startup_search import search as startup_search
 from quaterion_models import SimilarityModel
 from quaterion_models.heads import GatedHead
+from tests._ranking import assert_top_k
 
 RECORDS = [
     {"name": "PayFast", "description": "Instant payments for credit unions.", "industry": "Fintech"},
@@ -38,13 +39,16 @@ def test_search_ranks_like_brute_force_and_filters(dataset, encoded, no_network,
     docs /= np.linalg.norm(docs, axis=1, keepdims=True)
     q /= np.linalg.norm(q, axis=1, keepdims=True)
     for answer, scores in zip(answers, q @ docs.T):
-        assert [row["id"] for row in answer] == np.argsort(-scores)[:3].tolist()
+        assert_top_k([row["id"] for row in answer], scores)
         np.testing.assert_allclose([row["score"] for row in answer], np.sort(scores)[::-1][:3],
                                    atol=1e-4)  # fmt: skip
         assert answer[0]["name"] == RECORDS[answer[0]["id"]]["name"]
     assert answers[0][0]["industry"] == "Fintech" and answers[1][0]["industry"] == "Education"
-    out = capsys.readouterr().out
+    out, captured_err = capsys.readouterr()
     assert "'money transfers for banks':" in out and "1. " in out
+    assert "Model: the raw encoder" in out and "no servable at 'none'" in out
+    assert f"Indexing {len(RECORDS)} startups into startups-index: done in" in out
+    assert "Indexing:" not in captured_err  # no tqdm bar off a terminal (it printed 100% twice)
 
     encoded.clear()  # the second run reuses the index: only the query is encoded
     health = startup_search.main(["money", "--industry", "Healthcare", "--industry", "Agritech",
@@ -52,8 +56,10 @@ def test_search_ranks_like_brute_force_and_filters(dataset, encoded, no_network,
     assert encoded == ["money"]
     assert {row["industry"] for row in health[0]} == {"Healthcare", "Agritech"}
     assert len(health[0]) == 3
-    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.strip()]
+    captured = capsys.readouterr()
+    lines = [json.loads(line) for line in captured.out.splitlines() if line.strip()]
     assert [line["id"] for line in lines] == [row["id"] for row in health[0]]
+    assert "Model: the raw encoder" in captured.err  # stdout stays JSON lines
 
 
 def test_a_new_model_reindexes(dataset, encoded, no_network, capsys, workdir):
@@ -63,5 +69,7 @@ def test_a_new_model_reindexes(dataset, encoded, no_network, capsys, workdir):
     SimilarityModel(encoders=encoder, head=GatedHead(encoder.embedding_size)).save("tuned")
     encoded.clear()
     startup_search.main(["payments", "--dataset", dataset, "--model", "tuned"])
-    assert "indexing again with the current model" in capsys.readouterr().err
+    captured = capsys.readouterr()
+    assert "indexing again with the current model" in captured.err
+    assert f"Model: the trained servable {workdir / 'tuned'}" in captured.out
     assert len(encoded) == len(RECORDS) + 1

@@ -27,6 +27,7 @@ STEPS_PER_EPOCH = script.TRAIN_SIZE // (script.WORLD * script.BATCH)
 def run_module(module: str, *args: str, timeout: float = 300) -> None:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([REPO, os.environ.get("PYTHONPATH", "")])}
     env.pop("LOCAL_RANK", None)
+    env.pop("PL_GLOBAL_SEED", None)  # it would seed the DistributedSampler: not the reference's
     completed = subprocess.run(
         [sys.executable, "-m", module, *args],
         cwd=REPO,

@@ -14,7 +14,7 @@ from tests.quaterion.distributed._launch import free_port
 from tests.quaterion.distributed.test_ddp_fit import REPO
 
 pytestmark = pytest.mark.slow
-TIMEOUT_S = 240
+TIMEOUT_S = 480  # generous: a loaded 2-core CI machine runs two torchrun nodes of 2 ranks each
 
 
 def launch_nodes(out, port: int, module: str = "multinode_script") -> list:
@@ -25,6 +25,7 @@ def launch_nodes(out, port: int, module: str = "multinode_script") -> list:
         "OMP_NUM_THREADS": "1",
     }
     env.pop("LOCAL_RANK", None)
+    env.pop("PL_GLOBAL_SEED", None)  # it would seed the DistributedSampler
     processes = []
     for node_rank in (0, 1):
         command = [

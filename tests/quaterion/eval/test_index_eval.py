@@ -4,6 +4,7 @@ import random
 
 import pytest
 import qdrant_client
+import qdrant_edge  # noqa: F401  (the qdrant extra: a missing one fails, never skips)
 import torch
 
 from quaterion.dataset.similarity_samples import SimilarityGroupSample, SimilarityPairSample

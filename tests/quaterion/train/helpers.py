@@ -197,6 +197,16 @@ def fit_losses(model, train, val=None, callbacks=(), ckpt_path=None, **trainer_k
     return torch.stack(recorder.losses) if recorder.losses else torch.empty(0)
 
 
+def assert_weights_of_a_shorter_fit(model, make_model, samples) -> None:
+    """``model``'s weights are finite and equal those of ``make_model()`` fit on ``samples``
+    alone (a guard that stopped a fit before applying a bad step leaves them so)."""
+    reference = make_model()
+    Quaterion.fit(reference, trainer(), group_loader(samples))
+    for got, expected in zip(model.parameters(), reference.parameters()):
+        assert bool(torch.isfinite(got).all())
+        torch.testing.assert_close(got, expected)
+
+
 def fit_data(pairs: bool = False, n: Optional[int] = None, val: bool = True, shuffle=True):
     """The counted datasets the cache tests fit on and their loaders: 24 group samples (or
     12 pairs) to train on, 8 (or 4) to validate on; ``((train, val), (loader, loader))``."""

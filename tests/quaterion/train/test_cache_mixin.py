@@ -5,7 +5,6 @@ import pytorch_lightning as pl
 import torch
 
 from quaterion.train.cache import CacheConfig, CacheEncoder, CacheType, InMemoryCacheEncoder
-from quaterion.train.cache._batches import cached_loader
 from quaterion.train.cache.cache_model import fill_loader
 from tests.quaterion.train import helpers
 from tests.quaterion.train.helpers import CountingEncoder, Model, fit_data, fit_losses, trainer
@@ -66,10 +65,11 @@ def test_partial_cache_wraps_only_frozen_encoder_and_is_exact():
     model, frozen = build(CacheConfig())
     loader = helpers.group_loader(shuffle=True)
     model.setup_dataloader(loader)
-    model.setup_cache(trainer(), loader, None)
+    fit = model.cache_loaders(trainer(), loader, None)
     assert isinstance(model.model.encoders["frozen"], CacheEncoder)
     assert not isinstance(model.model.encoders["trainable"], CacheEncoder)
-    assert cached_loader(loader) is None  # the trainable encoder needs the raw objects
+    assert fit.cached and fit.train is loader  # the trainable encoder needs the raw objects
+    assert not fit.served and not loader.full_cache_used
     model.unwrap_cache()
 
     results = []
@@ -166,8 +166,8 @@ def test_cache_uses_the_loaders_own_pre_collate():
     # is what the fill and the training batches go through
     loader = helpers.group_loader(collate_fn=_doubling_pre_collate)
     model.setup_dataloader(loader)
-    model.setup_cache(trainer(), loader, None)
-    assert cached_loader(loader) is None
+    fit = model.cache_loaders(trainer(), loader, None)
+    assert fit.cached and fit.train is loader and not fit.served
     features, labels = next(iter(loader))
     samples = helpers.group_samples()
     expected = encoder.linear(2 * torch.stack([s.obj for s in samples[:8]])).detach()

@@ -155,7 +155,7 @@ def test_second_process_does_not_run_encoder(tmp_path):
 
 
 def test_crash_between_writes_keeps_the_previous_cache(tmp_path, monkeypatch):
-    from quaterion.train.cache import _store
+    from quaterion.train.cache import _persist
 
     save_dir = str(tmp_path)
     _, losses = _fit(save_dir)
@@ -163,7 +163,7 @@ def test_crash_between_writes_keeps_the_previous_cache(tmp_path, monkeypatch):
     def crash(*args, **kwargs):
         raise KeyboardInterrupt("killed while writing the cache")
 
-    monkeypatch.setattr(_store, "write_json", crash)  # after encoder and label files
+    monkeypatch.setattr(_persist, "write_json", crash)  # after encoder and label files
     with pytest.warns(UserWarning, match="encoder 'default' changed"):
         with pytest.raises(KeyboardInterrupt):
             _fit(save_dir, seed=1)
@@ -221,3 +221,22 @@ def test_full_content_check_is_opt_in(tmp_path):
     with pytest.warns(UserWarning, match="train content changed"):
         encoder, _ = _fit_on(str(tmp_path / "b"), changed, verify_content=True)
     assert encoder.calls == 80
+
+
+def test_save_cache_class_method_writes_a_cache_a_fit_reuses(tmp_path):
+    """``save_cache`` after an in-memory set-up: the labels come from one read of the
+    loaders, and a fit with that save_dir runs the encoder zero times, with the losses of a
+    fit that filled the cache itself."""
+    save_dir = str(tmp_path / "cache")
+    encoder = CountingEncoder()
+    model = Model(encoders={"default": encoder}, cache_config=CacheConfig())
+    _, (train, val) = fit_data()
+    for loader in (train, val):
+        model.setup_dataloader(loader)
+    model.setup_cache(helpers.trainer(), train, val)
+    Model.save_cache(save_dir, model.model.encoders, train, val)
+    model.unwrap_cache()
+    reused, reused_losses = _fit(save_dir)
+    assert reused.calls == 0
+    _, filled_losses = _fit(str(tmp_path / "other"))
+    torch.testing.assert_close(reused_losses, filled_losses)

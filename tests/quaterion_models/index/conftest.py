@@ -2,6 +2,7 @@
 
 import pytest
 import qdrant_client
+import qdrant_edge  # noqa: F401  (the qdrant extra: a missing one fails, never skips)
 import torch
 
 from quaterion_models import SimilarityModel

@@ -1,6 +1,7 @@
 """ONNX export and OnnxSimilarityModel: parity with torch, head-only exports, bad inputs."""
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -109,6 +110,17 @@ def test_reexport_replaces_the_previous_export(tmp_path):
     first.export_onnx(str(tmp_path / "export"))
     second.export_onnx(str(tmp_path / "export"))
     assert OnnxSimilarityModel.load(tmp_path / "export").output_size == 6
+
+
+def test_export_interrupted_inside_its_swap_is_recovered_on_load(tmp_path):
+    """A crash after the previous export was moved aside and before the new one was renamed
+    in leaves only hidden siblings: loading finishes the swap instead of failing."""
+    model = SimilarityModel(StackEncoder(4), EmptyHead(4))
+    model.export_onnx(str(tmp_path / "export"))
+    os.rename(tmp_path / "export", tmp_path / ".export.old-0123")
+    loaded = OnnxSimilarityModel.load(tmp_path / "export")
+    assert loaded.output_size == 4
+    assert (tmp_path / "export" / "config.json").is_file()
 
 
 def test_meta_routed_head_cannot_be_exported(tmp_path):

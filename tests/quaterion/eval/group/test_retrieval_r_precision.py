@@ -75,13 +75,14 @@ def test_compute_equals_naive_square_problem(seeded, set_block_rows, distance):
 
 
 @pytest.mark.parametrize("distance", list(Distance))
-def test_blocked_compute_equals_dense_precompute_path_exactly(seeded, set_block_rows, distance):
+def test_blocked_compute_equals_dense_precompute_path(seeded, set_block_rows, distance):
     embeddings, groups = torch.randn(30, 4), torch.randint(0, 6, (30,))
     metric = RetrievalRPrecision(distance)
     labels, dist = metric.precompute(embeddings, groups=groups)
     expected = metric.raw_compute(dist, labels)
     set_block_rows(4, 30)
-    assert torch.equal(metric.compute(embeddings, groups), expected)
+    # blocks and the full matrix may round differently (BLAS): tight tolerance, not bits
+    torch.testing.assert_close(metric.compute(embeddings, groups), expected, rtol=1e-6, atol=1e-6)
 
 
 def test_well_separated_groups_score_higher(seeded):

@@ -86,8 +86,8 @@ def test_well_separated_pairs_score_higher(seeded):
 
 
 @pytest.mark.parametrize("distance", list(Distance))
-def test_blocked_compute_equals_dense_precompute_path_exactly(seeded, set_block_rows, distance):
-    # float data: the block distances must be bit-identical to distance_matrix
+def test_blocked_compute_equals_dense_precompute_path(seeded, set_block_rows, distance):
+    # float data: blocks and the full matrix may round differently (BLAS): tight tolerance
     embeddings = torch.randn(30, 5)
     pairs = torch.stack([torch.arange(15), torch.arange(15) + 15], dim=1)
     scores = torch.ones(15)
@@ -97,4 +97,5 @@ def test_blocked_compute_equals_dense_precompute_path_exactly(seeded, set_block_
     )
     expected = metric.raw_compute(dist, labels)
     set_block_rows(4, 30)
-    assert torch.equal(metric.compute(embeddings, scores, pairs, torch.zeros(30)), expected)
+    got = metric.compute(embeddings, scores, pairs, torch.zeros(30))
+    torch.testing.assert_close(got, expected, rtol=1e-6, atol=1e-6)

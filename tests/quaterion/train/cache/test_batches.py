@@ -4,8 +4,20 @@ import pytest
 import torch
 
 from quaterion.train.cache import CacheConfig
-from quaterion.train.cache._batches import RowMeta, cached_loader
-from tests.quaterion.train.helpers import CountingEncoder, Model, group_loader, pair_loader, trainer
+from quaterion.dataset.similarity_data_loader import (
+    GroupSimilarityDataLoader,
+    PairsSimilarityDataLoader,
+)
+from quaterion.train.cache._batches import RowMeta, batches_from_store
+from tests.quaterion.train.helpers import (
+    CountingEncoder,
+    Model,
+    group_loader,
+    group_samples,
+    pair_loader,
+    pair_samples,
+    trainer,
+)
 
 
 class MetaEncoder(CountingEncoder):
@@ -24,9 +36,10 @@ def test_store_batches_equal_the_loaders_own(pairs, meta):
     )
     loader = pair_loader(shuffle=True, batch_size=3) if pairs else group_loader(shuffle=True)
     model.setup_dataloader(loader)
-    assert model.setup_cache(trainer(), loader, None) is True
-    served = cached_loader(loader)
-    assert served is not None
+    fit = model.cache_loaders(trainer(), loader, None)
+    assert fit.cached is True and fit.served is True and loader.full_cache_used
+    served = fit.train
+    assert served is not loader
     torch.manual_seed(7)
     expected = list(loader)  # keys from the collator, labels from the data
     torch.manual_seed(7)
@@ -42,3 +55,43 @@ def test_store_batches_equal_the_loaders_own(pairs, meta):
             assert torch.equal(targets[name], value), name
         with torch.no_grad():
             assert torch.equal(model.model(features), model.model(ref_features))
+
+
+class _PlainSubclass(GroupSimilarityDataLoader):
+    """A user's loader that keeps the group layout."""
+
+
+class _OwnLabels(GroupSimilarityDataLoader):
+    """A user's loader with labels of its own: the store cannot rebuild them."""
+
+    @classmethod
+    def collate_labels(cls, batch):
+        return {"groups": torch.tensor([s.group * 10 for s in batch])}
+
+
+@pytest.mark.parametrize(
+    "make, served",
+    [
+        (lambda: group_loader(), True),
+        (lambda: pair_loader(), True),
+        (lambda: _PlainSubclass(group_samples()), True),
+        (lambda: _OwnLabels(group_samples()), False),
+        (lambda: group_loader(collate_fn=GroupSimilarityDataLoader.pre_collate_fn), True),
+        (
+            lambda: group_loader(collate_fn=lambda b: GroupSimilarityDataLoader.pre_collate_fn(b)),
+            False,
+        ),
+    ],
+)
+def test_only_loaders_keeping_their_class_layout_are_served_from_the_store(make, served):
+    assert batches_from_store(make()) is served
+
+
+@pytest.mark.parametrize("layout", [GroupSimilarityDataLoader, PairsSimilarityDataLoader])
+def test_labels_from_columns_inverts_label_columns_of_the_loaders_collate(layout):
+    samples = pair_samples(5) if layout is PairsSimilarityDataLoader else group_samples(7)
+    _, _, labels = layout.pre_collate_fn(list(enumerate(samples)))
+    rebuilt = layout.labels_from_columns(layout.label_columns(labels))
+    assert rebuilt.keys() == labels.keys()
+    for key, value in labels.items():
+        torch.testing.assert_close(rebuilt[key], value)

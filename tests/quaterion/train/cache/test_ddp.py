@@ -25,6 +25,12 @@ def _free_port() -> int:
 
 
 def _launch(out_dir, save_dir, devices=2):
+    return _launch_module("tests.quaterion.train.cache.ddp_fit", [out_dir, save_dir], devices)
+
+
+def _launch_module(module, args, devices=2):
+    """``python -m module *args devices`` (Lightning starts the other ranks); the JSON each
+    rank wrote to ``<args[0]>/rank<r>.json``."""
     env = {
         **os.environ,
         "MASTER_ADDR": "127.0.0.1",
@@ -33,16 +39,16 @@ def _launch(out_dir, save_dir, devices=2):
     }
     for name in [n for n in env if n.startswith("PL_") or n in ("LOCAL_RANK", "NODE_RANK")]:
         env.pop(name)  # e.g. PL_GLOBAL_SEED, left by seed_everything, seeds DistributedSampler
-    command = [sys.executable, "-m", "tests.quaterion.train.cache.ddp_fit"]
+    os.makedirs(args[0], exist_ok=True)
     subprocess.run(
-        command + [str(out_dir), str(save_dir), str(devices)],
+        [sys.executable, "-m", module, *map(str, args), str(devices)],
         cwd=ROOT,
         env=env,
         check=True,
         timeout=400,
         capture_output=True,
     )
-    return [json.load(open(os.path.join(out_dir, f"rank{r}.json"))) for r in range(devices)]
+    return [json.load(open(os.path.join(args[0], f"rank{r}.json"))) for r in range(devices)]
 
 
 def _encoders():

@@ -1,6 +1,5 @@
 from quaterion.dataset.train_collator import TrainCollator
 from quaterion.train.cache import CacheConfig, CacheEncoder
-from quaterion.train.cache._batches import cached_loader
 from quaterion.train.cache.cache_train_collator import CacheTrainCollator
 from quaterion.train.callbacks import CleanupCallback
 from tests.quaterion.train.helpers import Model, group_loader, trainer
@@ -17,10 +16,11 @@ def _cached_setup():
     train, val = group_loader(), group_loader()
     for loader in (train, val):
         model.setup_dataloader(loader)
-    model.setup_cache(trainer(), train, val)
+    fit = model.cache_loaders(trainer(), train, val)
     assert isinstance(model.model.encoders["default"], CacheEncoder)
     assert isinstance(train.collate_fn, CacheTrainCollator)
-    assert cached_loader(train) is not None and cached_loader(val) is not None
+    assert fit.train is not train and fit.val is not val and fit.served
+    assert train.full_cache_used and val.full_cache_used
     return model, train, val
 
 
@@ -30,7 +30,7 @@ def test_teardown_fit_unwraps_and_restores_loaders():
     assert not isinstance(model.model.encoders["default"], CacheEncoder)
     for loader in (train, val):
         assert type(loader.collate_fn) is TrainCollator
-        assert cached_loader(loader) is None
+        assert loader.full_cache_used is False
         features, _ = next(iter(loader))
         assert features["data"]["default"].shape == (8, 4)
 

@@ -18,7 +18,7 @@ from quaterion.train.cache._callable_fingerprint import callable_fingerprint
 from quaterion.train.cache._checksum import file_sha256
 from quaterion.train.cache._fingerprint import sha256
 from quaterion.train.cache._save_dir import CURRENT, GENERATION_PREFIX
-from quaterion_models.utils._files import read_json, save_torch, write_json
+from quaterion_models.utils.files import read_json, save_torch, write_json
 from quaterion_models.utils.atomic import fsync_directory
 
 logger = logging.getLogger(__name__)
@@ -69,14 +69,17 @@ def expected_manifest(
     encoders: Dict[str, CacheEncoder],
     loaders: Dict[str, SimilarityDataLoader],
     key_extractors: Dict[str, Any],
+    views: int = 1,
 ) -> Dict[str, Any]:
-    """What a cache built now would record (compared with a saved manifest)."""
-    return {
+    """What a cache built now would record (compared with a saved manifest); ``views`` is
+    recorded only above 1 (a one-view manifest is unchanged)."""
+    manifest = {
         "version": MANIFEST_VERSION,
         "encoders": {name: encoder_fingerprint(enc) for name, enc in encoders.items()},
         "key_extractors": {name: callable_fingerprint(fn) for name, fn in key_extractors.items()},
         "loaders": {split: loader_record(loaders.get(split)) for split in SPLITS},
     }
+    return {**manifest, "views": views} if views > 1 else manifest
 
 
 def _mismatch(saved: Dict[str, Any], expected: Dict[str, Any]) -> Optional[str]:
@@ -92,6 +95,8 @@ def _mismatch(saved: Dict[str, Any], expected: Dict[str, Any]) -> Optional[str]:
         ]
         if changed:
             return f"encoder {name!r} changed or is stored differently ({', '.join(changed)})"
+    if saved.get("views", 1) != expected.get("views", 1):
+        return f"views changed (saved {saved.get('views', 1)}, now {expected.get('views', 1)})"
     if saved.get("key_extractors") != expected["key_extractors"]:
         return "key extractors changed"
     for split in SPLITS:

@@ -1,0 +1,378 @@
+"""Cache set-up: which encoders get a store, load or fill it, persist it, serve batches."""
+
+import dataclasses
+import logging
+import os
+import warnings
+from functools import cache, partial
+from typing import Callable, Dict, Optional, TypeVar, Union
+
+import pytorch_lightning as pl
+import torch
+from torch.utils.data import DataLoader
+from pytorch_lightning.plugins.environments import LightningEnvironment
+
+from quaterion.dataset.similarity_data_loader import SimilarityDataLoader
+from quaterion import distributed
+from quaterion.train.cache import _persist, _save_dir
+from quaterion.train.cache._batches import CachedRows, batches_from_store
+from quaterion.train.cache._batches import served_loader
+from quaterion.train.cache.cache_model import fill_cache
+from quaterion.train.cache._fingerprint import content_sample, fingerprint, read_fingerprints
+from quaterion.train.cache._fingerprint import read_split
+from quaterion.train.cache._fingerprint import sha256
+from quaterion.train.cache.cache_config import CacheConfig, CacheType
+from quaterion.train.cache.cache_encoder import CacheEncoder, CacheMode
+from quaterion.train.cache.cache_train_collator import CacheTrainCollator
+from quaterion.train.cache.stores import STORES
+from quaterion_models.encoders import Encoder
+
+logger = logging.getLogger(__name__)
+Loaders = Dict[str, SimilarityDataLoader]
+T = TypeVar("T")
+
+
+def wrap_encoder(
+    encoder: Encoder, cache_config: CacheConfig, encoder_name: str = ""
+) -> Union[Encoder, CacheEncoder]:
+    """The cache wrapper ``encoder`` gets under ``cache_config``, or ``encoder`` itself."""
+    if isinstance(encoder, CacheEncoder):
+        return encoder
+    if encoder.trainable:
+        if encoder_name in cache_config.mapping:
+            raise ValueError(
+                f"Can't configure cache for encoder {encoder_name}. "
+                "Encoder must be frozen to cache it"
+            )
+        return encoder
+    cache_type = cache_config.mapping.get(encoder_name) or cache_config.cache_type
+    if cache_type is None:
+        logger.info(
+            "Encoder %r is frozen and could be cached: add it to CacheConfig.mapping",
+            encoder_name,
+        )
+    if cache_type in (None, CacheType.NONE):
+        return encoder
+    if cache_type == CacheType.GPU and not torch.cuda.is_available():
+        raise ValueError(
+            f"`CacheType.GPU` has been chosen for `{encoder_name}` encoder, "
+            "but cuda is not available"
+        )
+    return STORES[cache_type].from_config(encoder, encoder_name, cache_type, cache_config)
+
+
+def apply_cache_config(
+    encoders: Union[Encoder, Dict[str, Encoder]], cache_config: CacheConfig
+) -> Union[Encoder, Dict[str, Encoder]]:
+    """New dict of encoders with the frozen ones wrapped as ``cache_config`` asks."""
+    if cache_config.cache_type == CacheType.NONE:
+        return encoders
+    if not isinstance(encoders, dict):
+        return wrap_encoder(encoders, cache_config)
+    extractors = cache_config.key_extractors
+    unknown = sorted(set(extractors) - set(encoders)) if isinstance(extractors, dict) else []
+    if unknown:
+        raise ValueError(
+            f"CacheConfig.key_extractors names encoders {unknown} that the model does not "
+            f"have (encoders: {sorted(encoders)}); key the dict by one of those names"
+        )
+    unknown = sorted(set(cache_config.mapping) - set(encoders))
+    if unknown:
+        warnings.warn(
+            f"CacheConfig.mapping names encoders {unknown} that the model does not have "
+            f"(encoders: {sorted(encoders)}); those entries are ignored",
+            stacklevel=3,
+        )
+    return {name: wrap_encoder(enc, cache_config, name) for name, enc in encoders.items()}
+
+
+def unwrap_encoders(encoders: Dict[str, Encoder]) -> Dict[str, Encoder]:
+    """New dict with every :class:`CacheEncoder` replaced by its wrapped encoder."""
+    return {
+        name: enc.wrapped_encoder if isinstance(enc, CacheEncoder) else enc
+        for name, enc in encoders.items()
+    }
+
+
+def encoders_persisted(dir_path: Optional[str], encoders: Dict[str, Encoder]) -> bool:
+    """``True`` iff ``<dir>/encoders/<name>`` exists for every cached encoder."""
+    if not dir_path:
+        return False
+    root = _persist.encoders_cache_path(dir_path)
+    return all(
+        os.path.isfile(os.path.join(root, name))
+        for name, enc in encoders.items()
+        if isinstance(enc, CacheEncoder)
+    )
+
+
+def save_cache(
+    dir_path: Optional[str],
+    encoders: Dict[str, Encoder],
+    train_dataloader: SimilarityDataLoader,
+    val_dataloader: Optional[SimilarityDataLoader],
+) -> None:
+    """Persist cached encoders, the labels of each loader's cached split and a manifest."""
+    if not dir_path:
+        return
+    cache_encoders = {n: e for n, e in encoders.items() if isinstance(e, CacheEncoder)}
+    loaders = _loaders(train_dataloader, val_dataloader)
+    expected = _persist.expected_manifest(cache_encoders, loaders, {})
+    full = len(cache_encoders) == len(encoders)
+    splits = {split: read_split(dl) if full else None for split, dl in loaders.items()}
+    written = _fingerprints(loaders, CacheConfig(), None, splits)
+    dir_path = _save_dir.prepare(dir_path)
+    lock = _save_dir.SaveDirLock(dir_path)
+    try:
+        lock.exclusive()
+        _persist.save(dir_path, cache_encoders, splits, expected, written)
+    finally:
+        lock.release()
+
+
+def load_cache(
+    dir_path: str,
+    encoders: Dict[str, Encoder],
+    train_dataloader: SimilarityDataLoader,
+    val_dataloader: Optional[SimilarityDataLoader],
+) -> None:
+    """Load the files of :func:`save_cache` without re-checking the manifest."""
+    root = _persist.encoders_cache_path(dir_path)
+    cache_encoders = {n: e for n, e in encoders.items() if isinstance(e, CacheEncoder)}
+    for name, enc in cache_encoders.items():
+        path = os.path.join(root, name)
+        if not os.path.isfile(path):
+            raise RuntimeError(
+                "Encoder cache was configured, but not found. Expected to find cache at "
+                f"{path}, but file does not exists!"
+            )
+        enc.load_cache(path)
+    loaders = _loaders(train_dataloader, val_dataloader)
+    _persist.read_splits(dir_path, list(loaders))  # checked readable
+
+
+@dataclasses.dataclass
+class CachedLoaders:
+    """What the cache set-up hands to ``trainer.fit``.
+
+    Attributes:
+        train: the training loader to fit on: one served from the store when the split is
+            fully cached, else the given loader.
+        val: the same for the validation loader (``None`` without one).
+        cached: whether any encoder is cached.
+        served: whether the training batches come from the store alone.
+    """
+
+    train: Optional[DataLoader]
+    val: Optional[DataLoader]
+    cached: bool = False
+    served: bool = False
+
+
+def cache_loaders(
+    trainer: pl.Trainer,
+    encoders: Dict[str, Encoder],
+    train_dataloader: SimilarityDataLoader,
+    val_dataloader: Optional[SimilarityDataLoader],
+    cache_config: CacheConfig,
+) -> CachedLoaders:
+    """Fill (or load) every cache encoder in ``encoders``; the loaders to fit on.
+
+    Both loaders get the cache collator (keys for cached encoders) and the salts
+    ``"train"`` / ``"val"``. When every encoder is cached with default keys and a loader
+    has the default Group/Pairs layout, its training batches come from the store alone.
+    """
+    cache_encoders = {n: e for n, e in encoders.items() if isinstance(e, CacheEncoder)}
+    if not cache_encoders:
+        return CachedLoaders(train_dataloader, val_dataloader)
+    extractors = cache_config.key_extractors
+    if callable(extractors):
+        extractors = {name: extractors for name in cache_encoders}
+    loaders = _loaders(train_dataloader, val_dataloader)
+    for split, loader in loaders.items():
+        loader.collate_fn = CacheTrainCollator(
+            pre_collate_fn=loader.original_params["collate_fn"],
+            encoder_collates={name: enc.get_collate_fn() for name, enc in encoders.items()},
+            meta_extractors={n: enc.get_meta_extractor() for n, enc in encoders.items()},
+            key_extractors=dict(extractors),
+            cachable_encoders=list(cache_encoders),
+            mode=CacheMode.TRAIN,
+        )
+        loader.set_salt(split)
+    full = len(cache_encoders) == len(encoders) and not extractors
+    if cache_config.views > 1 and not (full and batches_from_store(train_dataloader)):
+        raise ValueError(
+            f"CacheConfig(views={cache_config.views}) serves stored views from the store alone: "
+            "it needs every encoder frozen and cached, no key_extractors, and a sized Group or "
+            "Pairs loader with its class's own collate; meet those, or use views=1"
+        )
+    save_dir = cache_config.save_dir
+    _start_process_group(trainer)
+    lock = None
+    if save_dir:  # checked on every rank before anything is encoded
+        save_dir = _on_every_rank(partial(_save_dir.prepare, save_dir))
+        lock = _save_dir.SaveDirLock(save_dir) if trainer.global_rank == 0 else None
+    try:
+        _on_every_rank(lock.shared if lock is not None else _nothing)
+        splits = _load_or_fill(
+            trainer, cache_encoders, loaders, extractors, cache_config, save_dir, lock
+        )
+    finally:
+        if lock is not None:
+            lock.release()
+    served = _serve_from_store(loaders, splits, cache_encoders, full, cache_config.views)
+    return CachedLoaders(
+        served.get("train", train_dataloader),
+        served.get("val", val_dataloader),
+        cached=True,
+        served="train" in served,
+    )
+
+
+def _load_or_fill(
+    trainer: pl.Trainer,
+    cache_encoders: Dict[str, CacheEncoder],
+    loaders: Loaders,
+    extractors: dict,
+    cache_config: CacheConfig,
+    save_dir: Optional[str],
+    lock: Optional[_save_dir.SaveDirLock],
+) -> dict:
+    """The splits of a persisted cache that matches this run, or of a new fill (saved when
+    ``save_dir`` is set, under the exclusive ``lock`` rank 0 holds)."""
+    expected = None
+    if save_dir:
+        expected = _persist.expected_manifest(
+            cache_encoders, loaders, extractors, cache_config.views
+        )
+    content = {n: e.wrapped_encoder.get_collate_fn() for n, e in cache_encoders.items()}
+    content = content if cache_config.verify_content else None
+    filled_splits: Dict[str, object] = {}
+    current = _fingerprints(loaders, cache_config, content, filled_splits)
+    verify = cache_config.verify_checksums
+    splits = (
+        _persist.try_load(save_dir, cache_encoders, expected, current, verify) if save_dir else None
+    )
+    # The fill runs collectives, so every rank must take the same branch: one rank that
+    # could not load (a node-local disk without a copy, a stale copy) makes every rank fill.
+    loaded = distributed.gather_objects(splits is not None)
+    if all(loaded):
+        return splits
+    if splits is not None:
+        warnings.warn(
+            f"The encoder cache in {save_dir} loaded here, but not on rank(s) "
+            f"{[rank for rank, ok in enumerate(loaded) if not ok]} (no valid copy on "
+            "their disk): every rank fills it again",
+            stacklevel=3,
+        )
+    # before anything is encoded: another job may be writing this save_dir
+    _on_every_rank(lock.exclusive if lock is not None else _nothing)
+    for enc in cache_encoders.values():
+        enc.reset_cache()
+    views = [cache_config.views if split == "train" else 1 for split in loaders]
+    filled = fill_cache(trainer, cache_encoders, list(loaders.values()), cache_config, views)
+    if not all(enc.is_filled() for enc in cache_encoders.values()):
+        raise RuntimeError(
+            "The cache fill ran in processes whose results this one cannot see (e.g. "
+            "strategy='ddp_spawn' or a notebook launcher): use strategy='ddp' (Lightning "
+            "starts the ranks as scripts) or torchrun, or configure_caches() -> None"
+        )
+    splits = dict(zip(loaders, filled))
+    filled_splits.update(splits)
+    if save_dir:
+        write = partial(_persist.save, save_dir, cache_encoders, splits, expected, current)
+        _save_per_filesystem(trainer, save_dir, write)
+    return splits
+
+
+def _nothing() -> None:
+    return None
+
+
+def _on_every_rank(function: Callable[[], T]) -> T:
+    """``function()``; an error it raises on any rank is raised on every rank (ranks that
+    did not fail raise a ``RuntimeError`` naming the rank and its error), so no rank goes on
+    to wait in a collective for one that stopped."""
+    try:
+        result, error = function(), None
+    except (OSError, ValueError, RuntimeError) as err:
+        result, error = None, err
+    errors = distributed.gather_objects(
+        None if error is None else f"{type(error).__name__}: {error}"
+    )
+    if error is not None:
+        raise error
+    failed = [(rank, text) for rank, text in enumerate(errors) if text is not None]
+    if failed:
+        rank, text = failed[0]
+        raise RuntimeError(f"The encoder cache failed on rank {rank}: {text}")
+    return result
+
+
+def _loaders(train: SimilarityDataLoader, val: Optional[SimilarityDataLoader]) -> Loaders:
+    return {split: dl for split, dl in (("train", train), ("val", val)) if dl is not None}
+
+
+def _fingerprints(loaders: Loaders, config: CacheConfig, content, splits: dict) -> Callable:
+    """``split -> manifest record`` of its data: from its entry in ``splits`` when there is
+    one and no ``content`` hash is asked for, else from one read of the loader (remembered)."""
+
+    @cache
+    def read(split: str) -> dict:
+        return read_fingerprints(loaders[split], config, content)
+
+    def of(split: str) -> dict:
+        cached = None if content else splits.get(split)
+        if cached is None:
+            return read(split)
+        sample = content_sample(loaders[split].dataset)
+        return fingerprint(sha256([cached.ids, cached.columns]), sample=sample)
+
+    return of
+
+
+def _serve_from_store(
+    loaders: Loaders, splits, encoders: Dict[str, CacheEncoder], full: bool, views: int = 1
+) -> Dict[str, DataLoader]:
+    """Split -> loader of store-served batches, for every loader that can have them
+    (``full``: every encoder is cached with default keys; ``views`` of the training split);
+    marks each ``full_cache_used``."""
+    served = {}
+    for split, loader in loaders.items():
+        cached = splits.get(split)
+        usable = full and cached is not None and batches_from_store(loader)
+        if usable and len(cached) == len(loader.dataset):  # batches_from_store: sized
+            rows = CachedRows(loader, cached, encoders, views if split == "train" else 1)
+            served[split] = served_loader(loader, rows)
+        loader.full_cache_used = split in served
+    return served
+
+
+def _start_process_group(trainer: pl.Trainer) -> None:
+    """Start the process group now when every rank already runs this code (torchrun, SLURM).
+
+    Lightning starts it in its first ``fit``/``predict`` call; the ranks must agree on loading
+    or filling the cache before that. Lightning's own launcher starts its ranks inside that
+    first call, one shared filesystem per node, so nothing is started for it here.
+    """
+    if trainer.world_size == 1 or distributed.world_size() > 1:
+        return
+    env = getattr(trainer.strategy, "cluster_environment", None)  # a ParallelStrategy's
+    if env is None or isinstance(env, LightningEnvironment) or not env.creates_processes_externally:
+        return
+    trainer.strategy.setup_environment()  # Lightning skips a group that is already started
+
+
+def _save_per_filesystem(trainer: pl.Trainer, save_dir: str, write: Callable[[], str]) -> None:
+    """Write the cache once per filesystem that holds ``save_dir``.
+
+    Global rank 0 writes first. On a filesystem shared by every node the others then see that
+    generation and write nothing; on node-local disks the first process of every other node
+    does not, and writes its own copy (every rank holds the complete store after the fill).
+    """
+    generation = write() if trainer.global_rank == 0 else None
+    generation = distributed.gather_objects(generation)[0]
+    own_copy = trainer.local_rank == 0 and trainer.global_rank != 0
+    if own_copy and _persist.current_generation(save_dir) != generation:
+        write()
+    distributed.barrier()

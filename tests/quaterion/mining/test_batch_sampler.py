@@ -1,0 +1,64 @@
+"""HardNegativeBatchSampler: anchors once per epoch, their negatives and a positive in batch."""
+
+import pytest
+import torch
+
+from quaterion.dataset import GroupSimilarityDataLoader, SimilarityGroupSample
+from quaterion.mining import HardNegativeBatchSampler, mine_hard_negatives
+
+
+def _mined(n=45, groups=7):
+    items = torch.randn(n, 5, generator=torch.Generator().manual_seed(3))
+    labels = torch.arange(n) % groups
+    labels[-1] = 100  # singleton: no partner
+    return mine_hard_negatives(items, groups=labels, num_negatives=3, show_progress=False), labels
+
+
+@pytest.mark.parametrize("drop_last", [False, True])
+def test_invariants(drop_last):
+    mined, labels = _mined()
+    sampler = HardNegativeBatchSampler(mined, anchors_per_batch=8, seed=1, drop_last=drop_last)
+    for _ in range(2):
+        seen = []
+        batches = list(sampler.batches_with_anchors())
+        assert len(batches) == len(sampler)
+        for anchors, batch in batches:
+            assert len(batch) == len(set(batch))
+            for anchor in anchors:
+                assert anchor in batch
+                assert set(mined.indices[anchor].tolist()) - {-1} <= set(batch)
+                mates = [j for j in batch if j != anchor and labels[j] == labels[anchor]]
+                assert mates or anchor == 44
+            seen.extend(anchors)
+        expected = 45 - (45 % 8 if drop_last else 0)
+        assert len(seen) == expected and len(set(seen)) == expected
+
+
+def test_epochs_differ_and_seed_reproduces():
+    mined, _ = _mined()
+    a = HardNegativeBatchSampler(mined, anchors_per_batch=8, seed=1)
+    b = HardNegativeBatchSampler(mined, anchors_per_batch=8, seed=1)
+    first, second = list(a), list(a)
+    assert first == list(b) and first != second
+
+
+def test_feeds_a_group_loader():
+    mined, labels = _mined()
+    data = [SimilarityGroupSample(obj=i, group=int(g)) for i, g in enumerate(labels)]
+    sampler = HardNegativeBatchSampler(mined, anchors_per_batch=8, shuffle=False)
+    loader = GroupSimilarityDataLoader(data, batch_sampler=sampler)
+    assert sum(1 for _ in loader) == len(sampler)
+
+
+def test_bad_arguments():
+    mined, _ = _mined()
+    with pytest.raises(ValueError, match="anchors_per_batch"):
+        HardNegativeBatchSampler(mined, anchors_per_batch=0)
+    mined.groups = None
+    with pytest.raises(ValueError, match="groups"):
+        HardNegativeBatchSampler(mined, anchors_per_batch=4)
+    pairs = mine_hard_negatives(
+        torch.randn(3, 4), torch.randn(9, 4), positives=[0, 1, 2], show_progress=False
+    )
+    with pytest.raises(ValueError, match="dataset positions"):  # indices of another corpus
+        HardNegativeBatchSampler(pairs, anchors_per_batch=2, with_positive=False)

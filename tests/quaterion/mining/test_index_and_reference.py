@@ -1,0 +1,115 @@
+"""Mining through a SimilarityIndex equals exact mining; exact mining equals
+sentence-transformers' mine_hard_negatives on the same embeddings."""
+
+import pytest
+import torch
+from datasets import Dataset
+from sentence_transformers.util import cos_sim, mine_hard_negatives as st_mine
+
+from quaterion.mining import mine_hard_negatives
+from quaterion_models.index import SimilarityIndex
+from tests.quaterion_models.index.conftest import make_model
+
+
+@pytest.mark.parametrize(
+    "controls",
+    [{}, {"range_min": 2}, {"relative_margin": 0.02}, {"sampling": "random", "range_max": 9}],
+)
+def test_index_path_equals_exact_mode(tmp_path, controls):
+    model = make_model(dim=8)
+    generator = torch.Generator().manual_seed(5)
+    corpus = torch.randn(60, 8, generator=generator)
+    queries = torch.randn(12, 8, generator=generator)
+    positives = [[i, i + 12] if i % 2 else [i] for i in range(12)]
+    with SimilarityIndex(
+        model, path=tmp_path / "idx", distance="cosine", show_progress=False
+    ) as index:
+        index.add_vectors(corpus.numpy(), ids=list(range(60)))
+        via_index = mine_hard_negatives(
+            queries,
+            index=index,
+            positives=positives,
+            num_negatives=4,
+            exact=True,
+            show_progress=False,
+            **controls,
+        )
+    exact = mine_hard_negatives(
+        queries, corpus, positives=positives, num_negatives=4, show_progress=False, **controls
+    )
+    assert torch.equal(via_index.indices, exact.indices)
+    valid = exact.indices >= 0
+    torch.testing.assert_close(via_index.scores[valid], exact.scores[valid], rtol=1e-5, atol=1e-5)
+
+
+def test_index_refetches_when_margins_empty_the_first_hits(tmp_path):
+    model = make_model(dim=8)
+    generator = torch.Generator().manual_seed(6)
+    corpus = torch.randn(80, 8, generator=generator)
+    queries = corpus[:5] + 0.01 * torch.randn(5, 8, generator=generator)
+    with SimilarityIndex(
+        model, path=tmp_path / "idx", distance="cosine", show_progress=False
+    ) as index:
+        index.add_vectors(corpus.numpy(), ids=list(range(80)))
+        # a tight max_score drops the nearest tens of items: the first search is too short
+        kwargs = dict(positives=list(range(5)), num_negatives=3, max_score=0.0, show_progress=False)
+        via_index = mine_hard_negatives(queries, index=index, **kwargs)
+    exact = mine_hard_negatives(queries, corpus, **kwargs)
+    assert (exact.indices >= 0).all()
+    assert torch.equal(via_index.indices, exact.indices)
+
+
+class _Precomputed:
+    """Stands in for a SentenceTransformer: returns the given embeddings by text."""
+
+    device = torch.device("cpu")
+    similarity = staticmethod(cos_sim)
+
+    def __init__(self, table):
+        self.table = table
+
+    class model_card_data:  # noqa: N801 - attribute read by sentence-transformers
+        base_model = "precomputed"
+
+    def _encode(self, texts, **kwargs):
+        return torch.nn.functional.normalize(
+            torch.stack([self.table[t] for t in texts]), dim=1
+        ).numpy()
+
+    encode_query = encode_document = _encode
+
+    @staticmethod
+    def similarity_pairwise(a, b):
+        a, b = torch.as_tensor(a), torch.as_tensor(b)
+        return torch.nn.functional.cosine_similarity(a, b)
+
+    def get_embedding_dimension(self):
+        return next(iter(self.table.values())).shape[0]
+
+
+@pytest.mark.parametrize(
+    "controls",
+    [
+        {"num_negatives": 3},
+        {"num_negatives": 3, "range_min": 2},
+        {"num_negatives": 2, "range_max": 40, "absolute_margin": 0.1, "relative_margin": 0.05},
+    ],
+)
+def test_exact_mode_equals_sentence_transformers(controls):
+    generator = torch.Generator().manual_seed(11)
+    n = 30
+    queries = torch.randn(n, 6, generator=generator)
+    answers = queries + 0.8 * torch.randn(n, 6, generator=generator)
+    table = {f"q{i}": queries[i] for i in range(n)} | {f"a{i}": answers[i] for i in range(n)}
+    dataset = Dataset.from_dict(
+        {"query": [f"q{i}" for i in range(n)], "answer": [f"a{i}" for i in range(n)]}
+    )
+    st = st_mine(dataset, _Precomputed(table), output_format="n-tuple", verbose=False, **controls)
+    ours = mine_hard_negatives(
+        queries, answers, positives=list(range(n)), show_progress=False, **controls
+    )
+    k = controls["num_negatives"]
+    complete = (ours.indices >= 0).all(1)  # st's n-tuple keeps the rows with k negatives
+    expected = [[f"a{j}" for j in row] for row in ours.indices[complete].tolist()]
+    got = [[st[f"negative_{c}"][r] for c in range(1, k + 1)] for r in range(len(st))]
+    assert got == expected and len(got) > n // 2
