@@ -23,108 +23,19 @@ import argparse
 import logging
 import os
 import warnings
-from typing import Any, Callable, Dict, List
+from typing import Any, Dict
 
-import torch
-from torch import Tensor
-
-from examples.quick_start import DATA_DIR, QUIET_WARNINGS, default_encoder_path, read_split
-from quaterion_models import SimilarityModel
-from quaterion_models.encoders import Encoder
-from quaterion_models.heads import EncoderHead, SkipConnectionHead
-
-
-class VectorEncoder(Encoder):
-    """Frozen identity encoder: records are precomputed vectors, stacked into a batch."""
-
-    def __init__(self, size: int):
-        super().__init__()
-        self.size = size
-
-    @property
-    def trainable(self) -> bool:
-        return False
-
-    @property
-    def embedding_size(self) -> int:
-        return self.size
-
-    def get_collate_fn(self) -> Callable:
-        return torch.stack
-
-    def forward(self, batch: Tensor) -> Tensor:
-        return batch
-
-    def save(self, output_path: str) -> None:
-        with open(os.path.join(output_path, "size.txt"), "w") as handle:
-            handle.write(str(self.size))
-
-    @classmethod
-    def load(cls, input_path: str) -> "VectorEncoder":
-        with open(os.path.join(input_path, "size.txt")) as handle:
-            return cls(int(handle.read()))
-
-
-def build_model(size: int, lr: float):
-    """The trainable model: frozen vectors + skip-connection head, hard triplet loss."""
-    from quaterion import TrainableModel
-    from quaterion.loss import TripletLoss
-
-    class RoundModel(TrainableModel):
-        def configure_encoders(self) -> Encoder:
-            return VectorEncoder(size)
-
-        def configure_head(self, input_embedding_size: int) -> EncoderHead:
-            return SkipConnectionHead(input_embedding_size, dropout=0.1)
-
-        def configure_loss(self):
-            return TripletLoss(mining="hard", margin=0.5)
-
-        def configure_optimizers(self):
-            return torch.optim.Adam(self.model.parameters(), lr=lr)
-
-    return RoundModel()
-
-
-def fit(model, loader, epochs: int) -> None:
-    """``Quaterion.fit`` for ``epochs`` epochs on one CPU, quietly."""
-    import pytorch_lightning as pl
-
-    from quaterion import Quaterion
-
-    trainer = pl.Trainer(
-        accelerator="cpu",
-        devices=1,
-        max_epochs=epochs,
-        logger=False,
-        enable_checkpointing=False,
-        enable_model_summary=False,
-        enable_progress_bar=False,
-    )
-    Quaterion.fit(trainable_model=model, trainer=trainer, train_dataloader=loader)
-
-
-def r_precision(model: SimilarityModel, vectors: Tensor, groups: List[int]) -> float:
-    """Held-out ``RetrievalRPrecision``, every item a query."""
-    from quaterion import Quaterion
-    from quaterion.dataset import SimilarityGroupSample
-    from quaterion.eval.evaluator import Evaluator
-    from quaterion.eval.group import RetrievalRPrecision
-    from quaterion.eval.samplers.group_sampler import GroupSampler
-
-    samples = [SimilarityGroupSample(obj=v, group=g) for v, g in zip(vectors, groups)]
-    evaluator = Evaluator(RetrievalRPrecision(), GroupSampler(sample_size=-1, log_progress=False))
-    return float(
-        Quaterion.evaluate(evaluator=evaluator, dataset=samples, model=model)["RetrievalRPrecision"]
-    )
+from examples.console import plain_text
+from examples.quick_start import DATA_DIR
 
 
 def run(args: argparse.Namespace) -> Dict[str, Any]:
     """Run the three trainings; returns the held-out R-precisions (also printed)."""
+    from examples.console import quiet_libraries
+
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     with warnings.catch_warnings():
-        for pattern in QUIET_WARNINGS:
-            warnings.filterwarnings("ignore", message=pattern)
+        quiet_libraries()
         return _run(args)
 
 
@@ -133,6 +44,8 @@ def _run(args: argparse.Namespace) -> Dict[str, Any]:
     from sentence_transformers import SentenceTransformer
 
     from quaterion.dataset import GroupSimilarityDataLoader, SimilarityGroupSample
+    from examples.mining_round_steps import build_model, fit, r_precision
+    from examples.quick_start import default_encoder_path, read_split
     from quaterion.mining import HardNegativeBatchSampler, mine_hard_negatives
 
     for name in ("pytorch_lightning", "lightning.pytorch", "lightning.fabric"):
@@ -183,7 +96,7 @@ def _run(args: argparse.Namespace) -> Dict[str, Any]:
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=plain_text(__doc__.splitlines()[0]))
     parser.add_argument("--data-dir", default=DATA_DIR)
     parser.add_argument("--encoder", default=None, help="sentence-transformers model directory")
     parser.add_argument("--epochs", type=int, default=10)

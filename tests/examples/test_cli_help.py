@@ -20,6 +20,7 @@ SCRIPTS = (
     "examples.cifar100.train_simple",
     "examples.cifar100.train_with_pytorch_metric_learning",
     "examples.cifar100.train_with_xbm",
+    "examples.mining_round",
 )
 HEAVY = (
     "torch",
