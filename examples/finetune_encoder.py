@@ -12,11 +12,11 @@ import argparse
 import time
 from typing import Any, Dict
 
-import torch
-
 
 def build_finetune_class():
     """The ``TrainableModel`` of the fine-tuning run (built lazily, like the quick start's)."""
+    import torch
+
     from quaterion import TrainableModel
     from quaterion.loss import TripletLoss
     from quaterion.train import GradientCacheConfig
