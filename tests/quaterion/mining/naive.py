@@ -62,3 +62,27 @@ def naive_mine(scores, positives, own=None, num_negatives=3, sampling="top", key
 def cosine_matrix(x, y):
     """Plain cos matrix from row norms (an independent computation)."""
     return (x @ y.T) / (x.norm(dim=1)[:, None] * y.norm(dim=1)[None, :])
+
+
+def assert_same_negatives(
+    got, expected_idx, expected_scores, reference, rtol: float = 1e-5, atol: float = 1e-6
+) -> None:
+    """``got`` (a ``MinedNegatives``) picked ``expected_idx`` with ``expected_scores``, where two
+    computations of one ranking (blocked vs whole matrix, index vs torch) may swap items whose
+    scores tie up to float rounding: every slot's score must match, the same slots must be
+    empty (-1), and a slot may hold another index only if its score ties with the expected one.
+    ``reference``: the full ``(queries, corpus)`` score matrix of an independent computation;
+    the score of every picked index is read from it, not from the miner's own report."""
+    import torch
+
+    reference = torch.as_tensor(reference, dtype=expected_scores.dtype)
+
+    assert got.indices.shape == expected_idx.shape
+    assert torch.equal(got.indices < 0, expected_idx < 0), "different slots left empty"
+    valid = expected_idx >= 0
+    torch.testing.assert_close(got.scores[valid], expected_scores[valid], rtol=rtol, atol=atol)
+    for row in range(got.indices.shape[0]):
+        picked = [int(i) for i in got.indices[row] if i >= 0]
+        assert len(set(picked)) == len(picked), f"row {row} repeats a negative: {picked}"
+    true_scores = reference.gather(1, got.indices.clamp(min=0))
+    torch.testing.assert_close(true_scores[valid], expected_scores[valid], rtol=rtol, atol=atol)

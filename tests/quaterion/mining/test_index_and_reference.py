@@ -8,6 +8,7 @@ from sentence_transformers.util import cos_sim, mine_hard_negatives as st_mine
 
 from quaterion.mining import mine_hard_negatives
 from quaterion_models.index import SimilarityIndex
+from tests.quaterion.mining.naive import assert_same_negatives, cosine_matrix
 from tests.quaterion_models.index.conftest import make_model
 
 
@@ -37,9 +38,9 @@ def test_index_path_equals_exact_mode(tmp_path, controls):
     exact = mine_hard_negatives(
         queries, corpus, positives=positives, num_negatives=4, show_progress=False, **controls
     )
-    assert torch.equal(via_index.indices, exact.indices)
-    valid = exact.indices >= 0
-    torch.testing.assert_close(via_index.scores[valid], exact.scores[valid], rtol=1e-5, atol=1e-5)
+    assert_same_negatives(
+        via_index, exact.indices, exact.scores, cosine_matrix(queries, corpus), atol=1e-5
+    )
 
 
 def test_index_refetches_when_margins_empty_the_first_hits(tmp_path):
@@ -56,7 +57,9 @@ def test_index_refetches_when_margins_empty_the_first_hits(tmp_path):
         via_index = mine_hard_negatives(queries, index=index, **kwargs)
     exact = mine_hard_negatives(queries, corpus, **kwargs)
     assert (exact.indices >= 0).all()
-    assert torch.equal(via_index.indices, exact.indices)
+    assert_same_negatives(
+        via_index, exact.indices, exact.scores, cosine_matrix(queries, corpus), atol=1e-5
+    )
 
 
 class _Precomputed:
