@@ -178,7 +178,9 @@ def run(args: argparse.Namespace) -> None:
                   f"{percentiles(floor_times)}   index/brute force p50 {ratio:5.2f}x")  # fmt: skip
 
         found = search(queries)
-        exact = brute_force(matrix, queries, args.k)
+        exact = np.concatenate(  # in chunks: one (1000, N) score matrix is 4 GB at 1M
+            [brute_force(matrix, q, args.k) for q in batches]
+        )
         hits = sum(len({h.id for h in f} & set(e.tolist())) for f, e in zip(found, exact))
         recall = hits / (args.k * len(queries))
         checked = min(100, len(queries))

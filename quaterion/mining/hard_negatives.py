@@ -5,6 +5,7 @@ from typing import Any, Optional, Union
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 from tqdm.auto import tqdm
 
@@ -15,6 +16,7 @@ from quaterion.mining.index_source import mine_from_index
 from quaterion.mining.mined import MinedNegatives
 from quaterion.mining.options import MiningOptions, check_options
 from quaterion.mining.positives import GroupPositives, PairPositives
+from quaterion.mining.prefilter import InaccurateLowPrecision, bf16_prefilter_applies, mine_bf16
 from quaterion.mining.scores import rows_per_block, score_blocks
 from quaterion.mining.selection import drop_filtered, select_negatives
 
@@ -187,6 +189,20 @@ def _mine_exact(
     scores = torch.empty(n, options.num_negatives, dtype=queries.dtype, device=queries.device)
     positive = torch.empty(n, dtype=queries.dtype, device=queries.device)
     bar = tqdm(total=n, desc="Mining negatives", disable=not show_progress)
+    if distance in (Distance.COSINE, Distance.DOT_PRODUCT) and bf16_prefilter_applies(
+        queries.device, rule, options
+    ):
+        if distance == Distance.COSINE:
+            queries, corpus = F.normalize(queries, p=2, dim=1), F.normalize(corpus, p=2, dim=1)
+        try:
+            with bar:
+                indices, scores, positive = mine_bf16(
+                    queries, corpus, rule, own, options, keys, step, bar
+                )
+            kept = positive if options.uses_positive_score else None
+            return MinedNegatives(indices, scores, kept, groups, over_queries=own is not None)
+        except InaccurateLowPrecision:
+            bar = tqdm(total=n, desc="Mining negatives (float32)", disable=not show_progress)
     with bar:
         blocks = score_blocks(distance, queries, corpus, step)
         for start, block in zip(range(0, n, step), blocks):
