@@ -12,6 +12,7 @@ from tqdm.auto import tqdm
 from quaterion.dataset.similarity_samples import SimilarityPairSample
 from quaterion.distances import Distance
 from quaterion.eval.blocks import check_embeddings
+from quaterion.mining.cache_source import CachedEmbeddings
 from quaterion.mining.index_source import mine_from_index
 from quaterion.mining.mined import MinedNegatives
 from quaterion.mining.options import MiningOptions, check_options
@@ -69,7 +70,9 @@ def mine_hard_negatives(
 
     Args:
         queries: ``(n, d)`` embeddings (tensor or array); with ``model``, the objects to
-            encode (always encoded, even tensors). With ``index``: query vectors.
+            encode (always encoded, even tensors). With ``index``: query vectors. Or the
+            :class:`~quaterion.mining.CachedEmbeddings` of a persisted encoder cache (group
+            data; its groups are used unless ``groups``/``positives`` are given).
         corpus: ``(M, d)`` embeddings or objects; ``None``: the queries themselves (group
             data), each query's own item excluded. Not used with ``index``.
         positives: pair data: for every query its positive's corpus index (or a list of
@@ -119,6 +122,8 @@ def mine_hard_negatives(
             seed,
         )
     )
+    if isinstance(queries, CachedEmbeddings):
+        queries, groups = _from_cache(queries, positives, groups, model)
     if (positives is None) == (groups is None):
         raise ValueError(
             "mine_hard_negatives needs exactly one of positives=[...] (pair data: each "
@@ -283,6 +288,25 @@ def _identity(obj: Any) -> Any:
     except TypeError:
         return ("id", id(obj))
     return ("value", type(obj), obj)
+
+
+def _from_cache(
+    cached: CachedEmbeddings, positives: Any, groups: Any, model: Any
+) -> tuple[Tensor, Any]:
+    """Vectors and groups of a persisted cache read by :func:`read_cached_embeddings`."""
+    if model is not None:
+        raise ValueError(
+            "queries are the servable vectors of a persisted cache: nothing is encoded, so "
+            "pass no model"
+        )
+    if cached.is_pairs:
+        raise ValueError(
+            "this cache holds pairs: mine_pair_negatives(pairs, anchor_embeddings=cached.obj_a, "
+            "positive_embeddings=cached.obj_b) mines them"
+        )
+    if positives is None and groups is None:
+        groups = cached.groups
+    return cached.vectors, groups
 
 
 def _as_embeddings(items: Items, model: Any, batch_size: int, name: str, via: str) -> Tensor:
