@@ -227,9 +227,11 @@ class IndexEvaluator:
         with bar:
             for start in range(0, rows.numel(), step):
                 chunk = rows[start : start + step]
-                vectors = queries[chunk] if queries.shape[0] == num_items else queries[
-                    start : start + step
-                ]
+                vectors = (
+                    queries[chunk]
+                    if queries.shape[0] == num_items
+                    else queries[start : start + step]
+                )
                 neighbours = self._search(index, vectors, chunk, depth)
                 for position, query in enumerate(chunk.tolist()):
                     if query in wanted:

@@ -17,7 +17,12 @@ from quaterion.mining.index_source import mine_from_index
 from quaterion.mining.mined import MinedNegatives
 from quaterion.mining.options import MiningOptions, check_options
 from quaterion.mining.positives import GroupPositives, PairPositives
-from quaterion.mining.prefilter import InaccurateLowPrecision, bf16_prefilter_applies, mine_bf16
+from quaterion.mining.prefilter import (
+    BlockMiner,
+    InaccurateLowPrecision,
+    bf16_prefilter_applies,
+    mine_bf16,
+)
 from quaterion.mining.scores import rows_per_block, score_blocks
 from quaterion.mining.selection import drop_filtered, select_negatives
 
@@ -201,9 +206,8 @@ def _mine_exact(
             queries, corpus = F.normalize(queries, p=2, dim=1), F.normalize(corpus, p=2, dim=1)
         try:
             with bar:
-                indices, scores, positive = mine_bf16(
-                    queries, corpus, rule, own, options, keys, step, bar
-                )
+                miner = BlockMiner(queries, corpus, rule, own, options, keys)
+                indices, scores, positive = mine_bf16(miner, step, bar)
             kept = positive if options.uses_positive_score else None
             return MinedNegatives(indices, scores, kept, groups, over_queries=own is not None)
         except InaccurateLowPrecision:

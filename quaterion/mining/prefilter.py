@@ -179,7 +179,16 @@ class BlockMiner:
             exact = block.exclude(torch.mm(queries[part], self.corpus.T), part, None)
             self._select(start, part, exact, None, indices, scores)
 
-    def _select(self, start, rows, exact, cand, indices, scores) -> None:
+    def _select(
+        self,
+        start: int,
+        rows: Tensor,
+        exact: Tensor,
+        cand: Optional[Tensor],
+        indices: Tensor,
+        scores: Tensor,
+    ) -> None:
+        """Choose the negatives of block rows ``rows`` from their scored candidates."""
         if not rows.numel():
             return
         at = rows + start
@@ -187,25 +196,16 @@ class BlockMiner:
         indices[at], scores[at] = select_negatives(exact, self.options, keys, cand)
 
 
-def mine_bf16(
-    queries: Tensor,
-    corpus: Tensor,
-    rule: Rule,
-    own: Optional[Tensor],
-    options: MiningOptions,
-    keys: Optional[Tensor],
-    block_rows: int,
-    progress: Any,
-) -> tuple[Tensor, Tensor, Tensor]:
-    """``(indices, scores, positive)`` of every query (see the module doc); ``queries`` and
-    ``corpus`` already on the similarity scale (normalised for cosine). ``progress`` is
-    advanced by each block's row count."""
+def mine_bf16(miner: BlockMiner, block_rows: int, progress: Any) -> tuple[Tensor, Tensor, Tensor]:
+    """``(indices, scores, positive)`` of every query of ``miner`` (see the module doc), its
+    queries and corpus already on the similarity scale (normalised for cosine), scored
+    ``block_rows`` at a time; ``progress`` is advanced by each block's row count."""
+    queries, options = miner.queries, miner.options
     n = queries.shape[0]
-    miner = BlockMiner(queries, corpus, rule, own, options, keys)
     indices = torch.empty(n, options.num_negatives, dtype=torch.int64)
     scores = torch.empty(n, options.num_negatives, dtype=queries.dtype)
     positive = torch.empty(n, dtype=queries.dtype)
-    buffer = torch.empty(min(block_rows, n), corpus.shape[0], dtype=torch.bfloat16)
+    buffer = torch.empty(min(block_rows, n), miner.corpus.shape[0], dtype=torch.bfloat16)
     for start in range(0, n, block_rows):
         part = queries[start : start + block_rows].to(torch.bfloat16)
         approx = torch.mm(part, miner.corpus_t_bf16, out=buffer[: part.shape[0]])

@@ -151,3 +151,17 @@ def test_not_used_where_it_cannot_help(monkeypatch):
     many = PairPositives.from_lists([list(range(prefilter.MAX_PAIR_POSITIVES + 1))], 1, 100)
     assert not prefilter.bf16_prefilter_applies(cpu, many, MiningOptions())
     assert hard_negatives.mine_hard_negatives is mine_hard_negatives
+
+
+@pytest.mark.parametrize("k", [1, 7])
+def test_two_pass_top_k_on_bf16_bits_orders_non_negative_scores(k):
+    """The int16 view of bf16 scores ranks non-negative values like the floats."""
+    from quaterion.mining.selection import top_k
+
+    g = torch.Generator().manual_seed(k)
+    scores = torch.randn(6, 64 * 50 + 5, generator=g).abs().bfloat16()
+    scores[1, -2] = 9.0  # the best item in the tail past the last whole chunk
+    values, columns = top_k(scores.view(torch.int16), k, prefilter.BITS_CHUNK)
+    expected = torch.topk(scores.float(), k, dim=1)
+    torch.testing.assert_close(values.view(torch.bfloat16).float(), expected.values)
+    assert torch.equal(scores.float().gather(1, columns), expected.values)
