@@ -3,9 +3,8 @@
 Scoring every query against every corpus item is a matrix product; in bfloat16 it runs about
 twice as fast as in float32 on CPUs with AVX512-BF16 or AMX. Its scores are approximate, but
 their error is bounded: with unit roundoff ``u = 2**-8``, inputs rounded to bf16, products
-summed in float32 and the result rounded to bf16,
-
-    |approx - s| <= (3u + 4u^2 + (d + 2) * 2**-23) * |q| * max|c|   (Cauchy-Schwarz).
+summed in float32 and the result rounded to bf16 (and Cauchy-Schwarz),
+``abs(approx - s) <= (3u + 4u**2 + (d + 2) * 2**-23) * norm(q) * max(norm(c))``.
 
 The block is ranked through its bits read as int16 (cheaper than bf16 arithmetic): for
 non-negative values that order is the float order, and every negative value sorts below them,
