@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from pytorch_lightning.utilities.seed import isolate_rng
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
 VIEW_SEED = "quaterion-cache-views"
 
@@ -54,11 +54,3 @@ def epoch_views(epoch: int, size: int, views: int) -> Tensor:
     """``int64 (size,)``: the view each position serves in ``epoch`` (the same everywhere)."""
     generator = torch.Generator().manual_seed(_seed("epoch", epoch))
     return torch.randint(views, (size,), generator=generator)
-
-
-class EpochLoader(DataLoader):
-    """A ``DataLoader`` that tells its dataset (``start_epoch()``) each time an epoch begins."""
-
-    def __iter__(self):
-        self.dataset.start_epoch()
-        return super().__iter__()

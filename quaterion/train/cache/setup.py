@@ -220,7 +220,8 @@ def cache_loaders(
     finally:
         if lock is not None:
             lock.release()
-    served = _serve_from_store(loaders, splits, cache_encoders, full, cache_config.views)
+    epoch = partial(getattr, trainer, "current_epoch")
+    served = _serve_from_store(loaders, splits, cache_encoders, full, cache_config.views, epoch)
     return CachedLoaders(
         served.get("train", train_dataloader),
         served.get("val", val_dataloader),
@@ -332,17 +333,22 @@ def _fingerprints(loaders: Loaders, config: CacheConfig, content, splits: dict) 
 
 
 def _serve_from_store(
-    loaders: Loaders, splits, encoders: Dict[str, CacheEncoder], full: bool, views: int = 1
+    loaders: Loaders,
+    splits,
+    encoders: Dict[str, CacheEncoder],
+    full: bool,
+    views: int,
+    epoch: Callable[[], int],
 ) -> Dict[str, DataLoader]:
     """Split -> loader of store-served batches, for every loader that can have them
-    (``full``: every encoder is cached with default keys; ``views`` of the training split);
-    marks each ``full_cache_used``."""
+    (``full``: every encoder is cached with default keys; ``views`` of the training split,
+    chosen by ``epoch()``); marks each ``full_cache_used``."""
     served = {}
     for split, loader in loaders.items():
         cached = splits.get(split)
         usable = full and cached is not None and batches_from_store(loader)
         if usable and len(cached) == len(loader.dataset):  # batches_from_store: sized
-            rows = CachedRows(loader, cached, encoders, views if split == "train" else 1)
+            rows = CachedRows(loader, cached, encoders, views if split == "train" else 1, epoch)
             served[split] = served_loader(loader, rows)
         loader.full_cache_used = split in served
     return served
