@@ -166,3 +166,25 @@ def served_loader(loader: SimilarityDataLoader, rows: CachedRows) -> DataLoader:
         generator=loader.generator,  # each epoch draws its seed from it, as ``loader`` does
         **batching,
     )
+
+
+def serve_from_store(
+    loaders: Dict[str, SimilarityDataLoader],
+    splits,
+    encoders: Dict[str, CacheStore],
+    full: bool,
+    views: int,
+    epoch: Callable[[], int],
+) -> Dict[str, DataLoader]:
+    """Split -> loader of store-served batches, for every loader that can have them
+    (``full``: every encoder is cached with default keys; ``views`` of the training split,
+    chosen by ``epoch()``); marks each ``full_cache_used``."""
+    served = {}
+    for split, loader in loaders.items():
+        cached = splits.get(split)
+        usable = full and cached is not None and batches_from_store(loader)
+        if usable and len(cached) == len(loader.dataset):  # batches_from_store: sized
+            rows = CachedRows(loader, cached, encoders, views if split == "train" else 1, epoch)
+            served[split] = served_loader(loader, rows)
+        loader.full_cache_used = split in served
+    return served

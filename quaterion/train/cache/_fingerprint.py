@@ -13,7 +13,8 @@ import hashlib
 import itertools
 import re
 import warnings
-from typing import Any, Dict, List, Optional
+from functools import cache
+from typing import Any, Callable, Dict, List, Optional
 
 import numpy as np
 import torch
@@ -212,3 +213,23 @@ def fingerprint(
         "content_sha256": content or None,
         "content_batch_size": batch_size if content else None,
     }
+
+
+def split_fingerprints(
+    loaders: Dict[str, SimilarityDataLoader], config: CacheConfig, content, splits: dict
+) -> Callable:
+    """``split -> manifest record`` of its data: from its entry in ``splits`` when there is
+    one and no ``content`` hash is asked for, else from one read of the loader (remembered)."""
+
+    @cache
+    def read(split: str) -> dict:
+        return read_fingerprints(loaders[split], config, content)
+
+    def of(split: str) -> dict:
+        cached = None if content else splits.get(split)
+        if cached is None:
+            return read(split)
+        sample = content_sample(loaders[split].dataset)
+        return fingerprint(sha256([cached.ids, cached.columns]), sample=sample)
+
+    return of

@@ -4,7 +4,7 @@ import dataclasses
 import logging
 import os
 import warnings
-from functools import cache, partial
+from functools import partial
 from typing import Callable, Dict, Optional, TypeVar, Union
 
 import pytorch_lightning as pl
@@ -15,12 +15,9 @@ from pytorch_lightning.plugins.environments import LightningEnvironment
 from quaterion.dataset.similarity_data_loader import SimilarityDataLoader
 from quaterion import distributed
 from quaterion.train.cache import _persist, _save_dir
-from quaterion.train.cache._batches import CachedRows, batches_from_store
-from quaterion.train.cache._batches import served_loader
+from quaterion.train.cache._batches import batches_from_store, serve_from_store
 from quaterion.train.cache.cache_model import fill_cache
-from quaterion.train.cache._fingerprint import content_sample, fingerprint, read_fingerprints
-from quaterion.train.cache._fingerprint import read_split
-from quaterion.train.cache._fingerprint import sha256
+from quaterion.train.cache._fingerprint import read_split, split_fingerprints
 from quaterion.train.cache.cache_config import CacheConfig, CacheType
 from quaterion.train.cache.cache_encoder import CacheEncoder, CacheMode
 from quaterion.train.cache.cache_train_collator import CacheTrainCollator
@@ -120,7 +117,7 @@ def save_cache(
     expected = _persist.expected_manifest(cache_encoders, loaders, {})
     full = len(cache_encoders) == len(encoders)
     splits = {split: read_split(dl) if full else None for split, dl in loaders.items()}
-    written = _fingerprints(loaders, CacheConfig(), None, splits)
+    written = split_fingerprints(loaders, CacheConfig(), None, splits)
     dir_path = _save_dir.prepare(dir_path)
     lock = _save_dir.SaveDirLock(dir_path)
     try:
@@ -221,7 +218,7 @@ def cache_loaders(
         if lock is not None:
             lock.release()
     epoch = partial(getattr, trainer, "current_epoch")
-    served = _serve_from_store(loaders, splits, cache_encoders, full, cache_config.views, epoch)
+    served = serve_from_store(loaders, splits, cache_encoders, full, cache_config.views, epoch)
     return CachedLoaders(
         served.get("train", train_dataloader),
         served.get("val", val_dataloader),
@@ -249,7 +246,7 @@ def _load_or_fill(
     content = {n: e.wrapped_encoder.get_collate_fn() for n, e in cache_encoders.items()}
     content = content if cache_config.verify_content else None
     filled_splits: Dict[str, object] = {}
-    current = _fingerprints(loaders, cache_config, content, filled_splits)
+    current = split_fingerprints(loaders, cache_config, content, filled_splits)
     verify = cache_config.verify_checksums
     splits = (
         _persist.try_load(save_dir, cache_encoders, expected, current, verify) if save_dir else None
@@ -282,7 +279,7 @@ def _load_or_fill(
     filled_splits.update(splits)
     if save_dir:
         write = partial(_persist.save, save_dir, cache_encoders, splits, expected, current)
-        _save_per_filesystem(trainer, save_dir, write)
+        _persist.save_per_filesystem(trainer, save_dir, write)
     return splits
 
 
@@ -314,46 +311,6 @@ def _loaders(train: SimilarityDataLoader, val: Optional[SimilarityDataLoader]) -
     return {split: dl for split, dl in (("train", train), ("val", val)) if dl is not None}
 
 
-def _fingerprints(loaders: Loaders, config: CacheConfig, content, splits: dict) -> Callable:
-    """``split -> manifest record`` of its data: from its entry in ``splits`` when there is
-    one and no ``content`` hash is asked for, else from one read of the loader (remembered)."""
-
-    @cache
-    def read(split: str) -> dict:
-        return read_fingerprints(loaders[split], config, content)
-
-    def of(split: str) -> dict:
-        cached = None if content else splits.get(split)
-        if cached is None:
-            return read(split)
-        sample = content_sample(loaders[split].dataset)
-        return fingerprint(sha256([cached.ids, cached.columns]), sample=sample)
-
-    return of
-
-
-def _serve_from_store(
-    loaders: Loaders,
-    splits,
-    encoders: Dict[str, CacheEncoder],
-    full: bool,
-    views: int,
-    epoch: Callable[[], int],
-) -> Dict[str, DataLoader]:
-    """Split -> loader of store-served batches, for every loader that can have them
-    (``full``: every encoder is cached with default keys; ``views`` of the training split,
-    chosen by ``epoch()``); marks each ``full_cache_used``."""
-    served = {}
-    for split, loader in loaders.items():
-        cached = splits.get(split)
-        usable = full and cached is not None and batches_from_store(loader)
-        if usable and len(cached) == len(loader.dataset):  # batches_from_store: sized
-            rows = CachedRows(loader, cached, encoders, views if split == "train" else 1, epoch)
-            served[split] = served_loader(loader, rows)
-        loader.full_cache_used = split in served
-    return served
-
-
 def _start_process_group(trainer: pl.Trainer) -> None:
     """Start the process group now when every rank already runs this code (torchrun, SLURM).
 
@@ -367,18 +324,3 @@ def _start_process_group(trainer: pl.Trainer) -> None:
     if env is None or isinstance(env, LightningEnvironment) or not env.creates_processes_externally:
         return
     trainer.strategy.setup_environment()  # Lightning skips a group that is already started
-
-
-def _save_per_filesystem(trainer: pl.Trainer, save_dir: str, write: Callable[[], str]) -> None:
-    """Write the cache once per filesystem that holds ``save_dir``.
-
-    Global rank 0 writes first. On a filesystem shared by every node the others then see that
-    generation and write nothing; on node-local disks the first process of every other node
-    does not, and writes its own copy (every rank holds the complete store after the fill).
-    """
-    generation = write() if trainer.global_rank == 0 else None
-    generation = distributed.gather_objects(generation)[0]
-    own_copy = trainer.local_rank == 0 and trainer.global_rank != 0
-    if own_copy and _persist.current_generation(save_dir) != generation:
-        write()
-    distributed.barrier()

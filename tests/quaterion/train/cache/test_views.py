@@ -73,7 +73,11 @@ def _served_views(config: CacheConfig, epochs: int = EPOCHS, ckpt_path=None, **t
     dataset = Jittered()
     loader = GroupSimilarityDataLoader(dataset, batch_size=5)
     recorder = ServedRecorder()
-    fit_trainer = trainer(max_epochs=epochs, callbacks=[recorder, *trainer_kwargs.pop("callbacks", [])], **trainer_kwargs)
+    fit_trainer = trainer(
+        max_epochs=epochs,
+        callbacks=[recorder, *trainer_kwargs.pop("callbacks", [])],
+        **trainer_kwargs,
+    )
     Quaterion.fit(model, fit_trainer, loader, ckpt_path=ckpt_path)
     reference = _reference(encoder, dataset, config.views)
     chosen = {}
