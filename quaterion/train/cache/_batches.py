@@ -78,6 +78,13 @@ def batches_from_store(loader: SimilarityDataLoader) -> bool:
     )
 
 
+def store_layouts(loaders: Dict[str, SimilarityDataLoader]) -> Dict[str, Optional[type]]:
+    """Split -> the loader class that lays out its batches when they can come from the store
+    (:func:`batches_from_store`), else ``None``: decided once, handed to the fill, the
+    fingerprints and the serving."""
+    return {split: type(dl) if batches_from_store(dl) else None for split, dl in loaders.items()}
+
+
 class CachedRows(Dataset):
     """Whole batches of a cached split by position, through ``__getitems__``.
 
@@ -175,15 +182,17 @@ def serve_from_store(
     full: bool,
     views: int,
     epoch: Callable[[], int],
+    layouts: Dict[str, Optional[type]],
 ) -> Dict[str, DataLoader]:
     """Split -> loader of store-served batches, for every loader that can have them
     (``full``: every encoder is cached with default keys; ``views`` of the training split,
-    chosen by ``epoch()``); marks each ``full_cache_used``."""
+    chosen by ``epoch()``; ``layouts`` of :func:`store_layouts`); marks each
+    ``full_cache_used``."""
     served = {}
     for split, loader in loaders.items():
         cached = splits.get(split)
-        usable = full and cached is not None and batches_from_store(loader)
-        if usable and len(cached) == len(loader.dataset):  # batches_from_store: sized
+        usable = full and cached is not None and layouts[split] is not None
+        if usable and len(cached) == len(loader.dataset):  # a layout: sized
             rows = CachedRows(loader, cached, encoders, views if split == "train" else 1, epoch)
             served[split] = served_loader(loader, rows)
         loader.full_cache_used = split in served

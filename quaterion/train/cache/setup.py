@@ -15,7 +15,7 @@ from pytorch_lightning.plugins.environments import LightningEnvironment
 from quaterion.dataset.similarity_data_loader import SimilarityDataLoader
 from quaterion import distributed
 from quaterion.train.cache import _persist, _save_dir
-from quaterion.train.cache._batches import batches_from_store, serve_from_store
+from quaterion.train.cache._batches import serve_from_store, store_layouts
 from quaterion.train.cache.cache_model import fill_cache
 from quaterion.train.cache._fingerprint import read_split, split_fingerprints
 from quaterion.train.cache.cache_config import CacheConfig, CacheType
@@ -117,7 +117,7 @@ def save_cache(
     expected = _persist.expected_manifest(cache_encoders, loaders, {})
     full = len(cache_encoders) == len(encoders)
     splits = {split: read_split(dl) if full else None for split, dl in loaders.items()}
-    written = split_fingerprints(loaders, CacheConfig(), None, splits)
+    written = split_fingerprints(loaders, CacheConfig(), None, splits, store_layouts(loaders))
     dir_path = _save_dir.prepare(dir_path)
     lock = _save_dir.SaveDirLock(dir_path)
     try:
@@ -197,7 +197,8 @@ def cache_loaders(
         )
         loader.set_salt(split)
     full = len(cache_encoders) == len(encoders) and not extractors
-    if cache_config.views > 1 and not (full and batches_from_store(train_dataloader)):
+    layouts = store_layouts(loaders)  # what the cache needs of the loaders' layout, once
+    if cache_config.views > 1 and not (full and layouts["train"]):
         raise ValueError(
             f"CacheConfig(views={cache_config.views}) serves stored views from the store alone: "
             "it needs every encoder frozen and cached, no key_extractors, and a sized Group or "
@@ -212,13 +213,15 @@ def cache_loaders(
     try:
         _on_every_rank(lock.shared if lock is not None else _nothing)
         splits = _load_or_fill(
-            trainer, cache_encoders, loaders, extractors, cache_config, save_dir, lock
+            trainer, cache_encoders, loaders, layouts, extractors, cache_config, save_dir, lock
         )
     finally:
         if lock is not None:
             lock.release()
     epoch = partial(getattr, trainer, "current_epoch")
-    served = serve_from_store(loaders, splits, cache_encoders, full, cache_config.views, epoch)
+    served = serve_from_store(
+        loaders, splits, cache_encoders, full, cache_config.views, epoch, layouts
+    )
     return CachedLoaders(
         served.get("train", train_dataloader),
         served.get("val", val_dataloader),
@@ -231,6 +234,7 @@ def _load_or_fill(
     trainer: pl.Trainer,
     cache_encoders: Dict[str, CacheEncoder],
     loaders: Loaders,
+    layouts: Dict[str, Optional[type]],
     extractors: dict,
     cache_config: CacheConfig,
     save_dir: Optional[str],
@@ -246,7 +250,7 @@ def _load_or_fill(
     content = {n: e.wrapped_encoder.get_collate_fn() for n, e in cache_encoders.items()}
     content = content if cache_config.verify_content else None
     filled_splits: Dict[str, object] = {}
-    current = split_fingerprints(loaders, cache_config, content, filled_splits)
+    current = split_fingerprints(loaders, cache_config, content, filled_splits, layouts)
     verify = cache_config.verify_checksums
     splits = (
         _persist.try_load(save_dir, cache_encoders, expected, current, verify) if save_dir else None
@@ -268,7 +272,9 @@ def _load_or_fill(
     for enc in cache_encoders.values():
         enc.reset_cache()
     views = [cache_config.views if split == "train" else 1 for split in loaders]
-    filled = fill_cache(trainer, cache_encoders, list(loaders.values()), cache_config, views)
+    filled = fill_cache(
+        trainer, cache_encoders, list(loaders.values()), cache_config, views, list(layouts.values())
+    )
     if not all(enc.is_filled() for enc in cache_encoders.values()):
         raise RuntimeError(
             "The cache fill ran in processes whose results this one cannot see (e.g. "
