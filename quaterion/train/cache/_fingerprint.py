@@ -23,8 +23,7 @@ from pytorch_lightning.utilities.seed import isolate_rng
 from quaterion.dataset.label_cache_dataset import labels_only
 from quaterion.dataset.similarity_data_loader import SimilarityDataLoader
 from quaterion.train.cache._batches import CachedSplit, batches_from_store
-from quaterion.train.cache._views import ViewDataset
-from quaterion.train.cache.cache_model import fill_loader
+from quaterion.train.cache._views import ViewDataset, fill_loader
 from quaterion.train.cache.cache_config import CacheConfig
 
 
@@ -119,8 +118,9 @@ def content_sample(dataset: Any) -> str:
     if isinstance(dataset, torch.utils.data.IterableDataset):
         items = itertools.islice(iter(dataset), SAMPLE_SIZE)
     else:
+        positions = sample_positions(len(dataset))
         seeded = ViewDataset(dataset, 0)
-        items = (seeded[position] for position in sample_positions(len(dataset)))
+        items = (seeded[position] for position in positions)
     with isolate_rng():  # a random transform must not shift the run's random numbers
         for item in items:
             _feed_content(digest, item)

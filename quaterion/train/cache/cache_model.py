@@ -8,35 +8,25 @@ positions, and :class:`CacheModel` gathers the stores and labels of all ranks at
 """
 
 import warnings
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Dict, List, Optional
 
 import numpy as np
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.utilities.seed import isolate_rng
 from pytorch_lightning.utilities.warnings import PossibleUserWarning
-from torch.utils.data import DataLoader, Dataset, StackDataset
+from torch.utils.data import StackDataset
 from typing_extensions import override
 
 from quaterion.dataset.similarity_data_loader import SimilarityDataLoader
 from quaterion import distributed
 from quaterion.train.cache._batches import CachedSplit
-from quaterion.train.cache._views import ViewDataset, view_keys
+from quaterion.train.cache._views import ViewDataset, fill_loader, view_keys
 from quaterion.train.cache.cache_config import CacheConfig
 from quaterion.train.cache.cache_encoder import CacheEncoder, CacheMode
 from quaterion.train.cache.cache_train_collator import CacheTrainCollator
 
 FEW_WORKERS_WARNING = ".*does not have many workers.*"
-_DROP_PARAMS = (
-    "collate_fn",
-    "batch_sampler",
-    "sampler",
-    "shuffle",
-    "batch_size",
-    "drop_last",
-    "num_workers",
-    "generator",  # the fill is unshuffled: drawing a seed from it would change the shuffles
-)
 
 
 class FillCollate:
@@ -71,33 +61,6 @@ class FillCollate:
             return features
         data = {n: (view_keys(keys, self.view), x) for n, (keys, x) in features["data"].items()}
         return {**features, "data": data}
-
-
-def fill_loader(
-    loader: SimilarityDataLoader,
-    cache_config: CacheConfig,
-    collate_fn: Optional[Callable] = None,
-    dataset: Optional[Dataset] = None,
-) -> DataLoader:
-    """Plain, unshuffled ``DataLoader`` with the fill settings: ``CacheConfig.batch_size``,
-    ``CacheConfig.num_workers`` (``None``: the loader's) and the loader's other arguments.
-
-    It reads ``dataset`` (default ``loader.dataset``) through ``collate_fn`` (default the
-    loader's own ``collate_fn``).
-    """
-    params = {k: v for k, v in loader.original_params.items() if k not in _DROP_PARAMS}
-    workers = loader.num_workers if cache_config.num_workers is None else cache_config.num_workers
-    if workers == 0:
-        params.pop("persistent_workers", None)
-        params.pop("prefetch_factor", None)
-    return DataLoader(
-        loader.dataset if dataset is None else dataset,
-        collate_fn=collate_fn or loader.collate_fn,
-        batch_size=cache_config.batch_size or 32,
-        shuffle=False,
-        num_workers=workers,
-        **params,
-    )
 
 
 class CacheModel(pl.LightningModule):
