@@ -19,7 +19,6 @@ from quaterion.train._fit_checks import (
     warn_ineffective_options,
 )
 from quaterion.train.callbacks import CleanupCallback, GuardCallback, MetricsCallback
-from quaterion.train.callbacks.cleanup_callback import restore_dataloader
 from quaterion.train.trainable_model import TrainableModel
 from quaterion.utils.progress_bar import QuaterionProgressBar
 
@@ -106,24 +105,20 @@ class Quaterion:
             )
         _add_callbacks(trainer)
         warn_ineffective_options(trainable_model, trainer, loader_length(train_dataloader))
-        loaders = [dl for dl in (train_dataloader, val_dataloader) if dl is not None]
-        for loader in loaders:
-            trainable_model.setup_dataloader(loader)
-        try:
-            fit = trainable_model.cache_loaders(trainer, train_dataloader, val_dataloader)
-            with warnings.catch_warnings() if fit.served else contextlib.nullcontext():
-                if fit.served:
-                    warnings.filterwarnings("ignore", FEW_WORKERS_WARNING, PossibleUserWarning)
-                trainer.fit(
-                    model=trainable_model,
-                    train_dataloaders=fit.train,
-                    val_dataloaders=fit.val,
-                    ckpt_path=ckpt_path,
-                )
-        finally:
-            trainable_model.unwrap_cache()
-            for loader in loaders:
-                restore_dataloader(trainable_model, loader)
+        for loader in (train_dataloader, val_dataloader):
+            if loader is not None:
+                trainable_model.setup_dataloader(loader)
+        fit = trainable_model.cache_loaders(trainer, train_dataloader, val_dataloader)
+        with warnings.catch_warnings() if fit.served else contextlib.nullcontext():
+            if fit.served:
+                warnings.filterwarnings("ignore", FEW_WORKERS_WARNING, PossibleUserWarning)
+            # CleanupCallback restores the model and loaders when the fit ends or raises
+            trainer.fit(
+                model=trainable_model,
+                train_dataloaders=fit.train,
+                val_dataloaders=fit.val,
+                ckpt_path=ckpt_path,
+            )
 
     @classmethod
     def evaluate(cls, evaluator, dataset, model) -> Dict[str, torch.Tensor]:
