@@ -1,0 +1,122 @@
+"""Calls of ``gather_rows`` on 2 gloo ranks with every ``torch.distributed`` collective
+counted: each rank records, per call, the collectives it took (forward and backward
+separately), the gathered rows, its own rows' gradient or the error it raised, in
+``rank<r>.pt``."""
+
+import os
+from datetime import timedelta
+from typing import Dict, List, Optional, Tuple
+
+import torch
+import torch.distributed as dist
+
+from quaterion import distributed
+
+WORLD = 2
+WIDTH = 3
+COUNTED = ("all_gather", "all_reduce", "all_gather_object", "broadcast", "gather", "barrier")
+
+# (name, rows per rank, layout): "grad" = embeddings that require grad with int64 labels
+# (a loss's gather), "queue" = the same detached (an XBM queue's gather). Rank 1 passes
+# "bad" on the mismatch calls: float64 embeddings, or a list instead of tensors.
+CALLS: List[Tuple[str, Tuple[int, int], str]] = [
+    *[(f"equal{i}", (4, 4), "grad") for i in range(4)],
+    *[
+        (f"{kind}{i}", (4, 4), kind)
+        for i in range(3)
+        for kind in ("grad", "queue")
+    ],
+    ("uneven", (4, 2), "grad"),
+    ("queue_after_uneven", (4, 4), "queue"),
+    ("empty", (0, 4), "grad"),
+    ("queue_after_empty", (4, 4), "queue"),
+    ("grown", (6, 4), "grad"),
+    ("queue_after_grown", (4, 4), "queue"),
+    ("grown_again", (6, 5), "grad"),
+    ("queue_after_grown_again", (4, 4), "queue"),
+    ("dtype_mismatch", (4, 4), "bad_dtype"),
+    ("after_mismatch", (4, 4), "grad"),
+    ("after_mismatch_again", (4, 4), "grad"),
+    ("queue_again", (4, 4), "queue"),
+    ("not_tensors", (4, 4), "bad_type"),
+    ("after_not_tensors", (4, 4), "grad"),
+]
+
+
+def rows_of(rank: int, call: int, rows: int) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Rank ``rank``'s embeddings and labels at call number ``call``."""
+    generator = torch.Generator().manual_seed(1000 * call + rank)
+    embeddings = torch.randn(rows, WIDTH, generator=generator, dtype=torch.float64).float()
+    labels = torch.randint(0, 2**40, (rows,), generator=generator)
+    return embeddings, labels
+
+
+def loss_of(embeddings: torch.Tensor) -> torch.Tensor:
+    """A loss mixing every gathered row with every other one."""
+    return torch.logsumexp(embeddings @ embeddings.T, dim=1).sum()
+
+
+class CollectiveCounter:
+    """Wraps the ``torch.distributed`` collectives to count calls by name."""
+
+    def __init__(self) -> None:
+        self.counts: Dict[str, int] = {}
+        for name in COUNTED:
+            original = getattr(dist, name)
+            setattr(dist, name, self._counting(name, original))
+
+    def _counting(self, name, original):
+        def counted(*args, **kwargs):
+            self.counts[name] = self.counts.get(name, 0) + 1
+            return original(*args, **kwargs)
+
+        return counted
+
+    def take(self) -> Dict[str, int]:
+        counts, self.counts = self.counts, {}
+        return counts
+
+
+def _one_call(rank: int, call: int, rows: int, kind: str, counter: CollectiveCounter) -> Dict:
+    embeddings, labels = rows_of(rank, call, rows)
+    inputs: Optional[Tuple] = None
+    if kind == "grad" or (kind.startswith("bad") and rank == 0):
+        embeddings.requires_grad_()
+        inputs = (embeddings, labels)
+    elif kind == "queue":
+        inputs = (embeddings, labels)
+    elif kind == "bad_dtype":
+        inputs = (embeddings.double().requires_grad_(), labels)
+    else:  # bad_type on rank 1
+        inputs = (embeddings.tolist(), labels)
+    try:
+        gathered, gathered_labels = distributed.gather_rows(*inputs)
+    except ValueError as error:
+        return {"error": str(error), "forward": counter.take()}
+    forward = counter.take()
+    record = {"rows": gathered.detach(), "labels": gathered_labels, "forward": forward}
+    if embeddings.requires_grad:
+        loss_of(gathered).backward()
+        record["grad"] = embeddings.grad
+    record["backward"] = counter.take()
+    return record
+
+
+def run_rank(rank: int, world: int, store_file: str, out_dir: str) -> None:
+    """Spawned entry point; a short collective timeout turns a rank left waiting into an
+    error instead of a hang."""
+    torch.set_num_threads(1)
+    os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")
+    dist.init_process_group(
+        "gloo",
+        init_method=f"file://{store_file}",
+        rank=rank,
+        world_size=world,
+        timeout=timedelta(seconds=60),
+    )
+    counter = CollectiveCounter()
+    results = {}
+    for call, (name, sizes, kind) in enumerate(CALLS):
+        results[name] = _one_call(rank, call, sizes[rank], kind, counter)
+    torch.save(results, os.path.join(out_dir, f"rank{rank}.pt"))
+    dist.destroy_process_group()

@@ -1,0 +1,137 @@
+"""``gather_rows`` on 2 gloo processes, collectives counted: once a layout is agreed, one
+collective per call (equal or uneven sizes, alternating layouts); a rank that changes its
+layout or passes more rows makes every rank fall back to the full check together, and a
+mismatch raises the same error on every rank. Rows and gradients equal a single-process
+computation over the concatenated batch."""
+
+import pytest
+import torch
+
+from quaterion._gather_plan import AgreedLayout, GatherPlan
+from tests.quaterion.distributed import _gather_plan_cases as cases
+from tests.quaterion.distributed._launch import spawn_ranks
+
+pytestmark = pytest.mark.slow
+
+WORLD = cases.WORLD
+NAMES = [name for name, _, _ in cases.CALLS]
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("gather_plan")
+    spawn_ranks(cases.run_rank, (str(tmp / "store"), str(tmp)), world=WORLD, timeout=180)
+    return [torch.load(tmp / f"rank{r}.pt", weights_only=False) for r in range(WORLD)]
+
+
+def forward_collectives(results, name):
+    """The forward collectives of one call, the same on both ranks."""
+    counts = [results[rank][name]["forward"] for rank in range(WORLD)]
+    assert counts[0] == counts[1], (name, counts)
+    return counts[0]
+
+
+@pytest.mark.parametrize(
+    "name, expected",
+    [
+        # first call: the full check (2 integers), then the rows
+        ("equal0", {"all_gather": 2}),
+        *[(f"equal{i}", {"all_gather": 1}) for i in (1, 2, 3)],
+        # the queue's layout is new: full check; then "grad" was expected to follow "grad"
+        # and "queue" to repeat, so the next "grad" is reported (1) and checked (2)
+        ("queue0", {"all_gather": 3}),
+        ("grad1", {"all_gather": 3}),
+        ("queue1", {"all_gather": 1}),
+        ("grad2", {"all_gather": 1}),
+        ("queue2", {"all_gather": 1}),
+        # fewer rows than agreed: padded, still one collective
+        ("uneven", {"all_gather": 1}),
+        ("queue_after_uneven", {"all_gather": 1}),
+        ("empty", {"all_gather": 1}),
+        ("queue_after_empty", {"all_gather": 1}),
+        # more rows than agreed: the one collective reports it, every rank re-checks
+        ("grown", {"all_gather": 3}),
+        ("queue_after_grown", {"all_gather": 1}),
+        ("grown_again", {"all_gather": 1}),  # the agreed rows grew to 6 at the re-check
+        ("queue_after_grown_again", {"all_gather": 1}),
+        # after an error every rank starts over
+        ("after_mismatch", {"all_gather": 2}),
+        ("after_mismatch_again", {"all_gather": 1}),
+        ("queue_again", {"all_gather": 3}),
+        ("after_not_tensors", {"all_gather": 2}),
+    ],
+)
+def test_collectives_per_call(results, name, expected):
+    assert forward_collectives(results, name) == expected
+
+
+def test_backward_takes_one_all_reduce(results):
+    for rank in range(WORLD):
+        for name, _, kind in cases.CALLS:
+            record = results[rank][name]
+            if kind == "grad":
+                assert record["backward"] == {"all_reduce": 1}, (rank, name, record)
+            elif "error" not in record:
+                assert record["backward"] == {}, (rank, name, record)
+
+
+def single_process(call: int, sizes):
+    """The concatenated batch, and each rank's share of the gradient of the loss of it."""
+    parts = [cases.rows_of(rank, call, n) for rank, n in enumerate(sizes)]
+    embeddings = torch.cat([e for e, _ in parts]).requires_grad_()
+    labels = torch.cat([labels for _, labels in parts])
+    cases.loss_of(embeddings).backward()
+    grads = list(torch.split(embeddings.grad, list(sizes)))
+    return embeddings.detach(), labels, grads
+
+
+@pytest.mark.parametrize("call", range(len(cases.CALLS)))
+def test_rows_and_gradients_equal_a_single_process_run(results, call):
+    name, sizes, kind = cases.CALLS[call]
+    if kind.startswith("bad"):
+        return  # checked below
+    rows, labels, grads = single_process(call, sizes)
+    for rank in range(WORLD):
+        record = results[rank][name]
+        assert record["rows"].dtype == torch.float32 and record["labels"].dtype == torch.int64
+        torch.testing.assert_close(record["rows"], rows, rtol=0, atol=0)
+        torch.testing.assert_close(record["labels"], labels, rtol=0, atol=0)
+        if kind == "grad":
+            # both ranks compute the same loss: each rank's own rows get world x its share
+            torch.testing.assert_close(record["grad"], WORLD * grads[rank], rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "name, parts",
+    [
+        (
+            "dtype_mismatch",
+            ["rank 0: 4 rows", "torch.float32 requires_grad", "torch.float64 requires_grad"],
+        ),
+        ("not_tensors", ["rank 1: (invalid) gather_rows takes tensors, got ['list', 'Tensor']"]),
+    ],
+)
+def test_a_rank_leaving_the_agreed_layout_fails_every_rank_alike(results, name, parts):
+    messages = [results[rank][name].get("error") for rank in range(WORLD)]
+    assert messages[0] is not None and messages[0] == messages[1]
+    for part in parts:
+        assert part in messages[0], messages[0]
+    # the expected-layout gather reported it, then the full check named it: 3 collectives
+    # (the rows, the two integers, the descriptions)
+    assert forward_collectives(results, name) == {"all_gather": 2, "all_gather_object": 1}
+
+
+def test_plan_follows_the_agreed_sequence():
+    plan = GatherPlan()
+    first, second = AgreedLayout(1, 16, 4), AgreedLayout(2, 8, 4)
+    assert plan.expected() is None
+    plan.learn(first)
+    assert plan.expected() == first  # a new layout is expected to repeat
+    plan.learn(second)
+    assert plan.expected() == second
+    plan.learn(first)  # learned: after "second" comes "first"
+    assert plan.expected() == second
+    plan.confirm(second)
+    assert plan.expected() == first
+    plan.forget()
+    assert plan.expected() is None and plan.transitions() == ()
