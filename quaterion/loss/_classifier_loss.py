@@ -28,7 +28,9 @@ def check_group_ids(owner: str, groups: Tensor, num_groups: int, mark: bool = Fa
         mark_checked(groups, check)
 
 
-def _invalid_ids(owner: str, num_groups: int, low: int, high: int, late: str = "") -> AssertionError:
+def _invalid_ids(
+    owner: str, num_groups: int, low: int, high: int, late: str = ""
+) -> AssertionError:
     return AssertionError(
         f"Invalid group ids for {owner}{late}: every id must be in [0, num_groups={num_groups}), "
         f"got min {low}, max {high}. Remap the group ids or raise num_groups."
@@ -52,8 +54,12 @@ def checked_on_device(
     checks.record(
         torch.stack([valid, low.to(torch.int64), high.to(torch.int64)]),
         lambda call, values: _invalid_ids(
-            owner, num_groups, values[1], values[2], f" in loss call {call} (checked on the "
-            f"device and read {LAG} calls later; that call's loss was zeroed)"
+            owner,
+            num_groups,
+            values[1],
+            values[2],
+            f" in loss call {call} (checked on the "
+            f"device and read {LAG} calls later; that call's loss was zeroed)",
         ),
     )
     return groups.clamp(0, num_groups - 1), valid

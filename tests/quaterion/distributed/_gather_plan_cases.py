@@ -4,42 +4,49 @@ separately), the gathered rows, its own rows' gradient or the error it raised, i
 ``rank<r>.pt``."""
 
 import os
-from datetime import timedelta
 from typing import Dict, List, Optional, Tuple
 
 import torch
 import torch.distributed as dist
 
 from quaterion import distributed
+from tests.quaterion.distributed._launch import gloo_init
 
 WORLD = 2
 WIDTH = 3
 COUNTED = ("all_gather", "all_reduce", "all_gather_object", "broadcast", "gather", "barrier")
 
-# (name, rows per rank, layout): "grad" = embeddings that require grad with int64 labels
-# (a loss's gather), "queue" = the same detached (an XBM queue's gather). Rank 1 passes
-# "bad" on the mismatch calls: float64 embeddings, or a list instead of tensors.
-CALLS: List[Tuple[str, Tuple[int, int], str]] = [
-    *[(f"equal{i}", (4, 4), "grad") for i in range(4)],
-    *[
-        (f"{kind}{i}", (4, 4), kind)
-        for i in range(3)
-        for kind in ("grad", "queue")
-    ],
-    ("uneven", (4, 2), "grad"),
-    ("queue_after_uneven", (4, 4), "queue"),
-    ("empty", (0, 4), "grad"),
-    ("queue_after_empty", (4, 4), "queue"),
-    ("grown", (6, 4), "grad"),
-    ("queue_after_grown", (4, 4), "queue"),
-    ("grown_again", (6, 5), "grad"),
-    ("queue_after_grown_again", (4, 4), "queue"),
-    ("dtype_mismatch", (4, 4), "bad_dtype"),
-    ("after_mismatch", (4, 4), "grad"),
-    ("after_mismatch_again", (4, 4), "grad"),
-    ("queue_again", (4, 4), "queue"),
-    ("not_tensors", (4, 4), "bad_type"),
-    ("after_not_tensors", (4, 4), "grad"),
+# (name, rows per rank, layout, forward all_gather calls on every rank): "grad" = embeddings
+# that require grad with int64 labels (a loss's gather), "queue" = the same detached (an XBM
+# queue's gather). Rank 1 passes "bad" on the mismatch calls: float64 embeddings, or a list
+# instead of tensors (their collectives are checked with the error).
+CALLS: List[Tuple[str, Tuple[int, int], str, int]] = [
+    ("equal0", (4, 4), "grad", 2),  # first call: the full check (2 integers), then the rows
+    *[(f"equal{i}", (4, 4), "grad", 1) for i in (1, 2, 3)],
+    # "queue" is new: reported (1), checked (2); then "grad" was expected to repeat
+    # "queue", so the next "grad" is reported and checked too; after that both are learned
+    ("queue0", (4, 4), "queue", 3),
+    ("grad1", (4, 4), "grad", 3),
+    ("queue1", (4, 4), "queue", 1),
+    ("grad2", (4, 4), "grad", 1),
+    ("queue2", (4, 4), "queue", 1),
+    # fewer rows than agreed: padded, still one collective
+    ("uneven", (4, 2), "grad", 1),
+    ("queue_after_uneven", (4, 4), "queue", 1),
+    ("empty", (0, 4), "grad", 1),
+    ("queue_after_empty", (4, 4), "queue", 1),
+    # more rows than agreed: the one collective reports it, every rank re-checks
+    ("grown", (6, 4), "grad", 3),
+    ("queue_after_grown", (4, 4), "queue", 1),
+    ("grown_again", (6, 5), "grad", 1),  # the agreed rows grew to 6 at the re-check
+    ("queue_after_grown_again", (4, 4), "queue", 1),
+    ("dtype_mismatch", (4, 4), "bad_dtype", 2),
+    # after an error every rank starts over
+    ("after_mismatch", (4, 4), "grad", 2),
+    ("after_mismatch_again", (4, 4), "grad", 1),
+    ("queue_again", (4, 4), "queue", 3),
+    ("not_tensors", (4, 4), "bad_type", 2),
+    ("after_not_tensors", (4, 4), "grad", 2),
 ]
 
 
@@ -105,18 +112,10 @@ def _one_call(rank: int, call: int, rows: int, kind: str, counter: CollectiveCou
 def run_rank(rank: int, world: int, store_file: str, out_dir: str) -> None:
     """Spawned entry point; a short collective timeout turns a rank left waiting into an
     error instead of a hang."""
-    torch.set_num_threads(1)
-    os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")
-    dist.init_process_group(
-        "gloo",
-        init_method=f"file://{store_file}",
-        rank=rank,
-        world_size=world,
-        timeout=timedelta(seconds=60),
-    )
+    gloo_init(rank, world, store_file, timeout_s=60)
     counter = CollectiveCounter()
     results = {}
-    for call, (name, sizes, kind) in enumerate(CALLS):
+    for call, (name, sizes, kind, _) in enumerate(CALLS):
         results[name] = _one_call(rank, call, sizes[rank], kind, counter)
     torch.save(results, os.path.join(out_dir, f"rank{rank}.pt"))
     dist.destroy_process_group()

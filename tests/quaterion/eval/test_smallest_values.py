@@ -35,6 +35,4 @@ def test_smallest_values_of_a_row_view_and_other_dtypes():
     torch.testing.assert_close(smallest_values(view, 4), expected, rtol=0, atol=0, equal_nan=True)
     double = dist.double()
     expected = torch.topk(double, 4, dim=1, largest=False, sorted=True).values
-    torch.testing.assert_close(
-        smallest_values(double, 4), expected, rtol=0, atol=0, equal_nan=True
-    )
+    torch.testing.assert_close(smallest_values(double, 4), expected, rtol=0, atol=0, equal_nan=True)
