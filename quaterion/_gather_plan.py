@@ -11,6 +11,9 @@ from typing import Dict, Optional, Tuple
 
 # at most this many remembered transitions; more (layouts that keep changing) start over
 _MAX_TRANSITIONS = 64
+# an agreed capacity shrinks to the rows actually sent after this many calls in a row that
+# used at most a quarter of it (a one-off large batch does not pad every later call)
+_SHRINK_AFTER = 8
 
 
 @dataclass(frozen=True)
@@ -48,19 +51,31 @@ class GatherPlan:
     def __init__(self) -> None:
         self._previous: Optional[int] = None
         self._next: Dict[Optional[int], Optional[AgreedLayout]] = {}
+        self._small: Dict[Optional[int], int] = {}  # calls in a row far below capacity
 
     def expected(self) -> Optional[AgreedLayout]:
         """The layout to send now, or ``None`` for a full check."""
         return self._next.get(self._previous)
 
-    def confirm(self, agreed: AgreedLayout) -> None:
-        """Every rank sent ``agreed``: the next guess follows it."""
+    def confirm(self, agreed: AgreedLayout, largest: int) -> None:
+        """Every rank sent ``agreed``, at most ``largest`` rows each: the next guess follows
+        it. After :data:`_SHRINK_AFTER` such calls in a row with ``largest`` at most a
+        quarter of the capacity, the capacity becomes ``largest``."""
+        key = self._previous
+        if 4 * largest <= agreed.capacity:
+            self._small[key] = self._small.get(key, 0) + 1
+            if self._small[key] >= _SHRINK_AFTER:
+                self._next[key] = AgreedLayout(agreed.digest, agreed.row_bytes, largest)
+                self._small.pop(key)
+        else:
+            self._small.pop(key, None)
         self._previous = agreed.digest
 
     def learn(self, agreed: Optional[AgreedLayout]) -> None:
         """A full check ended with ``agreed`` (``None``: a layout not worth predicting)."""
         if len(self._next) >= _MAX_TRANSITIONS:
             self._next.clear()
+        self._small.pop(self._previous, None)
         self._next[self._previous] = agreed
         if agreed is None:
             self._previous = None
@@ -72,6 +87,7 @@ class GatherPlan:
         """Start over (after an error that every rank raised)."""
         self._previous = None
         self._next.clear()
+        self._small.clear()
 
     def transitions(self) -> Tuple[Optional[int], ...]:
         """The layouts that have a remembered successor (for tests and debugging)."""

@@ -446,8 +446,8 @@ def gather_rows(*tensors: Tensor) -> Tuple[Tensor, ...]:
 
     Cost per call, CPU tensors: once a layout has been agreed at this point of the call
     sequence, **one** ``all_gather`` of every rank's rows packed together, padded to the
-    largest row count agreed for it, with each rank's row count (or "cannot send this
-    layout") in the same buffer; when any rank reports a different layout or more rows,
+    largest row count agreed for it (it shrinks after 8 calls in a row far below it), with
+    each rank's row count (or "cannot send this layout") in the same buffer; when any rank reports a different layout or more rows,
     every rank falls back to the full check. The first call, and device tensors on every
     call: one ``all_gather`` of two integers per rank over the host (a gloo group) to agree
     on sizes and layout, then one ``all_gather`` of the packed rows (padded to the longest
@@ -464,8 +464,8 @@ def gather_rows(*tensors: Tensor) -> Tuple[Tensor, ...]:
     if expected is not None:
         gathered = _gather_expected(expected, _host_group(), tensors)
         if gathered is not None:
-            plan.confirm(expected)
             sizes, packed = gathered
+            plan.confirm(expected, max(sizes))
             return _GatherRows.apply(sizes, _host_group(), packed, *tensors)
     tensors, sizes, group, packed = _gather_with_check(tensors, plan, expected)
     if packed is None:

@@ -7,7 +7,6 @@ computation over the concatenated batch."""
 import pytest
 import torch
 
-from quaterion._gather_plan import AgreedLayout, GatherPlan
 from tests.quaterion.distributed import _gather_plan_cases as cases
 from tests.quaterion.distributed._launch import spawn_ranks
 
@@ -92,22 +91,6 @@ def test_a_rank_leaving_the_agreed_layout_fails_every_rank_alike(results, name, 
     # the expected-layout gather reported it, then the full check named it: the rows, the
     # two integers, the descriptions
     assert forward_collectives(results, name) == {"all_gather": 2, "all_gather_object": 1}
-
-
-def test_plan_follows_the_agreed_sequence():
-    plan = GatherPlan()
-    first, second = AgreedLayout(1, 16, 4), AgreedLayout(2, 8, 4)
-    assert plan.expected() is None
-    plan.learn(first)
-    assert plan.expected() == first  # a new layout is expected to repeat
-    plan.learn(second)
-    assert plan.expected() == second
-    plan.learn(first)  # learned: after "second" comes "first"
-    assert plan.expected() == second
-    plan.confirm(second)
-    assert plan.expected() == first
-    plan.forget()
-    assert plan.expected() is None and plan.transitions() == ()
 
 
 def test_call_names_are_unique():
