@@ -11,6 +11,8 @@ from typing import Dict, Optional, Tuple
 
 # at most this many remembered transitions; more (layouts that keep changing) start over
 _MAX_TRANSITIONS = 64
+# the state after a call whose layout is not predicted (digests are never negative)
+_UNPREDICTED = -1
 # an agreed capacity shrinks to the rows actually sent after this many calls in a row that
 # used at most a quarter of it (a one-off large batch does not pad every later call)
 _SHRINK_AFTER = 8
@@ -77,8 +79,8 @@ class GatherPlan:
             self._next.clear()
         self._small.pop(self._previous, None)
         self._next[self._previous] = agreed
-        if agreed is None:
-            self._previous = None
+        if agreed is None:  # what follows such a call is learned apart from the first call
+            self._previous = _UNPREDICTED
             return
         self._next.setdefault(agreed.digest, agreed)  # first guess: the same layout again
         self._previous = agreed.digest

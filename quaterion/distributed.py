@@ -327,6 +327,9 @@ def _gather_checked(
 # bytes after the padded rows of an expected-layout gather: the sender's row count (int64),
 # or -1 when the sender could not send the expected layout
 _HEADER_BYTES = 8
+# gathers larger than this per rank always take the full check (two collectives, small
+# next to the data): a rank that does not fit the expected layout still sends its size
+_EXPECTED_MAX_BYTES = 16 * 2**20
 
 
 def _gather_expected(
@@ -417,13 +420,15 @@ def _gather_with_check(
             for tensor, (dtype, shape, _) in zip(tensors, layout[1])
         )
     on_host = tensors[0].device.type == "cpu"
-    if uniform and on_host:
+    agreed = None
+    if uniform and on_host:  # device tensors keep the host exchange (see gather_rows)
         _, description, _ = _signature(tensors)
         digest = _digest(description)
         grown = expected.capacity if expected and expected.digest == digest else 0
-        plan.learn(AgreedLayout(digest, _row_bytes(tensors), max(max(sizes), grown)))
-    else:  # device tensors keep the host exchange: reading a count in their buffer would sync
-        plan.learn(None)
+        agreed = AgreedLayout(digest, _row_bytes(tensors), max(max(sizes), grown))
+        if agreed.payload_bytes(_HEADER_BYTES) > _EXPECTED_MAX_BYTES:
+            agreed = None  # e.g. a whole cache: a wrong guess would move that much for nothing
+    plan.learn(agreed)
     group = host_group if on_host else None
     return tuple(tensors), sizes, group, _gather_checked(sizes, group, tensors)
 
@@ -444,14 +449,15 @@ def gather_rows(*tensors: Tensor) -> Tuple[Tensor, ...]:
     turns the parameter gradient into exactly the single-process gradient of the
     concatenated batch.
 
-    Cost per call, CPU tensors: once a layout has been agreed at this point of the call
-    sequence, **one** ``all_gather`` of every rank's rows packed together, padded to the
-    largest row count agreed for it (it shrinks after 8 calls in a row far below it), with
-    each rank's row count (or "cannot send this layout") in the same buffer; when any rank reports a different layout or more rows,
-    every rank falls back to the full check. The first call, and device tensors on every
-    call: one ``all_gather`` of two integers per rank over the host (a gloo group) to agree
-    on sizes and layout, then one ``all_gather`` of the packed rows (padded to the longest
-    rank only when sizes differ). In backward, one ``all_reduce`` per tensor that requires
+    Cost per call, CPU tensors of at most 16 MiB per rank: once a layout has been agreed at
+    this point of the call sequence, **one** ``all_gather`` of every rank's rows packed
+    together, padded to the largest row count agreed for it (it shrinks after 8 calls in a
+    row far below it), with each rank's row count (or "cannot send this layout") in the
+    same buffer; when any rank reports a different layout or more rows, every rank falls
+    back to the full check. The full check (the first call, larger gathers, and device
+    tensors on every call): one ``all_gather`` of two integers per rank over the host (a
+    gloo group) to agree on sizes and layout, then one ``all_gather`` of the packed rows
+    (padded to the longest rank only when sizes differ). In backward, one ``all_reduce`` per tensor that requires
     grad. No device-to-host synchronisation. Memory ``world_size x`` the inputs.
 
     Returns:

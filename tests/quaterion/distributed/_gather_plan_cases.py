@@ -47,7 +47,15 @@ CALLS: List[Tuple[str, Tuple[int, int], str, int]] = [
     ("queue_again", (4, 4), "queue", 3),
     ("not_tensors", (4, 4), "bad_type", 2),
     ("after_not_tensors", (4, 4), "grad", 2),
+    # "big" (float64 embeddings, detached) is over BIG_BYTES per rank: never predicted, so
+    # never sent as a guess; the first one is still a wrong guess itself ("grad" expected)
+    ("big0", (100, 90), "big", 3),
+    ("grad_after_big0", (4, 4), "grad", 2),
+    ("big1", (100, 90), "big", 2),  # full check straight away
+    ("grad_after_big1", (4, 4), "grad", 1),  # learned: "grad" follows an unpredicted call
 ]
+# the limit of predicted gathers in these processes (the library's is 16 MiB)
+BIG_BYTES = 1024
 
 
 def rows_of(rank: int, call: int, rows: int) -> Tuple[torch.Tensor, torch.Tensor]:
@@ -92,6 +100,8 @@ def _one_call(rank: int, call: int, rows: int, kind: str, counter: CollectiveCou
         inputs = (embeddings, labels)
     elif kind == "queue":
         inputs = (embeddings, labels)
+    elif kind == "big":
+        inputs = (embeddings.double(), labels)
     elif kind == "bad_dtype":
         inputs = (embeddings.double().requires_grad_(), labels)
     else:  # bad_type on rank 1
@@ -113,6 +123,7 @@ def run_rank(rank: int, world: int, store_file: str, out_dir: str) -> None:
     """Spawned entry point; a short collective timeout turns a rank left waiting into an
     error instead of a hang."""
     gloo_init(rank, world, store_file, timeout_s=60)
+    distributed._EXPECTED_MAX_BYTES = BIG_BYTES  # this test's own limit
     counter = CollectiveCounter()
     results = {}
     for call, (name, sizes, kind, _) in enumerate(CALLS):

@@ -32,3 +32,16 @@ def test_capacity_shrinks_after_many_small_calls_only():
     assert plan.expected() == large
     plan.confirm(plan.expected(), 16)  # the 8th small call in a row
     assert plan.expected() == AgreedLayout(1, 16, 16)
+
+
+def test_after_an_unpredicted_call_the_follower_is_learned_apart_from_the_start():
+    plan = GatherPlan()
+    loss = AgreedLayout(1, 16, 4)
+    plan.learn(loss)
+    plan.learn(None)  # e.g. a gather too large to guess
+    assert plan.expected() is None
+    plan.learn(loss)  # learned: the loss's gather follows the unpredicted call
+    plan.learn(None)  # the loss's successor is now "unpredicted"
+    assert plan.expected() == loss
+    plan.forget()  # the start state is not the unpredicted one
+    assert plan.expected() is None
