@@ -9,7 +9,7 @@ section, ranks passing different shapes to :func:`gather_rows`) are agreed on at
 helper's own exchange, and every rank raises: the failing rank its own exception, the
 others :class:`RankFailedError` or the same :class:`RankMismatchError`.
 An error a rank raises on its own (in its step, a callback, a loader) reaches the others
-through :class:`~quaterion.train.callbacks.RankFailureCallback`.
+through :class:`~quaterion.train.callbacks.rank_failure_callback.RankFailureCallback`.
 """
 
 import hashlib
@@ -26,7 +26,7 @@ T = TypeVar("T")
 class ErrorOnEveryRank(Exception):
     """Base of the errors that every rank raises together, after the ranks agreed on them.
 
-    :class:`RankFailedError`, the errors of :class:`~quaterion.train.callbacks.GuardCallback`
+    :class:`RankFailedError`, the errors of :class:`~quaterion.train.callbacks.guard_callback.GuardCallback`
     and :class:`RankMismatchError` derive from it. A rank stopping with one of them is not
     reported to the other ranks as a new failure (they raise the same error themselves).
     """

@@ -107,7 +107,7 @@ class Quaterion:
 
         Under DDP, when another rank fails (in its step, a callback, a loader), this rank
         raises :class:`~quaterion.distributed.RankFailedError` naming that rank, where it
-        failed and its error (see :class:`~quaterion.train.callbacks.RankFailureCallback`);
+        failed and its error (see :class:`~quaterion.train.callbacks.rank_failure_callback.RankFailureCallback`);
         the failing rank raises its own error.
         """
         _check_inputs(trainable_model, train_dataloader, val_dataloader)

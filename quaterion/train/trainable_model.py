@@ -281,7 +281,7 @@ class TrainableModel(pl.LightningModule, CacheMixin):
 
     @override
     def configure_callbacks(self) -> List[pl.Callback]:
-        """A :class:`~quaterion.train.callbacks.RankFailureCallback` unless the trainer has
+        """A :class:`~quaterion.train.callbacks.rank_failure_callback.RankFailureCallback` unless the trainer has
         one, so that a plain ``trainer.fit`` under DDP also tells every rank which rank
         failed and why. Call ``super().configure_callbacks()`` when overriding."""
         trainer = self._trainer_or_none()
