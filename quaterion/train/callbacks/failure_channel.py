@@ -90,7 +90,11 @@ class FailureChannel:
             host = os.environ.get("MASTER_ADDR", "127.0.0.1")
             try:
                 store = dist.TCPStore(
-                    host, 0, None, True, timeout=timedelta(seconds=connect_timeout),
+                    host,
+                    0,
+                    None,
+                    True,
+                    timeout=timedelta(seconds=connect_timeout),
                     wait_for_workers=False,
                 )
                 address = (host, store.port)

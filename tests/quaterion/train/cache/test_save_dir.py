@@ -232,7 +232,7 @@ _HOLD_LOCK = (
 )
 
 
-def _holder(save_dir, mode="exclusive"):
+def lock_holder(save_dir, mode="exclusive"):
     os.makedirs(save_dir, exist_ok=True)
     process = subprocess.Popen(
         [sys.executable, "-c", _HOLD_LOCK, str(save_dir), mode],
@@ -251,7 +251,7 @@ def test_two_jobs_racing_for_the_write_lock_never_both_fill(tmp_path):
     then reuses its cache."""
     save_dir, hold = tmp_path / "cache", tmp_path / "hold"
     hold.write_text("each fill's first batch takes a second")
-    gate = _holder(save_dir, "shared")
+    gate = lock_holder(save_dir, "shared")
     jobs, lines = [], {}
     try:
         for name in ("a", "b"):
@@ -262,7 +262,7 @@ def test_two_jobs_racing_for_the_write_lock_never_both_fill(tmp_path):
             ).start()
             jobs.append(job)
         for name in lines:  # both found no cache and wait to write one
-            _wait_for(lambda: any("(a reader of the cache)" in line for line in lines[name]))
+            _wait_for(lambda out=lines[name]: any("(a reader of the cache)" in s for s in out))
         os.kill(gate.pid, signal.SIGKILL)
         for job in jobs:
             job.wait(300)
@@ -280,7 +280,7 @@ def test_two_jobs_racing_for_the_write_lock_never_both_fill(tmp_path):
 
 def test_a_live_writer_is_a_clear_error_and_a_killed_one_blocks_nothing(tmp_path, monkeypatch):
     monkeypatch.setattr(_save_dir, "LOCK_WAIT_S", 0.5)
-    holder = _holder(tmp_path)
+    holder = lock_holder(tmp_path)
     try:
         with pytest.raises(CacheDirInUseError, match=f"pid {holder.pid} on"):
             _fit(tmp_path)
