@@ -4,14 +4,13 @@ error: 2 real processes per case (gloo on 127.0.0.1, joined by Lightning's DDP).
 import json
 import os
 import signal
-import subprocess
 import sys
 import time
 
 import pytest
 
 from tests.quaterion.distributed import own_error_script as script
-from tests.quaterion.distributed._launch import free_port
+from tests.quaterion.distributed._launch import free_port, start_script
 from tests.quaterion.distributed.test_ddp_fit import REPO
 
 pytestmark = pytest.mark.slow
@@ -37,17 +36,7 @@ def run_case(case: str, out) -> list:
         }
         env.pop("PL_GLOBAL_SEED", None)
         command = [sys.executable, "-m", script.__name__, case, str(out)]
-        processes.append(
-            subprocess.Popen(
-                command,
-                cwd=REPO,
-                env=env,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                text=True,
-                start_new_session=True,
-            )
-        )
+        processes.append(start_script(command, env, REPO))
     results = []
     try:
         for process in processes:
