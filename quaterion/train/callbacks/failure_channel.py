@@ -152,25 +152,33 @@ class FailureChannel:
         return None
 
     def close(self) -> None:
-        """Stop the watcher and leave the store; rank 0 first waits (bounded) for the others
-        to leave, so that no rank polls a store that is gone. Idempotent."""
+        """Stop the watcher, take a last look for a failure, and leave the store.
+
+        Rank 0 first waits (``ack_timeout`` at most) for the others to leave, so that no rank
+        polls a store that is gone, and notices a failure posted meanwhile (a rank that
+        failed while this one was finishing). Idempotent.
+        """
         self._stop.set()
         if self._thread is not threading.current_thread():
             self._thread.join()
-        store, self._store = self._store, None
+        store = self._store
         if store is None:
             return
         try:
-            if self.rank != 0:
-                store.add(_LEFT, 1)
-            elif self.other_failure is None and not self._posted:
+            if self.rank == 0 and not self._posted:
                 deadline = time.monotonic() + self.ack_timeout
-                while store.add(_LEFT, 0) < store.add(_JOINED, 0):
+                while self.other_failure is None and store.add(_LEFT, 0) < store.add(_JOINED, 0):
                     if time.monotonic() > deadline:
                         break
+                    self._check()
                     time.sleep(0.05)
+            if not self._posted:
+                self._check()
+            if self.rank != 0:
+                store.add(_LEFT, 1)
         except Exception:
             pass  # the host has gone: nothing to leave
+        self._store = None
         del store
 
     def _check(self) -> bool:

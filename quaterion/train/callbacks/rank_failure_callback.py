@@ -79,9 +79,9 @@ class RankFailureCallback(pl.Callback):
     @override
     def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         channel = self._channel
+        self._close()  # a last look at the store included
         if channel is not None:
-            self._other_failure = channel.look()
-        self._close()
+            self._other_failure = channel.other_failure
         self._report()
 
     @override

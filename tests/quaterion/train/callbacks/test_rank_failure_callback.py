@@ -1,6 +1,7 @@
 """RankFailureCallback and its FailureChannel in one process (the 2-rank runs are in
 ``tests/quaterion/distributed/test_own_errors.py``)."""
 
+import socket
 import threading
 import time
 from datetime import timedelta
@@ -24,6 +25,7 @@ def channels():
         for rank, store in enumerate((host, client))
     ]
     opened.append(host.port)
+    del host, client  # the channels hold the only references: closing frees the port
     yield opened
     for channel in reversed(opened[:2]):
         channel.close()
@@ -94,3 +96,18 @@ def test_plain_trainer_fit_gets_the_callback_from_the_model():
     trainer.fit(model, loader)
     assert [cb for cb in trainer.callbacks if isinstance(cb, RankFailureCallback)] == [own]
     assert own.other_failure is None and own.rank_failed_error() is None
+
+
+def test_failure_posted_while_rank_zero_closes_is_noticed_and_the_port_freed(channels):
+    closing = threading.Thread(target=channels[0].close)
+    closing.start()  # rank 0 finished its fit and waits for rank 1 to leave
+    start = time.monotonic()
+    assert channels[1].post("rank 1 failed in train: OSError: disk full") is None
+    assert time.monotonic() - start < channels[1].ack_timeout  # rank 0's last look acked it
+    channels[1].close()
+    closing.join(10)
+    assert not closing.is_alive()
+    assert channels[0].other_failure == "rank 1 failed in train: OSError: disk full"
+    with socket.socket() as probe:  # the store is gone: its port can be taken again
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        probe.bind(("", channels[2]))
