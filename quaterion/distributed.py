@@ -7,7 +7,9 @@ Failure contract: a helper that takes a collective never leaves a rank waiting f
 collective another rank will not reach. Errors found on one rank (a failing rank-0-only
 section, ranks passing different shapes to :func:`gather_rows`) are agreed on at the
 helper's own exchange, and every rank raises: the failing rank its own exception, the
-others :class:`RankFailedError` or the same ``ValueError``.
+others :class:`RankFailedError` or the same :class:`RankMismatchError`.
+An error a rank raises on its own (in its step, a callback, a loader) reaches the others
+through :class:`~quaterion.train.callbacks.rank_failure_callback.RankFailureCallback`.
 """
 
 import hashlib
@@ -23,12 +25,25 @@ from quaterion._gather_plan import AgreedLayout, GatherPlan
 T = TypeVar("T")
 
 
-class RankFailedError(RuntimeError):
-    """Another rank failed inside a section every rank runs together; this rank stops too.
+class ErrorOnEveryRank(Exception):
+    """Base of the errors that every rank raises together, after the ranks agreed on them.
+
+    :class:`RankFailedError`, the errors of :class:`~quaterion.train.callbacks.guard_callback.GuardCallback`
+    and :class:`RankMismatchError` derive from it. A rank stopping with one of them is not
+    reported to the other ranks as a new failure (they raise the same error themselves).
+    """
+
+
+class RankFailedError(ErrorOnEveryRank, RuntimeError):
+    """Another rank failed; this rank stops too.
 
     The message names the failing rank(s) and their exception; the full traceback is in the
     failing rank's own output.
     """
+
+
+class RankMismatchError(ErrorOnEveryRank, ValueError):
+    """Ranks passed tensors of different layouts to one collective (every rank raises it)."""
 
 
 def world_size() -> int:
@@ -74,6 +89,16 @@ def gather_objects(obj: Any) -> List[Any]:
     out: List[Any] = [None] * world_size()
     dist.all_gather_object(out, obj)
     return out
+
+
+def broadcast_from_rank_zero(obj: Any) -> Any:
+    """Global rank 0's ``obj`` on every rank (picklable objects; over the host, never the
+    device). Every rank must call it; without a process group, returns ``obj``."""
+    if world_size() == 1:
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=0, group=_host_group())
+    return box[0]
 
 
 def collective_device() -> torch.device:
@@ -267,7 +292,7 @@ def _agree_on_rows(
         f"  rank {rank}: {'(invalid) ' if n < 0 else f'{n} rows, '}{text}"
         for rank, (n, text, _) in enumerate(descriptions)
     )
-    raise ValueError(
+    raise RankMismatchError(
         "gather_rows: every rank must pass the same number of tensors with the same trailing "
         "shapes, dtypes and requires_grad (only the number of rows may differ), on the same "
         f"kind of device. Got:\n{lines}\nMake every rank build its batch the same way (the "
@@ -439,8 +464,9 @@ def gather_rows(*tensors: Tensor) -> Tuple[Tensor, ...]:
     All ``tensors`` share their first dimension (e.g. embeddings ``(B, d)`` and groups
     ``(B,)``); ranks may hold different ``B``. Everything else (the number of tensors, their
     trailing shapes, dtypes, ``requires_grad``, the device type) must match across ranks:
-    otherwise every rank raises the same ``ValueError`` listing what each rank passed,
-    before any rows are used. Only a rank holding no rows may differ in dtypes and trailing
+    otherwise every rank raises the same :class:`RankMismatchError` (a ``ValueError``)
+    listing what each rank passed, before any rows are used. Only a rank holding no rows may
+    differ in dtypes and trailing
     shapes: it contributes nothing and gets the other ranks' layout.
 
     For a tensor that requires grad, backward sums, on each rank, the gradients every rank

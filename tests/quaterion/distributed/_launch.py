@@ -2,6 +2,7 @@
 
 import os
 import socket
+import subprocess
 import time
 from typing import Any, Callable, Optional, Sequence
 
@@ -53,4 +54,17 @@ def gloo_init(rank: int, world: int, store_file: str, timeout_s: Optional[float]
     extra = {} if timeout_s is None else {"timeout": timedelta(seconds=timeout_s)}
     dist.init_process_group(
         "gloo", init_method=f"file://{store_file}", rank=rank, world_size=world, **extra
+    )
+
+
+def start_script(command: Sequence[str], env: dict, cwd: str) -> subprocess.Popen:
+    """``command`` in its own session (killed as a whole on timeout), output captured."""
+    return subprocess.Popen(
+        list(command),
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
     )
