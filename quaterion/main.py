@@ -18,8 +18,12 @@ from quaterion.train._fit_checks import (
     loader_length,
     warn_ineffective_options,
 )
-from quaterion.train.callbacks import CleanupCallback, GuardCallback, MetricsCallback
-from quaterion.train.callbacks.cleanup_callback import restore_dataloader
+from quaterion.train.callbacks import (
+    CleanupCallback,
+    GuardCallback,
+    MetricsCallback,
+    RankFailureCallback,
+)
 from quaterion.train.trainable_model import TrainableModel
 from quaterion.utils.progress_bar import QuaterionProgressBar
 
@@ -60,9 +64,19 @@ def _check_inputs(model, train_dataloader, val_dataloader) -> None:
 
 
 def _add_callbacks(trainer: pl.Trainer) -> None:
-    for callback_type in (CleanupCallback, MetricsCallback, GuardCallback):
+    for callback_type in (CleanupCallback, MetricsCallback, GuardCallback, RankFailureCallback):
         if not any(isinstance(cb, callback_type) for cb in trainer.callbacks):
             trainer.callbacks.append(callback_type())
+
+
+def _raise_if_another_rank_failed(trainer: pl.Trainer, error: Optional[BaseException]) -> None:
+    """Raise ``RankFailedError`` when another rank's failure stopped (or outlived) this rank's
+    fit; the failing rank keeps its own error."""
+    for callback in trainer.callbacks:
+        if isinstance(callback, RankFailureCallback):
+            failure = callback.rank_failed_error()
+            if failure is not None:
+                raise failure from error
 
 
 class Quaterion:
@@ -89,6 +103,11 @@ class Quaterion:
 
         After ``fit`` returns the model holds its original encoders again and both loaders
         can be reused (another ``fit``, or plain iteration).
+
+        Under DDP, when another rank fails (in its step, a callback, a loader), this rank
+        raises :class:`~quaterion.distributed.RankFailedError` naming that rank, where it
+        failed and its error (see :class:`~quaterion.train.callbacks.rank_failure_callback.RankFailureCallback`);
+        the failing rank raises its own error.
         """
         _check_inputs(trainable_model, train_dataloader, val_dataloader)
         _check_loaders(trainable_model, train_dataloader, val_dataloader)
@@ -106,24 +125,25 @@ class Quaterion:
             )
         _add_callbacks(trainer)
         warn_ineffective_options(trainable_model, trainer, loader_length(train_dataloader))
-        loaders = [dl for dl in (train_dataloader, val_dataloader) if dl is not None]
-        for loader in loaders:
-            trainable_model.setup_dataloader(loader)
-        try:
-            fit = trainable_model.cache_loaders(trainer, train_dataloader, val_dataloader)
-            with warnings.catch_warnings() if fit.served else contextlib.nullcontext():
-                if fit.served:
-                    warnings.filterwarnings("ignore", FEW_WORKERS_WARNING, PossibleUserWarning)
+        for loader in (train_dataloader, val_dataloader):
+            if loader is not None:
+                trainable_model.setup_dataloader(loader)
+        fit = trainable_model.cache_loaders(trainer, train_dataloader, val_dataloader)
+        with warnings.catch_warnings() if fit.served else contextlib.nullcontext():
+            if fit.served:
+                warnings.filterwarnings("ignore", FEW_WORKERS_WARNING, PossibleUserWarning)
+            # CleanupCallback restores the model and loaders when the fit ends or raises
+            try:
                 trainer.fit(
                     model=trainable_model,
                     train_dataloaders=fit.train,
                     val_dataloaders=fit.val,
                     ckpt_path=ckpt_path,
                 )
-        finally:
-            trainable_model.unwrap_cache()
-            for loader in loaders:
-                restore_dataloader(trainable_model, loader)
+            except BaseException as error:
+                _raise_if_another_rank_failed(trainer, error)
+                raise
+            _raise_if_another_rank_failed(trainer, None)
 
     @classmethod
     def evaluate(cls, evaluator, dataset, model) -> Dict[str, torch.Tensor]:

@@ -42,9 +42,12 @@ def add_data_args(
     )
     parser.add_argument(
         "--synthetic",
-        action="store_true",
+        nargs="?",
+        const="easy",
+        choices=("easy", "hard"),
         help="use a small generated dataset (196 classes) instead of Stanford Cars; "
-        "implies --weights random unless given; no network access",
+        "implies --weights random unless given; no network access. 'hard' (--synthetic hard): "
+        "shared colours and every image a random crop and flip of its class's picture",
     )
     parser.add_argument(
         "--input-size",
@@ -98,7 +101,7 @@ def default_cache_dir(
         and weights_tag == "pretrained"
     ):
         return CACHE_DIR
-    source = "synthetic" if synthetic else "real"
+    source = {None: "real", False: "real", "hard": "synthetic-hard"}.get(synthetic, "synthetic")
     name = f"{source}_{input_size}_{arch}_{weights_tag}"
     if weights_tag == "random":
         name += f"_seed{seed}"

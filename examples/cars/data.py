@@ -5,6 +5,7 @@ Nothing happens at import: the split is reproducible because it is drawn from a
 """
 
 import os
+from functools import partial
 from typing import Any, Callable, Optional, Tuple
 
 import numpy as np
@@ -52,8 +53,11 @@ class _TransformedDataset(CarsDataset):
 
 
 def data_source(synthetic: bool) -> str:
-    """``"synthetic"`` or ``"real"``: keys split files and cache directories."""
-    return "synthetic" if synthetic else "real"
+    """``"synthetic"``, ``"synthetic-hard"`` (``synthetic="hard"``) or ``"real"``: keys split
+    files and cache directories."""
+    if not synthetic:
+        return "real"
+    return "synthetic-hard" if synthetic == "hard" else "synthetic"
 
 
 def load_full_dataset(data_dir: str = DATASET_PATH, synthetic: bool = False) -> ConcatDataset:
@@ -66,7 +70,7 @@ def load_full_dataset(data_dir: str = DATASET_PATH, synthetic: bool = False) -> 
         DataNotFoundError: real data is missing; the message names ``--data-dir`` and ``--synthetic``.
     """
     if synthetic:
-        cls: Callable[..., Dataset] = SyntheticStanfordCars
+        cls: Callable[..., Dataset] = partial(SyntheticStanfordCars, hard=synthetic == "hard")
     else:
         cls = torchvision.datasets.StanfordCars
     try:

@@ -21,7 +21,9 @@ from quaterion.train.cache.setup import CachedLoaders, apply_cache_config, cache
 from quaterion.train.cache.setup import unwrap_encoders
 from quaterion.train.cache.store import CacheStore
 from quaterion.train.cache_mixin import CacheMixin
+from quaterion.train.callbacks.cleanup_callback import restore_dataloader
 from quaterion.train.callbacks.guard_callback import check_loss_output, watch_evaluation_loss
+from quaterion.train.callbacks.rank_failure_callback import RankFailureCallback
 from quaterion.train.gradient_cache import GradientCacheConfig, cached_gradient_step
 from quaterion.train.xbm import XbmConfig
 from quaterion.train.xbm.xbm_buffer import XbmBuffer
@@ -64,6 +66,7 @@ class TrainableModel(pl.LightningModule, CacheMixin):
 
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
+        self._cache_sources: List[SimilarityDataLoader] = []  # loaders the cache set up
         encoders = check_encoders(self.configure_encoders(), Encoder)
         self.cache_config = check_hook_result(
             "configure_caches",
@@ -278,6 +281,18 @@ class TrainableModel(pl.LightningModule, CacheMixin):
     def on_fit_start(self) -> None:
         self._place_caches()
 
+    @override
+    def configure_callbacks(self) -> List[pl.Callback]:
+        """A :class:`~quaterion.train.callbacks.rank_failure_callback.RankFailureCallback` unless the trainer has
+        one, so that a plain ``trainer.fit`` under DDP also tells every rank which rank
+        failed and why. Call ``super().configure_callbacks()`` when overriding."""
+        trainer = self._trainer_or_none()
+        if trainer is not None and any(
+            isinstance(callback, RankFailureCallback) for callback in trainer.callbacks
+        ):
+            return []
+        return [RankFailureCallback()]
+
     def _place_caches(self) -> None:
         if self._model is None:
             return
@@ -311,15 +326,25 @@ class TrainableModel(pl.LightningModule, CacheMixin):
     ) -> CachedLoaders:
         """:meth:`setup_cache`, returning the loaders to fit on (store-served where the
         data is fully cached) and whether anything is cached."""
-        self.model.encoders = apply_cache_config(self.model.encoders, self.cache_config)
-        return cache_loaders(
-            trainer, self.model.encoders, train_dataloader, val_dataloader, self.cache_config
-        )
+        self._cache_sources = [dl for dl in (train_dataloader, val_dataloader) if dl is not None]
+        try:
+            self.model.encoders = apply_cache_config(self.model.encoders, self.cache_config)
+            return cache_loaders(
+                trainer, self.model.encoders, train_dataloader, val_dataloader, self.cache_config
+            )
+        except BaseException:  # nothing reaches the trainer: undo the set-up here
+            self.unwrap_cache()
+            raise
 
     def unwrap_cache(self) -> None:
-        """Replace every cache encoder by the encoder it wraps (drops the cached vectors)."""
+        """Replace every cache encoder by the encoder it wraps (drops the cached vectors) and
+        put the loaders the cache set up back into their plain state (see
+        :class:`~quaterion.train.callbacks.CleanupCallback`, which calls this when a fit ends)."""
         if self._model is not None:
             self._model.encoders = unwrap_encoders(self._model.encoders)
+        sources, self._cache_sources = self._cache_sources, []
+        for loader in sources:
+            restore_dataloader(self, loader)
 
     def save_servable(self, path: str) -> None:
         """``unwrap_cache()`` then ``self.model.save(path)`` (a ``SimilarityModel`` directory).

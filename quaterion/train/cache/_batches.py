@@ -6,7 +6,7 @@ objects (``int64``, what a cache encoder's ``forward`` indexes) and its labels, 
 layout the loader's own collate gives (§4.8 of the training spec, rows instead of keys).
 """
 
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 import torch
@@ -14,7 +14,7 @@ from torch import Tensor
 from torch.utils.data import BatchSampler, DataLoader, Dataset
 
 from quaterion.dataset.similarity_data_loader import SimilarityDataLoader
-from quaterion.train.cache._views import EpochLoader, epoch_views, view_keys
+from quaterion.train.cache._views import epoch_views, view_keys
 from quaterion.train.cache.store import CacheStore
 from quaterion_models.utils.meta import merge_meta
 
@@ -78,6 +78,13 @@ def batches_from_store(loader: SimilarityDataLoader) -> bool:
     )
 
 
+def store_layouts(loaders: Dict[str, SimilarityDataLoader]) -> Dict[str, Optional[type]]:
+    """Split -> the loader class that lays out its batches when they can come from the store
+    (:func:`batches_from_store`), else ``None``: decided once, handed to the fill, the
+    fingerprints and the serving."""
+    return {split: type(dl) if batches_from_store(dl) else None for split, dl in loaders.items()}
+
+
 class CachedRows(Dataset):
     """Whole batches of a cached split by position, through ``__getitems__``.
 
@@ -85,8 +92,10 @@ class CachedRows(Dataset):
         loader: the loader the split belongs to (its class fixes the batch layout).
         split: ids and label-only samples per position.
         encoders: the cached encoders (all of the model's encoders).
-        views: stored views per object; each epoch (``start_epoch``) serves one of them per
-            position, see :func:`~quaterion.train.cache._views.epoch_views`.
+        views: stored views per object; each epoch serves one of them per position, see
+            :func:`~quaterion.train.cache._views.epoch_views`.
+        epoch: the current training epoch (``trainer.current_epoch``: restored on resume,
+            so a resumed run serves the views of an uninterrupted one).
     """
 
     def __init__(
@@ -95,6 +104,7 @@ class CachedRows(Dataset):
         split: CachedSplit,
         encoders: Dict[str, CacheStore],
         views: int = 1,
+        epoch: Callable[[], int] = int,
     ):
         self.split = split
         self.layout = type(loader)
@@ -108,7 +118,7 @@ class CachedRows(Dataset):
             )
             for name, enc in encoders.items()
         }
-        self.views, self.epoch, self.chosen = views, -1, None
+        self.views, self.epoch, self.chosen = views, epoch, (None, None)
         self.meta = None
         if any(len(enc.meta_cache) for enc in encoders.values()):
             records = {name: [enc.meta_cache[k] for k in keys] for name, enc in encoders.items()}
@@ -117,17 +127,15 @@ class CachedRows(Dataset):
     def __len__(self) -> int:
         return len(self.split)
 
-    def start_epoch(self) -> None:
-        """Serve the next epoch's choice of views."""
-        self.epoch += 1
-        self.chosen = epoch_views(self.epoch, len(self.split), self.views)
-
     def __getitems__(self, positions: List[int]):
         idx = torch.as_tensor(positions, dtype=torch.long)
-        if self.chosen is None:  # one view
+        if self.views == 1:
             picked = {name: rows[0][:, idx] for name, rows in self.rows.items()}
         else:
-            view = self.chosen[idx]
+            epoch = self.epoch()
+            if self.chosen[0] != epoch:
+                self.chosen = epoch, epoch_views(epoch, len(self.split), self.views)
+            view = self.chosen[1][idx]
             picked = {name: rows[view, :, idx].T for name, rows in self.rows.items()}
         data = {name: self.carry[name](rows.reshape(-1)) for name, rows in picked.items()}
         n = len(self.split)
@@ -158,10 +166,34 @@ def served_loader(loader: SimilarityDataLoader, rows: CachedRows) -> DataLoader:
         }
     else:
         batching = {"batch_sampler": loader.batch_sampler}
-    return (EpochLoader if rows.views > 1 else DataLoader)(
+    return DataLoader(
         rows,
         collate_fn=_whole_batch,
         pin_memory=loader.pin_memory,
         generator=loader.generator,  # each epoch draws its seed from it, as ``loader`` does
         **batching,
     )
+
+
+def serve_from_store(
+    loaders: Dict[str, SimilarityDataLoader],
+    splits,
+    encoders: Dict[str, CacheStore],
+    full: bool,
+    views: int,
+    epoch: Callable[[], int],
+    layouts: Dict[str, Optional[type]],
+) -> Dict[str, DataLoader]:
+    """Split -> loader of store-served batches, for every loader that can have them
+    (``full``: every encoder is cached with default keys; ``views`` of the training split,
+    chosen by ``epoch()``; ``layouts`` of :func:`store_layouts`); marks each
+    ``full_cache_used``."""
+    served = {}
+    for split, loader in loaders.items():
+        cached = splits.get(split)
+        usable = full and cached is not None and layouts[split] is not None
+        if usable and len(cached) == len(loader.dataset):  # a layout: sized
+            rows = CachedRows(loader, cached, encoders, views if split == "train" else 1, epoch)
+            served[split] = served_loader(loader, rows)
+        loader.full_cache_used = split in served
+    return served

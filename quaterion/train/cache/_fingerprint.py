@@ -13,7 +13,8 @@ import hashlib
 import itertools
 import re
 import warnings
-from typing import Any, Dict, List, Optional
+from functools import cache
+from typing import Any, Callable, Dict, List, Optional
 
 import numpy as np
 import torch
@@ -22,8 +23,7 @@ from pytorch_lightning.utilities.seed import isolate_rng
 from quaterion.dataset.label_cache_dataset import labels_only
 from quaterion.dataset.similarity_data_loader import SimilarityDataLoader
 from quaterion.train.cache._batches import CachedSplit, batches_from_store
-from quaterion.train.cache._views import ViewDataset
-from quaterion.train.cache.cache_model import fill_loader
+from quaterion.train.cache._views import ViewDataset, fill_loader
 from quaterion.train.cache.cache_config import CacheConfig
 
 
@@ -118,8 +118,9 @@ def content_sample(dataset: Any) -> str:
     if isinstance(dataset, torch.utils.data.IterableDataset):
         items = itertools.islice(iter(dataset), SAMPLE_SIZE)
     else:
+        positions = sample_positions(len(dataset))
         seeded = ViewDataset(dataset, 0)
-        items = (seeded[position] for position in sample_positions(len(dataset)))
+        items = (seeded[position] for position in positions)
     with isolate_rng():  # a random transform must not shift the run's random numbers
         for item in items:
             _feed_content(digest, item)
@@ -136,16 +137,16 @@ def sha256(value: Any) -> str:
 class _Pass:
     """Collate of the fingerprint pass: ids, labels, collated encoder inputs."""
 
-    def __init__(self, loader: SimilarityDataLoader, collates: Dict[str, Any]):
-        self.pre_collate_fn = loader.original_params["collate_fn"]
-        self.loader = loader if batches_from_store(loader) else None
+    def __init__(self, pre_collate_fn, collates: Dict[str, Any], layout: Optional[type]):
+        self.pre_collate_fn = pre_collate_fn
+        self.layout = layout
         self.collates = collates
 
     def __call__(self, batch):
         ids = np.array([item[0] for item in batch], dtype=np.uint64)
-        if self.loader is not None:
+        if self.layout is not None:
             _, features, labels = self.pre_collate_fn(batch)
-            labels = type(self.loader).label_columns(labels)
+            labels = self.layout.label_columns(labels)
         else:  # other layouts: the label-only samples themselves
             labels = [repr(labels_only(item[1])) for item in batch]
             features = self.pre_collate_fn(batch)[1] if self.collates else None
@@ -154,12 +155,16 @@ class _Pass:
 
 
 def _read(
-    loader: SimilarityDataLoader, cache_config: CacheConfig, collates: Dict[str, Any]
+    loader: SimilarityDataLoader,
+    cache_config: CacheConfig,
+    collates: Dict[str, Any],
+    layout: Optional[type],
 ) -> tuple:
     """One ordered pass over ``loader.dataset``: ids, labels (label columns for a loader
     served from the store, else the label-only samples), the hash of each encoder's collated
     inputs, and the pass's batch size."""
-    batches = fill_loader(loader, cache_config, _Pass(loader, collates))
+    pass_collate = _Pass(loader.original_params["collate_fn"], collates, layout)
+    batches = fill_loader(loader, cache_config, pass_collate)
     ids, labels = [], []
     digests = {name: hashlib.sha256() for name in collates}
     with isolate_rng():  # iterating a DataLoader draws a seed from the global generator
@@ -181,12 +186,15 @@ def read_fingerprints(
     loader: SimilarityDataLoader,
     cache_config: CacheConfig,
     content_collates: Optional[Dict[str, Any]] = None,
+    layout: Optional[type] = None,
 ) -> Dict[str, Any]:
     """One ordered pass over ``loader.dataset``; see :func:`fingerprint` for the result.
     ``content_collates`` (encoder name -> the wrapped encoder's collate) adds a hash of
-    every collated batch of encoder inputs, batched by ``cache_config.batch_size``.
+    every collated batch of encoder inputs, batched by ``cache_config.batch_size``;
+    ``layout``: the loader's class when its batches can come from the store.
     """
-    ids, labels, content, batch_size = _read(loader, cache_config, content_collates or {})
+    collates = content_collates or {}
+    ids, labels, content, batch_size = _read(loader, cache_config, collates, layout)
     return fingerprint(sha256([ids, labels]), content, batch_size, content_sample(loader.dataset))
 
 
@@ -195,7 +203,7 @@ def read_split(loader: SimilarityDataLoader) -> Optional[CachedSplit]:
     ``None`` for a loader whose batches cannot come from the store."""
     if not batches_from_store(loader):
         return None
-    ids, columns, _, _ = _read(loader, CacheConfig(), {})
+    ids, columns, _, _ = _read(loader, CacheConfig(), {}, type(loader))
     return CachedSplit(ids, columns if isinstance(columns, dict) else {})
 
 
@@ -212,3 +220,27 @@ def fingerprint(
         "content_sha256": content or None,
         "content_batch_size": batch_size if content else None,
     }
+
+
+def split_fingerprints(
+    loaders: Dict[str, SimilarityDataLoader],
+    config: CacheConfig,
+    content,
+    splits: dict,
+    layouts: Dict[str, Optional[type]],
+) -> Callable:
+    """``split -> manifest record`` of its data: from its entry in ``splits`` when there is
+    one and no ``content`` hash is asked for, else from one read of the loader (remembered)."""
+
+    @cache
+    def read(split: str) -> dict:
+        return read_fingerprints(loaders[split], config, content, layouts[split])
+
+    def of(split: str) -> dict:
+        cached = None if content else splits.get(split)
+        if cached is None:
+            return read(split)
+        sample = content_sample(loaders[split].dataset)
+        return fingerprint(sha256([cached.ids, cached.columns]), sample=sample)
+
+    return of

@@ -9,6 +9,7 @@ import warnings
 from typing import Any, Callable, Dict, Optional
 
 import numpy as np
+import pytorch_lightning as pl
 import torch
 
 from quaterion.dataset.similarity_data_loader import SimilarityDataLoader
@@ -17,6 +18,7 @@ from quaterion.train.cache.cache_encoder import CacheEncoder
 from quaterion.train.cache._callable_fingerprint import callable_fingerprint
 from quaterion.train.cache._checksum import file_sha256
 from quaterion.train.cache._fingerprint import sha256
+from quaterion import distributed
 from quaterion.train.cache._save_dir import CURRENT, GENERATION_PREFIX
 from quaterion_models.utils.files import read_json, save_torch, write_json
 from quaterion_models.utils.atomic import fsync_directory
@@ -278,3 +280,18 @@ def current_generation(dir_path: str) -> Optional[str]:
     """Name of the generation ``<dir>/current`` points to (``None`` if there is none)."""
     link = os.path.join(dir_path, CURRENT)
     return os.readlink(link) if os.path.islink(link) else None
+
+
+def save_per_filesystem(trainer: pl.Trainer, save_dir: str, write: Callable[[], str]) -> None:
+    """Write the cache once per filesystem that holds ``save_dir``.
+
+    Global rank 0 writes first. On a filesystem shared by every node the others then see that
+    generation and write nothing; on node-local disks the first process of every other node
+    does not, and writes its own copy (every rank holds the complete store after the fill).
+    """
+    generation = write() if trainer.global_rank == 0 else None
+    generation = distributed.gather_objects(generation)[0]
+    own_copy = trainer.local_rank == 0 and trainer.global_rank != 0
+    if own_copy and current_generation(save_dir) != generation:
+        write()
+    distributed.barrier()

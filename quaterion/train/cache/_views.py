@@ -1,5 +1,6 @@
-"""Cached augmented views (``CacheConfig(views=K)``): K seeded reads of each object, and the
-view each training epoch serves.
+"""Reads of a loader's data for the cache (:func:`fill_loader`) and cached augmented views
+(``CacheConfig(views=K)``): K seeded reads of each object, and the view each training epoch
+serves.
 
 Item ``i`` of view ``v`` is read under a random state seeded by ``(v, i)`` alone, so a
 random transform gives the same view on every rank, with any batching or number of
@@ -9,7 +10,7 @@ workers, and in every run. View 0 keeps the sample's own key; view ``v > 0`` is 
 
 import hashlib
 import random
-from typing import Any, Hashable, List
+from typing import Any, Callable, Hashable, List, Optional
 
 import numpy as np
 import torch
@@ -17,7 +18,20 @@ from pytorch_lightning.utilities.seed import isolate_rng
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
+from quaterion.dataset.similarity_data_loader import SimilarityDataLoader
+from quaterion.train.cache.cache_config import CacheConfig
+
 VIEW_SEED = "quaterion-cache-views"
+_DROP_PARAMS = (
+    "collate_fn",
+    "batch_sampler",
+    "sampler",
+    "shuffle",
+    "batch_size",
+    "drop_last",
+    "num_workers",
+    "generator",  # the fill is unshuffled: drawing a seed from it would change the shuffles
+)
 
 
 def _seed(*parts: Any) -> int:
@@ -56,9 +70,28 @@ def epoch_views(epoch: int, size: int, views: int) -> Tensor:
     return torch.randint(views, (size,), generator=generator)
 
 
-class EpochLoader(DataLoader):
-    """A ``DataLoader`` that tells its dataset (``start_epoch()``) each time an epoch begins."""
+def fill_loader(
+    loader: SimilarityDataLoader,
+    cache_config: CacheConfig,
+    collate_fn: Optional[Callable] = None,
+    dataset: Optional[Dataset] = None,
+) -> DataLoader:
+    """Plain, unshuffled ``DataLoader`` with the fill settings: ``CacheConfig.batch_size``,
+    ``CacheConfig.num_workers`` (``None``: the loader's) and the loader's other arguments.
 
-    def __iter__(self):
-        self.dataset.start_epoch()
-        return super().__iter__()
+    It reads ``dataset`` (default ``loader.dataset``) through ``collate_fn`` (default the
+    loader's own ``collate_fn``).
+    """
+    params = {k: v for k, v in loader.original_params.items() if k not in _DROP_PARAMS}
+    workers = loader.num_workers if cache_config.num_workers is None else cache_config.num_workers
+    if workers == 0:
+        params.pop("persistent_workers", None)
+        params.pop("prefetch_factor", None)
+    return DataLoader(
+        loader.dataset if dataset is None else dataset,
+        collate_fn=collate_fn or loader.collate_fn,
+        batch_size=cache_config.batch_size or 32,
+        shuffle=False,
+        num_workers=workers,
+        **params,
+    )

@@ -8,55 +8,43 @@ positions, and :class:`CacheModel` gathers the stores and labels of all ranks at
 """
 
 import warnings
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Dict, List, Optional
 
 import numpy as np
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.utilities.seed import isolate_rng
 from pytorch_lightning.utilities.warnings import PossibleUserWarning
-from torch.utils.data import DataLoader, Dataset, StackDataset
+from torch.utils.data import StackDataset
 from typing_extensions import override
 
 from quaterion.dataset.similarity_data_loader import SimilarityDataLoader
 from quaterion import distributed
-from quaterion.train.cache._batches import CachedSplit, batches_from_store
-from quaterion.train.cache._views import ViewDataset, view_keys
+from quaterion.train.cache._batches import CachedSplit
+from quaterion.train.cache._views import ViewDataset, fill_loader, view_keys
 from quaterion.train.cache.cache_config import CacheConfig
 from quaterion.train.cache.cache_encoder import CacheEncoder, CacheMode
 from quaterion.train.cache.cache_train_collator import CacheTrainCollator
 
 FEW_WORKERS_WARNING = ".*does not have many workers.*"
-_DROP_PARAMS = (
-    "collate_fn",
-    "batch_sampler",
-    "sampler",
-    "shuffle",
-    "batch_size",
-    "drop_last",
-    "num_workers",
-    "generator",  # the fill is unshuffled: drawing a seed from it would change the shuffles
-)
 
 
 class FillCollate:
     """Fill batch: ``{"positions", "ids", "columns", "features"}``.
 
     ``features`` comes from a FILL-mode :class:`CacheTrainCollator` (only keys not seen
-    before in this process). With ``loader`` (one served from the store), items are
+    before in this process). With ``layout`` (the class of a loader served from the store), items are
     ``(position, (id, sample))`` and the position, id (``uint64``) and label ``columns`` of
     each are kept too; without, items are ``(id, sample)`` and those entries are ``None``.
     """
 
-    def __init__(
-        self, collator: CacheTrainCollator, loader: Optional[SimilarityDataLoader], view: int = 0
-    ):
+    def __init__(self, collator: CacheTrainCollator, layout: Optional[type], view: int = 0):
         self.collator = collator
-        self.loader = loader
+        self.layout = layout
         self.view = view  # the store keys of view v > 0 are (v, key)
 
     def __call__(self, batch: List[Any]) -> Dict[str, Any]:
-        if self.loader is None:
+        if self.layout is None:
             features = self._view(self.collator(batch)[0])
             return {"positions": None, "ids": None, "columns": None, "features": features}
         features, labels = self.collator([item for _, item in batch])
@@ -64,7 +52,7 @@ class FillCollate:
         return {
             "positions": torch.tensor([position for position, _ in batch], dtype=torch.long),
             "ids": np.array([item[0] for _, item in batch], dtype=np.uint64),
-            "columns": type(self.loader).label_columns(labels),
+            "columns": self.layout.label_columns(labels),
             "features": features,
         }
 
@@ -73,33 +61,6 @@ class FillCollate:
             return features
         data = {n: (view_keys(keys, self.view), x) for n, (keys, x) in features["data"].items()}
         return {**features, "data": data}
-
-
-def fill_loader(
-    loader: SimilarityDataLoader,
-    cache_config: CacheConfig,
-    collate_fn: Optional[Callable] = None,
-    dataset: Optional[Dataset] = None,
-) -> DataLoader:
-    """Plain, unshuffled ``DataLoader`` with the fill settings: ``CacheConfig.batch_size``,
-    ``CacheConfig.num_workers`` (``None``: the loader's) and the loader's other arguments.
-
-    It reads ``dataset`` (default ``loader.dataset``) through ``collate_fn`` (default the
-    loader's own ``collate_fn``).
-    """
-    params = {k: v for k, v in loader.original_params.items() if k not in _DROP_PARAMS}
-    workers = loader.num_workers if cache_config.num_workers is None else cache_config.num_workers
-    if workers == 0:
-        params.pop("persistent_workers", None)
-        params.pop("prefetch_factor", None)
-    return DataLoader(
-        loader.dataset if dataset is None else dataset,
-        collate_fn=collate_fn or loader.collate_fn,
-        batch_size=cache_config.batch_size or 32,
-        shuffle=False,
-        num_workers=workers,
-        **params,
-    )
 
 
 class CacheModel(pl.LightningModule):
@@ -201,27 +162,29 @@ def fill_cache(
     cache_encoders: Dict[str, CacheEncoder],
     loaders: List[SimilarityDataLoader],
     cache_config: CacheConfig,
-    views: Optional[List[int]] = None,
+    views: List[int],
+    layouts: List[Optional[type]],
 ) -> List[Optional[CachedSplit]]:
     """Encode every distinct object of ``loaders`` once per view (``views[i]`` of loader
-    ``i``, default 1); one :class:`CachedSplit` per loader.
+    ``i``); one :class:`CachedSplit` per loader.
 
-    A split is ``None`` for a loader whose batches cannot come from the store. The random state is
+    A split is ``None`` for a loader whose batches cannot come from the store (its entry
+    of ``layouts`` is ``None``). The random state is
     the same afterwards as before, so a cached run draws the same shuffles as an uncached.
     """
-    sizes = {i: len(dl.dataset) for i, dl in enumerate(loaders) if batches_from_store(dl)}
+    sizes = {i: len(dl.dataset) for i, dl in enumerate(loaders) if layouts[i] is not None}
     fill_loaders = []
     for i, dl in enumerate(loaders):
-        count = views[i] if views else 1
+        count = views[i]
         for view in range(count):
             kept = i in sizes and view == 0  # positions, ids and labels: from view 0
             collate = FillCollate(
-                dl.collate_fn.with_mode(CacheMode.FILL), dl if kept else None, view
+                dl.collate_fn.with_mode(CacheMode.FILL), layouts[i] if kept else None, view
             )
             dataset = ViewDataset(dl.dataset, view) if count > 1 else dl.dataset
             dataset = StackDataset(range(sizes[i]), dataset) if kept else dataset
             fill_loaders.append(fill_loader(dl, cache_config, collate, dataset))
-    first = [sum(views[:i]) if views else i for i in range(len(loaders))]  # view 0's loader
+    first = [sum(views[:i]) for i in range(len(loaders))]  # view 0's fill loader
     model = CacheModel(cache_encoders, {first[i]: size for i, size in sizes.items()})
     with isolate_rng(), warnings.catch_warnings():
         warnings.filterwarnings("ignore", FEW_WORKERS_WARNING, PossibleUserWarning)

@@ -4,7 +4,7 @@ import dataclasses
 import logging
 import os
 import warnings
-from functools import cache, partial
+from functools import partial
 from typing import Callable, Dict, Optional, TypeVar, Union
 
 import pytorch_lightning as pl
@@ -15,12 +15,9 @@ from pytorch_lightning.plugins.environments import LightningEnvironment
 from quaterion.dataset.similarity_data_loader import SimilarityDataLoader
 from quaterion import distributed
 from quaterion.train.cache import _persist, _save_dir
-from quaterion.train.cache._batches import CachedRows, batches_from_store
-from quaterion.train.cache._batches import served_loader
+from quaterion.train.cache._batches import serve_from_store, store_layouts
 from quaterion.train.cache.cache_model import fill_cache
-from quaterion.train.cache._fingerprint import content_sample, fingerprint, read_fingerprints
-from quaterion.train.cache._fingerprint import read_split
-from quaterion.train.cache._fingerprint import sha256
+from quaterion.train.cache._fingerprint import read_split, split_fingerprints
 from quaterion.train.cache.cache_config import CacheConfig, CacheType
 from quaterion.train.cache.cache_encoder import CacheEncoder, CacheMode
 from quaterion.train.cache.cache_train_collator import CacheTrainCollator
@@ -120,7 +117,7 @@ def save_cache(
     expected = _persist.expected_manifest(cache_encoders, loaders, {})
     full = len(cache_encoders) == len(encoders)
     splits = {split: read_split(dl) if full else None for split, dl in loaders.items()}
-    written = _fingerprints(loaders, CacheConfig(), None, splits)
+    written = split_fingerprints(loaders, CacheConfig(), None, splits, store_layouts(loaders))
     dir_path = _save_dir.prepare(dir_path)
     lock = _save_dir.SaveDirLock(dir_path)
     try:
@@ -200,7 +197,8 @@ def cache_loaders(
         )
         loader.set_salt(split)
     full = len(cache_encoders) == len(encoders) and not extractors
-    if cache_config.views > 1 and not (full and batches_from_store(train_dataloader)):
+    layouts = store_layouts(loaders)  # what the cache needs of the loaders' layout, once
+    if cache_config.views > 1 and not (full and layouts["train"]):
         raise ValueError(
             f"CacheConfig(views={cache_config.views}) serves stored views from the store alone: "
             "it needs every encoder frozen and cached, no key_extractors, and a sized Group or "
@@ -211,16 +209,20 @@ def cache_loaders(
     lock = None
     if save_dir:  # checked on every rank before anything is encoded
         save_dir = _on_every_rank(partial(_save_dir.prepare, save_dir))
-        lock = _save_dir.SaveDirLock(save_dir) if trainer.global_rank == 0 else None
+        # the first process of every node locks the directory it sees (node-local copies)
+        lock = _save_dir.SaveDirLock(save_dir) if trainer.local_rank == 0 else None
     try:
         _on_every_rank(lock.shared if lock is not None else _nothing)
         splits = _load_or_fill(
-            trainer, cache_encoders, loaders, extractors, cache_config, save_dir, lock
+            trainer, cache_encoders, loaders, layouts, extractors, cache_config, save_dir, lock
         )
     finally:
         if lock is not None:
             lock.release()
-    served = _serve_from_store(loaders, splits, cache_encoders, full, cache_config.views)
+    epoch = partial(getattr, trainer, "current_epoch")
+    served = serve_from_store(
+        loaders, splits, cache_encoders, full, cache_config.views, epoch, layouts
+    )
     return CachedLoaders(
         served.get("train", train_dataloader),
         served.get("val", val_dataloader),
@@ -233,6 +235,7 @@ def _load_or_fill(
     trainer: pl.Trainer,
     cache_encoders: Dict[str, CacheEncoder],
     loaders: Loaders,
+    layouts: Dict[str, Optional[type]],
     extractors: dict,
     cache_config: CacheConfig,
     save_dir: Optional[str],
@@ -248,29 +251,29 @@ def _load_or_fill(
     content = {n: e.wrapped_encoder.get_collate_fn() for n, e in cache_encoders.items()}
     content = content if cache_config.verify_content else None
     filled_splits: Dict[str, object] = {}
-    current = _fingerprints(loaders, cache_config, content, filled_splits)
+    current = split_fingerprints(loaders, cache_config, content, filled_splits, layouts)
     verify = cache_config.verify_checksums
-    splits = (
-        _persist.try_load(save_dir, cache_encoders, expected, current, verify) if save_dir else None
-    )
-    # The fill runs collectives, so every rank must take the same branch: one rank that
-    # could not load (a node-local disk without a copy, a stale copy) makes every rank fill.
-    loaded = distributed.gather_objects(splits is not None)
-    if all(loaded):
-        return splits
+    load = partial(_persist.try_load, save_dir, cache_encoders, expected, current, verify)
+    seen = _persist.current_generation(save_dir) if save_dir else None
+    splits = _agreed_load(load if save_dir else _nothing, save_dir)
     if splits is not None:
-        warnings.warn(
-            f"The encoder cache in {save_dir} loaded here, but not on rank(s) "
-            f"{[rank for rank, ok in enumerate(loaded) if not ok]} (no valid copy on "
-            "their disk): every rank fills it again",
-            stacklevel=3,
-        )
+        return splits
     # before anything is encoded: another job may be writing this save_dir
-    _on_every_rank(lock.exclusive if lock is not None else _nothing)
+    _lock_every_copy(trainer, lock)
+    changed = bool(save_dir) and _persist.current_generation(save_dir) != seen
+    if any(distributed.gather_objects(changed)):
+        # another job wrote a cache while this one waited for the lock: reuse it if it fits
+        # (two jobs racing for the lock never both fill)
+        logger.info("Another process wrote the encoder cache in %s meanwhile: trying it", save_dir)
+        splits = _agreed_load(load, save_dir)
+        if splits is not None:
+            return splits
     for enc in cache_encoders.values():
         enc.reset_cache()
     views = [cache_config.views if split == "train" else 1 for split in loaders]
-    filled = fill_cache(trainer, cache_encoders, list(loaders.values()), cache_config, views)
+    filled = fill_cache(
+        trainer, cache_encoders, list(loaders.values()), cache_config, views, list(layouts.values())
+    )
     if not all(enc.is_filled() for enc in cache_encoders.values()):
         raise RuntimeError(
             "The cache fill ran in processes whose results this one cannot see (e.g. "
@@ -281,8 +284,40 @@ def _load_or_fill(
     filled_splits.update(splits)
     if save_dir:
         write = partial(_persist.save, save_dir, cache_encoders, splits, expected, current)
-        _save_per_filesystem(trainer, save_dir, write)
+        _persist.save_per_filesystem(trainer, save_dir, write)
     return splits
+
+
+def _agreed_load(load: Callable[[], Optional[dict]], save_dir: Optional[str]) -> Optional[dict]:
+    """``load()`` on every rank; its splits only if it loaded on every rank.
+
+    The fill runs collectives, so every rank must take the same branch: one rank that could
+    not load (a node-local disk without a copy, a stale copy) makes every rank fill.
+    """
+    splits = load()
+    loaded = distributed.gather_objects(splits is not None)
+    if all(loaded):
+        return splits
+    if splits is not None:
+        warnings.warn(
+            f"The encoder cache in {save_dir} loaded here, but not on rank(s) "
+            f"{[rank for rank, ok in enumerate(loaded) if not ok]} (no valid copy on "
+            "their disk): every rank fills it again",
+            stacklevel=4,
+        )
+    return None
+
+
+def _lock_every_copy(trainer: pl.Trainer, lock: Optional[_save_dir.SaveDirLock]) -> None:
+    """Exclusive locks on every directory the fill writes: global rank 0's, then each other
+    node's copy (the first process of the node takes it; a directory shared with rank 0 is
+    recognised by rank 0's record and covered by its lock). An error on any rank (e.g.
+    another job holding a node's copy) is raised on every rank."""
+    _on_every_rank(lock.unlock if lock is not None else _nothing)  # no shared hold left
+    record = _on_every_rank(lock.exclusive if trainer.global_rank == 0 and lock else _nothing)
+    record = distributed.broadcast_from_rank_zero(record)
+    beside = trainer.global_rank != 0 and lock is not None and record is not None
+    _on_every_rank(partial(lock.exclusive_beside, record) if beside else _nothing)
 
 
 def _nothing() -> None:
@@ -313,41 +348,6 @@ def _loaders(train: SimilarityDataLoader, val: Optional[SimilarityDataLoader]) -
     return {split: dl for split, dl in (("train", train), ("val", val)) if dl is not None}
 
 
-def _fingerprints(loaders: Loaders, config: CacheConfig, content, splits: dict) -> Callable:
-    """``split -> manifest record`` of its data: from its entry in ``splits`` when there is
-    one and no ``content`` hash is asked for, else from one read of the loader (remembered)."""
-
-    @cache
-    def read(split: str) -> dict:
-        return read_fingerprints(loaders[split], config, content)
-
-    def of(split: str) -> dict:
-        cached = None if content else splits.get(split)
-        if cached is None:
-            return read(split)
-        sample = content_sample(loaders[split].dataset)
-        return fingerprint(sha256([cached.ids, cached.columns]), sample=sample)
-
-    return of
-
-
-def _serve_from_store(
-    loaders: Loaders, splits, encoders: Dict[str, CacheEncoder], full: bool, views: int = 1
-) -> Dict[str, DataLoader]:
-    """Split -> loader of store-served batches, for every loader that can have them
-    (``full``: every encoder is cached with default keys; ``views`` of the training split);
-    marks each ``full_cache_used``."""
-    served = {}
-    for split, loader in loaders.items():
-        cached = splits.get(split)
-        usable = full and cached is not None and batches_from_store(loader)
-        if usable and len(cached) == len(loader.dataset):  # batches_from_store: sized
-            rows = CachedRows(loader, cached, encoders, views if split == "train" else 1)
-            served[split] = served_loader(loader, rows)
-        loader.full_cache_used = split in served
-    return served
-
-
 def _start_process_group(trainer: pl.Trainer) -> None:
     """Start the process group now when every rank already runs this code (torchrun, SLURM).
 
@@ -361,18 +361,3 @@ def _start_process_group(trainer: pl.Trainer) -> None:
     if env is None or isinstance(env, LightningEnvironment) or not env.creates_processes_externally:
         return
     trainer.strategy.setup_environment()  # Lightning skips a group that is already started
-
-
-def _save_per_filesystem(trainer: pl.Trainer, save_dir: str, write: Callable[[], str]) -> None:
-    """Write the cache once per filesystem that holds ``save_dir``.
-
-    Global rank 0 writes first. On a filesystem shared by every node the others then see that
-    generation and write nothing; on node-local disks the first process of every other node
-    does not, and writes its own copy (every rank holds the complete store after the fill).
-    """
-    generation = write() if trainer.global_rank == 0 else None
-    generation = distributed.gather_objects(generation)[0]
-    own_copy = trainer.local_rank == 0 and trainer.global_rank != 0
-    if own_copy and _persist.current_generation(save_dir) != generation:
-        write()
-    distributed.barrier()

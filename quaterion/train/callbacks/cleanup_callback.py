@@ -1,10 +1,11 @@
-"""Puts models and loaders back into their non-cached state when fitting ends."""
+"""Puts models and loaders back into their non-cached state when fitting ends or fails."""
 
 from functools import partial
 from typing import TYPE_CHECKING
 
 import pytorch_lightning as pl
 from lightning_utilities.core.apply_func import apply_to_collection
+from pytorch_lightning.trainer.states import TrainerFn
 from typing_extensions import override
 
 from quaterion.dataset.similarity_data_loader import SimilarityDataLoader
@@ -20,12 +21,29 @@ def restore_dataloader(model: "TrainableModel", loader: SimilarityDataLoader) ->
 
 
 class CleanupCallback(pl.Callback):
-    """On fit teardown: unwrap cached encoders and restore the training/validation loaders."""
+    """The one owner of the cache clean-up of a fit: when it ends (``teardown``) or raises
+    (``on_exception``; Lightning runs no ``teardown`` hook then), unwrap the cached encoders,
+    restore the loaders the cache set up and the training/validation loaders of the trainer.
+
+    ``Quaterion.fit`` adds it; add it yourself to a trainer you ``fit`` directly after
+    ``setup_cache``. A failure of the cache set-up itself is undone by the set-up."""
 
     @override
     def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
-        if stage != "fit":
-            return
+        if stage == "fit":
+            self.clean_up(trainer, pl_module)
+
+    @override
+    def on_exception(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException
+    ) -> None:
+        if trainer.state.fn == TrainerFn.FITTING:
+            self.clean_up(trainer, pl_module)
+
+    @staticmethod
+    def clean_up(trainer: pl.Trainer, pl_module: "TrainableModel") -> None:
+        """``pl_module.unwrap_cache()``, then a plain collate on every
+        ``SimilarityDataLoader`` the trainer holds."""
         pl_module.unwrap_cache()
         loaders = [trainer.train_dataloader, trainer.val_dataloaders]
         apply_to_collection(loaders, SimilarityDataLoader, partial(restore_dataloader, pl_module))

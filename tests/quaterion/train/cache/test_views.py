@@ -5,8 +5,11 @@ import json
 import os
 
 import pytest
+import pytorch_lightning as pl
 import torch
+from pytorch_lightning.callbacks import ModelCheckpoint
 
+from quaterion import Quaterion
 from quaterion.dataset import GroupSimilarityDataLoader, SimilarityGroupSample
 from quaterion.train.cache import CacheConfig, CacheType
 from tests.quaterion.train.helpers import (
@@ -49,31 +52,42 @@ def _reference(encoder: CountingEncoder, dataset: Jittered, views: int) -> torch
     return out
 
 
-def _served_views(config: CacheConfig, epochs: int = EPOCHS):
-    """Set the cache up over :class:`Jittered` and read ``epochs`` epochs of the served loader:
-    per epoch, the view (among the reference's) that each position was served; and the
-    encoder's call count."""
+class ServedRecorder(pl.Callback):
+    """Per training epoch (``trainer.current_epoch``): the store's output for every batch."""
+
+    def __init__(self):
+        self.served = {}
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        with torch.no_grad():
+            rows = pl_module.model.encoders["default"](batch[0]["data"]["default"])
+        self.served.setdefault(trainer.current_epoch, []).append(rows.float())
+
+
+def _served_views(config: CacheConfig, epochs: int = EPOCHS, ckpt_path=None, **trainer_kwargs):
+    """Fit over :class:`Jittered` with the cache set up (fully served) until epoch
+    ``epochs``: per epoch run here, the view (among the reference's) that each position was
+    served; and the encoder's call count."""
     encoder = CountingEncoder()
     model = Model(encoders={"default": encoder}, cache_config=config)
     dataset = Jittered()
     loader = GroupSimilarityDataLoader(dataset, batch_size=5)
-    model.setup_dataloader(loader)
-    fit = model.cache_loaders(trainer(), loader, None)
-    assert fit.served
-    calls = encoder.calls
+    recorder = ServedRecorder()
+    fit_trainer = trainer(
+        max_epochs=epochs,
+        callbacks=[recorder, *trainer_kwargs.pop("callbacks", [])],
+        **trainer_kwargs,
+    )
+    Quaterion.fit(model, fit_trainer, loader, ckpt_path=ckpt_path)
     reference = _reference(encoder, dataset, config.views)
-    store = model.model.encoders["default"]
-    chosen = []
-    for _ in range(epochs):
-        served = torch.cat([store(features["data"]["default"]) for features, _ in fit.train])
-        served = served.float()
+    chosen = {}
+    for epoch, batches in recorder.served.items():
+        served = torch.cat(batches)
         distance = (served[None] - reference.to(served.dtype)).abs().amax(dim=2)  # (views, n)
-        best = distance.argmin(dim=0)
         tolerance = 1e-5 if config.dtype is None else 1e-2 * reference.abs().max()
         assert (distance.min(dim=0).values <= tolerance).all()  # one of its K encodings
-        chosen.append(best.tolist())
-    model.unwrap_cache()
-    return chosen, calls
+        chosen[epoch] = distance.argmin(dim=0).tolist()
+    return chosen, encoder.calls
 
 
 @pytest.mark.parametrize(
@@ -85,8 +99,9 @@ def test_each_epoch_serves_one_of_each_objects_k_seeded_encodings(tmp_path, cach
     config = CacheConfig(cache_type, views=K, save_dir=save_dir, dtype=dtype)
     chosen, calls = _served_views(config)
     assert calls == K * N
-    assert len({view for epoch in chosen for view in epoch}) == K  # every view is served
-    assert len({tuple(epoch) for epoch in chosen}) > 1  # the choice changes between epochs
+    assert sorted(chosen) == list(range(EPOCHS))
+    assert len({view for epoch in chosen.values() for view in epoch}) == K  # all are served
+    assert len({tuple(epoch) for epoch in chosen.values()}) > 1  # it changes between epochs
     again, _ = _served_views(CacheConfig(views=K))
     assert again == chosen  # the same choice in another run (and another store kind)
 
@@ -150,3 +165,14 @@ def test_a_persisted_cache_of_augmented_data_is_reused_whatever_the_random_state
         model.cache_loaders(trainer(), loader, None)
         assert encoder.calls == expected_calls
         model.unwrap_cache()
+
+
+def test_a_resumed_fit_serves_the_views_of_an_uninterrupted_one(tmp_path):
+    config = CacheConfig(views=K)
+    whole, _ = _served_views(config, EPOCHS)
+    checkpoints = ModelCheckpoint(dirpath=str(tmp_path), save_last=True)
+    first, _ = _served_views(config, 2, callbacks=[checkpoints], enable_checkpointing=True)
+    resumed, _ = _served_views(config, EPOCHS, ckpt_path=str(tmp_path / "last.ckpt"))
+    assert sorted(first) == [0, 1] and sorted(resumed) == [2, 3]
+    assert {**first, **resumed} == whole
+    assert whole[2] != whole[0] or whole[3] != whole[1]  # a restarted count would differ
