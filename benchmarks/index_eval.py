@@ -7,6 +7,9 @@ index, the HNSW graph is built (``--m``, ``--ef-construct``; the build dominates
 and R-precision is computed for ``--sample-size`` sampled queries through the index, with the
 recall of the index against exact top-10 on ``--recall-queries`` of them.
 
+The index is created with ``EmbeddedBackend(low_memory=True)`` (no write-ahead log, cold
+mmaps); ``--keep-wal`` measures the default shard instead.
+
 Printed: the process's peak resident memory (``VmHWM``: everything, Python, torch, Qdrant Edge
 and its memory-mapped files included), its anonymous and file-backed parts, and the time. Run:
 ``.venv/bin/python -m benchmarks.index_eval --n 200000``.
