@@ -7,6 +7,9 @@ index, the HNSW graph is built (``--m``, ``--ef-construct``; the build dominates
 and R-precision is computed for ``--sample-size`` sampled queries through the index, with the
 recall of the index against exact top-10 on ``--recall-queries`` of them.
 
+The index is created with ``EmbeddedBackend(low_memory=True)`` (no write-ahead log, cold
+mmaps); ``--keep-wal`` measures the default shard instead.
+
 Printed: the process's peak resident memory (``VmHWM``: everything, Python, torch, Qdrant Edge
 and its memory-mapped files included), its anonymous and file-backed parts, and the time. Run:
 ``.venv/bin/python -m benchmarks.index_eval --n 200000``.
@@ -29,6 +32,7 @@ from quaterion.eval.index_eval import IndexEvaluator
 from quaterion_models import SimilarityModel
 from quaterion_models.heads import EmptyHead
 from quaterion_models.index import SimilarityIndex
+from quaterion_models.index.embedded import EmbeddedBackend
 
 
 class RowEncoder(FrozenEncoder):
@@ -95,6 +99,9 @@ def main() -> None:
     parser.add_argument("--ef-construct", type=int, default=64)
     parser.add_argument("--hnsw-ef", type=int, default=None)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--keep-wal", action="store_true", help="default shard (write-ahead log, cached mmaps)"
+    )
     args = parser.parse_args()
     rng = np.random.default_rng(args.seed)
     num_groups = max(1, args.n // args.group_size)
@@ -107,7 +114,8 @@ def main() -> None:
         part += 0.5 * rng.standard_normal(part.shape, dtype=np.float32)
     model = SimilarityModel(encoders=RowEncoder(torch.from_numpy(table)), head=EmptyHead(args.dim))
     print(f"N={args.n} dim={args.dim} groups={num_groups} sample={args.sample_size} "
-          f"m={args.m} ef_construct={args.ef_construct} torch threads={torch.get_num_threads()} "
+          f"m={args.m} ef_construct={args.ef_construct} low_memory={not args.keep_wal} "
+          f"torch threads={torch.get_num_threads()} "
           f"cpus={os.cpu_count()}; data {table.nbytes / 2**20:.0f} MiB; "
           f"RSS before {current_mib():.0f} MiB")  # fmt: skip
     random.seed(args.seed)
@@ -120,9 +128,10 @@ def main() -> None:
         log_progress=False,
     )
     with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "index")
         index = SimilarityIndex(
             model,
-            path=os.path.join(tmp, "index"),
+            backend=EmbeddedBackend(path, low_memory=not args.keep_wal),
             distance="cosine",
             m=args.m,
             ef_construct=args.ef_construct,

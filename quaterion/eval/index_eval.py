@@ -161,11 +161,17 @@ class IndexEvaluator:
             sampler.reset()  # nor the encoded batches: the embeddings are now held once
             num_items = embeddings.shape[0]
             index.add_vectors(embeddings, ids=range(num_items), batch_size=_WRITE_BATCH)
-            index.optimize()
             relevant = _relevant_per_row(relevance, rows.numel())
             depth = min(self._depth(relevant), num_items - 1)
             picked = random.sample(range(rows.numel()), k=min(self.recall_queries, rows.numel()))
-            return self._reduce(index, embeddings, relevance, rows, depth, picked)
+            exact_top = self._exact_top(embeddings, rows, picked, index.distance)
+            # only the query rows are searched from here on: the graph is built without
+            # a second copy of every vector in this process
+            queries = embeddings if rows.numel() == num_items else embeddings[rows]
+            del embeddings
+            index.optimize()
+            return self._reduce(index, queries, num_items, relevance, rows, depth, picked,
+                                exact_top)  # fmt: skip
         finally:
             sampler.reset()
 
@@ -193,13 +199,18 @@ class IndexEvaluator:
     def _reduce(
         self,
         index: Any,
-        embeddings: Tensor,
+        queries: Tensor,
+        num_items: int,
         relevance: Any,
         rows: Tensor,
         depth: int,
         picked: List[int],
+        exact_top: List[List[int]],
     ) -> IndexEvaluation:
-        """Search the queries block by block and feed each block to every metric."""
+        """Search the queries block by block and feed each block to every metric.
+
+        ``queries``: the vectors of ``rows`` (or of every item when every row queries), in
+        the order of ``rows``; ``exact_top``: the exact top-k of the ``picked`` queries."""
         for name, metric in self.metrics.items():
             if isinstance(metric, RetrievalPrecision) and metric.k > depth:
                 raise ValueError(
@@ -216,16 +227,19 @@ class IndexEvaluator:
         with bar:
             for start in range(0, rows.numel(), step):
                 chunk = rows[start : start + step]
-                neighbours = self._search(index, embeddings, chunk, depth)
+                vectors = (
+                    queries[chunk]
+                    if queries.shape[0] == num_items
+                    else queries[start : start + step]
+                )
+                neighbours = self._search(index, vectors, chunk, depth)
                 for position, query in enumerate(chunk.tolist()):
                     if query in wanted:
                         recall_lists[wanted[query]] = neighbours[position].tolist()
                 block_rows, cols, vals = relevance.block(start, start + chunk.numel())
                 k_needed = _needed_positions(block_rows, vals, chunk.numel())
                 fill = max(0, int(k_needed.max()) - depth) if chunk.numel() else 0
-                part = neighbour_block(
-                    neighbours, block_rows, cols, vals, embeddings.shape[0], fill
-                )
+                part = neighbour_block(neighbours, block_rows, cols, vals, num_items, fill)
                 beyond = (k_needed > depth)[part.block.rows]
                 for name, metric in self.metrics.items():
                     reducers[name].update(part.block)
@@ -243,7 +257,7 @@ class IndexEvaluator:
                 value = value.masked_fill(hidden.bool(), 0.0)  # beyond depth: a miss
                 value = value if metric.reduce_func is None else metric.reduce_func(value)
             metrics[name] = value
-        recall, used = self._recall(embeddings, rows, picked, recall_lists, index.distance)
+        recall, used = _recall(exact_top, picked, recall_lists)
         missed = max(unranked.values())
         notes = []
         if missed:
@@ -255,11 +269,11 @@ class IndexEvaluator:
             metrics, recall, self.recall_k, used, depth, missed, self.exact, notes
         )
 
-    def _search(self, index: Any, embeddings: Tensor, chunk: Tensor, depth: int) -> Tensor:
-        """int64 ``(b, depth)``: each query's nearest other items, closest first, ties by id
-        (``-1`` where the index returned fewer)."""
+    def _search(self, index: Any, vectors: Tensor, chunk: Tensor, depth: int) -> Tensor:
+        """int64 ``(b, depth)``: each query's (``vectors`` of items ``chunk``) nearest other
+        items, closest first, ties by id (``-1`` where the index returned fewer)."""
         results = index.search(
-            vectors=embeddings[chunk],
+            vectors=vectors,
             limit=depth + 1,
             exact=self.exact,
             hnsw_ef=self.hnsw_ef,
@@ -281,29 +295,34 @@ class IndexEvaluator:
         ranked[scores.gather(1, order) == float("inf")] = -1
         return ranked[:, :depth]
 
-    def _recall(
-        self,
-        embeddings: Tensor,
-        rows: Tensor,
-        picked: List[int],
-        found: Dict[int, List[int]],
-        distance_name: str,
-    ) -> tuple[float, int]:
-        """Mean ``|index top-k ∩ exact top-k| / k`` over the ``picked`` queries (exact top-k
-        by blocked distance rows, never a ``(queries, N)`` matrix)."""
+    def _exact_top(
+        self, embeddings: Tensor, rows: Tensor, picked: List[int], distance_name: str
+    ) -> List[List[int]]:
+        """Exact top-``recall_k`` other items of each ``picked`` query (blocked distance rows,
+        never a ``(queries, N)`` matrix)."""
         k = min(self.recall_k, embeddings.shape[0] - 1)
         if not picked or k < 1:
-            return float("nan"), 0
+            return []
         distance = Distance.get_by_name(distance_name)
         queries = rows[torch.tensor(picked)]
-        hits, step = 0, max(1, _RECALL_CELLS // embeddings.shape[0])
+        top: List[List[int]] = []
+        step = max(1, _RECALL_CELLS // embeddings.shape[0])
         blocks = distance.distance_matrix_blocks(embeddings[queries], embeddings, step)
         for start, dist in zip(range(0, len(picked), step), blocks):
             rank_own_items_last(dist, queries, start)
-            exact = torch.topk(dist, k, dim=1, largest=False).indices.tolist()
-            for p, top in zip(picked[start : start + step], exact):
-                hits += len(set(found[p][:k]) & set(top))
-        return hits / (k * len(picked)), len(picked)
+            top.extend(torch.topk(dist, k, dim=1, largest=False).indices.tolist())
+        return top
+
+
+def _recall(
+    exact_top: List[List[int]], picked: List[int], found: Dict[int, List[int]]
+) -> tuple[float, int]:
+    """Mean ``|index top-k ∩ exact top-k| / k`` over the ``picked`` queries."""
+    if not exact_top:
+        return float("nan"), 0
+    k = len(exact_top[0])
+    hits = sum(len(set(found[p][:k]) & set(top)) for p, top in zip(picked, exact_top))
+    return hits / (k * len(picked)), len(picked)
 
 
 def _reducer(metric: BaseMetric) -> BlockReducer:

@@ -5,16 +5,24 @@ from typing import Any, Optional, Union
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 from tqdm.auto import tqdm
 
 from quaterion.dataset.similarity_samples import SimilarityPairSample
 from quaterion.distances import Distance
 from quaterion.eval.blocks import check_embeddings
+from quaterion.mining.cache_source import CachedEmbeddings
 from quaterion.mining.index_source import mine_from_index
 from quaterion.mining.mined import MinedNegatives
 from quaterion.mining.options import MiningOptions, check_options
 from quaterion.mining.positives import GroupPositives, PairPositives
+from quaterion.mining.prefilter import (
+    BlockMiner,
+    InaccurateLowPrecision,
+    bf16_prefilter_applies,
+    mine_bf16,
+)
 from quaterion.mining.scores import rows_per_block, score_blocks
 from quaterion.mining.selection import drop_filtered, select_negatives
 
@@ -67,7 +75,9 @@ def mine_hard_negatives(
 
     Args:
         queries: ``(n, d)`` embeddings (tensor or array); with ``model``, the objects to
-            encode (always encoded, even tensors). With ``index``: query vectors.
+            encode (always encoded, even tensors). With ``index``: query vectors. Or the
+            :class:`~quaterion.mining.CachedEmbeddings` of a persisted encoder cache (group
+            data; its groups are used unless ``groups``/``positives`` are given).
         corpus: ``(M, d)`` embeddings or objects; ``None``: the queries themselves (group
             data), each query's own item excluded. Not used with ``index``.
         positives: pair data: for every query its positive's corpus index (or a list of
@@ -117,6 +127,8 @@ def mine_hard_negatives(
             seed,
         )
     )
+    if isinstance(queries, CachedEmbeddings):
+        queries, groups = _from_cache(queries, positives, groups, model)
     if (positives is None) == (groups is None):
         raise ValueError(
             "mine_hard_negatives needs exactly one of positives=[...] (pair data: each "
@@ -187,6 +199,19 @@ def _mine_exact(
     scores = torch.empty(n, options.num_negatives, dtype=queries.dtype, device=queries.device)
     positive = torch.empty(n, dtype=queries.dtype, device=queries.device)
     bar = tqdm(total=n, desc="Mining negatives", disable=not show_progress)
+    if distance in (Distance.COSINE, Distance.DOT_PRODUCT) and bf16_prefilter_applies(
+        queries.device, rule, options
+    ):
+        if distance == Distance.COSINE:
+            queries, corpus = F.normalize(queries, p=2, dim=1), F.normalize(corpus, p=2, dim=1)
+        try:
+            with bar:
+                miner = BlockMiner(queries, corpus, rule, own, options, keys)
+                indices, scores, positive = mine_bf16(miner, step, bar)
+            kept = positive if options.uses_positive_score else None
+            return MinedNegatives(indices, scores, kept, groups, over_queries=own is not None)
+        except InaccurateLowPrecision:
+            bar = tqdm(total=n, desc="Mining negatives (float32)", disable=not show_progress)
     with bar:
         blocks = score_blocks(distance, queries, corpus, step)
         for start, block in zip(range(0, n, step), blocks):
@@ -267,6 +292,25 @@ def _identity(obj: Any) -> Any:
     except TypeError:
         return ("id", id(obj))
     return ("value", type(obj), obj)
+
+
+def _from_cache(
+    cached: CachedEmbeddings, positives: Any, groups: Any, model: Any
+) -> tuple[Tensor, Any]:
+    """Vectors and groups of a persisted cache read by :func:`read_cached_embeddings`."""
+    if model is not None:
+        raise ValueError(
+            "queries are the servable vectors of a persisted cache: nothing is encoded, so "
+            "pass no model"
+        )
+    if cached.is_pairs:
+        raise ValueError(
+            "this cache holds pairs: mine_pair_negatives(pairs, anchor_embeddings=cached.obj_a, "
+            "positive_embeddings=cached.obj_b) mines them"
+        )
+    if positives is None and groups is None:
+        groups = cached.groups
+    return cached.vectors, groups
 
 
 def _as_embeddings(items: Items, model: Any, batch_size: int, name: str, via: str) -> Tensor:

@@ -63,6 +63,18 @@ class PairPositives:
         """The most positives any query has."""
         return int(torch.bincount(self.rows).max()) if self.rows.numel() else 0
 
+    def padded(self, start: int, count: int) -> Tensor:
+        """int64 ``(count, P)``: the positive columns of query rows ``start..start + count``,
+        each row padded with ``-1`` to the most positives among them (``P >= 1``)."""
+        lo, hi = torch.searchsorted(self.rows, torch.tensor([start, start + count])).tolist()
+        rows, cols = self.rows[lo:hi] - start, self.cols[lo:hi]
+        counts = torch.bincount(rows, minlength=count)
+        width = max(1, int(counts.max())) if hi > lo else 1
+        slots = torch.arange(hi - lo) - (torch.cumsum(counts, 0) - counts)[rows]
+        table = torch.full((count, width), -1, dtype=torch.int64)
+        table[rows, slots] = cols
+        return table
+
     def exclude(
         self, scores: Tensor, start: int, own: Optional[Tensor], need_score: bool = True
     ) -> Tensor:

@@ -19,22 +19,23 @@ NEG_INF = float("-inf")
 CHUNK = 32
 
 
-def top_k(scores: Tensor, k: int) -> tuple[Tensor, Tensor]:
+def top_k(scores: Tensor, k: int, chunk: int = CHUNK) -> tuple[Tensor, Tensor]:
     """``torch.topk(scores, k, dim=1)`` (values sorted, highest first) in two cheap passes.
 
-    The ``k`` highest entries of a row lie in the ``k`` chunks of ``CHUNK`` columns with the
+    The ``k`` highest entries of a row lie in the ``k`` chunks of ``chunk`` columns with the
     highest maxima (any entry outside them has ``k`` chunk maxima at least as high), so
     only those chunks (and the columns past the last whole chunk) are ranked; the result
-    equals ``torch.topk`` up to the order of equal scores.
+    equals ``torch.topk`` up to the order of equal scores. Any totally ordered dtype works
+    (integers too).
     """
     b, length = scores.shape
-    whole = (length // CHUNK) * CHUNK
-    if whole // CHUNK <= 4 * k:
+    whole = (length // chunk) * chunk
+    if whole // chunk <= 4 * k:
         return torch.topk(scores, k, dim=1)
-    maxima = scores[:, :whole].view(b, whole // CHUNK, CHUNK).amax(dim=2)
+    maxima = scores[:, :whole].view(b, whole // chunk, chunk).amax(dim=2)
     chunks = torch.topk(maxima, k, dim=1).indices
-    offsets = torch.arange(CHUNK, device=scores.device)
-    columns = (chunks[:, :, None] * CHUNK + offsets).reshape(b, -1)
+    offsets = torch.arange(chunk, device=scores.device)
+    columns = (chunks[:, :, None] * chunk + offsets).reshape(b, -1)
     if whole < length:
         tail = torch.arange(whole, length, device=scores.device).expand(b, -1)
         columns = torch.cat([columns, tail], dim=1)

@@ -42,9 +42,22 @@ class EmbeddedBackend(Backend):
         path: the index directory.
         search_threads: threads of the shard's search pool (default: one per CPU); e.g. 1 to
             compare against a single-threaded brute force like for like.
+        low_memory: for a large index rebuilt from data you keep (e.g. an evaluation): the
+            shard is created without a write-ahead log (each upsert is still flushed before
+            it returns, but a process killed during a flush may leave a shard that must be
+            rebuilt), and its vectors and graph are memory-mapped cold (read from disk on
+            demand instead of loaded whole). Opening an existing shard keeps its log setting.
     """
 
-    def __init__(self, path: "str | os.PathLike[str]", search_threads: Optional[int] = None):
+    def __init__(
+        self,
+        path: "str | os.PathLike[str]",
+        search_threads: Optional[int] = None,
+        low_memory: bool = False,
+    ):
+        if not isinstance(low_memory, bool):
+            raise TypeError(f"low_memory must be a bool, got {low_memory!r}")
+        self.low_memory = low_memory
         if search_threads is not None and (
             isinstance(search_threads, bool) or not isinstance(search_threads, int)
         ):
@@ -74,13 +87,15 @@ class EmbeddedBackend(Backend):
         if (self.shard_path / "edge_config.json").is_file():
             self.shard = self._call(edge.EdgeShard.load, str(self.shard_path), self._config(info))
         else:  # a crash between writing the metadata and creating the shard
-            self.shard = self._call(edge.EdgeShard.create, str(self.shard_path), self._config(info))
+            config = self._config(info, creating=True)
+            self.shard = self._call(edge.EdgeShard.create, str(self.shard_path), config)
         return info
 
     def create(self, info: IndexInfo) -> None:
         self.path.mkdir(parents=True, exist_ok=True)
         write_metadata(self.path, info)
-        self.shard = self._call(edge.EdgeShard.create, str(self.shard_path), self._config(info))
+        config = self._config(info, creating=True)
+        self.shard = self._call(edge.EdgeShard.create, str(self.shard_path), config)
 
     def drop(self) -> None:
         if self.shard is None and self.shard_path.exists():
@@ -93,8 +108,8 @@ class EmbeddedBackend(Backend):
         if metadata.exists():
             metadata.unlink()
 
-    def _config(self, info: IndexInfo) -> "edge.EdgeConfig":
-        return _config(info, self.search_threads)
+    def _config(self, info: IndexInfo, creating: bool = False) -> "edge.EdgeConfig":
+        return _config(info, self.search_threads, self.low_memory, creating)
 
     def _call(self, fn, *args):
         try:
@@ -179,16 +194,28 @@ class EmbeddedBackend(Backend):
 _INDEXING_THRESHOLD_KB = 1
 
 
-def _config(info: IndexInfo, search_threads: Optional[int] = None) -> "edge.EdgeConfig":
+def _config(
+    info: IndexInfo,
+    search_threads: Optional[int] = None,
+    low_memory: bool = False,
+    creating: bool = False,
+) -> "edge.EdgeConfig":
+    """The shard's config; ``low_memory``: cold-mapped vectors and graph, and (only when
+    ``creating``: the log is fixed at creation) no write-ahead log."""
     distance = getattr(edge.Distance, QDRANT_DISTANCES[info.distance])
     hnsw = info.hnsw or HnswParams()
+    memory = {"memory": edge.Memory.Cold} if low_memory else {}
     return edge.EdgeConfig(
-        vectors=edge.EdgeVectorParams(size=info.dim, distance=distance),
+        vectors=edge.EdgeVectorParams(size=info.dim, distance=distance, **memory),
         hnsw_config=edge.HnswIndexConfig(
-            m=hnsw.m, ef_construct=hnsw.ef_construct, full_scan_threshold=hnsw.full_scan_threshold
+            m=hnsw.m,
+            ef_construct=hnsw.ef_construct,
+            full_scan_threshold=hnsw.full_scan_threshold,
+            **memory,
         ),
         optimizers=edge.EdgeOptimizersConfig(indexing_threshold=_INDEXING_THRESHOLD_KB),
         max_search_threads=search_threads,
+        wal_enabled=False if low_memory and creating else None,
     )
 
 

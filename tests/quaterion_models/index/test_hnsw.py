@@ -123,3 +123,28 @@ def test_server_gets_the_parameters_and_optimize_lowers_the_threshold(tmp_path):
     updates = spy.calls["update_collection"]
     assert [call["optimizers_config"].indexing_threshold for call in updates] == [1]
     client.close()
+
+
+def test_low_memory_shard_builds_the_same_search_and_reopens(tmp_path):
+    """``EmbeddedBackend(low_memory=True)``: no write-ahead log, cold mmaps; same answers."""
+    from quaterion_models.index.embedded import EmbeddedBackend
+
+    points = clustered(3000, seed=4)
+    backend = EmbeddedBackend(tmp_path / "low", low_memory=True)
+    with SimilarityIndex(identity_model(), backend=backend, distance="cosine", m=8,
+                         ef_construct=32, full_scan_threshold=1, show_progress=False) as index:  # fmt: skip
+        index.add_vectors(points, ids=list(range(len(points))))
+        index.optimize()
+        assert index.backend.shard.info().indexed_vectors_count == len(points)
+        assert recall_at(index, points, 10) >= 0.95
+        exact = index.search(vectors=points[:50], limit=10, exact=True, with_payload=False)
+        expected = exact_top(points[:50], points, 10)
+        assert [[h.id for h in row] for row in exact] == expected.tolist()
+    assert not (tmp_path / "low" / "shard" / "wal").exists()
+    # an ordinary handle opens it (the log setting is the shard's own) and finds every point
+    with SimilarityIndex.open(identity_model(), tmp_path / "low", show_progress=False) as index:
+        assert index.count() == len(points)
+        again = index.search(vectors=points[:50], limit=10, exact=True, with_payload=False)
+        assert [[h.id for h in row] for row in again] == expected.tolist()
+    with pytest.raises(TypeError, match="low_memory must be a bool"):
+        EmbeddedBackend(tmp_path / "x", low_memory=1)
