@@ -182,6 +182,8 @@ def test_fill_that_happened_elsewhere_is_a_clear_error():
 
     class SpawningTrainer:
         world_size = 2
+        global_rank = 0  # the launching process, as a real Trainer reports it
+        local_rank = 0
         strategy = None  # like ddp_spawn: no process group in this process before the fill
 
         def predict(self, *args, **kwargs):  # the work happens in other processes
