@@ -12,7 +12,6 @@ import dataclasses
 import hashlib
 import re
 import warnings
-from functools import cache
 from typing import Any, Callable, Dict, Iterator, Optional
 
 import numpy as np
@@ -134,24 +133,6 @@ def _hash_pass(batches: DataLoader, collates: Dict[str, Any]) -> tuple:
     return ids, labels, content
 
 
-def read_fingerprints(
-    loader: SimilarityDataLoader,
-    cache_config: CacheConfig,
-    content_collates: Optional[Dict[str, Any]] = None,
-    layout: Optional[type] = None,
-) -> Dict[str, Any]:
-    """One ordered pass over ``loader.dataset``; see :func:`fingerprint` for the result.
-    ``content_collates`` (encoder name -> the wrapped encoder's collate) adds a hash of
-    every collated batch of encoder inputs, batched by ``cache_config.batch_size``;
-    ``layout``: the loader's class when its batches can come from the store.
-    """
-    collates = content_collates or {}
-    batches = data_pass(loader, cache_config, collates, layout)
-    sample = sample_items(loader.dataset)
-    ids, labels, content = _hash_pass(batches, collates)
-    return fingerprint(sha256([ids, labels]), content, batches.batch_size, _sample_sha256(sample))
-
-
 def read_split(loader: SimilarityDataLoader) -> Optional[CachedSplit]:
     """The ids and label columns of every position of ``loader`` (one read of its data);
     ``None`` for a loader whose batches cannot come from the store."""
@@ -179,22 +160,32 @@ def fingerprint(
 def split_fingerprints(
     loaders: Dict[str, SimilarityDataLoader],
     config: CacheConfig,
-    content,
+    content: Optional[Dict[str, Any]],
     splits: dict,
     layouts: Dict[str, Optional[type]],
 ) -> Callable:
-    """``split -> manifest record`` of its data: from its entry in ``splits`` when there is
-    one and no ``content`` hash is asked for, else from one read of the loader (remembered)."""
+    """``split -> manifest record`` of its data (see :func:`fingerprint`), each part read
+    once and remembered: the content sample; ids and labels from its entry in ``splits`` when
+    there is one and no ``content`` hash is asked for, else from one ordered pass over the
+    loader's data in ``config.batch_size`` batches, which also hashes every encoder's
+    collated inputs when ``content`` (encoder name -> the wrapped encoder's collate) is set;
+    ``layouts``: each loader's class when its batches can come from the store."""
 
-    @cache
-    def read(split: str) -> dict:
-        return read_fingerprints(loaders[split], config, content, layouts[split])
+    samples: Dict[str, str] = {}
+    passes: Dict[str, tuple] = {}
 
-    def of(split: str) -> dict:
+    def record(split: str) -> dict:
+        loader, collates = loaders[split], content or {}
         cached = None if content else splits.get(split)
-        if cached is None:
-            return read(split)
-        sample = content_sample(loaders[split].dataset)
-        return fingerprint(sha256([cached.ids, cached.columns]), sample=sample)
+        items = sample_items(loader.dataset)  # both reads are lazy: nothing is read twice
+        batches = data_pass(loader, config, collates, layouts[split])
+        if split not in samples:
+            samples[split] = _sample_sha256(items)
+        if cached is not None:
+            return fingerprint(sha256([cached.ids, cached.columns]), sample=samples[split])
+        if split not in passes:
+            ids, labels, hashes = _hash_pass(batches, collates)
+            passes[split] = (sha256([ids, labels]), hashes, batches.batch_size)
+        return fingerprint(*passes[split], samples[split])
 
-    return of
+    return record

@@ -242,19 +242,17 @@ def _load_or_fill(
 ) -> dict:
     """The splits of a persisted cache that matches this run, or of a new fill (saved when
     ``save_dir`` is set, under the exclusive ``lock`` rank 0 holds)."""
-    expected = None
-    if save_dir:
-        expected = _persist.expected_manifest(
-            cache_encoders, loaders, extractors, cache_config.views
-        )
     content = {n: e.wrapped_encoder.get_collate_fn() for n, e in cache_encoders.items()}
     content = content if cache_config.verify_content else None
     filled_splits: Dict[str, object] = {}
     current = split_fingerprints(loaders, cache_config, content, filled_splits, layouts)
-    verify = cache_config.verify_checksums
-    splits = (
-        _persist.try_load(save_dir, cache_encoders, expected, current, verify) if save_dir else None
-    )
+    expected, splits = None, None
+    if save_dir:
+        expected = _persist.expected_manifest(
+            cache_encoders, loaders, extractors, cache_config.views
+        )
+        verify = cache_config.verify_checksums
+        splits = _persist.try_load(save_dir, cache_encoders, expected, current, verify)
     # The fill runs collectives, so every rank must take the same branch: one rank that
     # could not load (a node-local disk without a copy, a stale copy) makes every rank fill.
     loaded = distributed.gather_objects(splits is not None)
