@@ -12,7 +12,7 @@ import dataclasses
 import hashlib
 import re
 import warnings
-from typing import Any, Callable, Dict, Iterator, Optional
+from typing import Any, Callable, Dict, Iterable, Optional, Tuple
 
 import numpy as np
 import torch
@@ -21,7 +21,7 @@ from torch.utils.data import DataLoader
 
 from quaterion.dataset.similarity_data_loader import SimilarityDataLoader
 from quaterion.train.cache._batches import CachedSplit, batches_from_store
-from quaterion.train.cache._views import data_pass, sample_items
+from quaterion.train.cache._views import SampleItems, data_pass
 from quaterion.train.cache.cache_config import CacheConfig
 
 
@@ -92,12 +92,12 @@ def _feed_content(digest, value: Any) -> None:  # noqa: C901 (one branch per kin
 
 
 def content_sample(dataset: Any) -> str:
-    """Hex SHA-256 of the items of ``dataset`` that ``_views.sample_items`` reads: what each of
-    them holds, not only its length and labels."""
-    return _sample_sha256(sample_items(dataset))
+    """Hex SHA-256 of the items of ``dataset`` in its content sample (``_views.SampleItems``):
+    what each of them holds, not only its length and labels."""
+    return _sample_sha256(SampleItems(dataset))
 
 
-def _sample_sha256(items: Iterator[Any]) -> str:
+def _sample_sha256(items: Iterable[Any]) -> str:
     digest = hashlib.sha256()
     with isolate_rng():  # a random transform must not shift the run's random numbers
         for item in items:
@@ -158,33 +158,27 @@ def fingerprint(
 
 
 def split_fingerprints(
-    loaders: Dict[str, SimilarityDataLoader],
-    config: CacheConfig,
+    reads: Dict[str, Tuple[Iterable[Any], DataLoader]],
     content: Optional[Dict[str, Any]],
     splits: dict,
-    layouts: Dict[str, Optional[type]],
 ) -> Callable:
-    """``split -> manifest record`` of its data (see :func:`fingerprint`), each part read
-    once and remembered: the content sample; ids and labels from its entry in ``splits`` when
-    there is one and no ``content`` hash is asked for, else from one ordered pass over the
-    loader's data in ``config.batch_size`` batches, which also hashes every encoder's
-    collated inputs when ``content`` (encoder name -> the wrapped encoder's collate) is set;
-    ``layouts``: each loader's class when its batches can come from the store."""
-
+    """``split -> manifest record`` of its data (see :func:`fingerprint`) from its
+    ``reads`` (``_views.data_reads``), each hashed once and remembered: the content sample;
+    ids and labels from its entry in ``splits`` when there is one and no ``content`` hash is
+    asked for (encoder name -> the wrapped encoder's collate), else from the data pass, which
+    then also hashes every encoder's collated inputs."""
     samples: Dict[str, str] = {}
     passes: Dict[str, tuple] = {}
 
     def record(split: str) -> dict:
-        loader, collates = loaders[split], content or {}
-        cached = None if content else splits.get(split)
-        items = sample_items(loader.dataset)  # both reads are lazy: nothing is read twice
-        batches = data_pass(loader, config, collates, layouts[split])
+        sample, batches = reads[split]
         if split not in samples:
-            samples[split] = _sample_sha256(items)
+            samples[split] = _sample_sha256(sample)
+        cached = None if content else splits.get(split)
         if cached is not None:
             return fingerprint(sha256([cached.ids, cached.columns]), sample=samples[split])
         if split not in passes:
-            ids, labels, hashes = _hash_pass(batches, collates)
+            ids, labels, hashes = _hash_pass(batches, content or {})
             passes[split] = (sha256([ids, labels]), hashes, batches.batch_size)
         return fingerprint(*passes[split], samples[split])
 

@@ -11,7 +11,7 @@ workers, and in every run. View 0 keeps the sample's own key; view ``v > 0`` is 
 import hashlib
 import random
 import itertools
-from typing import Any, Callable, Dict, Hashable, Iterator, List, Optional
+from typing import Any, Callable, Dict, Hashable, Iterator, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -115,14 +115,20 @@ def sample_positions(length: int, size: int = SAMPLE_SIZE) -> List[int]:
     return positions
 
 
-def sample_items(dataset: Any) -> Iterator[Any]:
-    """The content sample of ``dataset``, read lazily: its items at :func:`sample_positions`,
-    each under the seeded random state of view 0 (a random transform samples the same content
-    in every run); the first :data:`SAMPLE_SIZE` items of an iterable dataset."""
-    if isinstance(dataset, torch.utils.data.IterableDataset):
-        return itertools.islice(iter(dataset), SAMPLE_SIZE)
-    seeded = ViewDataset(dataset, 0)
-    return (seeded[position] for position in sample_positions(len(dataset)))
+class SampleItems:
+    """The content sample of ``dataset``, read on each iteration: its items at
+    :func:`sample_positions`, each under the seeded random state of view 0 (a random
+    transform samples the same content in every run); the first :data:`SAMPLE_SIZE` items of
+    an iterable dataset."""
+
+    def __init__(self, dataset: Any):
+        self.dataset = dataset
+
+    def __iter__(self) -> Iterator[Any]:
+        if isinstance(self.dataset, torch.utils.data.IterableDataset):
+            return itertools.islice(iter(self.dataset), SAMPLE_SIZE)
+        seeded = ViewDataset(self.dataset, 0)
+        return (seeded[position] for position in sample_positions(len(self.dataset)))
 
 
 class _Pass:
@@ -156,3 +162,17 @@ def data_pass(
     samples) and every encoder's collate of the inputs (``collates``: name -> collate)."""
     pass_collate = _Pass(loader.original_params["collate_fn"], collates, layout)
     return fill_loader(loader, cache_config, pass_collate)
+
+
+def data_reads(
+    loaders: Dict[str, SimilarityDataLoader],
+    cache_config: CacheConfig,
+    collates: Dict[str, Any],
+    layouts: Dict[str, Optional[type]],
+) -> Dict[str, Tuple[SampleItems, DataLoader]]:
+    """Split -> the two reads its data fingerprint takes, neither started yet: the content
+    sample and the :func:`data_pass`."""
+    return {
+        split: (SampleItems(dl.dataset), data_pass(dl, cache_config, collates, layouts[split]))
+        for split, dl in loaders.items()
+    }
