@@ -6,7 +6,10 @@
   precomputed vectors for the same epochs and batch size: in a bare PyTorch loop, and in a
   bare ``LightningModule`` fed by a plain ``DataLoader`` (what Lightning itself costs).
   Wall-clock and CPU (process) time are both reported; on a shared machine the CPU-time
-  ratio is the reliable one. Targets: within 1.10x the bare LightningModule and within
+  ratio is the reliable one. Time per training step and host synchronisations per step
+  (``quaterion.utils.testing.count_step_syncs``, counted in an extra untimed 1-epoch fit;
+  the floor's loop step counted with ``count_host_syncs``) are printed next to them.
+  Targets: within 1.10x the bare LightningModule and within
   1.5x the bare loop at d=128, batch 256. The same cached fit is also timed under
   ``Trainer(barebones=True)`` (Lightning's raw-speed mode, in which nothing is logged):
   with the small head most of the gap to the bare loop is Lightning's ``self.log``.
@@ -22,7 +25,9 @@ Run: ``PYTHONPATH=. python benchmarks/cache.py [fit|ddp-fill|disk] [--quick]``.
 """
 
 import argparse
+import math
 import time
+from contextlib import nullcontext
 import warnings
 
 import pytorch_lightning as pl
@@ -34,6 +39,7 @@ from quaterion import Quaterion, TrainableModel
 from quaterion.dataset import GroupSimilarityDataLoader, SimilarityGroupSample
 from quaterion.loss import TripletLoss
 from quaterion.train.cache import CacheConfig, CacheType
+from quaterion.utils.testing import count_host_syncs, count_step_syncs
 from quaterion_models.heads import GatedHead
 
 from benchmarks._common import Clock, FrozenEncoder, quiet_trainer, status_kib
@@ -90,7 +96,9 @@ def floor(encoder, raw, groups, d, batch, epochs, fill_batch) -> Clock:
     return clock
 
 
-def _floor(encoder, raw, groups, d, batch, epochs, fill_batch) -> None:
+def _floor(encoder, raw, groups, d, batch, epochs, fill_batch, syncs=None) -> None:
+    """The floor's work; with ``syncs`` (a list), the host syncs of each step's loss and
+    backward are appended."""
     with torch.no_grad():
         vectors = torch.cat(
             [encoder(raw[i : i + fill_batch]) for i in range(0, len(raw), fill_batch)]
@@ -100,10 +108,31 @@ def _floor(encoder, raw, groups, d, batch, epochs, fill_batch) -> None:
     optimizer = torch.optim.Adam(head.parameters(), lr=1e-3)
     for _ in range(epochs):
         for idx in torch.randperm(len(raw)).split(batch):
-            loss = loss_fn(embeddings=head(vectors[idx]), groups=groups[idx])
             optimizer.zero_grad()
-            loss.backward()
+            # counted like a training_step (loss and backward), only when asked: counting
+            # slows every operation down
+            with count_host_syncs() if syncs is not None else nullcontext() as count:
+                loss = loss_fn(embeddings=head(vectors[idx]), groups=groups[idx])
+                loss.backward()
             optimizer.step()
+            if syncs is not None:
+                syncs.append(count.total)
+
+
+def step_syncs(encoder, raw, groups, samples, d, batch, fill_batch) -> str:
+    """Host syncs per training step of a 1-epoch cached fit and of the floor's loop step
+    (untimed: counting slows every operation down)."""
+    model = BenchModel(encoder, True, fill_batch)
+    loader = GroupSimilarityDataLoader(samples, batch_size=batch, shuffle=True)
+    with count_step_syncs(model, hooks=("training_step",)) as steps:
+        Quaterion.fit(model, _trainer(1), loader)
+    ours = [count.total for count in steps["training_step"]]
+    floor_syncs: list = []
+    _floor(encoder, raw, groups, d, batch, 1, fill_batch, syncs=floor_syncs)
+    return (
+        f"host syncs per step: cached fit training_step max {max(ours)} over {len(ours)} "
+        f"steps, bare loop step (loss + backward) max {max(floor_syncs)}"
+    )
 
 
 class BareModule(pl.LightningModule):
@@ -172,7 +201,8 @@ def run(name, n, d, batch, epochs, fill_batch, repeats, uncached: bool):
         clocks["barebones"].append(
             quaterion_fit(encoder, samples, batch, epochs, fill_batch, True, barebones=True)
         )
-    line = f"{name}: n={n} d={d} batch={batch} epochs={epochs}"
+    steps = epochs * math.ceil(n / batch)
+    line = f"{name}: n={n} d={d} batch={batch} epochs={epochs} ({steps} training steps)"
     cached = clocks["cached fit"]
     for clock in ("wall", "cpu"):
         best = {key: min(getattr(c, clock) for c in runs) for key, runs in clocks.items()}
@@ -183,6 +213,10 @@ def run(name, n, d, batch, epochs, fill_batch, repeats, uncached: bool):
             f"{best['cached fit'] / best['bare LightningModule']:.3f}x"
             f", barebones cached/bare loop {best['barebones'] / best['bare loop']:.3f}x"
         )
+        per_step = {key: 1000 * value / steps for key, value in best.items()}
+        line += "\n    per step (run / steps): "
+        line += ", ".join(f"{k} {v:.2f} ms" for k, v in per_step.items())
+    line += "\n  " + step_syncs(encoder, raw, groups, samples, d, batch, fill_batch)
     if uncached:
         plain = quaterion_fit(encoder, samples, batch, epochs, fill_batch, False)
         best = min(c.cpu for c in cached)

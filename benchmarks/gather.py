@@ -4,7 +4,10 @@ Each rank runs DDP training steps of a small MLP encoder (``in -> 512 -> d``) wi
 ``TripletLoss(mining="hard")`` and ``MultipleNegativesRankingLoss``, alternating, in the
 same processes, steps without and with gathering, so both see the same machine load. A
 step is forward, loss, backward (with DDP's gradient all-reduce) and an SGD update. The
-median step time of rank 0 is reported with the ratio gathered / local, plus what the
+median step time of rank 0 is reported with the ratio gathered / local, the forward
+collectives of a gathered step after warm-up (``all_gather`` calls: ``gather_rows`` sends
+one per call once the layout is agreed, see :func:`quaterion.distributed.gather_rows`), plus
+what the
 gather moves and holds: ``world x B x d`` floats per gathered tensor instead of ``B x d``,
 and a ``world*B x world*B`` distance matrix instead of ``B x B``.
 
@@ -52,9 +55,27 @@ def _targets(name: str, batch: int) -> dict:
     return {"pairs": torch.stack([torch.arange(n), torch.arange(n) + n], dim=1)}
 
 
+class _Counter:
+    """Counts calls of ``dist.all_gather`` and ``dist.all_gather_object`` (the forward
+    collectives of ``gather_rows``; DDP's own all-reduce runs in C++ and is not counted)."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+        for name in ("all_gather", "all_gather_object"):
+            setattr(dist, name, self._wrap(getattr(dist, name)))
+
+    def _wrap(self, original):
+        def counted(*args, **kwargs):
+            self.calls += 1
+            return original(*args, **kwargs)
+
+        return counted
+
+
 def _worker(rank: int, store: str, configs, steps: int, out: str) -> None:
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=WORLD)
+    counter = _Counter()
     torch.manual_seed(0)
     rows = []
     for name, batch, dim in configs:
@@ -65,14 +86,17 @@ def _worker(rank: int, store: str, configs, steps: int, out: str) -> None:
         targets = _targets(name, batch)
         losses = {False: _loss(name, False), True: _loss(name, True)}
         times = {False: [], True: []}
+        collectives = []
         for i in range(steps + 3):  # 3 warm-up steps each
             for gather in (False, True) if i % 2 == 0 else (True, False):
+                before = counter.calls
                 elapsed = _step(ddp, optimizer, losses[gather], features, targets)
                 if i >= 3:
                     times[gather].append(elapsed)
-        rows.append(
-            (name, batch, dim, statistics.median(times[False]), statistics.median(times[True]))
-        )
+                    if gather:
+                        collectives.append(counter.calls - before)
+        local, gathered = statistics.median(times[False]), statistics.median(times[True])
+        rows.append((name, batch, dim, local, gathered, max(collectives)))
     if rank == 0:
         torch.save(rows, out)
     dist.destroy_process_group()
@@ -102,14 +126,15 @@ def main(argv=None) -> None:
     print(f"{WORLD} CPU processes (gloo), 1 thread each; median step time of rank 0")
     print(
         f"{'loss':<14}{'B/rank':>7}{'d':>5}{'local ms':>10}{'gather ms':>11}{'ratio':>7}"
-        f"{'gathered KiB':>14}"
+        f"{'gathered KiB':>14}{'collectives':>13}"
     )
-    for name, batch, dim, local, gathered in rows:
+    for name, batch, dim, local, gathered, collectives in rows:
         moved_kib = WORLD * batch * dim * 4 / 1024
         print(
             f"{name:<14}{batch:>7}{dim:>5}{local * 1e3:>10.2f}{gathered * 1e3:>11.2f}"
-            f"{gathered / local:>7.2f}{moved_kib:>14.0f}"
+            f"{gathered / local:>7.2f}{moved_kib:>14.0f}{collectives:>13}"
         )
+    print("collectives: forward all_gather calls of a gathered step after warm-up (max)")
 
 
 if __name__ == "__main__":

@@ -7,7 +7,9 @@ Failure contract: a helper that takes a collective never leaves a rank waiting f
 collective another rank will not reach. Errors found on one rank (a failing rank-0-only
 section, ranks passing different shapes to :func:`gather_rows`) are agreed on at the
 helper's own exchange, and every rank raises: the failing rank its own exception, the
-others :class:`RankFailedError` or the same ``ValueError``.
+others :class:`RankFailedError` or the same :class:`RankMismatchError`.
+An error a rank raises on its own (in its step, a callback, a loader) reaches the others
+through :class:`~quaterion.train.callbacks.rank_failure_callback.RankFailureCallback`.
 """
 
 import hashlib
@@ -18,15 +20,30 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 
+from quaterion._gather_plan import AgreedLayout, GatherPlan
+
 T = TypeVar("T")
 
 
-class RankFailedError(RuntimeError):
-    """Another rank failed inside a section every rank runs together; this rank stops too.
+class ErrorOnEveryRank(Exception):
+    """Base of the errors that every rank raises together, after the ranks agreed on them.
+
+    :class:`RankFailedError`, the errors of :class:`~quaterion.train.callbacks.guard_callback.GuardCallback`
+    and :class:`RankMismatchError` derive from it. A rank stopping with one of them is not
+    reported to the other ranks as a new failure (they raise the same error themselves).
+    """
+
+
+class RankFailedError(ErrorOnEveryRank, RuntimeError):
+    """Another rank failed; this rank stops too.
 
     The message names the failing rank(s) and their exception; the full traceback is in the
     failing rank's own output.
     """
+
+
+class RankMismatchError(ErrorOnEveryRank, ValueError):
+    """Ranks passed tensors of different layouts to one collective (every rank raises it)."""
 
 
 def world_size() -> int:
@@ -72,6 +89,16 @@ def gather_objects(obj: Any) -> List[Any]:
     out: List[Any] = [None] * world_size()
     dist.all_gather_object(out, obj)
     return out
+
+
+def broadcast_from_rank_zero(obj: Any) -> Any:
+    """Global rank 0's ``obj`` on every rank (picklable objects; over the host, never the
+    device). Every rank must call it; without a process group, returns ``obj``."""
+    if world_size() == 1:
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=0, group=_host_group())
+    return box[0]
 
 
 def collective_device() -> torch.device:
@@ -237,12 +264,13 @@ def _digest(text: str) -> int:
 
 def _agree_on_rows(
     tensors: Sequence[Tensor],
-) -> Tuple[List[int], Optional[dist.ProcessGroup], Optional[_Layout]]:
+) -> Tuple[List[int], Optional[dist.ProcessGroup], Optional[_Layout], bool]:
     """Exchange rows and layout over the host; every rank raises the same error on a mismatch.
 
     One ``all_gather`` of two CPU integers per rank; shapes and dtypes are host metadata, so
-    nothing waits for the device. Returns the row counts, the host group, and the layout of
-    the ranks holding rows when this rank holds none and differs from it (else ``None``).
+    nothing waits for the device. Returns the row counts, the host group, the layout of
+    the ranks holding rows when this rank holds none and differs from it (else ``None``),
+    and whether every rank passed exactly the same layout.
     """
     rows, description, layout = _signature(tensors)
     group = _host_group()
@@ -252,19 +280,19 @@ def _agree_on_rows(
     table = torch.stack(parts).tolist()  # CPU tensors: no device sync
     sizes = [rows for rows, _ in table]
     if min(sizes) >= 0 and len({digest for _, digest in table}) == 1:
-        return sizes, group, None
+        return sizes, group, None, True
     descriptions: List[Any] = [None] * world_size()
     dist.all_gather_object(descriptions, (rows, description, layout), group=group)
     filled = [theirs for n, _, theirs in descriptions if n > 0]
     if min(sizes) >= 0 and filled and all(theirs == filled[0] for theirs in filled):
         # ranks without rows contribute nothing: they may differ in dtype and trailing shape
         if all(_fits_empty(theirs, filled[0]) for n, _, theirs in descriptions if n == 0):
-            return sizes, group, (filled[0] if rows == 0 else None)
+            return sizes, group, (filled[0] if rows == 0 else None), False
     lines = "\n".join(
         f"  rank {rank}: {'(invalid) ' if n < 0 else f'{n} rows, '}{text}"
         for rank, (n, text, _) in enumerate(descriptions)
     )
-    raise ValueError(
+    raise RankMismatchError(
         "gather_rows: every rank must pass the same number of tensors with the same trailing "
         "shapes, dtypes and requires_grad (only the number of rows may differ), on the same "
         f"kind of device. Got:\n{lines}\nMake every rank build its batch the same way (the "
@@ -272,21 +300,19 @@ def _agree_on_rows(
     )
 
 
-def _pack(tensors: Sequence[Tensor], rows: int) -> Tensor:
-    """The tensors' bytes side by side, one row per row: ``(rows, bytes per row)``, padded
-    with zero rows up to ``rows``."""
-    columns = [
-        tensor.detach()
-        .contiguous()
-        .reshape(tensor.shape[0], _row_elements(tensor))
-        .view(torch.uint8)
-        for tensor in tensors
-    ]
-    packed = columns[0] if len(columns) == 1 else torch.cat(columns, dim=1)
-    missing = rows - packed.shape[0]
-    if missing:
-        packed = torch.cat([packed, packed.new_zeros((missing, packed.shape[1]))])
-    return packed
+def _row_bytes(tensors: Sequence[Tensor]) -> int:
+    return sum(_row_elements(tensor) * tensor.element_size() for tensor in tensors)
+
+
+def _pack_into(out: Tensor, tensors: Sequence[Tensor]) -> None:
+    """Write the tensors' bytes side by side into the first rows of ``out``
+    (``(capacity, bytes per row)``, ``uint8``)."""
+    start = 0
+    for tensor in tensors:
+        rows = tensor.detach().contiguous().reshape(tensor.shape[0], _row_elements(tensor))
+        column = rows.view(torch.uint8)
+        out[: column.shape[0], start : start + column.shape[1]] = column
+        start += column.shape[1]
 
 
 def _row_elements(tensor: Tensor) -> int:
@@ -297,7 +323,8 @@ def _row_elements(tensor: Tensor) -> int:
 
 
 def _unpack(gathered: Tensor, like: Sequence[Tensor]) -> List[Tensor]:
-    """Inverse of :func:`_pack` over the gathered rows."""
+    """The tensors (with the dtypes and trailing shapes of ``like``) packed in ``gathered``
+    (``(rows, bytes per row)``, ``uint8``)."""
     out, start = [], 0
     for tensor in like:
         width = _row_elements(tensor) * tensor.element_size()
@@ -307,25 +334,80 @@ def _unpack(gathered: Tensor, like: Sequence[Tensor]) -> List[Tensor]:
     return out
 
 
+def _gather_checked(
+    sizes: List[int], group: Optional[dist.ProcessGroup], tensors: Sequence[Tensor]
+) -> Tensor:
+    """Every rank's packed rows, after a full check agreed on ``sizes``: one ``all_gather``
+    of the rows padded to the longest rank."""
+    longest = max(sizes)
+    packed = tensors[0].new_zeros((longest, _row_bytes(tensors)), dtype=torch.uint8)
+    _pack_into(packed, tensors)
+    parts = [torch.empty_like(packed) for _ in sizes]
+    dist.all_gather(parts, packed, group=group)
+    if min(sizes) != longest:
+        parts = [part[:n] for part, n in zip(parts, sizes)]
+    return torch.cat(parts)
+
+
+# bytes after the padded rows of an expected-layout gather: the sender's row count (int64),
+# or -1 when the sender could not send the expected layout
+_HEADER_BYTES = 8
+# gathers larger than this per rank always take the full check (two collectives, small
+# next to the data): a rank that does not fit the expected layout still sends its size
+_EXPECTED_MAX_BYTES = 16 * 2**20
+
+
+def _gather_expected(
+    expected: AgreedLayout, group: Optional[dist.ProcessGroup], tensors: Sequence[Tensor]
+) -> Optional[Tuple[List[int], Tensor]]:
+    """One ``all_gather`` of ``expected.capacity`` rows per rank with each rank's row count
+    in the same buffer: ``(sizes, packed rows)``, or ``None`` on every rank when any rank
+    could not send the expected layout (different layout, invalid input, more rows).
+
+    The buffer's size depends on ``expected`` only, which is the same on every rank, so the
+    collective is well formed whatever a rank passed; the counts are read on the host (the
+    buffer is a CPU tensor), so nothing waits for a device.
+    """
+    rows, description, _ = _signature(tensors)
+    fits = 0 <= rows <= expected.capacity and _digest(description) == expected.digest
+    payload = torch.zeros(expected.payload_bytes(_HEADER_BYTES), dtype=torch.uint8)
+    if fits and rows:
+        packed = payload[: expected.capacity * expected.row_bytes]
+        _pack_into(packed.view(expected.capacity, expected.row_bytes), tensors)
+    count = torch.tensor([rows if fits else -1], dtype=torch.int64)
+    payload[-_HEADER_BYTES:] = count.view(torch.uint8)
+    parts = [torch.empty_like(payload) for _ in range(world_size())]
+    dist.all_gather(parts, payload, group=group)
+    counts = torch.stack([part[-_HEADER_BYTES:] for part in parts]).view(torch.int64)
+    sizes = counts.reshape(-1).tolist()  # a CPU tensor: no device sync
+    if min(sizes) < 0:
+        return None
+    rows_bytes = [part[: n * expected.row_bytes] for part, n in zip(parts, sizes)]
+    return sizes, torch.cat(rows_bytes).reshape(sum(sizes), expected.row_bytes)
+
+
+def _plan() -> GatherPlan:
+    """The :class:`GatherPlan` of the current default process group."""
+    world = dist.group.WORLD
+    if _META_GROUPS.get("plan_world") is not world:
+        _META_GROUPS["plan_world"] = world
+        _META_GROUPS["plan"] = GatherPlan()
+    return _META_GROUPS["plan"]
+
+
 class _GatherRows(torch.autograd.Function):
-    """One ``all_gather`` of every tensor's rows (packed as bytes), differentiable.
+    """Unpacks every rank's gathered rows (bytes) into the tensors, differentiably.
 
     Backward sums every rank's gradient of the gathered rows (one ``all_reduce`` per tensor
     that requires grad) and hands each rank the slice of its own rows.
     """
 
     @staticmethod
-    def forward(ctx, sizes: List[int], group, *tensors: Tensor) -> Tuple[Tensor, ...]:
+    def forward(ctx, sizes: List[int], group, gathered: Tensor, *tensors: Tensor):
         ctx.sizes, ctx.group = sizes, group
-        longest = max(sizes)
-        packed = _pack(tensors, longest)
-        parts = [torch.empty_like(packed) for _ in sizes]
-        dist.all_gather(parts, packed, group=group)
-        if min(sizes) != longest:
-            parts = [part[:n] for part, n in zip(parts, sizes)]
-        outputs = _unpack(torch.cat(parts), tensors)
+        outputs = _unpack(gathered.to(tensors[0].device), tensors)
         ctx.mark_non_differentiable(
-            *[out for out, needed in zip(outputs, ctx.needs_input_grad[2:]) if not needed]
+            *[out for out, needed in zip(outputs, ctx.needs_input_grad[3:]) if not needed]
         )
         return tuple(outputs)
 
@@ -334,14 +416,46 @@ class _GatherRows(torch.autograd.Function):
         start = sum(ctx.sizes[: global_rank()])
         stop = start + ctx.sizes[global_rank()]
         inputs = []
-        for grad, needed in zip(grads, ctx.needs_input_grad[2:]):
+        for grad, needed in zip(grads, ctx.needs_input_grad[3:]):
             if not needed:
                 inputs.append(None)
                 continue
             grad = grad.contiguous()
             dist.all_reduce(grad, group=ctx.group)
             inputs.append(grad[start:stop])
-        return (None, None, *inputs)
+        return (None, None, None, *inputs)
+
+
+def _gather_with_check(
+    tensors: Sequence[Tensor], plan: GatherPlan, expected: Optional[AgreedLayout]
+) -> Tuple[Tuple[Tensor, ...], List[int], Optional[dist.ProcessGroup], Optional[Tensor]]:
+    """The full path: exchange row counts and layouts, then gather (two collectives, more
+    on a mismatch). Teaches ``plan`` the agreed layout; forgets it on an error."""
+    try:
+        sizes, host_group, layout, uniform = _agree_on_rows(tensors)  # every rank takes part
+    except ValueError:
+        plan.forget()  # every rank raises here: every plan starts over
+        raise
+    if not tensors:
+        plan.learn(None)
+        return tuple(tensors), sizes, host_group, None
+    if layout is not None:  # this rank holds no rows: take the layout of the others
+        tensors = tuple(
+            tensor.to(dtype).reshape(0, *shape)
+            for tensor, (dtype, shape, _) in zip(tensors, layout[1])
+        )
+    on_host = tensors[0].device.type == "cpu"
+    agreed = None
+    if uniform and on_host:  # device tensors keep the host exchange (see gather_rows)
+        _, description, _ = _signature(tensors)
+        digest = _digest(description)
+        grown = expected.capacity if expected and expected.digest == digest else 0
+        agreed = AgreedLayout(digest, _row_bytes(tensors), max(max(sizes), grown))
+        if agreed.payload_bytes(_HEADER_BYTES) > _EXPECTED_MAX_BYTES:
+            agreed = None  # e.g. a whole cache: a wrong guess would move that much for nothing
+    plan.learn(agreed)
+    group = host_group if on_host else None
+    return tuple(tensors), sizes, group, _gather_checked(sizes, group, tensors)
 
 
 def gather_rows(*tensors: Tensor) -> Tuple[Tensor, ...]:
@@ -350,8 +464,9 @@ def gather_rows(*tensors: Tensor) -> Tuple[Tensor, ...]:
     All ``tensors`` share their first dimension (e.g. embeddings ``(B, d)`` and groups
     ``(B,)``); ranks may hold different ``B``. Everything else (the number of tensors, their
     trailing shapes, dtypes, ``requires_grad``, the device type) must match across ranks:
-    otherwise every rank raises the same ``ValueError`` listing what each rank passed,
-    before any data moves. Only a rank holding no rows may differ in dtypes and trailing
+    otherwise every rank raises the same :class:`RankMismatchError` (a ``ValueError``)
+    listing what each rank passed, before any rows are used. Only a rank holding no rows may
+    differ in dtypes and trailing
     shapes: it contributes nothing and gets the other ranks' layout.
 
     For a tensor that requires grad, backward sums, on each rank, the gradients every rank
@@ -360,24 +475,31 @@ def gather_rows(*tensors: Tensor) -> Tuple[Tensor, ...]:
     turns the parameter gradient into exactly the single-process gradient of the
     concatenated batch.
 
-    Cost per call: one ``all_gather`` of two integers per rank over the host (a gloo group;
-    shapes are host metadata, so the device is never waited for), and one ``all_gather`` of
-    every tensor's rows packed together (padded to the longest rank only when sizes
-    differ); in backward one ``all_reduce`` per tensor that requires grad. No
-    device-to-host synchronisation. Memory ``world_size x`` the inputs.
+    Cost per call, CPU tensors of at most 16 MiB per rank: once a layout has been agreed at
+    this point of the call sequence, **one** ``all_gather`` of every rank's rows packed
+    together, padded to the largest row count agreed for it (it shrinks after 8 calls in a
+    row far below it), with each rank's row count (or "cannot send this layout") in the
+    same buffer; when any rank reports a different layout or more rows, every rank falls
+    back to the full check. The full check (the first call, larger gathers, and device
+    tensors on every call): one ``all_gather`` of two integers per rank over the host (a
+    gloo group) to agree on sizes and layout, then one ``all_gather`` of the packed rows
+    (padded to the longest rank only when sizes differ). In backward, one ``all_reduce`` per tensor that requires
+    grad. No device-to-host synchronisation. Memory ``world_size x`` the inputs.
 
     Returns:
         The tensors, unchanged without a process group of more than one rank.
     """
     if world_size() == 1:
         return tensors
-    sizes, host_group, layout = _agree_on_rows(tensors)  # every rank takes part
-    if not tensors:
+    plan = _plan()
+    expected = plan.expected()  # the same on every rank
+    if expected is not None:
+        gathered = _gather_expected(expected, _host_group(), tensors)
+        if gathered is not None:
+            sizes, packed = gathered
+            plan.confirm(expected, max(sizes))
+            return _GatherRows.apply(sizes, _host_group(), packed, *tensors)
+    tensors, sizes, group, packed = _gather_with_check(tensors, plan, expected)
+    if packed is None:
         return tensors
-    if layout is not None:  # this rank holds no rows: take the layout of the others
-        tensors = tuple(
-            tensor.to(dtype).reshape(0, *shape)
-            for tensor, (dtype, shape, _) in zip(tensors, layout[1])
-        )
-    group = host_group if tensors[0].device.type == "cpu" else None
-    return _GatherRows.apply(sizes, group, *tensors)
+    return _GatherRows.apply(sizes, group, packed, *tensors)

@@ -17,7 +17,12 @@ from quaterion.train._fit_checks import (
     check_not_empty,
     warn_ineffective_options,
 )
-from quaterion.train.callbacks import CleanupCallback, GuardCallback, MetricsCallback
+from quaterion.train.callbacks import (
+    CleanupCallback,
+    GuardCallback,
+    MetricsCallback,
+    RankFailureCallback,
+)
 from quaterion.train.trainable_model import TrainableModel
 from quaterion.utils.progress_bar import QuaterionProgressBar
 
@@ -71,9 +76,19 @@ def _log_steps(train_batches: Optional[int]) -> dict:
 
 
 def _add_callbacks(trainer: pl.Trainer) -> None:
-    for callback_type in (CleanupCallback, MetricsCallback, GuardCallback):
+    for callback_type in (CleanupCallback, MetricsCallback, GuardCallback, RankFailureCallback):
         if not any(isinstance(cb, callback_type) for cb in trainer.callbacks):
             trainer.callbacks.append(callback_type())
+
+
+def _raise_if_another_rank_failed(trainer: pl.Trainer, error: Optional[BaseException]) -> None:
+    """Raise ``RankFailedError`` when another rank's failure stopped (or outlived) this rank's
+    fit; the failing rank keeps its own error."""
+    for callback in trainer.callbacks:
+        if isinstance(callback, RankFailureCallback):
+            failure = callback.rank_failed_error()
+            if failure is not None:
+                raise failure from error
 
 
 class Quaterion:
@@ -100,6 +115,11 @@ class Quaterion:
 
         After ``fit`` returns the model holds its original encoders again and both loaders
         can be reused (another ``fit``, or plain iteration).
+
+        Under DDP, when another rank fails (in its step, a callback, a loader), this rank
+        raises :class:`~quaterion.distributed.RankFailedError` naming that rank, where it
+        failed and its error (see :class:`~quaterion.train.callbacks.rank_failure_callback.RankFailureCallback`);
+        the failing rank raises its own error.
         """
         _check_inputs(trainable_model, train_dataloader, val_dataloader)
         _check_loaders(trainable_model, train_dataloader, val_dataloader)
@@ -120,12 +140,17 @@ class Quaterion:
             if fit.served:
                 warnings.filterwarnings("ignore", FEW_WORKERS_WARNING, PossibleUserWarning)
             # CleanupCallback restores the model and loaders when the fit ends or raises
-            trainer.fit(
-                model=trainable_model,
-                train_dataloaders=fit.train,
-                val_dataloaders=fit.val,
-                ckpt_path=ckpt_path,
-            )
+            try:
+                trainer.fit(
+                    model=trainable_model,
+                    train_dataloaders=fit.train,
+                    val_dataloaders=fit.val,
+                    ckpt_path=ckpt_path,
+                )
+            except BaseException as error:
+                _raise_if_another_rank_failed(trainer, error)
+                raise
+            _raise_if_another_rank_failed(trainer, None)
 
     @classmethod
     def evaluate(cls, evaluator, dataset, model) -> Dict[str, torch.Tensor]:

@@ -220,9 +220,12 @@ class SimilarityModel(nn.Module):
         """Embed raw records in batches, in eval mode and without gradients.
 
         Args:
-            inputs: a list, tuple or other sequence of records, or an iterator / generator
-                of records (read lazily, ``batch_size`` at a time). Anything else (a tensor,
-                a string, a dict, a named tuple) is one record.
+            inputs: a list or other sequence of records, or an iterator / generator of
+                records (read lazily, ``batch_size`` at a time). A tuple is one record, as in
+                the original Quaterion, when it encodes as one record (e.g. for an encoder
+                taking ``(query, title)`` pairs); when encoding it as one record fails (the
+                original raised), its items are the records (e.g. a tuple of tensors).
+                Anything else (a tensor, a string, a dict, a named tuple) is one record.
             batch_size: records per forward pass (a positive int; numpy integers accepted).
             to_numpy: return ``np.ndarray`` (bfloat16 cast to float32) instead of a tensor.
 
@@ -239,19 +242,30 @@ class SimilarityModel(nn.Module):
         self._require_head("encode")
         self.eval()
         device = next(self.parameters(), torch.empty(0)).device
-        single = not holds_records(inputs)
-        records = [inputs] if single else inputs
         collate = self._encode_collate()
-        chunks = []
+        single = not holds_records(inputs)
+        chunks: list[Tensor] = []
+        tuple_error: Optional[Exception] = None
         with torch.no_grad():
-            for start, part in record_chunks(records, batch_size):
-                batch = collate(part, start)
+            if isinstance(inputs, tuple) and not single:
+                # one record, as in the original, whenever the original returned a result
                 try:
-                    output = self.forward(move_to_device(batch, device))
-                except Exception as err:
-                    err.add_note(f"while encoding records {start}..{start + len(part) - 1}")
-                    raise
-                chunks.append(_finish_chunk(output.detach(), to_numpy))
+                    chunks.append(self._encode_records([inputs], 0, collate, device, to_numpy))
+                    single = True
+                except Exception as err:  # not a record for these encoders: items are
+                    tuple_error = err
+            records = [] if chunks else [inputs] if single else inputs
+            try:
+                for start, part in record_chunks(records, batch_size):
+                    chunks.append(self._encode_records(part, start, collate, device, to_numpy))
+            except Exception as err:
+                if tuple_error is not None:
+                    err.add_note(
+                        "encode read the tuple as several records after encoding it as one "
+                        f"record (as the original does) failed with {_describe(tuple_error)}; "
+                        "pass a list to choose: [record] or list(records)"
+                    )
+                raise
         if chunks:
             result = torch.cat(chunks, dim=0)
         else:
@@ -261,6 +275,18 @@ class SimilarityModel(nn.Module):
             result = result.squeeze()
         result = torch.atleast_2d(result)
         return result.numpy() if to_numpy else result
+
+    def _encode_records(
+        self, part: list, start: int, collate: Callable, device: torch.device, to_numpy: bool
+    ) -> Tensor:
+        """One batch of records through collate and forward, finished for ``encode``."""
+        batch = collate(part, start)
+        try:
+            output = self.forward(move_to_device(batch, device))
+        except Exception as err:
+            err.add_note(f"while encoding records {start}..{start + len(part) - 1}")
+            raise
+        return _finish_chunk(output.detach(), to_numpy)
 
     def _encode_collate(self) -> Callable[[list, int], dict[str, Any]]:
         """``(records, index of the first) -> batch``: :meth:`get_collate_fn` if a subclass
@@ -393,6 +419,10 @@ def _is_safe_key(key: Any) -> bool:
         and not any(char in key for char in "./\\\0")
         and key not in _RESERVED_KEYS
     )
+
+
+def _describe(error: Exception) -> str:
+    return f"{type(error).__name__}: {error}"
 
 
 def _collate_from(part: list, start: int, collates: dict, extractors: dict, names: dict) -> dict:

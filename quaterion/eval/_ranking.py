@@ -82,7 +82,7 @@ def first_k_label_sum(dist: Tensor, rows: Tensor, cols: Tensor, vals: Tensor, k:
     if k_max == 0:
         return out
     width = min(k_max + 1, m)
-    top = torch.topk(dist, width, dim=1, largest=False, sorted=True).values
+    top = smallest_values(dist, width)
     has_k = k > 0
     threshold = top.gather(1, (k - 1).clamp(min=0)[:, None]).squeeze(1)
     following = top.gather(1, k.clamp(max=width - 1)[:, None]).squeeze(1)
@@ -94,6 +94,28 @@ def first_k_label_sum(dist: Tensor, rows: Tensor, cols: Tensor, vals: Tensor, k:
     if bool(cut_ties.any()):
         take = _resolve_cut_ties(dist, rows, cols, k, threshold, cut_ties, rel_dist, take)
     return out.index_add_(0, rows[take], vals[take].to(torch.float64))
+
+
+def smallest_values(dist: Tensor, width: int) -> Tensor:
+    """``torch.topk(dist, width, dim=1, largest=False, sorted=True).values``, exactly.
+
+    On CPU, float32 rows without a negative value (distances: cosine, Euclidean, Manhattan)
+    are ranked by their bit patterns as ``int32``, which order non-negative floats (``+inf``
+    and NaN last, as ``topk`` does) like the floats themselves; torch's integer ``topk``
+    skips the NaN tests of its float comparator and is about 20% faster. A row holding a
+    value with the sign bit set (a negative value, ``-0.0``, a rounding just below 0) sorts
+    such a value first as an integer, so ``keys[:, 0] < 0`` finds exactly those rows, and
+    they are ranked again as floats.
+    """
+    if dist.dtype != torch.float32 or dist.device.type != "cpu" or dist.shape[1] == 0:
+        return torch.topk(dist, width, dim=1, largest=False, sorted=True).values
+    keys = torch.topk(dist.view(torch.int32), width, dim=1, largest=False, sorted=True).values
+    values = keys.view(torch.float32)
+    signed = keys[:, 0] < 0
+    if bool(signed.any()):  # evaluation only (no training step): a host read is fine here
+        rows = signed.nonzero().squeeze(1)
+        values[rows] = torch.topk(dist[rows], width, dim=1, largest=False, sorted=True).values
+    return values
 
 
 def _resolve_cut_ties(

@@ -1,12 +1,13 @@
 """Shared shell of the group losses that learn one parameter row/column per class."""
 
-from typing import Any, Callable, ClassVar
+from typing import Any, Callable, ClassVar, Tuple
 
 import torch
 import torch.nn.functional as F
 from torch import LongTensor, Tensor, nn
 
 from quaterion.loss._checks import check_groups, check_positive_int, host_check_needed, mark_checked
+from quaterion.loss._device_checks import LAG, DeferredChecks, device_check_needed
 from quaterion.loss.group_loss import GroupLoss
 
 
@@ -22,13 +23,46 @@ def check_group_ids(owner: str, groups: Tensor, num_groups: int, mark: bool = Fa
     if not host_check_needed(groups, check):
         return
     if not bool(((groups >= 0) & (groups < num_groups)).all()):
-        raise AssertionError(
-            f"Invalid group ids for {owner}: every id must be in [0, num_groups={num_groups}), "
-            f"got min {int(groups.min())}, max {int(groups.max())}. Remap the group ids or "
-            "raise num_groups."
-        )
+        raise _invalid_ids(owner, num_groups, int(groups.min()), int(groups.max()))
     if mark:
         mark_checked(groups, check)
+
+
+def _invalid_ids(
+    owner: str, num_groups: int, low: int, high: int, late: str = ""
+) -> AssertionError:
+    return AssertionError(
+        f"Invalid group ids for {owner}{late}: every id must be in [0, num_groups={num_groups}), "
+        f"got min {low}, max {high}. Remap the group ids or raise num_groups."
+    )
+
+
+def checked_on_device(
+    owner: str, groups: Tensor, num_groups: int, checks: DeferredChecks
+) -> Tuple[Tensor, Tensor]:
+    """Class ids of a device tensor, checked without a host sync.
+
+    Raises a failed verdict of an earlier call (see :class:`DeferredChecks`), queues this
+    call's, and returns ``(ids clamped into [0, num_groups), 1 if valid else 0)``: the
+    clamped ids never index out of bounds (on CUDA that would be a device-side assert that
+    ends the process), and the caller multiplies its loss by the flag, so a batch with
+    invalid ids contributes no gradient while its error is on its way to the host.
+    """
+    checks.raise_late()
+    low, high = groups.min(), groups.max()
+    valid = ((low >= 0) & (high < num_groups)).to(torch.int64)
+    checks.record(
+        torch.stack([valid, low.to(torch.int64), high.to(torch.int64)]),
+        lambda call, values: _invalid_ids(
+            owner,
+            num_groups,
+            values[1],
+            values[2],
+            f" in loss call {call} (checked on the "
+            f"device and read {LAG} calls later; that call's loss was zeroed)",
+        ),
+    )
+    return groups.clamp(0, num_groups - 1), valid
 
 
 def class_kernel(embedding_size: int, num_groups: int) -> nn.Parameter:
@@ -86,6 +120,14 @@ class ClassifierGroupLoss(GroupLoss):
         name = type(self).__name__
         self.embedding_size = check_positive_int(name, "embedding_size", embedding_size)
         self.num_groups = check_positive_int(name, "num_groups", num_groups)
+        # verdicts of class-id checks of device tensors, read a few calls later
+        self._device_checks = DeferredChecks()
+
+    def train(self, mode: bool = True) -> "ClassifierGroupLoss":
+        """``nn.Module.train``; first raises a failed class-id check of a device call still
+        queued (switching modes ends an epoch: the last calls' verdicts are read here)."""
+        self._device_checks.raise_all()
+        return super().train(mode)
 
     def get_config_dict(self) -> dict[str, Any]:
         """Base config plus ``embedding_size``, ``num_groups`` and the hyperparameters."""
@@ -103,11 +145,20 @@ class ClassifierGroupLoss(GroupLoss):
         Raises:
             TypeError: ``groups`` is not an integer tensor.
             ValueError: shapes are not ``(B, d)`` and ``(B,)``.
-            AssertionError: a group id is outside ``[0, num_groups)``.
+            AssertionError: a group id is outside ``[0, num_groups)``: at once for CPU
+                ``groups``; for ``groups`` on a device (checked there, no host sync), at the
+                start of the call two calls later or at the next ``train()``/``eval()``,
+                whichever comes first, and the bad call's loss is multiplied by 0 (its ids
+                clamped into range, so nothing indexes out of bounds).
         """
         check_groups(embeddings, groups)
-        check_group_ids(type(self).__name__, groups, self.num_groups)
-        return self._loss(*self.gather(embeddings, groups))
+        if not device_check_needed(groups):
+            check_group_ids(type(self).__name__, groups, self.num_groups)
+            return self._loss(*self.gather(embeddings, groups))
+        groups, valid = checked_on_device(
+            type(self).__name__, groups, self.num_groups, self._device_checks
+        )
+        return self._loss(*self.gather(embeddings, groups)) * valid.to(embeddings.dtype)
 
     def _loss(self, embeddings: Tensor, groups: Tensor) -> Tensor:
         raise NotImplementedError

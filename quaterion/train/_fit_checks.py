@@ -64,7 +64,7 @@ def check_not_empty(loader: SimilarityDataLoader, name: str) -> None:
     """Raise ``ValueError`` if ``loader`` has a length and yields no batch.
 
     Loaders without a length (iterable datasets) are checked while training instead
-    (:class:`~quaterion.train.callbacks.GuardCallback`).
+    (:class:`~quaterion.train.callbacks.guard_callback.GuardCallback`).
     """
     try:
         samples = len(loader.dataset)

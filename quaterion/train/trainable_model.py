@@ -23,6 +23,7 @@ from quaterion.train.cache.store import CacheStore
 from quaterion.train.cache_mixin import CacheMixin
 from quaterion.train.callbacks.cleanup_callback import restore_dataloader
 from quaterion.train.callbacks.guard_callback import check_loss_output, watch_evaluation_loss
+from quaterion.train.callbacks.rank_failure_callback import RankFailureCallback
 from quaterion.train.gradient_cache import GradientCacheConfig, cached_gradient_step
 from quaterion.train.xbm import XbmConfig
 from quaterion.train.xbm.xbm_buffer import XbmBuffer
@@ -279,6 +280,18 @@ class TrainableModel(pl.LightningModule, CacheMixin):
     @override
     def on_fit_start(self) -> None:
         self._place_caches()
+
+    @override
+    def configure_callbacks(self) -> List[pl.Callback]:
+        """A :class:`~quaterion.train.callbacks.rank_failure_callback.RankFailureCallback` unless the trainer has
+        one, so that a plain ``trainer.fit`` under DDP also tells every rank which rank
+        failed and why. Call ``super().configure_callbacks()`` when overriding."""
+        trainer = self._trainer_or_none()
+        if trainer is not None and any(
+            isinstance(callback, RankFailureCallback) for callback in trainer.callbacks
+        ):
+            return []
+        return [RankFailureCallback()]
 
     def _place_caches(self) -> None:
         if self._model is None:

@@ -43,6 +43,52 @@ def test_any_sequence_or_iterator_of_records(make, batch_size):
     torch.testing.assert_close(result, ROWS * GATE)  # GatedHead: x * tanh(2)
 
 
+class PairEncoder(StackEncoder):
+    """Its records are ``(a, b)`` tuples of 3-vectors, embedded as ``cat(a, b)`` (width 6)."""
+
+    def __init__(self):
+        super().__init__(6)
+
+    def get_collate_fn(self):
+        return _cat_pairs
+
+
+def _cat_pairs(batch: list) -> torch.Tensor:
+    return torch.stack([torch.cat([a, b]) for a, b in batch])
+
+
+PAIRS = [(ROWS[i, :3], ROWS[i, 2:]) for i in range(3)]
+
+
+def test_tuple_the_encoder_takes_as_a_record_is_one_record_as_in_the_original():
+    model = SimilarityModel(encoders=PairEncoder(), head=EmptyHead(6))
+    got = model.encode(PAIRS[0], to_numpy=False)  # the original: one record
+    torch.testing.assert_close(got, torch.cat(PAIRS[0])[None])
+    # a list of pairs, and a tuple of pairs (not a record itself), are several records
+    expected = torch.stack([torch.cat(pair) for pair in PAIRS])
+    torch.testing.assert_close(model.encode(PAIRS, to_numpy=False), expected)
+    torch.testing.assert_close(model.encode(tuple(PAIRS), to_numpy=False), expected)
+
+
+def test_tuple_that_is_no_record_holds_the_records():
+    model = _gated_model()
+    rows = tuple(ROWS[:3])  # one record fails (the encoder returns a list): the original raised
+    torch.testing.assert_close(model.encode(rows, to_numpy=False), ROWS[:3] * GATE)
+    # the same once the first-batch checks have run
+    torch.testing.assert_close(model.encode(rows, to_numpy=False), ROWS[:3] * GATE)
+    torch.testing.assert_close(model.encode(rows[:1], to_numpy=False), ROWS[:1] * GATE)
+    assert model.encode((), to_numpy=False).shape == (0, 5)
+
+
+def test_tuple_failing_both_ways_says_how_it_was_read():
+    model = SimilarityModel(encoders=PairEncoder(), head=EmptyHead(6))
+    with pytest.raises(Exception) as info:
+        model.encode((ROWS[0, :3], ROWS[0, :3], ROWS[0, :3]))  # no pair, no records of pairs
+    notes = " ".join(getattr(info.value, "__notes__", []))
+    assert "read the tuple as several records" in notes and "as one record" in notes, notes
+    assert "pass a list" in notes
+
+
 def test_a_tensor_is_still_one_record():
     model = _gated_model()
     torch.testing.assert_close(model.encode(ROWS[0], to_numpy=False), ROWS[:1] * GATE)

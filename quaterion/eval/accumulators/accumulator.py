@@ -1,9 +1,24 @@
 """Base accumulator: a list of embedding batches plus a ``filled`` flag."""
 
-from typing import Dict, List
+from typing import Callable, Dict, List
 
 import torch
 from torch import Tensor
+
+
+def joined(parts: List[Tensor], empty: Callable[[], Tensor] = torch.Tensor) -> Tensor:
+    """Every tensor of ``parts`` concatenated along dim 0 (``empty()`` for none).
+
+    The list is replaced, in place, by the one concatenated tensor: the batches are copied
+    once, later reads return that same tensor without copying, and memory holds one copy.
+    Batches appended afterwards are joined to it on the next read. Callers must not modify
+    the returned tensor in place (it is the stored state).
+    """
+    if not parts:
+        return empty()
+    if len(parts) > 1:
+        parts[:] = [torch.cat(parts)]
+    return parts[0]
 
 
 class Accumulator:
@@ -33,8 +48,9 @@ class Accumulator:
 
     @property
     def embeddings(self) -> Tensor:
-        """float ``(N, d)``: all batches concatenated, or an empty ``torch.Tensor()``."""
-        return torch.cat(self._embeddings) if self._embeddings else torch.Tensor()
+        """float ``(N, d)``: all batches concatenated, or an empty ``torch.Tensor()``
+        (concatenated once, then kept: see :func:`joined`)."""
+        return joined(self._embeddings)
 
     def update(self, **kwargs) -> None:
         """Store one batch."""

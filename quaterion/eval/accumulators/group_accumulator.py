@@ -5,7 +5,7 @@ from typing import Dict, List, Optional, Union
 import torch
 from torch import Tensor
 
-from quaterion.eval.accumulators.accumulator import Accumulator
+from quaterion.eval.accumulators.accumulator import Accumulator, joined
 
 
 class GroupAccumulator(Accumulator):
@@ -29,7 +29,7 @@ class GroupAccumulator(Accumulator):
     @property
     def groups(self) -> Tensor:
         """int ``(N,)``: all group ids, or an empty ``torch.Tensor()``."""
-        return torch.cat(self._groups) if self._groups else torch.Tensor()
+        return joined(self._groups)
 
     @property
     def state(self) -> Dict[str, Tensor]:

@@ -5,7 +5,7 @@ from typing import Dict, List, Optional, Union
 import torch
 from torch import Tensor
 
-from quaterion.eval.accumulators.accumulator import Accumulator
+from quaterion.eval.accumulators.accumulator import Accumulator, joined
 
 
 class PairAccumulator(Accumulator):
@@ -46,17 +46,17 @@ class PairAccumulator(Accumulator):
     @property
     def labels(self) -> Tensor:
         """float ``(P,)`` pair scores, or an empty ``torch.Tensor()``."""
-        return torch.cat(self._labels) if self._labels else torch.Tensor()
+        return joined(self._labels)
 
     @property
     def pairs(self) -> Tensor:
         """int64 ``(P, 2)`` indices into ``embeddings``, or an empty ``torch.LongTensor()``."""
-        return torch.cat(self._pairs) if self._pairs else torch.LongTensor()
+        return joined(self._pairs, torch.LongTensor)
 
     @property
     def subgroups(self) -> Tensor:
         """float ``(2P,)``, or an empty ``torch.Tensor()``."""
-        return torch.cat(self._subgroups) if self._subgroups else torch.Tensor()
+        return joined(self._subgroups)
 
     @property
     def state(self) -> Dict[str, Tensor]:

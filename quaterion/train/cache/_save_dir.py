@@ -14,6 +14,7 @@ import fcntl
 import itertools
 import logging
 import os
+import secrets
 import socket
 import time
 from typing import List, Optional
@@ -115,6 +116,10 @@ class SaveDirLock:
     The kernel drops the lock when its process exits, however it ends (a killed job never
     leaves a stale lock). Every attempt is non-blocking: a lock another process holds is a
     :class:`CacheDirInUseError` naming it, after ``wait_s`` seconds of retries.
+
+    Under DDP the first process of every node locks the ``save_dir`` it sees: global rank 0
+    first, then the others with :meth:`exclusive_beside`, which recognises rank 0's lock
+    (the same directory, on a filesystem every node shares) by the record rank 0 wrote.
     """
 
     def __init__(self, save_dir: str, wait_s: Optional[float] = None):
@@ -122,27 +127,31 @@ class SaveDirLock:
         self.wait_s = LOCK_WAIT_S if wait_s is None else wait_s
         self._fd: Optional[int] = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
 
-    def _take(self, operation: int, wait_s: float) -> None:
+    def _take(self, operation: int, wait_s: float, held_by_us: Optional[str] = None) -> bool:
+        """Take the lock; ``False`` (not taken) when the holder's record is ``held_by_us``."""
         deadline = time.monotonic() + wait_s
         for attempt in itertools.count():
             try:
                 fcntl.flock(self._fd, operation | fcntl.LOCK_NB)
-                return
+                return True
             except OSError as err:
                 if err.errno not in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
                     raise
+            holder = self._holder()
+            if held_by_us is not None and holder == held_by_us:
+                return False
             if attempt == 0:
                 logger.warning(
                     "The encoder cache in %s is in use by another process (%s): waiting for "
                     "it, at most %.0f s",
                     os.path.dirname(self.path),
-                    self._holder(),
+                    holder,
                     wait_s,
                 )
             if time.monotonic() >= deadline:
                 raise CacheDirInUseError(
                     f"The encoder cache in {os.path.dirname(self.path)!r} is being written by "
-                    f"another process ({self._holder()}): wait for it to finish and run again "
+                    f"another process ({holder}): wait for it to finish and run again "
                     "(its cache is then reused), or give this run another save_dir"
                 )
             time.sleep(0.2)
@@ -155,12 +164,32 @@ class SaveDirLock:
         """Hold the lock with other readers (waits ``wait_s`` for a writer, then raises)."""
         self._take(fcntl.LOCK_SH, self.wait_s)
 
-    def exclusive(self) -> None:
-        """Hold the lock alone and record this process in the lock file."""
-        fcntl.flock(self._fd, fcntl.LOCK_UN)  # conversion is not atomic: release first
+    def unlock(self) -> None:
+        """Drop the lock this process holds (the file stays open for a later lock)."""
+        if self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+
+    def exclusive(self) -> str:
+        """Hold the lock alone and record this process in the lock file; returns the record
+        (unique to this hold)."""
+        self.unlock()  # conversion is not atomic: release first
         self._take(fcntl.LOCK_EX, self.wait_s)
+        record = f"pid {os.getpid()} on {socket.gethostname()} (hold {secrets.token_hex(6)})"
         os.ftruncate(self._fd, 0)
-        os.pwrite(self._fd, f"pid {os.getpid()} on {socket.gethostname()}".encode(), 0)
+        os.pwrite(self._fd, record.encode(), 0)
+        os.fsync(self._fd)  # visible to the other nodes reading it on a shared filesystem
+        return record
+
+    def exclusive_beside(self, record: str) -> bool:
+        """Hold the lock alone, unless the holder is the process that wrote ``record`` (the
+        same directory, locked by global rank 0): then ``False``, and nothing is held."""
+        self.unlock()
+        if self._take(fcntl.LOCK_EX, self.wait_s, held_by_us=record):
+            mine = f"pid {os.getpid()} on {socket.gethostname()} (beside {record})"
+            os.ftruncate(self._fd, 0)
+            os.pwrite(self._fd, mine.encode(), 0)
+            return True
+        return False
 
     def release(self) -> None:
         """Drop the lock (and the record of a writer)."""

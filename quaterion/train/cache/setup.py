@@ -211,7 +211,8 @@ def cache_loaders(
     lock = None
     if save_dir:  # checked on every rank before anything is encoded
         save_dir = _on_every_rank(partial(_save_dir.prepare, save_dir))
-        lock = _save_dir.SaveDirLock(save_dir) if trainer.global_rank == 0 else None
+        # the first process of every node locks the directory it sees (node-local copies)
+        lock = _save_dir.SaveDirLock(save_dir) if trainer.local_rank == 0 else None
     try:
         _on_every_rank(lock.shared if lock is not None else _nothing)
         splits = _load_or_fill(
@@ -249,27 +250,27 @@ def _load_or_fill(
     filled_splits: Dict[str, object] = {}
     reads = data_reads(loaders, cache_config, content or {}, layouts)
     current = split_fingerprints(reads, content, filled_splits)
-    expected, splits = None, None
+    expected = None
     if save_dir:
         expected = _persist.expected_manifest(
             cache_encoders, loaders, extractors, cache_config.views
         )
-        verify = cache_config.verify_checksums
-        splits = _persist.try_load(save_dir, cache_encoders, expected, current, verify)
-    # The fill runs collectives, so every rank must take the same branch: one rank that
-    # could not load (a node-local disk without a copy, a stale copy) makes every rank fill.
-    loaded = distributed.gather_objects(splits is not None)
-    if all(loaded):
-        return splits
+    verify = cache_config.verify_checksums
+    load = partial(_persist.try_load, save_dir, cache_encoders, expected, current, verify)
+    seen = _persist.current_generation(save_dir) if save_dir else None
+    splits = _agreed_load(load if save_dir else _nothing, save_dir)
     if splits is not None:
-        warnings.warn(
-            f"The encoder cache in {save_dir} loaded here, but not on rank(s) "
-            f"{[rank for rank, ok in enumerate(loaded) if not ok]} (no valid copy on "
-            "their disk): every rank fills it again",
-            stacklevel=3,
-        )
+        return splits
     # before anything is encoded: another job may be writing this save_dir
-    _on_every_rank(lock.exclusive if lock is not None else _nothing)
+    _lock_every_copy(trainer, lock)
+    changed = bool(save_dir) and _persist.current_generation(save_dir) != seen
+    if any(distributed.gather_objects(changed)):
+        # another job wrote a cache while this one waited for the lock: reuse it if it fits
+        # (two jobs racing for the lock never both fill)
+        logger.info("Another process wrote the encoder cache in %s meanwhile: trying it", save_dir)
+        splits = _agreed_load(load, save_dir)
+        if splits is not None:
+            return splits
     for enc in cache_encoders.values():
         enc.reset_cache()
     views = [cache_config.views if split == "train" else 1 for split in loaders]
@@ -288,6 +289,38 @@ def _load_or_fill(
         write = partial(_persist.save, save_dir, cache_encoders, splits, expected, current)
         _persist.save_per_filesystem(trainer, save_dir, write)
     return splits
+
+
+def _agreed_load(load: Callable[[], Optional[dict]], save_dir: Optional[str]) -> Optional[dict]:
+    """``load()`` on every rank; its splits only if it loaded on every rank.
+
+    The fill runs collectives, so every rank must take the same branch: one rank that could
+    not load (a node-local disk without a copy, a stale copy) makes every rank fill.
+    """
+    splits = load()
+    loaded = distributed.gather_objects(splits is not None)
+    if all(loaded):
+        return splits
+    if splits is not None:
+        warnings.warn(
+            f"The encoder cache in {save_dir} loaded here, but not on rank(s) "
+            f"{[rank for rank, ok in enumerate(loaded) if not ok]} (no valid copy on "
+            "their disk): every rank fills it again",
+            stacklevel=4,
+        )
+    return None
+
+
+def _lock_every_copy(trainer: pl.Trainer, lock: Optional[_save_dir.SaveDirLock]) -> None:
+    """Exclusive locks on every directory the fill writes: global rank 0's, then each other
+    node's copy (the first process of the node takes it; a directory shared with rank 0 is
+    recognised by rank 0's record and covered by its lock). An error on any rank (e.g.
+    another job holding a node's copy) is raised on every rank."""
+    _on_every_rank(lock.unlock if lock is not None else _nothing)  # no shared hold left
+    record = _on_every_rank(lock.exclusive if trainer.global_rank == 0 and lock else _nothing)
+    record = distributed.broadcast_from_rank_zero(record)
+    beside = trainer.global_rank != 0 and lock is not None and record is not None
+    _on_every_rank(partial(lock.exclusive_beside, record) if beside else _nothing)
 
 
 def _nothing() -> None:

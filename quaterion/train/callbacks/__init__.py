@@ -8,6 +8,7 @@ from quaterion.train.callbacks.guard_callback import (
     NonFiniteValidationError,
 )
 from quaterion.train.callbacks.metrics_callback import MetricsCallback
+from quaterion.train.callbacks.rank_failure_callback import RankFailureCallback
 
 __all__ = [
     "CleanupCallback",
@@ -16,4 +17,5 @@ __all__ = [
     "NonFiniteGradientError",
     "NonFiniteLossError",
     "NonFiniteValidationError",
+    "RankFailureCallback",
 ]

@@ -15,15 +15,15 @@ from quaterion import distributed
 _DDP_VERDICT_LAG = 2
 
 
-class NonFiniteLossError(FloatingPointError):
+class NonFiniteLossError(distributed.ErrorOnEveryRank, FloatingPointError):
     """The training loss was NaN or infinite; the optimizer did not apply it."""
 
 
-class NonFiniteGradientError(FloatingPointError):
+class NonFiniteGradientError(distributed.ErrorOnEveryRank, FloatingPointError):
     """A gradient was NaN or infinite while the loss was finite; the optimizer did not apply it."""
 
 
-class NonFiniteValidationError(FloatingPointError):
+class NonFiniteValidationError(distributed.ErrorOnEveryRank, FloatingPointError):
     """The validation (or test) loss of a batch was NaN or infinite."""
 
 

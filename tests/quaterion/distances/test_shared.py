@@ -37,3 +37,19 @@ def test_lp_distances_against_naive(rand_xy, distance, norm):
     assert_close(distance.distance(x[:4], y), row)
     assert_close(distance.similarity(x[:4], y), 1 / (1 + row))
     assert_close(distance.distance_matrix(x), distance.distance_matrix(x, x))
+
+
+@pytest.mark.parametrize("chunk_bytes", [4, 100, 2**20])
+def test_blocked_cosine_transform_is_the_formula_bit_for_bit(monkeypatch, chunk_bytes):
+    """The blocked path's two-pass chunked transform gives exactly ``1 - (p + 1) / 2`` (the
+    formula of ``distance_matrix``) on the same product, for one row per chunk, a few rows,
+    and the whole block at once."""
+    from quaterion.distances import cosine
+
+    monkeypatch.setattr(cosine, "_TRANSFORM_BYTES", chunk_bytes)
+    generator = torch.Generator().manual_seed(0)
+    product = torch.rand(37, 11, generator=generator, dtype=torch.float64).float() * 2 - 1
+    product[0, :4] = torch.tensor([-1.0, 1.0, 0.0, 1e-8])
+    expected = 1 - (product.clone() + 1) / 2
+    got = cosine._distance_in_place(product.clone())
+    torch.testing.assert_close(got, expected, rtol=0, atol=0)

@@ -2,8 +2,9 @@
 
 import os
 import socket
+import subprocess
 import time
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 import torch.multiprocessing as mp
 
@@ -37,11 +38,33 @@ def spawn_ranks(
                 process.join(5)
 
 
-def gloo_init(rank: int, world: int, store_file: str) -> None:
-    """Join a gloo process group through a file store (no port needed)."""
+def gloo_init(rank: int, world: int, store_file: str, timeout_s: Optional[float] = None) -> None:
+    """Join a gloo process group through a file store (no port needed).
+
+    ``timeout_s`` bounds every collective (a short one turns a rank left waiting into an
+    error instead of a hang); ``None`` keeps torch's default.
+    """
+    from datetime import timedelta
+
     import torch
     import torch.distributed as dist
 
     torch.set_num_threads(1)
     os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")
-    dist.init_process_group("gloo", init_method=f"file://{store_file}", rank=rank, world_size=world)
+    extra = {} if timeout_s is None else {"timeout": timedelta(seconds=timeout_s)}
+    dist.init_process_group(
+        "gloo", init_method=f"file://{store_file}", rank=rank, world_size=world, **extra
+    )
+
+
+def start_script(command: Sequence[str], env: dict, cwd: str) -> subprocess.Popen:
+    """``command`` in its own session (killed as a whole on timeout), output captured."""
+    return subprocess.Popen(
+        list(command),
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )

@@ -65,6 +65,11 @@ def test_gradient_of_own_rows_is_summed_over_ranks(results):
         start += rows
 
 
+def test_rank_mismatch_error_is_a_value_error_raised_on_every_rank():
+    assert issubclass(distributed.RankMismatchError, ValueError)
+    assert issubclass(distributed.RankMismatchError, distributed.ErrorOnEveryRank)
+
+
 @pytest.mark.parametrize(
     "case, each_rank",
     [
@@ -98,7 +103,8 @@ def test_mismatched_ranks_raise_the_same_error_on_every_rank(results, case, each
     messages = []
     for rank in range(WORLD):
         outcome = results[rank][case]
-        assert outcome.get("error") == "ValueError", outcome
+        # RankMismatchError is a ValueError that every rank raises together
+        assert outcome.get("error") == "RankMismatchError", outcome
         messages.append(outcome["message"])
     assert messages[0] == messages[1]
     message = messages[0] + "\n"

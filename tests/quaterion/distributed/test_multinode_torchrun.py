@@ -2,7 +2,6 @@
 
 import os
 import signal
-import subprocess
 import sys
 
 import pytest
@@ -10,7 +9,7 @@ import torch
 
 from quaterion_models import SimilarityModel
 from tests.quaterion.distributed import ddp_fit_script as script
-from tests.quaterion.distributed._launch import free_port
+from tests.quaterion.distributed._launch import free_port, start_script
 from tests.quaterion.distributed.test_ddp_fit import REPO
 
 pytestmark = pytest.mark.slow
@@ -41,17 +40,7 @@ def launch_nodes(out, port: int, module: str = "multinode_script") -> list:
             f"tests.quaterion.distributed.{module}",
             str(out),
         ]
-        processes.append(
-            subprocess.Popen(
-                command,
-                cwd=REPO,
-                env=env,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                text=True,
-                start_new_session=True,  # its own process group: killed as a whole on timeout
-            )
-        )
+        processes.append(start_script(command, env, REPO))
     return processes
 
 

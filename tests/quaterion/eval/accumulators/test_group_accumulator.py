@@ -19,3 +19,20 @@ def test_update_concatenates_detaches_and_resets():
     acc.set_filled()
     acc.reset()
     assert not acc.filled and acc.embeddings.numel() == 0 and acc.groups.numel() == 0
+
+
+def test_reads_concatenate_once_and_keep_later_batches():
+    """Reading joins the batches once: a second read is the same tensor (no new N x d
+    copy), and a batch added after a read is joined on the next read."""
+    acc = GroupAccumulator()
+    batches = [torch.randn(4, 3) for _ in range(3)]
+    for i, batch in enumerate(batches):
+        acc.update(batch, torch.full((4,), i))
+    first = acc.embeddings
+    assert acc.embeddings is first and acc.state["embeddings"] is first
+    assert acc.groups is acc.groups
+    torch.testing.assert_close(first, torch.cat(batches), rtol=0, atol=0)
+    extra = torch.randn(2, 3)
+    acc.update(extra, torch.tensor([7, 7]))
+    torch.testing.assert_close(acc.embeddings, torch.cat([*batches, extra]), rtol=0, atol=0)
+    assert acc.groups.tolist() == [0] * 4 + [1] * 4 + [2] * 4 + [7, 7]

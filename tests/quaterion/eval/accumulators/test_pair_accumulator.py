@@ -31,3 +31,14 @@ def test_empty_properties_and_reset():
     assert not acc.filled and acc.pairs.numel() == 0 and acc._accumulated_size == 0
     acc.update(torch.randn(2, 3), torch.ones(1), torch.tensor([[0, 1]]), torch.zeros(2))
     assert acc.pairs.tolist() == [[0, 1]]
+
+
+def test_pair_reads_concatenate_once():
+    acc = PairAccumulator()
+    for _ in range(3):
+        acc.update(torch.randn(4, 2), torch.ones(2), torch.tensor([[0, 1], [2, 3]]), torch.zeros(4))
+    pairs = acc.pairs
+    assert acc.pairs is pairs and acc.labels is acc.labels and acc.subgroups is acc.subgroups
+    assert acc.embeddings is acc.embeddings
+    # batch-local pairs shifted by the rows accumulated before them
+    assert pairs.tolist() == [[0, 1], [2, 3], [4, 5], [6, 7], [8, 9], [10, 11]]

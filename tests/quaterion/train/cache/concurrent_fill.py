@@ -6,6 +6,7 @@ then one more second, so a second process can be started while this one writes t
 """
 
 import json
+import logging
 import os
 import sys
 import time
@@ -34,6 +35,9 @@ class HoldingEncoder(CountingEncoder):
 
 def main(save_dir: str, out: str, hold: str = "") -> None:
     torch.set_num_threads(1)
+    logging.basicConfig(
+        level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", force=True
+    )
     _save_dir.LOCK_WAIT_S = 240.0  # wait as long as the other process may hold the lock
     encoder = HoldingEncoder(hold)
     config = CacheConfig(cache_type=CacheType.DISK, save_dir=save_dir)

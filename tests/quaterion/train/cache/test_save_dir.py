@@ -227,14 +227,15 @@ def test_two_processes_filling_one_disk_cache_do_not_collide(tmp_path):
 
 _HOLD_LOCK = (
     "import sys, time; from quaterion.train.cache._save_dir import SaveDirLock; "
-    "lock = SaveDirLock(sys.argv[1]); lock.exclusive(); print('held', flush=True); time.sleep(600)"
+    "lock = SaveDirLock(sys.argv[1]); getattr(lock, sys.argv[2])(); print('held', flush=True); "
+    "time.sleep(600)"
 )
 
 
-def _holder(save_dir):
+def lock_holder(save_dir, mode="exclusive"):
     os.makedirs(save_dir, exist_ok=True)
     process = subprocess.Popen(
-        [sys.executable, "-c", _HOLD_LOCK, str(save_dir)],
+        [sys.executable, "-c", _HOLD_LOCK, str(save_dir), mode],
         cwd=ROOT,
         env=_env(),
         stdout=subprocess.PIPE,
@@ -244,9 +245,42 @@ def _holder(save_dir):
     return process
 
 
+def test_two_jobs_racing_for_the_write_lock_never_both_fill(tmp_path):
+    """Both jobs find no cache and wait for the exclusive lock (a third process reads the
+    cache dir: a shared hold) until it is released: the loser waits for the winner's fill,
+    then reuses its cache."""
+    save_dir, hold = tmp_path / "cache", tmp_path / "hold"
+    hold.write_text("each fill's first batch takes a second")
+    gate = lock_holder(save_dir, "shared")
+    jobs, lines = [], {}
+    try:
+        for name in ("a", "b"):
+            job = _start(save_dir, tmp_path / f"{name}.json", hold)
+            lines[name] = []
+            threading.Thread(
+                target=lambda job=job, out=lines[name]: out.extend(job.stdout), daemon=True
+            ).start()
+            jobs.append(job)
+        for name in lines:  # both found no cache and wait to write one
+            _wait_for(lambda out=lines[name]: any("(a reader of the cache)" in s for s in out))
+        os.kill(gate.pid, signal.SIGKILL)
+        for job in jobs:
+            job.wait(300)
+        assert [job.returncode for job in jobs] == [0, 0], lines
+    finally:
+        for process in (gate, *jobs):
+            if process.poll() is None:
+                process.kill()
+    runs = [json.load(open(tmp_path / f"{name}.json")) for name in ("a", "b")]
+    assert sorted(run["calls"] for run in runs) == [0, 32], runs  # one fill in all
+    reused = ["wrote the encoder cache" in "".join(lines[name]) for name in ("a", "b")]
+    assert reused == [run["calls"] == 0 for run in runs], lines
+    torch.testing.assert_close(torch.tensor(runs[0]["losses"]), torch.tensor(runs[1]["losses"]))
+
+
 def test_a_live_writer_is_a_clear_error_and_a_killed_one_blocks_nothing(tmp_path, monkeypatch):
     monkeypatch.setattr(_save_dir, "LOCK_WAIT_S", 0.5)
-    holder = _holder(tmp_path)
+    holder = lock_holder(tmp_path)
     try:
         with pytest.raises(CacheDirInUseError, match=f"pid {holder.pid} on"):
             _fit(tmp_path)
