@@ -15,7 +15,6 @@ from quaterion.train.cache.cache_model import FEW_WORKERS_WARNING
 from quaterion.train._fit_checks import (
     check_loader_against_loss,
     check_not_empty,
-    loader_length,
     warn_ineffective_options,
 )
 from quaterion.train.callbacks import (
@@ -61,6 +60,19 @@ def _check_inputs(model, train_dataloader, val_dataloader) -> None:
                 f"{name} must be a SimilarityDataLoader (PairsSimilarityDataLoader or "
                 f"GroupSimilarityDataLoader), got {type(loader).__name__}"
             )
+
+
+def _batch_count(loader: Optional[SimilarityDataLoader]) -> Optional[int]:
+    """``len(loader)``; ``None`` without a loader or for one without a length."""
+    try:
+        return None if loader is None else len(loader)
+    except (TypeError, NotImplementedError):
+        return None
+
+
+def _log_steps(train_batches: Optional[int]) -> dict:
+    """``log_every_n_steps`` for an epoch of ``train_batches`` (none when unknown or 0)."""
+    return {"log_every_n_steps": min(50, train_batches)} if train_batches else {}
 
 
 def _add_callbacks(trainer: pl.Trainer) -> None:
@@ -111,6 +123,7 @@ class Quaterion:
         """
         _check_inputs(trainable_model, train_dataloader, val_dataloader)
         _check_loaders(trainable_model, train_dataloader, val_dataloader)
+        train_batches = _batch_count(train_dataloader)
         if trainer is None:
             if val_dataloader is None:
                 raise ValueError(
@@ -118,16 +131,10 @@ class Quaterion:
                     "`validation_loss` and so needs a val_dataloader; pass val_dataloader, or "
                     "pass your own pl.Trainer(...)"
                 )
-            trainer = pl.Trainer(
-                **cls.trainer_defaults(
-                    trainable_model=trainable_model, train_dataloader=train_dataloader
-                )
-            )
+            defaults = cls.trainer_defaults(trainable_model=trainable_model)
+            trainer = pl.Trainer(**defaults, **_log_steps(train_batches))
         _add_callbacks(trainer)
-        warn_ineffective_options(trainable_model, trainer, loader_length(train_dataloader))
-        for loader in (train_dataloader, val_dataloader):
-            if loader is not None:
-                trainable_model.setup_dataloader(loader)
+        warn_ineffective_options(trainable_model, trainer, train_batches)
         fit = trainable_model.cache_loaders(trainer, train_dataloader, val_dataloader)
         with warnings.catch_warnings() if fit.served else contextlib.nullcontext():
             if fit.served:
@@ -172,13 +179,7 @@ class Quaterion:
             "max_epochs": -1,
             "enable_model_summary": False,
         }
-        if train_dataloader is not None:
-            try:
-                n_batches = len(train_dataloader)
-            except Exception:
-                n_batches = 0
-            if n_batches > 0:
-                defaults["log_every_n_steps"] = min(50, n_batches)
+        defaults.update(_log_steps(_batch_count(train_dataloader)))
         if trainable_model is not None:
             encoders = trainable_model.model.encoders.values()
             cache_config = trainable_model.configure_caches()

@@ -178,12 +178,3 @@ def _planned_steps(trainer: pl.Trainer, train_batches: Optional[int]) -> Optiona
         limits.append(math.ceil(per_epoch / accumulate) * max_epochs)
     return min(limits) if limits else None
 
-
-def loader_length(loader: Optional[SimilarityDataLoader]) -> Optional[int]:
-    """``len(loader)`` or ``None`` for a loader without a length."""
-    if loader is None:
-        return None
-    try:
-        return len(loader)
-    except TypeError:
-        return None

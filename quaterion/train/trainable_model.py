@@ -325,16 +325,20 @@ class TrainableModel(pl.LightningModule, CacheMixin):
         val_dataloader: Optional[SimilarityDataLoader],
     ) -> CachedLoaders:
         """:meth:`setup_cache`, returning the loaders to fit on (store-served where the
-        data is fully cached) and whether anything is cached."""
+        data is fully cached) and whether anything is cached. Loaders the cache does not
+        take get the plain collate of :meth:`setup_dataloader`."""
         self._cache_sources = [dl for dl in (train_dataloader, val_dataloader) if dl is not None]
         try:
             self.model.encoders = apply_cache_config(self.model.encoders, self.cache_config)
-            return cache_loaders(
+            fit = cache_loaders(
                 trainer, self.model.encoders, train_dataloader, val_dataloader, self.cache_config
             )
         except BaseException:  # nothing reaches the trainer: undo the set-up here
             self.unwrap_cache()
             raise
+        for loader in [] if fit.cached else self._cache_sources:
+            self.setup_dataloader(loader)
+        return fit
 
     def unwrap_cache(self) -> None:
         """Replace every cache encoder by the encoder it wraps (drops the cached vectors) and

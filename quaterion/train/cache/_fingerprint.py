@@ -10,20 +10,18 @@ collate of every batch (``CacheConfig(verify_content=True)``).
 
 import dataclasses
 import hashlib
-import itertools
 import re
 import warnings
-from functools import cache
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, Iterable, Optional, Tuple
 
 import numpy as np
 import torch
 from pytorch_lightning.utilities.seed import isolate_rng
+from torch.utils.data import DataLoader
 
-from quaterion.dataset.label_cache_dataset import labels_only
 from quaterion.dataset.similarity_data_loader import SimilarityDataLoader
 from quaterion.train.cache._batches import CachedSplit, batches_from_store
-from quaterion.train.cache._views import ViewDataset, fill_loader
+from quaterion.train.cache._views import SampleItems, data_pass
 from quaterion.train.cache.cache_config import CacheConfig
 
 
@@ -57,23 +55,7 @@ def _feed(digest, value: Any) -> None:
         digest.update(repr(value).encode("utf-8"))
 
 
-SAMPLE_SIZE = 32
-SAMPLE_SEED = "quaterion-content-sample"
 _ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
-
-
-def sample_positions(length: int, size: int = SAMPLE_SIZE) -> List[int]:
-    """``size`` positions out of ``length`` (all if fewer): one in each of ``size`` equal
-    strides, at an offset drawn from a seeded hash of the stride's number (the same on every
-    machine and run)."""
-    if length <= size:
-        return list(range(length))
-    positions = []
-    for k in range(size):
-        start, stop = k * length // size, (k + 1) * length // size
-        seeded = hashlib.sha256(f"{SAMPLE_SEED}:{k}".encode()).digest()
-        positions.append(start + int.from_bytes(seeded[:8], "little") % (stop - start))
-    return positions
 
 
 def _feed_content(digest, value: Any) -> None:  # noqa: C901 (one branch per kind of object)
@@ -110,17 +92,13 @@ def _feed_content(digest, value: Any) -> None:  # noqa: C901 (one branch per kin
 
 
 def content_sample(dataset: Any) -> str:
-    """Hex SHA-256 of the items of ``dataset`` at :func:`sample_positions` (the first
-    :data:`SAMPLE_SIZE` items of an iterable dataset): what each of them holds, not only its
-    length and labels. Costs :data:`SAMPLE_SIZE` reads, each under the seeded random state of
-    view 0 (a random transform samples the same content in every run)."""
+    """Hex SHA-256 of the items of ``dataset`` in its content sample (``_views.SampleItems``):
+    what each of them holds, not only its length and labels."""
+    return _sample_sha256(SampleItems(dataset))
+
+
+def _sample_sha256(items: Iterable[Any]) -> str:
     digest = hashlib.sha256()
-    if isinstance(dataset, torch.utils.data.IterableDataset):
-        items = itertools.islice(iter(dataset), SAMPLE_SIZE)
-    else:
-        positions = sample_positions(len(dataset))
-        seeded = ViewDataset(dataset, 0)
-        items = (seeded[position] for position in positions)
     with isolate_rng():  # a random transform must not shift the run's random numbers
         for item in items:
             _feed_content(digest, item)
@@ -134,37 +112,10 @@ def sha256(value: Any) -> str:
     return digest.hexdigest()
 
 
-class _Pass:
-    """Collate of the fingerprint pass: ids, labels, collated encoder inputs."""
-
-    def __init__(self, pre_collate_fn, collates: Dict[str, Any], layout: Optional[type]):
-        self.pre_collate_fn = pre_collate_fn
-        self.layout = layout
-        self.collates = collates
-
-    def __call__(self, batch):
-        ids = np.array([item[0] for item in batch], dtype=np.uint64)
-        if self.layout is not None:
-            _, features, labels = self.pre_collate_fn(batch)
-            labels = self.layout.label_columns(labels)
-        else:  # other layouts: the label-only samples themselves
-            labels = [repr(labels_only(item[1])) for item in batch]
-            features = self.pre_collate_fn(batch)[1] if self.collates else None
-        inputs = {name: collate(features) for name, collate in self.collates.items()}
-        return ids, labels, inputs
-
-
-def _read(
-    loader: SimilarityDataLoader,
-    cache_config: CacheConfig,
-    collates: Dict[str, Any],
-    layout: Optional[type],
-) -> tuple:
-    """One ordered pass over ``loader.dataset``: ids, labels (label columns for a loader
-    served from the store, else the label-only samples), the hash of each encoder's collated
-    inputs, and the pass's batch size."""
-    pass_collate = _Pass(loader.original_params["collate_fn"], collates, layout)
-    batches = fill_loader(loader, cache_config, pass_collate)
+def _hash_pass(batches: DataLoader, collates: Dict[str, Any]) -> tuple:
+    """Ids, labels (label columns for a loader served from the store, else the label-only
+    samples) and the hash of each encoder's collated inputs, from the batches of
+    :func:`data_pass`."""
     ids, labels = [], []
     digests = {name: hashlib.sha256() for name in collates}
     with isolate_rng():  # iterating a DataLoader draws a seed from the global generator
@@ -179,23 +130,7 @@ def _read(
     else:
         labels = [record for batch in labels for record in batch]
     ids = np.concatenate(ids) if ids else np.zeros(0, dtype=np.uint64)
-    return ids, labels, content, batches.batch_size
-
-
-def read_fingerprints(
-    loader: SimilarityDataLoader,
-    cache_config: CacheConfig,
-    content_collates: Optional[Dict[str, Any]] = None,
-    layout: Optional[type] = None,
-) -> Dict[str, Any]:
-    """One ordered pass over ``loader.dataset``; see :func:`fingerprint` for the result.
-    ``content_collates`` (encoder name -> the wrapped encoder's collate) adds a hash of
-    every collated batch of encoder inputs, batched by ``cache_config.batch_size``;
-    ``layout``: the loader's class when its batches can come from the store.
-    """
-    collates = content_collates or {}
-    ids, labels, content, batch_size = _read(loader, cache_config, collates, layout)
-    return fingerprint(sha256([ids, labels]), content, batch_size, content_sample(loader.dataset))
+    return ids, labels, content
 
 
 def read_split(loader: SimilarityDataLoader) -> Optional[CachedSplit]:
@@ -203,7 +138,7 @@ def read_split(loader: SimilarityDataLoader) -> Optional[CachedSplit]:
     ``None`` for a loader whose batches cannot come from the store."""
     if not batches_from_store(loader):
         return None
-    ids, columns, _, _ = _read(loader, CacheConfig(), {}, type(loader))
+    ids, columns, _ = _hash_pass(data_pass(loader, CacheConfig(), {}, type(loader)), {})
     return CachedSplit(ids, columns if isinstance(columns, dict) else {})
 
 
@@ -223,24 +158,28 @@ def fingerprint(
 
 
 def split_fingerprints(
-    loaders: Dict[str, SimilarityDataLoader],
-    config: CacheConfig,
-    content,
+    reads: Dict[str, Tuple[Iterable[Any], DataLoader]],
+    content: Optional[Dict[str, Any]],
     splits: dict,
-    layouts: Dict[str, Optional[type]],
 ) -> Callable:
-    """``split -> manifest record`` of its data: from its entry in ``splits`` when there is
-    one and no ``content`` hash is asked for, else from one read of the loader (remembered)."""
+    """``split -> manifest record`` of its data (see :func:`fingerprint`) from its
+    ``reads`` (``_views.data_reads``), each hashed once and remembered: the content sample;
+    ids and labels from its entry in ``splits`` when there is one and no ``content`` hash is
+    asked for (encoder name -> the wrapped encoder's collate), else from the data pass, which
+    then also hashes every encoder's collated inputs."""
+    samples: Dict[str, str] = {}
+    passes: Dict[str, tuple] = {}
 
-    @cache
-    def read(split: str) -> dict:
-        return read_fingerprints(loaders[split], config, content, layouts[split])
-
-    def of(split: str) -> dict:
+    def record(split: str) -> dict:
+        sample, batches = reads[split]
+        if split not in samples:
+            samples[split] = _sample_sha256(sample)
         cached = None if content else splits.get(split)
-        if cached is None:
-            return read(split)
-        sample = content_sample(loaders[split].dataset)
-        return fingerprint(sha256([cached.ids, cached.columns]), sample=sample)
+        if cached is not None:
+            return fingerprint(sha256([cached.ids, cached.columns]), sample=samples[split])
+        if split not in passes:
+            ids, labels, hashes = _hash_pass(batches, content or {})
+            passes[split] = (sha256([ids, labels]), hashes, batches.batch_size)
+        return fingerprint(*passes[split], samples[split])
 
-    return of
+    return record

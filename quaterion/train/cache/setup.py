@@ -18,6 +18,7 @@ from quaterion.train.cache import _persist, _save_dir
 from quaterion.train.cache._batches import serve_from_store, store_layouts
 from quaterion.train.cache.cache_model import fill_cache
 from quaterion.train.cache._fingerprint import read_split, split_fingerprints
+from quaterion.train.cache._views import data_reads
 from quaterion.train.cache.cache_config import CacheConfig, CacheType
 from quaterion.train.cache.cache_encoder import CacheEncoder, CacheMode
 from quaterion.train.cache.cache_train_collator import CacheTrainCollator
@@ -117,7 +118,8 @@ def save_cache(
     expected = _persist.expected_manifest(cache_encoders, loaders, {})
     full = len(cache_encoders) == len(encoders)
     splits = {split: read_split(dl) if full else None for split, dl in loaders.items()}
-    written = split_fingerprints(loaders, CacheConfig(), None, splits, store_layouts(loaders))
+    reads = data_reads(loaders, CacheConfig(), {}, store_layouts(loaders))
+    written = split_fingerprints(reads, None, splits)
     dir_path = _save_dir.prepare(dir_path)
     lock = _save_dir.SaveDirLock(dir_path)
     try:
@@ -243,15 +245,16 @@ def _load_or_fill(
 ) -> dict:
     """The splits of a persisted cache that matches this run, or of a new fill (saved when
     ``save_dir`` is set, under the exclusive ``lock`` rank 0 holds)."""
+    content = {n: e.wrapped_encoder.get_collate_fn() for n, e in cache_encoders.items()}
+    content = content if cache_config.verify_content else None
+    filled_splits: Dict[str, object] = {}
+    reads = data_reads(loaders, cache_config, content or {}, layouts)
+    current = split_fingerprints(reads, content, filled_splits)
     expected = None
     if save_dir:
         expected = _persist.expected_manifest(
             cache_encoders, loaders, extractors, cache_config.views
         )
-    content = {n: e.wrapped_encoder.get_collate_fn() for n, e in cache_encoders.items()}
-    content = content if cache_config.verify_content else None
-    filled_splits: Dict[str, object] = {}
-    current = split_fingerprints(loaders, cache_config, content, filled_splits, layouts)
     verify = cache_config.verify_checksums
     load = partial(_persist.try_load, save_dir, cache_encoders, expected, current, verify)
     seen = _persist.current_generation(save_dir) if save_dir else None
