@@ -1,6 +1,7 @@
 """Run a function on several local gloo ranks (spawned processes), bounded in time."""
 
 import os
+import signal
 import socket
 import subprocess
 import time
@@ -68,3 +69,19 @@ def start_script(command: Sequence[str], env: dict, cwd: str) -> subprocess.Pope
         text=True,
         start_new_session=True,
     )
+
+
+def wait_scripts(processes: Sequence[subprocess.Popen], timeout_s: float) -> list:
+    """``(returncode, output, finished_at)`` of each process (``time.monotonic()`` when its
+    output ended); every process group still alive afterwards (a timeout) is killed."""
+    results = []
+    try:
+        for process in processes:
+            output, _ = process.communicate(timeout=timeout_s)
+            results.append((process.returncode, output, time.monotonic()))
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+    return results

@@ -1,7 +1,6 @@
 """Two "machines" on localhost: two torchrun launches (node ranks 0 and 1), one process each."""
 
 import os
-import signal
 import sys
 
 import pytest
@@ -9,7 +8,7 @@ import torch
 
 from quaterion_models import SimilarityModel
 from tests.quaterion.distributed import ddp_fit_script as script
-from tests.quaterion.distributed._launch import free_port, start_script
+from tests.quaterion.distributed._launch import free_port, start_script, wait_scripts
 from tests.quaterion.distributed.test_ddp_fit import REPO
 
 pytestmark = pytest.mark.slow
@@ -45,17 +44,7 @@ def launch_nodes(out, port: int, module: str = "multinode_script") -> list:
 
 
 def wait_all(processes) -> list:
-    outputs = []
-    try:
-        for process in processes:
-            output, _ = process.communicate(timeout=TIMEOUT_S)
-            outputs.append((process.returncode, output))
-    finally:
-        for process in processes:
-            if process.poll() is None:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
-    return outputs
+    return [(code, output) for code, output, _ in wait_scripts(processes, TIMEOUT_S)]
 
 
 @pytest.fixture(scope="module")

@@ -3,14 +3,13 @@ error: 2 real processes per case (gloo on 127.0.0.1, joined by Lightning's DDP).
 
 import json
 import os
-import signal
 import sys
 import time
 
 import pytest
 
 from tests.quaterion.distributed import own_error_script as script
-from tests.quaterion.distributed._launch import free_port, start_script
+from tests.quaterion.distributed._launch import free_port, start_script, wait_scripts
 from tests.quaterion.distributed.test_ddp_fit import REPO
 
 pytestmark = pytest.mark.slow
@@ -37,17 +36,10 @@ def run_case(case: str, out) -> list:
         env.pop("PL_GLOBAL_SEED", None)
         command = [sys.executable, "-m", script.__name__, case, str(out)]
         processes.append(start_script(command, env, REPO))
-    results = []
-    try:
-        for process in processes:
-            output, _ = process.communicate(timeout=TIMEOUT_S)
-            results.append((process.returncode, output, time.monotonic() - started))
-    finally:
-        for process in processes:
-            if process.poll() is None:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
-    return results
+    return [
+        (code, output, finished - started)
+        for code, output, finished in wait_scripts(processes, TIMEOUT_S)
+    ]
 
 
 def recorded(out, rank: int) -> dict:
