@@ -22,3 +22,23 @@ def test_finetune_model_trains_the_encoder_through_a_gradient_cache(tmp_path):
     model = build_finetune_class()(write_tiny_bert(str(tmp_path / "bert"), pooling="mean"), 1e-4, 8)
     assert model.model.encoders["default"].trainable
     assert model.configure_gradient_cache() == GradientCacheConfig(mini_batch_size=8)
+
+
+def test_warmup_linear_rises_then_decays_to_zero():
+    from examples.finetune_encoder import warmup_linear
+
+    # 10 steps, 2 of warm-up: 1/2, 2/2, then (10 - step) / 8 down to 1/8 at the last step
+    factors = [warmup_linear(step, warmup=2, total=10) for step in range(11)]
+    expected = [0.5, 1.0] + [(10 - step) / 8 for step in range(2, 11)]
+    assert factors == pytest.approx(expected, abs=1e-12)
+
+
+def test_finetune_warmup_option_is_a_fraction(capsys):
+    from examples.quick_start import parse_args
+
+    assert parse_args([]).finetune_warmup == parse_args(["--finetune-warmup", "0"]).finetune_warmup
+    assert parse_args(["--finetune-warmup", "0.25"]).finetune_warmup == 0.25
+    for bad in ("1", "-0.1", "ten"):
+        with pytest.raises(SystemExit):
+            parse_args(["--finetune-warmup", bad])
+        assert "--finetune-warmup" in capsys.readouterr().err
