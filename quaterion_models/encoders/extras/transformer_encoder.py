@@ -87,6 +87,28 @@ def collate_texts(
     return {name: torch.from_numpy(array) for name, array in arrays.items()}
 
 
+def trim_padding(batch: dict) -> dict:
+    """Drop the trailing token columns that are padding in every row of a CPU batch.
+
+    A collated batch is padded to its longest text; a slice of it (a gradient-cache
+    mini-batch) may be shorter. Masked positions change neither the other tokens' vectors
+    nor the pooled output, so the trimmed batch gives the same embeddings with less work.
+    Batches on other devices are returned unchanged: reading the mask there would make
+    the host wait for the device.
+    """
+    mask = batch.get("attention_mask")
+    if not isinstance(mask, Tensor) or mask.device.type != "cpu" or mask.dim() != 2:
+        return batch
+    used = mask.any(dim=0)
+    width = used.numel() - int(used.flip(0).to(torch.uint8).argmax()) if used.any() else 0
+    if width in (0, used.numel()):
+        return batch
+    return {
+        name: value[:, :width] if isinstance(value, Tensor) and value.shape == mask.shape else value
+        for name, value in batch.items()
+    }
+
+
 def _read_json(path: str) -> dict:
     if not os.path.isfile(path):
         return {}
@@ -320,7 +342,7 @@ class TransformerEncoder(Encoder, OnnxExportable):
         )
 
     def forward(self, batch: dict) -> Tensor:
-        return self.embedder(**batch)
+        return self.embedder(**trim_padding(batch))
 
     def save(self, output_path: str) -> None:
         """Write ``model.safetensors``, ``config.json``, ``tokenizer.json`` and
