@@ -15,7 +15,8 @@ wall and CPU (process) time per text of the steps after the first; on a shared m
 the CPU time is the steadier one. Targets: the cached run's training peak at
 most 1.3x that of ``plain-small``, its time per text at most 1.5x that of ``plain-large``.
 
-Run: ``PYTHONPATH=. python benchmarks/gradient_cache.py [--quick] [--steps N] [--threads N]``
+Run: ``PYTHONPATH=. python benchmarks/gradient_cache.py [--quick] [--steps N] [--threads N]
+[--losses mnrl triplet_hard]``
 (``--threads 1`` avoids idle threads spinning on a shared machine).
 """
 
@@ -147,6 +148,9 @@ def main() -> None:
     parser.add_argument(
         "--threads", type=int, default=0, help="torch threads per child (steadier when shared)"
     )
+    parser.add_argument(
+        "--losses", nargs="+", choices=LOSSES, default=list(LOSSES), help="losses to run"
+    )
     parser.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args()
     os.environ["GRADIENT_CACHE_BENCH_THREADS"] = str(args.threads)
@@ -164,7 +168,7 @@ def main() -> None:
         f"{'CPU ms/text':>13}"
     )
     print(header)
-    for loss in LOSSES:
+    for loss in args.losses:
         rows = {
             "plain-small": run_child(loss, small, 0, steps * (large // small)),
             "plain-large": run_child(loss, large, 0, steps),
