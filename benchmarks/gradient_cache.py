@@ -153,16 +153,19 @@ def main() -> None:
     )
     parser.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    os.environ["GRADIENT_CACHE_BENCH_THREADS"] = str(args.threads)
-    if args.child:
+    if args.child:  # the parent's --threads reaches the child through the environment
         warnings.filterwarnings("ignore")
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         loss, batch, mini, steps = args.child[0], *map(int, args.child[1:])
         print(json.dumps(child(loss, batch, mini, steps)))
         return
+    os.environ["GRADIENT_CACHE_BENCH_THREADS"] = str(args.threads)
     large, small = (128, 16) if args.quick else (512, 32)
     steps = args.steps or (2 if args.quick else 3)
-    print(f"all-MiniLM-L6-v2 fine-tuned (max_length 64), {steps} timed steps per setting")
+    print(
+        f"all-MiniLM-L6-v2 fine-tuned (max_length 64), {steps} timed steps per setting, "
+        f"{args.threads or 'all'} torch threads, load average {os.getloadavg()[0]:.1f}"
+    )
     header = (
         f"{'loss':<13}{'setting':<22}{'peak MiB':>10}{'train peak':>12}{'ms/text':>9}"
         f"{'CPU ms/text':>13}"
