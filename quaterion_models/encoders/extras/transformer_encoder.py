@@ -138,8 +138,12 @@ def sentence_transformers_settings(path: str) -> dict:
                 settings["max_length"] = length
         elif kind.endswith(".Pooling"):
             pooling = _read_json(os.path.join(folder, "config.json"))
-            modes = [key for key, on in pooling.items() if key.startswith("pooling_mode") and on]
             mapping = {"pooling_mode_mean_tokens": "mean", "pooling_mode_cls_token": "cls"}
+            if isinstance(pooling.get("pooling_mode"), str):  # sentence-transformers >= 5
+                modes = [pooling["pooling_mode"]]
+                mapping = {"mean": "mean", "cls": "cls"}
+            else:
+                modes = [k for k, on in pooling.items() if k.startswith("pooling_mode") and on]
             if len(modes) != 1 or modes[0] not in mapping:
                 raise ValueError(
                     f"TransformerEncoder: the sentence-transformers model at {path} pools with "

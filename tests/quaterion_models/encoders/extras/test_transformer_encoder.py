@@ -87,6 +87,19 @@ def test_reads_sentence_transformers_settings(tmp_path):
     torch.testing.assert_close(vectors.norm(dim=1), torch.ones(len(TEXTS)))
 
 
+@pytest.mark.parametrize("mode", ["mean", "cls"])
+def test_reads_the_pooling_mode_string_of_newer_sentence_transformers(tmp_path, mode):
+    path = write_tiny_bert(str(tmp_path / "st"), pooling="mean")
+    config = os.path.join(path, "1_Pooling", "config.json")
+    with open(config, "w") as file:  # the layout sentence-transformers 5 and later save
+        json.dump({"embedding_dimension": 32, "pooling_mode": mode, "include_prompt": True}, file)
+    assert TransformerEncoder(path).settings["pooling"] == mode
+    with open(config, "w") as file:
+        json.dump({"embedding_dimension": 32, "pooling_mode": "max"}, file)
+    with pytest.raises(ValueError, match=r"pools with \['max'\]"):
+        TransformerEncoder(path)
+
+
 def test_matches_sentence_transformers_on_minilm():
     """The quick start's encoder gives sentence-transformers' own vectors."""
     from sentence_transformers import SentenceTransformer
