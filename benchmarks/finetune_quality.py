@@ -32,8 +32,9 @@ ST_LR = 2e-5
 ST_EPOCHS = 3
 
 
-def sentence_transformers_run(model_path: str, train: list, seed: int) -> tuple:
-    """Fine-tune with sentence-transformers; returns (its model directory, seconds)."""
+def sentence_transformers_run(model_path: str, train: list, seed: int, folder: str) -> float:
+    """Fine-tune with sentence-transformers, save the model into ``folder``; returns the
+    training seconds."""
     import torch
     from sentence_transformers import InputExample, SentenceTransformer, losses
     from sentence_transformers.sentence_transformer.datasets import SentenceLabelDataset
@@ -56,9 +57,8 @@ def sentence_transformers_run(model_path: str, train: list, seed: int) -> tuple:
         show_progress_bar=False,
     )
     seconds = time.perf_counter() - started
-    folder = tempfile.mkdtemp(prefix="st-finetuned-")
     model.save(folder)
-    return folder, seconds
+    return seconds
 
 
 def score_directory(path: str, samples: list) -> float:
@@ -97,8 +97,9 @@ def main() -> None:
     path = default_encoder_path()
     rows = {}
     if not args.skip_st:
-        folder, seconds = sentence_transformers_run(path, train, args.seed)
-        rows["sentence-transformers"] = (seconds, score_directory(folder, scored))
+        with tempfile.TemporaryDirectory(prefix="st-finetuned-") as folder:
+            seconds = sentence_transformers_run(path, train, args.seed, folder)
+            rows["sentence-transformers"] = (seconds, score_directory(folder, scored))
     ours = finetune_encoder(args, path, train, scored)
     rows["quaterion"] = (ours["train_s"], ours["r_precision"])
     print(
