@@ -15,7 +15,8 @@ wall and CPU (process) time per text of the steps after the first; on a shared m
 the CPU time is the steadier one. Targets: the cached run's training peak at
 most 1.3x that of ``plain-small``, its time per text at most 1.5x that of ``plain-large``.
 
-Run: ``PYTHONPATH=. python benchmarks/gradient_cache.py [--quick] [--steps N] [--threads N]``
+Run: ``PYTHONPATH=. python benchmarks/gradient_cache.py [--quick] [--steps N] [--threads N]
+[--losses mnrl triplet_hard]``
 (``--threads 1`` avoids idle threads spinning on a shared machine).
 """
 
@@ -147,24 +148,30 @@ def main() -> None:
     parser.add_argument(
         "--threads", type=int, default=0, help="torch threads per child (steadier when shared)"
     )
+    parser.add_argument(
+        "--losses", nargs="+", choices=LOSSES, default=list(LOSSES), help="losses to run"
+    )
     parser.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    os.environ["GRADIENT_CACHE_BENCH_THREADS"] = str(args.threads)
-    if args.child:
+    if args.child:  # the parent's --threads reaches the child through the environment
         warnings.filterwarnings("ignore")
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         loss, batch, mini, steps = args.child[0], *map(int, args.child[1:])
         print(json.dumps(child(loss, batch, mini, steps)))
         return
+    os.environ["GRADIENT_CACHE_BENCH_THREADS"] = str(args.threads)
     large, small = (128, 16) if args.quick else (512, 32)
     steps = args.steps or (2 if args.quick else 3)
-    print(f"all-MiniLM-L6-v2 fine-tuned (max_length 64), {steps} timed steps per setting")
+    print(
+        f"all-MiniLM-L6-v2 fine-tuned (max_length 64), {steps} timed steps per setting, "
+        f"{args.threads or 'all'} torch threads, load average {os.getloadavg()[0]:.1f}"
+    )
     header = (
         f"{'loss':<13}{'setting':<22}{'peak MiB':>10}{'train peak':>12}{'ms/text':>9}"
         f"{'CPU ms/text':>13}"
     )
     print(header)
-    for loss in LOSSES:
+    for loss in args.losses:
         rows = {
             "plain-small": run_child(loss, small, 0, steps * (large // small)),
             "plain-large": run_child(loss, large, 0, steps),

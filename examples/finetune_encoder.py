@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from functools import partial
 from typing import Any, Dict
 
 
@@ -26,8 +27,9 @@ def build_finetune_class():
     class FineTunedEncoder(TrainableModel):
         """Trainable MiniLM, no head, batch-hard triplet loss, gradient cache."""
 
-        def __init__(self, encoder_path: str, lr: float, mini_batch_size: int):
+        def __init__(self, encoder_path: str, lr: float, mini_batch_size: int, warmup: float = 0.0):
             self._encoder_path, self._lr, self._mini = encoder_path, lr, mini_batch_size
+            self._warmup = warmup
             super().__init__()
 
         def configure_encoders(self):
@@ -43,9 +45,28 @@ def build_finetune_class():
             return GradientCacheConfig(mini_batch_size=self._mini)
 
         def configure_optimizers(self):
-            return torch.optim.AdamW(self.model.parameters(), lr=self._lr)
+            optimizer = torch.optim.AdamW(self.model.parameters(), lr=self._lr)
+            if self._warmup <= 0:
+                return optimizer
+            total = max(1, int(self.trainer.estimated_stepping_batches))
+            schedule = torch.optim.lr_scheduler.LambdaLR(
+                optimizer,
+                partial(warmup_linear, warmup=max(1, round(self._warmup * total)), total=total),
+            )
+            return {
+                "optimizer": optimizer,
+                "lr_scheduler": {"scheduler": schedule, "interval": "step"},
+            }
 
     return FineTunedEncoder
+
+
+def warmup_linear(step: int, warmup: int, total: int) -> float:
+    """Learning-rate factor: linear rise over ``warmup`` steps, then linear decay to 0 at
+    ``total`` (the schedule sentence-transformers calls ``WarmupLinear``)."""
+    if step < warmup:
+        return (step + 1) / warmup
+    return max(0.0, (total - step) / max(1, total - warmup))
 
 
 def finetune_encoder(args: argparse.Namespace, encoder_path: str, train: list, test: list):
@@ -57,7 +78,9 @@ def finetune_encoder(args: argparse.Namespace, encoder_path: str, train: list, t
     from quaterion.dataset import GroupSimilarityDataLoader
 
     pl.seed_everything(args.seed, verbose=False)
-    model = build_finetune_class()(encoder_path, args.finetune_lr, args.finetune_mini_batch)
+    model = build_finetune_class()(
+        encoder_path, args.finetune_lr, args.finetune_mini_batch, args.finetune_warmup
+    )
     loader = GroupSimilarityDataLoader(train, batch_size=args.finetune_batch_size, shuffle=True)
     trainer = pl.Trainer(
         accelerator="auto",
@@ -74,6 +97,17 @@ def finetune_encoder(args: argparse.Namespace, encoder_path: str, train: list, t
     return {"r_precision": held_out_r_precision(model.model, test), "train_s": seconds}
 
 
+def warmup_fraction(text: str) -> float:
+    """``--finetune-warmup`` value: a float in ``[0, 1)``."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {text!r}") from None
+    if not 0.0 <= value < 1.0:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {value}")
+    return value
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The ``--finetune-*`` options of the quick start."""
     parser.add_argument(
@@ -85,6 +119,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--finetune-mini-batch", type=int, default=32)
     parser.add_argument("--finetune-lr", type=float, default=5e-5)
     parser.add_argument("--finetune-epochs", type=int, default=3)
+    parser.add_argument(
+        "--finetune-warmup",
+        type=warmup_fraction,
+        default=0.0,
+        help="fraction of the steps with a linear learning-rate warm-up, then linear decay "
+        "to 0 (0: constant learning rate)",
+    )
 
 
 def report(head_only: float, result: Dict[str, Any], args: argparse.Namespace) -> None:

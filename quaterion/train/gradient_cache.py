@@ -111,9 +111,10 @@ class _StepState:
         embedding_grad, grads = found[0], list(found[1:])
         if embedding_grad is not None:
             buffers = [buffer.detach().clone() for buffer in self.model.buffers()]
+            owned: set = set()
             for start, stop, features, replay in self.mini_batches:
                 part = self._reencode(features, replay)
-                self._accumulate(grads, part, embedding_grad[start:stop])
+                self._accumulate(grads, owned, part, embedding_grad[start:stop])
             # buffers (e.g. batch-norm statistics) keep the values of the first pass
             with torch.no_grad():
                 for buffer, saved in zip(self.model.buffers(), buffers):
@@ -130,13 +131,28 @@ class _StepState:
             encode = _under_autocast(encode, device, enabled, dtype)
         return replay.run(encode)
 
-    def _accumulate(self, grads: List[Optional[Tensor]], part: Tensor, part_grad: Tensor) -> None:
+    def _accumulate(
+        self, grads: List[Optional[Tensor]], owned: set, part: Tensor, part_grad: Tensor
+    ) -> None:
+        """Add one mini-batch's parameter gradients into ``grads``.
+
+        The first sum of a parameter allocates its accumulator (``owned``: the indices whose
+        tensor this function created); later mini-batches add into it in place, so a step
+        allocates each parameter's gradient about twice, not once per mini-batch.
+        """
         if not part.requires_grad:
             return
         found = torch.autograd.grad(part, self.params, part_grad.to(part.dtype), allow_unused=True)
         for index, grad in enumerate(found):
-            if grad is not None:
-                grads[index] = grad if grads[index] is None else grads[index] + grad
+            if grad is None:
+                continue
+            if grads[index] is None:
+                grads[index] = grad
+            elif index in owned:
+                grads[index].add_(grad)
+            else:
+                grads[index] = grads[index] + grad
+                owned.add(index)
 
 
 def _under_autocast(

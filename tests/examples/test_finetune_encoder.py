@@ -22,3 +22,58 @@ def test_finetune_model_trains_the_encoder_through_a_gradient_cache(tmp_path):
     model = build_finetune_class()(write_tiny_bert(str(tmp_path / "bert"), pooling="mean"), 1e-4, 8)
     assert model.model.encoders["default"].trainable
     assert model.configure_gradient_cache() == GradientCacheConfig(mini_batch_size=8)
+
+
+def test_warmup_linear_rises_then_decays_to_zero():
+    from examples.finetune_encoder import warmup_linear
+
+    # 10 steps, 2 of warm-up: 1/2, 2/2, then (10 - step) / 8 down to 1/8 at the last step
+    factors = [warmup_linear(step, warmup=2, total=10) for step in range(11)]
+    expected = [0.5, 1.0] + [(10 - step) / 8 for step in range(2, 11)]
+    assert factors == pytest.approx(expected, abs=1e-12)
+
+
+def test_finetune_warmup_option_is_a_fraction(capsys):
+    from examples.quick_start import parse_args
+
+    assert parse_args([]).finetune_warmup == parse_args(["--finetune-warmup", "0"]).finetune_warmup
+    assert parse_args(["--finetune-warmup", "0.25"]).finetune_warmup == 0.25
+    for bad in ("1", "-0.1", "ten"):
+        with pytest.raises(SystemExit):
+            parse_args(["--finetune-warmup", bad])
+        assert "--finetune-warmup" in capsys.readouterr().err
+
+
+def test_warmup_schedules_the_learning_rate_per_step(tmp_path):
+    import pytorch_lightning as pl
+
+    from examples.finetune_encoder import build_finetune_class
+    from quaterion import Quaterion
+    from quaterion.dataset import GroupSimilarityDataLoader, SimilarityGroupSample
+    from tests.quaterion_models.tiny_models import TEXTS, write_tiny_bert
+
+    class Rates(pl.Callback):
+        def __init__(self):
+            self.seen = []
+
+        def on_train_batch_start(self, trainer, *args):
+            self.seen.append(trainer.optimizers[0].param_groups[0]["lr"])
+
+    path = write_tiny_bert(str(tmp_path / "bert"), pooling="mean")
+    model = build_finetune_class()(path, 1e-3, 2, 0.5)
+    samples = [SimilarityGroupSample(obj=t, group=i % 2) for i, t in enumerate(TEXTS * 2)]
+    loader = GroupSimilarityDataLoader(samples, batch_size=4, drop_last=True)
+    rates = Rates()
+    trainer = pl.Trainer(
+        max_epochs=2,
+        callbacks=[rates],
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
+    Quaterion.fit(model, trainer, loader)
+    total = 2 * len(loader)
+    warmup = round(0.5 * total)
+    expected = [1e-3 * min((s + 1) / warmup, (total - s) / (total - warmup)) for s in range(total)]
+    assert total >= 4 and rates.seen == pytest.approx(expected, rel=1e-9)

@@ -87,6 +87,28 @@ def collate_texts(
     return {name: torch.from_numpy(array) for name, array in arrays.items()}
 
 
+def trim_padding(batch: dict) -> dict:
+    """Drop the trailing token columns that are padding in every row of a CPU batch.
+
+    A collated batch is padded to its longest text; a slice of it (a gradient-cache
+    mini-batch) may be shorter. Masked positions change neither the other tokens' vectors
+    nor the pooled output, so the trimmed batch gives the same embeddings with less work.
+    Batches on other devices are returned unchanged: reading the mask there would make
+    the host wait for the device.
+    """
+    mask = batch.get("attention_mask")
+    if not isinstance(mask, Tensor) or mask.device.type != "cpu" or mask.dim() != 2:
+        return batch
+    used = mask.any(dim=0)
+    width = used.numel() - int(used.flip(0).to(torch.uint8).argmax()) if used.any() else 0
+    if width in (0, used.numel()):
+        return batch
+    return {
+        name: value[:, :width] if isinstance(value, Tensor) and value.shape == mask.shape else value
+        for name, value in batch.items()
+    }
+
+
 def _read_json(path: str) -> dict:
     if not os.path.isfile(path):
         return {}
@@ -116,8 +138,12 @@ def sentence_transformers_settings(path: str) -> dict:
                 settings["max_length"] = length
         elif kind.endswith(".Pooling"):
             pooling = _read_json(os.path.join(folder, "config.json"))
-            modes = [key for key, on in pooling.items() if key.startswith("pooling_mode") and on]
             mapping = {"pooling_mode_mean_tokens": "mean", "pooling_mode_cls_token": "cls"}
+            if isinstance(pooling.get("pooling_mode"), str):  # sentence-transformers >= 5
+                modes = [pooling["pooling_mode"]]
+                mapping = {"mean": "mean", "cls": "cls"}
+            else:
+                modes = [k for k, on in pooling.items() if k.startswith("pooling_mode") and on]
             if len(modes) != 1 or modes[0] not in mapping:
                 raise ValueError(
                     f"TransformerEncoder: the sentence-transformers model at {path} pools with "
@@ -320,7 +346,7 @@ class TransformerEncoder(Encoder, OnnxExportable):
         )
 
     def forward(self, batch: dict) -> Tensor:
-        return self.embedder(**batch)
+        return self.embedder(**trim_padding(batch))
 
     def save(self, output_path: str) -> None:
         """Write ``model.safetensors``, ``config.json``, ``tokenizer.json`` and

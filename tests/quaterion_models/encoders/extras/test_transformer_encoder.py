@@ -54,6 +54,29 @@ def test_truncates_to_max_length(bert_dir):
     assert batch["attention_mask"].tolist()[1] == [1, 1, 1, 0, 0, 0, 0, 0]  # [CLS] short [SEP]
 
 
+@pytest.mark.parametrize("pooling", ["mean", "cls"])
+def test_slice_of_a_longer_batch_is_trimmed_and_encodes_like_the_texts_alone(bert_dir, pooling):
+    from quaterion_models.encoders.extras.transformer_encoder import trim_padding
+
+    encoder = TransformerEncoder(bert_dir, pooling=pooling)
+    collate = encoder.get_collate_fn()
+    batch = collate(["word " * 20, "short", "a little longer text"])
+    part = {name: value[1:] for name, value in batch.items()}  # padded to the long text
+    alone = collate(["short", "a little longer text"])  # padded to its own longest
+    trimmed = trim_padding(part)
+    assert {name: tuple(t.shape) for name, t in trimmed.items()} == {
+        name: tuple(t.shape) for name, t in alone.items()
+    }
+    assert all(torch.equal(trimmed[name], alone[name]) for name in alone)  # same integer ids
+    assert trim_padding(batch) is batch  # nothing to drop
+    with torch.no_grad():
+        got = encoder(part)
+        untrimmed = encoder.embedder(**part)  # every padded column kept
+    expected = reference(bert_dir, ["short", "a little longer text"], pooling, False, 512)
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(got, untrimmed, atol=1e-6, rtol=1e-5)
+
+
 def test_reads_sentence_transformers_settings(tmp_path):
     path = write_tiny_bert(str(tmp_path / "st"), pooling="cls", normalize=True)
     encoder = TransformerEncoder(path)
@@ -62,6 +85,19 @@ def test_reads_sentence_transformers_settings(tmp_path):
     with torch.no_grad():
         vectors = encoder(encoder.get_collate_fn()(TEXTS))
     torch.testing.assert_close(vectors.norm(dim=1), torch.ones(len(TEXTS)))
+
+
+@pytest.mark.parametrize("mode", ["mean", "cls"])
+def test_reads_the_pooling_mode_string_of_newer_sentence_transformers(tmp_path, mode):
+    path = write_tiny_bert(str(tmp_path / "st"), pooling="mean")
+    config = os.path.join(path, "1_Pooling", "config.json")
+    with open(config, "w") as file:  # the layout sentence-transformers 5 and later save
+        json.dump({"embedding_dimension": 32, "pooling_mode": mode, "include_prompt": True}, file)
+    assert TransformerEncoder(path).settings["pooling"] == mode
+    with open(config, "w") as file:
+        json.dump({"embedding_dimension": 32, "pooling_mode": "max"}, file)
+    with pytest.raises(ValueError, match=r"pools with \['max'\]"):
+        TransformerEncoder(path)
 
 
 def test_matches_sentence_transformers_on_minilm():
