@@ -164,7 +164,7 @@ class BlockMiner:
             bits = approx if rows.numel() == b else approx[rows]
             kept_bits, cand = top_k(bits.view(torch.int16), width, BITS_CHUNK)
             kept = kept_bits.view(torch.bfloat16).float()
-            exact = (self.corpus[cand] * queries[rows, None, :]).sum(-1)
+            exact = self._rescore(queries[rows], cand)
             if bool(((exact - kept).abs() > bound[rows, None]).any()):
                 raise InaccurateLowPrecision(
                     "bf16 scores strayed beyond their error bound; mining in float32"
@@ -177,6 +177,17 @@ class BlockMiner:
         for part in torch.split(rows, max(1, b // DENSE_SHARE)):
             exact = block.exclude(torch.mm(queries[part], self.corpus.T), part, None)
             self._select(start, part, exact, None, indices, scores)
+
+    def _rescore(self, queries: Tensor, cand: Tensor) -> Tensor:
+        """Float32 scores ``(r, L)`` of ``queries (r, d)`` against their candidates ``cand``.
+
+        Gathering the candidates' rows takes ``r x L x d`` floats; once that exceeds scoring
+        the whole corpus (``r x M``, the float32 path's block), the rows are scored against
+        the corpus in one product and the candidates' scores read from it.
+        """
+        if cand.shape[1] * queries.shape[1] <= self.corpus.shape[0]:
+            return (self.corpus[cand] * queries[:, None, :]).sum(-1)
+        return torch.mm(queries, self.corpus.T).gather(1, cand)
 
     def _select(
         self,

@@ -165,3 +165,25 @@ def test_two_pass_top_k_on_bf16_bits_orders_non_negative_scores(k):
     expected = torch.topk(scores.float(), k, dim=1)
     torch.testing.assert_close(values.view(torch.bfloat16).float(), expected.values)
     assert torch.equal(scores.float().gather(1, columns), expected.values)
+
+
+def test_widened_candidates_stay_within_the_float32_block_memory(bf16, monkeypatch):
+    """A max_score that drops every query's top 15% leaves rows uncertified until their
+    candidate lists are thousands wide; rescoring them must not allocate more than the float32
+    path's block (rows x corpus floats), whatever the dimension."""
+    g = torch.Generator().manual_seed(0)
+    n, m, d = 200, 20000, 64
+    queries = torch.nn.functional.normalize(torch.randn(n, d, generator=g) + 1.0, dim=1)
+    corpus = torch.nn.functional.normalize(torch.randn(m, d, generator=g) + 1.0, dim=1)
+    full = queries @ corpus.T
+    controls = dict(positives=[[0]] * n, num_negatives=3, max_score=float(full.quantile(0.85)),
+                    block_size=n, show_progress=False)  # fmt: skip
+    activities = [torch.profiler.ProfilerActivity.CPU]
+    with torch.profiler.profile(activities=activities, profile_memory=True) as profile:
+        mined = mine_hard_negatives(queries, corpus, **controls)
+    assert bf16
+    largest = max(event.cpu_memory_usage for event in profile.events())
+    assert largest <= n * m * 4, f"{largest} bytes at once, the float32 block is {n * m * 4}"
+    monkeypatch.setattr(hard_negatives, "bf16_prefilter_applies", lambda *args: False)
+    expected = mine_hard_negatives(queries, corpus, **controls)
+    assert_same_negatives(mined, expected.indices, expected.scores, full)
