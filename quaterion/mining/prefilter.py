@@ -41,6 +41,10 @@ DENSE_SHARE = 8
 FIRST_SLACK = 8
 # Columns per chunk of the first top-k pass over the bf16 bits.
 BITS_CHUNK = 64
+#: Candidate lists tried per query (the first, then 4x wider) before its whole row is scored
+#: in float32: filters that drop every query's top scores (a low ``max_score``, wide margins)
+#: would otherwise widen round after round, each round dearer than one float32 row.
+CANDIDATE_ROUNDS = 2
 
 Rule = Union[PairPositives, GroupPositives]
 
@@ -159,8 +163,9 @@ class BlockMiner:
                             queries.shape[1])  # fmt: skip
         positive[start : start + b] = block.positive
         rows = torch.arange(b)
-        width, size = self.first_width, approx.shape[1]
-        while rows.numel() and width * DENSE_SHARE < size:
+        width, size, rounds = self.first_width, approx.shape[1], 0
+        while rows.numel() and width * DENSE_SHARE < size and rounds < CANDIDATE_ROUNDS:
+            rounds += 1
             bits = approx if rows.numel() == b else approx[rows]
             kept_bits, cand = top_k(bits.view(torch.int16), width, BITS_CHUNK)
             kept = kept_bits.view(torch.bfloat16).float()
