@@ -134,6 +134,9 @@ class Quaterion:
             defaults = cls.trainer_defaults(trainable_model=trainable_model)
             trainer = pl.Trainer(**defaults, **_log_steps(train_batches))
         _add_callbacks(trainer)
+        for callback in trainer.callbacks:
+            if isinstance(callback, RankFailureCallback):
+                callback.forget()  # a failure seen by an earlier fit on this trainer is over
         warn_ineffective_options(trainable_model, trainer, train_batches)
         fit = trainable_model.cache_loaders(trainer, train_dataloader, val_dataloader)
         with warnings.catch_warnings() if fit.served else contextlib.nullcontext():

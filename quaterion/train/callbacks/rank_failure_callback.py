@@ -27,7 +27,8 @@ class RankFailureCallback(pl.Callback):
     A rank still blocked ``grace_period`` seconds after learning of another rank's failure
     (NCCL may wait for its collective timeout) prints the line and ends its process with
     ``os._exit(1)``. Errors every rank raises together
-    (:class:`~quaterion.distributed.ErrorOnEveryRank`) are not posted. In a single process
+    (:class:`~quaterion.distributed.ErrorOnEveryRank`) and ``KeyboardInterrupt`` (a Ctrl-C
+    reaches every rank) are not posted. In a single process
     the callback does nothing.
 
     ``Quaterion.fit`` adds one to the trainer, and ``TrainableModel.configure_callbacks``
@@ -56,6 +57,10 @@ class RankFailureCallback(pl.Callback):
     def other_failure(self) -> Optional[str]:
         """Another rank's failure line if the last run on this trainer saw one, else ``None``."""
         return self._other_failure
+
+    def forget(self) -> None:
+        """Drop :attr:`other_failure` (a new fit on this trainer starts clean)."""
+        self._other_failure = None
 
     def rank_failed_error(self) -> Optional[distributed.RankFailedError]:
         """:class:`~quaterion.distributed.RankFailedError` for :attr:`other_failure`, if any."""
@@ -91,14 +96,14 @@ class RankFailureCallback(pl.Callback):
         channel = self._channel
         if channel is None:
             return
-        if not isinstance(exception, distributed.ErrorOnEveryRank):
+        if _posted(exception):
             # another rank's failure posted before this one fails makes this its consequence;
             # a rank whose post loses a race against another post keeps its own error
             self._other_failure = channel.look()
             if self._other_failure is None:
                 channel.post(_report(trainer, exception))
         self._close()
-        if not isinstance(exception, distributed.ErrorOnEveryRank):
+        if _posted(exception):
             self._report()
 
     def _report(self) -> None:
@@ -110,6 +115,12 @@ class RankFailureCallback(pl.Callback):
         channel, self._channel = self._channel, None
         if channel is not None:
             channel.close()
+
+
+def _posted(exception: BaseException) -> bool:
+    """Whether ``exception`` is this rank's own failure, to tell the others about: not one
+    every rank raises together, nor a Ctrl-C (the terminal interrupts every rank at once)."""
+    return not isinstance(exception, (distributed.ErrorOnEveryRank, KeyboardInterrupt))
 
 
 def _report(trainer: pl.Trainer, exception: BaseException) -> str:

@@ -111,3 +111,64 @@ def test_failure_posted_while_rank_zero_closes_is_noticed_and_the_port_freed(cha
     with socket.socket() as probe:  # the store is gone: its port can be taken again
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         probe.bind(("", channels[2]))
+
+
+class _Stage:
+    stage, fn = None, None
+
+
+class _TrainerStub:
+    """What the callback reads of a trainer when it posts a failure."""
+
+    state = _Stage()
+    current_epoch = 0
+    global_step = 3
+
+
+def _callback_on(monkeypatch, channel) -> RankFailureCallback:
+    """A callback whose set-up opens ``channel`` (one rank of the fixture's pair)."""
+    monkeypatch.setattr(FailureChannel, "open", classmethod(lambda cls, **kwargs: channel))
+    callback = RankFailureCallback(grace_period=None)
+    callback.setup(_TrainerStub(), None, "fit")
+    return callback
+
+
+@pytest.mark.parametrize(
+    "exception, posted",
+    [(ValueError("bad row"), True), (KeyboardInterrupt(), False)],
+)
+def test_own_errors_are_posted_but_a_ctrl_c_is_not(monkeypatch, channels, exception, posted):
+    callback = _callback_on(monkeypatch, channels[1])
+    callback.on_exception(_TrainerStub(), None, exception)
+    seen = channels[0].look()
+    if posted:
+        assert seen.startswith("rank ") and "ValueError: bad row" in seen
+    else:  # every rank got the SIGINT: none of them is another rank's consequence
+        assert seen is None
+    assert callback.other_failure is None
+
+
+def test_forget_clears_a_failure_an_earlier_fit_saw(monkeypatch, channels):
+    channels[0].post("rank 0 failed in train: ValueError: x")
+    callback = _callback_on(monkeypatch, channels[1])
+    callback.on_exception(_TrainerStub(), None, RuntimeError("Connection closed by peer"))
+    assert callback.other_failure == "rank 0 failed in train: ValueError: x"
+    assert "rank 0 failed" in str(callback.rank_failed_error())
+    callback.forget()
+    assert callback.other_failure is None and callback.rank_failed_error() is None
+
+
+def test_quaterion_fit_forgets_a_failure_of_an_earlier_fit(monkeypatch, channels):
+    channels[0].post("rank 0 failed in train: ValueError: x")
+    callback = _callback_on(monkeypatch, channels[1])
+    callback.on_exception(_TrainerStub(), None, RuntimeError("Connection closed by peer"))
+    monkeypatch.undo()  # the next fit is a single process: no channel at all
+    model, trainer = helpers.Model(), helpers.trainer(callbacks=[callback])
+
+    def broken_callbacks():  # fails inside trainer.fit, before any callback's setup
+        raise LookupError("the next fit's own error")
+
+    monkeypatch.setattr(model, "configure_callbacks", broken_callbacks)
+    with pytest.raises(LookupError, match="the next fit's own error"):
+        Quaterion.fit(model, trainer, helpers.group_loader())  # not the stale RankFailedError
+    assert callback.other_failure is None
