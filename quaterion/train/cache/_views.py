@@ -131,6 +131,27 @@ class SampleItems:
         return (seeded[position] for position in sample_positions(len(self.dataset)))
 
 
+def batches_from_store(loader: SimilarityDataLoader) -> bool:
+    """Whether a fully cached fit can serve ``loader``'s batches from the store alone: a
+    sized, map-style loader whose class keeps its layout, with the class's own collate."""
+    try:
+        if isinstance(loader.dataset, torch.utils.data.IterableDataset) or len(loader.dataset) < 0:
+            return False
+    except TypeError:
+        return False
+    layout = type(loader)
+    return layout.keeps_batch_layout() and loader.original_params["collate_fn"] == (
+        layout.pre_collate_fn
+    )
+
+
+def store_layouts(loaders: Dict[str, SimilarityDataLoader]) -> Dict[str, Optional[type]]:
+    """Split -> the loader class that lays out its batches when they can come from the store
+    (:func:`batches_from_store`), else ``None``: decided once, handed to the fill, the
+    fingerprints and the serving."""
+    return {split: type(dl) if batches_from_store(dl) else None for split, dl in loaders.items()}
+
+
 class _Pass:
     """Collate of the fingerprint pass: ids, labels, collated encoder inputs."""
 
