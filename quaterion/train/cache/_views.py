@@ -1,6 +1,6 @@
-"""Reads of a loader's data for the cache (:func:`fill_loader`) and cached augmented views
-(``CacheConfig(views=K)``): K seeded reads of each object, and the view each training epoch
-serves.
+"""Reads of a loader's data for the cache (:func:`fill_loader`; :func:`store_layouts`, how
+each read lays out its labels) and cached augmented views (``CacheConfig(views=K)``): K
+seeded reads of each object, and the view each training epoch serves.
 
 Item ``i`` of view ``v`` is read under a random state seeded by ``(v, i)`` alone, so a
 random transform gives the same view on every rank, with any batching or number of
