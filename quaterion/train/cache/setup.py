@@ -248,21 +248,17 @@ def _load_or_fill(
         if any(distributed.gather_objects(changed)):
             # another job wrote a cache while this one waited for the lock: reuse it if it fits
             # (two jobs racing for the lock never both fill)
-            logger.info("Another process wrote the encoder cache in %s meanwhile", save_dir)
+            logger.info(
+                "Another process wrote the encoder cache in %s meanwhile: trying it", save_dir
+            )
             splits = _agreed_load(load, save_dir)
             if splits is not None:
                 return splits, layouts
         for enc in cache_encoders.values():
             enc.reset_cache()
         views = [cache_config.views if split == "train" else 1 for split in loaders]
-        filled = fill_cache(
-            trainer,
-            cache_encoders,
-            list(loaders.values()),
-            cache_config,
-            views,
-            list(layouts.values()),
-        )
+        dls, dl_layouts = list(loaders.values()), list(layouts.values())
+        filled = fill_cache(trainer, cache_encoders, dls, cache_config, views, dl_layouts)
         if not all(enc.is_filled() for enc in cache_encoders.values()):
             raise RuntimeError(
                 "The cache fill ran in processes whose results this one cannot see (e.g. "
