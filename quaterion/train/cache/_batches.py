@@ -64,27 +64,6 @@ class RowMeta:
         return list(self) == list(other)
 
 
-def batches_from_store(loader: SimilarityDataLoader) -> bool:
-    """Whether a fully cached fit can serve ``loader``'s batches from the store alone: a
-    sized, map-style loader whose class keeps its layout, with the class's own collate."""
-    try:
-        if isinstance(loader.dataset, torch.utils.data.IterableDataset) or len(loader.dataset) < 0:
-            return False
-    except TypeError:
-        return False
-    layout = type(loader)
-    return layout.keeps_batch_layout() and loader.original_params["collate_fn"] == (
-        layout.pre_collate_fn
-    )
-
-
-def store_layouts(loaders: Dict[str, SimilarityDataLoader]) -> Dict[str, Optional[type]]:
-    """Split -> the loader class that lays out its batches when they can come from the store
-    (:func:`batches_from_store`), else ``None``: decided once, handed to the fill, the
-    fingerprints and the serving."""
-    return {split: type(dl) if batches_from_store(dl) else None for split, dl in loaders.items()}
-
-
 class CachedRows(Dataset):
     """Whole batches of a cached split by position, through ``__getitems__``.
 
@@ -186,7 +165,7 @@ def serve_from_store(
 ) -> Dict[str, DataLoader]:
     """Split -> loader of store-served batches, for every loader that can have them
     (``full``: every encoder is cached with default keys; ``views`` of the training split,
-    chosen by ``epoch()``; ``layouts`` of :func:`store_layouts`); marks each
+    chosen by ``epoch()``; ``layouts`` of ``_views.store_layouts``); marks each
     ``full_cache_used``."""
     served = {}
     for split, loader in loaders.items():

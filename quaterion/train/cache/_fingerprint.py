@@ -20,8 +20,8 @@ from pytorch_lightning.utilities.seed import isolate_rng
 from torch.utils.data import DataLoader
 
 from quaterion.dataset.similarity_data_loader import SimilarityDataLoader
-from quaterion.train.cache._batches import CachedSplit, batches_from_store
-from quaterion.train.cache._views import SampleItems, data_pass
+from quaterion.train.cache._batches import CachedSplit
+from quaterion.train.cache._views import SampleItems, batches_from_store, data_pass
 from quaterion.train.cache.cache_config import CacheConfig
 
 

@@ -1,6 +1,6 @@
-"""Reads of a loader's data for the cache (:func:`fill_loader`) and cached augmented views
-(``CacheConfig(views=K)``): K seeded reads of each object, and the view each training epoch
-serves.
+"""Reads of a loader's data for the cache (:func:`fill_loader`; :func:`store_layouts`, how
+each read lays out its labels) and cached augmented views (``CacheConfig(views=K)``): K
+seeded reads of each object, and the view each training epoch serves.
 
 Item ``i`` of view ``v`` is read under a random state seeded by ``(v, i)`` alone, so a
 random transform gives the same view on every rank, with any batching or number of
@@ -129,6 +129,27 @@ class SampleItems:
             return itertools.islice(iter(self.dataset), SAMPLE_SIZE)
         seeded = ViewDataset(self.dataset, 0)
         return (seeded[position] for position in sample_positions(len(self.dataset)))
+
+
+def batches_from_store(loader: SimilarityDataLoader) -> bool:
+    """Whether a fully cached fit can serve ``loader``'s batches from the store alone: a
+    sized, map-style loader whose class keeps its layout, with the class's own collate."""
+    try:
+        if isinstance(loader.dataset, torch.utils.data.IterableDataset) or len(loader.dataset) < 0:
+            return False
+    except TypeError:
+        return False
+    layout = type(loader)
+    return layout.keeps_batch_layout() and loader.original_params["collate_fn"] == (
+        layout.pre_collate_fn
+    )
+
+
+def store_layouts(loaders: Dict[str, SimilarityDataLoader]) -> Dict[str, Optional[type]]:
+    """Split -> the loader class that lays out its batches when they can come from the store
+    (:func:`batches_from_store`), else ``None``: decided once, handed to the fill, the
+    fingerprints and the serving."""
+    return {split: type(dl) if batches_from_store(dl) else None for split, dl in loaders.items()}
 
 
 class _Pass:

@@ -1,11 +1,12 @@
 """Cache set-up: which encoders get a store, load or fill it, persist it, serve batches."""
 
+import contextlib
 import dataclasses
 import logging
 import os
 import warnings
 from functools import partial
-from typing import Callable, Dict, Optional, TypeVar, Union
+from typing import Callable, Dict, Iterator, Optional, Tuple, TypeVar, Union
 
 import pytorch_lightning as pl
 import torch
@@ -15,13 +16,13 @@ from pytorch_lightning.plugins.environments import LightningEnvironment
 from quaterion.dataset.similarity_data_loader import SimilarityDataLoader
 from quaterion import distributed
 from quaterion.train.cache import _persist, _save_dir
-from quaterion.train.cache._batches import serve_from_store, store_layouts
+from quaterion.train.cache._batches import serve_from_store
 from quaterion.train.cache.cache_model import fill_cache
 from quaterion.train.cache._fingerprint import read_split, split_fingerprints
-from quaterion.train.cache._views import data_reads
+from quaterion.train.cache._views import data_reads, store_layouts
 from quaterion.train.cache.cache_config import CacheConfig, CacheType
-from quaterion.train.cache.cache_encoder import CacheEncoder, CacheMode
-from quaterion.train.cache.cache_train_collator import CacheTrainCollator
+from quaterion.train.cache.cache_encoder import CacheEncoder
+from quaterion.train.cache.cache_train_collator import install_cache_collators
 from quaterion.train.cache.stores import STORES
 from quaterion_models.encoders import Encoder
 
@@ -188,39 +189,10 @@ def cache_loaders(
     if callable(extractors):
         extractors = {name: extractors for name in cache_encoders}
     loaders = _loaders(train_dataloader, val_dataloader)
-    for split, loader in loaders.items():
-        loader.collate_fn = CacheTrainCollator(
-            pre_collate_fn=loader.original_params["collate_fn"],
-            encoder_collates={name: enc.get_collate_fn() for name, enc in encoders.items()},
-            meta_extractors={n: enc.get_meta_extractor() for n, enc in encoders.items()},
-            key_extractors=dict(extractors),
-            cachable_encoders=list(cache_encoders),
-            mode=CacheMode.TRAIN,
-        )
-        loader.set_salt(split)
     full = len(cache_encoders) == len(encoders) and not extractors
-    layouts = store_layouts(loaders)  # what the cache needs of the loaders' layout, once
-    if cache_config.views > 1 and not (full and layouts["train"]):
-        raise ValueError(
-            f"CacheConfig(views={cache_config.views}) serves stored views from the store alone: "
-            "it needs every encoder frozen and cached, no key_extractors, and a sized Group or "
-            "Pairs loader with its class's own collate; meet those, or use views=1"
-        )
-    save_dir = cache_config.save_dir
-    _start_process_group(trainer)
-    lock = None
-    if save_dir:  # checked on every rank before anything is encoded
-        save_dir = _on_every_rank(partial(_save_dir.prepare, save_dir))
-        # the first process of every node locks the directory it sees (node-local copies)
-        lock = _save_dir.SaveDirLock(save_dir) if trainer.local_rank == 0 else None
-    try:
-        _on_every_rank(lock.shared if lock is not None else _nothing)
-        splits = _load_or_fill(
-            trainer, cache_encoders, loaders, layouts, extractors, cache_config, save_dir, lock
-        )
-    finally:
-        if lock is not None:
-            lock.release()
+    splits, layouts = _load_or_fill(
+        trainer, encoders, cache_encoders, loaders, extractors, full, cache_config
+    )
     epoch = partial(getattr, trainer, "current_epoch")
     served = serve_from_store(
         loaders, splits, cache_encoders, full, cache_config.views, epoch, layouts
@@ -235,60 +207,90 @@ def cache_loaders(
 
 def _load_or_fill(
     trainer: pl.Trainer,
+    encoders: Dict[str, Encoder],
     cache_encoders: Dict[str, CacheEncoder],
     loaders: Loaders,
-    layouts: Dict[str, Optional[type]],
     extractors: dict,
+    full: bool,
     cache_config: CacheConfig,
-    save_dir: Optional[str],
-    lock: Optional[_save_dir.SaveDirLock],
-) -> dict:
-    """The splits of a persisted cache that matches this run, or of a new fill (saved when
-    ``save_dir`` is set, under the exclusive ``lock`` rank 0 holds)."""
-    content = {n: e.wrapped_encoder.get_collate_fn() for n, e in cache_encoders.items()}
-    content = content if cache_config.verify_content else None
-    filled_splits: Dict[str, object] = {}
-    reads = data_reads(loaders, cache_config, content or {}, layouts)
-    current = split_fingerprints(reads, content, filled_splits)
-    expected = None
-    if save_dir:
-        expected = _persist.expected_manifest(
-            cache_encoders, loaders, extractors, cache_config.views
+) -> Tuple[dict, Dict[str, Optional[type]]]:
+    """Install the cache collators; the splits of a persisted cache that matches this run, or
+    of a new fill (saved when ``save_dir`` is set, under the exclusive lock rank 0 holds),
+    and the loaders' store layouts (:func:`~quaterion.train.cache._views.store_layouts`)."""
+    install_cache_collators(loaders, encoders, list(cache_encoders), extractors)
+    layouts = store_layouts(loaders)  # what the cache needs of the loaders' layout, once
+    if cache_config.views > 1 and not (full and layouts["train"]):
+        raise ValueError(
+            f"CacheConfig(views={cache_config.views}) serves stored views from the store alone: "
+            "it needs every encoder frozen and cached, no key_extractors, and a sized Group or "
+            "Pairs loader with its class's own collate; meet those, or use views=1"
         )
-    verify = cache_config.verify_checksums
-    load = partial(_persist.try_load, save_dir, cache_encoders, expected, current, verify)
-    seen = _persist.current_generation(save_dir) if save_dir else None
-    splits = _agreed_load(load if save_dir else _nothing, save_dir)
-    if splits is not None:
-        return splits
-    # before anything is encoded: another job may be writing this save_dir
-    _lock_every_copy(trainer, lock)
-    changed = bool(save_dir) and _persist.current_generation(save_dir) != seen
-    if any(distributed.gather_objects(changed)):
-        # another job wrote a cache while this one waited for the lock: reuse it if it fits
-        # (two jobs racing for the lock never both fill)
-        logger.info("Another process wrote the encoder cache in %s meanwhile: trying it", save_dir)
-        splits = _agreed_load(load, save_dir)
+    with _held_save_dir(trainer, cache_config.save_dir) as (save_dir, lock):
+        content = {n: e.wrapped_encoder.get_collate_fn() for n, e in cache_encoders.items()}
+        content = content if cache_config.verify_content else None
+        filled_splits: Dict[str, object] = {}
+        reads = data_reads(loaders, cache_config, content or {}, layouts)
+        current = split_fingerprints(reads, content, filled_splits)
+        expected = None
+        if save_dir:
+            expected = _persist.expected_manifest(
+                cache_encoders, loaders, extractors, cache_config.views
+            )
+        verify = cache_config.verify_checksums
+        load = partial(_persist.try_load, save_dir, cache_encoders, expected, current, verify)
+        seen = _persist.current_generation(save_dir) if save_dir else None
+        splits = _agreed_load(load if save_dir else _nothing, save_dir)
         if splits is not None:
-            return splits
-    for enc in cache_encoders.values():
-        enc.reset_cache()
-    views = [cache_config.views if split == "train" else 1 for split in loaders]
-    filled = fill_cache(
-        trainer, cache_encoders, list(loaders.values()), cache_config, views, list(layouts.values())
-    )
-    if not all(enc.is_filled() for enc in cache_encoders.values()):
-        raise RuntimeError(
-            "The cache fill ran in processes whose results this one cannot see (e.g. "
-            "strategy='ddp_spawn' or a notebook launcher): use strategy='ddp' (Lightning "
-            "starts the ranks as scripts) or torchrun, or configure_caches() -> None"
-        )
-    splits = dict(zip(loaders, filled))
-    filled_splits.update(splits)
+            return splits, layouts
+        # before anything is encoded: another job may be writing this save_dir
+        _lock_every_copy(trainer, lock)
+        changed = bool(save_dir) and _persist.current_generation(save_dir) != seen
+        if any(distributed.gather_objects(changed)):
+            # another job wrote a cache while this one waited for the lock: reuse it if it fits
+            # (two jobs racing for the lock never both fill)
+            logger.info(
+                "Another process wrote the encoder cache in %s meanwhile: trying it", save_dir
+            )
+            splits = _agreed_load(load, save_dir)
+            if splits is not None:
+                return splits, layouts
+        for enc in cache_encoders.values():
+            enc.reset_cache()
+        views = [cache_config.views if split == "train" else 1 for split in loaders]
+        dls, dl_layouts = list(loaders.values()), list(layouts.values())
+        filled = fill_cache(trainer, cache_encoders, dls, cache_config, views, dl_layouts)
+        if not all(enc.is_filled() for enc in cache_encoders.values()):
+            raise RuntimeError(
+                "The cache fill ran in processes whose results this one cannot see (e.g. "
+                "strategy='ddp_spawn' or a notebook launcher): use strategy='ddp' (Lightning "
+                "starts the ranks as scripts) or torchrun, or configure_caches() -> None"
+            )
+        splits = dict(zip(loaders, filled))
+        filled_splits.update(splits)
+        if save_dir:
+            write = partial(_persist.save, save_dir, cache_encoders, splits, expected, current)
+            _persist.save_per_filesystem(trainer, save_dir, write)
+        return splits, layouts
+
+
+@contextlib.contextmanager
+def _held_save_dir(
+    trainer: pl.Trainer, save_dir: Optional[str]
+) -> Iterator[Tuple[Optional[str], Optional[_save_dir.SaveDirLock]]]:
+    """``(save_dir, lock)`` while the cache works in ``save_dir``: the directory prepared on
+    every rank before anything is encoded, and a shared hold on it by the first process of
+    every node (node-local copies), released on exit; ``(None, None)`` without one."""
+    _start_process_group(trainer)
+    lock = None
     if save_dir:
-        write = partial(_persist.save, save_dir, cache_encoders, splits, expected, current)
-        _persist.save_per_filesystem(trainer, save_dir, write)
-    return splits
+        save_dir = _on_every_rank(partial(_save_dir.prepare, save_dir))
+        lock = _save_dir.SaveDirLock(save_dir) if trainer.local_rank == 0 else None
+    try:
+        _on_every_rank(lock.shared if lock is not None else _nothing)
+        yield save_dir, lock
+    finally:
+        if lock is not None:
+            lock.release()
 
 
 def _agreed_load(load: Callable[[], Optional[dict]], save_dir: Optional[str]) -> Optional[dict]:

@@ -8,7 +8,8 @@ from quaterion.dataset.similarity_data_loader import (
     GroupSimilarityDataLoader,
     PairsSimilarityDataLoader,
 )
-from quaterion.train.cache._batches import RowMeta, batches_from_store
+from quaterion.train.cache._batches import RowMeta
+from quaterion.train.cache._views import batches_from_store
 from tests.quaterion.train.helpers import (
     CountingEncoder,
     Model,

@@ -125,6 +125,17 @@ def test_views_need_a_fit_served_from_the_store():
         model.cache_loaders(trainer(), loader, None)
 
 
+def test_the_views_error_comes_before_save_dir_is_touched(tmp_path):
+    save_dir = tmp_path / "cache"
+    config = CacheConfig(views=2, save_dir=str(save_dir), key_extractors=lambda obj: repr(obj))
+    model = Model(encoders={"default": CountingEncoder()}, cache_config=config)
+    loader = GroupSimilarityDataLoader(Jittered(), batch_size=5)
+    model.setup_dataloader(loader)
+    with pytest.raises(ValueError, match=r"views=2.*no key_extractors"):
+        model.cache_loaders(trainer(), loader, None)
+    assert not save_dir.exists()
+
+
 @pytest.mark.parametrize("views", [0, 1.5])
 def test_views_must_be_a_positive_int(views):
     with pytest.raises((TypeError, ValueError), match="views"):
