@@ -13,6 +13,7 @@ through :class:`~quaterion.train.callbacks.rank_failure_callback.RankFailureCall
 """
 
 import hashlib
+import weakref
 from contextlib import contextmanager
 from typing import Any, Callable, Iterator, List, Optional, Sequence, Tuple, TypeVar
 
@@ -199,6 +200,22 @@ def stack_across_ranks(tensor: Tensor) -> Tensor:
 _META_GROUPS: dict = {}
 
 
+def _made_in_this_world(key: str) -> bool:
+    """Whether what is cached under ``key`` belongs to the current default process group;
+    if not, records the current group under ``key`` (the caller then makes it anew).
+
+    Only weak references to process groups are kept: a strong one held here would keep a
+    destroyed group's gloo threads alive until interpreter exit, which then aborts the
+    process ("terminate called without an active exception").
+    """
+    world = dist.group.WORLD
+    known = _META_GROUPS.get(key)
+    if known is not None and known() is world:
+        return True
+    _META_GROUPS[key] = weakref.ref(world)
+    return False
+
+
 def _host_group() -> Optional[dist.ProcessGroup]:
     """A gloo group over every rank for host-side (CPU) collectives.
 
@@ -207,11 +224,9 @@ def _host_group() -> Optional[dist.ProcessGroup]:
     """
     if "gloo" in dist.get_backend():
         return None  # the default group
-    world = dist.group.WORLD
-    if _META_GROUPS.get("world") is not world:
-        _META_GROUPS["world"] = world
-        _META_GROUPS["group"] = dist.new_group(backend="gloo")
-    return _META_GROUPS["group"]
+    if not _made_in_this_world("world"):
+        _META_GROUPS["group"] = weakref.ref(dist.new_group(backend="gloo"))
+    return _META_GROUPS["group"]()
 
 
 _Layout = Tuple[str, List[Tuple[torch.dtype, Tuple[int, ...], bool]]]
@@ -388,9 +403,7 @@ def _gather_expected(
 
 def _plan() -> GatherPlan:
     """The :class:`GatherPlan` of the current default process group."""
-    world = dist.group.WORLD
-    if _META_GROUPS.get("plan_world") is not world:
-        _META_GROUPS["plan_world"] = world
+    if not _made_in_this_world("plan_world"):
         _META_GROUPS["plan"] = GatherPlan()
     return _META_GROUPS["plan"]
 

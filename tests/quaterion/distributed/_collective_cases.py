@@ -5,8 +5,10 @@ A case that raises on every rank leaves the process group usable, so the cases a
 also check that no rank was left behind in a collective.
 """
 
+import gc
 import os
 import time
+import weakref
 from datetime import timedelta
 from typing import Callable, Dict, List, Tuple
 
@@ -161,5 +163,9 @@ def run_rank(rank: int, world: int, store_file: str, out_dir: str) -> None:
         except Exception as error:  # recorded for the test to check
             results[name] = {"error": type(error).__name__, "message": str(error)}
         results[name]["seconds"] = time.monotonic() - start
-    torch.save(results, os.path.join(out_dir, f"rank{rank}.pt"))
+    world = weakref.ref(dist.group.WORLD)
     dist.destroy_process_group()
+    gc.collect()
+    # nothing of ours keeps the destroyed group (and its gloo threads) alive until exit
+    results["group_released"] = world() is None
+    torch.save(results, os.path.join(out_dir, f"rank{rank}.pt"))
