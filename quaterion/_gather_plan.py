@@ -9,6 +9,8 @@ same on every rank, whatever each rank's own input is.
 from dataclasses import dataclass
 from typing import Dict, Optional, Tuple
 
+import torch
+
 # at most this many remembered transitions; more (layouts that keep changing) start over
 _MAX_TRANSITIONS = 64
 # the state after a call whose layout is not predicted (digests are never negative)
@@ -28,11 +30,16 @@ class AgreedLayout:
         row_bytes: bytes of one row with every tensor packed side by side.
         capacity: rows every rank sends (its own rows, then zero padding); the largest
             row count any rank has passed in this layout at this point of the sequence.
+        device: the device type of the tensors (``"cpu"``, ``"cuda"``).
+        specs: per tensor, its dtype, trailing shape and ``requires_grad`` (what a rank
+            that cannot send this layout reproduces on the device path).
     """
 
     digest: int
     row_bytes: int
     capacity: int
+    device: str = "cpu"
+    specs: Tuple[Tuple[torch.dtype, Tuple[int, ...], bool], ...] = ()
 
     def payload_bytes(self, header: int) -> int:
         """Bytes every rank sends: ``capacity`` padded rows and a ``header``."""
@@ -62,7 +69,8 @@ class GatherPlan:
     def confirm(self, agreed: AgreedLayout, largest: int) -> None:
         """Every rank sent ``agreed``, at most ``largest`` rows each: the next guess follows
         it. After :data:`_SHRINK_AFTER` such calls in a row with ``largest`` at most a
-        quarter of the capacity, the capacity becomes ``largest``."""
+        quarter of the capacity, the capacity becomes ``largest`` (the device path passes
+        the capacity itself: its row counts are not read on the host, so it never shrinks)."""
         key = self._previous
         if 4 * largest <= agreed.capacity:
             self._small[key] = self._small.get(key, 0) + 1

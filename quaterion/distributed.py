@@ -21,7 +21,10 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 
+from quaterion._deferred_checks import DeferredChecks
+from quaterion._device_gather import HEADER_BYTES, gather_trusted, header_of, unequal_message
 from quaterion._gather_plan import AgreedLayout, GatherPlan
+from quaterion._row_packing import pack_into, row_bytes, unpack
 
 T = TypeVar("T")
 
@@ -315,48 +318,14 @@ def _agree_on_rows(
     )
 
 
-def _row_bytes(tensors: Sequence[Tensor]) -> int:
-    return sum(_row_elements(tensor) * tensor.element_size() for tensor in tensors)
-
-
-def _pack_into(out: Tensor, tensors: Sequence[Tensor]) -> None:
-    """Write the tensors' bytes side by side into the first rows of ``out``
-    (``(capacity, bytes per row)``, ``uint8``)."""
-    start = 0
-    for tensor in tensors:
-        rows = tensor.detach().contiguous().reshape(tensor.shape[0], _row_elements(tensor))
-        column = rows.view(torch.uint8)
-        out[: column.shape[0], start : start + column.shape[1]] = column
-        start += column.shape[1]
-
-
-def _row_elements(tensor: Tensor) -> int:
-    count = 1
-    for size in tensor.shape[1:]:
-        count *= size
-    return count
-
-
-def _unpack(gathered: Tensor, like: Sequence[Tensor]) -> List[Tensor]:
-    """The tensors (with the dtypes and trailing shapes of ``like``) packed in ``gathered``
-    (``(rows, bytes per row)``, ``uint8``)."""
-    out, start = [], 0
-    for tensor in like:
-        width = _row_elements(tensor) * tensor.element_size()
-        column = gathered[:, start : start + width].contiguous()
-        start += width
-        out.append(column.view(tensor.dtype).reshape(gathered.shape[0], *tensor.shape[1:]))
-    return out
-
-
 def _gather_checked(
     sizes: List[int], group: Optional[dist.ProcessGroup], tensors: Sequence[Tensor]
 ) -> Tensor:
     """Every rank's packed rows, after a full check agreed on ``sizes``: one ``all_gather``
     of the rows padded to the longest rank."""
     longest = max(sizes)
-    packed = tensors[0].new_zeros((longest, _row_bytes(tensors)), dtype=torch.uint8)
-    _pack_into(packed, tensors)
+    packed = tensors[0].new_zeros((longest, row_bytes(tensors)), dtype=torch.uint8)
+    pack_into(packed, tensors)
     parts = [torch.empty_like(packed) for _ in sizes]
     dist.all_gather(parts, packed, group=group)
     if min(sizes) != longest:
@@ -364,9 +333,6 @@ def _gather_checked(
     return torch.cat(parts)
 
 
-# bytes after the padded rows of an expected-layout gather: the sender's row count (int64),
-# or -1 when the sender could not send the expected layout
-_HEADER_BYTES = 8
 # gathers larger than this per rank always take the full check (two collectives, small
 # next to the data): a rank that does not fit the expected layout still sends its size
 _EXPECTED_MAX_BYTES = 16 * 2**20
@@ -384,16 +350,17 @@ def _gather_expected(
     buffer is a CPU tensor), so nothing waits for a device.
     """
     rows, description, _ = _signature(tensors)
-    fits = 0 <= rows <= expected.capacity and _digest(description) == expected.digest
-    payload = torch.zeros(expected.payload_bytes(_HEADER_BYTES), dtype=torch.uint8)
+    same = rows >= 0 and _digest(description) == expected.digest
+    fits = header_of(rows, same, expected.capacity) >= 0
+    payload = torch.zeros(expected.payload_bytes(HEADER_BYTES), dtype=torch.uint8)
     if fits and rows:
         packed = payload[: expected.capacity * expected.row_bytes]
-        _pack_into(packed.view(expected.capacity, expected.row_bytes), tensors)
+        pack_into(packed.view(expected.capacity, expected.row_bytes), tensors)
     count = torch.tensor([rows if fits else -1], dtype=torch.int64)
-    payload[-_HEADER_BYTES:] = count.view(torch.uint8)
+    payload[-HEADER_BYTES:] = count.view(torch.uint8)
     parts = [torch.empty_like(payload) for _ in range(world_size())]
     dist.all_gather(parts, payload, group=group)
-    counts = torch.stack([part[-_HEADER_BYTES:] for part in parts]).view(torch.int64)
+    counts = torch.stack([part[-HEADER_BYTES:] for part in parts]).view(torch.int64)
     sizes = counts.reshape(-1).tolist()  # a CPU tensor: no device sync
     if min(sizes) < 0:
         return None
@@ -418,7 +385,7 @@ class _GatherRows(torch.autograd.Function):
     @staticmethod
     def forward(ctx, sizes: List[int], group, gathered: Tensor, *tensors: Tensor):
         ctx.sizes, ctx.group = sizes, group
-        outputs = _unpack(gathered.to(tensors[0].device), tensors)
+        outputs = unpack(gathered.to(tensors[0].device), tensors)
         ctx.mark_non_differentiable(
             *[out for out, needed in zip(outputs, ctx.needs_input_grad[3:]) if not needed]
         )
@@ -439,13 +406,31 @@ class _GatherRows(torch.autograd.Function):
         return (None, None, None, *inputs)
 
 
+def _device_path(device_type: str) -> bool:
+    """Whether layouts of this device type take the device path (no size exchange; see
+    :mod:`quaterion._device_gather`): CUDA tensors under NCCL, or every layout while
+    :data:`_FORCE_DEVICE_PATH` is set (how the tests run that path on CPU over gloo)."""
+    if _FORCE_DEVICE_PATH:
+        return True
+    return device_type == "cuda" and "nccl" in dist.get_backend()
+
+
+# Tests set it to run the device path with CPU tensors over gloo (nothing else may).
+_FORCE_DEVICE_PATH = False
+
+
 def _gather_with_check(
-    tensors: Sequence[Tensor], plan: GatherPlan, expected: Optional[AgreedLayout]
+    tensors: Sequence[Tensor],
+    plan: GatherPlan,
+    expected: Optional[AgreedLayout],
+    equal_rows: bool,
 ) -> Tuple[Tuple[Tensor, ...], List[int], Optional[dist.ProcessGroup], Optional[Tensor]]:
     """The full path: exchange row counts and layouts, then gather (two collectives, more
     on a mismatch). Teaches ``plan`` the agreed layout; forgets it on an error."""
     try:
         sizes, host_group, layout, uniform = _agree_on_rows(tensors)  # every rank takes part
+        if tensors and equal_rows and len(set(sizes)) > 1 and _device_path(_layout_type(tensors)):
+            raise RankMismatchError(unequal_message(sizes))  # every rank saw the same sizes
     except ValueError:
         plan.forget()  # every rank raises here: every plan starts over
         raise
@@ -459,28 +444,74 @@ def _gather_with_check(
         )
     on_host = tensors[0].device.type == "cpu"
     agreed = None
-    if uniform and on_host:  # device tensors keep the host exchange (see gather_rows)
-        _, description, _ = _signature(tensors)
+    if uniform and (on_host or _device_path(_layout_type(tensors))):
+        _, description, mine = _signature(tensors)
         digest = _digest(description)
         grown = expected.capacity if expected and expected.digest == digest else 0
-        agreed = AgreedLayout(digest, _row_bytes(tensors), max(max(sizes), grown))
-        if agreed.payload_bytes(_HEADER_BYTES) > _EXPECTED_MAX_BYTES:
+        capacity = max(max(sizes), grown)
+        agreed = AgreedLayout(digest, row_bytes(tensors), capacity, mine[0], tuple(mine[1]))
+        if agreed.payload_bytes(HEADER_BYTES) > _EXPECTED_MAX_BYTES:
             agreed = None  # e.g. a whole cache: a wrong guess would move that much for nothing
     plan.learn(agreed)
     group = host_group if on_host else None
     return tuple(tensors), sizes, group, _gather_checked(sizes, group, tensors)
 
 
-def gather_rows(*tensors: Tensor) -> Tuple[Tensor, ...]:
+def _layout_type(tensors: Sequence[Tensor]) -> str:
+    """The device type of a call's tensors (``""`` when they are not tensors)."""
+    first = tensors[0] if tensors else None
+    return first.device.type if isinstance(first, Tensor) else ""
+
+
+def _checks() -> DeferredChecks:
+    """The device-side verdicts of the current default process group's gathers."""
+    if not _made_in_this_world("checks_world"):
+        _META_GROUPS["checks"] = DeferredChecks()
+    return _META_GROUPS["checks"]
+
+
+def _gather_on_device(
+    expected: AgreedLayout, tensors: Sequence[Tensor]
+) -> Optional[Tuple[Tensor, ...]]:
+    """The device path: one collective, the row counts checked on the device (see
+    :mod:`quaterion._device_gather`); ``None`` on every rank when no rank could send the
+    expected layout."""
+    rows, description, _ = _signature(tensors)
+    same = rows >= 0 and _digest(description) == expected.digest
+    header = header_of(rows, same, expected.capacity)
+    where = (collective_device(), global_rank(), world_size(), None)
+    return gather_trusted(expected, tensors, header, where, _checks(), RankMismatchError)
+
+
+def raise_pending_gather_errors() -> None:
+    """Read every queued device-side check of :func:`gather_rows` (``equal_rows=True`` on
+    the device path) and raise :class:`RankMismatchError` if one failed.
+
+    Those checks are read two gather calls after their own; the last calls
+    of a loop are read here. Waits for the device: call it once at the end of a loop, on
+    every rank (they all raise alike). ``GuardCallback`` calls it when training ends and
+    before it raises an error of its own, so a mismatch is reported as its cause, not as
+    the NaN it was turned into. A no-op without a process group of more than one rank.
+    """
+    if world_size() == 1:
+        return
+    try:
+        _checks().raise_all()
+    except RankMismatchError:
+        _plan().forget()
+        raise
+
+
+def gather_rows(*tensors: Tensor, equal_rows: bool = False) -> Tuple[Tensor, ...]:
     """Concatenate every rank's rows (dim 0) in rank order, on every rank.
 
     All ``tensors`` share their first dimension (e.g. embeddings ``(B, d)`` and groups
-    ``(B,)``); ranks may hold different ``B``. Everything else (the number of tensors, their
-    trailing shapes, dtypes, ``requires_grad``, the device type) must match across ranks:
-    otherwise every rank raises the same :class:`RankMismatchError` (a ``ValueError``)
-    listing what each rank passed, before any rows are used. Only a rank holding no rows may
-    differ in dtypes and trailing
-    shapes: it contributes nothing and gets the other ranks' layout.
+    ``(B,)``); ranks may hold different ``B`` (unless ``equal_rows``). Everything else (the
+    number of tensors, their trailing shapes, dtypes, ``requires_grad``, the device type)
+    must match across ranks: otherwise every rank raises the same
+    :class:`RankMismatchError` (a ``ValueError``) listing what each rank passed, before any
+    rows are used. Only a rank holding no rows may differ in dtypes and trailing shapes: it
+    contributes nothing and gets the other ranks' layout.
 
     For a tensor that requires grad, backward sums, on each rank, the gradients every rank
     computed for that rank's own rows. When every rank computes the same loss of the gathered
@@ -488,16 +519,32 @@ def gather_rows(*tensors: Tensor) -> Tuple[Tensor, ...]:
     turns the parameter gradient into exactly the single-process gradient of the
     concatenated batch.
 
-    Cost per call, CPU tensors of at most 16 MiB per rank: once a layout has been agreed at
+    Cost per call, tensors of at most 16 MiB per rank: once a layout has been agreed at
     this point of the call sequence, **one** ``all_gather`` of every rank's rows packed
-    together, padded to the largest row count agreed for it (it shrinks after 8 calls in a
-    row far below it), with each rank's row count (or "cannot send this layout") in the
-    same buffer; when any rank reports a different layout or more rows, every rank falls
-    back to the full check. The full check (the first call, larger gathers, and device
-    tensors on every call): one ``all_gather`` of two integers per rank over the host (a
-    gloo group) to agree on sizes and layout, then one ``all_gather`` of the packed rows
-    (padded to the longest rank only when sizes differ). In backward, one ``all_reduce`` per tensor that requires
-    grad. No device-to-host synchronisation. Memory ``world_size x`` the inputs.
+    together, padded to the largest row count agreed for it, with each rank's row count
+    (or "cannot send this layout") in the same buffer. CPU tensors: the counts are read on
+    the host; when any rank reports a different layout or more rows, every rank falls back
+    to the full check; the agreed count shrinks after 8 calls in a row far below it. CUDA
+    tensors under NCCL with ``equal_rows=True``: nothing is read; see ``equal_rows``. The
+    full check (the first call, larger gathers, and CUDA tensors with
+    ``equal_rows=False``): one ``all_gather`` of two integers per rank over the host (a gloo
+    group) to agree on sizes and layout, then one ``all_gather`` of the packed rows (padded
+    to the longest rank only when sizes differ). In backward, one ``all_reduce`` per tensor
+    that requires grad. No device-to-host synchronisation. Memory ``world_size x`` the
+    inputs.
+
+    Args:
+        tensors: this rank's tensors.
+        equal_rows: the caller promises that every rank passes the same number of rows at
+            this call (a training batch from a loader with ``drop_last=True`` or a
+            ``DistributedSampler``; the losses' gathers pass ``True``). For CUDA tensors
+            under NCCL, each rank then takes every rank's rows as its own count, and the
+            counts are compared on the device and read a few calls later (at the start of
+            the second gather call after it, or by :func:`raise_pending_gather_errors`):
+            if they differed, that call's floating outputs are NaN (the non-finite guard
+            does not apply such a step) and every rank raises the same
+            :class:`RankMismatchError`; a full check that finds unequal counts raises at
+            once. On CPU tensors it changes nothing (the counts are free to read there).
 
     Returns:
         The tensors, unchanged without a process group of more than one rank.
@@ -505,14 +552,25 @@ def gather_rows(*tensors: Tensor) -> Tuple[Tensor, ...]:
     if world_size() == 1:
         return tensors
     plan = _plan()
+    try:
+        _checks().raise_late()  # a failed device-side verdict of an earlier call
+    except RankMismatchError:
+        plan.forget()
+        raise
     expected = plan.expected()  # the same on every rank
-    if expected is not None:
+    if expected is not None and _device_path(expected.device):
+        if equal_rows:
+            gathered = _gather_on_device(expected, tensors)
+            if gathered is not None:
+                plan.confirm(expected, expected.capacity)  # counts unread: never shrinks
+                return gathered
+    elif expected is not None:
         gathered = _gather_expected(expected, _host_group(), tensors)
         if gathered is not None:
             sizes, packed = gathered
             plan.confirm(expected, max(sizes))
             return _GatherRows.apply(sizes, _host_group(), packed, *tensors)
-    tensors, sizes, group, packed = _gather_with_check(tensors, plan, expected)
+    tensors, sizes, group, packed = _gather_with_check(tensors, plan, expected, equal_rows)
     if packed is None:
         return tensors
     return _GatherRows.apply(sizes, group, packed, *tensors)

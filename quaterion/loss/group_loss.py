@@ -46,7 +46,7 @@ class GroupLoss(SimilarityLoss):
         """
         if not self.gather_across_ranks:
             return embeddings, groups
-        return gather_rows(embeddings, groups)
+        return gather_rows(embeddings, groups, equal_rows=True)
 
     def forward(self, embeddings: Tensor, groups: LongTensor) -> Tensor:
         """Compute the loss.

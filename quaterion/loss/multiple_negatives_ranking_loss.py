@@ -116,7 +116,7 @@ class MultipleNegativesRankingLoss(PairwiseLoss):
                 )
         anchors, positives = embeddings[pairs[:, 0]], embeddings[pairs[:, 1]]
         if self.gather_across_ranks:
-            anchors, positives = gather_rows(anchors, positives)
+            anchors, positives = gather_rows(anchors, positives, equal_rows=True)
         return multiple_negatives_ranking_loss(
             anchors,
             positives,

@@ -186,7 +186,7 @@ class TrainableModel(pl.LightningModule, CacheMixin):
         if self._loss.gather_across_ranks:
             queued = (anchors.detach(), anchor_groups.detach())
         else:
-            queued = gather_rows(embeddings.detach(), groups.detach())
+            queued = gather_rows(embeddings.detach(), groups.detach(), equal_rows=True)
         buffer.queue(*queued)
         return config.weight * term
 

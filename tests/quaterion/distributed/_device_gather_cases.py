@@ -1,0 +1,99 @@
+"""Calls of ``gather_rows(..., equal_rows=True)`` on 2 gloo ranks with the device path
+forced on CPU tensors (``distributed._FORCE_DEVICE_PATH``): per call, each rank records the
+collectives it took, the host syncs of the forward, the gathered rows, its own rows'
+gradient or the error it raised, in ``rank<r>.pt``."""
+
+import os
+from typing import Dict, List, Tuple
+
+import torch
+import torch.distributed as dist
+
+from quaterion import distributed
+from quaterion.utils.testing import count_host_syncs
+from tests.quaterion.distributed._gather_plan_cases import CollectiveCounter, loss_of, rows_of
+from tests.quaterion.distributed._launch import gloo_init
+
+WORLD = 2
+
+# (name, rows per rank, layout, forward all_gather calls on every rank). Layouts: "grad" =
+# float32 embeddings that require grad with int64 labels (a loss's gather), "queue" = the
+# same detached, "bad_dtype" = rank 1 passes float64 embeddings, "loose" = "grad" with
+# equal_rows=False.
+CALLS: List[Tuple[str, Tuple[int, int], str, int]] = [
+    ("first", (4, 4), "grad", 2),  # the full check: two integers, then the rows
+    ("equal1", (4, 4), "grad", 1),  # from here on: one collective, nothing read
+    ("equal2", (4, 4), "grad", 1),
+    ("smaller", (3, 3), "grad", 1),  # an epoch's last, shorter batch on every rank
+    ("unequal", (4, 2), "grad", 1),  # trusted, poisoned, raised two calls later
+    ("after_unequal", (4, 4), "grad", 1),
+    ("raises_unequal", (4, 4), "grad", 0),  # call 5's verdict, before any collective
+    ("restart", (4, 4), "grad", 2),  # every plan started over
+    ("equal3", (4, 4), "grad", 1),
+    ("other_layout", (4, 4), "bad_dtype", 1),  # rank 1 cannot send: it reads the headers
+    ("after_other", (4, 4), "grad", 1),
+    ("raises_other", (4, 4), "grad", 0),
+    ("restart2", (4, 4), "grad", 2),
+    ("grown", (6, 6), "grad", 3),  # no rank can send 6 of 4 rows: all re-agree together
+    ("grown_again", (6, 6), "grad", 1),
+    ("too_many", (6, 7), "grad", 1),  # rank 1 alone holds more than agreed
+    ("after_too_many", (6, 6), "grad", 1),
+    ("raises_too_many", (6, 6), "grad", 0),
+    ("restart3", (4, 4), "grad", 2),
+    # a new layout: no rank can send the expected one, and the full check finds 4 and 2 rows
+    ("queue_unequal", (4, 2), "queue", 2),
+    ("loose_unequal", (4, 2), "loose", 2),  # equal_rows=False: checked, gathered as is
+    ("loose_equal", (4, 4), "loose", 2),
+    ("last_unequal", (4, 2), "grad", 1),  # nothing after it reads it: the flush does
+]
+RAISING = {"raises_unequal", "raises_other", "raises_too_many", "queue_unequal"}
+POISONED = {"unequal", "other_layout", "too_many", "last_unequal"}
+
+
+def _inputs(rank: int, call: int, rows: int, kind: str) -> Tuple[torch.Tensor, torch.Tensor]:
+    embeddings, labels = rows_of(rank, call, rows)
+    if kind == "bad_dtype" and rank == 1:
+        embeddings = embeddings.double()
+    if kind in ("grad", "loose", "bad_dtype"):
+        embeddings.requires_grad_()
+    return embeddings, labels
+
+
+def _one_call(rank: int, call: int, rows: int, kind: str, counter: CollectiveCounter) -> Dict:
+    embeddings, labels = _inputs(rank, call, rows, kind)
+    try:
+        with count_host_syncs() as syncs:
+            gathered, gathered_labels = distributed.gather_rows(
+                embeddings, labels, equal_rows=kind != "loose"
+            )
+    except distributed.RankMismatchError as error:
+        return {"error": str(error), "forward": counter.take()}
+    record = {
+        "rows": gathered.detach().clone(),
+        "labels": gathered_labels,
+        "forward": counter.take(),
+        "syncs": syncs.total,
+    }
+    if gathered.requires_grad:
+        loss_of(gathered.float()).backward()
+        record["grad"] = embeddings.grad
+    record["backward"] = counter.take()
+    return record
+
+
+def run_rank(rank: int, world: int, store_file: str, out_dir: str) -> None:
+    """Spawned entry point; a short collective timeout turns a rank left waiting into an
+    error instead of a hang."""
+    gloo_init(rank, world, store_file, timeout_s=60)
+    distributed._FORCE_DEVICE_PATH = True
+    counter = CollectiveCounter()
+    results = {}
+    for call, (name, sizes, kind, _) in enumerate(CALLS):
+        results[name] = _one_call(rank, call, sizes[rank], kind, counter)
+    try:
+        distributed.raise_pending_gather_errors()
+        results["flush"] = {}
+    except distributed.RankMismatchError as error:
+        results["flush"] = {"error": str(error)}
+    torch.save(results, os.path.join(out_dir, f"rank{rank}.pt"))
+    dist.destroy_process_group()
