@@ -119,6 +119,8 @@ class GuardCallback(pl.Callback):
 
     @override
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        # the last steps' gathers are checked here (their verdicts had no later call)
+        distributed.raise_pending_gather_errors()
         self._raise_resolved(wait=True)
 
     @override
@@ -149,6 +151,7 @@ class GuardCallback(pl.Callback):
         record = _across_ranks(record)  # [finite on every rank, value, rank of the value]
         if not self._deferred(loss.device):
             if record[0].item() == 0:
+                distributed.raise_pending_gather_errors()  # the cause, if it was a gather
                 raise _loss_error(record, self._where(trainer), pl_module)
             return
         finite = record[0] > 0
@@ -169,6 +172,7 @@ class GuardCallback(pl.Callback):
             flags = torch.stack([torch.isfinite(_gradient(p)).all().to(device) for p in params])
             if not self._deferred(device):
                 if not bool(flags.all()):
+                    distributed.raise_pending_gather_errors()
                     names = self._param_names(params)
                     where = self._where(trainer)
                     raise _gradient_error(flags.tolist(), names, where, pl_module)
@@ -211,11 +215,16 @@ class GuardCallback(pl.Callback):
                     return
             self._pending.pop(0)
             where = verdict.where
-            if verdict.kind == "loss" and verdict.record[0].item() == 0:
+            bad_loss = verdict.kind == "loss" and verdict.record[0].item() == 0
+            bad_gradient = verdict.kind == "gradient" and not bool(verdict.record.all())
+            if bad_loss or bad_gradient:
                 self._pending = []
+                # a gather whose ranks sent different row counts poisons its outputs with
+                # NaN: report that cause rather than the NaN (every rank raises alike)
+                distributed.raise_pending_gather_errors()
+            if bad_loss:
                 raise _loss_error(verdict.record, where, self._module, deferred=True)
-            if verdict.kind == "gradient" and not bool(verdict.record.all()):
-                self._pending = []
+            if bad_gradient:
                 flags = verdict.record.tolist()
                 raise _gradient_error(flags, verdict.names, where, self._module, deferred=True)
 
@@ -264,6 +273,7 @@ class GuardCallback(pl.Callback):
         if state is not None:
             first, value, count = (t.item() for t in state)  # once per loop, not per batch
             if count:
+                distributed.raise_pending_gather_errors()
                 raise NonFiniteValidationError(
                     f"{stage.capitalize()} loss is {value} in batch {first} of the "
                     f"{stage} data ({count} non-finite batch(es) in {when}), "
