@@ -161,14 +161,28 @@ def check_scores(owner: str, labels: Tensor, low: float, high: float, mark: bool
     bad = ~((labels >= low) & (labels <= high))  # NaN compares False: caught here too
     if bool(bad.any()):
         position = int(bad.nonzero()[0, 0])
-        allowed = f"exactly {low:g}" if low == high else f"in [{low:g}, {high:g}]"
-        raise ValueError(
-            f"{owner} takes pair scores {allowed}, but pair {position} of the batch has score "
-            f"{labels.flatten()[position].item()!r}. Rescale the scores of the dataset to that "
-            "range (1 = similar, 0 = unrelated) or pick a loss for your kind of scores."
-        )
+        value = labels.flatten()[position].item()
+        raise ValueError(score_message(owner, low, high, position, value))
     if mark:
         mark_checked(labels, check)
+
+
+RESCALE = (
+    "Rescale the scores of the dataset to that range (1 = similar, 0 = unrelated) or pick a "
+    "loss for your kind of scores."
+)
+
+
+def score_message(
+    owner: str, low: float, high: float, position: int, value: float, late: str = "", fix=RESCALE
+) -> str:
+    """The error message for pair ``position`` of a batch whose score ``value`` is NaN or
+    outside ``[low, high]`` (``late``: when and how it was found, after the batch)."""
+    allowed = f"exactly {low:g}" if low == high else f"in [{low:g}, {high:g}]"
+    return (
+        f"{owner} takes pair scores {allowed}, but pair {position} of the batch{late} has "
+        f"score {value!r}. {fix}"
+    )
 
 
 def check_choice(name: str, value: object, choices: dict) -> None:

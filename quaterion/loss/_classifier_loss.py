@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from torch import LongTensor, Tensor, nn
 
 from quaterion.loss._checks import check_groups, check_positive_int, host_check_needed, mark_checked
-from quaterion.loss._device_checks import LAG, DeferredChecks, device_check_needed
+from quaterion.loss._device_checks import LAG, DeferredChecks, DeviceChecked, device_check_needed
 from quaterion.loss.group_loss import GroupLoss
 
 
@@ -105,7 +105,7 @@ def cosine_margin_loss(
     return F.cross_entropy(scale * logits, groups)
 
 
-class ClassifierGroupLoss(GroupLoss):
+class ClassifierGroupLoss(DeviceChecked, GroupLoss):
     """Base of ``SoftmaxLoss``, ``ArcFaceLoss``, ``CosFaceLoss`` and ``CenterLoss``.
 
     Validates ``embedding_size`` / ``num_groups``, builds ``get_config_dict`` from them plus
@@ -120,14 +120,6 @@ class ClassifierGroupLoss(GroupLoss):
         name = type(self).__name__
         self.embedding_size = check_positive_int(name, "embedding_size", embedding_size)
         self.num_groups = check_positive_int(name, "num_groups", num_groups)
-        # verdicts of class-id checks of device tensors, read a few calls later
-        self._device_checks = DeferredChecks()
-
-    def train(self, mode: bool = True) -> "ClassifierGroupLoss":
-        """``nn.Module.train``; first raises a failed class-id check of a device call still
-        queued (switching modes ends an epoch: the last calls' verdicts are read here)."""
-        self._device_checks.raise_all()
-        return super().train(mode)
 
     def get_config_dict(self) -> dict[str, Any]:
         """Base config plus ``embedding_size``, ``num_groups`` and the hyperparameters."""
@@ -156,7 +148,7 @@ class ClassifierGroupLoss(GroupLoss):
             check_group_ids(type(self).__name__, groups, self.num_groups)
             return self._loss(*self.gather(embeddings, groups))
         groups, valid = checked_on_device(
-            type(self).__name__, groups, self.num_groups, self._device_checks
+            type(self).__name__, groups, self.num_groups, self.device_checks()
         )
         return self._loss(*self.gather(embeddings, groups)) * valid.to(embeddings.dtype)
 

@@ -7,6 +7,7 @@ from torch import LongTensor, Tensor
 
 from quaterion.distances import BaseDistance, Distance
 from quaterion.loss._checks import check_number, check_pairs, check_scores
+from quaterion.loss._device_checks import DeviceChecked, device_check_needed, scores_on_device
 from quaterion.loss.pairwise_loss import PairwiseLoss
 from quaterion.utils.utils import max_value_of_dtype
 
@@ -60,7 +61,7 @@ def _imposter_term(
     return per_row[pairs[:, 0]] + per_row[pairs[:, 1]]
 
 
-class ContrastiveLoss(PairwiseLoss):
+class ContrastiveLoss(DeviceChecked, PairwiseLoss):
     """Contrastive loss: pull positive pairs together, push negatives beyond ``margin``.
 
     Inputs: ``SimilarityPairSample`` batches from ``PairsSimilarityDataLoader``; scores in
@@ -109,11 +110,21 @@ class ContrastiveLoss(PairwiseLoss):
         """Loss of a batch; see :func:`contrastive_loss` for shapes. Returns a 0-dim tensor.
 
         Raises:
-            ValueError: a score is NaN or outside ``[0, 1]`` (checked for CPU ``labels``).
+            ValueError: a score is NaN or outside ``[0, 1]``: at once for CPU ``labels``; for
+                ``labels`` on a device (checked there, no host sync), at the start of the
+                call two calls later or at the next ``train()``/``eval()``, whichever comes
+                first, and the bad call's loss is multiplied by 0 (its scores replaced by 0,
+                so its gradient is 0, not NaN).
         """
         check_pairs(embeddings, pairs, labels)
-        check_scores(type(self).__name__, labels, *self.score_range)
-        return contrastive_loss(
+        valid = None
+        if device_check_needed(labels):
+            labels, valid = scores_on_device(
+                type(self).__name__, labels, self.score_range, self.device_checks()
+            )
+        else:
+            check_scores(type(self).__name__, labels, *self.score_range)
+        loss = contrastive_loss(
             embeddings,
             pairs,
             labels,
@@ -122,3 +133,4 @@ class ContrastiveLoss(PairwiseLoss):
             self.margin,
             self.size_average,
         )
+        return loss if valid is None else loss * valid.to(loss.dtype)

@@ -9,11 +9,15 @@ from torch import LongTensor, Tensor
 from quaterion.distances import BaseDistance, Distance
 from quaterion.distributed import gather_rows
 from quaterion.loss._checks import check_number, check_pairs, host_check_needed, score_check
+from quaterion.loss._device_checks import DeviceChecked, device_check_needed, scores_on_device
 from quaterion.loss.pairwise_loss import PairwiseLoss
 
 
 class NonPositivePairsError(AssertionError, ValueError):
     """Pair scores other than 1 were given to a loss that needs positive pairs only."""
+
+
+_POSITIVE_ONLY = "Drop the non-positive pairs or use ContrastiveLoss for scored pairs."
 
 
 def multiple_negatives_ranking_loss(
@@ -47,7 +51,7 @@ def multiple_negatives_ranking_loss(
     return loss
 
 
-class MultipleNegativesRankingLoss(PairwiseLoss):
+class MultipleNegativesRankingLoss(DeviceChecked, PairwiseLoss):
     """Ranks each pair's second object above the other pairs' second objects.
 
     Inputs: ``SimilarityPairSample`` batches from ``PairsSimilarityDataLoader`` holding
@@ -101,26 +105,38 @@ class MultipleNegativesRankingLoss(PairwiseLoss):
 
         Raises:
             NonPositivePairsError: (an ``AssertionError`` and ``ValueError``) if any
-                score in ``labels`` is not 1; ``None`` or an empty tensor passes. Read
-                for CPU ``labels`` only (device labels are checked before the transfer).
+                score in ``labels`` is not 1; ``None`` or an empty tensor passes. At once
+                for CPU ``labels`` (read once: ``Quaterion.fit`` checks each batch before
+                the transfer); for ``labels`` on a device (checked there, no host sync), at
+                the start of the call two calls later or at the next ``train()``/``eval()``,
+                and the bad call's loss is multiplied by 0.
         """
         check_pairs(embeddings, pairs)
-        # read on the CPU only, once: Quaterion.fit checks each batch before the transfer
-        check = score_check(*self.score_range)
-        if host_check_needed(labels, check):
+        valid = None
+        if device_check_needed(labels):
+            _, valid = scores_on_device(
+                type(self).__name__,
+                labels,
+                self.score_range,
+                self.device_checks(),
+                NonPositivePairsError,
+                _POSITIVE_ONLY,
+            )
+        elif host_check_needed(labels, score_check(*self.score_range)):
             if not bool(torch.all(labels == 1)):
                 raise NonPositivePairsError(
                     "MultipleNegativesRankingLoss takes positive pairs only: every score in "
-                    "`labels` must be 1 (other pairs of the batch act as negatives). Drop the "
-                    "non-positive pairs or use ContrastiveLoss for scored pairs."
+                    "`labels` must be 1 (other pairs of the batch act as negatives). "
+                    + _POSITIVE_ONLY
                 )
         anchors, positives = embeddings[pairs[:, 0]], embeddings[pairs[:, 1]]
         if self.gather_across_ranks:
             anchors, positives = gather_rows(anchors, positives, equal_rows=True)
-        return multiple_negatives_ranking_loss(
+        loss = multiple_negatives_ranking_loss(
             anchors,
             positives,
             self.distance_metric,
             self._scale,
             self._symmetric,
         )
+        return loss if valid is None else loss * valid.to(loss.dtype)
