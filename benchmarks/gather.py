@@ -11,7 +11,17 @@ what the
 gather moves and holds: ``world x B x d`` floats per gathered tensor instead of ``B x d``,
 and a ``world*B x world*B`` distance matrix instead of ``B x B``.
 
-Run: ``PYTHONPATH=. python -m benchmarks.gather [--steps N] [--quick]``.
+Then, per ``gather_rows`` call (forward and backward of ``B x d`` float32 rows with int64
+labels, after the first call), the forward collectives, the host syncs counted by
+:func:`quaterion.utils.testing.count_host_syncs` and the median time, for three paths:
+``host`` (CPU tensors: one collective, the row counts read on the host for free),
+``device, checked`` (the device path with ``equal_rows=False``: the full check on every
+call, what CUDA tensors took before ``equal_rows`` existed) and ``device, equal_rows``
+(one collective, nothing read on the host). There is no GPU here: the device path is forced
+on CPU tensors over gloo (``quaterion.distributed._FORCE_DEVICE_PATH``), which runs the
+same code except the NCCL transport.
+
+Run: ``PYTHONPATH=. python -m benchmarks.gather [--steps N] [--calls N] [--quick]``.
 """
 
 import argparse
@@ -26,7 +36,9 @@ import torch.multiprocessing as mp
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
+from quaterion import distributed
 from quaterion.loss import MultipleNegativesRankingLoss, TripletLoss
+from quaterion.utils.testing import count_host_syncs
 
 WORLD = 2
 IN_DIM = 256
@@ -102,9 +114,61 @@ def _worker(rank: int, store: str, configs, steps: int, out: str) -> None:
     dist.destroy_process_group()
 
 
+# (name, device path forced, equal_rows)
+PATHS = [
+    ("host", False, False),
+    ("device, checked", True, False),
+    ("device, equal_rows", True, True),
+]
+
+
+def _gather_calls(rank: int, store: str, batch: int, dim: int, calls: int, out: str) -> None:
+    """Per path: forward collectives, host syncs and median time of ``calls`` calls."""
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=WORLD)
+    counter = _Counter()
+    rows = []
+    for name, forced, equal_rows in PATHS:
+        distributed._FORCE_DEVICE_PATH = forced
+        embeddings = torch.randn(batch, dim).requires_grad_()
+        labels = torch.arange(batch)
+        collectives, syncs, times = [], [], []
+        for call in range(calls + 1):
+            before = counter.calls
+            dist.barrier()
+            start = time.perf_counter()
+            with count_host_syncs() as counted:
+                gathered, _ = distributed.gather_rows(embeddings, labels, equal_rows=equal_rows)
+            forward = counter.calls - before
+            gathered.sum().backward()
+            elapsed = time.perf_counter() - start
+            if call > 0:  # the first call agrees on the layout
+                collectives.append(forward)
+                syncs.append(counted.total)
+                times.append(elapsed)
+        distributed.raise_pending_gather_errors()
+        rows.append((name, max(collectives), max(syncs), statistics.median(times)))
+    if rank == 0:
+        torch.save(rows, out)
+    dist.destroy_process_group()
+
+
+def _spawn(worker, args) -> list:
+    with tempfile.TemporaryDirectory() as tmp:
+        out = os.path.join(tmp, "rows.pt")
+        mp.start_processes(
+            worker,
+            args=(os.path.join(tmp, "store"), *args, out),
+            nprocs=WORLD,
+            start_method="spawn",
+        )
+        return torch.load(out, weights_only=True)
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=40, help="measured steps per setting")
+    parser.add_argument("--calls", type=int, default=200, help="gather_rows calls per path")
     parser.add_argument("--quick", action="store_true", help="fewer steps and settings")
     args = parser.parse_args(argv)
     configs = [
@@ -114,15 +178,7 @@ def main(argv=None) -> None:
         for dim in (128,)
     ]
     steps = 10 if args.quick else args.steps
-    with tempfile.TemporaryDirectory() as tmp:
-        out = os.path.join(tmp, "rows.pt")
-        mp.start_processes(
-            _worker,
-            args=(os.path.join(tmp, "store"), configs, steps, out),
-            nprocs=WORLD,
-            start_method="spawn",
-        )
-        rows = torch.load(out, weights_only=True)
+    rows = _spawn(_worker, (configs, steps))
     print(f"{WORLD} CPU processes (gloo), 1 thread each; median step time of rank 0")
     print(
         f"{'loss':<14}{'B/rank':>7}{'d':>5}{'local ms':>10}{'gather ms':>11}{'ratio':>7}"
@@ -135,6 +191,15 @@ def main(argv=None) -> None:
             f"{gathered / local:>7.2f}{moved_kib:>14.0f}{collectives:>13}"
         )
     print("collectives: forward all_gather calls of a gathered step after warm-up (max)")
+    batch, dim, calls = 128, 128, 20 if args.quick else args.calls
+    print(f"\ngather_rows per call, {batch} x {dim} float32 rows + int64 labels per rank:")
+    print(f"{'path':<20}{'collectives':>13}{'host syncs':>12}{'median ms':>11}")
+    for name, collectives, syncs, median in _spawn(_gather_calls, (batch, dim, calls)):
+        print(f"{name:<20}{collectives:>13}{syncs:>12}{median * 1e3:>11.3f}")
+    print(
+        "collectives: forward all_gather calls per call after the first (max); host syncs: "
+        "count_host_syncs in forward (max)"
+    )
 
 
 if __name__ == "__main__":
