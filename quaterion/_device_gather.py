@@ -155,7 +155,20 @@ def gather_trusted(
     verdict = torch.cat([ok.to(torch.int64).reshape(1), headers])
     checks.record(verdict, lambda call, values: make_error(_late_message(call, values, capacity)))
     meta = (rows, capacity, world, rank, group)
-    return _TrustedRows.apply(meta, packed.reshape(world * rows, width), ok, *like)
+    outputs = _TrustedRows.apply(meta, packed.reshape(world * rows, width), ok, *like)
+    return outputs if header >= 0 else _attached(outputs, tensors)
+
+
+def _attached(outputs: Sequence[Tensor], tensors: Sequence[object]) -> Tuple[Tensor, ...]:
+    """The stand-ins' outputs, made to depend on this rank's own tensors that require grad
+    (times 0; the outputs are NaN anyway): backward then reaches the parameters that
+    produced them, as on every other rank, so DDP's gradient reduction does not wait for
+    parameters this rank never used."""
+    own = [t for t in tensors if isinstance(t, Tensor) and t.requires_grad]
+    if not own:
+        return tuple(outputs)
+    anchor = sum(t.sum() for t in own) * 0
+    return tuple(out + anchor.to(out.dtype) if out.is_floating_point() else out for out in outputs)
 
 
 def _stand_ins(expected: AgreedLayout, device: torch.device) -> List[Tensor]:

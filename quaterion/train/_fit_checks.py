@@ -177,4 +177,3 @@ def _planned_steps(trainer: pl.Trainer, train_batches: Optional[int]) -> Optiona
         accumulate = max(1, trainer.accumulate_grad_batches)
         limits.append(math.ceil(per_epoch / accumulate) * max_epochs)
     return min(limits) if limits else None
-

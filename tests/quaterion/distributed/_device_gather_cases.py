@@ -1,6 +1,6 @@
 """Calls of ``gather_rows(..., equal_rows=True)`` on 2 gloo ranks with the device path
 forced on CPU tensors (``distributed._FORCE_DEVICE_PATH``): per call, each rank records the
-collectives it took, the host syncs of the forward, the gathered rows, its own rows'
+collectives it took, the host syncs of forward and backward, the gathered rows, its own rows'
 gradient or the error it raised, in ``rank<r>.pt``."""
 
 import os
@@ -75,8 +75,10 @@ def _one_call(rank: int, call: int, rows: int, kind: str, counter: CollectiveCou
         "syncs": syncs.total,
     }
     if gathered.requires_grad:
-        loss_of(gathered.float()).backward()
+        with count_host_syncs() as syncs:
+            loss_of(gathered.float()).backward()
         record["grad"] = embeddings.grad
+        record["syncs"] += syncs.total
     record["backward"] = counter.take()
     return record
 

@@ -2,9 +2,10 @@
 device path forced on CPU tensors (``distributed._FORCE_DEVICE_PATH``) and the guard's
 deferred mode, as on a GPU.
 
-Launched per node by ``torchrun`` (see ``test_device_gather_fit``). Each rank reads its own
-batches (no distributed sampler): 4 rows per batch, except rank 1's batch 1 of 2 rows.
-Writes ``OUT/rank<global rank>.pt``: the error the fit raised, at which batch, the weights
+Launched per node by ``torchrun`` (see ``test_device_gather_fit``) as
+``python -m ... OUT SCENARIO``. Each rank reads its own batches (no distributed sampler): 4
+rows per batch, except rank 1's batch 1: 2 rows (``fewer``: it still sends the agreed
+layout), or 6 (``more``: more than agreed, so it cannot send it). Writes ``OUT/rank<global rank>.pt``: the error the fit raised, at which batch, the weights
 when batches 0 and 1 started and at the end.
 """
 
@@ -20,8 +21,9 @@ from quaterion.train.callbacks.guard_callback import GuardCallback
 from tests.quaterion.train.helpers import Model, group_loader, group_samples
 from tests.quaterion.train.helpers import trainer as quiet_trainer
 
-BATCHES = {0: [4, 4, 4, 4, 4], 1: [4, 2, 4, 4, 4]}
 BAD_BATCH = 1
+BATCHES = {"fewer": {0: [4, 4, 4, 4, 4], 1: [4, 2, 4, 4, 4]}}
+BATCHES["more"] = {0: BATCHES["fewer"][0], 1: [4, 6, 4, 4, 4]}
 
 
 class Watch(pl.Callback):
@@ -47,10 +49,10 @@ def batches(sizes):
     return out
 
 
-def main(out: str) -> None:
+def main(out: str, scenario: str) -> None:
     distributed._FORCE_DEVICE_PATH = True
     rank = int(os.environ["RANK"])
-    sizes = BATCHES[rank]
+    sizes = BATCHES[scenario][rank]
     samples = group_samples(sum(sizes), groups=2, seed=10 + rank)
     loader = group_loader(samples, batch_size=1, batch_sampler=batches(sizes))
     watch = Watch()
@@ -72,6 +74,7 @@ def main(out: str) -> None:
             "type": type(error).__name__ if error else None,
             "message": str(error) if error else "",
             "last_batch": watch.last_batch,
+            "rows": sizes[BAD_BATCH],
             "initial": watch.weights.get(0),
             "before_bad": watch.weights.get(BAD_BATCH),
             "after": {k: v.detach().clone() for k, v in model.state_dict().items()},
@@ -81,4 +84,4 @@ def main(out: str) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    main(sys.argv[1], sys.argv[2])

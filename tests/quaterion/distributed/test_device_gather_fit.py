@@ -1,7 +1,9 @@
 """A 2-rank fit whose ranks pass different batch sizes to a gathered loss, on the device
 path of ``gather_rows`` (forced on CPU): every rank stops with the same
-``RankMismatchError`` two gather calls after the bad batch, and no step from the bad one
-on was applied (SGD: the weights are those from before the bad batch)."""
+``RankMismatchError`` within two batches of the bad one, and no step from the bad one on
+was applied (SGD: the weights are those from before the bad batch). Rank 1's bad batch
+holds fewer rows than agreed (it still sends the layout) or more (it cannot: it answers
+with stand-ins, and DDP's gradient reduction still completes on both ranks)."""
 
 import pytest
 import torch
@@ -13,10 +15,11 @@ from tests.quaterion.distributed.test_multinode_torchrun import launch_nodes, wa
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="module")
-def results(tmp_path_factory):
+@pytest.fixture(scope="module", params=sorted(script.BATCHES))
+def results(request, tmp_path_factory):
     out = tmp_path_factory.mktemp("device_fit")
-    outputs = wait_all(launch_nodes(out, free_port(), module="device_gather_fit_script"))
+    launched = launch_nodes(out, free_port(), "device_gather_fit_script", (request.param,))
+    outputs = wait_all(launched)
     found = []
     for rank, (_, output) in enumerate(outputs):
         path = out / f"rank{rank}.pt"
@@ -30,7 +33,8 @@ def test_every_rank_stops_with_the_mismatch_not_the_nan(results):
     message = results[0]["message"]
     assert message == results[1]["message"]
     assert "gather_rows call 2 " in message  # the bad batch is the second gather
-    assert "rank 0: 4 rows" in message and "rank 1: 2 rows" in message
+    sent = {2: "rank 1: 2 rows\n", 6: "rank 1: 6 rows, more than the 4 rows agreed"}
+    assert "rank 0: 4 rows" in message and sent[results[1]["rows"]] in message, message
     assert "drop_last=True" in message
     # raised at the same batch on both ranks, within two batches: on CPU the deferred guard
     # reads the NaN loss's verdict at the next batch start and reports the gather's cause

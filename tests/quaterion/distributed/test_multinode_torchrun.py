@@ -15,7 +15,7 @@ pytestmark = pytest.mark.slow
 TIMEOUT_S = 480  # generous: a loaded 2-core CI machine runs two torchrun nodes of 2 ranks each
 
 
-def launch_nodes(out, port: int, module: str = "multinode_script") -> list:
+def launch_nodes(out, port: int, module: str = "multinode_script", args=()) -> list:
     env = {
         **os.environ,
         "PYTHONPATH": os.pathsep.join([REPO, os.environ.get("PYTHONPATH", "")]),
@@ -38,6 +38,7 @@ def launch_nodes(out, port: int, module: str = "multinode_script") -> list:
             "-m",
             f"tests.quaterion.distributed.{module}",
             str(out),
+            *args,
         ]
         processes.append(start_script(command, env, REPO))
     return processes
