@@ -56,6 +56,10 @@ class DeferredChecks:
         while self._pending:
             self._read_oldest()
 
+    def discard(self) -> None:
+        """Drop every queued verdict unread (after an error that made them moot)."""
+        self._pending.clear()
+
     def _read_oldest(self) -> None:
         call, host, event, error = self._pending.popleft()
         if event is not None:

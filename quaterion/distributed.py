@@ -432,7 +432,7 @@ def _gather_with_check(
         if tensors and equal_rows and len(set(sizes)) > 1 and _device_path(_layout_type(tensors)):
             raise RankMismatchError(unequal_message(sizes))  # every rank saw the same sizes
     except ValueError:
-        plan.forget()  # every rank raises here: every plan starts over
+        _start_over()  # every rank raises here: every plan starts over
         raise
     if not tensors:
         plan.learn(None)
@@ -470,6 +470,14 @@ def _checks() -> DeferredChecks:
     return _META_GROUPS["checks"]
 
 
+def _start_over() -> None:
+    """After a :class:`RankMismatchError` (every rank raises it at the same call): forget
+    the agreed layouts and the queued device-side verdicts (those of the calls after the
+    bad one were poisoned by it), so that a new loop starts clean on every rank."""
+    _plan().forget()
+    _checks().discard()
+
+
 def _gather_on_device(
     expected: AgreedLayout, tensors: Sequence[Tensor]
 ) -> Optional[Tuple[Tensor, ...]]:
@@ -498,7 +506,7 @@ def raise_pending_gather_errors() -> None:
     try:
         _checks().raise_all()
     except RankMismatchError:
-        _plan().forget()
+        _start_over()
         raise
 
 
@@ -555,7 +563,7 @@ def gather_rows(*tensors: Tensor, equal_rows: bool = False) -> Tuple[Tensor, ...
     try:
         _checks().raise_late()  # a failed device-side verdict of an earlier call
     except RankMismatchError:
-        plan.forget()
+        _start_over()
         raise
     expected = plan.expected()  # the same on every rank
     if expected is not None and _device_path(expected.device):

@@ -44,10 +44,16 @@ CALLS: List[Tuple[str, Tuple[int, int], str, int]] = [
     ("queue_unequal", (4, 2), "queue", 2),
     ("loose_unequal", (4, 2), "loose", 2),  # equal_rows=False: checked, gathered as is
     ("loose_equal", (4, 4), "loose", 2),
+    ("twice_a", (4, 2), "grad", 1),
+    ("twice_b", (4, 2), "grad", 1),  # also bad, but moot once "twice_a" is raised
+    ("raises_twice", (4, 4), "grad", 0),
+    ("after_twice", (4, 4), "grad", 2),
+    ("after_twice2", (4, 4), "grad", 1),
+    ("after_twice3", (4, 4), "grad", 1),  # "twice_b" would be read here: it was dropped
     ("last_unequal", (4, 2), "grad", 1),  # nothing after it reads it: the flush does
 ]
-RAISING = {"raises_unequal", "raises_other", "raises_too_many", "queue_unequal"}
-POISONED = {"unequal", "other_layout", "too_many", "last_unequal"}
+RAISING = {"raises_unequal", "raises_other", "raises_too_many", "queue_unequal", "raises_twice"}
+POISONED = {"unequal", "other_layout", "too_many", "last_unequal", "twice_a", "twice_b"}
 
 
 def _inputs(rank: int, call: int, rows: int, kind: str) -> Tuple[torch.Tensor, torch.Tensor]:
