@@ -6,7 +6,7 @@ so the expectation it hands out — and with it the size of the next collective 
 same on every rank, whatever each rank's own input is.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Dict, Optional, Tuple
 
 import torch
@@ -75,7 +75,7 @@ class GatherPlan:
         if 4 * largest <= agreed.capacity:
             self._small[key] = self._small.get(key, 0) + 1
             if self._small[key] >= _SHRINK_AFTER:
-                self._next[key] = AgreedLayout(agreed.digest, agreed.row_bytes, largest)
+                self._next[key] = replace(agreed, capacity=largest)
                 self._small.pop(key)
         else:
             self._small.pop(key, None)

@@ -1,6 +1,8 @@
 """``GatherPlan``: the expected layout follows the agreed sequence; capacities shrink only
 after many small calls (one process, no collectives)."""
 
+import torch
+
 from quaterion._gather_plan import AgreedLayout, GatherPlan
 
 
@@ -45,3 +47,13 @@ def test_after_an_unpredicted_call_the_follower_is_learned_apart_from_the_start(
     assert plan.expected() == loss
     plan.forget()  # the start state is not the unpredicted one
     assert plan.expected() is None
+
+
+def test_a_shrunk_capacity_keeps_the_rest_of_the_layout():
+    plan = GatherPlan()
+    specs = ((torch.float32, (3,), True), (torch.int64, (), False))
+    layout = AgreedLayout(7, 20, 64, "cuda", specs)
+    plan.learn(layout)
+    for _ in range(8):
+        plan.confirm(plan.expected(), 2)
+    assert plan.expected() == AgreedLayout(7, 20, 2, "cuda", specs)
