@@ -549,14 +549,20 @@ def gather_rows(*tensors: Tensor, equal_rows: bool = False) -> Tuple[Tensor, ...
             under NCCL, each rank then takes every rank's rows as its own count, and the
             counts are compared on the device and read a few calls later (at the start of
             the second gather call after it, or by :func:`raise_pending_gather_errors`):
-            if they differed, that call's floating outputs are NaN (the non-finite guard
-            does not apply such a step) and every rank raises the same
+            if they differed, that call's floating outputs are NaN (integer ones are not
+            marked; under ``Quaterion.fit`` the non-finite guard does not apply such a
+            step) and every rank raises the same
             :class:`RankMismatchError`; a full check that finds unequal counts raises at
             once. On CPU tensors it changes nothing (the counts are free to read there).
 
     Returns:
         The tensors, unchanged without a process group of more than one rank.
     """
+    if not isinstance(equal_rows, bool):
+        raise TypeError(
+            f"gather_rows: equal_rows must be True or False, got {equal_rows!r} "
+            f"({type(equal_rows).__name__})."
+        )
     if world_size() == 1:
         return tensors
     plan = _plan()
