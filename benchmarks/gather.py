@@ -18,7 +18,7 @@ labels, after the first call), the forward collectives, the host syncs counted b
 ``device, checked`` (the device path with ``equal_rows=False``: the full check on every
 call, what CUDA tensors took before ``equal_rows`` existed) and ``device, equal_rows``
 (one collective, nothing read on the host). There is no GPU here: the device path is forced
-on CPU tensors over gloo (``quaterion.distributed._FORCE_DEVICE_PATH``), which runs the
+on CPU tensors over gloo (``QUATERION_FORCE_DEVICE_GATHER=1``), which runs the
 same code except the NCCL transport.
 
 Run: ``PYTHONPATH=. python -m benchmarks.gather [--steps N] [--calls N] [--quick]``.
@@ -129,7 +129,7 @@ def _gather_calls(rank: int, store: str, batch: int, dim: int, calls: int, out: 
     counter = _Counter()
     rows = []
     for name, forced, equal_rows in PATHS:
-        distributed._FORCE_DEVICE_PATH = forced
+        os.environ[distributed.FORCE_DEVICE_PATH_ENV] = "1" if forced else "0"
         embeddings = torch.randn(batch, dim).requires_grad_()
         labels = torch.arange(batch)
         collectives, syncs, times = [], [], []

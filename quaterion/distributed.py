@@ -13,6 +13,7 @@ through :class:`~quaterion.train.callbacks.rank_failure_callback.RankFailureCall
 """
 
 import hashlib
+import os
 import weakref
 from contextlib import contextmanager
 from typing import Any, Callable, Iterator, List, Optional, Sequence, Tuple, TypeVar
@@ -409,14 +410,16 @@ class _GatherRows(torch.autograd.Function):
 def _device_path(device_type: str) -> bool:
     """Whether layouts of this device type take the device path (no size exchange; see
     :mod:`quaterion._device_gather`): CUDA tensors under NCCL, or every layout while
-    :data:`_FORCE_DEVICE_PATH` is set (how the tests run that path on CPU over gloo)."""
-    if _FORCE_DEVICE_PATH:
+    the environment variable :data:`FORCE_DEVICE_PATH_ENV` is ``1`` (how the tests run that
+    path on CPU over gloo)."""
+    if os.environ.get(FORCE_DEVICE_PATH_ENV) == "1":
         return True
     return device_type == "cuda" and "nccl" in dist.get_backend()
 
 
-# Tests set it to run the device path with CPU tensors over gloo (nothing else may).
-_FORCE_DEVICE_PATH = False
+#: Set to ``1`` (before the first gather) to send every layout down the device path, CPU
+#: tensors over gloo included: how that path is tested and benchmarked without a GPU.
+FORCE_DEVICE_PATH_ENV = "QUATERION_FORCE_DEVICE_GATHER"
 
 
 def _gather_with_check(
@@ -489,6 +492,16 @@ def _gather_on_device(
     header = header_of(rows, same, expected.capacity)
     where = (collective_device(), global_rank(), world_size(), None)
     return gather_trusted(expected, tensors, header, where, _checks(), RankMismatchError)
+
+
+def reset_gathers() -> None:
+    """Forget the layouts :func:`gather_rows` agreed on and drop its queued device-side
+    checks, on this rank. Call it on every rank at the same point (``GuardCallback`` does at
+    the start of each training run), so that a new run never reads a verdict left by an
+    earlier run that stopped with another error. A no-op without a process group of more
+    than one rank."""
+    if world_size() > 1:
+        _start_over()
 
 
 def raise_pending_gather_errors() -> None:

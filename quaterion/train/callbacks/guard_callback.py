@@ -90,6 +90,7 @@ class GuardCallback(pl.Callback):
     @override
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._all_finite, self._pending = None, []
+        distributed.reset_gathers()  # nothing queued by an earlier run that failed
         self._names = {id(param): name for name, param in pl_module.named_parameters()}
         self._module = pl_module
         self._warned = set()

@@ -1,5 +1,5 @@
 """Calls of ``gather_rows(..., equal_rows=True)`` on 2 gloo ranks with the device path
-forced on CPU tensors (``distributed._FORCE_DEVICE_PATH``): per call, each rank records the
+forced on CPU tensors (``QUATERION_FORCE_DEVICE_GATHER=1``): per call, each rank records the
 collectives it took, the host syncs of forward and backward, the gathered rows, its own rows'
 gradient or the error it raised, in ``rank<r>.pt``."""
 
@@ -19,7 +19,7 @@ WORLD = 2
 # (name, rows per rank, layout, forward all_gather calls on every rank). Layouts: "grad" =
 # float32 embeddings that require grad with int64 labels (a loss's gather), "queue" = the
 # same detached, "bad_dtype" = rank 1 passes float64 embeddings, "loose" = "grad" with
-# equal_rows=False.
+# equal_rows=False, "reset" = "grad" after ``reset_gathers()`` on every rank.
 CALLS: List[Tuple[str, Tuple[int, int], str, int]] = [
     ("first", (4, 4), "grad", 2),  # the full check: two integers, then the rows
     ("equal1", (4, 4), "grad", 1),  # from here on: one collective, nothing read
@@ -50,23 +50,36 @@ CALLS: List[Tuple[str, Tuple[int, int], str, int]] = [
     ("after_twice", (4, 4), "grad", 2),
     ("after_twice2", (4, 4), "grad", 1),
     ("after_twice3", (4, 4), "grad", 1),  # "twice_b" would be read here: it was dropped
+    ("stale_unequal", (4, 2), "grad", 1),  # then a new loop starts with reset_gathers()
+    ("after_reset", (4, 4), "reset", 2),  # the plan started over, the verdict dropped
+    ("after_reset2", (4, 4), "grad", 1),  # "stale_unequal" would be read here
     ("last_unequal", (4, 2), "grad", 1),  # nothing after it reads it: the flush does
 ]
 RAISING = {"raises_unequal", "raises_other", "raises_too_many", "queue_unequal", "raises_twice"}
-POISONED = {"unequal", "other_layout", "too_many", "last_unequal", "twice_a", "twice_b"}
+POISONED = {
+    "unequal",
+    "other_layout",
+    "too_many",
+    "last_unequal",
+    "twice_a",
+    "twice_b",
+    "stale_unequal",
+}
 
 
 def _inputs(rank: int, call: int, rows: int, kind: str) -> Tuple[torch.Tensor, torch.Tensor]:
     embeddings, labels = rows_of(rank, call, rows)
     if kind == "bad_dtype" and rank == 1:
         embeddings = embeddings.double()
-    if kind in ("grad", "loose", "bad_dtype"):
+    if kind in ("grad", "loose", "bad_dtype", "reset"):
         embeddings.requires_grad_()
     return embeddings, labels
 
 
 def _one_call(rank: int, call: int, rows: int, kind: str, counter: CollectiveCounter) -> Dict:
     embeddings, labels = _inputs(rank, call, rows, kind)
+    if kind == "reset":
+        distributed.reset_gathers()
     try:
         with count_host_syncs() as syncs:
             gathered, gathered_labels = distributed.gather_rows(
@@ -93,7 +106,7 @@ def run_rank(rank: int, world: int, store_file: str, out_dir: str) -> None:
     """Spawned entry point; a short collective timeout turns a rank left waiting into an
     error instead of a hang."""
     gloo_init(rank, world, store_file, timeout_s=60)
-    distributed._FORCE_DEVICE_PATH = True
+    os.environ[distributed.FORCE_DEVICE_PATH_ENV] = "1"
     counter = CollectiveCounter()
     results = {}
     for call, (name, sizes, kind, _) in enumerate(CALLS):

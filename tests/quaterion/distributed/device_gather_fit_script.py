@@ -1,5 +1,5 @@
 """One rank of a 2-node fit whose ranks disagree on one batch's size, with ``gather_rows``'
-device path forced on CPU tensors (``distributed._FORCE_DEVICE_PATH``) and the guard's
+device path forced on CPU tensors (``QUATERION_FORCE_DEVICE_GATHER=1``) and the guard's
 deferred mode, as on a GPU.
 
 Launched per node by ``torchrun`` (see ``test_device_gather_fit``) as
@@ -50,7 +50,7 @@ def batches(sizes):
 
 
 def main(out: str, scenario: str) -> None:
-    distributed._FORCE_DEVICE_PATH = True
+    os.environ[distributed.FORCE_DEVICE_PATH_ENV] = "1"
     rank = int(os.environ["RANK"])
     sizes = BATCHES[scenario][rank]
     samples = group_samples(sum(sizes), groups=2, seed=10 + rank)

@@ -71,6 +71,7 @@ def test_rows_and_gradients_equal_a_single_process_run(results, call):
         ("twice_a", (8, 4)),
         ("twice_b", (8, 4)),
         ("last_unequal", (8, 4)),
+        ("stale_unequal", (8, 4)),
     ],
 )
 def test_a_broken_promise_poisons_the_outputs(results, name, rows_per_rank):
