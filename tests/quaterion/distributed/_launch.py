@@ -73,15 +73,24 @@ def start_script(command: Sequence[str], env: dict, cwd: str) -> subprocess.Pope
 
 def wait_scripts(processes: Sequence[subprocess.Popen], timeout_s: float) -> list:
     """``(returncode, output, finished_at)`` of each process (``time.monotonic()`` when its
-    output ended); every process group still alive afterwards (a timeout) is killed."""
+    output ended); every process group still alive afterwards (a timeout) is stopped.
+
+    A process still running gets ``SIGTERM`` first: torchrun then stops its workers, which
+    run in sessions of their own (a ``SIGKILL`` of torchrun's group would leave them
+    running); what is still alive 10 s later is killed."""
     results = []
     try:
         for process in processes:
             output, _ = process.communicate(timeout=timeout_s)
             results.append((process.returncode, output, time.monotonic()))
     finally:
-        for process in processes:
-            if process.poll() is None:
+        alive = [process for process in processes if process.poll() is None]
+        for process in alive:
+            os.killpg(process.pid, signal.SIGTERM)
+        for process in alive:
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
                 os.killpg(process.pid, signal.SIGKILL)
                 process.wait()
     return results
