@@ -20,13 +20,13 @@ import argparse
 import os
 import random
 import tempfile
-import threading
 import time
 
 import numpy as np
 import torch
 
-from benchmarks._common import FrozenEncoder, current_mib, peak_mib, reset_peak, status_kib
+from benchmarks._common import FrozenEncoder, current_mib, peak_mib, reset_peak
+from benchmarks._memory import PeakWatcher
 from quaterion.dataset.similarity_samples import SimilarityGroupSample
 from quaterion.eval.group import RetrievalRPrecision
 from quaterion.eval.index_eval import IndexEvaluator
@@ -86,30 +86,6 @@ class GroupRows:
         return SimilarityGroupSample(obj=i, group=int(self.groups[i]))
 
 
-class PeakSampler:
-    """Largest ``RssAnon``, ``RssFile`` and their sum (MiB) seen every 50 ms inside a ``with``
-    block."""
-
-    def __init__(self):
-        self.anon = self.file = self.total = 0.0
-        self.stop = threading.Event()
-
-    def sample(self) -> None:
-        while not self.stop.wait(0.05):
-            anon, file = status_kib("RssAnon") / 1024, status_kib("RssFile") / 1024
-            self.anon, self.file = max(self.anon, anon), max(self.file, file)
-            self.total = max(self.total, anon + file)
-
-    def __enter__(self) -> "PeakSampler":
-        self.thread = threading.Thread(target=self.sample, daemon=True)
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.stop.set()
-        self.thread.join()
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=1_000_000)
@@ -157,19 +133,20 @@ def main() -> None:
             show_progress=False,
             batch_size=256,
         )
+        load_before = os.getloadavg()[0]
         reset_peak()  # count evaluate() and what is held during it, not the data's making
-        with index, PeakSampler() as peaks:
+        with index, PeakWatcher() as peaks:
             start = time.perf_counter()
             report = evaluator.evaluate(GroupRows(groups), index)
             took = time.perf_counter() - start
             indexed = index.backend.shard.info().indexed_vectors_count
     print(report.summary())
     print(f"graph: {indexed} of {args.n} vectors indexed; evaluate() {took:.1f} s")
-    print(f"peak RSS (VmHWM) {peak_mib():.0f} MiB (target 1536 MiB; sampled {peaks.total:.0f} "
-          f"MiB); largest anonymous part "
-          f"(RssAnon: heap, tensors, Qdrant's structures) {peaks.anon:.0f} MiB, largest "
-          f"file-backed part (RssFile: libraries, the shard's memory-mapped files) "
-          f"{peaks.file:.0f} MiB")  # fmt: skip
+    print(f"peak RSS (VmHWM) {peak_mib():.0f} MiB (target 1536 MiB); at the sampled peak "
+          f"({peaks.total:.0f} MiB, every 50 ms) {peaks.anon:.0f} MiB anonymous (RssAnon: "
+          f"heap, tensors, Qdrant's structures) and {peaks.file:.0f} MiB file-backed (RssFile: "
+          f"libraries, the shard's memory-mapped files); load average {load_before:.1f} "
+          f"before, {os.getloadavg()[0]:.1f} after")  # fmt: skip
 
 
 if __name__ == "__main__":

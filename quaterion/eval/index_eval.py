@@ -37,9 +37,9 @@ class IndexEvaluation:
 
     Attributes:
         metrics: ``{name: value}``, as :meth:`Evaluator.evaluate` returns them.
-        recall: mean recall of the index's top-``recall_k`` against exact top-``recall_k``
-            over ``recall_queries`` sampled queries (1.0: the index found the exact
-            neighbours).
+        recall: mean recall of the index's top-``recall_k`` against the exact
+            top-``recall_k`` (the index's exhaustive search over the stored vectors) over
+            ``recall_queries`` sampled queries (1.0: the index found the exact neighbours).
         recall_k: ``k`` of that recall.
         recall_queries: number of queries it was measured on.
         depth: neighbours read per query.
