@@ -194,16 +194,17 @@ class EmbeddedBackend(Backend):
         mapped until the shard closes: at 1M vectors of dimension 32 that is 256 MB before
         the build and 512 MB after it (vectors and payload pages, each file mapped twice).
         Closing and loading the shard again releases them; the build then reads the
-        segment once, and the graph's temporary memory goes back to the system after it.
+        segment once. Each time, the C heap's free memory (the closed handle's, the graph
+        build's) goes back to the system.
         """
         self._reopen()
         self.shard.optimize()
         self._reopen()
-        release_free_heap()
 
     def _reopen(self) -> None:
         shard, self.shard = self.shard, None
         shard.close()
+        release_free_heap()
         self.shard = self._call(edge.EdgeShard.load, str(self.shard_path), self._config(self.info))
 
     def close(self) -> None:
