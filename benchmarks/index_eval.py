@@ -11,8 +11,10 @@ recall of the index against exact top-10 on ``--recall-queries`` of them.
 The index is created with ``EmbeddedBackend(low_memory=True)`` (no write-ahead log, cold
 mmaps); ``--keep-wal`` measures the default shard instead.
 
-Printed: the process's peak resident memory (``VmHWM``: everything, Python, torch, Qdrant Edge
-and its memory-mapped files included), its anonymous and file-backed parts, and the time. Run:
+Printed: the process's peak resident memory during ``evaluate()`` (``VmHWM``: everything,
+Python, torch, Qdrant Edge and its memory-mapped files included), its anonymous and
+file-backed parts at the peak (sampled every 50 ms by a child process), the time, the recall,
+how many vectors the graph holds, and the load average before and after. Run:
 ``.venv/bin/python -m benchmarks.index_eval --n 200000``.
 """
 

@@ -321,9 +321,16 @@ class SimilarityIndex:
         """The stored vectors of the points ``ids``: float32 ``(len(ids), dim)``, in order.
 
         Vectors come back as Qdrant stores them: for the cosine distance, scaled to unit
-        length. ``ValueError`` naming the first id the index does not hold.
+        length. ``TypeError`` for an id that is not an int or a str; ``ValueError`` naming the
+        first id the index does not hold.
         """
         ids = list(ids)
+        for row, point_id in enumerate(ids):
+            if isinstance(point_id, bool) or not isinstance(point_id, (int, str)):
+                raise TypeError(
+                    f"ids[{row}] must be an int >= 0 or a UUID string, got "
+                    f"{type(point_id).__name__} ({point_id!r}); convert numpy ids with .tolist()"
+                )
         rows: list = []
         for start in range(0, len(ids), self.batch_size):
             rows.extend(self.backend.vectors(ids[start : start + self.batch_size]))

@@ -97,6 +97,8 @@ def test_stored_vectors_read_back_in_the_order_asked(location, distance):
         assert index.vectors([]).shape == (0, 8)
         with pytest.raises(ValueError, match=r"2 of 3 ids are not in .*first: 1\)"):
             index.vectors([0, 1, 2])
+        with pytest.raises(TypeError, match=r"ids\[1\] must be an int >= 0 .*int64"):
+            index.vectors([0, np.int64(3)])
 
 
 @pytest.mark.parametrize("distance", ["cosine", "dot_product", "euclidean", "manhattan"])
