@@ -4,8 +4,8 @@
 (clustered: each group around its own centre) are encoded by a stand-in servable (a record
 is a row number; its vector, the group's centre plus Gaussian noise hashed from the row number,
 is made when it is encoded, so the data costs only the centres and the group ids), written to
-an embedded index, the HNSW graph is built (``--m``, ``--ef-construct``; the build dominates the time),
-and R-precision is computed for ``--sample-size`` sampled queries through the index, with the
+an embedded index, the HNSW graph is built (``--m``, ``--ef-construct``; the build dominates
+the time), and R-precision is computed for ``--sample-size`` sampled queries through the index, with the
 recall of the index against exact top-10 on ``--recall-queries`` of them.
 
 The index is created with ``EmbeddedBackend(low_memory=True)`` (no write-ahead log, cold

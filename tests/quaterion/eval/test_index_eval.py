@@ -163,9 +163,9 @@ def test_batches_reach_the_index_as_they_are_encoded(make_index):
         return add_vectors(vectors, *args, **kwargs)
 
     index.add_vectors = spy
-    IndexEvaluator(RetrievalRPrecision("cosine"), encode_batch_size=32, log_progress=False).evaluate(
-        data, index
-    )
+    IndexEvaluator(
+        RetrievalRPrecision("cosine"), encode_batch_size=32, log_progress=False
+    ).evaluate(data, index)
     assert written == [(0, 32), (32, 32), (64, 32), (96, 32), (128, 22)]
 
 
