@@ -5,8 +5,8 @@
 is a row number; its vector, the group's centre plus Gaussian noise hashed from the row number,
 is made when it is encoded, so the data costs only the centres and the group ids), written to
 an embedded index, the HNSW graph is built (``--m``, ``--ef-construct``; the build dominates
-the time), and R-precision is computed for ``--sample-size`` sampled queries through the index, with the
-recall of the index against exact top-10 on ``--recall-queries`` of them.
+the time), and R-precision is computed for ``--sample-size`` sampled queries through the
+index, with the recall of the index against exact top-10 on ``--recall-queries`` of them.
 
 The index is created with ``EmbeddedBackend(low_memory=True)`` (no write-ahead log, cold
 mmaps); ``--keep-wal`` measures the default shard instead.

@@ -77,9 +77,10 @@ class IndexEvaluator:
     (the evaluator keeps the labels, not the vectors), draws the query rows (Python's global
     ``random``, like the samplers), measures the recall reference by exhaustive search in
     the index, builds the graph (``index.optimize()``), and searches each query's ``depth``
-    nearest neighbours, its vector read back from the index. Group datasets feed ``RetrievalRPrecision``, pair
-    datasets ``RetrievalPrecision`` and ``RetrievalReciprocalRank`` (as
-    ``PairSampler(distinguish=False)``: every object queries every other).
+    nearest neighbours, its vector read back from the index. Group datasets feed
+    ``RetrievalRPrecision``, pair datasets ``RetrievalPrecision`` and
+    ``RetrievalReciprocalRank`` (as ``PairSampler(distinguish=False)``: every object queries
+    every other).
 
     Args:
         metrics: one metric or ``{name: metric}``; their distance must be the index's.
