@@ -195,7 +195,9 @@ class EmbeddedBackend(Backend):
         the build and 512 MB after it (vectors and payload pages, each file mapped twice).
         Closing and loading the shard again releases them; the build then reads the
         segment once. Each time, the C heap's free memory (the closed handle's, the graph
-        build's) goes back to the system.
+        build's) goes back to the system. The lock is released for that instant: a process
+        opening the directory just then gets it, and this call raises
+        :class:`IndexLockedError` (the handle is then closed).
         """
         self._reopen()
         self.shard.optimize()
