@@ -1,17 +1,20 @@
 """Peak memory and time of ``IndexEvaluator`` at large N (not a test).
 
 ``--n`` items (default 1,000,000) of dimension ``--dim`` in groups of about ``--group-size``
-(clustered: each group around its own centre) are encoded by an identity servable (a record
-is a row number into one array, so the dataset itself costs nothing), written to an embedded
-index, the HNSW graph is built (``--m``, ``--ef-construct``; the build dominates the time),
-and R-precision is computed for ``--sample-size`` sampled queries through the index, with the
-recall of the index against exact top-10 on ``--recall-queries`` of them.
+(clustered: each group around its own centre) are encoded by a stand-in servable (a record
+is a row number; its vector, the group's centre plus Gaussian noise hashed from the row number,
+is made when it is encoded, so the data costs only the centres and the group ids), written to
+an embedded index, the HNSW graph is built (``--m``, ``--ef-construct``; the build dominates
+the time), and R-precision is computed for ``--sample-size`` sampled queries through the
+index, with the recall of the index against exact top-10 on ``--recall-queries`` of them.
 
 The index is created with ``EmbeddedBackend(low_memory=True)`` (no write-ahead log, cold
 mmaps); ``--keep-wal`` measures the default shard instead.
 
-Printed: the process's peak resident memory (``VmHWM``: everything, Python, torch, Qdrant Edge
-and its memory-mapped files included), its anonymous and file-backed parts, and the time. Run:
+Printed: the process's peak resident memory during ``evaluate()`` (``VmHWM``: everything,
+Python, torch, Qdrant Edge and its memory-mapped files included), its anonymous and
+file-backed parts at the peak (sampled every 50 ms by a child process), the time, the recall,
+how many vectors the graph holds, and the load average before and after. Run:
 ``.venv/bin/python -m benchmarks.index_eval --n 200000``.
 """
 
@@ -19,13 +22,13 @@ import argparse
 import os
 import random
 import tempfile
-import threading
 import time
 
 import numpy as np
 import torch
 
-from benchmarks._common import FrozenEncoder, current_mib, peak_mib, reset_peak, status_kib
+from benchmarks._common import FrozenEncoder, current_mib, peak_mib, reset_peak
+from benchmarks._memory import PeakWatcher
 from quaterion.dataset.similarity_samples import SimilarityGroupSample
 from quaterion.eval.group import RetrievalRPrecision
 from quaterion.eval.index_eval import IndexEvaluator
@@ -35,18 +38,39 @@ from quaterion_models.index import SimilarityIndex
 from quaterion_models.index.embedded import EmbeddedBackend
 
 
+#: splitmix64's multipliers as signed 64-bit ints (torch has no uint64 arithmetic).
+_MIX = (0xBF58476D1CE4E5B9 - 2**64, 0x94D049BB133111EB - 2**64)
+
+
+def _shift(bits: torch.Tensor, count: int) -> torch.Tensor:
+    """Logical right shift of int64 ``bits``."""
+    return (bits >> count) & ((1 << (64 - count)) - 1)
+
+
+def row_noise(rows: torch.Tensor, dim: int, seed: int) -> torch.Tensor:
+    """float32 ``(len(rows), dim)`` standard normal noise, a pure function of (seed, row,
+    column): splitmix64's finaliser hashes each counter, Box-Muller turns two hashes into a
+    normal value. No table of N rows is ever held."""
+    counters = rows[:, None] * (2 * dim) + torch.arange(2 * dim) + seed * 0x9E3779B97F4A7C15 % 2**61
+    bits = (counters ^ _shift(counters, 30)) * _MIX[0]
+    bits = (bits ^ _shift(bits, 27)) * _MIX[1]
+    bits = bits ^ _shift(bits, 31)
+    uniform = (_shift(bits, 40).double() + 0.5) / 2**24  # 24 bits in (0, 1)
+    radius = torch.sqrt(-2.0 * torch.log(uniform[:, :dim]))
+    return (radius * torch.cos(2 * torch.pi * uniform[:, dim:])).float()
+
+
 class RowEncoder(FrozenEncoder):
-    """A record is a row number of ``table``; the encoding is that row."""
+    """A record is a row number; its encoding is its group's centre plus ``noise`` times
+    :func:`row_noise`, made on demand (the data costs the centres and the group ids)."""
 
-    def __init__(self, table: torch.Tensor):
-        super().__init__(table.shape[1], collate=self.rows)
-        self.table = table
+    def __init__(self, centres: torch.Tensor, groups: torch.Tensor, noise: float, seed: int):
+        super().__init__(centres.shape[1], collate=torch.as_tensor)
+        self.centres, self.groups, self.noise, self.seed = centres, groups, noise, seed
 
-    def rows(self, batch: list) -> torch.Tensor:
-        return self.table[torch.as_tensor(batch)]
-
-    def forward(self, batch: torch.Tensor) -> torch.Tensor:
-        return batch
+    def forward(self, rows: torch.Tensor) -> torch.Tensor:
+        noise = row_noise(rows, self.centres.shape[1], self.seed)
+        return self.centres[self.groups[rows]] + self.noise * noise
 
 
 class GroupRows:
@@ -62,30 +86,6 @@ class GroupRows:
         if i >= len(self.groups):
             raise IndexError(i)
         return SimilarityGroupSample(obj=i, group=int(self.groups[i]))
-
-
-class PeakSampler:
-    """Largest ``RssAnon``, ``RssFile`` and their sum (MiB) seen every 50 ms inside a ``with``
-    block."""
-
-    def __init__(self):
-        self.anon = self.file = self.total = 0.0
-        self.stop = threading.Event()
-
-    def sample(self) -> None:
-        while not self.stop.wait(0.05):
-            anon, file = status_kib("RssAnon") / 1024, status_kib("RssFile") / 1024
-            self.anon, self.file = max(self.anon, anon), max(self.file, file)
-            self.total = max(self.total, anon + file)
-
-    def __enter__(self) -> "PeakSampler":
-        self.thread = threading.Thread(target=self.sample, daemon=True)
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.stop.set()
-        self.thread.join()
 
 
 def main() -> None:
@@ -106,17 +106,14 @@ def main() -> None:
     rng = np.random.default_rng(args.seed)
     num_groups = max(1, args.n // args.group_size)
     groups = rng.integers(0, num_groups, args.n)
-    centres = rng.standard_normal((num_groups, args.dim), dtype=np.float32)
-    table = centres[groups]
-    del centres
-    for start in range(0, args.n, 65536):  # in chunks: no second copy of the table
-        part = table[start : start + 65536]
-        part += 0.5 * rng.standard_normal(part.shape, dtype=np.float32)
-    model = SimilarityModel(encoders=RowEncoder(torch.from_numpy(table)), head=EmptyHead(args.dim))
+    centres = torch.from_numpy(rng.standard_normal((num_groups, args.dim), dtype=np.float32))
+    encoder = RowEncoder(centres, torch.from_numpy(groups), 0.5, args.seed)
+    model = SimilarityModel(encoders=encoder, head=EmptyHead(args.dim))
+    data_mib = (centres.nbytes + groups.nbytes) / 2**20
     print(f"N={args.n} dim={args.dim} groups={num_groups} sample={args.sample_size} "
           f"m={args.m} ef_construct={args.ef_construct} low_memory={not args.keep_wal} "
           f"torch threads={torch.get_num_threads()} "
-          f"cpus={os.cpu_count()}; data {table.nbytes / 2**20:.0f} MiB; "
+          f"cpus={os.cpu_count()}; data (centres, group ids) {data_mib:.0f} MiB; "
           f"RSS before {current_mib():.0f} MiB")  # fmt: skip
     random.seed(args.seed)
     evaluator = IndexEvaluator(
@@ -138,19 +135,20 @@ def main() -> None:
             show_progress=False,
             batch_size=256,
         )
+        load_before = os.getloadavg()[0]
         reset_peak()  # count evaluate() and what is held during it, not the data's making
-        with index, PeakSampler() as peaks:
+        with index, PeakWatcher() as peaks:
             start = time.perf_counter()
             report = evaluator.evaluate(GroupRows(groups), index)
             took = time.perf_counter() - start
             indexed = index.backend.shard.info().indexed_vectors_count
     print(report.summary())
     print(f"graph: {indexed} of {args.n} vectors indexed; evaluate() {took:.1f} s")
-    print(f"peak RSS (VmHWM) {peak_mib():.0f} MiB (target 1536 MiB; sampled {peaks.total:.0f} "
-          f"MiB); largest anonymous part "
-          f"(RssAnon: heap, tensors, Qdrant's structures) {peaks.anon:.0f} MiB, largest "
-          f"file-backed part (RssFile: libraries, the shard's memory-mapped files) "
-          f"{peaks.file:.0f} MiB")  # fmt: skip
+    print(f"peak RSS (VmHWM) {peak_mib():.0f} MiB (target 1536 MiB); at the sampled peak "
+          f"({peaks.total:.0f} MiB, every 50 ms) {peaks.anon:.0f} MiB anonymous (RssAnon: "
+          f"heap, tensors, Qdrant's structures) and {peaks.file:.0f} MiB file-backed (RssFile: "
+          f"libraries, the shard's memory-mapped files); load average {load_before:.1f} "
+          f"before, {os.getloadavg()[0]:.1f} after")  # fmt: skip
 
 
 if __name__ == "__main__":

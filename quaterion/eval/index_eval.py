@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 
 from quaterion.distances import Distance
 from quaterion.eval.base_metric import BaseMetric
-from quaterion.eval.blocks import BlockReducer, rank_own_items_last
+from quaterion.eval.blocks import BlockReducer
 from quaterion.eval.group import RetrievalRPrecision
 from quaterion.eval.neighbour_blocks import neighbour_block
 from quaterion.eval.pair import RetrievalPrecision, RetrievalReciprocalRank
@@ -29,8 +29,6 @@ from quaterion.eval.samplers import GroupSampler, PairSampler
 _SUPPORTED = (RetrievalRPrecision, RetrievalPrecision, RetrievalReciprocalRank)
 #: Points per upsert when the dataset is written into the index.
 _WRITE_BATCH = 4096
-#: Distances per block of the exact top-k behind the recall (64 MB of float32).
-_RECALL_CELLS = 2**24
 
 
 @dataclass
@@ -39,9 +37,9 @@ class IndexEvaluation:
 
     Attributes:
         metrics: ``{name: value}``, as :meth:`Evaluator.evaluate` returns them.
-        recall: mean recall of the index's top-``recall_k`` against exact top-``recall_k``
-            over ``recall_queries`` sampled queries (1.0: the index found the exact
-            neighbours).
+        recall: mean recall of the index's top-``recall_k`` against the exact
+            top-``recall_k`` (the index's exhaustive search over the stored vectors) over
+            ``recall_queries`` sampled queries (1.0: the index found the exact neighbours).
         recall_k: ``k`` of that recall.
         recall_queries: number of queries it was measured on.
         depth: neighbours read per query.
@@ -75,11 +73,14 @@ class IndexEvaluator:
     """Evaluate retrieval metrics with neighbours from a Qdrant index.
 
     ``evaluate(dataset, index)`` encodes the dataset with the index's model (as the exact
-    samplers do), adds the vectors to the empty ``index`` under ids ``0..N-1``, draws the
-    query rows (Python's global ``random``, like the samplers), and searches each query's
-    ``depth`` nearest neighbours. Group datasets feed ``RetrievalRPrecision``, pair
-    datasets ``RetrievalPrecision`` and ``RetrievalReciprocalRank`` (as
-    ``PairSampler(distinguish=False)``: every object queries every other).
+    samplers do) and adds each encoded batch to the empty ``index`` under ids ``0..N-1``
+    (the evaluator keeps the labels, not the vectors), draws the query rows (Python's global
+    ``random``, like the samplers), measures the recall reference by exhaustive search in
+    the index, builds the graph (``index.optimize()``), and searches each query's ``depth``
+    nearest neighbours, its vector read back from the index. Group datasets feed
+    ``RetrievalRPrecision``, pair datasets ``RetrievalPrecision`` and
+    ``RetrievalReciprocalRank`` (as ``PairSampler(distinguish=False)``: every object queries
+    every other).
 
     Args:
         metrics: one metric or ``{name: metric}``; their distance must be the index's.
@@ -89,7 +90,8 @@ class IndexEvaluator:
             precision), and at least 100 for reciprocal rank.
         exact: exhaustive search in the index (for checking; slow on large collections).
         hnsw_ef: HNSW beam width (higher: better recall, slower).
-        recall_queries: queries on which recall against exact search is measured.
+        recall_queries: queries on which recall against the index's exhaustive search is
+            measured.
         recall_k: ``k`` of that recall.
         encode_batch_size: objects per ``model.encode`` call.
         log_progress: show progress bars.
@@ -152,26 +154,21 @@ class IndexEvaluator:
                 "under ids 0..N-1: pass an empty index (e.g. SimilarityIndex(..., recreate=True))"
             )
         sampler = self._sampler()
+        writer = _IndexWriter(index)
         try:
-            # encodes the dataset, draws the query rows and their relevance
-            problem = sampler.draw(dataset, index.model)
-            embeddings = problem.candidates.detach().float().cpu()  # every item, in order
+            # encodes the dataset straight into the index; draws the query rows and their
+            # relevance exactly as the exact path does
+            problem = sampler.draw(dataset, writer)
             relevance, rows = problem.relevance, problem.self_index.cpu()
-            del problem  # its copy of the query rows' embeddings is not needed
-            sampler.reset()  # nor the encoded batches: the embeddings are now held once
-            num_items = embeddings.shape[0]
-            index.add_vectors(embeddings, ids=range(num_items), batch_size=_WRITE_BATCH)
+            del problem
+            sampler.reset()
+            num_items = writer.written
             relevant = _relevant_per_row(relevance, rows.numel())
             depth = min(self._depth(relevant), num_items - 1)
             picked = random.sample(range(rows.numel()), k=min(self.recall_queries, rows.numel()))
-            exact_top = self._exact_top(embeddings, rows, picked, index.distance)
-            # only the query rows are searched from here on: the graph is built without
-            # a second copy of every vector in this process
-            queries = embeddings if rows.numel() == num_items else embeddings[rows]
-            del embeddings
+            exact_top = self._exact_top(index, rows, picked, num_items)
             index.optimize()
-            return self._reduce(index, queries, num_items, relevance, rows, depth, picked,
-                                exact_top)  # fmt: skip
+            return self._reduce(index, num_items, relevance, rows, depth, picked, exact_top)
         finally:
             sampler.reset()
 
@@ -199,7 +196,6 @@ class IndexEvaluator:
     def _reduce(
         self,
         index: Any,
-        queries: Tensor,
         num_items: int,
         relevance: Any,
         rows: Tensor,
@@ -207,10 +203,9 @@ class IndexEvaluator:
         picked: List[int],
         exact_top: List[List[int]],
     ) -> IndexEvaluation:
-        """Search the queries block by block and feed each block to every metric.
-
-        ``queries``: the vectors of ``rows`` (or of every item when every row queries), in
-        the order of ``rows``; ``exact_top``: the exact top-k of the ``picked`` queries."""
+        """Search the queries block by block (their vectors read back from the index) and
+        feed each block to every metric; ``exact_top``: the exact top-k of the ``picked``
+        queries."""
         for name, metric in self.metrics.items():
             if isinstance(metric, RetrievalPrecision) and metric.k > depth:
                 raise ValueError(
@@ -227,12 +222,7 @@ class IndexEvaluator:
         with bar:
             for start in range(0, rows.numel(), step):
                 chunk = rows[start : start + step]
-                vectors = (
-                    queries[chunk]
-                    if queries.shape[0] == num_items
-                    else queries[start : start + step]
-                )
-                neighbours = self._search(index, vectors, chunk, depth)
+                neighbours = self._search(index, chunk, depth, self.exact)
                 for position, query in enumerate(chunk.tolist()):
                     if query in wanted:
                         recall_lists[wanted[query]] = neighbours[position].tolist()
@@ -269,13 +259,14 @@ class IndexEvaluator:
             metrics, recall, self.recall_k, used, depth, missed, self.exact, notes
         )
 
-    def _search(self, index: Any, vectors: Tensor, chunk: Tensor, depth: int) -> Tensor:
-        """int64 ``(b, depth)``: each query's (``vectors`` of items ``chunk``) nearest other
-        items, closest first, ties by id (``-1`` where the index returned fewer)."""
+    def _search(self, index: Any, chunk: Tensor, depth: int, exact: bool) -> Tensor:
+        """int64 ``(b, depth)``: the nearest other items of each item of ``chunk`` (its vector
+        read back from the index), closest first, ties by id (``-1`` where the index
+        returned fewer); ``exact``: exhaustive search."""
         results = index.search(
-            vectors=vectors,
+            vectors=index.vectors(chunk.tolist()),
             limit=depth + 1,
-            exact=self.exact,
+            exact=exact,
             hnsw_ef=self.hnsw_ef,
             with_payload=False,
         )
@@ -296,22 +287,43 @@ class IndexEvaluator:
         return ranked[:, :depth]
 
     def _exact_top(
-        self, embeddings: Tensor, rows: Tensor, picked: List[int], distance_name: str
+        self, index: Any, rows: Tensor, picked: List[int], num_items: int
     ) -> List[List[int]]:
-        """Exact top-``recall_k`` other items of each ``picked`` query (blocked distance rows,
-        never a ``(queries, N)`` matrix)."""
-        k = min(self.recall_k, embeddings.shape[0] - 1)
+        """Top-``recall_k`` other items of each ``picked`` query by the index's exhaustive
+        search (before the graph is built: a scan of the stored vectors)."""
+        k = min(self.recall_k, num_items - 1)
         if not picked or k < 1:
             return []
-        distance = Distance.get_by_name(distance_name)
-        queries = rows[torch.tensor(picked)]
-        top: List[List[int]] = []
-        step = max(1, _RECALL_CELLS // embeddings.shape[0])
-        blocks = distance.distance_matrix_blocks(embeddings[queries], embeddings, step)
-        for start, dist in zip(range(0, len(picked), step), blocks):
-            rank_own_items_last(dist, queries, start)
-            top.extend(torch.topk(dist, k, dim=1, largest=False).indices.tolist())
-        return top
+        return self._search(index, rows[torch.tensor(picked)], k, exact=True).tolist()
+
+
+class _IndexWriter:
+    """Stands in for the index's model while a sampler encodes the dataset: each batch is
+    encoded by the model and added to the index under the next ids (the item's row in the
+    sampler), so the evaluator never holds every vector. The sampler keeps what ``encode``
+    returns, here one zero column per item (4 bytes each): its labels, its draw of the
+    query rows and their relevance are the exact path's."""
+
+    def __init__(self, index: Any):
+        self.index = index
+        self.written = 0
+
+    def encode(self, objects: list, batch_size: int, to_numpy: bool = False) -> Tensor:
+        vectors = self.index.model.encode(objects, batch_size=batch_size, to_numpy=False)
+        vectors = torch.as_tensor(vectors).detach().float().cpu()
+        finite = torch.isfinite(vectors).all(dim=1)
+        if not bool(finite.all()):
+            first = self.written + int((~finite).nonzero()[0, 0])
+            raise ValueError(
+                f"encoded embeddings contain NaN or inf (first: item {first}); a metric over "
+                "them would be meaningless. Check the encoder output (e.g. a zero-norm input "
+                f"or a diverged model). The index holds the {self.written} items encoded "
+                "before it: evaluate into a fresh index (recreate=True)"
+            )
+        ids = range(self.written, self.written + vectors.shape[0])
+        self.index.add_vectors(vectors, ids=ids, batch_size=_WRITE_BATCH)
+        self.written += vectors.shape[0]
+        return torch.zeros(vectors.shape[0], 1)
 
 
 def _recall(

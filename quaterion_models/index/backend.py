@@ -39,6 +39,13 @@ def normalise_id(point_id: Any) -> PointId:
     return point_id if isinstance(point_id, int) else str(point_id)
 
 
+def vectors_in_order(ids: Sequence[PointId], records: Sequence[Any]) -> list[Optional[list]]:
+    """The ``vector`` of the record (anything with ``id`` and ``vector``) of each of ``ids``,
+    in that order; ``None`` where no record came back."""
+    by_id = {normalise_id(record.id): record.vector for record in records}
+    return [by_id.get(normalise_id(point_id)) for point_id in ids]
+
+
 def filter_items(filter: Mapping[str, Any], native: str) -> list[tuple[str, bool, Any]]:
     """``{key: value | [values]}`` -> ``[(key, is_any, value)]``, checking value types.
 
@@ -118,6 +125,17 @@ class Backend(ABC):
     ) -> tuple[list[tuple[PointId, list, Optional[dict]]], Optional[PointId]]:
         """Up to ``limit`` points ``(id, vector, payload)`` from ``offset`` on, and the next
         offset (``None`` at the end)."""
+
+    def vectors(self, ids: Sequence[PointId]) -> list[Optional[list[float]]]:
+        """The stored vector of each of ``ids``, in that order (``None`` for an id not stored).
+
+        The default reads one :meth:`scroll` page of one point from each id; backends
+        override it with a batched read."""
+        found: list[Optional[list[float]]] = []
+        for point_id in ids:
+            points, _ = self.scroll(point_id, 1)
+            found.append(points[0][1] if points and points[0][0] == point_id else None)
+        return found
 
     def optimize(self) -> None:
         """Build search structures now, whatever the number of points (default: nothing

@@ -16,8 +16,9 @@ except ImportError as err:  # pragma: no cover - exercised only without the extr
     raise missing_extra("The embedded index (Qdrant Edge)", "qdrant-edge-py") from err
 
 from quaterion_models.index.backend import Backend, Hit, PointId, QueryOptions
-from quaterion_models.index.backend import filter_items, normalise_id
+from quaterion_models.index.backend import filter_items, normalise_id, vectors_in_order
 from quaterion_models.index.errors import IndexLockedError, IndexNotFoundError
+from quaterion_models.index.heap import release_free_heap
 from quaterion_models.index.metadata import (
     METADATA_FILE,
     HnswParams,
@@ -68,6 +69,7 @@ class EmbeddedBackend(Backend):
         self.path = Path(path)
         self.location = f"embedded index {self.path}"
         self.shard: Optional[edge.EdgeShard] = None
+        self.info: Optional[IndexInfo] = None
 
     @property
     def shard_path(self) -> Path:
@@ -89,6 +91,7 @@ class EmbeddedBackend(Backend):
         else:  # a crash between writing the metadata and creating the shard
             config = self._config(info, creating=True)
             self.shard = self._call(edge.EdgeShard.create, str(self.shard_path), config)
+        self.info = info
         return info
 
     def create(self, info: IndexInfo) -> None:
@@ -96,6 +99,7 @@ class EmbeddedBackend(Backend):
         write_metadata(self.path, info)
         config = self._config(info, creating=True)
         self.shard = self._call(edge.EdgeShard.create, str(self.shard_path), config)
+        self.info = info
 
     def drop(self) -> None:
         if self.shard is None and self.shard_path.exists():
@@ -179,8 +183,31 @@ class EmbeddedBackend(Backend):
         points = [(normalise_id(r.id), r.vector, r.payload or None) for r in records]
         return points, None if next_offset is None else normalise_id(next_offset)
 
+    def vectors(self, ids: Sequence[PointId]) -> list[Optional[list[float]]]:
+        records = self.shard.retrieve(list(ids), with_payload=False, with_vector=True)
+        return vectors_in_order(ids, records)
+
     def optimize(self) -> None:
+        """Build the graph, opening the shard afresh before and after the build.
+
+        Qdrant Edge keeps every page its writes touched mapped, and keeps a replaced segment
+        mapped until the shard closes: at 1M vectors of dimension 32 that is 256 MB before
+        the build and 512 MB after it (vectors and payload pages, each file mapped twice).
+        Closing and loading the shard again releases them; the build then reads the
+        segment once. Each time, the C heap's free memory (the closed handle's, the graph
+        build's) goes back to the system. The lock is released for that instant: a process
+        opening the directory just then gets it, and this call raises
+        :class:`IndexLockedError` (the handle is then closed).
+        """
+        self._reopen()
         self.shard.optimize()
+        self._reopen()
+
+    def _reopen(self) -> None:
+        shard, self.shard = self.shard, None
+        shard.close()
+        release_free_heap()
+        self.shard = self._call(edge.EdgeShard.load, str(self.shard_path), self._config(self.info))
 
     def close(self) -> None:
         if self.shard is not None:

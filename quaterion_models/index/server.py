@@ -16,7 +16,7 @@ except ImportError as err:  # pragma: no cover - exercised only without the extr
     raise missing_extra("The server index", "qdrant-client") from err
 
 from quaterion_models.index.backend import Backend, Hit, PointId, QueryOptions
-from quaterion_models.index.backend import filter_items, normalise_id
+from quaterion_models.index.backend import filter_items, normalise_id, vectors_in_order
 from quaterion_models.index.errors import IndexConfigError, ServerUnreachableError
 from quaterion_models.index.metadata import QDRANT_DISTANCES, HnswParams, IndexInfo
 
@@ -143,6 +143,12 @@ class ServerBackend(Backend):
         )
         points = [(normalise_id(r.id), r.vector, r.payload or None) for r in records]
         return points, None if next_offset is None else normalise_id(next_offset)
+
+    def vectors(self, ids: Sequence[PointId]) -> list[Optional[list[float]]]:
+        records = self.client.retrieve(
+            self.collection, ids=list(ids), with_payload=False, with_vectors=True
+        )
+        return vectors_in_order(ids, records)
 
     def optimize(self) -> None:
         """Lower the collection's indexing threshold to 1 KB (Qdrant indexes only segments

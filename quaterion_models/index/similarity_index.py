@@ -317,6 +317,31 @@ class SimilarityIndex:
             results.extend(self.backend.query(vectors[start : start + self.batch_size], options))
         return results
 
+    def vectors(self, ids: Sequence[PointId]) -> np.ndarray:
+        """The stored vectors of the points ``ids``: float32 ``(len(ids), dim)``, in order.
+
+        Vectors come back as Qdrant stores them: for the cosine distance, scaled to unit
+        length. ``TypeError`` for an id that is not an int or a str; ``ValueError`` naming the
+        first id the index does not hold.
+        """
+        ids = list(ids)
+        for row, point_id in enumerate(ids):
+            if isinstance(point_id, bool) or not isinstance(point_id, (int, str)):
+                raise TypeError(
+                    f"ids[{row}] must be an int >= 0 or a UUID string, got "
+                    f"{type(point_id).__name__} ({point_id!r}); convert numpy ids with .tolist()"
+                )
+        rows: list = []
+        for start in range(0, len(ids), self.batch_size):
+            rows.extend(self.backend.vectors(ids[start : start + self.batch_size]))
+        missing = [point_id for point_id, row in zip(ids, rows) if row is None]
+        if missing:
+            raise ValueError(
+                f"{len(missing)} of {len(ids)} ids are not in {self.backend.location} (first: "
+                f"{missing[0]!r}); nothing is stored under them"
+            )
+        return _as_float32(rows).reshape(len(ids), self.info.dim)
+
     def count(self, filter: Optional[Any] = None) -> int:
         """Number of stored points (matching ``filter`` if given)."""
         return self.backend.count(filter)

@@ -151,6 +151,36 @@ def test_errors(make_index):
         IndexEvaluator(RetrievalRPrecision(), hnsw_ef=0)
 
 
+def test_batches_reach_the_index_as_they_are_encoded(make_index):
+    """Each encoded batch is written at once; the evaluator keeps no copy of every vector."""
+    data = group_data(n=150)
+    index = make_index("cosine")
+    written = []
+    add_vectors = index.add_vectors
+
+    def spy(vectors, *args, **kwargs):
+        written.append((index.count(), len(vectors)))
+        return add_vectors(vectors, *args, **kwargs)
+
+    index.add_vectors = spy
+    IndexEvaluator(
+        RetrievalRPrecision("cosine"), encode_batch_size=32, log_progress=False
+    ).evaluate(data, index)
+    assert written == [(0, 32), (32, 32), (64, 32), (96, 32), (128, 22)]
+
+
+def test_non_finite_embeddings_stop_the_writes_and_say_where(make_index):
+    data = group_data(n=150)
+    data[100] = SimilarityGroupSample(obj=[float("nan")] * DIM, group=0)
+    index = make_index("euclidean")
+    evaluator = IndexEvaluator(
+        RetrievalRPrecision("euclidean"), encode_batch_size=32, log_progress=False
+    )
+    with pytest.raises(ValueError, match=r"NaN or inf \(first: item 100\).*holds the 96 items"):
+        evaluator.evaluate(data, index)
+    assert index.count() == 96
+
+
 def clustered_groups(n: int = 2000, dim: int = 32, groups: int = 40) -> list:
     """Items around ``groups`` centres, labelled by their centre."""
     generator = torch.Generator().manual_seed(5)

@@ -59,8 +59,9 @@ class DictBackend(Backend):
             self.points.pop(point_id, None)
 
     def scroll(self, offset, limit):
-        points = [(i, v.tolist(), p) for i, (v, p) in self.points.items()]
-        return points, None
+        ids = sorted(i for i in self.points if offset is None or i >= offset)
+        points = [(i, self.points[i][0].tolist(), self.points[i][1]) for i in ids[:limit]]
+        return points, ids[limit] if len(ids) > limit else None
 
     def optimize(self) -> None:
         self.optimized += 1
@@ -91,6 +92,17 @@ def test_a_toy_backend_stores_and_searches():
     with pytest.raises(ModelMismatchError):
         SimilarityIndex(make_model(seed=5), backend=backend)
     assert backend.closed == 3  # closed after the refused open too
+
+
+def test_default_vector_read_pages_from_each_id():
+    """``Backend.vectors`` falls back on ``scroll`` for a backend without a batched read."""
+    model, objects, backend = make_model(), make_objects(12), DictBackend()
+    with SimilarityIndex(model, backend=backend, distance="euclidean") as index:
+        index.add(objects, ids=[2 * i for i in range(12)])
+        got = index.vectors([22, 0, 10])
+        np.testing.assert_allclose(got, model.encode(objects)[[11, 0, 5]], rtol=1e-6)
+        with pytest.raises(ValueError, match=r"1 of 2 ids are not in a dict \(first: 3\)"):
+            index.vectors([4, 3])  # scroll from 3 finds 4, not 3
 
 
 def test_a_bad_row_reaches_no_backend():

@@ -148,3 +148,38 @@ def test_low_memory_shard_builds_the_same_search_and_reopens(tmp_path):
         assert [[h.id for h in row] for row in again] == expected.tolist()
     with pytest.raises(TypeError, match="low_memory must be a bool"):
         EmbeddedBackend(tmp_path / "x", low_memory=1)
+
+
+def shard_resident_kib(root) -> int:
+    """Resident KiB of this process's mappings of files under ``root`` (``/proc/self/smaps``)."""
+    total, inside = 0, False
+    with open("/proc/self/smaps") as smaps:
+        for line in smaps:
+            fields = line.split()
+            if "-" in fields[0] and not fields[0].endswith(":"):  # a mapping's header
+                inside = len(fields) > 5 and fields[5].startswith(str(root))
+            elif inside and fields[0] == "Rss:":
+                total += int(fields[1])
+    return total
+
+
+def test_low_memory_optimize_leaves_no_copy_of_the_shard_resident(tmp_path):
+    """Qdrant Edge keeps the pages its writes touched, and the segment the build replaced,
+    mapped until the shard closes; ``optimize`` reopens the shard around the build, so after
+    it nothing of the shard is resident until a search reads it."""
+    from quaterion_models.index.embedded import EmbeddedBackend
+
+    points = clustered(20_000, seed=6)
+    backend = EmbeddedBackend(tmp_path / "low", low_memory=True)
+    with SimilarityIndex(identity_model(), backend=backend, distance="cosine", m=6,
+                         ef_construct=16, show_progress=False) as index:  # fmt: skip
+        index.add_vectors(points, ids=range(len(points)))
+        written = shard_resident_kib(tmp_path)
+        assert written >= points.nbytes // 1024  # the writes' pages: at least the vectors
+        index.optimize()
+        assert shard_resident_kib(tmp_path) < 256  # vectors are 2,500 KiB
+        assert index.backend.shard.info().indexed_vectors_count == len(points)
+        hits = index.search(vectors=points[:20], limit=1, exact=True, with_payload=False)
+        assert [row[0].id for row in hits] == list(range(20))
+        index.add_vectors(points[:5] * 2, ids=range(len(points), len(points) + 5))  # still open
+        assert index.count() == len(points) + 5

@@ -81,6 +81,26 @@ def test_default_ids_are_unique_uuids(location):
         assert all(hit.payload is None for hit in hits)  # no payload: None on both backends
 
 
+@pytest.mark.parametrize("distance", ["cosine", "euclidean"])
+def test_stored_vectors_read_back_in_the_order_asked(location, distance):
+    model, objects = make_model(), make_objects(40)
+    ids = [i * 3 for i in range(35)] + [f"00000000-0000-0000-0000-00000000000{i}" for i in range(5)]
+    expected = model.encode(objects)
+    if distance == "cosine":  # Qdrant stores cosine vectors at unit length
+        expected = expected / np.linalg.norm(expected, axis=1, keepdims=True)
+    with SimilarityIndex(model, distance=distance, batch_size=6, **location.kwargs()) as index:
+        index.add(objects, ids=ids)
+        order = [39, 0, 17, 36, 5, 5, 20]
+        got = index.vectors([ids[i] for i in order])
+        assert got.dtype == np.float32 and got.shape == (len(order), 8)
+        np.testing.assert_allclose(got, expected[order], rtol=1e-6, atol=1e-6)
+        assert index.vectors([]).shape == (0, 8)
+        with pytest.raises(ValueError, match=r"2 of 3 ids are not in .*first: 1\)"):
+            index.vectors([0, 1, 2])
+        with pytest.raises(TypeError, match=r"ids\[1\] must be an int >= 0 .*int64"):
+            index.vectors([0, np.int64(3)])
+
+
 @pytest.mark.parametrize("distance", ["cosine", "dot_product", "euclidean", "manhattan"])
 def test_exact_top_k_equals_brute_force(location, distance):
     model = make_model()
