@@ -131,19 +131,12 @@ def _filtered(
 
 def _positive_scores(index: Any, queries: Tensor, positive_ids: list[set]) -> Tensor:
     """Lowest score of each query's positives, their vectors read from the index."""
-    wanted = set().union(*positive_ids)
-    vectors: dict[int, Tensor] = {}
-    offset = None
-    while True:
-        points, offset = index.backend.scroll(offset, 4096)
-        for point_id, vector, _ in points:
-            if point_id in wanted:
-                vectors[point_id] = torch.as_tensor(np.asarray(vector, dtype=np.float32))
-        if offset is None:
-            break
-    absent = wanted - vectors.keys()
-    if absent:
-        raise KeyError(f"positive point ids not in the index: {sorted(absent)[:5]}")
+    wanted = sorted(set().union(*positive_ids))
+    try:
+        table = torch.as_tensor(index.vectors(wanted)) if wanted else None
+    except ValueError as error:
+        raise KeyError(f"positive point ids not in the index: {error}") from None
+    vectors = {point_id: table[row] for row, point_id in enumerate(wanted)}
     positive = torch.full((queries.shape[0],), float("inf"))
     for query, ids in enumerate(positive_ids):
         if ids:

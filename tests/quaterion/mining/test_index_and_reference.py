@@ -62,6 +62,23 @@ def test_index_refetches_when_margins_empty_the_first_hits(tmp_path):
     )
 
 
+def test_index_positives_missing_from_the_index_are_named(tmp_path):
+    model = make_model(dim=8)
+    corpus = torch.randn(20, 8, generator=torch.Generator().manual_seed(7))
+    with SimilarityIndex(
+        model, path=tmp_path / "idx", distance="cosine", show_progress=False
+    ) as index:
+        index.add_vectors(corpus.numpy(), ids=list(range(20)))
+        with pytest.raises(KeyError, match="positive point ids not in the index.*99"):
+            mine_hard_negatives(
+                corpus[:3],
+                index=index,
+                positives=[0, 1, 99],
+                relative_margin=0.05,
+                show_progress=False,
+            )
+
+
 class _Precomputed:
     """Stands in for a SentenceTransformer: returns the given embeddings by text."""
 
