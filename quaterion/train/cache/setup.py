@@ -175,20 +175,35 @@ def cache_loaders(
     train_dataloader: SimilarityDataLoader,
     val_dataloader: Optional[SimilarityDataLoader],
     cache_config: CacheConfig,
+    plain_collate: Optional[Callable[[SimilarityDataLoader], None]] = None,
 ) -> CachedLoaders:
     """Fill (or load) every cache encoder in ``encoders``; the loaders to fit on.
 
     Both loaders get the cache collator (keys for cached encoders) and the salts
     ``"train"`` / ``"val"``. When every encoder is cached with default keys and a loader
     has the default Group/Pairs layout, its training batches come from the store alone.
+    With no encoder cached, each loader is handed to ``plain_collate`` (the model's
+    ``setup_dataloader``) when one is given.
     """
     cache_encoders = {n: e for n, e in encoders.items() if isinstance(e, CacheEncoder)}
-    if not cache_encoders:
-        return CachedLoaders(train_dataloader, val_dataloader)
+    loaders = _loaders(train_dataloader, val_dataloader)
+    if cache_encoders:
+        return _cached_loaders(trainer, encoders, cache_encoders, loaders, cache_config)
+    for loader in loaders.values() if plain_collate is not None else ():
+        plain_collate(loader)
+    return CachedLoaders(train_dataloader, val_dataloader)
+
+
+def _cached_loaders(
+    trainer: pl.Trainer,
+    encoders: Dict[str, Encoder],
+    cache_encoders: Dict[str, CacheEncoder],
+    loaders: Loaders,
+    cache_config: CacheConfig,
+) -> CachedLoaders:
     extractors = cache_config.key_extractors
     if callable(extractors):
         extractors = {name: extractors for name in cache_encoders}
-    loaders = _loaders(train_dataloader, val_dataloader)
     full = len(cache_encoders) == len(encoders) and not extractors
     splits, layouts = _load_or_fill(
         trainer, encoders, cache_encoders, loaders, extractors, full, cache_config
@@ -198,8 +213,8 @@ def cache_loaders(
         loaders, splits, cache_encoders, full, cache_config.views, epoch, layouts
     )
     return CachedLoaders(
-        served.get("train", train_dataloader),
-        served.get("val", val_dataloader),
+        served.get("train", loaders.get("train")),
+        served.get("val", loaders.get("val")),
         cached=True,
         served="train" in served,
     )
