@@ -5,7 +5,7 @@ import pytorch_lightning as pl
 import torch
 
 from quaterion.train.cache import CacheConfig, CacheEncoder, CacheType, InMemoryCacheEncoder
-from quaterion.train.cache._views import fill_loader
+from quaterion.train.cache._fingerprint import fill_loader
 from tests.quaterion.train import helpers
 from tests.quaterion.train.helpers import CountingEncoder, Model, fit_data, fit_losses, trainer
 
