@@ -14,7 +14,7 @@ import hashlib
 import itertools
 import re
 import warnings
-from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional
+from typing import Any, Callable, Dict, Iterator, List, Optional
 
 import numpy as np
 import torch
@@ -198,15 +198,11 @@ def _feed_content(digest, value: Any) -> None:  # noqa: C901 (one branch per kin
 
 
 def content_sample(dataset: Any) -> str:
-    """Hex SHA-256 of the items of ``dataset`` in its content sample (``_views.SampleItems``):
+    """Hex SHA-256 of the items of ``dataset`` in its content sample (:class:`SampleItems`):
     what each of them holds, not only its length and labels."""
-    return _sample_sha256(SampleItems(dataset))
-
-
-def _sample_sha256(items: Iterable[Any]) -> str:
     digest = hashlib.sha256()
     with isolate_rng():  # a random transform must not shift the run's random numbers
-        for item in items:
+        for item in SampleItems(dataset):
             _feed_content(digest, item)
     return digest.hexdigest()
 
@@ -282,7 +278,7 @@ def split_fingerprints(
     def record(split: str) -> dict:
         loader = loaders[split]
         if split not in samples:
-            samples[split] = _sample_sha256(SampleItems(loader.dataset))
+            samples[split] = content_sample(loader.dataset)
         cached = None if content else splits.get(split)
         if cached is not None:
             return fingerprint(sha256([cached.ids, cached.columns]), sample=samples[split])

@@ -209,20 +209,10 @@ def cache_loaders(
     """
     cache_encoders = {n: e for n, e in encoders.items() if isinstance(e, CacheEncoder)}
     loaders = _loaders(train_dataloader, val_dataloader)
-    if cache_encoders:
-        return _cached_loaders(trainer, encoders, cache_encoders, loaders, cache_config)
-    for loader in loaders.values() if plain_collate is not None else ():
-        plain_collate(loader)
-    return CachedLoaders(train_dataloader, val_dataloader)
-
-
-def _cached_loaders(
-    trainer: pl.Trainer,
-    encoders: Dict[str, Encoder],
-    cache_encoders: Dict[str, CacheEncoder],
-    loaders: Loaders,
-    cache_config: CacheConfig,
-) -> CachedLoaders:
+    if not cache_encoders:
+        for loader in loaders.values() if plain_collate is not None else ():
+            plain_collate(loader)
+        return CachedLoaders(train_dataloader, val_dataloader)
     extractors = cache_config.key_extractors
     if callable(extractors):
         extractors = {name: extractors for name in cache_encoders}
@@ -235,8 +225,8 @@ def _cached_loaders(
         loaders, splits, cache_encoders, full, cache_config.views, epoch, layouts
     )
     return CachedLoaders(
-        served.get("train", loaders.get("train")),
-        served.get("val", loaders.get("val")),
+        served.get("train", train_dataloader),
+        served.get("val", val_dataloader),
         cached=True,
         served="train" in served,
     )
@@ -366,23 +356,11 @@ def _nothing() -> None:
 
 
 def _on_every_rank(function: Callable[[], T]) -> T:
-    """``function()``; an error it raises on any rank is raised on every rank (ranks that
-    did not fail raise a ``RuntimeError`` naming the rank and its error), so no rank goes on
-    to wait in a collective for one that stopped."""
-    try:
-        result, error = function(), None
-    except (OSError, ValueError, RuntimeError) as err:
-        result, error = None, err
-    errors = distributed.gather_objects(
-        None if error is None else f"{type(error).__name__}: {error}"
-    )
-    if error is not None:
-        raise error
-    failed = [(rank, text) for rank, text in enumerate(errors) if text is not None]
-    if failed:
-        rank, text = failed[0]
-        raise RuntimeError(f"The encoder cache failed on rank {rank}: {text}")
-    return result
+    """``function()`` in a :func:`~quaterion.distributed.fail_together` block: an error it
+    raises on any rank is raised on every rank, so no rank goes on to wait in a collective
+    for one that stopped."""
+    with distributed.fail_together("The encoder cache set-up"):
+        return function()
 
 
 def _loaders(train: SimilarityDataLoader, val: Optional[SimilarityDataLoader]) -> Loaders:
