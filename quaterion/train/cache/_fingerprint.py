@@ -4,7 +4,7 @@ encoder inputs on request.
 A persisted cache is reused only while the data it was built from is unchanged. Length
 and ids are cheap to compare; labels (group ids, pair scores and subgroups) need one read
 of every item (:func:`data_pass`, batched like the fill); a sample of :data:`SAMPLE_SIZE`
-objects, chosen by a seeded rule (:func:`sample_items`), catches data replaced wholesale;
+objects, chosen by a seeded rule (:class:`SampleItems`), catches data replaced wholesale;
 the content of every object needs that read plus the encoders' collate of every batch
 (``CacheConfig(verify_content=True)``).
 """
@@ -82,14 +82,20 @@ def sample_positions(length: int, size: int = SAMPLE_SIZE) -> List[int]:
     return positions
 
 
-def sample_items(dataset: Any) -> Iterator[Any]:
-    """The content sample of ``dataset``: its items at :func:`sample_positions`, each read
-    under the seeded random state of view 0 (a random transform samples the same content in
-    every run); the first :data:`SAMPLE_SIZE` items of an iterable dataset."""
-    if isinstance(dataset, torch.utils.data.IterableDataset):
-        return itertools.islice(iter(dataset), SAMPLE_SIZE)
-    seeded = ViewDataset(dataset, 0)
-    return (seeded[position] for position in sample_positions(len(dataset)))
+class SampleItems:
+    """The content sample of ``dataset``, read on each iteration: its items at
+    :func:`sample_positions`, each under the seeded random state of view 0 (a random
+    transform samples the same content in every run); the first :data:`SAMPLE_SIZE` items of
+    an iterable dataset."""
+
+    def __init__(self, dataset: Any):
+        self.dataset = dataset
+
+    def __iter__(self) -> Iterator[Any]:
+        if isinstance(self.dataset, torch.utils.data.IterableDataset):
+            return itertools.islice(iter(self.dataset), SAMPLE_SIZE)
+        seeded = ViewDataset(self.dataset, 0)
+        return (seeded[position] for position in sample_positions(len(self.dataset)))
 
 
 class _Pass:
@@ -192,11 +198,11 @@ def _feed_content(digest, value: Any) -> None:  # noqa: C901 (one branch per kin
 
 
 def content_sample(dataset: Any) -> str:
-    """Hex SHA-256 of the items of ``dataset`` in its content sample (:func:`sample_items`):
+    """Hex SHA-256 of the items of ``dataset`` in its content sample (:class:`SampleItems`):
     what each of them holds, not only its length and labels."""
     digest = hashlib.sha256()
     with isolate_rng():  # a random transform must not shift the run's random numbers
-        for item in sample_items(dataset):
+        for item in SampleItems(dataset):
             _feed_content(digest, item)
     return digest.hexdigest()
 
