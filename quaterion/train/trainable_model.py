@@ -1,7 +1,8 @@
 """``TrainableModel``: the LightningModule users subclass to describe a similarity model."""
 
+import contextlib
 import warnings
-from typing import Any, Dict, List, Optional, Union
+from typing import Any, Dict, Iterator, List, Optional, Union
 
 import pytorch_lightning as pl
 from pytorch_lightning.utilities.seed import isolate_rng
@@ -328,17 +329,25 @@ class TrainableModel(pl.LightningModule, CacheMixin):
         data is fully cached) and whether anything is cached. Loaders the cache does not
         take get the plain collate of :meth:`setup_dataloader`."""
         self._cache_sources = [dl for dl in (train_dataloader, val_dataloader) if dl is not None]
-        try:
+        with self._unwrapped_on_failure():  # nothing reaches the trainer: undo the set-up here
             self.model.encoders = apply_cache_config(self.model.encoders, self.cache_config)
-            fit = cache_loaders(
-                trainer, self.model.encoders, train_dataloader, val_dataloader, self.cache_config
+            return cache_loaders(
+                trainer,
+                self.model.encoders,
+                train_dataloader,
+                val_dataloader,
+                self.cache_config,
+                plain_collate=self.setup_dataloader,
             )
-        except BaseException:  # nothing reaches the trainer: undo the set-up here
+
+    @contextlib.contextmanager
+    def _unwrapped_on_failure(self) -> Iterator[None]:
+        """:meth:`unwrap_cache` when the body raises (the error goes on)."""
+        try:
+            yield
+        except BaseException:
             self.unwrap_cache()
             raise
-        for loader in [] if fit.cached else self._cache_sources:
-            self.setup_dataloader(loader)
-        return fit
 
     def unwrap_cache(self) -> None:
         """Replace every cache encoder by the encoder it wraps (drops the cached vectors) and

@@ -165,7 +165,7 @@ def serve_from_store(
 ) -> Dict[str, DataLoader]:
     """Split -> loader of store-served batches, for every loader that can have them
     (``full``: every encoder is cached with default keys; ``views`` of the training split,
-    chosen by ``epoch()``; ``layouts`` of ``_views.store_layouts``); marks each
+    chosen by ``epoch()``; ``layouts`` of ``setup.store_layouts``); marks each
     ``full_cache_used``."""
     served = {}
     for split, loader in loaders.items():

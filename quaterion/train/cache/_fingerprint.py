@@ -1,28 +1,134 @@
-"""Fingerprints of a loader's data: labels and a content sample always, encoder inputs on
-request.
+"""The identity of a loader's data, read and hashed: labels and a content sample always,
+encoder inputs on request.
 
 A persisted cache is reused only while the data it was built from is unchanged. Length
 and ids are cheap to compare; labels (group ids, pair scores and subgroups) need one read
-of every item; a sample of :data:`SAMPLE_SIZE` objects, chosen by a seeded rule, catches
-data replaced wholesale; the content of every object needs that read plus the encoders'
-collate of every batch (``CacheConfig(verify_content=True)``).
+of every item (:func:`data_pass`, batched like the fill); a sample of :data:`SAMPLE_SIZE`
+objects, chosen by a seeded rule (:class:`SampleItems`), catches data replaced wholesale;
+the content of every object needs that read plus the encoders' collate of every batch
+(``CacheConfig(verify_content=True)``).
 """
 
 import dataclasses
 import hashlib
+import itertools
 import re
 import warnings
-from typing import Any, Callable, Dict, Iterable, Optional, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional
 
 import numpy as np
 import torch
 from pytorch_lightning.utilities.seed import isolate_rng
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Dataset
 
+from quaterion.dataset.label_cache_dataset import labels_only
 from quaterion.dataset.similarity_data_loader import SimilarityDataLoader
 from quaterion.train.cache._batches import CachedSplit
-from quaterion.train.cache._views import SampleItems, batches_from_store, data_pass
+from quaterion.train.cache._views import ViewDataset
 from quaterion.train.cache.cache_config import CacheConfig
+
+SAMPLE_SIZE = 32
+SAMPLE_SEED = "quaterion-content-sample"
+_DROP_PARAMS = (
+    "collate_fn",
+    "batch_sampler",
+    "sampler",
+    "shuffle",
+    "batch_size",
+    "drop_last",
+    "num_workers",
+    "generator",  # the fill is unshuffled: drawing a seed from it would change the shuffles
+)
+
+
+def fill_loader(
+    loader: SimilarityDataLoader,
+    cache_config: CacheConfig,
+    collate_fn: Optional[Callable] = None,
+    dataset: Optional[Dataset] = None,
+) -> DataLoader:
+    """Plain, unshuffled ``DataLoader`` with the fill settings: ``CacheConfig.batch_size``,
+    ``CacheConfig.num_workers`` (``None``: the loader's) and the loader's other arguments.
+
+    It reads ``dataset`` (default ``loader.dataset``) through ``collate_fn`` (default the
+    loader's own ``collate_fn``).
+    """
+    params = {k: v for k, v in loader.original_params.items() if k not in _DROP_PARAMS}
+    workers = loader.num_workers if cache_config.num_workers is None else cache_config.num_workers
+    if workers == 0:
+        params.pop("persistent_workers", None)
+        params.pop("prefetch_factor", None)
+    return DataLoader(
+        loader.dataset if dataset is None else dataset,
+        collate_fn=collate_fn or loader.collate_fn,
+        batch_size=cache_config.batch_size or 32,
+        shuffle=False,
+        num_workers=workers,
+        **params,
+    )
+
+
+def sample_positions(length: int, size: int = SAMPLE_SIZE) -> List[int]:
+    """``size`` positions out of ``length`` (all if fewer): one in each of ``size`` equal
+    strides, at an offset drawn from a seeded hash of the stride's number (the same on every
+    machine and run)."""
+    if length <= size:
+        return list(range(length))
+    positions = []
+    for k in range(size):
+        start, stop = k * length // size, (k + 1) * length // size
+        seeded = hashlib.sha256(f"{SAMPLE_SEED}:{k}".encode()).digest()
+        positions.append(start + int.from_bytes(seeded[:8], "little") % (stop - start))
+    return positions
+
+
+class SampleItems:
+    """The content sample of ``dataset``, read on each iteration: its items at
+    :func:`sample_positions`, each under the seeded random state of view 0 (a random
+    transform samples the same content in every run); the first :data:`SAMPLE_SIZE` items of
+    an iterable dataset."""
+
+    def __init__(self, dataset: Any):
+        self.dataset = dataset
+
+    def __iter__(self) -> Iterator[Any]:
+        if isinstance(self.dataset, torch.utils.data.IterableDataset):
+            return itertools.islice(iter(self.dataset), SAMPLE_SIZE)
+        seeded = ViewDataset(self.dataset, 0)
+        return (seeded[position] for position in sample_positions(len(self.dataset)))
+
+
+class _Pass:
+    """Collate of the fingerprint pass: ids, labels, collated encoder inputs."""
+
+    def __init__(self, pre_collate_fn, collates: Dict[str, Any], layout: Optional[type]):
+        self.pre_collate_fn = pre_collate_fn
+        self.layout = layout
+        self.collates = collates
+
+    def __call__(self, batch):
+        ids = np.array([item[0] for item in batch], dtype=np.uint64)
+        if self.layout is not None:
+            _, features, labels = self.pre_collate_fn(batch)
+            labels = self.layout.label_columns(labels)
+        else:  # other layouts: the label-only samples themselves
+            labels = [repr(labels_only(item[1])) for item in batch]
+            features = self.pre_collate_fn(batch)[1] if self.collates else None
+        inputs = {name: collate(features) for name, collate in self.collates.items()}
+        return ids, labels, inputs
+
+
+def data_pass(
+    loader: SimilarityDataLoader,
+    cache_config: CacheConfig,
+    collates: Dict[str, Any],
+    layout: Optional[type],
+) -> DataLoader:
+    """One ordered read of ``loader.dataset`` in fill batches, each batch as ids, labels
+    (``layout.label_columns`` for a loader served from the store, else the label-only
+    samples) and every encoder's collate of the inputs (``collates``: name -> collate)."""
+    pass_collate = _Pass(loader.original_params["collate_fn"], collates, layout)
+    return fill_loader(loader, cache_config, pass_collate)
 
 
 def _feed_items(digest, value: Any, feed) -> bool:
@@ -92,15 +198,11 @@ def _feed_content(digest, value: Any) -> None:  # noqa: C901 (one branch per kin
 
 
 def content_sample(dataset: Any) -> str:
-    """Hex SHA-256 of the items of ``dataset`` in its content sample (``_views.SampleItems``):
+    """Hex SHA-256 of the items of ``dataset`` in its content sample (:class:`SampleItems`):
     what each of them holds, not only its length and labels."""
-    return _sample_sha256(SampleItems(dataset))
-
-
-def _sample_sha256(items: Iterable[Any]) -> str:
     digest = hashlib.sha256()
     with isolate_rng():  # a random transform must not shift the run's random numbers
-        for item in items:
+        for item in SampleItems(dataset):
             _feed_content(digest, item)
     return digest.hexdigest()
 
@@ -133,12 +235,12 @@ def _hash_pass(batches: DataLoader, collates: Dict[str, Any]) -> tuple:
     return ids, labels, content
 
 
-def read_split(loader: SimilarityDataLoader) -> Optional[CachedSplit]:
+def read_split(loader: SimilarityDataLoader, layout: Optional[type]) -> Optional[CachedSplit]:
     """The ids and label columns of every position of ``loader`` (one read of its data);
-    ``None`` for a loader whose batches cannot come from the store."""
-    if not batches_from_store(loader):
+    ``None`` for a loader whose batches cannot come from the store (``layout`` is ``None``)."""
+    if layout is None:
         return None
-    ids, columns, _ = _hash_pass(data_pass(loader, CacheConfig(), {}, type(loader)), {})
+    ids, columns, _ = _hash_pass(data_pass(loader, CacheConfig(), {}, layout), {})
     return CachedSplit(ids, columns if isinstance(columns, dict) else {})
 
 
@@ -158,26 +260,30 @@ def fingerprint(
 
 
 def split_fingerprints(
-    reads: Dict[str, Tuple[Iterable[Any], DataLoader]],
+    loaders: Dict[str, SimilarityDataLoader],
+    layouts: Dict[str, Optional[type]],
+    cache_config: CacheConfig,
     content: Optional[Dict[str, Any]],
     splits: dict,
-) -> Callable:
-    """``split -> manifest record`` of its data (see :func:`fingerprint`) from its
-    ``reads`` (``_views.data_reads``), each hashed once and remembered: the content sample;
-    ids and labels from its entry in ``splits`` when there is one and no ``content`` hash is
-    asked for (encoder name -> the wrapped encoder's collate), else from the data pass, which
-    then also hashes every encoder's collated inputs."""
+) -> Callable[[str], Dict[str, Any]]:
+    """``split -> manifest record`` of its data (see :func:`fingerprint`), each read and
+    hashed once, on first ask, and remembered: the content sample; ids and labels from its
+    entry in ``splits`` when there is one and no ``content`` hash is asked for (encoder name
+    -> the wrapped encoder's collate), else from the :func:`data_pass` (``layouts`` of the
+    set-up, ``cache_config``'s batches), which then also hashes every encoder's collated
+    inputs."""
     samples: Dict[str, str] = {}
     passes: Dict[str, tuple] = {}
 
     def record(split: str) -> dict:
-        sample, batches = reads[split]
+        loader = loaders[split]
         if split not in samples:
-            samples[split] = _sample_sha256(sample)
+            samples[split] = content_sample(loader.dataset)
         cached = None if content else splits.get(split)
         if cached is not None:
             return fingerprint(sha256([cached.ids, cached.columns]), sample=samples[split])
         if split not in passes:
+            batches = data_pass(loader, cache_config, content or {}, layouts[split])
             ids, labels, hashes = _hash_pass(batches, content or {})
             passes[split] = (sha256([ids, labels]), hashes, batches.batch_size)
         return fingerprint(*passes[split], samples[split])

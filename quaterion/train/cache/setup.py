@@ -19,7 +19,6 @@ from quaterion.train.cache import _persist, _save_dir
 from quaterion.train.cache._batches import serve_from_store
 from quaterion.train.cache.cache_model import fill_cache
 from quaterion.train.cache._fingerprint import read_split, split_fingerprints
-from quaterion.train.cache._views import data_reads, store_layouts
 from quaterion.train.cache.cache_config import CacheConfig, CacheType
 from quaterion.train.cache.cache_encoder import CacheEncoder
 from quaterion.train.cache.cache_train_collator import install_cache_collators
@@ -118,9 +117,11 @@ def save_cache(
     loaders = _loaders(train_dataloader, val_dataloader)
     expected = _persist.expected_manifest(cache_encoders, loaders, {})
     full = len(cache_encoders) == len(encoders)
-    splits = {split: read_split(dl) if full else None for split, dl in loaders.items()}
-    reads = data_reads(loaders, CacheConfig(), {}, store_layouts(loaders))
-    written = split_fingerprints(reads, None, splits)
+    layouts = store_layouts(loaders)
+    splits = {
+        split: read_split(dl, layouts[split]) if full else None for split, dl in loaders.items()
+    }
+    written = split_fingerprints(loaders, layouts, CacheConfig(), None, splits)
     dir_path = _save_dir.prepare(dir_path)
     lock = _save_dir.SaveDirLock(dir_path)
     try:
@@ -151,6 +152,27 @@ def load_cache(
     _persist.read_splits(dir_path, list(loaders))  # checked readable
 
 
+def batches_from_store(loader: SimilarityDataLoader) -> bool:
+    """Whether a fully cached fit can serve ``loader``'s batches from the store alone: a
+    sized, map-style loader whose class keeps its layout, with the class's own collate."""
+    try:
+        if isinstance(loader.dataset, torch.utils.data.IterableDataset) or len(loader.dataset) < 0:
+            return False
+    except TypeError:
+        return False
+    layout = type(loader)
+    return layout.keeps_batch_layout() and loader.original_params["collate_fn"] == (
+        layout.pre_collate_fn
+    )
+
+
+def store_layouts(loaders: Dict[str, SimilarityDataLoader]) -> Dict[str, Optional[type]]:
+    """Split -> the loader class that lays out its batches when they can come from the store
+    (:func:`batches_from_store`), else ``None``: decided once, handed to the fill, the
+    fingerprints and the serving."""
+    return {split: type(dl) if batches_from_store(dl) else None for split, dl in loaders.items()}
+
+
 @dataclasses.dataclass
 class CachedLoaders:
     """What the cache set-up hands to ``trainer.fit``.
@@ -175,20 +197,25 @@ def cache_loaders(
     train_dataloader: SimilarityDataLoader,
     val_dataloader: Optional[SimilarityDataLoader],
     cache_config: CacheConfig,
+    plain_collate: Optional[Callable[[SimilarityDataLoader], None]] = None,
 ) -> CachedLoaders:
     """Fill (or load) every cache encoder in ``encoders``; the loaders to fit on.
 
     Both loaders get the cache collator (keys for cached encoders) and the salts
     ``"train"`` / ``"val"``. When every encoder is cached with default keys and a loader
     has the default Group/Pairs layout, its training batches come from the store alone.
+    With no encoder cached, each loader is handed to ``plain_collate`` (the model's
+    ``setup_dataloader``) when one is given.
     """
     cache_encoders = {n: e for n, e in encoders.items() if isinstance(e, CacheEncoder)}
+    loaders = _loaders(train_dataloader, val_dataloader)
     if not cache_encoders:
+        for loader in loaders.values() if plain_collate is not None else ():
+            plain_collate(loader)
         return CachedLoaders(train_dataloader, val_dataloader)
     extractors = cache_config.key_extractors
     if callable(extractors):
         extractors = {name: extractors for name in cache_encoders}
-    loaders = _loaders(train_dataloader, val_dataloader)
     full = len(cache_encoders) == len(encoders) and not extractors
     splits, layouts = _load_or_fill(
         trainer, encoders, cache_encoders, loaders, extractors, full, cache_config
@@ -216,9 +243,9 @@ def _load_or_fill(
 ) -> Tuple[dict, Dict[str, Optional[type]]]:
     """Install the cache collators; the splits of a persisted cache that matches this run, or
     of a new fill (saved when ``save_dir`` is set, under the exclusive lock rank 0 holds),
-    and the loaders' store layouts (:func:`~quaterion.train.cache._views.store_layouts`)."""
-    install_cache_collators(loaders, encoders, list(cache_encoders), extractors)
+    and the loaders' store layouts (:func:`store_layouts`)."""
     layouts = store_layouts(loaders)  # what the cache needs of the loaders' layout, once
+    install_cache_collators(loaders, encoders, list(cache_encoders), extractors)
     if cache_config.views > 1 and not (full and layouts["train"]):
         raise ValueError(
             f"CacheConfig(views={cache_config.views}) serves stored views from the store alone: "
@@ -229,8 +256,7 @@ def _load_or_fill(
         content = {n: e.wrapped_encoder.get_collate_fn() for n, e in cache_encoders.items()}
         content = content if cache_config.verify_content else None
         filled_splits: Dict[str, object] = {}
-        reads = data_reads(loaders, cache_config, content or {}, layouts)
-        current = split_fingerprints(reads, content, filled_splits)
+        current = split_fingerprints(loaders, layouts, cache_config, content, filled_splits)
         expected = None
         if save_dir:
             expected = _persist.expected_manifest(
@@ -330,23 +356,11 @@ def _nothing() -> None:
 
 
 def _on_every_rank(function: Callable[[], T]) -> T:
-    """``function()``; an error it raises on any rank is raised on every rank (ranks that
-    did not fail raise a ``RuntimeError`` naming the rank and its error), so no rank goes on
-    to wait in a collective for one that stopped."""
-    try:
-        result, error = function(), None
-    except (OSError, ValueError, RuntimeError) as err:
-        result, error = None, err
-    errors = distributed.gather_objects(
-        None if error is None else f"{type(error).__name__}: {error}"
-    )
-    if error is not None:
-        raise error
-    failed = [(rank, text) for rank, text in enumerate(errors) if text is not None]
-    if failed:
-        rank, text = failed[0]
-        raise RuntimeError(f"The encoder cache failed on rank {rank}: {text}")
-    return result
+    """``function()`` in a :func:`~quaterion.distributed.fail_together` block: an error it
+    raises on any rank is raised on every rank, so no rank goes on to wait in a collective
+    for one that stopped."""
+    with distributed.fail_together("The encoder cache set-up"):
+        return function()
 
 
 def _loaders(train: SimilarityDataLoader, val: Optional[SimilarityDataLoader]) -> Loaders:

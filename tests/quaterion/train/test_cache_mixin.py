@@ -5,7 +5,9 @@ import pytorch_lightning as pl
 import torch
 
 from quaterion.train.cache import CacheConfig, CacheEncoder, CacheType, InMemoryCacheEncoder
-from quaterion.train.cache._views import fill_loader
+from quaterion.train.cache._fingerprint import fill_loader
+from quaterion.dataset.train_collator import TrainCollator
+from quaterion.train.cache.cache_train_collator import CacheTrainCollator
 from tests.quaterion.train import helpers
 from tests.quaterion.train.helpers import CountingEncoder, Model, fit_data, fit_losses, trainer
 
@@ -226,3 +228,33 @@ def test_cached_fit_draws_the_same_shuffles_from_a_loader_generator():
         return fit_losses(model, loader, max_epochs=3)
 
     torch.testing.assert_close(losses(CacheConfig()), losses(None))
+
+
+class _SetUpCountingModel(Model):
+    """``Model`` recording the loaders handed to ``setup_dataloader``."""
+
+    def __init__(self, **kwargs):
+        self.set_up = []
+        super().__init__(**kwargs)
+
+    def setup_dataloader(self, dataloader):
+        self.set_up.append(dataloader)
+        super().setup_dataloader(dataloader)
+
+
+@pytest.mark.parametrize("cache", [None, CacheConfig()])
+def test_cache_set_up_hands_loaders_it_does_not_take_to_setup_dataloader(cache):
+    """Nothing cached: every loader gets the model's own (overridable) plain collate, once.
+    Cached: the set-up gives them the cache collator and never calls it."""
+    model = _SetUpCountingModel(cache_config=cache)
+    train, val = helpers.group_loader(), helpers.group_loader()
+    fit = model.cache_loaders(trainer(), train, val)
+    assert fit.cached is (cache is not None)
+    if cache is None:
+        assert model.set_up == [train, val]
+        assert (fit.train, fit.val) == (train, val)
+        assert all(type(dl.collate_fn) is TrainCollator for dl in (train, val))
+    else:
+        assert model.set_up == []
+        assert isinstance(val.collate_fn, CacheTrainCollator)
+    model.unwrap_cache()

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from quaterion.train.cache import CacheConfig
-from quaterion.train.cache._views import sample_positions
+from quaterion.train.cache._fingerprint import sample_positions
 from tests.quaterion.train import helpers
 from tests.quaterion.train.helpers import CountingEncoder, Model, fit_data, fit_losses
 

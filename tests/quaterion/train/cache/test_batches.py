@@ -9,7 +9,7 @@ from quaterion.dataset.similarity_data_loader import (
     PairsSimilarityDataLoader,
 )
 from quaterion.train.cache._batches import RowMeta
-from quaterion.train.cache._views import batches_from_store
+from quaterion.train.cache.setup import batches_from_store
 from tests.quaterion.train.helpers import (
     CountingEncoder,
     Model,

@@ -10,7 +10,7 @@ import torch
 from torch.utils.data import DistributedSampler
 
 from quaterion.train.cache import CacheConfig, CacheType
-from quaterion.train.cache._views import sample_positions
+from quaterion.train.cache._fingerprint import sample_positions
 from tests.quaterion.train import helpers
 from tests.quaterion.train.cache.ddp_fit import TRAIN, VAL
 from tests.quaterion.train.helpers import CountingEncoder, Model, fit_data, fit_losses

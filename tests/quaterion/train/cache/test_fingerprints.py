@@ -13,7 +13,7 @@ from PIL import Image
 from quaterion.train.cache import CacheConfig
 from quaterion.train.cache._callable_fingerprint import callable_fingerprint
 from quaterion.train.cache._fingerprint import content_sample
-from quaterion.train.cache._views import SAMPLE_SIZE, sample_positions
+from quaterion.train.cache._fingerprint import SAMPLE_SIZE, sample_positions
 from tests.quaterion.train import helpers
 from tests.quaterion.train.helpers import CountingEncoder, Model, fit_losses
 
