@@ -258,3 +258,20 @@ def test_cache_set_up_hands_loaders_it_does_not_take_to_setup_dataloader(cache):
         assert model.set_up == []
         assert isinstance(val.collate_fn, CacheTrainCollator)
     model.unwrap_cache()
+
+
+@pytest.mark.parametrize("cache", [None, CacheConfig()])
+def test_fit_calls_setup_dataloader_on_both_loaders_before_the_cache(cache):
+    """The spec's ``Quaterion.fit`` order: a user's ``setup_dataloader`` override sees the
+    training and validation loaders in a cached fit too, before the cache set-up (which
+    then installs its own collator on the loaders it serves)."""
+    model = _SetUpCountingModel(cache_config=cache)
+    train, val = helpers.group_loader(), helpers.group_loader()
+    seen = []
+
+    class BeforeFit(pl.Callback):
+        def on_fit_start(self, trainer, pl_module):
+            seen.extend(pl_module.set_up)
+
+    fit_losses(model, train, val, callbacks=[BeforeFit()], max_epochs=1)
+    assert seen[:2] == [train, val]
