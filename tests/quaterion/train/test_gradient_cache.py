@@ -262,6 +262,7 @@ def test_autocast_of_the_step_is_honoured_in_the_reencoding():
     plain, cached = _pair("triplet_all", torch.float32)
     h.attach_trainer(cached)
     batch = h.first_batch(plain, h.loader_for("triplet_all", torch.float32))
+
     def bf16():
         return torch.autocast("cpu", dtype=torch.bfloat16)
 
