@@ -169,7 +169,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def report(head_only: float, result: Dict[str, Any], args: argparse.Namespace) -> None:
     print(
         f"\nWhole encoder fine-tuned through a gradient cache (batch "
-        f"{args.finetune_batch_size}, mini-batch {args.finetune_mini_batch}, "
-        f"{args.finetune_epochs} epochs, {result['train_s']:.1f} s of training): held-out "
-        f"RetrievalRPrecision {result['r_precision']:.4f} (head only: {head_only:.4f})"
+        f"{args.finetune_batch_size}, mini-batch {args.finetune_mini_batch}, loss "
+        f"{args.finetune_loss}, {args.finetune_epochs} epochs, {result['train_s']:.1f} s of "
+        f"training): held-out RetrievalRPrecision {result['r_precision']:.4f} (head only: {head_only:.4f})"
     )
