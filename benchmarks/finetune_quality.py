@@ -104,7 +104,8 @@ def main() -> None:
     rows["quaterion"] = (ours["train_s"], ours["r_precision"])
     print(
         f"quaterion: batch {args.finetune_batch_size}, mini-batch {args.finetune_mini_batch}, "
-        f"lr {args.finetune_lr}, {args.finetune_epochs} epochs; split {args.split}; "
+        f"lr {args.finetune_lr}, warm-up {args.finetune_warmup}, loss {args.finetune_loss}, "
+        f"{args.finetune_epochs} epochs; seed {args.seed}; split {args.split}; "
         f"{torch.get_num_threads()} threads; load average {os.getloadavg()[0]:.1f}"
     )
     for name, (seconds, score) in rows.items():

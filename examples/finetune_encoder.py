@@ -14,12 +14,30 @@ from functools import partial
 from typing import Any, Dict
 
 
+def triplet_cosine():
+    """Batch-hard triplet loss, cosine distance, margin 0.5 (the quick start's head loss)."""
+    from quaterion.loss import TripletLoss
+
+    return TripletLoss(mining="hard", margin=0.5)
+
+
+def triplet_soft_euclidean():
+    """Batch-hard triplet loss with a soft margin (``softplus``) over euclidean distance,
+    like sentence-transformers' ``BatchHardSoftMarginTripletLoss``."""
+    from quaterion.distances import Distance
+    from quaterion.loss import TripletLoss
+
+    return TripletLoss(mining="hard", soft=True, distance_metric_name=Distance.EUCLIDEAN)
+
+
+LOSSES = {"triplet": triplet_cosine, "soft-euclidean": triplet_soft_euclidean}
+
+
 def build_finetune_class():
     """The ``TrainableModel`` of the fine-tuning run (built lazily, like the quick start's)."""
     import torch
 
     from quaterion import TrainableModel
-    from quaterion.loss import TripletLoss
     from quaterion.train import GradientCacheConfig
     from quaterion_models.encoders.extras.transformer_encoder import TransformerEncoder
     from quaterion_models.heads import EmptyHead
@@ -27,9 +45,18 @@ def build_finetune_class():
     class FineTunedEncoder(TrainableModel):
         """Trainable MiniLM, no head, batch-hard triplet loss, gradient cache."""
 
-        def __init__(self, encoder_path: str, lr: float, mini_batch_size: int, warmup: float = 0.0):
+        def __init__(
+            self,
+            encoder_path: str,
+            lr: float,
+            mini_batch_size: int,
+            warmup: float = 0.0,
+            loss: str = "triplet",
+        ):
+            if loss not in LOSSES:
+                raise ValueError(f"loss must be one of {sorted(LOSSES)}, got {loss!r}")
             self._encoder_path, self._lr, self._mini = encoder_path, lr, mini_batch_size
-            self._warmup = warmup
+            self._warmup, self._loss_name = warmup, loss
             super().__init__()
 
         def configure_encoders(self):
@@ -39,7 +66,7 @@ def build_finetune_class():
             return EmptyHead(input_embedding_size)
 
         def configure_loss(self):
-            return TripletLoss(mining="hard", margin=0.5)
+            return LOSSES[self._loss_name]()
 
         def configure_gradient_cache(self):
             return GradientCacheConfig(mini_batch_size=self._mini)
@@ -79,7 +106,11 @@ def finetune_encoder(args: argparse.Namespace, encoder_path: str, train: list, t
 
     pl.seed_everything(args.seed, verbose=False)
     model = build_finetune_class()(
-        encoder_path, args.finetune_lr, args.finetune_mini_batch, args.finetune_warmup
+        encoder_path,
+        args.finetune_lr,
+        args.finetune_mini_batch,
+        args.finetune_warmup,
+        args.finetune_loss,
     )
     loader = GroupSimilarityDataLoader(train, batch_size=args.finetune_batch_size, shuffle=True)
     trainer = pl.Trainer(
@@ -120,6 +151,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--finetune-lr", type=float, default=5e-5)
     parser.add_argument("--finetune-epochs", type=int, default=3)
     parser.add_argument(
+        "--finetune-loss",
+        choices=sorted(LOSSES),
+        default="triplet",
+        help="batch-hard triplet loss over cosine distance with margin 0.5 (triplet) or "
+        "with a soft margin over euclidean distance (soft-euclidean)",
+    )
+    parser.add_argument(
         "--finetune-warmup",
         type=warmup_fraction,
         default=0.0,
@@ -131,7 +169,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def report(head_only: float, result: Dict[str, Any], args: argparse.Namespace) -> None:
     print(
         f"\nWhole encoder fine-tuned through a gradient cache (batch "
-        f"{args.finetune_batch_size}, mini-batch {args.finetune_mini_batch}, "
-        f"{args.finetune_epochs} epochs, {result['train_s']:.1f} s of training): held-out "
-        f"RetrievalRPrecision {result['r_precision']:.4f} (head only: {head_only:.4f})"
+        f"{args.finetune_batch_size}, mini-batch {args.finetune_mini_batch}, loss "
+        f"{args.finetune_loss}, {args.finetune_epochs} epochs, {result['train_s']:.1f} s of "
+        f"training): held-out RetrievalRPrecision {result['r_precision']:.4f} (head only: {head_only:.4f})"
     )

@@ -77,3 +77,47 @@ def test_warmup_schedules_the_learning_rate_per_step(tmp_path):
     warmup = round(0.5 * total)
     expected = [1e-3 * min((s + 1) / warmup, (total - s) / (total - warmup)) for s in range(total)]
     assert total >= 4 and rates.seen == pytest.approx(expected, rel=1e-9)
+
+
+def test_finetune_loss_option_picks_the_triplet_variant(tmp_path, capsys):
+    from examples.finetune_encoder import build_finetune_class
+    from examples.quick_start import parse_args
+    from quaterion.distances import Distance
+    from tests.quaterion_models.tiny_models import write_tiny_bert
+
+    assert parse_args([]).finetune_loss == "triplet"
+    assert parse_args(["--finetune-loss", "soft-euclidean"]).finetune_loss == "soft-euclidean"
+    with pytest.raises(SystemExit):
+        parse_args(["--finetune-loss", "circle"])
+    assert "--finetune-loss" in capsys.readouterr().err
+
+    path = write_tiny_bert(str(tmp_path / "bert"), pooling="mean")
+    soft = build_finetune_class()(path, 1e-4, 8, loss="soft-euclidean").configure_loss()
+    config = soft.get_config_dict()
+    assert config["soft"] and config["mining"] == "hard"
+    assert config["distance_metric_name"] == Distance.EUCLIDEAN
+    hinge = build_finetune_class()(path, 1e-4, 8).configure_loss().get_config_dict()
+    assert not hinge["soft"] and hinge["margin"] == 0.5
+    assert hinge["distance_metric_name"] == Distance.COSINE
+    with pytest.raises(ValueError, match="loss must be one of"):
+        build_finetune_class()(path, 1e-4, 8, loss="circle")
+
+
+def test_soft_euclidean_loss_matches_a_naive_batch_hard_soft_margin():
+    import math
+
+    import torch
+
+    from examples.finetune_encoder import triplet_soft_euclidean
+
+    generator = torch.Generator().manual_seed(3)
+    embeddings = torch.randn(7, 5, generator=generator, dtype=torch.float64)
+    groups = torch.tensor([0, 0, 1, 1, 1, 2, 2])
+    terms = []
+    for i in range(7):
+        dists = [float(torch.linalg.vector_norm(embeddings[i] - embeddings[j])) for j in range(7)]
+        hardest_positive = max(d for j, d in enumerate(dists) if groups[j] == groups[i] and j != i)
+        hardest_negative = min(d for j, d in enumerate(dists) if groups[j] != groups[i])
+        terms.append(math.log1p(math.exp(hardest_positive - hardest_negative)))  # softplus
+    expected = torch.tensor(sum(terms) / len(terms), dtype=torch.float64)
+    torch.testing.assert_close(triplet_soft_euclidean()(embeddings, groups), expected)
