@@ -23,7 +23,11 @@ from quaterion.train.cache.setup import unwrap_encoders
 from quaterion.train.cache.store import CacheStore
 from quaterion.train.cache_mixin import CacheMixin
 from quaterion.train.callbacks.cleanup_callback import restore_dataloader
-from quaterion.train.callbacks.guard_callback import check_loss_output, watch_evaluation_loss
+from quaterion.train.callbacks.guard_callback import (
+    GuardCallback,
+    check_loss_output,
+    watch_evaluation_loss,
+)
 from quaterion.train.callbacks.rank_failure_callback import RankFailureCallback
 from quaterion.train.gradient_cache import GradientCacheConfig, cached_gradient_step
 from quaterion.train.xbm import XbmConfig
@@ -284,15 +288,19 @@ class TrainableModel(pl.LightningModule, CacheMixin):
 
     @override
     def configure_callbacks(self) -> List[pl.Callback]:
-        """A :class:`~quaterion.train.callbacks.rank_failure_callback.RankFailureCallback` unless the trainer has
-        one, so that a plain ``trainer.fit`` under DDP also tells every rank which rank
-        failed and why. Call ``super().configure_callbacks()`` when overriding."""
+        """A :class:`~quaterion.train.callbacks.rank_failure_callback.RankFailureCallback` and a
+        :class:`~quaterion.train.callbacks.GuardCallback`, each unless the trainer has one, so
+        that a plain ``trainer.fit`` gets what ``Quaterion.fit`` attaches: every rank learns
+        which rank failed and why, and a non-finite loss or gradient (or a broken
+        ``gather_rows`` promise on a GPU) is never applied. Call
+        ``super().configure_callbacks()`` when overriding."""
         trainer = self._trainer_or_none()
-        if trainer is not None and any(
-            isinstance(callback, RankFailureCallback) for callback in trainer.callbacks
-        ):
-            return []
-        return [RankFailureCallback()]
+        present = [] if trainer is None else trainer.callbacks
+        return [
+            callback_type()
+            for callback_type in (RankFailureCallback, GuardCallback)
+            if not any(isinstance(callback, callback_type) for callback in present)
+        ]
 
     def _place_caches(self) -> None:
         if self._model is None:

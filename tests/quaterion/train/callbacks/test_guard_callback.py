@@ -293,3 +293,22 @@ def test_sparse_gradients_are_checked(asynchronous):
             helpers.group_loader(helpers.group_samples(16)),
         )
     assert _all_finite(bad)
+
+
+def test_plain_trainer_fit_gets_the_guard_from_configure_callbacks():
+    """Without ``Quaterion.fit``: ``TrainableModel.configure_callbacks`` attaches the guard,
+    so a NaN gradient stops a plain ``trainer.fit`` before it is applied; a guard the user
+    attached is kept (not replaced, not doubled)."""
+    bad = _norm_model()
+    loader = helpers.group_loader(_zero_record_at(32, 17))
+    bad.setup_dataloader(loader)
+    with pytest.raises(NonFiniteGradientError, match="epoch 0, step 2"):
+        helpers.trainer().fit(bad, loader)
+    helpers.assert_weights_of_a_shorter_fit(bad, _norm_model, helpers.group_samples(32)[:16])
+    own = GuardCallback(asynchronous=True)
+    fit_trainer = helpers.trainer(callbacks=[own])
+    model = _norm_model()
+    with pytest.raises(NonFiniteGradientError, match="were zeroed before the optimizer ran"):
+        fit_trainer.fit(model, loader)  # the user's deferred guard reports it
+    guards = [cb for cb in fit_trainer.callbacks if isinstance(cb, GuardCallback)]
+    assert guards == [own]
