@@ -52,5 +52,6 @@ def test_no_step_from_the_bad_one_on_was_applied(results):
             torch.testing.assert_close(weight, before[name], rtol=0, atol=0)
         # the step before the bad one trained: the comparison above is not vacuous
         assert any(
-            not torch.equal(weight, result["initial"][name]) for name, weight in before.items()
+            float((weight - result["initial"][name]).abs().max()) > 1e-6
+            for name, weight in before.items()
         ), rank

@@ -39,7 +39,7 @@ def test_group_cache_mines_like_fresh_embeddings_without_encoding(tmp_path, cach
     assert encoder.calls == calls + len(samples)
     torch.testing.assert_close(cached.vectors, fresh, rtol=1e-6, atol=1e-6)
     groups = torch.tensor([s.group for s in samples])
-    assert torch.equal(cached.groups, groups)
+    torch.testing.assert_close(cached.groups, groups)
     expected = mine_hard_negatives(fresh, groups=groups, num_negatives=3, range_min=1,
                                    show_progress=False)  # fmt: skip
     assert_same_negatives(mined, expected.indices, expected.scores, cosine_matrix(fresh, fresh))
@@ -59,7 +59,8 @@ def test_pair_cache_feeds_mine_pair_negatives(tmp_path):
     ]
     fresh_b = model.model.encode([s.obj_b for s in samples], to_numpy=False)
     torch.testing.assert_close(cached.obj_b, fresh_b, rtol=1e-6, atol=1e-6)
-    assert torch.equal(cached.columns["labels"], torch.tensor([s.score for s in samples]))
+    expected_labels = torch.tensor([s.score for s in samples])
+    torch.testing.assert_close(cached.columns["labels"], expected_labels)
     with pytest.raises(ValueError, match="mine_pair_negatives"):
         mine_hard_negatives(cached, show_progress=False)
 
