@@ -16,6 +16,13 @@ headers (a wait, on this rare path only). If no rank could send it, every rank r
 same and all take the full check together; otherwise it answers like the ranks that did
 (poisoned outputs of the expected layout, the same backward collectives, the same failed
 verdict), so every rank raises the same error at the same later call.
+
+Padded (:func:`quaterion.distributed.gather_rows_padded`, what the losses use): the same
+buffer and the same one ``all_gather``, but each rank keeps every rank's ``C`` rows and
+builds a validity mask on the device from the gathered headers (row ``k`` of rank ``r`` is
+real when ``k < header[r]``), so ranks may send different row counts up to ``C`` without
+any promise. Only a rank that cannot send the layout (more rows than ``C``, another
+dtype or shape) fails the verdict, as above.
 """
 
 from typing import Callable, List, Optional, Sequence, Tuple
@@ -37,6 +44,13 @@ FIX = (
     "Give every rank the same number of rows per call: drop_last=True on the training "
     "loader, or a sampler that gives every rank the same number of samples per batch (as "
     "Lightning's DistributedSampler does), and build the batch the same way on every rank "
+    "(the same model, precision and encoders)."
+)
+PADDED_FIX = (
+    "The first call of a layout (the full check) fixes how many rows each rank may send "
+    "later without a size exchange: make the first batch of the loop the largest on every "
+    "rank (a fixed batch_size; drop_last=True), or call distributed.reset_gathers() on "
+    "every rank before a larger batch; and build the batch the same way on every rank "
     "(the same model, precision and encoders)."
 )
 
@@ -67,13 +81,14 @@ class _TrustedRows(torch.autograd.Function):
     """Unpacks ``n`` rows of every rank, NaN where ``ok`` is false (floating tensors).
 
     Backward pads each gradient to ``capacity`` rows per rank, so the ``all_reduce`` has the
-    same shape on every rank whatever ``n`` each one assumed, and hands this rank the slice
-    of its own rows.
+    same shape on every rank whatever ``n`` each one assumed, and hands this rank the
+    gradient of its own rows (the first rows of its slot).
     """
 
     @staticmethod
     def forward(ctx, meta: Tuple[int, int, int, int, object], rows: Tensor, ok: Tensor, *tensors):
         ctx.meta = meta
+        ctx.own = tensors[0].shape[0]
         outputs = []
         for out in unpack(rows, tensors):
             if out.is_floating_point():
@@ -98,7 +113,7 @@ class _TrustedRows(torch.autograd.Function):
                 padded[:, :n] = per_rank
                 per_rank = padded
             dist.all_reduce(per_rank, group=group)
-            inputs.append(per_rank[rank, :n])
+            inputs.append(per_rank[rank, : ctx.own])
         return (None, None, None, *inputs)
 
 
@@ -109,7 +124,8 @@ def gather_trusted(
     where: Tuple[torch.device, int, int, object],
     checks: DeferredChecks,
     make_error: Callable[[str], BaseException],
-) -> Optional[Tuple[Tensor, ...]]:
+    padded: bool = False,
+) -> Optional[Tuple[Tuple[Tensor, ...], Tensor]]:
     """One ``all_gather`` of ``expected.capacity`` rows per rank, nothing read on the host
     when this rank could send the layout (``header >= 0``).
 
@@ -120,10 +136,15 @@ def gather_trusted(
         where: ``(device of the buffer when this rank cannot send, rank, world, group)``.
         checks: where the verdict is queued.
         make_error: builds the error raised when the verdict is read.
+        padded: keep every rank's ``capacity`` rows and mark the real ones (any counts up
+            to the capacity are fine); ``False``: take ``header`` rows of every rank (the
+            ``equal_rows`` promise, checked on the device).
 
     Returns:
-        The gathered tensors, or ``None`` on every rank when no rank could send the layout
-        (then every rank takes the full check).
+        ``(gathered tensors, valid)``: ``valid`` is a bool device tensor with one entry per
+        gathered row (all true without ``padded``, and wherever the verdict failed, so that
+        the NaN outputs reach the loss); or ``None`` on every rank when no rank could send
+        the layout (then every rank takes the full check).
     """
     device, rank, world, group = where
     capacity, width = expected.capacity, expected.row_bytes
@@ -141,9 +162,9 @@ def gather_trusted(
     stacked = torch.stack(parts)
     headers = stacked[:, -HEADER_BYTES:].contiguous().view(torch.int64).reshape(world)
     if header >= 0:
-        ok = (headers == header).all()
+        ok = (headers >= 0).all() if padded else (headers == header).all()
         like = tensors
-        rows = header
+        rows = capacity if padded else header
     else:
         seen = headers.tolist()  # waits for the device: only when this rank cannot send
         if max(seen) < 0:
@@ -153,10 +174,18 @@ def gather_trusted(
         rows = capacity
     packed = stacked[:, : capacity * width].reshape(world, capacity, width)[:, :rows]
     verdict = torch.cat([ok.to(torch.int64).reshape(1), headers])
-    checks.record(verdict, lambda call, values: make_error(_late_message(call, values, capacity)))
+    checks.record(
+        verdict, lambda call, values: make_error(_late_message(call, values, capacity, padded))
+    )
     meta = (rows, capacity, world, rank, group)
     outputs = _TrustedRows.apply(meta, packed.reshape(world * rows, width), ok, *like)
-    return outputs if header >= 0 else _attached(outputs, tensors)
+    # the real rows: the first header[r] of each rank's slot; every row where the verdict
+    # failed (its NaN must reach the loss), on the device, nothing read
+    slot = torch.arange(rows, device=headers.device)
+    valid = ((slot[None, :] < headers[:, None]) | ~ok).reshape(world * rows)
+    if not padded:
+        valid = torch.ones_like(valid)
+    return (outputs if header >= 0 else _attached(outputs, tensors)), valid
 
 
 def _attached(outputs: Sequence[Tensor], tensors: Sequence[object]) -> Tuple[Tensor, ...]:
@@ -186,14 +215,24 @@ def _stand_ins(expected: AgreedLayout, device: torch.device) -> List[Tensor]:
     ]
 
 
-def _late_message(call: int, values: List[int], capacity: int) -> str:
+def _late_message(call: int, values: List[int], capacity: int, padded: bool = False) -> str:
+    if padded:
+        what = (
+            "gather_rows_padded, the device path: checked on the device and read "
+            f"{LAG} calls later): every rank must pass the agreed layout with at most "
+            f"{capacity} rows (the capacity agreed at the first call of this layout)"
+        )
+    else:
+        what = (
+            f"equal_rows=True, the device path: checked on the device and read {LAG} calls "
+            "later): every rank must pass the same number of rows in the agreed layout"
+        )
     return (
-        f"gather_rows call {call} (equal_rows=True, the device path: checked on the device "
-        f"and read {LAG} calls later): every rank must pass the same number of rows in the "
-        f"agreed layout, but the ranks sent:\n{describe_headers(values[1:], capacity)}\n"
+        f"gather_rows call {call} ({what}, but the ranks sent:\n"
+        f"{describe_headers(values[1:], capacity)}\n"
         "Its floating outputs were set to NaN: under Quaterion.fit the non-finite guard "
         "zeroed the gradients of that step and of the steps after it, so none of them was "
-        f"applied. {FIX}"
+        f"applied. {PADDED_FIX if padded else FIX}"
     )
 
 

@@ -16,7 +16,17 @@ import hashlib
 import os
 import weakref
 from contextlib import contextmanager
-from typing import Any, Callable, Iterator, List, Optional, Sequence, Tuple, TypeVar
+from typing import (
+    Any,
+    Callable,
+    Iterator,
+    List,
+    NamedTuple,
+    Optional,
+    Sequence,
+    Tuple,
+    TypeVar,
+)
 
 import torch
 import torch.distributed as dist
@@ -482,16 +492,18 @@ def _start_over() -> None:
 
 
 def _gather_on_device(
-    expected: AgreedLayout, tensors: Sequence[Tensor]
-) -> Optional[Tuple[Tensor, ...]]:
+    expected: AgreedLayout, tensors: Sequence[Tensor], padded: bool
+) -> Optional[Tuple[Tuple[Tensor, ...], Tensor]]:
     """The device path: one collective, the row counts checked on the device (see
-    :mod:`quaterion._device_gather`); ``None`` on every rank when no rank could send the
-    expected layout."""
+    :mod:`quaterion._device_gather`): ``(outputs, valid)``, or ``None`` on every rank when
+    no rank could send the expected layout."""
     rows, description, _ = _signature(tensors)
     same = rows >= 0 and _digest(description) == expected.digest
     header = header_of(rows, same, expected.capacity)
     where = (collective_device(), global_rank(), world_size(), None)
-    return gather_trusted(expected, tensors, header, where, _checks(), RankMismatchError)
+    return gather_trusted(
+        expected, tensors, header, where, _checks(), RankMismatchError, padded=padded
+    )
 
 
 def reset_gathers() -> None:
@@ -578,6 +590,15 @@ def gather_rows(*tensors: Tensor, equal_rows: bool = False) -> Tuple[Tensor, ...
         )
     if world_size() == 1:
         return tensors
+    return _gather(tensors, equal_rows=equal_rows, padded=False)[0]
+
+
+def _gather(
+    tensors: Sequence[Tensor], equal_rows: bool, padded: bool
+) -> Tuple[Tuple[Tensor, ...], Optional[Tensor]]:
+    """Every rank's rows (a process group of more than one rank): ``(outputs, valid)``,
+    ``valid`` the device mask of the real rows where the device path padded them (only
+    with ``padded``), else ``None`` (compact rows, all real)."""
     plan = _plan()
     try:
         _checks().raise_late()  # a failed device-side verdict of an earlier call
@@ -586,18 +607,84 @@ def gather_rows(*tensors: Tensor, equal_rows: bool = False) -> Tuple[Tensor, ...
         raise
     expected = plan.expected()  # the same on every rank
     if expected is not None and _device_path(expected.device):
-        if equal_rows:
-            gathered = _gather_on_device(expected, tensors)
+        if equal_rows or padded:
+            gathered = _gather_on_device(expected, tensors, padded)
             if gathered is not None:
                 plan.confirm(expected, expected.capacity)  # counts unread: never shrinks
-                return gathered
+                outputs, valid = gathered
+                return outputs, (valid if padded else None)
     elif expected is not None:
         gathered = _gather_expected(expected, _host_group(), tensors)
         if gathered is not None:
             sizes, packed = gathered
             plan.confirm(expected, max(sizes))
-            return _GatherRows.apply(sizes, _host_group(), packed, *tensors)
+            return _GatherRows.apply(sizes, _host_group(), packed, *tensors), None
     tensors, sizes, group, packed = _gather_with_check(tensors, plan, expected, equal_rows)
     if packed is None:
-        return tensors
-    return _GatherRows.apply(sizes, group, packed, *tensors)
+        return tuple(tensors), None
+    return _GatherRows.apply(sizes, group, packed, *tensors), None
+
+
+class PaddedRows(NamedTuple):
+    """What :func:`gather_rows_padded` returns; unpacks as ``tensors, valid = ...``.
+
+    Attributes:
+        tensors: the gathered tensors, every one with the same rows.
+        valid: bool ``(rows,)`` on the tensors' device: ``True`` for the rows some rank
+            passed, ``False`` for padding (zeros) that a loss must ignore.
+    """
+
+    tensors: Tuple[Tensor, ...]
+    valid: Tensor
+
+
+def gather_rows_padded(*tensors: Tensor) -> PaddedRows:
+    """Every rank's rows in rank order, each rank's rows possibly padded, with a mask of
+    the real ones: the gather of losses whose ranks may hold batches of different sizes.
+
+    Like :func:`gather_rows` (the same layout rules, gradients and errors), but ranks may
+    pass different row counts with no size exchange on the device path: each rank sends
+    its rows padded to the capacity agreed for this layout (the largest row count of the
+    first call, the full check) with its row count in the same buffer, in **one**
+    ``all_gather``; every rank keeps ``world_size x capacity`` rows and builds ``valid``
+    on the device from the gathered counts (row ``k`` of rank ``r`` is real when
+    ``k < rows of rank r``). Nothing is read on the host and nothing is promised, so an
+    epoch's smaller last batch on one rank (or no rows at all) trains like any other batch.
+    Padded rows are zeros; a loss must leave them out of its pairs and its means (every
+    gathering loss of :mod:`quaterion.loss` does, through ``GroupLoss.gather_padded``).
+
+    Elsewhere (CPU tensors, where counts are free to read; a first call or a gather larger
+    than 16 MiB per rank, which take the full check) the rows come back compact, with an
+    all-true ``valid``; without a process group of more than one rank, the inputs
+    themselves with an all-true ``valid``.
+
+    Still an error on the device path: a rank passing **more** rows than the capacity
+    while another can send it, or another layout (dtype, trailing shape,
+    ``requires_grad``). Every rank then gets NaN floating outputs (all marked valid, so
+    the loss is NaN and ``Quaterion.fit``'s non-finite guard does not apply the step) and
+    raises the same :class:`RankMismatchError` two calls later (or at
+    :func:`raise_pending_gather_errors`). Fix: make the first batch of a loop the largest
+    (a fixed ``batch_size``), or call :func:`reset_gathers` on every rank before a larger
+    one. When every rank passes more rows, they re-agree together, without an error.
+
+    Args:
+        tensors: this rank's tensors (at least one), sharing their first dimension.
+
+    Returns:
+        :class:`PaddedRows` ``(tensors, valid)``.
+
+    Raises:
+        ValueError: no tensors, or (single process) tensors that are not valid input;
+            :class:`RankMismatchError` under a process group, as :func:`gather_rows`.
+    """
+    if not tensors:
+        raise ValueError("gather_rows_padded needs at least one tensor, got none.")
+    if world_size() == 1:
+        rows, description, _ = _signature(tensors)
+        if rows < 0:
+            raise ValueError(f"gather_rows_padded: {description}.")
+        return PaddedRows(tensors, torch.ones(rows, dtype=torch.bool, device=tensors[0].device))
+    outputs, valid = _gather(tensors, equal_rows=False, padded=True)
+    if valid is None:
+        valid = torch.ones(outputs[0].shape[0], dtype=torch.bool, device=outputs[0].device)
+    return PaddedRows(tuple(outputs), valid)

@@ -1,6 +1,6 @@
 """Shared shell of the group losses that learn one parameter row/column per class."""
 
-from typing import Any, Callable, ClassVar, Tuple
+from typing import Any, Callable, ClassVar, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -8,6 +8,7 @@ from torch import LongTensor, Tensor, nn
 
 from quaterion.loss._checks import check_groups, check_positive_int, host_check_needed, mark_checked
 from quaterion.loss._device_checks import LAG, DeferredChecks, DeviceChecked, device_check_needed
+from quaterion.loss._valid_rows import real_mean
 from quaterion.loss.group_loss import GroupLoss
 
 
@@ -80,6 +81,7 @@ def cosine_margin_loss(
     scale: float,
     target_logit: Callable[[Tensor], Tensor],
     eps: float = 0.0,
+    valid: Optional[Tensor] = None,
 ) -> Tensor:
     """Cross-entropy of scaled cosine logits whose target column carries a margin.
 
@@ -94,6 +96,8 @@ def cosine_margin_loss(
         scale: ``s``.
         target_logit: maps the target cosines ``(B, 1)`` to their logits.
         eps: keeps the cosines off ``±1`` (for an ``arccos`` in ``target_logit``).
+        valid: bool ``(B,)`` real rows (``None``: all); the mean runs over them only
+            (padded rows of :func:`~quaterion.distributed.gather_rows_padded`).
 
     Returns:
         0-dim float.
@@ -102,7 +106,14 @@ def cosine_margin_loss(
     cos = cos.clamp(-1.0 + eps, 1.0 - eps)
     target = groups.unsqueeze(1)
     logits = cos.scatter(1, target, target_logit(cos.gather(1, target)))
-    return F.cross_entropy(scale * logits, groups)
+    return real_cross_entropy(scale * logits, groups, valid)
+
+
+def real_cross_entropy(logits: Tensor, groups: Tensor, valid: Optional[Tensor]) -> Tensor:
+    """``F.cross_entropy(logits, groups)`` (mean) over the real rows only."""
+    if valid is None:
+        return F.cross_entropy(logits, groups)
+    return real_mean(F.cross_entropy(logits, groups, reduction="none"), valid)
 
 
 class ClassifierGroupLoss(DeviceChecked, GroupLoss):
@@ -146,11 +157,20 @@ class ClassifierGroupLoss(DeviceChecked, GroupLoss):
         check_groups(embeddings, groups)
         if not device_check_needed(groups):
             check_group_ids(type(self).__name__, groups, self.num_groups)
-            return self._loss(*self.gather(embeddings, groups))
+            return self._gathered_loss(embeddings, groups)
         groups, valid = checked_on_device(
             type(self).__name__, groups, self.num_groups, self.device_checks()
         )
-        return self._loss(*self.gather(embeddings, groups)) * valid.to(embeddings.dtype)
+        return self._gathered_loss(embeddings, groups) * valid.to(embeddings.dtype)
 
-    def _loss(self, embeddings: Tensor, groups: Tensor) -> Tensor:
+    def _gathered_loss(self, embeddings: Tensor, groups: Tensor) -> Tensor:
+        """``_loss`` over every rank's rows (with ``gather_across_ranks``), padded rows left
+        out of the mean."""
+        embeddings, groups, valid = self.gather_padded(embeddings, groups)
+        if valid is None:
+            return self._loss(embeddings, groups)
+        return self._loss(embeddings, groups, valid=valid)
+
+    def _loss(self, embeddings: Tensor, groups: Tensor, valid: Optional[Tensor] = None) -> Tensor:
+        """Mean loss of the rows (those marked by ``valid`` only, when given)."""
         raise NotImplementedError

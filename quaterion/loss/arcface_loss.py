@@ -1,5 +1,7 @@
 """ArcFace: additive angular margin on a learned cosine classifier."""
 
+from typing import Optional
+
 import torch
 from torch import Tensor
 
@@ -19,6 +21,7 @@ def arcface_loss(
     groups: Tensor,
     scale: float = 64.0,
     margin: float = 0.5,
+    valid: Optional[Tensor] = None,
 ) -> Tensor:
     """Additive angular margin loss.
 
@@ -33,6 +36,8 @@ def arcface_loss(
         groups: int64 ``(B,)`` class ids in ``[0, C)`` (not checked here).
         scale: ``s``.
         margin: ``m``, in radians.
+        valid: bool ``(B,)`` real rows (``None``: all); the mean runs over them only
+            (padded rows of :func:`~quaterion.distributed.gather_rows_padded`).
 
     Returns:
         0-dim float.
@@ -44,6 +49,7 @@ def arcface_loss(
         scale,
         lambda cos: torch.cos(torch.arccos(cos) + margin),
         eps=_COS_EPS,
+        valid=valid,
     )
 
 
@@ -86,5 +92,5 @@ class ArcFaceLoss(ClassifierGroupLoss):
         self.margin = check_number(name, "margin", margin, minimum=0.0)
         self.kernel = class_kernel(embedding_size, num_groups)
 
-    def _loss(self, embeddings: Tensor, groups: Tensor) -> Tensor:
-        return arcface_loss(embeddings, self.kernel, groups, self.scale, self.margin)
+    def _loss(self, embeddings: Tensor, groups: Tensor, valid: Optional[Tensor] = None) -> Tensor:
+        return arcface_loss(embeddings, self.kernel, groups, self.scale, self.margin, valid=valid)

@@ -8,10 +8,15 @@ from torch import Tensor, nn
 
 from quaterion.loss._checks import check_number
 from quaterion.loss._classifier_loss import ClassifierGroupLoss
+from quaterion.loss._valid_rows import real_mean
 
 
 def center_loss(
-    embeddings: Tensor, centers: Tensor, groups: Tensor, lambda_c: float = 0.5
+    embeddings: Tensor,
+    centers: Tensor,
+    groups: Tensor,
+    lambda_c: float = 0.5,
+    valid: Optional[Tensor] = None,
 ) -> Tensor:
     """``lambda_c · mean_{i,k} (Ê_ik − centers_{y_i,k})²`` over all ``B·d`` elements.
 
@@ -22,11 +27,18 @@ def center_loss(
         centers: float ``(C, d)``.
         groups: int64 ``(B,)`` class ids in ``[0, C)``.
         lambda_c: weight of the term.
+        valid: bool ``(B,)`` real rows (``None``: all); the mean runs over their
+            elements only (padded rows of :func:`~quaterion.distributed.gather_rows_padded`).
 
     Returns:
         0-dim float.
     """
-    return lambda_c * F.mse_loss(F.normalize(embeddings, p=2, dim=1), centers[groups])
+    normalized = F.normalize(embeddings, p=2, dim=1)
+    if valid is None:
+        return lambda_c * F.mse_loss(normalized, centers[groups])
+    # every row has d elements: the mean of the real rows' means is the elements' mean
+    per_row = F.mse_loss(normalized, centers[groups], reduction="none").mean(dim=1)
+    return lambda_c * real_mean(per_row, valid)
 
 
 class CenterLoss(ClassifierGroupLoss):
@@ -64,5 +76,5 @@ class CenterLoss(ClassifierGroupLoss):
         self.centers = nn.Parameter(torch.empty(num_groups, embedding_size))
         nn.init.xavier_uniform_(self.centers)
 
-    def _loss(self, embeddings: Tensor, groups: Tensor) -> Tensor:
-        return center_loss(embeddings, self.centers, groups, self.lambda_c)
+    def _loss(self, embeddings: Tensor, groups: Tensor, valid: Optional[Tensor] = None) -> Tensor:
+        return center_loss(embeddings, self.centers, groups, self.lambda_c, valid=valid)

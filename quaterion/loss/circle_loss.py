@@ -8,6 +8,7 @@ from torch import LongTensor, Tensor
 
 from quaterion.distances import Distance
 from quaterion.loss._checks import check_groups, check_number
+from quaterion.loss._valid_rows import real_pairs
 from quaterion.loss.group_loss import GroupLoss
 from quaterion.utils import get_anchor_negative_mask, get_anchor_positive_mask
 
@@ -23,6 +24,7 @@ def circle_loss(
     ref_groups: Optional[Tensor] = None,
     margin: float = 0.25,
     scale_factor: float = 256.0,
+    valid: Optional[Tensor] = None,
 ) -> Tensor:
     """Circle loss of one batch, pooled over all pairs (not per anchor).
 
@@ -44,12 +46,16 @@ def circle_loss(
         ref_groups: ``(M,)`` group ids of the columns, or ``None`` (columns are the rows).
         margin: relaxation ``m``.
         scale_factor: ``γ``.
+        valid: bool ``(B,)`` real rows (``ref_groups=None`` only), ``None`` for all: pairs
+            with a padded row of :func:`~quaterion.distributed.gather_rows_padded` take
+            no part.
 
     Returns:
         0-dim float.
     """
     if ref_groups is None:
         upper = torch.ones_like(similarity, dtype=torch.bool).triu(diagonal=1)
+        upper = real_pairs(upper, valid, valid)
         positive = get_anchor_positive_mask(groups) & upper
         negative = get_anchor_negative_mask(groups) & upper
     else:
@@ -126,6 +132,8 @@ class CircleLoss(GroupLoss):
             ValueError: shapes are not ``(B, d)`` and ``(B,)``.
         """
         check_groups(embeddings, groups)
-        embeddings, groups = self.gather(embeddings, groups)
+        embeddings, groups, valid = self.gather_padded(embeddings, groups)
         similarity = self.distance_metric.similarity_matrix(embeddings)
-        return circle_loss(similarity, groups, margin=self.margin, scale_factor=self.scale_factor)
+        return circle_loss(
+            similarity, groups, margin=self.margin, scale_factor=self.scale_factor, valid=valid
+        )

@@ -18,6 +18,7 @@ def cos_face_loss(
     groups: Tensor,
     margin: float = 0.35,
     scale: float = 64.0,
+    valid: Optional[Tensor] = None,
 ) -> Tensor:
     """Large Margin Cosine Loss.
 
@@ -31,11 +32,15 @@ def cos_face_loss(
         groups: int64 ``(B,)`` class ids in ``[0, C)`` (not checked here).
         margin: ``m``, subtracted from the target cosine.
         scale: ``s``.
+        valid: bool ``(B,)`` real rows (``None``: all); the mean runs over them only
+            (padded rows of :func:`~quaterion.distributed.gather_rows_padded`).
 
     Returns:
         0-dim float.
     """
-    return cosine_margin_loss(embeddings, kernel, groups, scale, lambda cos: cos - margin)
+    return cosine_margin_loss(
+        embeddings, kernel, groups, scale, lambda cos: cos - margin, valid=valid
+    )
 
 
 class CosFaceLoss(ClassifierGroupLoss):
@@ -75,5 +80,5 @@ class CosFaceLoss(ClassifierGroupLoss):
         self.scale = check_number(name, "scale", scale, minimum=0.0, strict=True)
         self.kernel = class_kernel(embedding_size, num_groups)
 
-    def _loss(self, embeddings: Tensor, groups: Tensor) -> Tensor:
-        return cos_face_loss(embeddings, self.kernel, groups, self.margin, self.scale)
+    def _loss(self, embeddings: Tensor, groups: Tensor, valid: Optional[Tensor] = None) -> Tensor:
+        return cos_face_loss(embeddings, self.kernel, groups, self.margin, self.scale, valid=valid)

@@ -8,6 +8,7 @@ from torch import LongTensor, Tensor
 
 from quaterion.distances import Distance
 from quaterion.loss._checks import check_embeddings, check_positive_int
+from quaterion.loss._valid_rows import real_pairs
 from quaterion.loss.group_loss import GroupLoss
 from quaterion.utils import get_anchor_negative_mask, get_anchor_positive_mask
 
@@ -34,6 +35,7 @@ def fast_ap_loss(
     groups: Tensor,
     ref_groups: Optional[Tensor] = None,
     num_bins: int = 10,
+    valid: Optional[Tensor] = None,
 ) -> Tensor:
     """``1 − mean_i AP_i`` over anchors with at least one positive (0 if there is none).
 
@@ -50,12 +52,16 @@ def fast_ap_loss(
         groups: ``(B,)`` group ids of the anchors (int or float).
         ref_groups: ``(M,)`` group ids of the candidates; ``None`` means ``groups``.
         num_bins: number of histogram bins.
+        valid: bool ``(B,)`` real rows (``ref_groups=None`` only), ``None`` for all: a
+            padded row of :func:`~quaterion.distributed.gather_rows_padded` is neither an
+            anchor nor a candidate.
 
     Returns:
         0-dim float.
     """
-    positive = get_anchor_positive_mask(groups, ref_groups).to(squared_distance.dtype)
-    negative = get_anchor_negative_mask(groups, ref_groups).to(squared_distance.dtype)
+    positive = real_pairs(get_anchor_positive_mask(groups, ref_groups), valid, valid)
+    negative = real_pairs(get_anchor_negative_mask(groups, ref_groups), valid, valid)
+    positive, negative = positive.to(squared_distance.dtype), negative.to(squared_distance.dtype)
     position = squared_distance * (num_bins / _MAX_SQUARED_DISTANCE)
     h_pos = _soft_histogram(position, positive, num_bins)
     h_neg = _soft_histogram(position, negative, num_bins)
@@ -124,7 +130,7 @@ class FastAPLoss(GroupLoss):
                 f"FastAPLoss: groups must have shape ({embeddings.shape[0]},), one id per "
                 f"embedding row, got {tuple(groups.shape)}."
             )
-        embeddings, groups = self.gather(embeddings, groups)
+        embeddings, groups, valid = self.gather_padded(embeddings, groups)
         normalized = F.normalize(embeddings, p=2, dim=1)
         squared = self.distance_metric.distance_matrix(normalized) ** 2
-        return fast_ap_loss(squared, groups, num_bins=self.num_bins)
+        return fast_ap_loss(squared, groups, num_bins=self.num_bins, valid=valid)

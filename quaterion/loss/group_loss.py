@@ -1,11 +1,12 @@
 """Base class of losses trained on groups (``GroupSimilarityDataLoader``)."""
 
+import inspect
 from typing import Any, Callable, ClassVar, Optional
 
 from torch import LongTensor, Tensor
 
 from quaterion.distances import Distance
-from quaterion.distributed import gather_rows
+from quaterion.distributed import gather_rows, gather_rows_padded, world_size
 from quaterion.loss._checks import attached_zero, check_choice, check_groups, check_number
 from quaterion.loss.similarity_loss import SimilarityLoss
 
@@ -42,11 +43,32 @@ class GroupLoss(SimilarityLoss):
     def gather(self, embeddings: Tensor, groups: Tensor) -> tuple[Tensor, Tensor]:
         """Every rank's ``embeddings`` and ``groups`` if ``gather_across_ranks``, else the inputs.
 
-        See :func:`quaterion.distributed.gather_rows` for the gradient scaling under DDP.
+        Compact rows under the promise that every rank passes as many rows
+        (``gather_rows(..., equal_rows=True)``: on the device path, ranks that differ get
+        NaN and a ``RankMismatchError`` two calls later). The losses of this package use
+        :meth:`gather_padded` instead, which takes any row counts. See
+        :func:`quaterion.distributed.gather_rows` for the gradient scaling under DDP.
         """
         if not self.gather_across_ranks:
             return embeddings, groups
         return gather_rows(embeddings, groups, equal_rows=True)
+
+    def gather_padded(
+        self, embeddings: Tensor, groups: Tensor
+    ) -> tuple[Tensor, Tensor, Optional[Tensor]]:
+        """``(embeddings, groups, valid)`` of every rank if ``gather_across_ranks``.
+
+        Under DDP, :func:`quaterion.distributed.gather_rows_padded`: on the device path the
+        rows of each rank are padded to one capacity and ``valid`` (bool, on the device)
+        marks the real ones, so ranks may hold batches of different sizes (one collective,
+        no host sync); the loss must leave padded rows out of its pairs and means.
+        Otherwise (no gathering, a single process) the inputs and ``valid=None``: every
+        row is real.
+        """
+        if not self.gather_across_ranks or world_size() == 1:
+            return embeddings, groups, None
+        (embeddings, groups), valid = gather_rows_padded(embeddings, groups)
+        return embeddings, groups, valid
 
     def forward(self, embeddings: Tensor, groups: LongTensor) -> Tensor:
         """Compute the loss.
@@ -66,21 +88,30 @@ class GroupLoss(SimilarityLoss):
         groups: LongTensor,
         memory_embeddings: Tensor,
         memory_groups: LongTensor,
+        *,
+        valid: Optional[Tensor] = None,
+        memory_valid: Optional[Tensor] = None,
     ) -> Tensor:
         """Cross-batch-memory term: the batch as anchors, the memory as candidates.
 
         A loss with such a term sets ``supports_xbm = True`` and implements
-        ``_memory_loss(embeddings, groups, memory_embeddings, memory_groups)``; this method
-        checks the inputs and returns a zero attached to the graph for an empty memory.
+        ``_memory_loss(embeddings, groups, memory_embeddings, memory_groups)`` (with
+        keyword arguments ``valid`` and ``memory_valid`` to take padded rows, see below);
+        this method checks the inputs and returns a zero attached to the graph for an empty
+        memory.
 
         Args:
             embeddings: float ``(B, d)``.
             groups: int64 ``(B,)``.
             memory_embeddings: float ``(M, d)``.
             memory_groups: int64 ``(M,)``.
+            valid: bool ``(B,)``: the real rows of a batch gathered with padding (see
+                :meth:`gather_padded`); ``None``: all.
+            memory_valid: bool ``(M,)``: the real rows of the memory; ``None``: all.
 
         Raises:
             NotImplementedError: the loss has no cross-batch-memory support.
+            TypeError: masks were given to a ``_memory_loss`` that takes none.
         """
         if not self.supports_xbm:
             raise NotImplementedError(f"XBM is not implemented for {self.__class__.__name__}")
@@ -88,10 +119,34 @@ class GroupLoss(SimilarityLoss):
         if len(memory_groups) == 0:
             return attached_zero(embeddings)
         check_groups(memory_embeddings, memory_groups)
-        return self._memory_loss(embeddings, groups, memory_embeddings, memory_groups)
+        if valid is None and memory_valid is None:
+            return self._memory_loss(embeddings, groups, memory_embeddings, memory_groups)
+        if not _takes_masks(self._memory_loss):
+            raise TypeError(
+                f"{type(self).__name__}._memory_loss takes no `valid`/`memory_valid` "
+                "keyword arguments, but the batch or the memory holds padded rows (a "
+                "batch gathered across ranks of different sizes). Add both keyword "
+                "arguments and leave the rows they mark False out of the loss."
+            )
+        return self._memory_loss(
+            embeddings,
+            groups,
+            memory_embeddings,
+            memory_groups,
+            valid=valid,
+            memory_valid=memory_valid,
+        )
 
     def _memory_loss(self, embeddings, groups, memory_embeddings, memory_groups) -> Tensor:
         raise NotImplementedError
+
+
+def _takes_masks(method: Callable) -> bool:
+    """Whether ``method`` accepts the keyword arguments ``valid`` and ``memory_valid``."""
+    parameters = inspect.signature(method).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
+        return True
+    return "valid" in parameters and "memory_valid" in parameters
 
 
 class MinedMarginLoss(GroupLoss):
@@ -134,11 +189,25 @@ class MinedMarginLoss(GroupLoss):
     def forward(self, embeddings: Tensor, groups: LongTensor) -> Tensor:
         """Loss of ``embeddings: float (B, d)`` with ``groups: int64 (B,)``; 0-dim tensor."""
         check_groups(embeddings, groups)
-        return self._loss(*self.gather(embeddings, groups))
+        embeddings, groups, valid = self.gather_padded(embeddings, groups)
+        return self._loss(embeddings, groups, valid=valid)
 
-    def _loss(self, embeddings_a, groups_a, embeddings_b=None, groups_b=None) -> Tensor:
-        """Anchors ``(A, d)`` against candidates ``(M, d)``; ``None``: the anchors themselves."""
+    def _loss(
+        self,
+        embeddings_a,
+        groups_a,
+        embeddings_b=None,
+        groups_b=None,
+        valid: Optional[Tensor] = None,
+        memory_valid: Optional[Tensor] = None,
+    ) -> Tensor:
+        """Anchors ``(A, d)`` against candidates ``(M, d)``; ``None``: the anchors themselves.
+        ``valid`` / ``memory_valid``: the real anchors / candidates (``None``: all)."""
         dist = self.distance_metric.distance_matrix(embeddings_a, embeddings_b)
+        if embeddings_b is None:
+            groups_b, memory_valid = groups_a, valid
+        if valid is None and memory_valid is None:
+            return self._strategy(dist, groups_a, groups_b, self._margin)
         return self._strategy(
-            dist, groups_a, groups_a if groups_b is None else groups_b, self._margin
+            dist, groups_a, groups_b, self._margin, q_valid=valid, r_valid=memory_valid
         )

@@ -7,9 +7,10 @@ import torch.nn.functional as F
 from torch import LongTensor, Tensor
 
 from quaterion.distances import BaseDistance, Distance
-from quaterion.distributed import gather_rows
+from quaterion.distributed import gather_rows_padded, world_size
 from quaterion.loss._checks import check_number, check_pairs, host_check_needed, score_check
 from quaterion.loss._device_checks import DeviceChecked, device_check_needed, scores_on_device
+from quaterion.loss._valid_rows import real_mean
 from quaterion.loss.pairwise_loss import PairwiseLoss
 
 
@@ -26,6 +27,7 @@ def multiple_negatives_ranking_loss(
     distance: type[BaseDistance],
     scale: float = 20.0,
     symmetric: bool = False,
+    valid: Optional[Tensor] = None,
 ) -> Tensor:
     """Cross-entropy of each anchor against every positive of the batch.
 
@@ -39,15 +41,27 @@ def multiple_negatives_ranking_loss(
         distance: distance class.
         scale: logit scale.
         symmetric: also rank anchors for each positive.
+        valid: bool ``(n,)`` real pairs (``None``: all): a padded pair of
+            :func:`~quaterion.distributed.gather_rows_padded` is neither ranked nor a
+            negative of the others.
 
     Returns:
         0-dim float tensor.
     """
     logits = scale * distance.similarity_matrix(anchors, positives)
     targets = torch.arange(logits.shape[0], device=logits.device)
-    loss = F.cross_entropy(logits, targets)
+    if valid is None:
+        loss = F.cross_entropy(logits, targets)
+        if symmetric:
+            loss = (loss + F.cross_entropy(logits.T, targets)) / 2
+        return loss
+    # a real row never sees a padded column (its own target column is real: never all -inf)
+    padded_column = valid[:, None] & ~valid[None, :]
+    rows = F.cross_entropy(logits.masked_fill(padded_column, float("-inf")), targets, reduction="none")
+    loss = real_mean(rows, valid)
     if symmetric:
-        loss = (loss + F.cross_entropy(logits.T, targets)) / 2
+        columns = logits.T.masked_fill(padded_column, float("-inf"))
+        loss = (loss + real_mean(F.cross_entropy(columns, targets, reduction="none"), valid)) / 2
     return loss
 
 
@@ -130,13 +144,16 @@ class MultipleNegativesRankingLoss(DeviceChecked, PairwiseLoss):
                     + _POSITIVE_ONLY
                 )
         anchors, positives = embeddings[pairs[:, 0]], embeddings[pairs[:, 1]]
-        if self.gather_across_ranks:
-            anchors, positives = gather_rows(anchors, positives, equal_rows=True)
+        real = None
+        if self.gather_across_ranks and world_size() > 1:
+            # ranks may hold different numbers of pairs: padded, the real ones marked
+            (anchors, positives), real = gather_rows_padded(anchors, positives)
         loss = multiple_negatives_ranking_loss(
             anchors,
             positives,
             self.distance_metric,
             self._scale,
             self._symmetric,
+            valid=real,
         )
         return loss if valid is None else loss * valid.to(loss.dtype)

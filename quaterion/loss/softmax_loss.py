@@ -1,14 +1,23 @@
 """Softmax cross-entropy over a learned linear classifier."""
 
-import torch.nn.functional as F
+from typing import Optional
+
 from torch import Tensor
 
 from quaterion.loss._checks import check_number
-from quaterion.loss._classifier_loss import ClassifierGroupLoss, class_kernel
+from quaterion.loss._classifier_loss import (
+    ClassifierGroupLoss,
+    class_kernel,
+    real_cross_entropy,
+)
 
 
 def softmax_loss(
-    embeddings: Tensor, kernel: Tensor, groups: Tensor, temperature: float = 0.05
+    embeddings: Tensor,
+    kernel: Tensor,
+    groups: Tensor,
+    temperature: float = 0.05,
+    valid: Optional[Tensor] = None,
 ) -> Tensor:
     """Cross-entropy over ``z = E · W / temperature`` (no normalisation); ``CE(z, y)`` mean.
 
@@ -17,11 +26,13 @@ def softmax_loss(
         kernel: float ``(d, C)``.
         groups: int64 ``(B,)`` class ids in ``[0, C)``.
         temperature: divides the logits.
+        valid: bool ``(B,)`` real rows (``None``: all); the mean runs over them only
+            (padded rows of :func:`~quaterion.distributed.gather_rows_padded`).
 
     Returns:
         0-dim float.
     """
-    return F.cross_entropy(embeddings @ kernel / temperature, groups)
+    return real_cross_entropy(embeddings @ kernel / temperature, groups, valid)
 
 
 class SoftmaxLoss(ClassifierGroupLoss):
@@ -59,5 +70,5 @@ class SoftmaxLoss(ClassifierGroupLoss):
         self.temperature = check_number(name, "temperature", temperature, minimum=0.0, strict=True)
         self.kernel = class_kernel(embedding_size, num_groups)
 
-    def _loss(self, embeddings: Tensor, groups: Tensor) -> Tensor:
-        return softmax_loss(embeddings, self.kernel, groups, self.temperature)
+    def _loss(self, embeddings: Tensor, groups: Tensor, valid: Optional[Tensor] = None) -> Tensor:
+        return softmax_loss(embeddings, self.kernel, groups, self.temperature, valid=valid)

@@ -9,6 +9,7 @@ from torch import Tensor
 
 from quaterion.distances import Distance
 from quaterion.loss._checks import attached_zero
+from quaterion.loss._valid_rows import real_max, real_mean, real_pairs
 from quaterion.loss.group_loss import MinedMarginLoss
 from quaterion.utils.utils import get_anchor_negative_mask, get_anchor_positive_mask
 
@@ -47,7 +48,14 @@ def count_and_sum_below(
     return counts, sums
 
 
-def triplet_loss_all(dist: Tensor, q_groups: Tensor, r_groups: Tensor, margin: float) -> Tensor:
+def triplet_loss_all(
+    dist: Tensor,
+    q_groups: Tensor,
+    r_groups: Tensor,
+    margin: float,
+    q_valid: Optional[Tensor] = None,
+    r_valid: Optional[Tensor] = None,
+) -> Tensor:
     """Mean of ``[D_ap - D_an + m]_+`` over the valid triplets with a positive loss.
 
     Valid: ``p`` shares the anchor's group (``p != a`` when query and reference are the same
@@ -60,12 +68,15 @@ def triplet_loss_all(dist: Tensor, q_groups: Tensor, r_groups: Tensor, margin: f
         q_groups: ``(A,)`` group ids of the anchors.
         r_groups: ``(M,)`` group ids of the candidates.
         margin: margin ``m``.
+        q_valid: bool ``(A,)`` real anchors, ``None`` for all (padded rows of
+            :func:`~quaterion.distributed.gather_rows_padded` take no part).
+        r_valid: bool ``(M,)`` real candidates, ``None`` for all.
 
     Returns:
         0-dim float tensor.
     """
-    positive = get_anchor_positive_mask(q_groups, r_groups)
-    negative = get_anchor_negative_mask(q_groups, r_groups)
+    positive = real_pairs(get_anchor_positive_mask(q_groups, r_groups), q_valid, r_valid)
+    negative = real_pairs(get_anchor_negative_mask(q_groups, r_groups), q_valid, r_valid)
     ordered, prefix = sorted_with_prefix(dist.masked_fill(~negative, float("inf")))
     bounds = dist + margin  # L > 0  <=>  D_an < D_ap + m
     counts, below = count_and_sum_below(ordered, prefix, bounds)
@@ -76,7 +87,13 @@ def triplet_loss_all(dist: Tensor, q_groups: Tensor, r_groups: Tensor, margin: f
 
 
 def triplet_loss_batch_hard(
-    dist: Tensor, q_groups: Tensor, r_groups: Tensor, margin: float, soft: bool = False
+    dist: Tensor,
+    q_groups: Tensor,
+    r_groups: Tensor,
+    margin: float,
+    soft: bool = False,
+    q_valid: Optional[Tensor] = None,
+    r_valid: Optional[Tensor] = None,
 ) -> Tensor:
     """Batch-hard triplet loss: hardest positive and hardest negative per anchor.
 
@@ -90,25 +107,36 @@ def triplet_loss_batch_hard(
         q_groups: ``(A,)``; r_groups: ``(M,)``.
         margin: margin ``m`` (unused when ``soft``).
         soft: use the soft-margin (softplus) variant.
+        q_valid: bool ``(A,)`` real anchors, ``None`` for all (padded rows of
+            :func:`~quaterion.distributed.gather_rows_padded` take no part).
+        r_valid: bool ``(M,)`` real candidates, ``None`` for all.
 
     Returns:
         0-dim float tensor.
     """
-    positive = get_anchor_positive_mask(q_groups, r_groups)
-    negative = get_anchor_negative_mask(q_groups, r_groups)
+    positive = real_pairs(get_anchor_positive_mask(q_groups, r_groups), q_valid, r_valid)
+    negative = real_pairs(get_anchor_negative_mask(q_groups, r_groups), q_valid, r_valid)
     hardest_positive = (positive * dist).max(dim=1).values
-    row_max = dist.max(dim=1, keepdim=True).values
-    hardest_negative = (dist + row_max * (~negative)).min(dim=1).values
+    row_max = real_max(dist, r_valid)
+    shifted = dist + row_max * (~negative)
+    if r_valid is not None:  # a padded column is never the minimum of a real anchor
+        shifted = shifted.masked_fill(~r_valid[None, :], float("inf"))
+    hardest_negative = shifted.min(dim=1).values
     gap = hardest_positive - hardest_negative
     if soft:
-        return F.softplus(gap).mean()
-    scale = hardest_negative.mean()
+        return real_mean(F.softplus(gap), q_valid)
+    scale = real_mean(hardest_negative, q_valid)
     scale = torch.where(scale.abs() < 1e-12, torch.full_like(scale, 1e-12), scale)
-    return F.relu(gap / scale + margin).mean()
+    return real_mean(F.relu(gap / scale + margin), q_valid)
 
 
 def triplet_loss_semi_hard(
-    dist: Tensor, q_groups: Tensor, r_groups: Tensor, margin: float
+    dist: Tensor,
+    q_groups: Tensor,
+    r_groups: Tensor,
+    margin: float,
+    q_valid: Optional[Tensor] = None,
+    r_valid: Optional[Tensor] = None,
 ) -> Tensor:
     """Batch-wide semi-hard loss: mean of ``clamp(u - v + m, 0, m)`` over all pairs.
 
@@ -121,15 +149,20 @@ def triplet_loss_semi_hard(
         dist: float ``(A, M)``, anchors x candidates.
         q_groups: ``(A,)``; r_groups: ``(M,)``.
         margin: margin ``m``.
+        q_valid: bool ``(A,)`` real anchors, ``None`` for all (padded rows of
+            :func:`~quaterion.distributed.gather_rows_padded` take no part).
+        r_valid: bool ``(M,)`` real candidates, ``None`` for all.
 
     Returns:
         0-dim float tensor.
     """
-    same = q_groups[:, None] == r_groups[None, :]
+    pairs_of_real = real_pairs(torch.ones_like(dist, dtype=torch.bool), q_valid, r_valid)
+    same = pairs_of_real & (q_groups[:, None] == r_groups[None, :])
     # Fixed shapes only (no boolean indexing): negatives are the matrix with every
-    # same-group cell set to +inf (sorted last, 0 in the prefix sums), and every cell acts
-    # as a bound u, weighted by whether it is a positive.
-    ordered, prefix = sorted_with_prefix(dist.masked_fill(same, float("inf")).flatten())
+    # same-group cell (and every padded row's) set to +inf (sorted last, 0 in the prefix
+    # sums), and every cell acts as a bound u, weighted by whether it is a positive.
+    negative = pairs_of_real & ~same
+    ordered, prefix = sorted_with_prefix(dist.masked_fill(~negative, float("inf")).flatten())
     bounds = dist.flatten()
     n_clamped, sum_clamped = count_and_sum_below(ordered, prefix, bounds, right=True)
     n_below, sum_below = count_and_sum_below(ordered, prefix, bounds + margin)
@@ -138,7 +171,7 @@ def triplet_loss_semi_hard(
     per_cell = margin * n_clamped + (n_below - n_clamped) * upper - (sum_below - sum_clamped)
     total = torch.where(same.flatten(), per_cell, 0).sum()
     num_positive = same.sum()
-    pairs = num_positive * (same.numel() - num_positive)
+    pairs = num_positive * (pairs_of_real.sum() - num_positive)
     # no positive or no negative: total is an exact 0 still attached to the graph
     return (total / pairs.clamp(min=1)).to(dist.dtype)
 
@@ -195,11 +228,20 @@ class TripletLoss(MinedMarginLoss):
         """Base config plus ``margin``, ``mining`` and ``soft``."""
         return {**super().get_config_dict(), "soft": self._soft}
 
-    def _memory_loss(self, embeddings, groups, memory_embeddings, memory_groups) -> Tensor:
+    def _memory_loss(
+        self, embeddings, groups, memory_embeddings, memory_groups, valid=None, memory_valid=None
+    ) -> Tensor:
         # the batch as anchors, the memory as candidates; mining="all" has no memory term
         if self._mining not in _XBM_MINING:
             return attached_zero(embeddings)
-        return self._loss(embeddings, groups, memory_embeddings, memory_groups)
+        return self._loss(
+            embeddings,
+            groups,
+            memory_embeddings,
+            memory_groups,
+            valid=valid,
+            memory_valid=memory_valid,
+        )
 
     def _semi_hard_triplet_loss(
         self, embeddings_a: Tensor, groups_a: Tensor, embeddings_b: Tensor, groups_b: Tensor

@@ -11,7 +11,7 @@ from typing_extensions import override
 
 from quaterion.dataset.similarity_data_loader import SimilarityDataLoader
 from quaterion.dataset.train_collator import TrainCollator
-from quaterion.distributed import gather_rows, is_global_rank_zero, world_size
+from quaterion.distributed import gather_rows_padded, is_global_rank_zero, world_size
 from quaterion.eval.attached_metric import AttachedMetric
 from quaterion.loss import GroupLoss, SimilarityLoss
 from quaterion.train._fit_checks import check_batch_labels
@@ -184,14 +184,22 @@ class TrainableModel(pl.LightningModule, CacheMixin):
         # the buffer keeps float32; a half/double-precision head gets memory in its own dtype
         memory_embeddings = memory_embeddings.to(embeddings.dtype)
         groups = targets["groups"]
-        # under DDP with gather_across_ranks, every rank's rows are anchors (as in the loss)
-        anchors, anchor_groups = self._loss.gather(embeddings, groups)
-        term = self._loss.xbm_loss(anchors, anchor_groups, memory_embeddings, memory_groups)
+        # under DDP with gather_across_ranks, every rank's rows are anchors (as in the loss);
+        # ranks may hold batches of different sizes: padded rows are marked, never used
+        anchors, anchor_groups, valid = self._loss.gather_padded(embeddings, groups)
+        masks = {"valid": valid, "memory_valid": buffer.valid_rows()}
+        masks = {name: mask for name, mask in masks.items() if mask is not None}
+        term = self._loss.xbm_loss(
+            anchors, anchor_groups, memory_embeddings, memory_groups, **masks
+        )
         # every rank queues the batch of all ranks, so all ranks hold the same memory
         if self._loss.gather_across_ranks:
-            queued = (anchors.detach(), anchor_groups.detach())
+            queued = (anchors.detach(), anchor_groups.detach(), valid)
+        elif world_size() > 1:
+            (rows, row_groups), real = gather_rows_padded(embeddings.detach(), groups.detach())
+            queued = (rows, row_groups, real)
         else:
-            queued = gather_rows(embeddings.detach(), groups.detach(), equal_rows=True)
+            queued = (embeddings.detach(), groups.detach(), None)
         buffer.queue(*queued)
         return config.weight * term
 

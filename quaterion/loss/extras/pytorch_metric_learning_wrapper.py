@@ -6,6 +6,7 @@ from pytorch_metric_learning.losses import BaseMetricLossFunction
 from pytorch_metric_learning.miners import BaseMiner
 from torch import LongTensor, Tensor
 
+from quaterion.distributed import gather_rows
 from quaterion.loss.group_loss import GroupLoss
 
 
@@ -22,7 +23,12 @@ class PytorchMetricLearningWrapper(GroupLoss):
         loss: a ``pytorch_metric_learning.losses.BaseMetricLossFunction`` instance.
         miner: a ``pytorch_metric_learning.miners.BaseMiner`` instance, or ``None``.
         gather_across_ranks: under DDP, mine and compute the loss over every rank's batch
-            (this replaces PML's ``DistributedLossWrapper``; do not combine them).
+            (this replaces PML's ``DistributedLossWrapper``; do not combine them). PML's
+            losses and miners cannot leave padded rows out, so this gather is the checked
+            one (:func:`quaterion.distributed.gather_rows` without ``equal_rows``): compact
+            rows, ranks may hold different batch sizes; for CUDA tensors under NCCL it
+            exchanges the row counts over the host first (two collectives, no device wait;
+            PML itself reads device values on the host).
 
     Raises:
         TypeError: ``loss`` or ``miner`` has the wrong type.
@@ -57,6 +63,7 @@ class PytorchMetricLearningWrapper(GroupLoss):
 
     def forward(self, embeddings: Tensor, groups: LongTensor) -> Tensor:
         """PML loss of ``embeddings: float (B, d)`` with ``groups: int64 (B,)``; 0-dim float."""
-        embeddings, groups = self.gather(embeddings, groups)
+        if self.gather_across_ranks:
+            embeddings, groups = gather_rows(embeddings, groups)
         indices_tuple = None if self._miner is None else self._miner(embeddings, groups)
         return self._loss(embeddings, groups, indices_tuple)

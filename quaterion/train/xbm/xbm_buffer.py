@@ -1,6 +1,6 @@
 """Ring buffer of past embeddings and their group labels (cross-batch memory)."""
 
-from typing import Tuple
+from typing import Optional, Tuple
 
 import torch
 from torch import LongTensor, Tensor
@@ -22,6 +22,11 @@ class XbmBuffer:
     first batch queued or read with :meth:`to`, so the buffer always lives on the model's
     device.
 
+    A batch gathered across ranks with padding (see
+    :func:`quaterion.distributed.gather_rows_padded`) is queued with its ``valid`` mask:
+    its padded rows take their slots (the pointer moves on the host without reading the
+    mask) but :meth:`valid_rows` marks them, and the memory loss leaves them out.
+
     Args:
         config: XBM settings; ``buffer_size`` is the capacity ``N``.
         embedding_size: width ``d`` of the stored embeddings.
@@ -36,8 +41,10 @@ class XbmBuffer:
         device = _resolve_device(config.device)
         self.embeddings = torch.zeros(size, embedding_size, dtype=torch.float32, device=device)
         self.targets = torch.zeros(size, dtype=torch.long, device=device)
+        self.valid = torch.ones(size, dtype=torch.bool, device=device)
         self.p = 0
         self._is_full = False
+        self._padded = False  # a mask was ever queued
 
     @property
     def is_full(self) -> bool:
@@ -55,6 +62,7 @@ class XbmBuffer:
         if self.embeddings.device != device:
             self.embeddings = self.embeddings.to(device)
             self.targets = self.targets.to(device)
+            self.valid = self.valid.to(device)
         return self
 
     def get(self) -> Tuple[Tensor, LongTensor]:
@@ -63,33 +71,48 @@ class XbmBuffer:
             return self.embeddings.clone(), self.targets.clone()
         return self.embeddings[: self.p].clone(), self.targets[: self.p].clone()
 
-    def queue(self, embeddings: Tensor, targets: LongTensor) -> None:
+    def valid_rows(self) -> Optional[Tensor]:
+        """Which rows of :meth:`get` are real (bool, on the buffer's device), or ``None``
+        when no padded batch was ever queued (every row is real)."""
+        if not self._padded:
+            return None
+        return self.valid.clone() if self._is_full else self.valid[: self.p].clone()
+
+    def queue(
+        self, embeddings: Tensor, targets: LongTensor, valid: Optional[Tensor] = None
+    ) -> None:
         """Append a batch ``(b, d)`` / ``(b,)``, overwriting the oldest rows when full.
 
-        A batch larger than the buffer keeps only its last ``N`` items.
+        A batch larger than the buffer keeps only its last ``N`` items. ``valid``: bool
+        ``(b,)``, the batch's real rows when it was gathered with padding (``None``: all).
         """
         size = self.embeddings.shape[0]
         self.to(embeddings.device)
         embeddings = embeddings.detach()
         targets = targets.detach()
+        if valid is None:
+            valid = torch.ones(embeddings.shape[0], dtype=torch.bool, device=self.device)
+        else:
+            self._padded = True
         if embeddings.shape[0] > size:
-            embeddings, targets = embeddings[-size:], targets[-size:]
+            embeddings, targets, valid = embeddings[-size:], targets[-size:], valid[-size:]
         b = embeddings.shape[0]
         end = self.p + b
         if end < size:
-            self.embeddings[self.p : end] = embeddings
-            self.targets[self.p : end] = targets
+            self._write(slice(self.p, end), embeddings, targets, valid)
             self.p = end
         elif end == size:
-            self.embeddings[size - b :] = embeddings
-            self.targets[size - b :] = targets
+            self._write(slice(size - b, size), embeddings, targets, valid)
             self.p = 0
             self._is_full = True
         else:
             extra = end - size
-            self.embeddings[self.p :] = embeddings[extra:]
-            self.targets[self.p :] = targets[extra:]
-            self.embeddings[:extra] = embeddings[:extra]
-            self.targets[:extra] = targets[:extra]
+            self._write(slice(self.p, size), embeddings[extra:], targets[extra:], valid[extra:])
+            self._write(slice(0, extra), embeddings[:extra], targets[:extra], valid[:extra])
             self.p = extra
             self._is_full = True
+
+    def _write(self, rows: slice, embeddings: Tensor, targets: Tensor, valid: Tensor) -> None:
+        self.embeddings[rows] = embeddings
+        self.targets[rows] = targets
+        self.valid[rows] = valid

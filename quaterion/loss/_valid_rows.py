@@ -1,0 +1,46 @@
+"""Losses over rows gathered with padding: which rows and pairs are real, and means over them.
+
+:func:`quaterion.distributed.gather_rows_padded` returns every rank's rows padded to one
+capacity and a bool mask ``valid`` of the real ones, computed on the device. A loss keeps
+padded rows out of its pairs (never an anchor, a positive or a negative) and out of the
+counts its means divide by, so its value equals the loss of the real rows alone. All of it
+with fixed shapes (``torch.where``, no boolean indexing), so nothing waits for the device.
+``valid=None`` means every row is real: the unmasked computation, unchanged.
+"""
+
+from typing import Optional
+
+import torch
+from torch import Tensor
+
+
+def real_pairs(mask: Tensor, valid: Optional[Tensor], ref_valid: Optional[Tensor]) -> Tensor:
+    """``mask (A, M)`` restricted to pairs of a real anchor row and a real candidate column.
+
+    Args:
+        mask: bool ``(A, M)`` pair mask (positives, negatives).
+        valid: bool ``(A,)`` real anchors, or ``None`` (all real).
+        ref_valid: bool ``(M,)`` real candidates, or ``None`` (all real).
+    """
+    if valid is not None:
+        mask = mask & valid[:, None]
+    if ref_valid is not None:
+        mask = mask & ref_valid[None, :]
+    return mask
+
+
+def real_mean(values: Tensor, valid: Optional[Tensor]) -> Tensor:
+    """Mean of ``values (B,)`` over the real rows (``values.mean()`` when ``valid`` is
+    ``None``); 0 without real rows. Padded entries may hold anything finite or not: they
+    are selected away, never multiplied."""
+    if valid is None:
+        return values.mean()
+    total = torch.where(valid, values, torch.zeros_like(values)).sum()
+    return total / valid.sum().clamp(min=1).to(values.dtype)
+
+
+def real_max(values: Tensor, ref_valid: Optional[Tensor], dim: int = 1) -> Tensor:
+    """``values.max(dim, keepdim=True)`` over the real candidates (columns) only."""
+    if ref_valid is not None:
+        values = values.masked_fill(~ref_valid[None, :], float("-inf"))
+    return values.max(dim=dim, keepdim=True).values
