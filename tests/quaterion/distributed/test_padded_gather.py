@@ -1,0 +1,117 @@
+"""``gather_rows_padded`` on its device path (forced on CPU tensors over 2 gloo processes):
+ranks with different row counts (one of them empty) take one collective and no host sync
+per call; every rank gets each rank's rows padded to the agreed capacity with a mask of the
+real ones, and the real rows, their order and their gradients equal a single-process
+computation over the concatenated rows. A rank with more rows than the capacity, or another
+dtype, still gives NaN outputs and the same ``RankMismatchError`` on both ranks two calls
+later; when every rank grows, they re-agree without an error."""
+
+import pytest
+import torch
+
+from tests.quaterion.distributed import _padded_gather_cases as cases
+from tests.quaterion.distributed._gather_plan_cases import rows_of
+from tests.quaterion.distributed._launch import spawn_ranks
+
+pytestmark = pytest.mark.slow
+
+WORLD = cases.WORLD
+NAMES = [name for name, _, _, _ in cases.CALLS]
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("padded_gather")
+    spawn_ranks(cases.run_rank, (str(tmp / "store"), str(tmp)), world=WORLD, timeout=180)
+    return [torch.load(tmp / f"rank{r}.pt", weights_only=False) for r in range(WORLD)]
+
+
+@pytest.mark.parametrize("name, expected", [(c[0], c[3]) for c in cases.CALLS])
+def test_collectives_and_host_syncs_per_call(results, name, expected):
+    for rank in range(WORLD):
+        record = results[rank][name]
+        assert record["forward"].get("all_gather", 0) == expected, (rank, record["forward"])
+        assert set(record["forward"]) <= {"all_gather"}, record["forward"]
+        assert ("error" in record) == (name in cases.RAISING), (rank, record.get("error"))
+        if "error" not in record and name not in cases.COMPACT:
+            assert record["syncs"] == 0, (rank, name)
+            assert record["backward"] == {"all_reduce": 1}, (rank, name, record["backward"])
+
+
+def naive_single_process(call: int, sizes):
+    """The real rows of every rank concatenated, their labels, and each rank's gradient of
+    ``sum_i logsumexp_j <e_i, e_j>`` over them (an explicit double loop)."""
+    parts = [rows_of(rank, call, n) for rank, n in enumerate(sizes)]
+    embeddings = torch.cat([e for e, _ in parts]).double().requires_grad_()
+    labels = torch.cat([labels for _, labels in parts])
+    total = embeddings.new_zeros(())
+    for i in range(len(embeddings)):
+        terms = torch.stack([embeddings[i] @ embeddings[j] for j in range(len(embeddings))])
+        total = total + torch.logsumexp(terms, dim=0)
+    if len(embeddings):
+        total.backward()
+        grads = embeddings.grad.float()
+    else:
+        grads = torch.zeros(0, 3)
+    return embeddings.detach().float(), labels, list(torch.split(grads, list(sizes)))
+
+
+@pytest.mark.parametrize("call", range(len(cases.CALLS)))
+def test_real_rows_and_gradients_equal_a_single_process_run(results, call):
+    name, sizes, _, _ = cases.CALLS[call]
+    if name in cases.RAISING or name in cases.POISONED:
+        return  # checked below
+    rows, labels, grads = naive_single_process(call, sizes)
+    for rank in range(WORLD):
+        record = results[rank][name]
+        valid = record["valid"]
+        assert valid.dtype == torch.bool and valid.shape == record["rows"].shape[:1]
+        if name in cases.COMPACT:
+            assert valid.all() and record["rows"].shape[0] == sum(sizes)
+        else:  # every rank's slot of `capacity` rows, the real ones first
+            capacity = record["rows"].shape[0] // WORLD
+            slots = torch.arange(capacity)
+            expected = torch.cat([slots < n for n in sizes])
+            torch.testing.assert_close(valid, expected, rtol=0, atol=0)
+            padding = record["rows"][~valid]
+            torch.testing.assert_close(padding, torch.zeros_like(padding), rtol=0, atol=0)
+        torch.testing.assert_close(record["rows"][valid], rows, rtol=0, atol=0)
+        torch.testing.assert_close(record["labels"][valid], labels, rtol=0, atol=0)
+        assert record["grad"].shape == (sizes[rank], 3)
+        torch.testing.assert_close(record["grad"], WORLD * grads[rank], rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("name, rows_per_rank", [("too_many", (10, 10)), ("other_layout", (8, 8))])
+def test_more_rows_or_another_dtype_poisons_every_row(results, name, rows_per_rank):
+    for rank in range(WORLD):
+        record = results[rank][name]
+        assert record["rows"].shape == (rows_per_rank[rank], 3), record["rows"].shape
+        assert torch.isnan(record["rows"]).all(), (rank, name)
+        assert record["valid"].all()  # the NaN rows reach the loss: the step is not applied
+        assert record["backward"] == {"all_reduce": 1}, (rank, name, record["backward"])
+        assert record["grad"] is not None and not torch.isfinite(record["grad"]).any()
+
+
+@pytest.mark.parametrize(
+    "name, parts",
+    [
+        (
+            "raises_too_many",
+            [
+                f"gather_rows call {NAMES.index('too_many') + 1} ",
+                "rank 0: 5 rows",
+                "rank 1: 6 rows, more than the 5 rows agreed",
+                "reset_gathers()",
+            ],
+        ),
+        (
+            "raises_other",
+            [f"gather_rows call {NAMES.index('other_layout') + 1} ", "rank 1: another layout"],
+        ),
+    ],
+)
+def test_every_rank_raises_the_same_error(results, name, parts):
+    messages = [results[rank][name].get("error") for rank in range(WORLD)]
+    assert messages[0] is not None and messages[0] == messages[1], messages
+    for part in parts + ["gather_rows_padded", "make the first batch of the loop the largest"]:
+        assert part in messages[0], messages[0]
