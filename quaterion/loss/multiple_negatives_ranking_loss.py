@@ -57,7 +57,9 @@ def multiple_negatives_ranking_loss(
         return loss
     # a real row never sees a padded column (its own target column is real: never all -inf)
     padded_column = valid[:, None] & ~valid[None, :]
-    rows = F.cross_entropy(logits.masked_fill(padded_column, float("-inf")), targets, reduction="none")
+    rows = F.cross_entropy(
+        logits.masked_fill(padded_column, float("-inf")), targets, reduction="none"
+    )
     loss = real_mean(rows, valid)
     if symmetric:
         columns = logits.T.masked_fill(padded_column, float("-inf"))

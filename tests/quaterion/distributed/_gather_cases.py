@@ -1,7 +1,7 @@
 """Loss cases for the gathered-negatives equality test: data, a tiny net, one rank's run."""
 
 import os
-from typing import Callable, Dict, List, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 import torch.distributed as dist
@@ -71,20 +71,25 @@ class Net(nn.Module):
         return self.loss(embeddings=self.encoder(features), **targets)
 
 
-def rank_batches(case: str) -> List[Tuple[torch.Tensor, dict]]:
-    """The batch of every rank, as the collator would build it on that rank."""
-    generator = torch.Generator().manual_seed(CASES.index(case))
+def rank_batches(
+    case: str, sizes: Optional[Sequence[int]] = None
+) -> List[Tuple[torch.Tensor, dict]]:
+    """The batch of every rank, as the collator would build it on that rank: ``sizes``
+    rows (group losses) or pairs (pair losses) per rank, by default ``GROUP_SIZES`` /
+    ``PAIR_SIZES``."""
+    generator = torch.Generator().manual_seed(CASES.index(case) + 100 * sum(sizes or ()))
     batches = []
     if case in GROUP_LOSSES:
-        groups = torch.tensor([0, 1, 2, 0, 1, 2, 0, 1])
+        sizes = GROUP_SIZES if sizes is None else sizes
+        groups = torch.tensor([0, 1, 2, 0, 1, 2, 0, 1, 2, 0])[: sum(sizes)]
         features = torch.randn(len(groups), IN_DIM, generator=generator, dtype=torch.float64)
         start = 0
-        for size in GROUP_SIZES:
+        for size in sizes:
             part = slice(start, start + size)
             batches.append((features[part], {"groups": groups[part]}))
             start += size
         return batches
-    for n in PAIR_SIZES:
+    for n in PAIR_SIZES if sizes is None else sizes:
         features = torch.randn(2 * n, IN_DIM, generator=generator, dtype=torch.float64)
         pairs = torch.stack([torch.arange(n), torch.arange(n) + n], dim=1)
         targets = {"pairs": pairs, "labels": torch.ones(n), "subgroups": torch.zeros(2 * n)}
@@ -92,9 +97,11 @@ def rank_batches(case: str) -> List[Tuple[torch.Tensor, dict]]:
     return batches
 
 
-def concatenated_batch(case: str) -> Tuple[torch.Tensor, dict]:
+def concatenated_batch(
+    case: str, sizes: Optional[Sequence[int]] = None
+) -> Tuple[torch.Tensor, dict]:
     """The one-process batch holding every rank's rows, in rank order."""
-    batches = rank_batches(case)
+    batches = rank_batches(case, sizes)
     features = torch.cat([features for features, _ in batches])
     if case in GROUP_LOSSES:
         return features, {"groups": torch.cat([t["groups"] for _, t in batches])}
@@ -113,10 +120,10 @@ def loss_and_grads(net: nn.Module, module: nn.Module, batch) -> dict:
     return {"loss": loss.detach().clone(), "grads": grads}
 
 
-def single_process(case: str) -> dict:
+def single_process(case: str, sizes: Optional[Sequence[int]] = None) -> dict:
     """The reference: one process over the concatenated batch."""
     net = Net(case)
-    return loss_and_grads(net, net, concatenated_batch(case))
+    return loss_and_grads(net, net, concatenated_batch(case, sizes))
 
 
 def run_rank(rank: int, world: int, store_file: str, out_dir: str) -> None:

@@ -58,9 +58,7 @@ def _one_call(rank: int, call: int, rows: int, kind: str, counter: CollectiveCou
     embeddings.requires_grad_()
     try:
         with count_host_syncs() as syncs:
-            (gathered, gathered_labels), valid = distributed.gather_rows_padded(
-                embeddings, labels
-            )
+            (gathered, gathered_labels), valid = distributed.gather_rows_padded(embeddings, labels)
     except distributed.RankMismatchError as error:
         return {"error": str(error), "forward": counter.take()}
     record = {

@@ -47,9 +47,7 @@ def padded_layout(sizes, seed=0):
     total = sum(sizes)
     real = torch.randn(total, DIM, generator=generator, dtype=torch.float64)
     groups = torch.randint(0, NUM_GROUPS, (total,), generator=generator)
-    where = torch.cat(
-        [torch.arange(n) + rank * CAPACITY for rank, n in enumerate(sizes)]
-    ).long()
+    where = torch.cat([torch.arange(n) + rank * CAPACITY for rank, n in enumerate(sizes)]).long()
     slots = len(sizes) * CAPACITY
     padded_groups = torch.zeros(slots, dtype=torch.long)  # padding is zeros: group 0
     padded_groups[where] = groups
