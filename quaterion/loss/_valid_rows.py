@@ -8,7 +8,8 @@ with fixed shapes (``torch.where``, no boolean indexing), so nothing waits for t
 ``valid=None`` means every row is real: the unmasked computation, unchanged.
 """
 
-from typing import Optional
+import inspect
+from typing import Callable, Optional
 
 import torch
 from torch import Tensor
@@ -44,3 +45,12 @@ def real_max(values: Tensor, ref_valid: Optional[Tensor], dim: int = 1) -> Tenso
     if ref_valid is not None:
         values = values.masked_fill(~ref_valid[None, :], float("-inf"))
     return values.max(dim=dim, keepdim=True).values
+
+
+def takes_row_masks(method: Callable) -> bool:
+    """Whether ``method`` (an ``xbm_loss`` or ``_memory_loss``) accepts the keyword arguments
+    ``valid`` and ``memory_valid`` (an override with the spec's four arguments does not)."""
+    parameters = inspect.signature(method).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
+        return True
+    return "valid" in parameters and "memory_valid" in parameters

@@ -1,6 +1,5 @@
 """Base class of losses trained on groups (``GroupSimilarityDataLoader``)."""
 
-import inspect
 from typing import Any, Callable, ClassVar, Optional
 
 from torch import LongTensor, Tensor
@@ -8,6 +7,7 @@ from torch import LongTensor, Tensor
 from quaterion.distances import Distance
 from quaterion.distributed import gather_rows, gather_rows_padded, world_size
 from quaterion.loss._checks import attached_zero, check_choice, check_groups, check_number
+from quaterion.loss._valid_rows import takes_row_masks
 from quaterion.loss.similarity_loss import SimilarityLoss
 
 
@@ -121,7 +121,7 @@ class GroupLoss(SimilarityLoss):
         check_groups(memory_embeddings, memory_groups)
         if valid is None and memory_valid is None:
             return self._memory_loss(embeddings, groups, memory_embeddings, memory_groups)
-        if not _takes_masks(self._memory_loss):
+        if not takes_row_masks(self._memory_loss):
             raise TypeError(
                 f"{type(self).__name__}._memory_loss takes no `valid`/`memory_valid` "
                 "keyword arguments, but the batch or the memory holds padded rows (a "
@@ -139,14 +139,6 @@ class GroupLoss(SimilarityLoss):
 
     def _memory_loss(self, embeddings, groups, memory_embeddings, memory_groups) -> Tensor:
         raise NotImplementedError
-
-
-def _takes_masks(method: Callable) -> bool:
-    """Whether ``method`` accepts the keyword arguments ``valid`` and ``memory_valid``."""
-    parameters = inspect.signature(method).parameters
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
-        return True
-    return "valid" in parameters and "memory_valid" in parameters
 
 
 class MinedMarginLoss(GroupLoss):

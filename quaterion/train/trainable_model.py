@@ -11,7 +11,7 @@ from typing_extensions import override
 
 from quaterion.dataset.similarity_data_loader import SimilarityDataLoader
 from quaterion.dataset.train_collator import TrainCollator
-from quaterion.distributed import gather_rows_padded, is_global_rank_zero, world_size
+from quaterion.distributed import is_global_rank_zero, world_size
 from quaterion.eval.attached_metric import AttachedMetric
 from quaterion.loss import GroupLoss, SimilarityLoss
 from quaterion.train._fit_checks import check_batch_labels
@@ -32,6 +32,7 @@ from quaterion.train.callbacks.rank_failure_callback import RankFailureCallback
 from quaterion.train.gradient_cache import GradientCacheConfig, cached_gradient_step
 from quaterion.train.xbm import XbmConfig
 from quaterion.train.xbm.xbm_buffer import XbmBuffer
+from quaterion.train.xbm.xbm_term import memory_term
 from quaterion.utils.enums import TrainStage
 from quaterion_models import SimilarityModel
 from quaterion_models.encoders import Encoder
@@ -179,28 +180,7 @@ class TrainableModel(pl.LightningModule, CacheMixin):
             return None
         if not isinstance(self._loss, GroupLoss):
             raise NotImplementedError("XBM is currently supported only with GroupLoss instances")
-        buffer = self._xbm_buffer.to(embeddings.device)
-        memory_embeddings, memory_groups = buffer.get()
-        # the buffer keeps float32; a half/double-precision head gets memory in its own dtype
-        memory_embeddings = memory_embeddings.to(embeddings.dtype)
-        groups = targets["groups"]
-        # under DDP with gather_across_ranks, every rank's rows are anchors (as in the loss);
-        # ranks may hold batches of different sizes: padded rows are marked, never used
-        anchors, anchor_groups, valid = self._loss.gather_padded(embeddings, groups)
-        masks = {"valid": valid, "memory_valid": buffer.valid_rows()}
-        masks = {name: mask for name, mask in masks.items() if mask is not None}
-        term = self._loss.xbm_loss(
-            anchors, anchor_groups, memory_embeddings, memory_groups, **masks
-        )
-        # every rank queues the batch of all ranks, so all ranks hold the same memory
-        if self._loss.gather_across_ranks:
-            queued = (anchors.detach(), anchor_groups.detach(), valid)
-        elif world_size() > 1:
-            (rows, row_groups), real = gather_rows_padded(embeddings.detach(), groups.detach())
-            queued = (rows, row_groups, real)
-        else:
-            queued = (embeddings.detach(), groups.detach(), None)
-        buffer.queue(*queued)
+        term = memory_term(self._loss, self._xbm_buffer, embeddings, targets["groups"])
         return config.weight * term
 
     def _trainer_or_none(self) -> Optional[pl.Trainer]:

@@ -1,0 +1,60 @@
+"""One training step's cross-batch-memory term, and the step's rows queued into the memory.
+
+Under DDP every rank queues the rows of every rank, so all ranks hold the same memory. Ranks
+may hold batches of different sizes (an epoch's last batch): the rows are gathered padded
+(:func:`quaterion.distributed.gather_rows_padded`, one collective, no host sync) and queued
+with their mask, so padded rows take memory slots but never count as memory entries.
+"""
+
+from typing import Optional
+
+from torch import Tensor
+
+from quaterion.distributed import gather_rows, gather_rows_padded, world_size
+from quaterion.loss._valid_rows import takes_row_masks
+from quaterion.loss.group_loss import GroupLoss
+from quaterion.train.xbm.xbm_buffer import XbmBuffer
+
+
+def memory_term(loss: GroupLoss, buffer: XbmBuffer, embeddings: Tensor, groups: Tensor) -> Tensor:
+    """``loss.xbm_loss`` of this step against the memory read **before** the step's rows are
+    queued; with ``loss.gather_across_ranks`` every rank's rows are anchors (as in the loss).
+
+    An ``xbm_loss`` overridden with the spec's four arguments only (no ``valid`` /
+    ``memory_valid``) gets compact rows, as before: ranks must then hold batches of the same
+    size on the device path (see ``gather_rows(..., equal_rows=True)``).
+    """
+    buffer.to(embeddings.device)
+    memory_embeddings, memory_groups = buffer.get()
+    # the buffer keeps float32; a half/double-precision head gets memory in its own dtype
+    memory_embeddings = memory_embeddings.to(embeddings.dtype)
+    if not takes_row_masks(loss.xbm_loss):
+        anchors, anchor_groups = loss.gather(embeddings, groups)
+        term = loss.xbm_loss(anchors, anchor_groups, memory_embeddings, memory_groups)
+        if loss.gather_across_ranks:
+            buffer.queue(anchors.detach(), anchor_groups.detach())
+        else:
+            buffer.queue(*gather_rows(embeddings.detach(), groups.detach(), equal_rows=True))
+        return term
+    anchors, anchor_groups, valid = loss.gather_padded(embeddings, groups)
+    masks = {"valid": valid, "memory_valid": buffer.valid_rows()}
+    term = loss.xbm_loss(
+        anchors,
+        anchor_groups,
+        memory_embeddings,
+        memory_groups,
+        **{name: mask for name, mask in masks.items() if mask is not None},
+    )
+    if loss.gather_across_ranks:
+        buffer.queue(anchors.detach(), anchor_groups.detach(), valid)
+    else:
+        buffer.queue(*_every_rank(embeddings.detach(), groups.detach()))
+    return term
+
+
+def _every_rank(embeddings: Tensor, groups: Tensor) -> tuple[Tensor, Tensor, Optional[Tensor]]:
+    """Every rank's rows, padded, with their mask (``None``: one process, all real)."""
+    if world_size() == 1:
+        return embeddings, groups, None
+    (embeddings, groups), valid = gather_rows_padded(embeddings, groups)
+    return embeddings, groups, valid
