@@ -4,9 +4,11 @@ deferred mode, as on a GPU.
 
 Launched per node by ``torchrun`` (see ``test_device_gather_fit``) as
 ``python -m ... OUT SCENARIO``. Each rank reads its own batches (no distributed sampler): 4
-rows per batch, except rank 1's batch 1: 2 rows (``fewer``: it still sends the agreed
-layout), or 6 (``more``: more than agreed, so it cannot send it). Writes ``OUT/rank<global rank>.pt``: the error the fit raised, at which batch, the weights
-when batches 0 and 1 started and at the end.
+rows per batch, except rank 1's batch 1: 2 rows (``fewer``: padded to the agreed 4 rows and
+masked, it trains like any batch), or 6 (``more``: more than agreed, so it cannot send the
+layout: an error). ``last_smaller``: every rank's last batch is smaller, rank 1's smallest
+(an epoch's tail). Writes ``OUT/rank<global rank>.pt``: the error the fit raised, at which
+batch, the weights when batches 0 and 1 started and at the end.
 """
 
 import os
@@ -24,6 +26,13 @@ from tests.quaterion.train.helpers import trainer as quiet_trainer
 BAD_BATCH = 1
 BATCHES = {"fewer": {0: [4, 4, 4, 4, 4], 1: [4, 2, 4, 4, 4]}}
 BATCHES["more"] = {0: BATCHES["fewer"][0], 1: [4, 6, 4, 4, 4]}
+BATCHES["last_smaller"] = {0: [4, 4, 4, 4, 3], 1: [4, 4, 4, 4, 1]}
+LR = 0.5
+
+
+def samples_of(rank: int, scenario: str):
+    """Rank ``rank``'s samples, in the order its batches read them."""
+    return group_samples(sum(BATCHES[scenario][rank]), groups=2, seed=10 + rank)
 
 
 class Watch(pl.Callback):
@@ -53,7 +62,7 @@ def main(out: str, scenario: str) -> None:
     os.environ[distributed.FORCE_DEVICE_PATH_ENV] = "1"
     rank = int(os.environ["RANK"])
     sizes = BATCHES[scenario][rank]
-    samples = group_samples(sum(sizes), groups=2, seed=10 + rank)
+    samples = samples_of(rank, scenario)
     loader = group_loader(samples, batch_size=1, batch_sampler=batches(sizes))
     watch = Watch()
     trainer = quiet_trainer(
@@ -63,7 +72,7 @@ def main(out: str, scenario: str) -> None:
         use_distributed_sampler=False,
         callbacks=[GuardCallback(asynchronous=True), watch],
     )
-    model = Model(loss=TripletLoss(mining="hard", gather_across_ranks=True), lr=0.5)
+    model = Model(loss=TripletLoss(mining="hard", gather_across_ranks=True), lr=LR)
     error = None
     try:
         Quaterion.fit(model, trainer, loader)
