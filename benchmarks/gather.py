@@ -17,9 +17,12 @@ labels, after the first call), the forward collectives, the host syncs counted b
 ``host`` (CPU tensors: one collective, the row counts read on the host for free),
 ``device, checked`` (the device path with ``equal_rows=False``: the full check on every
 call, what CUDA tensors took before ``equal_rows`` existed) and ``device, equal_rows``
-(one collective, nothing read on the host). There is no GPU here: the device path is forced
-on CPU tensors over gloo (``QUATERION_FORCE_DEVICE_GATHER=1``), which runs the
-same code except the NCCL transport.
+(one collective, nothing read on the host); then ranks with different row counts (rank 1
+sends half the rows) through :func:`quaterion.distributed.gather_rows_padded`, what the
+losses use: ``host, unequal`` (compact rows) and ``device, unequal`` (one collective of
+rows padded to the agreed capacity, the mask built on the device, nothing read). There is
+no GPU here: the device path is forced on CPU tensors over gloo
+(``QUATERION_FORCE_DEVICE_GATHER=1``), which runs the same code except the NCCL transport.
 
 Run: ``PYTHONPATH=. python -m benchmarks.gather [--steps N] [--calls N] [--quick]``.
 """
@@ -114,12 +117,22 @@ def _worker(rank: int, store: str, configs, steps: int, out: str) -> None:
     dist.destroy_process_group()
 
 
-# (name, device path forced, equal_rows)
+# (name, device path forced, how it gathers, rank 1 sends half the rows after the first call)
 PATHS = [
-    ("host", False, False),
-    ("device, checked", True, False),
-    ("device, equal_rows", True, True),
+    ("host", False, "checked", False),
+    ("device, checked", True, "checked", False),
+    ("device, equal_rows", True, "equal_rows", False),
+    ("host, unequal", False, "padded", True),
+    ("device, unequal", True, "padded", True),
 ]
+
+
+def _gather_once(embeddings, labels, how: str):
+    """One gather the way ``how`` names; returns the gathered embeddings."""
+    if how == "padded":
+        (gathered, _), valid = distributed.gather_rows_padded(embeddings, labels)
+        return torch.where(valid[:, None], gathered, 0)
+    return distributed.gather_rows(embeddings, labels, equal_rows=how == "equal_rows")[0]
 
 
 def _gather_calls(rank: int, store: str, batch: int, dim: int, calls: int, out: str) -> None:
@@ -128,17 +141,19 @@ def _gather_calls(rank: int, store: str, batch: int, dim: int, calls: int, out: 
     dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=WORLD)
     counter = _Counter()
     rows = []
-    for name, forced, equal_rows in PATHS:
+    for name, forced, how, unequal in PATHS:
         os.environ[distributed.FORCE_DEVICE_PATH_ENV] = "1" if forced else "0"
-        embeddings = torch.randn(batch, dim).requires_grad_()
-        labels = torch.arange(batch)
+        distributed.reset_gathers()  # each path agrees its own layout at its first call
         collectives, syncs, times = [], [], []
         for call in range(calls + 1):
+            n = batch // 2 if unequal and call > 0 and rank == 1 else batch
+            embeddings = torch.randn(n, dim).requires_grad_()
+            labels = torch.arange(n)
             before = counter.calls
             dist.barrier()
             start = time.perf_counter()
             with count_host_syncs() as counted:
-                gathered, _ = distributed.gather_rows(embeddings, labels, equal_rows=equal_rows)
+                gathered = _gather_once(embeddings, labels, how)
             forward = counter.calls - before
             gathered.sum().backward()
             elapsed = time.perf_counter() - start
@@ -192,7 +207,7 @@ def main(argv=None) -> None:
         )
     print("collectives: forward all_gather calls of a gathered step after warm-up (max)")
     batch, dim, calls = 128, 128, 20 if args.quick else args.calls
-    print(f"\ngather_rows per call, {batch} x {dim} float32 rows + int64 labels per rank:")
+    print(f"\ngather per call, {batch} x {dim} float32 rows + int64 labels per rank:")
     print(f"{'path':<20}{'collectives':>13}{'host syncs':>12}{'median ms':>11}")
     for name, collectives, syncs, median in _spawn(_gather_calls, (batch, dim, calls)):
         print(f"{name:<20}{collectives:>13}{syncs:>12}{median * 1e3:>11.3f}")
