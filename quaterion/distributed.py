@@ -579,6 +579,8 @@ def gather_rows(*tensors: Tensor, equal_rows: bool = False) -> Tuple[Tensor, ...
             step) and every rank raises the same
             :class:`RankMismatchError`; a full check that finds unequal counts raises at
             once. On CPU tensors it changes nothing (the counts are free to read there).
+            Where ranks may differ, :func:`gather_rows_padded` takes the same single
+            collective without the promise (padded rows and a mask of the real ones).
 
     Returns:
         The tensors, unchanged without a process group of more than one rank.
@@ -626,15 +628,12 @@ def _gather(
 
 
 class PaddedRows(NamedTuple):
-    """What :func:`gather_rows_padded` returns; unpacks as ``tensors, valid = ...``.
+    """What :func:`gather_rows_padded` returns; unpacks as ``tensors, valid = ...``."""
 
-    Attributes:
-        tensors: the gathered tensors, every one with the same rows.
-        valid: bool ``(rows,)`` on the tensors' device: ``True`` for the rows some rank
-            passed, ``False`` for padding (zeros) that a loss must ignore.
-    """
-
+    #: The gathered tensors, every one with the same rows.
     tensors: Tuple[Tensor, ...]
+    #: Bool ``(rows,)`` on the tensors' device: ``True`` for the rows some rank passed,
+    #: ``False`` for padding (zeros) that a loss must ignore.
     valid: Tensor
 
 
