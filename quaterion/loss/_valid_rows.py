@@ -9,10 +9,16 @@ with fixed shapes (``torch.where``, no boolean indexing), so nothing waits for t
 """
 
 import inspect
-from typing import Callable, Optional
+from typing import Callable, Optional, Tuple
 
 import torch
 from torch import Tensor
+
+from quaterion.utils.utils import get_anchor_negative_mask, get_anchor_positive_mask
+
+#: ``(real anchors (A,), real candidates (M,))`` of a pair loss, each a bool tensor or
+#: ``None`` (all real); ``None`` itself: every row is real.
+ValidRows = Optional[Tuple[Optional[Tensor], Optional[Tensor]]]
 
 
 def real_pairs(mask: Tensor, valid: Optional[Tensor], ref_valid: Optional[Tensor]) -> Tensor:
@@ -28,6 +34,17 @@ def real_pairs(mask: Tensor, valid: Optional[Tensor], ref_valid: Optional[Tensor
     if ref_valid is not None:
         mask = mask & ref_valid[None, :]
     return mask
+
+
+def pair_masks(q_groups: Tensor, r_groups: Tensor, valid: ValidRows) -> Tuple[Tensor, Tensor]:
+    """``(positive, negative)`` bool ``(A, M)`` masks of
+    ``get_anchor_positive_mask(q_groups, r_groups)`` / ``get_anchor_negative_mask``, with
+    every pair that involves a padded row (see ``valid``) removed from both."""
+    positive = get_anchor_positive_mask(q_groups, r_groups)
+    negative = get_anchor_negative_mask(q_groups, r_groups)
+    if valid is None:
+        return positive, negative
+    return real_pairs(positive, *valid), real_pairs(negative, *valid)
 
 
 def real_mean(values: Tensor, valid: Optional[Tensor]) -> Tensor:

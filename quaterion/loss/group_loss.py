@@ -7,7 +7,7 @@ from torch import LongTensor, Tensor
 from quaterion.distances import Distance
 from quaterion.distributed import gather_rows, gather_rows_padded, world_size
 from quaterion.loss._checks import attached_zero, check_choice, check_groups, check_number
-from quaterion.loss._valid_rows import takes_row_masks
+from quaterion.loss._valid_rows import ValidRows, takes_row_masks
 from quaterion.loss.similarity_loss import SimilarityLoss
 
 
@@ -182,24 +182,15 @@ class MinedMarginLoss(GroupLoss):
         """Loss of ``embeddings: float (B, d)`` with ``groups: int64 (B,)``; 0-dim tensor."""
         check_groups(embeddings, groups)
         embeddings, groups, valid = self.gather_padded(embeddings, groups)
-        return self._loss(embeddings, groups, valid=valid)
+        return self._loss(embeddings, groups, valid=None if valid is None else (valid, valid))
 
     def _loss(
-        self,
-        embeddings_a,
-        groups_a,
-        embeddings_b=None,
-        groups_b=None,
-        valid: Optional[Tensor] = None,
-        memory_valid: Optional[Tensor] = None,
+        self, embeddings_a, groups_a, embeddings_b=None, groups_b=None, valid: ValidRows = None
     ) -> Tensor:
         """Anchors ``(A, d)`` against candidates ``(M, d)``; ``None``: the anchors themselves.
-        ``valid`` / ``memory_valid``: the real anchors / candidates (``None``: all)."""
+        ``valid``: ``(real anchors, real candidates)``, ``None`` for all."""
         dist = self.distance_metric.distance_matrix(embeddings_a, embeddings_b)
-        if embeddings_b is None:
-            groups_b, memory_valid = groups_a, valid
-        if valid is None and memory_valid is None:
+        groups_b = groups_a if groups_b is None else groups_b
+        if valid is None:
             return self._strategy(dist, groups_a, groups_b, self._margin)
-        return self._strategy(
-            dist, groups_a, groups_b, self._margin, q_valid=valid, r_valid=memory_valid
-        )
+        return self._strategy(dist, groups_a, groups_b, self._margin, valid=valid)

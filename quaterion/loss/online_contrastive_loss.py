@@ -7,22 +7,13 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from quaterion.distances import Distance
-from quaterion.loss._valid_rows import real_pairs
+from quaterion.loss._valid_rows import ValidRows, pair_masks
 from quaterion.loss.group_loss import MinedMarginLoss
-from quaterion.utils.utils import (
-    get_anchor_negative_mask,
-    get_anchor_positive_mask,
-    max_value_of_dtype,
-)
+from quaterion.utils.utils import max_value_of_dtype
 
 
 def online_contrastive_loss_all(
-    dist: Tensor,
-    q_groups: Tensor,
-    r_groups: Tensor,
-    margin: float,
-    q_valid: Optional[Tensor] = None,
-    r_valid: Optional[Tensor] = None,
+    dist: Tensor, q_groups: Tensor, r_groups: Tensor, margin: float, valid: ValidRows = None
 ) -> Tensor:
     """``1/2 (mean_{P} D + mean_{N} [m - D]_+)`` over all positive / negative pairs.
 
@@ -33,27 +24,21 @@ def online_contrastive_loss_all(
         dist: float ``(A, M)`` distance matrix.
         q_groups: ``(A,)``; r_groups: ``(M,)``.
         margin: margin ``m``.
-        q_valid: bool ``(A,)`` real anchors, ``None`` for all (padded rows of
-            :func:`~quaterion.distributed.gather_rows_padded` take no part).
-        r_valid: bool ``(M,)`` real candidates, ``None`` for all.
+        valid: ``(real anchors, real candidates)`` (bool masks or ``None``), or ``None``
+            for all: padded rows of :func:`~quaterion.distributed.gather_rows_padded`
+            take no part.
 
     Returns:
         0-dim float tensor.
     """
-    positive = real_pairs(get_anchor_positive_mask(q_groups, r_groups), q_valid, r_valid)
-    negative = real_pairs(get_anchor_negative_mask(q_groups, r_groups), q_valid, r_valid)
+    positive, negative = pair_masks(q_groups, r_groups, valid)
     pos = (positive * dist).sum() / positive.sum().clamp_min(1e-16)
     neg = torch.where(negative, F.relu(margin - dist), 0).sum() / negative.sum().clamp_min(1e-16)
     return (pos + neg) / 2
 
 
 def online_contrastive_loss_hard(
-    dist: Tensor,
-    q_groups: Tensor,
-    r_groups: Tensor,
-    margin: float,
-    q_valid: Optional[Tensor] = None,
-    r_valid: Optional[Tensor] = None,
+    dist: Tensor, q_groups: Tensor, r_groups: Tensor, margin: float, valid: ValidRows = None
 ) -> Tensor:
     """``1/2 (mean_i p_i + mean_i [m - n_i]_+)`` with the hardest pair per anchor.
 
@@ -61,8 +46,7 @@ def online_contrastive_loss_hard(
     negative distance, averaged over anchors that have a negative. Arguments and result as in
     :func:`online_contrastive_loss_all`.
     """
-    positive = real_pairs(get_anchor_positive_mask(q_groups, r_groups), q_valid, r_valid)
-    negative = real_pairs(get_anchor_negative_mask(q_groups, r_groups), q_valid, r_valid)
+    positive, negative = pair_masks(q_groups, r_groups, valid)
     hardest_positive = (positive * dist).max(dim=1).values
     pos = hardest_positive.sum() / (hardest_positive != 0).sum().clamp_min(1e-16)
     no_negative = max_value_of_dtype(dist.dtype)

@@ -9,9 +9,8 @@ from torch import Tensor
 
 from quaterion.distances import Distance
 from quaterion.loss._checks import attached_zero
-from quaterion.loss._valid_rows import real_max, real_mean, real_pairs
+from quaterion.loss._valid_rows import ValidRows, pair_masks, real_max, real_mean, real_pairs
 from quaterion.loss.group_loss import MinedMarginLoss
-from quaterion.utils.utils import get_anchor_negative_mask, get_anchor_positive_mask
 
 
 def _accumulation_dtype(t: Tensor) -> torch.dtype:
@@ -49,12 +48,7 @@ def count_and_sum_below(
 
 
 def triplet_loss_all(
-    dist: Tensor,
-    q_groups: Tensor,
-    r_groups: Tensor,
-    margin: float,
-    q_valid: Optional[Tensor] = None,
-    r_valid: Optional[Tensor] = None,
+    dist: Tensor, q_groups: Tensor, r_groups: Tensor, margin: float, valid: ValidRows = None
 ) -> Tensor:
     """Mean of ``[D_ap - D_an + m]_+`` over the valid triplets with a positive loss.
 
@@ -68,15 +62,14 @@ def triplet_loss_all(
         q_groups: ``(A,)`` group ids of the anchors.
         r_groups: ``(M,)`` group ids of the candidates.
         margin: margin ``m``.
-        q_valid: bool ``(A,)`` real anchors, ``None`` for all (padded rows of
-            :func:`~quaterion.distributed.gather_rows_padded` take no part).
-        r_valid: bool ``(M,)`` real candidates, ``None`` for all.
+        valid: ``(real anchors, real candidates)`` (bool masks or ``None``), or ``None``
+            for all: padded rows of :func:`~quaterion.distributed.gather_rows_padded`
+            take no part.
 
     Returns:
         0-dim float tensor.
     """
-    positive = real_pairs(get_anchor_positive_mask(q_groups, r_groups), q_valid, r_valid)
-    negative = real_pairs(get_anchor_negative_mask(q_groups, r_groups), q_valid, r_valid)
+    positive, negative = pair_masks(q_groups, r_groups, valid)
     ordered, prefix = sorted_with_prefix(dist.masked_fill(~negative, float("inf")))
     bounds = dist + margin  # L > 0  <=>  D_an < D_ap + m
     counts, below = count_and_sum_below(ordered, prefix, bounds)
@@ -92,8 +85,7 @@ def triplet_loss_batch_hard(
     r_groups: Tensor,
     margin: float,
     soft: bool = False,
-    q_valid: Optional[Tensor] = None,
-    r_valid: Optional[Tensor] = None,
+    valid: ValidRows = None,
 ) -> Tensor:
     """Batch-hard triplet loss: hardest positive and hardest negative per anchor.
 
@@ -107,16 +99,16 @@ def triplet_loss_batch_hard(
         q_groups: ``(A,)``; r_groups: ``(M,)``.
         margin: margin ``m`` (unused when ``soft``).
         soft: use the soft-margin (softplus) variant.
-        q_valid: bool ``(A,)`` real anchors, ``None`` for all (padded rows of
-            :func:`~quaterion.distributed.gather_rows_padded` take no part).
-        r_valid: bool ``(M,)`` real candidates, ``None`` for all.
+        valid: ``(real anchors, real candidates)`` (bool masks or ``None``), or ``None``
+            for all: padded rows of :func:`~quaterion.distributed.gather_rows_padded`
+            take no part.
 
     Returns:
         0-dim float tensor.
     """
-    positive = real_pairs(get_anchor_positive_mask(q_groups, r_groups), q_valid, r_valid)
-    negative = real_pairs(get_anchor_negative_mask(q_groups, r_groups), q_valid, r_valid)
+    positive, negative = pair_masks(q_groups, r_groups, valid)
     hardest_positive = (positive * dist).max(dim=1).values
+    q_valid, r_valid = (None, None) if valid is None else valid
     row_max = real_max(dist, r_valid)
     shifted = dist + row_max * (~negative)
     if r_valid is not None:  # a padded column is never the minimum of a real anchor
@@ -131,12 +123,7 @@ def triplet_loss_batch_hard(
 
 
 def triplet_loss_semi_hard(
-    dist: Tensor,
-    q_groups: Tensor,
-    r_groups: Tensor,
-    margin: float,
-    q_valid: Optional[Tensor] = None,
-    r_valid: Optional[Tensor] = None,
+    dist: Tensor, q_groups: Tensor, r_groups: Tensor, margin: float, valid: ValidRows = None
 ) -> Tensor:
     """Batch-wide semi-hard loss: mean of ``clamp(u - v + m, 0, m)`` over all pairs.
 
@@ -149,14 +136,16 @@ def triplet_loss_semi_hard(
         dist: float ``(A, M)``, anchors x candidates.
         q_groups: ``(A,)``; r_groups: ``(M,)``.
         margin: margin ``m``.
-        q_valid: bool ``(A,)`` real anchors, ``None`` for all (padded rows of
-            :func:`~quaterion.distributed.gather_rows_padded` take no part).
-        r_valid: bool ``(M,)`` real candidates, ``None`` for all.
+        valid: ``(real anchors, real candidates)`` (bool masks or ``None``), or ``None``
+            for all: padded rows of :func:`~quaterion.distributed.gather_rows_padded`
+            take no part.
 
     Returns:
         0-dim float tensor.
     """
-    pairs_of_real = real_pairs(torch.ones_like(dist, dtype=torch.bool), q_valid, r_valid)
+    pairs_of_real = torch.ones_like(dist, dtype=torch.bool)
+    if valid is not None:
+        pairs_of_real = real_pairs(pairs_of_real, *valid)
     same = pairs_of_real & (q_groups[:, None] == r_groups[None, :])
     # Fixed shapes only (no boolean indexing): negatives are the matrix with every
     # same-group cell (and every padded row's) set to +inf (sorted last, 0 in the prefix
@@ -234,14 +223,8 @@ class TripletLoss(MinedMarginLoss):
         # the batch as anchors, the memory as candidates; mining="all" has no memory term
         if self._mining not in _XBM_MINING:
             return attached_zero(embeddings)
-        return self._loss(
-            embeddings,
-            groups,
-            memory_embeddings,
-            memory_groups,
-            valid=valid,
-            memory_valid=memory_valid,
-        )
+        masks = None if valid is None and memory_valid is None else (valid, memory_valid)
+        return self._loss(embeddings, groups, memory_embeddings, memory_groups, valid=masks)
 
     def _semi_hard_triplet_loss(
         self, embeddings_a: Tensor, groups_a: Tensor, embeddings_b: Tensor, groups_b: Tensor

@@ -4,7 +4,7 @@ collectives it took, the host syncs of forward and backward, the gathered rows, 
 gradient or the error it raised, in ``rank<r>.pt``."""
 
 import os
-from typing import Dict, List, Tuple
+from typing import Callable, Dict, List, Tuple
 
 import torch
 import torch.distributed as dist
@@ -76,15 +76,15 @@ def _inputs(rank: int, call: int, rows: int, kind: str) -> Tuple[torch.Tensor, t
     return embeddings, labels
 
 
-def _one_call(rank: int, call: int, rows: int, kind: str, counter: CollectiveCounter) -> Dict:
-    embeddings, labels = _inputs(rank, call, rows, kind)
-    if kind == "reset":
-        distributed.reset_gathers()
+def record_call(
+    embeddings: torch.Tensor, gather: Callable, loss: Callable, counter: CollectiveCounter
+) -> Dict:
+    """``gather()`` (returning the gathered rows, labels and extra entries to record) and
+    the backward of ``loss(rows, extra)``, with their collectives and host syncs counted;
+    or the ``RankMismatchError`` it raised."""
     try:
         with count_host_syncs() as syncs:
-            gathered, gathered_labels = distributed.gather_rows(
-                embeddings, labels, equal_rows=kind != "loose"
-            )
+            gathered, gathered_labels, extra = gather()
     except distributed.RankMismatchError as error:
         return {"error": str(error), "forward": counter.take()}
     record = {
@@ -92,25 +92,60 @@ def _one_call(rank: int, call: int, rows: int, kind: str, counter: CollectiveCou
         "labels": gathered_labels,
         "forward": counter.take(),
         "syncs": syncs.total,
+        **extra,
     }
     if gathered.requires_grad:
         with count_host_syncs() as syncs:
-            loss_of(gathered.float()).backward()
+            loss(gathered.float(), extra).backward()
         record["grad"] = embeddings.grad
         record["syncs"] += syncs.total
     record["backward"] = counter.take()
     return record
 
 
-def run_rank(rank: int, world: int, store_file: str, out_dir: str) -> None:
-    """Spawned entry point; a short collective timeout turns a rank left waiting into an
-    error instead of a hang."""
+def _one_call(rank: int, call: int, rows: int, kind: str, counter: CollectiveCounter) -> Dict:
+    embeddings, labels = _inputs(rank, call, rows, kind)
+    if kind == "reset":
+        distributed.reset_gathers()
+
+    def gather():
+        equal_rows = kind != "loose"
+        return (*distributed.gather_rows(embeddings, labels, equal_rows=equal_rows), {})
+
+    return record_call(embeddings, gather, lambda rows, _: loss_of(rows), counter)
+
+
+def records_with_counts(results: list, name: str, expected: int, raising: set) -> list:
+    """Every rank's record of call ``name``, after asserting that it took ``expected``
+    forward ``all_gather`` calls and nothing else, and raised exactly when ``name`` is in
+    ``raising``; the records without an error."""
+    found = []
+    for rank, ranks_results in enumerate(results):
+        record = ranks_results[name]
+        assert record["forward"].get("all_gather", 0) == expected, (rank, record["forward"])
+        assert set(record["forward"]) <= {"all_gather"}, record["forward"]
+        assert ("error" in record) == (name in raising), (rank, record.get("error"))
+        if "error" not in record:
+            found.append(record)
+    return found
+
+
+def run_calls(rank: int, world: int, store_file: str, calls: list, one_call: Callable) -> Dict:
+    """Joins the group (a short collective timeout turns a rank left waiting into an error
+    instead of a hang), forces the device path and records ``one_call`` for every call of
+    ``calls`` (``(name, rows per rank, layout, ...)``)."""
     gloo_init(rank, world, store_file, timeout_s=60)
     os.environ[distributed.FORCE_DEVICE_PATH_ENV] = "1"
     counter = CollectiveCounter()
-    results = {}
-    for call, (name, sizes, kind, _) in enumerate(CALLS):
-        results[name] = _one_call(rank, call, sizes[rank], kind, counter)
+    return {
+        name: one_call(rank, call, sizes[rank], kind, counter)
+        for call, (name, sizes, kind, _) in enumerate(calls)
+    }
+
+
+def run_rank(rank: int, world: int, store_file: str, out_dir: str) -> None:
+    """Spawned entry point."""
+    results = run_calls(rank, world, store_file, CALLS, _one_call)
     try:
         distributed.raise_pending_gather_errors()
         results["flush"] = {}

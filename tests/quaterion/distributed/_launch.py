@@ -39,6 +39,16 @@ def spawn_ranks(
                 process.join(5)
 
 
+def spawned_results(tmp_path_factory, name: str, function: Callable, timeout: float) -> list:
+    """``function(rank, world, store_file, out_dir)`` on 2 spawned ranks in a fresh temporary
+    directory; what each rank saved as ``rank<r>.pt``, in rank order."""
+    import torch
+
+    tmp = tmp_path_factory.mktemp(name)
+    spawn_ranks(function, (str(tmp / "store"), str(tmp)), world=2, timeout=timeout)
+    return [torch.load(tmp / f"rank{r}.pt", weights_only=False) for r in range(2)]
+
+
 def gloo_init(rank: int, world: int, store_file: str, timeout_s: Optional[float] = None) -> None:
     """Join a gloo process group through a file store (no port needed).
 

@@ -10,9 +10,8 @@ import torch
 import torch.distributed as dist
 
 from quaterion import distributed
-from quaterion.utils.testing import count_host_syncs
+from tests.quaterion.distributed._device_gather_cases import record_call, run_calls
 from tests.quaterion.distributed._gather_plan_cases import CollectiveCounter, rows_of
-from tests.quaterion.distributed._launch import gloo_init
 
 WORLD = 2
 
@@ -56,34 +55,19 @@ def _one_call(rank: int, call: int, rows: int, kind: str, counter: CollectiveCou
     if kind == "bad_dtype" and rank == 1:
         embeddings = embeddings.double()
     embeddings.requires_grad_()
-    try:
-        with count_host_syncs() as syncs:
-            (gathered, gathered_labels), valid = distributed.gather_rows_padded(embeddings, labels)
-    except distributed.RankMismatchError as error:
-        return {"error": str(error), "forward": counter.take()}
-    record = {
-        "rows": gathered.detach().clone(),
-        "labels": gathered_labels,
-        "valid": valid,
-        "forward": counter.take(),
-        "syncs": syncs.total,
-    }
-    with count_host_syncs() as syncs:
-        loss_of_real(gathered.float(), valid).backward()
-    record["grad"] = embeddings.grad
-    record["syncs"] += syncs.total
-    record["backward"] = counter.take()
-    return record
+
+    def gather():
+        (gathered, gathered_labels), valid = distributed.gather_rows_padded(embeddings, labels)
+        return gathered, gathered_labels, {"valid": valid}
+
+    def loss(gathered, extra):
+        return loss_of_real(gathered, extra["valid"])
+
+    return record_call(embeddings, gather, loss, counter)
 
 
 def run_rank(rank: int, world: int, store_file: str, out_dir: str) -> None:
-    """Spawned entry point; a short collective timeout turns a rank left waiting into an
-    error instead of a hang."""
-    gloo_init(rank, world, store_file, timeout_s=60)
-    os.environ[distributed.FORCE_DEVICE_PATH_ENV] = "1"
-    counter = CollectiveCounter()
-    results = {}
-    for call, (name, sizes, kind, _) in enumerate(CALLS):
-        results[name] = _one_call(rank, call, sizes[rank], kind, counter)
+    """Spawned entry point."""
+    results = run_calls(rank, world, store_file, CALLS, _one_call)
     torch.save(results, os.path.join(out_dir, f"rank{rank}.pt"))
     dist.destroy_process_group()

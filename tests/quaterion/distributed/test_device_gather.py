@@ -10,7 +10,7 @@ import torch
 
 from tests.quaterion.distributed import _device_gather_cases as cases
 from tests.quaterion.distributed._gather_plan_cases import loss_of, rows_of
-from tests.quaterion.distributed._launch import spawn_ranks
+from tests.quaterion.distributed._launch import spawned_results
 
 pytestmark = pytest.mark.slow
 
@@ -20,20 +20,13 @@ NAMES = [name for name, _, _, _ in cases.CALLS]
 
 @pytest.fixture(scope="module")
 def results(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("device_gather")
-    spawn_ranks(cases.run_rank, (str(tmp / "store"), str(tmp)), world=WORLD, timeout=180)
-    return [torch.load(tmp / f"rank{r}.pt", weights_only=False) for r in range(WORLD)]
+    return spawned_results(tmp_path_factory, "device_gather", cases.run_rank, timeout=180)
 
 
 @pytest.mark.parametrize("name, expected", [(c[0], c[3]) for c in cases.CALLS])
 def test_collectives_and_host_syncs_per_call(results, name, expected):
-    for rank in range(WORLD):
-        record = results[rank][name]
-        assert record["forward"].get("all_gather", 0) == expected, (rank, record["forward"])
-        assert set(record["forward"]) <= {"all_gather"}, record["forward"]
-        assert ("error" in record) == (name in cases.RAISING), (rank, record.get("error"))
-        if "error" not in record:
-            assert record["syncs"] == 0, (rank, name)
+    for record in cases.records_with_counts(results, name, expected, cases.RAISING):
+        assert record["syncs"] == 0, name
 
 
 def single_process(call: int, sizes):

@@ -10,32 +10,27 @@ import pytest
 import torch
 
 from tests.quaterion.distributed import _padded_gather_cases as cases
+from tests.quaterion.distributed._device_gather_cases import records_with_counts
 from tests.quaterion.distributed._gather_plan_cases import rows_of
-from tests.quaterion.distributed._launch import spawn_ranks
+from tests.quaterion.distributed._launch import spawned_results
 
 pytestmark = pytest.mark.slow
 
+NAMES = [call[0] for call in cases.CALLS]
 WORLD = cases.WORLD
-NAMES = [name for name, _, _, _ in cases.CALLS]
 
 
 @pytest.fixture(scope="module")
 def results(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("padded_gather")
-    spawn_ranks(cases.run_rank, (str(tmp / "store"), str(tmp)), world=WORLD, timeout=180)
-    return [torch.load(tmp / f"rank{r}.pt", weights_only=False) for r in range(WORLD)]
+    return spawned_results(tmp_path_factory, "padded_gather", cases.run_rank, timeout=180)
 
 
-@pytest.mark.parametrize("name, expected", [(c[0], c[3]) for c in cases.CALLS])
-def test_collectives_and_host_syncs_per_call(results, name, expected):
-    for rank in range(WORLD):
-        record = results[rank][name]
-        assert record["forward"].get("all_gather", 0) == expected, (rank, record["forward"])
-        assert set(record["forward"]) <= {"all_gather"}, record["forward"]
-        assert ("error" in record) == (name in cases.RAISING), (rank, record.get("error"))
-        if "error" not in record and name not in cases.COMPACT:
-            assert record["syncs"] == 0, (rank, name)
-            assert record["backward"] == {"all_reduce": 1}, (rank, name, record["backward"])
+@pytest.mark.parametrize("name, expected", [(call[0], call[3]) for call in cases.CALLS])
+def test_one_collective_and_no_host_sync_per_call(results, name, expected):
+    for record in records_with_counts(results, name, expected, cases.RAISING):
+        if name not in cases.COMPACT:
+            assert record["syncs"] == 0, name
+            assert record["backward"] == {"all_reduce": 1}, (name, record["backward"])
 
 
 def naive_single_process(call: int, sizes):

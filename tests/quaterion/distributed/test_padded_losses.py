@@ -8,7 +8,7 @@ import torch
 
 from tests.quaterion.distributed import _gather_cases as cases
 from tests.quaterion.distributed import _padded_loss_cases as padded
-from tests.quaterion.distributed._launch import spawn_ranks
+from tests.quaterion.distributed._launch import spawned_results
 
 pytestmark = pytest.mark.slow
 
@@ -17,9 +17,7 @@ MEASURED = [(case, sizes) for case in cases.CASES for sizes in padded.SIZES[padd
 
 @pytest.fixture(scope="module")
 def rank_results(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("padded_losses")
-    spawn_ranks(padded.run_rank, (str(tmp / "store"), str(tmp)), world=2, timeout=300)
-    return [torch.load(tmp / f"rank{r}.pt", weights_only=False) for r in range(2)]
+    return spawned_results(tmp_path_factory, "padded_losses", padded.run_rank, timeout=300)
 
 
 @pytest.mark.parametrize("case, sizes", MEASURED)

@@ -9,7 +9,7 @@ import torch
 
 from quaterion.loss import TripletLoss
 from tests.quaterion.distributed import _padded_xbm_cases as cases
-from tests.quaterion.distributed._launch import spawn_ranks
+from tests.quaterion.distributed._launch import spawned_results
 
 pytestmark = pytest.mark.slow
 
@@ -19,9 +19,7 @@ RUNS = [(m, g) for m in cases.MINING for g in (True, False)]
 
 @pytest.fixture(scope="module")
 def results(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("padded_xbm")
-    spawn_ranks(cases.run_rank, (str(tmp / "store"), str(tmp)), world=WORLD, timeout=180)
-    return [torch.load(tmp / f"rank{r}.pt", weights_only=False) for r in range(WORLD)]
+    return spawned_results(tmp_path_factory, "padded_xbm", cases.run_rank, timeout=180)
 
 
 def real_rows(step: int):

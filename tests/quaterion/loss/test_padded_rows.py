@@ -81,7 +81,7 @@ def _matrix(strategy, distance, margin=0.5, **kwargs):
         dist = distance.distance_matrix(rows)
         if valid is None:
             return strategy(dist, groups, groups, margin, **kwargs)
-        return strategy(dist, groups, groups, margin, q_valid=valid, r_valid=valid, **kwargs)
+        return strategy(dist, groups, groups, margin, valid=(valid, valid), **kwargs)
 
     return run
 
