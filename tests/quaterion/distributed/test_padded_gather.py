@@ -51,11 +51,13 @@ def naive_single_process(call: int, sizes):
     return embeddings.detach().float(), labels, list(torch.split(grads, list(sizes)))
 
 
-@pytest.mark.parametrize("call", range(len(cases.CALLS)))
+# the calls that gather (not the poisoned ones, nor those raising an earlier call's error)
+GATHERED = [i for i, c in enumerate(cases.CALLS) if c[0] not in cases.RAISING | cases.POISONED]
+
+
+@pytest.mark.parametrize("call", GATHERED)
 def test_real_rows_and_gradients_equal_a_single_process_run(results, call):
-    name, sizes, _, _ = cases.CALLS[call]
-    if name in cases.RAISING or name in cases.POISONED:
-        return  # checked below
+    name, sizes = cases.CALLS[call][:2]
     rows, labels, grads = naive_single_process(call, sizes)
     for rank in range(WORLD):
         record = results[rank][name]
