@@ -34,3 +34,26 @@ def test_without_process_group_equal_rows_changes_nothing():
 def test_equal_rows_must_be_a_bool():
     with pytest.raises(TypeError, match="equal_rows must be True or False, got 'yes'"):
         distributed.gather_rows(torch.zeros(2, 1), equal_rows="yes")
+
+
+def test_without_process_group_gather_rows_padded_returns_the_inputs_all_real():
+    embeddings, labels = torch.randn(3, 2), torch.arange(3)
+    (rows, row_labels), valid = distributed.gather_rows_padded(embeddings, labels)
+    assert rows is embeddings and row_labels is labels
+    assert valid.dtype == torch.bool and valid.tolist() == [True, True, True]
+    gathered = distributed.gather_rows_padded(torch.zeros(0, 4))
+    assert isinstance(gathered, distributed.PaddedRows) and gathered.valid.shape == (0,)
+
+
+@pytest.mark.parametrize(
+    "tensors, message",
+    [
+        ((), "needs at least one tensor"),
+        (([1.0, 2.0],), "takes tensors"),
+        ((torch.zeros(3, 2), torch.zeros(2)), "the same number of rows"),
+        ((torch.tensor(1.0),), "a row dimension"),
+    ],
+)
+def test_gather_rows_padded_rejects_bad_input(tensors, message):
+    with pytest.raises(ValueError, match=message):
+        distributed.gather_rows_padded(*tensors)
