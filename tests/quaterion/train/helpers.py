@@ -162,9 +162,10 @@ class RecordingTriplet(TripletLoss):
         super().__init__(**kwargs)
         self.memories = []
 
-    def xbm_loss(self, embeddings, groups, memory_embeddings, memory_groups):
+    def xbm_loss(self, embeddings, groups, memory_embeddings, memory_groups, **masks):
+        # masks (valid / memory_valid): padded rows of batches gathered across ranks
         self.memories.append((memory_embeddings.detach().clone(), memory_groups.clone()))
-        return super().xbm_loss(embeddings, groups, memory_embeddings, memory_groups)
+        return super().xbm_loss(embeddings, groups, memory_embeddings, memory_groups, **masks)
 
 
 class LossRecorder(pl.Callback):
