@@ -140,6 +140,13 @@ class GroupLoss(SimilarityLoss):
     def _memory_loss(self, embeddings, groups, memory_embeddings, memory_groups) -> Tensor:
         raise NotImplementedError
 
+    def xbm_takes_masks(self) -> bool:
+        """Whether :meth:`xbm_loss` (and the ``_memory_loss`` behind it) take the keyword
+        arguments ``valid`` and ``memory_valid``: true for the losses of this package;
+        false for an override written with the four positional arguments only, which the
+        training step then hands compact rows (as ``gather``)."""
+        return takes_row_masks(self.xbm_loss) and takes_row_masks(self._memory_loss)
+
 
 class MinedMarginLoss(GroupLoss):
     """Shell of the group losses that mine one distance matrix with a margin.

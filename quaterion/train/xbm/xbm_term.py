@@ -11,7 +11,6 @@ from typing import Optional
 from torch import Tensor
 
 from quaterion.distributed import gather_rows, gather_rows_padded, world_size
-from quaterion.loss._valid_rows import takes_row_masks
 from quaterion.loss.group_loss import GroupLoss
 from quaterion.train.xbm.xbm_buffer import XbmBuffer
 
@@ -28,7 +27,7 @@ def memory_term(loss: GroupLoss, buffer: XbmBuffer, embeddings: Tensor, groups: 
     memory_embeddings, memory_groups = buffer.get()
     # the buffer keeps float32; a half/double-precision head gets memory in its own dtype
     memory_embeddings = memory_embeddings.to(embeddings.dtype)
-    if not takes_row_masks(loss.xbm_loss):
+    if not loss.xbm_takes_masks():
         anchors, anchor_groups = loss.gather(embeddings, groups)
         term = loss.xbm_loss(anchors, anchor_groups, memory_embeddings, memory_groups)
         if loss.gather_across_ranks:

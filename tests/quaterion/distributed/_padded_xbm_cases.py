@@ -21,6 +21,14 @@ from tests.quaterion.distributed._launch import gloo_init
 DIM = 3
 STEPS = ((4, 4), (4, 2), (1, 3), (0, 4))  # rows per rank; the first agrees the layout
 MINING = ("hard", "semi_hard")
+LEGACY_STEPS = ((4, 4), (3, 3))  # an xbm_loss override without masks: equal batches
+
+
+class FourArgumentXbm(TripletLoss):
+    """An ``xbm_loss`` override written against the spec's four arguments (no masks)."""
+
+    def xbm_loss(self, embeddings, groups, memory_embeddings, memory_groups):
+        return super().xbm_loss(embeddings, groups, memory_embeddings, memory_groups)
 
 
 def rows_of(rank: int, step: int, rows: int) -> Tuple[torch.Tensor, torch.Tensor]:
@@ -60,5 +68,17 @@ def run_rank(rank: int, world: int, store_file: str, out_dir: str) -> None:
                     "memory_groups": memory_groups,
                     "memory_valid": buffer.valid_rows(),
                 }
+    distributed.reset_gathers()
+    loss = FourArgumentXbm(mining="hard", gather_across_ranks=True)
+    buffer = XbmBuffer(XbmConfig(buffer_size=64, device=XbmDevice.CPU), DIM)
+    for step, sizes in enumerate(LEGACY_STEPS):
+        embeddings, groups = rows_of(rank, step, sizes[rank])
+        memory_term(loss, buffer, embeddings, groups)
+        memory, memory_groups = buffer.get()
+        results[("legacy", step)] = {
+            "memory": memory,
+            "memory_groups": memory_groups,
+            "memory_valid": buffer.valid_rows(),
+        }
     torch.save(results, os.path.join(out_dir, f"rank{rank}.pt"))
     dist.destroy_process_group()

@@ -85,3 +85,16 @@ def test_one_collective_and_no_host_sync_per_step(results, mining, gather, step)
         got = results[rank][(mining, gather, step)]
         assert got["forward"] == {"all_gather": 1}, got["forward"]
         assert got["syncs"] == 0, got["syncs"]
+
+
+def test_an_xbm_loss_override_without_masks_gets_compact_rows(results):
+    queued = []
+    for step, sizes in enumerate(cases.LEGACY_STEPS):
+        parts = [cases.rows_of(rank, step, n) for rank, n in enumerate(sizes)]
+        queued += parts
+        expected = torch.cat([e for e, _ in queued]).float()
+        for rank in range(WORLD):
+            got = results[rank][("legacy", step)]
+            assert got["memory_valid"] is None
+            torch.testing.assert_close(got["memory"], expected, rtol=0, atol=0)
+            torch.testing.assert_close(got["memory_groups"], torch.cat([g for _, g in queued]))

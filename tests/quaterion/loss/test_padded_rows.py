@@ -220,3 +220,20 @@ def test_single_process_gathering_keeps_the_unmasked_path(factory):
     gathered.gather_across_ranks = True
     assert gathered.gather_padded(rows, groups)[2] is None
     assert_close(gathered(rows, groups), factory()(rows, groups), rtol=0, atol=0)
+
+
+def test_xbm_takes_masks_only_when_both_methods_accept_them():
+    class OldMemory(TripletLoss):
+        def _memory_loss(self, embeddings, groups, memory_embeddings, memory_groups):
+            return embeddings.sum() * 0
+
+    class OldXbm(TripletLoss):
+        def xbm_loss(self, embeddings, groups, memory_embeddings, memory_groups):
+            return super().xbm_loss(embeddings, groups, memory_embeddings, memory_groups)
+
+    class Forwarding(TripletLoss):
+        def xbm_loss(self, embeddings, groups, memory_embeddings, memory_groups, **masks):
+            return super().xbm_loss(embeddings, groups, memory_embeddings, memory_groups, **masks)
+
+    assert TripletLoss().xbm_takes_masks() and Forwarding().xbm_takes_masks()
+    assert not OldMemory().xbm_takes_masks() and not OldXbm().xbm_takes_masks()
