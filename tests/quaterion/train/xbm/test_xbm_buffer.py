@@ -110,3 +110,29 @@ def test_config_defaults_and_enum_formatting():
 def test_invalid_buffer_size():
     with pytest.raises(ValueError, match="buffer_size"):
         XbmBuffer(XbmConfig(buffer_size=0), embedding_size=2)
+
+
+@pytest.mark.parametrize("batches", [[2, 2], [2, 3, 1], [3, 3, 4], [7], [4, 4, 4, 2]])
+def test_masks_follow_their_rows_through_the_ring(batches):
+    """Padded batches (every third item marked padding) queue their mask with their rows:
+    ``valid_rows`` marks exactly the held items that were real, in ``get``'s order."""
+    size = 5
+    buffer = _buffer(size)
+    ring, start = _NaiveRing(size), 1
+    assert buffer.valid_rows() is None  # nothing padded was ever queued
+    for b in batches:
+        items = list(range(start, start + b))
+        valid = torch.tensor([item % 3 != 0 for item in items])
+        buffer.queue(*_batch(start, b), valid)
+        ring.queue(items)
+        start += b
+        held = ring.held()
+        assert buffer.get()[1].tolist() == held
+        assert buffer.valid_rows().tolist() == [item % 3 != 0 for item in held]
+
+
+def test_unpadded_batches_after_a_padded_one_are_all_real():
+    buffer = _buffer(5)
+    buffer.queue(*_batch(1, 2), torch.tensor([True, False]))
+    buffer.queue(*_batch(3, 2))
+    assert buffer.valid_rows().tolist() == [True, False, True, True]
