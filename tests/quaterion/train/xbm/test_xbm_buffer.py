@@ -112,7 +112,7 @@ def test_invalid_buffer_size():
         XbmBuffer(XbmConfig(buffer_size=0), embedding_size=2)
 
 
-@pytest.mark.parametrize("batches", [[2, 2], [2, 3, 1], [3, 3, 4], [7], [4, 4, 4, 2]])
+@pytest.mark.parametrize("batches", [[2, 2], [2, 3, 1], [3, 3, 4], [5], [4, 4, 4, 2]])
 def test_masks_follow_their_rows_through_the_ring(batches):
     """Padded batches (every third item marked padding) queue their mask with their rows:
     ``valid_rows`` marks exactly the held items that were real, in ``get``'s order."""
@@ -136,3 +136,13 @@ def test_unpadded_batches_after_a_padded_one_are_all_real():
     buffer.queue(*_batch(1, 2), torch.tensor([True, False]))
     buffer.queue(*_batch(3, 2))
     assert buffer.valid_rows().tolist() == [True, False, True, True]
+
+
+def test_a_padded_batch_larger_than_the_buffer_keeps_the_last_masks():
+    buffer = _buffer(size=3)
+    buffer.queue(*_batch(1, 5), torch.tensor([True, True, False, True, False]))
+    assert sorted(zip(buffer.get()[1].tolist(), buffer.valid_rows().tolist())) == [
+        (3, False),
+        (4, True),
+        (5, False),
+    ]
