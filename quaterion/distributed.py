@@ -517,8 +517,9 @@ def reset_gathers() -> None:
 
 
 def raise_pending_gather_errors() -> None:
-    """Read every queued device-side check of :func:`gather_rows` (``equal_rows=True`` on
-    the device path) and raise :class:`RankMismatchError` if one failed.
+    """Read every queued device-side check of :func:`gather_rows` (``equal_rows=True``)
+    and :func:`gather_rows_padded` on the device path, and raise
+    :class:`RankMismatchError` if one failed.
 
     Those checks are read two gather calls after their own; the last calls
     of a loop are read here. Waits for the device: call it once at the end of a loop, on
