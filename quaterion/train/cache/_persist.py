@@ -12,7 +12,6 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 
-from quaterion.dataset.similarity_data_loader import SimilarityDataLoader
 from quaterion.train.cache._batches import CachedSplit
 from quaterion.train.cache.cache_encoder import CacheEncoder
 from quaterion.train.cache._callable_fingerprint import callable_fingerprint
@@ -55,31 +54,20 @@ def labels_path(dir_path: str, split: str) -> str:
     return os.path.join(dir_path, f"{split}_labels")
 
 
-def loader_record(loader: Optional[SimilarityDataLoader]) -> Optional[Dict[str, Any]]:
-    """Class and length of ``loader`` (``None`` without a loader); its ids and labels are
-    compared through the split's data fingerprint."""
-    if loader is None:
-        return None
-    try:
-        length = len(loader.dataset)
-    except (TypeError, NotImplementedError):
-        length = None
-    return {"loader": type(loader).__name__, "length": length}
-
-
 def expected_manifest(
     encoders: Dict[str, CacheEncoder],
-    loaders: Dict[str, SimilarityDataLoader],
+    loader_records: Dict[str, Dict[str, Any]],
     key_extractors: Dict[str, Any],
     views: int = 1,
 ) -> Dict[str, Any]:
-    """What a cache built now would record (compared with a saved manifest); ``views`` is
+    """What a cache built now would record (compared with a saved manifest): ``loader_records``
+    are the splits' :func:`~quaterion.train.cache._fingerprint.loader_records`; ``views`` is
     recorded only above 1 (a one-view manifest is unchanged)."""
     manifest = {
         "version": MANIFEST_VERSION,
         "encoders": {name: encoder_fingerprint(enc) for name, enc in encoders.items()},
         "key_extractors": {name: callable_fingerprint(fn) for name, fn in key_extractors.items()},
-        "loaders": {split: loader_record(loaders.get(split)) for split in SPLITS},
+        "loaders": {split: loader_records.get(split) for split in SPLITS},
     }
     return {**manifest, "views": views} if views > 1 else manifest
 

@@ -6,11 +6,9 @@ from typing import Any, Callable, Dict, Hashable, List, Sequence
 
 from typing_extensions import override
 
-from quaterion.dataset.similarity_data_loader import SimilarityDataLoader
 from quaterion.dataset.train_collator import TrainCollator
 from quaterion.train.cache.cache_config import KeyExtractorType
 from quaterion.train.cache.cache_encoder import CacheMode
-from quaterion_models.encoders import Encoder
 from quaterion_models.types import CollateFnType, MetaExtractorFnType
 
 
@@ -104,24 +102,3 @@ class CacheTrainCollator(TrainCollator):
         if self.mode == CacheMode.FILL:
             return list(self.cachable_encoders)
         return super().collated_encoders()
-
-
-def install_cache_collators(
-    loaders: Dict[str, SimilarityDataLoader],
-    encoders: Dict[str, Encoder],
-    cachable_encoders: List[str],
-    key_extractors: Dict[str, KeyExtractorType],
-) -> None:
-    """Give each loader of ``loaders`` (split -> loader) a TRAIN-mode
-    :class:`CacheTrainCollator` over all of the model's ``encoders`` and the salt of its
-    split (``"train"`` / ``"val"``)."""
-    for split, loader in loaders.items():
-        loader.collate_fn = CacheTrainCollator(
-            pre_collate_fn=loader.original_params["collate_fn"],
-            encoder_collates={name: enc.get_collate_fn() for name, enc in encoders.items()},
-            meta_extractors={n: enc.get_meta_extractor() for n, enc in encoders.items()},
-            key_extractors=dict(key_extractors),
-            cachable_encoders=list(cachable_encoders),
-            mode=CacheMode.TRAIN,
-        )
-        loader.set_salt(split)

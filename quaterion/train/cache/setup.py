@@ -18,10 +18,10 @@ from quaterion import distributed
 from quaterion.train.cache import _persist, _save_dir
 from quaterion.train.cache._batches import serve_from_store
 from quaterion.train.cache.cache_model import fill_cache
-from quaterion.train.cache._fingerprint import read_split, split_fingerprints
+from quaterion.train.cache._fingerprint import loader_records, read_split, split_fingerprints
 from quaterion.train.cache.cache_config import CacheConfig, CacheType
-from quaterion.train.cache.cache_encoder import CacheEncoder
-from quaterion.train.cache.cache_train_collator import install_cache_collators
+from quaterion.train.cache.cache_encoder import CacheEncoder, CacheMode
+from quaterion.train.cache.cache_train_collator import CacheTrainCollator
 from quaterion.train.cache.stores import STORES
 from quaterion_models.encoders import Encoder
 
@@ -115,7 +115,7 @@ def save_cache(
         return
     cache_encoders = {n: e for n, e in encoders.items() if isinstance(e, CacheEncoder)}
     loaders = _loaders(train_dataloader, val_dataloader)
-    expected = _persist.expected_manifest(cache_encoders, loaders, {})
+    expected = _persist.expected_manifest(cache_encoders, loader_records(loaders), {})
     full = len(cache_encoders) == len(encoders)
     layouts = store_layouts(loaders)
     splits = {
@@ -197,22 +197,19 @@ def cache_loaders(
     train_dataloader: SimilarityDataLoader,
     val_dataloader: Optional[SimilarityDataLoader],
     cache_config: CacheConfig,
-    plain_collate: Optional[Callable[[SimilarityDataLoader], None]] = None,
 ) -> CachedLoaders:
     """Fill (or load) every cache encoder in ``encoders``; the loaders to fit on.
 
     Both loaders get the cache collator (keys for cached encoders) and the salts
     ``"train"`` / ``"val"``. When every encoder is cached with default keys and a loader
     has the default Group/Pairs layout, its training batches come from the store alone.
-    With no encoder cached, each loader is handed to ``plain_collate`` (the model's
-    ``setup_dataloader``) when one is given.
+    With no encoder cached the loaders are left as they are (``TrainableModel.cache_loaders``
+    gave them the model's plain collate before).
     """
     cache_encoders = {n: e for n, e in encoders.items() if isinstance(e, CacheEncoder)}
-    loaders = _loaders(train_dataloader, val_dataloader)
     if not cache_encoders:
-        for loader in loaders.values() if plain_collate is not None else ():
-            plain_collate(loader)
         return CachedLoaders(train_dataloader, val_dataloader)
+    loaders = _loaders(train_dataloader, val_dataloader)
     extractors = cache_config.key_extractors
     if callable(extractors):
         extractors = {name: extractors for name in cache_encoders}
@@ -232,6 +229,27 @@ def cache_loaders(
     )
 
 
+def _install_collators(
+    loaders: Loaders,
+    encoders: Dict[str, Encoder],
+    cachable_encoders: list,
+    key_extractors: dict,
+) -> None:
+    """Give each loader of ``loaders`` (split -> loader) a TRAIN-mode
+    :class:`CacheTrainCollator` over all of the model's ``encoders`` and the salt of its
+    split (``"train"`` / ``"val"``)."""
+    for split, loader in loaders.items():
+        loader.collate_fn = CacheTrainCollator(
+            pre_collate_fn=loader.original_params["collate_fn"],
+            encoder_collates={name: enc.get_collate_fn() for name, enc in encoders.items()},
+            meta_extractors={n: enc.get_meta_extractor() for n, enc in encoders.items()},
+            key_extractors=dict(key_extractors),
+            cachable_encoders=list(cachable_encoders),
+            mode=CacheMode.TRAIN,
+        )
+        loader.set_salt(split)
+
+
 def _load_or_fill(
     trainer: pl.Trainer,
     encoders: Dict[str, Encoder],
@@ -245,7 +263,7 @@ def _load_or_fill(
     of a new fill (saved when ``save_dir`` is set, under the exclusive lock rank 0 holds),
     and the loaders' store layouts (:func:`store_layouts`)."""
     layouts = store_layouts(loaders)  # what the cache needs of the loaders' layout, once
-    install_cache_collators(loaders, encoders, list(cache_encoders), extractors)
+    _install_collators(loaders, encoders, list(cache_encoders), extractors)
     if cache_config.views > 1 and not (full and layouts["train"]):
         raise ValueError(
             f"CacheConfig(views={cache_config.views}) serves stored views from the store alone: "
@@ -259,8 +277,9 @@ def _load_or_fill(
         current = split_fingerprints(loaders, layouts, cache_config, content, filled_splits)
         expected = None
         if save_dir:
+            records = loader_records(loaders)
             expected = _persist.expected_manifest(
-                cache_encoders, loaders, extractors, cache_config.views
+                cache_encoders, records, extractors, cache_config.views
             )
         verify = cache_config.verify_checksums
         load = partial(_persist.try_load, save_dir, cache_encoders, expected, current, verify)

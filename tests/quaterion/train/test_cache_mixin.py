@@ -243,19 +243,18 @@ class _SetUpCountingModel(Model):
 
 
 @pytest.mark.parametrize("cache", [None, CacheConfig()])
-def test_cache_set_up_hands_loaders_it_does_not_take_to_setup_dataloader(cache):
-    """Nothing cached: every loader gets the model's own (overridable) plain collate, once.
-    Cached: the set-up gives them the cache collator and never calls it."""
+def test_cache_set_up_hands_every_loader_to_setup_dataloader_once(cache):
+    """Every loader gets the model's own (overridable) plain collate, once, before the cache
+    set-up; with nothing cached it keeps it, a cache replaces it by the cache collator."""
     model = _SetUpCountingModel(cache_config=cache)
     train, val = helpers.group_loader(), helpers.group_loader()
     fit = model.cache_loaders(trainer(), train, val)
     assert fit.cached is (cache is not None)
+    assert model.set_up == [train, val]
     if cache is None:
-        assert model.set_up == [train, val]
         assert (fit.train, fit.val) == (train, val)
         assert all(type(dl.collate_fn) is TrainCollator for dl in (train, val))
     else:
-        assert model.set_up == []
         assert isinstance(val.collate_fn, CacheTrainCollator)
     model.unwrap_cache()
 
