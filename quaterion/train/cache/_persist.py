@@ -119,8 +119,10 @@ def _data_changed(split: str, saved: Dict[str, Any], now: Dict[str, Any]) -> Opt
     return None
 
 
-def _check_file(dir_path: str, relative: str, sha256: Optional[str], verify: bool) -> Optional[str]:
-    path = os.path.join(dir_path, relative)
+def file_problem(root: str, relative: str, sha256: Optional[str], verify: bool) -> Optional[str]:
+    """Why the file ``relative`` of a saved cache cannot be used (``None`` if it can):
+    missing, or (``verify``) not matching the manifest's checksum ``sha256``."""
+    path = os.path.join(root, relative)
     if not os.path.isfile(path):
         return f"{relative} is missing"
     if verify and (sha256 is None or file_sha256(path) != sha256):
@@ -128,7 +130,7 @@ def _check_file(dir_path: str, relative: str, sha256: Optional[str], verify: boo
     return None
 
 
-def _check_rows(name: str, enc: CacheEncoder, saved: Dict[str, Any], verify: bool) -> Optional[str]:
+def rows_problem(name: str, enc: CacheEncoder, saved: dict, verify: bool) -> Optional[str]:
     """Why the rows file of a loaded DISK store cannot be used (``None`` if it can)."""
     if saved["fingerprint"].get("file") != "disk":
         return None
@@ -176,11 +178,11 @@ def try_load(
             files = {f"encoders/{n}": saved["encoders"][n]["file_sha256"] for n in encoders}
             files.update({f"{s}_labels": saved["labels"].get(s) for s in splits})
             for relative, sha in files.items():
-                reason = reason or _check_file(dir_path, relative, sha, verify)
+                reason = reason or file_problem(dir_path, relative, sha, verify)
         if reason is None:
             for name, enc in encoders.items():
                 enc.load_cache(os.path.join(encoders_cache_path(dir_path), name))
-                reason = reason or _check_rows(name, enc, saved["encoders"][name], verify)
+                reason = reason or rows_problem(name, enc, saved["encoders"][name], verify)
         if reason is None:
             loaded = read_splits(dir_path, splits)
             logger.info("Loaded the encoder cache from %s", dir_path)
