@@ -274,3 +274,25 @@ def test_fit_calls_setup_dataloader_on_both_loaders_before_the_cache(cache):
 
     fit_losses(model, train, val, callbacks=[BeforeFit()], max_epochs=1)
     assert seen[:2] == [train, val]
+
+
+def test_setup_cache_alone_prepares_fresh_loaders_for_a_plain_fit():
+    """The spec's public path without ``Quaterion.fit``: ``setup_cache`` on loaders nobody
+    set up, nothing cached, then ``trainer.fit``: the loaders carry the model's plain collate
+    (the batches of a loader set up by ``setup_dataloader``) and the fit trains."""
+    model = _SetUpCountingModel(cache_config=None)
+    train = helpers.group_loader()
+    assert model.setup_cache(trainer(), train, None) is False
+    assert model.set_up == [train]
+    reference_loader = helpers.group_loader()
+    Model().setup_dataloader(reference_loader)
+    (features, labels), (expected, expected_labels) = (
+        next(iter(train)),
+        next(iter(reference_loader)),
+    )
+    torch.testing.assert_close(features["data"]["default"], expected["data"]["default"])
+    torch.testing.assert_close(labels["groups"], expected_labels["groups"])
+    before = [p.detach().clone() for p in model.parameters()]
+    trainer().fit(model, train)
+    moved = max((p.detach() - b).abs().max().item() for p, b in zip(model.parameters(), before))
+    assert moved > 1e-6
