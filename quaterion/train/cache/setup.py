@@ -6,7 +6,7 @@ import logging
 import os
 import warnings
 from functools import partial
-from typing import Callable, Dict, Iterator, Optional, Tuple, TypeVar, Union
+from typing import Callable, Dict, Iterator, List, Optional, Tuple, TypeVar, Union
 
 import pytorch_lightning as pl
 import torch
@@ -214,9 +214,15 @@ def cache_loaders(
     if callable(extractors):
         extractors = {name: extractors for name in cache_encoders}
     full = len(cache_encoders) == len(encoders) and not extractors
-    splits, layouts = _load_or_fill(
-        trainer, encoders, cache_encoders, loaders, extractors, full, cache_config
-    )
+    layouts = store_layouts(loaders)  # what the cache needs of the loaders' layout, once
+    if cache_config.views > 1 and not (full and layouts["train"]):
+        raise ValueError(
+            f"CacheConfig(views={cache_config.views}) serves stored views from the store alone: "
+            "it needs every encoder frozen and cached, no key_extractors, and a sized Group or "
+            "Pairs loader with its class's own collate; meet those, or use views=1"
+        )
+    _install_collators(loaders, encoders, list(cache_encoders), extractors)
+    splits = _load_or_fill(trainer, cache_encoders, loaders, layouts, extractors, cache_config)
     epoch = partial(getattr, trainer, "current_epoch")
     served = serve_from_store(
         loaders, splits, cache_encoders, full, cache_config.views, epoch, layouts
@@ -230,21 +236,18 @@ def cache_loaders(
 
 
 def _install_collators(
-    loaders: Loaders,
-    encoders: Dict[str, Encoder],
-    cachable_encoders: list,
-    key_extractors: dict,
+    loaders: Loaders, encoders: Dict[str, Encoder], cached: List[str], key_extractors: dict
 ) -> None:
     """Give each loader of ``loaders`` (split -> loader) a TRAIN-mode
-    :class:`CacheTrainCollator` over all of the model's ``encoders`` and the salt of its
-    split (``"train"`` / ``"val"``)."""
+    :class:`CacheTrainCollator` over all of the model's ``encoders`` (``cached``: the names of
+    the cached ones) and the salt of its split (``"train"`` / ``"val"``)."""
     for split, loader in loaders.items():
         loader.collate_fn = CacheTrainCollator(
             pre_collate_fn=loader.original_params["collate_fn"],
             encoder_collates={name: enc.get_collate_fn() for name, enc in encoders.items()},
             meta_extractors={n: enc.get_meta_extractor() for n, enc in encoders.items()},
             key_extractors=dict(key_extractors),
-            cachable_encoders=list(cachable_encoders),
+            cachable_encoders=list(cached),
             mode=CacheMode.TRAIN,
         )
         loader.set_salt(split)
@@ -252,24 +255,15 @@ def _install_collators(
 
 def _load_or_fill(
     trainer: pl.Trainer,
-    encoders: Dict[str, Encoder],
     cache_encoders: Dict[str, CacheEncoder],
     loaders: Loaders,
+    layouts: Dict[str, Optional[type]],
     extractors: dict,
-    full: bool,
     cache_config: CacheConfig,
-) -> Tuple[dict, Dict[str, Optional[type]]]:
-    """Install the cache collators; the splits of a persisted cache that matches this run, or
-    of a new fill (saved when ``save_dir`` is set, under the exclusive lock rank 0 holds),
-    and the loaders' store layouts (:func:`store_layouts`)."""
-    layouts = store_layouts(loaders)  # what the cache needs of the loaders' layout, once
-    _install_collators(loaders, encoders, list(cache_encoders), extractors)
-    if cache_config.views > 1 and not (full and layouts["train"]):
-        raise ValueError(
-            f"CacheConfig(views={cache_config.views}) serves stored views from the store alone: "
-            "it needs every encoder frozen and cached, no key_extractors, and a sized Group or "
-            "Pairs loader with its class's own collate; meet those, or use views=1"
-        )
+) -> dict:
+    """The splits of a persisted cache that matches this run, or of a new fill (saved when
+    ``save_dir`` is set, under the exclusive lock rank 0 holds); ``layouts`` of
+    :func:`store_layouts`."""
     with _held_save_dir(trainer, cache_config.save_dir) as (save_dir, lock):
         content = {n: e.wrapped_encoder.get_collate_fn() for n, e in cache_encoders.items()}
         content = content if cache_config.verify_content else None
@@ -286,7 +280,7 @@ def _load_or_fill(
         seen = _persist.current_generation(save_dir) if save_dir else None
         splits = _agreed_load(load if save_dir else _nothing, save_dir)
         if splits is not None:
-            return splits, layouts
+            return splits
         # before anything is encoded: another job may be writing this save_dir
         _lock_every_copy(trainer, lock)
         changed = bool(save_dir) and _persist.current_generation(save_dir) != seen
@@ -298,7 +292,7 @@ def _load_or_fill(
             )
             splits = _agreed_load(load, save_dir)
             if splits is not None:
-                return splits, layouts
+                return splits
         for enc in cache_encoders.values():
             enc.reset_cache()
         views = [cache_config.views if split == "train" else 1 for split in loaders]
@@ -315,7 +309,7 @@ def _load_or_fill(
         if save_dir:
             write = partial(_persist.save, save_dir, cache_encoders, splits, expected, current)
             _persist.save_per_filesystem(trainer, save_dir, write)
-        return splits, layouts
+        return splits
 
 
 @contextlib.contextmanager
