@@ -1,14 +1,15 @@
 """Collator that swaps a cached encoder's objects for cache keys."""
 
-import copy
 from collections import defaultdict
 from typing import Any, Callable, Dict, Hashable, List, Sequence
 
 from typing_extensions import override
 
+from quaterion.dataset.similarity_data_loader import SimilarityDataLoader
 from quaterion.dataset.train_collator import TrainCollator
 from quaterion.train.cache.cache_config import KeyExtractorType
 from quaterion.train.cache.cache_encoder import CacheMode
+from quaterion_models.encoders import Encoder
 from quaterion_models.types import CollateFnType, MetaExtractorFnType
 
 
@@ -43,12 +44,25 @@ class CacheTrainCollator(TrainCollator):
         self.key_extractors = key_extractors
         self.seen_keys = defaultdict(set)
 
-    def with_mode(self, mode: CacheMode) -> "CacheTrainCollator":
-        """A fresh collator (no keys seen) with the same functions, in ``mode``."""
-        clone = copy.copy(self)
-        clone.mode = mode
-        clone.seen_keys = defaultdict(set)
-        return clone
+    @classmethod
+    def for_loader(
+        cls,
+        loader: SimilarityDataLoader,
+        encoders: Dict[str, Encoder],
+        cachable_encoders: List[str],
+        key_extractors: Dict[str, KeyExtractorType],
+        mode: CacheMode,
+    ) -> "CacheTrainCollator":
+        """A collator in ``mode`` over ``loader``'s original pre-collate and the collates and
+        meta extractors of ``encoders`` (the cached ones named in ``cachable_encoders``)."""
+        return cls(
+            pre_collate_fn=loader.original_params["collate_fn"],
+            encoder_collates={name: enc.get_collate_fn() for name, enc in encoders.items()},
+            meta_extractors={n: enc.get_meta_extractor() for n, enc in encoders.items()},
+            key_extractors=dict(key_extractors),
+            cachable_encoders=list(cachable_encoders),
+            mode=mode,
+        )
 
     def extract_keys(
         self, ids: Sequence[Hashable], features: List[Any], encoder_name: str

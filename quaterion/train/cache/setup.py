@@ -6,7 +6,7 @@ import logging
 import os
 import warnings
 from functools import partial
-from typing import Callable, Dict, Iterator, List, Optional, Tuple, TypeVar, Union
+from typing import Callable, Dict, Iterator, Optional, Tuple, TypeVar, Union
 
 import pytorch_lightning as pl
 import torch
@@ -16,12 +16,11 @@ from pytorch_lightning.plugins.environments import LightningEnvironment
 from quaterion.dataset.similarity_data_loader import SimilarityDataLoader
 from quaterion import distributed
 from quaterion.train.cache import _persist, _save_dir
-from quaterion.train.cache._batches import serve_from_store
+from quaterion.train.cache._batches import serve_loaders
 from quaterion.train.cache.cache_model import fill_cache
 from quaterion.train.cache._fingerprint import loader_records, read_split, split_fingerprints
 from quaterion.train.cache.cache_config import CacheConfig, CacheType
-from quaterion.train.cache.cache_encoder import CacheEncoder, CacheMode
-from quaterion.train.cache.cache_train_collator import CacheTrainCollator
+from quaterion.train.cache.cache_encoder import CacheEncoder
 from quaterion.train.cache.stores import STORES
 from quaterion_models.encoders import Encoder
 
@@ -200,8 +199,8 @@ def cache_loaders(
 ) -> CachedLoaders:
     """Fill (or load) every cache encoder in ``encoders``; the loaders to fit on.
 
-    Both loaders get the cache collator (keys for cached encoders) and the salts
-    ``"train"`` / ``"val"``. When every encoder is cached with default keys and a loader
+    Both loaders get the salts ``"train"`` / ``"val"`` and the cache collator (keys for
+    cached encoders). When every encoder is cached with default keys and a loader
     has the default Group/Pairs layout, its training batches come from the store alone.
     With no encoder cached the loaders are left as they are (``TrainableModel.cache_loaders``
     gave them the model's plain collate before).
@@ -221,11 +220,12 @@ def cache_loaders(
             "it needs every encoder frozen and cached, no key_extractors, and a sized Group or "
             "Pairs loader with its class's own collate; meet those, or use views=1"
         )
-    _install_collators(loaders, encoders, list(cache_encoders), extractors)
+    for split, loader in loaders.items():
+        loader.set_salt(split)  # keys stable across runs, distinct across the splits
     splits = _load_or_fill(trainer, cache_encoders, loaders, layouts, extractors, cache_config)
     epoch = partial(getattr, trainer, "current_epoch")
-    served = serve_from_store(
-        loaders, splits, cache_encoders, full, cache_config.views, epoch, layouts
+    served = serve_loaders(
+        loaders, splits, encoders, extractors, cache_config.views, epoch, layouts
     )
     return CachedLoaders(
         served.get("train", train_dataloader),
@@ -233,24 +233,6 @@ def cache_loaders(
         cached=True,
         served="train" in served,
     )
-
-
-def _install_collators(
-    loaders: Loaders, encoders: Dict[str, Encoder], cached: List[str], key_extractors: dict
-) -> None:
-    """Give each loader of ``loaders`` (split -> loader) a TRAIN-mode
-    :class:`CacheTrainCollator` over all of the model's ``encoders`` (``cached``: the names of
-    the cached ones) and the salt of its split (``"train"`` / ``"val"``)."""
-    for split, loader in loaders.items():
-        loader.collate_fn = CacheTrainCollator(
-            pre_collate_fn=loader.original_params["collate_fn"],
-            encoder_collates={name: enc.get_collate_fn() for name, enc in encoders.items()},
-            meta_extractors={n: enc.get_meta_extractor() for n, enc in encoders.items()},
-            key_extractors=dict(key_extractors),
-            cachable_encoders=list(cached),
-            mode=CacheMode.TRAIN,
-        )
-        loader.set_salt(split)
 
 
 def _load_or_fill(
@@ -297,7 +279,9 @@ def _load_or_fill(
             enc.reset_cache()
         views = [cache_config.views if split == "train" else 1 for split in loaders]
         dls, dl_layouts = list(loaders.values()), list(layouts.values())
-        filled = fill_cache(trainer, cache_encoders, dls, cache_config, views, dl_layouts)
+        filled = fill_cache(
+            trainer, cache_encoders, dls, cache_config, views, dl_layouts, extractors
+        )
         if not all(enc.is_filled() for enc in cache_encoders.values()):
             raise RuntimeError(
                 "The cache fill ran in processes whose results this one cannot see (e.g. "
