@@ -337,9 +337,10 @@ class TrainableModel(pl.LightningModule, CacheMixin):
         """:meth:`setup_dataloader` on each loader, then the cache set-up of
         :meth:`setup_cache`; returns the loaders to fit on (store-served where the data is
         fully cached) and whether anything is cached."""
-        self._cache_sources = [dl for dl in (train_dataloader, val_dataloader) if dl is not None]
-        for loader in self._cache_sources:
+        loaders = [dl for dl in (train_dataloader, val_dataloader) if dl is not None]
+        for loader in loaders:
             self.setup_dataloader(loader)
+        self._cache_sources = loaders  # put back by unwrap_cache
         with self._unwrapped_on_failure():  # nothing reaches the trainer: undo the set-up here
             self.model.encoders = apply_cache_config(self.model.encoders, self.cache_config)
             return cache_loaders(

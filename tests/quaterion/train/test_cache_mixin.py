@@ -296,3 +296,19 @@ def test_setup_cache_alone_prepares_fresh_loaders_for_a_plain_fit():
     trainer().fit(model, train)
     moved = max((p.detach() - b).abs().max().item() for p, b in zip(model.parameters(), before))
     assert moved > 1e-6
+
+
+def test_a_failing_setup_dataloader_leaves_nothing_for_unwrap_cache(tmp_path):
+    """An override of ``setup_dataloader`` that raises stops the set-up before any loader
+    is recorded: ``save_servable`` (through ``unwrap_cache``) does not call it again."""
+
+    class Failing(Model):
+        def setup_dataloader(self, dataloader):
+            raise RuntimeError("bad loader")
+
+    model = Failing(cache_config=CacheConfig())
+    with pytest.raises(RuntimeError, match="bad loader"):
+        model.cache_loaders(trainer(), helpers.group_loader(), None)
+    assert not isinstance(model.model.encoders["default"], CacheEncoder)
+    model.save_servable(str(tmp_path / "servable"))
+    assert (tmp_path / "servable" / "config.json").is_file()
