@@ -138,9 +138,8 @@ class Quaterion:
             if isinstance(callback, RankFailureCallback):
                 callback.forget()  # a failure seen by an earlier fit on this trainer is over
         warn_ineffective_options(trainable_model, trainer, train_batches)
-        for loader in (train_dataloader, val_dataloader):  # the spec's order: an override
-            if loader is not None:  # of setup_dataloader runs in cached fits too
-                trainable_model.setup_dataloader(loader)
+        # the spec's steps 4 and 5: setup_dataloader on both loaders (an override runs in
+        # cached fits too), then the cache set-up
         fit = trainable_model.cache_loaders(trainer, train_dataloader, val_dataloader)
         with warnings.catch_warnings() if fit.served else contextlib.nullcontext():
             if fit.served:

@@ -18,12 +18,13 @@ from quaterion.dataset.similarity_data_loader import (
     GroupSimilarityDataLoader,
     PairsSimilarityDataLoader,
 )
-from quaterion.train.cache._checksum import file_sha256
 from quaterion.train.cache._persist import (
     MANIFEST_NAME,
     MANIFEST_VERSION,
     encoder_fingerprint,
+    file_problem,
     read_splits,
+    rows_problem,
 )
 from quaterion.train.cache._save_dir import CURRENT
 from quaterion.train.cache.cache_config import CacheType
@@ -185,12 +186,10 @@ def _manifest(root: str) -> Dict[str, Any]:
 
 
 def _check(root: str, relative: str, sha256: Optional[str], verify: bool) -> str:
-    path = os.path.join(root, relative)
-    if not os.path.isfile(path):
-        raise CacheMismatchError(f"{path} is missing: the cache is incomplete; fit again")
-    if verify and (sha256 is None or file_sha256(path) != sha256):
-        raise CacheMismatchError(f"{path} is truncated or corrupt (checksum mismatch)")
-    return path
+    problem = file_problem(root, relative, sha256, verify)
+    if problem is not None:
+        raise CacheMismatchError(f"the cache in {root}: {problem}; fit again to rebuild it")
+    return os.path.join(root, relative)
 
 
 def _open_store(root: str, name: str, encoder: Any, manifest: dict, verify: bool):
@@ -217,11 +216,9 @@ def _open_store(root: str, name: str, encoder: Any, manifest: dict, verify: bool
         )
     path = _check(root, f"encoders/{name}", record.get("file_sha256"), verify)
     store.load_cache(path)
-    if saved.get("file") == "disk":
-        if not record.get("rows_sha256"):
-            raise CacheMismatchError(f"{path}.rows has no checksum (an older version)")
-        if verify and store.rows_checksum(recompute=True) != record["rows_sha256"]:
-            raise CacheMismatchError(f"{path}.rows is truncated or corrupt (checksum mismatch)")
+    problem = rows_problem(name, store, record, verify)
+    if problem is not None:
+        raise CacheMismatchError(f"the cache in {root}: {problem}; fit again to rebuild it")
     return store
 
 

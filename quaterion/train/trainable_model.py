@@ -312,7 +312,8 @@ class TrainableModel(pl.LightningModule, CacheMixin):
         train_dataloader: SimilarityDataLoader,
         val_dataloader: Optional[SimilarityDataLoader],
     ) -> bool:
-        """Wrap frozen encoders and fill (or load) their cache; ``True`` if any is cached."""
+        """:meth:`setup_dataloader` on each loader, then wrap frozen encoders and fill (or
+        load) their cache; ``True`` if any is cached."""
         return self.cache_loaders(trainer, train_dataloader, val_dataloader).cached
 
     def cache_loaders(
@@ -321,19 +322,17 @@ class TrainableModel(pl.LightningModule, CacheMixin):
         train_dataloader: SimilarityDataLoader,
         val_dataloader: Optional[SimilarityDataLoader],
     ) -> CachedLoaders:
-        """:meth:`setup_cache`, returning the loaders to fit on (store-served where the
-        data is fully cached) and whether anything is cached. Loaders the cache does not
-        take get the plain collate of :meth:`setup_dataloader`."""
-        self._cache_sources = [dl for dl in (train_dataloader, val_dataloader) if dl is not None]
+        """:meth:`setup_dataloader` on each loader, then the cache set-up of
+        :meth:`setup_cache`; returns the loaders to fit on (store-served where the data is
+        fully cached) and whether anything is cached."""
+        loaders = [dl for dl in (train_dataloader, val_dataloader) if dl is not None]
+        for loader in loaders:
+            self.setup_dataloader(loader)
+        self._cache_sources = loaders  # put back by unwrap_cache
         with self._unwrapped_on_failure():  # nothing reaches the trainer: undo the set-up here
             self.model.encoders = apply_cache_config(self.model.encoders, self.cache_config)
             return cache_loaders(
-                trainer,
-                self.model.encoders,
-                train_dataloader,
-                val_dataloader,
-                self.cache_config,
-                plain_collate=self.setup_dataloader,
+                trainer, self.model.encoders, train_dataloader, val_dataloader, self.cache_config
             )
 
     @contextlib.contextmanager

@@ -244,6 +244,19 @@ def read_split(loader: SimilarityDataLoader, layout: Optional[type]) -> Optional
     return CachedSplit(ids, columns if isinstance(columns, dict) else {})
 
 
+def loader_records(loaders: Dict[str, SimilarityDataLoader]) -> Dict[str, Dict[str, Any]]:
+    """Split -> the class and length of its loader (what the manifest records of it; ids and
+    labels are compared through the split's data fingerprint)."""
+    records = {}
+    for split, loader in loaders.items():
+        try:
+            length = len(loader.dataset)
+        except (TypeError, NotImplementedError):
+            length = None
+        records[split] = {"loader": type(loader).__name__, "length": length}
+    return records
+
+
 def fingerprint(
     labels: str,
     content: Optional[Dict[str, str]] = None,

@@ -12,7 +12,6 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 
-from quaterion.dataset.similarity_data_loader import SimilarityDataLoader
 from quaterion.train.cache._batches import CachedSplit
 from quaterion.train.cache.cache_encoder import CacheEncoder
 from quaterion.train.cache._callable_fingerprint import callable_fingerprint
@@ -55,31 +54,20 @@ def labels_path(dir_path: str, split: str) -> str:
     return os.path.join(dir_path, f"{split}_labels")
 
 
-def loader_record(loader: Optional[SimilarityDataLoader]) -> Optional[Dict[str, Any]]:
-    """Class and length of ``loader`` (``None`` without a loader); its ids and labels are
-    compared through the split's data fingerprint."""
-    if loader is None:
-        return None
-    try:
-        length = len(loader.dataset)
-    except (TypeError, NotImplementedError):
-        length = None
-    return {"loader": type(loader).__name__, "length": length}
-
-
 def expected_manifest(
     encoders: Dict[str, CacheEncoder],
-    loaders: Dict[str, SimilarityDataLoader],
+    loader_records: Dict[str, Dict[str, Any]],
     key_extractors: Dict[str, Any],
     views: int = 1,
 ) -> Dict[str, Any]:
-    """What a cache built now would record (compared with a saved manifest); ``views`` is
+    """What a cache built now would record (compared with a saved manifest): ``loader_records``
+    are the splits' :func:`~quaterion.train.cache._fingerprint.loader_records`; ``views`` is
     recorded only above 1 (a one-view manifest is unchanged)."""
     manifest = {
         "version": MANIFEST_VERSION,
         "encoders": {name: encoder_fingerprint(enc) for name, enc in encoders.items()},
         "key_extractors": {name: callable_fingerprint(fn) for name, fn in key_extractors.items()},
-        "loaders": {split: loader_record(loaders.get(split)) for split in SPLITS},
+        "loaders": {split: loader_records.get(split) for split in SPLITS},
     }
     return {**manifest, "views": views} if views > 1 else manifest
 
@@ -131,8 +119,10 @@ def _data_changed(split: str, saved: Dict[str, Any], now: Dict[str, Any]) -> Opt
     return None
 
 
-def _check_file(dir_path: str, relative: str, sha256: Optional[str], verify: bool) -> Optional[str]:
-    path = os.path.join(dir_path, relative)
+def file_problem(root: str, relative: str, sha256: Optional[str], verify: bool) -> Optional[str]:
+    """Why the file ``relative`` of a saved cache cannot be used (``None`` if it can):
+    missing, or (``verify``) not matching the manifest's checksum ``sha256``."""
+    path = os.path.join(root, relative)
     if not os.path.isfile(path):
         return f"{relative} is missing"
     if verify and (sha256 is None or file_sha256(path) != sha256):
@@ -140,7 +130,7 @@ def _check_file(dir_path: str, relative: str, sha256: Optional[str], verify: boo
     return None
 
 
-def _check_rows(name: str, enc: CacheEncoder, saved: Dict[str, Any], verify: bool) -> Optional[str]:
+def rows_problem(name: str, enc: CacheEncoder, saved: dict, verify: bool) -> Optional[str]:
     """Why the rows file of a loaded DISK store cannot be used (``None`` if it can)."""
     if saved["fingerprint"].get("file") != "disk":
         return None
@@ -188,11 +178,11 @@ def try_load(
             files = {f"encoders/{n}": saved["encoders"][n]["file_sha256"] for n in encoders}
             files.update({f"{s}_labels": saved["labels"].get(s) for s in splits})
             for relative, sha in files.items():
-                reason = reason or _check_file(dir_path, relative, sha, verify)
+                reason = reason or file_problem(dir_path, relative, sha, verify)
         if reason is None:
             for name, enc in encoders.items():
                 enc.load_cache(os.path.join(encoders_cache_path(dir_path), name))
-                reason = reason or _check_rows(name, enc, saved["encoders"][name], verify)
+                reason = reason or rows_problem(name, enc, saved["encoders"][name], verify)
         if reason is None:
             loaded = read_splits(dir_path, splits)
             logger.info("Loaded the encoder cache from %s", dir_path)

@@ -7,7 +7,7 @@ from typing import Any, Callable, Dict, Hashable, Optional, Union
 
 import torch
 
-from quaterion_models.utils.checks import check_positive_int
+from quaterion_models.utils.checks import check_bool, check_positive_int
 
 KeyExtractorType = Callable[[Any], Hashable]
 
@@ -111,11 +111,8 @@ class CacheConfig:
                 f"CacheConfig.save_dir must be None or a directory path (str or os.PathLike), "
                 f"got {type(self.save_dir).__name__}"
             )
-        for name in ("verify_content", "verify_checksums"):
-            if not isinstance(getattr(self, name), bool):
-                raise TypeError(
-                    f"CacheConfig.{name} must be True or False, got {getattr(self, name)!r}"
-                )
+        self.verify_content = check_bool("CacheConfig", "verify_content", self.verify_content)
+        self.verify_checksums = check_bool("CacheConfig", "verify_checksums", self.verify_checksums)
         check_positive_int("CacheConfig", "views", self.views)
         if self.batch_size is not None:
             check_positive_int("CacheConfig", "batch_size", self.batch_size)

@@ -165,9 +165,11 @@ def fill_cache(
     cache_config: CacheConfig,
     views: List[int],
     layouts: List[Optional[type]],
+    key_extractors: Dict[str, Any],
 ) -> List[Optional[CachedSplit]]:
     """Encode every distinct object of ``loaders`` once per view (``views[i]`` of loader
-    ``i``); one :class:`CachedSplit` per loader.
+    ``i``), keyed by the sample ids or ``key_extractors``; one :class:`CachedSplit` per
+    loader.
 
     A split is ``None`` for a loader whose batches cannot come from the store (its entry
     of ``layouts`` is ``None``). The random state is
@@ -179,9 +181,10 @@ def fill_cache(
         count = views[i]
         for view in range(count):
             kept = i in sizes and view == 0  # positions, ids and labels: from view 0
-            collate = FillCollate(
-                dl.collate_fn.with_mode(CacheMode.FILL), layouts[i] if kept else None, view
+            fill = CacheTrainCollator.for_loader(
+                dl, cache_encoders, list(cache_encoders), key_extractors, CacheMode.FILL
             )
+            collate = FillCollate(fill, layouts[i] if kept else None, view)
             dataset = ViewDataset(dl.dataset, view) if count > 1 else dl.dataset
             dataset = StackDataset(range(sizes[i]), dataset) if kept else dataset
             fill_loaders.append(fill_loader(dl, cache_config, collate, dataset))

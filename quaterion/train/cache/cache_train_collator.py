@@ -1,6 +1,5 @@
 """Collator that swaps a cached encoder's objects for cache keys."""
 
-import copy
 from collections import defaultdict
 from typing import Any, Callable, Dict, Hashable, List, Sequence
 
@@ -45,12 +44,25 @@ class CacheTrainCollator(TrainCollator):
         self.key_extractors = key_extractors
         self.seen_keys = defaultdict(set)
 
-    def with_mode(self, mode: CacheMode) -> "CacheTrainCollator":
-        """A fresh collator (no keys seen) with the same functions, in ``mode``."""
-        clone = copy.copy(self)
-        clone.mode = mode
-        clone.seen_keys = defaultdict(set)
-        return clone
+    @classmethod
+    def for_loader(
+        cls,
+        loader: SimilarityDataLoader,
+        encoders: Dict[str, Encoder],
+        cachable_encoders: List[str],
+        key_extractors: Dict[str, KeyExtractorType],
+        mode: CacheMode,
+    ) -> "CacheTrainCollator":
+        """A collator in ``mode`` over ``loader``'s original pre-collate and the collates and
+        meta extractors of ``encoders`` (the cached ones named in ``cachable_encoders``)."""
+        return cls(
+            pre_collate_fn=loader.original_params["collate_fn"],
+            encoder_collates={name: enc.get_collate_fn() for name, enc in encoders.items()},
+            meta_extractors={n: enc.get_meta_extractor() for n, enc in encoders.items()},
+            key_extractors=dict(key_extractors),
+            cachable_encoders=list(cachable_encoders),
+            mode=mode,
+        )
 
     def extract_keys(
         self, ids: Sequence[Hashable], features: List[Any], encoder_name: str
@@ -104,24 +116,3 @@ class CacheTrainCollator(TrainCollator):
         if self.mode == CacheMode.FILL:
             return list(self.cachable_encoders)
         return super().collated_encoders()
-
-
-def install_cache_collators(
-    loaders: Dict[str, SimilarityDataLoader],
-    encoders: Dict[str, Encoder],
-    cachable_encoders: List[str],
-    key_extractors: Dict[str, KeyExtractorType],
-) -> None:
-    """Give each loader of ``loaders`` (split -> loader) a TRAIN-mode
-    :class:`CacheTrainCollator` over all of the model's ``encoders`` and the salt of its
-    split (``"train"`` / ``"val"``)."""
-    for split, loader in loaders.items():
-        loader.collate_fn = CacheTrainCollator(
-            pre_collate_fn=loader.original_params["collate_fn"],
-            encoder_collates={name: enc.get_collate_fn() for name, enc in encoders.items()},
-            meta_extractors={n: enc.get_meta_extractor() for n, enc in encoders.items()},
-            key_extractors=dict(key_extractors),
-            cachable_encoders=list(cachable_encoders),
-            mode=CacheMode.TRAIN,
-        )
-        loader.set_salt(split)

@@ -16,12 +16,11 @@ from pytorch_lightning.plugins.environments import LightningEnvironment
 from quaterion.dataset.similarity_data_loader import SimilarityDataLoader
 from quaterion import distributed
 from quaterion.train.cache import _persist, _save_dir
-from quaterion.train.cache._batches import serve_from_store
+from quaterion.train.cache._batches import serve_loaders
 from quaterion.train.cache.cache_model import fill_cache
-from quaterion.train.cache._fingerprint import read_split, split_fingerprints
+from quaterion.train.cache._fingerprint import loader_records, read_split, split_fingerprints
 from quaterion.train.cache.cache_config import CacheConfig, CacheType
 from quaterion.train.cache.cache_encoder import CacheEncoder
-from quaterion.train.cache.cache_train_collator import install_cache_collators
 from quaterion.train.cache.stores import STORES
 from quaterion_models.encoders import Encoder
 
@@ -115,7 +114,7 @@ def save_cache(
         return
     cache_encoders = {n: e for n, e in encoders.items() if isinstance(e, CacheEncoder)}
     loaders = _loaders(train_dataloader, val_dataloader)
-    expected = _persist.expected_manifest(cache_encoders, loaders, {})
+    expected = _persist.expected_manifest(cache_encoders, loader_records(loaders), {})
     full = len(cache_encoders) == len(encoders)
     layouts = store_layouts(loaders)
     splits = {
@@ -197,32 +196,36 @@ def cache_loaders(
     train_dataloader: SimilarityDataLoader,
     val_dataloader: Optional[SimilarityDataLoader],
     cache_config: CacheConfig,
-    plain_collate: Optional[Callable[[SimilarityDataLoader], None]] = None,
 ) -> CachedLoaders:
     """Fill (or load) every cache encoder in ``encoders``; the loaders to fit on.
 
-    Both loaders get the cache collator (keys for cached encoders) and the salts
-    ``"train"`` / ``"val"``. When every encoder is cached with default keys and a loader
+    Both loaders get the salts ``"train"`` / ``"val"`` and the cache collator (keys for
+    cached encoders). When every encoder is cached with default keys and a loader
     has the default Group/Pairs layout, its training batches come from the store alone.
-    With no encoder cached, each loader is handed to ``plain_collate`` (the model's
-    ``setup_dataloader``) when one is given.
+    With no encoder cached the loaders are left as they are (``TrainableModel.cache_loaders``
+    gave them the model's plain collate before).
     """
     cache_encoders = {n: e for n, e in encoders.items() if isinstance(e, CacheEncoder)}
-    loaders = _loaders(train_dataloader, val_dataloader)
     if not cache_encoders:
-        for loader in loaders.values() if plain_collate is not None else ():
-            plain_collate(loader)
         return CachedLoaders(train_dataloader, val_dataloader)
+    loaders = _loaders(train_dataloader, val_dataloader)
     extractors = cache_config.key_extractors
     if callable(extractors):
         extractors = {name: extractors for name in cache_encoders}
     full = len(cache_encoders) == len(encoders) and not extractors
-    splits, layouts = _load_or_fill(
-        trainer, encoders, cache_encoders, loaders, extractors, full, cache_config
-    )
+    layouts = store_layouts(loaders)  # what the cache needs of the loaders' layout, once
+    if cache_config.views > 1 and not (full and layouts["train"]):
+        raise ValueError(
+            f"CacheConfig(views={cache_config.views}) serves stored views from the store alone: "
+            "it needs every encoder frozen and cached, no key_extractors, and a sized Group or "
+            "Pairs loader with its class's own collate; meet those, or use views=1"
+        )
+    for split, loader in loaders.items():
+        loader.set_salt(split)  # keys stable across runs, distinct across the splits
+    splits = _load_or_fill(trainer, cache_encoders, loaders, layouts, extractors, cache_config)
     epoch = partial(getattr, trainer, "current_epoch")
-    served = serve_from_store(
-        loaders, splits, cache_encoders, full, cache_config.views, epoch, layouts
+    served = serve_loaders(
+        loaders, splits, encoders, extractors, cache_config.views, epoch, layouts
     )
     return CachedLoaders(
         served.get("train", train_dataloader),
@@ -234,24 +237,15 @@ def cache_loaders(
 
 def _load_or_fill(
     trainer: pl.Trainer,
-    encoders: Dict[str, Encoder],
     cache_encoders: Dict[str, CacheEncoder],
     loaders: Loaders,
+    layouts: Dict[str, Optional[type]],
     extractors: dict,
-    full: bool,
     cache_config: CacheConfig,
-) -> Tuple[dict, Dict[str, Optional[type]]]:
-    """Install the cache collators; the splits of a persisted cache that matches this run, or
-    of a new fill (saved when ``save_dir`` is set, under the exclusive lock rank 0 holds),
-    and the loaders' store layouts (:func:`store_layouts`)."""
-    layouts = store_layouts(loaders)  # what the cache needs of the loaders' layout, once
-    install_cache_collators(loaders, encoders, list(cache_encoders), extractors)
-    if cache_config.views > 1 and not (full and layouts["train"]):
-        raise ValueError(
-            f"CacheConfig(views={cache_config.views}) serves stored views from the store alone: "
-            "it needs every encoder frozen and cached, no key_extractors, and a sized Group or "
-            "Pairs loader with its class's own collate; meet those, or use views=1"
-        )
+) -> dict:
+    """The splits of a persisted cache that matches this run, or of a new fill (saved when
+    ``save_dir`` is set, under the exclusive lock rank 0 holds); ``layouts`` of
+    :func:`store_layouts`."""
     with _held_save_dir(trainer, cache_config.save_dir) as (save_dir, lock):
         content = {n: e.wrapped_encoder.get_collate_fn() for n, e in cache_encoders.items()}
         content = content if cache_config.verify_content else None
@@ -259,15 +253,16 @@ def _load_or_fill(
         current = split_fingerprints(loaders, layouts, cache_config, content, filled_splits)
         expected = None
         if save_dir:
+            records = loader_records(loaders)
             expected = _persist.expected_manifest(
-                cache_encoders, loaders, extractors, cache_config.views
+                cache_encoders, records, extractors, cache_config.views
             )
         verify = cache_config.verify_checksums
         load = partial(_persist.try_load, save_dir, cache_encoders, expected, current, verify)
         seen = _persist.current_generation(save_dir) if save_dir else None
         splits = _agreed_load(load if save_dir else _nothing, save_dir)
         if splits is not None:
-            return splits, layouts
+            return splits
         # before anything is encoded: another job may be writing this save_dir
         _lock_every_copy(trainer, lock)
         changed = bool(save_dir) and _persist.current_generation(save_dir) != seen
@@ -279,12 +274,14 @@ def _load_or_fill(
             )
             splits = _agreed_load(load, save_dir)
             if splits is not None:
-                return splits, layouts
+                return splits
         for enc in cache_encoders.values():
             enc.reset_cache()
         views = [cache_config.views if split == "train" else 1 for split in loaders]
         dls, dl_layouts = list(loaders.values()), list(layouts.values())
-        filled = fill_cache(trainer, cache_encoders, dls, cache_config, views, dl_layouts)
+        filled = fill_cache(
+            trainer, cache_encoders, dls, cache_config, views, dl_layouts, extractors
+        )
         if not all(enc.is_filled() for enc in cache_encoders.values()):
             raise RuntimeError(
                 "The cache fill ran in processes whose results this one cannot see (e.g. "
@@ -296,7 +293,7 @@ def _load_or_fill(
         if save_dir:
             write = partial(_persist.save, save_dir, cache_encoders, splits, expected, current)
             _persist.save_per_filesystem(trainer, save_dir, write)
-        return splits, layouts
+        return splits
 
 
 @contextlib.contextmanager

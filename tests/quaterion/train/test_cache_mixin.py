@@ -243,19 +243,18 @@ class _SetUpCountingModel(Model):
 
 
 @pytest.mark.parametrize("cache", [None, CacheConfig()])
-def test_cache_set_up_hands_loaders_it_does_not_take_to_setup_dataloader(cache):
-    """Nothing cached: every loader gets the model's own (overridable) plain collate, once.
-    Cached: the set-up gives them the cache collator and never calls it."""
+def test_cache_set_up_hands_every_loader_to_setup_dataloader_once(cache):
+    """Every loader gets the model's own (overridable) plain collate, once, before the cache
+    set-up; with nothing cached it keeps it, a cache replaces it by the cache collator."""
     model = _SetUpCountingModel(cache_config=cache)
     train, val = helpers.group_loader(), helpers.group_loader()
     fit = model.cache_loaders(trainer(), train, val)
     assert fit.cached is (cache is not None)
+    assert model.set_up == [train, val]
     if cache is None:
-        assert model.set_up == [train, val]
         assert (fit.train, fit.val) == (train, val)
         assert all(type(dl.collate_fn) is TrainCollator for dl in (train, val))
     else:
-        assert model.set_up == []
         assert isinstance(val.collate_fn, CacheTrainCollator)
     model.unwrap_cache()
 
@@ -275,3 +274,41 @@ def test_fit_calls_setup_dataloader_on_both_loaders_before_the_cache(cache):
 
     fit_losses(model, train, val, callbacks=[BeforeFit()], max_epochs=1)
     assert seen[:2] == [train, val]
+
+
+def test_setup_cache_alone_prepares_fresh_loaders_for_a_plain_fit():
+    """The spec's public path without ``Quaterion.fit``: ``setup_cache`` on loaders nobody
+    set up, nothing cached, then ``trainer.fit``: the loaders carry the model's plain collate
+    (the batches of a loader set up by ``setup_dataloader``) and the fit trains."""
+    model = _SetUpCountingModel(cache_config=None)
+    train = helpers.group_loader()
+    assert model.setup_cache(trainer(), train, None) is False
+    assert model.set_up == [train]
+    reference_loader = helpers.group_loader()
+    Model().setup_dataloader(reference_loader)
+    (features, labels), (expected, expected_labels) = (
+        next(iter(train)),
+        next(iter(reference_loader)),
+    )
+    torch.testing.assert_close(features["data"]["default"], expected["data"]["default"])
+    torch.testing.assert_close(labels["groups"], expected_labels["groups"])
+    before = [p.detach().clone() for p in model.parameters()]
+    trainer().fit(model, train)
+    moved = max((p.detach() - b).abs().max().item() for p, b in zip(model.parameters(), before))
+    assert moved > 1e-6
+
+
+def test_a_failing_setup_dataloader_leaves_nothing_for_unwrap_cache(tmp_path):
+    """An override of ``setup_dataloader`` that raises stops the set-up before any loader
+    is recorded: ``save_servable`` (through ``unwrap_cache``) does not call it again."""
+
+    class Failing(Model):
+        def setup_dataloader(self, dataloader):
+            raise RuntimeError("bad loader")
+
+    model = Failing(cache_config=CacheConfig())
+    with pytest.raises(RuntimeError, match="bad loader"):
+        model.cache_loaders(trainer(), helpers.group_loader(), None)
+    assert not isinstance(model.model.encoders["default"], CacheEncoder)
+    model.save_servable(str(tmp_path / "servable"))
+    assert (tmp_path / "servable" / "config.json").is_file()
