@@ -39,7 +39,7 @@ from pytorch_metric_learning import losses, miners
 
 from benchmarks._common import current_mib, peak_mib, reset_peak
 import quaterion.loss as q
-from quaterion.train._fit_checks import check_batch_labels
+from quaterion.train.fit_checks import check_batch_labels
 from quaterion.utils.testing import count_host_syncs
 
 DIM = 256

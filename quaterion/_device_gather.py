@@ -9,7 +9,7 @@ when it cannot send the layout. One ``all_gather`` on the device; each rank then
 ``n`` rows of every rank (its own ``n``: the promise), without reading anything.
 
 Whether the promise held is decided on the device (every header equals ``n``) and read
-:data:`~quaterion._deferred_checks.LAG` calls later; until then the floating outputs are
+:data:`~quaterion.deferred_checks.LAG` calls later; until then the floating outputs are
 NaN where it failed, so the non-finite guard zeroes the gradients of those steps and they
 are never applied. A rank that cannot send the layout knows it on the host: it reads the
 headers (a wait, on this rare path only). If no rank could send it, every rank reads the
@@ -31,7 +31,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 
-from quaterion._deferred_checks import LAG, DeferredChecks
+from quaterion.deferred_checks import LAG, DeferredChecks
 from quaterion._gather_plan import AgreedLayout
 from quaterion._row_packing import pack_into, unpack
 

@@ -32,7 +32,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 
-from quaterion._deferred_checks import DeferredChecks
+from quaterion.deferred_checks import DeferredChecks
 from quaterion._device_gather import HEADER_BYTES, gather_trusted, header_of, unequal_message
 from quaterion._gather_plan import AgreedLayout, GatherPlan
 from quaterion._row_packing import pack_into, row_bytes, unpack

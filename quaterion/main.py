@@ -12,7 +12,7 @@ from pytorch_lightning.utilities.warnings import PossibleUserWarning
 from quaterion.dataset.similarity_data_loader import SimilarityDataLoader
 from quaterion.train.cache import CacheType
 from quaterion.train.cache.cache_model import FEW_WORKERS_WARNING
-from quaterion.train._fit_checks import (
+from quaterion.train.fit_checks import (
     check_loader_against_loss,
     check_not_empty,
     warn_ineffective_options,

@@ -2,7 +2,7 @@
 
 Shape and dtype checks read metadata only. Checks of values (pair scores, class ids) read
 CPU tensors only, and each CPU tensor once: the training loop checks a batch on the CPU
-before moving it (``quaterion.train._fit_checks.check_batch_labels``), so the step itself
+before moving it (``quaterion.train.fit_checks.check_batch_labels``), so the step itself
 never waits for the device (see :func:`host_check_needed`).
 """
 

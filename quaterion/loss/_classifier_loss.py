@@ -142,6 +142,14 @@ class ClassifierGroupLoss(DeviceChecked, GroupLoss):
         config.update({key: getattr(self, key) for key in self.hyperparameters})
         return config
 
+    def check_batch_targets(self, targets: dict) -> None:
+        """Check the batch's class ids (``targets["groups"]``, CPU) against ``num_groups``;
+        ``AssertionError`` (upstream's error type) names the bad ids."""
+        groups = targets.get("groups")
+        if isinstance(groups, Tensor) and groups.dim() == 1 and not groups.is_floating_point():
+            if groups.dtype != torch.bool:
+                check_group_ids(type(self).__name__, groups, self.num_groups, mark=True)
+
     def forward(self, embeddings: Tensor, groups: LongTensor) -> Tensor:
         """Loss of ``embeddings: float (B, d)`` with class ids ``groups: int64 (B,)``; 0-dim.
 

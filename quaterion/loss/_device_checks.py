@@ -2,7 +2,7 @@
 
 ``Quaterion.fit`` checks every batch on the CPU before moving it; a loss called directly
 with device tensors checks them on the device instead, without a host sync, and reads the
-verdict a few calls later (see :class:`quaterion._deferred_checks.DeferredChecks`). The bad
+verdict a few calls later (see :class:`quaterion.deferred_checks.DeferredChecks`). The bad
 call's loss is multiplied by 0 (its inputs made valid first), so it adds no gradient.
 """
 
@@ -11,7 +11,7 @@ from typing import Callable, Tuple
 import torch
 from torch import Tensor
 
-from quaterion._deferred_checks import LAG, DeferredChecks
+from quaterion.deferred_checks import LAG, DeferredChecks
 from quaterion.loss._checks import RESCALE, score_message
 
 __all__ = ["LAG", "DeferredChecks", "DeviceChecked", "device_check_needed", "scores_on_device"]

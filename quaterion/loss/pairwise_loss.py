@@ -6,6 +6,7 @@ from typing import ClassVar, Tuple
 from torch import LongTensor, Tensor
 
 from quaterion.distances import Distance
+from quaterion.loss._checks import check_scores
 from quaterion.loss.similarity_loss import SimilarityLoss
 
 
@@ -27,6 +28,13 @@ class PairwiseLoss(SimilarityLoss):
 
     def __init__(self, distance_metric_name: Distance = Distance.COSINE):
         super().__init__(distance_metric_name=distance_metric_name)
+
+    def check_batch_targets(self, targets: dict) -> None:
+        """Check the batch's pair scores (``targets["labels"]``, CPU) against
+        :attr:`score_range`; ``ValueError`` names the bad scores."""
+        labels = targets.get("labels")
+        if isinstance(labels, Tensor):
+            check_scores(type(self).__name__, labels, *self.score_range, mark=True)
 
     def forward(
         self, embeddings: Tensor, pairs: LongTensor, labels: Tensor, subgroups: Tensor

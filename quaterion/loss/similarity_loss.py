@@ -26,3 +26,13 @@ class SimilarityLoss(nn.Module):
     def get_config_dict(self) -> dict[str, Any]:
         """JSON-serialisable constructor config: ``{"distance_metric_name": ...}``."""
         return {"distance_metric_name": self.distance_metric_name}
+
+    def check_batch_targets(self, targets: dict) -> None:
+        """Check a batch's targets (the collated ``labels``/``groups`` dict) on the host,
+        before they move to the device, so the loss need not read them there.
+
+        ``Quaterion.fit`` calls it for every training and validation batch. The default
+        checks nothing; pair losses check scores against ``score_range``, classifier losses
+        their class ids. The tensors it checked are marked, and the loss does not read them
+        again.
+        """

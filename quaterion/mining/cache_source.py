@@ -18,18 +18,17 @@ from quaterion.dataset.similarity_data_loader import (
     GroupSimilarityDataLoader,
     PairsSimilarityDataLoader,
 )
-from quaterion.train.cache._persist import (
+from quaterion.train.cache.persist import (
     MANIFEST_NAME,
     MANIFEST_VERSION,
+    current_generation,
     encoder_fingerprint,
     file_problem,
     read_splits,
     rows_problem,
 )
-from quaterion.train.cache._save_dir import CURRENT
-from quaterion.train.cache.cache_config import CacheType
-from quaterion.train.cache.disk_cache_encoder import DiskStore
-from quaterion.train.cache.in_memory_cache_encoder import InMemoryStore
+from quaterion.train.cache.cache_config import CacheConfig, CacheType
+from quaterion.train.cache.stores import STORES
 from quaterion_models.model import SimilarityModel
 from quaterion_models.utils.files import read_json
 
@@ -161,13 +160,13 @@ def _servable(model: Any) -> SimilarityModel:
 def _generation(save_dir: str) -> str:
     """The directory of the cache's current generation (every file is read from it, so a
     run saving a new generation meanwhile does not mix two caches)."""
-    link = os.path.join(save_dir, CURRENT)
-    if not os.path.islink(link) or not os.path.isdir(link):
+    generation = current_generation(save_dir)
+    if generation is None or not os.path.isdir(os.path.join(save_dir, generation)):
         raise FileNotFoundError(
-            f"{save_dir} holds no persisted encoder cache (no {CURRENT!r} generation): fit "
+            f"{save_dir} holds no persisted encoder cache (no current generation): fit "
             "with CacheConfig(save_dir=...) first"
         )
-    return os.path.join(save_dir, os.readlink(link))
+    return os.path.join(save_dir, generation)
 
 
 def _manifest(root: str) -> Dict[str, Any]:
@@ -203,10 +202,16 @@ def _open_store(root: str, name: str, encoder: Any, manifest: dict, verify: bool
     saved = record["fingerprint"]
     dtype_name = saved.get("dtype", "None").replace("torch.", "")
     dtype = None if dtype_name == "None" else getattr(torch, dtype_name)
-    if saved.get("file") == "disk":
-        store = DiskStore(encoder, directory=root, name=name, dtype=dtype)
-    else:
-        store = InMemoryStore(encoder, CacheType.CPU, dtype, name)
+    kind = saved.get("store", CacheType.DISK if saved.get("file") == "disk" else CacheType.CPU)
+    store_class = STORES.get(kind)
+    if store_class is None:
+        raise CacheMismatchError(
+            f"encoder {name!r} was cached by the storage kind {kind!r}, which is not in "
+            f"quaterion.train.cache.STORES: register it (STORES[{kind!r}] = YourStore) before "
+            "reading the cache"
+        )
+    config = CacheConfig(cache_type=kind, dtype=dtype, save_dir=root)
+    store = store_class.from_config(encoder, name, kind, config)
     changed = [key for key, value in encoder_fingerprint(store).items() if saved.get(key) != value]
     if changed:
         raise CacheMismatchError(

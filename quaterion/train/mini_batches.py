@@ -21,7 +21,7 @@ from typing import Any, Iterator, Mapping, Tuple
 
 from torch import Tensor
 
-from quaterion.train.cache._host_rows import HostRows
+from quaterion.train.cache.host_rows import HostRows
 
 _SWITCH_KEYS = frozenset({"ordering", "batches"})
 

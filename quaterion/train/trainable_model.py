@@ -14,7 +14,7 @@ from quaterion.dataset.train_collator import TrainCollator
 from quaterion.distributed import is_global_rank_zero, world_size
 from quaterion.eval.attached_metric import AttachedMetric
 from quaterion.loss import GroupLoss, SimilarityLoss
-from quaterion.train._fit_checks import check_batch_labels
+from quaterion.train.fit_checks import check_batch_labels
 from quaterion.train._hook_checks import check_encoders, check_hook_result, check_metrics
 from quaterion.train._rng import capture_rng, restore_rng
 from quaterion.train.cache import CacheConfig, CacheType

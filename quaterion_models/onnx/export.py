@@ -20,7 +20,7 @@ from quaterion_models.index.fingerprint import model_description, servable_finge
 from quaterion_models.model import SimilarityModel
 from quaterion_models.onnx import layout
 from quaterion_models.onnx.exportable import OnnxExportable
-from quaterion_models.utils._files import atomic_directory, write_json
+from quaterion_models.utils.files import atomic_directory, write_json
 from quaterion_models.utils.tensors import move_to_device
 
 DEFAULT_OPSET = 17

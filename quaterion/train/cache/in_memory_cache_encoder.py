@@ -7,7 +7,7 @@ from torch import Tensor
 
 from quaterion.distributed import gather_rows
 from quaterion import distributed
-from quaterion.train.cache._host_rows import HostRows, gather_to
+from quaterion.train.cache.host_rows import HostRows, gather_to
 from quaterion.train.cache.cache_config import CacheType
 from quaterion.train.cache.cache_encoder import CacheCollateReturnType
 from quaterion.train.cache.store import CacheStore

@@ -15,7 +15,7 @@ from pytorch_lightning.plugins.environments import LightningEnvironment
 
 from quaterion.dataset.similarity_data_loader import SimilarityDataLoader
 from quaterion import distributed
-from quaterion.train.cache import _persist, _save_dir
+from quaterion.train.cache import _save_dir, persist
 from quaterion.train.cache._batches import serve_loaders
 from quaterion.train.cache.cache_model import fill_cache
 from quaterion.train.cache._fingerprint import loader_records, read_split, split_fingerprints
@@ -95,7 +95,7 @@ def encoders_persisted(dir_path: Optional[str], encoders: Dict[str, Encoder]) ->
     """``True`` iff ``<dir>/encoders/<name>`` exists for every cached encoder."""
     if not dir_path:
         return False
-    root = _persist.encoders_cache_path(dir_path)
+    root = persist.encoders_cache_path(dir_path)
     return all(
         os.path.isfile(os.path.join(root, name))
         for name, enc in encoders.items()
@@ -114,7 +114,7 @@ def save_cache(
         return
     cache_encoders = {n: e for n, e in encoders.items() if isinstance(e, CacheEncoder)}
     loaders = _loaders(train_dataloader, val_dataloader)
-    expected = _persist.expected_manifest(cache_encoders, loader_records(loaders), {})
+    expected = persist.expected_manifest(cache_encoders, loader_records(loaders), {})
     full = len(cache_encoders) == len(encoders)
     layouts = store_layouts(loaders)
     splits = {
@@ -125,7 +125,7 @@ def save_cache(
     lock = _save_dir.SaveDirLock(dir_path)
     try:
         lock.exclusive()
-        _persist.save(dir_path, cache_encoders, splits, expected, written)
+        persist.save(dir_path, cache_encoders, splits, expected, written)
     finally:
         lock.release()
 
@@ -137,7 +137,7 @@ def load_cache(
     val_dataloader: Optional[SimilarityDataLoader],
 ) -> None:
     """Load the files of :func:`save_cache` without re-checking the manifest."""
-    root = _persist.encoders_cache_path(dir_path)
+    root = persist.encoders_cache_path(dir_path)
     cache_encoders = {n: e for n, e in encoders.items() if isinstance(e, CacheEncoder)}
     for name, enc in cache_encoders.items():
         path = os.path.join(root, name)
@@ -148,7 +148,7 @@ def load_cache(
             )
         enc.load_cache(path)
     loaders = _loaders(train_dataloader, val_dataloader)
-    _persist.read_splits(dir_path, list(loaders))  # checked readable
+    persist.read_splits(dir_path, list(loaders))  # checked readable
 
 
 def batches_from_store(loader: SimilarityDataLoader) -> bool:
@@ -254,18 +254,18 @@ def _load_or_fill(
         expected = None
         if save_dir:
             records = loader_records(loaders)
-            expected = _persist.expected_manifest(
+            expected = persist.expected_manifest(
                 cache_encoders, records, extractors, cache_config.views
             )
         verify = cache_config.verify_checksums
-        load = partial(_persist.try_load, save_dir, cache_encoders, expected, current, verify)
-        seen = _persist.current_generation(save_dir) if save_dir else None
+        load = partial(persist.try_load, save_dir, cache_encoders, expected, current, verify)
+        seen = persist.current_generation(save_dir) if save_dir else None
         splits = _agreed_load(load if save_dir else _nothing, save_dir)
         if splits is not None:
             return splits
         # before anything is encoded: another job may be writing this save_dir
         _lock_every_copy(trainer, lock)
-        changed = bool(save_dir) and _persist.current_generation(save_dir) != seen
+        changed = bool(save_dir) and persist.current_generation(save_dir) != seen
         if any(distributed.gather_objects(changed)):
             # another job wrote a cache while this one waited for the lock: reuse it if it fits
             # (two jobs racing for the lock never both fill)
@@ -291,8 +291,8 @@ def _load_or_fill(
         splits = dict(zip(loaders, filled))
         filled_splits.update(splits)
         if save_dir:
-            write = partial(_persist.save, save_dir, cache_encoders, splits, expected, current)
-            _persist.save_per_filesystem(trainer, save_dir, write)
+            write = partial(persist.save, save_dir, cache_encoders, splits, expected, current)
+            persist.save_per_filesystem(trainer, save_dir, write)
         return splits
 
 

@@ -13,7 +13,7 @@ from torch import Tensor, nn
 
 from quaterion_models.encoders.encoder import Encoder
 from quaterion_models.onnx.exportable import OnnxExportable
-from quaterion_models.utils._files import torch_load
+from quaterion_models.utils.files import torch_load
 from quaterion_models.utils.atomic import atomic_write
 from quaterion_models.utils.checks import check_positive_int
 from quaterion_models.utils.config import read_config_fields

@@ -155,7 +155,7 @@ def test_second_process_does_not_run_encoder(tmp_path):
 
 
 def test_crash_between_writes_keeps_the_previous_cache(tmp_path, monkeypatch):
-    from quaterion.train.cache import _persist
+    from quaterion.train.cache import persist
 
     save_dir = str(tmp_path)
     _, losses = _fit(save_dir)
@@ -163,7 +163,7 @@ def test_crash_between_writes_keeps_the_previous_cache(tmp_path, monkeypatch):
     def crash(*args, **kwargs):
         raise KeyboardInterrupt("killed while writing the cache")
 
-    monkeypatch.setattr(_persist, "write_json", crash)  # after encoder and label files
+    monkeypatch.setattr(persist, "write_json", crash)  # after encoder and label files
     with pytest.warns(UserWarning, match="encoder 'default' changed"):
         with pytest.raises(KeyboardInterrupt):
             _fit(save_dir, seed=1)

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from quaterion.train.cache._host_rows import HostRows
+from quaterion.train.cache.host_rows import HostRows
 from quaterion.train.mini_batches import batch_size_of, iter_mini_batches, slice_records
 
 

@@ -9,7 +9,7 @@ from torch.utils._pytree import tree_leaves
 
 from quaterion.loss import TripletLoss
 from quaterion.train.cache import CacheConfig, CacheType, DiskCacheEncoder, InMemoryCacheEncoder
-from quaterion.train.cache._host_rows import HostRows, gather_to
+from quaterion.train.cache.host_rows import HostRows, gather_to
 from tests.quaterion.train.helpers import CountingEncoder, Model, fit_data, fit_losses
 
 aten = torch.ops.aten

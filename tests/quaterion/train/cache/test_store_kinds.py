@@ -1,8 +1,11 @@
 """A storage kind added from outside the package: one store class and one ``STORES`` entry."""
 
+import json
+
 import pytest
 import torch
 
+from quaterion.mining import CacheMismatchError, read_cached_embeddings
 from quaterion.train.cache import STORES, CacheConfig, InMemoryStore
 from tests.quaterion.train.helpers import CountingEncoder, Model, fit_data, fit_losses
 
@@ -43,3 +46,34 @@ def test_an_unknown_storage_kind_names_the_known_ones():
         ValueError, match=r"STORES \('none', 'auto', 'cpu', 'gpu', 'disk'\), got 'float64'"
     ):
         CacheConfig(cache_type="float64")
+
+
+def test_a_persisted_cache_of_a_new_kind_is_read_back_by_that_kind(tmp_path, monkeypatch):
+    monkeypatch.setitem(STORES, "float64", Float64Store)
+    encoder = CountingEncoder()
+    config = CacheConfig(cache_type="float64", save_dir=str(tmp_path))
+    model = Model(encoders={"default": encoder}, cache_config=config)
+    (train, _), loaders = fit_data()
+    fit_losses(model, *loaders, max_epochs=1)
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    assert manifest["encoders"]["default"]["fingerprint"]["store"] == "float64"
+
+    calls, Float64Store.served = encoder.calls, 0
+    cached = read_cached_embeddings(tmp_path, model)
+    assert encoder.calls == calls and Float64Store.served > 0  # rows read by the toy kind
+    fresh = model.model.encode([s.obj for s in train.samples], to_numpy=False)
+    torch.testing.assert_close(cached.vectors, fresh, rtol=1e-6, atol=1e-6)
+
+    monkeypatch.delitem(STORES, "float64")
+    with pytest.raises(CacheMismatchError, match=r"storage kind 'float64'.*STORES\['float64'\]"):
+        read_cached_embeddings(tmp_path, model)
+
+
+def test_built_in_kinds_record_no_store_name(tmp_path):
+    config = CacheConfig(cache_type="cpu", save_dir=str(tmp_path))
+    model = Model(encoders={"default": CountingEncoder()}, cache_config=config)
+    fit_losses(model, *fit_data()[1], max_epochs=1)
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    assert (
+        "store" not in manifest["encoders"]["default"]["fingerprint"]
+    )  # saved caches keep their format

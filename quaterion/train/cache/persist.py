@@ -13,6 +13,7 @@ import pytorch_lightning as pl
 import torch
 
 from quaterion.train.cache._batches import CachedSplit
+from quaterion.train.cache.cache_config import CacheType
 from quaterion.train.cache.cache_encoder import CacheEncoder
 from quaterion.train.cache._callable_fingerprint import callable_fingerprint
 from quaterion.train.cache._checksum import file_sha256
@@ -24,17 +25,19 @@ from quaterion_models.utils.atomic import fsync_directory
 
 logger = logging.getLogger(__name__)
 SPLITS = ("train", "val")
+BUILT_IN_KINDS = frozenset(kind.value for kind in CacheType)
 MANIFEST_NAME = "manifest.json"
 MANIFEST_VERSION = 3
 
 
 def encoder_fingerprint(cached: CacheEncoder) -> Dict[str, str]:
     """Class path, config, structure (``repr``) and a SHA-256 of the state dict of the
-    wrapped encoder, and how the rows are stored (file kind, dtype)."""
+    wrapped encoder, and how the rows are stored (file kind, dtype; ``store``: the
+    ``STORES`` name of a storage kind of your own, absent for the built-in kinds)."""
     encoder = cached.wrapped_encoder
     config = getattr(encoder, "get_config_dict", None)
     cls = type(encoder)
-    return {
+    record = {
         "class": f"{cls.__module__}.{cls.__qualname__}",
         "config": json.dumps(config(), sort_keys=True, default=str) if callable(config) else "",
         "structure": repr(encoder),
@@ -42,6 +45,10 @@ def encoder_fingerprint(cached: CacheEncoder) -> Dict[str, str]:
         "file": "disk" if getattr(cached, "cache_type", None) == "disk" else "memory",
         "dtype": str(getattr(cached, "dtype", None)),
     }
+    kind = getattr(cached, "cache_type", None)
+    if kind is not None and str(kind) not in BUILT_IN_KINDS:  # a storage kind of your own
+        record["store"] = str(kind)
+    return record
 
 
 def encoders_cache_path(dir_path: str) -> str:

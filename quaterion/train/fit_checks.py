@@ -8,9 +8,7 @@ import math
 from typing import Any, List, Optional
 
 import pytorch_lightning as pl
-import torch
 from pytorch_lightning.utilities import rank_zero_warn
-from torch import Tensor
 
 from quaterion.dataset.similarity_data_loader import (
     GroupSimilarityDataLoader,
@@ -18,8 +16,6 @@ from quaterion.dataset.similarity_data_loader import (
     SimilarityDataLoader,
 )
 from quaterion.loss import GroupLoss, PairwiseLoss, SimilarityLoss, TripletLoss
-from quaterion.loss._checks import check_scores
-from quaterion.loss._classifier_loss import ClassifierGroupLoss, check_group_ids
 
 
 class LoaderLossMismatchError(NotImplementedError, TypeError):
@@ -87,20 +83,17 @@ def check_not_empty(loader: SimilarityDataLoader, name: str) -> None:
 
 
 def check_batch_labels(loss: SimilarityLoss, batch: Any) -> None:
-    """Check a CPU batch's values before the device transfer: pair scores against
-    ``loss.score_range``, class ids of a classifier loss against its ``num_groups``.
+    """Check a CPU batch's values before the device transfer, through the loss's
+    :meth:`~quaterion.loss.SimilarityLoss.check_batch_targets` (pair scores against
+    ``score_range``, class ids of a classifier loss against its ``num_groups``).
 
     The loss then does not read these tensors again, so the step never waits for the device.
     """
     if not isinstance(batch, (tuple, list)) or len(batch) != 2 or not isinstance(batch[1], dict):
         return
-    targets = batch[1]
-    if isinstance(loss, PairwiseLoss) and isinstance(targets.get("labels"), Tensor):
-        check_scores(type(loss).__name__, targets["labels"], *loss.score_range, mark=True)
-    groups = targets.get("groups")
-    if isinstance(loss, ClassifierGroupLoss) and isinstance(groups, Tensor):
-        if groups.dim() == 1 and not groups.is_floating_point() and groups.dtype != torch.bool:
-            check_group_ids(type(loss).__name__, groups, loss.num_groups, mark=True)
+    check = getattr(loss, "check_batch_targets", None)
+    if callable(check):  # a loss that is not a SimilarityLoss checks nothing here
+        check(batch[1])
 
 
 def warn_ineffective_options(model: Any, trainer: pl.Trainer, train_batches: Optional[int]):
