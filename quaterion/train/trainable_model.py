@@ -272,7 +272,28 @@ class TrainableModel(pl.LightningModule, CacheMixin):
 
     @override
     def on_fit_start(self) -> None:
+        """Moves cached rows to the training device and sets the modes the fit trains in
+        (:meth:`set_training_modes`). Call ``super().on_fit_start()`` when overriding."""
         self._place_caches()
+        self.set_training_modes()
+
+    def set_training_modes(self) -> None:
+        """Head and trainable encoders in train mode (dropout on, batch norm updating its
+        statistics), frozen encoders in eval mode (they are not trained, and their outputs
+        equal what a cache of them holds).
+
+        Lightning 2 keeps each module's mode as it finds it, where Lightning 1 (and so the
+        original Quaterion) switched the whole model to train mode: a model that was used by
+        ``SimilarityModel.encode`` (which leaves it in eval mode) or loaded by ``transformers``
+        (eval mode) would otherwise train without dropout. Lightning's validation loop
+        restores these modes after every validation run. Override to choose other modes.
+        """
+        if self._model is None:
+            return
+        self._model.train()
+        for encoder in self._model.encoders.values():
+            if not encoder.trainable:
+                encoder.eval()
 
     @override
     def configure_callbacks(self) -> List[pl.Callback]:
