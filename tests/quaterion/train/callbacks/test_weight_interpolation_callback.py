@@ -73,6 +73,7 @@ def test_end_weights_are_the_interpolation_of_a_plain_fit(alpha):
             assert tensor.item() == end[name].item() == 8
 
 
+@pytest.mark.filterwarnings("ignore:Be aware that when using `ckpt_path`")
 def test_resumed_fit_interpolates_towards_the_first_start(tmp_path):
     start, end = fitted(max_epochs=2)
     checkpoints = pl.callbacks.ModelCheckpoint(dirpath=tmp_path, save_last=True)
