@@ -32,6 +32,9 @@ def triplet_soft_euclidean():
 
 LOSSES = {"triplet": triplet_cosine, "soft-euclidean": triplet_soft_euclidean}
 
+# weight of the fine-tuned end point in the final weights (see --finetune-interpolate)
+DEFAULT_INTERPOLATION = 1.0
+
 
 def build_finetune_class():
     """The ``TrainableModel`` of the fine-tuning run (built lazily, like the quick start's)."""
@@ -97,7 +100,8 @@ def warmup_linear(step: int, warmup: int, total: int) -> float:
 
 
 def finetune_encoder(args: argparse.Namespace, encoder_path: str, train: list, test: list):
-    """Fit the whole encoder for ``args.finetune_epochs``; returns R-precision and seconds."""
+    """Fit the whole encoder for ``args.finetune_epochs``; returns the R-precision over
+    ``test``, the training seconds and the trained ``TrainableModel``."""
     import pytorch_lightning as pl
 
     from examples.quick_start import held_out_r_precision
@@ -113,6 +117,11 @@ def finetune_encoder(args: argparse.Namespace, encoder_path: str, train: list, t
         args.finetune_loss,
     )
     loader = GroupSimilarityDataLoader(train, batch_size=args.finetune_batch_size, shuffle=True)
+    callbacks = []
+    if args.finetune_interpolate < 1.0:
+        from quaterion.train.callbacks import WeightInterpolation
+
+        callbacks.append(WeightInterpolation(args.finetune_interpolate))
     trainer = pl.Trainer(
         accelerator="auto",
         devices=1,
@@ -121,22 +130,35 @@ def finetune_encoder(args: argparse.Namespace, encoder_path: str, train: list, t
         enable_checkpointing=False,
         enable_model_summary=False,
         enable_progress_bar=False,
+        callbacks=callbacks,
     )
     started = time.perf_counter()
     Quaterion.fit(model, trainer, loader)
     seconds = time.perf_counter() - started
-    return {"r_precision": held_out_r_precision(model.model, test), "train_s": seconds}
+    score = held_out_r_precision(model.model, test)
+    return {"r_precision": score, "train_s": seconds, "model": model}
+
+
+def fraction(text: str, include_one: bool) -> float:
+    """A number in ``[0, 1]`` (``include_one``) or ``[0, 1)``, for an ``argparse`` option."""
+    interval = "[0, 1]" if include_one else "[0, 1)"
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number in {interval}, got {text!r}") from None
+    if not (0.0 <= value <= 1.0 if include_one else 0.0 <= value < 1.0):
+        raise argparse.ArgumentTypeError(f"expected a number in {interval}, got {value}")
+    return value
 
 
 def warmup_fraction(text: str) -> float:
     """``--finetune-warmup`` value: a float in ``[0, 1)``."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {text!r}") from None
-    if not 0.0 <= value < 1.0:
-        raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {value}")
-    return value
+    return fraction(text, include_one=False)
+
+
+def interpolation_weight(text: str) -> float:
+    """``--finetune-interpolate`` value: a float in ``[0, 1]``."""
+    return fraction(text, include_one=True)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -164,12 +186,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="fraction of the steps with a linear learning-rate warm-up, then linear decay "
         "to 0 (0: constant learning rate)",
     )
+    parser.add_argument(
+        "--finetune-interpolate",
+        type=interpolation_weight,
+        default=DEFAULT_INTERPOLATION,
+        metavar="ALPHA",
+        help="after training, set the weights to (1 - ALPHA) * pre-trained + ALPHA * "
+        "fine-tuned (WiSE-FT, quaterion.train.callbacks.WeightInterpolation; 1: keep the "
+        f"fine-tuned weights; default {DEFAULT_INTERPOLATION}, picked on the validation split)",
+    )
 
 
 def report(head_only: float, result: Dict[str, Any], args: argparse.Namespace) -> None:
     print(
         f"\nWhole encoder fine-tuned through a gradient cache (batch "
         f"{args.finetune_batch_size}, mini-batch {args.finetune_mini_batch}, loss "
-        f"{args.finetune_loss}, {args.finetune_epochs} epochs, {result['train_s']:.1f} s of "
+        f"{args.finetune_loss}, {args.finetune_epochs} epochs, interpolation "
+        f"{args.finetune_interpolate}, {result['train_s']:.1f} s of "
         f"training): held-out RetrievalRPrecision {result['r_precision']:.4f} (head only: {head_only:.4f})"
     )

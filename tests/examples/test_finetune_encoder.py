@@ -1,6 +1,7 @@
 """The quick start's ``--finetune-encoder`` options."""
 
 import pytest
+import torch
 
 
 def test_finetune_options_are_parsed_and_checked(capsys):
@@ -121,3 +122,43 @@ def test_soft_euclidean_loss_matches_a_naive_batch_hard_soft_margin():
         terms.append(math.log1p(math.exp(hardest_positive - hardest_negative)))  # softplus
     expected = torch.tensor(sum(terms) / len(terms), dtype=torch.float64)
     torch.testing.assert_close(triplet_soft_euclidean()(embeddings, groups), expected)
+
+
+def test_finetune_interpolate_option_is_a_weight_in_the_unit_interval(capsys):
+    from examples.finetune_encoder import DEFAULT_INTERPOLATION
+    from examples.quick_start import parse_args
+
+    assert parse_args([]).finetune_interpolate == DEFAULT_INTERPOLATION
+    for good in ("0", "0.8", "1"):
+        assert parse_args(["--finetune-interpolate", good]).finetune_interpolate == float(good)
+    for bad in ("1.01", "-0.1", "most", "nan"):
+        with pytest.raises(SystemExit):
+            parse_args(["--finetune-interpolate", bad])
+        assert "--finetune-interpolate" in capsys.readouterr().err
+
+
+def test_finetune_interpolate_moves_the_weights_back_towards_the_pretrained_ones(tmp_path):
+    """The run with ``--finetune-interpolate 0.25`` ends on the formula applied to the
+    pre-trained weights and those of the same run with plain fine-tuning (``1``)."""
+    from examples.finetune_encoder import build_finetune_class, finetune_encoder
+    from examples.quick_start import parse_args
+    from quaterion.dataset import SimilarityGroupSample
+    from tests.quaterion_models.tiny_models import TEXTS, write_tiny_bert
+
+    path = write_tiny_bert(str(tmp_path / "bert"), pooling="mean")
+    samples = [SimilarityGroupSample(obj=t, group=i % 3) for i, t in enumerate(TEXTS * 3)]
+    pretrained = build_finetune_class()(path, 1e-3, 4).model.state_dict()
+    ends = {}
+    for alpha in ("1", "0.25"):
+        options = ["--finetune-batch-size", "6", "--finetune-mini-batch", "4"]
+        options += ["--finetune-lr", "1e-2", "--finetune-epochs", "2"]
+        args = parse_args(options + ["--finetune-interpolate", alpha, "--seed", "5"])
+        result = finetune_encoder(args, path, samples, samples)
+        ends[alpha] = result["model"].model.state_dict()
+    name = next(n for n in pretrained if n.endswith("query.weight"))
+    moved = ends["1"][name] - pretrained[name]
+    assert moved.abs().max() > 1e-3
+    for key, tensor in ends["0.25"].items():
+        if tensor.is_floating_point():
+            expected = 0.75 * pretrained[key].double() + 0.25 * ends["1"][key].double()
+            torch.testing.assert_close(tensor.double(), expected, rtol=1e-5, atol=1e-6)
