@@ -119,3 +119,30 @@ def test_weights_created_during_the_fit_are_an_error():
     callback = WeightInterpolation(0.5)
     with pytest.raises(RuntimeError, match="gained weights during the fit"):
         trainer(1, [callback]).fit(Growing(), loader())
+
+
+def test_trainable_model_with_a_cached_frozen_encoder_through_quaterion_fit():
+    """Frozen encoder served from the cache keeps its weights; the trainable encoder and the
+    head end on the interpolation of the same fit without the callback."""
+    from quaterion.train.cache import CacheConfig, CacheType
+    from tests.quaterion.train.helpers import CountingEncoder, Model, fit_losses, group_loader
+
+    def make() -> Model:
+        encoders = {"frozen": CountingEncoder(seed=1), "tuned": CountingEncoder(True, seed=2)}
+        return Model(encoders, cache_config=CacheConfig(CacheType.CPU))
+
+    plain = make()
+    start = state_of(plain.model)
+    fit_losses(plain, group_loader(), max_epochs=2)
+    end = state_of(plain.model)
+    model, alpha = make(), 0.4
+    fit_losses(model, group_loader(), callbacks=[WeightInterpolation(alpha)], max_epochs=2)
+    result = state_of(model.model)
+    assert result.keys() == start.keys()
+    for moved in ("tuned.linear.weight", "head.gates"):
+        assert not torch.allclose(start[moved], end[moved])
+    for name, tensor in result.items():
+        expected = (1 - alpha) * start[name].double() + alpha * end[name].double()
+        torch.testing.assert_close(tensor.double(), expected, rtol=1e-6, atol=1e-7)
+    torch.testing.assert_close(result["frozen.linear.weight"], start["frozen.linear.weight"])
+    torch.testing.assert_close(result["frozen.linear.bias"], start["frozen.linear.bias"])
