@@ -33,7 +33,7 @@ def triplet_soft_euclidean():
 LOSSES = {"triplet": triplet_cosine, "soft-euclidean": triplet_soft_euclidean}
 
 # weight of the fine-tuned end point in the final weights (see --finetune-interpolate)
-DEFAULT_INTERPOLATION = 1.0
+DEFAULT_INTERPOLATION = 0.75
 
 
 def build_finetune_class():
@@ -46,7 +46,8 @@ def build_finetune_class():
     from quaterion_models.heads import EmptyHead
 
     class FineTunedEncoder(TrainableModel):
-        """Trainable MiniLM, no head, batch-hard triplet loss, gradient cache."""
+        """Trainable MiniLM (dropout on while training), no head, batch-hard triplet loss,
+        gradient cache."""
 
         def __init__(
             self,
@@ -73,6 +74,12 @@ def build_finetune_class():
 
         def configure_gradient_cache(self):
             return GradientCacheConfig(mini_batch_size=self._mini)
+
+        def on_train_start(self):
+            # transformers loads the model in eval mode and Lightning 2 keeps each module's
+            # mode: switch dropout on, as sentence-transformers' loop and Lightning 1 did
+            super().on_train_start()
+            self.model.train()
 
         def configure_optimizers(self):
             optimizer = torch.optim.AdamW(self.model.parameters(), lr=self._lr)
