@@ -162,3 +162,38 @@ def test_finetune_interpolate_moves_the_weights_back_towards_the_pretrained_ones
         if tensor.is_floating_point():
             expected = 0.75 * pretrained[key].double() + 0.25 * ends["1"][key].double()
             torch.testing.assert_close(tensor.double(), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_finetune_model_trains_with_dropout_on(tmp_path):
+    """transformers loads its models in eval mode and Lightning 2 keeps module modes: the
+    example switches the whole model (dropout included) to training mode for its steps."""
+    import pytorch_lightning as pl
+
+    from examples.finetune_encoder import build_finetune_class
+    from quaterion import Quaterion
+    from quaterion.dataset import GroupSimilarityDataLoader, SimilarityGroupSample
+    from tests.quaterion_models.tiny_models import TEXTS, write_tiny_bert
+
+    class Modes(pl.Callback):
+        def __init__(self):
+            self.eval_modules = []
+
+        def on_train_batch_start(self, trainer, pl_module, *args):
+            self.eval_modules.append(
+                [n for n, m in pl_module.model.named_modules() if not m.training]
+            )
+
+    model = build_finetune_class()(write_tiny_bert(str(tmp_path / "bert"), pooling="mean"), 1e-3, 2)
+    assert any(not m.training for m in model.model.modules())  # as loaded
+    samples = [SimilarityGroupSample(obj=t, group=i % 2) for i, t in enumerate(TEXTS * 2)]
+    modes = Modes()
+    trainer = pl.Trainer(
+        max_epochs=1,
+        callbacks=[modes],
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
+    Quaterion.fit(model, trainer, GroupSimilarityDataLoader(samples, batch_size=4))
+    assert modes.eval_modules == [[], []]
