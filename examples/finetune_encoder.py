@@ -201,7 +201,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="ALPHA",
         help="after training, set the weights to (1 - ALPHA) * pre-trained + ALPHA * "
         "fine-tuned (WiSE-FT, quaterion.train.callbacks.WeightInterpolation; 1: keep the "
-        f"fine-tuned weights, the default)",
+        "fine-tuned weights, the default)",
     )
 
 
