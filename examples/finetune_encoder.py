@@ -47,8 +47,8 @@ def build_finetune_class():
     from quaterion_models.heads import EmptyHead
 
     class FineTunedEncoder(TrainableModel):
-        """Trainable MiniLM (dropout on while training), no head, batch-hard triplet loss,
-        gradient cache."""
+        """Trainable MiniLM, no head, batch-hard triplet loss, gradient cache; ``dropout``:
+        train with the transformer's dropout on."""
 
         def __init__(
             self,
@@ -57,11 +57,12 @@ def build_finetune_class():
             mini_batch_size: int,
             warmup: float = 0.0,
             loss: str = "triplet",
+            dropout: bool = False,
         ):
             if loss not in LOSSES:
                 raise ValueError(f"loss must be one of {sorted(LOSSES)}, got {loss!r}")
             self._encoder_path, self._lr, self._mini = encoder_path, lr, mini_batch_size
-            self._warmup, self._loss_name = warmup, loss
+            self._warmup, self._loss_name, self._dropout = warmup, loss, dropout
             super().__init__()
 
         def configure_encoders(self):
@@ -77,10 +78,12 @@ def build_finetune_class():
             return GradientCacheConfig(mini_batch_size=self._mini)
 
         def on_train_start(self):
-            # transformers loads the model in eval mode and Lightning 2 keeps each module's
-            # mode: switch dropout on, as sentence-transformers' loop and Lightning 1 did
+            # transformers loads its models in eval mode and Lightning 2 keeps each module's
+            # mode, so dropout stays off unless switched on here (as sentence-transformers'
+            # loop and Lightning 1 do)
             super().on_train_start()
-            self.model.train()
+            if self._dropout:
+                self.model.train()
 
         def configure_optimizers(self):
             optimizer = torch.optim.AdamW(self.model.parameters(), lr=self._lr)
@@ -123,6 +126,7 @@ def finetune_encoder(args: argparse.Namespace, encoder_path: str, train: list, t
         args.finetune_mini_batch,
         args.finetune_warmup,
         args.finetune_loss,
+        args.finetune_dropout,
     )
     loader = GroupSimilarityDataLoader(train, batch_size=args.finetune_batch_size, shuffle=True)
     callbacks = []
@@ -195,6 +199,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "to 0 (0: constant learning rate)",
     )
     parser.add_argument(
+        "--finetune-dropout",
+        action="store_true",
+        help="train with the transformer's dropout on (transformers loads models in eval "
+        "mode and Lightning 2 keeps that mode, so by default it stays off)",
+    )
+    parser.add_argument(
         "--finetune-interpolate",
         type=interpolation_weight,
         default=DEFAULT_INTERPOLATION,
@@ -209,7 +219,8 @@ def report(head_only: float, result: Dict[str, Any], args: argparse.Namespace) -
     print(
         f"\nWhole encoder fine-tuned through a gradient cache (batch "
         f"{args.finetune_batch_size}, mini-batch {args.finetune_mini_batch}, loss "
-        f"{args.finetune_loss}, {args.finetune_epochs} epochs, interpolation "
+        f"{args.finetune_loss}, {args.finetune_epochs} epochs, dropout "
+        f"{'on' if args.finetune_dropout else 'off'}, interpolation "
         f"{args.finetune_interpolate}, {result['train_s']:.1f} s of "
         f"training): held-out RetrievalRPrecision {result['r_precision']:.4f} (head only: {head_only:.4f})"
     )

@@ -164,12 +164,14 @@ def test_finetune_interpolate_moves_the_weights_back_towards_the_pretrained_ones
             torch.testing.assert_close(tensor.double(), expected, rtol=1e-5, atol=1e-6)
 
 
-def test_finetune_model_trains_with_dropout_on(tmp_path):
-    """transformers loads its models in eval mode and Lightning 2 keeps module modes: the
-    example switches the whole model (dropout included) to training mode for its steps."""
+@pytest.mark.parametrize("dropout", [True, False])
+def test_finetune_dropout_option_sets_the_training_mode(tmp_path, dropout):
+    """transformers loads its models in eval mode and Lightning 2 keeps module modes:
+    ``--finetune-dropout`` switches the whole model to training mode for its steps."""
     import pytorch_lightning as pl
 
     from examples.finetune_encoder import build_finetune_class
+    from examples.quick_start import parse_args
     from quaterion import Quaterion
     from quaterion.dataset import GroupSimilarityDataLoader, SimilarityGroupSample
     from tests.quaterion_models.tiny_models import TEXTS, write_tiny_bert
@@ -183,8 +185,10 @@ def test_finetune_model_trains_with_dropout_on(tmp_path):
                 [n for n, m in pl_module.model.named_modules() if not m.training]
             )
 
-    model = build_finetune_class()(write_tiny_bert(str(tmp_path / "bert"), pooling="mean"), 1e-3, 2)
-    assert any(not m.training for m in model.model.modules())  # as loaded
+    path = write_tiny_bert(str(tmp_path / "bert"), pooling="mean")
+    model = build_finetune_class()(path, 1e-3, 2, dropout=dropout)
+    loaded_in_eval = [n for n, m in model.model.named_modules() if not m.training]
+    assert loaded_in_eval  # as transformers loads it
     samples = [SimilarityGroupSample(obj=t, group=i % 2) for i, t in enumerate(TEXTS * 2)]
     modes = Modes()
     trainer = pl.Trainer(
@@ -196,4 +200,7 @@ def test_finetune_model_trains_with_dropout_on(tmp_path):
         enable_model_summary=False,
     )
     Quaterion.fit(model, trainer, GroupSimilarityDataLoader(samples, batch_size=4))
-    assert modes.eval_modules == [[], []]
+    assert modes.eval_modules == ([[], []] if dropout else [loaded_in_eval] * 2)
+    assert (
+        parse_args(["--finetune-dropout"]).finetune_dropout and not parse_args([]).finetune_dropout
+    )

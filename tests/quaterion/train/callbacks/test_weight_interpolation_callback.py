@@ -106,6 +106,13 @@ def test_bad_alpha_is_refused(alpha, error, message):
         WeightInterpolation(alpha)
 
 
+def test_numpy_and_integer_alphas_are_accepted():
+    import numpy as np
+
+    assert WeightInterpolation(np.float32(0.25)).alpha == 0.25
+    assert WeightInterpolation(1).alpha == 1.0 and isinstance(WeightInterpolation(0).alpha, float)
+
+
 def test_train_end_without_a_recorded_start_is_an_error():
     with pytest.raises(RuntimeError, match="no starting weights"):
         WeightInterpolation(0.5).on_train_end(None, Regressor())
