@@ -4,6 +4,20 @@ import pytest
 import torch
 
 
+def quiet_trainer(max_epochs: int, callback):
+    """A trainer with one callback and no logger, checkpoints or bars."""
+    import pytorch_lightning as pl
+
+    return pl.Trainer(
+        max_epochs=max_epochs,
+        callbacks=[callback],
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
+
+
 def test_finetune_options_are_parsed_and_checked(capsys):
     from examples.quick_start import parse_args
 
@@ -65,15 +79,7 @@ def test_warmup_schedules_the_learning_rate_per_step(tmp_path):
     samples = [SimilarityGroupSample(obj=t, group=i % 2) for i, t in enumerate(TEXTS * 2)]
     loader = GroupSimilarityDataLoader(samples, batch_size=4, drop_last=True)
     rates = Rates()
-    trainer = pl.Trainer(
-        max_epochs=2,
-        callbacks=[rates],
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-    )
-    Quaterion.fit(model, trainer, loader)
+    Quaterion.fit(model, quiet_trainer(2, rates), loader)
     total = 2 * len(loader)
     warmup = round(0.5 * total)
     expected = [1e-3 * min((s + 1) / warmup, (total - s) / (total - warmup)) for s in range(total)]
@@ -191,15 +197,7 @@ def test_finetune_dropout_option_sets_the_training_mode(tmp_path, dropout):
     assert loaded_in_eval  # as transformers loads it
     samples = [SimilarityGroupSample(obj=t, group=i % 2) for i, t in enumerate(TEXTS * 2)]
     modes = Modes()
-    trainer = pl.Trainer(
-        max_epochs=1,
-        callbacks=[modes],
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-    )
-    Quaterion.fit(model, trainer, GroupSimilarityDataLoader(samples, batch_size=4))
+    Quaterion.fit(model, quiet_trainer(1, modes), GroupSimilarityDataLoader(samples, batch_size=4))
     assert modes.eval_modules == ([[], []] if dropout else [loaded_in_eval] * 2)
     assert (
         parse_args(["--finetune-dropout"]).finetune_dropout and not parse_args([]).finetune_dropout
