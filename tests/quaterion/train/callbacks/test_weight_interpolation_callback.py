@@ -22,13 +22,13 @@ class Regressor(pl.LightningModule):
         return torch.nn.functional.mse_loss(self.net(x).squeeze(-1), y)
 
     def configure_optimizers(self):
-        return torch.optim.SGD(self.parameters(), lr=0.1, momentum=0.9)
+        return torch.optim.SGD(self.parameters(), lr=0.05, momentum=0.5)
 
 
 def loader() -> DataLoader:
     generator = torch.Generator().manual_seed(0)
     x = torch.randn(24, 3, generator=generator)
-    return DataLoader(TensorDataset(x, x.sum(dim=1) ** 2), batch_size=6)
+    return DataLoader(TensorDataset(x, x.sum(dim=1)), batch_size=6)
 
 
 def trainer(max_epochs: int, callbacks=(), **options) -> pl.Trainer:
@@ -49,12 +49,17 @@ def state_of(module: torch.nn.Module) -> dict:
 
 
 def fitted(max_epochs: int = 2) -> tuple:
-    """(start, end) weights of a plain fit, no callback: the independent reference."""
+    """(start, end) weights of a plain fit, no callback: the independent reference. The
+    weights move, but stay of the order of the start (so that a wrong start would show
+    against the tolerances)."""
     torch.manual_seed(7)
     model = Regressor()
     start = state_of(model)
     trainer(max_epochs).fit(model, loader())
-    return start, state_of(model)
+    end = state_of(model)
+    for name in ("net.0.weight", "net.2.bias", "net.1.running_mean"):
+        assert 1e-2 < (end[name] - start[name]).abs().max() < 10 and end[name].abs().max() < 10
+    return start, end
 
 
 @pytest.mark.parametrize("alpha", [0.0, 0.3, 0.8, 1.0])
@@ -64,7 +69,6 @@ def test_end_weights_are_the_interpolation_of_a_plain_fit(alpha):
     model = Regressor()
     trainer(2, [WeightInterpolation(alpha)]).fit(model, loader())
     result = state_of(model)
-    assert not torch.allclose(start["net.0.weight"], end["net.0.weight"], atol=1e-3)
     for name, tensor in result.items():
         if tensor.is_floating_point():  # hand-written formula, in float64
             expected = (1 - alpha) * start[name].double() + alpha * end[name].double()
