@@ -105,6 +105,8 @@ def main() -> None:
     print(
         f"quaterion: batch {args.finetune_batch_size}, mini-batch {args.finetune_mini_batch}, "
         f"lr {args.finetune_lr}, warm-up {args.finetune_warmup}, loss {args.finetune_loss}, "
+        f"dropout {'on' if args.finetune_dropout else 'off'}, "
+        f"interpolation {args.finetune_interpolate}, "
         f"{args.finetune_epochs} epochs; seed {args.seed}; split {args.split}; "
         f"{torch.get_num_threads()} threads; load average {os.getloadavg()[0]:.1f}"
     )

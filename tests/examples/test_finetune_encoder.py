@@ -1,6 +1,21 @@
 """The quick start's ``--finetune-encoder`` options."""
 
 import pytest
+import torch
+
+
+def quiet_trainer(max_epochs: int, callback):
+    """A trainer with one callback and no logger, checkpoints or bars."""
+    import pytorch_lightning as pl
+
+    return pl.Trainer(
+        max_epochs=max_epochs,
+        callbacks=[callback],
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
 
 
 def test_finetune_options_are_parsed_and_checked(capsys):
@@ -64,15 +79,7 @@ def test_warmup_schedules_the_learning_rate_per_step(tmp_path):
     samples = [SimilarityGroupSample(obj=t, group=i % 2) for i, t in enumerate(TEXTS * 2)]
     loader = GroupSimilarityDataLoader(samples, batch_size=4, drop_last=True)
     rates = Rates()
-    trainer = pl.Trainer(
-        max_epochs=2,
-        callbacks=[rates],
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-    )
-    Quaterion.fit(model, trainer, loader)
+    Quaterion.fit(model, quiet_trainer(2, rates), loader)
     total = 2 * len(loader)
     warmup = round(0.5 * total)
     expected = [1e-3 * min((s + 1) / warmup, (total - s) / (total - warmup)) for s in range(total)]
@@ -121,3 +128,77 @@ def test_soft_euclidean_loss_matches_a_naive_batch_hard_soft_margin():
         terms.append(math.log1p(math.exp(hardest_positive - hardest_negative)))  # softplus
     expected = torch.tensor(sum(terms) / len(terms), dtype=torch.float64)
     torch.testing.assert_close(triplet_soft_euclidean()(embeddings, groups), expected)
+
+
+def test_finetune_interpolate_option_is_a_weight_in_the_unit_interval(capsys):
+    from examples.finetune_encoder import DEFAULT_INTERPOLATION
+    from examples.quick_start import parse_args
+
+    assert parse_args([]).finetune_interpolate == DEFAULT_INTERPOLATION
+    for good in ("0", "0.8", "1"):
+        assert parse_args(["--finetune-interpolate", good]).finetune_interpolate == float(good)
+    for bad in ("1.01", "-0.1", "most", "nan"):
+        with pytest.raises(SystemExit):
+            parse_args(["--finetune-interpolate", bad])
+        assert "--finetune-interpolate" in capsys.readouterr().err
+
+
+def test_finetune_interpolate_moves_the_weights_back_towards_the_pretrained_ones(tmp_path):
+    """The run with ``--finetune-interpolate 0.25`` ends on the formula applied to the
+    pre-trained weights and those of the same run with plain fine-tuning (``1``)."""
+    from examples.finetune_encoder import build_finetune_class, finetune_encoder
+    from examples.quick_start import parse_args
+    from quaterion.dataset import SimilarityGroupSample
+    from tests.quaterion_models.tiny_models import TEXTS, write_tiny_bert
+
+    path = write_tiny_bert(str(tmp_path / "bert"), pooling="mean")
+    samples = [SimilarityGroupSample(obj=t, group=i % 3) for i, t in enumerate(TEXTS * 3)]
+    pretrained = build_finetune_class()(path, 1e-3, 4).model.state_dict()
+    ends = {}
+    for alpha in ("1", "0.25"):
+        options = ["--finetune-batch-size", "6", "--finetune-mini-batch", "4"]
+        options += ["--finetune-lr", "1e-2", "--finetune-epochs", "2"]
+        args = parse_args(options + ["--finetune-interpolate", alpha, "--seed", "5"])
+        result = finetune_encoder(args, path, samples, samples)
+        ends[alpha] = result["model"].model.state_dict()
+    name = next(n for n in pretrained if n.endswith("query.weight"))
+    moved = ends["1"][name] - pretrained[name]
+    assert moved.abs().max() > 1e-3
+    for key, tensor in ends["0.25"].items():
+        if tensor.is_floating_point():
+            expected = 0.75 * pretrained[key].double() + 0.25 * ends["1"][key].double()
+            torch.testing.assert_close(tensor.double(), expected, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("dropout", [True, False])
+def test_finetune_dropout_option_sets_the_training_mode(tmp_path, dropout):
+    """transformers loads its models in eval mode and Lightning 2 keeps module modes:
+    ``--finetune-dropout`` switches the whole model to training mode for its steps."""
+    import pytorch_lightning as pl
+
+    from examples.finetune_encoder import build_finetune_class
+    from examples.quick_start import parse_args
+    from quaterion import Quaterion
+    from quaterion.dataset import GroupSimilarityDataLoader, SimilarityGroupSample
+    from tests.quaterion_models.tiny_models import TEXTS, write_tiny_bert
+
+    class Modes(pl.Callback):
+        def __init__(self):
+            self.eval_modules = []
+
+        def on_train_batch_start(self, trainer, pl_module, *args):
+            self.eval_modules.append(
+                [n for n, m in pl_module.model.named_modules() if not m.training]
+            )
+
+    path = write_tiny_bert(str(tmp_path / "bert"), pooling="mean")
+    model = build_finetune_class()(path, 1e-3, 2, dropout=dropout)
+    loaded_in_eval = [n for n, m in model.model.named_modules() if not m.training]
+    assert loaded_in_eval  # as transformers loads it
+    samples = [SimilarityGroupSample(obj=t, group=i % 2) for i, t in enumerate(TEXTS * 2)]
+    modes = Modes()
+    Quaterion.fit(model, quiet_trainer(1, modes), GroupSimilarityDataLoader(samples, batch_size=4))
+    assert modes.eval_modules == ([[], []] if dropout else [loaded_in_eval] * 2)
+    assert (
+        parse_args(["--finetune-dropout"]).finetune_dropout and not parse_args([]).finetune_dropout
+    )

@@ -1,4 +1,4 @@
-"""Callbacks ``Quaterion.fit`` adds to the trainer."""
+"""Callbacks ``Quaterion.fit`` adds to the trainer, and ``WeightInterpolation`` for users to add."""
 
 from quaterion.train.callbacks.cleanup_callback import CleanupCallback
 from quaterion.train.callbacks.guard_callback import (
@@ -9,6 +9,7 @@ from quaterion.train.callbacks.guard_callback import (
 )
 from quaterion.train.callbacks.metrics_callback import MetricsCallback
 from quaterion.train.callbacks.rank_failure_callback import RankFailureCallback
+from quaterion.train.callbacks.weight_interpolation_callback import WeightInterpolation
 
 __all__ = [
     "CleanupCallback",
@@ -18,4 +19,5 @@ __all__ = [
     "NonFiniteLossError",
     "NonFiniteValidationError",
     "RankFailureCallback",
+    "WeightInterpolation",
 ]

@@ -1,0 +1,159 @@
+"""WeightInterpolation: the fit's end weights moved towards its start weights (WiSE-FT)."""
+
+import pytest
+import pytorch_lightning as pl
+import torch
+from torch.utils.data import DataLoader, TensorDataset
+
+from quaterion.train.callbacks import WeightInterpolation
+
+
+class Regressor(pl.LightningModule):
+    """Linear -> BatchNorm (float running stats, an int64 step counter) -> Linear."""
+
+    def __init__(self):
+        super().__init__()
+        self.net = torch.nn.Sequential(
+            torch.nn.Linear(3, 4), torch.nn.BatchNorm1d(4), torch.nn.Linear(4, 1)
+        )
+
+    def training_step(self, batch, batch_idx):
+        x, y = batch
+        return torch.nn.functional.mse_loss(self.net(x).squeeze(-1), y)
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.05, momentum=0.5)
+
+
+def loader() -> DataLoader:
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(24, 3, generator=generator)
+    return DataLoader(TensorDataset(x, x.sum(dim=1)), batch_size=6)
+
+
+def trainer(max_epochs: int, callbacks=(), **options) -> pl.Trainer:
+    return pl.Trainer(
+        accelerator="cpu",
+        max_epochs=max_epochs,
+        callbacks=list(callbacks),
+        logger=False,
+        enable_checkpointing=bool(options.pop("enable_checkpointing", False)),
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        **options,
+    )
+
+
+def state_of(module: torch.nn.Module) -> dict:
+    return {name: tensor.detach().clone() for name, tensor in module.state_dict().items()}
+
+
+def fitted(max_epochs: int = 2) -> tuple:
+    """(start, end) weights of a plain fit, no callback: the independent reference. The
+    weights move, but stay of the order of the start (so that a wrong start would show
+    against the tolerances)."""
+    torch.manual_seed(7)
+    model = Regressor()
+    start = state_of(model)
+    trainer(max_epochs).fit(model, loader())
+    end = state_of(model)
+    for name in ("net.0.weight", "net.2.bias", "net.1.running_mean"):
+        assert 1e-2 < (end[name] - start[name]).abs().max() < 10 and end[name].abs().max() < 10
+    return start, end
+
+
+@pytest.mark.parametrize("alpha", [0.0, 0.3, 0.8, 1.0])
+def test_end_weights_are_the_interpolation_of_a_plain_fit(alpha):
+    start, end = fitted()
+    torch.manual_seed(7)
+    model = Regressor()
+    trainer(2, [WeightInterpolation(alpha)]).fit(model, loader())
+    result = state_of(model)
+    for name, tensor in result.items():
+        if tensor.is_floating_point():  # hand-written formula, in float64
+            expected = (1 - alpha) * start[name].double() + alpha * end[name].double()
+            torch.testing.assert_close(tensor.double(), expected, rtol=1e-6, atol=1e-7)
+        else:  # BatchNorm's num_batches_tracked keeps the fine-tuned count
+            assert tensor.item() == end[name].item() == 8
+
+
+@pytest.mark.filterwarnings("ignore:Be aware that when using `ckpt_path`")
+def test_resumed_fit_interpolates_towards_the_first_start(tmp_path):
+    start, end = fitted(max_epochs=2)
+    checkpoints = pl.callbacks.ModelCheckpoint(dirpath=tmp_path, save_last=True)
+    torch.manual_seed(7)
+    first = Regressor()
+    options = dict(enable_checkpointing=True, default_root_dir=tmp_path)
+    trainer(1, [WeightInterpolation(0.5), checkpoints], **options).fit(first, loader())
+    resumed = Regressor()  # other initial weights: the checkpoint must supply both states
+    trainer(2, [WeightInterpolation(0.5)], default_root_dir=tmp_path).fit(
+        resumed, loader(), ckpt_path=str(tmp_path / "last.ckpt")
+    )
+    result = state_of(resumed)
+    for name in ("net.0.weight", "net.1.running_mean", "net.2.bias"):
+        expected = 0.5 * start[name].double() + 0.5 * end[name].double()
+        torch.testing.assert_close(result[name].double(), expected, rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize(
+    "alpha, error, message",
+    [
+        ("0.5", TypeError, "alpha must be a number"),
+        (True, TypeError, "alpha must be a number"),
+        (1.5, ValueError, r"alpha must be in \[0, 1\]"),
+        (-0.1, ValueError, r"alpha must be in \[0, 1\]"),
+        (float("nan"), ValueError, r"alpha must be in \[0, 1\]"),
+    ],
+)
+def test_bad_alpha_is_refused(alpha, error, message):
+    with pytest.raises(error, match=message):
+        WeightInterpolation(alpha)
+
+
+def test_numpy_and_integer_alphas_are_accepted():
+    import numpy as np
+
+    assert WeightInterpolation(np.float32(0.25)).alpha == 0.25
+    assert WeightInterpolation(1).alpha == 1.0 and isinstance(WeightInterpolation(0).alpha, float)
+
+
+def test_train_end_without_a_recorded_start_is_an_error():
+    with pytest.raises(RuntimeError, match="no starting weights"):
+        WeightInterpolation(0.5).on_train_end(None, Regressor())
+
+
+def test_weights_created_during_the_fit_are_an_error():
+    class Growing(Regressor):
+        def on_train_epoch_end(self):
+            self.extra = torch.nn.Linear(2, 2)
+
+    callback = WeightInterpolation(0.5)
+    with pytest.raises(RuntimeError, match="gained weights during the fit"):
+        trainer(1, [callback]).fit(Growing(), loader())
+
+
+def test_trainable_model_with_a_cached_frozen_encoder_through_quaterion_fit():
+    """Frozen encoder served from the cache keeps its weights; the trainable encoder and the
+    head end on the interpolation of the same fit without the callback."""
+    from quaterion.train.cache import CacheConfig, CacheType
+    from tests.quaterion.train.helpers import CountingEncoder, Model, fit_losses, group_loader
+
+    def make() -> Model:
+        encoders = {"frozen": CountingEncoder(seed=1), "tuned": CountingEncoder(True, seed=2)}
+        return Model(encoders, cache_config=CacheConfig(CacheType.CPU))
+
+    plain = make()
+    start = state_of(plain.model)
+    fit_losses(plain, group_loader(), max_epochs=2)
+    end = state_of(plain.model)
+    model, alpha = make(), 0.4
+    fit_losses(model, group_loader(), callbacks=[WeightInterpolation(alpha)], max_epochs=2)
+    result = state_of(model.model)
+    assert result.keys() == start.keys()
+    for moved in ("tuned.linear.weight", "head.gates"):
+        assert not torch.allclose(start[moved], end[moved])
+    for name, tensor in result.items():
+        expected = (1 - alpha) * start[name].double() + alpha * end[name].double()
+        torch.testing.assert_close(tensor.double(), expected, rtol=1e-6, atol=1e-7)
+    torch.testing.assert_close(result["frozen.linear.weight"], start["frozen.linear.weight"])
+    torch.testing.assert_close(result["frozen.linear.bias"], start["frozen.linear.bias"])
