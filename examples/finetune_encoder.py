@@ -48,7 +48,7 @@ def build_finetune_class():
 
     class FineTunedEncoder(TrainableModel):
         """Trainable MiniLM, no head, batch-hard triplet loss, gradient cache; ``dropout``:
-        train with the transformer's dropout on."""
+        train with the transformer's dropout on (the library's default training mode)."""
 
         def __init__(
             self,
@@ -57,7 +57,7 @@ def build_finetune_class():
             mini_batch_size: int,
             warmup: float = 0.0,
             loss: str = "triplet",
-            dropout: bool = False,
+            dropout: bool = True,
         ):
             if loss not in LOSSES:
                 raise ValueError(f"loss must be one of {sorted(LOSSES)}, got {loss!r}")
@@ -77,13 +77,14 @@ def build_finetune_class():
         def configure_gradient_cache(self):
             return GradientCacheConfig(mini_batch_size=self._mini)
 
-        def on_train_start(self):
-            # transformers loads its models in eval mode and Lightning 2 keeps each module's
-            # mode, so dropout stays off unless switched on here (as sentence-transformers'
-            # loop and Lightning 1 do)
-            super().on_train_start()
-            if self._dropout:
-                self.model.train()
+        def set_training_modes(self):
+            # TrainableModel trains trainable encoders in train mode (dropout on, as
+            # sentence-transformers' loop and Lightning 1 do); --finetune-no-dropout keeps
+            # the transformer in eval mode instead
+            super().set_training_modes()
+            if not self._dropout:
+                for encoder in self.model.encoders.values():
+                    encoder.eval()
 
         def configure_optimizers(self):
             optimizer = torch.optim.AdamW(self.model.parameters(), lr=self._lr)
@@ -199,10 +200,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "to 0 (0: constant learning rate)",
     )
     parser.add_argument(
-        "--finetune-dropout",
-        action="store_true",
-        help="train with the transformer's dropout on (transformers loads models in eval "
-        "mode and Lightning 2 keeps that mode, so by default it stays off)",
+        "--finetune-no-dropout",
+        dest="finetune_dropout",
+        action="store_false",
+        help="train with the transformer's dropout off (eval mode); by default the "
+        "trainable encoder trains in train mode, dropout on",
     )
     parser.add_argument(
         "--finetune-interpolate",
