@@ -24,9 +24,7 @@ def online_contrastive_loss_all(
         dist: float ``(A, M)`` distance matrix.
         q_groups: ``(A,)``; r_groups: ``(M,)``.
         margin: margin ``m``.
-        valid: ``(real anchors, real candidates)`` (bool masks or ``None``), or ``None``
-            for all: padded rows of :func:`~quaterion.distributed.gather_rows_padded`
-            take no part.
+        valid: real (anchors, candidates) of padded rows, or ``None``: all real.
 
     Returns:
         0-dim float tensor.

@@ -62,9 +62,7 @@ def triplet_loss_all(
         q_groups: ``(A,)`` group ids of the anchors.
         r_groups: ``(M,)`` group ids of the candidates.
         margin: margin ``m``.
-        valid: ``(real anchors, real candidates)`` (bool masks or ``None``), or ``None``
-            for all: padded rows of :func:`~quaterion.distributed.gather_rows_padded`
-            take no part.
+        valid: real (anchors, candidates) of padded rows, or ``None``: all real.
 
     Returns:
         0-dim float tensor.
@@ -99,9 +97,7 @@ def triplet_loss_batch_hard(
         q_groups: ``(A,)``; r_groups: ``(M,)``.
         margin: margin ``m`` (unused when ``soft``).
         soft: use the soft-margin (softplus) variant.
-        valid: ``(real anchors, real candidates)`` (bool masks or ``None``), or ``None``
-            for all: padded rows of :func:`~quaterion.distributed.gather_rows_padded`
-            take no part.
+        valid: real (anchors, candidates) of padded rows, or ``None``: all real.
 
     Returns:
         0-dim float tensor.
@@ -136,9 +132,7 @@ def triplet_loss_semi_hard(
         dist: float ``(A, M)``, anchors x candidates.
         q_groups: ``(A,)``; r_groups: ``(M,)``.
         margin: margin ``m``.
-        valid: ``(real anchors, real candidates)`` (bool masks or ``None``), or ``None``
-            for all: padded rows of :func:`~quaterion.distributed.gather_rows_padded`
-            take no part.
+        valid: real (anchors, candidates) of padded rows, or ``None``: all real.
 
     Returns:
         0-dim float tensor.
