@@ -7,12 +7,11 @@ import os
 from typing import Callable, Dict, List, Tuple
 
 import torch
-import torch.distributed as dist
 
 from quaterion import distributed
 from quaterion.utils.testing import count_host_syncs
 from tests.quaterion.distributed._gather_plan_cases import CollectiveCounter, loss_of, rows_of
-from tests.quaterion.distributed._launch import gloo_init
+from tests.quaterion.distributed._launch import gloo_finish, gloo_init
 
 WORLD = 2
 
@@ -152,4 +151,4 @@ def run_rank(rank: int, world: int, store_file: str, out_dir: str) -> None:
     except distributed.RankMismatchError as error:
         results["flush"] = {"error": str(error)}
     torch.save(results, os.path.join(out_dir, f"rank{rank}.pt"))
-    dist.destroy_process_group()
+    gloo_finish()

@@ -4,7 +4,6 @@ import os
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
-import torch.distributed as dist
 from pytorch_metric_learning import losses as pml_losses
 from pytorch_metric_learning import miners as pml_miners
 from torch import nn
@@ -23,7 +22,7 @@ from quaterion.loss import (
     TripletLoss,
 )
 from quaterion.loss.extras import PytorchMetricLearningWrapper
-from tests.quaterion.distributed._launch import gloo_init
+from tests.quaterion.distributed._launch import gloo_finish, gloo_init
 
 IN_DIM, EMB_DIM, NUM_GROUPS = 5, 4, 3
 GROUP_SIZES = (5, 3)  # uneven on purpose: rows are padded for the gather
@@ -129,10 +128,12 @@ def single_process(case: str, sizes: Optional[Sequence[int]] = None) -> dict:
 def run_rank(rank: int, world: int, store_file: str, out_dir: str) -> None:
     """Spawned entry point: every case under DDP, results saved to ``rank<r>.pt``."""
     gloo_init(rank, world, store_file)
-    results = {}
-    for case in CASES:
-        net = Net(case)
-        ddp = DistributedDataParallel(net)
-        results[case] = loss_and_grads(net, ddp, rank_batches(case)[rank])
+    results = {case: _ddp_run(case, rank) for case in CASES}
     torch.save(results, os.path.join(out_dir, f"rank{rank}.pt"))
-    dist.destroy_process_group()
+    gloo_finish()
+
+
+def _ddp_run(case: str, rank: int) -> dict:
+    """One case through DDP (the wrapper is dropped on return, before the group is)."""
+    net = Net(case)
+    return loss_and_grads(net, DistributedDataParallel(net), rank_batches(case)[rank])

@@ -10,7 +10,7 @@ import torch
 import torch.distributed as dist
 
 from quaterion import distributed
-from tests.quaterion.distributed._launch import gloo_init
+from tests.quaterion.distributed._launch import gloo_finish, gloo_init
 
 WORLD = 2
 WIDTH = 3
@@ -129,4 +129,4 @@ def run_rank(rank: int, world: int, store_file: str, out_dir: str) -> None:
     for call, (name, sizes, kind, _) in enumerate(CALLS):
         results[name] = _one_call(rank, call, sizes[rank], kind, counter)
     torch.save(results, os.path.join(out_dir, f"rank{rank}.pt"))
-    dist.destroy_process_group()
+    gloo_finish()

@@ -68,6 +68,19 @@ def gloo_init(rank: int, world: int, store_file: str, timeout_s: Optional[float]
     )
 
 
+def gloo_finish() -> None:
+    """Leave the process group: collect what still references it first (a DDP wrapper, an
+    autograd graph), so that ``destroy_process_group`` frees the gloo threads now rather than
+    at interpreter exit, where tearing them down can abort the process ("terminate called
+    without an active exception")."""
+    import gc
+
+    import torch.distributed as dist
+
+    gc.collect()
+    dist.destroy_process_group()
+
+
 def start_script(command: Sequence[str], env: dict, cwd: str) -> subprocess.Popen:
     """``command`` in its own session (killed as a whole on timeout), output captured."""
     return subprocess.Popen(

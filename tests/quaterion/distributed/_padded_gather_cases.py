@@ -7,11 +7,11 @@ import os
 from typing import Dict, List, Tuple
 
 import torch
-import torch.distributed as dist
 
 from quaterion import distributed
 from tests.quaterion.distributed._device_gather_cases import record_call, run_calls
 from tests.quaterion.distributed._gather_plan_cases import CollectiveCounter, rows_of
+from tests.quaterion.distributed._launch import gloo_finish
 
 WORLD = 2
 
@@ -70,4 +70,4 @@ def run_rank(rank: int, world: int, store_file: str, out_dir: str) -> None:
     """Spawned entry point."""
     results = run_calls(rank, world, store_file, CALLS, _one_call)
     torch.save(results, os.path.join(out_dir, f"rank{rank}.pt"))
-    dist.destroy_process_group()
+    gloo_finish()

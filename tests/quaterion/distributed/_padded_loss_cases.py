@@ -8,7 +8,6 @@ import os
 from typing import Dict, Tuple
 
 import torch
-import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
 from quaterion import distributed
@@ -16,7 +15,7 @@ from quaterion.loss._checks import mark_checked, score_check
 from quaterion.utils.testing import count_host_syncs
 from tests.quaterion.distributed import _gather_cases as cases
 from tests.quaterion.distributed._gather_plan_cases import CollectiveCounter
-from tests.quaterion.distributed._launch import gloo_init
+from tests.quaterion.distributed._launch import gloo_finish, gloo_init
 
 # rows (group losses) or pairs (pair losses) per rank; the first call of each case agrees
 # the layout (the full check, capacity = its largest rank), the others are measured
@@ -80,4 +79,4 @@ def run_rank(rank: int, world: int, store_file: str, out_dir: str) -> None:
             results[(case, sizes)] = _run(case, rank, sizes, counter)
     distributed.raise_pending_gather_errors()  # nothing failed: raises nothing
     torch.save(results, os.path.join(out_dir, f"rank{rank}.pt"))
-    dist.destroy_process_group()
+    gloo_finish()

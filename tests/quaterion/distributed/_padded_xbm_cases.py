@@ -7,7 +7,6 @@ import os
 from typing import Tuple
 
 import torch
-import torch.distributed as dist
 
 from quaterion import distributed
 from quaterion.loss import TripletLoss
@@ -16,7 +15,7 @@ from quaterion.train.xbm.xbm_buffer import XbmBuffer
 from quaterion.train.xbm.xbm_term import memory_term
 from quaterion.utils.testing import count_host_syncs
 from tests.quaterion.distributed._gather_plan_cases import CollectiveCounter
-from tests.quaterion.distributed._launch import gloo_init
+from tests.quaterion.distributed._launch import gloo_finish, gloo_init
 
 DIM = 3
 STEPS = ((4, 4), (4, 2), (1, 3), (0, 4))  # rows per rank; the first agrees the layout
@@ -81,4 +80,4 @@ def run_rank(rank: int, world: int, store_file: str, out_dir: str) -> None:
             "memory_valid": buffer.valid_rows(),
         }
     torch.save(results, os.path.join(out_dir, f"rank{rank}.pt"))
-    dist.destroy_process_group()
+    gloo_finish()
