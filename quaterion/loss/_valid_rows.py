@@ -8,6 +8,7 @@ with fixed shapes (``torch.where``, no boolean indexing), so nothing waits for t
 ``valid=None`` means every row is real: the unmasked computation, unchanged.
 """
 
+import functools
 import inspect
 from typing import Callable, Optional, Tuple
 
@@ -64,9 +65,11 @@ def real_max(values: Tensor, ref_valid: Optional[Tensor], dim: int = 1) -> Tenso
     return values.max(dim=dim, keepdim=True).values
 
 
+@functools.lru_cache(maxsize=None)
 def takes_row_masks(method: Callable) -> bool:
-    """Whether ``method`` (an ``xbm_loss`` or ``_memory_loss``) accepts the keyword arguments
-    ``valid`` and ``memory_valid`` (an override with the spec's four arguments does not)."""
+    """Whether ``method`` (an ``xbm_loss`` or ``_memory_loss``, as found on the class)
+    accepts the keyword arguments ``valid`` and ``memory_valid`` (an override with the
+    spec's four arguments does not). Cached per function: it is asked at every step."""
     parameters = inspect.signature(method).parameters
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
         return True

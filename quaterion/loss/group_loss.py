@@ -121,7 +121,7 @@ class GroupLoss(SimilarityLoss):
         check_groups(memory_embeddings, memory_groups)
         if valid is None and memory_valid is None:
             return self._memory_loss(embeddings, groups, memory_embeddings, memory_groups)
-        if not takes_row_masks(self._memory_loss):
+        if not takes_row_masks(type(self)._memory_loss):
             raise TypeError(
                 f"{type(self).__name__}._memory_loss takes no `valid`/`memory_valid` "
                 "keyword arguments, but the batch or the memory holds padded rows (a "
@@ -145,7 +145,8 @@ class GroupLoss(SimilarityLoss):
         arguments ``valid`` and ``memory_valid``: true for the losses of this package;
         false for an override written with the four positional arguments only, which the
         training step then hands compact rows (as ``gather``)."""
-        return takes_row_masks(self.xbm_loss) and takes_row_masks(self._memory_loss)
+        cls = type(self)
+        return takes_row_masks(cls.xbm_loss) and takes_row_masks(cls._memory_loss)
 
 
 class MinedMarginLoss(GroupLoss):
