@@ -11,6 +11,18 @@ from quaterion.loss._valid_rows import ValidRows, takes_row_masks
 from quaterion.loss.similarity_loss import SimilarityLoss
 
 
+def rows_of_every_rank(
+    embeddings: Tensor, groups: Tensor
+) -> tuple[Tensor, Tensor, Optional[Tensor]]:
+    """``(embeddings, groups, valid)`` of every rank through
+    :func:`quaterion.distributed.gather_rows_padded`; in one process the inputs and
+    ``valid=None`` (every row real)."""
+    if world_size() == 1:
+        return embeddings, groups, None
+    (embeddings, groups), valid = gather_rows_padded(embeddings, groups)
+    return embeddings, groups, valid
+
+
 class GroupLoss(SimilarityLoss):
     """Loss over embeddings labelled with group ids.
 
@@ -65,10 +77,9 @@ class GroupLoss(SimilarityLoss):
         Otherwise (no gathering, a single process) the inputs and ``valid=None``: every
         row is real.
         """
-        if not self.gather_across_ranks or world_size() == 1:
+        if not self.gather_across_ranks:
             return embeddings, groups, None
-        (embeddings, groups), valid = gather_rows_padded(embeddings, groups)
-        return embeddings, groups, valid
+        return rows_of_every_rank(embeddings, groups)
 
     def forward(self, embeddings: Tensor, groups: LongTensor) -> Tensor:
         """Compute the loss.

@@ -6,12 +6,10 @@ may hold batches of different sizes (an epoch's last batch): the rows are gather
 with their mask, so padded rows take memory slots but never count as memory entries.
 """
 
-from typing import Optional
-
 from torch import Tensor
 
-from quaterion.distributed import gather_rows, gather_rows_padded, world_size
-from quaterion.loss.group_loss import GroupLoss
+from quaterion.distributed import gather_rows
+from quaterion.loss.group_loss import GroupLoss, rows_of_every_rank
 from quaterion.train.xbm.xbm_buffer import XbmBuffer
 
 
@@ -47,13 +45,5 @@ def memory_term(loss: GroupLoss, buffer: XbmBuffer, embeddings: Tensor, groups: 
     if loss.gather_across_ranks:
         buffer.queue(anchors.detach(), anchor_groups.detach(), valid)
     else:
-        buffer.queue(*_every_rank(embeddings.detach(), groups.detach()))
+        buffer.queue(*rows_of_every_rank(embeddings.detach(), groups.detach()))
     return term
-
-
-def _every_rank(embeddings: Tensor, groups: Tensor) -> tuple[Tensor, Tensor, Optional[Tensor]]:
-    """Every rank's rows, padded, with their mask (``None``: one process, all real)."""
-    if world_size() == 1:
-        return embeddings, groups, None
-    (embeddings, groups), valid = gather_rows_padded(embeddings, groups)
-    return embeddings, groups, valid
