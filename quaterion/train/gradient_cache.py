@@ -22,7 +22,7 @@ from typing import Any, Callable, List, Mapping, Optional, Sequence, Tuple
 import torch
 from torch import Tensor, nn
 
-from quaterion.train.mini_batches import iter_mini_batches
+from quaterion.train.mini_batches import batch_size_of, iter_mini_batches
 
 _AUTOCAST_DEVICES = ("cpu", "cuda")
 
@@ -199,7 +199,14 @@ def cached_gradient_step(
     Returns:
         ``(embeddings, loss)``: the joined embeddings (a leaf; its graph reaches only the loss)
         and a loss whose backward fills the gradients of ``params`` as plain training would.
+        A batch of at most ``config.mini_batch_size`` records takes one plain step instead
+        (``model(features)`` with gradients on, then the loss): the same result in one pass.
     """
+    if batch_size_of(features) <= config.mini_batch_size:
+        # one mini-batch: a plain step has the same gradient, random draws and memory,
+        # without the second pass
+        embeddings = model(features)
+        return embeddings, compute_loss(embeddings)
     mini_batches, parts = [], []
     for start, stop, mini_features in iter_mini_batches(features, config.mini_batch_size):
         replay = _Replay(device)

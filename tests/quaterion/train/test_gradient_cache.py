@@ -276,3 +276,28 @@ def test_autocast_of_the_step_is_honoured_in_the_reencoding():
     _, full_precision = h.sequential_step(plain, batch, MINI)
     name = "_model.default.first.weight"
     assert not torch.allclose(full_precision[name], expected[name], rtol=1e-5, atol=0)
+
+
+@pytest.mark.parametrize("mini", [22, 64])
+def test_a_batch_within_one_mini_batch_is_encoded_once(mini):
+    # 22 records and mini-batches of 22 or 64: one plain pass, same loss, gradients and
+    # random draws as plain training (dropout on)
+    def encoders():
+        return {"default": h.DropoutEncoder("float64", dropout=0.5)}
+
+    plain, cached = _pair("triplet_all", torch.float64, mini=mini, encoders=encoders)
+    for model in (plain, cached):
+        h.attach_trainer(model)
+    batch = h.first_batch(plain, h.loader_for("triplet_all", torch.float64))
+    torch.manual_seed(7)
+    expected_loss = plain.training_step(batch, 0)
+    expected_loss.backward()
+    after_reference = torch.rand(3)
+    calls = []
+    cached.model.register_forward_hook(lambda *args: calls.append(1))
+    torch.manual_seed(7)
+    loss, got = h.cached_step(cached, batch)
+    assert len(calls) == 1
+    torch.testing.assert_close(torch.rand(3), after_reference, rtol=0, atol=0)
+    torch.testing.assert_close(loss, expected_loss.detach(), rtol=1e-10, atol=0.0)
+    h.assert_same_grads(got, h.grads_of(plain), 1e-10)
