@@ -35,6 +35,7 @@ ST_EPOCHS = 3
 def sentence_transformers_run(model_path: str, train: list, seed: int, folder: str) -> float:
     """Fine-tune with sentence-transformers, save the model into ``folder``; returns the
     training seconds."""
+    import numpy as np
     import torch
     from sentence_transformers import InputExample, SentenceTransformer, losses
     from sentence_transformers.sentence_transformer.datasets import SentenceLabelDataset
@@ -44,6 +45,9 @@ def sentence_transformers_run(model_path: str, train: list, seed: int, folder: s
     torch.manual_seed(seed)
     model = SentenceTransformer(model_path, device="cpu")
     examples = [InputExample(texts=[sample.obj], label=sample.group) for sample in train]
+    # its order comes from NumPy's global generator: seeded, the run replays, and the
+    # example's --finetune-sampler group-cycle with the same --seed draws the same batches
+    np.random.seed(seed)
     dataset = SentenceLabelDataset(examples, samples_per_label=2)
     loader = DataLoader(dataset, batch_size=ST_BATCH, drop_last=True)
     steps = ST_EPOCHS * (len(train) // ST_BATCH)
@@ -88,7 +92,7 @@ def main() -> None:
 
     import torch
 
-    from examples.finetune_encoder import finetune_encoder
+    from examples.finetune_encoder import describe, finetune_encoder
     from examples.quick_start import DATA_DIR, default_encoder_path, read_split, to_samples
 
     torch.set_num_threads(args.threads or max(1, os.cpu_count() or 1))
@@ -103,11 +107,7 @@ def main() -> None:
     ours = finetune_encoder(args, path, train, scored)
     rows["quaterion"] = (ours["train_s"], ours["r_precision"])
     print(
-        f"quaterion: batch {args.finetune_batch_size}, mini-batch {args.finetune_mini_batch}, "
-        f"lr {args.finetune_lr}, warm-up {args.finetune_warmup}, loss {args.finetune_loss}, "
-        f"dropout {'on' if args.finetune_dropout else 'off'}, "
-        f"interpolation {args.finetune_interpolate}, "
-        f"{args.finetune_epochs} epochs; seed {args.seed}; split {args.split}; "
+        f"quaterion: {describe(args)}; seed {args.seed}; split {args.split}; "
         f"{torch.get_num_threads()} threads; load average {os.getloadavg()[0]:.1f}"
     )
     for name, (seconds, score) in rows.items():
