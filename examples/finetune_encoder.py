@@ -4,6 +4,11 @@
 the transformer itself is trained (no frozen cache) with batch-hard triplet loss on large
 batches encoded ``--finetune-mini-batch`` texts at a time, and the held-out
 R-precision is printed next to the head-only one.
+
+The options also run sentence-transformers' own recipe batch for batch (large-batch guide)::
+
+    --finetune-batch-size 32 --finetune-mini-batch 16 --finetune-lr 2e-5 --finetune-warmup 0.1
+    --finetune-loss hard-euclidean --finetune-sampler group-cycle --finetune-clip 1
 """
 
 from __future__ import annotations
