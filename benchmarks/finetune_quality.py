@@ -32,9 +32,11 @@ ST_LR = 2e-5
 ST_EPOCHS = 3
 
 
-def sentence_transformers_run(model_path: str, train: list, seed: int, folder: str) -> float:
+def sentence_transformers_run(
+    model_path: str, train: list, seed: int, folder: str, dropout: bool = True
+) -> float:
     """Fine-tune with sentence-transformers, save the model into ``folder``; returns the
-    training seconds."""
+    training seconds. ``dropout=False`` sets every dropout probability to 0."""
     import numpy as np
     import torch
     from sentence_transformers import InputExample, SentenceTransformer, losses
@@ -44,6 +46,10 @@ def sentence_transformers_run(model_path: str, train: list, seed: int, folder: s
     random.seed(seed)
     torch.manual_seed(seed)
     model = SentenceTransformer(model_path, device="cpu")
+    if not dropout:
+        for module in model.modules():
+            if isinstance(module, torch.nn.Dropout):
+                module.p = 0.0
     examples = [InputExample(texts=[sample.obj], label=sample.group) for sample in train]
     # its order comes from NumPy's global generator: seeded, the run replays, and the
     # example's --finetune-sampler group-cycle with the same --seed draws the same batches

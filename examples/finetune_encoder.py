@@ -285,7 +285,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "sentence-transformers' SentenceLabelDataset order, "
         "quaterion.dataset.GroupCycleBatchSampler seeded with --seed)",
     )
-    parser.add_argument("--finetune-samples-per-group", type=int, default=2)
+    parser.add_argument(
+        "--finetune-samples-per-group",
+        type=int,
+        default=2,
+        help="texts of a topic taken at each visit by --finetune-sampler group-cycle",
+    )
     parser.add_argument(
         "--finetune-clip",
         type=clip_norm,
