@@ -49,7 +49,14 @@ class GroupCycleBatchSampler(Sampler[list[int]]):
         samples_per_group: records drawn from a group at each visit.
         seed: seed of the generator.
 
-    Example::
+    Example (three groups of 2 or 3 records, batches of 2 visits; the second batch spans
+    two cycles and holds record 6 twice):
+
+    >>> sampler = GroupCycleBatchSampler(list("abacbcac"), batch_size=4, seed=0)
+    >>> len(sampler), list(sampler)
+    (2, [[7, 3, 1, 4], [0, 6, 6, 2]])
+
+    With a data loader::
 
         groups = [sample.group for sample in train]
         loader = GroupSimilarityDataLoader(
