@@ -33,7 +33,14 @@ ST_EPOCHS = 3
 
 
 def sentence_transformers_run(
-    model_path: str, train: list, seed: int, folder: str, dropout: bool = True
+    model_path: str,
+    train: list,
+    seed: int,
+    folder: str,
+    dropout: bool = True,
+    batch_size: int = ST_BATCH,
+    epochs: int = ST_EPOCHS,
+    lr: float = ST_LR,
 ) -> float:
     """Fine-tune with sentence-transformers, save the model into ``folder``; returns the
     training seconds. ``dropout=False`` sets every dropout probability to 0."""
@@ -55,15 +62,15 @@ def sentence_transformers_run(
     # example's --finetune-sampler group-cycle with the same --seed draws the same batches
     np.random.seed(seed)
     dataset = SentenceLabelDataset(examples, samples_per_label=2)
-    loader = DataLoader(dataset, batch_size=ST_BATCH, drop_last=True)
-    steps = ST_EPOCHS * (len(train) // ST_BATCH)
+    loader = DataLoader(dataset, batch_size=batch_size, drop_last=True)
+    steps = epochs * (len(train) // batch_size)
     started = time.perf_counter()
     model.old_fit(
         train_objectives=[(loader, losses.BatchHardTripletLoss(model))],
-        epochs=ST_EPOCHS,
-        steps_per_epoch=len(train) // ST_BATCH,
+        epochs=epochs,
+        steps_per_epoch=len(train) // batch_size,
         warmup_steps=math.ceil(0.1 * steps),
-        optimizer_params={"lr": ST_LR},
+        optimizer_params={"lr": lr},
         show_progress_bar=False,
     )
     seconds = time.perf_counter() - started

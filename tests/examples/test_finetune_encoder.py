@@ -294,3 +294,42 @@ def test_clip_option_reaches_the_trainer(tmp_path, capsys):
         args = parse_args(options + ["1", "--finetune-clip", clip])
         finetune_encoder(args, path, samples, samples, callbacks=[Clip()])
     assert seen == [0.5, None]
+
+
+def test_recipe_options_train_the_model_of_sentence_transformers_loop(tmp_path):
+    """``hard-euclidean`` + ``group-cycle`` + clipping + warm-up through the gradient cache
+    end on the weights sentence-transformers' own ``fit`` loop reaches on the same data
+    from the same seed (dropout off in both, so the batch order is the only randomness)."""
+    from safetensors.torch import load_file
+
+    from benchmarks.finetune_quality import sentence_transformers_run
+    from examples.finetune_encoder import finetune_encoder
+    from examples.quick_start import parse_args
+    from quaterion.dataset import SimilarityGroupSample
+    from tests.quaterion_models.tiny_models import TEXTS, write_tiny_bert
+
+    path = write_tiny_bert(str(tmp_path / "bert"), pooling="mean", normalize=True)
+    # 6 topics x 4 texts: 3 batches of 4 topics x 2 texts per epoch
+    samples = [SimilarityGroupSample(obj=f"{TEXTS[i % 4]} {i}", group=i % 6) for i in range(24)]
+    folder = str(tmp_path / "st")
+    sentence_transformers_run(
+        path, samples, seed=7, folder=folder, dropout=False, batch_size=8, epochs=2, lr=1e-3
+    )
+    recipe = ["--finetune-loss", "hard-euclidean", "--finetune-sampler", "group-cycle"]
+    recipe += ["--finetune-clip", "1", "--finetune-warmup", "0.1", "--finetune-lr", "1e-3"]
+    recipe += ["--finetune-batch-size", "8", "--finetune-mini-batch", "3"]
+    recipe += ["--finetune-epochs", "2", "--finetune-no-dropout", "--seed", "7"]
+    result = finetune_encoder(parse_args(recipe), path, samples, samples)
+    ours = result["model"].model.encoders["default"].embedder.model.state_dict()
+    theirs = load_file(str(tmp_path / "st" / "model.safetensors"))
+    start = load_file(str(tmp_path / "bert" / "model.safetensors"))
+    moved = 0
+    for name, tensor in theirs.items():
+        if name.endswith("key.bias"):
+            # zero gradient in exact arithmetic (softmax ignores a per-query constant): Adam
+            # turns rounding into full steps, on either side
+            continue
+        torch.testing.assert_close(ours[name], tensor, rtol=1e-4, atol=2e-6)
+        moved += int((tensor - start[name]).abs().max() > 1e-4)
+    # every tensor the loss reaches moved: all but the two key biases and the unused pooler
+    assert moved == len(theirs) - 4
