@@ -32,9 +32,19 @@ ST_LR = 2e-5
 ST_EPOCHS = 3
 
 
-def sentence_transformers_run(model_path: str, train: list, seed: int, folder: str) -> float:
+def sentence_transformers_run(
+    model_path: str,
+    train: list,
+    seed: int,
+    folder: str,
+    dropout: bool = True,
+    batch_size: int = ST_BATCH,
+    epochs: int = ST_EPOCHS,
+    lr: float = ST_LR,
+) -> float:
     """Fine-tune with sentence-transformers, save the model into ``folder``; returns the
-    training seconds."""
+    training seconds. ``dropout=False`` sets every dropout probability to 0."""
+    import numpy as np
     import torch
     from sentence_transformers import InputExample, SentenceTransformer, losses
     from sentence_transformers.sentence_transformer.datasets import SentenceLabelDataset
@@ -43,17 +53,24 @@ def sentence_transformers_run(model_path: str, train: list, seed: int, folder: s
     random.seed(seed)
     torch.manual_seed(seed)
     model = SentenceTransformer(model_path, device="cpu")
+    if not dropout:
+        for module in model.modules():
+            if isinstance(module, torch.nn.Dropout):
+                module.p = 0.0
     examples = [InputExample(texts=[sample.obj], label=sample.group) for sample in train]
+    # its order comes from NumPy's global generator: seeded, the run replays, and the
+    # example's --finetune-sampler group-cycle with the same --seed draws the same batches
+    np.random.seed(seed)
     dataset = SentenceLabelDataset(examples, samples_per_label=2)
-    loader = DataLoader(dataset, batch_size=ST_BATCH, drop_last=True)
-    steps = ST_EPOCHS * (len(train) // ST_BATCH)
+    loader = DataLoader(dataset, batch_size=batch_size, drop_last=True)
+    steps = epochs * (len(train) // batch_size)
     started = time.perf_counter()
     model.old_fit(
         train_objectives=[(loader, losses.BatchHardTripletLoss(model))],
-        epochs=ST_EPOCHS,
-        steps_per_epoch=len(train) // ST_BATCH,
+        epochs=epochs,
+        steps_per_epoch=len(train) // batch_size,
         warmup_steps=math.ceil(0.1 * steps),
-        optimizer_params={"lr": ST_LR},
+        optimizer_params={"lr": lr},
         show_progress_bar=False,
     )
     seconds = time.perf_counter() - started
@@ -88,7 +105,7 @@ def main() -> None:
 
     import torch
 
-    from examples.finetune_encoder import finetune_encoder
+    from examples.finetune_encoder import describe, finetune_encoder
     from examples.quick_start import DATA_DIR, default_encoder_path, read_split, to_samples
 
     torch.set_num_threads(args.threads or max(1, os.cpu_count() or 1))
@@ -103,11 +120,7 @@ def main() -> None:
     ours = finetune_encoder(args, path, train, scored)
     rows["quaterion"] = (ours["train_s"], ours["r_precision"])
     print(
-        f"quaterion: batch {args.finetune_batch_size}, mini-batch {args.finetune_mini_batch}, "
-        f"lr {args.finetune_lr}, warm-up {args.finetune_warmup}, loss {args.finetune_loss}, "
-        f"dropout {'on' if args.finetune_dropout else 'off'}, "
-        f"interpolation {args.finetune_interpolate}, "
-        f"{args.finetune_epochs} epochs; seed {args.seed}; split {args.split}; "
+        f"quaterion: {describe(args)}; seed {args.seed}; split {args.split}; "
         f"{torch.get_num_threads()} threads; load average {os.getloadavg()[0]:.1f}"
     )
     for name, (seconds, score) in rows.items():

@@ -4,14 +4,23 @@
 the transformer itself is trained (no frozen cache) with batch-hard triplet loss on large
 batches encoded ``--finetune-mini-batch`` texts at a time, and the held-out
 R-precision is printed next to the head-only one.
+
+The options also run sentence-transformers' own recipe batch for batch (large-batch guide)::
+
+    --finetune-batch-size 32 --finetune-mini-batch 16 --finetune-lr 2e-5 --finetune-warmup 0.1
+    --finetune-loss hard-euclidean --finetune-sampler group-cycle --finetune-clip 1
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import time
 from functools import partial
-from typing import Any, Dict
+from typing import TYPE_CHECKING, Any, Dict
+
+if TYPE_CHECKING:
+    import torch
 
 
 def triplet_cosine():
@@ -30,7 +39,35 @@ def triplet_soft_euclidean():
     return TripletLoss(mining="hard", soft=True, distance_metric_name=Distance.EUCLIDEAN)
 
 
-LOSSES = {"triplet": triplet_cosine, "soft-euclidean": triplet_soft_euclidean}
+def triplet_hard_euclidean():
+    """sentence-transformers' ``BatchHardTripletLoss``: batch-hard triplet loss over
+    euclidean distance with margin 5, the mean over the anchors of
+    ``hardest positive distance - hardest negative distance + 5`` (pytorch-metric-learning's
+    ``TripletMarginLoss`` with its ``BatchHardMiner``, through
+    ``PytorchMetricLearningWrapper``; the margin exceeds every distance between unit
+    vectors, so no anchor drops out). Anchors without a positive in the batch are skipped,
+    where sentence-transformers counts them with a hardest positive distance of 0: the two
+    agree when every group of a batch has two records or more (``--finetune-sampler
+    group-cycle``)."""
+    from pytorch_metric_learning import losses, miners
+
+    from quaterion.loss.extras import PytorchMetricLearningWrapper
+
+    return PytorchMetricLearningWrapper(
+        losses.TripletMarginLoss(margin=5.0), miners.BatchHardMiner()
+    )
+
+
+LOSSES = {
+    "triplet": triplet_cosine,
+    "soft-euclidean": triplet_soft_euclidean,
+    "hard-euclidean": triplet_hard_euclidean,
+}
+SAMPLERS = ("random", "group-cycle")
+# parameters whose names hold one of these train without weight decay (as in
+# sentence-transformers' and BERT's recipes)
+NO_DECAY = ("bias", "LayerNorm.weight")
+WEIGHT_DECAY = 0.01
 
 # weight of the fine-tuned end point in the final weights (see --finetune-interpolate): 0.75
 # scored best on the validation split but not on the held-out one (large-batch guide)
@@ -87,13 +124,13 @@ def build_finetune_class():
                     encoder.eval()
 
         def configure_optimizers(self):
-            optimizer = torch.optim.AdamW(self.model.parameters(), lr=self._lr)
+            optimizer = torch.optim.AdamW(decay_groups(self.model), lr=self._lr)
             if self._warmup <= 0:
                 return optimizer
             total = max(1, int(self.trainer.estimated_stepping_batches))
             schedule = torch.optim.lr_scheduler.LambdaLR(
                 optimizer,
-                partial(warmup_linear, warmup=max(1, round(self._warmup * total)), total=total),
+                partial(warmup_linear, warmup=math.ceil(self._warmup * total), total=total),
             )
             return {
                 "optimizer": optimizer,
@@ -103,22 +140,56 @@ def build_finetune_class():
     return FineTunedEncoder
 
 
+def decay_groups(model: "torch.nn.Module", weight_decay: float = WEIGHT_DECAY) -> list:
+    """``model``'s trainable parameters as two optimizer groups: ``weight_decay`` for the
+    weights, none for biases and LayerNorm weights (names holding one of ``NO_DECAY``)."""
+    named = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
+    exempt = [p for name, p in named if any(part in name for part in NO_DECAY)]
+    ids = {id(p) for p in exempt}
+    decayed = [p for _, p in named if id(p) not in ids]
+    return [
+        {"params": decayed, "weight_decay": weight_decay},
+        {"params": exempt, "weight_decay": 0.0},
+    ]
+
+
 def warmup_linear(step: int, warmup: int, total: int) -> float:
-    """Learning-rate factor: linear rise over ``warmup`` steps, then linear decay to 0 at
-    ``total`` (the schedule sentence-transformers calls ``WarmupLinear``)."""
+    """Learning-rate factor of optimizer step ``step`` (from 0): ``step / warmup`` over the
+    ``warmup`` first steps, then linear decay to 0 at ``total`` (sentence-transformers'
+    ``WarmupLinear``, transformers' ``get_linear_schedule_with_warmup``)."""
     if step < warmup:
-        return (step + 1) / warmup
+        return step / warmup
     return max(0.0, (total - step) / max(1, total - warmup))
 
 
-def finetune_encoder(args: argparse.Namespace, encoder_path: str, train: list, test: list):
-    """Fit the whole encoder for ``args.finetune_epochs``; returns the R-precision over
-    ``test``, the training seconds and the trained ``TrainableModel``."""
+def training_loader(args: argparse.Namespace, train: list):
+    """The loader of ``args.finetune_sampler``: shuffled batches (``random``) or
+    :class:`~quaterion.dataset.GroupCycleBatchSampler` batches (``group-cycle``:
+    ``--finetune-samples-per-group`` texts of one topic after another, the order of
+    sentence-transformers' ``SentenceLabelDataset``, seeded with ``--seed``)."""
+    from quaterion.dataset import GroupCycleBatchSampler, GroupSimilarityDataLoader
+
+    if args.finetune_sampler == "random":
+        return GroupSimilarityDataLoader(train, batch_size=args.finetune_batch_size, shuffle=True)
+    sampler = GroupCycleBatchSampler(
+        [sample.group for sample in train],
+        args.finetune_batch_size,
+        samples_per_group=args.finetune_samples_per_group,
+        seed=args.seed,
+    )
+    return GroupSimilarityDataLoader(train, batch_sampler=sampler)
+
+
+def finetune_encoder(
+    args: argparse.Namespace, encoder_path: str, train: list, test: list, callbacks: tuple = ()
+):
+    """Fit the whole encoder for ``args.finetune_epochs`` (with the extra Lightning
+    ``callbacks``); returns the R-precision over ``test``, the training seconds and the
+    trained ``TrainableModel``."""
     import pytorch_lightning as pl
 
     from examples.quick_start import held_out_r_precision
     from quaterion import Quaterion
-    from quaterion.dataset import GroupSimilarityDataLoader
 
     pl.seed_everything(args.seed, verbose=False)
     model = build_finetune_class()(
@@ -129,8 +200,8 @@ def finetune_encoder(args: argparse.Namespace, encoder_path: str, train: list, t
         args.finetune_loss,
         args.finetune_dropout,
     )
-    loader = GroupSimilarityDataLoader(train, batch_size=args.finetune_batch_size, shuffle=True)
-    callbacks = []
+    loader = training_loader(args, train)
+    callbacks = list(callbacks)
     if args.finetune_interpolate < 1.0:
         from quaterion.train.callbacks import WeightInterpolation
 
@@ -144,6 +215,7 @@ def finetune_encoder(args: argparse.Namespace, encoder_path: str, train: list, t
         enable_model_summary=False,
         enable_progress_bar=False,
         callbacks=callbacks,
+        gradient_clip_val=args.finetune_clip or None,
     )
     started = time.perf_counter()
     Quaterion.fit(model, trainer, loader)
@@ -169,6 +241,17 @@ def warmup_fraction(text: str) -> float:
     return fraction(text, include_one=False)
 
 
+def clip_norm(text: str) -> float:
+    """``--finetune-clip`` value: a finite float ``>= 0`` (0: no clipping)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}") from None
+    if not (0.0 <= value < math.inf):
+        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {value}")
+    return value
+
+
 def interpolation_weight(text: str) -> float:
     """``--finetune-interpolate`` value: a float in ``[0, 1]``."""
     return fraction(text, include_one=True)
@@ -189,8 +272,31 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--finetune-loss",
         choices=sorted(LOSSES),
         default="triplet",
-        help="batch-hard triplet loss over cosine distance with margin 0.5 (triplet) or "
-        "with a soft margin over euclidean distance (soft-euclidean)",
+        help="batch-hard triplet loss over cosine distance with margin 0.5 (triplet), "
+        "with a soft margin over euclidean distance (soft-euclidean), or over euclidean "
+        "distance with margin 5 (hard-euclidean: sentence-transformers' BatchHardTripletLoss)",
+    )
+    parser.add_argument(
+        "--finetune-sampler",
+        choices=SAMPLERS,
+        default="random",
+        help="shuffled batches (random), or batches that take --finetune-samples-per-group "
+        "texts of one topic after another in a shuffled cycle of the topics (group-cycle: "
+        "sentence-transformers' SentenceLabelDataset order, "
+        "quaterion.dataset.GroupCycleBatchSampler seeded with --seed)",
+    )
+    parser.add_argument(
+        "--finetune-samples-per-group",
+        type=int,
+        default=2,
+        help="texts of a topic taken at each visit by --finetune-sampler group-cycle",
+    )
+    parser.add_argument(
+        "--finetune-clip",
+        type=clip_norm,
+        default=0.0,
+        metavar="NORM",
+        help="clip the gradient to this norm each step (0: no clipping)",
     )
     parser.add_argument(
         "--finetune-warmup",
@@ -217,12 +323,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def describe(args: argparse.Namespace) -> str:
+    """The fine-tuning settings of ``args``, in one line."""
+    sampler = args.finetune_sampler
+    if sampler == "group-cycle":
+        sampler += f" ({args.finetune_samples_per_group} per topic)"
+    return (
+        f"batch {args.finetune_batch_size}, mini-batch {args.finetune_mini_batch}, "
+        f"{sampler} batches, loss {args.finetune_loss}, lr {args.finetune_lr}, warm-up "
+        f"{args.finetune_warmup}, clip {args.finetune_clip}, {args.finetune_epochs} epochs, "
+        f"dropout {'on' if args.finetune_dropout else 'off'}, interpolation "
+        f"{args.finetune_interpolate}"
+    )
+
+
 def report(head_only: float, result: Dict[str, Any], args: argparse.Namespace) -> None:
+    """Print the fine-tuned run's held-out score next to the head-only one."""
     print(
-        f"\nWhole encoder fine-tuned through a gradient cache (batch "
-        f"{args.finetune_batch_size}, mini-batch {args.finetune_mini_batch}, loss "
-        f"{args.finetune_loss}, {args.finetune_epochs} epochs, dropout "
-        f"{'on' if args.finetune_dropout else 'off'}, interpolation "
-        f"{args.finetune_interpolate}, {result['train_s']:.1f} s of "
-        f"training): held-out RetrievalRPrecision {result['r_precision']:.4f} (head only: {head_only:.4f})"
+        f"\nWhole encoder fine-tuned through a gradient cache ({describe(args)}, "
+        f"{result['train_s']:.1f} s of training): held-out RetrievalRPrecision "
+        f"{result['r_precision']:.4f} (head only: {head_only:.4f})"
     )

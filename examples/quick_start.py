@@ -373,7 +373,14 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument("--top-k", type=int, default=3)
     add_arguments(parser)
     args = parser.parse_args(argv)
-    for name in ("epochs", "batch_size", "top_k", "finetune_batch_size", "finetune_mini_batch"):
+    for name in (
+        "epochs",
+        "batch_size",
+        "top_k",
+        "finetune_batch_size",
+        "finetune_mini_batch",
+        "finetune_samples_per_group",
+    ):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
     return args

@@ -1,5 +1,7 @@
 """The quick start's ``--finetune-encoder`` options."""
 
+import math
+
 import pytest
 import torch
 from torch import nn
@@ -43,9 +45,10 @@ def test_finetune_model_trains_the_encoder_through_a_gradient_cache(tmp_path):
 def test_warmup_linear_rises_then_decays_to_zero():
     from examples.finetune_encoder import warmup_linear
 
-    # 10 steps, 2 of warm-up: 1/2, 2/2, then (10 - step) / 8 down to 1/8 at the last step
+    # 10 steps, 2 of warm-up: 0, 1/2, then (10 - step) / 8 from 1 down to 0 after the last
+    # step (transformers' get_linear_schedule_with_warmup, sentence-transformers' WarmupLinear)
     factors = [warmup_linear(step, warmup=2, total=10) for step in range(11)]
-    expected = [0.5, 1.0] + [(10 - step) / 8 for step in range(2, 11)]
+    expected = [0.0, 0.5] + [(10 - step) / 8 for step in range(2, 11)]
     assert factors == pytest.approx(expected, abs=1e-12)
 
 
@@ -82,8 +85,8 @@ def test_warmup_schedules_the_learning_rate_per_step(tmp_path):
     rates = Rates()
     Quaterion.fit(model, quiet_trainer(2, rates), loader)
     total = 2 * len(loader)
-    warmup = round(0.5 * total)
-    expected = [1e-3 * min((s + 1) / warmup, (total - s) / (total - warmup)) for s in range(total)]
+    warmup = math.ceil(0.5 * total)
+    expected = [1e-3 * min(s / warmup, (total - s) / (total - warmup)) for s in range(total)]
     assert total >= 4 and rates.seen == pytest.approx(expected, rel=1e-9)
 
 
@@ -112,8 +115,6 @@ def test_finetune_loss_option_picks_the_triplet_variant(tmp_path, capsys):
 
 
 def test_soft_euclidean_loss_matches_a_naive_batch_hard_soft_margin():
-    import math
-
     import torch
 
     from examples.finetune_encoder import triplet_soft_euclidean
@@ -210,3 +211,125 @@ def test_finetune_dropout_option_sets_the_training_mode(tmp_path, dropout):
         assert modes.dropouts == [[False] * len(modes.dropouts[0])] * 2  # all of them off
     assert parse_args([]).finetune_dropout
     assert not parse_args(["--finetune-no-dropout"]).finetune_dropout
+
+
+def test_hard_euclidean_loss_matches_a_naive_batch_hard_triplet_loss_with_margin_5():
+    """sentence-transformers' BatchHardTripletLoss, worked by hand on unit vectors (the
+    pytorch-metric-learning distance normalises them; MiniLM's vectors are unit already)."""
+    from examples.finetune_encoder import triplet_hard_euclidean
+
+    generator = torch.Generator().manual_seed(4)
+    embeddings = nn.functional.normalize(torch.randn(8, 5, generator=generator), dim=1)
+    groups = torch.tensor([0, 0, 1, 1, 1, 2, 2, 0])
+    terms = []
+    for i in range(8):
+        dists = [float(torch.linalg.vector_norm(embeddings[i] - embeddings[j])) for j in range(8)]
+        hardest_positive = max(d for j, d in enumerate(dists) if groups[j] == groups[i] and j != i)
+        hardest_negative = min(d for j, d in enumerate(dists) if groups[j] != groups[i])
+        terms.append(hardest_positive - hardest_negative + 5.0)
+    expected = torch.tensor(sum(terms) / len(terms))
+    torch.testing.assert_close(triplet_hard_euclidean()(embeddings, groups), expected)
+
+
+def test_weight_decay_spares_biases_and_layer_norm_weights(tmp_path):
+    from examples.finetune_encoder import WEIGHT_DECAY, build_finetune_class, decay_groups
+    from tests.quaterion_models.tiny_models import write_tiny_bert
+
+    model = build_finetune_class()(write_tiny_bert(str(tmp_path / "bert"), pooling="mean"), 1e-4, 8)
+    decayed, exempt = decay_groups(model.model)
+    assert (decayed["weight_decay"], exempt["weight_decay"]) == (WEIGHT_DECAY, 0.0)
+    names = {id(p): n for n, p in model.model.named_parameters()}
+    exempt_names = sorted(names[id(p)] for p in exempt["params"])
+    expected = sorted(n for n in names.values() if n.endswith("bias") or "LayerNorm" in n)
+    assert exempt_names == expected and any("LayerNorm.weight" in n for n in expected)
+    assert len(decayed["params"]) + len(exempt["params"]) == len(names)
+    assert all(names[id(p)].endswith("weight") for p in decayed["params"])
+
+
+def test_sampler_option_builds_group_cycle_batches(capsys):
+    from examples.finetune_encoder import training_loader
+    from examples.quick_start import parse_args
+    from quaterion.dataset import GroupCycleBatchSampler, SimilarityGroupSample
+
+    samples = [SimilarityGroupSample(obj=f"text {i}", group=i % 4) for i in range(24)]
+    args = parse_args(
+        ["--finetune-sampler", "group-cycle", "--finetune-batch-size", "6", "--seed", "3"]
+    )
+    batches = [labels["groups"].tolist() for _, _, labels in training_loader(args, samples)]
+    reference = GroupCycleBatchSampler([s.group for s in samples], batch_size=6, seed=3)
+    assert batches == [[samples[i].group for i in batch] for batch in reference]
+    assert len(batches) == 4
+    random_args = parse_args(["--finetune-batch-size", "6"])
+    assert random_args.finetune_sampler == "random"
+    assert len(training_loader(random_args, samples)) == 4
+    with pytest.raises(SystemExit):
+        parse_args(["--finetune-sampler", "balanced"])
+    with pytest.raises(SystemExit):
+        parse_args(["--finetune-samples-per-group", "0"])
+    assert "--finetune-samples-per-group must be >= 1" in capsys.readouterr().err
+
+
+def test_clip_option_reaches_the_trainer(tmp_path, capsys):
+    import pytorch_lightning as pl
+
+    from examples.finetune_encoder import finetune_encoder
+    from examples.quick_start import parse_args
+    from quaterion.dataset import SimilarityGroupSample
+    from tests.quaterion_models.tiny_models import TEXTS, write_tiny_bert
+
+    seen = []
+
+    class Clip(pl.Callback):
+        def on_fit_start(self, trainer, pl_module):
+            seen.append(trainer.gradient_clip_val)
+
+    for bad in ("-1", "inf", "x"):
+        with pytest.raises(SystemExit):
+            parse_args(["--finetune-clip", bad])
+        assert "--finetune-clip" in capsys.readouterr().err
+    path = write_tiny_bert(str(tmp_path / "bert"), pooling="mean")
+    samples = [SimilarityGroupSample(obj=t, group=i % 2) for i, t in enumerate(TEXTS * 2)]
+    options = ["--finetune-batch-size", "4", "--finetune-mini-batch", "2", "--finetune-epochs"]
+    for clip in ("0.5", "0"):
+        args = parse_args(options + ["1", "--finetune-clip", clip])
+        finetune_encoder(args, path, samples, samples, callbacks=[Clip()])
+    assert seen == [0.5, None]
+
+
+def test_recipe_options_train_the_model_of_sentence_transformers_loop(tmp_path):
+    """``hard-euclidean`` + ``group-cycle`` + clipping + warm-up through the gradient cache
+    end on the weights sentence-transformers' own ``fit`` loop reaches on the same data
+    from the same seed (dropout off in both, so the batch order is the only randomness)."""
+    from transformers import AutoModel
+
+    from benchmarks.finetune_quality import sentence_transformers_run
+    from examples.finetune_encoder import finetune_encoder
+    from examples.quick_start import parse_args
+    from quaterion.dataset import SimilarityGroupSample
+    from tests.quaterion_models.tiny_models import TEXTS, write_tiny_bert
+
+    path = write_tiny_bert(str(tmp_path / "bert"), pooling="mean", normalize=True)
+    # 6 topics x 4 texts: 3 batches of 4 topics x 2 texts per epoch
+    samples = [SimilarityGroupSample(obj=f"{TEXTS[i % 4]} {i}", group=i % 6) for i in range(24)]
+    folder = str(tmp_path / "st")
+    sentence_transformers_run(
+        path, samples, seed=7, folder=folder, dropout=False, batch_size=8, epochs=2, lr=1e-3
+    )
+    recipe = ["--finetune-loss", "hard-euclidean", "--finetune-sampler", "group-cycle"]
+    recipe += ["--finetune-clip", "1", "--finetune-warmup", "0.1", "--finetune-lr", "1e-3"]
+    recipe += ["--finetune-batch-size", "8", "--finetune-mini-batch", "3"]
+    recipe += ["--finetune-epochs", "2", "--finetune-no-dropout", "--seed", "7"]
+    result = finetune_encoder(parse_args(recipe), path, samples, samples)
+    ours = result["model"].model.encoders["default"].embedder.model.state_dict()
+    theirs = AutoModel.from_pretrained(folder).state_dict()
+    start = AutoModel.from_pretrained(path).state_dict()
+    moved = 0
+    for name, tensor in theirs.items():
+        if name.endswith("key.bias"):
+            # zero gradient in exact arithmetic (softmax ignores a per-query constant): Adam
+            # turns rounding into full steps, on either side
+            continue
+        torch.testing.assert_close(ours[name], tensor, rtol=1e-4, atol=2e-6)
+        moved += int((tensor - start[name]).abs().max() > 1e-4)
+    # every tensor the loss reaches moved: all but the two key biases and the unused pooler
+    assert moved == len(theirs) - 4

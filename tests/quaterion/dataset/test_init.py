@@ -15,6 +15,7 @@ def test_public_names():
             "PairsSimilarityDataLoader",
             "GroupSimilarityDataLoader",
             "SimilarityGroupDataset",
+            "GroupCycleBatchSampler",
         ]
     )
     for name in dataset_pkg.__all__:

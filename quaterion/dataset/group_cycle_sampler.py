@@ -1,0 +1,134 @@
+"""``GroupCycleBatchSampler``: batches that visit the groups in a shuffled cycle."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Hashable, Iterator, Sequence
+from typing import Any
+
+import numpy as np
+from torch.utils.data import Sampler
+
+from quaterion_models.utils.checks import check_positive_int
+
+
+def _group_list(groups: Any) -> list[Hashable]:
+    """Group ids as a list of hashables (a 1-D tensor or array gives Python scalars)."""
+    values = groups.tolist() if hasattr(groups, "tolist") else list(groups)
+    if any(isinstance(value, list) for value in values):
+        raise ValueError("groups must hold one id per record (a flat sequence, not a matrix).")
+    return values
+
+
+class GroupCycleBatchSampler(Sampler[list[int]]):
+    """Batch sampler for group losses that takes ``samples_per_group`` records of one
+    group after another, in a shuffled order of the groups, so that every batch holds
+    groups with several records each (batch-hard mining needs positives in the batch).
+
+    The order is that of sentence-transformers' ``SentenceLabelDataset`` read by a
+    ``DataLoader(batch_size=..., drop_last=True)``: the groups are shuffled once, then
+    visited in that order, ``samples_per_group`` distinct records drawn at random from
+    each; after the last group the order is shuffled again and the records of every group
+    may be drawn again. An epoch is as many records as the groups used hold (rounded up to
+    a multiple of ``samples_per_group``), cut into full batches, the rest dropped; a batch
+    may span two cycles, and then can hold a group twice (even the same record twice).
+
+    The random numbers come from ``numpy.random.RandomState(seed)``, and the generator and
+    the group order carry over from one epoch to the next (build a new sampler to start
+    over). With ``seed=s`` the batches equal those of sentence-transformers' loop run with
+    ``numpy.random.seed(s)`` just before building its ``SentenceLabelDataset``.
+
+    Groups with fewer than ``samples_per_group`` records are left out (with a warning),
+    as sentence-transformers does. One process only: it does not shard batches across
+    ranks, and iterating it in a process group of several ranks raises ``RuntimeError``.
+
+    Args:
+        groups: the group id of each dataset record, in dataset order (a sequence, or a
+            1-D tensor or array).
+        batch_size: records per batch.
+        samples_per_group: records drawn from a group at each visit.
+        seed: seed of the generator.
+
+    Example (three groups of 2 or 3 records, batches of 2 visits; the second batch spans
+    two cycles and holds record 6 twice):
+
+    >>> sampler = GroupCycleBatchSampler(list("abacbcac"), batch_size=4, seed=0)
+    >>> len(sampler), list(sampler)
+    (2, [[7, 3, 1, 4], [0, 6, 6, 2]])
+
+    With a data loader::
+
+        groups = [sample.group for sample in train]
+        loader = GroupSimilarityDataLoader(
+            train, batch_sampler=GroupCycleBatchSampler(groups, batch_size=32, seed=42)
+        )
+    """
+
+    def __init__(
+        self, groups: Sequence[Hashable], batch_size: int, samples_per_group: int = 2, seed: int = 0
+    ):
+        name = type(self).__name__
+        self.batch_size = check_positive_int(name, "batch_size", batch_size, "e.g. 32")
+        self.samples_per_group = check_positive_int(
+            name, "samples_per_group", samples_per_group, "e.g. 2"
+        )
+        if isinstance(seed, bool) or not isinstance(seed, int):
+            raise TypeError(f"{name}: seed must be an int, got {seed!r}.")
+        members: dict[Hashable, list[int]] = {}
+        for index, group in enumerate(_group_list(groups)):
+            members.setdefault(group, []).append(index)
+        kept = [rows for rows in members.values() if len(rows) >= self.samples_per_group]
+        if len(kept) < len(members):
+            warnings.warn(
+                f"{name}: {len(members) - len(kept)} group(s) have fewer than "
+                f"samples_per_group={self.samples_per_group} records and are left out.",
+                stacklevel=2,
+            )
+        self.members = kept
+        used = sum(len(rows) for rows in kept)
+        per_epoch = -(-used // self.samples_per_group) * self.samples_per_group
+        self._per_epoch = per_epoch
+        if per_epoch < self.batch_size:
+            raise ValueError(
+                f"{name}: the groups with at least {self.samples_per_group} records hold "
+                f"{used} records, fewer than one batch of {self.batch_size}; lower batch_size."
+            )
+        self.generator = np.random.RandomState(seed)
+        self.order = np.arange(len(kept))
+        self.generator.shuffle(self.order)
+
+    def __len__(self) -> int:
+        return self._per_epoch // self.batch_size
+
+    def __iter__(self) -> Iterator[list[int]]:
+        _check_single_process(type(self).__name__)
+        stream = self._epoch_stream()
+        for start in range(0, len(self) * self.batch_size, self.batch_size):
+            yield stream[start : start + self.batch_size]
+
+    def _epoch_stream(self) -> list[int]:
+        """The records of one epoch, in order (draws every random number of the epoch)."""
+        stream: list[int] = []
+        position = 0
+        while len(stream) < self._per_epoch:
+            rows = self.members[self.order[position]]
+            picks = self.generator.choice(len(rows), self.samples_per_group, replace=False)
+            stream.extend(rows[pick] for pick in picks)
+            position += 1
+            if position == len(self.order):
+                position = 0
+                self.generator.shuffle(self.order)
+        return stream
+
+
+def _check_single_process(name: str) -> None:
+    """Refuse to run in a process group of several ranks (every rank would read the same
+    batches)."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        raise RuntimeError(
+            f"{name} does not shard its batches across ranks: with "
+            f"{dist.get_world_size()} ranks every rank would train on the same records. "
+            "Use it in one process, or a distributed sampler under DDP."
+        )

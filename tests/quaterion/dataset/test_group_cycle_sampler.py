@@ -1,0 +1,126 @@
+"""GroupCycleBatchSampler: sentence-transformers' SentenceLabelDataset order, as batches."""
+
+import numpy as np
+import pytest
+import torch
+
+from quaterion.dataset import (
+    GroupCycleBatchSampler,
+    GroupSimilarityDataLoader,
+    SimilarityGroupSample,
+)
+
+
+def sentence_transformers_batches(groups, batch_size, per_group, seed, epochs):
+    """Record indices of the batches sentence-transformers' own classes yield: its
+    ``SentenceLabelDataset`` read by a ``DataLoader(drop_last=True)``, iterated again
+    after each pass as its ``fit`` loop does, numpy's global generator seeded first."""
+    from sentence_transformers import InputExample
+    from sentence_transformers.sentence_transformer.datasets import SentenceLabelDataset
+    from torch.utils.data import DataLoader
+
+    examples = [InputExample(guid=str(i), texts=["t"], label=g) for i, g in enumerate(groups)]
+    state = np.random.get_state()
+    np.random.seed(seed)
+    try:
+        dataset = SentenceLabelDataset(examples, samples_per_label=per_group)
+        loader = DataLoader(
+            dataset,
+            batch_size=batch_size,
+            drop_last=True,
+            collate_fn=lambda batch: [int(example.guid) for example in batch],
+        )
+        return [[batch for batch in loader] for _ in range(epochs)]
+    finally:
+        np.random.set_state(state)
+
+
+@pytest.mark.parametrize(
+    "sizes, batch_size, per_group, seed",
+    [
+        ([16] * 9, 32, 2, 42),  # the quick start's layout, scaled down
+        ([5, 7, 2, 9, 4, 6, 3, 8], 8, 2, 1),  # odd sizes: records left over per cycle
+        ([6, 3, 9, 4, 7, 5], 9, 3, 7),  # three per visit, epoch not a multiple of the batch
+    ],
+)
+def test_batches_equal_sentence_transformers_sentence_label_dataset(
+    sizes, batch_size, per_group, seed
+):
+    groups = [g for g, size in enumerate(sizes) for _ in range(size)]
+    rng = np.random.RandomState(0)
+    groups = [groups[i] * 10 + 3 for i in rng.permutation(len(groups))]  # shuffled, sparse ids
+    sampler = GroupCycleBatchSampler(groups, batch_size, samples_per_group=per_group, seed=seed)
+    ours = [list(sampler) for _ in range(3)]
+    expected = sentence_transformers_batches(groups, batch_size, per_group, seed, epochs=3)
+    assert ours == expected
+    assert all(len(epoch) == len(sampler) > 0 for epoch in ours)
+
+
+def test_each_cycle_visits_every_group_once_with_distinct_records():
+    """Independent of sentence-transformers: with 4 groups of 6 records and 2 per visit,
+    an epoch (24 records, 3 batches of 8) is 3 cycles; each cycle holds every group once,
+    as 2 distinct records of it."""
+    groups = torch.arange(24) % 4
+    sampler = GroupCycleBatchSampler(groups, batch_size=8, seed=5)
+    assert len(sampler) == 3
+    for _ in range(2):  # two epochs
+        stream = [index for batch in sampler for index in batch]
+        assert len(stream) == 24
+        for cycle in range(3):
+            visits = stream[cycle * 8 : (cycle + 1) * 8]
+            pairs = [visits[i : i + 2] for i in range(0, 8, 2)]
+            assert sorted(int(groups[a]) for a, _ in pairs) == [0, 1, 2, 3]
+            assert all(a != b and groups[a] == groups[b] for a, b in pairs)
+
+
+def test_small_groups_are_left_out_with_a_warning():
+    groups = [0, 0, 0, 1, 2, 2, 2, 2]
+    with pytest.warns(UserWarning, match="1 group"):
+        sampler = GroupCycleBatchSampler(groups, batch_size=2, seed=0)
+    seen = {index for batch in sampler for index in batch}
+    assert 3 not in seen and len(sampler) == 4  # 7 records used, rounded up to 4 visits of 2
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, message",
+    [
+        ({"batch_size": 0}, ValueError, "batch_size"),
+        ({"batch_size": 2.0}, TypeError, "batch_size"),
+        ({"batch_size": 2, "samples_per_group": 0}, ValueError, "samples_per_group"),
+        ({"batch_size": 2, "seed": True}, TypeError, "seed"),
+        ({"batch_size": 2, "seed": "1"}, TypeError, "seed"),
+        ({"batch_size": 16}, ValueError, "fewer than one batch"),
+    ],
+)
+def test_bad_arguments_raise_clear_errors(kwargs, error, message):
+    with pytest.raises(error, match=message):
+        GroupCycleBatchSampler([0, 0, 1, 1, 2, 2], **kwargs)
+
+
+def test_groups_must_be_one_id_per_record():
+    with pytest.raises(ValueError, match="one id per record"):
+        GroupCycleBatchSampler(torch.zeros(4, 2), batch_size=2)
+
+
+def test_refuses_to_run_with_several_ranks(monkeypatch):
+    import torch.distributed as dist
+
+    monkeypatch.setattr(dist, "is_initialized", lambda: True)
+    monkeypatch.setattr(dist, "get_world_size", lambda *args, **kwargs: 2)
+    sampler = GroupCycleBatchSampler([0, 0, 1, 1], batch_size=2)
+    with pytest.raises(RuntimeError, match="does not shard"):
+        next(iter(sampler))
+
+
+def test_loader_yields_the_sampled_records():
+    samples = [SimilarityGroupSample(obj=f"text {i}", group=i % 3) for i in range(12)]
+    groups = [sample.group for sample in samples]
+    loader = GroupSimilarityDataLoader(
+        samples, batch_sampler=GroupCycleBatchSampler(groups, batch_size=4, seed=3)
+    )
+    expected = list(GroupCycleBatchSampler(groups, batch_size=4, seed=3))
+    batches = list(loader)
+    assert len(loader) == len(batches) == 3
+    for (_, features, labels), indices in zip(batches, expected):
+        assert features == [samples[i].obj for i in indices]
+        assert labels["groups"].tolist() == [groups[i] for i in indices]
