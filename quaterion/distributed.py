@@ -68,6 +68,19 @@ def world_size() -> int:
     return 1
 
 
+def require_one_process(what: str) -> None:
+    """Raise ``RuntimeError`` naming ``what`` when a process group of several ranks runs: for
+    batch samplers that do not shard their batches (every rank would train on the same
+    records)."""
+    ranks = world_size()
+    if ranks > 1:
+        raise RuntimeError(
+            f"{what} does not shard its batches across ranks: with {ranks} ranks every rank "
+            "would train on the same records. Use it in one process, or a distributed "
+            "sampler under DDP."
+        )
+
+
 def global_rank() -> int:
     """Rank of this process in the default process group; 0 when none is initialised."""
     if dist.is_available() and dist.is_initialized():

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 from torch.utils.data import Sampler
 
+from quaterion.distributed import require_one_process
 from quaterion_models.utils.checks import check_positive_int
 
 
@@ -101,7 +102,7 @@ class GroupCycleBatchSampler(Sampler[list[int]]):
         return self._per_epoch // self.batch_size
 
     def __iter__(self) -> Iterator[list[int]]:
-        _check_single_process(type(self).__name__)
+        require_one_process(type(self).__name__)
         stream = self._epoch_stream()
         for start in range(0, len(self) * self.batch_size, self.batch_size):
             yield stream[start : start + self.batch_size]
@@ -119,16 +120,3 @@ class GroupCycleBatchSampler(Sampler[list[int]]):
                 position = 0
                 self.generator.shuffle(self.order)
         return stream
-
-
-def _check_single_process(name: str) -> None:
-    """Refuse to run in a process group of several ranks (every rank would read the same
-    batches)."""
-    import torch.distributed as dist
-
-    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
-        raise RuntimeError(
-            f"{name} does not shard its batches across ranks: with "
-            f"{dist.get_world_size()} ranks every rank would train on the same records. "
-            "Use it in one process, or a distributed sampler under DDP."
-        )

@@ -8,6 +8,7 @@ from typing import Any, Optional
 import torch
 from torch.utils.data import Sampler
 
+from quaterion.distributed import require_one_process
 from quaterion.mining.mined import MinedNegatives
 
 
@@ -30,6 +31,9 @@ class HardNegativeBatchSampler(Sampler[list[int]]):
         shuffle: shuffle the anchors each epoch.
         seed: base seed; epoch ``e`` uses ``seed + e`` (see :meth:`set_epoch`).
         drop_last: drop the last batch if it has fewer anchors.
+
+    One process only: iterating it in a process group of several ranks raises
+    ``RuntimeError`` (every rank would read the same batches).
 
     Example::
 
@@ -88,7 +92,12 @@ class HardNegativeBatchSampler(Sampler[list[int]]):
             yield batch
 
     def batches_with_anchors(self) -> Iterator[tuple[list[int], list[int]]]:
-        """``(anchors, batch)`` for one epoch (what iteration yields, with its anchors)."""
+        """``(anchors, batch)`` for one epoch (what iteration yields, with its anchors).
+
+        Raises:
+            RuntimeError: in a process group of several ranks (batches are not sharded).
+        """
+        require_one_process(type(self).__name__)
         rng = random.Random(self.seed + self.epoch)
         self.epoch += 1
         order = list(range(len(self.negatives)))

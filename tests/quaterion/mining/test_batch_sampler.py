@@ -62,3 +62,22 @@ def test_bad_arguments():
     )
     with pytest.raises(ValueError, match="dataset positions"):  # indices of another corpus
         HardNegativeBatchSampler(pairs, anchors_per_batch=2, with_positive=False)
+
+
+def test_refuses_to_run_with_several_ranks(monkeypatch):
+    import torch.distributed as dist
+
+    from quaterion.mining import HardNegativeBatchSampler, mine_hard_negatives
+
+    embeddings = torch.nn.functional.normalize(
+        torch.randn(8, 4, generator=torch.Generator().manual_seed(0)), dim=1
+    )
+    mined = mine_hard_negatives(
+        embeddings, groups=torch.tensor([0, 0, 1, 1, 2, 2, 3, 3]), num_negatives=2
+    )
+    sampler = HardNegativeBatchSampler(mined, anchors_per_batch=2)
+    assert len(list(sampler)) == 4  # one process: four batches of two anchors
+    monkeypatch.setattr(dist, "is_initialized", lambda: True)
+    monkeypatch.setattr(dist, "get_world_size", lambda *args, **kwargs: 2)
+    with pytest.raises(RuntimeError, match="does not shard"):
+        next(iter(sampler))
