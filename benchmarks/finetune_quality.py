@@ -20,6 +20,7 @@ Run: ``PYTHONPATH=. python benchmarks/finetune_quality.py [--split val|test] [--
 """
 
 import argparse
+import dataclasses
 import math
 import os
 import random
@@ -27,23 +28,22 @@ import tempfile
 import time
 import warnings
 
-ST_BATCH = 32
-ST_LR = 2e-5
-ST_EPOCHS = 3
+
+@dataclasses.dataclass(frozen=True)
+class StRecipe:
+    """Settings of sentence-transformers' run (``dropout=False``: every dropout p set to 0)."""
+
+    batch_size: int = 32
+    epochs: int = 3
+    lr: float = 2e-5
+    dropout: bool = True
 
 
 def sentence_transformers_run(
-    model_path: str,
-    train: list,
-    seed: int,
-    folder: str,
-    dropout: bool = True,
-    batch_size: int = ST_BATCH,
-    epochs: int = ST_EPOCHS,
-    lr: float = ST_LR,
+    model_path: str, train: list, seed: int, folder: str, recipe: StRecipe = StRecipe()
 ) -> float:
     """Fine-tune with sentence-transformers, save the model into ``folder``; returns the
-    training seconds. ``dropout=False`` sets every dropout probability to 0."""
+    training seconds."""
     import numpy as np
     import torch
     from sentence_transformers import InputExample, SentenceTransformer, losses
@@ -53,7 +53,7 @@ def sentence_transformers_run(
     random.seed(seed)
     torch.manual_seed(seed)
     model = SentenceTransformer(model_path, device="cpu")
-    if not dropout:
+    if not recipe.dropout:
         for module in model.modules():
             if isinstance(module, torch.nn.Dropout):
                 module.p = 0.0
@@ -62,15 +62,15 @@ def sentence_transformers_run(
     # example's --finetune-sampler group-cycle with the same --seed draws the same batches
     np.random.seed(seed)
     dataset = SentenceLabelDataset(examples, samples_per_label=2)
-    loader = DataLoader(dataset, batch_size=batch_size, drop_last=True)
-    steps = epochs * (len(train) // batch_size)
+    loader = DataLoader(dataset, batch_size=recipe.batch_size, drop_last=True)
+    steps = recipe.epochs * (len(train) // recipe.batch_size)
     started = time.perf_counter()
     model.old_fit(
         train_objectives=[(loader, losses.BatchHardTripletLoss(model))],
-        epochs=epochs,
-        steps_per_epoch=len(train) // batch_size,
+        epochs=recipe.epochs,
+        steps_per_epoch=len(train) // recipe.batch_size,
         warmup_steps=math.ceil(0.1 * steps),
-        optimizer_params={"lr": lr},
+        optimizer_params={"lr": recipe.lr},
         show_progress_bar=False,
     )
     seconds = time.perf_counter() - started

@@ -63,7 +63,7 @@ def main() -> None:
     import torch
     from transformers import AutoModel
 
-    from benchmarks.finetune_quality import score_directory, sentence_transformers_run
+    from benchmarks.finetune_quality import StRecipe, score_directory, sentence_transformers_run
     from examples.finetune_encoder import finetune_encoder
     from examples.quick_start import (
         DATA_DIR,
@@ -79,7 +79,9 @@ def main() -> None:
     path = default_encoder_path()
     start = AutoModel.from_pretrained(path).state_dict()
     with tempfile.TemporaryDirectory(prefix="st-replay-") as folder:
-        st_seconds = sentence_transformers_run(path, train, options.seed, folder, options.dropout)
+        st_seconds = sentence_transformers_run(
+            path, train, options.seed, folder, StRecipe(dropout=options.dropout)
+        )
         st_score = score_directory(folder, scored)
         st_weights = AutoModel.from_pretrained(folder).state_dict()
     argv = ST_RECIPE + ["--finetune-mini-batch", str(options.mini_batch)]

@@ -302,7 +302,7 @@ def test_recipe_options_train_the_model_of_sentence_transformers_loop(tmp_path):
     from the same seed (dropout off in both, so the batch order is the only randomness)."""
     from transformers import AutoModel
 
-    from benchmarks.finetune_quality import sentence_transformers_run
+    from benchmarks.finetune_quality import StRecipe, sentence_transformers_run
     from examples.finetune_encoder import finetune_encoder
     from examples.quick_start import parse_args
     from quaterion.dataset import SimilarityGroupSample
@@ -312,9 +312,8 @@ def test_recipe_options_train_the_model_of_sentence_transformers_loop(tmp_path):
     # 6 topics x 4 texts: 3 batches of 4 topics x 2 texts per epoch
     samples = [SimilarityGroupSample(obj=f"{TEXTS[i % 4]} {i}", group=i % 6) for i in range(24)]
     folder = str(tmp_path / "st")
-    sentence_transformers_run(
-        path, samples, seed=7, folder=folder, dropout=False, batch_size=8, epochs=2, lr=1e-3
-    )
+    st_recipe = StRecipe(batch_size=8, epochs=2, lr=1e-3, dropout=False)
+    sentence_transformers_run(path, samples, seed=7, folder=folder, recipe=st_recipe)
     recipe = ["--finetune-loss", "hard-euclidean", "--finetune-sampler", "group-cycle"]
     recipe += ["--finetune-clip", "1", "--finetune-warmup", "0.1", "--finetune-lr", "1e-3"]
     recipe += ["--finetune-batch-size", "8", "--finetune-mini-batch", "3"]
