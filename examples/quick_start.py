@@ -379,6 +379,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         "top_k",
         "finetune_batch_size",
         "finetune_mini_batch",
+        "finetune_epochs",
         "finetune_samples_per_group",
     ):
         if getattr(args, name) < 1:

@@ -267,6 +267,9 @@ def test_sampler_option_builds_group_cycle_batches(capsys):
     with pytest.raises(SystemExit):
         parse_args(["--finetune-samples-per-group", "0"])
     assert "--finetune-samples-per-group must be >= 1" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        parse_args(["--finetune-epochs", "0"])
+    assert "--finetune-epochs must be >= 1" in capsys.readouterr().err
 
 
 def test_clip_option_reaches_the_trainer(tmp_path, capsys):
