@@ -61,12 +61,16 @@ class WeightInterpolation(pl.Callback):
 
     @staticmethod
     def floating_state(module: torch.nn.Module) -> Dict[str, torch.Tensor]:
-        """The floating-point tensors of ``module.state_dict()``, by name (not copied)."""
-        return {
-            name: tensor
-            for name, tensor in module.state_dict(keep_vars=True).items()
-            if tensor.is_floating_point()
-        }
+        """The floating-point tensors of ``module.state_dict()``, by name (not copied); a
+        tensor shared under several names (tied weights) appears once, under its first name,
+        so that it is interpolated once."""
+        found: Dict[str, torch.Tensor] = {}
+        seen = set()
+        for name, tensor in module.state_dict(keep_vars=True).items():
+            if tensor.is_floating_point() and id(tensor) not in seen:
+                seen.add(id(tensor))
+                found[name] = tensor
+        return found
 
     @override
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:

@@ -157,3 +157,33 @@ def test_trainable_model_with_a_cached_frozen_encoder_through_quaterion_fit():
         torch.testing.assert_close(tensor.double(), expected, rtol=1e-6, atol=1e-7)
     torch.testing.assert_close(result["frozen.linear.weight"], start["frozen.linear.weight"])
     torch.testing.assert_close(result["frozen.linear.bias"], start["frozen.linear.bias"])
+
+
+class TiedRegressor(Regressor):
+    """Two layers share one weight (tied weights: one tensor, two names in ``state_dict``)."""
+
+    def __init__(self):
+        super().__init__()
+        self.out = torch.nn.Linear(4, 4)
+        self.back = torch.nn.Linear(4, 4, bias=False)
+        self.back.weight = self.out.weight
+
+    def training_step(self, batch, batch_idx):
+        x, y = batch
+        hidden = self.back(self.out(self.net[0](x)))
+        return torch.nn.functional.mse_loss(self.net[2](self.net[1](hidden)).squeeze(-1), y)
+
+
+def test_tied_weights_are_interpolated_once():
+    torch.manual_seed(7)
+    plain = TiedRegressor()
+    start = plain.out.weight.detach().clone()
+    trainer(2).fit(plain, loader())
+    end = plain.out.weight.detach().clone()
+    assert 1e-2 < (end - start).abs().max() < 10
+    torch.manual_seed(7)
+    model = TiedRegressor()
+    trainer(2, [WeightInterpolation(0.5)]).fit(model, loader())
+    assert model.back.weight is model.out.weight
+    expected = 0.5 * start.double() + 0.5 * end.double()
+    torch.testing.assert_close(model.out.weight.double(), expected, rtol=1e-6, atol=1e-7)
