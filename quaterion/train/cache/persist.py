@@ -87,8 +87,11 @@ def _mismatch(saved: Dict[str, Any], expected: Dict[str, Any]) -> Optional[str]:
         old = saved.get("encoders", {}).get(name)
         if old is None:
             return f"encoder {name!r} is not in the saved cache"
+        # every field of either side: a field only the saved one has (the "store" of a
+        # storage kind of your own) is a change too
+        fields = dict.fromkeys([*fingerprint, *old["fingerprint"]])
         changed = [
-            field for field in fingerprint if old["fingerprint"].get(field) != fingerprint[field]
+            field for field in fields if old["fingerprint"].get(field) != fingerprint.get(field)
         ]
         if changed:
             return f"encoder {name!r} changed or is stored differently ({', '.join(changed)})"

@@ -77,3 +77,33 @@ def test_built_in_kinds_record_no_store_name(tmp_path):
     assert (
         "store" not in manifest["encoders"]["default"]["fingerprint"]
     )  # saved caches keep their format
+
+
+class NegatedStore(InMemoryStore):
+    """Toy storage kind with a file format of its own: it keeps and saves the negated rows,
+    and negates them back when serving."""
+
+    def append_rows(self, rows: torch.Tensor) -> None:
+        super().append_rows(-rows)
+
+    def forward(self, batch) -> torch.Tensor:
+        return -super().forward(batch)
+
+
+def test_a_cache_saved_by_a_new_kind_is_not_loaded_by_a_built_in_kind(tmp_path, monkeypatch):
+    """The saved manifest names the kind; a run with another kind must fill again, not read
+    the other kind's rows as its own."""
+    monkeypatch.setitem(STORES, "negated", NegatedStore)
+    first = Model(
+        encoders={"default": CountingEncoder()},
+        cache_config=CacheConfig(cache_type="negated", save_dir=str(tmp_path)),
+    )
+    fit_losses(first, *fit_data()[1], max_epochs=1)
+    encoder = CountingEncoder()
+    config = CacheConfig(cache_type="cpu", save_dir=str(tmp_path))
+    model = Model(encoders={"default": encoder}, cache_config=config)
+    losses = fit_losses(model, *fit_data()[1], max_epochs=2)
+    (train, val), _ = fit_data()
+    assert encoder.calls == len(train) + len(val)  # filled again by the cpu kind
+    plain_losses, _, _ = _fit(None)
+    torch.testing.assert_close(losses, plain_losses)
