@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import warnings
-from collections.abc import Hashable, Iterator, Sequence
+from numbers import Integral
+from collections.abc import Hashable, Iterable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -15,9 +16,22 @@ from quaterion_models.utils.checks import check_positive_int
 
 def _group_list(groups: Any) -> list[Hashable]:
     """Group ids as a list of hashables (a 1-D tensor or array gives Python scalars)."""
-    values = groups.tolist() if hasattr(groups, "tolist") else list(groups)
+    values = groups.tolist() if hasattr(groups, "tolist") else groups
+    if not isinstance(values, Iterable):
+        shape = "a 0-d tensor or array" if values is not groups else type(groups).__name__
+        raise TypeError(
+            f"GroupCycleBatchSampler: groups must hold one id per record (a sequence, or a 1-D "
+            f"tensor or array), got {shape}."
+        )
+    values = list(values)
     if any(isinstance(value, list) for value in values):
         raise ValueError("groups must hold one id per record (a flat sequence, not a matrix).")
+    unhashable = next((value for value in values if not isinstance(value, Hashable)), None)
+    if unhashable is not None:
+        raise TypeError(
+            "GroupCycleBatchSampler: group ids must be hashable (ints, strings, tuples), got "
+            f"{type(unhashable).__name__} {unhashable!r}; pass e.g. sample.group for each record."
+        )
     return values
 
 
@@ -48,7 +62,7 @@ class GroupCycleBatchSampler(Sampler[list[int]]):
             1-D tensor or array).
         batch_size: records per batch.
         samples_per_group: records drawn from a group at each visit.
-        seed: seed of the generator.
+        seed: seed of the generator, an int in ``[0, 2**32)``.
 
     Example (three groups of 2 or 3 records, batches of 2 visits; the second batch spans
     two cycles and holds record 6 twice):
@@ -73,8 +87,13 @@ class GroupCycleBatchSampler(Sampler[list[int]]):
         self.samples_per_group = check_positive_int(
             name, "samples_per_group", samples_per_group, "e.g. 2"
         )
-        if isinstance(seed, bool) or not isinstance(seed, int):
+        if isinstance(seed, bool) or not isinstance(seed, Integral):
             raise TypeError(f"{name}: seed must be an int, got {seed!r}.")
+        if not 0 <= seed < 2**32:
+            raise ValueError(
+                f"{name}: seed must be in [0, 2**32) (numpy's RandomState), got {seed}."
+            )
+        seed = int(seed)
         members: dict[Hashable, list[int]] = {}
         for index, group in enumerate(_group_list(groups)):
             members.setdefault(group, []).append(index)

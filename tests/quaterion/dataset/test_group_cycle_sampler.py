@@ -124,3 +124,33 @@ def test_loader_yields_the_sampled_records():
     for (_, features, labels), indices in zip(batches, expected):
         assert features == [samples[i].obj for i in indices]
         assert labels["groups"].tolist() == [groups[i] for i in indices]
+
+
+@pytest.mark.parametrize(
+    "groups, error, message",
+    [
+        (
+            [{"id": 1}, {"id": 1}, {"id": 2}, {"id": 2}],
+            TypeError,
+            r"group ids must be hashable.*dict",
+        ),
+        (torch.tensor(3), TypeError, "one id per record.*0-d"),
+        (np.array(3), TypeError, "one id per record.*0-d"),
+        (7, TypeError, "one id per record.*int"),
+    ],
+)
+def test_groups_that_cannot_be_read_as_ids_raise_clear_errors(groups, error, message):
+    with pytest.raises(error, match=message):
+        GroupCycleBatchSampler(groups, batch_size=2)
+
+
+@pytest.mark.parametrize("seed", [-1, 2**32])
+def test_seed_outside_numpys_range_names_the_sampler(seed):
+    with pytest.raises(ValueError, match=r"GroupCycleBatchSampler: seed must be in \[0, 2\*\*32"):
+        GroupCycleBatchSampler([0, 0, 1, 1], batch_size=2, seed=seed)
+
+
+def test_numpy_integer_seed_draws_as_the_int():
+    groups = [g for g in range(5) for _ in range(3)]
+    expected = list(GroupCycleBatchSampler(groups, batch_size=4, seed=11))
+    assert list(GroupCycleBatchSampler(groups, batch_size=4, seed=np.int64(11))) == expected
