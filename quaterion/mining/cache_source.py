@@ -28,6 +28,7 @@ from quaterion.train.cache.persist import (
     rows_problem,
 )
 from quaterion.train.cache.cache_config import CacheConfig, CacheType
+from quaterion.train.cache.store import check_store_class
 from quaterion.train.cache.stores import STORES
 from quaterion_models.model import SimilarityModel
 from quaterion_models.utils.files import read_json
@@ -210,6 +211,7 @@ def _open_store(root: str, name: str, encoder: Any, manifest: dict, verify: bool
             f"quaterion.train.cache.STORES: register it (STORES[{kind!r}] = YourStore) before "
             "reading the cache"
         )
+    check_store_class(store_class, kind)
     config = CacheConfig(cache_type=kind, dtype=dtype, save_dir=root)
     store = store_class.from_config(encoder, name, kind, config)
     changed = [key for key, value in encoder_fingerprint(store).items() if saved.get(key) != value]

@@ -21,6 +21,7 @@ from quaterion.train.cache.cache_model import fill_cache
 from quaterion.train.cache._fingerprint import loader_records, read_split, split_fingerprints
 from quaterion.train.cache.cache_config import CacheConfig, CacheType
 from quaterion.train.cache.cache_encoder import CacheEncoder
+from quaterion.train.cache.store import check_store_class
 from quaterion.train.cache.stores import STORES
 from quaterion_models.encoders import Encoder
 
@@ -55,7 +56,8 @@ def wrap_encoder(
             f"`CacheType.GPU` has been chosen for `{encoder_name}` encoder, "
             "but cuda is not available"
         )
-    return STORES[cache_type].from_config(encoder, encoder_name, cache_type, cache_config)
+    store_class = check_store_class(STORES[cache_type], cache_type)
+    return store_class.from_config(encoder, encoder_name, cache_type, cache_config)
 
 
 def apply_cache_config(

@@ -107,3 +107,35 @@ def test_a_cache_saved_by_a_new_kind_is_not_loaded_by_a_built_in_kind(tmp_path, 
     assert encoder.calls == len(train) + len(val)  # filled again by the cpu kind
     plain_losses, _, _ = _fit(None)
     torch.testing.assert_close(losses, plain_losses)
+
+
+def _forgetful_kinds():
+    from quaterion.train.cache import CacheStore
+
+    class Bare(CacheStore):  # no __init__ matching from_config, nothing implemented
+        pass
+
+    class Partial(CacheStore):
+        def __init__(self, encoder, cache_type, dtype, name):
+            super().__init__(encoder)
+
+        def forward(self, batch):
+            return batch
+
+    return Bare, Partial
+
+
+@pytest.mark.parametrize("which", [0, 1])
+def test_a_storage_kind_that_forgets_methods_is_named_with_them(which, monkeypatch):
+    kind = _forgetful_kinds()[which]
+    monkeypatch.setitem(STORES, "forgetful", kind)
+    model = Model(
+        encoders={"default": CountingEncoder()}, cache_config=CacheConfig(cache_type="forgetful")
+    )
+    expected = r"storage kind 'forgetful' \(.*\.(Bare|Partial)\) does not implement .*fill_cache"
+    with pytest.raises(TypeError, match=expected) as raised:
+        fit_losses(model, *fit_data()[1], max_epochs=1)
+    message = str(raised.value)
+    assert "rows_for_keys" in message and "state" in message
+    assert ("__init__" in message) == (which == 0)
+    assert ("forward" in message) == (which == 0)
