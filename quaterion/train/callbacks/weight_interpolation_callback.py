@@ -9,7 +9,7 @@ from typing_extensions import override
 
 
 class WeightInterpolation(pl.Callback):
-    """When training ends, replace every floating-point weight ``w`` of the module by
+    """When the fit ends, replace every floating-point weight ``w`` of the module by
     ``(1 - alpha) * w_start + alpha * w``, where ``w_start`` is its value when the fit began.
 
     This is the weight-space ensemble of WiSE-FT (Wortsman et al., 2022, "Robust
@@ -27,9 +27,10 @@ class WeightInterpolation(pl.Callback):
     checkpoint given to ``trainer.fit(ckpt_path=...)`` is restored: they are part of this
     callback's ``state_dict`` (a checkpoint grows by one copy of the weights), so a resumed
     fit interpolates towards the weights the first fit started from; checkpoints written
-    during the fit hold the plain fine-tuned weights. Validation during training sees the
-    plain fine-tuned weights; the interpolated ones are in place after ``trainer.fit``
-    returns (also after early stopping). Every rank applies the same formula to the same
+    during the fit (``last.ckpt`` included) hold the plain fine-tuned weights. Validation
+    during training and ``on_train_end`` hooks see the plain fine-tuned weights; the
+    interpolation runs in ``on_fit_end``, so the interpolated ones are in place after
+    ``trainer.fit`` returns (also after early stopping). Every rank applies the same formula to the same
     weights, so replicas stay equal; strategies that shard the weights across ranks (FSDP,
     DeepSpeed stage 3) are not supported.
 
@@ -81,7 +82,10 @@ class WeightInterpolation(pl.Callback):
             }
 
     @override
-    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+    def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        # on_fit_end, not on_train_end: ModelCheckpoint(save_last=True) may write last.ckpt
+        # in its own on_train_end, which must hold the fine-tuned weights like every other
+        # checkpoint of the fit
         if self._start is None:
             raise RuntimeError(
                 "WeightInterpolation: no starting weights were recorded; the callback must be "

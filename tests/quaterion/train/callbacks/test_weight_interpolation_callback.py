@@ -119,7 +119,7 @@ def test_numpy_and_integer_alphas_are_accepted():
 
 def test_train_end_without_a_recorded_start_is_an_error():
     with pytest.raises(RuntimeError, match="no starting weights"):
-        WeightInterpolation(0.5).on_train_end(None, Regressor())
+        WeightInterpolation(0.5).on_fit_end(None, Regressor())
 
 
 def test_weights_created_during_the_fit_are_an_error():
@@ -187,3 +187,18 @@ def test_tied_weights_are_interpolated_once():
     assert model.back.weight is model.out.weight
     expected = 0.5 * start.double() + 0.5 * end.double()
     torch.testing.assert_close(model.out.weight.double(), expected, rtol=1e-6, atol=1e-7)
+
+
+def test_a_last_checkpoint_saved_when_training_ends_holds_the_fine_tuned_weights(tmp_path):
+    """ModelCheckpoint(save_last=True) writes last.ckpt in its own on_train_end when no
+    epoch wrote it (here: every 5th epoch of 2); a resumed fit must start from the plain
+    fine-tuned weights, as from every other checkpoint of the fit."""
+    _, end = fitted(max_epochs=2)
+    checkpoints = pl.callbacks.ModelCheckpoint(dirpath=tmp_path, save_last=True, every_n_epochs=5)
+    torch.manual_seed(7)
+    model = Regressor()
+    options = dict(enable_checkpointing=True, default_root_dir=tmp_path)
+    trainer(2, [WeightInterpolation(0.5), checkpoints], **options).fit(model, loader())
+    saved = torch.load(tmp_path / "last.ckpt", weights_only=True)["state_dict"]
+    for name in ("net.0.weight", "net.1.running_mean", "net.2.bias"):
+        torch.testing.assert_close(saved[name], end[name], rtol=1e-6, atol=1e-7)
