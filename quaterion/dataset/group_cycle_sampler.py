@@ -95,7 +95,9 @@ class GroupCycleBatchSampler(Sampler[list[int]]):
             )
         seed = int(seed)
         members: dict[Hashable, list[int]] = {}
-        for index, group in enumerate(_group_list(groups)):
+        ids = _group_list(groups)
+        self.num_records = len(ids)  # the dataset length the loader must have
+        for index, group in enumerate(ids):
             members.setdefault(group, []).append(index)
         kept = [rows for rows in members.values() if len(rows) >= self.samples_per_group]
         if len(kept) < len(members):
@@ -119,6 +121,19 @@ class GroupCycleBatchSampler(Sampler[list[int]]):
 
     def __len__(self) -> int:
         return self._per_epoch // self.batch_size
+
+    def check_dataset(self, dataset: Any) -> None:
+        """Raise ``ValueError`` unless ``dataset`` (if sized) has one record per group id."""
+        try:
+            size = len(dataset)
+        except TypeError:
+            return
+        if size != self.num_records:
+            raise ValueError(
+                f"{type(self).__name__} was given {self.num_records} group ids, but the "
+                f"loader's dataset has {size} records; pass the group of every record of the "
+                "dataset, in dataset order (e.g. [sample.group for sample in dataset])."
+            )
 
     def __iter__(self) -> Iterator[list[int]]:
         require_one_process(type(self).__name__)

@@ -7,6 +7,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, IterableDataset
 from typing_extensions import override
 
+from quaterion.dataset.group_cycle_sampler import GroupCycleBatchSampler
 from quaterion.dataset._label_checks import as_float_tensor, as_int_list, check_sample_types
 from quaterion.dataset.indexing_dataset import IndexingDataset, IndexingIterableDataset
 from quaterion.dataset.label_cache_dataset import (
@@ -70,6 +71,9 @@ class SimilarityDataLoader(DataLoader[T_co], Generic[T_co]):
         self._indexing_dataset_layer, self._label_cache_layer = _build_layers(dataset)
         self._original_dataset = self._indexing_dataset_layer.dataset
         self._served_from_cache = False
+        batch_sampler = kwargs.get("batch_sampler")
+        if isinstance(batch_sampler, GroupCycleBatchSampler):
+            batch_sampler.check_dataset(self._label_cache_layer)
         super().__init__(self._label_cache_layer, **kwargs)
 
     @property

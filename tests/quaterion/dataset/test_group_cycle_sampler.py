@@ -154,3 +154,14 @@ def test_numpy_integer_seed_draws_as_the_int():
     groups = [g for g in range(5) for _ in range(3)]
     expected = list(GroupCycleBatchSampler(groups, batch_size=4, seed=11))
     assert list(GroupCycleBatchSampler(groups, batch_size=4, seed=np.int64(11))) == expected
+
+
+@pytest.mark.parametrize("count", [10, 14])
+def test_a_loader_whose_dataset_length_differs_from_the_groups_is_refused(count):
+    """Fewer groups than records would silently never sample the last records; more would
+    index past the dataset in a worker."""
+    samples = [SimilarityGroupSample(obj=f"text {i}", group=i % 3) for i in range(12)]
+    groups = [i % 3 for i in range(count)]
+    sampler = GroupCycleBatchSampler(groups, batch_size=4, seed=3)
+    with pytest.raises(ValueError, match=f"{count} group ids.*12 records"):
+        GroupSimilarityDataLoader(samples, batch_sampler=sampler)
