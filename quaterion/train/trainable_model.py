@@ -278,9 +278,9 @@ class TrainableModel(pl.LightningModule, CacheMixin):
         self.set_training_modes()
 
     def set_training_modes(self) -> None:
-        """Head and trainable encoders in train mode (dropout on, batch norm updating its
-        statistics), frozen encoders in eval mode (they are not trained, and their outputs
-        equal what a cache of them holds).
+        """The whole module (head, trainable encoders, the loss and any other sub-module) in
+        train mode (dropout on, batch norm updating its statistics), then frozen encoders in
+        eval mode (they are not trained, and their outputs equal what a cache of them holds).
 
         Lightning 2 keeps each module's mode as it finds it, where Lightning 1 (and so the
         original Quaterion) switched the whole model to train mode: a model that was used by
@@ -288,9 +288,9 @@ class TrainableModel(pl.LightningModule, CacheMixin):
         (eval mode) would otherwise train without dropout. Lightning's validation loop
         restores these modes after every validation run. Override to choose other modes.
         """
+        self.train()
         if self._model is None:
             return
-        self._model.train()
         for encoder in self._model.encoders.values():
             if not encoder.trainable:
                 encoder.eval()

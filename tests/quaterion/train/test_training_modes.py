@@ -59,3 +59,27 @@ def test_validation_runs_in_eval_mode_and_training_resumes_in_train_mode():
     assert True in tuned and False in tuned  # training and validation calls
     assert model.step_modes == [(True, True)] * len(model.step_modes)  # after validations too
     assert encoders["frozen"].modes == [False] * len(encoders["frozen"].modes)
+
+
+def test_the_loss_and_other_modules_of_the_trainable_model_train_in_train_mode():
+    """As Lightning 1 (and the original) did for the whole LightningModule: a loss with
+    modules of its own (e.g. dropout) trains in train mode even when the trainable model
+    was left in eval mode."""
+    from quaterion.loss import TripletLoss
+
+    class RecordingLoss(TripletLoss):
+        def __init__(self):
+            super().__init__(mining="all")
+            self.dropout = torch.nn.Dropout(0.0)
+            self.modes = []
+
+        def forward(self, embeddings, groups):
+            self.modes.append((self.training, self.dropout.training))
+            return super().forward(embeddings=embeddings, groups=groups)
+
+    loss = RecordingLoss()
+    model = Model(encoders={"frozen": ModeRecordingEncoder(False, 1)}, loss=loss)
+    model.eval()  # e.g. left so by the caller
+    fit_losses(model, fit_data(n=16)[1][0], None, max_epochs=1)
+    assert len(loss.modes) > 0 and loss.modes == [(True, True)] * len(loss.modes)
+    assert not model.model.encoders["frozen"].training
