@@ -106,6 +106,13 @@ class GroupCycleBatchSampler(Sampler[list[int]]):
                 f"samples_per_group={self.samples_per_group} records and are left out.",
                 stacklevel=2,
             )
+        if len(kept) == 1:
+            warnings.warn(
+                f"{name}: only one group has at least samples_per_group="
+                f"{self.samples_per_group} records, so every batch holds that group alone and "
+                "a group loss finds no negatives in it; check the group ids.",
+                stacklevel=2,
+            )
         self.members = kept
         used = sum(len(rows) for rows in kept)
         per_epoch = -(-used // self.samples_per_group) * self.samples_per_group

@@ -165,3 +165,12 @@ def test_a_loader_whose_dataset_length_differs_from_the_groups_is_refused(count)
     sampler = GroupCycleBatchSampler(groups, batch_size=4, seed=3)
     with pytest.raises(ValueError, match=f"{count} group ids.*12 records"):
         GroupSimilarityDataLoader(samples, batch_sampler=sampler)
+
+
+def test_one_group_only_warns_that_batches_hold_no_negatives():
+    # a group loss over such batches has nothing to contrast (TripletLoss: constant loss)
+    with pytest.warns(UserWarning, match="only one group.*no negatives"):
+        sampler = GroupCycleBatchSampler([5] * 6, batch_size=4, seed=0)
+    assert [len(set(batch)) for batch in sampler] == [4]
+    with pytest.warns(UserWarning, match="only one group"):
+        GroupCycleBatchSampler([5] * 6 + [6], batch_size=4, seed=0)  # 6 has too few records
