@@ -50,7 +50,8 @@ class GroupCycleBatchSampler(Sampler[list[int]]):
 
     The random numbers come from ``numpy.random.RandomState(seed)``, and the generator and
     the group order carry over from one epoch to the next (build a new sampler to start
-    over). With ``seed=s`` the batches equal those of sentence-transformers' loop run with
+    over). They are not saved in checkpoints: a fit resumed with ``ckpt_path`` starts the
+    order again from the seed (``TrainableModel`` warns). With ``seed=s`` the batches equal those of sentence-transformers' loop run with
     ``numpy.random.seed(s)`` just before building its ``SentenceLabelDataset``.
 
     Groups with fewer than ``samples_per_group`` records are left out (with a warning),

@@ -9,6 +9,7 @@ from pytorch_lightning.utilities.seed import isolate_rng
 from torch import Tensor
 from typing_extensions import override
 
+from quaterion.dataset.group_cycle_sampler import GroupCycleBatchSampler
 from quaterion.dataset.similarity_data_loader import SimilarityDataLoader
 from quaterion.dataset.train_collator import TrainCollator
 from quaterion.distributed import is_global_rank_zero, world_size
@@ -276,6 +277,23 @@ class TrainableModel(pl.LightningModule, CacheMixin):
         (:meth:`set_training_modes`). Call ``super().on_fit_start()`` when overriding."""
         self._place_caches()
         self.set_training_modes()
+
+    @override
+    def on_train_start(self) -> None:
+        """Warns when a resumed fit draws from a :class:`GroupCycleBatchSampler` (its
+        generator is not in the checkpoint). Call ``super().on_train_start()`` when
+        overriding."""
+        loader = self.trainer.train_dataloader
+        sampler = getattr(loader, "batch_sampler", None)
+        if self.trainer.ckpt_path is not None and isinstance(sampler, GroupCycleBatchSampler):
+            warnings.warn(
+                "This fit is resumed from a checkpoint, and GroupCycleBatchSampler keeps its "
+                "generator outside it: its batch order starts again from its seed, so the "
+                "resumed epochs repeat the first epochs' batches instead of continuing the "
+                "order of an uninterrupted run. Give the resumed run's sampler another seed "
+                "so that they are not repeated.",
+                stacklevel=2,
+            )
 
     def set_training_modes(self) -> None:
         """The whole module (head, trainable encoders, the loss and any other sub-module) in

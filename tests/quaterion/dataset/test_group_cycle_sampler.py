@@ -176,3 +176,29 @@ def test_one_group_only_warns_that_batches_hold_no_negatives():
         GroupCycleBatchSampler([5] * 6 + [6], batch_size=4, seed=0)  # 6 has too few records
     messages = [str(warning.message) for warning in record]
     assert any("left out" in m for m in messages) and any("only one group" in m for m in messages)
+
+
+def test_a_resumed_fit_warns_that_the_sampler_starts_over(tmp_path):
+    """The sampler's generator is not in the checkpoint: a resumed fit draws the batches of
+    its first epoch again (an uninterrupted run would not), so it says so."""
+    import warnings
+
+    import pytorch_lightning as pl
+    from pytorch_lightning.utilities.warnings import PossibleUserWarning
+
+    from tests.quaterion.train.helpers import Model, fit_losses, group_samples
+
+    samples = group_samples(24, groups=4)
+    groups = [sample.group for sample in samples]
+
+    def loader():
+        sampler = GroupCycleBatchSampler(groups, batch_size=8, seed=3)
+        return GroupSimilarityDataLoader(samples, batch_sampler=sampler)
+
+    checkpoints = pl.callbacks.ModelCheckpoint(dirpath=tmp_path, save_last=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)  # a fit from scratch does not warn
+        warnings.simplefilter("ignore", PossibleUserWarning)  # Lightning's own advice
+        fit_losses(Model(), loader(), callbacks=[checkpoints], enable_checkpointing=True)
+    with pytest.warns(UserWarning, match="resumed.*GroupCycleBatchSampler.*starts again"):
+        fit_losses(Model(), loader(), ckpt_path=str(tmp_path / "last.ckpt"), max_epochs=2)
