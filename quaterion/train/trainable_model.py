@@ -15,7 +15,7 @@ from quaterion.dataset.train_collator import TrainCollator
 from quaterion.distributed import is_global_rank_zero, world_size
 from quaterion.eval.attached_metric import AttachedMetric
 from quaterion.loss import GroupLoss, SimilarityLoss
-from quaterion.train.fit_checks import check_batch_labels
+from quaterion.train.fit_checks import check_batch_labels, check_fit_arguments
 from quaterion.train._hook_checks import check_encoders, check_hook_result, check_metrics
 from quaterion.train._rng import capture_rng, restore_rng
 from quaterion.train.cache import CacheConfig, CacheType
@@ -364,6 +364,7 @@ class TrainableModel(pl.LightningModule, CacheMixin):
         """:meth:`setup_dataloader` on each loader, then the cache set-up of
         :meth:`setup_cache`; returns the loaders to fit on (store-served where the data is
         fully cached) and whether anything is cached."""
+        check_fit_arguments(trainer, train_dataloader, val_dataloader, trainer_optional=False)
         loaders = [dl for dl in (train_dataloader, val_dataloader) if dl is not None]
         for loader in loaders:
             self.setup_dataloader(loader)

@@ -312,3 +312,31 @@ def test_a_failing_setup_dataloader_leaves_nothing_for_unwrap_cache(tmp_path):
     assert not isinstance(model.model.encoders["default"], CacheEncoder)
     model.save_servable(str(tmp_path / "servable"))
     assert (tmp_path / "servable" / "config.json").is_file()
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        ((None, None), "train_dataloader must be a SimilarityDataLoader.*NoneType"),
+        ((helpers.group_samples(), None), "train_dataloader must be a SimilarityDataLoader.*list"),
+        (
+            (torch.utils.data.DataLoader(helpers.group_samples()), None),
+            "train_dataloader must be a SimilarityDataLoader.*DataLoader",
+        ),
+        (("loader", "val"), "val_dataloader must be a SimilarityDataLoader.*str"),
+    ],
+)
+def test_cache_set_up_refuses_what_is_not_a_similarity_loader(args, message):
+    train, val = args
+    train = helpers.group_loader() if train == "loader" else train
+    model = Model(cache_config=CacheConfig(CacheType.CPU))
+    for set_up in (model.setup_cache, model.cache_loaders):
+        with pytest.raises(TypeError, match=message):
+            set_up(trainer(), train, val)
+        assert not isinstance(model.model.encoders["default"], CacheEncoder)
+
+
+def test_cache_set_up_needs_a_trainer():
+    model = Model(cache_config=CacheConfig(CacheType.CPU))
+    with pytest.raises(TypeError, match="trainer must be a pytorch_lightning.Trainer.*NoneType"):
+        model.setup_cache(None, helpers.group_loader(), None)
