@@ -44,24 +44,37 @@ class DiskStore(InMemoryStore):
         directory: the cache's ``save_dir``.
         name: the encoder's name (names the fill files).
         dtype: dtype the rows are stored in; ``None`` keeps the encoder's.
+        cache_type: the ``STORES`` name it was built for (a subclass registered under a
+            name of its own records that name, so a persisted cache is read back by it).
     """
 
     def __init__(
-        self, encoder: Encoder, directory: str, name: str, dtype: Optional[torch.dtype] = None
+        self,
+        encoder: Encoder,
+        directory: str,
+        name: str,
+        dtype: Optional[torch.dtype] = None,
+        cache_type: str = CacheType.DISK,
     ):
-        super().__init__(encoder, CacheType.DISK, dtype, name)
+        super().__init__(encoder, CacheType.DISK, dtype, name)  # rows served from the host
+        self._kind = cache_type
         self.directory = directory
         self._file = None
         self._rows_path: Optional[str] = None
         self._digest = None  # SHA-256 of the rows file's bytes, updated while writing
         self._bytes_sha256: Optional[str] = None
 
+    @property
+    def cache_type(self) -> str:
+        """The ``STORES`` name it was built for (``"disk"`` unless a subclass has its own)."""
+        return self._kind
+
     @classmethod
     def from_config(
         cls, encoder: Encoder, name: str, cache_type: str, cache_config: CacheConfig
     ) -> "DiskStore":
         """A disk store under ``cache_config.save_dir``."""
-        return cls(encoder, cache_config.save_dir, name, cache_config.dtype)
+        return cls(encoder, cache_config.save_dir, name, cache_config.dtype, cache_type)
 
     def _fill_path(self, part: str) -> str:
         return os.path.join(self.directory, ".fill", self.name, f"{part}{ROWS_SUFFIX}")

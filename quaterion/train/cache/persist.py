@@ -141,8 +141,9 @@ def file_problem(root: str, relative: str, sha256: Optional[str], verify: bool) 
 
 
 def rows_problem(name: str, enc: CacheEncoder, saved: dict, verify: bool) -> Optional[str]:
-    """Why the rows file of a loaded DISK store cannot be used (``None`` if it can)."""
-    if saved["fingerprint"].get("file") != "disk":
+    """Why the rows file of a loaded DISK store (or of a storage kind of your own that
+    recorded a rows checksum) cannot be used (``None`` if it can)."""
+    if saved["fingerprint"].get("file") != "disk" and not saved.get("rows_sha256"):
         return None
     relative = f"encoders/{name}.rows"
     if not saved.get("rows_sha256"):

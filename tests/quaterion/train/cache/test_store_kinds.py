@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from quaterion.mining import CacheMismatchError, read_cached_embeddings
-from quaterion.train.cache import STORES, CacheConfig, InMemoryStore
+from quaterion.train.cache import STORES, CacheConfig, DiskStore, InMemoryStore
 from tests.quaterion.train.helpers import CountingEncoder, Model, fit_data, fit_losses
 
 
@@ -139,3 +139,50 @@ def test_a_storage_kind_that_forgets_methods_is_named_with_them(which, monkeypat
     assert "rows_for_keys" in message and "state" in message
     assert ("__init__" in message) == (which == 0)
     assert ("forward" in message) == (which == 0)
+
+
+class ShadowDiskStore(DiskStore):
+    """A storage kind of its own that keeps its rows in a file beside the cache file, as
+    the disk store does; counts the batches it serves."""
+
+    served = 0
+
+    def forward(self, batch) -> torch.Tensor:
+        ShadowDiskStore.served += 1
+        return super().forward(batch)
+
+
+def test_a_subclass_of_the_disk_store_is_its_own_kind(tmp_path, monkeypatch):
+    monkeypatch.setitem(STORES, "shadow-disk", ShadowDiskStore)
+    config = CacheConfig(cache_type="shadow-disk", save_dir=str(tmp_path))
+    model = Model(encoders={"default": CountingEncoder()}, cache_config=config)
+    (train, _), loaders = fit_data()
+    fit_losses(model, *loaders, max_epochs=1)
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    assert manifest["encoders"]["default"]["fingerprint"]["store"] == "shadow-disk"
+    ShadowDiskStore.served = 0
+    cached = read_cached_embeddings(tmp_path, model)
+    assert ShadowDiskStore.served > 0  # read back through the registered class
+    fresh = model.model.encode([s.obj for s in train.samples], to_numpy=False)
+    torch.testing.assert_close(cached.vectors, fresh, rtol=1e-6, atol=1e-6)
+
+
+def test_damaged_rows_of_a_new_disk_kind_are_refused(tmp_path, monkeypatch):
+    monkeypatch.setitem(STORES, "shadow-disk", ShadowDiskStore)
+    encoder = CountingEncoder()
+    config = CacheConfig(cache_type="shadow-disk", save_dir=str(tmp_path))
+    model = Model(encoders={"default": encoder}, cache_config=config)
+    fit_losses(model, *fit_data()[1], max_epochs=1)
+    read_cached_embeddings(tmp_path, model)  # intact: read back
+    path = tmp_path / "encoders" / "default.rows"
+    with open(path, "r+b") as file:
+        file.seek(path.stat().st_size - 4)
+        file.write(b"\x00\x00\x80\x7f")  # the last value becomes inf
+    with pytest.raises(CacheMismatchError, match="default.rows is truncated or corrupt"):
+        read_cached_embeddings(tmp_path, model)
+    calls = encoder.calls
+    model = Model(encoders={"default": encoder}, cache_config=config)
+    with pytest.warns(UserWarning, match="corrupt"):
+        fit_losses(model, *fit_data()[1], max_epochs=1)
+    (train, val), _ = fit_data()
+    assert encoder.calls == calls + len(train) + len(val)  # filled again, not served damaged
