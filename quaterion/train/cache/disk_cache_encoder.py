@@ -74,6 +74,12 @@ class DiskStore(InMemoryStore):
         cls, encoder: Encoder, name: str, cache_type: str, cache_config: CacheConfig
     ) -> "DiskStore":
         """A disk store under ``cache_config.save_dir``."""
+        if not cache_config.save_dir:
+            raise ValueError(
+                f"The storage kind {str(cache_type)!r} ({cls.__name__}) keeps the rows in a "
+                "memory-mapped file under save_dir: pass CacheConfig(save_dir=...), a "
+                "directory with room for the cache"
+            )
         return cls(encoder, cache_config.save_dir, name, cache_config.dtype, cache_type)
 
     def _fill_path(self, part: str) -> str:

@@ -186,3 +186,10 @@ def test_damaged_rows_of_a_new_disk_kind_are_refused(tmp_path, monkeypatch):
         fit_losses(model, *fit_data()[1], max_epochs=1)
     (train, val), _ = fit_data()
     assert encoder.calls == calls + len(train) + len(val)  # filled again, not served damaged
+
+
+def test_a_disk_kind_of_its_own_needs_a_save_dir(monkeypatch):
+    monkeypatch.setitem(STORES, "shadow-disk", ShadowDiskStore)
+    model = Model(encoders={"default": CountingEncoder()}, cache_config=CacheConfig("shadow-disk"))
+    with pytest.raises(ValueError, match=r"'shadow-disk'.*memory-mapped file.*save_dir=\.\.\."):
+        fit_losses(model, *fit_data()[1], max_epochs=1)
