@@ -1,5 +1,6 @@
 """Weight-space interpolation between the weights a fit starts from and those it ends with."""
 
+import warnings
 from numbers import Real
 from typing import Any, Dict, Optional
 
@@ -26,7 +27,9 @@ class WeightInterpolation(pl.Callback):
     copied to CPU memory in ``setup`` (one extra copy of the model in host memory), before a
     checkpoint given to ``trainer.fit(ckpt_path=...)`` is restored: they are part of this
     callback's ``state_dict`` (a checkpoint grows by one copy of the weights), so a resumed
-    fit interpolates towards the weights the first fit started from; checkpoints written
+    fit interpolates towards the weights the first fit started from (from a checkpoint
+    written without this callback, towards the module's weights before the restore, with a
+    warning); checkpoints written
     during the fit (``last.ckpt`` included) hold the plain fine-tuned weights. Validation
     during training and ``on_train_end`` hooks see the plain fine-tuned weights; the
     interpolation runs in ``on_fit_end``, so the interpolated ones are in place after
@@ -59,6 +62,7 @@ class WeightInterpolation(pl.Callback):
             )
         self.alpha = float(alpha)
         self._start: Optional[Dict[str, torch.Tensor]] = None
+        self._restored = False  # whether the start came from a checkpoint
 
     @staticmethod
     def floating_state(module: torch.nn.Module) -> Dict[str, torch.Tensor]:
@@ -80,6 +84,20 @@ class WeightInterpolation(pl.Callback):
                 name: tensor.detach().to("cpu", copy=True)
                 for name, tensor in self.floating_state(pl_module).items()
             }
+            self._restored = False
+
+    @override
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.ckpt_path is not None and not self._restored:
+            warnings.warn(
+                f"WeightInterpolation: the checkpoint {trainer.ckpt_path} holds no "
+                "WeightInterpolation state (it was written by a fit without this callback), "
+                "so the starting weights of that fit are unknown: the weights are "
+                "interpolated towards those the module had before the checkpoint was "
+                "restored. Resume from a checkpoint of a fit that had the callback to "
+                "interpolate towards its start.",
+                stacklevel=2,
+            )
 
     @override
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -120,3 +138,4 @@ class WeightInterpolation(pl.Callback):
     def load_state_dict(self, state_dict: Dict[str, Any]) -> None:
         if state_dict.get("start") is not None:
             self._start = state_dict["start"]
+            self._restored = True

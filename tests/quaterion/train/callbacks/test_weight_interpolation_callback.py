@@ -202,3 +202,22 @@ def test_a_last_checkpoint_saved_when_training_ends_holds_the_fine_tuned_weights
     saved = torch.load(tmp_path / "last.ckpt", weights_only=True)["state_dict"]
     for name in ("net.0.weight", "net.1.running_mean", "net.2.bias"):
         torch.testing.assert_close(saved[name], end[name], rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.filterwarnings("ignore:Be aware that when using `ckpt_path`")
+def test_resuming_a_checkpoint_without_the_callbacks_state_warns(tmp_path):
+    """The first fit's starting weights are unknown: the resumed fit says which it uses
+    (the module's weights before the checkpoint was restored)."""
+    checkpoints = pl.callbacks.ModelCheckpoint(dirpath=tmp_path, save_last=True)
+    torch.manual_seed(7)
+    options = dict(enable_checkpointing=True, default_root_dir=tmp_path)
+    trainer(1, [checkpoints], **options).fit(Regressor(), loader())  # no WeightInterpolation
+    resumed = Regressor()
+    before = state_of(resumed)
+    with pytest.warns(UserWarning, match="holds no WeightInterpolation state"):
+        trainer(1, [WeightInterpolation(0.0)], default_root_dir=tmp_path).fit(
+            resumed, loader(), ckpt_path=str(tmp_path / "last.ckpt")
+        )
+    for name, value in state_of(resumed).items():  # alpha 0: the weights it warned about
+        if value.is_floating_point():
+            torch.testing.assert_close(value, before[name])
