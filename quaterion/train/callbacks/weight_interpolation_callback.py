@@ -29,13 +29,12 @@ class WeightInterpolation(pl.Callback):
     callback's ``state_dict`` (a checkpoint grows by one copy of the weights), so a resumed
     fit interpolates towards the weights the first fit started from (from a checkpoint
     written without this callback, towards the module's weights before the restore, with a
-    warning); checkpoints written
-    during the fit (``last.ckpt`` included) hold the plain fine-tuned weights. Validation
-    during training and ``on_train_end`` hooks see the plain fine-tuned weights; the
-    interpolation runs in ``on_fit_end``, so the interpolated ones are in place after
-    ``trainer.fit`` returns (also after early stopping). Every rank applies the same formula to the same
-    weights, so replicas stay equal; strategies that shard the weights across ranks (FSDP,
-    DeepSpeed stage 3) are not supported.
+    warning); checkpoints written during the fit (``last.ckpt`` included) hold the plain
+    fine-tuned weights. Validation during training and ``on_train_end`` hooks see the plain
+    fine-tuned weights; the interpolation runs in ``on_fit_end``, so the interpolated ones
+    are in place after ``trainer.fit`` returns (also after early stopping). Every rank
+    applies the same formula to the same weights, so replicas stay equal; strategies that
+    shard the weights across ranks (FSDP, DeepSpeed stage 3) are not supported.
 
     Args:
         alpha: weight of the fine-tuned end point, in ``[0, 1]``.
