@@ -1,0 +1,107 @@
+"""Hostile batches for the group losses: empty batches, a memory of padded rows only,
+NaN embeddings, int32 class ids, non-tensor groups and malformed row masks. Each case is
+compared with what the loss gives on the same real rows by another route (the unmasked
+loss, an empty memory, the int64 ids), or must raise an error naming the argument."""
+
+import numpy as np
+import pytest
+import torch
+from torch.testing import assert_close
+
+from quaterion.loss import (
+    ArcFaceLoss,
+    CenterLoss,
+    CircleLoss,
+    CosFaceLoss,
+    FastAPLoss,
+    OnlineContrastiveLoss,
+    SoftmaxLoss,
+    TripletLoss,
+)
+from tests.quaterion.loss.conftest import E, G
+
+GROUP_LOSSES = {
+    "triplet_hard": lambda: TripletLoss(),
+    "triplet_soft": lambda: TripletLoss(soft=True),
+    "triplet_all": lambda: TripletLoss(mining="all"),
+    "triplet_semi_hard": lambda: TripletLoss(mining="semi_hard"),
+    "online_contrastive_hard": lambda: OnlineContrastiveLoss(),
+    "online_contrastive_all": lambda: OnlineContrastiveLoss(mining="all"),
+    "circle": lambda: CircleLoss(),
+    "fast_ap": lambda: FastAPLoss(),
+    "softmax": lambda: SoftmaxLoss(3, 5),
+    "arcface": lambda: ArcFaceLoss(3, 5),
+    "cosface": lambda: CosFaceLoss(3, 5),
+    "center": lambda: CenterLoss(3, 5),
+}
+
+
+@pytest.mark.parametrize("name", sorted(GROUP_LOSSES))
+def test_an_empty_batch_gives_an_attached_zero(name):
+    # no anchor, no pair: nothing to average, as a batch of padded rows only gives
+    embeddings = torch.zeros(0, 3, requires_grad=True)
+    loss = GROUP_LOSSES[name]()(embeddings, torch.zeros(0, dtype=torch.long))
+    assert_close(loss, torch.zeros((), dtype=embeddings.dtype), rtol=0, atol=0)
+    loss.backward()
+    assert_close(embeddings.grad, torch.zeros_like(embeddings), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("mining", ["hard", "semi_hard"])
+def test_a_memory_of_padded_rows_only_is_an_empty_memory(mining):
+    loss = TripletLoss(mining=mining)
+    anchors = E.clone().requires_grad_()
+    got = loss.xbm_loss(
+        anchors, G, E.flip(0), G.flip(0), memory_valid=torch.zeros(len(G), dtype=torch.bool)
+    )
+    expected = loss.xbm_loss(E, G, E[:0], G[:0])
+    assert_close(got, expected, rtol=0, atol=0)
+    got.backward()
+    assert_close(anchors.grad, torch.zeros_like(anchors), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("mining", ["hard", "semi_hard"])
+def test_an_empty_batch_against_a_memory_gives_zero(mining):
+    loss = TripletLoss(mining=mining)
+    got = loss.xbm_loss(E[:0], G[:0], E, G)
+    assert_close(got, torch.zeros((), dtype=E.dtype), rtol=0, atol=0)
+
+
+def test_fast_ap_of_nan_embeddings_is_nan_not_an_index_error():
+    # a NaN distance must not become an out-of-range histogram bin (on CUDA a
+    # device-side assert ends the process); the non-finite guard reads the NaN
+    embeddings = E.clone()
+    embeddings[2, 0] = float("nan")
+    assert torch.isnan(FastAPLoss()(embeddings, G))
+
+
+@pytest.mark.parametrize("groups", [G.tolist(), G.numpy()])
+def test_fast_ap_names_groups_that_are_not_a_tensor(groups):
+    with pytest.raises(TypeError, match="groups"):
+        FastAPLoss()(E, groups)
+
+
+@pytest.mark.parametrize("name", ["softmax", "arcface", "cosface", "center"])
+@pytest.mark.parametrize("dtype", [torch.int32, torch.int16, torch.uint8])
+def test_classifier_losses_take_any_integer_ids(name, dtype):
+    torch.manual_seed(0)
+    loss = GROUP_LOSSES[name]()
+    groups = torch.tensor([0, 1, 2, 3, 4, 0])
+    expected = loss(E, groups)
+    assert_close(loss(E, groups.to(dtype)), expected, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("mining", ["hard", "semi_hard"])
+@pytest.mark.parametrize(
+    "field, mask, needle",
+    [
+        ("valid", torch.ones(6, dtype=torch.long), "bool"),
+        ("valid", torch.ones(6), "bool"),
+        ("valid", torch.ones(5, dtype=torch.bool), r"\(6,\)"),
+        ("valid", [True] * 6, "bool"),
+        ("memory_valid", np.ones(6, dtype=bool), "bool"),
+        ("memory_valid", torch.ones(6, 1, dtype=torch.bool), r"\(6,\)"),
+    ],
+)
+def test_xbm_loss_names_a_malformed_row_mask(mining, field, mask, needle):
+    with pytest.raises((TypeError, ValueError), match=f"{field}.*{needle}"):
+        TripletLoss(mining=mining).xbm_loss(E, G, E, G, **{field: mask})
