@@ -110,8 +110,8 @@ def cosine_margin_loss(
 
 
 def real_cross_entropy(logits: Tensor, groups: Tensor, valid: Optional[Tensor]) -> Tensor:
-    """``F.cross_entropy(logits, groups)`` (mean) over the real rows only."""
-    if valid is None:
+    """``F.cross_entropy(logits, groups)`` (mean) over the real rows only; 0 without rows."""
+    if valid is None and logits.shape[0] > 0:
         return F.cross_entropy(logits, groups)
     return real_mean(F.cross_entropy(logits, groups, reduction="none"), valid)
 

@@ -50,10 +50,11 @@ def pair_masks(q_groups: Tensor, r_groups: Tensor, valid: ValidRows) -> Tuple[Te
 
 def real_mean(values: Tensor, valid: Optional[Tensor]) -> Tensor:
     """Mean of ``values (B,)`` over the real rows (``values.mean()`` when ``valid`` is
-    ``None``); 0 without real rows. Padded entries may hold anything finite or not: they
-    are selected away, never multiplied."""
+    ``None``); 0 (attached to the graph) without real rows, an empty ``values``
+    included. Padded entries may hold anything finite or not: they are selected away,
+    never multiplied."""
     if valid is None:
-        return values.mean()
+        return values.mean() if values.numel() else values.sum()
     total = torch.where(valid, values, torch.zeros_like(values)).sum()
     return total / valid.sum().clamp(min=1).to(values.dtype)
 

@@ -34,7 +34,7 @@ def center_loss(
         0-dim float.
     """
     normalized = F.normalize(embeddings, p=2, dim=1)
-    if valid is None:
+    if valid is None and embeddings.shape[0] > 0:
         return lambda_c * F.mse_loss(normalized, centers[groups])
     # every row has d elements: the mean of the real rows' means is the elements' mean
     per_row = F.mse_loss(normalized, centers[groups], reduction="none").mean(dim=1)

@@ -44,6 +44,8 @@ def online_contrastive_loss_hard(
     negative distance, averaged over anchors that have a negative. Arguments and result as in
     :func:`online_contrastive_loss_all`.
     """
+    if dist.numel() == 0:  # no anchor or no candidate: nothing to mine
+        return dist.sum()
     positive, negative = pair_masks(q_groups, r_groups, valid)
     hardest_positive = (positive * dist).max(dim=1).values
     pos = hardest_positive.sum() / (hardest_positive != 0).sum().clamp_min(1e-16)
