@@ -22,7 +22,8 @@ def _soft_histogram(position: Tensor, weights: Tensor, num_bins: int) -> Tensor:
     is two scatter-adds into ``(B, num_bins + 2)`` instead of a ``(num_bins + 1, B, M)``
     pulse tensor; values equal the triangular-kernel formula.
     """
-    low = position.detach().floor().clamp(0, num_bins).long()
+    # NaN (from NaN embeddings) would cast to an out-of-range index; its weights stay NaN
+    low = torch.nan_to_num(position.detach(), nan=0.0).floor().clamp(0, num_bins).long()
     w_low = torch.relu(1 - (position - low).abs()) * weights
     w_high = torch.relu(1 - (position - low - 1).abs()) * weights
     hist = position.new_zeros(position.shape[0], num_bins + 2)
@@ -121,10 +122,15 @@ class FastAPLoss(GroupLoss):
         """Loss of ``embeddings: float (B, d)`` with ``groups: (B,)``; 0-dim float.
 
         Raises:
-            TypeError: ``embeddings`` is not a floating tensor.
+            TypeError: ``embeddings`` is not a floating tensor or ``groups`` not a tensor.
             ValueError: ``embeddings`` is not ``(B, d)`` or ``groups`` is not ``(B,)``.
         """
         check_embeddings(embeddings)
+        if not isinstance(groups, Tensor) or groups.is_complex():
+            raise TypeError(
+                "FastAPLoss: groups must be a real torch.Tensor of shape (B,) (int or float "
+                f"group ids), got {type(groups).__name__}; convert it with torch.as_tensor."
+            )
         if groups.shape != embeddings.shape[:1]:
             raise ValueError(
                 f"FastAPLoss: groups must have shape ({embeddings.shape[0]},), one id per "
