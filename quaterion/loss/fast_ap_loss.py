@@ -68,7 +68,8 @@ def fast_ap_loss(
     h_neg = _soft_histogram(position, negative, num_bins)
     cum_pos = h_pos.cumsum(dim=1)
     cum_all = (h_pos + h_neg).cumsum(dim=1)
-    has_mass = cum_all > 0
+    # H = 0 (0/0) counts 0; a NaN H (NaN embeddings) stays NaN, never a finite loss
+    has_mass = cum_all != 0
     ratio = torch.where(has_mass, h_pos * cum_pos / torch.where(has_mass, cum_all, 1.0), 0.0)
     n_pos = positive.sum(dim=1)
     valid = n_pos > 0
