@@ -163,6 +163,7 @@ class ClassifierGroupLoss(DeviceChecked, GroupLoss):
                 clamped into range, so nothing indexes out of bounds).
         """
         check_groups(embeddings, groups)
+        groups = groups.long()  # int32 ids fail in cross_entropy, uint8 ones index as a mask
         if not device_check_needed(groups):
             check_group_ids(type(self).__name__, groups, self.num_groups)
             return self._gathered_loss(embeddings, groups)
