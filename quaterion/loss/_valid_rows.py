@@ -48,6 +48,28 @@ def pair_masks(q_groups: Tensor, r_groups: Tensor, valid: ValidRows) -> Tuple[Te
     return real_pairs(positive, *valid), real_pairs(negative, *valid)
 
 
+def check_row_mask(name: str, mask: object, rows: Tensor) -> None:
+    """Raise unless ``mask`` is ``None`` or a bool ``(len(rows),)`` tensor on ``rows``'
+    device (metadata only: nothing is read from the device)."""
+    if mask is None:
+        return
+    if not isinstance(mask, Tensor) or mask.dtype != torch.bool:
+        got = f"dtype {mask.dtype}" if isinstance(mask, Tensor) else type(mask).__name__
+        raise TypeError(
+            f"`{name}` must be a bool torch.Tensor marking the real rows, got {got}; "
+            f"pass `{name}.bool()` or None (every row real)."
+        )
+    if mask.shape != rows.shape[:1]:
+        raise ValueError(
+            f"`{name}` must have shape ({rows.shape[0]},), one flag per row, got "
+            f"{tuple(mask.shape)}."
+        )
+    if mask.device != rows.device:
+        raise ValueError(
+            f"`{name}` is on {mask.device} but its rows are on {rows.device}; move it there."
+        )
+
+
 def real_mean(values: Tensor, valid: Optional[Tensor]) -> Tensor:
     """Mean of ``values (B,)`` over the real rows (``values.mean()`` when ``valid`` is
     ``None``); 0 (attached to the graph) without real rows, an empty ``values``
