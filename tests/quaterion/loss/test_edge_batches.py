@@ -105,3 +105,37 @@ def test_classifier_losses_take_any_integer_ids(name, dtype):
 def test_xbm_loss_names_a_malformed_row_mask(mining, field, mask, needle):
     with pytest.raises((TypeError, ValueError), match=f"{field}.*{needle}"):
         TripletLoss(mining=mining).xbm_loss(E, G, E, G, **{field: mask})
+
+
+def _half_precision_strategies():
+    from quaterion.loss.online_contrastive_loss import (
+        online_contrastive_loss_all,
+        online_contrastive_loss_hard,
+    )
+    from quaterion.loss.triplet_loss import triplet_loss_batch_hard
+
+    return {
+        "triplet_hard": triplet_loss_batch_hard,
+        "online_contrastive_hard": online_contrastive_loss_hard,
+        "online_contrastive_all": online_contrastive_loss_all,
+    }
+
+
+@pytest.mark.parametrize("name", sorted(_half_precision_strategies()))
+def test_float16_padding_whose_distances_are_nan_is_left_out(name):
+    # a zero (padded) row has NaN cosine distances in float16 (the norm's eps underflows):
+    # the masks must select such entries away, not multiply them by 0
+    strategy = _half_precision_strategies()[name]
+    cosine = TripletLoss().distance_metric
+    real = E.half().requires_grad_()
+    expected = strategy(cosine.distance_matrix(real), G, G, 0.5)
+    expected.backward()
+    padded = torch.cat([E, torch.zeros(2, 3)]).half().requires_grad_()
+    groups = torch.cat([G, torch.zeros(2, dtype=torch.long)])
+    valid = torch.arange(8) < 6
+    dist = cosine.distance_matrix(padded)
+    assert torch.isnan(dist).any()  # the case this test is about
+    got = strategy(dist, groups, groups, 0.5, valid=(valid, valid))
+    got.backward()
+    assert_close(got, expected, rtol=0, atol=0)
+    assert_close(padded.grad[:6], real.grad, rtol=0, atol=0)
