@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import LongTensor, Tensor, nn
 
+from quaterion.distances.cosine import l2_normalize
 from quaterion.loss._checks import check_groups, check_positive_int, host_check_needed, mark_checked
 from quaterion.loss._device_checks import LAG, DeferredChecks, DeviceChecked, device_check_needed
 from quaterion.loss._valid_rows import real_mean
@@ -102,7 +103,7 @@ def cosine_margin_loss(
     Returns:
         0-dim float.
     """
-    cos = F.normalize(embeddings, p=2, dim=1) @ F.normalize(kernel, p=2, dim=0)
+    cos = l2_normalize(embeddings) @ l2_normalize(kernel, dim=0)
     cos = cos.clamp(-1.0 + eps, 1.0 - eps)
     target = groups.unsqueeze(1)
     logits = cos.scatter(1, target, target_logit(cos.gather(1, target)))

@@ -3,10 +3,10 @@
 from typing import Any, Optional
 
 import torch
-import torch.nn.functional as F
 from torch import LongTensor, Tensor
 
 from quaterion.distances import Distance
+from quaterion.distances.cosine import l2_normalize
 from quaterion.loss._checks import check_embeddings, check_positive_int
 from quaterion.loss._valid_rows import real_pairs
 from quaterion.loss.group_loss import GroupLoss
@@ -138,6 +138,6 @@ class FastAPLoss(GroupLoss):
                 f"embedding row, got {tuple(groups.shape)}."
             )
         embeddings, groups, valid = self.gather_padded(embeddings, groups)
-        normalized = F.normalize(embeddings, p=2, dim=1)
+        normalized = l2_normalize(embeddings)
         squared = self.distance_metric.distance_matrix(normalized) ** 2
         return fast_ap_loss(squared, groups, num_bins=self.num_bins, valid=valid)

@@ -122,20 +122,60 @@ def _half_precision_strategies():
 
 
 @pytest.mark.parametrize("name", sorted(_half_precision_strategies()))
-def test_float16_padding_whose_distances_are_nan_is_left_out(name):
-    # a zero (padded) row has NaN cosine distances in float16 (the norm's eps underflows):
-    # the masks must select such entries away, not multiply them by 0
+def test_padded_entries_are_selected_away_not_multiplied(name):
+    # whatever a padded row's distances hold (NaN here), the masks select them away
     strategy = _half_precision_strategies()[name]
     cosine = TripletLoss().distance_metric
-    real = E.half().requires_grad_()
+    real = E.double().requires_grad_()
     expected = strategy(cosine.distance_matrix(real), G, G, 0.5)
+    expected.backward()
+    padded = torch.cat([E.double(), torch.zeros(2, 3, dtype=torch.float64)]).requires_grad_()
+    groups = torch.cat([G, torch.zeros(2, dtype=torch.long)])
+    valid = torch.arange(8) < 6
+    real_pair = valid[:, None] & valid[None, :]
+    dist = cosine.distance_matrix(padded).masked_fill(~real_pair, float("nan"))
+    got = strategy(dist, groups, groups, 0.5, valid=(valid, valid))
+    got.backward()
+    assert_close(got, expected, rtol=1e-12, atol=1e-12)
+    assert_close(padded.grad[:6], real.grad, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("mining", ["hard", "semi_hard", "all"])
+def test_float16_zero_padding_leaves_the_loss_and_gradients_of_real_rows(mining):
+    # a zero (padded) row had NaN cosine distances in float16 (the norm's default eps
+    # rounds to 0 there), which reached every real row's gradient through the matmul
+    cosine = TripletLoss().distance_metric
+    assert not torch.isnan(cosine.distance_matrix(torch.zeros(2, 3).half())).any()
+    loss = TripletLoss(mining=mining)
+    real = E.half().requires_grad_()
+    expected = loss._loss(real, G)
     expected.backward()
     padded = torch.cat([E, torch.zeros(2, 3)]).half().requires_grad_()
     groups = torch.cat([G, torch.zeros(2, dtype=torch.long)])
     valid = torch.arange(8) < 6
-    dist = cosine.distance_matrix(padded)
-    assert torch.isnan(dist).any()  # the case this test is about
-    got = strategy(dist, groups, groups, 0.5, valid=(valid, valid))
+    got = loss._loss(padded, groups, valid=(valid, valid))
     got.backward()
-    assert_close(got, expected, rtol=0, atol=0)
-    assert_close(padded.grad[:6], real.grad, rtol=0, atol=0)
+    # float16's own tolerances: the sums run over more (selected-away) entries
+    assert_close(got, expected)
+    assert_close(padded.grad[:6], real.grad)
+
+
+@pytest.mark.parametrize("name", ["arcface", "cosface", "center"])
+def test_float16_zero_padding_leaves_classifier_gradients_finite(name):
+    # normalising a zero (padded) row gave NaN in float16, and the matmul with the class
+    # weights carried it into the weights' gradient
+    torch.manual_seed(0)
+    loss = GROUP_LOSSES[name]().half()
+    groups = torch.tensor([0, 1, 2, 3, 4, 0])
+    real = E.half().requires_grad_()
+    expected = loss._loss(real, groups)
+    expected.backward()
+    weights_grad = next(loss.parameters()).grad.clone()
+    loss.zero_grad()
+    padded = torch.cat([E, torch.zeros(2, 3)]).half().requires_grad_()
+    valid = torch.arange(8) < 6
+    got = loss._loss(padded, torch.cat([groups, torch.zeros(2, dtype=torch.long)]), valid)
+    got.backward()
+    assert_close(got, expected)
+    assert_close(padded.grad[:6], real.grad)
+    assert_close(next(loss.parameters()).grad, weights_grad)
