@@ -8,7 +8,13 @@ from torch import LongTensor, Tensor
 
 from quaterion.distances import BaseDistance, Distance
 from quaterion.distributed import gather_rows_padded, world_size
-from quaterion.loss._checks import check_number, check_pairs, host_check_needed, score_check
+from quaterion.loss._checks import (
+    check_number,
+    check_pairs,
+    check_scores,
+    host_check_needed,
+    score_check,
+)
 from quaterion.loss._device_checks import DeviceChecked, device_check_needed, scores_on_device
 from quaterion.loss._valid_rows import real_mean
 from quaterion.loss.pairwise_loss import PairwiseLoss
@@ -108,6 +114,17 @@ class MultipleNegativesRankingLoss(DeviceChecked, PairwiseLoss):
         if self.gather_across_ranks:
             config["gather_across_ranks"] = True
         return config
+
+    def check_batch_targets(self, targets: dict) -> None:
+        """Check that every pair score (``targets["labels"]``, CPU) is 1;
+        :class:`NonPositivePairsError` (an ``AssertionError``, upstream's type) names the
+        first other one."""
+        labels = targets.get("labels")
+        if isinstance(labels, Tensor):
+            low, high = self.score_range
+            check_scores(
+                type(self).__name__, labels, low, high, True, NonPositivePairsError, _POSITIVE_ONLY
+            )
 
     def forward(
         self,
