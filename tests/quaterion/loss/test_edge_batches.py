@@ -179,3 +179,20 @@ def test_float16_zero_padding_leaves_classifier_gradients_finite(name):
     assert_close(got, expected)
     assert_close(padded.grad[:6], real.grad)
     assert_close(next(loss.parameters()).grad, weights_grad)
+
+
+def _padded_only_cases():
+    from tests.quaterion.loss.test_padded_rows import CLASSIFIERS, STRATEGIES
+
+    return {**STRATEGIES, **{name: make() for name, make in CLASSIFIERS.items()}}
+
+
+@pytest.mark.parametrize("name", sorted(_padded_only_cases()))
+def test_a_gather_of_padding_only_gives_zero_and_no_gradient(name):
+    # every rank passed 0 rows: every gathered row is padding (zeros, group 0)
+    rows = torch.zeros(6, 4, dtype=torch.float64, requires_grad=True)
+    groups = torch.zeros(6, dtype=torch.long)
+    loss = _padded_only_cases()[name](rows, groups, torch.zeros(6, dtype=torch.bool))
+    loss.backward()
+    assert_close(loss, torch.zeros((), dtype=torch.float64), rtol=0, atol=0)
+    assert_close(rows.grad, torch.zeros_like(rows), rtol=0, atol=0)
