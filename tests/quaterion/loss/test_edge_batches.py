@@ -196,3 +196,28 @@ def test_a_gather_of_padding_only_gives_zero_and_no_gradient(name):
     loss.backward()
     assert_close(loss, torch.zeros((), dtype=torch.float64), rtol=0, atol=0)
     assert_close(rows.grad, torch.zeros_like(rows), rtol=0, atol=0)
+
+
+def test_an_own_xbm_loss_with_masks_gets_them_whatever_its_memory_loss():
+    from quaterion.loss import GroupLoss
+
+    class OwnTerm(GroupLoss):  # xbm_loss of its own: GroupLoss._memory_loss is unused
+        supports_xbm = True
+
+        def xbm_loss(self, embeddings, groups, memory_embeddings, memory_groups, **masks):
+            return embeddings.sum() * 0
+
+    class FourArguments(GroupLoss):
+        supports_xbm = True
+
+        def xbm_loss(self, embeddings, groups, memory_embeddings, memory_groups):
+            return embeddings.sum() * 0
+
+    class OldMemoryLoss(TripletLoss):  # the base xbm_loss hands masks to _memory_loss
+        def _memory_loss(self, embeddings, groups, memory_embeddings, memory_groups):
+            return embeddings.sum() * 0
+
+    assert OwnTerm().xbm_takes_masks()
+    assert not FourArguments().xbm_takes_masks()
+    assert not OldMemoryLoss().xbm_takes_masks()
+    assert TripletLoss().xbm_takes_masks()
