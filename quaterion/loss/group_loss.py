@@ -159,9 +159,12 @@ class GroupLoss(SimilarityLoss):
         """Whether :meth:`xbm_loss` (and the ``_memory_loss`` behind it) take the keyword
         arguments ``valid`` and ``memory_valid``: true for the losses of this package;
         false for an override written with the four positional arguments only, which the
-        training step then hands compact rows (as ``gather``)."""
+        training step then hands compact rows (as ``gather``). An ``xbm_loss`` of its own
+        is judged alone (it need not call ``_memory_loss``)."""
         cls = type(self)
-        return takes_row_masks(cls.xbm_loss) and takes_row_masks(cls._memory_loss)
+        if cls.xbm_loss is not GroupLoss.xbm_loss:
+            return takes_row_masks(cls.xbm_loss)
+        return takes_row_masks(cls._memory_loss)
 
 
 class MinedMarginLoss(GroupLoss):
