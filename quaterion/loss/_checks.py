@@ -149,17 +149,8 @@ def score_check(low: float, high: float) -> str:
     return f"scores in [{low!r}, {high!r}]"
 
 
-def check_scores(
-    owner: str,
-    labels: Tensor,
-    low: float,
-    high: float,
-    mark: bool = False,
-    error: type = ValueError,
-    fix: str = "",
-) -> None:
-    """Raise ``error`` naming the first pair whose score is NaN or outside ``[low, high]``
-    (``fix``: the advice ending the message, :data:`RESCALE` when empty).
+def check_scores(owner: str, labels: Tensor, low: float, high: float, mark: bool = False) -> None:
+    """Raise ``ValueError`` naming the first pair whose score is NaN or outside ``[low, high]``.
 
     Only CPU tensors are read (see :func:`host_check_needed`): the training loop checks
     batches on the CPU before moving them (``mark=True``), and the loss does not re-read them.
@@ -171,7 +162,7 @@ def check_scores(
     if bool(bad.any()):
         position = int(bad.nonzero()[0, 0])
         value = labels.flatten()[position].item()
-        raise error(score_message(owner, low, high, position, value, fix=fix or RESCALE))
+        raise ValueError(score_message(owner, low, high, position, value))
     if mark:
         mark_checked(labels, check)
 

@@ -59,14 +59,10 @@ def check_row_mask(name: str, mask: object, rows: Tensor) -> None:
             f"`{name}` must be a bool torch.Tensor marking the real rows, got {got}; "
             f"pass `{name}.bool()` or None (every row real)."
         )
-    if mask.shape != rows.shape[:1]:
+    if mask.shape != rows.shape[:1] or mask.device != rows.device:
         raise ValueError(
-            f"`{name}` must have shape ({rows.shape[0]},), one flag per row, got "
-            f"{tuple(mask.shape)}."
-        )
-    if mask.device != rows.device:
-        raise ValueError(
-            f"`{name}` is on {mask.device} but its rows are on {rows.device}; move it there."
+            f"`{name}` must have shape ({rows.shape[0]},) on {rows.device}, one flag per "
+            f"row, got shape {tuple(mask.shape)} on {mask.device}."
         )
 
 

@@ -11,9 +11,10 @@ from quaterion.distributed import gather_rows_padded, world_size
 from quaterion.loss._checks import (
     check_number,
     check_pairs,
-    check_scores,
     host_check_needed,
+    mark_checked,
     score_check,
+    score_message,
 )
 from quaterion.loss._device_checks import DeviceChecked, device_check_needed, scores_on_device
 from quaterion.loss._valid_rows import real_mean
@@ -25,6 +26,19 @@ class NonPositivePairsError(AssertionError, ValueError):
 
 
 _POSITIVE_ONLY = "Drop the non-positive pairs or use ContrastiveLoss for scored pairs."
+
+
+def _require_positive(labels: Tensor) -> None:
+    """Raise :class:`NonPositivePairsError` naming the first score of CPU ``labels`` that
+    is not 1 (NaN included)."""
+    bad = (labels != 1).flatten()
+    if bool(bad.any()):
+        position = int(bad.nonzero()[0, 0])
+        score = labels.flatten()[position].item()
+        name = "MultipleNegativesRankingLoss"
+        raise NonPositivePairsError(
+            score_message(name, 1.0, 1.0, position, score, fix=_POSITIVE_ONLY)
+        )
 
 
 def multiple_negatives_ranking_loss(
@@ -120,11 +134,10 @@ class MultipleNegativesRankingLoss(DeviceChecked, PairwiseLoss):
         :class:`NonPositivePairsError` (an ``AssertionError``, upstream's type) names the
         first other one."""
         labels = targets.get("labels")
-        if isinstance(labels, Tensor):
-            low, high = self.score_range
-            check_scores(
-                type(self).__name__, labels, low, high, True, NonPositivePairsError, _POSITIVE_ONLY
-            )
+        check = score_check(*self.score_range)
+        if host_check_needed(labels, check):
+            _require_positive(labels)
+            mark_checked(labels, check)
 
     def forward(
         self,
@@ -156,12 +169,7 @@ class MultipleNegativesRankingLoss(DeviceChecked, PairwiseLoss):
                 _POSITIVE_ONLY,
             )
         elif host_check_needed(labels, score_check(*self.score_range)):
-            if not bool(torch.all(labels == 1)):
-                raise NonPositivePairsError(
-                    "MultipleNegativesRankingLoss takes positive pairs only: every score in "
-                    "`labels` must be 1 (other pairs of the batch act as negatives). "
-                    + _POSITIVE_ONLY
-                )
+            _require_positive(labels)
         anchors, positives = embeddings[pairs[:, 0]], embeddings[pairs[:, 1]]
         real = None
         if self.gather_across_ranks and world_size() > 1:

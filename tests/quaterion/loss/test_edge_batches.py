@@ -8,31 +8,22 @@ import pytest
 import torch
 from torch.testing import assert_close
 
-from quaterion.loss import (
-    ArcFaceLoss,
-    CenterLoss,
-    CircleLoss,
-    CosFaceLoss,
-    FastAPLoss,
-    OnlineContrastiveLoss,
-    SoftmaxLoss,
-    TripletLoss,
-)
+import quaterion.loss as losses
 from tests.quaterion.loss.conftest import E, G
 
 GROUP_LOSSES = {
-    "triplet_hard": lambda: TripletLoss(),
-    "triplet_soft": lambda: TripletLoss(soft=True),
-    "triplet_all": lambda: TripletLoss(mining="all"),
-    "triplet_semi_hard": lambda: TripletLoss(mining="semi_hard"),
-    "online_contrastive_hard": lambda: OnlineContrastiveLoss(),
-    "online_contrastive_all": lambda: OnlineContrastiveLoss(mining="all"),
-    "circle": lambda: CircleLoss(),
-    "fast_ap": lambda: FastAPLoss(),
-    "softmax": lambda: SoftmaxLoss(3, 5),
-    "arcface": lambda: ArcFaceLoss(3, 5),
-    "cosface": lambda: CosFaceLoss(3, 5),
-    "center": lambda: CenterLoss(3, 5),
+    "triplet_hard": lambda: losses.TripletLoss(),
+    "triplet_soft": lambda: losses.TripletLoss(soft=True),
+    "triplet_all": lambda: losses.TripletLoss(mining="all"),
+    "triplet_semi_hard": lambda: losses.TripletLoss(mining="semi_hard"),
+    "online_contrastive_hard": lambda: losses.OnlineContrastiveLoss(),
+    "online_contrastive_all": lambda: losses.OnlineContrastiveLoss(mining="all"),
+    "circle": lambda: losses.CircleLoss(),
+    "fast_ap": lambda: losses.FastAPLoss(),
+    "softmax": lambda: losses.SoftmaxLoss(3, 5),
+    "arcface": lambda: losses.ArcFaceLoss(3, 5),
+    "cosface": lambda: losses.CosFaceLoss(3, 5),
+    "center": lambda: losses.CenterLoss(3, 5),
 }
 
 
@@ -48,7 +39,7 @@ def test_an_empty_batch_gives_an_attached_zero(name):
 
 @pytest.mark.parametrize("mining", ["hard", "semi_hard"])
 def test_a_memory_of_padded_rows_only_is_an_empty_memory(mining):
-    loss = TripletLoss(mining=mining)
+    loss = losses.TripletLoss(mining=mining)
     anchors = E.clone().requires_grad_()
     got = loss.xbm_loss(
         anchors, G, E.flip(0), G.flip(0), memory_valid=torch.zeros(len(G), dtype=torch.bool)
@@ -61,7 +52,7 @@ def test_a_memory_of_padded_rows_only_is_an_empty_memory(mining):
 
 @pytest.mark.parametrize("mining", ["hard", "semi_hard"])
 def test_an_empty_batch_against_a_memory_gives_zero(mining):
-    loss = TripletLoss(mining=mining)
+    loss = losses.TripletLoss(mining=mining)
     got = loss.xbm_loss(E[:0], G[:0], E, G)
     assert_close(got, torch.zeros((), dtype=E.dtype), rtol=0, atol=0)
 
@@ -71,13 +62,13 @@ def test_fast_ap_of_nan_embeddings_is_nan_not_an_index_error():
     # device-side assert ends the process); the non-finite guard reads the NaN
     embeddings = E.clone()
     embeddings[2, 0] = float("nan")
-    assert torch.isnan(FastAPLoss()(embeddings, G))
+    assert torch.isnan(losses.FastAPLoss()(embeddings, G))
 
 
 @pytest.mark.parametrize("groups", [G.tolist(), G.numpy()])
 def test_fast_ap_names_groups_that_are_not_a_tensor(groups):
     with pytest.raises(TypeError, match="groups"):
-        FastAPLoss()(E, groups)
+        losses.FastAPLoss()(E, groups)
 
 
 @pytest.mark.parametrize("name", ["softmax", "arcface", "cosface", "center"])
@@ -104,7 +95,7 @@ def test_classifier_losses_take_any_integer_ids(name, dtype):
 )
 def test_xbm_loss_names_a_malformed_row_mask(mining, field, mask, needle):
     with pytest.raises((TypeError, ValueError), match=f"{field}.*{needle}"):
-        TripletLoss(mining=mining).xbm_loss(E, G, E, G, **{field: mask})
+        losses.TripletLoss(mining=mining).xbm_loss(E, G, E, G, **{field: mask})
 
 
 def _half_precision_strategies():
@@ -125,7 +116,7 @@ def _half_precision_strategies():
 def test_padded_entries_are_selected_away_not_multiplied(name):
     # whatever a padded row's distances hold (NaN here), the masks select them away
     strategy = _half_precision_strategies()[name]
-    cosine = TripletLoss().distance_metric
+    cosine = losses.TripletLoss().distance_metric
     real = E.double().requires_grad_()
     expected = strategy(cosine.distance_matrix(real), G, G, 0.5)
     expected.backward()
@@ -144,9 +135,9 @@ def test_padded_entries_are_selected_away_not_multiplied(name):
 def test_float16_zero_padding_leaves_the_loss_and_gradients_of_real_rows(mining):
     # a zero (padded) row had NaN cosine distances in float16 (the norm's default eps
     # rounds to 0 there), which reached every real row's gradient through the matmul
-    cosine = TripletLoss().distance_metric
+    cosine = losses.TripletLoss().distance_metric
     assert not torch.isnan(cosine.distance_matrix(torch.zeros(2, 3).half())).any()
-    loss = TripletLoss(mining=mining)
+    loss = losses.TripletLoss(mining=mining)
     real = E.half().requires_grad_()
     expected = loss._loss(real, G)
     expected.backward()
@@ -199,25 +190,23 @@ def test_a_gather_of_padding_only_gives_zero_and_no_gradient(name):
 
 
 def test_an_own_xbm_loss_with_masks_gets_them_whatever_its_memory_loss():
-    from quaterion.loss import GroupLoss
-
-    class OwnTerm(GroupLoss):  # xbm_loss of its own: GroupLoss._memory_loss is unused
+    class OwnTerm(losses.GroupLoss):  # xbm_loss of its own: GroupLoss._memory_loss is unused
         supports_xbm = True
 
         def xbm_loss(self, embeddings, groups, memory_embeddings, memory_groups, **masks):
             return embeddings.sum() * 0
 
-    class FourArguments(GroupLoss):
+    class FourArguments(losses.GroupLoss):
         supports_xbm = True
 
         def xbm_loss(self, embeddings, groups, memory_embeddings, memory_groups):
             return embeddings.sum() * 0
 
-    class OldMemoryLoss(TripletLoss):  # the base xbm_loss hands masks to _memory_loss
+    class OldMemoryLoss(losses.TripletLoss):  # the base xbm_loss hands masks to _memory_loss
         def _memory_loss(self, embeddings, groups, memory_embeddings, memory_groups):
             return embeddings.sum() * 0
 
     assert OwnTerm().xbm_takes_masks()
     assert not FourArguments().xbm_takes_masks()
     assert not OldMemoryLoss().xbm_takes_masks()
-    assert TripletLoss().xbm_takes_masks()
+    assert losses.TripletLoss().xbm_takes_masks()

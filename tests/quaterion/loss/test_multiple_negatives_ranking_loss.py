@@ -139,5 +139,4 @@ def test_the_fit_batch_check_raises_upstreams_error_type():
     with pytest.raises(NonPositivePairsError, match="positive pairs") as raised:
         loss.check_batch_targets({"labels": torch.tensor([1.0, 0.0, 1.0])})
     assert isinstance(raised.value, AssertionError)
-    assert "pair 1" in str(raised.value)
     loss.check_batch_targets({"labels": torch.ones(3)})  # positives pass
