@@ -69,6 +69,8 @@ def multiple_negatives_ranking_loss(
         0-dim float tensor.
     """
     logits = scale * distance.similarity_matrix(anchors, positives)
+    if logits.shape[0] == 0:  # no pair: nothing to rank (the mean would be NaN)
+        return logits.sum()
     targets = torch.arange(logits.shape[0], device=logits.device)
     if valid is None:
         loss = F.cross_entropy(logits, targets)
@@ -158,6 +160,11 @@ class MultipleNegativesRankingLoss(DeviceChecked, PairwiseLoss):
                 and the bad call's loss is multiplied by 0.
         """
         check_pairs(embeddings, pairs)
+        if labels is not None and not isinstance(labels, Tensor):  # never read: say so
+            raise TypeError(
+                f"`labels` must be a torch.Tensor of pair scores (all 1) or None, got "
+                f"{type(labels).__name__}."
+            )
         valid = None
         if device_check_needed(labels):
             _, valid = scores_on_device(
