@@ -98,35 +98,57 @@ def test_xbm_loss_names_a_malformed_row_mask(mining, field, mask, needle):
         losses.TripletLoss(mining=mining).xbm_loss(E, G, E, G, **{field: mask})
 
 
-def _half_precision_strategies():
+def _matrix_strategies():
+    """``(distance matrix, groups, valid or None) -> loss`` of every masked strategy."""
+    from quaterion.loss.circle_loss import circle_loss
+    from quaterion.loss.fast_ap_loss import fast_ap_loss
     from quaterion.loss.online_contrastive_loss import (
         online_contrastive_loss_all,
         online_contrastive_loss_hard,
     )
-    from quaterion.loss.triplet_loss import triplet_loss_batch_hard
+    from quaterion.loss.triplet_loss import (
+        triplet_loss_all,
+        triplet_loss_batch_hard,
+        triplet_loss_semi_hard,
+    )
+
+    def mined(strategy, **kwargs):
+        def run(dist, groups, valid):
+            masks = None if valid is None else (valid, valid)
+            return strategy(dist, groups, groups, 0.5, valid=masks, **kwargs)
+
+        return run
 
     return {
-        "triplet_hard": triplet_loss_batch_hard,
-        "online_contrastive_hard": online_contrastive_loss_hard,
-        "online_contrastive_all": online_contrastive_loss_all,
+        "triplet_all": mined(triplet_loss_all),
+        "triplet_hard": mined(triplet_loss_batch_hard),
+        "triplet_soft": mined(triplet_loss_batch_hard, soft=True),
+        "triplet_semi_hard": mined(triplet_loss_semi_hard),
+        "online_contrastive_hard": mined(online_contrastive_loss_hard),
+        "online_contrastive_all": mined(online_contrastive_loss_all),
+        "circle": lambda dist, groups, valid: circle_loss(
+            1 - dist, groups, scale_factor=8.0, valid=valid
+        ),
+        "fast_ap": lambda dist, groups, valid: fast_ap_loss(4 * dist, groups, valid=valid),
     }
 
 
-@pytest.mark.parametrize("name", sorted(_half_precision_strategies()))
+@pytest.mark.parametrize("name", sorted(_matrix_strategies()))
 def test_padded_entries_are_selected_away_not_multiplied(name):
     # whatever a padded row's distances hold (NaN here), the masks select them away
-    strategy = _half_precision_strategies()[name]
+    strategy = _matrix_strategies()[name]
     cosine = losses.TripletLoss().distance_metric
     real = E.double().requires_grad_()
-    expected = strategy(cosine.distance_matrix(real), G, G, 0.5)
+    expected = strategy(cosine.distance_matrix(real), G, None)
     expected.backward()
     padded = torch.cat([E.double(), torch.zeros(2, 3, dtype=torch.float64)]).requires_grad_()
     groups = torch.cat([G, torch.zeros(2, dtype=torch.long)])
     valid = torch.arange(8) < 6
     real_pair = valid[:, None] & valid[None, :]
     dist = cosine.distance_matrix(padded).masked_fill(~real_pair, float("nan"))
-    got = strategy(dist, groups, groups, 0.5, valid=(valid, valid))
+    got = strategy(dist, groups, valid)
     got.backward()
+    assert expected.abs() > 0
     assert_close(got, expected, rtol=1e-12, atol=1e-12)
     assert_close(padded.grad[:6], real.grad, rtol=1e-10, atol=1e-12)
 
