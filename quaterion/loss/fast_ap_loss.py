@@ -62,8 +62,11 @@ def fast_ap_loss(
     """
     positive = real_pairs(get_anchor_positive_mask(groups, ref_groups), valid, valid)
     negative = real_pairs(get_anchor_negative_mask(groups, ref_groups), valid, valid)
+    # entries of no pair (padding, the diagonal) are selected away, never multiplied
+    position = torch.where(positive | negative, squared_distance, 0) * (
+        num_bins / _MAX_SQUARED_DISTANCE
+    )
     positive, negative = positive.to(squared_distance.dtype), negative.to(squared_distance.dtype)
-    position = squared_distance * (num_bins / _MAX_SQUARED_DISTANCE)
     h_pos = _soft_histogram(position, positive, num_bins)
     h_neg = _soft_histogram(position, negative, num_bins)
     cum_pos = h_pos.cumsum(dim=1)
