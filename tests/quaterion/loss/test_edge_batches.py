@@ -264,3 +264,15 @@ def test_contrastive_loss_names_missing_scores():
     pairs = torch.tensor([[0, 3], [1, 4], [2, 5]])
     with pytest.raises(TypeError, match="labels"):
         losses.ContrastiveLoss()(E, pairs, None, torch.zeros(6))
+
+
+@pytest.mark.parametrize("name", ["circle", "fast_ap"])
+def test_a_row_mask_with_separate_references_is_refused(name):
+    # the mask covers the rows of a square batch only; with references it was ignored
+    from quaterion.loss.circle_loss import circle_loss
+    from quaterion.loss.fast_ap_loss import fast_ap_loss
+
+    function = {"circle": circle_loss, "fast_ap": fast_ap_loss}[name]
+    valid = torch.tensor([True, True, True, True, True, False])
+    with pytest.raises(ValueError, match="valid"):
+        function(torch.rand(6, 6), G, G.flip(0), valid=valid)
