@@ -66,6 +66,16 @@ def check_row_mask(name: str, mask: object, rows: Tensor) -> None:
         )
 
 
+def check_square_mask(owner: str, valid: Optional[Tensor], ref_groups: Optional[Tensor]) -> None:
+    """Raise ``ValueError`` when a row mask ``valid`` comes with separate references: it
+    marks the rows of one square batch (``ref_groups=None``) only."""
+    if valid is not None and ref_groups is not None:
+        raise ValueError(
+            f"{owner}: `valid` marks the rows of one batch compared with itself; it cannot "
+            "be combined with `ref_groups`. Pass ref_groups=None, or valid=None."
+        )
+
+
 def real_mean(values: Tensor, valid: Optional[Tensor]) -> Tensor:
     """Mean of ``values (B,)`` over the real rows (``values.mean()`` when ``valid`` is
     ``None``); 0 (attached to the graph) without real rows, an empty ``values``

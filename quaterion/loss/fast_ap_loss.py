@@ -8,7 +8,7 @@ from torch import LongTensor, Tensor
 from quaterion.distances import Distance
 from quaterion.distances.cosine import l2_normalize
 from quaterion.loss._checks import check_embeddings, check_positive_int
-from quaterion.loss._valid_rows import real_pairs
+from quaterion.loss._valid_rows import check_square_mask, real_pairs
 from quaterion.loss.group_loss import GroupLoss
 from quaterion.utils import get_anchor_negative_mask, get_anchor_positive_mask
 
@@ -60,6 +60,7 @@ def fast_ap_loss(
     Returns:
         0-dim float.
     """
+    check_square_mask("fast_ap_loss", valid, ref_groups)
     positive = real_pairs(get_anchor_positive_mask(groups, ref_groups), valid, valid)
     negative = real_pairs(get_anchor_negative_mask(groups, ref_groups), valid, valid)
     # entries of no pair (padding, the diagonal) are selected away, never multiplied
