@@ -86,7 +86,18 @@ class XbmBuffer:
         A batch larger than the buffer keeps only its last ``N`` items. ``valid``: bool
         ``(b,)``, the batch's real rows when it was gathered with padding (``None``: all).
         """
-        size = self.embeddings.shape[0]
+        size, width = self.embeddings.shape
+        if embeddings.dim() != 2 or embeddings.shape[1] != width:
+            raise ValueError(
+                f"XBM memory rows are {width} wide (the head's output_size), got embeddings "
+                f"of shape {tuple(embeddings.shape)}. Make the head's output_size match "
+                f"the width of its output, (b, {width})."
+            )
+        if targets.shape != embeddings.shape[:1]:
+            raise ValueError(
+                f"XBM memory: targets must have shape ({embeddings.shape[0]},), one per "
+                f"row, got {tuple(targets.shape)}."
+            )
         self.to(embeddings.device)
         embeddings = embeddings.detach()
         targets = targets.detach()

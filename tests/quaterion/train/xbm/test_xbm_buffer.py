@@ -153,7 +153,7 @@ def test_rows_of_another_width_are_refused_before_anything_is_written():
     # failed with a bare broadcasting error, after writing part of the batch
     buffer = _buffer(size=5, d=2)
     buffer.queue(*_batch(0, 2))
-    with pytest.raises(ValueError, match=r"output_size.*\(3, 2\)"):
+    with pytest.raises(ValueError, match=r"output_size.*\(3, 4\)"):
         buffer.queue(torch.zeros(3, 4), torch.arange(3))
     with pytest.raises(ValueError, match="targets"):
         buffer.queue(torch.zeros(3, 2), torch.arange(2))
