@@ -87,16 +87,12 @@ class XbmBuffer:
         ``(b,)``, the batch's real rows when it was gathered with padding (``None``: all).
         """
         size, width = self.embeddings.shape
-        if embeddings.dim() != 2 or embeddings.shape[1] != width:
+        rows = embeddings.shape[:1]
+        if embeddings.dim() != 2 or embeddings.shape[1] != width or targets.shape != rows:
             raise ValueError(
-                f"XBM memory rows are {width} wide (the head's output_size), got embeddings "
-                f"of shape {tuple(embeddings.shape)}. Make the head's output_size match "
-                f"the width of its output, (b, {width})."
-            )
-        if targets.shape != embeddings.shape[:1]:
-            raise ValueError(
-                f"XBM memory: targets must have shape ({embeddings.shape[0]},), one per "
-                f"row, got {tuple(targets.shape)}."
+                f"XBM memory rows are {width} wide (the head's output_size), one target "
+                f"each; got embeddings {tuple(embeddings.shape)} and targets "
+                f"{tuple(targets.shape)}. Make the head's output_size match its output."
             )
         self.to(embeddings.device)
         embeddings = embeddings.detach()
