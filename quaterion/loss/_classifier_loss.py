@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import LongTensor, Tensor, nn
 
+from quaterion.distances.cosine import l2_normalize
 from quaterion.loss._checks import check_groups, check_positive_int, host_check_needed, mark_checked
 from quaterion.loss._device_checks import LAG, DeferredChecks, DeviceChecked, device_check_needed
 from quaterion.loss._valid_rows import real_mean
@@ -102,7 +103,7 @@ def cosine_margin_loss(
     Returns:
         0-dim float.
     """
-    cos = F.normalize(embeddings, p=2, dim=1) @ F.normalize(kernel, p=2, dim=0)
+    cos = l2_normalize(embeddings) @ l2_normalize(kernel, dim=0)
     cos = cos.clamp(-1.0 + eps, 1.0 - eps)
     target = groups.unsqueeze(1)
     logits = cos.scatter(1, target, target_logit(cos.gather(1, target)))
@@ -110,8 +111,8 @@ def cosine_margin_loss(
 
 
 def real_cross_entropy(logits: Tensor, groups: Tensor, valid: Optional[Tensor]) -> Tensor:
-    """``F.cross_entropy(logits, groups)`` (mean) over the real rows only."""
-    if valid is None:
+    """``F.cross_entropy(logits, groups)`` (mean) over the real rows only; 0 without rows."""
+    if valid is None and logits.shape[0] > 0:
         return F.cross_entropy(logits, groups)
     return real_mean(F.cross_entropy(logits, groups, reduction="none"), valid)
 
@@ -163,6 +164,7 @@ class ClassifierGroupLoss(DeviceChecked, GroupLoss):
                 clamped into range, so nothing indexes out of bounds).
         """
         check_groups(embeddings, groups)
+        groups = groups.long()  # int32 ids fail in cross_entropy, uint8 ones index as a mask
         if not device_check_needed(groups):
             check_group_ids(type(self).__name__, groups, self.num_groups)
             return self._gathered_loss(embeddings, groups)

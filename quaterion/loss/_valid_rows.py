@@ -48,12 +48,41 @@ def pair_masks(q_groups: Tensor, r_groups: Tensor, valid: ValidRows) -> Tuple[Te
     return real_pairs(positive, *valid), real_pairs(negative, *valid)
 
 
+def check_row_mask(name: str, mask: object, rows: Tensor) -> None:
+    """Raise unless ``mask`` is ``None`` or a bool ``(len(rows),)`` tensor on ``rows``'
+    device (metadata only: nothing is read from the device)."""
+    if mask is None:
+        return
+    if not isinstance(mask, Tensor) or mask.dtype != torch.bool:
+        got = f"dtype {mask.dtype}" if isinstance(mask, Tensor) else type(mask).__name__
+        raise TypeError(
+            f"`{name}` must be a bool torch.Tensor marking the real rows, got {got}; "
+            f"pass `{name}.bool()` or None (every row real)."
+        )
+    if mask.shape != rows.shape[:1] or mask.device != rows.device:
+        raise ValueError(
+            f"`{name}` must have shape ({rows.shape[0]},) on {rows.device}, one flag per "
+            f"row, got shape {tuple(mask.shape)} on {mask.device}."
+        )
+
+
+def check_square_mask(owner: str, valid: Optional[Tensor], ref_groups: Optional[Tensor]) -> None:
+    """Raise ``ValueError`` when a row mask ``valid`` comes with separate references: it
+    marks the rows of one square batch (``ref_groups=None``) only."""
+    if valid is not None and ref_groups is not None:
+        raise ValueError(
+            f"{owner}: `valid` marks the rows of one batch compared with itself; it cannot "
+            "be combined with `ref_groups`. Pass ref_groups=None, or valid=None."
+        )
+
+
 def real_mean(values: Tensor, valid: Optional[Tensor]) -> Tensor:
     """Mean of ``values (B,)`` over the real rows (``values.mean()`` when ``valid`` is
-    ``None``); 0 without real rows. Padded entries may hold anything finite or not: they
-    are selected away, never multiplied."""
+    ``None``); 0 (attached to the graph) without real rows, an empty ``values``
+    included. Padded entries may hold anything finite or not: they are selected away,
+    never multiplied."""
     if valid is None:
-        return values.mean()
+        return values.mean() if values.numel() else values.sum()
     total = torch.where(valid, values, torch.zeros_like(values)).sum()
     return total / valid.sum().clamp(min=1).to(values.dtype)
 

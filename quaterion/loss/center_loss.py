@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from quaterion.distances.cosine import l2_normalize
 from quaterion.loss._checks import check_number
 from quaterion.loss._classifier_loss import ClassifierGroupLoss
 from quaterion.loss._valid_rows import real_mean
@@ -33,8 +34,8 @@ def center_loss(
     Returns:
         0-dim float.
     """
-    normalized = F.normalize(embeddings, p=2, dim=1)
-    if valid is None:
+    normalized = l2_normalize(embeddings)
+    if valid is None and embeddings.shape[0] > 0:
         return lambda_c * F.mse_loss(normalized, centers[groups])
     # every row has d elements: the mean of the real rows' means is the elements' mean
     per_row = F.mse_loss(normalized, centers[groups], reduction="none").mean(dim=1)

@@ -8,7 +8,7 @@ from torch import LongTensor, Tensor
 
 from quaterion.distances import Distance
 from quaterion.loss._checks import check_groups, check_number
-from quaterion.loss._valid_rows import real_pairs
+from quaterion.loss._valid_rows import check_square_mask, real_pairs
 from quaterion.loss.group_loss import GroupLoss
 from quaterion.utils import get_anchor_negative_mask, get_anchor_positive_mask
 
@@ -53,6 +53,7 @@ def circle_loss(
     Returns:
         0-dim float.
     """
+    check_square_mask("circle_loss", valid, ref_groups)
     if ref_groups is None:
         upper = torch.ones_like(similarity, dtype=torch.bool).triu(diagonal=1)
         upper = real_pairs(upper, valid, valid)

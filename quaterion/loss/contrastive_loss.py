@@ -6,7 +6,7 @@ import torch.nn.functional as F
 from torch import LongTensor, Tensor
 
 from quaterion.distances import BaseDistance, Distance
-from quaterion.loss._checks import check_number, check_pairs, check_scores
+from quaterion.loss._checks import attached_zero, check_number, check_pairs, check_scores
 from quaterion.loss._device_checks import DeviceChecked, device_check_needed, scores_on_device
 from quaterion.loss.pairwise_loss import PairwiseLoss
 from quaterion.utils.utils import max_value_of_dtype
@@ -41,6 +41,8 @@ def contrastive_loss(
     Returns:
         0-dim float tensor.
     """
+    if pairs.shape[0] == 0:  # no pair: nothing to average (the mean would be NaN)
+        return attached_zero(embeddings)
     rows_a, rows_b = embeddings[pairs[:, 0]], embeddings[pairs[:, 1]]
     dist = distance.distance(rows_a, rows_b)
     y = labels.to(dist.dtype)
@@ -116,6 +118,8 @@ class ContrastiveLoss(DeviceChecked, PairwiseLoss):
                 first, and the bad call's loss is multiplied by 0 (its scores replaced by 0,
                 so its gradient is 0, not NaN).
         """
+        if labels is None:
+            raise TypeError(f"{type(self).__name__} needs `labels`, the (n,) pair scores.")
         check_pairs(embeddings, pairs, labels)
         valid = None
         if device_check_needed(labels):

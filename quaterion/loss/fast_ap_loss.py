@@ -3,12 +3,12 @@
 from typing import Any, Optional
 
 import torch
-import torch.nn.functional as F
 from torch import LongTensor, Tensor
 
 from quaterion.distances import Distance
+from quaterion.distances.cosine import l2_normalize
 from quaterion.loss._checks import check_embeddings, check_positive_int
-from quaterion.loss._valid_rows import real_pairs
+from quaterion.loss._valid_rows import check_square_mask, real_pairs
 from quaterion.loss.group_loss import GroupLoss
 from quaterion.utils import get_anchor_negative_mask, get_anchor_positive_mask
 
@@ -22,7 +22,8 @@ def _soft_histogram(position: Tensor, weights: Tensor, num_bins: int) -> Tensor:
     is two scatter-adds into ``(B, num_bins + 2)`` instead of a ``(num_bins + 1, B, M)``
     pulse tensor; values equal the triangular-kernel formula.
     """
-    low = position.detach().floor().clamp(0, num_bins).long()
+    # NaN (from NaN embeddings) would cast to an out-of-range index; its weights stay NaN
+    low = torch.nan_to_num(position.detach(), nan=0.0).floor().clamp(0, num_bins).long()
     w_low = torch.relu(1 - (position - low).abs()) * weights
     w_high = torch.relu(1 - (position - low - 1).abs()) * weights
     hist = position.new_zeros(position.shape[0], num_bins + 2)
@@ -59,15 +60,20 @@ def fast_ap_loss(
     Returns:
         0-dim float.
     """
+    check_square_mask("fast_ap_loss", valid, ref_groups)
     positive = real_pairs(get_anchor_positive_mask(groups, ref_groups), valid, valid)
     negative = real_pairs(get_anchor_negative_mask(groups, ref_groups), valid, valid)
+    # entries of no pair (padding, the diagonal) are selected away, never multiplied
+    position = torch.where(positive | negative, squared_distance, 0) * (
+        num_bins / _MAX_SQUARED_DISTANCE
+    )
     positive, negative = positive.to(squared_distance.dtype), negative.to(squared_distance.dtype)
-    position = squared_distance * (num_bins / _MAX_SQUARED_DISTANCE)
     h_pos = _soft_histogram(position, positive, num_bins)
     h_neg = _soft_histogram(position, negative, num_bins)
     cum_pos = h_pos.cumsum(dim=1)
     cum_all = (h_pos + h_neg).cumsum(dim=1)
-    has_mass = cum_all > 0
+    # H = 0 (0/0) counts 0; a NaN H (NaN embeddings) stays NaN, never a finite loss
+    has_mass = cum_all != 0
     ratio = torch.where(has_mass, h_pos * cum_pos / torch.where(has_mass, cum_all, 1.0), 0.0)
     n_pos = positive.sum(dim=1)
     valid = n_pos > 0
@@ -121,16 +127,21 @@ class FastAPLoss(GroupLoss):
         """Loss of ``embeddings: float (B, d)`` with ``groups: (B,)``; 0-dim float.
 
         Raises:
-            TypeError: ``embeddings`` is not a floating tensor.
+            TypeError: ``embeddings`` is not a floating tensor or ``groups`` not a tensor.
             ValueError: ``embeddings`` is not ``(B, d)`` or ``groups`` is not ``(B,)``.
         """
         check_embeddings(embeddings)
+        if not isinstance(groups, Tensor) or groups.is_complex():
+            raise TypeError(
+                "FastAPLoss: groups must be a real torch.Tensor of shape (B,) (int or float "
+                f"group ids), got {type(groups).__name__}; convert it with torch.as_tensor."
+            )
         if groups.shape != embeddings.shape[:1]:
             raise ValueError(
                 f"FastAPLoss: groups must have shape ({embeddings.shape[0]},), one id per "
                 f"embedding row, got {tuple(groups.shape)}."
             )
         embeddings, groups, valid = self.gather_padded(embeddings, groups)
-        normalized = F.normalize(embeddings, p=2, dim=1)
+        normalized = l2_normalize(embeddings)
         squared = self.distance_metric.distance_matrix(normalized) ** 2
         return fast_ap_loss(squared, groups, num_bins=self.num_bins, valid=valid)

@@ -7,7 +7,7 @@ from torch import LongTensor, Tensor
 from quaterion.distances import Distance
 from quaterion.distributed import gather_rows, gather_rows_padded, world_size
 from quaterion.loss._checks import attached_zero, check_choice, check_groups, check_number
-from quaterion.loss._valid_rows import ValidRows, takes_row_masks
+from quaterion.loss._valid_rows import ValidRows, check_row_mask, takes_row_masks
 from quaterion.loss.similarity_loss import SimilarityLoss
 
 
@@ -122,14 +122,18 @@ class GroupLoss(SimilarityLoss):
 
         Raises:
             NotImplementedError: the loss has no cross-batch-memory support.
-            TypeError: masks were given to a ``_memory_loss`` that takes none.
+            TypeError: masks were given to a ``_memory_loss`` that takes none, or a mask
+                is not a bool tensor.
+            ValueError: a mask's shape or device does not match its rows.
         """
         if not self.supports_xbm:
             raise NotImplementedError(f"XBM is not implemented for {self.__class__.__name__}")
         check_groups(embeddings, groups)
+        check_row_mask("valid", valid, embeddings)
         if len(memory_groups) == 0:
             return attached_zero(embeddings)
         check_groups(memory_embeddings, memory_groups)
+        check_row_mask("memory_valid", memory_valid, memory_embeddings)
         if valid is None and memory_valid is None:
             return self._memory_loss(embeddings, groups, memory_embeddings, memory_groups)
         if not takes_row_masks(type(self)._memory_loss):
@@ -155,9 +159,12 @@ class GroupLoss(SimilarityLoss):
         """Whether :meth:`xbm_loss` (and the ``_memory_loss`` behind it) take the keyword
         arguments ``valid`` and ``memory_valid``: true for the losses of this package;
         false for an override written with the four positional arguments only, which the
-        training step then hands compact rows (as ``gather``)."""
+        training step then hands compact rows (as ``gather``). An ``xbm_loss`` of its own
+        is judged alone (it need not call ``_memory_loss``)."""
         cls = type(self)
-        return takes_row_masks(cls.xbm_loss) and takes_row_masks(cls._memory_loss)
+        if cls.xbm_loss is not GroupLoss.xbm_loss:
+            return takes_row_masks(cls.xbm_loss)
+        return takes_row_masks(cls._memory_loss)
 
 
 class MinedMarginLoss(GroupLoss):

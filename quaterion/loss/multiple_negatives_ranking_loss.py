@@ -8,7 +8,14 @@ from torch import LongTensor, Tensor
 
 from quaterion.distances import BaseDistance, Distance
 from quaterion.distributed import gather_rows_padded, world_size
-from quaterion.loss._checks import check_number, check_pairs, host_check_needed, score_check
+from quaterion.loss._checks import (
+    check_number,
+    check_pairs,
+    host_check_needed,
+    mark_checked,
+    score_check,
+    score_message,
+)
 from quaterion.loss._device_checks import DeviceChecked, device_check_needed, scores_on_device
 from quaterion.loss._valid_rows import real_mean
 from quaterion.loss.pairwise_loss import PairwiseLoss
@@ -19,6 +26,19 @@ class NonPositivePairsError(AssertionError, ValueError):
 
 
 _POSITIVE_ONLY = "Drop the non-positive pairs or use ContrastiveLoss for scored pairs."
+
+
+def _require_positive(labels: Tensor) -> None:
+    """Raise :class:`NonPositivePairsError` naming the first score of CPU ``labels`` that
+    is not 1 (NaN included)."""
+    bad = (labels != 1).flatten()
+    if bool(bad.any()):
+        position = int(bad.nonzero()[0, 0])
+        score = labels.flatten()[position].item()
+        name = "MultipleNegativesRankingLoss"
+        raise NonPositivePairsError(
+            score_message(name, 1.0, 1.0, position, score, fix=_POSITIVE_ONLY)
+        )
 
 
 def multiple_negatives_ranking_loss(
@@ -49,6 +69,8 @@ def multiple_negatives_ranking_loss(
         0-dim float tensor.
     """
     logits = scale * distance.similarity_matrix(anchors, positives)
+    if logits.shape[0] == 0:  # no pair: nothing to rank (the mean would be NaN)
+        return logits.sum()
     targets = torch.arange(logits.shape[0], device=logits.device)
     if valid is None:
         loss = F.cross_entropy(logits, targets)
@@ -109,6 +131,16 @@ class MultipleNegativesRankingLoss(DeviceChecked, PairwiseLoss):
             config["gather_across_ranks"] = True
         return config
 
+    def check_batch_targets(self, targets: dict) -> None:
+        """Check that every pair score (``targets["labels"]``, CPU) is 1;
+        :class:`NonPositivePairsError` (an ``AssertionError``, upstream's type) names the
+        first other one."""
+        labels = targets.get("labels")
+        check = score_check(*self.score_range)
+        if host_check_needed(labels, check):
+            _require_positive(labels)
+            mark_checked(labels, check)
+
     def forward(
         self,
         embeddings: Tensor,
@@ -128,6 +160,11 @@ class MultipleNegativesRankingLoss(DeviceChecked, PairwiseLoss):
                 and the bad call's loss is multiplied by 0.
         """
         check_pairs(embeddings, pairs)
+        if labels is not None and not isinstance(labels, Tensor):  # never read: say so
+            raise TypeError(
+                f"`labels` must be a torch.Tensor of pair scores (all 1) or None, got "
+                f"{type(labels).__name__}."
+            )
         valid = None
         if device_check_needed(labels):
             _, valid = scores_on_device(
@@ -139,12 +176,7 @@ class MultipleNegativesRankingLoss(DeviceChecked, PairwiseLoss):
                 _POSITIVE_ONLY,
             )
         elif host_check_needed(labels, score_check(*self.score_range)):
-            if not bool(torch.all(labels == 1)):
-                raise NonPositivePairsError(
-                    "MultipleNegativesRankingLoss takes positive pairs only: every score in "
-                    "`labels` must be 1 (other pairs of the batch act as negatives). "
-                    + _POSITIVE_ONLY
-                )
+            _require_positive(labels)
         anchors, positives = embeddings[pairs[:, 0]], embeddings[pairs[:, 1]]
         real = None
         if self.gather_across_ranks and world_size() > 1:

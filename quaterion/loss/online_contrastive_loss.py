@@ -30,7 +30,7 @@ def online_contrastive_loss_all(
         0-dim float tensor.
     """
     positive, negative = pair_masks(q_groups, r_groups, valid)
-    pos = (positive * dist).sum() / positive.sum().clamp_min(1e-16)
+    pos = torch.where(positive, dist, 0).sum() / positive.sum().clamp_min(1e-16)
     neg = torch.where(negative, F.relu(margin - dist), 0).sum() / negative.sum().clamp_min(1e-16)
     return (pos + neg) / 2
 
@@ -44,8 +44,10 @@ def online_contrastive_loss_hard(
     negative distance, averaged over anchors that have a negative. Arguments and result as in
     :func:`online_contrastive_loss_all`.
     """
+    if dist.numel() == 0:  # no anchor or no candidate: nothing to mine
+        return dist.sum()
     positive, negative = pair_masks(q_groups, r_groups, valid)
-    hardest_positive = (positive * dist).max(dim=1).values
+    hardest_positive = torch.where(positive, dist, 0).max(dim=1).values
     pos = hardest_positive.sum() / (hardest_positive != 0).sum().clamp_min(1e-16)
     no_negative = max_value_of_dtype(dist.dtype)
     hardest_negative = dist.masked_fill(~negative, no_negative).min(dim=1).values

@@ -102,15 +102,22 @@ def triplet_loss_batch_hard(
     Returns:
         0-dim float tensor.
     """
+    if dist.numel() == 0:  # no anchor or no candidate: nothing to mine
+        return dist.sum()
     positive, negative = pair_masks(q_groups, r_groups, valid)
-    hardest_positive = (positive * dist).max(dim=1).values
+    hardest_positive = torch.where(positive, dist, 0).max(dim=1).values
     q_valid, r_valid = (None, None) if valid is None else valid
+    if r_valid is not None:  # no real candidate at all: no anchor counts (an empty memory)
+        has_candidate = r_valid.any().expand(dist.shape[0])
+        q_valid = has_candidate if q_valid is None else q_valid & has_candidate
     row_max = real_max(dist, r_valid)
     shifted = dist + row_max * (~negative)
     if r_valid is not None:  # a padded column is never the minimum of a real anchor
         shifted = shifted.masked_fill(~r_valid[None, :], float("inf"))
     hardest_negative = shifted.min(dim=1).values
     gap = hardest_positive - hardest_negative
+    if q_valid is not None:  # a padded anchor's gap may be anything: never in a product
+        gap = torch.where(q_valid, gap, torch.zeros_like(gap))
     if soft:
         return real_mean(F.softplus(gap), q_valid)
     scale = real_mean(hardest_negative, q_valid)

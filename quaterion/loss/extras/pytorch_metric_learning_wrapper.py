@@ -7,6 +7,7 @@ from pytorch_metric_learning.miners import BaseMiner
 from torch import LongTensor, Tensor
 
 from quaterion.distributed import gather_rows
+from quaterion.loss._checks import check_embeddings
 from quaterion.loss.group_loss import GroupLoss
 
 
@@ -63,6 +64,12 @@ class PytorchMetricLearningWrapper(GroupLoss):
 
     def forward(self, embeddings: Tensor, groups: LongTensor) -> Tensor:
         """PML loss of ``embeddings: float (B, d)`` with ``groups: int64 (B,)``; 0-dim float."""
+        check_embeddings(embeddings)
+        if not isinstance(groups, Tensor):
+            raise TypeError(
+                f"`groups` must be a torch.Tensor of shape (B,), got {type(groups).__name__}; "
+                "convert it with torch.as_tensor."
+            )
         if self.gather_across_ranks:
             embeddings, groups = gather_rows(embeddings, groups)
         indices_tuple = None if self._miner is None else self._miner(embeddings, groups)

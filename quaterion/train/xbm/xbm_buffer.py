@@ -86,7 +86,14 @@ class XbmBuffer:
         A batch larger than the buffer keeps only its last ``N`` items. ``valid``: bool
         ``(b,)``, the batch's real rows when it was gathered with padding (``None``: all).
         """
-        size = self.embeddings.shape[0]
+        size, width = self.embeddings.shape
+        rows = embeddings.shape[:1]
+        if embeddings.dim() != 2 or embeddings.shape[1] != width or targets.shape != rows:
+            raise ValueError(
+                f"XBM memory rows are {width} wide (the head's output_size), one target "
+                f"each; got embeddings {tuple(embeddings.shape)} and targets "
+                f"{tuple(targets.shape)}. Make the head's output_size match its output."
+            )
         self.to(embeddings.device)
         embeddings = embeddings.detach()
         targets = targets.detach()

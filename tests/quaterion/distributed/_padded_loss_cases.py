@@ -24,6 +24,8 @@ SIZES: Dict[str, Tuple[Tuple[int, int], ...]] = {
     "group": ((5, 3), (0, 5), (2, 5)),
     "pair": ((3, 2), (0, 3), (1, 3)),
 }
+# every rank empty: every gathered row is padding (the loss is 0, nothing is trained)
+EMPTY = (0, 0)
 # the PML wrapper gathers compact rows through the full check (two collectives)
 FULL_CHECK = {"pml_contrastive_ms_miner"}
 
@@ -77,6 +79,7 @@ def run_rank(rank: int, world: int, store_file: str, out_dir: str) -> None:
         _run(case, rank, WARM_UP[kind(case)], counter)
         for sizes in SIZES[kind(case)]:
             results[(case, sizes)] = _run(case, rank, sizes, counter)
+        results[(case, EMPTY)] = _run(case, rank, EMPTY, counter)
     distributed.raise_pending_gather_errors()  # nothing failed: raises nothing
     torch.save(results, os.path.join(out_dir, f"rank{rank}.pt"))
     gloo_finish()

@@ -45,3 +45,15 @@ def test_one_collective_and_no_host_sync_per_loss_call(rank_results, case, sizes
             continue
         assert got["forward"] == {"all_gather": 1}, got["forward"]
         assert got["syncs"] == 0, (case, sizes, got["syncs"])
+
+
+@pytest.mark.parametrize("case", cases.CASES)
+def test_every_rank_empty_gives_zero_and_no_gradient(rank_results, case):
+    # the gather is all padding: every loss leaves it out (0, not NaN, no crash)
+    for rank, results in enumerate(rank_results):
+        got = results[(case, padded.EMPTY)]
+        torch.testing.assert_close(got["loss"], torch.zeros((), dtype=got["loss"].dtype))
+        for name, grad in got["grads"].items():
+            torch.testing.assert_close(
+                grad, torch.zeros_like(grad), rtol=0, atol=0, msg=f"{case} rank {rank} {name}"
+            )

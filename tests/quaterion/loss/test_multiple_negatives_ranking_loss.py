@@ -128,3 +128,15 @@ def test_module_calls_function(spec_embeddings, spec_pairs):
         True,
     )
     assert_close(loss(spec_embeddings, spec_pairs, None, None), expected)
+
+
+def test_the_fit_batch_check_raises_upstreams_error_type():
+    # Quaterion.fit checks each batch through check_batch_targets before the loss sees it:
+    # code written against the original catches the AssertionError of non-positive pairs
+    from quaterion.loss.multiple_negatives_ranking_loss import NonPositivePairsError
+
+    loss = MultipleNegativesRankingLoss()
+    with pytest.raises(NonPositivePairsError, match="positive pairs") as raised:
+        loss.check_batch_targets({"labels": torch.tensor([1.0, 0.0, 1.0])})
+    assert isinstance(raised.value, AssertionError)
+    loss.check_batch_targets({"labels": torch.ones(3)})  # positives pass

@@ -105,6 +105,20 @@ def test_wrong_types_raise_type_error(args, needle):
         PytorchMetricLearningWrapper(*args)
 
 
+@pytest.mark.parametrize(
+    "embeddings, groups, needle",
+    [
+        (torch.randn(4, 3), [0, 0, 1, 1], "groups"),
+        (torch.randn(4, 3), torch.tensor([0, 0, 1, 1]).numpy(), "groups"),
+        (torch.randn(4, 3).numpy(), torch.tensor([0, 0, 1, 1]), "embeddings"),
+    ],
+)
+def test_inputs_that_are_not_tensors_are_named(embeddings, groups, needle):
+    loss = PytorchMetricLearningWrapper(losses.TripletMarginLoss())
+    with pytest.raises(TypeError, match=needle):
+        loss(embeddings, groups)
+
+
 def test_quaterion_loss_imports_without_pytorch_metric_learning():
     code = (
         "import sys\n"

@@ -146,3 +146,17 @@ def test_a_padded_batch_larger_than_the_buffer_keeps_the_last_masks():
         (4, True),
         (5, False),
     ]
+
+
+def test_rows_of_another_width_are_refused_before_anything_is_written():
+    # the buffer is as wide as the head's declared output_size; a head whose output differs
+    # failed with a bare broadcasting error, after writing part of the batch
+    buffer = _buffer(size=5, d=2)
+    buffer.queue(*_batch(0, 2))
+    with pytest.raises(ValueError, match=r"output_size.*\(3, 4\)"):
+        buffer.queue(torch.zeros(3, 4), torch.arange(3))
+    with pytest.raises(ValueError, match="targets"):
+        buffer.queue(torch.zeros(3, 2), torch.arange(2))
+    embeddings, targets = buffer.get()
+    torch.testing.assert_close(embeddings, _batch(0, 2)[0], rtol=0, atol=0)
+    torch.testing.assert_close(targets, torch.arange(2), rtol=0, atol=0)
