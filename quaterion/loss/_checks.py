@@ -217,3 +217,23 @@ def _describe(value: object) -> str:
     if isinstance(value, Tensor):
         return f"a tensor of dtype {value.dtype} and shape {tuple(value.shape)}"
     return f"{type(value).__name__} {value!r:.80}"
+
+
+def check_pair_rows(owner: str, pairs: object, rows: object) -> None:
+    """Raise ``ValueError`` naming the first pair whose row index is outside
+    ``[0, len(rows))`` (``rows``: the batch's per-row ``subgroups``). CPU tensors only,
+    read before the device transfer: a negative index would silently pick a row from the
+    end, and one past the end is a device-side assert on a GPU."""
+    if not isinstance(pairs, Tensor) or not isinstance(rows, Tensor):
+        return
+    if pairs.device.type != "cpu" or pairs.numel() == 0 or rows.dim() == 0:
+        return
+    bad = (pairs < 0) | (pairs >= rows.shape[0])
+    if bool(bad.any()):
+        position = int(bad.nonzero()[0, 0])
+        raise ValueError(
+            f"{owner}: pair {position} of the batch indexes rows {pairs[position].tolist()}, "
+            f"but the batch has {rows.shape[0]} embedding rows; pair indices must be in "
+            f"[0, {rows.shape[0]}). Build batches with PairsSimilarityDataLoader, or fix the "
+            "custom collate's `pairs`."
+        )

@@ -10,6 +10,7 @@ from quaterion.distances import BaseDistance, Distance
 from quaterion.distributed import gather_rows_padded, world_size
 from quaterion.loss._checks import (
     check_number,
+    check_pair_rows,
     check_pairs,
     host_check_needed,
     mark_checked,
@@ -134,12 +135,13 @@ class MultipleNegativesRankingLoss(DeviceChecked, PairwiseLoss):
     def check_batch_targets(self, targets: dict) -> None:
         """Check that every pair score (``targets["labels"]``, CPU) is 1;
         :class:`NonPositivePairsError` (an ``AssertionError``, upstream's type) names the
-        first other one."""
+        first other one; pair indices outside the batch's rows raise ``ValueError``."""
         labels = targets.get("labels")
         check = score_check(*self.score_range)
         if host_check_needed(labels, check):
             _require_positive(labels)
             mark_checked(labels, check)
+        check_pair_rows(type(self).__name__, targets.get("pairs"), targets.get("subgroups"))
 
     def forward(
         self,

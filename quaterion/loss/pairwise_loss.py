@@ -6,7 +6,7 @@ from typing import ClassVar, Tuple
 from torch import LongTensor, Tensor
 
 from quaterion.distances import Distance
-from quaterion.loss._checks import check_scores
+from quaterion.loss._checks import check_pair_rows, check_scores
 from quaterion.loss.similarity_loss import SimilarityLoss
 
 
@@ -31,10 +31,12 @@ class PairwiseLoss(SimilarityLoss):
 
     def check_batch_targets(self, targets: dict) -> None:
         """Check the batch's pair scores (``targets["labels"]``, CPU) against
-        :attr:`score_range`; ``ValueError`` names the bad scores."""
+        :attr:`score_range` and its pair indices (``targets["pairs"]``) against its rows;
+        ``ValueError`` names the bad pair."""
         labels = targets.get("labels")
         if isinstance(labels, Tensor):
             check_scores(type(self).__name__, labels, *self.score_range, mark=True)
+        check_pair_rows(type(self).__name__, targets.get("pairs"), targets.get("subgroups"))
 
     def forward(
         self, embeddings: Tensor, pairs: LongTensor, labels: Tensor, subgroups: Tensor
