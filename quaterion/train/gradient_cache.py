@@ -16,6 +16,7 @@ A training step with :class:`GradientCacheConfig` runs in two passes:
    clipping, accumulation, AMP loss scaling and DDP's gradient reduction work unchanged.
 """
 
+import numbers
 from dataclasses import dataclass
 from typing import Any, Callable, List, Mapping, Optional, Sequence, Tuple
 
@@ -36,7 +37,8 @@ class GradientCacheConfig:
             loader's batch size. A positive ``int``.
 
     Raises:
-        TypeError: ``mini_batch_size`` is not an ``int`` (``bool`` included).
+        TypeError: ``mini_batch_size`` is not an integer (a ``bool`` included; a numpy
+            integer is taken as its ``int``).
         ValueError: ``mini_batch_size`` is not positive.
     """
 
@@ -44,6 +46,9 @@ class GradientCacheConfig:
 
     def __post_init__(self) -> None:
         size = self.mini_batch_size
+        if isinstance(size, numbers.Integral) and not isinstance(size, bool):
+            size = int(size)  # e.g. a numpy integer
+            object.__setattr__(self, "mini_batch_size", size)
         if isinstance(size, bool) or not isinstance(size, int):
             raise TypeError(
                 f"GradientCacheConfig.mini_batch_size must be a positive int, got "

@@ -174,6 +174,15 @@ def test_mini_batch_size_must_be_an_int(size):
         GradientCacheConfig(mini_batch_size=size)
 
 
+def test_numpy_integer_mini_batch_size_is_taken_as_int():
+    import numpy as np
+
+    config = GradientCacheConfig(mini_batch_size=np.int64(8))
+    assert config.mini_batch_size == 8 and type(config.mini_batch_size) is int
+    with pytest.raises(ValueError, match="positive int"):
+        GradientCacheConfig(mini_batch_size=np.int32(0))
+
+
 def test_hook_must_return_a_config():
     class Wrong(h.CachedModel):
         def configure_gradient_cache(self):
