@@ -598,6 +598,10 @@ def gather_rows(*tensors: Tensor, equal_rows: bool = False) -> Tuple[Tensor, ...
 
     Returns:
         The tensors, unchanged without a process group of more than one rank.
+
+    Raises:
+        ValueError: (also in one process) an input that is not a tensor with a row
+            dimension.
     """
     if not isinstance(equal_rows, bool):
         raise TypeError(
@@ -605,6 +609,9 @@ def gather_rows(*tensors: Tensor, equal_rows: bool = False) -> Tuple[Tensor, ...
             f"({type(equal_rows).__name__})."
         )
     if world_size() == 1:
+        if not all(isinstance(t, Tensor) and t.dim() > 0 for t in tensors):
+            # what a process group would refuse, refused here too
+            raise ValueError(f"gather_rows: {_signature(tensors)[1]}.")
         return tensors
     return _gather(tensors, equal_rows=equal_rows, padded=False)[0]
 

@@ -57,3 +57,13 @@ def test_without_process_group_gather_rows_padded_returns_the_inputs_all_real():
 def test_gather_rows_padded_rejects_bad_input(tensors, message):
     with pytest.raises(ValueError, match=message):
         distributed.gather_rows_padded(*tensors)
+
+
+@pytest.mark.parametrize(
+    "tensors, message",
+    [(([1.0, 2.0],), "takes tensors"), ((torch.tensor(1.0),), "a row dimension")],
+)
+def test_gather_rows_rejects_what_a_process_group_would_in_one_process(tensors, message):
+    # a process group refuses these; one process used to hand them back unchanged
+    with pytest.raises(ValueError, match=f"gather_rows: .*{message}"):
+        distributed.gather_rows(*tensors)
