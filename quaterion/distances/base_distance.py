@@ -49,6 +49,14 @@ class BaseDistance:
             yield cls.distance_matrix(x[start : start + block_rows], y)
 
 
+def cdist(x: Tensor, y: Tensor, p: float) -> Tensor:
+    """``torch.cdist(x, y, p)``, also for float16/bfloat16 CPU tensors (torch has no CPU
+    kernel for them): those are computed in float32 and returned in their own dtype."""
+    if x.device.type == "cpu" and x.dtype in (torch.float16, torch.bfloat16):
+        return torch.cdist(x.float(), y.float(), p=p).to(x.dtype)
+    return torch.cdist(x, y, p=p)
+
+
 class LpDistance(BaseDistance):
     """Shell of the ``L_p`` distances (``Euclidean``, ``Manhattan``).
 

@@ -2,10 +2,9 @@
 
 from typing import Optional
 
-import torch
 from torch import Tensor
 
-from quaterion.distances.base_distance import LpDistance
+from quaterion.distances.base_distance import LpDistance, cdist
 
 
 class Euclidean(LpDistance):
@@ -16,4 +15,4 @@ class Euclidean(LpDistance):
     @staticmethod
     def distance_matrix(x: Tensor, y: Optional[Tensor] = None) -> Tensor:
         """``D_ij = ||x_i - y_j||_2`` via ``torch.cdist``: ``(B1, B2)``."""
-        return torch.cdist(x, x if y is None else y, p=2)
+        return cdist(x, x if y is None else y, p=2)

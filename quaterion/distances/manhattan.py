@@ -5,7 +5,7 @@ from typing import Optional
 import torch
 from torch import Tensor
 
-from quaterion.distances.base_distance import LpDistance
+from quaterion.distances.base_distance import LpDistance, cdist
 
 # Rows of ``x`` per cdist call are chosen so that rows x B2 x d stays below this: torch's
 # CUDA backward of cdist (p != 2) allocates a (B2, rows, d) buffer.
@@ -30,8 +30,8 @@ def manhattan_distance_matrix(
     if chunk_size is None:
         chunk_size = max(1, _MAX_CHUNK_ELEMENTS // max(1, y.shape[0] * x.shape[1]))
     if chunk_size >= x.shape[0]:
-        return torch.cdist(x, y, p=1)
-    return torch.cat([torch.cdist(chunk, y, p=1) for chunk in x.split(chunk_size)])
+        return cdist(x, y, p=1)
+    return torch.cat([cdist(chunk, y, p=1) for chunk in x.split(chunk_size)])
 
 
 class Manhattan(LpDistance):

@@ -53,3 +53,18 @@ def test_blocked_cosine_transform_is_the_formula_bit_for_bit(monkeypatch, chunk_
     expected = 1 - (product.clone() + 1) / 2
     got = cosine._distance_in_place(product.clone())
     torch.testing.assert_close(got, expected, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("distance, norm", [(Euclidean, _naive.l2), (Manhattan, _naive.l1)])
+def test_lp_distance_matrices_in_half_precision_on_cpu(distance, norm, dtype):
+    # torch.cdist has no CPU kernel for these dtypes; the matrix comes back in the input's
+    # dtype, close to the float32 loop, with gradients
+    x = torch.randn(6, 5).to(dtype).requires_grad_(True)
+    y = torch.randn(4, 5).to(dtype)
+    matrix = distance.distance_matrix(x, y)
+    assert matrix.dtype == dtype
+    expected = _naive.pairwise(norm, x.detach().float(), y.float())
+    assert_close(matrix.double(), expected, rtol=1e-2, atol=1e-2)
+    matrix.sum().backward()
+    assert x.grad is not None and x.grad.dtype == dtype and torch.isfinite(x.grad).all()
