@@ -24,7 +24,8 @@ class WeightInterpolation(pl.Callback):
     Every floating-point parameter and buffer of the ``LightningModule`` (for a
     :class:`~quaterion.train.trainable_model.TrainableModel`: the encoders, the head and the
     loss) is interpolated; integer buffers keep their final value. The starting weights are
-    copied to CPU memory in ``setup`` (one extra copy of the model in host memory), before a
+    copied to CPU memory in ``setup`` (one extra copy of the model in host memory; layers
+    built later, in ``configure_model``, at ``on_fit_start``), before a
     checkpoint given to ``trainer.fit(ckpt_path=...)`` is restored: they are part of this
     callback's ``state_dict`` (a checkpoint grows by one copy of the weights), so a resumed
     fit interpolates towards the weights the first fit started from (from a checkpoint
@@ -87,6 +88,11 @@ class WeightInterpolation(pl.Callback):
 
     @override
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self._start is not None:
+            # layers built after setup (in LightningModule.configure_model) start here
+            for name, tensor in self.floating_state(pl_module).items():
+                if name not in self._start:
+                    self._start[name] = tensor.detach().to("cpu", copy=True)
         if trainer.ckpt_path is not None and not self._restored:
             warnings.warn(
                 f"WeightInterpolation: the checkpoint {trainer.ckpt_path} holds no "

@@ -132,6 +132,42 @@ def test_weights_created_during_the_fit_are_an_error():
         trainer(1, [callback]).fit(Growing(), loader())
 
 
+def test_layers_built_in_configure_model_are_interpolated():
+    class Late(pl.LightningModule):
+        """Its layer is built in configure_model (after the callbacks' setup)."""
+
+        def __init__(self):
+            super().__init__()
+            self.net = None
+
+        def configure_model(self):
+            if self.net is None:
+                self.net = torch.nn.Linear(3, 1)
+
+        def training_step(self, batch, batch_idx):
+            x, y = batch
+            return torch.nn.functional.mse_loss(self.net(x).squeeze(-1), y)
+
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.parameters(), lr=0.05)
+
+    starts = {}
+
+    class Record(pl.Callback):  # the weights configure_model built, before any step
+        def on_fit_start(self, trainer, pl_module):
+            starts.update(state_of(pl_module))
+
+    torch.manual_seed(3)
+    plain = Late()
+    trainer(2, [Record()]).fit(plain, loader())
+    torch.manual_seed(3)
+    model = Late()
+    trainer(2, [WeightInterpolation(0.25)]).fit(model, loader())
+    for name, tensor in state_of(model).items():
+        expected = 0.75 * starts[name].double() + 0.25 * plain.state_dict()[name].double()
+        torch.testing.assert_close(tensor.double(), expected, rtol=1e-6, atol=1e-7)
+
+
 def test_trainable_model_with_a_cached_frozen_encoder_through_quaterion_fit():
     """Frozen encoder served from the cache keeps its weights; the trainable encoder and the
     head end on the interpolation of the same fit without the callback."""
