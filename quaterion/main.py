@@ -13,7 +13,6 @@ from quaterion.dataset.similarity_data_loader import SimilarityDataLoader
 from quaterion.train.cache import CacheType
 from quaterion.train.cache.cache_model import FEW_WORKERS_WARNING
 from quaterion.train.fit_checks import (
-    check_fit_arguments,
     check_loader_against_loss,
     check_not_empty,
     warn_ineffective_options,
@@ -42,7 +41,7 @@ def _check_loaders(
             check_not_empty(loader, name)
 
 
-def _check_inputs(model, trainer, train_dataloader, val_dataloader) -> None:
+def _check_inputs(model, train_dataloader, val_dataloader) -> None:
     if not isinstance(model, TrainableModel):
         raise TypeError(f"trainable_model must be a TrainableModel, got {type(model).__name__}")
     if model.model is None:
@@ -52,7 +51,17 @@ def _check_inputs(model, trainer, train_dataloader, val_dataloader) -> None:
         )
     if model.loss is None:
         raise TypeError("trainable_model.configure_loss() returned None; return a SimilarityLoss")
-    check_fit_arguments(trainer, train_dataloader, val_dataloader, trainer_optional=True)
+    for name, loader in (
+        ("train_dataloader", train_dataloader),
+        ("val_dataloader", val_dataloader),
+    ):
+        if (loader is not None or name == "train_dataloader") and not isinstance(
+            loader, SimilarityDataLoader
+        ):
+            raise TypeError(
+                f"{name} must be a SimilarityDataLoader (PairsSimilarityDataLoader or "
+                f"GroupSimilarityDataLoader), got {type(loader).__name__}"
+            )
 
 
 def _batch_count(loader: Optional[SimilarityDataLoader]) -> Optional[int]:
@@ -114,7 +123,7 @@ class Quaterion:
         failed and its error (see :class:`~quaterion.train.callbacks.rank_failure_callback.RankFailureCallback`);
         the failing rank raises its own error.
         """
-        _check_inputs(trainable_model, trainer, train_dataloader, val_dataloader)
+        _check_inputs(trainable_model, train_dataloader, val_dataloader)
         _check_loaders(trainable_model, train_dataloader, val_dataloader)
         train_batches = _batch_count(train_dataloader)
         if trainer is None:

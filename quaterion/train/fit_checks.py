@@ -44,26 +44,6 @@ _PAIRINGS = {
 }
 
 
-def check_fit_arguments(
-    trainer: Any, train_dataloader: Any, val_dataloader: Optional[Any], trainer_optional: bool
-) -> None:
-    """``TypeError`` unless the loaders are ``SimilarityDataLoader`` (``val_dataloader`` may
-    be ``None``) and a ``trainer`` is given (``None`` allowed if ``trainer_optional``)."""
-    if trainer is None and not trainer_optional:
-        raise TypeError("trainer must be a pytorch_lightning.Trainer, got NoneType")
-    for name, loader in (
-        ("train_dataloader", train_dataloader),
-        ("val_dataloader", val_dataloader),
-    ):
-        if (loader is not None or name == "train_dataloader") and not isinstance(
-            loader, SimilarityDataLoader
-        ):
-            raise TypeError(
-                f"{name} must be a SimilarityDataLoader (PairsSimilarityDataLoader or "
-                f"GroupSimilarityDataLoader), got {type(loader).__name__}"
-            )
-
-
 def check_loader_against_loss(loss: SimilarityLoss, loader: SimilarityDataLoader, name: str):
     """Raise :class:`LoaderLossMismatchError` unless ``loader`` yields what ``loss`` takes."""
     for loader_type, (samples, loss_base, examples, other, other_samples) in _PAIRINGS.items():

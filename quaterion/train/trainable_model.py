@@ -15,7 +15,7 @@ from quaterion.dataset.train_collator import TrainCollator
 from quaterion.distributed import is_global_rank_zero, world_size
 from quaterion.eval.attached_metric import AttachedMetric
 from quaterion.loss import GroupLoss, SimilarityLoss
-from quaterion.train.fit_checks import check_batch_labels, check_fit_arguments
+from quaterion.train.fit_checks import check_batch_labels
 from quaterion.train._hook_checks import check_encoders, check_hook_result, check_metrics
 from quaterion.train._rng import capture_rng, restore_rng
 from quaterion.train.cache import CacheConfig, CacheType
@@ -337,7 +337,17 @@ class TrainableModel(pl.LightningModule, CacheMixin):
                 encoder.place(self.device)
 
     def setup_dataloader(self, dataloader: SimilarityDataLoader) -> None:
-        """Install a plain ``TrainCollator`` over the loader's original pre-collate (idempotent)."""
+        """Install a plain ``TrainCollator`` over the loader's original pre-collate (idempotent).
+
+        Raises:
+            TypeError: ``dataloader`` is not a ``SimilarityDataLoader``.
+        """
+        if not isinstance(dataloader, SimilarityDataLoader):
+            raise TypeError(
+                "setup_dataloader: the loader must be a SimilarityDataLoader "
+                "(PairsSimilarityDataLoader or GroupSimilarityDataLoader), got "
+                f"{type(dataloader).__name__}"
+            )
         encoders = self.model.encoders
         dataloader.collate_fn = TrainCollator(
             pre_collate_fn=dataloader.original_params["collate_fn"],
@@ -364,7 +374,13 @@ class TrainableModel(pl.LightningModule, CacheMixin):
         """:meth:`setup_dataloader` on each loader, then the cache set-up of
         :meth:`setup_cache`; returns the loaders to fit on (store-served where the data is
         fully cached) and whether anything is cached."""
-        check_fit_arguments(trainer, train_dataloader, val_dataloader, trainer_optional=False)
+        if trainer is None:
+            raise TypeError("trainer must be a pytorch_lightning.Trainer, got NoneType")
+        if train_dataloader is None:
+            raise TypeError(
+                "train_dataloader must be a SimilarityDataLoader (PairsSimilarityDataLoader or "
+                "GroupSimilarityDataLoader), got NoneType"
+            )
         loaders = [dl for dl in (train_dataloader, val_dataloader) if dl is not None]
         for loader in loaders:
             self.setup_dataloader(loader)

@@ -318,12 +318,12 @@ def test_a_failing_setup_dataloader_leaves_nothing_for_unwrap_cache(tmp_path):
     "args, message",
     [
         ((None, None), "train_dataloader must be a SimilarityDataLoader.*NoneType"),
-        ((helpers.group_samples(), None), "train_dataloader must be a SimilarityDataLoader.*list"),
+        ((helpers.group_samples(), None), "must be a SimilarityDataLoader.*list"),
         (
             (torch.utils.data.DataLoader(helpers.group_samples()), None),
-            "train_dataloader must be a SimilarityDataLoader.*DataLoader",
+            "must be a SimilarityDataLoader.*DataLoader",
         ),
-        (("loader", "val"), "val_dataloader must be a SimilarityDataLoader.*str"),
+        (("loader", "val"), "must be a SimilarityDataLoader.*str"),
     ],
 )
 def test_cache_set_up_refuses_what_is_not_a_similarity_loader(args, message):
