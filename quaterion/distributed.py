@@ -266,10 +266,10 @@ def _signature(tensors: Sequence[Tensor]) -> Tuple[int, str, Optional[_Layout]]:
         return 0, "0 tensors", ("", [])
     if not all(isinstance(t, Tensor) for t in tensors):
         kinds = [type(t).__name__ for t in tensors]
-        return -1, f"gather_rows takes tensors, got {kinds}", None
+        return -1, f"the inputs must be tensors, got {kinds}", None
     if any(t.dim() == 0 for t in tensors):
         shapes = _shapes(tensors)
-        return -1, f"gather_rows needs tensors with a row dimension, got shapes {shapes}", None
+        return -1, f"the inputs need a row dimension, got shapes {shapes}", None
     rows = tensors[0].shape[0]
     if any(t.shape[0] != rows for t in tensors):
         shapes = _shapes(tensors)

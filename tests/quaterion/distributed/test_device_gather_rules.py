@@ -49,7 +49,7 @@ def test_without_process_group_gather_rows_padded_returns_the_inputs_all_real():
     "tensors, message",
     [
         ((), "needs at least one tensor"),
-        (([1.0, 2.0],), "takes tensors"),
+        (([1.0, 2.0],), "must be tensors"),
         ((torch.zeros(3, 2), torch.zeros(2)), "the same number of rows"),
         ((torch.tensor(1.0),), "a row dimension"),
     ],
@@ -61,7 +61,7 @@ def test_gather_rows_padded_rejects_bad_input(tensors, message):
 
 @pytest.mark.parametrize(
     "tensors, message",
-    [(([1.0, 2.0],), "takes tensors"), ((torch.tensor(1.0),), "a row dimension")],
+    [(([1.0, 2.0],), "must be tensors"), ((torch.tensor(1.0),), "a row dimension")],
 )
 def test_gather_rows_rejects_what_a_process_group_would_in_one_process(tensors, message):
     # a process group refuses these; one process used to hand them back unchanged

@@ -81,7 +81,7 @@ def test_rows_and_gradients_equal_a_single_process_run(results, call):
             "dtype_mismatch",
             ["rank 0: 4 rows", "torch.float32 requires_grad", "torch.float64 requires_grad"],
         ),
-        ("not_tensors", ["rank 1: (invalid) gather_rows takes tensors, got ['list', 'Tensor']"]),
+        ("not_tensors", ["rank 1: (invalid) the inputs must be tensors, got ['list', 'Tensor']"]),
     ],
 )
 def test_a_rank_leaving_the_agreed_layout_fails_every_rank_alike(results, name, parts):
