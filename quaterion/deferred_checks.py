@@ -30,10 +30,20 @@ class DeferredChecks:
     def __init__(self) -> None:
         self._pending: Deque[Tuple[int, Tensor, Optional[object], Callable]] = deque()
         self._calls = 0
+        self._failed: Optional[Tensor] = None
+
+    @property
+    def failed(self) -> Optional[Tensor]:
+        """A bool 0-d tensor on the verdicts' device, true once a recorded verdict failed
+        (sticky until :meth:`discard`; computed on the device, never read here); ``None``
+        before any verdict is recorded."""
+        return self._failed
 
     def record(self, verdict: Tensor, error: Callable[[int, list], BaseException]) -> None:
         """Queue ``verdict`` of the current call (copied to the host without waiting)."""
         verdict = verdict.detach()
+        bad = verdict.reshape(-1)[0] != 1  # a device op: nothing is read
+        self._failed = bad if self._failed is None else self._failed | bad.to(self._failed.device)
         event = None
         if verdict.device.type == "cuda":
             host = torch.empty(verdict.shape, dtype=verdict.dtype, pin_memory=True)
@@ -57,8 +67,10 @@ class DeferredChecks:
             self._read_oldest()
 
     def discard(self) -> None:
-        """Drop every queued verdict unread (after an error that made them moot)."""
+        """Drop every queued verdict unread (after an error that made them moot) and clear
+        :attr:`failed`."""
         self._pending.clear()
+        self._failed = None
 
     def _read_oldest(self) -> None:
         call, host, event, error = self._pending.popleft()

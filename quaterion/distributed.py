@@ -529,6 +529,20 @@ def reset_gathers() -> None:
         _start_over()
 
 
+def failed_gather_flag() -> Optional[Tensor]:
+    """A bool 0-d device tensor, true once a device-side check of :func:`gather_rows`
+    (``equal_rows=True``) or :func:`gather_rows_padded` failed since the last
+    :func:`reset_gathers` (computed on the device, never read on the host); ``None`` when no
+    such check was recorded (one process, or the host path, where errors raise at once).
+
+    ``GuardCallback`` zeroes the gradients of a step while it is true, so no step from a
+    failed gather on is applied, even with ``check_finite_loss = False``.
+    """
+    if world_size() == 1:
+        return None
+    return _checks().failed
+
+
 def raise_pending_gather_errors() -> None:
     """Read every queued device-side check of :func:`gather_rows` (``equal_rows=True``)
     and :func:`gather_rows_padded` on the device path, and raise

@@ -60,6 +60,10 @@ class GuardCallback(pl.Callback):
     finite. Under mixed precision with a gradient scaler the scaler already skips steps with
     non-finite gradients, so only the loss is checked.
 
+    A step after a failed device-side gather check (ranks that sent another layout, see
+    :func:`quaterion.distributed.failed_gather_flag`) has its gradients zeroed the same way,
+    with ``check_finite_loss = False`` too, until that gather's error is raised.
+
     Under DDP the loss verdicts of all ranks are combined in one small ``all_reduce`` per step
     (queued on the device under NCCL), so every rank raises the same error at the same step
     and zeroes the shared gradients alike; the gradients are all-reduced by DDP already, so
@@ -183,6 +187,12 @@ class GuardCallback(pl.Callback):
                 self._all_finite = keep
                 names = self._param_names(params)
                 self._defer("gradient", flags.to(torch.float32), trainer, names)
+        failed = distributed.failed_gather_flag()
+        if failed is not None and params:
+            # a failed gather's NaN outputs, or its integer ones, are never applied, with the
+            # finite checks off too; the error itself is raised a few calls later
+            fine = ~failed.to(params[0].grad.device)
+            keep = fine if keep is None else keep & fine
         if keep is None:
             return
         for param in params:

@@ -6,7 +6,8 @@ Launched per node by ``torchrun`` (see ``test_device_gather_fit``) as
 ``python -m ... OUT SCENARIO``. Each rank reads its own batches (no distributed sampler): 4
 rows per batch, except rank 1's batch 1: 2 rows (``fewer``: padded to the agreed 4 rows and
 masked, it trains like any batch), or 6 (``more``: more than agreed, so it cannot send the
-layout: an error). ``last_smaller``: every rank's last batch is smaller, rank 1's smallest
+layout: an error; ``more_unchecked``: the same with ``check_finite_loss = False``).
+``last_smaller``: every rank's last batch is smaller, rank 1's smallest
 (an epoch's tail). Writes ``OUT/rank<global rank>.pt``: the error the fit raised, at which
 batch, the weights when batches 0 and 1 started and at the end.
 """
@@ -27,6 +28,7 @@ BAD_BATCH = 1
 BATCHES = {"fewer": {0: [4, 4, 4, 4, 4], 1: [4, 2, 4, 4, 4]}}
 BATCHES["more"] = {0: BATCHES["fewer"][0], 1: [4, 6, 4, 4, 4]}
 BATCHES["last_smaller"] = {0: [4, 4, 4, 4, 3], 1: [4, 4, 4, 4, 1]}
+BATCHES["more_unchecked"] = BATCHES["more"]  # the same, with check_finite_loss = False
 LR = 0.5
 
 
@@ -73,6 +75,7 @@ def main(out: str, scenario: str) -> None:
         callbacks=[GuardCallback(asynchronous=True), watch],
     )
     model = Model(loss=TripletLoss(mining="hard", gather_across_ranks=True), lr=LR)
+    model.check_finite_loss = scenario != "more_unchecked"
     error = None
     try:
         Quaterion.fit(model, trainer, loader)

@@ -33,9 +33,10 @@ def run(tmp_path_factory, scenario: str) -> list:
     return found
 
 
-@pytest.fixture(scope="module")
-def more(tmp_path_factory):
-    return run(tmp_path_factory, "more")
+@pytest.fixture(scope="module", params=["more", "more_unchecked"])
+def more(request, tmp_path_factory):
+    # more_unchecked: the finite checks are off, the failed gather still stops every step
+    return run(tmp_path_factory, request.param)
 
 
 @pytest.fixture(scope="module", params=["fewer", "last_smaller"])
