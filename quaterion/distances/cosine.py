@@ -4,18 +4,10 @@ from collections.abc import Iterator
 from typing import Optional
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from quaterion.distances.base_distance import BaseDistance
-
-
-def l2_normalize(x: Tensor, dim: int = 1) -> Tensor:
-    """``F.normalize(x, p=2, dim=dim)`` with an ``eps`` its dtype can hold: ``1e-12``
-    (the default) unless that is below the dtype's smallest normal number (float16:
-    ``6.1e-5``), where the default rounds to 0 and a zero row (padding of
-    :func:`~quaterion.distributed.gather_rows_padded`) becomes NaN."""
-    return F.normalize(x, p=2, dim=dim, eps=max(1e-12, torch.finfo(x.dtype).tiny))
+from quaterion.utils.utils import l2_norm
 
 
 class Cosine(BaseDistance):
@@ -40,23 +32,23 @@ class Cosine(BaseDistance):
     @staticmethod
     def similarity_matrix(x: Tensor, y: Optional[Tensor] = None) -> Tensor:
         """``(x̂ ŷᵀ + 1) / 2`` with rows L2-normalised: ``(B1, B2)`` in ``[0, 1]``."""
-        x_norm = l2_normalize(x)
-        y_norm = x_norm if y is None else l2_normalize(y)
+        x_norm = l2_norm(x, dim=1)
+        y_norm = x_norm if y is None else l2_norm(y, dim=1)
         return (x_norm @ y_norm.T + 1) / 2
 
     @staticmethod
     def distance_matrix(x: Tensor, y: Optional[Tensor] = None) -> Tensor:
         """``1 - similarity_matrix = (1 - cos) / 2``: ``(B1, B2)`` in ``[0, 1]``."""
-        x_norm = l2_normalize(x)
-        y_norm = x_norm if y is None else l2_normalize(y)
+        x_norm = l2_norm(x, dim=1)
+        y_norm = x_norm if y is None else l2_norm(y, dim=1)
         return _normalized_distance(x_norm, y_norm)
 
     @classmethod
     def distance_matrix_blocks(cls, x: Tensor, y: Tensor, block_rows: int) -> Iterator[Tensor]:
         """Row blocks of :meth:`distance_matrix` (no autograd): ``y`` normalised once, one
         reused buffer."""
-        x_norm = l2_normalize(x.detach())
-        y_norm = l2_normalize(y.detach())
+        x_norm = l2_norm(x.detach(), dim=1)
+        y_norm = l2_norm(y.detach(), dim=1)
         buffer = None
         for start in range(0, x.shape[0], block_rows):
             part = x_norm[start : start + block_rows]

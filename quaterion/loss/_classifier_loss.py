@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import LongTensor, Tensor, nn
 
-from quaterion.distances.cosine import l2_normalize
+from quaterion.utils.utils import l2_norm
 from quaterion.loss._checks import check_groups, check_positive_int, host_check_needed, mark_checked
 from quaterion.loss._device_checks import LAG, DeferredChecks, DeviceChecked, device_check_needed
 from quaterion.loss._valid_rows import real_mean
@@ -103,7 +103,7 @@ def cosine_margin_loss(
     Returns:
         0-dim float.
     """
-    cos = l2_normalize(embeddings) @ l2_normalize(kernel, dim=0)
+    cos = l2_norm(embeddings, dim=1) @ l2_norm(kernel, dim=0)
     cos = cos.clamp(-1.0 + eps, 1.0 - eps)
     target = groups.unsqueeze(1)
     logits = cos.scatter(1, target, target_logit(cos.gather(1, target)))

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from quaterion.distances.cosine import l2_normalize
+from quaterion.utils.utils import l2_norm
 from quaterion.loss._checks import check_number
 from quaterion.loss._classifier_loss import ClassifierGroupLoss
 from quaterion.loss._valid_rows import real_mean
@@ -34,7 +34,7 @@ def center_loss(
     Returns:
         0-dim float.
     """
-    normalized = l2_normalize(embeddings)
+    normalized = l2_norm(embeddings, dim=1)
     if valid is None and embeddings.shape[0] > 0:
         return lambda_c * F.mse_loss(normalized, centers[groups])
     # every row has d elements: the mean of the real rows' means is the elements' mean

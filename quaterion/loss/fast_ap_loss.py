@@ -6,7 +6,7 @@ import torch
 from torch import LongTensor, Tensor
 
 from quaterion.distances import Distance
-from quaterion.distances.cosine import l2_normalize
+from quaterion.utils.utils import l2_norm
 from quaterion.loss._checks import check_embeddings, check_positive_int
 from quaterion.loss._valid_rows import check_square_mask, real_pairs
 from quaterion.loss.group_loss import GroupLoss
@@ -142,6 +142,6 @@ class FastAPLoss(GroupLoss):
                 f"embedding row, got {tuple(groups.shape)}."
             )
         embeddings, groups, valid = self.gather_padded(embeddings, groups)
-        normalized = l2_normalize(embeddings)
+        normalized = l2_norm(embeddings, dim=1)
         squared = self.distance_metric.distance_matrix(normalized) ** 2
         return fast_ap_loss(squared, groups, num_bins=self.num_bins, valid=valid)

@@ -131,8 +131,13 @@ def get_masked_minimum(dists: Tensor, mask: Tensor, dim: int = 1) -> Tensor:
 
 
 def l2_norm(inputs: Tensor, dim: int = 0) -> Tensor:
-    """L2-normalise ``inputs`` along ``dim`` (note the default ``dim=0``)."""
-    return F.normalize(inputs, p=2, dim=dim)
+    """L2-normalise ``inputs`` along ``dim`` (note the default ``dim=0``).
+
+    ``F.normalize`` with an ``eps`` the dtype can hold: ``1e-12`` unless that is below the
+    dtype's smallest normal number (float16: ``6.1e-5``), where it would round to 0 and a
+    zero vector (e.g. a padded row of a gather) would become NaN.
+    """
+    return F.normalize(inputs, p=2, dim=dim, eps=max(1e-12, torch.finfo(inputs.dtype).tiny))
 
 
 __all__ = [

@@ -12,3 +12,11 @@ def test_default_dim_is_zero():
 
 def test_zero_vector_stays_zero():
     assert torch.equal(l2_norm(torch.zeros(3)), torch.zeros(3))
+
+
+def test_zero_rows_stay_zero_in_float16():
+    # F.normalize's default eps (1e-12) rounds to 0 in float16: 0 / 0 would be NaN
+    x = torch.tensor([[3.0, 4.0], [0.0, 0.0]], dtype=torch.float16)
+    out = l2_norm(x, dim=1)
+    assert torch.isfinite(out).all()
+    assert_close(out, torch.tensor([[0.6, 0.8], [0.0, 0.0]], dtype=torch.float16))
