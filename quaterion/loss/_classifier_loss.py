@@ -75,6 +75,15 @@ def class_kernel(embedding_size: int, num_groups: int) -> nn.Parameter:
     return kernel
 
 
+def promoted(embeddings: Tensor, weights: Tensor) -> Tuple[Tensor, Tensor]:
+    """``embeddings`` and the learned ``weights`` in their promoted dtype (differentiable
+    casts): float64 embeddings with float32 weights compute in float64, float16/bfloat16
+    embeddings in float32 (as autocast computes a loss), so a direct call in another dtype
+    than the loss's parameters works."""
+    dtype = torch.promote_types(embeddings.dtype, weights.dtype)
+    return embeddings.to(dtype), weights.to(dtype)
+
+
 def cosine_margin_loss(
     embeddings: Tensor,
     kernel: Tensor,
@@ -103,6 +112,7 @@ def cosine_margin_loss(
     Returns:
         0-dim float.
     """
+    embeddings, kernel = promoted(embeddings, kernel)
     cos = l2_norm(embeddings, dim=1) @ l2_norm(kernel, dim=0)
     cos = cos.clamp(-1.0 + eps, 1.0 - eps)
     target = groups.unsqueeze(1)

@@ -8,7 +8,7 @@ from torch import Tensor, nn
 
 from quaterion.utils.utils import l2_norm
 from quaterion.loss._checks import check_number
-from quaterion.loss._classifier_loss import ClassifierGroupLoss
+from quaterion.loss._classifier_loss import ClassifierGroupLoss, promoted
 from quaterion.loss._valid_rows import real_mean
 
 
@@ -34,6 +34,7 @@ def center_loss(
     Returns:
         0-dim float.
     """
+    embeddings, centers = promoted(embeddings, centers)
     normalized = l2_norm(embeddings, dim=1)
     if valid is None and embeddings.shape[0] > 0:
         return lambda_c * F.mse_loss(normalized, centers[groups])

@@ -8,6 +8,7 @@ from quaterion.loss._checks import check_number
 from quaterion.loss._classifier_loss import (
     ClassifierGroupLoss,
     class_kernel,
+    promoted,
     real_cross_entropy,
 )
 
@@ -32,6 +33,7 @@ def softmax_loss(
     Returns:
         0-dim float.
     """
+    embeddings, kernel = promoted(embeddings, kernel)
     return real_cross_entropy(embeddings @ kernel / temperature, groups, valid)
 
 

@@ -226,3 +226,21 @@ def test_matches_naive_loop(cls, kwargs, naive, functional, seed):
     expected = torch.tensor(naive(emb, weights, groups, *kwargs.values()), dtype=torch.float64)
     torch.testing.assert_close(module(emb, groups), expected)
     torch.testing.assert_close(functional(emb, weights, groups, *kwargs.values()), expected)
+
+
+@pytest.mark.parametrize("cls", [SoftmaxLoss, ArcFaceLoss, CosFaceLoss, CenterLoss])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float16, torch.bfloat16])
+def test_direct_call_in_another_dtype_computes_in_the_promoted_dtype(cls, dtype):
+    # float32 parameters, embeddings of another dtype: the loss is the one the loss module
+    # computes on both cast to their promoted dtype (float64, or float32 for half types)
+    loss, learned = build(cls)
+    embeddings = E.to(dtype).requires_grad_()
+    value = loss(embeddings, G)
+    value.backward()
+    wide = torch.promote_types(dtype, torch.float32)
+    reference, _ = build(cls, wide)
+    expected = reference(E.to(dtype).to(wide), G)
+    assert value.dtype == wide
+    torch.testing.assert_close(value, expected, rtol=1e-6, atol=1e-7)
+    assert embeddings.grad.dtype == dtype and learned.grad.dtype == torch.float32
+    assert torch.isfinite(embeddings.grad.float()).all()
