@@ -8,10 +8,14 @@ from collections.abc import Hashable, Iterable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
+import torch
 from torch.utils.data import Sampler
 
+from quaterion.dataset.random_state import random_state_from_dict, random_state_to_dict
 from quaterion.distributed import require_one_process
 from quaterion_models.utils.checks import check_positive_int
+
+_STATE_FORMAT = 1  # version of state_dict's layout
 
 
 def _group_list(groups: Any) -> list[Hashable]:
@@ -50,9 +54,18 @@ class GroupCycleBatchSampler(Sampler[list[int]]):
 
     The random numbers come from ``numpy.random.RandomState(seed)``, and the generator and
     the group order carry over from one epoch to the next (build a new sampler to start
-    over). They are not saved in checkpoints: a fit resumed with ``ckpt_path`` starts the
-    order again from the seed (``TrainableModel`` warns). With ``seed=s`` the batches equal those of sentence-transformers' loop run with
+    over). With ``seed=s`` the batches equal those of sentence-transformers' loop run with
     ``numpy.random.seed(s)`` just before building its ``SentenceLabelDataset``.
+
+    Resuming: :meth:`state_dict` holds the generator, the group order and the number of
+    epochs drawn, as plain data (a weights-only ``torch.load`` reads it), and
+    :meth:`load_state_dict` puts them back, so that the next epoch continues the order.
+    A :class:`~quaterion.dataset.SimilarityDataLoader` hands them to Lightning's
+    checkpoints, and a fit resumed with ``ckpt_path`` from a checkpoint written at the end
+    of an epoch trains on exactly the batches of an uninterrupted fit (see the training
+    guide for mid-epoch checkpoints). An epoch draws all its random numbers when its first
+    batch is taken, so the state read at an epoch's end is the state the next epoch starts
+    from.
 
     Groups with fewer than ``samples_per_group`` records are left out (with a warning),
     as sentence-transformers does. One process only: it does not shard batches across
@@ -126,6 +139,7 @@ class GroupCycleBatchSampler(Sampler[list[int]]):
         self.generator = np.random.RandomState(seed)
         self.order = np.arange(len(kept))
         self.generator.shuffle(self.order)
+        self.epochs_drawn = 0  # epochs whose random numbers were drawn (restored on resume)
 
     def __len__(self) -> int:
         return self._per_epoch // self.batch_size
@@ -149,8 +163,57 @@ class GroupCycleBatchSampler(Sampler[list[int]]):
         for start in range(0, len(self) * self.batch_size, self.batch_size):
             yield stream[start : start + self.batch_size]
 
+    def state_dict(self) -> dict[str, Any]:
+        """The generator, the group order and the epochs drawn so far, as plain data
+        (ints and ``int64`` tensors), with the layout they belong to."""
+        return {
+            "format": _STATE_FORMAT,
+            "layout": self._layout(),
+            "epochs_drawn": self.epochs_drawn,
+            "order": torch.from_numpy(self.order.astype(np.int64)),
+            "generator": random_state_to_dict(self.generator),
+        }
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Continue the order of the sampler whose :meth:`state_dict` this is: the next
+        epoch draws the batches that sampler's next epoch draws.
+
+        Raises ``ValueError`` when the state is of another layout (other group sizes,
+        ``batch_size`` or ``samples_per_group``): its order would not fit these groups.
+        """
+        name = type(self).__name__
+        if not isinstance(state_dict, dict) or state_dict.get("format") != _STATE_FORMAT:
+            raise ValueError(
+                f"{name}.load_state_dict: not a state written by {name}.state_dict "
+                f"(format {_STATE_FORMAT}); pass the dict state_dict() returned."
+            )
+        saved = state_dict["layout"]
+        if saved != self._layout():
+            changed = sorted(key for key in saved if saved[key] != self._layout().get(key))
+            raise ValueError(
+                f"{name}.load_state_dict: the state belongs to a sampler with other "
+                f"{', '.join(changed)} than this one, so its group order does not apply "
+                "here; resume with the groups, batch_size and samples_per_group of the run "
+                "that wrote it (or build a new sampler to start a new order)."
+            )
+        order = np.asarray(state_dict["order"], dtype=np.int64)
+        generator = np.random.RandomState()
+        generator.set_state(random_state_from_dict(state_dict["generator"]))
+        self.order, self.generator = order, generator
+        self.epochs_drawn = int(state_dict["epochs_drawn"])
+
+    def _layout(self) -> dict[str, Any]:
+        """What a state must match: the batch shape and the size of every kept group."""
+        return {
+            "batch_size": self.batch_size,
+            "samples_per_group": self.samples_per_group,
+            "records": self.num_records,
+            "group_sizes": [len(rows) for rows in self.members],
+        }
+
     def _epoch_stream(self) -> list[int]:
         """The records of one epoch, in order (draws every random number of the epoch)."""
+        self.epochs_drawn += 1
         stream: list[int] = []
         position = 0
         while len(stream) < self._per_epoch:

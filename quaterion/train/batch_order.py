@@ -1,0 +1,101 @@
+"""The training loader's batch order across a resumed fit.
+
+Lightning itself saves the state of a stateful training loader (a
+:class:`~quaterion.dataset.SimilarityDataLoader` is one) in every checkpoint, but hands it
+back only when it resumes *inside* an epoch: a fit resumed from a checkpoint written at
+an epoch's end (``ModelCheckpoint``'s default) never calls the loader's
+``load_state_dict``. ``TrainableModel`` therefore keeps its own copy of the state
+(:func:`checkpoint_entry`) and restores it before the loader draws the first resumed batch:
+on the loader given to ``Quaterion.fit`` when Lightning loads the checkpoint, otherwise at
+train start (:func:`settle_resumed_order`).
+"""
+
+import warnings
+from typing import Any, Dict, Optional
+
+import pytorch_lightning as pl
+import torch
+
+from quaterion.dataset.loader_state import keeps_state
+
+
+def checkpoint_entry(trainer: pl.Trainer) -> Optional[Dict[str, Any]]:
+    """What a checkpoint written now keeps of the training loader: its state (``None``
+    for a loader without one) and, when written inside an epoch, the batches of that epoch
+    already trained on (``None`` at an epoch's end). ``None`` outside a fit."""
+    loader = trainer.train_dataloader
+    if loader is None:
+        return None
+    progress = trainer.fit_loop.epoch_loop.batch_progress
+    done = progress.current.ready
+    inside = done > 0 and not progress.is_last_batch
+    return {
+        "loader": loader.state_dict() if keeps_state(loader) else None,
+        "mid_epoch": {"epoch": trainer.current_epoch, "batches": done} if inside else None,
+    }
+
+
+def restore_order(entry: Optional[Dict[str, Any]], loader: Any) -> None:
+    """Put the loader state of ``entry`` back into ``loader`` (when both have one)."""
+    if entry is not None and entry["loader"] is not None and keeps_state(loader):
+        loader.load_state_dict(entry["loader"])
+
+
+def same_state(first: Any, second: Any) -> bool:
+    """Whether two states (dicts, lists, tensors, scalars) hold the same values."""
+    if isinstance(first, torch.Tensor) or isinstance(second, torch.Tensor):
+        pair = torch.as_tensor(first), torch.as_tensor(second)
+        return pair[0].shape == pair[1].shape and bool((pair[0] == pair[1]).all())
+    if isinstance(first, dict) and isinstance(second, dict):
+        return first.keys() == second.keys() and all(
+            same_state(first[key], second[key]) for key in first
+        )
+    if isinstance(first, (list, tuple)) and isinstance(second, (list, tuple)):
+        return len(first) == len(second) and all(map(same_state, first, second))
+    return first == second
+
+
+def settle_resumed_order(entry: Optional[Dict[str, Any]], loader: Any) -> None:
+    """At the start of a resumed fit: restore ``loader``'s state from ``entry`` (the
+    checkpoint's :func:`checkpoint_entry`) unless that is done, and warn where the resumed
+    batches cannot be those of an uninterrupted fit. ``entry=None``: a checkpoint written
+    before the loader state was kept."""
+    sampler = getattr(loader, "batch_sampler", None)
+    kind = type(sampler).__name__
+    if entry is None:
+        if keeps_state(sampler):
+            warnings.warn(
+                f"This fit is resumed from a checkpoint that holds no batch order (written "
+                f"by an older version), so {kind} starts again from its seed: the resumed "
+                "epochs repeat the first epochs' batches instead of continuing the order of "
+                "an uninterrupted run. Give the resumed run's sampler another seed so that "
+                "they are not repeated, or resume from a checkpoint written by this version.",
+                stacklevel=3,
+            )
+        return
+    saved = entry["loader"]
+    if saved is not None and keeps_state(loader) and not same_state(loader.state_dict(), saved):
+        if getattr(loader, "num_workers", 0) > 0:
+            warnings.warn(
+                f"This fit is resumed from a checkpoint, but the training loader's worker "
+                f"processes took the first resumed batches before its {kind} state could be "
+                "restored (trainer.fit builds the loader's iterator before any hook sees the "
+                "loader), so the order starts again from the sampler's seed. Resume through "
+                "Quaterion.fit(..., ckpt_path=...), or with num_workers=0, to train on the "
+                "batches of an uninterrupted fit.",
+                stacklevel=3,
+            )
+        else:
+            loader.load_state_dict(saved)
+    stop = entry["mid_epoch"]
+    if stop is not None:
+        warnings.warn(
+            f"This fit is resumed from a checkpoint written inside epoch {stop['epoch']}, "
+            f"after {stop['batches']} of its batches. The training loader's state can only "
+            "continue its order from an epoch's end: the rest of that epoch trains on the "
+            "first batches of a new pass (for a GroupCycleBatchSampler, of its next epoch), "
+            "so the resumed batches differ from an uninterrupted fit's. Resume from a "
+            "checkpoint written at an epoch's end (ModelCheckpoint's default) for the same "
+            "batches.",
+            stacklevel=3,
+        )
