@@ -14,7 +14,6 @@ import warnings
 from typing import Any, Dict, Optional
 
 import pytorch_lightning as pl
-import torch
 
 from quaterion.dataset.loader_state import keeps_state
 
@@ -41,25 +40,12 @@ def restore_order(entry: Optional[Dict[str, Any]], loader: Any) -> None:
         loader.load_state_dict(entry["loader"])
 
 
-def same_state(first: Any, second: Any) -> bool:
-    """Whether two states (dicts, lists, tensors, scalars) hold the same values."""
-    if isinstance(first, torch.Tensor) or isinstance(second, torch.Tensor):
-        pair = torch.as_tensor(first), torch.as_tensor(second)
-        return pair[0].shape == pair[1].shape and bool((pair[0] == pair[1]).all())
-    if isinstance(first, dict) and isinstance(second, dict):
-        return first.keys() == second.keys() and all(
-            same_state(first[key], second[key]) for key in first
-        )
-    if isinstance(first, (list, tuple)) and isinstance(second, (list, tuple)):
-        return len(first) == len(second) and all(map(same_state, first, second))
-    return first == second
-
-
-def settle_resumed_order(entry: Optional[Dict[str, Any]], loader: Any) -> None:
+def settle_resumed_order(entry: Optional[Dict[str, Any]], loader: Any, restored: bool) -> None:
     """At the start of a resumed fit: restore ``loader``'s state from ``entry`` (the
-    checkpoint's :func:`checkpoint_entry`) unless that is done, and warn where the resumed
-    batches cannot be those of an uninterrupted fit. ``entry=None``: a checkpoint written
-    before the loader state was kept."""
+    checkpoint's :func:`checkpoint_entry`) unless it is ``restored`` already (by
+    :func:`restore_order`, or by Lightning), and warn where the resumed batches cannot be
+    those of an uninterrupted fit. ``entry=None``: a checkpoint written before the loader
+    state was kept."""
     sampler = getattr(loader, "batch_sampler", None)
     kind = type(sampler).__name__
     if entry is None:
@@ -74,7 +60,7 @@ def settle_resumed_order(entry: Optional[Dict[str, Any]], loader: Any) -> None:
             )
         return
     saved = entry["loader"]
-    if saved is not None and keeps_state(loader) and not same_state(loader.state_dict(), saved):
+    if saved is not None and keeps_state(loader) and not restored:
         if getattr(loader, "num_workers", 0) > 0:
             warnings.warn(
                 f"This fit is resumed from a checkpoint, but the training loader's worker "

@@ -76,6 +76,7 @@ class TrainableModel(pl.LightningModule, CacheMixin):
         super().__init__(*args, **kwargs)
         self._cache_sources: List[SimilarityDataLoader] = []  # loaders the cache set up
         self._resumed_order: Optional[Dict[str, Any]] = None  # batch order of a resumed fit
+        self._order_restored = False  # whether on_load_checkpoint restored it
         encoders = check_encoders(self.configure_encoders(), Encoder)
         self.cache_config = check_hook_result(
             "configure_caches",
@@ -265,7 +266,8 @@ class TrainableModel(pl.LightningModule, CacheMixin):
             restore_rng(checkpoint[_RNG_KEY])
         # None: written before the batch order was kept (on_train_start warns)
         self._resumed_order = checkpoint.get(_BATCH_ORDER_KEY)
-        if self._cache_sources:  # Quaterion.fit's train loader: restored before it is iterated
+        self._order_restored = bool(self._cache_sources)
+        if self._order_restored:  # Quaterion.fit's train loader, before anything iterates it
             restore_order(self._resumed_order, self._cache_sources[0])
 
     @override
@@ -298,7 +300,9 @@ class TrainableModel(pl.LightningModule, CacheMixin):
         if self.trainer.ckpt_path is None:
             return
         entry, self._resumed_order = self._resumed_order, None
-        settle_resumed_order(entry, self.trainer.train_dataloader)
+        # Lightning hands the loader its state itself when it resumes inside an epoch
+        restored = self._order_restored or self.trainer.fit_loop.restarting
+        settle_resumed_order(entry, self.trainer.train_dataloader, restored)
 
     def set_training_modes(self) -> None:
         """The whole module (head, trainable encoders, the loss and any other sub-module) in
