@@ -55,11 +55,17 @@ class BatchRecorder(pl.Callback):
         self.losses.append(outputs["loss"].detach().clone())
 
 
+def fit_loader(workers=0):
+    """A fresh loader on a fresh :class:`RecordingSampler`."""
+    sampler = RecordingSampler(GROUPS, batch_size=8, seed=5)
+    return GroupSimilarityDataLoader(SAMPLES, batch_sampler=sampler, num_workers=workers)
+
+
 def fit(tmp_path, epochs, ckpt=None, cached=False, raw=False, workers=0, val=False, **checkpointing):
     """One fit of a fresh model, loader and sampler; returns its :class:`BatchRecorder`.
     ``raw``: ``trainer.fit`` itself instead of ``Quaterion.fit``."""
-    sampler = RecordingSampler(GROUPS, batch_size=8, seed=5)
-    loader = GroupSimilarityDataLoader(SAMPLES, batch_sampler=sampler, num_workers=workers)
+    loader = fit_loader(workers)
+    sampler = loader.batch_sampler
     model = Model(cache_config=CacheConfig() if cached else None)
     recorder = BatchRecorder(sampler, cached)
     saving = pl.callbacks.ModelCheckpoint(
@@ -127,3 +133,118 @@ def test_resumed_with_loader_workers_through_quaterion_fit(tmp_path):
     assert_resumed_like_uninterrupted(
         tmp_path, f"epoch={STOP - 1}-step={STOP * 3}.ckpt", workers=1
     )
+
+
+def first_run_checkpoint(tmp_path, **options):
+    """Fit ``STOP`` epochs; the path of the checkpoint written at the last one's end."""
+    first = fit(tmp_path / "first", STOP, **options)
+    return first, tmp_path / "first" / f"epoch={STOP - 1}-step={STOP * 3}.ckpt"
+
+
+def fit_warned(tmp_path, ckpt, **options):
+    """Resume from ``ckpt``; ``(recorder, messages of the batch-order warnings)``."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        resumed = fit(tmp_path / "resumed", EPOCHS, ckpt=ckpt, **options)
+    return resumed, [str(w.message) for w in caught if ORDER_WARNING.search(str(w.message))]
+
+
+@pytest.mark.parametrize("val", [False, True], ids=["train epoch end", "after validation"])
+def test_a_checkpoint_without_the_batch_order_still_resumes_and_warns(tmp_path, val):
+    """A checkpoint written before the loader state was kept (neither TrainableModel's entry
+    nor Lightning's loader states) resumes, from the sampler's seed, and says so."""
+    straight = fit(tmp_path / "straight", EPOCHS, val=val)
+    _, path = first_run_checkpoint(tmp_path, val=val, save_on_train_epoch_end=not val)
+    checkpoint = torch.load(path, weights_only=False)
+    del checkpoint["quaterion_batch_order"]
+    del checkpoint["loops"]["fit_loop"]["state_dict"]["combined_loader"]
+    torch.save(checkpoint, tmp_path / "old.ckpt")
+    resumed, messages = fit_warned(
+        tmp_path, tmp_path / "old.ckpt", val=val, save_on_train_epoch_end=not val
+    )
+    assert len(messages) == 1 and "holds no batch order" in messages[0]
+    assert "RecordingSampler starts again from its seed" in messages[0]
+    per_epoch = 3
+    assert [b for _, b in resumed.batches] == [b for _, b in straight.batches[: 2 * per_epoch]]
+
+
+def plain_loader(workers=0):
+    return GroupSimilarityDataLoader(
+        SAMPLES, batch_size=8, shuffle=True, drop_last=True, num_workers=workers
+    )
+
+
+def test_a_loader_whose_batch_sampler_keeps_no_state_resumes_quietly(tmp_path):
+    """A shuffled loader (torch's BatchSampler: no state) writes the state None and resumes
+    without a batch-order warning; the global random state TrainableModel restores makes
+    its shuffles those of an uninterrupted fit."""
+    losses = {}
+    for name, epochs, ckpt in [("straight", EPOCHS, None), ("first", STOP, None)] + [
+        ("resumed", EPOCHS, f"epoch={STOP - 1}-step={STOP * 3}.ckpt")
+    ]:
+        recorder = BatchRecorder(None, cached=False)
+        saving = pl.callbacks.ModelCheckpoint(
+            dirpath=tmp_path / name, filename="{epoch}-{step}", save_top_k=-1
+        )
+        torch.manual_seed(0)
+        fit_trainer = trainer(max_epochs=epochs, callbacks=[recorder, saving], enable_checkpointing=True)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            path = None if ckpt is None else str(tmp_path / "first" / ckpt)
+            Quaterion.fit(Model(), fit_trainer, plain_loader(), ckpt_path=path)
+        assert not [w for w in caught if ORDER_WARNING.search(str(w.message))]
+        losses[name] = recorder
+    first, resumed, straight = losses["first"], losses["resumed"], losses["straight"]
+    assert torch.load(
+        tmp_path / "first" / f"epoch={STOP - 1}-step={STOP * 3}.ckpt", weights_only=True
+    )["quaterion_batch_order"]["loader"] == {"batch_sampler": None}
+    assert first.batches + resumed.batches == straight.batches
+    torch.testing.assert_close(
+        torch.stack(first.losses + resumed.losses), torch.stack(straight.losses)
+    )
+
+
+def test_switching_between_a_stateful_and_a_stateless_batch_sampler_warns(tmp_path):
+    """Resuming with another kind of batch sampler than the run that wrote the checkpoint
+    had: the batches cannot be that run's, which the loader says."""
+    _, ordered = first_run_checkpoint(tmp_path / "ordered")
+    saving = pl.callbacks.ModelCheckpoint(
+        dirpath=tmp_path / "plain", filename="{epoch}-{step}", save_top_k=-1
+    )
+    plain_trainer = trainer(max_epochs=STOP, callbacks=[saving], enable_checkpointing=True)
+    Quaterion.fit(Model(), plain_trainer, plain_loader())
+    plain = tmp_path / "plain" / f"epoch={STOP - 1}-step={STOP * 3}.ckpt"
+    _, messages = fit_warned(tmp_path / "a", plain)
+    assert len(messages) == 1
+    assert "holds no batch sampler state" in messages[0] and "RecordingSampler" in messages[0]
+    with pytest.warns(UserWarning, match="BatchSampler keeps none, so the state is left unused"):
+        resume_trainer = trainer(max_epochs=EPOCHS)
+        Quaterion.fit(Model(), resume_trainer, plain_loader(), ckpt_path=str(ordered))
+    assert resume_trainer.current_epoch == EPOCHS
+
+
+@pytest.mark.parametrize("loader", ["group cycle", "shuffled"])
+def test_a_checkpoint_written_inside_an_epoch_warns(tmp_path, loader):
+    """every_n_train_steps: the loader state cannot replay the rest of the epoch (nor can a
+    shuffled loader's), so the resume says that its batches differ."""
+    saving = pl.callbacks.ModelCheckpoint(
+        dirpath=tmp_path / "first", filename="{epoch}-{step}", save_top_k=-1,
+        every_n_train_steps=2,
+    )
+    make = (lambda: fit_loader()) if loader == "group cycle" else plain_loader
+    Quaterion.fit(Model(), trainer(max_epochs=1, callbacks=[saving], enable_checkpointing=True), make())
+    with pytest.warns(UserWarning, match="inside epoch 0, after 2 of its batches") as caught:
+        resume_trainer = trainer(max_epochs=2)
+        Quaterion.fit(Model(), resume_trainer, make(), ckpt_path=str(tmp_path / "first" / "epoch=0-step=2.ckpt"))
+    assert resume_trainer.current_epoch == 2
+    assert len([w for w in caught if ORDER_WARNING.search(str(w.message))]) == 1
+
+
+def test_trainer_fit_with_loader_workers_warns_that_the_order_starts_over(tmp_path):
+    """trainer.fit builds the loader's iterator (its workers take the first batches) before
+    any hook of the model sees the loader: the order cannot be restored, and it says so."""
+    _, path = first_run_checkpoint(tmp_path, raw=True, workers=1)
+    straight = fit(tmp_path / "straight", EPOCHS, raw=True, workers=1)
+    resumed, messages = fit_warned(tmp_path, path, raw=True, workers=1)
+    assert len(messages) == 1 and "worker processes took the first resumed batches" in messages[0]
+    assert [b for _, b in resumed.batches] == [b for _, b in straight.batches[:6]]
