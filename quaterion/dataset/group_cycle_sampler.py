@@ -5,7 +5,7 @@ from __future__ import annotations
 import warnings
 from numbers import Integral
 from collections.abc import Hashable, Iterable, Iterator, Sequence
-from typing import Any
+from typing import Any, Optional
 
 import numpy as np
 import torch
@@ -16,6 +16,21 @@ from quaterion.distributed import require_one_process
 from quaterion_models.utils.checks import check_positive_int
 
 _STATE_FORMAT = 1  # version of state_dict's layout
+
+
+def _draw_state(generator: np.random.RandomState, order: np.ndarray) -> dict[str, Any]:
+    """What the next epoch is drawn from, as plain data (a copy)."""
+    return {
+        "order": torch.from_numpy(order.astype(np.int64)),
+        "generator": random_state_to_dict(generator),
+    }
+
+
+def _from_draw_state(state: dict[str, Any]) -> tuple[np.random.RandomState, np.ndarray]:
+    """Inverse of :func:`_draw_state`."""
+    generator = np.random.RandomState()
+    generator.set_state(random_state_from_dict(state["generator"]))
+    return generator, np.asarray(state["order"], dtype=np.int64)
 
 
 def _group_list(groups: Any) -> list[Hashable]:
@@ -140,6 +155,10 @@ class GroupCycleBatchSampler(Sampler[list[int]]):
         self.order = np.arange(len(kept))
         self.generator.shuffle(self.order)
         self.epochs_drawn = 0  # epochs whose random numbers were drawn (restored on resume)
+        self.batches_trained: Optional[int] = None  # see note_batches_trained
+        self._epoch_start: Optional[dict[str, Any]] = None  # draw state of the last epoch
+        self._skip = 0  # batches of the next epoch already trained (a mid-epoch resume)
+        self._resumed: Optional[dict[str, Any]] = None  # the state that set _skip
 
     def __len__(self) -> int:
         return self._per_epoch // self.batch_size
@@ -159,24 +178,39 @@ class GroupCycleBatchSampler(Sampler[list[int]]):
 
     def __iter__(self) -> Iterator[list[int]]:
         require_one_process(type(self).__name__)
+        skip, self._skip, self._resumed = self._skip, 0, None
         stream = self._epoch_stream()
-        for start in range(0, len(self) * self.batch_size, self.batch_size):
+        for start in range(skip * self.batch_size, len(self) * self.batch_size, self.batch_size):
             yield stream[start : start + self.batch_size]
+
+    def note_batches_trained(self, count: Optional[int]) -> None:
+        """Record that a training loop has taken ``count`` batches of the epoch drawn last
+        (``None``: all it will take of it). ``TrainableModel`` calls this at every training
+        step, so that a checkpoint written inside an epoch holds where the epoch stopped."""
+        self.batches_trained = count
 
     def state_dict(self) -> dict[str, Any]:
         """The generator, the group order and the epochs drawn so far, as plain data
-        (ints and ``int64`` tensors), with the layout they belong to."""
+        (ints and ``int64`` tensors), with the layout they belong to; when a training loop
+        noted (:meth:`note_batches_trained`) that it took only part of the epoch drawn
+        last, also that epoch's starting state and the batches taken (``"partial"``)."""
+        if self._resumed is not None:  # loaded inside an epoch, not drawn again yet
+            return dict(self._resumed)
+        partial = None
+        if self.batches_trained is not None and self._epoch_start is not None:
+            partial = {**self._epoch_start, "batches": self.batches_trained}
         return {
             "format": _STATE_FORMAT,
             "layout": self._layout(),
             "epochs_drawn": self.epochs_drawn,
-            "order": torch.from_numpy(self.order.astype(np.int64)),
-            "generator": random_state_to_dict(self.generator),
+            **_draw_state(self.generator, self.order),
+            "partial": partial,
         }
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Continue the order of the sampler whose :meth:`state_dict` this is: the next
-        epoch draws the batches that sampler's next epoch draws.
+        epoch draws the batches that sampler's next epoch draws, or, for a state written
+        inside an epoch, the rest of that epoch (its batches after the ones taken).
 
         Raises ``ValueError`` when the state is of another layout (other group sizes,
         ``batch_size`` or ``samples_per_group``): its order would not fit these groups.
@@ -196,11 +230,18 @@ class GroupCycleBatchSampler(Sampler[list[int]]):
                 "here; resume with the groups, batch_size and samples_per_group of the run "
                 "that wrote it (or build a new sampler to start a new order)."
             )
-        order = np.asarray(state_dict["order"], dtype=np.int64)
-        generator = np.random.RandomState()
-        generator.set_state(random_state_from_dict(state_dict["generator"]))
-        self.order, self.generator = order, generator
-        self.epochs_drawn = int(state_dict["epochs_drawn"])
+        partial = state_dict.get("partial")
+        skip = 0 if partial is None else int(partial["batches"])
+        if not 0 <= skip < len(self):
+            raise ValueError(
+                f"{name}.load_state_dict: the state says {skip} batches of an epoch of "
+                f"{len(self)} were trained, which cannot be; pass an undamaged state."
+            )
+        self.generator, self.order = _from_draw_state(partial or state_dict)
+        # a state written inside an epoch: draw that epoch again, then skip what was trained
+        self.epochs_drawn = int(state_dict["epochs_drawn"]) - (partial is not None)
+        self._skip, self._resumed = skip, (None if partial is None else state_dict)
+        self.batches_trained, self._epoch_start = None, None
 
     def _layout(self) -> dict[str, Any]:
         """What a state must match: the batch shape and the size of every kept group."""
@@ -213,6 +254,8 @@ class GroupCycleBatchSampler(Sampler[list[int]]):
 
     def _epoch_stream(self) -> list[int]:
         """The records of one epoch, in order (draws every random number of the epoch)."""
+        self._epoch_start = _draw_state(self.generator, self.order)
+        self.batches_trained = None
         self.epochs_drawn += 1
         stream: list[int] = []
         position = 0

@@ -28,10 +28,28 @@ def checkpoint_entry(trainer: pl.Trainer) -> Optional[Dict[str, Any]]:
     progress = trainer.fit_loop.epoch_loop.batch_progress
     done = progress.current.ready
     inside = done > 0 and not progress.is_last_batch
+    sampler = getattr(loader, "batch_sampler", None)
     return {
         "loader": loader.state_dict() if keeps_state(loader) else None,
         "mid_epoch": {"epoch": trainer.current_epoch, "batches": done} if inside else None,
+        # whether the loader's state itself resumes inside the epoch
+        "replays_epoch": keeps_state(loader)
+        and callable(getattr(sampler, "note_batches_trained", None)),
     }
+
+
+def note_progress(trainer: pl.Trainer, batch_idx: int) -> None:
+    """At the start of training step ``batch_idx``: tell the training loader's batch
+    sampler, if it has ``note_batches_trained`` (as
+    :class:`~quaterion.dataset.GroupCycleBatchSampler`), how many batches of its epoch the
+    fit has taken (``None`` once it takes the epoch's last), so that its state in a
+    checkpoint written inside the epoch resumes after them."""
+    note = getattr(
+        getattr(trainer.train_dataloader, "batch_sampler", None), "note_batches_trained", None
+    )
+    if callable(note):
+        last = trainer.fit_loop.epoch_loop.batch_progress.is_last_batch
+        note(None if last else batch_idx + 1)
 
 
 def restore_order(entry: Optional[Dict[str, Any]], loader: Any) -> None:
@@ -74,14 +92,13 @@ def settle_resumed_order(entry: Optional[Dict[str, Any]], loader: Any, restored:
         else:
             loader.load_state_dict(saved)
     stop = entry["mid_epoch"]
-    if stop is not None:
+    if stop is not None and not entry.get("replays_epoch", False):
         warnings.warn(
             f"This fit is resumed from a checkpoint written inside epoch {stop['epoch']}, "
-            f"after {stop['batches']} of its batches. The training loader's state can only "
-            "continue its order from an epoch's end: the rest of that epoch trains on the "
-            "first batches of a new pass (for a GroupCycleBatchSampler, of its next epoch), "
-            "so the resumed batches differ from an uninterrupted fit's. Resume from a "
-            "checkpoint written at an epoch's end (ModelCheckpoint's default) for the same "
-            "batches.",
+            f"after {stop['batches']} of its batches, and the training loader's {kind} cannot "
+            "replay the rest of an epoch: the rest of that epoch trains on the first batches "
+            "of a new pass, so the resumed batches differ from an uninterrupted fit's. Resume "
+            "from a checkpoint written at an epoch's end (ModelCheckpoint's default), or draw "
+            "batches from a GroupCycleBatchSampler, for the same batches.",
             stacklevel=3,
         )

@@ -17,7 +17,8 @@ from quaterion.loss import GroupLoss, SimilarityLoss
 from quaterion.train.fit_checks import check_batch_labels
 from quaterion.train._hook_checks import check_encoders, check_hook_result, check_metrics
 from quaterion.train._rng import capture_rng, restore_rng
-from quaterion.train.batch_order import checkpoint_entry, restore_order, settle_resumed_order
+from quaterion.train.batch_order import checkpoint_entry, note_progress, restore_order
+from quaterion.train.batch_order import settle_resumed_order
 from quaterion.train.cache import CacheConfig, CacheType
 from quaterion.train.cache.setup import CachedLoaders, apply_cache_config, cache_loaders
 from quaterion.train.cache.setup import unwrap_encoders
@@ -239,6 +240,14 @@ class TrainableModel(pl.LightningModule, CacheMixin):
             embeddings=embeddings, targets=targets, batch_idx=batch_idx, stage=stage, **kwargs
         )
         return loss
+
+    @override
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> Optional[int]:
+        """Tells the training loader's batch sampler how much of its epoch is trained (see
+        :func:`~quaterion.train.batch_order.note_progress`). Call
+        ``super().on_train_batch_start(batch, batch_idx)`` when overriding."""
+        note_progress(self.trainer, batch_idx)
+        return None
 
     @override
     def on_before_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:

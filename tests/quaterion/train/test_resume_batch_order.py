@@ -61,7 +61,9 @@ def fit_loader(workers=0):
     return GroupSimilarityDataLoader(SAMPLES, batch_sampler=sampler, num_workers=workers)
 
 
-def fit(tmp_path, epochs, ckpt=None, cached=False, raw=False, workers=0, val=False, **checkpointing):
+def fit(
+    tmp_path, epochs, ckpt=None, cached=False, raw=False, workers=0, val=False, **checkpointing
+):
     """One fit of a fresh model, loader and sampler; returns its :class:`BatchRecorder`.
     ``raw``: ``trainer.fit`` itself instead of ``Quaterion.fit``."""
     loader = fit_loader(workers)
@@ -102,7 +104,9 @@ def assert_resumed_like_uninterrupted(tmp_path, ckpt, **options):
     assert per_epoch == 3 and len(first.batches) == STOP * per_epoch
     assert first.batches + resumed.batches == straight.batches
     # the epochs differ from each other: a resume that started the order over would fail
-    assert [b for _, b in straight.batches[:per_epoch]] != [b for _, b in resumed.batches[:per_epoch]]
+    assert [b for _, b in straight.batches[:per_epoch]] != [
+        b for _, b in resumed.batches[:per_epoch]
+    ]
     torch.testing.assert_close(
         torch.stack(first.losses + resumed.losses), torch.stack(straight.losses)
     )
@@ -112,7 +116,9 @@ def assert_resumed_like_uninterrupted(tmp_path, ckpt, **options):
 def test_quaterion_fit_resumed_at_an_epoch_end(tmp_path, cached):
     """The checkpoint ModelCheckpoint writes at the end of an epoch (Lightning does not
     hand loader states back for it: TrainableModel restores the batch order)."""
-    assert_resumed_like_uninterrupted(tmp_path, f"epoch={STOP - 1}-step={STOP * 3}.ckpt", cached=cached)
+    assert_resumed_like_uninterrupted(
+        tmp_path, f"epoch={STOP - 1}-step={STOP * 3}.ckpt", cached=cached
+    )
 
 
 def test_trainer_fit_resumed_at_an_epoch_end(tmp_path):
@@ -130,9 +136,7 @@ def test_resumed_from_a_checkpoint_lightning_restores_the_loader_from(tmp_path):
 
 def test_resumed_with_loader_workers_through_quaterion_fit(tmp_path):
     """Quaterion.fit restores the order before the loader's workers take batches."""
-    assert_resumed_like_uninterrupted(
-        tmp_path, f"epoch={STOP - 1}-step={STOP * 3}.ckpt", workers=1
-    )
+    assert_resumed_like_uninterrupted(tmp_path, f"epoch={STOP - 1}-step={STOP * 3}.ckpt", workers=1)
 
 
 def first_run_checkpoint(tmp_path, **options):
@@ -187,7 +191,9 @@ def test_a_loader_whose_batch_sampler_keeps_no_state_resumes_quietly(tmp_path):
             dirpath=tmp_path / name, filename="{epoch}-{step}", save_top_k=-1
         )
         torch.manual_seed(0)
-        fit_trainer = trainer(max_epochs=epochs, callbacks=[recorder, saving], enable_checkpointing=True)
+        fit_trainer = trainer(
+            max_epochs=epochs, callbacks=[recorder, saving], enable_checkpointing=True
+        )
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             path = None if ckpt is None else str(tmp_path / "first" / ckpt)
@@ -223,21 +229,41 @@ def test_switching_between_a_stateful_and_a_stateless_batch_sampler_warns(tmp_pa
     assert resume_trainer.current_epoch == EPOCHS
 
 
-@pytest.mark.parametrize("loader", ["group cycle", "shuffled"])
-def test_a_checkpoint_written_inside_an_epoch_warns(tmp_path, loader):
-    """every_n_train_steps: the loader state cannot replay the rest of the epoch (nor can a
-    shuffled loader's), so the resume says that its batches differ."""
+@pytest.mark.parametrize("step", [2, 4, 6], ids=["epoch 0 batch 2", "epoch 1 batch 1", "last"])
+@pytest.mark.parametrize(
+    "options",
+    [{}, {"raw": True}, {"cached": True}, {"workers": 1}, {"raw": True, "workers": 1}],
+    ids=["Quaterion.fit", "trainer.fit", "fully cached", "workers", "trainer.fit workers"],
+)
+def test_resumed_inside_an_epoch_trains_on_the_rest_of_it(tmp_path, options, step):
+    """every_n_train_steps: Lightning hands the loader its state back, and the sampler's
+    state says how much of the epoch was trained (TrainableModel notes it at every step),
+    so the resumed fit takes the epoch's remaining batches and goes on as the uninterrupted
+    one (which wrote the checkpoint)."""
+    straight = fit(tmp_path / "straight", EPOCHS, every_n_train_steps=2, **options)
+    epoch = (step - 1) // 3
+    path = tmp_path / "straight" / f"epoch={epoch}-step={step}.ckpt"
+    resumed, messages = fit_warned(tmp_path, path, **options)
+    assert not messages
+    assert resumed.batches == straight.batches[step:]
+    torch.testing.assert_close(torch.stack(resumed.losses), torch.stack(straight.losses[step:]))
+
+
+def test_a_shuffled_loader_resumed_inside_an_epoch_warns(tmp_path):
+    """A shuffled loader cannot replay the rest of an epoch, so the resume says that its
+    batches differ (in place of Lightning's warning for loaders without state)."""
     saving = pl.callbacks.ModelCheckpoint(
-        dirpath=tmp_path / "first", filename="{epoch}-{step}", save_top_k=-1,
-        every_n_train_steps=2,
+        dirpath=tmp_path / "first", filename="{epoch}-{step}", save_top_k=-1, every_n_train_steps=2
     )
-    make = (lambda: fit_loader()) if loader == "group cycle" else plain_loader
-    Quaterion.fit(Model(), trainer(max_epochs=1, callbacks=[saving], enable_checkpointing=True), make())
+    first_trainer = trainer(max_epochs=1, callbacks=[saving], enable_checkpointing=True)
+    Quaterion.fit(Model(), first_trainer, plain_loader())
     with pytest.warns(UserWarning, match="inside epoch 0, after 2 of its batches") as caught:
         resume_trainer = trainer(max_epochs=2)
-        Quaterion.fit(Model(), resume_trainer, make(), ckpt_path=str(tmp_path / "first" / "epoch=0-step=2.ckpt"))
+        path = str(tmp_path / "first" / "epoch=0-step=2.ckpt")
+        Quaterion.fit(Model(), resume_trainer, plain_loader(), ckpt_path=path)
     assert resume_trainer.current_epoch == 2
-    assert len([w for w in caught if ORDER_WARNING.search(str(w.message))]) == 1
+    messages = [str(w.message) for w in caught if ORDER_WARNING.search(str(w.message))]
+    assert len(messages) == 1 and "BatchSampler cannot replay the rest of an epoch" in messages[0]
 
 
 def test_trainer_fit_with_loader_workers_warns_that_the_order_starts_over(tmp_path):
