@@ -229,3 +229,36 @@ def test_loader_state_is_the_batch_samplers():
         loader.load_state_dict({"batch_sampler": None})
     with pytest.raises(ValueError, match="'batch_sampler' entry"):
         loader.load_state_dict([1, 2])
+
+
+def test_a_state_noted_inside_an_epoch_resumes_after_the_batches_trained():
+    """With note_batches_trained(2) the state resumes at the epoch's third batch; re-saved
+    before drawing it is the same state; note_batches_trained(None) is an epoch's end."""
+    groups = [0, 1, 2, 3, 4] * 6
+    straight = GroupCycleBatchSampler(groups, batch_size=6, seed=2)
+    expected = [list(straight) for _ in range(3)]
+    assert len(expected[0]) == 5
+    first = GroupCycleBatchSampler(groups, batch_size=6, seed=2)
+    batches = iter(first)
+    taken = [next(batches) for _ in range(2)]
+    first.note_batches_trained(2)
+    state = first.state_dict()
+    assert taken == expected[0][:2] and state["partial"]["batches"] == 2
+    resumed = GroupCycleBatchSampler(groups, batch_size=6, seed=2)
+    resumed.load_state_dict(state)
+    assert resumed.epochs_drawn == 0
+    again = resumed.state_dict()
+    assert again["partial"]["batches"] == 2 and again["epochs_drawn"] == 1
+    assert (
+        again["partial"]["generator"]["keys"].tolist()
+        == state["partial"]["generator"]["keys"].tolist()
+    )
+    assert list(resumed) == expected[0][2:]
+    assert [list(resumed) for _ in range(2)] == expected[1:]
+    whole = GroupCycleBatchSampler(groups, batch_size=6, seed=2)
+    list(whole)
+    whole.note_batches_trained(None)
+    assert whole.state_dict()["partial"] is None
+    damaged = dict(state, partial=dict(state["partial"], batches=5))
+    with pytest.raises(ValueError, match="5 batches of an epoch of 5"):
+        GroupCycleBatchSampler(groups, batch_size=6, seed=2).load_state_dict(damaged)

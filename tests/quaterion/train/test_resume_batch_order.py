@@ -62,7 +62,15 @@ def fit_loader(workers=0):
 
 
 def fit(
-    tmp_path, epochs, ckpt=None, cached=False, raw=False, workers=0, val=False, **checkpointing
+    tmp_path,
+    epochs,
+    ckpt=None,
+    cached=False,
+    raw=False,
+    workers=0,
+    val=False,
+    limit=None,
+    **checkpointing,
 ):
     """One fit of a fresh model, loader and sampler; returns its :class:`BatchRecorder`.
     ``raw``: ``trainer.fit`` itself instead of ``Quaterion.fit``."""
@@ -75,7 +83,10 @@ def fit(
     )
     torch.manual_seed(0)
     fit_trainer = trainer(
-        max_epochs=epochs, callbacks=[recorder, saving], enable_checkpointing=True
+        max_epochs=epochs,
+        callbacks=[recorder, saving],
+        enable_checkpointing=True,
+        limit_train_batches=limit,
     )
     path = None if ckpt is None else str(ckpt)
     val_loader = None
@@ -93,15 +104,18 @@ def fit(
     return recorder
 
 
-def assert_resumed_like_uninterrupted(tmp_path, ckpt, **options):
+def assert_resumed_like_uninterrupted(tmp_path, **options):
+    """Fit ``STOP`` epochs, resume from the checkpoint of the last one's end to ``EPOCHS``:
+    the batches and losses of a fit of ``EPOCHS`` straight, without a warning."""
     straight = fit(tmp_path / "straight", EPOCHS, **options)
     first = fit(tmp_path / "first", STOP, **options)
+    per_epoch = options.get("limit") or 3
+    ckpt = tmp_path / "first" / f"epoch={STOP - 1}-step={STOP * per_epoch}.ckpt"
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        resumed = fit(tmp_path / "resumed", EPOCHS, ckpt=tmp_path / "first" / ckpt, **options)
+        resumed = fit(tmp_path / "resumed", EPOCHS, ckpt=ckpt, **options)
     assert not [w for w in caught if ORDER_WARNING.search(str(w.message))]  # nothing to warn about
-    per_epoch = len(straight.batches) // EPOCHS
-    assert per_epoch == 3 and len(first.batches) == STOP * per_epoch
+    assert len(straight.batches) == EPOCHS * per_epoch and len(first.batches) == STOP * per_epoch
     assert first.batches + resumed.batches == straight.batches
     # the epochs differ from each other: a resume that started the order over would fail
     assert [b for _, b in straight.batches[:per_epoch]] != [
@@ -112,31 +126,28 @@ def assert_resumed_like_uninterrupted(tmp_path, ckpt, **options):
     )
 
 
+@pytest.mark.parametrize("limit", [None, 2], ids=["whole epochs", "limit_train_batches"])
 @pytest.mark.parametrize("cached", [False, True], ids=["raw data", "fully cached"])
-def test_quaterion_fit_resumed_at_an_epoch_end(tmp_path, cached):
+def test_quaterion_fit_resumed_at_an_epoch_end(tmp_path, cached, limit):
     """The checkpoint ModelCheckpoint writes at the end of an epoch (Lightning does not
     hand loader states back for it: TrainableModel restores the batch order)."""
-    assert_resumed_like_uninterrupted(
-        tmp_path, f"epoch={STOP - 1}-step={STOP * 3}.ckpt", cached=cached
-    )
+    assert_resumed_like_uninterrupted(tmp_path, cached=cached, limit=limit)
 
 
 def test_trainer_fit_resumed_at_an_epoch_end(tmp_path):
     """``trainer.fit`` itself: the order is restored at train start."""
-    assert_resumed_like_uninterrupted(tmp_path, f"epoch={STOP - 1}-step={STOP * 3}.ckpt", raw=True)
+    assert_resumed_like_uninterrupted(tmp_path, raw=True)
 
 
 def test_resumed_from_a_checkpoint_lightning_restores_the_loader_from(tmp_path):
     """A checkpoint written after the epoch's validation (not at the train epoch's end):
     Lightning itself calls the loader's load_state_dict on resume."""
-    assert_resumed_like_uninterrupted(
-        tmp_path, f"epoch={STOP - 1}-step={STOP * 3}.ckpt", val=True, save_on_train_epoch_end=False
-    )
+    assert_resumed_like_uninterrupted(tmp_path, val=True, save_on_train_epoch_end=False)
 
 
 def test_resumed_with_loader_workers_through_quaterion_fit(tmp_path):
     """Quaterion.fit restores the order before the loader's workers take batches."""
-    assert_resumed_like_uninterrupted(tmp_path, f"epoch={STOP - 1}-step={STOP * 3}.ckpt", workers=1)
+    assert_resumed_like_uninterrupted(tmp_path, workers=1)
 
 
 def first_run_checkpoint(tmp_path, **options):
