@@ -32,9 +32,11 @@ def checkpoint_entry(trainer: pl.Trainer) -> Optional[Dict[str, Any]]:
     return {
         "loader": loader.state_dict() if keeps_state(loader) else None,
         "mid_epoch": {"epoch": trainer.current_epoch, "batches": done} if inside else None,
-        # whether the loader's state itself resumes inside the epoch
+        # whether the loader's state itself resumes after the batches trained (its sampler
+        # was told of them by note_progress: an override that skips it leaves it unsaid)
         "replays_epoch": keeps_state(loader)
-        and callable(getattr(sampler, "note_batches_trained", None)),
+        and inside
+        and getattr(sampler, "batches_trained", None) == done,
     }
 
 
@@ -95,10 +97,12 @@ def settle_resumed_order(entry: Optional[Dict[str, Any]], loader: Any, restored:
     if stop is not None and not entry.get("replays_epoch", False):
         warnings.warn(
             f"This fit is resumed from a checkpoint written inside epoch {stop['epoch']}, "
-            f"after {stop['batches']} of its batches, and the training loader's {kind} cannot "
-            "replay the rest of an epoch: the rest of that epoch trains on the first batches "
-            "of a new pass, so the resumed batches differ from an uninterrupted fit's. Resume "
-            "from a checkpoint written at an epoch's end (ModelCheckpoint's default), or draw "
-            "batches from a GroupCycleBatchSampler, for the same batches.",
+            f"after {stop['batches']} of its batches, and the training loader's state does not "
+            f"hold where that epoch stopped (its {kind} cannot replay the rest of an epoch, or "
+            "was not told of the batches trained: an override of on_train_batch_start must "
+            "call super()). The rest of that epoch trains on the first batches of a new pass, "
+            "so the resumed batches differ from an uninterrupted fit's. Resume from a "
+            "checkpoint written at an epoch's end (ModelCheckpoint's default), or draw batches "
+            "from a GroupCycleBatchSampler, for the same batches.",
             stacklevel=3,
         )

@@ -254,6 +254,9 @@ def test_resumed_inside_an_epoch_trains_on_the_rest_of_it(tmp_path, options, ste
     straight = fit(tmp_path / "straight", EPOCHS, every_n_train_steps=2, **options)
     epoch = (step - 1) // 3
     path = tmp_path / "straight" / f"epoch={epoch}-step={step}.ckpt"
+    saved = torch.load(path, weights_only=True)["quaterion_batch_order"]["loader"]  # plain data
+    partial = saved["batch_sampler"]["partial"]
+    assert (partial and partial["batches"]) == (None if step % 3 == 0 else step % 3)
     resumed, messages = fit_warned(tmp_path, path, **options)
     assert not messages
     assert resumed.batches == straight.batches[step:]
@@ -274,7 +277,29 @@ def test_a_shuffled_loader_resumed_inside_an_epoch_warns(tmp_path):
         Quaterion.fit(Model(), resume_trainer, plain_loader(), ckpt_path=path)
     assert resume_trainer.current_epoch == 2
     messages = [str(w.message) for w in caught if ORDER_WARNING.search(str(w.message))]
-    assert len(messages) == 1 and "BatchSampler cannot replay the rest of an epoch" in messages[0]
+    assert (
+        len(messages) == 1 and "its BatchSampler cannot replay the rest of an epoch" in messages[0]
+    )
+
+
+class Unnoted(Model):
+    """Overrides on_train_batch_start without calling super()."""
+
+    def on_train_batch_start(self, batch, batch_idx):
+        return None
+
+
+def test_an_override_that_leaves_the_sampler_unnoted_warns_inside_an_epoch(tmp_path):
+    """The sampler was not told of the batches trained, so its state cannot replay the
+    rest of the epoch: the resume warns instead of silently training on other batches."""
+    saving = pl.callbacks.ModelCheckpoint(
+        dirpath=tmp_path / "first", filename="{epoch}-{step}", save_top_k=-1, every_n_train_steps=2
+    )
+    first_trainer = trainer(max_epochs=1, callbacks=[saving], enable_checkpointing=True)
+    Quaterion.fit(Unnoted(), first_trainer, fit_loader())
+    path = str(tmp_path / "first" / "epoch=0-step=2.ckpt")
+    with pytest.warns(UserWarning, match="override of on_train_batch_start must call super"):
+        Quaterion.fit(Model(), trainer(max_epochs=2), fit_loader(), ckpt_path=path)
 
 
 def test_trainer_fit_with_loader_workers_warns_that_the_order_starts_over(tmp_path):
