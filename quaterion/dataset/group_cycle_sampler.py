@@ -72,15 +72,16 @@ class GroupCycleBatchSampler(Sampler[list[int]]):
     over). With ``seed=s`` the batches equal those of sentence-transformers' loop run with
     ``numpy.random.seed(s)`` just before building its ``SentenceLabelDataset``.
 
-    Resuming: :meth:`state_dict` holds the generator, the group order and the number of
-    epochs drawn, as plain data (a weights-only ``torch.load`` reads it), and
-    :meth:`load_state_dict` puts them back, so that the next epoch continues the order.
-    A :class:`~quaterion.dataset.SimilarityDataLoader` hands them to Lightning's
-    checkpoints, and a fit resumed with ``ckpt_path`` from a checkpoint written at the end
-    of an epoch trains on exactly the batches of an uninterrupted fit (see the training
-    guide for mid-epoch checkpoints). An epoch draws all its random numbers when its first
-    batch is taken, so the state read at an epoch's end is the state the next epoch starts
-    from.
+    Resuming: :meth:`state_dict` holds the generator, the group order, the number of
+    epochs drawn and, once a training loop noted it (:meth:`note_batches_trained`), the
+    batches taken of the current epoch, as plain data (a weights-only ``torch.load`` reads
+    it); :meth:`load_state_dict` puts them back, so that the next iteration continues the
+    order (the rest of the current epoch, or the next epoch). A
+    :class:`~quaterion.dataset.SimilarityDataLoader` hands them to Lightning's
+    checkpoints, and a fit resumed with ``ckpt_path`` trains on exactly the batches of an
+    uninterrupted fit, from a checkpoint written at an epoch's end or inside one (see
+    Resuming in the training guide). An epoch draws all its random numbers when its first
+    batch is taken.
 
     Groups with fewer than ``samples_per_group`` records are left out (with a warning),
     as sentence-transformers does. One process only: it does not shard batches across
