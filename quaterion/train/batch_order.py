@@ -18,25 +18,26 @@ import pytorch_lightning as pl
 from quaterion.dataset.loader_state import keeps_state
 
 
+def _stopped_inside_epoch(trainer: pl.Trainer) -> int:
+    """Batches the fit has taken of the epoch in progress; 0 at an epoch's end (or start).
+    At train start of a resumed fit: those of the checkpoint's epoch."""
+    progress = trainer.fit_loop.epoch_loop.batch_progress
+    return 0 if progress.is_last_batch else progress.current.ready
+
+
 def checkpoint_entry(trainer: pl.Trainer) -> Optional[Dict[str, Any]]:
     """What a checkpoint written now keeps of the training loader: its state (``None``
-    for a loader without one) and, when written inside an epoch, the batches of that epoch
-    already trained on (``None`` at an epoch's end). ``None`` outside a fit."""
+    for a loader without one) and whether that state resumes inside the epoch in progress
+    (its batch sampler was told of the batches taken, see :func:`note_progress`). ``None``
+    outside a fit."""
     loader = trainer.train_dataloader
     if loader is None:
         return None
-    progress = trainer.fit_loop.epoch_loop.batch_progress
-    done = progress.current.ready
-    inside = done > 0 and not progress.is_last_batch
-    sampler = getattr(loader, "batch_sampler", None)
+    done = _stopped_inside_epoch(trainer)
+    noted = getattr(getattr(loader, "batch_sampler", None), "batches_trained", None)
     return {
         "loader": loader.state_dict() if keeps_state(loader) else None,
-        "mid_epoch": {"epoch": trainer.current_epoch, "batches": done} if inside else None,
-        # whether the loader's state itself resumes after the batches trained (its sampler
-        # was told of them by note_progress: an override that skips it leaves it unsaid)
-        "replays_epoch": keeps_state(loader)
-        and inside
-        and getattr(sampler, "batches_trained", None) == done,
+        "replays_epoch": bool(done) and keeps_state(loader) and noted == done,
     }
 
 
@@ -60,26 +61,27 @@ def restore_order(entry: Optional[Dict[str, Any]], loader: Any) -> None:
         loader.load_state_dict(entry["loader"])
 
 
-def settle_resumed_order(entry: Optional[Dict[str, Any]], loader: Any, restored: bool) -> None:
-    """At the start of a resumed fit: restore ``loader``'s state from ``entry`` (the
-    checkpoint's :func:`checkpoint_entry`) unless it is ``restored`` already (by
+def settle_resumed_order(
+    entry: Optional[Dict[str, Any]], trainer: pl.Trainer, restored: bool
+) -> None:
+    """At the start of a resumed fit: restore the training loader's state from ``entry``
+    (the checkpoint's :func:`checkpoint_entry`) unless it is ``restored`` already (by
     :func:`restore_order`, or by Lightning), and warn where the resumed batches cannot be
     those of an uninterrupted fit. ``entry=None``: a checkpoint written before the loader
     state was kept."""
+    loader = trainer.train_dataloader
     sampler = getattr(loader, "batch_sampler", None)
     kind = type(sampler).__name__
-    if entry is None:
-        if keeps_state(sampler):
-            warnings.warn(
-                f"This fit is resumed from a checkpoint that holds no batch order (written "
-                f"by an older version), so {kind} starts again from its seed: the resumed "
-                "epochs repeat the first epochs' batches instead of continuing the order of "
-                "an uninterrupted run. Give the resumed run's sampler another seed so that "
-                "they are not repeated, or resume from a checkpoint written by this version.",
-                stacklevel=3,
-            )
-        return
-    saved = entry["loader"]
+    if entry is None and keeps_state(sampler):
+        warnings.warn(
+            f"This fit is resumed from a checkpoint that holds no batch order (written by an "
+            f"older version), so {kind} starts again from its seed: the resumed epochs repeat "
+            "the first epochs' batches instead of continuing the order of an uninterrupted "
+            "run. Give the resumed run's sampler another seed so that they are not repeated, "
+            "or resume from a checkpoint written by this version.",
+            stacklevel=3,
+        )
+    saved = None if entry is None else entry["loader"]
     if saved is not None and keeps_state(loader) and not restored:
         if getattr(loader, "num_workers", 0) > 0:
             warnings.warn(
@@ -93,16 +95,16 @@ def settle_resumed_order(entry: Optional[Dict[str, Any]], loader: Any, restored:
             )
         else:
             loader.load_state_dict(saved)
-    stop = entry["mid_epoch"]
-    if stop is not None and not entry.get("replays_epoch", False):
+    done = _stopped_inside_epoch(trainer)
+    if done and not (entry is not None and entry["replays_epoch"]):
         warnings.warn(
-            f"This fit is resumed from a checkpoint written inside epoch {stop['epoch']}, "
-            f"after {stop['batches']} of its batches, and the training loader's state does not "
-            f"hold where that epoch stopped (its {kind} cannot replay the rest of an epoch, or "
-            "was not told of the batches trained: an override of on_train_batch_start must "
-            "call super()). The rest of that epoch trains on the first batches of a new pass, "
-            "so the resumed batches differ from an uninterrupted fit's. Resume from a "
-            "checkpoint written at an epoch's end (ModelCheckpoint's default), or draw batches "
-            "from a GroupCycleBatchSampler, for the same batches.",
+            f"This fit is resumed from a checkpoint written inside epoch "
+            f"{trainer.current_epoch}, after {done} of its batches, and the training loader's "
+            f"state does not hold where that epoch stopped (its {kind} cannot replay the rest "
+            "of an epoch, or was not told of the batches trained: an override of "
+            "on_train_batch_start must call super()). The rest of that epoch trains on the "
+            "first batches of a new pass, so the resumed batches differ from an uninterrupted "
+            "fit's. Resume from a checkpoint written at an epoch's end (ModelCheckpoint's "
+            "default), or draw batches from a GroupCycleBatchSampler, for the same batches.",
             stacklevel=3,
         )

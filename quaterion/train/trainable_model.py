@@ -303,15 +303,16 @@ class TrainableModel(pl.LightningModule, CacheMixin):
     @override
     def on_train_start(self) -> None:
         """In a fit resumed from a checkpoint: restores the training loader's batch order
-        (e.g. a :class:`~quaterion.dataset.GroupCycleBatchSampler`'s) unless that is done, and warns where the
-        resumed batches cannot be an uninterrupted fit's (a mid-epoch checkpoint, one
-        without the order). Call ``super().on_train_start()`` when overriding."""
+        (e.g. a :class:`~quaterion.dataset.GroupCycleBatchSampler`'s) unless that is done,
+        and warns where the resumed batches cannot be an uninterrupted fit's (see
+        :func:`~quaterion.train.batch_order.settle_resumed_order`). Call
+        ``super().on_train_start()`` when overriding."""
         if self.trainer.ckpt_path is None:
             return
         entry, self._resumed_order = self._resumed_order, None
         # Lightning hands the loader its state itself when it resumes inside an epoch
         restored = self._order_restored or self.trainer.fit_loop.restarting
-        settle_resumed_order(entry, self.trainer.train_dataloader, restored)
+        settle_resumed_order(entry, self.trainer, restored)
 
     def set_training_modes(self) -> None:
         """The whole module (head, trainable encoders, the loss and any other sub-module) in

@@ -164,19 +164,24 @@ def fit_warned(tmp_path, ckpt, **options):
     return resumed, [str(w.message) for w in caught if ORDER_WARNING.search(str(w.message))]
 
 
+def strip_batch_order(path, old):
+    """A copy of checkpoint ``path`` at ``old`` as written before the loader state was kept:
+    no TrainableModel entry, no loader states of Lightning's (no loader was stateful)."""
+    checkpoint = torch.load(path, weights_only=False)
+    del checkpoint["quaterion_batch_order"]
+    del checkpoint["loops"]["fit_loop"]["state_dict"]["combined_loader"]
+    torch.save(checkpoint, old)
+    return old
+
+
 @pytest.mark.parametrize("val", [False, True], ids=["train epoch end", "after validation"])
 def test_a_checkpoint_without_the_batch_order_still_resumes_and_warns(tmp_path, val):
     """A checkpoint written before the loader state was kept (neither TrainableModel's entry
     nor Lightning's loader states) resumes, from the sampler's seed, and says so."""
     straight = fit(tmp_path / "straight", EPOCHS, val=val)
     _, path = first_run_checkpoint(tmp_path, val=val, save_on_train_epoch_end=not val)
-    checkpoint = torch.load(path, weights_only=False)
-    del checkpoint["quaterion_batch_order"]
-    del checkpoint["loops"]["fit_loop"]["state_dict"]["combined_loader"]
-    torch.save(checkpoint, tmp_path / "old.ckpt")
-    resumed, messages = fit_warned(
-        tmp_path, tmp_path / "old.ckpt", val=val, save_on_train_epoch_end=not val
-    )
+    old = strip_batch_order(path, tmp_path / "old.ckpt")
+    resumed, messages = fit_warned(tmp_path, old, val=val, save_on_train_epoch_end=not val)
     assert len(messages) == 1 and "holds no batch order" in messages[0]
     assert "RecordingSampler starts again from its seed" in messages[0]
     per_epoch = 3
@@ -263,18 +268,22 @@ def test_resumed_inside_an_epoch_trains_on_the_rest_of_it(tmp_path, options, ste
     torch.testing.assert_close(torch.stack(resumed.losses), torch.stack(straight.losses[step:]))
 
 
-def test_a_shuffled_loader_resumed_inside_an_epoch_warns(tmp_path):
+@pytest.mark.parametrize("old", [False, True], ids=["this version", "older checkpoint"])
+def test_a_shuffled_loader_resumed_inside_an_epoch_warns(tmp_path, old):
     """A shuffled loader cannot replay the rest of an epoch, so the resume says that its
-    batches differ (in place of Lightning's warning for loaders without state)."""
+    batches differ (in place of Lightning's warning for loaders without state, which it no
+    longer gives now that the loader is stateful), from an older checkpoint too."""
     saving = pl.callbacks.ModelCheckpoint(
         dirpath=tmp_path / "first", filename="{epoch}-{step}", save_top_k=-1, every_n_train_steps=2
     )
     first_trainer = trainer(max_epochs=1, callbacks=[saving], enable_checkpointing=True)
     Quaterion.fit(Model(), first_trainer, plain_loader())
+    path = tmp_path / "first" / "epoch=0-step=2.ckpt"
+    if old:
+        path = strip_batch_order(path, tmp_path / "old.ckpt")
     with pytest.warns(UserWarning, match="inside epoch 0, after 2 of its batches") as caught:
         resume_trainer = trainer(max_epochs=2)
-        path = str(tmp_path / "first" / "epoch=0-step=2.ckpt")
-        Quaterion.fit(Model(), resume_trainer, plain_loader(), ckpt_path=path)
+        Quaterion.fit(Model(), resume_trainer, plain_loader(), ckpt_path=str(path))
     assert resume_trainer.current_epoch == 2
     messages = [str(w.message) for w in caught if ORDER_WARNING.search(str(w.message))]
     assert (
