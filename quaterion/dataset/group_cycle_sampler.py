@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+import zlib
 from numbers import Integral
 from collections.abc import Hashable, Iterable, Iterator, Sequence
 from typing import Any, Optional
@@ -144,6 +145,8 @@ class GroupCycleBatchSampler(Sampler[list[int]]):
                 stacklevel=2,
             )
         self.members = kept
+        flat = [value for rows in kept for value in (len(rows), *rows)]
+        self._groups_crc = zlib.crc32(np.asarray(flat, dtype=np.int64).tobytes())
         used = sum(len(rows) for rows in kept)
         per_epoch = -(-used // self.samples_per_group) * self.samples_per_group
         self._per_epoch = per_epoch
@@ -245,12 +248,13 @@ class GroupCycleBatchSampler(Sampler[list[int]]):
         self.batches_trained, self._epoch_start = None, None
 
     def _layout(self) -> dict[str, Any]:
-        """What a state must match: the batch shape and the size of every kept group."""
+        """What a state must match: the batch shape and the kept groups (their records,
+        as a CRC-32 of the record indices of each group in turn, sizes included)."""
         return {
             "batch_size": self.batch_size,
             "samples_per_group": self.samples_per_group,
             "records": self.num_records,
-            "group_sizes": [len(rows) for rows in self.members],
+            "groups": self._groups_crc,
         }
 
     def _epoch_stream(self) -> list[int]:

@@ -197,11 +197,12 @@ def test_a_loaded_state_continues_the_order_of_an_uninterrupted_sampler(tmp_path
 
 def test_a_state_of_another_layout_is_refused():
     state = GroupCycleBatchSampler([0, 0, 1, 1, 2, 2], batch_size=4).state_dict()
-    for other in (
-        GroupCycleBatchSampler([0, 0, 1, 1, 2, 2, 2], batch_size=4),
-        GroupCycleBatchSampler([0, 0, 1, 1, 2, 2], batch_size=2),
+    for other, changed in (
+        (GroupCycleBatchSampler([0, 0, 1, 1, 2, 2, 2], batch_size=4), "groups, records"),
+        (GroupCycleBatchSampler([0, 0, 1, 1, 2, 2], batch_size=2), "batch_size"),
+        (GroupCycleBatchSampler([0, 1, 0, 1, 2, 2], batch_size=4), "groups"),  # same sizes
     ):
-        with pytest.raises(ValueError, match="other .* than this one"):
+        with pytest.raises(ValueError, match=f"with other {changed} than this one"):
             other.load_state_dict(state)
     with pytest.raises(ValueError, match="not a state written by GroupCycleBatchSampler"):
         GroupCycleBatchSampler([0, 0, 1, 1], batch_size=2).load_state_dict({"order": [0, 1]})
