@@ -319,3 +319,19 @@ def test_trainer_fit_with_loader_workers_warns_that_the_order_starts_over(tmp_pa
     resumed, messages = fit_warned(tmp_path, path, raw=True, workers=1)
     assert len(messages) == 1 and "worker processes took the first resumed batches" in messages[0]
     assert [b for _, b in resumed.batches] == [b for _, b in straight.batches[:6]]
+
+
+@pytest.mark.parametrize("raw", [False, True], ids=["Quaterion.fit", "trainer.fit"])
+def test_resuming_with_a_sampler_of_another_layout_is_refused(tmp_path, raw):
+    """Its order would not fit the sampler's groups: a clear error, not other batches."""
+    _, path = first_run_checkpoint(tmp_path)
+    other = GroupSimilarityDataLoader(
+        SAMPLES, batch_sampler=GroupCycleBatchSampler(GROUPS, batch_size=6, seed=5)
+    )
+    model = Model()
+    with pytest.raises(ValueError, match="other batch_size than this one"):
+        if raw:
+            model.setup_dataloader(other)
+            trainer(max_epochs=EPOCHS).fit(model, other, ckpt_path=str(path))
+        else:
+            Quaterion.fit(model, trainer(max_epochs=EPOCHS), other, ckpt_path=str(path))
