@@ -3,9 +3,10 @@
 Every fit records, at each training step, the dataset indices of the batch it trains on
 (read off the records, whose first feature is their index; in a fully cached fit, which
 trains on store rows, the batch the sampler has just handed out: the store-served loader
-has no workers and is read one batch per step) and the step's loss. A run of ``EPOCHS`` epochs straight is the reference;
-a run stopped after ``STOP`` epochs and resumed from its checkpoint in a fresh model,
-loader and sampler must record exactly the same batches (and the same losses).
+has no workers and is read one batch per step) and the step's loss. A run of ``EPOCHS``
+epochs straight is the reference; a run stopped after ``STOP`` epochs and resumed from its
+checkpoint in a fresh model, loader and sampler must record exactly the same batches (and
+the same losses).
 """
 
 import re
@@ -45,7 +46,8 @@ class BatchRecorder(pl.Callback):
         self.sampler, self.cached, self.batches, self.losses = sampler, cached, [], []
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
-        if self.cached:  # store rows: ask the sampler
+        if self.cached:  # store rows (int64), served from the cache: ask the sampler
+            assert batch[0]["data"]["default"].dtype == torch.int64
             indices = self.sampler.last
         else:  # the raw records, whose first feature is their index
             indices = batch[0]["data"]["default"][:, 0].round().long().tolist()
