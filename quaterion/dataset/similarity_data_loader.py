@@ -15,6 +15,7 @@ from quaterion.dataset.label_cache_dataset import (
     LabelCacheIterableDataset,
     LabelCacheMode,
 )
+from quaterion.dataset.loader_state import BatchOrderState
 from quaterion.dataset.similarity_samples import SimilarityGroupSample, SimilarityPairSample
 from quaterion.dataset.train_collator import TrainCollator
 
@@ -45,13 +46,17 @@ def _build_layers(dataset: Dataset) -> Tuple[Any, Any]:
     return indexing, LabelCacheDataset(indexing)
 
 
-class SimilarityDataLoader(DataLoader[T_co], Generic[T_co]):
+class SimilarityDataLoader(BatchOrderState, DataLoader[T_co], Generic[T_co]):
     """``DataLoader`` over similarity samples; items become ``(id, sample)`` pairs.
 
     The dataset is wrapped in an indexing layer (reproducible ids, the cache keys) and a
     label-cache layer; ``loader.dataset`` is the latter. Iterating a fresh loader yields
     ``(feature_ids, features, labels)`` from :meth:`pre_collate_fn`; training replaces
     ``collate_fn`` with a :class:`~quaterion.dataset.train_collator.TrainCollator`.
+
+    ``state_dict`` / ``load_state_dict`` hold the state of the batch sampler (``None`` for
+    one that keeps none): Lightning saves it in checkpoints, so a fit resumed from one
+    continues e.g. a :class:`~quaterion.dataset.GroupCycleBatchSampler`'s order.
 
     Args:
         dataset: map-style (a list works) or iterable dataset of samples, or the

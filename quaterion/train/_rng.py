@@ -10,20 +10,16 @@ from typing import Any, Dict
 import numpy as np
 import torch
 
+from quaterion.dataset.random_state import random_state_from_dict, random_state_to_dict
+
 
 def capture_rng() -> Dict[str, Any]:
     """Host RNG states (torch CPU, ``random``, NumPy) as plain, weights-only-loadable data."""
-    np_state = np.random.get_state()
     return {
         "torch": torch.get_rng_state(),
         "python": list(random.getstate()[1]) + [random.getstate()[0]],
         "python_gauss": random.getstate()[2],
-        "numpy": {
-            "keys": torch.from_numpy(np_state[1].astype(np.int64)),
-            "pos": int(np_state[2]),
-            "has_gauss": int(np_state[3]),
-            "gauss": float(np_state[4]),
-        },
+        "numpy": random_state_to_dict(np.random),
     }
 
 
@@ -32,13 +28,4 @@ def restore_rng(state: Dict[str, Any]) -> None:
     torch.set_rng_state(state["torch"])
     *internal, version = state["python"]
     random.setstate((version, tuple(internal), state["python_gauss"]))
-    numpy = state["numpy"]
-    np.random.set_state(
-        (
-            "MT19937",
-            numpy["keys"].numpy().astype(np.uint32),
-            numpy["pos"],
-            numpy["has_gauss"],
-            numpy["gauss"],
-        )
-    )
+    np.random.set_state(random_state_from_dict(state["numpy"]))

@@ -9,7 +9,6 @@ from pytorch_lightning.utilities.seed import isolate_rng
 from torch import Tensor
 from typing_extensions import override
 
-from quaterion.dataset.group_cycle_sampler import GroupCycleBatchSampler
 from quaterion.dataset.similarity_data_loader import SimilarityDataLoader
 from quaterion.dataset.train_collator import TrainCollator
 from quaterion.distributed import is_global_rank_zero, world_size
@@ -18,6 +17,8 @@ from quaterion.loss import GroupLoss, SimilarityLoss
 from quaterion.train.fit_checks import check_batch_labels
 from quaterion.train._hook_checks import check_encoders, check_hook_result, check_metrics
 from quaterion.train._rng import capture_rng, restore_rng
+from quaterion.train.batch_order import checkpoint_entry, note_progress, restore_order
+from quaterion.train.batch_order import settle_resumed_order
 from quaterion.train.cache import CacheConfig, CacheType
 from quaterion.train.cache.setup import CachedLoaders, apply_cache_config, cache_loaders
 from quaterion.train.cache.setup import unwrap_encoders
@@ -40,6 +41,7 @@ from quaterion_models.encoders import Encoder
 from quaterion_models.heads import EncoderHead
 
 _RNG_KEY = "quaterion_rng_state"
+_BATCH_ORDER_KEY = "quaterion_batch_order"
 
 
 class TrainableModel(pl.LightningModule, CacheMixin):
@@ -74,6 +76,8 @@ class TrainableModel(pl.LightningModule, CacheMixin):
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
         self._cache_sources: List[SimilarityDataLoader] = []  # loaders the cache set up
+        self._resumed_order: Optional[Dict[str, Any]] = None  # batch order of a resumed fit
+        self._order_restored = False  # whether on_load_checkpoint restored it
         encoders = check_encoders(self.configure_encoders(), Encoder)
         self.cache_config = check_hook_result(
             "configure_caches",
@@ -238,6 +242,14 @@ class TrainableModel(pl.LightningModule, CacheMixin):
         return loss
 
     @override
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> Optional[int]:
+        """Tells the training loader's batch sampler how much of its epoch is trained (see
+        :func:`~quaterion.train.batch_order.note_progress`). Call
+        ``super().on_train_batch_start(batch, batch_idx)`` when overriding."""
+        note_progress(self.trainer, batch_idx)
+        return None
+
+    @override
     def on_before_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
         # pair scores are checked here, on the CPU, so that the device never syncs for it
         check_batch_labels(self._loss, batch)
@@ -246,6 +258,9 @@ class TrainableModel(pl.LightningModule, CacheMixin):
     @override
     def on_save_checkpoint(self, checkpoint: Dict[str, Any]) -> None:
         checkpoint[_RNG_KEY] = capture_rng()
+        order = checkpoint_entry(self.trainer)
+        if order is not None:
+            checkpoint[_BATCH_ORDER_KEY] = order
 
     @override
     def on_load_checkpoint(self, checkpoint: Dict[str, Any]) -> None:
@@ -254,8 +269,15 @@ class TrainableModel(pl.LightningModule, CacheMixin):
             trainer = self.trainer
         except RuntimeError:  # not attached to a Trainer
             trainer = None
-        if trainer is not None and trainer.state.fn == "fit" and _RNG_KEY in checkpoint:
+        if trainer is None or trainer.state.fn != "fit":
+            return
+        if _RNG_KEY in checkpoint:
             restore_rng(checkpoint[_RNG_KEY])
+        # None: written before the batch order was kept (on_train_start warns)
+        self._resumed_order = checkpoint.get(_BATCH_ORDER_KEY)
+        self._order_restored = bool(self._cache_sources)
+        if self._order_restored:  # Quaterion.fit's train loader, before anything iterates it
+            restore_order(self._resumed_order, self._cache_sources[0])
 
     @override
     def on_validation_start(self) -> None:
@@ -280,20 +302,17 @@ class TrainableModel(pl.LightningModule, CacheMixin):
 
     @override
     def on_train_start(self) -> None:
-        """Warns when a resumed fit draws from a :class:`GroupCycleBatchSampler` (its
-        generator is not in the checkpoint). Call ``super().on_train_start()`` when
-        overriding."""
-        loader = self.trainer.train_dataloader
-        sampler = getattr(loader, "batch_sampler", None)
-        if self.trainer.ckpt_path is not None and isinstance(sampler, GroupCycleBatchSampler):
-            warnings.warn(
-                "This fit is resumed from a checkpoint, and GroupCycleBatchSampler keeps its "
-                "generator outside it: its batch order starts again from its seed, so the "
-                "resumed epochs repeat the first epochs' batches instead of continuing the "
-                "order of an uninterrupted run. Give the resumed run's sampler another seed "
-                "so that they are not repeated.",
-                stacklevel=2,
-            )
+        """In a fit resumed from a checkpoint: restores the training loader's batch order
+        (e.g. a :class:`~quaterion.dataset.GroupCycleBatchSampler`'s) unless that is done,
+        and warns where the resumed batches cannot be an uninterrupted fit's (see
+        :func:`~quaterion.train.batch_order.settle_resumed_order`). Call
+        ``super().on_train_start()`` when overriding."""
+        if self.trainer.ckpt_path is None:
+            return
+        entry, self._resumed_order = self._resumed_order, None
+        # Lightning hands the loader its state itself when it resumes inside an epoch
+        restored = self._order_restored or self.trainer.fit_loop.restarting
+        settle_resumed_order(entry, self.trainer, restored)
 
     def set_training_modes(self) -> None:
         """The whole module (head, trainable encoders, the loss and any other sub-module) in

@@ -13,6 +13,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import BatchSampler, DataLoader, Dataset
 
+from quaterion.dataset.loader_state import BatchOrderState
 from quaterion.dataset.similarity_data_loader import SimilarityDataLoader
 from quaterion.train.cache._views import epoch_views, view_keys
 from quaterion.train.cache.cache_encoder import CacheEncoder, CacheMode
@@ -134,11 +135,18 @@ def _whole_batch(batch: Any) -> Any:
     return batch
 
 
+class ServedLoader(BatchOrderState, DataLoader):
+    """The ``DataLoader`` of :func:`served_loader`; its ``state_dict`` is that of a
+    :class:`~quaterion.dataset.SimilarityDataLoader` on the same batch sampler, so a
+    checkpoint of a cached fit resumes an uncached one and the reverse."""
+
+
 def served_loader(loader: SimilarityDataLoader, rows: CachedRows) -> DataLoader:
     """Loader of ``loader``'s batches served from ``rows`` (the store), never the raw data.
 
     It shares ``loader``'s sampler (or batch sampler) and generator, so shuffling draws the
-    same random numbers as iterating ``loader``.
+    same random numbers as iterating ``loader``, and its state in checkpoints is the batch
+    sampler's, as ``loader``'s is.
     """
     if type(loader.batch_sampler) is BatchSampler:  # plain batching: Lightning can shard it
         batching = {
@@ -148,7 +156,7 @@ def served_loader(loader: SimilarityDataLoader, rows: CachedRows) -> DataLoader:
         }
     else:
         batching = {"batch_sampler": loader.batch_sampler}
-    return DataLoader(
+    return ServedLoader(
         rows,
         collate_fn=_whole_batch,
         pin_memory=loader.pin_memory,

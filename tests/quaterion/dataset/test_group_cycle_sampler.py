@@ -178,27 +178,88 @@ def test_one_group_only_warns_that_batches_hold_no_negatives():
     assert any("left out" in m for m in messages) and any("only one group" in m for m in messages)
 
 
-def test_a_resumed_fit_warns_that_the_sampler_starts_over(tmp_path):
-    """The sampler's generator is not in the checkpoint: a resumed fit draws the batches of
-    its first epoch again (an uninterrupted run would not), so it says so."""
-    import warnings
+@pytest.mark.parametrize("done", [0, 1, 3])
+def test_a_loaded_state_continues_the_order_of_an_uninterrupted_sampler(tmp_path, done):
+    """A fresh sampler loading the state of one that drew ``done`` epochs (through a file
+    read with weights_only=True) draws the epochs the uninterrupted sampler draws next."""
+    groups = [5, 7, 2, 9, 4, 6, 3, 8] * 3 + [5, 7]
+    straight = GroupCycleBatchSampler(groups, batch_size=6, seed=11)
+    expected = [list(straight) for _ in range(done + 3)]
+    first = GroupCycleBatchSampler(groups, batch_size=6, seed=11)
+    assert [list(first) for _ in range(done)] == expected[:done]
+    torch.save(first.state_dict(), tmp_path / "state.pt")
+    resumed = GroupCycleBatchSampler(groups, batch_size=6, seed=11)
+    resumed.load_state_dict(torch.load(tmp_path / "state.pt", weights_only=True))
+    assert resumed.epochs_drawn == done
+    assert [list(resumed) for _ in range(3)] == expected[done:]
+    assert resumed.epochs_drawn == done + 3
 
-    import pytorch_lightning as pl
-    from pytorch_lightning.utilities.warnings import PossibleUserWarning
 
-    from tests.quaterion.train.helpers import Model, fit_losses, group_samples
+def test_a_state_of_another_layout_is_refused():
+    state = GroupCycleBatchSampler([0, 0, 1, 1, 2, 2], batch_size=4).state_dict()
+    for other, changed in (
+        (GroupCycleBatchSampler([0, 0, 1, 1, 2, 2, 2], batch_size=4), "groups, records"),
+        (GroupCycleBatchSampler([0, 0, 1, 1, 2, 2], batch_size=2), "batch_size"),
+        (GroupCycleBatchSampler([0, 1, 0, 1, 2, 2], batch_size=4), "groups"),  # same sizes
+    ):
+        with pytest.raises(ValueError, match=f"with other {changed} than this one"):
+            other.load_state_dict(state)
+    with pytest.raises(ValueError, match="not a state written by GroupCycleBatchSampler"):
+        GroupCycleBatchSampler([0, 0, 1, 1], batch_size=2).load_state_dict({"order": [0, 1]})
 
-    samples = group_samples(24, groups=4)
+
+def test_loader_state_is_the_batch_samplers():
+    """A GroupSimilarityDataLoader hands its batch sampler's state to Lightning; one whose
+    batch sampler keeps none has the state None, and mixing the two warns."""
+    samples = [SimilarityGroupSample(obj=f"text {i}", group=i % 3) for i in range(12)]
     groups = [sample.group for sample in samples]
+    loader = GroupSimilarityDataLoader(
+        samples, batch_sampler=GroupCycleBatchSampler(groups, batch_size=4, seed=3)
+    )
+    list(loader)
+    state = loader.state_dict()
+    assert state["batch_sampler"]["epochs_drawn"] == 1
+    fresh = GroupCycleBatchSampler(groups, batch_size=4, seed=3)
+    GroupSimilarityDataLoader(samples, batch_sampler=fresh).load_state_dict(state)
+    assert list(fresh) == list(loader.batch_sampler)
+    plain = GroupSimilarityDataLoader(samples, batch_size=4, shuffle=True)
+    assert plain.state_dict() == {"batch_sampler": None}
+    with pytest.warns(UserWarning, match="keeps none, so the state is left unused"):
+        plain.load_state_dict(state)
+    with pytest.warns(UserWarning, match="holds no batch sampler state"):
+        loader.load_state_dict({"batch_sampler": None})
+    with pytest.raises(ValueError, match="'batch_sampler' entry"):
+        loader.load_state_dict([1, 2])
 
-    def loader():
-        sampler = GroupCycleBatchSampler(groups, batch_size=8, seed=3)
-        return GroupSimilarityDataLoader(samples, batch_sampler=sampler)
 
-    checkpoints = pl.callbacks.ModelCheckpoint(dirpath=tmp_path, save_last=True)
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", UserWarning)  # a fit from scratch does not warn
-        warnings.simplefilter("ignore", PossibleUserWarning)  # Lightning's own advice
-        fit_losses(Model(), loader(), callbacks=[checkpoints], enable_checkpointing=True)
-    with pytest.warns(UserWarning, match="resumed.*GroupCycleBatchSampler.*starts again"):
-        fit_losses(Model(), loader(), ckpt_path=str(tmp_path / "last.ckpt"), max_epochs=2)
+def test_a_state_noted_inside_an_epoch_resumes_after_the_batches_trained():
+    """With note_batches_trained(2) the state resumes at the epoch's third batch; re-saved
+    before drawing it is the same state; note_batches_trained(None) is an epoch's end."""
+    groups = [0, 1, 2, 3, 4] * 6
+    straight = GroupCycleBatchSampler(groups, batch_size=6, seed=2)
+    expected = [list(straight) for _ in range(3)]
+    assert len(expected[0]) == 5
+    first = GroupCycleBatchSampler(groups, batch_size=6, seed=2)
+    batches = iter(first)
+    taken = [next(batches) for _ in range(2)]
+    first.note_batches_trained(2)
+    state = first.state_dict()
+    assert taken == expected[0][:2] and state["partial"]["batches"] == 2
+    resumed = GroupCycleBatchSampler(groups, batch_size=6, seed=2)
+    resumed.load_state_dict(state)
+    assert resumed.epochs_drawn == 0
+    again = resumed.state_dict()
+    assert again["partial"]["batches"] == 2 and again["epochs_drawn"] == 1
+    assert (
+        again["partial"]["generator"]["keys"].tolist()
+        == state["partial"]["generator"]["keys"].tolist()
+    )
+    assert list(resumed) == expected[0][2:]
+    assert [list(resumed) for _ in range(2)] == expected[1:]
+    whole = GroupCycleBatchSampler(groups, batch_size=6, seed=2)
+    list(whole)
+    whole.note_batches_trained(None)
+    assert whole.state_dict()["partial"] is None
+    damaged = dict(state, partial=dict(state["partial"], batches=5))
+    with pytest.raises(ValueError, match="5 batches of an epoch of 5"):
+        GroupCycleBatchSampler(groups, batch_size=6, seed=2).load_state_dict(damaged)
