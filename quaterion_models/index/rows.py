@@ -115,8 +115,9 @@ def _check_json(value: Any, where: str) -> None:
     )
 
 
-def check_finite(vectors: np.ndarray, what: str) -> None:
-    """``ValueError`` naming the first row with NaN or inf."""
+def check_finite(vectors: np.ndarray, what: str, outcome: str = "nothing was written") -> None:
+    """``ValueError`` naming the first row with NaN or inf (and ``outcome``: what the refused
+    call did not do)."""
     step = max(1, 2**22 // max(vectors.shape[1], 1))  # rows per chunk: a 4 MB mask at most
     chunks = [np.isfinite(vectors[i : i + step]).all(axis=1) for i in range(0, len(vectors), step)]
     finite = np.concatenate(chunks) if chunks else np.ones(0, dtype=bool)
@@ -124,7 +125,7 @@ def check_finite(vectors: np.ndarray, what: str) -> None:
         bad = np.flatnonzero(~finite)
         raise ValueError(
             f"{what} contain NaN or inf in {bad.size} of {len(vectors)} rows (first: row "
-            f"{bad[0]}); nothing was written. Check the model's output for those inputs"
+            f"{bad[0]}); {outcome}. Check the model's output for those inputs"
         )
 
 

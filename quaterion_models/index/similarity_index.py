@@ -1,6 +1,7 @@
 """``SimilarityIndex``: a Qdrant collection bound to the servable that fills and queries it."""
 
 import json
+import numbers
 import os
 from collections.abc import Sequence
 from dataclasses import asdict
@@ -118,7 +119,13 @@ class SimilarityIndex:
     ) -> IndexInfo:
         fingerprint = servable_fingerprint(self.model)
         dim = output_size(self.model)
-        stored = self.backend.load_info()
+        try:
+            stored = self.backend.load_info()
+        except (IndexNotFoundError, ValueError):  # damaged or foreign: recreate replaces it
+            if not recreate:
+                raise
+            stored = None
+            self.backend.drop()
         if stored is not None and recreate:
             distance = distance or stored.distance
             self.backend.drop()
@@ -234,7 +241,9 @@ class SimilarityIndex:
         """Delete points by id and/or every point matching ``filter``."""
         if ids is None and filter is None:
             raise ValueError("delete needs ids=[...] or filter={...}; nothing was deleted")
-        self.backend.delete(list(ids) if ids is not None else None, filter)
+        ids = list(ids) if ids is not None else None
+        if ids or filter is not None:  # ids=[] deletes nothing
+            self.backend.delete(ids or None, filter)
 
     def optimize(self) -> None:
         """Build the HNSW graph now, whatever the number of points, and return once it is
@@ -300,8 +309,9 @@ class SimilarityIndex:
         """
         if (objects is None) == (vectors is None):
             raise ValueError("search needs exactly one of objects=[...] or vectors=array")
-        if not isinstance(limit, int) or limit < 1:
+        if isinstance(limit, bool) or not isinstance(limit, numbers.Integral) or limit < 1:
             raise ValueError(f"limit must be a positive int, got {limit!r}")
+        limit = int(limit)
         if hnsw_ef is not None and (
             isinstance(hnsw_ef, bool) or not isinstance(hnsw_ef, int) or hnsw_ef < 1
         ):
@@ -310,7 +320,7 @@ class SimilarityIndex:
             if not isinstance(objects, list):
                 objects = list(objects)
             vectors = self.model.encode(objects, batch_size=self.batch_size) if objects else []
-        vectors = self._check_vectors(vectors)
+        vectors = self._check_vectors(vectors, "nothing was searched")
         options = QueryOptions(limit, filter, exact, hnsw_ef, with_payload)
         results: list[list[Hit]] = []
         for start in range(0, len(vectors), self.batch_size):
@@ -366,7 +376,7 @@ class SimilarityIndex:
     def __exit__(self, *exc: Any) -> None:
         self.close()
 
-    def _check_vectors(self, vectors: Any) -> np.ndarray:
+    def _check_vectors(self, vectors: Any, outcome: str = "nothing was written") -> np.ndarray:
         if type(vectors).__module__.startswith("torch"):  # a torch.Tensor (torch is optional)
             vectors = vectors.detach().float().cpu().numpy()
         vectors = _as_float32(np.asarray(vectors, dtype=np.float32))
@@ -377,7 +387,7 @@ class SimilarityIndex:
                 f"vectors must have shape (n, {self.info.dim}) for {self.backend.location}, got "
                 f"{vectors.shape}"
             )
-        check_finite(vectors, "vectors")
+        check_finite(vectors, "vectors", outcome)
         return vectors
 
 

@@ -1,0 +1,163 @@
+"""Indexes left damaged (a crash mid-create, a foreign or corrupt binding), odd locations and
+odd arguments: each opens, is recovered by ``recreate=True``, or fails with a clear error."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+from qdrant_client import QdrantClient, models
+
+from quaterion_models.index import (
+    IndexConfigError,
+    IndexLockedError,
+    IndexNotFoundError,
+    SimilarityIndex,
+)
+from quaterion_models.index.embedded import SHARD_DIR, EmbeddedBackend
+from tests.quaterion_models.index.conftest import make_model
+
+pytestmark = pytest.mark.filterwarnings("ignore:Local mode performs exact")
+
+
+def filled_index(path, n: int = 3) -> None:
+    with SimilarityIndex(make_model(), path=path, distance="cosine", show_progress=False) as index:
+        index.add_vectors(np.eye(8)[:n], ids=list(range(n)))
+
+
+def test_a_shard_whose_creation_was_cut_short_opens(tmp_path):
+    """The shard directory exists but its config was never written (killed inside create):
+    the index opens empty and usable instead of reporting a lock nobody holds."""
+    path = tmp_path / "index"
+    filled_index(path, n=0)
+    (path / SHARD_DIR / "edge_config.json").unlink()
+    with SimilarityIndex.open(make_model(), path=path, show_progress=False) as index:
+        assert index.count() == 0
+        index.add_vectors(np.eye(8)[:2], ids=[4, 5])
+        assert [hit.id for hit in index.search(vectors=np.eye(8)[:1], limit=1)[0]] == [4]
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        "no metadata",
+        "invalid json",
+        "metadata of another program",
+        "metadata missing a field",
+        "empty shard dir, no metadata",
+    ],
+)
+def test_recreate_replaces_a_damaged_embedded_index(tmp_path, damage):
+    """Every error that tells the user to pass ``recreate=True`` is cured by it."""
+    path = tmp_path / "index"
+    filled_index(path)
+    metadata = path / "index.json"
+    if damage == "no metadata":
+        metadata.unlink()
+    elif damage == "invalid json":
+        metadata.write_text("{")
+    elif damage == "metadata of another program":
+        metadata.write_text(json.dumps({"format": "other"}))
+    elif damage == "metadata missing a field":
+        data = json.loads(metadata.read_text())
+        del data["fingerprint"]
+        metadata.write_text(json.dumps(data))
+    else:
+        shutil.rmtree(path)
+        (path / SHARD_DIR).mkdir(parents=True)
+    with pytest.raises((ValueError, IndexNotFoundError), match="index.json"):
+        SimilarityIndex(make_model(), path=path, distance="cosine")
+    (path / "notes.txt").write_text("mine")
+    with SimilarityIndex(make_model(), path=path, distance="cosine", recreate=True) as index:
+        assert index.count() == 0
+        index.add_vectors(np.eye(8)[:2], ids=[7, 8])
+    with SimilarityIndex.open(make_model(), path=path) as index:
+        assert index.count() == 2
+    assert (path / "notes.txt").read_text() == "mine"  # only the index's own files go
+
+
+def test_metadata_missing_a_field_is_a_clear_error(tmp_path):
+    path = tmp_path / "index"
+    filled_index(path)
+    data = json.loads((path / "index.json").read_text())
+    del data["dim"]
+    (path / "index.json").write_text(json.dumps(data))
+    with pytest.raises(ValueError, match="index.json.*'dim'"):
+        SimilarityIndex.open(make_model(), path=path)
+
+
+def test_recreate_never_deletes_a_file_given_as_the_path(tmp_path):
+    path = tmp_path / "file"
+    path.write_text("precious")
+    with pytest.raises(IndexNotFoundError, match="is a file"):
+        SimilarityIndex(make_model(), path=path, distance="cosine", recreate=True)
+    assert path.read_text() == "precious"
+
+
+def test_recreate_keeps_an_index_open_elsewhere(tmp_path):
+    path = tmp_path / "index"
+    filled_index(path)
+    with SimilarityIndex.open(make_model(), path=path) as index:
+        with pytest.raises(IndexLockedError, match="already open"):
+            SimilarityIndex(make_model(), path=path, distance="cosine", recreate=True)
+        assert index.count() == 3
+
+
+def test_a_dangling_symlink_is_created_through(tmp_path):
+    link = tmp_path / "link"
+    link.symlink_to(tmp_path / "target")
+    with SimilarityIndex(make_model(), path=link, distance="cosine", show_progress=False) as index:
+        index.add_vectors(np.eye(8)[:1], ids=[1])
+    assert link.is_symlink() and (tmp_path / "target" / "index.json").is_file()
+    with SimilarityIndex.open(make_model(), path=tmp_path / "target") as index:
+        assert index.count() == 1
+
+
+def test_a_low_memory_shard_allows_one_handle(tmp_path):
+    """Without a write-ahead log Qdrant Edge takes no lock: a second handle would write the
+    same segments; it must be refused like on a shard with a log."""
+    path = tmp_path / "index"
+    first = SimilarityIndex(
+        make_model(), backend=EmbeddedBackend(path, low_memory=True), distance="cosine"
+    )
+    with first:
+        with pytest.raises(IndexLockedError, match="already open"):
+            SimilarityIndex(make_model(), backend=EmbeddedBackend(path, low_memory=True))
+        with pytest.raises(IndexLockedError, match="already open"):
+            SimilarityIndex(make_model(), path=path)
+    with SimilarityIndex(make_model(), backend=EmbeddedBackend(path, low_memory=True)) as index:
+        assert index.count() == 0  # released on close
+
+
+def test_recreate_replaces_a_foreign_server_collection(tmp_path):
+    client = QdrantClient(path=str(tmp_path / "server"))
+    try:
+        client.create_collection(
+            "test", vectors_config=models.VectorParams(size=3, distance=models.Distance.DOT)
+        )
+        kwargs = {"client": client, "collection": "test", "distance": "cosine"}
+        with pytest.raises(IndexConfigError, match="recreate=True"):
+            SimilarityIndex(make_model(), **kwargs)
+        with SimilarityIndex(make_model(), recreate=True, **kwargs) as index:
+            assert index.count() == 0 and index.info.dim == 8
+    finally:
+        client.close()
+
+
+def test_deleting_no_ids_is_a_no_op(location):
+    with SimilarityIndex(make_model(), distance="cosine", **location.kwargs()) as index:
+        index.add_vectors(np.eye(8)[:3], ids=[0, 1, 2])
+        index.delete(ids=[])
+        assert index.count() == 3
+
+
+def test_search_arguments(location):
+    with SimilarityIndex(make_model(), distance="cosine", **location.kwargs()) as index:
+        index.add_vectors(np.eye(8)[:3], ids=[0, 1, 2])
+        with pytest.raises(ValueError, match="limit must be a positive int, got True"):
+            index.search(vectors=np.eye(8)[:1], limit=True)
+        hits = index.search(vectors=np.eye(8)[:1], limit=np.int64(2))[0]
+        assert [hit.id for hit in hits][:1] == [0] and len(hits) == 2
+        with pytest.raises(ValueError, match="NaN or inf") as error:
+            index.search(vectors=np.full((1, 8), np.nan))
+        assert "written" not in str(error.value)
