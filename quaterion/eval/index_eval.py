@@ -263,14 +263,26 @@ class IndexEvaluator:
         """int64 ``(b, depth)``: the nearest other items of each item of ``chunk`` (its vector
         read back from the index), closest first, ties by id (``-1`` where the index
         returned fewer); ``exact``: exhaustive search."""
-        results = index.search(
-            vectors=index.vectors(chunk.tolist()),
-            limit=depth + 1,
-            exact=exact,
-            hnsw_ef=self.hnsw_ef,
-            with_payload=False,
-        )
-        width = depth + 1
+        vectors, queries = index.vectors(chunk.tolist()), chunk.tolist()
+        results: List[list] = [[] for _ in queries]
+        rows, limit, total = list(range(len(queries))), depth + 1, index.count()
+        while rows:  # ties crossing the limit: read the whole tie group (exact order: by id)
+            hits = index.search(
+                vectors=vectors[rows],
+                limit=limit,
+                exact=exact,
+                hnsw_ef=self.hnsw_ef,
+                with_payload=False,
+            )
+            for row, row_hits in zip(rows, hits):
+                results[row] = row_hits
+            rows = [
+                row
+                for row in rows
+                if limit < total and _tie_crosses(results[row], queries[row], depth)
+            ]
+            limit *= 2
+        width = max(depth + 1, max((len(hits) for hits in results), default=0))
         ids = torch.full((len(results), width), -1, dtype=torch.int64)
         scores = torch.full((len(results), width), float("inf"), dtype=torch.float64)
         sign = 1.0 if index.distance in ("euclidean", "manhattan") else -1.0
@@ -324,6 +336,13 @@ class _IndexWriter:
         self.index.add_vectors(vectors, ids=ids, batch_size=_WRITE_BATCH)
         self.written += vectors.shape[0]
         return torch.zeros(vectors.shape[0], 1)
+
+
+def _tie_crosses(hits: list, query: int, depth: int) -> bool:
+    """Whether the ``depth``-th hit other than ``query`` ties with the last hit of a full
+    result: hits of that score may lie past the search's limit."""
+    others = [hit.score for hit in hits if hit.id != query]
+    return depth >= 1 and len(others) >= depth and others[depth - 1] == hits[-1].score
 
 
 def _recall(
