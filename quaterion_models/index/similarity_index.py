@@ -3,6 +3,7 @@
 import json
 import numbers
 import os
+import weakref
 from collections.abc import Sequence
 from dataclasses import asdict
 from typing import Any, Optional, Union
@@ -23,6 +24,10 @@ from quaterion_models.index.metadata import HnswParams, IndexInfo, check_distanc
 from quaterion_models.index.rows import check_finite, check_ids, check_payloads
 
 _MODES = ("open_or_create", "open", "create")
+
+#: Backends bound to an open SimilarityIndex: a second index on one of them would close the
+#: first one's storage when it fails, or share its handle.
+_BOUND: "weakref.WeakSet[Backend]" = weakref.WeakSet()
 
 
 class SimilarityIndex:
@@ -97,12 +102,21 @@ class SimilarityIndex:
         hnsw = {"m": m, "ef_construct": ef_construct, "full_scan_threshold": full_scan_threshold}
         hnsw = {name: value for name, value in hnsw.items() if value is not None}
         HnswParams(**hnsw)  # checks the values before anything is opened
+        if _is_bound(backend):
+            raise ValueError(
+                f"this backend ({backend.location}) is already bound to an open "
+                "SimilarityIndex: close that index first, or use that index"
+            )
         self.backend = _backend(path, url, api_key, client, backend, collection, timeout)
         try:
             self.info = self._bind(distance, mode, recreate, hnsw)
         except BaseException:
             self.backend.close()
             raise
+        try:
+            _BOUND.add(self.backend)
+        except TypeError:  # a backend class that cannot be hashed or weakly referenced
+            pass
 
     @classmethod
     def open(cls, model: Any, path: Any = None, **kwargs: Any) -> "SimilarityIndex":
@@ -368,6 +382,7 @@ class SimilarityIndex:
 
     def close(self) -> None:
         """Release the index (the embedded directory's lock, the server connection)."""
+        _BOUND.discard(self.backend)
         self.backend.close()
 
     def __enter__(self) -> "SimilarityIndex":
@@ -389,6 +404,14 @@ class SimilarityIndex:
             )
         check_finite(vectors, "vectors", outcome)
         return vectors
+
+
+def _is_bound(backend: Any) -> bool:
+    """Whether ``backend`` is bound to an open SimilarityIndex."""
+    try:
+        return isinstance(backend, Backend) and backend in _BOUND
+    except TypeError:  # not hashable: never recorded
+        return False
 
 
 def _as_float32(vectors: Any) -> np.ndarray:

@@ -161,3 +161,16 @@ def test_search_arguments(location):
         with pytest.raises(ValueError, match="NaN or inf") as error:
             index.search(vectors=np.full((1, 8), np.nan))
         assert "written" not in str(error.value)
+
+
+def test_a_backend_bound_to_an_open_index_is_refused_without_harm(tmp_path):
+    """Passing one backend object to a second SimilarityIndex while the first is open must
+    not close the first one's storage."""
+    backend = EmbeddedBackend(tmp_path / "index")
+    with SimilarityIndex(make_model(), backend=backend, distance="cosine") as first:
+        first.add_vectors(np.eye(8)[:2], ids=[1, 2])
+        with pytest.raises(ValueError, match="already bound to an open SimilarityIndex"):
+            SimilarityIndex(make_model(), backend=backend)
+        assert first.count() == 2
+    with SimilarityIndex(make_model(), backend=backend) as again:  # free once closed
+        assert again.count() == 2
