@@ -13,7 +13,8 @@ except ImportError:  # pragma: no cover - Windows: Qdrant Edge's own log lock on
 class DirectoryLock:
     """``flock`` on ``path``: one holder across threads and processes (each
     :meth:`acquire` opens the file anew, so two handles of one process exclude each other
-    too). The kernel drops the lock when the holder dies, so a crash never leaves it taken.
+    too). The kernel drops the lock when the holder dies, so a crash never leaves it taken;
+    a handle garbage-collected without :meth:`release` gives it up too.
 
     Where the lock cannot be taken at all (no ``fcntl``, a read-only directory) acquiring
     succeeds without it: Qdrant Edge's write-ahead log still locks a shard that has one.
@@ -52,3 +53,7 @@ class DirectoryLock:
         if self.fd is not None:
             fd, self.fd = self.fd, None
             os.close(fd)
+
+    def __del__(self) -> None:
+        # an index dropped without close(): free the lock as the shard's own handle does
+        self.release()

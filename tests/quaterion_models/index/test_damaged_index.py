@@ -1,6 +1,7 @@
 """Indexes left damaged (a crash mid-create, a foreign or corrupt binding), odd locations and
 odd arguments: each opens, is recovered by ``recreate=True``, or fails with a clear error."""
 
+import gc
 import json
 import shutil
 
@@ -127,6 +128,17 @@ def test_a_low_memory_shard_allows_one_handle(tmp_path):
             SimilarityIndex(make_model(), path=path)
     with SimilarityIndex(make_model(), backend=EmbeddedBackend(path, low_memory=True)) as index:
         assert index.count() == 0  # released on close
+
+
+def test_an_index_dropped_without_close_frees_its_directory(tmp_path):
+    def count_unclosed() -> int:
+        return SimilarityIndex(make_model(), path=tmp_path / "index", distance="cosine").count()
+
+    assert count_unclosed() == 0 and count_unclosed() == 0
+    index = SimilarityIndex(make_model(), path=tmp_path / "index")
+    del index
+    gc.collect()
+    SimilarityIndex.open(make_model(), path=tmp_path / "index").close()
 
 
 def test_recreate_replaces_a_foreign_server_collection(tmp_path):
