@@ -17,7 +17,7 @@ except ImportError as err:  # pragma: no cover - exercised only without the extr
 
 from quaterion_models.index.backend import Backend, Hit, PointId, QueryOptions
 from quaterion_models.index.backend import filter_items, normalise_id, vectors_in_order
-from quaterion_models.index.errors import IndexLockedError, IndexNotFoundError
+from quaterion_models.index.errors import IndexConfigError, IndexLockedError, IndexNotFoundError
 from quaterion_models.index.heap import release_free_heap
 from quaterion_models.index.lock import DirectoryLock
 from quaterion_models.index.metadata import (
@@ -105,6 +105,11 @@ class EmbeddedBackend(Backend):
         # through a symlink to a directory not made yet, too
         Path(os.path.realpath(self.path)).mkdir(parents=True, exist_ok=True)
         self._lock()
+        if (self.path / METADATA_FILE).exists() or self.shard_path.exists():
+            raise IndexConfigError(
+                f"{self.location} was created meanwhile by another handle (in this or another "
+                "process) after this one found it missing: open it again"
+            )
         write_metadata(self.path, info)
         config = self._config(info, creating=True)
         self.shard = self._call(edge.EdgeShard.create, str(self.shard_path), config)

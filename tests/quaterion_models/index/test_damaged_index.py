@@ -186,3 +186,22 @@ def test_a_backend_bound_to_an_open_index_is_refused_without_harm(tmp_path):
         assert first.count() == 2
     with SimilarityIndex(make_model(), backend=backend) as again:  # free once closed
         assert again.count() == 2
+
+
+def test_an_index_created_meanwhile_by_another_process_is_not_overwritten(tmp_path):
+    """Two processes create the same new directory: the one that comes second (it found
+    nothing, then the other created and closed the index) must neither rebind the other's
+    points to its model nor fail with Qdrant's message."""
+    path = tmp_path / "index"
+    late = EmbeddedBackend(path)
+    assert late.load_info() is None
+    filled_index(path)
+    written = (path / "index.json").read_text()
+    other = SimilarityIndex(make_model(seed=3), path=tmp_path / "other", distance="dot_product")
+    other.close()
+    with pytest.raises(IndexConfigError, match="created meanwhile"):
+        late.create(other.info)
+    late.close()
+    assert (path / "index.json").read_text() == written
+    with SimilarityIndex.open(make_model(), path=path) as index:
+        assert index.count() == 3
