@@ -64,6 +64,9 @@ class SimilarityIndex:
             index with HNSW parameters it was not created with raises
             :class:`IndexConfigError`.
 
+    Attributes:
+        closed: whether :meth:`close` was called (every later call raises ``RuntimeError``).
+
     Example::
 
         with SimilarityIndex(model, path="cars-index", distance="cosine") as index:
@@ -108,6 +111,7 @@ class SimilarityIndex:
                 "SimilarityIndex: close that index first, or use that index"
             )
         self.backend = _backend(path, url, api_key, client, backend, collection, timeout)
+        self.closed = False
         try:
             self.info = self._bind(distance, mode, recreate, hnsw)
         except BaseException:
@@ -209,6 +213,7 @@ class SimilarityIndex:
         while writing, the batches written before stay in the index. Default ids are random
         UUID strings; ids that already exist in the index are overwritten.
         """
+        self._check_open()
         objects = objects if isinstance(objects, list) else list(objects)
         payloads, ids = check_payloads(payloads, len(objects)), check_ids(ids, len(objects))
         parts = []
@@ -236,6 +241,7 @@ class SimilarityIndex:
         Checked like :meth:`add` before anything is written. ``batch_size`` points are
         written per durable batch (default: the index's ``batch_size``).
         """
+        self._check_open()
         if batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1):
             raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
         vectors = self._check_vectors(vectors)
@@ -253,6 +259,7 @@ class SimilarityIndex:
 
     def delete(self, ids: Optional[Sequence[PointId]] = None, filter: Optional[Any] = None) -> None:
         """Delete points by id and/or every point matching ``filter``."""
+        self._check_open()
         if ids is None and filter is None:
             raise ValueError("delete needs ids=[...] or filter={...}; nothing was deleted")
         ids = list(ids) if ids is not None else None
@@ -262,6 +269,7 @@ class SimilarityIndex:
     def optimize(self) -> None:
         """Build the HNSW graph now, whatever the number of points, and return once it is
         built (Qdrant indexes only segments above its indexing threshold by itself)."""
+        self._check_open()
         self.backend.optimize()
 
     def copy_to(self, target: "SimilarityIndex", batch_size: int = 1024) -> int:
@@ -270,6 +278,8 @@ class SimilarityIndex:
 
         ``target`` must be bound to the same servable and distance.
         """
+        self._check_open()
+        target._check_open()
         if (target.info.fingerprint, target.info.distance) != (
             self.info.fingerprint,
             self.distance,
@@ -321,6 +331,7 @@ class SimilarityIndex:
         Returns:
             one list of :class:`Hit` per query.
         """
+        self._check_open()
         if (objects is None) == (vectors is None):
             raise ValueError("search needs exactly one of objects=[...] or vectors=array")
         if isinstance(limit, bool) or not isinstance(limit, numbers.Integral) or limit < 1:
@@ -348,6 +359,7 @@ class SimilarityIndex:
         length. ``TypeError`` for an id that is not an int or a str; ``ValueError`` naming the
         first id the index does not hold.
         """
+        self._check_open()
         ids = list(ids)
         for row, point_id in enumerate(ids):
             if isinstance(point_id, bool) or not isinstance(point_id, (int, str)):
@@ -368,6 +380,7 @@ class SimilarityIndex:
 
     def count(self, filter: Optional[Any] = None) -> int:
         """Number of stored points (matching ``filter`` if given)."""
+        self._check_open()
         return self.backend.count(filter)
 
     def __len__(self) -> int:
@@ -382,6 +395,7 @@ class SimilarityIndex:
 
     def close(self) -> None:
         """Release the index (the embedded directory's lock, the server connection)."""
+        self.closed = True
         _BOUND.discard(self.backend)
         self.backend.close()
 
@@ -390,6 +404,13 @@ class SimilarityIndex:
 
     def __exit__(self, *exc: Any) -> None:
         self.close()
+
+    def _check_open(self) -> None:
+        if self.closed:
+            raise RuntimeError(
+                f"this SimilarityIndex ({self.backend.location}) is closed: open the index "
+                "again (SimilarityIndex(...) or SimilarityIndex.open(...))"
+            )
 
     def _check_vectors(self, vectors: Any, outcome: str = "nothing was written") -> np.ndarray:
         if type(vectors).__module__.startswith("torch"):  # a torch.Tensor (torch is optional)

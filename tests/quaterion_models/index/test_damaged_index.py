@@ -205,3 +205,19 @@ def test_an_index_created_meanwhile_by_another_process_is_not_overwritten(tmp_pa
     assert (path / "index.json").read_text() == written
     with SimilarityIndex.open(make_model(), path=path) as index:
         assert index.count() == 3
+
+
+def test_a_closed_index_says_so(location):
+    index = SimilarityIndex(make_model(), distance="cosine", **location.kwargs())
+    index.add_vectors(np.eye(8)[:2], ids=[1, 2])
+    index.close()
+    index.close()  # idempotent
+    for use in (
+        lambda: index.count(),
+        lambda: index.search(vectors=np.eye(8)[:1]),
+        lambda: index.add_vectors(np.eye(8)[:1], ids=[3]),
+        lambda: index.vectors([1]),
+        lambda: index.delete(ids=[1]),
+    ):
+        with pytest.raises(RuntimeError, match="is closed"):
+            use()
