@@ -221,3 +221,15 @@ def test_a_closed_index_says_so(location):
     ):
         with pytest.raises(RuntimeError, match="is closed"):
             use()
+
+
+@pytest.mark.parametrize("values", [[1, "x"], [True], [True, False], [1.5], []])
+def test_a_list_filter_of_mixed_or_bool_values_is_a_clear_error(location, values):
+    """Qdrant matches a list against all-str or all-int values; each backend failed in its
+    own words (or, embedded, accepted bools the server refuses)."""
+    with SimilarityIndex(make_model(), distance="cosine", **location.kwargs()) as index:
+        index.add_vectors(np.eye(8)[:2], ids=[0, 1], payloads=[{"f": 1}, {"f": "x"}])
+        with pytest.raises(TypeError, match=r"filter\['f'\].*all str or all int"):
+            index.count(filter={"f": values})
+        assert index.count(filter={"f": [1, 2]}) == 1
+        assert index.count(filter={"f": ("x", "y")}) == 1
