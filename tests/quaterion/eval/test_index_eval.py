@@ -115,31 +115,22 @@ def test_ties_at_the_depth_cut_follow_the_exact_order(make_index, distance):
     generator = torch.Generator().manual_seed(0)
     vectors = torch.randint(0, 3, (40, DIM), generator=generator).float() + 1
     labels = torch.randint(0, 4, (40,), generator=generator)
-    data = [SimilarityGroupSample(obj=v.tolist(), group=int(g)) for v, g in zip(vectors, labels)]
-    metrics = {"rp": RetrievalRPrecision(distance), "p": RetrievalPrecision(3, distance)}
-    exact_rp = Evaluator(metrics["rp"], GroupSampler(log_progress=False)).evaluate(
-        data, identity_model(DIM)
-    )
-    report = IndexEvaluator(metrics["rp"], exact=True, log_progress=False).evaluate(
-        data, make_index(distance)
-    )
-    assert report.metrics["RetrievalRPrecision"].item() == pytest.approx(
-        exact_rp["RetrievalRPrecision"].item(), abs=1e-6
-    )
-    assert report.unranked == 0
+    groups = [SimilarityGroupSample(obj=v.tolist(), group=int(g)) for v, g in zip(vectors, labels)]
     pairs = [
         SimilarityPairSample(obj_a=a.tolist(), obj_b=b.tolist(), score=1.0, subgroup=0)
         for a, b in zip(vectors[:20], vectors[20:])
     ]
-    exact_p = Evaluator(metrics["p"], PairSampler(log_progress=False)).evaluate(
-        pairs, identity_model(DIM)
-    )
-    report = IndexEvaluator(metrics["p"], exact=True, log_progress=False).evaluate(
-        pairs, make_index(distance)
-    )
-    assert report.metrics["RetrievalPrecision"].item() == pytest.approx(
-        exact_p["RetrievalPrecision"].item(), abs=1e-6
-    )
+    for data, metric, sampler in (
+        (groups, RetrievalRPrecision(distance), GroupSampler(log_progress=False)),
+        (pairs, RetrievalPrecision(3, distance), PairSampler(log_progress=False)),
+    ):
+        exact = Evaluator(metric, sampler).evaluate(data, identity_model(DIM))
+        report = IndexEvaluator(metric, exact=True, log_progress=False).evaluate(
+            data, make_index(distance)
+        )
+        name = type(metric).__name__
+        assert report.metrics[name].item() == pytest.approx(exact[name].item(), abs=1e-6)
+        assert report.unranked == 0
 
 
 def test_shallow_depth_gives_stated_lower_bounds(make_index):
