@@ -5,7 +5,9 @@ indexed into a :class:`~quaterion_models.index.SimilarityIndex` and each query r
 its ``depth`` nearest neighbours from the index. The report states the approximation: the
 recall of the index's top-k against exact top-k on a sample of queries, and how many
 relevant items fell below ``depth``. With ``exact=True`` and a ``depth`` that covers every
-relevant item, the values equal the exact ``Evaluator``'s.
+relevant item, the values equal the exact ``Evaluator``'s (equal distances rank by item
+number on both paths; distances equal only before float32 rounding, e.g. the cosine of
+parallel vectors, may be ordered differently).
 """
 
 import random
