@@ -224,7 +224,7 @@ class IndexEvaluator:
         with bar:
             for start in range(0, rows.numel(), step):
                 chunk = rows[start : start + step]
-                neighbours = self._search(index, chunk, depth, self.exact)
+                neighbours = self._search(index, chunk, depth, self.exact, num_items)
                 for position, query in enumerate(chunk.tolist()):
                     if query in wanted:
                         recall_lists[wanted[query]] = neighbours[position].tolist()
@@ -261,13 +261,13 @@ class IndexEvaluator:
             metrics, recall, self.recall_k, used, depth, missed, self.exact, notes
         )
 
-    def _search(self, index: Any, chunk: Tensor, depth: int, exact: bool) -> Tensor:
+    def _search(self, index: Any, chunk: Tensor, depth: int, exact: bool, total: int) -> Tensor:
         """int64 ``(b, depth)``: the nearest other items of each item of ``chunk`` (its vector
         read back from the index), closest first, ties by id (``-1`` where the index
-        returned fewer); ``exact``: exhaustive search."""
+        returned fewer); ``exact``: exhaustive search; ``total``: points in the index."""
         vectors, queries = index.vectors(chunk.tolist()), chunk.tolist()
         results: List[list] = [[] for _ in queries]
-        rows, limit, total = list(range(len(queries))), depth + 1, index.count()
+        rows, limit = list(range(len(queries))), depth + 1
         while rows:  # ties crossing the limit: read the whole tie group (exact order: by id)
             hits = index.search(
                 vectors=vectors[rows],
@@ -308,7 +308,7 @@ class IndexEvaluator:
         k = min(self.recall_k, num_items - 1)
         if not picked or k < 1:
             return []
-        return self._search(index, rows[torch.tensor(picked)], k, exact=True).tolist()
+        return self._search(index, rows[torch.tensor(picked)], k, True, num_items).tolist()
 
 
 class _IndexWriter:
