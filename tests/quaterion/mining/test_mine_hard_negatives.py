@@ -209,6 +209,17 @@ def test_mine_pair_negatives_names_bad_input():
         mine_pair_negatives(pairs, **(kwargs | {"positive_embeddings": corpus[:3]}))
 
 
+def test_pair_samples_name_a_corpus_too_short():
+    mined = MinedNegatives(torch.tensor([[2, -1], [0, 1]]), torch.zeros(2, 2))
+    assert [(s.obj_a, s.obj_b) for s in mined.pair_samples(["q0", "q1"], ["c0", "c1", "c2"])] == [
+        ("q0", "c2"),
+        ("q1", "c0"),
+        ("q1", "c1"),
+    ]
+    with pytest.raises(ValueError, match="index 2 but the corpus has 2 objects"):
+        mined.pair_samples(["q0", "q1"], ["c0", "c1"])
+
+
 class _Encoder:
     """Stands in for a SimilarityModel: embeddings looked up by object."""
 
