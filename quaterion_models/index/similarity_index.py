@@ -258,7 +258,8 @@ class SimilarityIndex:
                 bar.update(min(stop, len(vectors)) - start)
 
     def delete(self, ids: Optional[Sequence[PointId]] = None, filter: Optional[Any] = None) -> None:
-        """Delete points by id and/or every point matching ``filter``."""
+        """Delete points by id and/or every point matching ``filter`` (``ids=[]`` deletes
+        nothing; ids not stored are ignored)."""
         self._check_open()
         if ids is None and filter is None:
             raise ValueError("delete needs ids=[...] or filter={...}; nothing was deleted")
