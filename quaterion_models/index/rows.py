@@ -36,6 +36,14 @@ def check_ids(ids: Optional[Sequence[Any]], n: int) -> list[PointId]:
     return ids
 
 
+def check_point_ids(ids: Sequence[Any]) -> list[PointId]:
+    """``ids`` as a list, each a valid point id (repeats allowed: for reads and deletes)."""
+    ids = list(ids)
+    for row, point_id in enumerate(ids):
+        _id_key(point_id, row)
+    return ids
+
+
 def _distinct_small_ints(ids: list) -> bool:
     """Fast path for a large call: every id a distinct int in ``[0, 2**63)``."""
     if not all(type(point_id) is int for point_id in ids):
@@ -53,7 +61,7 @@ def _id_key(point_id: Any, row: int) -> tuple[str, Any]:
     if isinstance(point_id, bool) or not isinstance(point_id, (int, str)):
         raise TypeError(
             f"ids[{row}] must be an int >= 0 or a UUID string, got {type(point_id).__name__} "
-            f"({point_id!r})"
+            f"({point_id!r}); convert numpy ids with .tolist()"
         )
     if isinstance(point_id, int):
         if not 0 <= point_id < 2**64:

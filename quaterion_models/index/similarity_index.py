@@ -21,7 +21,7 @@ from quaterion_models.index.fingerprint import (
     servable_fingerprint,
 )
 from quaterion_models.index.metadata import HnswParams, IndexInfo, check_distance
-from quaterion_models.index.rows import check_finite, check_ids, check_payloads
+from quaterion_models.index.rows import check_finite, check_ids, check_payloads, check_point_ids
 
 _MODES = ("open_or_create", "open", "create")
 
@@ -263,7 +263,7 @@ class SimilarityIndex:
         self._check_open()
         if ids is None and filter is None:
             raise ValueError("delete needs ids=[...] or filter={...}; nothing was deleted")
-        ids = list(ids) if ids is not None else None
+        ids = check_point_ids(ids) if ids is not None else None
         if ids or filter is not None:  # ids=[] deletes nothing
             self.backend.delete(ids or None, filter)
 
@@ -361,13 +361,7 @@ class SimilarityIndex:
         first id the index does not hold.
         """
         self._check_open()
-        ids = list(ids)
-        for row, point_id in enumerate(ids):
-            if isinstance(point_id, bool) or not isinstance(point_id, (int, str)):
-                raise TypeError(
-                    f"ids[{row}] must be an int >= 0 or a UUID string, got "
-                    f"{type(point_id).__name__} ({point_id!r}); convert numpy ids with .tolist()"
-                )
+        ids = check_point_ids(ids)
         rows: list = []
         for start in range(0, len(ids), self.batch_size):
             rows.extend(self.backend.vectors(ids[start : start + self.batch_size]))

@@ -233,3 +233,15 @@ def test_a_list_filter_of_mixed_or_bool_values_is_a_clear_error(location, values
             index.count(filter={"f": values})
         assert index.count(filter={"f": [1, 2]}) == 1
         assert index.count(filter={"f": ("x", "y")}) == 1
+
+
+@pytest.mark.parametrize("bad", ["not-a-uuid", -1, 2**64, 1.0, True])
+def test_invalid_ids_to_delete_or_read_are_named(location, bad):
+    with SimilarityIndex(make_model(), distance="cosine", **location.kwargs()) as index:
+        index.add_vectors(np.eye(8)[:2], ids=[0, 1])
+        for use in (lambda: index.delete(ids=[0, bad]), lambda: index.vectors([0, bad])):
+            with pytest.raises((TypeError, ValueError), match=r"ids\[1\]"):
+                use()
+        assert index.count() == 2
+        index.delete(ids=[5, "6ba7b810-9dad-11d1-80b4-00c04fd430c8"])  # valid, not stored
+        assert index.count() == 2
