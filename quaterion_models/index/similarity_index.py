@@ -96,6 +96,12 @@ class SimilarityIndex:
     ):
         if mode not in _MODES:
             raise ValueError(f"mode must be one of {_MODES}, got {mode!r}")
+        if mode == "open" and recreate:
+            raise ValueError(
+                "mode='open' with recreate=True would drop the index and then find none: use "
+                "SimilarityIndex.create(..., recreate=True) (or mode='open_or_create') to "
+                "replace it"
+            )
         if not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
         self.model, trained_distance = _resolve_model(model)

@@ -245,3 +245,12 @@ def test_invalid_ids_to_delete_or_read_are_named(location, bad):
         assert index.count() == 2
         index.delete(ids=[5, "6ba7b810-9dad-11d1-80b4-00c04fd430c8"])  # valid, not stored
         assert index.count() == 2
+
+
+def test_open_with_recreate_is_refused_before_anything_is_dropped(location):
+    with SimilarityIndex(make_model(), distance="cosine", **location.kwargs()) as index:
+        index.add_vectors(np.eye(8)[:2], ids=[0, 1])
+    with pytest.raises(ValueError, match="mode='open' with recreate=True"):
+        SimilarityIndex.open(make_model(), recreate=True, **location.kwargs())
+    with SimilarityIndex.open(make_model(), **location.kwargs()) as index:
+        assert index.count() == 2
