@@ -145,9 +145,14 @@ class SimilarityIndex:
         dim = output_size(self.model)
         try:
             stored = self.backend.load_info()
-        except (IndexNotFoundError, ValueError):  # damaged or foreign: recreate replaces it
+        except (IndexNotFoundError, ValueError) as damaged:  # recreate replaces it
             if not recreate:
                 raise
+            if distance is None:  # checked before anything is dropped
+                raise ValueError(
+                    f"{damaged}. Replacing it needs the distance the model was trained with "
+                    "(its record cannot be read): pass distance=... with recreate=True"
+                ) from damaged
             stored = None
             self.backend.drop()
         if stored is not None and recreate:

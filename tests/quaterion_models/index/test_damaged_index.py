@@ -69,6 +69,10 @@ def test_recreate_replaces_a_damaged_embedded_index(tmp_path, damage):
     with pytest.raises((ValueError, IndexNotFoundError), match="index.json"):
         SimilarityIndex(make_model(), path=path, distance="cosine")
     (path / "notes.txt").write_text("mine")
+    listing = sorted(p.name for p in path.rglob("*"))
+    with pytest.raises(ValueError, match="pass distance=... with recreate=True"):
+        SimilarityIndex(make_model(), path=path, recreate=True)
+    assert sorted(p.name for p in path.rglob("*")) == listing  # nothing dropped
     with SimilarityIndex(make_model(), path=path, distance="cosine", recreate=True) as index:
         assert index.count() == 0
         index.add_vectors(np.eye(8)[:2], ids=[7, 8])
