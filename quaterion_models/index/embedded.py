@@ -41,8 +41,8 @@ class EmbeddedBackend(Backend):
 
     The directory allows one open handle: a second open, in this or another process,
     raises :class:`IndexLockedError` (an ``index.lock`` file holds the lock, since an Edge
-    shard without a write-ahead log takes none itself). Every upsert goes through the shard's write-ahead
-    log and is flushed before it returns.
+    shard without a write-ahead log takes none itself). Every upsert goes through the
+    shard's write-ahead log and is flushed before it returns.
 
     Args:
         path: the index directory.
