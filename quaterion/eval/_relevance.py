@@ -89,12 +89,20 @@ def pair_entries(labels: Tensor, pairs: Tensor, num_items: int) -> tuple[Tensor,
 
     Entries are written in upstream's order, all ``(a, b)`` then all ``(b, a)``, and a
     repeated position keeps the last write. Zero scores (explicit negatives) are dropped.
+    ``ValueError`` for a NaN score (reads the scores on the host).
 
     Returns:
         ``(item_rows, item_cols, vals)``, each ``(nnz,)``.
     """
     pairs = pairs.reshape(-1, 2).to(torch.int64)
     scores = labels.reshape(-1).to(torch.get_default_dtype())
+    missing = torch.isnan(scores)
+    if bool(missing.any()):  # NaN != 0 would make the pair relevant
+        raise ValueError(
+            f"labels contain NaN in {int(missing.sum())} of {scores.numel()} pair scores (first: "
+            f"pair {int(missing.nonzero()[0, 0])}): give every pair a number (0.0 for a "
+            "negative pair)"
+        )
     rows = torch.cat([pairs[:, 0], pairs[:, 1]])
     cols = torch.cat([pairs[:, 1], pairs[:, 0]])
     vals = torch.cat([scores, scores])

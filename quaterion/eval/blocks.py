@@ -122,7 +122,8 @@ def matrix_blocks(
 
 
 def check_matrices(distance_matrix: Tensor, labels: Tensor) -> None:
-    """Both 2-D tensors of one shape, else ``ValueError``/``TypeError``."""
+    """Both 2-D tensors of one shape without NaN, else ``ValueError``/``TypeError``
+    (``+inf`` distances are valid: self-pairs ranked last). Reads the values on the host."""
     for name, value in (("distance_matrix", distance_matrix), ("labels", labels)):
         if not isinstance(value, Tensor):
             raise TypeError(f"{name} must be a torch.Tensor, got {type(value).__name__}.")
@@ -135,6 +136,16 @@ def check_matrices(distance_matrix: Tensor, labels: Tensor) -> None:
             f"distance_matrix and labels must have the same shape, got "
             f"{tuple(distance_matrix.shape)} and {tuple(labels.shape)}."
         )
+    for name, value in (("distance_matrix", distance_matrix), ("labels", labels)):
+        if value.is_floating_point() and value.numel():
+            bad_rows = torch.isnan(value).any(dim=1)
+            if bool(bad_rows.any()):
+                raise ValueError(
+                    f"{name} contains NaN in {int(bad_rows.sum())} of {value.shape[0]} rows "
+                    f"(first: row {int(bad_rows.nonzero()[0, 0])}): a NaN distance ranks last "
+                    "and a NaN label counts as relevant, so the metric would mean nothing. "
+                    "Check the embeddings or scores they came from."
+                )
 
 
 def check_embeddings(embeddings: Tensor, name: str = "embeddings") -> None:

@@ -5,7 +5,9 @@ indexed into a :class:`~quaterion_models.index.SimilarityIndex` and each query r
 its ``depth`` nearest neighbours from the index. The report states the approximation: the
 recall of the index's top-k against exact top-k on a sample of queries, and how many
 relevant items fell below ``depth``. With ``exact=True`` and a ``depth`` that covers every
-relevant item, the values equal the exact ``Evaluator``'s.
+relevant item, the values equal the exact ``Evaluator``'s (equal distances rank by item
+number on both paths; distances equal only before float32 rounding, e.g. the cosine of
+parallel vectors, may be ordered differently).
 """
 
 import random
@@ -222,7 +224,7 @@ class IndexEvaluator:
         with bar:
             for start in range(0, rows.numel(), step):
                 chunk = rows[start : start + step]
-                neighbours = self._search(index, chunk, depth, self.exact)
+                neighbours = self._search(index, chunk, depth, self.exact, num_items)
                 for position, query in enumerate(chunk.tolist()):
                     if query in wanted:
                         recall_lists[wanted[query]] = neighbours[position].tolist()
@@ -259,18 +261,30 @@ class IndexEvaluator:
             metrics, recall, self.recall_k, used, depth, missed, self.exact, notes
         )
 
-    def _search(self, index: Any, chunk: Tensor, depth: int, exact: bool) -> Tensor:
+    def _search(self, index: Any, chunk: Tensor, depth: int, exact: bool, total: int) -> Tensor:
         """int64 ``(b, depth)``: the nearest other items of each item of ``chunk`` (its vector
         read back from the index), closest first, ties by id (``-1`` where the index
-        returned fewer); ``exact``: exhaustive search."""
-        results = index.search(
-            vectors=index.vectors(chunk.tolist()),
-            limit=depth + 1,
-            exact=exact,
-            hnsw_ef=self.hnsw_ef,
-            with_payload=False,
-        )
-        width = depth + 1
+        returned fewer); ``exact``: exhaustive search; ``total``: points in the index."""
+        vectors, queries = index.vectors(chunk.tolist()), chunk.tolist()
+        results: List[list] = [[] for _ in queries]
+        rows, limit = list(range(len(queries))), depth + 1
+        while rows:  # ties crossing the limit: read the whole tie group (exact order: by id)
+            hits = index.search(
+                vectors=vectors[rows],
+                limit=limit,
+                exact=exact,
+                hnsw_ef=self.hnsw_ef,
+                with_payload=False,
+            )
+            for row, row_hits in zip(rows, hits):
+                results[row] = row_hits
+            rows = [
+                row
+                for row in rows
+                if limit < total and _tie_crosses(results[row], queries[row], depth)
+            ]
+            limit *= 2
+        width = max(depth + 1, max((len(hits) for hits in results), default=0))
         ids = torch.full((len(results), width), -1, dtype=torch.int64)
         scores = torch.full((len(results), width), float("inf"), dtype=torch.float64)
         sign = 1.0 if index.distance in ("euclidean", "manhattan") else -1.0
@@ -294,7 +308,7 @@ class IndexEvaluator:
         k = min(self.recall_k, num_items - 1)
         if not picked or k < 1:
             return []
-        return self._search(index, rows[torch.tensor(picked)], k, exact=True).tolist()
+        return self._search(index, rows[torch.tensor(picked)], k, True, num_items).tolist()
 
 
 class _IndexWriter:
@@ -324,6 +338,13 @@ class _IndexWriter:
         self.index.add_vectors(vectors, ids=ids, batch_size=_WRITE_BATCH)
         self.written += vectors.shape[0]
         return torch.zeros(vectors.shape[0], 1)
+
+
+def _tie_crosses(hits: list, query: int, depth: int) -> bool:
+    """Whether the ``depth``-th hit other than ``query`` ties with the last hit of a full
+    result: hits of that score may lie past the search's limit."""
+    others = [hit.score for hit in hits if hit.id != query]
+    return depth >= 1 and len(others) >= depth and others[depth - 1] == hits[-1].score
 
 
 def _recall(

@@ -261,6 +261,11 @@ def mine_pair_negatives(
     if (model is None) == (anchor_embeddings is None or positive_embeddings is None):
         raise ValueError("Give either model=... or both anchor_embeddings and positive_embeddings.")
     anchors = [i for i, pair in enumerate(pairs) if pair.score > 0]
+    if not anchors:
+        raise ValueError(
+            f"no pair has a score > 0 among the {len(pairs)} pairs: anchors are the obj_a of "
+            "positive pairs, so there is nothing to mine negatives for."
+        )
     if anchor_embeddings is None:
         anchor_embeddings = model.encode([pairs[i].obj_a for i in anchors], to_numpy=False)
         positive_embeddings = model.encode([pair.obj_b for pair in pairs], to_numpy=False)
@@ -271,6 +276,13 @@ def mine_pair_negatives(
                 f"{anchor_embeddings.shape[0]} anchor_embeddings for {len(pairs)} pairs."
             )
         anchor_embeddings = anchor_embeddings[anchors]
+        positive_embeddings = _as_embeddings(
+            positive_embeddings, None, 0, "positive_embeddings", ""
+        )
+        if positive_embeddings.shape[0] != len(pairs):
+            raise ValueError(
+                f"{positive_embeddings.shape[0]} positive_embeddings for {len(pairs)} pairs."
+            )
     positives_of: dict[Any, list[int]] = {}
     for i, pair in enumerate(pairs):
         positives_of.setdefault(_identity(pair.obj_a), []).append(i)

@@ -148,7 +148,12 @@ def _positive_scores(index: Any, queries: Tensor, positive_ids: list[set]) -> Te
 
 def _id_list(entry: Any, query: int) -> set:
     """One query's positive point ids as a set of ints."""
-    items = [entry] if isinstance(entry, (int, np.integer)) else list(entry)
+    if isinstance(entry, (int, np.integer)):
+        items = [entry]
+    elif isinstance(entry, (str, bytes)) or not hasattr(entry, "__iter__"):
+        raise TypeError(f"positives[{query}] must be integer point ids, got {entry!r}.")
+    else:
+        items = list(entry)
     if any(isinstance(item, bool) or not isinstance(item, (int, np.integer)) for item in items):
         raise TypeError(f"positives[{query}] must be integer point ids, got {entry!r}.")
     return {int(item) for item in items}

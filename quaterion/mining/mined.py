@@ -57,6 +57,12 @@ class MinedNegatives:
             )
         if subgroups is not None and len(subgroups) != len(anchors):
             raise ValueError(f"{len(subgroups)} subgroups for {len(anchors)} anchors.")
+        largest = int(self.indices.max()) if self.indices.numel() else -1
+        if largest >= len(corpus):
+            raise ValueError(
+                f"the mined negatives hold corpus index {largest} but the corpus has "
+                f"{len(corpus)} objects: pass the corpus the negatives were mined from."
+            )
         samples = []
         for query, row in enumerate(self.indices.tolist()):
             subgroup = 0 if subgroups is None else subgroups[query]

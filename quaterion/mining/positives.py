@@ -43,7 +43,15 @@ class PairPositives:
             )
         rows, cols = [], []
         for query, entry in enumerate(positives):
-            items = [entry] if isinstance(entry, int) or _is_int_like(entry) else list(entry)
+            if _is_int_like(entry):
+                items = [entry]
+            elif isinstance(entry, (str, bytes)) or not hasattr(entry, "__iter__"):
+                raise TypeError(
+                    f"positives[{query}] must be a corpus index or a list of them, got "
+                    f"{type(entry).__name__} {entry!r}."
+                )
+            else:
+                items = list(entry)
             for item in items:
                 if not _is_int_like(item) or not 0 <= int(item) < corpus_size:
                     raise ValueError(
@@ -119,4 +127,6 @@ def _is_int_like(value: object) -> bool:
         return False
     if isinstance(value, Tensor):
         return value.dim() == 0 and not value.is_floating_point() and value.dtype != torch.bool
+    if getattr(value, "ndim", 0) != 0:  # a numpy array of one element has __index__ too
+        return False
     return hasattr(value, "__index__")

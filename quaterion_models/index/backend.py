@@ -60,10 +60,12 @@ def filter_items(filter: Mapping[str, Any], native: str) -> list[tuple[str, bool
     for key, value in filter.items():
         if isinstance(value, (list, tuple, set)):
             values = list(value)
-            if not values or not all(isinstance(v, (str, int)) for v in values):
+            kinds = {_kind(v) for v in values}
+            if not values or not (kinds <= {str} or kinds <= {int}):
                 raise TypeError(
-                    f"filter[{key!r}]: a list filter needs a non-empty list of str or int values, "
-                    f"got {value!r}"
+                    f"filter[{key!r}]: a list filter needs a non-empty list of all str or all int "
+                    f"values (not bool), got {value!r}; combine other matches in a native "
+                    "Qdrant Filter"
                 )
             items.append((key, True, values))
         elif isinstance(value, (str, int, bool)):
@@ -74,6 +76,14 @@ def filter_items(filter: Mapping[str, Any], native: str) -> list[tuple[str, bool
                 f"(any of), got {type(value).__name__}; pass a native Qdrant Filter for ranges"
             )
     return items
+
+
+def _kind(value: Any) -> type:
+    """``str``, ``int`` or ``bool`` for those (and their subclasses), else the type."""
+    for kind in (bool, str, int):
+        if isinstance(value, kind):
+            return kind
+    return type(value)
 
 
 class Backend(ABC):

@@ -17,8 +17,9 @@ except ImportError as err:  # pragma: no cover - exercised only without the extr
 
 from quaterion_models.index.backend import Backend, Hit, PointId, QueryOptions
 from quaterion_models.index.backend import filter_items, normalise_id, vectors_in_order
-from quaterion_models.index.errors import IndexLockedError, IndexNotFoundError
+from quaterion_models.index.errors import IndexConfigError, IndexLockedError, IndexNotFoundError
 from quaterion_models.index.heap import release_free_heap
+from quaterion_models.index.lock import DirectoryLock
 from quaterion_models.index.metadata import (
     METADATA_FILE,
     HnswParams,
@@ -30,14 +31,18 @@ from quaterion_models.index.metadata import (
 
 #: Sub-directory of the index directory holding the Edge shard.
 SHARD_DIR = "shard"
+#: File of the index directory whose lock marks an open handle (kept when the index is
+#: dropped: a lock file deleted while another process waits on it would lock nothing).
+LOCK_FILE = "index.lock"
 
 
 class EmbeddedBackend(Backend):
     """Index directory ``path`` = ``index.json`` (the binding) + ``shard/`` (Qdrant Edge).
 
-    An Edge shard allows one open handle: a second open, in this or another process,
-    raises :class:`IndexLockedError`. Every upsert goes through the shard's write-ahead
-    log and is flushed before it returns.
+    The directory allows one open handle: a second open, in this or another process,
+    raises :class:`IndexLockedError` (an ``index.lock`` file holds the lock, since an Edge
+    shard without a write-ahead log takes none itself). Every upsert goes through the
+    shard's write-ahead log and is flushed before it returns.
 
     Args:
         path: the index directory.
@@ -70,6 +75,7 @@ class EmbeddedBackend(Backend):
         self.location = f"embedded index {self.path}"
         self.shard: Optional[edge.EdgeShard] = None
         self.info: Optional[IndexInfo] = None
+        self.lock = DirectoryLock(self.path / LOCK_FILE)
 
     @property
     def shard_path(self) -> Path:
@@ -85,8 +91,9 @@ class EmbeddedBackend(Backend):
                     "SimilarityIndex; pass recreate=True to replace it"
                 )
             return None
+        self._lock()
         info = read_metadata(self.path)
-        if (self.shard_path / "edge_config.json").is_file():
+        if self.shard_path.is_dir():  # also a shard whose creation was cut short
             self.shard = self._call(edge.EdgeShard.load, str(self.shard_path), self._config(info))
         else:  # a crash between writing the metadata and creating the shard
             config = self._config(info, creating=True)
@@ -95,17 +102,35 @@ class EmbeddedBackend(Backend):
         return info
 
     def create(self, info: IndexInfo) -> None:
-        self.path.mkdir(parents=True, exist_ok=True)
+        # through a symlink to a directory not made yet, too
+        Path(os.path.realpath(self.path)).mkdir(parents=True, exist_ok=True)
+        self._lock()
+        if (self.path / METADATA_FILE).exists() or self.shard_path.exists():
+            raise IndexConfigError(
+                f"{self.location} was created meanwhile by another handle (in this or another "
+                "process) after this one found it missing: open it again"
+            )
         write_metadata(self.path, info)
         config = self._config(info, creating=True)
         self.shard = self._call(edge.EdgeShard.create, str(self.shard_path), config)
         self.info = info
 
     def drop(self) -> None:
+        if self.path.exists() and not self.path.is_dir():
+            raise IndexNotFoundError(f"{self.path} is a file, not an index directory")
+        if self.path.is_dir():
+            self._lock()  # first, so that an index open elsewhere is never deleted
         if self.shard is None and self.shard_path.exists():
-            # take the lock first, so that an index open elsewhere is never deleted
-            self._call(edge.EdgeShard.load, str(self.shard_path)).close()
-        self.close()
+            try:  # a handle of a version without the lock file holds the shard's own lock
+                self._call(edge.EdgeShard.load, str(self.shard_path)).close()
+            except IndexLockedError:
+                self.lock.release()
+                raise
+            except Exception:  # a damaged shard: nobody can have it open
+                pass
+        if self.shard is not None:
+            shard, self.shard = self.shard, None
+            shard.close()
         if self.shard_path.exists():
             shutil.rmtree(self.shard_path)
         metadata = self.path / METADATA_FILE
@@ -115,17 +140,24 @@ class EmbeddedBackend(Backend):
     def _config(self, info: IndexInfo, creating: bool = False) -> "edge.EdgeConfig":
         return _config(info, self.search_threads, self.low_memory, creating)
 
+    def _locked_error(self) -> IndexLockedError:
+        return IndexLockedError(
+            f"{self.location} is already open (an embedded index allows one open "
+            "handle, in this or another process): close the other SimilarityIndex "
+            "first, or serve the index from a Qdrant server for concurrent access"
+        )
+
+    def _lock(self) -> None:
+        """Take the directory's lock (kept until :meth:`close`)."""
+        if not self.lock.acquire():
+            raise self._locked_error()
+
     def _call(self, fn, *args):
         try:
             return fn(*args)
         except Exception as err:
-            message = str(err)
-            if "WouldBlock" in message or "already" in message.lower():
-                raise IndexLockedError(
-                    f"{self.location} is already open (an embedded index allows one open "
-                    "handle, in this or another process): close the other SimilarityIndex "
-                    "first, or serve the index from a Qdrant server for concurrent access"
-                ) from err
+            if "WouldBlock" in str(err):  # the write-ahead log's lock
+                raise self._locked_error() from err
             raise
 
     def upsert(
@@ -195,9 +227,8 @@ class EmbeddedBackend(Backend):
         the build and 512 MB after it (vectors and payload pages, each file mapped twice).
         Closing and loading the shard again releases them; the build then reads the
         segment once. Each time, the C heap's free memory (the closed handle's, the graph
-        build's) goes back to the system. The lock is released for that instant: a process
-        opening the directory just then gets it, and this call raises
-        :class:`IndexLockedError` (the handle is then closed).
+        build's) goes back to the system. The directory's lock is held throughout, so no other
+        handle can open the index in between.
         """
         self._reopen()
         self.shard.optimize()
@@ -213,6 +244,7 @@ class EmbeddedBackend(Backend):
         if self.shard is not None:
             shard, self.shard = self.shard, None
             shard.close()
+        self.lock.release()
 
 
 #: An Edge shard indexes only when ``optimize`` runs; 1 KB makes it build the graph of any

@@ -92,11 +92,21 @@ class IndexInfo:
                 f"{source} has index format version {data.get('version')!r}; this quaterion "
                 f"reads version {FORMAT_VERSION}: re-create the index with recreate=True"
             )
+        missing = [name for name in ("fingerprint", "model", "distance", "dim") if name not in data]
+        if missing:
+            raise ValueError(
+                f"{source} is damaged: it lacks {', '.join(map(repr, missing))}; re-create the "
+                "index (recreate=True)"
+            )
+        try:
+            dim = int(data["dim"])
+        except (TypeError, ValueError):
+            raise ValueError(f"{source}: damaged 'dim' field {data['dim']!r}") from None
         return cls(
             fingerprint=str(data["fingerprint"]),
             model=str(data["model"]),
             distance=str(data["distance"]),
-            dim=int(data["dim"]),
+            dim=dim,
             hnsw=None if data.get("hnsw") is None else HnswParams.from_dict(data["hnsw"], source),
         )
 
@@ -125,5 +135,7 @@ def read_metadata(directory: Union[str, os.PathLike]) -> IndexInfo:
         try:
             data = json.load(file)
         except json.JSONDecodeError as err:
-            raise ValueError(f"{path} is not valid JSON ({err}); re-create the index") from err
+            raise ValueError(
+                f"{path} is not valid JSON ({err}); re-create the index (recreate=True)"
+            ) from err
     return IndexInfo.from_dict(data, str(path))

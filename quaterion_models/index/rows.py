@@ -36,6 +36,14 @@ def check_ids(ids: Optional[Sequence[Any]], n: int) -> list[PointId]:
     return ids
 
 
+def check_point_ids(ids: Sequence[Any]) -> list[PointId]:
+    """``ids`` as a list, each a valid point id (repeats allowed: for reads and deletes)."""
+    ids = list(ids)
+    for row, point_id in enumerate(ids):
+        _id_key(point_id, row)
+    return ids
+
+
 def _distinct_small_ints(ids: list) -> bool:
     """Fast path for a large call: every id a distinct int in ``[0, 2**63)``."""
     if not all(type(point_id) is int for point_id in ids):
@@ -53,7 +61,7 @@ def _id_key(point_id: Any, row: int) -> tuple[str, Any]:
     if isinstance(point_id, bool) or not isinstance(point_id, (int, str)):
         raise TypeError(
             f"ids[{row}] must be an int >= 0 or a UUID string, got {type(point_id).__name__} "
-            f"({point_id!r})"
+            f"({point_id!r}); convert numpy ids with .tolist()"
         )
     if isinstance(point_id, int):
         if not 0 <= point_id < 2**64:
@@ -115,8 +123,9 @@ def _check_json(value: Any, where: str) -> None:
     )
 
 
-def check_finite(vectors: np.ndarray, what: str) -> None:
-    """``ValueError`` naming the first row with NaN or inf."""
+def check_finite(vectors: np.ndarray, what: str, outcome: str = "nothing was written") -> None:
+    """``ValueError`` naming the first row with NaN or inf (and ``outcome``: what the refused
+    call did not do)."""
     step = max(1, 2**22 // max(vectors.shape[1], 1))  # rows per chunk: a 4 MB mask at most
     chunks = [np.isfinite(vectors[i : i + step]).all(axis=1) for i in range(0, len(vectors), step)]
     finite = np.concatenate(chunks) if chunks else np.ones(0, dtype=bool)
@@ -124,7 +133,7 @@ def check_finite(vectors: np.ndarray, what: str) -> None:
         bad = np.flatnonzero(~finite)
         raise ValueError(
             f"{what} contain NaN or inf in {bad.size} of {len(vectors)} rows (first: row "
-            f"{bad[0]}); nothing was written. Check the model's output for those inputs"
+            f"{bad[0]}); {outcome}. Check the model's output for those inputs"
         )
 
 

@@ -1,7 +1,9 @@
 """``SimilarityIndex``: a Qdrant collection bound to the servable that fills and queries it."""
 
 import json
+import numbers
 import os
+import weakref
 from collections.abc import Sequence
 from dataclasses import asdict
 from typing import Any, Optional, Union
@@ -19,9 +21,13 @@ from quaterion_models.index.fingerprint import (
     servable_fingerprint,
 )
 from quaterion_models.index.metadata import HnswParams, IndexInfo, check_distance
-from quaterion_models.index.rows import check_finite, check_ids, check_payloads
+from quaterion_models.index.rows import check_finite, check_ids, check_payloads, check_point_ids
 
 _MODES = ("open_or_create", "open", "create")
+
+#: Backends bound to an open SimilarityIndex: a second index on one of them would close the
+#: first one's storage when it fails, or share its handle.
+_BOUND: "weakref.WeakSet[Backend]" = weakref.WeakSet()
 
 
 class SimilarityIndex:
@@ -58,6 +64,9 @@ class SimilarityIndex:
             index with HNSW parameters it was not created with raises
             :class:`IndexConfigError`.
 
+    Attributes:
+        closed: whether :meth:`close` was called (every later call raises ``RuntimeError``).
+
     Example::
 
         with SimilarityIndex(model, path="cars-index", distance="cosine") as index:
@@ -87,6 +96,12 @@ class SimilarityIndex:
     ):
         if mode not in _MODES:
             raise ValueError(f"mode must be one of {_MODES}, got {mode!r}")
+        if mode == "open" and recreate:
+            raise ValueError(
+                "mode='open' with recreate=True would drop the index and then find none: use "
+                "SimilarityIndex.create(..., recreate=True) (or mode='open_or_create') to "
+                "replace it"
+            )
         if not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
         self.model, trained_distance = _resolve_model(model)
@@ -96,12 +111,22 @@ class SimilarityIndex:
         hnsw = {"m": m, "ef_construct": ef_construct, "full_scan_threshold": full_scan_threshold}
         hnsw = {name: value for name, value in hnsw.items() if value is not None}
         HnswParams(**hnsw)  # checks the values before anything is opened
+        if _is_bound(backend):
+            raise ValueError(
+                f"this backend ({backend.location}) is already bound to an open "
+                "SimilarityIndex: close that index first, or use that index"
+            )
         self.backend = _backend(path, url, api_key, client, backend, collection, timeout)
+        self.closed = False
         try:
             self.info = self._bind(distance, mode, recreate, hnsw)
         except BaseException:
             self.backend.close()
             raise
+        try:
+            _BOUND.add(self.backend)
+        except TypeError:  # a backend class that cannot be hashed or weakly referenced
+            pass
 
     @classmethod
     def open(cls, model: Any, path: Any = None, **kwargs: Any) -> "SimilarityIndex":
@@ -118,7 +143,18 @@ class SimilarityIndex:
     ) -> IndexInfo:
         fingerprint = servable_fingerprint(self.model)
         dim = output_size(self.model)
-        stored = self.backend.load_info()
+        try:
+            stored = self.backend.load_info()
+        except (IndexNotFoundError, ValueError) as damaged:  # recreate replaces it
+            if not recreate:
+                raise
+            if distance is None:  # checked before anything is dropped
+                raise ValueError(
+                    f"{damaged}. Replacing it needs the distance the model was trained with "
+                    "(its record cannot be read): pass distance=... with recreate=True"
+                ) from damaged
+            stored = None
+            self.backend.drop()
         if stored is not None and recreate:
             distance = distance or stored.distance
             self.backend.drop()
@@ -188,6 +224,7 @@ class SimilarityIndex:
         while writing, the batches written before stay in the index. Default ids are random
         UUID strings; ids that already exist in the index are overwritten.
         """
+        self._check_open()
         objects = objects if isinstance(objects, list) else list(objects)
         payloads, ids = check_payloads(payloads, len(objects)), check_ids(ids, len(objects))
         parts = []
@@ -215,6 +252,7 @@ class SimilarityIndex:
         Checked like :meth:`add` before anything is written. ``batch_size`` points are
         written per durable batch (default: the index's ``batch_size``).
         """
+        self._check_open()
         if batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1):
             raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
         vectors = self._check_vectors(vectors)
@@ -231,14 +269,19 @@ class SimilarityIndex:
                 bar.update(min(stop, len(vectors)) - start)
 
     def delete(self, ids: Optional[Sequence[PointId]] = None, filter: Optional[Any] = None) -> None:
-        """Delete points by id and/or every point matching ``filter``."""
+        """Delete points by id and/or every point matching ``filter`` (``ids=[]`` deletes
+        nothing; ids not stored are ignored)."""
+        self._check_open()
         if ids is None and filter is None:
             raise ValueError("delete needs ids=[...] or filter={...}; nothing was deleted")
-        self.backend.delete(list(ids) if ids is not None else None, filter)
+        ids = check_point_ids(ids) if ids is not None else None
+        if ids or filter is not None:  # ids=[] deletes nothing
+            self.backend.delete(ids or None, filter)
 
     def optimize(self) -> None:
         """Build the HNSW graph now, whatever the number of points, and return once it is
         built (Qdrant indexes only segments above its indexing threshold by itself)."""
+        self._check_open()
         self.backend.optimize()
 
     def copy_to(self, target: "SimilarityIndex", batch_size: int = 1024) -> int:
@@ -247,6 +290,8 @@ class SimilarityIndex:
 
         ``target`` must be bound to the same servable and distance.
         """
+        self._check_open()
+        target._check_open()
         if (target.info.fingerprint, target.info.distance) != (
             self.info.fingerprint,
             self.distance,
@@ -298,10 +343,12 @@ class SimilarityIndex:
         Returns:
             one list of :class:`Hit` per query.
         """
+        self._check_open()
         if (objects is None) == (vectors is None):
             raise ValueError("search needs exactly one of objects=[...] or vectors=array")
-        if not isinstance(limit, int) or limit < 1:
+        if isinstance(limit, bool) or not isinstance(limit, numbers.Integral) or limit < 1:
             raise ValueError(f"limit must be a positive int, got {limit!r}")
+        limit = int(limit)
         if hnsw_ef is not None and (
             isinstance(hnsw_ef, bool) or not isinstance(hnsw_ef, int) or hnsw_ef < 1
         ):
@@ -310,7 +357,7 @@ class SimilarityIndex:
             if not isinstance(objects, list):
                 objects = list(objects)
             vectors = self.model.encode(objects, batch_size=self.batch_size) if objects else []
-        vectors = self._check_vectors(vectors)
+        vectors = self._check_vectors(vectors, "nothing was searched")
         options = QueryOptions(limit, filter, exact, hnsw_ef, with_payload)
         results: list[list[Hit]] = []
         for start in range(0, len(vectors), self.batch_size):
@@ -324,13 +371,8 @@ class SimilarityIndex:
         length. ``TypeError`` for an id that is not an int or a str; ``ValueError`` naming the
         first id the index does not hold.
         """
-        ids = list(ids)
-        for row, point_id in enumerate(ids):
-            if isinstance(point_id, bool) or not isinstance(point_id, (int, str)):
-                raise TypeError(
-                    f"ids[{row}] must be an int >= 0 or a UUID string, got "
-                    f"{type(point_id).__name__} ({point_id!r}); convert numpy ids with .tolist()"
-                )
+        self._check_open()
+        ids = check_point_ids(ids)
         rows: list = []
         for start in range(0, len(ids), self.batch_size):
             rows.extend(self.backend.vectors(ids[start : start + self.batch_size]))
@@ -344,6 +386,7 @@ class SimilarityIndex:
 
     def count(self, filter: Optional[Any] = None) -> int:
         """Number of stored points (matching ``filter`` if given)."""
+        self._check_open()
         return self.backend.count(filter)
 
     def __len__(self) -> int:
@@ -358,6 +401,8 @@ class SimilarityIndex:
 
     def close(self) -> None:
         """Release the index (the embedded directory's lock, the server connection)."""
+        self.closed = True
+        _BOUND.discard(self.backend)
         self.backend.close()
 
     def __enter__(self) -> "SimilarityIndex":
@@ -366,7 +411,14 @@ class SimilarityIndex:
     def __exit__(self, *exc: Any) -> None:
         self.close()
 
-    def _check_vectors(self, vectors: Any) -> np.ndarray:
+    def _check_open(self) -> None:
+        if self.closed:
+            raise RuntimeError(
+                f"this SimilarityIndex ({self.backend.location}) is closed: open the index "
+                "again (SimilarityIndex(...) or SimilarityIndex.open(...))"
+            )
+
+    def _check_vectors(self, vectors: Any, outcome: str = "nothing was written") -> np.ndarray:
         if type(vectors).__module__.startswith("torch"):  # a torch.Tensor (torch is optional)
             vectors = vectors.detach().float().cpu().numpy()
         vectors = _as_float32(np.asarray(vectors, dtype=np.float32))
@@ -377,8 +429,16 @@ class SimilarityIndex:
                 f"vectors must have shape (n, {self.info.dim}) for {self.backend.location}, got "
                 f"{vectors.shape}"
             )
-        check_finite(vectors, "vectors")
+        check_finite(vectors, "vectors", outcome)
         return vectors
+
+
+def _is_bound(backend: Any) -> bool:
+    """Whether ``backend`` is bound to an open SimilarityIndex."""
+    try:
+        return isinstance(backend, Backend) and backend in _BOUND
+    except TypeError:  # not hashable: never recorded
+        return False
 
 
 def _as_float32(vectors: Any) -> np.ndarray:

@@ -107,6 +107,32 @@ def test_sampled_queries_are_the_evaluators_rows(make_index):
     )
 
 
+@pytest.mark.parametrize("distance", ["euclidean", "manhattan"])
+def test_ties_at_the_depth_cut_follow_the_exact_order(make_index, distance):
+    """Many items share a distance (duplicated vectors). The exact path ranks equal distances
+    by item number; the index returns an arbitrary part of a tie group that crosses its
+    limit, so the evaluator must read the whole group to keep the exact values."""
+    generator = torch.Generator().manual_seed(0)
+    vectors = torch.randint(0, 3, (40, DIM), generator=generator).float() + 1
+    labels = torch.randint(0, 4, (40,), generator=generator)
+    groups = [SimilarityGroupSample(obj=v.tolist(), group=int(g)) for v, g in zip(vectors, labels)]
+    pairs = [
+        SimilarityPairSample(obj_a=a.tolist(), obj_b=b.tolist(), score=1.0, subgroup=0)
+        for a, b in zip(vectors[:20], vectors[20:])
+    ]
+    for data, metric, sampler in (
+        (groups, RetrievalRPrecision(distance), GroupSampler(log_progress=False)),
+        (pairs, RetrievalPrecision(3, distance), PairSampler(log_progress=False)),
+    ):
+        exact = Evaluator(metric, sampler).evaluate(data, identity_model(DIM))
+        report = IndexEvaluator(metric, exact=True, log_progress=False).evaluate(
+            data, make_index(distance)
+        )
+        name = type(metric).__name__
+        assert report.metrics[name].item() == pytest.approx(exact[name].item(), abs=1e-6)
+        assert report.unranked == 0
+
+
 def test_shallow_depth_gives_stated_lower_bounds(make_index):
     data = pair_data(seed=1)
     metrics = {"rr": RetrievalReciprocalRank("euclidean", reduce_func=None)}

@@ -77,6 +77,8 @@ def test_index_positives_missing_from_the_index_are_named(tmp_path):
                 relative_margin=0.05,
                 show_progress=False,
             )
+        with pytest.raises(TypeError, match=r"positives\[2\] must be integer point ids"):
+            mine_hard_negatives(corpus[:3], index=index, positives=[0, 1, 2.0], show_progress=False)
 
 
 class _Precomputed:

@@ -2,6 +2,7 @@
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -197,6 +198,28 @@ def test_pair_samples_and_mine_pair_negatives():
     assert all(s.obj_b not in ("b0", "b_extra") for s in negatives if s.obj_a == "a0")
 
 
+def test_mine_pair_negatives_names_bad_input():
+    queries, corpus = _data(n=4, m=4)
+    negatives_only = [SimilarityPairSample(f"a{i}", f"b{i}", 0.0) for i in range(4)]
+    kwargs = {"anchor_embeddings": queries, "positive_embeddings": corpus, "show_progress": False}
+    with pytest.raises(ValueError, match="no pair has a score > 0"):
+        mine_pair_negatives(negatives_only, **kwargs)
+    pairs = [SimilarityPairSample(f"a{i}", f"b{i}", 1.0) for i in range(4)]
+    with pytest.raises(ValueError, match="3 positive_embeddings for 4 pairs"):
+        mine_pair_negatives(pairs, **(kwargs | {"positive_embeddings": corpus[:3]}))
+
+
+def test_pair_samples_name_a_corpus_too_short():
+    mined = MinedNegatives(torch.tensor([[2, -1], [0, 1]]), torch.zeros(2, 2))
+    assert [(s.obj_a, s.obj_b) for s in mined.pair_samples(["q0", "q1"], ["c0", "c1", "c2"])] == [
+        ("q0", "c2"),
+        ("q1", "c0"),
+        ("q1", "c1"),
+    ]
+    with pytest.raises(ValueError, match="index 2 but the corpus has 2 objects"):
+        mined.pair_samples(["q0", "q1"], ["c0", "c1"])
+
+
 class _Encoder:
     """Stands in for a SimilarityModel: embeddings looked up by object."""
 
@@ -235,6 +258,8 @@ def test_objects_are_encoded_with_the_model():
         ({"positives": [[99]] * 5}, ValueError, "corpus indices"),
         ({"positives": [0] * 4}, ValueError, "one corpus index"),
         ({"block_size": 0}, ValueError, "block_size"),
+        ({"positives": [0.0] * 5}, TypeError, r"positives\[0\] must be a corpus index"),
+        ({"positives": ["3"] * 5}, TypeError, r"positives\[0\] must be a corpus index"),
     ],
 )
 def test_bad_input_is_named(kwargs, error, match):
@@ -242,6 +267,21 @@ def test_bad_input_is_named(kwargs, error, match):
     call = {"positives": [0] * 5, "show_progress": False} | kwargs
     with pytest.raises(error, match=match):
         mine_hard_negatives(queries, corpus, **call)
+
+
+def test_positives_as_arrays_and_tensors_equal_lists():
+    queries, corpus = _data(n=5, m=6)
+    lists = [[0], [1, 2], [3], [4], [5]]
+    forms = [
+        np.array([[0], [1], [3], [4], [5]]),  # one positive per row, as 1-element rows
+        [np.array(row) for row in lists],
+        [torch.tensor(row) for row in lists],
+    ]
+    expected = [[0], [1], [3], [4], [5]], lists, lists
+    for given, plain in zip(forms, expected):
+        via_arrays = mine_hard_negatives(queries, corpus, positives=given, show_progress=False)
+        via_lists = mine_hard_negatives(queries, corpus, positives=plain, show_progress=False)
+        assert via_arrays.indices.tolist() == via_lists.indices.tolist()
 
 
 def test_bad_embeddings_are_named():

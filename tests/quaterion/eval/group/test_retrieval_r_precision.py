@@ -99,3 +99,20 @@ def test_nan_embeddings_raise_with_row_count():
     embeddings[1, 0] = embeddings[3, 2] = float("nan")
     with pytest.raises(ValueError, match="NaN or inf in 2 of 5 rows"):
         RetrievalRPrecision().compute(embeddings, torch.tensor([0, 0, 1, 1, 2]))
+
+
+@pytest.mark.parametrize("which", ["distance_matrix", "labels"])
+def test_raw_compute_refuses_nan_matrices(which):
+    """A NaN distance would rank last and a NaN label count as relevant: a value that means
+    nothing, so ``raw_compute`` says where it is. ``+inf`` distances (self-pairs) stay valid."""
+    from quaterion.eval.pair import RetrievalPrecision, RetrievalReciprocalRank
+
+    dist = torch.tensor([[float("inf"), 1.0, 2.0], [1.0, float("inf"), 3.0]])
+    labels = torch.tensor([[0.0, 0.0, 1.0], [1.0, 0.0, 1.0]])
+    assert RetrievalRPrecision().raw_compute(dist, labels).item() == pytest.approx(2 / 3)
+    broken = {"distance_matrix": dist.clone(), "labels": labels.clone()}
+    broken[which][1, 2] = float("nan")
+    metrics = [RetrievalRPrecision(), RetrievalPrecision(k=1), RetrievalReciprocalRank()]
+    for metric in metrics:
+        with pytest.raises(ValueError, match=f"{which} contains NaN in 1 of 2 rows"):
+            metric.raw_compute(broken["distance_matrix"], broken["labels"])

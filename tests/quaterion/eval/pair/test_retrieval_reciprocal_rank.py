@@ -2,9 +2,13 @@ import pytest
 import torch
 
 from quaterion.distances import Distance
-from quaterion.eval.pair import RetrievalReciprocalRank, retrieval_reciprocal_rank
+from quaterion.dataset.similarity_samples import SimilarityPairSample
+from quaterion.eval.evaluator import Evaluator
+from quaterion.eval.pair import RetrievalPrecision, RetrievalReciprocalRank
+from quaterion.eval.pair import retrieval_reciprocal_rank
+from quaterion.eval.samplers.pair_sampler import PairSampler
 from tests.quaterion.eval import _naive
-from tests.quaterion.eval.conftest import tied_embeddings
+from tests.quaterion.eval.conftest import identity_model, tied_embeddings
 
 PAIRS = torch.tensor([[0, 2], [1, 3]])
 SCORES = torch.tensor([1.0, 1.0])
@@ -25,6 +29,24 @@ def test_partner_third_in_every_row():
         embeddings, SCORES, PAIRS, SUBGROUPS
     )
     torch.testing.assert_close(value, torch.full((4,), 1 / 3))
+
+
+@pytest.mark.parametrize("metric", [RetrievalReciprocalRank(), RetrievalPrecision(k=1)])
+def test_a_nan_pair_score_is_an_error_not_a_relevant_item(metric):
+    """``step_compute`` turns NaN scores into a NaN metric; ``compute`` (which may read
+    values on the host) must say so rather than rank NaN as relevant."""
+    embeddings = torch.tensor([[1.0, 1], [8, 8], [4, 4], [6, 7]])
+    scores = torch.tensor([float("nan"), 1.0])
+    with pytest.raises(ValueError, match="NaN in 1 of 2 pair scores"):
+        metric.compute(embeddings, scores, PAIRS, SUBGROUPS)
+    step = metric.step_compute(embeddings, labels=scores, pairs=PAIRS, subgroups=SUBGROUPS)
+    assert torch.isnan(step).all()
+    data = [
+        SimilarityPairSample(obj_a=[1.0, 1.0], obj_b=[4.0, 4.0], score=float("nan")),
+        SimilarityPairSample(obj_a=[8.0, 8.0], obj_b=[6.0, 7.0], score=1.0),
+    ]
+    with pytest.raises(ValueError, match="score=nan"):  # checked when the batch is collated
+        Evaluator(metric, PairSampler(log_progress=False)).evaluate(data, identity_model(2))
 
 
 def test_one_value_per_incidence_in_rank_order():
