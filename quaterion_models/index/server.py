@@ -36,13 +36,23 @@ class ServerBackend(Backend):
         collection: collection name.
         owns_client: close ``client`` on :meth:`close`.
         address: how to name the server in messages.
+        optimize_wait_s: how long :meth:`optimize` waits for the server to finish indexing
+            before it raises ``TimeoutError`` (the server goes on indexing).
     """
 
-    def __init__(self, client: QdrantClient, collection: str, owns_client: bool, address: str):
+    def __init__(
+        self,
+        client: QdrantClient,
+        collection: str,
+        owns_client: bool,
+        address: str,
+        optimize_wait_s: float = 3600.0,
+    ):
         self.client = client
         self.collection = collection
         self.owns_client = owns_client
         self.location = f"collection {collection!r} on {address}"
+        self.optimize_wait_s = optimize_wait_s
 
     def _unreachable(self, err: Exception) -> ServerUnreachableError:
         return ServerUnreachableError(
@@ -152,9 +162,11 @@ class ServerBackend(Backend):
 
     def optimize(self) -> None:
         """Lower the collection's indexing threshold to 1 KB (Qdrant indexes only segments
-        above it, 20 MB by default) and wait until the server reports the collection green."""
+        above it, 20 MB by default) and wait until the server reports the collection green,
+        at most ``optimize_wait_s`` seconds."""
         optimizers = models.OptimizersConfigDiff(indexing_threshold=1)
         self.client.update_collection(self.collection, optimizers_config=optimizers)
+        deadline = time.monotonic() + self.optimize_wait_s
         while True:
             info = self.client.get_collection(self.collection)
             if info.status == models.CollectionStatus.GREEN:
@@ -165,6 +177,13 @@ class ServerBackend(Backend):
                 )
             if info.status == models.CollectionStatus.GREY:  # optimizations wait for a trigger
                 self.client.update_collection(self.collection, optimizers_config=optimizers)
+            if time.monotonic() >= deadline:
+                raise TimeoutError(
+                    f"Qdrant still indexes {self.location} after {self.optimize_wait_s:g} s "
+                    f"(status {info.status}); it goes on indexing, and searches answer "
+                    "meanwhile. Call optimize() again to wait longer, or raise the backend's "
+                    "optimize_wait_s"
+                )
             time.sleep(0.2)
 
     def close(self) -> None:
