@@ -245,9 +245,11 @@ def test_approximate_search_reports_its_recall(tmp_path):
             assert index.backend.shard.info().indexed_vectors_count == len(data)
     exact, narrow, wide = reports["exact"], reports["ef1"], reports["ef512"]
     assert exact.recall == 1.0 and exact.exact and not narrow.exact
-    # recall 0.93 to 0.96 (narrow) and 0.996 to 0.9995 (wide) in repeated runs: the graph is
-    # built by several threads, so it differs a little between runs
-    assert narrow.recall_queries == 400 and narrow.recall < 0.98
+    # recall 0.94 to 0.97 (narrow) and 0.997 to 0.9998 (wide) in repeated runs: the graph is
+    # built by several threads, so it differs a little between runs; the narrow beam misses
+    # neighbours the wide one finds (compared with each other, not with a fixed 0.98 that a
+    # well-built graph came close to)
+    assert narrow.recall_queries == 400 and narrow.recall < wide.recall - 0.01
     assert wide.recall >= 0.99
     value = exact.metrics["RetrievalRPrecision"].item()
     assert wide.metrics["RetrievalRPrecision"].item() == pytest.approx(value, abs=0.01)
