@@ -18,7 +18,7 @@ A training step with :class:`GradientCacheConfig` runs in two passes:
 
 import numbers
 from dataclasses import dataclass
-from typing import Any, Callable, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor, nn
@@ -94,8 +94,10 @@ class _StepState:
         embeddings: Tensor,
         params: Sequence[Tensor],
         autocast: List[Tuple[str, bool, torch.dtype]],
+        buffers: Dict[str, Tensor],
     ):
         self.model = model
+        self.buffers = buffers
         self.mini_batches = mini_batches
         self.loss = loss
         self.embeddings = embeddings
@@ -115,16 +117,17 @@ class _StepState:
             )
         embedding_grad, grads = found[0], list(found[1:])
         if embedding_grad is not None:
-            buffers = [buffer.detach().clone() for buffer in self.model.buffers()]
+            # the re-encoding starts from the buffers the first pass started from (a forward
+            # may read what it updates, e.g. a step counter), and buffers (e.g. batch-norm
+            # statistics) end with the values of the first pass
+            first_pass = _clone_buffers(self.model)
+            _copy_buffers(self.model, self.buffers)
             owned: set = set()
             for start, stop, features, replay in self.mini_batches:
                 part = self._reencode(features, replay)
                 self._accumulate(grads, owned, part, embedding_grad[start:stop])
-            # buffers (e.g. batch-norm statistics) keep the values of the first pass
-            with torch.no_grad():
-                for buffer, saved in zip(self.model.buffers(), buffers):
-                    buffer.copy_(saved)
-        self.mini_batches, self.embeddings = [], None
+            _copy_buffers(self.model, first_pass)
+        self.mini_batches, self.embeddings, self.buffers = [], None, {}
         return grads
 
     def _reencode(self, features: dict, replay: _Replay) -> Tensor:
@@ -158,6 +161,31 @@ class _StepState:
             else:
                 grads[index] = grads[index] + grad
                 owned.add(index)
+
+
+def _clone_buffers(model: nn.Module) -> Dict[str, Tensor]:
+    return {name: buffer.detach().clone() for name, buffer in model.named_buffers()}
+
+
+def _copy_buffers(model: nn.Module, values: Dict[str, Tensor]) -> None:
+    """Write ``values`` into the model's buffers of the same names (the others are kept)."""
+    with torch.no_grad():
+        for name, buffer in model.named_buffers():
+            if name in values:
+                buffer.copy_(values[name])
+
+
+def _check_rows(part: Tensor, start: int, stop: int) -> Tensor:
+    """The embeddings of records ``start:stop``: one row per record, or a clear error."""
+    if part.dim() == 0 or part.shape[0] != stop - start:
+        rows = part.shape[0] if part.dim() else "a 0-d tensor, not"
+        raise ValueError(
+            f"gradient cache: the model returned {rows} embeddings "
+            f"for the {stop - start} records {start}:{stop} of a mini-batch; every encoder "
+            "must return one row per record of its input (an encoder that does not depend on "
+            "its input's rows, or a collate whose output is not cut by record, breaks this)"
+        )
+    return part
 
 
 def _under_autocast(
@@ -213,15 +241,16 @@ def cached_gradient_step(
         embeddings = model(features)
         return embeddings, compute_loss(embeddings)
     mini_batches, parts = [], []
+    buffers = _clone_buffers(model)  # the re-encoding starts from them (see _StepState)
     for start, stop, mini_features in iter_mini_batches(features, config.mini_batch_size):
         replay = _Replay(device)
         with torch.no_grad():
-            parts.append(model(mini_features))
+            parts.append(_check_rows(model(mini_features), start, stop))
         mini_batches.append((start, stop, mini_features, replay))
     embeddings = torch.cat(parts, dim=0).requires_grad_(True)
     loss = compute_loss(embeddings)
     params = [param for param in params if param.requires_grad]
     if not params:
         return embeddings, loss
-    state = _StepState(model, mini_batches, loss, embeddings, params, _autocast_settings())
+    state = _StepState(model, mini_batches, loss, embeddings, params, _autocast_settings(), buffers)
     return embeddings, _CachedGradient.apply(state, loss.detach(), *params)

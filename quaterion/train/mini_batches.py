@@ -8,7 +8,9 @@ these rules, applied recursively:
 * the store rows of a cached encoder (:class:`HostRows`): rows ``start:stop``;
 * a :class:`~quaterion_models.encoders.SwitchEncoder` batch (``{"ordering", "batches"}``):
   each option keeps its records from ``start:stop`` (positions are renumbered);
-* a list or tuple of batch-size length: items ``start:stop`` (one per record);
+* a list or tuple of batch-size length: items ``start:stop`` (one per record), unless
+  every item is a tensor with the batch size first (e.g. a collate's ``(ids, mask)`` for a
+  batch of 2): such a list or tuple is a structure, cut item by item;
 * another mapping, list or tuple: each value cut by these rules;
 * ``None``, strings, numbers and 0-d tensors: kept (not per record).
 
@@ -17,7 +19,7 @@ naming the encoder: the collate function of such an encoder must put the records
 """
 
 from bisect import bisect_left
-from typing import Any, Iterator, Mapping, Tuple
+from typing import Any, Iterator, Mapping, Sequence, Tuple
 
 from torch import Tensor
 
@@ -89,12 +91,22 @@ def slice_records(value: Any, start: int, stop: int, size: int, where: str) -> A
         sliced = {key: slice_records(item, start, stop, size, where) for key, item in value.items()}
         return _rebuild(value, sliced)
     if isinstance(value, (list, tuple)):
-        if len(value) == size:
+        if len(value) == size and not _all_batch_rows(value, size):
             return value[start:stop]
-        return type(value)(slice_records(item, start, stop, size, where) for item in value)
+        cut = [slice_records(item, start, stop, size, where) for item in value]
+        if isinstance(value, tuple) and type(value) is not tuple:  # a named tuple
+            return type(value)(*cut)
+        return type(value)(cut)
     raise ValueError(
         f"gradient cache: the input of {where} contains a {type(value).__name__}, which "
         "cannot be cut into mini-batches; collate records into tensors, lists, tuples or dicts"
+    )
+
+
+def _all_batch_rows(items: Sequence[Any], size: int) -> bool:
+    """Every item a tensor with ``size`` rows first: a structure, not ``size`` records."""
+    return all(
+        isinstance(item, Tensor) and item.dim() > 0 and item.shape[0] == size for item in items
     )
 
 

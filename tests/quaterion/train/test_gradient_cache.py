@@ -310,3 +310,75 @@ def test_a_batch_within_one_mini_batch_is_encoded_once(mini):
     torch.testing.assert_close(torch.rand(3), after_reference, rtol=0, atol=0)
     torch.testing.assert_close(loss, expected_loss.detach(), rtol=1e-10, atol=0.0)
     h.assert_same_grads(got, h.grads_of(plain), 1e-10)
+
+
+class _StepCounting(h.DropoutEncoder):
+    """Its output reads a buffer that each training forward increments (a step counter)."""
+
+    def __init__(self):
+        super().__init__("float64")
+        self.register_buffer("count", torch.zeros((), dtype=torch.float64))
+
+    def forward(self, batch):
+        out = super().forward(batch) * (1 + 0.1 * self.count)
+        if self.training:
+            self.count += 1
+        return out
+
+
+def test_a_forward_reading_a_buffer_it_updates_is_replayed_from_the_same_buffers():
+    plain, cached = _pair(
+        "triplet_all", torch.float64, encoders=lambda: {"default": _StepCounting()}
+    )
+    h.attach_trainer(cached)
+    batch = h.first_batch(plain, h.loader_for("triplet_all", torch.float64))
+    expected_loss, expected = h.sequential_step(plain, batch, MINI)
+    loss, got = h.cached_step(cached, batch)
+    torch.testing.assert_close(loss, expected_loss, rtol=1e-10, atol=0.0)
+    h.assert_same_grads(got, expected, 1e-10)
+    # the first pass's updates stand: one per mini-batch, as in the reference
+    assert cached.model.encoders["default"].count.tolist() == 5.0
+
+
+class _TupleEncoder(h.DropoutEncoder):
+    """Collates ``(features, row scales)``: a tuple of two per-record tensors."""
+
+    def collate(self, batch):
+        data = super().collate(batch)
+        return data, data.abs().sum(dim=1, keepdim=True)
+
+    def forward(self, batch):
+        data, scale = batch
+        return super().forward(data) * scale
+
+
+def test_a_tuple_collate_with_a_batch_of_its_own_length():
+    plain, cached = _pair(
+        "softmax", torch.float64, mini=1, encoders=lambda: {"default": _TupleEncoder("float64")}
+    )
+    for model in (plain, cached):
+        h.attach_trainer(model)
+    samples = h.group_samples(2, dtype=torch.float64)  # 2 records, a 2-tuple input
+    batch = h.first_batch(plain, h.GroupSimilarityDataLoader(samples, batch_size=2))
+    expected_loss = plain.training_step(batch, 0)
+    expected_loss.backward()
+    loss, got = h.cached_step(cached, batch)
+    torch.testing.assert_close(loss, expected_loss.detach(), rtol=1e-10, atol=0.0)
+    h.assert_same_grads(got, h.grads_of(plain), 1e-10)
+
+
+class _WholeBatch(h.DropoutEncoder):
+    """Ignores the mini-batch it is given: always encodes 3 rows."""
+
+    def forward(self, batch):
+        return super().forward(torch.ones(3, batch.shape[1], dtype=batch.dtype))
+
+
+def test_an_encoder_returning_other_rows_than_records_is_named():
+    _, cached = _pair(
+        "triplet_all", torch.float64, encoders=lambda: {"default": _WholeBatch("float64")}
+    )
+    h.attach_trainer(cached)
+    batch = h.first_batch(cached, h.loader_for("triplet_all", torch.float64))
+    with pytest.raises(ValueError, match=r"3 embeddings for the 5 records 0:5"):
+        cached.training_step(batch, 0)
