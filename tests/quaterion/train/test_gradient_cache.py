@@ -4,6 +4,8 @@ import pytest
 import torch
 
 from quaterion import Quaterion
+from quaterion.distances import Distance
+from quaterion.loss import TripletLoss
 from quaterion.train import GradientCacheConfig
 from quaterion.train.cache import CacheConfig, CacheType
 from quaterion.train.xbm import XbmConfig
@@ -382,3 +384,53 @@ def test_an_encoder_returning_other_rows_than_records_is_named():
     batch = h.first_batch(cached, h.loader_for("triplet_all", torch.float64))
     with pytest.raises(ValueError, match=r"3 embeddings for the 5 records 0:5"):
         cached.training_step(batch, 0)
+
+
+class _TemperedTriplet(TripletLoss):
+    """Scales the embeddings by a learnable tensor kept outside ``parameters()``."""
+
+    def __init__(self):
+        super().__init__(mining="all", distance_metric_name=Distance.EUCLIDEAN)
+        self.temperature = torch.tensor(2.0, dtype=torch.float64, requires_grad=True)
+
+    def forward(self, embeddings, groups):
+        return super().forward(embeddings * self.temperature, groups)
+
+
+def test_a_leaf_of_the_loss_outside_its_parameters_gets_its_gradient():
+    # e.g. a temperature given to the optimiser by hand: plain autograd reaches every leaf
+    def build(mini):
+        return h.CachedModel({"default": h.DropoutEncoder("float64")}, _TemperedTriplet(), mini)
+
+    plain, cached = build(None), build(MINI)
+    h.attach_trainer(cached)
+    batch = h.first_batch(plain, h.loader_for("triplet_all", torch.float64))
+    h.sequential_step(plain, batch, MINI)
+    expected = plain.loss.temperature.grad
+    assert expected is not None and expected.abs() > 0
+    h.cached_step(cached, batch)
+    torch.testing.assert_close(cached.loss.temperature.grad, expected, rtol=1e-10, atol=0.0)
+
+
+class _InPlaceTriplet(TripletLoss):
+    """Normalises the embeddings in place before the triplet loss."""
+
+    def forward(self, embeddings, groups):
+        embeddings.mul_(2.0)
+        return super().forward(embeddings, groups)
+
+
+def test_a_loss_working_on_the_embeddings_in_place():
+    def build(mini):
+        loss = _InPlaceTriplet(mining="all", distance_metric_name=Distance.EUCLIDEAN)
+        return h.CachedModel({"default": h.DropoutEncoder("float64")}, loss, mini)
+
+    plain, cached = build(None), build(MINI)
+    for model in (plain, cached):
+        h.attach_trainer(model)
+    batch = h.first_batch(plain, h.loader_for("triplet_all", torch.float64))
+    expected_loss = plain.training_step(batch, 0)
+    expected_loss.backward()
+    loss, got = h.cached_step(cached, batch)
+    torch.testing.assert_close(loss, expected_loss.detach(), rtol=1e-10, atol=0.0)
+    h.assert_same_grads(got, h.grads_of(plain), 1e-10)
