@@ -1,5 +1,6 @@
 """Base class of every distance: row-wise, matrix and row-block forms."""
 
+import numbers
 from collections.abc import Iterator
 from typing import ClassVar, Optional
 
@@ -45,6 +46,7 @@ class BaseDistance:
         Memory is O(``block_rows`` x ``len(y)``). Distances may prepare ``y`` once and write
         every block into one reused buffer: consume a block before asking for the next.
         """
+        check_block_rows(block_rows)
         for start in range(0, x.shape[0], block_rows):
             yield cls.distance_matrix(x[start : start + block_rows], y)
 
@@ -69,6 +71,20 @@ def check_matrix(where: str, x: Tensor, y: Optional[Tensor]) -> None:
             f"{where}: x has shape {tuple(x.shape)} and y {shape_y}; the matrix form "
             "compares every row of x with every row of y: pass x (B1, d) and y (B2, d) of the "
             "same width d (y=None compares x with itself)"
+        )
+
+
+def check_block_rows(block_rows: int) -> None:
+    """Raise unless ``block_rows`` (of ``distance_matrix_blocks``) is a positive int."""
+    if isinstance(block_rows, bool) or not isinstance(block_rows, numbers.Integral):
+        raise TypeError(
+            "distance_matrix_blocks: block_rows must be a positive int, got "
+            f"{type(block_rows).__name__} {block_rows!r}"
+        )
+    if block_rows < 1:
+        raise ValueError(
+            f"distance_matrix_blocks: block_rows must be a positive int, got {block_rows}; "
+            "pass the number of rows of x per block"
         )
 
 

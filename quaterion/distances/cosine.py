@@ -6,7 +6,12 @@ from typing import Optional
 import torch
 from torch import Tensor
 
-from quaterion.distances.base_distance import BaseDistance, check_matrix, check_rowwise
+from quaterion.distances.base_distance import (
+    BaseDistance,
+    check_block_rows,
+    check_matrix,
+    check_rowwise,
+)
 from quaterion.utils.utils import l2_norm
 
 
@@ -57,6 +62,7 @@ class Cosine(BaseDistance):
         """Row blocks of :meth:`distance_matrix` (no autograd): ``y`` normalised once, one
         reused buffer."""
         check_matrix("Cosine.distance_matrix_blocks", x, y)
+        check_block_rows(block_rows)
         x_norm = l2_norm(x.detach(), dim=1)
         y_norm = l2_norm(y.detach(), dim=1)
         buffer = None

@@ -6,7 +6,12 @@ from typing import Optional
 import torch
 from torch import Tensor
 
-from quaterion.distances.base_distance import BaseDistance, check_matrix, check_rowwise
+from quaterion.distances.base_distance import (
+    BaseDistance,
+    check_block_rows,
+    check_matrix,
+    check_rowwise,
+)
 
 
 class DotProduct(BaseDistance):
@@ -40,6 +45,7 @@ class DotProduct(BaseDistance):
     def distance_matrix_blocks(cls, x: Tensor, y: Tensor, block_rows: int) -> Iterator[Tensor]:
         """Row blocks of :meth:`distance_matrix` (no autograd), in one reused buffer."""
         check_matrix("DotProduct.distance_matrix_blocks", x, y)
+        check_block_rows(block_rows)
         negated, buffer, y = -x.detach(), None, y.detach()
         for start in range(0, x.shape[0], block_rows):
             part = negated[start : start + block_rows]

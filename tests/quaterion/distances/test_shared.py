@@ -102,3 +102,17 @@ def test_rowwise_forms_still_broadcast_one_row(distance, rand_xy):
     # upstream's torch functions broadcast a single row against a batch: kept
     x, y = rand_xy
     assert_close(distance.distance(x, y[:1]), distance.distance(x, y[:1].expand(5, 3)))
+
+
+@pytest.mark.parametrize("distance", _ALL)
+@pytest.mark.parametrize("block_rows", [0, -1])
+def test_matrix_blocks_refuse_block_rows_below_one(distance, block_rows):
+    # -1 yielded no block at all (a negative range step), silently
+    with pytest.raises(ValueError, match=f"block_rows must be a positive int, got {block_rows}"):
+        list(distance.distance_matrix_blocks(torch.randn(3, 2), torch.randn(2, 2), block_rows))
+
+
+@pytest.mark.parametrize("distance", _ALL)
+def test_matrix_blocks_refuse_a_float_block_rows(distance):
+    with pytest.raises(TypeError, match="block_rows must be a positive int"):
+        list(distance.distance_matrix_blocks(torch.randn(3, 2), torch.randn(2, 2), 2.0))
