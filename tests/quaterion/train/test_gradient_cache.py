@@ -27,6 +27,29 @@ def _pair(case, dtype, mini=MINI, encoders=None, **kwargs):
     return build(None), build(mini)
 
 
+def _same_step(plain, cached, batch, rtol=1e-10):
+    """A plain training step and a cached one on ``batch``: same loss and gradients."""
+    expected_loss = plain.training_step(batch, 0)
+    expected_loss.backward()
+    loss, got = h.cached_step(cached, batch)
+    torch.testing.assert_close(loss, expected_loss.detach(), rtol=rtol, atol=0.0)
+    h.assert_same_grads(got, h.grads_of(plain), rtol)
+    return got
+
+
+def _against_sequential(case, encoder):
+    """Plain and cached float64 models of one ``encoder()``; the cached step's loss and
+    gradients equal those of encoding the mini-batches in sequence, keeping the graph."""
+    plain, cached = _pair(case, torch.float64, encoders=lambda: {"default": encoder()})
+    h.attach_trainer(cached)
+    batch = h.first_batch(plain, h.loader_for(case, torch.float64))
+    expected_loss, expected = h.sequential_step(plain, batch, MINI)
+    loss, got = h.cached_step(cached, batch)
+    torch.testing.assert_close(loss, expected_loss, rtol=1e-10, atol=0.0)
+    h.assert_same_grads(got, expected, 1e-10)
+    return plain, cached
+
+
 @pytest.mark.parametrize("dtype,rtol", [(torch.float32, 1e-5), (torch.float64, 1e-10)])
 @pytest.mark.parametrize("case", h.CASES)
 def test_every_loss_family_gets_the_full_batch_gradient(case, dtype, rtol):
@@ -79,14 +102,7 @@ def test_batch_norm_statistics_are_updated_once_per_mini_batch():
         def forward(self, batch):
             return self.second(torch.tanh(self.norm(self.first(batch))))
 
-    plain, cached = _pair(
-        "triplet_hard", torch.float64, encoders=lambda: {"default": NormEncoder()}
-    )
-    h.attach_trainer(cached)
-    batch = h.first_batch(plain, h.loader_for("triplet_hard", torch.float64))
-    _, expected = h.sequential_step(plain, batch, MINI)
-    _, got = h.cached_step(cached, batch)
-    h.assert_same_grads(got, expected, 1e-10)
+    plain, cached = _against_sequential("triplet_hard", NormEncoder)
     for name in ("running_mean", "running_var", "num_batches_tracked"):
         reference = getattr(plain.model.encoders["default"].norm, name)
         torch.testing.assert_close(getattr(cached.model.encoders["default"].norm, name), reference)
@@ -105,11 +121,7 @@ def test_several_encoders_with_a_frozen_one():
     for model in (plain, cached):
         h.attach_trainer(model)
     batch = h.first_batch(plain, h.loader_for("circle", torch.float64))
-    expected_loss = plain.training_step(batch, 0)
-    expected_loss.backward()
-    loss, got = h.cached_step(cached, batch)
-    torch.testing.assert_close(loss, expected_loss.detach(), rtol=1e-10, atol=0.0)
-    h.assert_same_grads(got, h.grads_of(plain), 1e-10)
+    got = _same_step(plain, cached, batch)
     assert {name.split(".")[1] for name in got} == {"text", "image", "head"}
 
 
@@ -121,11 +133,7 @@ def test_xbm_term_is_part_of_the_cached_loss():
     for model in (plain, cached):
         h.attach_trainer(model)
         model.training_step(earlier, 0)  # fills the memory the same way in both
-    expected_loss = plain.training_step(batch, 0)
-    expected_loss.backward()
-    loss, got = h.cached_step(cached, batch)
-    torch.testing.assert_close(loss, expected_loss.detach(), rtol=1e-10, atol=0.0)
-    h.assert_same_grads(got, h.grads_of(plain), 1e-10)
+    _same_step(plain, cached, batch)
 
 
 class _CountingFrozen(h.DropoutEncoder):
@@ -218,11 +226,7 @@ def test_switch_encoder_options_split_across_mini_batches():
     batch = h.first_batch(plain, h.loader_for("triplet_semi_hard", torch.float64))
     ordering = batch[0]["data"]["default"]["ordering"]
     assert len(ordering["pos"]) > 4 and len(ordering["neg"]) > 4  # both options in several
-    expected_loss = plain.training_step(batch, 0)
-    expected_loss.backward()
-    loss, got = h.cached_step(cached, batch)
-    torch.testing.assert_close(loss, expected_loss.detach(), rtol=1e-10, atol=0.0)
-    h.assert_same_grads(got, h.grads_of(plain), 1e-10)
+    got = _same_step(plain, cached, batch)
     assert any(".pos." in name for name in got) and any(".neg." in name for name in got)
 
 
@@ -329,15 +333,7 @@ class _StepCounting(h.DropoutEncoder):
 
 
 def test_a_forward_reading_a_buffer_it_updates_is_replayed_from_the_same_buffers():
-    plain, cached = _pair(
-        "triplet_all", torch.float64, encoders=lambda: {"default": _StepCounting()}
-    )
-    h.attach_trainer(cached)
-    batch = h.first_batch(plain, h.loader_for("triplet_all", torch.float64))
-    expected_loss, expected = h.sequential_step(plain, batch, MINI)
-    loss, got = h.cached_step(cached, batch)
-    torch.testing.assert_close(loss, expected_loss, rtol=1e-10, atol=0.0)
-    h.assert_same_grads(got, expected, 1e-10)
+    _, cached = _against_sequential("triplet_all", _StepCounting)
     # the first pass's updates stand: one per mini-batch, as in the reference
     assert cached.model.encoders["default"].count.tolist() == 5.0
 
@@ -362,11 +358,7 @@ def test_a_tuple_collate_with_a_batch_of_its_own_length():
         h.attach_trainer(model)
     samples = h.group_samples(2, dtype=torch.float64)  # 2 records, a 2-tuple input
     batch = h.first_batch(plain, h.GroupSimilarityDataLoader(samples, batch_size=2))
-    expected_loss = plain.training_step(batch, 0)
-    expected_loss.backward()
-    loss, got = h.cached_step(cached, batch)
-    torch.testing.assert_close(loss, expected_loss.detach(), rtol=1e-10, atol=0.0)
-    h.assert_same_grads(got, h.grads_of(plain), 1e-10)
+    _same_step(plain, cached, batch)
 
 
 class _WholeBatch(h.DropoutEncoder):
@@ -429,8 +421,4 @@ def test_a_loss_working_on_the_embeddings_in_place():
     for model in (plain, cached):
         h.attach_trainer(model)
     batch = h.first_batch(plain, h.loader_for("triplet_all", torch.float64))
-    expected_loss = plain.training_step(batch, 0)
-    expected_loss.backward()
-    loss, got = h.cached_step(cached, batch)
-    torch.testing.assert_close(loss, expected_loss.detach(), rtol=1e-10, atol=0.0)
-    h.assert_same_grads(got, h.grads_of(plain), 1e-10)
+    _same_step(plain, cached, batch)
