@@ -24,6 +24,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor, nn
+from torch.autograd.function import once_differentiable
 
 from quaterion.train.mini_batches import batch_size_of, iter_mini_batches
 
@@ -202,6 +203,7 @@ class _CachedGradient(torch.autograd.Function):
         return torch.cat(parts, dim=0)  # a new tensor: the loss may work on it in place
 
     @staticmethod
+    @once_differentiable  # the re-encoding's gradients carry no graph of their own
     def backward(ctx: Any, embedding_grad: Tensor) -> Tuple[Optional[Tensor], ...]:
         return (None, None, *ctx.state.backward(embedding_grad))
 

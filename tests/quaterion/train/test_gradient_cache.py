@@ -422,3 +422,15 @@ def test_a_loss_working_on_the_embeddings_in_place():
         h.attach_trainer(model)
     batch = h.first_batch(plain, h.loader_for("triplet_all", torch.float64))
     _same_step(plain, cached, batch)
+
+
+def test_a_second_order_gradient_is_refused():
+    # the re-encoding's gradients carry no graph: a Hessian-vector product through them
+    # would silently miss the second-order terms
+    _, cached = _pair("triplet_all", torch.float64)
+    h.attach_trainer(cached)
+    batch = h.first_batch(cached, h.loader_for("triplet_all", torch.float64))
+    weight = cached.model.encoders["default"].first.weight
+    (grad,) = torch.autograd.grad(cached.training_step(batch, 0), weight, create_graph=True)
+    with pytest.raises(RuntimeError, match="differentiate twice"):
+        grad.pow(2).sum().backward()
