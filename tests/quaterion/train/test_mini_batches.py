@@ -87,3 +87,18 @@ def test_a_named_tuple_keeps_its_type():
     part = slice_records(Tokens(torch.arange(5), torch.arange(5) * 2), 1, 3, 5, "encoder 'x'")
     assert type(part) is Tokens
     assert part.ids.tolist() == [1, 2] and part.mask.tolist() == [2, 4]
+
+
+def test_numpy_arrays_are_cut_like_tensors():
+    import numpy as np
+
+    features = {
+        "data": {"x": np.arange(10).reshape(5, 2), "pair": (np.arange(5), np.ones(5))},
+        "meta": [{}] * 5,
+    }
+    _, _, part = list(iter_mini_batches(features, 2))[1]
+    assert part["data"]["x"].tolist() == [[4, 5], [6, 7]]
+    assert [item.tolist() for item in part["data"]["pair"]] == [[2, 3], [1.0, 1.0]]
+    assert slice_records(np.float32(2.5), 0, 1, 5, "encoder 'x'") == 2.5
+    with pytest.raises(ValueError, match=r"encoder 'x'.*shape \(3,\).*batch size 5"):
+        list(iter_mini_batches({"data": {"x": np.zeros(3)}, "meta": [{}] * 5}, 2))
