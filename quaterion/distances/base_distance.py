@@ -1,5 +1,6 @@
 """Base class of every distance: row-wise, matrix and row-block forms."""
 
+import numbers
 from collections.abc import Iterator
 from typing import ClassVar, Optional
 
@@ -45,8 +46,46 @@ class BaseDistance:
         Memory is O(``block_rows`` x ``len(y)``). Distances may prepare ``y`` once and write
         every block into one reused buffer: consume a block before asking for the next.
         """
+        check_block_rows(block_rows)
         for start in range(0, x.shape[0], block_rows):
             yield cls.distance_matrix(x[start : start + block_rows], y)
+
+
+def check_rowwise(where: str, x: Tensor, y: Tensor) -> None:
+    """Raise ``ValueError`` unless ``x`` and ``y`` are ``(B, d)`` of one width, row-aligned
+    (a single row of either one is broadcast, as torch does)."""
+    rows = (x.shape[0], y.shape[0]) if x.dim() == 2 and y.dim() == 2 else None
+    if rows is None or x.shape[1] != y.shape[1] or (rows[0] != rows[1] and 1 not in rows):
+        raise ValueError(
+            f"{where}: x has shape {tuple(x.shape)} and y {tuple(y.shape)}; the row-wise form "
+            "compares row i of x with row i of y: pass two (B, d) tensors of the same width d "
+            "and the same number of rows (or a single row for one of them)"
+        )
+
+
+def check_matrix(where: str, x: Tensor, y: Optional[Tensor]) -> None:
+    """Raise ``ValueError`` unless ``x`` is ``(B1, d)`` and ``y`` ``(B2, d)`` (or ``None``)."""
+    if x.dim() != 2 or (y is not None and (y.dim() != 2 or y.shape[1] != x.shape[1])):
+        shape_y = "None" if y is None else tuple(y.shape)
+        raise ValueError(
+            f"{where}: x has shape {tuple(x.shape)} and y {shape_y}; the matrix form "
+            "compares every row of x with every row of y: pass x (B1, d) and y (B2, d) of the "
+            "same width d (y=None compares x with itself)"
+        )
+
+
+def check_block_rows(block_rows: int) -> None:
+    """Raise unless ``block_rows`` (of ``distance_matrix_blocks``) is a positive int."""
+    if isinstance(block_rows, bool) or not isinstance(block_rows, numbers.Integral):
+        raise TypeError(
+            "distance_matrix_blocks: block_rows must be a positive int, got "
+            f"{type(block_rows).__name__} {block_rows!r}"
+        )
+    if block_rows < 1:
+        raise ValueError(
+            f"distance_matrix_blocks: block_rows must be a positive int, got {block_rows}; "
+            "pass the number of rows of x per block"
+        )
 
 
 def cdist(x: Tensor, y: Tensor, p: float) -> Tensor:
@@ -70,14 +109,17 @@ class LpDistance(BaseDistance):
     @classmethod
     def distance(cls, x: Tensor, y: Tensor) -> Tensor:
         """``||x_i - y_i + 1e-6||_p``: ``(B, d), (B, d) -> (B,)``."""
+        check_rowwise(f"{cls.__name__}.distance", x, y)
         return torch.pairwise_distance(x, y, p=cls.p)
 
     @classmethod
     def similarity(cls, x: Tensor, y: Tensor) -> Tensor:
         """``1 / (1 + distance)``: ``(B, d), (B, d) -> (B,)``."""
+        check_rowwise(f"{cls.__name__}.similarity", x, y)
         return 1 / (1 + cls.distance(x, y))
 
     @classmethod
     def similarity_matrix(cls, x: Tensor, y: Optional[Tensor] = None) -> Tensor:
         """``1 / (1 + distance_matrix)``: ``(B1, B2)``."""
+        check_matrix(f"{cls.__name__}.similarity_matrix", x, y)
         return 1 / (1 + cls.distance_matrix(x, y))

@@ -6,7 +6,12 @@ from typing import Optional
 import torch
 from torch import Tensor
 
-from quaterion.distances.base_distance import BaseDistance
+from quaterion.distances.base_distance import (
+    BaseDistance,
+    check_block_rows,
+    check_matrix,
+    check_rowwise,
+)
 from quaterion.utils.utils import l2_norm
 
 
@@ -21,17 +26,25 @@ class Cosine(BaseDistance):
 
     @staticmethod
     def similarity(x: Tensor, y: Tensor) -> Tensor:
-        """``cos(x_i, y_i)`` (eps ``1e-8``): ``(B, d), (B, d) -> (B,)`` in ``[-1, 1]``."""
+        """``cos(x_i, y_i)`` (eps ``1e-8``): ``(B, d), (B, d) -> (B,)`` in ``[-1, 1]``.
+
+        float16 is computed in float32 (returned in float16): ``1e-8`` rounds to 0 in float16,
+        where a zero row would give ``0 / 0``."""
+        check_rowwise("Cosine.similarity", x, y)
+        if x.dtype == torch.float16 and y.dtype == torch.float16:
+            return torch.cosine_similarity(x.float(), y.float(), dim=1, eps=1e-8).half()
         return torch.cosine_similarity(x, y, dim=1, eps=1e-8)
 
     @staticmethod
     def distance(x: Tensor, y: Tensor) -> Tensor:
         """``1 - cos(x_i, y_i)``: ``(B, d), (B, d) -> (B,)`` in ``[0, 2]``."""
+        check_rowwise("Cosine.distance", x, y)
         return 1 - Cosine.similarity(x, y)
 
     @staticmethod
     def similarity_matrix(x: Tensor, y: Optional[Tensor] = None) -> Tensor:
         """``(x̂ ŷᵀ + 1) / 2`` with rows L2-normalised: ``(B1, B2)`` in ``[0, 1]``."""
+        check_matrix("Cosine.similarity_matrix", x, y)
         x_norm = l2_norm(x, dim=1)
         y_norm = x_norm if y is None else l2_norm(y, dim=1)
         return (x_norm @ y_norm.T + 1) / 2
@@ -39,6 +52,7 @@ class Cosine(BaseDistance):
     @staticmethod
     def distance_matrix(x: Tensor, y: Optional[Tensor] = None) -> Tensor:
         """``1 - similarity_matrix = (1 - cos) / 2``: ``(B1, B2)`` in ``[0, 1]``."""
+        check_matrix("Cosine.distance_matrix", x, y)
         x_norm = l2_norm(x, dim=1)
         y_norm = x_norm if y is None else l2_norm(y, dim=1)
         return _normalized_distance(x_norm, y_norm)
@@ -47,6 +61,8 @@ class Cosine(BaseDistance):
     def distance_matrix_blocks(cls, x: Tensor, y: Tensor, block_rows: int) -> Iterator[Tensor]:
         """Row blocks of :meth:`distance_matrix` (no autograd): ``y`` normalised once, one
         reused buffer."""
+        check_matrix("Cosine.distance_matrix_blocks", x, y)
+        check_block_rows(block_rows)
         x_norm = l2_norm(x.detach(), dim=1)
         y_norm = l2_norm(y.detach(), dim=1)
         buffer = None

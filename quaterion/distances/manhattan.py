@@ -5,7 +5,7 @@ from typing import Optional
 import torch
 from torch import Tensor
 
-from quaterion.distances.base_distance import LpDistance, cdist
+from quaterion.distances.base_distance import LpDistance, cdist, check_matrix
 
 # Rows of ``x`` per cdist call are chosen so that rows x B2 x d stays below this: torch's
 # CUDA backward of cdist (p != 2) allocates a (B2, rows, d) buffer.
@@ -46,4 +46,5 @@ class Manhattan(LpDistance):
     @staticmethod
     def distance_matrix(x: Tensor, y: Optional[Tensor] = None) -> Tensor:
         """``D_ij = sum_k |x_ik - y_jk|``: ``(B1, d), (B2, d) -> (B1, B2)``."""
+        check_matrix("Manhattan.distance_matrix", x, y)
         return manhattan_distance_matrix(x, y)

@@ -5,23 +5,26 @@ A training step with :class:`GradientCacheConfig` runs in two passes:
 
 1. *Forward* (in ``training_step``): the model encodes the batch mini-batch by mini-batch
    without keeping activations (``no_grad``), recording the random-number state before each
-   mini-batch. The loss (with XBM and cross-rank gathering as configured) is computed once
-   over the joined embeddings, keeping only the small graph from the embeddings to the loss.
-2. *Backward* (when Lightning back-propagates the returned loss): a custom autograd
-   function back-propagates the loss into the embeddings and the loss's own parameters, then
-   re-encodes each mini-batch with gradients on, from the same random state and autocast
-   settings, and back-propagates that mini-batch's slice of the embedding gradient. The
-   summed parameter gradients are handed to autograd as the gradients of the step's
-   parameters, so every parameter receives exactly one gradient per step: optimisers,
-   clipping, accumulation, AMP loss scaling and DDP's gradient reduction work unchanged.
+   mini-batch. The joined embeddings leave a custom autograd function whose inputs are the
+   model's parameters; the loss (with XBM and cross-rank gathering as configured) is
+   computed once over them, an ordinary graph from the embeddings to the loss.
+2. *Backward* (when Lightning back-propagates the returned loss): autograd back-propagates
+   the loss into its own parameters (and any other leaf it reads) and into the embeddings;
+   the function then re-encodes each mini-batch with gradients on, from the same random
+   state, buffers and autocast settings, and back-propagates that mini-batch's slice of the
+   embedding gradient. The summed parameter gradients are handed to autograd as the
+   gradients of the function's inputs, so every parameter receives exactly one gradient per
+   step: optimisers, clipping, accumulation, AMP loss scaling and DDP's gradient reduction
+   work unchanged.
 """
 
 import numbers
 from dataclasses import dataclass
-from typing import Any, Callable, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor, nn
+from torch.autograd.function import once_differentiable
 
 from quaterion.train.mini_batches import batch_size_of, iter_mini_batches
 
@@ -84,47 +87,41 @@ def _autocast_settings() -> List[Tuple[str, bool, torch.dtype]]:
 
 
 class _StepState:
-    """What the backward pass needs: the loss graph, the inputs and their replays."""
+    """What the backward pass needs: the inputs, their replays and the starting buffers."""
 
     def __init__(
         self,
         model: nn.Module,
         mini_batches: List[Tuple[int, int, dict, _Replay]],
-        loss: Tensor,
-        embeddings: Tensor,
         params: Sequence[Tensor],
         autocast: List[Tuple[str, bool, torch.dtype]],
+        buffers: Dict[str, Tensor],
     ):
         self.model = model
-        self.mini_batches = mini_batches
-        self.loss = loss
-        self.embeddings = embeddings
+        self.buffers = buffers
+        self.mini_batches: Optional[List[Tuple[int, int, dict, _Replay]]] = mini_batches
         self.params = list(params)
         self.autocast = autocast
 
-    def backward(self, grad_output: Tensor) -> List[Optional[Tensor]]:
-        if self.loss is None:
+    def backward(self, embedding_grad: Tensor) -> List[Optional[Tensor]]:
+        if self.mini_batches is None:
             raise RuntimeError(
                 "gradient cache: the step's loss was back-propagated twice; the cached "
                 "activations are freed after the first backward (do not use retain_graph)"
             )
-        loss, embeddings, self.loss = self.loss, self.embeddings, None
-        with torch.enable_grad():
-            found = torch.autograd.grad(
-                loss, [embeddings, *self.params], grad_output, allow_unused=True
-            )
-        embedding_grad, grads = found[0], list(found[1:])
-        if embedding_grad is not None:
-            buffers = [buffer.detach().clone() for buffer in self.model.buffers()]
-            owned: set = set()
-            for start, stop, features, replay in self.mini_batches:
-                part = self._reencode(features, replay)
-                self._accumulate(grads, owned, part, embedding_grad[start:stop])
-            # buffers (e.g. batch-norm statistics) keep the values of the first pass
-            with torch.no_grad():
-                for buffer, saved in zip(self.model.buffers(), buffers):
-                    buffer.copy_(saved)
-        self.mini_batches, self.embeddings = [], None
+        mini_batches, self.mini_batches = self.mini_batches, None
+        grads: List[Optional[Tensor]] = [None] * len(self.params)
+        # the re-encoding starts from the buffers the first pass started from (a forward
+        # may read what it updates, e.g. a step counter), and buffers (e.g. batch-norm
+        # statistics) end with the values of the first pass
+        first_pass = _clone_buffers(self.model)
+        _copy_buffers(self.model, self.buffers)
+        owned: set = set()
+        for start, stop, features, replay in mini_batches:
+            part = self._reencode(features, replay)
+            self._accumulate(grads, owned, part, embedding_grad[start:stop])
+        _copy_buffers(self.model, first_pass)
+        self.buffers = {}
         return grads
 
     def _reencode(self, features: dict, replay: _Replay) -> Tensor:
@@ -141,9 +138,10 @@ class _StepState:
     ) -> None:
         """Add one mini-batch's parameter gradients into ``grads``.
 
-        The first sum of a parameter allocates its accumulator (``owned``: the indices whose
-        tensor this function created); later mini-batches add into it in place, so a step
-        allocates each parameter's gradient about twice, not once per mini-batch.
+        The second mini-batch reaching a parameter allocates its accumulator (``owned``: the
+        indices whose tensor this function created; the first gradient autograd returns may
+        alias another tensor); later mini-batches add into it in place, so a step allocates
+        each parameter's gradient about twice, not once per mini-batch.
         """
         if not part.requires_grad:
             return
@@ -160,6 +158,31 @@ class _StepState:
                 owned.add(index)
 
 
+def _clone_buffers(model: nn.Module) -> Dict[str, Tensor]:
+    return {name: buffer.detach().clone() for name, buffer in model.named_buffers()}
+
+
+def _copy_buffers(model: nn.Module, values: Dict[str, Tensor]) -> None:
+    """Write ``values`` into the model's buffers of the same names (the others are kept)."""
+    with torch.no_grad():
+        for name, buffer in model.named_buffers():
+            if name in values:
+                buffer.copy_(values[name])
+
+
+def _check_rows(part: Tensor, start: int, stop: int) -> Tensor:
+    """The embeddings of records ``start:stop``: one row per record, or a clear error."""
+    if part.dim() == 0 or part.shape[0] != stop - start:
+        rows = part.shape[0] if part.dim() else "a 0-d tensor, not"
+        raise ValueError(
+            f"gradient cache: the model returned {rows} embeddings "
+            f"for the {stop - start} records {start}:{stop} of a mini-batch; every encoder "
+            "must return one row per record of its input (an encoder that does not depend on "
+            "its input's rows, or a collate whose output is not cut by record, breaks this)"
+        )
+    return part
+
+
 def _under_autocast(
     fn: Callable[[], Tensor], device: str, enabled: bool, dtype: torch.dtype
 ) -> Callable[[], Tensor]:
@@ -171,16 +194,18 @@ def _under_autocast(
 
 
 class _CachedGradient(torch.autograd.Function):
-    """Forward: the loss value. Backward: the step's parameter gradients (see module doc)."""
+    """Forward: the joined embeddings of the first pass. Backward: the model parameters'
+    gradients from the re-encoded mini-batches (see module doc)."""
 
     @staticmethod
-    def forward(ctx: Any, state: _StepState, value: Tensor, *params: Tensor) -> Tensor:
+    def forward(ctx: Any, state: _StepState, parts: List[Tensor], *params: Tensor) -> Tensor:
         ctx.state = state
-        return value.clone()
+        return torch.cat(parts, dim=0)  # a new tensor: the loss may work on it in place
 
     @staticmethod
-    def backward(ctx: Any, grad_output: Tensor) -> Tuple[Optional[Tensor], ...]:
-        return (None, None, *ctx.state.backward(grad_output))
+    @once_differentiable  # the re-encoding's gradients carry no graph of their own
+    def backward(ctx: Any, embedding_grad: Tensor) -> Tuple[Optional[Tensor], ...]:
+        return (None, None, *ctx.state.backward(embedding_grad))
 
 
 def cached_gradient_step(
@@ -202,8 +227,9 @@ def cached_gradient_step(
         device: the module's device (its CUDA random state is replayed).
 
     Returns:
-        ``(embeddings, loss)``: the joined embeddings (a leaf; its graph reaches only the loss)
-        and a loss whose backward fills the gradients of ``params`` as plain training would.
+        ``(embeddings, loss)``: the joined embeddings and the loss, whose backward fills the
+        gradients of ``params`` (and of any other leaf the loss reads) as plain training
+        would.
         A batch of at most ``config.mini_batch_size`` records takes one plain step instead
         (``model(features)`` with gradients on, then the loss): the same result in one pass.
     """
@@ -213,15 +239,18 @@ def cached_gradient_step(
         embeddings = model(features)
         return embeddings, compute_loss(embeddings)
     mini_batches, parts = [], []
+    buffers = _clone_buffers(model)  # the re-encoding starts from them (see _StepState)
     for start, stop, mini_features in iter_mini_batches(features, config.mini_batch_size):
         replay = _Replay(device)
         with torch.no_grad():
-            parts.append(model(mini_features))
+            parts.append(_check_rows(model(mini_features), start, stop))
         mini_batches.append((start, stop, mini_features, replay))
-    embeddings = torch.cat(parts, dim=0).requires_grad_(True)
-    loss = compute_loss(embeddings)
-    params = [param for param in params if param.requires_grad]
-    if not params:
-        return embeddings, loss
-    state = _StepState(model, mini_batches, loss, embeddings, params, _autocast_settings())
-    return embeddings, _CachedGradient.apply(state, loss.detach(), *params)
+    # the loss's own parameters get their gradients from the loss's graph
+    in_model = {id(param) for param in model.parameters()}
+    params = [param for param in params if param.requires_grad and id(param) in in_model]
+    if params:
+        state = _StepState(model, mini_batches, params, _autocast_settings(), buffers)
+        embeddings = _CachedGradient.apply(state, parts, *params)
+    else:
+        embeddings = torch.cat(parts, dim=0)
+    return embeddings, compute_loss(embeddings)

@@ -4,21 +4,24 @@ The gradient cache encodes a batch piece by piece, so it must cut the model's in
 ``{"data": {encoder_key: collated}, "meta": meta}`` by record. Collated inputs are cut by
 these rules, applied recursively:
 
-* a tensor whose first dimension is the batch size: rows ``start:stop``;
+* a tensor (or numpy array) whose first dimension is the batch size: rows ``start:stop``;
 * the store rows of a cached encoder (:class:`HostRows`): rows ``start:stop``;
 * a :class:`~quaterion_models.encoders.SwitchEncoder` batch (``{"ordering", "batches"}``):
   each option keeps its records from ``start:stop`` (positions are renumbered);
-* a list or tuple of batch-size length: items ``start:stop`` (one per record);
+* a list or tuple of batch-size length: items ``start:stop`` (one per record), unless
+  every item is a tensor with the batch size first (e.g. a collate's ``(ids, mask)`` for a
+  batch of 2): such a list or tuple is a structure, cut item by item;
 * another mapping, list or tuple: each value cut by these rules;
-* ``None``, strings, numbers and 0-d tensors: kept (not per record).
+* ``None``, strings, numbers and 0-d tensors or arrays: kept (not per record).
 
 Anything else, such as a tensor whose first dimension is not the batch size, is an error
 naming the encoder: the collate function of such an encoder must put the records first.
 """
 
 from bisect import bisect_left
-from typing import Any, Iterator, Mapping, Tuple
+from typing import Any, Iterator, Mapping, Sequence, Tuple
 
+import numpy as np
 from torch import Tensor
 
 from quaterion.train.cache.host_rows import HostRows
@@ -68,10 +71,10 @@ def slice_features(features: Mapping[str, Any], start: int, stop: int, size: int
 
 def slice_records(value: Any, start: int, stop: int, size: int, where: str) -> Any:
     """Records ``start:stop`` of one collated value (see the module rules)."""
-    if value is None or isinstance(value, (str, bytes, int, float, bool)):
+    if value is None or isinstance(value, (str, bytes, int, float, bool, np.generic)):
         return value
-    if isinstance(value, Tensor):
-        if value.dim() == 0:
+    if isinstance(value, (Tensor, np.ndarray)):
+        if value.ndim == 0:
             return value
         if value.shape[0] != size:
             raise ValueError(
@@ -89,12 +92,24 @@ def slice_records(value: Any, start: int, stop: int, size: int, where: str) -> A
         sliced = {key: slice_records(item, start, stop, size, where) for key, item in value.items()}
         return _rebuild(value, sliced)
     if isinstance(value, (list, tuple)):
-        if len(value) == size:
+        if len(value) == size and not _all_batch_rows(value, size):
             return value[start:stop]
-        return type(value)(slice_records(item, start, stop, size, where) for item in value)
+        cut = [slice_records(item, start, stop, size, where) for item in value]
+        if isinstance(value, tuple) and type(value) is not tuple:  # a named tuple
+            return type(value)(*cut)
+        return type(value)(cut)
     raise ValueError(
         f"gradient cache: the input of {where} contains a {type(value).__name__}, which "
         "cannot be cut into mini-batches; collate records into tensors, lists, tuples or dicts"
+    )
+
+
+def _all_batch_rows(items: Sequence[Any], size: int) -> bool:
+    """Every item a tensor (or array) with ``size`` rows first: a structure, not ``size``
+    records."""
+    return all(
+        isinstance(item, (Tensor, np.ndarray)) and item.ndim > 0 and item.shape[0] == size
+        for item in items
     )
 
 

@@ -1,5 +1,6 @@
 """Public helper functions: group masks, masked reductions, dtype limits, norms, batching."""
 
+import numbers
 from collections.abc import Iterable, Iterator
 from typing import Any, Optional, Union
 
@@ -22,7 +23,12 @@ def iter_by_batch(
         sequence: list, map-style dataset, iterator or iterable.
         batch_size: maximum length of every yielded list.
         log_progress: wrap the iteration in ``tqdm``.
+
+    Raises:
+        TypeError: ``batch_size`` is not an integer (a ``bool`` included).
+        ValueError: ``batch_size`` is below 1.
     """
+    batch_size = _positive_batch_size(batch_size)
     try:
         sequence.__getitem__(0)  # type: ignore[attr-defined]
     except (AttributeError, NotImplementedError, IndexError):
@@ -33,6 +39,20 @@ def iter_by_batch(
     starts = range(0, size, step)
     for start in tqdm(starts) if log_progress else starts:
         yield [sequence[i] for i in range(start, min(start + step, size))]  # type: ignore[index]
+
+
+def _positive_batch_size(batch_size: Any) -> int:
+    if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral):
+        raise TypeError(
+            f"iter_by_batch: batch_size must be a positive int, got "
+            f"{type(batch_size).__name__} {batch_size!r}"
+        )
+    if batch_size < 1:
+        raise ValueError(
+            f"iter_by_batch: batch_size must be a positive int, got {batch_size}; pass the "
+            "number of items per yielded list"
+        )
+    return int(batch_size)
 
 
 def _iter_chunks(iterable: Iterable[Any], batch_size: int, log_progress: bool) -> Iterator[list]:

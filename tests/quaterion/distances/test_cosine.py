@@ -29,3 +29,16 @@ def test_y_none_means_x(rand_xy):
     x, _ = rand_xy
     assert_close(Cosine.distance_matrix(x), Cosine.distance_matrix(x, x))
     assert_close(Cosine.similarity_matrix(x), Cosine.similarity_matrix(x, x))
+
+
+def test_rowwise_float16_with_a_zero_row_is_finite(rand_xy):
+    # eps 1e-8 rounds to 0 in float16: torch's own float16 kernel gives 0/0 = NaN
+    x, y = rand_xy
+    x = x[:4].clone()
+    x[1] = 0.0
+    half_x, half_y = x.half(), y.half()
+    similarity = Cosine.similarity(half_x, half_y)
+    assert similarity.dtype == torch.float16
+    expected = _naive.rowwise(lambda a, b: _naive.cos(a, b) if any(a) else 0.0, x, y)
+    assert_close(similarity.double(), expected, rtol=2e-3, atol=2e-3)
+    assert_close(Cosine.distance(half_x, half_y).double(), 1 - expected, rtol=2e-3, atol=2e-3)

@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch.testing import assert_close
 
-from quaterion.distances import Distance, Euclidean, Manhattan
+from quaterion.distances import Cosine, Distance, DotProduct, Euclidean, Manhattan
 
 from . import _naive
 
@@ -68,3 +68,51 @@ def test_lp_distance_matrices_in_half_precision_on_cpu(distance, norm, dtype):
     assert_close(matrix.double(), expected, rtol=1e-2, atol=1e-2)
     matrix.sum().backward()
     assert x.grad is not None and x.grad.dtype == dtype and torch.isfinite(x.grad).all()
+
+
+_ALL = [Cosine, DotProduct, Euclidean, Manhattan]
+
+
+@pytest.mark.parametrize("distance", _ALL)
+@pytest.mark.parametrize("method", ["distance", "similarity"])
+@pytest.mark.parametrize("other", [(5, 1), (5, 4), (5, 3, 1)])
+def test_rowwise_forms_refuse_other_widths_instead_of_broadcasting(distance, method, other):
+    x = torch.randn(5, 3)
+    with pytest.raises(ValueError, match=rf"{distance.__name__}\.{method}.*\(5, 3\)"):
+        getattr(distance, method)(x, torch.randn(*other))
+
+
+@pytest.mark.parametrize("distance", _ALL)
+@pytest.mark.parametrize("method", ["distance_matrix", "similarity_matrix"])
+@pytest.mark.parametrize("shapes", [((4, 3), (2, 5)), ((4,), (4,)), ((2, 4, 3), (2, 4, 3))])
+def test_matrix_forms_refuse_other_widths_and_ranks(distance, method, shapes):
+    x, y = (torch.randn(*shape) for shape in shapes)
+    with pytest.raises(ValueError, match=rf"{distance.__name__}\.{method}.*{tuple(x.shape)}"):
+        getattr(distance, method)(x, y)
+
+
+@pytest.mark.parametrize("distance", _ALL)
+def test_matrix_blocks_refuse_other_widths(distance):
+    with pytest.raises(ValueError, match="distance_matrix"):
+        list(distance.distance_matrix_blocks(torch.randn(4, 3), torch.randn(2, 5), 2))
+
+
+@pytest.mark.parametrize("distance", _ALL)
+def test_rowwise_forms_still_broadcast_one_row(distance, rand_xy):
+    # upstream's torch functions broadcast a single row against a batch: kept
+    x, y = rand_xy
+    assert_close(distance.distance(x, y[:1]), distance.distance(x, y[:1].expand(5, 3)))
+
+
+@pytest.mark.parametrize("distance", _ALL)
+@pytest.mark.parametrize("block_rows", [0, -1])
+def test_matrix_blocks_refuse_block_rows_below_one(distance, block_rows):
+    # -1 yielded no block at all (a negative range step), silently
+    with pytest.raises(ValueError, match=f"block_rows must be a positive int, got {block_rows}"):
+        list(distance.distance_matrix_blocks(torch.randn(3, 2), torch.randn(2, 2), block_rows))
+
+
+@pytest.mark.parametrize("distance", _ALL)
+def test_matrix_blocks_refuse_a_float_block_rows(distance):
+    with pytest.raises(TypeError, match="block_rows must be a positive int"):
+        list(distance.distance_matrix_blocks(torch.randn(3, 2), torch.randn(2, 2), 2.0))

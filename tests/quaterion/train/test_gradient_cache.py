@@ -4,6 +4,8 @@ import pytest
 import torch
 
 from quaterion import Quaterion
+from quaterion.distances import Distance
+from quaterion.loss import TripletLoss
 from quaterion.train import GradientCacheConfig
 from quaterion.train.cache import CacheConfig, CacheType
 from quaterion.train.xbm import XbmConfig
@@ -23,6 +25,29 @@ def _pair(case, dtype, mini=MINI, encoders=None, **kwargs):
         return h.CachedModel(made, h.loss_for(case, dtype), size, **kwargs)
 
     return build(None), build(mini)
+
+
+def _same_step(plain, cached, batch, rtol=1e-10):
+    """A plain training step and a cached one on ``batch``: same loss and gradients."""
+    expected_loss = plain.training_step(batch, 0)
+    expected_loss.backward()
+    loss, got = h.cached_step(cached, batch)
+    torch.testing.assert_close(loss, expected_loss.detach(), rtol=rtol, atol=0.0)
+    h.assert_same_grads(got, h.grads_of(plain), rtol)
+    return got
+
+
+def _against_sequential(case, encoder):
+    """Plain and cached float64 models of one ``encoder()``; the cached step's loss and
+    gradients equal those of encoding the mini-batches in sequence, keeping the graph."""
+    plain, cached = _pair(case, torch.float64, encoders=lambda: {"default": encoder()})
+    h.attach_trainer(cached)
+    batch = h.first_batch(plain, h.loader_for(case, torch.float64))
+    expected_loss, expected = h.sequential_step(plain, batch, MINI)
+    loss, got = h.cached_step(cached, batch)
+    torch.testing.assert_close(loss, expected_loss, rtol=1e-10, atol=0.0)
+    h.assert_same_grads(got, expected, 1e-10)
+    return plain, cached
 
 
 @pytest.mark.parametrize("dtype,rtol", [(torch.float32, 1e-5), (torch.float64, 1e-10)])
@@ -77,14 +102,7 @@ def test_batch_norm_statistics_are_updated_once_per_mini_batch():
         def forward(self, batch):
             return self.second(torch.tanh(self.norm(self.first(batch))))
 
-    plain, cached = _pair(
-        "triplet_hard", torch.float64, encoders=lambda: {"default": NormEncoder()}
-    )
-    h.attach_trainer(cached)
-    batch = h.first_batch(plain, h.loader_for("triplet_hard", torch.float64))
-    _, expected = h.sequential_step(plain, batch, MINI)
-    _, got = h.cached_step(cached, batch)
-    h.assert_same_grads(got, expected, 1e-10)
+    plain, cached = _against_sequential("triplet_hard", NormEncoder)
     for name in ("running_mean", "running_var", "num_batches_tracked"):
         reference = getattr(plain.model.encoders["default"].norm, name)
         torch.testing.assert_close(getattr(cached.model.encoders["default"].norm, name), reference)
@@ -103,11 +121,7 @@ def test_several_encoders_with_a_frozen_one():
     for model in (plain, cached):
         h.attach_trainer(model)
     batch = h.first_batch(plain, h.loader_for("circle", torch.float64))
-    expected_loss = plain.training_step(batch, 0)
-    expected_loss.backward()
-    loss, got = h.cached_step(cached, batch)
-    torch.testing.assert_close(loss, expected_loss.detach(), rtol=1e-10, atol=0.0)
-    h.assert_same_grads(got, h.grads_of(plain), 1e-10)
+    got = _same_step(plain, cached, batch)
     assert {name.split(".")[1] for name in got} == {"text", "image", "head"}
 
 
@@ -119,11 +133,7 @@ def test_xbm_term_is_part_of_the_cached_loss():
     for model in (plain, cached):
         h.attach_trainer(model)
         model.training_step(earlier, 0)  # fills the memory the same way in both
-    expected_loss = plain.training_step(batch, 0)
-    expected_loss.backward()
-    loss, got = h.cached_step(cached, batch)
-    torch.testing.assert_close(loss, expected_loss.detach(), rtol=1e-10, atol=0.0)
-    h.assert_same_grads(got, h.grads_of(plain), 1e-10)
+    _same_step(plain, cached, batch)
 
 
 class _CountingFrozen(h.DropoutEncoder):
@@ -216,11 +226,7 @@ def test_switch_encoder_options_split_across_mini_batches():
     batch = h.first_batch(plain, h.loader_for("triplet_semi_hard", torch.float64))
     ordering = batch[0]["data"]["default"]["ordering"]
     assert len(ordering["pos"]) > 4 and len(ordering["neg"]) > 4  # both options in several
-    expected_loss = plain.training_step(batch, 0)
-    expected_loss.backward()
-    loss, got = h.cached_step(cached, batch)
-    torch.testing.assert_close(loss, expected_loss.detach(), rtol=1e-10, atol=0.0)
-    h.assert_same_grads(got, h.grads_of(plain), 1e-10)
+    got = _same_step(plain, cached, batch)
     assert any(".pos." in name for name in got) and any(".neg." in name for name in got)
 
 
@@ -310,3 +316,121 @@ def test_a_batch_within_one_mini_batch_is_encoded_once(mini):
     torch.testing.assert_close(torch.rand(3), after_reference, rtol=0, atol=0)
     torch.testing.assert_close(loss, expected_loss.detach(), rtol=1e-10, atol=0.0)
     h.assert_same_grads(got, h.grads_of(plain), 1e-10)
+
+
+class _StepCounting(h.DropoutEncoder):
+    """Its output reads a buffer that each training forward increments (a step counter)."""
+
+    def __init__(self):
+        super().__init__("float64")
+        self.register_buffer("count", torch.zeros((), dtype=torch.float64))
+
+    def forward(self, batch):
+        out = super().forward(batch) * (1 + 0.1 * self.count)
+        if self.training:
+            self.count += 1
+        return out
+
+
+def test_a_forward_reading_a_buffer_it_updates_is_replayed_from_the_same_buffers():
+    _, cached = _against_sequential("triplet_all", _StepCounting)
+    # the first pass's updates stand: one per mini-batch, as in the reference
+    assert cached.model.encoders["default"].count.tolist() == 5.0
+
+
+class _TupleEncoder(h.DropoutEncoder):
+    """Collates ``(features, row scales)``: a tuple of two per-record tensors."""
+
+    def collate(self, batch):
+        data = super().collate(batch)
+        return data, data.abs().sum(dim=1, keepdim=True)
+
+    def forward(self, batch):
+        data, scale = batch
+        return super().forward(data) * scale
+
+
+def test_a_tuple_collate_with_a_batch_of_its_own_length():
+    plain, cached = _pair(
+        "softmax", torch.float64, mini=1, encoders=lambda: {"default": _TupleEncoder("float64")}
+    )
+    for model in (plain, cached):
+        h.attach_trainer(model)
+    samples = h.group_samples(2, dtype=torch.float64)  # 2 records, a 2-tuple input
+    batch = h.first_batch(plain, h.GroupSimilarityDataLoader(samples, batch_size=2))
+    _same_step(plain, cached, batch)
+
+
+class _WholeBatch(h.DropoutEncoder):
+    """Ignores the mini-batch it is given: always encodes 3 rows."""
+
+    def forward(self, batch):
+        return super().forward(torch.ones(3, batch.shape[1], dtype=batch.dtype))
+
+
+def test_an_encoder_returning_other_rows_than_records_is_named():
+    _, cached = _pair(
+        "triplet_all", torch.float64, encoders=lambda: {"default": _WholeBatch("float64")}
+    )
+    h.attach_trainer(cached)
+    batch = h.first_batch(cached, h.loader_for("triplet_all", torch.float64))
+    with pytest.raises(ValueError, match=r"3 embeddings for the 5 records 0:5"):
+        cached.training_step(batch, 0)
+
+
+class _TemperedTriplet(TripletLoss):
+    """Scales the embeddings by a learnable tensor kept outside ``parameters()``."""
+
+    def __init__(self):
+        super().__init__(mining="all", distance_metric_name=Distance.EUCLIDEAN)
+        self.temperature = torch.tensor(2.0, dtype=torch.float64, requires_grad=True)
+
+    def forward(self, embeddings, groups):
+        return super().forward(embeddings * self.temperature, groups)
+
+
+def test_a_leaf_of_the_loss_outside_its_parameters_gets_its_gradient():
+    # e.g. a temperature given to the optimiser by hand: plain autograd reaches every leaf
+    def build(mini):
+        return h.CachedModel({"default": h.DropoutEncoder("float64")}, _TemperedTriplet(), mini)
+
+    plain, cached = build(None), build(MINI)
+    h.attach_trainer(cached)
+    batch = h.first_batch(plain, h.loader_for("triplet_all", torch.float64))
+    h.sequential_step(plain, batch, MINI)
+    expected = plain.loss.temperature.grad
+    assert expected is not None and expected.abs() > 0
+    h.cached_step(cached, batch)
+    torch.testing.assert_close(cached.loss.temperature.grad, expected, rtol=1e-10, atol=0.0)
+
+
+class _InPlaceTriplet(TripletLoss):
+    """Normalises the embeddings in place before the triplet loss."""
+
+    def forward(self, embeddings, groups):
+        embeddings.mul_(2.0)
+        return super().forward(embeddings, groups)
+
+
+def test_a_loss_working_on_the_embeddings_in_place():
+    def build(mini):
+        loss = _InPlaceTriplet(mining="all", distance_metric_name=Distance.EUCLIDEAN)
+        return h.CachedModel({"default": h.DropoutEncoder("float64")}, loss, mini)
+
+    plain, cached = build(None), build(MINI)
+    for model in (plain, cached):
+        h.attach_trainer(model)
+    batch = h.first_batch(plain, h.loader_for("triplet_all", torch.float64))
+    _same_step(plain, cached, batch)
+
+
+def test_a_second_order_gradient_is_refused():
+    # the re-encoding's gradients carry no graph: a Hessian-vector product through them
+    # would silently miss the second-order terms
+    _, cached = _pair("triplet_all", torch.float64)
+    h.attach_trainer(cached)
+    batch = h.first_batch(cached, h.loader_for("triplet_all", torch.float64))
+    weight = cached.model.encoders["default"].first.weight
+    (grad,) = torch.autograd.grad(cached.training_step(batch, 0), weight, create_graph=True)
+    with pytest.raises(RuntimeError, match="differentiate twice"):
+        grad.pow(2).sum().backward()
