@@ -26,9 +26,16 @@ import torch
 from torch import Tensor, nn
 from torch.autograd.function import once_differentiable
 
+from quaterion.deferred_checks import LAG, DeferredChecks
 from quaterion.train.mini_batches import batch_size_of, iter_mini_batches
 
 _AUTOCAST_DEVICES = ("cpu", "cuda")
+
+#: Largest relative difference (L2 norm of the difference over that of the first pass) a
+#: re-encoded mini-batch may show against its first pass: an exact replay shows 0, kernels
+#: that differ between the ``no_grad`` and the gradient pass (e.g. attention backends under
+#: autocast) about 1e-3; randomness the cache does not replay, far more.
+REPLAY_RTOL = 1e-2
 
 
 @dataclass(frozen=True)
@@ -96,9 +103,13 @@ class _StepState:
         params: Sequence[Tensor],
         autocast: List[Tuple[str, bool, torch.dtype]],
         buffers: Dict[str, Tensor],
+        first_pass: Optional[List[Tensor]] = None,
+        checks: Optional[DeferredChecks] = None,
     ):
         self.model = model
         self.buffers = buffers
+        self.first_pass = first_pass
+        self.checks = checks
         self.mini_batches: Optional[List[Tuple[int, int, dict, _Replay]]] = mini_batches
         self.params = list(params)
         self.autocast = autocast
@@ -117,11 +128,16 @@ class _StepState:
         first_pass = _clone_buffers(self.model)
         _copy_buffers(self.model, self.buffers)
         owned: set = set()
-        for start, stop, features, replay in mini_batches:
+        differences = []
+        for index, (start, stop, features, replay) in enumerate(mini_batches):
             part = self._reencode(features, replay)
+            if self.first_pass is not None:
+                differences.append(_relative_difference(part, self.first_pass[index]))
             self._accumulate(grads, owned, part, embedding_grad[start:stop])
         _copy_buffers(self.model, first_pass)
-        self.buffers = {}
+        self.buffers, self.first_pass = {}, None
+        if differences and self.checks is not None:
+            _record_replay(self.checks, torch.stack(differences), mini_batches)
         return grads
 
     def _reencode(self, features: dict, replay: _Replay) -> Tensor:
@@ -183,6 +199,39 @@ def _check_rows(part: Tensor, start: int, stop: int) -> Tensor:
     return part
 
 
+def _relative_difference(part: Tensor, first: Tensor) -> Tensor:
+    """``|part - first| / |first|`` (L2 norms, float32, on the device; 0 for a zero
+    ``first`` equal to ``part``)."""
+    part, first = part.detach().float(), first.float()
+    tiny = torch.finfo(torch.float32).tiny
+    return torch.linalg.vector_norm(part - first) / torch.linalg.vector_norm(first).clamp_min(tiny)
+
+
+def _record_replay(
+    checks: DeferredChecks, differences: Tensor, mini_batches: List[Tuple[int, int, dict, Any]]
+) -> None:
+    """Queue the verdict "every re-encoded mini-batch equals its first pass" (read late)."""
+    largest = differences.max()  # max and argmax: indexing by a tensor would read it
+    ok = ~(largest > REPLAY_RTOL)  # NaN (NaN embeddings) is the guard's business
+    verdict = torch.stack([ok.double(), largest.double(), differences.argmax().double()])
+    rows = [(start, stop) for start, stop, *_ in mini_batches]
+
+    def error(call: int, values: list) -> RuntimeError:
+        start, stop = rows[int(values[2])]
+        return RuntimeError(
+            f"gradient cache: in training step {call} (read {LAG} steps later), re-encoding "
+            f"records {start}..{stop - 1} gave embeddings that differ from the first pass by "
+            f"{values[1]:.3g} (relative L2; at most {REPLAY_RTOL:g} allowed), so that step's "
+            "gradients are not the full-batch gradients. The model draws random numbers "
+            "the cache does not replay (a layer with its own torch.Generator, numpy or "
+            "Python random) or changes between the passes: draw from torch's global "
+            "generator, turn that randomness off while training, or return None from "
+            "configure_gradient_cache()"
+        )
+
+    checks.record(verdict, error)
+
+
 def _under_autocast(
     fn: Callable[[], Tensor], device: str, enabled: bool, dtype: torch.dtype
 ) -> Callable[[], Tensor]:
@@ -215,6 +264,7 @@ def cached_gradient_step(
     params: Sequence[Tensor],
     config: GradientCacheConfig,
     device: torch.device,
+    checks: Optional[DeferredChecks] = None,
 ) -> Tuple[Tensor, Tensor]:
     """Encode ``features`` in mini-batches, compute the loss once, defer the encoder gradients.
 
@@ -225,6 +275,10 @@ def cached_gradient_step(
         params: every trainable parameter of the step (model and loss).
         config: the gradient-cache settings.
         device: the module's device (its CUDA random state is replayed).
+        checks: where the backward pass queues its verdict that every re-encoded
+            mini-batch equals its first pass (within :data:`REPLAY_RTOL`); a failed one
+            is raised by this function :data:`~quaterion.deferred_checks.LAG` calls later
+            (no host sync), or by ``checks.raise_all()``. ``None``: not checked.
 
     Returns:
         ``(embeddings, loss)``: the joined embeddings and the loss, whose backward fills the
@@ -233,6 +287,8 @@ def cached_gradient_step(
         A batch of at most ``config.mini_batch_size`` records takes one plain step instead
         (``model(features)`` with gradients on, then the loss): the same result in one pass.
     """
+    if checks is not None:
+        checks.raise_late()
     if batch_size_of(features) <= config.mini_batch_size:
         # one mini-batch: a plain step has the same gradient, random draws and memory,
         # without the second pass
@@ -249,7 +305,8 @@ def cached_gradient_step(
     in_model = {id(param) for param in model.parameters()}
     params = [param for param in params if param.requires_grad and id(param) in in_model]
     if params:
-        state = _StepState(model, mini_batches, params, _autocast_settings(), buffers)
+        autocast = _autocast_settings()
+        state = _StepState(model, mini_batches, params, autocast, buffers, parts, checks)
         embeddings = _CachedGradient.apply(state, parts, *params)
     else:
         embeddings = torch.cat(parts, dim=0)

@@ -31,6 +31,7 @@ from quaterion.train.callbacks.guard_callback import (
     watch_evaluation_loss,
 )
 from quaterion.train.callbacks.rank_failure_callback import RankFailureCallback
+from quaterion.deferred_checks import DeferredChecks
 from quaterion.train.gradient_cache import GradientCacheConfig, cached_gradient_step
 from quaterion.train.xbm import XbmConfig
 from quaterion.train.xbm.xbm_buffer import XbmBuffer
@@ -117,6 +118,7 @@ class TrainableModel(pl.LightningModule, CacheMixin):
             GradientCacheConfig,
             "return a GradientCacheConfig or None (off)",
         )
+        self._replay_checks = DeferredChecks()  # the gradient cache's replay verdicts
 
     @property
     def model(self) -> SimilarityModel:
@@ -216,7 +218,13 @@ class TrainableModel(pl.LightningModule, CacheMixin):
         config = self._gradient_cache_config
         if stage == TrainStage.TRAIN and config is not None:
             embeddings, loss = cached_gradient_step(
-                self.model, features, compute_loss, list(self.parameters()), config, self.device
+                self.model,
+                features,
+                compute_loss,
+                list(self.parameters()),
+                config,
+                self.device,
+                self._replay_checks,
             )
         else:
             embeddings = self.model(features)
@@ -299,6 +307,13 @@ class TrainableModel(pl.LightningModule, CacheMixin):
         (:meth:`set_training_modes`). Call ``super().on_fit_start()`` when overriding."""
         self._place_caches()
         self.set_training_modes()
+
+    @override
+    def on_train_epoch_end(self) -> None:
+        """Reads the gradient cache's replay verdicts still queued (see
+        :func:`~quaterion.train.gradient_cache.cached_gradient_step`) and raises a failed
+        one. Call ``super().on_train_epoch_end()`` when overriding."""
+        self._replay_checks.raise_all()
 
     @override
     def on_train_start(self) -> None:

@@ -434,3 +434,49 @@ def test_a_second_order_gradient_is_refused():
     (grad,) = torch.autograd.grad(cached.training_step(batch, 0), weight, create_graph=True)
     with pytest.raises(RuntimeError, match="differentiate twice"):
         grad.pow(2).sum().backward()
+
+
+class OwnGeneratorDropout(h.DropoutEncoder):
+    """Dropout whose mask comes from a generator of its own: the cache cannot replay it."""
+
+    def __init__(self):
+        super().__init__("float64")
+        self.masks = torch.Generator().manual_seed(5)
+
+    def forward(self, batch: torch.Tensor) -> torch.Tensor:
+        hidden = self.first(batch)
+        keep = torch.rand(hidden.shape, generator=self.masks) > 0.5
+        return self.second(torch.tanh(hidden * keep.to(hidden.dtype) * 2))
+
+
+def _replayed_steps(encoder_factory, steps):
+    _, cached = _pair("triplet_all", torch.float64, encoders=lambda: {"default": encoder_factory()})
+    h.attach_trainer(cached)
+    batch = h.first_batch(cached, h.loader_for("triplet_all", torch.float64))
+    for _ in range(steps):
+        h.cached_step(cached, batch)
+    return cached
+
+
+def test_randomness_the_cache_cannot_replay_is_raised_a_few_steps_later():
+    # the verdict of step 1 is read at the start of step 1 + LAG (no host sync in between)
+    with pytest.raises(RuntimeError, match=r"training step 1 \(read 2 steps later\).*own torch"):
+        _replayed_steps(OwnGeneratorDropout, 3)
+    # and at the end of the epoch, for the last steps
+    cached = _replayed_steps(OwnGeneratorDropout, 1)
+    with pytest.raises(RuntimeError, match="differ from the first pass"):
+        cached.on_train_epoch_end()
+
+
+def test_replayed_dropout_passes_the_replay_check():
+    cached = _replayed_steps(lambda: h.DropoutEncoder("float64", dropout=0.5), 4)
+    cached.on_train_epoch_end()  # every verdict read: none failed
+
+
+def test_a_fit_with_randomness_the_cache_cannot_replay_stops_with_the_replay_error():
+    _, cached = _pair(
+        "triplet_all", torch.float64, encoders=lambda: {"default": OwnGeneratorDropout()}
+    )
+    loader = h.GroupSimilarityDataLoader(h.group_samples(22, dtype=torch.float64), batch_size=22)
+    with pytest.raises(RuntimeError, match="differ from the first pass"):
+        Quaterion.fit(cached, trainer(max_epochs=1), loader)  # one step: read at the epoch end
