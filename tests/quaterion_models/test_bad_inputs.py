@@ -444,6 +444,14 @@ def _encode(encoders, head, records=None, model_dtype=None, **kwargs) -> Callabl
     return run
 
 
+
+class SingleRowDroppingHead(EmptyHead):
+    """Passes batches through, except that a batch of one record comes back empty."""
+
+    def transform(self, input_vectors: torch.Tensor) -> torch.Tensor:
+        return input_vectors[: input_vectors.shape[0] - (input_vectors.shape[0] == 1)]
+
+
 MODEL_CASES = [
     (
         "head-narrower-than-encoders",
@@ -490,6 +498,18 @@ MODEL_CASES = [
         ),
         TypeError,
         ["head SequentialHead", "torch.float64", "torch.float32", "model.to(torch.float64)"],
+    ),
+    (
+        "single-encoder-drops-rows",
+        _encode(FirstRowsEncoder(5), EmptyHead(5), _rows(3)),
+        ValueError,
+        ["3 records", "2 rows", "records 0..2", "one row per record"],
+    ),
+    (
+        "head-drops-a-row-in-a-later-batch",
+        _encode(StackEncoder(5), SingleRowDroppingHead(5), _rows(3), batch_size=2),
+        ValueError,
+        ["SingleRowDroppingHead", "1 records", "0 rows", "records 2..2"],
     ),
     (
         "encoders-disagree-on-rows",
