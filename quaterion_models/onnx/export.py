@@ -129,7 +129,8 @@ def export_onnx(
 
     Args:
         model: the servable; it is put in eval mode.
-        output_path: export directory (created; a previous export there is replaced).
+        output_path: export directory (created; a previous export there is replaced, a
+            torch servable saved there is not: export beside it).
         opset_version: ONNX opset (>= 14).
 
     Returns:
@@ -138,6 +139,8 @@ def export_onnx(
     Raises:
         TypeError: ``model`` is not a ``SimilarityModel``.
         ValueError: the head needs per-record meta (``SwitchHead``), so it cannot be traced.
+        FileExistsError: ``output_path`` holds something else than an export (a servable
+            written by ``SimilarityModel.save``) with the files an export writes.
     """
     _check_model(model, opset_version)
     model.eval()
@@ -166,7 +169,7 @@ def export_onnx(
         "encoders": [],
         "opset_version": opset_version,
     }
-    with atomic_directory(output_path) as tmp:
+    with atomic_directory(output_path, layout.EXPORT) as tmp:
         _trace(
             HeadGraph(model.head),
             (example,),

@@ -178,7 +178,7 @@ class OnnxSimilarityModel:
         except ImportError as error:
             raise _missing_onnxruntime(error) from error
         # an export interrupted between its two renames is finished first, as for servables
-        self.path = os.fspath(recover_directory(path))
+        self.path = os.fspath(recover_directory(path, layout.EXPORT))
         config_path = os.path.join(self.path, layout.CONFIG_FILE)
         if not os.path.isfile(config_path):
             raise FileNotFoundError(

@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 
 import numpy as np
 import pytest
@@ -110,6 +111,43 @@ def test_reexport_replaces_the_previous_export(tmp_path):
     first.export_onnx(str(tmp_path / "export"))
     second.export_onnx(str(tmp_path / "export"))
     assert OnnxSimilarityModel.load(tmp_path / "export").output_size == 6
+
+
+def test_export_into_a_servable_directory_leaves_the_servable_alone(tmp_path):
+    model = SimilarityModel(StackEncoder(4), GatedHead(4))
+    records = list(torch.randn(3, 4))
+    model.save(str(tmp_path / "model"))
+    before = sorted(p.name for p in (tmp_path / "model").iterdir())
+    with pytest.raises(FileExistsError, match="not an ONNX export.*config.json"):
+        model.export_onnx(str(tmp_path / "model"))
+    assert sorted(p.name for p in (tmp_path / "model").iterdir()) == before
+    loaded = SimilarityModel.load(str(tmp_path / "model"))
+    torch.testing.assert_close(
+        loaded.encode(records, to_numpy=False), model.encode(records, to_numpy=False)
+    )
+
+
+def test_save_into_an_export_directory_leaves_the_export_alone(tmp_path):
+    model = SimilarityModel(StackEncoder(4), GatedHead(4))
+    model.export_onnx(str(tmp_path / "export"))
+    with pytest.raises(FileExistsError, match="not a saved SimilarityModel.*config.json"):
+        model.save(str(tmp_path / "export"))
+    assert sorted(p.name for p in (tmp_path / "export").iterdir()) == ["config.json", "head.onnx"]
+    records = [row.numpy() for row in torch.randn(3, 4)]
+    assert_parity(
+        OnnxSimilarityModel.load(tmp_path / "export").encode(records),
+        model.encode([torch.from_numpy(row) for row in records]),
+    )
+
+
+def test_head_only_reexport_drops_the_previous_graph_and_keeps_user_files(exported, tmp_path):
+    _, path = exported
+    target = tmp_path / "export"
+    shutil.copytree(path, target)
+    (target / "notes.txt").write_text("mine")
+    SimilarityModel(StackEncoder(4), EmptyHead(4)).export_onnx(str(target))
+    assert sorted(p.name for p in target.iterdir()) == ["config.json", "head.onnx", "notes.txt"]
+    assert (target / "notes.txt").read_text() == "mine"
 
 
 def test_export_interrupted_inside_its_swap_is_recovered_on_load(tmp_path):
