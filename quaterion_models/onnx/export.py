@@ -20,6 +20,7 @@ from quaterion_models.index.fingerprint import model_description, servable_finge
 from quaterion_models.model import SimilarityModel
 from quaterion_models.onnx import layout
 from quaterion_models.onnx.exportable import OnnxExportable
+from quaterion_models.utils.batch_checks import dtype_mismatch, module_dtype
 from quaterion_models.utils.files import atomic_directory, write_json
 from quaterion_models.utils.tensors import move_to_device
 
@@ -137,7 +138,8 @@ def export_onnx(
         the written ``config.json`` content.
 
     Raises:
-        TypeError: ``model`` is not a ``SimilarityModel``.
+        TypeError: ``model`` is not a ``SimilarityModel``, or its head cannot run in float32
+            (a float64 / float16 / bfloat16 model: export ``copy.deepcopy(model).float()``).
         ValueError: the head needs per-record meta (``SwitchHead``), so it cannot be traced.
         FileExistsError: ``output_path`` holds something else than an export (a servable
             written by ``SimilarityModel.save``) with the files an export writes.
@@ -151,6 +153,13 @@ def export_onnx(
         with torch.no_grad():
             HeadGraph(model.head)(example)
     except Exception as err:
+        dtype = module_dtype(model.head)
+        if dtype_mismatch(err, "", example, model.head) is not None:
+            raise TypeError(
+                f"export_onnx: ONNX exports run in float32 but the head "
+                f"{type(model.head).__name__} has {dtype} parameters; export a float32 copy: "
+                "copy.deepcopy(model).float().export_onnx(path)"
+            ) from err
         raise ValueError(
             f"export_onnx: the head {type(model.head).__name__} cannot run without per-record "
             f"meta ({type(err).__name__}: {err}); heads that route records by meta "

@@ -1,5 +1,6 @@
 """ONNX export and OnnxSimilarityModel: parity with torch, head-only exports, bad inputs."""
 
+import copy
 import json
 import os
 import shutil
@@ -10,7 +11,7 @@ import torch
 
 from quaterion_models import SimilarityModel
 from quaterion_models.encoders.extras.torchvision_encoder import TorchvisionEncoder
-from quaterion_models.heads import EmptyHead, GatedHead, SwitchHead
+from quaterion_models.heads import EmptyHead, GatedHead, SwitchHead, WideningHead
 from quaterion_models.onnx import OnnxSimilarityModel
 from quaterion_models.utils import DamagedFileError
 from tests.quaterion_models.tiny_models import TEXTS
@@ -166,6 +167,23 @@ def test_meta_routed_head_cannot_be_exported(tmp_path):
     with pytest.raises(ValueError, match="SwitchHead"):
         SimilarityModel(StackEncoder(4), head).export_onnx(str(tmp_path / "export"))
     assert not (tmp_path / "export").exists()
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float16, torch.bfloat16])
+def test_a_model_that_is_not_float32_is_refused_with_the_fix(tmp_path, dtype):
+    model = SimilarityModel(StackEncoder(4), WideningHead(4)).to(dtype)
+    with pytest.raises(TypeError) as info:
+        model.export_onnx(str(tmp_path / "export"))
+    message = str(info.value)
+    for word in ["WideningHead", str(dtype), "float32", "copy.deepcopy(model).float()"]:
+        assert word in message, (word, message)
+    assert "SwitchHead" not in message and not (tmp_path / "export").exists()
+    copy.deepcopy(model).float().export_onnx(str(tmp_path / "export"))  # the fix works
+    records = torch.randn(7, 4)
+    assert_parity(
+        OnnxSimilarityModel.load(tmp_path / "export").encode(list(records.numpy())),
+        model.float().encode(list(records)),
+    )
 
 
 def test_bad_model_and_opset(tmp_path):
