@@ -168,8 +168,20 @@ def resolve_target(path: PathLike) -> Path:
     """Absolute ``path`` with symbolic links followed (a link to ``v3`` gives ``v3``).
 
     Raises:
+        TypeError: ``path`` is not a ``str`` or ``os.PathLike`` (an int, ``None``, bytes).
+        ValueError: ``path`` is empty (which would mean the current directory).
         OSError: the path is a symbolic link loop.
     """
+    if not isinstance(path, (str, os.PathLike)) or not isinstance(os.fspath(path), str):
+        raise TypeError(
+            f"expected a model directory path (str or os.PathLike), got "
+            f"{type(path).__name__} {path!r}; pass e.g. 'my-model' or pathlib.Path('my-model')"
+        )
+    if os.fspath(path) == "":
+        raise ValueError(
+            "the model directory path is empty; pass a directory name, or '.' for the current "
+            "directory"
+        )
     resolved = Path(os.path.realpath(path))
     if resolved.is_symlink():
         raise OSError(

@@ -260,3 +260,34 @@ def test_locks_nest_in_one_thread_but_a_save_inside_a_load_is_refused(tmp_path):
     with directory_swap.directory_lock(tmp_path):  # released: free again
         with directory_swap.directory_lock(tmp_path, shared=True):
             pass
+
+
+PATH_CALLS = {
+    "save": lambda path: _model(1.0).save(path),
+    "load": lambda path: SimilarityModel.load(path),
+    "export_onnx": lambda path: _model(1.0).export_onnx(path),
+    "OnnxSimilarityModel.load": lambda path: __import__(
+        "quaterion_models.onnx", fromlist=["OnnxSimilarityModel"]
+    ).OnnxSimilarityModel.load(path),
+}
+
+
+@pytest.mark.parametrize("call", sorted(PATH_CALLS))
+@pytest.mark.parametrize(
+    "path, error, words",
+    [
+        (3, TypeError, ["directory path", "int 3", "str or os.PathLike"]),
+        (None, TypeError, ["directory path", "NoneType None"]),
+        (b"model", TypeError, ["directory path", "bytes b'model'"]),
+        ("", ValueError, ["empty", "'.'"]),
+    ],
+)
+def test_paths_that_are_not_directory_paths_are_refused(
+    tmp_path, monkeypatch, call, path, error, words
+):
+    monkeypatch.chdir(tmp_path)  # "" used to mean the current directory
+    with pytest.raises(error) as info:
+        PATH_CALLS[call](path)
+    for word in words:
+        assert word in str(info.value), (word, str(info.value))
+    assert list(tmp_path.iterdir()) == []
