@@ -19,7 +19,7 @@ from quaterion_models.onnx.text import (
     tokenize,
 )
 from quaterion_models.utils.config import read_config_fields
-from quaterion_models.utils.directory_swap import recover_directory
+from quaterion_models.utils.directory_swap import reading_directory
 from quaterion_models.utils.errors import DamagedFileError
 
 _CONFIG_FIELDS = {
@@ -177,8 +177,20 @@ class OnnxSimilarityModel:
             import onnxruntime
         except ImportError as error:
             raise _missing_onnxruntime(error) from error
-        # an export interrupted between its two renames is finished first, as for servables
-        self.path = os.fspath(recover_directory(path, layout.EXPORT))
+        # an export interrupted between its two renames is finished first, as for servables;
+        # the shared lock keeps a concurrent export from swapping the files while they are read
+        with reading_directory(path, layout.EXPORT) as directory:
+            self._open(os.fspath(directory), providers, head_only, session_options, onnxruntime)
+
+    def _open(
+        self,
+        path: str,
+        providers: Optional[Sequence[str]],
+        head_only: bool,
+        session_options: Any,
+        onnxruntime: Any,
+    ) -> None:
+        self.path = path
         config_path = os.path.join(self.path, layout.CONFIG_FILE)
         if not os.path.isfile(config_path):
             raise FileNotFoundError(

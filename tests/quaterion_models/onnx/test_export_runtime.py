@@ -4,6 +4,7 @@ import copy
 import json
 import os
 import shutil
+import threading
 
 import numpy as np
 import pytest
@@ -160,6 +161,32 @@ def test_export_interrupted_inside_its_swap_is_recovered_on_load(tmp_path):
     loaded = OnnxSimilarityModel.load(tmp_path / "export")
     assert loaded.output_size == 4
     assert (tmp_path / "export" / "config.json").is_file()
+
+
+def test_loading_an_export_waits_for_a_swap_under_way(tmp_path, monkeypatch):
+    """An export being swapped in (exclusive lock on the parent) is not read half old, half
+    new: the load waits for the lock, here until the lock timeout."""
+    from quaterion_models.utils import directory_swap
+
+    SimilarityModel(StackEncoder(4), EmptyHead(4)).export_onnx(str(tmp_path / "export"))
+    monkeypatch.setattr(directory_swap, "LOCK_TIMEOUT_S", 0.3)
+    holding, release = threading.Event(), threading.Event()
+
+    def hold():  # another thread, so its flock is a different holder
+        with directory_swap.directory_lock(tmp_path):
+            holding.set()
+            release.wait(30)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    try:
+        assert holding.wait(30)
+        with pytest.raises(TimeoutError, match="another process"):
+            OnnxSimilarityModel.load(tmp_path / "export")
+    finally:
+        release.set()
+        holder.join(30)
+    assert OnnxSimilarityModel.load(tmp_path / "export").output_size == 4
 
 
 def test_meta_routed_head_cannot_be_exported(tmp_path):
