@@ -153,13 +153,8 @@ def export_onnx(
         with torch.no_grad():
             HeadGraph(model.head)(example)
     except Exception as err:
-        dtype = module_dtype(model.head)
         if dtype_mismatch(err, "", example, model.head) is not None:
-            raise TypeError(
-                f"export_onnx: ONNX exports run in float32 but the head "
-                f"{type(model.head).__name__} has {dtype} parameters; export a float32 copy: "
-                "copy.deepcopy(model).float().export_onnx(path)"
-            ) from err
+            raise _not_float32(f"the head {type(model.head).__name__}", model.head) from err
         raise ValueError(
             f"export_onnx: the head {type(model.head).__name__} cannot run without per-record "
             f"meta ({type(err).__name__}: {err}); heads that route records by meta "
@@ -218,12 +213,26 @@ def _export_end_to_end(
             }
         plan.append((key, len(example)))
         records.append({"key": key, "preprocessing": preprocessing})
-    _trace(
-        EndToEndGraph(model, plan),
-        tuple(inputs),
-        os.path.join(tmp, layout.END_TO_END_FILE),
-        names,
-        axes,
-        opset,
-    )
+    try:
+        _trace(
+            EndToEndGraph(model, plan),
+            tuple(inputs),
+            os.path.join(tmp, layout.END_TO_END_FILE),
+            names,
+            axes,
+            opset,
+        )
+    except Exception as err:
+        for key in keys:  # float inputs (images) into an encoder of another dtype
+            encoder = model.encoders[key]
+            if dtype_mismatch(err, "", inputs, encoder) is not None:
+                raise _not_float32(f"encoder {key!r} ({type(encoder).__name__})", encoder) from err
+        raise
     return records
+
+
+def _not_float32(what: str, module: nn.Module) -> TypeError:
+    return TypeError(
+        f"export_onnx: ONNX exports run in float32 but {what} has {module_dtype(module)} "
+        "parameters; export a float32 copy: copy.deepcopy(model).float().export_onnx(path)"
+    )

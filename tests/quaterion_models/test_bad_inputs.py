@@ -444,7 +444,6 @@ def _encode(encoders, head, records=None, model_dtype=None, **kwargs) -> Callabl
     return run
 
 
-
 class SingleRowDroppingHead(EmptyHead):
     """Passes batches through, except that a batch of one record comes back empty."""
 

@@ -213,6 +213,18 @@ def test_a_model_that_is_not_float32_is_refused_with_the_fix(tmp_path, dtype):
     )
 
 
+def test_an_image_encoder_that_is_not_float32_is_refused_with_the_fix(tmp_path):
+    encoder = TorchvisionEncoder("resnet18", image_size=32)
+    model = SimilarityModel(encoder, EmptyHead(encoder.embedding_size)).double()
+    with pytest.raises(
+        TypeError,
+        match=r"encoder 'default' \(TorchvisionEncoder\) has "
+        r"torch.float64 .*copy.deepcopy\(model\).float\(\)",
+    ):
+        model.export_onnx(str(tmp_path / "export"))
+    assert not (tmp_path / "export").exists()
+
+
 def test_bad_model_and_opset(tmp_path):
     from quaterion_models.onnx.export import export_onnx
 
