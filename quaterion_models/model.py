@@ -29,6 +29,7 @@ from quaterion_models.utils.config import ConfigFile
 from quaterion_models.utils.directory_swap import atomic_directory, reading_directory
 from quaterion_models.utils.errors import DamagedFileError
 from quaterion_models.utils.files import existing_dir, write_json
+from quaterion_models.utils.import_origin import loading_directory
 from quaterion_models.utils.records import chunks as record_chunks
 from quaterion_models.utils.records import collate_batch, holds_records
 from quaterion_models.utils.tensors import move_to_device
@@ -363,7 +364,8 @@ class SimilarityModel(nn.Module):
     def load(cls, input_path: str, trusted: bool = False) -> "SimilarityModel":
         """Load a model saved by :meth:`save`.
 
-        Imports the modules named in ``config.json`` (your installed encoder/head code) but
+        Imports the modules named in ``config.json`` (your installed encoder/head code; never
+        a module inside ``input_path``, which would run code shipped with the model) but
         never unpickles code stored in the files unless ``trusted=True``: head weights are
         read with ``torch.load(weights_only=True)`` (``SequentialHead``: plus the
         ``torch.nn`` building blocks). If a crash interrupted a :meth:`save` into
@@ -378,11 +380,12 @@ class SimilarityModel(nn.Module):
         Raises:
             FileNotFoundError: ``input_path`` is not a saved model directory.
             DamagedFileError: a file is truncated, not JSON / torch, or inconsistent.
-            UnsafeFileError: a file needs classes outside the allowlist and not ``trusted``.
+            UnsafeFileError: a file needs classes outside the allowlist, or the config names
+                a module inside ``input_path``, and not ``trusted``.
             ImportError: a recorded class cannot be imported.
         """
         with trusted_loading(check_bool("SimilarityModel.load", "trusted", trusted)):
-            with reading_directory(input_path) as model_dir:
+            with reading_directory(input_path) as model_dir, loading_directory(model_dir):
                 return cls._load(input_path, model_dir)
 
     @classmethod

@@ -3,6 +3,7 @@
 import json
 import os
 import pickle
+import sys
 
 import pytest
 import torch
@@ -148,6 +149,49 @@ def test_malicious_head_weights_refused(tmp_path):
         SimilarityModel.load(str(tmp_path / "m"))
     assert str(weights) in str(info.value) and "not a plain state dict" in str(info.value)
     assert not marker.exists()
+
+
+PAYLOAD = """
+import pathlib
+pathlib.Path({marker!r}).write_text("pwned")
+from quaterion_models.heads import GatedHead as Planted
+from tests.quaterion_models.toy_encoders import StackEncoder as PlantedEncoder
+"""
+
+
+@pytest.mark.parametrize(
+    "field, module, planted",
+    [  # {root}: the servable's directory name; its parent and itself are put on sys.path
+        ("head", "{root}.head.payload", "head/payload.py"),
+        ("head", "payload_{root}", "payload_{root}.py"),
+        ("encoder", "{root}.encoders.default.payload", "encoders/default/payload.py"),
+    ],
+)
+def test_config_naming_a_module_inside_the_servable_runs_none_of_its_code(
+    tmp_path, monkeypatch, field, module, planted
+):
+    """Running ``python -c "SimilarityModel.load('servable')"`` next to a downloaded servable
+    puts its parent on sys.path: a config must not make load import code shipped inside it."""
+    name = f"servable_{tmp_path.name}"  # a fresh module name per test: nothing cached
+    root = tmp_path / name
+    module, planted = module.format(root=name), root / planted.format(root=name)
+    SimilarityModel(encoders=StackEncoder(5), head=GatedHead(5)).save(str(root))
+    planted.write_text(PAYLOAD.format(marker=str(tmp_path / "marker")))
+    config = json.loads((root / "config.json").read_text())
+    if field == "head":
+        config["head"] = {"module": module, "class": "Planted"}
+    else:
+        config["encoders"][0].update({"module": module, "class": "PlantedEncoder"})
+    (root / "config.json").write_text(json.dumps(config))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.syspath_prepend(str(root))
+    with pytest.raises(pickle.UnpicklingError) as info:  # UnsafeFileError
+        SimilarityModel.load(str(root))
+    for word in [module, str(root), "trusted=True"]:
+        assert word in str(info.value), (word, str(info.value))
+    assert not (tmp_path / "marker").exists() and module not in sys.modules
+    SimilarityModel.load(str(root), trusted=True)  # the caller asks: the code runs
+    assert (tmp_path / "marker").read_text() == "pwned"
 
 
 def test_not_a_saved_model(tmp_path):
