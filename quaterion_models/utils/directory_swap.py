@@ -44,17 +44,14 @@ _COMPLETE_MARKER = "config.json"
 
 
 class SaveLayout(NamedTuple):
-    """One kind of directory that :func:`atomic_directory` writes and may replace.
+    """One kind of directory that :func:`atomic_directory` writes and may replace."""
 
-    Attributes:
-        name: how messages call it (``"a saved SimilarityModel"``).
-        entries: what a save writes; anything else in the directory is the user's and kept.
-        is_own: whether a ``config.json`` (parsed) was written by this kind of save, so the
-            directory holding it may be replaced; a directory of another kind never is.
-    """
-
+    #: How messages call it (``"a saved SimilarityModel"``).
     name: str
+    #: What a save writes; anything else in the directory is the user's and is kept.
     entries: frozenset
+    #: Whether a parsed ``config.json`` was written by this kind of save, so the directory
+    #: holding it may be replaced (a directory of another kind never is).
     is_own: Callable[[dict], bool]
 
 
