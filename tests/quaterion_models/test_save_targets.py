@@ -7,7 +7,6 @@ import shutil
 import subprocess
 import sys
 import textwrap
-import threading
 import time
 from pathlib import Path
 
@@ -17,6 +16,7 @@ import torch
 from quaterion_models import SimilarityModel
 from quaterion_models.heads import GatedHead
 from quaterion_models.utils import directory_swap
+from tests.quaterion_models.file_tools import lock_held_by_another_thread
 from tests.quaterion_models.toy_encoders import LinearEncoder
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -228,24 +228,11 @@ def test_two_processes_saving_and_loading_one_path_at_once(tmp_path):
 def test_a_stuck_lock_holder_gives_a_timeout_not_a_hang(tmp_path, monkeypatch):
     _model(0.1).save(str(tmp_path / "m"))
     monkeypatch.setattr(directory_swap, "LOCK_TIMEOUT_S", 0.3)
-    holding, release = threading.Event(), threading.Event()
-
-    def hold():  # another thread, so its flock is a different holder
-        with directory_swap.directory_lock(tmp_path):
-            holding.set()
-            release.wait(30)
-
-    holder = threading.Thread(target=hold)
-    holder.start()
-    try:
-        assert holding.wait(30)
+    with lock_held_by_another_thread(tmp_path):
         with pytest.raises(TimeoutError, match=f"another process .* in {tmp_path} for 0.3 s"):
             _model(0.9).save(str(tmp_path / "m"))
         with pytest.raises(TimeoutError):
             SimilarityModel.load(str(tmp_path / "m"))
-    finally:
-        release.set()
-        holder.join(30)
     torch.testing.assert_close(_gates(tmp_path / "m"), torch.full((4,), 0.1))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m"]  # the refused save cleaned up
 

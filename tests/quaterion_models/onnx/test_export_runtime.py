@@ -4,7 +4,6 @@ import copy
 import json
 import os
 import shutil
-import threading
 
 import numpy as np
 import pytest
@@ -15,6 +14,7 @@ from quaterion_models.encoders.extras.torchvision_encoder import TorchvisionEnco
 from quaterion_models.heads import EmptyHead, GatedHead, SwitchHead, WideningHead
 from quaterion_models.onnx import OnnxSimilarityModel
 from quaterion_models.utils import DamagedFileError
+from tests.quaterion_models.file_tools import lock_held_by_another_thread
 from tests.quaterion_models.tiny_models import TEXTS
 from tests.quaterion_models.toy_encoders import StackEncoder
 
@@ -170,22 +170,9 @@ def test_loading_an_export_waits_for_a_swap_under_way(tmp_path, monkeypatch):
 
     SimilarityModel(StackEncoder(4), EmptyHead(4)).export_onnx(str(tmp_path / "export"))
     monkeypatch.setattr(directory_swap, "LOCK_TIMEOUT_S", 0.3)
-    holding, release = threading.Event(), threading.Event()
-
-    def hold():  # another thread, so its flock is a different holder
-        with directory_swap.directory_lock(tmp_path):
-            holding.set()
-            release.wait(30)
-
-    holder = threading.Thread(target=hold)
-    holder.start()
-    try:
-        assert holding.wait(30)
+    with lock_held_by_another_thread(tmp_path):
         with pytest.raises(TimeoutError, match="another process"):
             OnnxSimilarityModel.load(tmp_path / "export")
-    finally:
-        release.set()
-        holder.join(30)
     assert OnnxSimilarityModel.load(tmp_path / "export").output_size == 4
 
 
