@@ -2,7 +2,8 @@
 
 import os
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
 from typing import Any, Optional, Union
@@ -331,18 +332,14 @@ class SimilarityModel(nn.Module):
         with atomic_directory(output_path) as tmp:
             head_path = os.path.join(tmp, "head")
             os.makedirs(head_path, exist_ok=True)
-            self.head.save(head_path)
+            with _noted(f"while saving the head {type(self.head).__name__} to {output_path}"):
+                self.head.save(head_path)
             os.makedirs(os.path.join(tmp, "encoders"), exist_ok=True)
             for key, encoder in self.encoders.items():
                 encoder_path = os.path.join(tmp, "encoders", key)
                 os.makedirs(encoder_path, exist_ok=True)
-                try:
+                with _noted(f"while saving encoder {key!r} of SimilarityModel to {output_path}"):
                     encoder.save(encoder_path)
-                except Exception as err:
-                    err.add_note(
-                        f"while saving encoder {key!r} of SimilarityModel to {output_path}"
-                    )
-                    raise
             config = {
                 "encoders": [
                     {"key": key, **save_class_import(encoder)}
@@ -429,6 +426,16 @@ def _is_safe_key(key: Any) -> bool:
         and not any(char in key for char in "./\\\0")
         and key not in _RESERVED_KEYS
     )
+
+
+@contextmanager
+def _noted(note: str) -> Iterator[None]:
+    """Add ``note`` to an exception leaving the block."""
+    try:
+        yield
+    except Exception as err:
+        err.add_note(note)
+        raise
 
 
 def _describe(error: Exception) -> str:

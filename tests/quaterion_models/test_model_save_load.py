@@ -233,6 +233,22 @@ def test_encoder_without_save_names_class_and_method(tmp_path):
     assert os.listdir(tmp_path) == []  # no temp directory left behind
 
 
+class TensorConfigHead(GatedHead):
+    """A head whose config holds a value JSON cannot write."""
+
+    def get_config_dict(self) -> dict:
+        return {**super().get_config_dict(), "scale": torch.tensor(1.0)}
+
+
+def test_head_that_cannot_be_saved_is_named(tmp_path):
+    model = SimilarityModel(encoders=StackEncoder(5), head=TensorConfigHead(5))
+    with pytest.raises(TypeError, match="Tensor is not JSON serializable") as info:
+        model.save(str(tmp_path / "m"))
+    notes = "".join(getattr(info.value, "__notes__", []))
+    assert "head TensorConfigHead" in notes and str(tmp_path / "m") in notes
+    assert os.listdir(tmp_path) == []
+
+
 def test_main_class_cannot_be_restored_clear_error(tmp_path, caplog):
     script_cls = type("ScriptEncoder", (StackEncoder,), {"__module__": "__main__"})
     SimilarityModel(encoders=script_cls(5), head=EmptyHead(5)).save(str(tmp_path))
