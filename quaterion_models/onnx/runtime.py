@@ -18,6 +18,7 @@ from quaterion_models.onnx.text import (
     load_tokenizer_file,
     tokenize,
 )
+from quaterion_models.utils.checks import check_positive_int
 from quaterion_models.utils.config import read_config_fields
 from quaterion_models.utils.directory_swap import reading_directory
 from quaterion_models.utils.errors import DamagedFileError
@@ -308,10 +309,7 @@ class OnnxSimilarityModel:
             float32 ``(N, output_size)``; ``(1, output_size)`` for a single record and
             ``(0, output_size)`` for an empty list.
         """
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(
-                f"encode: `batch_size` must be a positive int, got {batch_size!r}; e.g. 32"
-            )
+        batch_size = check_positive_int("encode", "batch_size", batch_size, "e.g. 32")
         single = not isinstance(inputs, list)
         records = [inputs] if single else inputs
         chunks = [

@@ -35,8 +35,11 @@ def test_text_export_matches_torch_end_to_end(exported):
     assert onnx_model.head_only is False and onnx_model.output_size == 32
     texts = TEXTS * 3
     expected = model.encode(texts)
-    for batch_size in (1, 5, 64):
+    for batch_size in (1, 5, 64, np.int64(7)):  # numpy ints too, as SimilarityModel.encode
         assert_parity(onnx_model.encode(texts, batch_size=batch_size), expected)
+    for bad in (0, -1, 2.0, True):
+        with pytest.raises((TypeError, ValueError), match="batch_size"):
+            onnx_model.encode(texts, batch_size=bad)
     assert_parity(onnx_model.encode("a single text"), model.encode("a single text"))
     assert onnx_model.encode("one").shape == (1, 32)
     assert onnx_model.encode([]).shape == (0, 32)
