@@ -1,9 +1,12 @@
 """Where an import would load its code from, found before anything runs: a loaded model's
 config names modules to import, and none may come from inside the directory being loaded."""
 
+import functools
 import importlib.util
 import os
+import site
 import sys
+import sysconfig
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -29,6 +32,19 @@ def _inside(path: str, roots: tuple) -> bool:
     return any(real == root or real.startswith(root.rstrip(os.sep) + os.sep) for root in roots)
 
 
+@functools.cache
+def installed_code_dirs() -> tuple:
+    """The standard library and site-packages: code installed there is trusted even if a
+    model directory happens to contain it (a project folder holding its ``.venv``)."""
+    paths = sysconfig.get_paths()
+    found = {
+        paths[name] for name in ("stdlib", "platstdlib", "purelib", "platlib") if name in paths
+    }
+    found.update(getattr(site, "getsitepackages", list)())
+    found.add(site.getusersitepackages())
+    return tuple(os.path.realpath(path) for path in found if path)
+
+
 def _locations(name: str) -> list:
     """Files and package folders ``import name`` would read (parents are imported first, as
     ``import`` itself would); ``[]`` if it cannot be found (the import reports that)."""
@@ -51,7 +67,7 @@ def module_inside(module: str, roots: tuple) -> Optional[str]:
         if name in sys.modules:  # imported already: importing it runs nothing new
             continue
         for location in _locations(name):
-            if _inside(location, roots):
+            if _inside(location, roots) and not _inside(location, installed_code_dirs()):
                 return location
     return None
 

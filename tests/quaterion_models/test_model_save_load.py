@@ -194,6 +194,28 @@ def test_config_naming_a_module_inside_the_servable_runs_none_of_its_code(
     assert (tmp_path / "marker").read_text() == "pwned"
 
 
+def test_installed_packages_inside_the_servable_directory_still_import(tmp_path, monkeypatch):
+    """A project folder saved as the servable may hold its own virtualenv: code in its
+    site-packages is installed code, imported as usual."""
+    from quaterion_models.utils import import_origin
+
+    name = f"pkg_{tmp_path.name}"
+    site_packages = tmp_path / ".venv" / "site-packages"
+    (site_packages / name).mkdir(parents=True)
+    (site_packages / name / "__init__.py").write_text(
+        "from quaterion_models.heads import GatedHead\n\n\nclass Installed(GatedHead):\n    pass\n"
+    )
+    monkeypatch.syspath_prepend(str(site_packages))
+    model = SimilarityModel(encoders=StackEncoder(5), head=__import__(name).Installed(5))
+    model.save(str(tmp_path))
+    del sys.modules[name]  # as in a fresh process
+    with pytest.raises(pickle.UnpicklingError, match=name):  # not known as installed
+        SimilarityModel.load(str(tmp_path))
+    assert name not in sys.modules
+    monkeypatch.setattr(import_origin, "installed_code_dirs", lambda: (str(site_packages),))
+    assert type(SimilarityModel.load(str(tmp_path)).head).__name__ == "Installed"
+
+
 def test_not_a_saved_model(tmp_path):
     with pytest.raises(FileNotFoundError, match=str(tmp_path / "missing")):
         SimilarityModel.load(str(tmp_path / "missing"))
