@@ -399,6 +399,7 @@ def _swap_in(new: Path, target: Path, layout: SaveLayout) -> None:
         os.rename(new, target)
         fsync_directory(target.parent)
         return
+    cwd = _working_directory_in(target)
     old = sibling_path(target, "old")
     os.rename(target, old)
     try:
@@ -409,3 +410,15 @@ def _swap_in(new: Path, target: Path, layout: SaveLayout) -> None:
     fsync_directory(target.parent)
     _move_user_files(old, target, layout)
     shutil.rmtree(old, ignore_errors=True)  # checked writable; a leftover is retried later
+    if cwd is not None:  # it worked in the replaced directory: back to the same path
+        os.chdir(cwd if os.path.isdir(cwd) else target)
+
+
+def _working_directory_in(target: Path) -> Optional[str]:
+    """This process's working directory if it is ``target`` or inside it, else ``None``."""
+    try:
+        cwd = os.getcwd()
+    except OSError:  # already deleted
+        return None
+    inside = cwd == str(target) or cwd.startswith(str(target).rstrip(os.sep) + os.sep)
+    return cwd if inside else None

@@ -278,3 +278,21 @@ def test_paths_that_are_not_directory_paths_are_refused(
     for word in words:
         assert word in str(info.value), (word, str(info.value))
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("cwd", [".", "head", "notes"])
+def test_saving_into_the_current_directory_keeps_the_process_in_it(tmp_path, monkeypatch, cwd):
+    """The swap replaces the directory: a process working in it (or in one of its folders)
+    must not be left in a deleted directory, where every relative path fails."""
+    target = tmp_path / "m"
+    _model(0.1).save(str(target))
+    (target / "notes").mkdir()
+    (target / "notes" / "a.txt").write_text("mine")
+    monkeypatch.chdir(target / cwd)
+    _model(0.9).save(str(target) if cwd != "." else ".")
+    assert Path(os.getcwd()) == target / cwd and (target / cwd).is_dir()
+    assert sorted(os.listdir(target)) == ["config.json", "encoders", "head", "notes"]
+    torch.testing.assert_close(_gates(target), torch.full((4,), 0.9))
+    Path("written.txt").write_text("relative paths work")  # the working directory is live
+    assert (target / cwd / "written.txt").is_file()
+    assert (target / "notes" / "a.txt").read_text() == "mine"
