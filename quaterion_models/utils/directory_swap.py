@@ -360,6 +360,12 @@ def atomic_directory(target: PathLike, layout: SaveLayout = SERVABLE) -> Iterato
         raise NotADirectoryError(
             f"cannot save into {target}: it exists and is not a directory; pass a directory path"
         )
+    blocking = next((p for p in target.parents if p.exists() and not p.is_dir()), None)
+    if blocking is not None:
+        raise NotADirectoryError(
+            f"cannot save into {target}: {blocking} is a file, not a directory; pass a path "
+            "whose parent folders are directories"
+        )
     target.parent.mkdir(parents=True, exist_ok=True)
     recover_directory(target, layout)
     with directory_lock(target.parent, shared=True):  # no swap under way while it looks
