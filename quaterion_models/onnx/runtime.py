@@ -64,6 +64,31 @@ def check_is_export(config_path: str) -> None:
         )
 
 
+def _check_providers(providers: Any) -> list:
+    """``providers`` as ONNX Runtime takes them (a single name is a list of one; ONNX Runtime
+    itself warns about names it does not have and skips them).
+
+    Raises:
+        TypeError: not a name or a non-empty list of names / ``(name, options dict)`` pairs.
+    """
+    if providers is None:
+        return ["CPUExecutionProvider"]
+    if isinstance(providers, str):
+        providers = [providers]
+    valid = isinstance(providers, Sequence) and len(providers) > 0
+    for entry in providers if valid else ():
+        if isinstance(entry, tuple) and len(entry) == 2 and isinstance(entry[1], dict):
+            entry = entry[0]
+        valid = valid and isinstance(entry, str)
+    if not valid:
+        raise TypeError(
+            "OnnxSimilarityModel: `providers` must be an execution provider name or a non-empty "
+            f"list of names (or (name, options) pairs), got {providers!r:.80}; e.g. "
+            "['CUDAExecutionProvider', 'CPUExecutionProvider']"
+        )
+    return list(providers)
+
+
 class TextInputs:
     """Raw ``str`` records -> token arrays, with the tokenizer saved beside the graph."""
 
@@ -157,7 +182,7 @@ class OnnxSimilarityModel:
 
     Args:
         path: directory written by ``SimilarityModel.export_onnx`` / ``export_onnx``.
-        providers: ONNX Runtime execution providers (default: CPU).
+        providers: ONNX Runtime execution providers, a name or a list (default: CPU).
         head_only: run ``head.onnx`` on embeddings even when ``model.onnx`` exists.
         session_options: ``onnxruntime.SessionOptions`` (threads, graph optimisation).
 
@@ -213,12 +238,18 @@ class OnnxSimilarityModel:
         if not os.path.isfile(graph_path):
             raise FileNotFoundError(f"{graph_path} does not exist: export the model again")
         self.head_only = graph == config["head"]
-        options = session_options or onnxruntime.SessionOptions()
+        providers = _check_providers(providers)
         if session_options is None:
-            options.log_severity_level = 3
+            session_options = onnxruntime.SessionOptions()
+            session_options.log_severity_level = 3
+        elif not isinstance(session_options, onnxruntime.SessionOptions):
+            raise TypeError(
+                f"OnnxSimilarityModel: `session_options` must be an onnxruntime.SessionOptions, "
+                f"got {type(session_options).__name__} {session_options!r:.60}"
+            )
         try:
             self.session = onnxruntime.InferenceSession(
-                graph_path, options, providers=list(providers or ["CPUExecutionProvider"])
+                graph_path, session_options, providers=providers
             )
         except Exception as err:  # noqa: BLE001 - onnxruntime's own error types
             raise DamagedFileError(

@@ -322,9 +322,7 @@ def test_save_into_a_file_path_is_an_error(tmp_path):
         SimilarityModel(encoders=StackEncoder(5), head=EmptyHead(5)).save(str(tmp_path / "file"))
     for below in ("file/sub", "file/sub/deeper"):  # a file on the way to the target
         with pytest.raises(NotADirectoryError) as info:
-            SimilarityModel(encoders=StackEncoder(5), head=EmptyHead(5)).save(
-                str(tmp_path / below)
-            )
+            SimilarityModel(encoders=StackEncoder(5), head=EmptyHead(5)).save(str(tmp_path / below))
         assert f"{tmp_path / 'file'} is a file" in str(info.value)
     assert sorted(os.listdir(tmp_path)) == ["file"]
 

@@ -179,6 +179,22 @@ def test_loading_an_export_waits_for_a_swap_under_way(tmp_path, monkeypatch):
     assert OnnxSimilarityModel.load(tmp_path / "export").output_size == 4
 
 
+def test_runtime_options_are_checked(tmp_path):
+    SimilarityModel(StackEncoder(4), EmptyHead(4)).export_onnx(str(tmp_path / "e"))
+    one = OnnxSimilarityModel.load(tmp_path / "e", providers="CPUExecutionProvider")
+    assert one.session.get_providers() == ["CPUExecutionProvider"]  # not 20 letters
+    for providers in (5, [None], [], ["CPUExecutionProvider", 3]):
+        with pytest.raises(TypeError, match="providers"):
+            OnnxSimilarityModel.load(tmp_path / "e", providers=providers)
+    for options in ("fast", 5):
+        with pytest.raises(TypeError, match="session_options.*SessionOptions"):
+            OnnxSimilarityModel.load(tmp_path / "e", session_options=options)
+    with pytest.warns(UserWarning, match="NoSuchExecutionProvider"):  # onnxruntime's warning
+        fallback = OnnxSimilarityModel.load(tmp_path / "e", providers=["NoSuchExecutionProvider"])
+    rows = np.eye(4, dtype=np.float32)
+    np.testing.assert_array_equal(fallback.encode(list(rows)), rows)  # EmptyHead on the CPU
+
+
 def test_meta_routed_head_cannot_be_exported(tmp_path):
     head = SwitchHead({"a": EmptyHead(4), "b": EmptyHead(4)}, input_embedding_size=4)
     with pytest.raises(ValueError, match="SwitchHead"):
