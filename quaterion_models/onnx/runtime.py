@@ -18,7 +18,7 @@ from quaterion_models.onnx.text import (
     load_tokenizer_file,
     tokenize,
 )
-from quaterion_models.utils.checks import check_positive_int
+from quaterion_models.utils.checks import check_bool, check_positive_int
 from quaterion_models.utils.config import read_config_fields
 from quaterion_models.utils.directory_swap import reading_directory
 from quaterion_models.utils.errors import DamagedFileError
@@ -231,6 +231,7 @@ class OnnxSimilarityModel:
                 f"{layout.FORMAT!r}; export the model again with this version"
             )
         self.config = config
+        head_only = check_bool("OnnxSimilarityModel", "head_only", head_only)
         graph = (
             config["head"] if head_only or config["end_to_end"] is None else config["end_to_end"]
         )

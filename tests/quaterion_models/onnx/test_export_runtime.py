@@ -186,6 +186,8 @@ def test_runtime_options_are_checked(tmp_path):
     for providers in (5, [None], [], ["CPUExecutionProvider", 3]):
         with pytest.raises(TypeError, match="providers"):
             OnnxSimilarityModel.load(tmp_path / "e", providers=providers)
+    with pytest.raises(TypeError, match="head_only"):
+        OnnxSimilarityModel.load(tmp_path / "e", head_only="no")  # truthy: would be head-only
     for options in ("fast", 5):
         with pytest.raises(TypeError, match="session_options.*SessionOptions"):
             OnnxSimilarityModel.load(tmp_path / "e", session_options=options)
