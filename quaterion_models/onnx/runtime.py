@@ -342,6 +342,7 @@ class OnnxSimilarityModel:
             ``(0, output_size)`` for an empty list.
         """
         batch_size = check_positive_int("encode", "batch_size", batch_size, "e.g. 32")
+        to_numpy = check_bool("encode", "to_numpy", to_numpy)
         single = not isinstance(inputs, list)
         records = [inputs] if single else inputs
         chunks = [

@@ -40,6 +40,8 @@ def test_text_export_matches_torch_end_to_end(exported):
     for bad in (0, -1, 2.0, True):
         with pytest.raises((TypeError, ValueError), match="batch_size"):
             onnx_model.encode(texts, batch_size=bad)
+    with pytest.raises(TypeError, match="to_numpy"):
+        onnx_model.encode(texts, to_numpy="False")  # truthy
     assert_parity(onnx_model.encode("a single text"), model.encode("a single text"))
     assert onnx_model.encode("one").shape == (1, 32)
     assert onnx_model.encode([]).shape == (0, 32)
