@@ -20,7 +20,7 @@ from quaterion_models.index.fingerprint import model_description, servable_finge
 from quaterion_models.model import SimilarityModel
 from quaterion_models.onnx import layout
 from quaterion_models.onnx.exportable import OnnxExportable
-from quaterion_models.utils.batch_checks import dtype_mismatch, module_dtype
+from quaterion_models.utils.batch_checks import check_head_output, dtype_mismatch, module_dtype
 from quaterion_models.utils.files import atomic_directory, write_json
 from quaterion_models.utils.tensors import move_to_device
 
@@ -151,7 +151,7 @@ def export_onnx(
     example = torch.randn(2, head_input, device=device)
     try:
         with torch.no_grad():
-            HeadGraph(model.head)(example)
+            head_output = HeadGraph(model.head)(example)
     except Exception as err:
         if dtype_mismatch(err, "", example, model.head) is not None:
             raise _not_float32(f"the head {type(model.head).__name__}", model.head) from err
@@ -160,6 +160,7 @@ def export_onnx(
             f"meta ({type(err).__name__}: {err}); heads that route records by meta "
             "(SwitchHead) cannot be exported to ONNX"
         ) from err
+    check_head_output(model.head, head_output, head_input)  # config records output_size
     keys = sorted(model.encoders)
     traceable = all(isinstance(model.encoders[key], OnnxExportable) for key in keys)
     config = {
@@ -167,7 +168,7 @@ def export_onnx(
         "fingerprint": servable_fingerprint(model),
         "description": model_description(model),
         "head_input_size": head_input,
-        "output_size": model.head.output_size,
+        "output_size": int(head_output.shape[-1]),  # the real width (see check_head_output)
         "head": layout.HEAD_FILE,
         "end_to_end": layout.END_TO_END_FILE if traceable else None,
         "encoders": [],

@@ -235,6 +235,22 @@ def test_an_image_encoder_that_is_not_float32_is_refused_with_the_fix(tmp_path):
     assert not (tmp_path / "export").exists()
 
 
+def test_a_head_misreporting_its_output_size_is_not_exported(tmp_path):
+    from torch import nn
+
+    from quaterion_models.heads import SequentialHead
+
+    model = SimilarityModel(StackEncoder(5), SequentialHead(nn.Linear(5, 3), output_size=4))
+    with pytest.raises(ValueError, match=r"SequentialHead returned \(2, 3\).*output_size is 4"):
+        model.export_onnx(str(tmp_path / "export"))
+    assert not (tmp_path / "export").exists()
+    with pytest.warns(UserWarning, match="input_embedding_size=100"):  # the original's quirk
+        passing = SimilarityModel(StackEncoder(5), EmptyHead(100))  # passes 5-wide rows on
+    passing.export_onnx(str(tmp_path / "export"))
+    loaded = OnnxSimilarityModel.load(tmp_path / "export")
+    assert loaded.output_size == 5 and loaded.encode([]).shape == (0, 5)  # what it returns
+
+
 def test_bad_model_and_opset(tmp_path):
     from quaterion_models.onnx.export import export_onnx
 
