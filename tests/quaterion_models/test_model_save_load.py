@@ -57,6 +57,35 @@ def test_head_shapes_and_round_trip(name, tmp_path):
     torch.testing.assert_close(loaded.encode(x, to_numpy=False), before)
 
 
+CONFIGURED_HEADS = {
+    "skip": lambda: SkipConnectionHead(5, dropout=0.1, skip_dropout=0.2, n_layers=3),
+    "widening": lambda: WideningHead(5, expansion_factor=2.5, activation_fn="gelu", dropout=0.3),
+    "softmax": lambda: SoftmaxEmbeddingsHead(3, 4, 5, dropout=0.2),
+    "gated": lambda: GatedHead(5, dropout=0.5),
+    "sequential": lambda: SequentialHead(
+        nn.Linear(5, 4), nn.GELU(), nn.LayerNorm(4), nn.Dropout(0.3), output_size=4
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(CONFIGURED_HEADS))
+def test_non_default_head_configs_and_weights_round_trip(name, tmp_path):
+    torch.manual_seed(0)
+    head = CONFIGURED_HEADS[name]()
+    with torch.no_grad():
+        for parameter in head.parameters():
+            parameter.normal_()  # every weight matters, not just the initial ones
+    model = SimilarityModel(encoders=StackEncoder(5), head=head)
+    records = list(torch.rand(4, 5))
+    with torch.no_grad():  # dropout is off in encode (eval mode): the bare layers' result
+        expected = head.eval()(torch.stack(records))
+    model.save(str(tmp_path / "model"))
+    loaded = SimilarityModel.load(str(tmp_path / "model"))
+    assert loaded.head.get_config_dict() == head.get_config_dict()
+    torch.testing.assert_close(loaded.encode(records, to_numpy=False), expected)
+    torch.testing.assert_close(loaded.encode(records, to_numpy=False), expected)  # no dropout
+
+
 def test_config_layout_and_dict_of_encoders(tmp_path):
     encoders = {"text": LinearEncoder(5, 3, is_trainable=False), "img": LinearEncoder(5, 2)}
     model = SimilarityModel(encoders=encoders, head=GatedHead(5))
