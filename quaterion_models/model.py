@@ -288,12 +288,12 @@ class SimilarityModel(nn.Module):
         except Exception as err:
             err.add_note(f"while encoding records {start}..{start + len(part) - 1}")
             raise
-        if output.shape[0] != len(part):  # shape only: no host sync
+        if output.dim() == 0 or output.shape[0] != len(part):  # shape only: no host sync
             raise ValueError(
                 f"SimilarityModel.encode: {len(part)} records (records {start}.."
-                f"{start + len(part) - 1}) gave {output.shape[0]} rows; the encoders and the "
-                f"head {type(self.head).__name__} must return one row per record (rows would "
-                "be matched to the wrong records)"
+                f"{start + len(part) - 1}) gave {len(output) if output.dim() else 0} rows; the "
+                f"encoders and the head {type(self.head).__name__} must return one row per "
+                "record (rows would be matched to the wrong records)"
             )
         return _finish_chunk(output.detach(), to_numpy)
 
