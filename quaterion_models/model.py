@@ -66,6 +66,11 @@ class SimilarityModel(nn.Module):
         super().__init__()
         if not isinstance(encoders, dict):
             encoders = {DEFAULT_ENCODER_KEY: encoders}
+        if not encoders:
+            raise ValueError(
+                "SimilarityModel: `encoders` must hold at least one encoder, got {}; pass an "
+                "Encoder or a dict {name: Encoder}"
+            )
         for key, encoder in encoders.items():
             self._check_encoder_key(key)
             if not isinstance(encoder, Encoder):

@@ -499,6 +499,12 @@ MODEL_CASES = [
         ["head SequentialHead", "torch.float64", "torch.float32", "model.to(torch.float64)"],
     ),
     (
+        "no-encoders",
+        lambda: SimilarityModel(encoders={}, head=EmptyHead(5)),
+        ValueError,
+        ["at least one encoder", "{}"],
+    ),
+    (
         "single-encoder-drops-rows",
         _encode(FirstRowsEncoder(5), EmptyHead(5), _rows(3)),
         ValueError,
