@@ -257,14 +257,18 @@ class SimilarityModel(nn.Module):
             if isinstance(inputs, tuple) and not single:
                 # one record, as in the original, whenever the original returned a result
                 try:
-                    chunks.append(self._encode_records([inputs], 0, collate, device, to_numpy))
+                    chunks.append(
+                        self._encode_records([inputs], 0, collate, device, to_numpy, True)
+                    )
                     single = True
                 except Exception as err:  # not a record for these encoders: items are
                     tuple_error = err
             records = [] if chunks else [inputs] if single else inputs
             try:
                 for start, part in record_chunks(records, batch_size):
-                    chunks.append(self._encode_records(part, start, collate, device, to_numpy))
+                    chunks.append(
+                        self._encode_records(part, start, collate, device, to_numpy, single)
+                    )
             except Exception as err:
                 if tuple_error is not None:
                     err.add_note(
@@ -284,21 +288,32 @@ class SimilarityModel(nn.Module):
         return result.numpy() if to_numpy else result
 
     def _encode_records(
-        self, part: list, start: int, collate: Callable, device: torch.device, to_numpy: bool
+        self,
+        part: list,
+        start: int,
+        collate: Callable,
+        device: torch.device,
+        to_numpy: bool,
+        one_record: bool = False,
     ) -> Tensor:
-        """One batch of records through collate and forward, finished for ``encode``."""
+        """One batch of records through collate and forward, finished for ``encode``.
+
+        Each record must give one row, except a lone record (``one_record``): its rows are
+        squeezed by ``encode`` as in the original, e.g. a ``(3, 5)`` tensor encodes to 3 rows.
+        """
         batch = collate(part, start)
         try:
             output = self.forward(move_to_device(batch, device))
         except Exception as err:
             err.add_note(f"while encoding records {start}..{start + len(part) - 1}")
             raise
-        if output.dim() == 0 or output.shape[0] != len(part):  # shape only: no host sync
+        rows = len(output) if output.dim() else 0  # shape only: no host sync
+        if not one_record and rows != len(part):
             raise ValueError(
                 f"SimilarityModel.encode: {len(part)} records (records {start}.."
-                f"{start + len(part) - 1}) gave {len(output) if output.dim() else 0} rows; the "
-                f"encoders and the head {type(self.head).__name__} must return one row per "
-                "record (rows would be matched to the wrong records)"
+                f"{start + len(part) - 1}) gave {rows} rows; the encoders and the head "
+                f"{type(self.head).__name__} must return one row per record (rows would be "
+                "matched to the wrong records)"
             )
         return _finish_chunk(output.detach(), to_numpy)
 

@@ -551,6 +551,21 @@ def test_bad_calls(run, error, words):
         assert word in message, (word, message)
 
 
+class ConcatRowsEncoder(StackEncoder):
+    """Each record is a ``(k, 5)`` block of rows; the collate concatenates the blocks."""
+
+    def get_collate_fn(self):
+        return torch.cat
+
+
+def test_a_lone_record_may_give_several_rows_as_in_the_original():
+    model = SimilarityModel(encoders=ConcatRowsEncoder(5), head=EmptyHead(5))
+    block = torch.rand(3, 5)
+    torch.testing.assert_close(model.encode(block, to_numpy=False), block)  # one record
+    with pytest.raises(ValueError, match="2 records .* gave 6 rows"):
+        model.encode([block, block])  # which rows belong to which record is lost
+
+
 def test_output_width_is_checked_on_the_first_batch_only():
     encoder = MisreportingEncoder(4, 4)  # honest: 4 wide, says 4
     model = SimilarityModel(encoders=encoder, head=EmptyHead(4))
