@@ -218,6 +218,8 @@ def _is_complete(path: Path) -> bool:
 def is_saved_model(path: Path, layout: SaveLayout = SERVABLE) -> bool:
     """Whether ``path/config.json`` is a JSON object written by ``layout``'s save (by
     default: ``SimilarityModel.save``, whose config has ``encoders`` and ``head``)."""
+    if not _is_complete(path):  # not a regular file (a named pipe would block the read)
+        return False
     try:
         with open(path / _COMPLETE_MARKER, encoding="utf-8") as file:
             config = json.load(file)

@@ -7,6 +7,7 @@ import shutil
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 
@@ -296,3 +297,22 @@ def test_saving_into_the_current_directory_keeps_the_process_in_it(tmp_path, mon
     Path("written.txt").write_text("relative paths work")  # the working directory is live
     assert (target / cwd / "written.txt").is_file()
     assert (target / "notes" / "a.txt").read_text() == "mine"
+
+
+def test_a_named_pipe_called_config_json_is_refused_without_hanging(tmp_path):
+    target = tmp_path / "m"
+    target.mkdir()
+    os.mkfifo(target / "config.json")  # opening it for reading would block forever
+    outcome = []
+
+    def save():
+        try:
+            _model(0.5).save(str(target))
+        except FileExistsError as err:
+            outcome.append(err)
+
+    saver = threading.Thread(target=save, daemon=True)  # a hang must not block pytest's exit
+    saver.start()
+    saver.join(30)
+    assert not saver.is_alive(), "save hung on the named pipe"
+    assert outcome and "config.json" in str(outcome[0])
