@@ -14,6 +14,7 @@ from torch import Tensor, nn
 
 from quaterion_models.encoders.encoder import Encoder
 from quaterion_models.heads.encoder_head import EncoderHead
+from quaterion_models.onnx.layout import EXPORT
 from quaterion_models.types import CollateFnType, MetaExtractorFnType
 from quaterion_models.utils.batch_checks import (
     check_encoder_output,
@@ -414,6 +415,13 @@ class SimilarityModel(nn.Module):
                 "Pass the directory given to SimilarityModel.save()"
             )
         config = ConfigFile.read(config_path, "the SimilarityModel config written by save()")
+        if EXPORT.is_own(config.data):
+            raise DamagedFileError(
+                f"{input_path} is an ONNX export (export_onnx), not a servable written by "
+                "SimilarityModel.save: run it with "
+                "quaterion_models.onnx.OnnxSimilarityModel.load(path), or load the servable it "
+                "was exported from"
+            )
         if not {"encoders", "head"} <= config.data.keys():
             raise DamagedFileError(
                 f"{config_path} is damaged or not a SimilarityModel config: expected keys "

@@ -266,6 +266,9 @@ def test_torch_servable_is_not_an_export(tmp_path):
         OnnxSimilarityModel.load(tmp_path / "servable")
     with pytest.raises(FileNotFoundError, match="export_onnx"):
         OnnxSimilarityModel.load(tmp_path / "nothing")
+    SimilarityModel(StackEncoder(4), EmptyHead(4)).export_onnx(str(tmp_path / "export"))
+    with pytest.raises(DamagedFileError, match="is an ONNX export.*OnnxSimilarityModel.load"):
+        SimilarityModel.load(str(tmp_path / "export"))  # and the reverse
 
 
 @pytest.mark.parametrize(
