@@ -2,7 +2,8 @@
 
 import os
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
 from typing import Any, Optional, Union
@@ -13,6 +14,7 @@ from torch import Tensor, nn
 
 from quaterion_models.encoders.encoder import Encoder
 from quaterion_models.heads.encoder_head import EncoderHead
+from quaterion_models.onnx.layout import EXPORT
 from quaterion_models.types import CollateFnType, MetaExtractorFnType
 from quaterion_models.utils.batch_checks import (
     check_encoder_output,
@@ -29,6 +31,7 @@ from quaterion_models.utils.config import ConfigFile
 from quaterion_models.utils.directory_swap import atomic_directory, reading_directory
 from quaterion_models.utils.errors import DamagedFileError
 from quaterion_models.utils.files import existing_dir, write_json
+from quaterion_models.utils.import_origin import loading_directory
 from quaterion_models.utils.records import chunks as record_chunks
 from quaterion_models.utils.records import collate_batch, holds_records
 from quaterion_models.utils.tensors import move_to_device
@@ -64,6 +67,11 @@ class SimilarityModel(nn.Module):
         super().__init__()
         if not isinstance(encoders, dict):
             encoders = {DEFAULT_ENCODER_KEY: encoders}
+        if not encoders:
+            raise ValueError(
+                "SimilarityModel: `encoders` must hold at least one encoder, got {}; pass an "
+                "Encoder or a dict {name: Encoder}"
+            )
         for key, encoder in encoders.items():
             self._check_encoder_key(key)
             if not isinstance(encoder, Encoder):
@@ -250,14 +258,18 @@ class SimilarityModel(nn.Module):
             if isinstance(inputs, tuple) and not single:
                 # one record, as in the original, whenever the original returned a result
                 try:
-                    chunks.append(self._encode_records([inputs], 0, collate, device, to_numpy))
+                    chunks.append(
+                        self._encode_records([inputs], 0, collate, device, to_numpy, True)
+                    )
                     single = True
                 except Exception as err:  # not a record for these encoders: items are
                     tuple_error = err
             records = [] if chunks else [inputs] if single else inputs
             try:
                 for start, part in record_chunks(records, batch_size):
-                    chunks.append(self._encode_records(part, start, collate, device, to_numpy))
+                    chunks.append(
+                        self._encode_records(part, start, collate, device, to_numpy, single)
+                    )
             except Exception as err:
                 if tuple_error is not None:
                     err.add_note(
@@ -277,15 +289,33 @@ class SimilarityModel(nn.Module):
         return result.numpy() if to_numpy else result
 
     def _encode_records(
-        self, part: list, start: int, collate: Callable, device: torch.device, to_numpy: bool
+        self,
+        part: list,
+        start: int,
+        collate: Callable,
+        device: torch.device,
+        to_numpy: bool,
+        one_record: bool = False,
     ) -> Tensor:
-        """One batch of records through collate and forward, finished for ``encode``."""
+        """One batch of records through collate and forward, finished for ``encode``.
+
+        Each record must give one row, except a lone record (``one_record``): its rows are
+        squeezed by ``encode`` as in the original, e.g. a ``(3, 5)`` tensor encodes to 3 rows.
+        """
         batch = collate(part, start)
         try:
             output = self.forward(move_to_device(batch, device))
         except Exception as err:
             err.add_note(f"while encoding records {start}..{start + len(part) - 1}")
             raise
+        rows = len(output) if output.dim() else 0  # shape only: no host sync
+        if not one_record and rows != len(part):
+            raise ValueError(
+                f"SimilarityModel.encode: {len(part)} records (records {start}.."
+                f"{start + len(part) - 1}) gave {rows} rows; the encoders and the head "
+                f"{type(self.head).__name__} must return one row per record (rows would be "
+                "matched to the wrong records)"
+            )
         return _finish_chunk(output.detach(), to_numpy)
 
     def _encode_collate(self) -> Callable[[list, int], dict[str, Any]]:
@@ -323,18 +353,14 @@ class SimilarityModel(nn.Module):
         with atomic_directory(output_path) as tmp:
             head_path = os.path.join(tmp, "head")
             os.makedirs(head_path, exist_ok=True)
-            self.head.save(head_path)
+            with _noted(f"while saving the head {type(self.head).__name__} to {output_path}"):
+                self.head.save(head_path)
             os.makedirs(os.path.join(tmp, "encoders"), exist_ok=True)
             for key, encoder in self.encoders.items():
                 encoder_path = os.path.join(tmp, "encoders", key)
                 os.makedirs(encoder_path, exist_ok=True)
-                try:
+                with _noted(f"while saving encoder {key!r} of SimilarityModel to {output_path}"):
                     encoder.save(encoder_path)
-                except Exception as err:
-                    err.add_note(
-                        f"while saving encoder {key!r} of SimilarityModel to {output_path}"
-                    )
-                    raise
             config = {
                 "encoders": [
                     {"key": key, **save_class_import(encoder)}
@@ -356,7 +382,8 @@ class SimilarityModel(nn.Module):
     def load(cls, input_path: str, trusted: bool = False) -> "SimilarityModel":
         """Load a model saved by :meth:`save`.
 
-        Imports the modules named in ``config.json`` (your installed encoder/head code) but
+        Imports the modules named in ``config.json`` (your installed encoder/head code; never
+        a module inside ``input_path``, which would run code shipped with the model) but
         never unpickles code stored in the files unless ``trusted=True``: head weights are
         read with ``torch.load(weights_only=True)`` (``SequentialHead``: plus the
         ``torch.nn`` building blocks). If a crash interrupted a :meth:`save` into
@@ -371,11 +398,12 @@ class SimilarityModel(nn.Module):
         Raises:
             FileNotFoundError: ``input_path`` is not a saved model directory.
             DamagedFileError: a file is truncated, not JSON / torch, or inconsistent.
-            UnsafeFileError: a file needs classes outside the allowlist and not ``trusted``.
+            UnsafeFileError: a file needs classes outside the allowlist, or the config names
+                a module inside ``input_path``, and not ``trusted``.
             ImportError: a recorded class cannot be imported.
         """
         with trusted_loading(check_bool("SimilarityModel.load", "trusted", trusted)):
-            with reading_directory(input_path) as model_dir:
+            with reading_directory(input_path) as model_dir, loading_directory(model_dir):
                 return cls._load(input_path, model_dir)
 
     @classmethod
@@ -387,6 +415,13 @@ class SimilarityModel(nn.Module):
                 "Pass the directory given to SimilarityModel.save()"
             )
         config = ConfigFile.read(config_path, "the SimilarityModel config written by save()")
+        if EXPORT.is_own(config.data):
+            raise DamagedFileError(
+                f"{input_path} is an ONNX export (export_onnx), not a servable written by "
+                "SimilarityModel.save: run it with "
+                "quaterion_models.onnx.OnnxSimilarityModel.load(path), or load the servable it "
+                "was exported from"
+            )
         if not {"encoders", "head"} <= config.data.keys():
             raise DamagedFileError(
                 f"{config_path} is damaged or not a SimilarityModel config: expected keys "
@@ -419,6 +454,16 @@ def _is_safe_key(key: Any) -> bool:
         and not any(char in key for char in "./\\\0")
         and key not in _RESERVED_KEYS
     )
+
+
+@contextmanager
+def _noted(note: str) -> Iterator[None]:
+    """Add ``note`` to an exception leaving the block."""
+    try:
+        yield
+    except Exception as err:
+        err.add_note(note)
+        raise
 
 
 def _describe(error: Exception) -> str:

@@ -50,6 +50,13 @@ class SwitchEncoder(Encoder):
         check_options(
             type(self).__name__, options, Encoder, "pass encoders (quaterion_models.encoders)"
         )
+        for key in options:
+            if not isinstance(key, str) or not _is_option_key(key) or "." in key:
+                raise ValueError(
+                    f"{type(self).__name__}: invalid option key {key!r}: keys name the "
+                    "options' save directories and child modules, so they must be non-empty "
+                    "strings without '.', '/' or '\\'; use e.g. 'text', 'image'"
+                )
         self.options = options
         for key, encoder in options.items():
             self.add_module(key, encoder)

@@ -1,6 +1,7 @@
 """Per-record choice of head, paired with :class:`~quaterion_models.encoders.SwitchEncoder`."""
 
 import os
+from collections.abc import Mapping
 from typing import Any, Optional
 
 import torch
@@ -32,6 +33,7 @@ class SwitchHead(EncoderHead):
         self.options = options
         for key, head in options.items():
             self.add_module(key, head)
+        _check_output_sizes(options)
 
     @property
     def output_size(self) -> int:
@@ -53,7 +55,7 @@ class SwitchHead(EncoderHead):
                 "got None; use a SwitchEncoder, whose meta extractor provides it"
             )
         x = self.dropout(input_vectors)
-        names = [record["encoder"] for record in meta]
+        names = [_encoder_name(index, record) for index, record in enumerate(meta)]
         unknown = set(names) - set(self.options)
         if unknown or len(names) != x.shape[0]:
             raise ValueError(
@@ -112,3 +114,26 @@ class SwitchHead(EncoderHead):
             return cls(options=heads, **rest)
 
         return build_checked(cls, build, config, state, weights_path)
+
+
+def _check_output_sizes(options: dict[str, EncoderHead]) -> None:
+    """Every option returns rows of one width (else a batch's rows could not be joined)."""
+    try:
+        sizes = {key: head.output_size for key, head in options.items()}
+    except NotImplementedError:  # reported when the head is used
+        return
+    if len(set(sizes.values())) > 1:
+        raise ValueError(
+            f"SwitchHead: every option must have the same output_size, got {sizes}; build the "
+            "options for one output width"
+        )
+
+
+def _encoder_name(index: int, record: Any) -> Any:
+    """``record["encoder"]``, or a ``ValueError`` naming the row."""
+    if not isinstance(record, Mapping) or "encoder" not in record:
+        raise ValueError(
+            f"SwitchHead.forward: meta of row {index} must be a dict {{'encoder': key}}, got "
+            f"{record!r:.80}; use a SwitchEncoder, whose meta extractor provides it"
+        )
+    return record["encoder"]

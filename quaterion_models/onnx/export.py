@@ -20,6 +20,7 @@ from quaterion_models.index.fingerprint import model_description, servable_finge
 from quaterion_models.model import SimilarityModel
 from quaterion_models.onnx import layout
 from quaterion_models.onnx.exportable import OnnxExportable
+from quaterion_models.utils.batch_checks import check_head_output, dtype_mismatch, module_dtype
 from quaterion_models.utils.files import atomic_directory, write_json
 from quaterion_models.utils.tensors import move_to_device
 
@@ -129,15 +130,19 @@ def export_onnx(
 
     Args:
         model: the servable; it is put in eval mode.
-        output_path: export directory (created; a previous export there is replaced).
+        output_path: export directory (created; a previous export there is replaced, a
+            torch servable saved there is not: export beside it).
         opset_version: ONNX opset (>= 14).
 
     Returns:
         the written ``config.json`` content.
 
     Raises:
-        TypeError: ``model`` is not a ``SimilarityModel``.
+        TypeError: ``model`` is not a ``SimilarityModel``, or its head cannot run in float32
+            (a float64 / float16 / bfloat16 model: export ``copy.deepcopy(model).float()``).
         ValueError: the head needs per-record meta (``SwitchHead``), so it cannot be traced.
+        FileExistsError: ``output_path`` holds something else than an export (a servable
+            written by ``SimilarityModel.save``) with the files an export writes.
     """
     _check_model(model, opset_version)
     model.eval()
@@ -146,13 +151,16 @@ def export_onnx(
     example = torch.randn(2, head_input, device=device)
     try:
         with torch.no_grad():
-            HeadGraph(model.head)(example)
+            head_output = HeadGraph(model.head)(example)
     except Exception as err:
+        if dtype_mismatch(err, "", example, model.head) is not None:
+            raise _not_float32(f"the head {type(model.head).__name__}", model.head) from err
         raise ValueError(
             f"export_onnx: the head {type(model.head).__name__} cannot run without per-record "
             f"meta ({type(err).__name__}: {err}); heads that route records by meta "
             "(SwitchHead) cannot be exported to ONNX"
         ) from err
+    check_head_output(model.head, head_output, head_input)  # config records output_size
     keys = sorted(model.encoders)
     traceable = all(isinstance(model.encoders[key], OnnxExportable) for key in keys)
     config = {
@@ -160,13 +168,13 @@ def export_onnx(
         "fingerprint": servable_fingerprint(model),
         "description": model_description(model),
         "head_input_size": head_input,
-        "output_size": model.head.output_size,
+        "output_size": int(head_output.shape[-1]),  # the real width (see check_head_output)
         "head": layout.HEAD_FILE,
         "end_to_end": layout.END_TO_END_FILE if traceable else None,
         "encoders": [],
         "opset_version": opset_version,
     }
-    with atomic_directory(output_path) as tmp:
+    with atomic_directory(output_path, layout.EXPORT) as tmp:
         _trace(
             HeadGraph(model.head),
             (example,),
@@ -206,12 +214,26 @@ def _export_end_to_end(
             }
         plan.append((key, len(example)))
         records.append({"key": key, "preprocessing": preprocessing})
-    _trace(
-        EndToEndGraph(model, plan),
-        tuple(inputs),
-        os.path.join(tmp, layout.END_TO_END_FILE),
-        names,
-        axes,
-        opset,
-    )
+    try:
+        _trace(
+            EndToEndGraph(model, plan),
+            tuple(inputs),
+            os.path.join(tmp, layout.END_TO_END_FILE),
+            names,
+            axes,
+            opset,
+        )
+    except Exception as err:
+        for key in keys:  # float inputs (images) into an encoder of another dtype
+            encoder = model.encoders[key]
+            if dtype_mismatch(err, "", inputs, encoder) is not None:
+                raise _not_float32(f"encoder {key!r} ({type(encoder).__name__})", encoder) from err
+        raise
     return records
+
+
+def _not_float32(what: str, module: nn.Module) -> TypeError:
+    return TypeError(
+        f"export_onnx: ONNX exports run in float32 but {what} has {module_dtype(module)} "
+        "parameters; export a float32 copy: copy.deepcopy(model).float().export_onnx(path)"
+    )

@@ -18,8 +18,9 @@ from quaterion_models.onnx.text import (
     load_tokenizer_file,
     tokenize,
 )
+from quaterion_models.utils.checks import check_bool, check_positive_int
 from quaterion_models.utils.config import read_config_fields
-from quaterion_models.utils.directory_swap import recover_directory
+from quaterion_models.utils.directory_swap import reading_directory
 from quaterion_models.utils.errors import DamagedFileError
 
 _CONFIG_FIELDS = {
@@ -61,6 +62,31 @@ def check_is_export(config_path: str) -> None:
             "(SimilarityModel.save), not an ONNX export. Export it with "
             "SimilarityModel.load(path).export_onnx(export_dir) and load export_dir"
         )
+
+
+def _check_providers(providers: Any) -> list:
+    """``providers`` as ONNX Runtime takes them (a single name is a list of one; ONNX Runtime
+    itself warns about names it does not have and skips them).
+
+    Raises:
+        TypeError: not a name or a non-empty list of names / ``(name, options dict)`` pairs.
+    """
+    if providers is None:
+        return ["CPUExecutionProvider"]
+    if isinstance(providers, str):
+        providers = [providers]
+    valid = isinstance(providers, Sequence) and len(providers) > 0
+    for entry in providers if valid else ():
+        if isinstance(entry, tuple) and len(entry) == 2 and isinstance(entry[1], dict):
+            entry = entry[0]
+        valid = valid and isinstance(entry, str)
+    if not valid:
+        raise TypeError(
+            "OnnxSimilarityModel: `providers` must be an execution provider name or a non-empty "
+            f"list of names (or (name, options) pairs), got {providers!r:.80}; e.g. "
+            "['CUDAExecutionProvider', 'CPUExecutionProvider']"
+        )
+    return list(providers)
 
 
 class TextInputs:
@@ -156,7 +182,7 @@ class OnnxSimilarityModel:
 
     Args:
         path: directory written by ``SimilarityModel.export_onnx`` / ``export_onnx``.
-        providers: ONNX Runtime execution providers (default: CPU).
+        providers: ONNX Runtime execution providers, a name or a list (default: CPU).
         head_only: run ``head.onnx`` on embeddings even when ``model.onnx`` exists.
         session_options: ``onnxruntime.SessionOptions`` (threads, graph optimisation).
 
@@ -177,8 +203,20 @@ class OnnxSimilarityModel:
             import onnxruntime
         except ImportError as error:
             raise _missing_onnxruntime(error) from error
-        # an export interrupted between its two renames is finished first, as for servables
-        self.path = os.fspath(recover_directory(path))
+        # an export interrupted between its two renames is finished first, as for servables;
+        # the shared lock keeps a concurrent export from swapping the files while they are read
+        with reading_directory(path, layout.EXPORT) as directory:
+            self._open(os.fspath(directory), providers, head_only, session_options, onnxruntime)
+
+    def _open(
+        self,
+        path: str,
+        providers: Optional[Sequence[str]],
+        head_only: bool,
+        session_options: Any,
+        onnxruntime: Any,
+    ) -> None:
+        self.path = path
         config_path = os.path.join(self.path, layout.CONFIG_FILE)
         if not os.path.isfile(config_path):
             raise FileNotFoundError(
@@ -193,6 +231,7 @@ class OnnxSimilarityModel:
                 f"{layout.FORMAT!r}; export the model again with this version"
             )
         self.config = config
+        head_only = check_bool("OnnxSimilarityModel", "head_only", head_only)
         graph = (
             config["head"] if head_only or config["end_to_end"] is None else config["end_to_end"]
         )
@@ -200,12 +239,18 @@ class OnnxSimilarityModel:
         if not os.path.isfile(graph_path):
             raise FileNotFoundError(f"{graph_path} does not exist: export the model again")
         self.head_only = graph == config["head"]
-        options = session_options or onnxruntime.SessionOptions()
+        providers = _check_providers(providers)
         if session_options is None:
-            options.log_severity_level = 3
+            session_options = onnxruntime.SessionOptions()
+            session_options.log_severity_level = 3
+        elif not isinstance(session_options, onnxruntime.SessionOptions):
+            raise TypeError(
+                f"OnnxSimilarityModel: `session_options` must be an onnxruntime.SessionOptions, "
+                f"got {type(session_options).__name__} {session_options!r:.60}"
+            )
         try:
             self.session = onnxruntime.InferenceSession(
-                graph_path, options, providers=list(providers or ["CPUExecutionProvider"])
+                graph_path, session_options, providers=providers
             )
         except Exception as err:  # noqa: BLE001 - onnxruntime's own error types
             raise DamagedFileError(
@@ -296,10 +341,8 @@ class OnnxSimilarityModel:
             float32 ``(N, output_size)``; ``(1, output_size)`` for a single record and
             ``(0, output_size)`` for an empty list.
         """
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(
-                f"encode: `batch_size` must be a positive int, got {batch_size!r}; e.g. 32"
-            )
+        batch_size = check_positive_int("encode", "batch_size", batch_size, "e.g. 32")
+        to_numpy = check_bool("encode", "to_numpy", to_numpy)
         single = not isinstance(inputs, list)
         records = [inputs] if single else inputs
         chunks = [

@@ -21,7 +21,9 @@ from pathlib import Path
 from typing import Any, Optional, Union
 
 from quaterion_models.utils.classes import restore_class
+from quaterion_models.utils.import_origin import check_import_origin
 from quaterion_models.utils.errors import DamagedFileError, WrongClassError
+from quaterion_models.utils.trust import is_loading_trusted
 
 #: Largest integer accepted by :meth:`ConfigFile.integer` unless a caller allows more.
 MAX_CONFIG_INT = 2**31 - 1
@@ -203,6 +205,7 @@ class ConfigFile:
                     f"must be a dotted Python name such as 'package.module', got {value!r}",
                 )
             names[part] = value
+        check_import_origin(names["module"], str(self.path), field, is_loading_trusted())
         restored = restore_class(names)
         if not (isinstance(restored, type) and issubclass(restored, base)):
             raise WrongClassError(

@@ -29,7 +29,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Optional
+from typing import Callable, NamedTuple, Optional
 
 from quaterion_models.utils.atomic import PathLike, fsync_directory, sibling_path
 
@@ -41,6 +41,27 @@ except ImportError:  # Windows: no advisory locks; renames there are not concurr
 #: Entries of a saved model; anything else in its directory belongs to the user and is kept.
 MODEL_ENTRIES = frozenset({"config.json", "head", "encoders"})
 _COMPLETE_MARKER = "config.json"
+
+
+class SaveLayout(NamedTuple):
+    """One kind of directory that :func:`atomic_directory` writes and may replace."""
+
+    #: How messages call it (``"a saved SimilarityModel"``).
+    name: str
+    #: What a save writes; anything else in the directory is the user's and is kept.
+    entries: frozenset
+    #: Whether a parsed ``config.json`` was written by this kind of save, so the directory
+    #: holding it may be replaced (a directory of another kind never is).
+    is_own: Callable[[dict], bool]
+
+
+def _is_servable_config(config: dict) -> bool:
+    # an ONNX export's config also has "encoders" and "head", plus "format"
+    return {"encoders", "head"} <= config.keys() and "format" not in config
+
+
+#: ``SimilarityModel.save``'s directory.
+SERVABLE = SaveLayout("a saved SimilarityModel", MODEL_ENTRIES, _is_servable_config)
 
 
 #: Longest wait for another process's save or load of the same parent directory.
@@ -144,8 +165,20 @@ def resolve_target(path: PathLike) -> Path:
     """Absolute ``path`` with symbolic links followed (a link to ``v3`` gives ``v3``).
 
     Raises:
+        TypeError: ``path`` is not a ``str`` or ``os.PathLike`` (an int, ``None``, bytes).
+        ValueError: ``path`` is empty (which would mean the current directory).
         OSError: the path is a symbolic link loop.
     """
+    if not isinstance(path, (str, os.PathLike)) or not isinstance(os.fspath(path), str):
+        raise TypeError(
+            f"expected a model directory path (str or os.PathLike), got "
+            f"{type(path).__name__} {path!r}; pass e.g. 'my-model' or pathlib.Path('my-model')"
+        )
+    if os.fspath(path) == "":
+        raise ValueError(
+            "the model directory path is empty; pass a directory name, or '.' for the current "
+            "directory"
+        )
     resolved = Path(os.path.realpath(path))
     if resolved.is_symlink():
         raise OSError(
@@ -182,19 +215,22 @@ def _is_complete(path: Path) -> bool:
     return (path / _COMPLETE_MARKER).is_file()
 
 
-def is_saved_model(path: Path) -> bool:
-    """Whether ``path/config.json`` is a JSON object with ``encoders`` and ``head`` keys."""
+def is_saved_model(path: Path, layout: SaveLayout = SERVABLE) -> bool:
+    """Whether ``path/config.json`` is a JSON object written by ``layout``'s save (by
+    default: ``SimilarityModel.save``, whose config has ``encoders`` and ``head``)."""
+    if not _is_complete(path):  # not a regular file (a named pipe would block the read)
+        return False
     try:
         with open(path / _COMPLETE_MARKER, encoding="utf-8") as file:
             config = json.load(file)
     except (OSError, ValueError, RecursionError):
         return False
-    return isinstance(config, dict) and {"encoders", "head"} <= config.keys()
+    return isinstance(config, dict) and layout.is_own(config)
 
 
-def _move_user_files(source: Path, target: Path) -> None:
+def _move_user_files(source: Path, target: Path, layout: SaveLayout) -> None:
     for entry in os.listdir(source):
-        if entry not in MODEL_ENTRIES and not os.path.lexists(target / entry):
+        if entry not in layout.entries and not os.path.lexists(target / entry):
             os.rename(source / entry, target / entry)
 
 
@@ -202,22 +238,22 @@ def _needs_recovery(target: Path) -> bool:
     return not target.exists() or bool(_siblings(target, "old"))
 
 
-def recover_directory(target: PathLike) -> Path:
+def recover_directory(target: PathLike, layout: SaveLayout = SERVABLE) -> Path:
     """Finish a swap that a crash interrupted; return the directory holding the model.
 
     If ``target`` is missing but a complete sibling from an interrupted save exists, that
     sibling (the new save if complete, else the previous one) is renamed to ``target``. If
     it cannot be renamed (read-only parent), its path is returned so it can still be read.
-    Symbolic links are followed.
+    Symbolic links are followed. ``layout`` tells the user's files from the save's.
     """
     target = resolve_target(target)
     if not _needs_recovery(target):
         return target
     with directory_lock(target.parent):
-        return _recover(target)
+        return _recover(target, layout)
 
 
-def _recover(target: Path) -> Path:
+def _recover(target: Path, layout: SaveLayout) -> Path:
     if not target.exists():
         candidates = [p for p in _siblings(target, "tmp") if _is_complete(p) and _is_abandoned(p)]
         candidates += [p for p in _siblings(target, "old") if _is_complete(p)]
@@ -231,7 +267,7 @@ def _recover(target: Path) -> Path:
     if _is_complete(target):
         for old in _siblings(target, "old"):
             try:
-                _move_user_files(old, target)
+                _move_user_files(old, target, layout)
                 shutil.rmtree(old)
             except OSError:
                 pass  # read-only: nothing is lost by leaving it, the next save retries
@@ -239,20 +275,21 @@ def _recover(target: Path) -> Path:
 
 
 @contextmanager
-def reading_directory(path: PathLike) -> Iterator[Path]:
+def reading_directory(path: PathLike, layout: SaveLayout = SERVABLE) -> Iterator[Path]:
     """Yield the directory to read a saved model from, recovered after a crash if needed,
     holding a shared lock so that no save swaps it while it is read."""
-    target = recover_directory(path)
+    target = recover_directory(path, layout)
     with directory_lock(target.parent, shared=True):
         yield target
 
 
-def check_replaceable(target: Path) -> None:
+def check_replaceable(target: Path, layout: SaveLayout = SERVABLE) -> None:
     """Refuse, before anything is moved, a swap that could not finish or would lose files.
 
     Raises:
-        FileExistsError: ``target`` is not a saved model but holds ``config.json``, ``head``
-            or ``encoders`` (which a save would replace).
+        FileExistsError: ``target`` is not a directory of ``layout``'s kind (e.g. an ONNX
+            export, for a save) but holds some of ``layout.entries`` (which a save would
+            replace).
         PermissionError: ``target``, one of its model directories or one of the user's
             directories (moved into the new save) is not writable, or the parent is not.
     """
@@ -266,16 +303,16 @@ def check_replaceable(target: Path) -> None:
     if not target.exists():
         return
     entries = set(os.listdir(target))
-    clashes = sorted(entries & MODEL_ENTRIES)
-    if clashes and not is_saved_model(target):
+    clashes = sorted(entries & layout.entries)
+    if clashes and not is_saved_model(target, layout):
         raise FileExistsError(
             errno.EEXIST,
-            f"refusing to save into {target}: it is not a saved SimilarityModel but holds "
+            f"refusing to save into {target}: it is not {layout.name} but holds "
             f"{clashes}, which a save would replace. Save into a new or empty directory, or "
             "move those entries away",
             str(target),
         )
-    for directory in _directories_to_write(target, entries):
+    for directory in _directories_to_write(target, entries, layout):
         if not os.access(directory, os.W_OK | os.X_OK):
             raise PermissionError(
                 errno.EACCES,
@@ -286,7 +323,7 @@ def check_replaceable(target: Path) -> None:
             )
 
 
-def _directories_to_write(target: Path, entries: set) -> Iterator[Path]:
+def _directories_to_write(target: Path, entries: set, layout: SaveLayout) -> Iterator[Path]:
     """``target`` unless empty (its entries are moved or deleted), every directory of its
     model entries (emptied), and each of the user's directories (renamed into another
     parent, which updates their ``..``)."""
@@ -296,7 +333,7 @@ def _directories_to_write(target: Path, entries: set) -> Iterator[Path]:
         path = target / entry
         if path.is_symlink() or not path.is_dir():
             continue
-        if entry not in MODEL_ENTRIES:
+        if entry not in layout.entries:
             yield path
             continue
         for directory, subdirs, _ in os.walk(path):
@@ -305,14 +342,15 @@ def _directories_to_write(target: Path, entries: set) -> Iterator[Path]:
 
 
 @contextmanager
-def atomic_directory(target: PathLike) -> Iterator[Path]:
+def atomic_directory(target: PathLike, layout: SaveLayout = SERVABLE) -> Iterator[Path]:
     """Yield a temp sibling directory; on success swap it in place of ``target``.
 
     If the body raises, the temp directory is removed and ``target`` is left exactly as it
     was. Every file written is fsynced before the swap, so ``target`` (or, after a crash in
     the swap, the sibling :func:`recover_directory` restores) always holds one complete save.
     Entries of an existing ``target`` that are not part of a saved model are kept. A symbolic
-    link is followed (the link stays a link).
+    link is followed (the link stays a link). ``layout`` is the kind of directory written
+    (default: a ``SimilarityModel`` servable); a directory of another kind is not replaced.
 
     Raises:
         NotADirectoryError: ``target`` is a file.
@@ -324,10 +362,16 @@ def atomic_directory(target: PathLike) -> Iterator[Path]:
         raise NotADirectoryError(
             f"cannot save into {target}: it exists and is not a directory; pass a directory path"
         )
+    blocking = next((p for p in target.parents if p.exists() and not p.is_dir()), None)
+    if blocking is not None:
+        raise NotADirectoryError(
+            f"cannot save into {target}: {blocking} is a file, not a directory; pass a path "
+            "whose parent folders are directories"
+        )
     target.parent.mkdir(parents=True, exist_ok=True)
-    recover_directory(target)
+    recover_directory(target, layout)
     with directory_lock(target.parent, shared=True):  # no swap under way while it looks
-        check_replaceable(target)
+        check_replaceable(target, layout)
     tmp = sibling_path(target, "tmp")
     tmp.mkdir()
     tmp_lock = _flock(tmp, fcntl.LOCK_EX) if fcntl else None  # marks it as in use
@@ -335,9 +379,9 @@ def atomic_directory(target: PathLike) -> Iterator[Path]:
         yield tmp
         _fsync_tree(tmp)
         with directory_lock(target.parent):
-            _recover(target)
-            check_replaceable(target)
-            _swap_in(tmp, target)
+            _recover(target, layout)
+            check_replaceable(target, layout)
+            _swap_in(tmp, target, layout)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -358,11 +402,12 @@ def _fsync_tree(root: Path) -> None:
         fsync_directory(directory)
 
 
-def _swap_in(new: Path, target: Path) -> None:
+def _swap_in(new: Path, target: Path, layout: SaveLayout) -> None:
     if not target.exists():
         os.rename(new, target)
         fsync_directory(target.parent)
         return
+    cwd = _working_directory_in(target)
     old = sibling_path(target, "old")
     os.rename(target, old)
     try:
@@ -371,5 +416,17 @@ def _swap_in(new: Path, target: Path) -> None:
         os.rename(old, target)
         raise
     fsync_directory(target.parent)
-    _move_user_files(old, target)
+    _move_user_files(old, target, layout)
     shutil.rmtree(old, ignore_errors=True)  # checked writable; a leftover is retried later
+    if cwd is not None:  # it worked in the replaced directory: back to the same path
+        os.chdir(cwd if os.path.isdir(cwd) else target)
+
+
+def _working_directory_in(target: Path) -> Optional[str]:
+    """This process's working directory if it is ``target`` or inside it, else ``None``."""
+    try:
+        cwd = os.getcwd()
+    except OSError:  # already deleted
+        return None
+    inside = cwd == str(target) or cwd.startswith(str(target).rstrip(os.sep) + os.sep)
+    return cwd if inside else None

@@ -13,7 +13,8 @@ class DamagedFileError(ValueError):
 
 
 class UnsafeFileError(pickle.UnpicklingError):
-    """A weights file references objects that could run code when unpickled; nothing was run.
+    """A weights file references objects that could run code when unpickled, or a config
+    names a module whose code lies inside the directory being loaded; nothing was run.
 
     The message names the objects and the opt-in, ``SimilarityModel.load(path, trusted=True)``,
     to use only for files you created or otherwise trust.

@@ -1,7 +1,10 @@
 """Crafted weight files for the persistence tests: a malicious pickle and a "saved on GPU" file."""
 
+import contextlib
 import pathlib
+import threading
 import zipfile
+from collections.abc import Iterator
 
 import torch
 
@@ -45,3 +48,26 @@ def retag_storages(weights_path, location: str = "cuda:0") -> None:
             target.writestr(info, data)
     if patched == 0:
         raise AssertionError("no storage location found to retag")
+
+
+@contextlib.contextmanager
+def lock_held_by_another_thread(directory) -> Iterator[None]:
+    """Hold the exclusive save lock of ``directory`` in another thread (a different flock
+    holder, like another process) for the duration of the block."""
+    from quaterion_models.utils import directory_swap
+
+    holding, release = threading.Event(), threading.Event()
+
+    def hold():
+        with directory_swap.directory_lock(directory):
+            holding.set()
+            release.wait(30)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    try:
+        assert holding.wait(30)
+        yield
+    finally:
+        release.set()
+        holder.join(30)

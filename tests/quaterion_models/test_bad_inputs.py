@@ -444,6 +444,13 @@ def _encode(encoders, head, records=None, model_dtype=None, **kwargs) -> Callabl
     return run
 
 
+class SingleRowDroppingHead(EmptyHead):
+    """Passes batches through, except that a batch of one record comes back empty."""
+
+    def transform(self, input_vectors: torch.Tensor) -> torch.Tensor:
+        return input_vectors[: input_vectors.shape[0] - (input_vectors.shape[0] == 1)]
+
+
 MODEL_CASES = [
     (
         "head-narrower-than-encoders",
@@ -492,6 +499,24 @@ MODEL_CASES = [
         ["head SequentialHead", "torch.float64", "torch.float32", "model.to(torch.float64)"],
     ),
     (
+        "no-encoders",
+        lambda: SimilarityModel(encoders={}, head=EmptyHead(5)),
+        ValueError,
+        ["at least one encoder", "{}"],
+    ),
+    (
+        "single-encoder-drops-rows",
+        _encode(FirstRowsEncoder(5), EmptyHead(5), _rows(3)),
+        ValueError,
+        ["3 records", "2 rows", "records 0..2", "one row per record"],
+    ),
+    (
+        "head-drops-a-row-in-a-later-batch",
+        _encode(StackEncoder(5), SingleRowDroppingHead(5), _rows(3), batch_size=2),
+        ValueError,
+        ["SingleRowDroppingHead", "1 records", "0 rows", "records 2..2"],
+    ),
+    (
         "encoders-disagree-on-rows",
         _encode({"a": StackEncoder(5), "b": FirstRowsEncoder(5)}, EmptyHead(10), _rows(3)),
         ValueError,
@@ -524,6 +549,21 @@ def test_bad_calls(run, error, words):
     message = str(info.value)
     for word in words:
         assert word in message, (word, message)
+
+
+class ConcatRowsEncoder(StackEncoder):
+    """Each record is a ``(k, 5)`` block of rows; the collate concatenates the blocks."""
+
+    def get_collate_fn(self):
+        return torch.cat
+
+
+def test_a_lone_record_may_give_several_rows_as_in_the_original():
+    model = SimilarityModel(encoders=ConcatRowsEncoder(5), head=EmptyHead(5))
+    block = torch.rand(3, 5)
+    torch.testing.assert_close(model.encode(block, to_numpy=False), block)  # one record
+    with pytest.raises(ValueError, match="2 records .* gave 6 rows"):
+        model.encode([block, block])  # which rows belong to which record is lost
 
 
 def test_output_width_is_checked_on_the_first_batch_only():

@@ -3,6 +3,7 @@
 import json
 import os
 import pickle
+import sys
 
 import pytest
 import torch
@@ -54,6 +55,35 @@ def test_head_shapes_and_round_trip(name, tmp_path):
     assert list(loaded.encoders) == ["default"]
     assert type(loaded.encoders["default"]) is StackEncoder and type(loaded.head) is type(head)
     torch.testing.assert_close(loaded.encode(x, to_numpy=False), before)
+
+
+CONFIGURED_HEADS = {
+    "skip": lambda: SkipConnectionHead(5, dropout=0.1, skip_dropout=0.2, n_layers=3),
+    "widening": lambda: WideningHead(5, expansion_factor=2.5, activation_fn="gelu", dropout=0.3),
+    "softmax": lambda: SoftmaxEmbeddingsHead(3, 4, 5, dropout=0.2),
+    "gated": lambda: GatedHead(5, dropout=0.5),
+    "sequential": lambda: SequentialHead(
+        nn.Linear(5, 4), nn.GELU(), nn.LayerNorm(4), nn.Dropout(0.3), output_size=4
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(CONFIGURED_HEADS))
+def test_non_default_head_configs_and_weights_round_trip(name, tmp_path):
+    torch.manual_seed(0)
+    head = CONFIGURED_HEADS[name]()
+    with torch.no_grad():
+        for parameter in head.parameters():
+            parameter.normal_()  # every weight matters, not just the initial ones
+    model = SimilarityModel(encoders=StackEncoder(5), head=head)
+    records = list(torch.rand(4, 5))
+    with torch.no_grad():  # dropout is off in encode (eval mode): the bare layers' result
+        expected = head.eval()(torch.stack(records))
+    model.save(str(tmp_path / "model"))
+    loaded = SimilarityModel.load(str(tmp_path / "model"))
+    assert loaded.head.get_config_dict() == head.get_config_dict()
+    torch.testing.assert_close(loaded.encode(records, to_numpy=False), expected)
+    torch.testing.assert_close(loaded.encode(records, to_numpy=False), expected)  # no dropout
 
 
 def test_config_layout_and_dict_of_encoders(tmp_path):
@@ -150,6 +180,71 @@ def test_malicious_head_weights_refused(tmp_path):
     assert not marker.exists()
 
 
+PAYLOAD = """
+import pathlib
+pathlib.Path({marker!r}).write_text("pwned")
+from quaterion_models.heads import GatedHead as Planted
+from tests.quaterion_models.toy_encoders import StackEncoder as PlantedEncoder
+"""
+
+
+@pytest.mark.parametrize(
+    "field, module, planted",
+    [  # {root}: the servable's directory name; its parent and itself are put on sys.path
+        ("head", "{root}.head.payload", "head/payload.py"),
+        ("head", "payload_{root}", "payload_{root}.py"),
+        ("encoder", "{root}.encoders.default.payload", "encoders/default/payload.py"),
+    ],
+)
+def test_config_naming_a_module_inside_the_servable_runs_none_of_its_code(
+    tmp_path, monkeypatch, field, module, planted
+):
+    """Running ``python -c "SimilarityModel.load('servable')"`` next to a downloaded servable
+    puts its parent on sys.path: a config must not make load import code shipped inside it."""
+    name = f"servable_{tmp_path.name}"  # a fresh module name per test: nothing cached
+    root = tmp_path / name
+    module, planted = module.format(root=name), root / planted.format(root=name)
+    SimilarityModel(encoders=StackEncoder(5), head=GatedHead(5)).save(str(root))
+    planted.write_text(PAYLOAD.format(marker=str(tmp_path / "marker")))
+    config = json.loads((root / "config.json").read_text())
+    if field == "head":
+        config["head"] = {"module": module, "class": "Planted"}
+    else:
+        config["encoders"][0].update({"module": module, "class": "PlantedEncoder"})
+    (root / "config.json").write_text(json.dumps(config))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.syspath_prepend(str(root))
+    with pytest.raises(pickle.UnpicklingError) as info:  # UnsafeFileError
+        SimilarityModel.load(str(root))
+    for word in [module, str(root), "trusted=True"]:
+        assert word in str(info.value), (word, str(info.value))
+    assert not (tmp_path / "marker").exists() and module not in sys.modules
+    SimilarityModel.load(str(root), trusted=True)  # the caller asks: the code runs
+    assert (tmp_path / "marker").read_text() == "pwned"
+
+
+def test_installed_packages_inside_the_servable_directory_still_import(tmp_path, monkeypatch):
+    """A project folder saved as the servable may hold its own virtualenv: code in its
+    site-packages is installed code, imported as usual."""
+    from quaterion_models.utils import import_origin
+
+    name = f"pkg_{tmp_path.name}"
+    site_packages = tmp_path / ".venv" / "site-packages"
+    (site_packages / name).mkdir(parents=True)
+    (site_packages / name / "__init__.py").write_text(
+        "from quaterion_models.heads import GatedHead\n\n\nclass Installed(GatedHead):\n    pass\n"
+    )
+    monkeypatch.syspath_prepend(str(site_packages))
+    model = SimilarityModel(encoders=StackEncoder(5), head=__import__(name).Installed(5))
+    model.save(str(tmp_path))
+    del sys.modules[name]  # as in a fresh process
+    with pytest.raises(pickle.UnpicklingError, match=name):  # not known as installed
+        SimilarityModel.load(str(tmp_path))
+    assert name not in sys.modules
+    monkeypatch.setattr(import_origin, "installed_code_dirs", lambda: (str(site_packages),))
+    assert type(SimilarityModel.load(str(tmp_path)).head).__name__ == "Installed"
+
+
 def test_not_a_saved_model(tmp_path):
     with pytest.raises(FileNotFoundError, match=str(tmp_path / "missing")):
         SimilarityModel.load(str(tmp_path / "missing"))
@@ -187,6 +282,22 @@ def test_encoder_without_save_names_class_and_method(tmp_path):
     assert "'txt'" in "".join(getattr(info.value, "__notes__", []))
     assert not (tmp_path / "m").exists()
     assert os.listdir(tmp_path) == []  # no temp directory left behind
+
+
+class TensorConfigHead(GatedHead):
+    """A head whose config holds a value JSON cannot write."""
+
+    def get_config_dict(self) -> dict:
+        return {**super().get_config_dict(), "scale": torch.tensor(1.0)}
+
+
+def test_head_that_cannot_be_saved_is_named(tmp_path):
+    model = SimilarityModel(encoders=StackEncoder(5), head=TensorConfigHead(5))
+    with pytest.raises(TypeError, match="Tensor is not JSON serializable") as info:
+        model.save(str(tmp_path / "m"))
+    notes = "".join(getattr(info.value, "__notes__", []))
+    assert "head TensorConfigHead" in notes and str(tmp_path / "m") in notes
+    assert os.listdir(tmp_path) == []
 
 
 def test_main_class_cannot_be_restored_clear_error(tmp_path, caplog):
@@ -238,6 +349,11 @@ def test_save_into_a_file_path_is_an_error(tmp_path):
     (tmp_path / "file").write_text("x")
     with pytest.raises(NotADirectoryError, match="not a directory"):
         SimilarityModel(encoders=StackEncoder(5), head=EmptyHead(5)).save(str(tmp_path / "file"))
+    for below in ("file/sub", "file/sub/deeper"):  # a file on the way to the target
+        with pytest.raises(NotADirectoryError) as info:
+            SimilarityModel(encoders=StackEncoder(5), head=EmptyHead(5)).save(str(tmp_path / below))
+        assert f"{tmp_path / 'file'} is a file" in str(info.value)
+    assert sorted(os.listdir(tmp_path)) == ["file"]
 
 
 def test_config_with_path_traversal_key_is_refused(tmp_path):

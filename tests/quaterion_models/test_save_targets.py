@@ -17,6 +17,7 @@ import torch
 from quaterion_models import SimilarityModel
 from quaterion_models.heads import GatedHead
 from quaterion_models.utils import directory_swap
+from tests.quaterion_models.file_tools import lock_held_by_another_thread
 from tests.quaterion_models.toy_encoders import LinearEncoder
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -228,24 +229,11 @@ def test_two_processes_saving_and_loading_one_path_at_once(tmp_path):
 def test_a_stuck_lock_holder_gives_a_timeout_not_a_hang(tmp_path, monkeypatch):
     _model(0.1).save(str(tmp_path / "m"))
     monkeypatch.setattr(directory_swap, "LOCK_TIMEOUT_S", 0.3)
-    holding, release = threading.Event(), threading.Event()
-
-    def hold():  # another thread, so its flock is a different holder
-        with directory_swap.directory_lock(tmp_path):
-            holding.set()
-            release.wait(30)
-
-    holder = threading.Thread(target=hold)
-    holder.start()
-    try:
-        assert holding.wait(30)
+    with lock_held_by_another_thread(tmp_path):
         with pytest.raises(TimeoutError, match=f"another process .* in {tmp_path} for 0.3 s"):
             _model(0.9).save(str(tmp_path / "m"))
         with pytest.raises(TimeoutError):
             SimilarityModel.load(str(tmp_path / "m"))
-    finally:
-        release.set()
-        holder.join(30)
     torch.testing.assert_close(_gates(tmp_path / "m"), torch.full((4,), 0.1))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m"]  # the refused save cleaned up
 
@@ -260,3 +248,71 @@ def test_locks_nest_in_one_thread_but_a_save_inside_a_load_is_refused(tmp_path):
     with directory_swap.directory_lock(tmp_path):  # released: free again
         with directory_swap.directory_lock(tmp_path, shared=True):
             pass
+
+
+PATH_CALLS = {
+    "save": lambda path: _model(1.0).save(path),
+    "load": lambda path: SimilarityModel.load(path),
+    "export_onnx": lambda path: _model(1.0).export_onnx(path),
+    "OnnxSimilarityModel.load": lambda path: __import__(
+        "quaterion_models.onnx", fromlist=["OnnxSimilarityModel"]
+    ).OnnxSimilarityModel.load(path),
+}
+
+
+@pytest.mark.parametrize("call", sorted(PATH_CALLS))
+@pytest.mark.parametrize(
+    "path, error, words",
+    [
+        (3, TypeError, ["directory path", "int 3", "str or os.PathLike"]),
+        (None, TypeError, ["directory path", "NoneType None"]),
+        (b"model", TypeError, ["directory path", "bytes b'model'"]),
+        ("", ValueError, ["empty", "'.'"]),
+    ],
+)
+def test_paths_that_are_not_directory_paths_are_refused(
+    tmp_path, monkeypatch, call, path, error, words
+):
+    monkeypatch.chdir(tmp_path)  # "" used to mean the current directory
+    with pytest.raises(error) as info:
+        PATH_CALLS[call](path)
+    for word in words:
+        assert word in str(info.value), (word, str(info.value))
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("cwd", [".", "head", "notes"])
+def test_saving_into_the_current_directory_keeps_the_process_in_it(tmp_path, monkeypatch, cwd):
+    """The swap replaces the directory: a process working in it (or in one of its folders)
+    must not be left in a deleted directory, where every relative path fails."""
+    target = tmp_path / "m"
+    _model(0.1).save(str(target))
+    (target / "notes").mkdir()
+    (target / "notes" / "a.txt").write_text("mine")
+    monkeypatch.chdir(target / cwd)
+    _model(0.9).save(str(target) if cwd != "." else ".")
+    assert Path(os.getcwd()) == target / cwd and (target / cwd).is_dir()
+    assert sorted(os.listdir(target)) == ["config.json", "encoders", "head", "notes"]
+    torch.testing.assert_close(_gates(target), torch.full((4,), 0.9))
+    Path("written.txt").write_text("relative paths work")  # the working directory is live
+    assert (target / cwd / "written.txt").is_file()
+    assert (target / "notes" / "a.txt").read_text() == "mine"
+
+
+def test_a_named_pipe_called_config_json_is_refused_without_hanging(tmp_path):
+    target = tmp_path / "m"
+    target.mkdir()
+    os.mkfifo(target / "config.json")  # opening it for reading would block forever
+    outcome = []
+
+    def save():
+        try:
+            _model(0.5).save(str(target))
+        except FileExistsError as err:
+            outcome.append(err)
+
+    saver = threading.Thread(target=save, daemon=True)  # a hang must not block pytest's exit
+    saver.start()
+    saver.join(30)
+    assert not saver.is_alive(), "save hung on the named pipe"
+    assert outcome and "config.json" in str(outcome[0])

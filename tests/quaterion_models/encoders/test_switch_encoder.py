@@ -85,3 +85,9 @@ def test_unknown_selection_is_a_clear_error():
         Bad(options={"a": ConstantEncoder(0.0)}).get_collate_fn()(["x"])
     with pytest.raises(NotImplementedError, match="SwitchEncoder.encoder_selection"):
         SwitchEncoder.encoder_selection("x")
+
+
+@pytest.mark.parametrize("key", ["a/b", "a\\b", "..", ""])
+def test_option_keys_that_save_could_not_load_back_are_refused(key):
+    with pytest.raises(ValueError, match="option key"):
+        ZerosOnesSwitch(options={key: ConstantEncoder(0.0), "b": ConstantEncoder(1.0)})

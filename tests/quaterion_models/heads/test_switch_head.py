@@ -71,3 +71,26 @@ def test_keys_config_and_round_trip(tmp_path):
     meta = [{"encoder": k} for k in ["x", "y", "x", "y", "y"]]
     torch.testing.assert_close(loaded(ROWS, meta=meta), head(ROWS, meta=meta))
     torch.testing.assert_close(loaded.options["x"].gates, head.options["x"].gates)
+
+
+@pytest.mark.parametrize(
+    "meta, words",
+    [
+        ([{"encoder": "a"}, {}, {"encoder": "a"}], ["row 1", "{}", "'encoder'"]),
+        (["a", "b", "a"], ["row 0", "'a'", "'encoder'"]),
+        ([{"encoder": "a"}] * 2, ["2 entries", "3 rows"]),
+    ],
+)
+def test_meta_without_an_encoder_per_row_is_named(meta, words):
+    with pytest.raises(ValueError) as info:
+        make_head()(ROWS[:3], meta=meta)
+    for word in words:
+        assert word in str(info.value), (word, str(info.value))
+
+
+def test_options_of_different_output_sizes_are_refused():
+    from quaterion_models.heads import SoftmaxEmbeddingsHead
+
+    narrow = SoftmaxEmbeddingsHead(output_groups=1, output_size_per_group=2, input_embedding_size=3)
+    with pytest.raises(ValueError, match=r"output_size.*'a': 3.*'b': 2"):
+        SwitchHead({"a": AddA(3), "b": narrow}, input_embedding_size=3)

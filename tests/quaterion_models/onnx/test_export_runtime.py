@@ -1,7 +1,9 @@
 """ONNX export and OnnxSimilarityModel: parity with torch, head-only exports, bad inputs."""
 
+import copy
 import json
 import os
+import shutil
 
 import numpy as np
 import pytest
@@ -9,9 +11,10 @@ import torch
 
 from quaterion_models import SimilarityModel
 from quaterion_models.encoders.extras.torchvision_encoder import TorchvisionEncoder
-from quaterion_models.heads import EmptyHead, GatedHead, SwitchHead
+from quaterion_models.heads import EmptyHead, GatedHead, SwitchHead, WideningHead
 from quaterion_models.onnx import OnnxSimilarityModel
 from quaterion_models.utils import DamagedFileError
+from tests.quaterion_models.file_tools import lock_held_by_another_thread
 from tests.quaterion_models.tiny_models import TEXTS
 from tests.quaterion_models.toy_encoders import StackEncoder
 
@@ -32,8 +35,13 @@ def test_text_export_matches_torch_end_to_end(exported):
     assert onnx_model.head_only is False and onnx_model.output_size == 32
     texts = TEXTS * 3
     expected = model.encode(texts)
-    for batch_size in (1, 5, 64):
+    for batch_size in (1, 5, 64, np.int64(7)):  # numpy ints too, as SimilarityModel.encode
         assert_parity(onnx_model.encode(texts, batch_size=batch_size), expected)
+    for bad in (0, -1, 2.0, True):
+        with pytest.raises((TypeError, ValueError), match="batch_size"):
+            onnx_model.encode(texts, batch_size=bad)
+    with pytest.raises(TypeError, match="to_numpy"):
+        onnx_model.encode(texts, to_numpy="False")  # truthy
     assert_parity(onnx_model.encode("a single text"), model.encode("a single text"))
     assert onnx_model.encode("one").shape == (1, 32)
     assert onnx_model.encode([]).shape == (0, 32)
@@ -112,6 +120,43 @@ def test_reexport_replaces_the_previous_export(tmp_path):
     assert OnnxSimilarityModel.load(tmp_path / "export").output_size == 6
 
 
+def test_export_into_a_servable_directory_leaves_the_servable_alone(tmp_path):
+    model = SimilarityModel(StackEncoder(4), GatedHead(4))
+    records = list(torch.randn(3, 4))
+    model.save(str(tmp_path / "model"))
+    before = sorted(p.name for p in (tmp_path / "model").iterdir())
+    with pytest.raises(FileExistsError, match="not an ONNX export.*config.json"):
+        model.export_onnx(str(tmp_path / "model"))
+    assert sorted(p.name for p in (tmp_path / "model").iterdir()) == before
+    loaded = SimilarityModel.load(str(tmp_path / "model"))
+    torch.testing.assert_close(
+        loaded.encode(records, to_numpy=False), model.encode(records, to_numpy=False)
+    )
+
+
+def test_save_into_an_export_directory_leaves_the_export_alone(tmp_path):
+    model = SimilarityModel(StackEncoder(4), GatedHead(4))
+    model.export_onnx(str(tmp_path / "export"))
+    with pytest.raises(FileExistsError, match="not a saved SimilarityModel.*config.json"):
+        model.save(str(tmp_path / "export"))
+    assert sorted(p.name for p in (tmp_path / "export").iterdir()) == ["config.json", "head.onnx"]
+    records = [row.numpy() for row in torch.randn(3, 4)]
+    assert_parity(
+        OnnxSimilarityModel.load(tmp_path / "export").encode(records),
+        model.encode([torch.from_numpy(row) for row in records]),
+    )
+
+
+def test_head_only_reexport_drops_the_previous_graph_and_keeps_user_files(exported, tmp_path):
+    _, path = exported
+    target = tmp_path / "export"
+    shutil.copytree(path, target)
+    (target / "notes.txt").write_text("mine")
+    SimilarityModel(StackEncoder(4), EmptyHead(4)).export_onnx(str(target))
+    assert sorted(p.name for p in target.iterdir()) == ["config.json", "head.onnx", "notes.txt"]
+    assert (target / "notes.txt").read_text() == "mine"
+
+
 def test_export_interrupted_inside_its_swap_is_recovered_on_load(tmp_path):
     """A crash after the previous export was moved aside and before the new one was renamed
     in leaves only hidden siblings: loading finishes the swap instead of failing."""
@@ -123,11 +168,87 @@ def test_export_interrupted_inside_its_swap_is_recovered_on_load(tmp_path):
     assert (tmp_path / "export" / "config.json").is_file()
 
 
+def test_loading_an_export_waits_for_a_swap_under_way(tmp_path, monkeypatch):
+    """An export being swapped in (exclusive lock on the parent) is not read half old, half
+    new: the load waits for the lock, here until the lock timeout."""
+    from quaterion_models.utils import directory_swap
+
+    SimilarityModel(StackEncoder(4), EmptyHead(4)).export_onnx(str(tmp_path / "export"))
+    monkeypatch.setattr(directory_swap, "LOCK_TIMEOUT_S", 0.3)
+    with lock_held_by_another_thread(tmp_path):
+        with pytest.raises(TimeoutError, match="another process"):
+            OnnxSimilarityModel.load(tmp_path / "export")
+    assert OnnxSimilarityModel.load(tmp_path / "export").output_size == 4
+
+
+def test_runtime_options_are_checked(tmp_path):
+    SimilarityModel(StackEncoder(4), EmptyHead(4)).export_onnx(str(tmp_path / "e"))
+    one = OnnxSimilarityModel.load(tmp_path / "e", providers="CPUExecutionProvider")
+    assert one.session.get_providers() == ["CPUExecutionProvider"]  # not 20 letters
+    for providers in (5, [None], [], ["CPUExecutionProvider", 3]):
+        with pytest.raises(TypeError, match="providers"):
+            OnnxSimilarityModel.load(tmp_path / "e", providers=providers)
+    with pytest.raises(TypeError, match="head_only"):
+        OnnxSimilarityModel.load(tmp_path / "e", head_only="no")  # truthy: would be head-only
+    for options in ("fast", 5):
+        with pytest.raises(TypeError, match="session_options.*SessionOptions"):
+            OnnxSimilarityModel.load(tmp_path / "e", session_options=options)
+    with pytest.warns(UserWarning, match="NoSuchExecutionProvider"):  # onnxruntime's warning
+        fallback = OnnxSimilarityModel.load(tmp_path / "e", providers=["NoSuchExecutionProvider"])
+    rows = np.eye(4, dtype=np.float32)
+    np.testing.assert_array_equal(fallback.encode(list(rows)), rows)  # EmptyHead on the CPU
+
+
 def test_meta_routed_head_cannot_be_exported(tmp_path):
     head = SwitchHead({"a": EmptyHead(4), "b": EmptyHead(4)}, input_embedding_size=4)
     with pytest.raises(ValueError, match="SwitchHead"):
         SimilarityModel(StackEncoder(4), head).export_onnx(str(tmp_path / "export"))
     assert not (tmp_path / "export").exists()
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float16, torch.bfloat16])
+def test_a_model_that_is_not_float32_is_refused_with_the_fix(tmp_path, dtype):
+    model = SimilarityModel(StackEncoder(4), WideningHead(4)).to(dtype)
+    with pytest.raises(TypeError) as info:
+        model.export_onnx(str(tmp_path / "export"))
+    message = str(info.value)
+    for word in ["WideningHead", str(dtype), "float32", "copy.deepcopy(model).float()"]:
+        assert word in message, (word, message)
+    assert "SwitchHead" not in message and not (tmp_path / "export").exists()
+    copy.deepcopy(model).float().export_onnx(str(tmp_path / "export"))  # the fix works
+    records = torch.randn(7, 4)
+    assert_parity(
+        OnnxSimilarityModel.load(tmp_path / "export").encode(list(records.numpy())),
+        model.float().encode(list(records)),
+    )
+
+
+def test_an_image_encoder_that_is_not_float32_is_refused_with_the_fix(tmp_path):
+    encoder = TorchvisionEncoder("resnet18", image_size=32)
+    model = SimilarityModel(encoder, EmptyHead(encoder.embedding_size)).double()
+    with pytest.raises(
+        TypeError,
+        match=r"encoder 'default' \(TorchvisionEncoder\) has "
+        r"torch.float64 .*copy.deepcopy\(model\).float\(\)",
+    ):
+        model.export_onnx(str(tmp_path / "export"))
+    assert not (tmp_path / "export").exists()
+
+
+def test_a_head_misreporting_its_output_size_is_not_exported(tmp_path):
+    from torch import nn
+
+    from quaterion_models.heads import SequentialHead
+
+    model = SimilarityModel(StackEncoder(5), SequentialHead(nn.Linear(5, 3), output_size=4))
+    with pytest.raises(ValueError, match=r"SequentialHead returned \(2, 3\).*output_size is 4"):
+        model.export_onnx(str(tmp_path / "export"))
+    assert not (tmp_path / "export").exists()
+    with pytest.warns(UserWarning, match="input_embedding_size=100"):  # the original's quirk
+        passing = SimilarityModel(StackEncoder(5), EmptyHead(100))  # passes 5-wide rows on
+    passing.export_onnx(str(tmp_path / "export"))
+    loaded = OnnxSimilarityModel.load(tmp_path / "export")
+    assert loaded.output_size == 5 and loaded.encode([]).shape == (0, 5)  # what it returns
 
 
 def test_bad_model_and_opset(tmp_path):
@@ -145,6 +266,9 @@ def test_torch_servable_is_not_an_export(tmp_path):
         OnnxSimilarityModel.load(tmp_path / "servable")
     with pytest.raises(FileNotFoundError, match="export_onnx"):
         OnnxSimilarityModel.load(tmp_path / "nothing")
+    SimilarityModel(StackEncoder(4), EmptyHead(4)).export_onnx(str(tmp_path / "export"))
+    with pytest.raises(DamagedFileError, match="is an ONNX export.*OnnxSimilarityModel.load"):
+        SimilarityModel.load(str(tmp_path / "export"))  # and the reverse
 
 
 @pytest.mark.parametrize(
