@@ -18,6 +18,16 @@ an old sibling whose user files ``recover_directory`` moves over.
 A target that is a symbolic link is followed: the model is written where the link points and
 the link stays a link. Loads hold a shared lock on the same parent, so they never read half of
 one save and half of another.
+
+Temp directories of saves that died (killed while writing) are removed by the next ``save`` or
+``load`` of the same target (:func:`remove_abandoned_temps`). A running save holds an exclusive
+``flock`` on ``<temp>/.save-in-progress`` for its whole life; a temp directory is removed only
+while its remover holds that lock, which the kernel gives only once the writer has exited. A
+temp directory without that file (written by a version before 0.2.0's lock file, or by a save
+killed in the instant between deleting it and the swap) is removed only when nothing in it has
+changed for :data:`ABANDONED_AGE_S`. Where locks are unavailable (Windows, or a file system
+refusing them) temp directories are never removed automatically: delete ``.<name>.tmp-*``
+yourself when no save is running.
 """
 
 import errno
@@ -27,7 +37,7 @@ import shutil
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Callable, NamedTuple, Optional
 
@@ -66,6 +76,13 @@ SERVABLE = SaveLayout("a saved SimilarityModel", MODEL_ENTRIES, _is_servable_con
 
 #: Longest wait for another process's save or load of the same parent directory.
 LOCK_TIMEOUT_S = 600.0
+
+#: A running save holds an exclusive ``flock`` on this file inside its temp directory.
+IN_PROGRESS_FILE = ".save-in-progress"
+
+#: A temp directory without :data:`IN_PROGRESS_FILE` (an older version's) is removed only when
+#: nothing in it changed for this long (seconds): it cannot be told from a running old save.
+ABANDONED_AGE_S = 6 * LOCK_TIMEOUT_S
 
 _held = threading.local()  # realpath -> modes this thread holds ("sh"/"ex"), outermost first
 
@@ -151,14 +168,122 @@ def directory_lock(
 
 
 def _is_abandoned(tmp: Path) -> bool:
-    """Whether no running save holds ``tmp`` (each save locks its temp directory)."""
+    """Whether no running save holds ``tmp`` (each save locks its temp directory and the
+    :data:`IN_PROGRESS_FILE` in it); ``True`` where locking is unsupported, as before."""
+    if fcntl is None:
+        return True
     try:
-        fd = _flock(tmp, fcntl.LOCK_EX | fcntl.LOCK_NB) if fcntl else None
+        fd = _flock(tmp, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         return False
     if fd is not None:
         os.close(fd)
-    return True
+    with _writer_lock(tmp) as state:
+        return state != "held"
+
+
+def _start_writing(tmp: Path) -> Optional[int]:
+    """Create :data:`IN_PROGRESS_FILE` in the fresh ``tmp`` and lock it for the save's life.
+
+    The file is created under another name, locked, then renamed, so a remover never finds
+    it unlocked while the save runs. Returns the locked fd, or ``None`` where locking is
+    unavailable (no file is left then, so a remover treats ``tmp`` like an older version's:
+    see :data:`ABANDONED_AGE_S`)."""
+    if fcntl is None:
+        return None
+    starting = tmp / f"{IN_PROGRESS_FILE}.starting"
+    fd = os.open(starting, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:  # a file system refusing locks (a fresh file is never held by another)
+        os.close(fd)
+        os.unlink(starting)
+        return None
+    os.rename(starting, tmp / IN_PROGRESS_FILE)
+    return fd
+
+
+@contextmanager
+def _writer_lock(tmp: Path) -> Iterator[str]:
+    """Try to take the lock of the save that writes ``tmp``; yield, holding it if taken:
+
+    ``"held"`` (a save is running), ``"free"`` (its writer has exited: the lock is ours for the
+    block), ``"none"`` (no :data:`IN_PROGRESS_FILE`: an older version's temp directory) or
+    ``"unknown"`` (locking unsupported here, or ``tmp`` vanished)."""
+    if fcntl is None:
+        yield "unknown"
+        return
+    try:
+        fd = os.open(tmp / IN_PROGRESS_FILE, os.O_RDWR | os.O_CLOEXEC)
+    except FileNotFoundError:
+        yield "none" if tmp.is_dir() else "unknown"
+        return
+    except OSError:
+        yield "unknown"
+        return
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            state = "held"
+        except OSError:
+            state = "unknown"
+        else:
+            state = "free" if _same_file(fd, tmp / IN_PROGRESS_FILE) else "unknown"
+        yield state
+    finally:
+        os.close(fd)
+
+
+def _same_file(fd: int, path: Path) -> bool:
+    """Whether ``path`` still names the file open as ``fd`` (not removed or replaced since)."""
+    try:
+        here, there = os.fstat(fd), os.stat(path)
+    except OSError:
+        return False
+    return (here.st_dev, here.st_ino) == (there.st_dev, there.st_ino)
+
+
+def _newest_change(root: Path) -> float:
+    """Latest modification time of ``root`` or anything under it (links not followed)."""
+    newest = _mtime(root)
+    for directory, subdirs, files in os.walk(root):
+        for name in subdirs + files:
+            try:
+                newest = max(newest, os.lstat(os.path.join(directory, name)).st_mtime)
+            except OSError:
+                pass
+    return newest
+
+
+def _remove_if_abandoned(tmp: Path, keep_complete: bool) -> None:
+    if keep_complete and _is_complete(tmp):
+        return  # possibly the only complete copy of the model
+    with _writer_lock(tmp) as state:
+        if state == "free":  # removed while holding the dead writer's lock
+            shutil.rmtree(tmp, ignore_errors=True)
+            return
+    if state != "none" or not _is_abandoned(tmp):
+        return
+    if time.time() - _newest_change(tmp) > ABANDONED_AGE_S:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def remove_abandoned_temps(target: PathLike) -> None:
+    """Delete the temp directories ``.<name>.tmp-*`` of saves into ``target`` whose writer
+    has exited (killed mid-save), never one that a running save (of any process) writes.
+
+    A complete temp directory (it holds ``config.json``) is kept while ``target`` holds no
+    complete model: :func:`recover_directory` restores it. Best effort: a directory that
+    cannot be deleted (read-only) is left for the next call. Where ``flock`` is unavailable
+    nothing is removed. Symbolic links are followed. See the module docstring.
+    """
+    target = resolve_target(target)
+    if fcntl is None:
+        return
+    keep_complete = not _is_complete(target)
+    for tmp in _siblings(target, "tmp"):
+        _remove_if_abandoned(tmp, keep_complete)
 
 
 def resolve_target(path: PathLike) -> Path:
@@ -244,13 +369,17 @@ def recover_directory(target: PathLike, layout: SaveLayout = SERVABLE) -> Path:
     If ``target`` is missing but a complete sibling from an interrupted save exists, that
     sibling (the new save if complete, else the previous one) is renamed to ``target``. If
     it cannot be renamed (read-only parent), its path is returned so it can still be read.
-    Symbolic links are followed. ``layout`` tells the user's files from the save's.
+    Symbolic links are followed. ``layout`` tells the user's files from the save's. Temp
+    directories of saves that died are then removed (:func:`remove_abandoned_temps`).
     """
     target = resolve_target(target)
-    if not _needs_recovery(target):
-        return target
-    with directory_lock(target.parent):
-        return _recover(target, layout)
+    if _needs_recovery(target):
+        with directory_lock(target.parent):
+            found = _recover(target, layout)
+    else:
+        found = target
+    remove_abandoned_temps(target)
+    return found
 
 
 def _recover(target: Path, layout: SaveLayout) -> Path:
@@ -264,6 +393,8 @@ def _recover(target: Path, layout: SaveLayout) -> Path:
             fsync_directory(target.parent)
         except OSError:
             return candidates[0]
+        with suppress(FileNotFoundError):  # a dead save's mark is not one of the user's files
+            os.unlink(target / IN_PROGRESS_FILE)
     if _is_complete(target):
         for old in _siblings(target, "old"):
             try:
@@ -374,20 +505,25 @@ def atomic_directory(target: PathLike, layout: SaveLayout = SERVABLE) -> Iterato
         check_replaceable(target, layout)
     tmp = sibling_path(target, "tmp")
     tmp.mkdir()
-    tmp_lock = _flock(tmp, fcntl.LOCK_EX) if fcntl else None  # marks it as in use
+    locks = [fd for fd in (_flock(tmp, fcntl.LOCK_EX) if fcntl else None,) if fd is not None]
     try:
+        writer_lock = _start_writing(tmp)  # marks it as in use until this save ends
+        if writer_lock is not None:
+            locks.append(writer_lock)
         yield tmp
         _fsync_tree(tmp)
         with directory_lock(target.parent):
             _recover(target, layout)
             check_replaceable(target, layout)
+            if writer_lock is not None:  # still held: the directory stays marked in use
+                os.unlink(tmp / IN_PROGRESS_FILE)
             _swap_in(tmp, target, layout)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     finally:
-        if tmp_lock is not None:
-            os.close(tmp_lock)
+        for fd in locks:
+            os.close(fd)
 
 
 def _fsync_tree(root: Path) -> None:
