@@ -32,8 +32,8 @@ from quaterion_models.utils.directory_swap import atomic_directory, reading_dire
 from quaterion_models.utils.errors import DamagedFileError
 from quaterion_models.utils.files import existing_dir, write_json
 from quaterion_models.utils.import_origin import loading_directory
-from quaterion_models.utils.records import chunks as record_chunks
-from quaterion_models.utils.records import collate_batch, holds_records
+from quaterion_models.utils.record_inputs import encode_chunks
+from quaterion_models.utils.records import collate_batch
 from quaterion_models.utils.tensors import move_to_device
 from quaterion_models.utils.trust import trusted_loading
 
@@ -251,33 +251,14 @@ class SimilarityModel(nn.Module):
         self.eval()
         device = next(self.parameters(), torch.empty(0)).device
         collate = self._encode_collate()
-        single = not holds_records(inputs)
-        chunks: list[Tensor] = []
-        tuple_error: Optional[Exception] = None
         with torch.no_grad():
-            if isinstance(inputs, tuple) and not single:
-                # one record, as in the original, whenever the original returned a result
-                try:
-                    chunks.append(
-                        self._encode_records([inputs], 0, collate, device, to_numpy, True)
-                    )
-                    single = True
-                except Exception as err:  # not a record for these encoders: items are
-                    tuple_error = err
-            records = [] if chunks else [inputs] if single else inputs
-            try:
-                for start, part in record_chunks(records, batch_size):
-                    chunks.append(
-                        self._encode_records(part, start, collate, device, to_numpy, single)
-                    )
-            except Exception as err:
-                if tuple_error is not None:
-                    err.add_note(
-                        "encode read the tuple as several records after encoding it as one "
-                        f"record (as the original does) failed with {_describe(tuple_error)}; "
-                        "pass a list to choose: [record] or list(records)"
-                    )
-                raise
+            chunks, single = encode_chunks(
+                inputs,
+                batch_size,
+                lambda part, start, one: self._encode_records(
+                    part, start, collate, device, to_numpy, one
+                ),
+            )
         if chunks:
             result = torch.cat(chunks, dim=0)
         else:
@@ -464,10 +445,6 @@ def _noted(note: str) -> Iterator[None]:
     except Exception as err:
         err.add_note(note)
         raise
-
-
-def _describe(error: Exception) -> str:
-    return f"{type(error).__name__}: {error}"
 
 
 def _collate_from(part: list, start: int, collates: dict, extractors: dict, names: dict) -> dict:

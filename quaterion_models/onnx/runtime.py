@@ -21,6 +21,7 @@ from quaterion_models.onnx.text import (
 from quaterion_models.utils.checks import check_bool, check_positive_int
 from quaterion_models.utils.config import read_config_fields
 from quaterion_models.utils.directory_swap import reading_directory
+from quaterion_models.utils.record_inputs import encode_chunks
 from quaterion_models.utils.errors import DamagedFileError
 
 _CONFIG_FIELDS = {
@@ -330,25 +331,27 @@ class OnnxSimilarityModel:
         return feeds
 
     def encode(self, inputs: Union[list, Any], batch_size: int = 32, to_numpy: bool = True) -> Any:
-        """Embed raw records in batches, like ``SimilarityModel.encode``.
+        """Embed raw records in batches; takes the inputs ``SimilarityModel.encode`` takes.
 
         Args:
-            inputs: list of records; anything else is one record.
+            inputs: a list or other sequence of records, or an iterator / generator of
+                records (read ``batch_size`` at a time). A tuple is one record when it encodes
+                as one, else its items are the records. Anything else (a string, a dict, an
+                array, a named tuple) is one record.
             batch_size: records per run of the graph.
             to_numpy: ``np.ndarray`` (default); ``False`` returns a torch tensor (needs torch).
 
         Returns:
             float32 ``(N, output_size)``; ``(1, output_size)`` for a single record and
-            ``(0, output_size)`` for an empty list.
+            ``(0, output_size)`` for no records.
         """
         batch_size = check_positive_int("encode", "batch_size", batch_size, "e.g. 32")
         to_numpy = check_bool("encode", "to_numpy", to_numpy)
-        single = not isinstance(inputs, list)
-        records = [inputs] if single else inputs
-        chunks = [
-            self.session.run([layout.OUTPUT], self._feeds(records[start : start + batch_size]))[0]
-            for start in range(0, len(records), batch_size)
-        ]
+        chunks, single = encode_chunks(
+            inputs,
+            batch_size,
+            lambda part, start, one: self.session.run([layout.OUTPUT], self._feeds(part))[0],
+        )
         if chunks:
             result = np.concatenate(chunks, axis=0).astype(np.float32, copy=False)
         else:

@@ -1,38 +1,13 @@
 """Raw records on their way into a model: which inputs hold several records, chunking any
 sequence or iterable, and collate errors that name the record and the encoder."""
 
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from itertools import islice
+from collections.abc import Mapping
 from typing import Any, Callable, Optional
 
-from torch import Tensor
 
 from quaterion_models.utils.meta import merge_meta
-
-
-def holds_records(inputs: Any) -> bool:
-    """Whether ``inputs`` is a collection of records rather than one record.
-
-    Lists, tuples, other sequences (``range``, ``deque``) and iterators (generators, ``map``,
-    ``iter(...)``) hold records. Strings, bytes, dicts, named tuples, tensors, arrays and
-    anything else are one record (as in the original, where only a list held records).
-    """
-    if isinstance(inputs, (str, bytes, bytearray, Mapping, Tensor)) or _is_namedtuple(inputs):
-        return False
-    return isinstance(inputs, (Sequence, Iterator))
-
-
-def _is_namedtuple(obj: Any) -> bool:
-    return isinstance(obj, tuple) and hasattr(type(obj), "_fields")
-
-
-def chunks(records: Iterable, batch_size: int) -> Iterator[tuple[int, list]]:
-    """``(index of the first record, list of up to batch_size records)``, read lazily."""
-    iterator = iter(records)
-    start = 0
-    while chunk := list(islice(iterator, batch_size)):
-        yield start, chunk
-        start += len(chunk)
+from quaterion_models.utils.record_inputs import chunks as chunks
+from quaterion_models.utils.record_inputs import holds_records as holds_records
 
 
 def collate_batch(

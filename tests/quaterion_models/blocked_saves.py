@@ -8,7 +8,10 @@ import sys
 import textwrap
 import time
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
+
+if TYPE_CHECKING:
+    from quaterion_models import SimilarityModel
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -30,23 +33,12 @@ CHILD = textwrap.dedent(
             time.sleep(0.02)
 
     if mode == "servable":
-        import torch
-        from quaterion_models import SimilarityModel
-        from quaterion_models.heads import GatedHead
+        from tests.quaterion_models.blocked_saves import gated_model
         from tests.quaterion_models.toy_encoders import LinearEncoder
 
         plain_save = LinearEncoder.save
-
-        def save_then_pause(self, output_path):
-            plain_save(self, output_path)
-            pause()
-
-        LinearEncoder.save = save_then_pause
-        torch.manual_seed(1)
-        model = SimilarityModel(encoders=LinearEncoder(5, 4), head=GatedHead(4))
-        with torch.no_grad():
-            model.head.gates.fill_(0.75)
-        model.save(str(target))
+        LinearEncoder.save = lambda encoder, path: (plain_save(encoder, path), pause())
+        gated_model(0.75).save(str(target))
     else:  # the same swap as SimilarityModel.export_onnx, writing a copy of an export
         from quaterion_models.onnx import layout
         from quaterion_models.utils.files import atomic_directory
@@ -56,6 +48,21 @@ CHILD = textwrap.dedent(
             pause()
     """
 )
+
+
+def gated_model(gate: float) -> "SimilarityModel":
+    """``LinearEncoder(5, 4)`` (seed 1) and a ``GatedHead`` whose gates are all ``gate``."""
+    import torch
+
+    from quaterion_models import SimilarityModel
+    from quaterion_models.heads import GatedHead
+    from tests.quaterion_models.toy_encoders import LinearEncoder
+
+    torch.manual_seed(1)
+    model = SimilarityModel(encoders=LinearEncoder(5, 4), head=GatedHead(4))
+    with torch.no_grad():
+        model.head.gates.fill_(gate)
+    return model
 
 
 class Writer:

@@ -1,5 +1,6 @@
 """ONNX export and OnnxSimilarityModel: parity with torch, head-only exports, bad inputs."""
 
+import collections
 import copy
 import json
 import os
@@ -47,6 +48,39 @@ def test_text_export_matches_torch_end_to_end(exported):
     assert onnx_model.encode([]).shape == (0, 32)
     tensor = onnx_model.encode(TEXTS, to_numpy=False)
     assert isinstance(tensor, torch.Tensor) and tensor.shape == (4, 32)
+
+
+RECORD_COLLECTIONS = {
+    "tuple": tuple,
+    "generator": lambda records: (record for record in records),
+    "iterator": iter,
+    "map": lambda records: map(lambda record: record, records),
+    "deque": collections.deque,
+}
+
+
+@pytest.mark.parametrize("kind", sorted(RECORD_COLLECTIONS))
+def test_encode_takes_every_collection_of_records_the_torch_servable_takes(exported, kind):
+    model, path = exported
+    make = RECORD_COLLECTIONS[kind]
+    texts = TEXTS * 2
+    got = OnnxSimilarityModel.load(path).encode(make(texts), batch_size=3)
+    assert got.shape == (len(texts), 32)
+    assert_parity(got, model.encode(make(texts), batch_size=3))
+
+
+def test_head_only_encode_reads_a_tuple_of_rows_like_the_torch_servable(tmp_path):
+    head = GatedHead(6)
+    with torch.no_grad():
+        head.gates.normal_()
+    model = SimilarityModel(StackEncoder(6), head)
+    model.export_onnx(str(tmp_path / "export"))
+    onnx_model = OnnxSimilarityModel.load(tmp_path / "export")
+    rows = torch.randn(4, 6)
+    expected = model.encode(tuple(rows))  # not one record: its items are the records
+    assert expected.shape == (4, 6)
+    assert_parity(onnx_model.encode(tuple(rows.numpy())), expected)
+    assert_parity(onnx_model.encode(row for row in rows.numpy()), expected)
 
 
 def test_export_layout_and_config(exported):
