@@ -28,5 +28,19 @@ class GatedHead(EncoderHead):
         return self.input_embedding_size
 
     def transform(self, input_vectors: Tensor) -> Tensor:
-        """``x * tanh(gates)``, broadcast over the last dimension."""
-        return input_vectors * torch.tanh(self.gates)
+        """``x * tanh(gates)``, broadcast over the last dimension.
+
+        Raises:
+            RuntimeError: ``input_vectors`` has another dtype than the gates (outside
+                ``torch.autocast``), as a linear layer does, instead of silently promoting.
+        """
+        gates = self.gates
+        if input_vectors.dtype != gates.dtype and not torch.is_autocast_enabled(
+            input_vectors.device.type
+        ):
+            raise RuntimeError(
+                f"GatedHead got {input_vectors.dtype} input but its gates are {gates.dtype}; "
+                "input and parameters must have the same dtype: convert the head (or the "
+                f"model) with .to({input_vectors.dtype}) or the input with .to({gates.dtype})"
+            )
+        return input_vectors * torch.tanh(gates)
