@@ -1,6 +1,6 @@
 """Base accumulator: a list of embedding batches plus a ``filled`` flag."""
 
-from typing import Callable, Dict, List
+from typing import Callable, Dict, List, Optional, Union
 
 import torch
 from torch import Tensor
@@ -55,6 +55,36 @@ class Accumulator:
     def update(self, **kwargs) -> None:
         """Store one batch."""
         raise NotImplementedError()
+
+    def check_embeddings(self, embeddings: Tensor) -> None:
+        """Refuse a batch whose embeddings are not ``(B, d)`` with the ``d`` of the batches
+        stored before (shapes only: no values are read, so nothing waits for a device).
+
+        Subclasses call it before storing anything of a batch.
+
+        Raises:
+            ValueError: another width than the earlier batches, or not 2-D.
+        """
+        shape = tuple(embeddings.shape)
+        width = self._embeddings[0].shape[1] if self._embeddings else None
+        if len(shape) == 2 and width in (None, shape[1]):
+            return
+        wanted = "(batch, dim)" if width is None else f"(batch, {width}): the earlier batches"
+        raise ValueError(
+            f"{type(self).__name__}.update got embeddings of shape {shape}, expected {wanted}"
+            + ("" if width is None else f" are {width} wide")
+            + "; every batch of one evaluation must come from the same model (call reset() "
+            "before evaluating another one)"
+        )
+
+    def store_embeddings(
+        self, embeddings: Tensor, device: Optional[Union[torch.device, str]]
+    ) -> torch.device:
+        """Append ``embeddings`` detached and moved to ``device`` (default: theirs); return
+        the device used. Call :meth:`check_embeddings` first."""
+        device = embeddings.device if device is None else device
+        self._embeddings.append(embeddings.detach().to(device))
+        return device
 
     def reset(self) -> None:
         """Drop every stored batch and clear ``filled``."""

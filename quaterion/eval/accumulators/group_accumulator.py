@@ -21,9 +21,13 @@ class GroupAccumulator(Accumulator):
         groups: Tensor,
         device: Optional[Union[torch.device, str]] = None,
     ) -> None:
-        """Detach both and move them to ``device`` (default: the embeddings' device)."""
-        device = embeddings.device if device is None else device
-        self._embeddings.append(embeddings.detach().to(device))
+        """Detach both and move them to ``device`` (default: the embeddings' device).
+
+        Raises:
+            ValueError: ``embeddings`` is not ``(B, d)`` with the ``d`` of earlier batches.
+        """
+        self.check_embeddings(embeddings)
+        device = self.store_embeddings(embeddings, device)
         self._groups.append(groups.detach().to(device))
 
     @property

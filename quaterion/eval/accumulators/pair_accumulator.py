@@ -35,9 +35,12 @@ class PairAccumulator(Accumulator):
         Args:
             embeddings: float ``(2P, d)``; labels: ``(P,)``; pairs: int64 ``(P, 2)``,
             batch-local; subgroups: ``(2P,)``.
+
+        Raises:
+            ValueError: ``embeddings`` is not ``(2P, d)`` with the ``d`` of earlier batches.
         """
-        device = embeddings.device if device is None else device
-        self._embeddings.append(embeddings.detach().to(device))
+        self.check_embeddings(embeddings)
+        device = self.store_embeddings(embeddings, device)
         self._labels.append(labels.detach().to(device))
         self._pairs.append(pairs.detach().to(device) + self._accumulated_size)
         self._subgroups.append(subgroups.detach().to(device))
