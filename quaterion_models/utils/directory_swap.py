@@ -23,9 +23,9 @@ Temp directories of saves that died (killed while writing) are removed by the ne
 ``load`` of the same target (:func:`remove_abandoned_temps`). A running save holds an exclusive
 ``flock`` on ``<temp>/.save-in-progress`` for its whole life; a temp directory is removed only
 while its remover holds that lock, which the kernel gives only once the writer has exited. A
-temp directory without that file (written by a version before 0.2.0's lock file, or by a save
-killed in the instant between deleting it and the swap) is removed only when nothing in it has
-changed for :data:`ABANDONED_AGE_S`. Where locks are unavailable (Windows, or a file system
+temp directory without that file (written by an earlier version, which had none, or by a save
+killed in the instant before the file got its name or between deleting it and the swap) is
+removed only when nothing in it has changed for :data:`ABANDONED_AGE_S`. Where locks are unavailable (Windows, or a file system
 refusing them) temp directories are never removed automatically: delete ``.<name>.tmp-*``
 yourself when no save is running.
 """
