@@ -291,3 +291,23 @@ def test_a_live_writer_is_a_clear_error_and_a_killed_one_blocks_nothing(tmp_path
     finally:
         if holder.poll() is None:
             holder.kill()
+
+
+@pytest.mark.parametrize("name", [_save_dir.LOCK, ".fill"])
+def test_own_name_replaced_by_a_symlink_is_refused_and_its_target_untouched(tmp_path, name):
+    """The lock file and the DISK fill directory are written through: a symlink planted at
+    their name would have the cache truncate (lock) or consume (fill rows) a user's file."""
+    save_dir, user = tmp_path / "cache", tmp_path / "user"
+    (user / "default").mkdir(parents=True)
+    (user / "default" / "rank0.rows").write_text("mine")
+    _fit(save_dir, CacheType.DISK)
+    target = user if name == ".fill" else user / "default" / "rank0.rows"
+    subprocess.run(["rm", "-rf", str(save_dir / name)], check=True)
+    os.symlink(target, save_dir / name)
+    encoder = CountingEncoder()
+    config = CacheConfig(cache_type=CacheType.DISK, save_dir=str(save_dir))
+    model = Model(encoders={"default": encoder}, cache_config=config)
+    with pytest.raises(FileExistsError, match=f"did not create \\({name}\\)"):
+        fit_losses(model, *fit_data(n=20)[1])  # other data: a new fill
+    assert encoder.calls == 0
+    assert (user / "default" / "rank0.rows").read_text() == "mine"
