@@ -22,8 +22,9 @@ from typing import List, Optional
 MARK = ".quaterion-cache"
 LOCK = ".quaterion-cache.lock"
 CURRENT = "current"
+FILL = ".fill"  # DISK fill files, while a fill runs
 LAYOUT = ("encoders", "manifest.json", "train_labels", "val_labels")
-OWN_NAMES = (MARK, LOCK, CURRENT, ".fill") + LAYOUT
+OWN_NAMES = (MARK, LOCK, CURRENT, FILL) + LAYOUT
 GENERATION_PREFIX = ".gen-"
 logger = logging.getLogger(__name__)
 LOCK_WAIT_S = 10.0  # how long a run waits for another process's lock before it gives up

@@ -19,7 +19,7 @@ from quaterion.train.cache._callable_fingerprint import callable_fingerprint
 from quaterion.train.cache._checksum import file_sha256
 from quaterion.train.cache._fingerprint import sha256
 from quaterion import distributed
-from quaterion.train.cache._save_dir import CURRENT, GENERATION_PREFIX
+from quaterion.train.cache._save_dir import CURRENT, FILL, GENERATION_PREFIX, MARK
 from quaterion_models.utils.files import read_json, save_torch, write_json
 from quaterion_models.utils.atomic import fsync_directory
 
@@ -176,7 +176,7 @@ def try_load(
     manifest's; sizes, dtypes and structure are checked either way."""
     manifest_path = os.path.join(dir_path, MANIFEST_NAME)
     if not os.path.isfile(manifest_path):
-        if os.path.isdir(encoders_cache_path(dir_path)):
+        if os.path.lexists(encoders_cache_path(dir_path)):  # a cache was there
             _warn_rebuild(dir_path, f"{MANIFEST_NAME} is missing")
         return None
     splits = [s for s in SPLITS if expected["loaders"][s]]
@@ -196,6 +196,7 @@ def try_load(
                 reason = reason or rows_problem(name, enc, saved["encoders"][name], verify)
         if reason is None:
             loaded = read_splits(dir_path, splits)
+            drop_stale(dir_path, current_generation(dir_path), fill=True)
             logger.info("Loaded the encoder cache from %s", dir_path)
             return loaded
     except Exception as err:  # a corrupt file must lead to a rebuild, whatever the error
@@ -270,11 +271,19 @@ def save(
         _link(os.path.join(CURRENT, name), os.path.join(dir_path, name))
     _link(os.path.basename(generation), os.path.join(dir_path, CURRENT))
     fsync_directory(dir_path)
-    for entry in os.listdir(dir_path):
-        old = os.path.join(dir_path, entry)
-        if entry.startswith(GENERATION_PREFIX) and old != generation:
-            shutil.rmtree(old, ignore_errors=True)
+    drop_stale(dir_path, os.path.basename(generation))
     return os.path.basename(generation)
+
+
+def drop_stale(dir_path: str, keep: Optional[str], fill: bool = False) -> None:
+    """Remove the generations other than ``keep`` (and with ``fill`` the DISK fill files)
+    that a killed or failed run left; a cache nested under such a name stays. Called only
+    while no other process may write ``dir_path``."""
+    for entry in os.listdir(dir_path):
+        path = os.path.join(dir_path, entry)
+        stale = entry.startswith(GENERATION_PREFIX) and entry != keep or fill and entry == FILL
+        if stale and not os.path.isfile(os.path.join(path, MARK)):
+            shutil.rmtree(path, ignore_errors=True)
 
 
 def current_generation(dir_path: str) -> Optional[str]:
