@@ -29,7 +29,9 @@ def main(save_dir: str, where: str) -> None:
     else:
         persist.write_json = stop
     config = CacheConfig(cache_type=CacheType.DISK, save_dir=save_dir)
-    fit_losses(Model(encoders={"default": CountingEncoder(seed=1)}, cache_config=config), *fit_data()[1])
+    fit_losses(
+        Model(encoders={"default": CountingEncoder(seed=1)}, cache_config=config), *fit_data()[1]
+    )
 
 
 if __name__ == "__main__":

@@ -329,7 +329,10 @@ def test_a_run_killed_mid_fill_or_mid_save_leaves_the_cache_whole(tmp_path, wher
     finally:
         killed.kill()  # SIGKILL
         killed.wait(30)
-    generations = lambda: [f for f in os.listdir(save_dir) if f.startswith(".gen-")]
+
+    def generations():
+        return [f for f in os.listdir(save_dir) if f.startswith(".gen-")]
+
     if where == "fill":
         assert os.path.isfile(save_dir / ".fill" / "default" / "rank0.rows")  # not closed
     else:
