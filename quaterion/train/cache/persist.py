@@ -31,17 +31,19 @@ MANIFEST_VERSION = 3
 
 
 def encoder_fingerprint(cached: CacheEncoder) -> Dict[str, str]:
-    """Class path, config, structure (``repr``) and a SHA-256 of the state dict of the
-    wrapped encoder, and how the rows are stored (file kind, dtype; ``store``: the
+    """Class path, config, structure (``repr``) and a SHA-256 of the state dict (and the
+    non-persistent buffers) of the wrapped encoder, and how the rows are stored (file kind, dtype; ``store``: the
     ``STORES`` name of a storage kind of your own, absent for the built-in kinds)."""
     encoder = cached.wrapped_encoder
     config = getattr(encoder, "get_config_dict", None)
     cls = type(encoder)
+    state = dict(encoder.state_dict())  # + buffers left out of it (e.g. normalisation constants)
+    state.update((name, buf) for name, buf in encoder.named_buffers() if name not in state)
     record = {
         "class": f"{cls.__module__}.{cls.__qualname__}",
         "config": json.dumps(config(), sort_keys=True, default=str) if callable(config) else "",
         "structure": repr(encoder),
-        "state_sha256": sha256(encoder.state_dict()),
+        "state_sha256": sha256(state),
         "file": "disk" if getattr(cached, "cache_type", None) == "disk" else "memory",
         "dtype": str(getattr(cached, "dtype", None)),
     }

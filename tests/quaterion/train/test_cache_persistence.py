@@ -281,3 +281,30 @@ def test_what_a_killed_run_left_is_removed_when_the_cache_is_reused(tmp_path):
     assert _fit(str(save_dir / ".gen-nested"))[0].calls == 0
     _fit(str(save_dir), seed=1)  # a rebuild keeps the nested cache too
     assert _fit(str(save_dir / ".gen-nested"))[0].calls == 0
+
+
+class ShiftedEncoder(CountingEncoder):
+    """Adds a constant kept in a non-persistent buffer (not in its ``state_dict``), as image
+    encoders keep their normalisation constants."""
+
+    def __init__(self, shift: float):
+        super().__init__()
+        self.register_buffer("shift", torch.full((helpers.EMB_DIM,), shift), persistent=False)
+
+    def forward(self, batch):
+        return super().forward(batch) + self.shift
+
+
+def test_a_changed_non_persistent_buffer_rebuilds(tmp_path):
+    def fit(shift):
+        encoder = ShiftedEncoder(shift)
+        config = CacheConfig(save_dir=str(tmp_path))
+        return encoder, fit_losses(Model({"default": encoder}, config), *fit_data()[1])
+
+    fit(0.0)
+    with pytest.warns(UserWarning, match="encoder 'default' changed .*state_sha256"):
+        encoder, losses = fit(1.0)
+    assert encoder.calls == 32
+    uncached = ShiftedEncoder(1.0)
+    torch.testing.assert_close(losses, fit_losses(Model({"default": uncached}), *fit_data()[1]))
+    assert fit(1.0)[0].calls == 0
