@@ -198,7 +198,7 @@ def try_load(
                 reason = reason or rows_problem(name, enc, saved["encoders"][name], verify)
         if reason is None:
             loaded = read_splits(dir_path, splits)
-            drop_stale(dir_path, current_generation(dir_path), fill=True)
+            drop_stale(dir_path, current_generation(dir_path))
             logger.info("Loaded the encoder cache from %s", dir_path)
             return loaded
     except Exception as err:  # a corrupt file must lead to a rebuild, whatever the error
@@ -277,13 +277,13 @@ def save(
     return os.path.basename(generation)
 
 
-def drop_stale(dir_path: str, keep: Optional[str], fill: bool = False) -> None:
-    """Remove the generations other than ``keep`` (and with ``fill`` the DISK fill files)
-    that a killed or failed run left; a cache nested under such a name stays. Called only
-    while no other process may write ``dir_path``."""
+def drop_stale(dir_path: str, keep: Optional[str]) -> None:
+    """Remove the generations other than ``keep`` and the DISK fill files that a killed or
+    failed run left (a finished fill has moved its rows into a generation); a cache nested
+    under such a name stays. Called only while no other process may write ``dir_path``."""
     for entry in os.listdir(dir_path):
         path = os.path.join(dir_path, entry)
-        stale = entry.startswith(GENERATION_PREFIX) and entry != keep or fill and entry == FILL
+        stale = entry.startswith(GENERATION_PREFIX) and entry != keep or entry == FILL
         if stale and not os.path.isfile(os.path.join(path, MARK)):
             shutil.rmtree(path, ignore_errors=True)
 

@@ -262,8 +262,8 @@ def test_a_missing_generation_is_rebuilt_with_a_warning(tmp_path, damage):
 
 def test_what_a_killed_run_left_is_removed_when_the_cache_is_reused(tmp_path):
     """A run killed mid-save leaves a generation without manifest, one killed mid-fill its
-    fill files (see test_save_dir for real kills): the next run that reuses the cache removes
-    them, and never another cache nested in save_dir, whatever its name."""
+    fill files (see test_save_dir for real kills): the next run that reuses or rebuilds the
+    cache removes them, and never another cache nested in save_dir, whatever its name."""
     save_dir = tmp_path / "cache"
     _, losses = _fit(str(save_dir))
     _fit(str(save_dir / ".gen-nested"))  # a cache of the user's, named like a generation
@@ -279,7 +279,10 @@ def test_what_a_killed_run_left_is_removed_when_the_cache_is_reused(tmp_path):
     assert generations == sorted([os.readlink(save_dir / "current"), ".gen-nested"])
     assert not os.path.exists(save_dir / ".fill")
     assert _fit(str(save_dir / ".gen-nested"))[0].calls == 0
-    _fit(str(save_dir), seed=1)  # a rebuild keeps the nested cache too
+    (save_dir / ".fill" / "default").mkdir(parents=True)
+    (save_dir / ".fill" / "default" / "rank1.rows").write_bytes(b"\0" * 96)
+    _fit(str(save_dir), seed=1)  # a rebuild removes them too, and keeps the nested cache
+    assert not os.path.exists(save_dir / ".fill")
     assert _fit(str(save_dir / ".gen-nested"))[0].calls == 0
 
 
