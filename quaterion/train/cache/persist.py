@@ -170,12 +170,14 @@ def try_load(
     expected: Dict[str, Any],
     fingerprints: Callable[[str], Dict[str, Any]],
     verify: bool = True,
+    tidy: bool = False,
 ) -> Optional[Dict[str, CachedSplit]]:
     """Load a persisted cache if it matches ``expected`` and the data's current
     ``fingerprints(split)`` (its splits; ``None`` otherwise, after a warning with the reason).
 
     ``verify`` compares the checksum of every file (streamed, chunk by chunk) with the
-    manifest's; sizes, dtypes and structure are checked either way."""
+    manifest's; sizes, dtypes and structure are checked either way. ``tidy`` (this process
+    holds the lock of ``dir_path``): once loaded, :func:`drop_stale`."""
     manifest_path = os.path.join(dir_path, MANIFEST_NAME)
     if not os.path.isfile(manifest_path):
         if os.path.lexists(encoders_cache_path(dir_path)):  # a cache was there
@@ -198,7 +200,8 @@ def try_load(
                 reason = reason or rows_problem(name, enc, saved["encoders"][name], verify)
         if reason is None:
             loaded = read_splits(dir_path, splits)
-            drop_stale(dir_path, current_generation(dir_path))
+            if tidy:
+                drop_stale(dir_path, current_generation(dir_path))
             logger.info("Loaded the encoder cache from %s", dir_path)
             return loaded
     except Exception as err:  # a corrupt file must lead to a rebuild, whatever the error
