@@ -129,7 +129,16 @@ class LabelCacheDatasetMixin:
                 f"Label cache file {path!r} holds a {type(state).__name__}, expected the dict "
                 "written by save(); delete it to rebuild the cache."
             )
-        self._cache = dict(zip(*labels_from_plain(state)))
+        try:
+            ids, samples = labels_from_plain(state)
+            if len(ids) != len(state["kinds"]) or len(ids) != len(state["values"]):
+                raise ValueError("lists of different lengths")
+        except (KeyError, TypeError, ValueError) as err:
+            raise ValueError(
+                f"Label cache file {path!r} is damaged ({type(err).__name__}: {err}); delete it "
+                "to rebuild the cache."
+            ) from None
+        self._cache = dict(zip(ids, samples))
 
 
 class LabelCacheDataset(LabelCacheDatasetMixin, Dataset):

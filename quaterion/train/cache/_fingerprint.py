@@ -48,13 +48,16 @@ def fill_loader(
     dataset: Optional[Dataset] = None,
 ) -> DataLoader:
     """Plain, unshuffled ``DataLoader`` with the fill settings: ``CacheConfig.batch_size``,
-    ``CacheConfig.num_workers`` (``None``: the loader's) and the loader's other arguments.
+    ``CacheConfig.num_workers`` (``None``, or an iterable dataset, whose ids depend on the
+    worker: the loader's) and the loader's other arguments.
 
     It reads ``dataset`` (default ``loader.dataset``) through ``collate_fn`` (default the
     loader's own ``collate_fn``).
     """
     params = {k: v for k, v in loader.original_params.items() if k not in _DROP_PARAMS}
-    workers = loader.num_workers if cache_config.num_workers is None else cache_config.num_workers
+    workers = cache_config.num_workers
+    if workers is None or isinstance(loader.dataset, torch.utils.data.IterableDataset):
+        workers = loader.num_workers
     if workers == 0:
         params.pop("persistent_workers", None)
         params.pop("prefetch_factor", None)

@@ -22,8 +22,9 @@ from typing import List, Optional
 MARK = ".quaterion-cache"
 LOCK = ".quaterion-cache.lock"
 CURRENT = "current"
+FILL = ".fill"  # DISK fill files, while a fill runs
 LAYOUT = ("encoders", "manifest.json", "train_labels", "val_labels")
-OWN_NAMES = (MARK, LOCK, CURRENT, ".fill") + LAYOUT
+OWN_NAMES = (MARK, LOCK, CURRENT, FILL) + LAYOUT
 GENERATION_PREFIX = ".gen-"
 logger = logging.getLogger(__name__)
 LOCK_WAIT_S = 10.0  # how long a run waits for another process's lock before it gives up
@@ -40,11 +41,13 @@ def _ours(root: str, entry: str) -> bool:
         return os.path.islink(path) and os.readlink(path) == os.path.join(CURRENT, entry)
     if entry == CURRENT:
         return os.path.islink(path) and os.readlink(path).startswith(GENERATION_PREFIX)
+    if entry in OWN_NAMES:  # the mark, the lock and ``.fill`` are written through: no links
+        return not os.path.islink(path)
     if entry.startswith(GENERATION_PREFIX):
         return os.path.isdir(path) and not os.path.islink(path)
     if os.path.isfile(os.path.join(path, MARK)):  # another cache, nested (never touched)
         return True
-    return entry in OWN_NAMES or any(entry.startswith(f"{name}.tmp-") for name in OWN_NAMES)
+    return any(entry.startswith(f"{name}.tmp-") for name in OWN_NAMES)
 
 
 def foreign_entries(root: str) -> List[str]:
@@ -52,9 +55,7 @@ def foreign_entries(root: str) -> List[str]:
     the mark, only misshapen layout names in a marked one)."""
     entries = sorted(os.listdir(root))
     if MARK in entries:
-        return [
-            entry for entry in entries if entry in LAYOUT + (CURRENT,) and not _ours(root, entry)
-        ]
+        return [entry for entry in entries if entry in OWN_NAMES and not _ours(root, entry)]
     return [entry for entry in entries if not _ours(root, entry)]
 
 

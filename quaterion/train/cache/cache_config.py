@@ -41,7 +41,8 @@ class CacheConfig:
         key_extractors: custom cache key per raw object; one callable applies to every cached
             encoder. Keys must be hashable and deterministic across processes.
         batch_size: batch size of the fill pass.
-        num_workers: workers of the fill pass; ``None`` takes the loader's ``num_workers``.
+        num_workers: workers of the fill pass; ``None`` takes the loader's ``num_workers``
+            (so does an iterable dataset: its ids depend on the worker that reads an item).
         save_dir: persist the cache here and reuse it on later runs (see the cache guide);
             required by ``CacheType.DISK``.
         verify_content: before reusing a persisted cache, read and collate every object

@@ -15,7 +15,7 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.utilities.seed import isolate_rng
 from pytorch_lightning.utilities.warnings import PossibleUserWarning
-from torch.utils.data import StackDataset
+from torch.utils.data import IterableDataset, StackDataset
 from typing_extensions import override
 
 from quaterion.dataset.similarity_data_loader import SimilarityDataLoader
@@ -176,6 +176,14 @@ def fill_cache(
     the same afterwards as before, so a cached run draws the same shuffles as an uncached.
     """
     sizes = {i: len(dl.dataset) for i, dl in enumerate(loaders) if layouts[i] is not None}
+    for dl in loaders:
+        size = 0 if isinstance(dl.dataset, IterableDataset) else len(dl.dataset)
+        if 0 < size < trainer.world_size:  # Lightning's predict gives no rank an empty share
+            raise ValueError(
+                f"The cache fill shares each dataset out among the ranks, but it has a dataset "
+                f"of {size} item(s) for {trainer.world_size} ranks: use at most {size} devices, "
+                "more data, or no cache (configure_caches() -> None)"
+            )
     fill_loaders = []
     for i, dl in enumerate(loaders):
         count = views[i]

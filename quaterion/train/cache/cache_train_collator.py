@@ -3,6 +3,7 @@
 from collections import defaultdict
 from typing import Any, Callable, Dict, Hashable, List, Sequence
 
+import torch
 from typing_extensions import override
 
 from quaterion.dataset.similarity_data_loader import SimilarityDataLoader
@@ -81,6 +82,12 @@ class CacheTrainCollator(TrainCollator):
                     f"type {type(key).__name__} ({key!r:.80}); cache keys must be hashable and "
                     "deterministic across processes, e.g. a str or int (for a list, return a tuple)"
                 ) from None
+            if isinstance(key, torch.Tensor) or _identity_hashed(key):
+                raise TypeError(
+                    f"Key extractor for encoder {encoder_name!r} returned a {type(key).__name__} "
+                    "key, hashed by identity: it is another key in another process, worker or "
+                    "run. Return a value, e.g. a str, an int or a tuple (tuple(t.tolist()))"
+                )
         return keys
 
     @override
@@ -116,3 +123,9 @@ class CacheTrainCollator(TrainCollator):
         if self.mode == CacheMode.FILL:
             return list(self.cachable_encoders)
         return super().collated_encoders()
+
+
+def _identity_hashed(key: Any) -> bool:
+    """Whether ``key`` hashes and compares by identity (a plain object, not a singleton or a
+    class): a copy of it, made in another process, is another key."""
+    return type(key).__hash__ is object.__hash__ and key is not None and not isinstance(key, type)

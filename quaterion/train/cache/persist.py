@@ -19,7 +19,7 @@ from quaterion.train.cache._callable_fingerprint import callable_fingerprint
 from quaterion.train.cache._checksum import file_sha256
 from quaterion.train.cache._fingerprint import sha256
 from quaterion import distributed
-from quaterion.train.cache._save_dir import CURRENT, GENERATION_PREFIX
+from quaterion.train.cache._save_dir import CURRENT, FILL, GENERATION_PREFIX, MARK
 from quaterion_models.utils.files import read_json, save_torch, write_json
 from quaterion_models.utils.atomic import fsync_directory
 
@@ -31,17 +31,19 @@ MANIFEST_VERSION = 3
 
 
 def encoder_fingerprint(cached: CacheEncoder) -> Dict[str, str]:
-    """Class path, config, structure (``repr``) and a SHA-256 of the state dict of the
-    wrapped encoder, and how the rows are stored (file kind, dtype; ``store``: the
+    """Class path, config, structure (``repr``) and a SHA-256 of the state dict (and the
+    non-persistent buffers) of the wrapped encoder, and how the rows are stored (file kind, dtype; ``store``: the
     ``STORES`` name of a storage kind of your own, absent for the built-in kinds)."""
     encoder = cached.wrapped_encoder
     config = getattr(encoder, "get_config_dict", None)
     cls = type(encoder)
+    state = dict(encoder.state_dict())  # + buffers left out of it (e.g. normalisation constants)
+    state.update((name, buf) for name, buf in encoder.named_buffers() if name not in state)
     record = {
         "class": f"{cls.__module__}.{cls.__qualname__}",
         "config": json.dumps(config(), sort_keys=True, default=str) if callable(config) else "",
         "structure": repr(encoder),
-        "state_sha256": sha256(encoder.state_dict()),
+        "state_sha256": sha256(state),
         "file": "disk" if getattr(cached, "cache_type", None) == "disk" else "memory",
         "dtype": str(getattr(cached, "dtype", None)),
     }
@@ -168,15 +170,17 @@ def try_load(
     expected: Dict[str, Any],
     fingerprints: Callable[[str], Dict[str, Any]],
     verify: bool = True,
+    tidy: bool = False,
 ) -> Optional[Dict[str, CachedSplit]]:
     """Load a persisted cache if it matches ``expected`` and the data's current
     ``fingerprints(split)`` (its splits; ``None`` otherwise, after a warning with the reason).
 
     ``verify`` compares the checksum of every file (streamed, chunk by chunk) with the
-    manifest's; sizes, dtypes and structure are checked either way."""
+    manifest's; sizes, dtypes and structure are checked either way. ``tidy`` (this process
+    holds the lock of ``dir_path``): once loaded, :func:`drop_stale`."""
     manifest_path = os.path.join(dir_path, MANIFEST_NAME)
     if not os.path.isfile(manifest_path):
-        if os.path.isdir(encoders_cache_path(dir_path)):
+        if os.path.lexists(encoders_cache_path(dir_path)):  # a cache was there
             _warn_rebuild(dir_path, f"{MANIFEST_NAME} is missing")
         return None
     splits = [s for s in SPLITS if expected["loaders"][s]]
@@ -196,6 +200,8 @@ def try_load(
                 reason = reason or rows_problem(name, enc, saved["encoders"][name], verify)
         if reason is None:
             loaded = read_splits(dir_path, splits)
+            if tidy:
+                drop_stale(dir_path, current_generation(dir_path))
             logger.info("Loaded the encoder cache from %s", dir_path)
             return loaded
     except Exception as err:  # a corrupt file must lead to a rebuild, whatever the error
@@ -270,11 +276,19 @@ def save(
         _link(os.path.join(CURRENT, name), os.path.join(dir_path, name))
     _link(os.path.basename(generation), os.path.join(dir_path, CURRENT))
     fsync_directory(dir_path)
-    for entry in os.listdir(dir_path):
-        old = os.path.join(dir_path, entry)
-        if entry.startswith(GENERATION_PREFIX) and old != generation:
-            shutil.rmtree(old, ignore_errors=True)
+    drop_stale(dir_path, os.path.basename(generation))
     return os.path.basename(generation)
+
+
+def drop_stale(dir_path: str, keep: Optional[str]) -> None:
+    """Remove the generations other than ``keep`` and the DISK fill files that a killed or
+    failed run left (a finished fill has moved its rows into a generation); a cache nested
+    under such a name stays. Called only while no other process may write ``dir_path``."""
+    for entry in os.listdir(dir_path):
+        path = os.path.join(dir_path, entry)
+        stale = entry.startswith(GENERATION_PREFIX) and entry != keep or entry == FILL
+        if stale and not os.path.isfile(os.path.join(path, MARK)):
+            shutil.rmtree(path, ignore_errors=True)
 
 
 def current_generation(dir_path: str) -> Optional[str]:

@@ -260,7 +260,8 @@ def _load_or_fill(
                 cache_encoders, records, extractors, cache_config.views
             )
         verify = cache_config.verify_checksums
-        load = partial(persist.try_load, save_dir, cache_encoders, expected, current, verify)
+        tidy = lock is not None  # the lock holder removes what killed runs left
+        load = partial(persist.try_load, save_dir, cache_encoders, expected, current, verify, tidy)
         seen = persist.current_generation(save_dir) if save_dir else None
         splits = _agreed_load(load if save_dir else _nothing, save_dir)
         if splits is not None:

@@ -121,3 +121,17 @@ def test_layers_pickle_with_state():
     copy = pickle.loads(pickle.dumps(layer))
     copy.set_mode(LabelCacheMode.read)
     assert copy[0] == (reference_id(0, "s"), SimilarityGroupSample(None, 0))
+
+
+@pytest.mark.parametrize(
+    "state",
+    [
+        {"ids": [1], "kinds": ["Unknown"], "values": [{}]},
+        {"ids": [1], "kinds": ["SimilarityGroupSample"], "values": [{"label": 1}]},
+        {"ids": [1, 2], "kinds": ["SimilarityGroupSample"], "values": [{"obj": None, "group": 1}]},
+    ],
+)
+def test_a_damaged_label_file_is_a_clear_error(tmp_path, state):
+    torch.save(state, tmp_path / "labels")
+    with pytest.raises(ValueError, match="is damaged .*delete it to rebuild"):
+        LabelCacheDatasetMixin().load(str(tmp_path / "labels"))

@@ -131,6 +131,31 @@ def test_fill_workers_keep_labels():
     assert len(fit_losses(model, loader)) == 3 and encoder.calls == 24
 
 
+class ShardedSamples(torch.utils.data.IterableDataset):
+    """Group samples shared out among the loader's workers (each worker reads its own)."""
+
+    def __init__(self, samples):
+        self.samples = samples
+
+    def __iter__(self):
+        info = torch.utils.data.get_worker_info()
+        return iter(self.samples if info is None else self.samples[info.id :: info.num_workers])
+
+
+@pytest.mark.parametrize("loader_workers, fill_workers", [(2, 0), (0, 2)])
+def test_an_iterable_dataset_is_filled_by_the_loaders_own_workers(loader_workers, fill_workers):
+    """The id of an iterable dataset's item is its (worker, position): the fill reads it with
+    the loader's workers, whatever CacheConfig.num_workers says, or keys would not match."""
+    samples = helpers.group_samples(n=24)
+    loader = helpers.group_loader(ShardedSamples(samples), num_workers=loader_workers)
+    uncached = fit_losses(Model(), loader)
+    encoder = CountingEncoder()
+    model = Model(encoders={"default": encoder}, cache_config=CacheConfig(num_workers=fill_workers))
+    loader = helpers.group_loader(ShardedSamples(samples), num_workers=loader_workers)
+    torch.testing.assert_close(fit_losses(model, loader), uncached)
+    assert encoder.calls == 24
+
+
 def test_state_dict_keys_do_not_change_with_cache():
     model = Model(encoders={"default": CountingEncoder()}, cache_config=CacheConfig())
     keys = list(model.state_dict())

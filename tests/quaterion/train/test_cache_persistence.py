@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 
 import pytest
 import torch
@@ -240,3 +241,73 @@ def test_save_cache_class_method_writes_a_cache_a_fit_reuses(tmp_path):
     assert reused.calls == 0
     _, filled_losses = _fit(str(tmp_path / "other"))
     torch.testing.assert_close(reused_losses, filled_losses)
+
+
+@pytest.mark.parametrize("damage", ["generation deleted", "current dangles"])
+def test_a_missing_generation_is_rebuilt_with_a_warning(tmp_path, damage):
+    save_dir = str(tmp_path)
+    _, losses = _fit(save_dir)
+    current = os.path.join(save_dir, "current")
+    if damage == "generation deleted":
+        shutil.rmtree(os.path.join(save_dir, os.readlink(current)))
+    else:
+        os.remove(current)
+        os.symlink(".gen-missing", current)
+    with pytest.warns(UserWarning, match="will be rebuilt: manifest.json is missing"):
+        encoder, rebuilt = _fit(save_dir)
+    assert encoder.calls == 32
+    torch.testing.assert_close(rebuilt, losses)
+    assert _fit(save_dir)[0].calls == 0
+
+
+def test_what_a_killed_run_left_is_removed_when_the_cache_is_reused(tmp_path):
+    """A run killed mid-save leaves a generation without manifest, one killed mid-fill its
+    fill files (see test_save_dir for real kills): the next run that reuses or rebuilds the
+    cache removes them, and never another cache nested in save_dir, whatever its name."""
+    save_dir = tmp_path / "cache"
+    _, losses = _fit(str(save_dir))
+    _fit(str(save_dir / ".gen-nested"))  # a cache of the user's, named like a generation
+    half = save_dir / ".gen-killed" / "encoders"
+    half.mkdir(parents=True)
+    (half / "default").write_bytes(b"half-written")
+    (save_dir / ".fill" / "default").mkdir(parents=True)
+    (save_dir / ".fill" / "default" / "rank1.rows").write_bytes(b"\0" * 96)
+    encoder, again = _fit(str(save_dir))
+    assert encoder.calls == 0
+    torch.testing.assert_close(again, losses)
+    generations = sorted(f for f in os.listdir(save_dir) if f.startswith(".gen-"))
+    assert generations == sorted([os.readlink(save_dir / "current"), ".gen-nested"])
+    assert not os.path.exists(save_dir / ".fill")
+    assert _fit(str(save_dir / ".gen-nested"))[0].calls == 0
+    (save_dir / ".fill" / "default").mkdir(parents=True)
+    (save_dir / ".fill" / "default" / "rank1.rows").write_bytes(b"\0" * 96)
+    _fit(str(save_dir), seed=1)  # a rebuild removes them too, and keeps the nested cache
+    assert not os.path.exists(save_dir / ".fill")
+    assert _fit(str(save_dir / ".gen-nested"))[0].calls == 0
+
+
+class ShiftedEncoder(CountingEncoder):
+    """Adds a constant kept in a non-persistent buffer (not in its ``state_dict``), as image
+    encoders keep their normalisation constants."""
+
+    def __init__(self, shift: float):
+        super().__init__()
+        self.register_buffer("shift", torch.full((helpers.EMB_DIM,), shift), persistent=False)
+
+    def forward(self, batch):
+        return super().forward(batch) + self.shift
+
+
+def test_a_changed_non_persistent_buffer_rebuilds(tmp_path):
+    def fit(shift):
+        encoder = ShiftedEncoder(shift)
+        config = CacheConfig(save_dir=str(tmp_path))
+        return encoder, fit_losses(Model({"default": encoder}, config), *fit_data()[1])
+
+    fit(0.0)
+    with pytest.warns(UserWarning, match="encoder 'default' changed .*state_sha256"):
+        encoder, losses = fit(1.0)
+    assert encoder.calls == 32
+    uncached = ShiftedEncoder(1.0)
+    torch.testing.assert_close(losses, fit_losses(Model({"default": uncached}), *fit_data()[1]))
+    assert fit(1.0)[0].calls == 0

@@ -71,3 +71,16 @@ def test_picklable_with_module_level_callables():
     )
     clone = pickle.loads(pickle.dumps(collator))
     assert clone.cachable_encoders == ["c"] and clone.mode is CacheMode.TRAIN
+
+
+class Plain:
+    """An object without its own ``__hash__``: hashed by identity."""
+
+
+@pytest.mark.parametrize("key", [torch.tensor([1.0, 2.0]), Plain()], ids=["tensor", "object"])
+def test_keys_hashed_by_identity_are_refused(key):
+    """A tensor (or any object hashed by its address) is another key in another process, in
+    a loader worker and after a reload: the cache must say so, not miss later."""
+    bad = _collator(CacheMode.FILL, {"cached": lambda obj: key})
+    with pytest.raises(TypeError, match="'cached'.*hashed by identity.*tuple"):
+        bad.pre_encoder_collate(["a"], [1], "cached")

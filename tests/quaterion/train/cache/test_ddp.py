@@ -6,6 +6,7 @@ import socket
 import subprocess
 import sys
 
+import pytest
 import torch
 from torch.utils.data import DistributedSampler
 
@@ -28,9 +29,9 @@ def _launch(out_dir, save_dir, devices=2):
     return _launch_module("tests.quaterion.train.cache.ddp_fit", [out_dir, save_dir], devices)
 
 
-def _launch_module(module, args, devices=2):
+def _launch_module(module, args, devices=2, ranks=None):
     """``python -m module *args devices`` (Lightning starts the other ranks); the JSON each
-    rank wrote to ``<args[0]>/rank<r>.json``."""
+    rank (the first ``ranks``, default all) wrote to ``<args[0]>/rank<r>.json``."""
     env = {
         **os.environ,
         "MASTER_ADDR": "127.0.0.1",
@@ -48,7 +49,8 @@ def _launch_module(module, args, devices=2):
         timeout=400,
         capture_output=True,
     )
-    return [json.load(open(os.path.join(args[0], f"rank{r}.json"))) for r in range(devices)]
+    ranks = devices if ranks is None else ranks
+    return [json.load(open(os.path.join(args[0], f"rank{r}.json"))) for r in range(ranks)]
 
 
 def _encoders():
@@ -122,3 +124,13 @@ def test_two_ranks_split_the_fill_share_the_store_and_match_one_process(tmp_path
     config = CacheConfig(CacheType.CPU, mapping={"disk": CacheType.DISK}, save_dir=str(save_dir))
     losses = fit_losses(Model(encoders=encoders, cache_config=config), *fit_data(shuffle=False)[1])
     assert [e.calls for e in encoders.values()] == [0, 0] and len(losses) == 3
+
+
+@pytest.mark.slow
+def test_data_smaller_than_the_world_is_a_clear_error_before_the_fill(tmp_path):
+    """Lightning's predict gives no rank an empty share (a bare AssertionError on that rank,
+    a lost connection on the others): the fill says what to change instead, before
+    Lightning starts the other ranks."""
+    args = [tmp_path, 1]
+    [rank] = _launch_module("tests.quaterion.train.cache.tiny_ddp_fit", args, 2, ranks=1)
+    assert "a dataset of 1 item(s) for 2 ranks" in rank["error"]

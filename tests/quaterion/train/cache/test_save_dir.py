@@ -291,3 +291,54 @@ def test_a_live_writer_is_a_clear_error_and_a_killed_one_blocks_nothing(tmp_path
     finally:
         if holder.poll() is None:
             holder.kill()
+
+
+@pytest.mark.parametrize("name", [_save_dir.LOCK, ".fill"])
+def test_own_name_replaced_by_a_symlink_is_refused_and_its_target_untouched(tmp_path, name):
+    """The lock file and the DISK fill directory are written through: a symlink planted at
+    their name would have the cache truncate (lock) or consume (fill rows) a user's file."""
+    save_dir, user = tmp_path / "cache", tmp_path / "user"
+    (user / "default").mkdir(parents=True)
+    (user / "default" / "rank0.rows").write_text("mine")
+    _fit(save_dir, CacheType.DISK)
+    target = user if name == ".fill" else user / "default" / "rank0.rows"
+    subprocess.run(["rm", "-rf", str(save_dir / name)], check=True)
+    os.symlink(target, save_dir / name)
+    encoder = CountingEncoder()
+    config = CacheConfig(cache_type=CacheType.DISK, save_dir=str(save_dir))
+    model = Model(encoders={"default": encoder}, cache_config=config)
+    with pytest.raises(FileExistsError, match=f"did not create \\({name}\\)"):
+        fit_losses(model, *fit_data(n=20)[1])  # other data: a new fill
+    assert encoder.calls == 0
+    assert (user / "default" / "rank0.rows").read_text() == "mine"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("where", ["fill", "save"])
+def test_a_run_killed_mid_fill_or_mid_save_leaves_the_cache_whole(tmp_path, where):
+    """SIGKILL while a rebuild writes: the next run reuses the complete cache of before,
+    never the killed run's half-written rows, and removes what the killed run left."""
+    save_dir = tmp_path / "cache"
+    _, losses = _fit(save_dir, CacheType.DISK)
+    command = [sys.executable, "-m", "tests.quaterion.train.cache.killed_fill"]
+    killed = subprocess.Popen(
+        command + [str(save_dir), where], cwd=ROOT, env=_env(), stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert killed.stdout.readline().strip() == "stopped"
+    finally:
+        killed.kill()  # SIGKILL
+        killed.wait(30)
+
+    def generations():
+        return [f for f in os.listdir(save_dir) if f.startswith(".gen-")]
+
+    if where == "fill":
+        assert os.path.isfile(save_dir / ".fill" / "default" / "rank0.rows")  # not closed
+    else:
+        assert len(generations()) == 2
+    encoder, again = _fit(save_dir, CacheType.DISK)
+    assert encoder.calls == 0
+    torch.testing.assert_close(again, losses)
+    assert generations() == [os.readlink(save_dir / "current")]
+    assert not os.path.exists(save_dir / ".fill")
