@@ -31,9 +31,11 @@ MANIFEST_VERSION = 3
 
 
 def encoder_fingerprint(cached: CacheEncoder) -> Dict[str, str]:
-    """Class path, config, structure (``repr``) and a SHA-256 of the state dict (and the
-    non-persistent buffers) of the wrapped encoder, and how the rows are stored (file kind, dtype; ``store``: the
-    ``STORES`` name of a storage kind of your own, absent for the built-in kinds)."""
+    """Class path, config, structure (``repr``), the code of ``forward`` (see
+    :func:`callable_fingerprint`) and a SHA-256 of the state dict (and the non-persistent
+    buffers) of the wrapped encoder, and how the rows are stored (file kind, dtype;
+    ``store``: the ``STORES`` name of a storage kind of your own, absent for the built-in
+    kinds)."""
     encoder = cached.wrapped_encoder
     config = getattr(encoder, "get_config_dict", None)
     cls = type(encoder)
@@ -43,6 +45,7 @@ def encoder_fingerprint(cached: CacheEncoder) -> Dict[str, str]:
         "class": f"{cls.__module__}.{cls.__qualname__}",
         "config": json.dumps(config(), sort_keys=True, default=str) if callable(config) else "",
         "structure": repr(encoder),
+        "code": callable_fingerprint(cls.forward),  # an edited forward encodes differently
         "state_sha256": sha256(state),
         "file": "disk" if getattr(cached, "cache_type", None) == "disk" else "memory",
         "dtype": str(getattr(cached, "dtype", None)),

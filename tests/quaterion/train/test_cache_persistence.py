@@ -311,3 +311,26 @@ def test_a_changed_non_persistent_buffer_rebuilds(tmp_path):
     uncached = ShiftedEncoder(1.0)
     torch.testing.assert_close(losses, fit_losses(Model({"default": uncached}), *fit_data()[1]))
     assert fit(1.0)[0].calls == 0
+
+
+class EditedEncoder(CountingEncoder):
+    """Its ``forward`` is replaced between runs, weights unchanged (code edited by a user)."""
+
+
+def test_an_edited_forward_rebuilds(tmp_path, monkeypatch):
+    def fit():
+        encoder = EditedEncoder()
+        config = CacheConfig(save_dir=str(tmp_path))
+        return encoder, fit_losses(Model({"default": encoder}, config), *fit_data()[1])
+
+    fit()
+    assert fit()[0].calls == 0  # the same code: reused
+    monkeypatch.setattr(
+        EditedEncoder, "forward", lambda self, batch: 2 * super(EditedEncoder, self).forward(batch)
+    )
+    with pytest.warns(UserWarning, match="encoder 'default' changed .*code"):
+        encoder, losses = fit()
+    assert encoder.calls == 32
+    torch.testing.assert_close(
+        losses, fit_losses(Model({"default": EditedEncoder()}), *fit_data()[1])
+    )
