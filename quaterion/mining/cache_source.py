@@ -215,6 +215,11 @@ def _open_store(root: str, name: str, encoder: Any, manifest: dict, verify: bool
     config = CacheConfig(cache_type=kind, dtype=dtype, save_dir=root)
     store = store_class.from_config(encoder, name, kind, config)
     changed = [key for key, value in encoder_fingerprint(store).items() if saved.get(key) != value]
+    if changed == ["code"] and "code" not in saved:
+        raise CacheMismatchError(
+            f"the cache in {root} was written by an older version, which did not record the "
+            f"code of encoder {name!r}: fit again to rebuild it"
+        )
     if changed:
         raise CacheMismatchError(
             f"encoder {name!r} of the servable differs from the cached one ({', '.join(changed)}"

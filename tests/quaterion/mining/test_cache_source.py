@@ -105,3 +105,15 @@ def test_missing_or_foreign_caches_are_named(tmp_path):
         read_cached_embeddings(tmp_path, model, verify=False)
     with pytest.raises(TypeError, match="SimilarityModel"):
         read_cached_embeddings(tmp_path, object())
+
+
+def test_a_cache_without_the_encoders_code_is_named_as_written_by_an_older_version(tmp_path):
+    model, _, _ = _fitted(tmp_path)
+
+    def drop_code(manifest):
+        for record in manifest["encoders"].values():
+            del record["fingerprint"]["code"]
+
+    rewrite_manifest(tmp_path, drop_code)
+    with pytest.raises(CacheMismatchError, match="older version.*code of encoder 'default'"):
+        read_cached_embeddings(tmp_path, model, verify=False)
