@@ -9,6 +9,7 @@ directory is refused before the fill, so files a user keeps there are never dele
 replaced.
 """
 
+import contextlib
 import errno
 import fcntl
 import itertools
@@ -17,7 +18,7 @@ import os
 import secrets
 import socket
 import time
-from typing import List, Optional
+from typing import Iterator, List, Optional
 
 MARK = ".quaterion-cache"
 LOCK = ".quaterion-cache.lock"
@@ -108,6 +109,26 @@ def prepare(save_dir: str) -> str:
             mark.write("Encoder cache of quaterion: its files are managed by the cache.\n")
         os.replace(mark.name, os.path.join(real, MARK))
     return real
+
+
+@contextlib.contextmanager
+def shared_hold(save_dir: str) -> Iterator[None]:
+    """The block holds ``save_dir``'s lock shared, so no writer switches generations under
+    it; a directory without the cache's lock file (not a cache, or written before the lock
+    existed) or whose lock file cannot be opened for writing (read-only: nothing writes it
+    from here) is read without, and no lock file is ever created by it."""
+    path = os.path.join(save_dir, LOCK)
+    try:
+        lock = SaveDirLock(save_dir) if os.path.isfile(path) and not os.path.islink(path) else None
+    except OSError:
+        lock = None
+    try:
+        if lock is not None:
+            lock.shared()
+        yield
+    finally:
+        if lock is not None:
+            lock.release()
 
 
 class SaveDirLock:

@@ -138,19 +138,21 @@ def load_cache(
     train_dataloader: SimilarityDataLoader,
     val_dataloader: Optional[SimilarityDataLoader],
 ) -> None:
-    """Load the files of :func:`save_cache` without re-checking the manifest."""
+    """Load the files of :func:`save_cache` without re-checking the manifest (holding the
+    directory's lock shared: a writer in another process waits)."""
     root = persist.encoders_cache_path(dir_path)
     cache_encoders = {n: e for n, e in encoders.items() if isinstance(e, CacheEncoder)}
-    for name, enc in cache_encoders.items():
-        path = os.path.join(root, name)
-        if not os.path.isfile(path):
-            raise RuntimeError(
-                "Encoder cache was configured, but not found. Expected to find cache at "
-                f"{path}, but file does not exists!"
-            )
-        enc.load_cache(path)
-    loaders = _loaders(train_dataloader, val_dataloader)
-    persist.read_splits(dir_path, list(loaders))  # checked readable
+    with _save_dir.shared_hold(dir_path):
+        for name, enc in cache_encoders.items():
+            path = os.path.join(root, name)
+            if not os.path.isfile(path):
+                raise RuntimeError(
+                    "Encoder cache was configured, but not found. Expected to find cache at "
+                    f"{path}, but file does not exists!"
+                )
+            enc.load_cache(path)
+        loaders = _loaders(train_dataloader, val_dataloader)
+        persist.read_splits(dir_path, list(loaders))  # checked readable
 
 
 def batches_from_store(loader: SimilarityDataLoader) -> bool:

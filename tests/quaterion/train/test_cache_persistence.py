@@ -7,7 +7,9 @@ import shutil
 import pytest
 import torch
 
-from quaterion.train.cache import CacheConfig
+from quaterion.train.cache import CacheConfig, CacheDirInUseError
+from quaterion.train.cache import _save_dir as save_dir_module
+from quaterion.train.cache._save_dir import SaveDirLock
 from quaterion.train.cache._fingerprint import sample_positions
 from tests.quaterion.train import helpers
 from tests.quaterion.train.helpers import CountingEncoder, Model, fit_data, fit_losses
@@ -104,6 +106,26 @@ def test_check_and_load_cache_class_methods(tmp_path):
     assert wrapped["default"].cache.shape == (32, 6)
     with pytest.raises(RuntimeError, match="Encoder cache was configured, but not found"):
         Model.load_cache(str(tmp_path / "nothing"), wrapped, train, None)
+    assert not os.path.exists(tmp_path / "nothing")  # no lock file made where no cache is
+
+
+def test_load_cache_waits_for_a_writer_of_the_directory(tmp_path, monkeypatch):
+    save_dir = str(tmp_path)
+    _fit(save_dir)
+    model = Model(encoders={"default": CountingEncoder()}, cache_config=CacheConfig())
+    wrapped = model._apply_cache_config(model.model.encoders, model.cache_config)
+    train = helpers.group_loader(helpers.group_samples(n=24))
+    train.set_salt("train")
+    writer = SaveDirLock(save_dir)  # another holder (its own open file): exclusive
+    writer.exclusive()
+    monkeypatch.setattr(save_dir_module, "LOCK_WAIT_S", 0.3)
+    try:
+        with pytest.raises(CacheDirInUseError, match="being written by another process"):
+            Model.load_cache(save_dir, wrapped, train, None)
+    finally:
+        writer.release()
+    Model.load_cache(save_dir, wrapped, train, None)  # the writer is done: it loads
+    assert wrapped["default"].cache.shape == (32, 6)
 
 
 def test_resume_with_persisted_cache(tmp_path):
