@@ -111,12 +111,15 @@ def save_cache(
     train_dataloader: SimilarityDataLoader,
     val_dataloader: Optional[SimilarityDataLoader],
 ) -> None:
-    """Persist cached encoders, the labels of each loader's cached split and a manifest."""
+    """Persist cached encoders, the labels of each loader's cached split and a manifest
+    (recording the key extractors of the cache set-up's collator on ``train_dataloader``)."""
     if not dir_path:
         return
     cache_encoders = {n: e for n, e in encoders.items() if isinstance(e, CacheEncoder)}
     loaders = _loaders(train_dataloader, val_dataloader)
-    expected = persist.expected_manifest(cache_encoders, loader_records(loaders), {})
+    # the keys the cache was filled with: those of the set-up's collator on the loader
+    extractors = getattr(train_dataloader.collate_fn, "key_extractors", None) or {}
+    expected = persist.expected_manifest(cache_encoders, loader_records(loaders), extractors)
     full = len(cache_encoders) == len(encoders)
     layouts = store_layouts(loaders)
     splits = {

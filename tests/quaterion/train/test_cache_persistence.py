@@ -356,3 +356,38 @@ def test_an_edited_forward_rebuilds(tmp_path, monkeypatch):
     torch.testing.assert_close(
         losses, fit_losses(Model({"default": EditedEncoder()}), *fit_data()[1])
     )
+
+
+def _key_of(obj):
+    """A custom cache key: the object's values (equal objects share a row)."""
+    return tuple(round(float(x), 6) for x in obj)
+
+
+def test_save_cache_records_the_key_extractors_the_cache_was_filled_with(tmp_path):
+    """A cache filled with custom keys and written by ``save_cache`` is reused by a fit with
+    those keys and rebuilt (with the reason) by a fit with the default keys."""
+    save_dir = str(tmp_path / "cache")
+    model = Model(
+        encoders={"default": CountingEncoder()}, cache_config=CacheConfig(key_extractors=_key_of)
+    )
+    _, (train, val) = fit_data()
+    for loader in (train, val):
+        model.setup_dataloader(loader)
+    model.setup_cache(helpers.trainer(), train, val)
+    Model.save_cache(save_dir, model.model.encoders, train, val)
+    model.unwrap_cache()
+
+    def fit(**config):
+        encoder = CountingEncoder()
+        cached = Model(
+            encoders={"default": encoder}, cache_config=CacheConfig(save_dir=save_dir, **config)
+        )
+        return encoder, fit_losses(cached, *fit_data()[1])
+
+    assert fit(key_extractors=_key_of)[0].calls == 0
+    with pytest.warns(UserWarning, match="key extractors changed"):
+        encoder, losses = fit()
+    assert encoder.calls == 32
+    torch.testing.assert_close(
+        losses, fit_losses(Model({"default": CountingEncoder()}), *fit_data()[1])
+    )
