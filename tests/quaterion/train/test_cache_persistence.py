@@ -246,19 +246,23 @@ def test_full_content_check_is_opt_in(tmp_path):
     assert encoder.calls == 80
 
 
-def test_save_cache_class_method_writes_a_cache_a_fit_reuses(tmp_path):
-    """``save_cache`` after an in-memory set-up: the labels come from one read of the
-    loaders, and a fit with that save_dir runs the encoder zero times, with the losses of a
-    fit that filled the cache itself."""
-    save_dir = str(tmp_path / "cache")
-    encoder = CountingEncoder()
-    model = Model(encoders={"default": encoder}, cache_config=CacheConfig())
+def _save_by_class_method(save_dir: str, config: CacheConfig) -> None:
+    """An in-memory cache set up with ``config`` on the fit data, written by ``save_cache``."""
+    model = Model(encoders={"default": CountingEncoder()}, cache_config=config)
     _, (train, val) = fit_data()
     for loader in (train, val):
         model.setup_dataloader(loader)
     model.setup_cache(helpers.trainer(), train, val)
     Model.save_cache(save_dir, model.model.encoders, train, val)
     model.unwrap_cache()
+
+
+def test_save_cache_class_method_writes_a_cache_a_fit_reuses(tmp_path):
+    """``save_cache`` after an in-memory set-up: the labels come from one read of the
+    loaders, and a fit with that save_dir runs the encoder zero times, with the losses of a
+    fit that filled the cache itself."""
+    save_dir = str(tmp_path / "cache")
+    _save_by_class_method(save_dir, CacheConfig())
     reused, reused_losses = _fit(save_dir)
     assert reused.calls == 0
     _, filled_losses = _fit(str(tmp_path / "other"))
@@ -367,15 +371,7 @@ def test_save_cache_records_the_key_extractors_the_cache_was_filled_with(tmp_pat
     """A cache filled with custom keys and written by ``save_cache`` is reused by a fit with
     those keys and rebuilt (with the reason) by a fit with the default keys."""
     save_dir = str(tmp_path / "cache")
-    model = Model(
-        encoders={"default": CountingEncoder()}, cache_config=CacheConfig(key_extractors=_key_of)
-    )
-    _, (train, val) = fit_data()
-    for loader in (train, val):
-        model.setup_dataloader(loader)
-    model.setup_cache(helpers.trainer(), train, val)
-    Model.save_cache(save_dir, model.model.encoders, train, val)
-    model.unwrap_cache()
+    _save_by_class_method(save_dir, CacheConfig(key_extractors=_key_of))
 
     def fit(**config):
         encoder = CountingEncoder()
