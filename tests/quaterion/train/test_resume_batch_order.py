@@ -169,7 +169,7 @@ def fit_warned(tmp_path, ckpt, **options):
 def strip_batch_order(path, old):
     """A copy of checkpoint ``path`` at ``old`` as written before the loader state was kept:
     no TrainableModel entry, no loader states of Lightning's (no loader was stateful)."""
-    checkpoint = torch.load(path, weights_only=False)
+    checkpoint = torch.load(path, weights_only=True)
     del checkpoint["quaterion_batch_order"]
     del checkpoint["loops"]["fit_loop"]["state_dict"]["combined_loader"]
     torch.save(checkpoint, old)
