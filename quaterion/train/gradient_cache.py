@@ -13,9 +13,17 @@ A training step with :class:`GradientCacheConfig` runs in two passes:
    the function then re-encodes each mini-batch with gradients on, from the same random
    state, buffers and autocast settings, and back-propagates that mini-batch's slice of the
    embedding gradient. The summed parameter gradients are handed to autograd as the
-   gradients of the function's inputs, so every parameter receives exactly one gradient per
-   step: optimisers, clipping, accumulation, AMP loss scaling and DDP's gradient reduction
-   work unchanged.
+   gradients of the function's inputs (every trainable parameter of the step), so every
+   parameter receives exactly one gradient per step: optimisers, clipping, accumulation,
+   AMP loss scaling and DDP's gradient reduction work unchanged.
+
+Tensors the re-encoding reaches that require grad without being parameters of the step (a
+leaf kept as a plain attribute, a tensor captured from outside, a parameter of a module that
+is not a sub-module) are found in each re-encoded graph (:mod:`quaterion.train.graph_leaves`)
+and receive their summed gradient at the end of the function's backward, accumulated by
+autograd into their ``.grad`` (their hooks see one gradient per step), as plain training
+gives them. A model without any trainable parameter is encoded with gradients on in the
+first pass to find such tensors (no other leaf: no second pass at all).
 """
 
 import numbers
@@ -27,6 +35,8 @@ from torch import Tensor, nn
 from torch.autograd.function import once_differentiable
 
 from quaterion.deferred_checks import LAG, DeferredChecks
+from quaterion.train.gradient_cache_ranks import check_equal_passes
+from quaterion.train.graph_leaves import reached_leaves
 from quaterion.train.mini_batches import batch_size_of, iter_mini_batches
 
 _AUTOCAST_DEVICES = ("cpu", "cuda")
@@ -94,7 +104,10 @@ def _autocast_settings() -> List[Tuple[str, bool, torch.dtype]]:
 
 
 class _StepState:
-    """What the backward pass needs: the inputs, their replays and the starting buffers."""
+    """What the backward pass needs: the inputs, their replays and the starting buffers.
+
+    ``params``: the function's inputs, whose gradients it returns; leaves reached beyond
+    them are collected in ``extras`` and receive theirs through autograd at the end."""
 
     def __init__(
         self,
@@ -112,6 +125,8 @@ class _StepState:
         self.checks = checks
         self.mini_batches: Optional[List[Tuple[int, int, dict, _Replay]]] = mini_batches
         self.params = list(params)
+        self.known = {id(param) for param in self.params}  # params and extras found
+        self.extras: List[Tensor] = []
         self.autocast = autocast
 
     def backward(self, embedding_grad: Tensor) -> List[Optional[Tensor]]:
@@ -138,7 +153,18 @@ class _StepState:
         self.buffers, self.first_pass = {}, None
         if differences and self.checks is not None:
             _record_replay(self.checks, torch.stack(differences), mini_batches)
-        return grads
+        count = len(self.params)
+        self._give_extras(grads[count:])
+        return grads[:count]
+
+    def _give_extras(self, grads: List[Optional[Tensor]]) -> None:
+        """Accumulate the summed gradients of the leaves outside ``params`` (one autograd
+        call: each leaf's ``.grad`` and hooks see one gradient per step)."""
+        leaves = [leaf for leaf, grad in zip(self.extras, grads) if grad is not None]
+        given = [grad for grad in grads if grad is not None]
+        self.extras = []
+        if leaves:
+            torch.autograd.backward(leaves, given)
 
     def _reencode(self, features: dict, replay: _Replay) -> Tensor:
         def encode() -> Tensor:
@@ -161,7 +187,12 @@ class _StepState:
         """
         if not part.requires_grad:
             return
-        found = torch.autograd.grad(part, self.params, part_grad.to(part.dtype), allow_unused=True)
+        extras = reached_leaves(part, self.known)
+        self.known.update(id(leaf) for leaf in extras)
+        self.extras += extras
+        grads += [None] * len(extras)
+        targets = self.params + self.extras
+        found = torch.autograd.grad(part, targets, part_grad.to(part.dtype), allow_unused=True)
         for index, grad in enumerate(found):
             if grad is None:
                 continue
@@ -243,7 +274,7 @@ def _under_autocast(
 
 
 class _CachedGradient(torch.autograd.Function):
-    """Forward: the joined embeddings of the first pass. Backward: the model parameters'
+    """Forward: the joined embeddings of the first pass. Backward: the step parameters'
     gradients from the re-encoded mini-batches (see module doc)."""
 
     @staticmethod
@@ -272,7 +303,8 @@ def cached_gradient_step(
         model: the ``SimilarityModel`` (encoders and head).
         features: the model input ``{"data": ..., "meta": ...}``.
         compute_loss: full-batch embeddings -> scalar loss (XBM term included).
-        params: every trainable parameter of the step (model and loss).
+        params: every parameter of the step (model and loss); those requiring grad get
+            their gradient through the function (the loss's own also through its graph).
         config: the gradient-cache settings.
         device: the module's device (its CUDA random state is replayed).
         checks: where the backward pass queues its verdict that every re-encoded
@@ -282,32 +314,39 @@ def cached_gradient_step(
 
     Returns:
         ``(embeddings, loss)``: the joined embeddings and the loss, whose backward fills the
-        gradients of ``params`` (and of any other leaf the loss reads) as plain training
-        would.
+        gradients of ``params`` and of any other leaf the loss or the model reads, as plain
+        training would.
         A batch of at most ``config.mini_batch_size`` records takes one plain step instead
         (``model(features)`` with gradients on, then the loss): the same result in one pass.
     """
     if checks is not None:
         checks.raise_late()
-    if batch_size_of(features) <= config.mini_batch_size:
+    size = batch_size_of(features)
+    check_equal_passes(model, size, config.mini_batch_size)
+    if size <= config.mini_batch_size:
         # one mini-batch: a plain step has the same gradient, random draws and memory,
         # without the second pass
         embeddings = model(features)
         return embeddings, compute_loss(embeddings)
+    # every trainable parameter of the step (model, loss, others) is an input of the
+    # function, so each gets one gradient; without any, the first pass looks for other leaves
+    inputs = [param for param in params if param.requires_grad]
+    probe = not inputs
     mini_batches, parts = [], []
     buffers = _clone_buffers(model)  # the re-encoding starts from them (see _StepState)
     for start, stop, mini_features in iter_mini_batches(features, config.mini_batch_size):
         replay = _Replay(device)
-        with torch.no_grad():
-            parts.append(_check_rows(model(mini_features), start, stop))
+        with torch.set_grad_enabled(probe):
+            part = _check_rows(model(mini_features), start, stop)
+        if probe:
+            inputs += reached_leaves(part, {id(leaf) for leaf in inputs})
+            part = part.detach()
+        parts.append(part)
         mini_batches.append((start, stop, mini_features, replay))
-    # the loss's own parameters get their gradients from the loss's graph
-    in_model = {id(param) for param in model.parameters()}
-    params = [param for param in params if param.requires_grad and id(param) in in_model]
-    if params:
+    if inputs:
         autocast = _autocast_settings()
-        state = _StepState(model, mini_batches, params, autocast, buffers, parts, checks)
-        embeddings = _CachedGradient.apply(state, parts, *params)
+        state = _StepState(model, mini_batches, inputs, autocast, buffers, parts, checks)
+        embeddings = _CachedGradient.apply(state, parts, *inputs)
     else:
         embeddings = torch.cat(parts, dim=0)
     return embeddings, compute_loss(embeddings)
