@@ -329,9 +329,12 @@ def cached_gradient_step(
         embeddings = model(features)
         return embeddings, compute_loss(embeddings)
     # every trainable parameter of the step (model, loss, others) is an input of the
-    # function, so each gets one gradient; without any, the first pass looks for other leaves
+    # function, so each gets one gradient; a model without any trainable parameter is
+    # encoded with gradients on to find the leaves it reads: none, no second pass
     inputs = [param for param in params if param.requires_grad]
-    probe = not inputs
+    in_model = {id(param) for param in model.parameters()}
+    probe = not any(id(param) in in_model for param in inputs)
+    reached: List[Tensor] = []
     mini_batches, parts = [], []
     buffers = _clone_buffers(model)  # the re-encoding starts from them (see _StepState)
     for start, stop, mini_features in iter_mini_batches(features, config.mini_batch_size):
@@ -339,10 +342,13 @@ def cached_gradient_step(
         with torch.set_grad_enabled(probe):
             part = _check_rows(model(mini_features), start, stop)
         if probe:
-            inputs += reached_leaves(part, {id(leaf) for leaf in inputs})
+            reached += reached_leaves(part, {id(leaf) for leaf in reached})
             part = part.detach()
         parts.append(part)
         mini_batches.append((start, stop, mini_features, replay))
+    if probe:
+        known = {id(param) for param in inputs}
+        inputs = inputs + [leaf for leaf in reached if id(leaf) not in known] if reached else []
     if inputs:
         autocast = _autocast_settings()
         state = _StepState(model, mini_batches, inputs, autocast, buffers, parts, checks)

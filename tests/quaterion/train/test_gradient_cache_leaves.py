@@ -126,3 +126,39 @@ def test_outside_leaves_add_no_host_sync():
             model.training_step(batch, 0).backward()
         counts.append(counter)
     assert counts[1].total == counts[0].total, f"plain {counts[0]}, cached {counts[1]}"
+
+
+class _Counting(h.DropoutEncoder):
+    def __init__(self):
+        super().__init__("float64", trainable=False)
+        self.calls = 0
+
+    def forward(self, batch):
+        self.calls += 1
+        return super().forward(batch)
+
+
+@pytest.mark.parametrize("case", ["arcface", "triplet_hard"])
+def test_a_frozen_model_is_encoded_once_and_the_loss_still_learns(case):
+    # nothing in the model trains (frozen encoder, frozen head): no second pass, and a
+    # loss with parameters of its own gets the plain gradient
+    def build(mini):
+        model = h.CachedModel({"default": _Counting()}, h.loss_for(case, torch.float64), mini)
+        for parameter in model.model.parameters():
+            parameter.requires_grad_(False)
+        h.attach_trainer(model)
+        return model
+
+    plain, cached = build(None), build(MINI)
+    batch = h.first_batch(plain, h.loader_for(case, torch.float64))
+    expected = plain.training_step(batch, 0)
+    loss = cached.training_step(batch, 0)
+    assert cached.model.encoders["default"].calls == 5  # 22 records: 5 mini-batches, once
+    if case == "arcface":
+        expected.backward()
+        cached.zero_grad(set_to_none=True)
+        loss.backward()
+        assert h.grads_of(plain).keys() == {"_loss.kernel"}
+        h.assert_same_grads(h.grads_of(cached), h.grads_of(plain), 1e-10)
+    else:  # nothing trains at all, as in plain training
+        assert not loss.requires_grad and not expected.requires_grad
