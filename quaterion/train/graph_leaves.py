@@ -19,7 +19,7 @@ def reached_leaves(output: Tensor, known: Set[int]) -> List[Tensor]:
 
     Args:
         output: a tensor (its graph is only read, never run or freed).
-        known: ``id``s of tensors to leave out (e.g. the parameters handled elsewhere).
+        known: the ``id()`` of each tensor to leave out (e.g. the parameters handled elsewhere).
 
     Returns:
         The other leaves, each once. Empty when ``output`` does not require grad.

@@ -4,56 +4,17 @@ a sub-module) get exactly the gradient plain full-batch training gives them."""
 
 import pytest
 import torch
-from torch import nn
 
 from quaterion.utils.testing import count_host_syncs
 from tests.quaterion.train import gradient_cache_helpers as h
 
 MINI = 5  # 22 records -> 5, 5, 5, 5, 2
 
-OUTSIDE = {}  # tensors captured by the encoders below, made afresh per test
-
-
-class LeafEncoder(h.DropoutEncoder):
-    """Scales by a plain-attribute leaf, shifts by a captured tensor and mixes through a
-    linear layer that is not a sub-module (kept in a list)."""
-
-    def __init__(self, dtype: str):
-        super().__init__(dtype)
-        torch.manual_seed(21)
-        kind = getattr(torch, dtype)
-        self.scale = torch.full((8,), 1.5, dtype=kind, requires_grad=True)  # not registered
-        self.hidden = [nn.Linear(8, 8, dtype=kind)]  # not a sub-module
-
-    def forward(self, batch: torch.Tensor) -> torch.Tensor:
-        hidden = torch.tanh(self.first(batch)) * self.scale + OUTSIDE["shift"]
-        return self.second(torch.tanh(self.hidden[0](hidden)))
-
-
-def _outside_leaves(model):
-    encoder = model.model.encoders["default"]
-    return {
-        "scale": encoder.scale,
-        "shift": OUTSIDE["shift"],
-        "hidden.weight": encoder.hidden[0].weight,
-        "hidden.bias": encoder.hidden[0].bias,
-    }
-
-
-def _fresh_shift(dtype):
-    OUTSIDE["shift"] = torch.linspace(-0.3, 0.4, 8, dtype=dtype).requires_grad_()
-
-
-def _leaf_grads(model):
-    grads = {name: leaf.grad for name, leaf in _outside_leaves(model).items()}
-    assert all(grad is not None for grad in grads.values()), grads
-    return {name: grad.clone() for name, grad in grads.items()}
-
 
 def _models(dtype, case="triplet_hard", mini=MINI):
     name = str(dtype).split(".")[-1]
-    plain = h.CachedModel({"default": LeafEncoder(name)}, h.loss_for(case, dtype), None)
-    cached = h.CachedModel({"default": LeafEncoder(name)}, h.loss_for(case, dtype), mini)
+    plain = h.CachedModel({"default": h.LeafEncoder(name)}, h.loss_for(case, dtype), None)
+    cached = h.CachedModel({"default": h.LeafEncoder(name)}, h.loss_for(case, dtype), mini)
     for model in (plain, cached):
         h.attach_trainer(model)
     return plain, cached
@@ -64,12 +25,12 @@ def _models(dtype, case="triplet_hard", mini=MINI):
 def test_leaves_outside_the_parameters_get_the_full_batch_gradient(case, dtype, rtol):
     plain, cached = _models(dtype, case)
     batch = h.first_batch(plain, h.loader_for(case, dtype))
-    _fresh_shift(dtype)
+    h.fresh_shift(dtype)
     plain.training_step(batch, 0).backward()
-    expected, expected_params = _leaf_grads(plain), h.grads_of(plain)
-    _fresh_shift(dtype)
+    expected, expected_params = h.leaf_grads(plain), h.grads_of(plain)
+    h.fresh_shift(dtype)
     loss, got_params = h.cached_step(cached, batch)
-    h.assert_same_grads(_leaf_grads(cached), expected, rtol)
+    h.assert_same_grads(h.leaf_grads(cached), expected, rtol)
     h.assert_same_grads(got_params, expected_params, rtol)
 
 
@@ -77,17 +38,17 @@ def test_leaf_gradients_accumulate_like_plain_training():
     # a second step without zeroing adds to the leaves' gradients, as autograd does
     plain, cached = _models(torch.float64)
     batch = h.first_batch(plain, h.loader_for("triplet_hard", torch.float64))
-    _fresh_shift(torch.float64)
+    h.fresh_shift(torch.float64)
     for _ in range(2):
         plain.training_step(batch, 0).backward()
-    expected = _leaf_grads(plain)
-    _fresh_shift(torch.float64)
+    expected = h.leaf_grads(plain)
+    h.fresh_shift(torch.float64)
     for _ in range(2):
         cached.training_step(batch, 0).backward()
-    h.assert_same_grads(_leaf_grads(cached), expected, 1e-10)
+    h.assert_same_grads(h.leaf_grads(cached), expected, 1e-10)
 
 
-class OnlyOutsideLeaves(LeafEncoder):
+class OnlyOutsideLeaves(h.LeafEncoder):
     """Every registered parameter frozen: only the outside leaves train."""
 
     def __init__(self, dtype: str):
@@ -108,12 +69,12 @@ def test_a_model_whose_only_trainable_tensors_are_outside_leaves():
     plain, cached = build(None), build(MINI)
     assert not any(p.requires_grad for p in cached.parameters())
     batch = h.first_batch(plain, h.loader_for("triplet_hard", torch.float64))
-    _fresh_shift(torch.float64)
+    h.fresh_shift(torch.float64)
     plain.training_step(batch, 0).backward()
-    expected = _leaf_grads(plain)
-    _fresh_shift(torch.float64)
+    expected = h.leaf_grads(plain)
+    h.fresh_shift(torch.float64)
     cached.training_step(batch, 0).backward()
-    h.assert_same_grads(_leaf_grads(cached), expected, 1e-10)
+    h.assert_same_grads(h.leaf_grads(cached), expected, 1e-10)
 
 
 def test_outside_leaves_add_no_host_sync():
@@ -121,7 +82,7 @@ def test_outside_leaves_add_no_host_sync():
     batch = h.first_batch(plain, h.loader_for("triplet_hard", torch.float32))
     counts = []
     for model in (plain, cached):
-        _fresh_shift(torch.float32)
+        h.fresh_shift(torch.float32)
         with count_host_syncs() as counter:
             model.training_step(batch, 0).backward()
         counts.append(counter)

@@ -12,7 +12,9 @@ from quaterion.train.gradient_cache_ranks import (
 
 
 def test_a_sync_batch_norm_deep_in_the_tree_is_found_in_training_mode_only():
-    model = nn.ModuleDict({"a": nn.Linear(2, 2), "b": nn.Sequential(nn.ReLU(), nn.SyncBatchNorm(2))})
+    model = nn.ModuleDict(
+        {"a": nn.Linear(2, 2), "b": nn.Sequential(nn.ReLU(), nn.SyncBatchNorm(2))}
+    )
     assert syncs_batch_norm(model)
     model["b"][1].eval()  # an eval-mode layer takes no collective
     assert not syncs_batch_norm(model)
