@@ -6,7 +6,7 @@ A training step with :class:`GradientCacheConfig` runs in two passes:
 1. *Forward* (in ``training_step``): the model encodes the batch mini-batch by mini-batch
    without keeping activations (``no_grad``), recording the random-number state before each
    mini-batch. The joined embeddings leave a custom autograd function whose inputs are the
-   model's parameters; the loss (with XBM and cross-rank gathering as configured) is
+   trainable parameters of the step; the loss (with XBM and cross-rank gathering as configured) is
    computed once over them, an ordinary graph from the embeddings to the loss.
 2. *Backward* (when Lightning back-propagates the returned loss): autograd back-propagates
    the loss into its own parameters (and any other leaf it reads) and into the embeddings;
@@ -17,13 +17,17 @@ A training step with :class:`GradientCacheConfig` runs in two passes:
    parameter receives exactly one gradient per step: optimisers, clipping, accumulation,
    AMP loss scaling and DDP's gradient reduction work unchanged.
 
+The re-encoding reads the model's parameters through aliases (the same storage, swapped in
+with ``torch.func.functional_call``), so the gradient hooks registered on the parameters run
+once per step, on the summed gradient, as in plain training.
+
 Tensors the re-encoding reaches that require grad without being parameters of the step (a
 leaf kept as a plain attribute, a tensor captured from outside, a parameter of a module that
 is not a sub-module) are found in each re-encoded graph (:mod:`quaterion.train.graph_leaves`)
 and receive their summed gradient at the end of the function's backward, accumulated by
-autograd into their ``.grad`` (their hooks see one gradient per step), as plain training
-gives them. A model without any trainable parameter is encoded with gradients on in the
-first pass to find such tensors (no other leaf: no second pass at all).
+autograd into their ``.grad``, as plain training gives them (their ``register_hook`` hooks
+also run once per mini-batch). A model without any trainable parameter is encoded with
+gradients on in the first pass to find such tensors (none: no second pass at all).
 """
 
 import numbers
@@ -33,6 +37,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 import torch
 from torch import Tensor, nn
 from torch.autograd.function import once_differentiable
+from torch.func import functional_call
 
 from quaterion.deferred_checks import LAG, DeferredChecks
 from quaterion.train.gradient_cache_ranks import check_equal_passes
@@ -127,6 +132,13 @@ class _StepState:
         self.params = list(params)
         self.known = {id(param) for param in self.params}  # params and extras found
         self.extras: List[Tensor] = []
+        # the model's own parameters among them, re-encoded through aliases (see _reencode)
+        position = {id(param): index for index, param in enumerate(self.params)}
+        self.aliased = [
+            (name, position[id(param)])
+            for name, param in model.named_parameters()
+            if id(param) in position
+        ]
         self.autocast = autocast
 
     def backward(self, embedding_grad: Tensor) -> List[Optional[Tensor]]:
@@ -145,10 +157,10 @@ class _StepState:
         owned: set = set()
         differences = []
         for index, (start, stop, features, replay) in enumerate(mini_batches):
-            part = self._reencode(features, replay)
+            part, aliases = self._reencode(features, replay)
             if self.first_pass is not None:
                 differences.append(_relative_difference(part, self.first_pass[index]))
-            self._accumulate(grads, owned, part, embedding_grad[start:stop])
+            self._accumulate(grads, owned, part, embedding_grad[start:stop], aliases)
         _copy_buffers(self.model, first_pass)
         self.buffers, self.first_pass = {}, None
         if differences and self.checks is not None:
@@ -166,19 +178,33 @@ class _StepState:
         if leaves:
             torch.autograd.backward(leaves, given)
 
-    def _reencode(self, features: dict, replay: _Replay) -> Tensor:
+    def _reencode(self, features: dict, replay: _Replay) -> Tuple[Tensor, List[Tensor]]:
+        """The mini-batch encoded again, with the model's parameters swapped for aliases
+        (same storage, new leaves, one per parameter in ``aliased`` order): gradients
+        taken per mini-batch do not run the hooks registered on the parameters, which run
+        once, on the summed gradient the function returns, as in plain training."""
+        params = dict(self.model.named_parameters())
+        aliases = {name: nn.Parameter(params[name].detach()) for name, _ in self.aliased}
+
         def encode() -> Tensor:
             with torch.enable_grad():
-                return self.model(features)
+                return functional_call(self.model, aliases, (features,))
 
         for device, enabled, dtype in self.autocast:
             encode = _under_autocast(encode, device, enabled, dtype)
-        return replay.run(encode)
+        return replay.run(encode), list(aliases.values())
 
     def _accumulate(
-        self, grads: List[Optional[Tensor]], owned: set, part: Tensor, part_grad: Tensor
+        self,
+        grads: List[Optional[Tensor]],
+        owned: set,
+        part: Tensor,
+        part_grad: Tensor,
+        aliases: List[Tensor],
     ) -> None:
-        """Add one mini-batch's parameter gradients into ``grads``.
+        """Add one mini-batch's parameter gradients into ``grads``: those of ``params``
+        (through their ``aliases``, and directly where a module reads a parameter by another
+        path) and of the leaves beyond them.
 
         The second mini-batch reaching a parameter allocates its accumulator (``owned``: the
         indices whose tensor this function created; the first gradient autograd returns may
@@ -187,13 +213,18 @@ class _StepState:
         """
         if not part.requires_grad:
             return
-        extras = reached_leaves(part, self.known)
+        extras = reached_leaves(part, self.known | {id(alias) for alias in aliases})
         self.known.update(id(leaf) for leaf in extras)
         self.extras += extras
         grads += [None] * len(extras)
-        targets = self.params + self.extras
-        found = torch.autograd.grad(part, targets, part_grad.to(part.dtype), allow_unused=True)
-        for index, grad in enumerate(found):
+        targets = self.params + self.extras + aliases
+        found = list(
+            torch.autograd.grad(part, targets, part_grad.to(part.dtype), allow_unused=True)
+        )
+        for (_, index), grad in zip(self.aliased, found[len(grads) :]):
+            if grad is not None:
+                found[index] = grad if found[index] is None else found[index] + grad
+        for index, grad in enumerate(found[: len(grads)]):
             if grad is None:
                 continue
             if grads[index] is None:

@@ -123,3 +123,20 @@ def test_a_frozen_model_is_encoded_once_and_the_loss_still_learns(case):
         h.assert_same_grads(h.grads_of(cached), h.grads_of(plain), 1e-10)
     else:  # nothing trains at all, as in plain training
         assert not loss.requires_grad and not expected.requires_grad
+
+
+def test_a_hook_changing_a_parameter_gradient_runs_once_on_the_sum():
+    # e.g. a scaling or clipping hook: the re-encoding goes through aliases of the
+    # parameters, so the hook sees the summed gradient once, as in plain training
+    plain, cached = _models(torch.float64)
+    batch = h.first_batch(plain, h.loader_for("triplet_hard", torch.float64))
+    calls = []
+    for model in (plain, cached):
+        weight = model.model.encoders["default"].first.weight
+        weight.register_hook(lambda grad: calls.append(1) or grad * 3)
+    h.fresh_shift(torch.float64)
+    plain.training_step(batch, 0).backward()
+    h.fresh_shift(torch.float64)
+    loss, got = h.cached_step(cached, batch)
+    assert calls == [1, 1]
+    h.assert_same_grads(got, h.grads_of(plain), 1e-10)
