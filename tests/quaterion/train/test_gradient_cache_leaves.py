@@ -140,3 +140,35 @@ def test_a_hook_changing_a_parameter_gradient_runs_once_on_the_sum():
     loss, got = h.cached_step(cached, batch)
     assert calls == [1, 1]
     h.assert_same_grads(got, h.grads_of(plain), 1e-10)
+
+
+class _TiedAndParametrized(h.DropoutEncoder):
+    """A weight shared by two layers, a weight-norm parametrization, a parameter list."""
+
+    def __init__(self):
+        super().__init__("float64")
+        self.mirror = torch.nn.Linear(h.IN_DIM, 8, dtype=torch.float64)
+        self.mirror.weight = self.first.weight  # tied
+        torch.nn.utils.parametrizations.weight_norm(self.second)
+        self.scales = torch.nn.ParameterList([torch.nn.Parameter(torch.ones(8).double())])
+
+    def forward(self, batch):
+        hidden = torch.tanh(self.first(batch) + 0.5 * self.mirror(batch)) * self.scales[0]
+        return self.second(hidden)
+
+
+def test_tied_and_parametrized_parameters_through_the_aliases():
+    def build(mini):
+        torch.manual_seed(0)
+        loss = h.loss_for("triplet_hard", torch.float64)
+        model = h.CachedModel({"default": _TiedAndParametrized()}, loss, mini)
+        h.attach_trainer(model)
+        return model
+
+    plain, cached = build(None), build(MINI)
+    batch = h.first_batch(plain, h.loader_for("triplet_hard", torch.float64))
+    _, expected = h.sequential_step(plain, batch, MINI)
+    _, got = h.cached_step(cached, batch)
+    assert "_model.default.second.parametrizations.weight.original1" in got
+    assert "_model.default.scales.0" in got
+    h.assert_same_grads(got, expected, 1e-10)
