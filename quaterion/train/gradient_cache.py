@@ -6,8 +6,9 @@ A training step with :class:`GradientCacheConfig` runs in two passes:
 1. *Forward* (in ``training_step``): the model encodes the batch mini-batch by mini-batch
    without keeping activations (``no_grad``), recording the random-number state before each
    mini-batch. The joined embeddings leave a custom autograd function whose inputs are the
-   trainable parameters of the step; the loss (with XBM and cross-rank gathering as configured) is
-   computed once over them, an ordinary graph from the embeddings to the loss.
+   trainable parameters of the step; the loss (with XBM and cross-rank gathering as
+   configured) is computed once over them, an ordinary graph from the embeddings to the
+   loss.
 2. *Backward* (when Lightning back-propagates the returned loss): autograd back-propagates
    the loss into its own parameters (and any other leaf it reads) and into the embeddings;
    the function then re-encodes each mini-batch with gradients on, from the same random
@@ -171,7 +172,7 @@ class _StepState:
 
     def _give_extras(self, grads: List[Optional[Tensor]]) -> None:
         """Accumulate the summed gradients of the leaves outside ``params`` (one autograd
-        call: each leaf's ``.grad`` and hooks see one gradient per step)."""
+        call: each leaf's ``.grad`` and post-accumulate hooks see one gradient per step)."""
         leaves = [leaf for leaf, grad in zip(self.extras, grads) if grad is not None]
         given = [grad for grad in grads if grad is not None]
         self.extras = []
