@@ -200,6 +200,21 @@ def on_rank_zero_then_wait(function: Callable[[], T]) -> T | None:
     return result
 
 
+def ints_of_every_rank(value: int) -> List[int]:
+    """Every rank's ``value`` (a Python ``int``) in rank order, on every rank.
+
+    One ``all_gather`` of a CPU integer over the host (the default group when it is gloo,
+    else a gloo group made once): nothing waits for a device. Every rank must call it at
+    the same point. Without a process group of more than one rank, returns ``[value]``.
+    """
+    if world_size() == 1:
+        return [int(value)]
+    mine = torch.tensor([int(value)], dtype=torch.long)
+    parts = [torch.empty_like(mine) for _ in range(world_size())]
+    dist.all_gather(parts, mine, group=_host_group())
+    return torch.cat(parts).tolist()  # CPU tensors: no device sync
+
+
 def stack_across_ranks(tensor: Tensor) -> Tensor:
     """Every rank's ``tensor`` stacked in rank order: ``(world_size, *tensor.shape)``.
 

@@ -6,16 +6,29 @@ A training step with :class:`GradientCacheConfig` runs in two passes:
 1. *Forward* (in ``training_step``): the model encodes the batch mini-batch by mini-batch
    without keeping activations (``no_grad``), recording the random-number state before each
    mini-batch. The joined embeddings leave a custom autograd function whose inputs are the
-   model's parameters; the loss (with XBM and cross-rank gathering as configured) is
-   computed once over them, an ordinary graph from the embeddings to the loss.
+   trainable parameters of the step; the loss (with XBM and cross-rank gathering as
+   configured) is computed once over them, an ordinary graph from the embeddings to the
+   loss.
 2. *Backward* (when Lightning back-propagates the returned loss): autograd back-propagates
    the loss into its own parameters (and any other leaf it reads) and into the embeddings;
    the function then re-encodes each mini-batch with gradients on, from the same random
    state, buffers and autocast settings, and back-propagates that mini-batch's slice of the
    embedding gradient. The summed parameter gradients are handed to autograd as the
-   gradients of the function's inputs, so every parameter receives exactly one gradient per
-   step: optimisers, clipping, accumulation, AMP loss scaling and DDP's gradient reduction
-   work unchanged.
+   gradients of the function's inputs (every trainable parameter of the step), so every
+   parameter receives exactly one gradient per step: optimisers, clipping, accumulation,
+   AMP loss scaling and DDP's gradient reduction work unchanged.
+
+The re-encoding reads the model's parameters through aliases (the same storage, swapped in
+with ``torch.func.functional_call``), so the gradient hooks registered on the parameters run
+once per step, on the summed gradient, as in plain training.
+
+Tensors the re-encoding reaches that require grad without being parameters of the step (a
+leaf kept as a plain attribute, a tensor captured from outside, a parameter of a module that
+is not a sub-module) are found in each re-encoded graph (:mod:`quaterion.train.graph_leaves`)
+and receive their summed gradient at the end of the function's backward, accumulated by
+autograd into their ``.grad``, as plain training gives them (their ``register_hook`` hooks
+also run once per mini-batch). A model without any trainable parameter is encoded with
+gradients on in the first pass to find such tensors (none: no second pass at all).
 """
 
 import numbers
@@ -25,8 +38,11 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 import torch
 from torch import Tensor, nn
 from torch.autograd.function import once_differentiable
+from torch.func import functional_call
 
 from quaterion.deferred_checks import LAG, DeferredChecks
+from quaterion.train.gradient_cache_ranks import check_equal_passes
+from quaterion.train.graph_leaves import reached_leaves
 from quaterion.train.mini_batches import batch_size_of, iter_mini_batches
 
 _AUTOCAST_DEVICES = ("cpu", "cuda")
@@ -94,7 +110,10 @@ def _autocast_settings() -> List[Tuple[str, bool, torch.dtype]]:
 
 
 class _StepState:
-    """What the backward pass needs: the inputs, their replays and the starting buffers."""
+    """What the backward pass needs: the inputs, their replays and the starting buffers.
+
+    ``params``: the function's inputs, whose gradients it returns; leaves reached beyond
+    them are collected in ``extras`` and receive theirs through autograd at the end."""
 
     def __init__(
         self,
@@ -112,6 +131,15 @@ class _StepState:
         self.checks = checks
         self.mini_batches: Optional[List[Tuple[int, int, dict, _Replay]]] = mini_batches
         self.params = list(params)
+        self.known = {id(param) for param in self.params}  # params and extras found
+        self.extras: List[Tensor] = []
+        # the model's own parameters among them, re-encoded through aliases (see _reencode)
+        position = {id(param): index for index, param in enumerate(self.params)}
+        self.aliased = [
+            (name, position[id(param)])
+            for name, param in model.named_parameters()
+            if id(param) in position
+        ]
         self.autocast = autocast
 
     def backward(self, embedding_grad: Tensor) -> List[Optional[Tensor]]:
@@ -130,29 +158,54 @@ class _StepState:
         owned: set = set()
         differences = []
         for index, (start, stop, features, replay) in enumerate(mini_batches):
-            part = self._reencode(features, replay)
+            part, aliases = self._reencode(features, replay)
             if self.first_pass is not None:
                 differences.append(_relative_difference(part, self.first_pass[index]))
-            self._accumulate(grads, owned, part, embedding_grad[start:stop])
+            self._accumulate(grads, owned, part, embedding_grad[start:stop], aliases)
         _copy_buffers(self.model, first_pass)
         self.buffers, self.first_pass = {}, None
         if differences and self.checks is not None:
             _record_replay(self.checks, torch.stack(differences), mini_batches)
-        return grads
+        count = len(self.params)
+        self._give_extras(grads[count:])
+        return grads[:count]
 
-    def _reencode(self, features: dict, replay: _Replay) -> Tensor:
+    def _give_extras(self, grads: List[Optional[Tensor]]) -> None:
+        """Accumulate the summed gradients of the leaves outside ``params`` (one autograd
+        call: each leaf's ``.grad`` and post-accumulate hooks see one gradient per step)."""
+        leaves = [leaf for leaf, grad in zip(self.extras, grads) if grad is not None]
+        given = [grad for grad in grads if grad is not None]
+        self.extras = []
+        if leaves:
+            torch.autograd.backward(leaves, given)
+
+    def _reencode(self, features: dict, replay: _Replay) -> Tuple[Tensor, List[Tensor]]:
+        """The mini-batch encoded again, with the model's parameters swapped for aliases
+        (same storage, new leaves, one per parameter in ``aliased`` order): gradients
+        taken per mini-batch do not run the hooks registered on the parameters, which run
+        once, on the summed gradient the function returns, as in plain training."""
+        params = dict(self.model.named_parameters())
+        aliases = {name: nn.Parameter(params[name].detach()) for name, _ in self.aliased}
+
         def encode() -> Tensor:
             with torch.enable_grad():
-                return self.model(features)
+                return functional_call(self.model, aliases, (features,))
 
         for device, enabled, dtype in self.autocast:
             encode = _under_autocast(encode, device, enabled, dtype)
-        return replay.run(encode)
+        return replay.run(encode), list(aliases.values())
 
     def _accumulate(
-        self, grads: List[Optional[Tensor]], owned: set, part: Tensor, part_grad: Tensor
+        self,
+        grads: List[Optional[Tensor]],
+        owned: set,
+        part: Tensor,
+        part_grad: Tensor,
+        aliases: List[Tensor],
     ) -> None:
-        """Add one mini-batch's parameter gradients into ``grads``.
+        """Add one mini-batch's parameter gradients into ``grads``: those of ``params``
+        (through their ``aliases``, and directly where a module reads a parameter by another
+        path) and of the leaves beyond them.
 
         The second mini-batch reaching a parameter allocates its accumulator (``owned``: the
         indices whose tensor this function created; the first gradient autograd returns may
@@ -161,8 +214,18 @@ class _StepState:
         """
         if not part.requires_grad:
             return
-        found = torch.autograd.grad(part, self.params, part_grad.to(part.dtype), allow_unused=True)
-        for index, grad in enumerate(found):
+        extras = reached_leaves(part, self.known | {id(alias) for alias in aliases})
+        self.known.update(id(leaf) for leaf in extras)
+        self.extras += extras
+        grads += [None] * len(extras)
+        targets = self.params + self.extras + aliases
+        found = list(
+            torch.autograd.grad(part, targets, part_grad.to(part.dtype), allow_unused=True)
+        )
+        for (_, index), grad in zip(self.aliased, found[len(grads) :]):
+            if grad is not None:
+                found[index] = grad if found[index] is None else found[index] + grad
+        for index, grad in enumerate(found[: len(grads)]):
             if grad is None:
                 continue
             if grads[index] is None:
@@ -243,7 +306,7 @@ def _under_autocast(
 
 
 class _CachedGradient(torch.autograd.Function):
-    """Forward: the joined embeddings of the first pass. Backward: the model parameters'
+    """Forward: the joined embeddings of the first pass. Backward: the step parameters'
     gradients from the re-encoded mini-batches (see module doc)."""
 
     @staticmethod
@@ -272,7 +335,8 @@ def cached_gradient_step(
         model: the ``SimilarityModel`` (encoders and head).
         features: the model input ``{"data": ..., "meta": ...}``.
         compute_loss: full-batch embeddings -> scalar loss (XBM term included).
-        params: every trainable parameter of the step (model and loss).
+        params: every parameter of the step (model and loss); those requiring grad get
+            their gradient through the function (the loss's own also through its graph).
         config: the gradient-cache settings.
         device: the module's device (its CUDA random state is replayed).
         checks: where the backward pass queues its verdict that every re-encoded
@@ -282,32 +346,45 @@ def cached_gradient_step(
 
     Returns:
         ``(embeddings, loss)``: the joined embeddings and the loss, whose backward fills the
-        gradients of ``params`` (and of any other leaf the loss reads) as plain training
-        would.
+        gradients of ``params`` and of any other leaf the loss or the model reads, as plain
+        training would.
         A batch of at most ``config.mini_batch_size`` records takes one plain step instead
         (``model(features)`` with gradients on, then the loss): the same result in one pass.
     """
     if checks is not None:
         checks.raise_late()
-    if batch_size_of(features) <= config.mini_batch_size:
+    size = batch_size_of(features)
+    check_equal_passes(model, size, config.mini_batch_size)
+    if size <= config.mini_batch_size:
         # one mini-batch: a plain step has the same gradient, random draws and memory,
         # without the second pass
         embeddings = model(features)
         return embeddings, compute_loss(embeddings)
+    # every trainable parameter of the step (model, loss, others) is an input of the
+    # function, so each gets one gradient; a model without any trainable parameter is
+    # encoded with gradients on to find the leaves it reads: none, no second pass
+    inputs = [param for param in params if param.requires_grad]
+    in_model = {id(param) for param in model.parameters()}
+    probe = not any(id(param) in in_model for param in inputs)
+    reached: List[Tensor] = []
     mini_batches, parts = [], []
     buffers = _clone_buffers(model)  # the re-encoding starts from them (see _StepState)
     for start, stop, mini_features in iter_mini_batches(features, config.mini_batch_size):
         replay = _Replay(device)
-        with torch.no_grad():
-            parts.append(_check_rows(model(mini_features), start, stop))
+        with torch.set_grad_enabled(probe):
+            part = _check_rows(model(mini_features), start, stop)
+        if probe:
+            reached += reached_leaves(part, {id(leaf) for leaf in reached})
+            part = part.detach()
+        parts.append(part)
         mini_batches.append((start, stop, mini_features, replay))
-    # the loss's own parameters get their gradients from the loss's graph
-    in_model = {id(param) for param in model.parameters()}
-    params = [param for param in params if param.requires_grad and id(param) in in_model]
-    if params:
+    if probe:
+        known = {id(param) for param in inputs}
+        inputs = inputs + [leaf for leaf in reached if id(leaf) not in known] if reached else []
+    if inputs:
         autocast = _autocast_settings()
-        state = _StepState(model, mini_batches, params, autocast, buffers, parts, checks)
-        embeddings = _CachedGradient.apply(state, parts, *params)
+        state = _StepState(model, mini_batches, inputs, autocast, buffers, parts, checks)
+        embeddings = _CachedGradient.apply(state, parts, *inputs)
     else:
         embeddings = torch.cat(parts, dim=0)
     return embeddings, compute_loss(embeddings)

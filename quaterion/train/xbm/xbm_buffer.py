@@ -5,7 +5,7 @@ from typing import Optional, Tuple
 import torch
 from torch import LongTensor, Tensor
 
-from quaterion.train.xbm.xbm_config import XbmConfig, XbmDevice
+from quaterion.train.xbm.xbm_config import XbmConfig, XbmDevice, check_xbm_config
 
 
 def _resolve_device(device) -> torch.device:
@@ -30,14 +30,15 @@ class XbmBuffer:
     Args:
         config: XBM settings; ``buffer_size`` is the capacity ``N``.
         embedding_size: width ``d`` of the stored embeddings.
+
+    Raises:
+        TypeError, ValueError: invalid settings (see
+            :func:`~quaterion.train.xbm.xbm_config.check_xbm_config`).
     """
 
     def __init__(self, config: XbmConfig, embedding_size: int):
+        check_xbm_config(config)
         size = int(config.buffer_size)
-        if size <= 0:
-            raise ValueError(
-                f"XbmConfig.buffer_size must be a positive int, got {config.buffer_size!r}"
-            )
         device = _resolve_device(config.device)
         self.embeddings = torch.zeros(size, embedding_size, dtype=torch.float32, device=device)
         self.targets = torch.zeros(size, dtype=torch.long, device=device)

@@ -20,7 +20,7 @@ from tests.quaterion.distributed._launch import gloo_finish, gloo_init
 DIM = 3
 STEPS = ((4, 4), (4, 2), (1, 3), (0, 4))  # rows per rank; the first agrees the layout
 MINING = ("hard", "semi_hard")
-LEGACY_STEPS = ((4, 4), (3, 3))  # an xbm_loss override without masks: equal batches
+LEGACY_STEPS = ((4, 4), (4, 2), (1, 3), (0, 4))  # an xbm_loss override without masks
 
 
 class FourArgumentXbm(TripletLoss):
@@ -67,17 +67,24 @@ def run_rank(rank: int, world: int, store_file: str, out_dir: str) -> None:
                     "memory_groups": memory_groups,
                     "memory_valid": buffer.valid_rows(),
                 }
-    distributed.reset_gathers()
-    loss = FourArgumentXbm(mining="hard", gather_across_ranks=True)
-    buffer = XbmBuffer(XbmConfig(buffer_size=64, device=XbmDevice.CPU), DIM)
-    for step, sizes in enumerate(LEGACY_STEPS):
-        embeddings, groups = rows_of(rank, step, sizes[rank])
-        memory_term(loss, buffer, embeddings, groups)
-        memory, memory_groups = buffer.get()
-        results[("legacy", step)] = {
-            "memory": memory,
-            "memory_groups": memory_groups,
-            "memory_valid": buffer.valid_rows(),
-        }
+    for gather in (True, False):
+        distributed.reset_gathers()
+        loss = FourArgumentXbm(mining="hard", gather_across_ranks=gather)
+        buffer = XbmBuffer(XbmConfig(buffer_size=64, device=XbmDevice.CPU), DIM)
+        for step, sizes in enumerate(LEGACY_STEPS):
+            embeddings, groups = rows_of(rank, step, sizes[rank])
+            embeddings.requires_grad_()
+            with count_host_syncs() as syncs:
+                term = memory_term(loss, buffer, embeddings, groups)
+            term.backward()
+            memory, memory_groups = buffer.get()
+            results[("legacy", gather, step)] = {
+                "term": term.detach(),
+                "grad": embeddings.grad,
+                "syncs": syncs.total,
+                "memory": memory,
+                "memory_groups": memory_groups,
+                "memory_valid": buffer.valid_rows(),
+            }
     torch.save(results, os.path.join(out_dir, f"rank{rank}.pt"))
     gloo_finish()

@@ -5,7 +5,9 @@ Lightning's ``strategy="ddp"`` re-launches this module for rank 1. For every cas
 fits one step (SGD with lr 0, so the gradients stay readable) of a float64 model whose loss
 gathers negatives across ranks, with a gradient cache of mini-batch 4, and saves its
 parameter gradients to ``OUT/rank<r>.pt``. The loaders are not shuffled, so rank ``r``
-reads records ``r, r + 2, ...`` (Lightning's distributed sampler).
+reads records ``r, r + 2, ...`` (Lightning's distributed sampler). Under ``"leaves"``, each
+rank saves the gradients (parameters and tensors outside them) of a ``LeafEncoder`` model
+fitted once plainly and once with the cache.
 """
 
 import os
@@ -46,6 +48,18 @@ def main(out: str) -> None:
         Quaterion.fit(model, trainer, loader_for(case))
         rank = trainer.global_rank
         results[case] = h.grads_of(model)
+    results["leaves"] = {}
+    for mini in (None, MINI):  # outside leaves are not reduced by DDP: plain DDP is the reference
+        h.fresh_shift(torch.float64)
+        loss = h.loss_for("triplet_hard", torch.float64)
+        model = h.CachedModel({"default": h.LeafEncoder("float64")}, loss, mini)
+        Quaterion.fit(
+            model,
+            quiet_trainer(devices=WORLD, strategy="ddp", max_steps=1),
+            loader_for("triplet_hard"),
+        )
+        grads = {f"outside.{name}": grad for name, grad in h.leaf_grads(model).items()}
+        results["leaves"]["cached" if mini else "plain"] = {**h.grads_of(model), **grads}
     torch.save(results, os.path.join(out, f"rank{rank}.pt"))
 
 

@@ -29,3 +29,15 @@ def test_each_rank_gets_the_full_batch_gradient(ranks, case):
     for rank, results in enumerate(ranks):
         assert results[case].keys() == expected.keys(), f"rank {rank}"
         h.assert_same_grads(results[case], expected, 1e-10)
+
+
+def test_leaves_outside_the_parameters_get_what_plain_ddp_gives_them(ranks):
+    for results in ranks:
+        plain, cached = results["leaves"]["plain"], results["leaves"]["cached"]
+        assert {name for name in plain if name.startswith("outside.")} == {
+            "outside.scale",
+            "outside.shift",
+            "outside.hidden.weight",
+            "outside.hidden.bias",
+        }
+        h.assert_same_grads(cached, plain, 1e-10)

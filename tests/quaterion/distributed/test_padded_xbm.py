@@ -22,22 +22,22 @@ def results(tmp_path_factory):
     return spawned_results(tmp_path_factory, "padded_xbm", cases.run_rank, timeout=180)
 
 
-def real_rows(step: int):
-    """Every rank's rows of ``step`` concatenated in rank order, and each rank's slice."""
-    parts = [cases.rows_of(rank, step, n) for rank, n in enumerate(cases.STEPS[step])]
+def real_rows(step: int, steps=cases.STEPS):
+    """Every rank's rows of ``step`` concatenated in rank order."""
+    parts = [cases.rows_of(rank, step, n) for rank, n in enumerate(steps[step])]
     return torch.cat([e for e, _ in parts]), torch.cat([g for _, g in parts])
 
 
-def reference(mining: str, gather: bool, step: int, rank: int):
+def reference(mining: str, gather: bool, step: int, rank: int, steps=cases.STEPS):
     """One process: the memory of the real rows queued so far (float32, as the buffer
     keeps them), the term of this step's anchors against it, each anchor's gradient."""
-    memory = [real_rows(s) for s in range(step)]
+    memory = [real_rows(s, steps) for s in range(step)]
     memory_rows = torch.cat([m for m, _ in memory]) if memory else torch.zeros(0, cases.DIM)
     memory_groups = torch.cat([g for _, g in memory]) if memory else torch.zeros(0).long()
     memory_rows = memory_rows.double()
-    sizes = cases.STEPS[step]
+    sizes = steps[step]
     if gather:
-        anchors, groups = real_rows(step)
+        anchors, groups = real_rows(step, steps)
         start = sum(sizes[:rank])
     else:
         anchors, groups = cases.rows_of(rank, step, sizes[rank])
@@ -87,14 +87,21 @@ def test_one_collective_and_no_host_sync_per_step(results, mining, gather, step)
         assert got["syncs"] == 0, got["syncs"]
 
 
-def test_an_xbm_loss_override_without_masks_gets_compact_rows(results):
-    queued = []
-    for step, sizes in enumerate(cases.LEGACY_STEPS):
-        parts = [cases.rows_of(rank, step, n) for rank, n in enumerate(sizes)]
-        queued += parts
-        expected = torch.cat([e for e, _ in queued]).float()
-        for rank in range(WORLD):
-            got = results[rank][("legacy", step)]
-            assert got["memory_valid"] is None
-            torch.testing.assert_close(got["memory"], expected, rtol=0, atol=0)
-            torch.testing.assert_close(got["memory_groups"], torch.cat([g for _, g in queued]))
+@pytest.mark.parametrize("step", range(len(cases.LEGACY_STEPS)))
+@pytest.mark.parametrize("gather", [True, False])
+def test_an_xbm_loss_override_without_masks_gets_compact_rows(results, gather, step):
+    # ranks of different sizes (one empty): the four-argument override sees only real rows
+    expected = torch.cat([real_rows(s, cases.LEGACY_STEPS)[0] for s in range(step + 1)])
+    expected_groups = torch.cat([real_rows(s, cases.LEGACY_STEPS)[1] for s in range(step + 1)])
+    for rank in range(WORLD):
+        got = results[rank][("legacy", gather, step)]
+        assert got["memory_valid"] is None
+        torch.testing.assert_close(got["memory"], expected.float(), rtol=0, atol=0)
+        torch.testing.assert_close(got["memory_groups"], expected_groups)
+        assert got["syncs"] == 0, got["syncs"]
+        term, grad, _, _ = reference("hard", gather, step, rank, cases.LEGACY_STEPS)
+        if gather or cases.LEGACY_STEPS[step][rank]:
+            torch.testing.assert_close(got["term"], term, rtol=1e-9, atol=1e-12)
+        torch.testing.assert_close(got["grad"], grad, rtol=1e-7, atol=1e-10)
+    if step > 1:
+        assert reference("hard", gather, step, 1, cases.LEGACY_STEPS)[0].abs() > 0

@@ -176,3 +176,45 @@ class Switch(SwitchEncoder):
     @classmethod
     def encoder_selection(cls, record) -> str:
         return "pos" if float(record[0]) > 0 else "neg"
+
+
+OUTSIDE = {}  # tensors captured by LeafEncoder, made afresh by fresh_shift
+
+
+class LeafEncoder(DropoutEncoder):
+    """Scales by a plain-attribute leaf, shifts by a captured tensor and mixes through a
+    linear layer that is not a sub-module (kept in a list)."""
+
+    def __init__(self, dtype: str):
+        super().__init__(dtype)
+        torch.manual_seed(21)
+        kind = getattr(torch, dtype)
+        self.scale = torch.full((8,), 1.5, dtype=kind, requires_grad=True)  # not registered
+        self.hidden = [nn.Linear(8, 8, dtype=kind)]  # not a sub-module
+
+    def forward(self, batch: torch.Tensor) -> torch.Tensor:
+        hidden = torch.tanh(self.first(batch)) * self.scale + OUTSIDE["shift"]
+        return self.second(torch.tanh(self.hidden[0](hidden)))
+
+
+def outside_leaves(model):
+    """The tensors of a ``LeafEncoder`` model that require grad outside its parameters."""
+    encoder = model.model.encoders["default"]
+    return {
+        "scale": encoder.scale,
+        "shift": OUTSIDE["shift"],
+        "hidden.weight": encoder.hidden[0].weight,
+        "hidden.bias": encoder.hidden[0].bias,
+    }
+
+
+def fresh_shift(dtype):
+    """A new captured ``shift`` leaf (no gradient yet)."""
+    OUTSIDE["shift"] = torch.linspace(-0.3, 0.4, 8, dtype=dtype).requires_grad_()
+
+
+def leaf_grads(model):
+    """The gradients of the leaves outside the parameters (all present), cloned."""
+    grads = {name: leaf.grad for name, leaf in outside_leaves(model).items()}
+    assert all(grad is not None for grad in grads.values()), grads
+    return {name: grad.clone() for name, grad in grads.items()}

@@ -160,3 +160,34 @@ def test_rows_of_another_width_are_refused_before_anything_is_written():
     embeddings, targets = buffer.get()
     torch.testing.assert_close(embeddings, _batch(0, 2)[0], rtol=0, atol=0)
     torch.testing.assert_close(targets, torch.arange(2), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize(
+    "settings, error, words",
+    [
+        ({"buffer_size": None}, TypeError, "buffer_size must be an int"),
+        ({"buffer_size": 2.7}, TypeError, "buffer_size must be an int"),
+        ({"buffer_size": "100"}, TypeError, "buffer_size must be an int"),
+        ({"buffer_size": True}, TypeError, "buffer_size must be an int"),
+        ({"buffer_size": -5}, ValueError, "positive int"),
+        ({"start_iteration": None}, TypeError, "start_iteration must be an int"),
+        ({"start_iteration": 1.5}, TypeError, "start_iteration must be an int"),
+        ({"weight": None}, TypeError, "weight must be a real number"),
+        ({"weight": "1"}, TypeError, "weight must be a real number"),
+        ({"weight": float("nan")}, ValueError, "weight must be finite"),
+        ({"device": "tpu"}, ValueError, "device must be one of"),
+    ],
+)
+def test_invalid_settings_are_refused_when_the_memory_is_made(settings, error, words):
+    # XBM starts after start_iteration steps: a bad value must not wait until then
+    with pytest.raises(error, match=words):
+        XbmBuffer(XbmConfig(**settings), embedding_size=2)
+
+
+def test_numpy_integers_and_plain_numbers_are_accepted():
+    import numpy as np
+
+    config = XbmConfig(weight=np.float32(0.5), buffer_size=np.int64(8), start_iteration=0)
+    buffer = XbmBuffer(config, embedding_size=2)
+    assert buffer.embeddings.shape == (8, 2)
+    XbmBuffer(XbmConfig(weight=2, device="cpu"), embedding_size=2)
