@@ -19,7 +19,7 @@ from quaterion.train.cache import _save_dir, persist
 from quaterion.train.cache._batches import serve_loaders
 from quaterion.train.cache.cache_model import fill_cache
 from quaterion.train.cache._fingerprint import loader_records, read_split, split_fingerprints
-from quaterion.train.cache.cache_config import CacheConfig, CacheType
+from quaterion.train.cache.cache_config import CacheConfig, CacheType, check_save_dir
 from quaterion.train.cache.cache_encoder import CacheEncoder
 from quaterion.train.cache.store import check_store_class
 from quaterion.train.cache.stores import STORES
@@ -57,6 +57,7 @@ def wrap_encoder(
             "but cuda is not available"
         )
     store_class = check_store_class(STORES[cache_type], cache_type)
+    check_save_dir(cache_type, cache_config.save_dir)  # STORES may have changed since
     return store_class.from_config(encoder, encoder_name, cache_type, cache_config)
 
 
