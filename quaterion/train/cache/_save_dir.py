@@ -210,8 +210,9 @@ class SaveDirLock:
             if time.monotonic() >= deadline:
                 raise CacheDirInUseError(
                     f"The encoder cache in {os.path.dirname(self.path)!r} is being written by "
-                    f"another process ({holder}): wait for it to finish and run again "
-                    "(its cache is then reused), or give this run another save_dir"
+                    f"another process, or read by a fit that still runs ({holder}): wait for "
+                    "it to finish and run again (its cache is then reused), or give this run "
+                    "another save_dir"
                 )
             time.sleep(0.2)
 

@@ -4,7 +4,7 @@ import json
 import logging
 import os
 import shutil
-import tempfile
+import secrets
 import warnings
 from typing import Any, Callable, Dict, Optional
 
@@ -252,8 +252,37 @@ def save(
     ``<dir>/current``, which is replaced last. A crash at any point leaves the previous
     cache whole and loadable. Returns the generation's name (what ``current`` points to).
     """
+    generation = _new_generation(dir_path)
+    try:
+        _write_generation(generation, encoders, splits, expected, fingerprints)
+    except BaseException:  # e.g. a full disk: free what was written, keep the cache of before
+        shutil.rmtree(generation, ignore_errors=True)
+        raise
+    for name in ["encoders", MANIFEST_NAME] + [f"{split}_labels" for split in SPLITS]:
+        _link(os.path.join(CURRENT, name), os.path.join(dir_path, name))
+    _link(os.path.basename(generation), os.path.join(dir_path, CURRENT))
+    fsync_directory(dir_path)
+    drop_stale(dir_path, os.path.basename(generation))
+    return os.path.basename(generation)
+
+
+def _new_generation(dir_path: str) -> str:
+    """A new empty ``<dir>/.gen-*`` directory, with the permissions the umask gives (so a
+    group-writable umask lets a group share the cache)."""
     os.makedirs(dir_path, exist_ok=True)
-    generation = tempfile.mkdtemp(prefix=GENERATION_PREFIX, dir=dir_path)
+    path = os.path.join(dir_path, GENERATION_PREFIX + secrets.token_hex(8))  # never taken
+    os.mkdir(path)  # mode 0o777 less the umask
+    return path
+
+
+def _write_generation(
+    generation: str,
+    encoders: Dict[str, CacheEncoder],
+    splits: Dict[str, Optional[CachedSplit]],
+    expected: Dict[str, Any],
+    fingerprints: Callable[[str], Dict[str, Any]],
+) -> None:
+    """The files of :func:`save` in ``generation``."""
     manifest = {**expected, "encoders": {}, "labels": {}, "data": {}}
     for name, enc in encoders.items():
         path = os.path.join(generation, "encoders", name)
@@ -275,12 +304,6 @@ def save(
         manifest["labels"][split] = file_sha256(path)
     write_json(os.path.join(generation, MANIFEST_NAME), manifest)
     fsync_directory(generation)
-    for name in ["encoders", MANIFEST_NAME] + [f"{split}_labels" for split in SPLITS]:
-        _link(os.path.join(CURRENT, name), os.path.join(dir_path, name))
-    _link(os.path.basename(generation), os.path.join(dir_path, CURRENT))
-    fsync_directory(dir_path)
-    drop_stale(dir_path, os.path.basename(generation))
-    return os.path.basename(generation)
 
 
 def drop_stale(dir_path: str, keep: Optional[str]) -> None:
@@ -307,9 +330,10 @@ def save_per_filesystem(trainer: pl.Trainer, save_dir: str, write: Callable[[], 
     generation and write nothing; on node-local disks the first process of every other node
     does not, and writes its own copy (every rank holds the complete store after the fill).
     """
-    generation = write() if trainer.global_rank == 0 else None
+    with distributed.fail_together("Writing the encoder cache"):  # e.g. a full disk
+        generation = write() if trainer.global_rank == 0 else None
     generation = distributed.gather_objects(generation)[0]
     own_copy = trainer.local_rank == 0 and trainer.global_rank != 0
-    if own_copy and current_generation(save_dir) != generation:
-        write()
-    distributed.barrier()
+    with distributed.fail_together("Writing the encoder cache"):  # waits for every copy
+        if own_copy and current_generation(save_dir) != generation:
+            write()
