@@ -27,6 +27,7 @@ from quaterion_models.encoders import Encoder
 
 logger = logging.getLogger(__name__)
 Loaders = Dict[str, SimilarityDataLoader]
+LOADED_ENV = "QUATERION_CACHE_LOADED"  # the cache rank 0 loaded before Lightning started the ranks
 T = TypeVar("T")
 
 
@@ -280,6 +281,7 @@ def _load_or_fill(
     load = partial(persist.try_load, save_dir, cache_encoders, expected, current, verify, tidy)
     seen = persist.current_generation(save_dir) if save_dir else None
     splits = _agreed_load(load if save_dir else _nothing, save_dir)
+    _same_cache_as_rank_zero(trainer, save_dir, splits is not None)
     if splits is not None:
         return splits
     if save_dir:  # before anything is encoded
@@ -367,6 +369,30 @@ def _agreed_load(load: Callable[[], Optional[dict]], save_dir: Optional[str]) ->
             stacklevel=4,
         )
     return None
+
+
+def _same_cache_as_rank_zero(trainer: pl.Trainer, save_dir: Optional[str], loaded: bool) -> None:
+    """Under Lightning's own launcher rank 0 sets its cache up alone, before ``trainer.fit``
+    starts the other ranks (which inherit its environment): rank 0 records the generation it
+    loaded there, and a rank that then finds another one, or none it can load, stops with an
+    error (filling alone, it would wait forever for ranks that train)."""
+    if not save_dir or trainer.world_size == 1 or distributed.world_size() > 1:
+        return
+    generation = f"{save_dir}/{persist.current_generation(save_dir)}" if loaded else None
+    if "LOCAL_RANK" not in os.environ:  # rank 0, before the launcher starts the others
+        if generation is None:
+            os.environ.pop(LOADED_ENV, None)
+        else:
+            os.environ[LOADED_ENV] = generation
+        return
+    expected = os.environ.get(LOADED_ENV)
+    if expected is not None and expected != generation:
+        raise RuntimeError(
+            f"Rank 0 loaded the encoder cache {expected} before Lightning started this rank, "
+            f"which found {generation or 'no cache it can load in ' + save_dir}: another job "
+            "rewrote it meanwhile, or save_dir is a relative path and the ranks run in "
+            "different directories. Run again, with an absolute save_dir"
+        )
 
 
 def _load_theirs(load: Callable[[], Optional[dict]], save_dir: str) -> Optional[dict]:

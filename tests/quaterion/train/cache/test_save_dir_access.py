@@ -14,9 +14,10 @@ import pytest
 import pytorch_lightning as pl
 import torch
 
-from quaterion.train.cache import CacheConfig, CacheType, _save_dir, persist
+from quaterion.train.cache import CacheConfig, CacheType, _save_dir, persist, setup
 from tests.quaterion.train.cache.test_save_dir import ROOT, _env, _fit, _unprivileged
 from tests.quaterion.train.cache.test_ddp import _free_port
+from tests.quaterion.train import helpers
 from tests.quaterion.train.helpers import CountingEncoder, Model, fit_data, fit_losses
 
 # another process trying to write save_dir (loads _save_dir.py alone: it needs no package)
@@ -222,3 +223,44 @@ def test_a_write_that_fails_keeps_the_cache_of_before_and_leaves_nothing(tmp_pat
     encoder, again = _fit(tmp_path)
     assert encoder.calls == 0
     torch.testing.assert_close(again, losses)
+
+
+def _set_up_as(rank, save_dir, **kwargs):
+    """``cache_loaders`` of a 2-rank DDP trainer before any process group exists: rank 0
+    before Lightning's launcher starts the others, or rank 1 started by it."""
+    encoder = CountingEncoder()
+    model = Model(encoders={"default": encoder}, cache_config=CacheConfig(save_dir=save_dir))
+    trainer = helpers.trainer(strategy="ddp", devices=2)
+    assert trainer.global_rank == rank
+    fit = model.cache_loaders(trainer, *fit_data(**kwargs)[1])
+    model.unwrap_cache()
+    return fit.cached, encoder.calls
+
+
+def test_a_rank_started_by_lightning_needs_the_cache_rank_zero_loaded(tmp_path, monkeypatch):
+    """Rank 0 records the generation it loaded in the environment Lightning's launcher
+    hands to the other ranks; one that finds another cache (or none, which it would fill
+    alone while rank 0 trains: a hang) stops with an error saying what happened."""
+    _fit(tmp_path / "a")
+    _fit(tmp_path / "b")
+
+    def no_fill(*args, **kwargs):  # a 2-rank fill here would start (or wait for) rank 1
+        raise InterruptedError("the fill would start here")
+
+    monkeypatch.setattr(setup, "fill_cache", no_fill)
+    for name in ("LOCAL_RANK", "NODE_RANK", "WORLD_SIZE", setup.LOADED_ENV):
+        monkeypatch.delenv(name, raising=False)
+    assert _set_up_as(0, str(tmp_path / "a")) == (True, 0)
+    loaded = os.environ[setup.LOADED_ENV]
+    assert loaded == f"{tmp_path / 'a'}/{os.readlink(tmp_path / 'a' / 'current')}"
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    assert _set_up_as(1, str(tmp_path / "a")) == (True, 0)  # the same: fine
+    with pytest.raises(RuntimeError, match="Rank 0 loaded the encoder cache .* found .*b/.gen-"):
+        _set_up_as(1, str(tmp_path / "b"))  # e.g. a relative save_dir, another directory
+    with pytest.raises(RuntimeError, match="found no cache it can load in .*a.*absolute"):
+        with pytest.warns(UserWarning, match="will be rebuilt"):
+            _set_up_as(1, str(tmp_path / "a"), n=20)  # other data: it would fill alone
+    monkeypatch.delenv("LOCAL_RANK")
+    with pytest.raises(InterruptedError), pytest.warns(UserWarning, match="will be rebuilt"):
+        _set_up_as(0, str(tmp_path / "a"), n=20)  # rank 0 fills...
+    assert setup.LOADED_ENV not in os.environ  # ...and the ranks it starts fill with it
