@@ -254,7 +254,27 @@ def save(
     """
     generation = _new_generation(dir_path)
     try:
-        _write_generation(generation, encoders, splits, expected, fingerprints)
+        manifest = {**expected, "encoders": {}, "labels": {}, "data": {}}
+        for name, enc in encoders.items():
+            path = os.path.join(generation, "encoders", name)
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            enc.save_cache(path)
+            manifest["encoders"][name] = {
+                "fingerprint": expected["encoders"][name],
+                "file_sha256": file_sha256(path),
+                "rows_sha256": enc.rows_checksum(),
+                "rows": len(enc.offset_map) if hasattr(enc, "offset_map") else None,
+                "embedding_size": enc.embedding_size,
+            }
+        for split, cached in splits.items():
+            path = os.path.join(generation, f"{split}_labels")
+            manifest["data"][split] = fingerprints(split)
+            ids = cached.ids if cached is not None else np.zeros(0, dtype=np.uint64)
+            columns = cached.columns if cached is not None else {}
+            save_torch({"ids": torch.from_numpy(ids.view(np.int64)), "columns": columns}, path)
+            manifest["labels"][split] = file_sha256(path)
+        write_json(os.path.join(generation, MANIFEST_NAME), manifest)
+        fsync_directory(generation)
     except BaseException:  # e.g. a full disk: free what was written, keep the cache of before
         shutil.rmtree(generation, ignore_errors=True)
         raise
@@ -273,37 +293,6 @@ def _new_generation(dir_path: str) -> str:
     path = os.path.join(dir_path, GENERATION_PREFIX + secrets.token_hex(8))  # never taken
     os.mkdir(path)  # mode 0o777 less the umask
     return path
-
-
-def _write_generation(
-    generation: str,
-    encoders: Dict[str, CacheEncoder],
-    splits: Dict[str, Optional[CachedSplit]],
-    expected: Dict[str, Any],
-    fingerprints: Callable[[str], Dict[str, Any]],
-) -> None:
-    """The files of :func:`save` in ``generation``."""
-    manifest = {**expected, "encoders": {}, "labels": {}, "data": {}}
-    for name, enc in encoders.items():
-        path = os.path.join(generation, "encoders", name)
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        enc.save_cache(path)
-        manifest["encoders"][name] = {
-            "fingerprint": expected["encoders"][name],
-            "file_sha256": file_sha256(path),
-            "rows_sha256": enc.rows_checksum(),
-            "rows": len(enc.offset_map) if hasattr(enc, "offset_map") else None,
-            "embedding_size": enc.embedding_size,
-        }
-    for split, cached in splits.items():
-        path = os.path.join(generation, f"{split}_labels")
-        manifest["data"][split] = fingerprints(split)
-        ids = cached.ids if cached is not None else np.zeros(0, dtype=np.uint64)
-        columns = cached.columns if cached is not None else {}
-        save_torch({"ids": torch.from_numpy(ids.view(np.int64)), "columns": columns}, path)
-        manifest["labels"][split] = file_sha256(path)
-    write_json(os.path.join(generation, MANIFEST_NAME), manifest)
-    fsync_directory(generation)
 
 
 def drop_stale(dir_path: str, keep: Optional[str]) -> None:

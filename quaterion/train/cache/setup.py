@@ -287,25 +287,20 @@ def _load_or_fill(
     if save_dir:  # before anything is encoded
         why = "no cache there matches this run, so it would be filled and written"
         _on_every_rank(partial(_save_dir.require_writable, save_dir, why))
-
-    # another job may be writing this save_dir: wait for its lock
-    def moved() -> bool:
-        return persist.current_generation(save_dir) != seen
-
-    if not _lock_every_copy(trainer, lock, moved):  # a fit holds another job's new cache
-        _on_every_rank(lock.shared if lock is not None else _nothing)
-        splits = _load_theirs(load, save_dir)
-        if splits is not None:
-            return splits
-        seen = persist.current_generation(save_dir)
-        _lock_every_copy(trainer, lock)
+    # another job may be writing this save_dir: wait for its lock, or (``taken`` false) stop
+    # waiting once it switched to a new cache, which a fit of it holds
+    taken = _lock_every_copy(trainer, lock, lambda: persist.current_generation(save_dir) != seen)
     changed = bool(save_dir) and persist.current_generation(save_dir) != seen
     if any(distributed.gather_objects(changed)):
-        # another job wrote a cache while this one waited for the lock: reuse it if it fits
-        # (two jobs racing for the lock never both fill)
-        splits = _load_theirs(load, save_dir)
+        # another job wrote a cache while this one waited: reuse it if it fits (two jobs
+        # racing for the lock never both fill)
+        _on_every_rank(lock.shared if lock is not None and not taken else _nothing)
+        logger.info("Another process wrote the encoder cache in %s meanwhile: trying it", save_dir)
+        splits = _agreed_load(load, save_dir)
         if splits is not None:
             return splits
+        if not taken:
+            _lock_every_copy(trainer, lock)
     for enc in cache_encoders.values():
         enc.reset_cache()
     views = [cache_config.views if split == "train" else 1 for split in loaders]
@@ -339,8 +334,6 @@ def _held_save_dir(
     if save_dir:
         save_dir = _on_every_rank(partial(_save_dir.prepare, save_dir))
         lock = _save_dir.open_lock(save_dir) if trainer.local_rank == 0 else None
-        if lock is None and trainer.local_rank == 0:
-            logger.info("The encoder cache in %s has no lock file: read without", save_dir)
     try:
         _on_every_rank(lock.shared if lock is not None else _nothing)
         yield save_dir, lock
@@ -380,25 +373,16 @@ def _same_cache_as_rank_zero(trainer: pl.Trainer, save_dir: Optional[str], loade
         return
     generation = f"{save_dir}/{persist.current_generation(save_dir)}" if loaded else None
     if "LOCAL_RANK" not in os.environ:  # rank 0, before the launcher starts the others
-        if generation is None:
-            os.environ.pop(LOADED_ENV, None)
-        else:
-            os.environ[LOADED_ENV] = generation
+        os.environ[LOADED_ENV] = generation or ""  # empty: it fills, and so do they
         return
     expected = os.environ.get(LOADED_ENV)
-    if expected is not None and expected != generation:
+    if expected and expected != generation:
         raise RuntimeError(
             f"Rank 0 loaded the encoder cache {expected} before Lightning started this rank, "
             f"which found {generation or 'no cache it can load in ' + save_dir}: another job "
             "rewrote it meanwhile, or save_dir is a relative path and the ranks run in "
             "different directories. Run again, with an absolute save_dir"
         )
-
-
-def _load_theirs(load: Callable[[], Optional[dict]], save_dir: str) -> Optional[dict]:
-    """:func:`_agreed_load` of the cache another job wrote while this one waited."""
-    logger.info("Another process wrote the encoder cache in %s meanwhile: trying it", save_dir)
-    return _agreed_load(load, save_dir)
 
 
 def _lock_every_copy(
