@@ -421,12 +421,12 @@ class TrainableModel(pl.LightningModule, CacheMixin):
         for loader in loaders:
             self.setup_dataloader(loader)
         self._cache_sources = loaders  # put back by unwrap_cache
+        self._release_cache_hold()  # of an earlier set-up that was never cleaned up
         with self._unwrapped_on_failure():  # nothing reaches the trainer: undo the set-up here
             self.model.encoders = apply_cache_config(self.model.encoders, self.cache_config)
             fit = cache_loaders(
                 trainer, self.model.encoders, train_dataloader, val_dataloader, self.cache_config
             )
-        self._release_cache_hold()  # of an earlier set-up that was never cleaned up
         self._cache_hold = fit.hold  # released by unwrap_cache, when the fit ends
         return fit
 
