@@ -114,9 +114,8 @@ def writable(save_dir: str) -> bool:
     """Whether this process may write a cache into ``save_dir``: the directory, and its lock
     file where there is one (on a read-only mount neither is, whoever asks)."""
     lock = os.path.join(save_dir, LOCK)
-    if not os.access(save_dir, os.W_OK | os.X_OK):
-        return False
-    return not os.path.lexists(lock) or os.access(lock, os.W_OK)
+    mine = not os.path.lexists(lock) or os.access(lock, os.W_OK)
+    return mine and os.access(save_dir, os.W_OK | os.X_OK)
 
 
 def require_writable(save_dir: str, why: str) -> None:
@@ -173,7 +172,6 @@ class SaveDirLock:
     def __init__(self, save_dir: str, wait_s: Optional[float] = None):
         self.path = os.path.join(save_dir, LOCK)
         self.wait_s = LOCK_WAIT_S if wait_s is None else wait_s
-        self.record: Optional[str] = None  # what this process wrote while it holds it alone
         try:
             self._fd: Optional[int] = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
         except PermissionError:  # read-only here: shared holds only (flock needs no write)
@@ -182,7 +180,7 @@ class SaveDirLock:
     def __getstate__(self) -> dict:
         """A copy (pickled to another process, deep-copied) holds nothing: the descriptor and
         the lock on it stay with this object."""
-        return {**self.__dict__, "_fd": None, "record": None}
+        return {**self.__dict__, "_fd": None}
 
     def _take(
         self, operation: int, wait_s: float, stop: Optional[Callable[[str], bool]] = None
@@ -222,10 +220,7 @@ class SaveDirLock:
 
     def shared(self) -> None:
         """Hold the lock with other readers (waits ``wait_s`` for a writer, then raises); a
-        writer's hold becomes a shared one (its record is dropped)."""
-        if self.record is not None:
-            os.ftruncate(self._fd, 0)
-            self.record = None
+        writer's hold becomes a shared one (its record stays, naming the holder)."""
         self._take(fcntl.LOCK_SH, self.wait_s)
 
     def unlock(self) -> None:
@@ -244,7 +239,6 @@ class SaveDirLock:
         os.ftruncate(self._fd, 0)
         os.pwrite(self._fd, record.encode(), 0)
         os.fsync(self._fd)  # visible to the other nodes reading it on a shared filesystem
-        self.record = record
         return record
 
     def exclusive_beside(self, record: str) -> bool:
@@ -255,7 +249,6 @@ class SaveDirLock:
             mine = f"pid {os.getpid()} on {socket.gethostname()} (beside {record})"
             os.ftruncate(self._fd, 0)
             os.pwrite(self._fd, mine.encode(), 0)
-            self.record = mine
             return True
         return False
 
