@@ -14,7 +14,7 @@ import pytest
 import pytorch_lightning as pl
 import torch
 
-from quaterion.train.cache import CacheConfig, CacheType, _save_dir, persist, setup
+from quaterion.train.cache import CacheConfig, CacheType, DiskStore, _save_dir, persist, setup
 from tests.quaterion.train.cache.test_save_dir import ROOT, _env, _fit, _unprivileged
 from tests.quaterion.train.cache.test_ddp import _free_port
 from tests.quaterion.train import helpers
@@ -203,26 +203,34 @@ def test_tilde_in_save_dir_is_the_home_directory(tmp_path, monkeypatch):
     assert _fit("~/cache")[0].calls == 0
 
 
-def test_a_write_that_fails_keeps_the_cache_of_before_and_leaves_nothing(tmp_path, monkeypatch):
-    """e.g. a full disk while the manifest, written last, is saved."""
-    _, losses = _fit(tmp_path)
+@pytest.mark.parametrize("where", ["manifest", "disk fill"])
+def test_a_write_that_fails_keeps_the_cache_of_before(tmp_path, monkeypatch, where):
+    """e.g. a full disk while the manifest (written last) is saved, or while a DISK fill
+    writes its rows: the error is raised, the cache of before stays whole and is reused, and
+    what the failed run wrote is gone (its generation at once, its fill files by that run)."""
+    kind = CacheType.DISK if where == "disk fill" else CacheType.CPU
+    _, losses = _fit(tmp_path, kind)
     generation = os.readlink(tmp_path / "current")
 
     def disk_full(*args, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device")
 
     with monkeypatch.context() as patch:
-        patch.setattr(persist, "write_json", disk_full)
-        model = Model(
-            encoders={"default": CountingEncoder()},
-            cache_config=CacheConfig(save_dir=str(tmp_path)),
-        )
+        if where == "manifest":
+            patch.setattr(persist, "write_json", disk_full)
+        else:
+            patch.setattr(DiskStore, "finish_fill", disk_full)  # after the rows were written
+        config = CacheConfig(cache_type=kind, save_dir=str(tmp_path))
+        model = Model(encoders={"default": CountingEncoder()}, cache_config=config)
         with pytest.raises(OSError, match="No space left on device"):
             fit_losses(model, *fit_data(n=20)[1])
     assert [f for f in os.listdir(tmp_path) if f.startswith(".gen-")] == [generation]
-    encoder, again = _fit(tmp_path)
+    assert os.path.isdir(tmp_path / ".fill") == (where == "disk fill")
+    encoder, again = _fit(tmp_path, kind)
     assert encoder.calls == 0
     torch.testing.assert_close(again, losses)
+    hidden = sorted(f for f in os.listdir(tmp_path) if f.startswith("."))
+    assert hidden == sorted([generation, _save_dir.MARK, _save_dir.LOCK])  # .fill removed
 
 
 def _set_up_as(rank, save_dir, **kwargs):
