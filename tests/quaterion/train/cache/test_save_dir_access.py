@@ -141,8 +141,9 @@ def _listing(root):
 
 @pytest.mark.parametrize("cache_type", [CacheType.CPU, CacheType.DISK])
 def test_a_cache_this_user_cannot_write_is_read_and_never_filled(cache_type):
-    """Another user's cache (directories 0755, files 0644): read without its lock file
-    being written; a fit it does not match fails before anything is encoded."""
+    """A cache this user cannot write (another user's, write bits off; as root the check
+    runs as ``nobody``, since root ignores permissions): read without its lock file being
+    written; a fit it does not match fails before anything is encoded."""
     base = tempfile.mkdtemp(prefix="quaterion-theirs-")
     try:
         os.chmod(base, 0o755)  # reachable by the unprivileged child
@@ -152,6 +153,7 @@ def test_a_cache_this_user_cannot_write_is_read_and_never_filled(cache_type):
             _, losses = _fit(save_dir, cache_type)
         finally:
             os.umask(old)
+        subprocess.run(["chmod", "-R", "a-w", save_dir], check=True)  # for a non-root run
         before = _listing(save_dir)
         calls, again, other_calls, message = _unprivileged(_reads_then_fills, save_dir, cache_type)
         assert calls == 0
@@ -161,6 +163,7 @@ def test_a_cache_this_user_cannot_write_is_read_and_never_filled(cache_type):
         assert "umask 002" in message and "Pass a save_dir you can write" in message
         assert _listing(save_dir) == before  # nothing written, nothing removed
     finally:
+        subprocess.run(["chmod", "-R", "u+w", base], check=True)
         subprocess.run(["rm", "-rf", base], check=True)
 
 
