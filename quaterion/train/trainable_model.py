@@ -23,6 +23,7 @@ from quaterion.train.cache import CacheConfig, CacheType
 from quaterion.train.cache.setup import CachedLoaders, apply_cache_config, cache_loaders
 from quaterion.train.cache.setup import unwrap_encoders
 from quaterion.train.cache.store import CacheStore
+from quaterion.train.cache._save_dir import SaveDirLock
 from quaterion.train.cache_mixin import CacheMixin
 from quaterion.train.callbacks.cleanup_callback import restore_dataloader
 from quaterion.train.callbacks.guard_callback import (
@@ -77,6 +78,7 @@ class TrainableModel(pl.LightningModule, CacheMixin):
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
         self._cache_sources: List[SimilarityDataLoader] = []  # loaders the cache set up
+        self._cache_hold: Optional[SaveDirLock] = None  # the fit's hold on the cache's save_dir
         self._resumed_order: Optional[Dict[str, Any]] = None  # batch order of a resumed fit
         self._order_restored = False  # whether on_load_checkpoint restored it
         encoders = check_encoders(self.configure_encoders(), Encoder)
@@ -419,11 +421,14 @@ class TrainableModel(pl.LightningModule, CacheMixin):
         for loader in loaders:
             self.setup_dataloader(loader)
         self._cache_sources = loaders  # put back by unwrap_cache
+        self._release_cache_hold()  # of an earlier set-up that was never cleaned up
         with self._unwrapped_on_failure():  # nothing reaches the trainer: undo the set-up here
             self.model.encoders = apply_cache_config(self.model.encoders, self.cache_config)
-            return cache_loaders(
+            fit = cache_loaders(
                 trainer, self.model.encoders, train_dataloader, val_dataloader, self.cache_config
             )
+        self._cache_hold = fit.hold  # released by unwrap_cache, when the fit ends
+        return fit
 
     @contextlib.contextmanager
     def _unwrapped_on_failure(self) -> Iterator[None]:
@@ -440,9 +445,16 @@ class TrainableModel(pl.LightningModule, CacheMixin):
         :class:`~quaterion.train.callbacks.CleanupCallback`, which calls this when a fit ends)."""
         if self._model is not None:
             self._model.encoders = unwrap_encoders(self._model.encoders)
+        self._release_cache_hold()
         sources, self._cache_sources = self._cache_sources, []
         for loader in sources:
             restore_dataloader(self, loader)
+
+    def _release_cache_hold(self) -> None:
+        """End the fit's shared hold on the cache's ``save_dir`` (see ``CachedLoaders.hold``)."""
+        hold, self._cache_hold = self._cache_hold, None
+        if hold is not None:
+            hold.release()
 
     def save_servable(self, path: str) -> None:
         """``unwrap_cache()`` then ``self.model.save(path)`` (a ``SimilarityModel`` directory).

@@ -18,7 +18,7 @@ import os
 import secrets
 import socket
 import time
-from typing import Iterator, List, Optional
+from typing import Callable, Iterator, List, Optional
 
 MARK = ".quaterion-cache"
 LOCK = ".quaterion-cache.lock"
@@ -63,11 +63,14 @@ def foreign_entries(root: str) -> List[str]:
 def prepare(save_dir: str) -> str:
     """Check ``save_dir`` before anything is encoded; returns its resolved path.
 
-    It is created if missing; a symlink is followed. Raises ``NotADirectoryError`` for a file
-    (or a link to one), ``FileNotFoundError`` for a dangling link, ``PermissionError`` when it
-    cannot be written, and ``FileExistsError`` when it holds files the cache did not create.
+    It is created if missing; ``~`` is expanded and a symlink followed. Raises
+    ``NotADirectoryError`` for a file (or a link to one), ``FileNotFoundError`` for a dangling
+    link, ``PermissionError`` when it cannot be created, and ``FileExistsError`` when it holds
+    files the cache did not create. A directory this process cannot write is returned as it
+    is (a cache there can be read, see :func:`require_writable`); in a writable one the lock
+    file and the mark are created.
     """
-    path = os.path.abspath(os.fspath(save_dir))
+    path = os.path.abspath(os.path.expanduser(os.fspath(save_dir)))
     if os.path.islink(path) and not os.path.exists(path):
         raise FileNotFoundError(
             f"CacheConfig.save_dir {save_dir!r} is a symlink to {os.readlink(path)!r}, which "
@@ -96,14 +99,10 @@ def prepare(save_dir: str) -> str:
             "one it created: pass another one, e.g. "
             f"save_dir={os.path.join(os.fspath(save_dir), 'quaterion_cache')!r}"
         )
-    try:
-        probe = os.open(os.path.join(real, LOCK), os.O_RDWR | os.O_CREAT, 0o644)
-        os.close(probe)
-    except OSError as err:
-        raise PermissionError(
-            f"CacheConfig.save_dir {save_dir!r} cannot be written ({err.strerror}): the cache "
-            "writes its files and a lock there; make it writable or pass another save_dir"
-        ) from None
+    if not writable(real):
+        logger.info("The encoder cache in %s is read-only here: it is only read", real)
+        return real
+    os.close(os.open(os.path.join(real, LOCK), os.O_RDWR | os.O_CREAT, 0o666))  # umask applies
     if not os.path.exists(os.path.join(real, MARK)):
         with open(os.path.join(real, f"{MARK}.tmp-{os.getpid()}"), "w") as mark:
             mark.write("Encoder cache of quaterion: its files are managed by the cache.\n")
@@ -111,17 +110,43 @@ def prepare(save_dir: str) -> str:
     return real
 
 
+def writable(save_dir: str) -> bool:
+    """Whether this process may write a cache into ``save_dir``: the directory, and its lock
+    file where there is one (on a read-only mount neither is, whoever asks)."""
+    lock = os.path.join(save_dir, LOCK)
+    mine = not os.path.lexists(lock) or os.access(lock, os.W_OK)
+    return mine and os.access(save_dir, os.W_OK | os.X_OK)
+
+
+def require_writable(save_dir: str, why: str) -> None:
+    """``PermissionError`` saying what to do unless :func:`writable` (``why``: what needed it)."""
+    if not writable(save_dir):
+        raise PermissionError(
+            f"CacheConfig.save_dir {save_dir!r} cannot be written by this process (user id "
+            f"{os.geteuid()}; a read-only mount, or a directory or lock file of another user) "
+            f"and {why}. Pass a save_dir you can write, or have its owner make the directory "
+            f"and {LOCK} group-writable (the cache's files follow the umask: use umask 002 "
+            "for a cache shared by a group)"
+        )
+
+
+def open_lock(save_dir: str) -> "Optional[SaveDirLock]":
+    """The lock of ``save_dir``, ``None`` where it has no lock file (not a cache yet, or a
+    read-only one written before the lock existed): such a directory is read without."""
+    path = os.path.join(save_dir, LOCK)
+    if not os.path.isfile(path) or os.path.islink(path):
+        return None
+    try:
+        return SaveDirLock(save_dir)
+    except OSError:
+        return None
+
+
 @contextlib.contextmanager
 def shared_hold(save_dir: str) -> Iterator[None]:
     """The block holds ``save_dir``'s lock shared, so no writer switches generations under
-    it; a directory without the cache's lock file (not a cache, or written before the lock
-    existed) or whose lock file cannot be opened for writing (read-only: nothing writes it
-    from here) is read without, and no lock file is ever created by it."""
-    path = os.path.join(save_dir, LOCK)
-    try:
-        lock = SaveDirLock(save_dir) if os.path.isfile(path) and not os.path.islink(path) else None
-    except OSError:
-        lock = None
+    it (see :func:`open_lock`; no lock file is ever created by it)."""
+    lock = open_lock(save_dir)
     try:
         if lock is not None:
             lock.shared()
@@ -147,10 +172,20 @@ class SaveDirLock:
     def __init__(self, save_dir: str, wait_s: Optional[float] = None):
         self.path = os.path.join(save_dir, LOCK)
         self.wait_s = LOCK_WAIT_S if wait_s is None else wait_s
-        self._fd: Optional[int] = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            self._fd: Optional[int] = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
+        except PermissionError:  # read-only here: shared holds only (flock needs no write)
+            self._fd = os.open(self.path, os.O_RDONLY)
 
-    def _take(self, operation: int, wait_s: float, held_by_us: Optional[str] = None) -> bool:
-        """Take the lock; ``False`` (not taken) when the holder's record is ``held_by_us``."""
+    def __getstate__(self) -> dict:
+        """A copy (pickled to another process, deep-copied) holds nothing: the descriptor and
+        the lock on it stay with this object."""
+        return {**self.__dict__, "_fd": None}
+
+    def _take(
+        self, operation: int, wait_s: float, stop: Optional[Callable[[str], bool]] = None
+    ) -> bool:
+        """Take the lock; ``False`` (not taken) once ``stop(holder's record)`` is true."""
         deadline = time.monotonic() + wait_s
         for attempt in itertools.count():
             try:
@@ -160,7 +195,7 @@ class SaveDirLock:
                 if err.errno not in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
                     raise
             holder = self._holder()
-            if held_by_us is not None and holder == held_by_us:
+            if stop is not None and stop(holder):
                 return False
             if attempt == 0:
                 logger.warning(
@@ -173,8 +208,9 @@ class SaveDirLock:
             if time.monotonic() >= deadline:
                 raise CacheDirInUseError(
                     f"The encoder cache in {os.path.dirname(self.path)!r} is being written by "
-                    f"another process ({holder}): wait for it to finish and run again "
-                    "(its cache is then reused), or give this run another save_dir"
+                    f"another process, or read by a fit that still runs ({holder}): wait for "
+                    "it to finish and run again (its cache is then reused), or give this run "
+                    "another save_dir"
                 )
             time.sleep(0.2)
 
@@ -183,7 +219,8 @@ class SaveDirLock:
             return file.read().strip() or "a reader of the cache"
 
     def shared(self) -> None:
-        """Hold the lock with other readers (waits ``wait_s`` for a writer, then raises)."""
+        """Hold the lock with other readers (waits ``wait_s`` for a writer, then raises); a
+        writer's hold becomes a shared one (its record stays, naming the holder)."""
         self._take(fcntl.LOCK_SH, self.wait_s)
 
     def unlock(self) -> None:
@@ -191,11 +228,13 @@ class SaveDirLock:
         if self._fd is not None:
             fcntl.flock(self._fd, fcntl.LOCK_UN)
 
-    def exclusive(self) -> str:
+    def exclusive(self, moved: Optional[Callable[[], bool]] = None) -> Optional[str]:
         """Hold the lock alone and record this process in the lock file; returns the record
-        (unique to this hold)."""
+        (unique to this hold), or ``None`` (nothing held) if ``moved()`` turns true while it
+        waits (e.g. another job wrote a cache there meanwhile)."""
         self.unlock()  # conversion is not atomic: release first
-        self._take(fcntl.LOCK_EX, self.wait_s)
+        if not self._take(fcntl.LOCK_EX, self.wait_s, moved and (lambda holder: moved())):
+            return None
         record = f"pid {os.getpid()} on {socket.gethostname()} (hold {secrets.token_hex(6)})"
         os.ftruncate(self._fd, 0)
         os.pwrite(self._fd, record.encode(), 0)
@@ -206,7 +245,7 @@ class SaveDirLock:
         """Hold the lock alone, unless the holder is the process that wrote ``record`` (the
         same directory, locked by global rank 0): then ``False``, and nothing is held."""
         self.unlock()
-        if self._take(fcntl.LOCK_EX, self.wait_s, held_by_us=record):
+        if self._take(fcntl.LOCK_EX, self.wait_s, record.__eq__):
             mine = f"pid {os.getpid()} on {socket.gethostname()} (beside {record})"
             os.ftruncate(self._fd, 0)
             os.pwrite(self._fd, mine.encode(), 0)

@@ -89,12 +89,8 @@ class CacheConfig:
         }
         if not self.cache_type and not self.mapping:
             raise ValueError("If cache is configured, cache_type or mapping have to be set")
-        disk = self.cache_type == CacheType.DISK or CacheType.DISK in self.mapping.values()
-        if disk and not self.save_dir:
-            raise ValueError(
-                "CacheType.DISK keeps the rows in a memory-mapped file under save_dir: pass "
-                "CacheConfig(save_dir=...), a directory with room for the cache"
-            )
+        for kind in dict.fromkeys([self.cache_type, *self.mapping.values()]):
+            check_save_dir(kind, self.save_dir)
         if self.dtype is not None and not (
             isinstance(self.dtype, torch.dtype) and self.dtype.is_floating_point
         ):
@@ -123,6 +119,20 @@ class CacheConfig:
             raise ValueError(
                 f"CacheConfig.num_workers must be None or an int >= 0, got {self.num_workers!r}"
             )
+
+
+def check_save_dir(kind: Optional[str], save_dir: Optional[str]) -> None:
+    """``ValueError`` when the store class of ``kind`` in ``STORES`` keeps files under
+    ``save_dir`` (its ``needs_save_dir``, e.g. ``CacheType.DISK``) and none is given."""
+    from quaterion.train.cache.stores import STORES  # the stores import this module
+
+    store = STORES.get(kind)
+    if not save_dir and getattr(store, "needs_save_dir", False):
+        what = f"CacheType.{CacheType(kind).name}" if kind in set(CacheType) else repr(kind)
+        raise ValueError(
+            f"The storage kind {what} ({store.__name__}) keeps its rows in files under "
+            "save_dir: pass CacheConfig(save_dir=...), a directory with room for the cache"
+        )
 
 
 def _to_cache_type(value: Any, name: str) -> str:

@@ -31,8 +31,11 @@ class CacheMixin:
         cache_config: CacheConfig,
     ) -> bool:
         """Fill (or load) every cache encoder in ``encoders``; ``False`` if none is cached
-        (:func:`~quaterion.train.cache.setup.cache_loaders` also returns the loaders)."""
+        (:func:`~quaterion.train.cache.setup.cache_loaders` also returns the loaders, and keeps
+        a hold on ``save_dir``, released here)."""
         loaders = setup.cache_loaders(
             trainer, encoders, train_dataloader, val_dataloader, cache_config
         )
+        if loaders.hold is not None:
+            loaders.hold.release()
         return loaders.cached

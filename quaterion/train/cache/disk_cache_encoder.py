@@ -48,6 +48,8 @@ class DiskStore(InMemoryStore):
             name of its own records that name, so a persisted cache is read back by it).
     """
 
+    needs_save_dir = True
+
     def __init__(
         self,
         encoder: Encoder,
@@ -73,13 +75,7 @@ class DiskStore(InMemoryStore):
     def from_config(
         cls, encoder: Encoder, name: str, cache_type: str, cache_config: CacheConfig
     ) -> "DiskStore":
-        """A disk store under ``cache_config.save_dir``."""
-        if not cache_config.save_dir:
-            raise ValueError(
-                f"The storage kind {str(cache_type)!r} ({cls.__name__}) keeps the rows in a "
-                "memory-mapped file under save_dir: pass CacheConfig(save_dir=...), a "
-                "directory with room for the cache"
-            )
+        """A disk store under ``cache_config.save_dir`` (required: ``needs_save_dir``)."""
         return cls(encoder, cache_config.save_dir, name, cache_config.dtype, cache_type)
 
     def _fill_path(self, part: str) -> str:

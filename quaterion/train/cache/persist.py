@@ -4,7 +4,7 @@ import json
 import logging
 import os
 import shutil
-import tempfile
+import secrets
 import warnings
 from typing import Any, Callable, Dict, Optional
 
@@ -252,35 +252,47 @@ def save(
     ``<dir>/current``, which is replaced last. A crash at any point leaves the previous
     cache whole and loadable. Returns the generation's name (what ``current`` points to).
     """
-    os.makedirs(dir_path, exist_ok=True)
-    generation = tempfile.mkdtemp(prefix=GENERATION_PREFIX, dir=dir_path)
-    manifest = {**expected, "encoders": {}, "labels": {}, "data": {}}
-    for name, enc in encoders.items():
-        path = os.path.join(generation, "encoders", name)
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        enc.save_cache(path)
-        manifest["encoders"][name] = {
-            "fingerprint": expected["encoders"][name],
-            "file_sha256": file_sha256(path),
-            "rows_sha256": enc.rows_checksum(),
-            "rows": len(enc.offset_map) if hasattr(enc, "offset_map") else None,
-            "embedding_size": enc.embedding_size,
-        }
-    for split, cached in splits.items():
-        path = os.path.join(generation, f"{split}_labels")
-        manifest["data"][split] = fingerprints(split)
-        ids = cached.ids if cached is not None else np.zeros(0, dtype=np.uint64)
-        columns = cached.columns if cached is not None else {}
-        save_torch({"ids": torch.from_numpy(ids.view(np.int64)), "columns": columns}, path)
-        manifest["labels"][split] = file_sha256(path)
-    write_json(os.path.join(generation, MANIFEST_NAME), manifest)
-    fsync_directory(generation)
+    generation = _new_generation(dir_path)
+    try:
+        manifest = {**expected, "encoders": {}, "labels": {}, "data": {}}
+        for name, enc in encoders.items():
+            path = os.path.join(generation, "encoders", name)
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            enc.save_cache(path)
+            manifest["encoders"][name] = {
+                "fingerprint": expected["encoders"][name],
+                "file_sha256": file_sha256(path),
+                "rows_sha256": enc.rows_checksum(),
+                "rows": len(enc.offset_map) if hasattr(enc, "offset_map") else None,
+                "embedding_size": enc.embedding_size,
+            }
+        for split, cached in splits.items():
+            path = os.path.join(generation, f"{split}_labels")
+            manifest["data"][split] = fingerprints(split)
+            ids = cached.ids if cached is not None else np.zeros(0, dtype=np.uint64)
+            columns = cached.columns if cached is not None else {}
+            save_torch({"ids": torch.from_numpy(ids.view(np.int64)), "columns": columns}, path)
+            manifest["labels"][split] = file_sha256(path)
+        write_json(os.path.join(generation, MANIFEST_NAME), manifest)
+        fsync_directory(generation)
+    except BaseException:  # e.g. a full disk: free what was written, keep the cache of before
+        shutil.rmtree(generation, ignore_errors=True)
+        raise
     for name in ["encoders", MANIFEST_NAME] + [f"{split}_labels" for split in SPLITS]:
         _link(os.path.join(CURRENT, name), os.path.join(dir_path, name))
     _link(os.path.basename(generation), os.path.join(dir_path, CURRENT))
     fsync_directory(dir_path)
     drop_stale(dir_path, os.path.basename(generation))
     return os.path.basename(generation)
+
+
+def _new_generation(dir_path: str) -> str:
+    """A new empty ``<dir>/.gen-*`` directory, with the permissions the umask gives (so a
+    group-writable umask lets a group share the cache)."""
+    os.makedirs(dir_path, exist_ok=True)
+    path = os.path.join(dir_path, GENERATION_PREFIX + secrets.token_hex(8))  # never taken
+    os.mkdir(path)  # mode 0o777 less the umask
+    return path
 
 
 def drop_stale(dir_path: str, keep: Optional[str]) -> None:
@@ -307,9 +319,10 @@ def save_per_filesystem(trainer: pl.Trainer, save_dir: str, write: Callable[[], 
     generation and write nothing; on node-local disks the first process of every other node
     does not, and writes its own copy (every rank holds the complete store after the fill).
     """
-    generation = write() if trainer.global_rank == 0 else None
+    with distributed.fail_together("Writing the encoder cache"):  # e.g. a full disk
+        generation = write() if trainer.global_rank == 0 else None
     generation = distributed.gather_objects(generation)[0]
     own_copy = trainer.local_rank == 0 and trainer.global_rank != 0
-    if own_copy and current_generation(save_dir) != generation:
-        write()
-    distributed.barrier()
+    with distributed.fail_together("Writing the encoder cache"):  # waits for every copy
+        if own_copy and current_generation(save_dir) != generation:
+            write()

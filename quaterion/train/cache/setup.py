@@ -19,7 +19,7 @@ from quaterion.train.cache import _save_dir, persist
 from quaterion.train.cache._batches import serve_loaders
 from quaterion.train.cache.cache_model import fill_cache
 from quaterion.train.cache._fingerprint import loader_records, read_split, split_fingerprints
-from quaterion.train.cache.cache_config import CacheConfig, CacheType
+from quaterion.train.cache.cache_config import CacheConfig, CacheType, check_save_dir
 from quaterion.train.cache.cache_encoder import CacheEncoder
 from quaterion.train.cache.store import check_store_class
 from quaterion.train.cache.stores import STORES
@@ -27,6 +27,7 @@ from quaterion_models.encoders import Encoder
 
 logger = logging.getLogger(__name__)
 Loaders = Dict[str, SimilarityDataLoader]
+LOADED_ENV = "QUATERION_CACHE_LOADED"  # the cache rank 0 loaded before Lightning started the ranks
 T = TypeVar("T")
 
 
@@ -57,6 +58,7 @@ def wrap_encoder(
             "but cuda is not available"
         )
     store_class = check_store_class(STORES[cache_type], cache_type)
+    check_save_dir(cache_type, cache_config.save_dir)  # STORES may have changed since
     return store_class.from_config(encoder, encoder_name, cache_type, cache_config)
 
 
@@ -127,6 +129,7 @@ def save_cache(
     }
     written = split_fingerprints(loaders, layouts, CacheConfig(), None, splits)
     dir_path = _save_dir.prepare(dir_path)
+    _save_dir.require_writable(dir_path, "save_cache writes the cache there")
     lock = _save_dir.SaveDirLock(dir_path)
     try:
         lock.exclusive()
@@ -189,12 +192,16 @@ class CachedLoaders:
         val: the same for the validation loader (``None`` without one).
         cached: whether any encoder is cached.
         served: whether the training batches come from the store alone.
+        hold: the shared lock on ``save_dir`` the fit keeps (no other job rewrites the cache
+            until it ends, while Lightning's launcher starts the other ranks); ``release()`` it
+            when the fit ends, as ``TrainableModel.unwrap_cache`` does.
     """
 
     train: Optional[DataLoader]
     val: Optional[DataLoader]
     cached: bool = False
     served: bool = False
+    hold: Optional[_save_dir.SaveDirLock] = None
 
 
 def cache_loaders(
@@ -229,16 +236,20 @@ def cache_loaders(
         )
     for split, loader in loaders.items():
         loader.set_salt(split)  # keys stable across runs, distinct across the splits
-    splits = _load_or_fill(trainer, cache_encoders, loaders, layouts, extractors, cache_config)
-    epoch = partial(getattr, trainer, "current_epoch")
-    served = serve_loaders(
-        loaders, splits, encoders, extractors, cache_config.views, epoch, layouts
-    )
+    with _held_save_dir(trainer, cache_config.save_dir) as (save_dir, lock):
+        splits = _load_or_fill(
+            trainer, cache_encoders, loaders, layouts, extractors, cache_config, save_dir, lock
+        )
+        epoch = partial(getattr, trainer, "current_epoch")
+        served = serve_loaders(
+            loaders, splits, encoders, extractors, cache_config.views, epoch, layouts
+        )
     return CachedLoaders(
         served.get("train", train_dataloader),
         served.get("val", val_dataloader),
         cached=True,
         served="train" in served,
+        hold=lock,
     )
 
 
@@ -249,59 +260,64 @@ def _load_or_fill(
     layouts: Dict[str, Optional[type]],
     extractors: dict,
     cache_config: CacheConfig,
+    save_dir: Optional[str],
+    lock: Optional[_save_dir.SaveDirLock],
 ) -> dict:
-    """The splits of a persisted cache that matches this run, or of a new fill (saved when
-    ``save_dir`` is set, under the exclusive lock rank 0 holds); ``layouts`` of
-    :func:`store_layouts`."""
-    with _held_save_dir(trainer, cache_config.save_dir) as (save_dir, lock):
-        content = {n: e.wrapped_encoder.get_collate_fn() for n, e in cache_encoders.items()}
-        content = content if cache_config.verify_content else None
-        filled_splits: Dict[str, object] = {}
-        current = split_fingerprints(loaders, layouts, cache_config, content, filled_splits)
-        expected = None
-        if save_dir:
-            records = loader_records(loaders)
-            expected = persist.expected_manifest(
-                cache_encoders, records, extractors, cache_config.views
-            )
-        verify = cache_config.verify_checksums
-        tidy = lock is not None  # the lock holder removes what killed runs left
-        load = partial(persist.try_load, save_dir, cache_encoders, expected, current, verify, tidy)
-        seen = persist.current_generation(save_dir) if save_dir else None
-        splits = _agreed_load(load if save_dir else _nothing, save_dir)
+    """The splits of a persisted cache that matches this run, or of a new fill (saved in
+    ``save_dir`` when set, under the exclusive lock rank 0 holds); ``layouts`` of
+    :func:`store_layouts`; ``(save_dir, lock)`` of :func:`_held_save_dir`."""
+    content = {n: e.wrapped_encoder.get_collate_fn() for n, e in cache_encoders.items()}
+    content = content if cache_config.verify_content else None
+    filled_splits: Dict[str, object] = {}
+    current = split_fingerprints(loaders, layouts, cache_config, content, filled_splits)
+    expected = None
+    if save_dir:
+        records = loader_records(loaders)
+        expected = persist.expected_manifest(
+            cache_encoders, records, extractors, cache_config.views
+        )
+    verify = cache_config.verify_checksums
+    tidy = lock is not None  # the lock holder removes what killed runs left
+    load = partial(persist.try_load, save_dir, cache_encoders, expected, current, verify, tidy)
+    seen = persist.current_generation(save_dir) if save_dir else None
+    splits = _agreed_load(load if save_dir else _nothing, save_dir)
+    _same_cache_as_rank_zero(trainer, save_dir, splits is not None)
+    if splits is not None:
+        return splits
+    if save_dir:  # before anything is encoded
+        why = "no cache there matches this run, so it would be filled and written"
+        _on_every_rank(partial(_save_dir.require_writable, save_dir, why))
+    # another job may be writing this save_dir: wait for its lock, or (``taken`` false) stop
+    # waiting once it switched to a new cache, which a fit of it holds
+    taken = _lock_every_copy(trainer, lock, lambda: persist.current_generation(save_dir) != seen)
+    changed = bool(save_dir) and persist.current_generation(save_dir) != seen
+    if any(distributed.gather_objects(changed)):
+        # another job wrote a cache while this one waited: reuse it if it fits (two jobs
+        # racing for the lock never both fill)
+        _on_every_rank(lock.shared if lock is not None and not taken else _nothing)
+        logger.info("Another process wrote the encoder cache in %s meanwhile: trying it", save_dir)
+        splits = _agreed_load(load, save_dir)
         if splits is not None:
             return splits
-        # before anything is encoded: another job may be writing this save_dir
-        _lock_every_copy(trainer, lock)
-        changed = bool(save_dir) and persist.current_generation(save_dir) != seen
-        if any(distributed.gather_objects(changed)):
-            # another job wrote a cache while this one waited for the lock: reuse it if it fits
-            # (two jobs racing for the lock never both fill)
-            logger.info(
-                "Another process wrote the encoder cache in %s meanwhile: trying it", save_dir
-            )
-            splits = _agreed_load(load, save_dir)
-            if splits is not None:
-                return splits
-        for enc in cache_encoders.values():
-            enc.reset_cache()
-        views = [cache_config.views if split == "train" else 1 for split in loaders]
-        dls, dl_layouts = list(loaders.values()), list(layouts.values())
-        filled = fill_cache(
-            trainer, cache_encoders, dls, cache_config, views, dl_layouts, extractors
+        if not taken:
+            _lock_every_copy(trainer, lock)
+    for enc in cache_encoders.values():
+        enc.reset_cache()
+    views = [cache_config.views if split == "train" else 1 for split in loaders]
+    dls, dl_layouts = list(loaders.values()), list(layouts.values())
+    filled = fill_cache(trainer, cache_encoders, dls, cache_config, views, dl_layouts, extractors)
+    if not all(enc.is_filled() for enc in cache_encoders.values()):
+        raise RuntimeError(
+            "The cache fill ran in processes whose results this one cannot see (e.g. "
+            "strategy='ddp_spawn' or a notebook launcher): use strategy='ddp' (Lightning "
+            "starts the ranks as scripts) or torchrun, or configure_caches() -> None"
         )
-        if not all(enc.is_filled() for enc in cache_encoders.values()):
-            raise RuntimeError(
-                "The cache fill ran in processes whose results this one cannot see (e.g. "
-                "strategy='ddp_spawn' or a notebook launcher): use strategy='ddp' (Lightning "
-                "starts the ranks as scripts) or torchrun, or configure_caches() -> None"
-            )
-        splits = dict(zip(loaders, filled))
-        filled_splits.update(splits)
-        if save_dir:
-            write = partial(persist.save, save_dir, cache_encoders, splits, expected, current)
-            persist.save_per_filesystem(trainer, save_dir, write)
-        return splits
+    splits = dict(zip(loaders, filled))
+    filled_splits.update(splits)
+    if save_dir:
+        write = partial(persist.save, save_dir, cache_encoders, splits, expected, current)
+        persist.save_per_filesystem(trainer, save_dir, write)
+    return splits
 
 
 @contextlib.contextmanager
@@ -309,19 +325,23 @@ def _held_save_dir(
     trainer: pl.Trainer, save_dir: Optional[str]
 ) -> Iterator[Tuple[Optional[str], Optional[_save_dir.SaveDirLock]]]:
     """``(save_dir, lock)`` while the cache works in ``save_dir``: the directory prepared on
-    every rank before anything is encoded, and a shared hold on it by the first process of
-    every node (node-local copies), released on exit; ``(None, None)`` without one."""
+    every rank before anything is encoded, and a hold on it by the first process of every
+    node (node-local copies; none on a read-only directory without a lock file). When the
+    block ends the hold is shared again, kept for the fit (:attr:`CachedLoaders.hold`); an
+    error releases it. ``(None, None)`` without a ``save_dir``."""
     _start_process_group(trainer)
     lock = None
     if save_dir:
         save_dir = _on_every_rank(partial(_save_dir.prepare, save_dir))
-        lock = _save_dir.SaveDirLock(save_dir) if trainer.local_rank == 0 else None
+        lock = _save_dir.open_lock(save_dir) if trainer.local_rank == 0 else None
     try:
         _on_every_rank(lock.shared if lock is not None else _nothing)
         yield save_dir, lock
-    finally:
+        _on_every_rank(lock.shared if lock is not None else _nothing)  # a writer's hold ends
+    except BaseException:
         if lock is not None:
             lock.release()
+        raise
 
 
 def _agreed_load(load: Callable[[], Optional[dict]], save_dir: Optional[str]) -> Optional[dict]:
@@ -344,16 +364,46 @@ def _agreed_load(load: Callable[[], Optional[dict]], save_dir: Optional[str]) ->
     return None
 
 
-def _lock_every_copy(trainer: pl.Trainer, lock: Optional[_save_dir.SaveDirLock]) -> None:
+def _same_cache_as_rank_zero(trainer: pl.Trainer, save_dir: Optional[str], loaded: bool) -> None:
+    """Under Lightning's own launcher rank 0 sets its cache up alone, before ``trainer.fit``
+    starts the other ranks (which inherit its environment): rank 0 records the generation it
+    loaded there, and a rank that then finds another one, or none it can load, stops with an
+    error (filling alone, it would wait forever for ranks that train)."""
+    if not save_dir or trainer.world_size == 1 or distributed.world_size() > 1:
+        return
+    generation = f"{save_dir}/{persist.current_generation(save_dir)}" if loaded else None
+    if "LOCAL_RANK" not in os.environ:  # rank 0, before the launcher starts the others
+        os.environ[LOADED_ENV] = generation or ""  # empty: it fills, and so do they
+        return
+    expected = os.environ.get(LOADED_ENV)
+    if expected and expected != generation:
+        raise RuntimeError(
+            f"Rank 0 loaded the encoder cache {expected} before Lightning started this rank, "
+            f"which found {generation or 'no cache it can load in ' + save_dir}: another job "
+            "rewrote it meanwhile, or save_dir is a relative path and the ranks run in "
+            "different directories. Run again, with an absolute save_dir"
+        )
+
+
+def _lock_every_copy(
+    trainer: pl.Trainer,
+    lock: Optional[_save_dir.SaveDirLock],
+    moved: Optional[Callable[[], bool]] = None,
+) -> bool:
     """Exclusive locks on every directory the fill writes: global rank 0's, then each other
     node's copy (the first process of the node takes it; a directory shared with rank 0 is
     recognised by rank 0's record and covered by its lock). An error on any rank (e.g.
-    another job holding a node's copy) is raised on every rank."""
+    another job holding a node's copy) is raised on every rank. ``False`` on every rank,
+    nothing held, when rank 0 stopped waiting because ``moved()`` turned true."""
     _on_every_rank(lock.unlock if lock is not None else _nothing)  # no shared hold left
-    record = _on_every_rank(lock.exclusive if trainer.global_rank == 0 and lock else _nothing)
+    rank_zero = trainer.global_rank == 0 and lock is not None
+    record = _on_every_rank(partial(lock.exclusive, moved) if rank_zero else str)
     record = distributed.broadcast_from_rank_zero(record)
-    beside = trainer.global_rank != 0 and lock is not None and record is not None
+    if record is None:
+        return False
+    beside = trainer.global_rank != 0 and lock is not None and record != ""
     _on_every_rank(partial(lock.exclusive_beside, record) if beside else _nothing)
+    return True
 
 
 def _nothing() -> None:

@@ -20,6 +20,9 @@ class CacheStore(CacheEncoder):
     string of its own, then accepted by ``CacheConfig``).
     """
 
+    #: Whether the kind keeps files under ``CacheConfig.save_dir`` (which it then requires).
+    needs_save_dir: bool = False
+
     @classmethod
     def from_config(
         cls, encoder: Encoder, name: str, cache_type: str, cache_config: CacheConfig

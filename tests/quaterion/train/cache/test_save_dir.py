@@ -121,9 +121,10 @@ def test_symlinked_save_dir_is_followed_and_a_dangling_one_refused(tmp_path):
         _fit(tmp_path / "dangling")
 
 
-def _unprivileged(function, *args):
-    """Run ``function(*args)`` in a forked child as user ``nobody`` when we are root (root
-    ignores permissions); returns what it returns, or raises its traceback."""
+def _unprivileged(function, *args, gid=65534):
+    """Run ``function(*args)`` in a forked child as user ``nobody`` (in group ``gid`` alone)
+    when we are root (root ignores permissions); returns what it returns, or raises its
+    traceback."""
     if os.geteuid() != 0:
         return function(*args)
     context = multiprocessing.get_context("fork")
@@ -131,7 +132,8 @@ def _unprivileged(function, *args):
 
     def run():
         try:
-            os.setgid(65534)
+            os.setgroups([])
+            os.setgid(gid)
             os.setuid(65534)
             child.send((True, function(*args)))
         except BaseException:

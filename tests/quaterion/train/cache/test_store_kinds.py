@@ -189,7 +189,17 @@ def test_damaged_rows_of_a_new_disk_kind_are_refused(tmp_path, monkeypatch):
 
 
 def test_a_disk_kind_of_its_own_needs_a_save_dir(monkeypatch):
+    """Checked by ``CacheConfig`` for every kind whose store has ``needs_save_dir``, and
+    again when the encoder is wrapped (the kind registered after the config was made)."""
+    need = r"'shadow-disk' \(ShadowDiskStore\) keeps its rows in files under save_dir.*\.\.\."
+    monkeypatch.setitem(STORES, "shadow-disk", InMemoryStore)
+    config = CacheConfig(mapping={"default": "shadow-disk"})  # in memory: no save_dir needed
     monkeypatch.setitem(STORES, "shadow-disk", ShadowDiskStore)
-    model = Model(encoders={"default": CountingEncoder()}, cache_config=CacheConfig("shadow-disk"))
-    with pytest.raises(ValueError, match=r"'shadow-disk'.*memory-mapped file.*save_dir=\.\.\."):
+    for kwargs in ({"cache_type": "shadow-disk"}, {"mapping": {"other": "shadow-disk"}}):
+        with pytest.raises(ValueError, match=need):
+            CacheConfig(**kwargs)
+    encoder = CountingEncoder()
+    model = Model(encoders={"default": encoder}, cache_config=config)
+    with pytest.raises(ValueError, match=need):
         fit_losses(model, *fit_data()[1], max_epochs=1)
+    assert encoder.calls == 0
