@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import time
 import warnings
 from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence
@@ -215,6 +214,9 @@ def _run(args: argparse.Namespace) -> Dict[str, Any]:
     from quaterion_models import SimilarityModel
     from quaterion_models.heads import EmptyHead
 
+    from examples.save_target import check_save_dir
+
+    check_save_dir(args.save_dir)
     started = time.perf_counter()
     timings: Dict[str, float] = {}
 
@@ -265,7 +267,6 @@ def _run(args: argparse.Namespace) -> Dict[str, Any]:
     )
 
     say("Saving, reloading and evaluating the servable ...")
-    shutil.rmtree(args.save_dir, ignore_errors=True)
     model.save_servable(args.save_dir)
     served = SimilarityModel.load(args.save_dir)
     reloaded = held_out_r_precision(served, test)

@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import inspect
 import os
-import shutil
 import sys
 from typing import TYPE_CHECKING, List, Optional
 
@@ -67,11 +66,12 @@ def train(
     (``CacheConfig(views=...)``): the backbone still runs only during the fill. Returns the
     trained model.
     """
-    from quaterion.distributed import on_rank_zero_then_wait
+    from examples.save_target import check_save_dir
 
     from .data import get_dataloaders
     from .models import Model
 
+    check_save_dir(save_dir)
     train_dataloader, val_dataloader = get_dataloaders(
         batch_size=batch_size,
         input_size=input_size,
@@ -91,7 +91,7 @@ def train(
     )
 
     trainer = fit(model, train_dataloader, val_dataloader, epochs, devices, num_nodes)
-    on_rank_zero_then_wait(lambda: shutil.rmtree(save_dir, ignore_errors=True))
+    # an earlier servable there is replaced atomically; files of your own are kept
     model.save_servable(save_dir)  # under DDP: written by global rank 0 only
     if trainer.is_global_zero:
         say(f"Saved the servable to {os.path.abspath(save_dir)}")
@@ -123,7 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--save-dir",
         default=os.path.join(PACKAGE_DIR, "cars_encoders"),
-        help="where the servable is written (replaced if it exists)",
+        help="where the servable is written (an earlier servable there is replaced; other files are kept)",
     )
     parser.add_argument("--shuffle", action="store_true", help="shuffle the training data")
     parser.add_argument(

@@ -15,7 +15,6 @@ left the ranking unchanged (``--head gated --lr 3e-5`` reproduces it).
 
 import argparse
 import os
-import shutil
 import sys
 import tempfile
 from typing import Any, Dict, List, Optional
@@ -83,9 +82,11 @@ def train(
     from quaterion_models.heads import EmptyHead
 
     from examples.evaluation import r_precision
+    from examples.save_target import check_save_dir
 
     from .model import BATCH_SIZE, Model, StartupsDataset, read_records, split_records
 
+    check_save_dir(save_dir)
     quiet_libraries()
     use_offline_hub(encoder)
     records = read_records(dataset_path, max_samples=max_samples, seed=seed)
@@ -130,7 +131,6 @@ def train(
     Quaterion.fit(model, trainer, train_dataloader, val_dataloader)
     with phase("Evaluating the trained model on the held-out records"):
         after = r_precision(model.model, test_set)
-    shutil.rmtree(save_dir, ignore_errors=True)
     model.save_servable(save_dir)
     save_path = os.path.abspath(save_dir)
     say(
@@ -167,7 +167,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--epochs", type=int, default=30, help="training epochs (default: 30)")
     parser.add_argument(
-        "--save-dir", default="startups", help="servable output directory (replaced if it exists)"
+        "--save-dir", default="startups", help="servable output directory (an earlier servable there is replaced; other files are kept)"
     )
     parser.add_argument(
         "--max-samples", type=int, default=640, help="read at most this many records (default: 640)"

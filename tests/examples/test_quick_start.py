@@ -72,6 +72,9 @@ def test_smoke_run_trains_saves_and_reloads(tmp_path, workdir, no_network, capsy
     from examples.quick_start import main
 
     save_dir = str(tmp_path / "servable")
+    os.mkdir(save_dir)
+    with open(os.path.join(save_dir, "NOTES.txt"), "w", encoding="utf-8") as file:
+        file.write("my own notes")  # kept: the save replaces only its own files
     result = main(
         [
             "--epochs",
@@ -115,6 +118,8 @@ def test_smoke_run_trains_saves_and_reloads(tmp_path, workdir, no_network, capsy
         from_index = index_neighbours(index, queries, rows, k=2)
     assert from_index == nearest_neighbours(served, queries, corpus, k=2, exclude=rows)
 
+    with open(os.path.join(save_dir, "NOTES.txt"), encoding="utf-8") as file:
+        assert file.read() == "my own notes"
     with open(os.path.join(save_dir, "config.json"), encoding="utf-8") as file:
         config = json.load(file)
     assert config["encoders"][0]["module"] == TRANSFORMER_MODULE

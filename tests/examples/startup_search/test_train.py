@@ -50,6 +50,8 @@ def test_synthetic_training_saves_a_servable(
 ):
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     save_dir = workdir / "startups"
+    save_dir.mkdir()
+    (save_dir / "NOTES.txt").write_text("my own notes")  # kept: the save replaces only its files
     result = startup_train.main(["--synthetic", "--encoder", local_minilm, "--epochs", "2",
                                  "--max-samples", "128", "--save-dir", str(save_dir)])  # fmt: skip
     assert os.environ["HF_HUB_OFFLINE"] == "1"
@@ -59,12 +61,23 @@ def test_synthetic_training_saves_a_servable(
     assert len(encoded) == 128 + result["sizes"]["test"] and len(set(encoded)) > 100
     encoded.clear()
 
+    assert (save_dir / "NOTES.txt").read_text() == "my own notes"
     model = SimilarityModel.load(str(save_dir))
     vectors = model.encode(["some text"])
     assert vectors.shape == (1, 384)
     encoder_files = {p.name for p in (save_dir / "encoders" / "default").iterdir()}
     assert {"model.safetensors", "tokenizer.json", "encoder_config.json"} <= encoder_files
     assert no_network == []
+
+
+def test_a_save_dir_that_is_a_file_stops_the_run_before_training(workdir, no_network, encoded):
+    a_file = workdir / "startups"
+    a_file.write_text("not a folder")
+    with pytest.raises(SystemExit) as info:
+        startup_train.main(["--synthetic", "--epochs", "1", "--save-dir", str(a_file)])
+    assert str(info.value).startswith(f"error: --save-dir {a_file}: ")
+    assert "is not a directory" in str(info.value) and encoded == []
+    assert a_file.read_text() == "not a folder"
 
 
 def test_missing_dataset_exits_with_hint(workdir, no_network):
