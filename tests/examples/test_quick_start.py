@@ -134,7 +134,7 @@ def test_invalid_epochs_is_rejected(capsys):
 
     with pytest.raises(SystemExit):
         parse_args(["--epochs", "0"])
-    assert "--epochs must be >= 1" in capsys.readouterr().err
+    assert "argument --epochs: must be a positive integer, got 0" in capsys.readouterr().err
 
 
 def test_readme_command_improves_held_out_retrieval(tmp_path):
