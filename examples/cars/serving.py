@@ -192,7 +192,12 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, object]:
         _, test = get_datasets(args.input_size, split_cache_path=SPLIT_CACHE_PATH, **data_kwargs)
     except (DataNotFoundError, FileNotFoundError) as exc:
         sys.exit(f"error: {exc}")
-    os.makedirs(args.save_dir, exist_ok=True)
+    if os.path.exists(args.save_dir) and not os.path.isdir(args.save_dir):
+        sys.exit(f"error: --save-dir {args.save_dir} is a file; pass a directory path")
+    try:
+        os.makedirs(args.save_dir, exist_ok=True)
+    except OSError as exc:  # a read-only parent, a file among the parents
+        sys.exit(f"error: --save-dir {args.save_dir}: {exc.strerror}; pass a writable directory")
     say(f"Writing {len(raw_test)} test images to {args.save_dir}/imgs ...")
     count = save_images(raw_test, args.save_dir)
 
