@@ -37,6 +37,7 @@ import torch
 import torch.nn.functional as F
 from pytorch_metric_learning import losses, miners
 
+from examples.cli_types import positive_int
 from benchmarks._common import current_mib, peak_mib, reset_peak
 import quaterion.loss as q
 from quaterion.train.fit_checks import check_batch_labels
@@ -220,10 +221,12 @@ def _format(row: dict) -> str:
 def main(argv: Optional[list[str]] = None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batches", default="256,1024,4096")
-    parser.add_argument("--repeats", type=int, default=3, help="timed runs per entry (best)")
+    parser.add_argument(
+        "--repeats", type=positive_int, default=3, help="timed runs per entry (best)"
+    )
     parser.add_argument(
         "--threads",
-        type=int,
+        type=positive_int,
         default=1,
         help="torch threads (1 by default: on shared cores, thread barriers dominate timings)",
     )
