@@ -148,7 +148,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Optional[List[str]] = None) -> Dict[str, Dict[str, torch.Tensor]]:
     """Evaluate the chosen models; returns ``{"base": {...}, "tuned": {...}}`` (those run)."""
-    args = resolve_common_defaults(build_parser().parse_args(argv))
+    parser = build_parser()
+    args = resolve_common_defaults(parser.parse_args(argv))
+    if args.plot and os.path.isdir(args.plot):
+        parser.error(
+            f"--plot {args.plot} is a directory; pass a file name, e.g. "
+            f"{os.path.join(args.plot, 'cars_evaluation.png')}"
+        )
     say("Loading torch, Lightning and torchvision ...")
     import pytorch_lightning as pl
     import torch
