@@ -342,6 +342,15 @@ def test_non_text_records_are_rejected(exported):
     _, path = exported
     with pytest.raises(TypeError, match="records must be str"):
         OnnxSimilarityModel.load(path).encode([1, 2])
+    texts = np.array(["a query", "another text"])  # e.g. df["text"].values: one record
+    with pytest.raises(
+        TypeError,
+        match=r"is one record, not a list of texts: pass model.encode\(array.tolist\(\)\)",
+    ):
+        OnnxSimilarityModel.load(path).encode(texts)
+    with pytest.raises(TypeError) as info:
+        OnnxSimilarityModel.load(path).encode([3])
+    assert "array" not in str(info.value)  # the hint is for arrays only
 
 
 def test_export_leaves_every_module_in_eval_mode(tmp_path):

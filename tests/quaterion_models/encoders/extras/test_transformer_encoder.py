@@ -6,6 +6,7 @@ import os
 import pickle
 import socket
 
+import numpy as np
 import pytest
 import torch
 
@@ -143,6 +144,15 @@ def test_collate_is_picklable_and_rejects_non_text(bert_dir):
         collate([1, 2])
     with pytest.raises(TypeError, match="records must be str"):
         collate([{"text": "a"}])  # dicts need text_field
+    model = SimilarityModel(encoder, EmptyHead(32))
+    with pytest.raises(
+        TypeError, match=r"ndarray\) is one record.*model.encode\(array.tolist\(\)\)"
+    ):
+        model.encode(np.array(["a b", "c d"]))
+    torch.testing.assert_close(
+        model.encode(np.array(["a b", "c d"]).tolist(), to_numpy=False),
+        model.encode(["a b", "c d"], to_numpy=False),
+    )
 
 
 def test_trainable_flag_controls_gradients(bert_dir):
