@@ -65,17 +65,54 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
+class DataFileError(ValueError):
+    """A line of a split file is not a record of the quick-start layout."""
+
+
+#: Fields of every record, and their types.
+RECORD_FIELDS = {"text": str, "group": int, "topic": str, "style": str}
+
+
 def read_split(path: str, limit: Optional[int] = None) -> List[dict]:
-    """Read one ``.jsonl`` split (``{"text", "group", "topic", "style"}`` per line)."""
+    """Read one ``.jsonl`` split (``{"text", "group", "topic", "style"}`` per line).
+
+    Raises:
+        FileNotFoundError: no such file (the message names ``--data-dir``).
+        DataFileError: a line is not JSON or not such a record (the message names the line).
+    """
     if not os.path.isfile(path):
         raise FileNotFoundError(
             f"Quick-start data file not found: {path}. Pass --data-dir pointing at a folder "
             "with train.jsonl/val.jsonl/test.jsonl, or regenerate them with "
             "`python -m examples.quick_start_data.generate`."
         )
+    records = []
     with open(path, encoding="utf-8") as file:
-        records = [json.loads(line) for line in file if line.strip()]
+        for number, line in enumerate(file, start=1):
+            if line.strip():
+                records.append(_record(line, f"{path} line {number}"))
     return records[:limit] if limit else records
+
+
+def _record(line: str, where: str) -> dict:
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError as err:
+        raise DataFileError(f"{where} is not JSON ({err}); each line must be one record") from None
+    wrong = [
+        name
+        for name, kind in RECORD_FIELDS.items()
+        if not isinstance(record, dict)
+        or not isinstance(record.get(name), kind)
+        or isinstance(record.get(name), bool)
+    ]
+    if wrong:
+        raise DataFileError(
+            f"{where}: expected a record with "
+            + ", ".join(f"{name} ({kind.__name__})" for name, kind in RECORD_FIELDS.items())
+            + f"; {wrong} missing or of another type in {line.strip()[:80]!r}"
+        )
+    return record
 
 
 def to_samples(records: Sequence[dict]) -> list:
@@ -228,10 +265,13 @@ def _run(args: argparse.Namespace) -> Dict[str, Any]:
         return now
 
     pl.seed_everything(args.seed, verbose=False)
-    splits = {
-        name: read_split(os.path.join(args.data_dir, f"{name}.jsonl"), args.limit)
-        for name in ("train", "val", "test")
-    }
+    try:
+        splits = {
+            name: read_split(os.path.join(args.data_dir, f"{name}.jsonl"), args.limit)
+            for name in ("train", "val", "test")
+        }
+    except (FileNotFoundError, DataFileError) as err:
+        raise SystemExit(f"error: {err}") from None
     for name, records in splits.items():
         groups = {r["group"] for r in records}
         print(f"{name:>5}: {len(records)} texts in {len(groups)} groups (topics)")
@@ -239,7 +279,12 @@ def _run(args: argparse.Namespace) -> Dict[str, Any]:
 
     say("Loading the encoder ...")
     clock = time.perf_counter()
-    model = build_model_class()(args.encoder or default_encoder_path(), args.lr, args.cache_dir)
+    try:
+        model = build_model_class()(args.encoder or default_encoder_path(), args.lr, args.cache_dir)
+    except OSError as err:  # not a model directory, an unknown hub name offline
+        if args.encoder is None:
+            raise
+        raise SystemExit(f"error: --encoder {args.encoder}: {err}") from None
     encoder = model.model.encoders["default"]
     base = SimilarityModel(encoders=encoder, head=EmptyHead(encoder.embedding_size))
     clock = lap("load encoder", clock)

@@ -56,6 +56,43 @@ def test_read_split_names_the_flags_when_data_is_missing(tmp_path):
         read_split(str(tmp_path / "train.jsonl"))
 
 
+@pytest.mark.parametrize(
+    "line, reason",
+    [
+        ("not json", "line 2 is not JSON"),
+        ('["a list"]', r"line 2: expected a record with text \(str\), group \(int\)"),
+        ('{"text": "t", "group": "7", "topic": "x", "style": "y"}', r"\['group'\] missing"),
+        ('{"text": "t", "group": 7}', r"\['topic', 'style'\] missing"),
+    ],
+)
+def test_read_split_names_the_line_that_is_not_a_record(tmp_path, line, reason):
+    from examples.quick_start import DataFileError, read_split
+
+    good = '{"text": "t", "group": 1, "topic": "x", "style": "y"}'
+    path = tmp_path / "train.jsonl"
+    path.write_text(f"{good}\n{line}\n\n")
+    with pytest.raises(DataFileError, match=reason):
+        read_split(str(path))
+    path.write_text(f"{good}\n\n{good}\n")
+    assert read_split(str(path)) == [json.loads(good)] * 2
+
+
+def test_bad_data_dir_and_encoder_exit_with_the_reason(tmp_path, no_network, monkeypatch):
+    from examples.quick_start import main
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    for name in ("train", "val", "test"):
+        (tmp_path / f"{name}.jsonl").write_text("{oops\n")
+    with pytest.raises(SystemExit) as info:
+        main(["--data-dir", str(tmp_path), "--save-dir", str(tmp_path / "out")])
+    assert str(info.value).startswith(f"error: {tmp_path / 'train.jsonl'} line 1 is not JSON")
+    with pytest.raises(SystemExit) as info:
+        main(["--encoder", str(tmp_path), "--limit", "8", "--save-dir", str(tmp_path / "out")])
+    assert str(info.value).startswith(f"error: --encoder {tmp_path}: TransformerEncoder: ")
+    assert "config.json does not exist" in str(info.value)
+    assert not (tmp_path / "out").exists()
+
+
 def test_pick_queries_one_per_topic_in_distinct_styles():
     from examples.quick_start import pick_queries
 

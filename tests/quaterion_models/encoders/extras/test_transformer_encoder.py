@@ -239,3 +239,10 @@ def test_truncated_model_files_are_damaged_files(bert_dir, tmp_path, name):
     (path / name).write_bytes(data[: len(data) // 2])
     with pytest.raises(DamagedFileError, match="damaged TransformerEncoder files"):
         TransformerEncoder.load(str(path))
+
+
+def test_a_directory_that_is_not_a_model_is_named(tmp_path):
+    (tmp_path / "notes.txt").write_text("not a model")
+    with pytest.raises(FileNotFoundError, match="is not a Hugging Face model directory") as info:
+        TransformerEncoder(str(tmp_path))
+    assert str(tmp_path / "config.json") in str(info.value)
