@@ -46,14 +46,17 @@ def _run(args: argparse.Namespace) -> Dict[str, Any]:
 
     from quaterion.dataset import GroupSimilarityDataLoader, SimilarityGroupSample
     from examples.mining_round_steps import build_model, fit, r_precision
-    from examples.quick_start import default_encoder_path, read_split
+    from examples.quick_start import DataFileError, default_encoder_path, read_split
     from quaterion.mining import HardNegativeBatchSampler, mine_hard_negatives
 
     for name in ("pytorch_lightning", "lightning.pytorch", "lightning.fabric"):
         logging.getLogger(name).setLevel(logging.WARNING)
     pl.seed_everything(args.seed, verbose=False)
-    train = read_split(os.path.join(args.data_dir, "train.jsonl"))
-    test = read_split(os.path.join(args.data_dir, "test.jsonl"))
+    try:
+        train = read_split(os.path.join(args.data_dir, "train.jsonl"))
+        test = read_split(os.path.join(args.data_dir, "test.jsonl"))
+    except (FileNotFoundError, DataFileError) as err:
+        raise SystemExit(f"error: {err}") from None
     encoder = SentenceTransformer(args.encoder or default_encoder_path(), device="cpu")
     encode = lambda records: encoder.encode(  # noqa: E731
         [r["text"] for r in records], convert_to_tensor=True, show_progress_bar=False

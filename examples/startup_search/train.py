@@ -108,7 +108,10 @@ def train(
         f"{sizes['val']} validation, {sizes['test']} held-out test"
     )
     with phase(f"Loading the encoder {encoder}"):
-        model = Model(pretrained_name=encoder, num_groups=len(industries), lr=lr, head=head)
+        try:
+            model = Model(pretrained_name=encoder, num_groups=len(industries), lr=lr, head=head)
+        except OSError as err:  # not a model directory, an unknown hub name offline
+            sys.exit(f"error: --encoder {encoder}: {err}")
     raw_encoder = model.model.encoders["default"]
     raw = SimilarityModel(encoders=raw_encoder, head=EmptyHead(raw_encoder.embedding_size))
     with phase("Evaluating the raw encoder on the held-out records"):
@@ -222,12 +225,17 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
         seed=args.seed,
         head=args.head,
     )
-    if args.synthetic:
-        with tempfile.TemporaryDirectory() as tmp:
-            path = os.path.join(tmp, "startups_synthetic.jsonl")
-            write_jsonl(generate_startups(args.max_samples, seed=args.seed), path)
-            return train(path, **kwargs)
-    return train(args.dataset, **kwargs)
+    from .model import DatasetError
+
+    try:
+        if args.synthetic:
+            with tempfile.TemporaryDirectory() as tmp:
+                path = os.path.join(tmp, "startups_synthetic.jsonl")
+                write_jsonl(generate_startups(args.max_samples, seed=args.seed), path)
+                return train(path, **kwargs)
+        return train(args.dataset, **kwargs)
+    except DatasetError as err:
+        sys.exit(f"error: {err}")
 
 
 if __name__ == "__main__":

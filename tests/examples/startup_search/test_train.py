@@ -80,6 +80,33 @@ def test_a_save_dir_that_is_a_file_stops_the_run_before_training(workdir, no_net
     assert a_file.read_text() == "not a folder"
 
 
+@pytest.mark.parametrize(
+    "line, reason",
+    [
+        ("not json", "line 2 is not JSON"),
+        ('{"description": "x"}', r"line 2: expected an object with str fields \['description', 'industry'\]"),
+        ('["x", "y"]', "line 2: expected an object"),
+    ],
+)  # fmt: skip
+def test_a_dataset_line_that_is_not_a_record_is_named(workdir, no_network, encoded, line, reason):
+    dataset = workdir / "startups.jsonl"
+    good = json.dumps({"name": "A", "description": "a tool", "industry": "Tools"})
+    dataset.write_text(f"{good}\n{line}\n")
+    with pytest.raises(SystemExit) as info:
+        startup_train.main(["--dataset", str(dataset), "--save-dir", str(workdir / "out")])
+    assert re.match(rf"error: {re.escape(str(dataset))} {reason}", str(info.value))
+    assert encoded == [] and no_network == []
+
+
+def test_an_encoder_that_is_not_a_model_is_named(workdir, no_network):
+    (workdir / "notes.txt").write_text("not a model")
+    with pytest.raises(SystemExit) as info:
+        startup_train.main(["--synthetic", "--encoder", str(workdir), "--max-samples", "40",
+                            "--save-dir", str(workdir / "out")])  # fmt: skip
+    assert str(info.value).startswith(f"error: --encoder {workdir}: TransformerEncoder: ")
+    assert "config.json does not exist" in str(info.value) and no_network == []
+
+
 def test_missing_dataset_exits_with_hint(workdir, no_network):
     with pytest.raises(SystemExit) as exit_info:
         startup_train.main(["--dataset", str(workdir / "absent.jsonl")])
