@@ -297,13 +297,17 @@ class TransformerEncoder(Encoder, OnnxExportable):
             from transformers import AutoModel
         except ImportError as error:
             raise _missing_transformers(error) from error
-        return AutoModel.from_pretrained(
+        model = AutoModel.from_pretrained(
             path,
             local_files_only=local_files_only,
             trust_remote_code=False,
             use_safetensors=True,
             attn_implementation="eager",  # traceable into ONNX, same numbers as sdpa
         )
+        # float32 whatever the files hold (weights saved in half precision, or a hub model
+        # stored in float16, which recent transformers load as float16): the heads load in
+        # float32, and a half-precision encoder before them would fail at the first encode
+        return model.float()
 
     @staticmethod
     def _load_tokenizer(source: str, model_dir: str, local_files_only: bool) -> Any:

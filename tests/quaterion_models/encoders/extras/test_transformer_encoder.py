@@ -246,3 +246,23 @@ def test_a_directory_that_is_not_a_model_is_named(tmp_path):
     with pytest.raises(FileNotFoundError, match="is not a Hugging Face model directory") as info:
         TransformerEncoder(str(tmp_path))
     assert str(tmp_path / "config.json") in str(info.value)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float64])
+def test_a_servable_saved_in_another_dtype_loads_in_float32_and_encodes(bert_dir, tmp_path, dtype):
+    # e.g. a model trained in half precision on a GPU, served from a CPU
+    from quaterion_models.heads import SkipConnectionHead
+
+    encoder = TransformerEncoder(bert_dir)
+    model = SimilarityModel(encoder, SkipConnectionHead(encoder.embedding_size))
+    texts = ["a b", "c", "a c b"]
+    expected = model.encode(texts, to_numpy=False)
+    model.to(dtype).save(str(tmp_path / "servable"))
+    loaded = SimilarityModel.load(str(tmp_path / "servable"))
+    assert {p.dtype for p in loaded.parameters()} == {torch.float32}
+    saved = model.state_dict()
+    for name, value in loaded.state_dict().items():  # the saved values, cast exactly
+        torch.testing.assert_close(value, saved[name].float())
+    tolerance = {torch.float16: 5e-3, torch.bfloat16: 3e-2, torch.float64: 1e-6}[dtype]
+    result = loaded.encode(texts, to_numpy=False)
+    torch.testing.assert_close(result, expected, atol=tolerance, rtol=tolerance)
