@@ -252,9 +252,11 @@ def _run(args: argparse.Namespace) -> Dict[str, Any]:
     from quaterion_models import SimilarityModel
     from quaterion_models.heads import EmptyHead
 
-    from examples.save_target import check_save_dir
+    from examples.save_target import check_output_dir, check_save_dir
 
     check_save_dir(args.save_dir)
+    check_output_dir(args.cache_dir, "--cache-dir")
+    check_output_dir(args.index_dir, "--index-dir")
     started = time.perf_counter()
     timings: Dict[str, float] = {}
 

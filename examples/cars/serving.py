@@ -22,6 +22,7 @@ from .cli import CPU_WARNING_SERVING, PACKAGE_DIR, add_data_args, resolve_common
 from .config import SPLIT_CACHE_PATH
 from .evaluate import load_tuned_model
 from examples.console import plain_text, quiet_libraries, say
+from examples.save_target import check_output_dir
 
 if TYPE_CHECKING:  # imported in the functions, so that --help stays fast
     import numpy as np
@@ -167,6 +168,7 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, object]:
     """
     parser = build_parser()
     args = resolve_common_defaults(parser.parse_args(argv))
+    check_output_dir(args.index_dir, "--index-dir")
     say("Loading torch and torchvision ...")
     import torch
 

@@ -67,12 +67,13 @@ def train(
     (``CacheConfig(views=...)``): the backbone still runs only during the fill. Returns the
     trained model.
     """
-    from examples.save_target import check_save_dir
+    from examples.save_target import check_output_dir, check_save_dir
 
     from .data import get_dataloaders
     from .models import Model
 
     check_save_dir(save_dir)
+    check_output_dir(cache_dir, "--cache-dir")
     train_dataloader, val_dataloader = get_dataloaders(
         batch_size=batch_size,
         input_size=input_size,

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, List, Optional, TextIO, Tuple
 
 from examples.cli_types import positive_int
 from examples.console import phase, plain_text, quiet_libraries
+from examples.save_target import check_output_dir
 
 from .make_sample_dataset import SAMPLE_PATH
 
@@ -118,6 +119,7 @@ def main(argv: Optional[List[str]] = None) -> List[List[dict]]:
     """Answer each query; prints the hits and returns them as dicts (id, score, payload)."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    check_output_dir(args.index_dir, "--index-dir")
     # progress and the model line go to stderr with --json, so stdout stays JSON lines
     log = sys.stderr if args.json else sys.stdout
     with phase("Loading the model", file=log):
