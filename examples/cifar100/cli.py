@@ -71,6 +71,11 @@ def parse_args(parser: argparse.ArgumentParser, argv: Optional[List[str]]) -> ar
         args.epochs = SYNTHETIC_EPOCHS if args.synthetic else args.real_epochs
     if args.weights is None:
         args.weights = "random" if args.synthetic else "pretrained"
+    if args.synthetic_size < 2:
+        parser.error(
+            f"--synthetic-size must be at least 2 (a batch of one image cannot train), "
+            f"got {args.synthetic_size}"
+        )
     return args
 
 
