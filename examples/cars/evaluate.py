@@ -159,6 +159,8 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Dict[str, torch.Tensor]]
     import pytorch_lightning as pl
     import torch
 
+    from quaterion_models.utils import DamagedFileError, UnsafeFileError
+
     from .data import DataNotFoundError, get_datasets
 
     quiet_libraries()
@@ -179,7 +181,7 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Dict[str, torch.Tensor]]
             )
         if args.model in ("both", "tuned"):
             results["tuned"] = eval_tuned_encoder(test_dataset, device, args.tuned_model)
-    except (DataNotFoundError, FileNotFoundError) as exc:
+    except (DataNotFoundError, FileNotFoundError, DamagedFileError, UnsafeFileError) as exc:
         sys.exit(f"error: {exc}")
     if args.plot:
         plot_results(results, args.plot)

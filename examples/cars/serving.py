@@ -175,6 +175,8 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, object]:
     from quaterion_models import SimilarityModel
     from quaterion_models.heads import EmptyHead
 
+    from quaterion_models.utils import DamagedFileError, UnsafeFileError
+
     from .data import DataNotFoundError, get_dataloaders, get_datasets, get_raw_dataset
 
     quiet_libraries()
@@ -192,7 +194,7 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, object]:
             **data_kwargs,
         )
         _, test = get_datasets(args.input_size, split_cache_path=SPLIT_CACHE_PATH, **data_kwargs)
-    except (DataNotFoundError, FileNotFoundError) as exc:
+    except (DataNotFoundError, FileNotFoundError, DamagedFileError, UnsafeFileError) as exc:
         sys.exit(f"error: {exc}")
     if os.path.exists(args.save_dir) and not os.path.isdir(args.save_dir):
         sys.exit(f"error: --save-dir {args.save_dir} is a file; pass a directory path")

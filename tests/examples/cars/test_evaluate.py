@@ -70,3 +70,16 @@ def test_a_plot_path_that_is_a_directory_stops_before_evaluating(workdir, capsys
     err = capsys.readouterr().err
     assert f"--plot {workdir} is a directory" in err
     assert os.path.join(str(workdir), "cars_evaluation.png") in err
+
+
+def test_a_damaged_tuned_model_exits_with_the_file(trained_cars, workdir):
+    import shutil
+
+    damaged = workdir / "damaged"
+    shutil.copytree(trained_cars["save_dir"], damaged)
+    weights = damaged / "head" / "weights.bin"
+    weights.write_bytes(weights.read_bytes()[:100])  # a copy that stopped early
+    with pytest.raises(SystemExit) as info:
+        cars_evaluate.main(["--synthetic", "--model", "tuned", "--input-size", "32",
+                            "--tuned-model", str(damaged), "--plot", ""])  # fmt: skip
+    assert str(info.value).startswith("error: ") and str(weights) in str(info.value)
