@@ -124,7 +124,12 @@ def main(argv: Optional[List[str]] = None) -> List[List[dict]]:
     log = sys.stderr if args.json else sys.stdout
     with phase("Loading the model", file=log):
         quiet_libraries()
-        model, description = load_model_described(args.model)
+        from quaterion_models.utils import DamagedFileError, UnsafeFileError
+
+        try:
+            model, description = load_model_described(args.model)
+        except (DamagedFileError, UnsafeFileError) as err:
+            sys.exit(f"error: --model {args.model}: {err}")
     print(description, file=log, flush=True)
     filter = {"industry": args.industry} if args.industry else None
     with open_index(model, args.index_dir, args.dataset, args.reindex, log) as index:
