@@ -46,9 +46,11 @@ def _check_inputs(model, trainer, train_dataloader, val_dataloader) -> None:
     if not isinstance(model, TrainableModel):
         raise TypeError(f"trainable_model must be a TrainableModel, got {type(model).__name__}")
     if trainer is not None and not isinstance(trainer, pl.Trainer):
+        kind = type(trainer)
         raise TypeError(
             f"trainer must be a pytorch_lightning.Trainer or None (the default trainer), got "
-            f"{type(trainer).__name__}; pass pl.Trainer(**options), not the options"
+            f"{kind.__module__}.{kind.__qualname__}; pass pl.Trainer(**options) with "
+            "`import pytorch_lightning as pl` (not the options, nor lightning.pytorch's Trainer)"
         )
     if model.model is None:
         raise TypeError(
