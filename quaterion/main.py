@@ -134,7 +134,7 @@ class Quaterion:
         the failing rank raises its own error.
         """
         _check_inputs(trainable_model, trainer, train_dataloader, val_dataloader)
-        check_ckpt_path(ckpt_path)
+        check_ckpt_path(ckpt_path, trainer)
         _check_loaders(trainable_model, train_dataloader, val_dataloader)
         train_batches = _batch_count(train_dataloader)
         if trainer is None:

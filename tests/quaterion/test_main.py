@@ -283,6 +283,31 @@ def test_a_bad_ckpt_path_is_refused_before_the_cache_fill(tmp_path):
 
     for fine in (None, good, str(good), legacy, "last", "best", "hpc", "registry:m", "s3://b/k"):
         check_ckpt_path(fine)
+    fifo = tmp_path / "pipe.ckpt"
+    os.mkfifo(fifo)
+    with pytest.raises(ValueError, match="is not a regular file"):  # and no hang reading it
+        check_ckpt_path(fifo, trainer())
+
+
+def test_a_trainer_reading_other_checkpoint_formats_gets_directories_and_files_unread(tmp_path):
+    from pytorch_lightning.plugins.io import TorchCheckpointIO
+
+    from quaterion.train.ckpt_path_check import check_ckpt_path, reads_single_files
+
+    class ShardedIO(TorchCheckpointIO):  # e.g. a custom format spread over a directory
+        pass
+
+    custom = trainer(plugins=[ShardedIO()])
+    assert not reads_single_files(custom) and reads_single_files(trainer())
+    assert reads_single_files(None)
+    (tmp_path / "sharded").mkdir()
+    (tmp_path / "other.bin").write_text("a custom format")
+    check_ckpt_path(tmp_path / "sharded", custom)
+    check_ckpt_path(tmp_path / "other.bin", custom)
+    with pytest.raises(FileNotFoundError, match="does not exist"):  # still checked
+        check_ckpt_path(tmp_path / "missing", custom)
+    with pytest.raises(IsADirectoryError):
+        check_ckpt_path(tmp_path / "sharded", trainer())
 
 
 def test_evaluate_delegates():
