@@ -45,3 +45,22 @@ def test_search_refuses_an_index_dir_that_is_a_file_before_loading(tmp_path, mon
     with pytest.raises(SystemExit) as info:
         startup_search.main(["a query", "--index-dir", str(a_file)])
     assert str(info.value).startswith(f"error: --index-dir {a_file} is not a directory")
+
+
+def test_data_generators_refuse_outputs_that_cannot_be_written(tmp_path, capsys):
+    from examples.quick_start_data import generate
+    from examples.startup_search import make_sample_dataset
+
+    a_file = tmp_path / "afile"
+    a_file.write_text("x")
+    with pytest.raises(SystemExit) as info:
+        generate.main(["--out-dir", str(a_file)])
+    assert str(info.value).startswith(f"error: --out-dir {a_file} is not a directory")
+    with pytest.raises(SystemExit):
+        make_sample_dataset.main(["--output", str(tmp_path)])
+    assert f"--output {tmp_path} is a directory" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["afile"]  # no temp file left behind
+    out = tmp_path / "startups.jsonl"
+    make_sample_dataset.main(["--output", str(out), "--size", "3"])
+    assert len(out.read_text().splitlines()) == 3
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["afile", "startups.jsonl"]
