@@ -232,6 +232,10 @@ def main(argv: Optional[list[str]] = None) -> list[dict]:
     )
     parser.add_argument("--csv", default=None, help="also write the table to this CSV file")
     args = parser.parse_args(argv)
+    if args.csv and (
+        os.path.isdir(args.csv) or not os.path.isdir(os.path.dirname(os.path.abspath(args.csv)))
+    ):
+        parser.error(f"--csv {args.csv}: pass a file name in an existing directory")
     if argv is None and os.environ.get("MALLOC_MMAP_THRESHOLD_") is None:
         env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "131072"}
         os.execve(sys.executable, [sys.executable, "-m", "benchmarks.losses", *sys.argv[1:]], env)
@@ -244,7 +248,9 @@ def main(argv: Optional[list[str]] = None) -> list[dict]:
     print(HEADER)
     rows = run(batches, args.repeats)
     if args.csv:
-        with open(args.csv, "w", newline="") as handle:
+        from quaterion_models.utils import atomic_write
+
+        with atomic_write(args.csv, "w") as handle:
             writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
             writer.writeheader()
             writer.writerows(rows)

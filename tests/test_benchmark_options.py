@@ -16,6 +16,8 @@ CASES = [
     ("index_eval", "--n", "-5", "positive integer"),
     ("index_eval", "--m", "-1", "integer >= 0"),
     ("losses", "--repeats", "0", "positive integer"),
+    ("losses", "--csv", "/", "pass a file name in an existing directory"),
+    ("losses", "--csv", "/no/such/dir/t.csv", "pass a file name in an existing directory"),
     ("mining", "--n", "0", "positive integer"),
     ("mining", "--seed", "x", "integer seed"),
     ("onnx", "--repeats", "0", "positive integer"),
@@ -34,4 +36,4 @@ def test_bad_values_stop_at_parse_time(monkeypatch, capsys, name, flag, value, r
         module.main()
     assert info.value.code == 2
     err = capsys.readouterr().err
-    assert f"argument {flag}: " in err and reason in err, err
+    assert (f"argument {flag}: " in err or f"error: {flag} " in err) and reason in err, err
