@@ -256,7 +256,7 @@ def _run(args: argparse.Namespace) -> Dict[str, Any]:
 
     check_save_dir(args.save_dir)
     check_output_dir(args.cache_dir, "--cache-dir")
-    check_output_dir(args.index_dir, "--index-dir")
+    check_output_dir(default_index_dir(args), "--index-dir")
     started = time.perf_counter()
     timings: Dict[str, float] = {}
 
@@ -337,7 +337,7 @@ def _run(args: argparse.Namespace) -> Dict[str, Any]:
     raw_neighbours = nearest_neighbours(base, queries, corpus, args.top_k, exclude=query_rows)
     from quaterion_models.index import SimilarityIndex
 
-    index_dir = args.index_dir or f"{args.save_dir.rstrip(os.sep)}-index"
+    index_dir = default_index_dir(args)
     with SimilarityIndex(
         served,
         path=index_dir,
@@ -389,6 +389,11 @@ def _run(args: argparse.Namespace) -> Dict[str, Any]:
         "index_dir": index_dir,
         "finetuned": finetuned,
     }
+
+
+def default_index_dir(args: argparse.Namespace) -> str:
+    """``--index-dir``, or ``<save-dir>-index`` without it."""
+    return args.index_dir or f"{args.save_dir.rstrip(os.sep)}-index"
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:

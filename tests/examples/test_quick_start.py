@@ -91,6 +91,10 @@ def test_bad_data_dir_and_encoder_exit_with_the_reason(tmp_path, no_network, mon
     assert str(info.value).startswith(f"error: --encoder {tmp_path}: TransformerEncoder: ")
     assert "config.json does not exist" in str(info.value)
     assert not (tmp_path / "out").exists()
+    (tmp_path / "out-index").write_text("a file where the default index goes")
+    with pytest.raises(SystemExit) as info:
+        main(["--limit", "8", "--save-dir", str(tmp_path / "out")])
+    assert str(info.value).startswith(f"error: --index-dir {tmp_path / 'out-index'} is not a")
 
 
 def test_pick_queries_one_per_topic_in_distinct_styles():
