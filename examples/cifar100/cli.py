@@ -90,6 +90,7 @@ def load_dataloaders(args: argparse.Namespace, batch_size: int):
             synthetic=args.synthetic,
             download=args.download,
             synthetic_size=args.synthetic_size,
+            processes=args.devices * args.num_nodes,
         )
     except DataNotFoundError as exc:
         sys.exit(f"error: {exc}")

@@ -109,6 +109,9 @@ def test_a_lone_last_training_image_is_dropped_and_one_image_is_refused(capsys):
     assert sizes == [32, 32] and len(train_loader) == 2
     train_loader, _ = get_dataloaders(32, synthetic=True, synthetic_size=66)
     assert [len(f) for _i, f, _l in train_loader] == [32, 32, 2]  # nothing else dropped
+    # under DDP each of 2 processes gets ceil(130 / 2) = 65 = 2 * 32 + 1 images
+    assert get_dataloaders(32, synthetic=True, synthetic_size=130, processes=2)[0].drop_last
+    assert not get_dataloaders(32, synthetic=True, synthetic_size=130)[0].drop_last
     with pytest.raises(ValueError, match="at least 2 images, got 1"):
         get_dataloaders(32, synthetic=True, synthetic_size=1)
     from examples.cifar100 import train_simple
