@@ -35,6 +35,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
+from examples.cli_types import positive_int
 from quaterion import Quaterion, TrainableModel
 from quaterion.dataset import GroupSimilarityDataLoader, SimilarityGroupSample
 from quaterion.loss import TripletLoss
@@ -390,12 +391,14 @@ def main():
     )
     parser.add_argument("worker", nargs="*", help=argparse.SUPPRESS)
     parser.add_argument("--quick", action="store_true", help="half the data")
-    parser.add_argument("--repeats", type=int, default=5, help="best of N runs (default 5)")
+    parser.add_argument(
+        "--repeats", type=positive_int, default=5, help="best of N runs (default 5)"
+    )
     parser.add_argument("--only", choices=["small", "large"], help="run one configuration")
     parser.add_argument("--no-uncached", action="store_true", help="skip the uncached runs")
-    parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
-    parser.add_argument("--n", type=int, help="objects (ddp-fill: 2048, disk: 2,000,000)")
-    parser.add_argument("--d", type=int, default=512, help="disk: row width (default 512)")
+    parser.add_argument("--threads", type=positive_int, default=1, help="torch threads (default 1)")
+    parser.add_argument("--n", type=positive_int, help="objects (ddp-fill: 2048, disk: 2,000,000)")
+    parser.add_argument("--d", type=positive_int, default=512, help="disk: row width (default 512)")
     parser.add_argument("--sleep", type=float, default=0.05, help="ddp-fill: s per batch")
     parser.add_argument("--dir", default=".", help="disk: where to put the store")
     args = parser.parse_args()

@@ -31,6 +31,7 @@ from typing import Optional
 import torch
 import torch.nn.functional as F
 
+from examples.cli_types import positive_int, random_seed
 from quaterion.eval import blocks
 from quaterion.dataset.similarity_samples import SimilarityGroupSample, SimilarityPairSample
 from quaterion.eval.evaluator import Evaluator
@@ -120,13 +121,13 @@ def evaluate_groups(dataset: list) -> dict:
 
 def main(argv: Optional[list[str]] = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--n", type=int, default=200_000, help="number of embeddings")
-    parser.add_argument("--dim", type=int, default=128)
-    parser.add_argument("--group-size", type=int, default=10)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--n", type=positive_int, default=200_000, help="number of embeddings")
+    parser.add_argument("--dim", type=positive_int, default=128)
+    parser.add_argument("--group-size", type=positive_int, default=10)
+    parser.add_argument("--seed", type=random_seed, default=0)
     parser.add_argument(
         "--threads",
-        type=int,
+        type=positive_int,
         default=1,
         help="torch threads (1 by default: on shared cores, thread barriers dominate timings)",
     )

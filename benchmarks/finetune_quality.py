@@ -20,6 +20,8 @@ Run: ``PYTHONPATH=. python benchmarks/finetune_quality.py [--split val|test] [--
 """
 
 import argparse
+
+from examples.cli_types import non_negative_int, random_seed
 import dataclasses
 import math
 import os
@@ -95,8 +97,10 @@ def main() -> None:
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--split", choices=("val", "test"), default="val")
-    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: all cores)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--threads", type=non_negative_int, default=0, help="torch threads (0: all cores)"
+    )
+    parser.add_argument("--seed", type=random_seed, default=0)
     parser.add_argument("--skip-st", action="store_true", help="only the quaterion run")
     add_arguments(parser)
     args = parser.parse_args()

@@ -25,6 +25,8 @@ Run: ``PYTHONPATH=. python benchmarks/finetune_replay.py [--seed 42] [--mini-bat
 """
 
 import argparse
+
+from examples.cli_types import non_negative_int, positive_int, random_seed
 import os
 import tempfile
 import warnings
@@ -51,11 +53,13 @@ def weight_difference(start: dict, reference: dict, other: dict) -> tuple:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--seed", type=random_seed, default=42)
     parser.add_argument("--split", choices=("val", "test"), default="val")
-    parser.add_argument("--mini-batch", type=int, default=16)
+    parser.add_argument("--mini-batch", type=positive_int, default=16)
     parser.add_argument("--dropout", action="store_true", help="keep dropout on in both")
-    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: all cores)")
+    parser.add_argument(
+        "--threads", type=non_negative_int, default=0, help="torch threads (0: all cores)"
+    )
     options = parser.parse_args()
     warnings.filterwarnings("ignore")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")

@@ -39,6 +39,7 @@ import torch.multiprocessing as mp
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
+from examples.cli_types import positive_int
 from quaterion import distributed
 from quaterion.loss import MultipleNegativesRankingLoss, TripletLoss
 from quaterion.utils.testing import count_host_syncs
@@ -182,8 +183,10 @@ def _spawn(worker, args) -> list:
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=40, help="measured steps per setting")
-    parser.add_argument("--calls", type=int, default=200, help="gather_rows calls per path")
+    parser.add_argument("--steps", type=positive_int, default=40, help="measured steps per setting")
+    parser.add_argument(
+        "--calls", type=positive_int, default=200, help="gather_rows calls per path"
+    )
     parser.add_argument("--quick", action="store_true", help="fewer steps and settings")
     args = parser.parse_args(argv)
     configs = [

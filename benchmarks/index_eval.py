@@ -27,6 +27,7 @@ import time
 import numpy as np
 import torch
 
+from examples.cli_types import non_negative_int, positive_int, random_seed
 from benchmarks._common import FrozenEncoder, current_mib, peak_mib, reset_peak
 from benchmarks._memory import PeakWatcher
 from quaterion.dataset.similarity_samples import SimilarityGroupSample
@@ -90,15 +91,15 @@ class GroupRows:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--n", type=int, default=1_000_000)
-    parser.add_argument("--dim", type=int, default=32)
-    parser.add_argument("--group-size", type=int, default=10)
-    parser.add_argument("--sample-size", type=int, default=2000)
-    parser.add_argument("--recall-queries", type=int, default=200)
-    parser.add_argument("--m", type=int, default=16)
-    parser.add_argument("--ef-construct", type=int, default=64)
-    parser.add_argument("--hnsw-ef", type=int, default=None)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--n", type=positive_int, default=1_000_000)
+    parser.add_argument("--dim", type=positive_int, default=32)
+    parser.add_argument("--group-size", type=positive_int, default=10)
+    parser.add_argument("--sample-size", type=positive_int, default=2000)
+    parser.add_argument("--recall-queries", type=positive_int, default=200)
+    parser.add_argument("--m", type=non_negative_int, default=16)
+    parser.add_argument("--ef-construct", type=positive_int, default=64)
+    parser.add_argument("--hnsw-ef", type=positive_int, default=None)
+    parser.add_argument("--seed", type=random_seed, default=0)
     parser.add_argument(
         "--keep-wal", action="store_true", help="default shard (write-ahead log, cached mmaps)"
     )

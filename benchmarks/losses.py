@@ -37,6 +37,7 @@ import torch
 import torch.nn.functional as F
 from pytorch_metric_learning import losses, miners
 
+from examples.cli_types import positive_int
 from benchmarks._common import current_mib, peak_mib, reset_peak
 import quaterion.loss as q
 from quaterion.train.fit_checks import check_batch_labels
@@ -220,15 +221,21 @@ def _format(row: dict) -> str:
 def main(argv: Optional[list[str]] = None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batches", default="256,1024,4096")
-    parser.add_argument("--repeats", type=int, default=3, help="timed runs per entry (best)")
+    parser.add_argument(
+        "--repeats", type=positive_int, default=3, help="timed runs per entry (best)"
+    )
     parser.add_argument(
         "--threads",
-        type=int,
+        type=positive_int,
         default=1,
         help="torch threads (1 by default: on shared cores, thread barriers dominate timings)",
     )
     parser.add_argument("--csv", default=None, help="also write the table to this CSV file")
     args = parser.parse_args(argv)
+    if args.csv and (
+        os.path.isdir(args.csv) or not os.path.isdir(os.path.dirname(os.path.abspath(args.csv)))
+    ):
+        parser.error(f"--csv {args.csv}: pass a file name in an existing directory")
     if argv is None and os.environ.get("MALLOC_MMAP_THRESHOLD_") is None:
         env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "131072"}
         os.execve(sys.executable, [sys.executable, "-m", "benchmarks.losses", *sys.argv[1:]], env)
@@ -241,7 +248,9 @@ def main(argv: Optional[list[str]] = None) -> list[dict]:
     print(HEADER)
     rows = run(batches, args.repeats)
     if args.csv:
-        with open(args.csv, "w", newline="") as handle:
+        from quaterion_models.utils import atomic_write
+
+        with atomic_write(args.csv, "w") as handle:
             writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
             writer.writeheader()
             writer.writerows(rows)

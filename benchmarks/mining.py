@@ -19,6 +19,7 @@ import argparse
 import numpy as np
 import torch
 
+from examples.cli_types import positive_int, random_seed
 from benchmarks._common import Clock
 from benchmarks._memory import current_mib, peak_mib, reset_peak
 from quaterion.mining import mine_hard_negatives
@@ -117,8 +118,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     options = {"n": 100_000, "dim": 128, "negatives": 5, "threads": 1, "st-chunk": 2048}
     for name, default in {**options, "seed": 0}.items():
-        parser.add_argument(f"--{name}", type=int, default=default)
-    parser.add_argument("--block-size", type=int, default=None, help="query rows per block")
+        parser.add_argument(
+            f"--{name}", type=random_seed if name == "seed" else positive_int, default=default
+        )
+    parser.add_argument(
+        "--block-size", type=positive_int, default=None, help="query rows per block"
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     queries, positives = embeddings(args.n, args.dim, args.seed)

@@ -25,6 +25,7 @@ import time
 
 import numpy as np
 
+from examples.cli_types import positive_int
 from benchmarks._memory import current_mib, peak_mib
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -114,9 +115,11 @@ def run_child(runtime: str, path: str, args: argparse.Namespace, out: str) -> di
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--servable", default="", help="servable directory (default: build one)")
-    parser.add_argument("--threads", type=int, default=1, help="CPU threads of both runtimes")
-    parser.add_argument("--repeats", type=int, default=200, help="single queries timed")
-    parser.add_argument("--batch", type=int, default=64, help="texts per batch")
+    parser.add_argument(
+        "--threads", type=positive_int, default=1, help="CPU threads of both runtimes"
+    )
+    parser.add_argument("--repeats", type=positive_int, default=200, help="single queries timed")
+    parser.add_argument("--batch", type=positive_int, default=64, help="texts per batch")
     parser.add_argument("--child", choices=("torch", "onnx"), help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)

@@ -35,6 +35,7 @@ import torch
 
 from threadpoolctl import threadpool_info, threadpool_limits
 
+from examples.cli_types import non_negative_int, positive_int, random_seed
 from quaterion_models import SimilarityModel
 from quaterion_models.heads import EmptyHead
 from quaterion_models.index import SimilarityIndex
@@ -98,21 +99,23 @@ def timed_calls(fn, inputs) -> list:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--n", type=int, default=100_000)
-    parser.add_argument("--dim", type=int, default=128)
-    parser.add_argument("--queries", type=int, default=1000, help="queries for recall")
-    parser.add_argument("--single", type=int, default=300, help="single-query latency samples")
-    parser.add_argument("--batch", type=int, default=64, help="queries per batch call")
-    parser.add_argument("--k", type=int, default=10)
+    parser.add_argument("--n", type=positive_int, default=100_000)
+    parser.add_argument("--dim", type=positive_int, default=128)
+    parser.add_argument("--queries", type=positive_int, default=1000, help="queries for recall")
+    parser.add_argument(
+        "--single", type=positive_int, default=300, help="single-query latency samples"
+    )
+    parser.add_argument("--batch", type=positive_int, default=64, help="queries per batch call")
+    parser.add_argument("--k", type=positive_int, default=10)
     parser.add_argument("--data", choices=["latent", "clusters", "gaussian"], default="latent")
-    parser.add_argument("--clusters", type=int, default=1000)
-    parser.add_argument("--latent", type=int, default=16)
-    parser.add_argument("--upsert-batch", type=int, default=1024)
-    parser.add_argument("--threads", type=int, default=1, help="threads of both sides")
-    parser.add_argument("--m", type=int, default=16)
-    parser.add_argument("--ef-construct", type=int, default=100)
-    parser.add_argument("--full-scan-threshold", type=int, default=10000, help="KB")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--clusters", type=positive_int, default=1000)
+    parser.add_argument("--latent", type=positive_int, default=16)
+    parser.add_argument("--upsert-batch", type=positive_int, default=1024)
+    parser.add_argument("--threads", type=positive_int, default=1, help="threads of both sides")
+    parser.add_argument("--m", type=non_negative_int, default=16)
+    parser.add_argument("--ef-construct", type=positive_int, default=100)
+    parser.add_argument("--full-scan-threshold", type=positive_int, default=10000, help="KB")
+    parser.add_argument("--seed", type=random_seed, default=0)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     with threadpool_limits(limits=args.threads):  # NumPy's BLAS

@@ -19,6 +19,8 @@ import time
 from functools import partial
 from typing import TYPE_CHECKING, Any, Dict
 
+from examples.cli_types import positive_float, positive_int
+
 if TYPE_CHECKING:
     import torch
 
@@ -264,10 +266,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="also fine-tune the whole encoder through a gradient cache and compare",
     )
-    parser.add_argument("--finetune-batch-size", type=int, default=192)
-    parser.add_argument("--finetune-mini-batch", type=int, default=32)
-    parser.add_argument("--finetune-lr", type=float, default=5e-5)
-    parser.add_argument("--finetune-epochs", type=int, default=3)
+    parser.add_argument("--finetune-batch-size", type=positive_int, default=192)
+    parser.add_argument("--finetune-mini-batch", type=positive_int, default=32)
+    parser.add_argument("--finetune-lr", type=positive_float, default=5e-5)
+    parser.add_argument("--finetune-epochs", type=positive_int, default=3)
     parser.add_argument(
         "--finetune-loss",
         choices=sorted(LOSSES),
@@ -287,7 +289,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--finetune-samples-per-group",
-        type=int,
+        type=positive_int,
         default=2,
         help="texts of a topic taken at each visit by --finetune-sampler group-cycle",
     )

@@ -25,6 +25,7 @@ import os
 import warnings
 from typing import Any, Dict
 
+from examples.cli_types import non_negative_int, positive_float, positive_int, random_seed
 from examples.console import plain_text
 from examples.quick_start import DATA_DIR
 
@@ -45,14 +46,17 @@ def _run(args: argparse.Namespace) -> Dict[str, Any]:
 
     from quaterion.dataset import GroupSimilarityDataLoader, SimilarityGroupSample
     from examples.mining_round_steps import build_model, fit, r_precision
-    from examples.quick_start import default_encoder_path, read_split
+    from examples.quick_start import DataFileError, default_encoder_path, read_split
     from quaterion.mining import HardNegativeBatchSampler, mine_hard_negatives
 
     for name in ("pytorch_lightning", "lightning.pytorch", "lightning.fabric"):
         logging.getLogger(name).setLevel(logging.WARNING)
     pl.seed_everything(args.seed, verbose=False)
-    train = read_split(os.path.join(args.data_dir, "train.jsonl"))
-    test = read_split(os.path.join(args.data_dir, "test.jsonl"))
+    try:
+        train = read_split(os.path.join(args.data_dir, "train.jsonl"))
+        test = read_split(os.path.join(args.data_dir, "test.jsonl"))
+    except (FileNotFoundError, DataFileError) as err:
+        raise SystemExit(f"error: {err}") from None
     encoder = SentenceTransformer(args.encoder or default_encoder_path(), device="cpu")
     encode = lambda records: encoder.encode(  # noqa: E731
         [r["text"] for r in records], convert_to_tensor=True, show_progress_bar=False
@@ -99,12 +103,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=plain_text(__doc__.splitlines()[0]))
     parser.add_argument("--data-dir", default=DATA_DIR)
     parser.add_argument("--encoder", default=None, help="sentence-transformers model directory")
-    parser.add_argument("--epochs", type=int, default=10)
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--negatives", type=int, default=3)
-    parser.add_argument("--range-min", type=int, default=0)
-    parser.add_argument("--lr", type=float, default=3e-3)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--epochs", type=positive_int, default=10)
+    parser.add_argument("--batch-size", type=positive_int, default=64)
+    parser.add_argument("--negatives", type=positive_int, default=3)
+    parser.add_argument("--range-min", type=non_negative_int, default=0)
+    parser.add_argument("--lr", type=positive_float, default=3e-3)
+    parser.add_argument("--seed", type=random_seed, default=0)
     return parser.parse_args(argv)
 
 

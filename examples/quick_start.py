@@ -26,11 +26,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import time
 import warnings
 from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence
 
+from examples.cli_types import positive_float, positive_int, random_seed
 from examples.console import quiet_libraries, quiet_trainer_options, say
 from examples.evaluation import r_precision
 
@@ -65,17 +65,54 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
+class DataFileError(ValueError):
+    """A line of a split file is not a record of the quick-start layout."""
+
+
+#: Fields of every record, and their types.
+RECORD_FIELDS = {"text": str, "group": int, "topic": str, "style": str}
+
+
 def read_split(path: str, limit: Optional[int] = None) -> List[dict]:
-    """Read one ``.jsonl`` split (``{"text", "group", "topic", "style"}`` per line)."""
+    """Read one ``.jsonl`` split (``{"text", "group", "topic", "style"}`` per line).
+
+    Raises:
+        FileNotFoundError: no such file (the message names ``--data-dir``).
+        DataFileError: a line is not JSON or not such a record (the message names the line).
+    """
     if not os.path.isfile(path):
         raise FileNotFoundError(
             f"Quick-start data file not found: {path}. Pass --data-dir pointing at a folder "
             "with train.jsonl/val.jsonl/test.jsonl, or regenerate them with "
             "`python -m examples.quick_start_data.generate`."
         )
+    records = []
     with open(path, encoding="utf-8") as file:
-        records = [json.loads(line) for line in file if line.strip()]
+        for number, line in enumerate(file, start=1):
+            if line.strip():
+                records.append(_record(line, f"{path} line {number}"))
     return records[:limit] if limit else records
+
+
+def _record(line: str, where: str) -> dict:
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError as err:
+        raise DataFileError(f"{where} is not JSON ({err}); each line must be one record") from None
+    wrong = [
+        name
+        for name, kind in RECORD_FIELDS.items()
+        if not isinstance(record, dict)
+        or not isinstance(record.get(name), kind)
+        or isinstance(record.get(name), bool)
+    ]
+    if wrong:
+        raise DataFileError(
+            f"{where}: expected a record with "
+            + ", ".join(f"{name} ({kind.__name__})" for name, kind in RECORD_FIELDS.items())
+            + f"; {wrong} missing or of another type in {line.strip()[:80]!r}"
+        )
+    return record
 
 
 def to_samples(records: Sequence[dict]) -> list:
@@ -215,6 +252,11 @@ def _run(args: argparse.Namespace) -> Dict[str, Any]:
     from quaterion_models import SimilarityModel
     from quaterion_models.heads import EmptyHead
 
+    from examples.save_target import check_output_dir, check_save_dir
+
+    check_save_dir(args.save_dir)
+    check_output_dir(args.cache_dir, "--cache-dir")
+    check_output_dir(default_index_dir(args), "--index-dir")
     started = time.perf_counter()
     timings: Dict[str, float] = {}
 
@@ -225,10 +267,13 @@ def _run(args: argparse.Namespace) -> Dict[str, Any]:
         return now
 
     pl.seed_everything(args.seed, verbose=False)
-    splits = {
-        name: read_split(os.path.join(args.data_dir, f"{name}.jsonl"), args.limit)
-        for name in ("train", "val", "test")
-    }
+    try:
+        splits = {
+            name: read_split(os.path.join(args.data_dir, f"{name}.jsonl"), args.limit)
+            for name in ("train", "val", "test")
+        }
+    except (FileNotFoundError, DataFileError) as err:
+        raise SystemExit(f"error: {err}") from None
     for name, records in splits.items():
         groups = {r["group"] for r in records}
         print(f"{name:>5}: {len(records)} texts in {len(groups)} groups (topics)")
@@ -236,7 +281,12 @@ def _run(args: argparse.Namespace) -> Dict[str, Any]:
 
     say("Loading the encoder ...")
     clock = time.perf_counter()
-    model = build_model_class()(args.encoder or default_encoder_path(), args.lr, args.cache_dir)
+    try:
+        model = build_model_class()(args.encoder or default_encoder_path(), args.lr, args.cache_dir)
+    except OSError as err:  # not a model directory, an unknown hub name offline
+        if args.encoder is None:
+            raise
+        raise SystemExit(f"error: --encoder {args.encoder}: {err}") from None
     encoder = model.model.encoders["default"]
     base = SimilarityModel(encoders=encoder, head=EmptyHead(encoder.embedding_size))
     clock = lap("load encoder", clock)
@@ -265,7 +315,6 @@ def _run(args: argparse.Namespace) -> Dict[str, Any]:
     )
 
     say("Saving, reloading and evaluating the servable ...")
-    shutil.rmtree(args.save_dir, ignore_errors=True)
     model.save_servable(args.save_dir)
     served = SimilarityModel.load(args.save_dir)
     reloaded = held_out_r_precision(served, test)
@@ -288,7 +337,7 @@ def _run(args: argparse.Namespace) -> Dict[str, Any]:
     raw_neighbours = nearest_neighbours(base, queries, corpus, args.top_k, exclude=query_rows)
     from quaterion_models.index import SimilarityIndex
 
-    index_dir = args.index_dir or f"{args.save_dir.rstrip(os.sep)}-index"
+    index_dir = default_index_dir(args)
     with SimilarityIndex(
         served,
         path=index_dir,
@@ -342,6 +391,11 @@ def _run(args: argparse.Namespace) -> Dict[str, Any]:
     }
 
 
+def default_index_dir(args: argparse.Namespace) -> str:
+    """``--index-dir``, or ``<save-dir>-index`` without it."""
+    return args.index_dir or f"{args.save_dir.rstrip(os.sep)}-index"
+
+
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     from examples.finetune_encoder import add_arguments
 
@@ -349,10 +403,12 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         description="Fine-tune a head over frozen all-MiniLM-L6-v2 and compare held-out "
         "retrieval before and after training (offline, CPU friendly)."
     )
-    parser.add_argument("--epochs", type=int, default=10, help="maximum epochs (default 10)")
-    parser.add_argument("--lr", type=float, default=1e-2, help="Adam learning rate")
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument(
+        "--epochs", type=positive_int, default=10, help="maximum epochs (default 10)"
+    )
+    parser.add_argument("--lr", type=positive_float, default=1e-2, help="Adam learning rate")
+    parser.add_argument("--batch-size", type=positive_int, default=64)
+    parser.add_argument("--seed", type=random_seed, default=42)
     parser.add_argument("--save-dir", default=DEFAULT_SAVE_DIR, help="servable output directory")
     parser.add_argument("--data-dir", default=DATA_DIR, help="folder with train/val/test.jsonl")
     parser.add_argument(
@@ -367,24 +423,12 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         "--cache-dir", default=None, help="persist the encoder cache here and reuse it next run"
     )
     parser.add_argument(
-        "--limit", type=int, default=None, help="read only the first N texts of each split"
+        "--limit", type=positive_int, default=None, help="read only the first N texts of each split"
     )
-    parser.add_argument("--num-queries", type=int, default=3)
-    parser.add_argument("--top-k", type=int, default=3)
+    parser.add_argument("--num-queries", type=positive_int, default=3)
+    parser.add_argument("--top-k", type=positive_int, default=3)
     add_arguments(parser)
-    args = parser.parse_args(argv)
-    for name in (
-        "epochs",
-        "batch_size",
-        "top_k",
-        "finetune_batch_size",
-        "finetune_mini_batch",
-        "finetune_epochs",
-        "finetune_samples_per_group",
-    ):
-        if getattr(args, name) < 1:
-            parser.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
-    return args
+    return parser.parse_args(argv)
 
 
 def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:

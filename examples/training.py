@@ -3,6 +3,7 @@
 import argparse
 from typing import TYPE_CHECKING, Any, Dict
 
+from examples.cli_types import positive_int
 from examples.console import quiet_libraries, quiet_trainer_options
 
 if TYPE_CHECKING:  # imported in the functions, so that --help stays fast
@@ -11,25 +12,18 @@ if TYPE_CHECKING:  # imported in the functions, so that --help stays fast
     from quaterion import TrainableModel
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
-    return value
-
-
 def add_scale_args(parser: argparse.ArgumentParser) -> None:
     """``--devices N`` and ``--num-nodes N`` (both default 1), handed to the trainer."""
     parser.add_argument(
         "--devices",
-        type=_positive_int,
+        type=positive_int,
         default=1,
         help="devices (GPUs, or CPU processes) per machine; more than one trains with DDP "
         "(default: 1)",
     )
     parser.add_argument(
         "--num-nodes",
-        type=_positive_int,
+        type=positive_int,
         default=1,
         help="machines taking part (launch the script on each with torchrun or srun; "
         "see the Scaling out guide; default: 1)",

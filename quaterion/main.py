@@ -12,6 +12,7 @@ from pytorch_lightning.utilities.warnings import PossibleUserWarning
 from quaterion.dataset.similarity_data_loader import SimilarityDataLoader
 from quaterion.train.cache import CacheType
 from quaterion.train.cache.cache_model import FEW_WORKERS_WARNING
+from quaterion.train.ckpt_path_check import check_ckpt_path
 from quaterion.train.fit_checks import (
     check_loader_against_loss,
     check_not_empty,
@@ -41,9 +42,16 @@ def _check_loaders(
             check_not_empty(loader, name)
 
 
-def _check_inputs(model, train_dataloader, val_dataloader) -> None:
+def _check_inputs(model, trainer, train_dataloader, val_dataloader) -> None:
     if not isinstance(model, TrainableModel):
         raise TypeError(f"trainable_model must be a TrainableModel, got {type(model).__name__}")
+    if trainer is not None and not isinstance(trainer, pl.Trainer):
+        kind = type(trainer)
+        raise TypeError(
+            f"trainer must be a pytorch_lightning.Trainer or None (the default trainer), got "
+            f"{kind.__module__}.{kind.__qualname__}; pass pl.Trainer(**options) with "
+            "`import pytorch_lightning as pl` (not the options, nor lightning.pytorch's Trainer)"
+        )
     if model.model is None:
         raise TypeError(
             "trainable_model has no SimilarityModel: configure_encoders() and configure_head() "
@@ -113,7 +121,9 @@ class Quaterion:
                 (which then needs ``val_dataloader`` for early stopping).
             train_dataloader: training data.
             val_dataloader: validation data.
-            ckpt_path: checkpoint to resume from (handed to ``trainer.fit``).
+            ckpt_path: checkpoint to resume from (handed to ``trainer.fit``); a local path
+                is checked before the cache fill (an existing, complete checkpoint file), see
+                :func:`~quaterion.train.ckpt_path_check.check_ckpt_path`.
 
         After ``fit`` returns the model holds its original encoders again and both loaders
         can be reused (another ``fit``, or plain iteration).
@@ -123,7 +133,8 @@ class Quaterion:
         failed and its error (see :class:`~quaterion.train.callbacks.rank_failure_callback.RankFailureCallback`);
         the failing rank raises its own error.
         """
-        _check_inputs(trainable_model, train_dataloader, val_dataloader)
+        _check_inputs(trainable_model, trainer, train_dataloader, val_dataloader)
+        check_ckpt_path(ckpt_path, trainer)
         _check_loaders(trainable_model, train_dataloader, val_dataloader)
         train_batches = _batch_count(train_dataloader)
         if trainer is None:
@@ -161,7 +172,18 @@ class Quaterion:
 
     @classmethod
     def evaluate(cls, evaluator, dataset, model) -> Dict[str, torch.Tensor]:
-        """``evaluator.evaluate(dataset, model)``; see ``quaterion.eval.evaluator``."""
+        """``evaluator.evaluate(dataset, model)``; see ``quaterion.eval.evaluator``.
+
+        Raises:
+            TypeError: ``evaluator`` has no ``evaluate`` method (e.g. ``None``, or the
+                arguments in another order: the order is evaluator, dataset, model).
+        """
+        if not callable(getattr(evaluator, "evaluate", None)):
+            raise TypeError(
+                "evaluator must be an Evaluator (e.g. Evaluator(RetrievalRPrecision(), "
+                f"GroupSampler(sample_size=1000))), got {type(evaluator).__name__}; the "
+                "arguments are Quaterion.evaluate(evaluator, dataset, model)"
+            )
         return evaluator.evaluate(dataset, model)
 
     @staticmethod

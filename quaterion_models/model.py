@@ -34,7 +34,7 @@ from quaterion_models.utils.files import existing_dir, write_json
 from quaterion_models.utils.import_origin import loading_directory
 from quaterion_models.utils.record_inputs import encode_chunks
 from quaterion_models.utils.records import collate_batch
-from quaterion_models.utils.tensors import move_to_device
+from quaterion_models.utils.tensors import check_materialised, move_to_device
 from quaterion_models.utils.trust import trusted_loading
 
 #: Key under which a single (non-dict) encoder is stored in ``SimilarityModel.encoders``.
@@ -329,8 +329,10 @@ class SimilarityModel(nn.Module):
                 before anything is moved, so nothing is changed.
             TimeoutError: another process kept saving or loading in the same parent
                 directory for ``directory_swap.LOCK_TIMEOUT_S`` seconds.
+            ValueError: a parameter or buffer is on the meta device (no values to save).
         """
         self._require_head("save")
+        check_materialised(self, "SimilarityModel.save")
         with atomic_directory(output_path) as tmp:
             head_path = os.path.join(tmp, "head")
             os.makedirs(head_path, exist_ok=True)

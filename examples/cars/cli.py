@@ -4,6 +4,7 @@ import argparse
 import os
 from typing import Optional
 
+from examples.cli_types import positive_int, random_seed
 from .config import (
     ARCH_CHOICES,
     CACHE_DIR,
@@ -51,12 +52,15 @@ def add_data_args(
     )
     parser.add_argument(
         "--input-size",
-        type=int,
+        type=positive_int,
         default=input_size_default,
         help=f"image side in pixels (default: {IMAGE_SIZE}, or {SYNTHETIC_IMAGE_SIZE} with --synthetic)",
     )
     parser.add_argument(
-        "--seed", type=int, default=DEFAULT_SEED, help="seed of the class split and of training"
+        "--seed",
+        type=random_seed,
+        default=DEFAULT_SEED,
+        help="seed of the class split and of training",
     )
 
 

@@ -148,10 +148,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Optional[List[str]] = None) -> Dict[str, Dict[str, torch.Tensor]]:
     """Evaluate the chosen models; returns ``{"base": {...}, "tuned": {...}}`` (those run)."""
-    args = resolve_common_defaults(build_parser().parse_args(argv))
+    parser = build_parser()
+    args = resolve_common_defaults(parser.parse_args(argv))
+    if args.plot and os.path.isdir(args.plot):
+        parser.error(
+            f"--plot {args.plot} is a directory; pass a file name, e.g. "
+            f"{os.path.join(args.plot, 'cars_evaluation.png')}"
+        )
     say("Loading torch, Lightning and torchvision ...")
     import pytorch_lightning as pl
     import torch
+
+    from quaterion_models.utils import DamagedFileError, UnsafeFileError
 
     from .data import DataNotFoundError, get_datasets
 
@@ -173,7 +181,7 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Dict[str, torch.Tensor]]
             )
         if args.model in ("both", "tuned"):
             results["tuned"] = eval_tuned_encoder(test_dataset, device, args.tuned_model)
-    except (DataNotFoundError, FileNotFoundError) as exc:
+    except (DataNotFoundError, FileNotFoundError, DamagedFileError, UnsafeFileError) as exc:
         sys.exit(f"error: {exc}")
     if args.plot:
         plot_results(results, args.plot)

@@ -17,10 +17,12 @@ import os
 import sys
 from typing import TYPE_CHECKING, Dict, List, Optional
 
+from examples.cli_types import positive_int
 from .cli import CPU_WARNING_SERVING, PACKAGE_DIR, add_data_args, resolve_common_defaults
 from .config import SPLIT_CACHE_PATH
 from .evaluate import load_tuned_model
 from examples.console import plain_text, quiet_libraries, say
+from examples.save_target import check_output_dir
 
 if TYPE_CHECKING:  # imported in the functions, so that --help stays fast
     import numpy as np
@@ -86,8 +88,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--index-dir", default=None, help="embedded search index (default: <save-dir>/index)"
     )
-    parser.add_argument("--num-queries", type=int, default=6, help="query images to answer")
-    parser.add_argument("--top-k", type=int, default=5, help="hits shown per query")
+    parser.add_argument(
+        "--num-queries", type=positive_int, default=6, help="query images to answer"
+    )
+    parser.add_argument("--top-k", type=positive_int, default=5, help="hits shown per query")
     add_data_args(parser)
     return parser
 
@@ -164,14 +168,14 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, object]:
     """
     parser = build_parser()
     args = resolve_common_defaults(parser.parse_args(argv))
-    for name in ("num_queries", "top_k"):
-        if getattr(args, name) < 1:
-            parser.error(f"--{name.replace('_', '-')} must be >= 1")
+    check_output_dir(args.index_dir, "--index-dir")
     say("Loading torch and torchvision ...")
     import torch
 
     from quaterion_models import SimilarityModel
     from quaterion_models.heads import EmptyHead
+
+    from quaterion_models.utils import DamagedFileError, UnsafeFileError
 
     from .data import DataNotFoundError, get_dataloaders, get_datasets, get_raw_dataset
 
@@ -190,9 +194,14 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, object]:
             **data_kwargs,
         )
         _, test = get_datasets(args.input_size, split_cache_path=SPLIT_CACHE_PATH, **data_kwargs)
-    except (DataNotFoundError, FileNotFoundError) as exc:
+    except (DataNotFoundError, FileNotFoundError, DamagedFileError, UnsafeFileError) as exc:
         sys.exit(f"error: {exc}")
-    os.makedirs(args.save_dir, exist_ok=True)
+    if os.path.exists(args.save_dir) and not os.path.isdir(args.save_dir):
+        sys.exit(f"error: --save-dir {args.save_dir} is a file; pass a directory path")
+    try:
+        os.makedirs(args.save_dir, exist_ok=True)
+    except OSError as exc:  # a read-only parent, a file among the parents
+        sys.exit(f"error: --save-dir {args.save_dir}: {exc.strerror}; pass a writable directory")
     say(f"Writing {len(raw_test)} test images to {args.save_dir}/imgs ...")
     count = save_images(raw_test, args.save_dir)
 

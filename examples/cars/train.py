@@ -9,10 +9,10 @@ from __future__ import annotations
 import argparse
 import inspect
 import os
-import shutil
 import sys
 from typing import TYPE_CHECKING, List, Optional
 
+from examples.cli_types import positive_float, positive_int
 from .cli import (
     CPU_WARNING,
     PACKAGE_DIR,
@@ -67,11 +67,13 @@ def train(
     (``CacheConfig(views=...)``): the backbone still runs only during the fill. Returns the
     trained model.
     """
-    from quaterion.distributed import on_rank_zero_then_wait
+    from examples.save_target import check_output_dir, check_save_dir
 
     from .data import get_dataloaders
     from .models import Model
 
+    check_save_dir(save_dir)
+    check_output_dir(cache_dir, "--cache-dir")
     train_dataloader, val_dataloader = get_dataloaders(
         batch_size=batch_size,
         input_size=input_size,
@@ -91,7 +93,7 @@ def train(
     )
 
     trainer = fit(model, train_dataloader, val_dataloader, epochs, devices, num_nodes)
-    on_rank_zero_then_wait(lambda: shutil.rmtree(save_dir, ignore_errors=True))
+    # an earlier servable there is replaced atomically; files of your own are kept
     model.save_servable(save_dir)  # under DDP: written by global rank 0 only
     if trainer.is_global_zero:
         say(f"Saved the servable to {os.path.abspath(save_dir)}")
@@ -108,22 +110,22 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--batch-size",
-        type=int,
+        type=positive_int,
         default=None,
         help=f"training batch size (default: {TRAIN_BATCH_SIZE}, or {SYNTHETIC_BATCH_SIZE} with --synthetic)",
     )
     parser.add_argument(
         "--epochs",
-        type=int,
+        type=positive_int,
         default=None,
         help=f"maximum epochs; early stopping may end sooner (default: 1000, or {SYNTHETIC_EPOCHS} with --synthetic)",
     )
-    parser.add_argument("--lr", type=float, default=3e-3)
+    parser.add_argument("--lr", type=positive_float, default=3e-3)
     parser.add_argument("--mining", choices=("all", "hard", "semi_hard"), default="hard")
     parser.add_argument(
         "--save-dir",
         default=os.path.join(PACKAGE_DIR, "cars_encoders"),
-        help="where the servable is written (replaced if it exists)",
+        help="where the servable is written (an earlier servable there is replaced; other files are kept)",
     )
     parser.add_argument("--shuffle", action="store_true", help="shuffle the training data")
     parser.add_argument(
@@ -133,7 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--views",
-        type=int,
+        type=positive_int,
         default=1,
         help="train on random crops and flips, cached as this many views of each image "
         "(default 1: no augmentation)",

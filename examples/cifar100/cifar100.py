@@ -90,11 +90,24 @@ def get_dataloaders(
     synthetic: bool = False,
     download: bool = False,
     synthetic_size: int = SYNTHETIC_TRAIN_SIZE,
+    processes: int = 1,
 ) -> Tuple[GroupSimilarityDataLoader, GroupSimilarityDataLoader]:
-    """Shuffled train loader with ``batch_size`` and a validation loader with batch size 256."""
+    """Shuffled train loader with ``batch_size`` and a validation loader with batch size 256.
+
+    When the training items leave a last batch of one image, that image is dropped each
+    epoch (a different one, the order being shuffled): MobileNetV3's batch norm cannot train
+    on a batch of one, and no loss has a pair in it. With ``processes`` > 1 (DDP) it is each
+    process's share that counts: Lightning's distributed sampler gives every process
+    ``ceil(N / processes)`` items.
+    """
     train, val = get_datasets(data_dir, synthetic, download, synthetic_size)
+    if len(train) < 2:
+        raise ValueError(
+            f"training needs at least 2 images, got {len(train)}; raise --synthetic-size"
+        )
+    lone_last = -(-len(train) // processes) % batch_size == 1
     return (
-        GroupSimilarityDataLoader(train, batch_size=batch_size, shuffle=True),
+        GroupSimilarityDataLoader(train, batch_size=batch_size, shuffle=True, drop_last=lone_last),
         GroupSimilarityDataLoader(val, batch_size=256, shuffle=False),
     )
 

@@ -6,6 +6,7 @@ import argparse
 import sys
 from typing import TYPE_CHECKING, Callable, List, Optional
 
+from examples.cli_types import positive_float, positive_int, random_seed
 from .config import DATASET_PATH, SYNTHETIC_EPOCHS, SYNTHETIC_TRAIN_SIZE
 from examples.console import plain_text, say
 from examples.training import add_scale_args, fit
@@ -21,11 +22,11 @@ def build_parser(prog: str, description: str, epochs_default: int) -> argparse.A
     """``--embedding-size``, ``--lr``, ``--epochs``, the offline switches, ``--devices`` and
     ``--num-nodes``."""
     parser = argparse.ArgumentParser(prog=prog, description=plain_text(description))
-    parser.add_argument("--embedding-size", type=int, default=128)
-    parser.add_argument("--lr", type=float, default=1e-4)
+    parser.add_argument("--embedding-size", type=positive_int, default=128)
+    parser.add_argument("--lr", type=positive_float, default=1e-4)
     parser.add_argument(
         "--epochs",
-        type=int,
+        type=positive_int,
         default=None,
         help=f"maximum epochs (default: {epochs_default}, or {SYNTHETIC_EPOCHS} with --synthetic)",
     )
@@ -47,7 +48,7 @@ def build_parser(prog: str, description: str, epochs_default: int) -> argparse.A
     )
     parser.add_argument(
         "--synthetic-size",
-        type=int,
+        type=positive_int,
         default=SYNTHETIC_TRAIN_SIZE,
         help=f"train items with --synthetic (validation: a quarter, at least 200; default {SYNTHETIC_TRAIN_SIZE})",
     )
@@ -58,7 +59,7 @@ def build_parser(prog: str, description: str, epochs_default: int) -> argparse.A
         help="ImageNet weights for MobileNetV3 from the torch hub cache, or random "
         "(default: pretrained, or random with --synthetic)",
     )
-    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--seed", type=random_seed, default=42)
     add_scale_args(parser)
     return parser
 
@@ -70,6 +71,11 @@ def parse_args(parser: argparse.ArgumentParser, argv: Optional[List[str]]) -> ar
         args.epochs = SYNTHETIC_EPOCHS if args.synthetic else args.real_epochs
     if args.weights is None:
         args.weights = "random" if args.synthetic else "pretrained"
+    if args.synthetic_size < 2:
+        parser.error(
+            f"--synthetic-size must be at least 2 (a batch of one image cannot train), "
+            f"got {args.synthetic_size}"
+        )
     return args
 
 
@@ -84,6 +90,7 @@ def load_dataloaders(args: argparse.Namespace, batch_size: int):
             synthetic=args.synthetic,
             download=args.download,
             synthetic_size=args.synthetic_size,
+            processes=args.devices * args.num_nodes,
         )
     except DataNotFoundError as exc:
         sys.exit(f"error: {exc}")

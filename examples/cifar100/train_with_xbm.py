@@ -8,6 +8,7 @@ and ``--num-nodes N`` train with DDP (see the Scaling out guide).
 
 from typing import TYPE_CHECKING, List, Optional
 
+from examples.cli_types import non_negative_int, positive_int
 from .cli import build_parser, run
 
 if TYPE_CHECKING:
@@ -21,12 +22,12 @@ def main(argv: Optional[List[str]] = None) -> "pl.Trainer":
     parser = build_parser("python -m examples.cifar100.train_with_xbm", __doc__, epochs_default=30)
     parser.add_argument(
         "--xbm-start-iteration",
-        type=int,
+        type=non_negative_int,
         default=1000,
         help="XBM adds its memory loss once the global step exceeds this (default 1000)",
     )
     parser.add_argument(
-        "--xbm-buffer-size", type=int, default=2048, help="rows kept in the XBM memory"
+        "--xbm-buffer-size", type=positive_int, default=2048, help="rows kept in the XBM memory"
     )
 
     def make_model(args):

@@ -25,6 +25,7 @@ import random
 from typing import Dict, List, Tuple
 
 from examples.console import plain_text
+from examples.save_target import check_output_dir
 
 VOCABULARY_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "vocabulary.json")
 
@@ -98,6 +99,7 @@ def main(argv: List[str] | None = None) -> None:
     parser.add_argument("--out-dir", default=os.path.dirname(os.path.abspath(__file__)))
     parser.add_argument("--seed", type=int, default=7)
     args = parser.parse_args(argv)
+    check_output_dir(args.out_dir, "--out-dir")
     os.makedirs(args.out_dir, exist_ok=True)
     for split, rows in generate_records(args.seed).items():
         write_jsonl(os.path.join(args.out_dir, f"{split}.jsonl"), rows)

@@ -8,6 +8,7 @@ import json
 import os
 from typing import List, Optional
 
+from examples.cli_types import non_negative_int, random_seed
 from examples.console import plain_text
 
 from .synthetic import generate_startups
@@ -19,22 +20,28 @@ SAMPLE_SEED = 2021
 
 
 def write_jsonl(records: List[dict], path: str) -> None:
-    """One JSON object per line, written to a temporary file and moved into place."""
+    """One JSON object per line, written atomically (a temporary sibling, removed if the
+    write fails, then moved into place)."""
+    from quaterion_models.utils import atomic_write  # imports torch: after --help
+
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = f"{path}.tmp"
-    with open(tmp, "w", encoding="utf-8") as file:
+    with atomic_write(path, "w") as file:
         for record in records:
             file.write(json.dumps(record) + "\n")
-    os.replace(tmp, path)
 
 
 def main(argv: Optional[List[str]] = None) -> str:
     """Generate ``--size`` records with ``--seed`` into ``--output``; returns the path."""
     parser = argparse.ArgumentParser(description=plain_text(__doc__))
     parser.add_argument("--output", default=SAMPLE_PATH)
-    parser.add_argument("--size", type=int, default=SAMPLE_SIZE)
-    parser.add_argument("--seed", type=int, default=SAMPLE_SEED)
+    parser.add_argument("--size", type=non_negative_int, default=SAMPLE_SIZE)
+    parser.add_argument("--seed", type=random_seed, default=SAMPLE_SEED)
     args = parser.parse_args(argv)
+    if os.path.isdir(args.output):
+        parser.error(
+            f"--output {args.output} is a directory; pass a file name, e.g. "
+            f"{os.path.join(args.output, 'startups.jsonl')}"
+        )
     write_jsonl(generate_startups(args.size, args.seed), args.output)
     print(f"Wrote {args.size} records to {args.output}")
     return args.output

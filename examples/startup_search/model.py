@@ -27,12 +27,43 @@ HEADS = ("skip", "gated")
 SPLIT_SHARES = (3, 1, 1)
 
 
+class DatasetError(ValueError):
+    """A line of the dataset file is not a startup record."""
+
+
+#: Fields every record needs (the training reads these two).
+RECORD_FIELDS = ("description", "industry")
+
+
 def read_records(path: str, max_samples: int = 500, seed: int = 42) -> List[dict]:
-    """The first ``max_samples`` records of a jsonl file, shuffled with ``random.Random(seed)``."""
+    """The first ``max_samples`` records of a jsonl file, shuffled with ``random.Random(seed)``.
+
+    Raises:
+        DatasetError: a line is not JSON, or not an object with str ``description`` and
+            ``industry`` (the message names the line).
+    """
     with open(path, encoding="utf-8") as file:
-        lines = [line for _, line in zip(range(max_samples), file) if line.strip()]
-    random.Random(seed).shuffle(lines)
-    return [json.loads(line) for line in lines]
+        lines = [
+            (number, line) for number, line in zip(range(1, max_samples + 1), file) if line.strip()
+        ]
+    records = [_record(line, f"{path} line {number}") for number, line in lines]
+    random.Random(seed).shuffle(records)
+    return records
+
+
+def _record(line: str, where: str) -> dict:
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError as err:
+        raise DatasetError(f"{where} is not JSON ({err}); each line must be one record") from None
+    if not isinstance(record, dict) or not all(
+        isinstance(record.get(name), str) for name in RECORD_FIELDS
+    ):
+        raise DatasetError(
+            f"{where}: expected an object with str fields {list(RECORD_FIELDS)}, got "
+            f"{line.strip()[:80]!r}"
+        )
+    return record
 
 
 def split_records(records: Sequence[dict]) -> Dict[str, List[dict]]:

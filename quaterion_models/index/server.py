@@ -192,8 +192,20 @@ class ServerBackend(Backend):
 
 
 def connect(url: str, api_key: Optional[str], timeout: float) -> QdrantClient:
-    """A client for ``url``; nothing is sent until the first request."""
-    return QdrantClient(url=url, api_key=api_key, timeout=max(1, int(round(timeout))))
+    """A client for ``url``; nothing is sent until the first request.
+
+    Raises:
+        TypeError / ValueError: ``url`` is not a string, or not a URL the client can parse.
+    """
+    example = "e.g. url='http://localhost:6333'"
+    if not isinstance(url, str):
+        raise TypeError(f"url must be a Qdrant server URL (str), {example}; got {url!r}")
+    try:
+        return QdrantClient(url=url, api_key=api_key, timeout=max(1, int(round(timeout))))
+    except ValueError as err:  # urllib3's LocationParseError is a ValueError
+        raise ValueError(
+            f"url {url!r} is not a Qdrant server URL ({err}); pass one, {example}"
+        ) from err
 
 
 def _filter(filter: Any) -> Optional["models.Filter"]:

@@ -4,7 +4,7 @@ import json
 import numbers
 import os
 import weakref
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict
 from typing import Any, Optional, Union
 
@@ -222,10 +222,12 @@ class SimilarityIndex:
         encodes all its objects first; split a huge collection into several calls). Then
         the points are written in batches, each durable once written: if the process dies
         while writing, the batches written before stay in the index. Default ids are random
-        UUID strings; ids that already exist in the index are overwritten.
+        UUID strings; ids that already exist in the index are overwritten. ``objects`` is a
+        list (or other iterable) of objects: a lone string or dict is refused with
+        ``TypeError`` rather than split into characters or keys.
         """
         self._check_open()
-        objects = objects if isinstance(objects, list) else list(objects)
+        objects = _object_list(objects, "add")
         payloads, ids = check_payloads(payloads, len(objects)), check_ids(ids, len(objects))
         parts = []
         bar = tqdm(total=len(objects), desc="Encoding", disable=not self.show_progress)
@@ -331,7 +333,8 @@ class SimilarityIndex:
         """Nearest points for each query, closest first.
 
         Args:
-            objects: raw queries, encoded with the bound model.
+            objects: a list (or other iterable) of raw queries, encoded with the bound
+                model; a lone string or dict is refused (``TypeError``), not split.
             limit: hits per query.
             filter: ``{field: value}`` (equal) or ``{field: [values]}`` (any of), all
                 fields must match; or a native Qdrant filter of the backend.
@@ -354,8 +357,7 @@ class SimilarityIndex:
         ):
             raise ValueError(f"hnsw_ef must be a positive int or None, got {hnsw_ef!r}")
         if objects is not None:
-            if not isinstance(objects, list):
-                objects = list(objects)
+            objects = _object_list(objects, "search")
             vectors = self.model.encode(objects, batch_size=self.batch_size) if objects else []
         vectors = self._check_vectors(vectors, "nothing was searched")
         options = QueryOptions(limit, filter, exact, hnsw_ef, with_payload)
@@ -511,8 +513,26 @@ def _backend(
     return value if name == "backend" else _SHORTCUTS[name](value, api_key, collection, timeout)
 
 
+def _object_list(objects: Any, method: str) -> list:
+    """``objects`` as a list of records; a lone string or mapping is refused, since listing
+    it would make each character (or key) a record."""
+    if isinstance(objects, (str, bytes, Mapping)):
+        raise TypeError(
+            f"{method} takes a list of objects, got one {type(objects).__name__} "
+            f"({objects!r:.40}), whose items would each become an object; pass "
+            f"[obj] for one object"
+        )
+    return objects if isinstance(objects, list) else list(objects)
+
+
 def _embedded(path: Any, api_key: Any, collection: str, timeout: float) -> Backend:
     from quaterion_models.index.embedded import EmbeddedBackend
+
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(
+            f"path must be the index directory (str or os.PathLike), got "
+            f"{type(path).__name__} {path!r}; pass e.g. path='my-index'"
+        )
 
     return EmbeddedBackend(path)
 

@@ -22,7 +22,7 @@ from quaterion_models.onnx import layout
 from quaterion_models.onnx.exportable import OnnxExportable
 from quaterion_models.utils.batch_checks import check_head_output, dtype_mismatch, module_dtype
 from quaterion_models.utils.files import atomic_directory, write_json
-from quaterion_models.utils.tensors import move_to_device
+from quaterion_models.utils.tensors import check_materialised, move_to_device
 
 DEFAULT_OPSET = 17
 
@@ -115,6 +115,7 @@ def _check_model(model: Any, opset_version: int) -> None:
         raise ValueError(
             f"export_onnx: `opset_version` must be an int >= 14, got {opset_version!r}"
         )
+    check_materialised(model, "export_onnx")
 
 
 def export_onnx(
@@ -140,7 +141,8 @@ def export_onnx(
     Raises:
         TypeError: ``model`` is not a ``SimilarityModel``, or its head cannot run in float32
             (a float64 / float16 / bfloat16 model: export ``copy.deepcopy(model).float()``).
-        ValueError: the head needs per-record meta (``SwitchHead``), so it cannot be traced.
+        ValueError: the head needs per-record meta (``SwitchHead``), so it cannot be traced;
+            or a parameter is on the meta device (no values).
         FileExistsError: ``output_path`` holds something else than an export (a servable
             written by ``SimilarityModel.save``) with the files an export writes.
     """

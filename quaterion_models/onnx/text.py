@@ -61,10 +61,21 @@ def check_texts(batch: Any, owner: str, text_field: Optional[str] = None) -> lis
             raise TypeError(
                 f"{owner} encodes text: records must be {accepted}, got "
                 f"{type(record).__name__} {record!r:.60}; pass strings, e.g. "
-                "model.encode(['a query', 'another text'])"
+                f"model.encode(['a query', 'another text']){_array_hint(record)}"
             )
         texts.append(record)
     return texts
+
+
+def _array_hint(record: Any) -> str:
+    """For an array of strings (``df["text"].values``), which encode takes as one record."""
+    kind = getattr(getattr(record, "dtype", None), "kind", None)
+    if kind in ("U", "S", "O") and callable(getattr(record, "tolist", None)):
+        return (
+            f". An array ({type(record).__name__}) is one record, not a list of texts: pass "
+            "model.encode(array.tolist())"
+        )
+    return ""
 
 
 def tokenize(tokenizer: Any, texts: list, names: tuple) -> dict:

@@ -472,6 +472,50 @@ def _directories_to_write(target: Path, entries: set, layout: SaveLayout) -> Ite
             subdirs[:] = [d for d in subdirs if not os.path.islink(os.path.join(directory, d))]
 
 
+def _check_target_path(target: Path) -> Path:
+    """Refuse a ``target`` that is a file or lies under one; returns ``target``."""
+    if target.exists() and not target.is_dir():
+        raise NotADirectoryError(
+            f"cannot save into {target}: it exists and is not a directory; pass a directory path"
+        )
+    blocking = next((p for p in target.parents if p.exists() and not p.is_dir()), None)
+    if blocking is not None:
+        raise NotADirectoryError(
+            f"cannot save into {target}: {blocking} is a file, not a directory; pass a path "
+            "whose parent folders are directories"
+        )
+    return target
+
+
+def check_save_target(path: PathLike, layout: SaveLayout = SERVABLE) -> Path:
+    """Check, without writing anything, that a save into ``path`` could start: the checks
+    :func:`atomic_directory` makes before it writes. For programs that work long before
+    they save (a training run), so that a bad output path fails at once.
+
+    Returns the resolved target (symbolic links followed).
+
+    Raises:
+        TypeError / ValueError: ``path`` is not a path, or is empty.
+        NotADirectoryError: ``path`` is a file, or one of its parents is.
+        FileExistsError / PermissionError: see :func:`check_replaceable`; for a directory
+            still to be created, :class:`PermissionError` when its nearest existing parent is
+            not writable.
+    """
+    target = _check_target_path(resolve_target(path))
+    existing = next(p for p in (target, *target.parents) if p.exists())
+    if existing != target and existing != target.parent:
+        if not os.access(existing, os.W_OK | os.X_OK):
+            raise PermissionError(
+                errno.EACCES,
+                f"cannot save into {target}: {existing} is not writable, so the missing "
+                f"directories cannot be created; make it writable or save elsewhere",
+                str(existing),
+            )
+        return target
+    check_replaceable(target, layout)
+    return target
+
+
 @contextmanager
 def atomic_directory(target: PathLike, layout: SaveLayout = SERVABLE) -> Iterator[Path]:
     """Yield a temp sibling directory; on success swap it in place of ``target``.
@@ -488,17 +532,7 @@ def atomic_directory(target: PathLike, layout: SaveLayout = SERVABLE) -> Iterato
         FileExistsError / PermissionError: see :func:`check_replaceable` (checked before the
             body runs and again, under the lock, before the swap).
     """
-    target = resolve_target(target)
-    if target.exists() and not target.is_dir():
-        raise NotADirectoryError(
-            f"cannot save into {target}: it exists and is not a directory; pass a directory path"
-        )
-    blocking = next((p for p in target.parents if p.exists() and not p.is_dir()), None)
-    if blocking is not None:
-        raise NotADirectoryError(
-            f"cannot save into {target}: {blocking} is a file, not a directory; pass a path "
-            "whose parent folders are directories"
-        )
+    target = _check_target_path(resolve_target(target))
     target.parent.mkdir(parents=True, exist_ok=True)
     recover_directory(target, layout)
     with directory_lock(target.parent, shared=True):  # no swap under way while it looks

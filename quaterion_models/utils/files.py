@@ -145,6 +145,13 @@ def load_state_dict(path: PathLike) -> "dict[str, torch.Tensor]":
             f"(expected a mapping of str -> Tensor, got {type(state).__name__}); re-save the "
             "head with head.save()"
         )
+    meta = next((key for key, value in state.items() if value.is_meta), None)
+    if meta is not None:
+        raise DamagedFileError(
+            f"{path} holds no weights: tensor {meta!r} was saved from the meta device (a "
+            "model built without values and never loaded). Save the model again after "
+            "loading or training its weights"
+        )
     return dict(state)
 
 

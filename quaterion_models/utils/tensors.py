@@ -45,3 +45,24 @@ def _move(obj: Any, device: torch.device) -> Any:
             return type(obj)(*moved)
         return tuple(moved)
     return obj
+
+
+def check_materialised(module: torch.nn.Module, action: str) -> None:
+    """Refuse to ``action`` (save, export) a module holding meta-device tensors.
+
+    A tensor on the ``meta`` device has a shape but no values (the module was built under
+    ``torch.device("meta")`` or an "empty weights" context and never loaded): saving it would
+    write a model that cannot be loaded, exporting it a graph of nothing.
+
+    Raises:
+        ValueError: naming the first such parameter or buffer and the fix.
+    """
+    for kind, named in (("parameter", module.named_parameters), ("buffer", module.named_buffers)):
+        for name, tensor in named():
+            if tensor.is_meta:
+                raise ValueError(
+                    f"{action}: {kind} {name!r} is on the meta device: it has a shape but no "
+                    "values (the model was built under torch.device('meta') or with empty "
+                    "weights and never loaded). Give it values first, e.g. "
+                    "model.to_empty(device='cpu') then load_state_dict(...)"
+                )

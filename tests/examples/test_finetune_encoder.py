@@ -29,7 +29,7 @@ def test_finetune_options_are_parsed_and_checked(capsys):
     assert args.finetune_mini_batch == 32 and not parse_args([]).finetune_encoder
     with pytest.raises(SystemExit):
         parse_args(["--finetune-mini-batch", "0"])
-    assert "--finetune-mini-batch must be >= 1" in capsys.readouterr().err
+    assert "argument --finetune-mini-batch: must be a positive integer" in capsys.readouterr().err
 
 
 def test_finetune_model_trains_the_encoder_through_a_gradient_cache(tmp_path):
@@ -266,10 +266,13 @@ def test_sampler_option_builds_group_cycle_batches(capsys):
         parse_args(["--finetune-sampler", "balanced"])
     with pytest.raises(SystemExit):
         parse_args(["--finetune-samples-per-group", "0"])
-    assert "--finetune-samples-per-group must be >= 1" in capsys.readouterr().err
+    assert (
+        "argument --finetune-samples-per-group: must be a positive integer"
+        in capsys.readouterr().err
+    )
     with pytest.raises(SystemExit):
         parse_args(["--finetune-epochs", "0"])
-    assert "--finetune-epochs must be >= 1" in capsys.readouterr().err
+    assert "argument --finetune-epochs: must be a positive integer" in capsys.readouterr().err
 
 
 def test_clip_option_reaches_the_trainer(tmp_path, capsys):

@@ -14,3 +14,10 @@ def test_mined_round_beats_round_one_and_the_equal_length_control(capsys):
         assert f"{results[key]:.4f}" in printed  # the printed numbers are the returned ones
     assert results["round_2"] > results["round_1"] + 0.05
     assert results["round_2"] > results["control"] + 0.02
+
+
+def test_a_data_dir_without_the_splits_exits_with_the_flag(tmp_path):
+    with pytest.raises(SystemExit) as info:
+        run(parse_args(["--data-dir", str(tmp_path)]))
+    assert str(info.value).startswith("error: Quick-start data file not found: ")
+    assert "--data-dir" in str(info.value)

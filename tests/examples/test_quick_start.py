@@ -56,6 +56,47 @@ def test_read_split_names_the_flags_when_data_is_missing(tmp_path):
         read_split(str(tmp_path / "train.jsonl"))
 
 
+@pytest.mark.parametrize(
+    "line, reason",
+    [
+        ("not json", "line 2 is not JSON"),
+        ('["a list"]', r"line 2: expected a record with text \(str\), group \(int\)"),
+        ('{"text": "t", "group": "7", "topic": "x", "style": "y"}', r"\['group'\] missing"),
+        ('{"text": "t", "group": 7}', r"\['topic', 'style'\] missing"),
+    ],
+)
+def test_read_split_names_the_line_that_is_not_a_record(tmp_path, line, reason):
+    from examples.quick_start import DataFileError, read_split
+
+    good = '{"text": "t", "group": 1, "topic": "x", "style": "y"}'
+    path = tmp_path / "train.jsonl"
+    path.write_text(f"{good}\n{line}\n\n")
+    with pytest.raises(DataFileError, match=reason):
+        read_split(str(path))
+    path.write_text(f"{good}\n\n{good}\n")
+    assert read_split(str(path)) == [json.loads(good)] * 2
+
+
+def test_bad_data_dir_and_encoder_exit_with_the_reason(tmp_path, no_network, monkeypatch):
+    from examples.quick_start import main
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    for name in ("train", "val", "test"):
+        (tmp_path / f"{name}.jsonl").write_text("{oops\n")
+    with pytest.raises(SystemExit) as info:
+        main(["--data-dir", str(tmp_path), "--save-dir", str(tmp_path / "out")])
+    assert str(info.value).startswith(f"error: {tmp_path / 'train.jsonl'} line 1 is not JSON")
+    with pytest.raises(SystemExit) as info:
+        main(["--encoder", str(tmp_path), "--limit", "8", "--save-dir", str(tmp_path / "out")])
+    assert str(info.value).startswith(f"error: --encoder {tmp_path}: TransformerEncoder: ")
+    assert "config.json does not exist" in str(info.value)
+    assert not (tmp_path / "out").exists()
+    (tmp_path / "out-index").write_text("a file where the default index goes")
+    with pytest.raises(SystemExit) as info:
+        main(["--limit", "8", "--save-dir", str(tmp_path / "out")])
+    assert str(info.value).startswith(f"error: --index-dir {tmp_path / 'out-index'} is not a")
+
+
 def test_pick_queries_one_per_topic_in_distinct_styles():
     from examples.quick_start import pick_queries
 
@@ -72,6 +113,9 @@ def test_smoke_run_trains_saves_and_reloads(tmp_path, workdir, no_network, capsy
     from examples.quick_start import main
 
     save_dir = str(tmp_path / "servable")
+    os.mkdir(save_dir)
+    with open(os.path.join(save_dir, "NOTES.txt"), "w", encoding="utf-8") as file:
+        file.write("my own notes")  # kept: the save replaces only its own files
     result = main(
         [
             "--epochs",
@@ -115,6 +159,8 @@ def test_smoke_run_trains_saves_and_reloads(tmp_path, workdir, no_network, capsy
         from_index = index_neighbours(index, queries, rows, k=2)
     assert from_index == nearest_neighbours(served, queries, corpus, k=2, exclude=rows)
 
+    with open(os.path.join(save_dir, "NOTES.txt"), encoding="utf-8") as file:
+        assert file.read() == "my own notes"
     with open(os.path.join(save_dir, "config.json"), encoding="utf-8") as file:
         config = json.load(file)
     assert config["encoders"][0]["module"] == TRANSFORMER_MODULE
@@ -129,7 +175,7 @@ def test_invalid_epochs_is_rejected(capsys):
 
     with pytest.raises(SystemExit):
         parse_args(["--epochs", "0"])
-    assert "--epochs must be >= 1" in capsys.readouterr().err
+    assert "argument --epochs: must be a positive integer, got 0" in capsys.readouterr().err
 
 
 def test_readme_command_improves_held_out_retrieval(tmp_path):

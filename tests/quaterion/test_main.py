@@ -27,6 +27,7 @@ from tests.quaterion.train.helpers import (
     Model,
     group_loader,
     group_samples,
+    naive_r_precision_counts,
     pair_loader,
     trainer,
 )
@@ -249,6 +250,66 @@ def test_resume_from_checkpoint_matches_uninterrupted_run(tmp_path):
         torch.testing.assert_close(resumed[name], value)
 
 
+@pytest.mark.parametrize("bad", ["cpu", {"max_epochs": 1}, 1])
+def test_a_trainer_that_is_not_a_trainer_is_refused(bad):
+    with pytest.raises(TypeError, match=r"trainer must be a pytorch_lightning.Trainer or None"):
+        Quaterion.fit(Model(), bad, group_loader())
+
+
+def test_a_bad_ckpt_path_is_refused_before_the_cache_fill(tmp_path):
+    _resumable_fit(1, str(tmp_path / "run"))
+    (good,) = (tmp_path / "run").iterdir()
+    data = good.read_bytes()
+    truncated, junk, empty, legacy = (tmp_path / n for n in ("cut.ckpt", "junk", "e", "old"))
+    truncated.write_bytes(data[: len(data) // 2])  # a save killed mid-write
+    junk.write_text("not a checkpoint")
+    empty.write_bytes(b"")
+    torch.save({"state_dict": {}}, legacy, _use_new_zipfile_serialization=False)
+    cases = [
+        (truncated, ValueError, "zip archive without its end"),
+        (junk, ValueError, r"not a torch checkpoint \(it starts with b'not '\)"),
+        (empty, ValueError, "is empty"),
+        (tmp_path / "missing.ckpt", FileNotFoundError, "does not exist"),
+        (tmp_path / "run", IsADirectoryError, rf"holds \['{good.name}'\]"),
+        (5, TypeError, "got int 5"),
+    ]
+    for path, error, reason in cases:
+        model = Model(cache_config=CacheConfig())
+        with pytest.raises(error, match=reason) as info:
+            Quaterion.fit(model, trainer(), group_loader(), ckpt_path=path)
+        assert "ckpt_path" in str(info.value) and "ckpt_path=None" in str(info.value)
+        assert model.model.encoders["default"].calls == 0  # nothing encoded yet
+    from quaterion.train.ckpt_path_check import check_ckpt_path
+
+    for fine in (None, good, str(good), legacy, "last", "best", "hpc", "registry:m", "s3://b/k"):
+        check_ckpt_path(fine)
+    fifo = tmp_path / "pipe.ckpt"
+    os.mkfifo(fifo)
+    with pytest.raises(ValueError, match="is not a regular file"):  # and no hang reading it
+        check_ckpt_path(fifo, trainer())
+
+
+def test_a_trainer_reading_other_checkpoint_formats_gets_directories_and_files_unread(tmp_path):
+    from pytorch_lightning.plugins.io import TorchCheckpointIO
+
+    from quaterion.train.ckpt_path_check import check_ckpt_path, reads_single_files
+
+    class ShardedIO(TorchCheckpointIO):  # e.g. a custom format spread over a directory
+        pass
+
+    custom = trainer(plugins=[ShardedIO()])
+    assert not reads_single_files(custom) and reads_single_files(trainer())
+    assert reads_single_files(None)
+    (tmp_path / "sharded").mkdir()
+    (tmp_path / "other.bin").write_text("a custom format")
+    check_ckpt_path(tmp_path / "sharded", custom)
+    check_ckpt_path(tmp_path / "other.bin", custom)
+    with pytest.raises(FileNotFoundError, match="does not exist"):  # still checked
+        check_ckpt_path(tmp_path / "missing", custom)
+    with pytest.raises(IsADirectoryError):
+        check_ckpt_path(tmp_path / "sharded", trainer())
+
+
 def test_evaluate_delegates():
     class _Evaluator:
         def evaluate(self, dataset, model):
@@ -256,6 +317,32 @@ def test_evaluate_delegates():
 
     result = Quaterion.evaluate(_Evaluator(), [1, 2, 3], "m")
     assert result["n"] == 3 and result["model"] == "m"
+
+
+def test_evaluate_refuses_arguments_it_cannot_use_and_names_the_fix():
+    from quaterion.eval.evaluator import Evaluator
+    from quaterion.eval.samplers import GroupSampler
+
+    evaluator = Evaluator(RetrievalRPrecision(), GroupSampler(sample_size=8))
+    trainable = Model()
+    samples = group_samples(8)
+    cases = [
+        ((None, samples, trainable.model), "evaluator must be an Evaluator"),
+        ((evaluator, samples, trainable), "trainable model: pass its servable, trainable_model.model"),
+        ((evaluator, samples, "servable"), "pass SimilarityModel.load\\(path\\)"),
+        ((evaluator, trainable.model, samples), "the arguments are swapped"),
+        ((evaluator, group_loader(samples), trainable.model), r"pass its dataset \(loader.dataset\)"),
+        ((evaluator, None, trainable.model), "dataset must be a dataset or a list"),
+        ((evaluator, samples, None), "model must be a SimilarityModel"),
+    ]  # fmt: skip
+    for arguments, reason in cases:
+        with pytest.raises(TypeError, match=reason):
+            Quaterion.evaluate(*arguments)
+    # the accepted call agrees with the metric computed on the model's own vectors
+    result = Quaterion.evaluate(evaluator, samples, trainable.model)["RetrievalRPrecision"]
+    vectors = trainable.model.encode([s.obj for s in samples], to_numpy=False)
+    hits, positions = naive_r_precision_counts(vectors, torch.tensor([s.group for s in samples]))
+    torch.testing.assert_close(result, torch.tensor(hits / positions))
 
 
 def test_plain_checkpoint_load_keeps_caller_rng(tmp_path):

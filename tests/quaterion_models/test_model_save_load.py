@@ -11,6 +11,7 @@ from torch import nn
 
 from quaterion_models import SimilarityModel
 from quaterion_models.utils import is_loading_trusted, trusted_loading
+from quaterion_models.utils.errors import DamagedFileError
 from quaterion_models.heads import (
     EmptyHead,
     GatedHead,
@@ -378,3 +379,45 @@ def test_trusted_flag_reaches_custom_encoders_and_ends_with_the_call(tmp_path):
         assert is_loading_trusted() and not is_loading_trusted(False)
         SimilarityModel.load(str(tmp_path))  # an explicit trusted=False wins inside a block
     assert TrustRecordingEncoder.seen[-1] is False
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float64])
+def test_a_model_saved_in_another_dtype_loads_and_encodes_on_cpu(tmp_path, dtype):
+    # e.g. trained in half precision on a GPU: its head loads into float32 parameters
+    model = SimilarityModel(encoders=StackEncoder(5), head=WideningHead(5)).to(dtype)
+    x = torch.rand(3, 5)
+    expected = model.encode(x.to(dtype), to_numpy=False).float()
+    model.save(str(tmp_path))
+    loaded = SimilarityModel.load(str(tmp_path))
+    assert {p.dtype for p in loaded.parameters()} == {torch.float32}
+    for name, value in model.head.state_dict().items():  # the saved values, cast exactly
+        torch.testing.assert_close(loaded.head.state_dict()[name], value.float())
+    tolerance = {torch.float16: 2e-3, torch.bfloat16: 2e-2, torch.float64: 1e-6}[dtype]
+    result = loaded.encode(x, to_numpy=False)
+    torch.testing.assert_close(result, expected, atol=tolerance, rtol=tolerance)
+
+
+def _meta_model() -> SimilarityModel:
+    with torch.device("meta"):
+        head = WideningHead(5)
+    return SimilarityModel(encoders=StackEncoder(5), head=head)
+
+
+def test_a_model_without_values_is_not_saved(tmp_path):
+    target = tmp_path / "servable"
+    with pytest.raises(
+        ValueError, match=r"SimilarityModel.save: parameter 'head\..*' is on the meta"
+    ):
+        _meta_model().save(str(target))
+    assert list(tmp_path.iterdir()) == []  # nothing written, no temp directory left
+
+
+def test_weights_saved_from_the_meta_device_are_a_damaged_file(tmp_path):
+    model = SimilarityModel(encoders=StackEncoder(5), head=WideningHead(5))
+    model.save(str(tmp_path))
+    state = _meta_model().head.state_dict()
+    torch.save(state, tmp_path / "head" / "weights.bin")  # e.g. written by another tool
+    with pytest.raises(
+        DamagedFileError, match=r"holds no weights: tensor '.*' was saved from the meta"
+    ):
+        SimilarityModel.load(str(tmp_path))

@@ -121,8 +121,8 @@ CHILD_SAVE = textwrap.dedent(
 )
 
 
-def _save_without_permission_override(targets: list) -> list:
-    command = [sys.executable, "-c", CHILD_SAVE, *map(str, targets)]
+def _save_without_permission_override(targets: list, script: str = CHILD_SAVE) -> list:
+    command = [sys.executable, "-c", script, *map(str, targets)]
     if os.geteuid() == 0:
         setpriv = shutil.which("setpriv")
         assert setpriv, "running as root: setpriv (util-linux) is needed to drop DAC overrides"
@@ -166,6 +166,72 @@ def test_read_only_target_fails_before_anything_is_swapped(tmp_path):
     # an empty read-only folder holds nothing to strand: it is replaced
     assert last == "saved"
     torch.testing.assert_close(_gates(empty), torch.full((4,), 2.0))
+
+
+CHILD_CHECK = textwrap.dedent(
+    """
+    import sys
+    from quaterion_models.utils.directory_swap import check_save_target
+
+    for target in sys.argv[1:]:
+        try:
+            check_save_target(target)
+            print("ok")
+        except PermissionError as err:
+            print("PermissionError:", err)
+    """
+)
+
+
+def test_check_save_target_refuses_what_save_would_refuse_and_writes_nothing(tmp_path):
+    check = directory_swap.check_save_target
+    a_file = tmp_path / "weights.txt"
+    a_file.write_text("not a folder")
+    project = tmp_path / "project"
+    (project / "encoders").mkdir(parents=True)
+    (project / "config.json").write_text('{"learning_rate": 0.1}')
+    servable = tmp_path / "servable"
+    _model(0.3).save(str(servable))
+    (servable / "NOTES.txt").write_text("mine")
+    before = _snapshot(tmp_path)
+    for bad, error in [(a_file, NotADirectoryError), (a_file / "model", NotADirectoryError),
+                       (project, FileExistsError)]:  # fmt: skip
+        with pytest.raises(error) as checked:
+            check(str(bad))
+        with pytest.raises(error) as saved:
+            _model(0.5).save(str(bad))
+        assert str(checked.value) == str(saved.value)
+    assert check(str(servable)) == servable.resolve()
+    assert check(tmp_path / "new" / "deeper") == (tmp_path / "new" / "deeper").resolve()
+    link = tmp_path / "link"
+    link.symlink_to(servable)
+    assert check(str(link)) == servable.resolve()
+    link.unlink()
+    assert _snapshot(tmp_path) == before  # nothing created, moved or deleted
+    with pytest.raises(TypeError, match="str or os.PathLike"):
+        check(None)
+
+
+def test_check_save_target_refuses_read_only_places(tmp_path):
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    servable = tmp_path / "servable"
+    _model(0.2).save(str(servable))
+    (servable / "head").chmod(0o555)
+    locked.chmod(0o555)
+    targets = [locked / "model", locked / "new" / "model", servable, tmp_path / "fine"]
+    try:
+        lines = _save_without_permission_override(targets, CHILD_CHECK)
+    finally:
+        locked.chmod(0o755)
+        (servable / "head").chmod(0o755)
+    assert lines[0].startswith(f"PermissionError: [Errno 13] cannot save into {targets[0]}")
+    assert f"make {locked} writable" in lines[0]
+    assert lines[1].startswith(f"PermissionError: [Errno 13] cannot save into {targets[1]}")
+    assert f"{locked} is not writable" in lines[1]
+    assert f"{servable / 'head'} is read-only" in lines[2]
+    assert lines[3] == "ok" and len(lines) == 4
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["locked", "servable"]
 
 
 # The child and this process each save their own model into one path in a loop and load it

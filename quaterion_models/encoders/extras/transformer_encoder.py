@@ -256,6 +256,13 @@ class TransformerEncoder(Encoder, OnnxExportable):
         if text_field is not None and not isinstance(text_field, str):
             raise TypeError(f"TransformerEncoder: `text_field` must be a str, got {text_field!r}")
         model_dir = os.path.join(source, settings.get("subfolder", ""))
+        if not os.path.isfile(os.path.join(model_dir, "config.json")):
+            raise FileNotFoundError(
+                f"TransformerEncoder: {source} is not a Hugging Face model directory: "
+                f"{os.path.join(model_dir, 'config.json')} does not exist; pass a directory "
+                "holding config.json, model.safetensors and tokenizer.json (e.g. written by "
+                "save_pretrained, or a sentence-transformers model directory)"
+            )
         transformer = self._load_model(model_dir, local_files_only)
         limit = getattr(transformer.config, "max_position_embeddings", None)
         if max_length is None:  # the declared limit, within the model's positions
@@ -290,13 +297,17 @@ class TransformerEncoder(Encoder, OnnxExportable):
             from transformers import AutoModel
         except ImportError as error:
             raise _missing_transformers(error) from error
-        return AutoModel.from_pretrained(
+        model = AutoModel.from_pretrained(
             path,
             local_files_only=local_files_only,
             trust_remote_code=False,
             use_safetensors=True,
             attn_implementation="eager",  # traceable into ONNX, same numbers as sdpa
         )
+        # float32 whatever the files hold (weights saved in half precision, or a hub model
+        # stored in float16, which recent transformers load as float16): the heads load in
+        # float32, and a half-precision encoder before them would fail at the first encode
+        return model.float()
 
     @staticmethod
     def _load_tokenizer(source: str, model_dir: str, local_files_only: bool) -> Any:

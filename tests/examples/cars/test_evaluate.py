@@ -1,6 +1,7 @@
 """Tests of ``python -m examples.cars.evaluate`` against a naive R-precision."""
 
 import ast
+import os
 import re
 
 import numpy as np
@@ -60,3 +61,25 @@ def test_missing_tuned_model_exits_with_hint(workdir, capsys):
         cars_evaluate.main(["--synthetic", "--model", "tuned", "--input-size", "32",
                             "--tuned-model", str(workdir / "absent"), "--plot", ""])  # fmt: skip
     assert "--tuned-model" in str(exit_info.value.code)
+
+
+def test_a_plot_path_that_is_a_directory_stops_before_evaluating(workdir, capsys):
+    with pytest.raises(SystemExit) as info:
+        cars_evaluate.main(["--synthetic", "--plot", str(workdir)])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert f"--plot {workdir} is a directory" in err
+    assert os.path.join(str(workdir), "cars_evaluation.png") in err
+
+
+def test_a_damaged_tuned_model_exits_with_the_file(trained_cars, workdir):
+    import shutil
+
+    damaged = workdir / "damaged"
+    shutil.copytree(trained_cars["save_dir"], damaged)
+    weights = damaged / "head" / "weights.bin"
+    weights.write_bytes(weights.read_bytes()[:100])  # a copy that stopped early
+    with pytest.raises(SystemExit) as info:
+        cars_evaluate.main(["--synthetic", "--model", "tuned", "--input-size", "32",
+                            "--tuned-model", str(damaged), "--plot", ""])  # fmt: skip
+    assert str(info.value).startswith("error: ") and str(weights) in str(info.value)

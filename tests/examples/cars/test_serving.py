@@ -4,6 +4,7 @@ import json
 from types import SimpleNamespace
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from examples.cars import serving as cars_serving
@@ -71,3 +72,14 @@ def test_serving_distance_is_the_training_loss_distance():
 
     loss = Model.configure_loss(SimpleNamespace(mining="hard"))
     assert cars_serving.DISTANCE == loss.distance_metric_name
+
+
+def test_a_save_dir_that_is_a_file_is_named_in_the_error(trained_cars, workdir):
+    a_file = workdir / "embeddings"
+    a_file.write_text("not a folder")
+    with pytest.raises(SystemExit) as info:
+        cars_serving.main(["--synthetic", "--input-size", str(INPUT_SIZE),
+                           "--tuned-model", str(trained_cars["save_dir"]),
+                           "--save-dir", str(a_file)])  # fmt: skip
+    assert str(info.value) == f"error: --save-dir {a_file} is a file; pass a directory path"
+    assert a_file.read_text() == "not a folder"

@@ -68,9 +68,32 @@ def test_frozen_encoder_runs_once_per_image_then_never(trained_cars, monkeypatch
     assert trained_cars["images_seen"] == 392
     monkeypatch.chdir(trained_cars["workdir"])
     TinyResNet.images_seen = 0
-    cars_train.main(train_argv(trained_cars["workdir"] / "second_servable"))
+    second = trained_cars["workdir"] / "second_servable"
+    second.mkdir()
+    (second / "NOTES.txt").write_text("my own notes")  # kept: the save replaces only its files
+    cars_train.main(train_argv(second))
     assert TinyResNet.images_seen == 0
-    assert (trained_cars["workdir"] / "second_servable" / "config.json").is_file()
+    assert (second / "config.json").is_file()
+    assert (second / "NOTES.txt").read_text() == "my own notes"
+
+
+def test_a_save_dir_the_save_would_refuse_stops_the_run_before_training(
+    workdir, no_network, capsys
+):
+    a_file = workdir / "servable.txt"
+    a_file.write_text("not a folder")
+    project = workdir / "project"
+    project.mkdir()
+    (project / "config.json").write_text('{"lr": 1}')
+    for bad, reason in [(a_file, "is not a directory"), (project, "it is not a saved")]:
+        TinyResNet.images_seen = 0
+        with pytest.raises(SystemExit) as info:
+            cars_train.main(train_argv(bad))
+        assert str(info.value).startswith(f"error: --save-dir {bad}: ")
+        assert reason in str(info.value)
+        assert TinyResNet.images_seen == 0  # refused before the cache fill
+    assert a_file.read_text() == "not a folder"
+    assert sorted(p.name for p in project.iterdir()) == ["config.json"]
 
 
 def test_views_flag_trains_on_cached_augmented_views(trained_cars, monkeypatch):

@@ -100,3 +100,22 @@ def test_scripts_exit_with_a_hint_on_missing_data(script, workdir, no_network):
     message = str(exit_info.value.code)
     assert "--data-dir" in message and "--synthetic" in message
     assert no_network == []
+
+
+def test_a_lone_last_training_image_is_dropped_and_one_image_is_refused(capsys):
+    # MobileNetV3's batch norm fails on a batch of one in train mode (129 = 128 + 1)
+    train_loader, _ = get_dataloaders(32, synthetic=True, synthetic_size=65)
+    sizes = [len(features) for _ids, features, _labels in train_loader]
+    assert sizes == [32, 32] and len(train_loader) == 2
+    train_loader, _ = get_dataloaders(32, synthetic=True, synthetic_size=66)
+    assert [len(f) for _i, f, _l in train_loader] == [32, 32, 2]  # nothing else dropped
+    # under DDP each of 2 processes gets ceil(130 / 2) = 65 = 2 * 32 + 1 images
+    assert get_dataloaders(32, synthetic=True, synthetic_size=130, processes=2)[0].drop_last
+    assert not get_dataloaders(32, synthetic=True, synthetic_size=130)[0].drop_last
+    with pytest.raises(ValueError, match="at least 2 images, got 1"):
+        get_dataloaders(32, synthetic=True, synthetic_size=1)
+    from examples.cifar100 import train_simple
+
+    with pytest.raises(SystemExit):
+        train_simple.main(["--synthetic", "--synthetic-size", "1"])
+    assert "--synthetic-size must be at least 2" in capsys.readouterr().err

@@ -73,3 +73,13 @@ def test_a_new_model_reindexes(dataset, encoded, no_network, capsys, workdir):
     assert "indexing again with the current model" in captured.err
     assert f"Model: the trained servable {workdir / 'tuned'}" in captured.out
     assert len(encoded) == len(RECORDS) + 1
+
+
+def test_a_damaged_model_exits_with_the_file(workdir, no_network):
+    damaged = workdir / "startups"
+    damaged.mkdir()
+    (damaged / "config.json").write_text('{"encoders": [')  # a copy that stopped early
+    with pytest.raises(SystemExit) as info:
+        startup_search.main(["a query", "--model", str(damaged), "--index-dir", str(workdir / "i")])
+    assert str(info.value).startswith(f"error: --model {damaged}: ")
+    assert str(damaged / "config.json") in str(info.value)

@@ -50,6 +50,8 @@ def test_synthetic_training_saves_a_servable(
 ):
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     save_dir = workdir / "startups"
+    save_dir.mkdir()
+    (save_dir / "NOTES.txt").write_text("my own notes")  # kept: the save replaces only its files
     result = startup_train.main(["--synthetic", "--encoder", local_minilm, "--epochs", "2",
                                  "--max-samples", "128", "--save-dir", str(save_dir)])  # fmt: skip
     assert os.environ["HF_HUB_OFFLINE"] == "1"
@@ -59,12 +61,50 @@ def test_synthetic_training_saves_a_servable(
     assert len(encoded) == 128 + result["sizes"]["test"] and len(set(encoded)) > 100
     encoded.clear()
 
+    assert (save_dir / "NOTES.txt").read_text() == "my own notes"
     model = SimilarityModel.load(str(save_dir))
     vectors = model.encode(["some text"])
     assert vectors.shape == (1, 384)
     encoder_files = {p.name for p in (save_dir / "encoders" / "default").iterdir()}
     assert {"model.safetensors", "tokenizer.json", "encoder_config.json"} <= encoder_files
     assert no_network == []
+
+
+def test_a_save_dir_that_is_a_file_stops_the_run_before_training(workdir, no_network, encoded):
+    a_file = workdir / "startups"
+    a_file.write_text("not a folder")
+    with pytest.raises(SystemExit) as info:
+        startup_train.main(["--synthetic", "--epochs", "1", "--save-dir", str(a_file)])
+    assert str(info.value).startswith(f"error: --save-dir {a_file}: ")
+    assert "is not a directory" in str(info.value) and encoded == []
+    assert a_file.read_text() == "not a folder"
+
+
+@pytest.mark.parametrize(
+    "line, reason",
+    [
+        ("not json", "line 2 is not JSON"),
+        ('{"description": "x"}', r"line 2: expected an object with str fields \['description', 'industry'\]"),
+        ('["x", "y"]', "line 2: expected an object"),
+    ],
+)  # fmt: skip
+def test_a_dataset_line_that_is_not_a_record_is_named(workdir, no_network, encoded, line, reason):
+    dataset = workdir / "startups.jsonl"
+    good = json.dumps({"name": "A", "description": "a tool", "industry": "Tools"})
+    dataset.write_text(f"{good}\n{line}\n")
+    with pytest.raises(SystemExit) as info:
+        startup_train.main(["--dataset", str(dataset), "--save-dir", str(workdir / "out")])
+    assert re.match(rf"error: {re.escape(str(dataset))} {reason}", str(info.value))
+    assert encoded == [] and no_network == []
+
+
+def test_an_encoder_that_is_not_a_model_is_named(workdir, no_network):
+    (workdir / "notes.txt").write_text("not a model")
+    with pytest.raises(SystemExit) as info:
+        startup_train.main(["--synthetic", "--encoder", str(workdir), "--max-samples", "40",
+                            "--save-dir", str(workdir / "out")])  # fmt: skip
+    assert str(info.value).startswith(f"error: --encoder {workdir}: TransformerEncoder: ")
+    assert "config.json does not exist" in str(info.value) and no_network == []
 
 
 def test_missing_dataset_exits_with_hint(workdir, no_network):

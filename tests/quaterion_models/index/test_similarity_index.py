@@ -349,6 +349,18 @@ def test_unreachable_server_is_reported_quickly():
         SimilarityIndex(make_model(), url=f"http://127.0.0.1:{port}", timeout=1, distance="cosine")
 
 
+@pytest.mark.parametrize(
+    "url, error, reason",
+    [
+        ("not a url", ValueError, r"url 'not a url' is not a Qdrant server URL \(.*\); pass one"),
+        (6333, TypeError, r"url must be a Qdrant server URL \(str\).*got 6333"),
+    ],
+)
+def test_a_url_that_is_not_a_url_is_named(url, error, reason):
+    with pytest.raises(error, match=reason):
+        SimilarityIndex(make_model(), url=url, timeout=1, distance="cosine")
+
+
 def test_exactly_one_location():
     with pytest.raises(ValueError, match="exactly one location"):
         SimilarityIndex(make_model(), distance="cosine")

@@ -110,3 +110,32 @@ def test_valid_payloads_read_back_unchanged(location):
         index.add(make_objects(2), payloads=payloads, ids=[0, 1])
         hits = index.search(make_objects(2), limit=1, exact=True)
     assert [h[0].payload for h in hits] == payloads
+
+
+def test_a_lone_string_or_mapping_is_not_split_into_objects(location):
+    from examples.models_demo import BagOfCharsEncoder
+    from quaterion_models import SimilarityModel
+    from quaterion_models.heads import EmptyHead
+
+    model = SimilarityModel(encoders=BagOfCharsEncoder(dim=8), head=EmptyHead(8))
+    with SimilarityIndex(model, distance="cosine", **location.kwargs()) as index:
+        for lone in ("red car", b"red car", {"text": "red car"}):
+            with pytest.raises(TypeError, match=r"add takes a list of objects.*pass \[obj\]"):
+                index.add(lone)
+            with pytest.raises(TypeError, match=r"search takes a list of objects"):
+                index.search(lone)
+        assert index.count() == 0  # list("red car") would have added 7 one-letter points
+        ids = index.add(["red car", "a cat"], ids=[0, 1])
+        assert ids == [0, 1] and index.count() == 2
+        (hits,) = index.search(["red car"], limit=2)
+        assert [hit.id for hit in hits] == [0, 1]
+        expected = model.encode(["red car", "a cat"])
+        cosine = (
+            expected[1] @ expected[0] / np.linalg.norm(expected[0]) / np.linalg.norm(expected[1])
+        )
+        np.testing.assert_allclose([hit.score for hit in hits], [1.0, cosine], rtol=1e-5)
+
+
+def test_a_path_that_is_not_a_path_is_refused():
+    with pytest.raises(TypeError, match=r"path must be the index directory.*got int 5"):
+        SimilarityIndex(make_model(), path=5, distance="cosine")

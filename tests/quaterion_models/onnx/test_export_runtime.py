@@ -240,6 +240,16 @@ def test_meta_routed_head_cannot_be_exported(tmp_path):
     assert not (tmp_path / "export").exists()
 
 
+def test_a_model_without_values_is_not_exported(tmp_path):
+    with torch.device("meta"):
+        head = WideningHead(4)
+    with pytest.raises(
+        ValueError, match=r"export_onnx: parameter 'head\..*' is on the meta device"
+    ):
+        SimilarityModel(StackEncoder(4), head).export_onnx(str(tmp_path / "export"))
+    assert list(tmp_path.iterdir()) == []
+
+
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float16, torch.bfloat16])
 def test_a_model_that_is_not_float32_is_refused_with_the_fix(tmp_path, dtype):
     model = SimilarityModel(StackEncoder(4), WideningHead(4)).to(dtype)
@@ -332,6 +342,15 @@ def test_non_text_records_are_rejected(exported):
     _, path = exported
     with pytest.raises(TypeError, match="records must be str"):
         OnnxSimilarityModel.load(path).encode([1, 2])
+    texts = np.array(["a query", "another text"])  # e.g. df["text"].values: one record
+    with pytest.raises(
+        TypeError,
+        match=r"is one record, not a list of texts: pass model.encode\(array.tolist\(\)\)",
+    ):
+        OnnxSimilarityModel.load(path).encode(texts)
+    with pytest.raises(TypeError) as info:
+        OnnxSimilarityModel.load(path).encode([3])
+    assert "array" not in str(info.value)  # the hint is for arrays only
 
 
 def test_export_leaves_every_module_in_eval_mode(tmp_path):

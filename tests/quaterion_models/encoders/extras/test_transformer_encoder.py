@@ -6,6 +6,7 @@ import os
 import pickle
 import socket
 
+import numpy as np
 import pytest
 import torch
 
@@ -143,6 +144,15 @@ def test_collate_is_picklable_and_rejects_non_text(bert_dir):
         collate([1, 2])
     with pytest.raises(TypeError, match="records must be str"):
         collate([{"text": "a"}])  # dicts need text_field
+    model = SimilarityModel(encoder, EmptyHead(32))
+    with pytest.raises(
+        TypeError, match=r"ndarray\) is one record.*model.encode\(array.tolist\(\)\)"
+    ):
+        model.encode(np.array(["a b", "c d"]))
+    torch.testing.assert_close(
+        model.encode(np.array(["a b", "c d"]).tolist(), to_numpy=False),
+        model.encode(["a b", "c d"], to_numpy=False),
+    )
 
 
 def test_trainable_flag_controls_gradients(bert_dir):
@@ -229,3 +239,30 @@ def test_truncated_model_files_are_damaged_files(bert_dir, tmp_path, name):
     (path / name).write_bytes(data[: len(data) // 2])
     with pytest.raises(DamagedFileError, match="damaged TransformerEncoder files"):
         TransformerEncoder.load(str(path))
+
+
+def test_a_directory_that_is_not_a_model_is_named(tmp_path):
+    (tmp_path / "notes.txt").write_text("not a model")
+    with pytest.raises(FileNotFoundError, match="is not a Hugging Face model directory") as info:
+        TransformerEncoder(str(tmp_path))
+    assert str(tmp_path / "config.json") in str(info.value)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float64])
+def test_a_servable_saved_in_another_dtype_loads_in_float32_and_encodes(bert_dir, tmp_path, dtype):
+    # e.g. a model trained in half precision on a GPU, served from a CPU
+    from quaterion_models.heads import SkipConnectionHead
+
+    encoder = TransformerEncoder(bert_dir)
+    model = SimilarityModel(encoder, SkipConnectionHead(encoder.embedding_size))
+    texts = ["a b", "c", "a c b"]
+    expected = model.encode(texts, to_numpy=False)
+    model.to(dtype).save(str(tmp_path / "servable"))
+    loaded = SimilarityModel.load(str(tmp_path / "servable"))
+    assert {p.dtype for p in loaded.parameters()} == {torch.float32}
+    saved = model.state_dict()
+    for name, value in loaded.state_dict().items():  # the saved values, cast exactly
+        torch.testing.assert_close(value, saved[name].float())
+    tolerance = {torch.float16: 5e-3, torch.bfloat16: 3e-2, torch.float64: 1e-6}[dtype]
+    result = loaded.encode(texts, to_numpy=False)
+    torch.testing.assert_close(result, expected, atol=tolerance, rtol=tolerance)
