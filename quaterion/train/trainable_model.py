@@ -23,7 +23,6 @@ from quaterion.train.cache import CacheConfig, CacheType
 from quaterion.train.cache.setup import CachedLoaders, apply_cache_config, cache_loaders
 from quaterion.train.cache.setup import unwrap_encoders
 from quaterion.train.cache.store import CacheStore
-from quaterion.train.cache._save_dir import SaveDirLock
 from quaterion.train.cache_mixin import CacheMixin
 from quaterion.train.callbacks.cleanup_callback import restore_dataloader
 from quaterion.train.callbacks.guard_callback import (
@@ -78,7 +77,7 @@ class TrainableModel(pl.LightningModule, CacheMixin):
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
         self._cache_sources: List[SimilarityDataLoader] = []  # loaders the cache set up
-        self._cache_hold: Optional[SaveDirLock] = None  # the fit's hold on the cache's save_dir
+        self._cache_hold: Optional[Any] = None  # CachedLoaders.hold: the fit's lock on save_dir
         self._resumed_order: Optional[Dict[str, Any]] = None  # batch order of a resumed fit
         self._order_restored = False  # whether on_load_checkpoint restored it
         encoders = check_encoders(self.configure_encoders(), Encoder)
