@@ -153,6 +153,11 @@ def main() -> None:
     )
     parser.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    # checked here rather than with examples.cli_types: the script runs without PYTHONPATH
+    if args.steps is not None and args.steps < 1:
+        parser.error(f"argument --steps: must be a positive integer, got {args.steps}")
+    if args.threads < 0:
+        parser.error(f"argument --threads: must be an integer >= 0, got {args.threads}")
     if args.child:  # the parent's --threads reaches the child through the environment
         warnings.filterwarnings("ignore")
         os.environ.setdefault("HF_HUB_OFFLINE", "1")

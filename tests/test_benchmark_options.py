@@ -13,6 +13,8 @@ CASES = [
     ("eval", "--seed", "-1", "must be a seed"),
     ("cache", "--repeats", "0", "positive integer"),
     ("gather", "--steps", "0", "positive integer"),
+    ("gradient_cache", "--steps", "0", "positive integer"),
+    ("gradient_cache", "--threads", "-2", "integer >= 0"),
     ("index_eval", "--n", "-5", "positive integer"),
     ("index_eval", "--m", "-1", "integer >= 0"),
     ("losses", "--repeats", "0", "positive integer"),
