@@ -12,6 +12,7 @@ the content of every object needs that read plus the encoders' collate of every 
 import dataclasses
 import hashlib
 import itertools
+import json
 import re
 import warnings
 from typing import Any, Callable, Dict, Iterator, List, Optional
@@ -25,7 +26,9 @@ from quaterion.dataset.label_cache_dataset import labels_only
 from quaterion.dataset.similarity_data_loader import SimilarityDataLoader
 from quaterion.train.cache._batches import CachedSplit
 from quaterion.train.cache._views import ViewDataset
-from quaterion.train.cache.cache_config import CacheConfig
+from quaterion.train.cache._callable_fingerprint import callable_fingerprint
+from quaterion.train.cache.cache_config import CacheConfig, CacheType
+from quaterion.train.cache.cache_encoder import CacheEncoder
 
 SAMPLE_SIZE = 32
 SAMPLE_SEED = "quaterion-content-sample"
@@ -247,9 +250,47 @@ def read_split(loader: SimilarityDataLoader, layout: Optional[type]) -> Optional
     return CachedSplit(ids, columns if isinstance(columns, dict) else {})
 
 
-def loader_records(loaders: Dict[str, SimilarityDataLoader]) -> Dict[str, Dict[str, Any]]:
-    """Split -> the class and length of its loader (what the manifest records of it; ids and
-    labels are compared through the split's data fingerprint)."""
+SPLITS = ("train", "val")
+BUILT_IN_KINDS = frozenset(kind.value for kind in CacheType)
+MANIFEST_VERSION = 3
+
+
+def encoder_fingerprint(cached: CacheEncoder) -> Dict[str, str]:
+    """Class path, config, structure (``repr``), the code of ``forward`` (see
+    :func:`callable_fingerprint`) and a SHA-256 of the state dict (and the non-persistent
+    buffers) of the wrapped encoder, and how the rows are stored (file kind, dtype;
+    ``store``: the ``STORES`` name of a storage kind of your own, absent for the built-in
+    kinds)."""
+    encoder = cached.wrapped_encoder
+    config = getattr(encoder, "get_config_dict", None)
+    cls = type(encoder)
+    state = dict(encoder.state_dict())  # + buffers left out of it (e.g. normalisation constants)
+    state.update((name, buf) for name, buf in encoder.named_buffers() if name not in state)
+    record = {
+        "class": f"{cls.__module__}.{cls.__qualname__}",
+        "config": json.dumps(config(), sort_keys=True, default=str) if callable(config) else "",
+        "structure": repr(encoder),
+        "code": callable_fingerprint(cls.forward),  # an edited forward encodes differently
+        "state_sha256": sha256(state),
+        "file": "disk" if getattr(cached, "cache_type", None) == "disk" else "memory",
+        "dtype": str(getattr(cached, "dtype", None)),
+    }
+    kind = getattr(cached, "cache_type", None)
+    if kind is not None and str(kind) not in BUILT_IN_KINDS:  # a storage kind of your own
+        record["store"] = str(kind)
+    return record
+
+
+def expected_manifest(
+    encoders: Dict[str, CacheEncoder],
+    loaders: Dict[str, SimilarityDataLoader],
+    key_extractors: Dict[str, Any],
+    views: int = 1,
+) -> Dict[str, Any]:
+    """What a cache built now would record (compared with a saved manifest): the fingerprint
+    of each encoder and key extractor, the class and length of each split's loader (its ids
+    and labels are compared through the split's data fingerprint); ``views`` is recorded only
+    above 1 (a one-view manifest is unchanged)."""
     records = {}
     for split, loader in loaders.items():
         try:
@@ -257,7 +298,13 @@ def loader_records(loaders: Dict[str, SimilarityDataLoader]) -> Dict[str, Dict[s
         except (TypeError, NotImplementedError):
             length = None
         records[split] = {"loader": type(loader).__name__, "length": length}
-    return records
+    manifest = {
+        "version": MANIFEST_VERSION,
+        "encoders": {name: encoder_fingerprint(enc) for name, enc in encoders.items()},
+        "key_extractors": {name: callable_fingerprint(fn) for name, fn in key_extractors.items()},
+        "loaders": {split: records.get(split) for split in SPLITS},
+    }
+    return {**manifest, "views": views} if views > 1 else manifest
 
 
 def fingerprint(

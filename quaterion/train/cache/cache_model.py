@@ -20,12 +20,11 @@ from typing_extensions import override
 
 from quaterion.dataset.similarity_data_loader import SimilarityDataLoader
 from quaterion import distributed
-from quaterion.train.cache._batches import CachedSplit
+from quaterion.train.cache._batches import CachedSplit, CacheTrainCollator
 from quaterion.train.cache._fingerprint import fill_loader
 from quaterion.train.cache._views import ViewDataset, view_keys
 from quaterion.train.cache.cache_config import CacheConfig
 from quaterion.train.cache.cache_encoder import CacheEncoder, CacheMode
-from quaterion.train.cache.cache_train_collator import CacheTrainCollator
 
 FEW_WORKERS_WARNING = ".*does not have many workers.*"
 

@@ -18,7 +18,7 @@ from quaterion import distributed
 from quaterion.train.cache import _save_dir, persist
 from quaterion.train.cache._batches import serve_loaders
 from quaterion.train.cache.cache_model import fill_cache
-from quaterion.train.cache._fingerprint import loader_records, read_split, split_fingerprints
+from quaterion.train.cache._fingerprint import expected_manifest, read_split, split_fingerprints
 from quaterion.train.cache.cache_config import CacheConfig, CacheType, check_save_dir
 from quaterion.train.cache.cache_encoder import CacheEncoder
 from quaterion.train.cache.store import check_store_class
@@ -121,7 +121,7 @@ def save_cache(
     loaders = _loaders(train_dataloader, val_dataloader)
     # the keys the cache was filled with: those of the set-up's collator on the loader
     extractors = getattr(train_dataloader.collate_fn, "key_extractors", None) or {}
-    expected = persist.expected_manifest(cache_encoders, loader_records(loaders), extractors)
+    expected = expected_manifest(cache_encoders, loaders, extractors)
     full = len(cache_encoders) == len(encoders)
     layouts = store_layouts(loaders)
     splits = {
@@ -272,10 +272,7 @@ def _load_or_fill(
     current = split_fingerprints(loaders, layouts, cache_config, content, filled_splits)
     expected = None
     if save_dir:
-        records = loader_records(loaders)
-        expected = persist.expected_manifest(
-            cache_encoders, records, extractors, cache_config.views
-        )
+        expected = expected_manifest(cache_encoders, loaders, extractors, cache_config.views)
     verify = cache_config.verify_checksums
     tidy = lock is not None  # the lock holder removes what killed runs left
     load = partial(persist.try_load, save_dir, cache_encoders, expected, current, verify, tidy)
