@@ -33,11 +33,6 @@ def encoders_cache_path(dir_path: str) -> str:
     return os.path.join(dir_path, "encoders")
 
 
-def labels_path(dir_path: str, split: str) -> str:
-    """``<dir>/train_labels`` or ``<dir>/val_labels``."""
-    return os.path.join(dir_path, f"{split}_labels")
-
-
 def _mismatch(saved: Dict[str, Any], expected: Dict[str, Any]) -> Optional[str]:
     """Why ``saved`` cannot serve ``expected`` (``None`` if it can)."""
     if saved.get("version") != expected["version"]:
@@ -116,7 +111,8 @@ def read_splits(dir_path: str, splits) -> Dict[str, CachedSplit]:
     """The label files of ``splits`` under ``dir_path`` (``weights_only`` reads)."""
     result = {}
     for split in splits:
-        state = torch.load(labels_path(dir_path, split), map_location="cpu", weights_only=True)
+        path = os.path.join(dir_path, f"{split}_labels")
+        state = torch.load(path, map_location="cpu", weights_only=True)
         result[split] = CachedSplit(state["ids"].numpy().view(np.uint64), state["columns"])
     return result
 
