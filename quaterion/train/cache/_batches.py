@@ -20,8 +20,9 @@ from typing_extensions import override
 from quaterion.dataset.loader_state import BatchOrderState
 from quaterion.dataset.similarity_data_loader import SimilarityDataLoader
 from quaterion.dataset.train_collator import TrainCollator
+from quaterion.train.cache._run import CacheRun
 from quaterion.train.cache._views import epoch_views, view_keys
-from quaterion.train.cache.cache_encoder import CacheEncoder, CacheMode
+from quaterion.train.cache.cache_encoder import CacheMode
 from quaterion.train.cache.cache_config import KeyExtractorType
 from quaterion.train.cache.store import CacheStore
 from quaterion_models.encoders import Encoder
@@ -289,34 +290,26 @@ def served_loader(loader: SimilarityDataLoader, rows: CachedRows) -> DataLoader:
 
 
 def serve_loaders(
-    loaders: Dict[str, SimilarityDataLoader],
-    splits,
-    encoders: Dict[str, Encoder],
-    key_extractors: Dict[str, Any],
-    views: int,
-    epoch: Callable[[], int],
-    layouts: Dict[str, Optional[type]],
+    run: CacheRun, splits: Dict[str, Optional[CachedSplit]], epoch: Callable[[], int]
 ) -> Dict[str, DataLoader]:
-    """How each loader's batches reach a cached fit.
+    """How each of ``run``'s loaders' batches reach a cached fit.
 
-    When every encoder of ``encoders`` is cached and there are no ``key_extractors``, each
-    loader that can be is served from the store: returns split -> loader of store-served
-    batches (``views`` of the training split, chosen by ``epoch()``; ``layouts`` of
-    ``setup.store_layouts``); marks each ``full_cache_used``. Every loader itself gets a
-    TRAIN-mode :class:`CacheTrainCollator` (the keys of each cached encoder's objects in
-    place of the objects): the batches of a loader the store does not serve.
+    When every encoder is cached with default keys (:attr:`CacheRun.full`), each loader
+    that can be is served from the store: returns split -> loader of store-served batches
+    (the training split's views chosen by ``epoch()``); marks each ``full_cache_used``.
+    Every loader itself gets a TRAIN-mode :class:`CacheTrainCollator` (the keys of each
+    cached encoder's objects in place of the objects): the batches of a loader the store
+    does not serve.
     """
-    stores = {name: enc for name, enc in encoders.items() if isinstance(enc, CacheEncoder)}
-    full = len(stores) == len(encoders) and not key_extractors
     served = {}
-    for split, loader in loaders.items():
+    for split, loader in run.loaders.items():
         cached = splits.get(split)
-        usable = full and cached is not None and layouts[split] is not None
+        usable = run.full and cached is not None and run.layouts[split] is not None
         if usable and len(cached) == len(loader.dataset):  # a layout: sized
-            rows = CachedRows(loader, cached, stores, views if split == "train" else 1, epoch)
+            rows = CachedRows(loader, cached, run.stores, run.views(split), epoch)
             served[split] = served_loader(loader, rows)
         loader.full_cache_used = split in served
         loader.collate_fn = CacheTrainCollator.for_loader(  # the loader itself yields keys
-            loader, encoders, list(stores), key_extractors, CacheMode.TRAIN
+            loader, run.encoders, list(run.stores), run.key_extractors, CacheMode.TRAIN
         )
     return served
