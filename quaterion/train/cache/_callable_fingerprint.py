@@ -20,7 +20,7 @@ from typing import Any, Set
 import numpy as np
 import torch
 
-_ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
+ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")  # in a repr: an object identified by its address
 _PLAIN = (type(None), bool, int, float, complex, str, bytes, enum.Enum)
 
 
@@ -110,7 +110,7 @@ def _value(value: Any, seen: Set[int]) -> str:  # noqa: C901 (one branch per kin
     if hasattr(value, "__dict__"):
         return _object(value, seen)
     text = repr(value)
-    return f"<{_path(type(value))}>" if _ADDRESS.search(text) else text
+    return f"<{_path(type(value))}>" if ADDRESS.search(text) else text
 
 
 def callable_fingerprint(function: Any) -> str:

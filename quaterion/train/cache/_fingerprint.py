@@ -3,8 +3,8 @@ encoder inputs on request.
 
 A persisted cache is reused only while the data it was built from is unchanged. Length
 and ids are cheap to compare; labels (group ids, pair scores and subgroups) need one read
-of every item (:func:`data_pass`, batched like the fill); a sample of :data:`SAMPLE_SIZE`
-objects, chosen by a seeded rule (:class:`SampleItems`), catches data replaced wholesale;
+of every item (the data pass, batched like the fill); a sample of :data:`SAMPLE_SIZE`
+objects, chosen by a seeded rule (:func:`sample_items`), catches data replaced wholesale;
 the content of every object needs that read plus the encoders' collate of every batch
 (``CacheConfig(verify_content=True)``).
 """
@@ -12,7 +12,7 @@ the content of every object needs that read plus the encoders' collate of every 
 import dataclasses
 import hashlib
 import itertools
-import re
+import json
 import warnings
 from typing import Any, Callable, Dict, Iterator, List, Optional
 
@@ -25,7 +25,9 @@ from quaterion.dataset.label_cache_dataset import labels_only
 from quaterion.dataset.similarity_data_loader import SimilarityDataLoader
 from quaterion.train.cache._batches import CachedSplit
 from quaterion.train.cache._views import ViewDataset
-from quaterion.train.cache.cache_config import CacheConfig
+from quaterion.train.cache._callable_fingerprint import ADDRESS, callable_fingerprint
+from quaterion.train.cache.cache_config import CacheConfig, CacheType
+from quaterion.train.cache.cache_encoder import CacheEncoder
 
 SAMPLE_SIZE = 32
 SAMPLE_SEED = "quaterion-content-sample"
@@ -85,27 +87,26 @@ def sample_positions(length: int, size: int = SAMPLE_SIZE) -> List[int]:
     return positions
 
 
-class SampleItems:
-    """The content sample of ``dataset``, read on each iteration: its items at
-    :func:`sample_positions`, each under the seeded random state of view 0 (a random
-    transform samples the same content in every run); the first :data:`SAMPLE_SIZE` items of
-    an iterable dataset."""
-
-    def __init__(self, dataset: Any):
-        self.dataset = dataset
-
-    def __iter__(self) -> Iterator[Any]:
-        if isinstance(self.dataset, torch.utils.data.IterableDataset):
-            return itertools.islice(iter(self.dataset), SAMPLE_SIZE)
-        seeded = ViewDataset(self.dataset, 0)
-        return (seeded[position] for position in sample_positions(len(self.dataset)))
+def sample_items(dataset: Any) -> Iterator[Any]:
+    """The content sample of ``dataset``: its items at :func:`sample_positions`, each under
+    the seeded random state of view 0 (a random transform samples the same content in every
+    run); the first :data:`SAMPLE_SIZE` items of an iterable dataset."""
+    if isinstance(dataset, torch.utils.data.IterableDataset):
+        return itertools.islice(iter(dataset), SAMPLE_SIZE)
+    seeded = ViewDataset(dataset, 0)
+    return (seeded[position] for position in sample_positions(len(dataset)))
 
 
 class _Pass:
-    """Collate of the fingerprint pass: ids, labels, collated encoder inputs."""
+    """Collate of the data pass, one ordered read of ``loader.dataset`` in fill batches
+    (:func:`fill_loader`): each batch as ids, labels (``layout.label_columns`` for a loader
+    served from the store, else the label-only samples) and every encoder's collate of the
+    inputs (``collates``: name -> collate)."""
 
-    def __init__(self, pre_collate_fn, collates: Dict[str, Any], layout: Optional[type]):
-        self.pre_collate_fn = pre_collate_fn
+    def __init__(
+        self, loader: SimilarityDataLoader, collates: Dict[str, Any], layout: Optional[type]
+    ):
+        self.pre_collate_fn = loader.original_params["collate_fn"]
         self.layout = layout
         self.collates = collates
 
@@ -119,19 +120,6 @@ class _Pass:
             features = self.pre_collate_fn(batch)[1] if self.collates else None
         inputs = {name: collate(features) for name, collate in self.collates.items()}
         return ids, labels, inputs
-
-
-def data_pass(
-    loader: SimilarityDataLoader,
-    cache_config: CacheConfig,
-    collates: Dict[str, Any],
-    layout: Optional[type],
-) -> DataLoader:
-    """One ordered read of ``loader.dataset`` in fill batches, each batch as ids, labels
-    (``layout.label_columns`` for a loader served from the store, else the label-only
-    samples) and every encoder's collate of the inputs (``collates``: name -> collate)."""
-    pass_collate = _Pass(loader.original_params["collate_fn"], collates, layout)
-    return fill_loader(loader, cache_config, pass_collate)
 
 
 def _feed_items(digest, value: Any, feed) -> bool:
@@ -164,9 +152,6 @@ def _feed(digest, value: Any) -> None:
         digest.update(repr(value).encode("utf-8"))
 
 
-_ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
-
-
 def _feed_content(digest, value: Any) -> None:  # noqa: C901 (one branch per kind of object)
     """Hash one object by its content (tensors and arrays by dtype, shape and bytes)."""
     if isinstance(value, torch.Tensor):
@@ -186,7 +171,7 @@ def _feed_content(digest, value: Any) -> None:  # noqa: C901 (one branch per kin
     elif all(hasattr(value, name) for name in ("tobytes", "mode", "size")):  # a PIL image
         digest.update(f"I{value.mode}{tuple(value.size)}".encode("utf-8"))
         digest.update(value.tobytes())
-    elif not _ADDRESS.search(repr(value)):
+    elif not ADDRESS.search(repr(value)):
         digest.update(f"{type(value).__qualname__}:{value!r}".encode("utf-8"))
     else:
         digest.update(type(value).__qualname__.encode("utf-8"))
@@ -201,11 +186,11 @@ def _feed_content(digest, value: Any) -> None:  # noqa: C901 (one branch per kin
 
 
 def content_sample(dataset: Any) -> str:
-    """Hex SHA-256 of the items of ``dataset`` in its content sample (:class:`SampleItems`):
+    """Hex SHA-256 of the items of ``dataset`` in its content sample (:func:`sample_items`):
     what each of them holds, not only its length and labels."""
     digest = hashlib.sha256()
     with isolate_rng():  # a random transform must not shift the run's random numbers
-        for item in SampleItems(dataset):
+        for item in sample_items(dataset):
             _feed_content(digest, item)
     return digest.hexdigest()
 
@@ -219,8 +204,8 @@ def sha256(value: Any) -> str:
 
 def _hash_pass(batches: DataLoader, collates: Dict[str, Any]) -> tuple:
     """Ids, labels (label columns for a loader served from the store, else the label-only
-    samples) and the hash of each encoder's collated inputs, from the batches of
-    :func:`data_pass`."""
+    samples) and the hash of each encoder's collated inputs, from the batches of a
+    :class:`_Pass`."""
     ids, labels = [], []
     digests = {name: hashlib.sha256() for name in collates}
     with isolate_rng():  # iterating a DataLoader draws a seed from the global generator
@@ -243,13 +228,51 @@ def read_split(loader: SimilarityDataLoader, layout: Optional[type]) -> Optional
     ``None`` for a loader whose batches cannot come from the store (``layout`` is ``None``)."""
     if layout is None:
         return None
-    ids, columns, _ = _hash_pass(data_pass(loader, CacheConfig(), {}, layout), {})
+    ids, columns, _ = _hash_pass(fill_loader(loader, CacheConfig(), _Pass(loader, {}, layout)), {})
     return CachedSplit(ids, columns if isinstance(columns, dict) else {})
 
 
-def loader_records(loaders: Dict[str, SimilarityDataLoader]) -> Dict[str, Dict[str, Any]]:
-    """Split -> the class and length of its loader (what the manifest records of it; ids and
-    labels are compared through the split's data fingerprint)."""
+SPLITS = ("train", "val")
+BUILT_IN_KINDS = frozenset(kind.value for kind in CacheType)
+MANIFEST_VERSION = 3
+
+
+def encoder_fingerprint(cached: CacheEncoder) -> Dict[str, str]:
+    """Class path, config, structure (``repr``), the code of ``forward`` (see
+    :func:`callable_fingerprint`) and a SHA-256 of the state dict (and the non-persistent
+    buffers) of the wrapped encoder, and how the rows are stored (file kind, dtype;
+    ``store``: the ``STORES`` name of a storage kind of your own, absent for the built-in
+    kinds)."""
+    encoder = cached.wrapped_encoder
+    config = getattr(encoder, "get_config_dict", None)
+    cls = type(encoder)
+    state = dict(encoder.state_dict())  # + buffers left out of it (e.g. normalisation constants)
+    state.update((name, buf) for name, buf in encoder.named_buffers() if name not in state)
+    record = {
+        "class": f"{cls.__module__}.{cls.__qualname__}",
+        "config": json.dumps(config(), sort_keys=True, default=str) if callable(config) else "",
+        "structure": repr(encoder),
+        "code": callable_fingerprint(cls.forward),  # an edited forward encodes differently
+        "state_sha256": sha256(state),
+        "file": "disk" if getattr(cached, "cache_type", None) == "disk" else "memory",
+        "dtype": str(getattr(cached, "dtype", None)),
+    }
+    kind = getattr(cached, "cache_type", None)
+    if kind is not None and str(kind) not in BUILT_IN_KINDS:  # a storage kind of your own
+        record["store"] = str(kind)
+    return record
+
+
+def expected_manifest(
+    encoders: Dict[str, CacheEncoder],
+    loaders: Dict[str, SimilarityDataLoader],
+    key_extractors: Dict[str, Any],
+    views: int = 1,
+) -> Dict[str, Any]:
+    """What a cache built now would record (compared with a saved manifest): the fingerprint
+    of each encoder and key extractor, the class and length of each split's loader (its ids
+    and labels are compared through the split's data fingerprint); ``views`` is recorded only
+    above 1 (a one-view manifest is unchanged)."""
     records = {}
     for split, loader in loaders.items():
         try:
@@ -257,7 +280,13 @@ def loader_records(loaders: Dict[str, SimilarityDataLoader]) -> Dict[str, Dict[s
         except (TypeError, NotImplementedError):
             length = None
         records[split] = {"loader": type(loader).__name__, "length": length}
-    return records
+    manifest = {
+        "version": MANIFEST_VERSION,
+        "encoders": {name: encoder_fingerprint(enc) for name, enc in encoders.items()},
+        "key_extractors": {name: callable_fingerprint(fn) for name, fn in key_extractors.items()},
+        "loaders": {split: records.get(split) for split in SPLITS},
+    }
+    return {**manifest, "views": views} if views > 1 else manifest
 
 
 def fingerprint(
@@ -285,7 +314,7 @@ def split_fingerprints(
     """``split -> manifest record`` of its data (see :func:`fingerprint`), each read and
     hashed once, on first ask, and remembered: the content sample; ids and labels from its
     entry in ``splits`` when there is one and no ``content`` hash is asked for (encoder name
-    -> the wrapped encoder's collate), else from the :func:`data_pass` (``layouts`` of the
+    -> the wrapped encoder's collate), else from the data pass (:class:`_Pass`; ``layouts`` of the
     set-up, ``cache_config``'s batches), which then also hashes every encoder's collated
     inputs."""
     samples: Dict[str, str] = {}
@@ -299,7 +328,9 @@ def split_fingerprints(
         if cached is not None:
             return fingerprint(sha256([cached.ids, cached.columns]), sample=samples[split])
         if split not in passes:
-            batches = data_pass(loader, cache_config, content or {}, layouts[split])
+            batches = fill_loader(
+                loader, cache_config, _Pass(loader, content or {}, layouts[split])
+            )
             ids, labels, hashes = _hash_pass(batches, content or {})
             passes[split] = (sha256([ids, labels]), hashes, batches.batch_size)
         return fingerprint(*passes[split], samples[split])

@@ -18,14 +18,12 @@ from pytorch_lightning.utilities.warnings import PossibleUserWarning
 from torch.utils.data import IterableDataset, StackDataset
 from typing_extensions import override
 
-from quaterion.dataset.similarity_data_loader import SimilarityDataLoader
 from quaterion import distributed
-from quaterion.train.cache._batches import CachedSplit
+from quaterion.train.cache._batches import CachedSplit, CacheTrainCollator
 from quaterion.train.cache._fingerprint import fill_loader
+from quaterion.train.cache._run import CacheRun
 from quaterion.train.cache._views import ViewDataset, view_keys
-from quaterion.train.cache.cache_config import CacheConfig
 from quaterion.train.cache.cache_encoder import CacheEncoder, CacheMode
-from quaterion.train.cache.cache_train_collator import CacheTrainCollator
 
 FEW_WORKERS_WARNING = ".*does not have many workers.*"
 
@@ -158,47 +156,40 @@ def _join(parts: List[dict], size: int) -> Optional[CachedSplit]:
     return CachedSplit(joined["ids"], joined["columns"]) if bool(joined["filled"].all()) else None
 
 
-def fill_cache(
-    trainer: pl.Trainer,
-    cache_encoders: Dict[str, CacheEncoder],
-    loaders: List[SimilarityDataLoader],
-    cache_config: CacheConfig,
-    views: List[int],
-    layouts: List[Optional[type]],
-    key_extractors: Dict[str, Any],
-) -> List[Optional[CachedSplit]]:
-    """Encode every distinct object of ``loaders`` once per view (``views[i]`` of loader
-    ``i``), keyed by the sample ids or ``key_extractors``; one :class:`CachedSplit` per
-    loader.
+def fill_cache(run: CacheRun) -> Dict[str, Optional[CachedSplit]]:
+    """Encode every distinct object of ``run``'s loaders once per view (:meth:`CacheRun.views`),
+    keyed by the sample ids or the run's key extractors; split -> its :class:`CachedSplit`.
 
-    A split is ``None`` for a loader whose batches cannot come from the store (its entry
-    of ``layouts`` is ``None``). The random state is
-    the same afterwards as before, so a cached run draws the same shuffles as an uncached.
+    A split is ``None`` for a loader whose batches cannot come from the store (no layout).
+    The random state is the same afterwards as before, so a cached run draws the same
+    shuffles as an uncached.
     """
-    sizes = {i: len(dl.dataset) for i, dl in enumerate(loaders) if layouts[i] is not None}
-    for dl in loaders:
+    world_size = run.trainer.world_size
+    for dl in run.loaders.values():
         size = 0 if isinstance(dl.dataset, IterableDataset) else len(dl.dataset)
-        if 0 < size < trainer.world_size:  # Lightning's predict gives no rank an empty share
+        if 0 < size < world_size:  # Lightning's predict gives no rank an empty share
             raise ValueError(
                 f"The cache fill shares each dataset out among the ranks, but it has a dataset "
-                f"of {size} item(s) for {trainer.world_size} ranks: use at most {size} devices, "
+                f"of {size} item(s) for {world_size} ranks: use at most {size} devices, "
                 "more data, or no cache (configure_caches() -> None)"
             )
-    fill_loaders = []
-    for i, dl in enumerate(loaders):
-        count = views[i]
+    fill_loaders, first, sizes = [], {}, {}  # first: split -> the fill loader of its view 0
+    for split, dl in run.loaders.items():
+        layout, count = run.layouts[split], run.views(split)
+        first[split] = len(fill_loaders)
+        if layout is not None:  # positions, ids and labels are kept: from view 0
+            sizes[first[split]] = len(dl.dataset)
         for view in range(count):
-            kept = i in sizes and view == 0  # positions, ids and labels: from view 0
+            kept = layout is not None and view == 0
             fill = CacheTrainCollator.for_loader(
-                dl, cache_encoders, list(cache_encoders), key_extractors, CacheMode.FILL
+                dl, run.stores, list(run.stores), run.key_extractors, CacheMode.FILL
             )
-            collate = FillCollate(fill, layouts[i] if kept else None, view)
+            collate = FillCollate(fill, layout if kept else None, view)
             dataset = ViewDataset(dl.dataset, view) if count > 1 else dl.dataset
-            dataset = StackDataset(range(sizes[i]), dataset) if kept else dataset
-            fill_loaders.append(fill_loader(dl, cache_config, collate, dataset))
-    first = [sum(views[:i]) for i in range(len(loaders))]  # view 0's fill loader
-    model = CacheModel(cache_encoders, {first[i]: size for i, size in sizes.items()})
+            dataset = StackDataset(range(len(dl.dataset)), dataset) if kept else dataset
+            fill_loaders.append(fill_loader(dl, run.config, collate, dataset))
+    model = CacheModel(run.stores, sizes)
     with isolate_rng(), warnings.catch_warnings():
         warnings.filterwarnings("ignore", FEW_WORKERS_WARNING, PossibleUserWarning)
-        trainer.predict(model, fill_loaders, return_predictions=False)
-    return [model.splits.get(first[i]) for i in range(len(loaders))]
+        run.trainer.predict(model, fill_loaders, return_predictions=False)
+    return {split: model.splits.get(index) for split, index in first.items()}

@@ -1,6 +1,5 @@
 """Persisted cache: safe files, layout, manifest of what it was built from, verified load."""
 
-import json
 import logging
 import os
 import shutil
@@ -13,75 +12,25 @@ import pytorch_lightning as pl
 import torch
 
 from quaterion.train.cache._batches import CachedSplit
-from quaterion.train.cache.cache_config import CacheType
 from quaterion.train.cache.cache_encoder import CacheEncoder
-from quaterion.train.cache._callable_fingerprint import callable_fingerprint
 from quaterion.train.cache._checksum import file_sha256
-from quaterion.train.cache._fingerprint import sha256
+from quaterion.train.cache._fingerprint import (  # noqa: F401 (public here: quaterion.mining)
+    MANIFEST_VERSION,
+    SPLITS,
+    encoder_fingerprint,
+)
 from quaterion import distributed
 from quaterion.train.cache._save_dir import CURRENT, FILL, GENERATION_PREFIX, MARK
 from quaterion_models.utils.files import read_json, save_torch, write_json
 from quaterion_models.utils.atomic import fsync_directory
 
 logger = logging.getLogger(__name__)
-SPLITS = ("train", "val")
-BUILT_IN_KINDS = frozenset(kind.value for kind in CacheType)
 MANIFEST_NAME = "manifest.json"
-MANIFEST_VERSION = 3
-
-
-def encoder_fingerprint(cached: CacheEncoder) -> Dict[str, str]:
-    """Class path, config, structure (``repr``), the code of ``forward`` (see
-    :func:`callable_fingerprint`) and a SHA-256 of the state dict (and the non-persistent
-    buffers) of the wrapped encoder, and how the rows are stored (file kind, dtype;
-    ``store``: the ``STORES`` name of a storage kind of your own, absent for the built-in
-    kinds)."""
-    encoder = cached.wrapped_encoder
-    config = getattr(encoder, "get_config_dict", None)
-    cls = type(encoder)
-    state = dict(encoder.state_dict())  # + buffers left out of it (e.g. normalisation constants)
-    state.update((name, buf) for name, buf in encoder.named_buffers() if name not in state)
-    record = {
-        "class": f"{cls.__module__}.{cls.__qualname__}",
-        "config": json.dumps(config(), sort_keys=True, default=str) if callable(config) else "",
-        "structure": repr(encoder),
-        "code": callable_fingerprint(cls.forward),  # an edited forward encodes differently
-        "state_sha256": sha256(state),
-        "file": "disk" if getattr(cached, "cache_type", None) == "disk" else "memory",
-        "dtype": str(getattr(cached, "dtype", None)),
-    }
-    kind = getattr(cached, "cache_type", None)
-    if kind is not None and str(kind) not in BUILT_IN_KINDS:  # a storage kind of your own
-        record["store"] = str(kind)
-    return record
 
 
 def encoders_cache_path(dir_path: str) -> str:
     """``<dir>/encoders``."""
     return os.path.join(dir_path, "encoders")
-
-
-def labels_path(dir_path: str, split: str) -> str:
-    """``<dir>/train_labels`` or ``<dir>/val_labels``."""
-    return os.path.join(dir_path, f"{split}_labels")
-
-
-def expected_manifest(
-    encoders: Dict[str, CacheEncoder],
-    loader_records: Dict[str, Dict[str, Any]],
-    key_extractors: Dict[str, Any],
-    views: int = 1,
-) -> Dict[str, Any]:
-    """What a cache built now would record (compared with a saved manifest): ``loader_records``
-    are the splits' :func:`~quaterion.train.cache._fingerprint.loader_records`; ``views`` is
-    recorded only above 1 (a one-view manifest is unchanged)."""
-    manifest = {
-        "version": MANIFEST_VERSION,
-        "encoders": {name: encoder_fingerprint(enc) for name, enc in encoders.items()},
-        "key_extractors": {name: callable_fingerprint(fn) for name, fn in key_extractors.items()},
-        "loaders": {split: loader_records.get(split) for split in SPLITS},
-    }
-    return {**manifest, "views": views} if views > 1 else manifest
 
 
 def _mismatch(saved: Dict[str, Any], expected: Dict[str, Any]) -> Optional[str]:
@@ -162,7 +111,8 @@ def read_splits(dir_path: str, splits) -> Dict[str, CachedSplit]:
     """The label files of ``splits`` under ``dir_path`` (``weights_only`` reads)."""
     result = {}
     for split in splits:
-        state = torch.load(labels_path(dir_path, split), map_location="cpu", weights_only=True)
+        path = os.path.join(dir_path, f"{split}_labels")
+        state = torch.load(path, map_location="cpu", weights_only=True)
         result[split] = CachedSplit(state["ids"].numpy().view(np.uint64), state["columns"])
     return result
 

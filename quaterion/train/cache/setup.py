@@ -17,8 +17,9 @@ from quaterion.dataset.similarity_data_loader import SimilarityDataLoader
 from quaterion import distributed
 from quaterion.train.cache import _save_dir, persist
 from quaterion.train.cache._batches import serve_loaders
+from quaterion.train.cache._run import CacheRun
 from quaterion.train.cache.cache_model import fill_cache
-from quaterion.train.cache._fingerprint import loader_records, read_split, split_fingerprints
+from quaterion.train.cache._fingerprint import expected_manifest, read_split, split_fingerprints
 from quaterion.train.cache.cache_config import CacheConfig, CacheType, check_save_dir
 from quaterion.train.cache.cache_encoder import CacheEncoder
 from quaterion.train.cache.store import check_store_class
@@ -121,7 +122,7 @@ def save_cache(
     loaders = _loaders(train_dataloader, val_dataloader)
     # the keys the cache was filled with: those of the set-up's collator on the loader
     extractors = getattr(train_dataloader.collate_fn, "key_extractors", None) or {}
-    expected = persist.expected_manifest(cache_encoders, loader_records(loaders), extractors)
+    expected = expected_manifest(cache_encoders, loaders, extractors)
     full = len(cache_encoders) == len(encoders)
     layouts = store_layouts(loaders)
     splits = {
@@ -226,9 +227,9 @@ def cache_loaders(
     extractors = cache_config.key_extractors
     if callable(extractors):
         extractors = {name: extractors for name in cache_encoders}
-    full = len(cache_encoders) == len(encoders) and not extractors
     layouts = store_layouts(loaders)  # what the cache needs of the loaders' layout, once
-    if cache_config.views > 1 and not (full and layouts["train"]):
+    run = CacheRun(trainer, encoders, cache_encoders, loaders, layouts, extractors, cache_config)
+    if cache_config.views > 1 and not (run.full and layouts["train"]):
         raise ValueError(
             f"CacheConfig(views={cache_config.views}) serves stored views from the store alone: "
             "it needs every encoder frozen and cached, no key_extractors, and a sized Group or "
@@ -237,13 +238,8 @@ def cache_loaders(
     for split, loader in loaders.items():
         loader.set_salt(split)  # keys stable across runs, distinct across the splits
     with _held_save_dir(trainer, cache_config.save_dir) as (save_dir, lock):
-        splits = _load_or_fill(
-            trainer, cache_encoders, loaders, layouts, extractors, cache_config, save_dir, lock
-        )
-        epoch = partial(getattr, trainer, "current_epoch")
-        served = serve_loaders(
-            loaders, splits, encoders, extractors, cache_config.views, epoch, layouts
-        )
+        splits = _load_or_fill(run, save_dir, lock)
+        served = serve_loaders(run, splits, partial(getattr, trainer, "current_epoch"))
     return CachedLoaders(
         served.get("train", train_dataloader),
         served.get("val", val_dataloader),
@@ -254,31 +250,22 @@ def cache_loaders(
 
 
 def _load_or_fill(
-    trainer: pl.Trainer,
-    cache_encoders: Dict[str, CacheEncoder],
-    loaders: Loaders,
-    layouts: Dict[str, Optional[type]],
-    extractors: dict,
-    cache_config: CacheConfig,
-    save_dir: Optional[str],
-    lock: Optional[_save_dir.SaveDirLock],
+    run: CacheRun, save_dir: Optional[str], lock: Optional[_save_dir.SaveDirLock]
 ) -> dict:
-    """The splits of a persisted cache that matches this run, or of a new fill (saved in
-    ``save_dir`` when set, under the exclusive lock rank 0 holds); ``layouts`` of
-    :func:`store_layouts`; ``(save_dir, lock)`` of :func:`_held_save_dir`."""
-    content = {n: e.wrapped_encoder.get_collate_fn() for n, e in cache_encoders.items()}
-    content = content if cache_config.verify_content else None
+    """The splits of a persisted cache that matches ``run``, or of a new fill (saved in
+    ``save_dir`` when set, under the exclusive lock rank 0 holds); ``(save_dir, lock)`` of
+    :func:`_held_save_dir`."""
+    trainer, config, stores = run.trainer, run.config, run.stores
+    content = {n: e.wrapped_encoder.get_collate_fn() for n, e in stores.items()}
+    content = content if config.verify_content else None
     filled_splits: Dict[str, object] = {}
-    current = split_fingerprints(loaders, layouts, cache_config, content, filled_splits)
+    current = split_fingerprints(run.loaders, run.layouts, config, content, filled_splits)
     expected = None
     if save_dir:
-        records = loader_records(loaders)
-        expected = persist.expected_manifest(
-            cache_encoders, records, extractors, cache_config.views
-        )
-    verify = cache_config.verify_checksums
+        expected = expected_manifest(stores, run.loaders, run.key_extractors, config.views)
+    verify = config.verify_checksums
     tidy = lock is not None  # the lock holder removes what killed runs left
-    load = partial(persist.try_load, save_dir, cache_encoders, expected, current, verify, tidy)
+    load = partial(persist.try_load, save_dir, stores, expected, current, verify, tidy)
     seen = persist.current_generation(save_dir) if save_dir else None
     splits = _agreed_load(load if save_dir else _nothing, save_dir)
     _same_cache_as_rank_zero(trainer, save_dir, splits is not None)
@@ -301,21 +288,18 @@ def _load_or_fill(
             return splits
         if not taken:
             _lock_every_copy(trainer, lock)
-    for enc in cache_encoders.values():
+    for enc in stores.values():
         enc.reset_cache()
-    views = [cache_config.views if split == "train" else 1 for split in loaders]
-    dls, dl_layouts = list(loaders.values()), list(layouts.values())
-    filled = fill_cache(trainer, cache_encoders, dls, cache_config, views, dl_layouts, extractors)
-    if not all(enc.is_filled() for enc in cache_encoders.values()):
+    splits = fill_cache(run)
+    if not all(enc.is_filled() for enc in stores.values()):
         raise RuntimeError(
             "The cache fill ran in processes whose results this one cannot see (e.g. "
             "strategy='ddp_spawn' or a notebook launcher): use strategy='ddp' (Lightning "
             "starts the ranks as scripts) or torchrun, or configure_caches() -> None"
         )
-    splits = dict(zip(loaders, filled))
     filled_splits.update(splits)
     if save_dir:
-        write = partial(persist.save, save_dir, cache_encoders, splits, expected, current)
+        write = partial(persist.save, save_dir, stores, splits, expected, current)
         persist.save_per_filesystem(trainer, save_dir, write)
     return splits
 
