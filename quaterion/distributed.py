@@ -231,7 +231,7 @@ def stack_across_ranks(tensor: Tensor) -> Tensor:
     device = tensor.device if on_device else torch.device("cpu")
     stacked = torch.zeros((ranks, *tensor.shape), dtype=tensor.dtype, device=device)
     stacked[global_rank()] = tensor.to(device)
-    dist.all_reduce(stacked)
+    dist.all_reduce(stacked, group=None if on_device else _host_group())  # NCCL takes no CPU
     return stacked.to(tensor.device)
 
 
