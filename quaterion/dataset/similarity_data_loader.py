@@ -66,6 +66,14 @@ class SimilarityDataLoader(BatchOrderState, DataLoader[T_co], Generic[T_co]):
     """
 
     def __init__(self, dataset: Dataset, **kwargs: Any):
+        if "batch_size" in kwargs and kwargs["batch_size"] is None and not kwargs.get(
+            "batch_sampler"
+        ):
+            raise ValueError(
+                f"{type(self).__name__}: batch_size=None (no batching) is not supported: the "
+                "loader collates lists of samples into batches. Pass an int batch_size (e.g. "
+                "batch_size=32) or a batch_sampler."
+            )
         if kwargs.get("collate_fn") is None:
             kwargs["collate_fn"] = type(self).pre_collate_fn
         collate_fn = kwargs["collate_fn"]

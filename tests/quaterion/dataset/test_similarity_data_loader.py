@@ -300,3 +300,18 @@ def test_iterable_dataset_with_spawned_workers():
     loader.set_salt("train")
     rows = [row for ids, f, labels in loader for row in zip(ids, f, labels["groups"].tolist())]
     assert sorted(rows, key=lambda row: row[1]) == expected_rows(4, 2, "train")
+
+
+def test_batch_size_none_is_refused_with_the_fix():
+    # torch would hand the collate single samples; the loader failed deep inside with a TypeError
+    samples = [SimilarityGroupSample(obj=i, group=i) for i in range(3)]
+    with pytest.raises(ValueError, match="batch_size=None.*Pass an int batch_size"):
+        GroupSimilarityDataLoader(samples, batch_size=None)
+
+
+def test_batch_sampler_still_works_and_gives_its_batches():
+    samples = [SimilarityGroupSample(obj=i, group=i % 3) for i in range(10)]
+    sampler = torch.utils.data.BatchSampler(range(9), batch_size=3, drop_last=True)
+    loader = GroupSimilarityDataLoader(samples, batch_sampler=sampler)
+    got = [labels["groups"].tolist() for _, features, labels in loader]
+    assert got == [[i % 3 for i in batch] for batch in sampler]
