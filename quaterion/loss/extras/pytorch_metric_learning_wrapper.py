@@ -1,6 +1,6 @@
 """Adapter that runs a pytorch-metric-learning loss (and miner) as a :class:`GroupLoss`."""
 
-from typing import Optional, Tuple
+from typing import Any, Optional, Tuple
 
 from pytorch_metric_learning.losses import BaseMetricLossFunction, CrossBatchMemory
 from pytorch_metric_learning.miners import BaseMiner
@@ -20,7 +20,9 @@ class PytorchMetricLearningWrapper(DeviceChecked, GroupLoss):
 
     Experimental. ``forward`` computes ``indices = miner(embeddings, groups)`` (``None``
     without a miner) and returns ``loss(embeddings, groups, indices)``. Cross-batch memory:
-    pass PML's own ``CrossBatchMemory`` as ``loss``; ``xbm_loss`` is not implemented.
+    pass PML's own ``CrossBatchMemory`` as ``loss`` (``xbm_loss`` is not implemented); in
+    eval mode (validation) the wrapper computes its inner loss over the batch alone, so that
+    validation rows never enter the training memory, as Quaterion's own XBM.
 
     PML losses with one learned vector per class (``ArcFaceLoss``, ``CosFaceLoss``,
     ``ProxyAnchorLoss``, ``ProxyNCALoss``, ``NormalizedSoftmaxLoss``, ``SoftTripleLoss``, ...)
@@ -118,8 +120,32 @@ class PytorchMetricLearningWrapper(DeviceChecked, GroupLoss):
         if self.gather_across_ranks:
             embeddings, groups = gather_rows(embeddings, groups)
         indices_tuple = None if self._miner is None else self._miner(embeddings, groups)
-        loss = self._loss(embeddings, groups, indices_tuple)
+        if isinstance(self._loss, CrossBatchMemory):
+            loss = self._memory_loss(self._loss, embeddings, groups, indices_tuple)
+        else:
+            loss = self._loss(embeddings, groups, indices_tuple)
         return loss if valid is None else loss * valid.to(loss.dtype)
+
+    def _memory_loss(
+        self, memory: CrossBatchMemory, embeddings: Tensor, groups: Tensor, indices_tuple: Any
+    ) -> Tensor:
+        """``CrossBatchMemory`` in training; its inner loss over the batch alone in eval mode
+        (validation must not put its rows into the training memory)."""
+        if embeddings.shape[1] != memory.embedding_size:
+            raise ValueError(
+                f"{self._owner()}: embeddings have {embeddings.shape[1]} columns but the "
+                f"memory was built with embedding_size={memory.embedding_size}; build it with "
+                f"embedding_size={embeddings.shape[1]} (the encoder's output size)."
+            )
+        if not self.training:
+            return memory.loss(embeddings, groups, indices_tuple)
+        if embeddings.shape[0] > memory.memory_size:
+            raise ValueError(
+                f"{self._owner()}: a batch of {embeddings.shape[0]} rows (every rank's, with "
+                f"gather_across_ranks) does not fit memory_size={memory.memory_size}; build "
+                f"the memory with memory_size >= {embeddings.shape[0]}."
+            )
+        return memory(embeddings, groups, indices_tuple)
 
     def _checked_ids(
         self, embeddings: Tensor, groups: Tensor, layout: Tuple[int, int]

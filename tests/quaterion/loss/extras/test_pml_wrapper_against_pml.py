@@ -138,3 +138,38 @@ def test_device_ids_out_of_range_zero_the_call_and_raise_later(monkeypatch):
     with pytest.raises(AssertionError, match="num_groups=3"):
         for _ in range(3):
             wrapper(embeddings(), good)
+
+
+def test_cross_batch_memory_in_eval_mode_leaves_the_memory_alone():
+    # validation used to enqueue its rows into the training memory
+    torch.manual_seed(0)
+    wrapped = losses.CrossBatchMemory(losses.ContrastiveLoss(), WIDTH, memory_size=32)
+    direct = copy.deepcopy(wrapped)
+    wrapper = PytorchMetricLearningWrapper(wrapped)
+    wrapper(embeddings(1), GROUPS)
+    direct(embeddings(1), GROUPS)
+    wrapper.eval()
+    torch.testing.assert_close(
+        wrapper(embeddings(2), GROUPS), losses.ContrastiveLoss()(embeddings(2), GROUPS)
+    )
+    wrapper.train()
+    ours, theirs = embeddings(3).requires_grad_(), embeddings(3).requires_grad_()
+    value = wrapper(ours, GROUPS)
+    value.backward()
+    expected = direct(theirs, GROUPS)  # memory: batch 1 only
+    expected.backward()
+    torch.testing.assert_close(value, expected, rtol=1e-5, atol=1e-7)
+    torch.testing.assert_close(ours.grad, theirs.grad, rtol=1e-5, atol=1e-7)
+
+
+def test_cross_batch_memory_smaller_than_the_batch_or_of_another_width_is_named():
+    small = PytorchMetricLearningWrapper(
+        losses.CrossBatchMemory(losses.ContrastiveLoss(), WIDTH, memory_size=5)
+    )
+    with pytest.raises(ValueError, match="memory_size >= 12"):
+        small(embeddings(), GROUPS)
+    narrow = PytorchMetricLearningWrapper(
+        losses.CrossBatchMemory(losses.ContrastiveLoss(), 3, memory_size=32)
+    )
+    with pytest.raises(ValueError, match="embedding_size=8"):
+        narrow(embeddings(), GROUPS)
