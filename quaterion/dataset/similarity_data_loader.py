@@ -46,6 +46,21 @@ def _build_layers(dataset: Dataset) -> Tuple[Any, Any]:
     return indexing, LabelCacheDataset(indexing)
 
 
+def _check_iterable_options(loader: str, kwargs: Dict[str, Any]) -> None:
+    """Raise ``ValueError`` for an option an iterable dataset cannot honour (torch's own
+    error names none of the fixes)."""
+    chosen = [name for name in ("sampler", "batch_sampler") if kwargs.get(name) is not None]
+    if kwargs.get("shuffle"):
+        chosen.insert(0, "shuffle=True")
+    if chosen:
+        raise ValueError(
+            f"{loader}: {' and '.join(chosen)} cannot be used with an IterableDataset, whose "
+            "__iter__ alone decides the order. Shuffle inside the dataset (e.g. a shuffle "
+            "buffer in __iter__), or pass a map-style dataset (a list of samples works) to "
+            "shuffle or sample it here."
+        )
+
+
 class SimilarityDataLoader(BatchOrderState, DataLoader[T_co], Generic[T_co]):
     """``DataLoader`` over similarity samples; items become ``(id, sample)`` pairs.
 
@@ -82,6 +97,8 @@ class SimilarityDataLoader(BatchOrderState, DataLoader[T_co], Generic[T_co]):
         else:
             self._original_params = kwargs
         self._indexing_dataset_layer, self._label_cache_layer = _build_layers(dataset)
+        if isinstance(self._label_cache_layer, IterableDataset):
+            _check_iterable_options(type(self).__name__, kwargs)
         self._original_dataset = self._indexing_dataset_layer.dataset
         self._served_from_cache = False
         batch_sampler = kwargs.get("batch_sampler")

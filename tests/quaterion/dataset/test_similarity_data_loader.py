@@ -315,3 +315,26 @@ def test_batch_sampler_still_works_and_gives_its_batches():
     loader = GroupSimilarityDataLoader(samples, batch_sampler=sampler)
     got = [labels["groups"].tolist() for _, features, labels in loader]
     assert got == [[i % 3 for i in batch] for batch in sampler]
+
+
+class _Stream(torch.utils.data.IterableDataset):
+    def __iter__(self):
+        return iter([SimilarityGroupSample(obj=i, group=i % 2) for i in range(4)])
+
+
+@pytest.mark.parametrize(
+    "option, named",
+    [
+        ({"shuffle": True}, "shuffle=True"),
+        ({"sampler": [0, 1]}, "sampler"),
+        ({"batch_sampler": [[0, 1]]}, "batch_sampler"),
+    ],
+)
+def test_options_an_iterable_dataset_cannot_honour_are_named_with_the_fix(option, named):
+    with pytest.raises(ValueError, match=f"{named} cannot be used with an IterableDataset.*Shuffle"):
+        GroupSimilarityDataLoader(_Stream(), **option)
+
+
+def test_iterable_dataset_with_shuffle_false_keeps_its_order():
+    loader = GroupSimilarityDataLoader(_Stream(), batch_size=3, shuffle=False)
+    assert [features for _, features, _ in loader] == [[0, 1, 2], [3]]
