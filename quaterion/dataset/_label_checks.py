@@ -2,7 +2,7 @@
 
 import math
 import operator
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Optional
 
 import torch
@@ -16,6 +16,11 @@ def check_sample_types(samples: Sequence[Any], expected: type, loader: str, hint
         if not isinstance(sample, expected):
             shown = repr(sample)
             shown = shown if len(shown) <= 80 else shown[:77] + "..."
+            if isinstance(sample, Mapping):
+                hint = (
+                    f"For dict rows (e.g. a Hugging Face dataset), write a Dataset whose "
+                    f"__getitem__ builds a {expected.__name__} from the row's fields. {hint}"
+                )
             raise TypeError(
                 f"{loader} expects dataset items of type {expected.__name__}, but item "
                 f"{position} of the batch is a {type(sample).__name__}: {shown}. {hint}"
