@@ -61,6 +61,11 @@ def _check_iterable_options(loader: str, kwargs: Dict[str, Any]) -> None:
         )
 
 
+def _callable_name(function: Any) -> str:
+    """``Class.method`` / ``function`` / ``ClassName`` of a collate callable, for messages."""
+    return getattr(function, "__qualname__", None) or type(function).__name__
+
+
 class SimilarityDataLoader(BatchOrderState, DataLoader[T_co], Generic[T_co]):
     """``DataLoader`` over similarity samples; items become ``(id, sample)`` pairs.
 
@@ -101,10 +106,36 @@ class SimilarityDataLoader(BatchOrderState, DataLoader[T_co], Generic[T_co]):
             _check_iterable_options(type(self).__name__, kwargs)
         self._original_dataset = self._indexing_dataset_layer.dataset
         self._served_from_cache = False
+        self._workers_collate: Any = None  # collate_fn of live persistent workers, if any
         batch_sampler = kwargs.get("batch_sampler")
         if isinstance(batch_sampler, GroupCycleBatchSampler):
             batch_sampler.check_dataset(self._label_cache_layer)
         super().__init__(self._label_cache_layer, **kwargs)
+
+    def __iter__(self) -> Any:
+        """``DataLoader.__iter__``; notes the ``collate_fn`` persistent workers start with."""
+        if self.persistent_workers and self.num_workers > 0:
+            self._workers_collate = self.collate_fn
+        return super().__iter__()
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        # persistent workers keep the collate_fn they were started with: refuse to change it
+        # under them (torch would go on collating with the old one)
+        started = self.__dict__.get("_workers_collate")
+        if name == "collate_fn" and started is not None and started != value:
+            raise RuntimeError(
+                f"{type(self).__name__}: its persistent workers were started by an earlier "
+                f"iteration with collate_fn {_callable_name(started)} and would keep "
+                f"collating with it instead of {_callable_name(value)} (e.g. the loader was "
+                "iterated before Quaterion.fit). Iterate a separate loader outside the fit, "
+                "or build this one with persistent_workers=False."
+            )
+        super().__setattr__(name, value)
+
+    def workers_stopped(self) -> None:
+        """Note that the persistent workers were shut down (Lightning does so when a fit
+        ends), so the next iteration may start them with a new ``collate_fn``."""
+        self._workers_collate = None
 
     @property
     def full_cache_used(self) -> bool:
