@@ -5,6 +5,7 @@ from typing import Any
 
 from torch.utils.data import Dataset
 
+from quaterion.dataset._label_checks import short_repr
 from quaterion.dataset.similarity_samples import SimilarityGroupSample
 
 
@@ -48,11 +49,9 @@ class SimilarityGroupDataset(Dataset):
         """
         item = self.dataset[index]
         if isinstance(item, (Mapping, str, bytes)) or _pair_length(item) != 2:
-            shown = repr(item)
-            shown = shown if len(shown) <= 80 else shown[:77] + "..."
             raise TypeError(
                 f"SimilarityGroupDataset expects dataset[{index}] to be a (record, label) "
-                f"pair, got a {type(item).__name__}: {shown}. For dict rows (e.g. a Hugging "
+                f"pair, got a {type(item).__name__}: {short_repr(item)}. For dict rows (e.g. a Hugging "
                 "Face dataset), write a Dataset whose __getitem__ returns "
                 "SimilarityGroupSample(obj=row[...], group=row[...]) and pass it to the loader."
             )
