@@ -173,3 +173,21 @@ def test_cross_batch_memory_smaller_than_the_batch_or_of_another_width_is_named(
     )
     with pytest.raises(ValueError, match="embedding_size=8"):
         narrow(embeddings(), GROUPS)
+
+
+def test_in_a_fit_validation_rows_stay_out_of_the_cross_batch_memory():
+    from tests.quaterion.train.helpers import EMB_DIM, Model, fit_losses, group_loader
+
+    memory = losses.CrossBatchMemory(losses.ContrastiveLoss(), EMB_DIM, memory_size=64)
+    model = Model(loss=PytorchMetricLearningWrapper(memory))
+    train = group_loader()  # 24 samples
+    fit_losses(model, train, group_loader(), num_sanity_val_steps=2)
+    assert memory.queue_idx == 24  # the training rows only (validation added 24 + 16)
+
+
+def test_in_a_fit_a_group_id_beyond_the_classes_is_named_before_the_step():
+    from tests.quaterion.train.helpers import EMB_DIM, Model, fit_losses, group_loader
+
+    arcface = losses.ArcFaceLoss(num_classes=3, embedding_size=EMB_DIM)  # the data has 4 groups
+    with pytest.raises(AssertionError, match=r"ArcFaceLoss.*num_groups=3"):
+        fit_losses(Model(loss=PytorchMetricLearningWrapper(arcface)), group_loader())
