@@ -64,7 +64,9 @@ class PytorchMetricLearningWrapper(DeviceChecked, GroupLoss):
             raise TypeError(
                 "PytorchMetricLearningWrapper: loss must be an instance of "
                 "pytorch_metric_learning.losses.BaseMetricLossFunction (or CrossBatchMemory), "
-                f"got {type(loss).__name__}. Pass e.g. losses.TripletMarginLoss()."
+                f"got {type(loss).__name__}. Pass e.g. losses.TripletMarginLoss() (instead of "
+                "PML's DistributedLossWrapper, pass the loss it wraps with "
+                "gather_across_ranks=True)."
             )
         if miner is not None and not isinstance(miner, BaseMiner):
             raise TypeError(

@@ -191,3 +191,10 @@ def test_in_a_fit_a_group_id_beyond_the_classes_is_named_before_the_step():
     arcface = losses.ArcFaceLoss(num_classes=3, embedding_size=EMB_DIM)  # the data has 4 groups
     with pytest.raises(AssertionError, match=r"ArcFaceLoss.*num_groups=3"):
         fit_losses(Model(loss=PytorchMetricLearningWrapper(arcface)), group_loader())
+
+
+def test_pml_distributed_wrapper_is_refused_naming_gather_across_ranks():
+    from pytorch_metric_learning.utils.distributed import DistributedLossWrapper
+
+    with pytest.raises(TypeError, match="gather_across_ranks=True"):
+        PytorchMetricLearningWrapper(DistributedLossWrapper(losses.ContrastiveLoss()))
