@@ -86,8 +86,10 @@ class SimilarityDataLoader(BatchOrderState, DataLoader[T_co], Generic[T_co]):
     """
 
     def __init__(self, dataset: Dataset, **kwargs: Any):
-        if "batch_size" in kwargs and kwargs["batch_size"] is None and not kwargs.get(
-            "batch_sampler"
+        if (
+            "batch_size" in kwargs
+            and kwargs["batch_size"] is None
+            and not kwargs.get("batch_sampler")
         ):
             raise ValueError(
                 f"{type(self).__name__}: batch_size=None (no batching) is not supported: the "

@@ -32,7 +32,9 @@ def scaled_collate(batch):
 def test_iterating_before_a_fit_is_refused_in_the_fit_with_the_fix():
     loader = group_loader(**PERSISTENT)
     next(iter(loader))  # the workers start with the pre-collate function
-    with pytest.raises(RuntimeError, match="persistent workers were started.*persistent_workers=False"):
+    with pytest.raises(
+        RuntimeError, match="persistent workers were started.*persistent_workers=False"
+    ):
         Quaterion.fit(Model(), trainer(), loader, None)
 
 

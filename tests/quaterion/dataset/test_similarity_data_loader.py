@@ -331,7 +331,9 @@ class _Stream(torch.utils.data.IterableDataset):
     ],
 )
 def test_options_an_iterable_dataset_cannot_honour_are_named_with_the_fix(option, named):
-    with pytest.raises(ValueError, match=f"{named} cannot be used with an IterableDataset.*Shuffle"):
+    with pytest.raises(
+        ValueError, match=f"{named} cannot be used with an IterableDataset.*Shuffle"
+    ):
         GroupSimilarityDataLoader(_Stream(), **option)
 
 
@@ -345,7 +347,9 @@ def test_dict_rows_of_a_hugging_face_dataset_get_a_hint_to_build_samples():
 
     rows = datasets.Dataset.from_dict({"x": [[0.0], [1.0]], "g": [0, 1]})
     loader = GroupSimilarityDataLoader(rows, batch_size=2)
-    with pytest.raises(TypeError, match="item 0 of the batch is a dict.*builds a SimilarityGroupSample"):
+    with pytest.raises(
+        TypeError, match="item 0 of the batch is a dict.*builds a SimilarityGroupSample"
+    ):
         next(iter(loader))
 
 

@@ -32,7 +32,9 @@ def test_dict_rows_of_a_hugging_face_dataset_are_refused_with_the_fix():
     import datasets
 
     rows = datasets.Dataset.from_dict({"x": [[0.0, 1.0], [2.0, 3.0]], "g": [0, 1]})
-    with pytest.raises(TypeError, match=r"\(record, label\) pair, got a dict.*SimilarityGroupSample"):
+    with pytest.raises(
+        TypeError, match=r"\(record, label\) pair, got a dict.*SimilarityGroupSample"
+    ):
         SimilarityGroupDataset(rows)[0]
 
 
