@@ -2,7 +2,7 @@
 
 import math
 import operator
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Optional
 
 import torch
@@ -10,12 +10,22 @@ import torch
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 
 
+def short_repr(value: Any) -> str:
+    """``repr(value)`` cut to 80 characters, for error messages."""
+    shown = repr(value)
+    return shown if len(shown) <= 80 else shown[:77] + "..."
+
+
 def check_sample_types(samples: Sequence[Any], expected: type, loader: str, hint: str) -> None:
     """Raise ``TypeError`` naming ``expected`` and the first item of another type."""
     for position, sample in enumerate(samples):
         if not isinstance(sample, expected):
-            shown = repr(sample)
-            shown = shown if len(shown) <= 80 else shown[:77] + "..."
+            shown = short_repr(sample)
+            if isinstance(sample, Mapping):
+                hint = (
+                    f"For dict rows (e.g. a Hugging Face dataset), write a Dataset whose "
+                    f"__getitem__ builds a {expected.__name__} from the row's fields. {hint}"
+                )
             raise TypeError(
                 f"{loader} expects dataset items of type {expected.__name__}, but item "
                 f"{position} of the batch is a {type(sample).__name__}: {shown}. {hint}"

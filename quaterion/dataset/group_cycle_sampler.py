@@ -43,7 +43,7 @@ def _group_list(groups: Any) -> list[Hashable]:
             f"GroupCycleBatchSampler: groups must hold one id per record (a sequence, or a 1-D "
             f"tensor or array), got {shape}."
         )
-    values = list(values)
+    values = [_scalar(value) for value in values]
     if any(isinstance(value, list) for value in values):
         raise ValueError("groups must hold one id per record (a flat sequence, not a matrix).")
     unhashable = next((value for value in values if not isinstance(value, Hashable)), None)
@@ -53,6 +53,20 @@ def _group_list(groups: Any) -> list[Hashable]:
             f"{type(unhashable).__name__} {unhashable!r}; pass e.g. sample.group for each record."
         )
     return values
+
+
+def _scalar(value: Any) -> Any:
+    """A 0-d tensor or array as its Python scalar: tensors hash by identity, so equal ids
+    held in different 0-d tensors would otherwise count as different groups."""
+    if isinstance(value, (torch.Tensor, np.ndarray)):
+        if value.ndim != 0:
+            raise TypeError(
+                "GroupCycleBatchSampler: each group id must be a scalar, got a "
+                f"{type(value).__name__} of shape {tuple(value.shape)}; pass one id per "
+                "record (e.g. int(sample.group))."
+            )
+        return value.item()
+    return value
 
 
 class GroupCycleBatchSampler(Sampler[list[int]]):

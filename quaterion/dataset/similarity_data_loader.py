@@ -46,6 +46,26 @@ def _build_layers(dataset: Dataset) -> Tuple[Any, Any]:
     return indexing, LabelCacheDataset(indexing)
 
 
+def _check_iterable_options(loader: str, kwargs: Dict[str, Any]) -> None:
+    """Raise ``ValueError`` for an option an iterable dataset cannot honour (torch's own
+    error names none of the fixes)."""
+    chosen = [name for name in ("sampler", "batch_sampler") if kwargs.get(name) is not None]
+    if kwargs.get("shuffle"):
+        chosen.insert(0, "shuffle=True")
+    if chosen:
+        raise ValueError(
+            f"{loader}: {' and '.join(chosen)} cannot be used with an IterableDataset, whose "
+            "__iter__ alone decides the order. Shuffle inside the dataset (e.g. a shuffle "
+            "buffer in __iter__), or pass a map-style dataset (a list of samples works) to "
+            "shuffle or sample it here."
+        )
+
+
+def _callable_name(function: Any) -> str:
+    """``Class.method`` / ``function`` / ``ClassName`` of a collate callable, for messages."""
+    return getattr(function, "__qualname__", None) or type(function).__name__
+
+
 class SimilarityDataLoader(BatchOrderState, DataLoader[T_co], Generic[T_co]):
     """``DataLoader`` over similarity samples; items become ``(id, sample)`` pairs.
 
@@ -66,6 +86,16 @@ class SimilarityDataLoader(BatchOrderState, DataLoader[T_co], Generic[T_co]):
     """
 
     def __init__(self, dataset: Dataset, **kwargs: Any):
+        if (
+            "batch_size" in kwargs
+            and kwargs["batch_size"] is None
+            and not kwargs.get("batch_sampler")
+        ):
+            raise ValueError(
+                f"{type(self).__name__}: batch_size=None (no batching) is not supported: the "
+                "loader collates lists of samples into batches. Pass an int batch_size (e.g. "
+                "batch_size=32) or a batch_sampler."
+            )
         if kwargs.get("collate_fn") is None:
             kwargs["collate_fn"] = type(self).pre_collate_fn
         collate_fn = kwargs["collate_fn"]
@@ -74,12 +104,40 @@ class SimilarityDataLoader(BatchOrderState, DataLoader[T_co], Generic[T_co]):
         else:
             self._original_params = kwargs
         self._indexing_dataset_layer, self._label_cache_layer = _build_layers(dataset)
+        if isinstance(self._label_cache_layer, IterableDataset):
+            _check_iterable_options(type(self).__name__, kwargs)
         self._original_dataset = self._indexing_dataset_layer.dataset
         self._served_from_cache = False
+        self._workers_collate: Any = None  # collate_fn of live persistent workers, if any
         batch_sampler = kwargs.get("batch_sampler")
         if isinstance(batch_sampler, GroupCycleBatchSampler):
             batch_sampler.check_dataset(self._label_cache_layer)
         super().__init__(self._label_cache_layer, **kwargs)
+
+    def __iter__(self) -> Any:
+        """``DataLoader.__iter__``; notes the ``collate_fn`` persistent workers start with."""
+        if self.persistent_workers and self.num_workers > 0:
+            self._workers_collate = self.collate_fn
+        return super().__iter__()
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        # persistent workers keep the collate_fn they were started with: refuse to change it
+        # under them (torch would go on collating with the old one)
+        started = self.__dict__.get("_workers_collate")
+        if name == "collate_fn" and started is not None and started != value:
+            raise RuntimeError(
+                f"{type(self).__name__}: its persistent workers were started by an earlier "
+                f"iteration with collate_fn {_callable_name(started)} and would keep "
+                f"collating with it instead of {_callable_name(value)} (e.g. the loader was "
+                "iterated before Quaterion.fit). Iterate a separate loader outside the fit, "
+                "or build this one with persistent_workers=False."
+            )
+        super().__setattr__(name, value)
+
+    def workers_stopped(self) -> None:
+        """Note that the persistent workers were shut down (Lightning does so when a fit
+        ends), so the next iteration may start them with a new ``collate_fn``."""
+        self._workers_collate = None
 
     @property
     def full_cache_used(self) -> bool:

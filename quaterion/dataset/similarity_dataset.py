@@ -1,10 +1,11 @@
 """SimilarityGroupDataset: adapts a ``(record, label)`` classification dataset."""
 
-from collections.abc import Sized
+from collections.abc import Mapping, Sized
 from typing import Any
 
 from torch.utils.data import Dataset
 
+from quaterion.dataset._label_checks import short_repr
 from quaterion.dataset.similarity_samples import SimilarityGroupSample
 
 
@@ -40,5 +41,27 @@ class SimilarityGroupDataset(Dataset):
         return sized_len(self.dataset)
 
     def __getitem__(self, index: int) -> SimilarityGroupSample:
-        record, label = self.dataset[index]
+        """``SimilarityGroupSample(obj=record, group=label)`` of ``dataset[index]``.
+
+        Raises:
+            TypeError: the item is not a ``(record, label)`` pair (a dict row of e.g. a
+                Hugging Face dataset would otherwise unpack into its first two keys).
+        """
+        item = self.dataset[index]
+        if isinstance(item, (Mapping, str, bytes)) or _pair_length(item) != 2:
+            raise TypeError(
+                f"SimilarityGroupDataset expects dataset[{index}] to be a (record, label) "
+                f"pair, got a {type(item).__name__}: {short_repr(item)}. For dict rows (e.g. a Hugging "
+                "Face dataset), write a Dataset whose __getitem__ returns "
+                "SimilarityGroupSample(obj=row[...], group=row[...]) and pass it to the loader."
+            )
+        record, label = item
         return SimilarityGroupSample(obj=record, group=label)
+
+
+def _pair_length(item: Any) -> int:
+    """``len(item)``, or ``-1`` for an item without a length."""
+    try:
+        return len(item)
+    except TypeError:
+        return -1

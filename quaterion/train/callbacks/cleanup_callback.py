@@ -15,7 +15,9 @@ if TYPE_CHECKING:
 
 
 def restore_dataloader(model: "TrainableModel", loader: SimilarityDataLoader) -> None:
-    """Plain ``TrainCollator`` again and no cached batches (idempotent)."""
+    """Plain ``TrainCollator`` again and no cached batches (idempotent); Lightning has shut
+    the loader's persistent workers down when the fit ended."""
+    loader.workers_stopped()
     model.setup_dataloader(loader)
     loader.full_cache_used = False
 

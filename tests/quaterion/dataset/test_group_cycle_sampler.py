@@ -263,3 +263,16 @@ def test_a_state_noted_inside_an_epoch_resumes_after_the_batches_trained():
     damaged = dict(state, partial=dict(state["partial"], batches=5))
     with pytest.raises(ValueError, match="5 batches of an epoch of 5"):
         GroupCycleBatchSampler(groups, batch_size=6, seed=2).load_state_dict(damaged)
+
+
+@pytest.mark.parametrize("wrap", [torch.tensor, np.array, np.int32])
+def test_zero_d_tensor_and_array_ids_group_like_the_ints(wrap):
+    # 0-d tensors hash by identity: each record became its own group (all left out)
+    ids = [i % 3 for i in range(12)]
+    expected = list(GroupCycleBatchSampler(ids, batch_size=4, seed=5))
+    assert list(GroupCycleBatchSampler([wrap(i) for i in ids], batch_size=4, seed=5)) == expected
+
+
+def test_an_id_with_several_values_is_refused():
+    with pytest.raises(TypeError, match=r"must be a scalar, got a Tensor of shape \(1,\)"):
+        GroupCycleBatchSampler([torch.tensor([i % 2]) for i in range(8)], batch_size=4)

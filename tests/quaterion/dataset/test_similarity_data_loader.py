@@ -300,3 +300,77 @@ def test_iterable_dataset_with_spawned_workers():
     loader.set_salt("train")
     rows = [row for ids, f, labels in loader for row in zip(ids, f, labels["groups"].tolist())]
     assert sorted(rows, key=lambda row: row[1]) == expected_rows(4, 2, "train")
+
+
+def test_batch_size_none_is_refused_with_the_fix():
+    # torch would hand the collate single samples; the loader failed deep inside with a TypeError
+    samples = [SimilarityGroupSample(obj=i, group=i) for i in range(3)]
+    with pytest.raises(ValueError, match="batch_size=None.*Pass an int batch_size"):
+        GroupSimilarityDataLoader(samples, batch_size=None)
+
+
+def test_batch_sampler_still_works_and_gives_its_batches():
+    samples = [SimilarityGroupSample(obj=i, group=i % 3) for i in range(10)]
+    sampler = torch.utils.data.BatchSampler(range(9), batch_size=3, drop_last=True)
+    loader = GroupSimilarityDataLoader(samples, batch_sampler=sampler)
+    got = [labels["groups"].tolist() for _, features, labels in loader]
+    assert got == [[i % 3 for i in batch] for batch in sampler]
+
+
+class _Stream(torch.utils.data.IterableDataset):
+    def __iter__(self):
+        return iter([SimilarityGroupSample(obj=i, group=i % 2) for i in range(4)])
+
+
+@pytest.mark.parametrize(
+    "option, named",
+    [
+        ({"shuffle": True}, "shuffle=True"),
+        ({"sampler": [0, 1]}, "sampler"),
+        ({"batch_sampler": [[0, 1]]}, "batch_sampler"),
+    ],
+)
+def test_options_an_iterable_dataset_cannot_honour_are_named_with_the_fix(option, named):
+    with pytest.raises(
+        ValueError, match=f"{named} cannot be used with an IterableDataset.*Shuffle"
+    ):
+        GroupSimilarityDataLoader(_Stream(), **option)
+
+
+def test_iterable_dataset_with_shuffle_false_keeps_its_order():
+    loader = GroupSimilarityDataLoader(_Stream(), batch_size=3, shuffle=False)
+    assert [features for _, features, _ in loader] == [[0, 1, 2], [3]]
+
+
+def test_dict_rows_of_a_hugging_face_dataset_get_a_hint_to_build_samples():
+    import datasets
+
+    rows = datasets.Dataset.from_dict({"x": [[0.0], [1.0]], "g": [0, 1]})
+    loader = GroupSimilarityDataLoader(rows, batch_size=2)
+    with pytest.raises(
+        TypeError, match="item 0 of the batch is a dict.*builds a SimilarityGroupSample"
+    ):
+        next(iter(loader))
+
+
+class _HuggingFaceRows(torch.utils.data.Dataset):
+    """The fix the hint names: build samples from the rows."""
+
+    def __init__(self, rows):
+        self.rows = rows
+
+    def __len__(self):
+        return len(self.rows)
+
+    def __getitem__(self, index):
+        row = self.rows[index]
+        return SimilarityGroupSample(obj=row["x"], group=row["g"])
+
+
+def test_a_hugging_face_dataset_mapped_to_samples_loads_its_rows():
+    import datasets
+
+    rows = datasets.Dataset.from_dict({"x": [[float(i)] for i in range(5)], "g": [3, 1, 3, 0, 1]})
+    loader = GroupSimilarityDataLoader(_HuggingFaceRows(rows), batch_size=2)
+    batches = [(features, labels["groups"].tolist()) for _, features, labels in loader]
+    assert batches == [([[0.0], [1.0]], [3, 1]), ([[2.0], [3.0]], [3, 0]), ([[4.0]], [1])]
