@@ -101,6 +101,23 @@ def _raise_if_another_rank_failed(trainer: pl.Trainer, error: Optional[BaseExcep
                 raise failure from error
 
 
+def _raise_the_first_failure(trainer: pl.Trainer, error: BaseException) -> None:
+    """Raise the exception the fit failed with when Lightning's clean-up after it failed in
+    turn and ``error`` is that second failure (e.g. its teardown asks a loader whose
+    ``iter()`` raised for its length: "Please call `iter(combined_loader)` first"), so that
+    callers see, and can catch, their own error."""
+    for callback in trainer.callbacks:
+        if isinstance(callback, CleanupCallback):
+            first = callback.failure
+            if first is None or first is error:
+                continue
+            context = error.__context__
+            while context is not None and context is not first:
+                context = context.__context__
+            if context is first:
+                raise first from first.__cause__  # Lightning's follow-up error left out
+
+
 class Quaterion:
     """Namespace of the training entry points (class and static methods only)."""
 
@@ -150,6 +167,8 @@ class Quaterion:
         for callback in trainer.callbacks:
             if isinstance(callback, RankFailureCallback):
                 callback.forget()  # a failure seen by an earlier fit on this trainer is over
+            if isinstance(callback, CleanupCallback):
+                callback.failure = None
         warn_ineffective_options(trainable_model, trainer, train_batches)
         # the spec's steps 4 and 5: setup_dataloader on both loaders (an override runs in
         # cached fits too), then the cache set-up
@@ -167,6 +186,7 @@ class Quaterion:
                 )
             except BaseException as error:
                 _raise_if_another_rank_failed(trainer, error)
+                _raise_the_first_failure(trainer, error)
                 raise
             _raise_if_another_rank_failed(trainer, None)
 

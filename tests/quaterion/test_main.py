@@ -382,3 +382,29 @@ def test_barebones_trainer_trains_like_default_and_warns_it_logs_nothing(cache):
     assert not bare_trainer.callback_metrics
     assert not default_warned
     assert len(bare_warned) == 1 and "logs nothing" in bare_warned[0]
+
+
+class _BrokenBatches(torch.utils.data.Sampler):
+    """A batch sampler whose ``iter()`` itself raises (as a spawned worker that cannot pickle
+    the collate does): Lightning's clean-up then fails too, asking the loader for its length."""
+
+    class Broken(Exception):
+        pass
+
+    def __len__(self):
+        return 3
+
+    def __iter__(self):  # not a generator: raises at iter()
+        raise self.Broken("the user's own error")
+
+
+def test_the_fit_raises_the_users_error_not_lightnings_follow_up_error():
+    fit_trainer = trainer()
+    broken = group_loader(batch_size=1, batch_sampler=_BrokenBatches())
+    with pytest.raises(_BrokenBatches.Broken, match="the user's own error"):
+        Quaterion.fit(Model(), fit_trainer, broken)
+    (cleanup,) = [cb for cb in fit_trainer.callbacks if isinstance(cb, CleanupCallback)]
+    assert isinstance(cleanup.failure, _BrokenBatches.Broken)
+    # a later fit on the same trainer starts with no failure on record
+    Quaterion.fit(Model(), fit_trainer, group_loader())
+    assert cleanup.failure is None

@@ -1,7 +1,7 @@
 """Puts models and loaders back into their non-cached state when fitting ends or fails."""
 
 from functools import partial
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Optional
 
 import pytorch_lightning as pl
 from lightning_utilities.core.apply_func import apply_to_collection
@@ -28,7 +28,17 @@ class CleanupCallback(pl.Callback):
     restore the loaders the cache set up and the training/validation loaders of the trainer.
 
     ``Quaterion.fit`` adds it; add it yourself to a trainer you ``fit`` directly after
-    ``setup_cache``. A failure of the cache set-up itself is undone by the set-up."""
+    ``setup_cache``. A failure of the cache set-up itself is undone by the set-up.
+
+    Attributes:
+        failure: the exception Lightning handed to ``on_exception`` in the last fit
+            (``None`` if it did not fail); ``Quaterion.fit`` raises it when Lightning's own
+            clean-up fails while handling it and raises an error of its own instead.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.failure: Optional[BaseException] = None
 
     @override
     def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
@@ -40,6 +50,7 @@ class CleanupCallback(pl.Callback):
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException
     ) -> None:
         if trainer.state.fn == TrainerFn.FITTING:
+            self.failure = exception
             self.clean_up(trainer, pl_module)
 
     @staticmethod
