@@ -67,7 +67,9 @@ def test_fits_in_a_row_on_one_save_dir(tmp_path, short_wait):
     counts = []
     for n in (None, None, 12, None):
         encoder = CountingEncoder()
-        model = Model(encoders={"default": encoder}, cache_config=CacheConfig(save_dir=str(tmp_path)))
+        model = Model(
+            encoders={"default": encoder}, cache_config=CacheConfig(save_dir=str(tmp_path))
+        )
         fit_losses(model, *fit_data(n=n)[1])
         counts.append(encoder.calls)
     assert counts == [24 + 8, 0, 12 + 8, 24 + 8]
