@@ -19,8 +19,9 @@ A training step with :class:`GradientCacheConfig` runs in two passes:
    AMP loss scaling and DDP's gradient reduction work unchanged.
 
 The re-encoding reads the model's parameters through aliases (the same storage, swapped in
-with ``torch.func.functional_call``), so the gradient hooks registered on the parameters run
-once per step, on the summed gradient, as in plain training.
+with ``torch.func.functional_call``, each parameter under its first name; a layer shared by
+two encoders is one module, swapped once), so the gradient hooks registered on the
+parameters run once per step, on the summed gradient, as in plain training.
 
 Tensors the re-encoding reaches that require grad without being parameters of the step (a
 leaf kept as a plain attribute, a tensor captured from outside, a parameter of a module that
@@ -208,7 +209,10 @@ class _StepState:
 
         def encode() -> Tensor:
             with torch.enable_grad(), others or contextlib.nullcontext():
-                return functional_call(self.model, aliases, (features,))
+                # tie_weights=False: torch's untying leaves an alias in a module reached by
+                # two paths; a parameter tied between two modules is swapped under its first
+                # name, the other reads it directly (read through LeafAliases, see backward)
+                return functional_call(self.model, aliases, (features,), tie_weights=False)
 
         for device, enabled, dtype in self.autocast:
             encode = _under_autocast(encode, device, enabled, dtype)

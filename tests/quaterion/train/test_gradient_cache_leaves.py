@@ -240,3 +240,36 @@ def test_a_parameter_read_by_reference_runs_its_hook_once():
     _, got = h.cached_step(cached, batch)
     assert calls == [1, 1]
     h.assert_same_grads(got, h.grads_of(plain), 1e-10)
+
+
+def _sharing_encoders(kind):
+    """Two encoders (a dict, or two options of a SwitchEncoder) sharing one layer object."""
+    first, second = h.DropoutEncoder("float64"), h.DropoutEncoder("float64", seed=4)
+    if kind == "dict":
+        second.first = first.first
+        return {"default": first, "other": second}
+    second.second = first.second
+    return {"default": h.Switch({"pos": first, "neg": second})}
+
+
+@pytest.mark.parametrize("kind", ["dict", "switch"])
+def test_a_layer_shared_between_encoders(kind):
+    # a module reached by two paths: torch's tied-weight untying left the alias in it (the
+    # model lost its parameter, and the shared layer its gradient)
+    def build(mini):
+        torch.manual_seed(0)
+        loss = h.loss_for("triplet_hard", torch.float64)
+        model = h.CachedModel(_sharing_encoders(kind), loss, mini)
+        h.attach_trainer(model)
+        return model
+
+    plain, cached = build(None), build(MINI)
+    before = dict(cached.named_parameters())
+    batch = h.first_batch(plain, h.loader_for("triplet_hard", torch.float64))
+    plain.zero_grad(set_to_none=True)
+    plain.training_step(batch, 0).backward()
+    _, got = h.cached_step(cached, batch)
+    after = dict(cached.named_parameters())
+    assert after.keys() == before.keys()
+    assert all(after[name] is parameter for name, parameter in before.items())
+    h.assert_same_grads(got, h.grads_of(plain), 1e-10)
