@@ -62,6 +62,17 @@ def test_a_hold_kept_by_this_process_names_the_fix(tmp_path, short_wait):
     assert _fit_other_data(tmp_path) == 12 + 8
 
 
+def test_a_fit_failing_mid_epoch_then_a_fit_of_other_data(tmp_path, short_wait):
+    class FailingStep(pl.Callback):
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+            if batch_idx == 1:
+                raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError, match="boom"):
+        fit_losses(_model(tmp_path), *fit_data()[1], callbacks=[FailingStep()])
+    assert _fit_other_data(tmp_path) == 12 + 8
+
+
 def test_fits_in_a_row_on_one_save_dir(tmp_path, short_wait):
     """Same data (loaded, nothing encoded), other data (filled), the first data again."""
     counts = []
