@@ -220,10 +220,10 @@ class SaveDirLock:
                 if self._held_here():
                     raise CacheDirInUseError(
                         f"The encoder cache in {os.path.dirname(self.path)!r} is held by this "
-                        "process: a TrainableModel whose cache was set up (cache_loaders or "
-                        "setup_cache, e.g. before a trainer.fit run without Quaterion.fit) and "
-                        "not cleaned up since. Call that model's unwrap_cache() when its fit "
-                        "ends (Quaterion.fit does it for you), or give this run another save_dir"
+                        "process, e.g. by a TrainableModel whose cache was set up (cache_loaders, "
+                        "before a trainer.fit run without Quaterion.fit) and not cleaned up "
+                        "since. Call that model's unwrap_cache() when its fit ends (Quaterion.fit "
+                        "does it for you), or give this run another save_dir"
                     )
                 raise CacheDirInUseError(
                     f"The encoder cache in {os.path.dirname(self.path)!r} is being written by "
