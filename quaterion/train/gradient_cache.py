@@ -176,7 +176,7 @@ class _StepState:
                 part, aliases, swapped = self._reencode(features, replay, swap)
             if self.first_pass is not None:
                 differences.append(_relative_difference(part, self.first_pass[index]))
-            self._accumulate(grads, owned, part, embedding_grad[start:stop], aliases, swapped)
+            self._accumulate(grads, owned, part, embedding_grad[start:stop], aliases, swapped, swap)
         _copy_buffers(self.model, first_pass)
         self.buffers, self.first_pass = {}, None
         if differences and self.checks is not None:
@@ -227,11 +227,13 @@ class _StepState:
         part_grad: Tensor,
         aliases: List[Tensor],
         swapped: List[Tuple[Tensor, Tensor]],
+        walk: bool,
     ) -> None:
         """Add one mini-batch's parameter gradients into ``grads``: those of ``params``
         (through their ``aliases``, and directly where a module reads a parameter by another
         path) and of the leaves beyond them (``swapped``: ``(leaf, alias)`` pairs of the
-        leaves read through aliases, see :meth:`_reencode`).
+        leaves read through aliases, see :meth:`_reencode`). ``walk``: look for leaves it
+        reads directly (``False`` where the caller found none).
 
         The second mini-batch reaching a parameter allocates its accumulator (``owned``: the
         indices whose tensor this function created; the first gradient autograd returns may
@@ -241,7 +243,7 @@ class _StepState:
         if not part.requires_grad:
             return
         read = {id(alias) for alias in aliases} | {id(alias) for _, alias in swapped}
-        extras = reached_leaves(part, self.known | read)
+        extras = reached_leaves(part, self.known | read) if walk else []
         extras += [leaf for leaf, _ in swapped if id(leaf) not in self.known]
         self.known.update(id(leaf) for leaf in extras)
         self.extras += extras
