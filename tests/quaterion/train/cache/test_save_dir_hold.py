@@ -3,11 +3,13 @@ without clean-up, a ``trainer.fit`` run by the user after ``cache_loaders``; a h
 process still keeps is named as such."""
 
 import gc
+from copy import deepcopy
 
 import pytest
 import pytorch_lightning as pl
 
 from quaterion.train.cache import CacheConfig, _save_dir
+from tests.quaterion.train.cache.test_save_dir_access import _try_write
 from tests.quaterion.train.helpers import CountingEncoder, Model, fit_data, fit_losses, trainer
 
 
@@ -84,3 +86,16 @@ def test_fits_in_a_row_on_one_save_dir(tmp_path, short_wait):
         fit_losses(model, *fit_data(n=n)[1])
         counts.append(encoder.calls)
     assert counts == [24 + 8, 0, 12 + 8, 24 + 8]
+
+
+def test_a_deep_copy_of_a_holding_model_holds_nothing(tmp_path):
+    model = _model(tmp_path)
+    model.cache_loaders(trainer(), *fit_data()[1])
+    copy = deepcopy(model)  # e.g. ddp_spawn pickles the model to its processes
+    copy.unwrap_cache()  # the copy's clean-up leaves the original's hold alone
+    assert _try_write(tmp_path) == "refused"
+    del copy
+    gc.collect()
+    assert _try_write(tmp_path) == "refused"
+    model.unwrap_cache()
+    assert _try_write(tmp_path) == "written"
