@@ -183,9 +183,10 @@ class SaveDirLock:
     def __del__(self) -> None:
         """A lock nobody references any more (e.g. of a model that was never cleaned up and
         is garbage-collected) is dropped, so it never blocks a later run of this process."""
-        if getattr(self, "_fd", None) is not None:
-            os.close(self._fd)
-            self._fd = None
+        fd, self._fd = getattr(self, "_fd", None), None
+        if fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(fd)
 
     def __getstate__(self) -> dict:
         """A copy (pickled to another process, deep-copied) holds nothing: the descriptor and
