@@ -19,18 +19,23 @@ A training step with :class:`GradientCacheConfig` runs in two passes:
    AMP loss scaling and DDP's gradient reduction work unchanged.
 
 The re-encoding reads the model's parameters through aliases (the same storage, swapped in
-with ``torch.func.functional_call``), so the gradient hooks registered on the parameters run
-once per step, on the summed gradient, as in plain training.
+with ``torch.func.functional_call``, each parameter under its first name; a layer shared by
+two encoders is one module, swapped once), so the gradient hooks registered on the
+parameters run once per step, on the summed gradient, as in plain training.
 
 Tensors the re-encoding reaches that require grad without being parameters of the step (a
 leaf kept as a plain attribute, a tensor captured from outside, a parameter of a module that
 is not a sub-module) are found in each re-encoded graph (:mod:`quaterion.train.graph_leaves`)
 and receive their summed gradient at the end of the function's backward, accumulated by
-autograd into their ``.grad``, as plain training gives them (their ``register_hook`` hooks
-also run once per mini-batch). A model without any trainable parameter is encoded with
+autograd into their ``.grad``, as plain training gives them. Once a re-encoded mini-batch
+reaches such a tensor (or a parameter by a plain reference), it is encoded again with those
+read through aliases as well (:class:`~quaterion.train.leaf_aliases.LeafAliases`), and so
+are the rest of the step's mini-batches: their ``register_hook`` hooks run once, on the
+sum. A model without any trainable parameter is encoded with
 gradients on in the first pass to find such tensors (none: no second pass at all).
 """
 
+import contextlib
 import numbers
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
@@ -43,6 +48,7 @@ from torch.func import functional_call
 from quaterion.deferred_checks import LAG, DeferredChecks
 from quaterion.train.gradient_cache_ranks import check_equal_passes
 from quaterion.train.graph_leaves import reached_leaves
+from quaterion.train.leaf_aliases import LeafAliases
 from quaterion.train.mini_batches import batch_size_of, iter_mini_batches
 
 _AUTOCAST_DEVICES = ("cpu", "cuda")
@@ -157,11 +163,20 @@ class _StepState:
         _copy_buffers(self.model, self.buffers)
         owned: set = set()
         differences = []
+        swap = False  # whether the re-encoding reads the other leaves through aliases too
         for index, (start, stop, features, replay) in enumerate(mini_batches):
-            part, aliases = self._reencode(features, replay)
+            before = None if swap else _clone_buffers(self.model)
+            part, aliases, swapped = self._reencode(features, replay, swap)
+            if not swap and reached_leaves(part, {id(alias) for alias in aliases}):
+                # it reads a leaf beyond the aliases (a parameter by another path, a tensor
+                # outside the model): encode again reading it through an alias too, so its
+                # hooks run once, on the sum (see LeafAliases)
+                swap = True
+                _copy_buffers(self.model, before)
+                part, aliases, swapped = self._reencode(features, replay, swap)
             if self.first_pass is not None:
                 differences.append(_relative_difference(part, self.first_pass[index]))
-            self._accumulate(grads, owned, part, embedding_grad[start:stop], aliases)
+            self._accumulate(grads, owned, part, embedding_grad[start:stop], aliases, swapped, swap)
         _copy_buffers(self.model, first_pass)
         self.buffers, self.first_pass = {}, None
         if differences and self.checks is not None:
@@ -179,21 +194,30 @@ class _StepState:
         if leaves:
             torch.autograd.backward(leaves, given)
 
-    def _reencode(self, features: dict, replay: _Replay) -> Tuple[Tensor, List[Tensor]]:
+    def _reencode(
+        self, features: dict, replay: _Replay, swap: bool
+    ) -> Tuple[Tensor, List[Tensor], List[Tuple[Tensor, Tensor]]]:
         """The mini-batch encoded again, with the model's parameters swapped for aliases
         (same storage, new leaves, one per parameter in ``aliased`` order): gradients
         taken per mini-batch do not run the hooks registered on the parameters, which run
-        once, on the summed gradient the function returns, as in plain training."""
+        once, on the summed gradient the function returns, as in plain training. With
+        ``swap`` every other leaf it reads is read through an alias as well; the
+        ``(leaf, alias)`` pairs of those come third."""
         params = dict(self.model.named_parameters())
         aliases = {name: nn.Parameter(params[name].detach()) for name, _ in self.aliased}
+        others = LeafAliases({id(alias) for alias in aliases.values()}) if swap else None
 
         def encode() -> Tensor:
-            with torch.enable_grad():
-                return functional_call(self.model, aliases, (features,))
+            with torch.enable_grad(), others or contextlib.nullcontext():
+                # tie_weights=False: torch's untying leaves an alias in a module reached by
+                # two paths; a parameter tied between two modules is swapped under its first
+                # name, the other reads it directly (read through LeafAliases, see backward)
+                return functional_call(self.model, aliases, (features,), tie_weights=False)
 
         for device, enabled, dtype in self.autocast:
             encode = _under_autocast(encode, device, enabled, dtype)
-        return replay.run(encode), list(aliases.values())
+        part = replay.run(encode)
+        return part, list(aliases.values()), others.pairs if others is not None else []
 
     def _accumulate(
         self,
@@ -202,10 +226,14 @@ class _StepState:
         part: Tensor,
         part_grad: Tensor,
         aliases: List[Tensor],
+        swapped: List[Tuple[Tensor, Tensor]],
+        walk: bool,
     ) -> None:
         """Add one mini-batch's parameter gradients into ``grads``: those of ``params``
         (through their ``aliases``, and directly where a module reads a parameter by another
-        path) and of the leaves beyond them.
+        path) and of the leaves beyond them (``swapped``: ``(leaf, alias)`` pairs of the
+        leaves read through aliases, see :meth:`_reencode`). ``walk``: look for leaves it
+        reads directly (``False`` where the caller found none).
 
         The second mini-batch reaching a parameter allocates its accumulator (``owned``: the
         indices whose tensor this function created; the first gradient autograd returns may
@@ -214,15 +242,21 @@ class _StepState:
         """
         if not part.requires_grad:
             return
-        extras = reached_leaves(part, self.known | {id(alias) for alias in aliases})
+        read = {id(alias) for alias in aliases} | {id(alias) for _, alias in swapped}
+        extras = reached_leaves(part, self.known | read) if walk else []
+        extras += [leaf for leaf, _ in swapped if id(leaf) not in self.known]
         self.known.update(id(leaf) for leaf in extras)
         self.extras += extras
         grads += [None] * len(extras)
-        targets = self.params + self.extras + aliases
+        targets = self.params + self.extras
+        position = {id(target): index for index, target in enumerate(targets)}
+        # each alias adds into the target it stands for
+        into = [index for _, index in self.aliased] + [position[id(leaf)] for leaf, _ in swapped]
+        targets += aliases + [alias for _, alias in swapped]
         found = list(
             torch.autograd.grad(part, targets, part_grad.to(part.dtype), allow_unused=True)
         )
-        for (_, index), grad in zip(self.aliased, found[len(grads) :]):
+        for index, grad in zip(into, found[len(grads) :]):
             if grad is not None:
                 found[index] = grad if found[index] is None else found[index] + grad
         for index, grad in enumerate(found[: len(grads)]):

@@ -449,6 +449,14 @@ class TrainableModel(pl.LightningModule, CacheMixin):
         for loader in sources:
             restore_dataloader(self, loader)
 
+    @override
+    def teardown(self, stage: str) -> None:
+        """When a fit ends, its hold on the cache's ``save_dir`` ends too (also for a
+        ``trainer.fit`` the user runs after :meth:`cache_loaders`, without the clean-up of
+        ``Quaterion.fit``); an override should call ``super().teardown(stage)``."""
+        if stage == "fit":
+            self._release_cache_hold()
+
     def _release_cache_hold(self) -> None:
         """End the fit's shared hold on the cache's ``save_dir`` (see ``CachedLoaders.hold``)."""
         hold, self._cache_hold = self._cache_hold, None

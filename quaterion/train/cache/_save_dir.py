@@ -18,6 +18,7 @@ import os
 import secrets
 import socket
 import time
+import weakref
 from typing import Callable, Iterator, List, Optional
 
 MARK = ".quaterion-cache"
@@ -29,6 +30,7 @@ OWN_NAMES = (MARK, LOCK, CURRENT, FILL) + LAYOUT
 GENERATION_PREFIX = ".gen-"
 logger = logging.getLogger(__name__)
 LOCK_WAIT_S = 10.0  # how long a run waits for another process's lock before it gives up
+_HELD: "weakref.WeakSet[SaveDirLock]" = weakref.WeakSet()  # locks this process holds now
 
 
 class CacheDirInUseError(RuntimeError):
@@ -172,10 +174,19 @@ class SaveDirLock:
     def __init__(self, save_dir: str, wait_s: Optional[float] = None):
         self.path = os.path.join(save_dir, LOCK)
         self.wait_s = LOCK_WAIT_S if wait_s is None else wait_s
+        self._fd: Optional[int] = None
         try:
-            self._fd: Optional[int] = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
+            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
         except PermissionError:  # read-only here: shared holds only (flock needs no write)
             self._fd = os.open(self.path, os.O_RDONLY)
+
+    def __del__(self) -> None:
+        """A lock nobody references any more (e.g. of a model that was never cleaned up and
+        is garbage-collected) is dropped, so it never blocks a later run of this process."""
+        fd, self._fd = getattr(self, "_fd", None), None
+        if fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(fd)
 
     def __getstate__(self) -> dict:
         """A copy (pickled to another process, deep-copied) holds nothing: the descriptor and
@@ -190,6 +201,7 @@ class SaveDirLock:
         for attempt in itertools.count():
             try:
                 fcntl.flock(self._fd, operation | fcntl.LOCK_NB)
+                _HELD.add(self)
                 return True
             except OSError as err:
                 if err.errno not in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
@@ -206,6 +218,14 @@ class SaveDirLock:
                     wait_s,
                 )
             if time.monotonic() >= deadline:
+                if self._held_here():
+                    raise CacheDirInUseError(
+                        f"The encoder cache in {os.path.dirname(self.path)!r} is held by this "
+                        "process, e.g. by a TrainableModel whose cache was set up (cache_loaders, "
+                        "before a trainer.fit run without Quaterion.fit) and not cleaned up "
+                        "since. Call that model's unwrap_cache() when its fit ends (Quaterion.fit "
+                        "does it for you), or give this run another save_dir"
+                    )
                 raise CacheDirInUseError(
                     f"The encoder cache in {os.path.dirname(self.path)!r} is being written by "
                     f"another process, or read by a fit that still runs ({holder}): wait for "
@@ -213,6 +233,16 @@ class SaveDirLock:
                     "another save_dir"
                 )
             time.sleep(0.2)
+
+    def _held_here(self) -> bool:
+        """Whether another lock object of this process holds this lock file now."""
+        mine = os.fstat(self._fd)
+        for other in list(_HELD):
+            if other is not self and other._fd is not None:
+                theirs = os.fstat(other._fd)
+                if (theirs.st_dev, theirs.st_ino) == (mine.st_dev, mine.st_ino):
+                    return True
+        return False
 
     def _holder(self) -> str:
         with open(self.path) as file:
@@ -227,6 +257,7 @@ class SaveDirLock:
         """Drop the lock this process holds (the file stays open for a later lock)."""
         if self._fd is not None:
             fcntl.flock(self._fd, fcntl.LOCK_UN)
+        _HELD.discard(self)
 
     def exclusive(self, moved: Optional[Callable[[], bool]] = None) -> Optional[str]:
         """Hold the lock alone and record this process in the lock file; returns the record
@@ -261,5 +292,6 @@ class SaveDirLock:
                 os.ftruncate(self._fd, 0)  # we held it alone: nobody else reads a stale name
         except OSError:
             pass
+        _HELD.discard(self)
         os.close(self._fd)
         self._fd = None

@@ -351,15 +351,20 @@ def _agreed_load(load: Callable[[], Optional[dict]], save_dir: Optional[str]) ->
 def _same_cache_as_rank_zero(trainer: pl.Trainer, save_dir: Optional[str], loaded: bool) -> None:
     """Under Lightning's own launcher rank 0 sets its cache up alone, before ``trainer.fit``
     starts the other ranks (which inherit its environment): rank 0 records the generation it
-    loaded there, and a rank that then finds another one, or none it can load, stops with an
-    error (filling alone, it would wait forever for ranks that train)."""
+    loaded there (with its process id: only the ranks it starts itself check it, never a
+    later job that inherits its environment), and a rank that then finds another one, or none
+    it can load, stops with an error (filling alone, it would wait forever for ranks that
+    train)."""
     if not save_dir or trainer.world_size == 1 or distributed.world_size() > 1:
         return
     generation = f"{save_dir}/{persist.current_generation(save_dir)}" if loaded else None
     if "LOCAL_RANK" not in os.environ:  # rank 0, before the launcher starts the others
-        os.environ[LOADED_ENV] = generation or ""  # empty: it fills, and so do they
+        # empty generation: it fills, and so do they
+        os.environ[LOADED_ENV] = f"{os.getpid()}:{generation or ''}"
         return
-    expected = os.environ.get(LOADED_ENV)
+    starter, _, expected = os.environ.get(LOADED_ENV, "").partition(":")
+    if starter != str(os.getppid()):
+        return  # not a rank that process started (e.g. a later job inheriting its environment)
     if expected and expected != generation:
         raise RuntimeError(
             f"Rank 0 loaded the encoder cache {expected} before Lightning started this rank, "

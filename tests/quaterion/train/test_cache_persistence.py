@@ -120,7 +120,8 @@ def test_load_cache_waits_for_a_writer_of_the_directory(tmp_path, monkeypatch):
     writer.exclusive()
     monkeypatch.setattr(save_dir_module, "LOCK_WAIT_S", 0.3)
     try:
-        with pytest.raises(CacheDirInUseError, match="being written by another process"):
+        # the writer is another lock object of this process: the error says so
+        with pytest.raises(CacheDirInUseError, match="held by this process"):
             Model.load_cache(save_dir, wrapped, train, None)
     finally:
         writer.release()

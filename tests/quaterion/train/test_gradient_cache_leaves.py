@@ -172,3 +172,104 @@ def test_tied_and_parametrized_parameters_through_the_aliases():
     assert "_model.default.second.parametrizations.weight.original1" in got
     assert "_model.default.scales.0" in got
     h.assert_same_grads(got, expected, 1e-10)
+
+
+class _CheckpointedLeafEncoder(h.LeafEncoder):
+    """:class:`LeafEncoder` whose first layer runs under ``torch.utils.checkpoint``."""
+
+    def forward(self, batch: torch.Tensor) -> torch.Tensor:
+        first = torch.utils.checkpoint.checkpoint(self.first, batch, use_reentrant=False)
+        hidden = torch.tanh(first) * self.scale + h.OUTSIDE["shift"]
+        return self.second(torch.tanh(self.hidden[0](hidden)))
+
+
+@pytest.mark.parametrize("checkpointed", [False, True])
+def test_a_hook_on_an_outside_leaf_runs_once_on_the_sum(checkpointed):
+    # the re-encoding reads the outside leaves through aliases too: a hook changing their
+    # gradient sees the full-batch gradient once, as in plain training (it ran per
+    # mini-batch and again on the sum, tripling the gradient here)
+    plain, cached = _models(torch.float64)
+    if checkpointed:
+        for model in (plain, cached):
+            model.model.encoders["default"].__class__ = _CheckpointedLeafEncoder
+    batch = h.first_batch(plain, h.loader_for("triplet_hard", torch.float64))
+    calls = {}
+    got = {}
+    for name, model in (("plain", plain), ("cached", cached)):
+        h.fresh_shift(torch.float64)
+        calls[name] = []
+        hooked = calls[name]
+        h.OUTSIDE["shift"].register_hook(lambda grad, hooked=hooked: hooked.append(1) or grad * 3)
+        model.model.encoders["default"].scale.register_hook(lambda grad: -grad)
+        model.zero_grad(set_to_none=True)
+        model.training_step(batch, 0).backward()
+        got[name] = {**h.leaf_grads(model), **h.grads_of(model)}
+    assert calls == {"plain": [1], "cached": [1]}
+    h.assert_same_grads(got["cached"], got["plain"], 1e-10)
+
+
+class _ReadByReference(h.DropoutEncoder):
+    """Reads its first weight through its layer and through a plain reference to it."""
+
+    def __init__(self):
+        super().__init__("float64")
+        self.tied = [self.first.weight]
+
+    def forward(self, batch):
+        by_reference = torch.nn.functional.linear(batch, self.tied[0])
+        return self.second(torch.tanh(self.first(batch) + 0.5 * by_reference))
+
+
+def test_a_parameter_read_by_reference_runs_its_hook_once():
+    def build(mini):
+        torch.manual_seed(0)
+        model = h.CachedModel(
+            {"default": _ReadByReference()}, h.loss_for("mnrl", torch.float64), mini
+        )
+        h.attach_trainer(model)
+        return model
+
+    plain, cached = build(None), build(MINI)
+    batch = h.first_batch(plain, h.loader_for("mnrl", torch.float64))
+    calls = []
+    for model in (plain, cached):
+        weight = model.model.encoders["default"].first.weight
+        weight.register_hook(lambda grad: calls.append(1) or grad * 3)
+    plain.zero_grad(set_to_none=True)
+    plain.training_step(batch, 0).backward()
+    _, got = h.cached_step(cached, batch)
+    assert calls == [1, 1]
+    h.assert_same_grads(got, h.grads_of(plain), 1e-10)
+
+
+def _sharing_encoders(kind):
+    """Two encoders (a dict, or two options of a SwitchEncoder) sharing one layer object."""
+    first, second = h.DropoutEncoder("float64"), h.DropoutEncoder("float64", seed=4)
+    if kind == "dict":
+        second.first = first.first
+        return {"default": first, "other": second}
+    second.second = first.second
+    return {"default": h.Switch({"pos": first, "neg": second})}
+
+
+@pytest.mark.parametrize("kind", ["dict", "switch"])
+def test_a_layer_shared_between_encoders(kind):
+    # a module reached by two paths: torch's tied-weight untying left the alias in it (the
+    # model lost its parameter, and the shared layer its gradient)
+    def build(mini):
+        torch.manual_seed(0)
+        loss = h.loss_for("triplet_hard", torch.float64)
+        model = h.CachedModel(_sharing_encoders(kind), loss, mini)
+        h.attach_trainer(model)
+        return model
+
+    plain, cached = build(None), build(MINI)
+    before = dict(cached.named_parameters())
+    batch = h.first_batch(plain, h.loader_for("triplet_hard", torch.float64))
+    plain.zero_grad(set_to_none=True)
+    plain.training_step(batch, 0).backward()
+    _, got = h.cached_step(cached, batch)
+    after = dict(cached.named_parameters())
+    assert after.keys() == before.keys()
+    assert all(after[name] is parameter for name, parameter in before.items())
+    h.assert_same_grads(got, h.grads_of(plain), 1e-10)

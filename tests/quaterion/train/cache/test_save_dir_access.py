@@ -263,8 +263,12 @@ def test_a_rank_started_by_lightning_needs_the_cache_rank_zero_loaded(tmp_path, 
         monkeypatch.delenv(name, raising=False)
     assert _set_up_as(0, str(tmp_path / "a")) == (True, 0)
     loaded = os.environ[setup.LOADED_ENV]
-    assert loaded == f"{tmp_path / 'a'}/{os.readlink(tmp_path / 'a' / 'current')}"
+    generation = os.readlink(tmp_path / "a" / "current")
+    assert loaded == f"{os.getpid()}:{tmp_path / 'a'}/{generation}"
     monkeypatch.setenv("LOCAL_RANK", "1")
+    # a later job inheriting this environment (not started by this process) is not checked
+    assert _set_up_as(1, str(tmp_path / "b")) == (True, 0)
+    monkeypatch.setattr(os, "getppid", os.getpid)  # from here: ranks this process started
     assert _set_up_as(1, str(tmp_path / "a")) == (True, 0)  # the same: fine
     with pytest.raises(RuntimeError, match="Rank 0 loaded the encoder cache .* found .*b/.gen-"):
         _set_up_as(1, str(tmp_path / "b"))  # e.g. a relative save_dir, another directory
@@ -274,4 +278,4 @@ def test_a_rank_started_by_lightning_needs_the_cache_rank_zero_loaded(tmp_path, 
     monkeypatch.delenv("LOCAL_RANK")
     with pytest.raises(InterruptedError), pytest.warns(UserWarning, match="will be rebuilt"):
         _set_up_as(0, str(tmp_path / "a"), n=20)  # rank 0 fills...
-    assert os.environ[setup.LOADED_ENV] == ""  # ...and the ranks it starts fill with it
+    assert os.environ[setup.LOADED_ENV] == f"{os.getpid()}:"  # ...and so do the ranks it starts
