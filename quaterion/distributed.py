@@ -209,10 +209,16 @@ def ints_of_every_rank(value: int) -> List[int]:
     """
     if world_size() == 1:
         return [int(value)]
-    mine = torch.tensor([int(value)], dtype=torch.long)
+    return [row[0] for row in _host_int_rows([int(value)], _host_group())]
+
+
+def _host_int_rows(values: List[int], group: Optional[dist.ProcessGroup]) -> List[List[int]]:
+    """Every rank's ``values`` (the same count of Python ints on each), in rank order: one
+    ``all_gather`` of a CPU tensor over the host ``group``, so nothing waits for a device."""
+    mine = torch.tensor(values, dtype=torch.long)
     parts = [torch.empty_like(mine) for _ in range(world_size())]
-    dist.all_gather(parts, mine, group=_host_group())
-    return torch.cat(parts).tolist()  # CPU tensors: no device sync
+    dist.all_gather(parts, mine, group=group)
+    return torch.stack(parts).tolist()  # CPU tensors: no device sync
 
 
 def stack_across_ranks(tensor: Tensor) -> Tensor:
@@ -331,10 +337,7 @@ def _agree_on_rows(
     """
     rows, description, layout = _signature(tensors)
     group = _host_group()
-    mine = torch.tensor([rows, _digest(description)], dtype=torch.long)
-    parts = [torch.empty_like(mine) for _ in range(world_size())]
-    dist.all_gather(parts, mine, group=group)
-    table = torch.stack(parts).tolist()  # CPU tensors: no device sync
+    table = _host_int_rows([rows, _digest(description)], group)
     sizes = [rows for rows, _ in table]
     if min(sizes) >= 0 and len({digest for _, digest in table}) == 1:
         return sizes, group, None, True
