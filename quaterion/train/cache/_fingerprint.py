@@ -187,7 +187,26 @@ def _feed_content(digest, value: Any) -> None:  # noqa: C901 (one branch per kin
 
 def content_sample(dataset: Any) -> str:
     """Hex SHA-256 of the items of ``dataset`` in its content sample (:func:`sample_items`):
-    what each of them holds, not only its length and labels."""
+    what each of them holds, not only its length and labels.
+
+    A map-style dataset's sample is read twice: when the two reads differ (a random
+    transform drawing from a generator of its own that nothing seeds), a warning names the
+    cause at once, since a persisted cache of that data can never be reused."""
+    first = _sample_digest(dataset)
+    if not isinstance(dataset, torch.utils.data.IterableDataset):
+        if _sample_digest(dataset) != first:
+            warnings.warn(
+                f"The content sample of {type(dataset).__name__} differs between two reads "
+                "under the same seeds: a random transform draws from a generator of its own "
+                "that nothing seeds, so a persisted encoder cache of this data is rebuilt on "
+                "every run (content changed). Seed that generator, or draw from torch's, "
+                "NumPy's or Python's global generators",
+                stacklevel=2,
+            )
+    return first
+
+
+def _sample_digest(dataset: Any) -> str:
     digest = hashlib.sha256()
     with isolate_rng():  # a random transform must not shift the run's random numbers
         for item in sample_items(dataset):

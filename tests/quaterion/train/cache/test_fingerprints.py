@@ -174,3 +174,30 @@ def test_content_sample_sees_objects_in_the_sample_only(kind):
 def test_unhashable_objects_fall_back_to_their_type_with_a_warning():
     with pytest.warns(UserWarning, match="cannot hash objects of type Opaque"):
         assert content_sample([Opaque(), Opaque()]) == content_sample([Opaque(), Opaque()])
+
+
+class _OwnGenerator(torch.utils.data.Dataset):
+    """Items with noise from a generator of the dataset's own (seeded or not) or from
+    torch's global one."""
+
+    def __init__(self, source: str):
+        self.source = source
+        self.generator = torch.Generator().manual_seed(0) if source == "own" else None
+
+    def __len__(self):
+        return 40
+
+    def __getitem__(self, index):
+        if self.source == "own":
+            return torch.rand(3, generator=self.generator)  # advances: never replayed
+        return torch.rand(3) if self.source == "global" else torch.full((3,), float(index))
+
+
+@pytest.mark.parametrize("source, warned", [("own", True), ("global", False), ("none", False)])
+def test_an_unseeded_own_generator_is_named_at_once(source, warned, recwarn):
+    dataset = _OwnGenerator(source)
+    first = content_sample(dataset)
+    named = [w for w in recwarn if "generator of its own" in str(w.message)]
+    assert len(named) == (1 if warned else 0)
+    # the global generator is seeded per item: the sample is the same in every read
+    assert (content_sample(dataset) == first) is not warned
