@@ -20,6 +20,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Optional, Union
 
+from quaterion_models.utils.class_source import check_class_source
 from quaterion_models.utils.classes import restore_class
 from quaterion_models.utils.import_origin import check_import_origin
 from quaterion_models.utils.errors import DamagedFileError, WrongClassError
@@ -181,12 +182,18 @@ class ConfigFile:
         """Import the class of a ``{"module": ..., "class": ...}`` record, checked to subclass ``base``.
 
         The names are checked to be dotted Python identifiers before anything is imported
-        (no relative imports, no empty names).
+        (no relative imports, no empty names); unless loading is trusted, the module must not
+        lie inside the directory being loaded and its source must define the class
+        (:func:`~quaterion_models.utils.class_source.check_class_source`), so a config edited
+        to name another module never runs that module's code.
 
         Raises:
             DamagedFileError: the record is malformed (names the field).
             WrongClassError: it names something that is not a ``base`` subclass (also a
-                ``TypeError``).
+                ``TypeError``), a module of the standard library, or a module whose source
+                does not define the class.
+            UnsafeFileError: the module lies inside the loaded directory, or has no source to
+                check (import it first, or load with ``trusted=True``).
             ImportError: the module or class does not exist here.
         """
         record = self.check(record, (dict,), field)
@@ -205,7 +212,9 @@ class ConfigFile:
                     f"must be a dotted Python name such as 'package.module', got {value!r}",
                 )
             names[part] = value
-        check_import_origin(names["module"], str(self.path), field, is_loading_trusted())
+        if not is_loading_trusted():
+            check_import_origin(names["module"], str(self.path), field, False)
+            check_class_source(names["module"], names["class"], str(self.path), field)
         restored = restore_class(names)
         if not (isinstance(restored, type) and issubclass(restored, base)):
             raise WrongClassError(

@@ -2,7 +2,6 @@
 config names modules to import, and none may come from inside the directory being loaded."""
 
 import functools
-import importlib.util
 import os
 import site
 import sys
@@ -10,6 +9,7 @@ import sysconfig
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
+from importlib.machinery import ModuleSpec
 from typing import Optional
 
 from quaterion_models.utils.errors import UnsafeFileError
@@ -45,13 +45,36 @@ def installed_code_dirs() -> tuple:
     return tuple(os.path.realpath(path) for path in found if path)
 
 
+def find_spec_unimported(name: str) -> Optional[ModuleSpec]:
+    """The spec ``import name`` would use, found without importing anything (unlike
+    ``importlib.util.find_spec``, which imports the parents of a dotted name); ``None`` if
+    it cannot be found."""
+    if name in sys.modules:
+        return getattr(sys.modules[name], "__spec__", None)
+    parent, _, _ = name.rpartition(".")
+    search_path = None
+    if parent:
+        parent_spec = find_spec_unimported(parent)
+        search_path = getattr(parent_spec, "submodule_search_locations", None)
+        if search_path is None:  # the parent is missing or not a package
+            return None
+    for finder in sys.meta_path:
+        find = getattr(finder, "find_spec", None)
+        if find is None:
+            continue
+        try:
+            spec = find(name, search_path)
+        except (ImportError, ValueError, AttributeError, TypeError):
+            continue
+        if spec is not None:
+            return spec
+    return None
+
+
 def _locations(name: str) -> list:
-    """Files and package folders ``import name`` would read (parents are imported first, as
-    ``import`` itself would); ``[]`` if it cannot be found (the import reports that)."""
-    try:
-        spec = importlib.util.find_spec(name)
-    except (ImportError, ValueError):
-        return []
+    """Files and package folders ``import name`` would read; ``[]`` if it cannot be found
+    (the import reports that)."""
+    spec = find_spec_unimported(name)
     if spec is None:
         return []
     found = [spec.origin] if spec.origin and os.path.isabs(spec.origin) else []
@@ -60,7 +83,8 @@ def _locations(name: str) -> list:
 
 def module_inside(module: str, roots: tuple) -> Optional[str]:
     """The file or folder inside ``roots`` that importing the dotted ``module`` would run
-    code from, checking each package on the way before it is imported; ``None`` if none."""
+    code from, checking each package on the way before anything is imported; ``None`` if
+    none."""
     parts = module.split(".")
     for end in range(1, len(parts) + 1):
         name = ".".join(parts[:end])
