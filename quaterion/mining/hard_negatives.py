@@ -13,7 +13,7 @@ from quaterion.dataset.similarity_samples import SimilarityPairSample
 from quaterion.distances import Distance
 from quaterion.eval.blocks import check_embeddings
 from quaterion.mining.cache_source import CachedEmbeddings
-from quaterion.mining.index_source import mine_from_index
+from quaterion.mining.index_source import check_query_model, mine_from_index
 from quaterion.mining.mined import MinedNegatives
 from quaterion.mining.options import MiningOptions, check_options
 from quaterion.mining.positives import GroupPositives, PairPositives
@@ -86,7 +86,9 @@ def mine_hard_negatives(
             items of the same group.
         corpus_groups: ``(M,)`` groups of the corpus (default: ``groups`` when ``corpus`` is
             ``None``).
-        model: a ``SimilarityModel`` encoding object queries/corpus.
+        model: a ``SimilarityModel`` encoding object queries/corpus. With ``index``, it must
+            be the servable the index was built with (same fingerprint, e.g. ``index.model``):
+            vectors of another model are not comparable (``ModelMismatchError``).
         index: a ``quaterion_models.index.SimilarityIndex`` holding the corpus (integer point
             ids); its stored vectors are searched, nothing is encoded again.
         distance: the distance the model was trained with (exact mode; the index's own
@@ -140,6 +142,8 @@ def mine_hard_negatives(
                 "With index=..., the index is the corpus: pass positives=[point ids] and no "
                 "corpus or groups."
             )
+        if model is not None:
+            check_query_model(index, model)
         query_vectors = _as_embeddings(queries, model, batch_size, "queries", "model")
         return mine_from_index(
             index, query_vectors, positives, options, exact, hnsw_ef, show_progress

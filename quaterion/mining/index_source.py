@@ -19,6 +19,29 @@ QUERY_BATCH = 256
 _DISTANCE_SCORED = ("euclidean", "manhattan")
 
 
+def check_query_model(index: Any, model: Any) -> None:
+    """Refuse a ``model`` other than the servable ``index`` was built with: its query vectors
+    would be compared with vectors of another model (a silently wrong mining).
+
+    Raises:
+        ModelMismatchError: the fingerprints differ (names both models and the fix).
+    """
+    from quaterion_models.index import ModelMismatchError, servable_fingerprint
+    from quaterion_models.index.fingerprint import describe
+
+    if model is getattr(index, "model", None):
+        return
+    fingerprint = servable_fingerprint(model)
+    if fingerprint != index.info.fingerprint:
+        raise ModelMismatchError(
+            f"model= is {describe(model)} (fingerprint {fingerprint}), but the index "
+            f"{index.backend.location} holds vectors of model {index.info.fingerprint} "
+            f"({index.info.model}): queries encoded by another model cannot be compared with "
+            "them. Pass model=index.model (the servable the index was built with), or build "
+            "the index with this model"
+        )
+
+
 def mine_from_index(
     index: Any,
     queries: Tensor,
@@ -40,9 +63,8 @@ def mine_from_index(
     if len(positives) != n:
         raise ValueError(f"positives has {len(positives)} entries for {n} queries.")
     positive_ids = [_id_list(entry, query) for query, entry in enumerate(positives)]
-    positive = torch.full((n,), float("inf"))
-    if options.uses_positive_score:
-        positive = _positive_scores(index, queries, positive_ids)
+    # read even without margins: a positive id the index lacks is a wrong id, not "no positive"
+    positive = _positive_scores(index, queries, positive_ids)
     keys = random_keys(n, options, torch.device("cpu"))
     indices = torch.empty(n, options.num_negatives, dtype=torch.int64)
     scores = torch.empty(n, options.num_negatives)

@@ -7,7 +7,8 @@ from datasets import Dataset
 from sentence_transformers.util import cos_sim, mine_hard_negatives as st_mine
 
 from quaterion.mining import mine_hard_negatives
-from quaterion_models.index import SimilarityIndex
+from quaterion_models import SimilarityModel
+from quaterion_models.index import ModelMismatchError, SimilarityIndex, servable_fingerprint
 from tests.quaterion.mining.naive import assert_same_negatives, cosine_matrix
 from tests.quaterion_models.index.conftest import make_model
 
@@ -77,8 +78,43 @@ def test_index_positives_missing_from_the_index_are_named(tmp_path):
                 relative_margin=0.05,
                 show_progress=False,
             )
+        with pytest.raises(KeyError, match="positive point ids not in the index.*99"):
+            # without a margin too: the query's real positive would be mined as a negative
+            mine_hard_negatives(corpus[:3], index=index, positives=[0, 1, 99], show_progress=False)
         with pytest.raises(TypeError, match=r"positives\[2\] must be integer point ids"):
             mine_hard_negatives(corpus[:3], index=index, positives=[0, 1, 2.0], show_progress=False)
+
+
+def test_index_mining_encodes_queries_only_with_the_index_model(tmp_path):
+    """Objects encoded by another model than the index's were searched against the index's
+    vectors: negatives of a model the index does not hold, without a word."""
+    model = make_model(dim=8, seed=0)
+    objects = [torch.randn(8, generator=torch.Generator().manual_seed(i)) for i in range(30)]
+    positives = [[i] for i in range(6)]
+    kwargs = dict(positives=positives, num_negatives=3, show_progress=False)
+    with SimilarityIndex(
+        model, path=tmp_path / "idx", distance="cosine", show_progress=False
+    ) as index:
+        index.add(objects, ids=list(range(30)))
+        copy_dir = tmp_path / "copy"
+        model.save(str(copy_dir))
+        same = SimilarityModel.load(str(copy_dir))  # another object, the same servable
+        via_model = mine_hard_negatives(objects[:6], model=same, index=index, **kwargs)
+        other = make_model(dim=8, seed=1)
+        with pytest.raises(ModelMismatchError, match="model=index.model") as info:
+            mine_hard_negatives(objects[:6], model=other, index=index, **kwargs)
+        assert servable_fingerprint(other) in str(info.value)
+        assert servable_fingerprint(model) in str(info.value)
+        wider = make_model(dim=9)
+        with pytest.raises(ModelMismatchError):
+            mine_hard_negatives(objects[:6], model=wider, index=index, **kwargs)
+    # independent: the index model's vectors (input * tanh(gates)) mined exactly
+    gates = torch.tanh(model.head.gates.detach())
+    vectors = torch.stack(objects) * gates
+    exact = mine_hard_negatives(vectors[:6], vectors, **kwargs)
+    assert_same_negatives(
+        via_model, exact.indices, exact.scores, cosine_matrix(vectors[:6], vectors), atol=1e-5
+    )
 
 
 class _Precomputed:
