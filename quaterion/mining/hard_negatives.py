@@ -348,7 +348,15 @@ def _as_embeddings(items: Items, model: Any, batch_size: int, name: str, via: st
 
 def _as_groups(groups: Any, size: int, name: str) -> Tensor:
     """Integer ``(size,)`` group ids."""
-    groups = torch.as_tensor(np.asarray(groups) if not isinstance(groups, Tensor) else groups)
+    if not isinstance(groups, Tensor):
+        array = np.asarray(groups)
+        if array.size and array.dtype.kind not in "iub":  # torch holds no str / objects
+            raise TypeError(
+                f"{name} must be integer group ids, got {array.dtype} values (e.g. "
+                f"{array.reshape(-1)[:1].tolist()}); map labels to ints first, e.g. "
+                "numpy.unique(labels, return_inverse=True)[1]."
+            )
+        groups = torch.as_tensor(array)
     if groups.dim() != 1 or groups.shape[0] != size:
         raise ValueError(
             f"{name} must hold one group id per item ({size}), got shape {tuple(groups.shape)}."

@@ -331,3 +331,28 @@ def test_tensor_objects_are_encoded_when_a_model_is_given():
     raw = mine_hard_negatives(queries, corpus, **common)
     assert torch.equal(encoded.indices, expected.indices)
     assert not torch.equal(encoded.indices, raw.indices)
+
+
+@pytest.mark.parametrize(
+    "groups, error, match",
+    [
+        (["a", "b", "a", "b", "c"], TypeError, "integer group ids.*numpy.unique"),
+        ([None, 1, 2, 3, 4], TypeError, "integer group ids"),
+        ([0.0, 1.0, 0.0, 1.0, 2.0], TypeError, "integer group ids"),
+        ([True, False, True, False, True], TypeError, "integer group ids"),
+        ([], ValueError, "one group id per item"),
+    ],
+)
+def test_group_ids_that_are_not_integers_are_named(groups, error, match):
+    """String labels failed inside torch ("can't convert np.ndarray of type numpy.str_")."""
+    queries, _ = _data(n=5, m=6)
+    with pytest.raises(error, match=match):
+        mine_hard_negatives(queries, groups=groups, show_progress=False)
+    labels = np.array(["a", "b", "a", "b", "c"])
+    as_ints = np.unique(labels, return_inverse=True)[1]  # the fix the message names
+    mined = mine_hard_negatives(queries, groups=as_ints, num_negatives=2, show_progress=False)
+    scores = cosine_matrix(queries, queries)
+    for row, picked in enumerate(mined.indices.tolist()):
+        allowed = [j for j in range(5) if labels[j] != labels[row]]
+        expected = sorted(allowed, key=lambda j: -float(scores[row, j]))[:2]
+        assert picked == expected
