@@ -4,6 +4,7 @@ Every message names the offending row, so a caller can find it in their own data
 """
 
 import math
+import sys
 import uuid
 from collections.abc import Sequence
 from typing import Any, Optional
@@ -86,7 +87,13 @@ def check_payloads(payloads: Optional[Sequence[Any]], n: int) -> list[Optional[d
         if payload is not None and not isinstance(payload, dict):
             raise TypeError(f"payloads[{row}] must be a dict or None, got {type(payload).__name__}")
         if payload is not None:
-            _check_json(payload, f"payloads[{row}]")
+            try:
+                _check_json(payload, f"payloads[{row}]")
+            except RecursionError:
+                raise ValueError(
+                    f"payloads[{row}] is nested too deeply to be stored as JSON (over "
+                    f"{sys.getrecursionlimit()} levels, or it contains itself); flatten it"
+                ) from None
     return payloads
 
 

@@ -423,7 +423,14 @@ class SimilarityIndex:
     def _check_vectors(self, vectors: Any, outcome: str = "nothing was written") -> np.ndarray:
         if type(vectors).__module__.startswith("torch"):  # a torch.Tensor (torch is optional)
             vectors = vectors.detach().float().cpu().numpy()
-        vectors = _as_float32(np.asarray(vectors, dtype=np.float32))
+        try:
+            vectors = _as_float32(np.asarray(vectors, dtype=np.float32))
+        except (ValueError, TypeError) as err:  # ragged rows, strings, objects
+            raise TypeError(
+                f"vectors must be a (n, {self.info.dim}) array of numbers (a numpy array, a "
+                f"tensor or equal-length lists of floats), got {type(vectors).__name__} that "
+                f"numpy cannot read as one: {str(err).rstrip('.')}; {outcome}"
+            ) from None
         if vectors.size == 0:
             return vectors.reshape(0, self.info.dim)
         if vectors.ndim != 2 or vectors.shape[1] != self.info.dim:

@@ -38,6 +38,20 @@ def uuid_case_ids() -> list:
     return ids
 
 
+def _nested(depth: int) -> dict:
+    payload = current = {}
+    for _ in range(depth):
+        current["a"] = {}
+        current = current["a"]
+    return payload
+
+
+def _self_containing() -> dict:
+    payload: dict = {"n": 1}
+    payload["self"] = payload
+    return payload
+
+
 BAD_CALLS = {
     "nan vector after encoding": (
         lambda: {"objects": nan_objects()},
@@ -82,6 +96,16 @@ BAD_CALLS = {
     ),
     "huge int": (lambda: {"payloads": with_row({"x": 2**70})}, ValueError, r"64-bit"),
     "payload not a dict": (lambda: {"payloads": with_row([1])}, TypeError, r"payloads\[17\]"),
+    "payload nested too deeply": (
+        lambda: {"payloads": with_row(_nested(3000))},
+        ValueError,
+        r"payloads\[17\] is nested too deeply",
+    ),
+    "payload containing itself": (
+        lambda: {"payloads": with_row(_self_containing())},
+        ValueError,
+        r"payloads\[17\] is nested too deeply.*contains itself",
+    ),
     "negative id": (lambda: {"ids": [-1] + list(range(1, N))}, ValueError, r"ids\[0\]"),
     "float id": (lambda: {"ids": [0.5] + list(range(1, N))}, TypeError, r"ids\[0\] .* float"),
 }
@@ -139,3 +163,28 @@ def test_a_lone_string_or_mapping_is_not_split_into_objects(location):
 def test_a_path_that_is_not_a_path_is_refused():
     with pytest.raises(TypeError, match=r"path must be the index directory.*got int 5"):
         SimilarityIndex(make_model(), path=5, distance="cosine")
+
+
+@pytest.mark.parametrize(
+    "vectors, shown",
+    [
+        ([[0.0] * 8, [1.0]], "inhomogeneous"),
+        ("abc", "could not convert string to float"),
+        ([[{"x": 1}] * 8], "dict"),
+    ],
+)
+def test_vectors_numpy_cannot_read_are_named(location, vectors, shown):
+    """Ragged rows and strings failed in numpy's own words ("setting an array element with a
+    sequence")."""
+    with SimilarityIndex(make_model(), distance="cosine", **location.kwargs()) as index:
+        index.add(make_objects(2), ids=[0, 1])
+        expected = r"vectors must be a \(n, 8\) array of numbers"
+        with pytest.raises(TypeError, match=expected) as info:
+            index.search(vectors=vectors)
+        assert shown in str(info.value) and "nothing was searched" in str(info.value)
+        with pytest.raises(TypeError, match="nothing was written"):
+            index.add_vectors(vectors, ids=[5, 6][: len(vectors)] if len(vectors) <= 2 else None)
+        assert index.count() == 2
+        stored = make_model().encode(make_objects(2))  # cosine: stored at unit length
+        stored /= np.linalg.norm(stored, axis=1, keepdims=True)
+        np.testing.assert_allclose(index.vectors([0, 1]), stored, rtol=1e-5, atol=1e-6)
