@@ -337,7 +337,9 @@ class SimilarityIndex:
                 model; a lone string or dict is refused (``TypeError``), not split.
             limit: hits per query.
             filter: ``{field: value}`` (equal) or ``{field: [values]}`` (any of), all
-                fields must match; or a native Qdrant filter of the backend.
+                fields must match; or a native Qdrant filter of the backend. A field is a
+                Qdrant key path: ``"a.b"`` reads ``{"a": {"b": ...}}``, so a payload key
+                that itself contains ``.`` or ``[`` cannot be filtered on (store it nested).
             vectors: ``(n, dim)`` query vectors instead of ``objects``.
             exact: brute-force search instead of HNSW.
             hnsw_ef: HNSW beam width (higher: better recall, slower).
