@@ -10,6 +10,7 @@ from torch.utils.data import Sampler
 
 from quaterion.distributed import require_one_process
 from quaterion.mining.mined import MinedNegatives
+from quaterion.mining.positives import as_group_ids
 
 
 class HardNegativeBatchSampler(Sampler[list[int]]):
@@ -57,15 +58,11 @@ class HardNegativeBatchSampler(Sampler[list[int]]):
             raise TypeError(f"anchors_per_batch must be an int, got {anchors_per_batch!r}.")
         if anchors_per_batch < 1:
             raise ValueError(f"anchors_per_batch must be >= 1, got {anchors_per_batch}.")
-        groups = mined.groups if groups is None else torch.as_tensor(groups)
         n = mined.indices.shape[0]
+        groups = mined.groups if groups is None else as_group_ids(groups, n, "groups")
         if with_positive and groups is None:
             raise ValueError(
                 "with_positive=True needs the groups: mine with groups=... or pass groups=..."
-            )
-        if groups is not None and tuple(groups.shape) != (n,):
-            raise ValueError(
-                f"groups must hold {n} ids (one per anchor), got {tuple(groups.shape)}."
             )
         if not mined.over_queries or (mined.indices.numel() and int(mined.indices.max()) >= n):
             raise ValueError(

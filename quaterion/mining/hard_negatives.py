@@ -16,7 +16,7 @@ from quaterion.mining.cache_source import CachedEmbeddings
 from quaterion.mining.index_source import check_query_model, mine_from_index
 from quaterion.mining.mined import MinedNegatives
 from quaterion.mining.options import MiningOptions, check_options
-from quaterion.mining.positives import GroupPositives, PairPositives
+from quaterion.mining.positives import GroupPositives, PairPositives, as_group_ids
 from quaterion.mining.prefilter import (
     BlockMiner,
     InaccurateLowPrecision,
@@ -165,12 +165,12 @@ def mine_hard_negatives(
     if positives is not None:
         rule = PairPositives.from_lists(positives, n, size)
     else:
-        query_groups = _as_groups(groups, n, "groups")
+        query_groups = as_group_ids(groups, n, "groups")
         if corpus_groups is None:
             if corpus is not None:
                 raise ValueError("With a corpus, group data also needs corpus_groups=[...].")
             corpus_groups = query_groups
-        rule = GroupPositives(query_groups, _as_groups(corpus_groups, size, "corpus_groups"))
+        rule = GroupPositives(query_groups, as_group_ids(corpus_groups, size, "corpus_groups"))
     return _mine_exact(
         query_vectors,
         corpus_vectors,
@@ -344,23 +344,3 @@ def _as_embeddings(items: Items, model: Any, batch_size: int, name: str, via: st
         raise TypeError(f"{name} must be float embeddings, got dtype {items.dtype}.")
     check_embeddings(items, name)
     return items.detach().float()
-
-
-def _as_groups(groups: Any, size: int, name: str) -> Tensor:
-    """Integer ``(size,)`` group ids."""
-    if not isinstance(groups, Tensor):
-        array = np.asarray(groups)
-        if array.size and array.dtype.kind not in "iub":  # torch holds no str / objects
-            raise TypeError(
-                f"{name} must be integer group ids, got {array.dtype} values (e.g. "
-                f"{array.reshape(-1)[:1].tolist()}); map labels to ints first, e.g. "
-                "numpy.unique(labels, return_inverse=True)[1]."
-            )
-        groups = torch.as_tensor(array)
-    if groups.dim() != 1 or groups.shape[0] != size:
-        raise ValueError(
-            f"{name} must hold one group id per item ({size}), got shape {tuple(groups.shape)}."
-        )
-    if groups.is_floating_point() or groups.dtype == torch.bool:
-        raise TypeError(f"{name} must be integer group ids, got dtype {groups.dtype}.")
-    return groups.to(torch.int64)

@@ -8,8 +8,9 @@ to ``-inf`` so they never rank as negatives.
 """
 
 from collections.abc import Sequence
-from typing import Optional, Union
+from typing import Any, Optional, Union
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -130,3 +131,24 @@ def _is_int_like(value: object) -> bool:
     if getattr(value, "ndim", 0) != 0:  # a numpy array of one element has __index__ too
         return False
     return hasattr(value, "__index__")
+
+
+def as_group_ids(groups: Any, size: int, name: str) -> Tensor:
+    """``groups`` as int64 ``(size,)`` group ids (a tensor, an array or a list of ints);
+    ``TypeError`` / ``ValueError`` naming ``name`` otherwise."""
+    if not isinstance(groups, Tensor):
+        array = np.asarray(groups)
+        if array.size and array.dtype.kind not in "iub":  # torch holds no str / objects
+            raise TypeError(
+                f"{name} must be integer group ids, got {array.dtype} values (e.g. "
+                f"{array.reshape(-1)[:1].tolist()}); map labels to ints first, e.g. "
+                "numpy.unique(labels, return_inverse=True)[1]."
+            )
+        groups = torch.as_tensor(array)
+    if groups.dim() != 1 or groups.shape[0] != size:
+        raise ValueError(
+            f"{name} must hold one group id per item ({size}), got shape {tuple(groups.shape)}."
+        )
+    if groups.is_floating_point() or groups.dtype == torch.bool:
+        raise TypeError(f"{name} must be integer group ids, got dtype {groups.dtype}.")
+    return groups.to(torch.int64)

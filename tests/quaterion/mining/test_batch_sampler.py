@@ -1,5 +1,6 @@
 """HardNegativeBatchSampler: anchors once per epoch, their negatives and a positive in batch."""
 
+import numpy as np
 import pytest
 import torch
 
@@ -62,6 +63,22 @@ def test_bad_arguments():
     )
     with pytest.raises(ValueError, match="dataset positions"):  # indices of another corpus
         HardNegativeBatchSampler(pairs, anchors_per_batch=2, with_positive=False)
+
+
+def test_groups_given_as_labels_or_of_another_length_are_named():
+    """String labels failed inside torch ("too many dimensions 'str'")."""
+    mined, labels = _mined()
+    names = [f"label-{int(g)}" for g in labels]
+    with pytest.raises(TypeError, match="groups must be integer group ids.*numpy.unique"):
+        HardNegativeBatchSampler(mined, anchors_per_batch=8, groups=names)
+    with pytest.raises(ValueError, match=r"one group id per item \(45\), got shape \(44,\)"):
+        HardNegativeBatchSampler(mined, anchors_per_batch=8, groups=labels[:-1].tolist())
+    as_ints = np.unique(names, return_inverse=True)[1]  # the fix the message names
+    given = HardNegativeBatchSampler(mined, anchors_per_batch=8, groups=as_ints, seed=2)
+    for anchors, batch in given.batches_with_anchors():
+        for anchor in anchors:  # each anchor's partner: another item with its label
+            mates = [j for j in batch if j != anchor and names[j] == names[anchor]]
+            assert mates or anchor == 44
 
 
 def test_refuses_to_run_with_several_ranks(monkeypatch):
