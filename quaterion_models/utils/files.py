@@ -6,6 +6,7 @@ import json
 import os
 import pickle
 import sys
+import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Optional
@@ -82,6 +83,13 @@ def _unsafe_globals(path: Path, allowed: tuple) -> Optional[list[str]]:
     return sorted(name for name in needed if name not in allowed_names)
 
 
+def _is_legacy_with_code(path: Path, err: Exception) -> bool:
+    """Whether a weights-only load failed on a whole file of torch's legacy format that
+    pickles ``nn.Module`` classes (their source is stored as a persistent id, which the
+    weights-only unpickler refuses), rather than on a damaged one."""
+    return not zipfile.is_zipfile(path) and "persistent_load" in str(err)
+
+
 def torch_load(path: PathLike, what: str, trusted: bool = False, allowed: tuple = ()) -> Any:
     """``torch.load`` on CPU that never unpickles code unless ``trusted``.
 
@@ -106,6 +114,13 @@ def torch_load(path: PathLike, what: str, trusted: bool = False, allowed: tuple 
             return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
         unsafe = _unsafe_globals(path, allowed)
+        if unsafe is None and _is_legacy_with_code(path, err):
+            raise UnsafeFileError(
+                f"refusing to load {path}: it is in torch's legacy (pre-1.6, non-zip) format "
+                "and stores pickled module classes, which only a full unpickle reads (it could "
+                f"run code). If you created this file or otherwise trust it, load it with "
+                f"{TRUSTED_FIX}, then save the model again to write the current format."
+            ) from err
         if unsafe is None:
             raise _damaged(path, what, err) from err
         needs = ", ".join(unsafe) if unsafe else "objects outside the weights-only allowlist"

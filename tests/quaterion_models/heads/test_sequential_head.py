@@ -6,7 +6,7 @@ from torch import nn
 
 from quaterion_models import SimilarityModel
 from quaterion_models.heads import SequentialHead
-from quaterion_models.utils import UnsafeFileError
+from quaterion_models.utils import DamagedFileError, UnsafeFileError
 from tests.quaterion_models.toy_encoders import ScaleLayer, StackEncoder
 
 
@@ -147,3 +147,26 @@ def test_custom_layer_needs_trusted(tmp_path):
         torch.testing.assert_close(loaded_head(x), sequential(x))
     with pytest.raises(UnsafeFileError):  # trust does not leak out of the trusted call
         SimilarityModel.load(str(tmp_path))
+
+
+def test_legacy_format_file_names_the_format_and_the_opt_in(tmp_path):
+    """A head pickled in torch's pre-1.6 (non-zip) format stores module classes that the
+    weights-only reader refuses; it was reported as a damaged file to save again."""
+    sequential = nn.Sequential(nn.Linear(4, 3), nn.ReLU())
+    root = tmp_path / "model"
+    _upstream_servable(root, sequential, 3)
+    weights = root / "head" / "weights.bin"
+    torch.save(sequential, weights, _use_new_zipfile_serialization=False)
+    with pytest.raises(UnsafeFileError) as info:
+        SimilarityModel.load(str(root))
+    message = str(info.value)
+    for word in ("legacy", str(weights), "trusted=True", "save the model again"):
+        assert word in message, (word, message)
+    loaded = SimilarityModel.load(str(root), trusted=True)
+    x = torch.rand(2, 4)
+    with torch.no_grad():
+        expected = torch.relu(x @ sequential[0].weight.T + sequential[0].bias)
+    torch.testing.assert_close(loaded.encode(list(x), to_numpy=False), expected)
+    weights.write_bytes(weights.read_bytes()[:200])  # a truncated copy is damaged, not unsafe
+    with pytest.raises(DamagedFileError, match="damaged"):
+        SimilarityModel.load(str(root))
