@@ -54,8 +54,11 @@ def find_spec_unimported(name: str) -> Optional[ModuleSpec]:
     parent, _, _ = name.rpartition(".")
     search_path = None
     if parent:
-        parent_spec = find_spec_unimported(parent)
-        search_path = getattr(parent_spec, "submodule_search_locations", None)
+        if parent in sys.modules:  # its __path__, as import uses it (it may be extended)
+            search_path = getattr(sys.modules[parent], "__path__", None)
+        else:
+            parent_spec = find_spec_unimported(parent)
+            search_path = getattr(parent_spec, "submodule_search_locations", None)
         if search_path is None:  # the parent is missing or not a package
             return None
     for finder in sys.meta_path:
