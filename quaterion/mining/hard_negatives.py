@@ -38,7 +38,7 @@ def mine_hard_negatives(
     corpus_groups: Optional[Any] = None,
     model: Any = None,
     index: Any = None,
-    distance: Union[Distance, str] = Distance.COSINE,
+    distance: Union[Distance, str, None] = None,
     num_negatives: int = 3,
     range_min: int = 0,
     range_max: Optional[int] = None,
@@ -91,8 +91,9 @@ def mine_hard_negatives(
             vectors of another model are not comparable (``ModelMismatchError``).
         index: a ``quaterion_models.index.SimilarityIndex`` holding the corpus (integer point
             ids); its stored vectors are searched, nothing is encoded again.
-        distance: the distance the model was trained with (exact mode; the index's own
-            distance is used with ``index``).
+        distance: the distance the model was trained with (default: cosine). With
+            ``index``, the index's own distance is used; a different one given here is an
+            error (``ValueError``).
         num_negatives: negatives per query.
         range_min: first survivor rank of the window (see above).
         range_max: end of the window (see above).
@@ -142,6 +143,12 @@ def mine_hard_negatives(
                 "With index=..., the index is the corpus: pass positives=[point ids] and no "
                 "corpus or groups."
             )
+        if distance is not None and Distance(distance) != Distance(index.distance):
+            raise ValueError(
+                f"distance={Distance(distance).value!r}, but the index {index.backend.location} "
+                f"was built for {index.distance!r}: mining with an index scores by the index's "
+                "distance; omit distance=..., or build the index with this distance"
+            )
         if model is not None:
             check_query_model(index, model)
         query_vectors = _as_embeddings(queries, model, batch_size, "queries", "model")
@@ -178,7 +185,7 @@ def mine_hard_negatives(
         own,
         query_groups,
         options,
-        Distance(distance),
+        Distance(Distance.COSINE if distance is None else distance),
         block_size,
         show_progress,
     )

@@ -171,3 +171,31 @@ def test_exact_mode_equals_sentence_transformers(controls):
     expected = [[f"a{j}" for j in row] for row in ours.indices[complete].tolist()]
     got = [[st[f"negative_{c}"][r] for c in range(1, k + 1)] for r in range(len(st))]
     assert got == expected and len(got) > n // 2
+
+
+@pytest.mark.parametrize("distance", ["euclidean", "manhattan", "dot_product"])
+def test_index_mining_scores_by_the_index_distance_and_refuses_another(tmp_path, distance):
+    """distance= was ignored with an index: distance='cosine' over a Euclidean index mined by
+    Euclidean scores without a word."""
+    generator = torch.Generator().manual_seed(8)
+    corpus = torch.randn(30, 8, generator=generator)
+    queries = torch.randn(6, 8, generator=generator)
+    kwargs = dict(positives=[[i] for i in range(6)], num_negatives=3, show_progress=False)
+    with SimilarityIndex(
+        make_model(dim=8), path=tmp_path / "idx", distance=distance, show_progress=False
+    ) as index:
+        index.add_vectors(corpus.numpy(), ids=list(range(30)))
+        other = "cosine"
+        with pytest.raises(ValueError, match=f"distance='{other}'.*built for '{distance}'"):
+            mine_hard_negatives(queries, index=index, distance=other, **kwargs)
+        given = mine_hard_negatives(queries, index=index, distance=distance, **kwargs)
+        default = mine_hard_negatives(queries, index=index, **kwargs)
+    exact = mine_hard_negatives(queries, corpus, distance=distance, **kwargs)
+    # independent scores on the mining scale: x.y, or 1 / (1 + ||x - y||_p)
+    if distance == "dot_product":
+        reference = queries @ corpus.T
+    else:
+        order = 1 if distance == "manhattan" else 2
+        reference = 1 / (1 + torch.cdist(queries, corpus, p=order))
+    for mined in (given, default):
+        assert_same_negatives(mined, exact.indices, exact.scores, reference, atol=1e-4)
