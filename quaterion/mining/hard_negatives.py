@@ -205,7 +205,7 @@ def _mine_exact(
     """Blocked exact mining: memory O(block rows x corpus size)."""
     n = queries.shape[0]
     step = rows_per_block(corpus.shape[0], block_size)
-    keys = random_keys(n, options, queries.device)
+    keys = random_keys(n, options, queries.device, corpus.shape[0])
     indices = torch.empty(n, options.num_negatives, dtype=torch.int64, device=queries.device)
     scores = torch.empty(n, options.num_negatives, dtype=queries.dtype, device=queries.device)
     positive = torch.empty(n, dtype=queries.dtype, device=queries.device)
@@ -238,13 +238,17 @@ def _mine_exact(
     return MinedNegatives(indices, scores, kept, groups, over_queries=own is not None)
 
 
-def random_keys(n: int, options: MiningOptions, device: torch.device) -> Optional[Tensor]:
+def random_keys(
+    n: int, options: MiningOptions, device: torch.device, corpus_size: int
+) -> Optional[Tensor]:
     """``(n, window width)`` uniform draws for ``sampling="random"`` (``None`` for ``"top"``);
-    drawn at once from ``seed`` so results do not depend on the block size."""
+    drawn at once from ``seed`` so results do not depend on the block size. The window is
+    cut at the corpus size (no query has more candidates), so a huge ``range_max`` costs
+    nothing."""
     if options.sampling != "random":
         return None
     generator = torch.Generator().manual_seed(options.seed)
-    width = options.window_end - options.range_min
+    width = max(0, min(options.window_end, corpus_size) - options.range_min)
     return torch.rand(n, width, generator=generator).to(device)
 
 

@@ -65,10 +65,10 @@ def mine_from_index(
     positive_ids = [_id_list(entry, query) for query, entry in enumerate(positives)]
     # read even without margins: a positive id the index lacks is a wrong id, not "no positive"
     positive = _positive_scores(index, queries, positive_ids)
-    keys = random_keys(n, options, torch.device("cpu"))
+    total = index.count()
+    keys = random_keys(n, options, torch.device("cpu"), total)
     indices = torch.empty(n, options.num_negatives, dtype=torch.int64)
     scores = torch.empty(n, options.num_negatives)
-    total = index.count()
     vectors = queries.detach().cpu().numpy().astype(np.float32)
     bar = tqdm(total=n, desc="Mining negatives", disable=not show_progress)
     with bar:

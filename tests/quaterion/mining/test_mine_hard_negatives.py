@@ -356,3 +356,17 @@ def test_group_ids_that_are_not_integers_are_named(groups, error, match):
         allowed = [j for j in range(5) if labels[j] != labels[row]]
         expected = sorted(allowed, key=lambda j: -float(scores[row, j]))[:2]
         assert picked == expected
+
+
+def test_random_window_larger_than_the_corpus_costs_only_the_corpus():
+    """range_max far past the corpus drew (n, range_max) random keys: 2**40 of them per query
+    failed in the allocator (smaller ones could exhaust memory)."""
+    queries, _ = _data(n=5, m=6)
+    groups = [0, 1, 0, 2, 3]
+    kwargs = dict(groups=groups, num_negatives=2, sampling="random", seed=4, show_progress=False)
+    huge = mine_hard_negatives(queries, range_max=2**40, **kwargs)
+    whole = mine_hard_negatives(queries, range_max=5, **kwargs)  # the window = every item
+    assert huge.indices.tolist() == whole.indices.tolist()
+    for row, picked in enumerate(huge.indices.tolist()):
+        candidates = {j for j in range(5) if groups[j] != groups[row]}
+        assert len(set(picked)) == 2 and set(picked) <= candidates
