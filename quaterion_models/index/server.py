@@ -1,7 +1,10 @@
 """Server backend: a collection on a Qdrant server or cluster, through qdrant-client."""
 
+import functools
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import asdict
 from typing import Any, Optional
 
@@ -28,8 +31,32 @@ _DISTANCES = {
 }
 
 
+def _is_local_mode(client: Any) -> bool:
+    """Whether ``client`` runs Qdrant in this process (``path=...`` or ``":memory:"``): its
+    local mode keeps plain Python structures without locks. Unknown clients count as local."""
+    options = getattr(client, "init_options", None)
+    if not isinstance(options, dict):
+        return True
+    return options.get("path") is not None or options.get("location") == ":memory:"
+
+
+def _one_at_a_time(method: Callable) -> Callable:
+    """Run ``method`` under the backend's :attr:`ServerBackend.calls` guard."""
+
+    @functools.wraps(method)
+    def guarded(self: "ServerBackend", *args: Any, **kwargs: Any) -> Any:
+        with self.calls:
+            return method(self, *args, **kwargs)
+
+    return guarded
+
+
 class ServerBackend(Backend):
     """A collection on the server ``client`` talks to; the binding is the collection's metadata.
+
+    A client in local mode (``QdrantClient(path=...)`` or ``":memory:"``) is not thread-safe:
+    concurrent calls corrupted its collection, so this backend runs them one at a time. Calls
+    to a server run concurrently.
 
     Args:
         client: a ``QdrantClient`` (a server URL, or local mode in tests).
@@ -53,6 +80,10 @@ class ServerBackend(Backend):
         self.owns_client = owns_client
         self.location = f"collection {collection!r} on {address}"
         self.optimize_wait_s = optimize_wait_s
+        #: serialises the calls to a local-mode client (a no-op guard for a server)
+        self.calls: AbstractContextManager = (
+            threading.RLock() if _is_local_mode(client) else nullcontext()
+        )
 
     def _unreachable(self, err: Exception) -> ServerUnreachableError:
         return ServerUnreachableError(
@@ -60,6 +91,7 @@ class ServerBackend(Backend):
             "URL and that the server runs, or use the embedded index (pass path=...)"
         )
 
+    @_one_at_a_time
     def load_info(self) -> Optional[IndexInfo]:
         try:
             if not self.client.collection_exists(self.collection):
@@ -86,6 +118,7 @@ class ServerBackend(Backend):
                 )
         return info
 
+    @_one_at_a_time
     def create(self, info: IndexInfo) -> None:
         try:
             self.client.create_collection(
@@ -99,10 +132,12 @@ class ServerBackend(Backend):
         except (ResponseHandlingException, OSError) as err:
             raise self._unreachable(err) from err
 
+    @_one_at_a_time
     def drop(self) -> None:
         if self.client.collection_exists(self.collection):
             self.client.delete_collection(self.collection)
 
+    @_one_at_a_time
     def upsert(
         self, ids: Sequence[PointId], vectors: np.ndarray, payloads: Sequence[Optional[dict]]
     ) -> None:
@@ -112,6 +147,7 @@ class ServerBackend(Backend):
         ]
         self.client.upsert(self.collection, points=points, wait=True)
 
+    @_one_at_a_time
     def query(self, vectors: np.ndarray, options: QueryOptions) -> list[list[Hit]]:
         exact, hnsw_ef = options.exact, options.hnsw_ef
         params = models.SearchParams(exact=exact, hnsw_ef=hnsw_ef) if exact or hnsw_ef else None
@@ -136,9 +172,11 @@ class ServerBackend(Backend):
             for response in responses
         ]
 
+    @_one_at_a_time
     def count(self, filter: Any) -> int:
         return self.client.count(self.collection, count_filter=_filter(filter), exact=True).count
 
+    @_one_at_a_time
     def delete(self, ids: Optional[Sequence[PointId]], filter: Any) -> None:
         if ids is not None:
             selector = models.PointIdsList(points=list(ids))
@@ -147,6 +185,7 @@ class ServerBackend(Backend):
             selector = models.FilterSelector(filter=_filter(filter))
             self.client.delete(self.collection, points_selector=selector, wait=True)
 
+    @_one_at_a_time
     def scroll(self, offset: Optional[PointId], limit: int):
         records, next_offset = self.client.scroll(
             self.collection, offset=offset, limit=limit, with_payload=True, with_vectors=True
@@ -154,12 +193,14 @@ class ServerBackend(Backend):
         points = [(normalise_id(r.id), r.vector, r.payload or None) for r in records]
         return points, None if next_offset is None else normalise_id(next_offset)
 
+    @_one_at_a_time
     def vectors(self, ids: Sequence[PointId]) -> list[Optional[list[float]]]:
         records = self.client.retrieve(
             self.collection, ids=list(ids), with_payload=False, with_vectors=True
         )
         return vectors_in_order(ids, records)
 
+    @_one_at_a_time
     def optimize(self) -> None:
         """Lower the collection's indexing threshold to 1 KB (Qdrant indexes only segments
         above it, 20 MB by default) and wait until the server reports the collection green,
@@ -186,6 +227,7 @@ class ServerBackend(Backend):
                 )
             time.sleep(0.2)
 
+    @_one_at_a_time
     def close(self) -> None:
         if self.owns_client:
             self.client.close()
