@@ -63,8 +63,11 @@ def mine_from_index(
     if len(positives) != n:
         raise ValueError(f"positives has {len(positives)} entries for {n} queries.")
     positive_ids = [_id_list(entry, query) for query, entry in enumerate(positives)]
-    # read even without margins: a positive id the index lacks is a wrong id, not "no positive"
-    positive = _positive_scores(index, queries, positive_ids)
+    positive = torch.full((n,), float("inf"))
+    if options.uses_positive_score:
+        positive = _positive_scores(index, queries, positive_ids)
+    else:  # a positive id the index lacks is a wrong id, not "no positive"
+        _check_stored(index, sorted(set().union(*positive_ids)))
     total = index.count()
     keys = random_keys(n, options, torch.device("cpu"), total)
     indices = torch.empty(n, options.num_negatives, dtype=torch.int64)
@@ -151,13 +154,24 @@ def _filtered(
     return raw.tolist(), ids
 
 
+def _stored_vectors(index: Any, ids: list[int]) -> np.ndarray:
+    """``index.vectors(ids)``; ``KeyError`` naming the first id the index does not hold."""
+    try:
+        return index.vectors(ids)
+    except ValueError as error:
+        raise KeyError(f"positive point ids not in the index: {error}") from None
+
+
+def _check_stored(index: Any, ids: list[int], chunk: int = 4096) -> None:
+    """``KeyError`` unless the index holds every id (read a chunk at a time, not kept)."""
+    for start in range(0, len(ids), chunk):
+        _stored_vectors(index, ids[start : start + chunk])
+
+
 def _positive_scores(index: Any, queries: Tensor, positive_ids: list[set]) -> Tensor:
     """Lowest score of each query's positives, their vectors read from the index."""
     wanted = sorted(set().union(*positive_ids))
-    try:
-        table = torch.as_tensor(index.vectors(wanted)) if wanted else None
-    except ValueError as error:
-        raise KeyError(f"positive point ids not in the index: {error}") from None
+    table = torch.as_tensor(_stored_vectors(index, wanted)) if wanted else None
     vectors = {point_id: table[row] for row, point_id in enumerate(wanted)}
     positive = torch.full((queries.shape[0],), float("inf"))
     for query, ids in enumerate(positive_ids):
