@@ -259,6 +259,46 @@ class OnnxSimilarityModel:
                 f"{str(err).strip()[:200]}); export the model again"
             ) from err
         self.inputs = [] if self.head_only else self._inputs(config, config_path)
+        self._check_graph(graph_path, config_path)
+
+    def _check_graph(self, graph_path: str, config_path: str) -> None:
+        """The graph's inputs and output width are the ones the config declares (a config
+        edited or mixed from two exports failed inside ONNX Runtime at the first encode, or
+        reported an ``output_size`` its vectors did not have).
+
+        Raises:
+            DamagedFileError: naming the config field and what the graph has.
+        """
+        if self.head_only:
+            declared = {layout.HEAD_INPUT: ("head_input_size", self.config["head_input_size"])}
+        else:
+            declared = {
+                layout.input_name(inputs.key, name): (f"encoders[{inputs.key}]", None)
+                for inputs in self.inputs
+                for name in inputs.names
+            }
+        graph_inputs = {node.name: node.shape for node in self.session.get_inputs()}
+        if set(graph_inputs) != set(declared):
+            raise DamagedFileError(
+                f"{config_path} does not match {graph_path}: the graph takes inputs "
+                f"{sorted(graph_inputs)}, the config describes {sorted(declared)}; the config "
+                "was edited or mixes two exports: export the model again"
+            )
+        checks = [(field, size, graph_inputs[name]) for name, (field, size) in declared.items()]
+        outputs = {node.name: node.shape for node in self.session.get_outputs()}
+        if layout.OUTPUT not in outputs:
+            raise DamagedFileError(
+                f"{graph_path} has no output {layout.OUTPUT!r} (it has {sorted(outputs)}): it "
+                "is not a graph of this export; export the model again"
+            )
+        checks.append(("output_size", self.config["output_size"], outputs[layout.OUTPUT]))
+        for field, size, shape in checks:
+            width = shape[-1] if shape else None
+            if size is not None and isinstance(width, int) and width != size:
+                raise DamagedFileError(
+                    f"{config_path} is damaged or was edited: field {field!r} is {size}, but "
+                    f"{graph_path} has width {width}; export the model again"
+                )
 
     @classmethod
     def load(

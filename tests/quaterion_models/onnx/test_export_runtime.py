@@ -323,6 +323,15 @@ def test_torch_servable_is_not_an_export(tmp_path):
         (lambda c: c["encoders"][0]["preprocessing"].update(max_length=None), "max_length"),
         (lambda c: c["encoders"][0]["preprocessing"].update(type="audio"), "type"),
         (lambda c: c["encoders"][0]["preprocessing"].update(inputs=["pixels"]), "inputs"),
+        # sizes and inputs the graph does not have: ONNX Runtime failed at the first encode,
+        # or output_size disagreed with the vectors
+        (lambda c: c.update(output_size=c["output_size"] + 1), "'output_size' is 33.*width 32"),
+        (lambda c: c.update(head_input_size=7, end_to_end=None), "'head_input_size' is 7"),
+        (
+            lambda c: c["encoders"][0]["preprocessing"].update(inputs=["input_ids"]),
+            r"graph takes inputs \[.*attention_mask.*\], the config describes",
+        ),
+        (lambda c: c.update(end_to_end=c["head"], head="model.onnx"), "the graph takes inputs"),
     ],
 )
 def test_damaged_export_config_names_the_field(exported, tmp_path, edit, match):
