@@ -94,7 +94,19 @@ class EmbeddedBackend(Backend):
         self._lock()
         info = read_metadata(self.path)
         if self.shard_path.is_dir():  # also a shard whose creation was cut short
-            self.shard = self._call(edge.EdgeShard.load, str(self.shard_path), self._config(info))
+            try:
+                self.shard = self._call(
+                    edge.EdgeShard.load, str(self.shard_path), self._config(info)
+                )
+            except Exception as err:
+                if "ncompatible config" not in str(err):
+                    raise
+                raise IndexConfigError(
+                    f"{self.location}: its shard does not match {METADATA_FILE} (distance "
+                    f"{info.distance!r}, size {info.dim}): {str(err).split(': ')[-1]}. The "
+                    f"{METADATA_FILE} was edited or comes from another index: restore it, or "
+                    "pass recreate=True to index again"
+                ) from err
         else:  # a crash between writing the metadata and creating the shard
             config = self._config(info, creating=True)
             self.shard = self._call(edge.EdgeShard.create, str(self.shard_path), config)

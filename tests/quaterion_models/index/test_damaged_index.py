@@ -45,6 +45,8 @@ def test_a_shard_whose_creation_was_cut_short_opens(tmp_path):
         "invalid json",
         "metadata of another program",
         "metadata missing a field",
+        "metadata of another distance",
+        "metadata of another size",
         "empty shard dir, no metadata",
     ],
 )
@@ -63,6 +65,15 @@ def test_recreate_replaces_a_damaged_embedded_index(tmp_path, damage):
         data = json.loads(metadata.read_text())
         del data["fingerprint"]
         metadata.write_text(json.dumps(data))
+    elif damage.startswith("metadata of another"):  # Qdrant Edge's own error escaped
+        data = json.loads(metadata.read_text())
+        if "distance" in damage:
+            data["distance"] = "dot_product"
+        else:
+            data["dim"] = 9
+        metadata.write_text(json.dumps(data))
+        with pytest.raises(IndexConfigError, match="shard does not match index.json"):
+            SimilarityIndex.open(make_model(), path=path)
     else:
         shutil.rmtree(path)
         (path / SHARD_DIR).mkdir(parents=True)
