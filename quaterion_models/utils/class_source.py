@@ -106,7 +106,8 @@ def check_class_source(module: str, qualname: str, config_path: str, field: str)
         raise WrongClassError(
             f"{where}, but {spec.origin} does not define it; refused without importing the "
             "module (it would run its code). The config was edited or is not a saved model: "
-            "save the model again"
+            "save the model again (a class your module creates at run time: import the module "
+            "before loading)"
         )
 
 
