@@ -190,4 +190,3 @@ def test_switch_encoder_and_switch_head_in_the_original_layout(tmp_path):
         value = torch.full((3,), 0.0 if key == "a" else 1.0)
         rows.append(value * torch.tanh(gates[key]))
     torch.testing.assert_close(model.encode(records, to_numpy=False), torch.stack(rows))
-

@@ -6,29 +6,20 @@ import pytest
 import torch
 from torch import nn
 
-from quaterion_models import SimilarityModel
-from quaterion_models.heads import (
-    EmptyHead,
-    GatedHead,
-    SequentialHead,
-    SkipConnectionHead,
-    SoftmaxEmbeddingsHead,
-    StackedProjectionHead,
-    WideningHead,
-)
+from quaterion_models import SimilarityModel, heads
 from quaterion_models.onnx import OnnxSimilarityModel
 from tests.quaterion_models.toy_encoders import StackEncoder
 
 D = 6
 
 HEADS = {
-    "empty": lambda: EmptyHead(D),
-    "gated": lambda: GatedHead(D, dropout=0.3),
-    "skip": lambda: SkipConnectionHead(D, dropout=0.1, skip_dropout=0.2, n_layers=2),
-    "softmax": lambda: SoftmaxEmbeddingsHead(2, 4, D, dropout=0.1),
-    "stacked": lambda: StackedProjectionHead(D, [9, 3], activation_fn="gelu", dropout=0.1),
-    "widening": lambda: WideningHead(D, expansion_factor=1.5, activation_fn="tanh"),
-    "sequential": lambda: SequentialHead(nn.Linear(D, 5), nn.LayerNorm(5), output_size=5),
+    "empty": lambda: heads.EmptyHead(D),
+    "gated": lambda: heads.GatedHead(D, dropout=0.3),
+    "skip": lambda: heads.SkipConnectionHead(D, dropout=0.1, skip_dropout=0.2, n_layers=2),
+    "softmax": lambda: heads.SoftmaxEmbeddingsHead(2, 4, D, dropout=0.1),
+    "stacked": lambda: heads.StackedProjectionHead(D, [9, 3], activation_fn="gelu", dropout=0.1),
+    "widening": lambda: heads.WideningHead(D, expansion_factor=1.5, activation_fn="tanh"),
+    "sequential": lambda: heads.SequentialHead(nn.Linear(D, 5), nn.LayerNorm(5), output_size=5),
 }
 
 
