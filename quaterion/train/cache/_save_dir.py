@@ -236,13 +236,8 @@ class SaveDirLock:
 
     def _held_here(self) -> bool:
         """Whether another lock object of this process holds this lock file now."""
-        mine = os.fstat(self._fd)
-        for other in list(_HELD):
-            if other is not self and other._fd is not None:
-                theirs = os.fstat(other._fd)
-                if (theirs.st_dev, theirs.st_ino) == (mine.st_dev, mine.st_ino):
-                    return True
-        return False
+        held = [lock._fd for lock in list(_HELD) if lock is not self and lock._fd is not None]
+        return any(os.path.samestat(os.fstat(self._fd), os.fstat(fd)) for fd in held)
 
     def _holder(self) -> str:
         with open(self.path) as file:
@@ -287,11 +282,9 @@ class SaveDirLock:
         """Drop the lock (and the record of a writer)."""
         if self._fd is None:
             return
-        try:
-            if fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB) is None:
-                os.ftruncate(self._fd, 0)  # we held it alone: nobody else reads a stale name
-        except OSError:
-            pass
+        with contextlib.suppress(OSError):  # another process holds it: its record stays
+            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            os.ftruncate(self._fd, 0)  # we held it alone: nobody else reads a stale name
         _HELD.discard(self)
         os.close(self._fd)
         self._fd = None

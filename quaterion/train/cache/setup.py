@@ -224,9 +224,8 @@ def cache_loaders(
     if not cache_encoders:
         return CachedLoaders(train_dataloader, val_dataloader)
     loaders = _loaders(train_dataloader, val_dataloader)
-    extractors = cache_config.key_extractors
-    if callable(extractors):
-        extractors = {name: extractors for name in cache_encoders}
+    extractors = cache_config.key_extractors  # one callable: for every cached encoder
+    extractors = dict.fromkeys(cache_encoders, extractors) if callable(extractors) else extractors
     layouts = store_layouts(loaders)  # what the cache needs of the loaders' layout, once
     run = CacheRun(trainer, encoders, cache_encoders, loaders, layouts, extractors, cache_config)
     if cache_config.views > 1 and not (run.full and layouts["train"]):
@@ -267,7 +266,7 @@ def _load_or_fill(
     tidy = lock is not None  # the lock holder removes what killed runs left
     load = partial(persist.try_load, save_dir, stores, expected, current, verify, tidy)
     seen = persist.current_generation(save_dir) if save_dir else None
-    splits = _agreed_load(load if save_dir else _nothing, save_dir)
+    splits = _agreed_load(load if save_dir else lambda: None, save_dir)
     _same_cache_as_rank_zero(trainer, save_dir, splits is not None)
     if splits is not None:
         return splits
@@ -281,7 +280,7 @@ def _load_or_fill(
     if any(distributed.gather_objects(changed)):
         # another job wrote a cache while this one waited: reuse it if it fits (two jobs
         # racing for the lock never both fill)
-        _on_every_rank(lock.shared if lock is not None and not taken else _nothing)
+        _on_every_rank(lock.shared if lock and not taken else None)
         logger.info("Another process wrote the encoder cache in %s meanwhile: trying it", save_dir)
         splits = _agreed_load(load, save_dir)
         if splits is not None:
@@ -319,9 +318,9 @@ def _held_save_dir(
         save_dir = _on_every_rank(partial(_save_dir.prepare, save_dir))
         lock = _save_dir.open_lock(save_dir) if trainer.local_rank == 0 else None
     try:
-        _on_every_rank(lock.shared if lock is not None else _nothing)
+        _on_every_rank(lock and lock.shared)
         yield save_dir, lock
-        _on_every_rank(lock.shared if lock is not None else _nothing)  # a writer's hold ends
+        _on_every_rank(lock and lock.shared)  # a writer's hold ends
     except BaseException:
         if lock is not None:
             lock.release()
@@ -384,27 +383,23 @@ def _lock_every_copy(
     recognised by rank 0's record and covered by its lock). An error on any rank (e.g.
     another job holding a node's copy) is raised on every rank. ``False`` on every rank,
     nothing held, when rank 0 stopped waiting because ``moved()`` turned true."""
-    _on_every_rank(lock.unlock if lock is not None else _nothing)  # no shared hold left
+    _on_every_rank(lock and lock.unlock)  # no shared hold left
     rank_zero = trainer.global_rank == 0 and lock is not None
     record = _on_every_rank(partial(lock.exclusive, moved) if rank_zero else str)
     record = distributed.broadcast_from_rank_zero(record)
     if record is None:
         return False
     beside = trainer.global_rank != 0 and lock is not None and record != ""
-    _on_every_rank(partial(lock.exclusive_beside, record) if beside else _nothing)
+    _on_every_rank(partial(lock.exclusive_beside, record) if beside else None)
     return True
 
 
-def _nothing() -> None:
-    return None
-
-
-def _on_every_rank(function: Callable[[], T]) -> T:
-    """``function()`` in a :func:`~quaterion.distributed.fail_together` block: an error it
-    raises on any rank is raised on every rank, so no rank goes on to wait in a collective
-    for one that stopped."""
+def _on_every_rank(function: Optional[Callable[[], T]]) -> Optional[T]:
+    """``function()`` (``None``: nothing) in a :func:`~quaterion.distributed.fail_together`
+    block: an error it raises on any rank is raised on every rank, so no rank goes on to wait
+    in a collective for one that stopped."""
     with distributed.fail_together("The encoder cache set-up"):
-        return function()
+        return function() if function is not None else None
 
 
 def _loaders(train: SimilarityDataLoader, val: Optional[SimilarityDataLoader]) -> Loaders:
