@@ -150,7 +150,8 @@ def _join(parts: List[dict], size: int) -> Optional[CachedSplit]:
 
 def fill_cache(run: CacheRun) -> Dict[str, Optional[CachedSplit]]:
     """Encode every distinct object of ``run``'s loaders once per view (:meth:`CacheRun.views`),
-    keyed by the sample ids or the run's key extractors; split -> its :class:`CachedSplit`.
+    keyed by the sample ids or the run's key extractors, into emptied stores; split -> its
+    :class:`CachedSplit`.
 
     A split is ``None`` for a loader whose batches cannot come from the store (no layout).
     The random state is the same afterwards as before, so a cached run draws the same
@@ -180,8 +181,16 @@ def fill_cache(run: CacheRun) -> Dict[str, Optional[CachedSplit]]:
             dataset = ViewDataset(dl.dataset, view) if count > 1 else dl.dataset
             dataset = StackDataset(range(len(dl.dataset)), dataset) if kept else dataset
             fill_loaders.append(fill_loader(dl, run.config, collate, dataset))
+    for store in run.stores.values():
+        store.reset_cache()
     model = CacheModel(run.stores, sizes)
     with isolate_rng(), warnings.catch_warnings():
         warnings.filterwarnings("ignore", FEW_WORKERS_WARNING, PossibleUserWarning)
         run.trainer.predict(model, fill_loaders, return_predictions=False)
+    if not all(store.is_filled() for store in run.stores.values()):
+        raise RuntimeError(
+            "The cache fill ran in processes whose results this one cannot see (e.g. "
+            "strategy='ddp_spawn' or a notebook launcher): use strategy='ddp' (Lightning "
+            "starts the ranks as scripts) or torchrun, or configure_caches() -> None"
+        )
     return {split: model.splits.get(index) for split, index in first.items()}

@@ -254,30 +254,32 @@ def _load_or_fill(
     """The splits of a persisted cache that matches ``run``, or of a new fill (saved in
     ``save_dir`` when set, under the exclusive lock rank 0 holds); ``(save_dir, lock)`` of
     :func:`_held_save_dir`."""
+    if not save_dir:
+        return fill_cache(run)
     trainer, config, stores = run.trainer, run.config, run.stores
     content = {n: e.wrapped_encoder.get_collate_fn() for n, e in stores.items()}
     content = content if config.verify_content else None
-    filled_splits: Dict[str, object] = {}
-    current = split_fingerprints(run.loaders, run.layouts, config, content, filled_splits)
-    expected = None
-    if save_dir:
-        expected = expected_manifest(stores, run.loaders, run.key_extractors, config.views)
+    filled: Dict[str, object] = {}  # the fill's splits, once there are: no second data pass
+    current = split_fingerprints(run.loaders, run.layouts, config, content, filled)
+    expected = expected_manifest(stores, run.loaders, run.key_extractors, config.views)
     verify = config.verify_checksums
     tidy = lock is not None  # the lock holder removes what killed runs left
     load = partial(persist.try_load, save_dir, stores, expected, current, verify, tidy)
-    seen = persist.current_generation(save_dir) if save_dir else None
-    splits = _agreed_load(load if save_dir else lambda: None, save_dir)
+    seen = persist.current_generation(save_dir)
+    splits = _agreed_load(load, save_dir)
     _same_cache_as_rank_zero(trainer, save_dir, splits is not None)
     if splits is not None:
         return splits
-    if save_dir:  # before anything is encoded
-        why = "no cache there matches this run, so it would be filled and written"
-        _on_every_rank(partial(_save_dir.require_writable, save_dir, why))
+    why = "no cache there matches this run, so it would be filled and written"
+    _on_every_rank(partial(_save_dir.require_writable, save_dir, why))  # before any encoding
+
+    def moved() -> bool:
+        return persist.current_generation(save_dir) != seen
+
     # another job may be writing this save_dir: wait for its lock, or (``taken`` false) stop
     # waiting once it switched to a new cache, which a fit of it holds
-    taken = _lock_every_copy(trainer, lock, lambda: persist.current_generation(save_dir) != seen)
-    changed = bool(save_dir) and persist.current_generation(save_dir) != seen
-    if any(distributed.gather_objects(changed)):
+    taken = _lock_every_copy(trainer, lock, moved)
+    if any(distributed.gather_objects(moved())):
         # another job wrote a cache while this one waited: reuse it if it fits (two jobs
         # racing for the lock never both fill)
         _on_every_rank(lock.shared if lock and not taken else None)
@@ -287,19 +289,9 @@ def _load_or_fill(
             return splits
         if not taken:
             _lock_every_copy(trainer, lock)
-    for enc in stores.values():
-        enc.reset_cache()
-    splits = fill_cache(run)
-    if not all(enc.is_filled() for enc in stores.values()):
-        raise RuntimeError(
-            "The cache fill ran in processes whose results this one cannot see (e.g. "
-            "strategy='ddp_spawn' or a notebook launcher): use strategy='ddp' (Lightning "
-            "starts the ranks as scripts) or torchrun, or configure_caches() -> None"
-        )
-    filled_splits.update(splits)
-    if save_dir:
-        write = partial(persist.save, save_dir, stores, splits, expected, current)
-        persist.save_per_filesystem(trainer, save_dir, write)
+    filled.update(splits := fill_cache(run))
+    write = partial(persist.save, save_dir, stores, splits, expected, current)
+    persist.save_per_filesystem(trainer, save_dir, write)
     return splits
 
 
@@ -347,14 +339,14 @@ def _agreed_load(load: Callable[[], Optional[dict]], save_dir: Optional[str]) ->
     return None
 
 
-def _same_cache_as_rank_zero(trainer: pl.Trainer, save_dir: Optional[str], loaded: bool) -> None:
+def _same_cache_as_rank_zero(trainer: pl.Trainer, save_dir: str, loaded: bool) -> None:
     """Under Lightning's own launcher rank 0 sets its cache up alone, before ``trainer.fit``
     starts the other ranks (which inherit its environment): rank 0 records the generation it
     loaded there (with its process id: only the ranks it starts itself check it, never a
     later job that inherits its environment), and a rank that then finds another one, or none
     it can load, stops with an error (filling alone, it would wait forever for ranks that
     train)."""
-    if not save_dir or trainer.world_size == 1 or distributed.world_size() > 1:
+    if trainer.world_size == 1 or distributed.world_size() > 1:
         return
     generation = f"{save_dir}/{persist.current_generation(save_dir)}" if loaded else None
     if "LOCAL_RANK" not in os.environ:  # rank 0, before the launcher starts the others
