@@ -41,17 +41,12 @@ def check_store_class(store_class: Type[CacheStore], kind: str) -> Type[CacheSto
             f"The {where} in quaterion.train.cache.STORES is not a CacheStore subclass; "
             "subclass CacheStore or InMemoryStore"
         )
-    missing = [
-        name
-        for name in REQUIRED_METHODS
-        if inspect.getattr_static(store_class, name) is inspect.getattr_static(CacheStore, name)
-    ]
-    builds = (
-        inspect.getattr_static(store_class, "from_config")
-        is not inspect.getattr_static(CacheStore, "from_config")
-        or store_class.__init__ is not CacheEncoder.__init__
-    )
-    if not builds:
+
+    def inherited(name: str) -> bool:  # the base's stub: not defined by the kind itself
+        return inspect.getattr_static(store_class, name) is inspect.getattr_static(CacheStore, name)
+
+    missing = [name for name in REQUIRED_METHODS if inherited(name)]
+    if inherited("from_config") and inherited("__init__"):
         missing.insert(0, "__init__(encoder, cache_type, dtype, name) or from_config")
     if missing:
         raise TypeError(
