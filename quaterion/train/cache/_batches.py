@@ -273,11 +273,9 @@ def served_loader(loader: SimilarityDataLoader, rows: CachedRows) -> DataLoader:
     sampler's, as ``loader``'s is.
     """
     if type(loader.batch_sampler) is BatchSampler:  # plain batching: Lightning can shard it
-        batching = {
-            "sampler": loader.sampler,
-            "batch_size": loader.batch_size,
-            "drop_last": loader.drop_last,
-        }
+        batching = dict(
+            sampler=loader.sampler, batch_size=loader.batch_size, drop_last=loader.drop_last
+        )
     else:
         batching = {"batch_sampler": loader.batch_sampler}
     return ServedLoader(
