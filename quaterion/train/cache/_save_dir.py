@@ -174,9 +174,8 @@ class SaveDirLock:
     def __init__(self, save_dir: str, wait_s: Optional[float] = None):
         self.path = os.path.join(save_dir, LOCK)
         self.wait_s = LOCK_WAIT_S if wait_s is None else wait_s
-        self._fd: Optional[int] = None
         try:
-            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
+            self._fd: Optional[int] = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
         except PermissionError:  # read-only here: shared holds only (flock needs no write)
             self._fd = os.open(self.path, os.O_RDONLY)
 

@@ -218,15 +218,15 @@ class InMemoryStore(CacheStore):
         """Under DDP: take in every rank's keys and meta (rank order, the first rank to hold
         a key wins); returns, per rank, which of its rows to keep (in the new row order) and
         how many rows it held."""
-        keys = sorted(self._offset_map, key=self._offset_map.__getitem__)
-        parts = distributed.gather_objects((keys, dict(self._meta_cache), self._out_dtype))
+        mine = sorted(self._offset_map, key=self._offset_map.__getitem__)  # in row order
+        parts = distributed.gather_objects((mine, dict(self._meta_cache), self._out_dtype))
         self._out_dtype = next((dtype for *_, dtype in parts if dtype is not None), None)
         self._offset_map, self._meta_cache = {}, MetaStore()
         keeps = [
             _add_keys(self._offset_map, self._meta_cache, keys, [meta.get(k) for k in keys])
             for keys, meta, _ in parts
         ]
-        return keeps, [len(rank_keys) for rank_keys, _, _ in parts]
+        return keeps, [len(keys) for keys, _, _ in parts]
 
     def state(self) -> Dict[str, object]:
         """``{"embeddings": (N, d) CPU tensor, "offsets": {key: row}, "meta": {key: dict},
