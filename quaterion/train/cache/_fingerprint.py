@@ -306,21 +306,6 @@ def expected_manifest(
     return {**manifest, "views": views} if views > 1 else manifest
 
 
-def fingerprint(
-    labels: str,
-    content: Optional[Dict[str, str]] = None,
-    batch_size: Optional[int] = None,
-    sample: Optional[str] = None,
-) -> Dict[str, Any]:
-    """The manifest record of one split's data."""
-    return {
-        "labels_sha256": labels,
-        "sample_sha256": sample,
-        "content_sha256": content or None,
-        "content_batch_size": batch_size if content else None,
-    }
-
-
 def split_fingerprints(
     loaders: Dict[str, SimilarityDataLoader],
     layouts: Dict[str, Optional[type]],
@@ -328,24 +313,31 @@ def split_fingerprints(
     content: Optional[Dict[str, Any]],
     splits: dict,
 ) -> Callable[[str], Dict[str, Any]]:
-    """``split -> manifest record`` of its data (see :func:`fingerprint`), each read and
-    hashed once, on first ask, and remembered: the content sample; ids and labels from its
-    entry in ``splits`` when there is one and no ``content`` hash is asked for (encoder name
-    -> the wrapped encoder's collate), else from the data pass (:func:`_data_pass`;
-    ``layouts`` of the set-up, ``config``'s batches), which then also hashes every
-    encoder's collated inputs."""
+    """``split -> manifest record`` of its data (``labels_sha256``, ``sample_sha256``,
+    ``content_sha256``, ``content_batch_size``), each part read and hashed once, on first ask,
+    and remembered: the content sample; ids and labels from its entry in ``splits`` when
+    there is one and no ``content`` hash is asked for (encoder name -> the wrapped encoder's
+    collate), else from the data pass (:func:`_data_pass`; ``layouts`` of the set-up,
+    ``config``'s batches), which then also hashes every encoder's collated inputs."""
     collates = content or {}
     sample = functools.cache(lambda split: content_sample(loaders[split].dataset))
 
     @functools.cache
     def data_pass(split: str) -> tuple:
         ids, labels, hashes, size = _data_pass(loaders[split], layouts[split], config, collates)
-        return sha256([ids, labels]), hashes, size
+        return sha256([ids, labels]), hashes or None, size if hashes else None
 
     def record(split: str) -> dict:
         cached = None if content else splits.get(split)
         if cached is not None:
-            return fingerprint(sha256([cached.ids, cached.columns]), sample=sample(split))
-        return fingerprint(*data_pass(split), sample(split))
+            labels, hashes, size = sha256([cached.ids, cached.columns]), None, None
+        else:
+            labels, hashes, size = data_pass(split)
+        return {
+            "labels_sha256": labels,
+            "sample_sha256": sample(split),
+            "content_sha256": hashes,  # verify_content: each encoder's collated inputs
+            "content_batch_size": size,
+        }
 
     return record

@@ -88,6 +88,11 @@ def apply_cache_config(
     return {name: wrap_encoder(enc, cache_config, name) for name, enc in encoders.items()}
 
 
+def cached_encoders(encoders: Dict[str, Encoder]) -> Dict[str, CacheEncoder]:
+    """The :class:`CacheEncoder` entries of ``encoders``."""
+    return {name: enc for name, enc in encoders.items() if isinstance(enc, CacheEncoder)}
+
+
 def unwrap_encoders(encoders: Dict[str, Encoder]) -> Dict[str, Encoder]:
     """New dict with every :class:`CacheEncoder` replaced by its wrapped encoder."""
     return {
@@ -101,11 +106,7 @@ def encoders_persisted(dir_path: Optional[str], encoders: Dict[str, Encoder]) ->
     if not dir_path:
         return False
     root = persist.encoders_cache_path(dir_path)
-    return all(
-        os.path.isfile(os.path.join(root, name))
-        for name, enc in encoders.items()
-        if isinstance(enc, CacheEncoder)
-    )
+    return all(os.path.isfile(os.path.join(root, name)) for name in cached_encoders(encoders))
 
 
 def save_cache(
@@ -118,7 +119,7 @@ def save_cache(
     (recording the key extractors of the cache set-up's collator on ``train_dataloader``)."""
     if not dir_path:
         return
-    cache_encoders = {n: e for n, e in encoders.items() if isinstance(e, CacheEncoder)}
+    cache_encoders = cached_encoders(encoders)
     loaders = _loaders(train_dataloader, val_dataloader)
     # the keys the cache was filled with: those of the set-up's collator on the loader
     extractors = getattr(train_dataloader.collate_fn, "key_extractors", None) or {}
@@ -148,7 +149,7 @@ def load_cache(
     """Load the files of :func:`save_cache` without re-checking the manifest (holding the
     directory's lock shared: a writer in another process waits)."""
     root = persist.encoders_cache_path(dir_path)
-    cache_encoders = {n: e for n, e in encoders.items() if isinstance(e, CacheEncoder)}
+    cache_encoders = cached_encoders(encoders)
     with _save_dir.shared_hold(dir_path):
         for name, enc in cache_encoders.items():
             path = os.path.join(root, name)
@@ -220,7 +221,7 @@ def cache_loaders(
     With no encoder cached the loaders are left as they are (``TrainableModel.cache_loaders``
     gave them the model's plain collate before).
     """
-    cache_encoders = {n: e for n, e in encoders.items() if isinstance(e, CacheEncoder)}
+    cache_encoders = cached_encoders(encoders)
     if not cache_encoders:
         return CachedLoaders(train_dataloader, val_dataloader)
     loaders = _loaders(train_dataloader, val_dataloader)
