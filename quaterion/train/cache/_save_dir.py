@@ -57,9 +57,8 @@ def foreign_entries(root: str) -> List[str]:
     """Entries of ``root`` the cache did not create (all of them count in a directory without
     the mark, only misshapen layout names in a marked one)."""
     entries = sorted(os.listdir(root))
-    if MARK in entries:
-        return [entry for entry in entries if entry in OWN_NAMES and not _ours(root, entry)]
-    return [entry for entry in entries if not _ours(root, entry)]
+    checked = [entry for entry in entries if entry in OWN_NAMES] if MARK in entries else entries
+    return [entry for entry in checked if not _ours(root, entry)]
 
 
 def prepare(save_dir: str) -> str:
@@ -138,10 +137,9 @@ def open_lock(save_dir: str) -> "Optional[SaveDirLock]":
     path = os.path.join(save_dir, LOCK)
     if not os.path.isfile(path) or os.path.islink(path):
         return None
-    try:
+    with contextlib.suppress(OSError):
         return SaveDirLock(save_dir)
-    except OSError:
-        return None
+    return None
 
 
 @contextlib.contextmanager
