@@ -290,7 +290,8 @@ def _load_or_fill(
             return splits
         if not taken:
             _lock_every_copy(trainer, lock)
-    filled.update(splits := fill_cache(run))
+    splits = fill_cache(run)
+    filled.update(splits)  # what the manifest records of the data comes from the fill
     write = partial(persist.save, save_dir, stores, splits, expected, current)
     persist.save_per_filesystem(trainer, save_dir, write)
     return splits
