@@ -25,7 +25,7 @@ from torch.utils.data import DataLoader, Dataset
 from quaterion.dataset.label_cache_dataset import labels_only
 from quaterion.dataset.similarity_data_loader import SimilarityDataLoader
 from quaterion.train.cache._batches import CachedSplit
-from quaterion.train.cache._views import ViewDataset
+from quaterion.train.cache._views import ViewDataset, seeded_int
 from quaterion.train.cache._callable_fingerprint import ADDRESS, callable_fingerprint
 from quaterion.train.cache.cache_config import CacheConfig, CacheType
 from quaterion.train.cache.cache_encoder import CacheEncoder
@@ -80,12 +80,9 @@ def sample_positions(length: int, size: int = SAMPLE_SIZE) -> List[int]:
     machine and run)."""
     if length <= size:
         return list(range(length))
-    positions = []
-    for k in range(size):
-        start, stop = k * length // size, (k + 1) * length // size
-        seeded = hashlib.sha256(f"{SAMPLE_SEED}:{k}".encode()).digest()
-        positions.append(start + int.from_bytes(seeded[:8], "little") % (stop - start))
-    return positions
+    bounds = [k * length // size for k in range(size + 1)]  # stride k: bounds[k] to bounds[k+1]
+    offsets = [seeded_int(SAMPLE_SEED, k, nbytes=8) for k in range(size)]
+    return [bounds[k] + offsets[k] % (bounds[k + 1] - bounds[k]) for k in range(size)]
 
 
 def sample_items(dataset: Any) -> Iterator[Any]:
