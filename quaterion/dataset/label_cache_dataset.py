@@ -50,12 +50,7 @@ def labels_to_plain(ids: List[Any], samples: List[Any]) -> Dict[str, Any]:
     unknown = sorted(set(kinds) - set(_SAMPLE_CLASSES) - {""})
     if unknown:
         raise TypeError(f"cannot store the labels of a {unknown[0]}")
-    values = [
-        {f.name: _plain(getattr(sample, f.name)) for f in fields(sample)}
-        if sample is not None
-        else {}
-        for sample in samples
-    ]
+    values = [{f.name: _plain(getattr(s, f.name)) for f in fields(s)} if s else {} for s in samples]
     return {"ids": list(ids), "kinds": kinds, "values": values}
 
 

@@ -116,13 +116,12 @@ class CacheTrainCollator(TrainCollator):
             return keys
         if self.mode == CacheMode.FILL:
             seen = self.seen_keys[encoder_name]
-            unseen_keys, unseen_features = [], []
+            unseen = {}  # key -> its first object in the batch
             for key, obj in zip(keys, features):
                 if key not in seen:
-                    seen.add(key)
-                    unseen_keys.append(key)
-                    unseen_features.append(obj)
-            return unseen_keys, unseen_features
+                    unseen.setdefault(key, obj)
+            seen.update(unseen)
+            return list(unseen), list(unseen.values())
         raise NotImplementedError(f"Cache mode {self.mode} is not implemented")
 
     def process_meta(self, meta: Dict[str, List[dict]]) -> Any:
@@ -273,11 +272,9 @@ def served_loader(loader: SimilarityDataLoader, rows: CachedRows) -> DataLoader:
     sampler's, as ``loader``'s is.
     """
     if type(loader.batch_sampler) is BatchSampler:  # plain batching: Lightning can shard it
-        batching = {
-            "sampler": loader.sampler,
-            "batch_size": loader.batch_size,
-            "drop_last": loader.drop_last,
-        }
+        batching = dict(
+            sampler=loader.sampler, batch_size=loader.batch_size, drop_last=loader.drop_last
+        )
     else:
         batching = {"batch_sampler": loader.batch_sampler}
     return ServedLoader(

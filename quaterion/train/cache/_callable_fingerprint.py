@@ -10,6 +10,7 @@ and arrays by their bytes; any other value only by its type. Classes and built-i
 identified by their import path.
 """
 
+import contextlib
 import enum
 import functools
 import hashlib
@@ -45,7 +46,10 @@ def _globals_read(function: types.FunctionType) -> dict:
 
 
 def _function(function: types.FunctionType, seen: Set[int]) -> str:
-    cells = [cell.cell_contents for cell in function.__closure__ or () if _filled(cell)]
+    cells = []
+    for cell in function.__closure__ or ():
+        with contextlib.suppress(ValueError):  # an empty cell has no contents
+            cells.append(cell.cell_contents)
     used = {
         name: value
         for name, value in _globals_read(function).items()
@@ -59,14 +63,6 @@ def _function(function: types.FunctionType, seen: Set[int]) -> str:
         _value(used, seen),
     ]
     return "function(" + ";".join(parts) + ")"
-
-
-def _filled(cell) -> bool:
-    try:
-        _ = cell.cell_contents
-    except ValueError:  # an empty cell
-        return False
-    return True
 
 
 def _object(obj: Any, seen: Set[int]) -> str:
@@ -98,9 +94,8 @@ def _value(value: Any, seen: Set[int]) -> str:  # noqa: C901 (one branch per kin
         data = np.ascontiguousarray(array)
         return f"array({data.dtype.str};{data.shape};{hashlib.sha256(data.tobytes()).hexdigest()})"
     if isinstance(value, functools.partial):
-        return f"partial({_value(value.func, seen)};{_value(value.args, seen)};" + (
-            f"{_value(value.keywords, seen)})"
-        )
+        parts = (value.func, value.args, value.keywords)
+        return "partial(" + ";".join(_value(part, seen) for part in parts) + ")"
     if isinstance(value, types.MethodType):
         return f"method({_value(value.__func__, seen)};{_value(value.__self__, seen)})"
     if isinstance(value, types.FunctionType):

@@ -10,6 +10,7 @@ the content of every object needs that read plus the encoders' collate of every 
 """
 
 import dataclasses
+import functools
 import hashlib
 import itertools
 import json
@@ -24,7 +25,7 @@ from torch.utils.data import DataLoader, Dataset
 from quaterion.dataset.label_cache_dataset import labels_only
 from quaterion.dataset.similarity_data_loader import SimilarityDataLoader
 from quaterion.train.cache._batches import CachedSplit
-from quaterion.train.cache._views import ViewDataset
+from quaterion.train.cache._views import ViewDataset, seeded_int
 from quaterion.train.cache._callable_fingerprint import ADDRESS, callable_fingerprint
 from quaterion.train.cache.cache_config import CacheConfig, CacheType
 from quaterion.train.cache.cache_encoder import CacheEncoder
@@ -79,12 +80,9 @@ def sample_positions(length: int, size: int = SAMPLE_SIZE) -> List[int]:
     machine and run)."""
     if length <= size:
         return list(range(length))
-    positions = []
-    for k in range(size):
-        start, stop = k * length // size, (k + 1) * length // size
-        seeded = hashlib.sha256(f"{SAMPLE_SEED}:{k}".encode()).digest()
-        positions.append(start + int.from_bytes(seeded[:8], "little") % (stop - start))
-    return positions
+    bounds = [k * length // size for k in range(size + 1)]  # stride k: bounds[k] to bounds[k+1]
+    offsets = [seeded_int(SAMPLE_SEED, k, nbytes=8) for k in range(size)]
+    return [bounds[k] + offsets[k] % (bounds[k + 1] - bounds[k]) for k in range(size)]
 
 
 def sample_items(dataset: Any) -> Iterator[Any]:
@@ -97,29 +95,21 @@ def sample_items(dataset: Any) -> Iterator[Any]:
     return (seeded[position] for position in sample_positions(len(dataset)))
 
 
-class _Pass:
-    """Collate of the data pass, one ordered read of ``loader.dataset`` in fill batches
-    (:func:`fill_loader`): each batch as ids, labels (``layout.label_columns`` for a loader
-    served from the store, else the label-only samples) and every encoder's collate of the
-    inputs (``collates``: name -> collate)."""
-
-    def __init__(
-        self, loader: SimilarityDataLoader, collates: Dict[str, Any], layout: Optional[type]
-    ):
-        self.pre_collate_fn = loader.original_params["collate_fn"]
-        self.layout = layout
-        self.collates = collates
-
-    def __call__(self, batch):
-        ids = np.array([item[0] for item in batch], dtype=np.uint64)
-        if self.layout is not None:
-            _, features, labels = self.pre_collate_fn(batch)
-            labels = self.layout.label_columns(labels)
-        else:  # other layouts: the label-only samples themselves
-            labels = [repr(labels_only(item[1])) for item in batch]
-            features = self.pre_collate_fn(batch)[1] if self.collates else None
-        inputs = {name: collate(features) for name, collate in self.collates.items()}
-        return ids, labels, inputs
+def _pass_batch(
+    pre_collate_fn: Callable, collates: Dict[str, Any], layout: Optional[type], batch: List[Any]
+) -> tuple:
+    """Collate of the data pass (:func:`_data_pass`): a batch as ids, labels
+    (``layout.label_columns`` for a loader served from the store, else the label-only
+    samples) and every encoder's collate of the inputs (``collates``: name -> collate)."""
+    ids = np.array([item[0] for item in batch], dtype=np.uint64)
+    if layout is not None:
+        _, features, labels = pre_collate_fn(batch)
+        labels = layout.label_columns(labels)
+    else:  # other layouts: the label-only samples themselves
+        labels = [repr(labels_only(item[1])) for item in batch]
+        features = pre_collate_fn(batch)[1] if collates else None
+    inputs = {name: collate(features) for name, collate in collates.items()}
+    return ids, labels, inputs
 
 
 def _feed_items(digest, value: Any, feed) -> bool:
@@ -221,10 +211,15 @@ def sha256(value: Any) -> str:
     return digest.hexdigest()
 
 
-def _hash_pass(batches: DataLoader, collates: Dict[str, Any]) -> tuple:
-    """Ids, labels (label columns for a loader served from the store, else the label-only
-    samples) and the hash of each encoder's collated inputs, from the batches of a
-    :class:`_Pass`."""
+def _data_pass(
+    loader: SimilarityDataLoader, layout: Optional[type], config: CacheConfig, collates: dict
+) -> tuple:
+    """One ordered read of ``loader.dataset`` in fill batches (:func:`fill_loader` under
+    ``config``): ids, labels (label columns for a loader served from the store, else the
+    label-only samples), the hash of each encoder's collated inputs (``collates``: name ->
+    collate) and the batch size."""
+    collate = functools.partial(_pass_batch, loader.original_params["collate_fn"], collates, layout)
+    batches = fill_loader(loader, config, collate)
     ids, labels = [], []
     digests = {name: hashlib.sha256() for name in collates}
     with isolate_rng():  # iterating a DataLoader draws a seed from the global generator
@@ -239,7 +234,7 @@ def _hash_pass(batches: DataLoader, collates: Dict[str, Any]) -> tuple:
     else:
         labels = [record for batch in labels for record in batch]
     ids = np.concatenate(ids) if ids else np.zeros(0, dtype=np.uint64)
-    return ids, labels, content
+    return ids, labels, content, batches.batch_size
 
 
 def read_split(loader: SimilarityDataLoader, layout: Optional[type]) -> Optional[CachedSplit]:
@@ -247,7 +242,7 @@ def read_split(loader: SimilarityDataLoader, layout: Optional[type]) -> Optional
     ``None`` for a loader whose batches cannot come from the store (``layout`` is ``None``)."""
     if layout is None:
         return None
-    ids, columns, _ = _hash_pass(fill_loader(loader, CacheConfig(), _Pass(loader, {}, layout)), {})
+    ids, columns, _, _ = _data_pass(loader, layout, CacheConfig(), {})
     return CachedSplit(ids, columns if isinstance(columns, dict) else {})
 
 
@@ -308,50 +303,38 @@ def expected_manifest(
     return {**manifest, "views": views} if views > 1 else manifest
 
 
-def fingerprint(
-    labels: str,
-    content: Optional[Dict[str, str]] = None,
-    batch_size: Optional[int] = None,
-    sample: Optional[str] = None,
-) -> Dict[str, Any]:
-    """The manifest record of one split's data."""
-    return {
-        "labels_sha256": labels,
-        "sample_sha256": sample,
-        "content_sha256": content or None,
-        "content_batch_size": batch_size if content else None,
-    }
-
-
 def split_fingerprints(
     loaders: Dict[str, SimilarityDataLoader],
     layouts: Dict[str, Optional[type]],
-    cache_config: CacheConfig,
+    config: CacheConfig,
     content: Optional[Dict[str, Any]],
     splits: dict,
 ) -> Callable[[str], Dict[str, Any]]:
-    """``split -> manifest record`` of its data (see :func:`fingerprint`), each read and
-    hashed once, on first ask, and remembered: the content sample; ids and labels from its
-    entry in ``splits`` when there is one and no ``content`` hash is asked for (encoder name
-    -> the wrapped encoder's collate), else from the data pass (:class:`_Pass`; ``layouts`` of the
-    set-up, ``cache_config``'s batches), which then also hashes every encoder's collated
-    inputs."""
-    samples: Dict[str, str] = {}
-    passes: Dict[str, tuple] = {}
+    """``split -> manifest record`` of its data (``labels_sha256``, ``sample_sha256``,
+    ``content_sha256``, ``content_batch_size``), each part read and hashed once, on first ask,
+    and remembered: the content sample; ids and labels from its entry in ``splits`` when
+    there is one and no ``content`` hash is asked for (encoder name -> the wrapped encoder's
+    collate), else from the data pass (:func:`_data_pass`; ``layouts`` of the set-up,
+    ``config``'s batches), which then also hashes every encoder's collated inputs."""
+    collates = content or {}
+    sample = functools.cache(lambda split: content_sample(loaders[split].dataset))
+
+    @functools.cache
+    def data_pass(split: str) -> tuple:
+        ids, labels, hashes, size = _data_pass(loaders[split], layouts[split], config, collates)
+        return sha256([ids, labels]), hashes or None, size if hashes else None
 
     def record(split: str) -> dict:
-        loader = loaders[split]
-        if split not in samples:
-            samples[split] = content_sample(loader.dataset)
         cached = None if content else splits.get(split)
         if cached is not None:
-            return fingerprint(sha256([cached.ids, cached.columns]), sample=samples[split])
-        if split not in passes:
-            batches = fill_loader(
-                loader, cache_config, _Pass(loader, content or {}, layouts[split])
-            )
-            ids, labels, hashes = _hash_pass(batches, content or {})
-            passes[split] = (sha256([ids, labels]), hashes, batches.batch_size)
-        return fingerprint(*passes[split], samples[split])
+            labels, hashes, size = sha256([cached.ids, cached.columns]), None, None
+        else:
+            labels, hashes, size = data_pass(split)
+        return {
+            "labels_sha256": labels,
+            "sample_sha256": sample(split),
+            "content_sha256": hashes,  # verify_content: each encoder's collated inputs
+            "content_batch_size": size,
+        }
 
     return record

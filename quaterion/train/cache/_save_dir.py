@@ -57,9 +57,8 @@ def foreign_entries(root: str) -> List[str]:
     """Entries of ``root`` the cache did not create (all of them count in a directory without
     the mark, only misshapen layout names in a marked one)."""
     entries = sorted(os.listdir(root))
-    if MARK in entries:
-        return [entry for entry in entries if entry in OWN_NAMES and not _ours(root, entry)]
-    return [entry for entry in entries if not _ours(root, entry)]
+    checked = [entry for entry in entries if entry in OWN_NAMES] if MARK in entries else entries
+    return [entry for entry in checked if not _ours(root, entry)]
 
 
 def prepare(save_dir: str) -> str:
@@ -138,10 +137,9 @@ def open_lock(save_dir: str) -> "Optional[SaveDirLock]":
     path = os.path.join(save_dir, LOCK)
     if not os.path.isfile(path) or os.path.islink(path):
         return None
-    try:
+    with contextlib.suppress(OSError):
         return SaveDirLock(save_dir)
-    except OSError:
-        return None
+    return None
 
 
 @contextlib.contextmanager
@@ -174,9 +172,8 @@ class SaveDirLock:
     def __init__(self, save_dir: str, wait_s: Optional[float] = None):
         self.path = os.path.join(save_dir, LOCK)
         self.wait_s = LOCK_WAIT_S if wait_s is None else wait_s
-        self._fd: Optional[int] = None
         try:
-            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
+            self._fd: Optional[int] = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
         except PermissionError:  # read-only here: shared holds only (flock needs no write)
             self._fd = os.open(self.path, os.O_RDONLY)
 
@@ -236,13 +233,8 @@ class SaveDirLock:
 
     def _held_here(self) -> bool:
         """Whether another lock object of this process holds this lock file now."""
-        mine = os.fstat(self._fd)
-        for other in list(_HELD):
-            if other is not self and other._fd is not None:
-                theirs = os.fstat(other._fd)
-                if (theirs.st_dev, theirs.st_ino) == (mine.st_dev, mine.st_ino):
-                    return True
-        return False
+        held = [lock._fd for lock in list(_HELD) if lock is not self and lock._fd is not None]
+        return any(os.path.samestat(os.fstat(self._fd), os.fstat(fd)) for fd in held)
 
     def _holder(self) -> str:
         with open(self.path) as file:
@@ -287,11 +279,9 @@ class SaveDirLock:
         """Drop the lock (and the record of a writer)."""
         if self._fd is None:
             return
-        try:
-            if fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB) is None:
-                os.ftruncate(self._fd, 0)  # we held it alone: nobody else reads a stale name
-        except OSError:
-            pass
+        with contextlib.suppress(OSError):  # another process holds it: its record stays
+            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            os.ftruncate(self._fd, 0)  # we held it alone: nobody else reads a stale name
         _HELD.discard(self)
         os.close(self._fd)
         self._fd = None

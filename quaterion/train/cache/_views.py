@@ -20,9 +20,11 @@ from torch.utils.data import Dataset
 VIEW_SEED = "quaterion-cache-views"
 
 
-def _seed(*parts: Any) -> int:
-    text = ":".join(str(part) for part in (VIEW_SEED, *parts))
-    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:4], "little")
+def seeded_int(*parts: Any, nbytes: int = 4) -> int:
+    """An integer of ``nbytes`` bytes hashed from ``parts`` joined by ``":"`` (SHA-256): the
+    same on every machine and in every run."""
+    text = ":".join(str(part) for part in parts)
+    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:nbytes], "little")
 
 
 class ViewDataset(Dataset):
@@ -37,7 +39,7 @@ class ViewDataset(Dataset):
         return len(self.dataset)
 
     def __getitem__(self, index: int) -> Any:
-        seed = _seed(self.view, index)
+        seed = seeded_int(VIEW_SEED, self.view, index)
         with isolate_rng(include_cuda=False):
             torch.manual_seed(seed)
             np.random.seed(seed)
@@ -52,5 +54,5 @@ def view_keys(keys: List[Hashable], view: int) -> List[Hashable]:
 
 def epoch_views(epoch: int, size: int, views: int) -> Tensor:
     """``int64 (size,)``: the view each position serves in ``epoch`` (the same everywhere)."""
-    generator = torch.Generator().manual_seed(_seed("epoch", epoch))
+    generator = torch.Generator().manual_seed(seeded_int(VIEW_SEED, "epoch", epoch))
     return torch.randint(views, (size,), generator=generator)

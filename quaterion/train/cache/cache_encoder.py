@@ -1,11 +1,14 @@
-"""Base class of encoders that serve cached vectors instead of running a frozen encoder."""
+"""Base class of encoders that serve cached vectors instead of running a frozen encoder:
+the one contract between a storage kind and the fill, the batches and the persisted cache."""
 
 from enum import StrEnum
 from functools import partial
-from typing import Hashable, List, Tuple, Union
+from typing import Dict, Hashable, List, Tuple, Union
 
+import torch
 from torch import Tensor
 
+from quaterion.train.cache.cache_config import CacheConfig
 from quaterion.train.cache.cache_config import KeyExtractorType  # noqa: F401 (public path)
 from quaterion_models.encoders import Encoder
 from quaterion_models.types import CollateFnType, MetaExtractorFnType, TensorInterchange
@@ -37,15 +40,31 @@ class CacheEncoder(Encoder):
     objects and :meth:`fill_cache` stores their vectors. In TRAIN mode a batch is a list of
     keys (or an ``int64`` tensor of cache rows) and :meth:`forward` looks them up.
 
+    It is also the store contract (:class:`~quaterion.train.cache.store.CacheStore` is this
+    class): a storage kind keeps one row per key, subclasses this (or
+    :class:`~quaterion.train.cache.InMemoryStore`) and is named in
+    :data:`quaterion.train.cache.stores.STORES` under its ``CacheType`` (or a string of its
+    own, then accepted by ``CacheConfig``).
+
     Args:
         encoder: a frozen encoder (``encoder.trainable`` is ``False``).
     """
+
+    #: Whether the kind keeps files under ``CacheConfig.save_dir`` (which it then requires).
+    needs_save_dir: bool = False
 
     def __init__(self, encoder: Encoder):
         if encoder.trainable:
             raise ValueError("Trainable encoder can't be cached")
         super().__init__()
         self._encoder = encoder
+
+    @classmethod
+    def from_config(
+        cls, encoder: Encoder, name: str, cache_type: str, cache_config: CacheConfig
+    ) -> "CacheEncoder":
+        """The store for ``encoder`` (named ``name`` in the model) under ``cache_config``."""
+        return cls(encoder, cache_type, cache_config.dtype, name)
 
     @property
     def wrapped_encoder(self) -> Encoder:
@@ -118,3 +137,31 @@ class CacheEncoder(Encoder):
     def load_cache(self, path: str) -> None:
         """Restore the cache from the file ``path``."""
         raise NotImplementedError()
+
+    @property
+    def meta_cache(self) -> Dict[Hashable, dict]:
+        """Key -> meta record (an absent key reads as ``{}``)."""
+        raise NotImplementedError()
+
+    def rows_for_keys(self, keys: List[Hashable]) -> Tensor:
+        """``int64 (len(keys),)`` rows of ``keys`` (CPU); unknown keys raise ``KeyError``."""
+        raise NotImplementedError()
+
+    def host_rows(self, rows: Tensor) -> object:
+        """How a batch carries ``rows`` of this store to :meth:`forward`."""
+        return rows
+
+    def place(self, device: torch.device) -> None:
+        """Called when fitting starts on ``device``: move the rows where they are served."""
+
+    def state(self) -> Dict[str, object]:
+        """Everything :meth:`load_state` needs, as tensors and plain containers."""
+        raise NotImplementedError()
+
+    def load_state(self, state: Dict[str, object], source: str = "state") -> None:
+        """Restore what :meth:`state` returned (``source`` names the file in errors)."""
+        raise NotImplementedError()
+
+    def rows_checksum(self, recompute: bool = False) -> object:
+        """Checksum of rows kept outside the cache file (``None``: they are inside it)."""
+        return None

@@ -8,6 +8,7 @@ positions, and :class:`CacheModel` gathers the stores and labels of all ranks at
 """
 
 import warnings
+from functools import partial
 from typing import Any, Dict, List, Optional
 
 import numpy as np
@@ -28,38 +29,29 @@ from quaterion.train.cache.cache_encoder import CacheEncoder, CacheMode
 FEW_WORKERS_WARNING = ".*does not have many workers.*"
 
 
-class FillCollate:
+def fill_batch(
+    collator: CacheTrainCollator, layout: Optional[type], view: int, batch: List[Any]
+) -> Dict[str, Any]:
     """Fill batch: ``{"positions", "ids", "columns", "features"}``.
 
     ``features`` comes from a FILL-mode :class:`CacheTrainCollator` (only keys not seen
-    before in this process). With ``layout`` (the class of a loader served from the store), items are
+    before in this process; the store keys of view ``v > 0`` are ``(v, key)``). With
+    ``layout`` (the class of a loader served from the store), items are
     ``(position, (id, sample))`` and the position, id (``uint64``) and label ``columns`` of
     each are kept too; without, items are ``(id, sample)`` and those entries are ``None``.
     """
-
-    def __init__(self, collator: CacheTrainCollator, layout: Optional[type], view: int = 0):
-        self.collator = collator
-        self.layout = layout
-        self.view = view  # the store keys of view v > 0 are (v, key)
-
-    def __call__(self, batch: List[Any]) -> Dict[str, Any]:
-        if self.layout is None:
-            features = self._view(self.collator(batch)[0])
-            return {"positions": None, "ids": None, "columns": None, "features": features}
-        features, labels = self.collator([item for _, item in batch])
-        features = self._view(features)
-        return {
-            "positions": torch.tensor([position for position, _ in batch], dtype=torch.long),
-            "ids": np.array([item[0] for _, item in batch], dtype=np.uint64),
-            "columns": self.layout.label_columns(labels),
-            "features": features,
-        }
-
-    def _view(self, features: Dict[str, Any]) -> Dict[str, Any]:
-        if self.view == 0:
-            return features
-        data = {n: (view_keys(keys, self.view), x) for n, (keys, x) in features["data"].items()}
-        return {**features, "data": data}
+    features, labels = collator(batch if layout is None else [item for _, item in batch])
+    if view:
+        data = {n: (view_keys(keys, view), x) for n, (keys, x) in features["data"].items()}
+        features = {**features, "data": data}
+    if layout is None:
+        return {"positions": None, "ids": None, "columns": None, "features": features}
+    return {
+        "positions": torch.tensor([position for position, _ in batch], dtype=torch.long),
+        "ids": np.array([item[0] for _, item in batch], dtype=np.uint64),
+        "columns": layout.label_columns(labels),
+        "features": features,
+    }
 
 
 class CacheModel(pl.LightningModule):
@@ -158,7 +150,8 @@ def _join(parts: List[dict], size: int) -> Optional[CachedSplit]:
 
 def fill_cache(run: CacheRun) -> Dict[str, Optional[CachedSplit]]:
     """Encode every distinct object of ``run``'s loaders once per view (:meth:`CacheRun.views`),
-    keyed by the sample ids or the run's key extractors; split -> its :class:`CachedSplit`.
+    keyed by the sample ids or the run's key extractors, into emptied stores; split -> its
+    :class:`CachedSplit`.
 
     A split is ``None`` for a loader whose batches cannot come from the store (no layout).
     The random state is the same afterwards as before, so a cached run draws the same
@@ -184,12 +177,20 @@ def fill_cache(run: CacheRun) -> Dict[str, Optional[CachedSplit]]:
             fill = CacheTrainCollator.for_loader(
                 dl, run.stores, list(run.stores), run.key_extractors, CacheMode.FILL
             )
-            collate = FillCollate(fill, layout if kept else None, view)
+            collate = partial(fill_batch, fill, layout if kept else None, view)
             dataset = ViewDataset(dl.dataset, view) if count > 1 else dl.dataset
             dataset = StackDataset(range(len(dl.dataset)), dataset) if kept else dataset
             fill_loaders.append(fill_loader(dl, run.config, collate, dataset))
+    for store in run.stores.values():
+        store.reset_cache()
     model = CacheModel(run.stores, sizes)
     with isolate_rng(), warnings.catch_warnings():
         warnings.filterwarnings("ignore", FEW_WORKERS_WARNING, PossibleUserWarning)
         run.trainer.predict(model, fill_loaders, return_predictions=False)
+    if not all(store.is_filled() for store in run.stores.values()):
+        raise RuntimeError(
+            "The cache fill ran in processes whose results this one cannot see (e.g. "
+            "strategy='ddp_spawn' or a notebook launcher): use strategy='ddp' (Lightning "
+            "starts the ranks as scripts) or torchrun, or configure_caches() -> None"
+        )
     return {split: model.splits.get(index) for split, index in first.items()}

@@ -31,6 +31,13 @@ def map_rows(path: str, rows: int, width: int, dtype: torch.dtype) -> Tensor:
     return torch.from_numpy(mapped).view(dtype)
 
 
+def _write(out, digest, rows: Tensor) -> None:
+    """Append the raw bytes of ``rows`` to the file ``out`` and to the hash ``digest``."""
+    data = rows.contiguous().reshape(-1).view(torch.uint8).numpy().data
+    out.write(data)
+    digest.update(data)
+
+
 class DiskStore(InMemoryStore):
     """Keeps the rows in a file under ``directory``, mapped into memory, never loaded whole.
 
@@ -84,25 +91,20 @@ class DiskStore(InMemoryStore):
     def append_rows(self, rows: Tensor) -> None:
         """Write one fill batch's rows to this rank's fill file."""
         if self._file is None:
-            path = self._fill_path(f"rank{distributed.global_rank()}")
-            os.makedirs(os.path.dirname(path), exist_ok=True)
-            self._file = open(path, "wb")
-            self._rows_path = path
-            self._digest = hashlib.sha256()
-        data = rows.contiguous().reshape(-1).view(torch.uint8).numpy().data
-        self._file.write(data)
-        self._digest.update(data)
+            self._rows_path = self._fill_path(f"rank{distributed.global_rank()}")
+            os.makedirs(os.path.dirname(self._rows_path), exist_ok=True)
+            self._file, self._digest = open(self._rows_path, "wb"), hashlib.sha256()
+        _write(self._file, self._digest, rows)
 
     def finish_fill(self) -> None:
         """Close the fill file and map it."""
         dtype = self._dtype or self._out_dtype or torch.get_default_dtype()
         if self._file is None:  # nothing encoded here (an empty share of the data)
             self.append_rows(torch.empty(0, self.embedding_size, dtype=dtype))
-        self._file.flush()
-        os.fsync(self._file.fileno())
-        self._file.close()
-        self._file = None
-        self._bytes_sha256 = self._digest.hexdigest()
+        with self._file:
+            self._file.flush()
+            os.fsync(self._file.fileno())
+        self._file, self._bytes_sha256 = None, self._digest.hexdigest()
         self._cache = map_rows(self._rows_path, len(self._offset_map), self.embedding_size, dtype)
 
     def gather_ranks(self) -> None:
@@ -147,16 +149,12 @@ class DiskStore(InMemoryStore):
 
     def _join(self, joined: str, keeps: List[List[int]], counts: List[int], dtype) -> str:
         """Write the kept rows of every rank's file to ``joined``; its bytes' SHA-256."""
-        digest = hashlib.sha256()
+        digest, width = hashlib.sha256(), self.embedding_size
         with open(joined, "wb") as out:
             for rank, keep in enumerate(keeps):
-                path = self._fill_path(f"rank{rank}")
-                rows = map_rows(path, counts[rank], self.embedding_size, dtype)
-                for start in range(0, len(keep), 65536):
-                    chunk = rows[torch.tensor(keep[start : start + 65536], dtype=torch.long)]
-                    data = chunk.reshape(-1).view(torch.uint8).numpy().data
-                    out.write(data)
-                    digest.update(data)
+                rows = map_rows(self._fill_path(f"rank{rank}"), counts[rank], width, dtype)
+                for chunk in torch.tensor(keep, dtype=torch.long).split(65536):
+                    _write(out, digest, rows[chunk])
             out.flush()
             os.fsync(out.fileno())
         return digest.hexdigest()

@@ -25,6 +25,21 @@ class MetaStore(dict):
         return {}
 
 
+def _add_keys(
+    offsets: Dict[Hashable, int], meta: Dict[Hashable, dict], keys: List[Hashable], records
+) -> List[int]:
+    """Give each of ``keys`` not in ``offsets`` the next row (the first one seen wins) and keep
+    its meta record (``records[i]``, when not empty); returns the positions of those keys."""
+    keep = []
+    for i, key in enumerate(keys):
+        if key not in offsets:
+            offsets[key] = len(offsets)  # one row per distinct key
+            if records[i]:
+                meta[key] = records[i]
+            keep.append(i)
+    return keep
+
+
 class InMemoryStore(CacheStore):
     """Keeps the wrapped encoder's outputs as rows of one ``(N, d)`` tensor.
 
@@ -50,6 +65,7 @@ class InMemoryStore(CacheStore):
         super().__init__(encoder)
         self.name = name or "default"
         self._cache_type = cache_type
+        self._host = cache_type in (CacheType.CPU, CacheType.DISK)  # rows gathered on the host
         self._dtype = dtype
         self._out_dtype: Optional[torch.dtype] = None
         self._cache: Optional[Tensor] = None
@@ -91,7 +107,7 @@ class InMemoryStore(CacheStore):
             return
         if self._cache_type == CacheType.GPU and device.type != "cuda":
             target = torch.device("cuda")
-        elif self._cache_type in (CacheType.CPU, CacheType.DISK):
+        elif self._host:
             target = torch.device("cpu")
         else:
             target = device
@@ -111,15 +127,8 @@ class InMemoryStore(CacheStore):
         embeddings = self._encoder(data)
         check_encoder_output(self.name, self._encoder, embeddings)
         self._out_dtype = embeddings.dtype
-        host = self._cache_type in (CacheType.CPU, CacheType.DISK)
-        embeddings = embeddings.detach().to(device="cpu" if host else None, dtype=self._dtype)
-        keep = []
-        for i, key in enumerate(keys):
-            if key not in self._offset_map:
-                self._offset_map[key] = len(self._offset_map)  # one row per distinct key
-                if meta[i]:
-                    self._meta_cache[key] = meta[i]
-                keep.append(i)
+        embeddings = embeddings.detach().to(device="cpu" if self._host else None, dtype=self._dtype)
+        keep = _add_keys(self._offset_map, self._meta_cache, keys, meta)
         if len(keep) < len(keys):
             embeddings = embeddings[torch.tensor(keep, dtype=torch.long, device=embeddings.device)]
         self.append_rows(embeddings)
@@ -177,7 +186,7 @@ class InMemoryStore(CacheStore):
             rows, device = batch, batch.device
         else:
             rows, device = self.rows_for_keys(batch), self._default_device()
-        if self._cache_type in (CacheType.CPU, CacheType.DISK):  # indices are (or go) there
+        if self._host:  # indices are (or go) there
             return gather_to(self._cache, rows.cpu(), device).to(dtype=self._out_dtype)
         if self._cache_type == CacheType.AUTO and self._cache.device != device:
             self.place(device)  # e.g. a cache loaded from disk: moved once, not per batch
@@ -187,7 +196,7 @@ class InMemoryStore(CacheStore):
     def host_rows(self, rows: Tensor) -> "Tensor | HostRows":
         """How a batch carries ``rows`` of this store: :class:`HostRows` (indices kept on
         the host) for a host store, the tensor itself (moved with the batch) otherwise."""
-        return HostRows(rows) if self._cache_type in (CacheType.CPU, CacheType.DISK) else rows
+        return HostRows(rows) if self._host else rows
 
     def cache_extract_meta(self, batch: CacheCollateReturnType) -> List[dict]:
         """Wrapped meta for a FILL tuple; cached meta for a TRAIN key list."""
@@ -209,23 +218,15 @@ class InMemoryStore(CacheStore):
         """Under DDP: take in every rank's keys and meta (rank order, the first rank to hold
         a key wins); returns, per rank, which of its rows to keep (in the new row order) and
         how many rows it held."""
-        keys = sorted(self._offset_map, key=self._offset_map.__getitem__)
-        parts = distributed.gather_objects((keys, dict(self._meta_cache), self._out_dtype))
+        mine = sorted(self._offset_map, key=self._offset_map.__getitem__)  # in row order
+        parts = distributed.gather_objects((mine, dict(self._meta_cache), self._out_dtype))
         self._out_dtype = next((dtype for *_, dtype in parts if dtype is not None), None)
-        offsets: Dict[Hashable, int] = {}
-        meta = MetaStore()
-        keeps = []
-        for rank_keys, rank_meta, _ in parts:
-            keep = []
-            for i, key in enumerate(rank_keys):
-                if key not in offsets:
-                    offsets[key] = len(offsets)
-                    if key in rank_meta:
-                        meta[key] = rank_meta[key]
-                    keep.append(i)
-            keeps.append(keep)
-        self._offset_map, self._meta_cache = offsets, meta
-        return keeps, [len(rank_keys) for rank_keys, _, _ in parts]
+        self._offset_map, self._meta_cache = {}, MetaStore()
+        keeps = [
+            _add_keys(self._offset_map, self._meta_cache, keys, [meta.get(k) for k in keys])
+            for keys, meta, _ in parts
+        ]
+        return keeps, [len(keys) for keys, _, _ in parts]
 
     def state(self) -> Dict[str, object]:
         """``{"embeddings": (N, d) CPU tensor, "offsets": {key: row}, "meta": {key: dict},
@@ -265,7 +266,7 @@ class InMemoryStore(CacheStore):
         self._offset_map = dict(offsets)
         self._meta_cache = MetaStore(state["meta"])
         self._out_dtype = getattr(torch, state.get("output_dtype", ""), rows.dtype)
-        if self._cache_type not in (CacheType.CPU, CacheType.DISK):
+        if not self._host:
             self.place(self._default_device())
 
     def save_cache(self, path: str) -> None:

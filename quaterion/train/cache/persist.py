@@ -202,7 +202,9 @@ def save(
     ``<dir>/current``, which is replaced last. A crash at any point leaves the previous
     cache whole and loadable. Returns the generation's name (what ``current`` points to).
     """
-    generation = _new_generation(dir_path)
+    os.makedirs(dir_path, exist_ok=True)
+    generation = os.path.join(dir_path, GENERATION_PREFIX + secrets.token_hex(8))  # never taken
+    os.mkdir(generation)  # mode 0o777 less the umask: a group-writable umask shares the cache
     try:
         manifest = {**expected, "encoders": {}, "labels": {}, "data": {}}
         for name, enc in encoders.items():
@@ -234,15 +236,6 @@ def save(
     fsync_directory(dir_path)
     drop_stale(dir_path, os.path.basename(generation))
     return os.path.basename(generation)
-
-
-def _new_generation(dir_path: str) -> str:
-    """A new empty ``<dir>/.gen-*`` directory, with the permissions the umask gives (so a
-    group-writable umask lets a group share the cache)."""
-    os.makedirs(dir_path, exist_ok=True)
-    path = os.path.join(dir_path, GENERATION_PREFIX + secrets.token_hex(8))  # never taken
-    os.mkdir(path)  # mode 0o777 less the umask
-    return path
 
 
 def drop_stale(dir_path: str, keep: Optional[str]) -> None:

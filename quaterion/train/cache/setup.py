@@ -88,6 +88,11 @@ def apply_cache_config(
     return {name: wrap_encoder(enc, cache_config, name) for name, enc in encoders.items()}
 
 
+def cached_encoders(encoders: Dict[str, Encoder]) -> Dict[str, CacheEncoder]:
+    """The :class:`CacheEncoder` entries of ``encoders``."""
+    return {name: enc for name, enc in encoders.items() if isinstance(enc, CacheEncoder)}
+
+
 def unwrap_encoders(encoders: Dict[str, Encoder]) -> Dict[str, Encoder]:
     """New dict with every :class:`CacheEncoder` replaced by its wrapped encoder."""
     return {
@@ -101,11 +106,7 @@ def encoders_persisted(dir_path: Optional[str], encoders: Dict[str, Encoder]) ->
     if not dir_path:
         return False
     root = persist.encoders_cache_path(dir_path)
-    return all(
-        os.path.isfile(os.path.join(root, name))
-        for name, enc in encoders.items()
-        if isinstance(enc, CacheEncoder)
-    )
+    return all(os.path.isfile(os.path.join(root, name)) for name in cached_encoders(encoders))
 
 
 def save_cache(
@@ -118,7 +119,7 @@ def save_cache(
     (recording the key extractors of the cache set-up's collator on ``train_dataloader``)."""
     if not dir_path:
         return
-    cache_encoders = {n: e for n, e in encoders.items() if isinstance(e, CacheEncoder)}
+    cache_encoders = cached_encoders(encoders)
     loaders = _loaders(train_dataloader, val_dataloader)
     # the keys the cache was filled with: those of the set-up's collator on the loader
     extractors = getattr(train_dataloader.collate_fn, "key_extractors", None) or {}
@@ -148,7 +149,7 @@ def load_cache(
     """Load the files of :func:`save_cache` without re-checking the manifest (holding the
     directory's lock shared: a writer in another process waits)."""
     root = persist.encoders_cache_path(dir_path)
-    cache_encoders = {n: e for n, e in encoders.items() if isinstance(e, CacheEncoder)}
+    cache_encoders = cached_encoders(encoders)
     with _save_dir.shared_hold(dir_path):
         for name, enc in cache_encoders.items():
             path = os.path.join(root, name)
@@ -220,13 +221,12 @@ def cache_loaders(
     With no encoder cached the loaders are left as they are (``TrainableModel.cache_loaders``
     gave them the model's plain collate before).
     """
-    cache_encoders = {n: e for n, e in encoders.items() if isinstance(e, CacheEncoder)}
+    cache_encoders = cached_encoders(encoders)
     if not cache_encoders:
         return CachedLoaders(train_dataloader, val_dataloader)
     loaders = _loaders(train_dataloader, val_dataloader)
-    extractors = cache_config.key_extractors
-    if callable(extractors):
-        extractors = {name: extractors for name in cache_encoders}
+    extractors = cache_config.key_extractors  # one callable: for every cached encoder
+    extractors = dict.fromkeys(cache_encoders, extractors) if callable(extractors) else extractors
     layouts = store_layouts(loaders)  # what the cache needs of the loaders' layout, once
     run = CacheRun(trainer, encoders, cache_encoders, loaders, layouts, extractors, cache_config)
     if cache_config.views > 1 and not (run.full and layouts["train"]):
@@ -255,52 +255,45 @@ def _load_or_fill(
     """The splits of a persisted cache that matches ``run``, or of a new fill (saved in
     ``save_dir`` when set, under the exclusive lock rank 0 holds); ``(save_dir, lock)`` of
     :func:`_held_save_dir`."""
+    if not save_dir:
+        return fill_cache(run)
     trainer, config, stores = run.trainer, run.config, run.stores
     content = {n: e.wrapped_encoder.get_collate_fn() for n, e in stores.items()}
     content = content if config.verify_content else None
-    filled_splits: Dict[str, object] = {}
-    current = split_fingerprints(run.loaders, run.layouts, config, content, filled_splits)
-    expected = None
-    if save_dir:
-        expected = expected_manifest(stores, run.loaders, run.key_extractors, config.views)
+    filled: Dict[str, object] = {}  # the fill's splits, once there are: no second data pass
+    current = split_fingerprints(run.loaders, run.layouts, config, content, filled)
+    expected = expected_manifest(stores, run.loaders, run.key_extractors, config.views)
     verify = config.verify_checksums
     tidy = lock is not None  # the lock holder removes what killed runs left
     load = partial(persist.try_load, save_dir, stores, expected, current, verify, tidy)
-    seen = persist.current_generation(save_dir) if save_dir else None
-    splits = _agreed_load(load if save_dir else _nothing, save_dir)
+    seen = persist.current_generation(save_dir)
+    splits = _agreed_load(load, save_dir)
     _same_cache_as_rank_zero(trainer, save_dir, splits is not None)
     if splits is not None:
         return splits
-    if save_dir:  # before anything is encoded
-        why = "no cache there matches this run, so it would be filled and written"
-        _on_every_rank(partial(_save_dir.require_writable, save_dir, why))
+    why = "no cache there matches this run, so it would be filled and written"
+    _on_every_rank(partial(_save_dir.require_writable, save_dir, why))  # before any encoding
+
+    def moved() -> bool:
+        return persist.current_generation(save_dir) != seen
+
     # another job may be writing this save_dir: wait for its lock, or (``taken`` false) stop
     # waiting once it switched to a new cache, which a fit of it holds
-    taken = _lock_every_copy(trainer, lock, lambda: persist.current_generation(save_dir) != seen)
-    changed = bool(save_dir) and persist.current_generation(save_dir) != seen
-    if any(distributed.gather_objects(changed)):
+    taken = _lock_every_copy(trainer, lock, moved)
+    if any(distributed.gather_objects(moved())):
         # another job wrote a cache while this one waited: reuse it if it fits (two jobs
         # racing for the lock never both fill)
-        _on_every_rank(lock.shared if lock is not None and not taken else _nothing)
+        _on_every_rank(lock.shared if lock and not taken else None)
         logger.info("Another process wrote the encoder cache in %s meanwhile: trying it", save_dir)
         splits = _agreed_load(load, save_dir)
         if splits is not None:
             return splits
         if not taken:
             _lock_every_copy(trainer, lock)
-    for enc in stores.values():
-        enc.reset_cache()
     splits = fill_cache(run)
-    if not all(enc.is_filled() for enc in stores.values()):
-        raise RuntimeError(
-            "The cache fill ran in processes whose results this one cannot see (e.g. "
-            "strategy='ddp_spawn' or a notebook launcher): use strategy='ddp' (Lightning "
-            "starts the ranks as scripts) or torchrun, or configure_caches() -> None"
-        )
-    filled_splits.update(splits)
-    if save_dir:
-        write = partial(persist.save, save_dir, stores, splits, expected, current)
-        persist.save_per_filesystem(trainer, save_dir, write)
+    filled.update(splits)  # what the manifest records of the data comes from the fill
+    write = partial(persist.save, save_dir, stores, splits, expected, current)
+    persist.save_per_filesystem(trainer, save_dir, write)
     return splits
 
 
@@ -319,9 +312,9 @@ def _held_save_dir(
         save_dir = _on_every_rank(partial(_save_dir.prepare, save_dir))
         lock = _save_dir.open_lock(save_dir) if trainer.local_rank == 0 else None
     try:
-        _on_every_rank(lock.shared if lock is not None else _nothing)
+        _on_every_rank(lock and lock.shared)
         yield save_dir, lock
-        _on_every_rank(lock.shared if lock is not None else _nothing)  # a writer's hold ends
+        _on_every_rank(lock and lock.shared)  # a writer's hold ends
     except BaseException:
         if lock is not None:
             lock.release()
@@ -348,14 +341,14 @@ def _agreed_load(load: Callable[[], Optional[dict]], save_dir: Optional[str]) ->
     return None
 
 
-def _same_cache_as_rank_zero(trainer: pl.Trainer, save_dir: Optional[str], loaded: bool) -> None:
+def _same_cache_as_rank_zero(trainer: pl.Trainer, save_dir: str, loaded: bool) -> None:
     """Under Lightning's own launcher rank 0 sets its cache up alone, before ``trainer.fit``
     starts the other ranks (which inherit its environment): rank 0 records the generation it
     loaded there (with its process id: only the ranks it starts itself check it, never a
     later job that inherits its environment), and a rank that then finds another one, or none
     it can load, stops with an error (filling alone, it would wait forever for ranks that
     train)."""
-    if not save_dir or trainer.world_size == 1 or distributed.world_size() > 1:
+    if trainer.world_size == 1 or distributed.world_size() > 1:
         return
     generation = f"{save_dir}/{persist.current_generation(save_dir)}" if loaded else None
     if "LOCAL_RANK" not in os.environ:  # rank 0, before the launcher starts the others
@@ -384,27 +377,23 @@ def _lock_every_copy(
     recognised by rank 0's record and covered by its lock). An error on any rank (e.g.
     another job holding a node's copy) is raised on every rank. ``False`` on every rank,
     nothing held, when rank 0 stopped waiting because ``moved()`` turned true."""
-    _on_every_rank(lock.unlock if lock is not None else _nothing)  # no shared hold left
+    _on_every_rank(lock and lock.unlock)  # no shared hold left
     rank_zero = trainer.global_rank == 0 and lock is not None
     record = _on_every_rank(partial(lock.exclusive, moved) if rank_zero else str)
     record = distributed.broadcast_from_rank_zero(record)
     if record is None:
         return False
     beside = trainer.global_rank != 0 and lock is not None and record != ""
-    _on_every_rank(partial(lock.exclusive_beside, record) if beside else _nothing)
+    _on_every_rank(partial(lock.exclusive_beside, record) if beside else None)
     return True
 
 
-def _nothing() -> None:
-    return None
-
-
-def _on_every_rank(function: Callable[[], T]) -> T:
-    """``function()`` in a :func:`~quaterion.distributed.fail_together` block: an error it
-    raises on any rank is raised on every rank, so no rank goes on to wait in a collective
-    for one that stopped."""
+def _on_every_rank(function: Optional[Callable[[], T]]) -> Optional[T]:
+    """``function()`` (``None``: nothing) in a :func:`~quaterion.distributed.fail_together`
+    block: an error it raises on any rank is raised on every rank, so no rank goes on to wait
+    in a collective for one that stopped."""
     with distributed.fail_together("The encoder cache set-up"):
-        return function()
+        return function() if function is not None else None
 
 
 def _loaders(train: SimilarityDataLoader, val: Optional[SimilarityDataLoader]) -> Loaders:
