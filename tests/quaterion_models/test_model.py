@@ -104,8 +104,10 @@ def test_collate_fn_pickles_and_runs_in_pool_with_lambdas():
         pickle.dumps(model)  # the model itself is not picklable ...
     pickle.loads(pickle.dumps(collate))  # ... but its collate fn is
     records = [torch.rand(5) for _ in range(3)]
-    with multiprocessing.get_context("fork").Pool(2) as pool:
-        results = pool.map(_collate_in_worker, [(collate, records), (collate, records[:1])])
+    # spawn: a worker forked from a process running torch's threads can deadlock on a lock
+    with multiprocessing.get_context("spawn").Pool(2) as pool:
+        jobs = pool.map_async(_collate_in_worker, [(collate, records), (collate, records[:1])])
+        results = jobs.get(timeout=120)
     assert results[0]["data"]["x"].shape == (3, 5)
     torch.testing.assert_close(results[0]["data"]["y"], torch.stack(records))
     assert results[0]["meta"] == [{}, {}, {}]
