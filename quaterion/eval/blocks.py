@@ -124,8 +124,9 @@ def matrix_blocks(
 
 
 def check_matrices(distance_matrix: Tensor, labels: Tensor) -> None:
-    """Both 2-D tensors of one shape without NaN, else ``ValueError``/``TypeError``
-    (``+inf`` distances are valid: self-pairs ranked last). Reads the values on the host."""
+    """Both 2-D tensors of one shape without NaN, labels finite and ``>= 0``, else
+    ``ValueError``/``TypeError`` (``+inf`` distances are valid: self-pairs ranked last).
+    Reads the values on the host."""
     for name, value in (("distance_matrix", distance_matrix), ("labels", labels)):
         if not isinstance(value, Tensor):
             raise TypeError(f"{name} must be a torch.Tensor, got {type(value).__name__}.")
@@ -148,6 +149,15 @@ def check_matrices(distance_matrix: Tensor, labels: Tensor) -> None:
                     "and a NaN label counts as relevant, so the metric would mean nothing. "
                     "Check the embeddings or scores they came from."
                 )
+    if labels.is_floating_point() and labels.numel():
+        bad_rows = (torch.isinf(labels) | (labels < 0)).any(dim=1)
+        if bool(bad_rows.any()):
+            raise ValueError(
+                f"labels hold infinite or negative values in {int(bad_rows.sum())} of "
+                f"{labels.shape[0]} rows (first: row {int(bad_rows.nonzero()[0, 0])}): labels "
+                "are relevance values >= 0 (0 = not relevant), and such a value makes the metric "
+                "meaningless. Map negative pair scores to 0."
+            )
 
 
 def check_embeddings(embeddings: Tensor, name: str = "embeddings") -> None:

@@ -90,6 +90,11 @@ def check_pair_shapes(pairs: Tensor, labels: Tensor) -> Tensor:
             f"pairs and labels must be torch.Tensors, got {type(pairs).__name__} and "
             f"{type(labels).__name__}."
         )
+    if pairs.is_floating_point() or pairs.is_complex() or pairs.dtype == torch.bool:
+        raise TypeError(
+            f"pairs must be an integer tensor of indices, got {pairs.dtype}: a float index "
+            "would be truncated to another item. Pass pairs.long() of whole numbers."
+        )
     pairs = pairs.reshape(-1, 2).to(torch.int64)
     if labels.numel() != pairs.shape[0]:
         raise ValueError(
