@@ -34,7 +34,7 @@ class BaseSampler:
         if isinstance(sample_size, bool) or not isinstance(sample_size, int):
             raise TypeError(f"sample_size must be an int (-1 for all rows), got {sample_size!r}.")
         self.sample_size = sample_size
-        self.device = device
+        self.device = check_device(device)
         self.log_progress = log_progress
 
     def sample(self, dataset: Any, metric: BaseMetric, model: Any) -> Tuple[Tensor, Tensor]:
@@ -105,6 +105,26 @@ class EncodingSampler(BaseSampler):
     def reset(self) -> None:
         """Forget the encoded dataset."""
         self.accumulator.reset()
+
+
+def check_device(device: Union[torch.device, str, None]) -> Union[torch.device, str, None]:
+    """``device`` unchanged if torch can parse it, else ``TypeError``/``ValueError`` naming
+    the argument (checked when the sampler is built, not after encoding a dataset)."""
+    if device is None or isinstance(device, torch.device):
+        return device
+    if not isinstance(device, (str, int)) or isinstance(device, bool):
+        raise TypeError(
+            f"device must be a torch.device, a string such as 'cpu' or 'cuda:0', or None, got "
+            f"{type(device).__name__} {device!r}."
+        )
+    try:
+        torch.device(device)
+    except RuntimeError as err:
+        raise ValueError(
+            f"device {device!r} is not a device torch knows ({str(err).splitlines()[0]}); pass "
+            "e.g. 'cpu', 'cuda' or 'cuda:0', or None for the model's output device."
+        ) from err
+    return device
 
 
 def draw_rows(total: int, sample_size: int) -> Tensor:
