@@ -59,7 +59,9 @@ def test_a_single_pair(model3, distinguish):
     assert evaluate_pairs(data, model3, distinguish) == {"p": 1.0, "rr": 1.0}
     k2 = Evaluator(RetrievalPrecision(2), PairSampler(distinguish=distinguish, log_progress=False))
     if distinguish:  # one candidate per query: the partner
-        with pytest.raises(ValueError, match="k=2 is larger than the number of candidates per query .1."):
+        with pytest.raises(
+            ValueError, match="k=2 is larger than the number of candidates per query .1."
+        ):
             k2.evaluate(data, model3)
     else:  # the partner, then the object itself (ranked last, never relevant)
         assert k2.evaluate(data, model3)["RetrievalPrecision"].item() == 0.5
