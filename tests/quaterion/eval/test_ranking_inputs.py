@@ -11,8 +11,10 @@ import torch
 
 from quaterion.distances import Distance
 from quaterion.eval.blocks import ranking_inputs
+from quaterion.eval.evaluator import Evaluator
 from quaterion.eval.group import RetrievalRPrecision
 from quaterion.eval.pair import RetrievalPrecision, RetrievalReciprocalRank
+from quaterion.eval.samplers import GroupSampler
 from quaterion.utils.testing import count_host_syncs
 from tests.quaterion.eval import _naive
 
@@ -149,3 +151,22 @@ def test_non_real_float_embeddings_are_refused_naming_the_dtype(embeddings):
     for call in (RetrievalRPrecision().compute, RetrievalRPrecision().step_compute):
         with pytest.raises(TypeError, match=f"real floating-point tensor, got {embeddings.dtype}"):
             call(embeddings, groups=groups)
+
+
+@pytest.mark.parametrize("distance", [Distance.DOT_PRODUCT, Distance.EUCLIDEAN])
+def test_sampler_paths_rank_float16_embeddings_exactly(seeded, model3, distance):
+    # a float16 model's embeddings, put in the sampler's accumulator (a filled accumulator
+    # is reused as is until reset, eval.md 8.2)
+    base = torch.randn(4, 64).repeat_interleave(3, 0)
+    embeddings = (300 * (base + 0.3 * torch.randn(12, 64))).half()
+    groups = torch.arange(12) // 3
+    expected = naive_values(embeddings, groups, torch.zeros(0, 2), torch.zeros(0), distance)
+    metric = RetrievalRPrecision(distance)
+    sampler = GroupSampler(log_progress=False)
+    for evaluate in (
+        lambda: Evaluator(metric, sampler).evaluate([None], model3)["RetrievalRPrecision"],
+        lambda: metric.raw_compute(*reversed(sampler.sample([None], metric, model3))),
+    ):
+        sampler.accumulator.update(embeddings, groups)
+        sampler.accumulator.set_filled()
+        torch.testing.assert_close(evaluate(), expected["r-precision"].float())
