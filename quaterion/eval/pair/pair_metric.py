@@ -1,5 +1,7 @@
 """Base class of metrics over pair labels."""
 
+from typing import Callable, Optional
+
 import torch
 from torch import Tensor
 
@@ -70,6 +72,15 @@ class PairMetric(AccumulatingMetric):
             embeddings, embeddings, CsrRelevance(rows, cols, vals, num_items, own), own
         )
         return reduce_blocks(reducer, problem.blocks(self.distance))
+
+
+def check_reduce_func(reduce_func: Optional[Callable[[Tensor], Tensor]]) -> None:
+    """``reduce_func`` is ``None`` or callable, else ``TypeError`` naming what to pass."""
+    if reduce_func is not None and not callable(reduce_func):
+        raise TypeError(
+            f"reduce_func must be a function of the per-query tensor (e.g. torch.mean) or "
+            f"None for the tensor itself, got {type(reduce_func).__name__} {reduce_func!r}."
+        )
 
 
 def check_pairs(pairs: Tensor, labels: Tensor, num_items: int) -> Tensor:

@@ -9,7 +9,7 @@ from quaterion.distances import Distance
 from quaterion.eval.blocks import Block, BlockReducer, matrix_blocks, reduce_blocks
 from quaterion.eval import _dense
 from quaterion.eval._ranking import first_k_label_sum
-from quaterion.eval.pair.pair_metric import PairMetric
+from quaterion.eval.pair.pair_metric import PairMetric, check_reduce_func
 
 
 def retrieval_precision(
@@ -91,6 +91,7 @@ class RetrievalPrecision(PairMetric):
         super().__init__(distance_metric_name=distance_metric_name)
         _check_k(k)
         self.k = k
+        check_reduce_func(reduce_func)
         self.reduce_func = reduce_func
 
     def raw_compute(self, distance_matrix: Tensor, labels: Tensor) -> Tensor:

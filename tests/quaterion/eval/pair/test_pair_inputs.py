@@ -69,3 +69,14 @@ def test_raw_compute_refuses_negative_or_infinite_labels(metric, bad):
         ValueError, match=r"infinite or negative values in 1 of 3 rows \(first: row 2\)"
     ):
         metric.raw_compute(torch.rand(3, 3), labels)
+
+
+@pytest.mark.parametrize("make", [RetrievalPrecision, RetrievalReciprocalRank])
+def test_reduce_func_must_be_callable(make):
+    with pytest.raises(TypeError, match="reduce_func must be a function .* got str 'mean'"):
+        make(reduce_func="mean")
+    metric = make(distance_metric_name="manhattan", reduce_func=torch.sum)
+    values = make(distance_metric_name="manhattan", reduce_func=None).compute(
+        E, torch.ones(2), PAIRS, SUBGROUPS
+    )
+    torch.testing.assert_close(metric.compute(E, torch.ones(2), PAIRS, SUBGROUPS), values.sum())
