@@ -186,8 +186,8 @@ def check_embedding_shape(embeddings: Tensor, name: str = "embeddings") -> None:
     if not embeddings.is_floating_point():
         raise TypeError(
             f"{name} must be a real floating-point tensor, got {embeddings.dtype}; distances "
-            f"are not defined on it. Pass {name}.float() (integer codes) or the real "
-            "embeddings (not complex ones)."
+            "are not defined on it. Convert integer codes with .float(); complex values have "
+            "no ranking."
         )
     if embeddings.dim() != 2:
         raise ValueError(f"{name} must be 2-D (items x dim), got shape {tuple(embeddings.shape)}.")

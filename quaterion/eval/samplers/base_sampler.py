@@ -4,6 +4,7 @@ import random
 from collections.abc import Sized
 from typing import Any, ClassVar, Optional, Tuple, Union
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -98,6 +99,7 @@ class EncodingSampler(BaseSampler):
         for batch in iter_by_batch(dataset, samples_per_batch, self.log_progress):
             objs, labels = self.batch_inputs(batch)
             embeddings = model.encode(objs, batch_size=self.encode_batch_size, to_numpy=False)
+            embeddings = check_encode_output(embeddings, len(objs), model)
             self.accumulator.update(embeddings, **labels, device=self.device)
         check_encoded(self.accumulator.embeddings, dataset)
         self.accumulator.set_filled()
@@ -105,6 +107,25 @@ class EncodingSampler(BaseSampler):
     def reset(self) -> None:
         """Forget the encoded dataset."""
         self.accumulator.reset()
+
+
+def check_encode_output(embeddings: Any, num_objects: int, model: Any) -> Tensor:
+    """What ``model.encode(objs, ..., to_numpy=False)`` returned, as a tensor with one row
+    per object (a numpy array is converted); ``TypeError``/``ValueError`` naming the model."""
+    if isinstance(embeddings, np.ndarray):
+        embeddings = torch.from_numpy(embeddings)
+    if not isinstance(embeddings, Tensor):
+        raise TypeError(
+            f"{type(model).__name__}.encode(objects, batch_size, to_numpy=False) must return a "
+            f"torch.Tensor (or numpy array) of shape (objects, dim), got "
+            f"{type(embeddings).__name__}."
+        )
+    if embeddings.dim() < 1 or embeddings.shape[0] != num_objects:
+        raise ValueError(
+            f"{type(model).__name__}.encode returned {tuple(embeddings.shape)} for "
+            f"{num_objects} objects; it must return one row per object."
+        )
+    return embeddings
 
 
 def check_device(device: Union[torch.device, str, None]) -> Union[torch.device, str, None]:

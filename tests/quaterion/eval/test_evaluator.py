@@ -221,3 +221,37 @@ def test_pair_batches_hold_half_the_objects(pair_dataset, model3):
         pair_dataset, spy
     )
     assert spy.calls == [(4, 4, False), (4, 4, False)]
+
+
+class _FixedOutputModel:
+    """A model whose ``encode`` returns ``output(objects)``."""
+
+    def __init__(self, output):
+        self.output = output
+
+    def encode(self, objs, batch_size, to_numpy):
+        return self.output(objs)
+
+
+def test_numpy_output_of_encode_equals_the_tensor_output(group_dataset, model3):
+    numpy_model = _FixedOutputModel(lambda objs: model3.encode(objs, to_numpy=True))
+    metric = RetrievalRPrecision("euclidean")
+    expected = Evaluator(metric, GroupSampler(log_progress=False)).evaluate(group_dataset, model3)
+    assert expected == {"RetrievalRPrecision": 1.0}  # three well separated groups of two
+    result = Evaluator(metric, GroupSampler(log_progress=False)).evaluate(
+        group_dataset, numpy_model
+    )
+    assert result == expected
+
+
+@pytest.mark.parametrize(
+    "output, error, words",
+    [
+        (lambda objs: objs, TypeError, "must return a torch.Tensor .* got list"),
+        (lambda objs: torch.tensor(objs)[:1], ValueError, r"returned \(1, 3\) for 6 objects"),
+    ],
+)
+def test_bad_encode_output_is_named(group_dataset, output, error, words):
+    evaluator = Evaluator(RetrievalRPrecision(), GroupSampler(log_progress=False))
+    with pytest.raises(error, match=f"_FixedOutputModel.encode.*{words}"):
+        evaluator.evaluate(group_dataset, _FixedOutputModel(output))
