@@ -112,20 +112,17 @@ class EncodingSampler(BaseSampler):
 def check_encode_output(embeddings: Any, num_objects: int, model: Any) -> Tensor:
     """What ``model.encode(objs, ..., to_numpy=False)`` returned, as a tensor with one row
     per object (a numpy array is converted); ``TypeError``/``ValueError`` naming the model."""
-    if isinstance(embeddings, np.ndarray):
-        embeddings = torch.from_numpy(embeddings)
-    if not isinstance(embeddings, Tensor):
-        raise TypeError(
+    converted = torch.from_numpy(embeddings) if isinstance(embeddings, np.ndarray) else embeddings
+    rows = converted.shape[0] if isinstance(converted, Tensor) and converted.dim() else None
+    if rows != num_objects:
+        shape = tuple(converted.shape) if isinstance(converted, Tensor) else None
+        raise (TypeError if shape is None else ValueError)(
             f"{type(model).__name__}.encode(objects, batch_size, to_numpy=False) must return a "
-            f"torch.Tensor (or numpy array) of shape (objects, dim), got "
-            f"{type(embeddings).__name__}."
+            f"torch.Tensor (or numpy array) with one row per object ({num_objects}), got "
+            + (type(embeddings).__name__ if shape is None else f"shape {shape}")
+            + "."
         )
-    if embeddings.dim() < 1 or embeddings.shape[0] != num_objects:
-        raise ValueError(
-            f"{type(model).__name__}.encode returned {tuple(embeddings.shape)} for "
-            f"{num_objects} objects; it must return one row per object."
-        )
-    return embeddings
+    return converted
 
 
 def check_device(device: Union[torch.device, str, None]) -> Union[torch.device, str, None]:

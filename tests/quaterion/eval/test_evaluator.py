@@ -248,7 +248,7 @@ def test_numpy_output_of_encode_equals_the_tensor_output(group_dataset, model3):
     "output, error, words",
     [
         (lambda objs: objs, TypeError, "must return a torch.Tensor .* got list"),
-        (lambda objs: torch.tensor(objs)[:1], ValueError, r"returned \(1, 3\) for 6 objects"),
+        (lambda objs: torch.tensor(objs)[:1], ValueError, r"object \(6\), got shape \(1, 3\)"),
     ],
 )
 def test_bad_encode_output_is_named(group_dataset, output, error, words):
