@@ -197,16 +197,24 @@ def check_weight_values(
             )
     if is_loading_trusted(trusted):
         return
+    found = first_non_finite(state)
+    if found is not None:
+        raise DamagedFileError(
+            f"{path} holds non-finite weights: {found}, so the model would encode every input "
+            "to NaN (edited, or saved from a diverged run). Save the model again from finite "
+            f"weights, or load it as it is with {TRUSTED_FIX}"
+        )
+
+
+def first_non_finite(state: "Mapping[str, torch.Tensor]") -> Optional[str]:
+    """``"tensor 'name' has n NaN or inf values of m"`` for the first floating tensor of
+    ``state`` holding any, else ``None``."""
     for name, value in state.items():
         if value.is_floating_point() and value.numel():
             bad = int((~torch.isfinite(value)).sum())
             if bad:
-                raise DamagedFileError(
-                    f"{path} holds non-finite weights: tensor {name!r} has {bad} NaN or inf "
-                    f"values of {value.numel()}, so the model would encode every input to "
-                    "NaN (edited, or saved from a diverged run). Save the model again from "
-                    f"finite weights, or load it as it is with {TRUSTED_FIX}"
-                )
+                return f"tensor {name!r} has {bad} NaN or inf values of {value.numel()}"
+    return None
 
 
 def existing_dir(root: PathLike, *parts: str) -> str:

@@ -112,3 +112,15 @@ def test_sequential_head_with_complex_weight_is_refused(tmp_path):
     path = _sequential_model(tmp_path, to_complex)
     with pytest.raises(DamagedFileError, match="'0.weight' is torch.complex64"):
         SequentialHead.load(os.path.join(path, "head"), trusted=True)
+
+
+def test_saving_non_finite_head_weights_warns_and_the_load_refuses(tmp_path):
+    head = SkipConnectionHead(4)
+    with torch.no_grad():
+        head.fc_0.bias[3] = float("nan")
+    model = SimilarityModel(encoders=StackEncoder(4), head=head)
+    path = str(tmp_path / "diverged")
+    with pytest.warns(UserWarning, match="tensor 'fc_0.bias' has 1 NaN or inf values of 4"):
+        model.save(path)
+    with pytest.raises(DamagedFileError, match="'fc_0.bias'"):
+        SimilarityModel.load(path)
