@@ -242,7 +242,9 @@ def ranking_inputs(
 def _largest_abs(value: Tensor, per_row: bool) -> Tensor:
     """``|value|.max()`` per row ``(n,)`` or overall (0-dim), without an ``|value|`` copy."""
     if value.numel() == 0:
-        return torch.zeros(value.shape[0] if per_row else (), dtype=value.dtype)
+        return torch.zeros(
+            value.shape[0] if per_row else (), dtype=value.dtype, device=value.device
+        )
     if per_row:
         return torch.maximum(value.amax(dim=1), -value.amin(dim=1))
     low, high = torch.aminmax(value)
