@@ -1,5 +1,6 @@
 """Precision@k: the mean label of the k nearest candidates."""
 
+import warnings
 from typing import Callable, Optional, Union
 
 import torch
@@ -105,9 +106,22 @@ class RetrievalPrecision(PairMetric):
         return PrecisionReducer(self.k, self.reduce_func)
 
     def dense_compute(self, distance_matrix: Tensor, labels: Tensor) -> Tensor:
-        """:meth:`raw_compute` with fixed shapes (no host sync), for one batch."""
+        """:meth:`raw_compute` with fixed shapes (no host sync), for one batch.
+
+        A batch with fewer than ``k`` candidates (the short last batch of an epoch) gives NaN
+        with a warning instead of ``raw_compute``'s ``ValueError``: the training loop logs it
+        as an undefined batch, left out of the epoch value, rather than stopping the fit.
+        """
         n, m = distance_matrix.shape
-        _check_k_fits(self.k, m)
+        if self.k > m:
+            warnings.warn(
+                f"RetrievalPrecision(k={self.k}) is undefined on a batch of fewer than "
+                f"{self.k} objects; such batches are left out of the logged epoch value. Use "
+                "batches of at least k objects (or drop_last=True) to log every batch.",
+                stacklevel=2,
+            )
+            values = torch.full((n,), float("nan"), device=distance_matrix.device)
+            return values if self.reduce_func is None else self.reduce_func(values)
         k = torch.full((n,), self.k, dtype=torch.int64, device=distance_matrix.device)
         found = _dense.first_k_label_sum(_dense.stable_order(distance_matrix), labels, k)
         values = (found / self.k).float()
