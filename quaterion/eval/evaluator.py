@@ -2,6 +2,7 @@
 
 import os
 from collections.abc import Iterable, Sized
+from numbers import Integral
 from typing import Any, Dict, List, Union
 
 import torch
@@ -73,8 +74,9 @@ class Evaluator:
             )
         for metric in self.metrics.values():
             sampler.check_metric(metric)
-        if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
+        if isinstance(repeats, bool) or not isinstance(repeats, Integral) or repeats < 1:
             raise ValueError(f"repeats must be an int >= 1, got {repeats!r}.")
+        repeats = int(repeats)
         clash = sorted(f"{name}_std" for name in self.metrics if f"{name}_std" in self.metrics)
         vectors = sorted(name for name, metric in self.metrics.items() if _returns_vector(metric))
         if repeats > 1 and vectors:

@@ -1,6 +1,7 @@
 """Precision@k: the mean label of the k nearest candidates."""
 
 import warnings
+from numbers import Integral
 from typing import Callable, Optional, Union
 
 import torch
@@ -67,7 +68,7 @@ def _check_k_fits(k: int, num_candidates: int) -> None:
 
 
 def _check_k(k: int) -> None:
-    if isinstance(k, bool) or not isinstance(k, int):
+    if isinstance(k, bool) or not isinstance(k, Integral):
         raise TypeError(f"k must be an int, got {type(k).__name__} ({k!r}).")
     if k < 1:
         raise ValueError(f"k must be greater than 0, got k={k}; pass k >= 1.")
@@ -91,7 +92,7 @@ class RetrievalPrecision(PairMetric):
     ):
         super().__init__(distance_metric_name=distance_metric_name)
         _check_k(k)
-        self.k = k
+        self.k = int(k)
         check_reduce_func(reduce_func)
         self.reduce_func = reduce_func
 

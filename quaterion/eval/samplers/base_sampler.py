@@ -2,6 +2,7 @@
 
 import random
 from collections.abc import Sized
+from numbers import Integral
 from typing import Any, ClassVar, Optional, Tuple, Union
 
 import numpy as np
@@ -32,9 +33,9 @@ class BaseSampler:
         device: Union[torch.device, str, None] = None,
         log_progress: bool = True,
     ):
-        if isinstance(sample_size, bool) or not isinstance(sample_size, int):
+        if isinstance(sample_size, bool) or not isinstance(sample_size, Integral):
             raise TypeError(f"sample_size must be an int (-1 for all rows), got {sample_size!r}.")
-        self.sample_size = sample_size
+        self.sample_size = int(sample_size)
         self.device = check_device(device)
         self.log_progress = log_progress
 
@@ -83,9 +84,9 @@ class EncodingSampler(BaseSampler):
         super().__init__(sample_size, device, log_progress)
         minimum = self.objects_per_sample
         value = encode_batch_size
-        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        if isinstance(value, bool) or not isinstance(value, Integral) or value < minimum:
             raise ValueError(f"encode_batch_size must be an int >= {minimum}, got {value!r}.")
-        self.encode_batch_size = encode_batch_size
+        self.encode_batch_size = int(encode_batch_size)
         self.accumulator = accumulator
 
     def batch_inputs(self, batch: list) -> Tuple[list, dict]:

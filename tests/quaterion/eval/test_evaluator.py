@@ -1,5 +1,6 @@
 import random
 
+import numpy as np
 import pytest
 import torch
 
@@ -255,3 +256,14 @@ def test_bad_encode_output_is_named(group_dataset, output, error, words):
     evaluator = Evaluator(RetrievalRPrecision(), GroupSampler(log_progress=False))
     with pytest.raises(error, match=f"_FixedOutputModel.encode.*{words}"):
         evaluator.evaluate(group_dataset, _FixedOutputModel(output))
+
+
+def test_numpy_integers_are_accepted_as_sizes(group_dataset, model3):
+    sampler = GroupSampler(
+        sample_size=np.int64(4), encode_batch_size=np.int32(4), log_progress=False
+    )
+    evaluator = Evaluator(RetrievalRPrecision("euclidean"), sampler, repeats=np.int64(2))
+    assert (sampler.sample_size, sampler.encode_batch_size, evaluator.repeats) == (4, 4, 2)
+    assert type(sampler.sample_size) is int and RetrievalPrecision(k=np.int64(3)).k == 3
+    result = evaluator.evaluate(group_dataset, model3)
+    assert result == {"RetrievalRPrecision": 1.0, "RetrievalRPrecision_std": 0.0}
