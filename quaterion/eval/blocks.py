@@ -234,9 +234,18 @@ def ranking_inputs(
         if nonzero.numel() == 0 or int(nonzero.abs().max()) <= _SAFE_EXPONENT:
             return embeddings
     return tuple(
-        torch.ldexp(value.to(dtype), -torch.frexp(bound).exponent.reshape(-1, 1))
+        _times_power_of_two(value.to(dtype), -torch.frexp(bound).exponent.reshape(-1, 1))
         for value, bound in zip(embeddings, bounds)
     )
+
+
+def _times_power_of_two(value: Tensor, shift: Tensor) -> Tensor:
+    """``value * 2**shift``, exact, in two halves: ``2**shift`` alone can leave the dtype's
+    range where the product does not (``shift = 132`` lifting a float32 subnormal), and
+    ``torch.ldexp`` computes it alone on some devices."""
+    first = torch.div(shift, 2, rounding_mode="floor")
+    two = torch.tensor(2.0, dtype=value.dtype, device=value.device)
+    return value * torch.pow(two, first) * torch.pow(two, shift - first)
 
 
 def _largest_abs(value: Tensor, per_row: bool) -> Tensor:

@@ -79,36 +79,43 @@ def integer_problem(seed: int):
     return embeddings, groups, pairs, scores
 
 
-@pytest.mark.parametrize("exponent", [66, -84, 0])
+@pytest.mark.parametrize(
+    "exponent, dtype",
+    [(66, torch.float32), (-84, torch.float32), (0, torch.float32), (600, torch.float64)]
+    + [(-600, torch.float64)],
+)
 @pytest.mark.parametrize("distance", [Distance.EUCLIDEAN, Distance.MANHATTAN, Distance.DOT_PRODUCT])
-def test_extreme_float32_magnitudes_equal_the_float64_formulas(distance, exponent):
+def test_extreme_magnitudes_rank_as_the_exact_formulas(distance, exponent, dtype):
     # 2**66 * 6: squares and dot products exceed float32's range (3.4e38); 2**-84: they
-    # fall below its smallest subnormal. Powers of two keep the coordinates exact.
+    # fall below its smallest subnormal; 2**+-600 does the same in float64. Powers of two
+    # keep the coordinates exact and the ranking of the unscaled integers (the reference).
     for seed in range(3):
         embeddings, groups, pairs, scores = integer_problem(seed)
-        scaled = torch.ldexp(embeddings, torch.tensor(exponent)).float()
+        scaled = torch.ldexp(embeddings, torch.tensor(exponent)).to(dtype)
         expected = naive_values(embeddings, groups, pairs, scores, distance)
         for name, values in metric_values(scaled, groups, pairs, scores, distance).items():
             for value in values:
                 torch.testing.assert_close(value, expected[name].float(), msg=name)
 
 
-@pytest.mark.parametrize("exponent", [66, -84])
-def test_cosine_ranking_does_not_depend_on_the_scale(seeded, exponent):
+@pytest.mark.parametrize("exponent", [66, -84, -140])  # -140: float32 subnormal rows
+def test_cosine_ranks_rows_of_any_scale_by_their_angles(seeded, exponent):
     embeddings = torch.randn(12, 4)
     groups = torch.randint(0, 3, (12,))
     pairs, scores = torch.randperm(12).reshape(6, 2), torch.ones(6)
     plain = metric_values(embeddings, groups, pairs, scores, Distance.COSINE)
-    expected = naive_values(embeddings, groups, pairs, scores, Distance.COSINE)
     # each row at its own extreme scale: cosine is invariant to every row's scale
     row_scales = torch.ldexp(
         torch.ones(12, 1), torch.full((12, 1), exponent) + torch.arange(12)[:, None] % 3
     )
-    scaled = embeddings * row_scales
+    scaled = embeddings * row_scales  # subnormal rows keep fewer bits: a nearby direction
+    expected = naive_values(scaled, groups, pairs, scores, Distance.COSINE)
     for name, values in metric_values(scaled, groups, pairs, scores, Distance.COSINE).items():
-        for value, reference in zip(values, plain[name]):
-            torch.testing.assert_close(value, reference, rtol=0, atol=0, msg=name)
-        torch.testing.assert_close(values[0], expected[name].float(), msg=name)
+        for value in values:
+            torch.testing.assert_close(value, expected[name].float(), msg=name)
+        if exponent > -126:  # normal floats: the scaling was exact, so are the values
+            for value, reference in zip(values, plain[name]):
+                torch.testing.assert_close(value, reference, rtol=0, atol=0, msg=name)
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
