@@ -90,6 +90,7 @@ def _sequential_model(tmp_path, edit) -> str:
     return path
 
 
+@pytest.mark.filterwarnings("ignore:SimilarityModel.save")  # tested below
 def test_sequential_head_with_inf_weight_is_refused(tmp_path):
     def poison(sequential):
         with torch.no_grad():
