@@ -30,7 +30,7 @@ from quaterion_models.utils.classes import save_class_import
 from quaterion_models.utils.config import ConfigFile
 from quaterion_models.utils.directory_swap import atomic_directory, reading_directory
 from quaterion_models.utils.errors import DamagedFileError
-from quaterion_models.utils.files import existing_dir, write_json
+from quaterion_models.utils.files import existing_dir, first_non_finite, write_json
 from quaterion_models.utils.import_origin import loading_directory
 from quaterion_models.utils.record_inputs import encode_chunks
 from quaterion_models.utils.records import collate_batch
@@ -321,6 +321,9 @@ class SimilarityModel(nn.Module):
         Files of your own in ``output_path`` (anything but ``config.json``, ``head/`` and
         ``encoders/``) are kept.
 
+        A head whose weights hold NaN or inf is saved with a warning (``load`` refuses such
+        weights unless ``trusted=True``).
+
         Raises:
             NotADirectoryError: ``output_path`` is a file.
             FileExistsError: ``output_path`` is not a saved model but holds ``config.json``,
@@ -333,6 +336,13 @@ class SimilarityModel(nn.Module):
         """
         self._require_head("save")
         check_materialised(self, "SimilarityModel.save")
+        non_finite = first_non_finite(self.head.state_dict())
+        if non_finite is not None:
+            warnings.warn(
+                f"SimilarityModel.save: the head's {non_finite}; the model encodes inputs to "
+                "NaN, and SimilarityModel.load will refuse this save unless trusted=True.",
+                stacklevel=2,
+            )
         with atomic_directory(output_path) as tmp:
             head_path = os.path.join(tmp, "head")
             os.makedirs(head_path, exist_ok=True)

@@ -89,7 +89,8 @@ def pair_entries(labels: Tensor, pairs: Tensor, num_items: int) -> tuple[Tensor,
 
     Entries are written in upstream's order, all ``(a, b)`` then all ``(b, a)``, and a
     repeated position keeps the last write. Zero scores (explicit negatives) are dropped.
-    ``ValueError`` for a NaN score (reads the scores on the host).
+    ``ValueError`` for a score that is NaN, infinite or negative (reads the scores on the
+    host): relevance is a finite value ``>= 0``.
 
     Returns:
         ``(item_rows, item_cols, vals)``, each ``(nnz,)``.
@@ -102,6 +103,14 @@ def pair_entries(labels: Tensor, pairs: Tensor, num_items: int) -> tuple[Tensor,
             f"labels contain NaN in {int(missing.sum())} of {scores.numel()} pair scores (first: "
             f"pair {int(missing.nonzero()[0, 0])}): give every pair a number (0.0 for a "
             "negative pair)"
+        )
+    invalid = ~torch.isfinite(scores) | (scores < 0)
+    if bool(invalid.any()):  # -1 for negatives would count as (negative) relevance
+        first = int(invalid.nonzero()[0, 0])
+        raise ValueError(
+            f"pair scores must be finite relevance values >= 0, got {float(scores[first])} for "
+            f"pair {first} ({int(invalid.sum())} of {scores.numel()} scores are negative or "
+            "infinite): 0.0 marks a negative pair, so map a -1 convention to 0.0"
         )
     rows = torch.cat([pairs[:, 0], pairs[:, 1]])
     cols = torch.cat([pairs[:, 1], pairs[:, 0]])

@@ -29,8 +29,8 @@ class AttachedMetric:
 
     Args:
         name: prefix of the logged key.
-        metric: the metric; it must return a scalar (a ``reduce_func=None`` metric cannot
-            be logged).
+        metric: the metric; it must return a scalar (a ``reduce_func=None`` metric is
+            refused with ``ValueError``, anything but a ``BaseMetric`` with ``TypeError``).
         logger, prog_bar, on_step, on_epoch: passed to ``LightningModule.log``.
         **log_options: further ``LightningModule.log`` keyword arguments, stored as given.
     """
@@ -45,6 +45,17 @@ class AttachedMetric:
         on_epoch: Optional[bool] = None,
         **log_options: Any,
     ):
+        if not isinstance(metric, BaseMetric):
+            raise TypeError(
+                f"AttachedMetric({name!r}, metric) needs a BaseMetric such as "
+                f"RetrievalRPrecision(), got {type(metric).__name__}."
+            )
+        if "reduce_func" in vars(metric) and metric.reduce_func is None:
+            raise ValueError(
+                f"AttachedMetric({name!r}) logs one number per batch, but "
+                f"{type(metric).__name__}(reduce_func=None) returns one value per query; pass "
+                "a reduce_func such as torch.mean (the default)."
+            )
         self.name = name
         self._metric = metric
         self.stages = [TrainStage.TRAIN, TrainStage.VALIDATION]

@@ -14,6 +14,7 @@ from quaterion.eval.blocks import (
     check_embedding_shape,
     check_embeddings,
     rank_own_items_last,
+    ranking_inputs,
 )
 
 # A batch of up to this many (query, candidate) cells is computed by ``step_compute`` from
@@ -57,11 +58,14 @@ class BaseMetric:
 
         The distance matrix is detached and its diagonal set to ``+inf`` so an item ranks
         after every other item in its own row (the own-item rule of ``quaterion.eval``).
+        Distances are computed from :func:`~quaterion.eval.blocks.ranking_inputs` (float32
+        at least, scaled by a power of two where needed: the same ranking, no overflow).
         Labels are cast to float.
         ``ValueError`` if ``embeddings`` hold NaN or inf.
         """
         check_embeddings(embeddings)
         labels = self.prepare_labels(**targets)
+        (embeddings,) = ranking_inputs(self.distance, embeddings.detach())
         distance_matrix = self.distance.distance_matrix(embeddings).detach()
         own = torch.arange(distance_matrix.shape[0], device=distance_matrix.device)
         return labels.float(), rank_own_items_last(distance_matrix, own)
@@ -103,7 +107,8 @@ class BaseMetric:
         ):
             return self.compute(embeddings, **targets)
         labels = self.step_labels(num_items, **targets).to(embeddings.device)
-        distance_matrix = self.distance.distance_matrix(embeddings.detach())
+        (ranked,) = ranking_inputs(self.distance, embeddings.detach(), exact=False)
+        distance_matrix = self.distance.distance_matrix(ranked)
         own = torch.arange(num_items, device=embeddings.device)
         value = self.dense_compute(rank_own_items_last(distance_matrix, own), labels)
         if value is None:

@@ -21,7 +21,7 @@ from typing import Any, NamedTuple, Optional
 import torch
 from torch import Tensor
 
-from quaterion.distances import BaseDistance
+from quaterion.distances import BaseDistance, Cosine
 from quaterion.eval._relevance import DenseRelevance
 
 # Bytes of one float32 distance block; the row count follows from the number of candidates.
@@ -83,9 +83,10 @@ class Problem(NamedTuple):
     ) -> Iterator[Block]:
         """Row blocks of the problem under ``distance`` (one reused distance buffer)."""
         step = block_rows(self.candidates.shape[0], block_size)
-        dists = distance.distance_matrix_blocks(
-            self.queries.detach(), self.candidates.detach(), step
+        queries, candidates = ranking_inputs(
+            distance, self.queries.detach(), self.candidates.detach()
         )
+        dists = distance.distance_matrix_blocks(queries, candidates, step)
         for start, dist in zip(range(0, self.queries.shape[0], step), dists):
             rank_own_items_last(dist, self.self_index, start)
             yield Block(dist, *self.relevance.block(start, start + dist.shape[0]))
@@ -96,7 +97,8 @@ class Problem(NamedTuple):
         rows, cols, vals = self.relevance.block(0, n)
         labels = torch.zeros(n, m, device=self.queries.device)
         labels[rows, cols] = vals.to(labels.dtype)
-        distance_matrix = distance.distance_matrix(self.queries, self.candidates).detach()
+        queries, candidates = ranking_inputs(distance, self.queries, self.candidates)
+        distance_matrix = distance.distance_matrix(queries, candidates).detach()
         return labels, rank_own_items_last(distance_matrix, self.self_index)
 
 
@@ -122,8 +124,9 @@ def matrix_blocks(
 
 
 def check_matrices(distance_matrix: Tensor, labels: Tensor) -> None:
-    """Both 2-D tensors of one shape without NaN, else ``ValueError``/``TypeError``
-    (``+inf`` distances are valid: self-pairs ranked last). Reads the values on the host."""
+    """Both 2-D tensors of one shape without NaN, labels finite and ``>= 0``, else
+    ``ValueError``/``TypeError`` (``+inf`` distances are valid: self-pairs ranked last).
+    Reads the values on the host."""
     for name, value in (("distance_matrix", distance_matrix), ("labels", labels)):
         if not isinstance(value, Tensor):
             raise TypeError(f"{name} must be a torch.Tensor, got {type(value).__name__}.")
@@ -146,6 +149,15 @@ def check_matrices(distance_matrix: Tensor, labels: Tensor) -> None:
                     "and a NaN label counts as relevant, so the metric would mean nothing. "
                     "Check the embeddings or scores they came from."
                 )
+    if labels.is_floating_point() and labels.numel():
+        bad_rows = (torch.isinf(labels) | (labels < 0)).any(dim=1)
+        if bool(bad_rows.any()):
+            raise ValueError(
+                f"labels hold infinite or negative values in {int(bad_rows.sum())} of "
+                f"{labels.shape[0]} rows (first: row {int(bad_rows.nonzero()[0, 0])}): labels "
+                "are relevance values >= 0 (0 = not relevant), and such a value makes the metric "
+                "meaningless. Map negative pair scores to 0."
+            )
 
 
 def check_embeddings(embeddings: Tensor, name: str = "embeddings") -> None:
@@ -167,12 +179,82 @@ def check_embeddings(embeddings: Tensor, name: str = "embeddings") -> None:
 
 
 def check_embedding_shape(embeddings: Tensor, name: str = "embeddings") -> None:
-    """A 2-D, non-empty tensor, else ``TypeError``/``ValueError`` (metadata only: no sync)."""
+    """A 2-D, non-empty, real floating-point tensor, else ``TypeError``/``ValueError``
+    (metadata only: no sync)."""
     if not isinstance(embeddings, Tensor):
         raise TypeError(f"{name} must be a torch.Tensor, got {type(embeddings).__name__}.")
+    if not embeddings.is_floating_point():
+        raise TypeError(
+            f"{name} must be a real floating-point tensor, got {embeddings.dtype}; distances "
+            "are not defined on it. Convert integer codes with .float(); complex values have "
+            "no ranking."
+        )
     if embeddings.dim() != 2:
         raise ValueError(f"{name} must be 2-D (items x dim), got shape {tuple(embeddings.shape)}.")
     if embeddings.shape[0] == 0:
         raise ValueError(
             f"{name} is empty (shape {tuple(embeddings.shape)}); evaluate at least one item."
         )
+
+
+# Largest |value| left unscaled by ``ranking_inputs`` in the exact (host-read) mode: any
+# distance of such rows stays far from float32's overflow and underflow.
+_SAFE_EXPONENT = 30
+
+
+def ranking_inputs(
+    distance: type[BaseDistance], *embeddings: Tensor, exact: bool = True
+) -> tuple[Tensor, ...]:
+    """``embeddings`` in the form their distances are ranked from: same ranking, no overflow.
+
+    * float16/bfloat16 become float32: their own arithmetic overflows (a float16 dot
+      product past 65504 is ``-inf`` for every pair) and rounds distinct distances into ties.
+    * Values are multiplied by a power of two (exact: it only shifts exponents), so the
+      largest ``|value|`` is in ``[0.5, 1)``: one factor for all tensors, since Euclidean,
+      Manhattan and dot-product rankings are invariant to a common positive scale, and one per
+      row under ``Cosine``, which is invariant to each row's scale. Embeddings near 1e20
+      (dot products past float32's range) or near 1e-25 (squares below it; rows below
+      cosine's ``eps``) otherwise rank as ties.
+
+    Args:
+        distance: the distance the rows will be ranked by.
+        embeddings: float ``(n_i, d)`` tensors, all finite.
+        exact: ``True`` reads the value range on the host and returns the inputs unchanged
+            (no copy) when they need no scaling; ``False`` always scales, without a sync (the
+            training step).
+    """
+    dtype = torch.promote_types(embeddings[0].dtype, torch.float32)
+    per_row = issubclass(distance, Cosine)
+    bounds = [_largest_abs(value, per_row) for value in embeddings]
+    if not per_row:
+        bounds = [torch.stack([bound.max() for bound in bounds]).max()] * len(bounds)
+    if exact and all(value.dtype == dtype for value in embeddings):
+        exponents = torch.cat([torch.frexp(bound).exponent.reshape(-1) for bound in bounds])
+        nonzero = exponents[torch.cat([bound.reshape(-1) for bound in bounds]) != 0]
+        if nonzero.numel() == 0 or int(nonzero.abs().max()) <= _SAFE_EXPONENT:
+            return embeddings
+    return tuple(
+        _times_power_of_two(value.to(dtype), -torch.frexp(bound).exponent.reshape(-1, 1))
+        for value, bound in zip(embeddings, bounds)
+    )
+
+
+def _times_power_of_two(value: Tensor, shift: Tensor) -> Tensor:
+    """``value * 2**shift``, exact, in two halves: ``2**shift`` alone can leave the dtype's
+    range where the product does not (``shift = 132`` lifting a float32 subnormal), and
+    ``torch.ldexp`` computes it alone on some devices."""
+    first = torch.div(shift, 2, rounding_mode="floor")
+    two = torch.tensor(2.0, dtype=value.dtype, device=value.device)
+    return value * torch.pow(two, first) * torch.pow(two, shift - first)
+
+
+def _largest_abs(value: Tensor, per_row: bool) -> Tensor:
+    """``|value|.max()`` per row ``(n,)`` or overall (0-dim), without an ``|value|`` copy."""
+    if value.numel() == 0:
+        return torch.zeros(
+            value.shape[0] if per_row else (), dtype=value.dtype, device=value.device
+        )
+    if per_row:
+        return torch.maximum(value.amax(dim=1), -value.amin(dim=1))
+    low, high = torch.aminmax(value)
+    return torch.maximum(high, -low)

@@ -2,6 +2,7 @@
 
 import os
 from collections.abc import Iterable, Sized
+from numbers import Integral
 from typing import Any, Dict, List, Union
 
 import torch
@@ -28,7 +29,15 @@ class Evaluator:
         sampler: a ``GroupSampler`` for group metrics or a ``PairSampler`` for pair metrics.
         repeats: number of sampled evaluations. With ``repeats > 1`` the result holds, per
             metric, the mean over repeats under ``name`` and the standard deviation
-            (``torch.std``, unbiased) under ``f"{name}_std"``. ``1`` keeps the plain result.
+            (``torch.std``, unbiased) under ``f"{name}_std"``; every metric must then return
+            a 0-dim value (a ``reduce_func``). ``1`` keeps the plain result.
+
+    Raises:
+        TypeError: a metric or the sampler has the wrong type, or a metric does not fit the
+            sampler.
+        ValueError: ``metrics`` is empty, ``repeats`` is not an int ``>= 1``, or (with
+            ``repeats > 1``) a metric has ``reduce_func=None`` or its name ends like another's
+            ``_std`` key.
 
     Example:
         >>> from quaterion.eval.group import RetrievalRPrecision
@@ -47,6 +56,11 @@ class Evaluator:
         repeats: int = 1,
     ):
         self.metrics = metrics if isinstance(metrics, dict) else {type(metrics).__name__: metrics}
+        if not self.metrics:
+            raise ValueError(
+                "metrics is empty: evaluate would encode the dataset and return {}; pass a "
+                "metric or {name: metric}, e.g. {'rp': RetrievalRPrecision()}."
+            )
         for name, metric in self.metrics.items():
             if not isinstance(metric, BaseMetric):
                 raise TypeError(
@@ -60,8 +74,22 @@ class Evaluator:
             )
         for metric in self.metrics.values():
             sampler.check_metric(metric)
-        if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
+        if isinstance(repeats, bool) or not isinstance(repeats, Integral) or repeats < 1:
             raise ValueError(f"repeats must be an int >= 1, got {repeats!r}.")
+        repeats = int(repeats)
+        clash = sorted(f"{name}_std" for name in self.metrics if f"{name}_std" in self.metrics)
+        vectors = sorted(name for name, metric in self.metrics.items() if _returns_vector(metric))
+        if repeats > 1 and vectors:
+            raise ValueError(
+                f"repeats={repeats} averages one number per metric, but {vectors} return a "
+                "value per drawn query (reduce_func=None), and the queries differ between "
+                "repeats; use a reduce_func such as torch.mean, or repeats=1."
+            )
+        if repeats > 1 and clash:
+            raise ValueError(
+                f"metric names {clash} clash with the standard deviations repeats={repeats} "
+                "adds under '<name>_std'; rename those metrics."
+            )
         self.sampler = sampler
         self.repeats = repeats
 
@@ -108,6 +136,10 @@ class Evaluator:
             else:
                 result[name] = metric.raw_compute(*reversed(problem.dense(metric.distance)))
         return result
+
+
+def _returns_vector(metric: BaseMetric) -> bool:
+    return "reduce_func" in vars(metric) and metric.reduce_func is None
 
 
 def _encodes(obj: Any) -> bool:
@@ -157,11 +189,12 @@ def _mean_and_std(runs: List[Dict[str, Tensor]]) -> Dict[str, Tensor]:
     result = {}
     for name in runs[0]:
         values = [run[name] for run in runs]
-        if any(value.shape != values[0].shape for value in values):
+        if any(value.dim() != 0 for value in values):
             raise ValueError(
-                f"repeats > 1 needs results of one shape per metric; {name!r} gave shapes "
-                f"{sorted({tuple(v.shape) for v in values})} (use a reduce_func such as "
-                "torch.mean)."
+                f"repeats > 1 averages one number per metric, but {name!r} gave a tensor of "
+                f"shape {tuple(values[0].shape)}: its entries belong to different randomly "
+                "drawn queries in each repeat, so their mean would mean nothing. Use a "
+                "reduce_func such as torch.mean, or repeats=1."
             )
         stacked = torch.stack(values).to(torch.float32)
         result[name] = stacked.mean(0)

@@ -112,6 +112,11 @@ class IndexEvaluator:
         log_progress: bool = True,
     ):
         self.metrics = metrics if isinstance(metrics, dict) else {type(metrics).__name__: metrics}
+        if not self.metrics:
+            raise ValueError(
+                "metrics is empty; pass a metric or {name: metric}, e.g. "
+                "{'rp': RetrievalRPrecision()}."
+            )
         kinds = set()
         for name, metric in self.metrics.items():
             if not isinstance(metric, _SUPPORTED):

@@ -10,7 +10,13 @@ from quaterion_models.heads.encoder_head import EncoderHead
 from quaterion_models.utils.checks import check_bool, check_positive_int
 from quaterion_models.utils.config import ConfigFile
 from quaterion_models.utils.errors import DamagedFileError
-from quaterion_models.utils.files import nn_building_blocks, save_torch, torch_load, write_json
+from quaterion_models.utils.files import (
+    check_weight_values,
+    nn_building_blocks,
+    save_torch,
+    torch_load,
+    write_json,
+)
 from quaterion_models.utils.trust import is_loading_trusted
 
 
@@ -112,6 +118,7 @@ class SequentialHead(EncoderHead):
                 f"{weights_path} is damaged or not a saved model file: expected {what}, got "
                 f"{type(sequential).__name__}; save the model again"
             )
+        check_weight_values(sequential.state_dict(), weights_path, trusted)
         try:
             return cls(*sequential, **config.data)
         except TypeError as err:

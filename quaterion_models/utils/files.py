@@ -20,6 +20,7 @@ from quaterion_models.utils.config import read_json as read_json
 from quaterion_models.utils.directory_swap import atomic_directory as atomic_directory
 from quaterion_models.utils.directory_swap import recover_directory as recover_directory
 from quaterion_models.utils.errors import DamagedFileError, UnsafeFileError
+from quaterion_models.utils.trust import is_loading_trusted
 
 TRUSTED_FIX = "SimilarityModel.load(path, trusted=True)"
 
@@ -167,7 +168,53 @@ def load_state_dict(path: PathLike) -> "dict[str, torch.Tensor]":
             "model built without values and never loaded). Save the model again after "
             "loading or training its weights"
         )
+    check_weight_values(state, path)
     return dict(state)
+
+
+def check_weight_values(
+    state: "Mapping[str, torch.Tensor]", path: PathLike, trusted: Optional[bool] = None
+) -> None:
+    """Refuse weights no trained head holds, naming the tensor and the fix.
+
+    * A complex tensor: every head of ours is real, and copying it into a real parameter
+      would drop the imaginary part (torch only warns). Always refused.
+    * A floating tensor holding NaN or inf (hand-edited or saved from a diverged run): the
+      head would encode every input to NaN. Refused unless loading is trusted
+      (``SimilarityModel.load(path, trusted=True)`` or
+      :func:`~quaterion_models.utils.trusted_loading`; ``trusted`` overrides it), which
+      loads them as they are.
+
+    Raises:
+        DamagedFileError: one of the above; the message names ``path`` and the tensor.
+    """
+    for name, value in state.items():
+        if value.is_complex():
+            raise DamagedFileError(
+                f"{path} holds complex weights: tensor {name!r} is {value.dtype}, but heads "
+                "have real weights and loading would silently drop the imaginary part. The "
+                "file was edited or written by other code; save the model again"
+            )
+    if is_loading_trusted(trusted):
+        return
+    found = first_non_finite(state)
+    if found is not None:
+        raise DamagedFileError(
+            f"{path} holds non-finite weights: {found}, so the model would encode every input "
+            "to NaN (edited, or saved from a diverged run). Save the model again from finite "
+            f"weights, or load it as it is with {TRUSTED_FIX}"
+        )
+
+
+def first_non_finite(state: "Mapping[str, torch.Tensor]") -> Optional[str]:
+    """``"tensor 'name' has n NaN or inf values of m"`` for the first floating tensor of
+    ``state`` holding any, else ``None``."""
+    for name, value in state.items():
+        if value.is_floating_point() and value.numel():
+            bad = int((~torch.isfinite(value)).sum())
+            if bad:
+                return f"tensor {name!r} has {bad} NaN or inf values of {value.numel()}"
+    return None
 
 
 def existing_dir(root: PathLike, *parts: str) -> str:

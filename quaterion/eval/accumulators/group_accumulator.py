@@ -24,9 +24,16 @@ class GroupAccumulator(Accumulator):
         """Detach both and move them to ``device`` (default: the embeddings' device).
 
         Raises:
-            ValueError: ``embeddings`` is not ``(B, d)`` with the ``d`` of earlier batches.
+            ValueError: ``embeddings`` is not ``(B, d)`` with the ``d`` of earlier batches,
+                or ``groups`` is not a tensor of ``B`` ids.
         """
         self.check_embeddings(embeddings)
+        if not isinstance(groups, Tensor) or groups.numel() != embeddings.shape[0]:
+            got = f"{groups.numel()} ids" if isinstance(groups, Tensor) else type(groups).__name__
+            raise ValueError(
+                f"GroupAccumulator.update needs groups as a tensor of one id per embedding "
+                f"({embeddings.shape[0]}), got {got}."
+            )
         device = self.store_embeddings(embeddings, device)
         self._groups.append(groups.detach().to(device))
 

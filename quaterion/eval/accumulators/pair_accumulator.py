@@ -1,6 +1,6 @@
 """Accumulator for pair-labelled batches."""
 
-from typing import Dict, List, Optional, Union
+from typing import Dict, List, Optional, Tuple, Union
 
 import torch
 from torch import Tensor
@@ -21,6 +21,8 @@ class PairAccumulator(Accumulator):
         self._pairs: List[Tensor] = []
         self._subgroups: List[Tensor] = []
         self._accumulated_size = 0
+        # (first row, rows, pairs) of each update batch, for check_local_pairs
+        self._batches: List[Tuple[int, int, int]] = []
 
     def update(
         self,
@@ -37,13 +39,23 @@ class PairAccumulator(Accumulator):
             batch-local; subgroups: ``(2P,)``.
 
         Raises:
-            ValueError: ``embeddings`` is not ``(2P, d)`` with the ``d`` of earlier batches.
+            ValueError: ``embeddings`` is not ``(2P, d)`` with the ``d`` of earlier batches,
+                or ``pairs``/``labels`` are not ``(P, 2)``/``(P,)``.
+            TypeError: ``labels``, ``pairs`` or ``subgroups`` is not a tensor.
         """
         self.check_embeddings(embeddings)
+        if not all(isinstance(value, Tensor) for value in (labels, pairs, subgroups)):
+            raise TypeError("PairAccumulator.update needs labels, pairs and subgroups as tensors.")
+        if pairs.numel() % 2 or labels.numel() != pairs.numel() // 2:
+            raise ValueError(
+                f"PairAccumulator.update needs pairs of shape (P, 2) and one score per pair, got "
+                f"pairs {tuple(pairs.shape)} and {labels.numel()} labels."
+            )
         device = self.store_embeddings(embeddings, device)
         self._labels.append(labels.detach().to(device))
         self._pairs.append(pairs.detach().to(device) + self._accumulated_size)
         self._subgroups.append(subgroups.detach().to(device))
+        self._batches.append((self._accumulated_size, embeddings.shape[0], pairs.numel() // 2))
         self._accumulated_size += embeddings.shape[0]
 
     @property
@@ -63,7 +75,13 @@ class PairAccumulator(Accumulator):
 
     @property
     def state(self) -> Dict[str, Tensor]:
-        """``{"embeddings", "labels", "pairs", "subgroups"}`` (subgroups concatenated)."""
+        """``{"embeddings", "labels", "pairs", "subgroups"}`` (subgroups concatenated).
+
+        Raises:
+            ValueError: a batch's pairs indexed outside that batch (``update`` takes
+                batch-local indices; reads the pairs on the host).
+        """
+        self.check_local_pairs()
         return {
             "embeddings": self.embeddings,
             "labels": self.labels,
@@ -71,9 +89,30 @@ class PairAccumulator(Accumulator):
             "subgroups": self.subgroups,
         }
 
+    def check_local_pairs(self) -> None:
+        """``ValueError`` naming the first ``update`` batch whose pairs left the batch: after
+        the shift they would silently pair objects of two different batches."""
+        if not self._batches:
+            return
+        starts, sizes, counts = (torch.tensor(column) for column in zip(*self._batches))
+        pairs = self.pairs.cpu().reshape(-1, 2)
+        low = starts.repeat_interleave(counts)[:, None]
+        high = low + sizes.repeat_interleave(counts)[:, None]
+        outside = ((pairs < low) | (pairs >= high)).any(1)
+        if bool(outside.any()):
+            first = int(outside.nonzero()[0, 0])
+            batch = int(torch.arange(len(self._batches)).repeat_interleave(counts)[first])
+            local = (pairs[first] - low[first]).tolist()
+            raise ValueError(
+                f"update batch {batch} ({int(sizes[batch])} embeddings) has the pair {local}, "
+                f"outside the batch: pairs given to update are batch-local indices "
+                f"0..{int(sizes[batch]) - 1} (they are shifted past the earlier batches)."
+            )
+
     def reset(self) -> None:
         """Drop every stored batch, the index shift and ``filled``."""
         super().reset()
+        self._batches = []
         self._labels = []
         self._pairs = []
         self._subgroups = []

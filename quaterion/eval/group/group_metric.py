@@ -50,6 +50,12 @@ class GroupMetric(AccumulatingMetric):
 def _check_groups(groups: Tensor, size: int) -> Tensor:
     if not isinstance(groups, Tensor):
         raise TypeError(f"groups must be a torch.Tensor of ints, got {type(groups).__name__}.")
+    if groups.is_floating_point() or groups.is_complex():
+        raise TypeError(
+            f"groups must be an integer tensor of group ids, got {groups.dtype}: float ids "
+            "are compared exactly and a NaN id matches nothing. Pass groups.long() of whole "
+            "numbers."
+        )
     groups = groups.reshape(-1)
     if groups.numel() != size:
         raise ValueError(f"groups must hold one id per embedding ({size}), got {groups.numel()}.")

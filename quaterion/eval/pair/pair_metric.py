@@ -1,5 +1,7 @@
 """Base class of metrics over pair labels."""
 
+from typing import Callable, Optional
+
 import torch
 from torch import Tensor
 
@@ -72,6 +74,15 @@ class PairMetric(AccumulatingMetric):
         return reduce_blocks(reducer, problem.blocks(self.distance))
 
 
+def check_reduce_func(reduce_func: Optional[Callable[[Tensor], Tensor]]) -> None:
+    """``reduce_func`` is ``None`` or callable, else ``TypeError`` naming what to pass."""
+    if reduce_func is not None and not callable(reduce_func):
+        raise TypeError(
+            f"reduce_func must be a function of the per-query tensor (e.g. torch.mean) or "
+            f"None for the tensor itself, got {type(reduce_func).__name__} {reduce_func!r}."
+        )
+
+
 def check_pairs(pairs: Tensor, labels: Tensor, num_items: int) -> Tensor:
     """``pairs`` as int64 ``(P, 2)`` indexing ``num_items`` rows, one score per pair."""
     pairs = check_pair_shapes(pairs, labels)
@@ -89,6 +100,11 @@ def check_pair_shapes(pairs: Tensor, labels: Tensor) -> Tensor:
         raise TypeError(
             f"pairs and labels must be torch.Tensors, got {type(pairs).__name__} and "
             f"{type(labels).__name__}."
+        )
+    if pairs.is_floating_point() or pairs.is_complex() or pairs.dtype == torch.bool:
+        raise TypeError(
+            f"pairs must be an integer tensor of indices, got {pairs.dtype}: a float index "
+            "would be truncated to another item. Pass pairs.long() of whole numbers."
         )
     pairs = pairs.reshape(-1, 2).to(torch.int64)
     if labels.numel() != pairs.shape[0]:

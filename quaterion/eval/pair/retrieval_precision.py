@@ -1,5 +1,7 @@
 """Precision@k: the mean label of the k nearest candidates."""
 
+import warnings
+from numbers import Integral
 from typing import Callable, Optional, Union
 
 import torch
@@ -9,7 +11,7 @@ from quaterion.distances import Distance
 from quaterion.eval.blocks import Block, BlockReducer, matrix_blocks, reduce_blocks
 from quaterion.eval import _dense
 from quaterion.eval._ranking import first_k_label_sum
-from quaterion.eval.pair.pair_metric import PairMetric
+from quaterion.eval.pair.pair_metric import PairMetric, check_reduce_func
 
 
 def retrieval_precision(
@@ -66,7 +68,7 @@ def _check_k_fits(k: int, num_candidates: int) -> None:
 
 
 def _check_k(k: int) -> None:
-    if isinstance(k, bool) or not isinstance(k, int):
+    if isinstance(k, bool) or not isinstance(k, Integral):
         raise TypeError(f"k must be an int, got {type(k).__name__} ({k!r}).")
     if k < 1:
         raise ValueError(f"k must be greater than 0, got k={k}; pass k >= 1.")
@@ -90,7 +92,8 @@ class RetrievalPrecision(PairMetric):
     ):
         super().__init__(distance_metric_name=distance_metric_name)
         _check_k(k)
-        self.k = k
+        self.k = int(k)
+        check_reduce_func(reduce_func)
         self.reduce_func = reduce_func
 
     def raw_compute(self, distance_matrix: Tensor, labels: Tensor) -> Tensor:
@@ -104,9 +107,22 @@ class RetrievalPrecision(PairMetric):
         return PrecisionReducer(self.k, self.reduce_func)
 
     def dense_compute(self, distance_matrix: Tensor, labels: Tensor) -> Tensor:
-        """:meth:`raw_compute` with fixed shapes (no host sync), for one batch."""
+        """:meth:`raw_compute` with fixed shapes (no host sync), for one batch.
+
+        A batch with fewer than ``k`` candidates (the short last batch of an epoch) gives NaN
+        with a warning instead of ``raw_compute``'s ``ValueError``: the training loop logs it
+        as an undefined batch, left out of the epoch value, rather than stopping the fit.
+        """
         n, m = distance_matrix.shape
-        _check_k_fits(self.k, m)
+        if self.k > m:
+            warnings.warn(
+                f"RetrievalPrecision(k={self.k}) is undefined on a batch of fewer than "
+                f"{self.k} objects; such batches are left out of the logged epoch value. Use "
+                "batches of at least k objects (or drop_last=True) to log every batch.",
+                stacklevel=2,
+            )
+            values = torch.full((n,), float("nan"), device=distance_matrix.device)
+            return values if self.reduce_func is None else self.reduce_func(values)
         k = torch.full((n,), self.k, dtype=torch.int64, device=distance_matrix.device)
         found = _dense.first_k_label_sum(_dense.stable_order(distance_matrix), labels, k)
         values = (found / self.k).float()

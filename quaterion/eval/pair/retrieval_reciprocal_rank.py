@@ -10,7 +10,7 @@ from quaterion.eval.blocks import Block, BlockReducer, matrix_blocks, reduce_blo
 from quaterion.eval import _dense
 from quaterion.eval._ranking import Workspace
 from quaterion.eval._ranking import incidence_ranks
-from quaterion.eval.pair.pair_metric import PairMetric
+from quaterion.eval.pair.pair_metric import PairMetric, check_reduce_func
 
 
 def retrieval_reciprocal_rank(
@@ -73,6 +73,7 @@ class RetrievalReciprocalRank(PairMetric):
         reduce_func: Optional[Callable[[Tensor], Tensor]] = torch.mean,
     ):
         super().__init__(distance_metric_name=distance_metric_name)
+        check_reduce_func(reduce_func)
         self.reduce_func = reduce_func
 
     def raw_compute(self, distance_matrix: Tensor, labels: Tensor) -> Tensor:

@@ -2,8 +2,10 @@
 
 import random
 from collections.abc import Sized
+from numbers import Integral
 from typing import Any, ClassVar, Optional, Tuple, Union
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -31,10 +33,10 @@ class BaseSampler:
         device: Union[torch.device, str, None] = None,
         log_progress: bool = True,
     ):
-        if isinstance(sample_size, bool) or not isinstance(sample_size, int):
+        if isinstance(sample_size, bool) or not isinstance(sample_size, Integral):
             raise TypeError(f"sample_size must be an int (-1 for all rows), got {sample_size!r}.")
-        self.sample_size = sample_size
-        self.device = device
+        self.sample_size = int(sample_size)
+        self.device = check_device(device)
         self.log_progress = log_progress
 
     def sample(self, dataset: Any, metric: BaseMetric, model: Any) -> Tuple[Tensor, Tensor]:
@@ -82,9 +84,9 @@ class EncodingSampler(BaseSampler):
         super().__init__(sample_size, device, log_progress)
         minimum = self.objects_per_sample
         value = encode_batch_size
-        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        if isinstance(value, bool) or not isinstance(value, Integral) or value < minimum:
             raise ValueError(f"encode_batch_size must be an int >= {minimum}, got {value!r}.")
-        self.encode_batch_size = encode_batch_size
+        self.encode_batch_size = int(encode_batch_size)
         self.accumulator = accumulator
 
     def batch_inputs(self, batch: list) -> Tuple[list, dict]:
@@ -98,6 +100,7 @@ class EncodingSampler(BaseSampler):
         for batch in iter_by_batch(dataset, samples_per_batch, self.log_progress):
             objs, labels = self.batch_inputs(batch)
             embeddings = model.encode(objs, batch_size=self.encode_batch_size, to_numpy=False)
+            embeddings = check_encode_output(embeddings, len(objs), model)
             self.accumulator.update(embeddings, **labels, device=self.device)
         check_encoded(self.accumulator.embeddings, dataset)
         self.accumulator.set_filled()
@@ -105,6 +108,42 @@ class EncodingSampler(BaseSampler):
     def reset(self) -> None:
         """Forget the encoded dataset."""
         self.accumulator.reset()
+
+
+def check_encode_output(embeddings: Any, num_objects: int, model: Any) -> Tensor:
+    """What ``model.encode(objs, ..., to_numpy=False)`` returned, as a tensor with one row
+    per object (a numpy array is converted); ``TypeError``/``ValueError`` naming the model."""
+    converted = torch.from_numpy(embeddings) if isinstance(embeddings, np.ndarray) else embeddings
+    rows = converted.shape[0] if isinstance(converted, Tensor) and converted.dim() else None
+    if rows != num_objects:
+        shape = tuple(converted.shape) if isinstance(converted, Tensor) else None
+        raise (TypeError if shape is None else ValueError)(
+            f"{type(model).__name__}.encode(objects, batch_size, to_numpy=False) must return a "
+            f"torch.Tensor (or numpy array) with one row per object ({num_objects}), got "
+            + (type(embeddings).__name__ if shape is None else f"shape {shape}")
+            + "."
+        )
+    return converted
+
+
+def check_device(device: Union[torch.device, str, None]) -> Union[torch.device, str, None]:
+    """``device`` unchanged if torch can parse it, else ``TypeError``/``ValueError`` naming
+    the argument (checked when the sampler is built, not after encoding a dataset)."""
+    if device is None or isinstance(device, torch.device):
+        return device
+    if not isinstance(device, (str, int)) or isinstance(device, bool):
+        raise TypeError(
+            f"device must be a torch.device, a string such as 'cpu' or 'cuda:0', or None, got "
+            f"{type(device).__name__} {device!r}."
+        )
+    try:
+        torch.device(device)
+    except RuntimeError as err:
+        raise ValueError(
+            f"device {device!r} is not a device torch knows ({str(err).splitlines()[0]}); pass "
+            "e.g. 'cpu', 'cuda' or 'cuda:0', or None for the model's output device."
+        ) from err
+    return device
 
 
 def draw_rows(total: int, sample_size: int) -> Tensor:

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from quaterion.eval.attached_metric import AttachedMetric
-from quaterion.eval.pair import RetrievalPrecision
+from quaterion.eval.pair import RetrievalPrecision, RetrievalReciprocalRank
 from quaterion.utils.enums import TrainStage
 
 
@@ -62,3 +62,18 @@ def test_half_built_object_does_not_recurse():
         _ = bare._metric
     with pytest.raises(AttributeError):
         _ = bare.name
+
+
+@pytest.mark.parametrize(
+    "metric", [RetrievalPrecision(reduce_func=None), RetrievalReciprocalRank(reduce_func=None)]
+)
+def test_per_query_vector_metric_is_refused(metric):
+    # Lightning's self.log would fail mid-fit on the vector; refuse at configuration time
+    with pytest.raises(ValueError, match=r"logs one number per batch.*reduce_func=None"):
+        AttachedMetric("v", metric)
+
+
+@pytest.mark.parametrize("metric", [RetrievalPrecision, torch.mean, None])
+def test_non_metric_is_refused(metric):
+    with pytest.raises(TypeError, match="needs a BaseMetric"):
+        AttachedMetric("m", metric)

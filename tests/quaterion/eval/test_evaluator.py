@@ -1,5 +1,6 @@
 import random
 
+import numpy as np
 import pytest
 import torch
 
@@ -123,17 +124,54 @@ def test_repeats_give_mean_and_std(seeded, model3):
     torch.testing.assert_close(result["rp_std"], singles.std())
 
 
-def test_repeats_of_vectors(seeded, pair_dataset, model3):
-    evaluator = Evaluator(
-        RetrievalPrecision(reduce_func=None), PairSampler(3, log_progress=False), repeats=2
-    )
-    assert evaluator.evaluate(pair_dataset, model3)["RetrievalPrecision"].shape == (3,)
-    pair_dataset[0].score = 0.0  # rows of that pair have no incidence: lengths vary per draw
-    evaluator = Evaluator(
-        RetrievalReciprocalRank(reduce_func=None), PairSampler(3, log_progress=False), repeats=20
-    )
-    with pytest.raises(ValueError, match="one shape per metric"):
+@pytest.mark.parametrize(
+    "metric", [RetrievalPrecision(reduce_func=None), RetrievalReciprocalRank(reduce_func=None)]
+)
+def test_repeats_of_per_query_vectors_are_refused(metric):
+    # position j of two repeats is two different random queries: no mean to take
+    with pytest.raises(ValueError, match=r"averages one number per metric.*reduce_func=None"):
+        Evaluator({"v": metric}, PairSampler(3, log_progress=False), repeats=2)
+    assert Evaluator({"v": metric}, PairSampler(3, log_progress=False)).repeats == 1
+
+
+def test_repeats_of_a_custom_vector_reduction_fail_naming_the_metric(pair_dataset, model3):
+    metric = RetrievalPrecision(reduce_func=lambda values: values[:2])
+    evaluator = Evaluator({"first two": metric}, PairSampler(3, log_progress=False), repeats=2)
+    with pytest.raises(ValueError, match=r"'first two' gave a tensor of shape \(2,\)"):
         evaluator.evaluate(pair_dataset, model3)
+    assert not evaluator.sampler.accumulator.filled  # reset after the failure
+
+
+def test_per_query_vector_of_separable_pairs_is_all_ones(pair_dataset, model3):
+    random.seed(4)
+    result = Evaluator(
+        RetrievalPrecision(reduce_func=None, distance_metric_name="euclidean"),
+        PairSampler(3, log_progress=False),
+    ).evaluate(pair_dataset, model3)["RetrievalPrecision"]
+    # partners are 1 apart, other pairs at least 2 apart: every query's nearest is its partner
+    torch.testing.assert_close(result, torch.ones(3))
+
+
+def test_empty_metrics_are_refused():
+    with pytest.raises(ValueError, match="metrics is empty"):
+        Evaluator({}, GroupSampler())
+
+
+def test_metric_names_clashing_with_std_keys_are_refused_with_repeats():
+    metrics = {"rp": RetrievalRPrecision(), "rp_std": RetrievalRPrecision("euclidean")}
+    with pytest.raises(ValueError, match=r"\['rp_std'\] clash"):
+        Evaluator(metrics, GroupSampler(), repeats=3)
+    assert set(Evaluator(metrics, GroupSampler()).metrics) == {"rp", "rp_std"}
+
+
+@pytest.mark.parametrize(
+    "device, error, words",
+    [("nope", ValueError, "device 'nope' is not a device torch knows"), (1.5, TypeError, "float")],
+)
+def test_sampler_device_checked_at_construction(device, error, words):
+    for sampler in (GroupSampler, PairSampler):
+        with pytest.raises(error, match=words):
+            sampler(device=device)
 
 
 @pytest.mark.parametrize("repeats", [0, -2, 1.5])
@@ -184,3 +222,48 @@ def test_pair_batches_hold_half_the_objects(pair_dataset, model3):
         pair_dataset, spy
     )
     assert spy.calls == [(4, 4, False), (4, 4, False)]
+
+
+class _FixedOutputModel:
+    """A model whose ``encode`` returns ``output(objects)``."""
+
+    def __init__(self, output):
+        self.output = output
+
+    def encode(self, objs, batch_size, to_numpy):
+        return self.output(objs)
+
+
+def test_numpy_output_of_encode_equals_the_tensor_output(group_dataset, model3):
+    numpy_model = _FixedOutputModel(lambda objs: model3.encode(objs, to_numpy=True))
+    metric = RetrievalRPrecision("euclidean")
+    expected = Evaluator(metric, GroupSampler(log_progress=False)).evaluate(group_dataset, model3)
+    assert expected == {"RetrievalRPrecision": 1.0}  # three well separated groups of two
+    result = Evaluator(metric, GroupSampler(log_progress=False)).evaluate(
+        group_dataset, numpy_model
+    )
+    assert result == expected
+
+
+@pytest.mark.parametrize(
+    "output, error, words",
+    [
+        (lambda objs: objs, TypeError, "must return a torch.Tensor .* got list"),
+        (lambda objs: torch.tensor(objs)[:1], ValueError, r"object \(6\), got shape \(1, 3\)"),
+    ],
+)
+def test_bad_encode_output_is_named(group_dataset, output, error, words):
+    evaluator = Evaluator(RetrievalRPrecision(), GroupSampler(log_progress=False))
+    with pytest.raises(error, match=f"_FixedOutputModel.encode.*{words}"):
+        evaluator.evaluate(group_dataset, _FixedOutputModel(output))
+
+
+def test_numpy_integers_are_accepted_as_sizes(group_dataset, model3):
+    sampler = GroupSampler(
+        sample_size=np.int64(4), encode_batch_size=np.int32(4), log_progress=False
+    )
+    evaluator = Evaluator(RetrievalRPrecision("euclidean"), sampler, repeats=np.int64(2))
+    assert (sampler.sample_size, sampler.encode_batch_size, evaluator.repeats) == (4, 4, 2)
+    assert type(sampler.sample_size) is int and RetrievalPrecision(k=np.int64(3)).k == 3
+    result = evaluator.evaluate(group_dataset, model3)
+    assert result == {"RetrievalRPrecision": 1.0, "RetrievalRPrecision_std": 0.0}

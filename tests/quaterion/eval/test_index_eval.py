@@ -175,6 +175,8 @@ def test_errors(make_index):
         IndexEvaluator(RetrievalRPrecision(), depth=0)
     with pytest.raises(ValueError, match="hnsw_ef"):
         IndexEvaluator(RetrievalRPrecision(), hnsw_ef=0)
+    with pytest.raises(ValueError, match="metrics is empty"):  # was "two IndexEvaluators"
+        IndexEvaluator({})
 
 
 def test_batches_reach_the_index_as_they_are_encoded(make_index):

@@ -97,3 +97,20 @@ def test_negative_pair_index_gives_nan():
     targets["pairs"] = targets["pairs"].clone()
     targets["pairs"][0, 0] = -1
     assert torch.isnan(metric.step_compute(embeddings, **targets))
+
+
+def test_precision_on_a_batch_shorter_than_k_is_left_out_with_a_warning():
+    # the short last batch of an epoch must not stop the fit (compute raises ValueError)
+    metric = AttachedMetric("p5", RetrievalPrecision(k=5))
+    embeddings, targets = pair_batch(2, 0)  # 4 objects < k
+    with pytest.raises(ValueError, match="k=5 is larger than the number of candidates"):
+        metric.compute(embeddings, **targets)
+    with pytest.warns(UserWarning, match=r"RetrievalPrecision\(k=5\) is undefined on a batch"):
+        with count_host_syncs() as syncs:
+            value, weight = metric.batch_value(embeddings, targets)
+    assert syncs.total == 0
+    assert value.item() == 0.0 and int(weight) == 0  # neutral value, weight 0
+    embeddings, targets = pair_batch(3, 0)  # 6 objects >= k: the plain value
+    torch.testing.assert_close(
+        metric.batch_value(embeddings, targets)[0], metric.compute(embeddings, **targets)
+    )

@@ -1,3 +1,4 @@
+import pytest
 import torch
 
 from quaterion.eval.accumulators import GroupAccumulator
@@ -36,3 +37,11 @@ def test_reads_concatenate_once_and_keep_later_batches():
     acc.update(extra, torch.tensor([7, 7]))
     torch.testing.assert_close(acc.embeddings, torch.cat([*batches, extra]), rtol=0, atol=0)
     assert acc.groups.tolist() == [0] * 4 + [1] * 4 + [2] * 4 + [7, 7]
+
+
+@pytest.mark.parametrize("groups, got", [(torch.tensor([0, 1]), "2 ids"), ([0, 1, 1], "list")])
+def test_groups_must_hold_one_id_per_embedding(groups, got):
+    acc = GroupAccumulator()
+    with pytest.raises(ValueError, match=f"one id per embedding .3., got {got}"):
+        acc.update(torch.randn(3, 2), groups)
+    assert acc.embeddings.numel() == 0

@@ -1,6 +1,7 @@
+import pytest
 import torch
 
-from quaterion.eval.group import GroupMetric
+from quaterion.eval.group import GroupMetric, RetrievalRPrecision
 from quaterion.eval.group.group_metric import GroupMetric as GroupMetricByPath
 
 
@@ -42,3 +43,24 @@ def test_user_metric_with_raw_compute_only_uses_dense_path():
     value = _Top1("euclidean").compute(embeddings, torch.tensor([0, 0, 1, 1]))
     assert value.item() == 1.0
     assert GroupMetric is GroupMetricByPath
+
+
+def test_float_or_complex_group_ids_are_refused():
+    embeddings = torch.tensor([[1.0, 1], [8, 8], [4, 4], [6, 7]])
+    for groups in (
+        torch.tensor([1.0, float("nan"), 1.0, float("nan")]),  # NaN matched nothing, silently
+        torch.tensor([1.0, 2.0, 1.0, 2.0]),
+        torch.tensor([1 + 0j, 2, 1, 2]),
+    ):
+        for call in (RetrievalRPrecision().compute, RetrievalRPrecision().step_compute):
+            with pytest.raises(TypeError, match=f"integer tensor of group ids, got {groups.dtype}"):
+                call(embeddings, groups=groups)
+
+
+def test_bool_and_uint8_group_ids_equal_long_ids():
+    embeddings = torch.tensor([[1.0, 1], [8, 8], [4, 4], [6, 7]])
+    metric = RetrievalRPrecision("manhattan")
+    # spec worked value for groups [1, 2, 1, 2]: 0.75
+    for groups in (torch.tensor([True, False, True, False]), torch.tensor([1, 2, 1, 2]).byte()):
+        assert metric.compute(embeddings, groups).item() == 0.75
+        assert metric.step_compute(embeddings, groups=groups).item() == 0.75
