@@ -121,28 +121,35 @@ def test_symlinked_save_dir_is_followed_and_a_dangling_one_refused(tmp_path):
         _fit(tmp_path / "dangling")
 
 
+def _as_nobody(connection, gid, function, args):
+    """Child process body of :func:`_unprivileged`."""
+    try:
+        os.setgroups([])
+        os.setgid(gid)
+        os.setuid(65534)
+        connection.send((True, function(*args)))
+    except BaseException:
+        connection.send((False, traceback.format_exc()))
+
+
 def _unprivileged(function, *args, gid=65534):
-    """Run ``function(*args)`` in a forked child as user ``nobody`` (in group ``gid`` alone)
+    """Run ``function(*args)`` in a child process as user ``nobody`` (in group ``gid`` alone)
     when we are root (root ignores permissions); returns what it returns, or raises its
-    traceback."""
+    traceback. The child is spawned, not forked: a child forked from a process running
+    torch's threads can deadlock on a lock one of them held."""
     if os.geteuid() != 0:
         return function(*args)
-    context = multiprocessing.get_context("fork")
+    context = multiprocessing.get_context("spawn")
     parent, child = context.Pipe()
-
-    def run():
-        try:
-            os.setgroups([])
-            os.setgid(gid)
-            os.setuid(65534)
-            child.send((True, function(*args)))
-        except BaseException:
-            child.send((False, traceback.format_exc()))
-
-    process = context.Process(target=run)
+    process = context.Process(target=_as_nobody, args=(child, gid, function, args), daemon=True)
     process.start()
-    ok, value = parent.recv() if parent.poll(300) else (False, "timed out")
-    process.join(30)
+    try:
+        ok, value = parent.recv() if parent.poll(300) else (False, "timed out")
+    finally:
+        process.join(30)
+        if process.is_alive():
+            process.kill()
+            process.join(10)
     if not ok:
         raise AssertionError(value)
     return value
