@@ -35,6 +35,7 @@ from quaterion.deferred_checks import DeferredChecks
 from quaterion.train.gradient_cache import GradientCacheConfig, cached_gradient_step
 from quaterion.train.xbm import XbmConfig
 from quaterion.train.xbm.xbm_buffer import XbmBuffer
+from quaterion.train.xbm.xbm_checkpoint import restore_memory, save_memory
 from quaterion.train.xbm.xbm_term import memory_term
 from quaterion.utils.enums import TrainStage
 from quaterion_models import SimilarityModel
@@ -267,6 +268,7 @@ class TrainableModel(pl.LightningModule, CacheMixin):
     @override
     def on_save_checkpoint(self, checkpoint: Dict[str, Any]) -> None:
         checkpoint[_RNG_KEY] = capture_rng()
+        save_memory(self._xbm_buffer, checkpoint)
         order = checkpoint_entry(self.trainer)
         if order is not None:
             checkpoint[_BATCH_ORDER_KEY] = order
@@ -282,6 +284,7 @@ class TrainableModel(pl.LightningModule, CacheMixin):
             return
         if _RNG_KEY in checkpoint:
             restore_rng(checkpoint[_RNG_KEY])
+        restore_memory(self._xbm_buffer, checkpoint)
         # None: written before the batch order was kept (on_train_start warns)
         self._resumed_order = checkpoint.get(_BATCH_ORDER_KEY)
         self._order_restored = bool(self._cache_sources)
