@@ -145,10 +145,11 @@ class Quaterion:
         After ``fit`` returns the model holds its original encoders again and both loaders
         can be reused (another ``fit``, or plain iteration).
 
-        Under DDP, when another rank fails (in its step, a callback, a loader), this rank
-        raises :class:`~quaterion.distributed.RankFailedError` naming that rank, where it
-        failed and its error (see :class:`~quaterion.train.callbacks.rank_failure_callback.RankFailureCallback`);
-        the failing rank raises its own error.
+        Under DDP, when another rank fails (in its step, a callback, a loader, the encoder
+        cache fill), this rank raises :class:`~quaterion.distributed.RankFailedError` naming
+        that rank, where it failed and its error (see
+        :class:`~quaterion.train.callbacks.rank_failure_callback.RankFailureCallback`); the
+        failing rank raises its own error.
         """
         _check_inputs(trainable_model, trainer, train_dataloader, val_dataloader)
         check_ckpt_path(ckpt_path, trainer)
@@ -172,7 +173,11 @@ class Quaterion:
         warn_ineffective_options(trainable_model, trainer, train_batches)
         # the spec's steps 4 and 5: setup_dataloader on both loaders (an override runs in
         # cached fits too), then the cache set-up
-        fit = trainable_model.cache_loaders(trainer, train_dataloader, val_dataloader)
+        try:  # the cache fill runs trainer.predict: another rank may fail in it
+            fit = trainable_model.cache_loaders(trainer, train_dataloader, val_dataloader)
+        except BaseException as error:
+            _raise_if_another_rank_failed(trainer, error)
+            raise
         with warnings.catch_warnings() if fit.served else contextlib.nullcontext():
             if fit.served:
                 warnings.filterwarnings("ignore", FEW_WORKERS_WARNING, PossibleUserWarning)

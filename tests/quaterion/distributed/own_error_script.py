@@ -13,9 +13,11 @@ import time
 from datetime import timedelta
 
 import pytorch_lightning as pl
+import torch
 from pytorch_lightning.strategies import DDPStrategy
 
 from quaterion import Quaterion
+from quaterion.train.cache import CacheConfig, CacheType
 from quaterion.train.callbacks import RankFailureCallback
 from tests.quaterion.train.helpers import CountingEncoder, Model, group_loader, group_samples
 from tests.quaterion.train.helpers import trainer as quiet_trainer
@@ -29,11 +31,17 @@ def _boom(where: str, rank: int) -> ValueError:
 
 
 class FailingModel(Model):
-    """Raises in ``training_step`` or ``validation_step`` on ``failing_rank`` only."""
+    """Raises in ``training_step`` or ``validation_step`` on ``failing_rank`` only; for
+    ``where="cache fill"`` its encoder is frozen and cached."""
 
     def __init__(self, failing_rank: int, where: str):
         self.failing_rank, self.where = failing_rank, where
-        super().__init__(encoders={"default": CountingEncoder(trainable=True)}, lr=0.1)
+        cached = where == "cache fill"
+        super().__init__(
+            encoders={"default": CountingEncoder(trainable=not cached)},
+            cache_config=CacheConfig(CacheType.CPU) if cached else None,
+            lr=0.1,
+        )
 
     def training_step(self, batch, batch_idx, **kwargs):
         if self.where == "training_step" and self._fails(batch_idx):
@@ -60,12 +68,29 @@ class FailingCallback(pl.Callback):
             raise _boom("a callback", trainer.global_rank)
 
 
+class FailingRecords(torch.utils.data.Dataset):
+    """``samples`` whose record ``FAIL_BATCH`` raises when read on ``failing_rank``."""
+
+    def __init__(self, samples, failing_rank: int):
+        self.samples, self.failing_rank = samples, failing_rank
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, index: int):
+        rank = int(os.environ["LOCAL_RANK"])
+        if rank == self.failing_rank and index == FAIL_BATCH:
+            raise _boom("cache fill", rank)
+        return self.samples[index]
+
+
 # case: (failing rank, where, how the fit is called)
 CASES = {
     "training_step_rank1": (1, "training_step", "quaterion"),
     "training_step_rank0": (0, "training_step", "quaterion"),
     "validation_step_rank1": (1, "validation_step", "quaterion"),
     "callback_rank1": (1, "callback", "quaterion"),
+    "cache_fill_rank1": (1, "cache fill", "quaterion"),
     "trainer_fit_rank1": (1, "training_step", "trainer"),
     "hung_rank1": (1, "training_step", "hung"),
 }
@@ -84,7 +109,10 @@ def main(case: str, out: str) -> None:
         max_epochs=2,
     )
     model = FailingModel(failing_rank, where)
-    train, val = group_loader(group_samples(32), batch_size=4), group_loader(batch_size=4)
+    samples = group_samples(32)
+    if where == "cache fill":
+        samples = FailingRecords(samples, failing_rank)
+    train, val = group_loader(samples, batch_size=4), group_loader(batch_size=4)
     try:
         if how == "trainer":
             model.setup_dataloader(train)

@@ -49,7 +49,13 @@ def recorded(out, rank: int) -> dict:
 
 @pytest.mark.parametrize(
     "case",
-    ["training_step_rank1", "training_step_rank0", "validation_step_rank1", "callback_rank1"],
+    [
+        "training_step_rank1",
+        "training_step_rank0",
+        "validation_step_rank1",
+        "callback_rank1",
+        "cache_fill_rank1",
+    ],
 )
 def test_own_error_on_one_rank_stops_every_rank_with_its_message(tmp_path, case):
     failing, where, _ = script.CASES[case]
