@@ -86,9 +86,13 @@ def _log_steps(train_batches: Optional[int]) -> dict:
 
 
 def _add_callbacks(trainer: pl.Trainer) -> None:
+    """Quaterion's callbacks, each unless the trainer has one. The
+    :class:`RankFailureCallback` goes first, so that its channel is open before any other
+    callback's ``setup`` runs (one that raises on one rank is then reported to every rank)."""
     for callback_type in (CleanupCallback, MetricsCallback, GuardCallback, RankFailureCallback):
         if not any(isinstance(cb, callback_type) for cb in trainer.callbacks):
-            trainer.callbacks.append(callback_type())
+            first = callback_type is RankFailureCallback
+            trainer.callbacks.insert(0 if first else len(trainer.callbacks), callback_type())
 
 
 def _raise_if_another_rank_failed(trainer: pl.Trainer, error: Optional[BaseException]) -> None:

@@ -58,13 +58,19 @@ class FailingModel(Model):
 
 
 class FailingCallback(pl.Callback):
-    """Raises after a training batch on ``failing_rank`` only."""
+    """Raises after a training batch on ``failing_rank`` only (in its ``setup`` for
+    ``in_setup``)."""
 
-    def __init__(self, failing_rank: int):
-        self.failing_rank = failing_rank
+    def __init__(self, failing_rank: int, in_setup: bool = False):
+        self.failing_rank, self.in_setup = failing_rank, in_setup
+
+    def setup(self, trainer, pl_module, stage):
+        if self.in_setup and trainer.global_rank == self.failing_rank:
+            raise _boom("a callback", trainer.global_rank)
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-        if trainer.global_rank == self.failing_rank and batch_idx == FAIL_BATCH:
+        failing = trainer.global_rank == self.failing_rank and not self.in_setup
+        if failing and batch_idx == FAIL_BATCH:
             raise _boom("a callback", trainer.global_rank)
 
 
@@ -90,6 +96,7 @@ CASES = {
     "training_step_rank0": (0, "training_step", "quaterion"),
     "validation_step_rank1": (1, "validation_step", "quaterion"),
     "callback_rank1": (1, "callback", "quaterion"),
+    "callback_setup_rank1": (1, "callback setup", "quaterion"),
     "cache_fill_rank1": (1, "cache fill", "quaterion"),
     "trainer_fit_rank1": (1, "training_step", "trainer"),
     "hung_rank1": (1, "training_step", "hung"),
@@ -99,7 +106,9 @@ GRACE_S = 3.0  # grace period of the "hung" case
 
 def main(case: str, out: str) -> None:
     failing_rank, where, how = CASES[case]
-    callbacks = [FailingCallback(failing_rank)] if where == "callback" else []
+    callbacks = []
+    if where.startswith("callback"):
+        callbacks.append(FailingCallback(failing_rank, in_setup=where == "callback setup"))
     if how == "hung":
         callbacks.append(RankFailureCallback(grace_period=GRACE_S))
     trainer = quiet_trainer(

@@ -54,12 +54,13 @@ def recorded(out, rank: int) -> dict:
         "training_step_rank0",
         "validation_step_rank1",
         "callback_rank1",
+        "callback_setup_rank1",
         "cache_fill_rank1",
     ],
 )
 def test_own_error_on_one_rank_stops_every_rank_with_its_message(tmp_path, case):
     failing, where, _ = script.CASES[case]
-    where = "a callback" if where == "callback" else where
+    where = "a callback" if where.startswith("callback") else where
     message = script.MESSAGE.format(where=where, rank=failing)
     results = run_case(case, tmp_path)
     got = [recorded(tmp_path, rank) for rank in range(2)]
