@@ -34,7 +34,9 @@ def checkpoint_entry(trainer: pl.Trainer) -> Optional[Dict[str, Any]]:
     if loader is None:
         return None
     done = _stopped_inside_epoch(trainer)
-    noted = getattr(getattr(loader, "batch_sampler", None), "batches_trained", None)
+    noted = getattr(loader, "batches_trained", None)
+    if noted is None:
+        noted = getattr(getattr(loader, "batch_sampler", None), "batches_trained", None)
     return {
         "loader": loader.state_dict() if keeps_state(loader) else None,
         "replays_epoch": bool(done) and keeps_state(loader) and noted == done,
@@ -47,18 +49,23 @@ def note_progress(trainer: pl.Trainer, batch_idx: int) -> None:
     :class:`~quaterion.dataset.GroupCycleBatchSampler`), how many batches of its epoch the
     fit has taken (``None`` once it takes the epoch's last), so that its state in a
     checkpoint written inside the epoch resumes after them."""
-    note = getattr(
-        getattr(trainer.train_dataloader, "batch_sampler", None), "note_batches_trained", None
-    )
+    loader = trainer.train_dataloader
+    note = getattr(loader, "note_batches_trained", None)  # a SimilarityDataLoader's
+    if not callable(note):
+        note = getattr(getattr(loader, "batch_sampler", None), "note_batches_trained", None)
     if callable(note):
         last = trainer.fit_loop.epoch_loop.batch_progress.is_last_batch
         note(None if last else batch_idx + 1)
 
 
 def restore_order(entry: Optional[Dict[str, Any]], loader: Any) -> None:
-    """Put the loader state of ``entry`` back into ``loader`` (when both have one)."""
+    """Put the loader state of ``entry`` back into ``loader`` (when both have one). The
+    batches a replayable loader trained inside an epoch are left out: Lightning hands
+    them, with its own copy of the state, to the loader it iterates (under DDP a copy of
+    ``loader``, which must not skip batches at its next iteration)."""
     if entry is not None and entry["loader"] is not None and keeps_state(loader):
-        loader.load_state_dict(entry["loader"])
+        state = {k: v for k, v in entry["loader"].items() if k != "batches_trained"}
+        loader.load_state_dict(state)
 
 
 def settle_resumed_order(
