@@ -135,6 +135,12 @@ class BatchOrderState:
                 stacklevel=2,
             )
 
+    def forget_progress(self) -> None:
+        """Drop the batches noted as trained and any skip a loaded state asked for (a fit
+        ended: the next iteration is a whole epoch)."""
+        self._loader_batches_trained = None
+        self._batches_to_skip = 0
+
     def __iter__(self) -> Iterator[Any]:
         iterator = super().__iter__()  # type: ignore[misc]
         skip, self._batches_to_skip = self._batches_to_skip, 0

@@ -117,3 +117,12 @@ def test_the_loader_given_to_the_fit_is_not_told_to_skip_batches():
     target = loader("shuffle=False")
     restore_order({"loader": source.state_dict(), "replays_epoch": True}, target)
     assert len(indices(target)) == 4
+
+
+
+def test_a_fit_stopped_inside_an_epoch_leaves_no_progress_in_the_loader(tmp_path):
+    train = loader("shuffle=False")
+    Quaterion.fit(Recording(cached=False), trainer(max_epochs=EPOCHS, max_steps=STOP), train)
+    # a later state of it, or a resume from one, must not skip batches of a whole epoch
+    assert train.state_dict() == {"batch_sampler": None}
+    assert len(list(train)) == 4
