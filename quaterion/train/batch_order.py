@@ -103,6 +103,7 @@ def settle_resumed_order(
         else:
             loader.load_state_dict(saved)
     done = _stopped_inside_epoch(trainer)
+    _warn_if_inside_an_accumulation(trainer, done)
     if done and not (entry is not None and entry["replays_epoch"]):
         warnings.warn(
             f"This fit is resumed from a checkpoint written inside epoch "
@@ -113,5 +114,25 @@ def settle_resumed_order(
             "first batches of a new pass, so the resumed batches differ from an uninterrupted "
             "fit's. Resume from a checkpoint written at an epoch's end (ModelCheckpoint's "
             "default), or draw batches from a GroupCycleBatchSampler, for the same batches.",
+            stacklevel=3,
+        )
+
+
+def _warn_if_inside_an_accumulation(trainer: pl.Trainer, done: int) -> None:
+    """Warn when the checkpoint was written between two batches of one gradient
+    accumulation (validation inside an epoch with ``accumulate_grad_batches``): the
+    gradients of its first batches were not saved."""
+    every = trainer.accumulate_grad_batches
+    taken = done % every
+    if taken:
+        warnings.warn(
+            f"This fit is resumed from a checkpoint written after batch {done} of epoch "
+            f"{trainer.current_epoch}, inside a gradient accumulation of "
+            f"accumulate_grad_batches={every} batches ({taken} of them taken). A checkpoint "
+            "holds no gradients, so the resumed optimizer step sums the gradients of its "
+            f"last {every - taken} batch(es) only and the weights differ from an "
+            "uninterrupted fit's. Write checkpoints where an accumulation ends "
+            "(every_n_train_steps, or a val_check_interval that is a multiple of "
+            "accumulate_grad_batches), or resume from one written at an epoch's end.",
             stacklevel=3,
         )

@@ -126,3 +126,36 @@ def test_a_fit_stopped_inside_an_epoch_leaves_no_progress_in_the_loader(tmp_path
     # a later state of it, or a resume from one, must not skip batches of a whole epoch
     assert train.state_dict() == {"batch_sampler": None}
     assert len(list(train)) == 4
+
+
+@pytest.mark.slow
+def test_a_checkpoint_written_inside_a_gradient_accumulation_warns(tmp_path):
+    # validation after batch 3 with accumulate_grad_batches=2 writes a checkpoint holding
+    # one optimizer step; the gradient of batch 3, accumulated but not applied, is lost
+    def fit_accumulating(directory, max_steps=-1, ckpt_path=None):
+        pl.seed_everything(0, verbose=False)
+        model = Recording(cached=False)
+        on_validation = ModelCheckpoint(dirpath=directory, save_top_k=-1)
+        options = dict(accumulate_grad_batches=2, val_check_interval=3, max_steps=max_steps)
+        fit_trainer = trainer(
+            max_epochs=1, enable_checkpointing=True, callbacks=[on_validation], **options
+        )
+        samples = group_samples(48, groups=4)
+        train = GroupSimilarityDataLoader(samples, batch_size=8)
+        val = GroupSimilarityDataLoader(group_samples(8, groups=4), batch_size=8)
+        Quaterion.fit(model, fit_trainer, train, val, ckpt_path=ckpt_path)
+        return model
+
+    uninterrupted = fit_accumulating(tmp_path / "a")
+    fit_accumulating(tmp_path / "b", max_steps=2)
+    path = str(tmp_path / "b" / "epoch=0-step=1.ckpt")  # written after batch 3
+    with pytest.warns(UserWarning, match="inside a gradient accumulation") as caught:
+        resumed = fit_accumulating(tmp_path / "c", ckpt_path=path)
+    message = next(str(w.message) for w in caught if "accumulation" in str(w.message))
+    assert "after batch 3 of epoch 0" in message and "(1 of them taken)" in message
+    assert len(resumed.losses) == len(uninterrupted.losses) - 3
+    # what the warning says: the weights differ from the uninterrupted fit's
+    assert any(
+        not torch.allclose(got, expected)
+        for got, expected in zip(resumed.parameters(), uninterrupted.parameters())
+    )
