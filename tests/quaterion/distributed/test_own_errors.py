@@ -70,7 +70,12 @@ def test_own_error_on_one_rank_stops_every_rank_with_its_message(tmp_path, case)
     other = 1 - failing
     assert got[failing]["type"] == "ValueError" and got[failing]["message"] == message, got
     assert got[other]["type"] == "RankFailedError", (got, results[other][1][-4000:])
-    for words in (f"rank {failing} failed in", f"ValueError: {message}", f"rank {other} stops"):
+    stage = "the encoder cache fill (epoch 0" if where == "cache fill" else ""
+    for words in (
+        f"rank {failing} failed in {stage}",
+        f"ValueError: {message}",
+        f"rank {other} stops",
+    ):
         assert words in got[other]["message"], got[other]["message"]
     assert abs(got[0]["at"] - got[1]["at"]) < BOUND_S, got
 

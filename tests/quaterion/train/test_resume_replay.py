@@ -119,7 +119,6 @@ def test_the_loader_given_to_the_fit_is_not_told_to_skip_batches():
     assert len(indices(target)) == 4
 
 
-
 def test_a_fit_stopped_inside_an_epoch_leaves_no_progress_in_the_loader(tmp_path):
     train = loader("shuffle=False")
     Quaterion.fit(Recording(cached=False), trainer(max_epochs=EPOCHS, max_steps=STOP), train)

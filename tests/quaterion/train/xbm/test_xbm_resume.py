@@ -80,9 +80,7 @@ def test_a_fit_resumed_inside_an_epoch_trains_like_an_uninterrupted_one(tmp_path
 
 @pytest.mark.slow
 @pytest.mark.parametrize("change", ["no memory saved", "another buffer_size"])
-def test_a_checkpoint_that_cannot_restore_the_memory_warns_that_it_starts_empty(
-    tmp_path, change
-):
+def test_a_checkpoint_that_cannot_restore_the_memory_warns_that_it_starts_empty(tmp_path, change):
     fit(tmp_path / "b", stop_at=STOP_STEP)
     path = last_checkpoint(tmp_path / "b")
     options = {}
