@@ -22,7 +22,14 @@ def _stopped_inside_epoch(trainer: pl.Trainer) -> int:
     """Batches the fit has taken of the epoch in progress; 0 at an epoch's end (or start).
     At train start of a resumed fit: those of the checkpoint's epoch."""
     progress = trainer.fit_loop.epoch_loop.batch_progress
-    return 0 if progress.is_last_batch else progress.current.ready
+    return 0 if _at_last_batch(trainer) else progress.current.ready
+
+
+def _at_last_batch(trainer: pl.Trainer) -> bool:
+    """Whether the batch in progress is its epoch's last: Lightning's flag, or (a resumed
+    epoch, whose loader skipped the batches trained, never sets it) the epoch's count."""
+    progress = trainer.fit_loop.epoch_loop.batch_progress
+    return progress.is_last_batch or progress.current.ready >= trainer.num_training_batches
 
 
 def checkpoint_entry(trainer: pl.Trainer) -> Optional[Dict[str, Any]]:
@@ -54,8 +61,7 @@ def note_progress(trainer: pl.Trainer, batch_idx: int) -> None:
     if not callable(note):
         note = getattr(getattr(loader, "batch_sampler", None), "note_batches_trained", None)
     if callable(note):
-        last = trainer.fit_loop.epoch_loop.batch_progress.is_last_batch
-        note(None if last else batch_idx + 1)
+        note(None if _at_last_batch(trainer) else batch_idx + 1)
 
 
 def restore_order(entry: Optional[Dict[str, Any]], loader: Any) -> None:

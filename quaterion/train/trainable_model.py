@@ -19,6 +19,7 @@ from quaterion.train._hook_checks import check_encoders, check_hook_result, chec
 from quaterion.train._rng import capture_rng, restore_rng
 from quaterion.train.batch_order import checkpoint_entry, note_progress, restore_order
 from quaterion.train.batch_order import settle_resumed_order
+from quaterion.train.rank_batches import check_batches_agree, check_lengths_agree
 from quaterion.train.cache import CacheConfig, CacheType
 from quaterion.train.cache.setup import CachedLoaders, apply_cache_config, cache_loaders
 from quaterion.train.cache.setup import unwrap_encoders
@@ -254,9 +255,12 @@ class TrainableModel(pl.LightningModule, CacheMixin):
     @override
     def on_train_batch_start(self, batch: Any, batch_idx: int) -> Optional[int]:
         """Tells the training loader's batch sampler how much of its epoch is trained (see
-        :func:`~quaterion.train.batch_order.note_progress`). Call
+        :func:`~quaterion.train.batch_order.note_progress`) and, under DDP with a loader of
+        unknown length, checks that every rank has this batch (see
+        :func:`~quaterion.train.rank_batches.check_batches_agree`). Call
         ``super().on_train_batch_start(batch, batch_idx)`` when overriding."""
         note_progress(self.trainer, batch_idx)
+        check_batches_agree(self.trainer, batch_idx)
         return None
 
     @override
@@ -321,11 +325,14 @@ class TrainableModel(pl.LightningModule, CacheMixin):
 
     @override
     def on_train_start(self) -> None:
-        """In a fit resumed from a checkpoint: restores the training loader's batch order
+        """Under DDP, checks that the ranks' training loaders have the same length (see
+        :func:`~quaterion.train.rank_batches.check_lengths_agree`). In a fit resumed from a
+        checkpoint: restores the training loader's batch order
         (e.g. a :class:`~quaterion.dataset.GroupCycleBatchSampler`'s) unless that is done,
         and warns where the resumed batches cannot be an uninterrupted fit's (see
         :func:`~quaterion.train.batch_order.settle_resumed_order`). Call
         ``super().on_train_start()`` when overriding."""
+        check_lengths_agree(self.trainer)
         if self.trainer.ckpt_path is None:
             return
         entry, self._resumed_order = self._resumed_order, None
