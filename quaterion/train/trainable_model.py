@@ -260,8 +260,25 @@ class TrainableModel(pl.LightningModule, CacheMixin):
         :func:`~quaterion.train.rank_batches.check_batches_agree`). Call
         ``super().on_train_batch_start(batch, batch_idx)`` when overriding."""
         note_progress(self.trainer, batch_idx)
-        check_batches_agree(self.trainer, batch_idx)
+        check_batches_agree(self.trainer, "train", batch_idx)
         return None
+
+    @override
+    def on_validation_batch_start(
+        self, batch: Any, batch_idx: int, dataloader_idx: int = 0
+    ) -> None:
+        """Under DDP with a loss that gathers across ranks and a validation loader of
+        unknown length, checks that every rank has this batch (see
+        :func:`~quaterion.train.rank_batches.check_batches_agree`; without a gathering loss
+        a validation step takes no collective, and ranks may validate on different numbers
+        of batches). Call ``super().on_validation_batch_start(batch, batch_idx,
+        dataloader_idx)`` when overriding."""
+        if self._gathers():
+            check_batches_agree(self.trainer, "validation", batch_idx, dataloader_idx)
+
+    def _gathers(self) -> bool:
+        """Whether the loss gathers rows across ranks (a collective in every step)."""
+        return bool(getattr(self._loss, "gather_across_ranks", False))
 
     @override
     def on_before_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
@@ -297,7 +314,14 @@ class TrainableModel(pl.LightningModule, CacheMixin):
 
     @override
     def on_validation_start(self) -> None:
+        """Moves cached rows to the device and, under DDP with a loss that gathers across
+        ranks (a collective in every validation step), checks that the ranks' validation
+        loaders have the same length (see
+        :func:`~quaterion.train.rank_batches.check_lengths_agree`). Call
+        ``super().on_validation_start()`` when overriding."""
         self._place_caches()
+        if self._gathers():
+            check_lengths_agree(self.trainer, "validation")
         if self.trainer.sanity_checking:  # the sanity check must not shift the random stream
             self._sanity_rng = isolate_rng()
             self._sanity_rng.__enter__()
@@ -332,7 +356,7 @@ class TrainableModel(pl.LightningModule, CacheMixin):
         and warns where the resumed batches cannot be an uninterrupted fit's (see
         :func:`~quaterion.train.batch_order.settle_resumed_order`). Call
         ``super().on_train_start()`` when overriding."""
-        check_lengths_agree(self.trainer)
+        check_lengths_agree(self.trainer, "train")
         if self.trainer.ckpt_path is None:
             return
         entry, self._resumed_order = self._resumed_order, None

@@ -78,8 +78,19 @@ def test_nan_loss_on_one_rank_leaves_every_rank_with_the_same_finite_weights(out
 @pytest.mark.parametrize(
     "scenario, words",
     [
-        ("iterable_of_unequal_lengths", "rank(s) [1] ends epoch 0 with batch 3, while"),
-        ("sized_of_unequal_lengths", "different lengths: [5, 4] batches per epoch"),
+        (
+            "iterable_of_unequal_lengths",
+            "train loader of rank(s) [1] ends its epoch 0 with batch 3",
+        ),
+        ("sized_of_unequal_lengths", "train loaders have different lengths: [5, 4] batches"),
+        (
+            "iterable_validation_of_unequal_lengths",
+            "validation loader of rank(s) [1] ends its epoch 0 with batch 3",
+        ),
+        (
+            "sized_validation_of_unequal_lengths",
+            "validation loaders have different lengths: [5, 4] batches",
+        ),
     ],
 )
 def test_ranks_with_unequal_batch_counts_stop_together_with_the_counts(outcomes, scenario, words):
