@@ -7,6 +7,7 @@ it does not shard (an ``IterableDataset`` the user splits, or
 ``use_distributed_sampler=False``) may not.
 """
 
+import math
 from typing import Any, List, Sequence, Union
 
 import pytorch_lightning as pl
@@ -40,7 +41,7 @@ def check_lengths_agree(trainer: pl.Trainer, stage: str) -> None:
         return
     limits = _limits(trainer, stage)
     counts = [
-        int(limit) if sized_len(loader) is not None else -1
+        int(limit) if sized_len(loader) is not None and math.isfinite(limit) else -1
         for loader, limit in zip(_loaders(trainer, stage), limits)
     ]
     every = [distributed.ints_of_every_rank(count) for count in counts]
