@@ -82,6 +82,7 @@ class TrainableModel(pl.LightningModule, CacheMixin):
         self._cache_hold: Optional[Any] = None  # CachedLoaders.hold: the fit's lock on save_dir
         self._resumed_order: Optional[Dict[str, Any]] = None  # batch order of a resumed fit
         self._order_restored = False  # whether on_load_checkpoint restored it
+        self._resumed_rng: Optional[Dict[str, Any]] = None  # put back at train start
         encoders = check_encoders(self.configure_encoders(), Encoder)
         self.cache_config = check_hook_result(
             "configure_caches",
@@ -303,8 +304,16 @@ class TrainableModel(pl.LightningModule, CacheMixin):
             trainer = None
         if trainer is None or trainer.state.fn != "fit":
             return
+        self._resumed_rng = None  # of an earlier resume that failed before train start
         if _RNG_KEY in checkpoint:
-            restore_rng(checkpoint[_RNG_KEY])
+            order = checkpoint.get(_BATCH_ORDER_KEY) or {}
+            if order.get("replays_epoch"):
+                # inside an epoch: the uninterrupted fit drew the epoch's loader seed (and
+                # read the batches a replaying loader skips) before this state was taken, so
+                # it is put back once the loader's iterator is made, at train start
+                self._resumed_rng = checkpoint[_RNG_KEY]
+            else:
+                restore_rng(checkpoint[_RNG_KEY])
         restore_memory(self._xbm_buffer, checkpoint)
         # None: written before the batch order was kept (on_train_start warns)
         self._resumed_order = checkpoint.get(_BATCH_ORDER_KEY)
@@ -356,6 +365,9 @@ class TrainableModel(pl.LightningModule, CacheMixin):
         and warns where the resumed batches cannot be an uninterrupted fit's (see
         :func:`~quaterion.train.batch_order.settle_resumed_order`). Call
         ``super().on_train_start()`` when overriding."""
+        rng, self._resumed_rng = self._resumed_rng, None
+        if rng is not None and self.trainer.ckpt_path is not None:
+            restore_rng(rng)
         check_lengths_agree(self.trainer, "train")
         if self.trainer.ckpt_path is None:
             return

@@ -14,7 +14,7 @@ from torch.testing import assert_close
 from torch.utils.data import DistributedSampler
 
 from quaterion import Quaterion
-from quaterion.dataset import GroupSimilarityDataLoader
+from quaterion.dataset import GroupCycleBatchSampler, GroupSimilarityDataLoader
 from quaterion.train.batch_order import restore_order
 from quaterion.train.cache import CacheConfig, CacheType
 from tests.quaterion.train.helpers import CountingEncoder, Model, group_samples, trainer
@@ -27,10 +27,11 @@ for _index, _sample in enumerate(SAMPLES):
 
 
 class Recording(Model):
-    """Records each training batch's dataset indices (raw records) and loss."""
+    """Records each training batch's dataset indices (raw records) and loss; ``noisy``: the
+    loss draws from torch's random stream (as dropout would)."""
 
-    def __init__(self, cached: bool):
-        self.batches, self.losses = [], []
+    def __init__(self, cached: bool, noisy: bool = False):
+        self.batches, self.losses, self.noisy = [], [], noisy
         cache = CacheConfig(CacheType.CPU) if cached else None
         encoder = CountingEncoder(trainable=not cached)
         super().__init__(encoders={"default": encoder}, cache_config=cache, lr=0.1)
@@ -40,20 +41,26 @@ class Recording(Model):
         if isinstance(data, torch.Tensor) and data.is_floating_point():  # raw, not store rows
             self.batches.append(data[:, 0].round().long().tolist())
         loss = super().training_step(batch, batch_idx, **kwargs)
+        if self.noisy:
+            loss = loss * (1 + torch.rand(()))
         self.losses.append(loss.detach().clone())
         return loss
 
 
 def loader(kind: str) -> GroupSimilarityDataLoader:
+    if kind == "group cycle":
+        groups = [sample.group for sample in SAMPLES]
+        sampler = GroupCycleBatchSampler(groups, batch_size=8, seed=3)
+        return GroupSimilarityDataLoader(SAMPLES, batch_sampler=sampler)
     if kind == "distributed sampler":  # rank 1 of 2, shuffled by seed and epoch
         sampler = DistributedSampler(SAMPLES, num_replicas=2, rank=1, shuffle=True, seed=4)
         return GroupSimilarityDataLoader(SAMPLES, batch_size=4, sampler=sampler)
     return GroupSimilarityDataLoader(SAMPLES, batch_size=8, shuffle=False)
 
 
-def fit(directory, kind, cached, max_steps=-1, ckpt_path=None) -> Recording:
+def fit(directory, kind, cached, max_steps=-1, ckpt_path=None, noisy=False) -> Recording:
     pl.seed_everything(2, verbose=False)
-    model = Recording(cached)
+    model = Recording(cached, noisy)
     every_step = ModelCheckpoint(dirpath=directory, every_n_train_steps=1, save_top_k=-1)
     fit_trainer = trainer(
         max_epochs=EPOCHS, max_steps=max_steps, enable_checkpointing=True, callbacks=[every_step]
@@ -79,6 +86,20 @@ def test_resumed_inside_an_epoch_trains_on_the_rest_of_it(tmp_path, kind, cached
     assert resumed.batches == uninterrupted.batches[STOP:]
     assert stopped.batches == uninterrupted.batches[:STOP]
     assert len(resumed.losses) == len(uninterrupted.losses) - STOP
+    assert_close(torch.stack(stopped.losses + resumed.losses), torch.stack(uninterrupted.losses))
+    for got, expected in zip(resumed.parameters(), uninterrupted.parameters()):
+        assert_close(got, expected, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["shuffle=False", "group cycle"])
+def test_a_random_stream_resumed_inside_an_epoch_goes_on_as_uninterrupted(tmp_path, kind):
+    # the resumed loader's iterator draws its seed (and a replaying one reads the batches
+    # it skips) after the checkpoint's random state was taken: it is put back after that
+    uninterrupted = fit(tmp_path / "a", kind, False, noisy=True)
+    stopped = fit(tmp_path / "b", kind, False, max_steps=STOP, noisy=True)
+    path = str(tmp_path / "b" / f"epoch=1-step={STOP}.ckpt")
+    resumed = fit(tmp_path / "c", kind, False, ckpt_path=path, noisy=True)
     assert_close(torch.stack(stopped.losses + resumed.losses), torch.stack(uninterrupted.losses))
     for got, expected in zip(resumed.parameters(), uninterrupted.parameters()):
         assert_close(got, expected, rtol=1e-5, atol=1e-6)
