@@ -110,7 +110,19 @@ def settle_resumed_order(
             loader.load_state_dict(saved)
     done = _stopped_inside_epoch(trainer)
     _warn_if_inside_an_accumulation(trainer, done)
-    if done and not (entry is not None and entry["replays_epoch"]):
+    replays = entry is not None and entry["replays_epoch"]
+    if done and replays and getattr(loader, "num_workers", 0) > 0 and keeps_state(sampler):
+        # the sampler resumes from its own state: the workers never see the batches trained
+        warnings.warn(
+            f"This fit is resumed inside epoch {trainer.current_epoch} with loader workers and "
+            f"a {kind} that continues from its state: the workers start their random streams "
+            "at the first resumed batch instead of the epoch's first, so random transforms "
+            "in the dataset draw other numbers for the rest of that epoch than in an "
+            "uninterrupted fit (the batches themselves are the same). Use num_workers=0, or "
+            "resume from a checkpoint written at an epoch's end, for identical data.",
+            stacklevel=3,
+        )
+    if done and not replays:
         warnings.warn(
             f"This fit is resumed from a checkpoint written inside epoch "
             f"{trainer.current_epoch}, after {done} of its batches, and the training loader's "

@@ -16,7 +16,7 @@ from quaterion.eval.attached_metric import AttachedMetric
 from quaterion.loss import GroupLoss, SimilarityLoss
 from quaterion.train.fit_checks import check_batch_labels
 from quaterion.train._hook_checks import check_encoders, check_hook_result, check_metrics
-from quaterion.train._rng import capture_rng, restore_rng
+from quaterion.train._rng import ResumedRng
 from quaterion.train.batch_order import checkpoint_entry, note_progress, restore_order
 from quaterion.train.batch_order import settle_resumed_order
 from quaterion.train.rank_batches import check_batches_agree, check_lengths_agree
@@ -43,7 +43,6 @@ from quaterion_models import SimilarityModel
 from quaterion_models.encoders import Encoder
 from quaterion_models.heads import EncoderHead
 
-_RNG_KEY = "quaterion_rng_state"
 _BATCH_ORDER_KEY = "quaterion_batch_order"
 
 
@@ -82,7 +81,7 @@ class TrainableModel(pl.LightningModule, CacheMixin):
         self._cache_hold: Optional[Any] = None  # CachedLoaders.hold: the fit's lock on save_dir
         self._resumed_order: Optional[Dict[str, Any]] = None  # batch order of a resumed fit
         self._order_restored = False  # whether on_load_checkpoint restored it
-        self._resumed_rng: Optional[Dict[str, Any]] = None  # put back at train start
+        self._rng = ResumedRng()  # the random state a resumed fit puts back
         encoders = check_encoders(self.configure_encoders(), Encoder)
         self.cache_config = check_hook_result(
             "configure_caches",
@@ -289,7 +288,7 @@ class TrainableModel(pl.LightningModule, CacheMixin):
 
     @override
     def on_save_checkpoint(self, checkpoint: Dict[str, Any]) -> None:
-        checkpoint[_RNG_KEY] = capture_rng()
+        self._rng.save(checkpoint)
         save_memory(self._xbm_buffer, checkpoint)
         order = checkpoint_entry(self.trainer)
         if order is not None:
@@ -304,16 +303,8 @@ class TrainableModel(pl.LightningModule, CacheMixin):
             trainer = None
         if trainer is None or trainer.state.fn != "fit":
             return
-        self._resumed_rng = None  # of an earlier resume that failed before train start
-        if _RNG_KEY in checkpoint:
-            order = checkpoint.get(_BATCH_ORDER_KEY) or {}
-            if order.get("replays_epoch"):
-                # inside an epoch: the uninterrupted fit drew the epoch's loader seed (and
-                # read the batches a replaying loader skips) before this state was taken, so
-                # it is put back once the loader's iterator is made, at train start
-                self._resumed_rng = checkpoint[_RNG_KEY]
-            else:
-                restore_rng(checkpoint[_RNG_KEY])
+        order = checkpoint.get(_BATCH_ORDER_KEY) or {}
+        self._rng.load(checkpoint, inside_epoch=bool(order.get("replays_epoch")))
         restore_memory(self._xbm_buffer, checkpoint)
         # None: written before the batch order was kept (on_train_start warns)
         self._resumed_order = checkpoint.get(_BATCH_ORDER_KEY)
@@ -344,10 +335,19 @@ class TrainableModel(pl.LightningModule, CacheMixin):
 
     @override
     def on_fit_start(self) -> None:
-        """Moves cached rows to the training device and sets the modes the fit trains in
-        (:meth:`set_training_modes`). Call ``super().on_fit_start()`` when overriding."""
+        """Moves cached rows to the training device, sets the modes the fit trains in
+        (:meth:`set_training_modes`) and keeps the random state the first epoch starts
+        with. Call ``super().on_fit_start()`` when overriding."""
         self._place_caches()
         self.set_training_modes()
+        self._rng.fit_started()
+
+    @override
+    def on_train_epoch_start(self) -> None:
+        """Keeps the random state of the epoch's start for checkpoints written inside it
+        (see Resuming in the training guide). Call ``super().on_train_epoch_start()`` when
+        overriding."""
+        self._rng.epoch_started()
 
     @override
     def on_train_epoch_end(self) -> None:
@@ -365,9 +365,7 @@ class TrainableModel(pl.LightningModule, CacheMixin):
         and warns where the resumed batches cannot be an uninterrupted fit's (see
         :func:`~quaterion.train.batch_order.settle_resumed_order`). Call
         ``super().on_train_start()`` when overriding."""
-        rng, self._resumed_rng = self._resumed_rng, None
-        if rng is not None and self.trainer.ckpt_path is not None:
-            restore_rng(rng)
+        self._rng.train_started(resumed=self.trainer.ckpt_path is not None)
         check_lengths_agree(self.trainer, "train")
         if self.trainer.ckpt_path is None:
             return

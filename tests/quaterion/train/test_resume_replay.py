@@ -14,7 +14,11 @@ from torch.testing import assert_close
 from torch.utils.data import DistributedSampler
 
 from quaterion import Quaterion
-from quaterion.dataset import GroupCycleBatchSampler, GroupSimilarityDataLoader
+from quaterion.dataset import (
+    GroupCycleBatchSampler,
+    GroupSimilarityDataLoader,
+    SimilarityGroupSample,
+)
 from quaterion.train.batch_order import restore_order
 from quaterion.train.cache import CacheConfig, CacheType
 from tests.quaterion.train.helpers import CountingEncoder, Model, group_samples, trainer
@@ -47,7 +51,23 @@ class Recording(Model):
         return loss
 
 
-def loader(kind: str) -> GroupSimilarityDataLoader:
+class Augmented(torch.utils.data.Dataset):
+    """``SAMPLES`` with uniform noise drawn from torch's random stream at every read (a
+    random transform), except feature 0, the record's index."""
+
+    def __len__(self) -> int:
+        return len(SAMPLES)
+
+    def __getitem__(self, index: int):
+        sample = SAMPLES[index]
+        noise = torch.rand(sample.obj.shape)
+        noise[0] = 0
+        return SimilarityGroupSample(obj=sample.obj + noise, group=sample.group)
+
+
+def loader(kind: str, workers: int = 0) -> GroupSimilarityDataLoader:
+    if workers:  # random transforms, read in a worker process
+        return GroupSimilarityDataLoader(Augmented(), batch_size=8, num_workers=workers)
     if kind == "group cycle":
         groups = [sample.group for sample in SAMPLES]
         sampler = GroupCycleBatchSampler(groups, batch_size=8, seed=3)
@@ -58,14 +78,14 @@ def loader(kind: str) -> GroupSimilarityDataLoader:
     return GroupSimilarityDataLoader(SAMPLES, batch_size=8, shuffle=False)
 
 
-def fit(directory, kind, cached, max_steps=-1, ckpt_path=None, noisy=False) -> Recording:
+def fit(directory, kind, cached, max_steps=-1, ckpt_path=None, noisy=False, workers=0) -> Recording:
     pl.seed_everything(2, verbose=False)
     model = Recording(cached, noisy)
     every_step = ModelCheckpoint(dirpath=directory, every_n_train_steps=1, save_top_k=-1)
     fit_trainer = trainer(
         max_epochs=EPOCHS, max_steps=max_steps, enable_checkpointing=True, callbacks=[every_step]
     )
-    Quaterion.fit(model, fit_trainer, loader(kind), ckpt_path=ckpt_path)
+    Quaterion.fit(model, fit_trainer, loader(kind, workers), ckpt_path=ckpt_path)
     return model
 
 
@@ -92,14 +112,22 @@ def test_resumed_inside_an_epoch_trains_on_the_rest_of_it(tmp_path, kind, cached
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("kind", ["shuffle=False", "group cycle"])
-def test_a_random_stream_resumed_inside_an_epoch_goes_on_as_uninterrupted(tmp_path, kind):
-    # the resumed loader's iterator draws its seed (and a replaying one reads the batches
-    # it skips) after the checkpoint's random state was taken: it is put back after that
-    uninterrupted = fit(tmp_path / "a", kind, False, noisy=True)
-    stopped = fit(tmp_path / "b", kind, False, max_steps=STOP, noisy=True)
+@pytest.mark.parametrize(
+    "kind, workers",
+    [("shuffle=False", 0), ("group cycle", 0), ("shuffle=False", 1)],
+    ids=["shuffle=False", "GroupCycleBatchSampler", "random transforms in a worker"],
+)
+def test_a_random_stream_resumed_inside_an_epoch_goes_on_as_uninterrupted(tmp_path, kind, workers):
+    # the uninterrupted fit drew the epoch's loader seed (the workers' seeds) from the
+    # epoch's start state, and read the batches a replaying loader skips, before the
+    # checkpoint's state was taken: the resumed fit does both from the same states
+    options = {"noisy": True, "workers": workers}
+    uninterrupted = fit(tmp_path / "a", kind, False, **options)
+    stopped = fit(tmp_path / "b", kind, False, max_steps=STOP, **options)
     path = str(tmp_path / "b" / f"epoch=1-step={STOP}.ckpt")
-    resumed = fit(tmp_path / "c", kind, False, ckpt_path=path, noisy=True)
+    resumed = fit(tmp_path / "c", kind, False, ckpt_path=path, **options)
+    if workers:
+        assert resumed.batches == uninterrupted.batches[STOP:]  # noise: not whole numbers
     assert_close(torch.stack(stopped.losses + resumed.losses), torch.stack(uninterrupted.losses))
     for got, expected in zip(resumed.parameters(), uninterrupted.parameters()):
         assert_close(got, expected, rtol=1e-5, atol=1e-6)
@@ -179,3 +207,22 @@ def test_a_checkpoint_written_inside_a_gradient_accumulation_warns(tmp_path):
         not torch.allclose(got, expected)
         for got, expected in zip(resumed.parameters(), uninterrupted.parameters())
     )
+
+
+@pytest.mark.slow
+def test_a_group_cycle_sampler_resumed_inside_an_epoch_with_workers_warns(tmp_path):
+    groups = [sample.group for sample in SAMPLES]
+
+    def fit_with_workers(directory, max_steps=-1, ckpt_path=None):
+        model = Recording(cached=False)
+        sampler = GroupCycleBatchSampler(groups, batch_size=8, seed=3)
+        train = GroupSimilarityDataLoader(Augmented(), batch_sampler=sampler, num_workers=1)
+        every_step = ModelCheckpoint(dirpath=directory, every_n_train_steps=1, save_top_k=-1)
+        options = dict(max_steps=max_steps, enable_checkpointing=True, callbacks=[every_step])
+        Quaterion.fit(model, trainer(max_epochs=2, **options), train, ckpt_path=ckpt_path)
+
+    fit_with_workers(tmp_path / "b", max_steps=STOP)
+    with pytest.warns(UserWarning, match="workers start their random streams at the first"):
+        fit_with_workers(
+            tmp_path / "c", ckpt_path=str(tmp_path / "b" / f"epoch=1-step={STOP}.ckpt")
+        )
