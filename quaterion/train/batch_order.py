@@ -114,8 +114,9 @@ def settle_resumed_order(
     if done and replays and getattr(loader, "num_workers", 0) > 0 and keeps_state(sampler):
         # the sampler resumes from its own state: the workers never see the batches trained
         warnings.warn(
-            f"This fit is resumed inside epoch {trainer.current_epoch} with loader workers and "
-            f"a {kind} that continues from its state: the workers start their random streams "
+            f"This fit is resumed in the middle of epoch {trainer.current_epoch} with loader "
+            f"workers and a {kind} that continues from its state: the workers start their "
+            "random streams "
             "at the first resumed batch instead of the epoch's first, so random transforms "
             "in the dataset draw other numbers for the rest of that epoch than in an "
             "uninterrupted fit (the batches themselves are the same). Use num_workers=0, or "
