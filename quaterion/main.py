@@ -86,9 +86,13 @@ def _log_steps(train_batches: Optional[int]) -> dict:
 
 
 def _add_callbacks(trainer: pl.Trainer) -> None:
+    """Quaterion's callbacks, each unless the trainer has one. The
+    :class:`RankFailureCallback` goes first, so that its channel is open before any other
+    callback's ``setup`` runs (one that raises on one rank is then reported to every rank)."""
     for callback_type in (CleanupCallback, MetricsCallback, GuardCallback, RankFailureCallback):
         if not any(isinstance(cb, callback_type) for cb in trainer.callbacks):
-            trainer.callbacks.append(callback_type())
+            first = callback_type is RankFailureCallback
+            trainer.callbacks.insert(0 if first else len(trainer.callbacks), callback_type())
 
 
 def _raise_if_another_rank_failed(trainer: pl.Trainer, error: Optional[BaseException]) -> None:
@@ -145,10 +149,11 @@ class Quaterion:
         After ``fit`` returns the model holds its original encoders again and both loaders
         can be reused (another ``fit``, or plain iteration).
 
-        Under DDP, when another rank fails (in its step, a callback, a loader), this rank
-        raises :class:`~quaterion.distributed.RankFailedError` naming that rank, where it
-        failed and its error (see :class:`~quaterion.train.callbacks.rank_failure_callback.RankFailureCallback`);
-        the failing rank raises its own error.
+        Under DDP, when another rank fails (in its step, a callback, a loader, the encoder
+        cache fill), this rank raises :class:`~quaterion.distributed.RankFailedError` naming
+        that rank, where it failed and its error (see
+        :class:`~quaterion.train.callbacks.rank_failure_callback.RankFailureCallback`); the
+        failing rank raises its own error.
         """
         _check_inputs(trainable_model, trainer, train_dataloader, val_dataloader)
         check_ckpt_path(ckpt_path, trainer)
@@ -172,7 +177,11 @@ class Quaterion:
         warn_ineffective_options(trainable_model, trainer, train_batches)
         # the spec's steps 4 and 5: setup_dataloader on both loaders (an override runs in
         # cached fits too), then the cache set-up
-        fit = trainable_model.cache_loaders(trainer, train_dataloader, val_dataloader)
+        try:  # the cache fill runs trainer.predict: another rank may fail in it
+            fit = trainable_model.cache_loaders(trainer, train_dataloader, val_dataloader)
+        except BaseException as error:
+            _raise_if_another_rank_failed(trainer, error)
+            raise
         with warnings.catch_warnings() if fit.served else contextlib.nullcontext():
             if fit.served:
                 warnings.filterwarnings("ignore", FEW_WORKERS_WARNING, PossibleUserWarning)

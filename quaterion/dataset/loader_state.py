@@ -8,7 +8,9 @@ batch sampler (``None`` for a batch sampler that keeps none, such as torch's
 """
 
 import warnings
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Iterator, Optional
+
+from torch.utils.data import BatchSampler, DistributedSampler, SequentialSampler
 
 
 def keeps_state(batch_sampler: Any) -> bool:
@@ -16,6 +18,17 @@ def keeps_state(batch_sampler: Any) -> bool:
     return callable(getattr(batch_sampler, "state_dict", None)) and callable(
         getattr(batch_sampler, "load_state_dict", None)
     )
+
+
+def replays_epochs(batch_sampler: Any) -> bool:
+    """Whether ``batch_sampler`` draws the same batches whenever an epoch is iterated again:
+    torch's ``BatchSampler`` over a ``SequentialSampler`` (``shuffle=False``) or over the
+    ``DistributedSampler`` Lightning puts in under DDP (its order depends only on its seed
+    and the epoch Lightning sets). The rest of such an epoch is replayed by skipping the
+    batches trained already."""
+    if type(batch_sampler) is not BatchSampler:
+        return False
+    return type(batch_sampler.sampler) in (SequentialSampler, DistributedSampler)
 
 
 def batch_order_state(batch_sampler: Any) -> Dict[str, Any]:
@@ -57,16 +70,80 @@ def load_batch_order(batch_sampler: Any, state: Dict[str, Any], owner: str) -> N
 
 class BatchOrderState:
     """Mixin for a ``DataLoader``: Lightning's stateful-loader protocol, backed by the
-    loader's batch sampler (see :func:`batch_order_state`)."""
+    loader's batch sampler (see :func:`batch_order_state`).
+
+    A batch sampler that keeps no state but :func:`replays_epochs` (``shuffle=False``, or
+    the ``DistributedSampler`` of DDP) is replayed inside an epoch: the loader keeps the
+    number of batches trained in its epoch (:meth:`note_batches_trained`, called by the
+    training loop), writes it in its state, and its first iteration after
+    :meth:`load_state_dict` skips that many batches (they are read and dropped, not
+    trained on)."""
 
     batch_sampler: Any
+    _loader_batches_trained: Optional[int] = None  # a replayable batch sampler's epoch
+    _batches_to_skip = 0  # by the next iteration, after load_state_dict
+
+    @property
+    def batches_trained(self) -> Optional[int]:
+        """Batches of the epoch in progress the training loop noted as trained (``None``
+        when none is noted, or the epoch's last was taken)."""
+        if hasattr(self.batch_sampler, "note_batches_trained"):
+            return getattr(self.batch_sampler, "batches_trained", None)
+        return self._loader_batches_trained
+
+    def note_batches_trained(self, count: Optional[int]) -> None:
+        """Note that ``count`` batches of the current epoch are trained (``None``: the
+        epoch's last one was taken); forwarded to a batch sampler that takes the note."""
+        note = getattr(self.batch_sampler, "note_batches_trained", None)
+        if callable(note):
+            note(count)
+        elif replays_epochs(self.batch_sampler):
+            self._loader_batches_trained = count
 
     def state_dict(self) -> Dict[str, Any]:
         """``{"batch_sampler": state or None}``: the batch sampler's ``state_dict()``,
-        ``None`` when it keeps no state."""
-        return batch_order_state(self.batch_sampler)
+        ``None`` when it keeps no state; plus ``"batches_trained"`` for a batch sampler
+        that :func:`replays_epochs`, once a training loop noted them."""
+        state = batch_order_state(self.batch_sampler)
+        if state["batch_sampler"] is None and self._loader_batches_trained is not None:
+            state["batches_trained"] = self._loader_batches_trained
+            sampler = self.batch_sampler.sampler
+            if isinstance(sampler, DistributedSampler):  # its order depends on the epoch
+                state["sampler_epoch"] = sampler.epoch
+        return state
 
     def load_state_dict(self, state_dict: Dict[str, Any]) -> None:
         """Restore the batch sampler from :meth:`state_dict`'s output (warns when one of the
-        two has a sampler state and the other has none)."""
-        load_batch_order(self.batch_sampler, state_dict, type(self).__name__)
+        two has a sampler state and the other has none); with ``"batches_trained"``, the
+        next iteration skips that many batches (warns when this batch sampler cannot
+        replay an epoch)."""
+        owner = type(self).__name__
+        load_batch_order(self.batch_sampler, state_dict, owner)
+        skip = state_dict.get("batches_trained") or 0
+        self._loader_batches_trained = None
+        self._batches_to_skip = 0
+        if skip and replays_epochs(self.batch_sampler):
+            self._batches_to_skip = int(skip)
+            if "sampler_epoch" in state_dict:  # the next iteration draws that epoch's order
+                self.batch_sampler.sampler.set_epoch(int(state_dict["sampler_epoch"]))
+        elif skip:
+            warnings.warn(
+                f"{owner}: the checkpoint was written after {skip} batches of an epoch, but "
+                f"this loader's {type(self.batch_sampler).__name__} cannot replay an epoch, so "
+                "the rest of that epoch trains on the first batches of a new pass; resume "
+                "with the loader of the run that wrote the checkpoint.",
+                stacklevel=2,
+            )
+
+    def forget_progress(self) -> None:
+        """Drop the batches noted as trained and any skip a loaded state asked for (a fit
+        ended: the next iteration is a whole epoch)."""
+        self._loader_batches_trained = None
+        self._batches_to_skip = 0
+
+    def __iter__(self) -> Iterator[Any]:
+        iterator = super().__iter__()  # type: ignore[misc]
+        skip, self._batches_to_skip = self._batches_to_skip, 0
+        for _ in range(skip):  # the batches the resumed checkpoint's epoch trained
+            next(iterator, None)
+        return iterator

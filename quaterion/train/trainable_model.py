@@ -16,9 +16,10 @@ from quaterion.eval.attached_metric import AttachedMetric
 from quaterion.loss import GroupLoss, SimilarityLoss
 from quaterion.train.fit_checks import check_batch_labels
 from quaterion.train._hook_checks import check_encoders, check_hook_result, check_metrics
-from quaterion.train._rng import capture_rng, restore_rng
+from quaterion.train._rng import ResumedRng
 from quaterion.train.batch_order import checkpoint_entry, note_progress, restore_order
 from quaterion.train.batch_order import settle_resumed_order
+from quaterion.train.rank_batches import check_batches_agree, check_lengths_agree
 from quaterion.train.cache import CacheConfig, CacheType
 from quaterion.train.cache.setup import CachedLoaders, apply_cache_config, cache_loaders
 from quaterion.train.cache.setup import unwrap_encoders
@@ -35,13 +36,13 @@ from quaterion.deferred_checks import DeferredChecks
 from quaterion.train.gradient_cache import GradientCacheConfig, cached_gradient_step
 from quaterion.train.xbm import XbmConfig
 from quaterion.train.xbm.xbm_buffer import XbmBuffer
+from quaterion.train.xbm.xbm_checkpoint import restore_memory, save_memory
 from quaterion.train.xbm.xbm_term import memory_term
 from quaterion.utils.enums import TrainStage
 from quaterion_models import SimilarityModel
 from quaterion_models.encoders import Encoder
 from quaterion_models.heads import EncoderHead
 
-_RNG_KEY = "quaterion_rng_state"
 _BATCH_ORDER_KEY = "quaterion_batch_order"
 
 
@@ -80,6 +81,7 @@ class TrainableModel(pl.LightningModule, CacheMixin):
         self._cache_hold: Optional[Any] = None  # CachedLoaders.hold: the fit's lock on save_dir
         self._resumed_order: Optional[Dict[str, Any]] = None  # batch order of a resumed fit
         self._order_restored = False  # whether on_load_checkpoint restored it
+        self._rng = ResumedRng()  # the random state a resumed fit puts back
         encoders = check_encoders(self.configure_encoders(), Encoder)
         self.cache_config = check_hook_result(
             "configure_caches",
@@ -253,10 +255,30 @@ class TrainableModel(pl.LightningModule, CacheMixin):
     @override
     def on_train_batch_start(self, batch: Any, batch_idx: int) -> Optional[int]:
         """Tells the training loader's batch sampler how much of its epoch is trained (see
-        :func:`~quaterion.train.batch_order.note_progress`). Call
+        :func:`~quaterion.train.batch_order.note_progress`) and, under DDP with a loader of
+        unknown length, checks that every rank has this batch (see
+        :func:`~quaterion.train.rank_batches.check_batches_agree`). Call
         ``super().on_train_batch_start(batch, batch_idx)`` when overriding."""
         note_progress(self.trainer, batch_idx)
+        check_batches_agree(self.trainer, "train", batch_idx)
         return None
+
+    @override
+    def on_validation_batch_start(
+        self, batch: Any, batch_idx: int, dataloader_idx: int = 0
+    ) -> None:
+        """Under DDP with a loss that gathers across ranks and a validation loader of
+        unknown length, checks that every rank has this batch (see
+        :func:`~quaterion.train.rank_batches.check_batches_agree`; without a gathering loss
+        a validation step takes no collective, and ranks may validate on different numbers
+        of batches). Call ``super().on_validation_batch_start(batch, batch_idx,
+        dataloader_idx)`` when overriding."""
+        if self._gathers():
+            check_batches_agree(self.trainer, "validation", batch_idx, dataloader_idx)
+
+    def _gathers(self) -> bool:
+        """Whether the loss gathers rows across ranks (a collective in every step)."""
+        return bool(getattr(self._loss, "gather_across_ranks", False))
 
     @override
     def on_before_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
@@ -266,7 +288,8 @@ class TrainableModel(pl.LightningModule, CacheMixin):
 
     @override
     def on_save_checkpoint(self, checkpoint: Dict[str, Any]) -> None:
-        checkpoint[_RNG_KEY] = capture_rng()
+        self._rng.save(checkpoint)
+        save_memory(self._xbm_buffer, checkpoint)
         order = checkpoint_entry(self.trainer)
         if order is not None:
             checkpoint[_BATCH_ORDER_KEY] = order
@@ -280,8 +303,9 @@ class TrainableModel(pl.LightningModule, CacheMixin):
             trainer = None
         if trainer is None or trainer.state.fn != "fit":
             return
-        if _RNG_KEY in checkpoint:
-            restore_rng(checkpoint[_RNG_KEY])
+        order = checkpoint.get(_BATCH_ORDER_KEY) or {}
+        self._rng.load(checkpoint, inside_epoch=bool(order.get("replays_epoch")))
+        restore_memory(self._xbm_buffer, checkpoint)
         # None: written before the batch order was kept (on_train_start warns)
         self._resumed_order = checkpoint.get(_BATCH_ORDER_KEY)
         self._order_restored = bool(self._cache_sources)
@@ -290,7 +314,14 @@ class TrainableModel(pl.LightningModule, CacheMixin):
 
     @override
     def on_validation_start(self) -> None:
+        """Moves cached rows to the device and, under DDP with a loss that gathers across
+        ranks (a collective in every validation step), checks that the ranks' validation
+        loaders have the same length (see
+        :func:`~quaterion.train.rank_batches.check_lengths_agree`). Call
+        ``super().on_validation_start()`` when overriding."""
         self._place_caches()
+        if self._gathers():
+            check_lengths_agree(self.trainer, "validation")
         if self.trainer.sanity_checking:  # the sanity check must not shift the random stream
             self._sanity_rng = isolate_rng()
             self._sanity_rng.__enter__()
@@ -304,10 +335,19 @@ class TrainableModel(pl.LightningModule, CacheMixin):
 
     @override
     def on_fit_start(self) -> None:
-        """Moves cached rows to the training device and sets the modes the fit trains in
-        (:meth:`set_training_modes`). Call ``super().on_fit_start()`` when overriding."""
+        """Moves cached rows to the training device, sets the modes the fit trains in
+        (:meth:`set_training_modes`) and keeps the random state the first epoch starts
+        with. Call ``super().on_fit_start()`` when overriding."""
         self._place_caches()
         self.set_training_modes()
+        self._rng.fit_started()
+
+    @override
+    def on_train_epoch_start(self) -> None:
+        """Keeps the random state of the epoch's start for checkpoints written inside it
+        (see Resuming in the training guide). Call ``super().on_train_epoch_start()`` when
+        overriding."""
+        self._rng.epoch_started()
 
     @override
     def on_train_epoch_end(self) -> None:
@@ -318,11 +358,15 @@ class TrainableModel(pl.LightningModule, CacheMixin):
 
     @override
     def on_train_start(self) -> None:
-        """In a fit resumed from a checkpoint: restores the training loader's batch order
+        """Under DDP, checks that the ranks' training loaders have the same length (see
+        :func:`~quaterion.train.rank_batches.check_lengths_agree`). In a fit resumed from a
+        checkpoint: restores the training loader's batch order
         (e.g. a :class:`~quaterion.dataset.GroupCycleBatchSampler`'s) unless that is done,
         and warns where the resumed batches cannot be an uninterrupted fit's (see
         :func:`~quaterion.train.batch_order.settle_resumed_order`). Call
         ``super().on_train_start()`` when overriding."""
+        self._rng.train_started(resumed=self.trainer.ckpt_path is not None)
+        check_lengths_agree(self.trainer, "train")
         if self.trainer.ckpt_path is None:
             return
         entry, self._resumed_order = self._resumed_order, None

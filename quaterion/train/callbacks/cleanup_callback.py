@@ -15,9 +15,11 @@ if TYPE_CHECKING:
 
 
 def restore_dataloader(model: "TrainableModel", loader: SimilarityDataLoader) -> None:
-    """Plain ``TrainCollator`` again and no cached batches (idempotent); Lightning has shut
-    the loader's persistent workers down when the fit ended."""
+    """Plain ``TrainCollator`` again, no cached batches and no batches left to skip
+    (idempotent); Lightning has shut the loader's persistent workers down when the fit
+    ended."""
     loader.workers_stopped()
+    loader.forget_progress()
     model.setup_dataloader(loader)
     loader.full_cache_used = False
 

@@ -101,7 +101,7 @@ class RankFailureCallback(pl.Callback):
             # a rank whose post loses a race against another post keeps its own error
             self._other_failure = channel.look()
             if self._other_failure is None:
-                channel.post(_report(trainer, exception))
+                channel.post(_report(trainer, pl_module, exception))
         self._close()
         if _posted(exception):
             self._report()
@@ -123,9 +123,20 @@ def _posted(exception: BaseException) -> bool:
     return not isinstance(exception, (distributed.ErrorOnEveryRank, KeyboardInterrupt))
 
 
-def _report(trainer: pl.Trainer, exception: BaseException) -> str:
+def _stage(trainer: pl.Trainer, pl_module: pl.LightningModule) -> str:
+    """Where the fit is: Lightning's stage, or the encoder cache fill (which runs as a
+    ``predict`` before ``Quaterion.fit`` trains)."""
+    # imported here: the cache set-up imports the callbacks
+    from quaterion.train.cache.cache_model import CacheModel
+
+    if isinstance(pl_module, CacheModel):
+        return "the encoder cache fill"
     state = trainer.state.stage or trainer.state.fn
-    stage = state.value if state is not None else "setup"
+    return state.value if state is not None else "setup"
+
+
+def _report(trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> str:
+    stage = _stage(trainer, pl_module)
     where = f"{stage} (epoch {trainer.current_epoch}, global step {trainer.global_step})"
     return (
         f"rank {distributed.global_rank()} failed in {where}: "

@@ -1,6 +1,6 @@
 """Ring buffer of past embeddings and their group labels (cross-batch memory)."""
 
-from typing import Optional, Tuple
+from typing import Any, Dict, Optional, Tuple
 
 import torch
 from torch import LongTensor, Tensor
@@ -119,6 +119,39 @@ class XbmBuffer:
             self._write(slice(0, extra), embeddings[:extra], targets[:extra], valid[:extra])
             self.p = extra
             self._is_full = True
+
+    def state_dict(self) -> Dict[str, Any]:
+        """The memory as plain data on the CPU (tensors, ints and bools: a weights-only
+        ``torch.load`` reads it), for a checkpoint; see :meth:`load_state_dict`."""
+        return {
+            "embeddings": self.embeddings.detach().cpu().clone(),
+            "targets": self.targets.detach().cpu().clone(),
+            "valid": self.valid.detach().cpu().clone(),
+            "p": self.p,
+            "is_full": self._is_full,
+            "padded": self._padded,
+        }
+
+    def load_state_dict(self, state: Dict[str, Any]) -> None:
+        """Put back a memory saved by :meth:`state_dict` (its rows, targets, masks and write
+        position), on this buffer's device.
+
+        Raises:
+            ValueError: the saved memory has another ``buffer_size`` or width than this one.
+        """
+        saved, here = tuple(state["embeddings"].shape), tuple(self.embeddings.shape)
+        if saved != here:
+            raise ValueError(
+                f"the saved cross-batch memory holds {saved[0]} rows {saved[1]} wide, this "
+                f"one {here[0]} rows {here[1]} wide (XbmConfig.buffer_size, head output size)"
+            )
+        device = self.device
+        self.embeddings = state["embeddings"].to(device, torch.float32).clone()
+        self.targets = state["targets"].to(device, torch.long).clone()
+        self.valid = state["valid"].to(device, torch.bool).clone()
+        self.p = int(state["p"])
+        self._is_full = bool(state["is_full"])
+        self._padded = bool(state["padded"])
 
     def _write(self, rows: slice, embeddings: Tensor, targets: Tensor, valid: Tensor) -> None:
         self.embeddings[rows] = embeddings

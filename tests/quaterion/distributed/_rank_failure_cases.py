@@ -106,12 +106,50 @@ def save_on_rank_zero_after_rank_one_exited(rank: int, out: str) -> dict:
     return {}
 
 
+class RankStream(torch.utils.data.IterableDataset):
+    """An iterable dataset its user shards: ``sizes[rank]`` samples on each rank."""
+
+    def __init__(self, sizes):
+        self.sizes = sizes
+
+    def __iter__(self):
+        rank = dist.get_rank()
+        return iter(group_samples(self.sizes[rank], groups=4, seed=rank))
+
+
+def _batch_counts(sizes, iterable: bool, validation: bool = False) -> Callable[[int, str], dict]:
+    """A fit on 4-record batches of ``sizes[rank]`` records per rank, sharded by the user:
+    an iterable dataset, or sized ones Lightning is told not to shard. ``validation``: the
+    training data is even, the validation data so sharded, and the loss gathers."""
+
+    def scenario(rank: int, out: str) -> dict:
+        data = RankStream(sizes) if iterable else group_samples(sizes[rank], groups=4, seed=rank)
+        options = {} if iterable else {"use_distributed_sampler": False}
+        trainer = quiet_trainer(devices=WORLD, strategy="ddp", max_epochs=2, **options)
+        model = _model()
+        if validation:
+            model.loss.gather_across_ranks = True
+            even = RankStream([16, 16]) if iterable else group_samples(16, groups=4, seed=rank)
+            loaders = group_loader(even, batch_size=4), group_loader(data, batch_size=4)
+        else:
+            loaders = (group_loader(data, batch_size=4),)
+        Quaterion.fit(model, trainer, *loaders)
+        return {"global_step": trainer.global_step}
+
+    return scenario
+
+
 SCENARIOS: Dict[str, Callable[[int, str], dict]] = {
     "save_on_rank_zero_then_fit_again": save_on_rank_zero_then_fit_again,
     "save_on_every_rank": save_on_every_rank,
     "nan_on_rank_one": _nan_on_rank_one(asynchronous=False),
     "nan_on_rank_one_deferred": _nan_on_rank_one(asynchronous=True),
     "save_on_rank_zero_after_rank_one_exited": save_on_rank_zero_after_rank_one_exited,
+    "iterable_of_unequal_lengths": _batch_counts([20, 16], iterable=True),
+    "sized_of_unequal_lengths": _batch_counts([20, 16], iterable=False),
+    "iterable_of_equal_lengths": _batch_counts([16, 16], iterable=True),
+    "iterable_validation_of_unequal_lengths": _batch_counts([20, 16], True, validation=True),
+    "sized_validation_of_unequal_lengths": _batch_counts([20, 16], False, validation=True),
 }
 
 

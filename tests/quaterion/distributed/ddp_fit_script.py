@@ -7,6 +7,8 @@ all scenarios in order and saves what it saw to ``OUT/rank<r>.pt``:
    2 epochs with checkpoints, then ``save_servable`` (written by rank 0 only, seen by
    every rank after a barrier);
 2. ``resume``: a fresh model resumed from the last checkpoint for a third epoch;
+   ``resume_inside``: the fit of 1. stopped inside its second epoch (``max_steps``), then
+   resumed from that step's checkpoint to the end of the epoch;
 3. ``pairs``: pair loader, no validation;
 4. ``defaults``: ``Quaterion.trainer_defaults`` overridden to 2 CPU devices;
 5. ``undefined``: an attached R-precision that is undefined (singleton groups only) on one
@@ -17,6 +19,7 @@ Also importable: :func:`group_model`, :func:`group_loaders` build the one-proces
 
 import os
 import sys
+import warnings
 
 import pytorch_lightning as pl
 import torch
@@ -44,6 +47,7 @@ from tests.quaterion.train.helpers import trainer as quiet_trainer
 WORLD = 2
 BATCH = 4  # per rank; the one-process reference uses WORLD * BATCH
 TRAIN_SIZE, VAL_SIZE = 32, 16  # divisible by WORLD * BATCH: no sampler padding
+STOP_STEP = 6  # inside the second epoch of 4 steps
 XBM = XbmConfig(weight=0.5, buffer_size=64, start_iteration=0, device=XbmDevice.CPU)
 
 
@@ -103,6 +107,26 @@ class StartRecorder(pl.Callback):
         self.weights = {k: v.detach().clone() for k, v in pl_module.model.state_dict().items()}
 
 
+def stopped_and_resumed_inside_an_epoch(out: str) -> dict:
+    """Scenario 1's fit stopped after ``STOP_STEP`` steps, resumed from that step's
+    checkpoint to the end of epoch 2: its weights, and the warnings about the batch order."""
+    directory = os.path.join(out, "inside")
+    every_step = ModelCheckpoint(dirpath=directory, every_n_train_steps=1, save_top_k=-1)
+    trainer = ddp_trainer(
+        max_epochs=2, max_steps=STOP_STEP, enable_checkpointing=True, callbacks=[every_step]
+    )
+    Quaterion.fit(group_model(), trainer, *group_loaders(BATCH))
+    resumed = group_model()
+    path = os.path.join(directory, f"epoch=1-step={STOP_STEP}.ckpt")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        Quaterion.fit(resumed, ddp_trainer(max_epochs=2), *group_loaders(BATCH), ckpt_path=path)
+    return {
+        "weights": {k: v.detach().clone() for k, v in resumed.model.state_dict().items()},
+        "warnings": [str(w.message) for w in caught if "resumed" in str(w.message)],
+    }
+
+
 def main(out: str) -> None:
     results = {}
     # 1. group loader, validation, metric, XBM, gathered negatives, checkpoints, servable
@@ -137,6 +161,7 @@ def main(out: str) -> None:
         "global_step": trainer.global_step,
         "epoch": trainer.current_epoch,
     }
+    results["resume_inside"] = stopped_and_resumed_inside_an_epoch(out)
     # 3. pair loader, no validation
     samples = [
         SimilarityPairSample(obj_a=a, obj_b=b, score=float(i % 2), subgroup=0)

@@ -13,9 +13,11 @@ import time
 from datetime import timedelta
 
 import pytorch_lightning as pl
+import torch
 from pytorch_lightning.strategies import DDPStrategy
 
 from quaterion import Quaterion
+from quaterion.train.cache import CacheConfig, CacheType
 from quaterion.train.callbacks import RankFailureCallback
 from tests.quaterion.train.helpers import CountingEncoder, Model, group_loader, group_samples
 from tests.quaterion.train.helpers import trainer as quiet_trainer
@@ -29,11 +31,17 @@ def _boom(where: str, rank: int) -> ValueError:
 
 
 class FailingModel(Model):
-    """Raises in ``training_step`` or ``validation_step`` on ``failing_rank`` only."""
+    """Raises in ``training_step`` or ``validation_step`` on ``failing_rank`` only; for
+    ``where="cache fill"`` its encoder is frozen and cached."""
 
     def __init__(self, failing_rank: int, where: str):
         self.failing_rank, self.where = failing_rank, where
-        super().__init__(encoders={"default": CountingEncoder(trainable=True)}, lr=0.1)
+        cached = where == "cache fill"
+        super().__init__(
+            encoders={"default": CountingEncoder(trainable=not cached)},
+            cache_config=CacheConfig(CacheType.CPU) if cached else None,
+            lr=0.1,
+        )
 
     def training_step(self, batch, batch_idx, **kwargs):
         if self.where == "training_step" and self._fails(batch_idx):
@@ -50,14 +58,36 @@ class FailingModel(Model):
 
 
 class FailingCallback(pl.Callback):
-    """Raises after a training batch on ``failing_rank`` only."""
+    """Raises after a training batch on ``failing_rank`` only (in its ``setup`` for
+    ``in_setup``)."""
 
-    def __init__(self, failing_rank: int):
-        self.failing_rank = failing_rank
+    def __init__(self, failing_rank: int, in_setup: bool = False):
+        self.failing_rank, self.in_setup = failing_rank, in_setup
+
+    def setup(self, trainer, pl_module, stage):
+        if self.in_setup and trainer.global_rank == self.failing_rank:
+            raise _boom("a callback", trainer.global_rank)
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-        if trainer.global_rank == self.failing_rank and batch_idx == FAIL_BATCH:
+        failing = trainer.global_rank == self.failing_rank and not self.in_setup
+        if failing and batch_idx == FAIL_BATCH:
             raise _boom("a callback", trainer.global_rank)
+
+
+class FailingRecords(torch.utils.data.Dataset):
+    """``samples`` whose record ``FAIL_BATCH`` raises when read on ``failing_rank``."""
+
+    def __init__(self, samples, failing_rank: int):
+        self.samples, self.failing_rank = samples, failing_rank
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, index: int):
+        rank = int(os.environ["LOCAL_RANK"])
+        if rank == self.failing_rank and index == FAIL_BATCH:
+            raise _boom("cache fill", rank)
+        return self.samples[index]
 
 
 # case: (failing rank, where, how the fit is called)
@@ -66,6 +96,8 @@ CASES = {
     "training_step_rank0": (0, "training_step", "quaterion"),
     "validation_step_rank1": (1, "validation_step", "quaterion"),
     "callback_rank1": (1, "callback", "quaterion"),
+    "callback_setup_rank1": (1, "callback setup", "quaterion"),
+    "cache_fill_rank1": (1, "cache fill", "quaterion"),
     "trainer_fit_rank1": (1, "training_step", "trainer"),
     "hung_rank1": (1, "training_step", "hung"),
 }
@@ -74,7 +106,9 @@ GRACE_S = 3.0  # grace period of the "hung" case
 
 def main(case: str, out: str) -> None:
     failing_rank, where, how = CASES[case]
-    callbacks = [FailingCallback(failing_rank)] if where == "callback" else []
+    callbacks = []
+    if where.startswith("callback"):
+        callbacks.append(FailingCallback(failing_rank, in_setup=where == "callback setup"))
     if how == "hung":
         callbacks.append(RankFailureCallback(grace_period=GRACE_S))
     trainer = quiet_trainer(
@@ -84,7 +118,10 @@ def main(case: str, out: str) -> None:
         max_epochs=2,
     )
     model = FailingModel(failing_rank, where)
-    train, val = group_loader(group_samples(32), batch_size=4), group_loader(batch_size=4)
+    samples = group_samples(32)
+    if where == "cache fill":
+        samples = FailingRecords(samples, failing_rank)
+    train, val = group_loader(samples, batch_size=4), group_loader(batch_size=4)
     try:
         if how == "trainer":
             model.setup_dataloader(train)

@@ -109,6 +109,17 @@ def test_resumed_ddp_run_continues_from_its_checkpoint(ranks):
             assert torch.equal(resume["start_weights"][name], weight), name
 
 
+def test_ddp_run_resumed_inside_an_epoch_ends_like_the_uninterrupted_run(ranks):
+    # the rest of the epoch replays the DistributedSampler's order, and the XBM memory is
+    # restored: the weights equal those of scenario 1's fit, which was not stopped
+    _, results = ranks
+    for result in results:
+        inside = result["resume_inside"]
+        assert inside["warnings"] == []
+        for name, weight in result["group"]["weights"].items():
+            torch.testing.assert_close(inside["weights"][name], weight, rtol=1e-5, atol=1e-6)
+
+
 def test_pair_loader_and_trainer_defaults_under_ddp(ranks):
     _, results = ranks
     for result in results:

@@ -49,11 +49,18 @@ def recorded(out, rank: int) -> dict:
 
 @pytest.mark.parametrize(
     "case",
-    ["training_step_rank1", "training_step_rank0", "validation_step_rank1", "callback_rank1"],
+    [
+        "training_step_rank1",
+        "training_step_rank0",
+        "validation_step_rank1",
+        "callback_rank1",
+        "callback_setup_rank1",
+        "cache_fill_rank1",
+    ],
 )
 def test_own_error_on_one_rank_stops_every_rank_with_its_message(tmp_path, case):
     failing, where, _ = script.CASES[case]
-    where = "a callback" if where == "callback" else where
+    where = "a callback" if where.startswith("callback") else where
     message = script.MESSAGE.format(where=where, rank=failing)
     results = run_case(case, tmp_path)
     got = [recorded(tmp_path, rank) for rank in range(2)]
@@ -63,7 +70,12 @@ def test_own_error_on_one_rank_stops_every_rank_with_its_message(tmp_path, case)
     other = 1 - failing
     assert got[failing]["type"] == "ValueError" and got[failing]["message"] == message, got
     assert got[other]["type"] == "RankFailedError", (got, results[other][1][-4000:])
-    for words in (f"rank {failing} failed in", f"ValueError: {message}", f"rank {other} stops"):
+    stage = "the encoder cache fill (epoch 0" if where == "cache fill" else ""
+    for words in (
+        f"rank {failing} failed in {stage}",
+        f"ValueError: {message}",
+        f"rank {other} stops",
+    ):
         assert words in got[other]["message"], got[other]["message"]
     assert abs(got[0]["at"] - got[1]["at"]) < BOUND_S, got
 

@@ -73,3 +73,39 @@ def test_nan_loss_on_one_rank_leaves_every_rank_with_the_same_finite_weights(out
             weights.append(torch.tensor(sum(json.loads(lines[scenario_index])["weights"], [])))
         assert torch.isfinite(weights[0]).all()
         torch.testing.assert_close(weights[0], weights[1])
+
+
+@pytest.mark.parametrize(
+    "scenario, words",
+    [
+        (
+            "iterable_of_unequal_lengths",
+            "train loader of rank(s) [1] ends its epoch 0 with batch 3",
+        ),
+        ("sized_of_unequal_lengths", "train loaders have different lengths: [5, 4] batches"),
+        (
+            "iterable_validation_of_unequal_lengths",
+            "validation loader of rank(s) [1] ends its epoch 0 with batch 3",
+        ),
+        (
+            "sized_validation_of_unequal_lengths",
+            "validation loaders have different lengths: [5, 4] batches",
+        ),
+    ],
+)
+def test_ranks_with_unequal_batch_counts_stop_together_with_the_counts(outcomes, scenario, words):
+    # without the check, rank 1 "finished" its fit (its epoch-end collectives paired with
+    # rank 0's step collectives) and rank 0 failed on the closed connection, or waited
+    _, per_rank = outcomes
+    got = [per_rank[rank][scenario] for rank in range(cases.WORLD)]
+    assert [outcome.get("error") for outcome in got] == ["BatchCountMismatchError"] * 2, got
+    assert got[0]["message"] == got[1]["message"]
+    assert words in got[0]["message"], got[0]["message"]
+    assert abs(got[0]["at"] - got[1]["at"]) < 5
+
+
+def test_ranks_with_equal_batch_counts_of_an_iterable_dataset_train_through(outcomes):
+    _, per_rank = outcomes
+    for rank in range(cases.WORLD):
+        outcome = per_rank[rank]["iterable_of_equal_lengths"]
+        assert outcome["finished"] and outcome["global_step"] == 2 * 4, outcome
