@@ -84,6 +84,23 @@ def group_relevance(
     return CsrRelevance(candidate_keys, cols, vals, unique.numel(), query_keys, exclude)
 
 
+def _raise_bad_scores(scores: Tensor, invalid: Tensor) -> None:
+    """``ValueError`` naming the first NaN score, else the first infinite or negative one."""
+    missing = torch.isnan(scores)
+    if bool(missing.any()):  # NaN != 0 would make the pair relevant
+        raise ValueError(
+            f"labels contain NaN in {int(missing.sum())} of {scores.numel()} pair scores (first: "
+            f"pair {int(missing.nonzero()[0, 0])}): give every pair a number (0.0 for a "
+            "negative pair)"
+        )
+    first = int(invalid.nonzero()[0, 0])  # -1 for negatives would count as (negative) relevance
+    raise ValueError(
+        f"pair scores must be finite relevance values >= 0, got {float(scores[first])} for "
+        f"pair {first} ({int(invalid.sum())} of {scores.numel()} scores are negative or "
+        "infinite): 0.0 marks a negative pair, so map a -1 convention to 0.0"
+    )
+
+
 def pair_entries(labels: Tensor, pairs: Tensor, num_items: int) -> tuple[Tensor, Tensor, Tensor]:
     """Nonzero entries of the pair label matrix ``L[a, b] = L[b, a] = score`` (eval.md §2).
 
@@ -97,21 +114,9 @@ def pair_entries(labels: Tensor, pairs: Tensor, num_items: int) -> tuple[Tensor,
     """
     pairs = pairs.reshape(-1, 2).to(torch.int64)
     scores = labels.reshape(-1).to(torch.get_default_dtype())
-    missing = torch.isnan(scores)
-    if bool(missing.any()):  # NaN != 0 would make the pair relevant
-        raise ValueError(
-            f"labels contain NaN in {int(missing.sum())} of {scores.numel()} pair scores (first: "
-            f"pair {int(missing.nonzero()[0, 0])}): give every pair a number (0.0 for a "
-            "negative pair)"
-        )
-    invalid = ~torch.isfinite(scores) | (scores < 0)
-    if bool(invalid.any()):  # -1 for negatives would count as (negative) relevance
-        first = int(invalid.nonzero()[0, 0])
-        raise ValueError(
-            f"pair scores must be finite relevance values >= 0, got {float(scores[first])} for "
-            f"pair {first} ({int(invalid.sum())} of {scores.numel()} scores are negative or "
-            "infinite): 0.0 marks a negative pair, so map a -1 convention to 0.0"
-        )
+    invalid = ~torch.isfinite(scores) | (scores < 0)  # NaN included: one read on the host
+    if bool(invalid.any()):
+        _raise_bad_scores(scores, invalid)
     rows = torch.cat([pairs[:, 0], pairs[:, 1]])
     cols = torch.cat([pairs[:, 1], pairs[:, 0]])
     vals = torch.cat([scores, scores])
