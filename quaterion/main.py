@@ -13,6 +13,7 @@ from quaterion.dataset.similarity_data_loader import SimilarityDataLoader
 from quaterion.train.cache import CacheType
 from quaterion.train.cache.cache_model import FEW_WORKERS_WARNING
 from quaterion.train.ckpt_path_check import check_ckpt_path
+from quaterion.train.rank_batches import batch_count
 from quaterion.train.fit_checks import (
     check_loader_against_loss,
     check_not_empty,
@@ -70,14 +71,6 @@ def _check_inputs(model, trainer, train_dataloader, val_dataloader) -> None:
                 f"{name} must be a SimilarityDataLoader (PairsSimilarityDataLoader or "
                 f"GroupSimilarityDataLoader), got {type(loader).__name__}"
             )
-
-
-def _batch_count(loader: Optional[SimilarityDataLoader]) -> Optional[int]:
-    """``len(loader)``; ``None`` without a loader or for one without a length."""
-    try:
-        return None if loader is None else len(loader)
-    except (TypeError, NotImplementedError):
-        return None
 
 
 def _log_steps(train_batches: Optional[int]) -> dict:
@@ -158,7 +151,7 @@ class Quaterion:
         _check_inputs(trainable_model, trainer, train_dataloader, val_dataloader)
         check_ckpt_path(ckpt_path, trainer)
         _check_loaders(trainable_model, train_dataloader, val_dataloader)
-        train_batches = _batch_count(train_dataloader)
+        train_batches = batch_count(train_dataloader)
         if trainer is None:
             if val_dataloader is None:
                 raise ValueError(
@@ -237,7 +230,7 @@ class Quaterion:
             "max_epochs": -1,
             "enable_model_summary": False,
         }
-        defaults.update(_log_steps(_batch_count(train_dataloader)))
+        defaults.update(_log_steps(batch_count(train_dataloader)))
         if trainable_model is not None:
             encoders = trainable_model.model.encoders.values()
             cache_config = trainable_model.configure_caches()

@@ -8,10 +8,9 @@ it does not shard (an ``IterableDataset`` the user splits, or
 """
 
 import math
-from typing import Any, List, Sequence, Union
+from typing import Any, List, Optional, Sequence, Union
 
 import pytorch_lightning as pl
-from lightning_fabric.utilities.data import sized_len
 
 from quaterion import distributed
 
@@ -32,6 +31,14 @@ _FIX = (
 )
 
 
+def batch_count(loader: Any) -> Optional[int]:
+    """``len(loader)``; ``None`` without a loader or for one without a length."""
+    try:
+        return None if loader is None else len(loader)
+    except (TypeError, NotImplementedError):
+        return None
+
+
 def check_lengths_agree(trainer: pl.Trainer, stage: str) -> None:
     """When a multi-process loop starts (``stage``: ``"train"`` or ``"validation"``): raise
     :class:`BatchCountMismatchError` on every rank when the ranks' loaders of known length
@@ -41,7 +48,7 @@ def check_lengths_agree(trainer: pl.Trainer, stage: str) -> None:
         return
     limits = _limits(trainer, stage)
     counts = [
-        int(limit) if sized_len(loader) is not None and math.isfinite(limit) else -1
+        int(limit) if batch_count(loader) is not None and math.isfinite(limit) else -1
         for loader, limit in zip(_loaders(trainer, stage), limits)
     ]
     every = [distributed.ints_of_every_rank(count) for count in counts]
@@ -65,7 +72,7 @@ def check_batches_agree(
     if distributed.world_size() == 1:
         return
     loaders = _loaders(trainer, stage)
-    if dataloader_idx >= len(loaders) or sized_len(loaders[dataloader_idx]) is not None:
+    if dataloader_idx >= len(loaders) or batch_count(loaders[dataloader_idx]) is not None:
         return
     loop = trainer.fit_loop.epoch_loop
     if stage != "train":
